@@ -1,0 +1,102 @@
+/**
+ * Deterministic CBOR (RFC 8949 §4.2.1 core deterministic encoding) through cborg.
+ *
+ * The data model is deliberately small: null, booleans, integers (number or bigint), text, byte
+ * strings, arrays and records with text keys. Floats, undefined values, tags and indefinite
+ * lengths are refused, so one value has exactly one encoding.
+ */
+import { decode as cborgDecode, encode as cborgEncode, rfc8949EncodeOptions } from 'cborg';
+import { equalBytes } from './bytes.ts';
+import { TallyError } from './errors.ts';
+
+/** The largest CBOR document decoded unless a caller sets a smaller bound. */
+export const CBOR_BYTES_MAX = 1024 * 1024;
+
+/** A value CBOR can carry; objects may also offer `toCbor()` to give their wire form. */
+export type CborValue = null | boolean | number | bigint | string | Uint8Array | readonly CborValue[] | { readonly [key: string]: CborValue | undefined };
+
+/** An object that knows its own wire form (e.g. `Amount`). */
+export interface CborEncodable {
+  toCbor(): unknown;
+}
+
+function hasToCbor(value: object): value is CborEncodable {
+  return typeof (value as Partial<CborEncodable>).toCbor === 'function';
+}
+
+function normalize(value: unknown, path: string, depth: number): unknown {
+  if (depth > 64) throw new TypeError(`cbor: ${path}: nested deeper than 64`);
+  if (value === null || typeof value === 'boolean' || typeof value === 'string') return value;
+  if (typeof value === 'bigint') {
+    if (value < -(2n ** 64n) || value >= 2n ** 64n) throw new TypeError(`cbor: ${path}: integer ${value} is outside the 64-bit range CBOR encodes`);
+    return value;
+  }
+  if (typeof value === 'number') {
+    if (!Number.isSafeInteger(value)) throw new TypeError(`cbor: ${path}: only safe integers are encoded, got ${value}`);
+    return value;
+  }
+  if (value instanceof Uint8Array) return value;
+  if (Array.isArray(value)) return value.map((v, i) => normalize(v, `${path}[${i}]`, depth + 1));
+  if (typeof value === 'object') {
+    if (hasToCbor(value)) return normalize(value.toCbor(), path, depth + 1);
+    const proto: unknown = Object.getPrototypeOf(value);
+    if (proto !== Object.prototype && proto !== null) throw new TypeError(`cbor: ${path}: cannot encode a ${value.constructor.name}`);
+    const out: Record<string, unknown> = {};
+    for (const [key, v] of Object.entries(value)) {
+      if (v !== undefined) out[key] = normalize(v, `${path}.${key}`, depth + 1);
+    }
+    return out;
+  }
+  throw new TypeError(`cbor: ${path}: cannot encode ${typeof value}`);
+}
+
+/**
+ * Encodes a value in core deterministic CBOR: the same record gives the same bytes whatever its key
+ * order. Record fields whose value is undefined are left out.
+ * @throws TypeError for values outside the data model (floats, class instances, functions)
+ */
+export function encodeCbor(value: unknown): Uint8Array {
+  return cborgEncode(normalize(value, 'value', 0), rfc8949EncodeOptions);
+}
+
+const DECODE_OPTIONS = {
+  strict: true,
+  rejectDuplicateMapKeys: true,
+  allowUndefined: false,
+  allowIndefinite: false,
+  allowNaN: false,
+  allowInfinity: false,
+  allowBigInt: true,
+  useMaps: false,
+  tags: [],
+} as const;
+
+/**
+ * Decodes deterministic CBOR of at most `maxBytes`, refusing anything that does not re-encode to
+ * exactly the same bytes (unsorted keys, long-form lengths, floats, tags).
+ * @throws TallyError TOO_LARGE, CBOR_MALFORMED, CBOR_NONCANONICAL
+ */
+export function decodeCbor(bytes: Uint8Array, options?: { maxBytes?: number }): unknown {
+  const maxBytes = options?.maxBytes ?? CBOR_BYTES_MAX;
+  if (!(bytes instanceof Uint8Array)) throw new TypeError('cbor: expected a Uint8Array');
+  if (bytes.length > maxBytes) {
+    throw new TallyError('TOO_LARGE', `CBOR document of ${bytes.length} bytes is over the limit of ${maxBytes}`, {
+      what: 'cbor',
+      size: bytes.length,
+      max: maxBytes,
+    });
+  }
+  let value: unknown;
+  let again: Uint8Array;
+  try {
+    value = cborgDecode(bytes, DECODE_OPTIONS);
+    again = encodeCbor(value);
+  } catch (e) {
+    const reason = e instanceof Error ? e.message : String(e);
+    throw new TallyError('CBOR_MALFORMED', `malformed CBOR: ${reason}`, { reason }, { cause: e });
+  }
+  if (!equalBytes(again, bytes)) {
+    throw new TallyError('CBOR_NONCANONICAL', 'CBOR is not in core deterministic encoding (RFC 8949 §4.2.1)', {});
+  }
+  return value;
+}

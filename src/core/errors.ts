@@ -1,0 +1,84 @@
+/**
+ * One error type for the whole project: a stable string code, a message that says what was
+ * expected and what arrived, and details typed by code.
+ */
+
+/** Details carried by each error code; a code absent here carries an empty record. */
+export interface ErrorDetailMap {
+  DECODE_FAILED: { path: string; expected: string; got: string };
+  CBOR_MALFORMED: { reason: string };
+  CBOR_NONCANONICAL: Record<string, never>;
+  TOO_LARGE: { what: string; size: number; max: number };
+  AMOUNT_INVALID: { input: string };
+  AMOUNT_OVERFLOW: { max: string };
+  AMOUNT_UNDERFLOW: Record<string, never>;
+  CURRENCY_MISMATCH: { left: string; right: string };
+  TEXT_INVALID: { reason: string };
+  TEXT_CHECKSUM: Record<string, never>;
+  SUITE_UNKNOWN: { suite: string };
+  KEY_INVALID: { suite: string; reason: string };
+  SIGNATURE_INVALID: { tag: string };
+  AEAD_FAILED: Record<string, never>;
+  CERT_MALFORMED: { reason: string };
+  CERT_SIGNATURE_INVALID: { serial: string };
+  CERT_ROLE_FORBIDDEN: { serial: string; role: string; issuerRole: string };
+  CERT_EXPIRED: { serial: string; notAfter: string; now: string };
+  CERT_NOT_YET_VALID: { serial: string; notBefore: string; now: string };
+  CERT_UNKNOWN_ISSUER: { serial: string; issuer: string };
+  CERT_REVOKED: { serial: string };
+  CERT_SUITE_FORBIDDEN: { serial: string; suite: string };
+  CERT_CHAIN_INVALID: { reason: string };
+  CRL_INVALID: { reason: string };
+  CRL_ROLLBACK: { have: string; got: string };
+  ATTESTATION_INVALID: { reason: string };
+  SE_REJECTED: { command: string; reason: string };
+  SE_NOT_PROVISIONED: { path: string };
+  SE_ALREADY_PROVISIONED: { path: string };
+  SE_COMMAND_UNKNOWN: { command: string };
+  SE_CRASHED: { point: string };
+  SE_UNAVAILABLE: { reason: string };
+  ROLLBACK_DETECTED: { stateVersion: string; counter: string };
+  STATE_CORRUPT: { reason: string };
+  COUNTER_FAILED: { reason: string };
+  FRAME_INVALID: { reason: string };
+  TIMEOUT: { what: string; timeoutMs: number };
+  ASSERTION_FAILED: Record<string, never>;
+}
+
+/** A stable error code: part of the public API, never renamed. */
+export type ErrorCode = keyof ErrorDetailMap;
+
+/** The error every Tally module throws for bad input, refused operations and broken invariants. */
+export class TallyError<C extends ErrorCode = ErrorCode> extends Error {
+  readonly code: C;
+  readonly details: ErrorDetailMap[C];
+
+  constructor(code: C, message: string, details: ErrorDetailMap[C], options?: { cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'TallyError';
+    this.code = code;
+    this.details = details;
+  }
+
+  /** A plain record for logs, JSON answers and frames between processes. */
+  toJSON(): { code: C; message: string; details: ErrorDetailMap[C] } {
+    return { code: this.code, message: this.message, details: this.details };
+  }
+}
+
+/** True when `e` is a TallyError, with the given code when one is given. */
+export function isTallyError<C extends ErrorCode>(e: unknown, code?: C): e is TallyError<C> {
+  return e instanceof TallyError && (code === undefined || e.code === code);
+}
+
+/** Builds a TallyError whose code carries no details. */
+export function tallyError<C extends ErrorCode>(
+  code: C,
+  message: string,
+  ...rest: Record<string, never> extends ErrorDetailMap[C]
+    ? [details?: ErrorDetailMap[C], options?: { cause?: unknown }]
+    : [details: ErrorDetailMap[C], options?: { cause?: unknown }]
+): TallyError<C> {
+  const [details, options] = rest;
+  return new TallyError(code, message, (details ?? {}) as ErrorDetailMap[C], options);
+}
