@@ -82,3 +82,61 @@ export function tallyError<C extends ErrorCode>(
   const [details, options] = rest;
   return new TallyError(code, message, (details ?? {}) as ErrorDetailMap[C], options);
 }
+
+const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
+  DECODE_FAILED: true,
+  CBOR_MALFORMED: true,
+  CBOR_NONCANONICAL: true,
+  TOO_LARGE: true,
+  AMOUNT_INVALID: true,
+  AMOUNT_OVERFLOW: true,
+  AMOUNT_UNDERFLOW: true,
+  CURRENCY_MISMATCH: true,
+  TEXT_INVALID: true,
+  TEXT_CHECKSUM: true,
+  SUITE_UNKNOWN: true,
+  KEY_INVALID: true,
+  SIGNATURE_INVALID: true,
+  AEAD_FAILED: true,
+  CERT_MALFORMED: true,
+  CERT_SIGNATURE_INVALID: true,
+  CERT_ROLE_FORBIDDEN: true,
+  CERT_EXPIRED: true,
+  CERT_NOT_YET_VALID: true,
+  CERT_UNKNOWN_ISSUER: true,
+  CERT_REVOKED: true,
+  CERT_SUITE_FORBIDDEN: true,
+  CERT_CHAIN_INVALID: true,
+  CRL_INVALID: true,
+  CRL_ROLLBACK: true,
+  ATTESTATION_INVALID: true,
+  SE_REJECTED: true,
+  SE_NOT_PROVISIONED: true,
+  SE_ALREADY_PROVISIONED: true,
+  SE_COMMAND_UNKNOWN: true,
+  SE_CRASHED: true,
+  SE_UNAVAILABLE: true,
+  ROLLBACK_DETECTED: true,
+  STATE_CORRUPT: true,
+  COUNTER_FAILED: true,
+  FRAME_INVALID: true,
+  TIMEOUT: true,
+  ASSERTION_FAILED: true,
+};
+
+/** True for a code Tally defines. */
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ERROR_CODES, code);
+}
+
+/**
+ * Rebuilds a TallyError sent across a process or network boundary as `{ code, message, details }`.
+ * An unknown code becomes FRAME_INVALID so that a peer cannot invent codes.
+ */
+export function errorFromWire(wire: { code: string; message: string; details: unknown }): TallyError {
+  if (!isErrorCode(wire.code) || typeof wire.details !== 'object' || wire.details === null) {
+    return new TallyError('FRAME_INVALID', `peer sent an unknown error: ${wire.code}: ${wire.message}`, { reason: 'unknown error code' });
+  }
+  // The details crossed a boundary as plain data; their shape per code is the sender's contract.
+  return new TallyError(wire.code, wire.message, wire.details as ErrorDetailMap[typeof wire.code]);
+}

@@ -1,0 +1,219 @@
+/**
+ * The isolated host: the secure element runs in a child process that alone holds the master
+ * secret and the sealed state. This side only sends commands and decodes answers; killing the
+ * child at a crash point models a power cut in the middle of a commit.
+ */
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { Readable, Writable } from 'node:stream';
+import { decodeCbor, encodeCbor } from '../core/cbor.ts';
+import type { SuiteName } from '../core/crypto/suite.ts';
+import { errorFromWire, TallyError } from '../core/errors.ts';
+import { encodeFrame, FrameReader } from './frame.ts';
+import { responseCodec, type CounterSpec, type Request, type Response } from './host-protocol.ts';
+import type { CallOptions, CrashPoint, SecureElement } from './secure-element.ts';
+import { findCommand, type CommandTable, type InputOf, type OutputOf, type TrustedApp } from './trusted-app.ts';
+
+/** How long a command may take before the caller gives up (the child keeps running). */
+export const SE_CALL_TIMEOUT_MS = 30_000;
+
+/** Where the trusted app lives, so the child can load the same code. */
+export interface AppLocation {
+  /** A `file:` URL or path of the module that exports the app. */
+  module: string;
+  /** The export's name. */
+  export: string;
+}
+
+/** How to start an isolated host. */
+export interface IsolatedHostOptions<S, C extends CommandTable<S>> {
+  app: TrustedApp<S, C>;
+  location: AppLocation;
+  dir: string;
+  counter: CounterSpec;
+  suite?: SuiteName | undefined;
+  /** Create the device and install the app (first start) instead of opening it. */
+  provision?: boolean | undefined;
+  timeoutMs?: number | undefined;
+}
+
+interface Pending {
+  resolve(response: Response): void;
+  reject(error: Error): void;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+type Child = ChildProcessByStdio<Writable, Readable, null>;
+
+const CHILD_SCRIPT = fileURLToPath(new URL('./host-child.ts', import.meta.url));
+const TSX_LOADER = import.meta.resolve('tsx');
+
+/** A secure element in its own process. */
+export class IsolatedHost<S, C extends CommandTable<S>> implements SecureElement<C> {
+  deviceId: Uint8Array = new Uint8Array(16);
+  description = 'isolated (starting)';
+  private readonly strayErrors: TallyError[] = [];
+  private readonly strayWaiters: Array<(error: TallyError) => void> = [];
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private exited: string | null = null;
+  private armed: CrashPoint | null = null;
+  private readonly exit: Promise<void>;
+
+  private constructor(
+    private readonly options: IsolatedHostOptions<S, C>,
+    private readonly child: Child,
+  ) {
+    const reader = new FrameReader();
+    child.stdout.on('data', (chunk: Buffer) => {
+      for (const event of reader.push(new Uint8Array(chunk))) {
+        if ('frame' in event) this.receive(event.frame);
+        else this.stray(event.error);
+      }
+    });
+    this.exit = new Promise((resolve) => {
+      child.on('exit', (code, signal) => {
+        this.exited = signal !== null ? `killed by ${signal}` : `exited with code ${code}`;
+        const point = this.armed ?? this.exited;
+        for (const [id, pending] of this.pending) {
+          clearTimeout(pending.timer);
+          pending.reject(new TallyError('SE_CRASHED', `secure element process ${this.exited} (at ${point})`, { point }));
+          this.pending.delete(id);
+        }
+        resolve();
+      });
+    });
+    child.stdin.on('error', () => undefined);
+  }
+
+  /**
+   * Starts the child process and opens (or provisions) the secure element in it.
+   * @throws TallyError as InProcessHost.open / provision would, carried across the pipe
+   */
+  static async start<S, C extends CommandTable<S>>(options: IsolatedHostOptions<S, C>): Promise<IsolatedHost<S, C>> {
+    const child = spawn(process.execPath, ['--import', TSX_LOADER, CHILD_SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const host = new IsolatedHost(options, child);
+    try {
+      const opened = await host.request({
+        type: 'open',
+        id: 0,
+        dir: options.dir,
+        appModule: options.location.module,
+        appExport: options.location.export,
+        counter: options.counter,
+        suite: options.suite ?? 'ed25519',
+        provision: options.provision ?? false,
+      });
+      if (opened.type !== 'opened') throw new TallyError('FRAME_INVALID', `expected opened, got ${opened.type}`, { reason: 'protocol' });
+      host.deviceId = opened.deviceId;
+      host.description = opened.description;
+      return host;
+    } catch (e) {
+      await host.kill();
+      throw e;
+    }
+  }
+
+  call<K extends keyof C & string>(name: K, input: InputOf<C[K]>, options?: CallOptions): Promise<OutputOf<C[K]>> {
+    const spec = findCommand(this.options.app, name);
+    return this.request({ type: 'call', id: 0, command: name, requestId: options?.requestId, input: encodeCbor(input) }).then((response) => {
+      if (response.type !== 'output') throw new TallyError('FRAME_INVALID', `expected output, got ${response.type}`, { reason: 'protocol' });
+      return spec.output.decode(decodeCbor(response.output), `${name}.output`) as OutputOf<C[K]>;
+    });
+  }
+
+  /** Makes the child kill itself (SIGKILL) when its next commit reaches `point`. */
+  async armCrash(point: CrashPoint): Promise<void> {
+    await this.request({ type: 'arm', id: 0, point });
+    this.armed = point;
+  }
+
+  /** Writes raw bytes to the child's pipe, for tests of its frame decoding. */
+  sendRaw(bytes: Uint8Array): void {
+    this.child.stdin.write(bytes);
+  }
+
+  /**
+   * The next error the child sends for a frame it could not read (answered with id 0).
+   * @throws TallyError TIMEOUT when none arrives in time
+   */
+  nextStrayError(timeoutMs = 5000): Promise<TallyError> {
+    const ready = this.strayErrors.shift();
+    if (ready !== undefined) return Promise.resolve(ready);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new TallyError('TIMEOUT', 'no error frame arrived', { what: 'stray error', timeoutMs })), timeoutMs);
+      this.strayWaiters.push((error) => {
+        clearTimeout(timer);
+        resolve(error);
+      });
+    });
+  }
+
+  /** True while the child process runs. */
+  get alive(): boolean {
+    return this.exited === null;
+  }
+
+  /** The child's process id. */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  async close(): Promise<void> {
+    if (this.exited !== null) return;
+    try {
+      await this.request({ type: 'close', id: 0 });
+    } catch {
+      // The child may already be gone; the exit below is what matters.
+    }
+    this.child.stdin.end();
+    await this.exit;
+  }
+
+  /** Kills the child outright (SIGKILL) and waits for it to exit. */
+  async kill(): Promise<void> {
+    if (this.exited === null) this.child.kill('SIGKILL');
+    await this.exit;
+  }
+
+  private stray(error: TallyError): void {
+    const waiter = this.strayWaiters.shift();
+    if (waiter !== undefined) waiter(error);
+    else this.strayErrors.push(error);
+  }
+
+  private request(request: Request): Promise<Response> {
+    if (this.exited !== null) {
+      return Promise.reject(new TallyError('SE_UNAVAILABLE', `secure element process ${this.exited}`, { reason: this.exited }));
+    }
+    const id = this.nextId++;
+    const timeoutMs = this.options.timeoutMs ?? SE_CALL_TIMEOUT_MS;
+    return new Promise<Response>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new TallyError('TIMEOUT', `secure element did not answer ${request.type} within ${timeoutMs} ms`, { what: request.type, timeoutMs }));
+      }, timeoutMs);
+      this.pending.set(id, { resolve, reject, timer });
+      this.child.stdin.write(encodeFrame({ ...request, id }));
+    });
+  }
+
+  private receive(frame: Uint8Array): void {
+    let response: Response;
+    try {
+      response = responseCodec.decode(decodeCbor(frame), 'response');
+    } catch (e) {
+      this.stray(e instanceof TallyError ? e : new TallyError('FRAME_INVALID', String(e), { reason: 'undecodable' }));
+      return;
+    }
+    const pending = this.pending.get(response.id);
+    if (pending === undefined) {
+      if (response.type === 'error') this.stray(errorFromWire(response));
+      return;
+    }
+    this.pending.delete(response.id);
+    clearTimeout(pending.timer);
+    if (response.type === 'error') pending.reject(errorFromWire(response));
+    else pending.resolve(response);
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * File storage for a secure element host: a 0600 master secret file and one sealed file per app,
+ * replaced atomically (write temp, fsync, rename, fsync the directory).
+ */
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { TallyError } from '../core/errors.ts';
+import type { SecureStorage } from './storage.ts';
+
+const MASTER_FILE = 'master.key';
+const APP_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+
+function stateFile(dir: string, app: string): string {
+  if (!APP_NAME_PATTERN.test(app)) throw new RangeError(`app name: expected [a-z0-9._-], got ${JSON.stringify(app)}`);
+  return join(dir, `${app}.sealed`);
+}
+
+async function readOrNull(path: string): Promise<Uint8Array | null> {
+  try {
+    return new Uint8Array(await readFile(path));
+  } catch (e) {
+    if (e instanceof Error && 'code' in e && e.code === 'ENOENT') return null;
+    throw e;
+  }
+}
+
+async function writeDurably(path: string, data: Uint8Array, flag: 'w' | 'wx'): Promise<void> {
+  const handle = await open(path, flag, 0o600);
+  try {
+    await handle.writeFile(data);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Secure element storage in a directory of its own. */
+export class FileStorage implements SecureStorage {
+  readonly location: string;
+
+  constructor(dir: string) {
+    this.location = dir;
+  }
+
+  async readMaster(): Promise<Uint8Array | null> {
+    return readOrNull(join(this.location, MASTER_FILE));
+  }
+
+  async createMaster(secret: Uint8Array): Promise<void> {
+    await mkdir(this.location, { recursive: true, mode: 0o700 });
+    try {
+      await writeDurably(join(this.location, MASTER_FILE), secret, 'wx');
+    } catch (e) {
+      if (e instanceof Error && 'code' in e && e.code === 'EEXIST') {
+        throw new TallyError('SE_ALREADY_PROVISIONED', `a secure element is already provisioned in ${this.location}`, { path: this.location });
+      }
+      throw e;
+    }
+    await syncDirectory(this.location);
+  }
+
+  async readState(app: string): Promise<Uint8Array | null> {
+    return readOrNull(stateFile(this.location, app));
+  }
+
+  async writeTemp(app: string, sealed: Uint8Array): Promise<void> {
+    await writeDurably(`${stateFile(this.location, app)}.tmp`, sealed, 'w');
+  }
+
+  async replace(app: string): Promise<void> {
+    const path = stateFile(this.location, app);
+    await rename(`${path}.tmp`, path);
+    await syncDirectory(this.location);
+  }
+
+  async discardTemp(app: string): Promise<void> {
+    await rm(`${stateFile(this.location, app)}.tmp`, { force: true });
+  }
+}
