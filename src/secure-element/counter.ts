@@ -5,7 +5,7 @@
 
 /** A counter that only ever goes up. Values are bigints (a TPM NV counter is 64-bit). */
 export interface MonotonicCounter {
-  /** A short description for logs and benchmarks ("file:/path", "tpm:0x01500016@swtpm"). */
+  /** A short description for logs and benchmarks ("file:/path", "tpm:0x01800016@swtpm"). */
   readonly description: string;
   /**
    * Creates the counter if it does not exist yet and returns its current value. A fresh counter

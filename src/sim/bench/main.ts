@@ -1,0 +1,51 @@
+/**
+ * Benchmarks: `npm run bench -- <name> [--json] [--quick]`. Each prints figures and ratios measured
+ * in the same run. Progress goes to stderr, results to stdout.
+ */
+import { parseArgs } from 'node:util';
+import { benchSecureElement, formatSeReport } from './se.ts';
+
+const BENCHES = {
+  se: async (quick: boolean) => {
+    const report = await benchSecureElement({
+      cryptoBudgetMs: quick ? 150 : 1000,
+      iterations: quick ? 40 : 400,
+      progress: (line) => process.stderr.write(`bench se: ${line}\n`),
+    });
+    return { report, text: formatSeReport(report) };
+  },
+} as const;
+
+function usage(): string {
+  return `usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [--json] [--quick]`;
+}
+
+async function main(): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ allowPositionals: true, options: { json: { type: 'boolean' }, quick: { type: 'boolean' }, help: { type: 'boolean' } } });
+  } catch (e) {
+    process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n${usage()}\n`);
+    return 2;
+  }
+  if (parsed.values.help === true) {
+    process.stdout.write(`${usage()}\n`);
+    return 0;
+  }
+  const name = parsed.positionals[0];
+  if (name === undefined || !Object.hasOwn(BENCHES, name) || parsed.positionals.length > 1) {
+    process.stderr.write(`unknown or missing benchmark ${JSON.stringify(name ?? '')}\n${usage()}\n`);
+    return 2;
+  }
+  const { report, text } = await BENCHES[name as keyof typeof BENCHES](parsed.values.quick === true);
+  process.stdout.write(parsed.values.json === true ? `${JSON.stringify(report, null, 2)}\n` : `${text}\n`);
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    process.stderr.write(`bench failed: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.exit(1);
+  },
+);
