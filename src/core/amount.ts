@@ -16,6 +16,9 @@ export interface Currency {
   readonly decimals: number;
 }
 
+// AMOUNT_MINOR_MAX has 19 digits, so no valid amount has more whole digits in any currency.
+const WHOLE_DIGITS_MAX = 19;
+
 const CODE_PATTERN = /^[A-Z][A-Z0-9]{2,11}$/;
 
 /**
@@ -63,18 +66,23 @@ export class Amount {
    * @throws TallyError AMOUNT_INVALID for malformed text or too many decimals, AMOUNT_OVERFLOW
    */
   static parse(input: string, currency: Currency): Amount {
-    const match = /^(0|[1-9][0-9]{0,24})(?:\.([0-9]+))?$/.exec(input);
+    const shown = JSON.stringify(input.slice(0, 40));
+    const match = /^(0|[1-9][0-9]*)(?:\.([0-9]+))?$/.exec(input);
     if (match === null) {
-      throw new TallyError('AMOUNT_INVALID', `amount: expected decimal major units like "12.50", got ${JSON.stringify(input.slice(0, 40))}`, {
+      throw new TallyError('AMOUNT_INVALID', `amount: expected decimal major units like "12.50", got ${shown}`, {
         input: input.slice(0, 40),
       });
     }
     const whole = match[1] as string;
     const fraction = match[2] ?? '';
     if (fraction.length > currency.decimals) {
-      throw new TallyError('AMOUNT_INVALID', `amount: ${currency.code} has ${currency.decimals} decimal places, got ${JSON.stringify(input)}`, {
-        input,
+      throw new TallyError('AMOUNT_INVALID', `amount: ${currency.code} has ${currency.decimals} decimal places, got ${shown}`, {
+        input: input.slice(0, 40),
       });
+    }
+    // 20 whole digits are at least 10^19 > AMOUNT_MINOR_MAX: refuse before building a huge bigint.
+    if (whole.length > WHOLE_DIGITS_MAX) {
+      throw new TallyError('AMOUNT_OVERFLOW', `amount ${shown} is over the maximum`, { max: AMOUNT_MINOR_MAX.toString() });
     }
     const minor = BigInt(whole) * 10n ** BigInt(currency.decimals) + BigInt(fraction.padEnd(currency.decimals, '0') || '0');
     return Amount.of(currency, minor);

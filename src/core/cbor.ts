@@ -24,9 +24,20 @@ function hasToCbor(value: object): value is CborEncodable {
   return typeof (value as Partial<CborEncodable>).toCbor === 'function';
 }
 
+// A lone UTF-16 surrogate has no UTF-8 form: the encoder would silently write U+FFFD instead.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+function checkText(text: string, path: string): void {
+  if (LONE_SURROGATE.test(text)) throw new TypeError(`cbor: ${path}: text with a lone surrogate has no UTF-8 encoding`);
+}
+
 function normalize(value: unknown, path: string, depth: number): unknown {
   if (depth > 64) throw new TypeError(`cbor: ${path}: nested deeper than 64`);
-  if (value === null || typeof value === 'boolean' || typeof value === 'string') return value;
+  if (value === null || typeof value === 'boolean') return value;
+  if (typeof value === 'string') {
+    checkText(value, path);
+    return value;
+  }
   if (typeof value === 'bigint') {
     if (value < -(2n ** 64n) || value >= 2n ** 64n) throw new TypeError(`cbor: ${path}: integer ${value} is outside the 64-bit range CBOR encodes`);
     return value;
@@ -40,10 +51,16 @@ function normalize(value: unknown, path: string, depth: number): unknown {
   if (typeof value === 'object') {
     if (hasToCbor(value)) return normalize(value.toCbor(), path, depth + 1);
     const proto: unknown = Object.getPrototypeOf(value);
-    if (proto !== Object.prototype && proto !== null) throw new TypeError(`cbor: ${path}: cannot encode a ${value.constructor.name}`);
-    const out: Record<string, unknown> = {};
+    if (proto !== Object.prototype && proto !== null) {
+      const name: unknown = (proto as { constructor?: { name?: unknown } }).constructor?.name;
+      throw new TypeError(`cbor: ${path}: cannot encode a ${typeof name === 'string' && name !== '' ? name : 'non-plain object'}`);
+    }
+    // A Map, not an object: assigning a "__proto__" key to an object would change its prototype
+    // and silently drop the field.
+    const out = new Map<string, unknown>();
     for (const [key, v] of Object.entries(value)) {
-      if (v !== undefined) out[key] = normalize(v, `${path}.${key}`, depth + 1);
+      checkText(key, `${path} key`);
+      if (v !== undefined) out.set(key, normalize(v, `${path}.${key}`, depth + 1));
     }
     return out;
   }
@@ -56,7 +73,11 @@ function normalize(value: unknown, path: string, depth: number): unknown {
  * @throws TypeError for values outside the data model (floats, class instances, functions)
  */
 export function encodeCbor(value: unknown): Uint8Array {
-  return cborgEncode(normalize(value, 'value', 0), rfc8949EncodeOptions);
+  const encoded = cborgEncode(normalize(value, 'value', 0), rfc8949EncodeOptions);
+  // In Node cborg may answer a Buffer or a view into Node's shared 8 KiB pool: `.buffer` would
+  // expose other data and `.slice()` would not copy. Give a plain Uint8Array of its own.
+  const own = encoded.constructor === Uint8Array && encoded.byteOffset === 0 && encoded.byteLength === encoded.buffer.byteLength;
+  return own ? encoded : new Uint8Array(encoded);
 }
 
 const DECODE_OPTIONS = {
@@ -67,9 +88,22 @@ const DECODE_OPTIONS = {
   allowNaN: false,
   allowInfinity: false,
   allowBigInt: true,
-  useMaps: false,
+  // Maps, turned into records by fromMaps: cborg would assign a "__proto__" key into an object.
+  useMaps: true,
   tags: [],
 } as const;
+
+/** Turns decoded maps into plain records with text keys, keeping a "__proto__" key as a field. */
+function fromMaps(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(fromMaps);
+  if (!(value instanceof Map)) return value;
+  const out: Record<string, unknown> = {};
+  for (const [key, v] of value) {
+    if (typeof key !== 'string') throw new Error(`map keys must be text, got ${typeof key}`);
+    Object.defineProperty(out, key, { value: fromMaps(v), enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}
 
 /**
  * Decodes deterministic CBOR of at most `maxBytes`, refusing anything that does not re-encode to
@@ -89,7 +123,7 @@ export function decodeCbor(bytes: Uint8Array, options?: { maxBytes?: number }): 
   let value: unknown;
   let again: Uint8Array;
   try {
-    value = cborgDecode(bytes, DECODE_OPTIONS);
+    value = fromMaps(cborgDecode(bytes, DECODE_OPTIONS));
     again = encodeCbor(value);
   } catch (e) {
     const reason = e instanceof Error ? e.message : String(e);

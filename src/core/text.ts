@@ -19,10 +19,21 @@ function checksum(payload: Uint8Array): Uint8Array {
   return sha256(concatBytes(utf8(TEXT_PREFIX), payload)).subarray(0, CHECKSUM_BYTES);
 }
 
-/** Encodes a value as a `tally1...` text token. */
+/**
+ * Encodes a value as a `tally1...` text token.
+ * @throws TallyError TOO_LARGE when the token would be longer than decodeText accepts; TypeError as encodeCbor
+ */
 export function encodeText(value: unknown): string {
   const payload = encodeCbor(value);
-  return TEXT_PREFIX + toBase64url(concatBytes(payload, checksum(payload)));
+  const token = TEXT_PREFIX + toBase64url(concatBytes(payload, checksum(payload)));
+  if (token.length > TEXT_CHARS_MAX) {
+    throw new TallyError('TOO_LARGE', `text token of ${token.length} characters is over the limit of ${TEXT_CHARS_MAX}`, {
+      what: 'text token',
+      size: token.length,
+      max: TEXT_CHARS_MAX,
+    });
+  }
+  return token;
 }
 
 /**

@@ -4,6 +4,7 @@
  * hosts; pure layers only ever see the CryptoProvider interface.
  */
 import { createPrivateKey, createPublicKey, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto';
+import { ed25519 } from '@noble/curves/ed25519.js';
 import { p256 } from '@noble/curves/nist.js';
 import { concatBytes, fromHex } from '../core/bytes.ts';
 import { nobleEd25519, nobleP256, nobleSecp256k1 } from '../core/crypto/noble.ts';
@@ -53,14 +54,23 @@ function nodeEd25519(): SignatureSuite {
     },
     verify(publicKey, signature, message) {
       if (publicKey.length !== 32 || signature.length !== 64) return false;
+      let accepted: boolean;
       try {
-        const key = publics.get(publicKey, () =>
-          createPublicKey({ key: Buffer.from(concatBytes(ED25519_SPKI_PREFIX, publicKey)), format: 'der', type: 'spki' }),
-        );
-        return nodeVerify(null, message, key, signature);
+        const key = publics.get(publicKey, () => {
+          // OpenSSL takes any key that decodes, small-order points included (for which anyone can
+          // forge a signature); noble's strict RFC 8032 check refuses them, and both must agree.
+          const point = ed25519.Point.fromBytes(publicKey, false);
+          if (point.isSmallOrder()) throw new RangeError('ed25519 public key of small order');
+          return createPublicKey({ key: Buffer.from(concatBytes(ED25519_SPKI_PREFIX, publicKey)), format: 'der', type: 'spki' });
+        });
+        accepted = nodeVerify(null, message, key, signature);
       } catch {
         return false;
       }
+      // OpenSSL checks [S]B = R + [k]A, noble the cofactored [8][S]B = [8]R + [8][k]A, which also
+      // holds when R has a small-order part. Ask noble before refusing, so that a payee verifying
+      // with noble and an issuer verifying here never disagree; valid signatures stay on OpenSSL.
+      return accepted || nobleEd25519.verify(publicKey, signature, message);
     },
   };
 }

@@ -4,6 +4,7 @@
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { p256 } from '@noble/curves/nist.js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
+import { equalBytes } from '../bytes.ts';
 import { keccak256, randomBytes } from './hash.ts';
 import { checkBytes, SUITE_SIZES, type CryptoProvider, type SignatureSuite } from './suite.ts';
 
@@ -124,7 +125,12 @@ export const nobleSecp256k1: SignatureSuite = {
     const v = signature[64] as number;
     if (v !== 27 && v !== 28) return false;
     try {
-      return secp256k1.verify(signature.subarray(0, 64), keccak256(message), publicKey, { prehash: false, lowS: true });
+      const hash = keccak256(message);
+      if (!secp256k1.verify(signature.subarray(0, 64), hash, publicKey, { prehash: false, lowS: true })) return false;
+      // v must recover this very key, as `ecrecover` will: otherwise the other v would pass here too
+      // (two encodings of one signature) while the contract recovers a different address.
+      const recovered = secp256k1.Signature.fromBytes(signature.subarray(0, 64), 'compact').addRecoveryBit(v - 27).recoverPublicKey(hash);
+      return equalBytes(recovered.toBytes(true), publicKey);
     } catch {
       return false;
     }

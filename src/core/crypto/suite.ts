@@ -55,7 +55,8 @@ export interface CryptoProvider {
  * @throws TallyError SUITE_UNKNOWN
  */
 export function suiteFor(provider: CryptoProvider, name: string): SignatureSuite {
-  const suite = (provider.suites as Record<string, SignatureSuite | undefined>)[name];
+  // Own properties only: "toString" or "constructor" must not find Object.prototype's members.
+  const suite = Object.hasOwn(provider.suites, name) ? (provider.suites as Record<string, SignatureSuite | undefined>)[name] : undefined;
   if (suite === undefined) throw new TallyError('SUITE_UNKNOWN', `unknown signature suite ${JSON.stringify(name)}`, { suite: name });
   return suite;
 }
