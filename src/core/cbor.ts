@@ -7,7 +7,7 @@
  */
 import { decode as cborgDecode, encode as cborgEncode, rfc8949EncodeOptions } from 'cborg';
 import { equalBytes } from './bytes.ts';
-import { TallyError } from './errors.ts';
+import { checkSize, TallyError } from './errors.ts';
 
 /** The largest CBOR document decoded unless a caller sets a smaller bound. */
 export const CBOR_BYTES_MAX = 1024 * 1024;
@@ -113,13 +113,7 @@ function fromMaps(value: unknown): unknown {
 export function decodeCbor(bytes: Uint8Array, options?: { maxBytes?: number }): unknown {
   const maxBytes = options?.maxBytes ?? CBOR_BYTES_MAX;
   if (!(bytes instanceof Uint8Array)) throw new TypeError('cbor: expected a Uint8Array');
-  if (bytes.length > maxBytes) {
-    throw new TallyError('TOO_LARGE', `CBOR document of ${bytes.length} bytes is over the limit of ${maxBytes}`, {
-      what: 'cbor',
-      size: bytes.length,
-      max: maxBytes,
-    });
-  }
+  checkSize('cbor', bytes.length, maxBytes, { label: 'CBOR document' });
   let value: unknown;
   let again: Uint8Array;
   try {

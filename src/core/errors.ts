@@ -83,6 +83,17 @@ export function tallyError<C extends ErrorCode>(
   return new TallyError(code, message, (details ?? {}) as ErrorDetailMap[C], options);
 }
 
+/**
+ * Refuses a size over its limit.
+ * @throws TallyError TOO_LARGE naming what was too large, its size and the limit
+ */
+export function checkSize(what: string, size: number, max: number, options?: { unit?: string; label?: string }): void {
+  if (size > max) {
+    const label = options?.label ?? what;
+    throw new TallyError('TOO_LARGE', `${label} of ${size} ${options?.unit ?? 'bytes'} is over the limit of ${max}`, { what, size, max });
+  }
+}
+
 const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   DECODE_FAILED: true,
   CBOR_MALFORMED: true,

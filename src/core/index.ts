@@ -5,5 +5,5 @@ export { CBOR_BYTES_MAX, decodeCbor, encodeCbor, type CborEncodable } from './cb
 export * as c from './codec.ts';
 export type { Codec, Infer, OptionalCodec, RecordOf } from './codec.ts';
 export * from './crypto/index.ts';
-export { isTallyError, TallyError, tallyError, type ErrorCode, type ErrorDetailMap } from './errors.ts';
+export { checkSize, errorFromWire, isErrorCode, isTallyError, TallyError, tallyError, type ErrorCode, type ErrorDetailMap } from './errors.ts';
 export { decodeText, encodeText, TEXT_CHARS_MAX, TEXT_PREFIX } from './text.ts';

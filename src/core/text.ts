@@ -7,7 +7,7 @@ import { concatBytes, equalBytes, fromBase64url, toBase64url, utf8 } from './byt
 import { decodeCbor, encodeCbor } from './cbor.ts';
 import type { Codec } from './codec.ts';
 import { sha256 } from './crypto/hash.ts';
-import { TallyError } from './errors.ts';
+import { checkSize, TallyError } from './errors.ts';
 
 /** The prefix of every text token (format version 1). */
 export const TEXT_PREFIX = 'tally1';
@@ -26,13 +26,7 @@ function checksum(payload: Uint8Array): Uint8Array {
 export function encodeText(value: unknown): string {
   const payload = encodeCbor(value);
   const token = TEXT_PREFIX + toBase64url(concatBytes(payload, checksum(payload)));
-  if (token.length > TEXT_CHARS_MAX) {
-    throw new TallyError('TOO_LARGE', `text token of ${token.length} characters is over the limit of ${TEXT_CHARS_MAX}`, {
-      what: 'text token',
-      size: token.length,
-      max: TEXT_CHARS_MAX,
-    });
-  }
+  checkSize('text token', token.length, TEXT_CHARS_MAX, { unit: 'characters' });
   return token;
 }
 
@@ -42,13 +36,7 @@ export function encodeText(value: unknown): string {
  */
 export function decodeText<T>(token: string, codec: Codec<T>, path = 'token'): T {
   const trimmed = token.trim();
-  if (trimmed.length > TEXT_CHARS_MAX) {
-    throw new TallyError('TOO_LARGE', `text token of ${trimmed.length} characters is over the limit of ${TEXT_CHARS_MAX}`, {
-      what: 'text token',
-      size: trimmed.length,
-      max: TEXT_CHARS_MAX,
-    });
-  }
+  checkSize('text token', trimmed.length, TEXT_CHARS_MAX, { unit: 'characters' });
   if (!trimmed.startsWith(TEXT_PREFIX)) {
     throw new TallyError('TEXT_INVALID', `not a Tally token: it should start with "${TEXT_PREFIX}"`, { reason: 'prefix' });
   }

@@ -9,7 +9,7 @@ import { decodeCbor, encodeCbor } from '../core/cbor.ts';
 import { bytes, record, text, type Codec } from '../core/codec.ts';
 import { signRecord, verifyRecord } from '../core/crypto/record.ts';
 import { checkBytes, publicKeyCodec, suiteFor, SUITE_NAMES, SUITE_SIZES, type CryptoProvider, type PublicKey, type Signer, type SuiteName } from '../core/crypto/suite.ts';
-import { isTallyError, TallyError } from '../core/errors.ts';
+import { checkSize, isTallyError, TallyError } from '../core/errors.ts';
 import type { Certificate } from './certificate.ts';
 import { verifyChain, type VerifiedChain } from './chain.ts';
 import { DEVICE_MODEL_CHARS_MAX, TA_MEASUREMENT_BYTES } from './extensions.ts';
@@ -86,13 +86,7 @@ export function attestDevice(oem: Signer, body: AttestationBody): OemAttestation
  */
 export function encodeAttestation(attestation: OemAttestation): Uint8Array {
   const encoded = encodeCbor({ body: wire(attestation.body), signature: attestation.signature });
-  if (encoded.length > ATTESTATION_BYTES_MAX) {
-    throw new TallyError('TOO_LARGE', `attestation of ${encoded.length} bytes is over the limit of ${ATTESTATION_BYTES_MAX}`, {
-      what: 'attestation',
-      size: encoded.length,
-      max: ATTESTATION_BYTES_MAX,
-    });
-  }
+  checkSize('attestation', encoded.length, ATTESTATION_BYTES_MAX);
   return encoded;
 }
 
@@ -102,13 +96,7 @@ export function encodeAttestation(attestation: OemAttestation): Uint8Array {
  */
 export function decodeAttestation(encoded: Uint8Array): OemAttestation {
   checkBytes('attestation', encoded);
-  if (encoded.length > ATTESTATION_BYTES_MAX) {
-    throw new TallyError('TOO_LARGE', `attestation of ${encoded.length} bytes is over the limit of ${ATTESTATION_BYTES_MAX}`, {
-      what: 'attestation',
-      size: encoded.length,
-      max: ATTESTATION_BYTES_MAX,
-    });
-  }
+  checkSize('attestation', encoded.length, ATTESTATION_BYTES_MAX);
   try {
     return oemAttestationCodec.decode(decodeCbor(encoded, { maxBytes: ATTESTATION_BYTES_MAX }), 'attestation');
   } catch (e) {

@@ -9,7 +9,7 @@ import { bytes, literal, record, refine, uint, decodeFailure, type Codec } from 
 import { randomBytes } from '../core/crypto/hash.ts';
 import { signRecord } from '../core/crypto/record.ts';
 import { checkBytes, publicKeyCodec, SUITE_NAMES, SUITE_SIZES, type PublicKey, type Signer } from '../core/crypto/suite.ts';
-import { isTallyError, TallyError } from '../core/errors.ts';
+import { checkSize, isTallyError, TallyError } from '../core/errors.ts';
 import { extensionsCodec, type CertificateExtensions } from './extensions.ts';
 import { keyId, keyIdCodec } from './key-id.ts';
 import { isSelfSignedRole, mayCertify, roleCodec, type Role } from './roles.ts';
@@ -174,13 +174,7 @@ export function issueCertificate(options: IssueCertificateOptions): Certificate 
  */
 export function encodeCertificate(certificate: Certificate): Uint8Array {
   const encoded = encodeCbor({ body: certificateBodyWire(certificate.body), signature: certificate.signature });
-  if (encoded.length > CERTIFICATE_BYTES_MAX) {
-    throw new TallyError('TOO_LARGE', `certificate of ${encoded.length} bytes is over the limit of ${CERTIFICATE_BYTES_MAX}`, {
-      what: 'certificate',
-      size: encoded.length,
-      max: CERTIFICATE_BYTES_MAX,
-    });
-  }
+  checkSize('certificate', encoded.length, CERTIFICATE_BYTES_MAX);
   return encoded;
 }
 
@@ -192,13 +186,7 @@ export function encodeCertificate(certificate: Certificate): Uint8Array {
  */
 export function decodeCertificate(encoded: Uint8Array): Certificate {
   checkBytes('certificate', encoded);
-  if (encoded.length > CERTIFICATE_BYTES_MAX) {
-    throw new TallyError('TOO_LARGE', `certificate of ${encoded.length} bytes is over the limit of ${CERTIFICATE_BYTES_MAX}`, {
-      what: 'certificate',
-      size: encoded.length,
-      max: CERTIFICATE_BYTES_MAX,
-    });
-  }
+  checkSize('certificate', encoded.length, CERTIFICATE_BYTES_MAX);
   try {
     return certificateCodec.decode(decodeCbor(encoded, { maxBytes: CERTIFICATE_BYTES_MAX }), 'certificate');
   } catch (e) {

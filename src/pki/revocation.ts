@@ -11,7 +11,7 @@ import { array, bytes, record, refine, uint, decodeFailure, type Codec } from '.
 import { sha256 } from '../core/crypto/hash.ts';
 import { signRecord, verifyRecord } from '../core/crypto/record.ts';
 import { checkBytes, SUITE_NAMES, SUITE_SIZES, type CryptoProvider, type PublicKey, type Signer } from '../core/crypto/suite.ts';
-import { isTallyError, TallyError } from '../core/errors.ts';
+import { checkSize, isTallyError, TallyError } from '../core/errors.ts';
 import { serialCodec, timeMsCodec, SERIAL_BYTES } from './certificate.ts';
 import { keyId, keyIdCodec, KEY_ID_BYTES } from './key-id.ts';
 
@@ -82,14 +82,6 @@ function invalid(reason: string, cause?: unknown): TallyError<'CRL_INVALID'> {
   return new TallyError('CRL_INVALID', `invalid revocation list: ${reason}`, { reason }, { cause });
 }
 
-function tooLarge(size: number): TallyError<'TOO_LARGE'> {
-  return new TallyError('TOO_LARGE', `revocation list of ${size} bytes is over the limit of ${REVOCATION_LIST_BYTES_MAX}`, {
-    what: 'revocation list',
-    size,
-    max: REVOCATION_LIST_BYTES_MAX,
-  });
-}
-
 /**
  * Signs a revocation list; the serials are sorted and duplicates dropped.
  * @throws TallyError CRL_INVALID for a version, time or serial out of bounds or too many serials
@@ -120,7 +112,7 @@ export function issueRevocationList(options: {
  */
 export function encodeRevocationList(list: RevocationList): Uint8Array {
   const encoded = encodeCbor({ body: wire(list.body), signature: list.signature });
-  if (encoded.length > REVOCATION_LIST_BYTES_MAX) throw tooLarge(encoded.length);
+  checkSize('revocation list', encoded.length, REVOCATION_LIST_BYTES_MAX);
   return encoded;
 }
 
@@ -130,7 +122,7 @@ export function encodeRevocationList(list: RevocationList): Uint8Array {
  */
 export function decodeRevocationList(encoded: Uint8Array): RevocationList {
   checkBytes('revocationList', encoded);
-  if (encoded.length > REVOCATION_LIST_BYTES_MAX) throw tooLarge(encoded.length);
+  checkSize('revocation list', encoded.length, REVOCATION_LIST_BYTES_MAX);
   try {
     return revocationListCodec.decode(decodeCbor(encoded, { maxBytes: REVOCATION_LIST_BYTES_MAX }), 'revocationList');
   } catch (e) {

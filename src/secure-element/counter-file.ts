@@ -11,6 +11,7 @@ import { dirname, resolve } from 'node:path';
 import { assert } from '../core/assert.ts';
 import { TallyError, isTallyError } from '../core/errors.ts';
 import type { MonotonicCounter } from './counter.ts';
+import { syncDirectory, writeDurably } from './durable-file.ts';
 
 /** The largest value, as for a TPM NV counter (64 bits). */
 const COUNTER_MAX = 2n ** 64n - 1n;
@@ -41,25 +42,6 @@ function decode(bytes: Uint8Array, path: string): bigint {
     throw failed(`counter file ${path} is corrupt: expected a decimal in 0..2^64-1 and a newline, got ${shown} (${bytes.length} bytes); restore it or remove the device's state`);
   }
   return value;
-}
-
-async function writeDurably(path: string, data: Uint8Array): Promise<void> {
-  const handle = await open(path, 'wx', 0o600);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 // Calls on one path are serialised across every FileCounter of this process, so concurrent
@@ -109,7 +91,7 @@ export class FileCounter implements MonotonicCounter {
       await mkdir(this.#dir, { recursive: true, mode: 0o700 });
       const temp = this.#tempPath();
       try {
-        await writeDurably(temp, encode(0n));
+        await writeDurably(temp, encode(0n), 'wx');
         // link() fails if the file appeared meanwhile, so a counter another opener created (and
         // perhaps incremented) is never replaced by a fresh 0, as rename() would do.
         await link(temp, this.#path);
@@ -138,7 +120,7 @@ export class FileCounter implements MonotonicCounter {
       assert(decode(bytes, this.#path) === next, 'counter text round-trips');
       const temp = this.#tempPath();
       try {
-        await writeDurably(temp, bytes);
+        await writeDurably(temp, bytes, 'wx');
         await rename(temp, this.#path);
       } catch (e) {
         await rm(temp, { force: true });

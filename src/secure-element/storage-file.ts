@@ -2,9 +2,10 @@
  * File storage for a secure element host: a 0600 master secret file and one sealed file per app,
  * replaced atomically (write temp, fsync, rename, fsync the directory).
  */
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TallyError } from '../core/errors.ts';
+import { syncDirectory, writeDurably } from './durable-file.ts';
 import type { SecureStorage } from './storage.ts';
 
 const MASTER_FILE = 'master.key';
@@ -21,25 +22,6 @@ async function readOrNull(path: string): Promise<Uint8Array | null> {
   } catch (e) {
     if (e instanceof Error && 'code' in e && e.code === 'ENOENT') return null;
     throw e;
-  }
-}
-
-async function writeDurably(path: string, data: Uint8Array, flag: 'w' | 'wx'): Promise<void> {
-  const handle = await open(path, flag, 0o600);
-  try {
-    await handle.writeFile(data);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-async function syncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }
 
