@@ -1,0 +1,139 @@
+/**
+ * First start: the central bank's root key and self-signed certificate, one intermediary and one
+ * issuer node certified below it (OPS §3.1's two tiers), a first empty revocation list and the
+ * operator token, all built in a temporary folder that is renamed into place only once complete.
+ */
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Currency } from '../../core/amount.ts';
+import { toBase64url, toHex, utf8 } from '../../core/bytes.ts';
+import { randomBytes } from '../../core/crypto/hash.ts';
+import { signerFromSecret, type CryptoProvider, type SignatureSuite, type Signer } from '../../core/crypto/suite.ts';
+import { encodeCertificate, issueCertificate, TIME_MS_MAX, type Certificate } from '../../pki/certificate.ts';
+import { encodeRevocationList, issueRevocationList } from '../../pki/revocation.ts';
+import type { Role } from '../../pki/roles.ts';
+import { syncDirectory, writeDurably } from '../../secure-element/durable-file.ts';
+import { ensurePrivateDir, isFsError, PRIVATE_DIR_MODE } from './files.ts';
+import { writeKeyFile } from './keystore.ts';
+import { identityDir, IDENTITY_FILES, IDENTITY_TEMP_PREFIX } from './layout.ts';
+import { encodeManifest, newManifest } from './manifest.ts';
+
+const YEAR_MS = 365.25 * 86_400_000;
+/** Validity of the central bank's root certificate. */
+export const ROOT_VALIDITY_MS = 10 * YEAR_MS;
+/** Validity of the intermediary's certificate. */
+export const INTERMEDIARY_VALIDITY_MS = 5 * YEAR_MS;
+/** Validity of the issuer node's certificate. */
+export const ISSUER_NODE_VALIDITY_MS = 2 * YEAR_MS;
+/** How far back certificates start, so that a peer whose clock is a little behind accepts them. */
+export const CLOCK_SKEW_MS = 60 * 60 * 1000;
+/** Random bytes in an operator token (base64url in its file). */
+export const OPERATOR_TOKEN_BYTES = 32;
+
+/** Options of createIdentity. */
+export interface CreateIdentityOptions {
+  dataDir: string;
+  passphrase: string;
+  provider: CryptoProvider;
+  currency: Currency;
+  now: number;
+}
+
+/** What createIdentity did: `raced` when another process put an identity in place first. */
+export type CreateIdentityResult = 'created' | 'raced';
+
+function certify(issuer: Signer, issuerRole: Role, role: Role, subject: Signer, notBefore: number, validityMs: number, name: string, code: string): Certificate {
+  return issueCertificate({
+    issuer,
+    issuerRole,
+    role,
+    subject: subject.publicKey,
+    notBefore,
+    notAfter: Math.min(TIME_MS_MAX, Math.floor(notBefore + validityMs)),
+    extensions: { name, currency: code },
+  });
+}
+
+/**
+ * Removes temporary identity folders a crashed first start left behind; returns their names.
+ * Only folders named with IDENTITY_TEMP_PREFIX are touched.
+ */
+export async function removeAbandonedIdentities(dataDir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dataDir);
+  } catch (e) {
+    if (isFsError(e, 'ENOENT')) return [];
+    throw e;
+  }
+  const abandoned = names.filter((name) => name.startsWith(IDENTITY_TEMP_PREFIX));
+  for (const name of abandoned) await rm(join(dataDir, name), { recursive: true, force: true });
+  return abandoned;
+}
+
+async function writeAll(dir: string, options: CreateIdentityOptions): Promise<void> {
+  const { provider, passphrase, now } = options;
+  const code = options.currency.code;
+  const suite: SignatureSuite = provider.suites.ed25519;
+  const secrets = { root: suite.generateSecretKey(), intermediary: suite.generateSecretKey(), issuerNode: suite.generateSecretKey() };
+  const root = signerFromSecret(suite, secrets.root);
+  const intermediary = signerFromSecret(suite, secrets.intermediary);
+  const issuerNode = signerFromSecret(suite, secrets.issuerNode);
+
+  const notBefore = Math.max(0, now - CLOCK_SKEW_MS);
+  const rootCertificate = certify(root, 'root', 'root', root, notBefore, ROOT_VALIDITY_MS, `Tally central bank (${code})`, code);
+  const intermediaryCertificate = certify(root, 'root', 'intermediary', intermediary, notBefore, INTERMEDIARY_VALIDITY_MS, `Tally intermediary (${code})`, code);
+  const issuerNodeCertificate = certify(intermediary, 'intermediary', 'issuer-node', issuerNode, notBefore, ISSUER_NODE_VALIDITY_MS, `Tally issuer node (${code})`, code);
+  const revocationList = issueRevocationList({ issuer: intermediary, version: 1, issuedAt: now, revoked: [] });
+  const operatorToken = toBase64url(randomBytes(OPERATOR_TOKEN_BYTES));
+
+  const file = (name: string) => join(dir, name);
+  // The three scrypt derivations run in libuv's thread pool, side by side; all settle before a
+  // failure is thrown, so that no write is still running when the caller removes the folder.
+  const sealed = await Promise.allSettled([
+    writeKeyFile(file(IDENTITY_FILES.rootKey), { suite, secretKey: secrets.root }, passphrase),
+    writeKeyFile(file(IDENTITY_FILES.intermediaryKey), { suite, secretKey: secrets.intermediary }, passphrase),
+    writeKeyFile(file(IDENTITY_FILES.issuerNodeKey), { suite, secretKey: secrets.issuerNode }, passphrase),
+  ]);
+  for (const result of sealed) {
+    if (result.status === 'rejected') {
+      const reason: unknown = result.reason;
+      throw reason;
+    }
+  }
+  await writeDurably(file(IDENTITY_FILES.rootCertificate), encodeCertificate(rootCertificate), 'wx');
+  await writeDurably(file(IDENTITY_FILES.intermediaryCertificate), encodeCertificate(intermediaryCertificate), 'wx');
+  await writeDurably(file(IDENTITY_FILES.issuerNodeCertificate), encodeCertificate(issuerNodeCertificate), 'wx');
+  await writeDurably(file(IDENTITY_FILES.revocationList), encodeRevocationList(revocationList), 'wx');
+  await writeDurably(file(IDENTITY_FILES.operatorToken), utf8(`${operatorToken}\n`), 'wx');
+  await writeDurably(file(IDENTITY_FILES.manifest), encodeManifest(newManifest(options.currency, now)), 'wx');
+  await syncDirectory(dir);
+}
+
+/**
+ * Creates a node identity in `<dataDir>/identity`: everything is written and fsynced in a temporary
+ * folder first, then renamed into place, so a crash leaves either no identity or a complete one.
+ * @throws node:fs errors when the data folder cannot be written
+ */
+export async function createIdentity(options: CreateIdentityOptions): Promise<CreateIdentityResult> {
+  const { dataDir } = options;
+  await ensurePrivateDir(dataDir);
+  const temp = join(dataDir, `${IDENTITY_TEMP_PREFIX}${toHex(randomBytes(8))}`);
+  await mkdir(temp, { mode: PRIVATE_DIR_MODE });
+  try {
+    await writeAll(temp, options);
+  } catch (e) {
+    await rm(temp, { recursive: true, force: true });
+    throw e;
+  }
+  try {
+    await rename(temp, identityDir(dataDir));
+  } catch (e) {
+    await rm(temp, { recursive: true, force: true });
+    // Renaming onto a folder that is there and not empty fails: another start got there first.
+    if (isFsError(e, 'ENOTEMPTY') || isFsError(e, 'EEXIST')) return 'raced';
+    throw e;
+  }
+  await syncDirectory(dataDir);
+  return 'created';
+}
