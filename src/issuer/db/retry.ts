@@ -1,0 +1,49 @@
+/**
+ * Retrying a transaction the server aborted to keep transactions serializable or to break a
+ * deadlock: the work is sound, only its timing collided, so it runs again after a short random wait.
+ */
+import { assert } from '../../core/assert.ts';
+import { sqlState } from './database.ts';
+
+/** Attempts per transaction, the first included. */
+export const TRANSACTION_ATTEMPTS_MAX = 10;
+/** The most attempts a caller may ask for. */
+export const TRANSACTION_ATTEMPTS_LIMIT = 100;
+/** The first backoff window; each retry doubles it up to BACKOFF_CAP_MS. */
+const BACKOFF_BASE_MS = 2;
+const BACKOFF_CAP_MS = 100;
+
+/** SQLSTATE serialization_failure and deadlock_detected: a retry of the whole transaction may succeed. */
+const RETRYABLE = new Set(['40001', '40P01']);
+
+/** True for an error that aborts a transaction only because of a concurrent one. */
+export function isRetryable(e: unknown): boolean {
+  const state = sqlState(e);
+  return state !== undefined && RETRYABLE.has(state);
+}
+
+function backoffMs(failures: number): number {
+  const window = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** failures);
+  // Full jitter: colliding transactions spread out instead of colliding again in step.
+  return Math.random() * window;
+}
+
+/**
+ * Runs `attempt` until it succeeds, fails with an error that is not retryable, or has run
+ * `attemptsMax` times; then rethrows the last error as the driver raised it.
+ * @throws TallyError ASSERTION_FAILED for attemptsMax outside 1..TRANSACTION_ATTEMPTS_LIMIT
+ */
+export async function withRetries<T>(attempt: () => Promise<T>, attemptsMax: number = TRANSACTION_ATTEMPTS_MAX): Promise<T> {
+  assert(
+    Number.isInteger(attemptsMax) && attemptsMax >= 1 && attemptsMax <= TRANSACTION_ATTEMPTS_LIMIT,
+    `attemptsMax must be 1..${TRANSACTION_ATTEMPTS_LIMIT}, got ${attemptsMax}`,
+  );
+  for (let failures = 0; ; failures++) {
+    try {
+      return await attempt();
+    } catch (e) {
+      if (!isRetryable(e) || failures + 1 >= attemptsMax) throw e;
+      await new Promise((resolve) => setTimeout(resolve, backoffMs(failures)));
+    }
+  }
+}

@@ -1,0 +1,89 @@
+/**
+ * Error answers of the HTTP API: `{"error": {"code", "message", "details"}}` with a fitting status.
+ * Codes are stable strings; ledger refusals keep the ledger's codes.
+ */
+import type { Context } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { isTallyError, type ErrorCode } from '../../core/errors.ts';
+import type { LedgerResultCode } from '../ledger/result.ts';
+
+/** Codes only the HTTP layer answers with. */
+export type ApiOnlyCode =
+  | 'BODY_INVALID'
+  | 'BODY_TOO_LARGE'
+  | 'UNAUTHENTICATED'
+  | 'FORBIDDEN'
+  | 'NOT_FOUND'
+  | 'METHOD_NOT_ALLOWED'
+  | 'IDEMPOTENCY_KEY_REQUIRED'
+  | 'NONCE_REPLAYED'
+  | 'TIMESTAMP_OUT_OF_WINDOW'
+  | 'KEY_UNKNOWN'
+  | 'ALREADY_REGISTERED'
+  | 'INTERNAL';
+
+/** Every code an error answer may carry. */
+export type ApiErrorCode = ApiOnlyCode | LedgerResultCode | ErrorCode;
+
+const STATUS: Partial<Record<ApiErrorCode, ContentfulStatusCode>> = {
+  BODY_INVALID: 400,
+  DECODE_FAILED: 400,
+  REQUEST_INVALID: 400,
+  AMOUNT_INVALID: 400,
+  SAME_ACCOUNT: 400,
+  IDEMPOTENCY_KEY_REQUIRED: 400,
+  BODY_TOO_LARGE: 413,
+  TOO_LARGE: 413,
+  UNAUTHENTICATED: 401,
+  SIGNATURE_INVALID: 401,
+  NONCE_REPLAYED: 401,
+  TIMESTAMP_OUT_OF_WINDOW: 401,
+  KEY_UNKNOWN: 401,
+  FORBIDDEN: 403,
+  CERT_REVOKED: 403,
+  ATTESTATION_INVALID: 403,
+  NOT_FOUND: 404,
+  ACCOUNT_UNKNOWN: 404,
+  METHOD_NOT_ALLOWED: 405,
+  IDEMPOTENCY_CONFLICT: 409,
+  ALREADY_REGISTERED: 409,
+  ACCOUNT_CONFLICT: 409,
+  INSUFFICIENT_FUNDS: 422,
+  CURRENCY_MISMATCH: 422,
+  BALANCE_OVERFLOW: 422,
+};
+
+/** An error answer the handlers throw; the app's error handler renders it. */
+export class ApiProblem extends Error {
+  readonly code: ApiErrorCode;
+  readonly status: ContentfulStatusCode;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ApiErrorCode, message: string, details: Record<string, unknown> = {}, status?: ContentfulStatusCode) {
+    super(message);
+    this.name = 'ApiProblem';
+    this.code = code;
+    this.status = status ?? STATUS[code] ?? 400;
+    this.details = details;
+  }
+
+  /** The JSON body of the answer. */
+  toBody(): { error: { code: string; message: string; details: Record<string, unknown> } } {
+    return { error: { code: this.code, message: this.message, details: this.details } };
+  }
+}
+
+/** Turns anything thrown by a handler into an ApiProblem; unknown errors become INTERNAL (500). */
+export function toProblem(e: unknown): ApiProblem {
+  if (e instanceof ApiProblem) return e;
+  if (isTallyError(e)) {
+    const details: Record<string, unknown> = { ...e.details };
+    return new ApiProblem(e.code, e.message, details, e.code === 'ASSERTION_FAILED' ? 500 : undefined);
+  }
+  return new ApiProblem('INTERNAL', 'internal error; the request may be retried with the same idempotency key', {}, 500);
+}
+
+/** Renders a problem as the answer. */
+export function problemResponse(c: Context, problem: ApiProblem): Response {
+  return c.json(problem.toBody(), problem.status);
+}
