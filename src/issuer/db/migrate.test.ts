@@ -31,6 +31,7 @@ test('the issuer migrations are numbered files read in order', async () => {
     [
       [1, 'ledger'],
       [2, 'idempotency'],
+      [3, 'registry'],
     ],
   );
   assert.equal(migrationChecksum('a\r\nb'), migrationChecksum('a\nb'), 'line endings do not count');
@@ -49,15 +50,16 @@ for (const backend of testBackends()) {
 
     test('the issuer schema applies once; running again applies nothing', () =>
       withFresh(async (db) => {
-        assert.deepEqual((await migrateIssuer(db)).applied, [1, 2]);
+        assert.deepEqual((await migrateIssuer(db)).applied, [1, 2, 3]);
         assert.deepEqual((await migrateIssuer(db)).applied, []);
-        assert.deepEqual(await tables(db), ['accounts', 'idempotency', 'schema_migrations', 'transfers']);
+        assert.deepEqual(await tables(db), ['accounts', 'idempotency', 'request_nonces', 'schema_migrations', 'transfers', 'users']);
         const rows = await recorded(db);
         assert.deepEqual(
           rows.map((r) => [r.number, r.name]),
           [
             [1, 'ledger'],
             [2, 'idempotency'],
+            [3, 'registry'],
           ],
         );
         const applied = await db.query<{ applied_at: unknown }>('SELECT applied_at FROM schema_migrations');

@@ -1,0 +1,33 @@
+/** What the HTTP handlers of the issuer node work with. */
+import type { Currency } from '../../core/amount.ts';
+import type { CryptoProvider } from '../../core/crypto/suite.ts';
+import type { Database } from '../db/database.ts';
+import type { NodeIdentity } from '../identity/node-identity.ts';
+import type { Ledger } from '../ledger/ledger.ts';
+
+/** The issuance account of the node's currency. */
+export const ISSUANCE_ACCOUNT = 'cb:issuance';
+/** Largest request body accepted, in bytes. */
+export const BODY_BYTES_MAX = 64 * 1024;
+
+/** The node's services, shared by every request. */
+export interface IssuerServices {
+  readonly db: Database;
+  readonly ledger: Ledger;
+  readonly identity: NodeIdentity;
+  readonly provider: CryptoProvider;
+  readonly currency: Currency;
+  /** Unix milliseconds; injected so tests can move time. */
+  now(): number;
+}
+
+/** The identity of the caller of a request, set by the auth middleware. */
+export type Caller = { readonly kind: 'operator' } | { readonly kind: 'user'; readonly keyId: string; readonly accountId: string } | { readonly kind: 'anonymous' };
+
+/** Hono variables of a request. */
+export interface IssuerEnv {
+  Variables: {
+    caller: Caller;
+    rawBody: Uint8Array;
+  };
+}

@@ -1,0 +1,63 @@
+/**
+ * Opens what an issuer node runs on: its identity (keys and certificates in the data folder), its
+ * database (embedded PGlite in the data folder, or PostgreSQL), the schema and the ledger.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Currency } from '../core/amount.ts';
+import type { CryptoProvider } from '../core/crypto/suite.ts';
+import type { Database } from './db/database.ts';
+import { migrateIssuer } from './db/migrate.ts';
+import { openPglite } from './db/pglite.ts';
+import { openPostgres } from './db/postgres.ts';
+import { loadOrCreateIdentity } from './identity/node-identity.ts';
+import { resolvePassphrase } from './identity/passphrase.ts';
+import { ensureAccount } from './ledger/account.ts';
+import { Ledger } from './ledger/ledger.ts';
+import { ISSUANCE_ACCOUNT, type IssuerServices } from './http/context.ts';
+
+/** How to open a node. */
+export interface OpenNodeOptions {
+  dataDir: string;
+  /** PostgreSQL URL; embedded PGlite in `<dataDir>/pglite` when absent. */
+  databaseUrl?: string | undefined;
+  /** An already open database (tests); wins over `databaseUrl`. */
+  db?: Database | undefined;
+  provider: CryptoProvider;
+  currency: Currency;
+  env?: Readonly<Record<string, string | undefined>> | undefined;
+  now?: (() => number) | undefined;
+  log?: ((line: string) => void) | undefined;
+}
+
+/** The services of a node, plus what its first start printed once. */
+export interface OpenNode {
+  readonly services: IssuerServices;
+  readonly created: boolean;
+  readonly warnings: readonly string[];
+  close(): Promise<void>;
+}
+
+/**
+ * Opens (creating on first start) the identity, the database and the schema of a node.
+ * @throws TallyError from the identity (wrong passphrase, other currency) or the migrations
+ */
+export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
+  const now = options.now ?? (() => Date.now());
+  await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+  const passphrase = await resolvePassphrase({ dataDir: options.dataDir, env: options.env });
+  const identity = await loadOrCreateIdentity({ dataDir: options.dataDir, passphrase, provider: options.provider, currency: options.currency, now: now(), log: options.log });
+  const warnings: string[] = [];
+  if (passphrase.warning !== undefined) warnings.push(passphrase.warning);
+  const db = options.db ?? (options.databaseUrl !== undefined ? await openPostgres(options.databaseUrl) : await openPglite(join(options.dataDir, 'pglite')));
+  try {
+    await migrateIssuer(db);
+    const issuance = await db.transaction((tx) => ensureAccount(tx, { id: ISSUANCE_ACCOUNT, kind: 'issuance', currency: options.currency.code }));
+    if (!issuance.ok) throw new Error(`cannot open the issuance account: ${issuance.message}`);
+  } catch (e) {
+    await db.close();
+    throw e;
+  }
+  const services: IssuerServices = { db, ledger: new Ledger(db), identity, provider: options.provider, currency: options.currency, now };
+  return { services, created: identity.created, warnings, close: () => db.close() };
+}
