@@ -1,0 +1,89 @@
+/**
+ * The `tally` command line. `tally node start [--port 8080] [--host 127.0.0.1] [--data ./tally-data]
+ * [--database-url URL] [--currency EUR:2] [--json]`. Errors are one clear line and exit code 1;
+ * bad usage exits 2.
+ */
+import { parseArgs } from 'node:util';
+import { currency } from '../core/amount.ts';
+import { isTallyError } from '../core/errors.ts';
+import { jsonLogger } from './log.ts';
+import { DEFAULT_CURRENCY, startNode } from './node-start.ts';
+
+const USAGE = `usage:
+  tally node start [--port 8080] [--host 127.0.0.1] [--data ./tally-data] [--database-url URL] [--currency EUR:2] [--json]
+      Runs an issuer node. PostgreSQL when --database-url or DATABASE_URL is given, embedded PGlite in
+      the data folder otherwise. Keys are encrypted with TALLY_NODE_PASSPHRASE (or a generated
+      passphrase kept in the data folder).`;
+
+class UsageError extends Error {}
+
+function parseCurrency(text: string) {
+  const match = /^([A-Z][A-Z0-9]{2,11}):([0-9]{1,2})$/.exec(text);
+  if (match === null) throw new UsageError(`--currency: expected CODE:DECIMALS such as EUR:2, got ${JSON.stringify(text)}`);
+  return currency(match[1] as string, Number(match[2]));
+}
+
+async function nodeStart(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      port: { type: 'string', default: '8080' },
+      host: { type: 'string', default: '127.0.0.1' },
+      data: { type: 'string', default: './tally-data' },
+      'database-url': { type: 'string' },
+      currency: { type: 'string' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const port = Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port: expected 0 to 65535, got ${values.port}`);
+  const json = values.json === true;
+  const node = await startNode({
+    port,
+    host: values.host,
+    dataDir: values.data,
+    databaseUrl: values['database-url'] ?? process.env['DATABASE_URL'],
+    currency: values.currency === undefined ? DEFAULT_CURRENCY : parseCurrency(values.currency),
+    logger: jsonLogger(),
+    print: (text) => process.stdout.write(json ? `${JSON.stringify({ event: 'created', message: text.trim() })}\n` : text),
+  });
+  process.stdout.write(json ? `${JSON.stringify({ event: 'listening', url: node.url })}\n` : `Issuer node listening on ${node.url} (Ctrl-C stops it). Try: curl ${node.url}/v1/info\n`);
+  await new Promise<void>((stopped) => {
+    const stop = () => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      void node.stop().then(stopped);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  return 0;
+}
+
+const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
+  'node start': nodeStart,
+};
+
+/** Runs the command line; returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const name = argv.slice(0, 2).join(' ');
+  const command = COMMANDS[name];
+  if (argv[0] === '--help' || argv[0] === 'help' || argv.length === 0) {
+    process.stdout.write(`${USAGE}\n`);
+    return argv.length === 0 ? 2 : 0;
+  }
+  if (command === undefined) {
+    process.stderr.write(`tally: unknown command ${JSON.stringify(argv.join(' '))}\n${USAGE}\n`);
+    return 2;
+  }
+  try {
+    return await command(argv.slice(2));
+  } catch (e) {
+    if (e instanceof UsageError || (e instanceof TypeError && 'code' in e && String(e.code).startsWith('ERR_PARSE_ARGS'))) {
+      process.stderr.write(`tally: ${e.message}\n${USAGE}\n`);
+      return 2;
+    }
+    process.stderr.write(`tally: ${isTallyError(e) ? `${e.message} [${e.code}]` : e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
+  }
+}

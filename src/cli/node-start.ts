@@ -1,0 +1,92 @@
+/**
+ * `tally node start`: runs an issuer node. On first start it creates the data folder (keys,
+ * certificates, operator token, schema); later starts reuse it. Ctrl-C (SIGINT) or SIGTERM stop it
+ * cleanly: the listener closes, in-flight requests finish, the database closes.
+ */
+import { serve } from '@hono/node-server';
+import type { AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
+import { currency as makeCurrency, type Currency } from '../core/amount.ts';
+import { createIssuerApp } from '../issuer/http/app.ts';
+import { openNode } from '../issuer/services.ts';
+import { nodeProvider } from '../providers/node-crypto.ts';
+import type { Logger } from './log.ts';
+
+/** Options of `tally node start`. */
+export interface NodeStartOptions {
+  port: number;
+  host: string;
+  dataDir: string;
+  databaseUrl?: string | undefined;
+  currency: Currency;
+  logger: Logger;
+  /** Prints the one-time operator token (stdout), or a JSON line with `--json`. */
+  print: (text: string) => void;
+}
+
+/** A running node. */
+export interface RunningNode {
+  readonly url: string;
+  /** Stops accepting, lets in-flight requests finish, closes the database. */
+  stop(): Promise<void>;
+}
+
+/** Starts a node and returns once it listens. */
+export async function startNode(options: NodeStartOptions): Promise<RunningNode> {
+  const dataDir = resolve(options.dataDir);
+  const node = await openNode({
+    dataDir,
+    databaseUrl: options.databaseUrl,
+    provider: nodeProvider,
+    currency: options.currency,
+    log: (line) => options.logger.log('warn', line),
+  });
+  for (const warning of node.warnings) options.logger.log('warn', warning);
+  if (node.created) {
+    options.print(
+      `Created a new issuer node in ${dataDir}.\nOperator token (shown once; also in ${node.services.identity.operatorTokenFile}):\n${node.services.identity.operatorToken}\n`,
+    );
+  }
+  const app = createIssuerApp(node.services);
+  const inFlight = new Set<Promise<unknown>>();
+  const server = await new Promise<ReturnType<typeof serve>>((ready, fail) => {
+    const s = serve(
+      {
+        fetch: (request) => {
+          const started = Date.now();
+          const answer = Promise.resolve(app.fetch(request));
+          inFlight.add(answer);
+          void answer.then(
+            (response) => options.logger.log('info', 'request', { method: request.method, path: new URL(request.url).pathname, status: response.status, ms: Date.now() - started }),
+            () => undefined,
+          ).finally(() => inFlight.delete(answer));
+          return answer;
+        },
+        port: options.port,
+        hostname: options.host,
+      },
+      () => ready(s),
+    );
+    s.once('error', fail);
+  });
+  const address = server.address() as AddressInfo;
+  const url = `http://${options.host}:${address.port}`;
+  options.logger.log('info', 'issuer node listening', { url, database: node.services.db.kind, dataDir, currency: options.currency.code });
+  let stopping: Promise<void> | null = null;
+  return {
+    url,
+    stop() {
+      stopping ??= (async () => {
+        options.logger.log('info', 'shutting down', { inFlight: inFlight.size });
+        await new Promise<void>((done) => server.close(() => done()));
+        await Promise.allSettled([...inFlight]);
+        await node.close();
+        options.logger.log('info', 'stopped');
+      })();
+      return stopping;
+    },
+  };
+}
+
+/** The default currency of a new node. */
+export const DEFAULT_CURRENCY = makeCurrency('EUR', 2);
