@@ -7,6 +7,7 @@ import { serve } from '@hono/node-server';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { currency as makeCurrency, type Currency } from '../core/amount.ts';
+import type { Database } from '../issuer/db/database.ts';
 import { createIssuerApp } from '../issuer/http/app.ts';
 import { openNode } from '../issuer/services.ts';
 import { nodeProvider } from '../providers/node-crypto.ts';
@@ -18,6 +19,10 @@ export interface NodeStartOptions {
   host: string;
   dataDir: string;
   databaseUrl?: string | undefined;
+  /** An already open database (benchmarks, tests); wins over `databaseUrl`. */
+  db?: Database | undefined;
+  /** The passphrase environment; `process.env` by default. */
+  env?: Readonly<Record<string, string | undefined>> | undefined;
   currency: Currency;
   logger: Logger;
   /** Prints the one-time operator token (stdout), or a JSON line with `--json`. */
@@ -37,6 +42,8 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
   const node = await openNode({
     dataDir,
     databaseUrl: options.databaseUrl,
+    db: options.db,
+    env: options.env,
     provider: nodeProvider,
     currency: options.currency,
     log: (line) => options.logger.log('warn', line),

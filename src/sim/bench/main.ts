@@ -3,6 +3,7 @@
  * in the same run. Progress goes to stderr, results to stdout.
  */
 import { parseArgs } from 'node:util';
+import { benchLedger, formatLedgerReport } from './ledger.ts';
 import { benchSecureElement, formatSeReport } from './se.ts';
 
 const BENCHES = {
@@ -13,6 +14,14 @@ const BENCHES = {
       progress: (line) => process.stderr.write(`bench se: ${line}\n`),
     });
     return { report, text: formatSeReport(report) };
+  },
+  ledger: async (quick: boolean) => {
+    const report = await benchLedger({
+      transfers: quick ? 100 : 1000,
+      postgresUrl: process.env['DATABASE_URL'] ?? process.env['TEST_DATABASE_URL'],
+      progress: (line) => process.stderr.write(`bench ledger: ${line}\n`),
+    });
+    return { report, text: formatLedgerReport(report) };
   },
 } as const;
 
