@@ -146,3 +146,18 @@ async function ensureSchema(pool: pg.Pool, schema: string): Promise<void> {
   const found = await pool.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
   if (found.rows.length === 0) await pool.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
 }
+
+/**
+ * Drops a schema and everything in it (test and benchmark schemas), over a connection of its own.
+ * @throws RangeError for a name that is not a plain lower-case identifier
+ */
+export async function dropPostgresSchema(url: string, schema: string): Promise<void> {
+  if (!SCHEMA_NAME.test(schema)) throw new RangeError(`schema: expected a lower-case identifier, got ${JSON.stringify(schema)}`);
+  const admin = new pg.Client({ connectionString: url });
+  await admin.connect();
+  try {
+    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  } finally {
+    await admin.end();
+  }
+}

@@ -6,10 +6,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { PGlite } from '@electric-sql/pglite';
-import pg from 'pg';
 import type { Database, DatabaseKind } from './database.ts';
 import { pgliteDatabase } from './pglite.ts';
-import { openPostgres, type PostgresOptions } from './postgres.ts';
+import { dropPostgresSchema, openPostgres, type PostgresOptions } from './postgres.ts';
 
 /** The environment variable naming the PostgreSQL server the tests may use. */
 export const TEST_DATABASE_URL_VARIABLE = 'TEST_DATABASE_URL';
@@ -61,13 +60,7 @@ function postgresBackend(url: string | undefined): TestBackend {
         db,
         async dispose() {
           await db.close();
-          const admin = new pg.Client({ connectionString: url });
-          await admin.connect();
-          try {
-            await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-          } finally {
-            await admin.end();
-          }
+          await dropPostgresSchema(url, schema);
         },
       };
     },

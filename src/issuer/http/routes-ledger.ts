@@ -16,6 +16,7 @@ import type { TransactionHandle } from '../db/database.ts';
 import { ensureAccount } from '../ledger/account.ts';
 import type { JsonValue } from '../ledger/json.ts';
 import { mint } from '../ledger/mint.ts';
+import type { LedgerResultCode } from '../ledger/result.ts';
 import type { StoredResponse } from '../ledger/idempotency.ts';
 import { transfer } from '../ledger/transfer.ts';
 import { idempotencyKey, requestAuth, requireOperator, requireUser, verifySigned } from './auth.ts';
@@ -131,9 +132,10 @@ async function idempotent(services: IssuerServices, c: Context<IssuerEnv>, scope
   return new Response(JSON.stringify(result.response.body), { status: result.response.status, headers: { 'content-type': 'application/json' } });
 }
 
-function refusal(code: string, message: string): StoredResponse {
-  const status = new ApiProblem(code === 'INSUFFICIENT_FUNDS' ? 'INSUFFICIENT_FUNDS' : 'REQUEST_INVALID', message).status;
-  return { status: code === 'ACCOUNT_UNKNOWN' ? 404 : code === 'INSUFFICIENT_FUNDS' || code === 'CURRENCY_MISMATCH' || code === 'BALANCE_OVERFLOW' ? 422 : status, body: { error: { code, message, details: {} } } };
+function refusal(code: LedgerResultCode, message: string): StoredResponse {
+  // Ledger refusals carry no details, so the stored body is plain JSON.
+  const problem = new ApiProblem(code, message);
+  return { status: problem.status, body: { error: { code: problem.code, message: problem.message, details: {} } } };
 }
 
 /** Adds the account and money routes. */

@@ -8,7 +8,6 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import pg from 'pg';
 import { toBase64url, toHex } from '../../core/bytes.ts';
 import { signerFromSecret, type Signer } from '../../core/crypto/suite.ts';
 import { keyId } from '../../pki/key-id.ts';
@@ -16,7 +15,7 @@ import { nodeProvider } from '../../providers/node-crypto.ts';
 import { startNode, DEFAULT_CURRENCY } from '../../cli/node-start.ts';
 import { signRequest } from '../../issuer/client/request-auth.ts';
 import type { Database } from '../../issuer/db/database.ts';
-import { openPostgres } from '../../issuer/db/postgres.ts';
+import { dropPostgresSchema, openPostgres } from '../../issuer/db/postgres.ts';
 import { summarise, type Latency } from './stats.ts';
 
 /** Options of the ledger benchmark. */
@@ -53,13 +52,7 @@ async function withPostgresSchema<T>(url: string, run: (db: Database) => Promise
     return await run(db);
   } finally {
     await db.close().catch(() => undefined);
-    const admin = new pg.Client({ connectionString: url });
-    await admin.connect();
-    try {
-      await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    } finally {
-      await admin.end();
-    }
+    await dropPostgresSchema(url, schema);
   }
 }
 
