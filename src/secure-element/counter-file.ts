@@ -11,7 +11,7 @@ import { dirname, resolve } from 'node:path';
 import { assert } from '../core/assert.ts';
 import { TallyError, isTallyError } from '../core/errors.ts';
 import type { MonotonicCounter } from './counter.ts';
-import { syncDirectory, writeDurably } from './durable-file.ts';
+import { isFsError, syncDirectory, writeDurably } from './durable-file.ts';
 
 /** The largest value, as for a TPM NV counter (64 bits). */
 const COUNTER_MAX = 2n ** 64n - 1n;
@@ -22,10 +22,6 @@ const COUNTER_TEXT = /^(0|[1-9][0-9]{0,19})\n$/;
 
 function failed(reason: string, cause?: unknown): TallyError<'COUNTER_FAILED'> {
   return new TallyError('COUNTER_FAILED', reason, { reason }, cause === undefined ? undefined : { cause });
-}
-
-function hasCode(e: unknown, code: string): boolean {
-  return e instanceof Error && 'code' in e && e.code === code;
 }
 
 function encode(value: bigint): Uint8Array {
@@ -96,7 +92,7 @@ export class FileCounter implements MonotonicCounter {
         // perhaps incremented) is never replaced by a fresh 0, as rename() would do.
         await link(temp, this.#path);
       } catch (e) {
-        if (!hasCode(e, 'EEXIST')) throw e;
+        if (!isFsError(e, 'EEXIST')) throw e;
       } finally {
         await rm(temp, { force: true });
       }
@@ -164,7 +160,7 @@ export class FileCounter implements MonotonicCounter {
         await handle.close();
       }
     } catch (e) {
-      if (hasCode(e, 'ENOENT')) return null;
+      if (isFsError(e, 'ENOENT')) return null;
       throw e;
     }
     return decode(bytes, this.#path);

@@ -5,7 +5,7 @@
 import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TallyError } from '../core/errors.ts';
-import { syncDirectory, writeDurably } from './durable-file.ts';
+import { isFsError, syncDirectory, writeDurably } from './durable-file.ts';
 import type { SecureStorage } from './storage.ts';
 
 const MASTER_FILE = 'master.key';
@@ -20,7 +20,7 @@ async function readOrNull(path: string): Promise<Uint8Array | null> {
   try {
     return new Uint8Array(await readFile(path));
   } catch (e) {
-    if (e instanceof Error && 'code' in e && e.code === 'ENOENT') return null;
+    if (isFsError(e, 'ENOENT')) return null;
     throw e;
   }
 }
@@ -42,7 +42,7 @@ export class FileStorage implements SecureStorage {
     try {
       await writeDurably(join(this.location, MASTER_FILE), secret, 'wx');
     } catch (e) {
-      if (e instanceof Error && 'code' in e && e.code === 'EEXIST') {
+      if (isFsError(e, 'EEXIST')) {
         throw new TallyError('SE_ALREADY_PROVISIONED', `a secure element is already provisioned in ${this.location}`, { path: this.location });
       }
       throw e;

@@ -38,13 +38,15 @@ export function createIssuerApp(services: IssuerServices, schemes: readonly Sche
     const raw = c.req.method === 'GET' || c.req.method === 'HEAD' ? new Uint8Array(0) : new Uint8Array(await c.req.arrayBuffer());
     if (raw.length > BODY_BYTES_MAX) throw new ApiProblem('BODY_TOO_LARGE', `request body of ${raw.length} bytes is over the limit of ${BODY_BYTES_MAX}`, { max: BODY_BYTES_MAX });
     c.set('rawBody', raw);
+    let jsonBody: unknown;
     if (raw.length > 0) {
       try {
-        JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
+        jsonBody = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
       } catch {
         throw new ApiProblem('BODY_INVALID', 'request body is not valid JSON in UTF-8', {});
       }
     }
+    c.set('jsonBody', jsonBody);
     c.set('caller', await identifyCaller(services, c));
     await next();
   });

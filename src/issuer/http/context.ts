@@ -29,5 +29,7 @@ export interface IssuerEnv {
   Variables: {
     caller: Caller;
     rawBody: Uint8Array;
+    /** The body parsed as JSON once, by the middleware; undefined for an empty body. */
+    jsonBody: unknown;
   };
 }

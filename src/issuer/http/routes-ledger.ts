@@ -103,8 +103,7 @@ const getAudit = createRoute({
  * @throws ApiProblem BODY_INVALID naming every field at fault
  */
 function validBody<T extends z.ZodType>(c: Context<IssuerEnv>, schema: T): z.infer<T> {
-  const raw = c.get('rawBody');
-  const parsed = schema.safeParse(raw.length === 0 ? undefined : JSON.parse(new TextDecoder().decode(raw)));
+  const parsed = schema.safeParse(c.get('jsonBody'));
   if (!parsed.success) {
     const issues = parsed.error.issues.map((issue) => `${['body', ...issue.path.map(String)].join('.')}: ${issue.message}`);
     throw new ApiProblem('BODY_INVALID', issues.join('; '), { issues });

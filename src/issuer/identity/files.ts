@@ -8,7 +8,7 @@ import { basename, dirname, join } from 'node:path';
 import { toHex } from '../../core/bytes.ts';
 import { randomBytes } from '../../core/crypto/hash.ts';
 import { TallyError } from '../../core/errors.ts';
-import { syncDirectory, writeDurably } from '../../secure-element/durable-file.ts';
+import { isFsError, syncDirectory, writeDurably } from '../../secure-element/durable-file.ts';
 
 /** Mode of every private file written here: read and write by the owner only. */
 export const PRIVATE_FILE_MODE = 0o600;
@@ -18,10 +18,7 @@ export const PRIVATE_DIR_MODE = 0o700;
 // POSIX modes mean nothing on Windows, where node reports 0o666 for every writable file.
 const MODES_APPLY = process.platform !== 'win32';
 
-/** True for a node:fs error with the given code (ENOENT, EEXIST, ...). */
-export function isFsError(e: unknown, code: string): boolean {
-  return e instanceof Error && 'code' in e && e.code === code;
-}
+export { isFsError };
 
 /** A file mode as four octal digits, for messages. */
 export function octalMode(mode: number): string {
