@@ -9,6 +9,7 @@ import { resolve } from 'node:path';
 import { currency as makeCurrency, type Currency } from '../core/amount.ts';
 import type { Database } from '../issuer/db/database.ts';
 import { createIssuerApp } from '../issuer/http/app.ts';
+import { sweepExpired } from '../issuer/maintenance.ts';
 import { openNode } from '../issuer/services.ts';
 import { nodeProvider } from '../providers/node-crypto.ts';
 import type { Logger } from './log.ts';
@@ -35,6 +36,9 @@ export interface RunningNode {
   /** Stops accepting, lets in-flight requests finish, closes the database. */
   stop(): Promise<void>;
 }
+
+/** How often a running node drops expired nonces and idempotent answers. */
+export const SWEEP_INTERVAL_MS = 10 * 60 * 1000;
 
 /** Starts a node and returns once it listens. */
 export async function startNode(options: NodeStartOptions): Promise<RunningNode> {
@@ -78,6 +82,19 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
   });
   const address = server.address() as AddressInfo;
   const url = `http://${options.host}:${address.port}`;
+  // Housekeeping: expired nonces and old idempotent answers, now and every SWEEP_INTERVAL_MS.
+  let sweeping: Promise<void> = Promise.resolve();
+  const sweep = () => {
+    sweeping = sweepExpired(node.services.db, Date.now()).then(
+      (report) => {
+        if (report.nonces + report.idempotency > 0) options.logger.log('info', 'swept expired rows', { ...report });
+      },
+      (e: unknown) => options.logger.log('warn', 'sweeping expired rows failed', { error: e instanceof Error ? e.message : String(e) }),
+    );
+  };
+  sweep();
+  const sweeper = setInterval(sweep, SWEEP_INTERVAL_MS);
+  sweeper.unref();
   options.logger.log('info', 'issuer node listening', { url, database: node.services.db.kind, dataDir, currency: options.currency.code });
   let stopping: Promise<void> | null = null;
   return {
@@ -85,8 +102,9 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
     stop() {
       stopping ??= (async () => {
         options.logger.log('info', 'shutting down', { inFlight: inFlight.size });
+        clearInterval(sweeper);
         await new Promise<void>((done) => server.close(() => done()));
-        await Promise.allSettled([...inFlight]);
+        await Promise.allSettled([...inFlight, sweeping]);
         await node.close();
         options.logger.log('info', 'stopped');
       })();

@@ -14,7 +14,16 @@ import { loadOrCreateIdentity } from './identity/node-identity.ts';
 import { resolvePassphrase } from './identity/passphrase.ts';
 import { ensureAccount } from './ledger/account.ts';
 import { Ledger } from './ledger/ledger.ts';
-import { ISSUANCE_ACCOUNT, type IssuerServices } from './http/context.ts';
+import { ISSUANCE_ACCOUNT, type DeviceLimits, type IssuerServices } from './http/context.ts';
+import { seedRevocationList } from './registry/revocations.ts';
+
+/**
+ * Device limits when the operator sets none: 300 major units held offline and 50 offline payments
+ * between syncs, small-value limits of the kind offline-CBDC proposals discuss.
+ */
+export function defaultDeviceLimits(currency: Currency): DeviceLimits {
+  return { holdingLimitMinor: 300n * 10n ** BigInt(currency.decimals), offlinePaymentsMax: 50 };
+}
 
 /** How to open a node. */
 export interface OpenNodeOptions {
@@ -25,6 +34,8 @@ export interface OpenNodeOptions {
   db?: Database | undefined;
   provider: CryptoProvider;
   currency: Currency;
+  /** Limits for device certificates; DEFAULT_DEVICE_LIMITS of the currency when absent. */
+  deviceLimits?: DeviceLimits | undefined;
   env?: Readonly<Record<string, string | undefined>> | undefined;
   now?: (() => number) | undefined;
   log?: ((line: string) => void) | undefined;
@@ -54,10 +65,11 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
     await migrateIssuer(db);
     const issuance = await db.transaction((tx) => ensureAccount(tx, { id: ISSUANCE_ACCOUNT, kind: 'issuance', currency: options.currency.code }));
     if (!issuance.ok) throw new Error(`cannot open the issuance account: ${issuance.message}`);
+    await seedRevocationList(db, identity.revocationList);
   } catch (e) {
     await db.close();
     throw e;
   }
-  const services: IssuerServices = { db, ledger: new Ledger(db), identity, provider: options.provider, currency: options.currency, now };
+  const services: IssuerServices = { db, ledger: new Ledger(db), identity, provider: options.provider, currency: options.currency, deviceLimits: options.deviceLimits ?? defaultDeviceLimits(options.currency), now };
   return { services, created: identity.created, warnings, close: () => db.close() };
 }

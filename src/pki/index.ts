@@ -63,3 +63,9 @@ export {
   type RevocationListBody,
 } from './revocation.ts';
 export { isSelfSignedRole, mayCertify, roleCodec, CERTIFIABLE_ROLES, ROLES, SELF_SIGNED_ROLES, type Role } from './roles.ts';
+export {
+  signRegistrationProof,
+  verifyRegistrationProof,
+  DEVICE_REGISTRATION_DOMAIN_TAG,
+  type RegistrationClaim,
+} from './registration.ts';

@@ -32,6 +32,7 @@ test('the issuer migrations are numbered files read in order', async () => {
       [1, 'ledger'],
       [2, 'idempotency'],
       [3, 'registry'],
+      [4, 'devices'],
     ],
   );
   assert.equal(migrationChecksum('a\r\nb'), migrationChecksum('a\nb'), 'line endings do not count');
@@ -50,9 +51,9 @@ for (const backend of testBackends()) {
 
     test('the issuer schema applies once; running again applies nothing', () =>
       withFresh(async (db) => {
-        assert.deepEqual((await migrateIssuer(db)).applied, [1, 2, 3]);
+        assert.deepEqual((await migrateIssuer(db)).applied, [1, 2, 3, 4]);
         assert.deepEqual((await migrateIssuer(db)).applied, []);
-        assert.deepEqual(await tables(db), ['accounts', 'idempotency', 'request_nonces', 'schema_migrations', 'transfers', 'users']);
+        assert.deepEqual(await tables(db), ['accounts', 'devices', 'idempotency', 'oems', 'request_nonces', 'revocation_lists', 'revoked_certificates', 'schema_migrations', 'ta_measurements', 'transfers', 'users']);
         const rows = await recorded(db);
         assert.deepEqual(
           rows.map((r) => [r.number, r.name]),
@@ -60,6 +61,7 @@ for (const backend of testBackends()) {
             [1, 'ledger'],
             [2, 'idempotency'],
             [3, 'registry'],
+            [4, 'devices'],
           ],
         );
         const applied = await db.query<{ applied_at: unknown }>('SELECT applied_at FROM schema_migrations');

@@ -9,6 +9,7 @@ import { identifyCaller } from './auth.ts';
 import { BODY_BYTES_MAX, type IssuerEnv, type IssuerServices } from './context.ts';
 import { registerLedgerRoutes } from './routes-ledger.ts';
 import { registerNodeRoutes } from './routes-node.ts';
+import { registerRegistryRoutes } from './routes-registry.ts';
 
 /** A scheme's online part: it adds routes under `/v1/{name}/` and ledger operations of its own. */
 export interface SchemeModule {
@@ -53,6 +54,7 @@ export function createIssuerApp(services: IssuerServices, schemes: readonly Sche
 
   registerNodeRoutes(app, services);
   registerLedgerRoutes(app, services);
+  registerRegistryRoutes(app, services);
   for (const scheme of schemes) {
     if (!/^[a-z][a-z0-9-]{1,31}$/.test(scheme.name)) throw new RangeError(`scheme name ${JSON.stringify(scheme.name)} is not a path segment`);
     const sub = newApp();

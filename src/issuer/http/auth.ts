@@ -15,6 +15,7 @@ interface UserRow {
   suite: string;
   public_key: Uint8Array;
   account_id: string;
+  revoked: boolean;
 }
 
 /** The signed-request headers of `c`, or null; malformed headers are a 401. */
@@ -68,7 +69,7 @@ function operatorToken(c: Context<IssuerEnv>): string | null {
 /**
  * Works out the caller of a request. Registration (POST /v1/users) checks its own signature, with
  * the key it registers; every other signed request must come from a registered key.
- * @throws ApiProblem UNAUTHENTICATED, KEY_UNKNOWN and the codes of verifySigned
+ * @throws ApiProblem UNAUTHENTICATED, KEY_UNKNOWN, CERT_REVOKED and the codes of verifySigned
  */
 export async function identifyCaller(services: IssuerServices, c: Context<IssuerEnv>): Promise<Caller> {
   const token = operatorToken(c);
@@ -80,9 +81,14 @@ export async function identifyCaller(services: IssuerServices, c: Context<Issuer
   const auth = requestAuth(c);
   if (auth === null) return { kind: 'anonymous' };
   if (c.req.method === 'POST' && new URL(c.req.url).pathname === '/v1/users') return { kind: 'anonymous' };
-  const rows = await services.db.query<UserRow>('SELECT suite, public_key, account_id FROM users WHERE key_id = $1', [auth.keyId]);
+  const rows = await services.db.query<UserRow>(
+    `SELECT suite, public_key, account_id, EXISTS (SELECT 1 FROM revoked_certificates r WHERE r.subject_key_id = users.key_id) AS revoked
+     FROM users WHERE key_id = $1`,
+    [auth.keyId],
+  );
   const row = rows.rows[0];
   if (row === undefined) throw new ApiProblem('KEY_UNKNOWN', `no account holder is registered with key ${auth.keyId}: register with POST /v1/users`, {});
+  if (row.revoked) throw new ApiProblem('CERT_REVOKED', `the certificate of key ${auth.keyId} is revoked; the node refuses its requests`, { keyId: auth.keyId });
   const suite = row.suite === 'ed25519' || row.suite === 'p256' || row.suite === 'secp256k1' ? row.suite : null;
   if (suite === null) throw new ApiProblem('INTERNAL', 'registered key has an unknown suite', {}, 500);
   await verifySigned(services, c, auth, { suite, key: new Uint8Array(row.public_key) });

@@ -10,6 +10,14 @@ export const ISSUANCE_ACCOUNT = 'cb:issuance';
 /** Largest request body accepted, in bytes. */
 export const BODY_BYTES_MAX = 64 * 1024;
 
+/** Risk limits written into every device certificate and enforced by the trusted app. */
+export interface DeviceLimits {
+  /** The most a device may hold offline, in minor units of the node's currency. */
+  readonly holdingLimitMinor: bigint;
+  /** The most payments a device may make offline between two syncs. */
+  readonly offlinePaymentsMax: number;
+}
+
 /** The node's services, shared by every request. */
 export interface IssuerServices {
   readonly db: Database;
@@ -17,6 +25,7 @@ export interface IssuerServices {
   readonly identity: NodeIdentity;
   readonly provider: CryptoProvider;
   readonly currency: Currency;
+  readonly deviceLimits: DeviceLimits;
   /** Unix milliseconds; injected so tests can move time. */
   now(): number;
 }

@@ -20,6 +20,8 @@ export type ApiOnlyCode =
   | 'TIMESTAMP_OUT_OF_WINDOW'
   | 'KEY_UNKNOWN'
   | 'ALREADY_REGISTERED'
+  | 'OEM_UNKNOWN'
+  | 'SUBJECT_UNKNOWN'
   | 'INTERNAL';
 
 /** Every code an error answer may carry. */
@@ -42,6 +44,8 @@ const STATUS: Partial<Record<ApiErrorCode, ContentfulStatusCode>> = {
   FORBIDDEN: 403,
   CERT_REVOKED: 403,
   ATTESTATION_INVALID: 403,
+  OEM_UNKNOWN: 403,
+  SUBJECT_UNKNOWN: 404,
   NOT_FOUND: 404,
   ACCOUNT_UNKNOWN: 404,
   METHOD_NOT_ALLOWED: 405,

@@ -4,36 +4,22 @@
  * mutating call is idempotent: its answer is stored with its effects, in one transaction.
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import type { Context } from 'hono';
-import { Amount } from '../../core/amount.ts';
-import { concatBytes, fromBase64url, toBase64url, toHex, utf8 } from '../../core/bytes.ts';
-import { sha256 } from '../../core/crypto/hash.ts';
-import { SUITE_NAMES, SUITE_SIZES, suiteFor, type PublicKey } from '../../core/crypto/suite.ts';
-import { isTallyError } from '../../core/errors.ts';
+import { toBase64url, toHex } from '../../core/bytes.ts';
 import { encodeCertificate, issueCertificate } from '../../pki/certificate.ts';
-import { keyId } from '../../pki/key-id.ts';
-import type { TransactionHandle } from '../db/database.ts';
 import { ensureAccount } from '../ledger/account.ts';
 import type { JsonValue } from '../ledger/json.ts';
 import { mint } from '../ledger/mint.ts';
-import type { LedgerResultCode } from '../ledger/result.ts';
-import type { StoredResponse } from '../ledger/idempotency.ts';
 import { transfer } from '../ledger/transfer.ts';
 import { idempotencyKey, requestAuth, requireOperator, requireUser, verifySigned } from './auth.ts';
 import type { IssuerEnv, IssuerServices } from './context.ts';
 import { formatMinor, transferJson } from './json.ts';
 import { ApiProblem } from './problem.ts';
+import { accountId, amountText, errorBody, idempotent, json, parseAmount, parsePublicKey, publicKeyBody, refusal, requestHash, validBody } from './validate.ts';
 
 /** How long a user certificate is valid. */
 export const USER_CERTIFICATE_VALIDITY_MS = 2 * 365 * 24 * 3600 * 1000;
 
-const base64url = z.string().regex(/^[A-Za-z0-9_-]*$/, 'base64url').max(4096);
-const amountText = z.string().regex(/^(0|[1-9][0-9]{0,18})(\.[0-9]{1,18})?$/, 'decimal major units such as "12.50"');
-const accountId = z.string().regex(/^[a-z][a-z0-9-]*:[A-Za-z0-9._:-]+$/).max(128);
-const errorBody = { content: { 'application/json': { schema: z.object({ error: z.object({ code: z.string(), message: z.string(), details: z.record(z.string(), z.unknown()) }) }) } } };
-const json = <T extends z.ZodType>(schema: T) => ({ content: { 'application/json': { schema } }, required: true });
-
-const registerUserBody = z.strictObject({ publicKey: z.strictObject({ suite: z.enum(SUITE_NAMES), key: base64url }) });
+const registerUserBody = z.strictObject({ publicKey: publicKeyBody });
 const transferBody = z.strictObject({ to: accountId, amount: amountText, memo: z.string().max(140).optional() });
 const mintBody = z.strictObject({ account: accountId, amount: amountText });
 
@@ -98,45 +84,6 @@ const getAudit = createRoute({
   responses: { 200: { description: 'The audit', content: { 'application/json': { schema: z.object({ balanced: z.boolean() }).passthrough() } } } },
 });
 
-/**
- * Parses and validates the JSON body with `schema`.
- * @throws ApiProblem BODY_INVALID naming every field at fault
- */
-function validBody<T extends z.ZodType>(c: Context<IssuerEnv>, schema: T): z.infer<T> {
-  const parsed = schema.safeParse(c.get('jsonBody'));
-  if (!parsed.success) {
-    const issues = parsed.error.issues.map((issue) => `${['body', ...issue.path.map(String)].join('.')}: ${issue.message}`);
-    throw new ApiProblem('BODY_INVALID', issues.join('; '), { issues });
-  }
-  return parsed.data;
-}
-
-function parseAmount(services: IssuerServices, text: string): Amount {
-  try {
-    return Amount.parse(text, services.currency);
-  } catch (e) {
-    if (isTallyError(e)) throw new ApiProblem('AMOUNT_INVALID', e.message, {});
-    throw e;
-  }
-}
-
-function requestHash(c: Context<IssuerEnv>, callerId: string): Uint8Array {
-  return sha256(concatBytes(utf8(`${c.req.method} ${new URL(c.req.url).pathname} ${callerId}\n`), c.get('rawBody')));
-}
-
-async function idempotent(services: IssuerServices, c: Context<IssuerEnv>, scope: string, callerId: string, work: (tx: TransactionHandle) => Promise<StoredResponse>): Promise<Response> {
-  const result = await services.ledger.withIdempotency(scope, `${callerId}:${idempotencyKey(c)}`.slice(0, 128), requestHash(c, callerId), work);
-  if (!result.ok) throw new ApiProblem(result.code, result.message, {});
-  c.header('idempotent-replayed', result.replayed ? 'true' : 'false');
-  return new Response(JSON.stringify(result.response.body), { status: result.response.status, headers: { 'content-type': 'application/json' } });
-}
-
-function refusal(code: LedgerResultCode, message: string): StoredResponse {
-  // Ledger refusals carry no details, so the stored body is plain JSON.
-  const problem = new ApiProblem(code, message);
-  return { status: problem.status, body: { error: { code: problem.code, message: problem.message, details: {} } } };
-}
-
 /** Adds the account and money routes. */
 export function registerLedgerRoutes(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void {
   app.openAPIRegistry.registerPath(registerUser);
@@ -144,16 +91,7 @@ export function registerLedgerRoutes(app: OpenAPIHono<IssuerEnv>, services: Issu
     const body = validBody(c, registerUserBody);
     const auth = requestAuth(c);
     if (auth === null) throw new ApiProblem('UNAUTHENTICATED', 'registration must be signed with the key being registered', {});
-    let publicKey: PublicKey;
-    try {
-      publicKey = { suite: body.publicKey.suite, key: fromBase64url(body.publicKey.key) };
-    } catch {
-      throw new ApiProblem('BODY_INVALID', 'body.publicKey.key: expected base64url', {});
-    }
-    if (publicKey.key.length !== SUITE_SIZES[publicKey.suite].publicKey || !suiteFor(services.provider, publicKey.suite).isValidPublicKey(publicKey.key)) {
-      throw new ApiProblem('BODY_INVALID', `body.publicKey.key: not a valid ${publicKey.suite} public key`, {});
-    }
-    const id = toHex(keyId(publicKey));
+    const { publicKey, keyId: id } = parsePublicKey(services, 'body.publicKey', body.publicKey);
     if (auth.keyId !== id) throw new ApiProblem('SIGNATURE_INVALID', `the request must be signed by the registered key, whose key id is ${id}`, {});
     await verifySigned(services, c, auth, publicKey);
     return idempotent(services, c, 'users', id, async (tx) => {

@@ -4,6 +4,7 @@ import { toBase64url } from '../../core/bytes.ts';
 import { SUITE_NAMES } from '../../core/crypto/suite.ts';
 import { encodeCertificate } from '../../pki/certificate.ts';
 import { REQUEST_WINDOW_MS } from '../client/request-auth.ts';
+import { formatMinor } from './json.ts';
 import { BODY_BYTES_MAX, type IssuerEnv, type IssuerServices } from './context.ts';
 
 const health = createRoute({
@@ -24,7 +25,7 @@ const info = createRoute({
             currency: z.object({ code: z.string(), decimals: z.number().int() }),
             certificates: z.object({ root: z.string(), intermediary: z.string(), issuerNode: z.string() }).openapi({ description: 'base64url of each certificate' }),
             suites: z.array(z.string()),
-            limits: z.object({ bodyBytesMax: z.number().int(), requestWindowMs: z.number().int() }),
+            limits: z.object({ bodyBytesMax: z.number().int(), requestWindowMs: z.number().int(), holdingLimit: z.string(), offlinePaymentsMax: z.number().int() }),
           }),
         },
       },
@@ -49,7 +50,12 @@ export function registerNodeRoutes(app: OpenAPIHono<IssuerEnv>, services: Issuer
           issuerNode: toBase64url(encodeCertificate(identity.issuerNode.certificate)),
         },
         suites: [...SUITE_NAMES],
-        limits: { bodyBytesMax: BODY_BYTES_MAX, requestWindowMs: REQUEST_WINDOW_MS },
+        limits: {
+          bodyBytesMax: BODY_BYTES_MAX,
+          requestWindowMs: REQUEST_WINDOW_MS,
+          holdingLimit: formatMinor(currency, services.deviceLimits.holdingLimitMinor),
+          offlinePaymentsMax: services.deviceLimits.offlinePaymentsMax,
+        },
       },
       200,
     );

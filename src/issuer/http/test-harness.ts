@@ -1,0 +1,92 @@
+/**
+ * A node for HTTP tests (not exported): a fresh database of one backend, an identity in a temporary
+ * folder, a clock the test moves, and helpers that send plain, operator and signed requests
+ * through the app in memory.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { currency } from '../../core/amount.ts';
+import { toBase64url, toHex } from '../../core/bytes.ts';
+import { nobleEd25519 } from '../../core/crypto/noble.ts';
+import { signerFromSecret, type Signer } from '../../core/crypto/suite.ts';
+import { keyId } from '../../pki/key-id.ts';
+import { nodeProvider } from '../../providers/node-crypto.ts';
+import { signRequest } from '../client/request-auth.ts';
+import type { testBackends } from '../db/test-databases.ts';
+import { openNode } from '../services.ts';
+import { createIssuerApp } from './app.ts';
+
+/** The currency of test nodes. */
+export const EUR = currency('EUR', 2);
+/** The test clock's start: 2027-01-15. */
+export const CLOCK_START = 1_800_000_000_000;
+
+type Backend = ReturnType<typeof testBackends>[number];
+
+/** A registered account holder. */
+export interface TestUser {
+  readonly user: Signer;
+  readonly account: string;
+  readonly keyId: string;
+  readonly certificate: string;
+}
+
+/** Opens a test node on `backend`; call `close()` in `finally`. */
+export async function setup(backend: Backend) {
+  const dataDir = await mkdtemp(join(tmpdir(), 'tally-node-'));
+  const database = await backend.open({ poolSize: 20 });
+  let clock = CLOCK_START;
+  const node = await openNode({ dataDir, db: database.db, provider: nodeProvider, currency: EUR, env: { TALLY_NODE_PASSPHRASE: 'test passphrase' }, now: () => clock });
+  const app = createIssuerApp(node.services);
+  const operator = { authorization: `Bearer ${node.services.identity.operatorToken}` };
+  const send = (method: string, path: string, init: { body?: unknown; headers?: Record<string, string>; raw?: string } = {}) =>
+    app.request(path, {
+      method,
+      ...(init.raw !== undefined || init.body !== undefined ? { body: init.raw ?? JSON.stringify(init.body) } : {}),
+      headers: { 'content-type': 'application/json', ...init.headers },
+    });
+  const signed = (user: Signer, method: string, path: string, body?: unknown, extra: Record<string, string> = {}, nonce?: Uint8Array) => {
+    const text = body === undefined ? '' : JSON.stringify(body);
+    const headers = signRequest({ signer: user, keyId: toHex(keyId(user.publicKey)), method, path, body: text, timestamp: clock, nonce });
+    return send(method, path, { ...(body === undefined ? {} : { raw: text }), headers: { ...headers, ...extra } });
+  };
+  let operatorCalls = 0;
+  const asOperator = (method: string, path: string, body?: unknown) =>
+    send(method, path, { ...(body === undefined ? {} : { body }), headers: { ...operator, 'idempotency-key': `operator-${++operatorCalls}-${Date.now()}` } });
+  const audit = async () => (await (await send('GET', '/v1/audit', { headers: operator })).json()) as { balanced: boolean; transferCount: string };
+  const register = async (seed: number): Promise<TestUser> => {
+    const user = signerFromSecret(nobleEd25519, new Uint8Array(32).fill(seed));
+    const res = await signed(user, 'POST', '/v1/users', { publicKey: { suite: 'ed25519', key: toBase64url(user.publicKey.key) } }, { 'idempotency-key': `register-${seed}` });
+    assert.equal(res.status, 201, await res.clone().text());
+    const body = (await res.json()) as { account: string; keyId: string; certificate: string };
+    return { user, ...body };
+  };
+  const balance = async (who: { user: Signer; account: string }) => {
+    const res = await signed(who.user, 'GET', `/v1/accounts/${who.account}`);
+    assert.equal(res.status, 200, await res.clone().text());
+    return ((await res.json()) as { balance: string }).balance;
+  };
+  return {
+    app, node, send, signed, asOperator, operator, audit, register, balance,
+    now: () => clock,
+    tick: (ms: number) => { clock += ms; },
+    async close() {
+      await database.dispose();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** An open test node. */
+export type Harness = Awaited<ReturnType<typeof setup>>;
+
+type ErrorBody = { error: { code: string; message: string } };
+
+/** Asserts an error answer of `status` and `code`. */
+export async function expectError(res: Response, status: number, code: string): Promise<void> {
+  const body = (await res.json()) as ErrorBody;
+  assert.equal(res.status, status, JSON.stringify(body));
+  assert.equal(body.error.code, code, body.error.message);
+}

@@ -1,0 +1,111 @@
+/**
+ * What the route files share: field schemas, body validation, public-key parsing, and the
+ * idempotent runner that stores a mutating call's answer with its effects in one transaction.
+ */
+import { z } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { Amount } from '../../core/amount.ts';
+import { concatBytes, fromBase64url, toHex, utf8 } from '../../core/bytes.ts';
+import { sha256 } from '../../core/crypto/hash.ts';
+import { SUITE_NAMES, SUITE_SIZES, suiteFor, type PublicKey } from '../../core/crypto/suite.ts';
+import { isTallyError } from '../../core/errors.ts';
+import { keyId } from '../../pki/key-id.ts';
+import type { TransactionHandle } from '../db/database.ts';
+import type { StoredResponse } from '../ledger/idempotency.ts';
+import type { LedgerResultCode } from '../ledger/result.ts';
+import { idempotencyKey } from './auth.ts';
+import type { IssuerEnv, IssuerServices } from './context.ts';
+import { ApiProblem, type ApiErrorCode } from './problem.ts';
+
+/** base64url text of at most 4096 characters. */
+export const base64url = z.string().regex(/^[A-Za-z0-9_-]*$/, 'base64url').max(4096);
+/** An amount in decimal major units. */
+export const amountText = z.string().regex(/^(0|[1-9][0-9]{0,18})(\.[0-9]{1,18})?$/, 'decimal major units such as "12.50"');
+/** A ledger account id. */
+export const accountId = z.string().regex(/^[a-z][a-z0-9-]*:[A-Za-z0-9._:-]+$/).max(128);
+/** A key id: 64 lower-case hex digits. */
+export const keyIdHex = z.string().regex(/^[0-9a-f]{64}$/, '64 lower-case hex digits');
+/** A scheme name. */
+export const schemeName = z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'a scheme name in lower case');
+/** A public key `{ suite, key }` with the key in base64url. */
+export const publicKeyBody = z.strictObject({ suite: z.enum(SUITE_NAMES), key: base64url });
+
+/** The OpenAPI shape of an error answer. */
+export const errorBody = {
+  content: { 'application/json': { schema: z.object({ error: z.object({ code: z.string(), message: z.string(), details: z.record(z.string(), z.unknown()) }) }) } },
+};
+/** A required JSON request body of `schema`. */
+export const json = <T extends z.ZodType>(schema: T) => ({ content: { 'application/json': { schema } }, required: true });
+
+/**
+ * Parses and validates the JSON body with `schema`.
+ * @throws ApiProblem BODY_INVALID naming every field at fault
+ */
+export function validBody<T extends z.ZodType>(c: Context<IssuerEnv>, schema: T): z.infer<T> {
+  const parsed = schema.safeParse(c.get('jsonBody'));
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((issue) => `${['body', ...issue.path.map(String)].join('.')}: ${issue.message}`);
+    throw new ApiProblem('BODY_INVALID', issues.join('; '), { issues });
+  }
+  return parsed.data;
+}
+
+/** @throws ApiProblem AMOUNT_INVALID */
+export function parseAmount(services: IssuerServices, text: string): Amount {
+  try {
+    return Amount.parse(text, services.currency);
+  } catch (e) {
+    if (isTallyError(e)) throw new ApiProblem('AMOUNT_INVALID', e.message, {});
+    throw e;
+  }
+}
+
+/** Decodes base64url of a field. @throws ApiProblem BODY_INVALID naming `field` */
+export function decodeField(field: string, text: string): Uint8Array {
+  try {
+    return fromBase64url(text);
+  } catch {
+    throw new ApiProblem('BODY_INVALID', `${field}: expected base64url`, {});
+  }
+}
+
+/**
+ * A public key of the body, checked to be a valid point of its suite; answers it and its key id.
+ * @throws ApiProblem BODY_INVALID naming `field`
+ */
+export function parsePublicKey(services: IssuerServices, field: string, body: z.infer<typeof publicKeyBody>): { publicKey: PublicKey; keyId: string } {
+  const publicKey: PublicKey = { suite: body.suite, key: decodeField(`${field}.key`, body.key) };
+  if (publicKey.key.length !== SUITE_SIZES[publicKey.suite].publicKey || !suiteFor(services.provider, publicKey.suite).isValidPublicKey(publicKey.key)) {
+    throw new ApiProblem('BODY_INVALID', `${field}.key: not a valid ${publicKey.suite} public key`, {});
+  }
+  return { publicKey, keyId: toHex(keyId(publicKey)) };
+}
+
+/** SHA-256 over method, path, caller and body: what makes two requests under one idempotency key the same. */
+export function requestHash(c: Context<IssuerEnv>, callerId: string): Uint8Array {
+  return sha256(concatBytes(utf8(`${c.req.method} ${new URL(c.req.url).pathname} ${callerId}\n`), c.get('rawBody')));
+}
+
+/**
+ * Runs `work` once per (scope, caller, idempotency key): the answer is stored with the effects, in
+ * one transaction, and a replay answers the stored answer with `idempotent-replayed: true`.
+ * @throws ApiProblem IDEMPOTENCY_KEY_REQUIRED, IDEMPOTENCY_CONFLICT
+ */
+export async function idempotent(
+  services: IssuerServices,
+  c: Context<IssuerEnv>,
+  scope: string,
+  callerId: string,
+  work: (tx: TransactionHandle) => Promise<StoredResponse>,
+): Promise<Response> {
+  const result = await services.ledger.withIdempotency(scope, `${callerId}:${idempotencyKey(c)}`.slice(0, 128), requestHash(c, callerId), work);
+  if (!result.ok) throw new ApiProblem(result.code, result.message, {});
+  c.header('idempotent-replayed', result.replayed ? 'true' : 'false');
+  return new Response(JSON.stringify(result.response.body), { status: result.response.status, headers: { 'content-type': 'application/json' } });
+}
+
+/** A stored error answer; stored bodies carry no details, so they stay plain JSON. */
+export function refusal(code: LedgerResultCode | ApiErrorCode, message: string): StoredResponse {
+  const problem = new ApiProblem(code, message);
+  return { status: problem.status, body: { error: { code: problem.code, message: problem.message, details: {} } } };
+}
