@@ -12,6 +12,7 @@ import { createIssuerApp } from '../issuer/http/app.ts';
 import { sweepExpired } from '../issuer/maintenance.ts';
 import { openNode } from '../issuer/services.ts';
 import { nodeProvider } from '../providers/node-crypto.ts';
+import { opsIssuerModule } from '../schemes/ops/issuer.ts';
 import type { Logger } from './log.ts';
 
 /** Options of `tally node start`. */
@@ -37,6 +38,9 @@ export interface RunningNode {
   stop(): Promise<void>;
 }
 
+/** The schemes a node serves. */
+export const SCHEMES = [opsIssuerModule];
+
 /** How often a running node drops expired nonces and idempotent answers. */
 export const SWEEP_INTERVAL_MS = 10 * 60 * 1000;
 
@@ -50,6 +54,7 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
     env: options.env,
     provider: nodeProvider,
     currency: options.currency,
+    schemes: SCHEMES,
     log: (line) => options.logger.log('warn', line),
   });
   for (const warning of node.warnings) options.logger.log('warn', warning);
@@ -58,7 +63,7 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
       `Created a new issuer node in ${dataDir}.\nOperator token (shown once; also in ${node.services.identity.operatorTokenFile}):\n${node.services.identity.operatorToken}\n`,
     );
   }
-  const app = createIssuerApp(node.services);
+  const app = createIssuerApp(node.services, SCHEMES);
   const inFlight = new Set<Promise<unknown>>();
   const server = await new Promise<ReturnType<typeof serve>>((ready, fail) => {
     const s = serve(

@@ -42,6 +42,11 @@ export interface ErrorDetailMap {
   COUNTER_FAILED: { reason: string };
   FRAME_INVALID: { reason: string };
   TIMEOUT: { what: string; timeoutMs: number };
+  LINK_CLOSED: { reason: string };
+  HANDSHAKE_FAILED: { reason: string };
+  PEER_UNTRUSTED: { reason: string };
+  PAYMENT_INVALID: { reason: string };
+  PAYMENT_REPLAYED: { sender: string; index: string };
   ASSERTION_FAILED: Record<string, never>;
 }
 
@@ -132,6 +137,11 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   COUNTER_FAILED: true,
   FRAME_INVALID: true,
   TIMEOUT: true,
+  LINK_CLOSED: true,
+  HANDSHAKE_FAILED: true,
+  PEER_UNTRUSTED: true,
+  PAYMENT_INVALID: true,
+  PAYMENT_REPLAYED: true,
   ASSERTION_FAILED: true,
 };
 

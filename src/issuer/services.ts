@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import type { Currency } from '../core/amount.ts';
 import type { CryptoProvider } from '../core/crypto/suite.ts';
 import type { Database } from './db/database.ts';
-import { migrateIssuer } from './db/migrate.ts';
+import { ISSUER_MIGRATIONS_DIR, loadMigrations, migrate } from './db/migrate.ts';
+import type { SchemeModule } from './http/app.ts';
 import { openPglite } from './db/pglite.ts';
 import { openPostgres } from './db/postgres.ts';
 import { loadOrCreateIdentity } from './identity/node-identity.ts';
@@ -36,6 +37,8 @@ export interface OpenNodeOptions {
   currency: Currency;
   /** Limits for device certificates; DEFAULT_DEVICE_LIMITS of the currency when absent. */
   deviceLimits?: DeviceLimits | undefined;
+  /** The schemes whose tables and accounts the node keeps. */
+  schemes?: readonly SchemeModule[] | undefined;
   env?: Readonly<Record<string, string | undefined>> | undefined;
   now?: (() => number) | undefined;
   log?: ((line: string) => void) | undefined;
@@ -62,7 +65,9 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
   if (passphrase.warning !== undefined) warnings.push(passphrase.warning);
   const db = options.db ?? (options.databaseUrl !== undefined ? await openPostgres(options.databaseUrl) : await openPglite(join(options.dataDir, 'pglite')));
   try {
-    await migrateIssuer(db);
+    const migrations = [...(await loadMigrations(ISSUER_MIGRATIONS_DIR))];
+    for (const scheme of options.schemes ?? []) if (scheme.migrationsDir !== undefined) migrations.push(...(await loadMigrations(scheme.migrationsDir)));
+    await migrate(db, migrations.sort((a, b) => a.number - b.number));
     const issuance = await db.transaction((tx) => ensureAccount(tx, { id: ISSUANCE_ACCOUNT, kind: 'issuance', currency: options.currency.code }));
     if (!issuance.ok) throw new Error(`cannot open the issuance account: ${issuance.message}`);
     await seedRevocationList(db, identity.revocationList);
@@ -71,5 +76,11 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
     throw e;
   }
   const services: IssuerServices = { db, ledger: new Ledger(db), identity, provider: options.provider, currency: options.currency, deviceLimits: options.deviceLimits ?? defaultDeviceLimits(options.currency), now };
+  try {
+    for (const scheme of options.schemes ?? []) await scheme.prepare?.(services);
+  } catch (e) {
+    await db.close();
+    throw e;
+  }
   return { services, created: identity.created, warnings, close: () => db.close() };
 }

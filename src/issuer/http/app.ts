@@ -11,9 +11,16 @@ import { registerLedgerRoutes } from './routes-ledger.ts';
 import { registerNodeRoutes } from './routes-node.ts';
 import { registerRegistryRoutes } from './routes-registry.ts';
 
-/** A scheme's online part: it adds routes under `/v1/{name}/` and ledger operations of its own. */
+/**
+ * A scheme's online part: its tables (migrations numbered in its own range), what it sets up at
+ * start (its offline float account), and its routes under `/v1/{name}/`.
+ */
 export interface SchemeModule {
   readonly name: string;
+  /** A folder of `NNN_name.sql` migrations, numbered apart from the issuer's and other schemes'. */
+  readonly migrationsDir?: URL | undefined;
+  /** Runs once at every start, after the migrations. */
+  prepare?(services: IssuerServices): Promise<void>;
   register(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void;
 }
 

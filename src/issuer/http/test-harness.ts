@@ -16,7 +16,7 @@ import { nodeProvider } from '../../providers/node-crypto.ts';
 import { signRequest } from '../client/request-auth.ts';
 import type { testBackends } from '../db/test-databases.ts';
 import { openNode } from '../services.ts';
-import { createIssuerApp } from './app.ts';
+import { createIssuerApp, type SchemeModule } from './app.ts';
 
 /** The currency of test nodes. */
 export const EUR = currency('EUR', 2);
@@ -34,12 +34,12 @@ export interface TestUser {
 }
 
 /** Opens a test node on `backend`; call `close()` in `finally`. */
-export async function setup(backend: Backend) {
+export async function setup(backend: Backend, options: { schemes?: readonly SchemeModule[] } = {}) {
   const dataDir = await mkdtemp(join(tmpdir(), 'tally-node-'));
   const database = await backend.open({ poolSize: 20 });
   let clock = CLOCK_START;
-  const node = await openNode({ dataDir, db: database.db, provider: nodeProvider, currency: EUR, env: { TALLY_NODE_PASSPHRASE: 'test passphrase' }, now: () => clock });
-  const app = createIssuerApp(node.services);
+  const node = await openNode({ dataDir, db: database.db, provider: nodeProvider, currency: EUR, env: { TALLY_NODE_PASSPHRASE: 'test passphrase' }, now: () => clock, schemes: options.schemes });
+  const app = createIssuerApp(node.services, options.schemes);
   const operator = { authorization: `Bearer ${node.services.identity.operatorToken}` };
   const send = (method: string, path: string, init: { body?: unknown; headers?: Record<string, string>; raw?: string } = {}) =>
     app.request(path, {

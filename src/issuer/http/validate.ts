@@ -17,8 +17,10 @@ import { idempotencyKey } from './auth.ts';
 import type { IssuerEnv, IssuerServices } from './context.ts';
 import { ApiProblem, type ApiErrorCode } from './problem.ts';
 
+/** base64url text of at most `max` characters. */
+export const base64urlOf = (max: number) => z.string().regex(/^[A-Za-z0-9_-]*$/, 'base64url').max(max);
 /** base64url text of at most 4096 characters. */
-export const base64url = z.string().regex(/^[A-Za-z0-9_-]*$/, 'base64url').max(4096);
+export const base64url = base64urlOf(4096);
 /** An amount in decimal major units. */
 export const amountText = z.string().regex(/^(0|[1-9][0-9]{0,18})(\.[0-9]{1,18})?$/, 'decimal major units such as "12.50"');
 /** A ledger account id. */

@@ -1,0 +1,363 @@
+/**
+ * OPS on the issuer node, mounted under `/v1/ops/`: deposit (Figure 5), withdraw (Figure 6), claim
+ * (Figure 9) and the sync that reconciles each device's flow (see settlement.ts). Value out on
+ * devices sits in the `float:ops` account: deposits move it there from the holder's account,
+ * withdrawals and claims move it back out; payments between devices leave it where it is.
+ */
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import type { Context } from 'hono';
+import { equalBytes, fromBase64url, toBase64url, toHex } from '../../core/bytes.ts';
+import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
+import type { Codec } from '../../core/codec.ts';
+import { signRecord, verifyRecord } from '../../core/crypto/record.ts';
+import type { PublicKey, SuiteName } from '../../core/crypto/suite.ts';
+import { isTallyError } from '../../core/errors.ts';
+import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
+import { keyId } from '../../pki/key-id.ts';
+import { ensureAccount } from '../../issuer/ledger/account.ts';
+import { transfer } from '../../issuer/ledger/transfer.ts';
+import type { TransactionHandle } from '../../issuer/db/database.ts';
+import type { SchemeModule } from '../../issuer/http/app.ts';
+import { requireOperator, requireUser } from '../../issuer/http/auth.ts';
+import type { IssuerEnv, IssuerServices } from '../../issuer/http/context.ts';
+import { formatMinor, transferJson } from '../../issuer/http/json.ts';
+import { ApiProblem } from '../../issuer/http/problem.ts';
+import { amountText, base64url, base64urlOf, errorBody, idempotent, json, keyIdHex, parseAmount, refusal, validBody } from '../../issuer/http/validate.ts';
+import { currentRevocationList, isSubjectRevoked } from '../../issuer/registry/revocations.ts';
+import {
+  depositSigned,
+  DEPOSIT_TAG,
+  OPS_SCHEME,
+  PAYMENT_BYTES_MAX,
+  paymentCodec,
+  syncAckBodyWire,
+  syncReportBodyWire,
+  syncReportCodec,
+  SYNC_ACK_TAG,
+  SYNC_REPORT_TAG,
+  withdrawConfirmationCodec,
+  withdrawSigned,
+  WITHDRAW_TAG,
+  type DepositConfirmation,
+  type SyncAck,
+} from './messages.ts';
+import { verifyPayment } from './pay-verify.ts';
+import { checkOfflineLimit, ingestPayment, lockOpsDevice, openFraudCase, reconcileReport, type FraudFinding } from './settlement.ts';
+
+/** The ledger account holding what is out on OPS devices. */
+export const OPS_FLOAT_ACCOUNT = 'float:ops';
+/** Largest encoded sync report accepted. */
+export const SYNC_REPORT_BYTES_MAX = 40 * 1024;
+
+const depositBody = z.strictObject({ device: keyIdHex, amount: amountText });
+const withdrawBody = z.strictObject({ device: keyIdHex, confirmation: base64url });
+const claimBody = z.strictObject({ payment: base64urlOf(8192) });
+const syncBody = z.strictObject({ device: keyIdHex, report: base64urlOf(Math.ceil((SYNC_REPORT_BYTES_MAX * 4) / 3)) });
+
+const answer = (description: string, schema: z.ZodType) => ({ description, content: { 'application/json': { schema } } });
+
+const routes = {
+  deposit: createRoute({
+    method: 'post',
+    path: '/deposits',
+    description: 'OPS Figure 5: moves online funds to the caller\'s TA; answers the server-signed confirmation [T.vk, x, i].',
+    request: { body: json(depositBody) },
+    responses: { 200: answer('Deposited', z.object({ device: z.string(), amount: z.string(), i: z.string(), confirmation: z.string() })), 422: { description: 'Refused', ...errorBody } },
+  }),
+  withdraw: createRoute({
+    method: 'post',
+    path: '/withdrawals',
+    description: 'OPS Figure 6: credits the caller\'s account with a TA-signed withdraw confirmation [x, i].',
+    request: { body: json(withdrawBody) },
+    responses: { 200: answer('Withdrawn', z.object({ device: z.string(), amount: z.string(), i: z.string() })), 409: { description: 'Counter out of sync', ...errorBody } },
+  }),
+  claim: createRoute({
+    method: 'post',
+    path: '/claims',
+    description: 'OPS Figure 9: a receiver without a TA claims a payment made to its client certificate.',
+    request: { body: json(claimBody) },
+    responses: { 200: answer('Claimed', z.object({ sender: z.string(), index: z.string(), amount: z.string() })), 409: { description: 'Replayed or double spent', ...errorBody } },
+  }),
+  sync: createRoute({
+    method: 'post',
+    path: '/sync',
+    description: 'A device\'s signed report of what it paid and collected; answers the node\'s ack and the current revocation list.',
+    request: { body: json(syncBody) },
+    responses: { 200: answer('Reconciled', z.object({ ack: z.string(), crl: z.string(), crlVersion: z.number().int(), fraud: z.array(z.object({ device: z.string(), kind: z.string() })) })) },
+  }),
+  device: createRoute({
+    method: 'get',
+    path: '/devices/{keyId}',
+    description: 'The node\'s view of an OPS device: S.i, the last report, fraud cases (owner or operator).',
+    request: { params: z.object({ keyId: keyIdHex }) },
+    responses: { 200: answer('The device', z.object({ keyId: z.string() }).passthrough()) },
+  }),
+  fraud: createRoute({
+    method: 'get',
+    path: '/fraud',
+    description: 'Every fraud case settlement opened (operator).',
+    responses: { 200: answer('Fraud cases', z.object({ cases: z.array(z.object({ device: z.string(), kind: z.string() }).passthrough()) })) },
+  }),
+};
+
+interface DeviceRow {
+  suite: SuiteName;
+  public_key: Uint8Array;
+  owner_key_id: string;
+  scheme: string;
+  certificate: Uint8Array;
+}
+
+/** The caller's OPS device, or a stored refusal. */
+async function ownDevice(tx: TransactionHandle, device: string, owner: string): Promise<{ key: PublicKey; certificate: Certificate } | { refused: ReturnType<typeof refusal> }> {
+  const { rows } = await tx.query<DeviceRow>('SELECT suite, public_key, owner_key_id, scheme, certificate FROM devices WHERE key_id = $1', [device]);
+  const row = rows[0];
+  if (row === undefined || row.owner_key_id !== owner) return { refused: refusal('DEVICE_UNKNOWN', `the caller has no device ${device}`) };
+  if (row.scheme !== OPS_SCHEME) return { refused: refusal('DEVICE_UNKNOWN', `device ${device} is registered for ${row.scheme}, not ${OPS_SCHEME}`) };
+  if (await isSubjectRevoked(tx, device)) return { refused: refusal('CERT_REVOKED', `device ${device} is revoked`) };
+  return { key: { suite: row.suite, key: new Uint8Array(row.public_key) }, certificate: decodeCertificate(new Uint8Array(row.certificate)) };
+}
+
+function decodeField<T>(c: Context<IssuerEnv>, field: string, text: string, codec: Codec<T>, max: number): T {
+  let bytes: Uint8Array;
+  try {
+    bytes = fromBase64url(text);
+  } catch {
+    throw new ApiProblem('BODY_INVALID', `body.${field}: expected base64url`, {});
+  }
+  if (bytes.length > max) throw new ApiProblem('TOO_LARGE', `body.${field} of ${bytes.length} bytes is over the limit of ${max}`, { max });
+  try {
+    return codec.decode(decodeCbor(bytes, { maxBytes: max }), field);
+  } catch (e) {
+    if (isTallyError(e)) throw new ApiProblem('BODY_INVALID', `body.${field}: ${e.message}`, {});
+    throw e;
+  }
+}
+
+/** Opens the findings as fraud cases (each revokes its device); answers those newly opened. */
+async function openCases(tx: TransactionHandle, services: IssuerServices, findings: readonly FraudFinding[]): Promise<FraudFinding[]> {
+  const opened: FraudFinding[] = [];
+  for (const finding of findings) {
+    const done = await openFraudCase(tx, services.identity.intermediary.signer, services.now(), finding);
+    if (done !== null) opened.push(done);
+  }
+  return opened;
+}
+
+/** The offline payment limit in a device's certificate. */
+async function limitOf(tx: TransactionHandle, device: string): Promise<number | null> {
+  const { rows } = await tx.query<{ certificate: Uint8Array }>('SELECT certificate FROM devices WHERE key_id = $1', [device]);
+  if (rows[0] === undefined) return null;
+  return decodeCertificate(new Uint8Array(rows[0].certificate)).body.extensions.offlinePaymentsMax ?? null;
+}
+
+/** The offline-limit check for a payment's sender, against the sender's own last report. */
+async function senderLimitFinding(tx: TransactionHandle, sender: string): Promise<FraudFinding | null> {
+  const limit = await limitOf(tx, sender);
+  if (limit === null) return null;
+  const row = await lockOpsDevice(tx, sender);
+  return checkOfflineLimit(tx, sender, row.reportedJ, limit);
+}
+
+/** The OPS scheme's module for the issuer node. */
+export const opsIssuerModule: SchemeModule = {
+  name: OPS_SCHEME,
+  migrationsDir: new URL('./migrations/', import.meta.url),
+
+  async prepare(services) {
+    const opened = await services.db.transaction((tx) => ensureAccount(tx, { id: OPS_FLOAT_ACCOUNT, kind: 'offline-float', currency: services.currency.code }));
+    if (!opened.ok) throw new Error(`cannot open ${OPS_FLOAT_ACCOUNT}: ${opened.message}`);
+  },
+
+  register(app: OpenAPIHono<IssuerEnv>, services: IssuerServices) {
+    const { identity } = services;
+    const intermediary = identity.intermediary.certificate;
+    const root = identity.root.certificate;
+
+    app.openAPIRegistry.registerPath(routes.deposit);
+    app.post(routes.deposit.path, async (c) => {
+      const user = requireUser(c.get('caller'));
+      const body = validBody(c, depositBody);
+      const amount = parseAmount(services, body.amount).minor;
+      return idempotent(services, c, 'ops/deposits', user.keyId, async (tx) => {
+        const device = await ownDevice(tx, body.device, user.keyId);
+        if ('refused' in device) return device.refused;
+        const limit = device.certificate.body.extensions.holdingLimit;
+        if (limit !== undefined && amount > limit) {
+          return refusal('HOLDING_LIMIT', `${body.amount} is over the device's holding limit of ${formatMinor(services.currency, limit)}`);
+        }
+        const row = await lockOpsDevice(tx, body.device);
+        const i = row.i + 1n;
+        const moved = await transfer(tx, {
+          idempotencyKey: `ops-deposit:${body.device}:${i}`,
+          debit: user.accountId,
+          credit: OPS_FLOAT_ACCOUNT,
+          amount,
+          kind: 'ops-deposit',
+          reference: { device: body.device, i: i.toString() },
+        });
+        if (!moved.ok) return refusal(moved.code, moved.message);
+        await tx.query('INSERT INTO ops_counter_ops (device_key_id, i, kind, amount) VALUES ($1, $2, $3, $4)', [body.device, i, 'deposit', amount]);
+        await tx.query('UPDATE ops_devices SET i = $2 WHERE device_key_id = $1', [body.device, i]);
+        const unsigned = { taKey: device.key, amount, i };
+        const confirmation: DepositConfirmation = { ...unsigned, signature: signRecord(identity.issuerNode.signer, DEPOSIT_TAG, depositSigned(unsigned)) };
+        const encoded = encodeCbor({ taKey: { suite: device.key.suite, key: device.key.key }, amount, i, signature: confirmation.signature });
+        return { status: 200, body: { device: body.device, amount: formatMinor(services.currency, amount), i: i.toString(), confirmation: toBase64url(encoded), transfer: transferJson(services.currency, moved.transfer) } };
+      });
+    });
+
+    app.openAPIRegistry.registerPath(routes.withdraw);
+    app.post(routes.withdraw.path, async (c) => {
+      const user = requireUser(c.get('caller'));
+      const body = validBody(c, withdrawBody);
+      const confirmation = decodeField(c, 'confirmation', body.confirmation, withdrawConfirmationCodec, 512);
+      return idempotent(services, c, 'ops/withdrawals', user.keyId, async (tx) => {
+        const device = await ownDevice(tx, body.device, user.keyId);
+        if ('refused' in device) return device.refused;
+        if (!verifyRecord(services.provider, device.key, WITHDRAW_TAG, withdrawSigned(confirmation), confirmation.signature)) {
+          return refusal('SIGNATURE_INVALID', 'the withdraw confirmation is not signed by this device');
+        }
+        const row = await lockOpsDevice(tx, body.device);
+        // Figure 6: S.i must be one behind the TA's i, or the confirmation is a replay (or from the future).
+        if (confirmation.i !== row.i + 1n) return refusal('COUNTER_MISMATCH', `withdraw number ${confirmation.i} is not the next one (S.i is ${row.i})`);
+        const moved = await transfer(tx, {
+          idempotencyKey: `ops-withdraw:${body.device}:${confirmation.i}`,
+          debit: OPS_FLOAT_ACCOUNT,
+          credit: user.accountId,
+          amount: confirmation.amount,
+          kind: 'ops-withdraw',
+          reference: { device: body.device, i: confirmation.i.toString() },
+        });
+        if (!moved.ok) return refusal(moved.code, moved.message);
+        await tx.query('INSERT INTO ops_counter_ops (device_key_id, i, kind, amount) VALUES ($1, $2, $3, $4)', [body.device, confirmation.i, 'withdraw', confirmation.amount]);
+        await tx.query('UPDATE ops_devices SET i = $2 WHERE device_key_id = $1', [body.device, confirmation.i]);
+        return { status: 200, body: { device: body.device, amount: formatMinor(services.currency, confirmation.amount), i: confirmation.i.toString(), transfer: transferJson(services.currency, moved.transfer) } };
+      });
+    });
+
+    app.openAPIRegistry.registerPath(routes.claim);
+    app.post(routes.claim.path, async (c) => {
+      const user = requireUser(c.get('caller'));
+      const body = validBody(c, claimBody);
+      const payment = decodeField(c, 'payment', body.payment, paymentCodec, PAYMENT_BYTES_MAX);
+      const mine = await services.db.query<{ certificate: Uint8Array }>('SELECT certificate FROM users WHERE key_id = $1', [user.keyId]);
+      const myCertificate = new Uint8Array((mine.rows[0] as { certificate: Uint8Array }).certificate);
+      let sender: string;
+      let digest: Uint8Array;
+      try {
+        // Figure 9: S checks the payment is valid and made to the claimer's client certificate.
+        const verified = verifyPayment({ provider: services.provider, payment, trustAnchors: [root], intermediaries: [intermediary], now: services.now(), currency: services.currency.code });
+        if (!equalBytes(payment.receiver, myCertificate)) {
+          throw new ApiProblem('PAYMENT_INVALID', 'the payment is not made to the caller\'s client certificate (a payment to a TA is collected, not claimed)', {});
+        }
+        sender = toHex(verified.sender.subjectKeyId);
+        digest = verified.digest;
+      } catch (e) {
+        if (isTallyError(e, 'PAYMENT_INVALID')) throw new ApiProblem('PAYMENT_INVALID', e.message, { reason: e.details.reason });
+        throw e;
+      }
+      return idempotent(services, c, 'ops/claims', user.keyId, async (tx) => {
+        const row = await lockOpsDevice(tx, sender);
+        if (await isSubjectRevoked(tx, sender)) {
+          if (row.honorUpTo === null || payment.index > row.honorUpTo) return refusal('CERT_REVOKED', `the sender ${sender} is revoked and payment ${payment.index} came after its last settled report`);
+        }
+        const seen = await ingestPayment(tx, { sender, index: payment.index, digest, amount: payment.amount, receiver: user.keyId }, { payment: encodeCbor({ ...payment }) });
+        if (seen.outcome === 'conflict') {
+          await openCases(tx, services, [{ device: sender, kind: 'clone', evidence: { index: payment.index.toString(), claimed: toHex(digest), known: toHex(new Uint8Array(seen.row?.digest ?? new Uint8Array())) } }]);
+          return refusal('DOUBLE_SPEND', `sender ${sender} signed another payment with index ${payment.index}: its device is cloned or broken and has been revoked`);
+        }
+        if (seen.row?.settled !== null && seen.row?.settled !== undefined) return refusal('PAYMENT_REPLAYED', `payment ${payment.index} of ${sender} was already ${seen.row.settled}`);
+        const late = await senderLimitFinding(tx, sender);
+        if (late !== null) {
+          await openCases(tx, services, [late]);
+          return refusal('FRAUD_DETECTED', `sender ${sender} paid past its offline limit; its device has been revoked`);
+        }
+        const moved = await transfer(tx, {
+          idempotencyKey: `ops-claim:${sender}:${payment.index}`,
+          debit: OPS_FLOAT_ACCOUNT,
+          credit: user.accountId,
+          amount: payment.amount,
+          kind: 'ops-claim',
+          reference: { sender, index: payment.index.toString() },
+        });
+        if (!moved.ok) return refusal(moved.code, moved.message);
+        await tx.query(`UPDATE ops_payments SET settled = 'claimed' WHERE sender_key_id = $1 AND index = $2`, [sender, payment.index]);
+        return { status: 200, body: { sender, index: payment.index.toString(), amount: formatMinor(services.currency, payment.amount), transfer: transferJson(services.currency, moved.transfer) } };
+      });
+    });
+
+    app.openAPIRegistry.registerPath(routes.sync);
+    app.post(routes.sync.path, async (c) => {
+      const user = requireUser(c.get('caller'));
+      const body = validBody(c, syncBody);
+      const report = decodeField(c, 'report', body.report, syncReportCodec, SYNC_REPORT_BYTES_MAX);
+      return idempotent(services, c, 'ops/sync', user.keyId, async (tx) => {
+        const { rows } = await tx.query<DeviceRow>('SELECT suite, public_key, owner_key_id, scheme, certificate FROM devices WHERE key_id = $1', [body.device]);
+        const device = rows[0];
+        if (device === undefined || device.owner_key_id !== user.keyId || device.scheme !== OPS_SCHEME) return refusal('DEVICE_UNKNOWN', `the caller has no OPS device ${body.device}`);
+        const key: PublicKey = { suite: device.suite, key: new Uint8Array(device.public_key) };
+        if (toHex(report.body.device) !== body.device || toHex(keyId(key)) !== body.device) return refusal('SIGNATURE_INVALID', 'the report names another device');
+        if (!verifyRecord(services.provider, key, SYNC_REPORT_TAG, syncReportBodyWire(report.body), report.signature)) return refusal('SIGNATURE_INVALID', 'the report is not signed by the device');
+        const certificate = decodeCertificate(new Uint8Array(device.certificate));
+        const row = await lockOpsDevice(tx, body.device);
+        const result = await reconcileReport(tx, {
+          device: body.device,
+          row,
+          report: report.body,
+          offlinePaymentsMax: certificate.body.extensions.offlinePaymentsMax ?? Number.MAX_SAFE_INTEGER,
+          receiverOf: (entry) => toHex(entry.receiver),
+        });
+        const findings = [...result.findings];
+        // A sender seen through this device's collects may now be past its own offline limit.
+        for (const sender of new Set(report.body.collected.map((e) => toHex(e.sender)))) {
+          if (sender === body.device) continue;
+          const late = await senderLimitFinding(tx, sender);
+          if (late !== null) findings.push(late);
+        }
+        const opened = await openCases(tx, services, findings);
+        const ackBody = { device: report.body.device, paidUpTo: result.paidUpTo, collectedUpTo: result.collectedUpTo, time: services.now() };
+        const ack: SyncAck = { body: ackBody, signature: signRecord(identity.issuerNode.signer, SYNC_ACK_TAG, syncAckBodyWire(ackBody)) };
+        const crl = await currentRevocationList(tx);
+        return {
+          status: 200,
+          body: {
+            ack: toBase64url(encodeCbor({ body: syncAckBodyWire(ack.body), signature: ack.signature })),
+            crl: toBase64url(crl.encoded),
+            crlVersion: crl.version,
+            fraud: [...findings.map((f) => ({ device: f.device, kind: f.kind, new: opened.includes(f) }))],
+          },
+        };
+      });
+    });
+
+    app.openapi(routes.device, async (c) => {
+      const caller = c.get('caller');
+      const { keyId: device } = c.req.valid('param');
+      const owner = await services.db.query<{ owner_key_id: string }>('SELECT owner_key_id FROM devices WHERE key_id = $1', [device]);
+      if (owner.rows[0] === undefined) throw new ApiProblem('DEVICE_UNKNOWN', `no device ${device}`, {});
+      if (caller.kind !== 'operator' && requireUser(caller).keyId !== owner.rows[0].owner_key_id) throw new ApiProblem('FORBIDDEN', 'only the owner or the operator may read a device', {});
+      const state = await services.db.query<Record<string, unknown>>('SELECT i, reported_j, reported_balance, honor_up_to, last_sync_at FROM ops_devices WHERE device_key_id = $1', [device]);
+      const cases = await services.db.query<{ kind: string; opened_at: Date }>('SELECT kind, opened_at FROM ops_fraud_cases WHERE device_key_id = $1 ORDER BY id', [device]);
+      const s = state.rows[0];
+      const text = (v: unknown) => (v === null || v === undefined ? null : String(v));
+      return c.json(
+        {
+          keyId: device,
+          i: text(s?.['i']) ?? '0',
+          reportedJ: text(s?.['reported_j']) ?? '0',
+          reportedBalance: s?.['reported_balance'] === null || s?.['reported_balance'] === undefined ? null : formatMinor(services.currency, BigInt(String(s['reported_balance']))),
+          lastSyncAt: s?.['last_sync_at'] instanceof Date ? s['last_sync_at'].toISOString() : null,
+          revoked: await isSubjectRevoked(services.db, device),
+          fraud: cases.rows.map((r) => ({ kind: r.kind, openedAt: r.opened_at.toISOString() })),
+        },
+        200,
+      );
+    });
+
+    app.openapi(routes.fraud, async (c) => {
+      requireOperator(c.get('caller'));
+      const { rows } = await services.db.query<{ device_key_id: string; kind: string; evidence: unknown; opened_at: Date }>('SELECT device_key_id, kind, evidence, opened_at FROM ops_fraud_cases ORDER BY id');
+      return c.json({ cases: rows.map((r) => ({ device: r.device_key_id, kind: r.kind, evidence: r.evidence, openedAt: r.opened_at.toISOString() })) }, 200);
+    });
+  },
+};

@@ -1,0 +1,263 @@
+/**
+ * OPS end to end on a real node (PGlite and PostgreSQL) with in-process secure elements: the
+ * paper's flows (Figures 5-9) and properties, and settlement catching a cloned device.
+ */
+import assert from 'node:assert/strict';
+import { after, describe, test } from 'node:test';
+import { fromBase64url, toBase64url, toHex } from '../../core/bytes.ts';
+import { encodeCbor } from '../../core/cbor.ts';
+import { signRecord } from '../../core/crypto/record.ts';
+import { isTallyError } from '../../core/errors.ts';
+import { closeTestTemplates, testBackends } from '../../issuer/db/test-databases.ts';
+import { expectError } from '../../issuer/http/test-harness.ts';
+import { decodeCertificate } from '../../pki/certificate.ts';
+import { keyId } from '../../pki/key-id.ts';
+import { decodeRevocationList, RevocationStore } from '../../pki/revocation.ts';
+import { nodeProvider } from '../../providers/node-crypto.ts';
+import {
+  depositSigned,
+  DEPOSIT_TAG,
+  paymentDigest,
+  paymentSigned,
+  PAYMENT_TAG,
+  syncReportBodyWire,
+  SYNC_REPORT_TAG,
+  type Payment,
+  type SyncReportBody,
+  type WithdrawConfirmation,
+} from './messages.ts';
+import { verifyPayment } from './pay-verify.ts';
+import { opsNode, type OpsSe } from './test-fixtures.ts';
+
+after(() => closeTestTemplates());
+
+/** Asserts that the TA refused with `code` (an SE_REJECTED whose reason names it). */
+async function refused(call: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(call, (e: unknown) => {
+    assert.ok(isTallyError(e, 'SE_REJECTED'), String(e));
+    assert.equal(e.details.reason, code, e.message);
+    return true;
+  });
+}
+
+async function balanceOf(se: OpsSe): Promise<bigint> {
+  return (await se.call('status', {})).balance;
+}
+
+for (const backend of testBackends()) {
+  describe(`OPS on ${backend.kind}`, { skip: backend.skip }, () => {
+    test('deposit, pay a TA, collect, re-spend to a client, claim, withdraw, sync: balances and the audit agree', async () => {
+      const n = await opsNode(backend);
+      const alice = await n.deviceClient();
+      const bob = await n.deviceClient();
+      try {
+        const carol = await n.plainClient();
+        await n.mint(alice, '100.00');
+        await n.deposit(alice, '50.00');
+        assert.equal(await balanceOf(alice.se), 5000n);
+        assert.equal(await n.h.balance(alice), '50.00');
+
+        // Figure 7: Bob asks, Alice's TA pays, Bob verifies (offline verifiability) and collects.
+        const toBob = await alice.se.call('pay', { amount: 2000n, receiver: bob.certificate });
+        const { identity } = n.h.node.services;
+        const verified = verifyPayment({ provider: nodeProvider, payment: toBob, trustAnchors: [identity.root.certificate], intermediaries: [identity.intermediary.certificate], now: n.h.now(), currency: 'EUR', receiver: bob.certificate });
+        assert.equal(toHex(verified.sender.subjectKeyId), alice.device);
+        assert.equal((await bob.se.call('collect', { payment: toBob })).balance, 2000n);
+
+        // Offline transitivity: Bob spends part of it at once, to Carol, who has no TA and claims it.
+        const toCarol = await bob.se.call('pay', { amount: 500n, receiver: carol.certificate });
+        const claimed = await n.claim(carol, toCarol);
+        assert.equal(claimed.status, 200, await claimed.clone().text());
+        assert.equal(await n.h.balance(carol), '5.00');
+
+        // Online redeemability: Alice withdraws 10.00.
+        const withdrawn = await n.withdraw(alice, 1000n);
+        assert.equal(withdrawn.status, 200, await withdrawn.clone().text());
+        assert.equal(await n.h.balance(alice), '60.00');
+        assert.equal(await balanceOf(alice.se), 2000n);
+        assert.equal(await balanceOf(bob.se), 1500n);
+
+        // Sync both; nothing is fraud; the TAs forget what the node acknowledged.
+        for (const who of [alice, bob]) {
+          const synced = await n.sync(who);
+          assert.deepEqual(synced.fraud, []);
+          const status = await who.se.call('status', {});
+          assert.equal(status.unsyncedPayments, 0);
+          assert.equal(status.unsyncedCollects, 0);
+        }
+        const device = (await (await n.h.signed(alice.user, 'GET', `/v1/ops/devices/${alice.device}`)).json()) as { i: string; reportedBalance: string; revoked: boolean };
+        assert.deepEqual([device.i, device.reportedBalance, device.revoked], ['2', '20.00', false]);
+
+        // Supply conservation: what the float holds is exactly what the TAs hold.
+        const audit = (await (await n.h.send('GET', '/v1/audit', { headers: n.h.operator })).json()) as { balanced: boolean; currencies: { offlineFloat: { account: string; amount: string }[] }[] };
+        assert.equal(audit.balanced, true);
+        const float = audit.currencies[0]?.offlineFloat.find((f) => f.account === 'float:ops');
+        assert.equal(float?.amount, String((await balanceOf(alice.se)) + (await balanceOf(bob.se))));
+      } finally {
+        await n.close([alice, bob]);
+      }
+    });
+
+    test('replayed, forged and misdirected confirmations and payments are refused and change nothing', async () => {
+      const n = await opsNode(backend);
+      const alice = await n.deviceClient();
+      const bob = await n.deviceClient();
+      try {
+        const carol = await n.plainClient();
+        await n.mint(alice, '100.00');
+        const first = await n.deposit(alice, '30.00');
+        // Deposit: replayed (i no longer next), forged (other key), for another TA, for more than signed.
+        await refused(alice.se.call('deposit', { confirmation: first }), 'COUNTER_MISMATCH');
+        const forged = { ...first, i: 2n, signature: signRecord(n.oem, DEPOSIT_TAG, depositSigned({ ...first, i: 2n })) };
+        await refused(alice.se.call('deposit', { confirmation: forged }), 'SIGNATURE_INVALID');
+        await refused(bob.se.call('deposit', { confirmation: { ...first, i: 1n } }), 'SIGNATURE_INVALID');
+        await refused(alice.se.call('deposit', { confirmation: { ...first, i: 2n, amount: 999_999n } }), 'SIGNATURE_INVALID');
+        assert.equal(await balanceOf(alice.se), 3000n);
+        // Over the holding limit (300.00 by default) the node refuses before moving money.
+        await expectError(await n.h.signed(alice.user, 'POST', '/v1/ops/deposits', { device: alice.device, amount: '300.01' }, n.key()), 422, 'HOLDING_LIMIT');
+        // Someone else's device.
+        await expectError(await n.h.signed(bob.user, 'POST', '/v1/ops/deposits', { device: alice.device, amount: '1.00' }, n.key()), 404, 'DEVICE_UNKNOWN');
+
+        // Withdraw: replayed at the node, and one signed by another TA.
+        const confirmation = await alice.se.call('withdraw', { amount: 500n });
+        const send = (c: WithdrawConfirmation) => n.h.signed(alice.user, 'POST', '/v1/ops/withdrawals', { device: alice.device, confirmation: toBase64url(encodeCbor({ ...c })) }, n.key());
+        assert.equal((await send(confirmation)).status, 200);
+        await expectError(await send(confirmation), 409, 'COUNTER_MISMATCH');
+        const bobs = await bob.se.call('withdraw', { amount: 1n }).catch((e: unknown) => e);
+        assert.ok(isTallyError(bobs, 'SE_REJECTED'), 'Bob has nothing to withdraw');
+        await expectError(await send({ ...confirmation, i: 3n }), 401, 'SIGNATURE_INVALID');
+        assert.equal(await n.h.balance(alice), '75.00');
+
+        // Payments: more than the balance; to Bob, collected twice; to Carol, collected by Bob; claimed twice; altered.
+        await refused(alice.se.call('pay', { amount: 2501n, receiver: bob.certificate }), 'INSUFFICIENT_FUNDS');
+        const toBob = await alice.se.call('pay', { amount: 700n, receiver: bob.certificate });
+        await bob.se.call('collect', { payment: toBob });
+        await refused(bob.se.call('collect', { payment: toBob }), 'PAYMENT_REPLAYED');
+        await expectError(await n.claim(carol, toBob), 422, 'PAYMENT_INVALID');
+        const toCarol = await alice.se.call('pay', { amount: 300n, receiver: carol.certificate });
+        await refused(bob.se.call('collect', { payment: toCarol }), 'PAYMENT_INVALID');
+        const altered: Payment = { ...toCarol, amount: 3000n };
+        await expectError(await n.claim(carol, altered), 422, 'PAYMENT_INVALID');
+        assert.equal((await n.claim(carol, toCarol)).status, 200);
+        await expectError(await n.claim(carol, toCarol), 409, 'PAYMENT_REPLAYED');
+        // A payment signed by a key that is not a certified TA (Bob's user key over Alice's certificate).
+        const impostor: Payment = { ...toCarol, index: 99n, signature: signRecord(bob.user, 'tally/ops/payment/v1', paymentSigned({ ...toCarol, index: 99n })) };
+        await expectError(await n.claim(carol, impostor), 422, 'PAYMENT_INVALID');
+        assert.equal(await n.h.balance(carol), '3.00');
+        assert.equal(await balanceOf(alice.se), 1500n);
+        assert.equal(await balanceOf(bob.se), 700n);
+        assert.equal((await n.h.audit()).balanced, true);
+      } finally {
+        await n.close([alice, bob]);
+      }
+    });
+
+    test('limits of the certificate: payments between syncs; a sync lifts it', async () => {
+      const n = await opsNode(backend);
+      const alice = await n.deviceClient();
+      const bob = await n.deviceClient();
+      try {
+        await n.mint(alice, '100.00');
+        await n.deposit(alice, '100.00');
+        const limit = (await alice.se.call('status', {})).offlinePaymentsMax;
+        assert.equal(limit, 50);
+        for (let k = 0; k < limit; k++) await alice.se.call('pay', { amount: 1n, receiver: bob.certificate });
+        await refused(alice.se.call('pay', { amount: 1n, receiver: bob.certificate }), 'OFFLINE_LIMIT');
+        await n.sync(alice);
+        await alice.se.call('pay', { amount: 1n, receiver: bob.certificate });
+        assert.equal(await balanceOf(alice.se), 10_000n - BigInt(limit) - 1n);
+        assert.equal((await n.h.audit()).balanced, true);
+      } finally {
+        await n.close([alice, bob]);
+      }
+    });
+
+    test('a cloned TA double spends: the node refuses the second claim, names and revokes the device, and synced payees refuse it', async () => {
+      const n = await opsNode(backend);
+      const alice = await n.deviceClient();
+      const bob = await n.deviceClient();
+      let clone: OpsSe | undefined;
+      try {
+        const carol = await n.plainClient();
+        const dave = await n.plainClient();
+        await n.mint(alice, '20.00');
+        await n.deposit(alice, '20.00');
+        // The owner copies the SE's files (the file counter cannot stop that) and spends the same money twice.
+        clone = await n.openSe(await n.copySe(alice), false);
+        const original = await alice.se.call('pay', { amount: 1500n, receiver: carol.certificate });
+        const copy = await clone.call('pay', { amount: 1500n, receiver: dave.certificate });
+        assert.equal(original.index, copy.index);
+        assert.equal((await n.claim(carol, original)).status, 200);
+        await expectError(await n.claim(dave, copy), 409, 'DOUBLE_SPEND');
+        assert.equal(await n.h.balance(dave), '0.00');
+
+        const cases = (await (await n.h.send('GET', '/v1/ops/fraud', { headers: n.h.operator })).json()) as { cases: { device: string; kind: string }[] };
+        assert.deepEqual(cases.cases.map((c) => [c.device, c.kind]), [[alice.device, 'clone']]);
+        // The revocation list names Alice's device; Bob, once synced, refuses its payments offline.
+        const list = (await (await n.h.send('GET', '/v1/revocations')).json()) as { revoked: string[]; list: string };
+        assert.ok(list.revoked.includes(toHex(decodeCertificate(alice.certificate).body.serial)));
+        const store = new RevocationStore({ provider: nodeProvider });
+        assert.equal(store.accept(decodeRevocationList(fromBase64url(list.list)), n.h.node.services.identity.intermediary.certificate.body.subject), 'accepted');
+        await n.sync(bob);
+        const later = await clone.call('pay', { amount: 100n, receiver: bob.certificate });
+        await refused(bob.se.call('collect', { payment: later }), 'CERT_REVOKED');
+        // And the node refuses Alice's device from now on.
+        await expectError(await n.h.signed(alice.user, 'POST', '/v1/ops/deposits', { device: alice.device, amount: '1.00' }, n.key()), 403, 'CERT_REVOKED');
+        assert.equal((await n.h.audit()).balanced, true);
+      } finally {
+        await clone?.close();
+        await n.close([alice, bob]);
+      }
+    });
+
+    test('settlement names a rolled-back TA and one that paid out more than it ever had', async () => {
+      const n = await opsNode(backend);
+      const alice = await n.deviceClient();
+      const bob = await n.deviceClient();
+      let old: OpsSe | undefined;
+      try {
+        const carol = await n.plainClient();
+        await n.mint(alice, '10.00');
+        await n.deposit(alice, '10.00');
+        const snapshot = await n.copySe(alice);
+        await alice.se.call('pay', { amount: 100n, receiver: bob.certificate });
+        await alice.se.call('pay', { amount: 100n, receiver: bob.certificate });
+        assert.deepEqual((await n.sync(alice)).fraud, []);
+        // The owner restores the old state (j = 0) and syncs it: its counters went back.
+        old = await n.openSe(snapshot, false);
+        const report = await old.call('report', {});
+        const rolledBack = await n.sendReport(alice, report);
+        assert.deepEqual(rolledBack.fraud.map((f) => [f.device, f.kind]), [[alice.device, 'rollback']]);
+
+        // Bob's TA key is extracted: the attacker signs a payment Bob's TA never made, and Carol claims it.
+        const stolen = await n.extractKey(bob.dir);
+        const forge = (index: bigint, amount: bigint): Payment => {
+          const body = { amount, sender: bob.certificate, receiver: carol.certificate, index };
+          return { ...body, signature: signRecord(stolen, PAYMENT_TAG, paymentSigned(body)) };
+        };
+        const forged = forge(1n, 500n);
+        assert.equal((await n.claim(carol, forged)).status, 200, 'the node cannot tell yet: the signature is genuine');
+        // When the device reports it, its flow shows 5.00 paid out of nothing deposited or collected.
+        const body: SyncReportBody = {
+          device: keyId(stolen.publicKey),
+          balance: 0n,
+          i: 0n,
+          j: 1n,
+          collectSeq: 0n,
+          paid: [{ index: 1n, amount: 500n, receiver: keyId(decodeCertificate(carol.certificate).body.subject), digest: paymentDigest(forged) }],
+          collected: [],
+        };
+        const overdraft = await n.sendReport(bob, { body, signature: signRecord(stolen, SYNC_REPORT_TAG, syncReportBodyWire(body)) });
+        assert.deepEqual(overdraft.fraud.map((f) => [f.device, f.kind]), [[bob.device, 'overdraft']]);
+        // Payments the device signed after its last report are no longer honoured.
+        await expectError(await n.claim(carol, forge(2n, 500n)), 403, 'CERT_REVOKED');
+        const cases = (await (await n.h.send('GET', '/v1/ops/fraud', { headers: n.h.operator })).json()) as { cases: { device: string; kind: string }[] };
+        assert.deepEqual(cases.cases.map((c) => [c.device, c.kind]), [[alice.device, 'rollback'], [bob.device, 'overdraft']]);
+        assert.equal((await n.h.audit()).balanced, true);
+      } finally {
+        await old?.close();
+        await n.close([alice, bob]);
+      }
+    });
+  });
+}

@@ -1,0 +1,423 @@
+/**
+ * The OPS trusted application (Figure 4) as a pure state machine: `Init`, `CertInit`, `Deposit`,
+ * `Withdraw`, `Pay`, `Collect` and `Get-Balance`, aborting where the paper aborts; plus what
+ * settlement needs: a signed report of what was paid and collected since the last sync, and the
+ * node's ack, which also brings the revocation list and the TA's only trusted clock.
+ *
+ * Beyond the paper, and named as such: the root certificate is pinned at provisioning (a TA build
+ * would embed it), the TA enforces the limits of its certificate (holding limit, payments between
+ * syncs), and its payment log is bounded and pruned by certificate expiry against trusted time.
+ */
+import { equalBytes } from '../../core/bytes.ts';
+import { array, boolean, bytes, optional, record, text, uint, type Codec, type Infer } from '../../core/codec.ts';
+import { signRecord, verifyRecord } from '../../core/crypto/record.ts';
+import { publicKeyCodec, type PublicKey, type Signer } from '../../core/crypto/suite.ts';
+import { isTallyError } from '../../core/errors.ts';
+import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
+import { verifyChain, type VerifiedChain } from '../../pki/chain.ts';
+import { keyId } from '../../pki/key-id.ts';
+import { signRegistrationProof } from '../../pki/registration.ts';
+import { decodeRevocationList, listRevokes, verifyRevocationList, type RevocationChecker, type RevocationList } from '../../pki/revocation.ts';
+import { accept, command, defineTrustedApp, reject, type CommandResult, type TrustedEnv } from '../../secure-element/trusted-app.ts';
+import {
+  amountCodec,
+  balanceCodec,
+  BALANCE_TAG,
+  certificateBytesCodec,
+  collectedEntryCodec,
+  counterCodec,
+  depositConfirmationCodec,
+  depositSigned,
+  DEPOSIT_TAG,
+  keyIdBytesCodec,
+  OPS_SCHEME,
+  paidEntryCodec,
+  paymentCodec,
+  paymentDigest,
+  paymentRequestCodec,
+  paymentSigned,
+  PAYMENT_TAG,
+  REPORT_ENTRIES_MAX,
+  signatureCodec,
+  syncAckBodyWire,
+  syncAckCodec,
+  syncReportBodyWire,
+  syncReportCodec,
+  SYNC_ACK_TAG,
+  SYNC_REPORT_TAG,
+  withdrawSigned,
+  WITHDRAW_TAG,
+  type CollectedEntry,
+  type PaidEntry,
+  type Payment,
+  type SyncReport,
+  type WithdrawConfirmation,
+} from './messages.ts';
+import { verifyPayment } from './pay-verify.ts';
+
+/** The label of the TA's signing key (T.sk) under the device master secret. */
+export const TA_KEY_LABEL = 'ops/ta';
+/** Most entries in T.inPaymentLog; past it, Collect waits for a sync to prune. */
+export const IN_PAYMENT_LOG_MAX = 2048;
+/** Largest revocation list the TA keeps, encoded. */
+export const TA_CRL_BYTES_MAX = 64 * 1024;
+
+const logEntryCodec = record({ sender: keyIdBytesCodec, index: counterCodec, notAfter: uint({ max: Number.MAX_SAFE_INTEGER }) });
+type LogEntry = Infer<typeof logEntryCodec>;
+
+/** The TA's state (Figure 4's variables, and what Tally adds for limits and sync). */
+export const opsStateCodec = record({
+  /** The pinned root certificate (set by Init). */
+  root: optional(certificateBytesCodec),
+  /** Key id of the account holder this TA was registered for. */
+  owner: optional(keyIdBytesCodec),
+  /** T.cert. */
+  cert: optional(certificateBytesCodec),
+  /** The intermediary certificate between T.cert and the root. */
+  intermediary: optional(certificateBytesCodec),
+  /** vk_S: the issuer node's key, which signs deposits and acks. */
+  serverKey: optional(publicKeyCodec),
+  /** T.bal. */
+  bal: balanceCodec,
+  /** T.i: deposits and withdrawals. */
+  i: counterCodec,
+  /** T.j: payments. */
+  j: counterCodec,
+  /** Collects, numbered for sync. */
+  collectSeq: counterCodec,
+  currency: text({ max: 12 }),
+  holdingLimit: balanceCodec,
+  offlinePaymentsMax: uint({ max: 2 ** 32 - 1 }),
+  /** T.inPaymentLog, as (sender key id, index) with the sender certificate's end, for pruning. */
+  inPaymentLog: array(logEntryCodec, { max: IN_PAYMENT_LOG_MAX }),
+  /** Payments made since the last ack. */
+  paid: array(paidEntryCodec, { max: REPORT_ENTRIES_MAX }),
+  /** Payments collected since the last ack. */
+  collected: array(collectedEntryCodec, { max: REPORT_ENTRIES_MAX }),
+  /** The intermediary's latest revocation list, encoded. */
+  crl: optional(bytes({ max: TA_CRL_BYTES_MAX })),
+  /** The latest time vouched for by the issuer node (certificate start, ack times). */
+  trustedTime: uint({ max: Number.MAX_SAFE_INTEGER }),
+});
+/** The TA's state. */
+export type OpsState = Infer<typeof opsStateCodec>;
+
+function taSigner(env: TrustedEnv): Signer {
+  return env.signer(TA_KEY_LABEL);
+}
+
+/** The certificate-bound part of the state, present once CertInit ran. */
+interface Certified {
+  readonly root: Certificate;
+  readonly intermediary: Certificate;
+  readonly cert: Uint8Array;
+  readonly serverKey: PublicKey;
+}
+
+function certified(state: OpsState): Certified | null {
+  if (state.root === undefined || state.cert === undefined || state.intermediary === undefined || state.serverKey === undefined) return null;
+  return { root: decodeCertificate(state.root), intermediary: decodeCertificate(state.intermediary), cert: state.cert, serverKey: state.serverKey };
+}
+
+const NOT_CERTIFIED = () => reject('NOT_CERTIFIED', 'T.cert is not set: register the device and run CertInit first');
+
+function heldList(state: OpsState): RevocationList | null {
+  return state.crl === undefined ? null : decodeRevocationList(state.crl);
+}
+
+function checkerOf(list: RevocationList | null): RevocationChecker | undefined {
+  if (list === null) return undefined;
+  return { isRevoked: (issuer, serial) => equalBytes(issuer, list.body.issuer) && listRevokes(list, serial) };
+}
+
+function verifyTaCertificate(state: OpsState, certificate: Certificate, intermediary: Certificate, root: Certificate, env: TrustedEnv, now: number): VerifiedChain {
+  return verifyChain({ provider: env.provider, chain: [certificate, intermediary], trustAnchors: [root], now, leafRoles: ['device'], revocations: checkerOf(heldList(state)) });
+}
+
+const initInput = record({ root: certificateBytesCodec, owner: keyIdBytesCodec });
+const initOutput = record({ publicKey: publicKeyCodec, proof: signatureCodec });
+const certInitInput = record({ certificate: certificateBytesCodec, intermediary: certificateBytesCodec, issuerNode: certificateBytesCodec });
+const limitsOutput = record({ holdingLimit: balanceCodec, offlinePaymentsMax: uint({ max: 2 ** 32 - 1 }), currency: text({ max: 12 }) });
+const balanceOutput = record({ balance: balanceCodec });
+const signedBalanceOutput = record({ balance: balanceCodec, i: counterCodec, signature: signatureCodec });
+const withdrawOutput = record({ amount: amountCodec, i: counterCodec, signature: signatureCodec });
+const syncAckInput = record({ ack: syncAckCodec, crl: optional(bytes({ max: TA_CRL_BYTES_MAX })) });
+const syncAckOutput = record({ paidCleared: uint({ max: REPORT_ENTRIES_MAX }), collectedCleared: uint({ max: REPORT_ENTRIES_MAX }), logPruned: uint({ max: IN_PAYMENT_LOG_MAX }), crlVersion: optional(uint({ max: Number.MAX_SAFE_INTEGER })) });
+const statusOutput = record({
+  publicKey: publicKeyCodec,
+  certified: boolean,
+  balance: balanceCodec,
+  i: counterCodec,
+  j: counterCodec,
+  unsyncedPayments: uint({ max: REPORT_ENTRIES_MAX }),
+  unsyncedCollects: uint({ max: REPORT_ENTRIES_MAX }),
+  holdingLimit: balanceCodec,
+  offlinePaymentsMax: uint({ max: 2 ** 32 - 1 }),
+  trustedTime: uint({ max: Number.MAX_SAFE_INTEGER }),
+});
+
+function paymentsAllowed(state: OpsState): number {
+  return Math.min(state.offlinePaymentsMax, REPORT_ENTRIES_MAX);
+}
+
+/** Runs a check that throws TallyError and turns its failure into a rejection. */
+function guarded<S, O>(run: () => CommandResult<S, O>): CommandResult<S, O> {
+  try {
+    return run();
+  } catch (e) {
+    if (isTallyError(e)) return reject(e.code, e.message);
+    throw e;
+  }
+}
+
+/** The OPS trusted app. */
+export const opsTrustedApp = defineTrustedApp({
+  name: 'ops',
+  state: opsStateCodec as Codec<OpsState>,
+  init: (): OpsState => ({
+    bal: 0n,
+    i: 0n,
+    j: 0n,
+    collectSeq: 0n,
+    currency: '',
+    holdingLimit: 0n,
+    offlinePaymentsMax: 0,
+    inPaymentLog: [],
+    paid: [],
+    collected: [],
+    trustedTime: 0,
+  }),
+  commands: {
+    /** Init: the key pair (derived in the SE), the pinned root, and the proof that registers the TA under its owner. */
+    init: command({
+      input: initInput,
+      output: initOutput,
+      run(state: OpsState, input, env) {
+        if (state.cert !== undefined) return reject('ALREADY_CERTIFIED', 'this TA already holds a certificate; Init runs once');
+        return guarded(() => {
+          const root = decodeCertificate(input.root);
+          if (root.body.role !== 'root') return reject('ROOT_INVALID', `the pinned certificate must be a root, got a ${root.body.role}`);
+          const signer = taSigner(env);
+          const proof = signRegistrationProof(signer, { owner: input.owner, scheme: OPS_SCHEME });
+          return accept({ ...state, root: input.root, owner: input.owner }, { publicKey: signer.publicKey, proof });
+        });
+      },
+    }),
+
+    /** CertInit: TACertVerify, then T.cert is set and the certificate's limits apply. */
+    certInit: command({
+      input: certInitInput,
+      output: limitsOutput,
+      run(state: OpsState, input, env) {
+        if (state.root === undefined || state.owner === undefined) return reject('NOT_INITIALISED', 'run Init first');
+        if (state.cert !== undefined) return reject('ALREADY_CERTIFIED', 'T.cert is already set');
+        return guarded(() => {
+          const root = decodeCertificate(state.root as Uint8Array);
+          const certificate = decodeCertificate(input.certificate);
+          const intermediary = decodeCertificate(input.intermediary);
+          const issuerNode = decodeCertificate(input.issuerNode);
+          // The TA has no clock: the certificate's own start is the first trusted time.
+          const now = Math.max(state.trustedTime, certificate.body.notBefore);
+          const verified = verifyTaCertificate(state, certificate, intermediary, root, env, now);
+          const me = taSigner(env).publicKey;
+          if (verified.subject.suite !== me.suite || !equalBytes(verified.subject.key, me.key)) return reject('CERT_MISMATCH', 'the certificate is for another key than T.vk');
+          const x = verified.extensions;
+          if (x.scheme !== OPS_SCHEME) return reject('CERT_MISMATCH', `the certificate is for scheme ${x.scheme ?? '(none)'}`);
+          if (x.owner === undefined || !equalBytes(x.owner, state.owner as Uint8Array)) return reject('CERT_MISMATCH', 'the certificate names another owner');
+          if (x.holdingLimit === undefined || x.currency === undefined || x.offlinePaymentsMax === undefined) {
+            return reject('CERT_MISMATCH', 'the certificate lacks its holding limit, currency or payment count limit');
+          }
+          const server = verifyChain({ provider: env.provider, chain: [issuerNode, intermediary], trustAnchors: [root], now, leafRoles: ['issuer-node'] });
+          const next: OpsState = {
+            ...state,
+            cert: input.certificate,
+            intermediary: input.intermediary,
+            serverKey: server.subject,
+            currency: x.currency,
+            holdingLimit: x.holdingLimit,
+            offlinePaymentsMax: x.offlinePaymentsMax,
+            trustedTime: now,
+          };
+          return accept(next, { holdingLimit: x.holdingLimit, offlinePaymentsMax: x.offlinePaymentsMax, currency: x.currency });
+        });
+      },
+    }),
+
+    /** Deposit(x, i, σ_S): abort unless certified, i = T.i + 1 and σ_S verifies over [T.vk, x, i]; then T.bal += x, T.i += 1. */
+    deposit: command({
+      input: record({ confirmation: depositConfirmationCodec }),
+      output: balanceOutput,
+      run(state: OpsState, input, env) {
+        const c = certified(state);
+        if (c === null) return NOT_CERTIFIED();
+        const { confirmation } = input;
+        if (confirmation.i !== state.i + 1n) return reject('COUNTER_MISMATCH', `deposit number ${confirmation.i} is not the next one (T.i is ${state.i})`);
+        const me = taSigner(env).publicKey;
+        if (confirmation.taKey.suite !== me.suite || !equalBytes(confirmation.taKey.key, me.key)) return reject('SIGNATURE_INVALID', 'the deposit is for another TA');
+        if (!verifyRecord(env.provider, c.serverKey, DEPOSIT_TAG, depositSigned(confirmation), confirmation.signature)) {
+          return reject('SIGNATURE_INVALID', 'the server signature σ_S does not verify');
+        }
+        const bal = state.bal + confirmation.amount;
+        if (bal > state.holdingLimit) return reject('HOLDING_LIMIT', `the balance would be ${bal}, over the holding limit of ${state.holdingLimit}; pay or withdraw first, then apply this deposit`);
+        return accept({ ...state, bal, i: state.i + 1n }, { balance: bal });
+      },
+    }),
+
+    /** Withdraw(x): abort unless certified and x ≤ T.bal; T.bal -= x, T.i += 1; output [x, T.i, σ]. */
+    withdraw: command({
+      input: record({ amount: amountCodec }),
+      output: withdrawOutput,
+      run(state: OpsState, input, env) {
+        if (certified(state) === null) return NOT_CERTIFIED();
+        if (input.amount > state.bal) return reject('INSUFFICIENT_FUNDS', `the offline balance ${state.bal} is below ${input.amount}`);
+        const i = state.i + 1n;
+        const body = { amount: input.amount, i };
+        const out: WithdrawConfirmation = { ...body, signature: signRecord(taSigner(env), WITHDRAW_TAG, withdrawSigned(body)) };
+        return accept({ ...state, bal: state.bal - input.amount, i }, out);
+      },
+    }),
+
+    /** Pay(x, receiver): abort unless certified and T.bal ≥ x (and within the payments allowed between syncs); output P. */
+    pay: command({
+      input: paymentRequestCodec,
+      output: paymentCodec,
+      run(state: OpsState, input, env) {
+        const c = certified(state);
+        if (c === null) return NOT_CERTIFIED();
+        if (state.bal < input.amount) return reject('INSUFFICIENT_FUNDS', `the offline balance ${state.bal} is below ${input.amount}`);
+        if (state.paid.length >= paymentsAllowed(state)) {
+          return reject('OFFLINE_LIMIT', `${state.paid.length} payments since the last sync, the most this device may make offline; sync first`);
+        }
+        if (equalBytes(input.receiver, c.cert)) return reject('RECEIVER_INVALID', 'a TA cannot pay itself');
+        return guarded(() => {
+          const receiver = decodeCertificate(input.receiver);
+          const j = state.j + 1n;
+          const body = { amount: input.amount, sender: c.cert, receiver: input.receiver, index: j };
+          const payment: Payment = { ...body, signature: signRecord(taSigner(env), PAYMENT_TAG, paymentSigned(body)) };
+          const entry: PaidEntry = { index: j, amount: input.amount, receiver: keyId(receiver.body.subject), digest: paymentDigest(payment) };
+          return accept({ ...state, bal: state.bal - input.amount, j, paid: [...state.paid, entry] }, payment);
+        });
+      },
+    }),
+
+    /** Collect(P): abort unless certified, PayVerify(P), P.receiver = T.cert and P ∉ T.inPaymentLog; T.bal += P.amount. */
+    collect: command({
+      input: record({ payment: paymentCodec }),
+      output: balanceOutput,
+      run(state: OpsState, input, env) {
+        const c = certified(state);
+        if (c === null) return NOT_CERTIFIED();
+        return guarded(() => {
+          const verified = verifyPayment({
+            provider: env.provider,
+            payment: input.payment,
+            trustAnchors: [c.root],
+            intermediaries: [c.intermediary],
+            now: state.trustedTime,
+            revocations: checkerOf(heldList(state)),
+            currency: state.currency,
+            receiver: c.cert,
+          });
+          const sender = verified.sender.subjectKeyId;
+          const index = input.payment.index;
+          if (state.inPaymentLog.some((e) => e.index === index && equalBytes(e.sender, sender))) {
+            return reject('PAYMENT_REPLAYED', 'this payment was already collected (it is in T.inPaymentLog)');
+          }
+          if (state.inPaymentLog.length >= IN_PAYMENT_LOG_MAX || state.collected.length >= REPORT_ENTRIES_MAX) {
+            return reject('LOG_FULL', 'the payment log is full; sync to prune it, then collect');
+          }
+          const bal = state.bal + input.payment.amount;
+          if (bal > state.holdingLimit) return reject('HOLDING_LIMIT', `the balance would be ${bal}, over the holding limit of ${state.holdingLimit}; spend or withdraw first`);
+          const seq = state.collectSeq + 1n;
+          const log: LogEntry = { sender, index, notAfter: verified.sender.leaf.body.notAfter };
+          const entry: CollectedEntry = { seq, sender, index, amount: input.payment.amount, digest: verified.digest };
+          return accept({ ...state, bal, collectSeq: seq, inPaymentLog: [...state.inPaymentLog, log], collected: [...state.collected, entry] }, { balance: bal });
+        });
+      },
+    }),
+
+    /** Get-Balance: [T.bal, T.i, σ]. */
+    balance: command({
+      input: record({}),
+      output: signedBalanceOutput,
+      readOnly: true,
+      run(state: OpsState, _input, env) {
+        if (certified(state) === null) return NOT_CERTIFIED();
+        return accept(state, { balance: state.bal, i: state.i, signature: signRecord(taSigner(env), BALANCE_TAG, [state.bal, state.i]) });
+      },
+    }),
+
+    /** The signed sync report: counters, balance, and the flow since the last ack. */
+    report: command({
+      input: record({}),
+      output: syncReportCodec,
+      readOnly: true,
+      run(state: OpsState, _input, env) {
+        if (certified(state) === null) return NOT_CERTIFIED();
+        const signer = taSigner(env);
+        const body = { device: keyId(signer.publicKey), balance: state.bal, i: state.i, j: state.j, collectSeq: state.collectSeq, paid: state.paid, collected: state.collected };
+        const report: SyncReport = { body, signature: signRecord(signer, SYNC_REPORT_TAG, syncReportBodyWire(body)) };
+        return accept(state, report);
+      },
+    }),
+
+    /** The node's ack: forget what it acknowledged, take the newer revocation list and trusted time, prune the log. */
+    syncAck: command({
+      input: syncAckInput,
+      output: syncAckOutput,
+      run(state: OpsState, input, env) {
+        const c = certified(state);
+        if (c === null) return NOT_CERTIFIED();
+        const { ack } = input;
+        if (!equalBytes(ack.body.device, keyId(taSigner(env).publicKey))) return reject('ACK_INVALID', 'the ack is for another device');
+        if (!verifyRecord(env.provider, c.serverKey, SYNC_ACK_TAG, syncAckBodyWire(ack.body), ack.signature)) return reject('ACK_INVALID', 'the ack signature does not verify');
+        if (ack.body.paidUpTo > state.j || ack.body.collectedUpTo > state.collectSeq) return reject('ACK_INVALID', 'the ack acknowledges more than this TA reported');
+        return guarded(() => {
+          let crl = state.crl;
+          let crlVersion: number | undefined;
+          if (input.crl !== undefined) {
+            const list = decodeRevocationList(input.crl);
+            verifyRevocationList(env.provider, list, c.intermediary.body.subject);
+            const held = heldList(state);
+            if (held !== null && list.body.version < held.body.version) return reject('CRL_ROLLBACK', `revocation list version ${list.body.version} is older than ${held.body.version}`);
+            crl = input.crl;
+            crlVersion = list.body.version;
+          }
+          const trustedTime = Math.max(state.trustedTime, ack.body.time);
+          const paid = state.paid.filter((e) => e.index > ack.body.paidUpTo);
+          const collected = state.collected.filter((e) => e.seq > ack.body.collectedUpTo);
+          // A payment whose sender certificate ended before trusted time is refused anyway: its log entry can go.
+          const inPaymentLog = state.inPaymentLog.filter((e) => e.notAfter >= trustedTime);
+          const next: OpsState = { ...state, paid, collected, inPaymentLog, trustedTime, ...(crl === undefined ? {} : { crl }) };
+          return accept(next, {
+            paidCleared: state.paid.length - paid.length,
+            collectedCleared: state.collected.length - collected.length,
+            logPruned: state.inPaymentLog.length - inPaymentLog.length,
+            ...(crlVersion === undefined ? {} : { crlVersion }),
+          });
+        });
+      },
+    }),
+
+    /** What the wallet shows: the key, whether certified, balance, counters, what awaits a sync, the limits. */
+    status: command({
+      input: record({}),
+      output: statusOutput,
+      readOnly: true,
+      run(state: OpsState, _input, env) {
+        return accept(state, {
+          publicKey: taSigner(env).publicKey,
+          certified: state.cert !== undefined,
+          balance: state.bal,
+          i: state.i,
+          j: state.j,
+          unsyncedPayments: state.paid.length,
+          unsyncedCollects: state.collected.length,
+          holdingLimit: state.holdingLimit,
+          offlinePaymentsMax: state.offlinePaymentsMax,
+          trustedTime: state.trustedTime,
+        });
+      },
+    }),
+  },
+});
