@@ -9,7 +9,7 @@
  * syncs), and its payment log is bounded and pruned by certificate expiry against trusted time.
  */
 import { equalBytes } from '../../core/bytes.ts';
-import { array, boolean, bytes, optional, record, text, uint, type Codec, type Infer } from '../../core/codec.ts';
+import { boolean, bytes, optional, record, text, uint, type Codec } from '../../core/codec.ts';
 import { signRecord, verifyRecord } from '../../core/crypto/record.ts';
 import { publicKeyCodec, type PublicKey, type Signer } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
@@ -24,14 +24,12 @@ import {
   balanceCodec,
   BALANCE_TAG,
   certificateBytesCodec,
-  collectedEntryCodec,
   counterCodec,
   depositConfirmationCodec,
   depositSigned,
   DEPOSIT_TAG,
   keyIdBytesCodec,
   OPS_SCHEME,
-  paidEntryCodec,
   paymentCodec,
   paymentDigest,
   paymentRequestCodec,
@@ -57,50 +55,8 @@ import { verifyPayment } from './pay-verify.ts';
 
 /** The label of the TA's signing key (T.sk) under the device master secret. */
 export const TA_KEY_LABEL = 'ops/ta';
-/** Most entries in T.inPaymentLog; past it, Collect waits for a sync to prune. */
-export const IN_PAYMENT_LOG_MAX = 2048;
-/** Largest revocation list the TA keeps, encoded. */
-export const TA_CRL_BYTES_MAX = 64 * 1024;
-
-const logEntryCodec = record({ sender: keyIdBytesCodec, index: counterCodec, notAfter: uint({ max: Number.MAX_SAFE_INTEGER }) });
-type LogEntry = Infer<typeof logEntryCodec>;
-
-/** The TA's state (Figure 4's variables, and what Tally adds for limits and sync). */
-export const opsStateCodec = record({
-  /** The pinned root certificate (set by Init). */
-  root: optional(certificateBytesCodec),
-  /** Key id of the account holder this TA was registered for. */
-  owner: optional(keyIdBytesCodec),
-  /** T.cert. */
-  cert: optional(certificateBytesCodec),
-  /** The intermediary certificate between T.cert and the root. */
-  intermediary: optional(certificateBytesCodec),
-  /** vk_S: the issuer node's key, which signs deposits and acks. */
-  serverKey: optional(publicKeyCodec),
-  /** T.bal. */
-  bal: balanceCodec,
-  /** T.i: deposits and withdrawals. */
-  i: counterCodec,
-  /** T.j: payments. */
-  j: counterCodec,
-  /** Collects, numbered for sync. */
-  collectSeq: counterCodec,
-  currency: text({ max: 12 }),
-  holdingLimit: balanceCodec,
-  offlinePaymentsMax: uint({ max: 2 ** 32 - 1 }),
-  /** T.inPaymentLog, as (sender key id, index) with the sender certificate's end, for pruning. */
-  inPaymentLog: array(logEntryCodec, { max: IN_PAYMENT_LOG_MAX }),
-  /** Payments made since the last ack. */
-  paid: array(paidEntryCodec, { max: REPORT_ENTRIES_MAX }),
-  /** Payments collected since the last ack. */
-  collected: array(collectedEntryCodec, { max: REPORT_ENTRIES_MAX }),
-  /** The intermediary's latest revocation list, encoded. */
-  crl: optional(bytes({ max: TA_CRL_BYTES_MAX })),
-  /** The latest time vouched for by the issuer node (certificate start, ack times). */
-  trustedTime: uint({ max: Number.MAX_SAFE_INTEGER }),
-});
-/** The TA's state. */
-export type OpsState = Infer<typeof opsStateCodec>;
+export { IN_PAYMENT_LOG_MAX, opsStateCodec, TA_CRL_BYTES_MAX, type LogEntry, type OpsState } from './trusted-app-state.ts';
+import { IN_PAYMENT_LOG_MAX, opsStateCodec, TA_CRL_BYTES_MAX, type LogEntry, type OpsState } from './trusted-app-state.ts';
 
 function taSigner(env: TrustedEnv): Signer {
   return env.signer(TA_KEY_LABEL);
