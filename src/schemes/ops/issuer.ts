@@ -5,8 +5,7 @@
  * withdrawals and claims move it back out; payments between devices leave it where it is.
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import type { Context } from 'hono';
-import { equalBytes, fromBase64url, toBase64url, toHex } from '../../core/bytes.ts';
+import { equalBytes, toBase64url, toHex } from '../../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import type { Codec } from '../../core/codec.ts';
 import { signRecord, verifyRecord } from '../../core/crypto/record.ts';
@@ -22,7 +21,7 @@ import { requireOperator, requireUser } from '../../issuer/http/auth.ts';
 import type { IssuerEnv, IssuerServices } from '../../issuer/http/context.ts';
 import { formatMinor, transferJson } from '../../issuer/http/json.ts';
 import { ApiProblem } from '../../issuer/http/problem.ts';
-import { amountText, base64url, base64urlOf, errorBody, idempotent, json, keyIdHex, parseAmount, refusal, validBody } from '../../issuer/http/validate.ts';
+import { amountText, base64url, base64urlOf, decodeField, errorBody, idempotent, json, keyIdHex, parseAmount, refusal, validBody } from '../../issuer/http/validate.ts';
 import { currentRevocationList, isSubjectRevoked } from '../../issuer/registry/revocations.ts';
 import {
   depositSigned,
@@ -108,23 +107,27 @@ interface DeviceRow {
   certificate: Uint8Array;
 }
 
-/** The caller's OPS device, or a stored refusal. */
-async function ownDevice(tx: TransactionHandle, device: string, owner: string): Promise<{ key: PublicKey; certificate: Certificate } | { refused: ReturnType<typeof refusal> }> {
+/**
+ * The caller's OPS device, or a stored refusal. A revoked device is refused unless `allowRevoked`
+ * (its sync reports are still evidence).
+ */
+async function ownDevice(
+  tx: TransactionHandle,
+  device: string,
+  owner: string,
+  options: { allowRevoked?: boolean } = {},
+): Promise<{ key: PublicKey; certificate: Certificate } | { refused: ReturnType<typeof refusal> }> {
   const { rows } = await tx.query<DeviceRow>('SELECT suite, public_key, owner_key_id, scheme, certificate FROM devices WHERE key_id = $1', [device]);
   const row = rows[0];
   if (row === undefined || row.owner_key_id !== owner) return { refused: refusal('DEVICE_UNKNOWN', `the caller has no device ${device}`) };
   if (row.scheme !== OPS_SCHEME) return { refused: refusal('DEVICE_UNKNOWN', `device ${device} is registered for ${row.scheme}, not ${OPS_SCHEME}`) };
-  if (await isSubjectRevoked(tx, device)) return { refused: refusal('CERT_REVOKED', `device ${device} is revoked`) };
+  if (options.allowRevoked !== true && (await isSubjectRevoked(tx, device))) return { refused: refusal('CERT_REVOKED', `device ${device} is revoked`) };
   return { key: { suite: row.suite, key: new Uint8Array(row.public_key) }, certificate: decodeCertificate(new Uint8Array(row.certificate)) };
 }
 
-function decodeField<T>(c: Context<IssuerEnv>, field: string, text: string, codec: Codec<T>, max: number): T {
-  let bytes: Uint8Array;
-  try {
-    bytes = fromBase64url(text);
-  } catch {
-    throw new ApiProblem('BODY_INVALID', `body.${field}: expected base64url`, {});
-  }
+/** Decodes a base64url CBOR field of the body with `codec`. @throws ApiProblem BODY_INVALID, TOO_LARGE */
+function decodeCborField<T>(field: string, text: string, codec: Codec<T>, max: number): T {
+  const bytes = decodeField(`body.${field}`, text);
   if (bytes.length > max) throw new ApiProblem('TOO_LARGE', `body.${field} of ${bytes.length} bytes is over the limit of ${max}`, { max });
   try {
     return codec.decode(decodeCbor(bytes, { maxBytes: max }), field);
@@ -210,7 +213,7 @@ export const opsIssuerModule: SchemeModule = {
     app.post(routes.withdraw.path, async (c) => {
       const user = requireUser(c.get('caller'));
       const body = validBody(c, withdrawBody);
-      const confirmation = decodeField(c, 'confirmation', body.confirmation, withdrawConfirmationCodec, 512);
+      const confirmation = decodeCborField('confirmation', body.confirmation, withdrawConfirmationCodec, 512);
       return idempotent(services, c, 'ops/withdrawals', user.keyId, async (tx) => {
         const device = await ownDevice(tx, body.device, user.keyId);
         if ('refused' in device) return device.refused;
@@ -239,7 +242,7 @@ export const opsIssuerModule: SchemeModule = {
     app.post(routes.claim.path, async (c) => {
       const user = requireUser(c.get('caller'));
       const body = validBody(c, claimBody);
-      const payment = decodeField(c, 'payment', body.payment, paymentCodec, PAYMENT_BYTES_MAX);
+      const payment = decodeCborField('payment', body.payment, paymentCodec, PAYMENT_BYTES_MAX);
       const mine = await services.db.query<{ certificate: Uint8Array }>('SELECT certificate FROM users WHERE key_id = $1', [user.keyId]);
       const myCertificate = new Uint8Array((mine.rows[0] as { certificate: Uint8Array }).certificate);
       let sender: string;
@@ -290,15 +293,13 @@ export const opsIssuerModule: SchemeModule = {
     app.post(routes.sync.path, async (c) => {
       const user = requireUser(c.get('caller'));
       const body = validBody(c, syncBody);
-      const report = decodeField(c, 'report', body.report, syncReportCodec, SYNC_REPORT_BYTES_MAX);
+      const report = decodeCborField('report', body.report, syncReportCodec, SYNC_REPORT_BYTES_MAX);
       return idempotent(services, c, 'ops/sync', user.keyId, async (tx) => {
-        const { rows } = await tx.query<DeviceRow>('SELECT suite, public_key, owner_key_id, scheme, certificate FROM devices WHERE key_id = $1', [body.device]);
-        const device = rows[0];
-        if (device === undefined || device.owner_key_id !== user.keyId || device.scheme !== OPS_SCHEME) return refusal('DEVICE_UNKNOWN', `the caller has no OPS device ${body.device}`);
-        const key: PublicKey = { suite: device.suite, key: new Uint8Array(device.public_key) };
+        const device = await ownDevice(tx, body.device, user.keyId, { allowRevoked: true });
+        if ('refused' in device) return device.refused;
+        const { key, certificate } = device;
         if (toHex(report.body.device) !== body.device || toHex(keyId(key)) !== body.device) return refusal('SIGNATURE_INVALID', 'the report names another device');
         if (!verifyRecord(services.provider, key, SYNC_REPORT_TAG, syncReportBodyWire(report.body), report.signature)) return refusal('SIGNATURE_INVALID', 'the report is not signed by the device');
-        const certificate = decodeCertificate(new Uint8Array(device.certificate));
         const row = await lockOpsDevice(tx, body.device);
         const result = await reconcileReport(tx, {
           device: body.device,
