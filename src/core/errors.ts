@@ -45,6 +45,7 @@ export interface ErrorDetailMap {
   LINK_CLOSED: { reason: string };
   HANDSHAKE_FAILED: { reason: string };
   PEER_UNTRUSTED: { reason: string };
+  PEER_REFUSED: { code: string };
   PAYMENT_INVALID: { reason: string };
   PAYMENT_REPLAYED: { sender: string; index: string };
   ASSERTION_FAILED: Record<string, never>;
@@ -140,6 +141,7 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   LINK_CLOSED: true,
   HANDSHAKE_FAILED: true,
   PEER_UNTRUSTED: true,
+  PEER_REFUSED: true,
   PAYMENT_INVALID: true,
   PAYMENT_REPLAYED: true,
   ASSERTION_FAILED: true,
