@@ -7,15 +7,24 @@ import { parseArgs } from 'node:util';
 import { currency } from '../core/amount.ts';
 import { isTallyError } from '../core/errors.ts';
 import { jsonLogger } from './log.ts';
-import { DEFAULT_CURRENCY, startNode } from './node-start.ts';
+import { DEFAULT_NODE_URL, UsageError, VERBS, type Outcome, type VerbIo } from './wallet-commands.ts';
 
-const USAGE = `usage:
-  tally node start [--port 8080] [--host 127.0.0.1] [--data ./tally-data] [--database-url URL] [--currency EUR:2] [--json]
+const NODE_USAGE = `tally node start [--port 8080] [--host 127.0.0.1] [--data ./tally-data] [--database-url URL] [--currency EUR:2] [--json]
       Runs an issuer node. PostgreSQL when --database-url or DATABASE_URL is given, embedded PGlite in
       the data folder otherwise. Keys are encrypted with TALLY_NODE_PASSPHRASE (or a generated
       passphrase kept in the data folder).`;
 
-class UsageError extends Error {}
+const USAGE = `usage:
+  ${NODE_USAGE}
+${Object.values(VERBS)
+  .map((verb) => `  ${verb.usage}`)
+  .join('\n')}
+  tally demo [--keep] [--json]   (narrates a full OPS story against a fresh local node)
+
+Wallets live in --home DIR, else $TALLY_HOME, else ~/.tally. Commands that need the node use the
+wallet's node, or --node URL / $TALLY_NODE (default ${DEFAULT_NODE_URL}). Operator commands take the
+token from --token, $TALLY_OPERATOR_TOKEN, or --data (the node's data folder).`;
+
 
 function parseCurrency(text: string) {
   const match = /^([A-Z][A-Z0-9]{2,11}):([0-9]{1,2})$/.exec(text);
@@ -38,6 +47,7 @@ async function nodeStart(args: string[]): Promise<number> {
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port: expected 0 to 65535, got ${values.port}`);
   const json = values.json === true;
+  const { DEFAULT_CURRENCY, startNode } = await import('./node-start.ts');
   const node = await startNode({
     port,
     host: values.host,
@@ -64,26 +74,52 @@ const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   'node start': nodeStart,
 };
 
+function wantsJson(args: readonly string[]): boolean {
+  return args.includes('--json');
+}
+
+async function runVerb(run: (args: string[], io: VerbIo) => Promise<Outcome>, args: string[]): Promise<number> {
+  const json = wantsJson(args);
+  const io: VerbIo = {
+    env: process.env,
+    progress: (line) => {
+      if (!json) process.stderr.write(`${line} ...\n`);
+    },
+    announce: (text, value) => process.stdout.write(json ? `${JSON.stringify(value)}\n` : `${text}\n`),
+  };
+  const outcome = await run(args, io);
+  process.stdout.write(json ? `${JSON.stringify(outcome.json)}\n` : `${outcome.text}\n`);
+  return 0;
+}
+
 /** Runs the command line; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  const name = argv.slice(0, 2).join(' ');
-  const command = COMMANDS[name];
   if (argv[0] === '--help' || argv[0] === 'help' || argv.length === 0) {
     process.stdout.write(`${USAGE}\n`);
     return argv.length === 0 ? 2 : 0;
   }
-  if (command === undefined) {
+  const two = argv.slice(0, 2).join(' ');
+  const one = argv[0] as string;
+  let run: (() => Promise<number>) | undefined;
+  if (COMMANDS[two] !== undefined) run = () => (COMMANDS[two] as (a: string[]) => Promise<number>)(argv.slice(2));
+  else if (VERBS[two] !== undefined) run = () => runVerb((VERBS[two] as (typeof VERBS)[string]).run, argv.slice(2));
+  else if (VERBS[one] !== undefined) run = () => runVerb((VERBS[one] as (typeof VERBS)[string]).run, argv.slice(1));
+  else if (one === 'demo') run = async () => (await import('./demo.ts')).runDemo(argv.slice(1));
+  if (run === undefined) {
     process.stderr.write(`tally: unknown command ${JSON.stringify(argv.join(' '))}\n${USAGE}\n`);
     return 2;
   }
   try {
-    return await command(argv.slice(2));
+    return await run();
   } catch (e) {
     if (e instanceof UsageError || (e instanceof TypeError && 'code' in e && String(e.code).startsWith('ERR_PARSE_ARGS'))) {
-      process.stderr.write(`tally: ${e.message}\n${USAGE}\n`);
+      process.stderr.write(`tally: ${e.message}\n(see tally --help)\n`);
       return 2;
     }
-    process.stderr.write(`tally: ${isTallyError(e) ? `${e.message} [${e.code}]` : e instanceof Error ? e.message : String(e)}\n`);
+    const code = isTallyError(e) ? e.code : 'INTERNAL';
+    const message = isTallyError(e) ? e.message : e instanceof Error ? e.message : String(e);
+    if (wantsJson(argv)) process.stdout.write(`${JSON.stringify({ error: { code, message, ...(isTallyError(e) ? { details: e.details } : {}) } })}\n`);
+    process.stderr.write(`tally: ${message} [${code}]\n`);
     return 1;
   }
 }

@@ -34,6 +34,8 @@ export interface NodeStartOptions {
 /** A running node. */
 export interface RunningNode {
   readonly url: string;
+  /** The operator's bearer token. */
+  readonly operatorToken: string;
   /** Stops accepting, lets in-flight requests finish, closes the database. */
   stop(): Promise<void>;
 }
@@ -104,6 +106,7 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
   let stopping: Promise<void> | null = null;
   return {
     url,
+    operatorToken: node.services.identity.operatorToken,
     stop() {
       stopping ??= (async () => {
         options.logger.log('info', 'shutting down', { inFlight: inFlight.size });

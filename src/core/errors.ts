@@ -48,6 +48,12 @@ export interface ErrorDetailMap {
   PEER_REFUSED: { code: string };
   PAYMENT_INVALID: { reason: string };
   PAYMENT_REPLAYED: { sender: string; index: string };
+  WALLET_NOT_FOUND: { name: string };
+  WALLET_EXISTS: { name: string };
+  WALLET_BUSY: { name: string; pid: number };
+  WALLET_UNSUPPORTED: { name: string; reason: string };
+  NODE_UNREACHABLE: { url: string };
+  NODE_REFUSED: { status: number; code: string };
   ASSERTION_FAILED: Record<string, never>;
 }
 
@@ -144,6 +150,12 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   PEER_REFUSED: true,
   PAYMENT_INVALID: true,
   PAYMENT_REPLAYED: true,
+  WALLET_NOT_FOUND: true,
+  WALLET_EXISTS: true,
+  WALLET_BUSY: true,
+  WALLET_UNSUPPORTED: true,
+  NODE_UNREACHABLE: true,
+  NODE_REFUSED: true,
   ASSERTION_FAILED: true,
 };
 

@@ -13,7 +13,7 @@ import { encodeCertificate, issueCertificate, TIME_MS_MAX, type Certificate } fr
 import { encodeRevocationList, issueRevocationList } from '../../pki/revocation.ts';
 import type { Role } from '../../pki/roles.ts';
 import { syncDirectory, writeDurably } from '../../secure-element/durable-file.ts';
-import { ensurePrivateDir, isFsError, PRIVATE_DIR_MODE } from './files.ts';
+import { ensurePrivateDir, isFsError, PRIVATE_DIR_MODE } from '../../host/files.ts';
 import { writeKeyFile } from './keystore.ts';
 import { identityDir, IDENTITY_FILES, IDENTITY_TEMP_PREFIX } from './layout.ts';
 import { encodeManifest, newManifest } from './manifest.ts';

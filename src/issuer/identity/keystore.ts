@@ -21,7 +21,7 @@ import {
   type SuiteName,
 } from '../../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
-import { corrupt, readFileBounded, writeFileAtomic } from './files.ts';
+import { corrupt, readFileBounded, writeFileAtomic } from '../../host/files.ts';
 
 /** The key file format version. */
 export const KEY_FILE_FORMAT = 1;

@@ -3,7 +3,7 @@
  * under a temporary name and renamed into place, so it is either complete or absent.
  */
 import { join } from 'node:path';
-import { folderMode } from './files.ts';
+import { folderMode } from '../../host/files.ts';
 
 /** The identity folder inside the data folder. */
 export const IDENTITY_DIR = 'identity';

@@ -11,7 +11,7 @@ import { TallyError } from '../../core/errors.ts';
 import { decodeCertificate, serialHex, CERTIFICATE_BYTES_MAX, type Certificate } from '../../pki/certificate.ts';
 import { verifyChain } from '../../pki/chain.ts';
 import { decodeRevocationList, verifyRevocationList, REVOCATION_LIST_BYTES_MAX } from '../../pki/revocation.ts';
-import { corrupt, readFileBounded, requirePrivateDir, requirePrivateMode } from './files.ts';
+import { corrupt, readFileBounded, requirePrivateDir, requirePrivateMode } from '../../host/files.ts';
 import { readKeyFile } from './keystore.ts';
 import { identityDir, IDENTITY_FILES } from './layout.ts';
 import { decodeManifest, requireSameCurrency, MANIFEST_BYTES_MAX } from './manifest.ts';

@@ -7,7 +7,7 @@ import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import { literal, record, refine, text, uint, type Codec } from '../../core/codec.ts';
 import { TallyError } from '../../core/errors.ts';
 import { TIME_MS_MAX } from '../../pki/certificate.ts';
-import { corrupt } from './files.ts';
+import { corrupt } from '../../host/files.ts';
 import { IDENTITY_FILES } from './layout.ts';
 
 /** The manifest format version. */

@@ -8,7 +8,7 @@ import type { CryptoProvider, Signer } from '../../core/crypto/suite.ts';
 import type { Certificate } from '../../pki/certificate.ts';
 import type { RevocationList } from '../../pki/revocation.ts';
 import { createIdentity, removeAbandonedIdentities } from './create-identity.ts';
-import { ensurePrivateDir, folderMode, octalMode } from './files.ts';
+import { ensurePrivateDir, folderMode, octalMode } from '../../host/files.ts';
 import { hasIdentity } from './layout.ts';
 import { loadIdentity } from './load-identity.ts';
 import type { ResolvedPassphrase } from './passphrase.ts';

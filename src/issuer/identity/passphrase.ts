@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { toBase64url, utf8 } from '../../core/bytes.ts';
 import { randomBytes } from '../../core/crypto/hash.ts';
 import { TallyError } from '../../core/errors.ts';
-import { corrupt, ensurePrivateDir, readFileBounded, requirePrivateMode, writeFileAtomic } from './files.ts';
+import { corrupt, ensurePrivateDir, readFileBounded, requirePrivateMode, writeFileAtomic } from '../../host/files.ts';
 import { PASSPHRASE_CHARS_MAX } from './keystore.ts';
 import { hasIdentity, PASSPHRASE_FILE } from './layout.ts';
 

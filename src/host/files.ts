@@ -1,14 +1,14 @@
 /**
- * File handling for the node's identity: private files (0600) in private folders (0700), replaced
+ * File handling for host-side secrets (the node's identity, a wallet's keys): private files (0600) in private folders (0700), replaced
  * atomically (temp file, fsync, rename, fsync the folder), and read with a size bound and, for
  * plaintext secrets, a refusal of modes that let anyone else read them.
  */
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { toHex } from '../../core/bytes.ts';
-import { randomBytes } from '../../core/crypto/hash.ts';
-import { TallyError } from '../../core/errors.ts';
-import { isFsError, syncDirectory, writeDurably } from '../../secure-element/durable-file.ts';
+import { toHex } from '../core/bytes.ts';
+import { randomBytes } from '../core/crypto/hash.ts';
+import { TallyError } from '../core/errors.ts';
+import { isFsError, syncDirectory, writeDurably } from '../secure-element/durable-file.ts';
 
 /** Mode of every private file written here: read and write by the owner only. */
 export const PRIVATE_FILE_MODE = 0o600;

@@ -1,0 +1,339 @@
+/**
+ * The wallet, operator and payment verbs of `tally`. Each verb parses its own flags, runs, and
+ * returns a result with a line of text for people and an object for `--json` (amounts as decimal
+ * strings). Errors are thrown as TallyError and printed by main.ts as one line.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { toHex } from '../core/bytes.ts';
+import { TallyError } from '../core/errors.ts';
+import { enrollOem } from '../wallet/factory.ts';
+import { resolveHome, walletDir } from '../wallet/home.ts';
+import { NodeClient } from '../wallet/node-client.ts';
+import { Wallet, type InboxEntry } from '../wallet/wallet.ts';
+
+/** Thrown for bad usage (exit code 2). */
+export class UsageError extends Error {}
+
+/** What a verb returns. */
+export interface Outcome {
+  text: string;
+  json: Record<string, unknown>;
+}
+
+/** A verb: its usage line and its run. */
+export interface Verb {
+  usage: string;
+  run(args: string[], io: VerbIo): Promise<Outcome>;
+}
+
+/** What a verb may use besides its arguments. */
+export interface VerbIo {
+  env: Readonly<Record<string, string | undefined>>;
+  /** Progress for long steps (stderr; silent with --json). */
+  progress(line: string): void;
+  /** A line that must reach the user before the verb ends (e.g. the port it listens on). */
+  announce(text: string, json: Record<string, unknown>): void;
+}
+
+/** The node a command talks to when none is given. */
+export const DEFAULT_NODE_URL = 'http://127.0.0.1:8080';
+/** How long `receive` waits for a payer, and each side for the next message, by default. */
+export const LINK_WAIT_MS_DEFAULT = 120_000;
+
+const common = {
+  home: { type: 'string' },
+  json: { type: 'boolean', default: false },
+} as const satisfies ParseArgsConfig['options'];
+
+function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O, positionals: string[]) {
+  const parsed = parseArgs({ args, options: { ...common, ...options }, allowPositionals: true, strict: true });
+  if (parsed.positionals.length !== positionals.length) {
+    throw new UsageError(`expected ${positionals.length === 0 ? 'no arguments' : positionals.join(' ')}, got ${parsed.positionals.length === 0 ? 'none' : parsed.positionals.map((p) => JSON.stringify(p)).join(' ')}`);
+  }
+  return { values: parsed.values, args: parsed.positionals as string[] };
+}
+
+function nodeUrl(flag: unknown, env: VerbIo['env']): string {
+  return typeof flag === 'string' ? flag : (env['TALLY_NODE'] ?? DEFAULT_NODE_URL);
+}
+
+async function operatorToken(values: Record<string, unknown>, env: VerbIo['env']): Promise<string> {
+  if (typeof values['token'] === 'string') return values['token'];
+  const fromEnv = env['TALLY_OPERATOR_TOKEN'];
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+  if (typeof values['data'] === 'string') {
+    const path = join(values['data'], 'identity', 'operator-token');
+    const text = await readFile(path, 'utf8').catch(() => null);
+    if (text !== null) return text.trim();
+    throw new UsageError(`no operator token in ${path}`);
+  }
+  throw new UsageError('the operator token is needed: give --token, set TALLY_OPERATOR_TOKEN, or point --data at the node\'s data folder');
+}
+
+async function withWallet<T>(values: Record<string, unknown>, name: string | undefined, env: VerbIo['env'], run: (wallet: Wallet) => Promise<T>): Promise<T> {
+  if (name === undefined) throw new UsageError('a wallet NAME is needed');
+  const wallet = await Wallet.open(resolveHome(values['home'] as string | undefined, env), name);
+  try {
+    return await run(wallet);
+  } finally {
+    await wallet.close();
+  }
+}
+
+function shortEntry(wallet: Wallet, e: InboxEntry) {
+  return { amount: wallet.format(BigInt(e.amount)), sender: e.sender, index: e.index, state: e.state, ...(e.reason === undefined ? {} : { reason: e.reason }) };
+}
+
+const operatorFlags = { node: { type: 'string' }, token: { type: 'string' }, data: { type: 'string' } } as const;
+
+/** Every verb but `node start`, by its words. */
+export const VERBS: Record<string, Verb> = {
+  'operator mint': {
+    usage: 'tally operator mint ACCOUNT AMOUNT [--node URL] [--token T | --data DIR] [--home DIR] [--json]   (ACCOUNT: an account id or a wallet NAME of this home)',
+    async run(argv, io) {
+      const { values, args } = parse(argv, operatorFlags, ['ACCOUNT', 'AMOUNT']);
+      const [target, amount] = args as [string, string];
+      let account = target;
+      let url = nodeUrl(values.node, io.env);
+      if (!target.includes(':')) {
+        const home = resolveHome(values.home, io.env);
+        const data = await readFile(join(walletDir(home, target), 'wallet.json'), 'utf8').catch(() => null);
+        if (data === null) throw new TallyError('WALLET_NOT_FOUND', `${target} is neither an account id (user:...) nor a wallet in ${home}`, { name: target });
+        const parsed = JSON.parse(data) as { user: { account: string }; node: string };
+        account = parsed.user.account;
+        if (values.node === undefined) url = parsed.node;
+      }
+      const node = new NodeClient(url);
+      const answer = await node.operator<{ transfer: { id: string; amount: string; currency: string } }>(await operatorToken(values, io.env), 'POST', '/v1/operator/mint', {
+        body: { account, amount },
+        idempotencyKey: `mint-${toHex(crypto.getRandomValues(new Uint8Array(12)))}`,
+      });
+      const t = answer.body.transfer;
+      return { text: `Minted ${t.amount} ${t.currency} into ${account} (transfer ${t.id}).`, json: { account, amount: t.amount, currency: t.currency, transfer: t.id } };
+    },
+  },
+  'operator oem': {
+    usage: 'tally operator oem [--node URL] [--token T | --data DIR] [--home DIR] [--json]   (the factory step: enrolls this home\'s software OEM and allows the current OPS trusted app build)',
+    async run(argv, io) {
+      const { values } = parse(argv, operatorFlags, []);
+      const home = resolveHome(values.home, io.env);
+      const node = new NodeClient(nodeUrl(values.node, io.env));
+      const result = await enrollOem(home, node, await operatorToken(values, io.env));
+      return {
+        text: `${result.created ? 'Created' : 'Reused'} the software OEM key ${result.keyId} in ${home}; enrolled at ${node.url}; trusted app build ${result.measurement} allowed.`,
+        json: { home, node: node.url, oem: result.keyId, measurement: result.measurement, created: result.created },
+      };
+    },
+  },
+  audit: {
+    usage: 'tally audit [--node URL] [--token T | --data DIR] [--json]',
+    async run(argv, io) {
+      const { values } = parse(argv, operatorFlags, []);
+      const node = new NodeClient(nodeUrl(values.node, io.env));
+      type Audit = { balanced: boolean; currencies: { currency: string; totalIssued: string; totalOnline: string; totalOfflineFloat: string; balanced: boolean }[]; problemCount: string; transferCount: string };
+      const answer = await node.operator<Audit>(await operatorToken(values, io.env), 'GET', '/v1/audit');
+      const info = await node.info();
+      const body = answer.body;
+      const fmt = (minor: string) => formatMinorUnits(BigInt(minor), info.currency.decimals);
+      const lines = [
+        `Ledger ${body.balanced ? 'balanced' : 'NOT BALANCED'} (${body.transferCount} transfers, ${body.problemCount} problems).`,
+        ...body.currencies.map((c) => `${c.currency}: issued ${fmt(c.totalIssued)} = online ${fmt(c.totalOnline)} + offline float ${fmt(c.totalOfflineFloat)}${c.balanced ? '' : '  <- does not add up'}`),
+      ];
+      return { text: lines.join('\n'), json: body };
+    },
+  },
+  'wallet create': {
+    usage: 'tally wallet create NAME --scheme ops [--no-secure-element] [--node URL] [--home DIR] [--json]',
+    async run(argv, io) {
+      const { values, args } = parse(argv, { scheme: { type: 'string', default: 'ops' }, 'no-secure-element': { type: 'boolean', default: false }, node: { type: 'string' } }, ['NAME']);
+      if (values.scheme !== 'ops') throw new UsageError(`--scheme ${values.scheme}: this version runs ops`);
+      const home = resolveHome(values.home, io.env);
+      const wallet = await Wallet.create({ home, name: args[0] as string, node: nodeUrl(values.node, io.env), secureElement: values['no-secure-element'] !== true, progress: io.progress });
+      try {
+        const data = wallet.snapshot();
+        return {
+          text: `Created wallet ${data.name} (${data.device === null ? 'no secure element: receives and claims' : `secure element ${data.device.keyId}`}), account ${data.user.account}, at ${data.node}.`,
+          json: { name: data.name, scheme: data.scheme, home, node: data.node, account: data.user.account, user: data.user.keyId, device: data.device?.keyId ?? null },
+        };
+      } finally {
+        await wallet.close();
+      }
+    },
+  },
+  'wallet balance': {
+    usage: 'tally wallet balance NAME [--home DIR] [--json]',
+    async run(argv, io) {
+      const { values, args } = parse(argv, {}, ['NAME']);
+      return withWallet(values, args[0], io.env, async (wallet) => {
+        const resumed = await wallet.resume();
+        const b = await wallet.balance();
+        const c = wallet.currency.code;
+        const lines = [
+          `online:  ${b.online === null ? `unknown (${b.onlineError ?? 'node unreachable'})` : `${b.online} ${c}`}`,
+          ...(b.offline === null ? [] : [`offline: ${b.offline} ${c} (holding limit ${b.holdingLimit} ${c}, ${b.offlinePaymentsLeft} offline payments left before a sync)`]),
+          `incoming: ${b.incoming} ${c} accepted, not yet ${wallet.hasSecureElement ? 'collected' : 'claimed'}`,
+          ...(b.pendingSteps > 0 ? [`unfinished steps: ${b.pendingSteps} (${resumed.waiting.map((w) => `${w.kind}: ${w.why}`).join('; ')})`] : []),
+        ];
+        return { text: lines.join('\n'), json: { name: wallet.name, currency: c, ...b } };
+      });
+    },
+  },
+  'wallet history': {
+    usage: 'tally wallet history NAME [--home DIR] [--json]',
+    async run(argv, io) {
+      const { values, args } = parse(argv, {}, ['NAME']);
+      return withWallet(values, args[0], io.env, async (wallet) => {
+        const events = await wallet.history();
+        const text = events.map((e) => `${new Date(e.at).toISOString()}  ${e.kind.padEnd(16)} ${e.amount === undefined ? '' : `${e.amount} ${wallet.currency.code}  `}${e.detail ?? ''}`).join('\n');
+        return { text: text === '' ? 'No history yet.' : text, json: { name: wallet.name, currency: wallet.currency.code, events } };
+      });
+    },
+  },
+  'wallet deposit': {
+    usage: 'tally wallet deposit NAME AMOUNT [--home DIR] [--json]   (online -> offline; needs the node)',
+    async run(argv, io) {
+      const { values, args } = parse(argv, {}, ['NAME', 'AMOUNT']);
+      return withWallet(values, args[0], io.env, async (wallet) => {
+        const r = await wallet.deposit(args[1] as string);
+        return { text: `Deposited ${r.amount} ${wallet.currency.code} into the secure element; offline balance ${r.offline} ${wallet.currency.code}.`, json: { name: wallet.name, currency: wallet.currency.code, ...r } };
+      });
+    },
+  },
+  'wallet withdraw': {
+    usage: 'tally wallet withdraw NAME AMOUNT [--home DIR] [--json]   (offline -> online; needs the node)',
+    async run(argv, io) {
+      const { values, args } = parse(argv, {}, ['NAME', 'AMOUNT']);
+      return withWallet(values, args[0], io.env, async (wallet) => {
+        const r = await wallet.withdraw(args[1] as string);
+        return { text: `Withdrew ${r.amount} ${wallet.currency.code} to the online account; online balance ${r.online ?? 'unknown'} ${wallet.currency.code}.`, json: { name: wallet.name, currency: wallet.currency.code, ...r } };
+      });
+    },
+  },
+  request: {
+    usage: 'tally request NAME AMOUNT [--memo TEXT] [--home DIR] [--json]   (payee, offline: prints a payment request token)',
+    async run(argv, io) {
+      const { values, args } = parse(argv, { memo: { type: 'string' } }, ['NAME', 'AMOUNT']);
+      return withWallet(values, args[0], io.env, async (wallet) => {
+        const { token, request } = wallet.request(args[1] as string, values.memo);
+        return { text: token, json: { name: wallet.name, amount: wallet.format(request.amount), currency: wallet.currency.code, token } };
+      });
+    },
+  },
+  pay: {
+    usage: 'tally pay NAME REQUEST [--home DIR] [--json]   or   tally pay NAME --connect HOST:PORT [--expect AMOUNT] [--timeout SECONDS]   (payer, offline)',
+    async run(argv, io) {
+      const parsed = parseArgs({ args: argv, options: { ...common, connect: { type: 'string' }, expect: { type: 'string' }, timeout: { type: 'string' } }, allowPositionals: true, strict: true });
+      const values = parsed.values;
+      const [name, token, ...rest] = parsed.positionals;
+      if (rest.length > 0 || (values.connect === undefined) === (token === undefined)) throw new UsageError('give either a REQUEST token or --connect HOST:PORT');
+      return withWallet(values, name, io.env, async (wallet) => {
+        if (token !== undefined) {
+          const r = await wallet.pay(token);
+          return { text: r.token, json: { name: wallet.name, amount: wallet.format(r.payment.amount), currency: wallet.currency.code, index: r.entry.index, receiver: r.entry.receiver, token: r.token } };
+        }
+        const { host, port } = hostPort(values.connect as string);
+        const r = await wallet.payTo(host, port, { ...(values.expect === undefined ? {} : { expect: values.expect }), timeoutMs: seconds(values.timeout) });
+        const amount = wallet.format(r.payment.amount);
+        return {
+          text: r.confirmed
+            ? `Paid ${amount} ${wallet.currency.code} over the link; the payee confirmed.`
+            : `Paid ${amount} ${wallet.currency.code}, but the payee did not confirm (${r.error ?? 'no receipt'}). The payment is kept; hand it over as this token:\n${r.token}`,
+          json: { name: wallet.name, amount, currency: wallet.currency.code, index: r.payment.index.toString(), confirmed: r.confirmed, token: r.token, ...(r.error === undefined ? {} : { error: r.error }) },
+        };
+      });
+    },
+  },
+  accept: {
+    usage: 'tally accept NAME PAYMENT [--home DIR] [--json]   (payee, offline: verifies and stores a payment token)',
+    async run(argv, io) {
+      const { values, args } = parse(argv, {}, ['NAME', 'PAYMENT']);
+      return withWallet(values, args[0], io.env, async (wallet) => {
+        const e = await wallet.accept(args[1] as string);
+        const amount = wallet.format(BigInt(e.amount));
+        return { text: `Accepted ${amount} ${wallet.currency.code} from device ${e.sender} (payment ${e.index}); ${wallet.hasSecureElement ? 'collect it' : 'claim it when online'}.`, json: { name: wallet.name, currency: wallet.currency.code, ...shortEntry(wallet, e) } };
+      });
+    },
+  },
+  receive: {
+    usage: 'tally receive NAME AMOUNT --listen PORT [--host 127.0.0.1] [--memo TEXT] [--timeout SECONDS] [--home DIR] [--json]   (payee, offline: waits for one payment over TCP)',
+    async run(argv, io) {
+      const { values, args } = parse(argv, { listen: { type: 'string' }, host: { type: 'string', default: '127.0.0.1' }, memo: { type: 'string' }, timeout: { type: 'string' } }, ['NAME', 'AMOUNT']);
+      if (values.listen === undefined) throw new UsageError('--listen PORT is needed');
+      const port = portNumber(values.listen);
+      return withWallet(values, args[0], io.env, async (wallet) => {
+        const e = await wallet.receive(args[1] as string, {
+          port,
+          host: values.host,
+          timeoutMs: seconds(values.timeout),
+          ...(values.memo === undefined ? {} : { memo: values.memo }),
+          onListening: (real) => io.announce(`Waiting for a payer on ${values.host}:${real} ...`, { event: 'listening', host: values.host, port: real }),
+        });
+        const amount = wallet.format(BigInt(e.amount));
+        return { text: `Received ${amount} ${wallet.currency.code} from device ${e.sender} (payment ${e.index}).`, json: { name: wallet.name, currency: wallet.currency.code, ...shortEntry(wallet, e) } };
+      });
+    },
+  },
+  collect: {
+    usage: 'tally collect NAME [--home DIR] [--json]   (into the secure element, offline)',
+    async run(argv, io) {
+      const { values, args } = parse(argv, {}, ['NAME']);
+      return withWallet(values, args[0], io.env, async (wallet) => {
+        await wallet.resume();
+        const r = await wallet.collect();
+        const sum = r.collected.reduce((s, e) => s + BigInt(e.amount), 0n);
+        const text = [`Collected ${r.collected.length} payment(s), ${wallet.format(sum)} ${wallet.currency.code}; offline balance ${r.offline} ${wallet.currency.code}.`, ...r.refused.map((e) => `Refused by the secure element: ${wallet.format(BigInt(e.amount))} from ${e.sender} (payment ${e.index}): ${e.reason ?? ''}`)].join('\n');
+        return { text, json: { name: wallet.name, currency: wallet.currency.code, collected: r.collected.map((e) => shortEntry(wallet, e)), refused: r.refused.map((e) => shortEntry(wallet, e)), offline: r.offline } };
+      });
+    },
+  },
+  claim: {
+    usage: 'tally claim NAME [--home DIR] [--json]   (to the online account; needs the node)',
+    async run(argv, io) {
+      const { values, args } = parse(argv, {}, ['NAME']);
+      return withWallet(values, args[0], io.env, async (wallet) => {
+        const r = await wallet.claim();
+        const sum = r.claimed.reduce((s, e) => s + BigInt(e.amount), 0n);
+        const text = [`Claimed ${r.claimed.length} payment(s), ${wallet.format(sum)} ${wallet.currency.code}; online balance ${r.online ?? 'unknown'} ${wallet.currency.code}.`, ...r.refused.map((e) => `Refused by the node: ${wallet.format(BigInt(e.amount))} from ${e.sender} (payment ${e.index}): ${e.reason ?? ''}`)].join('\n');
+        return { text, json: { name: wallet.name, currency: wallet.currency.code, claimed: r.claimed.map((e) => shortEntry(wallet, e)), refused: r.refused.map((e) => shortEntry(wallet, e)), online: r.online } };
+      });
+    },
+  },
+  sync: {
+    usage: 'tally sync NAME [--home DIR] [--json]   (report, reconcile, fetch revocations; needs the node)',
+    async run(argv, io) {
+      const { values, args } = parse(argv, {}, ['NAME']);
+      return withWallet(values, args[0], io.env, async (wallet) => {
+        const r = await wallet.sync();
+        const fraud = r.fraud.map((f) => `fraud case: ${f.kind} by device ${f.device}`);
+        return { text: [`Synced; revocation list version ${r.crlVersion}.`, ...fraud].join('\n'), json: { name: wallet.name, ...r } };
+      });
+    },
+  },
+};
+
+function formatMinorUnits(minor: bigint, decimals: number): string {
+  const sign = minor < 0n ? '-' : '';
+  const digits = (minor < 0n ? -minor : minor).toString().padStart(decimals + 1, '0');
+  return decimals === 0 ? `${sign}${digits}` : `${sign}${digits.slice(0, -decimals)}.${digits.slice(-decimals)}`;
+}
+
+function hostPort(text: string): { host: string; port: number } {
+  const match = /^(.+):([0-9]{1,5})$/.exec(text);
+  if (match === null) throw new UsageError(`--connect: expected HOST:PORT, got ${JSON.stringify(text)}`);
+  return { host: (match[1] as string).replace(/^\[(.*)\]$/, '$1'), port: portNumber(match[2] as string) };
+}
+
+function portNumber(text: string): number {
+  const port = Number(text);
+  if (!/^[0-9]{1,5}$/.test(text) || port > 65535) throw new UsageError(`expected a port from 0 to 65535, got ${JSON.stringify(text)}`);
+  return port;
+}
+
+function seconds(text: string | undefined): number {
+  if (text === undefined) return LINK_WAIT_MS_DEFAULT;
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0 || value > 3600) throw new UsageError(`--timeout: expected seconds from 1 to 3600, got ${JSON.stringify(text)}`);
+  return Math.round(value * 1000);
+}

@@ -1,0 +1,107 @@
+/**
+ * The wallet's client of the issuer node's HTTP API: plain calls, calls signed with the user's key
+ * (the request-auth headers), and operator calls with the bearer token. Every call that moves
+ * money carries an idempotency key chosen by the caller, so a retry after a lost answer is safe.
+ * Errors: NODE_UNREACHABLE when there is no answer, NODE_REFUSED with the node's code otherwise.
+ */
+import { toHex } from '../core/bytes.ts';
+import type { Signer } from '../core/crypto/suite.ts';
+import { TallyError } from '../core/errors.ts';
+import { signRequest } from '../issuer/client/request-auth.ts';
+import { keyId } from '../pki/key-id.ts';
+
+/** How long one HTTP call may take. */
+export const NODE_CALL_TIMEOUT_MS = 15_000;
+/** Largest answer read from the node. */
+export const NODE_ANSWER_BYTES_MAX = 4 * 1024 * 1024;
+
+/** What /v1/info answers. */
+export interface NodeInfo {
+  currency: { code: string; decimals: number };
+  certificates: { root: string; intermediary: string; issuerNode: string };
+  suites: string[];
+  limits: { bodyBytesMax: number; requestWindowMs: number; holdingLimit: string; offlinePaymentsMax: number };
+}
+
+/** Per-call options. */
+export interface CallInit {
+  body?: unknown;
+  idempotencyKey?: string | undefined;
+  /** Answers to pass through instead of throwing (e.g. 304). */
+  accept?: readonly number[];
+  headers?: Record<string, string>;
+}
+
+/** A JSON answer. */
+export interface NodeAnswer<T> {
+  status: number;
+  body: T;
+  headers: Headers;
+}
+
+/** A client of one node. */
+export class NodeClient {
+  readonly url: string;
+
+  constructor(url: string) {
+    this.url = url.replace(/\/+$/, '');
+  }
+
+  /** GET /v1/info. */
+  async info(): Promise<NodeInfo> {
+    return (await this.call<NodeInfo>('GET', '/v1/info')).body;
+  }
+
+  /** An unsigned call. */
+  call<T>(method: string, path: string, init: CallInit = {}): Promise<NodeAnswer<T>> {
+    const text = init.body === undefined ? undefined : JSON.stringify(init.body);
+    return this.send<T>(method, path, text, { ...init.headers, ...idempotency(init.idempotencyKey) }, init.accept);
+  }
+
+  /** A call signed with `signer` (the user's key). */
+  signed<T>(signer: Signer, method: string, path: string, init: CallInit = {}): Promise<NodeAnswer<T>> {
+    const text = init.body === undefined ? '' : JSON.stringify(init.body);
+    const auth = signRequest({ signer, keyId: toHex(keyId(signer.publicKey)), method, path, body: text, timestamp: Date.now() });
+    return this.send<T>(method, path, init.body === undefined ? undefined : text, { ...init.headers, ...auth, ...idempotency(init.idempotencyKey) }, init.accept);
+  }
+
+  /** An operator call (bearer token). */
+  operator<T>(token: string, method: string, path: string, init: CallInit = {}): Promise<NodeAnswer<T>> {
+    return this.call<T>(method, path, { ...init, headers: { ...init.headers, authorization: `Bearer ${token}` } });
+  }
+
+  private async send<T>(method: string, path: string, body: string | undefined, headers: Record<string, string>, accept: readonly number[] = []): Promise<NodeAnswer<T>> {
+    let res: Response;
+    try {
+      res = await fetch(`${this.url}${path}`, {
+        method,
+        headers: { ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+        ...(body === undefined ? {} : { body }),
+        signal: AbortSignal.timeout(NODE_CALL_TIMEOUT_MS),
+      });
+    } catch (e) {
+      const why = e instanceof Error ? (e.cause instanceof Error ? e.cause.message : e.message) : String(e);
+      throw new TallyError('NODE_UNREACHABLE', `cannot reach the issuer node at ${this.url} (${why}); is it running? (tally node start)`, { url: this.url }, { cause: e });
+    }
+    const length = Number(res.headers.get('content-length') ?? '0');
+    if (length > NODE_ANSWER_BYTES_MAX) throw new TallyError('TOO_LARGE', `the node's answer of ${length} bytes is over the limit`, { what: 'node answer', size: length, max: NODE_ANSWER_BYTES_MAX });
+    const text = await res.text();
+    let parsed: unknown = null;
+    if (text.length > 0) {
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        parsed = null;
+      }
+    }
+    if (res.ok || accept.includes(res.status)) return { status: res.status, body: parsed as T, headers: res.headers };
+    const problem = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+    const code = typeof problem?.code === 'string' ? problem.code : `HTTP_${res.status}`;
+    const message = typeof problem?.message === 'string' ? problem.message : `${method} ${path} answered ${res.status}`;
+    throw new TallyError('NODE_REFUSED', `the node refused: ${message} [${code}]`, { status: res.status, code });
+  }
+}
+
+function idempotency(key: string | undefined): Record<string, string> {
+  return key === undefined ? {} : { 'idempotency-key': key };
+}
