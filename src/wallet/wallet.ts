@@ -632,7 +632,7 @@ export class Wallet {
     const report = await se.call('report', {});
     const answer = await this.node.signed<{ ack: string; crl: string; crlVersion: number; fraud: { device: string; kind: string }[] }>(this.user, 'POST', '/v1/ops/sync', {
       body: { device: device.keyId, report: toBase64url(encodeCbor({ body: syncReportBodyWire(report.body), signature: report.signature })) },
-      idempotencyKey: `sync-${device.keyId}-${report.body.j}-${report.body.collectSeq}-${toHex(randomBytes(4))}`,
+      idempotencyKey: `sync-${toHex(randomBytes(16))}`,
     });
     const ack = syncAckCodec.decode(decodeCbor(fromBase64url(answer.body.ack)), 'ack');
     const applied = await se.call('syncAck', { ack, crl: fromBase64url(answer.body.crl) });

@@ -1,0 +1,234 @@
+/**
+ * OPS end to end through the `tally` command line, every party its own process: an issuer node
+ * (`tally node start`, PGlite in its data folder), a payer with a secure element (alice), a payee
+ * with one (bob), a payee without one (carol), each command a fresh `tally` process whose secure
+ * element is yet another child process. Offline steps run with the node stopped. The attacks a
+ * user can try from the command line are refused or detected. Ends with the node's audit and the
+ * conservation of money: issued = online accounts + the offline float, and the float = what the
+ * secure elements hold + what was paid by them and not yet collected or claimed.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const BIN = fileURLToPath(new URL('../../bin/tally.mjs', import.meta.url));
+const dirs: string[] = [];
+const children = new Set<ReturnType<typeof spawn>>();
+after(async () => {
+  for (const child of children) child.kill('SIGKILL');
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+type Json = Record<string, unknown>;
+
+interface NodeProcess {
+  url: string;
+  port: number;
+  stop(): Promise<number | null>;
+}
+
+async function startNode(dataDir: string, port: number): Promise<NodeProcess> {
+  const child = spawn(process.execPath, [BIN, 'node', 'start', '--port', String(port), '--data', dataDir, '--json'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+    env: { ...process.env, TALLY_NODE_PASSPHRASE: 'cli e2e' },
+  });
+  children.add(child);
+  const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+  void exited.then(() => children.delete(child));
+  const url = await new Promise<string>((ready, fail) => {
+    const timer = setTimeout(() => fail(new Error('node did not start within 60 s')), 60_000);
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const event = JSON.parse(line) as Json;
+      if (event['event'] === 'listening') {
+        clearTimeout(timer);
+        ready(String(event['url']));
+      }
+    });
+    void exited.then((code) => fail(new Error(`node exited with ${code} before listening`)));
+  });
+  return {
+    url,
+    port: Number(new URL(url).port),
+    stop() {
+      child.kill('SIGINT');
+      return exited;
+    },
+  };
+}
+
+test('OPS through the CLI: separate processes, token and TCP payments, offline with the node stopped, attacks refused, audit balanced', { timeout: 300_000 }, async () => {
+  const root = await mkdtemp(join(tmpdir(), 'tally-cli-e2e-'));
+  dirs.push(root);
+  const home = join(root, 'home');
+  const dataDir = join(root, 'node');
+  let node = await startNode(dataDir, 0);
+  const env = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url, TALLY_OPERATOR_TOKEN: '' };
+
+  const run = (args: string[]): Promise<Run> =>
+    new Promise((done) => {
+      const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      child.on('exit', (code) => done({ code, stdout, stderr }));
+    });
+  /** Runs with --json, expects exit 0, answers the last JSON line. */
+  const ok = async (...args: string[]): Promise<Json> => {
+    const r = await run([...args, '--json']);
+    assert.equal(r.code, 0, `tally ${args.join(' ')} failed: ${r.stderr}${r.stdout}`);
+    const lines = r.stdout.trim().split('\n');
+    return JSON.parse(lines[lines.length - 1] as string) as Json;
+  };
+  /** Runs with --json, expects exit 1 and the error code; answers the error. */
+  const refused = async (code: string, ...args: string[]): Promise<Json> => {
+    const r = await run([...args, '--json']);
+    assert.equal(r.code, 1, `tally ${args.join(' ')} should fail with ${code}: ${r.stdout}${r.stderr}`);
+    const error = (JSON.parse(r.stdout.trim().split('\n').pop() as string) as { error: Json }).error;
+    assert.equal(error['code'], code, JSON.stringify(error));
+    assert.match(r.stderr, new RegExp(`^tally: .+ \\[${code}\\]\\n$`), 'one clear error line on stderr');
+    return error;
+  };
+  const token = (await import('node:fs/promises')).readFile(join(dataDir, 'identity', 'operator-token'), 'utf8');
+  env.TALLY_OPERATOR_TOKEN = (await token).trim();
+
+  // Operator and factory.
+  const oem = await ok('operator', 'oem');
+  assert.match(String(oem['measurement']), /^[0-9a-f]{64}$/);
+  const alice = await ok('wallet', 'create', 'alice', '--scheme', 'ops');
+  const bob = await ok('wallet', 'create', 'bob', '--scheme', 'ops');
+  const carol = await ok('wallet', 'create', 'carol', '--scheme', 'ops', '--no-secure-element');
+  assert.notEqual(alice['device'], null);
+  assert.equal(carol['device'], null);
+  await refused('WALLET_EXISTS', 'wallet', 'create', 'alice');
+  await refused('WALLET_NOT_FOUND', 'wallet', 'balance', 'nobody');
+  assert.equal((await run(['wallet', 'balance'])).code, 2, 'a missing NAME is bad usage');
+  assert.equal((await ok('operator', 'mint', 'alice', '100.00'))['amount'], '100.00');
+  await refused('AMOUNT_INVALID', 'wallet', 'deposit', 'alice', '1.234');
+
+  // Figure 5: online -> offline.
+  assert.equal((await ok('wallet', 'deposit', 'alice', '60.00'))['offline'], '60.00');
+  await refused('NODE_REFUSED', 'wallet', 'deposit', 'bob', '1.00'); // bob has no online money
+  await refused('WALLET_UNSUPPORTED', 'wallet', 'deposit', 'carol', '1.00');
+
+  // Offline, with the node stopped: request, pay, accept, collect by token.
+  assert.equal(await node.stop(), 0);
+  const request = String((await ok('request', 'bob', '12.50', '--memo', 'beans'))['token']);
+  assert.ok(request.startsWith('tally1'));
+  const paid = await ok('pay', 'alice', request);
+  const payment = String(paid['token']);
+  await refused('PAYMENT_INVALID', 'accept', 'bob', request); // a request is not a payment
+  await refused('PAYMENT_INVALID', 'accept', 'carol', payment); // meant for bob
+  const altered = `${payment.slice(0, 40)}${payment[40] === 'A' ? 'B' : 'A'}${payment.slice(41)}`;
+  await refused('TEXT_CHECKSUM', 'accept', 'bob', altered);
+  assert.equal((await ok('accept', 'bob', payment))['amount'], '12.50');
+  await refused('PAYMENT_REPLAYED', 'accept', 'bob', payment);
+  assert.equal((await ok('collect', 'bob'))['offline'], '12.50');
+  const offlineBalance = await ok('wallet', 'balance', 'alice');
+  assert.equal(offlineBalance['online'], null, 'the node is down: the online balance is unknown');
+  assert.equal(offlineBalance['offline'], '47.50');
+  // A withdraw with the node down: the TA signs it, the wallet keeps the step and finishes it on
+  // a later command once the node answers (below, at alice's sync).
+  await refused('NODE_UNREACHABLE', 'wallet', 'withdraw', 'alice', '1.00');
+  assert.equal((await ok('wallet', 'balance', 'alice'))['pendingSteps'], 1);
+
+  // Re-spend offline over TCP + Noise: bob pays carol 5.00 (carol listens, bob connects).
+  const receiver = spawn(process.execPath, [BIN, 'receive', 'carol', '5.00', '--listen', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const receiverExit = new Promise<number | null>((done) => receiver.on('exit', (code) => done(code)));
+  const received: Json[] = [];
+  const port = await new Promise<number>((ready) => {
+    createInterface({ input: receiver.stdout }).on('line', (line) => {
+      const event = JSON.parse(line) as Json;
+      received.push(event);
+      if (event['event'] === 'listening') ready(Number(event['port']));
+    });
+  });
+  await refused('PAYMENT_INVALID', 'pay', 'bob', '--connect', `127.0.0.1:${port}`, '--expect', '4.00');
+  // The refusal above closed that session; carol's receive ended with the payer's refusal.
+  assert.equal(await receiverExit, 1, 'carol saw the payer refuse');
+  const receiver2 = spawn(process.execPath, [BIN, 'receive', 'carol', '5.00', '--listen', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const receiver2Exit = new Promise<number | null>((done) => receiver2.on('exit', (code) => done(code)));
+  const lines2: Json[] = [];
+  const port2 = await new Promise<number>((ready) => {
+    createInterface({ input: receiver2.stdout }).on('line', (line) => {
+      const event = JSON.parse(line) as Json;
+      lines2.push(event);
+      if (event['event'] === 'listening') ready(Number(event['port']));
+    });
+  });
+  const overLink = await ok('pay', 'bob', '--connect', `127.0.0.1:${port2}`, '--expect', '5.00');
+  assert.equal(overLink['confirmed'], true);
+  assert.equal(await receiver2Exit, 0);
+  assert.equal(lines2[lines2.length - 1]?.['amount'], '5.00');
+  // The same payment, shown again as a token, is a replay for carol.
+  await refused('PAYMENT_REPLAYED', 'accept', 'carol', String(overLink['token']));
+
+  // Back online: claim, sync, withdraw.
+  node = await startNode(dataDir, node.port);
+  const claimed = await ok('claim', 'carol');
+  assert.equal((claimed['claimed'] as unknown[]).length, 1);
+  assert.equal(claimed['online'], '5.00');
+  await refused('WALLET_UNSUPPORTED', 'claim', 'bob');
+  for (const name of ['alice', 'bob', 'carol']) assert.deepEqual((await ok('sync', name))['fraud'], []);
+  assert.equal((await ok('wallet', 'balance', 'alice'))['pendingSteps'], 0, 'the cut withdraw was finished');
+  assert.equal((await ok('wallet', 'withdraw', 'alice', '7.50'))['online'], '48.50');
+  // Conservation: the float is exactly what the two secure elements hold (carol claimed all she got).
+  const offline = async (name: string) => BigInt(String((await ok('wallet', 'balance', name))['offline']).replace('.', ''));
+  const midAudit = await ok('audit');
+  assert.equal(midAudit['balanced'], true);
+  const mid = (midAudit['currencies'] as { totalOfflineFloat: string; totalOnline: string }[])[0];
+  assert.equal(BigInt(mid?.totalOfflineFloat ?? -1), (await offline('alice')) + (await offline('bob')));
+  assert.equal(BigInt(mid?.totalOnline ?? -1), 4_850n + 500n);
+  const history = (await ok('wallet', 'history', 'alice'))['events'] as { kind: string }[];
+  assert.deepEqual(history.map((e) => e.kind), ['created', 'deposit', 'pay', 'withdraw', 'sync', 'withdraw']);
+
+  // A cloned secure element (the whole wallet folder copied, file counter and all) pays carol
+  // with the index alice's own TA uses next: the node sees two payments under one (device, index).
+  await cp(join(home, 'wallets', 'alice'), join(home, 'wallets', 'alice-clone'), { recursive: true });
+  const r1 = String((await ok('request', 'carol', '2.00'))['token']);
+  const honest = String((await ok('pay', 'alice', String((await ok('request', 'bob', '2.00'))['token'])))['token']);
+  const forked = String((await ok('pay', 'alice-clone', r1))['token']);
+  await ok('accept', 'bob', honest);
+  await ok('collect', 'bob');
+  await ok('accept', 'carol', forked);
+  await ok('sync', 'alice');
+  const fraud = await ok('claim', 'carol');
+  const sync = await ok('sync', 'bob');
+  const flagged = [...((sync['fraud'] as { device: string; kind: string }[]) ?? [])];
+  const refusedClaims = fraud['refused'] as { reason: string }[];
+  assert.ok(
+    refusedClaims.some((e) => /DOUBLE_SPEND|CERT_REVOKED/.test(e.reason)) || flagged.some((f) => f.device === alice['device']),
+    `the clone is caught: ${JSON.stringify({ fraud, sync })}`,
+  );
+  // alice's device is revoked: its next payment is refused by a synced payee.
+  await ok('sync', 'carol');
+  const late = String((await ok('pay', 'alice-clone', String((await ok('request', 'carol', '1.00'))['token'])))['token']);
+  await refused('CERT_REVOKED', 'accept', 'carol', late);
+
+  // A restored older SE state (only the sealed state copied back, the counter kept) is refused.
+  await cp(join(home, 'wallets', 'bob', 'se'), join(root, 'bob-se-old'), { recursive: true });
+  await ok('pay', 'bob', String((await ok('request', 'carol', '0.50'))['token']));
+  await rm(join(home, 'wallets', 'bob', 'se'), { recursive: true });
+  await cp(join(root, 'bob-se-old'), join(home, 'wallets', 'bob', 'se'), { recursive: true });
+  await refused('ROLLBACK_DETECTED', 'wallet', 'balance', 'bob');
+
+  // The audit, and conservation across the wallets.
+  const audit = await ok('audit');
+  assert.equal(audit['balanced'], true);
+  const eur = (audit['currencies'] as { totalIssued: string; totalOnline: string; totalOfflineFloat: string }[])[0];
+  assert.ok(eur !== undefined);
+  assert.equal(BigInt(eur.totalIssued), 10_000n);
+  assert.equal(BigInt(eur.totalOnline) + BigInt(eur.totalOfflineFloat), 10_000n);
+  assert.equal(await node.stop(), 0);
+});
