@@ -84,7 +84,7 @@ export async function lockWallet(paths: WalletPaths, name: string): Promise<() =
     } catch (e) {
       if (!isFsError(e, 'EEXIST')) throw e;
       const pid = Number((await readFile(paths.lock, 'utf8').catch(() => '')).trim());
-      if (Number.isInteger(pid) && pid > 0 && alive(pid) && pid !== process.pid) {
+      if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
         throw new TallyError('WALLET_BUSY', `wallet ${name} is in use by process ${pid}; wait for it to finish`, { name, pid });
       }
       await rm(paths.lock, { force: true });
