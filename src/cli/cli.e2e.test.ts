@@ -144,33 +144,30 @@ test('OPS through the CLI: separate processes, token and TCP payments, offline w
   assert.equal((await ok('wallet', 'balance', 'alice'))['pendingSteps'], 1);
 
   // Re-spend offline over TCP + Noise: bob pays carol 5.00 (carol listens, bob connects).
-  const receiver = spawn(process.execPath, [BIN, 'receive', 'carol', '5.00', '--listen', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env });
-  const receiverExit = new Promise<number | null>((done) => receiver.on('exit', (code) => done(code)));
-  const received: Json[] = [];
-  const port = await new Promise<number>((ready) => {
-    createInterface({ input: receiver.stdout }).on('line', (line) => {
-      const event = JSON.parse(line) as Json;
-      received.push(event);
-      if (event['event'] === 'listening') ready(Number(event['port']));
+  /** Starts `tally receive NAME AMOUNT --listen 0` and answers its port, its output lines and its exit. */
+  const listen = async (name: string, amount: string) => {
+    const child = spawn(process.execPath, [BIN, 'receive', name, amount, '--listen', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    children.add(child);
+    const exit = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+    const lines: Json[] = [];
+    const port = await new Promise<number>((ready) => {
+      createInterface({ input: child.stdout }).on('line', (line) => {
+        const event = JSON.parse(line) as Json;
+        lines.push(event);
+        if (event['event'] === 'listening') ready(Number(event['port']));
+      });
     });
-  });
-  await refused('PAYMENT_INVALID', 'pay', 'bob', '--connect', `127.0.0.1:${port}`, '--expect', '4.00');
-  // The refusal above closed that session; carol's receive ended with the payer's refusal.
-  assert.equal(await receiverExit, 1, 'carol saw the payer refuse');
-  const receiver2 = spawn(process.execPath, [BIN, 'receive', 'carol', '5.00', '--listen', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env });
-  const receiver2Exit = new Promise<number | null>((done) => receiver2.on('exit', (code) => done(code)));
-  const lines2: Json[] = [];
-  const port2 = await new Promise<number>((ready) => {
-    createInterface({ input: receiver2.stdout }).on('line', (line) => {
-      const event = JSON.parse(line) as Json;
-      lines2.push(event);
-      if (event['event'] === 'listening') ready(Number(event['port']));
-    });
-  });
-  const overLink = await ok('pay', 'bob', '--connect', `127.0.0.1:${port2}`, '--expect', '5.00');
+    return { port, lines, exit };
+  };
+  const first = await listen('carol', '5.00');
+  await refused('PAYMENT_INVALID', 'pay', 'bob', '--connect', `127.0.0.1:${first.port}`, '--expect', '4.00');
+  // The payer refused; carol's receive ends with that refusal, and nothing was paid.
+  assert.equal(await first.exit, 1, 'carol saw the payer refuse');
+  const second = await listen('carol', '5.00');
+  const overLink = await ok('pay', 'bob', '--connect', `127.0.0.1:${second.port}`, '--expect', '5.00');
   assert.equal(overLink['confirmed'], true);
-  assert.equal(await receiver2Exit, 0);
-  assert.equal(lines2[lines2.length - 1]?.['amount'], '5.00');
+  assert.equal(await second.exit, 0);
+  assert.equal(second.lines[second.lines.length - 1]?.['amount'], '5.00');
   // The same payment, shown again as a token, is a replay for carol.
   await refused('PAYMENT_REPLAYED', 'accept', 'carol', String(overLink['token']));
 

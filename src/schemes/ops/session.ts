@@ -67,6 +67,20 @@ function refusalOf(e: unknown): { code: string; message: string } {
   return { code, message };
 }
 
+/** Runs a step; if it throws, tells the peer why (a refusal) before rethrowing. */
+async function orRefuse<T>(link: Link, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (e) {
+    try {
+      link.send({ kind: 'refusal', ...refusalOf(e) });
+    } catch {
+      // The link may be gone already; the refusal is a courtesy.
+    }
+    throw e;
+  }
+}
+
 function peerRefused(what: string, r: { code: string; message: string }): TallyError<'PEER_REFUSED'> {
   return new TallyError('PEER_REFUSED', `the ${what} refused: ${r.message} [${r.code}]`, { code: r.code });
 }
@@ -82,19 +96,11 @@ export async function runPayer(link: Link, role: PayerRole, options: SessionOpti
   const timeoutMs = options.stepTimeoutMs ?? SESSION_STEP_TIMEOUT_MS;
   const first = await link.receive(payeeMessageCodec, { timeoutMs, what: 'payment request' });
   if (first.kind === 'refusal') throw peerRefused('payee', first);
-  if (first.kind !== 'request') throw new TallyError('PAYMENT_INVALID', `expected a payment request, got a ${first.kind}`, { reason: 'protocol' });
-  const request: PaymentRequest = { amount: first.amount, receiver: first.receiver, ...(first.memo === '' ? {} : { memo: first.memo }) };
-  let payment: Payment;
-  try {
-    payment = await role.pay(request);
-  } catch (e) {
-    try {
-      link.send({ kind: 'refusal', ...refusalOf(e) });
-    } catch {
-      // The link may be gone already; the refusal is a courtesy.
-    }
-    throw e;
-  }
+  const request: PaymentRequest = await orRefuse(link, async () => {
+    if (first.kind !== 'request') throw new TallyError('PAYMENT_INVALID', `expected a payment request, got a ${first.kind}`, { reason: 'protocol' });
+    return { amount: first.amount, receiver: first.receiver, ...(first.memo === '' ? {} : { memo: first.memo }) };
+  });
+  const payment = await orRefuse(link, () => role.pay(request));
   try {
     link.send({ kind: 'payment', payment: encodePayment(payment) });
     const answer = await link.receive(payeeMessageCodec, { timeoutMs, what: 'receipt' });
@@ -121,18 +127,11 @@ export async function runPayee(link: Link, role: PayeeRole, options: SessionOpti
   link.send({ kind: 'request', amount: role.request.amount, receiver: role.request.receiver, memo: role.request.memo ?? '' });
   const answer = await link.receive(payerMessageCodec, { timeoutMs, what: 'payment' });
   if (answer.kind === 'refusal') throw peerRefused('payer', answer);
-  let payment: Payment;
-  try {
-    payment = decodePayment(answer.payment);
-    await role.accept(payment);
-  } catch (e) {
-    try {
-      link.send({ kind: 'refusal', ...refusalOf(e) });
-    } catch {
-      // As above.
-    }
-    throw e;
-  }
+  const payment = await orRefuse(link, async () => {
+    const decoded = decodePayment(answer.payment);
+    await role.accept(decoded);
+    return decoded;
+  });
   try {
     link.send({ kind: 'receipt', digest: paymentDigest(payment) });
   } catch {
