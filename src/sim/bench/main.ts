@@ -4,6 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import { benchLedger, formatLedgerReport } from './ledger.ts';
+import { benchOps, formatOpsReport } from './ops.ts';
 import { benchSecureElement, formatSeReport } from './se.ts';
 
 const BENCHES = {
@@ -22,6 +23,17 @@ const BENCHES = {
       progress: (line) => process.stderr.write(`bench ledger: ${line}\n`),
     });
     return { report, text: formatLedgerReport(report) };
+  },
+  ops: async (quick: boolean) => {
+    const report = await benchOps({
+      payments: quick ? 30 : 400,
+      claimsPerRow: quick ? 64 : 512,
+      claimConcurrencies: quick ? [1, 4] : [1, 8],
+      floorIterations: quick ? 200 : 1000,
+      postgresUrl: process.env['DATABASE_URL'] ?? process.env['TEST_DATABASE_URL'],
+      progress: (line) => process.stderr.write(`bench ops: ${line}\n`),
+    });
+    return { report, text: formatOpsReport(report) };
   },
 } as const;
 
