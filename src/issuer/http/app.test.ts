@@ -93,9 +93,18 @@ for (const backend of testBackends()) {
         const bodies = await Promise.all(answers.map((r) => r.text()));
         assert.ok(answers.every((r) => r.status === 200), bodies.find((_b, i) => answers[i]!.status !== 200));
         assert.equal(new Set(bodies).size, 1);
+        // Exactly one answer ran the transfer; the other 49 are marked as replays.
+        assert.deepEqual(answers.map((r) => r.headers.get('idempotent-replayed')).sort((a, b) => String(a).localeCompare(String(b))), ['false', ...Array<string>(49).fill('true')]);
         await expectError(await h.signed(alice.user, 'POST', '/v1/transfers', { to: bob.account, amount: '2.00' }, { 'idempotency-key': 'same-key-1' }), 409, 'IDEMPOTENCY_CONFLICT');
         assert.equal(await h.balance(alice), '4.00');
         assert.equal(await h.balance(bob), '1.00');
+        // Keys of the full 128 characters that differ only at the end are different keys.
+        const long = 'k'.repeat(120);
+        for (const last of ['-0000001', '-0000002']) {
+          const res = await h.signed(alice.user, 'POST', '/v1/transfers', { to: bob.account, amount: '0.50' }, { 'idempotency-key': `${long}${last}` });
+          assert.equal(res.status, 200, await res.text());
+        }
+        assert.equal(await h.balance(bob), '2.00');
         assert.equal((await h.audit()).balanced, true);
       } finally {
         await h.close();

@@ -14,7 +14,7 @@ import { idempotencyKey, requestAuth, requireOperator, requireUser, verifySigned
 import type { IssuerEnv, IssuerServices } from './context.ts';
 import { formatMinor, transferJson } from './json.ts';
 import { ApiProblem } from './problem.ts';
-import { accountId, amountText, errorBody, idempotent, json, parseAmount, parsePublicKey, publicKeyBody, refusal, requestHash, validBody } from './validate.ts';
+import { accountId, amountText, errorBody, fitKey, idempotent, json, parseAmount, parsePublicKey, publicKeyBody, refusal, requestHash, validBody } from './validate.ts';
 
 /** How long a user certificate is valid. */
 export const USER_CERTIFICATE_VALIDITY_MS = 2 * 365 * 24 * 3600 * 1000;
@@ -143,7 +143,7 @@ export function registerLedgerRoutes(app: OpenAPIHono<IssuerEnv>, services: Issu
     return idempotent(services, c, 'transfers', user.keyId, async (tx) => {
       const reference: JsonValue = body.memo === undefined ? null : { memo: body.memo };
       const result = await transfer(tx, {
-        idempotencyKey: `transfer:${user.keyId}:${toHex(requestHash(c, user.keyId)).slice(0, 32)}:${idempotencyKey(c)}`.slice(0, 128),
+        idempotencyKey: fitKey(`transfer:${user.keyId}:${toHex(requestHash(c, user.keyId)).slice(0, 32)}:${idempotencyKey(c)}`),
         debit: user.accountId,
         credit: body.to,
         amount: amount.minor,
@@ -161,7 +161,7 @@ export function registerLedgerRoutes(app: OpenAPIHono<IssuerEnv>, services: Issu
     const body = validBody(c, mintBody);
     const amount = parseAmount(services, body.amount);
     return idempotent(services, c, 'mint', 'operator', async (tx) => {
-      const result = await mint(tx, { idempotencyKey: `mint:${idempotencyKey(c)}`.slice(0, 128), account: body.account, amount: amount.minor });
+      const result = await mint(tx, { idempotencyKey: fitKey(`mint:${idempotencyKey(c)}`), account: body.account, amount: amount.minor });
       if (!result.ok) return refusal(result.code, result.message);
       return { status: 200, body: { transfer: transferJson(services.currency, result.transfer) } };
     });

@@ -5,7 +5,7 @@
 import { z } from '@hono/zod-openapi';
 import type { Context } from 'hono';
 import { Amount } from '../../core/amount.ts';
-import { concatBytes, fromBase64url, toHex, utf8 } from '../../core/bytes.ts';
+import { concatBytes, fromBase64url, toBase64url, toHex, utf8 } from '../../core/bytes.ts';
 import { sha256 } from '../../core/crypto/hash.ts';
 import { SUITE_NAMES, SUITE_SIZES, suiteFor, type PublicKey } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
@@ -100,10 +100,29 @@ export async function idempotent(
   callerId: string,
   work: (tx: TransactionHandle) => Promise<StoredResponse>,
 ): Promise<Response> {
-  const result = await services.ledger.withIdempotency(scope, `${callerId}:${idempotencyKey(c)}`.slice(0, 128), requestHash(c, callerId), work);
+  const result = await services.ledger.withIdempotency(scope, storedKey(callerId, idempotencyKey(c)), requestHash(c, callerId), work);
   if (!result.ok) throw new ApiProblem(result.code, result.message, {});
-  c.header('idempotent-replayed', result.replayed ? 'true' : 'false');
-  return new Response(JSON.stringify(result.response.body), { status: result.response.status, headers: { 'content-type': 'application/json' } });
+  return new Response(JSON.stringify(result.response.body), {
+    status: result.response.status,
+    headers: { 'content-type': 'application/json', 'idempotent-replayed': result.replayed ? 'true' : 'false' },
+  });
+}
+
+/** Longest key the idempotency table and the ledger store. */
+export const STORED_KEY_CHARS_MAX = 128;
+
+/**
+ * A key that fits the 128 characters the tables store: `full` itself when it fits, else `#` and
+ * the SHA-256 of `full` (base64url). Cutting a long key short instead would let two keys that only
+ * differ at the end share a row, and the second request would get the first one's answer.
+ * `#` is not a character clients may use, so a hashed key never equals a plain one.
+ */
+export function fitKey(full: string): string {
+  return full.length <= STORED_KEY_CHARS_MAX ? full : `#${toBase64url(sha256(utf8(full)))}`;
+}
+
+function storedKey(callerId: string, key: string): string {
+  return fitKey(`${callerId}:${key}`);
 }
 
 /** A stored error answer; stored bodies carry no details, so they stay plain JSON. */
