@@ -11,10 +11,10 @@
  */
 import { readFile, rename, rm, appendFile, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { fromBase64url, fromHex, toBase64url, toHex } from '../core/bytes.ts';
+import { fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../core/cbor.ts';
 import { Amount, currency as makeCurrency, type Currency } from '../core/amount.ts';
-import { randomBytes } from '../core/crypto/hash.ts';
+import { randomBytes, sha256 } from '../core/crypto/hash.ts';
 import { nobleEd25519 } from '../core/crypto/noble.ts';
 import { signerFromSecret, type PublicKey, type Signer } from '../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../core/errors.ts';
@@ -49,6 +49,8 @@ import { paymentToken, readPaymentToken, readRequestToken, requestToken } from '
 
 /** Largest wallet.json read. */
 export const WALLET_FILE_BYTES_MAX = 16 * 1024 * 1024;
+/** Payments sent to the node in one claim request (a payment to a client is about 1.1 KiB of the 64 KiB body). */
+export const CLAIM_BATCH_MAX = 32;
 /** Received payments kept in the wallet's own log (its freshness check for claims and collects). */
 export const INBOX_ENTRIES_MAX = 10_000;
 
@@ -588,28 +590,35 @@ export class Wallet {
     }
   }
 
-  /** Claim (Figure 9): sends every accepted payment to the node, which credits the online account. */
+  /** Claim (Figure 9): sends every accepted payment to the node (in batches), which credits the online account. */
   async claim(): Promise<{ claimed: InboxEntry[]; refused: InboxEntry[]; online: string | null }> {
     if (this.hasSecureElement) {
       throw new TallyError('WALLET_UNSUPPORTED', `wallet ${this.name} has a secure element: payments to it are collected (\`tally collect ${this.name}\`), not claimed`, { name: this.name, reason: 'collect instead' });
     }
     const claimed: InboxEntry[] = [];
     const refused: InboxEntry[] = [];
-    for (const entry of this.data.inbox.filter((e) => e.state === 'accepted')) {
-      try {
-        await this.node.signed(this.user, 'POST', '/v1/ops/claims', { body: { payment: entry.payment }, idempotencyKey: `claim-${entry.digest}` });
-        entry.state = 'claimed';
-        claimed.push(entry);
-        await this.save();
-        await appendHistory(this.paths, { at: Date.now(), kind: 'claim', amount: this.format(BigInt(entry.amount)), detail: `from ${entry.sender} (index ${entry.index})` });
-      } catch (e) {
-        if (!isTallyError(e, 'NODE_REFUSED') || e.details.status >= 500) throw e;
-        entry.state = 'refused';
-        entry.reason = e.message;
-        refused.push(entry);
-        await this.save();
-        await appendHistory(this.paths, { at: Date.now(), kind: 'claim-refused', amount: this.format(BigInt(entry.amount)), detail: e.message });
+    const waiting = this.data.inbox.filter((e) => e.state === 'accepted');
+    for (let at = 0; at < waiting.length; at += CLAIM_BATCH_MAX) {
+      const batch = waiting.slice(at, at + CLAIM_BATCH_MAX);
+      // The key names the batch's payments: a re-sent batch (after a lost answer) is the same request.
+      const answer = await this.node.signed<{ results: ({ status: 'credited' } | { status: 'refused'; code: string; message: string })[] }>(this.user, 'POST', '/v1/ops/claims/batch', {
+        body: { payments: batch.map((e) => e.payment) },
+        idempotencyKey: `claims-${toBase64url(sha256(utf8(batch.map((e) => e.digest).join(','))))}`,
+      });
+      for (const [i, entry] of batch.entries()) {
+        const result = answer.body.results[i];
+        if (result?.status === 'credited') {
+          entry.state = 'claimed';
+          claimed.push(entry);
+          await appendHistory(this.paths, { at: Date.now(), kind: 'claim', amount: this.format(BigInt(entry.amount)), detail: `from ${entry.sender} (index ${entry.index})` });
+        } else {
+          entry.state = 'refused';
+          entry.reason = result === undefined ? 'the node gave no result for it' : `${result.message} [${result.code}]`;
+          refused.push(entry);
+          await appendHistory(this.paths, { at: Date.now(), kind: 'claim-refused', amount: this.format(BigInt(entry.amount)), detail: entry.reason });
+        }
       }
+      await this.save();
     }
     return { claimed, refused, online: (await this.onlineBalance()).balance };
   }
