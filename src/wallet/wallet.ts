@@ -9,16 +9,16 @@
  * stored output) and the node's idempotency key (a re-sent call moves money once). Opening a wallet
  * finishes what a crash or a lost connection left unfinished, as far as the node is reachable.
  */
-import { readFile, rename, rm, appendFile, mkdir } from 'node:fs/promises';
+import { readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../core/bytes.ts';
+import { equalBytes, fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../core/cbor.ts';
 import { Amount, currency as makeCurrency, type Currency } from '../core/amount.ts';
 import { randomBytes, sha256 } from '../core/crypto/hash.ts';
 import { nobleEd25519 } from '../core/crypto/noble.ts';
 import { signerFromSecret, type PublicKey, type Signer } from '../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../core/errors.ts';
-import { ensurePrivateDir, readFileBounded, requirePrivateMode, writeFileAtomic } from '../host/files.ts';
+import { ensurePrivateDir, readFileBounded, requirePrivateMode } from '../host/files.ts';
 import { connectTcp, listenTcp } from '../channel/tcp.ts';
 import { openSecureLink } from '../channel/secure-link.ts';
 import type { ByteStream } from '../channel/stream.ts';
@@ -45,6 +45,8 @@ import { opsTrustedApp } from '../schemes/ops/trusted-app.ts';
 import { loadOem, measureOpsTrustedApp, SOFTWARE_SE_MODEL } from './factory.ts';
 import { checkWalletName, lockWallet, walletDir, walletPaths, type WalletPaths } from './home.ts';
 import { NodeClient } from './node-client.ts';
+import { appendHistory, parseData, writeData, type HistoryEvent, type InboxEntry, type PendingStep, type SentEntry, type WalletData } from './wallet-data.ts';
+export type { HistoryEvent, InboxEntry, PendingStep, SentEntry, WalletData } from './wallet-data.ts';
 import { paymentToken, readPaymentToken, readRequestToken, requestToken } from './tokens.ts';
 
 /** Largest wallet.json read. */
@@ -59,63 +61,6 @@ const OPS_TA_LOCATION = { module: new URL('../schemes/ops/trusted-app.ts', impor
 type OpsCommands = typeof opsTrustedApp.commands;
 /** The wallet's secure element. */
 export type OpsSecureElement = IsolatedHost<unknown, OpsCommands>;
-
-/** A received payment, as the payee's log keeps it. */
-export interface InboxEntry {
-  digest: string;
-  sender: string;
-  index: string;
-  amount: string;
-  payment: string;
-  at: number;
-  state: 'accepted' | 'collected' | 'claimed' | 'refused';
-  /** Why the SE or the node refused it. */
-  reason?: string;
-}
-
-/** A payment made by this wallet's TA. */
-export interface SentEntry {
-  digest: string;
-  receiver: string;
-  index: string;
-  amount: string;
-  payment: string;
-  at: number;
-  /** The payee confirmed it over a link (tokens are never confirmed). */
-  confirmed: boolean;
-}
-
-/** A step written down before it starts, finished on the next open if it was cut short. */
-export type PendingStep =
-  | { kind: 'deposit'; id: string; amount: string; confirmation?: string }
-  | { kind: 'withdraw'; id: string; amount: string; confirmation?: string }
-  | { kind: 'pay'; id: string; amount: string; receiver: string; memo?: string }
-  | { kind: 'collect'; id: string; digest: string };
-
-/** wallet.json. */
-export interface WalletData {
-  format: 1;
-  name: string;
-  scheme: 'ops';
-  node: string;
-  currency: { code: string; decimals: number };
-  createdAt: number;
-  user: { secret: string; keyId: string; account: string; certificate: string };
-  device: { keyId: string; certificate: string } | null;
-  certificates: { root: string; intermediary: string; issuerNode: string };
-  crl: string | null;
-  inbox: InboxEntry[];
-  sent: SentEntry[];
-  pending: PendingStep[];
-}
-
-/** A line of history.jsonl. */
-export interface HistoryEvent {
-  at: number;
-  kind: string;
-  amount?: string;
-  detail?: string;
-}
 
 /** Options of Wallet.create. */
 export interface CreateOptions {
@@ -137,10 +82,6 @@ export interface BalanceReport {
   holdingLimit?: string;
   offlinePaymentsLeft?: number;
   pendingSteps: number;
-}
-
-function fail(message: string, reason: string): never {
-  throw new TallyError('STATE_CORRUPT', message, { reason });
 }
 
 function newId(): string {
@@ -750,8 +691,8 @@ export class Wallet {
     if (peerKey === undefined) throw new TallyError('PEER_UNTRUSTED', 'the payee did not prove who it is', { reason: 'no binding' });
     const verified = this.verifyCertificate(receiver);
     const peerId = keyId(peerKey);
-    const subjectIsPeer = verified.subject.suite === peerKey.suite && equal(verified.subject.key, peerKey.key);
-    const ownedByPeer = verified.role === 'device' && verified.extensions.owner !== undefined && equal(verified.extensions.owner, peerId);
+    const subjectIsPeer = verified.subject.suite === peerKey.suite && equalBytes(verified.subject.key, peerKey.key);
+    const ownedByPeer = verified.role === 'device' && verified.extensions.owner !== undefined && equalBytes(verified.extensions.owner, peerId);
     if (!subjectIsPeer && !ownedByPeer) {
       throw new TallyError('PAYMENT_INVALID', 'the request names a receiver that is not the peer on this link: refusing to pay someone else', { reason: 'receiver is not the peer' });
     }
@@ -781,33 +722,6 @@ export class Wallet {
   }
 }
 
-function equal(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
-}
-
 function startSe(paths: WalletPaths, provision: boolean): Promise<OpsSecureElement> {
   return IsolatedHost.start({ app: opsTrustedApp, location: OPS_TA_LOCATION, dir: paths.se, counter: { kind: 'file', path: paths.counter }, provision }) as Promise<OpsSecureElement>;
-}
-
-async function writeData(paths: WalletPaths, data: WalletData): Promise<void> {
-  await writeFileAtomic(paths.file, new TextEncoder().encode(`${JSON.stringify(data, null, 1)}\n`));
-}
-
-async function appendHistory(paths: WalletPaths, event: HistoryEvent): Promise<void> {
-  await mkdir(paths.dir, { recursive: true });
-  await appendFile(paths.history, `${JSON.stringify(event)}\n`, { mode: 0o600 });
-}
-
-function parseData(path: string, bytes: Uint8Array): WalletData {
-  let data: WalletData;
-  try {
-    data = JSON.parse(new TextDecoder().decode(bytes)) as WalletData;
-  } catch (e) {
-    throw new TallyError('STATE_CORRUPT', `wallet file ${path} is not JSON`, { reason: 'json' }, { cause: e });
-  }
-  if (data === null || typeof data !== 'object' || data.format !== 1) fail(`wallet file ${path} is not a format 1 wallet`, 'format');
-  if (data.scheme !== 'ops') fail(`wallet file ${path} is for scheme ${String(data.scheme)}, which this version does not run`, 'scheme');
-  for (const field of ['inbox', 'sent', 'pending'] as const) if (!Array.isArray(data[field])) fail(`wallet file ${path}: ${field} is missing`, field);
-  if (typeof data.user?.secret !== 'string' || !/^[0-9a-f]{64}$/.test(data.user.secret)) fail(`wallet file ${path}: the user key is missing`, 'user');
-  return data;
 }

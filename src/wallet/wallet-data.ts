@@ -1,0 +1,95 @@
+/**
+ * What a wallet keeps on disk: wallet.json (written whole and atomically, mode 0600) and
+ * history.jsonl (appended). See home.ts for the folder and wallet.ts for who writes what when.
+ */
+import { appendFile, mkdir } from 'node:fs/promises';
+import { TallyError } from '../core/errors.ts';
+import { writeFileAtomic } from '../host/files.ts';
+import type { WalletPaths } from './home.ts';
+
+/** A received payment, as the payee's log keeps it. */
+export interface InboxEntry {
+  digest: string;
+  sender: string;
+  index: string;
+  amount: string;
+  payment: string;
+  at: number;
+  state: 'accepted' | 'collected' | 'claimed' | 'refused';
+  /** Why the SE or the node refused it. */
+  reason?: string;
+}
+
+/** A payment made by this wallet's TA. */
+export interface SentEntry {
+  digest: string;
+  receiver: string;
+  index: string;
+  amount: string;
+  payment: string;
+  at: number;
+  /** The payee confirmed it over a link (tokens are never confirmed). */
+  confirmed: boolean;
+}
+
+/** A step written down before it starts, finished on the next open if it was cut short. */
+export type PendingStep =
+  | { kind: 'deposit'; id: string; amount: string; confirmation?: string }
+  | { kind: 'withdraw'; id: string; amount: string; confirmation?: string }
+  | { kind: 'pay'; id: string; amount: string; receiver: string; memo?: string }
+  | { kind: 'collect'; id: string; digest: string };
+
+/** wallet.json. */
+export interface WalletData {
+  format: 1;
+  name: string;
+  scheme: 'ops';
+  node: string;
+  currency: { code: string; decimals: number };
+  createdAt: number;
+  user: { secret: string; keyId: string; account: string; certificate: string };
+  device: { keyId: string; certificate: string } | null;
+  certificates: { root: string; intermediary: string; issuerNode: string };
+  crl: string | null;
+  inbox: InboxEntry[];
+  sent: SentEntry[];
+  pending: PendingStep[];
+}
+
+/** A line of history.jsonl. */
+export interface HistoryEvent {
+  at: number;
+  kind: string;
+  amount?: string;
+  detail?: string;
+}
+
+function fail(message: string, reason: string): never {
+  throw new TallyError('STATE_CORRUPT', message, { reason });
+}
+
+/** Replaces wallet.json. */
+export async function writeData(paths: WalletPaths, data: WalletData): Promise<void> {
+  await writeFileAtomic(paths.file, new TextEncoder().encode(`${JSON.stringify(data, null, 1)}\n`));
+}
+
+/** Appends an event to history.jsonl. */
+export async function appendHistory(paths: WalletPaths, event: HistoryEvent): Promise<void> {
+  await mkdir(paths.dir, { recursive: true });
+  await appendFile(paths.history, `${JSON.stringify(event)}\n`, { mode: 0o600 });
+}
+
+/** Reads wallet.json. @throws TallyError STATE_CORRUPT */
+export function parseData(path: string, bytes: Uint8Array): WalletData {
+  let data: WalletData;
+  try {
+    data = JSON.parse(new TextDecoder().decode(bytes)) as WalletData;
+  } catch (e) {
+    throw new TallyError('STATE_CORRUPT', `wallet file ${path} is not JSON`, { reason: 'json' }, { cause: e });
+  }
+  if (data === null || typeof data !== 'object' || data.format !== 1) fail(`wallet file ${path} is not a format 1 wallet`, 'format');
+  if (data.scheme !== 'ops') fail(`wallet file ${path} is for scheme ${String(data.scheme)}, which this version does not run`, 'scheme');
+  for (const field of ['inbox', 'sent', 'pending'] as const) if (!Array.isArray(data[field])) fail(`wallet file ${path}: ${field} is missing`, field);
+  if (typeof data.user?.secret !== 'string' || !/^[0-9a-f]{64}$/.test(data.user.secret)) fail(`wallet file ${path}: the user key is missing`, 'user');
+  return data;
+}
