@@ -23,7 +23,7 @@ const FORBIDDEN: readonly [RegExp, string][] = [
   [/^(wallet|issuer|cli|web|sim)\//, 'a higher layer'],
 ];
 /** Scheme and trusted-app files that are pure by the architecture. */
-const PURE_NAME = /^(trusted-app.*|messages|payer|payee|session.*|pay-verify)\.ts$/;
+const PURE_NAME = /^(trusted-app.*|messages|payer|payee|session.*|pay-verify|block)\.ts$/;
 
 /** True when a module specifier names a Node built-in (`node:*`, `fs`, `fs/promises`, ...). */
 function isBuiltinSpecifier(specifier: string): boolean {
