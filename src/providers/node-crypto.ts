@@ -1,13 +1,14 @@
 /**
  * The Node crypto provider: Ed25519 and ECDSA P-256 through `node:crypto` (OpenSSL), several times
- * faster than pure JavaScript; secp256k1 stays with noble. Injected at start-up by Node faces and
- * hosts; pure layers only ever see the CryptoProvider interface.
+ * faster than pure JavaScript; secp256k1 stays with noble and SM2 with sm-crypto-v2. Injected at
+ * start-up by Node faces and hosts; pure layers only ever see the CryptoProvider interface.
  */
 import { createPrivateKey, createPublicKey, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { p256 } from '@noble/curves/nist.js';
 import { concatBytes, fromHex } from '../core/bytes.ts';
 import { nobleEd25519, nobleP256, nobleSecp256k1 } from '../core/crypto/noble.ts';
+import { sm2Suite } from '../core/crypto/sm2.ts';
 import { checkBytes, type CryptoProvider, type SignatureSuite } from '../core/crypto/suite.ts';
 
 // DER prefixes that wrap raw Ed25519 keys as PKCS#8 / SPKI (RFC 8410).
@@ -110,7 +111,8 @@ function nodeP256(): SignatureSuite {
 
 /** Creates the Node provider (each instance has its own key caches). */
 export function createNodeProvider(): CryptoProvider {
-  return { name: 'node', suites: { ed25519: nodeEd25519(), p256: nodeP256(), secp256k1: nobleSecp256k1 } };
+  // SM2 stays pure too: Node's OpenSSL knows the SM2 curve but signs with it as plain ECDSA.
+  return { name: 'node', suites: { ed25519: nodeEd25519(), p256: nodeP256(), secp256k1: nobleSecp256k1, sm2: sm2Suite } };
 }
 
 /** A shared Node provider for processes that need one. */

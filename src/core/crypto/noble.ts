@@ -6,6 +6,7 @@ import { p256 } from '@noble/curves/nist.js';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
 import { equalBytes } from '../bytes.ts';
 import { keccak256, randomBytes } from './hash.ts';
+import { sm2Suite } from './sm2.ts';
 import { checkBytes, SUITE_SIZES, type CryptoProvider, type SignatureSuite } from './suite.ts';
 
 const SEED_BYTES_MIN = 48;
@@ -138,8 +139,8 @@ export const nobleSecp256k1: SignatureSuite = {
   isValidPublicKey: (publicKey) => weierstrassIsValid(secp256k1, publicKey),
 };
 
-/** The pure provider: every suite through noble. */
+/** The pure provider: every suite in JavaScript, through noble (and sm-crypto-v2 for SM2). */
 export const nobleProvider: CryptoProvider = {
   name: 'noble',
-  suites: { ed25519: nobleEd25519, p256: nobleP256, secp256k1: nobleSecp256k1 },
+  suites: { ed25519: nobleEd25519, p256: nobleP256, secp256k1: nobleSecp256k1, sm2: sm2Suite },
 };

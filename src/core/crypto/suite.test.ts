@@ -331,7 +331,7 @@ describe('signed records', () => {
     for (const inherited of ['toString', 'constructor', '__proto__', 'hasOwnProperty']) {
       assert.throws(() => suiteFor(nobleProvider, inherited), { code: 'SUITE_UNKNOWN' }, inherited);
     }
-    const key = { suite: 'sm2' as SuiteName, key: new Uint8Array(33) };
+    const key = { suite: 'sm9' as SuiteName, key: new Uint8Array(33) };
     assert.throws(() => verifyRecord(nobleProvider, key, TAG, record, new Uint8Array(64)), { code: 'SUITE_UNKNOWN' });
   });
 });
@@ -349,7 +349,8 @@ describe('publicKeyCodec', () => {
       [{ suite: 'ed25519', key: new Uint8Array(33) }, 'cert.key.key: expected 32 bytes, got 33 bytes'],
       [{ suite: 'p256', key: new Uint8Array(32) }, 'cert.key.key: expected 33 bytes, got 32 bytes'],
       [{ suite: 'secp256k1', key: new Uint8Array(32) }, 'cert.key.key: expected 33 bytes, got 32 bytes'],
-      [{ suite: 'rsa', key: new Uint8Array(32) }, 'cert.key.suite: expected one of "ed25519", "p256", "secp256k1", got text "rsa"'],
+      [{ suite: 'sm2', key: new Uint8Array(32) }, 'cert.key.key: expected 33 bytes, got 32 bytes'],
+      [{ suite: 'rsa', key: new Uint8Array(32) }, 'cert.key.suite: expected one of "ed25519", "p256", "secp256k1", "sm2", got text "rsa"'],
       [{ suite: 'ed25519', key: new Uint8Array(64) }, 'cert.key.key: expected 32 to 33 bytes, got 64 bytes'],
       [{ suite: 'ed25519' }, 'cert.key.key: expected 32 to 33 bytes, got nothing'],
       [{ suite: 'ed25519', key: new Uint8Array(32), extra: 1 }, 'cert.key.extra: expected no such field, got an unknown field'],

@@ -6,7 +6,7 @@ import { bytes, oneOf, record, refine, type Codec } from '../codec.ts';
 import { TallyError } from '../errors.ts';
 
 /** The signature suites Tally knows. */
-export const SUITE_NAMES = ['ed25519', 'p256', 'secp256k1'] as const;
+export const SUITE_NAMES = ['ed25519', 'p256', 'secp256k1', 'sm2'] as const;
 /** A suite's name, as it appears in keys and certificates. */
 export type SuiteName = (typeof SUITE_NAMES)[number];
 
@@ -16,6 +16,8 @@ export const SUITE_SIZES: Readonly<Record<SuiteName, { secretKey: number; public
   p256: { secretKey: 32, publicKey: 33, signature: 64 },
   // 64-byte r ‖ s plus Ethereum's recovery byte v (27 or 28).
   secp256k1: { secretKey: 32, publicKey: 33, signature: 65 },
+  // SM2 (GB/T 32918) with SM3: a compressed point and a plain r ‖ s, no DER.
+  sm2: { secretKey: 32, publicKey: 33, signature: 64 },
 };
 
 /** A public key with its suite. */

@@ -5,7 +5,7 @@
 import type { Context } from 'hono';
 import { equalBytes, utf8 } from '../../core/bytes.ts';
 import { isTallyError } from '../../core/errors.ts';
-import type { PublicKey } from '../../core/crypto/suite.ts';
+import { SUITE_NAMES, type PublicKey } from '../../core/crypto/suite.ts';
 import { checkRequestAuth, readRequestAuth, REQUEST_WINDOW_MS, type RequestAuth } from '../client/request-auth.ts';
 import type { Queryable } from '../db/database.ts';
 import { ApiProblem } from './problem.ts';
@@ -89,7 +89,7 @@ export async function identifyCaller(services: IssuerServices, c: Context<Issuer
   const row = rows.rows[0];
   if (row === undefined) throw new ApiProblem('KEY_UNKNOWN', `no account holder is registered with key ${auth.keyId}: register with POST /v1/users`, {});
   if (row.revoked) throw new ApiProblem('CERT_REVOKED', `the certificate of key ${auth.keyId} is revoked; the node refuses its requests`, { keyId: auth.keyId });
-  const suite = row.suite === 'ed25519' || row.suite === 'p256' || row.suite === 'secp256k1' ? row.suite : null;
+  const suite = SUITE_NAMES.find((name) => name === row.suite) ?? null;
   if (suite === null) throw new ApiProblem('INTERNAL', 'registered key has an unknown suite', {}, 500);
   await verifySigned(services, c, auth, { suite, key: new Uint8Array(row.public_key) });
   return { kind: 'user', keyId: auth.keyId, accountId: row.account_id };

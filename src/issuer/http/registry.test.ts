@@ -3,6 +3,7 @@ import { after, describe, test } from 'node:test';
 import { fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../../core/bytes.ts';
 import { sha256 } from '../../core/crypto/hash.ts';
 import { nobleEd25519, nobleP256 } from '../../core/crypto/noble.ts';
+import { sm2Suite } from '../../core/crypto/sm2.ts';
 import { signerFromSecret, type Signer } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
@@ -74,6 +75,33 @@ async function revocations(h: Harness) {
 
 for (const backend of testBackends()) {
   describe(`device registry and revocation on ${backend.kind}`, { skip: backend.skip }, () => {
+    test('an SM2 user and an SM2 device register; their certificates name the suite and verify', async () => {
+      const h = await setup(backend);
+      try {
+        const user = signerFromSecret(sm2Suite, sha256(utf8('sm2 user')));
+        const res = await h.signed(user, 'POST', '/v1/users', { publicKey: { suite: 'sm2', key: toBase64url(user.publicKey.key) } }, key());
+        assert.equal(res.status, 201, await res.clone().text());
+        const body = (await res.json()) as { account: string; keyId: string; certificate: string };
+        const certificate = decodeCertificate(fromBase64url(body.certificate));
+        assert.equal(certificate.body.subject.suite, 'sm2');
+        const { identity } = h.node.services;
+        const chain = verifyChain({ provider: nodeProvider, chain: [certificate, identity.intermediary.certificate], trustAnchors: [identity.root.certificate], now: h.now(), leafRoles: ['user'] });
+        assert.equal(toHex(chain.subjectKeyId), body.keyId);
+        const oem = ed25519(91);
+        const oemKeyId = await enrolOem(h, oem);
+        const owner: TestUser = { user, ...body };
+        const device = signerFromSecret(sm2Suite, sha256(utf8('sm2 device')));
+        const registered = await registerDevice(h, { device, owner, oem, oemKeyId });
+        assert.equal(registered.status, 201, await registered.clone().text());
+        const deviceCertificate = decodeCertificate(fromBase64url(((await registered.json()) as { certificate: string }).certificate));
+        assert.equal(deviceCertificate.body.subject.suite, 'sm2');
+        // A signed request with the SM2 key authenticates.
+        assert.equal((await h.signed(user, 'GET', `/v1/accounts/${body.account}`)).status, 200);
+      } finally {
+        await h.close();
+      }
+    });
+
     test('a device registers with its attestation and gets a certificate that chains to the root, with its owner and limits', async () => {
       const h = await setup(backend);
       try {
