@@ -12,6 +12,8 @@ import { enrollOem } from '../wallet/factory.ts';
 import { resolveHome, walletDir } from '../wallet/home.ts';
 import { NodeClient } from '../wallet/node-client.ts';
 import { Wallet, type InboxEntry } from '../wallet/wallet.ts';
+import { DotmWallet, walletScheme, type DotmTransfer } from '../wallet/dotm-wallet.ts';
+import { readPassword } from './password.ts';
 
 /** Thrown for bad usage (exit code 2). */
 export class UsageError extends Error {}
@@ -82,6 +84,37 @@ async function withWallet<T>(values: Record<string, unknown>, name: string | und
   }
 }
 
+/** True when the named wallet of the home is a DOT-M wallet. */
+async function isDotm(values: Record<string, unknown>, name: string | undefined, env: VerbIo['env']): Promise<boolean> {
+  if (name === undefined) return false;
+  return (await walletScheme(resolveHome(values['home'] as string | undefined, env), name)) === 'dotm';
+}
+
+/** Opens a DOT-M wallet, finishes what a crash cut short (§3.3.5), runs, closes. */
+async function withDotm<T>(values: Record<string, unknown>, name: string, env: VerbIo['env'], run: (wallet: DotmWallet, recovered: string[]) => Promise<T>): Promise<T> {
+  const wallet = await DotmWallet.open(resolveHome(values['home'] as string | undefined, env), name);
+  try {
+    const recovered = await wallet.recover();
+    return await run(wallet, recovered.finished);
+  } finally {
+    await wallet.close();
+  }
+}
+
+/** DOT-M's nine steps need both devices at once: the token verbs do not apply. */
+async function refuseForDotm(values: Record<string, unknown>, name: string | undefined, env: VerbIo['env'], verb: string): Promise<void> {
+  if (await isDotm(values, name, env)) {
+    throw new TallyError('WALLET_UNSUPPORTED', `wallet ${name}: \`tally ${verb}\` is for OPS; a DOT-M transaction runs over a live link (tally receive NAME AMOUNT --listen PORT / tally pay NAME --connect HOST:PORT)`, { name: name as string, reason: 'scheme' });
+  }
+}
+
+function transferText(wallet: DotmWallet, r: DotmTransfer, role: 'payer' | 'payee'): string {
+  const c = wallet.currency.code;
+  const shape = `${r.blocks} block(s), ${r.records} earlier record(s)`;
+  if (r.status === 'rolled-back') return `Rolled back ${r.amount} ${c} (transaction ${r.tsn}): the payer's success message did not come (${r.error ?? ''}). If the payer paid, the node gives it back after both sync.`;
+  return role === 'payer' ? `Paid ${r.amount} ${c} over the link (transaction ${r.tsn}, ${shape}); the payee confirmed.` : `Received ${r.amount} ${c} (transaction ${r.tsn}, ${shape}).`;
+}
+
 function shortEntry(wallet: Wallet, e: InboxEntry) {
   return { amount: wallet.format(BigInt(e.amount)), sender: e.sender, index: e.index, state: e.state, ...(e.reason === undefined ? {} : { reason: e.reason }) };
 }
@@ -145,11 +178,26 @@ export const VERBS: Record<string, Verb> = {
     },
   },
   'wallet create': {
-    usage: 'tally wallet create NAME --scheme ops [--no-secure-element] [--node URL] [--home DIR] [--json]',
+    usage: 'tally wallet create NAME [--scheme ops|dotm] [--no-secure-element] [--node URL] [--home DIR] [--json]   (dotm: the payment password at a prompt, or TALLY_PASSWORD)',
     async run(argv, io) {
       const { values, args } = parse(argv, { scheme: { type: 'string', default: 'ops' }, 'no-secure-element': { type: 'boolean', default: false }, node: { type: 'string' } }, ['NAME']);
-      if (values.scheme !== 'ops') throw new UsageError(`--scheme ${values.scheme}: this version runs ops`);
+      if (values.scheme !== 'ops' && values.scheme !== 'dotm') throw new UsageError(`--scheme ${values.scheme}: this version runs ops and dotm`);
       const home = resolveHome(values.home, io.env);
+      if (values.scheme === 'dotm') {
+        if (values['no-secure-element'] === true) throw new UsageError('a DOT-M wallet always has a secure element');
+        const password = await readPassword(io.env, 'Payment password for the new wallet: ', { confirm: true });
+        const wallet = await DotmWallet.create({ home, name: args[0] as string, node: nodeUrl(values.node, io.env), password, progress: io.progress });
+        try {
+          const data = wallet.snapshot();
+          const keys = data.dotm;
+          return {
+            text: `Created DOT-M wallet ${data.name} (wallet key ${keys?.wallet ?? '?'}, user key ${keys?.user ?? '?'}), account ${data.user.account}, at ${data.node}.`,
+            json: { name: data.name, scheme: data.scheme, home, node: data.node, account: data.user.account, user: keys?.user ?? null, wallet: keys?.wallet ?? null },
+          };
+        } finally {
+          await wallet.close();
+        }
+      }
       const wallet = await Wallet.create({ home, name: args[0] as string, node: nodeUrl(values.node, io.env), secureElement: values['no-secure-element'] !== true, progress: io.progress });
       try {
         const data = wallet.snapshot();
@@ -166,6 +214,20 @@ export const VERBS: Record<string, Verb> = {
     usage: 'tally wallet balance NAME [--home DIR] [--json]',
     async run(argv, io) {
       const { values, args } = parse(argv, {}, ['NAME']);
+      if (await isDotm(values, args[0], io.env)) {
+        return withDotm(values, args[0] as string, io.env, async (wallet) => {
+          const b = await wallet.balance();
+          const c = wallet.currency.code;
+          const lines = [
+            `online:  ${b.online === null ? `unknown (${b.onlineError ?? 'node unreachable'})` : `${b.online} ${c}`}`,
+            `offline: ${b.offline} ${c} in ${b.blocks.length} currency block(s)`,
+            ...b.blocks.map((k) => `  block ${k.serial}  value ${k.value}  remaining ${k.remaining}  ${k.count} offline transaction(s)${k.held ? '  (held by an open offer)' : ''}`),
+            ...(b.unsyncedEvents > 0 ? [`${b.unsyncedEvents} offline event(s) await the node (tally sync)`] : []),
+            `payment password: ${b.passwordTriesLeft === 0 ? 'LOCKED' : `${b.passwordTriesLeft} tries left`}`,
+          ];
+          return { text: lines.join('\n'), json: { name: wallet.name, scheme: 'dotm', currency: c, ...b } };
+        });
+      }
       return withWallet(values, args[0], io.env, async (wallet) => {
         const resumed = await wallet.resume();
         const b = await wallet.balance();
@@ -184,7 +246,9 @@ export const VERBS: Record<string, Verb> = {
     usage: 'tally wallet history NAME [--home DIR] [--json]',
     async run(argv, io) {
       const { values, args } = parse(argv, {}, ['NAME']);
-      return withWallet(values, args[0], io.env, async (wallet) => {
+      const open = async <T>(run: (wallet: { history(): Promise<{ at: number; kind: string; amount?: string; detail?: string }[]>; name: string; currency: { code: string } }) => Promise<T>) =>
+        (await isDotm(values, args[0], io.env)) ? withDotm(values, args[0] as string, io.env, run) : withWallet(values, args[0], io.env, run);
+      return open(async (wallet) => {
         const events = await wallet.history();
         const text = events.map((e) => `${new Date(e.at).toISOString()}  ${e.kind.padEnd(16)} ${e.amount === undefined ? '' : `${e.amount} ${wallet.currency.code}  `}${e.detail ?? ''}`).join('\n');
         return { text: text === '' ? 'No history yet.' : text, json: { name: wallet.name, currency: wallet.currency.code, events } };
@@ -192,9 +256,18 @@ export const VERBS: Record<string, Verb> = {
     },
   },
   'wallet deposit': {
-    usage: 'tally wallet deposit NAME AMOUNT [--home DIR] [--json]   (online -> offline; needs the node)',
+    usage: 'tally wallet deposit NAME AMOUNT [--blocks N] [--home DIR] [--json]   (online -> offline; needs the node; dotm: split into N currency blocks)',
     async run(argv, io) {
-      const { values, args } = parse(argv, {}, ['NAME', 'AMOUNT']);
+      const { values, args } = parse(argv, { blocks: { type: 'string' } }, ['NAME', 'AMOUNT']);
+      if (await isDotm(values, args[0], io.env)) {
+        const count = values.blocks === undefined ? 1 : Number(values.blocks);
+        if (!/^[0-9]{1,2}$/.test(values.blocks ?? '1')) throw new UsageError(`--blocks: expected a number from 1 to 20, got ${JSON.stringify(values.blocks)}`);
+        return withDotm(values, args[0] as string, io.env, async (wallet) => {
+          const r = await wallet.deposit(args[1] as string, count);
+          return { text: `Deposited ${r.amount} ${wallet.currency.code} as ${r.blocks} currency block(s) signed by the central bank; offline balance ${r.offline} ${wallet.currency.code}.`, json: { name: wallet.name, currency: wallet.currency.code, ...r } };
+        });
+      }
+      if (values.blocks !== undefined) throw new UsageError('--blocks is for DOT-M wallets');
       return withWallet(values, args[0], io.env, async (wallet) => {
         const r = await wallet.deposit(args[1] as string);
         return { text: `Deposited ${r.amount} ${wallet.currency.code} into the secure element; offline balance ${r.offline} ${wallet.currency.code}.`, json: { name: wallet.name, currency: wallet.currency.code, ...r } };
@@ -205,6 +278,16 @@ export const VERBS: Record<string, Verb> = {
     usage: 'tally wallet withdraw NAME AMOUNT [--home DIR] [--json]   (offline -> online; needs the node)',
     async run(argv, io) {
       const { values, args } = parse(argv, {}, ['NAME', 'AMOUNT']);
+      if (await isDotm(values, args[0], io.env)) {
+        return withDotm(values, args[0] as string, io.env, async (wallet) => {
+          const r = await wallet.withdraw(args[1] as string);
+          const c = wallet.currency.code;
+          return {
+            text: r.credited ? `Withdrew ${r.amount} ${c} to the online account; online balance ${r.online ?? 'unknown'} ${c}.` : `Gave up ${r.amount} ${c} of currency blocks; the node credits them at the next sync (it is unreachable now).`,
+            json: { name: wallet.name, currency: c, ...r },
+          };
+        });
+      }
       return withWallet(values, args[0], io.env, async (wallet) => {
         const r = await wallet.withdraw(args[1] as string);
         return { text: `Withdrew ${r.amount} ${wallet.currency.code} to the online account; online balance ${r.online ?? 'unknown'} ${wallet.currency.code}.`, json: { name: wallet.name, currency: wallet.currency.code, ...r } };
@@ -215,6 +298,7 @@ export const VERBS: Record<string, Verb> = {
     usage: 'tally request NAME AMOUNT [--memo TEXT] [--home DIR] [--json]   (payee, offline: prints a payment request token)',
     async run(argv, io) {
       const { values, args } = parse(argv, { memo: { type: 'string' } }, ['NAME', 'AMOUNT']);
+      await refuseForDotm(values, args[0], io.env, 'request');
       return withWallet(values, args[0], io.env, async (wallet) => {
         const { token, request } = wallet.request(args[1] as string, values.memo);
         return { text: token, json: { name: wallet.name, amount: wallet.format(request.amount), currency: wallet.currency.code, token } };
@@ -228,6 +312,15 @@ export const VERBS: Record<string, Verb> = {
       const values = parsed.values;
       const [name, token, ...rest] = parsed.positionals;
       if (rest.length > 0 || (values.connect === undefined) === (token === undefined)) throw new UsageError('give either a REQUEST token or --connect HOST:PORT');
+      if (values.connect !== undefined && name !== undefined && (await isDotm(values, name, io.env))) {
+        const { host, port } = hostPort(values.connect);
+        const password = await readPassword(io.env, 'Payment password: ');
+        return withDotm(values, name, io.env, async (wallet) => {
+          const r = await wallet.payTo(host, port, { password, ...(values.expect === undefined ? {} : { expect: values.expect }), timeoutMs: seconds(values.timeout) });
+          return { text: transferText(wallet, r, 'payer'), json: { name: wallet.name, scheme: 'dotm', currency: wallet.currency.code, ...r } };
+        });
+      }
+      if (token !== undefined) await refuseForDotm(values, name, io.env, 'pay REQUEST');
       return withWallet(values, name, io.env, async (wallet) => {
         if (token !== undefined) {
           const r = await wallet.pay(token);
@@ -249,6 +342,7 @@ export const VERBS: Record<string, Verb> = {
     usage: 'tally accept NAME PAYMENT [--home DIR] [--json]   (payee, offline: verifies and stores a payment token)',
     async run(argv, io) {
       const { values, args } = parse(argv, {}, ['NAME', 'PAYMENT']);
+      await refuseForDotm(values, args[0], io.env, 'accept');
       return withWallet(values, args[0], io.env, async (wallet) => {
         const e = await wallet.accept(args[1] as string);
         const amount = wallet.format(BigInt(e.amount));
@@ -262,6 +356,17 @@ export const VERBS: Record<string, Verb> = {
       const { values, args } = parse(argv, { listen: { type: 'string' }, host: { type: 'string', default: '127.0.0.1' }, memo: { type: 'string' }, timeout: { type: 'string' } }, ['NAME', 'AMOUNT']);
       if (values.listen === undefined) throw new UsageError('--listen PORT is needed');
       const port = portNumber(values.listen);
+      if (await isDotm(values, args[0], io.env)) {
+        return withDotm(values, args[0] as string, io.env, async (wallet) => {
+          const r = await wallet.receive(args[1] as string, {
+            port,
+            host: values.host,
+            timeoutMs: seconds(values.timeout),
+            onListening: (real) => io.announce(`Waiting for a payer on ${values.host}:${real} ...`, { event: 'listening', host: values.host, port: real }),
+          });
+          return { text: transferText(wallet, r, 'payee'), json: { name: wallet.name, scheme: 'dotm', currency: wallet.currency.code, ...r } };
+        });
+      }
       return withWallet(values, args[0], io.env, async (wallet) => {
         const e = await wallet.receive(args[1] as string, {
           port,
@@ -279,6 +384,7 @@ export const VERBS: Record<string, Verb> = {
     usage: 'tally collect NAME [--home DIR] [--json]   (into the secure element, offline)',
     async run(argv, io) {
       const { values, args } = parse(argv, {}, ['NAME']);
+      await refuseForDotm(values, args[0], io.env, 'collect');
       return withWallet(values, args[0], io.env, async (wallet) => {
         await wallet.resume();
         const r = await wallet.collect();
@@ -292,6 +398,7 @@ export const VERBS: Record<string, Verb> = {
     usage: 'tally claim NAME [--home DIR] [--json]   (to the online account; needs the node)',
     async run(argv, io) {
       const { values, args } = parse(argv, {}, ['NAME']);
+      await refuseForDotm(values, args[0], io.env, 'claim');
       return withWallet(values, args[0], io.env, async (wallet) => {
         const r = await wallet.claim();
         const sum = r.claimed.reduce((s, e) => s + BigInt(e.amount), 0n);
@@ -304,6 +411,19 @@ export const VERBS: Record<string, Verb> = {
     usage: 'tally sync NAME [--home DIR] [--json]   (report, reconcile, fetch revocations; needs the node)',
     async run(argv, io) {
       const { values, args } = parse(argv, {}, ['NAME']);
+      if (await isDotm(values, args[0], io.env)) {
+        return withDotm(values, args[0] as string, io.env, async (wallet, recovered) => {
+          const r = await wallet.sync();
+          const refused = r.results.filter((x) => x.status === 'refused');
+          const lines = [
+            `Synced: ${r.uploaded} offline event(s) uploaded; revocation list version ${r.crlVersion}.`,
+            ...(recovered.length > 0 ? [`Recovered after a crash: ${recovered.join(', ')}.`] : []),
+            ...refused.map((x) => `event ${x.seq} refused: ${x.message ?? ''} [${x.code ?? ''}]`),
+            ...(r.findings.length > 0 ? [`${r.findings.length} double-spending finding(s) at the node`] : []),
+          ];
+          return { text: lines.join('\n'), json: { name: wallet.name, scheme: 'dotm', recovered, ...r } };
+        });
+      }
       return withWallet(values, args[0], io.env, async (wallet) => {
         const r = await wallet.sync();
         const fraud = r.fraud.map((f) => `fraud case: ${f.kind} by device ${f.device}`);

@@ -27,11 +27,23 @@ export const SOFTWARE_SE_MODEL = 'Tally software SE (isolated process)';
 /** The trusted app's source files, relative to src/schemes/ops: what the measurement covers. */
 const OPS_TA_SOURCES = ['trusted-app.ts', 'trusted-app-state.ts', 'messages.ts', 'pay-verify.ts'] as const;
 
+/** The DOT-M trusted app's source files, relative to src/schemes/dotm. */
+const DOTM_TA_SOURCES = ['trusted-app.ts', 'trusted-app-state.ts', 'messages.ts', 'block.ts', 'online.ts'] as const;
+
 /** SHA-256 over the OPS trusted app's source files (name, length and bytes of each, in order). */
-export async function measureOpsTrustedApp(): Promise<Uint8Array> {
+export function measureOpsTrustedApp(): Promise<Uint8Array> {
+  return measure('ops', OPS_TA_SOURCES);
+}
+
+/** SHA-256 over the DOT-M trusted app's source files, measured the same way. */
+export function measureDotmTrustedApp(): Promise<Uint8Array> {
+  return measure('dotm', DOTM_TA_SOURCES);
+}
+
+async function measure(scheme: string, sources: readonly string[]): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
-  for (const name of OPS_TA_SOURCES) {
-    const data = new Uint8Array(await readFile(new URL(`../schemes/ops/${name}`, import.meta.url)));
+  for (const name of sources) {
+    const data = new Uint8Array(await readFile(new URL(`../schemes/${scheme}/${name}`, import.meta.url)));
     const header = new TextEncoder().encode(`${name}\n${data.length}\n`);
     parts.push(header, data);
   }
@@ -85,8 +97,8 @@ export async function loadOem(home: string): Promise<Oem | null> {
 }
 
 /**
- * Creates the home's OEM key if needed, enrolls it at the node and allows the current build of the
- * OPS trusted app. Safe to run again (an OEM already enrolled, a build already allowed are fine).
+ * Creates the home's OEM key if needed, enrolls it at the node and allows the current builds of the
+ * OPS and DOT-M trusted apps. Safe to run again (an OEM already enrolled, a build already allowed are fine).
  * @throws TallyError NODE_UNREACHABLE, NODE_REFUSED (e.g. a wrong operator token)
  */
 export async function enrollOem(home: string, node: NodeClient, token: string): Promise<{ keyId: string; measurement: string; created: boolean }> {
@@ -110,6 +122,11 @@ export async function enrollOem(home: string, node: NodeClient, token: string): 
   await node.operator(token, 'POST', '/v1/operator/measurements', {
     body: { measurement, scheme: 'ops', description: 'OPS trusted app, software build' },
     idempotencyKey: `measurement-${measurement}`,
+  });
+  const dotm = toHex(await measureDotmTrustedApp());
+  await node.operator(token, 'POST', '/v1/operator/measurements', {
+    body: { measurement: dotm, scheme: 'dotm', description: 'DOT-M trusted app, software build' },
+    idempotencyKey: `measurement-${dotm}`,
   });
   file.enrolled[node.url] = oem.keyId;
   await writeFileAtomic(oemPath(home), new TextEncoder().encode(`${JSON.stringify(file, null, 2)}\n`));

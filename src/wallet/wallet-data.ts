@@ -37,18 +37,21 @@ export type PendingStep =
   | { kind: 'deposit'; id: string; amount: string; confirmation?: string }
   | { kind: 'withdraw'; id: string; amount: string; confirmation?: string }
   | { kind: 'pay'; id: string; amount: string; receiver: string; memo?: string }
-  | { kind: 'collect'; id: string; digest: string };
+  | { kind: 'collect'; id: string; digest: string }
+  | { kind: 'dotm-issue'; id: string; amount: string; count: number; blocks?: string[] };
 
 /** wallet.json. */
 export interface WalletData {
   format: 1;
   name: string;
-  scheme: 'ops';
+  scheme: 'ops' | 'dotm';
   node: string;
   currency: { code: string; decimals: number };
   createdAt: number;
   user: { secret: string; keyId: string; account: string; certificate: string };
   device: { keyId: string; certificate: string } | null;
+  /** A DOT-M wallet's keys in its secure element: the user key (ucert) and the wallet key (wcert). */
+  dotm?: { user: string; ucert: string; wallet: string; wcert: string };
   certificates: { root: string; intermediary: string; issuerNode: string };
   crl: string | null;
   inbox: InboxEntry[];
@@ -88,7 +91,7 @@ export function parseData(path: string, bytes: Uint8Array): WalletData {
     throw new TallyError('STATE_CORRUPT', `wallet file ${path} is not JSON`, { reason: 'json' }, { cause: e });
   }
   if (data === null || typeof data !== 'object' || data.format !== 1) fail(`wallet file ${path} is not a format 1 wallet`, 'format');
-  if (data.scheme !== 'ops') fail(`wallet file ${path} is for scheme ${String(data.scheme)}, which this version does not run`, 'scheme');
+  if (data.scheme !== 'ops' && data.scheme !== 'dotm') fail(`wallet file ${path} is for scheme ${String(data.scheme)}, which this version does not run`, 'scheme');
   for (const field of ['inbox', 'sent', 'pending'] as const) if (!Array.isArray(data[field])) fail(`wallet file ${path}: ${field} is missing`, field);
   if (typeof data.user?.secret !== 'string' || !/^[0-9a-f]{64}$/.test(data.user.secret)) fail(`wallet file ${path}: the user key is missing`, 'user');
   return data;

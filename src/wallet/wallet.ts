@@ -229,9 +229,11 @@ export class Wallet {
     const file = await readFileBounded(paths.file, 'wallet file', WALLET_FILE_BYTES_MAX);
     if (file === null) throw new TallyError('WALLET_NOT_FOUND', `no wallet named ${name} in ${home}: create it with \`tally wallet create ${name}\``, { name });
     requirePrivateMode(paths.file, 'wallet file', file.mode);
+    const data = parseData(paths.file, file.data);
+    if (data.scheme !== 'ops') throw new TallyError('WALLET_UNSUPPORTED', `wallet ${name} is a ${data.scheme} wallet`, { name, reason: 'scheme' });
     const unlock = await lockWallet(paths, name);
     try {
-      return new Wallet(paths, parseData(paths.file, file.data), unlock);
+      return new Wallet(paths, data, unlock);
     } catch (e) {
       await unlock();
       throw e;
@@ -327,6 +329,8 @@ export class Wallet {
         return this.runPay(step);
       case 'collect':
         return this.runCollect(step);
+      case 'dotm-issue':
+        throw new TallyError('WALLET_UNSUPPORTED', `wallet ${this.name} is an OPS wallet; a DOT-M step cannot run here`, { name: this.name, reason: 'scheme' });
     }
   }
 

@@ -20,7 +20,7 @@
  * as an output, not a rejection.
  */
 import { equalBytes, toHex } from '../../core/bytes.ts';
-import { array, boolean, bytes, oneOf, optional, record, text, uint, type Codec } from '../../core/codec.ts';
+import { array, boolean, bytes, oneOf, optional, record, text, uint, type Codec, type Infer } from '../../core/codec.ts';
 import { sha256 } from '../../core/crypto/hash.ts';
 import { signRecord, verifyRecord } from '../../core/crypto/record.ts';
 import { publicKeyCodec, type Signer } from '../../core/crypto/suite.ts';
@@ -420,7 +420,7 @@ export const dotmTrustedApp = defineTrustedApp({
     }),
 
     /** Steps 2–3: pwd, the checks of λ, then σ = (tsd, γ, wcert_P); the blocks are held until step 7 or abandon. */
-    pay: command({
+    pay: command<DotmState, Infer<typeof payInput>, Infer<typeof payOutput>>({
       input: payInput,
       output: payOutput,
       run(state: DotmState, input, env) {

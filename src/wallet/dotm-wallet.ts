@@ -1,0 +1,591 @@
+/**
+ * A DOT-M wallet: the same folder as an OPS wallet (see home.ts) with an isolated secure element
+ * running the DOT-M trusted app, which holds usk, wsk, pwd and the currency blocks (§3.1, §3.2).
+ * wallet.json keeps the account key that signs the wallet's calls to the node, the certificates,
+ * and the node steps in flight.
+ *
+ * - create: registration (§3.3.1): the SE makes usk and wsk, the home's OEM attests wpk, the node
+ *   certifies both, the user sets pwd;
+ * - deposit: account synchronization (§3.3.2): the node issues blocks out of the online balance,
+ *   the SE loads them;
+ * - receive / payTo: the nine steps over TCP + Noise (session.ts);
+ * - sync: online data updating (§3.3.4): the SE's signed events go up, the node's ack comes back;
+ * - withdraw: the SE gives copies up and the node credits them to the account at the next sync.
+ * Opening a wallet finishes what a crash cut short: an open offer is abandoned (the payer never
+ * got a notification) and an open received transaction is rolled back (step 9 never came), as
+ * §3.3.5 prescribes on reboot; a block issue cut off from the node is fetched again by its key.
+ */
+import { readFile, rename, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { equalBytes, fromBase64url, fromHex, toBase64url, toHex } from '../core/bytes.ts';
+import { Amount, currency as makeCurrency, type Currency } from '../core/amount.ts';
+import { decodeCbor, encodeCbor } from '../core/cbor.ts';
+import { randomBytes } from '../core/crypto/hash.ts';
+import { nobleEd25519 } from '../core/crypto/noble.ts';
+import { signerFromSecret, type PublicKey, type Signer } from '../core/crypto/suite.ts';
+import { isTallyError, TallyError } from '../core/errors.ts';
+import { ensurePrivateDir, readFileBounded, requirePrivateMode } from '../host/files.ts';
+import { connectTcp, listenTcp } from '../channel/tcp.ts';
+import { openSecureLink } from '../channel/secure-link.ts';
+import type { ByteStream } from '../channel/stream.ts';
+import { attestDevice, encodeAttestation } from '../pki/attestation.ts';
+import { decodeCertificate, type Certificate } from '../pki/certificate.ts';
+import { verifyChain } from '../pki/chain.ts';
+import { keyId } from '../pki/key-id.ts';
+import { decodeRevocationList, RevocationStore } from '../pki/revocation.ts';
+import { nodeProvider } from '../providers/node-crypto.ts';
+import { IsolatedHost } from '../secure-element/host-isolated.ts';
+import { decodeBlock } from '../schemes/dotm/messages.ts';
+import { eventAckCodec, walletEventWire, type WalletEvent } from '../schemes/dotm/online.ts';
+import { DOTM_LINK_PROLOGUE, failureCode, runPayee, runPayer } from '../schemes/dotm/session.ts';
+import { dotmTrustedApp } from '../schemes/dotm/trusted-app.ts';
+import { loadOem, measureDotmTrustedApp, SOFTWARE_SE_MODEL } from './factory.ts';
+import { checkWalletName, lockWallet, walletDir, walletPaths, type WalletPaths } from './home.ts';
+import { NodeClient } from './node-client.ts';
+import { appendHistory, parseData, writeData, type HistoryEvent, type PendingStep, type WalletData } from './wallet-data.ts';
+
+/** Largest wallet.json read. */
+const WALLET_FILE_BYTES_MAX = 16 * 1024 * 1024;
+/** Most events in one upload, and the most base64url characters of events in one request body. */
+const UPLOAD_EVENTS_MAX = 16;
+const UPLOAD_CHARS_MAX = 48 * 1024;
+/** Most blocks one deposit asks for. */
+export const ISSUE_BLOCKS_MAX = 20;
+
+const DOTM_TA_LOCATION = { module: new URL('../schemes/dotm/trusted-app.ts', import.meta.url).href, export: 'dotmTrustedApp' };
+
+type DotmCommands = typeof dotmTrustedApp.commands;
+/** The wallet's DOT-M secure element. */
+export type DotmSecureElement = IsolatedHost<unknown, DotmCommands>;
+
+/** Options of DotmWallet.create. */
+export interface CreateDotmOptions {
+  home: string;
+  name: string;
+  node: string;
+  /** The payment password pwd (§3.3.1 step 5). */
+  password: string;
+  progress?: (line: string) => void;
+}
+
+/** One block copy as `balance` lists it. */
+export interface BlockLine {
+  serial: string;
+  value: string;
+  remaining: string;
+  /** Offline transactions in its record list. */
+  count: number;
+  /** Part of an open payment offer. */
+  held: boolean;
+}
+
+/** What DotmWallet.balance reports. */
+export interface DotmBalance {
+  online: string | null;
+  onlineError?: string;
+  offline: string;
+  blocks: BlockLine[];
+  unsyncedEvents: number;
+  passwordTriesLeft: number;
+  pendingSteps: number;
+}
+
+/** What a finished transaction over the link reports. */
+export interface DotmTransfer {
+  tsn: string;
+  amount: string;
+  /** `completed`, or `rolled-back` for a payee whose step 9 did not come. */
+  status: 'completed' | 'rolled-back';
+  blocks: number;
+  records: number;
+  error?: string;
+}
+
+function newId(): string {
+  return toHex(randomBytes(16));
+}
+
+function startSe(paths: WalletPaths, provision: boolean): Promise<DotmSecureElement> {
+  return IsolatedHost.start({ app: dotmTrustedApp, location: DOTM_TA_LOCATION, dir: paths.se, counter: { kind: 'file', path: paths.counter }, provision }) as Promise<DotmSecureElement>;
+}
+
+/** An open DOT-M wallet: call `close()` when done. */
+export class DotmWallet {
+  readonly currency: Currency;
+  readonly node: NodeClient;
+  readonly user: Signer;
+  private seHost: DotmSecureElement | null = null;
+  private readonly revocations = new RevocationStore({ provider: nodeProvider });
+  private readonly root: Certificate;
+  private readonly intermediary: Certificate;
+
+  private constructor(
+    readonly paths: WalletPaths,
+    private data: WalletData,
+    private readonly unlock: () => Promise<void>,
+  ) {
+    this.currency = makeCurrency(data.currency.code, data.currency.decimals);
+    this.node = new NodeClient(data.node);
+    this.user = signerFromSecret(nobleEd25519, fromHex(data.user.secret));
+    this.root = decodeCertificate(fromBase64url(data.certificates.root));
+    this.intermediary = decodeCertificate(fromBase64url(data.certificates.intermediary));
+    if (data.crl !== null) this.revocations.accept(decodeRevocationList(fromBase64url(data.crl)), this.intermediary.body.subject);
+  }
+
+  get name(): string {
+    return this.data.name;
+  }
+
+  private get keys(): NonNullable<WalletData['dotm']> {
+    const keys = this.data.dotm;
+    if (keys === undefined) throw new TallyError('STATE_CORRUPT', `wallet ${this.name} has no DOT-M keys`, { reason: 'dotm' });
+    return keys;
+  }
+
+  /** A copy of the wallet's data. */
+  snapshot(): WalletData {
+    return structuredClone(this.data);
+  }
+
+  /**
+   * Registers a DOT-M wallet (§3.3.1): an account at the node, usk and wsk made in the isolated SE,
+   * wpk attested by the home's OEM, ucert and wcert from the node, then pwd.
+   * @throws TallyError WALLET_EXISTS, WALLET_UNSUPPORTED (no OEM enrolled), NODE_*, SE_*
+   */
+  static async create(options: CreateDotmOptions): Promise<DotmWallet> {
+    const name = checkWalletName(options.name);
+    const final = walletDir(options.home, name);
+    if ((await readFile(join(final, 'wallet.json')).catch(() => null)) !== null) {
+      throw new TallyError('WALLET_EXISTS', `a wallet named ${name} already exists in ${dirname(dirname(final))}`, { name });
+    }
+    const node = new NodeClient(options.node);
+    const info = await node.info();
+    const oem = await loadOem(options.home);
+    if (oem === null || !oem.isEnrolledAt(node.url)) {
+      throw new TallyError('WALLET_UNSUPPORTED', `no OEM for software secure elements is enrolled at ${node.url} from ${options.home}: run \`tally operator oem\` first`, { name, reason: 'no OEM enrolled' });
+    }
+    await ensurePrivateDir(join(options.home, 'wallets'));
+    const staging = join(options.home, 'wallets', `.${name}.creating-${toHex(randomBytes(4))}`);
+    await ensurePrivateDir(staging);
+    const paths = walletPaths(staging);
+    let host: DotmSecureElement | null = null;
+    try {
+      const secret = randomBytes(32);
+      const account = signerFromSecret(nobleEd25519, secret);
+      options.progress?.('registering the account at the node');
+      const registered = await node.signed<{ account: string; keyId: string; certificate: string }>(account, 'POST', '/v1/users', {
+        body: { publicKey: { suite: account.publicKey.suite, key: toBase64url(account.publicKey.key) } },
+        idempotencyKey: `register-${toHex(keyId(account.publicKey))}`,
+      });
+      options.progress?.('making usk and wsk in the isolated secure element');
+      host = await startSe(paths, true);
+      const init = await host.call('init', {
+        root: fromBase64url(info.certificates.root),
+        intermediary: fromBase64url(info.certificates.intermediary),
+        issuerNode: fromBase64url(info.certificates.issuerNode),
+        account: fromHex(registered.body.keyId),
+      });
+      const attestation = attestDevice(oem.signer, { sePublicKey: init.walletKey, model: SOFTWARE_SE_MODEL, taMeasurement: await measureDotmTrustedApp() });
+      options.progress?.('certifying the user and wallet keys (OEM attestation, proofs of possession)');
+      const key = (k: PublicKey) => ({ suite: k.suite, key: toBase64url(k.key) });
+      const answer = await node.signed<{ wallet: string; user: string; ucert: string; wcert: string }>(account, 'POST', '/v1/dotm/wallets', {
+        body: {
+          userKey: key(init.userKey),
+          userProof: toBase64url(init.userProof),
+          walletKey: key(init.walletKey),
+          walletProof: toBase64url(init.walletProof),
+          oem: oem.keyId,
+          attestation: toBase64url(encodeAttestation(attestation)),
+        },
+        idempotencyKey: `dotm-wallet-${toHex(keyId(init.walletKey))}`,
+      });
+      await host.call('certify', { ucert: fromBase64url(answer.body.ucert), wcert: fromBase64url(answer.body.wcert) });
+      await host.call('setPassword', { password: options.password });
+      await host.close();
+      host = null;
+      const data: WalletData = {
+        format: 1,
+        name,
+        scheme: 'dotm',
+        node: node.url,
+        currency: info.currency,
+        createdAt: Date.now(),
+        user: { secret: toHex(secret), keyId: registered.body.keyId, account: registered.body.account, certificate: registered.body.certificate },
+        device: { keyId: answer.body.wallet, certificate: answer.body.wcert },
+        dotm: { user: answer.body.user, ucert: answer.body.ucert, wallet: answer.body.wallet, wcert: answer.body.wcert },
+        certificates: info.certificates,
+        crl: null,
+        inbox: [],
+        sent: [],
+        pending: [],
+      };
+      await writeData(paths, data);
+      await appendHistory(paths, { at: Date.now(), kind: 'created', detail: `DOT-M wallet ${answer.body.wallet}, user ${answer.body.user}` });
+      await rename(staging, final);
+    } catch (e) {
+      if (host !== null) await host.kill();
+      await rm(staging, { recursive: true, force: true });
+      throw e;
+    }
+    return DotmWallet.open(options.home, name);
+  }
+
+  /**
+   * Opens a DOT-M wallet and takes its lock.
+   * @throws TallyError WALLET_NOT_FOUND, WALLET_BUSY, WALLET_UNSUPPORTED (not a DOT-M wallet), STATE_CORRUPT
+   */
+  static async open(home: string, name: string): Promise<DotmWallet> {
+    const paths = walletPaths(walletDir(home, name));
+    const file = await readFileBounded(paths.file, 'wallet file', WALLET_FILE_BYTES_MAX);
+    if (file === null) throw new TallyError('WALLET_NOT_FOUND', `no wallet named ${name} in ${home}: create it with \`tally wallet create ${name} --scheme dotm\``, { name });
+    requirePrivateMode(paths.file, 'wallet file', file.mode);
+    const data = parseData(paths.file, file.data);
+    if (data.scheme !== 'dotm') throw new TallyError('WALLET_UNSUPPORTED', `wallet ${name} is a ${data.scheme} wallet`, { name, reason: 'scheme' });
+    const unlock = await lockWallet(paths, name);
+    try {
+      return new DotmWallet(paths, data, unlock);
+    } catch (e) {
+      await unlock();
+      throw e;
+    }
+  }
+
+  /** Stops the SE process and frees the lock. */
+  async close(): Promise<void> {
+    try {
+      if (this.seHost !== null) await this.seHost.close();
+    } finally {
+      this.seHost = null;
+      await this.unlock();
+    }
+  }
+
+  /** The running SE (started on first use). */
+  async se(): Promise<DotmSecureElement> {
+    if (this.seHost === null || !this.seHost.alive) this.seHost = await startSe(this.paths, false);
+    return this.seHost;
+  }
+
+  /** Formats minor units. */
+  format(minor: bigint): string {
+    return Amount.of(this.currency, minor).toString();
+  }
+
+  /** Parses a decimal amount into minor units (> 0). @throws TallyError AMOUNT_INVALID */
+  parseAmount(text: string): bigint {
+    const minor = Amount.parse(text, this.currency).minor;
+    if (minor <= 0n) throw new TallyError('AMOUNT_INVALID', `amount ${text}: must be more than zero`, { input: text });
+    return minor;
+  }
+
+  /** The history, oldest first. */
+  async history(): Promise<HistoryEvent[]> {
+    const text = await readFile(this.paths.history, 'utf8').catch(() => '');
+    return text
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .map((line) => JSON.parse(line) as HistoryEvent);
+  }
+
+  // ---------------------------------------------------------------- recovery
+
+  /**
+   * After a crash (§3.3.5): an open offer is abandoned, an open received transaction rolled back;
+   * then the node steps left pending are finished where the node answers.
+   */
+  async recover(): Promise<{ finished: string[]; waiting: { kind: string; why: string }[] }> {
+    const finished: string[] = [];
+    const waiting: { kind: string; why: string }[] = [];
+    const se = await this.se();
+    const status = await se.call('status', {});
+    if (status.offer !== undefined) {
+      const out = await se.call('abandon', {});
+      finished.push('abandon');
+      await appendHistory(this.paths, { at: Date.now(), kind: 'dotm-abandoned', amount: this.format(out.amount), detail: `transaction ${toHex(out.tsn)}: no notification came; nothing was paid` });
+    }
+    if (status.receiving !== undefined) {
+      const out = await se.call('rollback', {});
+      finished.push('rollback');
+      await appendHistory(this.paths, { at: Date.now(), kind: 'dotm-rolled-back', amount: this.format(out.amount), detail: `transaction ${toHex(out.tsn)}: step 9 never came; the payer is refunded online if it paid` });
+    }
+    for (const step of [...this.data.pending]) {
+      try {
+        if (step.kind !== 'dotm-issue') throw new TallyError('STATE_CORRUPT', `a ${step.kind} step in a DOT-M wallet`, { reason: 'pending' });
+        await this.runIssue(step);
+        finished.push(step.kind);
+      } catch (e) {
+        if (!isTallyError(e)) throw e;
+        waiting.push({ kind: step.kind, why: e.message });
+      }
+    }
+    return { finished, waiting };
+  }
+
+  // ---------------------------------------------------------------- online
+
+  /**
+   * §3.3.2: the node moves `amount` from the online account into currency blocks signed by the
+   * central bank (split into `count` blocks), and the SE loads them.
+   * @throws TallyError AMOUNT_INVALID, NODE_*, SE_*
+   */
+  async deposit(amountText: string, count = 1): Promise<{ amount: string; offline: string; blocks: number }> {
+    const amount = this.parseAmount(amountText);
+    if (!Number.isInteger(count) || count < 1 || count > ISSUE_BLOCKS_MAX) throw new TallyError('AMOUNT_INVALID', `blocks: expected 1 to ${ISSUE_BLOCKS_MAX}, got ${count}`, { input: String(count) });
+    if (BigInt(count) > amount) throw new TallyError('AMOUNT_INVALID', `cannot split ${this.format(amount)} into ${count} blocks of at least one minor unit`, { input: amountText });
+    const step: PendingStep = { kind: 'dotm-issue', id: newId(), amount: amount.toString(), count };
+    this.data.pending.push(step);
+    await this.save();
+    const balance = await this.runIssue(step);
+    return { amount: this.format(amount), offline: this.format(balance), blocks: count };
+  }
+
+  private async runIssue(step: Extract<PendingStep, { kind: 'dotm-issue' }>): Promise<bigint> {
+    if (step.blocks === undefined) {
+      const answer = await this.node.signed<{ blocks: string[] }>(this.user, 'POST', '/v1/dotm/issue', {
+        body: { wallet: this.keys.wallet, amount: this.format(BigInt(step.amount)), blocks: step.count },
+        idempotencyKey: `dotm-issue-${step.id}`,
+      });
+      step.blocks = answer.body.blocks;
+      await this.save();
+    }
+    const blocks = step.blocks.map((b) => decodeBlock(fromBase64url(b)));
+    const out = await (await this.se()).call('load', { blocks, now: Date.now() }, { requestId: fromHex(step.id) });
+    this.data.pending = this.data.pending.filter((s) => s.id !== step.id);
+    await this.save();
+    await appendHistory(this.paths, { at: Date.now(), kind: 'deposit', amount: this.format(BigInt(step.amount)), detail: `${blocks.length} currency block(s) issued by the central bank` });
+    return out.balance;
+  }
+
+  /**
+   * The SE gives copies up (largest first) and the next sync has the node credit them online.
+   * @throws TallyError (as SE_REJECTED) INSUFFICIENT_FUNDS, WALLET_BUSY; NODE_* from the sync
+   */
+  async withdraw(amountText: string): Promise<{ amount: string; online: string | null; credited: boolean }> {
+    const amount = this.parseAmount(amountText);
+    const out = await (await this.se()).call('redeem', { amount, now: Date.now() });
+    await appendHistory(this.paths, { at: Date.now(), kind: 'withdraw', amount: this.format(amount), detail: `blocks given up (event ${out.seq}); credited at the node's next sync` });
+    let credited = false;
+    try {
+      const r = await this.sync();
+      credited = r.results.some((x) => x.seq === out.seq && x.status === 'taken');
+    } catch (e) {
+      if (!isTallyError(e, 'NODE_UNREACHABLE')) throw e;
+    }
+    return { amount: this.format(amount), online: (await this.onlineBalance()).balance, credited };
+  }
+
+  /**
+   * §3.3.4 online data updating: the SE's signed events go to the node in order, the node's ack
+   * (with the revocation list) goes back into the SE, which forgets what was taken.
+   * @throws TallyError NODE_*, SE_*
+   */
+  async sync(): Promise<{ uploaded: number; results: { seq: number; status: string; code?: string; message?: string }[]; findings: unknown[]; crlVersion: number }> {
+    const se = await this.se();
+    const { events } = await se.call('events', {});
+    type Answer = { ack: string; crl: string; results: { seq: number; status: string; code?: string; message?: string }[]; findings: unknown[] };
+    const results: Answer['results'] = [];
+    const findings: unknown[] = [];
+    let last: Answer | null = null;
+    for (const chunk of chunks(events)) {
+      last = (
+        await this.node.signed<Answer>(this.user, 'POST', '/v1/dotm/events', {
+          body: { wallet: this.keys.wallet, events: chunk },
+          idempotencyKey: `dotm-events-${this.keys.wallet.slice(0, 16)}-${newId()}`,
+        })
+      ).body;
+      results.push(...last.results);
+      findings.push(...last.findings);
+    }
+    if (last === null) {
+      last = (await this.node.signed<Answer>(this.user, 'POST', '/v1/dotm/events', { body: { wallet: this.keys.wallet, events: [] }, idempotencyKey: `dotm-events-${newId()}` })).body;
+    }
+    const ack = eventAckCodec.decode(decodeCbor(fromBase64url(last.ack)), 'ack');
+    const applied = await se.call('ack', { ack, crl: fromBase64url(last.crl) });
+    this.revocations.accept(decodeRevocationList(fromBase64url(last.crl)), this.intermediary.body.subject);
+    this.data.crl = last.crl;
+    await this.save();
+    const refused = results.filter((r) => r.status === 'refused');
+    await appendHistory(this.paths, {
+      at: Date.now(),
+      kind: 'sync',
+      detail: `${events.length} event(s) uploaded, ${applied.cleared} acknowledged${refused.length === 0 ? '' : `, ${refused.length} refused (${refused.map((r) => r.code).join(', ')})`}; revocation list v${applied.crlVersion ?? '?'}`,
+    });
+    return { uploaded: events.length, results, findings, crlVersion: applied.crlVersion ?? 0 };
+  }
+
+  /** Online balance from the node, or null with the reason when it is unreachable. */
+  async onlineBalance(): Promise<{ balance: string | null; error?: string }> {
+    try {
+      const answer = await this.node.signed<{ balance: string }>(this.user, 'GET', `/v1/accounts/${this.data.user.account}`);
+      return { balance: answer.body.balance };
+    } catch (e) {
+      if (isTallyError(e, 'NODE_UNREACHABLE')) return { balance: null, error: e.message };
+      throw e;
+    }
+  }
+
+  /** Online and offline balances, and the blocks the SE holds. */
+  async balance(): Promise<DotmBalance> {
+    const online = await this.onlineBalance();
+    const status = await (await this.se()).call('status', {});
+    return {
+      online: online.balance,
+      ...(online.error === undefined ? {} : { onlineError: online.error }),
+      offline: this.format(status.balance),
+      blocks: status.blocks.map((b) => ({ serial: toHex(b.serial), value: this.format(b.value), remaining: this.format(b.remaining), count: b.count, held: b.held })),
+      unsyncedEvents: status.unsyncedEvents,
+      passwordTriesLeft: status.triesLeft,
+      pendingSteps: this.data.pending.length,
+    };
+  }
+
+  // ---------------------------------------------------------------- over a link
+
+  /**
+   * The payee R over TCP + Noise: listens, takes one payer, runs steps 1, 4–6 and 9.
+   * @throws TallyError before step 5 (nothing received): the link's errors, PEER_REFUSED, the SE's refusal
+   */
+  async receive(amountText: string, options: { port: number; host: string; timeoutMs: number; onListening?: (port: number) => void }): Promise<DotmTransfer> {
+    const v = this.parseAmount(amountText);
+    const server = await listenTcp(options.port, options.host);
+    let stream: ByteStream;
+    try {
+      options.onListening?.(server.port);
+      stream = await server.accept({ timeoutMs: options.timeoutMs });
+    } finally {
+      await server.close();
+    }
+    const { link } = await openSecureLink(stream, { role: 'responder', prologue: DOTM_LINK_PROLOGUE, identity: this.linkIdentity(), trust: this.peerTrust() });
+    const se = await this.se();
+    try {
+      const outcome = await runPayee(
+        link,
+        {
+          request: () => se.call('request', { v, now: Date.now() }),
+          accept: (transaction) => se.call('accept', { transaction, now: Date.now() }),
+          complete: async (success) => {
+            await se.call('complete', { success });
+          },
+          rollback: async () => {
+            await se.call('rollback', {});
+          },
+        },
+        { stepTimeoutMs: options.timeoutMs },
+      );
+      const tsd = outcome.transaction.tsd;
+      const result: DotmTransfer = {
+        tsn: toHex(tsd.tsn),
+        amount: this.format(tsd.v),
+        status: outcome.status,
+        blocks: tsd.nb,
+        records: tsd.nd,
+        ...(outcome.status === 'rolled-back' ? { error: outcome.error.message } : {}),
+      };
+      await appendHistory(this.paths, {
+        at: Date.now(),
+        kind: outcome.status === 'completed' ? 'received' : 'dotm-rolled-back',
+        amount: result.amount,
+        detail: `transaction ${result.tsn}, ${tsd.nb} block(s) with ${tsd.nd} earlier record(s)${outcome.status === 'completed' ? '' : `: ${outcome.error.message}`}`,
+      });
+      return result;
+    } finally {
+      link.close();
+    }
+  }
+
+  /**
+   * The payer P over TCP + Noise: connects, checks λ against its intention (the peer on the link
+   * owns ucert_R; the amount is `expect` when given), asks the SE to pay with pwd, then step 7–8.
+   * @throws TallyError from the link, PEER_REFUSED, the SE's refusal (as SE_REJECTED with its code:
+   *   WRONG_PASSWORD is reported as such)
+   */
+  async payTo(host: string, port: number, options: { password: string; expect?: string; timeoutMs: number }): Promise<DotmTransfer> {
+    const expect = options.expect === undefined ? undefined : this.parseAmount(options.expect);
+    const stream = await connectTcp(host, port, { timeoutMs: options.timeoutMs });
+    const { link, peer } = await openSecureLink(stream, { role: 'initiator', prologue: DOTM_LINK_PROLOGUE, identity: this.linkIdentity(), trust: this.peerTrust() });
+    const se = await this.se();
+    try {
+      const outcome = await runPayer(
+        link,
+        {
+          pay: async (request) => {
+            const payee = this.payeeOnLink(request.ucertR, peer.publicKey);
+            const out = await se.call('pay', { request, password: options.password, expect: { v: expect ?? request.v, payee }, now: Date.now() });
+            if (out.kind === 'wrong-password' || out.transaction === undefined) {
+              throw new TallyError('SE_REJECTED', `wrong payment password; ${out.triesLeft} tries left before the wallet locks`, { command: 'pay', reason: out.triesLeft === 0 ? 'PASSWORD_LOCKED' : 'WRONG_PASSWORD' });
+            }
+            return out.transaction;
+          },
+          confirm: (notification) => se.call('confirm', { notification }),
+          abandon: async () => {
+            await se.call('abandon', {});
+          },
+        },
+        { stepTimeoutMs: options.timeoutMs },
+      );
+      const tsd = outcome.transaction.tsd;
+      const result: DotmTransfer = { tsn: toHex(tsd.tsn), amount: this.format(tsd.v), status: 'completed', blocks: tsd.nb, records: tsd.nd };
+      await appendHistory(this.paths, { at: Date.now(), kind: 'paid', amount: result.amount, detail: `transaction ${result.tsn}, ${tsd.nb} block(s) with ${tsd.nd} earlier record(s)` });
+      return result;
+    } catch (e) {
+      if (isTallyError(e)) await appendHistory(this.paths, { at: Date.now(), kind: 'pay-failed', detail: `${e.message} [${failureCode(e)}]` });
+      throw e;
+    } finally {
+      link.close();
+    }
+  }
+
+  /** Step 2.3 on the untrusted side: ucert_R must belong to the account bound to the link. */
+  private payeeOnLink(ucertR: Uint8Array, peerKey: PublicKey | undefined): Uint8Array {
+    if (peerKey === undefined) throw new TallyError('PEER_UNTRUSTED', 'the payee did not prove who it is', { reason: 'no binding' });
+    const verified = this.verifyCertificate(ucertR, ['user']);
+    const owner = verified.extensions.owner;
+    if (owner === undefined || !equalBytes(owner, keyId(peerKey))) {
+      throw new TallyError('SE_REJECTED', 'λ names a payee whose user certificate does not belong to the peer on this link: refusing to pay someone else', { command: 'pay', reason: 'PAYEE_MISMATCH' });
+    }
+    return verified.subjectKeyId;
+  }
+
+  private linkIdentity() {
+    return { certificate: fromBase64url(this.data.user.certificate), signer: this.user };
+  }
+
+  private peerTrust() {
+    return { provider: nodeProvider, verify: (certificate: Uint8Array): PublicKey => this.verifyCertificate(certificate, ['user']).subject };
+  }
+
+  private verifyCertificate(certificate: Uint8Array, roles: readonly ('user' | 'device')[]) {
+    return verifyChain({ provider: nodeProvider, chain: [decodeCertificate(certificate), this.intermediary], trustAnchors: [this.root], now: Date.now(), revocations: this.revocations, leafRoles: roles });
+  }
+
+  private save(): Promise<void> {
+    return writeData(this.paths, this.data);
+  }
+}
+
+/** Splits the events into uploads that fit a request body. */
+function chunks(events: readonly WalletEvent[]): string[][] {
+  const out: string[][] = [];
+  let current: string[] = [];
+  let chars = 0;
+  for (const event of events) {
+    const text = toBase64url(encodeCbor(walletEventWire(event)));
+    if (current.length > 0 && (current.length === UPLOAD_EVENTS_MAX || chars + text.length > UPLOAD_CHARS_MAX)) {
+      out.push(current);
+      current = [];
+      chars = 0;
+    }
+    current.push(text);
+    chars += text.length;
+  }
+  if (current.length > 0) out.push(current);
+  return out;
+}
+
+/** The scheme of a wallet in a home, read from its wallet.json (null when there is none). */
+export async function walletScheme(home: string, name: string): Promise<string | null> {
+  const paths = walletPaths(walletDir(home, name));
+  const file = await readFileBounded(paths.file, 'wallet file', WALLET_FILE_BYTES_MAX);
+  if (file === null) return null;
+  return parseData(paths.file, file.data).scheme;
+}
