@@ -8,7 +8,7 @@ import { checkSize, TallyError } from '../core/errors.ts';
 import { ReceiverSlot, type ByteStream, type DuplexReceiver, type FrameChannel } from './stream.ts';
 
 /** Largest frame body, in bytes: every message on a link fits in one. */
-export const FRAME_BYTES_MAX = 256 * 1024;
+export const FRAME_BYTES_MAX = 512 * 1024;
 /** The length header's size, in bytes. */
 export const FRAME_HEADER_BYTES = 4;
 

@@ -189,9 +189,11 @@ export class InProcessHost<S, C extends CommandTable<S>> implements SecureElemen
     const stateBytes = encodeCbor(result.state);
     const outbox = [...this.envelope.outbox, { requestId, command: name, output }].slice(-OUTBOX_ENTRIES_MAX);
     const next: Envelope = { format: 1, app: app.name, version: this.envelope.version + 1n, state: stateBytes, outbox };
+    // Decoded before it is sealed: a state the app cannot read again is never committed.
+    const decoded = decodeState(app, stateBytes);
     await this.commit(next);
     this.envelope = next;
-    this.state = decodeState(app, stateBytes);
+    this.state = decoded;
     this.crashPoint('after-increment');
     return output;
   }

@@ -185,7 +185,7 @@ export async function runPayer(link: Link, role: PayerRole, options: SessionOpti
   }
   let success: SuccessNotice;
   try {
-    success = await role.confirm(notification);
+    success = await orFail(link, request.tsn, 'transaction-invalid', () => role.confirm(notification));
   } catch (e) {
     if (deviceDown(e)) throw e;
     await role.abandon();

@@ -285,8 +285,9 @@ function buildTransactionData(state: DotmState, c: Certified, env: TrustedEnv, r
   // 2.4: the remaining value must cover v.
   const plan = splitForPayment(state.blocks, request.v);
   if (!plan.ok) {
-    if (plan.reason === 'insufficient') throw refusal('INSUFFICIENT_FUNDS', `the wallet holds ${plan.available}, less than ${request.v}`);
-    throw refusal('LIMIT_REACHED', `the wallet holds ${plan.available} but not within one payment's limits (blocks, records, or blocks that must go online first)`);
+    const held = balanceOf(state.blocks);
+    if (held < request.v) throw refusal('INSUFFICIENT_FUNDS', `the wallet holds ${held}, less than ${request.v}`);
+    throw refusal('LIMIT_REACHED', `the wallet holds ${held}, of which ${plan.available} may be paid offline within one payment's limits (blocks, records, or blocks that must go online first)`);
   }
   const signer = usk(env);
   const blocks = plan.parts.map(({ block, amount }) => {
@@ -458,7 +459,7 @@ export const dotmTrustedApp = defineTrustedApp({
         const { tsd } = input.transaction;
         if (asked === undefined || !equalBytes(asked.tsn, tsd.tsn)) return reject('TRANSACTION_UNKNOWN', 'σ answers no open request of this wallet (replayed or for another transaction)');
         if (tsd.v !== asked.v) return reject('AMOUNT_MISMATCH', `σ pays ${tsd.v}, the request asked ${asked.v}`);
-        const open = busy(state);
+        const open = busy(state) ?? eventRoom(state);
         if (open !== null) return reject('WALLET_BUSY', open);
         return guarded(() => {
           const now = clock(state, input.now);
