@@ -23,7 +23,9 @@ ${Object.values(VERBS)
 
 Wallets live in --home DIR, else $TALLY_HOME, else ~/.tally. Commands that need the node use the
 wallet's node, or --node URL / $TALLY_NODE (default ${DEFAULT_NODE_URL}). Operator commands take the
-token from --token, $TALLY_OPERATOR_TOKEN, or --data (the node's data folder).`;
+token from --token, $TALLY_OPERATOR_TOKEN, or --data (the node's data folder). A DOT-M wallet
+(--scheme dotm) asks for its payment password at a prompt, or reads $TALLY_PASSWORD when standard
+input is not a terminal; its payments run over a live link (receive --listen / pay --connect).`;
 
 
 function parseCurrency(text: string) {
