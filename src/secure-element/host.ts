@@ -13,7 +13,7 @@ import { bytes } from '../core/codec.ts';
 import { randomBytes } from '../core/crypto/hash.ts';
 import type { CryptoProvider, SuiteName } from '../core/crypto/suite.ts';
 import { assert } from '../core/assert.ts';
-import { isTallyError, TallyError } from '../core/errors.ts';
+import { checkSize, isTallyError, TallyError } from '../core/errors.ts';
 import type { MonotonicCounter } from './counter.ts';
 import type { CallOptions, CrashPoint, SecureElement } from './secure-element.ts';
 import {
@@ -22,6 +22,7 @@ import {
   OUTBOX_ENTRIES_MAX,
   openEnvelope,
   REQUEST_ID_BYTES,
+  SEALED_STATE_BYTES_MAX,
   sealEnvelope,
   type DeviceKeys,
   type Envelope,
@@ -189,8 +190,10 @@ export class InProcessHost<S, C extends CommandTable<S>> implements SecureElemen
     const stateBytes = encodeCbor(result.state);
     const outbox = [...this.envelope.outbox, { requestId, command: name, output }].slice(-OUTBOX_ENTRIES_MAX);
     const next: Envelope = { format: 1, app: app.name, version: this.envelope.version + 1n, state: stateBytes, outbox };
-    // Decoded before it is sealed: a state the app cannot read again is never committed.
+    // Decoded and measured before it is sealed: a state the host could not open again is never committed.
     const decoded = decodeState(app, stateBytes);
+    const sealedSize = stateBytes.length + outbox.reduce((n, e) => n + e.output.length + REQUEST_ID_BYTES + 64, 0) + 256;
+    checkSize('sealed state', sealedSize, SEALED_STATE_BYTES_MAX, { label: `the state of ${app.name} after ${name}` });
     await this.commit(next);
     this.envelope = next;
     this.state = decoded;

@@ -40,11 +40,12 @@ export const NOTIFICATION_TAG = 'tally/dotm/notification/v1';
 /**
  * Most offline transaction records one currency block carries before it must go online. §3.2.1
  * says the number of offline transactions "is used for the maximum limit" but gives no figure.
- * Figure 10 (§4.2) measured a single block carrying 60 records (the cell n_b = 1, n_d = 60), so
- * the prototype allowed at least that many; Tally takes 60, the same as RECORDS_PER_PAYMENT_MAX,
- * so every cell of Figure 10 is a payment Tally can make.
+ * Figure 10 (§4.2) measured a single block carrying 60 earlier records (the cell n_b = 1,
+ * n_d = 60), 61 with the payment's own record, so the prototype allowed at least that many. Tally
+ * takes 61: a block with 60 records can still be paid (n_d ≤ RECORDS_PER_PAYMENT_MAX) and the
+ * payee's copy then has 61 and must go online; every cell of Figure 10 is a payment Tally can make.
  */
-export const RECORDS_PER_BLOCK_MAX = 60;
+export const RECORDS_PER_BLOCK_MAX = 61;
 /** Most currency blocks in one payment: n_b, whose largest measured value in §4.2 (Figure 10) is 20. */
 export const BLOCKS_PER_PAYMENT_MAX = 20;
 /** Most earlier records in all the blocks of one payment: n_d, whose largest measured value in §4.2 is 60. */

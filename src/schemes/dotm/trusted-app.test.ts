@@ -358,15 +358,18 @@ describe(`DOT-M trusted app: the limit of ${RECORDS_PER_BLOCK_MAX} records per b
     await wallet.se.call('abandon', {});
 
     // A σ whose block already has the most records: linking one more is too many (it must go online).
+    // Its n_d (RECORDS_PER_BLOCK_MAX) is past RECORDS_PER_PAYMENT_MAX, so σ is refused as it is decoded.
     const lambdaBob = await request(bob, 50n);
     const tooLong = forge(payer, lambdaBob, [{ block: carried(RECORDS_PER_BLOCK_MAX, payer), amount: 50n }]);
     const bobBefore = await snapshot(bob);
     await assert.rejects(bob.se.call('accept', { transaction: tooLong, now: NOW }), (e: unknown) => {
-      assert.ok(isTallyError(e, 'SE_REJECTED') && e.details.reason === 'TOO_LARGE', String(e));
-      assert.ok(e.message.includes(`of ${RECORDS_PER_BLOCK_MAX + 1} records is over the limit of ${RECORDS_PER_BLOCK_MAX}`), e.message);
+      assert.ok(isTallyError(e, 'DECODE_FAILED') && e.details.path.endsWith('tsd.nd'), String(e));
+      assert.ok(e.message.includes(`got integer ${RECORDS_PER_BLOCK_MAX}`), e.message);
       return true;
     });
     assert.deepEqual(await snapshot(bob), bobBefore);
+    // And the same block can take no record in the payee's own hands either (appendRecord's limit).
+    assert.throws(() => appendRecord(carried(RECORDS_PER_BLOCK_MAX, payer), carried(1, payer).records[0] as TransactionRecord), (e: unknown) => isTallyError(e, 'TOO_LARGE'));
   });
 });
 

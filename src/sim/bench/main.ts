@@ -3,6 +3,7 @@
  * in the same run. Progress goes to stderr, results to stdout.
  */
 import { parseArgs } from 'node:util';
+import { benchDotm, dotmBenchOptions, formatDotmReport } from './dotm.ts';
 import { benchLedger, formatLedgerReport } from './ledger.ts';
 import { benchOps, formatOpsReport } from './ops.ts';
 import { benchSecureElement, formatSeReport } from './se.ts';
@@ -34,6 +35,11 @@ const BENCHES = {
       progress: (line) => process.stderr.write(`bench ops: ${line}\n`),
     });
     return { report, text: formatOpsReport(report) };
+  },
+  dotm: async (quick: boolean) => {
+    // Options beyond --quick come from TALLY_DOTM_RUNS, TALLY_DOTM_SUITE, TALLY_DOTM_SVG, TALLY_DOTM_BLOCKS, TALLY_DOTM_RECORDS.
+    const report = await benchDotm(dotmBenchOptions(quick, process.env, (line) => process.stderr.write(`bench dotm: ${line}\n`)));
+    return { report, text: formatDotmReport(report) };
   },
 } as const;
 

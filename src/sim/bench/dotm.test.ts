@@ -1,0 +1,63 @@
+/**
+ * `bench dotm` in a minimal configuration, so the benchmark cannot break unnoticed: every cell is
+ * reported with measured times, the payment used exactly the cell's n_b blocks and n_d records,
+ * our counts cover Table 3's, and the bytes and floors are real figures.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { benchDotm, figure10, formatDotmReport, type MeasuredCell } from './dotm.ts';
+import { recordsPerBlock } from './dotm-setup.ts';
+import { PHASES } from './dotm-payment.ts';
+
+test('recordsPerBlock spreads n_d over n_b blocks as evenly as possible', () => {
+  assert.deepEqual(recordsPerBlock(1, 12), [12]);
+  assert.deepEqual(recordsPerBlock(4, 6), [2, 2, 1, 1]);
+  assert.deepEqual(recordsPerBlock(6, 1), [1, 0, 0, 0, 0, 0]);
+  assert.equal(recordsPerBlock(20, 60).reduce((s, k) => s + k, 0), 60);
+});
+
+test('bench dotm, minimal: two cells, every run paid and counted', { timeout: 60_000 }, async () => {
+  const runs = 2;
+  const report = await benchDotm({ blocks: [1, 2], records: [3], runs, warmup: 0, suite: 'ed25519', floorIterations: 3, progress: () => undefined });
+
+  assert.deepEqual(
+    report.cells.map((c) => [c.nb, c.nd, c.status]),
+    [
+      [1, 3, 'measured'],
+      [2, 3, 'measured'],
+    ],
+  );
+  for (const cell of report.cells as MeasuredCell[]) {
+    const at = `(${cell.nb}, ${cell.nd})`;
+    assert.equal(cell.total.samples, runs, at);
+    assert.ok(cell.total.p50Ms > 0 && cell.total.p90Ms >= cell.total.p50Ms, `${at}: ${cell.total.p50Ms} / ${cell.total.p90Ms}`);
+    assert.ok(cell.handshake.p50Ms > 0, at);
+    for (const [step, ms] of Object.entries(cell.steps)) assert.ok(ms > 0, `${at} ${step}: ${ms}`);
+    assert.equal(cell.shares.reduce((s, k) => s + k, 0), cell.nd);
+    assert.equal(cell.vMinor, 100 * cell.nb);
+    // λ, σ with every block and its records, the notification, the success message.
+    assert.ok(cell.bytes.transaction > 1000 * (cell.nb + cell.nd), `${at}: ${cell.bytes.transaction} bytes`);
+    assert.ok(cell.bytes.handshake > 0, at);
+    assert.ok(Math.abs(cell.nfcMs - (cell.bytes.transaction * 8) / 424) < 1e-6, at);
+
+    // Table 3 for this cell, and ours at least as many in every step.
+    assert.equal(cell.table3.signs, 4 + cell.nb);
+    assert.equal(cell.table3.verifies, 4 + cell.nb + cell.nd);
+    for (const p of PHASES) {
+      assert.ok(cell.ours.byPhase[p].signs >= cell.table3.byPhase[p].signs, `${at} ${p} signs`);
+      assert.ok(cell.ours.byPhase[p].verifies >= cell.table3.byPhase[p].verifies, `${at} ${p} verifies`);
+    }
+    // What this implementation adds, exactly: an event signature at steps 7 and 9; three
+    // signatures per certificate chain (leaf, intermediary, root), two chains per record.
+    assert.equal(cell.ours.signs, 6 + cell.nb);
+    assert.equal(cell.ours.verifies, 19 + 8 * cell.nb + 7 * cell.nd);
+
+    assert.ok(cell.floor.perOperationMs > 0 && cell.floor.replayMs > 0, at);
+    assert.ok(cell.ratio.perOperation > 1, `${at}: a transaction costs more than its signatures (${cell.ratio.perOperation})`);
+  }
+
+  const text = formatDotmReport(report);
+  for (const line of ['| n_b \\ n_d | 3 |', '| **1** |', '| **2** |', '| steps 4-6 |']) assert.ok(text.includes(line), `the text report has ${line}`);
+  const svg = figure10(report);
+  assert.ok(svg.startsWith('<svg') && svg.includes('n_b: blocks paid') && svg.trimEnd().endsWith('</svg>'));
+});
