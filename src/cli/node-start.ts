@@ -12,6 +12,7 @@ import { createIssuerApp } from '../issuer/http/app.ts';
 import { sweepExpired } from '../issuer/maintenance.ts';
 import { openNode } from '../issuer/services.ts';
 import { nodeProvider } from '../providers/node-crypto.ts';
+import { dotmIssuerModule } from '../schemes/dotm/issuer.ts';
 import { opsIssuerModule } from '../schemes/ops/issuer.ts';
 import type { Logger } from './log.ts';
 
@@ -41,7 +42,7 @@ export interface RunningNode {
 }
 
 /** The schemes a node serves. */
-export const SCHEMES = [opsIssuerModule];
+export const SCHEMES = [opsIssuerModule, dotmIssuerModule];
 
 /** How often a running node drops expired nonces and idempotent answers. */
 export const SWEEP_INTERVAL_MS = 10 * 60 * 1000;
