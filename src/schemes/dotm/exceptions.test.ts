@@ -75,7 +75,13 @@ for (const backend of available.slice(-1)) {
         const r = await boot(payee);
         live.push(p, r);
         const payerOnline = await n.balanceMinor(payer);
-        await run({ n, payer, payee, p, r, payerOnline });
+        const s: Scene = { n, payer, payee, p, r, payerOnline };
+        try {
+          await run(s);
+        } finally {
+          // The rebooted processes too: a live child would keep the test file from ending.
+          live.push(s.p, s.r);
+        }
       } finally {
         for (const se of live) await se.kill();
         await n.close();
