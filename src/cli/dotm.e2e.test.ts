@@ -1,5 +1,7 @@
 /**
- * DOT-M end to end through the `tally` command line, every party its own process: an issuer node,
+ * DOT-M end to end through the `tally` command line, every party its own process: an issuer node
+ * deployed with SM2/SM3 keys (so the central bank's signature on every block, the certificates and
+ * the secure elements' usk and wsk are SM2),
  * three DOT-M wallets (alice, bob, carol), each command a fresh `tally` process whose secure element
  * is another child process. The nine steps run over TCP + Noise with the node stopped; the password,
  * the payer's intention and the block chain of a re-spend are exercised; online data updating, a
@@ -26,7 +28,8 @@ after(async () => {
 type Json = Record<string, unknown>;
 
 async function startNode(dataDir: string, port: number): Promise<{ url: string; port: number; stop(): Promise<number | null> }> {
-  const child = spawn(process.execPath, [BIN, 'node', 'start', '--port', String(port), '--data', dataDir, '--json'], { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, TALLY_NODE_PASSPHRASE: 'dotm e2e' } });
+  // The deployment's choice of suite: SM2 with SM3, the suite the paper's prototype used (§4.1).
+  const child = spawn(process.execPath, [BIN, 'node', 'start', '--port', String(port), '--data', dataDir, '--suite', 'sm2', '--json'], { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, TALLY_NODE_PASSPHRASE: 'dotm e2e' } });
   children.add(child);
   const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
   void exited.then(() => children.delete(child));
@@ -105,6 +108,12 @@ test('DOT-M through the CLI: nine steps over TCP + Noise offline, refusals, re-s
   await ok('operator', 'oem');
   const alice = await ok('wallet', 'create', 'alice', '--scheme', 'dotm');
   assert.equal(alice['scheme'], 'dotm');
+  const aliceData = JSON.parse(await readFile(join(home, 'wallets', 'alice', 'wallet.json'), 'utf8')) as { dotm: { ucert: string; wcert: string; suite: string } };
+  assert.equal(aliceData.dotm.suite, 'sm2', 'the SE keys follow the deployment');
+  const { decodeCertificate } = await import('../pki/certificate.ts');
+  const { fromBase64url } = await import('../core/bytes.ts');
+  assert.equal(decodeCertificate(fromBase64url(aliceData.dotm.ucert)).body.subject.suite, 'sm2');
+  assert.equal(decodeCertificate(fromBase64url(aliceData.dotm.wcert)).body.subject.suite, 'sm2');
   await ok('wallet', 'create', 'bob', '--scheme', 'dotm');
   await ok('wallet', 'create', 'carol', '--scheme', 'dotm');
   await refused('PASSWORD_MISSING', null, ['wallet', 'create', 'dave', '--scheme', 'dotm'], { TALLY_PASSWORD: '' });

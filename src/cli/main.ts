@@ -9,10 +9,11 @@ import { isTallyError } from '../core/errors.ts';
 import { jsonLogger } from './log.ts';
 import { DEFAULT_NODE_URL, UsageError, VERBS, type Outcome, type VerbIo } from './wallet-commands.ts';
 
-const NODE_USAGE = `tally node start [--port 8080] [--host 127.0.0.1] [--data ./tally-data] [--database-url URL] [--currency EUR:2] [--json]
+const NODE_USAGE = `tally node start [--port 8080] [--host 127.0.0.1] [--data ./tally-data] [--database-url URL] [--currency EUR:2] [--suite ed25519|p256|sm2] [--json]
       Runs an issuer node. PostgreSQL when --database-url or DATABASE_URL is given, embedded PGlite in
       the data folder otherwise. Keys are encrypted with TALLY_NODE_PASSPHRASE (or a generated
-      passphrase kept in the data folder).`;
+      passphrase kept in the data folder). --suite picks the signature suite of a new node's keys
+      (the central bank's, the intermediary's, the node's); DOT-M wallets made there follow it.`;
 
 const USAGE = `usage:
   ${NODE_USAGE}
@@ -43,9 +44,12 @@ async function nodeStart(args: string[]): Promise<number> {
       data: { type: 'string', default: './tally-data' },
       'database-url': { type: 'string' },
       currency: { type: 'string' },
+      suite: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   });
+  const suite = values.suite ?? 'ed25519';
+  if (suite !== 'ed25519' && suite !== 'p256' && suite !== 'sm2') throw new UsageError(`--suite: expected ed25519, p256 or sm2, got ${JSON.stringify(suite)}`);
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port: expected 0 to 65535, got ${values.port}`);
   const json = values.json === true;
@@ -56,6 +60,7 @@ async function nodeStart(args: string[]): Promise<number> {
     dataDir: values.data,
     databaseUrl: values['database-url'] ?? process.env['DATABASE_URL'],
     currency: values.currency === undefined ? DEFAULT_CURRENCY : parseCurrency(values.currency),
+    suite,
     logger: jsonLogger(),
     print: (text) => process.stdout.write(json ? `${JSON.stringify({ event: 'created', message: text.trim() })}\n` : text),
   });

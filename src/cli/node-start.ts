@@ -7,6 +7,7 @@ import { serve } from '@hono/node-server';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { currency as makeCurrency, type Currency } from '../core/amount.ts';
+import type { SuiteName } from '../core/crypto/suite.ts';
 import type { Database } from '../issuer/db/database.ts';
 import { createIssuerApp } from '../issuer/http/app.ts';
 import { sweepExpired } from '../issuer/maintenance.ts';
@@ -27,6 +28,8 @@ export interface NodeStartOptions {
   /** The passphrase environment; `process.env` by default. */
   env?: Readonly<Record<string, string | undefined>> | undefined;
   currency: Currency;
+  /** The suite of a new node's keys; Ed25519 by default. */
+  suite?: SuiteName | undefined;
   logger: Logger;
   /** Prints the one-time operator token (stdout), or a JSON line with `--json`. */
   print: (text: string) => void;
@@ -57,6 +60,7 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
     env: options.env,
     provider: nodeProvider,
     currency: options.currency,
+    suite: options.suite,
     schemes: SCHEMES,
     log: (line) => options.logger.log('warn', line),
   });

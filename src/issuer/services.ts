@@ -5,7 +5,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Currency } from '../core/amount.ts';
-import type { CryptoProvider } from '../core/crypto/suite.ts';
+import type { CryptoProvider, SuiteName } from '../core/crypto/suite.ts';
 import type { Database } from './db/database.ts';
 import { ISSUER_MIGRATIONS_DIR, loadMigrations, migrate } from './db/migrate.ts';
 import type { SchemeModule } from './http/app.ts';
@@ -35,6 +35,8 @@ export interface OpenNodeOptions {
   db?: Database | undefined;
   provider: CryptoProvider;
   currency: Currency;
+  /** The suite of a new identity's keys (the deployment's choice, e.g. SM2); Ed25519 by default. */
+  suite?: SuiteName | undefined;
   /** Limits for device certificates; DEFAULT_DEVICE_LIMITS of the currency when absent. */
   deviceLimits?: DeviceLimits | undefined;
   /** The schemes whose tables and accounts the node keeps. */
@@ -60,7 +62,7 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
   const now = options.now ?? (() => Date.now());
   await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
   const passphrase = await resolvePassphrase({ dataDir: options.dataDir, env: options.env });
-  const identity = await loadOrCreateIdentity({ dataDir: options.dataDir, passphrase, provider: options.provider, currency: options.currency, now: now(), log: options.log });
+  const identity = await loadOrCreateIdentity({ dataDir: options.dataDir, passphrase, provider: options.provider, currency: options.currency, suite: options.suite, now: now(), log: options.log });
   const warnings: string[] = [];
   if (passphrase.warning !== undefined) warnings.push(passphrase.warning);
   const db = options.db ?? (options.databaseUrl !== undefined ? await openPostgres(options.databaseUrl) : await openPglite(join(options.dataDir, 'pglite')));

@@ -22,7 +22,7 @@ import { Amount, currency as makeCurrency, type Currency } from '../core/amount.
 import { decodeCbor, encodeCbor } from '../core/cbor.ts';
 import { randomBytes } from '../core/crypto/hash.ts';
 import { nobleEd25519 } from '../core/crypto/noble.ts';
-import { signerFromSecret, type PublicKey, type Signer } from '../core/crypto/suite.ts';
+import { signerFromSecret, type PublicKey, type Signer, type SuiteName } from '../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../core/errors.ts';
 import { ensurePrivateDir, readFileBounded, requirePrivateMode } from '../host/files.ts';
 import { connectTcp, listenTcp } from '../channel/tcp.ts';
@@ -105,8 +105,9 @@ function newId(): string {
   return toHex(randomBytes(16));
 }
 
-function startSe(paths: WalletPaths, provision: boolean): Promise<DotmSecureElement> {
-  return IsolatedHost.start({ app: dotmTrustedApp, location: DOTM_TA_LOCATION, dir: paths.se, counter: { kind: 'file', path: paths.counter }, provision }) as Promise<DotmSecureElement>;
+/** Starts the SE; its keys (usk, wsk) are of the deployment's suite, the suite of the node's root key. */
+function startSe(paths: WalletPaths, provision: boolean, suite: SuiteName): Promise<DotmSecureElement> {
+  return IsolatedHost.start({ app: dotmTrustedApp, location: DOTM_TA_LOCATION, dir: paths.se, counter: { kind: 'file', path: paths.counter }, provision, suite }) as Promise<DotmSecureElement>;
 }
 
 /** An open DOT-M wallet: call `close()` when done. */
@@ -177,8 +178,9 @@ export class DotmWallet {
         body: { publicKey: { suite: account.publicKey.suite, key: toBase64url(account.publicKey.key) } },
         idempotencyKey: `register-${toHex(keyId(account.publicKey))}`,
       });
-      options.progress?.('making usk and wsk in the isolated secure element');
-      host = await startSe(paths, true);
+      const suite = decodeCertificate(fromBase64url(info.certificates.root)).body.subject.suite;
+      options.progress?.(`making usk and wsk (${suite}) in the isolated secure element`);
+      host = await startSe(paths, true, suite);
       const init = await host.call('init', {
         root: fromBase64url(info.certificates.root),
         intermediary: fromBase64url(info.certificates.intermediary),
@@ -212,7 +214,7 @@ export class DotmWallet {
         createdAt: Date.now(),
         user: { secret: toHex(secret), keyId: registered.body.keyId, account: registered.body.account, certificate: registered.body.certificate },
         device: { keyId: answer.body.wallet, certificate: answer.body.wcert },
-        dotm: { user: answer.body.user, ucert: answer.body.ucert, wallet: answer.body.wallet, wcert: answer.body.wcert },
+        dotm: { user: answer.body.user, ucert: answer.body.ucert, wallet: answer.body.wallet, wcert: answer.body.wcert, suite },
         certificates: info.certificates,
         crl: null,
         inbox: [],
@@ -262,7 +264,7 @@ export class DotmWallet {
 
   /** The running SE (started on first use). */
   async se(): Promise<DotmSecureElement> {
-    if (this.seHost === null || !this.seHost.alive) this.seHost = await startSe(this.paths, false);
+    if (this.seHost === null || !this.seHost.alive) this.seHost = await startSe(this.paths, false, this.keys.suite ?? 'ed25519');
     return this.seHost;
   }
 

@@ -3,6 +3,7 @@
  * history.jsonl (appended). See home.ts for the folder and wallet.ts for who writes what when.
  */
 import { appendFile, mkdir } from 'node:fs/promises';
+import type { SuiteName } from '../core/crypto/suite.ts';
 import { TallyError } from '../core/errors.ts';
 import { writeFileAtomic } from '../host/files.ts';
 import type { WalletPaths } from './home.ts';
@@ -51,7 +52,7 @@ export interface WalletData {
   user: { secret: string; keyId: string; account: string; certificate: string };
   device: { keyId: string; certificate: string } | null;
   /** A DOT-M wallet's keys in its secure element: the user key (ucert) and the wallet key (wcert). */
-  dotm?: { user: string; ucert: string; wallet: string; wcert: string };
+  dotm?: { user: string; ucert: string; wallet: string; wcert: string; suite?: SuiteName };
   certificates: { root: string; intermediary: string; issuerNode: string };
   crl: string | null;
   inbox: InboxEntry[];

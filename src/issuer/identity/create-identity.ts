@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Currency } from '../../core/amount.ts';
 import { toBase64url, toHex, utf8 } from '../../core/bytes.ts';
 import { randomBytes } from '../../core/crypto/hash.ts';
-import { signerFromSecret, type CryptoProvider, type SignatureSuite, type Signer } from '../../core/crypto/suite.ts';
+import { signerFromSecret, type CryptoProvider, type SignatureSuite, type Signer, type SuiteName } from '../../core/crypto/suite.ts';
 import { encodeCertificate, issueCertificate, TIME_MS_MAX, type Certificate } from '../../pki/certificate.ts';
 import { encodeRevocationList, issueRevocationList } from '../../pki/revocation.ts';
 import type { Role } from '../../pki/roles.ts';
@@ -37,6 +37,8 @@ export interface CreateIdentityOptions {
   provider: CryptoProvider;
   currency: Currency;
   now: number;
+  /** The signature suite of the node's keys (the deployment's choice); Ed25519 by default. */
+  suite?: SuiteName | undefined;
 }
 
 /** What createIdentity did: `raced` when another process put an identity in place first. */
@@ -74,7 +76,7 @@ export async function removeAbandonedIdentities(dataDir: string): Promise<string
 async function writeAll(dir: string, options: CreateIdentityOptions): Promise<void> {
   const { provider, passphrase, now } = options;
   const code = options.currency.code;
-  const suite: SignatureSuite = provider.suites.ed25519;
+  const suite: SignatureSuite = provider.suites[options.suite ?? 'ed25519'];
   const secrets = { root: suite.generateSecretKey(), intermediary: suite.generateSecretKey(), issuerNode: suite.generateSecretKey() };
   const root = signerFromSecret(suite, secrets.root);
   const intermediary = signerFromSecret(suite, secrets.intermediary);

@@ -4,7 +4,7 @@
  * starts, load and verify them. Private keys are sealed with the node's passphrase.
  */
 import { currency as checkCurrency, type Currency } from '../../core/amount.ts';
-import type { CryptoProvider, Signer } from '../../core/crypto/suite.ts';
+import type { CryptoProvider, Signer, SuiteName } from '../../core/crypto/suite.ts';
 import type { Certificate } from '../../pki/certificate.ts';
 import type { RevocationList } from '../../pki/revocation.ts';
 import { createIdentity, removeAbandonedIdentities } from './create-identity.ts';
@@ -54,6 +54,8 @@ export interface LoadOrCreateIdentityOptions {
   provider: CryptoProvider;
   /** The currency this node issues; a data folder keeps the one it was created with. */
   currency: Currency;
+  /** The suite of a new identity's keys (Ed25519 by default); a data folder keeps the one it was created with. */
+  suite?: SuiteName | undefined;
   /** The current time, Unix milliseconds. */
   now: number;
   /** Where warnings go (abandoned temporary folders, a data folder others can read, certificates near their end). */
@@ -83,7 +85,7 @@ export async function loadOrCreateIdentity(options: LoadOrCreateIdentityOptions)
   let created = false;
   if (!(await hasIdentity(dataDir))) {
     for (const name of await removeAbandonedIdentities(dataDir)) log(`removed ${name} in ${dataDir}, left by a first start that did not finish`);
-    created = (await createIdentity({ dataDir, passphrase: resolved.passphrase, provider, currency: issued, now })) === 'created';
+    created = (await createIdentity({ dataDir, passphrase: resolved.passphrase, provider, currency: issued, now, suite: options.suite })) === 'created';
   }
   // Also right after creation: what is returned is exactly what later starts will load.
   const identity = await loadIdentity({ dataDir, passphrase: resolved.passphrase, provider, currency: issued, now, log });

@@ -13,11 +13,11 @@ CREATE TABLE dotm_wallets (
   owner_key_id text NOT NULL REFERENCES users (key_id),
   account_id text NOT NULL REFERENCES accounts (id),
   wallet_suite text NOT NULL
-    CHECK (wallet_suite IN ('ed25519', 'p256', 'secp256k1')),
+    CHECK (wallet_suite IN ('ed25519', 'p256', 'secp256k1', 'sm2')),
   wallet_public_key bytea NOT NULL
     CHECK (octet_length(wallet_public_key) BETWEEN 32 AND 33),
   user_suite text NOT NULL
-    CHECK (user_suite IN ('ed25519', 'p256', 'secp256k1')),
+    CHECK (user_suite IN ('ed25519', 'p256', 'secp256k1', 'sm2')),
   user_public_key bytea NOT NULL
     CHECK (octet_length(user_public_key) BETWEEN 32 AND 33),
   oem_key_id text NOT NULL REFERENCES oems (key_id),
