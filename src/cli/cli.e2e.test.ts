@@ -14,13 +14,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { BIN, killChildren, startNode, track, type Json } from './e2e-process.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/tally.mjs', import.meta.url));
 const dirs: string[] = [];
-const children = new Set<ReturnType<typeof spawn>>();
 after(async () => {
-  for (const child of children) child.kill('SIGKILL');
+  killChildren();
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
@@ -30,49 +28,12 @@ interface Run {
   stderr: string;
 }
 
-type Json = Record<string, unknown>;
-
-interface NodeProcess {
-  url: string;
-  port: number;
-  stop(): Promise<number | null>;
-}
-
-async function startNode(dataDir: string, port: number): Promise<NodeProcess> {
-  const child = spawn(process.execPath, [BIN, 'node', 'start', '--port', String(port), '--data', dataDir, '--json'], {
-    stdio: ['ignore', 'pipe', 'ignore'],
-    env: { ...process.env, TALLY_NODE_PASSPHRASE: 'cli e2e' },
-  });
-  children.add(child);
-  const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
-  void exited.then(() => children.delete(child));
-  const url = await new Promise<string>((ready, fail) => {
-    const timer = setTimeout(() => fail(new Error('node did not start within 60 s')), 60_000);
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      const event = JSON.parse(line) as Json;
-      if (event['event'] === 'listening') {
-        clearTimeout(timer);
-        ready(String(event['url']));
-      }
-    });
-    void exited.then((code) => fail(new Error(`node exited with ${code} before listening`)));
-  });
-  return {
-    url,
-    port: Number(new URL(url).port),
-    stop() {
-      child.kill('SIGINT');
-      return exited;
-    },
-  };
-}
-
 test('OPS through the CLI: separate processes, token and TCP payments, offline with the node stopped, attacks refused, audit balanced', { timeout: 300_000 }, async () => {
   const root = await mkdtemp(join(tmpdir(), 'tally-cli-e2e-'));
   dirs.push(root);
   const home = join(root, 'home');
   const dataDir = join(root, 'node');
-  let node = await startNode(dataDir, 0);
+  let node = await startNode(dataDir, 0, { passphrase: 'cli e2e' });
   const env = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url, TALLY_OPERATOR_TOKEN: '' };
 
   const run = (args: string[]): Promise<Run> =>
@@ -147,7 +108,7 @@ test('OPS through the CLI: separate processes, token and TCP payments, offline w
   /** Starts `tally receive NAME AMOUNT --listen 0` and answers its port, its output lines and its exit. */
   const listen = async (name: string, amount: string) => {
     const child = spawn(process.execPath, [BIN, 'receive', name, amount, '--listen', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env });
-    children.add(child);
+    track(child);
     const exit = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
     const lines: Json[] = [];
     const port = await new Promise<number>((ready) => {
@@ -172,7 +133,7 @@ test('OPS through the CLI: separate processes, token and TCP payments, offline w
   await refused('PAYMENT_REPLAYED', 'accept', 'carol', String(overLink['token']));
 
   // Back online: claim, sync, withdraw.
-  node = await startNode(dataDir, node.port);
+  node = await startNode(dataDir, node.port, { passphrase: 'cli e2e' });
   const claimed = await ok('claim', 'carol');
   assert.equal((claimed['claimed'] as unknown[]).length, 1);
   assert.equal(claimed['online'], '5.00');

@@ -15,51 +15,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { BIN, killChildren, startNode, track, type Json } from './e2e-process.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/tally.mjs', import.meta.url));
 const dirs: string[] = [];
-const children = new Set<ReturnType<typeof spawn>>();
 after(async () => {
-  for (const child of children) child.kill('SIGKILL');
+  killChildren();
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
-type Json = Record<string, unknown>;
-
-async function startNode(dataDir: string, port: number): Promise<{ url: string; port: number; stop(): Promise<number | null> }> {
-  // The deployment's choice of suite: SM2 with SM3, the suite the paper's prototype used (§4.1).
-  const child = spawn(process.execPath, [BIN, 'node', 'start', '--port', String(port), '--data', dataDir, '--suite', 'sm2', '--json'], { stdio: ['ignore', 'pipe', 'ignore'], env: { ...process.env, TALLY_NODE_PASSPHRASE: 'dotm e2e' } });
-  children.add(child);
-  const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
-  void exited.then(() => children.delete(child));
-  const url = await new Promise<string>((ready, fail) => {
-    const timer = setTimeout(() => fail(new Error('node did not start within 60 s')), 60_000);
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      const event = JSON.parse(line) as Json;
-      if (event['event'] === 'listening') {
-        clearTimeout(timer);
-        ready(String(event['url']));
-      }
-    });
-    void exited.then((code) => fail(new Error(`node exited with ${code} before listening`)));
-  });
-  return {
-    url,
-    port: Number(new URL(url).port),
-    stop() {
-      child.kill('SIGINT');
-      return exited;
-    },
-  };
-}
+// The deployment's choice of suite: SM2 with SM3, the suite the paper's prototype used (§4.1).
+const NODE = { passphrase: 'dotm e2e', args: ['--suite', 'sm2'] };
 
 test('DOT-M through the CLI: nine steps over TCP + Noise offline, refusals, re-spend, sync, withdraw, a clone caught, audit balanced', { timeout: 300_000 }, async () => {
   const root = await mkdtemp(join(tmpdir(), 'tally-dotm-e2e-'));
   dirs.push(root);
   const home = join(root, 'home');
   const dataDir = join(root, 'node');
-  let node = await startNode(dataDir, 0);
+  let node = await startNode(dataDir, 0, NODE);
   const env: Record<string, string | undefined> = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url, TALLY_PASSWORD: 'right horse', TALLY_OPERATOR_TOKEN: '' };
   env['TALLY_OPERATOR_TOKEN'] = (await readFile(join(dataDir, 'identity', 'operator-token'), 'utf8')).trim();
 
@@ -90,7 +62,7 @@ test('DOT-M through the CLI: nine steps over TCP + Noise offline, refusals, re-s
   };
   const listen = async (name: string, amount: string) => {
     const child = spawn(process.execPath, [BIN, 'receive', name, amount, '--listen', '0', '--timeout', '20', '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env });
-    children.add(child);
+    track(child);
     const exit = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
     const lines: Json[] = [];
     const port = await new Promise<number>((ready) => {
@@ -175,7 +147,7 @@ test('DOT-M through the CLI: nine steps over TCP + Noise offline, refusals, re-s
   assert.equal(await toCarol.exit, 0);
 
   // Online data updating: everyone syncs; the fork is found and alice is named.
-  node = await startNode(dataDir, node.port);
+  node = await startNode(dataDir, node.port, NODE);
   const syncs = [await ok('sync', 'alice'), await ok('sync', 'bob'), await ok('sync', 'carol')];
   const findings = syncs.flatMap((s) => s['findings'] as Json[]);
   assert.ok(findings.length >= 1, `the double spend is found: ${JSON.stringify(syncs)}`);

@@ -4,6 +4,7 @@
  * tests). The secure element checks it; this file only collects it.
  */
 import { createInterface } from 'node:readline';
+import { Writable } from 'node:stream';
 import { TallyError } from '../core/errors.ts';
 
 /** Longest password read from a prompt. */
@@ -31,17 +32,11 @@ export async function readPassword(env: Readonly<Record<string, string | undefin
 
 function ask(prompt: string): Promise<string> {
   return new Promise((resolve, reject) => {
-    const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
-    // Echo nothing of what is typed.
-    const output = rl as unknown as { _writeToOutput: (text: string) => void };
-    let prompted = false;
-    output._writeToOutput = (text: string) => {
-      if (!prompted) {
-        process.stderr.write(text);
-        prompted = true;
-      }
-    };
-    rl.question(prompt, (answer) => {
+    // The prompt goes to stderr; what is typed is echoed to nothing.
+    process.stderr.write(prompt);
+    const silent = new Writable({ write: (_chunk, _encoding, done) => done() });
+    const rl = createInterface({ input: process.stdin, output: silent, terminal: true });
+    rl.question('', (answer) => {
       rl.close();
       process.stderr.write('\n');
       if (answer.length > PROMPT_CHARS_MAX) reject(new TallyError('PASSWORD_MISSING', `the password is longer than ${PROMPT_CHARS_MAX} characters`, {}));

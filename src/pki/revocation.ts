@@ -146,6 +146,15 @@ export function verifyRevocationList(provider: CryptoProvider, list: RevocationL
   }
 }
 
+/**
+ * A checker over one list whose signature was verified when it was accepted (a trusted app keeps
+ * its latest list that way): unlike passing the list to verifyChain, it does not verify the list
+ * again on every chain.
+ */
+export function acceptedListChecker(list: RevocationList): RevocationChecker {
+  return { isRevoked: (issuer, serial) => equalBytes(issuer, list.body.issuer) && listRevokes(list, serial) };
+}
+
 /** True when a (verified) list names `serial`; binary search over its sorted serials. */
 export function listRevokes(list: RevocationList, serial: Uint8Array): boolean {
   const serials = list.body.revoked;

@@ -18,13 +18,13 @@
 import { readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { equalBytes, fromBase64url, fromHex, toBase64url, toHex } from '../core/bytes.ts';
-import { Amount, currency as makeCurrency, type Currency } from '../core/amount.ts';
+import { currency as makeCurrency, type Currency } from '../core/amount.ts';
 import { decodeCbor, encodeCbor } from '../core/cbor.ts';
 import { randomBytes } from '../core/crypto/hash.ts';
 import { nobleEd25519 } from '../core/crypto/noble.ts';
 import { signerFromSecret, type PublicKey, type Signer, type SuiteName } from '../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../core/errors.ts';
-import { ensurePrivateDir, readFileBounded, requirePrivateMode } from '../host/files.ts';
+import { ensurePrivateDir } from '../host/files.ts';
 import { connectTcp, listenTcp } from '../channel/tcp.ts';
 import { openSecureLink } from '../channel/secure-link.ts';
 import type { ByteStream } from '../channel/stream.ts';
@@ -40,12 +40,11 @@ import { eventAckCodec, walletEventWire, type WalletEvent } from '../schemes/dot
 import { DOTM_LINK_PROLOGUE, failureCode, runPayee, runPayer } from '../schemes/dotm/session.ts';
 import { dotmTrustedApp } from '../schemes/dotm/trusted-app.ts';
 import { loadOem, measureDotmTrustedApp, SOFTWARE_SE_MODEL } from './factory.ts';
-import { checkWalletName, lockWallet, walletDir, walletPaths, type WalletPaths } from './home.ts';
+import { checkWalletName, walletDir, walletPaths, type WalletPaths } from './home.ts';
 import { NodeClient } from './node-client.ts';
-import { appendHistory, parseData, writeData, type HistoryEvent, type PendingStep, type WalletData } from './wallet-data.ts';
+import { formatMinor, onlineBalanceOf, openWalletFolder, parsePositive, readHistory, readWalletData } from './wallet-common.ts';
+import { appendHistory, writeData, type HistoryEvent, type PendingStep, type WalletData } from './wallet-data.ts';
 
-/** Largest wallet.json read. */
-const WALLET_FILE_BYTES_MAX = 16 * 1024 * 1024;
 /** Most events in one upload, and the most base64url characters of events in one request body. */
 const UPLOAD_EVENTS_MAX = 16;
 const UPLOAD_CHARS_MAX = 48 * 1024;
@@ -237,13 +236,7 @@ export class DotmWallet {
    * @throws TallyError WALLET_NOT_FOUND, WALLET_BUSY, WALLET_UNSUPPORTED (not a DOT-M wallet), STATE_CORRUPT
    */
   static async open(home: string, name: string): Promise<DotmWallet> {
-    const paths = walletPaths(walletDir(home, name));
-    const file = await readFileBounded(paths.file, 'wallet file', WALLET_FILE_BYTES_MAX);
-    if (file === null) throw new TallyError('WALLET_NOT_FOUND', `no wallet named ${name} in ${home}: create it with \`tally wallet create ${name} --scheme dotm\``, { name });
-    requirePrivateMode(paths.file, 'wallet file', file.mode);
-    const data = parseData(paths.file, file.data);
-    if (data.scheme !== 'dotm') throw new TallyError('WALLET_UNSUPPORTED', `wallet ${name} is a ${data.scheme} wallet`, { name, reason: 'scheme' });
-    const unlock = await lockWallet(paths, name);
+    const { paths, data, unlock } = await openWalletFolder(home, name, 'dotm');
     try {
       return new DotmWallet(paths, data, unlock);
     } catch (e) {
@@ -270,23 +263,17 @@ export class DotmWallet {
 
   /** Formats minor units. */
   format(minor: bigint): string {
-    return Amount.of(this.currency, minor).toString();
+    return formatMinor(this.currency, minor);
   }
 
-  /** Parses a decimal amount into minor units (> 0). @throws TallyError AMOUNT_INVALID */
+  /** Parses a decimal amount of the wallet's currency into minor units (> 0). @throws TallyError AMOUNT_INVALID */
   parseAmount(text: string): bigint {
-    const minor = Amount.parse(text, this.currency).minor;
-    if (minor <= 0n) throw new TallyError('AMOUNT_INVALID', `amount ${text}: must be more than zero`, { input: text });
-    return minor;
+    return parsePositive(this.currency, text);
   }
 
   /** The history, oldest first. */
-  async history(): Promise<HistoryEvent[]> {
-    const text = await readFile(this.paths.history, 'utf8').catch(() => '');
-    return text
-      .split('\n')
-      .filter((line) => line.trim() !== '')
-      .map((line) => JSON.parse(line) as HistoryEvent);
+  history(): Promise<HistoryEvent[]> {
+    return readHistory(this.paths);
   }
 
   // ---------------------------------------------------------------- recovery
@@ -416,14 +403,8 @@ export class DotmWallet {
   }
 
   /** Online balance from the node, or null with the reason when it is unreachable. */
-  async onlineBalance(): Promise<{ balance: string | null; error?: string }> {
-    try {
-      const answer = await this.node.signed<{ balance: string }>(this.user, 'GET', `/v1/accounts/${this.data.user.account}`);
-      return { balance: answer.body.balance };
-    } catch (e) {
-      if (isTallyError(e, 'NODE_UNREACHABLE')) return { balance: null, error: e.message };
-      throw e;
-    }
+  onlineBalance(): Promise<{ balance: string | null; error?: string }> {
+    return onlineBalanceOf(this.node, this.user, this.data.user.account);
   }
 
   /** Online and offline balances, and the blocks the SE holds. */
@@ -586,8 +567,5 @@ function chunks(events: readonly WalletEvent[]): string[][] {
 
 /** The scheme of a wallet in a home, read from its wallet.json (null when there is none). */
 export async function walletScheme(home: string, name: string): Promise<string | null> {
-  const paths = walletPaths(walletDir(home, name));
-  const file = await readFileBounded(paths.file, 'wallet file', WALLET_FILE_BYTES_MAX);
-  if (file === null) return null;
-  return parseData(paths.file, file.data).scheme;
+  return (await readWalletData(home, name))?.data.scheme ?? null;
 }

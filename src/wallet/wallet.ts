@@ -13,12 +13,12 @@ import { readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { equalBytes, fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../core/cbor.ts';
-import { Amount, currency as makeCurrency, type Currency } from '../core/amount.ts';
+import { currency as makeCurrency, type Currency } from '../core/amount.ts';
 import { randomBytes, sha256 } from '../core/crypto/hash.ts';
 import { nobleEd25519 } from '../core/crypto/noble.ts';
 import { signerFromSecret, type PublicKey, type Signer } from '../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../core/errors.ts';
-import { ensurePrivateDir, readFileBounded, requirePrivateMode } from '../host/files.ts';
+import { ensurePrivateDir } from '../host/files.ts';
 import { connectTcp, listenTcp } from '../channel/tcp.ts';
 import { openSecureLink } from '../channel/secure-link.ts';
 import type { ByteStream } from '../channel/stream.ts';
@@ -43,14 +43,14 @@ import { verifyPayment } from '../schemes/ops/pay-verify.ts';
 import { OPS_LINK_PROLOGUE, runPayee, runPayer } from '../schemes/ops/session.ts';
 import { opsTrustedApp } from '../schemes/ops/trusted-app.ts';
 import { loadOem, measureOpsTrustedApp, SOFTWARE_SE_MODEL } from './factory.ts';
-import { checkWalletName, lockWallet, walletDir, walletPaths, type WalletPaths } from './home.ts';
+import { checkWalletName, walletDir, walletPaths, type WalletPaths } from './home.ts';
 import { NodeClient } from './node-client.ts';
-import { appendHistory, parseData, writeData, type HistoryEvent, type InboxEntry, type PendingStep, type SentEntry, type WalletData } from './wallet-data.ts';
+import { formatMinor, onlineBalanceOf, openWalletFolder, parsePositive, readHistory } from './wallet-common.ts';
+export { WALLET_FILE_BYTES_MAX } from './wallet-common.ts';
+import { appendHistory, writeData, type HistoryEvent, type InboxEntry, type PendingStep, type SentEntry, type WalletData } from './wallet-data.ts';
 export type { HistoryEvent, InboxEntry, PendingStep, SentEntry, WalletData } from './wallet-data.ts';
 import { paymentToken, readPaymentToken, readRequestToken, requestToken } from './tokens.ts';
 
-/** Largest wallet.json read. */
-export const WALLET_FILE_BYTES_MAX = 16 * 1024 * 1024;
 /** Payments sent to the node in one claim request (a payment to a client is about 1.1 KiB of the 64 KiB body). */
 export const CLAIM_BATCH_MAX = 32;
 /** Received payments kept in the wallet's own log (its freshness check for claims and collects). */
@@ -225,13 +225,7 @@ export class Wallet {
    * @throws TallyError WALLET_NOT_FOUND, WALLET_BUSY, STATE_CORRUPT
    */
   static async open(home: string, name: string): Promise<Wallet> {
-    const paths = walletPaths(walletDir(home, name));
-    const file = await readFileBounded(paths.file, 'wallet file', WALLET_FILE_BYTES_MAX);
-    if (file === null) throw new TallyError('WALLET_NOT_FOUND', `no wallet named ${name} in ${home}: create it with \`tally wallet create ${name}\``, { name });
-    requirePrivateMode(paths.file, 'wallet file', file.mode);
-    const data = parseData(paths.file, file.data);
-    if (data.scheme !== 'ops') throw new TallyError('WALLET_UNSUPPORTED', `wallet ${name} is a ${data.scheme} wallet`, { name, reason: 'scheme' });
-    const unlock = await lockWallet(paths, name);
+    const { paths, data, unlock } = await openWalletFolder(home, name, 'ops');
     try {
       return new Wallet(paths, data, unlock);
     } catch (e) {
@@ -261,23 +255,17 @@ export class Wallet {
 
   /** Formats minor units. */
   format(minor: bigint): string {
-    return Amount.of(this.currency, minor).toString();
+    return formatMinor(this.currency, minor);
   }
 
   /** Parses a decimal amount of the wallet's currency into minor units (> 0). @throws TallyError AMOUNT_INVALID */
   parseAmount(text: string): bigint {
-    const minor = Amount.parse(text, this.currency).minor;
-    if (minor <= 0n) throw new TallyError('AMOUNT_INVALID', `amount ${text}: must be more than zero`, { input: text });
-    return minor;
+    return parsePositive(this.currency, text);
   }
 
   /** The history, oldest first. */
-  async history(): Promise<HistoryEvent[]> {
-    const text = await readFile(this.paths.history, 'utf8').catch(() => '');
-    return text
-      .split('\n')
-      .filter((line) => line.trim() !== '')
-      .map((line) => JSON.parse(line) as HistoryEvent);
+  history(): Promise<HistoryEvent[]> {
+    return readHistory(this.paths);
   }
 
   // ---------------------------------------------------------------- recovery
@@ -603,14 +591,8 @@ export class Wallet {
   }
 
   /** Online balance from the node, or null with the reason when it is unreachable. */
-  async onlineBalance(): Promise<{ balance: string | null; error?: string }> {
-    try {
-      const answer = await this.node.signed<{ balance: string }>(this.user, 'GET', `/v1/accounts/${this.data.user.account}`);
-      return { balance: answer.body.balance };
-    } catch (e) {
-      if (isTallyError(e, 'NODE_UNREACHABLE')) return { balance: null, error: e.message };
-      throw e;
-    }
+  onlineBalance(): Promise<{ balance: string | null; error?: string }> {
+    return onlineBalanceOf(this.node, this.user, this.data.user.account);
   }
 
   /** Online (from the node, when reachable) and offline (from the SE) balances. */

@@ -30,7 +30,7 @@ import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
 import { verifyChain, type VerifiedChain } from '../../pki/chain.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { signRegistrationProof } from '../../pki/registration.ts';
-import { decodeRevocationList, listRevokes, verifyRevocationList, type RevocationChecker } from '../../pki/revocation.ts';
+import { acceptedListChecker, decodeRevocationList, verifyRevocationList, type RevocationChecker } from '../../pki/revocation.ts';
 import { accept, command, defineTrustedApp, reject, type CommandResult, type TrustedEnv } from '../../secure-element/trusted-app.ts';
 import { appendRecord, blockTip, deductRemaining, splitForPayment, verifyBlock, type VerifyBlockOptions } from './block.ts';
 import {
@@ -64,7 +64,7 @@ import {
   type TransactionRecord,
   type TransactionRequest,
 } from './messages.ts';
-import { EVENT_ACK_TAG, EVENT_TAG, eventAckBodyWire, eventAckCodec, eventBodyWire, EVENTS_MAX, partsDigest, REDEEM_BLOCKS_MAX, walletEventCodec, type EventBody, type EventKind, type EventPart, type WalletEvent } from './online.ts';
+import { EVENT_ACK_TAG, EVENT_TAG, eventAckBodyWire, eventAckCodec, eventBodyWire, EVENTS_MAX, partsDigest, REDEEM_BLOCKS_MAX, walletEventCodec, type EventBody, type EventPart, type WalletEvent } from './online.ts';
 import { dotmStateCodec, initialDotmState, PASSWORD_CHARS_MAX, PASSWORD_TRIES_MAX, TA_CRL_BYTES_MAX, WALLET_BLOCKS_MAX, type DotmState, type Offer } from './trusted-app-state.ts';
 
 export { dotmStateCodec, PASSWORD_TRIES_MAX, WALLET_BLOCKS_MAX, type DotmState } from './trusted-app-state.ts';
@@ -104,9 +104,7 @@ function certified(state: DotmState): Certified | null {
 const NOT_CERTIFIED = () => reject('NOT_CERTIFIED', 'the wallet has no ucert and wcert yet: register it first');
 
 function checker(state: DotmState): RevocationChecker | undefined {
-  if (state.crl === undefined) return undefined;
-  const list = decodeRevocationList(state.crl);
-  return { isRevoked: (issuer, serial) => equalBytes(issuer, list.body.issuer) && listRevokes(list, serial) };
+  return state.crl === undefined ? undefined : acceptedListChecker(decodeRevocationList(state.crl));
 }
 
 function blockOptions(state: DotmState, c: Certified, env: TrustedEnv, now: number): VerifyBlockOptions {
@@ -384,8 +382,9 @@ export const dotmTrustedApp = defineTrustedApp({
           const now = clock(state, input.now);
           const me = keyId(usk(env).publicKey);
           const blocks = [...state.blocks];
+          const options = blockOptions(state, c, env, now);
           for (const block of input.blocks) {
-            const verified = verifyBlock(block, blockOptions(state, c, env, now));
+            const verified = verifyBlock(block, options);
             if (block.records.length !== 0 || block.remaining !== block.presentation.value) return reject('BLOCK_INVALID', 'a newly issued block has no records and its whole value remaining');
             if (!equalBytes(verified.holder, me)) return reject('BLOCK_INVALID', `block ${toHex(block.presentation.serial)} was issued to another user`);
             if (blocks.some((b) => equalBytes(b.presentation.serial, block.presentation.serial))) return reject('BLOCK_DUPLICATE', `block ${toHex(block.presentation.serial)} is already in this wallet`);
@@ -478,11 +477,12 @@ export const dotmTrustedApp = defineTrustedApp({
           if (!verifyRecord(env.provider, wallet.subject, GAMMA_TAG, gammaSigned(tsd), input.transaction.gamma)) return reject('SIGNATURE_INVALID', 'γ does not verify under wpk_P');
           // 4.2 and 4.3: each block with its current record, whole, from C's signature to the new record.
           const blocks = [...state.blocks];
+          const options = blockOptions(state, c, env, now);
           for (const [k, { block, current }] of tsd.blocks.entries()) {
             if (!equalBytes(current.ucertP, first.ucertP)) return reject('TRANSACTION_INVALID', `block ${k}: its current record has another payer`);
             if (!equalBytes(current.ucertR, c.ucert)) return reject('PAYEE_MISMATCH', `block ${k}: its current record pays someone else`);
             const received = appendRecord(block, current);
-            verifyBlock(received, blockOptions(state, c, env, now));
+            verifyBlock(received, options);
             if (blocks.some((b) => sameCopy(b, received))) return reject('BLOCK_DUPLICATE', `block ${k} is already in this wallet`);
             blocks.push(received);
           }
@@ -670,6 +670,3 @@ export const dotmTrustedApp = defineTrustedApp({
     }),
   },
 });
-
-/** Event kinds, re-exported for hosts that read the log. */
-export type { EventKind };

@@ -17,7 +17,7 @@ import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
 import { verifyChain, type VerifiedChain } from '../../pki/chain.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { signRegistrationProof } from '../../pki/registration.ts';
-import { decodeRevocationList, listRevokes, verifyRevocationList, type RevocationChecker, type RevocationList } from '../../pki/revocation.ts';
+import { acceptedListChecker, decodeRevocationList, verifyRevocationList, type RevocationChecker, type RevocationList } from '../../pki/revocation.ts';
 import { accept, command, defineTrustedApp, reject, type CommandResult, type TrustedEnv } from '../../secure-element/trusted-app.ts';
 import {
   amountCodec,
@@ -82,8 +82,7 @@ function heldList(state: OpsState): RevocationList | null {
 }
 
 function checkerOf(list: RevocationList | null): RevocationChecker | undefined {
-  if (list === null) return undefined;
-  return { isRevoked: (issuer, serial) => equalBytes(issuer, list.body.issuer) && listRevokes(list, serial) };
+  return list === null ? undefined : acceptedListChecker(list);
 }
 
 function verifyTaCertificate(state: OpsState, certificate: Certificate, intermediary: Certificate, root: Certificate, env: TrustedEnv, now: number): VerifiedChain {

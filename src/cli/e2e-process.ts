@@ -1,0 +1,64 @@
+/**
+ * For the command-line end-to-end tests: the `tally` binary, the child processes they start (all
+ * killed when the test file ends, or the runner would wait for them) and an issuer node process
+ * that answers once it listens.
+ */
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+/** The `tally` entry point. */
+export const BIN = fileURLToPath(new URL('../../bin/tally.mjs', import.meta.url));
+
+/** A line of `--json` output. */
+export type Json = Record<string, unknown>;
+
+const children = new Set<ReturnType<typeof spawn>>();
+
+/** Keeps a child to kill at the end. */
+export function track(child: ReturnType<typeof spawn>): void {
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+}
+
+/** Kills every child still running (call from the test file's `after`). */
+export function killChildren(): void {
+  for (const child of children) child.kill('SIGKILL');
+}
+
+/** A running `tally node start`. */
+export interface NodeProcess {
+  url: string;
+  port: number;
+  /** SIGINT, then its exit code. */
+  stop(): Promise<number | null>;
+}
+
+/** Starts `tally node start` on `port` (0: any) with `dataDir` and waits until it listens. */
+export async function startNode(dataDir: string, port: number, options: { passphrase: string; args?: readonly string[] }): Promise<NodeProcess> {
+  const child = spawn(process.execPath, [BIN, 'node', 'start', '--port', String(port), '--data', dataDir, ...(options.args ?? []), '--json'], {
+    stdio: ['ignore', 'pipe', 'ignore'],
+    env: { ...process.env, TALLY_NODE_PASSPHRASE: options.passphrase },
+  });
+  track(child);
+  const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+  const url = await new Promise<string>((ready, fail) => {
+    const timer = setTimeout(() => fail(new Error('node did not start within 60 s')), 60_000);
+    createInterface({ input: child.stdout }).on('line', (line) => {
+      const event = JSON.parse(line) as Json;
+      if (event['event'] === 'listening') {
+        clearTimeout(timer);
+        ready(String(event['url']));
+      }
+    });
+    void exited.then((code) => fail(new Error(`node exited with ${code} before listening`)));
+  });
+  return {
+    url,
+    port: Number(new URL(url).port),
+    stop() {
+      child.kill('SIGINT');
+      return exited;
+    },
+  };
+}
