@@ -53,7 +53,7 @@ export interface ErrorDetailMap {
   WALLET_BUSY: { name: string; pid: number };
   WALLET_UNSUPPORTED: { name: string; reason: string };
   NODE_UNREACHABLE: { url: string };
-  NODE_REFUSED: { status: number; code: string };
+  NODE_REFUSED: { status: number; code: string; details?: Record<string, string> };
   PASSWORD_MISSING: Record<string, never>;
   PASSWORD_MISMATCH: Record<string, never>;
   ASSERTION_FAILED: Record<string, never>;

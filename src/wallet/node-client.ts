@@ -95,11 +95,21 @@ export class NodeClient {
       }
     }
     if (res.ok || accept.includes(res.status)) return { status: res.status, body: parsed as T, headers: res.headers };
-    const problem = (parsed as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+    const problem = (parsed as { error?: { code?: unknown; message?: unknown; details?: unknown } } | null)?.error;
     const code = typeof problem?.code === 'string' ? problem.code : `HTTP_${res.status}`;
     const message = typeof problem?.message === 'string' ? problem.message : `${method} ${path} answered ${res.status}`;
-    throw new TallyError('NODE_REFUSED', `the node refused: ${message} [${code}]`, { status: res.status, code });
+    throw new TallyError('NODE_REFUSED', `the node refused: ${message} [${code}]`, { status: res.status, code, details: textDetails(problem?.details) });
   }
+}
+
+/** The short text fields of an error answer's details (what a caller may branch on). */
+function textDetails(details: unknown): Record<string, string> {
+  const kept: Record<string, string> = {};
+  if (details === null || typeof details !== 'object') return kept;
+  for (const [key, value] of Object.entries(details).slice(0, 16)) {
+    if (typeof value === 'string' && value.length <= 200) kept[key] = value;
+  }
+  return kept;
 }
 
 function idempotency(key: string | undefined): Record<string, string> {

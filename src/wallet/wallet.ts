@@ -36,8 +36,11 @@ import {
   paymentDigest,
   syncAckCodec,
   syncReportBodyWire,
+  withdrawConfirmationCodec,
+  withdrawConfirmationWire,
   type Payment,
   type PaymentRequest,
+  type WithdrawConfirmation,
 } from '../schemes/ops/messages.ts';
 import { verifyPayment } from '../schemes/ops/pay-verify.ts';
 import { OPS_LINK_PROLOGUE, runPayee, runPayer } from '../schemes/ops/session.ts';
@@ -390,11 +393,36 @@ export class Wallet {
         if (isTallyError(e, 'SE_REJECTED')) await this.finish(step, { at: Date.now(), kind: 'withdraw-refused', amount: this.format(BigInt(step.amount)), detail: e.message });
         throw e;
       }
-      step.confirmation = toBase64url(encodeCbor({ amount: out.amount, i: out.i, signature: out.signature }));
+      step.confirmation = toBase64url(encodeCbor(withdrawConfirmationWire(out)));
       await this.update(step);
     }
-    await this.node.signed(this.user, 'POST', '/v1/ops/withdrawals', { body: { device: device.keyId, confirmation: step.confirmation }, idempotencyKey: `withdraw-${step.id}` });
+    const confirmation = await this.currentWithdrawConfirmation(step.confirmation);
+    try {
+      await this.node.signed(this.user, 'POST', '/v1/ops/withdrawals', {
+        body: { device: device.keyId, confirmation: toBase64url(encodeCbor(withdrawConfirmationWire(confirmation))) },
+        idempotencyKey: `withdraw-${step.id}-${confirmation.j}-${confirmation.collectSeq}`,
+      });
+    } catch (e) {
+      // An earlier try reached the node and its answer was lost: the withdrawal is credited already.
+      if (!(isTallyError(e, 'NODE_REFUSED') && e.details.details?.['reason'] === 'already-credited')) throw e;
+    }
     await this.finish(step, { at: Date.now(), kind: 'withdraw', amount: this.format(BigInt(step.amount)) });
+  }
+
+  /**
+   * The withdraw confirmation to send now: signed again by the TA with its current counters, so that
+   * payments made while the withdrawal waited for the node are below them (the node refuses a
+   * confirmation whose counters are below a payment it holds from the device, as a restored state's).
+   * Falls back to the stored one when the TA no longer keeps that withdrawal.
+   */
+  private async currentWithdrawConfirmation(stored: string): Promise<WithdrawConfirmation> {
+    const original = withdrawConfirmationCodec.decode(decodeCbor(fromBase64url(stored)), 'confirmation');
+    try {
+      return await (await this.se()).call('withdrawAgain', { i: original.i });
+    } catch (e) {
+      if (isTallyError(e, 'SE_REJECTED') && e.details.reason === 'WITHDRAW_UNKNOWN') return original;
+      throw e;
+    }
   }
 
   // ---------------------------------------------------------------- offline payments

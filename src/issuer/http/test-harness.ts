@@ -82,11 +82,12 @@ export async function setup(backend: Backend, options: { schemes?: readonly Sche
 /** An open test node. */
 export type Harness = Awaited<ReturnType<typeof setup>>;
 
-type ErrorBody = { error: { code: string; message: string } };
+type ErrorBody = { error: { code: string; message: string; details: Record<string, unknown> } };
 
 /** Asserts an error answer of `status` and `code`. */
-export async function expectError(res: Response, status: number, code: string): Promise<void> {
+export async function expectError(res: Response, status: number, code: string): Promise<ErrorBody['error']> {
   const body = (await res.json()) as ErrorBody;
   assert.equal(res.status, status, JSON.stringify(body));
   assert.equal(body.error.code, code, body.error.message);
+  return body.error;
 }

@@ -15,7 +15,7 @@ import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { ensureAccount } from '../../issuer/ledger/account.ts';
 import { transfer } from '../../issuer/ledger/transfer.ts';
-import type { TransactionHandle } from '../../issuer/db/database.ts';
+import { bigintColumn, type TransactionHandle } from '../../issuer/db/database.ts';
 import type { JsonValue } from '../../issuer/ledger/json.ts';
 import type { SchemeModule } from '../../issuer/http/app.ts';
 import { requireOperator, requireUser } from '../../issuer/http/auth.ts';
@@ -43,7 +43,7 @@ import {
   type SyncAck,
 } from './messages.ts';
 import { verifyPayment } from './pay-verify.ts';
-import { checkOfflineLimit, ingestPayment, lockOpsDevice, openFraudCase, reconcileReport, type FraudFinding } from './settlement.ts';
+import { checkOfflineLimit, checkSignedCounters, ingestPayment, lockOpsDevice, openFraudCase, reconcileReport, recordSignedCounters, type FraudFinding } from './settlement.ts';
 
 /** The ledger account holding what is out on OPS devices. */
 export const OPS_FLOAT_ACCOUNT = 'float:ops';
@@ -178,6 +178,12 @@ async function openCases(tx: TransactionHandle, services: IssuerServices, findin
     if (done !== null) opened.push(done);
   }
   return opened;
+}
+
+/** The stored answer refusing a request that proved a device broken: FRAUD_DETECTED, with the finding. */
+function fraudRefusal(finding: FraudFinding, message: string): { status: number; body: { error: { code: string; message: string; details: Record<string, string | number | boolean> } } } {
+  const answer = refusal('FRAUD_DETECTED', message);
+  return { ...answer, body: { error: { code: 'FRAUD_DETECTED', message, details: { device: finding.device, kind: finding.kind } } } };
 }
 
 /** The offline payment limit in a device's certificate. */
@@ -339,6 +345,33 @@ export const opsIssuerModule: SchemeModule = {
           return refusal('SIGNATURE_INVALID', 'the withdraw confirmation is not signed by this device');
         }
         const row = await lockOpsDevice(tx, body.device);
+        // Held against what the node knows of the device: counters below an earlier statement or below a
+        // payment it already made are a restored or cloned state, which would withdraw value it paid away.
+        const behind = await checkSignedCounters(tx, body.device, row, confirmation, 'withdrawal');
+        if (behind !== null) {
+          await openCases(tx, services, [behind]);
+          return fraudRefusal(behind, `withdrawal refused: device ${body.device} signed it from an older state (${String(behind.evidence['reason'])}); the device has been revoked`);
+        }
+        if (confirmation.i <= row.i) {
+          const done = await tx.query<{ kind: string; amount: bigint }>('SELECT kind, amount FROM ops_counter_ops WHERE device_key_id = $1 AND i = $2', [body.device, confirmation.i]);
+          const op = done.rows[0];
+          if (op !== undefined && op.kind === 'withdraw' && bigintColumn(op, 'amount') === confirmation.amount) {
+            // The same withdrawal again (replayed, or signed again with newer counters): credited once, not twice.
+            await recordSignedCounters(tx, body.device, confirmation);
+            const message = `withdrawal ${confirmation.i} of ${formatMinor(services.currency, confirmation.amount)} ${services.currency.code} was already credited; nothing more is credited`;
+            return { status: 409, body: { error: { code: 'COUNTER_MISMATCH', message, details: { reason: 'already-credited', i: confirmation.i.toString() } } } };
+          }
+          if (op !== undefined && op.kind === 'withdraw') {
+            // A genuine TA numbers each withdrawal once: two amounts under one i come from two states.
+            const finding: FraudFinding = {
+              device: body.device,
+              kind: 'rollback',
+              evidence: { statement: 'withdrawal', reason: `withdrawal ${confirmation.i} was signed for two amounts`, i: confirmation.i.toString(), credited: bigintColumn(op, 'amount').toString(), signed: confirmation.amount.toString() },
+            };
+            await openCases(tx, services, [finding]);
+            return fraudRefusal(finding, `withdrawal refused: device ${body.device} signed withdrawal ${confirmation.i} twice, for different amounts; the device has been revoked`);
+          }
+        }
         // Figure 6: S.i must be one behind the TA's i, or the confirmation is a replay (or from the future).
         if (confirmation.i !== row.i + 1n) return refusal('COUNTER_MISMATCH', `withdraw number ${confirmation.i} is not the next one (S.i is ${row.i})`);
         const moved = await transfer(tx, {
@@ -352,6 +385,7 @@ export const opsIssuerModule: SchemeModule = {
         if (!moved.ok) return refusal(moved.code, moved.message);
         await tx.query('INSERT INTO ops_counter_ops (device_key_id, i, kind, amount) VALUES ($1, $2, $3, $4)', [body.device, confirmation.i, 'withdraw', confirmation.amount]);
         await tx.query('UPDATE ops_devices SET i = $2 WHERE device_key_id = $1', [body.device, confirmation.i]);
+        await recordSignedCounters(tx, body.device, confirmation);
         return { status: 200, body: { device: body.device, amount: formatMinor(services.currency, confirmation.amount), i: confirmation.i.toString(), transfer: transferJson(services.currency, moved.transfer) } };
       });
     });

@@ -2,7 +2,10 @@
  * The messages of OPS (Christodorescu et al., "Towards a Two-Tier Hierarchical Infrastructure: An
  * Offline Payment System for CBDC"), with codecs and the domain tags their signatures cover:
  * - the deposit confirmation `[T.vk, x, i]` signed by the server (Figure 5);
- * - the withdraw confirmation `[x, i]` signed by the trusted app (Figure 6);
+ * - the withdraw confirmation `[x, i]` signed by the trusted app (Figure 6), to which Tally adds the
+ *   TA's payment and collect counters `j` and `collectSeq` at signing time, so that the node can hold
+ *   every withdrawal against the payments it already knows of that device (a restored, older state
+ *   signs lower counters than payments it made before);
  * - the payment request `[RequestPayment, x, receiver]` and the payment `P` with
  *   `P.sig = Sign([P.amount, P.sender, P.receiver, P.index], T.sk)` (Figure 7);
  * - what Tally adds for settlement: the device's signed sync report and the node's signed ack.
@@ -23,7 +26,7 @@ export const OPS_SCHEME = 'ops';
 /** Domain tag of the server's deposit confirmation (Figure 5). */
 export const DEPOSIT_TAG = 'tally/ops/deposit/v1';
 /** Domain tag of the trusted app's withdraw confirmation (Figure 6). */
-export const WITHDRAW_TAG = 'tally/ops/withdraw/v1';
+export const WITHDRAW_TAG = 'tally/ops/withdraw/v2';
 /** Domain tag of a payment (Figure 7). */
 export const PAYMENT_TAG = 'tally/ops/payment/v1';
 /** Domain tag of the trusted app's signed balance (Get-Balance, Figure 4). */
@@ -69,10 +72,15 @@ export const depositConfirmationCodec = record({
 /** A deposit confirmation. */
 export type DepositConfirmation = Infer<typeof depositConfirmationCodec>;
 
-/** Figure 6: the TA's confirmation that `amount` left its balance, as operation number `i`. */
+/**
+ * Figure 6: the TA's confirmation that `amount` left its balance, as operation number `i`; `j` and
+ * `collectSeq` are the TA's counters when it signed (a Tally addition the node checks for rollback).
+ */
 export const withdrawConfirmationCodec = record({
   amount: amountCodec,
   i: counterCodec,
+  j: counterCodec,
+  collectSeq: counterCodec,
   signature: signatureCodec,
 });
 /** A withdraw confirmation. */
@@ -108,9 +116,14 @@ export function depositSigned(c: Pick<DepositConfirmation, 'taKey' | 'amount' | 
   return [{ suite: c.taKey.suite, key: c.taKey.key }, c.amount, c.i];
 }
 
-/** The record a withdraw confirmation signature covers: `[x, i]`. */
-export function withdrawSigned(c: Pick<WithdrawConfirmation, 'amount' | 'i'>): unknown[] {
-  return [c.amount, c.i];
+/** The record a withdraw confirmation signature covers: `[x, i, j, collectSeq]`. */
+export function withdrawSigned(c: Pick<WithdrawConfirmation, 'amount' | 'i' | 'j' | 'collectSeq'>): unknown[] {
+  return [c.amount, c.i, c.j, c.collectSeq];
+}
+
+/** The wire form of a withdraw confirmation (exactly its fields). */
+export function withdrawConfirmationWire(c: WithdrawConfirmation): Record<string, unknown> {
+  return { amount: c.amount, i: c.i, j: c.j, collectSeq: c.collectSeq, signature: c.signature };
 }
 
 /** The wire form of a payment (exactly its fields). */

@@ -210,6 +210,122 @@ for (const backend of testBackends()) {
       }
     });
 
+    test('a restored TA that withdraws what it already paid is named, revoked and refused; the money stays put', async () => {
+      const n = await opsNode(backend);
+      const alice = await n.deviceClient();
+      let old: OpsSe | undefined;
+      try {
+        const carol = await n.plainClient();
+        await n.mint(alice, '20.00');
+        await n.deposit(alice, '20.00');
+        // The owner copies the SE with its counter (the file counter cannot stop that), pays Carol, who claims.
+        const snapshot = await n.copySe(alice);
+        const paid = await alice.se.call('pay', { amount: 1500n, receiver: carol.certificate });
+        assert.equal((await n.claim(carol, paid)).status, 200);
+        // The restored state still holds 20.00 and has never paid (j = 0): it withdraws all of it.
+        await alice.se.close();
+        old = await n.openSe(snapshot, false);
+        assert.equal(await balanceOf(old), 2000n);
+        const withdrawal = await old.call('withdraw', { amount: 2000n });
+        assert.equal(withdrawal.j, 0n);
+        const answer = await n.h.signed(alice.user, 'POST', '/v1/ops/withdrawals', { device: alice.device, confirmation: toBase64url(encodeCbor({ ...withdrawal })) }, n.key());
+        const problem = await expectError(answer, 403, 'FRAUD_DETECTED');
+        assert.match(problem.message, /below payment 1 the node already holds/);
+        assert.equal(await n.h.balance(alice), '0.00', 'nothing was credited');
+        const cases = (await (await n.h.send('GET', '/v1/ops/fraud', { headers: n.h.operator })).json()) as { cases: { device: string; kind: string; evidence: Record<string, string> }[] };
+        assert.deepEqual(cases.cases.map((c) => [c.device, c.kind, c.evidence['statement']]), [[alice.device, 'rollback', 'withdrawal']]);
+        const list = (await (await n.h.send('GET', '/v1/revocations')).json()) as { revoked: string[] };
+        assert.ok(list.revoked.includes(toHex(decodeCertificate(alice.certificate).body.serial)), 'the device is revoked');
+        // Sent again under another key, it is still refused (the device is revoked now).
+        await expectError(await n.h.signed(alice.user, 'POST', '/v1/ops/withdrawals', { device: alice.device, confirmation: toBase64url(encodeCbor({ ...withdrawal })) }, n.key()), 403, 'CERT_REVOKED');
+        assert.equal((await n.h.audit()).balanced, true);
+      } finally {
+        await old?.close();
+        await n.close([]);
+      }
+    });
+
+    test('a restored TA that reports before anything else is named: its counter is below a payment the node holds', async () => {
+      const n = await opsNode(backend);
+      const alice = await n.deviceClient();
+      let old: OpsSe | undefined;
+      try {
+        const carol = await n.plainClient();
+        await n.mint(alice, '20.00');
+        await n.deposit(alice, '20.00');
+        const snapshot = await n.copySe(alice);
+        const paid = await alice.se.call('pay', { amount: 500n, receiver: carol.certificate });
+        assert.equal((await n.claim(carol, paid)).status, 200);
+        await alice.se.close();
+        old = await n.openSe(snapshot, false);
+        // Its first report ever: j = 0 and a balance its flow explains; only the claim contradicts it.
+        const sync = await n.sendReport(alice, await old.call('report', {}));
+        assert.deepEqual(sync.fraud.map((f) => [f.device, f.kind]), [[alice.device, 'rollback']]);
+        assert.equal(await n.h.balance(alice), '0.00');
+        assert.equal((await n.h.audit()).balanced, true);
+      } finally {
+        await old?.close();
+        await n.close([]);
+      }
+    });
+
+    test('a withdrawal signed twice for one number with two amounts is a restored state; the same one again credits nothing', async () => {
+      const n = await opsNode(backend);
+      const alice = await n.deviceClient();
+      let old: OpsSe | undefined;
+      try {
+        await n.mint(alice, '20.00');
+        await n.deposit(alice, '20.00');
+        const send = (c: WithdrawConfirmation) => n.h.signed(alice.user, 'POST', '/v1/ops/withdrawals', { device: alice.device, confirmation: toBase64url(encodeCbor({ ...c })) }, n.key());
+        const snapshot = await n.copySe(alice);
+        const first = await alice.se.call('withdraw', { amount: 500n });
+        assert.equal((await send(first)).status, 200);
+        // The same withdrawal signed again with the TA's current counters: already credited, nothing more.
+        const again = await alice.se.call('withdrawAgain', { i: first.i });
+        const replay = await expectError(await send(again), 409, 'COUNTER_MISMATCH');
+        assert.equal(replay.details['reason'], 'already-credited');
+        assert.equal(await n.h.balance(alice), '5.00');
+        await refused(alice.se.call('withdrawAgain', { i: 7n }), 'WITHDRAW_UNKNOWN');
+        // The restored state signs withdrawal number 2 again, for another amount.
+        await alice.se.close();
+        old = await n.openSe(snapshot, false);
+        const second = await old.call('withdraw', { amount: 1500n });
+        assert.equal(second.i, first.i);
+        await expectError(await send(second), 403, 'FRAUD_DETECTED');
+        assert.equal(await n.h.balance(alice), '5.00');
+        const cases = (await (await n.h.send('GET', '/v1/ops/fraud', { headers: n.h.operator })).json()) as { cases: { device: string; kind: string }[] };
+        assert.deepEqual(cases.cases.map((c) => [c.device, c.kind]), [[alice.device, 'rollback']]);
+        assert.equal((await n.h.audit()).balanced, true);
+      } finally {
+        await old?.close();
+        await n.close([]);
+      }
+    });
+
+    test('a withdrawal that waited while the TA paid on is sent signed again and credited, not taken for a rollback', async () => {
+      const n = await opsNode(backend);
+      const alice = await n.deviceClient();
+      try {
+        const carol = await n.plainClient();
+        await n.mint(alice, '20.00');
+        await n.deposit(alice, '20.00');
+        const waiting = await alice.se.call('withdraw', { amount: 500n });
+        // Offline meanwhile: the TA pays Carol, who claims before the withdrawal reaches the node.
+        const paid = await alice.se.call('pay', { amount: 300n, receiver: carol.certificate });
+        assert.equal((await n.claim(carol, paid)).status, 200);
+        const send = (c: WithdrawConfirmation) => n.h.signed(alice.user, 'POST', '/v1/ops/withdrawals', { device: alice.device, confirmation: toBase64url(encodeCbor({ ...c })) }, n.key());
+        const fresh = await alice.se.call('withdrawAgain', { i: waiting.i });
+        assert.equal(fresh.j, 1n);
+        assert.equal(fresh.amount, 500n);
+        assert.equal((await send(fresh)).status, 200);
+        assert.equal(await n.h.balance(alice), '5.00');
+        assert.deepEqual((await n.sync(alice)).fraud, []);
+        assert.equal((await n.h.audit()).balanced, true);
+      } finally {
+        await n.close([alice]);
+      }
+    });
+
     test('settlement names a rolled-back TA and one that paid out more than it ever had', async () => {
       const n = await opsNode(backend);
       const alice = await n.deviceClient();

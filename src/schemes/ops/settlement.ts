@@ -4,7 +4,8 @@
  * reports are reconciled against what the node knows of its flow. Evidence that a secure element
  * is broken opens a fraud case naming the device and revokes its certificate:
  * - `clone`: two different payments with the same `(sender, index)`;
- * - `rollback`: a report whose counters went back (an old or cloned state);
+ * - `rollback`: a report or a withdrawal whose counters went back (an old or cloned state): below an
+ *   earlier statement of the device, or below the index of a payment the node already holds from it;
  * - `overdraft`: more paid out and withdrawn than ever deposited and collected;
  * - `offline-limit`: a payment index past the last report by more than the certificate allows;
  * - `report-inconsistent`: a report whose balance or entries cannot come from a genuine TA.
@@ -57,13 +58,16 @@ export interface OpsDeviceRow {
   readonly paidTotal: bigint;
   readonly collectedTotal: bigint;
   readonly honorUpTo: bigint | null;
+  /** The highest counters the device signed in a statement the node accepted (report or withdrawal). */
+  readonly signedJ: bigint;
+  readonly signedCollectSeq: bigint;
 }
 
 /** Locks (creating if needed) the node's row of an OPS device. */
 export async function lockOpsDevice(tx: TransactionHandle, device: string): Promise<OpsDeviceRow> {
   await tx.query('INSERT INTO ops_devices (device_key_id) VALUES ($1) ON CONFLICT DO NOTHING', [device]);
   const { rows } = await tx.query<Record<string, unknown>>(
-    `SELECT i, reported_i, reported_j, reported_collect_seq, paid_total, collected_total, honor_up_to
+    `SELECT i, reported_i, reported_j, reported_collect_seq, paid_total, collected_total, honor_up_to, signed_j, signed_collect_seq
      FROM ops_devices WHERE device_key_id = $1 FOR UPDATE`,
     [device],
   );
@@ -76,6 +80,8 @@ export async function lockOpsDevice(tx: TransactionHandle, device: string): Prom
     paidTotal: bigintColumn(row, 'paid_total'),
     collectedTotal: bigintColumn(row, 'collected_total'),
     honorUpTo: row['honor_up_to'] === null ? null : bigintColumn(row, 'honor_up_to'),
+    signedJ: bigintColumn(row, 'signed_j'),
+    signedCollectSeq: bigintColumn(row, 'signed_collect_seq'),
   };
 }
 
@@ -147,6 +153,47 @@ export async function checkOfflineLimit(tx: TransactionHandle, device: string, r
   return { device, kind: 'offline-limit', evidence: { highestIndex: highest.toString(), lastReportedIndex: reportedJ.toString(), limit } };
 }
 
+/** The counters a device signed into a statement (a sync report, a withdraw confirmation). */
+export interface SignedCounters {
+  readonly j: bigint;
+  readonly collectSeq: bigint;
+}
+
+/**
+ * Holds a statement the device just signed against everything the node knows of it: a genuine TA's
+ * counters never go below those of an earlier statement, and its payment counter is never below the
+ * index of a payment it made. A statement that breaks either comes from a restored or cloned state:
+ * the `rollback` finding, with what contradicts it as evidence.
+ */
+export async function checkSignedCounters(tx: TransactionHandle, device: string, row: OpsDeviceRow, signed: SignedCounters, statement: 'report' | 'withdrawal'): Promise<FraudFinding | null> {
+  const highest = await highestIndex(tx, device);
+  const earlierJ = row.signedJ > row.reportedJ ? row.signedJ : row.reportedJ;
+  const earlierSeq = row.signedCollectSeq > row.reportedCollectSeq ? row.signedCollectSeq : row.reportedCollectSeq;
+  const reasons: string[] = [];
+  if (signed.j < earlierJ) reasons.push(`payment counter ${signed.j} is below ${earlierJ}, signed earlier`);
+  if (highest !== null && signed.j < highest) reasons.push(`payment counter ${signed.j} is below payment ${highest} the node already holds from this device`);
+  if (signed.collectSeq < earlierSeq) reasons.push(`collect counter ${signed.collectSeq} is below ${earlierSeq}, signed earlier`);
+  if (reasons.length === 0) return null;
+  return {
+    device,
+    kind: 'rollback',
+    evidence: {
+      statement,
+      reason: reasons.join('; '),
+      signedJ: signed.j.toString(),
+      signedCollectSeq: signed.collectSeq.toString(),
+      earlierJ: earlierJ.toString(),
+      earlierCollectSeq: earlierSeq.toString(),
+      highestKnownIndex: highest === null ? '0' : highest.toString(),
+    },
+  };
+}
+
+/** Records counters a device signed in an accepted statement (they only grow). */
+export async function recordSignedCounters(tx: TransactionHandle, device: string, signed: SignedCounters): Promise<void> {
+  await tx.query('UPDATE ops_devices SET signed_j = greatest(signed_j, $2), signed_collect_seq = greatest(signed_collect_seq, $3) WHERE device_key_id = $1', [device, signed.j, signed.collectSeq]);
+}
+
 /** What reconciling one report found and did. */
 export interface ReconcileResult {
   readonly findings: FraudFinding[];
@@ -178,6 +225,12 @@ export async function reconcileReport(
       kind: 'rollback',
       evidence: { reportedJ: report.j.toString(), previousJ: row.reportedJ.toString(), reportedCollectSeq: report.collectSeq.toString(), previousCollectSeq: row.reportedCollectSeq.toString() },
     });
+    return { findings, paidUpTo: report.j, collectedUpTo: report.collectSeq };
+  }
+  // Nor below a withdrawal it signed, or a payment it made that the node already holds (claimed or collected).
+  const behind = await checkSignedCounters(tx, device, row, report, 'report');
+  if (behind !== null) {
+    findings.push(behind);
     return { findings, paidUpTo: report.j, collectedUpTo: report.collectSeq };
   }
   // The TA keeps every entry since its last applied ack, so the entries end at its counters, without gaps,
@@ -241,6 +294,7 @@ export async function reconcileReport(
        paid_total = $6, collected_total = $7, last_sync_at = now() WHERE device_key_id = $1`,
     [device, report.i, report.j, report.collectSeq, report.balance, paidTotal, collectedTotal],
   );
+  await recordSignedCounters(tx, device, report);
   return { findings, paidUpTo: report.j, collectedUpTo: report.collectSeq };
 }
 

@@ -5,6 +5,7 @@
 import { array, bytes, optional, record, text, uint, type Infer } from '../../core/codec.ts';
 import { publicKeyCodec } from '../../core/crypto/suite.ts';
 import {
+  amountCodec,
   balanceCodec,
   certificateBytesCodec,
   collectedEntryCodec,
@@ -18,6 +19,12 @@ import {
 export const IN_PAYMENT_LOG_MAX = 2048;
 /** Largest revocation list the TA keeps, encoded. */
 export const TA_CRL_BYTES_MAX = 64 * 1024;
+
+/** How many of its latest withdrawals a TA can sign again (with its current counters) for the node. */
+export const WITHDRAWALS_KEPT_MAX = 8;
+
+/** A withdrawal the TA made: its operation number and amount. */
+export const withdrawnEntryCodec = record({ i: counterCodec, amount: amountCodec });
 
 /** An entry of T.inPaymentLog. */
 export const logEntryCodec = record({ sender: keyIdBytesCodec, index: counterCodec, notAfter: uint({ max: Number.MAX_SAFE_INTEGER }) });
@@ -53,6 +60,8 @@ export const opsStateCodec = record({
   paid: array(paidEntryCodec, { max: REPORT_ENTRIES_MAX }),
   /** Payments collected since the last ack. */
   collected: array(collectedEntryCodec, { max: REPORT_ENTRIES_MAX }),
+  /** The latest withdrawals, so that a confirmation can be signed again with current counters. */
+  withdrawals: optional(array(withdrawnEntryCodec, { max: WITHDRAWALS_KEPT_MAX })),
   /** The intermediary's latest revocation list, encoded. */
   crl: optional(bytes({ max: TA_CRL_BYTES_MAX })),
   /** The latest time vouched for by the issuer node (certificate start, ack times). */

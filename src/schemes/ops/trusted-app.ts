@@ -43,6 +43,7 @@ import {
   syncReportCodec,
   SYNC_ACK_TAG,
   SYNC_REPORT_TAG,
+  withdrawConfirmationCodec,
   withdrawSigned,
   WITHDRAW_TAG,
   type CollectedEntry,
@@ -56,7 +57,7 @@ import { verifyPayment } from './pay-verify.ts';
 /** The label of the TA's signing key (T.sk) under the device master secret. */
 export const TA_KEY_LABEL = 'ops/ta';
 export { IN_PAYMENT_LOG_MAX, opsStateCodec, TA_CRL_BYTES_MAX, type LogEntry, type OpsState } from './trusted-app-state.ts';
-import { IN_PAYMENT_LOG_MAX, opsStateCodec, TA_CRL_BYTES_MAX, type LogEntry, type OpsState } from './trusted-app-state.ts';
+import { IN_PAYMENT_LOG_MAX, opsStateCodec, TA_CRL_BYTES_MAX, WITHDRAWALS_KEPT_MAX, type LogEntry, type OpsState } from './trusted-app-state.ts';
 
 function taSigner(env: TrustedEnv): Signer {
   return env.signer(TA_KEY_LABEL);
@@ -95,7 +96,7 @@ const certInitInput = record({ certificate: certificateBytesCodec, intermediary:
 const limitsOutput = record({ holdingLimit: balanceCodec, offlinePaymentsMax: uint({ max: 2 ** 32 - 1 }), currency: text({ max: 12 }) });
 const balanceOutput = record({ balance: balanceCodec });
 const signedBalanceOutput = record({ balance: balanceCodec, i: counterCodec, signature: signatureCodec });
-const withdrawOutput = record({ amount: amountCodec, i: counterCodec, signature: signatureCodec });
+const withdrawOutput = withdrawConfirmationCodec;
 const syncAckInput = record({ ack: syncAckCodec, crl: optional(bytes({ max: TA_CRL_BYTES_MAX })) });
 const syncAckOutput = record({ paidCleared: uint({ max: REPORT_ENTRIES_MAX }), collectedCleared: uint({ max: REPORT_ENTRIES_MAX }), logPruned: uint({ max: IN_PAYMENT_LOG_MAX }), crlVersion: optional(uint({ max: Number.MAX_SAFE_INTEGER })) });
 const statusOutput = record({
@@ -226,9 +227,28 @@ export const opsTrustedApp = defineTrustedApp({
         if (certified(state) === null) return NOT_CERTIFIED();
         if (input.amount > state.bal) return reject('INSUFFICIENT_FUNDS', `the offline balance ${state.bal} is below ${input.amount}`);
         const i = state.i + 1n;
-        const body = { amount: input.amount, i };
+        const body = { amount: input.amount, i, j: state.j, collectSeq: state.collectSeq };
         const out: WithdrawConfirmation = { ...body, signature: signRecord(taSigner(env), WITHDRAW_TAG, withdrawSigned(body)) };
-        return accept({ ...state, bal: state.bal - input.amount, i }, out);
+        const withdrawals = [...(state.withdrawals ?? []), { i, amount: input.amount }].slice(-WITHDRAWALS_KEPT_MAX);
+        return accept({ ...state, bal: state.bal - input.amount, i, withdrawals }, out);
+      },
+    }),
+
+    /**
+     * Signs one of the latest withdrawals again with the TA's current counters (nothing moves): a
+     * withdrawal that waited for the node while the TA paid on is sent with counters that cover those
+     * payments, so the node never mistakes it for a restored state.
+     */
+    withdrawAgain: command({
+      input: record({ i: counterCodec }),
+      output: withdrawOutput,
+      readOnly: true,
+      run(state: OpsState, input, env) {
+        if (certified(state) === null) return NOT_CERTIFIED();
+        const kept = (state.withdrawals ?? []).find((w) => w.i === input.i);
+        if (kept === undefined) return reject('WITHDRAW_UNKNOWN', `withdrawal number ${input.i} is not among the last ${WITHDRAWALS_KEPT_MAX} this TA made`);
+        const body = { amount: kept.amount, i: kept.i, j: state.j, collectSeq: state.collectSeq };
+        return accept(state, { ...body, signature: signRecord(taSigner(env), WITHDRAW_TAG, withdrawSigned(body)) });
       },
     }),
 
