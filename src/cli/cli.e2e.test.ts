@@ -28,6 +28,12 @@ interface Run {
   stderr: string;
 }
 
+/** An amount the node shows (a decimal string in major units, two decimals here) in minor units. */
+function minorOf(decimal: string): bigint {
+  assert.match(decimal, /^-?[0-9]+\.[0-9]{2}$/);
+  return BigInt(decimal.replace('.', ''));
+}
+
 test('OPS through the CLI: separate processes, token and TCP payments, offline with the node stopped, attacks refused, audit balanced', { timeout: 300_000 }, async () => {
   const root = await mkdtemp(join(tmpdir(), 'tally-cli-e2e-'));
   dirs.push(root);
@@ -146,8 +152,8 @@ test('OPS through the CLI: separate processes, token and TCP payments, offline w
   const midAudit = await ok('audit');
   assert.equal(midAudit['balanced'], true);
   const mid = (midAudit['currencies'] as { totalOfflineFloat: string; totalOnline: string }[])[0];
-  assert.equal(BigInt(mid?.totalOfflineFloat ?? -1), (await offline('alice')) + (await offline('bob')));
-  assert.equal(BigInt(mid?.totalOnline ?? -1), 4_850n + 500n);
+  assert.equal(minorOf(mid?.totalOfflineFloat ?? '-1'), (await offline('alice')) + (await offline('bob')));
+  assert.equal(minorOf(mid?.totalOnline ?? '-1'), 4_850n + 500n);
   const history = (await ok('wallet', 'history', 'alice'))['events'] as { kind: string }[];
   assert.deepEqual(history.map((e) => e.kind), ['created', 'deposit', 'pay', 'withdraw', 'sync', 'withdraw']);
 
@@ -181,12 +187,31 @@ test('OPS through the CLI: separate processes, token and TCP payments, offline w
   await cp(join(root, 'bob-se-old'), join(home, 'wallets', 'bob', 'se'), { recursive: true });
   await refused('ROLLBACK_DETECTED', 'wallet', 'balance', 'bob');
 
+  // The whole wallet folder restored from a copy (sealed state and file counter together, which no
+  // file counter can notice) withdraws what it already paid: the node holds the payment, so the
+  // withdrawal's counters show an older state. Refused, the device named and revoked, nothing credited.
+  await ok('wallet', 'create', 'erin', '--scheme', 'ops');
+  await ok('operator', 'mint', 'erin', '10.00');
+  await ok('wallet', 'deposit', 'erin', '10.00');
+  await cp(join(home, 'wallets', 'erin'), join(root, 'erin-copy'), { recursive: true });
+  await ok('accept', 'carol', String((await ok('pay', 'erin', String((await ok('request', 'carol', '6.00'))['token'])))['token']));
+  await ok('claim', 'carol');
+  await rm(join(home, 'wallets', 'erin'), { recursive: true });
+  await cp(join(root, 'erin-copy'), join(home, 'wallets', 'erin'), { recursive: true });
+  assert.equal((await ok('wallet', 'balance', 'erin'))['offline'], '10.00', 'the restored state still shows what it paid');
+  const rolledBack = await refused('NODE_REFUSED', 'wallet', 'withdraw', 'erin', '10.00');
+  assert.match(String(rolledBack['message']), /older state.*FRAUD_DETECTED/);
+  assert.equal((await ok('wallet', 'balance', 'erin'))['online'], '0.00', 'nothing was credited');
+  const cases = (await ok('audit'))['exposure'] as { scheme: string; exposed: unknown[] }[];
+  assert.deepEqual(cases.find((e) => e.scheme === 'ops')?.exposed, [], 'no device paid out more than the node knows it had');
+
   // The audit, and conservation across the wallets.
   const audit = await ok('audit');
   assert.equal(audit['balanced'], true);
   const eur = (audit['currencies'] as { totalIssued: string; totalOnline: string; totalOfflineFloat: string }[])[0];
   assert.ok(eur !== undefined);
-  assert.equal(BigInt(eur.totalIssued), 10_000n);
-  assert.equal(BigInt(eur.totalOnline) + BigInt(eur.totalOfflineFloat), 10_000n);
+  assert.equal(minorOf(eur.totalIssued), 10_000n);
+  assert.equal(minorOf(eur.totalOnline) + minorOf(eur.totalOfflineFloat), 10_000n);
+  for (const e of audit['exposure'] as { scheme: string; balanced: boolean; unexplained: string }[]) assert.equal(e.balanced, true, `${e.scheme} exposure: ${e.unexplained}`);
   assert.equal(await node.stop(), 0);
 });

@@ -165,14 +165,28 @@ export const VERBS: Record<string, Verb> = {
     async run(argv, io) {
       const { values } = parse(argv, operatorFlags, []);
       const node = new NodeClient(nodeUrl(values.node, io.env));
-      type Audit = { balanced: boolean; currencies: { currency: string; totalIssued: string; totalOnline: string; totalOfflineFloat: string; balanced: boolean }[]; problemCount: string; transferCount: string };
+      type Exposure = { scheme: string; floatAccount: string; float: string; expected: string; difference: string; attributed: string; unexplained: string; balanced: boolean; exposed: { device: string; amount: string; fraud: boolean }[] };
+      type Audit = {
+        balanced: boolean;
+        ledgerBalanced: boolean;
+        currency: string;
+        currencies: { currency: string; totalIssued: string; totalOnline: string; totalOfflineFloat: string; balanced: boolean }[];
+        exposure: Exposure[];
+        problemCount: number;
+        transferCount: number;
+      };
       const answer = await node.operator<Audit>(await operatorToken(values, io.env), 'GET', '/v1/audit');
-      const info = await node.info();
       const body = answer.body;
-      const fmt = (minor: string) => formatMinorUnits(BigInt(minor), info.currency.decimals);
+      const cur = body.currency;
       const lines = [
-        `Ledger ${body.balanced ? 'balanced' : 'NOT BALANCED'} (${body.transferCount} transfers, ${body.problemCount} problems).`,
-        ...body.currencies.map((c) => `${c.currency}: issued ${fmt(c.totalIssued)} = online ${fmt(c.totalOnline)} + offline float ${fmt(c.totalOfflineFloat)}${c.balanced ? '' : '  <- does not add up'}`),
+        `Audit: ${body.balanced ? 'balanced' : 'NOT BALANCED'}.`,
+        `Ledger ${body.ledgerBalanced ? 'balanced' : 'NOT BALANCED'} (${body.transferCount} transfers, ${body.problemCount} problems).`,
+        ...body.currencies.map((c) => `${c.currency}: issued ${c.totalIssued} = online ${c.totalOnline} + offline float ${c.totalOfflineFloat} ${c.currency}${c.balanced ? '' : '  <- does not add up'}`),
+        ...body.exposure.flatMap((e) => [
+          `${e.scheme}: ${e.floatAccount} holds ${e.float} ${cur}; devices and payees are known to be owed ${e.expected} ${cur}; difference ${e.difference} ${cur}` +
+            (e.balanced ? '' : `, of which ${e.unexplained} ${cur} nobody is named for yet  <- value created offline, or devices that have not synced`),
+          ...e.exposed.map((h) => `  device ${h.device} paid out ${h.amount} ${cur} more than the node knows it received${h.fraud ? ' (named in a fraud case)' : ''}`),
+        ]),
       ];
       return { text: lines.join('\n'), json: body };
     },

@@ -47,12 +47,18 @@ async function audit(): Promise<{ balanced: boolean; currencies: { totalIssued: 
   return (await client.operator<{ balanced: boolean; currencies: { totalIssued: string; totalOnline: string; totalOfflineFloat: string }[] }>(node.operatorToken, 'GET', '/v1/audit')).body;
 }
 
+/** An amount of the audit (a decimal string in major units, two decimals here) in minor units. */
+function minorOf(decimal: string): bigint {
+  assert.match(decimal, /^-?[0-9]+\.[0-9]{2}$/);
+  return BigInt(decimal.replace('.', ''));
+}
+
 async function offline(wallet: Wallet): Promise<bigint> {
   return (await (await wallet.se()).call('status', {})).balance;
 }
 
 async function float(): Promise<bigint> {
-  return BigInt((await audit()).currencies[0]?.totalOfflineFloat ?? 0);
+  return minorOf((await audit()).currencies[0]?.totalOfflineFloat ?? '0.00');
 }
 
 /**
@@ -64,7 +70,7 @@ async function checkConservation(base: bigint, wallets: readonly Wallet[], inFli
   assert.equal(a.balanced, true);
   let held = 0n;
   for (const w of wallets) if (w.hasSecureElement) held += await offline(w);
-  assert.equal(BigInt(a.currencies[0]?.totalOfflineFloat ?? -1) - base, held + inFlight, 'float = Σ SE balances + payments in flight');
+  assert.equal(minorOf(a.currencies[0]?.totalOfflineFloat ?? '-1') - base, held + inFlight, 'float = Σ SE balances + payments in flight');
 }
 
 async function reopen(w: Wallet): Promise<Wallet> {

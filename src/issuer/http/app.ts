@@ -7,6 +7,7 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import { ApiProblem, problemResponse, toProblem } from './problem.ts';
 import { identifyCaller } from './auth.ts';
 import { BODY_BYTES_MAX, type IssuerEnv, type IssuerServices } from './context.ts';
+import type { HoldingsReader } from '../ledger/exposure.ts';
 import { registerLedgerRoutes } from './routes-ledger.ts';
 import { registerNodeRoutes } from './routes-node.ts';
 import { registerRegistryRoutes } from './routes-registry.ts';
@@ -21,6 +22,8 @@ export interface SchemeModule {
   readonly migrationsDir?: URL | undefined;
   /** Runs once at every start, after the migrations. */
   prepare?(services: IssuerServices): Promise<void>;
+  /** What the node knows the scheme's devices hold, for the audit's exposure check (inside its transaction). */
+  holdings?: HoldingsReader | undefined;
   register(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void;
 }
 
@@ -60,7 +63,7 @@ export function createIssuerApp(services: IssuerServices, schemes: readonly Sche
   });
 
   registerNodeRoutes(app, services);
-  registerLedgerRoutes(app, services);
+  registerLedgerRoutes(app, services, schemes.flatMap((scheme) => (scheme.holdings === undefined ? [] : [scheme.holdings])));
   registerRegistryRoutes(app, services);
   for (const scheme of schemes) {
     if (!/^[a-z][a-z0-9-]{1,31}$/.test(scheme.name)) throw new RangeError(`scheme name ${JSON.stringify(scheme.name)} is not a path segment`);

@@ -6,7 +6,10 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { toBase64url, toHex } from '../../core/bytes.ts';
 import { encodeCertificate, issueCertificate } from '../../pki/certificate.ts';
-import { ensureAccount } from '../ledger/account.ts';
+import { ensureAccount, findAccount } from '../ledger/account.ts';
+import { audit } from '../ledger/audit.ts';
+import { exposureOf, type HoldingsReader, type SchemeExposure } from '../ledger/exposure.ts';
+import { auditJson, type AuditReport } from './audit-json.ts';
 import type { JsonValue } from '../ledger/json.ts';
 import { mint } from '../ledger/mint.ts';
 import { transfer } from '../ledger/transfer.ts';
@@ -80,12 +83,13 @@ const postMint = createRoute({
 const getAudit = createRoute({
   method: 'get',
   path: '/v1/audit',
-  description: 'Recomputes every balance from the journal: issued = online + settlement + offline float (operator token).',
+  description:
+    'Recomputes every balance from the journal (issued = online + settlement + offline float) and checks each scheme\'s float against what the node knows its devices hold, listing the devices any shortfall comes from (operator token). Amounts are decimal strings in the node\'s currency.',
   responses: { 200: { description: 'The audit', content: { 'application/json': { schema: z.object({ balanced: z.boolean() }).passthrough() } } } },
 });
 
 /** Adds the account and money routes. */
-export function registerLedgerRoutes(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void {
+export function registerLedgerRoutes(app: OpenAPIHono<IssuerEnv>, services: IssuerServices, holdings: readonly HoldingsReader[] = []): void {
   app.openAPIRegistry.registerPath(registerUser);
   app.post(registerUser.path, async (c) => {
     const body = validBody(c, registerUserBody);
@@ -141,6 +145,9 @@ export function registerLedgerRoutes(app: OpenAPIHono<IssuerEnv>, services: Issu
     const body = validBody(c, transferBody);
     const amount = parseAmount(services, body.amount);
     return idempotent(services, c, 'transfers', user.keyId, async (tx) => {
+      const target = await findAccount(tx, body.to);
+      // Issuance, floats and settlement accounts move only by the node's own operations.
+      if (target !== undefined && target.kind !== 'user') return refusal('ACCOUNT_RESTRICTED', `account ${body.to} is a ${target.kind} account: online payments go to account holders only`);
       const reference: JsonValue = body.memo === undefined ? null : { memo: body.memo };
       const result = await transfer(tx, {
         idempotencyKey: fitKey(`transfer:${user.keyId}:${toHex(requestHash(c, user.keyId)).slice(0, 32)}:${idempotencyKey(c)}`),
@@ -169,7 +176,20 @@ export function registerLedgerRoutes(app: OpenAPIHono<IssuerEnv>, services: Issu
 
   app.openapi(getAudit, async (c) => {
     requireOperator(c.get('caller'));
-    const audit = await services.ledger.audit();
-    return c.json(JSON.parse(JSON.stringify(audit, (_key, value: unknown) => (typeof value === 'bigint' ? value.toString() : value))) as { balanced: boolean }, 200);
+    // One snapshot for the journal and every scheme's holdings, so a claim cannot fall between them.
+    const report = await services.db.transaction(
+      async (tx): Promise<AuditReport> => {
+        const ledger = await audit(tx);
+        const floats = new Map(ledger.currencies.flatMap((cur) => cur.offlineFloat.map((f) => [f.account, f.amount] as const)));
+        const exposure: SchemeExposure[] = [];
+        for (const read of holdings) {
+          const held = await read(tx);
+          exposure.push(exposureOf(held, floats.get(held.floatAccount) ?? 0n));
+        }
+        return { ledger, exposure };
+      },
+      { isolation: 'serializable' },
+    );
+    return c.json(auditJson(services.currency, report) as { balanced: boolean }, 200);
   });
 }

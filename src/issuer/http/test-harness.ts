@@ -55,7 +55,7 @@ export async function setup(backend: Backend, options: { schemes?: readonly Sche
   let operatorCalls = 0;
   const asOperator = (method: string, path: string, body?: unknown) =>
     send(method, path, { ...(body === undefined ? {} : { body }), headers: { ...operator, 'idempotency-key': `operator-${++operatorCalls}-${Date.now()}` } });
-  const audit = async () => (await (await send('GET', '/v1/audit', { headers: operator })).json()) as { balanced: boolean; transferCount: string };
+  const audit = async () => (await (await send('GET', '/v1/audit', { headers: operator })).json()) as { balanced: boolean; transferCount: number };
   const register = async (seed: number): Promise<TestUser> => {
     const user = signerFromSecret(nobleEd25519, new Uint8Array(32).fill(seed));
     const res = await signed(user, 'POST', '/v1/users', { publicKey: { suite: 'ed25519', key: toBase64url(user.publicKey.key) } }, { 'idempotency-key': `register-${seed}` });

@@ -90,6 +90,7 @@ class Model {
     const target = this.kinds.get(account);
     if (target === undefined) return { expected: { ok: false, code: 'ACCOUNT_UNKNOWN' } };
     if (target.kind === 'issuance') return { expected: { ok: false, code: 'SAME_ACCOUNT' } };
+    if (target.kind !== 'user') return { expected: { ok: false, code: 'ACCOUNT_RESTRICTED' } };
     const issuance = this.issuanceOf(target.currency);
     if (issuance === undefined) return { expected: { ok: false, code: 'ACCOUNT_UNKNOWN' } };
     const move = { key, debit: issuance, credit: account, amount, kind: 'mint', reference: undefined };

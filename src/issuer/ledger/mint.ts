@@ -32,6 +32,8 @@ export async function mint(tx: TransactionHandle, request: MintRequest): Promise
   const target = await findAccount(tx, request.account);
   if (target === undefined) return failure('ACCOUNT_UNKNOWN', `account ${request.account} does not exist: open it first`);
   if (target.kind === 'issuance') return failure('SAME_ACCOUNT', `account ${target.id} is the issuance account: mint into another account`);
+  // Money enters offline floats and settlement accounts only through deposits and settlement, which the audit can follow.
+  if (target.kind !== 'user') return failure('ACCOUNT_RESTRICTED', `account ${target.id} is a ${target.kind} account: mint into an account holder's account`);
   const issuance = await tx.query<AccountRow>(`SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE kind = 'issuance' AND currency = $1`, [target.currency]);
   const source = issuance.rows[0];
   if (source === undefined) return failure('ACCOUNT_UNKNOWN', `currency ${target.currency} has no issuance account: open one first`);

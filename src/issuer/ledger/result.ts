@@ -14,6 +14,7 @@ export const LEDGER_RESULT_CODES = [
   'INSUFFICIENT_FUNDS',
   'BALANCE_OVERFLOW',
   'IDEMPOTENCY_CONFLICT',
+  'ACCOUNT_RESTRICTED',
 ] as const;
 
 /** A stable refusal code. */

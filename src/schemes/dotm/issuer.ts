@@ -34,7 +34,7 @@ import { verifyRegistrationProof } from '../../pki/registration.ts';
 import { verifyBlock } from './block.ts';
 import { BLOCK_SERIAL_BYTES, BLOCKS_PER_PAYMENT_MAX, DOTM_SCHEME, encodeBlock, PRESENTATION_TAG, presentationDigest, presentationSigned, presentationWire, type Presentation } from './messages.ts';
 import { EVENT_ACK_TAG, EVENT_TAG, eventAckBodyWire, eventBodyWire, walletEventCodec, type EventAckBody, type WalletEvent } from './online.ts';
-import { DOTM_FLOAT_ACCOUNT, listFindings, readWallet, settleEvents, type DotmFinding, type EventResult, type SettlementContext } from './settlement.ts';
+import { DOTM_FLOAT_ACCOUNT, dotmHoldings, listFindings, readWallet, settleEvents, type DotmFinding, type EventResult, type SettlementContext } from './settlement.ts';
 import { USER_PROOF_SCHEME } from './trusted-app.ts';
 
 export { DOTM_FLOAT_ACCOUNT } from './settlement.ts';
@@ -246,6 +246,8 @@ async function issueBlocks(tx: TransactionHandle, services: IssuerServices, call
 export const dotmIssuerModule: SchemeModule = {
   name: DOTM_SCHEME,
   migrationsDir: new URL('./migrations/', import.meta.url),
+
+  holdings: (q) => dotmHoldings(q),
 
   async prepare(services) {
     const opened = await services.db.transaction((tx) => ensureAccount(tx, { id: DOTM_FLOAT_ACCOUNT, kind: 'offline-float', currency: services.currency.code }));

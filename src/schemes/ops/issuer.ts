@@ -43,7 +43,7 @@ import {
   type SyncAck,
 } from './messages.ts';
 import { verifyPayment } from './pay-verify.ts';
-import { checkOfflineLimit, checkSignedCounters, ingestPayment, lockOpsDevice, openFraudCase, reconcileReport, recordSignedCounters, type FraudFinding } from './settlement.ts';
+import { checkOfflineLimit, checkSignedCounters, ingestPayment, lockOpsDevice, openFraudCase, opsHoldings, reconcileReport, recordSignedCounters, type FraudFinding } from './settlement.ts';
 
 /** The ledger account holding what is out on OPS devices. */
 export const OPS_FLOAT_ACCOUNT = 'float:ops';
@@ -292,6 +292,8 @@ function batchRefusal(code: ApiErrorCode, message: string): BatchRefusal {
 export const opsIssuerModule: SchemeModule = {
   name: OPS_SCHEME,
   migrationsDir: new URL('./migrations/', import.meta.url),
+
+  holdings: (q) => opsHoldings(q, OPS_FLOAT_ACCOUNT),
 
   async prepare(services) {
     const opened = await services.db.transaction((tx) => ensureAccount(tx, { id: OPS_FLOAT_ACCOUNT, kind: 'offline-float', currency: services.currency.code }));

@@ -326,6 +326,74 @@ for (const backend of testBackends()) {
       }
     });
 
+    test('the audit sees money created offline: a restored TA withdraws before its payment is claimed; the exposure names it until settlement does', async () => {
+      const n = await opsNode(backend);
+      const alice = await n.deviceClient();
+      const bob = await n.deviceClient();
+      let old: OpsSe | undefined;
+      type Exposure = { scheme: string; float: string; expected: string; difference: string; attributed: string; unexplained: string; balanced: boolean; exposed: { device: string; amount: string; fraud: boolean }[] };
+      const exposure = async () => {
+        const audit = (await n.h.audit()) as unknown as { balanced: boolean; ledgerBalanced: boolean; exposure: Exposure[] };
+        const ops = audit.exposure.find((e) => e.scheme === 'ops');
+        assert.ok(ops !== undefined);
+        return { audit, ops };
+      };
+      try {
+        const carol = await n.plainClient();
+        await n.mint(alice, '20.00');
+        await n.deposit(alice, '20.00');
+        await n.mint(bob, '50.00');
+        await n.deposit(bob, '50.00');
+        assert.equal((await exposure()).audit.balanced, true);
+        const snapshot = await n.copySe(alice);
+        const paid = await alice.se.call('pay', { amount: 1500n, receiver: carol.certificate });
+        // Carol has not claimed yet: the node knows nothing of the payment when the restored state withdraws.
+        await alice.se.close();
+        old = await n.openSe(snapshot, false);
+        assert.equal((await n.withdraw({ ...alice, se: old }, 2000n)).status, 200);
+        assert.equal((await n.claim(carol, paid)).status, 200, 'the float pays it from what bob deposited');
+        // The journal still adds up, but alice's device paid out 15.00 more than it ever had.
+        const before = await exposure();
+        assert.equal(before.audit.ledgerBalanced, true);
+        assert.equal(before.audit.balanced, false);
+        assert.deepEqual(before.ops.exposed, [{ device: alice.device, amount: '15.00', fraud: false }]);
+        assert.equal(before.ops.float, '35.00');
+        assert.equal(before.ops.expected, '50.00');
+        assert.equal(before.ops.difference, '-15.00');
+        assert.equal(before.ops.unexplained, '-15.00');
+        // When the restored state next reports, its counter is below the claimed payment: named and revoked.
+        const sync = await n.sendReport(alice, await old.call('report', {}));
+        assert.deepEqual(sync.fraud.map((f) => [f.device, f.kind]), [[alice.device, 'rollback']]);
+        const after = await exposure();
+        assert.deepEqual(after.ops.exposed, [{ device: alice.device, amount: '15.00', fraud: true }]);
+        assert.equal(after.ops.attributed, '15.00');
+        assert.equal(after.ops.unexplained, '0.00');
+        assert.equal(after.audit.balanced, true, 'the shortfall is attributed to the named device');
+      } finally {
+        await old?.close();
+        await n.close([bob]);
+      }
+    });
+
+    test('nobody pays or mints into the floats or the issuance account', async () => {
+      const n = await opsNode(backend);
+      const alice = await n.deviceClient();
+      try {
+        await n.mint(alice, '20.00');
+        for (const to of ['float:ops', 'float:dotm', 'cb:issuance']) {
+          const existing = await n.h.send('GET', `/v1/accounts/${encodeURIComponent(to)}`, { headers: n.h.operator });
+          if (existing.status === 404) continue;
+          await expectError(await n.h.signed(alice.user, 'POST', '/v1/transfers', { to, amount: '1.00' }, n.key()), 403, 'ACCOUNT_RESTRICTED');
+          if (to !== 'cb:issuance') await expectError(await n.h.asOperator('POST', '/v1/operator/mint', { account: to, amount: '1.00' }), 403, 'ACCOUNT_RESTRICTED');
+        }
+        await expectError(await n.h.signed(alice.user, 'POST', '/v1/transfers', { to: 'float:ops', amount: '1.00' }, n.key()), 403, 'ACCOUNT_RESTRICTED');
+        assert.equal(await n.h.balance(alice), '20.00');
+        assert.equal((await n.h.audit()).balanced, true);
+      } finally {
+        await n.close([alice]);
+      }
+    });
+
     test('settlement names a rolled-back TA and one that paid out more than it ever had', async () => {
       const n = await opsNode(backend);
       const alice = await n.deviceClient();

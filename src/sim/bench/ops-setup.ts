@@ -219,9 +219,10 @@ export async function syncDevice(node: BenchNode, device: BenchDevice): Promise<
  */
 export async function assertAuditBalanced(node: BenchNode): Promise<bigint> {
   const audit = (await node.call('operator', 'GET', '/v1/audit')) as { balanced: boolean; currencies: Array<{ offlineFloat: Array<{ account: string; amount: string }> }> };
-  if (audit.balanced !== true) throw new Error(`${node.database}: the ledger audit is not balanced`);
+  if (audit.balanced !== true) throw new Error(`${node.database}: the audit is not balanced (ledger or offline exposure)`);
   const float = audit.currencies[0]?.offlineFloat.find((f) => f.account === OPS_FLOAT_ACCOUNT);
-  return BigInt(float?.amount ?? '0');
+  // The audit gives decimal strings in major units (two decimals in the bench's currency).
+  return BigInt((float?.amount ?? '0.00').replace('.', ''));
 }
 
 /** The balance of a holder's account, as the node formats it. */

@@ -1,0 +1,59 @@
+/**
+ * The audit as the API shows it: every amount a decimal string in major units of the node's
+ * currency ("12.50"), with the currency named beside it, as every other answer of the node.
+ */
+import type { Currency } from '../../core/amount.ts';
+import type { LedgerAudit } from '../ledger/audit.ts';
+import type { SchemeExposure } from '../ledger/exposure.ts';
+import type { JsonValue } from '../ledger/json.ts';
+import { formatMinor } from './json.ts';
+
+/** The audit with its exposure check: what GET /v1/audit answers. */
+export interface AuditReport {
+  readonly ledger: LedgerAudit;
+  readonly exposure: readonly SchemeExposure[];
+}
+
+/** Whether the ledger adds up and no scheme's float falls short of what nobody is named for. */
+export function auditBalanced(report: AuditReport): boolean {
+  return report.ledger.balanced && report.exposure.every((e) => e.unexplained === 0n);
+}
+
+/** The JSON answer; amounts in another currency than the node's (none in practice) stay in minor units, marked so. */
+export function auditJson(currency: Currency, report: AuditReport): { [key: string]: JsonValue } {
+  const { ledger } = report;
+  const amountIn = (code: string) => (minor: bigint) => (code === currency.code ? formatMinor(currency, minor) : `${minor} minor units`);
+  const money = amountIn(currency.code);
+  return {
+    balanced: auditBalanced(report),
+    ledgerBalanced: ledger.balanced,
+    currency: currency.code,
+    currencies: ledger.currencies.map((c) => {
+      const fmt = amountIn(c.currency);
+      return {
+        currency: c.currency,
+        totalIssued: fmt(c.totalIssued),
+        totalOnline: fmt(c.totalOnline),
+        totalSettlement: fmt(c.totalSettlement),
+        offlineFloat: c.offlineFloat.map((f) => ({ account: f.account, amount: fmt(f.amount) })),
+        totalOfflineFloat: fmt(c.totalOfflineFloat),
+        balanced: c.balanced,
+      };
+    }),
+    exposure: report.exposure.map((e) => ({
+      scheme: e.scheme,
+      floatAccount: e.floatAccount,
+      float: money(e.float),
+      expected: money(e.expected),
+      difference: money(e.difference),
+      attributed: money(e.attributed),
+      unexplained: money(e.unexplained),
+      balanced: e.unexplained === 0n,
+      exposed: e.exposed.map((h) => ({ device: h.device, amount: money(h.amount), fraud: h.fraud })),
+    })),
+    problems: ledger.problems.map((p) => ({ account: p.account, kind: p.kind, problem: p.problem, materialized: money(p.materialized), journal: money(p.journal) })),
+    problemCount: Number(ledger.problemCount),
+    accountCount: Number(ledger.accountCount),
+    transferCount: Number(ledger.transferCount),
+  };
+}
