@@ -33,6 +33,8 @@ export interface NodeStartOptions {
   logger: Logger;
   /** Prints the one-time operator token (stdout), or a JSON line with `--json`. */
   print: (text: string) => void;
+  /** The node's clock, Unix milliseconds (tests move it); the system clock by default. */
+  now?: (() => number) | undefined;
 }
 
 /** A running node. */
@@ -62,6 +64,7 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
     currency: options.currency,
     suite: options.suite,
     schemes: SCHEMES,
+    now: options.now,
     log: (line) => options.logger.log('warn', line),
   });
   for (const warning of node.warnings) options.logger.log('warn', warning);

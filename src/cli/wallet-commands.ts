@@ -116,7 +116,7 @@ function transferText(wallet: DotmWallet, r: DotmTransfer, role: 'payer' | 'paye
 }
 
 function shortEntry(wallet: Wallet, e: InboxEntry) {
-  return { amount: wallet.format(BigInt(e.amount)), sender: e.sender, index: e.index, state: e.state, ...(e.reason === undefined ? {} : { reason: e.reason }) };
+  return { amount: wallet.format(BigInt(e.amount)), sender: e.sender, index: e.index, state: e.state, ...(e.reason === undefined ? {} : { reason: e.reason }), ...(e.waiting === undefined ? {} : { waiting: e.waiting }) };
 }
 
 const operatorFlags = { node: { type: 'string' }, token: { type: 'string' }, data: { type: 'string' } } as const;
@@ -403,8 +403,15 @@ export const VERBS: Record<string, Verb> = {
         await wallet.resume();
         const r = await wallet.collect();
         const sum = r.collected.reduce((s, e) => s + BigInt(e.amount), 0n);
-        const text = [`Collected ${r.collected.length} payment(s), ${wallet.format(sum)} ${wallet.currency.code}; offline balance ${r.offline} ${wallet.currency.code}.`, ...r.refused.map((e) => `Refused by the secure element: ${wallet.format(BigInt(e.amount))} from ${e.sender} (payment ${e.index}): ${e.reason ?? ''}`)].join('\n');
-        return { text, json: { name: wallet.name, currency: wallet.currency.code, collected: r.collected.map((e) => shortEntry(wallet, e)), refused: r.refused.map((e) => shortEntry(wallet, e)), offline: r.offline } };
+        const text = [
+          `Collected ${r.collected.length} payment(s), ${wallet.format(sum)} ${wallet.currency.code}; offline balance ${r.offline} ${wallet.currency.code}.`,
+          ...r.refused.map((e) => `Refused by the secure element: ${wallet.format(BigInt(e.amount))} ${wallet.currency.code} from ${e.sender} (payment ${e.index}): ${e.reason ?? ''}`),
+          ...r.waiting.map((e) => `Waiting: ${wallet.format(BigInt(e.amount))} ${wallet.currency.code} from ${e.sender} (payment ${e.index}) cannot go in yet (${e.waiting ?? ''}); it is kept and tried again after the next sync.`),
+        ].join('\n');
+        return {
+          text,
+          json: { name: wallet.name, currency: wallet.currency.code, collected: r.collected.map((e) => shortEntry(wallet, e)), refused: r.refused.map((e) => shortEntry(wallet, e)), waiting: r.waiting.map((e) => shortEntry(wallet, e)), offline: r.offline },
+        };
       });
     },
   },
@@ -441,7 +448,8 @@ export const VERBS: Record<string, Verb> = {
       return withWallet(values, args[0], io.env, async (wallet) => {
         const r = await wallet.sync();
         const fraud = r.fraud.map((f) => `fraud case: ${f.kind} by device ${f.device}`);
-        return { text: [`Synced; revocation list version ${r.crlVersion}.`, ...fraud].join('\n'), json: { name: wallet.name, ...r } };
+        const retried = r.retried === undefined ? [] : [`Payments that waited for this sync: ${r.retried.collected} collected, ${r.retried.waiting} still waiting, ${r.retried.refused} refused.`];
+        return { text: [`Synced; revocation list version ${r.crlVersion}.`, ...fraud, ...retried].join('\n'), json: { name: wallet.name, ...r } };
       });
     },
   },

@@ -19,6 +19,11 @@ export interface InboxEntry {
   state: 'accepted' | 'collected' | 'claimed' | 'refused';
   /** Why the SE or the node refused it. */
   reason?: string;
+  /**
+   * Why it is still accepted after a try: the SE or the node could not take it yet for a reason
+   * time, a sync or room cures (see CURABLE_REFUSALS); it is tried again after the next sync.
+   */
+  waiting?: string;
 }
 
 /** A payment made by this wallet's TA. */

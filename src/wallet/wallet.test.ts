@@ -23,11 +23,13 @@ let home: string;
 let node: RunningNode;
 let client: NodeClient;
 let mints = 0;
+/** Added to the node's clock; a test moves it and puts it back. */
+let clockOffsetMs = 0;
 
 before(async () => {
   root = await mkdtemp(join(tmpdir(), 'tally-wallet-'));
   home = join(root, 'home');
-  node = await startNode({ port: 0, host: '127.0.0.1', dataDir: join(root, 'node'), env: { TALLY_NODE_PASSPHRASE: 'wallet test' }, currency: DEFAULT_CURRENCY, logger: { log: () => undefined }, print: () => undefined });
+  node = await startNode({ port: 0, host: '127.0.0.1', dataDir: join(root, 'node'), env: { TALLY_NODE_PASSPHRASE: 'wallet test' }, currency: DEFAULT_CURRENCY, logger: { log: () => undefined }, print: () => undefined, now: () => Date.now() + clockOffsetMs });
   client = new NodeClient(node.url);
   await enrollOem(home, client, node.operatorToken);
 });
@@ -133,6 +135,41 @@ describe('a secure element killed mid-step, then the wallet opened again', () =>
       await checkConservation(base, [payer, payee], 0n);
     });
   }
+});
+
+test('a payment from a device certified after the payee TA\'s trusted time waits, goes in after a sync, and is never refused for ever', { timeout: 60_000 }, async () => {
+  const base = await float();
+  // The payee is certified while the node's clock is 50 s behind: its TA's trusted time is that old
+  // (a device certificate starts a minute before the node's time, so the payer's starts later still).
+  clockOffsetMs = -50_000;
+  let payee: Wallet;
+  try {
+    payee = await create();
+  } finally {
+    clockOffsetMs = 0;
+  }
+  const payer = await create();
+  await mint(payer, '10.00');
+  await payer.deposit('10.00');
+  const { request } = payee.request('4.00');
+  const { payment } = await payer.payRequest(request);
+  await payee.acceptPayment(payment);
+  // The payer's certificate starts after the payee TA's time: the TA cannot take it yet.
+  const first = await payee.collect();
+  assert.equal(first.collected.length, 0);
+  assert.equal(first.refused.length, 0, 'not refused: nothing is wrong with the payment');
+  assert.equal(first.waiting.length, 1);
+  assert.match(first.waiting[0]?.waiting ?? '', /CERT_NOT_YET_VALID/);
+  assert.deepEqual(payee.snapshot().inbox.map((e) => e.state), ['accepted']);
+  assert.equal((await payee.collect()).waiting.length, 1, 'a second collect before a sync waits again');
+  // The sync's ack moves the TA's trusted time; the payment goes in.
+  const synced = await payee.sync();
+  assert.deepEqual(synced.retried, { collected: 1, refused: 0, waiting: 0 });
+  assert.deepEqual(payee.snapshot().inbox.map((e) => e.state), ['collected']);
+  assert.equal(await offline(payee), 400n);
+  await payer.sync();
+  await payee.sync();
+  await checkConservation(base, [payer, payee], 0n);
 });
 
 test('a withdraw cut off from the node stays written down and is finished once the node answers', { timeout: 60_000 }, async () => {

@@ -54,6 +54,15 @@ import { appendHistory, writeData, type HistoryEvent, type InboxEntry, type Pend
 export type { HistoryEvent, InboxEntry, PendingStep, SentEntry, WalletData } from './wallet-data.ts';
 import { paymentToken, readPaymentToken, readRequestToken, requestToken } from './tokens.ts';
 
+/**
+ * Refusals of a received payment that time, a sync or room cures: the payment stays accepted and is
+ * tried again (at the next collect or claim, and after every sync), never marked refused.
+ * CERT_NOT_YET_VALID: the sender was certified after this TA's trusted time (a sync advances it);
+ * LOG_FULL: a sync prunes the payment log; HOLDING_LIMIT: spending or withdrawing makes room;
+ * INSUFFICIENT_FUNDS: the node's float is short now.
+ */
+export const CURABLE_REFUSALS: ReadonlySet<string> = new Set(['CERT_NOT_YET_VALID', 'LOG_FULL', 'HOLDING_LIMIT', 'INSUFFICIENT_FUNDS']);
+
 /** Payments sent to the node in one claim request (a payment to a client is about 1.1 KiB of the 64 KiB body). */
 export const CLAIM_BATCH_MAX = 32;
 /** Received payments kept in the wallet's own log (its freshness check for claims and collects). */
@@ -517,18 +526,19 @@ export class Wallet {
   }
 
   /** Collect: moves every accepted payment into the TA (offline). */
-  async collect(): Promise<{ collected: InboxEntry[]; refused: InboxEntry[]; offline: string }> {
+  async collect(): Promise<{ collected: InboxEntry[]; refused: InboxEntry[]; waiting: InboxEntry[]; offline: string }> {
     this.requireDevice();
     const collected: InboxEntry[] = [];
     const refused: InboxEntry[] = [];
+    const waiting: InboxEntry[] = [];
     for (const entry of this.data.inbox.filter((e) => e.state === 'accepted')) {
       const step: PendingStep = { kind: 'collect', id: newId(), digest: entry.digest };
       await this.begin(step);
       await this.runCollect(step);
-      (entry.state === 'collected' ? collected : refused).push(entry);
+      (entry.state === 'collected' ? collected : entry.state === 'refused' ? refused : waiting).push(entry);
     }
     const status = await (await this.se()).call('status', {});
-    return { collected, refused, offline: this.format(status.balance) };
+    return { collected, refused, waiting, offline: this.format(status.balance) };
   }
 
   private async runCollect(step: Extract<PendingStep, { kind: 'collect' }>): Promise<void> {
@@ -542,9 +552,16 @@ export class Wallet {
     try {
       await se.call('collect', { payment: decodePayment(fromBase64url(entry.payment)) }, { requestId: fromHex(step.id) });
       entry.state = 'collected';
+      delete entry.waiting;
       await this.finish(step, { at: Date.now(), kind: 'collect', amount: this.format(BigInt(entry.amount)), detail: `from ${entry.sender} (index ${entry.index})` });
     } catch (e) {
       if (!isTallyError(e, 'SE_REJECTED')) throw e;
+      if (CURABLE_REFUSALS.has(e.details.reason)) {
+        // Not a bad payment: the TA cannot take it yet. It stays accepted and is tried again after a sync.
+        entry.waiting = `${e.message} [${e.details.reason}]`;
+        await this.finish(step, { at: Date.now(), kind: 'collect-waiting', amount: this.format(BigInt(entry.amount)), detail: `${entry.waiting}; tried again after the next sync` });
+        return;
+      }
       entry.state = 'refused';
       entry.reason = e.message;
       await this.finish(step, { at: Date.now(), kind: 'collect-refused', amount: this.format(BigInt(entry.amount)), detail: e.message });
@@ -572,6 +589,10 @@ export class Wallet {
           entry.state = 'claimed';
           claimed.push(entry);
           await appendHistory(this.paths, { at: Date.now(), kind: 'claim', amount: this.format(BigInt(entry.amount)), detail: `from ${entry.sender} (index ${entry.index})` });
+        } else if (result !== undefined && CURABLE_REFUSALS.has(result.code)) {
+          // The node cannot pay it now (its float is short): it stays accepted for a later claim.
+          entry.waiting = `${result.message} [${result.code}]`;
+          await appendHistory(this.paths, { at: Date.now(), kind: 'claim-waiting', amount: this.format(BigInt(entry.amount)), detail: entry.waiting });
         } else {
           entry.state = 'refused';
           entry.reason = result === undefined ? 'the node gave no result for it' : `${result.message} [${result.code}]`;
@@ -589,7 +610,14 @@ export class Wallet {
    * the node, which reconciles it and answers a signed ack and the revocation list; without one,
    * only the revocation list is fetched.
    */
-  async sync(): Promise<{ crlVersion: number; fraud: { device: string; kind: string }[]; paidCleared?: number; collectedCleared?: number }> {
+  async sync(): Promise<{
+    crlVersion: number;
+    fraud: { device: string; kind: string }[];
+    paidCleared?: number;
+    collectedCleared?: number;
+    /** Accepted payments that waited for this sync, collected again. */
+    retried?: { collected: number; refused: number; waiting: number };
+  }> {
     const device = this.data.device;
     if (device === null) {
       const answer = await this.node.call<{ version: number; list: string }>('GET', '/v1/revocations');
@@ -608,7 +636,13 @@ export class Wallet {
     const applied = await se.call('syncAck', { ack, crl: fromBase64url(answer.body.crl) });
     await this.keepCrl(answer.body.crl);
     await appendHistory(this.paths, { at: Date.now(), kind: 'sync', detail: `report of ${report.body.paid.length} payments and ${report.body.collected.length} collects; revocation list v${answer.body.crlVersion}` });
-    return { crlVersion: answer.body.crlVersion, fraud: answer.body.fraud, paidCleared: applied.paidCleared, collectedCleared: applied.collectedCleared };
+    // The ack moved the TA's trusted time and pruned its log: payments that waited for that go in now.
+    let retried: { collected: number; refused: number; waiting: number } | undefined;
+    if (this.data.inbox.some((e) => e.state === 'accepted' && e.waiting !== undefined)) {
+      const again = await this.collect();
+      retried = { collected: again.collected.length, refused: again.refused.length, waiting: again.waiting.length };
+    }
+    return { crlVersion: answer.body.crlVersion, fraud: answer.body.fraud, paidCleared: applied.paidCleared, collectedCleared: applied.collectedCleared, ...(retried === undefined ? {} : { retried }) };
   }
 
   private async keepCrl(encoded: string): Promise<void> {

@@ -62,15 +62,17 @@ function chainOf(options: PayVerifyOptions, which: 'sender' | 'receiver', bytes:
       leafRoles: which === 'sender' ? ['device'] : ['device', 'user'],
     });
   } catch (e) {
-    // A revoked sender keeps its own code: payees and the node treat it apart from a forgery.
-    if (isTallyError(e, 'CERT_REVOKED')) throw e;
+    // A revoked sender keeps its own code: payees and the node treat it apart from a forgery. So does a
+    // certificate that starts after the verifier's time: a TA whose trusted time is old accepts it after a sync.
+    if (isTallyError(e, 'CERT_REVOKED') || isTallyError(e, 'CERT_NOT_YET_VALID')) throw e;
     throw invalid(`${which} certificate: ${e instanceof Error ? e.message : String(e)}`, e);
   }
 }
 
 /**
  * PayVerify: checks both certificates and the sender's signature.
- * @throws TallyError PAYMENT_INVALID with a reason, CERT_REVOKED for a revoked sender or receiver
+ * @throws TallyError PAYMENT_INVALID with a reason, CERT_REVOKED for a revoked sender or receiver,
+ *   CERT_NOT_YET_VALID for a certificate that starts after `now`
  */
 export function verifyPayment(options: PayVerifyOptions): VerifiedPayment {
   const { payment } = options;
