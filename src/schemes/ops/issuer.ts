@@ -23,7 +23,7 @@ import type { IssuerEnv, IssuerServices } from '../../issuer/http/context.ts';
 import { formatMinor, transferJson } from '../../issuer/http/json.ts';
 import { ApiProblem, type ApiErrorCode } from '../../issuer/http/problem.ts';
 import { amountText, base64url, base64urlOf, decodeField, errorBody, idempotent, json, keyIdHex, parseAmount, refusal, validBody } from '../../issuer/http/validate.ts';
-import { currentRevocationList, isSubjectRevoked } from '../../issuer/registry/revocations.ts';
+import { currentRevocationList, isSubjectRevoked, revokeCertificate } from '../../issuer/registry/revocations.ts';
 import {
   depositSigned,
   DEPOSIT_TAG,
@@ -43,7 +43,7 @@ import {
   type SyncAck,
 } from './messages.ts';
 import { verifyPayment } from './pay-verify.ts';
-import { checkOfflineLimit, checkSignedCounters, ingestPayment, lockOpsDevice, openFraudCase, opsHoldings, reconcileReport, recordSignedCounters, type FraudFinding } from './settlement.ts';
+import { checkOfflineLimit, checkSignedCounters, ingestPayment, lockOpsDevice, openFraudCase, opsHoldings, reconcileReport, recordSignedCounters, retirementValue, type FraudFinding } from './settlement.ts';
 
 /** The ledger account holding what is out on OPS devices. */
 export const OPS_FLOAT_ACCOUNT = 'float:ops';
@@ -64,6 +64,7 @@ export const CLAIMS_BATCH_PAYMENTS_MAX = 64;
 const BATCH_MESSAGE_CHARS_MAX = 240;
 
 const claimBody = z.strictObject({ payment: base64urlOf(CLAIM_PAYMENT_CHARS_MAX) });
+const retireBody = z.strictObject({ reason: z.string().max(200).regex(/^[^\p{Cc}\p{Cs}]*$/u, 'text without control characters').optional() });
 const claimsBatchBody = z.strictObject({ payments: z.array(base64urlOf(CLAIM_PAYMENT_CHARS_MAX)).min(1).max(CLAIMS_BATCH_PAYMENTS_MAX) });
 const syncBody = z.strictObject({ device: keyIdHex, report: base64urlOf(Math.ceil((SYNC_REPORT_BYTES_MAX * 4) / 3)) });
 
@@ -123,6 +124,14 @@ const routes = {
     description: 'The node\'s view of an OPS device: S.i, the last report, fraud cases (owner or operator).',
     request: { params: z.object({ keyId: keyIdHex }) },
     responses: { 200: answer('The device', z.object({ keyId: z.string() }).passthrough()) },
+  }),
+  retire: createRoute({
+    method: 'post',
+    path: '/devices/{keyId}/retire',
+    description:
+      'The owner retires a device whose secure element is lost or refuses to run: the node revokes it, honours its payments only up to the last counter it signed, and credits the owner what it knows the device held.',
+    request: { params: z.object({ keyId: keyIdHex }), body: json(retireBody) },
+    responses: { 200: answer('Retired', z.object({ device: z.string(), refund: z.string(), honorUpTo: z.string() }).passthrough()), 409: { description: 'Already retired or revoked', ...errorBody } },
   }),
   fraud: createRoute({
     method: 'get',
@@ -507,6 +516,62 @@ export const opsIssuerModule: SchemeModule = {
         },
         200,
       );
+    });
+
+    app.openAPIRegistry.registerPath(routes.retire);
+    app.post('/devices/:keyId/retire', async (c) => {
+      const user = requireUser(c.get('caller'));
+      const device = c.req.param('keyId');
+      if (!/^[0-9a-f]{64}$/.test(device)) throw new ApiProblem('BODY_INVALID', 'path.keyId: expected 64 lower-case hex digits', {});
+      const body = validBody(c, retireBody);
+      return idempotent(services, c, 'ops/retire', user.keyId, async (tx) => {
+        const owned = await ownDevice(tx, device, user.keyId, { allowRevoked: true });
+        if ('refused' in owned) return owned.refused;
+        const row = await lockOpsDevice(tx, device);
+        const state = await tx.query<{ retired_at: Date | null }>('SELECT retired_at FROM ops_devices WHERE device_key_id = $1', [device]);
+        if (state.rows[0]?.retired_at !== null && state.rows[0]?.retired_at !== undefined) return refusal('ALREADY_REGISTERED', `device ${device} was already retired`);
+        // A device settlement caught (or the operator revoked) gets nothing back on its owner's word.
+        if (await isSubjectRevoked(tx, device)) return refusal('CERT_REVOKED', `device ${device} is revoked: a revoked device is not retired with a refund`);
+        const honorUpTo = row.signedJ > row.reportedJ ? row.signedJ : row.reportedJ;
+        const value = await retirementValue(tx, device, row);
+        const refund = value === undefined || value < 0n ? 0n : value;
+        await tx.query('UPDATE ops_devices SET retired_at = now(), honor_up_to = $2 WHERE device_key_id = $1', [device, honorUpTo]);
+        const serial = (await tx.query<{ serial: Uint8Array }>('SELECT serial FROM devices WHERE key_id = $1', [device])).rows[0]?.serial;
+        if (serial !== undefined) await revokeCertificate(tx, identity.intermediary.signer, { serial: new Uint8Array(serial), subjectKeyId: device, role: 'device', reason: `ops retired by its owner${body.reason === undefined ? '' : `: ${body.reason}`}` }, services.now());
+        let transferBody: { [key: string]: JsonValue } | null = null;
+        if (refund > 0n) {
+          const i = row.i + 1n;
+          const moved = await transfer(tx, {
+            idempotencyKey: `ops-retire:${device}`,
+            debit: OPS_FLOAT_ACCOUNT,
+            credit: user.accountId,
+            amount: refund,
+            kind: 'ops-retire',
+            reference: { device, i: i.toString() },
+          });
+          if (!moved.ok) return refusal(moved.code, moved.message);
+          await tx.query('INSERT INTO ops_counter_ops (device_key_id, i, kind, amount) VALUES ($1, $2, $3, $4)', [device, i, 'retire', refund]);
+          await tx.query('UPDATE ops_devices SET i = $2 WHERE device_key_id = $1', [device, i]);
+          transferBody = transferJson(services.currency, moved.transfer);
+        }
+        const withheld =
+          value === undefined
+            ? `the device signed payment counter ${row.signedJ} after its last report (${row.reportedJ}): what it paid since is unknown, so nothing is given back; its payments up to ${honorUpTo} are still honoured`
+            : value < 0n
+              ? 'the device paid out more than the node knows it received'
+              : undefined;
+        return {
+          status: 200,
+          body: {
+            device,
+            refund: formatMinor(services.currency, refund),
+            currency: services.currency.code,
+            honorUpTo: honorUpTo.toString(),
+            ...(withheld === undefined ? {} : { withheld }),
+            ...(transferBody === null ? {} : { transfer: transferBody }),
+          },
+        };
+      });
     });
 
     app.openapi(routes.fraud, async (c) => {

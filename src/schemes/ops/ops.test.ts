@@ -375,6 +375,68 @@ for (const backend of testBackends()) {
       }
     });
 
+    test('an owner retires a device whose SE is lost: revoked, its later payments refused, what the node knows it held given back once', async () => {
+      const n = await opsNode(backend);
+      const alice = await n.deviceClient();
+      const bob = await n.deviceClient();
+      try {
+        const carol = await n.plainClient();
+        await n.mint(alice, '20.00');
+        await n.deposit(alice, '20.00');
+        await n.mint(bob, '10.00');
+        await n.deposit(bob, '10.00');
+        assert.equal((await n.claim(carol, await alice.se.call('pay', { amount: 500n, receiver: carol.certificate }))).status, 200);
+        assert.deepEqual((await n.sync(alice)).fraud, []);
+        // Bob pays alice's TA 3.00 and reports it; alice's SE breaks before it collects.
+        await bob.se.call('pay', { amount: 300n, receiver: alice.certificate });
+        assert.deepEqual((await n.sync(bob)).fraud, []);
+        const retire = (who = alice.user, key = n.key()) => n.h.signed(who, 'POST', `/v1/ops/devices/${alice.device}/retire`, { reason: 'the phone fell in the sea' }, key);
+        await expectError(await retire(bob.user), 404, 'DEVICE_UNKNOWN');
+        const answer = await retire();
+        assert.equal(answer.status, 200, await answer.clone().text());
+        const body = (await answer.json()) as { refund: string; honorUpTo: string; withheld?: string };
+        // 15.00 at its last report, plus the 3.00 on its way to it.
+        assert.equal(body.refund, '18.00');
+        assert.equal(body.honorUpTo, '1');
+        assert.equal(body.withheld, undefined);
+        assert.equal(await n.h.balance(alice), '18.00');
+        await expectError(await retire(), 409, 'ALREADY_REGISTERED');
+        assert.equal(await n.h.balance(alice), '18.00', 'given back once');
+        // The old SE, still able to sign, pays on: the node refuses it (past the last counter it signed).
+        await expectError(await n.claim(carol, await alice.se.call('pay', { amount: 100n, receiver: carol.certificate })), 403, 'CERT_REVOKED');
+        await expectError(await n.h.signed(alice.user, 'POST', '/v1/ops/deposits', { device: alice.device, amount: '1.00' }, n.key()), 403, 'CERT_REVOKED');
+        const audit = (await n.h.audit()) as unknown as { balanced: boolean; exposure: { scheme: string; exposed: unknown[]; difference: string }[] };
+        assert.equal(audit.balanced, true);
+        assert.deepEqual(audit.exposure.find((e) => e.scheme === 'ops')?.exposed, []);
+      } finally {
+        await n.close([alice, bob]);
+      }
+    });
+
+    test('a device retired after paying past its last report gets nothing back: the node cannot value those payments', async () => {
+      const n = await opsNode(backend);
+      const alice = await n.deviceClient();
+      try {
+        const carol = await n.plainClient();
+        await n.mint(alice, '20.00');
+        await n.deposit(alice, '20.00');
+        const unknown = await alice.se.call('pay', { amount: 700n, receiver: carol.certificate });
+        assert.equal((await n.withdraw(alice, 100n)).status, 200, 'the withdrawal carries j = 1, past the last report');
+        const answer = await n.h.signed(alice.user, 'POST', `/v1/ops/devices/${alice.device}/retire`, {}, n.key());
+        assert.equal(answer.status, 200, await answer.clone().text());
+        const body = (await answer.json()) as { refund: string; honorUpTo: string; withheld?: string };
+        assert.equal(body.refund, '0.00');
+        assert.equal(body.honorUpTo, '1');
+        assert.match(body.withheld ?? '', /after its last report/);
+        // The payment it made before retiring is still honoured.
+        assert.equal((await n.claim(carol, unknown)).status, 200);
+        assert.equal(await n.h.balance(carol), '7.00');
+        assert.equal((await n.h.audit()).balanced, true);
+      } finally {
+        await n.close([alice]);
+      }
+    });
+
     test('nobody pays or mints into the floats or the issuance account', async () => {
       const n = await opsNode(backend);
       const alice = await n.deviceClient();

@@ -356,7 +356,8 @@ export async function opsHoldings(q: Queryable, floatAccount: string): Promise<S
      )
      SELECT x.d AS device,
             (coalesce(c.v, 0) - coalesce(p.v, 0) + coalesce(k.v, 0) + coalesce(a.v, 0))::numeric(30, 0) AS held,
-            EXISTS (SELECT 1 FROM ops_fraud_cases f WHERE f.device_key_id = x.d) AS fraud
+            (EXISTS (SELECT 1 FROM ops_fraud_cases f WHERE f.device_key_id = x.d)
+              OR EXISTS (SELECT 1 FROM ops_devices r WHERE r.device_key_id = x.d AND r.retired_at IS NOT NULL)) AS fraud
      FROM device_ids x
      LEFT JOIN counter_ops c ON c.d = x.d LEFT JOIN paid p ON p.d = x.d
      LEFT JOIN collected k ON k.d = x.d LEFT JOIN arriving a ON a.d = x.d`,
@@ -374,4 +375,34 @@ export async function opsHoldings(q: Queryable, floatAccount: string): Promise<S
   }
   exposed.sort((a, b) => (a.amount === b.amount ? a.device.localeCompare(b.device) : a.amount > b.amount ? -1 : 1));
   return { scheme: 'ops', floatAccount, expected, exposed };
+}
+
+/** What retiring a device gave back, and why not more. */
+export interface Retirement {
+  /** What the node knows the device held, given back to the owner's account (minor units). */
+  readonly refund: bigint;
+  /** Payments of the device past this index are no longer honoured. */
+  readonly honorUpTo: bigint;
+  /** Why nothing was given back, when nothing was. */
+  readonly withheld?: string | undefined;
+}
+
+/**
+ * The value the node can vouch a device holds, for its retirement: its balance at its last report,
+ * the deposits and withdrawals after it, less its payments past that report that payees already
+ * settled, plus payments made to it that it never collected. Undefined when the device signed a
+ * payment counter past its last report (a withdrawal carried it): it paid amounts the node does not
+ * know, so nothing can be given back without risking value counted twice.
+ */
+export async function retirementValue(tx: TransactionHandle, device: string, row: OpsDeviceRow): Promise<bigint | undefined> {
+  if (row.signedJ > row.reportedJ) return undefined;
+  const { rows } = await tx.query<{ v: bigint }>(
+    `SELECT (coalesce((SELECT reported_balance FROM ops_devices WHERE device_key_id = $1 AND reported_i IS NOT NULL), 0)
+           + coalesce((SELECT sum(CASE kind WHEN 'deposit' THEN amount ELSE -amount END) FROM ops_counter_ops
+                       WHERE device_key_id = $1 AND i > coalesce((SELECT reported_i FROM ops_devices WHERE device_key_id = $1), 0)), 0)
+           - coalesce((SELECT sum(amount) FROM ops_payments WHERE sender_key_id = $1 AND index > $2 AND settled IS NOT NULL), 0)
+           + coalesce((SELECT sum(amount) FROM ops_payments WHERE receiver_key_id = $1 AND settled IS NULL), 0))::numeric(30, 0) AS v`,
+    [device, row.reportedJ],
+  );
+  return bigintColumn(rows[0] as object, 'v');
 }
