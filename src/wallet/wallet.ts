@@ -105,7 +105,9 @@ export class Wallet {
   ) {
     this.currency = makeCurrency(data.currency.code, data.currency.decimals);
     this.node = new NodeClient(data.node);
-    this.user = signerFromSecret(nobleEd25519, fromHex(data.user.secret));
+    const secret = data.user.secret;
+    if (secret === undefined) throw new TallyError('STATE_CORRUPT', `wallet ${data.name}: the user key is missing`, { reason: 'user' });
+    this.user = signerFromSecret(nobleEd25519, fromHex(secret));
     this.root = decodeCertificate(fromBase64url(data.certificates.root));
     this.intermediary = decodeCertificate(fromBase64url(data.certificates.intermediary));
     if (data.crl !== null) this.revocations.accept(decodeRevocationList(fromBase64url(data.crl)), this.intermediary.body.subject);
