@@ -343,12 +343,13 @@ export const VERBS: Record<string, Verb> = {
     },
   },
   pay: {
-    usage: 'tally pay NAME REQUEST [--home DIR] [--json]   or   tally pay NAME --connect HOST:PORT [--expect AMOUNT] [--timeout SECONDS]   (payer, offline)',
+    usage: 'tally pay NAME REQUEST [--payee KEYID] [--again] [--home DIR] [--json]   or   tally pay NAME --connect HOST:PORT [--expect AMOUNT] [--timeout SECONDS]   (payer, offline; --payee: refuse a request signed by another user; --again: pay a request already paid once more)',
     async run(argv, io) {
-      const parsed = parseArgs({ args: argv, options: { ...common, connect: { type: 'string' }, expect: { type: 'string' }, timeout: { type: 'string' } }, allowPositionals: true, strict: true });
+      const parsed = parseArgs({ args: argv, options: { ...common, connect: { type: 'string' }, expect: { type: 'string' }, timeout: { type: 'string' }, again: { type: 'boolean', default: false }, payee: { type: 'string' } }, allowPositionals: true, strict: true });
       const values = parsed.values;
       const [name, token, ...rest] = parsed.positionals;
       if (rest.length > 0 || (values.connect === undefined) === (token === undefined)) throw new UsageError('give either a REQUEST token or --connect HOST:PORT');
+      if (token === undefined && (values.again === true || values.payee !== undefined)) throw new UsageError('--again and --payee are for a REQUEST token');
       if (values.connect !== undefined && name !== undefined && (await isDotm(values, name, io.env))) {
         const { host, port } = hostPort(values.connect);
         const password = await dotmPassword(io.env);
@@ -360,8 +361,15 @@ export const VERBS: Record<string, Verb> = {
       if (token !== undefined) await refuseForDotm(values, name, io.env, 'pay REQUEST');
       return withWallet(values, name, io.env, async (wallet) => {
         if (token !== undefined) {
-          const r = await wallet.pay(token);
-          return { text: r.token, json: { name: wallet.name, amount: wallet.format(r.payment.amount), currency: wallet.currency.code, index: r.entry.index, receiver: r.entry.receiver, token: r.token } };
+          const r = await wallet.pay(token, { again: values.again === true, ...(values.payee === undefined ? {} : { payee: values.payee }) });
+          const amount = wallet.format(r.payment.amount);
+          const who = `${r.payee.name === undefined ? 'user' : JSON.stringify(r.payee.name)} ${r.payee.keyId}${r.payee.receiverRole === 'device' ? ` (its device ${r.payee.receiver})` : ''}`;
+          // Whom it paid goes to stderr, so that `PAY=$(tally pay ...)` still captures the token alone.
+          io.progress(`Paying ${amount} ${wallet.currency.code} to ${who}, who signed the request: payment ${r.entry.index}, hand the payee the token below`);
+          return {
+            text: r.token,
+            json: { name: wallet.name, amount, currency: wallet.currency.code, index: r.entry.index, receiver: r.entry.receiver, payee: r.payee, token: r.token },
+          };
         }
         const { host, port } = hostPort(values.connect as string);
         const r = await wallet.payTo(host, port, { ...(values.expect === undefined ? {} : { expect: values.expect }), timeoutMs: seconds(values.timeout) });

@@ -31,13 +31,15 @@ export interface SentEntry {
   at: number;
   /** The payee confirmed it over a link (tokens are never confirmed). */
   confirmed: boolean;
+  /** The nonce (hex) of the signed request token it paid: a request is paid once unless the user insists. */
+  request?: string;
 }
 
 /** A step written down before it starts, finished on the next open if it was cut short. */
 export type PendingStep =
   | { kind: 'deposit'; id: string; amount: string; confirmation?: string }
   | { kind: 'withdraw'; id: string; amount: string; confirmation?: string }
-  | { kind: 'pay'; id: string; amount: string; receiver: string; memo?: string }
+  | { kind: 'pay'; id: string; amount: string; receiver: string; memo?: string; request?: string }
   | { kind: 'collect'; id: string; digest: string }
   | { kind: 'dotm-issue'; id: string; amount: string; count: number; blocks?: string[] };
 
