@@ -142,10 +142,12 @@ export class DotmWallet {
 
   /** The account key (signs calls to the node, binds links). @throws TallyError PASSWORD_MISSING before unlockAccount */
   get user(): Signer {
-    if (this.account === null) {
-      throw new TallyError('PASSWORD_MISSING', `the account key of wallet ${this.name} is sealed under the payment password: give the password (at the prompt, or TALLY_PASSWORD)`, {});
-    }
+    if (this.account === null) throw this.sealedError();
     return this.account;
+  }
+
+  private sealedError(): TallyError<'PASSWORD_MISSING'> {
+    return new TallyError('PASSWORD_MISSING', `the account key of wallet ${this.name} is sealed under the payment password: give the password (at the prompt, or TALLY_PASSWORD)`, {});
   }
 
   /** True once the account key is open. */
@@ -224,9 +226,9 @@ export class DotmWallet {
     await ensurePrivateDir(staging);
     const paths = walletPaths(staging);
     let host: DotmSecureElement | null = null;
+    const secret = randomBytes(32);
+    const account = signerFromSecret(nobleEd25519, secret);
     try {
-      const secret = randomBytes(32);
-      const account = signerFromSecret(nobleEd25519, secret);
       options.progress?.('registering the account at the node');
       const registered = await node.signed<{ account: string; keyId: string; certificate: string }>(account, 'POST', '/v1/users', {
         body: { publicKey: { suite: account.publicKey.suite, key: toBase64url(account.publicKey.key) } },
@@ -286,12 +288,8 @@ export class DotmWallet {
       throw e;
     }
     const wallet = await DotmWallet.open(options.home, name);
-    try {
-      await wallet.unlockAccount(options.password);
-    } catch (e) {
-      await wallet.close();
-      throw e;
-    }
+    // Made here under this password a moment ago: open without asking the SE again.
+    wallet.account = account;
     return wallet;
   }
 
@@ -418,7 +416,7 @@ export class DotmWallet {
   async withdraw(amountText: string, password: string): Promise<{ amount: string; online: string | null; credited: boolean }> {
     const amount = this.parseAmount(amountText);
     // The sync below needs the account key: refuse before anything is given up.
-    void this.user;
+    if (!this.unlocked) throw this.sealedError();
     const out = await (await this.se()).call('redeem', { amount, password, now: Date.now() });
     if (out.kind === 'wrong-password' || out.seq === undefined) throw wrongPassword(out.triesLeft, 'redeem');
     await appendHistory(this.paths, { at: Date.now(), kind: 'withdraw', amount: this.format(amount), detail: `blocks given up (event ${out.seq}); credited at the node's next sync` });
