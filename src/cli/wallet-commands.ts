@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { toHex } from '../core/bytes.ts';
-import { TallyError } from '../core/errors.ts';
+import { isTallyError, TallyError } from '../core/errors.ts';
 import { enrollOem } from '../wallet/factory.ts';
 import { resolveHome, walletDir } from '../wallet/home.ts';
 import { NodeClient } from '../wallet/node-client.ts';
@@ -90,14 +90,48 @@ async function isDotm(values: Record<string, unknown>, name: string | undefined,
   return (await walletScheme(resolveHome(values['home'] as string | undefined, env), name)) === 'dotm';
 }
 
-/** Opens a DOT-M wallet, finishes what a crash cut short (§3.3.5), runs, closes. */
-async function withDotm<T>(values: Record<string, unknown>, name: string, env: VerbIo['env'], run: (wallet: DotmWallet, recovered: string[]) => Promise<T>): Promise<T> {
+/**
+ * Opens a DOT-M wallet, opens its account key with `password` when one is given (the verbs that need
+ * the node or a link; `optional`: a locked wallet or a missing password leaves the key sealed),
+ * finishes what a crash cut short (§3.3.5), runs, closes.
+ */
+async function withDotm<T>(
+  values: Record<string, unknown>,
+  name: string,
+  env: VerbIo['env'],
+  run: (wallet: DotmWallet, recovered: string[]) => Promise<T>,
+  unlock?: { password: string | null; optional?: boolean },
+): Promise<T> {
   const wallet = await DotmWallet.open(resolveHome(values['home'] as string | undefined, env), name);
   try {
+    if (unlock?.password != null) {
+      try {
+        await wallet.unlockAccount(unlock.password);
+      } catch (e) {
+        if (unlock.optional !== true || !isTallyError(e, 'SE_REJECTED') || e.details.reason !== 'PASSWORD_LOCKED') throw e;
+      }
+    } else if (unlock !== undefined && unlock.optional !== true) {
+      throw new TallyError('PASSWORD_MISSING', 'the payment password is needed', {});
+    }
     const recovered = await wallet.recover();
     return await run(wallet, recovered.finished);
   } finally {
     await wallet.close();
+  }
+}
+
+/** The payment password of a DOT-M verb that needs the account key. */
+function dotmPassword(env: VerbIo['env']): Promise<string> {
+  return readPassword(env, 'Payment password: ');
+}
+
+/** The password when one is at hand (for a verb that works, less fully, without it), else null. */
+async function optionalPassword(env: VerbIo['env']): Promise<string | null> {
+  try {
+    return await dotmPassword(env);
+  } catch (e) {
+    if (isTallyError(e, 'PASSWORD_MISSING')) return null;
+    throw e;
   }
 }
 
@@ -229,6 +263,7 @@ export const VERBS: Record<string, Verb> = {
     async run(argv, io) {
       const { values, args } = parse(argv, {}, ['NAME']);
       if (await isDotm(values, args[0], io.env)) {
+        const password = await optionalPassword(io.env);
         return withDotm(values, args[0] as string, io.env, async (wallet) => {
           const b = await wallet.balance();
           const c = wallet.currency.code;
@@ -240,7 +275,7 @@ export const VERBS: Record<string, Verb> = {
             `payment password: ${b.passwordTriesLeft === 0 ? 'LOCKED' : `${b.passwordTriesLeft} tries left`}`,
           ];
           return { text: lines.join('\n'), json: { name: wallet.name, scheme: 'dotm', currency: c, ...b } };
-        });
+        }, { password, optional: true });
       }
       return withWallet(values, args[0], io.env, async (wallet) => {
         const resumed = await wallet.resume();
@@ -276,10 +311,11 @@ export const VERBS: Record<string, Verb> = {
       if (await isDotm(values, args[0], io.env)) {
         const count = values.blocks === undefined ? 1 : Number(values.blocks);
         if (!/^[0-9]{1,2}$/.test(values.blocks ?? '1')) throw new UsageError(`--blocks: expected a number from 1 to 20, got ${JSON.stringify(values.blocks)}`);
+        const password = await dotmPassword(io.env);
         return withDotm(values, args[0] as string, io.env, async (wallet) => {
           const r = await wallet.deposit(args[1] as string, count);
           return { text: `Deposited ${r.amount} ${wallet.currency.code} as ${r.blocks} currency block(s) signed by the central bank; offline balance ${r.offline} ${wallet.currency.code}.`, json: { name: wallet.name, currency: wallet.currency.code, ...r } };
-        });
+        }, { password });
       }
       if (values.blocks !== undefined) throw new UsageError('--blocks is for DOT-M wallets');
       return withWallet(values, args[0], io.env, async (wallet) => {
@@ -293,14 +329,15 @@ export const VERBS: Record<string, Verb> = {
     async run(argv, io) {
       const { values, args } = parse(argv, {}, ['NAME', 'AMOUNT']);
       if (await isDotm(values, args[0], io.env)) {
+        const password = await dotmPassword(io.env);
         return withDotm(values, args[0] as string, io.env, async (wallet) => {
-          const r = await wallet.withdraw(args[1] as string);
+          const r = await wallet.withdraw(args[1] as string, password);
           const c = wallet.currency.code;
           return {
             text: r.credited ? `Withdrew ${r.amount} ${c} to the online account; online balance ${r.online ?? 'unknown'} ${c}.` : `Gave up ${r.amount} ${c} of currency blocks; the node credits them at the next sync (it is unreachable now).`,
             json: { name: wallet.name, currency: c, ...r },
           };
-        });
+        }, { password });
       }
       return withWallet(values, args[0], io.env, async (wallet) => {
         const r = await wallet.withdraw(args[1] as string);
@@ -320,25 +357,33 @@ export const VERBS: Record<string, Verb> = {
     },
   },
   pay: {
-    usage: 'tally pay NAME REQUEST [--home DIR] [--json]   or   tally pay NAME --connect HOST:PORT [--expect AMOUNT] [--timeout SECONDS]   (payer, offline)',
+    usage: 'tally pay NAME REQUEST [--payee KEYID] [--again] [--home DIR] [--json]   or   tally pay NAME --connect HOST:PORT [--expect AMOUNT] [--timeout SECONDS]   (payer, offline; --payee: refuse a request signed by another user; --again: pay a request already paid once more)',
     async run(argv, io) {
-      const parsed = parseArgs({ args: argv, options: { ...common, connect: { type: 'string' }, expect: { type: 'string' }, timeout: { type: 'string' } }, allowPositionals: true, strict: true });
+      const parsed = parseArgs({ args: argv, options: { ...common, connect: { type: 'string' }, expect: { type: 'string' }, timeout: { type: 'string' }, again: { type: 'boolean', default: false }, payee: { type: 'string' } }, allowPositionals: true, strict: true });
       const values = parsed.values;
       const [name, token, ...rest] = parsed.positionals;
       if (rest.length > 0 || (values.connect === undefined) === (token === undefined)) throw new UsageError('give either a REQUEST token or --connect HOST:PORT');
+      if (token === undefined && (values.again === true || values.payee !== undefined)) throw new UsageError('--again and --payee are for a REQUEST token');
       if (values.connect !== undefined && name !== undefined && (await isDotm(values, name, io.env))) {
         const { host, port } = hostPort(values.connect);
-        const password = await readPassword(io.env, 'Payment password: ');
+        const password = await dotmPassword(io.env);
         return withDotm(values, name, io.env, async (wallet) => {
           const r = await wallet.payTo(host, port, { password, ...(values.expect === undefined ? {} : { expect: values.expect }), timeoutMs: seconds(values.timeout) });
           return { text: transferText(wallet, r, 'payer'), json: { name: wallet.name, scheme: 'dotm', currency: wallet.currency.code, ...r } };
-        });
+        }, { password });
       }
       if (token !== undefined) await refuseForDotm(values, name, io.env, 'pay REQUEST');
       return withWallet(values, name, io.env, async (wallet) => {
         if (token !== undefined) {
-          const r = await wallet.pay(token);
-          return { text: r.token, json: { name: wallet.name, amount: wallet.format(r.payment.amount), currency: wallet.currency.code, index: r.entry.index, receiver: r.entry.receiver, token: r.token } };
+          const r = await wallet.pay(token, { again: values.again === true, ...(values.payee === undefined ? {} : { payee: values.payee }) });
+          const amount = wallet.format(r.payment.amount);
+          const who = `${r.payee.name === undefined ? 'user' : JSON.stringify(r.payee.name)} ${r.payee.keyId}${r.payee.receiverRole === 'device' ? ` (its device ${r.payee.receiver})` : ''}`;
+          // Whom it paid goes to stderr, so that `PAY=$(tally pay ...)` still captures the token alone.
+          io.progress(`Paying ${amount} ${wallet.currency.code} to ${who}, who signed the request: payment ${r.entry.index}, hand the payee the token below`);
+          return {
+            text: r.token,
+            json: { name: wallet.name, amount, currency: wallet.currency.code, index: r.entry.index, receiver: r.entry.receiver, payee: r.payee, token: r.token },
+          };
         }
         const { host, port } = hostPort(values.connect as string);
         const r = await wallet.payTo(host, port, { ...(values.expect === undefined ? {} : { expect: values.expect }), timeoutMs: seconds(values.timeout) });
@@ -371,6 +416,7 @@ export const VERBS: Record<string, Verb> = {
       if (values.listen === undefined) throw new UsageError('--listen PORT is needed');
       const port = portNumber(values.listen);
       if (await isDotm(values, args[0], io.env)) {
+        const password = await dotmPassword(io.env);
         return withDotm(values, args[0] as string, io.env, async (wallet) => {
           const r = await wallet.receive(args[1] as string, {
             port,
@@ -379,7 +425,7 @@ export const VERBS: Record<string, Verb> = {
             onListening: (real) => io.announce(`Waiting for a payer on ${values.host}:${real} ...`, { event: 'listening', host: values.host, port: real }),
           });
           return { text: transferText(wallet, r, 'payee'), json: { name: wallet.name, scheme: 'dotm', currency: wallet.currency.code, ...r } };
-        });
+        }, { password });
       }
       return withWallet(values, args[0], io.env, async (wallet) => {
         const e = await wallet.receive(args[1] as string, {
@@ -433,6 +479,7 @@ export const VERBS: Record<string, Verb> = {
     async run(argv, io) {
       const { values, args } = parse(argv, {}, ['NAME']);
       if (await isDotm(values, args[0], io.env)) {
+        const password = await dotmPassword(io.env);
         return withDotm(values, args[0] as string, io.env, async (wallet, recovered) => {
           const r = await wallet.sync();
           const refused = r.results.filter((x) => x.status === 'refused');
@@ -443,7 +490,7 @@ export const VERBS: Record<string, Verb> = {
             ...(r.findings.length > 0 ? [`${r.findings.length} double-spending finding(s) at the node`] : []),
           ];
           return { text: lines.join('\n'), json: { name: wallet.name, scheme: 'dotm', recovered, ...r } };
-        });
+        }, { password });
       }
       return withWallet(values, args[0], io.env, async (wallet) => {
         const r = await wallet.sync();

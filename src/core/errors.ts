@@ -56,6 +56,8 @@ export interface ErrorDetailMap {
   NODE_REFUSED: { status: number; code: string; details?: Record<string, string> };
   PASSWORD_MISSING: Record<string, never>;
   PASSWORD_MISMATCH: Record<string, never>;
+  PASSWORD_WRONG: Record<string, never>;
+  REQUEST_PAID: { nonce: string; at: number };
   ASSERTION_FAILED: Record<string, never>;
 }
 
@@ -160,6 +162,8 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   NODE_REFUSED: true,
   PASSWORD_MISSING: true,
   PASSWORD_MISMATCH: true,
+  PASSWORD_WRONG: true,
+  REQUEST_PAID: true,
   ASSERTION_FAILED: true,
 };
 

@@ -1,8 +1,11 @@
 /**
  * A DOT-M wallet: the same folder as an OPS wallet (see home.ts) with an isolated secure element
  * running the DOT-M trusted app, which holds usk, wsk, pwd and the currency blocks (§3.1, §3.2).
- * wallet.json keeps the account key that signs the wallet's calls to the node, the certificates,
- * and the node steps in flight.
+ * wallet.json keeps the account key that signs the wallet's calls to the node and binds its links,
+ * sealed under pwd (scrypt + XChaCha20-Poly1305, the node's key file format), the certificates,
+ * and the node steps in flight. `unlockAccount` has the SE check pwd (a try counted, the lockout
+ * kept) and only then opens the key; a wallet written with the key in the clear by an earlier
+ * version is sealed on that first unlock.
  *
  * - create: registration (§3.3.1): the SE makes usk and wsk, the home's OEM attests wpk, the node
  *   certifies both, the user sets pwd;
@@ -24,6 +27,7 @@ import { randomBytes } from '../core/crypto/hash.ts';
 import { nobleEd25519 } from '../core/crypto/noble.ts';
 import { signerFromSecret, type PublicKey, type Signer, type SuiteName } from '../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../core/errors.ts';
+import { openKey, sealKey } from '../issuer/identity/keystore.ts';
 import { ensurePrivateDir } from '../host/files.ts';
 import { connectTcp, listenTcp } from '../channel/tcp.ts';
 import { openSecureLink } from '../channel/secure-link.ts';
@@ -113,7 +117,8 @@ function startSe(paths: WalletPaths, provision: boolean, suite: SuiteName): Prom
 export class DotmWallet {
   readonly currency: Currency;
   readonly node: NodeClient;
-  readonly user: Signer;
+  /** The account key, once unlockAccount opened it. */
+  private account: Signer | null = null;
   private seHost: DotmSecureElement | null = null;
   private readonly revocations = new RevocationStore({ provider: nodeProvider });
   private readonly root: Certificate;
@@ -126,7 +131,6 @@ export class DotmWallet {
   ) {
     this.currency = makeCurrency(data.currency.code, data.currency.decimals);
     this.node = new NodeClient(data.node);
-    this.user = signerFromSecret(nobleEd25519, fromHex(data.user.secret));
     this.root = decodeCertificate(fromBase64url(data.certificates.root));
     this.intermediary = decodeCertificate(fromBase64url(data.certificates.intermediary));
     if (data.crl !== null) this.revocations.accept(decodeRevocationList(fromBase64url(data.crl)), this.intermediary.body.subject);
@@ -134,6 +138,59 @@ export class DotmWallet {
 
   get name(): string {
     return this.data.name;
+  }
+
+  /** The account key (signs calls to the node, binds links). @throws TallyError PASSWORD_MISSING before unlockAccount */
+  get user(): Signer {
+    if (this.account === null) throw this.sealedError();
+    return this.account;
+  }
+
+  private sealedError(): TallyError<'PASSWORD_MISSING'> {
+    return new TallyError('PASSWORD_MISSING', `the account key of wallet ${this.name} is sealed under the payment password: give the password (at the prompt, or TALLY_PASSWORD)`, {});
+  }
+
+  /** True once the account key is open. */
+  get unlocked(): boolean {
+    return this.account !== null;
+  }
+
+  /**
+   * Opens the account key: the SE checks pwd first (a wrong one counts a try; a locked wallet stays
+   * locked), then the key file opens under it. A key still in the clear (an earlier version's
+   * wallet.json) is sealed under the password now and the clear copy dropped.
+   * @throws TallyError SE_REJECTED (WRONG_PASSWORD, PASSWORD_LOCKED), PASSWORD_WRONG when pwd is right
+   *   but the key file was sealed under another password, STATE_CORRUPT, KEY_INVALID
+   */
+  async unlockAccount(password: string): Promise<void> {
+    if (this.account !== null) return;
+    const checked = await (await this.se()).call('checkPassword', { password });
+    if (!checked.right) throw wrongPassword(checked.triesLeft, 'unlock');
+    const { sealed, secret } = this.data.user;
+    let signer: Signer;
+    if (sealed !== undefined) {
+      try {
+        signer = (await openKey(fromBase64url(sealed), password, nodeProvider, `the account key of wallet ${this.name}`)).signer;
+      } catch (e) {
+        if (!isTallyError(e, 'AEAD_FAILED')) throw e;
+        throw new TallyError('PASSWORD_WRONG', `the payment password does not open the account key of wallet ${this.name} (it was sealed under another password); nothing was changed`, {});
+      }
+    } else if (secret !== undefined) {
+      signer = signerFromSecret(nobleEd25519, fromHex(secret));
+    } else {
+      throw new TallyError('STATE_CORRUPT', `wallet ${this.name}: the account key is missing`, { reason: 'user' });
+    }
+    if (toHex(keyId(signer.publicKey)) !== this.data.user.keyId) {
+      throw new TallyError('KEY_INVALID', `wallet ${this.name}: the account key does not match the account ${this.data.user.keyId}`, { suite: signer.publicKey.suite, reason: 'account key mismatch' });
+    }
+    if (sealed === undefined && secret !== undefined) {
+      // Migration: the clear copy goes only once the sealed one is written in its place.
+      const { secret: _clear, ...user } = this.data.user;
+      this.data.user = { ...user, sealed: toBase64url(await sealKey({ suite: nobleEd25519, secretKey: fromHex(secret) }, password)) };
+      await this.save();
+      await appendHistory(this.paths, { at: Date.now(), kind: 'account-sealed', detail: 'the account key, kept in the clear by an earlier version, is now sealed under the payment password' });
+    }
+    this.account = signer;
   }
 
   private get keys(): NonNullable<WalletData['dotm']> {
@@ -169,9 +226,9 @@ export class DotmWallet {
     await ensurePrivateDir(staging);
     const paths = walletPaths(staging);
     let host: DotmSecureElement | null = null;
+    const secret = randomBytes(32);
+    const account = signerFromSecret(nobleEd25519, secret);
     try {
-      const secret = randomBytes(32);
-      const account = signerFromSecret(nobleEd25519, secret);
       options.progress?.('registering the account at the node');
       const registered = await node.signed<{ account: string; keyId: string; certificate: string }>(account, 'POST', '/v1/users', {
         body: { publicKey: { suite: account.publicKey.suite, key: toBase64url(account.publicKey.key) } },
@@ -204,6 +261,8 @@ export class DotmWallet {
       await host.call('setPassword', { password: options.password });
       await host.close();
       host = null;
+      // The account key is kept only sealed under pwd: whoever holds the files cannot use it.
+      const sealed = toBase64url(await sealKey({ suite: nobleEd25519, secretKey: secret }, options.password));
       const data: WalletData = {
         format: 1,
         name,
@@ -211,7 +270,7 @@ export class DotmWallet {
         node: node.url,
         currency: info.currency,
         createdAt: Date.now(),
-        user: { secret: toHex(secret), keyId: registered.body.keyId, account: registered.body.account, certificate: registered.body.certificate },
+        user: { sealed, keyId: registered.body.keyId, account: registered.body.account, certificate: registered.body.certificate },
         device: { keyId: answer.body.wallet, certificate: answer.body.wcert },
         dotm: { user: answer.body.user, ucert: answer.body.ucert, wallet: answer.body.wallet, wcert: answer.body.wcert, suite },
         certificates: info.certificates,
@@ -228,7 +287,10 @@ export class DotmWallet {
       await rm(staging, { recursive: true, force: true });
       throw e;
     }
-    return DotmWallet.open(options.home, name);
+    const wallet = await DotmWallet.open(options.home, name);
+    // Made here under this password a moment ago: open without asking the SE again.
+    wallet.account = account;
+    return wallet;
   }
 
   /**
@@ -300,6 +362,7 @@ export class DotmWallet {
     for (const step of [...this.data.pending]) {
       try {
         if (step.kind !== 'dotm-issue') throw new TallyError('STATE_CORRUPT', `a ${step.kind} step in a DOT-M wallet`, { reason: 'pending' });
+        if (!this.unlocked) throw new TallyError('PASSWORD_MISSING', 'it needs the node, and the account key is sealed: run a command that asks for the payment password', {});
         await this.runIssue(step);
         finished.push(step.kind);
       } catch (e) {
@@ -346,12 +409,16 @@ export class DotmWallet {
   }
 
   /**
-   * The SE gives copies up (largest first) and the next sync has the node credit them online.
-   * @throws TallyError (as SE_REJECTED) INSUFFICIENT_FUNDS, WALLET_BUSY; NODE_* from the sync
+   * The SE checks pwd and gives copies up (largest first); the sync that follows has the node credit them online.
+   * @throws TallyError (as SE_REJECTED) WRONG_PASSWORD, PASSWORD_LOCKED, INSUFFICIENT_FUNDS, WALLET_BUSY;
+   *   PASSWORD_MISSING before unlockAccount; NODE_* from the sync
    */
-  async withdraw(amountText: string): Promise<{ amount: string; online: string | null; credited: boolean }> {
+  async withdraw(amountText: string, password: string): Promise<{ amount: string; online: string | null; credited: boolean }> {
     const amount = this.parseAmount(amountText);
-    const out = await (await this.se()).call('redeem', { amount, now: Date.now() });
+    // The sync below needs the account key: refuse before anything is given up.
+    if (!this.unlocked) throw this.sealedError();
+    const out = await (await this.se()).call('redeem', { amount, password, now: Date.now() });
+    if (out.kind === 'wrong-password' || out.seq === undefined) throw wrongPassword(out.triesLeft, 'redeem');
     await appendHistory(this.paths, { at: Date.now(), kind: 'withdraw', amount: this.format(amount), detail: `blocks given up (event ${out.seq}); credited at the node's next sync` });
     let credited = false;
     try {
@@ -403,7 +470,8 @@ export class DotmWallet {
   }
 
   /** Online balance from the node, or null with the reason when it is unreachable. */
-  onlineBalance(): Promise<{ balance: string | null; error?: string }> {
+  async onlineBalance(): Promise<{ balance: string | null; error?: string }> {
+    if (!this.unlocked) return { balance: null, error: 'the account key is sealed; give the payment password to ask the node' };
     return onlineBalanceOf(this.node, this.user, this.data.user.account);
   }
 
@@ -494,9 +562,7 @@ export class DotmWallet {
           pay: async (request) => {
             const payee = this.payeeOnLink(request.ucertR, peer.publicKey);
             const out = await se.call('pay', { request, password: options.password, expect: { v: expect ?? request.v, payee }, now: Date.now() });
-            if (out.kind === 'wrong-password' || out.transaction === undefined) {
-              throw new TallyError('SE_REJECTED', `wrong payment password; ${out.triesLeft} tries left before the wallet locks`, { command: 'pay', reason: out.triesLeft === 0 ? 'PASSWORD_LOCKED' : 'WRONG_PASSWORD' });
-            }
+            if (out.kind === 'wrong-password' || out.transaction === undefined) throw wrongPassword(out.triesLeft, 'pay');
             return out.transaction;
           },
           confirm: (notification) => se.call('confirm', { notification }),
@@ -544,6 +610,12 @@ export class DotmWallet {
   private save(): Promise<void> {
     return writeData(this.paths, this.data);
   }
+}
+
+/** The SE's answer to a wrong pwd: the tries left, or the lock it just closed. */
+function wrongPassword(triesLeft: number, command: string): TallyError<'SE_REJECTED'> {
+  const what = triesLeft === 0 ? 'the wallet is now locked' : `${triesLeft} ${triesLeft === 1 ? 'try' : 'tries'} left before the wallet locks`;
+  return new TallyError('SE_REJECTED', `wrong payment password; ${what}; nothing was changed`, { command, reason: triesLeft === 0 ? 'PASSWORD_LOCKED' : 'WRONG_PASSWORD' });
 }
 
 /** Splits the events into uploads that fit a request body. */

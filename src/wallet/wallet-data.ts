@@ -36,13 +36,15 @@ export interface SentEntry {
   at: number;
   /** The payee confirmed it over a link (tokens are never confirmed). */
   confirmed: boolean;
+  /** The nonce (hex) of the signed request token it paid: a request is paid once unless the user insists. */
+  request?: string;
 }
 
 /** A step written down before it starts, finished on the next open if it was cut short. */
 export type PendingStep =
   | { kind: 'deposit'; id: string; amount: string; confirmation?: string }
   | { kind: 'withdraw'; id: string; amount: string; confirmation?: string }
-  | { kind: 'pay'; id: string; amount: string; receiver: string; memo?: string }
+  | { kind: 'pay'; id: string; amount: string; receiver: string; memo?: string; request?: string }
   | { kind: 'collect'; id: string; digest: string }
   | { kind: 'dotm-issue'; id: string; amount: string; count: number; blocks?: string[] };
 
@@ -54,7 +56,12 @@ export interface WalletData {
   node: string;
   currency: { code: string; decimals: number };
   createdAt: number;
-  user: { secret: string; keyId: string; account: string; certificate: string };
+  /**
+   * The account key (the user key registered at the node, which signs the wallet's calls): `secret`
+   * in hex for an OPS wallet; for a DOT-M wallet `sealed`, a key file (base64url) sealed under the
+   * payment password, never the key in the clear.
+   */
+  user: { secret?: string; sealed?: string; keyId: string; account: string; certificate: string };
   device: { keyId: string; certificate: string } | null;
   /** A DOT-M wallet's keys in its secure element: the user key (ucert) and the wallet key (wcert). */
   dotm?: { user: string; ucert: string; wallet: string; wcert: string; suite?: SuiteName };
@@ -99,6 +106,8 @@ export function parseData(path: string, bytes: Uint8Array): WalletData {
   if (data === null || typeof data !== 'object' || data.format !== 1) fail(`wallet file ${path} is not a format 1 wallet`, 'format');
   if (data.scheme !== 'ops' && data.scheme !== 'dotm') fail(`wallet file ${path} is for scheme ${String(data.scheme)}, which this version does not run`, 'scheme');
   for (const field of ['inbox', 'sent', 'pending'] as const) if (!Array.isArray(data[field])) fail(`wallet file ${path}: ${field} is missing`, field);
-  if (typeof data.user?.secret !== 'string' || !/^[0-9a-f]{64}$/.test(data.user.secret)) fail(`wallet file ${path}: the user key is missing`, 'user');
+  const clear = typeof data.user?.secret === 'string' && /^[0-9a-f]{64}$/.test(data.user.secret);
+  const sealed = data.scheme === 'dotm' && typeof data.user?.sealed === 'string' && /^[A-Za-z0-9_-]{1,2048}$/.test(data.user.sealed);
+  if (!clear && !sealed) fail(`wallet file ${path}: the user key is missing`, 'user');
   return data;
 }

@@ -53,6 +53,18 @@ export { WALLET_FILE_BYTES_MAX } from './wallet-common.ts';
 import { appendHistory, writeData, type HistoryEvent, type InboxEntry, type PendingStep, type SentEntry, type WalletData } from './wallet-data.ts';
 export type { HistoryEvent, InboxEntry, PendingStep, SentEntry, WalletData } from './wallet-data.ts';
 import { paymentToken, readPaymentToken, readRequestToken, requestToken } from './tokens.ts';
+import { plainRequest, REQUEST_NONCE_BYTES, signRequest, verifyRequest, type SignedRequest } from '../schemes/ops/request.ts';
+
+/** Whom a request token pays, as the payer is shown it. */
+export interface PayeeInfo {
+  /** Key id of the payee's user certificate (the key that signed the request). */
+  keyId: string;
+  /** The display name the certificate carries, if any. */
+  name?: string;
+  /** Key id of the receiver certificate the payment names: the payee's device, or the user itself. */
+  receiver: string;
+  receiverRole: 'device' | 'user';
+}
 
 /**
  * Refusals of a received payment that time, a sync or room cures: the payment stays accepted and is
@@ -117,7 +129,9 @@ export class Wallet {
   ) {
     this.currency = makeCurrency(data.currency.code, data.currency.decimals);
     this.node = new NodeClient(data.node);
-    this.user = signerFromSecret(nobleEd25519, fromHex(data.user.secret));
+    const secret = data.user.secret;
+    if (secret === undefined) throw new TallyError('STATE_CORRUPT', `wallet ${data.name}: the user key is missing`, { reason: 'user' });
+    this.user = signerFromSecret(nobleEd25519, fromHex(secret));
     this.root = decodeCertificate(fromBase64url(data.certificates.root));
     this.intermediary = decodeCertificate(fromBase64url(data.certificates.intermediary));
     if (data.crl !== null) this.revocations.accept(decodeRevocationList(fromBase64url(data.crl)), this.intermediary.body.subject);
@@ -436,26 +450,67 @@ export class Wallet {
 
   // ---------------------------------------------------------------- offline payments
 
-  /** The payee's `RequestPayment [x, receiver]` as a token. */
-  request(amountText: string, memo?: string): { token: string; request: PaymentRequest } {
-    const request: PaymentRequest = { amount: this.parseAmount(amountText), receiver: this.receiverCertificate, ...(memo === undefined ? {} : { memo }) };
-    return { token: requestToken(request), request };
+  /**
+   * The payee's `RequestPayment [x, receiver]`, signed with the user key over a fresh nonce and the
+   * time (request.ts), as a token; `request` is the plain form a link carries.
+   */
+  request(amountText: string, memo?: string): { token: string; request: PaymentRequest; signed: SignedRequest } {
+    const signed = signRequest(this.user, {
+      amount: this.parseAmount(amountText),
+      receiver: this.receiverCertificate,
+      ...(memo === undefined ? {} : { memo }),
+      ...(this.data.device === null ? {} : { payee: fromBase64url(this.data.user.certificate) }),
+      nonce: randomBytes(REQUEST_NONCE_BYTES),
+      created: Date.now(),
+    });
+    return { token: requestToken(signed), request: plainRequest(signed), signed };
   }
 
   /**
-   * Pays a request token (Figure 7, the payer's part): checks the receiver's certificate, then the
-   * TA's Pay. The payment is kept in `sent` before it is returned.
+   * Pays a request token (Figure 7, the payer's part): the payee's signature and certificates are
+   * checked (verifyRequest), a request already paid is refused unless `again`, then the TA's Pay.
+   * The payment, with the request's nonce, is kept in `sent` before it is returned, with whom it paid.
+   * `payee`: the key id (or its first 8 or more hex digits) of the user the payer means to pay.
+   * @throws TallyError PAYMENT_INVALID (not signed by the payee it names, receiver not the payee's,
+   *   another payee than `payee`, too old, an unsigned token), REQUEST_PAID, CERT_REVOKED, SE_REJECTED
    */
-  async pay(token: string): Promise<{ token: string; payment: Payment; entry: SentEntry }> {
-    const request = readRequestToken(token);
-    return this.payRequest(request);
+  async pay(token: string, options: { again?: boolean; payee?: string } = {}): Promise<{ token: string; payment: Payment; entry: SentEntry; payee: PayeeInfo }> {
+    this.requireDevice();
+    const meant = options.payee?.toLowerCase();
+    if (meant !== undefined && !/^[0-9a-f]{8,64}$/.test(meant)) throw new TallyError('DECODE_FAILED', `payee: expected a key id of 8 to 64 hex digits, got ${JSON.stringify(options.payee).slice(0, 80)}`, { path: 'payee', expected: 'a key id', got: String(options.payee).slice(0, 80) });
+    const signed = readRequestToken(token);
+    const verified = verifyRequest({ provider: nodeProvider, request: signed, trustAnchors: [this.root], intermediaries: [this.intermediary], now: Date.now(), revocations: this.revocations });
+    const signer = toHex(verified.payee.subjectKeyId);
+    if (meant !== undefined && !signer.startsWith(meant)) {
+      throw new TallyError('PAYMENT_INVALID', `payment request refused: it was signed by user ${signer}, not the ${meant} you meant to pay`, { reason: 'payee' });
+    }
+    const nonce = toHex(signed.nonce);
+    const paid = this.data.sent.find((s) => s.request === nonce) ?? this.data.pending.find((s) => s.kind === 'pay' && s.request === nonce);
+    if (paid !== undefined && options.again !== true) {
+      const at = 'at' in paid ? paid.at : Date.now();
+      throw new TallyError('REQUEST_PAID', `this payment request was already paid${'at' in paid ? ` on ${new Date(at).toISOString()}` : ' (the payment is not finished yet)'}; to pay it once more, give --again`, { nonce, at });
+    }
+    const payee: PayeeInfo = {
+      keyId: signer,
+      ...(verified.payee.extensions.name === undefined ? {} : { name: verified.payee.extensions.name }),
+      receiver: toHex(verified.receiver.subjectKeyId),
+      receiverRole: verified.receiver.role === 'device' ? 'device' : 'user',
+    };
+    return { ...(await this.payRequest(plainRequest(signed), { request: nonce })), payee };
   }
 
-  /** Pays a decoded request. */
-  async payRequest(request: PaymentRequest): Promise<{ token: string; payment: Payment; entry: SentEntry }> {
+  /** Pays a decoded request (`request`: the nonce of the signed request it came from, kept with the payment). */
+  async payRequest(request: PaymentRequest, options: { request?: string } = {}): Promise<{ token: string; payment: Payment; entry: SentEntry }> {
     this.requireDevice();
     this.verifyCertificate(request.receiver);
-    const step: PendingStep = { kind: 'pay', id: newId(), amount: request.amount.toString(), receiver: toBase64url(request.receiver), ...(request.memo === undefined ? {} : { memo: request.memo }) };
+    const step: PendingStep = {
+      kind: 'pay',
+      id: newId(),
+      amount: request.amount.toString(),
+      receiver: toBase64url(request.receiver),
+      ...(request.memo === undefined ? {} : { memo: request.memo }),
+      ...(options.request === undefined ? {} : { request: options.request }),
+    };
     await this.begin(step);
     const entry = await this.runPay(step);
     const payment = decodePayment(fromBase64url(entry.payment));
@@ -482,6 +537,7 @@ export class Wallet {
       payment: toBase64url(encodePayment(payment)),
       at: Date.now(),
       confirmed: false,
+      ...(step.request === undefined ? {} : { request: step.request }),
     };
     if (!this.data.sent.some((s) => s.digest === entry.digest)) this.data.sent.push(entry);
     await this.finish(step, { at: entry.at, kind: 'pay', amount: this.format(payment.amount), detail: `to ${entry.receiver} (index ${entry.index})` });

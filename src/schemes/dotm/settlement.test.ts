@@ -210,7 +210,7 @@ for (const backend of testBackends()) {
         const clone = await n.cloneSe(p);
         await n.pay(p, r1, 1000n);
         await n.pay({ se: clone }, r2, 1000n);
-        for (const r of [r1, r2]) await r.se.call('redeem', { amount: 1000n, now: n.h.now() });
+        for (const r of [r1, r2]) await r.se.call('redeem', { amount: 1000n, password: PASSWORD, now: n.h.now() });
         const answers = await Promise.all([n.sync(r1), n.sync(r2)]);
         const credited = answers.map((a) => a.results[1]?.credited);
         assert.deepEqual([...credited].sort(), ['0.00', '10.00']);
@@ -297,7 +297,7 @@ for (const backend of testBackends()) {
         const r = await n.party('payee', '0');
         await n.withdraw(p, '10.00');
         await n.pay(p, r, 500n);
-        await r.se.call('redeem', { amount: 200n, now: n.h.now() });
+        await r.se.call('redeem', { amount: 200n, password: PASSWORD, now: n.h.now() });
         const [e1, e2] = (await r.se.call('events', {})).events as [WalletEvent, WalletEvent];
 
         const flipped = new Uint8Array(e1.signature);

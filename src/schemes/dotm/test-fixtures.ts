@@ -199,7 +199,7 @@ export async function dotmNode(backend: Backend) {
 
   /** Gives `amount` up in the trusted app and syncs: the node credits it (or refuses). */
   async function redeem(p: DotmParty, amount: bigint): Promise<EventsAnswer> {
-    await p.se.call('redeem', { amount, now: h.now() });
+    await p.se.call('redeem', { amount, password: PASSWORD, now: h.now() });
     return sync(p);
   }
 

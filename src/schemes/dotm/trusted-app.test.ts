@@ -334,6 +334,33 @@ describe('DOT-M trusted app: the payment password', () => {
     await refusedUnchanged(alice, () => alice.se.call('setPassword', { password: '5678', old: PASSWORD }), 'PASSWORD_LOCKED');
     assert.equal((await alice.se.call('status', {})).triesLeft, 0);
   });
+
+  test('redeem needs pwd: a wrong one is counted and gives nothing up; a locked wallet redeems nothing, even with the right one', async () => {
+    const alice = await makeWallet('alice');
+    await issueBlock(alice, 100n);
+    const before = await alice.se.call('status', {});
+    for (let k = 1; k <= PASSWORD_TRIES_MAX; k++) {
+      assert.deepEqual(await alice.se.call('redeem', { amount: 60n, password: `wrong${k}`, now: NOW }), { kind: 'wrong-password', triesLeft: PASSWORD_TRIES_MAX - k });
+      assert.deepEqual(await alice.se.call('status', {}), { ...before, triesLeft: PASSWORD_TRIES_MAX - k }, 'nothing given up');
+    }
+    await refusedUnchanged(alice, () => alice.se.call('redeem', { amount: 60n, password: PASSWORD, now: NOW }), 'PASSWORD_LOCKED');
+    await refusedUnchanged(alice, () => alice.se.call('checkPassword', { password: PASSWORD }), 'PASSWORD_LOCKED');
+    const after = await alice.se.call('status', {});
+    assert.equal(after.balance, 100n);
+    assert.equal(after.unsyncedEvents, 0, 'no redemption event for the node to credit');
+  });
+
+  test('checkPassword proves pwd and moves nothing; a wrong one counts as a try, the right one leaves the count', async () => {
+    const alice = await makeWallet('alice');
+    await issueBlock(alice, 100n);
+    const before = await alice.se.call('status', {});
+    assert.deepEqual(await alice.se.call('checkPassword', { password: 'nope' }), { right: false, triesLeft: PASSWORD_TRIES_MAX - 1 });
+    assert.deepEqual(await alice.se.call('checkPassword', { password: PASSWORD }), { right: true, triesLeft: PASSWORD_TRIES_MAX - 1 });
+    assert.deepEqual(await alice.se.call('status', {}), { ...before, triesLeft: PASSWORD_TRIES_MAX - 1 });
+    // A redemption with pwd resets it.
+    assert.equal((await alice.se.call('redeem', { amount: 1n, password: PASSWORD, now: NOW })).triesLeft, PASSWORD_TRIES_MAX);
+    assert.equal((await alice.se.call('status', {})).triesLeft, PASSWORD_TRIES_MAX);
+  });
 });
 
 describe(`DOT-M trusted app: the limit of ${RECORDS_PER_BLOCK_MAX} records per block`, () => {
@@ -444,11 +471,11 @@ describe('DOT-M trusted app: after σ (steps 7 and 9)', () => {
     const carols = await request(carol, 10n);
     await refusedUnchanged(alice, () => request(alice, 5n), 'WALLET_BUSY', 'request with an offer open');
     await refusedUnchanged(alice, () => alice.se.call('pay', { request: carols, password: PASSWORD, expect: { v: 10n }, now: NOW }), 'WALLET_BUSY', 'pay with an offer open');
-    await refusedUnchanged(alice, () => alice.se.call('redeem', { amount: 5n, now: NOW }), 'WALLET_BUSY', 'redeem with an offer open');
+    await refusedUnchanged(alice, () => alice.se.call('redeem', { amount: 5n, password: PASSWORD, now: NOW }), 'WALLET_BUSY', 'redeem with an offer open');
     await bob.se.call('accept', { transaction: sigma, now: NOW });
     await refusedUnchanged(bob, () => request(bob, 5n), 'WALLET_BUSY', 'request while receiving');
     await refusedUnchanged(bob, () => bob.se.call('pay', { request: carols, password: PASSWORD, expect: { v: 10n }, now: NOW }), 'WALLET_BUSY', 'pay while receiving');
-    await refusedUnchanged(bob, () => bob.se.call('redeem', { amount: 5n, now: NOW }), 'WALLET_BUSY', 'redeem while receiving');
+    await refusedUnchanged(bob, () => bob.se.call('redeem', { amount: 5n, password: PASSWORD, now: NOW }), 'WALLET_BUSY', 'redeem while receiving');
   });
 });
 
@@ -468,8 +495,8 @@ describe('DOT-M trusted app: load, redeem, events and ack', () => {
     const alice = await makeWallet('alice');
     const [twenty, fifty, thirty] = [mintBlock(alice.userId, 20n), mintBlock(alice.userId, 50n), mintBlock(alice.userId, 30n)];
     await alice.se.call('load', { blocks: [twenty, fifty, thirty], now: NOW });
-    await refusedUnchanged(alice, () => alice.se.call('redeem', { amount: 101n, now: NOW }), 'INSUFFICIENT_FUNDS');
-    const out = await alice.se.call('redeem', { amount: 60n, now: NOW });
+    await refusedUnchanged(alice, () => alice.se.call('redeem', { amount: 101n, password: PASSWORD, now: NOW }), 'INSUFFICIENT_FUNDS');
+    const out = await alice.se.call('redeem', { amount: 60n, password: PASSWORD, now: NOW });
     assert.equal(out.amount, 60n);
     const event = await lastEvent(alice);
     assert.equal(event.body.kind, 'redeemed');
@@ -486,7 +513,7 @@ describe('DOT-M trusted app: load, redeem, events and ack', () => {
     const [alice, bob] = await Promise.all([makeWallet('alice'), makeWallet('bob')]);
     await issueBlock(alice, 100n);
     await transfer(alice, bob, 10n);
-    await alice.se.call('redeem', { amount: 5n, now: NOW });
+    await alice.se.call('redeem', { amount: 5n, password: PASSWORD, now: NOW });
     assert.deepEqual((await alice.se.call('events', {})).events.map((e) => [e.body.seq, e.body.kind]), [[1, 'sent'], [2, 'redeemed']]);
     await refusedUnchanged(alice, () => alice.se.call('ack', { ack: ack(alice, 2, signer('not the issuer node')) }), 'ACK_INVALID', 'forged');
     const genuine = ack(alice, 1);
@@ -499,7 +526,7 @@ describe('DOT-M trusted app: load, redeem, events and ack', () => {
     const status = await alice.se.call('status', {});
     assert.equal(status.unsyncedEvents, 0);
     // The numbering goes on after the ack.
-    await alice.se.call('redeem', { amount: 5n, now: NOW });
+    await alice.se.call('redeem', { amount: 5n, password: PASSWORD, now: NOW });
     assert.deepEqual((await alice.se.call('events', {})).events.map((e) => e.body.seq), [3]);
   });
 });

@@ -16,8 +16,10 @@
  *   `abandon` (no notification came: the offer is withdrawn, nothing was paid);
  * - online data updating (§3.3.4): `events` (the signed log), `ack`; `redeem` gives copies up to the
  *   online account.
- * A wrong password is the one refusal that changes state (the count of tries), so `pay` answers it
- * as an output, not a rejection.
+ * Every command that moves value out of the SE or commits it to a payment (`pay`, `redeem`) checks
+ * pwd and is refused once the wallet is locked; `checkPassword` lets the wallet prove pwd before it
+ * unseals what it keeps under the same password. A wrong password is the one refusal that changes
+ * state (the count of tries), so these commands answer it as an output, not a rejection.
  */
 import { equalBytes, toHex } from '../../core/bytes.ts';
 import { array, boolean, bytes, oneOf, optional, record, text, uint, type Codec, type Infer } from '../../core/codec.ts';
@@ -176,6 +178,21 @@ function passwordDigest(salt: Uint8Array, password: string): Uint8Array {
   return sha256(encodeCbor([PASSWORD_TAG, salt, password]));
 }
 
+/** The outcome of checking pwd: a refusal (unset, locked), a wrong one counted, or the state with the count reset. */
+type PasswordCheck = { kind: 'refused'; result: CommandResult<never, never> } | { kind: 'wrong'; state: DotmState; triesLeft: number } | { kind: 'right'; state: DotmState };
+
+/** §3.3.3 preparation 2: pwd before value leaves the wallet; PASSWORD_TRIES_MAX wrong ones in a row lock it. */
+function checkPassword(state: DotmState, password: string): PasswordCheck {
+  const pwd = state.password;
+  if (pwd === undefined) return { kind: 'refused', result: reject('PASSWORD_NOT_SET', 'set the payment password first') };
+  if (pwd.failures >= PASSWORD_TRIES_MAX) return { kind: 'refused', result: reject('PASSWORD_LOCKED', `the wallet is locked after ${PASSWORD_TRIES_MAX} wrong passwords`) };
+  if (!equalBytes(passwordDigest(pwd.salt, password), pwd.digest)) {
+    const failures = pwd.failures + 1;
+    return { kind: 'wrong', state: { ...state, password: { ...pwd, failures } }, triesLeft: PASSWORD_TRIES_MAX - failures };
+  }
+  return { kind: 'right', state: pwd.failures === 0 ? state : { ...state, password: { ...pwd, failures: 0 } } };
+}
+
 function balanceOf(blocks: readonly CurrencyBlock[]): bigint {
   return blocks.reduce((s, b) => s + b.remaining, 0n);
 }
@@ -223,7 +240,16 @@ const acceptInput = record({ transaction: transactionMessageCodec, now: timeInpu
 const confirmInput = record({ notification: notificationCodec });
 const closedOutput = record({ tsn: bytes({ length: TSN_BYTES }), amount: amountCodec, seq: uint({ max: Number.MAX_SAFE_INTEGER }) });
 const completeInput = record({ success: successNoticeCodec });
-const redeemInput = record({ amount: amountCodec, now: timeInput });
+const redeemInput = record({ amount: amountCodec, password: text({ max: PASSWORD_CHARS_MAX }), now: timeInput });
+const redeemOutput = record({
+  kind: oneOf(['redeemed', 'wrong-password'] as const),
+  tsn: optional(bytes({ length: TSN_BYTES })),
+  amount: optional(amountCodec),
+  seq: optional(uint({ max: Number.MAX_SAFE_INTEGER })),
+  triesLeft: uint({ max: PASSWORD_TRIES_MAX }),
+});
+const checkPasswordInput = record({ password: text({ max: PASSWORD_CHARS_MAX }) });
+const checkPasswordOutput = record({ right: boolean, triesLeft: uint({ max: PASSWORD_TRIES_MAX }) });
 const eventsOutput = record({ events: array(walletEventCodec, { max: EVENTS_MAX }) });
 const ackInput = record({ ack: eventAckCodec, crl: optional(bytes({ max: TA_CRL_BYTES_MAX })) });
 const ackOutput = record({ cleared: uint({ max: EVENTS_MAX }), crlVersion: optional(uint({ max: Number.MAX_SAFE_INTEGER })) });
@@ -426,13 +452,9 @@ export const dotmTrustedApp = defineTrustedApp({
       run(state: DotmState, input, env) {
         const c = certified(state);
         if (c === null) return NOT_CERTIFIED();
-        const pwd = state.password;
-        if (pwd === undefined) return reject('PASSWORD_NOT_SET', 'set the payment password first');
-        if (pwd.failures >= PASSWORD_TRIES_MAX) return reject('PASSWORD_LOCKED', `the wallet is locked after ${PASSWORD_TRIES_MAX} wrong passwords`);
-        if (!equalBytes(passwordDigest(pwd.salt, input.password), pwd.digest)) {
-          const failures = pwd.failures + 1;
-          return accept({ ...state, password: { ...pwd, failures } }, { kind: 'wrong-password', triesLeft: PASSWORD_TRIES_MAX - failures });
-        }
+        const pwd = checkPassword(state, input.password);
+        if (pwd.kind === 'refused') return pwd.result;
+        if (pwd.kind === 'wrong') return accept(pwd.state, { kind: 'wrong-password', triesLeft: pwd.triesLeft });
         const open = busy(state) ?? eventRoom(state);
         if (open !== null) return reject('WALLET_BUSY', open);
         return guarded(() => {
@@ -441,7 +463,7 @@ export const dotmTrustedApp = defineTrustedApp({
           const tsd = buildTransactionData(state, c, env, input.request, now);
           const transaction: TransactionMessage = { tsd, gamma: signRecord(wsk(env), GAMMA_TAG, gammaSigned(tsd)), wcertP: c.wcert };
           const offer: Offer = { tsn: tsd.tsn, transaction: transactionDigest(transaction), v: tsd.v, ucertR: input.request.ucertR, parts: tsd.blocks };
-          const next: DotmState = { ...state, password: { ...pwd, failures: 0 }, offer, trustedTime: now };
+          const next: DotmState = { ...pwd.state, offer, trustedTime: now };
           return accept(next, { kind: 'transaction', transaction, triesLeft: PASSWORD_TRIES_MAX });
         });
       },
@@ -569,12 +591,15 @@ export const dotmTrustedApp = defineTrustedApp({
       },
     }),
 
-    /** Gives copies up to be credited online: the largest first, the last in part. */
-    redeem: command({
+    /** Gives copies up to be credited online, after pwd: the largest first, the last in part. */
+    redeem: command<DotmState, Infer<typeof redeemInput>, Infer<typeof redeemOutput>>({
       input: redeemInput,
-      output: closedOutput,
+      output: redeemOutput,
       run(state: DotmState, input, env) {
         if (certified(state) === null) return NOT_CERTIFIED();
+        const pwd = checkPassword(state, input.password);
+        if (pwd.kind === 'refused') return pwd.result;
+        if (pwd.kind === 'wrong') return accept(pwd.state, { kind: 'wrong-password', triesLeft: pwd.triesLeft });
         const open = busy(state) ?? eventRoom(state);
         if (open !== null) return reject('WALLET_BUSY', open);
         const available = balanceOf(state.blocks);
@@ -594,8 +619,24 @@ export const dotmTrustedApp = defineTrustedApp({
         }
         const tsn = env.random(TSN_BYTES);
         const now = clock(state, input.now);
-        const next = withEvent({ ...state, blocks, trustedTime: now }, env, now, { kind: 'redeemed', tsn, transaction: partsDigest(parts), amount: input.amount, parts });
-        return accept(next, { tsn, amount: input.amount, seq: next.seq });
+        const next = withEvent({ ...pwd.state, blocks, trustedTime: now }, env, now, { kind: 'redeemed', tsn, transaction: partsDigest(parts), amount: input.amount, parts });
+        return accept(next, { kind: 'redeemed', tsn, amount: input.amount, seq: next.seq, triesLeft: PASSWORD_TRIES_MAX });
+      },
+    }),
+
+    /**
+     * Proves pwd without moving value (the wallet asks it before it opens what it keeps sealed under
+     * pwd). A wrong one counts like any try; a right one leaves the count as it is: only a payment or
+     * a redemption made with pwd resets it.
+     */
+    checkPassword: command({
+      input: checkPasswordInput,
+      output: checkPasswordOutput,
+      run(state: DotmState, input) {
+        const pwd = checkPassword(state, input.password);
+        if (pwd.kind === 'refused') return pwd.result;
+        if (pwd.kind === 'wrong') return accept(pwd.state, { right: false, triesLeft: pwd.triesLeft });
+        return accept(state, { right: true, triesLeft: PASSWORD_TRIES_MAX - (state.password?.failures ?? 0) });
       },
     }),
 

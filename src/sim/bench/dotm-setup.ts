@@ -259,7 +259,7 @@ export async function drain(bank: BenchBank, party: BenchParty, options: { redee
       const status = await party.se.call('status', {});
       if (status.balance === 0n) break;
       const largest = status.blocks.map((b) => b.remaining).sort((a, b) => (a === b ? 0 : a > b ? -1 : 1)).slice(0, REDEEM_BLOCKS_MAX);
-      await party.se.call('redeem', { amount: largest.reduce((s, r) => s + r, 0n), now: Date.now() });
+      await party.se.call('redeem', { amount: largest.reduce((s, r) => s + r, 0n), password: DOTM_BENCH_PASSWORD, now: Date.now() });
     }
   }
   const { events } = await party.se.call('events', {});
