@@ -520,7 +520,7 @@ export const VERBS: Record<string, Verb> = {
             ...refused.map((x) => `event ${x.seq} refused: ${x.message ?? ''} [${x.code ?? ''}]`),
             ...(r.findings.length > 0 ? [`${r.findings.length} double-spending finding(s) at the node`] : []),
           ];
-          return { text: lines.join('\n'), json: { name: wallet.name, scheme: 'dotm', recovered, ...r } };
+          return { text: lines.join('\n'), json: { name: wallet.name, scheme: 'dotm', currency: wallet.currency.code, recovered, ...r } };
         });
       }
       return withWallet(values, args[0], io.env, async (wallet) => {
