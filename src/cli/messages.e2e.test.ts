@@ -75,6 +75,9 @@ test('refusals name the user command and show amounts as "31.00 EUR", never mino
   assert.match(limit, /^tally: wallet deposit refused: .*321\.00 EUR.*300\.00 EUR/, limit);
   const broke = await refusal('NODE_REFUSED', 'wallet', 'deposit', 'bob', '1.00');
   assert.match(broke, /holds 0\.00 EUR, less than the 1\.00 EUR requested \[INSUFFICIENT_FUNDS\]/, broke);
+  // An amount past what an account may hold is shown as typed, against the maximum in the currency.
+  const huge = await refusal('AMOUNT_OVERFLOW', 'wallet', 'deposit', 'alice', '99999999999999999.99');
+  assert.match(huge, /99999999999999999\.99 EUR is over the maximum of 92233720368547758\.07 EUR/, huge);
 
   // DOT-M: a withdrawal and a payment over the link for more than the wallet holds.
   await ok('wallet', 'create', 'dave', '--scheme', 'dotm');
