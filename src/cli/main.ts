@@ -1,33 +1,80 @@
 /**
- * The `tally` command line. `tally node start [--port 8080] [--host 127.0.0.1] [--data ./tally-data]
- * [--database-url URL] [--currency EUR:2] [--json]`. Errors are one clear line and exit code 1;
- * bad usage exits 2.
+ * The `tally` command line: `tally node start`, the wallet, operator and payment verbs of
+ * wallet-commands.ts, and `tally demo`. Every command answers `--help` with its usage, options and
+ * an example; `tally --help` lists them all. Errors are one clear line and exit code 1; bad usage
+ * (a mistyped command gets a "did you mean") exits 2.
  */
 import { parseArgs } from 'node:util';
 import { currency } from '../core/amount.ts';
 import { isTallyError } from '../core/errors.ts';
 import { jsonLogger } from './log.ts';
-import { DEFAULT_NODE_URL, UsageError, VERBS, type Outcome, type VerbIo } from './wallet-commands.ts';
+import { DEFAULT_NODE_URL, helpText, UsageError, VERBS, type Help, type Outcome, type VerbIo } from './wallet-commands.ts';
 
-const NODE_USAGE = `tally node start [--port 8080] [--host 127.0.0.1] [--data ./tally-data] [--database-url URL] [--currency EUR:2] [--suite ed25519|p256|sm2] [--json]
-      Runs an issuer node. PostgreSQL when --database-url or DATABASE_URL is given, embedded PGlite in
-      the data folder otherwise. Keys are encrypted with TALLY_NODE_PASSPHRASE (or a generated
-      passphrase kept in the data folder). --suite picks the signature suite of a new node's keys
-      (the central bank's, the intermediary's, the node's); DOT-M wallets made there follow it.`;
+const NODE_START_HELP: Help = {
+  usage: 'tally node start [--port 8080] [--host 127.0.0.1] [--data ./tally-data] [--database-url URL] [--currency EUR:2] [--suite ed25519|p256|sm2] [--json]',
+  summary:
+    'Runs an issuer node (central bank and intermediary) until Ctrl-C. The first start creates the data folder: keys, certificates, the database and the operator token, printed once and kept in DATA/identity/operator-token. Private keys are encrypted with $TALLY_NODE_PASSPHRASE (or a generated passphrase kept in the data folder).',
+  options: [
+    ['--port PORT', 'the TCP port (default 8080; 0 picks a free one)'],
+    ['--host ADDRESS', 'the address to listen on (default 127.0.0.1)'],
+    ['--data DIR', 'the data folder (default ./tally-data)'],
+    ['--database-url URL', 'PostgreSQL instead of the embedded PGlite in the data folder (else $DATABASE_URL)'],
+    ['--currency CODE:DECIMALS', 'the currency a new node issues (default EUR:2)'],
+    ['--suite NAME', "the signature suite of a new node's keys: ed25519 (default), p256 or sm2; DOT-M wallets made there follow it"],
+    ['--json', 'print machine-readable events, one JSON object a line'],
+  ],
+  example: 'tally node start --port 8080 --data ./tally-data',
+};
 
-const USAGE = `usage:
-  ${NODE_USAGE}
-${Object.values(VERBS)
-  .map((verb) => `  ${verb.usage}`)
-  .join('\n')}
-  tally demo [--keep] [--json]   (narrates a full OPS story against a fresh local node)
+const DEMO_HELP: Help = {
+  usage: 'tally demo [--keep] [--json]',
+  summary:
+    'Tells a whole OPS and DOT-M story against a fresh local node, step by step. Everything is real (a node in a temporary folder, wallets with isolated secure elements): OPS (deposit, a payment by token, a replay refused, a payment over TCP + Noise, a claim, sync, withdraw), then DOT-M (deposit as currency blocks, the nine-step payment over TCP + Noise, sync, withdraw), and the audit.',
+  options: [
+    ['--keep', 'keep the temporary folders (node data and wallets) and print where they are'],
+    ['--json', 'one JSON object a step'],
+  ],
+  example: 'tally demo',
+};
+
+/** A command of `tally`: its help and its run (answering the exit code). */
+interface Command extends Help {
+  run(args: string[]): Promise<number>;
+}
+
+const COMMANDS: Record<string, Command> = {
+  'node start': { ...NODE_START_HELP, run: nodeStart },
+  ...Object.fromEntries(Object.entries(VERBS).map(([name, verb]) => [name, { ...verb, run: (args: string[]) => runVerb(verb.run, args) }])),
+  demo: { ...DEMO_HELP, run: async (args) => (await import('./demo.ts')).runDemo(args) },
+};
+
+/** Every command of `tally` by its words, as `tally --help` lists them. */
+export const COMMAND_NAMES: readonly string[] = Object.freeze(Object.keys(COMMANDS));
+
+/** The first words of the two-word commands: node, operator, wallet. */
+const GROUPS = [...new Set(COMMAND_NAMES.filter((name) => name.includes(' ')).map((name) => name.split(' ')[0] as string))];
+
+function firstSentence(text: string): string {
+  const end = text.search(/\.(\s|$)/);
+  return end === -1 ? text : text.slice(0, end + 1);
+}
+
+function listing(names: readonly string[]): string {
+  const width = Math.max(...names.map((n) => n.length));
+  return names.map((name) => `  ${name.padEnd(width)}  ${firstSentence((COMMANDS[name] as Command).summary)}`).join('\n');
+}
+
+const USAGE = `usage: tally COMMAND [ARGUMENTS] [OPTIONS]   (tally COMMAND --help shows its options and an example)
+
+commands:
+${listing(COMMAND_NAMES)}
 
 Wallets live in --home DIR, else $TALLY_HOME, else ~/.tally. Commands that need the node use the
 wallet's node, or --node URL / $TALLY_NODE (default ${DEFAULT_NODE_URL}). Operator commands take the
 token from --token, $TALLY_OPERATOR_TOKEN, or --data (the node's data folder). A DOT-M wallet
 (--scheme dotm) asks for its payment password at a prompt, or reads $TALLY_PASSWORD when standard
-input is not a terminal; its payments run over a live link (receive --listen / pay --connect).`;
-
+input is not a terminal; its payments run over a live link (receive --listen / pay --connect).
+Amounts are decimal major units, such as 12.50. Every command takes --json.`;
 
 function parseCurrency(text: string) {
   const match = /^([A-Z][A-Z0-9]{2,11}):([0-9]{1,2})$/.exec(text);
@@ -77,10 +124,6 @@ async function nodeStart(args: string[]): Promise<number> {
   return 0;
 }
 
-const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
-  'node start': nodeStart,
-};
-
 function wantsJson(args: readonly string[]): boolean {
   return args.includes('--json');
 }
@@ -99,32 +142,111 @@ async function runVerb(run: (args: string[], io: VerbIo) => Promise<Outcome>, ar
   return 0;
 }
 
+/**
+ * The edit distance between two strings (optimal string alignment: insertions, deletions,
+ * substitutions and swaps of neighbours each count one).
+ */
+export function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  const at = (i: number, j: number) => (d[i] as number[])[j] as number;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      let best = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) best = Math.min(best, at(i - 2, j - 2) + 1);
+      (d[i] as number[])[j] = best;
+    }
+  }
+  return at(a.length, b.length);
+}
+
+/** The command a mistyped one most likely meant, or undefined when none is close. */
+function didYouMean(argv: readonly string[]): string | undefined {
+  let best: { name: string; distance: number } | undefined;
+  for (const name of COMMAND_NAMES) {
+    const words = name.split(' ');
+    const typed = argv.slice(0, words.length).join(' ');
+    // `tally balance alice` for `tally wallet balance alice`: the second word alone.
+    const distance = words.length === 2 && argv[0] === words[1] ? 0 : editDistance(typed, name);
+    if (distance <= 2 && distance < name.length / 2 && (best === undefined || distance < best.distance)) best = { name, distance };
+  }
+  return best?.name;
+}
+
+function isHelpFlag(arg: string | undefined): boolean {
+  return arg === '--help' || arg === '-h';
+}
+
+/** The command named by the first one or two words of `argv`, with the words it took. */
+function findCommand(argv: readonly string[]): { name: string; command: Command; rest: string[] } | undefined {
+  for (const take of [2, 1]) {
+    const name = argv.slice(0, take).join(' ');
+    if (argv.length >= take && Object.hasOwn(COMMANDS, name)) return { name, command: COMMANDS[name] as Command, rest: argv.slice(take) };
+  }
+  return undefined;
+}
+
+/** Explains an unknown command line on stderr; answers exit code 2. */
+function unknownCommand(argv: readonly string[]): number {
+  const group = GROUPS.find((g) => g === argv[0]);
+  const guess = didYouMean(argv);
+  const shown = argv.slice(0, group === undefined ? 1 : 2).join(' ');
+  const lines = [
+    group !== undefined && (argv[1] === undefined || argv[1].startsWith('-'))
+      ? `tally: \`tally ${group}\` needs one of: ${COMMAND_NAMES.filter((n) => n.startsWith(`${group} `)).map((n) => n.slice(group.length + 1)).join(', ')}`
+      : `tally: unknown command ${JSON.stringify(shown)}${guess === undefined ? '' : `; did you mean \`tally ${guess}\`?`}`,
+    '(see tally --help)',
+  ];
+  process.stderr.write(`${lines.join('\n')}\n`);
+  return 2;
+}
+
 /** Runs the command line; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  if (argv[0] === '--help' || argv[0] === 'help' || argv.length === 0) {
-    process.stdout.write(`${USAGE}\n`);
-    return argv.length === 0 ? 2 : 0;
-  }
-  const two = argv.slice(0, 2).join(' ');
-  const one = argv[0] as string;
-  let run: (() => Promise<number>) | undefined;
-  if (COMMANDS[two] !== undefined) run = () => (COMMANDS[two] as (a: string[]) => Promise<number>)(argv.slice(2));
-  else if (VERBS[two] !== undefined) run = () => runVerb((VERBS[two] as (typeof VERBS)[string]).run, argv.slice(2));
-  else if (VERBS[one] !== undefined) run = () => runVerb((VERBS[one] as (typeof VERBS)[string]).run, argv.slice(1));
-  else if (one === 'demo') run = async () => (await import('./demo.ts')).runDemo(argv.slice(1));
-  if (run === undefined) {
-    process.stderr.write(`tally: unknown command ${JSON.stringify(argv.join(' '))}\n${USAGE}\n`);
+  if (argv.length === 0) {
+    process.stderr.write(`${USAGE}\n`);
     return 2;
   }
+  if (isHelpFlag(argv[0]) || argv[0] === 'help') {
+    const topic = argv.slice(1).filter((a) => !isHelpFlag(a));
+    if (topic.length === 0) {
+      process.stdout.write(`${USAGE}\n`);
+      return 0;
+    }
+    const found = findCommand(topic);
+    if (found === undefined) {
+      const group = GROUPS.find((g) => g === topic[0] && topic.length === 1);
+      if (group === undefined) return unknownCommand(topic);
+      process.stdout.write(`tally ${group} commands:\n${listing(COMMAND_NAMES.filter((n) => n.startsWith(`${group} `)))}\n`);
+      return 0;
+    }
+    process.stdout.write(`${helpText(found.command)}\n`);
+    return 0;
+  }
+  const found = findCommand(argv);
+  if (found === undefined) {
+    const group = GROUPS.find((g) => g === argv[0]);
+    if (group !== undefined && isHelpFlag(argv[1])) {
+      process.stdout.write(`tally ${group} commands:\n${listing(COMMAND_NAMES.filter((n) => n.startsWith(`${group} `)))}\n`);
+      return 0;
+    }
+    return unknownCommand(argv);
+  }
+  const { name, command, rest } = found;
+  if (rest.some(isHelpFlag)) {
+    process.stdout.write(`${helpText(command)}\n`);
+    return 0;
+  }
   try {
-    return await run();
+    return await command.run(rest);
   } catch (e) {
     if (e instanceof UsageError || (e instanceof TypeError && 'code' in e && String(e.code).startsWith('ERR_PARSE_ARGS'))) {
-      process.stderr.write(`tally: ${e.message}\n(see tally --help)\n`);
+      process.stderr.write(`tally ${name}: ${e.message}\n(see tally ${name} --help)\n`);
       return 2;
     }
     const code = isTallyError(e) ? e.code : 'INTERNAL';
-    const message = isTallyError(e) ? e.message : e instanceof Error ? e.message : String(e);
+    const said = isTallyError(e) ? e.message : e instanceof Error ? e.message : String(e);
+    // A secure element's refusal is told as a refusal of the user's command.
+    const message = code === 'SE_REJECTED' ? `${name} refused: ${said}` : said;
     if (wantsJson(argv)) process.stdout.write(`${JSON.stringify({ error: { code, message, ...(isTallyError(e) ? { details: e.details } : {}) } })}\n`);
     process.stderr.write(`tally: ${message} [${code}]\n`);
     return 1;

@@ -24,10 +24,35 @@ export interface Outcome {
   json: Record<string, unknown>;
 }
 
-/** A verb: its usage line and its run. */
-export interface Verb {
+/** What `--help` shows of a command: its synopsis, what it does, its options and an example. */
+export interface Help {
+  /** The synopsis: words, arguments and flags (several forms separated by a newline). */
   usage: string;
+  /** What it does, in a sentence or two. */
+  summary: string;
+  /** Each option with what it means. */
+  options: readonly (readonly [flag: string, meaning: string])[];
+  /** A command line showing it in use. */
+  example: string;
+}
+
+/** A verb: its help and its run. */
+export interface Verb extends Help {
   run(args: string[], io: VerbIo): Promise<Outcome>;
+}
+
+/** The `--help` text of a command. */
+export function helpText(help: Help): string {
+  const width = Math.max(...help.options.map(([flag]) => flag.length));
+  return [
+    `usage: ${help.usage.split('\n').join('\n       ')}`,
+    '',
+    help.summary,
+    ...(help.options.length === 0 ? [] : ['', 'options:', ...help.options.map(([flag, meaning]) => `  ${flag.padEnd(width)}  ${meaning}`)]),
+    '',
+    'example:',
+    `  ${help.example.split('\n').join('\n  ')}`,
+  ].join('\n');
 }
 
 /** What a verb may use besides its arguments. */
@@ -43,6 +68,16 @@ export interface VerbIo {
 export const DEFAULT_NODE_URL = 'http://127.0.0.1:8080';
 /** How long `receive` waits for a payer, and each side for the next message, by default. */
 export const LINK_WAIT_MS_DEFAULT = 120_000;
+
+const HOME_OPTION = ['--home DIR', 'the folder of wallets (else $TALLY_HOME, else ~/.tally)'] as const;
+const JSON_OPTION = ['--json', 'print one JSON object instead of text (amounts as decimal strings with a "currency" field)'] as const;
+const NODE_OPTION = ['--node URL', 'the issuer node (else $TALLY_NODE, else http://127.0.0.1:8080)'] as const;
+const OPERATOR_OPTIONS = [
+  NODE_OPTION,
+  ['--token T', 'the operator token (else $TALLY_OPERATOR_TOKEN)'],
+  ['--data DIR', "read the operator token from the node's data folder (DIR/identity/operator-token)"],
+] as const;
+const TIMEOUT_OPTION = ['--timeout SECONDS', `how long to wait for the peer and for each of its messages (default ${LINK_WAIT_MS_DEFAULT / 1000})`] as const;
 
 const common = {
   home: { type: 'string' },
@@ -158,7 +193,10 @@ const operatorFlags = { node: { type: 'string' }, token: { type: 'string' }, dat
 /** Every verb but `node start`, by its words. */
 export const VERBS: Record<string, Verb> = {
   'operator mint': {
-    usage: 'tally operator mint ACCOUNT AMOUNT [--node URL] [--token T | --data DIR] [--home DIR] [--json]   (ACCOUNT: an account id or a wallet NAME of this home)',
+    usage: 'tally operator mint ACCOUNT AMOUNT [--node URL] [--token T | --data DIR] [--home DIR] [--json]',
+    summary: 'Operator: the central bank issues AMOUNT (decimal major units, such as 100.00) into an online account. ACCOUNT is an account id (user:...) or the NAME of a wallet of this home.',
+    options: [...OPERATOR_OPTIONS, HOME_OPTION, JSON_OPTION],
+    example: 'tally operator mint alice 100.00',
     async run(argv, io) {
       const { values, args } = parse(argv, operatorFlags, ['ACCOUNT', 'AMOUNT']);
       const [target, amount] = args as [string, string];
@@ -182,7 +220,10 @@ export const VERBS: Record<string, Verb> = {
     },
   },
   'operator oem': {
-    usage: 'tally operator oem [--node URL] [--token T | --data DIR] [--home DIR] [--json]   (the factory step: enrolls this home\'s software OEM and allows the current OPS trusted app build)',
+    usage: 'tally operator oem [--node URL] [--token T | --data DIR] [--home DIR] [--json]',
+    summary: "Operator, the factory step: creates this home's software OEM key if needed, enrols it at the node and allows the current builds of the OPS and DOT-M trusted apps. Run it once per home and node, before creating wallets with a secure element.",
+    options: [...OPERATOR_OPTIONS, HOME_OPTION, JSON_OPTION],
+    example: 'tally operator oem --data ./tally-data',
     async run(argv, io) {
       const { values } = parse(argv, operatorFlags, []);
       const home = resolveHome(values.home, io.env);
@@ -196,6 +237,9 @@ export const VERBS: Record<string, Verb> = {
   },
   audit: {
     usage: 'tally audit [--node URL] [--token T | --data DIR] [--json]',
+    summary: "Operator: the node's audit of its ledger: the money issued must equal the online accounts plus the offline float.",
+    options: [...OPERATOR_OPTIONS, JSON_OPTION],
+    example: 'tally audit --data ./tally-data',
     async run(argv, io) {
       const { values } = parse(argv, operatorFlags, []);
       const node = new NodeClient(nodeUrl(values.node, io.env));
@@ -226,7 +270,16 @@ export const VERBS: Record<string, Verb> = {
     },
   },
   'wallet create': {
-    usage: 'tally wallet create NAME [--scheme ops|dotm] [--no-secure-element] [--node URL] [--home DIR] [--json]   (dotm: the payment password at a prompt, or TALLY_PASSWORD)',
+    usage: 'tally wallet create NAME [--scheme ops|dotm] [--no-secure-element] [--node URL] [--home DIR] [--json]',
+    summary: 'Creates a wallet and registers its user at the node; with a secure element (the default), provisions it in its own process and registers the device. A DOT-M wallet asks for its payment password at a prompt, or reads $TALLY_PASSWORD.',
+    options: [
+      ['--scheme ops|dotm', 'the payment scheme (default ops)'],
+      ['--no-secure-element', 'an OPS wallet without a secure element: it receives payments and claims them online'],
+      NODE_OPTION,
+      HOME_OPTION,
+      JSON_OPTION,
+    ],
+    example: 'tally wallet create alice --scheme ops',
     async run(argv, io) {
       const { values, args } = parse(argv, { scheme: { type: 'string', default: 'ops' }, 'no-secure-element': { type: 'boolean', default: false }, node: { type: 'string' } }, ['NAME']);
       if (values.scheme !== 'ops' && values.scheme !== 'dotm') throw new UsageError(`--scheme ${values.scheme}: this version runs ops and dotm`);
@@ -260,6 +313,9 @@ export const VERBS: Record<string, Verb> = {
   },
   'wallet balance': {
     usage: 'tally wallet balance NAME [--home DIR] [--json]',
+    summary: 'Shows the online balance (from the node, when it answers), the offline balance in the secure element, payments not yet collected, limits and unfinished steps; a DOT-M wallet lists its currency blocks.',
+    options: [HOME_OPTION, JSON_OPTION],
+    example: 'tally wallet balance alice',
     async run(argv, io) {
       const { values, args } = parse(argv, {}, ['NAME']);
       if (await isDotm(values, args[0], io.env)) {
@@ -270,7 +326,7 @@ export const VERBS: Record<string, Verb> = {
           const lines = [
             `online:  ${b.online === null ? `unknown (${b.onlineError ?? 'node unreachable'})` : `${b.online} ${c}`}`,
             `offline: ${b.offline} ${c} in ${b.blocks.length} currency block(s)`,
-            ...b.blocks.map((k) => `  block ${k.serial}  value ${k.value}  remaining ${k.remaining}  ${k.count} offline transaction(s)${k.held ? '  (held by an open offer)' : ''}`),
+            ...b.blocks.map((k) => `  block ${k.serial}  value ${k.value} ${c}  remaining ${k.remaining} ${c}  ${k.count} offline transaction(s)${k.held ? '  (held by an open offer)' : ''}`),
             ...(b.unsyncedEvents > 0 ? [`${b.unsyncedEvents} offline event(s) await the node (tally sync)`] : []),
             `payment password: ${b.passwordTriesLeft === 0 ? 'LOCKED' : `${b.passwordTriesLeft} tries left`}`,
           ];
@@ -293,6 +349,9 @@ export const VERBS: Record<string, Verb> = {
   },
   'wallet history': {
     usage: 'tally wallet history NAME [--home DIR] [--json]',
+    summary: "Lists the wallet's events, oldest first.",
+    options: [HOME_OPTION, JSON_OPTION],
+    example: 'tally wallet history alice',
     async run(argv, io) {
       const { values, args } = parse(argv, {}, ['NAME']);
       const open = async <T>(run: (wallet: { history(): Promise<{ at: number; kind: string; amount?: string; detail?: string }[]>; name: string; currency: { code: string } }) => Promise<T>) =>
@@ -305,7 +364,10 @@ export const VERBS: Record<string, Verb> = {
     },
   },
   'wallet deposit': {
-    usage: 'tally wallet deposit NAME AMOUNT [--blocks N] [--home DIR] [--json]   (online -> offline; needs the node; dotm: split into N currency blocks)',
+    usage: 'tally wallet deposit NAME AMOUNT [--blocks N] [--home DIR] [--json]',
+    summary: 'Moves AMOUNT from the online account into the secure element (online to offline); needs the node.',
+    options: [['--blocks N', 'DOT-M: split the amount into N currency blocks (1 to 20, default 1)'], HOME_OPTION, JSON_OPTION],
+    example: 'tally wallet deposit alice 60.00',
     async run(argv, io) {
       const { values, args } = parse(argv, { blocks: { type: 'string' } }, ['NAME', 'AMOUNT']);
       if (await isDotm(values, args[0], io.env)) {
@@ -325,7 +387,10 @@ export const VERBS: Record<string, Verb> = {
     },
   },
   'wallet withdraw': {
-    usage: 'tally wallet withdraw NAME AMOUNT [--home DIR] [--json]   (offline -> online; needs the node)',
+    usage: 'tally wallet withdraw NAME AMOUNT [--home DIR] [--json]',
+    summary: 'Moves AMOUNT from the secure element back to the online account (offline to online); needs the node.',
+    options: [HOME_OPTION, JSON_OPTION],
+    example: 'tally wallet withdraw alice 20.00',
     async run(argv, io) {
       const { values, args } = parse(argv, {}, ['NAME', 'AMOUNT']);
       if (await isDotm(values, args[0], io.env)) {
@@ -346,7 +411,10 @@ export const VERBS: Record<string, Verb> = {
     },
   },
   request: {
-    usage: 'tally request NAME AMOUNT [--memo TEXT] [--home DIR] [--json]   (payee, offline: prints a payment request token)',
+    usage: 'tally request NAME AMOUNT [--memo TEXT] [--home DIR] [--json]',
+    summary: 'Payee, offline (OPS): prints a payment request token for AMOUNT naming this wallet; give it to the payer for `tally pay`.',
+    options: [['--memo TEXT', 'a note carried in the request'], HOME_OPTION, JSON_OPTION],
+    example: 'REQ=$(tally request bob 12.50 --memo beans)',
     async run(argv, io) {
       const { values, args } = parse(argv, { memo: { type: 'string' } }, ['NAME', 'AMOUNT']);
       await refuseForDotm(values, args[0], io.env, 'request');
@@ -357,7 +425,18 @@ export const VERBS: Record<string, Verb> = {
     },
   },
   pay: {
-    usage: 'tally pay NAME REQUEST [--payee KEYID] [--again] [--home DIR] [--json]   or   tally pay NAME --connect HOST:PORT [--expect AMOUNT] [--timeout SECONDS]   (payer, offline; --payee: refuse a request signed by another user; --again: pay a request already paid once more)',
+    usage: 'tally pay NAME REQUEST [--payee KEYID] [--again] [--home DIR] [--json]\ntally pay NAME --connect HOST:PORT [--expect AMOUNT] [--timeout SECONDS] [--home DIR] [--json]',
+    summary: 'Payer, offline: pays a request token (OPS) or a payee waiting with `tally receive` (--connect; OPS and DOT-M). With a REQUEST token: the secure element pays it and the payment token is printed; give it to the payee for `tally accept`. With --connect: pays the payee waiting with `tally receive` over TCP + Noise (OPS and DOT-M; DOT-M asks for the payment password, or reads $TALLY_PASSWORD).',
+    options: [
+      ['--connect HOST:PORT', 'the address of a payee running `tally receive ... --listen PORT`'],
+      ['--expect AMOUNT', 'refuse unless the payee asks for exactly this amount'],
+      ['--payee KEYID', 'refuse a request token signed by another user (the full key id or its first 8+ hex digits)'],
+      ['--again', 'pay a request token that was paid once already'],
+      TIMEOUT_OPTION,
+      HOME_OPTION,
+      JSON_OPTION,
+    ],
+    example: 'PAY=$(tally pay alice "$REQ")\ntally pay alice --connect 127.0.0.1:7000 --expect 5.00',
     async run(argv, io) {
       const parsed = parseArgs({ args: argv, options: { ...common, connect: { type: 'string' }, expect: { type: 'string' }, timeout: { type: 'string' }, again: { type: 'boolean', default: false }, payee: { type: 'string' } }, allowPositionals: true, strict: true });
       const values = parsed.values;
@@ -398,7 +477,10 @@ export const VERBS: Record<string, Verb> = {
     },
   },
   accept: {
-    usage: 'tally accept NAME PAYMENT [--home DIR] [--json]   (payee, offline: verifies and stores a payment token)',
+    usage: 'tally accept NAME PAYMENT [--home DIR] [--json]',
+    summary: 'Payee, offline (OPS): verifies a payment token (certificates, revocations, signature, replay) and stores it; then `tally collect` (with a secure element) or `tally claim` (without one).',
+    options: [HOME_OPTION, JSON_OPTION],
+    example: 'tally accept bob "$PAY" && tally collect bob',
     async run(argv, io) {
       const { values, args } = parse(argv, {}, ['NAME', 'PAYMENT']);
       await refuseForDotm(values, args[0], io.env, 'accept');
@@ -410,7 +492,17 @@ export const VERBS: Record<string, Verb> = {
     },
   },
   receive: {
-    usage: 'tally receive NAME AMOUNT --listen PORT [--host 127.0.0.1] [--memo TEXT] [--timeout SECONDS] [--home DIR] [--json]   (payee, offline: waits for one payment over TCP)',
+    usage: 'tally receive NAME AMOUNT --listen PORT [--host 127.0.0.1] [--memo TEXT] [--timeout SECONDS] [--home DIR] [--json]',
+    summary: 'Payee, offline: waits for one payer (`tally pay NAME --connect HOST:PORT`) over TCP + Noise and takes AMOUNT. An OPS payment is stored like an accepted one: `tally collect` it (or `tally claim` it without a secure element); a DOT-M payment is in the wallet at once.',
+    options: [
+      ['--listen PORT', 'the TCP port to listen on (0 picks a free one and prints it)'],
+      ['--host ADDRESS', 'the address to listen on (default 127.0.0.1)'],
+      ['--memo TEXT', 'OPS: a note carried in the request'],
+      TIMEOUT_OPTION,
+      HOME_OPTION,
+      JSON_OPTION,
+    ],
+    example: 'tally receive bob 5.00 --listen 7000 &\ntally pay alice --connect 127.0.0.1:7000 && tally collect bob',
     async run(argv, io) {
       const { values, args } = parse(argv, { listen: { type: 'string' }, host: { type: 'string', default: '127.0.0.1' }, memo: { type: 'string' }, timeout: { type: 'string' } }, ['NAME', 'AMOUNT']);
       if (values.listen === undefined) throw new UsageError('--listen PORT is needed');
@@ -441,7 +533,10 @@ export const VERBS: Record<string, Verb> = {
     },
   },
   collect: {
-    usage: 'tally collect NAME [--home DIR] [--json]   (into the secure element, offline)',
+    usage: 'tally collect NAME [--home DIR] [--json]',
+    summary: 'Payee, offline (OPS, with a secure element): moves the accepted and received payments into the secure element, so they can be spent again.',
+    options: [HOME_OPTION, JSON_OPTION],
+    example: 'tally collect bob',
     async run(argv, io) {
       const { values, args } = parse(argv, {}, ['NAME']);
       await refuseForDotm(values, args[0], io.env, 'collect');
@@ -462,20 +557,26 @@ export const VERBS: Record<string, Verb> = {
     },
   },
   claim: {
-    usage: 'tally claim NAME [--home DIR] [--json]   (to the online account; needs the node)',
+    usage: 'tally claim NAME [--home DIR] [--json]',
+    summary: 'Payee without a secure element (OPS): has the node credit the accepted payments to the online account; needs the node.',
+    options: [HOME_OPTION, JSON_OPTION],
+    example: 'tally claim carol',
     async run(argv, io) {
       const { values, args } = parse(argv, {}, ['NAME']);
       await refuseForDotm(values, args[0], io.env, 'claim');
       return withWallet(values, args[0], io.env, async (wallet) => {
         const r = await wallet.claim();
         const sum = r.claimed.reduce((s, e) => s + BigInt(e.amount), 0n);
-        const text = [`Claimed ${r.claimed.length} payment(s), ${wallet.format(sum)} ${wallet.currency.code}; online balance ${r.online ?? 'unknown'} ${wallet.currency.code}.`, ...r.refused.map((e) => `Refused by the node: ${wallet.format(BigInt(e.amount))} from ${e.sender} (payment ${e.index}): ${e.reason ?? ''}`)].join('\n');
+        const text = [`Claimed ${r.claimed.length} payment(s), ${wallet.format(sum)} ${wallet.currency.code}; online balance ${r.online ?? 'unknown'} ${wallet.currency.code}.`, ...r.refused.map((e) => `Refused by the node: ${wallet.format(BigInt(e.amount))} ${wallet.currency.code} from ${e.sender} (payment ${e.index}): ${e.reason ?? ''}`)].join('\n');
         return { text, json: { name: wallet.name, currency: wallet.currency.code, claimed: r.claimed.map((e) => shortEntry(wallet, e)), refused: r.refused.map((e) => shortEntry(wallet, e)), online: r.online } };
       });
     },
   },
   sync: {
-    usage: 'tally sync NAME [--home DIR] [--json]   (report, reconcile, fetch revocations; needs the node)',
+    usage: 'tally sync NAME [--home DIR] [--json]',
+    summary: "Sends the secure element's signed report of offline payments to the node, applies its answer and fetches the revocation list; needs the node.",
+    options: [HOME_OPTION, JSON_OPTION],
+    example: 'tally sync alice',
     async run(argv, io) {
       const { values, args } = parse(argv, {}, ['NAME']);
       if (await isDotm(values, args[0], io.env)) {
@@ -489,7 +590,7 @@ export const VERBS: Record<string, Verb> = {
             ...refused.map((x) => `event ${x.seq} refused: ${x.message ?? ''} [${x.code ?? ''}]`),
             ...(r.findings.length > 0 ? [`${r.findings.length} double-spending finding(s) at the node`] : []),
           ];
-          return { text: lines.join('\n'), json: { name: wallet.name, scheme: 'dotm', recovered, ...r } };
+          return { text: lines.join('\n'), json: { name: wallet.name, scheme: 'dotm', currency: wallet.currency.code, recovered, ...r } };
         }, { password });
       }
       return withWallet(values, args[0], io.env, async (wallet) => {

@@ -33,6 +33,13 @@ export function currency(code: string, decimals: number): Currency {
   return Object.freeze({ code, decimals });
 }
 
+/** Any integer number of minor units as decimal major units ("-0.05"), for messages. */
+function majorUnits(currency: Currency, minor: bigint): string {
+  const digits = (minor < 0n ? -minor : minor).toString().padStart(currency.decimals + 1, '0');
+  const cut = digits.length - currency.decimals;
+  return `${minor < 0n ? '-' : ''}${digits.slice(0, cut)}${currency.decimals === 0 ? '' : `.${digits.slice(cut)}`}`;
+}
+
 /** An immutable, non-negative amount of one currency. */
 export class Amount {
   readonly currency: Currency;
@@ -49,9 +56,9 @@ export class Amount {
    * @throws TallyError AMOUNT_UNDERFLOW below zero, AMOUNT_OVERFLOW above AMOUNT_MINOR_MAX
    */
   static of(currency: Currency, minor: bigint): Amount {
-    if (minor < 0n) throw new TallyError('AMOUNT_UNDERFLOW', `amount would be negative: ${minor} minor units`, {});
+    if (minor < 0n) throw new TallyError('AMOUNT_UNDERFLOW', `amount would be negative: ${majorUnits(currency, minor)} ${currency.code}`, {});
     if (minor > AMOUNT_MINOR_MAX) {
-      throw new TallyError('AMOUNT_OVERFLOW', `amount of ${minor} minor units is over the maximum`, { max: AMOUNT_MINOR_MAX.toString() });
+      throw new TallyError('AMOUNT_OVERFLOW', `amount of ${majorUnits(currency, minor)} ${currency.code} is over the maximum of ${majorUnits(currency, AMOUNT_MINOR_MAX)} ${currency.code}`, { max: AMOUNT_MINOR_MAX.toString() });
     }
     return new Amount(currency, minor);
   }

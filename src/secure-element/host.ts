@@ -177,7 +177,8 @@ export class InProcessHost<S, C extends CommandTable<S>> implements SecureElemen
 
     const result = spec.run(this.state, input, makeEnv(this.options, this.keys));
     if (!result.ok) {
-      throw new TallyError('SE_REJECTED', `${app.name}.${name} refused: ${result.rejection.message}`, {
+      // The trusted app's own sentence: the command it ran is in the details, not in the message.
+      throw new TallyError('SE_REJECTED', result.rejection.message, {
         command: name,
         reason: result.rejection.code,
       });

@@ -383,7 +383,7 @@ export class DotmWallet {
   async deposit(amountText: string, count = 1): Promise<{ amount: string; offline: string; blocks: number }> {
     const amount = this.parseAmount(amountText);
     if (!Number.isInteger(count) || count < 1 || count > ISSUE_BLOCKS_MAX) throw new TallyError('AMOUNT_INVALID', `blocks: expected 1 to ${ISSUE_BLOCKS_MAX}, got ${count}`, { input: String(count) });
-    if (BigInt(count) > amount) throw new TallyError('AMOUNT_INVALID', `cannot split ${this.format(amount)} into ${count} blocks of at least one minor unit`, { input: amountText });
+    if (BigInt(count) > amount) throw new TallyError('AMOUNT_INVALID', `cannot split ${this.format(amount)} ${this.currency.code} into ${count} blocks of at least ${this.format(1n)} ${this.currency.code}`, { input: amountText });
     const step: PendingStep = { kind: 'dotm-issue', id: newId(), amount: amount.toString(), count };
     this.data.pending.push(step);
     await this.save();
@@ -417,7 +417,9 @@ export class DotmWallet {
     const amount = this.parseAmount(amountText);
     // The sync below needs the account key: refuse before anything is given up.
     if (!this.unlocked) throw this.sealedError();
-    const out = await (await this.se()).call('redeem', { amount, password, now: Date.now() });
+    const out = await (await this.se()).call('redeem', { amount, password, now: Date.now() }).catch(async (e: unknown) => {
+      throw await this.worded(e, amount, undefined);
+    });
     if (out.kind === 'wrong-password' || out.seq === undefined) throw wrongPassword(out.triesLeft, 'redeem');
     await appendHistory(this.paths, { at: Date.now(), kind: 'withdraw', amount: this.format(amount), detail: `blocks given up (event ${out.seq}); credited at the node's next sync` });
     let credited = false;
@@ -561,7 +563,9 @@ export class DotmWallet {
         {
           pay: async (request) => {
             const payee = this.payeeOnLink(request.ucertR, peer.publicKey);
-            const out = await se.call('pay', { request, password: options.password, expect: { v: expect ?? request.v, payee }, now: Date.now() });
+            const out = await se.call('pay', { request, password: options.password, expect: { v: expect ?? request.v, payee }, now: Date.now() }).catch(async (e: unknown) => {
+              throw await this.worded(e, request.v, expect);
+            });
             if (out.kind === 'wrong-password' || out.transaction === undefined) throw wrongPassword(out.triesLeft, 'pay');
             return out.transaction;
           },
@@ -582,6 +586,24 @@ export class DotmWallet {
     } finally {
       link.close();
     }
+  }
+
+  /**
+   * The SE's refusal of an amount, worded with the amounts in the currency (the TA knows only minor
+   * units and its currency code); the code and details stay the SE's. Other errors pass unchanged.
+   */
+  private async worded(e: unknown, amount: bigint, expect: bigint | undefined): Promise<unknown> {
+    if (!isTallyError(e, 'SE_REJECTED')) return e;
+    const shown = (minor: bigint) => `${this.format(minor)} ${this.currency.code}`;
+    const { reason } = e.details;
+    if (reason === 'AMOUNT_MISMATCH' && expect !== undefined) return new TallyError('SE_REJECTED', `the payee asks for ${shown(amount)}, not the ${shown(expect)} expected`, e.details);
+    if (reason !== 'INSUFFICIENT_FUNDS' && reason !== 'LIMIT_REACHED') return e;
+    const { balance } = await (await this.se()).call('status', {});
+    const message =
+      reason === 'INSUFFICIENT_FUNDS'
+        ? `the wallet holds ${shown(balance)}, less than the ${shown(amount)} asked for`
+        : `the wallet holds ${shown(balance)}, but one offline payment cannot use all of it for ${shown(amount)} (too many blocks or records, or blocks that must go online first): pay less, or withdraw and deposit again`;
+    return new TallyError('SE_REJECTED', message, e.details);
   }
 
   /** Step 2.3 on the untrusted side: ucert_R must belong to the account bound to the link. */

@@ -284,6 +284,23 @@ export class Wallet {
     return formatMinor(this.currency, minor);
   }
 
+  /** Formats minor units with the currency, as messages show them: "12.50 EUR". */
+  private shown(minor: bigint): string {
+    return `${this.format(minor)} ${this.currency.code}`;
+  }
+
+  /**
+   * Refuses, before any step is recorded, an amount the secure element does not hold; the TA
+   * refuses it too, but cannot word the amounts in the currency.
+   * @throws TallyError SE_REJECTED (INSUFFICIENT_FUNDS)
+   */
+  private async checkBalance(amount: bigint, command: 'pay' | 'withdraw'): Promise<void> {
+    const { balance } = await (await this.se()).call('status', {});
+    if (balance < amount) {
+      throw new TallyError('SE_REJECTED', `the offline balance ${this.shown(balance)} is below the ${this.shown(amount)} to ${command}`, { command, reason: 'INSUFFICIENT_FUNDS' });
+    }
+  }
+
   /** Parses a decimal amount of the wallet's currency into minor units (> 0). @throws TallyError AMOUNT_INVALID */
   parseAmount(text: string): bigint {
     return parsePositive(this.currency, text);
@@ -367,7 +384,7 @@ export class Wallet {
     }
     const status = await se.call('status', {});
     if (status.balance + amount > status.holdingLimit) {
-      throw new TallyError('SE_REJECTED', `the offline balance would be ${this.format(status.balance + amount)}, over the holding limit of ${this.format(status.holdingLimit)}`, { command: 'deposit', reason: 'HOLDING_LIMIT' });
+      throw new TallyError('SE_REJECTED', `the offline balance would be ${this.shown(status.balance + amount)}, over the holding limit of ${this.shown(status.holdingLimit)}`, { command: 'deposit', reason: 'HOLDING_LIMIT' });
     }
     const step: PendingStep = { kind: 'deposit', id: newId(), amount: amount.toString() };
     await this.begin(step);
@@ -399,6 +416,7 @@ export class Wallet {
   async withdraw(amountText: string): Promise<{ amount: string; online: string | null }> {
     const amount = this.parseAmount(amountText);
     this.requireDevice();
+    await this.checkBalance(amount, 'withdraw');
     const step: PendingStep = { kind: 'withdraw', id: newId(), amount: amount.toString() };
     await this.begin(step);
     await this.runWithdraw(step);
@@ -503,6 +521,7 @@ export class Wallet {
   async payRequest(request: PaymentRequest, options: { request?: string } = {}): Promise<{ token: string; payment: Payment; entry: SentEntry }> {
     this.requireDevice();
     this.verifyCertificate(request.receiver);
+    await this.checkBalance(request.amount, 'pay');
     const step: PendingStep = {
       kind: 'pay',
       id: newId(),
@@ -773,7 +792,7 @@ export class Wallet {
       const result = await runPayer(link, {
         pay: async (request) => {
           if (expect !== undefined && request.amount !== expect) {
-            throw new TallyError('PAYMENT_INVALID', `the payee asks for ${this.format(request.amount)}, not the ${this.format(expect)} expected`, { reason: 'amount' });
+            throw new TallyError('PAYMENT_INVALID', `the payee asks for ${this.shown(request.amount)}, not the ${this.shown(expect)} expected`, { reason: 'amount' });
           }
           this.checkReceiverIsPeer(request.receiver, peer.publicKey);
           return (await this.payRequest(request)).payment;

@@ -156,6 +156,7 @@ export function registerLedgerRoutes(app: OpenAPIHono<IssuerEnv>, services: Issu
         amount: amount.minor,
         kind: 'transfer',
         ...(reference === null ? {} : { reference }),
+        currency: services.currency,
       });
       if (!result.ok) return refusal(result.code, result.message);
       return { status: 200, body: { transfer: transferJson(services.currency, result.transfer) } };

@@ -4,7 +4,7 @@
  * Each transfer carries an idempotency key: the same request again answers the original
  * transfer, another request under the same key is refused.
  */
-import { AMOUNT_MINOR_MAX } from '../../core/amount.ts';
+import { Amount, AMOUNT_MINOR_MAX, type Currency } from '../../core/amount.ts';
 import { assert } from '../../core/assert.ts';
 import { bigintColumn, type Queryable, type TransactionHandle } from '../db/database.ts';
 import { accountFromRow, ACCOUNT_COLUMNS, type Account, type AccountRow } from './account.ts';
@@ -22,6 +22,8 @@ export interface TransferRequest {
   readonly kind: string;
   /** What it refers to (a payment id, a device), as JSON; amounts in it as strings. */
   readonly reference?: JsonValue | undefined;
+  /** The node's currency, to word a refusal in decimal major units ("12.50 EUR"); not stored. */
+  readonly currency?: Currency | undefined;
 }
 
 /** One journal entry, as stored. */
@@ -143,12 +145,15 @@ function refusal(request: TransferRequest, debit: Account | undefined, credit: A
   if (debit.currency !== credit.currency) {
     return failure('CURRENCY_MISMATCH', `debit account ${debit.id} holds ${debit.currency}, credit account ${credit.id} holds ${credit.currency}`);
   }
+  const shown = (minor: bigint): string | undefined =>
+    request.currency === undefined || request.currency.code !== debit.currency ? undefined : `${minor < 0n ? '-' : ''}${Amount.of(request.currency, minor < 0n ? -minor : minor).format()}`;
   if (!debit.allowNegative && debit.balance < request.amount) {
-    return failure('INSUFFICIENT_FUNDS', `account ${debit.id} holds ${debit.balance} ${debit.currency} minor units, ${request.amount} requested`);
+    const [held, asked] = [shown(debit.balance), shown(request.amount)];
+    return failure('INSUFFICIENT_FUNDS', held === undefined || asked === undefined ? `account ${debit.id} holds less than the amount requested` : `account ${debit.id} holds ${held}, less than the ${asked} requested`);
   }
   // Balances stay within ±AMOUNT_MINOR_MAX, so every sum the audit makes per account is exact.
   if (debit.balance - request.amount < -AMOUNT_MINOR_MAX || credit.balance + request.amount > AMOUNT_MINOR_MAX) {
-    return failure('BALANCE_OVERFLOW', `moving ${request.amount} from ${debit.id} to ${credit.id} would take a balance past ${AMOUNT_MINOR_MAX}`);
+    return failure('BALANCE_OVERFLOW', `moving ${shown(request.amount) ?? 'this amount'} from ${debit.id} to ${credit.id} would take a balance past the largest amount an account may hold`);
   }
   return undefined;
 }

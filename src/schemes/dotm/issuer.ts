@@ -222,6 +222,7 @@ async function issueBlocks(tx: TransactionHandle, services: IssuerServices, call
     amount,
     kind: 'dotm-issue',
     reference: { wallet: walletKeyId, blocks: count },
+    currency: services.currency,
   });
   if (!moved.ok) return refusal(moved.code, moved.message);
   const blocks: string[] = [];
@@ -369,7 +370,7 @@ export const dotmIssuerModule: SchemeModule = {
       const body = validBody(c, issueBody);
       const amount = parseAmount(services, body.amount).minor;
       const count = body.blocks ?? 1;
-      if (amount < BigInt(count)) throw new ApiProblem('AMOUNT_INVALID', `${body.amount} cannot make ${count} blocks of at least one minor unit each`, {});
+      if (amount < BigInt(count)) throw new ApiProblem('AMOUNT_INVALID', `${body.amount} ${services.currency.code} cannot make ${count} blocks of at least ${formatMinor(services.currency, 1n)} ${services.currency.code} each`, {});
       return idempotent(services, c, 'dotm/issue', caller.keyId, (tx) => issueBlocks(tx, services, caller, body.wallet, amount, count));
     });
 

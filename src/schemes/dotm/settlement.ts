@@ -198,7 +198,7 @@ function checkEvent(ctx: SettlementContext, wallet: DotmWallet, body: EventBody)
     if (amount <= 0n) return { code: 'EVENT_INVALID', message: `part ${k} moves nothing` };
     total += amount;
   }
-  if (total !== body.amount) return { code: 'EVENT_INVALID', message: `the parts add up to ${total}, the event says ${body.amount}` };
+  if (total !== body.amount) return { code: 'EVENT_INVALID', message: 'the parts do not add up to the amount the event names' };
   if (redeem && !equalBytes(body.transaction, partsDigest(body.parts))) return { code: 'EVENT_INVALID', message: 'the redemption does not name its parts' };
 
   const paths: Path[] = [];
@@ -523,7 +523,7 @@ async function settleEvent(tx: TransactionHandle, ctx: SettlementContext, wallet
     result =
       done.refused === 0
         ? { ...result, credited: done.credited }
-        : { seq: body.seq, status: 'refused', code: 'DOUBLE_SPEND', message: `${done.refused} of ${paths.length} copies were spent already or pass through a double-spent node; credited ${done.credited}`, credited: done.credited };
+        : { seq: body.seq, status: 'refused', code: 'DOUBLE_SPEND', message: `${done.refused} of ${paths.length} copies were spent already or pass through a double-spent node; only the others were credited`, credited: done.credited };
   } else {
     const reported = await reportTransaction(tx, wallet, { ...body, kind: body.kind });
     if (reported === null) {

@@ -296,7 +296,7 @@ function checkRequest(state: DotmState, c: Certified, env: TrustedEnv, request: 
   if (!verifyRecord(env.provider, user.subject, ALPHA_TAG, alphaSigned(request), request.alpha)) throw refusal('SIGNATURE_INVALID', 'α does not verify under upk_R');
   if (!verifyRecord(env.provider, wallet.subject, BETA_TAG, betaSigned(request), request.beta)) throw refusal('SIGNATURE_INVALID', 'β does not verify under wpk_R');
   // 2.3: what the payer meant to pay, and to whom.
-  if (request.v !== expect.v) throw refusal('AMOUNT_MISMATCH', `the payee asks for ${request.v}, not the ${expect.v} the payer agreed to`);
+  if (request.v !== expect.v) throw refusal('AMOUNT_MISMATCH', 'the payee asks for another amount than the payer agreed to');
   if (expect.payee !== undefined && !equalBytes(expect.payee, user.subjectKeyId)) {
     throw refusal('PAYEE_MISMATCH', `the payee is ${toHex(user.subjectKeyId)}, not the ${toHex(expect.payee)} the payer meant to pay`);
   }
@@ -310,8 +310,8 @@ function buildTransactionData(state: DotmState, c: Certified, env: TrustedEnv, r
   const plan = splitForPayment(state.blocks, request.v);
   if (!plan.ok) {
     const held = balanceOf(state.blocks);
-    if (held < request.v) throw refusal('INSUFFICIENT_FUNDS', `the wallet holds ${held}, less than ${request.v}`);
-    throw refusal('LIMIT_REACHED', `the wallet holds ${held}, of which ${plan.available} may be paid offline within one payment's limits (blocks, records, or blocks that must go online first)`);
+    if (held < request.v) throw refusal('INSUFFICIENT_FUNDS', 'the wallet holds less than the amount to pay');
+    throw refusal('LIMIT_REACHED', "the wallet holds enough, but not in blocks one offline payment may use (too many blocks or records, or blocks that must go online first)");
   }
   const signer = usk(env);
   const blocks = plan.parts.map(({ block, amount }) => {
@@ -603,7 +603,7 @@ export const dotmTrustedApp = defineTrustedApp({
         const open = busy(state) ?? eventRoom(state);
         if (open !== null) return reject('WALLET_BUSY', open);
         const available = balanceOf(state.blocks);
-        if (available < input.amount) return reject('INSUFFICIENT_FUNDS', `the wallet holds ${available}, less than ${input.amount}`);
+        if (available < input.amount) return reject('INSUFFICIENT_FUNDS', 'the wallet holds less than the amount to withdraw');
         const sorted = [...state.blocks].sort((a, b) => (a.remaining === b.remaining ? 0 : a.remaining > b.remaining ? -1 : 1));
         const parts: EventPart[] = [];
         let blocks = [...state.blocks];

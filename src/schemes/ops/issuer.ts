@@ -284,6 +284,7 @@ async function settleClaim(tx: TransactionHandle, services: IssuerServices, clai
     amount: payment.amount,
     kind: 'ops-claim',
     reference: { sender, index: payment.index.toString() },
+    currency: services.currency,
   });
   if (!moved.ok) return refused(moved.code, moved.message);
   await tx.query(`UPDATE ops_payments SET settled = 'claimed' WHERE sender_key_id = $1 AND index = $2`, [sender, payment.index]);
@@ -322,7 +323,7 @@ export const opsIssuerModule: SchemeModule = {
         if ('refused' in device) return device.refused;
         const limit = device.certificate.body.extensions.holdingLimit;
         if (limit !== undefined && amount > limit) {
-          return refusal('HOLDING_LIMIT', `${body.amount} is over the device's holding limit of ${formatMinor(services.currency, limit)}`);
+          return refusal('HOLDING_LIMIT', `${body.amount} ${services.currency.code} is over the device's holding limit of ${formatMinor(services.currency, limit)} ${services.currency.code}`);
         }
         const row = await lockOpsDevice(tx, body.device);
         const i = row.i + 1n;
@@ -333,6 +334,7 @@ export const opsIssuerModule: SchemeModule = {
           amount,
           kind: 'ops-deposit',
           reference: { device: body.device, i: i.toString() },
+          currency: services.currency,
         });
         if (!moved.ok) return refusal(moved.code, moved.message);
         await tx.query('INSERT INTO ops_counter_ops (device_key_id, i, kind, amount) VALUES ($1, $2, $3, $4)', [body.device, i, 'deposit', amount]);
@@ -392,6 +394,7 @@ export const opsIssuerModule: SchemeModule = {
           amount: confirmation.amount,
           kind: 'ops-withdraw',
           reference: { device: body.device, i: confirmation.i.toString() },
+          currency: services.currency,
         });
         if (!moved.ok) return refusal(moved.code, moved.message);
         await tx.query('INSERT INTO ops_counter_ops (device_key_id, i, kind, amount) VALUES ($1, $2, $3, $4)', [body.device, confirmation.i, 'withdraw', confirmation.amount]);

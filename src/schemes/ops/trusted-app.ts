@@ -214,7 +214,7 @@ export const opsTrustedApp = defineTrustedApp({
           return reject('SIGNATURE_INVALID', 'the server signature σ_S does not verify');
         }
         const bal = state.bal + confirmation.amount;
-        if (bal > state.holdingLimit) return reject('HOLDING_LIMIT', `the balance would be ${bal}, over the holding limit of ${state.holdingLimit}; pay or withdraw first, then apply this deposit`);
+        if (bal > state.holdingLimit) return reject('HOLDING_LIMIT', 'the balance would be over the holding limit; pay or withdraw first, then apply this deposit');
         return accept({ ...state, bal, i: state.i + 1n }, { balance: bal });
       },
     }),
@@ -225,7 +225,7 @@ export const opsTrustedApp = defineTrustedApp({
       output: withdrawOutput,
       run(state: OpsState, input, env) {
         if (certified(state) === null) return NOT_CERTIFIED();
-        if (input.amount > state.bal) return reject('INSUFFICIENT_FUNDS', `the offline balance ${state.bal} is below ${input.amount}`);
+        if (input.amount > state.bal) return reject('INSUFFICIENT_FUNDS', 'the offline balance is below the amount to withdraw');
         const i = state.i + 1n;
         const body = { amount: input.amount, i, j: state.j, collectSeq: state.collectSeq };
         const out: WithdrawConfirmation = { ...body, signature: signRecord(taSigner(env), WITHDRAW_TAG, withdrawSigned(body)) };
@@ -259,7 +259,7 @@ export const opsTrustedApp = defineTrustedApp({
       run(state: OpsState, input, env) {
         const c = certified(state);
         if (c === null) return NOT_CERTIFIED();
-        if (state.bal < input.amount) return reject('INSUFFICIENT_FUNDS', `the offline balance ${state.bal} is below ${input.amount}`);
+        if (state.bal < input.amount) return reject('INSUFFICIENT_FUNDS', 'the offline balance is below the amount to pay');
         if (state.paid.length >= paymentsAllowed(state)) {
           return reject('OFFLINE_LIMIT', `${state.paid.length} payments since the last sync, the most this device may make offline; sync first`);
         }
