@@ -42,7 +42,7 @@ import { dotmTrustedApp } from '../schemes/dotm/trusted-app.ts';
 import { loadOem, measureDotmTrustedApp, SOFTWARE_SE_MODEL } from './factory.ts';
 import { checkWalletName, walletDir, walletPaths, type WalletPaths } from './home.ts';
 import { NodeClient } from './node-client.ts';
-import { formatMinor, onlineBalanceOf, openWalletFolder, parsePositive, readHistory, readWalletData } from './wallet-common.ts';
+import { formatMinor, isNodeRefusal, onlineBalanceOf, openWalletFolder, parsePositive, readHistory, readWalletData, type HistoryRead } from './wallet-common.ts';
 import { appendHistory, writeData, type HistoryEvent, type PendingStep, type WalletData } from './wallet-data.ts';
 
 /** Most events in one upload, and the most base64url characters of events in one request body. */
@@ -87,6 +87,17 @@ export interface DotmBalance {
   unsyncedEvents: number;
   passwordTriesLeft: number;
   pendingSteps: number;
+}
+
+/** What DotmWallet.withdraw reports. */
+export interface DotmWithdrawal {
+  amount: string;
+  online: string | null;
+  /** The node took the redemption and credited the account. */
+  credited: boolean;
+  /** credited; refused by the node (see `refusal`); unreachable (credited when the node takes the event at a later sync); pending (the node had no answer for it yet). */
+  outcome: 'credited' | 'refused' | 'unreachable' | 'pending';
+  refusal?: { code: string; message: string };
 }
 
 /** What a finished transaction over the link reports. */
@@ -271,8 +282,8 @@ export class DotmWallet {
     return parsePositive(this.currency, text);
   }
 
-  /** The history, oldest first. */
-  history(): Promise<HistoryEvent[]> {
+  /** The history, oldest first, and the lines of the file that could not be read. */
+  history(): Promise<HistoryRead> {
     return readHistory(this.paths);
   }
 
@@ -282,9 +293,10 @@ export class DotmWallet {
    * After a crash (§3.3.5): an open offer is abandoned, an open received transaction rolled back;
    * then the node steps left pending are finished where the node answers.
    */
-  async recover(): Promise<{ finished: string[]; waiting: { kind: string; why: string }[] }> {
+  async recover(): Promise<{ finished: string[]; waiting: { kind: string; why: string }[]; ended: { kind: string; why: string; code: string }[] }> {
     const finished: string[] = [];
     const waiting: { kind: string; why: string }[] = [];
+    const ended: { kind: string; why: string; code: string }[] = [];
     const se = await this.se();
     const status = await se.call('status', {});
     if (status.offer !== undefined) {
@@ -304,10 +316,12 @@ export class DotmWallet {
         finished.push(step.kind);
       } catch (e) {
         if (!isTallyError(e)) throw e;
-        waiting.push({ kind: step.kind, why: e.message });
+        // A refusal ended the step (no longer written down); anything else keeps it for the next command.
+        if (this.data.pending.some((s) => s.id === step.id)) waiting.push({ kind: step.kind, why: e.message });
+        else ended.push({ kind: step.kind, why: e.message, code: isTallyError(e, 'NODE_REFUSED') ? e.details.code : isTallyError(e, 'SE_REJECTED') ? e.details.reason : e.code });
       }
     }
-    return { finished, waiting };
+    return { finished, waiting, ended };
   }
 
   // ---------------------------------------------------------------- online
@@ -330,17 +344,33 @@ export class DotmWallet {
 
   private async runIssue(step: Extract<PendingStep, { kind: 'dotm-issue' }>): Promise<bigint> {
     if (step.blocks === undefined) {
-      const answer = await this.node.signed<{ blocks: string[] }>(this.user, 'POST', '/v1/dotm/issue', {
-        body: { wallet: this.keys.wallet, amount: this.format(BigInt(step.amount)), blocks: step.count },
-        idempotencyKey: `dotm-issue-${step.id}`,
-      });
+      let answer;
+      try {
+        answer = await this.node.signed<{ blocks: string[] }>(this.user, 'POST', '/v1/dotm/issue', {
+          body: { wallet: this.keys.wallet, amount: this.format(BigInt(step.amount)), blocks: step.count },
+          idempotencyKey: `dotm-issue-${step.id}`,
+        });
+      } catch (e) {
+        // The node said no: no block was issued, and the same request would be refused again.
+        if (isNodeRefusal(e)) await this.end(step, { at: Date.now(), kind: 'deposit-refused', amount: this.format(BigInt(step.amount)), detail: `refused by the node: ${e.message}` });
+        throw e;
+      }
       step.blocks = answer.body.blocks;
       await this.save();
     }
     const blocks = step.blocks.map((b) => decodeBlock(fromBase64url(b)));
-    const out = await (await this.se()).call('load', { blocks, now: Date.now() }, { requestId: fromHex(step.id) });
-    this.data.pending = this.data.pending.filter((s) => s.id !== step.id);
-    await this.save();
+    let out;
+    try {
+      out = await (await this.se()).call('load', { blocks, now: Date.now() }, { requestId: fromHex(step.id) });
+    } catch (e) {
+      // A full wallet can load them once it has room: the step stays. Any other refusal is final;
+      // the issued blocks are kept in the history (the node holds their value in the float).
+      if (isTallyError(e, 'SE_REJECTED') && e.details.reason !== 'WALLET_FULL') {
+        await this.end(step, { at: Date.now(), kind: 'deposit-refused', amount: this.format(BigInt(step.amount)), detail: `the node issued ${blocks.length} block(s) but the secure element refused them: ${e.message}; blocks ${step.blocks.join(',')}` });
+      }
+      throw e;
+    }
+    await this.end(step, null);
     await appendHistory(this.paths, { at: Date.now(), kind: 'deposit', amount: this.format(BigInt(step.amount)), detail: `${blocks.length} currency block(s) issued by the central bank` });
     return out.balance;
   }
@@ -349,18 +379,31 @@ export class DotmWallet {
    * The SE gives copies up (largest first) and the next sync has the node credit them online.
    * @throws TallyError (as SE_REJECTED) INSUFFICIENT_FUNDS, WALLET_BUSY; NODE_* from the sync
    */
-  async withdraw(amountText: string): Promise<{ amount: string; online: string | null; credited: boolean }> {
+  async withdraw(amountText: string): Promise<DotmWithdrawal> {
     const amount = this.parseAmount(amountText);
     const out = await (await this.se()).call('redeem', { amount, now: Date.now() });
-    await appendHistory(this.paths, { at: Date.now(), kind: 'withdraw', amount: this.format(amount), detail: `blocks given up (event ${out.seq}); credited at the node's next sync` });
-    let credited = false;
+    await appendHistory(this.paths, { at: Date.now(), kind: 'withdraw', amount: this.format(amount), detail: `blocks given up (event ${out.seq}); the node credits them when it takes the event` });
+    let outcome: DotmWithdrawal['outcome'] = 'unreachable';
+    let refusal: { code: string; message: string } | undefined;
     try {
       const r = await this.sync();
-      credited = r.results.some((x) => x.seq === out.seq && x.status === 'taken');
+      const result = r.results.find((x) => x.seq === out.seq);
+      if (result?.status === 'taken' || result?.status === 'duplicate') outcome = 'credited';
+      else if (result?.status === 'refused') {
+        outcome = 'refused';
+        refusal = { code: result.code ?? 'REFUSED', message: result.message ?? 'the node refused the redemption' };
+        await appendHistory(this.paths, { at: Date.now(), kind: 'withdraw-refused', amount: this.format(amount), detail: `event ${out.seq} refused by the node: ${refusal.message} [${refusal.code}]` });
+      } else outcome = 'pending';
     } catch (e) {
       if (!isTallyError(e, 'NODE_UNREACHABLE')) throw e;
     }
-    return { amount: this.format(amount), online: (await this.onlineBalance()).balance, credited };
+    return {
+      amount: this.format(amount),
+      online: (await this.onlineBalance()).balance,
+      credited: outcome === 'credited',
+      outcome,
+      ...(refusal === undefined ? {} : { refusal }),
+    };
   }
 
   /**
@@ -539,6 +582,13 @@ export class DotmWallet {
 
   private verifyCertificate(certificate: Uint8Array, roles: readonly ('user' | 'device')[]) {
     return verifyChain({ provider: nodeProvider, chain: [decodeCertificate(certificate), this.intermediary], trustAnchors: [this.root], now: Date.now(), revocations: this.revocations, leafRoles: roles });
+  }
+
+  /** Drops a finished or refused step and writes its event. */
+  private async end(step: PendingStep, event: HistoryEvent | null): Promise<void> {
+    this.data.pending = this.data.pending.filter((s) => s.id !== step.id);
+    await this.save();
+    if (event !== null) await appendHistory(this.paths, event);
   }
 
   private save(): Promise<void> {

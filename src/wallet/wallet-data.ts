@@ -19,6 +19,8 @@ export interface InboxEntry {
   state: 'accepted' | 'collected' | 'claimed' | 'refused';
   /** Why the SE or the node refused it. */
   reason?: string;
+  /** What the node credited for it (decimal), as its answer to the claim said. */
+  credited?: string;
 }
 
 /** A payment made by this wallet's TA. */

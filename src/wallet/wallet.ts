@@ -13,7 +13,7 @@ import { readFile, rename, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { equalBytes, fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../core/cbor.ts';
-import { currency as makeCurrency, type Currency } from '../core/amount.ts';
+import { Amount, currency as makeCurrency, type Currency } from '../core/amount.ts';
 import { randomBytes, sha256 } from '../core/crypto/hash.ts';
 import { nobleEd25519 } from '../core/crypto/noble.ts';
 import { signerFromSecret, type PublicKey, type Signer } from '../core/crypto/suite.ts';
@@ -45,7 +45,7 @@ import { opsTrustedApp } from '../schemes/ops/trusted-app.ts';
 import { loadOem, measureOpsTrustedApp, SOFTWARE_SE_MODEL } from './factory.ts';
 import { checkWalletName, walletDir, walletPaths, type WalletPaths } from './home.ts';
 import { NodeClient } from './node-client.ts';
-import { formatMinor, onlineBalanceOf, openWalletFolder, parsePositive, readHistory } from './wallet-common.ts';
+import { formatMinor, isNodeRefusal, onlineBalanceOf, openWalletFolder, parsePositive, readHistory, type HistoryRead } from './wallet-common.ts';
 export { WALLET_FILE_BYTES_MAX } from './wallet-common.ts';
 import { appendHistory, writeData, type HistoryEvent, type InboxEntry, type PendingStep, type SentEntry, type WalletData } from './wallet-data.ts';
 export type { HistoryEvent, InboxEntry, PendingStep, SentEntry, WalletData } from './wallet-data.ts';
@@ -82,6 +82,21 @@ export interface BalanceReport {
   holdingLimit?: string;
   offlinePaymentsLeft?: number;
   pendingSteps: number;
+}
+
+/** What Wallet.resume did. */
+export interface ResumeReport {
+  finished: string[];
+  waiting: { kind: string; why: string }[];
+  /** Steps a refusal ended: they will not be tried again (see the history). */
+  ended: { kind: string; why: string; code: string }[];
+}
+
+/** The code of a refusal: the node's own code, or the SE's reason, or the error's code. */
+export function refusalCode(e: TallyError): string {
+  if (isTallyError(e, 'NODE_REFUSED')) return e.details.code;
+  if (isTallyError(e, 'SE_REJECTED')) return e.details.reason;
+  return e.code;
 }
 
 function newId(): string {
@@ -263,8 +278,13 @@ export class Wallet {
     return parsePositive(this.currency, text);
   }
 
-  /** The history, oldest first. */
-  history(): Promise<HistoryEvent[]> {
+  /** Minor units of an amount the node credited (a decimal string of its answer). @throws TallyError AMOUNT_INVALID */
+  parseCredited(text: string): bigint {
+    return Amount.parse(text, this.currency).minor;
+  }
+
+  /** The history, oldest first, and the lines of the file that could not be read. */
+  history(): Promise<HistoryRead> {
     return readHistory(this.paths);
   }
 
@@ -272,23 +292,26 @@ export class Wallet {
 
   /**
    * Finishes the steps a crash or a lost connection cut short. Steps that need the node stay
-   * pending while it is unreachable; the others complete.
-   * @returns what was finished, and what is still pending with why
+   * pending while it is unreachable (or answers 5xx); a step the node or the SE refused is ended,
+   * written to the history as refused, and reported in `ended`.
+   * @returns what was finished, what was ended by a refusal, and what is still pending with why
    */
-  async resume(): Promise<{ finished: string[]; waiting: { kind: string; why: string }[] }> {
+  async resume(): Promise<ResumeReport> {
     const finished: string[] = [];
     const waiting: { kind: string; why: string }[] = [];
+    const ended: { kind: string; why: string; code: string }[] = [];
     for (const step of [...this.data.pending]) {
       try {
         await this.runStep(step);
         finished.push(step.kind);
       } catch (e) {
-        // The step stays written down; the next command tries again.
         if (!isTallyError(e)) throw e;
-        waiting.push({ kind: step.kind, why: e.message });
+        // A refusal ended the step (it is no longer written down); anything else keeps it for the next command.
+        if (this.data.pending.some((s) => s.id === step.id)) waiting.push({ kind: step.kind, why: e.message });
+        else ended.push({ kind: step.kind, why: e.message, code: refusalCode(e) });
       }
     }
-    return { finished, waiting };
+    return { finished, waiting, ended };
   }
 
   private async begin(step: PendingStep): Promise<void> {
@@ -334,9 +357,10 @@ export class Wallet {
     const amount = this.parseAmount(amountText);
     const se = await this.se();
     if (this.data.pending.some((s) => s.kind === 'deposit')) {
-      await this.resume();
+      const resumed = await this.resume();
       if (this.data.pending.some((s) => s.kind === 'deposit')) {
-        throw new TallyError('SE_REJECTED', 'an earlier deposit is not finished yet (the node is unreachable); try again when it is', { command: 'deposit', reason: 'DEPOSIT_PENDING' });
+        const why = resumed.waiting.find((w) => w.kind === 'deposit')?.why ?? 'it could not be finished';
+        throw new TallyError('SE_REJECTED', `an earlier deposit is not finished yet (${why}); try again once it can be`, { command: 'deposit', reason: 'DEPOSIT_PENDING' });
       }
     }
     const status = await se.call('status', {});
@@ -352,16 +376,33 @@ export class Wallet {
   private async runDeposit(step: Extract<PendingStep, { kind: 'deposit' }>): Promise<bigint> {
     const device = this.requireDevice();
     if (step.confirmation === undefined) {
-      const answer = await this.node.signed<{ confirmation: string }>(this.user, 'POST', '/v1/ops/deposits', {
-        body: { device: device.keyId, amount: this.format(BigInt(step.amount)) },
-        idempotencyKey: `deposit-${step.id}`,
-      });
+      let answer;
+      try {
+        answer = await this.node.signed<{ confirmation: string }>(this.user, 'POST', '/v1/ops/deposits', {
+          body: { device: device.keyId, amount: this.format(BigInt(step.amount)) },
+          idempotencyKey: `deposit-${step.id}`,
+        });
+      } catch (e) {
+        // The node said no: nothing moved, and the same request would be refused again.
+        if (isNodeRefusal(e)) await this.finish(step, { at: Date.now(), kind: 'deposit-refused', amount: this.format(BigInt(step.amount)), detail: `refused by the node: ${e.message}` });
+        throw e;
+      }
       step.confirmation = answer.body.confirmation;
       await this.update(step);
     }
     const confirmation = depositConfirmationCodec.decode(decodeCbor(fromBase64url(step.confirmation)), 'confirmation');
     const se = await this.se();
-    const out = await se.call('deposit', { confirmation }, { requestId: fromHex(step.id) });
+    let out;
+    try {
+      out = await se.call('deposit', { confirmation }, { requestId: fromHex(step.id) });
+    } catch (e) {
+      if (isTallyError(e, 'SE_REJECTED')) {
+        // The node moved the amount to the float for this device (deposit i); the TA will not take it.
+        // The node keeps it on this device's record; the confirmation is kept here in the history.
+        await this.finish(step, { at: Date.now(), kind: 'deposit-refused', amount: this.format(BigInt(step.amount)), detail: `the node confirmed deposit i=${confirmation.i} but the secure element refused it: ${e.message}; confirmation ${step.confirmation}` });
+      }
+      throw e;
+    }
     await this.finish(step, { at: Date.now(), kind: 'deposit', amount: this.format(BigInt(step.amount)), detail: `confirmation i=${confirmation.i}` });
     return out.balance;
   }
@@ -393,7 +434,17 @@ export class Wallet {
       step.confirmation = toBase64url(encodeCbor({ amount: out.amount, i: out.i, signature: out.signature }));
       await this.update(step);
     }
-    await this.node.signed(this.user, 'POST', '/v1/ops/withdrawals', { body: { device: device.keyId, confirmation: step.confirmation }, idempotencyKey: `withdraw-${step.id}` });
+    try {
+      await this.node.signed(this.user, 'POST', '/v1/ops/withdrawals', { body: { device: device.keyId, confirmation: step.confirmation }, idempotencyKey: `withdraw-${step.id}` });
+    } catch (e) {
+      if (isNodeRefusal(e)) {
+        // The TA gave the amount up and the node will not credit it: the step can never complete.
+        await this.finish(step, { at: Date.now(), kind: 'withdraw-refused', amount: this.format(BigInt(step.amount)), detail: `the secure element gave it up but the node refused to credit it: ${e.message}; confirmation ${step.confirmation}` });
+      } else if (isTallyError(e, 'NODE_UNREACHABLE')) {
+        throw new TallyError('NODE_UNREACHABLE', `the secure element gave up ${this.format(BigInt(step.amount))} ${this.currency.code} for the withdraw, but ${e.message.replace(/^cannot/, 'the wallet cannot')}; the wallet credits it when the node answers (any command that reaches the node finishes it)`, e.details, { cause: e });
+      }
+      throw e;
+    }
     await this.finish(step, { at: Date.now(), kind: 'withdraw', amount: this.format(BigInt(step.amount)) });
   }
 
@@ -432,8 +483,7 @@ export class Wallet {
       payment = await se.call('pay', { amount: BigInt(step.amount), receiver: fromBase64url(step.receiver), ...(step.memo === undefined ? {} : { memo: step.memo }) }, { requestId: fromHex(step.id) });
     } catch (e) {
       if (isTallyError(e, 'SE_REJECTED') || isTallyError(e, 'DECODE_FAILED')) {
-        this.data.pending = this.data.pending.filter((s) => s.id !== step.id);
-        await this.save();
+        await this.finish(step, { at: Date.now(), kind: 'pay-refused', amount: this.format(BigInt(step.amount)), detail: `refused by the secure element: ${e.message}` });
       }
       throw e;
     }
@@ -534,7 +584,7 @@ export class Wallet {
     for (let at = 0; at < waiting.length; at += CLAIM_BATCH_MAX) {
       const batch = waiting.slice(at, at + CLAIM_BATCH_MAX);
       // The key names the batch's payments: a re-sent batch (after a lost answer) is the same request.
-      const answer = await this.node.signed<{ results: ({ status: 'credited' } | { status: 'refused'; code: string; message: string })[] }>(this.user, 'POST', '/v1/ops/claims/batch', {
+      const answer = await this.node.signed<{ results: ({ status: 'credited'; amount?: string } | { status: 'refused'; code: string; message: string })[] }>(this.user, 'POST', '/v1/ops/claims/batch', {
         body: { payments: batch.map((e) => e.payment) },
         idempotencyKey: `claims-${toBase64url(sha256(utf8(batch.map((e) => e.digest).join(','))))}`,
       });
@@ -542,8 +592,10 @@ export class Wallet {
         const result = answer.body.results[i];
         if (result?.status === 'credited') {
           entry.state = 'claimed';
+          // What the node says it credited, not what this wallet's file says the payment was.
+          entry.credited = typeof result.amount === 'string' ? result.amount : this.format(BigInt(entry.amount));
           claimed.push(entry);
-          await appendHistory(this.paths, { at: Date.now(), kind: 'claim', amount: this.format(BigInt(entry.amount)), detail: `from ${entry.sender} (index ${entry.index})` });
+          await appendHistory(this.paths, { at: Date.now(), kind: 'claim', amount: entry.credited, detail: `credited by the node; from ${entry.sender} (index ${entry.index})` });
         } else {
           entry.state = 'refused';
           entry.reason = result === undefined ? 'the node gave no result for it' : `${result.message} [${result.code}]`;
@@ -561,7 +613,7 @@ export class Wallet {
    * the node, which reconciles it and answers a signed ack and the revocation list; without one,
    * only the revocation list is fetched.
    */
-  async sync(): Promise<{ crlVersion: number; fraud: { device: string; kind: string }[]; paidCleared?: number; collectedCleared?: number }> {
+  async sync(): Promise<{ crlVersion: number; fraud: { device: string; kind: string }[]; paidCleared?: number; collectedCleared?: number; ended?: ResumeReport['ended'] }> {
     const device = this.data.device;
     if (device === null) {
       const answer = await this.node.call<{ version: number; list: string }>('GET', '/v1/revocations');
@@ -569,7 +621,7 @@ export class Wallet {
       await appendHistory(this.paths, { at: Date.now(), kind: 'sync', detail: `revocation list v${answer.body.version}` });
       return { crlVersion: answer.body.version, fraud: [] };
     }
-    await this.resume();
+    const { ended } = await this.resume();
     const se = await this.se();
     const report = await se.call('report', {});
     const answer = await this.node.signed<{ ack: string; crl: string; crlVersion: number; fraud: { device: string; kind: string }[] }>(this.user, 'POST', '/v1/ops/sync', {
@@ -580,7 +632,7 @@ export class Wallet {
     const applied = await se.call('syncAck', { ack, crl: fromBase64url(answer.body.crl) });
     await this.keepCrl(answer.body.crl);
     await appendHistory(this.paths, { at: Date.now(), kind: 'sync', detail: `report of ${report.body.paid.length} payments and ${report.body.collected.length} collects; revocation list v${answer.body.crlVersion}` });
-    return { crlVersion: answer.body.crlVersion, fraud: answer.body.fraud, paidCleared: applied.paidCleared, collectedCleared: applied.collectedCleared };
+    return { crlVersion: answer.body.crlVersion, fraud: answer.body.fraud, paidCleared: applied.paidCleared, collectedCleared: applied.collectedCleared, ...(ended.length === 0 ? {} : { ended }) };
   }
 
   private async keepCrl(encoded: string): Promise<void> {
