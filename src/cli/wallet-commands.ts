@@ -313,6 +313,24 @@ export const VERBS: Record<string, Verb> = {
       });
     },
   },
+  'wallet recover': {
+    usage: 'tally wallet recover NAME [--home DIR] [--json]   (retires a secure element that refuses to run, e.g. ROLLBACK_DETECTED, and registers a new one; needs the node)',
+    async run(argv, io) {
+      const { values, args } = parse(argv, {}, ['NAME']);
+      if (await isDotm(values, args[0], io.env)) {
+        throw new TallyError('WALLET_UNSUPPORTED', `wallet ${args[0] as string} is a DOT-M wallet: \`tally wallet recover\` is built for OPS wallets only`, { name: args[0] as string, reason: 'scheme' });
+      }
+      return withWallet(values, args[0], io.env, async (wallet) => {
+        const r = await wallet.recoverDevice(io.progress);
+        const lines = [
+          `Retired secure element ${r.retired} (kept in ${r.folder}); new secure element ${r.device}, offline balance 0.`,
+          `What the node knows the retired one holds stays with it at the node; nothing was moved or created.`,
+          ...(r.setAside.steps + r.setAside.payments > 0 ? [`Set aside with it (see the history): ${r.setAside.steps} unfinished step(s), ${r.setAside.payments} received payment(s) not yet collected.`] : []),
+        ];
+        return { text: lines.join('\n'), json: { name: wallet.name, ...r } };
+      });
+    },
+  },
   request: {
     usage: 'tally request NAME AMOUNT [--memo TEXT] [--home DIR] [--json]   (payee, offline: prints a payment request token)',
     async run(argv, io) {

@@ -178,6 +178,38 @@ test('DOT-M: a refused deposit leaves no pending step; a redemption refused as a
   assert.equal(online['online'], '10.00', 'credited once');
 });
 
+test('a secure element in ROLLBACK_DETECTED after a local accident: `wallet recover` retires it and starts an empty one; no money is created', { timeout: 180_000 }, async () => {
+  const dir = join(home, 'wallets', 'bob');
+  await ok('operator', 'mint', 'bob', '5.00');
+  await ok('wallet', 'deposit', 'bob', '4.00');
+  await refused('WALLET_UNSUPPORTED', 'wallet', 'recover', 'bob'); // its SE runs: nothing to recover
+  const before = await ok('audit');
+  // The accident: an older copy of the sealed state put back (the counter kept).
+  await cp(join(dir, 'se'), join(root, 'bob-se-old'), { recursive: true });
+  await ok('pay', 'bob', String((await ok('request', 'carol', '1.00'))['token']));
+  await rm(join(dir, 'se'), { recursive: true });
+  await cp(join(root, 'bob-se-old'), join(dir, 'se'), { recursive: true });
+  const broken = await refused('ROLLBACK_DETECTED', 'wallet', 'balance', 'bob');
+  assert.match(String(broken['message']), /tally wallet recover bob/);
+  const oldDevice = (await walletFile('bob')).data['device'] as { keyId: string };
+  const recovered = await ok('wallet', 'recover', 'bob');
+  assert.equal(recovered['retired'], oldDevice.keyId);
+  assert.notEqual(recovered['device'], oldDevice.keyId);
+  // The old secure element is kept, not deleted.
+  assert.ok((await readFile(join(dir, 'retired', oldDevice.keyId, 'counter'))).length > 0);
+  const balance = await ok('wallet', 'balance', 'bob');
+  assert.equal(balance['offline'], '0.00', 'the new secure element starts empty');
+  assert.equal(balance['online'], '1.00', 'nothing was credited');
+  const after = await ok('audit');
+  assert.equal(after['balanced'], true);
+  assert.deepEqual(after['currencies'], before['currencies'], 'no money moved or was created');
+  // The new device works: a deposit, and a payment.
+  assert.equal((await ok('wallet', 'deposit', 'bob', '1.00'))['offline'], '1.00');
+  await ok('pay', 'bob', String((await ok('request', 'carol', '0.25'))['token']));
+  const events = (await ok('wallet', 'history', 'bob'))['events'] as { kind: string }[];
+  assert.ok(events.some((e) => e.kind === 'device-retired'));
+});
+
 test('the ledger still adds up: issued = online + offline float', { timeout: 60_000 }, async () => {
   const audit = await ok('audit');
   assert.equal(audit['balanced'], true);

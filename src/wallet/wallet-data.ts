@@ -16,7 +16,8 @@ export interface InboxEntry {
   amount: string;
   payment: string;
   at: number;
-  state: 'accepted' | 'collected' | 'claimed' | 'refused';
+  /** `retired`: paid to a secure element this wallet retired (`tally wallet recover`); kept, not collectable. */
+  state: 'accepted' | 'collected' | 'claimed' | 'refused' | 'retired';
   /** Why the SE or the node refused it. */
   reason?: string;
   /** What the node credited for it (decimal), as its answer to the claim said. */
@@ -38,7 +39,7 @@ export interface SentEntry {
 /** A step written down before it starts, finished on the next open if it was cut short. */
 export type PendingStep =
   | { kind: 'deposit'; id: string; amount: string; confirmation?: string }
-  | { kind: 'withdraw'; id: string; amount: string; confirmation?: string }
+  | { kind: 'withdraw'; id: string; amount: string; confirmation?: string; /** The device that signed it, when not the wallet's current one. */ device?: string }
   | { kind: 'pay'; id: string; amount: string; receiver: string; memo?: string }
   | { kind: 'collect'; id: string; digest: string }
   | { kind: 'dotm-issue'; id: string; amount: string; count: number; blocks?: string[] };
@@ -60,6 +61,8 @@ export interface WalletData {
   inbox: InboxEntry[];
   sent: SentEntry[];
   pending: PendingStep[];
+  /** Secure elements retired by `tally wallet recover`, oldest first, with the folder each was moved to. */
+  retired?: { device: string; at: number; folder: string }[];
 }
 
 /** A line of history.jsonl. */

@@ -9,7 +9,7 @@
  * stored output) and the node's idempotency key (a re-sent call moves money once). Opening a wallet
  * finishes what a crash or a lost connection left unfinished, as far as the node is reachable.
  */
-import { readFile, rename, rm } from 'node:fs/promises';
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { equalBytes, fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../core/cbor.ts';
@@ -44,7 +44,7 @@ import { OPS_LINK_PROLOGUE, runPayee, runPayer } from '../schemes/ops/session.ts
 import { opsTrustedApp } from '../schemes/ops/trusted-app.ts';
 import { loadOem, measureOpsTrustedApp, SOFTWARE_SE_MODEL } from './factory.ts';
 import { checkWalletName, walletDir, walletPaths, type WalletPaths } from './home.ts';
-import { NodeClient } from './node-client.ts';
+import { NodeClient, type NodeInfo } from './node-client.ts';
 import { formatMinor, isNodeRefusal, onlineBalanceOf, openWalletFolder, parsePositive, readHistory, type HistoryRead } from './wallet-common.ts';
 export { WALLET_FILE_BYTES_MAX } from './wallet-common.ts';
 import { appendHistory, writeData, type HistoryEvent, type InboxEntry, type PendingStep, type SentEntry, type WalletData } from './wallet-data.ts';
@@ -187,25 +187,7 @@ export class Wallet {
       if (oem !== null) {
         options.progress?.('provisioning the isolated secure element');
         host = await startSe(paths, true);
-        const init = await host.call('init', { root: fromBase64url(info.certificates.root), owner: fromHex(registered.body.keyId) });
-        const attestation = attestDevice(oem.signer, { sePublicKey: init.publicKey, model: SOFTWARE_SE_MODEL, taMeasurement: await measureOpsTrustedApp() });
-        options.progress?.('registering the device (OEM attestation and proof of possession)');
-        const answer = await node.signed<{ keyId: string; certificate: string }>(user, 'POST', '/v1/devices', {
-          body: {
-            publicKey: { suite: init.publicKey.suite, key: toBase64url(init.publicKey.key) },
-            scheme: 'ops',
-            oem: oem.keyId,
-            attestation: toBase64url(encodeAttestation(attestation)),
-            proof: toBase64url(init.proof),
-          },
-          idempotencyKey: `device-${toHex(keyId(init.publicKey))}`,
-        });
-        await host.call('certInit', {
-          certificate: fromBase64url(answer.body.certificate),
-          intermediary: fromBase64url(info.certificates.intermediary),
-          issuerNode: fromBase64url(info.certificates.issuerNode),
-        });
-        device = { keyId: answer.body.keyId, certificate: answer.body.certificate };
+        device = await provisionDevice(host, { node, info, oem, user, owner: registered.body.keyId, progress: options.progress });
         await host.close();
         host = null;
       }
@@ -264,7 +246,19 @@ export class Wallet {
     if (this.data.device === null) {
       throw new TallyError('WALLET_UNSUPPORTED', `wallet ${this.name} has no secure element`, { name: this.name, reason: 'no secure element' });
     }
-    if (this.seHost === null || !this.seHost.alive) this.seHost = await startSe(this.paths, false);
+    if (this.seHost === null || !this.seHost.alive) {
+      try {
+        this.seHost = await startSe(this.paths, false);
+      } catch (e) {
+        if (!isTallyError(e, 'ROLLBACK_DETECTED')) throw e;
+        throw new TallyError(
+          'ROLLBACK_DETECTED',
+          `${e.message}. If an old copy of this wallet's secure element was restored by accident, \`tally wallet recover ${this.name}\` retires it and starts a new one (see docs/wallet.md)`,
+          e.details,
+          { cause: e },
+        );
+      }
+    }
     return this.seHost;
   }
 
@@ -343,6 +337,84 @@ export class Wallet {
       case 'dotm-issue':
         throw new TallyError('WALLET_UNSUPPORTED', `wallet ${this.name} is an OPS wallet; a DOT-M step cannot run here`, { name: this.name, reason: 'scheme' });
     }
+  }
+
+  /**
+   * Retires a secure element that refuses to run (ROLLBACK_DETECTED, or its sealed state damaged)
+   * and starts a new one, registered at the node as a new device of the same user. Nothing of the
+   * old one is deleted: its folder and counter move to `retired/`, and the value the node knows it
+   * holds stays on its record at the node (this creates no money: the new device starts empty).
+   * Steps and received payments bound to the old device are ended or set aside and written to the
+   * history. A recovery cut short is finished by running it again.
+   * @throws TallyError WALLET_UNSUPPORTED (no SE, or an SE that runs), NODE_*, SE_*
+   */
+  async recoverDevice(progress?: (line: string) => void): Promise<{ retired: string; device: string; folder: string; setAside: { steps: number; payments: number } }> {
+    const old = this.requireDevice();
+    const staging = walletPaths(join(this.paths.dir, 'recovering'));
+    const staged = join(staging.dir, 'device.json');
+    let device = await readFile(staged, 'utf8').then((t) => JSON.parse(t) as { keyId: string; certificate: string }, () => null);
+    if (device === null) {
+      // Only a secure element that refuses to run is retired.
+      try {
+        await (await this.se()).call('status', {});
+        throw new TallyError('WALLET_UNSUPPORTED', `the secure element of wallet ${this.name} runs; there is nothing to recover`, { name: this.name, reason: 'secure element runs' });
+      } catch (e) {
+        if (!isTallyError(e, 'ROLLBACK_DETECTED') && !isTallyError(e, 'STATE_CORRUPT')) throw e;
+      }
+      if (this.seHost !== null) await this.seHost.kill();
+      this.seHost = null;
+      const info = await this.node.info();
+      const oem = await loadOem(dirname(dirname(this.paths.dir)));
+      if (oem === null || !oem.isEnrolledAt(this.node.url)) {
+        throw new TallyError('WALLET_UNSUPPORTED', `no OEM for software secure elements is enrolled at ${this.node.url}: run \`tally operator oem\` first`, { name: this.name, reason: 'no OEM enrolled' });
+      }
+      await rm(staging.dir, { recursive: true, force: true });
+      await ensurePrivateDir(staging.dir);
+      progress?.('provisioning a new isolated secure element');
+      const host = await startSe(staging, true);
+      try {
+        device = await provisionDevice(host, { node: this.node, info, oem, user: this.user, owner: this.data.user.keyId, progress });
+      } finally {
+        await host.close();
+      }
+      await writeFile(staged, JSON.stringify(device), { mode: 0o600 });
+    }
+    // Set the old secure element aside, then put the new one in its place (each move is a rename).
+    const folder = join(this.paths.dir, 'retired', old.keyId);
+    await ensurePrivateDir(folder);
+    for (const [from, to] of [
+      [this.paths.se, join(folder, 'se')],
+      [this.paths.counter, join(folder, 'counter')],
+      [staging.se, this.paths.se],
+      [staging.counter, this.paths.counter],
+    ] as const) {
+      if ((await stat(from).catch(() => null)) !== null && (await stat(to).catch(() => null)) === null) await rename(from, to);
+    }
+    let steps = 0;
+    const kept: PendingStep[] = [];
+    for (const step of this.data.pending) {
+      if (step.kind === 'withdraw' && step.confirmation !== undefined) kept.push({ ...step, device: step.device ?? old.keyId }); // signed by the old TA: the node may still credit it
+      else if (step.kind === 'deposit' && step.confirmation === undefined) kept.push(step); // nothing moved yet: it runs for the new device
+      else if (step.kind === 'withdraw' || step.kind === 'deposit' || step.kind === 'pay' || step.kind === 'collect') {
+        steps++;
+        await appendHistory(this.paths, { at: Date.now(), kind: `${step.kind}-retired`, ...('amount' in step ? { amount: this.format(BigInt(step.amount)) } : {}), detail: `cut short on the retired secure element ${old.keyId}${'confirmation' in step && step.confirmation !== undefined ? `; confirmation ${step.confirmation}` : ''}` });
+      } else kept.push(step);
+    }
+    let payments = 0;
+    for (const entry of this.data.inbox) {
+      if (entry.state !== 'accepted') continue;
+      entry.state = 'retired';
+      entry.reason = `paid to the retired secure element ${old.keyId}; the payment is kept here`;
+      payments++;
+    }
+    const fromDevice = old.keyId;
+    this.data.pending = kept;
+    this.data.device = device;
+    this.data.retired = [...(this.data.retired ?? []), { device: fromDevice, at: Date.now(), folder }];
+    await this.save();
+    await appendHistory(this.paths, { at: Date.now(), kind: 'device-retired', detail: `secure element ${fromDevice} retired (kept in ${folder}); new secure element ${device.keyId}; the value the node knows the old one holds stays with it at the node` });
+    await rm(staging.dir, { recursive: true, force: true });
+    return { retired: fromDevice, device: device.keyId, folder, setAside: { steps, payments } };
   }
 
   // ---------------------------------------------------------------- online <-> offline
@@ -435,7 +507,7 @@ export class Wallet {
       await this.update(step);
     }
     try {
-      await this.node.signed(this.user, 'POST', '/v1/ops/withdrawals', { body: { device: device.keyId, confirmation: step.confirmation }, idempotencyKey: `withdraw-${step.id}` });
+      await this.node.signed(this.user, 'POST', '/v1/ops/withdrawals', { body: { device: step.device ?? device.keyId, confirmation: step.confirmation }, idempotencyKey: `withdraw-${step.id}` });
     } catch (e) {
       if (isNodeRefusal(e)) {
         // The TA gave the amount up and the node will not credit it: the step can never complete.
@@ -758,6 +830,33 @@ export class Wallet {
   private save(): Promise<void> {
     return writeData(this.paths, this.data);
   }
+}
+
+/** Runs init on a fresh SE, has the OEM attest it, registers it at the node as the owner's device, runs CertInit. */
+async function provisionDevice(
+  host: OpsSecureElement,
+  options: { node: NodeClient; info: NodeInfo; oem: NonNullable<Awaited<ReturnType<typeof loadOem>>>; user: Signer; owner: string; progress?: ((line: string) => void) | undefined },
+): Promise<{ keyId: string; certificate: string }> {
+  const { node, info, oem, user } = options;
+  const init = await host.call('init', { root: fromBase64url(info.certificates.root), owner: fromHex(options.owner) });
+  const attestation = attestDevice(oem.signer, { sePublicKey: init.publicKey, model: SOFTWARE_SE_MODEL, taMeasurement: await measureOpsTrustedApp() });
+  options.progress?.('registering the device (OEM attestation and proof of possession)');
+  const answer = await node.signed<{ keyId: string; certificate: string }>(user, 'POST', '/v1/devices', {
+    body: {
+      publicKey: { suite: init.publicKey.suite, key: toBase64url(init.publicKey.key) },
+      scheme: 'ops',
+      oem: oem.keyId,
+      attestation: toBase64url(encodeAttestation(attestation)),
+      proof: toBase64url(init.proof),
+    },
+    idempotencyKey: `device-${toHex(keyId(init.publicKey))}`,
+  });
+  await host.call('certInit', {
+    certificate: fromBase64url(answer.body.certificate),
+    intermediary: fromBase64url(info.certificates.intermediary),
+    issuerNode: fromBase64url(info.certificates.issuerNode),
+  });
+  return { keyId: answer.body.keyId, certificate: answer.body.certificate };
 }
 
 function startSe(paths: WalletPaths, provision: boolean): Promise<OpsSecureElement> {
