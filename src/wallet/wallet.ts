@@ -428,13 +428,7 @@ export class Wallet {
   async deposit(amountText: string): Promise<{ amount: string; offline: string }> {
     const amount = this.parseAmount(amountText);
     const se = await this.se();
-    if (this.data.pending.some((s) => s.kind === 'deposit')) {
-      const resumed = await this.resume();
-      if (this.data.pending.some((s) => s.kind === 'deposit')) {
-        const why = resumed.waiting.find((w) => w.kind === 'deposit')?.why ?? 'it could not be finished';
-        throw new TallyError('SE_REJECTED', `an earlier deposit is not finished yet (${why}); try again once it can be`, { command: 'deposit', reason: 'DEPOSIT_PENDING' });
-      }
-    }
+    await this.finishCounterSteps('deposit');
     const status = await se.call('status', {});
     if (status.balance + amount > status.holdingLimit) {
       throw new TallyError('SE_REJECTED', `the offline balance would be ${this.format(status.balance + amount)}, over the holding limit of ${this.format(status.holdingLimit)}`, { command: 'deposit', reason: 'HOLDING_LIMIT' });
@@ -443,6 +437,22 @@ export class Wallet {
     await this.begin(step);
     const balance = await this.runDeposit(step);
     return { amount: this.format(amount), offline: this.format(balance) };
+  }
+
+  /**
+   * Deposits and withdraws share the counter i (the TA and the node each take the next one), so a
+   * new one starts only after the earlier ones are finished or ended.
+   * @throws TallyError SE_REJECTED (reason DEPOSIT_PENDING) while one still waits, saying why
+   */
+  private async finishCounterSteps(command: 'deposit' | 'withdraw'): Promise<void> {
+    const counted = () => this.data.pending.find((s) => s.kind === 'deposit' || s.kind === 'withdraw');
+    if (counted() === undefined) return;
+    const resumed = await this.resume();
+    const left = counted();
+    if (left !== undefined) {
+      const why = resumed.waiting.find((w) => w.kind === left.kind)?.why ?? 'it could not be finished';
+      throw new TallyError('SE_REJECTED', `an earlier ${left.kind} is not finished yet (${why}); try again once it can be`, { command, reason: 'DEPOSIT_PENDING' });
+    }
   }
 
   private async runDeposit(step: Extract<PendingStep, { kind: 'deposit' }>): Promise<bigint> {
@@ -486,6 +496,7 @@ export class Wallet {
   async withdraw(amountText: string): Promise<{ amount: string; online: string | null }> {
     const amount = this.parseAmount(amountText);
     this.requireDevice();
+    await this.finishCounterSteps('withdraw');
     const step: PendingStep = { kind: 'withdraw', id: newId(), amount: amount.toString() };
     await this.begin(step);
     await this.runWithdraw(step);
@@ -638,7 +649,8 @@ export class Wallet {
       entry.state = 'collected';
       await this.finish(step, { at: Date.now(), kind: 'collect', amount: this.format(BigInt(entry.amount)), detail: `from ${entry.sender} (index ${entry.index})` });
     } catch (e) {
-      if (!isTallyError(e, 'SE_REJECTED')) throw e;
+      // The TA's refusal, or a stored payment that no longer decodes: either way it can never be collected.
+      if (!isTallyError(e, 'SE_REJECTED') && !isTallyError(e, 'DECODE_FAILED') && !isTallyError(e, 'CBOR_MALFORMED')) throw e;
       entry.state = 'refused';
       entry.reason = e.message;
       await this.finish(step, { at: Date.now(), kind: 'collect-refused', amount: this.format(BigInt(entry.amount)), detail: e.message });
