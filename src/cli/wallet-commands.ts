@@ -9,7 +9,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { toHex } from '../core/bytes.ts';
 import { TallyError } from '../core/errors.ts';
 import { enrollOem } from '../wallet/factory.ts';
-import { resolveHome, walletDir } from '../wallet/home.ts';
+import { resolveHome } from '../wallet/home.ts';
 import { NodeClient } from '../wallet/node-client.ts';
 import { Wallet, type InboxEntry } from '../wallet/wallet.ts';
 import { readHistory, readWalletData } from '../wallet/wallet-common.ts';
