@@ -120,6 +120,16 @@ function shortEntry(wallet: Wallet, e: InboxEntry) {
   return { amount: e.credited ?? wallet.format(BigInt(e.amount)), sender: e.sender, index: e.index, state: e.state, ...(e.reason === undefined ? {} : { reason: e.reason }) };
 }
 
+/** What `wallet recover` prints. */
+function recoveredOutcome(name: string, r: { retired: string; device: string; folder: string; setAside: { steps: number; payments: number } }): Outcome {
+  const lines = [
+    `Retired secure element ${r.retired} (kept in ${r.folder}); new secure element ${r.device}, offline balance 0.`,
+    'What the node knows the retired one holds stays with it at the node; nothing was moved or created.',
+    ...(r.setAside.steps + r.setAside.payments > 0 ? [`Set aside with it (see the history): ${r.setAside.steps} unfinished step(s), ${r.setAside.payments} received payment(s) not yet collected.`] : []),
+  ];
+  return { text: lines.join('\n'), json: { name, ...r } };
+}
+
 /** Lines for the steps a refusal ended when the wallet was opened. */
 function endedLines(ended: readonly { kind: string; why: string; code: string }[]): string[] {
   return ended.map((x) => `an earlier ${x.kind} was refused and is no longer pending: ${x.why}`);
@@ -314,20 +324,21 @@ export const VERBS: Record<string, Verb> = {
     },
   },
   'wallet recover': {
-    usage: 'tally wallet recover NAME [--home DIR] [--json]   (retires a secure element that refuses to run, e.g. ROLLBACK_DETECTED, and registers a new one; needs the node)',
+    usage: 'tally wallet recover NAME [--home DIR] [--json]   (retires a secure element that refuses to run, e.g. ROLLBACK_DETECTED, and registers a new one; needs the node; dotm: a new payment password at a prompt, or TALLY_PASSWORD)',
     async run(argv, io) {
       const { values, args } = parse(argv, {}, ['NAME']);
       if (await isDotm(values, args[0], io.env)) {
-        throw new TallyError('WALLET_UNSUPPORTED', `wallet ${args[0] as string} is a DOT-M wallet: \`tally wallet recover\` is built for OPS wallets only`, { name: args[0] as string, reason: 'scheme' });
+        const password = await readPassword(io.env, 'Payment password for the new secure element: ', { confirm: true });
+        const wallet = await DotmWallet.open(resolveHome(values.home, io.env), args[0] as string);
+        try {
+          return recoveredOutcome(wallet.name, await wallet.recoverDevice(password, io.progress));
+        } finally {
+          await wallet.close();
+        }
       }
       return withWallet(values, args[0], io.env, async (wallet) => {
         const r = await wallet.recoverDevice(io.progress);
-        const lines = [
-          `Retired secure element ${r.retired} (kept in ${r.folder}); new secure element ${r.device}, offline balance 0.`,
-          `What the node knows the retired one holds stays with it at the node; nothing was moved or created.`,
-          ...(r.setAside.steps + r.setAside.payments > 0 ? [`Set aside with it (see the history): ${r.setAside.steps} unfinished step(s), ${r.setAside.payments} received payment(s) not yet collected.`] : []),
-        ];
-        return { text: lines.join('\n'), json: { name: wallet.name, ...r } };
+        return recoveredOutcome(wallet.name, r);
       });
     },
   },

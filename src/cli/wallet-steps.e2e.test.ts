@@ -219,6 +219,27 @@ test('a secure element in ROLLBACK_DETECTED after a local accident: `wallet reco
   assert.ok(events.some((e) => e.kind === 'device-retired'));
 });
 
+test('DOT-M: a secure element in ROLLBACK_DETECTED is retired by `wallet recover`; the new one starts empty and works', { timeout: 240_000 }, async () => {
+  await ok('wallet', 'create', 'erin', '--scheme', 'dotm');
+  await ok('operator', 'mint', 'erin', '10.00');
+  const dir = join(home, 'wallets', 'erin');
+  assert.equal((await ok('wallet', 'deposit', 'erin', '3.00'))['offline'], '3.00');
+  await cp(join(dir, 'se'), join(root, 'erin-se-old'), { recursive: true });
+  assert.equal((await ok('wallet', 'deposit', 'erin', '1.00'))['offline'], '4.00');
+  await rm(join(dir, 'se'), { recursive: true });
+  await cp(join(root, 'erin-se-old'), join(dir, 'se'), { recursive: true });
+  const broken = await refused('ROLLBACK_DETECTED', 'wallet', 'balance', 'erin');
+  assert.match(String(broken['message']), /tally wallet recover erin/);
+  const before = await ok('audit');
+  const recovered = await ok('wallet', 'recover', 'erin');
+  assert.ok((await readFile(join(dir, 'retired', String(recovered['retired']), 'counter'))).length > 0, 'the old secure element is kept');
+  const balance = await ok('wallet', 'balance', 'erin');
+  assert.equal(balance['offline'], '0.00');
+  assert.equal(balance['online'], '6.00');
+  assert.deepEqual((await ok('audit'))['currencies'], before['currencies'], 'no money moved or was created');
+  assert.equal((await ok('wallet', 'deposit', 'erin', '1.00'))['offline'], '1.00');
+});
+
 test('the ledger still adds up: issued = online + offline float', { timeout: 60_000 }, async () => {
   const audit = await ok('audit');
   assert.equal(audit['balanced'], true);

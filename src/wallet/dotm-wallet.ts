@@ -15,7 +15,7 @@
  * got a notification) and an open received transaction is rolled back (step 9 never came), as
  * §3.3.5 prescribes on reboot; a block issue cut off from the node is fetched again by its key.
  */
-import { readFile, rename, rm } from 'node:fs/promises';
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { equalBytes, fromBase64url, fromHex, toBase64url, toHex } from '../core/bytes.ts';
 import { currency as makeCurrency, type Currency } from '../core/amount.ts';
@@ -41,7 +41,7 @@ import { DOTM_LINK_PROLOGUE, failureCode, runPayee, runPayer } from '../schemes/
 import { dotmTrustedApp } from '../schemes/dotm/trusted-app.ts';
 import { loadOem, measureDotmTrustedApp, SOFTWARE_SE_MODEL } from './factory.ts';
 import { checkWalletName, walletDir, walletPaths, type WalletPaths } from './home.ts';
-import { NodeClient } from './node-client.ts';
+import { NodeClient, type NodeInfo } from './node-client.ts';
 import { formatMinor, isNodeRefusal, onlineBalanceOf, openWalletFolder, parsePositive, readHistory, readWalletData, type HistoryRead } from './wallet-common.ts';
 import { appendHistory, writeData, type HistoryEvent, type PendingStep, type WalletData } from './wallet-data.ts';
 
@@ -120,6 +120,37 @@ function startSe(paths: WalletPaths, provision: boolean, suite: SuiteName): Prom
   return IsolatedHost.start({ app: dotmTrustedApp, location: DOTM_TA_LOCATION, dir: paths.se, counter: { kind: 'file', path: paths.counter }, provision, suite }) as Promise<DotmSecureElement>;
 }
 
+/** Runs init on a fresh DOT-M SE, has the OEM attest wpk, has the node certify usk and wsk for the account, sets pwd. */
+async function provisionDotm(
+  host: DotmSecureElement,
+  options: { node: NodeClient; info: NodeInfo; oem: NonNullable<Awaited<ReturnType<typeof loadOem>>>; account: Signer; owner: string; password: string; progress?: ((line: string) => void) | undefined },
+): Promise<{ wallet: string; user: string; ucert: string; wcert: string }> {
+  const { node, info, oem } = options;
+  const init = await host.call('init', {
+    root: fromBase64url(info.certificates.root),
+    intermediary: fromBase64url(info.certificates.intermediary),
+    issuerNode: fromBase64url(info.certificates.issuerNode),
+    account: fromHex(options.owner),
+  });
+  const attestation = attestDevice(oem.signer, { sePublicKey: init.walletKey, model: SOFTWARE_SE_MODEL, taMeasurement: await measureDotmTrustedApp() });
+  options.progress?.('certifying the user and wallet keys (OEM attestation, proofs of possession)');
+  const key = (k: PublicKey) => ({ suite: k.suite, key: toBase64url(k.key) });
+  const answer = await node.signed<{ wallet: string; user: string; ucert: string; wcert: string }>(options.account, 'POST', '/v1/dotm/wallets', {
+    body: {
+      userKey: key(init.userKey),
+      userProof: toBase64url(init.userProof),
+      walletKey: key(init.walletKey),
+      walletProof: toBase64url(init.walletProof),
+      oem: oem.keyId,
+      attestation: toBase64url(encodeAttestation(attestation)),
+    },
+    idempotencyKey: `dotm-wallet-${toHex(keyId(init.walletKey))}`,
+  });
+  await host.call('certify', { ucert: fromBase64url(answer.body.ucert), wcert: fromBase64url(answer.body.wcert) });
+  await host.call('setPassword', { password: options.password });
+  return answer.body;
+}
+
 /** An open DOT-M wallet: call `close()` when done. */
 export class DotmWallet {
   readonly currency: Currency;
@@ -191,28 +222,7 @@ export class DotmWallet {
       const suite = decodeCertificate(fromBase64url(info.certificates.root)).body.subject.suite;
       options.progress?.(`making usk and wsk (${suite}) in the isolated secure element`);
       host = await startSe(paths, true, suite);
-      const init = await host.call('init', {
-        root: fromBase64url(info.certificates.root),
-        intermediary: fromBase64url(info.certificates.intermediary),
-        issuerNode: fromBase64url(info.certificates.issuerNode),
-        account: fromHex(registered.body.keyId),
-      });
-      const attestation = attestDevice(oem.signer, { sePublicKey: init.walletKey, model: SOFTWARE_SE_MODEL, taMeasurement: await measureDotmTrustedApp() });
-      options.progress?.('certifying the user and wallet keys (OEM attestation, proofs of possession)');
-      const key = (k: PublicKey) => ({ suite: k.suite, key: toBase64url(k.key) });
-      const answer = await node.signed<{ wallet: string; user: string; ucert: string; wcert: string }>(account, 'POST', '/v1/dotm/wallets', {
-        body: {
-          userKey: key(init.userKey),
-          userProof: toBase64url(init.userProof),
-          walletKey: key(init.walletKey),
-          walletProof: toBase64url(init.walletProof),
-          oem: oem.keyId,
-          attestation: toBase64url(encodeAttestation(attestation)),
-        },
-        idempotencyKey: `dotm-wallet-${toHex(keyId(init.walletKey))}`,
-      });
-      await host.call('certify', { ucert: fromBase64url(answer.body.ucert), wcert: fromBase64url(answer.body.wcert) });
-      await host.call('setPassword', { password: options.password });
+      const answer = await provisionDotm(host, { node, info, oem, account, owner: registered.body.keyId, password: options.password, progress: options.progress });
       await host.close();
       host = null;
       const data: WalletData = {
@@ -223,8 +233,8 @@ export class DotmWallet {
         currency: info.currency,
         createdAt: Date.now(),
         user: { secret: toHex(secret), keyId: registered.body.keyId, account: registered.body.account, certificate: registered.body.certificate },
-        device: { keyId: answer.body.wallet, certificate: answer.body.wcert },
-        dotm: { user: answer.body.user, ucert: answer.body.ucert, wallet: answer.body.wallet, wcert: answer.body.wcert, suite },
+        device: { keyId: answer.wallet, certificate: answer.wcert },
+        dotm: { user: answer.user, ucert: answer.ucert, wallet: answer.wallet, wcert: answer.wcert, suite },
         certificates: info.certificates,
         crl: null,
         inbox: [],
@@ -232,7 +242,7 @@ export class DotmWallet {
         pending: [],
       };
       await writeData(paths, data);
-      await appendHistory(paths, { at: Date.now(), kind: 'created', detail: `DOT-M wallet ${answer.body.wallet}, user ${answer.body.user}` });
+      await appendHistory(paths, { at: Date.now(), kind: 'created', detail: `DOT-M wallet ${answer.wallet}, user ${answer.user}` });
       await rename(staging, final);
     } catch (e) {
       if (host !== null) await host.kill();
@@ -268,8 +278,89 @@ export class DotmWallet {
 
   /** The running SE (started on first use). */
   async se(): Promise<DotmSecureElement> {
-    if (this.seHost === null || !this.seHost.alive) this.seHost = await startSe(this.paths, false, this.keys.suite ?? 'ed25519');
+    if (this.seHost === null || !this.seHost.alive) {
+      try {
+        this.seHost = await startSe(this.paths, false, this.keys.suite ?? 'ed25519');
+      } catch (e) {
+        if (!isTallyError(e, 'ROLLBACK_DETECTED')) throw e;
+        throw new TallyError(
+          'ROLLBACK_DETECTED',
+          `${e.message}. If an old copy of this wallet's secure element was restored by accident, \`tally wallet recover ${this.name}\` retires it and starts a new one (see docs/wallet.md)`,
+          e.details,
+          { cause: e },
+        );
+      }
+    }
     return this.seHost;
+  }
+
+  /**
+   * Retires a secure element that refuses to run (ROLLBACK_DETECTED, or its sealed state damaged)
+   * and starts a new one with new usk and wsk, certified for the same account, with the payment
+   * password `password`. The old one moves to `retired/` (nothing is deleted); the blocks the node
+   * issued to it stay on its record at the node, and the new one starts empty: no money is created.
+   * Block issues already answered by the node are ended and kept in the history with their blocks.
+   * A recovery cut short is finished by running it again.
+   * @throws TallyError WALLET_UNSUPPORTED (an SE that runs), NODE_*, SE_*
+   */
+  async recoverDevice(password: string, progress?: (line: string) => void): Promise<{ retired: string; device: string; folder: string; setAside: { steps: number; payments: number } }> {
+    const old = this.keys;
+    const staging = walletPaths(join(this.paths.dir, 'recovering'));
+    const staged = join(staging.dir, 'device.json');
+    let fresh = await readFile(staged, 'utf8').then((t) => JSON.parse(t) as { wallet: string; user: string; ucert: string; wcert: string }, () => null);
+    if (fresh === null) {
+      try {
+        await (await this.se()).call('status', {});
+        throw new TallyError('WALLET_UNSUPPORTED', `the secure element of wallet ${this.name} runs; there is nothing to recover`, { name: this.name, reason: 'secure element runs' });
+      } catch (e) {
+        if (!isTallyError(e, 'ROLLBACK_DETECTED') && !isTallyError(e, 'STATE_CORRUPT')) throw e;
+      }
+      if (this.seHost !== null) await this.seHost.kill();
+      this.seHost = null;
+      const info = await this.node.info();
+      const oem = await loadOem(dirname(dirname(this.paths.dir)));
+      if (oem === null || !oem.isEnrolledAt(this.node.url)) {
+        throw new TallyError('WALLET_UNSUPPORTED', `no OEM for software secure elements is enrolled at ${this.node.url}: run \`tally operator oem\` first`, { name: this.name, reason: 'no OEM enrolled' });
+      }
+      await rm(staging.dir, { recursive: true, force: true });
+      await ensurePrivateDir(staging.dir);
+      progress?.('making new usk and wsk in a new isolated secure element');
+      const host = await startSe(staging, true, old.suite ?? 'ed25519');
+      try {
+        fresh = await provisionDotm(host, { node: this.node, info, oem, account: this.user, owner: this.data.user.keyId, password, progress });
+      } finally {
+        await host.close();
+      }
+      await writeFile(staged, JSON.stringify(fresh), { mode: 0o600 });
+    }
+    const folder = join(this.paths.dir, 'retired', old.wallet);
+    await ensurePrivateDir(folder);
+    for (const [from, to] of [
+      [this.paths.se, join(folder, 'se')],
+      [this.paths.counter, join(folder, 'counter')],
+      [staging.se, this.paths.se],
+      [staging.counter, this.paths.counter],
+    ] as const) {
+      if ((await stat(from).catch(() => null)) !== null && (await stat(to).catch(() => null)) === null) await rename(from, to);
+    }
+    let steps = 0;
+    const kept: PendingStep[] = [];
+    for (const step of this.data.pending) {
+      // An issue the node has not answered runs for the new wallet key; answered ones name the old one.
+      if (step.kind === 'dotm-issue' && step.blocks === undefined) kept.push(step);
+      else {
+        steps++;
+        await appendHistory(this.paths, { at: Date.now(), kind: `${step.kind}-retired`, ...('amount' in step ? { amount: this.format(BigInt(step.amount)) } : {}), detail: `cut short on the retired secure element ${old.wallet}${step.kind === 'dotm-issue' && step.blocks !== undefined ? `; blocks ${step.blocks.join(',')}` : ''}` });
+      }
+    }
+    this.data.pending = kept;
+    this.data.dotm = { ...fresh, ...(old.suite === undefined ? {} : { suite: old.suite }) };
+    this.data.device = { keyId: fresh.wallet, certificate: fresh.wcert };
+    this.data.retired = [...(this.data.retired ?? []), { device: old.wallet, at: Date.now(), folder }];
+    await this.save();
+    await appendHistory(this.paths, { at: Date.now(), kind: 'device-retired', detail: `secure element ${old.wallet} retired (kept in ${folder}); new secure element ${fresh.wallet}, user key ${fresh.user}; the blocks the node issued to the old one stay on its record at the node` });
+    await rm(staging.dir, { recursive: true, force: true });
+    return { retired: old.wallet, device: fresh.wallet, folder, setAside: { steps, payments: 0 } };
   }
 
   /** Formats minor units. */
