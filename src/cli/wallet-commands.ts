@@ -9,9 +9,10 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { toHex } from '../core/bytes.ts';
 import { isTallyError, TallyError } from '../core/errors.ts';
 import { enrollOem } from '../wallet/factory.ts';
-import { resolveHome, walletDir } from '../wallet/home.ts';
+import { resolveHome } from '../wallet/home.ts';
 import { NodeClient } from '../wallet/node-client.ts';
 import { Wallet, type InboxEntry } from '../wallet/wallet.ts';
+import { readHistory, readWalletData } from '../wallet/wallet-common.ts';
 import { DotmWallet, walletScheme, type DotmTransfer } from '../wallet/dotm-wallet.ts';
 import { readPassword } from './password.ts';
 
@@ -134,7 +135,7 @@ async function withDotm<T>(
   values: Record<string, unknown>,
   name: string,
   env: VerbIo['env'],
-  run: (wallet: DotmWallet, recovered: string[]) => Promise<T>,
+  run: (wallet: DotmWallet, recovered: string[], resumed: Awaited<ReturnType<DotmWallet['recover']>>) => Promise<T>,
   unlock?: { password: string | null; optional?: boolean },
 ): Promise<T> {
   const wallet = await DotmWallet.open(resolveHome(values['home'] as string | undefined, env), name);
@@ -149,7 +150,7 @@ async function withDotm<T>(
       throw new TallyError('PASSWORD_MISSING', 'the payment password is needed', {});
     }
     const recovered = await wallet.recover();
-    return await run(wallet, recovered.finished);
+    return await run(wallet, recovered.finished, recovered);
   } finally {
     await wallet.close();
   }
@@ -185,7 +186,24 @@ function transferText(wallet: DotmWallet, r: DotmTransfer, role: 'payer' | 'paye
 }
 
 function shortEntry(wallet: Wallet, e: InboxEntry) {
-  return { amount: wallet.format(BigInt(e.amount)), sender: e.sender, index: e.index, state: e.state, ...(e.reason === undefined ? {} : { reason: e.reason }), ...(e.waiting === undefined ? {} : { waiting: e.waiting }) };
+  return { amount: e.credited ?? wallet.format(BigInt(e.amount)), sender: e.sender, index: e.index, state: e.state, ...(e.reason === undefined ? {} : { reason: e.reason }), ...(e.waiting === undefined ? {} : { waiting: e.waiting }) };
+}
+
+/** What `wallet recover` prints. */
+function recoveredOutcome(name: string, r: { retired: string; device: string; folder: string; setAside: { steps: number; payments: number }; escrow?: string; releaseAt?: string }, currency: string): Outcome {
+  const lines = [
+    `Retired secure element ${r.retired} (kept in ${r.folder}); new secure element ${r.device}, offline balance 0.`,
+    r.escrow === undefined
+      ? 'What the node knows the retired one holds stays with it at the node; nothing was moved or created.'
+      : `The node revoked the old device and holds ${r.escrow} ${currency}, what it knows the old one held, for its payments that still surface; the rest comes to your online account at a sync from ${r.releaseAt ?? '?'}.`,
+    ...(r.setAside.steps + r.setAside.payments > 0 ? [`Set aside with it (see the history): ${r.setAside.steps} unfinished step(s), ${r.setAside.payments} received payment(s) not yet collected.`] : []),
+  ];
+  return { text: lines.join('\n'), json: { name, ...r } };
+}
+
+/** Lines for the steps a refusal ended when the wallet was opened. */
+function endedLines(ended: readonly { kind: string; why: string; code: string }[]): string[] {
+  return ended.map((x) => `an earlier ${x.kind} was refused and is no longer pending: ${x.why}`);
 }
 
 const operatorFlags = { node: { type: 'string' }, token: { type: 'string' }, data: { type: 'string' } } as const;
@@ -204,11 +222,11 @@ export const VERBS: Record<string, Verb> = {
       let url = nodeUrl(values.node, io.env);
       if (!target.includes(':')) {
         const home = resolveHome(values.home, io.env);
-        const data = await readFile(join(walletDir(home, target), 'wallet.json'), 'utf8').catch(() => null);
-        if (data === null) throw new TallyError('WALLET_NOT_FOUND', `${target} is neither an account id (user:...) nor a wallet in ${home}`, { name: target });
-        const parsed = JSON.parse(data) as { user: { account: string }; node: string };
-        account = parsed.user.account;
-        if (values.node === undefined) url = parsed.node;
+        // A damaged wallet file is STATE_CORRUPT naming the file, not a raw parse error.
+        const read = await readWalletData(home, target);
+        if (read === null) throw new TallyError('WALLET_NOT_FOUND', `${target} is neither an account id (user:...) nor a wallet in ${home}`, { name: target });
+        account = read.data.user.account;
+        if (values.node === undefined) url = read.data.node;
       }
       const node = new NodeClient(url);
       const answer = await node.operator<{ transfer: { id: string; amount: string; currency: string } }>(await operatorToken(values, io.env), 'POST', '/v1/operator/mint', {
@@ -320,7 +338,7 @@ export const VERBS: Record<string, Verb> = {
       const { values, args } = parse(argv, {}, ['NAME']);
       if (await isDotm(values, args[0], io.env)) {
         const password = await optionalPassword(io.env);
-        return withDotm(values, args[0] as string, io.env, async (wallet) => {
+        return withDotm(values, args[0] as string, io.env, async (wallet, _recovered, resumed) => {
           const b = await wallet.balance();
           const c = wallet.currency.code;
           const lines = [
@@ -329,8 +347,10 @@ export const VERBS: Record<string, Verb> = {
             ...b.blocks.map((k) => `  block ${k.serial}  value ${k.value} ${c}  remaining ${k.remaining} ${c}  ${k.count} offline transaction(s)${k.held ? '  (held by an open offer)' : ''}`),
             ...(b.unsyncedEvents > 0 ? [`${b.unsyncedEvents} offline event(s) await the node (tally sync)`] : []),
             `payment password: ${b.passwordTriesLeft === 0 ? 'LOCKED' : `${b.passwordTriesLeft} tries left`}`,
+            ...(b.pendingSteps > 0 ? [`unfinished steps: ${b.pendingSteps} (${resumed.waiting.map((w) => `${w.kind}: ${w.why}`).join('; ')})`] : []),
+            ...endedLines(resumed.ended),
           ];
-          return { text: lines.join('\n'), json: { name: wallet.name, scheme: 'dotm', currency: c, ...b } };
+          return { text: lines.join('\n'), json: { name: wallet.name, scheme: 'dotm', currency: c, ...b, ...(resumed.ended.length === 0 ? {} : { ended: resumed.ended }) } };
         }, { password, optional: true });
       }
       return withWallet(values, args[0], io.env, async (wallet) => {
@@ -342,8 +362,9 @@ export const VERBS: Record<string, Verb> = {
           ...(b.offline === null ? [] : [`offline: ${b.offline} ${c} (holding limit ${b.holdingLimit} ${c}, ${b.offlinePaymentsLeft} offline payments left before a sync)`]),
           `incoming: ${b.incoming} ${c} accepted, not yet ${wallet.hasSecureElement ? 'collected' : 'claimed'}`,
           ...(b.pendingSteps > 0 ? [`unfinished steps: ${b.pendingSteps} (${resumed.waiting.map((w) => `${w.kind}: ${w.why}`).join('; ')})`] : []),
+          ...endedLines(resumed.ended),
         ];
-        return { text: lines.join('\n'), json: { name: wallet.name, currency: c, ...b } };
+        return { text: lines.join('\n'), json: { name: wallet.name, currency: c, ...b, ...(resumed.ended.length === 0 ? {} : { ended: resumed.ended }) } };
       });
     },
   },
@@ -354,13 +375,16 @@ export const VERBS: Record<string, Verb> = {
     example: 'tally wallet history alice',
     async run(argv, io) {
       const { values, args } = parse(argv, {}, ['NAME']);
-      const open = async <T>(run: (wallet: { history(): Promise<{ at: number; kind: string; amount?: string; detail?: string }[]>; name: string; currency: { code: string } }) => Promise<T>) =>
-        (await isDotm(values, args[0], io.env)) ? withDotm(values, args[0] as string, io.env, run) : withWallet(values, args[0], io.env, run);
-      return open(async (wallet) => {
-        const events = await wallet.history();
-        const text = events.map((e) => `${new Date(e.at).toISOString()}  ${e.kind.padEnd(16)} ${e.amount === undefined ? '' : `${e.amount} ${wallet.currency.code}  `}${e.detail ?? ''}`).join('\n');
-        return { text: text === '' ? 'No history yet.' : text, json: { name: wallet.name, currency: wallet.currency.code, events } };
-      });
+      // Reading the history needs neither the secure element nor the lock: it works on a wallet whose SE is broken.
+      const home = resolveHome(values.home, io.env);
+      const read = await readWalletData(home, args[0] as string);
+      if (read === null) throw new TallyError('WALLET_NOT_FOUND', `no wallet named ${args[0] as string} in ${home}`, { name: args[0] as string });
+      const code = read.data.currency.code;
+      const { events, damaged } = await readHistory(read.paths);
+      const lines = events.map((e) => `${new Date(e.at).toISOString()}  ${e.kind.padEnd(16)} ${e.amount === undefined ? '' : `${e.amount} ${code}  `}${e.detail ?? ''}`);
+      if (lines.length === 0) lines.push('No history yet.');
+      const warnings = damaged.map((d) => `warning: ${read.paths.history} line ${d.line} is damaged (${d.reason}); skipped`);
+      return { text: [...lines, ...warnings].join('\n'), json: { name: read.data.name, currency: code, events, damaged: damaged.map((d) => ({ ...d, file: read.paths.history })) } };
     },
   },
   'wallet deposit': {
@@ -399,7 +423,14 @@ export const VERBS: Record<string, Verb> = {
           const r = await wallet.withdraw(args[1] as string, password);
           const c = wallet.currency.code;
           return {
-            text: r.credited ? `Withdrew ${r.amount} ${c} to the online account; online balance ${r.online ?? 'unknown'} ${c}.` : `Gave up ${r.amount} ${c} of currency blocks; the node credits them at the next sync (it is unreachable now).`,
+            text:
+              r.outcome === 'credited'
+                ? `Withdrew ${r.amount} ${c} to the online account; online balance ${r.online ?? 'unknown'} ${c}.`
+                : r.outcome === 'refused'
+                  ? `Gave up ${r.amount} ${c} of currency blocks, but the node refused to credit them: ${r.refusal?.message ?? ''} [${r.refusal?.code ?? ''}].`
+                  : r.outcome === 'pending'
+                    ? `Gave up ${r.amount} ${c} of currency blocks; the node has not taken the redemption yet: it is credited at a later sync (tally sync ${wallet.name}).`
+                    : `Gave up ${r.amount} ${c} of currency blocks; the node is unreachable now: it credits them at the next sync (tally sync ${wallet.name}).`,
             json: { name: wallet.name, currency: c, ...r },
           };
         }, { password });
@@ -407,6 +438,30 @@ export const VERBS: Record<string, Verb> = {
       return withWallet(values, args[0], io.env, async (wallet) => {
         const r = await wallet.withdraw(args[1] as string);
         return { text: `Withdrew ${r.amount} ${wallet.currency.code} to the online account; online balance ${r.online ?? 'unknown'} ${wallet.currency.code}.`, json: { name: wallet.name, currency: wallet.currency.code, ...r } };
+      });
+    },
+  },
+  'wallet recover': {
+    usage: 'tally wallet recover NAME [--home DIR] [--json]',
+    summary:
+      'Retires a secure element that refuses to run (ROLLBACK_DETECTED, or a damaged state) and registers a new, empty one for the same user; OPS: the node revokes the old device and credits the online account with what it knows the old one held. Needs the node. DOT-M: the payment password (prompt, or $TALLY_PASSWORD) opens the account key and becomes the new secure element\'s.',
+    options: [HOME_OPTION, JSON_OPTION],
+    example: 'tally wallet recover alice',
+    async run(argv, io) {
+      const { values, args } = parse(argv, {}, ['NAME']);
+      if (await isDotm(values, args[0], io.env)) {
+        // The wallet's payment password: it opens the account key, and the new secure element takes it.
+        const password = await dotmPassword(io.env);
+        const wallet = await DotmWallet.open(resolveHome(values.home, io.env), args[0] as string);
+        try {
+          return recoveredOutcome(wallet.name, await wallet.recoverDevice(password, io.progress), wallet.currency.code);
+        } finally {
+          await wallet.close();
+        }
+      }
+      return withWallet(values, args[0], io.env, async (wallet) => {
+        const r = await wallet.recoverDevice(io.progress);
+        return recoveredOutcome(wallet.name, r, wallet.currency.code);
       });
     },
   },
@@ -541,10 +596,11 @@ export const VERBS: Record<string, Verb> = {
       const { values, args } = parse(argv, {}, ['NAME']);
       await refuseForDotm(values, args[0], io.env, 'collect');
       return withWallet(values, args[0], io.env, async (wallet) => {
-        await wallet.resume();
+        const resumed = await wallet.resume();
         const r = await wallet.collect();
         const sum = r.collected.reduce((s, e) => s + BigInt(e.amount), 0n);
         const text = [
+          ...endedLines(resumed.ended),
           `Collected ${r.collected.length} payment(s), ${wallet.format(sum)} ${wallet.currency.code}; offline balance ${r.offline} ${wallet.currency.code}.`,
           ...r.refused.map((e) => `Refused by the secure element: ${wallet.format(BigInt(e.amount))} ${wallet.currency.code} from ${e.sender} (payment ${e.index}): ${e.reason ?? ''}`),
           ...r.waiting.map((e) => `Waiting: ${wallet.format(BigInt(e.amount))} ${wallet.currency.code} from ${e.sender} (payment ${e.index}) cannot go in yet (${e.waiting ?? ''}); it is kept and tried again after the next sync.`),
@@ -566,8 +622,9 @@ export const VERBS: Record<string, Verb> = {
       await refuseForDotm(values, args[0], io.env, 'claim');
       return withWallet(values, args[0], io.env, async (wallet) => {
         const r = await wallet.claim();
-        const sum = r.claimed.reduce((s, e) => s + BigInt(e.amount), 0n);
-        const text = [`Claimed ${r.claimed.length} payment(s), ${wallet.format(sum)} ${wallet.currency.code}; online balance ${r.online ?? 'unknown'} ${wallet.currency.code}.`, ...r.refused.map((e) => `Refused by the node: ${wallet.format(BigInt(e.amount))} ${wallet.currency.code} from ${e.sender} (payment ${e.index}): ${e.reason ?? ''}`)].join('\n');
+        // What the node credited, from its answer.
+        const sum = r.claimed.reduce((s, e) => s + (e.credited === undefined ? BigInt(e.amount) : wallet.parseCredited(e.credited)), 0n);
+        const text = [`Claimed ${r.claimed.length} payment(s), the node credited ${wallet.format(sum)} ${wallet.currency.code}; online balance ${r.online ?? 'unknown'} ${wallet.currency.code}.`, ...r.refused.map((e) => `Refused by the node: ${wallet.format(BigInt(e.amount))} ${wallet.currency.code} from ${e.sender} (payment ${e.index}): ${e.reason ?? ''}`)].join('\n');
         return { text, json: { name: wallet.name, currency: wallet.currency.code, claimed: r.claimed.map((e) => shortEntry(wallet, e)), refused: r.refused.map((e) => shortEntry(wallet, e)), online: r.online } };
       });
     },
@@ -597,7 +654,7 @@ export const VERBS: Record<string, Verb> = {
         const r = await wallet.sync();
         const fraud = r.fraud.map((f) => `fraud case: ${f.kind} by device ${f.device}`);
         const retried = r.retried === undefined ? [] : [`Payments that waited for this sync: ${r.retried.collected} collected, ${r.retried.waiting} still waiting, ${r.retried.refused} refused.`];
-        return { text: [`Synced; revocation list version ${r.crlVersion}.`, ...fraud, ...retried].join('\n'), json: { name: wallet.name, ...r } };
+        return { text: [`Synced; revocation list version ${r.crlVersion}.`, ...endedLines(r.ended ?? []), ...fraud, ...retried].join('\n'), json: { name: wallet.name, ...r } };
       });
     },
   },

@@ -18,7 +18,7 @@
  * got a notification) and an open received transaction is rolled back (step 9 never came), as
  * §3.3.5 prescribes on reboot; a block issue cut off from the node is fetched again by its key.
  */
-import { readFile, rename, rm } from 'node:fs/promises';
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { equalBytes, fromBase64url, fromHex, toBase64url, toHex } from '../core/bytes.ts';
 import { currency as makeCurrency, type Currency } from '../core/amount.ts';
@@ -45,8 +45,8 @@ import { DOTM_LINK_PROLOGUE, failureCode, runPayee, runPayer } from '../schemes/
 import { dotmTrustedApp } from '../schemes/dotm/trusted-app.ts';
 import { loadOem, measureDotmTrustedApp, SOFTWARE_SE_MODEL } from './factory.ts';
 import { checkWalletName, walletDir, walletPaths, type WalletPaths } from './home.ts';
-import { NodeClient } from './node-client.ts';
-import { formatMinor, onlineBalanceOf, openWalletFolder, parsePositive, readHistory, readWalletData } from './wallet-common.ts';
+import { NodeClient, type NodeInfo } from './node-client.ts';
+import { formatMinor, isNodeRefusal, onlineBalanceOf, openWalletFolder, parsePositive, readHistory, readWalletData, type HistoryRead } from './wallet-common.ts';
 import { appendHistory, writeData, type HistoryEvent, type PendingStep, type WalletData } from './wallet-data.ts';
 
 /** Most events in one upload, and the most base64url characters of events in one request body. */
@@ -93,6 +93,17 @@ export interface DotmBalance {
   pendingSteps: number;
 }
 
+/** What DotmWallet.withdraw reports. */
+export interface DotmWithdrawal {
+  amount: string;
+  online: string | null;
+  /** The node took the redemption and credited the account. */
+  credited: boolean;
+  /** credited; refused by the node (see `refusal`); unreachable (credited when the node takes the event at a later sync); pending (the node had no answer for it yet). */
+  outcome: 'credited' | 'refused' | 'unreachable' | 'pending';
+  refusal?: { code: string; message: string };
+}
+
 /** What a finished transaction over the link reports. */
 export interface DotmTransfer {
   tsn: string;
@@ -111,6 +122,37 @@ function newId(): string {
 /** Starts the SE; its keys (usk, wsk) are of the deployment's suite, the suite of the node's root key. */
 function startSe(paths: WalletPaths, provision: boolean, suite: SuiteName): Promise<DotmSecureElement> {
   return IsolatedHost.start({ app: dotmTrustedApp, location: DOTM_TA_LOCATION, dir: paths.se, counter: { kind: 'file', path: paths.counter }, provision, suite }) as Promise<DotmSecureElement>;
+}
+
+/** Runs init on a fresh DOT-M SE, has the OEM attest wpk, has the node certify usk and wsk for the account, sets pwd. */
+async function provisionDotm(
+  host: DotmSecureElement,
+  options: { node: NodeClient; info: NodeInfo; oem: NonNullable<Awaited<ReturnType<typeof loadOem>>>; account: Signer; owner: string; password: string; progress?: ((line: string) => void) | undefined },
+): Promise<{ wallet: string; user: string; ucert: string; wcert: string }> {
+  const { node, info, oem } = options;
+  const init = await host.call('init', {
+    root: fromBase64url(info.certificates.root),
+    intermediary: fromBase64url(info.certificates.intermediary),
+    issuerNode: fromBase64url(info.certificates.issuerNode),
+    account: fromHex(options.owner),
+  });
+  const attestation = attestDevice(oem.signer, { sePublicKey: init.walletKey, model: SOFTWARE_SE_MODEL, taMeasurement: await measureDotmTrustedApp() });
+  options.progress?.('certifying the user and wallet keys (OEM attestation, proofs of possession)');
+  const key = (k: PublicKey) => ({ suite: k.suite, key: toBase64url(k.key) });
+  const answer = await node.signed<{ wallet: string; user: string; ucert: string; wcert: string }>(options.account, 'POST', '/v1/dotm/wallets', {
+    body: {
+      userKey: key(init.userKey),
+      userProof: toBase64url(init.userProof),
+      walletKey: key(init.walletKey),
+      walletProof: toBase64url(init.walletProof),
+      oem: oem.keyId,
+      attestation: toBase64url(encodeAttestation(attestation)),
+    },
+    idempotencyKey: `dotm-wallet-${toHex(keyId(init.walletKey))}`,
+  });
+  await host.call('certify', { ucert: fromBase64url(answer.body.ucert), wcert: fromBase64url(answer.body.wcert) });
+  await host.call('setPassword', { password: options.password });
+  return answer.body;
 }
 
 /** An open DOT-M wallet: call `close()` when done. */
@@ -166,6 +208,14 @@ export class DotmWallet {
     if (this.account !== null) return;
     const checked = await (await this.se()).call('checkPassword', { password });
     if (!checked.right) throw wrongPassword(checked.triesLeft, 'unlock');
+    await this.openAccountKey(password);
+  }
+
+  /**
+   * Opens the account key file under `password` without asking the SE (for a recovery, when the SE
+   * refuses to run and cannot check pwd: the key file's own scrypt is then the only guard).
+   */
+  private async openAccountKey(password: string): Promise<void> {
     const { sealed, secret } = this.data.user;
     let signer: Signer;
     if (sealed !== undefined) {
@@ -237,28 +287,7 @@ export class DotmWallet {
       const suite = decodeCertificate(fromBase64url(info.certificates.root)).body.subject.suite;
       options.progress?.(`making usk and wsk (${suite}) in the isolated secure element`);
       host = await startSe(paths, true, suite);
-      const init = await host.call('init', {
-        root: fromBase64url(info.certificates.root),
-        intermediary: fromBase64url(info.certificates.intermediary),
-        issuerNode: fromBase64url(info.certificates.issuerNode),
-        account: fromHex(registered.body.keyId),
-      });
-      const attestation = attestDevice(oem.signer, { sePublicKey: init.walletKey, model: SOFTWARE_SE_MODEL, taMeasurement: await measureDotmTrustedApp() });
-      options.progress?.('certifying the user and wallet keys (OEM attestation, proofs of possession)');
-      const key = (k: PublicKey) => ({ suite: k.suite, key: toBase64url(k.key) });
-      const answer = await node.signed<{ wallet: string; user: string; ucert: string; wcert: string }>(account, 'POST', '/v1/dotm/wallets', {
-        body: {
-          userKey: key(init.userKey),
-          userProof: toBase64url(init.userProof),
-          walletKey: key(init.walletKey),
-          walletProof: toBase64url(init.walletProof),
-          oem: oem.keyId,
-          attestation: toBase64url(encodeAttestation(attestation)),
-        },
-        idempotencyKey: `dotm-wallet-${toHex(keyId(init.walletKey))}`,
-      });
-      await host.call('certify', { ucert: fromBase64url(answer.body.ucert), wcert: fromBase64url(answer.body.wcert) });
-      await host.call('setPassword', { password: options.password });
+      const answer = await provisionDotm(host, { node, info, oem, account, owner: registered.body.keyId, password: options.password, progress: options.progress });
       await host.close();
       host = null;
       // The account key is kept only sealed under pwd: whoever holds the files cannot use it.
@@ -271,8 +300,8 @@ export class DotmWallet {
         currency: info.currency,
         createdAt: Date.now(),
         user: { sealed, keyId: registered.body.keyId, account: registered.body.account, certificate: registered.body.certificate },
-        device: { keyId: answer.body.wallet, certificate: answer.body.wcert },
-        dotm: { user: answer.body.user, ucert: answer.body.ucert, wallet: answer.body.wallet, wcert: answer.body.wcert, suite },
+        device: { keyId: answer.wallet, certificate: answer.wcert },
+        dotm: { user: answer.user, ucert: answer.ucert, wallet: answer.wallet, wcert: answer.wcert, suite },
         certificates: info.certificates,
         crl: null,
         inbox: [],
@@ -280,7 +309,7 @@ export class DotmWallet {
         pending: [],
       };
       await writeData(paths, data);
-      await appendHistory(paths, { at: Date.now(), kind: 'created', detail: `DOT-M wallet ${answer.body.wallet}, user ${answer.body.user}` });
+      await appendHistory(paths, { at: Date.now(), kind: 'created', detail: `DOT-M wallet ${answer.wallet}, user ${answer.user}` });
       await rename(staging, final);
     } catch (e) {
       if (host !== null) await host.kill();
@@ -319,8 +348,91 @@ export class DotmWallet {
 
   /** The running SE (started on first use). */
   async se(): Promise<DotmSecureElement> {
-    if (this.seHost === null || !this.seHost.alive) this.seHost = await startSe(this.paths, false, this.keys.suite ?? 'ed25519');
+    if (this.seHost === null || !this.seHost.alive) {
+      try {
+        this.seHost = await startSe(this.paths, false, this.keys.suite ?? 'ed25519');
+      } catch (e) {
+        if (!isTallyError(e, 'ROLLBACK_DETECTED')) throw e;
+        throw new TallyError(
+          'ROLLBACK_DETECTED',
+          `${e.message}. If an old copy of this wallet's secure element was restored by accident, \`tally wallet recover ${this.name}\` retires it and starts a new one (see docs/wallet.md)`,
+          e.details,
+          { cause: e },
+        );
+      }
+    }
     return this.seHost;
+  }
+
+  /**
+   * Retires a secure element that refuses to run (ROLLBACK_DETECTED, or its sealed state damaged)
+   * and starts a new one with new usk and wsk, certified for the same account, with the payment
+   * password `password`. The old one moves to `retired/` (nothing is deleted); the blocks the node
+   * issued to it stay on its record at the node, and the new one starts empty: no money is created.
+   * Block issues already answered by the node are ended and kept in the history with their blocks.
+   * A recovery cut short is finished by running it again.
+   * @throws TallyError WALLET_UNSUPPORTED (an SE that runs), NODE_*, SE_*
+   */
+  async recoverDevice(password: string, progress?: (line: string) => void): Promise<{ retired: string; device: string; folder: string; setAside: { steps: number; payments: number } }> {
+    const old = this.keys;
+    const staging = walletPaths(join(this.paths.dir, 'recovering'));
+    const staged = join(staging.dir, 'device.json');
+    let fresh = await readFile(staged, 'utf8').then((t) => JSON.parse(t) as { wallet: string; user: string; ucert: string; wcert: string }, () => null);
+    if (fresh === null) {
+      try {
+        await (await this.se()).call('status', {});
+        throw new TallyError('WALLET_UNSUPPORTED', `the secure element of wallet ${this.name} runs; there is nothing to recover`, { name: this.name, reason: 'secure element runs' });
+      } catch (e) {
+        if (!isTallyError(e, 'ROLLBACK_DETECTED') && !isTallyError(e, 'STATE_CORRUPT')) throw e;
+      }
+      if (this.seHost !== null) await this.seHost.kill();
+      this.seHost = null;
+      // The broken SE cannot check pwd: the account key file opens under it or the recovery stops here.
+      if (this.account === null) await this.openAccountKey(password);
+      const info = await this.node.info();
+      const oem = await loadOem(dirname(dirname(this.paths.dir)));
+      if (oem === null || !oem.isEnrolledAt(this.node.url)) {
+        throw new TallyError('WALLET_UNSUPPORTED', `no OEM for software secure elements is enrolled at ${this.node.url}: run \`tally operator oem\` first`, { name: this.name, reason: 'no OEM enrolled' });
+      }
+      await rm(staging.dir, { recursive: true, force: true });
+      await ensurePrivateDir(staging.dir);
+      progress?.('making new usk and wsk in a new isolated secure element');
+      const host = await startSe(staging, true, old.suite ?? 'ed25519');
+      try {
+        fresh = await provisionDotm(host, { node: this.node, info, oem, account: this.user, owner: this.data.user.keyId, password, progress });
+      } finally {
+        await host.close();
+      }
+      await writeFile(staged, JSON.stringify(fresh), { mode: 0o600 });
+    }
+    const folder = join(this.paths.dir, 'retired', old.wallet);
+    await ensurePrivateDir(folder);
+    for (const [from, to] of [
+      [this.paths.se, join(folder, 'se')],
+      [this.paths.counter, join(folder, 'counter')],
+      [staging.se, this.paths.se],
+      [staging.counter, this.paths.counter],
+    ] as const) {
+      if ((await stat(from).catch(() => null)) !== null && (await stat(to).catch(() => null)) === null) await rename(from, to);
+    }
+    let steps = 0;
+    const kept: PendingStep[] = [];
+    for (const step of this.data.pending) {
+      // An issue the node has not answered runs for the new wallet key; answered ones name the old one.
+      if (step.kind === 'dotm-issue' && step.blocks === undefined) kept.push(step);
+      else {
+        steps++;
+        await appendHistory(this.paths, { at: Date.now(), kind: `${step.kind}-retired`, ...('amount' in step ? { amount: this.format(BigInt(step.amount)) } : {}), detail: `cut short on the retired secure element ${old.wallet}${step.kind === 'dotm-issue' && step.blocks !== undefined ? `; blocks ${step.blocks.join(',')}` : ''}` });
+      }
+    }
+    this.data.pending = kept;
+    this.data.dotm = { ...fresh, ...(old.suite === undefined ? {} : { suite: old.suite }) };
+    this.data.device = { keyId: fresh.wallet, certificate: fresh.wcert };
+    this.data.retired = [...(this.data.retired ?? []), { device: old.wallet, at: Date.now(), folder }];
+    await this.save();
+    await appendHistory(this.paths, { at: Date.now(), kind: 'device-retired', detail: `secure element ${old.wallet} retired (kept in ${folder}); new secure element ${fresh.wallet}, user key ${fresh.user}; the blocks the node issued to the old one stay on its record at the node` });
+    await rm(staging.dir, { recursive: true, force: true });
+    return { retired: old.wallet, device: fresh.wallet, folder, setAside: { steps, payments: 0 } };
   }
 
   /** Formats minor units. */
@@ -333,8 +445,8 @@ export class DotmWallet {
     return parsePositive(this.currency, text);
   }
 
-  /** The history, oldest first. */
-  history(): Promise<HistoryEvent[]> {
+  /** The history, oldest first, and the lines of the file that could not be read. */
+  history(): Promise<HistoryRead> {
     return readHistory(this.paths);
   }
 
@@ -344,9 +456,10 @@ export class DotmWallet {
    * After a crash (§3.3.5): an open offer is abandoned, an open received transaction rolled back;
    * then the node steps left pending are finished where the node answers.
    */
-  async recover(): Promise<{ finished: string[]; waiting: { kind: string; why: string }[] }> {
+  async recover(): Promise<{ finished: string[]; waiting: { kind: string; why: string }[]; ended: { kind: string; why: string; code: string }[] }> {
     const finished: string[] = [];
     const waiting: { kind: string; why: string }[] = [];
+    const ended: { kind: string; why: string; code: string }[] = [];
     const se = await this.se();
     const status = await se.call('status', {});
     if (status.offer !== undefined) {
@@ -367,10 +480,12 @@ export class DotmWallet {
         finished.push(step.kind);
       } catch (e) {
         if (!isTallyError(e)) throw e;
-        waiting.push({ kind: step.kind, why: e.message });
+        // A refusal ended the step (no longer written down); anything else keeps it for the next command.
+        if (this.data.pending.some((s) => s.id === step.id)) waiting.push({ kind: step.kind, why: e.message });
+        else ended.push({ kind: step.kind, why: e.message, code: isTallyError(e, 'NODE_REFUSED') ? e.details.code : isTallyError(e, 'SE_REJECTED') ? e.details.reason : e.code });
       }
     }
-    return { finished, waiting };
+    return { finished, waiting, ended };
   }
 
   // ---------------------------------------------------------------- online
@@ -393,17 +508,33 @@ export class DotmWallet {
 
   private async runIssue(step: Extract<PendingStep, { kind: 'dotm-issue' }>): Promise<bigint> {
     if (step.blocks === undefined) {
-      const answer = await this.node.signed<{ blocks: string[] }>(this.user, 'POST', '/v1/dotm/issue', {
-        body: { wallet: this.keys.wallet, amount: this.format(BigInt(step.amount)), blocks: step.count },
-        idempotencyKey: `dotm-issue-${step.id}`,
-      });
+      let answer;
+      try {
+        answer = await this.node.signed<{ blocks: string[] }>(this.user, 'POST', '/v1/dotm/issue', {
+          body: { wallet: this.keys.wallet, amount: this.format(BigInt(step.amount)), blocks: step.count },
+          idempotencyKey: `dotm-issue-${step.id}`,
+        });
+      } catch (e) {
+        // The node said no: no block was issued, and the same request would be refused again.
+        if (isNodeRefusal(e)) await this.end(step, { at: Date.now(), kind: 'deposit-refused', amount: this.format(BigInt(step.amount)), detail: `refused by the node: ${e.message}` });
+        throw e;
+      }
       step.blocks = answer.body.blocks;
       await this.save();
     }
     const blocks = step.blocks.map((b) => decodeBlock(fromBase64url(b)));
-    const out = await (await this.se()).call('load', { blocks, now: Date.now() }, { requestId: fromHex(step.id) });
-    this.data.pending = this.data.pending.filter((s) => s.id !== step.id);
-    await this.save();
+    let out;
+    try {
+      out = await (await this.se()).call('load', { blocks, now: Date.now() }, { requestId: fromHex(step.id) });
+    } catch (e) {
+      // A full wallet can load them once it has room: the step stays. Any other refusal is final;
+      // the issued blocks are kept in the history (the node holds their value in the float).
+      if (isTallyError(e, 'SE_REJECTED') && e.details.reason !== 'WALLET_FULL') {
+        await this.end(step, { at: Date.now(), kind: 'deposit-refused', amount: this.format(BigInt(step.amount)), detail: `the node issued ${blocks.length} block(s) but the secure element refused them: ${e.message}; blocks ${step.blocks.join(',')}` });
+      }
+      throw e;
+    }
+    await this.end(step, null);
     await appendHistory(this.paths, { at: Date.now(), kind: 'deposit', amount: this.format(BigInt(step.amount)), detail: `${blocks.length} currency block(s) issued by the central bank` });
     return out.balance;
   }
@@ -413,7 +544,7 @@ export class DotmWallet {
    * @throws TallyError (as SE_REJECTED) WRONG_PASSWORD, PASSWORD_LOCKED, INSUFFICIENT_FUNDS, WALLET_BUSY;
    *   PASSWORD_MISSING before unlockAccount; NODE_* from the sync
    */
-  async withdraw(amountText: string, password: string): Promise<{ amount: string; online: string | null; credited: boolean }> {
+  async withdraw(amountText: string, password: string): Promise<DotmWithdrawal> {
     const amount = this.parseAmount(amountText);
     // The sync below needs the account key: refuse before anything is given up.
     if (!this.unlocked) throw this.sealedError();
@@ -421,15 +552,28 @@ export class DotmWallet {
       throw await this.worded(e, amount, undefined);
     });
     if (out.kind === 'wrong-password' || out.seq === undefined) throw wrongPassword(out.triesLeft, 'redeem');
-    await appendHistory(this.paths, { at: Date.now(), kind: 'withdraw', amount: this.format(amount), detail: `blocks given up (event ${out.seq}); credited at the node's next sync` });
-    let credited = false;
+    await appendHistory(this.paths, { at: Date.now(), kind: 'withdraw', amount: this.format(amount), detail: `blocks given up (event ${out.seq}); the node credits them when it takes the event` });
+    let outcome: DotmWithdrawal['outcome'] = 'unreachable';
+    let refusal: { code: string; message: string } | undefined;
     try {
       const r = await this.sync();
-      credited = r.results.some((x) => x.seq === out.seq && x.status === 'taken');
+      const result = r.results.find((x) => x.seq === out.seq);
+      if (result?.status === 'taken' || result?.status === 'duplicate') outcome = 'credited';
+      else if (result?.status === 'refused') {
+        outcome = 'refused';
+        refusal = { code: result.code ?? 'REFUSED', message: result.message ?? 'the node refused the redemption' };
+        await appendHistory(this.paths, { at: Date.now(), kind: 'withdraw-refused', amount: this.format(amount), detail: `event ${out.seq} refused by the node: ${refusal.message} [${refusal.code}]` });
+      } else outcome = 'pending';
     } catch (e) {
       if (!isTallyError(e, 'NODE_UNREACHABLE')) throw e;
     }
-    return { amount: this.format(amount), online: (await this.onlineBalance()).balance, credited };
+    return {
+      amount: this.format(amount),
+      online: (await this.onlineBalance()).balance,
+      credited: outcome === 'credited',
+      outcome,
+      ...(refusal === undefined ? {} : { refusal }),
+    };
   }
 
   /**
@@ -627,6 +771,13 @@ export class DotmWallet {
 
   private verifyCertificate(certificate: Uint8Array, roles: readonly ('user' | 'device')[]) {
     return verifyChain({ provider: nodeProvider, chain: [decodeCertificate(certificate), this.intermediary], trustAnchors: [this.root], now: Date.now(), revocations: this.revocations, leafRoles: roles });
+  }
+
+  /** Drops a finished or refused step and writes its event. */
+  private async end(step: PendingStep, event: HistoryEvent | null): Promise<void> {
+    this.data.pending = this.data.pending.filter((s) => s.id !== step.id);
+    await this.save();
+    if (event !== null) await appendHistory(this.paths, event);
   }
 
   private save(): Promise<void> {

@@ -53,13 +53,57 @@ export function parsePositive(currency: Currency, text: string): bigint {
   return minor;
 }
 
-/** A wallet's history, oldest first. */
-export async function readHistory(paths: WalletPaths): Promise<HistoryEvent[]> {
+/** A line of history.jsonl that could not be read as an event. */
+export interface DamagedLine {
+  /** 1-based line number in the file. */
+  line: number;
+  reason: string;
+}
+
+/** A wallet's history: the events that could be read, oldest first, and the lines that could not. */
+export interface HistoryRead {
+  events: HistoryEvent[];
+  damaged: DamagedLine[];
+}
+
+/**
+ * Reads a wallet's history. A damaged line (not JSON, or not an event with a time and a kind) is
+ * skipped and named in `damaged`; the other events are returned as they are.
+ */
+export async function readHistory(paths: WalletPaths): Promise<HistoryRead> {
   const text = await readFile(paths.history, 'utf8').catch(() => '');
-  return text
-    .split('\n')
-    .filter((line) => line.trim() !== '')
-    .map((line) => JSON.parse(line) as HistoryEvent);
+  const events: HistoryEvent[] = [];
+  const damaged: DamagedLine[] = [];
+  for (const [k, line] of text.split('\n').entries()) {
+    if (line.trim() === '') continue;
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(line);
+    } catch {
+      damaged.push({ line: k + 1, reason: 'not JSON' });
+      continue;
+    }
+    const e = parsed as Partial<HistoryEvent> | null;
+    const valid =
+      e !== null && typeof e === 'object' && !Array.isArray(e) && typeof e.at === 'number' && Number.isFinite(e.at) && typeof e.kind === 'string' &&
+      (e.amount === undefined || typeof e.amount === 'string') && (e.detail === undefined || typeof e.detail === 'string');
+    if (valid) events.push({ at: e.at as number, kind: e.kind as string, ...(e.amount === undefined ? {} : { amount: e.amount }), ...(e.detail === undefined ? {} : { detail: e.detail }) });
+    else damaged.push({ line: k + 1, reason: 'not an event (a time and a kind)' });
+  }
+  return { events, damaged };
+}
+
+/** Error codes of a node answer that a later retry may change (the request was not judged on its merits). */
+const NODE_TRANSIENT_CODES: ReadonlySet<string> = new Set(['TIMESTAMP_OUT_OF_WINDOW', 'NONCE_REPLAYED', 'RATE_LIMITED']);
+
+/**
+ * True when the node gave a definite refusal: an answer 4xx with an error code (not one about the
+ * request's freshness). Unreachable, 5xx, or a 4xx without a code are not: the step may be retried.
+ */
+export function isNodeRefusal(e: unknown): e is TallyError<'NODE_REFUSED'> {
+  if (!isTallyError(e, 'NODE_REFUSED')) return false;
+  const { status, code } = e.details;
+  return status >= 400 && status < 500 && status !== 408 && status !== 429 && !code.startsWith('HTTP_') && !NODE_TRANSIENT_CODES.has(code);
 }
 
 /** The account's online balance, or null with the reason when the node is unreachable. */

@@ -16,7 +16,8 @@ export interface InboxEntry {
   amount: string;
   payment: string;
   at: number;
-  state: 'accepted' | 'collected' | 'claimed' | 'refused';
+  /** `retired`: paid to a secure element this wallet retired (`tally wallet recover`); kept, not collectable. */
+  state: 'accepted' | 'collected' | 'claimed' | 'refused' | 'retired';
   /** Why the SE or the node refused it. */
   reason?: string;
   /**
@@ -24,6 +25,8 @@ export interface InboxEntry {
    * time, a sync or room cures (see CURABLE_REFUSALS); it is tried again after the next sync.
    */
   waiting?: string;
+  /** What the node credited for it (decimal), as its answer to the claim said. */
+  credited?: string;
 }
 
 /** A payment made by this wallet's TA. */
@@ -43,7 +46,7 @@ export interface SentEntry {
 /** A step written down before it starts, finished on the next open if it was cut short. */
 export type PendingStep =
   | { kind: 'deposit'; id: string; amount: string; confirmation?: string }
-  | { kind: 'withdraw'; id: string; amount: string; confirmation?: string }
+  | { kind: 'withdraw'; id: string; amount: string; confirmation?: string; /** The device that signed it, when not the wallet's current one. */ device?: string }
   | { kind: 'pay'; id: string; amount: string; receiver: string; memo?: string; request?: string }
   | { kind: 'collect'; id: string; digest: string }
   | { kind: 'dotm-issue'; id: string; amount: string; count: number; blocks?: string[] };
@@ -70,6 +73,8 @@ export interface WalletData {
   inbox: InboxEntry[];
   sent: SentEntry[];
   pending: PendingStep[];
+  /** Secure elements retired by `tally wallet recover`, oldest first, with the folder each was moved to. */
+  retired?: { device: string; at: number; folder: string; /** OPS: when the node gives back what it holds for it (ISO time), and whether it did. */ releaseAt?: string; released?: boolean }[];
 }
 
 /** A line of history.jsonl. */

@@ -9,11 +9,11 @@
  * stored output) and the node's idempotency key (a re-sent call moves money once). Opening a wallet
  * finishes what a crash or a lost connection left unfinished, as far as the node is reachable.
  */
-import { readFile, rename, rm } from 'node:fs/promises';
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { equalBytes, fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../core/cbor.ts';
-import { currency as makeCurrency, type Currency } from '../core/amount.ts';
+import { Amount, currency as makeCurrency, type Currency } from '../core/amount.ts';
 import { randomBytes, sha256 } from '../core/crypto/hash.ts';
 import { nobleEd25519 } from '../core/crypto/noble.ts';
 import { signerFromSecret, type PublicKey, type Signer } from '../core/crypto/suite.ts';
@@ -47,8 +47,8 @@ import { OPS_LINK_PROLOGUE, runPayee, runPayer } from '../schemes/ops/session.ts
 import { opsTrustedApp } from '../schemes/ops/trusted-app.ts';
 import { loadOem, measureOpsTrustedApp, SOFTWARE_SE_MODEL } from './factory.ts';
 import { checkWalletName, walletDir, walletPaths, type WalletPaths } from './home.ts';
-import { NodeClient } from './node-client.ts';
-import { formatMinor, onlineBalanceOf, openWalletFolder, parsePositive, readHistory } from './wallet-common.ts';
+import { NodeClient, type NodeInfo } from './node-client.ts';
+import { formatMinor, isNodeRefusal, onlineBalanceOf, openWalletFolder, parsePositive, readHistory, type HistoryRead } from './wallet-common.ts';
 export { WALLET_FILE_BYTES_MAX } from './wallet-common.ts';
 import { appendHistory, writeData, type HistoryEvent, type InboxEntry, type PendingStep, type SentEntry, type WalletData } from './wallet-data.ts';
 export type { HistoryEvent, InboxEntry, PendingStep, SentEntry, WalletData } from './wallet-data.ts';
@@ -106,6 +106,21 @@ export interface BalanceReport {
   holdingLimit?: string;
   offlinePaymentsLeft?: number;
   pendingSteps: number;
+}
+
+/** What Wallet.resume did. */
+export interface ResumeReport {
+  finished: string[];
+  waiting: { kind: string; why: string }[];
+  /** Steps a refusal ended: they will not be tried again (see the history). */
+  ended: { kind: string; why: string; code: string }[];
+}
+
+/** The code of a refusal: the node's own code, or the SE's reason, or the error's code. */
+export function refusalCode(e: TallyError): string {
+  if (isTallyError(e, 'NODE_REFUSED')) return e.details.code;
+  if (isTallyError(e, 'SE_REJECTED')) return e.details.reason;
+  return e.code;
 }
 
 function newId(): string {
@@ -198,25 +213,7 @@ export class Wallet {
       if (oem !== null) {
         options.progress?.('provisioning the isolated secure element');
         host = await startSe(paths, true);
-        const init = await host.call('init', { root: fromBase64url(info.certificates.root), owner: fromHex(registered.body.keyId) });
-        const attestation = attestDevice(oem.signer, { sePublicKey: init.publicKey, model: SOFTWARE_SE_MODEL, taMeasurement: await measureOpsTrustedApp() });
-        options.progress?.('registering the device (OEM attestation and proof of possession)');
-        const answer = await node.signed<{ keyId: string; certificate: string }>(user, 'POST', '/v1/devices', {
-          body: {
-            publicKey: { suite: init.publicKey.suite, key: toBase64url(init.publicKey.key) },
-            scheme: 'ops',
-            oem: oem.keyId,
-            attestation: toBase64url(encodeAttestation(attestation)),
-            proof: toBase64url(init.proof),
-          },
-          idempotencyKey: `device-${toHex(keyId(init.publicKey))}`,
-        });
-        await host.call('certInit', {
-          certificate: fromBase64url(answer.body.certificate),
-          intermediary: fromBase64url(info.certificates.intermediary),
-          issuerNode: fromBase64url(info.certificates.issuerNode),
-        });
-        device = { keyId: answer.body.keyId, certificate: answer.body.certificate };
+        device = await provisionDevice(host, { node, info, oem, user, owner: registered.body.keyId, progress: options.progress });
         await host.close();
         host = null;
       }
@@ -275,7 +272,19 @@ export class Wallet {
     if (this.data.device === null) {
       throw new TallyError('WALLET_UNSUPPORTED', `wallet ${this.name} has no secure element`, { name: this.name, reason: 'no secure element' });
     }
-    if (this.seHost === null || !this.seHost.alive) this.seHost = await startSe(this.paths, false);
+    if (this.seHost === null || !this.seHost.alive) {
+      try {
+        this.seHost = await startSe(this.paths, false);
+      } catch (e) {
+        if (!isTallyError(e, 'ROLLBACK_DETECTED')) throw e;
+        throw new TallyError(
+          'ROLLBACK_DETECTED',
+          `${e.message}. If an old copy of this wallet's secure element was restored by accident, \`tally wallet recover ${this.name}\` retires it and starts a new one (see docs/wallet.md)`,
+          e.details,
+          { cause: e },
+        );
+      }
+    }
     return this.seHost;
   }
 
@@ -306,8 +315,13 @@ export class Wallet {
     return parsePositive(this.currency, text);
   }
 
-  /** The history, oldest first. */
-  history(): Promise<HistoryEvent[]> {
+  /** Minor units of an amount the node credited (a decimal string of its answer). @throws TallyError AMOUNT_INVALID */
+  parseCredited(text: string): bigint {
+    return Amount.parse(text, this.currency).minor;
+  }
+
+  /** The history, oldest first, and the lines of the file that could not be read. */
+  history(): Promise<HistoryRead> {
     return readHistory(this.paths);
   }
 
@@ -315,23 +329,26 @@ export class Wallet {
 
   /**
    * Finishes the steps a crash or a lost connection cut short. Steps that need the node stay
-   * pending while it is unreachable; the others complete.
-   * @returns what was finished, and what is still pending with why
+   * pending while it is unreachable (or answers 5xx); a step the node or the SE refused is ended,
+   * written to the history as refused, and reported in `ended`.
+   * @returns what was finished, what was ended by a refusal, and what is still pending with why
    */
-  async resume(): Promise<{ finished: string[]; waiting: { kind: string; why: string }[] }> {
+  async resume(): Promise<ResumeReport> {
     const finished: string[] = [];
     const waiting: { kind: string; why: string }[] = [];
+    const ended: { kind: string; why: string; code: string }[] = [];
     for (const step of [...this.data.pending]) {
       try {
         await this.runStep(step);
         finished.push(step.kind);
       } catch (e) {
-        // The step stays written down; the next command tries again.
         if (!isTallyError(e)) throw e;
-        waiting.push({ kind: step.kind, why: e.message });
+        // A refusal ended the step (it is no longer written down); anything else keeps it for the next command.
+        if (this.data.pending.some((s) => s.id === step.id)) waiting.push({ kind: step.kind, why: e.message });
+        else ended.push({ kind: step.kind, why: e.message, code: refusalCode(e) });
       }
     }
-    return { finished, waiting };
+    return { finished, waiting, ended };
   }
 
   private async begin(step: PendingStep): Promise<void> {
@@ -365,6 +382,97 @@ export class Wallet {
     }
   }
 
+  /**
+   * Retires a secure element that refuses to run (ROLLBACK_DETECTED, or its sealed state damaged)
+   * and starts a new one, registered at the node as a new device of the same user. Nothing of the
+   * old one is deleted: its folder and counter move to `retired/`, and the value the node knows it
+   * holds stays on its record at the node (this creates no money: the new device starts empty).
+   * Steps and received payments bound to the old device are ended or set aside and written to the
+   * history. A recovery cut short is finished by running it again.
+   * @throws TallyError WALLET_UNSUPPORTED (no SE, or an SE that runs), NODE_*, SE_*
+   */
+  async recoverDevice(progress?: (line: string) => void): Promise<{ retired: string; device: string; folder: string; setAside: { steps: number; payments: number }; escrow: string; releaseAt: string }> {
+    const old = this.requireDevice();
+    const staging = walletPaths(join(this.paths.dir, 'recovering'));
+    const staged = join(staging.dir, 'device.json');
+    let device = await readFile(staged, 'utf8').then((t) => JSON.parse(t) as { keyId: string; certificate: string }, () => null);
+    if (device === null) {
+      // Only a secure element that refuses to run is retired.
+      try {
+        await (await this.se()).call('status', {});
+        throw new TallyError('WALLET_UNSUPPORTED', `the secure element of wallet ${this.name} runs; there is nothing to recover`, { name: this.name, reason: 'secure element runs' });
+      } catch (e) {
+        if (!isTallyError(e, 'ROLLBACK_DETECTED') && !isTallyError(e, 'STATE_CORRUPT')) throw e;
+      }
+      if (this.seHost !== null) await this.seHost.kill();
+      this.seHost = null;
+      const info = await this.node.info();
+      const oem = await loadOem(dirname(dirname(this.paths.dir)));
+      if (oem === null || !oem.isEnrolledAt(this.node.url)) {
+        throw new TallyError('WALLET_UNSUPPORTED', `no OEM for software secure elements is enrolled at ${this.node.url}: run \`tally operator oem\` first`, { name: this.name, reason: 'no OEM enrolled' });
+      }
+      await rm(staging.dir, { recursive: true, force: true });
+      await ensurePrivateDir(staging.dir);
+      progress?.('provisioning a new isolated secure element');
+      const host = await startSe(staging, true);
+      try {
+        device = await provisionDevice(host, { node: this.node, info, oem, user: this.user, owner: this.data.user.keyId, progress });
+      } finally {
+        await host.close();
+      }
+      await writeFile(staged, JSON.stringify(device), { mode: 0o600 });
+    }
+    // The node retires the old device: revoked, and what it can vouch the device held kept in escrow for
+    // the device's payments that surface; the rest comes to the online account after the hold (see sync).
+    progress?.(`retiring the old device ${old.keyId} at the node`);
+    const retirement = await this.node.signed<{ status: string; escrow: string; releaseAt: string }>(this.user, 'POST', `/v1/ops/devices/${old.keyId}/retire`, {
+      body: { reason: 'its secure element refuses to run (tally wallet recover)' },
+      idempotencyKey: `retire-${old.keyId}`,
+    });
+    // Set the old secure element aside, then put the new one in its place (each move is a rename).
+    const folder = join(this.paths.dir, 'retired', old.keyId);
+    await ensurePrivateDir(folder);
+    for (const [from, to] of [
+      [this.paths.se, join(folder, 'se')],
+      [this.paths.counter, join(folder, 'counter')],
+      [staging.se, this.paths.se],
+      [staging.counter, this.paths.counter],
+    ] as const) {
+      if ((await stat(from).catch(() => null)) !== null && (await stat(to).catch(() => null)) === null) await rename(from, to);
+    }
+    let steps = 0;
+    const kept: PendingStep[] = [];
+    for (const step of this.data.pending) {
+      if (step.kind === 'withdraw' && step.confirmation !== undefined) kept.push({ ...step, device: step.device ?? old.keyId }); // signed by the old TA: the node may still credit it
+      else if (step.kind === 'deposit' && step.confirmation === undefined) kept.push(step); // nothing moved yet: it runs for the new device
+      else if (step.kind === 'withdraw' || step.kind === 'deposit' || step.kind === 'pay' || step.kind === 'collect') {
+        steps++;
+        await appendHistory(this.paths, { at: Date.now(), kind: `${step.kind}-retired`, ...('amount' in step ? { amount: this.format(BigInt(step.amount)) } : {}), detail: `cut short on the retired secure element ${old.keyId}${'confirmation' in step && step.confirmation !== undefined ? `; confirmation ${step.confirmation}` : ''}` });
+      } else kept.push(step);
+    }
+    let payments = 0;
+    for (const entry of this.data.inbox) {
+      if (entry.state !== 'accepted') continue;
+      entry.state = 'retired';
+      entry.reason = `paid to the retired secure element ${old.keyId}; the payment is kept here`;
+      payments++;
+    }
+    const fromDevice = old.keyId;
+    this.data.pending = kept;
+    this.data.device = device;
+    this.data.retired = [...(this.data.retired ?? []), { device: fromDevice, at: Date.now(), folder, releaseAt: retirement.body.releaseAt, released: false }];
+    await this.save();
+    const { escrow, releaseAt } = retirement.body;
+    await appendHistory(this.paths, {
+      at: Date.now(),
+      kind: 'device-retired',
+      amount: escrow,
+      detail: `secure element ${fromDevice} retired (kept in ${folder}); new secure element ${device.keyId}; the node holds ${escrow} ${this.currency.code}, what it knows the old one held, for its payments that surface, and gives the rest back from ${releaseAt} (at a sync)`,
+    });
+    await rm(staging.dir, { recursive: true, force: true });
+    return { retired: fromDevice, device: device.keyId, folder, setAside: { steps, payments }, escrow, releaseAt };
+  }
+
   // ---------------------------------------------------------------- online <-> offline
 
   /**
@@ -376,12 +484,7 @@ export class Wallet {
   async deposit(amountText: string): Promise<{ amount: string; offline: string }> {
     const amount = this.parseAmount(amountText);
     const se = await this.se();
-    if (this.data.pending.some((s) => s.kind === 'deposit')) {
-      await this.resume();
-      if (this.data.pending.some((s) => s.kind === 'deposit')) {
-        throw new TallyError('SE_REJECTED', 'an earlier deposit is not finished yet (the node is unreachable); try again when it is', { command: 'deposit', reason: 'DEPOSIT_PENDING' });
-      }
-    }
+    await this.finishCounterSteps('deposit');
     const status = await se.call('status', {});
     if (status.balance + amount > status.holdingLimit) {
       throw new TallyError('SE_REJECTED', `the offline balance would be ${this.shown(status.balance + amount)}, over the holding limit of ${this.shown(status.holdingLimit)}`, { command: 'deposit', reason: 'HOLDING_LIMIT' });
@@ -392,19 +495,52 @@ export class Wallet {
     return { amount: this.format(amount), offline: this.format(balance) };
   }
 
+  /**
+   * Deposits and withdraws share the counter i (the TA and the node each take the next one), so a
+   * new one starts only after the earlier ones are finished or ended.
+   * @throws TallyError SE_REJECTED (reason DEPOSIT_PENDING) while one still waits, saying why
+   */
+  private async finishCounterSteps(command: 'deposit' | 'withdraw'): Promise<void> {
+    const counted = () => this.data.pending.find((s) => s.kind === 'deposit' || s.kind === 'withdraw');
+    if (counted() === undefined) return;
+    const resumed = await this.resume();
+    const left = counted();
+    if (left !== undefined) {
+      const why = resumed.waiting.find((w) => w.kind === left.kind)?.why ?? 'it could not be finished';
+      throw new TallyError('SE_REJECTED', `an earlier ${left.kind} is not finished yet (${why}); try again once it can be`, { command, reason: 'DEPOSIT_PENDING' });
+    }
+  }
+
   private async runDeposit(step: Extract<PendingStep, { kind: 'deposit' }>): Promise<bigint> {
     const device = this.requireDevice();
     if (step.confirmation === undefined) {
-      const answer = await this.node.signed<{ confirmation: string }>(this.user, 'POST', '/v1/ops/deposits', {
-        body: { device: device.keyId, amount: this.format(BigInt(step.amount)) },
-        idempotencyKey: `deposit-${step.id}`,
-      });
+      let answer;
+      try {
+        answer = await this.node.signed<{ confirmation: string }>(this.user, 'POST', '/v1/ops/deposits', {
+          body: { device: device.keyId, amount: this.format(BigInt(step.amount)) },
+          idempotencyKey: `deposit-${step.id}`,
+        });
+      } catch (e) {
+        // The node said no: nothing moved, and the same request would be refused again.
+        if (isNodeRefusal(e)) await this.finish(step, { at: Date.now(), kind: 'deposit-refused', amount: this.format(BigInt(step.amount)), detail: `refused by the node: ${e.message}` });
+        throw e;
+      }
       step.confirmation = answer.body.confirmation;
       await this.update(step);
     }
     const confirmation = depositConfirmationCodec.decode(decodeCbor(fromBase64url(step.confirmation)), 'confirmation');
     const se = await this.se();
-    const out = await se.call('deposit', { confirmation }, { requestId: fromHex(step.id) });
+    let out;
+    try {
+      out = await se.call('deposit', { confirmation }, { requestId: fromHex(step.id) });
+    } catch (e) {
+      if (isTallyError(e, 'SE_REJECTED')) {
+        // The node moved the amount to the float for this device (deposit i); the TA will not take it.
+        // The node keeps it on this device's record; the confirmation is kept here in the history.
+        await this.finish(step, { at: Date.now(), kind: 'deposit-refused', amount: this.format(BigInt(step.amount)), detail: `the node confirmed deposit i=${confirmation.i} but the secure element refused it: ${e.message}; confirmation ${step.confirmation}` });
+      }
+      throw e;
+    }
     await this.finish(step, { at: Date.now(), kind: 'deposit', amount: this.format(BigInt(step.amount)), detail: `confirmation i=${confirmation.i}` });
     return out.balance;
   }
@@ -416,6 +552,7 @@ export class Wallet {
   async withdraw(amountText: string): Promise<{ amount: string; online: string | null }> {
     const amount = this.parseAmount(amountText);
     this.requireDevice();
+    await this.finishCounterSteps('withdraw');
     await this.checkBalance(amount, 'withdraw');
     const step: PendingStep = { kind: 'withdraw', id: newId(), amount: amount.toString() };
     await this.begin(step);
@@ -437,15 +574,25 @@ export class Wallet {
       step.confirmation = toBase64url(encodeCbor(withdrawConfirmationWire(out)));
       await this.update(step);
     }
-    const confirmation = await this.currentWithdrawConfirmation(step.confirmation);
+    // The current TA signs it again with its counters; one signed by a retired SE goes as it was.
+    const confirmation = step.device === undefined || step.device === device.keyId
+      ? await this.currentWithdrawConfirmation(step.confirmation)
+      : withdrawConfirmationCodec.decode(decodeCbor(fromBase64url(step.confirmation)), 'confirmation');
     try {
       await this.node.signed(this.user, 'POST', '/v1/ops/withdrawals', {
-        body: { device: device.keyId, confirmation: toBase64url(encodeCbor(withdrawConfirmationWire(confirmation))) },
+        body: { device: step.device ?? device.keyId, confirmation: toBase64url(encodeCbor(withdrawConfirmationWire(confirmation))) },
         idempotencyKey: `withdraw-${step.id}-${confirmation.j}-${confirmation.collectSeq}`,
       });
     } catch (e) {
       // An earlier try reached the node and its answer was lost: the withdrawal is credited already.
-      if (!(isTallyError(e, 'NODE_REFUSED') && e.details.details?.['reason'] === 'already-credited')) throw e;
+      const credited = isTallyError(e, 'NODE_REFUSED') && e.details.details?.['reason'] === 'already-credited';
+      if (!credited && isNodeRefusal(e)) {
+        // The TA gave the amount up and the node will not credit it: the step can never complete.
+        await this.finish(step, { at: Date.now(), kind: 'withdraw-refused', amount: this.format(BigInt(step.amount)), detail: `the secure element gave it up but the node refused to credit it: ${e.message}; confirmation ${step.confirmation}` });
+      } else if (isTallyError(e, 'NODE_UNREACHABLE')) {
+        throw new TallyError('NODE_UNREACHABLE', `the secure element gave up ${this.format(BigInt(step.amount))} ${this.currency.code} for the withdraw, but ${e.message.replace(/^cannot/, 'the wallet cannot')}; the wallet credits it when the node answers (any command that reaches the node finishes it)`, e.details, { cause: e });
+      }
+      if (!credited) throw e;
     }
     await this.finish(step, { at: Date.now(), kind: 'withdraw', amount: this.format(BigInt(step.amount)) });
   }
@@ -543,8 +690,7 @@ export class Wallet {
       payment = await se.call('pay', { amount: BigInt(step.amount), receiver: fromBase64url(step.receiver), ...(step.memo === undefined ? {} : { memo: step.memo }) }, { requestId: fromHex(step.id) });
     } catch (e) {
       if (isTallyError(e, 'SE_REJECTED') || isTallyError(e, 'DECODE_FAILED')) {
-        this.data.pending = this.data.pending.filter((s) => s.id !== step.id);
-        await this.save();
+        await this.finish(step, { at: Date.now(), kind: 'pay-refused', amount: this.format(BigInt(step.amount)), detail: `refused by the secure element: ${e.message}` });
       }
       throw e;
     }
@@ -630,8 +776,9 @@ export class Wallet {
       delete entry.waiting;
       await this.finish(step, { at: Date.now(), kind: 'collect', amount: this.format(BigInt(entry.amount)), detail: `from ${entry.sender} (index ${entry.index})` });
     } catch (e) {
-      if (!isTallyError(e, 'SE_REJECTED')) throw e;
-      if (CURABLE_REFUSALS.has(e.details.reason)) {
+      // The TA's refusal, or a stored payment that no longer decodes.
+      if (!isTallyError(e, 'SE_REJECTED') && !isTallyError(e, 'DECODE_FAILED') && !isTallyError(e, 'CBOR_MALFORMED')) throw e;
+      if (isTallyError(e, 'SE_REJECTED') && CURABLE_REFUSALS.has(e.details.reason)) {
         // Not a bad payment: the TA cannot take it yet. It stays accepted and is tried again after a sync.
         entry.waiting = `${e.message} [${e.details.reason}]`;
         await this.finish(step, { at: Date.now(), kind: 'collect-waiting', amount: this.format(BigInt(entry.amount)), detail: `${entry.waiting}; tried again after the next sync` });
@@ -654,7 +801,7 @@ export class Wallet {
     for (let at = 0; at < waiting.length; at += CLAIM_BATCH_MAX) {
       const batch = waiting.slice(at, at + CLAIM_BATCH_MAX);
       // The key names the batch's payments: a re-sent batch (after a lost answer) is the same request.
-      const answer = await this.node.signed<{ results: ({ status: 'credited' } | { status: 'refused'; code: string; message: string })[] }>(this.user, 'POST', '/v1/ops/claims/batch', {
+      const answer = await this.node.signed<{ results: ({ status: 'credited'; amount?: string } | { status: 'refused'; code: string; message: string })[] }>(this.user, 'POST', '/v1/ops/claims/batch', {
         body: { payments: batch.map((e) => e.payment) },
         idempotencyKey: `claims-${toBase64url(sha256(utf8(batch.map((e) => e.digest).join(','))))}`,
       });
@@ -662,8 +809,10 @@ export class Wallet {
         const result = answer.body.results[i];
         if (result?.status === 'credited') {
           entry.state = 'claimed';
+          // What the node says it credited, not what this wallet's file says the payment was.
+          entry.credited = typeof result.amount === 'string' ? result.amount : this.format(BigInt(entry.amount));
           claimed.push(entry);
-          await appendHistory(this.paths, { at: Date.now(), kind: 'claim', amount: this.format(BigInt(entry.amount)), detail: `from ${entry.sender} (index ${entry.index})` });
+          await appendHistory(this.paths, { at: Date.now(), kind: 'claim', amount: entry.credited, detail: `credited by the node; from ${entry.sender} (index ${entry.index})` });
         } else if (result !== undefined && CURABLE_REFUSALS.has(result.code)) {
           // The node cannot pay it now (its float is short): it stays accepted for a later claim.
           entry.waiting = `${result.message} [${result.code}]`;
@@ -692,6 +841,7 @@ export class Wallet {
     collectedCleared?: number;
     /** Accepted payments that waited for this sync, collected again. */
     retried?: { collected: number; refused: number; waiting: number };
+    ended?: ResumeReport['ended'];
   }> {
     const device = this.data.device;
     if (device === null) {
@@ -700,7 +850,8 @@ export class Wallet {
       await appendHistory(this.paths, { at: Date.now(), kind: 'sync', detail: `revocation list v${answer.body.version}` });
       return { crlVersion: answer.body.version, fraud: [] };
     }
-    await this.resume();
+    const { ended } = await this.resume();
+    await this.releaseRetired();
     const se = await this.se();
     const report = await se.call('report', {});
     const answer = await this.node.signed<{ ack: string; crl: string; crlVersion: number; fraud: { device: string; kind: string }[] }>(this.user, 'POST', '/v1/ops/sync', {
@@ -717,7 +868,20 @@ export class Wallet {
       const again = await this.collect();
       retried = { collected: again.collected.length, refused: again.refused.length, waiting: again.waiting.length };
     }
-    return { crlVersion: answer.body.crlVersion, fraud: answer.body.fraud, paidCleared: applied.paidCleared, collectedCleared: applied.collectedCleared, ...(retried === undefined ? {} : { retried }) };
+    return { crlVersion: answer.body.crlVersion, fraud: answer.body.fraud, paidCleared: applied.paidCleared, collectedCleared: applied.collectedCleared, ...(retried === undefined ? {} : { retried }), ...(ended.length === 0 ? {} : { ended }) };
+  }
+
+  /** Asks the node for what it still holds for retired devices whose hold is over; it credits the online account once. */
+  private async releaseRetired(): Promise<void> {
+    for (const r of this.data.retired ?? []) {
+      if (r.released !== false || r.releaseAt === undefined || Date.now() < Date.parse(r.releaseAt)) continue;
+      const answer = await this.node.signed<{ status: string; escrow: string; refund?: { amount: string } }>(this.user, 'POST', `/v1/ops/devices/${r.device}/retire`, { body: {}, idempotencyKey: `release-${r.device}` });
+      if (answer.body.status !== 'released') continue;
+      r.released = true;
+      await this.save();
+      const amount = answer.body.refund?.amount ?? '0.00';
+      await appendHistory(this.paths, { at: Date.now(), kind: 'retired-released', amount, detail: `the node credited ${amount} ${this.currency.code} it held for the retired secure element ${r.device}` });
+    }
   }
 
   private async keepCrl(encoded: string): Promise<void> {
@@ -843,6 +1007,33 @@ export class Wallet {
   private save(): Promise<void> {
     return writeData(this.paths, this.data);
   }
+}
+
+/** Runs init on a fresh SE, has the OEM attest it, registers it at the node as the owner's device, runs CertInit. */
+async function provisionDevice(
+  host: OpsSecureElement,
+  options: { node: NodeClient; info: NodeInfo; oem: NonNullable<Awaited<ReturnType<typeof loadOem>>>; user: Signer; owner: string; progress?: ((line: string) => void) | undefined },
+): Promise<{ keyId: string; certificate: string }> {
+  const { node, info, oem, user } = options;
+  const init = await host.call('init', { root: fromBase64url(info.certificates.root), owner: fromHex(options.owner) });
+  const attestation = attestDevice(oem.signer, { sePublicKey: init.publicKey, model: SOFTWARE_SE_MODEL, taMeasurement: await measureOpsTrustedApp() });
+  options.progress?.('registering the device (OEM attestation and proof of possession)');
+  const answer = await node.signed<{ keyId: string; certificate: string }>(user, 'POST', '/v1/devices', {
+    body: {
+      publicKey: { suite: init.publicKey.suite, key: toBase64url(init.publicKey.key) },
+      scheme: 'ops',
+      oem: oem.keyId,
+      attestation: toBase64url(encodeAttestation(attestation)),
+      proof: toBase64url(init.proof),
+    },
+    idempotencyKey: `device-${toHex(keyId(init.publicKey))}`,
+  });
+  await host.call('certInit', {
+    certificate: fromBase64url(answer.body.certificate),
+    intermediary: fromBase64url(info.certificates.intermediary),
+    issuerNode: fromBase64url(info.certificates.issuerNode),
+  });
+  return { keyId: answer.body.keyId, certificate: answer.body.certificate };
 }
 
 function startSe(paths: WalletPaths, provision: boolean): Promise<OpsSecureElement> {

@@ -43,7 +43,7 @@ import {
   type SyncAck,
 } from './messages.ts';
 import { verifyPayment } from './pay-verify.ts';
-import { checkOfflineLimit, checkSignedCounters, ingestPayment, lockOpsDevice, openFraudCase, opsHoldings, reconcileReport, recordSignedCounters, retirementValue, type FraudFinding } from './settlement.ts';
+import { checkOfflineLimit, checkSignedCounters, ingestPayment, lockOpsDevice, openFraudCase, opsHoldings, reconcileReport, recordSignedCounters, retirementOf, retirementValue, type FraudFinding } from './settlement.ts';
 
 /** The ledger account holding what is out on OPS devices. */
 export const OPS_FLOAT_ACCOUNT = 'float:ops';
@@ -129,9 +129,9 @@ const routes = {
     method: 'post',
     path: '/devices/{keyId}/retire',
     description:
-      'The owner retires a device whose secure element is lost or refuses to run: the node revokes it, honours its payments only up to the last counter it signed, and credits the owner what it knows the device held.',
+      'The owner retires a device whose secure element is lost or refuses to run: the node revokes it and holds what it knows the device held in escrow; the device\'s payments that surface are paid from it, and the rest goes to the owner when the same call is made after the hold.',
     request: { params: z.object({ keyId: keyIdHex }), body: json(retireBody) },
-    responses: { 200: answer('Retired', z.object({ device: z.string(), refund: z.string(), honorUpTo: z.string() }).passthrough()), 409: { description: 'Already retired or revoked', ...errorBody } },
+    responses: { 200: answer('Retired (held), or released', z.object({ device: z.string(), status: z.string(), escrow: z.string(), releaseAt: z.string() }).passthrough()), 403: { description: 'Revoked', ...errorBody } },
   }),
   fraud: createRoute({
     method: 'get',
@@ -193,6 +193,25 @@ async function openCases(tx: TransactionHandle, services: IssuerServices, findin
 function fraudRefusal(finding: FraudFinding, message: string): { status: number; body: { error: { code: string; message: string; details: Record<string, string | number | boolean> } } } {
   const answer = refusal('FRAUD_DETECTED', message);
   return { ...answer, body: { error: { code: 'FRAUD_DETECTED', message, details: { device: finding.device, kind: finding.kind } } } };
+}
+
+/**
+ * How long the node holds a retired device's value before it goes to the owner: the payments the
+ * device made offline and nobody reported yet surface meanwhile (a payee claims, or its TA's collect
+ * is reported) and are paid from it.
+ */
+export const RETIREMENT_HOLD_MS = 30 * 24 * 3600 * 1000;
+
+/** A retired device's escrow as the API shows it. */
+function retirementJson(services: IssuerServices, device: string, held: { escrow: bigint; releaseAt: number; released: boolean }, transferred: { [key: string]: JsonValue } | null): { [key: string]: JsonValue } {
+  return {
+    device,
+    status: held.released ? 'released' : 'held',
+    escrow: formatMinor(services.currency, held.escrow),
+    currency: services.currency.code,
+    releaseAt: new Date(held.releaseAt).toISOString(),
+    ...(transferred === null ? {} : { refund: transferred }),
+  };
 }
 
 /** The offline payment limit in a device's certificate. */
@@ -263,7 +282,11 @@ async function settleClaim(tx: TransactionHandle, services: IssuerServices, clai
   const { payment, sender, digest } = claim;
   const refused = (code: ApiErrorCode, message: string): ClaimOutcome => ({ refused: { code, message } });
   const row = await lockOpsDevice(tx, sender);
-  if (await isSubjectRevoked(tx, sender)) {
+  const retired = await retirementOf(tx, sender);
+  if (retired !== null) {
+    // A retired device's payments are paid from its escrow, while it lasts and before it is released.
+    if (retired.released || retired.escrow < payment.amount) return refused('CERT_REVOKED', `the sender ${sender} was retired by its owner and what the node held for its payments does not cover payment ${payment.index}`);
+  } else if (await isSubjectRevoked(tx, sender)) {
     if (row.honorUpTo === null || payment.index > row.honorUpTo) return refused('CERT_REVOKED', `the sender ${sender} is revoked and payment ${payment.index} came after its last settled report`);
   }
   const seen = await ingestPayment(tx, { sender, index: payment.index, digest, amount: payment.amount, receiver: claimer.keyId }, { payment: encodeCbor({ ...payment }) });
@@ -288,6 +311,7 @@ async function settleClaim(tx: TransactionHandle, services: IssuerServices, clai
   });
   if (!moved.ok) return refused(moved.code, moved.message);
   await tx.query(`UPDATE ops_payments SET settled = 'claimed' WHERE sender_key_id = $1 AND index = $2`, [sender, payment.index]);
+  if (retired !== null) await tx.query('UPDATE ops_devices SET escrow = escrow - $2 WHERE device_key_id = $1', [sender, payment.amount]);
   return { credited: { sender, index: payment.index.toString(), amount: formatMinor(services.currency, payment.amount), transfer: transferJson(services.currency, moved.transfer) } };
 }
 
@@ -531,49 +555,31 @@ export const opsIssuerModule: SchemeModule = {
         const owned = await ownDevice(tx, device, user.keyId, { allowRevoked: true });
         if ('refused' in owned) return owned.refused;
         const row = await lockOpsDevice(tx, device);
-        const state = await tx.query<{ retired_at: Date | null }>('SELECT retired_at FROM ops_devices WHERE device_key_id = $1', [device]);
-        if (state.rows[0]?.retired_at !== null && state.rows[0]?.retired_at !== undefined) return refusal('ALREADY_REGISTERED', `device ${device} was already retired`);
-        // A device settlement caught (or the operator revoked) gets nothing back on its owner's word.
-        if (await isSubjectRevoked(tx, device)) return refusal('CERT_REVOKED', `device ${device} is revoked: a revoked device is not retired with a refund`);
-        const honorUpTo = row.signedJ > row.reportedJ ? row.signedJ : row.reportedJ;
-        const value = await retirementValue(tx, device, row);
-        const refund = value === undefined || value < 0n ? 0n : value;
-        await tx.query('UPDATE ops_devices SET retired_at = now(), honor_up_to = $2 WHERE device_key_id = $1', [device, honorUpTo]);
-        const serial = (await tx.query<{ serial: Uint8Array }>('SELECT serial FROM devices WHERE key_id = $1', [device])).rows[0]?.serial;
-        if (serial !== undefined) await revokeCertificate(tx, identity.intermediary.signer, { serial: new Uint8Array(serial), subjectKeyId: device, role: 'device', reason: `ops retired by its owner${body.reason === undefined ? '' : `: ${body.reason}`}` }, services.now());
-        let transferBody: { [key: string]: JsonValue } | null = null;
+        const held = await retirementOf(tx, device);
+        if (held === null) {
+          // A device settlement caught (or the operator revoked) is not retired on its owner's word.
+          if (await isSubjectRevoked(tx, device)) return refusal('CERT_REVOKED', `device ${device} is revoked: a revoked device is not retired with a refund`);
+          const value = await retirementValue(tx, device, row);
+          const releaseAt = services.now() + RETIREMENT_HOLD_MS;
+          await tx.query('UPDATE ops_devices SET retired_at = now(), escrow = $2, release_at = $3 WHERE device_key_id = $1', [device, value, releaseAt]);
+          const serial = (await tx.query<{ serial: Uint8Array }>('SELECT serial FROM devices WHERE key_id = $1', [device])).rows[0]?.serial;
+          if (serial !== undefined) await revokeCertificate(tx, identity.intermediary.signer, { serial: new Uint8Array(serial), subjectKeyId: device, role: 'device', reason: `ops retired by its owner${body.reason === undefined ? '' : `: ${body.reason}`}` }, services.now());
+          return { status: 200, body: retirementJson(services, device, { escrow: value, releaseAt, released: false }, null) };
+        }
+        if (held.released || services.now() < held.releaseAt) return { status: 200, body: retirementJson(services, device, held, null) };
+        // The hold is over: what is left goes to the owner, once, as the device's last operation.
+        const refund = held.escrow > 0n ? held.escrow : 0n;
+        let moved: { [key: string]: JsonValue } | null = null;
         if (refund > 0n) {
           const i = row.i + 1n;
-          const moved = await transfer(tx, {
-            idempotencyKey: `ops-retire:${device}`,
-            debit: OPS_FLOAT_ACCOUNT,
-            credit: user.accountId,
-            amount: refund,
-            kind: 'ops-retire',
-            reference: { device, i: i.toString() },
-          });
-          if (!moved.ok) return refusal(moved.code, moved.message);
+          const done = await transfer(tx, { idempotencyKey: `ops-retire:${device}`, debit: OPS_FLOAT_ACCOUNT, credit: user.accountId, amount: refund, kind: 'ops-retire', reference: { device, i: i.toString() } });
+          if (!done.ok) return refusal(done.code, done.message);
           await tx.query('INSERT INTO ops_counter_ops (device_key_id, i, kind, amount) VALUES ($1, $2, $3, $4)', [device, i, 'retire', refund]);
           await tx.query('UPDATE ops_devices SET i = $2 WHERE device_key_id = $1', [device, i]);
-          transferBody = transferJson(services.currency, moved.transfer);
+          moved = transferJson(services.currency, done.transfer);
         }
-        const withheld =
-          value === undefined
-            ? `the device signed payment counter ${row.signedJ} after its last report (${row.reportedJ}): what it paid since is unknown, so nothing is given back; its payments up to ${honorUpTo} are still honoured`
-            : value < 0n
-              ? 'the device paid out more than the node knows it received'
-              : undefined;
-        return {
-          status: 200,
-          body: {
-            device,
-            refund: formatMinor(services.currency, refund),
-            currency: services.currency.code,
-            honorUpTo: honorUpTo.toString(),
-            ...(withheld === undefined ? {} : { withheld }),
-            ...(transferBody === null ? {} : { transfer: transferBody }),
-          },
-        };
+        await tx.query('UPDATE ops_devices SET released = true, escrow = escrow - $2 WHERE device_key_id = $1', [device, refund]);
+        return { status: 200, body: retirementJson(services, device, { escrow: held.escrow, releaseAt: held.releaseAt, released: true }, moved) };
       });
     });
 

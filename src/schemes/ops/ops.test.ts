@@ -27,6 +27,7 @@ import {
   type WithdrawConfirmation,
 } from './messages.ts';
 import { verifyPayment } from './pay-verify.ts';
+import { RETIREMENT_HOLD_MS } from './issuer.ts';
 import { opsNode, type OpsSe } from './test-fixtures.ts';
 
 after(() => closeTestTemplates());
@@ -375,7 +376,7 @@ for (const backend of testBackends()) {
       }
     });
 
-    test('an owner retires a device whose SE is lost: revoked, its later payments refused, what the node knows it held given back once', async () => {
+    test('an owner retires a device whose SE is lost: revoked, its value held for the payments that surface, the rest given back once after the hold', async () => {
       const n = await opsNode(backend);
       const alice = await n.deviceClient();
       const bob = await n.deviceClient();
@@ -387,25 +388,37 @@ for (const backend of testBackends()) {
         await n.deposit(bob, '10.00');
         assert.equal((await n.claim(carol, await alice.se.call('pay', { amount: 500n, receiver: carol.certificate }))).status, 200);
         assert.deepEqual((await n.sync(alice)).fraud, []);
-        // Bob pays alice's TA 3.00 and reports it; alice's SE breaks before it collects.
+        // After its last report alice's TA pays carol 2.00 (nobody tells the node yet); bob pays alice's TA 3.00 and reports it.
+        const unreported = await alice.se.call('pay', { amount: 200n, receiver: carol.certificate });
         await bob.se.call('pay', { amount: 300n, receiver: alice.certificate });
         assert.deepEqual((await n.sync(bob)).fraud, []);
-        const retire = (who = alice.user, key = n.key()) => n.h.signed(who, 'POST', `/v1/ops/devices/${alice.device}/retire`, { reason: 'the phone fell in the sea' }, key);
+        type Retirement = { status: string; escrow: string; releaseAt: string; refund?: { amount: string } };
+        const retire = async (who = alice.user): Promise<Response> => n.h.signed(who, 'POST', `/v1/ops/devices/${alice.device}/retire`, { reason: 'the phone fell in the sea' }, n.key());
         await expectError(await retire(bob.user), 404, 'DEVICE_UNKNOWN');
-        const answer = await retire();
-        assert.equal(answer.status, 200, await answer.clone().text());
-        const body = (await answer.json()) as { refund: string; honorUpTo: string; withheld?: string };
-        // 15.00 at its last report, plus the 3.00 on its way to it.
-        assert.equal(body.refund, '18.00');
-        assert.equal(body.honorUpTo, '1');
-        assert.equal(body.withheld, undefined);
-        assert.equal(await n.h.balance(alice), '18.00');
-        await expectError(await retire(), 409, 'ALREADY_REGISTERED');
-        assert.equal(await n.h.balance(alice), '18.00', 'given back once');
-        // The old SE, still able to sign, pays on: the node refuses it (past the last counter it signed).
-        await expectError(await n.claim(carol, await alice.se.call('pay', { amount: 100n, receiver: carol.certificate })), 403, 'CERT_REVOKED');
+        const first = await retire();
+        assert.equal(first.status, 200, await first.clone().text());
+        const held = (await first.json()) as Retirement;
+        // 15.00 at its last report, plus the 3.00 on its way to it; nothing is credited yet.
+        assert.deepEqual([held.status, held.escrow, held.refund], ['held', '18.00', undefined]);
+        assert.equal(await n.h.balance(alice), '0.00');
+        // Its payment made before the retirement is paid from the escrow when carol claims it.
+        assert.equal((await n.claim(carol, unreported)).status, 200);
+        assert.equal(await n.h.balance(carol), '7.00');
+        const during = (await (await retire()).json()) as Retirement;
+        assert.deepEqual([during.status, during.escrow, during.refund], ['held', '16.00', undefined], 'asked again during the hold: nothing moves');
         await expectError(await n.h.signed(alice.user, 'POST', '/v1/ops/deposits', { device: alice.device, amount: '1.00' }, n.key()), 403, 'CERT_REVOKED');
-        const audit = (await n.h.audit()) as unknown as { balanced: boolean; exposure: { scheme: string; exposed: unknown[]; difference: string }[] };
+        assert.equal((await n.h.audit()).balanced, true);
+        // After the hold, the rest goes to alice, once.
+        n.h.tick(RETIREMENT_HOLD_MS + 1);
+        const released = (await (await retire()).json()) as Retirement;
+        assert.deepEqual([released.status, released.refund?.amount], ['released', '16.00']);
+        assert.equal(await n.h.balance(alice), '16.00');
+        const again = (await (await retire()).json()) as Retirement;
+        assert.deepEqual([again.status, again.refund], ['released', undefined]);
+        assert.equal(await n.h.balance(alice), '16.00', 'given back once');
+        // The old SE, still able to sign, pays on: nothing is left for it.
+        await expectError(await n.claim(carol, await alice.se.call('pay', { amount: 100n, receiver: carol.certificate })), 403, 'CERT_REVOKED');
+        const audit = (await n.h.audit()) as unknown as { balanced: boolean; exposure: { scheme: string; exposed: unknown[] }[] };
         assert.equal(audit.balanced, true);
         assert.deepEqual(audit.exposure.find((e) => e.scheme === 'ops')?.exposed, []);
       } finally {
@@ -413,27 +426,39 @@ for (const backend of testBackends()) {
       }
     });
 
-    test('a device retired after paying past its last report gets nothing back: the node cannot value those payments', async () => {
+    test('a retired device\'s payments are paid from its escrow, a kept copy withdraws nothing, and a revoked device is not retired with a refund', async () => {
       const n = await opsNode(backend);
       const alice = await n.deviceClient();
+      const bob = await n.deviceClient();
+      let clone: OpsSe | undefined;
       try {
         const carol = await n.plainClient();
-        await n.mint(alice, '20.00');
-        await n.deposit(alice, '20.00');
-        const unknown = await alice.se.call('pay', { amount: 700n, receiver: carol.certificate });
-        assert.equal((await n.withdraw(alice, 100n)).status, 200, 'the withdrawal carries j = 1, past the last report');
-        const answer = await n.h.signed(alice.user, 'POST', `/v1/ops/devices/${alice.device}/retire`, {}, n.key());
-        assert.equal(answer.status, 200, await answer.clone().text());
-        const body = (await answer.json()) as { refund: string; honorUpTo: string; withheld?: string };
-        assert.equal(body.refund, '0.00');
-        assert.equal(body.honorUpTo, '1');
-        assert.match(body.withheld ?? '', /after its last report/);
-        // The payment it made before retiring is still honoured.
-        assert.equal((await n.claim(carol, unknown)).status, 200);
-        assert.equal(await n.h.balance(carol), '7.00');
+        await n.mint(alice, '10.00');
+        await n.deposit(alice, '10.00');
+        clone = await n.openSe(await n.copySe(alice), false);
+        const retired = await n.h.signed(alice.user, 'POST', `/v1/ops/devices/${alice.device}/retire`, {}, n.key());
+        assert.equal(retired.status, 200, await retired.clone().text());
+        // Payments surfacing after the retirement are paid from the escrow; a copy kept by the owner withdraws nothing.
+        assert.equal((await n.claim(carol, await alice.se.call('pay', { amount: 800n, receiver: carol.certificate }))).status, 200);
+        const kept = await clone.call('withdraw', { amount: 100n });
+        await expectError(await n.h.signed(alice.user, 'POST', '/v1/ops/withdrawals', { device: alice.device, confirmation: toBase64url(encodeCbor({ ...kept })) }, n.key()), 403, 'CERT_REVOKED');
+        assert.equal((await n.claim(carol, await alice.se.call('pay', { amount: 200n, receiver: carol.certificate }))).status, 200);
+        assert.equal(await n.h.balance(carol), '10.00');
+        // A device caught by settlement is not retired on its owner's word.
+        await n.mint(bob, '5.00');
+        await n.deposit(bob, '5.00');
+        const copy = await n.openSe(await n.copySe(bob), false);
+        try {
+          assert.equal((await n.claim(carol, await bob.se.call('pay', { amount: 100n, receiver: carol.certificate }))).status, 200);
+          await expectError(await n.claim(carol, await copy.call('pay', { amount: 200n, receiver: carol.certificate })), 409, 'DOUBLE_SPEND');
+        } finally {
+          await copy.close();
+        }
+        await expectError(await n.h.signed(bob.user, 'POST', `/v1/ops/devices/${bob.device}/retire`, {}, n.key()), 403, 'CERT_REVOKED');
         assert.equal((await n.h.audit()).balanced, true);
       } finally {
-        await n.close([alice]);
+        await clone?.close();
+        await n.close([alice, bob]);
       }
     });
 

@@ -329,7 +329,9 @@ async function collectEntry(tx: TransactionHandle, device: string, entry: Collec
   if (seen.row !== null && seen.row.receiver_key_id !== device) {
     return { finding: { device, kind: 'report-inconsistent', evidence: { reason: 'collected a payment made to another receiver', sender, index: entry.index.toString() } }, added: true };
   }
-  await tx.query(`UPDATE ops_payments SET settled = 'collected' WHERE sender_key_id = $1 AND index = $2 AND settled IS NULL`, [sender, entry.index]);
+  const settled = await tx.query(`UPDATE ops_payments SET settled = 'collected' WHERE sender_key_id = $1 AND index = $2 AND settled IS NULL`, [sender, entry.index]);
+  // A retired sender's payment that a payee TA took in offline comes out of the sender's escrow.
+  if (settled.rowCount === 1) await tx.query('UPDATE ops_devices SET escrow = escrow - $2 WHERE device_key_id = $1 AND retired_at IS NOT NULL AND NOT released', [sender, entry.amount]);
   return { finding: null, added: true };
 }
 
@@ -377,25 +379,28 @@ export async function opsHoldings(q: Queryable, floatAccount: string): Promise<S
   return { scheme: 'ops', floatAccount, expected, exposed };
 }
 
-/** What retiring a device gave back, and why not more. */
-export interface Retirement {
-  /** What the node knows the device held, given back to the owner's account (minor units). */
-  readonly refund: bigint;
-  /** Payments of the device past this index are no longer honoured. */
-  readonly honorUpTo: bigint;
-  /** Why nothing was given back, when nothing was. */
-  readonly withheld?: string | undefined;
+/** A retired device's escrow. */
+export interface RetirementRow {
+  readonly escrow: bigint;
+  readonly releaseAt: number;
+  readonly released: boolean;
+}
+
+/** The escrow of a device its owner retired, or null. */
+export async function retirementOf(tx: TransactionHandle, device: string): Promise<RetirementRow | null> {
+  const { rows } = await tx.query<{ escrow: bigint; release_at: bigint; released: boolean }>('SELECT escrow, release_at, released FROM ops_devices WHERE device_key_id = $1 AND retired_at IS NOT NULL', [device]);
+  const row = rows[0];
+  if (row === undefined) return null;
+  return { escrow: bigintColumn(row, 'escrow'), releaseAt: Number(bigintColumn(row, 'release_at')), released: row.released };
 }
 
 /**
- * The value the node can vouch a device holds, for its retirement: its balance at its last report,
- * the deposits and withdrawals after it, less its payments past that report that payees already
- * settled, plus payments made to it that it never collected. Undefined when the device signed a
- * payment counter past its last report (a withdrawal carried it): it paid amounts the node does not
- * know, so nothing can be given back without risking value counted twice.
+ * The value the node can vouch a device holds when its owner retires it: its balance at its last
+ * report (0 without one), the deposits and withdrawals after that report, less its payments past the
+ * report that payees already settled, plus payments made to it that it never collected. Its payments
+ * nobody reported yet are not in it: they are paid from this escrow when they surface.
  */
-export async function retirementValue(tx: TransactionHandle, device: string, row: OpsDeviceRow): Promise<bigint | undefined> {
-  if (row.signedJ > row.reportedJ) return undefined;
+export async function retirementValue(tx: TransactionHandle, device: string, row: OpsDeviceRow): Promise<bigint> {
   const { rows } = await tx.query<{ v: bigint }>(
     `SELECT (coalesce((SELECT reported_balance FROM ops_devices WHERE device_key_id = $1 AND reported_i IS NOT NULL), 0)
            + coalesce((SELECT sum(CASE kind WHEN 'deposit' THEN amount ELSE -amount END) FROM ops_counter_ops
