@@ -37,6 +37,8 @@ import {
 
 /** Both sides put this in their Noise prologue. */
 export const DOTM_LINK_PROLOGUE = utf8('tally/dotm/link/v1');
+/** The scheme both sides name in their link hello: an OPS peer is told apart before the handshake. */
+export const DOTM_LINK_SCHEME = 'dotm';
 /** How long each side waits for the other's next message by default. */
 export const SESSION_STEP_TIMEOUT_MS = 30_000;
 

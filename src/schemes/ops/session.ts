@@ -18,6 +18,8 @@ import { amountCodec, certificateBytesCodec, decodePayment, encodePayment, PAYME
 
 /** Both sides put this in their Noise prologue: a link opened for another protocol fails the handshake. */
 export const OPS_LINK_PROLOGUE = utf8('tally/ops/link/v1');
+/** The scheme both sides name in their link hello: a DOT-M peer is told apart before the handshake. */
+export const OPS_LINK_SCHEME = 'ops';
 /** How long each side waits for the other's next message by default. */
 export const SESSION_STEP_TIMEOUT_MS = 30_000;
 
