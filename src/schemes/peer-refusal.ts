@@ -82,3 +82,11 @@ export function peerRefusal(side: RefusingSide, e: unknown): PeerRefusal {
   const declined = side === 'payer' ? PAYER_DECLINED : PAYEE_DECLINED;
   return { code: declined, message: sentences[declined] as string };
 }
+
+/**
+ * What this side shows for a peer's refusal: its own sentence for a code it knows (a peer cannot
+ * make this side print a text of its choosing), the peer's text only for a code it does not know.
+ */
+export function refusalSentence(side: RefusingSide, code: string, peerText: string): string {
+  return (side === 'payer' ? PAYER_SENTENCES : PAYEE_SENTENCES)[code] ?? peerText;
+}

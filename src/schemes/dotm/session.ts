@@ -13,7 +13,7 @@ import { bytes, oneOf, taggedUnion, text, type Infer } from '../../core/codec.ts
 import { utf8 } from '../../core/bytes.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import type { Link } from '../../channel/link.ts';
-import { localCode, PAYEE_DECLINED, PAYER_DECLINED, peerRefusal, type RefusingSide } from '../peer-refusal.ts';
+import { localCode, PAYEE_DECLINED, PAYER_DECLINED, peerRefusal, refusalSentence, type RefusingSide } from '../peer-refusal.ts';
 import {
   decodeNotification,
   decodeSuccessNotice,
@@ -148,8 +148,8 @@ async function orFail<T>(link: Link, side: RefusingSide, tsn: Uint8Array, fallba
   }
 }
 
-function peerFailed(who: string, f: { reason: string; code: string; message: string }): TallyError<'PEER_REFUSED'> {
-  return new TallyError('PEER_REFUSED', `the ${who} closed the transaction (${f.reason}): ${f.message} [${f.code}]`, { code: f.code });
+function peerFailed(who: RefusingSide, f: { reason: string; code: string; message: string }): TallyError<'PEER_REFUSED'> {
+  return new TallyError('PEER_REFUSED', `the ${who} closed the transaction (${f.reason}): ${refusalSentence(who, f.code, f.message)} [${f.code}]`, { code: f.code });
 }
 
 function unexpected(wanted: string, got: string): TallyError<'PAYMENT_INVALID'> {

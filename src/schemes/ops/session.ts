@@ -13,7 +13,7 @@ import { bytes, text, taggedUnion, type Infer } from '../../core/codec.ts';
 import { equalBytes, utf8 } from '../../core/bytes.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import type { Link } from '../../channel/link.ts';
-import { peerRefusal, type RefusingSide } from '../peer-refusal.ts';
+import { peerRefusal, refusalSentence, type RefusingSide } from '../peer-refusal.ts';
 import { amountCodec, certificateBytesCodec, decodePayment, encodePayment, PAYMENT_BYTES_MAX, paymentDigest, type Payment, type PaymentRequest } from './messages.ts';
 
 /** Both sides put this in their Noise prologue: a link opened for another protocol fails the handshake. */
@@ -82,8 +82,8 @@ async function orRefuse<T>(link: Link, side: RefusingSide, step: () => Promise<T
   }
 }
 
-function peerRefused(what: string, r: { code: string; message: string }): TallyError<'PEER_REFUSED'> {
-  return new TallyError('PEER_REFUSED', `the ${what} refused: ${r.message} [${r.code}]`, { code: r.code });
+function peerRefused(who: RefusingSide, r: { code: string; message: string }): TallyError<'PEER_REFUSED'> {
+  return new TallyError('PEER_REFUSED', `the ${who} refused: ${refusalSentence(who, r.code, r.message)} [${r.code}]`, { code: r.code });
 }
 
 /**
