@@ -261,7 +261,7 @@ export async function noiseHandshake(frames: FrameChannel, options: HandshakeOpt
   const readHello = async () => {
     if (scheme === undefined) return;
     what = HELLO_STEP;
-    await checkHello(await inbox.next({ timeoutMs: Infinity, what }), scheme);
+    checkHello(await inbox.next({ timeoutMs: Infinity, what }), scheme);
   };
 
   try {
