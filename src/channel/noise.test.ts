@@ -142,6 +142,18 @@ for (const transport of transports) {
       // Alice had verified Bob and got her link; Bob's refusal closes it under her.
       await assert.rejects(opened(a).link.receive(note), (e) => isTallyError(e, 'LINK_CLOSED'));
     });
+
+    test('sides naming different schemes both get SCHEME_MISMATCH naming both; one scheme opens', async () => {
+      const [a, b] = await connect(transport, { scheme: 'ops', prologue: utf8('ops/v1') }, { scheme: 'dotm', prologue: utf8('dotm/v1') });
+      const mine = refusedWith(a, 'SCHEME_MISMATCH');
+      const theirs = refusedWith(b, 'SCHEME_MISMATCH');
+      assert.deepEqual(mine.details, { local: 'ops', peer: 'dotm' });
+      assert.deepEqual(theirs.details, { local: 'dotm', peer: 'ops' });
+      assert.equal(mine.message, "the peer's wallet runs scheme dotm, this one ops: a payment needs two wallets of the same scheme");
+      const [c, d] = await connect(transport, { scheme: 'ops', identity: identity('alice'), trust }, { scheme: 'ops', identity: identity('bob'), trust });
+      opened(c).link.send({ text: 'same scheme' });
+      assert.deepEqual(await opened(d).link.receive(note), { text: 'same scheme' });
+    });
   });
 }
 
@@ -287,6 +299,19 @@ describe('Noise XX secure link: attacks and failures', () => {
   test('a responder whose initiator never speaks gives TIMEOUT too', async () => {
     const [, b] = memoryPair();
     await assert.rejects(openSecureLink(b, { role: 'responder', handshakeTimeoutMs: 20 }), (e) => isTallyError(e, 'TIMEOUT') && /message 1/.test(e.details.what));
+  });
+
+  test('a side naming its scheme takes a peer that sends no link hello as HANDSHAKE_FAILED', async () => {
+    const [a, b] = await connect(transport0(), {}, { scheme: 'ops' });
+    refusedWith(b, 'HANDSHAKE_FAILED', 'no link hello');
+    assert.equal(a.status, 'rejected');
+  });
+
+  test('a peer that never sends its link hello gives TIMEOUT naming it, within the handshake timeout', async () => {
+    const [, b] = memoryPair();
+    const started = Date.now();
+    await assert.rejects(openSecureLink(b, { role: 'initiator', scheme: 'ops', handshakeTimeoutMs: 50 }), (e) => isTallyError(e, 'TIMEOUT') && /link hello/.test(e.details.what));
+    assert.ok(Date.now() - started < 1_000);
   });
 
   test('a peer that completes the handshake but never sends its hello gives TIMEOUT', async () => {

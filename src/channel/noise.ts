@@ -9,7 +9,8 @@ import { x25519 } from '@noble/curves/ed25519.js';
 import NoiseState from 'noise-handshake';
 import CipherState from 'noise-handshake/cipher.js';
 import { concatBytes } from '../core/bytes.ts';
-import { encodeCbor } from '../core/cbor.ts';
+import { decodeCbor, encodeCbor } from '../core/cbor.ts';
+import { literal, record, text } from '../core/codec.ts';
 import { randomBytes } from '../core/crypto/hash.ts';
 import { checkSize, isTallyError, TallyError } from '../core/errors.ts';
 import { FRAME_BYTES_MAX } from './frame.ts';
@@ -35,6 +36,13 @@ export const STATIC_KEY_BYTES = 32;
 export const HANDSHAKE_HASH_BYTES = 64;
 
 const PROLOGUE_TAG = 'tally/channel/noise/v1';
+/** What the plaintext hello before the handshake says it is. */
+const LINK_HELLO = 'tally/link/v1';
+const linkHelloCodec = record({
+  hello: literal(LINK_HELLO),
+  scheme: text({ min: 1, max: 40, pattern: /^[a-z0-9][a-z0-9-]*$/, describe: 'a scheme name' }),
+});
+const HELLO_STEP = "the peer's link hello (naming its scheme)";
 const AEAD_TAG_BYTES = 16;
 // Each transport plaintext starts with one byte saying whether more fragments of the message follow.
 const FRAGMENT_BYTES_MAX = NOISE_MESSAGE_BYTES_MAX - AEAD_TAG_BYTES - 1;
@@ -65,6 +73,13 @@ export interface HandshakeOptions {
   prologue?: Uint8Array | undefined;
   /** Longest wait for the whole handshake (default HANDSHAKE_TIMEOUT_MS). */
   handshakeTimeoutMs?: number | undefined;
+  /**
+   * The scheme this side runs ("ops", "dotm"). When given, each side first sends a plaintext
+   * hello naming it, so that two sides of different schemes fail with SCHEME_MISMATCH naming both
+   * instead of a failed handshake. Both sides must give one. The hello is not authenticated: the
+   * prologue still binds the session to the scheme.
+   */
+  scheme?: string | undefined;
 }
 
 /** A completed handshake: the encrypted channel and what the handshake established. */
@@ -183,6 +198,22 @@ class SecureChannel implements FrameChannel {
   }
 }
 
+/**
+ * Checks the peer's plaintext hello against this side's scheme.
+ * @throws TallyError SCHEME_MISMATCH naming both schemes; HANDSHAKE_FAILED for a frame that is not a hello
+ */
+function checkHello(frame: Uint8Array, scheme: string): void {
+  let hello: { scheme: string };
+  try {
+    hello = linkHelloCodec.decode(decodeCbor(frame, { maxBytes: 256 }), 'link hello');
+  } catch (e) {
+    throw new TallyError('HANDSHAKE_FAILED', `${HELLO_STEP}: expected ${LINK_HELLO} naming a scheme, got ${reasonOf(e)} (is the peer a Tally wallet of this version?)`, { reason: 'no link hello' }, { cause: e });
+  }
+  if (hello.scheme !== scheme) {
+    throw new TallyError('SCHEME_MISMATCH', `the peer's wallet runs scheme ${hello.scheme}, this one ${scheme}: a payment needs two wallets of the same scheme`, { local: scheme, peer: hello.scheme });
+  }
+}
+
 /** Step names, for errors: which handshake message was awaited or refused. */
 const STEPS = ['Noise handshake message 1 (-> e)', 'Noise handshake message 2 (<- e, ee, s, es)', 'Noise handshake message 3 (-> s, se)'] as const;
 
@@ -190,8 +221,9 @@ const STEPS = ['Noise handshake message 1 (-> e)', 'Noise handshake message 2 (<
  * Runs a Noise XX handshake over a frame channel (taking its receiver) and answers the encrypted
  * channel. On any failure the channel is closed with the error thrown.
  * @throws TallyError TIMEOUT when the peer does not answer in time; HANDSHAKE_FAILED for a
- * message that does not verify (another prologue, tampering, not Noise); LINK_CLOSED when the peer
- * closes; FRAME_INVALID when the peer floods or breaks framing
+ * message that does not verify (another prologue, tampering, not Noise); SCHEME_MISMATCH when
+ * `scheme` is given and the peer's hello names another; LINK_CLOSED when the peer closes;
+ * FRAME_INVALID when the peer floods or breaks framing
  * @throws RangeError for a static key pair whose keys are not 32 bytes
  */
 export async function noiseHandshake(frames: FrameChannel, options: HandshakeOptions): Promise<NoiseSession> {
@@ -203,17 +235,17 @@ export async function noiseHandshake(frames: FrameChannel, options: HandshakeOpt
   }
   const state = new NoiseState('XX', initiator, { publicKey: own(keyPair.publicKey), secretKey: own(keyPair.secretKey) });
   const inbox = new Inbox(frames);
-  let step = 0;
+  let what: string = STEPS[0];
   // One deadline for the whole handshake; closing the channel wakes the pending read with TIMEOUT.
-  const timer = Number.isFinite(timeoutMs) ? setTimeout(() => frames.close(timeoutError(STEPS[step] as string, timeoutMs)), timeoutMs) : undefined;
+  const timer = Number.isFinite(timeoutMs) ? setTimeout(() => frames.close(timeoutError(what, timeoutMs)), timeoutMs) : undefined;
 
   const write = (n: number) => {
-    step = n;
+    what = STEPS[n] as string;
     frames.send(own(state.send()));
   };
   const read = async (n: number) => {
-    step = n;
-    const message = await inbox.next({ timeoutMs: Infinity, what: STEPS[n] as string });
+    what = STEPS[n] as string;
+    const message = await inbox.next({ timeoutMs: Infinity, what });
     let payload: Uint8Array;
     try {
       payload = state.recv(message);
@@ -225,21 +257,33 @@ export async function noiseHandshake(frames: FrameChannel, options: HandshakeOpt
       throw new TallyError('HANDSHAKE_FAILED', `${STEPS[n]}: expected an empty payload, got ${payload.length} bytes`, { reason: 'unexpected payload' });
     }
   };
+  const scheme = options.scheme;
+  const readHello = async () => {
+    if (scheme === undefined) return;
+    what = HELLO_STEP;
+    checkHello(await inbox.next({ timeoutMs: Infinity, what }), scheme);
+  };
 
   try {
     state.initialise(encodeCbor([PROLOGUE_TAG, options.prologue ?? new Uint8Array(0)]));
+    // Both hellos leave before either side reads, so each side learns the other's scheme.
+    if (scheme !== undefined) frames.send(encodeCbor({ hello: LINK_HELLO, scheme }));
     if (initiator) {
       write(0);
+      await readHello();
       await read(1);
       write(2);
     } else {
+      await readHello();
       await read(0);
       write(1);
       await read(2);
     }
   } catch (e) {
-    const error = isTallyError(e) ? e : new TallyError('HANDSHAKE_FAILED', `${STEPS[step]}: ${reasonOf(e)}`, { reason: reasonOf(e) }, { cause: e });
-    frames.close(error);
+    const error = isTallyError(e) ? e : new TallyError('HANDSHAKE_FAILED', `${what}: ${reasonOf(e)}`, { reason: reasonOf(e) }, { cause: e });
+    // A scheme mismatch closes in order: what this side sent (its hello) still reaches the peer.
+    if (isTallyError(error, 'SCHEME_MISMATCH')) frames.close();
+    else frames.close(error);
     throw error;
   } finally {
     clearTimeout(timer);

@@ -9,6 +9,15 @@ import { connectTcp, listenTcp } from './tcp.ts';
 
 const hello = record({ hello: text({ max: 32 }) });
 
+/** Borrows a free port, then frees it again. */
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const port = (probe.address() as AddressInfo).port;
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
 describe('TCP transport', () => {
   test('listening on port 0 reports the chosen port, and connections arrive through the iterator', async () => {
     const server = await listenTcp(0, '127.0.0.1');
@@ -45,12 +54,33 @@ describe('TCP transport', () => {
   });
 
   test('connecting to a port nobody listens on is LINK_CLOSED', async () => {
-    // Borrow a free port, then free it again.
-    const probe = createServer();
-    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-    const port = (probe.address() as AddressInfo).port;
-    await new Promise((resolve) => probe.close(resolve));
+    const port = await freePort();
     await assert.rejects(connectTcp('127.0.0.1', port), (e) => isTallyError(e, 'LINK_CLOSED') && /ECONNREFUSED/.test(e.message));
+  });
+
+  test('with retryRefused, a refused connection is tried again until the listener comes up', async () => {
+    const port = await freePort();
+    const connecting = connectTcp('127.0.0.1', port, { timeoutMs: 5_000, retryRefused: true });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const server = await listenTcp(port, '127.0.0.1');
+    try {
+      const [client, accepted] = await Promise.all([connecting, server.accept({ timeoutMs: 5_000 })]);
+      const link = openLink(accepted);
+      openLink(client).send({ hello: 'late' });
+      assert.deepEqual(await link.receive(hello), { hello: 'late' });
+      client.close();
+      link.close();
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('with retryRefused, nobody listening within the timeout is LINK_CLOSED after several tries', async () => {
+    const port = await freePort();
+    const started = Date.now();
+    await assert.rejects(connectTcp('127.0.0.1', port, { timeoutMs: 400, retryRefused: true }), (e) => isTallyError(e, 'LINK_CLOSED') && /nobody listened there in 400 ms \([2-9] tries/.test(e.message));
+    const tookMs = Date.now() - started;
+    assert.ok(tookMs >= 200 && tookMs < 1_500, `gave up after ${tookMs} ms`);
   });
 
   test('a peer that drops the connection (a close with an error) mid-wait gives LINK_CLOSED', async () => {

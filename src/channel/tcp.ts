@@ -4,7 +4,7 @@
  * the in-memory pair.
  */
 import { createConnection, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import { TallyError } from '../core/errors.ts';
+import { isTallyError, TallyError } from '../core/errors.ts';
 import { timeoutError } from './inbox.ts';
 import { CLOSED_BY_PEER, CLOSED_HERE, linkClosed, ReceiverSlot, sendOnClosed, type ByteStream, type DuplexReceiver } from './stream.ts';
 
@@ -194,22 +194,56 @@ export function listenTcp(port: number, host: string): Promise<TcpServer> {
 
 /** Options of `connectTcp`. */
 export interface ConnectOptions {
-  /** How long to wait for the connection (default CONNECT_TIMEOUT_MS). */
+  /** How long to wait for the connection, retries included (default CONNECT_TIMEOUT_MS). */
   timeoutMs?: number | undefined;
+  /**
+   * Retry a refused connection (nobody listens yet: the peer may be starting) with a short backoff
+   * until `timeoutMs` has passed; the last refusal is then reported. Default: fail at once.
+   */
+  retryRefused?: boolean | undefined;
 }
+
+/** First wait before a refused connection is tried again; each retry doubles it. */
+export const CONNECT_RETRY_DELAY_MS_MIN = 50;
+/** Longest wait between two tries of a refused connection. */
+export const CONNECT_RETRY_DELAY_MS_MAX = 500;
 
 /**
  * Connects to `host:port`.
- * @throws TallyError TIMEOUT when the connection is not made in time; LINK_CLOSED when it is refused or fails
+ * @throws TallyError TIMEOUT when the connection is not made in time; LINK_CLOSED when it is
+ * refused (with `retryRefused`: still refused when the time is up) or fails
  */
-export function connectTcp(host: string, port: number, options?: ConnectOptions): Promise<ByteStream> {
+export async function connectTcp(host: string, port: number, options?: ConnectOptions): Promise<ByteStream> {
   const timeoutMs = options?.timeoutMs ?? CONNECT_TIMEOUT_MS;
+  const started = Date.now();
+  let delayMs = CONNECT_RETRY_DELAY_MS_MIN;
+  for (let attempt = 1; ; attempt++) {
+    const leftMs = Math.max(1, timeoutMs - (Date.now() - started));
+    try {
+      return await connectOnce(host, port, leftMs, timeoutMs);
+    } catch (e) {
+      const refused = isTallyError(e, 'LINK_CLOSED') && errnoOf(e.cause) === 'ECONNREFUSED';
+      if (options?.retryRefused !== true || !refused) throw e;
+      if (Date.now() - started + delayMs >= timeoutMs) {
+        throw linkClosed(`cannot connect to ${host}:${port}: nobody listened there in ${timeoutMs} ms (${attempt} tries, the last ECONNREFUSED)`, e.cause);
+      }
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      delayMs = Math.min(delayMs * 2, CONNECT_RETRY_DELAY_MS_MAX);
+    }
+  }
+}
+
+function errnoOf(e: unknown): string | undefined {
+  return e instanceof Error && 'code' in e && typeof e.code === 'string' ? e.code : undefined;
+}
+
+function connectOnce(host: string, port: number, waitMs: number, timeoutMs: number): Promise<ByteStream> {
   return new Promise((resolve, reject) => {
     const socket = createConnection({ host, port });
     const timer = setTimeout(() => {
       socket.destroy();
       reject(timeoutError(`a TCP connection to ${host}:${port}`, timeoutMs));
-    }, timeoutMs);
+    }, waitMs);
     const failed = (e: Error) => {
       clearTimeout(timer);
       reject(linkClosed(`cannot connect to ${host}:${port}: ${e.message}`, e));

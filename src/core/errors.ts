@@ -46,6 +46,7 @@ export interface ErrorDetailMap {
   HANDSHAKE_FAILED: { reason: string };
   PEER_UNTRUSTED: { reason: string };
   PEER_REFUSED: { code: string };
+  SCHEME_MISMATCH: { local: string; peer: string };
   PAYMENT_INVALID: { reason: string };
   PAYMENT_REPLAYED: { sender: string; index: string };
   WALLET_NOT_FOUND: { name: string };
@@ -152,6 +153,7 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   HANDSHAKE_FAILED: true,
   PEER_UNTRUSTED: true,
   PEER_REFUSED: true,
+  SCHEME_MISMATCH: true,
   PAYMENT_INVALID: true,
   PAYMENT_REPLAYED: true,
   WALLET_NOT_FOUND: true,

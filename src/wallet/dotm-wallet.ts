@@ -41,7 +41,7 @@ import { nodeProvider } from '../providers/node-crypto.ts';
 import { IsolatedHost } from '../secure-element/host-isolated.ts';
 import { decodeBlock } from '../schemes/dotm/messages.ts';
 import { eventAckCodec, walletEventWire, type WalletEvent } from '../schemes/dotm/online.ts';
-import { DOTM_LINK_PROLOGUE, failureCode, runPayee, runPayer } from '../schemes/dotm/session.ts';
+import { DOTM_LINK_PROLOGUE, DOTM_LINK_SCHEME, failureCode, runPayee, runPayer } from '../schemes/dotm/session.ts';
 import { dotmTrustedApp } from '../schemes/dotm/trusted-app.ts';
 import { loadOem, measureDotmTrustedApp, SOFTWARE_SE_MODEL } from './factory.ts';
 import { checkWalletName, walletDir, walletPaths, type WalletPaths } from './home.ts';
@@ -652,7 +652,8 @@ export class DotmWallet {
     } finally {
       await server.close();
     }
-    const { link } = await openSecureLink(stream, { role: 'responder', prologue: DOTM_LINK_PROLOGUE, identity: this.linkIdentity(), trust: this.peerTrust() });
+    // The payer's handshake is bounded like every other wait of the transaction.
+    const { link } = await openSecureLink(stream, { role: 'responder', prologue: DOTM_LINK_PROLOGUE, scheme: DOTM_LINK_SCHEME, handshakeTimeoutMs: options.timeoutMs, identity: this.linkIdentity(), trust: this.peerTrust() });
     const se = await this.se();
     try {
       const outcome = await runPayee(
@@ -698,8 +699,11 @@ export class DotmWallet {
    */
   async payTo(host: string, port: number, options: { password: string; expect?: string; timeoutMs: number }): Promise<DotmTransfer> {
     const expect = options.expect === undefined ? undefined : this.parseAmount(options.expect);
-    const stream = await connectTcp(host, port, { timeoutMs: options.timeoutMs });
-    const { link, peer } = await openSecureLink(stream, { role: 'initiator', prologue: DOTM_LINK_PROLOGUE, identity: this.linkIdentity(), trust: this.peerTrust() });
+    // One deadline for the connection (retried while nobody listens yet) and the handshake.
+    const started = Date.now();
+    const stream = await connectTcp(host, port, { timeoutMs: options.timeoutMs, retryRefused: true });
+    const handshakeTimeoutMs = Math.max(1, options.timeoutMs - (Date.now() - started));
+    const { link, peer } = await openSecureLink(stream, { role: 'initiator', prologue: DOTM_LINK_PROLOGUE, scheme: DOTM_LINK_SCHEME, handshakeTimeoutMs, identity: this.linkIdentity(), trust: this.peerTrust() });
     const se = await this.se();
     try {
       const outcome = await runPayer(

@@ -43,7 +43,7 @@ import {
   type WithdrawConfirmation,
 } from '../schemes/ops/messages.ts';
 import { verifyPayment } from '../schemes/ops/pay-verify.ts';
-import { OPS_LINK_PROLOGUE, runPayee, runPayer } from '../schemes/ops/session.ts';
+import { OPS_LINK_PROLOGUE, OPS_LINK_SCHEME, runPayee, runPayer } from '../schemes/ops/session.ts';
 import { opsTrustedApp } from '../schemes/ops/trusted-app.ts';
 import { loadOem, measureOpsTrustedApp, SOFTWARE_SE_MODEL } from './factory.ts';
 import { checkWalletName, walletDir, walletPaths, type WalletPaths } from './home.ts';
@@ -927,7 +927,8 @@ export class Wallet {
     } finally {
       await server.close();
     }
-    const { link } = await openSecureLink(stream, { role: 'responder', prologue: OPS_LINK_PROLOGUE, identity: { certificate: fromBase64url(this.data.user.certificate), signer: this.user }, trust: this.peerTrust() });
+    // The payer's handshake is bounded like every other wait of the session.
+    const { link } = await openSecureLink(stream, { role: 'responder', prologue: OPS_LINK_PROLOGUE, scheme: OPS_LINK_SCHEME, handshakeTimeoutMs: options.timeoutMs, identity: { certificate: fromBase64url(this.data.user.certificate), signer: this.user }, trust: this.peerTrust() });
     try {
       let entry: InboxEntry | null = null;
       await runPayee(link, {
@@ -950,8 +951,11 @@ export class Wallet {
    */
   async payTo(host: string, port: number, options: { expect?: string; timeoutMs: number }): Promise<{ token: string; payment: Payment; confirmed: boolean; error?: string }> {
     const expect = options.expect === undefined ? undefined : this.parseAmount(options.expect);
-    const stream = await connectTcp(host, port, { timeoutMs: options.timeoutMs });
-    const { link, peer } = await openSecureLink(stream, { role: 'initiator', prologue: OPS_LINK_PROLOGUE, identity: { certificate: fromBase64url(this.data.user.certificate), signer: this.user }, trust: this.peerTrust() });
+    // One deadline for the connection (retried while nobody listens yet) and the handshake.
+    const started = Date.now();
+    const stream = await connectTcp(host, port, { timeoutMs: options.timeoutMs, retryRefused: true });
+    const handshakeTimeoutMs = Math.max(1, options.timeoutMs - (Date.now() - started));
+    const { link, peer } = await openSecureLink(stream, { role: 'initiator', prologue: OPS_LINK_PROLOGUE, scheme: OPS_LINK_SCHEME, handshakeTimeoutMs, identity: { certificate: fromBase64url(this.data.user.certificate), signer: this.user }, trust: this.peerTrust() });
     try {
       const result = await runPayer(link, {
         pay: async (request) => {

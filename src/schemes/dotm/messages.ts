@@ -214,8 +214,12 @@ export const transactionMessageCodec = record({
 /** σ. */
 export type TransactionMessage = Infer<typeof transactionMessageCodec>;
 
-/** Why a party closes a transaction at step 2 or 4 ("notify ... the transaction fails"). */
-export const FAILURE_REASONS = ['request-invalid', 'payer-declined', 'insufficient-value', 'transaction-invalid', 'limit-reached', 'internal'] as const;
+/**
+ * Why a party closes a transaction at step 2 or 4 ("notify ... the transaction fails"). Tally sends request-invalid, payer-declined,
+ * payee-declined and transaction-invalid (the others would tell the peer about the sender's own
+ * balance or limits); it still reads them all.
+ */
+export const FAILURE_REASONS = ['request-invalid', 'payer-declined', 'payee-declined', 'insufficient-value', 'transaction-invalid', 'limit-reached', 'internal'] as const;
 /** A failure reason. */
 export type FailureReason = (typeof FAILURE_REASONS)[number];
 

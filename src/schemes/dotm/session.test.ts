@@ -157,10 +157,12 @@ describe('DOT-M session over a memory link', () => {
     const before = await beforeOf(alice, bob);
     const result = await session(memoryPair(), payerRole(alice), payeeRole(bob, 101n));
     const refusal = rejectedWith(result.payee, 'PEER_REFUSED');
-    assert.ok(isTallyError(refusal, 'PEER_REFUSED') && refusal.details.code === 'INSUFFICIENT_FUNDS', String(refusal));
-    assert.match(String(refusal), /insufficient-value/);
+    // The payee learns only that the payer declined: not the balance, not even that it is short.
+    assert.ok(isTallyError(refusal, 'PEER_REFUSED') && refusal.details.code === 'PAYER_DECLINED', String(refusal));
+    assert.equal(refusal.message, "the payer closed the transaction (payer-declined): the payer's wallet declined to make this payment [PAYER_DECLINED]");
     const own = rejectedWith(result.payer, 'SE_REJECTED');
     assert.ok(isTallyError(own, 'SE_REJECTED') && own.details.reason === 'INSUFFICIENT_FUNDS');
+    assert.match(own.message, /100/, 'the payer still sees what it holds');
     assert.equal(await shapeOf(alice, bob, 101n, before), 'nothing');
     assert.deepEqual(await eventsOf(alice), [], 'no offer was ever made');
   });

@@ -13,6 +13,7 @@ import { bytes, oneOf, taggedUnion, text, type Infer } from '../../core/codec.ts
 import { utf8 } from '../../core/bytes.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import type { Link } from '../../channel/link.ts';
+import { localCode, PAYEE_DECLINED, PAYER_DECLINED, peerRefusal, refusalSentence, type RefusingSide } from '../peer-refusal.ts';
 import {
   decodeNotification,
   decodeSuccessNotice,
@@ -36,10 +37,12 @@ import {
 
 /** Both sides put this in their Noise prologue. */
 export const DOTM_LINK_PROLOGUE = utf8('tally/dotm/link/v1');
+/** The scheme both sides name in their link hello: an OPS peer is told apart before the handshake. */
+export const DOTM_LINK_SCHEME = 'dotm';
 /** How long each side waits for the other's next message by default. */
 export const SESSION_STEP_TIMEOUT_MS = 30_000;
 
-/** Steps 2 and 4's "notify … the transaction fails", with Tally's code and one line of text. */
+/** Steps 2 and 4's "notify … the transaction fails", with a code and that code's fixed sentence (peer-refusal.ts). */
 const failure = {
   tsn: bytes({ max: TSN_BYTES }),
   reason: oneOf(FAILURE_REASONS),
@@ -102,11 +105,9 @@ export type PayeeOutcome =
   | { readonly status: 'completed'; readonly request: TransactionRequest; readonly transaction: TransactionMessage }
   | { readonly status: 'rolled-back'; readonly request: TransactionRequest; readonly transaction: TransactionMessage; readonly error: TallyError };
 
-/** The code a failure carries: a trusted app's own refusal code, or the error's. */
+/** The code of a local failure: a trusted app's own refusal code, or the error's (kept on this device). */
 export function failureCode(e: unknown): string {
-  if (!isTallyError(e)) return 'INTERNAL';
-  if (isTallyError(e, 'SE_REJECTED')) return e.details.reason;
-  return e.code;
+  return localCode(e);
 }
 
 /** True when the device itself failed (its SE is gone): recovery waits for the reboot. */
@@ -114,33 +115,32 @@ function deviceDown(e: unknown): boolean {
   return !isTallyError(e) || e.code === 'SE_CRASHED' || e.code === 'SE_UNAVAILABLE';
 }
 
-function reasonOf(e: unknown, fallback: FailureReason): FailureReason {
-  if (!isTallyError(e)) return 'internal';
-  switch (failureCode(e)) {
-    case 'INSUFFICIENT_FUNDS':
-      return 'insufficient-value';
-    case 'LIMIT_REACHED':
-    case 'TOO_LARGE':
-      return 'limit-reached';
+/** The notice's reason, from the code the peer gets (so it says no more than the code). */
+function reasonOf(code: string, fallback: FailureReason): FailureReason {
+  switch (code) {
+    case PAYER_DECLINED:
     case 'AMOUNT_MISMATCH':
     case 'PAYEE_MISMATCH':
-    case 'WRONG_PASSWORD':
-    case 'PASSWORD_LOCKED':
       return 'payer-declined';
+    case PAYEE_DECLINED:
+      return 'payee-declined';
     default:
       return fallback;
   }
 }
 
-/** Sends a failure notice (a courtesy: the link may be gone) and rethrows. */
-async function orFail<T>(link: Link, tsn: Uint8Array, fallback: FailureReason, step: () => Promise<T>): Promise<T> {
+/**
+ * Sends a failure notice (a courtesy: the link may be gone) and rethrows the local error. The
+ * notice carries a code and its fixed sentence: the local message (the balance, the password
+ * tries left) stays on this device.
+ */
+async function orFail<T>(link: Link, side: RefusingSide, tsn: Uint8Array, fallback: FailureReason, step: () => Promise<T>): Promise<T> {
   try {
     return await step();
   } catch (e) {
     try {
-      const code = failureCode(e);
-      const message = (e instanceof Error ? e.message : String(e)).replace(/[\p{Cc}\p{Cs}]/gu, ' ').slice(0, 300);
-      link.send({ kind: 'failure', tsn, reason: reasonOf(e, fallback), code, message });
+      const { code, message } = peerRefusal(side, e);
+      link.send({ kind: 'failure', tsn, reason: reasonOf(code, fallback), code, message });
     } catch {
       // Nothing more to do: the peer times out.
     }
@@ -148,8 +148,8 @@ async function orFail<T>(link: Link, tsn: Uint8Array, fallback: FailureReason, s
   }
 }
 
-function peerFailed(who: string, f: { reason: string; code: string; message: string }): TallyError<'PEER_REFUSED'> {
-  return new TallyError('PEER_REFUSED', `the ${who} closed the transaction (${f.reason}): ${f.message} [${f.code}]`, { code: f.code });
+function peerFailed(who: RefusingSide, f: { reason: string; code: string; message: string }): TallyError<'PEER_REFUSED'> {
+  return new TallyError('PEER_REFUSED', `the ${who} closed the transaction (${f.reason}): ${refusalSentence(who, f.code, f.message)} [${f.code}]`, { code: f.code });
 }
 
 function unexpected(wanted: string, got: string): TallyError<'PAYMENT_INVALID'> {
@@ -166,11 +166,11 @@ export async function runPayer(link: Link, role: PayerRole, options: SessionOpti
   const timeoutMs = options.stepTimeoutMs ?? SESSION_STEP_TIMEOUT_MS;
   const first = await link.receive(payeeMessageCodec, { timeoutMs, what: 'λ (step 1)' });
   if (first.kind === 'failure') throw peerFailed('payee', first);
-  const request = await orFail(link, new Uint8Array(0), 'request-invalid', async () => {
+  const request = await orFail(link, 'payer', new Uint8Array(0), 'request-invalid', async () => {
     if (first.kind !== 'request') throw unexpected('λ', first.kind);
     return decodeTransactionRequest(first.request);
   });
-  const transaction = await orFail(link, request.tsn, 'request-invalid', () => role.pay(request));
+  const transaction = await orFail(link, 'payer', request.tsn, 'request-invalid', () => role.pay(request));
   let notification: Notification;
   try {
     link.send({ kind: 'transaction', transaction: encodeTransactionMessage(transaction) });
@@ -185,7 +185,7 @@ export async function runPayer(link: Link, role: PayerRole, options: SessionOpti
   }
   let success: SuccessNotice;
   try {
-    success = await orFail(link, request.tsn, 'transaction-invalid', () => role.confirm(notification));
+    success = await orFail(link, 'payer', request.tsn, 'transaction-invalid', () => role.confirm(notification));
   } catch (e) {
     if (deviceDown(e)) throw e;
     await role.abandon();
@@ -211,7 +211,7 @@ export async function runPayee(link: Link, role: PayeeRole, options: SessionOpti
   link.send({ kind: 'request', request: encodeTransactionRequest(request) });
   const answer = await link.receive(payerMessageCodec, { timeoutMs, what: 'σ (step 3)' });
   if (answer.kind === 'failure') throw peerFailed('payer', answer);
-  const { transaction, notification } = await orFail(link, request.tsn, 'transaction-invalid', async () => {
+  const { transaction, notification } = await orFail(link, 'payee', request.tsn, 'transaction-invalid', async () => {
     if (answer.kind !== 'transaction') throw unexpected('σ', answer.kind);
     const decoded = decodeTransactionMessage(answer.transaction);
     return { transaction: decoded, notification: await role.accept(decoded) };

@@ -297,14 +297,20 @@ for (const backend of testBackends()) {
           const payee: PayeeRole = { request: { amount: 100n, receiver }, accept: () => assert.fail(`${what}: no payment may arrive`) };
           const result = await session({ n, payerCarrier: a, payeeCarrier: b, payer: alice, payeeIdentity: identityOf(bob), payee, book });
           const refusal = rejectedWith(result.payee, 'PEER_REFUSED');
-          assert.equal(refusal.details.code, 'PAYMENT_INVALID', what);
-          assert.match(refusal.message, /not the peer/);
+          assert.equal(refusal.details.code, 'PAYEE_MISMATCH', what);
+          assert.equal(refusal.message, 'the payer refused: the request names a payee that is not the peer on this link [PAYEE_MISMATCH]', what);
           rejectedWith(result.payer, 'PAYMENT_INVALID');
         }
-        // A request the TA itself refuses (more than the balance) comes back refused too, with the TA's code.
+        // A request the TA itself refuses (more than the balance) comes back refused too, with the
+        // neutral code only: the payee learns neither the balance nor the TA's reason; the payer keeps both.
         const [a, b] = memoryPair();
         const tooMuch = await session({ n, payerCarrier: a, payeeCarrier: b, payer: alice, payeeIdentity: identityOf(bob), payee: taPayee(n, bob, 1001n, book), book });
-        assert.equal(rejectedWith(tooMuch.payee, 'PEER_REFUSED').details.code, 'SE_REJECTED');
+        const declined = rejectedWith(tooMuch.payee, 'PEER_REFUSED');
+        assert.equal(declined.details.code, 'PAYER_DECLINED');
+        assert.equal(declined.message, "the payer refused: the payer's wallet declined to make this payment [PAYER_DECLINED]");
+        const own = rejectedWith(tooMuch.payer, 'SE_REJECTED');
+        assert.equal(own.details.reason, 'INSUFFICIENT_FUNDS');
+        assert.match(own.message, /1000/, 'the payer still sees its balance');
         assert.deepEqual(await status(alice.se), before);
         assert.equal(book.made.length, 0);
         assert.deepEqual(await status(bob.se), { balance: 0n, j: 0n });
@@ -349,8 +355,11 @@ for (const backend of testBackends()) {
           const outcome = fulfilled(result.payer);
           assert.equal(outcome.receipt, null, tamper.name);
           assert.ok(isTallyError(outcome.error, 'PEER_REFUSED'), tamper.name);
-          assert.equal(outcome.error.details.code, 'PAYMENT_INVALID', tamper.name);
-          assert.ok(outcome.error.message.includes(refusedBy.message), `${tamper.name}: ${outcome.error.message}`);
+          // The payer gets a code and its fixed sentence; the payee's own message stays with the payee.
+          const sent = tamper.name.includes('less') ? { code: 'AMOUNT_MISMATCH', text: 'the payment is not for the amount asked' } : { code: 'PAYMENT_INVALID', text: 'the payment does not verify' };
+          assert.equal(outcome.error.details.code, sent.code, tamper.name);
+          assert.equal(outcome.error.message, `the payee refused: ${sent.text} [${sent.code}]`, tamper.name);
+          assert.ok(!outcome.error.message.includes(refusedBy.message), `${tamper.name}: ${outcome.error.message}`);
           assert.equal((await status(bob.se)).balance, before, `${tamper.name}: Bob's TA took nothing`);
         }
         assert.equal(held.length, tampers.length);

@@ -1,8 +1,9 @@
 /**
  * The offline payment of OPS Figure 7 over a live link: the payee sends its `RequestPayment
  * [x, receiver]`, the payer's TA answers with the payment, the payee runs PayVerify and answers a
- * receipt (the payment's digest). Either side may answer a refusal instead, with a code and a line
- * of text. Three messages; the same records travel as `tally1` tokens when there is no link.
+ * receipt (the payment's digest). Either side may answer a refusal instead: a code and that code's
+ * fixed sentence (peer-refusal.ts), so the details of a refusal stay on the device that refused.
+ * Three messages; the same records travel as `tally1` tokens when there is no link.
  *
  * Who checks what stays with the caller: the payer's `pay` judges the request (is the receiver
  * the peer it meant to pay?) and runs its TA; the payee's `accept` verifies and stores. This file
@@ -12,10 +13,13 @@ import { bytes, text, taggedUnion, type Infer } from '../../core/codec.ts';
 import { equalBytes, utf8 } from '../../core/bytes.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import type { Link } from '../../channel/link.ts';
+import { peerRefusal, refusalSentence, type RefusingSide } from '../peer-refusal.ts';
 import { amountCodec, certificateBytesCodec, decodePayment, encodePayment, PAYMENT_BYTES_MAX, paymentDigest, type Payment, type PaymentRequest } from './messages.ts';
 
 /** Both sides put this in their Noise prologue: a link opened for another protocol fails the handshake. */
 export const OPS_LINK_PROLOGUE = utf8('tally/ops/link/v1');
+/** The scheme both sides name in their link hello: a DOT-M peer is told apart before the handshake. */
+export const OPS_LINK_SCHEME = 'ops';
 /** How long each side waits for the other's next message by default. */
 export const SESSION_STEP_TIMEOUT_MS = 30_000;
 
@@ -61,19 +65,16 @@ export interface SessionOptions {
   stepTimeoutMs?: number | undefined;
 }
 
-function refusalOf(e: unknown): { code: string; message: string } {
-  const code = isTallyError(e) ? e.code : 'PAYMENT_INVALID';
-  const message = (e instanceof Error ? e.message : String(e)).replace(/[\p{Cc}\p{Cs}]/gu, ' ').slice(0, 300);
-  return { code, message };
-}
-
-/** Runs a step; if it throws, tells the peer why (a refusal) before rethrowing. */
-async function orRefuse<T>(link: Link, step: () => Promise<T>): Promise<T> {
+/**
+ * Runs a step; if it throws, tells the peer a code and that code's fixed sentence (never the local
+ * message, which may name this device's balance or limits) before rethrowing the local error.
+ */
+async function orRefuse<T>(link: Link, side: RefusingSide, step: () => Promise<T>): Promise<T> {
   try {
     return await step();
   } catch (e) {
     try {
-      link.send({ kind: 'refusal', ...refusalOf(e) });
+      link.send({ kind: 'refusal', ...peerRefusal(side, e) });
     } catch {
       // The link may be gone already; the refusal is a courtesy.
     }
@@ -81,8 +82,8 @@ async function orRefuse<T>(link: Link, step: () => Promise<T>): Promise<T> {
   }
 }
 
-function peerRefused(what: string, r: { code: string; message: string }): TallyError<'PEER_REFUSED'> {
-  return new TallyError('PEER_REFUSED', `the ${what} refused: ${r.message} [${r.code}]`, { code: r.code });
+function peerRefused(who: RefusingSide, r: { code: string; message: string }): TallyError<'PEER_REFUSED'> {
+  return new TallyError('PEER_REFUSED', `the ${who} refused: ${refusalSentence(who, r.code, r.message)} [${r.code}]`, { code: r.code });
 }
 
 /**
@@ -96,11 +97,11 @@ export async function runPayer(link: Link, role: PayerRole, options: SessionOpti
   const timeoutMs = options.stepTimeoutMs ?? SESSION_STEP_TIMEOUT_MS;
   const first = await link.receive(payeeMessageCodec, { timeoutMs, what: 'payment request' });
   if (first.kind === 'refusal') throw peerRefused('payee', first);
-  const request: PaymentRequest = await orRefuse(link, async () => {
+  const request: PaymentRequest = await orRefuse(link, 'payer', async () => {
     if (first.kind !== 'request') throw new TallyError('PAYMENT_INVALID', `expected a payment request, got a ${first.kind}`, { reason: 'protocol' });
     return { amount: first.amount, receiver: first.receiver, ...(first.memo === '' ? {} : { memo: first.memo }) };
   });
-  const payment = await orRefuse(link, () => role.pay(request));
+  const payment = await orRefuse(link, 'payer', () => role.pay(request));
   try {
     link.send({ kind: 'payment', payment: encodePayment(payment) });
     const answer = await link.receive(payeeMessageCodec, { timeoutMs, what: 'receipt' });
@@ -127,7 +128,7 @@ export async function runPayee(link: Link, role: PayeeRole, options: SessionOpti
   link.send({ kind: 'request', amount: role.request.amount, receiver: role.request.receiver, memo: role.request.memo ?? '' });
   const answer = await link.receive(payerMessageCodec, { timeoutMs, what: 'payment' });
   if (answer.kind === 'refusal') throw peerRefused('payer', answer);
-  const payment = await orRefuse(link, async () => {
+  const payment = await orRefuse(link, 'payee', async () => {
     const decoded = decodePayment(answer.payment);
     await role.accept(decoded);
     return decoded;
