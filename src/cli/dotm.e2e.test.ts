@@ -176,5 +176,10 @@ test('DOT-M through the CLI: nine steps over TCP + Noise offline, refusals, re-s
   const held = await Promise.all(['alice', 'bob', 'carol'].map(async (n) => Math.round(Number(await offline(n)) * 100)));
   const float = Number(minorOf(eur.totalOfflineFloat));
   assert.equal(held.reduce((a, b) => a + b, 0) - 3000, float, 'the float is what the honest SEs hold, less the 30.00 the clone created');
+  // The exposure check sees the 30.00 created offline and pins all of it on alice's wallet, which settlement named.
+  const dotm = (audit['exposure'] as { scheme: string; difference: string; attributed: string; unexplained: string; exposed: { device: string; amount: string; fraud: boolean }[] }[]).find((e) => e.scheme === 'dotm');
+  assert.ok(dotm !== undefined);
+  assert.deepEqual([dotm.difference, dotm.attributed, dotm.unexplained], ['-30.00', '30.00', '0.00']);
+  assert.deepEqual(dotm.exposed.map((h) => [h.amount, h.fraud]), [['30.00', true]]);
   assert.equal(await node.stop(), 0);
 });
