@@ -1,6 +1,7 @@
 /**
  * The issuer node as a client meets it over a real socket: uploads over the body limit, with and
- * without a declared length, are refused without the node reading them.
+ * without a declared length, are refused without the node reading them; a 500 leaves its cause in
+ * the node's log.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -8,6 +9,8 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import type { Database, SqlParam, TransactionHandle, TransactionOptions } from '../issuer/db/database.ts';
+import { closeTestTemplates, testBackends } from '../issuer/db/test-databases.ts';
 import { BODY_BYTES_MAX } from '../issuer/http/context.ts';
 import type { Logger } from './log.ts';
 import { DEFAULT_CURRENCY, startNode, type RunningNode } from './node-start.ts';
@@ -123,3 +126,50 @@ describe('the node over a real socket', () => {
     assert.ok(outcome.sentTotal < SENT_BOUND_BYTES, `the node took ${outcome.sentTotal} bytes in all`);
   });
 });
+
+/** The test's database lent to a node: the node's stop leaves it open, the test disposes of it. */
+function lent(db: Database): Database {
+  return {
+    kind: db.kind,
+    query: <R extends object>(sql: string, params?: readonly SqlParam[]) => db.query<R>(sql, params),
+    exec: (sql: string) => db.exec(sql),
+    transaction: <T>(fn: (tx: TransactionHandle) => Promise<T>, options?: TransactionOptions) => db.transaction(fn, options),
+    close: async () => undefined,
+  };
+}
+
+after(() => closeTestTemplates());
+
+for (const backend of testBackends()) {
+  describe(`a 500 of the node on ${backend.kind}`, { skip: backend.skip }, () => {
+    test('the caller gets a neutral INTERNAL answer; the log line carries the cause (message, SQLSTATE, stack)', async () => {
+      const database = await backend.open();
+      const dataDir = join(await mkdtemp(join(tmpdir(), 'tally-500-')), 'data');
+      const lines: Array<{ level: string; message: string; fields: Record<string, unknown> }> = [];
+      const logger: Logger = { log: (level, message, fields = {}) => void lines.push({ level, message, fields }) };
+      const node = await startNode({ port: 0, host: '127.0.0.1', dataDir, db: lent(database.db), currency: DEFAULT_CURRENCY, env: { TALLY_NODE_PASSPHRASE: 'socket test' }, logger, print: () => undefined });
+      try {
+        // A fault the node cannot answer for: its journal table is gone.
+        await database.db.exec('ALTER TABLE transfers RENAME TO transfers_elsewhere');
+        const res = await fetch(`${node.url}/v1/audit`, { headers: { authorization: `Bearer ${node.operatorToken}` } });
+        const body = (await res.json()) as { error: { code: string; message: string } };
+        assert.equal(res.status, 500, JSON.stringify(body));
+        assert.equal(body.error.code, 'INTERNAL');
+        assert.doesNotMatch(body.error.message, /transfers/, 'the caller is not told the internals');
+        const logged = lines.find((l) => l.level === 'error');
+        assert.ok(logged !== undefined, `no error line in ${JSON.stringify(lines.map((l) => l.message))}`);
+        assert.equal(logged.fields['path'], '/v1/audit');
+        assert.equal(logged.fields['method'], 'GET');
+        const error = logged.fields['error'] as { message: string; code: string; stack: string };
+        assert.match(error.message, /transfers/);
+        assert.equal(error.code, '42P01');
+        assert.match(error.stack, /at /);
+        await database.db.exec('ALTER TABLE transfers_elsewhere RENAME TO transfers');
+      } finally {
+        await node.stop();
+        await database.dispose();
+        await rm(join(dataDir, '..'), { recursive: true, force: true });
+      }
+    });
+  });
+}

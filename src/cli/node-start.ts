@@ -70,7 +70,9 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
       `Created a new issuer node in ${dataDir}.\nOperator token (shown once; also in ${node.services.identity.operatorTokenFile}):\n${node.services.identity.operatorToken}\n`,
     );
   }
-  const app = createIssuerApp(node.services, SCHEMES);
+  const app = createIssuerApp(node.services, SCHEMES, {
+    onInternalError: (error, request) => options.logger.log('error', 'internal error', { ...request, error: errorFields(error) }),
+  });
   const inFlight = new Set<Promise<unknown>>();
   const server = await new Promise<ReturnType<typeof serve>>((ready, fail) => {
     const s = serve(
@@ -81,7 +83,7 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
           inFlight.add(answer);
           void answer.then(
             (response) => options.logger.log('info', 'request', { method: request.method, path: new URL(request.url).pathname, status: response.status, ms: Date.now() - started }),
-            () => undefined,
+            (error: unknown) => options.logger.log('error', 'request failed', { method: request.method, path: new URL(request.url).pathname, error: errorFields(error) }),
           ).finally(() => inFlight.delete(answer));
           return answer;
         },
@@ -124,6 +126,19 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
       return stopping;
     },
   };
+}
+
+/** What a log line keeps of an error: its name, message, code (SQLSTATE, errno, Tally code), stack and cause. */
+export function errorFields(error: unknown, depth = 0): Record<string, unknown> {
+  if (!(error instanceof Error)) return { message: String(error) };
+  const fields: Record<string, unknown> = { name: error.name, message: error.message };
+  const code: unknown = Reflect.get(error, 'code');
+  if (typeof code === 'string' || typeof code === 'number') fields['code'] = code;
+  const detail: unknown = Reflect.get(error, 'detail');
+  if (typeof detail === 'string') fields['detail'] = detail;
+  if (error.stack !== undefined) fields['stack'] = error.stack;
+  if (error.cause !== undefined && depth < 3) fields['cause'] = errorFields(error.cause, depth + 1);
+  return fields;
 }
 
 /** The default currency of a new node. */
