@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { isTallyError } from '../core/errors.ts';
-import { LOCK_DIR, lockDataFolder, type DataLock } from './data-lock.ts';
+import { LOCK_DIR, lockDataFolder, processStartTime, type DataLock } from './data-lock.ts';
 
 const dirs: string[] = [];
 after(async () => {
@@ -56,4 +56,26 @@ test('a lock naming another host is respected', async () => {
   await mkdir(join(dir, LOCK_DIR), { recursive: true });
   await writeFile(join(dir, LOCK_DIR, '1.json'), JSON.stringify({ pid: 1, startTime: null, bootId: null, host: `${hostname()}-elsewhere`, since: new Date(0).toISOString() }));
   await assert.rejects(lockDataFolder(dir), (e) => isTallyError(e, 'DATA_FOLDER_LOCKED') && e.message.includes(`${hostname()}-elsewhere`) && e.message.includes(dir));
+});
+
+test('a lock whose holder is a zombie (killed, not yet reaped) is taken over', async () => {
+  const dir = await folder();
+  // `sleep 0` ends at once; its parent, exec'd into `sleep 5`, never reaps it: a zombie for 5 s.
+  const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  try {
+    const pid = Number(await new Promise<string>((got) => parent.stdout.once('data', (d: Buffer) => got(d.toString().trim()))));
+    let state = '';
+    for (let i = 0; i < 50 && state !== 'Z'; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+      state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] ?? '';
+    }
+    assert.equal(state, 'Z', 'the child did not become a zombie');
+    await mkdir(join(dir, LOCK_DIR), { recursive: true });
+    await writeFile(join(dir, LOCK_DIR, '1.json'), JSON.stringify({ pid, startTime: await processStartTime(pid), bootId: null, host: hostname(), since: new Date(0).toISOString() }));
+    const lock = await lockDataFolder(dir);
+    await lock.release();
+  } finally {
+    parent.kill('SIGKILL');
+  }
 });

@@ -54,14 +54,18 @@ async function readText(path: string): Promise<string | null> {
   }
 }
 
-/** The start time of process `pid` in clock ticks since boot, or null where /proc cannot tell. */
-export async function processStartTime(pid: number): Promise<string | null> {
+/** Fields 3 onwards of /proc/<pid>/stat (fields[0] is the state), or null where /proc cannot tell. */
+async function procStat(pid: number): Promise<string[] | null> {
   const stat = await readText(`/proc/${pid}/stat`);
   if (stat === null) return null;
   // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so count from the last ')'.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  // Field 22 (starttime); fields[0] is field 3 (state).
-  return fields[19] ?? null;
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** The start time of process `pid` in clock ticks since boot, or null where /proc cannot tell. */
+export async function processStartTime(pid: number): Promise<string | null> {
+  // Field 22 (starttime).
+  return (await procStat(pid))?.[19] ?? null;
 }
 
 async function ownRecord(): Promise<LockRecord> {
@@ -75,9 +79,9 @@ async function ownRecord(): Promise<LockRecord> {
 }
 
 /**
- * True when the record's holder still runs: same host, the pid exists, and (where /proc tells)
- * it is the same process, started at the recorded time in the same boot, not a later one that
- * reuses the pid. A holder on another host cannot be checked and counts as alive.
+ * True when the record's holder still runs: same host, the pid exists and is no zombie, and (where
+ * /proc tells) it is the same process, started at the recorded time in the same boot, not a later
+ * one that reuses the pid. A holder on another host cannot be checked and counts as alive.
  */
 export async function holderAlive(record: LockRecord): Promise<boolean> {
   if (record.free === true) return false;
@@ -92,9 +96,11 @@ export async function holderAlive(record: LockRecord): Promise<boolean> {
     const bootId = await readText('/proc/sys/kernel/random/boot_id');
     if (bootId !== null && bootId !== record.bootId) return false;
   }
-  if (record.startTime !== null) {
-    const startTime = await processStartTime(record.pid);
-    if (startTime !== null && startTime !== record.startTime) return false;
+  const stat = await procStat(record.pid);
+  if (stat !== null) {
+    // A zombie (killed, not yet reaped by its parent) holds nothing any more.
+    if (stat[0] === 'Z' || stat[0] === 'X') return false;
+    if (record.startTime !== null && stat[19] !== undefined && stat[19] !== record.startTime) return false;
   }
   return true;
 }
