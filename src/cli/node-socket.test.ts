@@ -32,7 +32,7 @@ const SENT_BOUND_BYTES = 16 * 1024 * 1024;
  * Streams a body of 64 KiB chunks to `path` until the node answers or hangs up (or the cap is
  * reached, then ends the body), and keeps streaming for a while after the answer.
  */
-function upload(url: string, path: string, headers: string): Promise<UploadOutcome> {
+function upload(url: string, path: string, headers: string, method = 'POST'): Promise<UploadOutcome> {
   const { hostname, port } = new URL(url);
   const chunk = Buffer.alloc(64 * 1024, 0x61);
   const chunked = headers.includes('chunked');
@@ -62,7 +62,7 @@ function upload(url: string, path: string, headers: string): Promise<UploadOutco
       done({ sentBeforeAnswer: sentBeforeAnswer ?? sent, sentTotal: sent, head, closedMs: sentBeforeAnswer === null ? null : Date.now() - answeredAt });
     });
     socket.on('connect', () => {
-      socket.write(`POST ${path} HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/json\r\n${headers}\r\n`);
+      socket.write(`${method} ${path} HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/json\r\n${headers}\r\n`);
       const pump = () => {
         while (!closed) {
           // Keep streaming after the answer, for up to 5 s: a node that reads on would take it all.
@@ -118,6 +118,14 @@ describe('the node over a real socket', () => {
     assert.ok(outcome.sentBeforeAnswer < SENT_BOUND_BYTES, `the node answered only after ${outcome.sentBeforeAnswer} bytes`);
     assert.ok(outcome.closedMs !== null && outcome.closedMs < 2_000, `the node kept the connection open ${outcome.closedMs} ms after answering`);
     assert.ok(outcome.sentTotal < SENT_BOUND_BYTES, `the node took ${outcome.sentTotal} bytes in all`);
+  });
+
+  test('a GET with a body is refused unread, not drained to its end', async () => {
+    const outcome = await upload(node.url, '/v1/health', 'Transfer-Encoding: chunked\r\n', 'GET');
+    assert.ok(outcome.sentTotal < SENT_BOUND_BYTES, `the node took ${outcome.sentTotal} bytes in all`);
+    assert.match(outcome.head, /^HTTP\/1\.1 400 /, outcome.head.slice(0, 200));
+    assert.match(outcome.head, /BODY_INVALID/);
+    assert.ok(outcome.closedMs !== null && outcome.closedMs < 2_000, `the node kept the connection open ${outcome.closedMs} ms after answering`);
   });
 
   test('a chunked upload to a scheme route past the limit is refused the same way', async () => {

@@ -105,7 +105,12 @@ export function createIssuerApp(services: IssuerServices, schemes: readonly Sche
   const app = newApp();
 
   app.use('*', async (c, next) => {
-    const raw = c.req.method === 'GET' || c.req.method === 'HEAD' ? new Uint8Array(0) : await readBodyLimited(c.req.raw, BODY_BYTES_MAX);
+    const bodiless = c.req.method === 'GET' || c.req.method === 'HEAD';
+    if (bodiless && (c.req.header('transfer-encoding') !== undefined || Number(c.req.header('content-length') ?? '0') > 0)) {
+      // The server would read such a body to the end just to throw it away: refuse it, unread.
+      throw new ApiProblem('BODY_INVALID', `a ${c.req.method} request takes no body`, { unread: true });
+    }
+    const raw = bodiless ? new Uint8Array(0) : await readBodyLimited(c.req.raw, BODY_BYTES_MAX);
     c.set('rawBody', raw);
     let jsonBody: unknown;
     if (raw.length > 0) {
@@ -145,7 +150,7 @@ export function createIssuerApp(services: IssuerServices, schemes: readonly Sche
     const problem = toProblem(e);
     if (problem.status >= 500) options.onInternalError?.(e, { method: c.req.method, path: new URL(c.req.url).pathname });
     // An oversized body is left unread: close the connection rather than read the rest to reuse it.
-    if (problem.code === 'BODY_TOO_LARGE') c.header('connection', 'close');
+    if (problem.code === 'BODY_TOO_LARGE' || problem.details['unread'] === true) c.header('connection', 'close');
     return problemResponse(c, problem);
   });
   return app;
