@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { currency as makeCurrency, type Currency } from '../core/amount.ts';
 import type { SuiteName } from '../core/crypto/suite.ts';
+import { TallyError } from '../core/errors.ts';
 import type { Database } from '../issuer/db/database.ts';
 import { createIssuerApp } from '../issuer/http/app.ts';
 import { sweepExpired } from '../issuer/maintenance.ts';
@@ -73,28 +74,28 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
       `Created a new issuer node in ${dataDir}.\nOperator token (shown once; also in ${node.services.identity.operatorTokenFile}):\n${node.services.identity.operatorToken}\n`,
     );
   }
-  const app = createIssuerApp(node.services, SCHEMES);
-  const inFlight = new Set<Promise<unknown>>();
-  const server = await new Promise<ReturnType<typeof serve>>((ready, fail) => {
-    const s = serve(
-      {
-        fetch: (request) => {
-          const started = Date.now();
-          const answer = Promise.resolve(app.fetch(request));
-          inFlight.add(answer);
-          void answer.then(
-            (response) => options.logger.log('info', 'request', { method: request.method, path: new URL(request.url).pathname, status: response.status, ms: Date.now() - started }),
-            () => undefined,
-          ).finally(() => inFlight.delete(answer));
-          return answer;
-        },
-        port: options.port,
-        hostname: options.host,
-      },
-      () => ready(s),
-    );
-    s.once('error', fail);
+  const app = createIssuerApp(node.services, SCHEMES, {
+    onInternalError: (error, request) => options.logger.log('error', 'internal error', { ...request, error: errorFields(error) }),
   });
+  const inFlight = new Set<Promise<unknown>>();
+  const fetch = (request: Request): Promise<Response> => {
+    const started = Date.now();
+    const answer = Promise.resolve(app.fetch(request));
+    inFlight.add(answer);
+    void answer.then(
+      (response) => options.logger.log('info', 'request', { method: request.method, path: new URL(request.url).pathname, status: response.status, ms: Date.now() - started }),
+      (error: unknown) => options.logger.log('error', 'request failed', { method: request.method, path: new URL(request.url).pathname, error: errorFields(error) }),
+    ).finally(() => inFlight.delete(answer));
+    return answer;
+  };
+  let server: Server;
+  try {
+    server = await listen(fetch, options.host, options.port);
+  } catch (e) {
+    // Nothing listens: let go of the database and the data folder, so the process can end.
+    await node.close();
+    throw listenFailed(e, options.host, options.port);
+  }
   const address = server.address() as AddressInfo;
   const url = `http://${options.host}:${address.port}`;
   // Housekeeping: expired nonces and old idempotent answers, now and every SWEEP_INTERVAL_MS.
@@ -127,6 +128,49 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
       return stopping;
     },
   };
+}
+
+type Server = ReturnType<typeof serve>;
+
+/** Listens on `host:port`; rejects with the server's error (EADDRINUSE, EACCES, ...). */
+function listen(fetch: (request: Request) => Promise<Response>, host: string, port: number): Promise<Server> {
+  return new Promise<Server>((ready, fail) => {
+    const server = serve({ fetch, port, hostname: host }, () => ready(server));
+    server.once('error', (e) => {
+      server.close();
+      fail(e);
+    });
+  });
+}
+
+/** A listen error as one sentence saying what to do. */
+function listenFailed(e: unknown, host: string, port: number): TallyError<'LISTEN_FAILED'> {
+  const address = `${host}:${port}`;
+  const code = e instanceof Error && 'code' in e ? String(e.code) : '';
+  const reason =
+    code === 'EADDRINUSE'
+      ? 'the address is already in use (another node or program listens there): stop it or choose another --port'
+      : code === 'EACCES'
+        ? 'permission denied (ports below 1024 need privileges): choose another --port'
+        : code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND'
+          ? 'this machine has no such address: check --host'
+          : e instanceof Error
+            ? e.message
+            : String(e);
+  return new TallyError('LISTEN_FAILED', `cannot listen on ${address}: ${reason}`, { address, reason: code || reason }, { cause: e });
+}
+
+/** What a log line keeps of an error: its name, message, code (SQLSTATE, errno, Tally code), stack and cause. */
+export function errorFields(error: unknown, depth = 0): Record<string, unknown> {
+  if (!(error instanceof Error)) return { message: String(error) };
+  const fields: Record<string, unknown> = { name: error.name, message: error.message };
+  const code: unknown = Reflect.get(error, 'code');
+  if (typeof code === 'string' || typeof code === 'number') fields['code'] = code;
+  const detail: unknown = Reflect.get(error, 'detail');
+  if (typeof detail === 'string') fields['detail'] = detail;
+  if (error.stack !== undefined) fields['stack'] = error.stack;
+  if (error.cause !== undefined && depth < 3) fields['cause'] = errorFields(error.cause, depth + 1);
+  return fields;
 }
 
 /** The default currency of a new node. */

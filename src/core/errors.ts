@@ -55,6 +55,8 @@ export interface ErrorDetailMap {
   WALLET_UNSUPPORTED: { name: string; reason: string };
   NODE_UNREACHABLE: { url: string };
   NODE_REFUSED: { status: number; code: string; details?: Record<string, string> };
+  DATA_FOLDER_LOCKED: { path: string; pid: number; host: string };
+  LISTEN_FAILED: { address: string; reason: string };
   PASSWORD_MISSING: Record<string, never>;
   PASSWORD_MISMATCH: Record<string, never>;
   PASSWORD_WRONG: Record<string, never>;
@@ -162,6 +164,8 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   WALLET_UNSUPPORTED: true,
   NODE_UNREACHABLE: true,
   NODE_REFUSED: true,
+  DATA_FOLDER_LOCKED: true,
+  LISTEN_FAILED: true,
   PASSWORD_MISSING: true,
   PASSWORD_MISMATCH: true,
   PASSWORD_WRONG: true,

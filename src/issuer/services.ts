@@ -13,6 +13,7 @@ import { openPglite } from './db/pglite.ts';
 import { openPostgres } from './db/postgres.ts';
 import { loadOrCreateIdentity } from './identity/node-identity.ts';
 import { resolvePassphrase } from './identity/passphrase.ts';
+import { lockDataFolder } from './data-lock.ts';
 import { ensureAccount } from './ledger/account.ts';
 import { Ledger } from './ledger/ledger.ts';
 import { ISSUANCE_ACCOUNT, type DeviceLimits, type IssuerServices } from './http/context.ts';
@@ -55,17 +56,35 @@ export interface OpenNode {
 }
 
 /**
- * Opens (creating on first start) the identity, the database and the schema of a node.
- * @throws TallyError from the identity (wrong passphrase, other currency) or the migrations
+ * Opens (creating on first start) the identity, the database and the schema of a node, holding
+ * the data folder's lock until close().
+ * @throws TallyError DATA_FOLDER_LOCKED when another node runs on the folder; from the identity (wrong passphrase, other currency) or the migrations
  */
 export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
   const now = options.now ?? (() => Date.now());
   await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
-  const passphrase = await resolvePassphrase({ dataDir: options.dataDir, env: options.env });
-  const identity = await loadOrCreateIdentity({ dataDir: options.dataDir, passphrase, provider: options.provider, currency: options.currency, suite: options.suite, now: now(), log: options.log });
+  // First of all: one node per data folder, or two first starts would make two identities and
+  // two nodes would each keep their own view of the embedded database.
+  const lock = await lockDataFolder(options.dataDir);
+  let db: Database;
   const warnings: string[] = [];
-  if (passphrase.warning !== undefined) warnings.push(passphrase.warning);
-  const db = options.db ?? (options.databaseUrl !== undefined ? await openPostgres(options.databaseUrl) : await openPglite(join(options.dataDir, 'pglite')));
+  let identity: Awaited<ReturnType<typeof loadOrCreateIdentity>>;
+  try {
+    const passphrase = await resolvePassphrase({ dataDir: options.dataDir, env: options.env });
+    identity = await loadOrCreateIdentity({ dataDir: options.dataDir, passphrase, provider: options.provider, currency: options.currency, suite: options.suite, now: now(), log: options.log });
+    if (passphrase.warning !== undefined) warnings.push(passphrase.warning);
+    db = options.db ?? (options.databaseUrl !== undefined ? await openPostgres(options.databaseUrl) : await openPglite(join(options.dataDir, 'pglite')));
+  } catch (e) {
+    await lock.release();
+    throw e;
+  }
+  const closeAll = async () => {
+    try {
+      await db.close();
+    } finally {
+      await lock.release();
+    }
+  };
   try {
     const migrations = [...(await loadMigrations(ISSUER_MIGRATIONS_DIR))];
     for (const scheme of options.schemes ?? []) if (scheme.migrationsDir !== undefined) migrations.push(...(await loadMigrations(scheme.migrationsDir)));
@@ -74,15 +93,15 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
     if (!issuance.ok) throw new Error(`cannot open the issuance account: ${issuance.message}`);
     await seedRevocationList(db, identity.revocationList);
   } catch (e) {
-    await db.close();
+    await closeAll();
     throw e;
   }
   const services: IssuerServices = { db, ledger: new Ledger(db), identity, provider: options.provider, currency: options.currency, deviceLimits: options.deviceLimits ?? defaultDeviceLimits(options.currency), now };
   try {
     for (const scheme of options.schemes ?? []) await scheme.prepare?.(services);
   } catch (e) {
-    await db.close();
+    await closeAll();
     throw e;
   }
-  return { services, created: identity.created, warnings, close: () => db.close() };
+  return { services, created: identity.created, warnings, close: closeAll };
 }

@@ -3,6 +3,7 @@ import { after, describe, test } from 'node:test';
 import { toBase64url } from '../../core/bytes.ts';
 import { signRequest } from '../client/request-auth.ts';
 import { closeTestTemplates, testBackends } from '../db/test-databases.ts';
+import { opsIssuerModule } from '../../schemes/ops/issuer.ts';
 import { expectError, setup } from './test-harness.ts';
 
 after(() => closeTestTemplates());
@@ -105,6 +106,57 @@ for (const backend of testBackends()) {
           assert.equal(res.status, 200, await res.text());
         }
         assert.equal(await h.balance(bob), '2.00');
+        assert.equal((await h.audit()).balanced, true);
+      } finally {
+        await h.close();
+      }
+    });
+
+    test('text the database cannot store is refused as BODY_INVALID naming the field, and changes nothing', async () => {
+      const h = await setup(backend);
+      try {
+        const alice = await h.register(7);
+        const bob = await h.register(8);
+        await h.asOperator('POST', '/v1/operator/mint', { account: alice.account, amount: '5.00' });
+        const before = await h.audit();
+        for (const [name, memo] of [['nul', 'rent\u0000'], ['high surrogate', 'rent \ud800'], ['low surrogate', '\udc00 rent']] as const) {
+          const res = await h.signed(alice.user, 'POST', '/v1/transfers', { to: bob.account, amount: '1.00', memo }, { 'idempotency-key': `memo-${name.replace(' ', '-')}` });
+          const body = (await res.json()) as { error: { code: string; message: string } };
+          assert.equal(res.status, 400, `${name}: ${JSON.stringify(body)}`);
+          assert.equal(body.error.code, 'BODY_INVALID');
+          assert.match(body.error.message, /body\.memo/);
+        }
+        // A memo of ordinary text, emoji (a surrogate pair) included, is stored and read back.
+        const paid = await h.signed(alice.user, 'POST', '/v1/transfers', { to: bob.account, amount: '1.00', memo: 'rent 🏠' }, { 'idempotency-key': 'memo-ok-01' });
+        assert.equal(paid.status, 200, await paid.clone().text());
+        assert.deepEqual(((await paid.json()) as { transfer: { reference: unknown } }).transfer.reference, { memo: 'rent 🏠' });
+        const afterAll = await h.audit();
+        assert.equal(afterAll.balanced, true);
+        assert.equal(BigInt(afterAll.transferCount), BigInt(before.transferCount) + 1n);
+        assert.equal(await h.balance(bob), '1.00');
+      } finally {
+        await h.close();
+      }
+    });
+
+    test('a known path under a method it does not take answers 405 with Allow; an unknown path 404', async () => {
+      const h = await setup(backend, { schemes: [opsIssuerModule] });
+      try {
+        const cases: Array<[string, string, string]> = [
+          ['DELETE', '/v1/users', 'POST'],
+          ['GET', '/v1/transfers', 'POST'],
+          ['PUT', '/v1/accounts/user:abc', 'GET, HEAD'],
+          ['POST', '/v1/health', 'GET, HEAD'],
+          ['DELETE', '/v1/operator/mint', 'POST'],
+          ['GET', '/v1/ops/claims', 'POST'],
+        ];
+        for (const [method, path, allow] of cases) {
+          const res = await h.send(method, path);
+          assert.equal(res.headers.get('allow'), allow, `${method} ${path}`);
+          await expectError(res, 405, 'METHOD_NOT_ALLOWED');
+        }
+        await expectError(await h.send('GET', '/v1/nowhere'), 404, 'NOT_FOUND');
+        await expectError(await h.send('GET', '/v1/accounts/user:abc/more'), 404, 'NOT_FOUND');
         assert.equal((await h.audit()).balanced, true);
       } finally {
         await h.close();

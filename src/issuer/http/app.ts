@@ -39,15 +39,81 @@ function newApp(): OpenAPIHono<IssuerEnv> {
   });
 }
 
+/** What the app tells its host besides the answers. */
+export interface IssuerAppOptions {
+  /**
+   * Called with the error behind every 500 answer (what was thrown, and the request it broke),
+   * so the host can log its cause; the caller only gets a neutral message.
+   */
+  onInternalError?: ((error: unknown, request: { method: string; path: string }) => void) | undefined;
+}
+
+/**
+ * Reads a request body as it streams in, stopping at `max` bytes: a body over the limit is
+ * refused without reading the rest, whether or not it declared its length (chunked uploads do not).
+ * @throws ApiProblem BODY_TOO_LARGE
+ */
+export async function readBodyLimited(request: Request, max: number): Promise<Uint8Array> {
+  const declared = Number(request.headers.get('content-length') ?? '0');
+  if (declared > max) throw new ApiProblem('BODY_TOO_LARGE', `request body of ${declared} bytes is over the limit of ${max}`, { max });
+  if (request.body === null) return new Uint8Array(0);
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      total += value.byteLength;
+      if (total > max) {
+        // Stop pulling: the rest of the upload stays unread, and the answer closes the connection.
+        void reader.cancel().catch(() => undefined);
+        throw new ApiProblem('BODY_TOO_LARGE', `request body is over the limit of ${max} bytes`, { max });
+      }
+      chunks.push(value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  const body = new Uint8Array(total);
+  let at = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return body;
+}
+
+/**
+ * The methods routed at `path` (HEAD with every GET), from the app's routes; empty when no route
+ * matches the path at all.
+ */
+export function allowedMethods(routes: readonly { method: string; path: string }[], path: string): string[] {
+  const segments = path.split('/');
+  const methods = new Set<string>();
+  for (const route of routes) {
+    if (route.method === 'ALL' || route.path.includes('*')) continue;
+    const pattern = route.path.split('/');
+    if (pattern.length !== segments.length) continue;
+    if (pattern.every((part, i) => (part.startsWith(':') ? (segments[i] ?? '') !== '' : part === segments[i]))) {
+      methods.add(route.method);
+      if (route.method === 'GET') methods.add('HEAD');
+    }
+  }
+  return [...methods].sort();
+}
+
 /** Builds the app; `schemes` mount their routes under `/v1/{scheme}/`. */
-export function createIssuerApp(services: IssuerServices, schemes: readonly SchemeModule[] = []): OpenAPIHono<IssuerEnv> {
+export function createIssuerApp(services: IssuerServices, schemes: readonly SchemeModule[] = [], options: IssuerAppOptions = {}): OpenAPIHono<IssuerEnv> {
   const app = newApp();
 
   app.use('*', async (c, next) => {
-    const declared = Number(c.req.header('content-length') ?? '0');
-    if (declared > BODY_BYTES_MAX) throw new ApiProblem('BODY_TOO_LARGE', `request body of ${declared} bytes is over the limit of ${BODY_BYTES_MAX}`, { max: BODY_BYTES_MAX });
-    const raw = c.req.method === 'GET' || c.req.method === 'HEAD' ? new Uint8Array(0) : new Uint8Array(await c.req.arrayBuffer());
-    if (raw.length > BODY_BYTES_MAX) throw new ApiProblem('BODY_TOO_LARGE', `request body of ${raw.length} bytes is over the limit of ${BODY_BYTES_MAX}`, { max: BODY_BYTES_MAX });
+    const bodiless = c.req.method === 'GET' || c.req.method === 'HEAD';
+    if (bodiless && (c.req.header('transfer-encoding') !== undefined || Number(c.req.header('content-length') ?? '0') > 0)) {
+      // The server would read such a body to the end just to throw it away: refuse it, unread.
+      throw new ApiProblem('BODY_INVALID', `a ${c.req.method} request takes no body`, { unread: true });
+    }
+    const raw = bodiless ? new Uint8Array(0) : await readBodyLimited(c.req.raw, BODY_BYTES_MAX);
     c.set('rawBody', raw);
     let jsonBody: unknown;
     if (raw.length > 0) {
@@ -76,7 +142,19 @@ export function createIssuerApp(services: IssuerServices, schemes: readonly Sche
     openapi: '3.0.3',
     info: { title: 'Tally issuer node', version: '1', description: 'Accounts, devices, online transfers and audit of a Tally issuer node.' },
   });
-  app.notFound((c) => problemResponse(c, new ApiProblem('NOT_FOUND', `no route ${c.req.method} ${new URL(c.req.url).pathname}`, {})));
-  app.onError((e, c) => problemResponse(c, toProblem(e)));
+  app.notFound((c) => {
+    const path = new URL(c.req.url).pathname;
+    const allowed = allowedMethods(app.routes, path);
+    if (allowed.length === 0) return problemResponse(c, new ApiProblem('NOT_FOUND', `no route ${c.req.method} ${path}`, {}));
+    c.header('allow', allowed.join(', '));
+    return problemResponse(c, new ApiProblem('METHOD_NOT_ALLOWED', `${path} does not take ${c.req.method}; it takes ${allowed.join(', ')}`, { allowed }));
+  });
+  app.onError((e, c) => {
+    const problem = toProblem(e);
+    if (problem.status >= 500) options.onInternalError?.(e, { method: c.req.method, path: new URL(c.req.url).pathname });
+    // An oversized body is left unread: close the connection rather than read the rest to reuse it.
+    if (problem.code === 'BODY_TOO_LARGE' || problem.details['unread'] === true) c.header('connection', 'close');
+    return problemResponse(c, problem);
+  });
   return app;
 }

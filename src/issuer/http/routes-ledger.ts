@@ -17,13 +17,13 @@ import { idempotencyKey, requestAuth, requireOperator, requireUser, verifySigned
 import type { IssuerEnv, IssuerServices } from './context.ts';
 import { formatMinor, transferJson } from './json.ts';
 import { ApiProblem } from './problem.ts';
-import { accountId, amountText, errorBody, fitKey, idempotent, json, parseAmount, parsePublicKey, publicKeyBody, refusal, requestHash, validBody } from './validate.ts';
+import { accountId, amountText, storableText, errorBody, fitKey, idempotent, json, parseAmount, parsePublicKey, publicKeyBody, refusal, requestHash, validBody } from './validate.ts';
 
 /** How long a user certificate is valid. */
 export const USER_CERTIFICATE_VALIDITY_MS = 2 * 365 * 24 * 3600 * 1000;
 
 const registerUserBody = z.strictObject({ publicKey: publicKeyBody });
-const transferBody = z.strictObject({ to: accountId, amount: amountText, memo: z.string().max(140).optional() });
+const transferBody = z.strictObject({ to: accountId, amount: amountText, memo: storableText(140).optional() });
 const mintBody = z.strictObject({ account: accountId, amount: amountText });
 
 const transferSchema = z.object({
@@ -99,8 +99,9 @@ export function registerLedgerRoutes(app: OpenAPIHono<IssuerEnv>, services: Issu
     if (auth.keyId !== id) throw new ApiProblem('SIGNATURE_INVALID', `the request must be signed by the registered key, whose key id is ${id}`, {});
     await verifySigned(services, c, auth, publicKey);
     return idempotent(services, c, 'users', id, async (tx) => {
+      const registered = refusal('ALREADY_REGISTERED', `key ${id} is already registered`);
       const existing = await tx.query('SELECT 1 FROM users WHERE key_id = $1', [id]);
-      if (existing.rowCount > 0) return { status: 409, body: { error: { code: 'ALREADY_REGISTERED', message: `key ${id} is already registered`, details: {} } } };
+      if (existing.rowCount > 0) return registered;
       const account = `user:${id}`;
       const opened = await ensureAccount(tx, { id: account, kind: 'user', currency: services.currency.code, owner: id });
       if (!opened.ok) return refusal(opened.code, opened.message);
@@ -115,7 +116,15 @@ export function registerLedgerRoutes(app: OpenAPIHono<IssuerEnv>, services: Issu
         extensions: { currency: services.currency.code },
       });
       const encoded = encodeCertificate(certificate);
-      await tx.query('INSERT INTO users (key_id, suite, public_key, certificate, account_id) VALUES ($1, $2, $3, $4, $5)', [id, publicKey.suite, publicKey.key, encoded, account]);
+      // A concurrent registration of the same key may have committed since the check: then this one is the second.
+      const inserted = await tx.query('INSERT INTO users (key_id, suite, public_key, certificate, account_id) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING', [
+        id,
+        publicKey.suite,
+        publicKey.key,
+        encoded,
+        account,
+      ]);
+      if (inserted.rowCount === 0) return registered;
       return { status: 201, body: { keyId: id, account, certificate: toBase64url(encoded) } };
     });
   });

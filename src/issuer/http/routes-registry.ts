@@ -129,8 +129,9 @@ export function registerRegistryRoutes(app: OpenAPIHono<IssuerEnv>, services: Is
     const body = validBody(c, oemBody);
     const { publicKey, keyId } = parsePublicKey(services, 'body.publicKey', body.publicKey);
     return idempotent(services, c, 'oems', 'operator', async (tx) => {
+      const enrolled = refusal('ALREADY_REGISTERED', `OEM key ${keyId} is already enrolled`);
       const existing = await tx.query('SELECT 1 FROM oems WHERE key_id = $1', [keyId]);
-      if (existing.rowCount > 0) return refusal('ALREADY_REGISTERED', `OEM key ${keyId} is already enrolled`);
+      if (existing.rowCount > 0) return enrolled;
       const now = services.now();
       const certificate = issueCertificate({
         issuer: identity.root.signer,
@@ -142,7 +143,9 @@ export function registerRegistryRoutes(app: OpenAPIHono<IssuerEnv>, services: Is
         extensions: { name: body.name },
       });
       const encoded = encodeCertificate(certificate);
-      await tx.query('INSERT INTO oems (key_id, name, certificate) VALUES ($1, $2, $3)', [keyId, body.name, encoded]);
+      // A concurrent enrolment of the same key may have committed since the check: then this one is the second.
+      const inserted = await tx.query('INSERT INTO oems (key_id, name, certificate) VALUES ($1, $2, $3) ON CONFLICT (key_id) DO NOTHING', [keyId, body.name, encoded]);
+      if (inserted.rowCount === 0) return enrolled;
       return { status: 201, body: { keyId, certificate: toBase64url(encoded) } };
     });
   });
@@ -152,10 +155,16 @@ export function registerRegistryRoutes(app: OpenAPIHono<IssuerEnv>, services: Is
     requireOperator(c.get('caller'));
     const body = validBody(c, measurementBody);
     return idempotent(services, c, 'measurements', 'operator', async (tx) => {
+      // Insert first, then read what is held: two concurrent allowances of one build both land here,
+      // the second finding the first's row (the same scheme: allowed; another scheme: refused).
+      await tx.query('INSERT INTO ta_measurements (measurement, scheme, description) VALUES ($1, $2, $3) ON CONFLICT (measurement) DO NOTHING', [
+        fromHex(body.measurement),
+        body.scheme,
+        body.description,
+      ]);
       const existing = await tx.query<{ scheme: string }>('SELECT scheme FROM ta_measurements WHERE measurement = $1', [fromHex(body.measurement)]);
       const held = existing.rows[0];
       if (held !== undefined && held.scheme !== body.scheme) return refusal('ALREADY_REGISTERED', `measurement ${body.measurement} is already allowed for scheme ${held.scheme}`);
-      if (held === undefined) await tx.query('INSERT INTO ta_measurements (measurement, scheme, description) VALUES ($1, $2, $3)', [fromHex(body.measurement), body.scheme, body.description]);
       return { status: 201, body };
     });
   });
@@ -192,8 +201,9 @@ export function registerRegistryRoutes(app: OpenAPIHono<IssuerEnv>, services: Is
     const limits = services.deviceLimits;
     return idempotent(services, c, 'devices', owner.keyId, async (tx) => {
       if (await isSubjectRevoked(tx, keyId)) return refusal('CERT_REVOKED', `device key ${keyId} was revoked and cannot register again`);
+      const registered = refusal('ALREADY_REGISTERED', `device key ${keyId} is already registered`);
       const existing = await tx.query('SELECT 1 FROM devices WHERE key_id = $1', [keyId]);
-      if (existing.rowCount > 0) return refusal('ALREADY_REGISTERED', `device key ${keyId} is already registered`);
+      if (existing.rowCount > 0) return registered;
       const certificate = issueCertificate({
         issuer: identity.intermediary.signer,
         issuerRole: 'intermediary',
@@ -212,11 +222,13 @@ export function registerRegistryRoutes(app: OpenAPIHono<IssuerEnv>, services: Is
         },
       });
       const encoded = encodeCertificate(certificate);
-      await tx.query(
+      // A concurrent registration of the same key may have committed since the check.
+      const inserted = await tx.query(
         `INSERT INTO devices (key_id, suite, public_key, owner_key_id, scheme, oem_key_id, model, ta_measurement, serial, certificate)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (key_id) DO NOTHING`,
         [keyId, publicKey.suite, publicKey.key, owner.keyId, body.scheme, body.oem, attestation.body.model, attestation.body.taMeasurement, certificate.body.serial, encoded],
       );
+      if (inserted.rowCount === 0) return registered;
       return {
         status: 201,
         body: {

@@ -10,7 +10,7 @@ import { sha256 } from '../../core/crypto/hash.ts';
 import { SUITE_NAMES, SUITE_SIZES, suiteFor, type PublicKey } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { keyId } from '../../pki/key-id.ts';
-import type { TransactionHandle } from '../db/database.ts';
+import { sqlState, type TransactionHandle } from '../db/database.ts';
 import type { StoredResponse } from '../ledger/idempotency.ts';
 import type { LedgerResultCode } from '../ledger/result.ts';
 import { idempotencyKey } from './auth.ts';
@@ -29,6 +29,11 @@ export const accountId = z.string().regex(/^[a-z][a-z0-9-]*:[A-Za-z0-9._:-]+$/).
 export const keyIdHex = z.string().regex(/^[0-9a-f]{64}$/, '64 lower-case hex digits');
 /** A scheme name. */
 export const schemeName = z.string().regex(/^[a-z][a-z0-9-]{0,31}$/, 'a scheme name in lower case');
+/**
+ * Free text the database stores as it came, of at most `max` characters: U+0000 (which PostgreSQL
+ * text and jsonb cannot hold) and unpaired surrogates (which are not Unicode) are refused.
+ */
+export const storableText = (max: number) => z.string().max(max).regex(/^[^\u0000\p{Cs}]*$/u, 'text without U+0000 or unpaired surrogates');
 /** A public key `{ suite, key }` with the key in base64url. */
 export const publicKeyBody = z.strictObject({ suite: z.enum(SUITE_NAMES), key: base64url });
 
@@ -100,13 +105,31 @@ export async function idempotent(
   callerId: string,
   work: (tx: TransactionHandle) => Promise<StoredResponse>,
 ): Promise<Response> {
-  const result = await services.ledger.withIdempotency(scope, storedKey(callerId, idempotencyKey(c)), requestHash(c, callerId), work);
+  const key = storedKey(callerId, idempotencyKey(c));
+  const hash = requestHash(c, callerId);
+  let result: Awaited<ReturnType<typeof services.ledger.withIdempotency>>;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      result = await services.ledger.withIdempotency(scope, key, hash, work);
+      break;
+    } catch (e) {
+      // A unique violation means a concurrent request committed the same row (a user, a device,
+      // a wallet) between this one's check and its insert. Run the work again on a fresh snapshot:
+      // it now sees that row and answers as it would have, had it come second (ALREADY_REGISTERED).
+      if (sqlState(e) !== UNIQUE_VIOLATION || attempt >= UNIQUE_RACE_ATTEMPTS_MAX) throw e;
+    }
+  }
   if (!result.ok) throw new ApiProblem(result.code, result.message, {});
   return new Response(JSON.stringify(result.response.body), {
     status: result.response.status,
     headers: { 'content-type': 'application/json', 'idempotent-replayed': result.replayed ? 'true' : 'false' },
   });
 }
+
+/** SQLSTATE unique_violation. */
+const UNIQUE_VIOLATION = '23505';
+/** Runs of one idempotent request when concurrent requests keep inserting the same rows first. */
+export const UNIQUE_RACE_ATTEMPTS_MAX = 3;
 
 /** Longest key the idempotency table and the ledger store. */
 export const STORED_KEY_CHARS_MAX = 128;
