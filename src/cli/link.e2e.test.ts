@@ -135,21 +135,34 @@ test('the payment link through the CLI: neutral refusals, pay right after receiv
 
   });
 
-  // Item 11: a DOT-M payer with a wrong password. The payee learns neither that nor the tries left.
-  await t.test('a DOT-M payer with a wrong password: the payee gets PAYER_DECLINED and no tries left', async () => {
-    const locked = start(['receive', 'dave', '1.00', '--listen', '0', '--timeout', '30']);
+  // Item 11: a DOT-M payer short of value. The payee learns that the payer declined, not what it holds.
+  await t.test('a DOT-M payer short of value: the payee gets PAYER_DECLINED and nothing of what the payer holds', async () => {
+    const short = start(['receive', 'dave', '500.00', '--listen', '0', '--timeout', '30']);
+    const shortPay = await start(['pay', 'carol', '--connect', `127.0.0.1:${await short.listening}`]).done;
+    const own = errorOf(shortPay, 'a payment over what the blocks hold');
+    assert.equal(own.details['reason'], 'INSUFFICIENT_FUNDS', JSON.stringify(own));
+    assert.match(own.message, /19\.00/, `the payer sees what it holds: ${own.message}`);
+    const told = await short.done;
+    const peerSide = errorOf(told, "the payee's receive");
+    assert.equal(peerSide.code, 'PEER_REFUSED');
+    assert.deepEqual(peerSide.details, { code: 'PAYER_DECLINED' });
+    assert.equal(peerSide.message, "the payer closed the transaction (payer-declined): the payer's wallet declined to make this payment [PAYER_DECLINED]");
+    assert.doesNotMatch(told.stderr + JSON.stringify(peerSide), /19\.00|1900|INSUFFICIENT|value|balance/, "nothing of the payer's holdings reaches the payee");
+  });
+
+  // Item 11: a DOT-M payer with a wrong password. Its account key (which binds the link) is sealed
+  // under the password, so it stops before connecting: the payee learns nothing at all of it.
+  await t.test('a DOT-M payer with a wrong password stops before the link: the payee learns nothing of it', async () => {
+    const locked = start(['receive', 'dave', '1.00', '--listen', '0', '--timeout', '5']);
     const wrongPay = await start(['pay', 'carol', '--connect', `127.0.0.1:${await locked.listening}`], { TALLY_PASSWORD: 'wrong horse' }).done;
     const ownWrong = errorOf(wrongPay, 'a wrong password');
     assert.equal(ownWrong.details['reason'], 'WRONG_PASSWORD');
     assert.match(ownWrong.message, /4 tries left/, `the payer sees its tries left: ${ownWrong.message}`);
     const toldWrong = await locked.done;
     const peerWrong = errorOf(toldWrong, "the payee's receive");
-    assert.equal(peerWrong.code, 'PEER_REFUSED');
-    assert.deepEqual(peerWrong.details, { code: 'PAYER_DECLINED' });
-    assert.equal(peerWrong.message, "the payer closed the transaction (payer-declined): the payer's wallet declined to make this payment [PAYER_DECLINED]");
+    assert.equal(peerWrong.code, 'TIMEOUT', 'no payer came');
     assert.doesNotMatch(toldWrong.stderr + JSON.stringify(peerWrong), /tries|password|LOCK/i, 'nothing of the password reaches the payee');
     assert.equal((await ok('wallet', 'balance', 'carol'))['passwordTriesLeft'], 4);
-
   });
 
   // Item 13: a listener that takes the TCP connection and never answers the handshake. With

@@ -100,7 +100,7 @@ test('OPS: a deposit the node refuses ends there (INSUFFICIENT_FUNDS, in the his
 test('OPS: a forged withdraw the node refuses is ended and reported with its code; a real one then works', { timeout: 120_000 }, async () => {
   // A withdraw step whose confirmation the device never signed, as if wallet.json had been edited.
   const { path, data } = await walletFile('alice');
-  const forged = toBase64url(encodeCbor({ amount: 500n, i: 2n, signature: new Uint8Array(64).fill(7) }));
+  const forged = toBase64url(encodeCbor({ amount: 500n, i: 2n, j: 0n, collectSeq: 0n, signature: new Uint8Array(64).fill(7) }));
   data.pending.push({ kind: 'withdraw', id: '0123456789abcdef0123456789abcdef', amount: '500', confirmation: forged });
   await writeFile(path, JSON.stringify(data), { mode: 0o600 });
   const balance = await ok('wallet', 'balance', 'alice');

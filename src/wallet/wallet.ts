@@ -575,9 +575,19 @@ export class Wallet {
       await this.update(step);
     }
     // The current TA signs it again with its counters; one signed by a retired SE goes as it was.
-    const confirmation = step.device === undefined || step.device === device.keyId
-      ? await this.currentWithdrawConfirmation(step.confirmation)
-      : withdrawConfirmationCodec.decode(decodeCbor(fromBase64url(step.confirmation)), 'confirmation');
+    let confirmation: WithdrawConfirmation;
+    try {
+      confirmation =
+        step.device === undefined || step.device === device.keyId
+          ? await this.currentWithdrawConfirmation(step.confirmation)
+          : withdrawConfirmationCodec.decode(decodeCbor(fromBase64url(step.confirmation)), 'confirmation');
+    } catch (e) {
+      // A stored confirmation that no longer decodes can never be sent: the step ends here.
+      if (isTallyError(e, 'DECODE_FAILED') || isTallyError(e, 'CBOR_MALFORMED')) {
+        await this.finish(step, { at: Date.now(), kind: 'withdraw-refused', amount: this.format(BigInt(step.amount)), detail: `the stored withdraw confirmation does not decode (${e.message}); confirmation ${step.confirmation}` });
+      }
+      throw e;
+    }
     try {
       await this.node.signed(this.user, 'POST', '/v1/ops/withdrawals', {
         body: { device: step.device ?? device.keyId, confirmation: toBase64url(encodeCbor(withdrawConfirmationWire(confirmation))) },
@@ -606,7 +616,9 @@ export class Wallet {
   private async currentWithdrawConfirmation(stored: string): Promise<WithdrawConfirmation> {
     const original = withdrawConfirmationCodec.decode(decodeCbor(fromBase64url(stored)), 'confirmation');
     try {
-      return await (await this.se()).call('withdrawAgain', { i: original.i });
+      const again = await (await this.se()).call('withdrawAgain', { i: original.i });
+      // The TA signs again only the withdrawal it made under that number; a stored one that says otherwise goes as it is.
+      return again.amount === original.amount ? again : original;
     } catch (e) {
       if (isTallyError(e, 'SE_REJECTED') && e.details.reason === 'WITHDRAW_UNKNOWN') return original;
       throw e;
