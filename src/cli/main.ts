@@ -111,16 +111,18 @@ async function nodeStart(args: string[]): Promise<number> {
     logger: jsonLogger(),
     print: (text) => process.stdout.write(json ? `${JSON.stringify({ event: 'created', message: text.trim() })}\n` : text),
   });
-  process.stdout.write(json ? `${JSON.stringify({ event: 'listening', url: node.url })}\n` : `Issuer node listening on ${node.url} (Ctrl-C stops it). Try: curl ${node.url}/v1/info\n`);
-  await new Promise<void>((stopped) => {
+  // The stop handlers go in before the node says it listens: whoever reads that line may signal at once.
+  const stopped = new Promise<void>((done) => {
     const stop = () => {
       process.off('SIGINT', stop);
       process.off('SIGTERM', stop);
-      void node.stop().then(stopped);
+      void node.stop().then(done);
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
+  process.stdout.write(json ? `${JSON.stringify({ event: 'listening', url: node.url })}\n` : `Issuer node listening on ${node.url} (Ctrl-C stops it). Try: curl ${node.url}/v1/info\n`);
+  await stopped;
   return 0;
 }
 
