@@ -149,7 +149,7 @@ function storedKey(callerId: string, key: string): string {
 }
 
 /** A stored error answer; stored bodies carry no details, so they stay plain JSON. */
-export function refusal(code: LedgerResultCode | ApiErrorCode, message: string): StoredResponse {
+export function refusal(code: LedgerResultCode | ApiErrorCode, message: string, details: { [key: string]: string } = {}): StoredResponse {
   const problem = new ApiProblem(code, message);
-  return { status: problem.status, body: { error: { code: problem.code, message: problem.message, details: {} } } };
+  return { status: problem.status, body: { error: { code: problem.code, message: problem.message, details } } };
 }

@@ -189,12 +189,6 @@ async function openCases(tx: TransactionHandle, services: IssuerServices, findin
   return opened;
 }
 
-/** The stored answer refusing a request that proved a device broken: FRAUD_DETECTED, with the finding. */
-function fraudRefusal(finding: FraudFinding, message: string): { status: number; body: { error: { code: string; message: string; details: Record<string, string | number | boolean> } } } {
-  const answer = refusal('FRAUD_DETECTED', message);
-  return { ...answer, body: { error: { code: 'FRAUD_DETECTED', message, details: { device: finding.device, kind: finding.kind } } } };
-}
-
 /**
  * How long the node holds a retired device's value before it goes to the owner: the payments the
  * device made offline and nobody reported yet surface meanwhile (a payee claims, or its TA's collect
@@ -387,7 +381,7 @@ export const opsIssuerModule: SchemeModule = {
         const behind = await checkSignedCounters(tx, body.device, row, confirmation, 'withdrawal');
         if (behind !== null) {
           await openCases(tx, services, [behind]);
-          return fraudRefusal(behind, `withdrawal refused: device ${body.device} signed it from an older state (${String(behind.evidence['reason'])}); the device has been revoked`);
+          return refusal('FRAUD_DETECTED', `withdrawal refused: device ${body.device} signed it from an older state (${String(behind.evidence['reason'])}); the device has been revoked`, { device: behind.device, kind: behind.kind });
         }
         if (confirmation.i <= row.i) {
           const done = await tx.query<{ kind: string; amount: bigint }>('SELECT kind, amount FROM ops_counter_ops WHERE device_key_id = $1 AND i = $2', [body.device, confirmation.i]);
@@ -396,7 +390,7 @@ export const opsIssuerModule: SchemeModule = {
             // The same withdrawal again (replayed, or signed again with newer counters): credited once, not twice.
             await recordSignedCounters(tx, body.device, confirmation);
             const message = `withdrawal ${confirmation.i} of ${formatMinor(services.currency, confirmation.amount)} ${services.currency.code} was already credited; nothing more is credited`;
-            return { status: 409, body: { error: { code: 'COUNTER_MISMATCH', message, details: { reason: 'already-credited', i: confirmation.i.toString() } } } };
+            return refusal('COUNTER_MISMATCH', message, { reason: 'already-credited', i: confirmation.i.toString() });
           }
           if (op !== undefined && op.kind === 'withdraw') {
             // A genuine TA numbers each withdrawal once: two amounts under one i come from two states.
@@ -406,7 +400,7 @@ export const opsIssuerModule: SchemeModule = {
               evidence: { statement: 'withdrawal', reason: `withdrawal ${confirmation.i} was signed for two amounts`, i: confirmation.i.toString(), credited: bigintColumn(op, 'amount').toString(), signed: confirmation.amount.toString() },
             };
             await openCases(tx, services, [finding]);
-            return fraudRefusal(finding, `withdrawal refused: device ${body.device} signed withdrawal ${confirmation.i} twice, for different amounts; the device has been revoked`);
+            return refusal('FRAUD_DETECTED', `withdrawal refused: device ${body.device} signed withdrawal ${confirmation.i} twice, for different amounts; the device has been revoked`, { device: finding.device, kind: finding.kind });
           }
         }
         // Figure 6: S.i must be one behind the TA's i, or the confirmation is a replay (or from the future).
