@@ -8,7 +8,11 @@ import { parseArgs } from 'node:util';
 import { currency } from '../core/amount.ts';
 import { isTallyError } from '../core/errors.ts';
 import { jsonLogger } from './log.ts';
-import { DEFAULT_NODE_URL, helpText, UsageError, VERBS, type Help, type Outcome, type VerbIo } from './wallet-commands.ts';
+import { SCHEMES } from '../schemes/index.ts';
+import { DEFAULT_NODE_URL, helpText, UsageError, type Help, type Outcome, type VerbIo } from './plugin.ts';
+import { buildVerbs } from './verbs/index.ts';
+
+const VERBS = buildVerbs(SCHEMES);
 
 const NODE_START_HELP: Help = {
   usage: 'tally node start [--port 8080] [--host 127.0.0.1] [--data ./tally-data] [--database-url URL] [--currency EUR:2] [--suite ed25519|p256|sm2] [--json]',
@@ -45,7 +49,7 @@ interface Command extends Help {
 const COMMANDS: Record<string, Command> = {
   'node start': { ...NODE_START_HELP, run: nodeStart },
   ...Object.fromEntries(Object.entries(VERBS).map(([name, verb]) => [name, { ...verb, run: (args: string[]) => runVerb(verb.run, args) }])),
-  demo: { ...DEMO_HELP, run: async (args) => (await import('./demo.ts')).runDemo(args) },
+  demo: { ...DEMO_HELP, run: async (args) => (await import('./demo.ts')).runDemo(args, SCHEMES) },
 };
 
 /** Every command of `tally` by its words, as `tally --help` lists them. */
@@ -71,10 +75,10 @@ ${listing(COMMAND_NAMES)}
 
 Wallets live in --home DIR, else $TALLY_HOME, else ~/.tally. Commands that need the node use the
 wallet's node, or --node URL / $TALLY_NODE (default ${DEFAULT_NODE_URL}). Operator commands take the
-token from --token, $TALLY_OPERATOR_TOKEN, or --data (the node's data folder). A DOT-M wallet
-(--scheme dotm) asks for its payment password at a prompt, or reads $TALLY_PASSWORD when standard
-input is not a terminal; its payments run over a live link (receive --listen / pay --connect).
-Amounts are decimal major units, such as 12.50. Every command takes --json.`;
+token from --token, $TALLY_OPERATOR_TOKEN, or --data (the node's data folder). \`tally schemes\`
+lists the payment schemes (--scheme NAME) and what their wallets can do; a wallet whose scheme has
+a payment password asks for it at a prompt, or reads $TALLY_PASSWORD when standard input is not a
+terminal. Amounts are decimal major units, such as 12.50. Every command takes --json.`;
 
 function parseCurrency(text: string) {
   const match = /^([A-Z][A-Z0-9]{2,11}):([0-9]{1,2})$/.exec(text);

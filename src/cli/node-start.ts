@@ -14,8 +14,7 @@ import { createIssuerApp } from '../issuer/http/app.ts';
 import { sweepExpired } from '../issuer/maintenance.ts';
 import { openNode } from '../issuer/services.ts';
 import { nodeProvider } from '../providers/node-crypto.ts';
-import { dotmIssuerModule } from '../schemes/dotm/issuer.ts';
-import { opsIssuerModule } from '../schemes/ops/issuer.ts';
+import { SCHEMES } from '../schemes/index.ts';
 import type { Logger } from './log.ts';
 
 /** Options of `tally node start`. */
@@ -47,15 +46,14 @@ export interface RunningNode {
   stop(): Promise<void>;
 }
 
-/** The schemes a node serves. */
-export const SCHEMES = [opsIssuerModule, dotmIssuerModule];
-
 /** How often a running node drops expired nonces and idempotent answers. */
 export const SWEEP_INTERVAL_MS = 10 * 60 * 1000;
 
 /** Starts a node and returns once it listens. */
 export async function startNode(options: NodeStartOptions): Promise<RunningNode> {
   const dataDir = resolve(options.dataDir);
+  // Every scheme of the registry; their node parts load only here.
+  const schemes = await Promise.all(SCHEMES.map((scheme) => scheme.node()));
   const node = await openNode({
     dataDir,
     databaseUrl: options.databaseUrl,
@@ -64,7 +62,7 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
     provider: nodeProvider,
     currency: options.currency,
     suite: options.suite,
-    schemes: SCHEMES,
+    schemes,
     now: options.now,
     log: (line) => options.logger.log('warn', line),
   });
@@ -74,7 +72,7 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
       `Created a new issuer node in ${dataDir}.\nOperator token (shown once; also in ${node.services.identity.operatorTokenFile}):\n${node.services.identity.operatorToken}\n`,
     );
   }
-  const app = createIssuerApp(node.services, SCHEMES, {
+  const app = createIssuerApp(node.services, schemes, {
     onInternalError: (error, request) => options.logger.log('error', 'internal error', { ...request, error: errorFields(error) }),
   });
   const inFlight = new Set<Promise<unknown>>();

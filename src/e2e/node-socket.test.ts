@@ -12,8 +12,8 @@ import { after, before, describe, test } from 'node:test';
 import type { Database, SqlParam, TransactionHandle, TransactionOptions } from '../issuer/db/database.ts';
 import { closeTestTemplates, testBackends } from '../issuer/db/test-databases.ts';
 import { BODY_BYTES_MAX } from '../issuer/http/context.ts';
-import type { Logger } from './log.ts';
-import { DEFAULT_CURRENCY, startNode, type RunningNode } from './node-start.ts';
+import type { Logger } from '../cli/log.ts';
+import { DEFAULT_CURRENCY, startNode, type RunningNode } from '../cli/node-start.ts';
 
 /** What an upload did: bytes the client got out before the answer, the answer's head, whether the node hung up. */
 interface UploadOutcome {

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, test } from 'node:test';
-import { BIN, killChildren, startNode, track, type Json } from './e2e-process.ts';
+import { BIN, killChildren, startNode, track, type Json } from '../../cli/e2e-process.ts';
 
 const dirs: string[] = [];
 after(async () => {
@@ -80,12 +80,12 @@ test('DOT-M through the CLI: nine steps over TCP + Noise offline, refusals, re-s
   await ok('operator', 'oem');
   const alice = await ok('wallet', 'create', 'alice', '--scheme', 'dotm');
   assert.equal(alice['scheme'], 'dotm');
-  const aliceData = JSON.parse(await readFile(join(home, 'wallets', 'alice', 'wallet.json'), 'utf8')) as { dotm: { ucert: string; wcert: string; suite: string } };
-  assert.equal(aliceData.dotm.suite, 'sm2', 'the SE keys follow the deployment');
-  const { decodeCertificate } = await import('../pki/certificate.ts');
-  const { fromBase64url } = await import('../core/bytes.ts');
-  assert.equal(decodeCertificate(fromBase64url(aliceData.dotm.ucert)).body.subject.suite, 'sm2');
-  assert.equal(decodeCertificate(fromBase64url(aliceData.dotm.wcert)).body.subject.suite, 'sm2');
+  const aliceData = JSON.parse(await readFile(join(home, 'wallets', 'alice', 'wallet.json'), 'utf8')) as { slot: { ucert: string; wcert: string; suite: string } };
+  assert.equal(aliceData.slot.suite, 'sm2', 'the SE keys follow the deployment');
+  const { decodeCertificate } = await import('../../pki/certificate.ts');
+  const { fromBase64url } = await import('../../core/bytes.ts');
+  assert.equal(decodeCertificate(fromBase64url(aliceData.slot.ucert)).body.subject.suite, 'sm2');
+  assert.equal(decodeCertificate(fromBase64url(aliceData.slot.wcert)).body.subject.suite, 'sm2');
   await ok('wallet', 'create', 'bob', '--scheme', 'dotm');
   await ok('wallet', 'create', 'carol', '--scheme', 'dotm');
   await refused('PASSWORD_MISSING', null, ['wallet', 'create', 'dave', '--scheme', 'dotm'], { TALLY_PASSWORD: '' });

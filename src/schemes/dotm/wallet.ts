@@ -18,36 +18,44 @@
  * got a notification) and an open received transaction is rolled back (step 9 never came), as
  * §3.3.5 prescribes on reboot; a block issue cut off from the node is fetched again by its key.
  */
-import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { equalBytes, fromBase64url, fromHex, toBase64url, toHex } from '../core/bytes.ts';
-import { currency as makeCurrency, type Currency } from '../core/amount.ts';
-import { decodeCbor, encodeCbor } from '../core/cbor.ts';
-import { randomBytes } from '../core/crypto/hash.ts';
-import { nobleEd25519 } from '../core/crypto/noble.ts';
-import { signerFromSecret, type PublicKey, type Signer, type SuiteName } from '../core/crypto/suite.ts';
-import { isTallyError, TallyError } from '../core/errors.ts';
-import { openKey, sealKey } from '../issuer/identity/keystore.ts';
-import { ensurePrivateDir } from '../host/files.ts';
-import { connectTcp, listenTcp } from '../channel/tcp.ts';
-import { openSecureLink } from '../channel/secure-link.ts';
-import type { ByteStream } from '../channel/stream.ts';
-import { attestDevice, encodeAttestation } from '../pki/attestation.ts';
-import { decodeCertificate, type Certificate } from '../pki/certificate.ts';
-import { verifyChain } from '../pki/chain.ts';
-import { keyId } from '../pki/key-id.ts';
-import { decodeRevocationList, RevocationStore } from '../pki/revocation.ts';
-import { nodeProvider } from '../providers/node-crypto.ts';
-import { IsolatedHost } from '../secure-element/host-isolated.ts';
-import { decodeBlock } from '../schemes/dotm/messages.ts';
-import { eventAckCodec, walletEventWire, type WalletEvent } from '../schemes/dotm/online.ts';
-import { DOTM_LINK_PROLOGUE, DOTM_LINK_SCHEME, failureCode, runPayee, runPayer } from '../schemes/dotm/session.ts';
-import { dotmTrustedApp } from '../schemes/dotm/trusted-app.ts';
-import { loadOem, measureDotmTrustedApp, SOFTWARE_SE_MODEL } from './factory.ts';
-import { checkWalletName, walletDir, walletPaths, type WalletPaths } from './home.ts';
-import { NodeClient, type NodeInfo } from './node-client.ts';
-import { formatMinor, isNodeRefusal, onlineBalanceOf, openWalletFolder, parsePositive, readHistory, readWalletData, type HistoryRead } from './wallet-common.ts';
-import { appendHistory, writeData, type HistoryEvent, type PendingStep, type WalletData } from './wallet-data.ts';
+import { equalBytes, fromBase64url, fromHex, toBase64url, toHex } from '../../core/bytes.ts';
+import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
+import { randomBytes } from '../../core/crypto/hash.ts';
+import { nobleEd25519 } from '../../core/crypto/noble.ts';
+import { signerFromSecret, type PublicKey, type Signer, type SuiteName } from '../../core/crypto/suite.ts';
+import { isTallyError, TallyError } from '../../core/errors.ts';
+import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
+import { decodeCertificate } from '../../pki/certificate.ts';
+import { keyId } from '../../pki/key-id.ts';
+import {
+  connectLink,
+  createWalletFolder,
+  isNodeRefusal,
+  listenLink,
+  measureTrustedApp,
+  newStepId,
+  nodeProvider,
+  openFolderOf,
+  openKey,
+  sealKey,
+  SOFTWARE_SE_MODEL,
+  startSecureElement,
+  WalletShell,
+  type HistoryEvent,
+  type LinkSide,
+  type NodeClient,
+  type NodeInfo,
+  type Oem,
+  type ResumeReport,
+  type TrustedAppSpec,
+  type WalletData,
+  type WalletPaths,
+} from '../../wallet/plugin.ts';
+import { decodeBlock } from './messages.ts';
+import { eventAckCodec, walletEventWire, type WalletEvent } from './online.ts';
+import { DOTM_LINK_PROLOGUE, DOTM_LINK_SCHEME, failureCode, runPayee, runPayer } from './session.ts';
+import { dotmTrustedApp } from './trusted-app.ts';
+import type { DotmState } from './trusted-app-state.ts';
 
 /** Most events in one upload, and the most base64url characters of events in one request body. */
 const UPLOAD_EVENTS_MAX = 16;
@@ -55,11 +63,35 @@ const UPLOAD_CHARS_MAX = 48 * 1024;
 /** Most blocks one deposit asks for. */
 export const ISSUE_BLOCKS_MAX = 20;
 
-const DOTM_TA_LOCATION = { module: new URL('../schemes/dotm/trusted-app.ts', import.meta.url).href, export: 'dotmTrustedApp' };
-
 type DotmCommands = typeof dotmTrustedApp.commands;
+/** The DOT-M trusted app, where the isolated SE process finds it. */
+const DOTM_TA: TrustedAppSpec<DotmState, DotmCommands> = { app: dotmTrustedApp, location: { module: new URL('./trusted-app.ts', import.meta.url).href, export: 'dotmTrustedApp' } };
+/** The DOT-M trusted app's build: its measurement covers these files. */
+export const DOTM_TA_BUILD = { entry: new URL('./trusted-app.ts', import.meta.url), sources: ['trusted-app.ts', 'trusted-app-state.ts', 'messages.ts', 'block.ts', 'online.ts'] } as const;
 /** The wallet's DOT-M secure element. */
-export type DotmSecureElement = IsolatedHost<unknown, DotmCommands>;
+export type DotmSecureElement = Awaited<ReturnType<typeof startSecureElement<DotmState, DotmCommands>>>;
+
+/** A step of a DOT-M wallet's journal: a block issue (§3.3.2), until the SE has loaded the blocks. */
+export interface IssueStep {
+  kind: 'issue';
+  id: string;
+  amount: string;
+  count: number;
+  /** The blocks the node issued (base64url), once it answered. */
+  blocks?: string[];
+}
+
+/** What a DOT-M wallet keeps besides the shell's fields: its SE's keys, the user key (ucert) and the wallet key (wcert). */
+export interface DotmSlot {
+  user: string;
+  ucert: string;
+  wallet: string;
+  wcert: string;
+  suite?: SuiteName;
+}
+
+/** wallet.json of a DOT-M wallet. */
+export type DotmWalletData = WalletData<IssueStep, DotmSlot>;
 
 /** Options of DotmWallet.create. */
 export interface CreateDotmOptions {
@@ -115,19 +147,11 @@ export interface DotmTransfer {
   error?: string;
 }
 
-function newId(): string {
-  return toHex(randomBytes(16));
-}
-
-/** Starts the SE; its keys (usk, wsk) are of the deployment's suite, the suite of the node's root key. */
-function startSe(paths: WalletPaths, provision: boolean, suite: SuiteName): Promise<DotmSecureElement> {
-  return IsolatedHost.start({ app: dotmTrustedApp, location: DOTM_TA_LOCATION, dir: paths.se, counter: { kind: 'file', path: paths.counter }, provision, suite }) as Promise<DotmSecureElement>;
-}
 
 /** Runs init on a fresh DOT-M SE, has the OEM attest wpk, has the node certify usk and wsk for the account, sets pwd. */
 async function provisionDotm(
   host: DotmSecureElement,
-  options: { node: NodeClient; info: NodeInfo; oem: NonNullable<Awaited<ReturnType<typeof loadOem>>>; account: Signer; owner: string; password: string; progress?: ((line: string) => void) | undefined },
+  options: { node: NodeClient; info: NodeInfo; oem: Oem; account: Signer; owner: string; password: string; progress?: ((line: string) => void) | undefined },
 ): Promise<{ wallet: string; user: string; ucert: string; wcert: string }> {
   const { node, info, oem } = options;
   const init = await host.call('init', {
@@ -136,7 +160,7 @@ async function provisionDotm(
     issuerNode: fromBase64url(info.certificates.issuerNode),
     account: fromHex(options.owner),
   });
-  const attestation = attestDevice(oem.signer, { sePublicKey: init.walletKey, model: SOFTWARE_SE_MODEL, taMeasurement: await measureDotmTrustedApp() });
+  const attestation = attestDevice(oem.signer, { sePublicKey: init.walletKey, model: SOFTWARE_SE_MODEL, taMeasurement: await measureTrustedApp(DOTM_TA_BUILD) });
   options.progress?.('certifying the user and wallet keys (OEM attestation, proofs of possession)');
   const key = (k: PublicKey) => ({ suite: k.suite, key: toBase64url(k.key) });
   const answer = await node.signed<{ wallet: string; user: string; ucert: string; wcert: string }>(options.account, 'POST', '/v1/dotm/wallets', {
@@ -156,30 +180,28 @@ async function provisionDotm(
 }
 
 /** An open DOT-M wallet: call `close()` when done. */
-export class DotmWallet {
-  readonly currency: Currency;
-  readonly node: NodeClient;
+export class DotmWallet extends WalletShell<IssueStep, DotmSlot, DotmState, DotmCommands> {
   /** The account key, once unlockAccount opened it. */
   private account: Signer | null = null;
-  private seHost: DotmSecureElement | null = null;
-  private readonly revocations = new RevocationStore({ provider: nodeProvider });
-  private readonly root: Certificate;
-  private readonly intermediary: Certificate;
 
-  private constructor(
-    readonly paths: WalletPaths,
-    private data: WalletData,
-    private readonly unlock: () => Promise<void>,
-  ) {
-    this.currency = makeCurrency(data.currency.code, data.currency.decimals);
-    this.node = new NodeClient(data.node);
-    this.root = decodeCertificate(fromBase64url(data.certificates.root));
-    this.intermediary = decodeCertificate(fromBase64url(data.certificates.intermediary));
-    if (data.crl !== null) this.revocations.accept(decodeRevocationList(fromBase64url(data.crl)), this.intermediary.body.subject);
+  private constructor(paths: WalletPaths, data: DotmWalletData, unlock: () => Promise<void>) {
+    super(paths, data, unlock);
+    // An earlier version named the issue step after the scheme.
+    for (const step of data.pending) if ((step.kind as string) === 'dotm-issue') step.kind = 'issue';
   }
 
-  get name(): string {
-    return this.data.name;
+  protected secureElementSpec() {
+    return { spec: DOTM_TA, suite: this.keys.suite ?? 'ed25519' };
+  }
+
+  protected async probeSecureElement(): Promise<void> {
+    await (await this.se()).call('status', {});
+  }
+
+  protected async runStep(step: IssueStep): Promise<unknown> {
+    if (step.kind !== 'issue') throw new TallyError('STATE_CORRUPT', `a ${String(step.kind)} step in a DOT-M wallet`, { reason: 'pending' });
+    if (!this.unlocked) throw new TallyError('PASSWORD_MISSING', 'it needs the node, and the account key is sealed: run a command that asks for the payment password', {});
+    return this.runIssue(step);
   }
 
   /** The account key (signs calls to the node, binds links). @throws TallyError PASSWORD_MISSING before unlockAccount */
@@ -238,20 +260,15 @@ export class DotmWallet {
       const { secret: _clear, ...user } = this.data.user;
       this.data.user = { ...user, sealed: toBase64url(await sealKey({ suite: nobleEd25519, secretKey: fromHex(secret) }, password)) };
       await this.save();
-      await appendHistory(this.paths, { at: Date.now(), kind: 'account-sealed', detail: 'the account key, kept in the clear by an earlier version, is now sealed under the payment password' });
+      await this.note({ at: Date.now(), kind: 'account-sealed', detail: 'the account key, kept in the clear by an earlier version, is now sealed under the payment password' });
     }
     this.account = signer;
   }
 
-  private get keys(): NonNullable<WalletData['dotm']> {
-    const keys = this.data.dotm;
+  private get keys(): DotmSlot {
+    const keys = this.data.slot;
     if (keys === undefined) throw new TallyError('STATE_CORRUPT', `wallet ${this.name} has no DOT-M keys`, { reason: 'dotm' });
     return keys;
-  }
-
-  /** A copy of the wallet's data. */
-  snapshot(): WalletData {
-    return structuredClone(this.data);
   }
 
   /**
@@ -260,39 +277,30 @@ export class DotmWallet {
    * @throws TallyError WALLET_EXISTS, WALLET_UNSUPPORTED (no OEM enrolled), NODE_*, SE_*
    */
   static async create(options: CreateDotmOptions): Promise<DotmWallet> {
-    const name = checkWalletName(options.name);
-    const final = walletDir(options.home, name);
-    if ((await readFile(join(final, 'wallet.json')).catch(() => null)) !== null) {
-      throw new TallyError('WALLET_EXISTS', `a wallet named ${name} already exists in ${dirname(dirname(final))}`, { name });
-    }
-    const node = new NodeClient(options.node);
-    const info = await node.info();
-    const oem = await loadOem(options.home);
-    if (oem === null || !oem.isEnrolledAt(node.url)) {
-      throw new TallyError('WALLET_UNSUPPORTED', `no OEM for software secure elements is enrolled at ${node.url} from ${options.home}: run \`tally operator oem\` first`, { name, reason: 'no OEM enrolled' });
-    }
-    await ensurePrivateDir(join(options.home, 'wallets'));
-    const staging = join(options.home, 'wallets', `.${name}.creating-${toHex(randomBytes(4))}`);
-    await ensurePrivateDir(staging);
-    const paths = walletPaths(staging);
-    let host: DotmSecureElement | null = null;
     const secret = randomBytes(32);
     const account = signerFromSecret(nobleEd25519, secret);
-    try {
-      options.progress?.('registering the account at the node');
+    const name = options.name;
+    await createWalletFolder<IssueStep, DotmSlot>({ ...options, needsOem: true }, async ({ node, info, paths, oem, progress }) => {
+      if (oem === null) throw new TallyError('ASSERTION_FAILED', 'a DOT-M wallet is created with the home OEM', {});
+      progress('registering the account at the node');
       const registered = await node.signed<{ account: string; keyId: string; certificate: string }>(account, 'POST', '/v1/users', {
         body: { publicKey: { suite: account.publicKey.suite, key: toBase64url(account.publicKey.key) } },
         idempotencyKey: `register-${toHex(keyId(account.publicKey))}`,
       });
       const suite = decodeCertificate(fromBase64url(info.certificates.root)).body.subject.suite;
-      options.progress?.(`making usk and wsk (${suite}) in the isolated secure element`);
-      host = await startSe(paths, true, suite);
-      const answer = await provisionDotm(host, { node, info, oem, account, owner: registered.body.keyId, password: options.password, progress: options.progress });
-      await host.close();
-      host = null;
+      progress(`making usk and wsk (${suite}) in the isolated secure element`);
+      const host = await startSecureElement(DOTM_TA, paths, true, suite);
+      let answer;
+      try {
+        answer = await provisionDotm(host, { node, info, oem, account, owner: registered.body.keyId, password: options.password, progress });
+        await host.close();
+      } catch (e) {
+        await host.kill();
+        throw e;
+      }
       // The account key is kept only sealed under pwd: whoever holds the files cannot use it.
       const sealed = toBase64url(await sealKey({ suite: nobleEd25519, secretKey: secret }, options.password));
-      const data: WalletData = {
+      const data: DotmWalletData = {
         format: 1,
         name,
         scheme: 'dotm',
@@ -301,21 +309,15 @@ export class DotmWallet {
         createdAt: Date.now(),
         user: { sealed, keyId: registered.body.keyId, account: registered.body.account, certificate: registered.body.certificate },
         device: { keyId: answer.wallet, certificate: answer.wcert },
-        dotm: { user: answer.user, ucert: answer.ucert, wallet: answer.wallet, wcert: answer.wcert, suite },
+        slot: { user: answer.user, ucert: answer.ucert, wallet: answer.wallet, wcert: answer.wcert, suite },
         certificates: info.certificates,
         crl: null,
         inbox: [],
         sent: [],
         pending: [],
       };
-      await writeData(paths, data);
-      await appendHistory(paths, { at: Date.now(), kind: 'created', detail: `DOT-M wallet ${answer.wallet}, user ${answer.user}` });
-      await rename(staging, final);
-    } catch (e) {
-      if (host !== null) await host.kill();
-      await rm(staging, { recursive: true, force: true });
-      throw e;
-    }
+      return { data, detail: `DOT-M wallet ${answer.wallet}, user ${answer.user}` };
+    });
     const wallet = await DotmWallet.open(options.home, name);
     // Made here under this password a moment ago: open without asking the SE again.
     wallet.account = account;
@@ -327,7 +329,7 @@ export class DotmWallet {
    * @throws TallyError WALLET_NOT_FOUND, WALLET_BUSY, WALLET_UNSUPPORTED (not a DOT-M wallet), STATE_CORRUPT
    */
   static async open(home: string, name: string): Promise<DotmWallet> {
-    const { paths, data, unlock } = await openWalletFolder(home, name, 'dotm');
+    const { paths, data, unlock } = await openFolderOf<IssueStep, DotmSlot>(home, name, 'dotm');
     try {
       return new DotmWallet(paths, data, unlock);
     } catch (e) {
@@ -336,32 +338,9 @@ export class DotmWallet {
     }
   }
 
-  /** Stops the SE process and frees the lock. */
-  async close(): Promise<void> {
-    try {
-      if (this.seHost !== null) await this.seHost.close();
-    } finally {
-      this.seHost = null;
-      await this.unlock();
-    }
-  }
-
   /** The running SE (started on first use). */
-  async se(): Promise<DotmSecureElement> {
-    if (this.seHost === null || !this.seHost.alive) {
-      try {
-        this.seHost = await startSe(this.paths, false, this.keys.suite ?? 'ed25519');
-      } catch (e) {
-        if (!isTallyError(e, 'ROLLBACK_DETECTED')) throw e;
-        throw new TallyError(
-          'ROLLBACK_DETECTED',
-          `${e.message}. If an old copy of this wallet's secure element was restored by accident, \`tally wallet recover ${this.name}\` retires it and starts a new one (see docs/wallet.md)`,
-          e.details,
-          { cause: e },
-        );
-      }
-    }
-    return this.seHost;
+  se(): Promise<DotmSecureElement> {
+    return this.startedSe();
   }
 
   /**
@@ -375,79 +354,38 @@ export class DotmWallet {
    */
   async recoverDevice(password: string, progress?: (line: string) => void): Promise<{ retired: string; device: string; folder: string; setAside: { steps: number; payments: number } }> {
     const old = this.keys;
-    const staging = walletPaths(join(this.paths.dir, 'recovering'));
-    const staged = join(staging.dir, 'device.json');
-    let fresh = await readFile(staged, 'utf8').then((t) => JSON.parse(t) as { wallet: string; user: string; ucert: string; wcert: string }, () => null);
-    if (fresh === null) {
-      try {
-        await (await this.se()).call('status', {});
-        throw new TallyError('WALLET_UNSUPPORTED', `the secure element of wallet ${this.name} runs; there is nothing to recover`, { name: this.name, reason: 'secure element runs' });
-      } catch (e) {
-        if (!isTallyError(e, 'ROLLBACK_DETECTED') && !isTallyError(e, 'STATE_CORRUPT')) throw e;
-      }
-      if (this.seHost !== null) await this.seHost.kill();
-      this.seHost = null;
-      // The broken SE cannot check pwd: the account key file opens under it or the recovery stops here.
-      if (this.account === null) await this.openAccountKey(password);
-      const info = await this.node.info();
-      const oem = await loadOem(dirname(dirname(this.paths.dir)));
-      if (oem === null || !oem.isEnrolledAt(this.node.url)) {
-        throw new TallyError('WALLET_UNSUPPORTED', `no OEM for software secure elements is enrolled at ${this.node.url}: run \`tally operator oem\` first`, { name: this.name, reason: 'no OEM enrolled' });
-      }
-      await rm(staging.dir, { recursive: true, force: true });
-      await ensurePrivateDir(staging.dir);
+    const { fresh, folder } = await this.replaceSecureElement(old.wallet, async ({ paths, oem, info }) => {
       progress?.('making new usk and wsk in a new isolated secure element');
-      const host = await startSe(staging, true, old.suite ?? 'ed25519');
+      const host = await startSecureElement(DOTM_TA, paths, true, old.suite ?? 'ed25519');
       try {
-        fresh = await provisionDotm(host, { node: this.node, info, oem, account: this.user, owner: this.data.user.keyId, password, progress });
+        return await provisionDotm(host, { node: this.node, info, oem, account: this.user, owner: this.data.user.keyId, password, progress });
       } finally {
         await host.close();
       }
-      await writeFile(staged, JSON.stringify(fresh), { mode: 0o600 });
-    }
-    const folder = join(this.paths.dir, 'retired', old.wallet);
-    await ensurePrivateDir(folder);
-    for (const [from, to] of [
-      [this.paths.se, join(folder, 'se')],
-      [this.paths.counter, join(folder, 'counter')],
-      [staging.se, this.paths.se],
-      [staging.counter, this.paths.counter],
-    ] as const) {
-      if ((await stat(from).catch(() => null)) !== null && (await stat(to).catch(() => null)) === null) await rename(from, to);
-    }
+    }, {
+      // The broken SE cannot check pwd: the account key file opens under it or the recovery stops here.
+      beforeProvision: async () => {
+        if (this.account === null) await this.openAccountKey(password);
+      },
+    });
     let steps = 0;
-    const kept: PendingStep[] = [];
+    const kept: IssueStep[] = [];
     for (const step of this.data.pending) {
       // An issue the node has not answered runs for the new wallet key; answered ones name the old one.
-      if (step.kind === 'dotm-issue' && step.blocks === undefined) kept.push(step);
+      if (step.blocks === undefined) kept.push(step);
       else {
         steps++;
-        await appendHistory(this.paths, { at: Date.now(), kind: `${step.kind}-retired`, ...('amount' in step ? { amount: this.format(BigInt(step.amount)) } : {}), detail: `cut short on the retired secure element ${old.wallet}${step.kind === 'dotm-issue' && step.blocks !== undefined ? `; blocks ${step.blocks.join(',')}` : ''}` });
+        await this.note({ at: Date.now(), kind: `${step.kind}-retired`, ...('amount' in step ? { amount: this.format(BigInt(step.amount)) } : {}), detail: `cut short on the retired secure element ${old.wallet}${step.blocks !== undefined ? `; blocks ${step.blocks.join(',')}` : ''}` });
       }
     }
     this.data.pending = kept;
-    this.data.dotm = { ...fresh, ...(old.suite === undefined ? {} : { suite: old.suite }) };
+    this.data.slot = { ...fresh, ...(old.suite === undefined ? {} : { suite: old.suite }) };
     this.data.device = { keyId: fresh.wallet, certificate: fresh.wcert };
     this.data.retired = [...(this.data.retired ?? []), { device: old.wallet, at: Date.now(), folder }];
     await this.save();
-    await appendHistory(this.paths, { at: Date.now(), kind: 'device-retired', detail: `secure element ${old.wallet} retired (kept in ${folder}); new secure element ${fresh.wallet}, user key ${fresh.user}; the blocks the node issued to the old one stay on its record at the node` });
-    await rm(staging.dir, { recursive: true, force: true });
+    await this.note({ at: Date.now(), kind: 'device-retired', detail: `secure element ${old.wallet} retired (kept in ${folder}); new secure element ${fresh.wallet}, user key ${fresh.user}; the blocks the node issued to the old one stay on its record at the node` });
+    await this.recoveryDone();
     return { retired: old.wallet, device: fresh.wallet, folder, setAside: { steps, payments: 0 } };
-  }
-
-  /** Formats minor units. */
-  format(minor: bigint): string {
-    return formatMinor(this.currency, minor);
-  }
-
-  /** Parses a decimal amount of the wallet's currency into minor units (> 0). @throws TallyError AMOUNT_INVALID */
-  parseAmount(text: string): bigint {
-    return parsePositive(this.currency, text);
-  }
-
-  /** The history, oldest first, and the lines of the file that could not be read. */
-  history(): Promise<HistoryRead> {
-    return readHistory(this.paths);
   }
 
   // ---------------------------------------------------------------- recovery
@@ -456,36 +394,22 @@ export class DotmWallet {
    * After a crash (§3.3.5): an open offer is abandoned, an open received transaction rolled back;
    * then the node steps left pending are finished where the node answers.
    */
-  async recover(): Promise<{ finished: string[]; waiting: { kind: string; why: string }[]; ended: { kind: string; why: string; code: string }[] }> {
+  async recover(): Promise<ResumeReport> {
     const finished: string[] = [];
-    const waiting: { kind: string; why: string }[] = [];
-    const ended: { kind: string; why: string; code: string }[] = [];
     const se = await this.se();
     const status = await se.call('status', {});
     if (status.offer !== undefined) {
       const out = await se.call('abandon', {});
       finished.push('abandon');
-      await appendHistory(this.paths, { at: Date.now(), kind: 'dotm-abandoned', amount: this.format(out.amount), detail: `transaction ${toHex(out.tsn)}: no notification came; nothing was paid` });
+      await this.note({ at: Date.now(), kind: 'dotm-abandoned', amount: this.format(out.amount), detail: `transaction ${toHex(out.tsn)}: no notification came; nothing was paid` });
     }
     if (status.receiving !== undefined) {
       const out = await se.call('rollback', {});
       finished.push('rollback');
-      await appendHistory(this.paths, { at: Date.now(), kind: 'dotm-rolled-back', amount: this.format(out.amount), detail: `transaction ${toHex(out.tsn)}: step 9 never came; the payer is refunded online if it paid` });
+      await this.note({ at: Date.now(), kind: 'dotm-rolled-back', amount: this.format(out.amount), detail: `transaction ${toHex(out.tsn)}: step 9 never came; the payer is refunded online if it paid` });
     }
-    for (const step of [...this.data.pending]) {
-      try {
-        if (step.kind !== 'dotm-issue') throw new TallyError('STATE_CORRUPT', `a ${step.kind} step in a DOT-M wallet`, { reason: 'pending' });
-        if (!this.unlocked) throw new TallyError('PASSWORD_MISSING', 'it needs the node, and the account key is sealed: run a command that asks for the payment password', {});
-        await this.runIssue(step);
-        finished.push(step.kind);
-      } catch (e) {
-        if (!isTallyError(e)) throw e;
-        // A refusal ended the step (no longer written down); anything else keeps it for the next command.
-        if (this.data.pending.some((s) => s.id === step.id)) waiting.push({ kind: step.kind, why: e.message });
-        else ended.push({ kind: step.kind, why: e.message, code: isTallyError(e, 'NODE_REFUSED') ? e.details.code : isTallyError(e, 'SE_REJECTED') ? e.details.reason : e.code });
-      }
-    }
-    return { finished, waiting, ended };
+    const steps = await this.resumeSteps();
+    return { finished: [...finished, ...steps.finished], waiting: steps.waiting, ended: steps.ended };
   }
 
   // ---------------------------------------------------------------- online
@@ -499,14 +423,13 @@ export class DotmWallet {
     const amount = this.parseAmount(amountText);
     if (!Number.isInteger(count) || count < 1 || count > ISSUE_BLOCKS_MAX) throw new TallyError('AMOUNT_INVALID', `blocks: expected 1 to ${ISSUE_BLOCKS_MAX}, got ${count}`, { input: String(count) });
     if (BigInt(count) > amount) throw new TallyError('AMOUNT_INVALID', `cannot split ${this.format(amount)} ${this.currency.code} into ${count} blocks of at least ${this.format(1n)} ${this.currency.code}`, { input: amountText });
-    const step: PendingStep = { kind: 'dotm-issue', id: newId(), amount: amount.toString(), count };
-    this.data.pending.push(step);
-    await this.save();
+    const step: IssueStep = { kind: 'issue', id: newStepId(), amount: amount.toString(), count };
+    await this.begin(step);
     const balance = await this.runIssue(step);
     return { amount: this.format(amount), offline: this.format(balance), blocks: count };
   }
 
-  private async runIssue(step: Extract<PendingStep, { kind: 'dotm-issue' }>): Promise<bigint> {
+  private async runIssue(step: IssueStep): Promise<bigint> {
     if (step.blocks === undefined) {
       let answer;
       try {
@@ -516,11 +439,11 @@ export class DotmWallet {
         });
       } catch (e) {
         // The node said no: no block was issued, and the same request would be refused again.
-        if (isNodeRefusal(e)) await this.end(step, { at: Date.now(), kind: 'deposit-refused', amount: this.format(BigInt(step.amount)), detail: `refused by the node: ${e.message}` });
+        if (isNodeRefusal(e)) await this.finish(step, { at: Date.now(), kind: 'deposit-refused', amount: this.format(BigInt(step.amount)), detail: `refused by the node: ${e.message}` });
         throw e;
       }
       step.blocks = answer.body.blocks;
-      await this.save();
+      await this.update(step);
     }
     const blocks = step.blocks.map((b) => decodeBlock(fromBase64url(b)));
     let out;
@@ -530,12 +453,12 @@ export class DotmWallet {
       // A full wallet can load them once it has room: the step stays. Any other refusal is final;
       // the issued blocks are kept in the history (the node holds their value in the float).
       if (isTallyError(e, 'SE_REJECTED') && e.details.reason !== 'WALLET_FULL') {
-        await this.end(step, { at: Date.now(), kind: 'deposit-refused', amount: this.format(BigInt(step.amount)), detail: `the node issued ${blocks.length} block(s) but the secure element refused them: ${e.message}; blocks ${step.blocks.join(',')}` });
+        await this.finish(step, { at: Date.now(), kind: 'deposit-refused', amount: this.format(BigInt(step.amount)), detail: `the node issued ${blocks.length} block(s) but the secure element refused them: ${e.message}; blocks ${step.blocks.join(',')}` });
       }
       throw e;
     }
-    await this.end(step, null);
-    await appendHistory(this.paths, { at: Date.now(), kind: 'deposit', amount: this.format(BigInt(step.amount)), detail: `${blocks.length} currency block(s) issued by the central bank` });
+    await this.finish(step, null);
+    await this.note({ at: Date.now(), kind: 'deposit', amount: this.format(BigInt(step.amount)), detail: `${blocks.length} currency block(s) issued by the central bank` });
     return out.balance;
   }
 
@@ -552,7 +475,7 @@ export class DotmWallet {
       throw await this.worded(e, amount, undefined);
     });
     if (out.kind === 'wrong-password' || out.seq === undefined) throw wrongPassword(out.triesLeft, 'redeem');
-    await appendHistory(this.paths, { at: Date.now(), kind: 'withdraw', amount: this.format(amount), detail: `blocks given up (event ${out.seq}); the node credits them when it takes the event` });
+    await this.note({ at: Date.now(), kind: 'withdraw', amount: this.format(amount), detail: `blocks given up (event ${out.seq}); the node credits them when it takes the event` });
     let outcome: DotmWithdrawal['outcome'] = 'unreachable';
     let refusal: { code: string; message: string } | undefined;
     try {
@@ -562,7 +485,7 @@ export class DotmWallet {
       else if (result?.status === 'refused') {
         outcome = 'refused';
         refusal = { code: result.code ?? 'REFUSED', message: result.message ?? 'the node refused the redemption' };
-        await appendHistory(this.paths, { at: Date.now(), kind: 'withdraw-refused', amount: this.format(amount), detail: `event ${out.seq} refused by the node: ${refusal.message} [${refusal.code}]` });
+        await this.note({ at: Date.now(), kind: 'withdraw-refused', amount: this.format(amount), detail: `event ${out.seq} refused by the node: ${refusal.message} [${refusal.code}]` });
       } else outcome = 'pending';
     } catch (e) {
       if (!isTallyError(e, 'NODE_UNREACHABLE')) throw e;
@@ -592,22 +515,20 @@ export class DotmWallet {
       last = (
         await this.node.signed<Answer>(this.user, 'POST', '/v1/dotm/events', {
           body: { wallet: this.keys.wallet, events: chunk },
-          idempotencyKey: `dotm-events-${this.keys.wallet.slice(0, 16)}-${newId()}`,
+          idempotencyKey: `dotm-events-${this.keys.wallet.slice(0, 16)}-${newStepId()}`,
         })
       ).body;
       results.push(...last.results);
       findings.push(...last.findings);
     }
     if (last === null) {
-      last = (await this.node.signed<Answer>(this.user, 'POST', '/v1/dotm/events', { body: { wallet: this.keys.wallet, events: [] }, idempotencyKey: `dotm-events-${newId()}` })).body;
+      last = (await this.node.signed<Answer>(this.user, 'POST', '/v1/dotm/events', { body: { wallet: this.keys.wallet, events: [] }, idempotencyKey: `dotm-events-${newStepId()}` })).body;
     }
     const ack = eventAckCodec.decode(decodeCbor(fromBase64url(last.ack)), 'ack');
     const applied = await se.call('ack', { ack, crl: fromBase64url(last.crl) });
-    this.revocations.accept(decodeRevocationList(fromBase64url(last.crl)), this.intermediary.body.subject);
-    this.data.crl = last.crl;
-    await this.save();
+    await this.keepCrl(last.crl);
     const refused = results.filter((r) => r.status === 'refused');
-    await appendHistory(this.paths, {
+    await this.note({
       at: Date.now(),
       kind: 'sync',
       detail: `${events.length} event(s) uploaded, ${applied.cleared} acknowledged${refused.length === 0 ? '' : `, ${refused.length} refused (${refused.map((r) => r.code).join(', ')})`}; revocation list v${applied.crlVersion ?? '?'}`,
@@ -618,7 +539,7 @@ export class DotmWallet {
   /** Online balance from the node, or null with the reason when it is unreachable. */
   async onlineBalance(): Promise<{ balance: string | null; error?: string }> {
     if (!this.unlocked) return { balance: null, error: 'the account key is sealed; give the payment password to ask the node' };
-    return onlineBalanceOf(this.node, this.user, this.data.user.account);
+    return this.onlineBalanceWith(this.user);
   }
 
   /** Online and offline balances, and the blocks the SE holds. */
@@ -644,16 +565,7 @@ export class DotmWallet {
    */
   async receive(amountText: string, options: { port: number; host: string; timeoutMs: number; onListening?: (port: number) => void }): Promise<DotmTransfer> {
     const v = this.parseAmount(amountText);
-    const server = await listenTcp(options.port, options.host);
-    let stream: ByteStream;
-    try {
-      options.onListening?.(server.port);
-      stream = await server.accept({ timeoutMs: options.timeoutMs });
-    } finally {
-      await server.close();
-    }
-    // The payer's handshake is bounded like every other wait of the transaction.
-    const { link } = await openSecureLink(stream, { role: 'responder', prologue: DOTM_LINK_PROLOGUE, scheme: DOTM_LINK_SCHEME, handshakeTimeoutMs: options.timeoutMs, identity: this.linkIdentity(), trust: this.peerTrust() });
+    const { link } = await listenLink(this.linkSide(), options);
     const se = await this.se();
     try {
       const outcome = await runPayee(
@@ -679,7 +591,7 @@ export class DotmWallet {
         records: tsd.nd,
         ...(outcome.status === 'rolled-back' ? { error: outcome.error.message } : {}),
       };
-      await appendHistory(this.paths, {
+      await this.note({
         at: Date.now(),
         kind: outcome.status === 'completed' ? 'received' : 'dotm-rolled-back',
         amount: result.amount,
@@ -699,11 +611,7 @@ export class DotmWallet {
    */
   async payTo(host: string, port: number, options: { password: string; expect?: string; timeoutMs: number }): Promise<DotmTransfer> {
     const expect = options.expect === undefined ? undefined : this.parseAmount(options.expect);
-    // One deadline for the connection (retried while nobody listens yet) and the handshake.
-    const started = Date.now();
-    const stream = await connectTcp(host, port, { timeoutMs: options.timeoutMs, retryRefused: true });
-    const handshakeTimeoutMs = Math.max(1, options.timeoutMs - (Date.now() - started));
-    const { link, peer } = await openSecureLink(stream, { role: 'initiator', prologue: DOTM_LINK_PROLOGUE, scheme: DOTM_LINK_SCHEME, handshakeTimeoutMs, identity: this.linkIdentity(), trust: this.peerTrust() });
+    const { link, peer } = await connectLink(this.linkSide(), host, port, options.timeoutMs);
     const se = await this.se();
     try {
       const outcome = await runPayer(
@@ -726,10 +634,10 @@ export class DotmWallet {
       );
       const tsd = outcome.transaction.tsd;
       const result: DotmTransfer = { tsn: toHex(tsd.tsn), amount: this.format(tsd.v), status: 'completed', blocks: tsd.nb, records: tsd.nd };
-      await appendHistory(this.paths, { at: Date.now(), kind: 'paid', amount: result.amount, detail: `transaction ${result.tsn}, ${tsd.nb} block(s) with ${tsd.nd} earlier record(s)` });
+      await this.note({ at: Date.now(), kind: 'paid', amount: result.amount, detail: `transaction ${result.tsn}, ${tsd.nb} block(s) with ${tsd.nd} earlier record(s)` });
       return result;
     } catch (e) {
-      if (isTallyError(e)) await appendHistory(this.paths, { at: Date.now(), kind: 'pay-failed', detail: `${e.message} [${failureCode(e)}]` });
+      if (isTallyError(e)) await this.note({ at: Date.now(), kind: 'pay-failed', detail: `${e.message} [${failureCode(e)}]` });
       throw e;
     } finally {
       link.close();
@@ -765,27 +673,9 @@ export class DotmWallet {
     return verified.subjectKeyId;
   }
 
-  private linkIdentity() {
-    return { certificate: fromBase64url(this.data.user.certificate), signer: this.user };
-  }
-
-  private peerTrust() {
-    return { provider: nodeProvider, verify: (certificate: Uint8Array): PublicKey => this.verifyCertificate(certificate, ['user']).subject };
-  }
-
-  private verifyCertificate(certificate: Uint8Array, roles: readonly ('user' | 'device')[]) {
-    return verifyChain({ provider: nodeProvider, chain: [decodeCertificate(certificate), this.intermediary], trustAnchors: [this.root], now: Date.now(), revocations: this.revocations, leafRoles: roles });
-  }
-
-  /** Drops a finished or refused step and writes its event. */
-  private async end(step: PendingStep, event: HistoryEvent | null): Promise<void> {
-    this.data.pending = this.data.pending.filter((s) => s.id !== step.id);
-    await this.save();
-    if (event !== null) await appendHistory(this.paths, event);
-  }
-
-  private save(): Promise<void> {
-    return writeData(this.paths, this.data);
+  /** This wallet's side of a DOT-M link: bound to the account's user certificate. */
+  private linkSide(): LinkSide {
+    return { prologue: DOTM_LINK_PROLOGUE, scheme: DOTM_LINK_SCHEME, identity: { certificate: fromBase64url(this.data.user.certificate), signer: this.user }, trust: this.peerTrust() };
   }
 }
 
@@ -812,9 +702,4 @@ function chunks(events: readonly WalletEvent[]): string[][] {
   }
   if (current.length > 0) out.push(current);
   return out;
-}
-
-/** The scheme of a wallet in a home, read from its wallet.json (null when there is none). */
-export async function walletScheme(home: string, name: string): Promise<string | null> {
-  return (await readWalletData(home, name))?.data.scheme ?? null;
 }

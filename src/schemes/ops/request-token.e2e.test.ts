@@ -12,13 +12,13 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { fromBase64url, fromHex } from '../core/bytes.ts';
-import { nobleEd25519 } from '../core/crypto/noble.ts';
-import { signerFromSecret } from '../core/crypto/suite.ts';
-import { encodeText } from '../core/text.ts';
-import { signRequest } from '../schemes/ops/request.ts';
-import { readRequestToken, requestToken } from '../wallet/tokens.ts';
-import { BIN, killChildren, startNode, type Json } from './e2e-process.ts';
+import { fromBase64url, fromHex } from '../../core/bytes.ts';
+import { nobleEd25519 } from '../../core/crypto/noble.ts';
+import { signerFromSecret } from '../../core/crypto/suite.ts';
+import { encodeText } from '../../core/text.ts';
+import { signRequest } from './request.ts';
+import { readRequestToken, requestToken } from './tokens.ts';
+import { BIN, killChildren, startNode, type Json } from '../../cli/e2e-process.ts';
 
 const dirs: string[] = [];
 after(async () => {

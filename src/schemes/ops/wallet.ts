@@ -9,26 +9,39 @@
  * stored output) and the node's idempotency key (a re-sent call moves money once). Opening a wallet
  * finishes what a crash or a lost connection left unfinished, as far as the node is reachable.
  */
-import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { equalBytes, fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../core/bytes.ts';
-import { decodeCbor, encodeCbor } from '../core/cbor.ts';
-import { Amount, currency as makeCurrency, type Currency } from '../core/amount.ts';
-import { randomBytes, sha256 } from '../core/crypto/hash.ts';
-import { nobleEd25519 } from '../core/crypto/noble.ts';
-import { signerFromSecret, type PublicKey, type Signer } from '../core/crypto/suite.ts';
-import { isTallyError, TallyError } from '../core/errors.ts';
-import { ensurePrivateDir } from '../host/files.ts';
-import { connectTcp, listenTcp } from '../channel/tcp.ts';
-import { openSecureLink } from '../channel/secure-link.ts';
-import type { ByteStream } from '../channel/stream.ts';
-import { attestDevice, encodeAttestation } from '../pki/attestation.ts';
-import { decodeCertificate, type Certificate } from '../pki/certificate.ts';
-import { verifyChain } from '../pki/chain.ts';
-import { keyId } from '../pki/key-id.ts';
-import { decodeRevocationList, RevocationStore } from '../pki/revocation.ts';
-import { nodeProvider } from '../providers/node-crypto.ts';
-import { IsolatedHost } from '../secure-element/host-isolated.ts';
+import { equalBytes, fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../../core/bytes.ts';
+import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
+import { randomBytes, sha256 } from '../../core/crypto/hash.ts';
+import { nobleEd25519 } from '../../core/crypto/noble.ts';
+import { signerFromSecret, type PublicKey, type Signer } from '../../core/crypto/suite.ts';
+import { isTallyError, TallyError } from '../../core/errors.ts';
+import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
+import { decodeCertificate } from '../../pki/certificate.ts';
+import { keyId } from '../../pki/key-id.ts';
+import {
+  connectLink,
+  createWalletFolder,
+  isNodeRefusal,
+  listenLink,
+  measureTrustedApp,
+  newStepId,
+  nodeProvider,
+  openFolderOf,
+  SOFTWARE_SE_MODEL,
+  startSecureElement,
+  WalletShell,
+  type HistoryEvent,
+  type InboxEntry,
+  type LinkSide,
+  type NodeClient,
+  type NodeInfo,
+  type Oem,
+  type ResumeReport,
+  type SentEntry,
+  type TrustedAppSpec,
+  type WalletData,
+  type WalletPaths,
+} from '../../wallet/plugin.ts';
 import {
   depositConfirmationCodec,
   decodePayment,
@@ -41,19 +54,15 @@ import {
   type Payment,
   type PaymentRequest,
   type WithdrawConfirmation,
-} from '../schemes/ops/messages.ts';
-import { verifyPayment } from '../schemes/ops/pay-verify.ts';
-import { OPS_LINK_PROLOGUE, OPS_LINK_SCHEME, runPayee, runPayer } from '../schemes/ops/session.ts';
-import { opsTrustedApp } from '../schemes/ops/trusted-app.ts';
-import { loadOem, measureOpsTrustedApp, SOFTWARE_SE_MODEL } from './factory.ts';
-import { checkWalletName, walletDir, walletPaths, type WalletPaths } from './home.ts';
-import { NodeClient, type NodeInfo } from './node-client.ts';
-import { formatMinor, isNodeRefusal, onlineBalanceOf, openWalletFolder, parsePositive, readHistory, type HistoryRead } from './wallet-common.ts';
-export { WALLET_FILE_BYTES_MAX } from './wallet-common.ts';
-import { appendHistory, writeData, type HistoryEvent, type InboxEntry, type PendingStep, type SentEntry, type WalletData } from './wallet-data.ts';
-export type { HistoryEvent, InboxEntry, PendingStep, SentEntry, WalletData } from './wallet-data.ts';
+} from './messages.ts';
+import { verifyPayment } from './pay-verify.ts';
+import { OPS_LINK_PROLOGUE, OPS_LINK_SCHEME, runPayee, runPayer } from './session.ts';
+import { opsTrustedApp } from './trusted-app.ts';
+import type { OpsState } from './trusted-app-state.ts';
 import { paymentToken, readPaymentToken, readRequestToken, requestToken } from './tokens.ts';
-import { plainRequest, REQUEST_NONCE_BYTES, signRequest, verifyRequest, type SignedRequest } from '../schemes/ops/request.ts';
+import { plainRequest, REQUEST_NONCE_BYTES, signRequest, verifyRequest, type SignedRequest } from './request.ts';
+
+export type { InboxEntry, SentEntry } from '../../wallet/plugin.ts';
 
 /** Whom a request token pays, as the payer is shown it. */
 export interface PayeeInfo {
@@ -80,11 +89,23 @@ export const CLAIM_BATCH_MAX = 32;
 /** Received payments kept in the wallet's own log (its freshness check for claims and collects). */
 export const INBOX_ENTRIES_MAX = 10_000;
 
-const OPS_TA_LOCATION = { module: new URL('../schemes/ops/trusted-app.ts', import.meta.url).href, export: 'opsTrustedApp' };
-
 type OpsCommands = typeof opsTrustedApp.commands;
+/** The OPS trusted app, where the isolated SE process finds it. */
+const OPS_TA: TrustedAppSpec<OpsState, OpsCommands> = { app: opsTrustedApp, location: { module: new URL('./trusted-app.ts', import.meta.url).href, export: 'opsTrustedApp' } };
+/** The OPS trusted app's build: its measurement covers these files. */
+export const OPS_TA_BUILD = { entry: new URL('./trusted-app.ts', import.meta.url), sources: ['trusted-app.ts', 'trusted-app-state.ts', 'messages.ts', 'pay-verify.ts'] } as const;
 /** The wallet's secure element. */
-export type OpsSecureElement = IsolatedHost<unknown, OpsCommands>;
+export type OpsSecureElement = Awaited<ReturnType<typeof startSecureElement<OpsState, OpsCommands>>>;
+
+/** A step of an OPS wallet's journal. */
+export type PendingStep =
+  | { kind: 'deposit'; id: string; amount: string; confirmation?: string }
+  | { kind: 'withdraw'; id: string; amount: string; confirmation?: string; /** The device that signed it, when not the wallet's current one. */ device?: string }
+  | { kind: 'pay'; id: string; amount: string; receiver: string; memo?: string; request?: string }
+  | { kind: 'collect'; id: string; digest: string };
+
+/** wallet.json of an OPS wallet (it keeps no slot of its own). */
+export type OpsWalletData = WalletData<PendingStep, never>;
 
 /** Options of Wallet.create. */
 export interface CreateOptions {
@@ -108,52 +129,23 @@ export interface BalanceReport {
   pendingSteps: number;
 }
 
-/** What Wallet.resume did. */
-export interface ResumeReport {
-  finished: string[];
-  waiting: { kind: string; why: string }[];
-  /** Steps a refusal ended: they will not be tried again (see the history). */
-  ended: { kind: string; why: string; code: string }[];
-}
-
-/** The code of a refusal: the node's own code, or the SE's reason, or the error's code. */
-export function refusalCode(e: TallyError): string {
-  if (isTallyError(e, 'NODE_REFUSED')) return e.details.code;
-  if (isTallyError(e, 'SE_REJECTED')) return e.details.reason;
-  return e.code;
-}
-
-function newId(): string {
-  return toHex(randomBytes(16));
-}
-
-/** An open wallet: call `close()` when done (it stops the SE process and frees the lock). */
-export class Wallet {
-  readonly currency: Currency;
-  readonly node: NodeClient;
+/** An open OPS wallet: call `close()` when done (it stops the SE process and frees the lock). */
+export class Wallet extends WalletShell<PendingStep, never, OpsState, OpsCommands> {
   readonly user: Signer;
-  private seHost: OpsSecureElement | null = null;
-  private readonly revocations = new RevocationStore({ provider: nodeProvider });
-  private readonly root: Certificate;
-  private readonly intermediary: Certificate;
 
-  private constructor(
-    readonly paths: WalletPaths,
-    private data: WalletData,
-    private readonly unlock: () => Promise<void>,
-  ) {
-    this.currency = makeCurrency(data.currency.code, data.currency.decimals);
-    this.node = new NodeClient(data.node);
+  private constructor(paths: WalletPaths, data: OpsWalletData, unlock: () => Promise<void>) {
+    super(paths, data, unlock);
     const secret = data.user.secret;
     if (secret === undefined) throw new TallyError('STATE_CORRUPT', `wallet ${data.name}: the user key is missing`, { reason: 'user' });
     this.user = signerFromSecret(nobleEd25519, fromHex(secret));
-    this.root = decodeCertificate(fromBase64url(data.certificates.root));
-    this.intermediary = decodeCertificate(fromBase64url(data.certificates.intermediary));
-    if (data.crl !== null) this.revocations.accept(decodeRevocationList(fromBase64url(data.crl)), this.intermediary.body.subject);
   }
 
-  get name(): string {
-    return this.data.name;
+  protected secureElementSpec() {
+    return { spec: OPS_TA };
+  }
+
+  protected async probeSecureElement(): Promise<void> {
+    await (await this.se()).call('status', {});
   }
 
   /** True when the wallet has a secure element (it collects; without one it claims). */
@@ -166,11 +158,6 @@ export class Wallet {
     return fromBase64url(this.data.device?.certificate ?? this.data.user.certificate);
   }
 
-  /** A copy of the wallet's data (for reports and tests). */
-  snapshot(): WalletData {
-    return structuredClone(this.data);
-  }
-
   /**
    * Creates a wallet: registers a user at the node and, with a secure element, provisions the
    * isolated SE, has the home's OEM attest it, registers the device and runs CertInit.
@@ -178,46 +165,27 @@ export class Wallet {
    *   NODE_UNREACHABLE, NODE_REFUSED
    */
   static async create(options: CreateOptions): Promise<Wallet> {
-    const name = checkWalletName(options.name);
-    const final = walletDir(options.home, name);
-    if ((await readFile(join(final, 'wallet.json')).catch(() => null)) !== null) {
-      throw new TallyError('WALLET_EXISTS', `a wallet named ${name} already exists in ${dirname(dirname(final))}`, { name });
-    }
-    const node = new NodeClient(options.node);
-    const info = await node.info();
-    let oem = null;
-    if (options.secureElement) {
-      oem = await loadOem(options.home);
-      if (oem === null || !oem.isEnrolledAt(node.url)) {
-        throw new TallyError(
-          'WALLET_UNSUPPORTED',
-          `no OEM for software secure elements is enrolled at ${node.url} from ${options.home}: run \`tally operator oem\` (operator token needed) first, or create the wallet with --no-secure-element`,
-          { name, reason: 'no OEM enrolled' },
-        );
-      }
-    }
-    await ensurePrivateDir(join(options.home, 'wallets'));
-    const staging = join(options.home, 'wallets', `.${name}.creating-${toHex(randomBytes(4))}`);
-    await ensurePrivateDir(staging);
-    const paths = walletPaths(staging);
-    let host: OpsSecureElement | null = null;
-    try {
+    await createWalletFolder<PendingStep, never>({ ...options, needsOem: options.secureElement }, async ({ name, node, info, paths, oem, progress }) => {
       const secret = randomBytes(32);
       const user = signerFromSecret(nobleEd25519, secret);
-      options.progress?.('registering the user at the node');
+      progress('registering the user at the node');
       const registered = await node.signed<{ account: string; keyId: string; certificate: string }>(user, 'POST', '/v1/users', {
         body: { publicKey: { suite: user.publicKey.suite, key: toBase64url(user.publicKey.key) } },
         idempotencyKey: `register-${toHex(keyId(user.publicKey))}`,
       });
-      let device: WalletData['device'] = null;
+      let device: OpsWalletData['device'] = null;
       if (oem !== null) {
-        options.progress?.('provisioning the isolated secure element');
-        host = await startSe(paths, true);
-        device = await provisionDevice(host, { node, info, oem, user, owner: registered.body.keyId, progress: options.progress });
-        await host.close();
-        host = null;
+        progress('provisioning the isolated secure element');
+        const host = await startSecureElement(OPS_TA, paths, true);
+        try {
+          device = await provisionDevice(host, { node, info, oem, user, owner: registered.body.keyId, progress });
+          await host.close();
+        } catch (e) {
+          await host.kill();
+          throw e;
+        }
       }
-      const data: WalletData = {
+      const data: OpsWalletData = {
         format: 1,
         name,
         scheme: 'ops',
@@ -232,15 +200,9 @@ export class Wallet {
         sent: [],
         pending: [],
       };
-      await writeData(paths, data);
-      await appendHistory(paths, { at: Date.now(), kind: 'created', detail: device === null ? 'without a secure element' : `secure element ${device.keyId}` });
-      await rename(staging, final);
-    } catch (e) {
-      if (host !== null) await host.kill();
-      await rm(staging, { recursive: true, force: true });
-      throw e;
-    }
-    return Wallet.open(options.home, name);
+      return { data, detail: device === null ? 'without a secure element' : `secure element ${device.keyId}` };
+    });
+    return Wallet.open(options.home, options.name);
   }
 
   /**
@@ -248,7 +210,7 @@ export class Wallet {
    * @throws TallyError WALLET_NOT_FOUND, WALLET_BUSY, STATE_CORRUPT
    */
   static async open(home: string, name: string): Promise<Wallet> {
-    const { paths, data, unlock } = await openWalletFolder(home, name, 'ops');
+    const { paths, data, unlock } = await openFolderOf<PendingStep, never>(home, name, 'ops');
     try {
       return new Wallet(paths, data, unlock);
     } catch (e) {
@@ -257,45 +219,12 @@ export class Wallet {
     }
   }
 
-  /** Stops the SE process and frees the lock. */
-  async close(): Promise<void> {
-    try {
-      if (this.seHost !== null) await this.seHost.close();
-    } finally {
-      this.seHost = null;
-      await this.unlock();
-    }
-  }
-
   /** The running SE (started on first use). @throws TallyError WALLET_UNSUPPORTED without one */
   async se(): Promise<OpsSecureElement> {
     if (this.data.device === null) {
       throw new TallyError('WALLET_UNSUPPORTED', `wallet ${this.name} has no secure element`, { name: this.name, reason: 'no secure element' });
     }
-    if (this.seHost === null || !this.seHost.alive) {
-      try {
-        this.seHost = await startSe(this.paths, false);
-      } catch (e) {
-        if (!isTallyError(e, 'ROLLBACK_DETECTED')) throw e;
-        throw new TallyError(
-          'ROLLBACK_DETECTED',
-          `${e.message}. If an old copy of this wallet's secure element was restored by accident, \`tally wallet recover ${this.name}\` retires it and starts a new one (see docs/wallet.md)`,
-          e.details,
-          { cause: e },
-        );
-      }
-    }
-    return this.seHost;
-  }
-
-  /** Formats minor units. */
-  format(minor: bigint): string {
-    return formatMinor(this.currency, minor);
-  }
-
-  /** Formats minor units with the currency, as messages show them: "12.50 EUR". */
-  private shown(minor: bigint): string {
-    return `${this.format(minor)} ${this.currency.code}`;
+    return this.startedSe();
   }
 
   /**
@@ -310,64 +239,18 @@ export class Wallet {
     }
   }
 
-  /** Parses a decimal amount of the wallet's currency into minor units (> 0). @throws TallyError AMOUNT_INVALID */
-  parseAmount(text: string): bigint {
-    return parsePositive(this.currency, text);
-  }
-
-  /** Minor units of an amount the node credited (a decimal string of its answer). @throws TallyError AMOUNT_INVALID */
-  parseCredited(text: string): bigint {
-    return Amount.parse(text, this.currency).minor;
-  }
-
-  /** The history, oldest first, and the lines of the file that could not be read. */
-  history(): Promise<HistoryRead> {
-    return readHistory(this.paths);
-  }
-
   // ---------------------------------------------------------------- recovery
 
   /**
    * Finishes the steps a crash or a lost connection cut short. Steps that need the node stay
    * pending while it is unreachable (or answers 5xx); a step the node or the SE refused is ended,
    * written to the history as refused, and reported in `ended`.
-   * @returns what was finished, what was ended by a refusal, and what is still pending with why
    */
-  async resume(): Promise<ResumeReport> {
-    const finished: string[] = [];
-    const waiting: { kind: string; why: string }[] = [];
-    const ended: { kind: string; why: string; code: string }[] = [];
-    for (const step of [...this.data.pending]) {
-      try {
-        await this.runStep(step);
-        finished.push(step.kind);
-      } catch (e) {
-        if (!isTallyError(e)) throw e;
-        // A refusal ended the step (it is no longer written down); anything else keeps it for the next command.
-        if (this.data.pending.some((s) => s.id === step.id)) waiting.push({ kind: step.kind, why: e.message });
-        else ended.push({ kind: step.kind, why: e.message, code: refusalCode(e) });
-      }
-    }
-    return { finished, waiting, ended };
+  resume(): Promise<ResumeReport> {
+    return this.resumeSteps();
   }
 
-  private async begin(step: PendingStep): Promise<void> {
-    this.data.pending.push(step);
-    await this.save();
-  }
-
-  private async update(step: PendingStep): Promise<void> {
-    this.data.pending = this.data.pending.map((s) => (s.id === step.id ? step : s));
-    await this.save();
-  }
-
-  private async finish(step: PendingStep, event: HistoryEvent): Promise<void> {
-    this.data.pending = this.data.pending.filter((s) => s.id !== step.id);
-    await this.save();
-    await appendHistory(this.paths, event);
-  }
-
-  private async runStep(step: PendingStep): Promise<unknown> {
+  protected async runStep(step: PendingStep): Promise<unknown> {
     switch (step.kind) {
       case 'deposit':
         return this.runDeposit(step);
@@ -377,8 +260,8 @@ export class Wallet {
         return this.runPay(step);
       case 'collect':
         return this.runCollect(step);
-      case 'dotm-issue':
-        throw new TallyError('WALLET_UNSUPPORTED', `wallet ${this.name} is an OPS wallet; a DOT-M step cannot run here`, { name: this.name, reason: 'scheme' });
+      default:
+        throw new TallyError('STATE_CORRUPT', `wallet ${this.name}: a pending step of unknown kind ${JSON.stringify((step as { kind: unknown }).kind)}`, { reason: 'pending' });
     }
   }
 
@@ -393,53 +276,29 @@ export class Wallet {
    */
   async recoverDevice(progress?: (line: string) => void): Promise<{ retired: string; device: string; folder: string; setAside: { steps: number; payments: number }; escrow: string; releaseAt: string }> {
     const old = this.requireDevice();
-    const staging = walletPaths(join(this.paths.dir, 'recovering'));
-    const staged = join(staging.dir, 'device.json');
-    let device = await readFile(staged, 'utf8').then((t) => JSON.parse(t) as { keyId: string; certificate: string }, () => null);
-    if (device === null) {
-      // Only a secure element that refuses to run is retired.
-      try {
-        await (await this.se()).call('status', {});
-        throw new TallyError('WALLET_UNSUPPORTED', `the secure element of wallet ${this.name} runs; there is nothing to recover`, { name: this.name, reason: 'secure element runs' });
-      } catch (e) {
-        if (!isTallyError(e, 'ROLLBACK_DETECTED') && !isTallyError(e, 'STATE_CORRUPT')) throw e;
-      }
-      if (this.seHost !== null) await this.seHost.kill();
-      this.seHost = null;
-      const info = await this.node.info();
-      const oem = await loadOem(dirname(dirname(this.paths.dir)));
-      if (oem === null || !oem.isEnrolledAt(this.node.url)) {
-        throw new TallyError('WALLET_UNSUPPORTED', `no OEM for software secure elements is enrolled at ${this.node.url}: run \`tally operator oem\` first`, { name: this.name, reason: 'no OEM enrolled' });
-      }
-      await rm(staging.dir, { recursive: true, force: true });
-      await ensurePrivateDir(staging.dir);
+    const at: { node?: { status: string; escrow: string; releaseAt: string } } = {};
+    const { fresh: device, folder } = await this.replaceSecureElement(old.keyId, async ({ paths, oem, info }) => {
       progress?.('provisioning a new isolated secure element');
-      const host = await startSe(staging, true);
+      const host = await startSecureElement(OPS_TA, paths, true);
       try {
-        device = await provisionDevice(host, { node: this.node, info, oem, user: this.user, owner: this.data.user.keyId, progress });
+        return await provisionDevice(host, { node: this.node, info, oem, user: this.user, owner: this.data.user.keyId, progress });
       } finally {
         await host.close();
       }
-      await writeFile(staged, JSON.stringify(device), { mode: 0o600 });
-    }
-    // The node retires the old device: revoked, and what it can vouch the device held kept in escrow for
-    // the device's payments that surface; the rest comes to the online account after the hold (see sync).
-    progress?.(`retiring the old device ${old.keyId} at the node`);
-    const retirement = await this.node.signed<{ status: string; escrow: string; releaseAt: string }>(this.user, 'POST', `/v1/ops/devices/${old.keyId}/retire`, {
-      body: { reason: 'its secure element refuses to run (tally wallet recover)' },
-      idempotencyKey: `retire-${old.keyId}`,
+    }, {
+      // The node retires the old device before its folder is set aside: revoked, and what it can vouch the
+      // device held kept in escrow for the device's payments that surface; the rest comes to the online
+      // account after the hold (see sync).
+      beforeMove: async () => {
+        progress?.(`retiring the old device ${old.keyId} at the node`);
+        at.node = (await this.node.signed<{ status: string; escrow: string; releaseAt: string }>(this.user, 'POST', `/v1/ops/devices/${old.keyId}/retire`, {
+          body: { reason: 'its secure element refuses to run (tally wallet recover)' },
+          idempotencyKey: `retire-${old.keyId}`,
+        })).body;
+      },
     });
-    // Set the old secure element aside, then put the new one in its place (each move is a rename).
-    const folder = join(this.paths.dir, 'retired', old.keyId);
-    await ensurePrivateDir(folder);
-    for (const [from, to] of [
-      [this.paths.se, join(folder, 'se')],
-      [this.paths.counter, join(folder, 'counter')],
-      [staging.se, this.paths.se],
-      [staging.counter, this.paths.counter],
-    ] as const) {
-      if ((await stat(from).catch(() => null)) !== null && (await stat(to).catch(() => null)) === null) await rename(from, to);
-    }
+    const retirement = at.node;
+    if (retirement === undefined) throw new TallyError('ASSERTION_FAILED', 'the device was not retired at the node', {});
     let steps = 0;
     const kept: PendingStep[] = [];
     for (const step of this.data.pending) {
@@ -447,7 +306,7 @@ export class Wallet {
       else if (step.kind === 'deposit' && step.confirmation === undefined) kept.push(step); // nothing moved yet: it runs for the new device
       else if (step.kind === 'withdraw' || step.kind === 'deposit' || step.kind === 'pay' || step.kind === 'collect') {
         steps++;
-        await appendHistory(this.paths, { at: Date.now(), kind: `${step.kind}-retired`, ...('amount' in step ? { amount: this.format(BigInt(step.amount)) } : {}), detail: `cut short on the retired secure element ${old.keyId}${'confirmation' in step && step.confirmation !== undefined ? `; confirmation ${step.confirmation}` : ''}` });
+        await this.note({ at: Date.now(), kind: `${step.kind}-retired`, ...('amount' in step ? { amount: this.format(BigInt(step.amount)) } : {}), detail: `cut short on the retired secure element ${old.keyId}${'confirmation' in step && step.confirmation !== undefined ? `; confirmation ${step.confirmation}` : ''}` });
       } else kept.push(step);
     }
     let payments = 0;
@@ -460,16 +319,16 @@ export class Wallet {
     const fromDevice = old.keyId;
     this.data.pending = kept;
     this.data.device = device;
-    this.data.retired = [...(this.data.retired ?? []), { device: fromDevice, at: Date.now(), folder, releaseAt: retirement.body.releaseAt, released: false }];
+    this.data.retired = [...(this.data.retired ?? []), { device: fromDevice, at: Date.now(), folder, releaseAt: retirement.releaseAt, released: false }];
     await this.save();
-    const { escrow, releaseAt } = retirement.body;
-    await appendHistory(this.paths, {
+    const { escrow, releaseAt } = retirement;
+    await this.note({
       at: Date.now(),
       kind: 'device-retired',
       amount: escrow,
       detail: `secure element ${fromDevice} retired (kept in ${folder}); new secure element ${device.keyId}; the node holds ${escrow} ${this.currency.code}, what it knows the old one held, for its payments that surface, and gives the rest back from ${releaseAt} (at a sync)`,
     });
-    await rm(staging.dir, { recursive: true, force: true });
+    await this.recoveryDone();
     return { retired: fromDevice, device: device.keyId, folder, setAside: { steps, payments }, escrow, releaseAt };
   }
 
@@ -489,7 +348,7 @@ export class Wallet {
     if (status.balance + amount > status.holdingLimit) {
       throw new TallyError('SE_REJECTED', `the offline balance would be ${this.shown(status.balance + amount)}, over the holding limit of ${this.shown(status.holdingLimit)}`, { command: 'deposit', reason: 'HOLDING_LIMIT' });
     }
-    const step: PendingStep = { kind: 'deposit', id: newId(), amount: amount.toString() };
+    const step: PendingStep = { kind: 'deposit', id: newStepId(), amount: amount.toString() };
     await this.begin(step);
     const balance = await this.runDeposit(step);
     return { amount: this.format(amount), offline: this.format(balance) };
@@ -554,7 +413,7 @@ export class Wallet {
     this.requireDevice();
     await this.finishCounterSteps('withdraw');
     await this.checkBalance(amount, 'withdraw');
-    const step: PendingStep = { kind: 'withdraw', id: newId(), amount: amount.toString() };
+    const step: PendingStep = { kind: 'withdraw', id: newStepId(), amount: amount.toString() };
     await this.begin(step);
     await this.runWithdraw(step);
     return { amount: this.format(amount), online: (await this.onlineBalance()).balance };
@@ -683,7 +542,7 @@ export class Wallet {
     await this.checkBalance(request.amount, 'pay');
     const step: PendingStep = {
       kind: 'pay',
-      id: newId(),
+      id: newStepId(),
       amount: request.amount.toString(),
       receiver: toBase64url(request.receiver),
       ...(request.memo === undefined ? {} : { memo: request.memo }),
@@ -754,7 +613,7 @@ export class Wallet {
     const entry: InboxEntry = { digest: toHex(paymentDigest(payment)), sender, index, amount: payment.amount.toString(), payment: toBase64url(encodePayment(payment)), at: Date.now(), state: 'accepted' };
     this.data.inbox.push(entry);
     await this.save();
-    await appendHistory(this.paths, { at: entry.at, kind: 'accept', amount: this.format(payment.amount), detail: `from ${sender} (index ${index})` });
+    await this.note({ at: entry.at, kind: 'accept', amount: this.format(payment.amount), detail: `from ${sender} (index ${index})` });
     return entry;
   }
 
@@ -765,7 +624,7 @@ export class Wallet {
     const refused: InboxEntry[] = [];
     const waiting: InboxEntry[] = [];
     for (const entry of this.data.inbox.filter((e) => e.state === 'accepted')) {
-      const step: PendingStep = { kind: 'collect', id: newId(), digest: entry.digest };
+      const step: PendingStep = { kind: 'collect', id: newStepId(), digest: entry.digest };
       await this.begin(step);
       await this.runCollect(step);
       (entry.state === 'collected' ? collected : entry.state === 'refused' ? refused : waiting).push(entry);
@@ -824,16 +683,16 @@ export class Wallet {
           // What the node says it credited, not what this wallet's file says the payment was.
           entry.credited = typeof result.amount === 'string' ? result.amount : this.format(BigInt(entry.amount));
           claimed.push(entry);
-          await appendHistory(this.paths, { at: Date.now(), kind: 'claim', amount: entry.credited, detail: `credited by the node; from ${entry.sender} (index ${entry.index})` });
+          await this.note({ at: Date.now(), kind: 'claim', amount: entry.credited, detail: `credited by the node; from ${entry.sender} (index ${entry.index})` });
         } else if (result !== undefined && CURABLE_REFUSALS.has(result.code)) {
           // The node cannot pay it now (its float is short): it stays accepted for a later claim.
           entry.waiting = `${result.message} [${result.code}]`;
-          await appendHistory(this.paths, { at: Date.now(), kind: 'claim-waiting', amount: this.format(BigInt(entry.amount)), detail: entry.waiting });
+          await this.note({ at: Date.now(), kind: 'claim-waiting', amount: this.format(BigInt(entry.amount)), detail: entry.waiting });
         } else {
           entry.state = 'refused';
           entry.reason = result === undefined ? 'the node gave no result for it' : `${result.message} [${result.code}]`;
           refused.push(entry);
-          await appendHistory(this.paths, { at: Date.now(), kind: 'claim-refused', amount: this.format(BigInt(entry.amount)), detail: entry.reason });
+          await this.note({ at: Date.now(), kind: 'claim-refused', amount: this.format(BigInt(entry.amount)), detail: entry.reason });
         }
       }
       await this.save();
@@ -859,7 +718,7 @@ export class Wallet {
     if (device === null) {
       const answer = await this.node.call<{ version: number; list: string }>('GET', '/v1/revocations');
       await this.keepCrl(answer.body.list);
-      await appendHistory(this.paths, { at: Date.now(), kind: 'sync', detail: `revocation list v${answer.body.version}` });
+      await this.note({ at: Date.now(), kind: 'sync', detail: `revocation list v${answer.body.version}` });
       return { crlVersion: answer.body.version, fraud: [] };
     }
     const { ended } = await this.resume();
@@ -873,7 +732,7 @@ export class Wallet {
     const ack = syncAckCodec.decode(decodeCbor(fromBase64url(answer.body.ack)), 'ack');
     const applied = await se.call('syncAck', { ack, crl: fromBase64url(answer.body.crl) });
     await this.keepCrl(answer.body.crl);
-    await appendHistory(this.paths, { at: Date.now(), kind: 'sync', detail: `report of ${report.body.paid.length} payments and ${report.body.collected.length} collects; revocation list v${answer.body.crlVersion}` });
+    await this.note({ at: Date.now(), kind: 'sync', detail: `report of ${report.body.paid.length} payments and ${report.body.collected.length} collects; revocation list v${answer.body.crlVersion}` });
     // The ack moved the TA's trusted time and pruned its log: payments that waited for that go in now.
     let retried: { collected: number; refused: number; waiting: number } | undefined;
     if (this.data.inbox.some((e) => e.state === 'accepted' && e.waiting !== undefined)) {
@@ -892,20 +751,13 @@ export class Wallet {
       r.released = true;
       await this.save();
       const amount = answer.body.refund?.amount ?? '0.00';
-      await appendHistory(this.paths, { at: Date.now(), kind: 'retired-released', amount, detail: `the node credited ${amount} ${this.currency.code} it held for the retired secure element ${r.device}` });
+      await this.note({ at: Date.now(), kind: 'retired-released', amount, detail: `the node credited ${amount} ${this.currency.code} it held for the retired secure element ${r.device}` });
     }
-  }
-
-  private async keepCrl(encoded: string): Promise<void> {
-    const list = decodeRevocationList(fromBase64url(encoded));
-    this.revocations.accept(list, this.intermediary.body.subject);
-    this.data.crl = encoded;
-    await this.save();
   }
 
   /** Online balance from the node, or null with the reason when it is unreachable. */
   onlineBalance(): Promise<{ balance: string | null; error?: string }> {
-    return onlineBalanceOf(this.node, this.user, this.data.user.account);
+    return this.onlineBalanceWith(this.user);
   }
 
   /** Online (from the node, when reachable) and offline (from the SE) balances. */
@@ -931,16 +783,7 @@ export class Wallet {
    */
   async receive(amountText: string, options: { port: number; host: string; timeoutMs: number; memo?: string; onListening?: (port: number) => void }): Promise<InboxEntry> {
     const { request } = this.request(amountText, options.memo);
-    const server = await listenTcp(options.port, options.host);
-    let stream: ByteStream;
-    try {
-      options.onListening?.(server.port);
-      stream = await server.accept({ timeoutMs: options.timeoutMs });
-    } finally {
-      await server.close();
-    }
-    // The payer's handshake is bounded like every other wait of the session.
-    const { link } = await openSecureLink(stream, { role: 'responder', prologue: OPS_LINK_PROLOGUE, scheme: OPS_LINK_SCHEME, handshakeTimeoutMs: options.timeoutMs, identity: { certificate: fromBase64url(this.data.user.certificate), signer: this.user }, trust: this.peerTrust() });
+    const { link } = await listenLink(this.linkSide(), options);
     try {
       let entry: InboxEntry | null = null;
       await runPayee(link, {
@@ -963,11 +806,7 @@ export class Wallet {
    */
   async payTo(host: string, port: number, options: { expect?: string; timeoutMs: number }): Promise<{ token: string; payment: Payment; confirmed: boolean; error?: string }> {
     const expect = options.expect === undefined ? undefined : this.parseAmount(options.expect);
-    // One deadline for the connection (retried while nobody listens yet) and the handshake.
-    const started = Date.now();
-    const stream = await connectTcp(host, port, { timeoutMs: options.timeoutMs, retryRefused: true });
-    const handshakeTimeoutMs = Math.max(1, options.timeoutMs - (Date.now() - started));
-    const { link, peer } = await openSecureLink(stream, { role: 'initiator', prologue: OPS_LINK_PROLOGUE, scheme: OPS_LINK_SCHEME, handshakeTimeoutMs, identity: { certificate: fromBase64url(this.data.user.certificate), signer: this.user }, trust: this.peerTrust() });
+    const { link, peer } = await connectLink(this.linkSide(), host, port, options.timeoutMs);
     try {
       const result = await runPayer(link, {
         pay: async (request) => {
@@ -1001,16 +840,9 @@ export class Wallet {
     }
   }
 
-  private peerTrust() {
-    return {
-      provider: nodeProvider,
-      verify: (certificate: Uint8Array): PublicKey => this.verifyCertificate(certificate, ['user']).subject,
-    };
-  }
-
-  /** Checks a user or device certificate against the wallet's root, intermediary and revocation list. */
-  private verifyCertificate(certificate: Uint8Array, roles: readonly ('user' | 'device')[] = ['user', 'device']) {
-    return verifyChain({ provider: nodeProvider, chain: [decodeCertificate(certificate), this.intermediary], trustAnchors: [this.root], now: Date.now(), revocations: this.revocations, leafRoles: roles });
+  /** This wallet's side of an OPS link: bound to its user certificate. */
+  private linkSide(): LinkSide {
+    return { prologue: OPS_LINK_PROLOGUE, scheme: OPS_LINK_SCHEME, identity: { certificate: fromBase64url(this.data.user.certificate), signer: this.user }, trust: this.peerTrust() };
   }
 
   private requireDevice(): { keyId: string; certificate: string } {
@@ -1019,20 +851,16 @@ export class Wallet {
     }
     return this.data.device;
   }
-
-  private save(): Promise<void> {
-    return writeData(this.paths, this.data);
-  }
 }
 
 /** Runs init on a fresh SE, has the OEM attest it, registers it at the node as the owner's device, runs CertInit. */
 async function provisionDevice(
   host: OpsSecureElement,
-  options: { node: NodeClient; info: NodeInfo; oem: NonNullable<Awaited<ReturnType<typeof loadOem>>>; user: Signer; owner: string; progress?: ((line: string) => void) | undefined },
+  options: { node: NodeClient; info: NodeInfo; oem: Oem; user: Signer; owner: string; progress?: ((line: string) => void) | undefined },
 ): Promise<{ keyId: string; certificate: string }> {
   const { node, info, oem, user } = options;
   const init = await host.call('init', { root: fromBase64url(info.certificates.root), owner: fromHex(options.owner) });
-  const attestation = attestDevice(oem.signer, { sePublicKey: init.publicKey, model: SOFTWARE_SE_MODEL, taMeasurement: await measureOpsTrustedApp() });
+  const attestation = attestDevice(oem.signer, { sePublicKey: init.publicKey, model: SOFTWARE_SE_MODEL, taMeasurement: await measureTrustedApp(OPS_TA_BUILD) });
   options.progress?.('registering the device (OEM attestation and proof of possession)');
   const answer = await node.signed<{ keyId: string; certificate: string }>(user, 'POST', '/v1/devices', {
     body: {
@@ -1052,6 +880,3 @@ async function provisionDevice(
   return { keyId: answer.body.keyId, certificate: answer.body.certificate };
 }
 
-function startSe(paths: WalletPaths, provision: boolean): Promise<OpsSecureElement> {
-  return IsolatedHost.start({ app: opsTrustedApp, location: OPS_TA_LOCATION, dir: paths.se, counter: { kind: 'file', path: paths.counter }, provision }) as Promise<OpsSecureElement>;
-}

@@ -10,13 +10,14 @@ import { mkdtemp, rm, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { isTallyError } from '../core/errors.ts';
-import { CRASH_POINTS } from '../secure-element/secure-element.ts';
-import { DEFAULT_CURRENCY, startNode, type RunningNode } from '../cli/node-start.ts';
-import { enrollOem } from './factory.ts';
-import { walletDir, walletPaths } from './home.ts';
-import { NodeClient } from './node-client.ts';
+import { isTallyError } from '../../core/errors.ts';
+import { CRASH_POINTS } from '../../secure-element/secure-element.ts';
+import { DEFAULT_CURRENCY, startNode, type RunningNode } from '../../cli/node-start.ts';
+import { enrollOem } from '../../wallet/factory.ts';
+import { walletDir, walletPaths } from '../../wallet/home.ts';
+import { NodeClient } from '../../wallet/node-client.ts';
 import { Wallet } from './wallet.ts';
+import { ops } from './index.ts';
 
 let root: string;
 let home: string;
@@ -31,7 +32,7 @@ before(async () => {
   home = join(root, 'home');
   node = await startNode({ port: 0, host: '127.0.0.1', dataDir: join(root, 'node'), env: { TALLY_NODE_PASSPHRASE: 'wallet test' }, currency: DEFAULT_CURRENCY, logger: { log: () => undefined }, print: () => undefined, now: () => Date.now() + clockOffsetMs });
   client = new NodeClient(node.url);
-  await enrollOem(home, client, node.operatorToken);
+  await enrollOem(home, client, node.operatorToken, ops.wallet.trustedApps);
 });
 
 const opened = new Set<Wallet>();
@@ -122,7 +123,7 @@ describe('a secure element killed mid-step, then the wallet opened again', () =>
       // Collect: the payee's SE dies while taking the payment in.
       const payment = sent[0];
       assert.ok(payment !== undefined);
-      await payee.acceptPayment((await import('../schemes/ops/messages.ts')).decodePayment(Buffer.from(payment.payment, 'base64url')));
+      await payee.acceptPayment((await import('./messages.ts')).decodePayment(Buffer.from(payment.payment, 'base64url')));
       await (await payee.se()).armCrash(point);
       await assert.rejects(payee.collect(), (e: unknown) => isTallyError(e, 'SE_CRASHED'));
       payee = await reopen(payee);
@@ -235,5 +236,5 @@ test('a wallet with a secure element needs an OEM enrolled at its node; without 
   await assert.rejects(Wallet.create({ home: bare, name: 'x', node: node.url, secureElement: true }), (e: unknown) => isTallyError(e, 'WALLET_UNSUPPORTED') && /tally operator oem/.test(e.message));
   await assert.rejects(Wallet.open(bare, 'x'), (e: unknown) => isTallyError(e, 'WALLET_NOT_FOUND'));
   await assert.rejects(Wallet.create({ home: bare, name: '../evil', node: node.url, secureElement: false }), (e: unknown) => isTallyError(e, 'DECODE_FAILED'));
-  await assert.rejects(enrollOem(bare, client, 'not the token'), (e: unknown) => isTallyError(e, 'NODE_REFUSED') && e.details.status === 401);
+  await assert.rejects(enrollOem(bare, client, 'not the token', ops.wallet.trustedApps), (e: unknown) => isTallyError(e, 'NODE_REFUSED') && e.details.status === 401);
 });

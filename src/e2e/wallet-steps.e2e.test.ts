@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { toBase64url } from '../core/bytes.ts';
 import { encodeCbor } from '../core/cbor.ts';
-import { BIN, killChildren, startNode, track, type Json, type NodeProcess } from './e2e-process.ts';
+import { BIN, killChildren, startNode, track, type Json, type NodeProcess } from '../cli/e2e-process.ts';
 
 interface Run {
   code: number | null;

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, test } from 'node:test';
-import { BIN, killChildren, startNode, track, type Json } from './e2e-process.ts';
+import { BIN, killChildren, startNode, track, type Json } from '../cli/e2e-process.ts';
 
 const dirs: string[] = [];
 after(async () => {

@@ -11,15 +11,15 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { fromBase64url, fromHex, toBase64url, toHex } from '../core/bytes.ts';
-import { randomBytes } from '../core/crypto/hash.ts';
-import { nobleEd25519 } from '../core/crypto/noble.ts';
-import { signerFromSecret } from '../core/crypto/suite.ts';
-import { sealKey } from '../issuer/identity/keystore.ts';
-import { keyId } from '../pki/key-id.ts';
-import { NodeClient } from '../wallet/node-client.ts';
-import { PASSWORD_TRIES_MAX } from '../schemes/dotm/trusted-app.ts';
-import { BIN, killChildren, startNode, type Json } from './e2e-process.ts';
+import { fromBase64url, fromHex, toBase64url, toHex } from '../../core/bytes.ts';
+import { randomBytes } from '../../core/crypto/hash.ts';
+import { nobleEd25519 } from '../../core/crypto/noble.ts';
+import { signerFromSecret } from '../../core/crypto/suite.ts';
+import { sealKey } from '../../issuer/identity/keystore.ts';
+import { keyId } from '../../pki/key-id.ts';
+import { NodeClient } from '../../wallet/node-client.ts';
+import { PASSWORD_TRIES_MAX } from './trusted-app.ts';
+import { BIN, killChildren, startNode, type Json } from '../../cli/e2e-process.ts';
 
 const dirs: string[] = [];
 after(async () => {

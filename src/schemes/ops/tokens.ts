@@ -4,11 +4,11 @@
  * the payer's TA. Each token says what it is, so a request pasted where a payment is expected gets
  * a clear error. A request of an earlier version (`ops-request`, unsigned) is read only to be refused.
  */
-import { bytes, taggedUnion, text, uint } from '../core/codec.ts';
-import { TallyError } from '../core/errors.ts';
-import { decodeText, encodeText } from '../core/text.ts';
-import { amountCodec, certificateBytesCodec, decodePayment, encodePayment, PAYMENT_BYTES_MAX, signatureCodec, type Payment } from '../schemes/ops/messages.ts';
-import { REQUEST_NONCE_BYTES, type SignedRequest } from '../schemes/ops/request.ts';
+import { bytes, taggedUnion, text, uint } from '../../core/codec.ts';
+import { TallyError } from '../../core/errors.ts';
+import { decodeText, encodeText } from '../../core/text.ts';
+import { amountCodec, certificateBytesCodec, decodePayment, encodePayment, PAYMENT_BYTES_MAX, signatureCodec, type Payment } from './messages.ts';
+import { REQUEST_NONCE_BYTES, type SignedRequest } from './request.ts';
 
 const memoCodec = text({ max: 140, pattern: /^[^\p{Cc}\p{Cs}]*$/u, describe: 'text of up to 140 characters without control characters' });
 
