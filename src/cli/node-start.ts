@@ -14,7 +14,7 @@ import { createIssuerApp } from '../issuer/http/app.ts';
 import { sweepExpired } from '../issuer/maintenance.ts';
 import { openNode } from '../issuer/services.ts';
 import { nodeProvider } from '../providers/node-crypto.ts';
-import { SCHEMES } from '../schemes/index.ts';
+import { SCHEMES, type Scheme } from '../schemes/index.ts';
 import type { Logger } from './log.ts';
 
 /** Options of `tally node start`. */
@@ -35,6 +35,8 @@ export interface NodeStartOptions {
   print: (text: string) => void;
   /** The node's clock, Unix milliseconds (tests move it); the system clock by default. */
   now?: (() => number) | undefined;
+  /** The schemes it serves; the registry's by default. */
+  schemes?: readonly Scheme[] | undefined;
 }
 
 /** A running node. */
@@ -53,7 +55,7 @@ export const SWEEP_INTERVAL_MS = 10 * 60 * 1000;
 export async function startNode(options: NodeStartOptions): Promise<RunningNode> {
   const dataDir = resolve(options.dataDir);
   // Every scheme of the registry; their node parts load only here.
-  const schemes = await Promise.all(SCHEMES.map((scheme) => scheme.node()));
+  const schemes = await Promise.all((options.schemes ?? SCHEMES).map((scheme) => scheme.node()));
   const node = await openNode({
     dataDir,
     databaseUrl: options.databaseUrl,

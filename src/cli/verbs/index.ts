@@ -15,7 +15,7 @@ import { walletDeposit } from './wallet-deposit.ts';
 import { walletHistory } from './wallet-history.ts';
 import { walletRecover } from './wallet-recover.ts';
 import { walletWithdraw } from './wallet-withdraw.ts';
-import { schemeVerb, shellVerb, type ShellVerbSpec, type VerbCapabilities } from './wallet-verb.ts';
+import { runsShellVerb, schemeVerb, shellVerb, type ShellVerbSpec, type VerbCapabilities } from './wallet-verb.ts';
 
 /** The shell's verbs that run on one wallet, in the order `tally --help` lists them. */
 const SHELL_VERBS: readonly ShellVerbSpec[] = [walletBalance, walletDeposit, walletWithdraw, walletRecover];
@@ -24,11 +24,18 @@ const PAYMENT_VERBS: readonly ShellVerbSpec[] = [pay, receive, sync];
 
 /** Builds the table of verbs for `schemes`. */
 export function buildVerbs(schemes: readonly Scheme[]): Record<string, Verb> {
-  const needs = new Map<string, ReturnType<NonNullable<ShellVerbSpec['capability']>> | null>();
-  const needed = (): VerbCapabilities => needs;
-  for (const spec of [...SHELL_VERBS, ...PAYMENT_VERBS]) needs.set(spec.words, spec.verb === 'pay' ? 'link-payments' : (spec.capability?.({}, ['']) ?? null));
   const own = [...new Set(schemes.flatMap((s) => Object.keys(s.cli.verbs ?? {})))];
-  for (const words of own) needs.set(words, schemes.flatMap((s) => s.cli.verbs?.[words]?.capability ?? [])[0] ?? null);
+  const needs = new Map<string, (scheme: Scheme) => boolean>([
+    ['wallet create', (scheme) => scheme.cli.handlers.create !== undefined],
+    ['wallet history', () => true],
+  ]);
+  const needed = (): VerbCapabilities => needs;
+  for (const spec of [...SHELL_VERBS, ...PAYMENT_VERBS]) {
+    // pay takes a token or a live link: either capability offers it.
+    const capabilities = spec.verb === 'pay' ? (['token-payments', 'link-payments'] as const) : [spec.capability?.({}, []) ?? null];
+    needs.set(spec.words, (scheme) => runsShellVerb(scheme, spec, capabilities));
+  }
+  for (const words of own) needs.set(words, (scheme) => { const verb = scheme.cli.verbs?.[words]; return verb !== undefined && scheme.capabilities.includes(verb.capability); });
   return {
     ...operatorVerbs(schemes),
     schemes: schemesVerb(schemes, needed),

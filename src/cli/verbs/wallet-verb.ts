@@ -28,12 +28,18 @@ export interface ShellVerbSpec extends Help {
   check?(values: Readonly<Record<string, unknown>>, args: readonly string[]): void;
 }
 
-/** Which verbs need which capability, for the message of WALLET_UNSUPPORTED. */
-export type VerbCapabilities = ReadonlyMap<string, Capability | null>;
+/** For every verb that runs on a wallet, by its words: whether a scheme's wallets can run it. */
+export type VerbCapabilities = ReadonlyMap<string, (scheme: Scheme) => boolean>;
 
 /** The verbs a scheme's wallets can run. */
 export function offeredVerbs(scheme: Scheme, needs: VerbCapabilities): string[] {
-  return [...needs].filter(([, capability]) => capability === null || scheme.capabilities.includes(capability)).map(([words]) => `tally ${words}`);
+  return [...needs].filter(([, offered]) => offered(scheme)).map(([words]) => `tally ${words}`);
+}
+
+/** Whether a scheme runs a shell verb: it has a handler for it and, when the verb needs one, one of its capabilities. */
+export function runsShellVerb(scheme: Scheme, spec: ShellVerbSpec, capabilities: readonly (Capability | null)[]): boolean {
+  if (spec.verb !== 'create' && scheme.cli.handlers[spec.verb] === undefined) return false;
+  return capabilities.some((c) => c === null || scheme.capabilities.includes(c));
 }
 
 function unsupported(name: string, scheme: Scheme, words: string, needs: VerbCapabilities, capability: Capability | null): TallyError<'WALLET_UNSUPPORTED'> {
