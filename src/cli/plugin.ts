@@ -74,6 +74,8 @@ export const OPERATOR_OPTIONS = [
   ['--token T', 'the operator token (else $TALLY_OPERATOR_TOKEN)'],
   ['--data DIR', "read the operator token from the node's data folder (DIR/identity/operator-token)"],
 ] as const;
+/** The flags of the operator's verbs. */
+export const OPERATOR_FLAGS = { node: { type: 'string' }, token: { type: 'string' }, data: { type: 'string' } } as const;
 export const TIMEOUT_OPTION = ['--timeout SECONDS', `how long to wait for the peer and for each of its messages (default ${LINK_WAIT_MS_DEFAULT / 1000})`] as const;
 
 export const common = {

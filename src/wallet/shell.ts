@@ -365,10 +365,36 @@ export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends C
   protected abstract probeSecureElement(): Promise<void>;
 }
 
-/** Opens a wallet folder of `scheme` under its lock, for a scheme's `open`. */
-export async function openFolderOf<Step extends JournalStep, Slot>(home: string, name: string, scheme: string): Promise<{ paths: WalletPaths; data: WalletData<Step, Slot>; unlock: () => Promise<void> }> {
+/** How a scheme reads its part of wallet.json: its journal steps and its slot. */
+export interface WalletFormat<Step extends JournalStep, Slot> {
+  /** The step as the scheme knows it, or null for a step it does not know. */
+  step(step: JournalStep & Record<string, unknown>): Step | null;
+  /** The slot as the scheme knows it, or null when it is missing or not the scheme's. */
+  slot(slot: unknown): Slot | null;
+}
+
+/**
+ * Opens a wallet folder of `scheme` under its lock, for a scheme's `open`: its steps and slot read
+ * by the scheme's `format`.
+ * @throws TallyError WALLET_NOT_FOUND, WALLET_UNSUPPORTED (another scheme), WALLET_BUSY, STATE_CORRUPT (a step or slot the scheme does not know)
+ */
+export async function openFolderOf<Step extends JournalStep, Slot>(home: string, name: string, scheme: string, format: WalletFormat<Step, Slot>): Promise<{ paths: WalletPaths; data: WalletData<Step, Slot>; unlock: () => Promise<void> }> {
   const opened = await openWalletFolder(home, name, scheme);
-  return opened as unknown as { paths: WalletPaths; data: WalletData<Step, Slot>; unlock: () => Promise<void> };
+  try {
+    const pending: Step[] = [];
+    for (const raw of opened.data.pending) {
+      const step = format.step({ ...raw });
+      if (step === null) throw new TallyError('STATE_CORRUPT', `wallet file ${opened.paths.file}: a pending ${JSON.stringify(raw.kind).slice(0, 40)} step that a ${scheme} wallet does not know`, { reason: 'pending' });
+      pending.push(step);
+    }
+    const { slot: rawSlot, pending: _steps, ...rest } = opened.data;
+    const slot = rawSlot === undefined ? null : format.slot(rawSlot);
+    if (rawSlot !== undefined && slot === null) throw new TallyError('STATE_CORRUPT', `wallet file ${opened.paths.file}: the ${scheme} data is not in the expected format`, { reason: 'slot' });
+    return { paths: opened.paths, data: { ...rest, pending, ...(slot === null ? {} : { slot }) }, unlock: opened.unlock };
+  } catch (e) {
+    await opened.unlock();
+    throw e;
+  }
 }
 
 /**

@@ -4,7 +4,9 @@
  */
 import type { Scheme } from '../../schemes/index.ts';
 import type { Verb } from '../plugin.ts';
-import { operatorVerbs } from './operator.ts';
+import { audit } from './audit.ts';
+import { operatorMint } from './operator-mint.ts';
+import { operatorOem } from './operator-oem.ts';
 import { pay } from './pay.ts';
 import { receive } from './receive.ts';
 import { schemesVerb } from './schemes.ts';
@@ -37,7 +39,9 @@ export function buildVerbs(schemes: readonly Scheme[]): Record<string, Verb> {
   }
   for (const words of own) needs.set(words, (scheme) => { const verb = scheme.cli.verbs?.[words]; return verb !== undefined && scheme.capabilities.includes(verb.capability); });
   return {
-    ...operatorVerbs(schemes),
+    'operator mint': operatorMint,
+    'operator oem': operatorOem(schemes),
+    audit,
     schemes: schemesVerb(schemes, needed),
     'wallet create': walletCreate(schemes),
     ...Object.fromEntries(SHELL_VERBS.slice(0, 1).map((spec) => [spec.words, shellVerb(spec, schemes, needed)])),

@@ -22,7 +22,7 @@ import { equalBytes, fromBase64url, fromHex, toBase64url, toHex } from '../../co
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import { randomBytes } from '../../core/crypto/hash.ts';
 import { nobleEd25519 } from '../../core/crypto/noble.ts';
-import { signerFromSecret, type PublicKey, type Signer, type SuiteName } from '../../core/crypto/suite.ts';
+import { signerFromSecret, SUITE_NAMES, type PublicKey, type Signer, type SuiteName } from '../../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import { decodeCertificate } from '../../pki/certificate.ts';
@@ -49,6 +49,7 @@ import {
   type ResumeReport,
   type TrustedAppSpec,
   type WalletData,
+  type WalletFormat,
   type WalletPaths,
 } from '../../wallet/plugin.ts';
 import { decodeBlock } from './messages.ts';
@@ -92,6 +93,26 @@ export interface DotmSlot {
 
 /** wallet.json of a DOT-M wallet. */
 export type DotmWalletData = WalletData<IssueStep, DotmSlot>;
+
+/** How a DOT-M wallet reads its journal and keys from wallet.json. */
+const DOTM_FORMAT: WalletFormat<IssueStep, DotmSlot> = {
+  step(raw) {
+    // An earlier version named the issue step after the scheme.
+    if (raw.kind !== 'issue' && raw.kind !== 'dotm-issue') return null;
+    const { amount, count, blocks } = raw;
+    if (typeof amount !== 'string' || typeof count !== 'number' || !Number.isInteger(count)) return null;
+    if (blocks !== undefined && !(Array.isArray(blocks) && blocks.every((b): b is string => typeof b === 'string'))) return null;
+    return { kind: 'issue', id: raw.id, amount, count, ...(blocks === undefined ? {} : { blocks }) };
+  },
+  slot(raw) {
+    if (raw === null || typeof raw !== 'object') return null;
+    const { user, ucert, wallet, wcert, suite } = { user: undefined, ucert: undefined, wallet: undefined, wcert: undefined, suite: undefined, ...raw } as { [key: string]: unknown };
+    if (typeof user !== 'string' || typeof ucert !== 'string' || typeof wallet !== 'string' || typeof wcert !== 'string') return null;
+    const known = SUITE_NAMES.find((s) => s === suite);
+    if (suite !== undefined && known === undefined) return null;
+    return { user, ucert, wallet, wcert, ...(known === undefined ? {} : { suite: known }) };
+  },
+};
 
 /** Options of DotmWallet.create. */
 export interface CreateDotmOptions {
@@ -186,8 +207,6 @@ export class DotmWallet extends WalletShell<IssueStep, DotmSlot, DotmState, Dotm
 
   private constructor(paths: WalletPaths, data: DotmWalletData, unlock: () => Promise<void>) {
     super(paths, data, unlock);
-    // An earlier version named the issue step after the scheme.
-    for (const step of data.pending) if ((step.kind as string) === 'dotm-issue') step.kind = 'issue';
   }
 
   protected secureElementSpec() {
@@ -199,7 +218,6 @@ export class DotmWallet extends WalletShell<IssueStep, DotmSlot, DotmState, Dotm
   }
 
   protected async runStep(step: IssueStep): Promise<unknown> {
-    if (step.kind !== 'issue') throw new TallyError('STATE_CORRUPT', `a ${String(step.kind)} step in a DOT-M wallet`, { reason: 'pending' });
     if (!this.unlocked) throw new TallyError('PASSWORD_MISSING', 'it needs the node, and the account key is sealed: run a command that asks for the payment password', {});
     return this.runIssue(step);
   }
@@ -329,7 +347,7 @@ export class DotmWallet extends WalletShell<IssueStep, DotmSlot, DotmState, Dotm
    * @throws TallyError WALLET_NOT_FOUND, WALLET_BUSY, WALLET_UNSUPPORTED (not a DOT-M wallet), STATE_CORRUPT
    */
   static async open(home: string, name: string): Promise<DotmWallet> {
-    const { paths, data, unlock } = await openFolderOf<IssueStep, DotmSlot>(home, name, 'dotm');
+    const { paths, data, unlock } = await openFolderOf(home, name, 'dotm', DOTM_FORMAT);
     try {
       return new DotmWallet(paths, data, unlock);
     } catch (e) {

@@ -40,6 +40,7 @@ import {
   type SentEntry,
   type TrustedAppSpec,
   type WalletData,
+  type WalletFormat,
   type WalletPaths,
 } from '../../wallet/plugin.ts';
 import {
@@ -106,6 +107,51 @@ export type PendingStep =
 
 /** wallet.json of an OPS wallet (it keeps no slot of its own). */
 export type OpsWalletData = WalletData<PendingStep, never>;
+
+/** The string fields `names` of a step read from the file (each present, or absent when optional), or null. */
+function fields<R extends string, O extends string>(raw: Record<string, unknown>, required: readonly R[], optional: readonly O[]): ({ [K in R]: string } & { [K in O]?: string }) | null {
+  const out: Record<string, string> = {};
+  for (const name of required) {
+    const value = raw[name];
+    if (typeof value !== 'string') return null;
+    out[name] = value;
+  }
+  for (const name of optional) {
+    const value = raw[name];
+    if (value === undefined) continue;
+    if (typeof value !== 'string') return null;
+    out[name] = value;
+  }
+  return out as { [K in R]: string } & { [K in O]?: string };
+}
+
+/** How an OPS wallet reads its journal from wallet.json. */
+const OPS_FORMAT: WalletFormat<PendingStep, never> = {
+  step(raw) {
+    const id = raw.id;
+    switch (raw.kind) {
+      case 'deposit': {
+        const f = fields(raw, ['amount'], ['confirmation']);
+        return f === null ? null : { kind: 'deposit', id, ...f };
+      }
+      case 'withdraw': {
+        const f = fields(raw, ['amount'], ['confirmation', 'device']);
+        return f === null ? null : { kind: 'withdraw', id, ...f };
+      }
+      case 'pay': {
+        const f = fields(raw, ['amount', 'receiver'], ['memo', 'request']);
+        return f === null ? null : { kind: 'pay', id, ...f };
+      }
+      case 'collect': {
+        const f = fields(raw, ['digest'], []);
+        return f === null ? null : { kind: 'collect', id, ...f };
+      }
+      default:
+        return null;
+    }
+  },
+  slot: () => null,
+};
 
 /** Options of Wallet.create. */
 export interface CreateOptions {
@@ -210,7 +256,7 @@ export class Wallet extends WalletShell<PendingStep, never, OpsState, OpsCommand
    * @throws TallyError WALLET_NOT_FOUND, WALLET_BUSY, STATE_CORRUPT
    */
   static async open(home: string, name: string): Promise<Wallet> {
-    const { paths, data, unlock } = await openFolderOf<PendingStep, never>(home, name, 'ops');
+    const { paths, data, unlock } = await openFolderOf(home, name, 'ops', OPS_FORMAT);
     try {
       return new Wallet(paths, data, unlock);
     } catch (e) {
@@ -260,8 +306,6 @@ export class Wallet extends WalletShell<PendingStep, never, OpsState, OpsCommand
         return this.runPay(step);
       case 'collect':
         return this.runCollect(step);
-      default:
-        throw new TallyError('STATE_CORRUPT', `wallet ${this.name}: a pending step of unknown kind ${JSON.stringify((step as { kind: unknown }).kind)}`, { reason: 'pending' });
     }
   }
 

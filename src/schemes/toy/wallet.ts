@@ -12,7 +12,7 @@ import { TallyError } from '../../core/errors.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { toyPurse, type PurseState } from '../../secure-element/apps/toy-purse.ts';
-import { createWalletFolder, isNodeRefusal, newStepId, openFolderOf, startSecureElement, WalletShell, type TrustedAppSpec, type WalletData, type WalletPaths } from '../../wallet/plugin.ts';
+import { createWalletFolder, isNodeRefusal, newStepId, openFolderOf, startSecureElement, WalletShell, type TrustedAppSpec, type WalletData, type WalletFormat, type WalletPaths } from '../../wallet/plugin.ts';
 
 type ToyCommands = typeof toyPurse.commands;
 const TOY_TA: TrustedAppSpec<PurseState, ToyCommands> = { app: toyPurse, location: { module: new URL('../../secure-element/apps/toy-purse.ts', import.meta.url).href, export: 'toyPurse' } };
@@ -30,6 +30,12 @@ export interface LoadStep {
 export interface ToySlot {
   purse: string;
 }
+
+/** How a toy wallet reads wallet.json. */
+const TOY_FORMAT: WalletFormat<LoadStep, ToySlot> = {
+  step: (raw) => (raw.kind === 'load' && typeof raw.amount === 'string' && (raw.moved === undefined || typeof raw.moved === 'boolean') ? { kind: 'load', id: raw.id, amount: raw.amount, ...(raw.moved === true ? { moved: true } : {}) } : null),
+  slot: (raw) => (raw !== null && typeof raw === 'object' && 'purse' in raw && typeof raw.purse === 'string' ? { purse: raw.purse } : null),
+};
 
 /** An open toy wallet. */
 export class ToyWallet extends WalletShell<LoadStep, ToySlot, PurseState, ToyCommands> {
@@ -96,7 +102,7 @@ export class ToyWallet extends WalletShell<LoadStep, ToySlot, PurseState, ToyCom
 
   /** Opens a toy wallet under its lock. */
   static async open(home: string, name: string): Promise<ToyWallet> {
-    const { paths, data, unlock } = await openFolderOf<LoadStep, ToySlot>(home, name, 'toy');
+    const { paths, data, unlock } = await openFolderOf(home, name, 'toy', TOY_FORMAT);
     try {
       return new ToyWallet(paths, data, unlock);
     } catch (e) {
