@@ -1,7 +1,7 @@
 /** DOT-M, the dual offline transaction scheme for trusted mobile devices (National Fintech Evaluation Center). */
 import type { Scheme } from '../scheme.ts';
 import { dotmCli } from './cli.ts';
-import { DOTM_TA_BUILD } from './wallet.ts';
+import { DOTM_TA_BUILD } from './wallet-build.ts';
 
 /** The DOT-M scheme. */
 export const dotm: Scheme = {

@@ -56,6 +56,7 @@ import { decodeBlock } from './messages.ts';
 import { eventAckCodec, walletEventWire, type WalletEvent } from './online.ts';
 import { DOTM_LINK_PROLOGUE, DOTM_LINK_SCHEME, failureCode, runPayee, runPayer } from './session.ts';
 import { dotmTrustedApp } from './trusted-app.ts';
+import { DOTM_TA_BUILD } from './wallet-build.ts';
 import type { DotmState } from './trusted-app-state.ts';
 
 /** Most events in one upload, and the most base64url characters of events in one request body. */
@@ -67,8 +68,6 @@ export const ISSUE_BLOCKS_MAX = 20;
 type DotmCommands = typeof dotmTrustedApp.commands;
 /** The DOT-M trusted app, where the isolated SE process finds it. */
 const DOTM_TA: TrustedAppSpec<DotmState, DotmCommands> = { app: dotmTrustedApp, location: { module: new URL('./trusted-app.ts', import.meta.url).href, export: 'dotmTrustedApp' } };
-/** The DOT-M trusted app's build: its measurement covers these files. */
-export const DOTM_TA_BUILD = { entry: new URL('./trusted-app.ts', import.meta.url), sources: ['trusted-app.ts', 'trusted-app-state.ts', 'messages.ts', 'block.ts', 'online.ts'] } as const;
 /** The wallet's DOT-M secure element. */
 export type DotmSecureElement = Awaited<ReturnType<typeof startSecureElement<DotmState, DotmCommands>>>;
 

@@ -1,7 +1,7 @@
 /** OPS, the offline payment system of the two-tier hierarchical infrastructure (Visa Research). */
 import type { Scheme } from '../scheme.ts';
 import { opsCli } from './cli.ts';
-import { OPS_TA_BUILD } from './wallet.ts';
+import { OPS_TA_BUILD } from './wallet-build.ts';
 
 /** The OPS scheme. */
 export const ops: Scheme = {

@@ -59,6 +59,7 @@ import {
 import { verifyPayment } from './pay-verify.ts';
 import { OPS_LINK_PROLOGUE, OPS_LINK_SCHEME, runPayee, runPayer } from './session.ts';
 import { opsTrustedApp } from './trusted-app.ts';
+import { OPS_TA_BUILD } from './wallet-build.ts';
 import type { OpsState } from './trusted-app-state.ts';
 import { paymentToken, readPaymentToken, readRequestToken, requestToken } from './tokens.ts';
 import { plainRequest, REQUEST_NONCE_BYTES, signRequest, verifyRequest, type SignedRequest } from './request.ts';
@@ -93,8 +94,6 @@ export const INBOX_ENTRIES_MAX = 10_000;
 type OpsCommands = typeof opsTrustedApp.commands;
 /** The OPS trusted app, where the isolated SE process finds it. */
 const OPS_TA: TrustedAppSpec<OpsState, OpsCommands> = { app: opsTrustedApp, location: { module: new URL('./trusted-app.ts', import.meta.url).href, export: 'opsTrustedApp' } };
-/** The OPS trusted app's build: its measurement covers these files. */
-export const OPS_TA_BUILD = { entry: new URL('./trusted-app.ts', import.meta.url), sources: ['trusted-app.ts', 'trusted-app-state.ts', 'messages.ts', 'pay-verify.ts'] } as const;
 /** The wallet's secure element. */
 export type OpsSecureElement = Awaited<ReturnType<typeof startSecureElement<OpsState, OpsCommands>>>;
 
