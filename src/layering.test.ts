@@ -7,6 +7,8 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -397,6 +399,39 @@ describe('the layering checker itself', () => {
       'src/schemes/index.ts → src/schemes/a/node.ts [registry]',
       'src/sim/bench/main.ts → src/schemes/a/index.ts [face]',
     ]);
+  });
+
+  it('reads a tree on disk the same way: scheme folders, tests and all', () => {
+    const root = mkdtempSync(join(tmpdir(), 'tally-layering-'));
+    try {
+      const tree: Record<string, string> = {
+        'src/core/codec.ts': 'export const c = 1;',
+        'src/schemes/alpha/messages.ts': "import { c } from '../../core/codec.ts';\nexport const m = c;",
+        'src/schemes/alpha/node.ts': "import { m } from '../beta/messages.ts';\nexport const n = m;",
+        'src/schemes/beta/messages.ts': "import { existsSync } from 'node:fs';\nexport const m = existsSync;",
+        'src/wallet/shell.test.ts': "import { m } from '../schemes/alpha/messages.ts';\nexport const isAlpha = m;",
+      };
+      for (const [path, text] of Object.entries(tree)) {
+        mkdirSync(dirname(join(root, path)), { recursive: true });
+        writeFileSync(join(root, path), text);
+      }
+      assert.deepEqual(
+        architectureViolations(root, treeFiles(root), disk).map((violation) => `${violationKey(violation)} [${violation.rule}]`).sort(),
+        [
+          'src/schemes/alpha/node.ts → src/schemes/beta/messages.ts [scheme-node]',
+          'src/schemes/beta/messages.ts → node:fs [pure]',
+          'src/wallet/shell.test.ts → src/schemes/alpha/messages.ts [shell]',
+        ],
+      );
+      assert.deepEqual(schemeFolders(root), ['alpha', 'beta']);
+      const namings = schemeNamings(root, walk(join(root, 'src', 'wallet'), (name) => name.endsWith('.ts')), schemeFolders(root), disk);
+      assert.deepEqual(namings, [
+        { file: 'src/wallet/shell.test.ts', line: 1, scheme: 'alpha' },
+        { file: 'src/wallet/shell.test.ts', line: 2, scheme: 'alpha' },
+      ]);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 
   it('compares with a known list both ways: a new violation and a stale line both fail', () => {
