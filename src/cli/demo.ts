@@ -1,9 +1,8 @@
 /**
- * `tally demo`: a whole OPS and DOT-M story against a fresh local node, told step by step.
- * Everything is real: an issuer node on a local port with its own PGlite database, wallets in a
- * temporary home with isolated secure element processes (and one OPS wallet without), OPS payments
- * by token and over TCP + Noise, a replay refused, DOT-M currency blocks paid in the nine steps over
- * TCP + Noise, sync, withdrawals, and the ledger's audit at the end. Steps are numbered as they are
+ * `tally demo`: a whole story against a fresh local node, told step by step: the factory step,
+ * then each scheme of the registry tells its own chapter (its CLI part's `demo`), then the ledger's
+ * audit. Everything is real: an issuer node on a local port with its own PGlite database, wallets in
+ * a temporary home with isolated secure element processes, payments by token and over TCP + Noise. Steps are numbered as they are
  * told. `--keep` leaves the folders.
  */
 import { mkdtemp, rm } from 'node:fs/promises';

@@ -24,7 +24,7 @@ const NODE_START_HELP: Help = {
     ['--data DIR', 'the data folder (default ./tally-data)'],
     ['--database-url URL', 'PostgreSQL instead of the embedded PGlite in the data folder (else $DATABASE_URL)'],
     ['--currency CODE:DECIMALS', 'the currency a new node issues (default EUR:2)'],
-    ['--suite NAME', "the signature suite of a new node's keys: ed25519 (default), p256 or sm2; DOT-M wallets made there follow it"],
+    ['--suite NAME', "the signature suite of a new node's keys: ed25519 (default), p256 or sm2; the secure element keys of wallets made there follow it where their scheme says so"],
     ['--json', 'print machine-readable events, one JSON object a line'],
   ],
   example: 'tally node start --port 8080 --data ./tally-data',
@@ -33,7 +33,7 @@ const NODE_START_HELP: Help = {
 const DEMO_HELP: Help = {
   usage: 'tally demo [--keep] [--json]',
   summary:
-    'Tells a whole OPS and DOT-M story against a fresh local node, step by step. Everything is real (a node in a temporary folder, wallets with isolated secure elements): OPS (deposit, a payment by token, a replay refused, a payment over TCP + Noise, a claim, sync, withdraw), then DOT-M (deposit as currency blocks, the nine-step payment over TCP + Noise, sync, withdraw), and the audit.',
+    'Tells a whole story against a fresh local node, step by step: each scheme of `tally schemes` its own chapter (wallets, deposits, offline payments by token and over TCP + Noise, refusals, sync, withdrawals), then the audit. Everything is real: a node in a temporary folder, wallets with isolated secure elements.',
   options: [
     ['--keep', 'keep the temporary folders (node data and wallets) and print where they are'],
     ['--json', 'one JSON object a step'],

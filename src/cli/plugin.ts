@@ -166,7 +166,7 @@ export interface VerbFlags {
   readonly help: readonly (readonly [flag: string, meaning: string])[];
 }
 
-/** A verb of one scheme only (OPS: request, accept, collect, claim), run on a wallet of that scheme. */
+/** A verb of one scheme only (a payee's `collect`, say), run on a wallet of that scheme. */
 export interface SchemeVerb extends Help {
   /** What a wallet must be able to do for it; another scheme's wallet is answered WALLET_UNSUPPORTED. */
   readonly capability: Capability;
@@ -180,6 +180,8 @@ export interface SchemeVerb extends Help {
 export interface CliPart {
   /** Handlers of the shell's wallet verbs for this scheme's wallets. */
   readonly handlers: Readonly<Partial<Record<WalletVerbName, WalletVerbHandler>>>;
+  /** A sentence this scheme adds to a shell verb's help (what the verb does for its wallets). */
+  readonly notes?: Readonly<Partial<Record<WalletVerbName, string>>>;
   /** Flags this scheme adds to the shell's verbs. */
   readonly flags?: Readonly<Partial<Record<WalletVerbName, VerbFlags>>>;
   /** Verbs of this scheme only, by their words. */

@@ -1,7 +1,7 @@
 /**
  * The factory step for software secure elements. A phone's secure element arrives with a key of
  * its maker (the OEM) that attests "this public key lives in a secure element of model M running
- * trusted app build B" (OPS Figure 3, OEMVerify). A software secure element has no maker, so the
+ * trusted app build B" (OEMVerify in Figure 3 of the two-tier paper). A software secure element has no maker, so the
  * home folder plays one: `oem/oem.json` holds an OEM signing key, enrolled at a node by its
  * operator (`tally operator oem`), and the build B is measured here as the SHA-256 of the trusted
  * app's source files. Changing those files changes the measurement, and the node then refuses to

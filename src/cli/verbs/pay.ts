@@ -8,7 +8,7 @@ export const pay: ShellVerbSpec = {
   verb: 'pay',
   usage: 'tally pay NAME REQUEST [--payee KEYID] [--again] [--home DIR] [--json]\ntally pay NAME --connect HOST:PORT [--expect AMOUNT] [--timeout SECONDS] [--home DIR] [--json]',
   summary:
-    'Payer, offline: pays a request token (schemes with token payments: OPS) or a payee waiting with `tally receive` (--connect). With a REQUEST token: the secure element pays it and the payment token is printed; give it to the payee for `tally accept`. With --connect: pays the payee waiting with `tally receive` over TCP + Noise (DOT-M asks for the payment password, or reads $TALLY_PASSWORD).',
+    'Payer, offline: pays a request token (wallets of schemes with token payments) or a payee waiting with `tally receive` over TCP + Noise (--connect, wallets of schemes with link payments).',
   options: [
     ['--connect HOST:PORT', 'the address of a payee running `tally receive ... --listen PORT`'],
     ['--expect AMOUNT', 'refuse unless the payee asks for exactly this amount'],

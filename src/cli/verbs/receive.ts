@@ -7,8 +7,7 @@ export const receive: ShellVerbSpec = {
   words: 'receive',
   verb: 'receive',
   usage: 'tally receive NAME AMOUNT --listen PORT [--host 127.0.0.1] [--memo TEXT] [--timeout SECONDS] [--home DIR] [--json]',
-  summary:
-    'Payee, offline: waits for one payer (`tally pay NAME --connect HOST:PORT`) over TCP + Noise and takes AMOUNT. An OPS payment is stored like an accepted one: `tally collect` it (or `tally claim` it without a secure element); a DOT-M payment is in the wallet at once.',
+  summary: 'Payee, offline: waits for one payer (`tally pay NAME --connect HOST:PORT`) over TCP + Noise and takes AMOUNT.',
   options: [
     ['--listen PORT', 'the TCP port to listen on (0 picks a free one and prints it)'],
     ['--host ADDRESS', 'the address to listen on (default 127.0.0.1)'],

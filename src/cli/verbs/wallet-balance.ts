@@ -7,7 +7,7 @@ export const walletBalance: ShellVerbSpec = {
   words: 'wallet balance',
   verb: 'balance',
   usage: 'tally wallet balance NAME [--home DIR] [--json]',
-  summary: 'Shows the online balance (from the node, when it answers), the offline balance in the secure element, payments not yet collected, limits and unfinished steps; a DOT-M wallet lists its currency blocks.',
+  summary: 'Shows the online balance (from the node, when it answers), the offline balance in the secure element, payments not yet collected, limits and unfinished steps.',
   options: [HOME_OPTION, JSON_OPTION],
   example: 'tally wallet balance alice',
   positionals: [],

@@ -11,8 +11,10 @@ export function walletCreate(schemes: readonly Scheme[]): Verb {
   for (const scheme of schemes) Object.assign(extra, scheme.cli.flags?.create?.options ?? {});
   return {
     usage: `tally wallet create NAME [--scheme ${names.join('|')}] [--no-secure-element] [--node URL] [--home DIR] [--json]`,
-    summary:
-      'Creates a wallet and registers its user at the node; with a secure element (the default), provisions it in its own process and registers the device. A DOT-M wallet asks for its payment password at a prompt, or reads $TALLY_PASSWORD.',
+    summary: [
+      'Creates a wallet of a scheme (`tally schemes` lists them) and registers its user at the node; with a secure element (the default), provisions it in its own process and registers the device.',
+      ...schemes.flatMap((s) => s.cli.notes?.create ?? []),
+    ].join(' '),
     options: [[`--scheme ${names.join('|')}`, `the payment scheme (default ${names[0] ?? '?'}; \`tally schemes\` lists them)`], ...schemes.flatMap((s) => s.cli.flags?.create?.help ?? []), NODE_OPTION, HOME_OPTION, JSON_OPTION],
     example: `tally wallet create alice --scheme ${names[0] ?? ''}`,
     async run(argv, io) {

@@ -100,7 +100,7 @@ export function shellVerb(spec: ShellVerbSpec, schemes: readonly Scheme[], needs
   const words = spec.words;
   return {
     usage: spec.usage,
-    summary: spec.summary,
+    summary: [spec.summary, ...schemes.flatMap((s) => s.cli.notes?.[spec.verb] ?? [])].join(' '),
     options: [...help, ...spec.options],
     example: spec.example,
     async run(argv: string[], io: VerbIo) {
@@ -119,7 +119,7 @@ export function shellVerb(spec: ShellVerbSpec, schemes: readonly Scheme[], needs
   };
 }
 
-/** A verb some schemes have of their own (OPS's `collect`), run on a wallet of a scheme that has it. */
+/** A verb some schemes have of their own (a payee's `collect`, say), run on a wallet of a scheme that has it. */
 export function schemeVerb(words: string, schemes: readonly Scheme[], needs: () => VerbCapabilities): Verb {
   const owners = schemes.filter((s) => s.cli.verbs?.[words] !== undefined);
   const first = owners[0]?.cli.verbs?.[words];

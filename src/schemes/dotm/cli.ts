@@ -5,8 +5,12 @@
  */
 import { TallyError, isTallyError } from '../../core/errors.ts';
 import { endedLines, hostPort, optionalPassword, readPassword, seconds, UsageError, type CliPart, type VerbIo, type WalletVerbContext } from '../../cli/plugin.ts';
-import { dotmDemo } from './cli-demo.ts';
-import { DotmWallet, type DotmTransfer } from './wallet.ts';
+import type { DotmTransfer, DotmWallet } from './wallet.ts';
+
+/** The wallet class, loaded when a verb runs (listing the verbs loads no wallet code). */
+async function walletClass(): Promise<typeof DotmWallet> {
+  return (await import('./wallet.ts')).DotmWallet;
+}
 
 /** The payment password of a verb that needs the account key. */
 function password(env: VerbIo['env']): Promise<string> {
@@ -23,7 +27,7 @@ async function withDotm<T>(
   run: (wallet: DotmWallet, recovered: string[], resumed: Awaited<ReturnType<DotmWallet['recover']>>) => Promise<T>,
   unlock?: { password: string | null; optional?: boolean },
 ): Promise<T> {
-  const wallet = await DotmWallet.open(context.home, context.name);
+  const wallet = await (await walletClass()).open(context.home, context.name);
   try {
     if (unlock?.password != null) {
       try {
@@ -61,13 +65,20 @@ function flag(context: WalletVerbContext, name: string): string | undefined {
 
 /** DOT-M's CLI part. */
 export const dotmCli: CliPart = {
+  notes: {
+    create: 'A DOT-M wallet asks for its payment password at a prompt, or reads $TALLY_PASSWORD.',
+    balance: 'A DOT-M wallet lists its currency blocks.',
+    recover: "DOT-M: the payment password (prompt, or $TALLY_PASSWORD) opens the account key and becomes the new secure element's.",
+    pay: 'DOT-M: pays over the link in the nine steps; it asks for the payment password, or reads $TALLY_PASSWORD.',
+    receive: 'DOT-M: the payment is in the wallet at once.',
+  },
   flags: {
     deposit: { options: { blocks: { type: 'string' } }, help: [['--blocks N', 'DOT-M: split the amount into N currency blocks (1 to 20, default 1)']] },
   },
   handlers: {
     async create({ home, name, values, io }) {
       const pwd = await readPassword(io.env, 'Payment password for the new wallet: ', { confirm: true });
-      const wallet = await DotmWallet.create({ home, name, node: typeof values['node'] === 'string' ? values['node'] : '', password: pwd, progress: io.progress });
+      const wallet = await (await walletClass()).create({ home, name, node: typeof values['node'] === 'string' ? values['node'] : '', password: pwd, progress: io.progress });
       try {
         const data = wallet.snapshot();
         const keys = data.slot;
@@ -127,7 +138,7 @@ export const dotmCli: CliPart = {
     async recover(context) {
       // The wallet's payment password: it opens the account key, and the new secure element takes it.
       const pwd = await password(context.io.env);
-      const wallet = await DotmWallet.open(context.home, context.name);
+      const wallet = await (await walletClass()).open(context.home, context.name);
       try {
         const r = await wallet.recoverDevice(pwd, context.io.progress);
         const lines = [
@@ -177,5 +188,5 @@ export const dotmCli: CliPart = {
       }, { password: pwd });
     },
   },
-  demo: dotmDemo,
+  demo: async (context) => (await import('./cli-demo.ts')).dotmDemo(context),
 };

@@ -5,12 +5,16 @@
  * wallet without one).
  */
 import { endedLines, HOME_OPTION, hostPort, JSON_OPTION, seconds, UsageError, type CliPart, type Outcome, type WalletVerbContext } from '../../cli/plugin.ts';
-import { opsDemo } from './cli-demo.ts';
-import { Wallet, type InboxEntry } from './wallet.ts';
+import type { InboxEntry, Wallet } from './wallet.ts';
+
+/** The wallet class, loaded when a verb runs (listing the verbs loads no wallet code). */
+async function walletClass(): Promise<typeof Wallet> {
+  return (await import('./wallet.ts')).Wallet;
+}
 
 /** Opens the OPS wallet of a verb, runs, closes. */
 async function withWallet<T>(context: WalletVerbContext, run: (wallet: Wallet) => Promise<T>): Promise<T> {
-  const wallet = await Wallet.open(context.home, context.name);
+  const wallet = await (await walletClass()).open(context.home, context.name);
   try {
     return await run(wallet);
   } finally {
@@ -36,6 +40,11 @@ function flag(context: WalletVerbContext, name: string): string | undefined {
 
 /** OPS's CLI part. */
 export const opsCli: CliPart = {
+  notes: {
+    recover: 'OPS: the node revokes the old device and holds what it knows the old one held for its payments that still surface; the rest comes to the online account after the hold.',
+    pay: 'OPS: a REQUEST token (from `tally request`) is paid by the secure element and the payment token printed; give it to the payee for `tally accept`.',
+    receive: 'OPS: the payment is stored like an accepted one: `tally collect` it (or `tally claim` it without a secure element).',
+  },
   flags: {
     create: { options: { 'no-secure-element': { type: 'boolean', default: false } }, help: [['--no-secure-element', 'OPS: a wallet without a secure element; it receives payments and claims them online']] },
     pay: {
@@ -50,7 +59,7 @@ export const opsCli: CliPart = {
   handlers: {
     async create({ home, name, values, io }) {
       const node = flag({ home, name, values, io, args: [] }, 'node') ?? '';
-      const wallet = await Wallet.create({ home, name, node, secureElement: values['no-secure-element'] !== true, progress: io.progress });
+      const wallet = await (await walletClass()).create({ home, name, node, secureElement: values['no-secure-element'] !== true, progress: io.progress });
       try {
         const data = wallet.snapshot();
         return {
@@ -219,5 +228,5 @@ export const opsCli: CliPart = {
         }),
     },
   },
-  demo: opsDemo,
+  demo: async (context) => (await import('./cli-demo.ts')).opsDemo(context),
 };

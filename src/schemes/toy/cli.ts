@@ -1,9 +1,13 @@
 /** The toy scheme's CLI part: create, balance, deposit and pay (`tally pay NAME AMOUNT@PAYEE`). */
 import { UsageError, type CliPart, type WalletVerbContext } from '../../cli/plugin.ts';
-import { ToyWallet } from './wallet.ts';
+import type { ToyWallet } from './wallet.ts';
+
+async function walletClass(): Promise<typeof ToyWallet> {
+  return (await import('./wallet.ts')).ToyWallet;
+}
 
 async function withToy<T>(context: WalletVerbContext, run: (wallet: ToyWallet) => Promise<T>): Promise<T> {
-  const wallet = await ToyWallet.open(context.home, context.name);
+  const wallet = await (await walletClass()).open(context.home, context.name);
   try {
     return await run(wallet);
   } finally {
@@ -15,7 +19,7 @@ async function withToy<T>(context: WalletVerbContext, run: (wallet: ToyWallet) =
 export const toyCli: CliPart = {
   handlers: {
     async create({ home, name, values, io }) {
-      const wallet = await ToyWallet.create({ home, name, node: String(values['node']), progress: io.progress });
+      const wallet = await (await walletClass()).create({ home, name, node: String(values['node']), progress: io.progress });
       try {
         const data = wallet.snapshot();
         return { text: `Created toy wallet ${data.name}, account ${data.user.account}.`, json: { name: data.name, scheme: data.scheme, account: data.user.account, purse: data.slot?.purse ?? null } };
