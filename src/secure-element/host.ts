@@ -252,6 +252,7 @@ export class InProcessHost<S, C extends CommandTable<S>> implements SecureElemen
     const change = this.logChange(result.state);
     const records = this.records;
     let committed: { state: S; records: RecordsAt };
+    let stale: bigint | null = null;
     if (records !== null && change !== null && records.count < RECORDS_PER_GENERATION_MAX && records.bytes < RECORDS_COMPACT_BYTES) {
       // The usual commit: one record appended, and the small head.
       const prepared = this.prepareAppend(records, version, core, change, entry);
@@ -266,13 +267,16 @@ export class InProcessHost<S, C extends CommandTable<S>> implements SecureElemen
         await this.writeHead(prepared.sealedHead);
       });
       committed = prepared;
-      // The old generation is no longer named by any head; a crash before this leaves it for open() to remove.
-      await this.store.remove(app.name, generation);
+      stale = generation;
     }
     this.currentVersion = version;
     this.records = committed.records;
     this.outbox = outbox;
     this.state = committed.state;
+    if (stale !== null) {
+      // The old generation is no longer named by any head; if this fails (or a crash comes first), open() removes it.
+      await this.store.remove(app.name, stale).catch(() => undefined);
+    }
     this.crashPoint('after-increment');
     return output;
   }
