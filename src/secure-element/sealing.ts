@@ -27,7 +27,7 @@ export interface OutboxEntry {
 }
 
 /** Most records in one generation of an app's records file before it is compacted into a new one. */
-export const RECORDS_PER_GENERATION_MAX = 1024;
+export const RECORDS_PER_GENERATION_MAX = 256;
 /** Largest records file read, in bytes. */
 export const RECORDS_FILE_BYTES_MAX = 64 * 1024 * 1024;
 
