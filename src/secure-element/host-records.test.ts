@@ -16,7 +16,7 @@ import { isTallyError } from '../core/errors.ts';
 import { nodeProvider } from '../providers/node-crypto.ts';
 import { FileCounter } from './counter-file.ts';
 import { InProcessHost, SimulatedCrash, type HostOptions } from './host.ts';
-import { deriveDeviceKeys, sealEnvelope } from './sealing.ts';
+import { deriveDeviceKeys, RECORDS_PER_GENERATION_MAX, sealEnvelope } from './sealing.ts';
 import { CRASH_POINTS, type CrashPoint } from './secure-element.ts';
 import { FileStorage } from './storage-file.ts';
 import { accept, command, defineTrustedApp, reject } from './trusted-app.ts';
@@ -154,6 +154,24 @@ describe('secure element records', () => {
     await se.close();
     const again = await InProcessHost.open(options(dir));
     assert.equal((await again.call('read', {})).log.length, 120);
+    await again.close();
+  });
+
+  test('a full generation is compacted into the next one, the log and the latest outputs carried over', async () => {
+    const dir = await freshDir();
+    const se = await withAdds(dir, []);
+    assert.deepEqual(await recordsFiles(dir), ['log-app.1.records']);
+    const requestId = randomBytes(16);
+    let kept;
+    for (let n = 1; n <= RECORDS_PER_GENERATION_MAX; n++) {
+      const output = await se.call('add', { n }, n === RECORDS_PER_GENERATION_MAX - 2 ? { requestId } : undefined);
+      if (n === RECORDS_PER_GENERATION_MAX - 2) kept = output;
+    }
+    assert.deepEqual(await recordsFiles(dir), ['log-app.2.records']);
+    await se.close();
+    const again = await InProcessHost.open(options(dir));
+    assert.equal((await again.call('read', {})).log.length, RECORDS_PER_GENERATION_MAX);
+    assert.deepEqual(await again.call('add', { n: RECORDS_PER_GENERATION_MAX - 2 }, { requestId }), kept);
     await again.close();
   });
 
