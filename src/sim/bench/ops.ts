@@ -6,6 +6,7 @@
  *   Latency, bytes on the wire, and the ratio to the cryptographic floor (the payment's signature
  *   and PayVerify's checks, twice) and to that floor plus the two commits the TAs make.
  * - Claims settled by the node, one per request and batched, on PGlite and PostgreSQL.
+ * - Collect with the payee's payment log empty and with 5,000 entries (ops-collect-log.ts).
  */
 import { stat, mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
