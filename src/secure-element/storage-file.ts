@@ -1,8 +1,9 @@
 /**
- * File storage for a secure element host: a 0600 master secret file and one sealed file per app,
- * replaced atomically (write temp, fsync, rename, fsync the directory).
+ * File storage for a secure element host: a 0600 master secret file; per app, one sealed head file,
+ * replaced atomically (write temp, fsync, rename, fsync the directory), and an append-only records
+ * file per generation (`<app>.<generation>.records`).
  */
-import { mkdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TallyError } from '../core/errors.ts';
 import { isFsError, syncDirectory, writeDurably } from './durable-file.ts';
@@ -14,6 +15,11 @@ const APP_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 function stateFile(dir: string, app: string): string {
   if (!APP_NAME_PATTERN.test(app)) throw new RangeError(`app name: expected [a-z0-9._-], got ${JSON.stringify(app)}`);
   return join(dir, `${app}.sealed`);
+}
+
+function recordsFile(dir: string, app: string, generation: bigint): string {
+  stateFile(dir, app);
+  return join(dir, `${app}.${generation}.records`);
 }
 
 async function readOrNull(path: string): Promise<Uint8Array | null> {
@@ -66,5 +72,41 @@ export class FileStorage implements SecureStorage {
 
   async discardTemp(app: string): Promise<void> {
     await rm(`${stateFile(this.location, app)}.tmp`, { force: true });
+  }
+
+  async readRecords(app: string, generation: bigint): Promise<Uint8Array | null> {
+    return readOrNull(recordsFile(this.location, app, generation));
+  }
+
+  async writeRecords(app: string, generation: bigint, offset: number, data: Uint8Array): Promise<void> {
+    const path = recordsFile(this.location, app, generation);
+    let created = false;
+    let handle;
+    try {
+      handle = await open(path, 'r+');
+    } catch (e) {
+      if (!isFsError(e, 'ENOENT')) throw e;
+      handle = await open(path, 'w', 0o600);
+      created = true;
+    }
+    try {
+      await handle.write(data, 0, data.length, offset);
+      await handle.truncate(offset + data.length);
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+    // A new file's name must be durable before a head that names it.
+    if (created) await syncDirectory(this.location);
+  }
+
+  async removeRecords(app: string, keep: bigint): Promise<void> {
+    stateFile(this.location, app);
+    const prefix = `${app}.`;
+    for (const name of await readdir(this.location)) {
+      if (!name.startsWith(prefix) || !name.endsWith('.records')) continue;
+      const generation = name.slice(prefix.length, -'.records'.length);
+      if (/^[0-9]{1,20}$/.test(generation) && BigInt(generation) !== keep) await rm(join(this.location, name), { force: true });
+    }
   }
 }

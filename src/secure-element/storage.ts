@@ -19,4 +19,14 @@ export interface SecureStorage {
   replace(app: string): Promise<void>;
   /** Removes a temp state left by a crash before `replace`. */
   discardTemp(app: string): Promise<void>;
+  /**
+   * The records file of one generation of an app (its logs and outbox, appended per commit), or null.
+   * The three records methods go together; a storage without them keeps each generation's records
+   * as one more sealed blob, rewritten whole on every append (the host does that for it).
+   */
+  readRecords?(app: string, generation: bigint): Promise<Uint8Array | null>;
+  /** Writes `data` at byte `offset` of a generation's records file (created if need be), drops what follows, and makes it durable. */
+  writeRecords?(app: string, generation: bigint, offset: number, data: Uint8Array): Promise<void>;
+  /** Removes the records files of every generation of `app` but `keep`. */
+  removeRecords?(app: string, keep: bigint): Promise<void>;
 }

@@ -41,11 +41,29 @@ export interface CommandSpec<S, I, O> {
 /** A table of commands by name (a table, not a switch). */
 export type CommandTable<S> = Record<string, CommandSpec<S, unknown, unknown>>;
 
+/**
+ * A log of a trusted app: a field of its state that holds a list, grown by appending (a payment
+ * log, the payments made since the last sync). The host keeps it in sealed append-only records
+ * instead of resealing it with the rest of the state on every command.
+ */
+export interface LogSpec {
+  /** One entry, as the state codec decodes it. */
+  readonly entry: Codec<unknown>;
+  /** Most entries the state codec accepts. */
+  readonly max: number;
+}
+
 /** A trusted app: its name, state codec, first state and commands. */
 export interface TrustedApp<S, C extends CommandTable<S> = CommandTable<S>> {
   /** Stable name; part of the sealing context, so states of different apps never mix. */
   readonly name: string;
   readonly state: Codec<S>;
+  /**
+   * The state's fields that are logs, by name (each must be a list in every state). A command
+   * that only appends to a log costs the appended entries, not the whole log; one that removes or
+   * changes entries (a prune after a sync) makes the host compact the records.
+   */
+  readonly logs?: Readonly<Record<string, LogSpec>>;
   init(env: TrustedEnv): S;
   readonly commands: C;
 }

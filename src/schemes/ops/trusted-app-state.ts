@@ -15,8 +15,11 @@ import {
   REPORT_ENTRIES_MAX,
 } from './messages.ts';
 
-/** Most entries in T.inPaymentLog; past it, Collect waits for a sync to prune. */
-export const IN_PAYMENT_LOG_MAX = 2048;
+/**
+ * Most entries in T.inPaymentLog; past it, Collect waits for a sync to prune. The log lives in the
+ * secure element's append-only records (see `opsLogs`), so a Collect does not pay for its length.
+ */
+export const IN_PAYMENT_LOG_MAX = 8192;
 /** Largest revocation list the TA keeps, encoded. */
 export const TA_CRL_BYTES_MAX = 64 * 1024;
 
@@ -69,3 +72,14 @@ export const opsStateCodec = record({
 });
 /** The TA's state. */
 export type OpsState = Infer<typeof opsStateCodec>;
+
+/**
+ * The state's logs, which the secure element host keeps in append-only records rather than in the
+ * state it reseals on every command: T.inPaymentLog, and what was paid and collected since the
+ * last ack (a sync drops the oldest of those).
+ */
+export const opsLogs = {
+  inPaymentLog: { entry: logEntryCodec, max: IN_PAYMENT_LOG_MAX },
+  paid: { entry: paidEntryCodec, max: REPORT_ENTRIES_MAX },
+  collected: { entry: collectedEntryCodec, max: REPORT_ENTRIES_MAX },
+} as const;

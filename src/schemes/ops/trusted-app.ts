@@ -57,7 +57,7 @@ import { verifyPayment } from './pay-verify.ts';
 /** The label of the TA's signing key (T.sk) under the device master secret. */
 export const TA_KEY_LABEL = 'ops/ta';
 export { IN_PAYMENT_LOG_MAX, opsStateCodec, TA_CRL_BYTES_MAX, type LogEntry, type OpsState } from './trusted-app-state.ts';
-import { IN_PAYMENT_LOG_MAX, opsStateCodec, TA_CRL_BYTES_MAX, WITHDRAWALS_KEPT_MAX, type LogEntry, type OpsState } from './trusted-app-state.ts';
+import { IN_PAYMENT_LOG_MAX, opsLogs, opsStateCodec, TA_CRL_BYTES_MAX, WITHDRAWALS_KEPT_MAX, type LogEntry, type OpsState } from './trusted-app-state.ts';
 
 function taSigner(env: TrustedEnv): Signer {
   return env.signer(TA_KEY_LABEL);
@@ -130,6 +130,7 @@ function guarded<S, O>(run: () => CommandResult<S, O>): CommandResult<S, O> {
 export const opsTrustedApp = defineTrustedApp({
   name: 'ops',
   state: opsStateCodec as Codec<OpsState>,
+  logs: opsLogs,
   init: (): OpsState => ({
     bal: 0n,
     i: 0n,

@@ -62,6 +62,10 @@ test('bench ops, minimal: every payment is verified and stored, every claim cred
   }
   assert.equal(report.skipped.length, postgresUrl === undefined ? 1 : 0);
 
+  // Collect timed with the payee's log empty and with 20 entries per payment in it.
+  assert.deepEqual(report.collectLog.map((r) => r.logEntries), [0, 20 * payments]);
+  for (const row of report.collectLog) assertLatency(row.collect, 2 * payments, `collect with ${row.logEntries} log entries`);
+
   const text = formatOpsReport(report);
   for (const line of ['| memory |', '| tcp |', '| crypto |', '| pglite | batch |']) assert.ok(text.includes(line), `the text report has ${line}`);
 });

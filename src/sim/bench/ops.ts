@@ -6,6 +6,7 @@
  *   Latency, bytes on the wire, and the ratio to the cryptographic floor (the payment's signature
  *   and PayVerify's checks, twice) and to that floor plus the two commits the TAs make.
  * - Claims settled by the node, one per request and batched, on PGlite and PostgreSQL.
+ * - Collect with the payee's payment log empty and with 5,000 entries (ops-collect-log.ts).
  */
 import { stat, mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -17,6 +18,7 @@ import type { DeviceLimits } from '../../issuer/http/context.ts';
 import { REPORT_ENTRIES_MAX } from '../../schemes/ops/messages.ts';
 import { IN_PAYMENT_LOG_MAX } from '../../schemes/ops/trusted-app.ts';
 import { measureClaims, type ClaimsRow } from './ops-claims.ts';
+import { measureCollectLog, type CollectLogRow } from './ops-collect-log.ts';
 import { measureCryptoFloor, measurePersistenceFloor, type CryptoFloor, type PersistenceFloor } from './ops-floor.ts';
 import { payOnce, walletOf, type PaymentContext, type PaymentSample, type Pinned, type Transport, type Wallet } from './ops-payment.ts';
 import { assertAuditBalanced, BENCH_CURRENCY, deviceClient, enrolOem, fundDevice, openBenchNode, syncDevice, type BenchDevice, type BenchNode } from './ops-setup.ts';
@@ -34,6 +36,8 @@ export interface OpsBenchOptions {
   floorIterations: number;
   /** PostgreSQL URL; the PostgreSQL claims rows are skipped without one. */
   postgresUrl: string | undefined;
+  /** Entries in the payee's log for the second Collect row (default 5,000; 20 per payment below 100 payments). */
+  collectLogEntries?: number | undefined;
   progress: (line: string) => void;
 }
 
@@ -64,6 +68,8 @@ export interface OpsBenchReport {
   /** Checks that every payment went through: what the payee's TA gained, what the payer's lost, what was paid. */
   stored: { payments: number; paidMinor: number; payeeGainedMinor: number; payerSpentMinor: number };
   claims: ClaimsRow[];
+  /** Collect with an empty payee log and with a full one. */
+  collectLog: CollectLogRow[];
   skipped: string[];
 }
 
@@ -192,6 +198,13 @@ export async function benchOps(options: OpsBenchOptions): Promise<OpsBenchReport
   const root = await mkdtemp(join(tmpdir(), 'tally-bench-ops-'));
   try {
     const offline = await measurePayments(options, root);
+    const collectLog = await measureCollectLog({
+      entries: options.collectLogEntries ?? (options.payments < 100 ? 20 * options.payments : 5000),
+      samples: Math.min(50, 2 * options.payments),
+      deviceLimits: benchLimits(),
+      dir: join(root, 'collect-log'),
+      progress: options.progress,
+    });
     const claims: ClaimsRow[] = [];
     const skipped: string[] = [];
     const common = { claimsPerRow: options.claimsPerRow, concurrencies: options.claimConcurrencies, deviceLimits: benchLimits(), progress: (line: string) => options.progress(`claims: ${line}`) };
@@ -207,6 +220,7 @@ export async function benchOps(options: OpsBenchOptions): Promise<OpsBenchReport
       paymentAmountMinor: Number(PAYMENT_AMOUNT_MINOR),
       ...offline,
       claims,
+      collectLog,
       skipped,
     };
   } finally {
@@ -263,6 +277,10 @@ export function formatOpsReport(report: OpsBenchReport): string {
     '|---|---:|---:|---:|---:|',
   );
   for (const r of report.payments) lines.push(`| ${r.transport} | ${ms(r.parts.pay.p50Ms)} | ${ms(r.parts.verify.p50Ms)} | ${ms(r.parts.collect.p50Ms)} | ${ms(r.parts.rest.p50Ms)} |`);
+  lines.push('', "Collect against the payee's payment log (T.inPaymentLog), isolated secure element, file counter", '', '| entries in the log | collects | p50 ms | p99 ms | sealed head bytes |', '|---:|---:|---:|---:|---:|');
+  for (const r of report.collectLog) lines.push(`| ${r.logEntries} | ${r.collect.samples} | ${ms(r.collect.p50Ms)} | ${ms(r.collect.p99Ms)} | ${r.sealedBytes} |`);
+  const [emptyLog, fullLog] = report.collectLog;
+  if (emptyLog !== undefined && fullLog !== undefined) lines.push('', `Collect with ${fullLog.logEntries} / with 0 entries, p50: ${ratio(fullLog.collect.p50Ms / emptyLog.collect.p50Ms)}`);
   const s = report.stored;
   lines.push('', `Stored: ${s.payments} payments (warm-up included) of ${s.paidMinor} minor units in all; the payee's TA gained ${s.payeeGainedMinor}, the payer's lost ${s.payerSpentMinor}`);
   lines.push('', 'Claims settled by the node (POST /v1/ops/claims, /v1/ops/claims/batch), over HTTP on loopback', '', '| database | mode | claimers | claims | requests | payments/request | claims/s | request p50 ms | request p99 ms |', '|---|---|---:|---:|---:|---:|---:|---:|---:|');
