@@ -3,8 +3,8 @@
  * its quick or full parameters, and writes the report: a `Machine:` line, the bench's tables, and a
  * warning when a ratio to a floor below 1 shows the machine was too noisy to trust the run.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeCounter } from '../../secure-element/counters.ts';
 import { InProcessHost } from '../../secure-element/host.ts';
@@ -13,6 +13,7 @@ import type { SecureElement } from '../../secure-element/secure-element.ts';
 import { FileStorage } from '../../secure-element/storage-file.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { machineLine, noiseWarnings, thisMachine, type Machine } from './machine.ts';
+import { measureCommits } from './commit-floor.ts';
 import { CryptoMeter } from './meter.ts';
 import { openBenchNode } from './node.ts';
 import type { BenchHarness, BenchPlugin } from './plugin.ts';
@@ -43,6 +44,7 @@ export function makeHarness(options: RunOptions): { harness: BenchHarness; close
     provider: nodeProvider,
     postgresUrl,
     progress: options.progress,
+    loadAverage: () => loadavg()[0] ?? Number.NaN,
     async tempDir(name) {
       const dir = await mkdtemp(join(tmpdir(), `tally-bench-${name}-`));
       closers.push(() => rm(dir, { recursive: true, force: true }));
@@ -85,7 +87,14 @@ export function makeHarness(options: RunOptions): { harness: BenchHarness; close
       closers.push(() => host.close());
       return host;
     },
+    async measureCommits(sealedBytes, iterations) {
+      const dir = await harness.tempDir('commits');
+      return measureCommits({ dir, sealedBytes, iterations });
+    },
     meter: (phases) => new CryptoMeter(nodeProvider, phases),
+    async fileBytes(path) {
+      return (await stat(path)).size;
+    },
     async writeFile(path, text) {
       await writeFile(path, text);
     },

@@ -10,6 +10,7 @@ import type { SecureElement } from '../../secure-element/secure-element.ts';
 import type { CommandTable, TrustedApp } from '../../secure-element/trusted-app.ts';
 import type { Machine, FloorRatio } from './machine.ts';
 import type { CryptoMeter } from './meter.ts';
+import type { Latency } from './stats.ts';
 import type { BenchNode, BenchNodeOptions } from './node.ts';
 
 export type { Machine, FloorRatio } from './machine.ts';
@@ -45,6 +46,8 @@ export interface BenchHarness {
   readonly provider: CryptoProvider;
   /** A PostgreSQL URL when one is set (DATABASE_URL or TEST_DATABASE_URL). */
   readonly postgresUrl: string | undefined;
+  /** The 1-minute load average now: other work on the machine shows here. */
+  loadAverage(): number;
   /** A progress line, on stderr. */
   progress(line: string): void;
   /** A fresh temporary folder, removed when the run ends. */
@@ -57,6 +60,13 @@ export interface BenchHarness {
   startInProcessElement<S, C extends CommandTable<S>>(options: ElementOptions<S, C> & { readonly provider: CryptoProvider }): Promise<SecureElement<C>>;
   /** A metering provider over the harness's provider, counting by `phases` (the first is where counting starts). */
   meter<P extends string>(phases: readonly [P, ...P[]]): CryptoMeter<P>;
+  /**
+   * The persistence floor: one secure-element commit of each size in `sealedBytes` as a host makes
+   * it (sealed write, fsync, rename, directory fsync, file-counter increment), timed `iterations` times.
+   */
+  measureCommits(sealedBytes: readonly number[], iterations: number): Promise<Latency>;
+  /** The size of a file, bytes (a sealed state, to size the persistence floor). */
+  fileBytes(path: string): Promise<number>;
   /** Writes a text file (a figure). */
   writeFile(path: string, text: string): Promise<void>;
 }

@@ -5,8 +5,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { TEST_DATABASE_URL_VARIABLE } from '../../issuer/db/test-databases.ts';
-import { benchOps, formatOpsReport } from './ops.ts';
-import type { Latency } from './stats.ts';
+import { makeHarness } from '../../sim/bench/harness.ts';
+import type { Latency } from '../../sim/bench/plugin.ts';
+import { benchOps, formatOpsReport, opsRatios } from './bench.ts';
 
 function assertLatency(latency: Latency, samples: number, what: string): void {
   assert.equal(latency.samples, samples, `${what}: samples`);
@@ -18,7 +19,8 @@ test('bench ops, minimal: every payment is verified and stored, every claim cred
   const postgresUrl = process.env[TEST_DATABASE_URL_VARIABLE] || undefined;
   const payments = 3;
   const claimsPerRow = 6;
-  const report = await benchOps({ payments, claimsPerRow, claimConcurrencies: [1, 2], floorIterations: 20, postgresUrl, progress: () => undefined });
+  const { harness, close } = makeHarness({ quick: true, env: { TEST_DATABASE_URL: postgresUrl }, progress: () => undefined });
+  const report = await benchOps(harness, { payments, claimsPerRow, claimConcurrencies: [1, 2], floorIterations: 20 }).finally(close);
 
   assert.deepEqual(report.payments.map((r) => r.transport), ['memory', 'tcp']);
   for (const row of report.payments) {
@@ -61,6 +63,12 @@ test('bench ops, minimal: every payment is verified and stored, every claim cred
     else assert.equal(row.requests, row.concurrency, 'each claimer sends its few payments in one batch');
   }
   assert.equal(report.skipped.length, postgresUrl === undefined ? 1 : 0);
+
+  // Every ratio to a floor is reported for the harness's noise check.
+  assert.deepEqual(
+    opsRatios(report).map((r) => r.what),
+    ['memory payment / crypto floor (p50)', 'memory payment / (crypto + persistence) floor (p50)', 'tcp payment / crypto floor (p50)', 'tcp payment / (crypto + persistence) floor (p50)'],
+  );
 
   const text = formatOpsReport(report);
   for (const line of ['| memory |', '| tcp |', '| crypto |', '| pglite | batch |']) assert.ok(text.includes(line), `the text report has ${line}`);
