@@ -65,9 +65,19 @@ test('bench ops, minimal: every payment is verified and stored, every claim cred
   assert.equal(report.skipped.length, postgresUrl === undefined ? 1 : 0);
 
   // Every ratio to a floor is reported for the harness's noise check.
+  const ratios = opsRatios(report);
+  assert.equal(ratios.length, 12, 'six printed ratios per transport');
+  assert.ok(ratios.every((r) => Number.isFinite(r.value) && r.value > 0));
   assert.deepEqual(
-    opsRatios(report).map((r) => r.what),
-    ['memory payment / crypto floor (p50)', 'memory payment / (crypto + persistence) floor (p50)', 'tcp payment / crypto floor (p50)', 'tcp payment / (crypto + persistence) floor (p50)'],
+    ratios.filter((r) => r.what.startsWith('tcp')).map((r) => r.what),
+    [
+      'tcp payment / crypto floor p50',
+      'tcp payment / crypto floor p99',
+      'tcp payment / (crypto + persistence) floor p50',
+      'tcp payment / (crypto + persistence) floor p99',
+      'tcp total / (crypto + persistence) floor p50',
+      'tcp total / (crypto + persistence) floor p99',
+    ],
   );
 
   const text = formatOpsReport(report);
