@@ -16,6 +16,7 @@ import { startNode, DEFAULT_CURRENCY } from '../../cli/node-start.ts';
 import { signRequest } from '../../issuer/client/request-auth.ts';
 import type { Database } from '../../issuer/db/database.ts';
 import { dropPostgresSchema, openPostgres } from '../../issuer/db/postgres.ts';
+import type { BenchPlugin } from './plugin.ts';
 import { summarise, type Latency } from './stats.ts';
 
 /** Options of the ledger benchmark. */
@@ -147,3 +148,15 @@ export function formatLedgerReport(report: LedgerBenchReport): string {
   for (const reason of report.skipped) lines.push('', `Skipped: ${reason}`);
   return lines.join('\n');
 }
+
+/** `npm run bench -- ledger`: online transfers through the node, PGlite and PostgreSQL. */
+export const ledgerBench: BenchPlugin<Pick<LedgerBenchOptions, 'transfers'>, LedgerBenchReport> = {
+  name: 'ledger',
+  paper: 'Tally',
+  reproduces: 'online transfers through the issuer node',
+  parameters: { quick: { transfers: 100 }, full: { transfers: 1000 } },
+  async run(harness, parameters) {
+    const report = await benchLedger({ ...parameters, postgresUrl: harness.postgresUrl, progress: harness.progress });
+    return { report, text: formatLedgerReport(report), ratios: [] };
+  },
+};

@@ -1,50 +1,27 @@
 /**
- * Benchmarks: `npm run bench -- <name> [--json] [--quick]`. Each prints figures and ratios measured
- * in the same run. Progress goes to stderr, results to stdout.
+ * Benchmarks: `npm run bench -- <name> [--json] [--quick]`. Each runs in the one harness
+ * (harness.ts): a `Machine:` line, its tables with every ratio measured in the same run, and a
+ * warning when a ratio below 1 shows the run was too noisy. Progress goes to stderr, results to
+ * stdout.
  */
 import { parseArgs } from 'node:util';
-import { benchDotm, dotmBenchOptions, formatDotmReport } from './dotm.ts';
-import { benchLedger, formatLedgerReport } from './ledger.ts';
-import { benchOps, formatOpsReport } from './ops.ts';
-import { benchSecureElement, formatSeReport } from './se.ts';
+import { dotmBench } from '../../schemes/dotm/bench.ts';
+import { opsBench } from '../../schemes/ops/bench.ts';
+import { runBench, type BenchOutput, type RunOptions } from './harness.ts';
+import { ledgerBench } from './ledger.ts';
+import type { BenchPlugin } from './plugin.ts';
+import { seBench } from './se.ts';
 
-const BENCHES = {
-  se: async (quick: boolean) => {
-    const report = await benchSecureElement({
-      cryptoBudgetMs: quick ? 150 : 1000,
-      iterations: quick ? 40 : 400,
-      progress: (line) => process.stderr.write(`bench se: ${line}\n`),
-    });
-    return { report, text: formatSeReport(report) };
-  },
-  ledger: async (quick: boolean) => {
-    const report = await benchLedger({
-      transfers: quick ? 100 : 1000,
-      postgresUrl: process.env['DATABASE_URL'] ?? process.env['TEST_DATABASE_URL'],
-      progress: (line) => process.stderr.write(`bench ledger: ${line}\n`),
-    });
-    return { report, text: formatLedgerReport(report) };
-  },
-  ops: async (quick: boolean) => {
-    const report = await benchOps({
-      payments: quick ? 30 : 400,
-      claimsPerRow: quick ? 64 : 512,
-      claimConcurrencies: quick ? [1, 4] : [1, 8],
-      floorIterations: quick ? 200 : 1000,
-      postgresUrl: process.env['DATABASE_URL'] ?? process.env['TEST_DATABASE_URL'],
-      progress: (line) => process.stderr.write(`bench ops: ${line}\n`),
-    });
-    return { report, text: formatOpsReport(report) };
-  },
-  dotm: async (quick: boolean) => {
-    // Options beyond --quick come from TALLY_DOTM_RUNS, TALLY_DOTM_SUITE, TALLY_DOTM_SVG, TALLY_DOTM_BLOCKS, TALLY_DOTM_RECORDS.
-    const report = await benchDotm(dotmBenchOptions(quick, process.env, (line) => process.stderr.write(`bench dotm: ${line}\n`)));
-    return { report, text: formatDotmReport(report) };
-  },
-} as const;
+/** A benchmark ready to run, whatever its parameters and report. */
+function entry<P, R>(plugin: BenchPlugin<P, R>): { readonly name: string; run(options: RunOptions): Promise<BenchOutput> } {
+  return { name: plugin.name, run: (options) => runBench(plugin, options) };
+}
+
+/** The benchmarks: the generic ones, then each scheme's. */
+const BENCHES = [entry(seBench), entry(ledgerBench), entry(opsBench), entry(dotmBench)];
 
 function usage(): string {
-  return `usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [--json] [--quick]`;
+  return `usage: npm run bench -- <${BENCHES.map((b) => b.name).join('|')}> [--json] [--quick]`;
 }
 
 async function main(): Promise<number> {
@@ -60,12 +37,19 @@ async function main(): Promise<number> {
     return 0;
   }
   const name = parsed.positionals[0];
-  if (name === undefined || !Object.hasOwn(BENCHES, name) || parsed.positionals.length > 1) {
+  const bench = BENCHES.find((b) => b.name === name);
+  if (bench === undefined || parsed.positionals.length > 1) {
     process.stderr.write(`unknown or missing benchmark ${JSON.stringify(name ?? '')}\n${usage()}\n`);
     return 2;
   }
-  const { report, text } = await BENCHES[name as keyof typeof BENCHES](parsed.values.quick === true);
-  process.stdout.write(parsed.values.json === true ? `${JSON.stringify(report, null, 2)}\n` : `${text}\n`);
+  const output = await bench.run({
+    quick: parsed.values.quick === true,
+    env: process.env,
+    progress: (line) => process.stderr.write(`bench ${bench.name}: ${line}\n`),
+  });
+  process.stdout.write(parsed.values.json === true ? `${JSON.stringify(output.json, null, 2)}\n` : `${output.text}\n`);
+  // The warning also goes to stderr, so that a reader of --json output sees it.
+  for (const warning of output.warnings) process.stderr.write(`bench ${bench.name}: ${warning}\n`);
   return 0;
 }
 

@@ -20,6 +20,7 @@ import type { CounterSpec } from '../../secure-element/host-protocol.ts';
 import type { SecureElement } from '../../secure-element/secure-element.ts';
 import { FileStorage } from '../../secure-element/storage-file.ts';
 import { startSwtpm, swtpmAvailable, type Swtpm } from '../../secure-element/swtpm.ts';
+import type { BenchPlugin } from './plugin.ts';
 import { latency, throughput, type Latency } from './stats.ts';
 
 /** How long to run each part. */
@@ -184,7 +185,7 @@ const rate = (x: number) => Math.round(x).toLocaleString('en-US');
 export function formatSeReport(report: SeBenchReport): string {
   const lines: string[] = [];
   const m = report.machine;
-  lines.push(`Machine: ${m.cpus}, ${m.cores} cores, ${m.memoryGiB} GiB, Node ${m.node}, ${m.platform}; TPM: ${report.tpm}`, '');
+  lines.push(`TPM: ${report.tpm}; the report's machine: ${m.cpus}, ${m.cores} cores`, '');
   lines.push('Signatures (160-byte message)', '', '| provider | suite | sign/s | verify/s |', '|---|---|---:|---:|');
   for (const row of report.crypto) lines.push(`| ${row.provider} | ${row.suite} | ${rate(row.signPerSecond)} | ${rate(row.verifyPerSecond)} |`);
   lines.push('', 'Speed-up of node:crypto over noble (same run)', '', '| suite | sign | verify |', '|---|---:|---:|');
@@ -211,3 +212,15 @@ export function formatSeReport(report: SeBenchReport): string {
   }
   return lines.join('\n');
 }
+
+/** `npm run bench -- se`: the secure element's command against one signature and one commit. */
+export const seBench: BenchPlugin<Omit<SeBenchOptions, 'progress'>, SeBenchReport> = {
+  name: 'se',
+  paper: 'Tally',
+  reproduces: 'the secure element against its floor (signatures, persistence, a command)',
+  parameters: { quick: { cryptoBudgetMs: 150, iterations: 40 }, full: { cryptoBudgetMs: 1000, iterations: 400 } },
+  async run(harness, parameters) {
+    const report = await benchSecureElement({ ...parameters, progress: harness.progress });
+    return { report, text: formatSeReport(report), ratios: report.se.map((r) => ({ what: `${r.host} ${r.counter} spend / floor (p50)`, value: r.ratioP50 })) };
+  },
+};

@@ -49,3 +49,31 @@ export async function latency(operation: (i: number) => Promise<unknown>, iterat
   }
   return summarise(samples);
 }
+
+/** A wider summary of samples (ms): median, p90, mean and the extremes. */
+export interface Spread {
+  readonly samples: number;
+  readonly p50Ms: number;
+  readonly p90Ms: number;
+  readonly meanMs: number;
+  readonly minMs: number;
+  readonly maxMs: number;
+}
+
+/** Summarises samples (ms) with their median, p90 and extremes. @throws RangeError for no samples */
+export function spread(samplesMs: readonly number[]): Spread {
+  const sorted = [...samplesMs].sort((a, b) => a - b);
+  return {
+    samples: sorted.length,
+    p50Ms: quantile(sorted, 0.5),
+    p90Ms: quantile(sorted, 0.9),
+    meanMs: sorted.reduce((s, x) => s + x, 0) / sorted.length,
+    minMs: sorted[0] ?? Number.NaN,
+    maxMs: sorted[sorted.length - 1] ?? Number.NaN,
+  };
+}
+
+/** The median of samples in any order. @throws RangeError for no samples */
+export function median(values: readonly number[]): number {
+  return quantile([...values].sort((a, b) => a - b), 0.5);
+}

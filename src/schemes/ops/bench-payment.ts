@@ -6,62 +6,25 @@
  * Collect in the payee's TA (store) → receipt. Timed in two parts (opening the link, the payment on
  * it) with the bytes that crossed the wire in each.
  */
-import { performance } from 'node:perf_hooks';
 import { equalBytes } from '../../core/bytes.ts';
+import type { CryptoProvider } from '../../core/crypto/suite.ts';
 import { TallyError } from '../../core/errors.ts';
-import { generateStaticKeyPair, memoryPair, openSecureLink, type ByteStream, type DuplexReceiver, type PeerTrust, type SecureLink, type StaticKeyPair } from '../../channel/index.ts';
+import { generateStaticKeyPair, memoryPair, openSecureLink, type ByteStream, type PeerTrust, type SecureLink, type StaticKeyPair } from '../../channel/index.ts';
 import { connectTcp, type TcpServer } from '../../channel/tcp.ts';
 import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
 import { verifyChain } from '../../pki/chain.ts';
 import { keyId } from '../../pki/key-id.ts';
-import { nodeProvider } from '../../providers/node-crypto.ts';
-import type { Payment, PaymentRequest } from '../../schemes/ops/messages.ts';
-import { verifyPayment } from '../../schemes/ops/pay-verify.ts';
-import { OPS_LINK_PROLOGUE, runPayee, runPayer } from '../../schemes/ops/session.ts';
-import type { BenchDevice } from './ops-setup.ts';
+import { CountingStream } from '../../sim/bench/plugin.ts';
+import type { BenchDevice } from './bench-setup.ts';
+import type { Payment, PaymentRequest } from './messages.ts';
+import { verifyPayment } from './pay-verify.ts';
+import { OPS_LINK_PROLOGUE, runPayee, runPayer } from './session.ts';
 
 /** How the two devices are connected. */
 export type Transport = 'memory' | 'tcp';
 
 /** How long a bench side waits for the other's next message; a stall fails the bench instead of hanging it. */
 const STEP_TIMEOUT_MS = 10_000;
-
-/** A byte stream that counts what passes it each way (the payload the transport carries). */
-export class CountingStream implements ByteStream {
-  readonly unit = 'bytes' as const;
-  sentBytes = 0;
-  receivedBytes = 0;
-
-  constructor(private readonly inner: ByteStream) {}
-
-  send(unit: Uint8Array): void {
-    this.inner.send(unit);
-    this.sentBytes += unit.length;
-  }
-
-  attach(receiver: DuplexReceiver): void {
-    this.inner.attach({
-      data: (unit) => {
-        this.receivedBytes += unit.length;
-        receiver.data(unit);
-      },
-      closed: (error) => receiver.closed(error),
-    });
-  }
-
-  close(error?: TallyError): void {
-    this.inner.close(error);
-  }
-
-  get closeError(): TallyError | undefined {
-    return this.inner.closeError;
-  }
-
-  /** Bytes both ways so far. */
-  get totalBytes(): number {
-    return this.sentBytes + this.receivedBytes;
-  }
-}
 
 /** A wallet in the bench: its user, its TA, and the Noise static key it keeps from link to link. */
 export interface Wallet {
@@ -79,6 +42,8 @@ export interface Pinned {
   readonly root: Certificate;
   readonly intermediary: Certificate;
   readonly currency: string;
+  /** The wallets' provider (node:crypto, as `tally` runs). */
+  readonly provider: CryptoProvider;
 }
 
 /** What the two wallets share for the run. */
@@ -108,10 +73,10 @@ export interface PaymentSample {
 /** Trusts a peer whose user certificate chains to the central bank; answers the user's key. */
 function userTrust(pinned: Pinned): PeerTrust {
   return {
-    provider: nodeProvider,
+    provider: pinned.provider,
     verify: (certificate) =>
       verifyChain({
-        provider: nodeProvider,
+        provider: pinned.provider,
         chain: [decodeCertificate(certificate), pinned.intermediary],
         trustAnchors: [pinned.root],
         now: Date.now(),
@@ -187,7 +152,7 @@ function payeeRole(payee: Wallet, pinned: Pinned, amount: bigint, parts: Parts) 
       if (payment.amount !== amount) throw refuse('amount', `the payment is for ${payment.amount}, ${amount} was asked`);
       const started = performance.now();
       verifyPayment({
-        provider: nodeProvider,
+        provider: pinned.provider,
         payment,
         trustAnchors: [pinned.root],
         intermediaries: [pinned.intermediary],

@@ -4,17 +4,11 @@
  * `POST /v1/ops/claims` and many per request with `POST /v1/ops/claims/batch`, by one or several
  * claimers at once. Every claim must be credited, and the audit must balance at the end.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { toBase64url } from '../../core/bytes.ts';
-import { BODY_BYTES_MAX, type DeviceLimits } from '../../issuer/http/context.ts';
-import { CLAIMS_BATCH_PAYMENTS_MAX } from '../../schemes/ops/issuer.ts';
-import { encodePayment, REPORT_ENTRIES_MAX } from '../../schemes/ops/messages.ts';
-import { formatMinor } from '../../issuer/http/json.ts';
-import { accountBalance, assertAuditBalanced, BENCH_CURRENCY, deviceClient, enrolOem, fundDevice, openBenchNode, registerUser, syncDevice, type BenchDevice, type BenchNode, type BenchUser } from './ops-setup.ts';
-import { summarise, type Latency } from './stats.ts';
+import { summarise, type BenchHarness, type BenchNode, type BenchUser, type Latency } from '../../sim/bench/plugin.ts';
+import { assertAuditBalanced, accountBalance, deviceClient, enrolOem, fundDevice, syncDevice, type BenchDevice } from './bench-setup.ts';
+import { CLAIMS_BATCH_PAYMENTS_MAX, opsIssuerModule } from './issuer.ts';
+import { encodePayment, REPORT_ENTRIES_MAX } from './messages.ts';
 
 /** How claims are sent. */
 export type ClaimMode = 'single' | 'batch';
@@ -36,12 +30,11 @@ export interface ClaimsRow {
 /** Options of the claims measurement on one backend. */
 export interface ClaimsOptions {
   database: 'pglite' | 'postgres';
-  postgresUrl?: string | undefined;
   /** Claims timed per row. */
   claimsPerRow: number;
   concurrencies: readonly number[];
-  deviceLimits: DeviceLimits;
-  progress: (line: string) => void;
+  /** The node's device limits, from its defaults. */
+  deviceLimits: Parameters<BenchHarness['openNode']>[0]['deviceLimits'];
 }
 
 /** Each claim is one cent. */
@@ -51,9 +44,9 @@ const WARMUP_CLAIMS = 16;
 
 /**
  * Cuts encoded payments into batches as large as the route takes: at most CLAIMS_BATCH_PAYMENTS_MAX
- * payments and a JSON body within BODY_BYTES_MAX.
+ * payments and a JSON body within the node's body limit.
  */
-export function batchesFor(texts: readonly string[]): string[][] {
+export function batchesFor(texts: readonly string[], bodyBytesMax: number): string[][] {
   const empty = JSON.stringify({ payments: [] }).length;
   const batches: string[][] = [];
   let current: string[] = [];
@@ -61,7 +54,7 @@ export function batchesFor(texts: readonly string[]): string[][] {
   for (const text of texts) {
     // The text's quotes, and a comma before every entry but the first (base64url needs no escaping).
     const added = text.length + 2 + (current.length > 0 ? 1 : 0);
-    if (current.length > 0 && (current.length === CLAIMS_BATCH_PAYMENTS_MAX || bytes + added > BODY_BYTES_MAX)) {
+    if (current.length > 0 && (current.length === CLAIMS_BATCH_PAYMENTS_MAX || bytes + added > bodyBytesMax)) {
       batches.push(current);
       current = [];
       bytes = empty;
@@ -110,7 +103,7 @@ async function claim(node: BenchNode, who: BenchUser, mode: ClaimMode, texts: re
 
 /** Times one row: each claimer claims its own payments, all claimers at once. */
 async function timeRow(node: BenchNode, claimers: readonly BenchUser[], mode: ClaimMode, payments: readonly string[][]): Promise<{ requests: number; claims: number; elapsedMs: number; samples: number[] }> {
-  const work = payments.map((texts) => (mode === 'single' ? texts.map((t) => [t]) : batchesFor(texts)));
+  const work = payments.map((texts) => (mode === 'single' ? texts.map((t) => [t]) : batchesFor(texts, node.bodyBytesMax)));
   const samples: number[] = [];
   const started = performance.now();
   await Promise.all(
@@ -127,19 +120,20 @@ async function timeRow(node: BenchNode, claimers: readonly BenchUser[], mode: Cl
 }
 
 /** Measures every row on one backend. */
-export async function measureClaims(options: ClaimsOptions): Promise<ClaimsRow[]> {
+export async function measureClaims(harness: BenchHarness, options: ClaimsOptions): Promise<ClaimsRow[]> {
   const { database } = options;
-  const node = await openBenchNode({ database, postgresUrl: options.postgresUrl, deviceLimits: options.deviceLimits });
-  const dir = await mkdtemp(join(tmpdir(), 'tally-bench-ops-claims-'));
+  const progress = (line: string) => harness.progress(`claims: ${line}`);
+  const node = await harness.openNode({ schemes: [opsIssuerModule], database, deviceLimits: options.deviceLimits });
+  const dir = await harness.tempDir(`ops-claims-${database}`);
   let payer: BenchDevice | undefined;
   try {
     const workers = Math.max(...options.concurrencies);
-    options.progress(`${database}: setting up a payer TA (isolated) and ${workers} claimers without TA`);
-    payer = await deviceClient(node, await enrolOem(node), dir);
+    progress(`${database}: setting up a payer TA (isolated) and ${workers} claimers without TA`);
+    payer = await deviceClient(harness, node, await enrolOem(node), dir);
     const claimers: BenchUser[] = [];
-    for (let w = 0; w < workers; w++) claimers.push(await registerUser(node));
+    for (let w = 0; w < workers; w++) claimers.push(await node.registerUser());
     const plan = (['single', 'batch'] as const).flatMap((mode) => options.concurrencies.map((concurrency) => ({ mode, concurrency })));
-    await fundDevice(node, payer, formatMinor(BENCH_CURRENCY, BigInt(plan.length * options.claimsPerRow + WARMUP_CLAIMS) * CLAIM_AMOUNT_MINOR));
+    await fundDevice(node, payer, node.amount(BigInt(plan.length * options.claimsPerRow + WARMUP_CLAIMS) * CLAIM_AMOUNT_MINOR));
 
     const claimed = new Map<BenchUser, bigint>();
     const first = claimers[0] as BenchUser;
@@ -150,10 +144,10 @@ export async function measureClaims(options: ClaimsOptions): Promise<ClaimsRow[]
 
     const rows: ClaimsRow[] = [];
     for (const { mode, concurrency } of plan) {
-      options.progress(`${database}: ${options.claimsPerRow} payments to claim (${mode}, ${concurrency} at once), made by the TA`);
+      progress(`${database}: ${options.claimsPerRow} payments to claim (${mode}, ${concurrency} at once), made by the TA`);
       const active = claimers.slice(0, concurrency);
       const payments = await makePayments(node, payer, active, options.claimsPerRow);
-      options.progress(`${database}: claiming them`);
+      progress(`${database}: claiming them`);
       const timed = await timeRow(node, active, mode, payments);
       active.forEach((who, w) => claimed.set(who, (claimed.get(who) ?? 0n) + BigInt((payments[w] as string[]).length) * CLAIM_AMOUNT_MINOR));
       rows.push({
@@ -169,7 +163,7 @@ export async function measureClaims(options: ClaimsOptions): Promise<ClaimsRow[]
     }
     // Every claim credited exactly once: each claimer holds what was paid to it, and the books balance.
     for (const [who, amount] of claimed) {
-      const expected = formatMinor(BENCH_CURRENCY, amount);
+      const expected = node.amount(amount);
       const held = await accountBalance(node, who);
       if (held !== expected) throw new Error(`${database}: claimer ${who.keyId} holds ${held}, expected ${expected}`);
     }
@@ -178,6 +172,5 @@ export async function measureClaims(options: ClaimsOptions): Promise<ClaimsRow[]
   } finally {
     await payer?.se.close();
     await node.stop();
-    await rm(dir, { recursive: true, force: true });
   }
 }

@@ -1,25 +1,23 @@
 /**
  * One dual offline transaction of `bench dotm` (DOT-M §3.3.3, Figure 7): the nine steps between
  * the payer P and the payee R through `runPayer` / `runPayee`, with roles that call each side's
- * secure element as the wallet does (src/wallet/dotm-wallet.ts): R.request (step 1) → P.pay
+ * secure element as the wallet does: R.request (step 1) → P.pay
  * (steps 2–3, after the wallet checked that λ's payee is the user on the link) → R.accept (steps
  * 4–6) → P.confirm (steps 7–8) → R.complete (step 9). Over TCP on loopback with a Noise secure
  * link, whose handshake is timed and counted apart; or over a plain in-memory link, for counting.
  */
-import { performance } from 'node:perf_hooks';
 import { equalBytes } from '../../core/bytes.ts';
 import type { CryptoProvider, PublicKey } from '../../core/crypto/suite.ts';
 import { TallyError } from '../../core/errors.ts';
 import { generateStaticKeyPair, memoryPair, openLink, openSecureLink, type Link, type PeerTrust, type StaticKeyPair } from '../../channel/index.ts';
 import { connectTcp, type TcpServer } from '../../channel/tcp.ts';
-import { decodeCertificate } from '../../pki/certificate.ts';
+import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
 import { verifyChain } from '../../pki/chain.ts';
 import { keyId } from '../../pki/key-id.ts';
-import { nodeProvider } from '../../providers/node-crypto.ts';
-import type { TransactionData, TransactionMessage } from '../../schemes/dotm/messages.ts';
-import { DOTM_LINK_PROLOGUE, runPayee, runPayer, type PayeeRole, type PayerRole } from '../../schemes/dotm/session.ts';
-import { DOTM_BENCH_PASSWORD, type BenchBank, type BenchParty } from './dotm-setup.ts';
-import { CountingStream } from './ops-payment.ts';
+import { CountingStream } from '../../sim/bench/plugin.ts';
+import { DOTM_BENCH_PASSWORD, type BenchParty } from './bench-setup.ts';
+import type { TransactionData, TransactionMessage } from './messages.ts';
+import { DOTM_LINK_PROLOGUE, runPayee, runPayer, type PayeeRole, type PayerRole } from './session.ts';
 
 /** How long a bench side waits for the other's next message; a stall fails the bench instead of hanging it. */
 const STEP_TIMEOUT_MS = 60_000;
@@ -62,12 +60,18 @@ export interface LinkPair {
   close(): void;
 }
 
-function userChain(bank: BenchBank, provider: CryptoProvider, certificate: Uint8Array) {
-  return verifyChain({ provider, chain: [decodeCertificate(certificate), bank.intermediaryCert], trustAnchors: [bank.rootCert], now: Date.now(), leafRoles: ['user'] });
+/** What a wallet pins of the central bank: the node's root and intermediary certificates. */
+export interface Pinned {
+  readonly root: Certificate;
+  readonly intermediary: Certificate;
 }
 
-function userTrust(bank: BenchBank): PeerTrust {
-  return { provider: nodeProvider, verify: (certificate) => userChain(bank, nodeProvider, certificate).subject };
+function userChain(pinned: Pinned, provider: CryptoProvider, certificate: Uint8Array) {
+  return verifyChain({ provider, chain: [decodeCertificate(certificate), pinned.intermediary], trustAnchors: [pinned.root], now: Date.now(), leafRoles: ['user'] });
+}
+
+function userTrust(pinned: Pinned, provider: CryptoProvider): PeerTrust {
+  return { provider, verify: (certificate) => userChain(pinned, provider, certificate).subject };
 }
 
 /**
@@ -75,7 +79,7 @@ function userTrust(bank: BenchBank): PeerTrust {
  * each side bound with its account's user certificate and checking the other's chain.
  * @throws TallyError from the connection or the handshake
  */
-export async function openTcpLinks(server: TcpServer, payer: LinkEnd, payee: LinkEnd, bank: BenchBank): Promise<LinkPair> {
+export async function openTcpLinks(server: TcpServer, payer: LinkEnd, payee: LinkEnd, pinned: Pinned, provider: CryptoProvider): Promise<LinkPair> {
   const started = performance.now();
   const [payeeStream, payerStream] = await Promise.all([server.accept({ timeoutMs: STEP_TIMEOUT_MS }), connectTcp(server.host, server.port)]);
   const counter = new CountingStream(payerStream);
@@ -83,7 +87,7 @@ export async function openTcpLinks(server: TcpServer, payer: LinkEnd, payee: Lin
     role,
     prologue: DOTM_LINK_PROLOGUE,
     identity: { certificate: end.party.accountCert, signer: end.party.account },
-    trust: userTrust(bank),
+    trust: userTrust(pinned, provider),
     staticKeyPair: end.staticKeyPair,
   });
   const [payerSide, payeeSide] = await Promise.all([openSecureLink(counter, options(payer, 'initiator')), openSecureLink(payeeStream, options(payee, 'responder'))]);
@@ -125,7 +129,7 @@ export function openMemoryLinks(payee: BenchParty): LinkPair {
 
 /** What one transaction needs besides its links. */
 export interface TransactionContext {
-  readonly bank: BenchBank;
+  readonly pinned: Pinned;
   readonly payer: BenchParty;
   readonly payee: BenchParty;
   /** The amount asked for and paid, minor units. */
@@ -157,12 +161,12 @@ async function timed<T>(times: StepTimes, step: keyof StepTimes, run: () => Prom
 
 /** The payer's wallet: step 2.3's check of the payee on the link, then its TA; step 7; abandon on failure. */
 function payerRole(context: TransactionContext, payeeKey: PublicKey, times: StepTimes): PayerRole {
-  const { payer, bank, provider, onPhase } = context;
+  const { payer, pinned, provider, onPhase } = context;
   const se = payer.se;
   return {
     async pay(request) {
       onPhase?.('wallet 2.3');
-      const payee = userChain(bank, provider, request.ucertR);
+      const payee = userChain(pinned, provider, request.ucertR);
       const owner = payee.extensions.owner;
       if (owner === undefined || !equalBytes(owner, keyId(payeeKey))) throw refuse('payee', 'λ names a payee whose user certificate does not belong to the peer on this link');
       onPhase?.('steps 2-3');

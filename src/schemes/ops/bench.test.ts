@@ -5,8 +5,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { TEST_DATABASE_URL_VARIABLE } from '../../issuer/db/test-databases.ts';
-import { benchOps, formatOpsReport } from './ops.ts';
-import type { Latency } from './stats.ts';
+import { makeHarness } from '../../sim/bench/harness.ts';
+import type { Latency } from '../../sim/bench/plugin.ts';
+import { benchOps, formatOpsReport, opsRatios } from './bench.ts';
 
 function assertLatency(latency: Latency, samples: number, what: string): void {
   assert.equal(latency.samples, samples, `${what}: samples`);
@@ -18,7 +19,8 @@ test('bench ops, minimal: every payment is verified and stored, every claim cred
   const postgresUrl = process.env[TEST_DATABASE_URL_VARIABLE] || undefined;
   const payments = 3;
   const claimsPerRow = 6;
-  const report = await benchOps({ payments, claimsPerRow, claimConcurrencies: [1, 2], floorIterations: 20, postgresUrl, progress: () => undefined });
+  const { harness, close } = makeHarness({ quick: true, env: { TEST_DATABASE_URL: postgresUrl }, progress: () => undefined });
+  const report = await benchOps(harness, { payments, claimsPerRow, claimConcurrencies: [1, 2], floorIterations: 20 }).finally(close);
 
   assert.deepEqual(report.payments.map((r) => r.transport), ['memory', 'tcp']);
   for (const row of report.payments) {
@@ -65,6 +67,22 @@ test('bench ops, minimal: every payment is verified and stored, every claim cred
   // Collect timed with the payee's log empty and with 20 entries per payment in it.
   assert.deepEqual(report.collectLog.map((r) => r.logEntries), [0, 20 * payments]);
   for (const row of report.collectLog) assertLatency(row.collect, 2 * payments, `collect with ${row.logEntries} log entries`);
+
+  // Every ratio to a floor is reported for the harness's noise check.
+  const ratios = opsRatios(report);
+  assert.equal(ratios.length, 12, 'six printed ratios per transport');
+  assert.ok(ratios.every((r) => Number.isFinite(r.value) && r.value > 0));
+  assert.deepEqual(
+    ratios.filter((r) => r.what.startsWith('tcp')).map((r) => r.what),
+    [
+      'tcp payment / crypto floor p50',
+      'tcp payment / crypto floor p99',
+      'tcp payment / (crypto + persistence) floor p50',
+      'tcp payment / (crypto + persistence) floor p99',
+      'tcp total / (crypto + persistence) floor p50',
+      'tcp total / (crypto + persistence) floor p99',
+    ],
+  );
 
   const text = formatOpsReport(report);
   for (const line of ['| memory |', '| tcp |', '| crypto |', '| pglite | batch |']) assert.ok(text.includes(line), `the text report has ${line}`);

@@ -5,9 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { benchDotm, figure10, formatDotmReport, type MeasuredCell } from './dotm.ts';
-import { recordsPerBlock } from './dotm-setup.ts';
-import { PHASES } from './dotm-payment.ts';
+import { makeHarness } from '../../sim/bench/harness.ts';
+import { benchDotm, dotmRatios, withEnvironment, dotmBench } from './bench.ts';
+import { PHASES } from './bench-payment.ts';
+import { figure10, formatDotmReport, type MeasuredCell } from './bench-report.ts';
+import { recordsPerBlock } from './bench-setup.ts';
 
 test('recordsPerBlock spreads n_d over n_b blocks as evenly as possible', () => {
   assert.deepEqual(recordsPerBlock(1, 12), [12]);
@@ -18,7 +20,10 @@ test('recordsPerBlock spreads n_d over n_b blocks as evenly as possible', () => 
 
 test('bench dotm, minimal: two cells, every run paid and counted', { timeout: 60_000 }, async () => {
   const runs = 2;
-  const report = await benchDotm({ blocks: [1, 2], records: [3], runs, warmup: 0, suite: 'ed25519', floorIterations: 3, progress: () => undefined });
+  const { harness, close } = makeHarness({ quick: true, env: {}, progress: () => undefined });
+  const report = await benchDotm(harness, { blocks: [1, 2], records: [3], runs, warmup: 0, suite: 'ed25519', floorIterations: 3 }).finally(close);
+  // A real node registered the wallets and acknowledged every event.
+  assert.equal(report.node.database, 'pglite');
 
   assert.deepEqual(
     report.cells.map((c) => [c.nb, c.nd, c.status]),
@@ -54,10 +59,26 @@ test('bench dotm, minimal: two cells, every run paid and counted', { timeout: 60
 
     assert.ok(cell.floor.perOperationMs > 0 && cell.floor.replayMs > 0, at);
     assert.ok(cell.ratio.perOperation > 1, `${at}: a transaction costs more than its signatures (${cell.ratio.perOperation})`);
+
+    // The online steps around the runs went through the node: (1, 3)'s block and (2, 3)'s are all carried, so none was issued to P.
+    assert.equal(cell.online.issueMs, null, at);
+    assert.ok(cell.online.redeemMs > 0 && cell.online.syncMs > 0, `${at}: ${JSON.stringify(cell.online)}`);
   }
 
+  assert.equal(dotmRatios(report).length, 2 * report.cells.length);
+
   const text = formatDotmReport(report);
-  for (const line of ['| n_b \\ n_d | 3 |', '| **1** |', '| **2** |', '| steps 4-6 |']) assert.ok(text.includes(line), `the text report has ${line}`);
+  for (const line of ['| n_b \\ n_d | 3 |', '| **1** |', '| **2** |', '| steps 4-6 |', '| issue + load |']) assert.ok(text.includes(line), `the text report has ${line}`);
   const svg = figure10(report);
   assert.ok(svg.startsWith('<svg') && svg.includes('n_b: blocks paid') && svg.trimEnd().endsWith('</svg>'));
+});
+
+test('bench dotm parameters: quick and full, and what the environment overrides', () => {
+  assert.deepEqual([dotmBench.parameters.quick.blocks, dotmBench.parameters.quick.records, dotmBench.parameters.quick.svgPath], [[1, 4], [1, 12], undefined]);
+  assert.equal(dotmBench.parameters.full.blocks.length * dotmBench.parameters.full.records.length, 56);
+  const set = withEnvironment(dotmBench.parameters.full, { TALLY_DOTM_RUNS: '5', TALLY_DOTM_BLOCKS: '2', TALLY_DOTM_RECORDS: '1,6', TALLY_DOTM_SVG: 'none', TALLY_DOTM_SUITE: 'sm2' });
+  assert.deepEqual([set.runs, set.blocks, set.records, set.svgPath, set.suite], [5, [2], [1, 6], undefined, 'sm2']);
+  assert.throws(() => withEnvironment(dotmBench.parameters.quick, { TALLY_DOTM_RUNS: '0' }), RangeError);
+  assert.throws(() => withEnvironment(dotmBench.parameters.quick, { TALLY_DOTM_SUITE: 'rsa' }), RangeError);
+  assert.throws(() => withEnvironment(dotmBench.parameters.quick, { TALLY_DOTM_BLOCKS: '1,x' }), RangeError);
 });

@@ -5,14 +5,10 @@
  * with thousands of entries. Times Collect (the call to the payee's isolated TA, its PayVerify and
  * its commit) with the log empty, then fills it with real payments and times it again.
  */
-import { stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
-import { formatMinor } from '../../issuer/http/json.ts';
-import type { DeviceLimits } from '../../issuer/http/context.ts';
-import { REPORT_ENTRIES_MAX } from '../../schemes/ops/messages.ts';
-import { BENCH_CURRENCY, deviceClient, enrolOem, fundDevice, openBenchNode, syncDevice, type BenchDevice, type BenchNode } from './ops-setup.ts';
-import { summarise, type Latency } from './stats.ts';
+import { summarise, type BenchHarness, type BenchNode, type Latency } from '../../sim/bench/plugin.ts';
+import { deviceClient, enrolOem, fundDevice, syncDevice, type BenchDevice } from './bench-setup.ts';
+import { opsIssuerModule } from './issuer.ts';
+import { REPORT_ENTRIES_MAX } from './messages.ts';
 
 /** Collect timed at one length of the payee's log. */
 export interface CollectLogRow {
@@ -29,16 +25,15 @@ export interface CollectLogOptions {
   readonly entries: number;
   /** Collects timed per row. */
   readonly samples: number;
-  readonly deviceLimits: DeviceLimits;
+  readonly deviceLimits: NonNullable<Parameters<BenchHarness['openNode']>[0]['deviceLimits']>;
   readonly dir: string;
-  readonly progress: (line: string) => void;
 }
 
 /** Each payment: one minor unit, so thousands fit under the holding limit. */
 const AMOUNT = 1n;
 
-async function syncIfFull(node: BenchNode, payer: BenchDevice, payee: BenchDevice, limits: DeviceLimits): Promise<void> {
-  if ((await payer.se.call('status', {})).unsyncedPayments >= Math.min(limits.offlinePaymentsMax, REPORT_ENTRIES_MAX)) await syncDevice(node, payer);
+async function syncIfFull(node: BenchNode, payer: BenchDevice, payee: BenchDevice): Promise<void> {
+  if ((await payer.se.call('status', {})).unsyncedPayments >= Math.min(node.deviceLimits.offlinePaymentsMax, REPORT_ENTRIES_MAX)) await syncDevice(node, payer);
   if ((await payee.se.call('status', {})).unsyncedCollects >= REPORT_ENTRIES_MAX) await syncDevice(node, payee);
 }
 
@@ -51,41 +46,41 @@ async function payAndCollect(payer: BenchDevice, payee: BenchDevice): Promise<nu
 }
 
 /** Collect with an empty payee log and with `entries` in it (isolated secure elements, file counters, a real node). */
-export async function measureCollectLog(options: CollectLogOptions): Promise<CollectLogRow[]> {
-  const node = await openBenchNode({ database: 'pglite', deviceLimits: options.deviceLimits });
+export async function measureCollectLog(harness: BenchHarness, options: CollectLogOptions): Promise<CollectLogRow[]> {
+  const node = await harness.openNode({ schemes: [opsIssuerModule], database: 'pglite', deviceLimits: options.deviceLimits });
   const devices: BenchDevice[] = [];
   try {
     const oem = await enrolOem(node);
-    const payer = await deviceClient(node, oem, join(options.dir, 'payer'));
+    const payer = await deviceClient(harness, node, oem, `${options.dir}/payer`);
     devices.push(payer);
-    const payee = await deviceClient(node, oem, join(options.dir, 'payee'));
+    const payee = await deviceClient(harness, node, oem, `${options.dir}/payee`);
     devices.push(payee);
     const total = BigInt(options.entries + 2 * options.samples);
-    await fundDevice(node, payer, formatMinor(BENCH_CURRENCY, total * AMOUNT));
+    await fundDevice(node, payer, node.amount(total * AMOUNT));
     await syncDevice(node, payer);
     await syncDevice(node, payee);
-    const sealed = join(options.dir, 'payee', 'se', 'ops.sealed');
+    const sealed = `${options.dir}/payee/se/ops.sealed`;
 
     const row = async (logEntries: number): Promise<CollectLogRow> => {
       const samples: number[] = [];
       for (let k = 0; k < options.samples; k++) {
-        await syncIfFull(node, payer, payee, options.deviceLimits);
+        await syncIfFull(node, payer, payee);
         samples.push(await payAndCollect(payer, payee));
       }
-      return { logEntries, collect: summarise(samples), sealedBytes: (await stat(sealed)).size };
+      return { logEntries, collect: summarise(samples), sealedBytes: await harness.fileBytes(sealed) };
     };
     let collected = 0;
-    options.progress(`collect log: ${options.samples} collects with the payee's log empty`);
+    harness.progress(`collect log: ${options.samples} collects with the payee's log empty`);
     const empty = await row(0);
     collected += options.samples;
-    options.progress(`collect log: filling the payee's log to ${options.entries} entries with real payments`);
+    harness.progress(`collect log: filling the payee's log to ${options.entries} entries with real payments`);
     while (collected < options.entries) {
-      await syncIfFull(node, payer, payee, options.deviceLimits);
+      await syncIfFull(node, payer, payee);
       await payAndCollect(payer, payee);
       collected++;
-      if (collected % 1000 === 0) options.progress(`collect log: ${collected} of ${options.entries}`);
+      if (collected % 1000 === 0) harness.progress(`collect log: ${collected} of ${options.entries}`);
     }
-    options.progress(`collect log: ${options.samples} collects with ${collected} entries in the payee's log`);
+    harness.progress(`collect log: ${options.samples} collects with ${collected} entries in the payee's log`);
     const full = await row(collected);
     return [empty, full];
   } finally {

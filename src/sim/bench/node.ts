@@ -1,0 +1,189 @@
+/**
+ * The issuer node every scheme's benchmark stands on: a real node with the schemes it is given,
+ * served over HTTP on a loopback port, with PGlite on disk in a temporary folder or a fresh
+ * PostgreSQL schema (dropped at stop); a client that signs its requests; and the account-level
+ * services every scheme needs (users, an OEM with an allowed TA build, minting, the audit).
+ */
+import { randomBytes as nodeRandomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { serve } from '@hono/node-server';
+import { currency, type Currency } from '../../core/amount.ts';
+import { fromBase64url, toBase64url, toHex } from '../../core/bytes.ts';
+import { signerFromSecret, type Signer, type SuiteName } from '../../core/crypto/suite.ts';
+import { signRequest } from '../../issuer/client/request-auth.ts';
+import type { Database } from '../../issuer/db/database.ts';
+import { dropPostgresSchema, openPostgres } from '../../issuer/db/postgres.ts';
+import { createIssuerApp, type SchemeModule } from '../../issuer/http/app.ts';
+import { BODY_BYTES_MAX, type DeviceLimits } from '../../issuer/http/context.ts';
+import { formatMinor } from '../../issuer/http/json.ts';
+import { defaultDeviceLimits, openNode } from '../../issuer/services.ts';
+import type { Certificate } from '../../pki/certificate.ts';
+import { keyId } from '../../pki/key-id.ts';
+import { nodeProvider } from '../../providers/node-crypto.ts';
+
+/** The currency of bench nodes. */
+export const BENCH_CURRENCY: Currency = currency('EUR', 2);
+
+/** How to open a bench node. */
+export interface BenchNodeOptions {
+  /** The schemes the node serves (their issuer modules). */
+  readonly schemes: readonly SchemeModule[];
+  /** PGlite by default; PostgreSQL needs the harness's PostgreSQL URL. */
+  readonly database?: 'pglite' | 'postgres' | undefined;
+  /** The node's limits for devices, from the defaults of the bench currency. */
+  readonly deviceLimits?: ((defaults: DeviceLimits) => DeviceLimits) | undefined;
+  /** The suite of the node's own keys (root, intermediary, issuer node); Ed25519 by default. */
+  readonly suite?: SuiteName | undefined;
+}
+
+/** A registered account holder. */
+export interface BenchUser {
+  readonly signer: Signer;
+  readonly keyId: string;
+  readonly account: string;
+  /** The user (client) certificate. */
+  readonly certificate: Uint8Array;
+}
+
+/** An OEM enrolled with the node: what attests the bench's secure elements. */
+export interface BenchOem {
+  readonly signer: Signer;
+  readonly keyId: string;
+}
+
+/** A running bench node. */
+export interface BenchNode {
+  readonly url: string;
+  readonly database: 'pglite' | 'postgres';
+  readonly currency: Currency;
+  /** The node's hierarchy: the central bank's root, the intermediary, the issuer node. */
+  readonly certificates: { readonly root: Certificate; readonly intermediary: Certificate; readonly issuerNode: Certificate };
+  readonly deviceLimits: DeviceLimits;
+  /** The node's limit on a request body. */
+  readonly bodyBytesMax: number;
+  /** Sends a request (signed by `who`, or with the operator token) and answers its JSON. @throws Error on any status from 300 up */
+  call(who: Signer | 'operator', method: string, path: string, body?: unknown): Promise<unknown>;
+  /** The same, answering the raw response. */
+  send(who: Signer | 'operator', method: string, path: string, body?: unknown): Promise<Response>;
+  /** Minor units as the node writes amounts. */
+  amount(minor: bigint): string;
+  /** Registers an account holder with a fresh key of `suite` (Ed25519 by default). */
+  registerUser(suite?: SuiteName): Promise<BenchUser>;
+  /** Enrols a bench OEM and allows `measurement` for `scheme`. */
+  enrolOem(scheme: string, measurement: Uint8Array): Promise<BenchOem>;
+  /** Mints `minor` to an account (operator). */
+  mint(account: string, minor: bigint): Promise<void>;
+  /** Asserts the audit balances; answers each offline-float account's holding, minor units. @throws Error when it does not */
+  assertBalanced(): Promise<Map<string, bigint>>;
+  stop(): Promise<void>;
+}
+
+/** Minor units from the node's decimal string in the bench currency. */
+function parseMinor(text: string): bigint {
+  const [whole = '0', fraction = ''] = text.split('.');
+  return BigInt(whole) * 10n ** BigInt(BENCH_CURRENCY.decimals) + BigInt(fraction.padEnd(BENCH_CURRENCY.decimals, '0') || '0');
+}
+
+/**
+ * Opens a node with `options.schemes` and serves it on a loopback port.
+ * @throws RangeError for PostgreSQL without a URL
+ */
+export async function openBenchNode(options: BenchNodeOptions & { postgresUrl?: string | undefined }): Promise<BenchNode> {
+  const database = options.database ?? 'pglite';
+  const dataDir = await mkdtemp(join(tmpdir(), 'tally-bench-node-'));
+  let db: Database | undefined;
+  let dropSchema = async () => {};
+  if (database === 'postgres') {
+    const url = options.postgresUrl;
+    if (url === undefined) throw new RangeError('postgres: set DATABASE_URL or TEST_DATABASE_URL to a PostgreSQL URL');
+    const schema = `tally_bench_${process.pid}_${nodeRandomBytes(4).toString('hex')}`;
+    db = await openPostgres(url, { schema, poolSize: 20 });
+    dropSchema = () => dropPostgresSchema(url, schema);
+  }
+  const deviceLimits = (options.deviceLimits ?? ((d) => d))(defaultDeviceLimits(BENCH_CURRENCY));
+  let node: Awaited<ReturnType<typeof openNode>>;
+  try {
+    // Without a database given, openNode opens PGlite in the data folder: on disk, as a node runs.
+    node = await openNode({
+      dataDir,
+      db,
+      provider: nodeProvider,
+      currency: BENCH_CURRENCY,
+      suite: options.suite,
+      deviceLimits,
+      schemes: options.schemes,
+      env: { TALLY_NODE_PASSPHRASE: 'bench passphrase' },
+    });
+  } catch (e) {
+    await dropSchema();
+    await rm(dataDir, { recursive: true, force: true });
+    throw e;
+  }
+  const app = createIssuerApp(node.services, options.schemes);
+  const server = await new Promise<ReturnType<typeof serve>>((ready, fail) => {
+    const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => ready(s));
+    s.once('error', fail);
+  });
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { identity } = node.services;
+  let calls = 0;
+  const send = (who: Signer | 'operator', method: string, path: string, body?: unknown): Promise<Response> => {
+    const text = body === undefined ? '' : JSON.stringify(body);
+    const auth =
+      who === 'operator'
+        ? { authorization: `Bearer ${identity.operatorToken}` }
+        : signRequest({ signer: who, keyId: toHex(keyId(who.publicKey)), method, path, body: text, timestamp: Date.now() });
+    const headers: Record<string, string> = { 'content-type': 'application/json', ...auth };
+    if (method !== 'GET') headers['idempotency-key'] = `bench-${process.pid}-${++calls}`;
+    return fetch(`${url}${path}`, { method, headers, ...(method === 'GET' ? {} : { body: text }) });
+  };
+  const call = async (who: Signer | 'operator', method: string, path: string, body?: unknown): Promise<unknown> => {
+    const response = await send(who, method, path, body);
+    const text = await response.text();
+    if (response.status >= 300) throw new Error(`${method} ${path}: ${response.status} ${text}`);
+    return JSON.parse(text) as unknown;
+  };
+  const fresh = (suite: SuiteName): Signer => {
+    const s = nodeProvider.suites[suite];
+    return signerFromSecret(s, s.generateSecretKey());
+  };
+  return {
+    url,
+    database,
+    currency: BENCH_CURRENCY,
+    certificates: { root: identity.root.certificate, intermediary: identity.intermediary.certificate, issuerNode: identity.issuerNode.certificate },
+    deviceLimits,
+    bodyBytesMax: BODY_BYTES_MAX,
+    send,
+    call,
+    amount: (minor) => formatMinor(BENCH_CURRENCY, minor),
+    async registerUser(suite = 'ed25519') {
+      const signer = fresh(suite);
+      const body = (await call(signer, 'POST', '/v1/users', { publicKey: { suite, key: toBase64url(signer.publicKey.key) } })) as { keyId: string; account: string; certificate: string };
+      return { signer, keyId: body.keyId, account: body.account, certificate: fromBase64url(body.certificate) };
+    },
+    async enrolOem(scheme, measurement) {
+      const signer = fresh('ed25519');
+      const enrolled = (await call('operator', 'POST', '/v1/operator/oems', { name: `Bench OEM (${scheme})`, publicKey: { suite: 'ed25519', key: toBase64url(signer.publicKey.key) } })) as { keyId: string };
+      await call('operator', 'POST', '/v1/operator/measurements', { measurement: toHex(measurement), scheme, description: 'bench build' });
+      return { signer, keyId: enrolled.keyId };
+    },
+    async mint(account, minor) {
+      await call('operator', 'POST', '/v1/operator/mint', { account, amount: formatMinor(BENCH_CURRENCY, minor) });
+    },
+    async assertBalanced() {
+      const audit = (await call('operator', 'GET', '/v1/audit')) as { balanced: boolean; currencies: Array<{ offlineFloat: Array<{ account: string; amount: string }> }> };
+      if (audit.balanced !== true) throw new Error(`${database}: the audit is not balanced (ledger or offline exposure)`);
+      return new Map((audit.currencies[0]?.offlineFloat ?? []).map((f) => [f.account, parseMinor(f.amount)]));
+    },
+    async stop() {
+      await new Promise<void>((done) => server.close(() => done()));
+      await node.close();
+      await dropSchema();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,94 @@
+/**
+ * The benchmark seam: what a scheme's benchmark implements (a `BenchPlugin`: its name, the paper
+ * and the table or figure it reproduces, its quick and full parameters, and `run`) and the services
+ * it may use (the `BenchHarness`: a real issuer node, secure elements, the metering provider, the
+ * statistics, progress). A scheme's bench files import this module and the pure layers only; the
+ * harness behind it does the I/O.
+ */
+import type { CryptoProvider, SuiteName } from '../../core/crypto/suite.ts';
+import type { SecureElement } from '../../secure-element/secure-element.ts';
+import type { CommandTable, TrustedApp } from '../../secure-element/trusted-app.ts';
+import type { Machine, FloorRatio } from './machine.ts';
+import type { CryptoMeter } from './meter.ts';
+import type { Latency } from './stats.ts';
+import type { BenchNode, BenchNodeOptions } from './node.ts';
+
+export type { Machine, FloorRatio } from './machine.ts';
+export { CryptoMeter, Replay, type CryptoCounts, type Metered, type PhaseCounts } from './meter.ts';
+export type { BenchNode, BenchNodeOptions, BenchOem, BenchUser } from './node.ts';
+export { CountingStream } from './counting-stream.ts';
+export { latency, median, quantile, spread, summarise, throughput, type Latency, type Spread } from './stats.ts';
+
+/** Where an isolated secure element's child process finds a trusted app: a module URL and its export. */
+export interface AppLocation {
+  readonly module: string;
+  readonly export: string;
+}
+
+/** How to start a secure element for a bench party. */
+export interface ElementOptions<S, C extends CommandTable<S>> {
+  readonly app: TrustedApp<S, C>;
+  /** A folder of its own: the sealed state, and the file counter beside it. */
+  readonly dir: string;
+  /** The suite of the device's keys; Ed25519 by default. */
+  readonly suite?: SuiteName | undefined;
+}
+
+/** The services a benchmark may use. Everything it starts through them is stopped when the run ends. */
+export interface BenchHarness {
+  /** Where this run is measured. */
+  readonly machine: Machine;
+  /** True for `--quick`. */
+  readonly quick: boolean;
+  /** The environment, for a bench's own settings beyond `--quick`. */
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** The provider the isolated secure elements and the node use (node:crypto). */
+  readonly provider: CryptoProvider;
+  /** A PostgreSQL URL when one is set (DATABASE_URL or TEST_DATABASE_URL). */
+  readonly postgresUrl: string | undefined;
+  /** The 1-minute load average now: other work on the machine shows here. */
+  loadAverage(): number;
+  /** A progress line, on stderr. */
+  progress(line: string): void;
+  /** A fresh temporary folder, removed when the run ends. */
+  tempDir(name: string): Promise<string>;
+  /** Opens an issuer node serving `options.schemes` over HTTP on loopback (PGlite unless PostgreSQL is asked for). */
+  openNode(options: BenchNodeOptions): Promise<BenchNode>;
+  /** Starts a secure element in its own process (file counter), as wallets run it. */
+  startElement<S, C extends CommandTable<S>>(options: ElementOptions<S, C> & { readonly location: AppLocation }): Promise<SecureElement<C>>;
+  /** Starts a secure element in this process whose keys sign and verify through `provider` (a meter's, to count). */
+  startInProcessElement<S, C extends CommandTable<S>>(options: ElementOptions<S, C> & { readonly provider: CryptoProvider }): Promise<SecureElement<C>>;
+  /** A metering provider over the harness's provider, counting by `phases` (the first is where counting starts). */
+  meter<P extends string>(phases: readonly [P, ...P[]]): CryptoMeter<P>;
+  /**
+   * The persistence floor: one secure-element commit of each size in `sealedBytes` as a host makes
+   * it (sealed write, fsync, rename, directory fsync, file-counter increment), timed `iterations` times.
+   */
+  measureCommits(sealedBytes: readonly number[], iterations: number): Promise<Latency>;
+  /** The size of a file, bytes (a sealed state, to size the persistence floor). */
+  fileBytes(path: string): Promise<number>;
+  /** Writes a text file (a figure). */
+  writeFile(path: string, text: string): Promise<void>;
+}
+
+/** What a bench run answers: its report (the `--json` output), the text, and its ratios to floors. */
+export interface BenchResult<R> {
+  readonly report: R;
+  /** Markdown tables, without the `Machine:` line (the harness writes it). */
+  readonly text: string;
+  /** Each measurement over its floor: a value below 1 makes the harness warn that the run was too noisy. */
+  readonly ratios: readonly FloorRatio[];
+}
+
+/** A scheme's (or a layer's) benchmark. */
+export interface BenchPlugin<P = unknown, R = unknown> {
+  /** `npm run bench -- <name>`. */
+  readonly name: string;
+  /** The paper whose evaluation it reproduces, or what it measures when no paper has one. */
+  readonly paper: string;
+  /** The table or figure, e.g. "Figure 10 and Table 3 (§4.2)". */
+  readonly reproduces: string;
+  /** Parameters of `--quick` and of a full run. */
+  readonly parameters: { readonly quick: P; readonly full: P };
+  run(harness: BenchHarness, parameters: P): Promise<BenchResult<R>>;
+}
