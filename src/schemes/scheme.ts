@@ -4,6 +4,7 @@
  * `index.ts` exports one `Scheme`; `index.ts` here lists them all.
  */
 import type { CliPart } from '../cli/plugin.ts';
+import type { BenchPlugin } from '../sim/bench/plugin.ts';
 import type { SchemeModule } from '../issuer/http/app.ts';
 import type { Capability, WalletPart } from '../wallet/plugin.ts';
 
@@ -28,4 +29,9 @@ export interface Scheme {
   node(): Promise<SchemeModule>;
   readonly wallet: WalletPart;
   readonly cli: CliPart;
+  /**
+   * Its benchmark (the paper's evaluation), loaded when `npm run bench -- NAME` runs it: handed to
+   * `use`, whatever its parameters and report types.
+   */
+  bench?<T>(use: <P, R>(plugin: BenchPlugin<P, R>) => T): Promise<T>;
 }

@@ -15,5 +15,6 @@ export const dotm: Scheme = {
   capabilities: ['link-payments', 'deposit', 'withdraw', 'sync', 'recover', 'payment-password'],
   node: async () => (await import('./issuer.ts')).dotmIssuerModule,
   wallet: { trustedApps: [{ scheme: 'dotm', description: 'DOT-M trusted app, software build', ...DOTM_TA_BUILD }] },
+  bench: async (use) => use((await import('./bench.ts')).dotmBench),
   cli: dotmCli,
 };

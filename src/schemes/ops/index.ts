@@ -15,5 +15,6 @@ export const ops: Scheme = {
   capabilities: ['token-payments', 'link-payments', 'deposit', 'withdraw', 'sync', 'collect', 'claim', 'recover', 'no-secure-element'],
   node: async () => (await import('./issuer.ts')).opsIssuerModule,
   wallet: { trustedApps: [{ scheme: 'ops', description: 'OPS trusted app, software build', ...OPS_TA_BUILD }] },
+  bench: async (use) => use((await import('./bench.ts')).opsBench),
   cli: opsCli,
 };

@@ -5,20 +5,31 @@
  * stdout.
  */
 import { parseArgs } from 'node:util';
-import { dotmBench } from '../../schemes/dotm/bench.ts';
-import { opsBench } from '../../schemes/ops/bench.ts';
+import { SCHEMES } from '../../schemes/index.ts';
 import { runBench, type BenchOutput, type RunOptions } from './harness.ts';
 import { ledgerBench } from './ledger.ts';
 import type { BenchPlugin } from './plugin.ts';
 import { seBench } from './se.ts';
 
 /** A benchmark ready to run, whatever its parameters and report. */
-function entry<P, R>(plugin: BenchPlugin<P, R>): { readonly name: string; run(options: RunOptions): Promise<BenchOutput> } {
+interface Entry {
+  readonly name: string;
+  run(options: RunOptions): Promise<BenchOutput>;
+}
+
+function entry<P, R>(plugin: BenchPlugin<P, R>): Entry {
   return { name: plugin.name, run: (options) => runBench(plugin, options) };
 }
 
-/** The benchmarks: the generic ones, then each scheme's. */
-const BENCHES = [entry(seBench), entry(ledgerBench), entry(opsBench), entry(dotmBench)];
+/** The benchmarks: the generic ones, then each scheme's from the registry (loaded when it runs). */
+const BENCHES: readonly Entry[] = [
+  entry(seBench),
+  entry(ledgerBench),
+  ...SCHEMES.flatMap((scheme) => {
+    if (scheme.bench === undefined) return [];
+    return [{ name: scheme.name, run: async (options: RunOptions) => (await scheme.bench?.((plugin) => runBench(plugin, options))) ?? Promise.reject(new Error(`${scheme.name} has no benchmark`)) }];
+  }),
+];
 
 function usage(): string {
   return `usage: npm run bench -- <${BENCHES.map((b) => b.name).join('|')}> [--json] [--quick]`;
