@@ -13,24 +13,9 @@ import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import { randomBytes } from '../../core/crypto/hash.ts';
 import { signRecord, verifyRecord } from '../../core/crypto/record.ts';
 import { isTallyError } from '../../core/errors.ts';
-import type { TransactionHandle } from '../../issuer/db/database.ts';
-import type { SchemeModule } from '../../issuer/http/app.ts';
-import { requireOperator, requireUser } from '../../issuer/http/auth.ts';
-import type { IssuerEnv, IssuerServices } from '../../issuer/http/context.ts';
-import { formatMinor, transferJson } from '../../issuer/http/json.ts';
-import { ApiProblem } from '../../issuer/http/problem.ts';
-import { USER_CERTIFICATE_VALIDITY_MS } from '../../issuer/http/routes-ledger.ts';
-import { DEVICE_CERTIFICATE_VALIDITY_MS } from '../../issuer/http/routes-registry.ts';
-import { amountText, base64url, base64urlOf, decodeField, errorBody, idempotent, json, keyIdHex, parseAmount, parsePublicKey, publicKeyBody, refusal, validBody } from '../../issuer/http/validate.ts';
-import { ensureAccount } from '../../issuer/ledger/account.ts';
-import type { JsonValue } from '../../issuer/ledger/json.ts';
-import type { StoredResponse } from '../../issuer/ledger/idempotency.ts';
-import { transfer } from '../../issuer/ledger/transfer.ts';
-import { currentRevocationList, isSubjectRevoked } from '../../issuer/registry/revocations.ts';
-import { decodeAttestation, verifyAttestation, type OemAttestation } from '../../pki/attestation.ts';
-import { decodeCertificate, encodeCertificate, issueCertificate } from '../../pki/certificate.ts';
+import { ApiProblem, DEVICE_CERTIFICATE_VALIDITY_MS, USER_CERTIFICATE_VALIDITY_MS, amountText, base64url, base64urlOf, currentRevocationList, decodeField, ensureAccount, errorBody, formatMinor, idempotent, isSubjectRevoked, json, keyIdHex, parseAmount, parsePublicKey, publicKeyBody, refusal, requireOperator, requireUser, transfer, transferJson, validBody, type IssuerEnv, type IssuerServices, type JsonValue, type SchemeModule, type StoredResponse, type TransactionHandle, registrationRefusal, verifyAttestedKey } from '../../issuer/plugin.ts';
+import { encodeCertificate, issueCertificate } from '../../pki/certificate.ts';
 import { keyId } from '../../pki/key-id.ts';
-import { verifyRegistrationProof } from '../../pki/registration.ts';
 import { verifyBlock } from './block.ts';
 import { BLOCK_SERIAL_BYTES, BLOCKS_PER_PAYMENT_MAX, DOTM_SCHEME, encodeBlock, PRESENTATION_TAG, presentationDigest, presentationSigned, presentationWire, type Presentation } from './messages.ts';
 import { EVENT_ACK_TAG, EVENT_TAG, eventAckBodyWire, eventBodyWire, walletEventCodec, type EventAckBody, type WalletEvent } from './online.ts';
@@ -148,15 +133,6 @@ const routes = {
 /** A stored refusal with a code of this scheme (the shared ApiErrorCode list does not name them). */
 function schemeRefusal(status: number, code: string, message: string): StoredResponse {
   return { status, body: { error: { code, message, details: {} } } };
-}
-
-function decodeAttestationField(bytes: Uint8Array): OemAttestation {
-  try {
-    return decodeAttestation(bytes);
-  } catch (e) {
-    if (isTallyError(e, 'ATTESTATION_INVALID') || isTallyError(e, 'TOO_LARGE')) throw new ApiProblem('ATTESTATION_INVALID', e.message, { reason: e.message });
-    throw e;
-  }
 }
 
 /** Decodes one uploaded event. @throws ApiProblem BODY_INVALID, TOO_LARGE */
@@ -284,36 +260,22 @@ export const dotmIssuerModule: SchemeModule = {
       const user = parsePublicKey(services, 'body.userKey', body.userKey);
       const wallet = parsePublicKey(services, 'body.walletKey', body.walletKey);
       if (user.keyId === wallet.keyId) throw new ApiProblem('BODY_INVALID', 'body.walletKey: the wallet key must differ from the user key', {});
-      const attestation = decodeAttestationField(decodeField('body.attestation', body.attestation));
-      // usk proves it consents to this account; wsk proves it belongs to that user key (§3.1.3's association).
-      if (!verifyRegistrationProof(provider, user.publicKey, { owner: fromHex(owner.keyId), scheme: USER_PROOF_SCHEME }, decodeField('body.userProof', body.userProof))) {
-        throw new ApiProblem('SIGNATURE_INVALID', 'the user key\'s proof does not verify for this account', {});
-      }
-      if (!verifyRegistrationProof(provider, wallet.publicKey, { owner: keyId(user.publicKey), scheme: DOTM_SCHEME }, decodeField('body.walletProof', body.walletProof))) {
-        throw new ApiProblem('SIGNATURE_INVALID', 'the wallet key\'s proof does not verify for this user key', {});
-      }
-      const oemRow = (await services.db.query<{ certificate: Uint8Array }>('SELECT certificate FROM oems WHERE key_id = $1', [body.oem])).rows[0];
-      if (oemRow === undefined) throw new ApiProblem('OEM_UNKNOWN', `no OEM with key ${body.oem} is enrolled with this node`, { oem: body.oem });
-      const allowed = await services.db.query<{ measurement: Uint8Array }>('SELECT measurement FROM ta_measurements WHERE scheme = $1', [DOTM_SCHEME]);
+      // §3.1.3's association: usk consents to this account, wsk belongs to that user key, and the
+      // OEM attests wsk in an allowed build: the node's shared attested registration checks all three.
+      const attestation = await verifyAttestedKey(services, {
+        scheme: DOTM_SCHEME,
+        publicKey: wallet.publicKey,
+        oem: body.oem,
+        attestation: decodeField('body.attestation', body.attestation),
+        proofs: [
+          { publicKey: user.publicKey, owner: fromHex(owner.keyId), scheme: USER_PROOF_SCHEME, proof: decodeField('body.userProof', body.userProof), label: 'the user key' },
+          { publicKey: wallet.publicKey, owner: keyId(user.publicKey), scheme: DOTM_SCHEME, proof: decodeField('body.walletProof', body.walletProof), label: 'the wallet key' },
+        ],
+      });
       const now = services.now();
-      try {
-        verifyAttestation({
-          provider,
-          attestation,
-          oemCertificate: decodeCertificate(new Uint8Array(oemRow.certificate)),
-          trustAnchors: [identity.root.certificate],
-          sePublicKey: wallet.publicKey,
-          allowedMeasurements: allowed.rows.map((r) => new Uint8Array(r.measurement)),
-          now,
-        });
-      } catch (e) {
-        if (isTallyError(e, 'ATTESTATION_INVALID')) throw new ApiProblem('ATTESTATION_INVALID', e.message, { reason: e.details.reason });
-        throw e;
-      }
       return idempotent(services, c, 'dotm/wallets', owner.keyId, async (tx) => {
-        for (const id of [user.keyId, wallet.keyId]) {
-          if (await isSubjectRevoked(tx, id)) return refusal('CERT_REVOKED', `key ${id} was revoked and cannot register again`);
-        }
+        const refused = await registrationRefusal(tx, body.oem, [user.keyId, wallet.keyId]);
+        if (refused !== null) return refused;
         const taken = await tx.query('SELECT 1 FROM dotm_wallets WHERE wallet_key_id IN ($1, $2) OR user_key_id IN ($1, $2)', [user.keyId, wallet.keyId]);
         if (taken.rowCount > 0) return refusal('ALREADY_REGISTERED', `the user key or the wallet key is already registered`);
         const currency = services.currency.code;

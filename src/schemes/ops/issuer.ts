@@ -13,17 +13,7 @@ import type { PublicKey, SuiteName } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
 import { keyId } from '../../pki/key-id.ts';
-import { ensureAccount } from '../../issuer/ledger/account.ts';
-import { transfer } from '../../issuer/ledger/transfer.ts';
-import { bigintColumn, type TransactionHandle } from '../../issuer/db/database.ts';
-import type { JsonValue } from '../../issuer/ledger/json.ts';
-import type { SchemeModule } from '../../issuer/http/app.ts';
-import { requireOperator, requireUser } from '../../issuer/http/auth.ts';
-import type { IssuerEnv, IssuerServices } from '../../issuer/http/context.ts';
-import { formatMinor, transferJson } from '../../issuer/http/json.ts';
-import { ApiProblem, type ApiErrorCode } from '../../issuer/http/problem.ts';
-import { amountText, base64url, base64urlOf, decodeField, errorBody, idempotent, json, keyIdHex, parseAmount, refusal, validBody } from '../../issuer/http/validate.ts';
-import { currentRevocationList, isSubjectRevoked, revokeCertificate } from '../../issuer/registry/revocations.ts';
+import { ApiProblem, amountText, base64url, base64urlOf, bigintColumn, currentRevocationList, decodeField, ensureAccount, errorBody, formatMinor, idempotent, isSubjectRevoked, json, keyIdHex, parseAmount, refusal, requireOperator, requireUser, revokeCertificate, transfer, transferJson, validBody, type ApiErrorCode, type IssuerEnv, type IssuerServices, type JsonValue, type SchemeModule, type TransactionHandle } from '../../issuer/plugin.ts';
 import {
   depositSigned,
   DEPOSIT_TAG,

@@ -14,10 +14,7 @@
  */
 import { toHex } from '../../core/bytes.ts';
 import type { Signer } from '../../core/crypto/suite.ts';
-import type { Queryable, TransactionHandle } from '../../issuer/db/database.ts';
-import { bigintColumn } from '../../issuer/db/database.ts';
-import type { ExposedHolder, SchemeHoldings } from '../../issuer/ledger/exposure.ts';
-import { revokeCertificate } from '../../issuer/registry/revocations.ts';
+import { bigintColumn, revokeCertificate, type ExposedHolder, type Queryable, type SchemeHoldings, type TransactionHandle } from '../../issuer/plugin.ts';
 import type { CollectedEntry, PaidEntry, SyncReportBody } from './messages.ts';
 
 /** The kinds of fraud settlement proves. */
