@@ -15,7 +15,7 @@ import { sweepExpired } from '../issuer/maintenance.ts';
 import { openNode } from '../issuer/services.ts';
 import { nodeProvider } from '../providers/node-crypto.ts';
 import { dotmIssuerModule } from '../schemes/dotm/issuer.ts';
-import { opsIssuerModule } from '../schemes/ops/issuer.ts';
+import { opsNodePart } from '../schemes/ops/node.ts';
 import type { Logger } from './log.ts';
 
 /** Options of `tally node start`. */
@@ -48,7 +48,7 @@ export interface RunningNode {
 }
 
 /** The schemes a node serves. */
-export const SCHEMES = [opsIssuerModule, dotmIssuerModule];
+export const SCHEMES = [opsNodePart, dotmIssuerModule];
 
 /** How often a running node drops expired nonces and idempotent answers. */
 export const SWEEP_INTERVAL_MS = 10 * 60 * 1000;

@@ -408,3 +408,20 @@ export async function retirementValue(tx: TransactionHandle, device: string, row
   );
   return bigintColumn(rows[0] as object, 'v');
 }
+
+/**
+ * What the node's own account of one device's flow says it holds (the opsHoldings formula for one
+ * device): deposits - withdrawals - every payment of it the node knows + what it reported
+ * collecting + payments known to be on their way to it. Below zero for a device that spent value
+ * it did not have.
+ */
+export async function knownHolding(q: Queryable, device: string): Promise<bigint> {
+  const { rows } = await q.query<{ v: bigint }>(
+    `SELECT (coalesce((SELECT sum(CASE kind WHEN 'deposit' THEN amount ELSE -amount END) FROM ops_counter_ops WHERE device_key_id = $1), 0)
+           - coalesce((SELECT sum(amount) FROM ops_payments WHERE sender_key_id = $1), 0)
+           + coalesce((SELECT sum(amount) FROM ops_collects WHERE device_key_id = $1), 0)
+           + coalesce((SELECT sum(amount) FROM ops_payments WHERE receiver_key_id = $1 AND settled IS NULL), 0))::numeric(30, 0) AS v`,
+    [device],
+  );
+  return bigintColumn(rows[0] as object, 'v');
+}

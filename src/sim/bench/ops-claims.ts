@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { toBase64url } from '../../core/bytes.ts';
 import { BODY_BYTES_MAX, type DeviceLimits } from '../../issuer/http/context.ts';
-import { CLAIMS_BATCH_PAYMENTS_MAX } from '../../schemes/ops/issuer.ts';
+import { CLAIMS_BATCH_PAYMENTS_MAX } from '../../schemes/ops/node.ts';
 import { encodePayment, REPORT_ENTRIES_MAX } from '../../schemes/ops/messages.ts';
 import { formatMinor } from '../../issuer/http/json.ts';
 import { accountBalance, assertAuditBalanced, BENCH_CURRENCY, deviceClient, enrolOem, fundDevice, openBenchNode, registerUser, syncDevice, type BenchDevice, type BenchNode, type BenchUser } from './ops-setup.ts';

@@ -26,7 +26,7 @@ import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import { encodeCertificate } from '../../pki/certificate.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
-import { opsIssuerModule, OPS_FLOAT_ACCOUNT } from '../../schemes/ops/issuer.ts';
+import { opsNodePart, OPS_FLOAT_ACCOUNT } from '../../schemes/ops/node.ts';
 import { depositConfirmationCodec, syncAckCodec } from '../../schemes/ops/messages.ts';
 import { opsTrustedApp, type OpsState } from '../../schemes/ops/trusted-app.ts';
 import { IsolatedHost } from '../../secure-element/host-isolated.ts';
@@ -82,7 +82,7 @@ export async function openBenchNode(options: BenchNodeOptions): Promise<BenchNod
       provider: nodeProvider,
       currency: BENCH_CURRENCY,
       deviceLimits: options.deviceLimits,
-      schemes: [opsIssuerModule],
+      schemes: [opsNodePart],
       env: { TALLY_NODE_PASSPHRASE: 'bench passphrase' },
     });
   } catch (e) {
@@ -90,7 +90,7 @@ export async function openBenchNode(options: BenchNodeOptions): Promise<BenchNod
     await rm(dataDir, { recursive: true, force: true });
     throw e;
   }
-  const app = createIssuerApp(node.services, [opsIssuerModule]);
+  const app = createIssuerApp(node.services, [opsNodePart]);
   const server = await new Promise<ReturnType<typeof serve>>((ready, fail) => {
     const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => ready(s));
     s.once('error', fail);
