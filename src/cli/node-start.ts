@@ -14,7 +14,7 @@ import { createIssuerApp } from '../issuer/http/app.ts';
 import { sweepExpired } from '../issuer/maintenance.ts';
 import { openNode } from '../issuer/services.ts';
 import { nodeProvider } from '../providers/node-crypto.ts';
-import { dotmIssuerModule } from '../schemes/dotm/issuer.ts';
+import { dotmNodePart } from '../schemes/dotm/node.ts';
 import { opsNodePart } from '../schemes/ops/node.ts';
 import type { Logger } from './log.ts';
 
@@ -48,7 +48,7 @@ export interface RunningNode {
 }
 
 /** The schemes a node serves. */
-export const SCHEMES = [opsNodePart, dotmIssuerModule];
+export const SCHEMES = [opsNodePart, dotmNodePart];
 
 /** How often a running node drops expired nonces and idempotent answers. */
 export const SWEEP_INTERVAL_MS = 10 * 60 * 1000;
