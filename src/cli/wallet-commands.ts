@@ -208,6 +208,25 @@ function endedLines(ended: readonly { kind: string; why: string; code: string }[
 
 const operatorFlags = { node: { type: 'string' }, token: { type: 'string' }, data: { type: 'string' } } as const;
 
+/** An operator verb that POSTs one request and prints the node's answer. */
+function operatorAction(name: string, words: readonly string[], summary: string, request: (args: string[]) => { path: string; body: Record<string, string | undefined> }): Verb {
+  return {
+    usage: `tally operator ${name} ${words.join(' ')} [--node URL] [--token T | --data DIR] [--json]`,
+    summary,
+    options: [...OPERATOR_OPTIONS, JSON_OPTION],
+    example: `tally operator ${name} ${words.map((w) => (w === 'KEYID' ? '<64 hex digits>' : "'reported stolen'")).join(' ')} --data ./tally-data`,
+    async run(argv, io) {
+      const { values, args } = parse(argv, operatorFlags, [...words]);
+      const { path, body } = request(args);
+      const answer = await new NodeClient(nodeUrl(values.node, io.env)).operator<Record<string, unknown>>(await operatorToken(values, io.env), 'POST', path, {
+        body,
+        idempotencyKey: `${name}-${toHex(crypto.getRandomValues(new Uint8Array(12)))}`,
+      });
+      return { text: Object.entries(answer.body).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('\n'), json: answer.body };
+    },
+  };
+}
+
 /** Every verb but `node start`, by its words. */
 export const VERBS: Record<string, Verb> = {
   'operator mint': {
@@ -253,6 +272,9 @@ export const VERBS: Record<string, Verb> = {
       };
     },
   },
+  'operator revoke': operatorAction('revoke', ['KEYID', 'REASON'], "Operator: revokes the certificate of a user, an OPS device or a DOT-M wallet (its wallet or user key; both its certificates) by key id, and signs the next revocation list.", ([keyId, reason]) => ({ path: '/v1/operator/revoke', body: { keyId, reason } })),
+  'operator settle': operatorAction('settle', ['KEYID'], "Operator: settles a revoked device's honest remainder. The first call holds what the node can vouch the device still held; after the hold the rest goes to its account holder, once.", ([keyId]) => ({ path: '/v1/operator/settle', body: { keyId } })),
+  'operator remove-oem': operatorAction('remove-oem', ['KEYID', 'REASON'], 'Operator: removes an OEM; the node registers no new device or wallet it attests (devices registered before keep their certificates).', ([keyId, reason]) => ({ path: `/v1/operator/oems/${keyId}/remove`, body: { reason } })),
   audit: {
     usage: 'tally audit [--node URL] [--token T | --data DIR] [--json]',
     summary: "Operator: the node's audit of its ledger: the money issued must equal the online accounts plus the offline float.",
