@@ -5,7 +5,7 @@
  * `float:dotm`: issuing moves it there from the holder's account, redemptions and the refunds of
  * exceptional situations 3 and 5 move it back out; offline payments leave it where it is.
  */
-import { type IssuerServices, revokeCertificate, type SchemeModule, type SchemeRevocation, type TransactionHandle } from '../../issuer/plugin.ts';
+import { type IssuerServices, revokeCertificate, type SchemeModule, type SchemeRevocation, type StoredResponse, type TransactionHandle } from '../../issuer/plugin.ts';
 import { DOTM_SCHEME } from './messages.ts';
 import { DOTM_FLOAT_ACCOUNT, dotmHoldings } from './settlement.ts';
 import { registerEvents, EVENTS_BODY_BYTES_MAX } from './node-events.ts';
@@ -37,6 +37,20 @@ async function revokeWallet(tx: TransactionHandle, services: IssuerServices, id:
   return { role: named.role, serial: named.serial, version: Math.max(user.version, wallet.version), already: user.already && wallet.already };
 }
 
+/**
+ * A revoked DOT-M wallet's remainder is not moved by the operator: it is in the wallet's blocks,
+ * which the node cannot see, and the trusted app still redeems them (§3.3.4's `redeemed` event);
+ * the node credits each redeemed copy only within what its path in the tree may still pay out.
+ * Answers that refusal for a DOT-M wallet (by wallet or user key), or null for another key.
+ */
+async function remainderByRedemption(tx: TransactionHandle, _services: IssuerServices, id: string): Promise<StoredResponse | null> {
+  const { rows } = await tx.query<{ wallet_key_id: string }>('SELECT wallet_key_id FROM dotm_wallets WHERE wallet_key_id = $1 OR user_key_id = $1', [id]);
+  const wallet = rows[0]?.wallet_key_id;
+  if (wallet === undefined) return null;
+  const message = `DOT-M wallet ${wallet} holds its value in currency blocks: its holder redeems them (tally wallet withdraw), and the node credits each copy only as far as its path allows`;
+  return { status: 409, body: { error: { code: 'REMAINDER_BY_REDEMPTION', message, details: { wallet } } } };
+}
+
 /** The DOT-M scheme's part of the issuer node. */
 export const dotmNodePart: SchemeModule = {
   name: DOTM_SCHEME,
@@ -45,6 +59,7 @@ export const dotmNodePart: SchemeModule = {
   bodyLimits: [{ method: 'POST', path: '/events', bytesMax: EVENTS_BODY_BYTES_MAX }],
   holdings: (q) => dotmHoldings(q),
   revokeKey: revokeWallet,
+  settleRemainder: remainderByRedemption,
 
   register(app, services) {
     registerWallets(app, services);
