@@ -8,7 +8,11 @@ import { parseArgs } from 'node:util';
 import { currency } from '../core/amount.ts';
 import { isTallyError } from '../core/errors.ts';
 import { jsonLogger } from './log.ts';
-import { DEFAULT_NODE_URL, helpText, UsageError, VERBS, type Help, type Outcome, type VerbIo } from './wallet-commands.ts';
+import { SCHEMES } from '../schemes/index.ts';
+import { DEFAULT_NODE_URL, helpText, UsageError, type Help, type Outcome, type VerbIo } from './plugin.ts';
+import { buildVerbs } from './verbs/index.ts';
+
+const VERBS = buildVerbs(SCHEMES);
 
 const NODE_START_HELP: Help = {
   usage: 'tally node start [--port 8080] [--host 127.0.0.1] [--data ./tally-data] [--database-url URL] [--currency EUR:2] [--suite ed25519|p256|sm2] [--json]',
@@ -20,7 +24,7 @@ const NODE_START_HELP: Help = {
     ['--data DIR', 'the data folder (default ./tally-data)'],
     ['--database-url URL', 'PostgreSQL instead of the embedded PGlite in the data folder (else $DATABASE_URL)'],
     ['--currency CODE:DECIMALS', 'the currency a new node issues (default EUR:2)'],
-    ['--suite NAME', "the signature suite of a new node's keys: ed25519 (default), p256 or sm2; DOT-M wallets made there follow it"],
+    ['--suite NAME', "the signature suite of a new node's keys: ed25519 (default), p256 or sm2; the secure element keys of wallets made there follow it where their scheme says so"],
     ['--json', 'print machine-readable events, one JSON object a line'],
   ],
   example: 'tally node start --port 8080 --data ./tally-data',
@@ -29,7 +33,7 @@ const NODE_START_HELP: Help = {
 const DEMO_HELP: Help = {
   usage: 'tally demo [--keep] [--json]',
   summary:
-    'Tells a whole OPS and DOT-M story against a fresh local node, step by step. Everything is real (a node in a temporary folder, wallets with isolated secure elements): OPS (deposit, a payment by token, a replay refused, a payment over TCP + Noise, a claim, sync, withdraw), then DOT-M (deposit as currency blocks, the nine-step payment over TCP + Noise, sync, withdraw), and the audit.',
+    'Tells a whole story against a fresh local node, step by step: each scheme of `tally schemes` its own chapter (wallets, deposits, offline payments by token and over TCP + Noise, refusals, sync, withdrawals), then the audit. Everything is real: a node in a temporary folder, wallets with isolated secure elements.',
   options: [
     ['--keep', 'keep the temporary folders (node data and wallets) and print where they are'],
     ['--json', 'one JSON object a step'],
@@ -45,7 +49,7 @@ interface Command extends Help {
 const COMMANDS: Record<string, Command> = {
   'node start': { ...NODE_START_HELP, run: nodeStart },
   ...Object.fromEntries(Object.entries(VERBS).map(([name, verb]) => [name, { ...verb, run: (args: string[]) => runVerb(verb.run, args) }])),
-  demo: { ...DEMO_HELP, run: async (args) => (await import('./demo.ts')).runDemo(args) },
+  demo: { ...DEMO_HELP, run: async (args) => (await import('./demo.ts')).runDemo(args, SCHEMES) },
 };
 
 /** Every command of `tally` by its words, as `tally --help` lists them. */
@@ -71,10 +75,10 @@ ${listing(COMMAND_NAMES)}
 
 Wallets live in --home DIR, else $TALLY_HOME, else ~/.tally. Commands that need the node use the
 wallet's node, or --node URL / $TALLY_NODE (default ${DEFAULT_NODE_URL}). Operator commands take the
-token from --token, $TALLY_OPERATOR_TOKEN, or --data (the node's data folder). A DOT-M wallet
-(--scheme dotm) asks for its payment password at a prompt, or reads $TALLY_PASSWORD when standard
-input is not a terminal; its payments run over a live link (receive --listen / pay --connect).
-Amounts are decimal major units, such as 12.50. Every command takes --json.`;
+token from --token, $TALLY_OPERATOR_TOKEN, or --data (the node's data folder). \`tally schemes\`
+lists the payment schemes (--scheme NAME) and what their wallets can do; a wallet whose scheme has
+a payment password asks for it at a prompt, or reads $TALLY_PASSWORD when standard input is not a
+terminal. Amounts are decimal major units, such as 12.50. Every command takes --json.`;
 
 function parseCurrency(text: string) {
   const match = /^([A-Z][A-Z0-9]{2,11}):([0-9]{1,2})$/.exec(text);

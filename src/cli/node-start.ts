@@ -14,8 +14,7 @@ import { createIssuerApp } from '../issuer/http/app.ts';
 import { sweepExpired } from '../issuer/maintenance.ts';
 import { openNode } from '../issuer/services.ts';
 import { nodeProvider } from '../providers/node-crypto.ts';
-import { dotmNodePart } from '../schemes/dotm/node.ts';
-import { opsNodePart } from '../schemes/ops/node.ts';
+import { SCHEMES, type Scheme } from '../schemes/index.ts';
 import type { Logger } from './log.ts';
 
 /** Options of `tally node start`. */
@@ -36,6 +35,8 @@ export interface NodeStartOptions {
   print: (text: string) => void;
   /** The node's clock, Unix milliseconds (tests move it); the system clock by default. */
   now?: (() => number) | undefined;
+  /** The schemes it serves; the registry's by default. */
+  schemes?: readonly Scheme[] | undefined;
 }
 
 /** A running node. */
@@ -47,15 +48,14 @@ export interface RunningNode {
   stop(): Promise<void>;
 }
 
-/** The schemes a node serves. */
-export const SCHEMES = [opsNodePart, dotmNodePart];
-
 /** How often a running node drops expired nonces and idempotent answers. */
 export const SWEEP_INTERVAL_MS = 10 * 60 * 1000;
 
 /** Starts a node and returns once it listens. */
 export async function startNode(options: NodeStartOptions): Promise<RunningNode> {
   const dataDir = resolve(options.dataDir);
+  // Every scheme of the registry; their node parts load only here.
+  const schemes = await Promise.all((options.schemes ?? SCHEMES).map((scheme) => scheme.node()));
   const node = await openNode({
     dataDir,
     databaseUrl: options.databaseUrl,
@@ -64,7 +64,7 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
     provider: nodeProvider,
     currency: options.currency,
     suite: options.suite,
-    schemes: SCHEMES,
+    schemes,
     now: options.now,
     log: (line) => options.logger.log('warn', line),
   });
@@ -74,7 +74,7 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
       `Created a new issuer node in ${dataDir}.\nOperator token (shown once; also in ${node.services.identity.operatorTokenFile}):\n${node.services.identity.operatorToken}\n`,
     );
   }
-  const app = createIssuerApp(node.services, SCHEMES, {
+  const app = createIssuerApp(node.services, schemes, {
     onInternalError: (error, request) => options.logger.log('error', 'internal error', { ...request, error: errorFields(error) }),
   });
   const inFlight = new Set<Promise<unknown>>();

@@ -1,7 +1,7 @@
 /**
  * The factory step for software secure elements. A phone's secure element arrives with a key of
  * its maker (the OEM) that attests "this public key lives in a secure element of model M running
- * trusted app build B" (OPS Figure 3, OEMVerify). A software secure element has no maker, so the
+ * trusted app build B" (OEMVerify in Figure 3 of the two-tier paper). A software secure element has no maker, so the
  * home folder plays one: `oem/oem.json` holds an OEM signing key, enrolled at a node by its
  * operator (`tally operator oem`), and the build B is measured here as the SHA-256 of the trusted
  * app's source files. Changing those files changes the measurement, and the node then refuses to
@@ -24,26 +24,19 @@ import type { NodeClient } from './node-client.ts';
 /** The model name the software OEM attests. */
 export const SOFTWARE_SE_MODEL = 'Tally software SE (isolated process)';
 
-/** The trusted app's source files, relative to src/schemes/ops: what the measurement covers. */
-const OPS_TA_SOURCES = ['trusted-app.ts', 'trusted-app-state.ts', 'messages.ts', 'pay-verify.ts'] as const;
-
-/** The DOT-M trusted app's source files, relative to src/schemes/dotm. */
-const DOTM_TA_SOURCES = ['trusted-app.ts', 'trusted-app-state.ts', 'messages.ts', 'block.ts', 'online.ts'] as const;
-
-/** SHA-256 over the OPS trusted app's source files (name, length and bytes of each, in order). */
-export function measureOpsTrustedApp(): Promise<Uint8Array> {
-  return measure('ops', OPS_TA_SOURCES);
+/** A trusted app's build, as the factory measures it: the file it is defined in and the files it is made of. */
+export interface MeasuredBuild {
+  /** The file the trusted app is defined in. */
+  readonly entry: URL;
+  /** Its source files, by name in the entry's folder, in a fixed order. */
+  readonly sources: readonly string[];
 }
 
-/** SHA-256 over the DOT-M trusted app's source files, measured the same way. */
-export function measureDotmTrustedApp(): Promise<Uint8Array> {
-  return measure('dotm', DOTM_TA_SOURCES);
-}
-
-async function measure(scheme: string, sources: readonly string[]): Promise<Uint8Array> {
+/** SHA-256 over a trusted app's source files (name, length and bytes of each, in order). */
+export async function measureTrustedApp(build: MeasuredBuild): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
-  for (const name of sources) {
-    const data = new Uint8Array(await readFile(new URL(`../schemes/${scheme}/${name}`, import.meta.url)));
+  for (const name of build.sources) {
+    const data = new Uint8Array(await readFile(new URL(name, build.entry)));
     const header = new TextEncoder().encode(`${name}\n${data.length}\n`);
     parts.push(header, data);
   }
@@ -96,12 +89,19 @@ export async function loadOem(home: string): Promise<Oem | null> {
   return file === null ? null : oemOf(file);
 }
 
+/** A trusted app whose build the factory allows at a node. */
+export interface FactoryBuild extends MeasuredBuild {
+  /** The scheme it runs. */
+  readonly scheme: string;
+  readonly description: string;
+}
+
 /**
- * Creates the home's OEM key if needed, enrolls it at the node and allows the current builds of the
- * OPS and DOT-M trusted apps. Safe to run again (an OEM already enrolled, a build already allowed are fine).
+ * Creates the home's OEM key if needed, enrolls it at the node and allows the current builds of
+ * `builds` (every scheme's trusted apps). Safe to run again (an OEM already enrolled, a build already allowed are fine).
  * @throws TallyError NODE_UNREACHABLE, NODE_REFUSED (e.g. a wrong operator token)
  */
-export async function enrollOem(home: string, node: NodeClient, token: string): Promise<{ keyId: string; measurement: string; created: boolean }> {
+export async function enrollOem(home: string, node: NodeClient, token: string, builds: readonly FactoryBuild[]): Promise<{ keyId: string; measurement: string; measurements: { scheme: string; measurement: string }[]; created: boolean }> {
   let file = await readOem(home);
   const created = file === null;
   if (file === null) {
@@ -118,17 +118,16 @@ export async function enrollOem(home: string, node: NodeClient, token: string): 
   } catch (e) {
     if (!(isTallyError(e, 'NODE_REFUSED') && e.details.code === 'ALREADY_REGISTERED')) throw e;
   }
-  const measurement = toHex(await measureOpsTrustedApp());
-  await node.operator(token, 'POST', '/v1/operator/measurements', {
-    body: { measurement, scheme: 'ops', description: 'OPS trusted app, software build' },
-    idempotencyKey: `measurement-${measurement}`,
-  });
-  const dotm = toHex(await measureDotmTrustedApp());
-  await node.operator(token, 'POST', '/v1/operator/measurements', {
-    body: { measurement: dotm, scheme: 'dotm', description: 'DOT-M trusted app, software build' },
-    idempotencyKey: `measurement-${dotm}`,
-  });
+  const measurements: { scheme: string; measurement: string }[] = [];
+  for (const build of builds) {
+    const measurement = toHex(await measureTrustedApp(build));
+    await node.operator(token, 'POST', '/v1/operator/measurements', {
+      body: { measurement, scheme: build.scheme, description: build.description },
+      idempotencyKey: `measurement-${measurement}`,
+    });
+    measurements.push({ scheme: build.scheme, measurement });
+  }
   file.enrolled[node.url] = oem.keyId;
   await writeFileAtomic(oemPath(home), new TextEncoder().encode(`${JSON.stringify(file, null, 2)}\n`));
-  return { keyId: oem.keyId, measurement, created };
+  return { keyId: oem.keyId, measurement: measurements[0]?.measurement ?? '', measurements, created };
 }

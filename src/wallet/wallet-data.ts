@@ -43,38 +43,38 @@ export interface SentEntry {
   request?: string;
 }
 
-/** A step written down before it starts, finished on the next open if it was cut short. */
-export type PendingStep =
-  | { kind: 'deposit'; id: string; amount: string; confirmation?: string }
-  | { kind: 'withdraw'; id: string; amount: string; confirmation?: string; /** The device that signed it, when not the wallet's current one. */ device?: string }
-  | { kind: 'pay'; id: string; amount: string; receiver: string; memo?: string; request?: string }
-  | { kind: 'collect'; id: string; digest: string }
-  | { kind: 'dotm-issue'; id: string; amount: string; count: number; blocks?: string[] };
+/** A step written down before it starts, finished on the next open if it was cut short; each scheme adds its own fields. */
+export interface JournalStep {
+  /** What the step does (the scheme's word: deposit, pay, issue, ...). */
+  kind: string;
+  /** The SE request id and the node idempotency key of the step (32 hex digits). */
+  id: string;
+}
 
 /** wallet.json. */
-export interface WalletData {
+export interface WalletData<Step extends JournalStep = JournalStep, Slot = unknown> {
   format: 1;
   name: string;
-  scheme: 'ops' | 'dotm';
+  /** The scheme's name, as the registry lists it. */
+  scheme: string;
   node: string;
   currency: { code: string; decimals: number };
   createdAt: number;
   /**
    * The account key (the user key registered at the node, which signs the wallet's calls): `secret`
-   * in hex for an OPS wallet; for a DOT-M wallet `sealed`, a key file (base64url) sealed under the
-   * payment password, never the key in the clear.
+   * in hex, or `sealed`, a key file (base64url) sealed under a password, never the key in the clear.
    */
   user: { secret?: string; sealed?: string; keyId: string; account: string; certificate: string };
   device: { keyId: string; certificate: string } | null;
-  /** A DOT-M wallet's keys in its secure element: the user key (ucert) and the wallet key (wcert). */
-  dotm?: { user: string; ucert: string; wallet: string; wcert: string; suite?: SuiteName };
+  /** What the scheme's wallet part keeps besides these fields (its keys, its own records). */
+  slot?: Slot;
   certificates: { root: string; intermediary: string; issuerNode: string };
   crl: string | null;
   inbox: InboxEntry[];
   sent: SentEntry[];
-  pending: PendingStep[];
+  pending: Step[];
   /** Secure elements retired by `tally wallet recover`, oldest first, with the folder each was moved to. */
-  retired?: { device: string; at: number; folder: string; /** OPS: when the node gives back what it holds for it (ISO time), and whether it did. */ releaseAt?: string; released?: boolean }[];
+  retired?: { device: string; at: number; folder: string; /** When the node gives back what it holds for it (ISO time), and whether it did. */ releaseAt?: string; released?: boolean }[];
 }
 
 /** A line of history.jsonl. */
@@ -102,17 +102,28 @@ export async function appendHistory(paths: WalletPaths, event: HistoryEvent): Pr
 
 /** Reads wallet.json. @throws TallyError STATE_CORRUPT */
 export function parseData(path: string, bytes: Uint8Array): WalletData {
-  let data: WalletData;
+  let raw: unknown;
   try {
-    data = JSON.parse(new TextDecoder().decode(bytes)) as WalletData;
+    raw = JSON.parse(new TextDecoder().decode(bytes));
   } catch (e) {
     throw new TallyError('STATE_CORRUPT', `wallet file ${path} is not JSON`, { reason: 'json' }, { cause: e });
   }
-  if (data === null || typeof data !== 'object' || data.format !== 1) fail(`wallet file ${path} is not a format 1 wallet`, 'format');
-  if (data.scheme !== 'ops' && data.scheme !== 'dotm') fail(`wallet file ${path} is for scheme ${String(data.scheme)}, which this version does not run`, 'scheme');
-  for (const field of ['inbox', 'sent', 'pending'] as const) if (!Array.isArray(data[field])) fail(`wallet file ${path}: ${field} is missing`, field);
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw) || !('format' in raw) || raw.format !== 1) fail(`wallet file ${path} is not a format 1 wallet`, 'format');
+  const record: Record<string, unknown> = { ...raw };
+  const scheme = record['scheme'];
+  if (typeof scheme !== 'string' || !/^[a-z][a-z0-9-]{1,31}$/.test(scheme)) fail(`wallet file ${path}: the scheme is missing`, 'scheme');
+  // An earlier version kept the scheme's slot under the scheme's own name.
+  if (record['slot'] === undefined && record[scheme] !== undefined && typeof record[scheme] === 'object') {
+    record['slot'] = record[scheme];
+    delete record[scheme];
+  }
+  for (const field of ['inbox', 'sent', 'pending'] as const) if (!Array.isArray(record[field])) fail(`wallet file ${path}: ${field} is missing`, field);
+  for (const step of record['pending'] as unknown[]) {
+    if (step === null || typeof step !== 'object' || !('kind' in step) || typeof step.kind !== 'string' || !('id' in step) || typeof step.id !== 'string') fail(`wallet file ${path}: a pending step has no kind or id`, 'pending');
+  }
+  const data = record as unknown as WalletData;
   const clear = typeof data.user?.secret === 'string' && /^[0-9a-f]{64}$/.test(data.user.secret);
-  const sealed = data.scheme === 'dotm' && typeof data.user?.sealed === 'string' && /^[A-Za-z0-9_-]{1,2048}$/.test(data.user.sealed);
+  const sealed = typeof data.user?.sealed === 'string' && /^[A-Za-z0-9_-]{1,2048}$/.test(data.user.sealed);
   if (!clear && !sealed) fail(`wallet file ${path}: the user key is missing`, 'user');
   return data;
 }

@@ -1,6 +1,6 @@
 /**
  * DOT-M §3.3.4 on the node, online data updating: each wallet's signed event log, taken in order
- * and settled by settlement.ts (§3.3.5's exceptions, §3.4.4's double-spending detection), answered
+ * and settled by node-settlement.ts (§3.3.5's exceptions, §3.4.4's double-spending detection), answered
  * with the node's signed ack and the revocation list; the node's view of a wallet and the findings.
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
@@ -11,7 +11,7 @@ import { isTallyError } from '../../core/errors.ts';
 import { ApiProblem, base64urlOf, currentRevocationList, decodeField, errorBody, formatMinor, idempotent, json, keyIdHex, refusal, requireOperator, requireUser, validBody, type IssuerEnv, type IssuerServices, type JsonValue } from '../../issuer/plugin.ts';
 import { verifyBlock } from './block.ts';
 import { EVENT_ACK_TAG, EVENT_TAG, eventAckBodyWire, eventBodyWire, walletEventCodec, type EventAckBody, type WalletEvent } from './online.ts';
-import { listFindings, readWallet, settleEvents, type DotmFinding, type EventResult, type SettlementContext } from './settlement.ts';
+import { listFindings, readWallet, settleEvents, type DotmFinding, type EventResult, type SettlementContext } from './node-settlement.ts';
 import { answer, schemeRefusal } from './node-common.ts';
 
 /** Most events in one upload; the TA keeps up to EVENTS_MAX (32), so it uploads in two requests at worst. */

@@ -9,7 +9,7 @@ import { randomBytes } from '../../core/crypto/hash.ts';
 import { signRecord } from '../../core/crypto/record.ts';
 import { ApiProblem, amountText, errorBody, formatMinor, idempotent, isSubjectRevoked, json, keyIdHex, parseAmount, refusal, requireUser, transfer, transferJson, validBody, type IssuerEnv, type IssuerServices, type StoredResponse, type TransactionHandle } from '../../issuer/plugin.ts';
 import { BLOCK_SERIAL_BYTES, BLOCKS_PER_PAYMENT_MAX, encodeBlock, PRESENTATION_TAG, presentationDigest, presentationSigned, presentationWire, type Presentation } from './messages.ts';
-import { DOTM_FLOAT_ACCOUNT, readWallet } from './settlement.ts';
+import { DOTM_FLOAT_ACCOUNT, readWallet } from './node-settlement.ts';
 import { answer } from './node-common.ts';
 
 /** Most currency blocks one account synchronization issues (what the TA's `load` takes at once). */

@@ -1,18 +1,18 @@
 /**
  * DOT-M on the issuer node, mounted under `/v1/dotm/`: registration of a wallet (§3.3.1,
  * node-register.ts), account synchronization (§3.3.2, node-issue.ts) and online data updating
- * (§3.3.4, node-events.ts, settled by settlement.ts). Value in currency blocks sits in
+ * (§3.3.4, node-events.ts, settled by node-settlement.ts). Value in currency blocks sits in
  * `float:dotm`: issuing moves it there from the holder's account, redemptions and the refunds of
  * exceptional situations 3 and 5 move it back out; offline payments leave it where it is.
  */
 import { type IssuerServices, revokeCertificate, type SchemeModule, type SchemeRevocation, type StoredResponse, type TransactionHandle } from '../../issuer/plugin.ts';
 import { DOTM_SCHEME } from './messages.ts';
-import { DOTM_FLOAT_ACCOUNT, dotmHoldings } from './settlement.ts';
+import { DOTM_FLOAT_ACCOUNT, dotmHoldings } from './node-settlement.ts';
 import { registerEvents, EVENTS_BODY_BYTES_MAX } from './node-events.ts';
 import { registerIssue } from './node-issue.ts';
 import { registerWallets } from './node-register.ts';
 
-export { DOTM_FLOAT_ACCOUNT } from './settlement.ts';
+export { DOTM_FLOAT_ACCOUNT } from './node-settlement.ts';
 export { EVENT_BYTES_MAX, EVENTS_BODY_BYTES_MAX, EVENTS_UPLOAD_MAX } from './node-events.ts';
 export { ISSUE_BLOCKS_MAX, splitValue } from './node-issue.ts';
 

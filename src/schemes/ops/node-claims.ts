@@ -9,7 +9,7 @@ import { isTallyError } from '../../core/errors.ts';
 import { ApiProblem, base64urlOf, errorBody, formatMinor, idempotent, isSubjectRevoked, json, refusal, requireUser, transfer, transferJson, validBody, type ApiErrorCode, type IssuerEnv, type IssuerServices, type JsonValue, type TransactionHandle } from '../../issuer/plugin.ts';
 import { PAYMENT_BYTES_MAX, paymentCodec, type Payment } from './messages.ts';
 import { verifyPayment } from './pay-verify.ts';
-import { ingestPayment, lockOpsDevice, retirementOf } from './settlement.ts';
+import { ingestPayment, lockOpsDevice, retirementOf } from './node-settlement.ts';
 import { OPS_FLOAT_ACCOUNT, answer, decodeCborField, openCases, senderLimitFinding } from './node-common.ts';
 
 /** Largest base64url text of one claimed payment (single or batched). */

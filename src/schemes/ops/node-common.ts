@@ -10,7 +10,7 @@ import { isTallyError } from '../../core/errors.ts';
 import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
 import { ApiProblem, decodeField, isSubjectRevoked, refusal, type IssuerServices, type TransactionHandle } from '../../issuer/plugin.ts';
 import { OPS_SCHEME } from './messages.ts';
-import { checkOfflineLimit, lockOpsDevice, openFraudCase, type FraudFinding } from './settlement.ts';
+import { checkOfflineLimit, lockOpsDevice, openFraudCase, type FraudFinding } from './node-settlement.ts';
 
 /** The ledger account holding what is out on OPS devices. */
 export const OPS_FLOAT_ACCOUNT = 'float:ops';

@@ -5,7 +5,7 @@ import { encodeCbor } from '../../core/cbor.ts';
 import { signRecord } from '../../core/crypto/record.ts';
 import { amountText, errorBody, formatMinor, idempotent, json, keyIdHex, parseAmount, refusal, requireUser, transfer, transferJson, validBody, type IssuerEnv, type IssuerServices } from '../../issuer/plugin.ts';
 import { depositSigned, DEPOSIT_TAG, type DepositConfirmation } from './messages.ts';
-import { lockOpsDevice } from './settlement.ts';
+import { lockOpsDevice } from './node-settlement.ts';
 import { OPS_FLOAT_ACCOUNT, answer, ownDevice } from './node-common.ts';
 
 const depositBody = z.strictObject({ device: keyIdHex, amount: amountText });

@@ -7,7 +7,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { ApiProblem, errorBody, formatMinor, idempotent, isSubjectRevoked, json, keyIdHex, refusal, requireUser, revokeCertificate, transfer, transferJson, validBody, type IssuerEnv, type IssuerServices, type JsonValue, type StoredResponse, type TransactionHandle } from '../../issuer/plugin.ts';
 import { OPS_SCHEME } from './messages.ts';
-import { knownHolding, lockOpsDevice, retirementOf, retirementValue, type OpsDeviceRow, type RetirementRow } from './settlement.ts';
+import { knownHolding, lockOpsDevice, retirementOf, retirementValue, type OpsDeviceRow, type RetirementRow } from './node-settlement.ts';
 import { OPS_FLOAT_ACCOUNT, answer, ownDevice } from './node-common.ts';
 
 /**

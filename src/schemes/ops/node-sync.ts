@@ -1,6 +1,6 @@
 /**
  * OPS sync on the node: a device's signed report of what it paid and collected, reconciled by
- * settlement.ts and answered with the node's ack and the current revocation list; the node's view
+ * node-settlement.ts and answered with the node's ack and the current revocation list; the node's view
  * of a device and the fraud cases settlement opened.
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
@@ -10,7 +10,7 @@ import { signRecord, verifyRecord } from '../../core/crypto/record.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { ApiProblem, base64urlOf, currentRevocationList, formatMinor, idempotent, isSubjectRevoked, json, keyIdHex, refusal, requireOperator, requireUser, validBody, type IssuerEnv, type IssuerServices } from '../../issuer/plugin.ts';
 import { syncAckBodyWire, syncReportBodyWire, syncReportCodec, SYNC_ACK_TAG, SYNC_REPORT_TAG, type SyncAck } from './messages.ts';
-import { lockOpsDevice, reconcileReport } from './settlement.ts';
+import { lockOpsDevice, reconcileReport } from './node-settlement.ts';
 import { answer, ownDevice, decodeCborField, openCases, senderLimitFinding } from './node-common.ts';
 
 /** Largest encoded sync report accepted. */

@@ -6,7 +6,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { verifyRecord } from '../../core/crypto/record.ts';
 import { base64url, bigintColumn, errorBody, formatMinor, idempotent, json, keyIdHex, refusal, requireUser, transfer, transferJson, validBody, type IssuerEnv, type IssuerServices } from '../../issuer/plugin.ts';
 import { withdrawConfirmationCodec, withdrawSigned, WITHDRAW_TAG } from './messages.ts';
-import { checkSignedCounters, lockOpsDevice, recordSignedCounters, type FraudFinding } from './settlement.ts';
+import { checkSignedCounters, lockOpsDevice, recordSignedCounters, type FraudFinding } from './node-settlement.ts';
 import { OPS_FLOAT_ACCOUNT, answer, ownDevice, decodeCborField, openCases } from './node-common.ts';
 
 const withdrawBody = z.strictObject({ device: keyIdHex, confirmation: base64url });

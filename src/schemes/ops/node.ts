@@ -1,7 +1,7 @@
 /**
  * OPS on the issuer node, mounted under `/v1/ops/`: deposit (Figure 5, node-deposit.ts), withdraw
  * (Figure 6, node-withdraw.ts), claim (Figure 9, node-claims.ts), the sync that reconciles each
- * device's flow (node-sync.ts, settlement.ts) and retirement (node-retire.ts). Value out on
+ * device's flow (node-sync.ts, node-settlement.ts) and retirement (node-retire.ts). Value out on
  * devices sits in the `float:ops` account: deposits move it there from the holder's account,
  * withdrawals, claims and released escrows move it back out; payments between devices leave it
  * where it is.
@@ -14,7 +14,7 @@ import { registerDeposit } from './node-deposit.ts';
 import { registerRetire, settleOpsRemainder } from './node-retire.ts';
 import { registerSync } from './node-sync.ts';
 import { registerWithdraw } from './node-withdraw.ts';
-import { opsHoldings } from './settlement.ts';
+import { opsHoldings } from './node-settlement.ts';
 
 export { OPS_FLOAT_ACCOUNT } from './node-common.ts';
 export { CLAIMS_BATCH_PAYMENTS_MAX } from './node-claims.ts';

@@ -1,0 +1,39 @@
+/** `tally audit`: the node's audit of its ledger and of what moved offline. */
+import { NodeClient } from '../../wallet/node-client.ts';
+import { JSON_OPTION, nodeUrl, OPERATOR_FLAGS, OPERATOR_OPTIONS, operatorToken, parse, type Verb } from '../plugin.ts';
+
+/** The verb. */
+export const audit: Verb = {
+  usage: 'tally audit [--node URL] [--token T | --data DIR] [--json]',
+  summary: "Operator: the node's audit of its ledger: the money issued must equal the online accounts plus the offline float.",
+  options: [...OPERATOR_OPTIONS, JSON_OPTION],
+  example: 'tally audit --data ./tally-data',
+  async run(argv, io) {
+    const { values } = parse(argv, OPERATOR_FLAGS, []);
+    const node = new NodeClient(nodeUrl(values.node, io.env));
+    type Exposure = { scheme: string; floatAccount: string; float: string; expected: string; difference: string; attributed: string; unexplained: string; balanced: boolean; exposed: { device: string; amount: string; fraud: boolean }[] };
+    type Audit = {
+      balanced: boolean;
+      ledgerBalanced: boolean;
+      currency: string;
+      currencies: { currency: string; totalIssued: string; totalOnline: string; totalOfflineFloat: string; balanced: boolean }[];
+      exposure: Exposure[];
+      problemCount: number;
+      transferCount: number;
+    };
+    const answer = await node.operator<Audit>(await operatorToken(values, io.env), 'GET', '/v1/audit');
+    const body = answer.body;
+    const cur = body.currency;
+    const lines = [
+      `Audit: ${body.balanced ? 'balanced' : 'NOT BALANCED'}.`,
+      `Ledger ${body.ledgerBalanced ? 'balanced' : 'NOT BALANCED'} (${body.transferCount} transfers, ${body.problemCount} problems).`,
+      ...body.currencies.map((c) => `${c.currency}: issued ${c.totalIssued} = online ${c.totalOnline} + offline float ${c.totalOfflineFloat} ${c.currency}${c.balanced ? '' : '  <- does not add up'}`),
+      ...body.exposure.flatMap((e) => [
+        `${e.scheme}: ${e.floatAccount} holds ${e.float} ${cur}; devices and payees are known to be owed ${e.expected} ${cur}; difference ${e.difference} ${cur}` +
+          (e.balanced ? '' : `, of which ${e.unexplained} ${cur} nobody is named for yet  <- value created offline, or devices that have not synced`),
+        ...e.exposed.map((h) => `  device ${h.device} paid out ${h.amount} ${cur} more than the node knows it received${h.fraud ? ' (named in a fraud case)' : ''}`),
+      ]),
+    ];
+    return { text: lines.join('\n'), json: body };
+  },
+};

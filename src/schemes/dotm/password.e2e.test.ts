@@ -1,0 +1,153 @@
+/**
+ * The payment password of a DOT-M wallet through the `tally` command line, every party its own
+ * process: the account key is never in wallet.json in the clear, a withdrawal needs pwd and a
+ * locked wallet gives nothing up, a key file sealed under another password is refused with
+ * nothing changed, and a wallet.json of an earlier version (the key in the clear) is sealed on
+ * its first unlock. Ends with the audit balanced and the float equal to what the SEs hold.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { fromBase64url, fromHex, toBase64url, toHex } from '../../core/bytes.ts';
+import { randomBytes } from '../../core/crypto/hash.ts';
+import { nobleEd25519 } from '../../core/crypto/noble.ts';
+import { signerFromSecret } from '../../core/crypto/suite.ts';
+import { sealKey } from '../../issuer/identity/keystore.ts';
+import { keyId } from '../../pki/key-id.ts';
+import { NodeClient } from '../../wallet/node-client.ts';
+import { PASSWORD_TRIES_MAX } from './trusted-app.ts';
+import { BIN, killChildren, startNode, type Json } from '../../cli/e2e-process.ts';
+
+const dirs: string[] = [];
+after(async () => {
+  killChildren();
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+const PASSWORD = 'right horse';
+
+/** Every string in `text` that could be a 32-byte key written out (hex or base64url). */
+function keyShaped(text: string): Uint8Array[] {
+  const hex = [...text.matchAll(/(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])/g)].map((m) => fromHex(m[0].toLowerCase()));
+  const b64 = [...text.matchAll(/(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])/g)].map((m) => fromBase64url(m[0]));
+  return [...hex, ...b64].filter((b) => b.length === 32);
+}
+
+/** True when some key-shaped string of wallet.json is the secret of the account key `accountKeyId`. */
+function holdsAccountKey(text: string, accountKeyId: string): boolean {
+  return keyShaped(text).some((candidate) => toHex(keyId(signerFromSecret(nobleEd25519, candidate).publicKey)) === accountKeyId);
+}
+
+test('DOT-M password through the CLI: no clear account key on disk, withdraw needs pwd, a locked wallet gives nothing up, a foreign key file refused, an old wallet sealed on unlock, audit balanced', { timeout: 240_000 }, async () => {
+  const root = await mkdtemp(join(tmpdir(), 'tally-dotm-pwd-'));
+  dirs.push(root);
+  const home = join(root, 'home');
+  const dataDir = join(root, 'node');
+  const node = await startNode(dataDir, 0, { passphrase: 'dotm password e2e' });
+  const env: Record<string, string | undefined> = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url, TALLY_PASSWORD: PASSWORD };
+  const token = (await readFile(join(dataDir, 'identity', 'operator-token'), 'utf8')).trim();
+  env['TALLY_OPERATOR_TOKEN'] = token;
+
+  const run = (args: string[], extra: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+    new Promise((done) => {
+      const child = spawn(process.execPath, [BIN, ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...env, ...extra } });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      child.on('exit', (code) => done({ code, stdout, stderr }));
+    });
+  const lastJson = (stdout: string): Json => JSON.parse(stdout.trim().split('\n').pop() as string) as Json;
+  const ok = async (args: string[], extra: Record<string, string> = {}): Promise<Json> => {
+    const r = await run(args, extra);
+    assert.equal(r.code, 0, `tally ${args.join(' ')} failed: ${r.stderr}${r.stdout}`);
+    return lastJson(r.stdout);
+  };
+  const refused = async (code: string, reason: string | null, args: string[], extra: Record<string, string> = {}): Promise<Json> => {
+    const r = await run(args, extra);
+    assert.equal(r.code, 1, `tally ${args.join(' ')} should fail with ${code}: ${r.stdout}${r.stderr}`);
+    const error = (lastJson(r.stdout) as { error: Json }).error;
+    assert.equal(error['code'], code, JSON.stringify(error));
+    if (reason !== null) assert.equal((error['details'] as Json)['reason'], reason, JSON.stringify(error));
+    assert.match(r.stderr, new RegExp(`^tally: .+ \\[${code}\\]\\n$`), 'one clear error line');
+    return error;
+  };
+  const walletFile = (name: string) => join(home, 'wallets', name, 'wallet.json');
+
+  await ok(['operator', 'oem']);
+  await ok(['wallet', 'create', 'alice', '--scheme', 'dotm']);
+  await ok(['wallet', 'create', 'bob', '--scheme', 'dotm']);
+  await ok(['operator', 'mint', 'alice', '50.00']);
+  await ok(['operator', 'mint', 'bob', '10.00']);
+  await ok(['wallet', 'deposit', 'alice', '30.00', '--blocks', '2']);
+  await ok(['wallet', 'deposit', 'bob', '4.00']);
+
+  // The account key is sealed: no field holds it, in hex or base64url.
+  const aliceText = await readFile(walletFile('alice'), 'utf8');
+  const aliceData = JSON.parse(aliceText) as { user: { secret?: string; sealed?: string; keyId: string } };
+  assert.equal(aliceData.user.secret, undefined);
+  assert.equal(typeof aliceData.user.sealed, 'string');
+  assert.equal(holdsAccountKey(aliceText, aliceData.user.keyId), false, 'the account key is not in wallet.json');
+
+  // A withdrawal with a wrong password: refused by alice's SE, one try gone, nothing given up.
+  await refused('SE_REJECTED', 'WRONG_PASSWORD', ['wallet', 'withdraw', 'alice', '5.00'], { TALLY_PASSWORD: 'wrong horse' });
+  assert.equal(await readFile(walletFile('alice'), 'utf8'), aliceText, 'wallet.json unchanged');
+  const afterWrong = await ok(['wallet', 'balance', 'alice']);
+  assert.deepEqual([afterWrong['offline'], afterWrong['online'], afterWrong['passwordTriesLeft']], ['30.00', '20.00', PASSWORD_TRIES_MAX - 1]);
+
+  // Locked after the limit: then even the right password withdraws nothing, and nothing that needs the node runs.
+  for (let k = 2; k < PASSWORD_TRIES_MAX; k++) await refused('SE_REJECTED', 'WRONG_PASSWORD', ['wallet', 'withdraw', 'alice', '5.00'], { TALLY_PASSWORD: `wrong ${k}` });
+  await refused('SE_REJECTED', 'PASSWORD_LOCKED', ['wallet', 'withdraw', 'alice', '5.00'], { TALLY_PASSWORD: 'wrong last' });
+  await refused('SE_REJECTED', 'PASSWORD_LOCKED', ['wallet', 'withdraw', 'alice', '5.00']);
+  await refused('SE_REJECTED', 'PASSWORD_LOCKED', ['sync', 'alice']);
+  const locked = await ok(['wallet', 'balance', 'alice']);
+  assert.deepEqual([locked['offline'], locked['online'], locked['passwordTriesLeft'], locked['unsyncedEvents']], ['30.00', null, 0, 0], 'nothing given up');
+  assert.equal(await readFile(walletFile('alice'), 'utf8'), aliceText, 'wallet.json unchanged');
+
+  // bob's key file replaced by one sealed under another password: the right pwd does not open it; nothing changes.
+  const bobText = await readFile(walletFile('bob'), 'utf8');
+  const bobData = JSON.parse(bobText) as { user: Record<string, string> };
+  const foreign = { ...bobData, user: { ...bobData.user, sealed: toBase64url(await sealKey({ suite: nobleEd25519, secretKey: randomBytes(32) }, 'another password')) } };
+  const foreignText = `${JSON.stringify(foreign, null, 1)}\n`;
+  await writeFile(walletFile('bob'), foreignText, { mode: 0o600 });
+  const wrongKey = await refused('PASSWORD_WRONG', null, ['wallet', 'withdraw', 'bob', '1.00']);
+  assert.match(String(wrongKey['message']), /does not open the account key of wallet bob.*nothing was changed/);
+  assert.equal(await readFile(walletFile('bob'), 'utf8'), foreignText, 'wallet.json unchanged');
+  await writeFile(walletFile('bob'), bobText, { mode: 0o600 });
+  assert.equal((await ok(['wallet', 'balance', 'bob']))['offline'], '4.00', 'nothing given up');
+
+  // A wallet.json of an earlier version (the account key in the clear): sealed under pwd on its first unlock.
+  const oldSecret = randomBytes(32);
+  const oldAccount = signerFromSecret(nobleEd25519, oldSecret);
+  const client = new NodeClient(node.url);
+  const registered = await client.signed<{ account: string; keyId: string; certificate: string }>(oldAccount, 'POST', '/v1/users', {
+    body: { publicKey: { suite: 'ed25519', key: toBase64url(oldAccount.publicKey.key) } },
+    idempotencyKey: `register-old-${toHex(keyId(oldAccount.publicKey))}`,
+  });
+  const { sealed: _sealed, ...bobUser } = bobData.user;
+  const old = { ...bobData, user: { ...bobUser, secret: toHex(oldSecret), keyId: registered.body.keyId, account: registered.body.account, certificate: registered.body.certificate } };
+  await writeFile(walletFile('bob'), `${JSON.stringify(old, null, 1)}\n`, { mode: 0o600 });
+  assert.equal(holdsAccountKey(await readFile(walletFile('bob'), 'utf8'), registered.body.keyId), true, 'the old format holds the key');
+  // A wrong password does not migrate it.
+  await refused('SE_REJECTED', 'WRONG_PASSWORD', ['wallet', 'balance', 'bob'], { TALLY_PASSWORD: 'wrong horse' });
+  assert.equal(holdsAccountKey(await readFile(walletFile('bob'), 'utf8'), registered.body.keyId), true);
+  const migrated = await ok(['wallet', 'balance', 'bob']);
+  assert.equal(migrated['online'], '0.00', 'the node answers for the old account key');
+  const migratedText = await readFile(walletFile('bob'), 'utf8');
+  assert.equal((JSON.parse(migratedText) as { user: { secret?: string } }).user.secret, undefined);
+  assert.equal(holdsAccountKey(migratedText, registered.body.keyId), false, 'sealed on the first unlock');
+  assert.equal((await ok(['wallet', 'balance', 'bob']))['online'], '0.00', 'and opens again under the password');
+  const history = (await ok(['wallet', 'history', 'bob']))['events'] as Json[];
+  assert.ok(history.some((e) => e['kind'] === 'account-sealed'));
+
+  // The audit, and conservation: the float is what the two SEs hold.
+  const audit = (await client.operator<{ balanced: boolean; currencies: { totalOfflineFloat: string }[] }>(token, 'GET', '/v1/audit')).body;
+  assert.equal(audit.balanced, true);
+  const float = audit.currencies[0]?.totalOfflineFloat ?? '';
+  // Minor units, or a decimal string.
+  assert.equal(float.includes('.') ? Math.round(Number(float) * 100) : Number(float), 3400, 'float:dotm = 30.00 (alice) + 4.00 (bob)');
+  assert.equal(await node.stop(), 0);
+});

@@ -1,0 +1,12 @@
+/**
+ * The registry: the one list of schemes that every face reads (`tally node start`, the CLI, the
+ * benchmarks). Adding a scheme is its folder and one line here.
+ */
+import { dotm } from './dotm/index.ts';
+import { ops } from './ops/index.ts';
+import type { Scheme } from './scheme.ts';
+
+export type { Paper, Scheme } from './scheme.ts';
+
+/** Every scheme this build runs, in the order `tally schemes` lists them. */
+export const SCHEMES: readonly Scheme[] = [ops, dotm];

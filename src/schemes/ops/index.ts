@@ -1,0 +1,19 @@
+/** OPS, the offline payment system of the two-tier hierarchical infrastructure (Visa Research). */
+import type { Scheme } from '../scheme.ts';
+import { opsCli } from './cli.ts';
+import { OPS_TA_BUILD } from './wallet-build.ts';
+
+/** The OPS scheme. */
+export const ops: Scheme = {
+  name: 'ops',
+  title: 'OPS: offline payments between trusted applications, certified by a two-tier hierarchy of the central bank and intermediaries',
+  paper: {
+    title: 'Towards a Two-Tier Hierarchical Infrastructure: An Offline Payment System for Central Bank Digital Currencies',
+    authors: 'M. Christodorescu, W. C. Gu, R. Kumaresan, M. Minaei, M. Ozdayi, B. Price, S. Raghuraman, M. Saad, C. Sheffield, M. Xu, M. Zamani',
+    institution: 'Visa Research',
+  },
+  capabilities: ['token-payments', 'link-payments', 'deposit', 'withdraw', 'sync', 'collect', 'claim', 'recover', 'no-secure-element'],
+  node: async () => (await import('./node.ts')).opsNodePart,
+  wallet: { trustedApps: [{ scheme: 'ops', description: 'OPS trusted app, software build', ...OPS_TA_BUILD }] },
+  cli: opsCli,
+};

@@ -1,0 +1,240 @@
+/**
+ * The wallet SDK against a real node over HTTP (PGlite): each wallet's secure element is an
+ * isolated process, killed at every crash point of Deposit, Pay and Collect. After the kill the
+ * wallet is opened again and finishes the written-down step: it completes exactly once, and the
+ * ledger and the secure elements still add up. Also: the wallet lock, a damaged wallet file, and
+ * the factory step refused for an unenrolled home.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile, chmod } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { isTallyError } from '../../core/errors.ts';
+import { CRASH_POINTS } from '../../secure-element/secure-element.ts';
+import { DEFAULT_CURRENCY, startNode, type RunningNode } from '../../cli/node-start.ts';
+import { enrollOem } from '../../wallet/factory.ts';
+import { walletDir, walletPaths } from '../../wallet/home.ts';
+import { NodeClient } from '../../wallet/node-client.ts';
+import { Wallet } from './wallet.ts';
+import { ops } from './index.ts';
+
+let root: string;
+let home: string;
+let node: RunningNode;
+let client: NodeClient;
+let mints = 0;
+/** Added to the node's clock; a test moves it and puts it back. */
+let clockOffsetMs = 0;
+
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'tally-wallet-'));
+  home = join(root, 'home');
+  node = await startNode({ port: 0, host: '127.0.0.1', dataDir: join(root, 'node'), env: { TALLY_NODE_PASSPHRASE: 'wallet test' }, currency: DEFAULT_CURRENCY, logger: { log: () => undefined }, print: () => undefined, now: () => Date.now() + clockOffsetMs });
+  client = new NodeClient(node.url);
+  await enrollOem(home, client, node.operatorToken, ops.wallet.trustedApps);
+});
+
+const opened = new Set<Wallet>();
+after(async () => {
+  for (const w of opened) await w.close().catch(() => undefined);
+  await node.stop();
+  await rm(root, { recursive: true, force: true });
+});
+
+async function mint(wallet: Wallet, amount: string): Promise<void> {
+  await client.operator(node.operatorToken, 'POST', '/v1/operator/mint', { body: { account: wallet.snapshot().user.account, amount }, idempotencyKey: `test-mint-${++mints}-${Date.now()}` });
+}
+
+async function audit(): Promise<{ balanced: boolean; currencies: { totalIssued: string; totalOnline: string; totalOfflineFloat: string }[] }> {
+  return (await client.operator<{ balanced: boolean; currencies: { totalIssued: string; totalOnline: string; totalOfflineFloat: string }[] }>(node.operatorToken, 'GET', '/v1/audit')).body;
+}
+
+/** An amount of the audit (a decimal string in major units, two decimals here) in minor units. */
+function minorOf(decimal: string): bigint {
+  assert.match(decimal, /^-?[0-9]+\.[0-9]{2}$/);
+  return BigInt(decimal.replace('.', ''));
+}
+
+async function offline(wallet: Wallet): Promise<bigint> {
+  return (await (await wallet.se()).call('status', {})).balance;
+}
+
+async function float(): Promise<bigint> {
+  return minorOf((await audit()).currencies[0]?.totalOfflineFloat ?? '0.00');
+}
+
+/**
+ * Σ what this test's secure elements hold + the value of its payments made and not yet collected
+ * = what this test added to the float (`base`: the float when the test began; tests share a node).
+ */
+async function checkConservation(base: bigint, wallets: readonly Wallet[], inFlight: bigint): Promise<void> {
+  const a = await audit();
+  assert.equal(a.balanced, true);
+  let held = 0n;
+  for (const w of wallets) if (w.hasSecureElement) held += await offline(w);
+  assert.equal(minorOf(a.currencies[0]?.totalOfflineFloat ?? '-1') - base, held + inFlight, 'float = Σ SE balances + payments in flight');
+}
+
+async function reopen(w: Wallet): Promise<Wallet> {
+  await w.close();
+  opened.delete(w);
+  const again = await Wallet.open(home, w.name);
+  opened.add(again);
+  return again;
+}
+
+let walletCount = 0;
+async function create(secureElement = true): Promise<Wallet> {
+  const w = await Wallet.create({ home, name: `w${++walletCount}`, node: node.url, secureElement });
+  opened.add(w);
+  return w;
+}
+
+describe('a secure element killed mid-step, then the wallet opened again', () => {
+  for (const point of CRASH_POINTS) {
+    test(`Deposit, Pay and Collect each complete exactly once after a kill at ${point}`, { timeout: 120_000 }, async () => {
+      const base = await float();
+      let payer = await create();
+      let payee = await create();
+      await mint(payer, '50.00');
+
+      // Deposit: the node has confirmed, the SE dies while applying it.
+      await (await payer.se()).armCrash(point);
+      await assert.rejects(payer.deposit('20.00'), (e: unknown) => isTallyError(e, 'SE_CRASHED'));
+      assert.equal(payer.snapshot().pending.length, 1);
+      payer = await reopen(payer);
+      assert.deepEqual((await payer.resume()).finished, ['deposit']);
+      assert.equal(await offline(payer), 2_000n);
+      assert.equal((await payer.onlineBalance()).balance, '30.00');
+      await checkConservation(base, [payer, payee], 0n);
+
+      // Pay: the SE dies while committing the payment.
+      const { request } = payee.request('7.00');
+      await (await payer.se()).armCrash(point);
+      await assert.rejects(payer.payRequest(request), (e: unknown) => isTallyError(e, 'SE_CRASHED'));
+      payer = await reopen(payer);
+      assert.deepEqual((await payer.resume()).finished, ['pay']);
+      const sent = payer.snapshot().sent;
+      assert.equal(sent.length, 1, 'one payment, made once');
+      assert.equal(await offline(payer), 1_300n);
+      await checkConservation(base, [payer, payee], 700n);
+
+      // Collect: the payee's SE dies while taking the payment in.
+      const payment = sent[0];
+      assert.ok(payment !== undefined);
+      await payee.acceptPayment((await import('./messages.ts')).decodePayment(Buffer.from(payment.payment, 'base64url')));
+      await (await payee.se()).armCrash(point);
+      await assert.rejects(payee.collect(), (e: unknown) => isTallyError(e, 'SE_CRASHED'));
+      payee = await reopen(payee);
+      assert.deepEqual((await payee.resume()).finished, ['collect']);
+      assert.equal(await offline(payee), 700n);
+      assert.deepEqual(payee.snapshot().inbox.map((e) => e.state), ['collected']);
+      const again = await payee.collect();
+      assert.equal(again.collected.length, 0, 'nothing left to collect');
+      assert.equal(await offline(payee), 700n);
+      await checkConservation(base, [payer, payee], 0n);
+    });
+  }
+});
+
+test('a payment from a device certified after the payee TA\'s trusted time waits, goes in after a sync, and is never refused for ever', { timeout: 60_000 }, async () => {
+  const base = await float();
+  // The payee is certified while the node's clock is 50 s behind: its TA's trusted time is that old
+  // (a device certificate starts a minute before the node's time, so the payer's starts later still).
+  clockOffsetMs = -50_000;
+  let payee: Wallet;
+  try {
+    payee = await create();
+  } finally {
+    clockOffsetMs = 0;
+  }
+  const payer = await create();
+  await mint(payer, '10.00');
+  await payer.deposit('10.00');
+  const { request } = payee.request('4.00');
+  const { payment } = await payer.payRequest(request);
+  await payee.acceptPayment(payment);
+  // The payer's certificate starts after the payee TA's time: the TA cannot take it yet.
+  const first = await payee.collect();
+  assert.equal(first.collected.length, 0);
+  assert.equal(first.refused.length, 0, 'not refused: nothing is wrong with the payment');
+  assert.equal(first.waiting.length, 1);
+  assert.match(first.waiting[0]?.waiting ?? '', /CERT_NOT_YET_VALID/);
+  assert.deepEqual(payee.snapshot().inbox.map((e) => e.state), ['accepted']);
+  assert.equal((await payee.collect()).waiting.length, 1, 'a second collect before a sync waits again');
+  // The sync's ack moves the TA's trusted time; the payment goes in.
+  const synced = await payee.sync();
+  assert.deepEqual(synced.retried, { collected: 1, refused: 0, waiting: 0 });
+  assert.deepEqual(payee.snapshot().inbox.map((e) => e.state), ['collected']);
+  assert.equal(await offline(payee), 400n);
+  await payer.sync();
+  await payee.sync();
+  await checkConservation(base, [payer, payee], 0n);
+});
+
+test('a withdraw cut off from the node stays written down and is finished once the node answers', { timeout: 60_000 }, async () => {
+  const base = await float();
+  const w = await create();
+  await mint(w, '10.00');
+  await w.deposit('10.00');
+  // Point the wallet at a port nobody listens on for the withdraw: the TA signs, the node is not told.
+  const data = w.snapshot();
+  const name = w.name;
+  await w.close();
+  opened.delete(w);
+  const file = walletPaths(walletDir(home, name)).file;
+  await writeFile(file, JSON.stringify({ ...data, node: 'http://127.0.0.1:9' }));
+  await chmod(file, 0o600);
+  let cut = await Wallet.open(home, name);
+  opened.add(cut);
+  await assert.rejects(cut.withdraw('4.00'), (e: unknown) => isTallyError(e, 'NODE_UNREACHABLE'));
+  assert.equal(await offline(cut), 600n);
+  assert.equal(cut.snapshot().pending[0]?.kind, 'withdraw');
+  const waiting = (await cut.resume()).waiting;
+  assert.equal(waiting[0]?.kind, 'withdraw');
+  const kept = cut.snapshot();
+  await cut.close();
+  opened.delete(cut);
+  await writeFile(file, JSON.stringify({ ...kept, node: node.url }));
+  cut = await Wallet.open(home, name);
+  opened.add(cut);
+  assert.deepEqual((await cut.resume()).finished, ['withdraw']);
+  assert.equal((await cut.onlineBalance()).balance, '4.00');
+  assert.deepEqual((await cut.resume()).finished, [], 'finished once');
+  assert.equal((await cut.onlineBalance()).balance, '4.00');
+  await checkConservation(base, [cut], 0n);
+});
+
+test('one process at a time: a second open of the same wallet is WALLET_BUSY; a lock left by a dead process is taken over', async () => {
+  const w = await create(false);
+  await assert.rejects(Wallet.open(home, w.name), (e: unknown) => isTallyError(e, 'WALLET_BUSY'));
+  await w.close();
+  opened.delete(w);
+  const paths = walletPaths(walletDir(home, w.name));
+  await writeFile(paths.lock, '999999999');
+  const again = await Wallet.open(home, w.name);
+  await again.close();
+});
+
+test('a damaged or exposed wallet file is refused with STATE_CORRUPT and left as it is', async () => {
+  const w = await create(false);
+  const name = w.name;
+  await w.close();
+  opened.delete(w);
+  const file = walletPaths(walletDir(home, name)).file;
+  await writeFile(file, '{"format": 1, "scheme": "ops"');
+  await assert.rejects(Wallet.open(home, name), (e: unknown) => isTallyError(e, 'STATE_CORRUPT'));
+  await writeFile(file, '{"format": 2}');
+  await assert.rejects(Wallet.open(home, name), (e: unknown) => isTallyError(e, 'STATE_CORRUPT'));
+  await chmod(file, 0o644);
+  await assert.rejects(Wallet.open(home, name), (e: unknown) => isTallyError(e, 'STATE_CORRUPT') && /chmod/.test(e.message));
+});
+
+test('a wallet with a secure element needs an OEM enrolled at its node; without one nothing is created', async () => {
+  const bare = join(root, 'bare-home');
+  await assert.rejects(Wallet.create({ home: bare, name: 'x', node: node.url, secureElement: true }), (e: unknown) => isTallyError(e, 'WALLET_UNSUPPORTED') && /tally operator oem/.test(e.message));
+  await assert.rejects(Wallet.open(bare, 'x'), (e: unknown) => isTallyError(e, 'WALLET_NOT_FOUND'));
+  await assert.rejects(Wallet.create({ home: bare, name: '../evil', node: node.url, secureElement: false }), (e: unknown) => isTallyError(e, 'DECODE_FAILED'));
+  await assert.rejects(enrollOem(bare, client, 'not the token', ops.wallet.trustedApps), (e: unknown) => isTallyError(e, 'NODE_REFUSED') && e.details.status === 401);
+});
