@@ -8,7 +8,7 @@ import type { Currency } from '../core/amount.ts';
 import type { CryptoProvider, SuiteName } from '../core/crypto/suite.ts';
 import type { Database } from './db/database.ts';
 import { ISSUER_MIGRATIONS_DIR, loadMigrations, migrate } from './db/migrate.ts';
-import type { SchemeModule } from './http/app.ts';
+import type { SchemeModule } from './http/scheme-module.ts';
 import { openPglite } from './db/pglite.ts';
 import { openPostgres } from './db/postgres.ts';
 import { loadOrCreateIdentity } from './identity/node-identity.ts';
@@ -98,7 +98,15 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
   }
   const services: IssuerServices = { db, ledger: new Ledger(db), identity, provider: options.provider, currency: options.currency, deviceLimits: options.deviceLimits ?? defaultDeviceLimits(options.currency), now };
   try {
-    for (const scheme of options.schemes ?? []) await scheme.prepare?.(services);
+    for (const scheme of options.schemes ?? []) {
+      const float = scheme.floatAccount;
+      if (float !== undefined) {
+        // The scheme declares where its offline value sits; the node opens that account for it.
+        const opened = await db.transaction((tx) => ensureAccount(tx, { id: float, kind: 'offline-float', currency: options.currency.code }));
+        if (!opened.ok) throw new Error(`cannot open ${float} for scheme ${scheme.name}: ${opened.message}`);
+      }
+      await scheme.prepare?.(services);
+    }
   } catch (e) {
     await closeAll();
     throw e;

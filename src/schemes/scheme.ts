@@ -5,7 +5,7 @@
  */
 import type { CliPart } from '../cli/plugin.ts';
 import type { BenchPlugin } from '../sim/bench/plugin.ts';
-import type { SchemeModule } from '../issuer/http/app.ts';
+import type { SchemeModule } from '../issuer/plugin.ts';
 import type { Capability, WalletPart } from '../wallet/plugin.ts';
 
 /** The paper a scheme implements. */

@@ -5,6 +5,7 @@
 import type { Scheme } from '../../schemes/index.ts';
 import type { Verb } from '../plugin.ts';
 import { audit } from './audit.ts';
+import { operatorRemoveOem, operatorRevoke, operatorSettle } from './operator-actions.ts';
 import { operatorMint } from './operator-mint.ts';
 import { operatorOem } from './operator-oem.ts';
 import { pay } from './pay.ts';
@@ -41,6 +42,9 @@ export function buildVerbs(schemes: readonly Scheme[]): Record<string, Verb> {
   return {
     'operator mint': operatorMint,
     'operator oem': operatorOem(schemes),
+    'operator revoke': operatorRevoke,
+    'operator settle': operatorSettle,
+    'operator remove-oem': operatorRemoveOem,
     audit,
     schemes: schemesVerb(schemes, needed),
     'wallet create': walletCreate(schemes),

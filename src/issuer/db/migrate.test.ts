@@ -34,6 +34,7 @@ test('the issuer migrations are numbered files read in order', async () => {
       [3, 'registry'],
       [4, 'devices'],
       [5, 'sm2'],
+      [6, 'oem_removal'],
     ],
   );
   assert.equal(migrationChecksum('a\r\nb'), migrationChecksum('a\nb'), 'line endings do not count');
@@ -52,7 +53,7 @@ for (const backend of testBackends()) {
 
     test('the issuer schema applies once; running again applies nothing', () =>
       withFresh(async (db) => {
-        assert.deepEqual((await migrateIssuer(db)).applied, [1, 2, 3, 4, 5]);
+        assert.deepEqual((await migrateIssuer(db)).applied, [1, 2, 3, 4, 5, 6]);
         assert.deepEqual((await migrateIssuer(db)).applied, []);
         assert.deepEqual(await tables(db), ['accounts', 'devices', 'idempotency', 'oems', 'request_nonces', 'revocation_lists', 'revoked_certificates', 'schema_migrations', 'ta_measurements', 'transfers', 'users']);
         const rows = await recorded(db);
@@ -64,6 +65,7 @@ for (const backend of testBackends()) {
             [3, 'registry'],
             [4, 'devices'],
             [5, 'sm2'],
+            [6, 'oem_removal'],
           ],
         );
         const applied = await db.query<{ applied_at: unknown }>('SELECT applied_at FROM schema_migrations');

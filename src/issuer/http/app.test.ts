@@ -3,7 +3,7 @@ import { after, describe, test } from 'node:test';
 import { toBase64url } from '../../core/bytes.ts';
 import { signRequest } from '../client/request-auth.ts';
 import { closeTestTemplates, testBackends } from '../db/test-databases.ts';
-import { opsIssuerModule } from '../../schemes/ops/issuer.ts';
+import { opsNodePart } from '../../schemes/ops/node.ts';
 import { expectError, setup } from './test-harness.ts';
 
 after(() => closeTestTemplates());
@@ -140,7 +140,7 @@ for (const backend of testBackends()) {
     });
 
     test('a known path under a method it does not take answers 405 with Allow; an unknown path 404', async () => {
-      const h = await setup(backend, { schemes: [opsIssuerModule] });
+      const h = await setup(backend, { schemes: [opsNodePart] });
       try {
         const cases: Array<[string, string, string]> = [
           ['DELETE', '/v1/users', 'POST'],

@@ -7,25 +7,12 @@ import { OpenAPIHono } from '@hono/zod-openapi';
 import { ApiProblem, problemResponse, toProblem } from './problem.ts';
 import { identifyCaller } from './auth.ts';
 import { BODY_BYTES_MAX, type IssuerEnv, type IssuerServices } from './context.ts';
-import type { HoldingsReader } from '../ledger/exposure.ts';
+import { ROUTE_BODY_BYTES_MAX, type SchemeModule } from './scheme-module.ts';
 import { registerLedgerRoutes } from './routes-ledger.ts';
 import { registerNodeRoutes } from './routes-node.ts';
 import { registerRegistryRoutes } from './routes-registry.ts';
 
-/**
- * A scheme's online part: its tables (migrations numbered in its own range), what it sets up at
- * start (its offline float account), and its routes under `/v1/{name}/`.
- */
-export interface SchemeModule {
-  readonly name: string;
-  /** A folder of `NNN_name.sql` migrations, numbered apart from the issuer's and other schemes'. */
-  readonly migrationsDir?: URL | undefined;
-  /** Runs once at every start, after the migrations. */
-  prepare?(services: IssuerServices): Promise<void>;
-  /** What the node knows the scheme's devices hold, for the audit's exposure check (inside its transaction). */
-  holdings?: HoldingsReader | undefined;
-  register(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void;
-}
+export type { SchemeModule } from './scheme-module.ts';
 
 /** An app whose validation failures answer BODY_INVALID naming every field. */
 function newApp(): OpenAPIHono<IssuerEnv> {
@@ -84,18 +71,49 @@ export async function readBodyLimited(request: Request, max: number): Promise<Ui
   return body;
 }
 
+/** True when `path` matches the route pattern `pattern` (`:name` segments match any non-empty one). */
+function pathMatches(pattern: string, path: string): boolean {
+  const want = pattern.split('/');
+  const have = path.split('/');
+  return want.length === have.length && want.every((part, i) => (part.startsWith(':') ? (have[i] ?? '') !== '' : part === have[i]));
+}
+
+/** A declared body limit, with its full path. */
+interface BodyLimit {
+  readonly method: string;
+  readonly path: string;
+  readonly bytesMax: number;
+}
+
+/**
+ * The body limits the schemes' routes declare, under their mount points.
+ * @throws RangeError for a limit that is not a whole number of bytes in 1..ROUTE_BODY_BYTES_MAX
+ */
+export function declaredBodyLimits(schemes: readonly SchemeModule[]): BodyLimit[] {
+  return schemes.flatMap((scheme) =>
+    (scheme.bodyLimits ?? []).map((limit) => {
+      if (!Number.isSafeInteger(limit.bytesMax) || limit.bytesMax < 1 || limit.bytesMax > ROUTE_BODY_BYTES_MAX) {
+        throw new RangeError(`scheme ${scheme.name}: the body limit of ${limit.method} ${limit.path} must be 1..${ROUTE_BODY_BYTES_MAX} bytes, not ${limit.bytesMax}`);
+      }
+      return { method: limit.method, path: `/v1/${scheme.name}${limit.path}`, bytesMax: limit.bytesMax };
+    }),
+  );
+}
+
+/** The body limit of a request: the one its route declares, or the node's default. */
+export function bodyLimitOf(limits: readonly BodyLimit[], method: string, path: string): number {
+  return limits.find((limit) => limit.method === method && pathMatches(limit.path, path))?.bytesMax ?? BODY_BYTES_MAX;
+}
+
 /**
  * The methods routed at `path` (HEAD with every GET), from the app's routes; empty when no route
  * matches the path at all.
  */
 export function allowedMethods(routes: readonly { method: string; path: string }[], path: string): string[] {
-  const segments = path.split('/');
   const methods = new Set<string>();
   for (const route of routes) {
     if (route.method === 'ALL' || route.path.includes('*')) continue;
-    const pattern = route.path.split('/');
-    if (pattern.length !== segments.length) continue;
-    if (pattern.every((part, i) => (part.startsWith(':') ? (segments[i] ?? '') !== '' : part === segments[i]))) {
+    if (pathMatches(route.path, path)) {
       methods.add(route.method);
       if (route.method === 'GET') methods.add('HEAD');
     }
@@ -106,6 +124,7 @@ export function allowedMethods(routes: readonly { method: string; path: string }
 /** Builds the app; `schemes` mount their routes under `/v1/{scheme}/`. */
 export function createIssuerApp(services: IssuerServices, schemes: readonly SchemeModule[] = [], options: IssuerAppOptions = {}): OpenAPIHono<IssuerEnv> {
   const app = newApp();
+  const bodyLimits = declaredBodyLimits(schemes);
 
   app.use('*', async (c, next) => {
     const bodiless = c.req.method === 'GET' || c.req.method === 'HEAD';
@@ -113,7 +132,7 @@ export function createIssuerApp(services: IssuerServices, schemes: readonly Sche
       // The server would read such a body to the end just to throw it away: refuse it, unread.
       throw new ApiProblem('BODY_INVALID', `a ${c.req.method} request takes no body`, { unread: true });
     }
-    const raw = bodiless ? new Uint8Array(0) : await readBodyLimited(c.req.raw, BODY_BYTES_MAX);
+    const raw = bodiless ? new Uint8Array(0) : await readBodyLimited(c.req.raw, bodyLimitOf(bodyLimits, c.req.method, new URL(c.req.url).pathname));
     c.set('rawBody', raw);
     let jsonBody: unknown;
     if (raw.length > 0) {
@@ -130,7 +149,7 @@ export function createIssuerApp(services: IssuerServices, schemes: readonly Sche
 
   registerNodeRoutes(app, services);
   registerLedgerRoutes(app, services, schemes.flatMap((scheme) => (scheme.holdings === undefined ? [] : [scheme.holdings])));
-  registerRegistryRoutes(app, services);
+  registerRegistryRoutes(app, services, schemes);
   for (const scheme of schemes) {
     if (!/^[a-z][a-z0-9-]{1,31}$/.test(scheme.name)) throw new RangeError(`scheme name ${JSON.stringify(scheme.name)} is not a path segment`);
     const sub = newApp();

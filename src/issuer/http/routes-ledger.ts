@@ -15,12 +15,12 @@ import { mint } from '../ledger/mint.ts';
 import { transfer } from '../ledger/transfer.ts';
 import { idempotencyKey, requestAuth, requireOperator, requireUser, verifySigned } from './auth.ts';
 import type { IssuerEnv, IssuerServices } from './context.ts';
+import { USER_CERTIFICATE_VALIDITY_MS } from './device-registration.ts';
 import { formatMinor, transferJson } from './json.ts';
 import { ApiProblem } from './problem.ts';
 import { accountId, amountText, storableText, errorBody, fitKey, idempotent, json, parseAmount, parsePublicKey, publicKeyBody, refusal, requestHash, validBody } from './validate.ts';
 
-/** How long a user certificate is valid. */
-export const USER_CERTIFICATE_VALIDITY_MS = 2 * 365 * 24 * 3600 * 1000;
+export { USER_CERTIFICATE_VALIDITY_MS } from './device-registration.ts';
 
 const registerUserBody = z.strictObject({ publicKey: publicKeyBody });
 const transferBody = z.strictObject({ to: accountId, amount: amountText, memo: storableText(140).optional() });

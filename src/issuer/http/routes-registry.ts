@@ -8,19 +8,18 @@
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { fromHex, toBase64url, toHex } from '../../core/bytes.ts';
-import { isTallyError } from '../../core/errors.ts';
-import { decodeAttestation, verifyAttestation, type OemAttestation } from '../../pki/attestation.ts';
-import { decodeCertificate, encodeCertificate, issueCertificate, type Certificate } from '../../pki/certificate.ts';
-import { verifyRegistrationProof } from '../../pki/registration.ts';
-import { currentRevocationList, isSubjectRevoked, revokeCertificate, type RevocableRole } from '../registry/revocations.ts';
+import { decodeCertificate, encodeCertificate, issueCertificate } from '../../pki/certificate.ts';
+import { currentRevocationList, revokeCertificate, type RevocableRole } from '../registry/revocations.ts';
 import { requireOperator, requireUser } from './auth.ts';
 import type { IssuerEnv, IssuerServices } from './context.ts';
+import { DEVICE_CERTIFICATE_VALIDITY_MS, registrationRefusal, verifyAttestedKey } from './device-registration.ts';
+import type { SchemeModule } from './scheme-module.ts';
 import { formatMinor } from './json.ts';
 import { ApiProblem } from './problem.ts';
+import type { StoredResponse } from '../ledger/idempotency.ts';
 import { base64url, decodeField, errorBody, idempotent, json, keyIdHex, parsePublicKey, publicKeyBody, refusal, schemeName, validBody } from './validate.ts';
 
-/** How long a device certificate is valid (it ends earlier if the intermediary's does). */
-export const DEVICE_CERTIFICATE_VALIDITY_MS = 365 * 24 * 3600 * 1000;
+export { DEVICE_CERTIFICATE_VALIDITY_MS } from './device-registration.ts';
 /** How long an OEM certificate is valid (it ends earlier if the root's does). */
 export const OEM_CERTIFICATE_VALIDITY_MS = 5 * 365 * 24 * 3600 * 1000;
 
@@ -40,6 +39,8 @@ const deviceBody = z.strictObject({
   proof: base64url.describe('the device key\'s signature over [owner key id, scheme] (tally/pki/device-registration/v1)'),
 });
 const revokeBody = z.strictObject({ keyId: keyIdHex, reason: printable(200) });
+const removeOemBody = z.strictObject({ reason: printable(200) });
+const settleBody = z.strictObject({ keyId: keyIdHex });
 
 const certificateAnswer = z.object({ keyId: z.string(), certificate: z.string() });
 
@@ -110,17 +111,38 @@ const postRevoke = createRoute({
   },
 });
 
-function decodeAttestationField(bytes: Uint8Array): OemAttestation {
-  try {
-    return decodeAttestation(bytes);
-  } catch (e) {
-    if (isTallyError(e, 'ATTESTATION_INVALID') || isTallyError(e, 'TOO_LARGE')) throw new ApiProblem('ATTESTATION_INVALID', e.message, { reason: e.message });
-    throw e;
-  }
+const removeOem = createRoute({
+  method: 'post',
+  path: '/v1/operator/oems/{keyId}/remove',
+  description:
+    'Removes an OEM (operator token): the node takes no new device or wallet it attests from then on. Devices it attested before stay registered; revoke each with POST /v1/operator/revoke when the OEM\'s key is compromised.',
+  request: { params: z.object({ keyId: keyIdHex }), body: json(removeOemBody) },
+  responses: {
+    200: { description: 'Removed (or already removed)', content: { 'application/json': { schema: z.object({ keyId: z.string(), name: z.string(), removedAt: z.string(), alreadyRemoved: z.boolean() }) } } },
+    404: { description: 'No such OEM', ...errorBody },
+  },
+});
+
+const postSettle = createRoute({
+  method: 'post',
+  path: '/v1/operator/settle',
+  description:
+    'Settles a revoked device\'s honest remainder (operator token): what the node can prove the device still held and did not spend goes back to its account holder, once, by the rules of the device\'s scheme.',
+  request: { body: json(settleBody) },
+  responses: {
+    200: { description: 'Settled, or held until the scheme\'s hold is over', content: { 'application/json': { schema: z.object({ device: z.string(), status: z.string() }).passthrough() } } },
+    404: { description: 'No such device', ...errorBody },
+    409: { description: 'Not revoked, or already settled', ...errorBody },
+  },
+});
+
+/** The answer to an operator request naming a key no scheme knows. */
+function unknownSubject(keyId: string): StoredResponse {
+  return { status: 404, body: { error: { code: 'SUBJECT_UNKNOWN', message: `no user or device is registered with key ${keyId}`, details: {} } } };
 }
 
 /** Adds the registry and revocation routes. */
-export function registerRegistryRoutes(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void {
+export function registerRegistryRoutes(app: OpenAPIHono<IssuerEnv>, services: IssuerServices, schemes: readonly SchemeModule[] = []): void {
   const { identity } = services;
 
   app.openAPIRegistry.registerPath(postOem);
@@ -174,33 +196,18 @@ export function registerRegistryRoutes(app: OpenAPIHono<IssuerEnv>, services: Is
     const owner = requireUser(c.get('caller'));
     const body = validBody(c, deviceBody);
     const { publicKey, keyId } = parsePublicKey(services, 'body.publicKey', body.publicKey);
-    const attestation = decodeAttestationField(decodeField('body.attestation', body.attestation));
-    const proof = decodeField('body.proof', body.proof);
-    if (!verifyRegistrationProof(services.provider, publicKey, { owner: fromHex(owner.keyId), scheme: body.scheme }, proof)) {
-      throw new ApiProblem('SIGNATURE_INVALID', 'the proof of possession does not verify under the device key for this owner and scheme', {});
-    }
-    const oemRow = (await services.db.query<{ certificate: Uint8Array }>('SELECT certificate FROM oems WHERE key_id = $1', [body.oem])).rows[0];
-    if (oemRow === undefined) throw new ApiProblem('OEM_UNKNOWN', `no OEM with key ${body.oem} is enrolled with this node`, { oem: body.oem });
-    const oemCertificate: Certificate = decodeCertificate(new Uint8Array(oemRow.certificate));
-    const allowed = await services.db.query<{ measurement: Uint8Array }>('SELECT measurement FROM ta_measurements WHERE scheme = $1', [body.scheme]);
+    const attestation = await verifyAttestedKey(services, {
+      scheme: body.scheme,
+      publicKey,
+      oem: body.oem,
+      attestation: decodeField('body.attestation', body.attestation),
+      proofs: [{ publicKey, owner: fromHex(owner.keyId), scheme: body.scheme, proof: decodeField('body.proof', body.proof), label: 'the device key' }],
+    });
     const now = services.now();
-    try {
-      verifyAttestation({
-        provider: services.provider,
-        attestation,
-        oemCertificate,
-        trustAnchors: [identity.root.certificate],
-        sePublicKey: publicKey,
-        allowedMeasurements: allowed.rows.map((r) => new Uint8Array(r.measurement)),
-        now,
-      });
-    } catch (e) {
-      if (isTallyError(e, 'ATTESTATION_INVALID')) throw new ApiProblem('ATTESTATION_INVALID', e.message, { reason: e.details.reason });
-      throw e;
-    }
     const limits = services.deviceLimits;
     return idempotent(services, c, 'devices', owner.keyId, async (tx) => {
-      if (await isSubjectRevoked(tx, keyId)) return refusal('CERT_REVOKED', `device key ${keyId} was revoked and cannot register again`);
+      const refused = await registrationRefusal(tx, body.oem, [keyId]);
+      if (refused !== null) return refused;
       const registered = refusal('ALREADY_REGISTERED', `device key ${keyId} is already registered`);
       const existing = await tx.query('SELECT 1 FROM devices WHERE key_id = $1', [keyId]);
       if (existing.rowCount > 0) return registered;
@@ -270,10 +277,48 @@ export function registerRegistryRoutes(app: OpenAPIHono<IssuerEnv>, services: Is
         [body.keyId],
       );
       const row = found.rows[0];
-      if (row === undefined) return refusal('SUBJECT_UNKNOWN', `no user or device is registered with key ${body.keyId}`);
+      if (row === undefined) {
+        // A key a scheme registered in its own tables (DOT-M's wallet and user keys).
+        for (const scheme of schemes) {
+          const revoked = await scheme.revokeKey?.(tx, services, body.keyId, body.reason);
+          if (revoked === null || revoked === undefined) continue;
+          return { status: 200, body: { keyId: body.keyId, role: revoked.role, serial: toHex(revoked.serial), version: revoked.version, alreadyRevoked: revoked.already, scheme: scheme.name } };
+        }
+        return unknownSubject(body.keyId);
+      }
       const serial = decodeCertificate(new Uint8Array(row.certificate)).body.serial;
       const outcome = await revokeCertificate(tx, identity.intermediary.signer, { serial, subjectKeyId: body.keyId, role: row.role, reason: body.reason }, services.now());
       return { status: 200, body: { keyId: body.keyId, role: row.role, serial: toHex(serial), version: outcome.version, alreadyRevoked: outcome.already } };
+    });
+  });
+
+  app.openAPIRegistry.registerPath(removeOem);
+  app.post('/v1/operator/oems/:keyId/remove', async (c) => {
+    requireOperator(c.get('caller'));
+    const oem = c.req.param('keyId');
+    if (!/^[0-9a-f]{64}$/.test(oem)) throw new ApiProblem('BODY_INVALID', 'path.keyId: expected 64 lower-case hex digits', {});
+    const body = validBody(c, removeOemBody);
+    return idempotent(services, c, 'oems/remove', 'operator', async (tx) => {
+      const { rows } = await tx.query<{ name: string; removed_at: Date | null }>('SELECT name, removed_at FROM oems WHERE key_id = $1 FOR UPDATE', [oem]);
+      const row = rows[0];
+      if (row === undefined) return { status: 404, body: { error: { code: 'OEM_UNKNOWN', message: `no OEM with key ${oem} is enrolled with this node`, details: { oem } } } };
+      if (row.removed_at !== null) return { status: 200, body: { keyId: oem, name: row.name, removedAt: row.removed_at.toISOString(), alreadyRemoved: true } };
+      const removedAt = new Date(services.now());
+      await tx.query('UPDATE oems SET removed_at = $2, removed_reason = $3 WHERE key_id = $1', [oem, removedAt.toISOString(), body.reason]);
+      return { status: 200, body: { keyId: oem, name: row.name, removedAt: removedAt.toISOString(), alreadyRemoved: false } };
+    });
+  });
+
+  app.openAPIRegistry.registerPath(postSettle);
+  app.post(postSettle.path, async (c) => {
+    requireOperator(c.get('caller'));
+    const body = validBody(c, settleBody);
+    return idempotent(services, c, 'settle', 'operator', async (tx) => {
+      for (const scheme of schemes) {
+        const settled = await scheme.settleRemainder?.(tx, services, body.keyId);
+        if (settled !== null && settled !== undefined) return settled;
+      }
+      return unknownSubject(body.keyId);
     });
   });
 }

@@ -26,7 +26,7 @@ import { signRegistrationProof } from '../../pki/registration.ts';
 import type { SecureElement } from '../../secure-element/secure-element.ts';
 import type { BenchHarness, BenchNode, BenchOem, BenchUser } from '../../sim/bench/plugin.ts';
 import { appendRecord, blockTip } from './block.ts';
-import { dotmIssuerModule } from './issuer.ts';
+import { dotmNodePart } from './node.ts';
 import { decodeBlock, DOTM_SCHEME, GAMMA_TAG, gammaSigned, notificationDigest, RECORD_TAG, recordSigned, type CurrencyBlock, type TransactionData, type TransactionMessage, type TransactionRecord } from './messages.ts';
 import { eventAckCodec, REDEEM_BLOCKS_MAX, walletEventWire } from './online.ts';
 import { dotmTrustedApp, USER_PROOF_SCHEME } from './trusted-app.ts';
@@ -56,7 +56,7 @@ export interface DotmWorld {
 
 /** Opens a node serving DOT-M with its keys in `suite`, and enrols the bench OEM. */
 export async function openWorld(harness: BenchHarness, suite: SuiteName): Promise<DotmWorld> {
-  const node = await harness.openNode({ schemes: [dotmIssuerModule], suite });
+  const node = await harness.openNode({ schemes: [dotmNodePart], suite });
   const oem = await node.enrolOem(DOTM_SCHEME, BENCH_MEASUREMENT);
   return { harness, node, oem, suite };
 }

@@ -13,7 +13,7 @@ export const dotm: Scheme = {
     institution: 'National Fintech Evaluation Center and Bank Card Test Center, Beijing',
   },
   capabilities: ['link-payments', 'deposit', 'withdraw', 'sync', 'recover', 'payment-password'],
-  node: async () => (await import('./issuer.ts')).dotmIssuerModule,
+  node: async () => (await import('./node.ts')).dotmNodePart,
   wallet: { trustedApps: [{ scheme: 'dotm', description: 'DOT-M trusted app, software build', ...DOTM_TA_BUILD }] },
   bench: async (use) => use((await import('./bench.ts')).dotmBench),
   cli: dotmCli,

@@ -14,7 +14,7 @@ import { signRegistrationProof } from '../../pki/registration.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { verifyBlock } from './block.ts';
 import { decodeBlock } from './messages.ts';
-import { splitValue } from './issuer.ts';
+import { splitValue } from './node.ts';
 import { dotmNode } from './test-fixtures.ts';
 
 after(() => closeTestTemplates());

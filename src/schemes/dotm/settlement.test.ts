@@ -15,6 +15,7 @@ import { expectError } from '../../issuer/http/test-harness.ts';
 import { decodeCertificate } from '../../pki/certificate.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { notificationDigest } from './messages.ts';
+import { EVENTS_BODY_BYTES_MAX } from './node.ts';
 import { EVENT_TAG, eventBodyWire, partsDigest, type EventBody, type WalletEvent } from './online.ts';
 import { dotmNode, PASSWORD, type DotmNode, type DotmParty, type EventsAnswer } from './test-fixtures.ts';
 
@@ -311,7 +312,7 @@ for (const backend of testBackends()) {
         await expectError(await n.upload(r, { events: [e2, e1] }), 400, 'BODY_INVALID');
         await expectError(await n.upload(r, { raw: ['AAAA'] }), 400, 'BODY_INVALID');
         await expectError(await n.upload(r, { raw: ['not base64!'] }), 400, 'BODY_INVALID');
-        await expectError(await n.upload(r, { raw: ['A'.repeat(70_000)] }), 413, 'BODY_TOO_LARGE');
+        await expectError(await n.upload(r, { raw: ['A'.repeat(EVENTS_BODY_BYTES_MAX)] }), 413, 'BODY_TOO_LARGE');
         await expectError(await n.upload(r, { raw: [...n.wire([e1]), ...Array.from({ length: 16 }, () => 'AAAA')] }), 400, 'BODY_INVALID');
         // Not the caller's wallet.
         await expectError(await n.h.signed(p.user, 'POST', '/v1/dotm/events', { wallet: r.wallet, events: n.wire([e1]) }, n.key()), 404, 'DEVICE_UNKNOWN');

@@ -23,7 +23,7 @@ import { FileCounter } from '../../secure-element/counter-file.ts';
 import { InProcessHost } from '../../secure-element/host.ts';
 import { deriveDeviceKeys } from '../../secure-element/sealing.ts';
 import { FileStorage } from '../../secure-element/storage-file.ts';
-import { DOTM_FLOAT_ACCOUNT, dotmIssuerModule } from './issuer.ts';
+import { DOTM_FLOAT_ACCOUNT, dotmNodePart } from './node.ts';
 import { decodeBlock, type CurrencyBlock } from './messages.ts';
 import { eventAckCodec, walletEventWire, type WalletEvent } from './online.ts';
 import { dotmTrustedApp, WALLET_KEY_LABEL, type DotmState } from './trusted-app.ts';
@@ -70,7 +70,7 @@ export type PaymentEnd =
 
 /** A node with DOT-M, an enrolled OEM and the test measurement allowed. */
 export async function dotmNode(backend: Backend) {
-  const h = await setup(backend, { schemes: [dotmIssuerModule] });
+  const h = await setup(backend, { schemes: [dotmNodePart] });
   const oem = signerFromSecret(nobleEd25519, sha256(utf8('test oem for dotm')));
   const enrolled = await h.asOperator('POST', '/v1/operator/oems', { name: 'Test OEM', publicKey: { suite: 'ed25519', key: toBase64url(oem.publicKey.key) } });
   assert.equal(enrolled.status, 201, await enrolled.clone().text());

@@ -7,7 +7,7 @@
 import { toBase64url } from '../../core/bytes.ts';
 import { summarise, type BenchHarness, type BenchNode, type BenchUser, type Latency } from '../../sim/bench/plugin.ts';
 import { assertAuditBalanced, accountBalance, deviceClient, enrolOem, fundDevice, syncDevice, type BenchDevice } from './bench-setup.ts';
-import { CLAIMS_BATCH_PAYMENTS_MAX, opsIssuerModule } from './issuer.ts';
+import { CLAIMS_BATCH_PAYMENTS_MAX, opsNodePart } from './node.ts';
 import { encodePayment, REPORT_ENTRIES_MAX } from './messages.ts';
 
 /** How claims are sent. */
@@ -123,7 +123,7 @@ async function timeRow(node: BenchNode, claimers: readonly BenchUser[], mode: Cl
 export async function measureClaims(harness: BenchHarness, options: ClaimsOptions): Promise<ClaimsRow[]> {
   const { database } = options;
   const progress = (line: string) => harness.progress(`claims: ${line}`);
-  const node = await harness.openNode({ schemes: [opsIssuerModule], database, deviceLimits: options.deviceLimits });
+  const node = await harness.openNode({ schemes: [opsNodePart], database, deviceLimits: options.deviceLimits });
   const dir = await harness.tempDir(`ops-claims-${database}`);
   let payer: BenchDevice | undefined;
   try {

@@ -7,7 +7,7 @@
  */
 import { summarise, type BenchHarness, type BenchNode, type Latency } from '../../sim/bench/plugin.ts';
 import { deviceClient, enrolOem, fundDevice, syncDevice, type BenchDevice } from './bench-setup.ts';
-import { opsIssuerModule } from './issuer.ts';
+import { opsNodePart } from './node.ts';
 import { REPORT_ENTRIES_MAX } from './messages.ts';
 
 /** Collect timed at one length of the payee's log. */
@@ -47,7 +47,7 @@ async function payAndCollect(payer: BenchDevice, payee: BenchDevice): Promise<nu
 
 /** Collect with an empty payee log and with `entries` in it (isolated secure elements, file counters, a real node). */
 export async function measureCollectLog(harness: BenchHarness, options: CollectLogOptions): Promise<CollectLogRow[]> {
-  const node = await harness.openNode({ schemes: [opsIssuerModule], database: 'pglite', deviceLimits: options.deviceLimits });
+  const node = await harness.openNode({ schemes: [opsNodePart], database: 'pglite', deviceLimits: options.deviceLimits });
   const devices: BenchDevice[] = [];
   try {
     const oem = await enrolOem(node);

@@ -11,7 +11,7 @@ import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import { encodeCertificate } from '../../pki/certificate.ts';
 import type { SecureElement } from '../../secure-element/secure-element.ts';
 import type { BenchHarness, BenchNode, BenchOem, BenchUser } from '../../sim/bench/plugin.ts';
-import { OPS_FLOAT_ACCOUNT } from './issuer.ts';
+import { OPS_FLOAT_ACCOUNT } from './node.ts';
 import { depositConfirmationCodec, syncAckCodec } from './messages.ts';
 import { opsTrustedApp } from './trusted-app.ts';
 

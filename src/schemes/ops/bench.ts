@@ -15,7 +15,7 @@ import { measureCollectLog, type CollectLogRow } from './bench-collect-log.ts';
 import { measureCryptoFloor, measurePersistenceFloor, type CryptoFloor, type PersistenceFloor } from './bench-floor.ts';
 import { payOnce, walletOf, type PaymentContext, type PaymentSample, type Pinned, type Transport, type Wallet } from './bench-payment.ts';
 import { assertAuditBalanced, deviceClient, enrolOem, fundDevice, syncDevice, type BenchDevice } from './bench-setup.ts';
-import { opsIssuerModule } from './issuer.ts';
+import { opsNodePart } from './node.ts';
 import { REPORT_ENTRIES_MAX } from './messages.ts';
 import { IN_PAYMENT_LOG_MAX } from './trusted-app.ts';
 
@@ -92,7 +92,7 @@ async function measurePayments(harness: BenchHarness, options: OpsBenchOptions, 
   if (count > IN_PAYMENT_LOG_MAX) throw new RangeError(`payments: at most ${IN_PAYMENT_LOG_MAX / 2 - WARMUP_PAYMENTS} per transport (the payee's payment log), got ${options.payments}`);
   const funds = BigInt(count) * PAYMENT_AMOUNT_MINOR;
 
-  const node = await harness.openNode({ schemes: [opsIssuerModule], deviceLimits: benchLimits });
+  const node = await harness.openNode({ schemes: [opsNodePart], deviceLimits: benchLimits });
   if (funds > node.deviceLimits.holdingLimitMinor) throw new RangeError(`payments: ${options.payments} per transport would pass the holding limit`);
   const devices: BenchDevice[] = [];
   let server: TcpServer | undefined;

@@ -10,7 +10,7 @@ import { signRecord } from '../../core/crypto/record.ts';
 import { closeTestTemplates, testBackends } from '../../issuer/db/test-databases.ts';
 import { BODY_BYTES_MAX } from '../../issuer/http/context.ts';
 import { expectError } from '../../issuer/http/test-harness.ts';
-import { CLAIMS_BATCH_PAYMENTS_MAX } from './issuer.ts';
+import { CLAIMS_BATCH_PAYMENTS_MAX } from './node.ts';
 import { encodePayment, paymentSigned, PAYMENT_TAG, type Payment } from './messages.ts';
 import { opsNode, type OpsNode, type OpsSe } from './test-fixtures.ts';
 

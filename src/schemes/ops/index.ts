@@ -13,7 +13,7 @@ export const ops: Scheme = {
     institution: 'Visa Research',
   },
   capabilities: ['token-payments', 'link-payments', 'deposit', 'withdraw', 'sync', 'collect', 'claim', 'recover', 'no-secure-element'],
-  node: async () => (await import('./issuer.ts')).opsIssuerModule,
+  node: async () => (await import('./node.ts')).opsNodePart,
   wallet: { trustedApps: [{ scheme: 'ops', description: 'OPS trusted app, software build', ...OPS_TA_BUILD }] },
   bench: async (use) => use((await import('./bench.ts')).opsBench),
   cli: opsCli,

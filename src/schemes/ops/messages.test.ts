@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { encodeCbor } from '../../core/cbor.ts';
 import { isTallyError } from '../../core/errors.ts';
-import { SYNC_REPORT_BYTES_MAX } from './issuer.ts';
+import { SYNC_REPORT_BYTES_MAX } from './node.ts';
 import { COUNTER_MAX, decodePayment, encodePayment, PAYMENT_BYTES_MAX, REPORT_ENTRIES_MAX, syncReportBodyWire, syncReportCodec, type Payment, type SyncReportBody } from './messages.ts';
 import { AMOUNT_MINOR_MAX } from '../../core/amount.ts';
 

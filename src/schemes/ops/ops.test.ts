@@ -27,7 +27,7 @@ import {
   type WithdrawConfirmation,
 } from './messages.ts';
 import { verifyPayment } from './pay-verify.ts';
-import { RETIREMENT_HOLD_MS } from './issuer.ts';
+import { RETIREMENT_HOLD_MS } from './node.ts';
 import { opsNode, type OpsSe } from './test-fixtures.ts';
 
 after(() => closeTestTemplates());

@@ -24,7 +24,7 @@ import { InProcessHost } from '../../secure-element/host.ts';
 import { IsolatedHost, type AppLocation } from '../../secure-element/host-isolated.ts';
 import type { CrashPoint, SecureElement } from '../../secure-element/secure-element.ts';
 import { FileStorage } from '../../secure-element/storage-file.ts';
-import { OPS_FLOAT_ACCOUNT, opsIssuerModule } from './issuer.ts';
+import { OPS_FLOAT_ACCOUNT, opsNodePart } from './node.ts';
 import { depositConfirmationCodec, encodePayment, syncAckCodec, syncReportBodyWire, type DepositConfirmation, type Payment, type SyncReport } from './messages.ts';
 import { verifyPayment } from './pay-verify.ts';
 import { opsTrustedApp, TA_KEY_LABEL, type OpsState } from './trusted-app.ts';
@@ -61,7 +61,7 @@ export interface DeviceClientOptions {
 
 /** A node with OPS and an enrolled OEM. */
 export async function opsNode(backend: Backend) {
-  const h = await setup(backend, { schemes: [opsIssuerModule] });
+  const h = await setup(backend, { schemes: [opsNodePart] });
   const oem = signerFromSecret(nobleEd25519, sha256(utf8('test oem')));
   const enrolled = await h.asOperator('POST', '/v1/operator/oems', { name: 'Test OEM', publicKey: { suite: 'ed25519', key: toBase64url(oem.publicKey.key) } });
   assert.equal(enrolled.status, 201, await enrolled.clone().text());

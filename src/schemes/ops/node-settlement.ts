@@ -14,10 +14,7 @@
  */
 import { toHex } from '../../core/bytes.ts';
 import type { Signer } from '../../core/crypto/suite.ts';
-import type { Queryable, TransactionHandle } from '../../issuer/db/database.ts';
-import { bigintColumn } from '../../issuer/db/database.ts';
-import type { ExposedHolder, SchemeHoldings } from '../../issuer/ledger/exposure.ts';
-import { revokeCertificate } from '../../issuer/registry/revocations.ts';
+import { bigintColumn, revokeCertificate, type TransactionHandle } from '../../issuer/plugin.ts';
 import type { CollectedEntry, PaidEntry, SyncReportBody } from './messages.ts';
 
 /** The kinds of fraud settlement proves. */
@@ -335,79 +332,5 @@ async function collectEntry(tx: TransactionHandle, device: string, entry: Collec
   return { finding: null, added: true };
 }
 
-/**
- * What the node knows each OPS device holds: deposits - withdrawals - every payment it made that the
- * node knows of (reported by it, collected by a payee, or claimed) + what it reported collecting +
- * payments known to be on their way to it. Payments to client certificates not yet claimed are on
- * their way to their payee; the float must cover them too.
- */
-export async function opsHoldings(q: Queryable, floatAccount: string): Promise<SchemeHoldings> {
-  const { rows } = await q.query<{ device: string; held: bigint; fraud: boolean }>(
-    `WITH device_ids AS (
-       SELECT device_key_id AS d FROM ops_devices
-       UNION SELECT sender_key_id FROM ops_payments
-       UNION SELECT p.receiver_key_id FROM ops_payments p JOIN devices r ON r.key_id = p.receiver_key_id
-     ), counter_ops AS (
-       SELECT device_key_id AS d, sum(CASE kind WHEN 'deposit' THEN amount ELSE -amount END) AS v FROM ops_counter_ops GROUP BY 1
-     ), paid AS (
-       SELECT sender_key_id AS d, sum(amount) AS v FROM ops_payments GROUP BY 1
-     ), collected AS (
-       SELECT device_key_id AS d, sum(amount) AS v FROM ops_collects GROUP BY 1
-     ), arriving AS (
-       SELECT receiver_key_id AS d, sum(amount) AS v FROM ops_payments WHERE settled IS NULL GROUP BY 1
-     )
-     SELECT x.d AS device,
-            (coalesce(c.v, 0) - coalesce(p.v, 0) + coalesce(k.v, 0) + coalesce(a.v, 0))::numeric(30, 0) AS held,
-            (EXISTS (SELECT 1 FROM ops_fraud_cases f WHERE f.device_key_id = x.d)
-              OR EXISTS (SELECT 1 FROM ops_devices r WHERE r.device_key_id = x.d AND r.retired_at IS NOT NULL)) AS fraud
-     FROM device_ids x
-     LEFT JOIN counter_ops c ON c.d = x.d LEFT JOIN paid p ON p.d = x.d
-     LEFT JOIN collected k ON k.d = x.d LEFT JOIN arriving a ON a.d = x.d`,
-  );
-  const unclaimed = await q.query<{ v: bigint }>(
-    `SELECT coalesce(sum(amount), 0)::numeric(30, 0) AS v FROM ops_payments p
-     WHERE settled IS NULL AND NOT EXISTS (SELECT 1 FROM devices r WHERE r.key_id = p.receiver_key_id)`,
-  );
-  let expected = bigintColumn(unclaimed.rows[0] as object, 'v');
-  const exposed: ExposedHolder[] = [];
-  for (const row of rows) {
-    const held = bigintColumn(row, 'held');
-    if (held >= 0n) expected += held;
-    else exposed.push({ device: row.device, amount: -held, fraud: row.fraud });
-  }
-  exposed.sort((a, b) => (a.amount === b.amount ? a.device.localeCompare(b.device) : a.amount > b.amount ? -1 : 1));
-  return { scheme: 'ops', floatAccount, expected, exposed };
-}
-
-/** A retired device's escrow. */
-export interface RetirementRow {
-  readonly escrow: bigint;
-  readonly releaseAt: number;
-  readonly released: boolean;
-}
-
-/** The escrow of a device its owner retired, or null. */
-export async function retirementOf(tx: TransactionHandle, device: string): Promise<RetirementRow | null> {
-  const { rows } = await tx.query<{ escrow: bigint; release_at: bigint; released: boolean }>('SELECT escrow, release_at, released FROM ops_devices WHERE device_key_id = $1 AND retired_at IS NOT NULL', [device]);
-  const row = rows[0];
-  if (row === undefined) return null;
-  return { escrow: bigintColumn(row, 'escrow'), releaseAt: Number(bigintColumn(row, 'release_at')), released: row.released };
-}
-
-/**
- * The value the node can vouch a device holds when its owner retires it: its balance at its last
- * report (0 without one), the deposits and withdrawals after that report, less its payments past the
- * report that payees already settled, plus payments made to it that it never collected. Its payments
- * nobody reported yet are not in it: they are paid from this escrow when they surface.
- */
-export async function retirementValue(tx: TransactionHandle, device: string, row: OpsDeviceRow): Promise<bigint> {
-  const { rows } = await tx.query<{ v: bigint }>(
-    `SELECT (coalesce((SELECT reported_balance FROM ops_devices WHERE device_key_id = $1 AND reported_i IS NOT NULL), 0)
-           + coalesce((SELECT sum(CASE kind WHEN 'deposit' THEN amount ELSE -amount END) FROM ops_counter_ops
-                       WHERE device_key_id = $1 AND i > coalesce((SELECT reported_i FROM ops_devices WHERE device_key_id = $1), 0)), 0)
-           - coalesce((SELECT sum(amount) FROM ops_payments WHERE sender_key_id = $1 AND index > $2 AND settled IS NOT NULL), 0)
-           + coalesce((SELECT sum(amount) FROM ops_payments WHERE receiver_key_id = $1 AND settled IS NULL), 0))::numeric(30, 0) AS v`,
-    [device, row.reportedJ],
-  );
-  return bigintColumn(rows[0] as object, 'v');
-}
+export { knownHolding, opsHoldings } from './node-holdings.ts';
+export { retirementOf, retirementValue, type RetirementRow } from './node-escrow.ts';

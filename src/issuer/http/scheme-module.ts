@@ -1,0 +1,64 @@
+/**
+ * What a scheme implements to plug into the issuer node: its tables, its offline float, its routes
+ * under `/v1/{name}/` (with any body limit of their own), its part of the audit's exposure check,
+ * and its part of the operator's actions on devices (revoke, settle a revoked device's remainder).
+ */
+import type { OpenAPIHono } from '@hono/zod-openapi';
+import type { TransactionHandle } from '../db/database.ts';
+import type { HoldingsReader } from '../ledger/exposure.ts';
+import type { StoredResponse } from '../ledger/idempotency.ts';
+import type { RevocableRole } from '../registry/revocations.ts';
+import type { IssuerEnv, IssuerServices } from './context.ts';
+
+/** The largest body limit a route may declare, in bytes: sixteen times the default. */
+export const ROUTE_BODY_BYTES_MAX = 1024 * 1024;
+
+/** A route of a scheme that takes a body larger (or smaller) than the node's default limit. */
+export interface RouteBodyLimit {
+  readonly method: 'POST' | 'PUT' | 'PATCH';
+  /** The route's path under `/v1/{name}`, as registered (`/events`; `:param` segments match any value). */
+  readonly path: string;
+  /** At most ROUTE_BODY_BYTES_MAX. */
+  readonly bytesMax: number;
+}
+
+/** What revoking one of a scheme's own keys did (see SchemeModule.revokeKey). */
+export interface SchemeRevocation {
+  readonly role: RevocableRole;
+  /** The serial of the certificate of the named key. */
+  readonly serial: Uint8Array;
+  /** The list version that names it. */
+  readonly version: number;
+  /** True when every certificate was already revoked: nothing changed. */
+  readonly already: boolean;
+}
+
+/**
+ * A scheme's online part: its tables (migrations numbered in its own range), its offline float
+ * account (the node opens it), what it sets up at start, and its routes under `/v1/{name}/`.
+ */
+export interface SchemeModule {
+  readonly name: string;
+  /** A folder of `NNN_name.sql` migrations, numbered apart from the issuer's and other schemes'. */
+  readonly migrationsDir?: URL | undefined;
+  /** The ledger account holding what is out on the scheme's devices; the node opens it at every start. */
+  readonly floatAccount?: string | undefined;
+  /** Routes whose body limit is not the node's default (BODY_BYTES_MAX); enforced while the body streams in. */
+  readonly bodyLimits?: readonly RouteBodyLimit[] | undefined;
+  /** Runs once at every start, after the migrations and the float account. */
+  prepare?(services: IssuerServices): Promise<void>;
+  /** What the node knows the scheme's devices hold, for the audit's exposure check (inside its transaction). */
+  holdings?: HoldingsReader | undefined;
+  /**
+   * The operator revokes `keyId`, a key the scheme registered outside the shared `devices` and
+   * `users` tables (DOT-M's wallet and user keys). Answers null when the key is not the scheme's.
+   */
+  revokeKey?(tx: TransactionHandle, services: IssuerServices, keyId: string, reason: string): Promise<SchemeRevocation | null>;
+  /**
+   * The operator settles what a revoked device of the scheme provably still held and did not
+   * spend: it goes back to the device's account holder, once. Answers the stored answer of the
+   * operator's request, or null when `keyId` is not the scheme's.
+   */
+  settleRemainder?(tx: TransactionHandle, services: IssuerServices, keyId: string): Promise<StoredResponse | null>;
+  register(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void;
+}

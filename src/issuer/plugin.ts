@@ -1,0 +1,58 @@
+/**
+ * The issuer node's plug-in module: the one file of `src/issuer` a scheme's node part imports.
+ * It names the interface a scheme implements (`SchemeModule`) and the node's services a scheme may
+ * use: ledger transfers and accounts, the shared attested device registration, revocations,
+ * idempotent requests, caller authentication, request validation, error codes, JSON helpers,
+ * database types and the exposure check's types. Anything else in `src/issuer` is the node's own.
+ */
+export type { SchemeModule, SchemeRevocation, RouteBodyLimit } from './http/scheme-module.ts';
+export { ROUTE_BODY_BYTES_MAX } from './http/scheme-module.ts';
+export type { IssuerEnv, IssuerServices, Caller, DeviceLimits } from './http/context.ts';
+export { BODY_BYTES_MAX } from './http/context.ts';
+
+// Money: double-entry transfers between accounts, and opening accounts.
+export { transfer, type Transfer, type TransferRequest, type TransferResult } from './ledger/transfer.ts';
+export { ensureAccount } from './ledger/account.ts';
+
+// Attested registration of secure elements, shared by every scheme.
+export {
+  DEVICE_CERTIFICATE_VALIDITY_MS,
+  USER_CERTIFICATE_VALIDITY_MS,
+  decodeAttestationField,
+  registrationRefusal,
+  verifyAttestedKey,
+  type AttestedKey,
+  type PossessionProof,
+} from './http/device-registration.ts';
+
+// Revocation lists.
+export { currentRevocationList, isSubjectRevoked, revokeCertificate, type RevocableRole, type RevocationOutcome } from './registry/revocations.ts';
+
+// Requests: authentication, idempotency, validation, errors, JSON answers.
+export { requireOperator, requireUser } from './http/auth.ts';
+export {
+  amountText,
+  base64url,
+  base64urlOf,
+  decodeField,
+  errorBody,
+  idempotent,
+  json,
+  keyIdHex,
+  parseAmount,
+  parsePublicKey,
+  publicKeyBody,
+  refusal,
+  storableText,
+  validBody,
+} from './http/validate.ts';
+export { ApiProblem, type ApiErrorCode } from './http/problem.ts';
+export { formatMinor, transferJson } from './http/json.ts';
+export type { StoredResponse } from './ledger/idempotency.ts';
+export type { JsonValue } from './ledger/json.ts';
+
+// The database a scheme's queries run on.
+export { bigintColumn, type Queryable, type TransactionHandle } from './db/database.ts';
+
+// The audit's exposure check.
+export type { ExposedHolder, HoldingsReader, SchemeHoldings } from './ledger/exposure.ts';

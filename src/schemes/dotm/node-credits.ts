@@ -1,0 +1,132 @@
+/** What leaves `float:dotm` at settlement: the refunds of exceptional situations 3 and 5 (§3.3.5), and redemptions, each within what its path may still credit. */
+import { assert } from '../../core/assert.ts';
+import { equalBytes, toHex } from '../../core/bytes.ts';
+import { bigintColumn, transfer, type TransactionHandle } from '../../issuer/plugin.ts';
+import type { EventBody, EventKind } from './online.ts';
+import { DOTM_FLOAT_ACCOUNT, type DotmWallet } from './node-settlement-model.ts';
+import { type Path, addPending, creditable, currentOf, nodesOf, viewNode, writeCredits } from './node-tree.ts';
+
+interface TransactionRow {
+  transaction: Uint8Array;
+  amount: bigint;
+  payer_wallet: string | null;
+  sent_seq: bigint | null;
+  abandoned_seq: bigint | null;
+  received_seq: bigint | null;
+  rolled_back_seq: bigint | null;
+  refund: string | null;
+}
+
+/** Which column of dotm_transactions each event kind fills, and which side reports it. */
+const REPORTS = {
+  sent: { seq: 'sent_seq', side: 'payer_wallet' },
+  abandoned: { seq: 'abandoned_seq', side: 'payer_wallet' },
+  received: { seq: 'received_seq', side: 'payee_wallet' },
+  'rolled-back': { seq: 'rolled_back_seq', side: 'payee_wallet' },
+} as const satisfies Record<Exclude<EventKind, 'redeemed'>, { seq: string; side: string }>;
+
+/** Records one side's report of a transaction; null when the other side named another σ under this tsn. */
+export async function reportTransaction(tx: TransactionHandle, wallet: DotmWallet, body: EventBody & { kind: keyof typeof REPORTS }): Promise<TransactionRow | null> {
+  await tx.query('INSERT INTO dotm_transactions (tsn, transaction, amount) VALUES ($1, $2, $3) ON CONFLICT (tsn) DO NOTHING', [body.tsn, body.transaction, body.amount]);
+  const read = async () =>
+    (await tx.query<TransactionRow>(
+      'SELECT transaction, amount, payer_wallet, sent_seq, abandoned_seq, received_seq, rolled_back_seq, refund FROM dotm_transactions WHERE tsn = $1 FOR UPDATE',
+      [body.tsn],
+    )).rows[0];
+  const row = await read();
+  assert(row !== undefined, 'the transaction row was just written');
+  if (!equalBytes(new Uint8Array(row.transaction), body.transaction) || bigintColumn(row, 'amount') !== body.amount) return null;
+  const { seq, side } = REPORTS[body.kind];
+  await tx.query(`UPDATE dotm_transactions SET ${seq} = coalesce(${seq}, $2), ${side} = coalesce(${side}, $3) WHERE tsn = $1`, [body.tsn, BigInt(body.seq), wallet.walletKeyId]);
+  const updated = await read();
+  assert(updated !== undefined, 'the transaction row is still there');
+  return updated;
+}
+
+/**
+ * Exceptional situations 3 and 5 (§3.3.5): the payer deducted (sent) and the payee rolled back, so
+ * "C could construct the same amount of digital currency and give them back to P". The payer's
+ * deduction is given up at the node each current record hangs from, and credited to the payer's
+ * account once per tsn when those nodes hold it. Answers what was decided now, or undefined when
+ * it is not yet time.
+ */
+export async function settleRefund(tx: TransactionHandle, body: EventBody, row: TransactionRow, paths: readonly Path[]): Promise<'credited' | 'withheld' | undefined> {
+  if (row.sent_seq === null || row.rolled_back_seq === null || row.refund !== null) return undefined;
+  for (const path of paths) {
+    const current = currentOf(path);
+    await tx.query('UPDATE dotm_nodes SET redeemed = redeemed + $2 WHERE digest = $1', [current.prev, current.record.amount]);
+  }
+  // A payer that also reported the offer withdrawn has a broken wallet: no refund on its word.
+  let decision: 'credited' | 'withheld' = row.abandoned_seq === null && row.payer_wallet !== null ? 'credited' : 'withheld';
+  const pending = new Map<string, bigint>();
+  for (const path of paths) {
+    if (decision === 'withheld') break;
+    const current = currentOf(path);
+    const from = await viewNode(tx, current.prev);
+    const above = nodesOf(path).slice(0, -1);
+    if (from.spent > from.received || !(await creditable(tx, above, current.record.amount, pending))) decision = 'withheld';
+    addPending(pending, above, current.record.amount);
+  }
+  if (decision === 'credited') {
+    const payer = await tx.query<{ account_id: string }>('SELECT account_id FROM dotm_wallets WHERE wallet_key_id = $1', [row.payer_wallet]);
+    const account = payer.rows[0]?.account_id;
+    assert(account !== undefined, 'the payer wallet of a transaction is registered');
+    const moved = await transfer(tx, {
+      idempotencyKey: `dotm-refund:${toHex(body.tsn)}`,
+      debit: DOTM_FLOAT_ACCOUNT,
+      credit: account,
+      amount: bigintColumn(row, 'amount'),
+      kind: 'dotm-refund',
+      reference: { tsn: toHex(body.tsn), wallet: row.payer_wallet },
+    });
+    assert(moved.ok, `the float pays a refund it holds: ${moved.ok ? '' : moved.message}`);
+    await writeCredits(tx, pending);
+  }
+  await tx.query('UPDATE dotm_transactions SET refund = $2 WHERE tsn = $1', [body.tsn, decision]);
+  return decision;
+}
+
+/** A redemption: each copy's value is recorded at its tip and credited where the tree allows it. */
+export async function settleRedemption(tx: TransactionHandle, wallet: DotmWallet, body: EventBody, paths: readonly Path[]): Promise<{ credited: bigint; refused: number }> {
+  const amounts = body.parts.map((p) => p.block.remaining);
+  for (const [k, path] of paths.entries()) await tx.query('UPDATE dotm_nodes SET redeemed = redeemed + $2 WHERE digest = $1', [path.tip, amounts[k] as bigint]);
+  const pending = new Map<string, bigint>();
+  let credited = 0n;
+  let refused = 0;
+  for (const [k, path] of paths.entries()) {
+    const amount = amounts[k] as bigint;
+    // The holder's own payments from this copy come first: a redemption past them is over-spending.
+    const tip = await viewNode(tx, path.tip);
+    const ok = tip.spent <= tip.received && (await creditable(tx, nodesOf(path), amount, pending));
+    if (ok) {
+      addPending(pending, nodesOf(path), amount);
+      credited += amount;
+    } else {
+      refused += 1;
+    }
+    await tx.query('INSERT INTO dotm_redemptions (wallet_key_id, seq, part, serial, tip, amount, credited) VALUES ($1, $2, $3, $4, $5, $6, $7)', [
+      wallet.walletKeyId,
+      BigInt(body.seq),
+      k,
+      path.serial,
+      path.tip,
+      amount,
+      ok,
+    ]);
+  }
+  if (credited > 0n) {
+    const moved = await transfer(tx, {
+      idempotencyKey: `dotm-redeem:${wallet.walletKeyId}:${body.seq}`,
+      debit: DOTM_FLOAT_ACCOUNT,
+      credit: wallet.accountId,
+      amount: credited,
+      kind: 'dotm-redeem',
+      reference: { wallet: wallet.walletKeyId, seq: body.seq },
+    });
+    assert(moved.ok, `the float pays a redemption it holds: ${moved.ok ? '' : moved.message}`);
+    await writeCredits(tx, pending);
+  }
+  return { credited, refused };
+}
+
+/** Processes the next event of the wallet's log (its seq is last_seq + 1). */

@@ -1,0 +1,164 @@
+/**
+ * Settlement of DOT-M on the node: online data updating (§3.3.4), the exception handling that
+ * needs the node (§3.3.5, situations 3 and 5), and double-spending detection (§3.4.4).
+ *
+ * The node keeps the tree of every serial: the presentation at its root and every record any
+ * wallet uploaded, each linked to its `prev`. A node x's holder is the original owner (root) or
+ * the record's payee, and what it received is the block's value or the record's amount. Its
+ * children are the records whose `prev` is x, all signed by its holder. Then
+ *   spent(x) = Σ amounts of its live children + Σ value given up at x  ≤  received(x).
+ * A record is live unless every transaction that carried it was rolled back by its payee (step 9
+ * without the success message) or withdrawn by its payer without a notification (`abandoned`, and
+ * not also `sent`). A record that is not live moved nothing: its payer still holds the value, and
+ * its payee received 0, so anything its payee spends from it is over-spending by that payee. When
+ * the payer deducted (`sent`) and the payee rolled back (exceptional situations 3 and 5), the
+ * payer's deduction is given up at its node like a redemption, and C refunds it online.
+ * Where the inequality breaks, the node's holder signed more than it had: the finding names it,
+ * and both its certificates (ucert, wcert) are revoked.
+ *
+ * Money leaves `float:dotm` only through redemptions and refunds, and each credit must fit, at
+ * every node of its path, within what that node's holder received minus what was already
+ * credited at or below it: whatever wallets upload, a serial never pays out more than its value.
+ * Runs inside the caller's transaction, with the wallet's row and every touched serial locked.
+ * The parts live in node-settlement-model.ts, node-tree.ts, node-findings.ts,
+ * node-credits.ts and node-holdings.ts.
+ */
+import { assert } from '../../core/assert.ts';
+import { equalBytes, toHex } from '../../core/bytes.ts';
+import { encodeCbor } from '../../core/cbor.ts';
+import type { TransactionHandle } from '../../issuer/plugin.ts';
+import { walletEventWire, type WalletEvent } from './online.ts';
+import { reportTransaction, settleRedemption, settleRefund } from './node-credits.ts';
+import { checkNode, openFinding } from './node-findings.ts';
+import { type DotmFinding, type DotmWallet, type EventResult, type SettleOutcome, type SettlementContext, eventDigest } from './node-settlement-model.ts';
+import { type Path, checkEvent, currentOf, insertPath, issuedHere, lockSerials } from './node-tree.ts';
+
+/** Processes the next event of the wallet's log (its seq is last_seq + 1). */
+async function settleEvent(tx: TransactionHandle, ctx: SettlementContext, wallet: DotmWallet, event: WalletEvent): Promise<{ result: EventResult; findings: DotmFinding[] }> {
+  const { body } = event;
+  const checked = checkEvent(ctx, wallet, body);
+  if (!('paths' in checked)) return { result: { seq: body.seq, status: 'refused', ...checked }, findings: [] };
+  const { paths } = checked;
+  for (const path of paths) {
+    if (!(await issuedHere(tx, path))) return { result: { seq: body.seq, status: 'refused', code: 'PAYMENT_INVALID', message: `serial ${toHex(path.serial)} was not issued by this node` }, findings: [] };
+  }
+  const touched = new Map<string, Uint8Array>();
+  const touch = (d: Uint8Array) => touched.set(toHex(d), d);
+  for (const path of paths) (await insertPath(tx, path)).forEach(touch);
+
+  const findings: DotmFinding[] = [];
+  let result: EventResult = { seq: body.seq, status: 'taken' };
+  if (body.kind === 'redeemed') {
+    const done = await settleRedemption(tx, wallet, body, paths);
+    paths.forEach((p) => touch(p.tip));
+    result =
+      done.refused === 0
+        ? { ...result, credited: done.credited }
+        : { seq: body.seq, status: 'refused', code: 'DOUBLE_SPEND', message: `${done.refused} of ${paths.length} copies were spent already or pass through a double-spent node; only the others were credited`, credited: done.credited };
+  } else {
+    const reported = await reportTransaction(tx, wallet, { ...body, kind: body.kind });
+    if (reported === null) {
+      result = { seq: body.seq, status: 'refused', code: 'TRANSACTION_MISMATCH', message: 'the other side reported another transaction under this tsn; the records are kept as evidence' };
+    } else {
+      for (const path of paths) {
+        const current = currentOf(path);
+        await tx.query('INSERT INTO dotm_currents (digest, tsn) VALUES ($1, $2) ON CONFLICT DO NOTHING', [current.digest, body.tsn]);
+        touch(current.digest);
+        touch(current.prev);
+      }
+      const first = currentOf(paths[0] as Path);
+      const contradiction = async (culprit: string, what: string) => {
+        const found = await openFinding(tx, ctx, { kind: 'contradiction', subject: toHex(body.tsn), serial: null, culprit, received: null, spent: null, records: paths.map((p) => toHex(currentOf(p).digest)), reason: what });
+        if (found !== null) findings.push(found);
+      };
+      if (reported.sent_seq !== null && reported.abandoned_seq !== null) await contradiction(first.payer, 'the payer reported the transaction both sent and abandoned');
+      if (reported.received_seq !== null && reported.rolled_back_seq !== null) await contradiction(first.payee, 'the payee reported the transaction both received and rolled back');
+      const refund = await settleRefund(tx, body, reported, paths);
+      if (refund !== undefined) result = { ...result, refund };
+    }
+  }
+  for (const digest of touched.values()) {
+    const found = await checkNode(tx, ctx, digest);
+    if (found !== null) findings.push(found);
+  }
+  return { result, findings };
+}
+
+/**
+ * An event under a seq already taken: the same bytes are a duplicate; other bytes prove two states
+ * of one wallet signed (a clone). Its records still enter the tree, as evidence.
+ */
+async function settleRepeat(tx: TransactionHandle, ctx: SettlementContext, wallet: DotmWallet, event: WalletEvent, digest: Uint8Array): Promise<{ result: EventResult; findings: DotmFinding[] }> {
+  const seq = event.body.seq;
+  const { rows } = await tx.query<{ digest: Uint8Array }>('SELECT digest FROM dotm_events WHERE wallet_key_id = $1 AND seq = $2', [wallet.walletKeyId, BigInt(seq)]);
+  const stored = rows[0];
+  assert(stored !== undefined, `event ${seq} of ${wallet.walletKeyId} was taken but is not stored`);
+  if (equalBytes(new Uint8Array(stored.digest), digest)) return { result: { seq, status: 'duplicate' }, findings: [] };
+  const findings: DotmFinding[] = [];
+  const checked = checkEvent(ctx, wallet, event.body);
+  if ('paths' in checked) {
+    for (const path of checked.paths) {
+      if (!(await issuedHere(tx, path))) continue;
+      for (const parent of await insertPath(tx, path)) {
+        const found = await checkNode(tx, ctx, parent);
+        if (found !== null) findings.push(found);
+      }
+    }
+  }
+  const clone = await openFinding(tx, ctx, {
+    kind: 'clone',
+    subject: toHex(digest),
+    serial: null,
+    culprit: wallet.userKeyId,
+    received: null,
+    spent: null,
+    records: [],
+    reason: `the wallet signed two different events with seq ${seq}: its state was cloned or restored`,
+  });
+  if (clone !== null) findings.push(clone);
+  return { result: { seq, status: 'refused', code: 'EVENT_CONFLICT', message: `event ${seq} differs from the one already taken from this wallet` }, findings };
+}
+
+/**
+ * §3.3.4: takes a wallet's uploaded events in order (the wallet's row locked by the caller, the
+ * events' signatures checked). Events up to last_seq are duplicates (or clone evidence); the rest
+ * must continue the log without a gap, or nothing changes.
+ */
+export async function settleEvents(tx: TransactionHandle, ctx: SettlementContext, wallet: DotmWallet, events: readonly WalletEvent[]): Promise<SettleOutcome> {
+  const next = events.find((e) => e.body.seq > wallet.lastSeq);
+  if (next !== undefined && next.body.seq !== wallet.lastSeq + 1) {
+    return { ok: false, code: 'SEQUENCE_GAP', message: `event ${next.body.seq} does not follow ${wallet.lastSeq}, the last event taken from this wallet: upload from event ${wallet.lastSeq + 1} on` };
+  }
+  await lockSerials(tx, events.flatMap((e) => e.body.parts.map((p) => p.block.presentation.serial)));
+  const results: EventResult[] = [];
+  const findings: DotmFinding[] = [];
+  let lastSeq = wallet.lastSeq;
+  for (const event of events) {
+    const digest = eventDigest(event);
+    if (event.body.seq <= lastSeq) {
+      const repeat = await settleRepeat(tx, ctx, wallet, event, digest);
+      results.push(repeat.result);
+      findings.push(...repeat.findings);
+      continue;
+    }
+    assert(event.body.seq === lastSeq + 1, 'the caller passes consecutive events');
+    const done = await settleEvent(tx, ctx, wallet, event);
+    const { body } = event;
+    await tx.query(
+      `INSERT INTO dotm_events (wallet_key_id, seq, digest, kind, tsn, amount, status, code, event) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [wallet.walletKeyId, BigInt(body.seq), digest, body.kind, body.tsn, body.amount, done.result.status === 'refused' ? 'refused' : 'taken', done.result.code ?? null, encodeCbor(walletEventWire(event))],
+    );
+    results.push(done.result);
+    findings.push(...done.findings);
+    lastSeq = body.seq;
+  }
+  if (lastSeq !== wallet.lastSeq) await tx.query('UPDATE dotm_wallets SET last_seq = $2 WHERE wallet_key_id = $1', [wallet.walletKeyId, BigInt(lastSeq)]);
+  return { ok: true, lastSeq, results, findings };
+}
+
+/** Every finding, oldest first. */
+
+export { DOTM_FLOAT_ACCOUNT, readWallet, eventDigest, type DotmFinding, type DotmWallet, type EventResult, type FindingKind, type SettleOutcome, type SettlementContext } from './node-settlement-model.ts';
+export { listFindings } from './node-findings.ts';
+export { dotmHoldings } from './node-holdings.ts';
+export { lockSerials } from './node-tree.ts';

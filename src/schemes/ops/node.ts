@@ -1,0 +1,39 @@
+/**
+ * OPS on the issuer node, mounted under `/v1/ops/`: deposit (Figure 5, node-deposit.ts), withdraw
+ * (Figure 6, node-withdraw.ts), claim (Figure 9, node-claims.ts), the sync that reconciles each
+ * device's flow (node-sync.ts, node-settlement.ts) and retirement (node-retire.ts). Value out on
+ * devices sits in the `float:ops` account: deposits move it there from the holder's account,
+ * withdrawals, claims and released escrows move it back out; payments between devices leave it
+ * where it is.
+ */
+import type { SchemeModule } from '../../issuer/plugin.ts';
+import { OPS_SCHEME } from './messages.ts';
+import { registerClaims } from './node-claims.ts';
+import { OPS_FLOAT_ACCOUNT } from './node-common.ts';
+import { registerDeposit } from './node-deposit.ts';
+import { registerRetire, settleOpsRemainder } from './node-retire.ts';
+import { registerSync } from './node-sync.ts';
+import { registerWithdraw } from './node-withdraw.ts';
+import { opsHoldings } from './node-settlement.ts';
+
+export { OPS_FLOAT_ACCOUNT } from './node-common.ts';
+export { CLAIMS_BATCH_PAYMENTS_MAX } from './node-claims.ts';
+export { RETIREMENT_HOLD_MS } from './node-retire.ts';
+export { SYNC_REPORT_BYTES_MAX } from './node-sync.ts';
+
+/** The OPS scheme's part of the issuer node. */
+export const opsNodePart: SchemeModule = {
+  name: OPS_SCHEME,
+  migrationsDir: new URL('./migrations/', import.meta.url),
+  floatAccount: OPS_FLOAT_ACCOUNT,
+  holdings: (q) => opsHoldings(q, OPS_FLOAT_ACCOUNT),
+  settleRemainder: settleOpsRemainder,
+
+  register(app, services) {
+    registerDeposit(app, services);
+    registerWithdraw(app, services);
+    registerClaims(app, services);
+    registerSync(app, services);
+    registerRetire(app, services);
+  },
+};
