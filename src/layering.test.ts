@@ -40,37 +40,6 @@ const KNOWN_VIOLATIONS: readonly string[] = [
   // layers below it (channel or core would hold them) and its own folder.
   'src/schemes/dotm/session.ts → src/schemes/peer-refusal.ts',
   'src/schemes/ops/session.ts → src/schemes/peer-refusal.ts',
-  // Each scheme's benchmark lives in src/sim/bench/ and builds its own world; it moves to the scheme's
-  // bench*.ts on src/sim/bench/plugin.ts.
-  'src/sim/bench/dotm-payment.ts → src/schemes/dotm/messages.ts',
-  'src/sim/bench/dotm-payment.ts → src/schemes/dotm/session.ts',
-  'src/sim/bench/dotm-setup.ts → src/schemes/dotm/block.ts',
-  'src/sim/bench/dotm-setup.ts → src/schemes/dotm/messages.ts',
-  'src/sim/bench/dotm-setup.ts → src/schemes/dotm/online.ts',
-  'src/sim/bench/dotm-setup.ts → src/schemes/dotm/trusted-app.ts',
-  'src/sim/bench/dotm.ts → src/schemes/dotm/messages.ts',
-  'src/sim/bench/dotm.ts → src/schemes/dotm/session.ts',
-  'src/sim/bench/ops-claims.ts → src/schemes/ops/node.ts',
-  'src/sim/bench/ops-claims.ts → src/schemes/ops/messages.ts',
-  'src/sim/bench/ops-floor.ts → src/schemes/ops/messages.ts',
-  'src/sim/bench/ops-floor.ts → src/schemes/ops/pay-verify.ts',
-  'src/sim/bench/ops-payment.ts → src/schemes/ops/messages.ts',
-  'src/sim/bench/ops-payment.ts → src/schemes/ops/pay-verify.ts',
-  'src/sim/bench/ops-payment.ts → src/schemes/ops/session.ts',
-  'src/sim/bench/ops-setup.ts → src/schemes/ops/node.ts',
-  'src/sim/bench/ops-setup.ts → src/schemes/ops/messages.ts',
-  'src/sim/bench/ops-setup.ts → src/schemes/ops/trusted-app.ts',
-  'src/sim/bench/ops.ts → src/schemes/ops/messages.ts',
-  'src/sim/bench/ops.ts → src/schemes/ops/trusted-app.ts',
-  // The Scheme type and the toy scheme's node part name the issuer's SchemeModule and helpers where
-  // src/issuer/plugin.ts will offer them.
-  'src/schemes/scheme.ts → src/issuer/http/app.ts',
-  'src/schemes/toy/node.ts → src/issuer/http/app.ts',
-  'src/schemes/toy/node.ts → src/issuer/http/auth.ts',
-  'src/schemes/toy/node.ts → src/issuer/http/json.ts',
-  'src/schemes/toy/node.ts → src/issuer/http/validate.ts',
-  'src/schemes/toy/node.ts → src/issuer/ledger/account.ts',
-  'src/schemes/toy/node.ts → src/issuer/ledger/transfer.ts',
   // Tests of the shell that reach into a scheme: they move into the scheme's folder or go through the registry.
   'src/issuer/http/app.test.ts → src/schemes/ops/node.ts',
   'src/issuer/http/registration-races.test.ts → src/schemes/dotm/test-fixtures.ts',

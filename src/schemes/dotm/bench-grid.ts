@@ -3,8 +3,7 @@
  * in-process secure elements over the metering provider, then timed on isolated ones over TCP +
  * Noise, in rounds over the whole grid; the online steps around each run go through the node.
  */
-import type { TcpServer } from '../../channel/tcp.ts';
-import { median, spread, type CryptoMeter, type Metered } from '../../sim/bench/plugin.ts';
+import { median, spread, type CryptoMeter, type Metered, type TcpServer } from '../../sim/bench/plugin.ts';
 import { table3Counts, type OperationTimes } from './bench-counts.ts';
 import { checkShape, openMemoryLinks, openTcpLinks, transact, type LinkEnd, type Phase, type StepTimes, type TransactionOutcome } from './bench-payment.ts';
 import { NFC_BITS_PER_SECOND, type CellBase, type DotmCell, type MeasuredCell, type RefusedCell } from './bench-report.ts';

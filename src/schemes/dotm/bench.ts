@@ -14,8 +14,7 @@
  *   secure element uses; and the transaction's own operations replayed.
  * Writes Figure 10 as an SVG heatmap when asked (by default for a full run).
  */
-import { listenTcp } from '../../channel/tcp.ts';
-import type { BenchHarness, BenchPlugin, FloorRatio } from '../../sim/bench/plugin.ts';
+import { type BenchHarness, type BenchPlugin, type FloorRatio, listenTcp } from '../../sim/bench/plugin.ts';
 import { measureOperations } from './bench-counts.ts';
 import { measureGrid, type Bench, type GridOptions } from './bench-grid.ts';
 import { linkEnd, PHASES } from './bench-payment.ts';
@@ -113,9 +112,9 @@ export async function benchDotm(harness: BenchHarness, options: DotmBenchOptions
       cells,
     };
     if (options.svgPath !== undefined) {
-      await harness.writeFile(options.svgPath, figure10(report));
-      report.svgPath = options.svgPath;
-      harness.progress(`wrote ${options.svgPath}`);
+      const written = await harness.writeFile(options.svgPath, figure10(report));
+      report.svgPath = written;
+      harness.progress(`wrote ${written}`);
     }
     return report;
   } finally {

@@ -8,8 +8,7 @@
  * - Claims settled by the node, one per request and batched, on PGlite and PostgreSQL.
  * - Collect with the payee's payment log empty and with 5,000 entries (bench-collect-log.ts).
  */
-import { listenTcp, type TcpServer } from '../../channel/tcp.ts';
-import { summarise, type BenchHarness, type BenchNode, type BenchPlugin, type FloorRatio, type Latency } from '../../sim/bench/plugin.ts';
+import { summarise, type BenchHarness, type BenchNode, type BenchPlugin, type FloorRatio, type Latency, listenTcp, type TcpServer } from '../../sim/bench/plugin.ts';
 import { measureClaims, type ClaimsRow } from './bench-claims.ts';
 import { measureCollectLog, type CollectLogRow } from './bench-collect-log.ts';
 import { measureCryptoFloor, measurePersistenceFloor, type CryptoFloor, type PersistenceFloor } from './bench-floor.ts';

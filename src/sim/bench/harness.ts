@@ -5,7 +5,8 @@
  */
 import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { makeCounter } from '../../secure-element/counters.ts';
 import { InProcessHost } from '../../secure-element/host.ts';
 import { IsolatedHost } from '../../secure-element/host-isolated.ts';
@@ -17,6 +18,9 @@ import { measureCommits } from './commit-floor.ts';
 import { CryptoMeter } from './meter.ts';
 import { openBenchNode } from './node.ts';
 import type { BenchHarness, BenchPlugin } from './plugin.ts';
+
+/** The repository's docs folder, where figures go. */
+const DOCS_DIR = fileURLToPath(new URL('../../../docs/', import.meta.url));
 
 /** What a finished run prints. */
 export interface BenchOutput {
@@ -96,7 +100,9 @@ export function makeHarness(options: RunOptions): { harness: BenchHarness; close
       return (await stat(path)).size;
     },
     async writeFile(path, text) {
-      await writeFile(path, text);
+      const target = isAbsolute(path) ? path : join(DOCS_DIR, path);
+      await writeFile(target, text);
+      return target;
     },
   };
   return {

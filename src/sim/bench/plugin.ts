@@ -17,6 +17,8 @@ export type { Machine, FloorRatio } from './machine.ts';
 export { CryptoMeter, Replay, type CryptoCounts, type Metered, type PhaseCounts } from './meter.ts';
 export type { BenchNode, BenchNodeOptions, BenchOem, BenchUser } from './node.ts';
 export { CountingStream } from './counting-stream.ts';
+/** The TCP transport, for benches that time a link over loopback. */
+export { connectTcp, listenTcp, type TcpServer } from '../../channel/tcp.ts';
 export { latency, median, quantile, spread, summarise, throughput, type Latency, type Spread } from './stats.ts';
 
 /** Where an isolated secure element's child process finds a trusted app: a module URL and its export. */
@@ -67,8 +69,8 @@ export interface BenchHarness {
   measureCommits(sealedBytes: readonly number[], iterations: number): Promise<Latency>;
   /** The size of a file, bytes (a sealed state, to size the persistence floor). */
   fileBytes(path: string): Promise<number>;
-  /** Writes a text file (a figure). */
-  writeFile(path: string, text: string): Promise<void>;
+  /** Writes a text file (a figure): a relative path is taken in the repository's docs folder. Answers the path written. */
+  writeFile(path: string, text: string): Promise<string>;
 }
 
 /** What a bench run answers: its report (the `--json` output), the text, and its ratios to floors. */
