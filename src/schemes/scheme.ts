@@ -4,7 +4,7 @@
  * `index.ts` exports one `Scheme`; `index.ts` here lists them all.
  */
 import type { CliPart } from '../cli/plugin.ts';
-import type { SchemeModule } from '../issuer/http/app.ts';
+import type { SchemeModule } from '../issuer/plugin.ts';
 import type { Capability, WalletPart } from '../wallet/plugin.ts';
 
 /** The paper a scheme implements. */

@@ -3,12 +3,7 @@
  * amount from the caller's online account to the toy float (idempotent by the request's key).
  */
 import { z } from 'zod';
-import type { SchemeModule } from '../../issuer/http/app.ts';
-import { requireUser } from '../../issuer/http/auth.ts';
-import { formatMinor } from '../../issuer/http/json.ts';
-import { amountText, idempotent, parseAmount, refusal, validBody } from '../../issuer/http/validate.ts';
-import { ensureAccount } from '../../issuer/ledger/account.ts';
-import { transfer } from '../../issuer/ledger/transfer.ts';
+import { amountText, ensureAccount, formatMinor, idempotent, parseAmount, refusal, requireUser, transfer, validBody, type SchemeModule } from '../../issuer/plugin.ts';
 
 /** Where loaded value is held while it is in purses. */
 export const TOY_FLOAT_ACCOUNT = 'float:toy';
