@@ -26,7 +26,7 @@ function operatorAction(name: string, words: readonly string[], summary: string,
 }
 
 /** Revokes a user's, a device's or a scheme's own key's certificate (`POST /v1/operator/revoke`). */
-export const operatorRevoke = operatorAction('revoke', ['KEYID', 'REASON'], "Operator: revokes the certificate of a user, an OPS device or a DOT-M wallet (its wallet or user key; both its certificates) by key id, and signs the next revocation list.", ([keyId = '', reason = '']) => ({ path: '/v1/operator/revoke', body: { keyId, reason } }));
+export const operatorRevoke = operatorAction('revoke', ['KEYID', 'REASON'], "Operator: revokes the certificate of a user or a device by key id (a scheme may revoke more for a key it registered, such as a wallet's two certificates), and signs the next revocation list.", ([keyId = '', reason = '']) => ({ path: '/v1/operator/revoke', body: { keyId, reason } }));
 /** Settles a revoked device's honest remainder (`POST /v1/operator/settle`). */
 export const operatorSettle = operatorAction('settle', ['KEYID'], "Operator: settles a revoked device's honest remainder. The first call holds what the node can vouch the device still held; after the hold the rest goes to its account holder, once.", ([keyId = '']) => ({ path: '/v1/operator/settle', body: { keyId } }));
 /** Removes an OEM (`POST /v1/operator/oems/{keyId}/remove`). */
