@@ -36,6 +36,12 @@ export const BETA_TAG = 'tally/dotm/beta/v1';
 export const GAMMA_TAG = 'tally/dotm/transaction-data/v1';
 /** Domain tag of the payee's notification signed with usk_R (§3.3.3 step 6). */
 export const NOTIFICATION_TAG = 'tally/dotm/notification/v1';
+/**
+ * Domain tag of the payer's success message signed with wsk_P (§3.3.3 step 8). The paper leaves
+ * step 8 unsigned; unsigned, the payee's untrusted app could make it from its own notification
+ * and close a payment the payer withdrew, so the payer's trusted app signs it.
+ */
+export const SUCCESS_TAG = 'tally/dotm/success/v1';
 
 /**
  * Most offline transaction records one currency block carries before it must go online. §3.2.1
@@ -243,6 +249,8 @@ export const successNoticeCodec = record({
   tsn: tsnCodec,
   /** Digest of the notification it answers (notificationDigest). */
   notification: digestCodec,
+  /** Signature of P's trusted app with wsk_P over successSigned (Tally's addition to step 8). */
+  signature: signatureCodec,
 });
 /** The step-8 success message. */
 export type SuccessNotice = Infer<typeof successNoticeCodec>;
@@ -278,6 +286,11 @@ export function gammaSigned(tsd: TransactionData): unknown {
 /** The record the step-6 notification signature covers: `[tsn, transaction]`. */
 export function notificationSigned(n: Pick<Notification, 'tsn' | 'transaction'>): unknown[] {
   return [n.tsn, n.transaction];
+}
+
+/** The record the step-8 success signature covers: `[tsn, notification]`. */
+export function successSigned(n: Pick<SuccessNotice, 'tsn' | 'notification'>): unknown[] {
+  return [n.tsn, n.notification];
 }
 
 /** The wire form of a presentation (exactly its fields). */
@@ -421,7 +434,7 @@ export function decodeNotification(encoded: Uint8Array): Notification {
  * @throws TallyError TOO_LARGE past NOTICE_BYTES_MAX
  */
 export function encodeSuccessNotice(notice: SuccessNotice): Uint8Array {
-  return encodeBounded('success', { tsn: notice.tsn, notification: notice.notification }, NOTICE_BYTES_MAX);
+  return encodeBounded('success', { tsn: notice.tsn, notification: notice.notification, signature: notice.signature }, NOTICE_BYTES_MAX);
 }
 
 /**

@@ -4,6 +4,7 @@
  * the secure element derives them from its master secret under their labels whenever they sign.
  */
 import { array, bytes, optional, record, text, uint, type Infer } from '../../core/codec.ts';
+import { publicKeyCodec } from '../../core/crypto/suite.ts';
 import { KEY_ID_BYTES } from '../../pki/key-id.ts';
 import { EVENTS_MAX, eventPartCodec, walletEventCodec } from './online.ts';
 import { amountCodec, BLOCKS_PER_PAYMENT_MAX, certificateBytesCodec, currencyBlockCodec, digestCodec, notificationCodec, tsnCodec } from './messages.ts';
@@ -46,6 +47,8 @@ export const receivingCodec = record({
   /** tsd's rows: the payer's blocks and the current records. */
   parts: array(eventPartCodec, { min: 1, max: BLOCKS_PER_PAYMENT_MAX }),
   notification: notificationCodec,
+  /** wpk_P from the wcert_P verified at step 4.1: the key step 8's success message must verify under. */
+  payerWallet: publicKeyCodec,
 });
 /** The payee's open transaction. */
 export type Receiving = Infer<typeof receivingCodec>;

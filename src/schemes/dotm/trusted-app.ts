@@ -55,6 +55,8 @@ import {
   recordSigned,
   RECORDS_PER_BLOCK_MAX,
   successNoticeCodec,
+  SUCCESS_TAG,
+  successSigned,
   transactionDigest,
   transactionMessageCodec,
   transactionRequestCodec,
@@ -514,13 +516,13 @@ export const dotmTrustedApp = defineTrustedApp({
           const fields = { tsn: tsd.tsn, transaction };
           const notification: Notification = { ...fields, signature: signRecord(usk(env), NOTIFICATION_TAG, notificationSigned(fields)) };
           const { requested: _done, ...rest } = state;
-          const next: DotmState = { ...rest, blocks, receiving: { tsn: tsd.tsn, transaction, v: tsd.v, parts: tsd.blocks, notification }, trustedTime: now };
+          const next: DotmState = { ...rest, blocks, receiving: { tsn: tsd.tsn, transaction, v: tsd.v, parts: tsd.blocks, notification, payerWallet: wallet.subject }, trustedTime: now };
           return accept(next, notification);
         });
       },
     }),
 
-    /** Step 7: the notification verified under upk_R from λ; the held blocks are deducted; step 8's message. */
+    /** Step 7: the notification verified under upk_R from λ; the held blocks are deducted; step 8's message, signed with wsk_P. */
     confirm: command({
       input: confirmInput,
       output: successNoticeCodec,
@@ -542,7 +544,8 @@ export const dotmTrustedApp = defineTrustedApp({
           }
           const { offer: _closed, ...rest } = state;
           const next = withEvent({ ...rest, blocks }, env, state.trustedTime, { kind: 'sent', tsn: offer.tsn, transaction: offer.transaction, amount: offer.v, parts: offer.parts, notification: n });
-          return accept(next, { tsn: offer.tsn, notification: notificationDigest(n) });
+          const fields = { tsn: offer.tsn, notification: notificationDigest(n) };
+          return accept(next, { ...fields, signature: signRecord(wsk(env), SUCCESS_TAG, successSigned(fields)) });
         });
       },
     }),
@@ -560,19 +563,24 @@ export const dotmTrustedApp = defineTrustedApp({
       },
     }),
 
-    /** Step 9 with the success message: the transaction is closed and stays. */
+    /** Step 9 with the success message, verified under wpk_P from σ: the transaction is closed and stays. */
     complete: command({
       input: completeInput,
       output: closedOutput,
       run(state: DotmState, input, env) {
         const open = state.receiving;
         if (open === undefined) return reject('TRANSACTION_UNKNOWN', 'no received transaction is open');
-        if (!equalBytes(input.success.tsn, open.tsn) || !equalBytes(input.success.notification, notificationDigest(open.notification))) {
+        const { success } = input;
+        if (!equalBytes(success.tsn, open.tsn) || !equalBytes(success.notification, notificationDigest(open.notification))) {
           return reject('SUCCESS_INVALID', 'the success message answers another notification');
         }
-        const { receiving: _closed, ...rest } = state;
-        const next = withEvent(rest, env, state.trustedTime, { kind: 'received', tsn: open.tsn, transaction: open.transaction, amount: open.v, parts: open.parts, notification: open.notification });
-        return accept(next, { tsn: open.tsn, amount: open.v, seq: next.seq });
+        return guarded(() => {
+          // Only the payer's trusted app holds wsk_P: the payee's own app cannot make this message.
+          if (!verifyRecord(env.provider, open.payerWallet, SUCCESS_TAG, successSigned(success), success.signature)) return reject('SIGNATURE_INVALID', 'the success message does not verify under wpk_P');
+          const { receiving: _closed, ...rest } = state;
+          const next = withEvent(rest, env, state.trustedTime, { kind: 'received', tsn: open.tsn, transaction: open.transaction, amount: open.v, parts: open.parts, notification: open.notification });
+          return accept(next, { tsn: open.tsn, amount: open.v, seq: next.seq });
+        });
       },
     }),
 

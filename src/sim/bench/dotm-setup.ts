@@ -24,6 +24,8 @@ import { appendRecord, blockTip } from '../../schemes/dotm/block.ts';
 import {
   BLOCK_SERIAL_BYTES,
   GAMMA_TAG,
+  SUCCESS_TAG,
+  successSigned,
   gammaSigned,
   notificationDigest,
   PRESENTATION_TAG,
@@ -245,7 +247,8 @@ export async function feedPayer(bank: BenchBank, carriers: Carriers, payer: Benc
   const tsd: TransactionData = { tsn: request.tsn, v, nb: blocks.length, nd: blocks.reduce((n, t) => n + t.block.records.length, 0), blocks };
   const transaction: TransactionMessage = { tsd, gamma: signRecord(f.wallet, GAMMA_TAG, gammaSigned(tsd)), wcertP: f.wcert };
   const notification = await payer.se.call('accept', { transaction, now: Date.now() });
-  await payer.se.call('complete', { success: { tsn: request.tsn, notification: notificationDigest(notification) } });
+  const success = { tsn: request.tsn, notification: notificationDigest(notification) };
+  await payer.se.call('complete', { success: { ...success, signature: signRecord(f.wallet, SUCCESS_TAG, successSigned(success)) } });
 }
 
 /**
