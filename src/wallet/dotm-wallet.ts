@@ -42,7 +42,7 @@ import { IsolatedHost } from '../secure-element/host-isolated.ts';
 import { decodeBlock } from '../schemes/dotm/messages.ts';
 import { eventAckCodec, walletEventWire, type WalletEvent } from '../schemes/dotm/online.ts';
 import { DOTM_LINK_PROLOGUE, DOTM_LINK_SCHEME, failureCode, runPayee, runPayer } from '../schemes/dotm/session.ts';
-import { dotmTrustedApp } from '../schemes/dotm/trusted-app.ts';
+import { checkPasswordPolicy, dotmTrustedApp } from '../schemes/dotm/trusted-app.ts';
 import { loadOem, measureDotmTrustedApp, SOFTWARE_SE_MODEL } from './factory.ts';
 import { checkWalletName, walletDir, walletPaths, type WalletPaths } from './home.ts';
 import { NodeClient, type NodeInfo } from './node-client.ts';
@@ -257,10 +257,12 @@ export class DotmWallet {
   /**
    * Registers a DOT-M wallet (§3.3.1): an account at the node, usk and wsk made in the isolated SE,
    * wpk attested by the home's OEM, ucert and wcert from the node, then pwd.
-   * @throws TallyError WALLET_EXISTS, WALLET_UNSUPPORTED (no OEM enrolled), NODE_*, SE_*
+   * @throws TallyError DECODE_FAILED (a password outside the policy, before any request), WALLET_EXISTS, WALLET_UNSUPPORTED (no OEM enrolled), NODE_*, SE_*
    */
   static async create(options: CreateDotmOptions): Promise<DotmWallet> {
     const name = checkWalletName(options.name);
+    // Before anything is registered at the node: a password the SE would refuse stops here.
+    checkPasswordPolicy(options.password);
     const final = walletDir(options.home, name);
     if ((await readFile(join(final, 'wallet.json')).catch(() => null)) !== null) {
       throw new TallyError('WALLET_EXISTS', `a wallet named ${name} already exists in ${dirname(dirname(final))}`, { name });
