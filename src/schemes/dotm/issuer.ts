@@ -35,6 +35,7 @@ import { verifyBlock } from './block.ts';
 import { BLOCK_SERIAL_BYTES, BLOCKS_PER_PAYMENT_MAX, DOTM_SCHEME, encodeBlock, PRESENTATION_TAG, presentationDigest, presentationSigned, presentationWire, type Presentation } from './messages.ts';
 import { EVENT_ACK_TAG, EVENT_TAG, eventAckBodyWire, eventBodyWire, walletEventCodec, type EventAckBody, type WalletEvent } from './online.ts';
 import { DOTM_FLOAT_ACCOUNT, dotmHoldings, listFindings, readWallet, settleEvents, type DotmFinding, type EventResult, type SettlementContext } from './settlement.ts';
+import { registerUnlock } from './node-unlock.ts';
 import { USER_PROOF_SCHEME } from './trusted-app.ts';
 
 export { DOTM_FLOAT_ACCOUNT } from './settlement.ts';
@@ -434,6 +435,8 @@ export const dotmIssuerModule: SchemeModule = {
         200,
       );
     });
+
+    registerUnlock(app, services);
 
     app.openapi(routes.fraud, async (c) => {
       requireOperator(c.get('caller'));

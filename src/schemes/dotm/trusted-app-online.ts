@@ -75,6 +75,8 @@ const statusOutput = record({
   receiving: optional(bytes({ length: TSN_BYTES })),
   unsyncedEvents: uint({ max: EVENTS_MAX }),
   trustedTime: uint({ max: Number.MAX_SAFE_INTEGER }),
+  /** Unlock tickets taken so far: the next ticket to ask the node for is this plus one. */
+  unlocks: uint({ max: Number.MAX_SAFE_INTEGER }),
 });
 
 /** The online commands of the DOT-M trusted app. */
@@ -203,6 +205,7 @@ export const onlineCommands = {
         ...(state.receiving === undefined ? {} : { receiving: state.receiving.tsn }),
         unsyncedEvents: state.events.length,
         trustedTime: state.trustedTime,
+        unlocks: state.unlocks ?? 0,
       });
     },
   }),

@@ -78,6 +78,8 @@ export const dotmStateCodec = record({
   /** The latest time vouched for (certificate starts, acks, the wallet's clock never backwards). */
   trustedTime: timeCodec,
   crl: optional(bytes({ max: TA_CRL_BYTES_MAX })),
+  /** How many unlock tickets the TA took (absent: none); the next ticket must carry this plus one. */
+  unlocks: optional(timeCodec),
 });
 /** The TA's state. */
 export type DotmState = Infer<typeof dotmStateCodec>;
