@@ -8,7 +8,7 @@ import { array, boolean, bytes, oneOf, optional, record, text, uint, type Infer 
 import { verifyRecord } from '../../core/crypto/record.ts';
 import { publicKeyCodec } from '../../core/crypto/suite.ts';
 import { keyId } from '../../pki/key-id.ts';
-import { decodeRevocationList, verifyRevocationList } from '../../pki/revocation.ts';
+import { takeNewerRevocationList } from '../../pki/revocation-update.ts';
 import { accept, command, reject } from '../../secure-element/trusted-app.ts';
 import { blockTip, deductRemaining, verifyBlock } from './block.ts';
 import { amountCodec, remainingCodec, currencyBlockCodec, RECORDS_PER_BLOCK_MAX, TSN_BYTES } from './messages.ts';
@@ -161,15 +161,9 @@ export const onlineCommands = {
       if (!verifyRecord(env.provider, c.issuerNode.body.subject, EVENT_ACK_TAG, eventAckBodyWire(ack.body), ack.signature)) return reject('ACK_INVALID', 'the ack signature does not verify');
       if (ack.body.upTo > state.seq) return reject('ACK_INVALID', `the ack takes events up to ${ack.body.upTo}, but the last is ${state.seq}`);
       return guarded(() => {
-        let crl = state.crl;
-        let crlVersion: number | undefined;
-        if (input.crl !== undefined) {
-          const list = decodeRevocationList(input.crl);
-          verifyRevocationList(env.provider, list, c.intermediary.body.subject);
-          if (state.crl !== undefined && list.body.version < decodeRevocationList(state.crl).body.version) return reject('CRL_ROLLBACK', 'the revocation list is older than the one held');
-          crl = input.crl;
-          crlVersion = list.body.version;
-        }
+        const update = takeNewerRevocationList({ provider: env.provider, issuerKey: c.intermediary.body.subject, held: state.crl, offered: input.crl });
+        if (!update.ok) return reject(update.code, update.message);
+        const { crl, version: crlVersion } = update;
         const events = state.events.filter((e) => e.body.seq > ack.body.upTo);
         const next: DotmState = { ...state, events, trustedTime: Math.max(state.trustedTime, ack.body.time), ...(crl === undefined ? {} : { crl }) };
         return accept(next, { cleared: state.events.length - events.length, ...(crlVersion === undefined ? {} : { crlVersion }) });
