@@ -28,7 +28,7 @@ export const SOFTWARE_SE_MODEL = 'Tally software SE (isolated process)';
 const OPS_TA_SOURCES = ['trusted-app.ts', 'trusted-app-state.ts', 'messages.ts', 'pay-verify.ts'] as const;
 
 /** The DOT-M trusted app's source files, relative to src/schemes/dotm. */
-const DOTM_TA_SOURCES = ['trusted-app.ts', 'trusted-app-state.ts', 'trusted-app-common.ts', 'trusted-app-registration.ts', 'trusted-app-password.ts', 'trusted-app-online.ts', 'trusted-app-payee.ts', 'trusted-app-payer.ts', 'messages.ts', 'block.ts', 'online.ts'] as const;
+const DOTM_TA_SOURCES = ['trusted-app.ts', 'trusted-app-state.ts', 'trusted-app-common.ts', 'trusted-app-registration.ts', 'trusted-app-password.ts', 'trusted-app-online.ts', 'trusted-app-payee.ts', 'trusted-app-payer.ts', 'messages.ts', 'messages-fields.ts', 'messages-block.ts', 'messages-request.ts', 'messages-transaction.ts', 'messages-notices.ts', 'block.ts', 'online.ts'] as const;
 
 /** SHA-256 over the OPS trusted app's source files (name, length and bytes of each, in order). */
 export function measureOpsTrustedApp(): Promise<Uint8Array> {
