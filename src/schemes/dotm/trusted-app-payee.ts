@@ -149,6 +149,7 @@ export const payeeCommands = {
       }
       return guarded(() => {
         // Only the payer's trusted app holds wsk_P: the payee's own app cannot make this message.
+        if (open.payerWallet === undefined) return reject('SUCCESS_INVALID', 'this transaction was received before step 8 was signed: roll it back');
         if (!verifyRecord(env.provider, open.payerWallet, SUCCESS_TAG, successSigned(success), success.signature)) return reject('SIGNATURE_INVALID', 'the success message does not verify under wpk_P');
         const { receiving: _closed, ...rest } = state;
         const next = withEvent(rest, env, state.trustedTime, { kind: 'received', tsn: open.tsn, transaction: open.transaction, amount: open.v, parts: open.parts, notification: open.notification });

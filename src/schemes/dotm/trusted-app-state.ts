@@ -47,8 +47,12 @@ export const receivingCodec = record({
   /** tsd's rows: the payer's blocks and the current records. */
   parts: array(eventPartCodec, { min: 1, max: BLOCKS_PER_PAYMENT_MAX }),
   notification: notificationCodec,
-  /** wpk_P from the wcert_P verified at step 4.1: the key step 8's success message must verify under. */
-  payerWallet: publicKeyCodec,
+  /**
+   * wpk_P from the wcert_P verified at step 4.1: the key step 8's success message must verify
+   * under. Absent only in a state sealed before step 8 was signed: such a transaction can only
+   * be rolled back.
+   */
+  payerWallet: optional(publicKeyCodec),
 });
 /** The payee's open transaction. */
 export type Receiving = Infer<typeof receivingCodec>;
