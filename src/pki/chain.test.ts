@@ -238,3 +238,36 @@ describe('verifyChain: each failure has its own code', () => {
     assert.throws(() => verify(chain, anchors, { now: -1 }), RangeError);
   });
 });
+
+describe('verifyChain: the verifiedSignatures memo', () => {
+  /** nobleProvider, counting verifications. */
+  function counting() {
+    let verifies = 0;
+    const suites = Object.fromEntries(Object.entries(nobleProvider.suites).map(([name, s]) => [name, { ...s, verify: (k: Uint8Array, sig: Uint8Array, m: Uint8Array) => (verifies++, s.verify(k, sig, m)) }]));
+    return { provider: { ...nobleProvider, suites } as typeof nobleProvider, count: () => verifies };
+  }
+
+  it('verifies each certificate signature once per memo; windows, roles and revocation are still checked every time', () => {
+    const h = hierarchy('ed25519', 'memo');
+    const { provider: metered, count } = counting();
+    const memo = new Set<string>();
+    const run = (extra: Partial<VerifyChainOptions> = {}) => verifyChain({ provider: metered, chain: [h.userCert, h.intermediaryCert], trustAnchors: [h.rootCert], now: NOW, verifiedSignatures: memo, ...extra });
+    run();
+    assert.equal(count(), 3, 'root, intermediary and user certificate');
+    run();
+    run({ leafRoles: ['user'] });
+    assert.equal(count(), 3, 'nothing verified again');
+    // A sibling under the same intermediary: only its own signature.
+    verifyChain({ provider: metered, chain: [h.deviceCert, h.intermediaryCert], trustAnchors: [h.rootCert], now: NOW, verifiedSignatures: memo });
+    assert.equal(count(), 4);
+    // What the memo does not skip.
+    assert.throws(() => run({ now: T0 + 10_000 * DAY }), code('CERT_EXPIRED'));
+    assert.throws(() => run({ leafRoles: ['device'] }), code('CERT_ROLE_FORBIDDEN'));
+    const list = issueRevocationList({ issuer: h.intermediary, version: 1, issuedAt: NOW, revoked: [h.userCert.body.serial] });
+    assert.throws(() => run({ revocations: [list] }), code('CERT_REVOKED'));
+    // A certificate altered after its signature was remembered is verified, and refused.
+    const altered = decodeCertificate(encodeCertificate(h.userCert));
+    const forged: Certificate = { ...altered, body: { ...altered.body, extensions: { name: 'mallory' } } };
+    assert.throws(() => run({ chain: [forged, h.intermediaryCert] }), code('CERT_SIGNATURE_INVALID'));
+  });
+});

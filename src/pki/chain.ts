@@ -38,6 +38,13 @@ export interface VerifyChainOptions {
   allowedSuites?: readonly SuiteName[] | undefined;
   /** Roles the leaf may have; any role by default. */
   leafRoles?: readonly Role[] | undefined;
+  /**
+   * Certificate signatures already verified in the same unit of work (one payment's checks), keyed
+   * by the certificate's bytes and its issuer's key: a signature found here is not verified again,
+   * and each one verified is added. Only the signature is skipped; roles, suites, windows and
+   * revocation are checked on every call. Keep one memo per unit of work, never longer.
+   */
+  verifiedSignatures?: Set<string> | undefined;
 }
 
 /** What a verified chain vouches for. */
@@ -100,18 +107,22 @@ function checkSubjectAndWindow(provider: CryptoProvider, certificate: Certificat
   }
 }
 
-function checkSignature(provider: CryptoProvider, certificate: Certificate, signerKey: PublicKey): void {
+function checkSignature(provider: CryptoProvider, certificate: Certificate, signerKey: PublicKey, memo: Set<string> | undefined): void {
+  // The key names everything the verification reads: the issuer's key and the certificate, signature included.
+  const key = memo === undefined ? undefined : `${signerKey.suite}:${toHex(signerKey.key)}:${toHex(encodeCertificate(certificate))}`;
+  if (key !== undefined && memo?.has(key) === true) return;
   if (!verifyRecord(provider, signerKey, CERTIFICATE_DOMAIN_TAG, certificateBodyWire(certificate.body), certificate.signature)) {
     const serial = serialHex(certificate);
     throw new TallyError('CERT_SIGNATURE_INVALID', `certificate ${serial}: the issuer's signature does not verify`, { serial });
   }
+  if (key !== undefined) memo?.add(key);
 }
 
 /** A trust anchor must be a self-signed root that verifies under its own key and is valid now. */
-function checkAnchor(provider: CryptoProvider, anchor: Certificate, now: number, allowedSuites: readonly SuiteName[]): void {
+function checkAnchor(provider: CryptoProvider, anchor: Certificate, now: number, allowedSuites: readonly SuiteName[], memo: Set<string> | undefined): void {
   if (!isSelfSignedRole(anchor.body.role)) throw chainInvalid(`trust anchor ${serialHex(anchor)} is a ${anchor.body.role} certificate, not a root`);
   if (!equalBytes(anchor.body.issuer, keyId(anchor.body.subject))) throw chainInvalid(`trust anchor ${serialHex(anchor)} is not self-signed`);
-  checkSignature(provider, anchor, anchor.body.subject);
+  checkSignature(provider, anchor, anchor.body.subject, memo);
   checkSubjectAndWindow(provider, anchor, now, allowedSuites);
 }
 
@@ -126,7 +137,7 @@ function findAnchor(options: VerifyChainOptions, top: Certificate, allowedSuites
   let firstError: unknown;
   for (const anchor of candidates) {
     try {
-      checkAnchor(options.provider, anchor, options.now, allowedSuites);
+      checkAnchor(options.provider, anchor, options.now, allowedSuites, options.verifiedSignatures);
       return anchor;
     } catch (e) {
       firstError ??= e;
@@ -181,7 +192,7 @@ export function verifyChain(options: VerifyChainOptions): VerifiedChain {
       const issuer = toHex(last.body.issuer);
       throw new TallyError('CERT_UNKNOWN_ISSUER', `root certificate ${serial} at the end of the chain is not a trust anchor`, { serial, issuer });
     }
-    checkAnchor(provider, trusted, now, allowedSuites);
+    checkAnchor(provider, trusted, now, allowedSuites, options.verifiedSignatures);
     anchor = trusted;
     links = chain.slice(0, -1);
   } else {
@@ -201,7 +212,7 @@ export function verifyChain(options: VerifyChainOptions): VerifiedChain {
     if (!equalBytes(certificate.body.issuer, keyId(parent.body.subject))) {
       throw chainInvalid(`certificate ${serial} names issuer ${toHex(certificate.body.issuer)}, but the next certificate ${serialHex(parent)} is for key ${toHex(keyId(parent.body.subject))}`);
     }
-    checkSignature(provider, certificate, parent.body.subject);
+    checkSignature(provider, certificate, parent.body.subject, options.verifiedSignatures);
     if (!mayCertify(parent.body.role, certificate.body.role)) {
       throw new TallyError('CERT_ROLE_FORBIDDEN', `certificate ${serial}: a ${parent.body.role} may not certify a ${certificate.body.role}`, {
         serial,

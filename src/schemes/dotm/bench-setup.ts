@@ -27,7 +27,7 @@ import type { SecureElement } from '../../secure-element/secure-element.ts';
 import type { BenchHarness, BenchNode, BenchOem, BenchUser } from '../../sim/bench/plugin.ts';
 import { appendRecord, blockTip } from './block.ts';
 import { dotmNodePart } from './node.ts';
-import { decodeBlock, DOTM_SCHEME, GAMMA_TAG, gammaSigned, notificationDigest, RECORD_TAG, recordSigned, type CurrencyBlock, type TransactionData, type TransactionMessage, type TransactionRecord } from './messages.ts';
+import { decodeBlock, DOTM_SCHEME, GAMMA_TAG, gammaSigned, notificationDigest, RECORD_TAG, recordSigned, SUCCESS_TAG, successSigned, type CurrencyBlock, type TransactionData, type TransactionMessage, type TransactionRecord } from './messages.ts';
 import { eventAckCodec, REDEEM_BLOCKS_MAX, walletEventWire } from './online.ts';
 import { dotmTrustedApp, USER_PROOF_SCHEME } from './trusted-app.ts';
 
@@ -274,7 +274,9 @@ export async function feedPayer(world: DotmWorld, carriers: Carriers, payer: Ben
   const tsd: TransactionData = { tsn: request.tsn, v, nb: blocks.length, nd: blocks.reduce((n, t) => n + t.block.records.length, 0), blocks };
   const transaction: TransactionMessage = { tsd, gamma: signRecord(f.walletSigner, GAMMA_TAG, gammaSigned(tsd)), wcertP: f.wcert };
   const notification = await payer.se.call('accept', { transaction, now: Date.now() });
-  await payer.se.call('complete', { success: { tsn: request.tsn, notification: notificationDigest(notification) } });
+  // Step 8, signed with the feeding wallet's wsk_P as a payer's secure element signs it.
+  const success = { tsn: request.tsn, notification: notificationDigest(notification) };
+  await payer.se.call('complete', { success: { ...success, signature: signRecord(f.walletSigner, SUCCESS_TAG, successSigned(success)) } });
 }
 
 /** Event texts in uploads the node takes (at most 16, about 48 KiB of characters each; a larger event alone). */

@@ -52,10 +52,19 @@ test('bench dotm, minimal: two cells, every run paid and counted', { timeout: 60
       assert.ok(cell.ours.byPhase[p].signs >= cell.table3.byPhase[p].signs, `${at} ${p} signs`);
       assert.ok(cell.ours.byPhase[p].verifies >= cell.table3.byPhase[p].verifies, `${at} ${p} verifies`);
     }
-    // What this implementation adds, exactly: an event signature at steps 7 and 9; three
-    // signatures per certificate chain (leaf, intermediary, root), two chains per record.
-    assert.equal(cell.ours.signs, 6 + cell.nb);
-    assert.equal(cell.ours.verifies, 19 + 8 * cell.nb + 7 * cell.nd);
+    // What this implementation adds, exactly. Signatures: an event at steps 7 and 9, and step 8's
+    // success message signed with wsk_P. Verifications: that message at step 9; the payer's wallet
+    // checks ucert_R's chain (3) at 2.3; and the certificates, each distinct one verified once per
+    // command: at step 2 the root, the intermediary, ucert_R and wcert_R (4); at steps 4-6 the
+    // root, the intermediary, ucert_P and wcert_P (4) and one leaf per other user the records name:
+    // R, and the feeder F, X and Y as far as the cell's blocks carry records through them.
+    const others = 1 + (cell.shares.some((k) => k >= 1) ? 1 : 0) + (cell.shares.some((k) => k >= 2) ? 1 : 0) + (cell.shares.some((k) => k >= 3) ? 1 : 0);
+    assert.equal(cell.ours.signs, 7 + cell.nb);
+    assert.equal(cell.ours.verifies, 16 + 2 * cell.nb + cell.nd + others);
+    assert.deepEqual(
+      [cell.ours.byPhase['steps 2-3'].verifies, cell.ours.byPhase['steps 4-6'].verifies, cell.ours.byPhase['step 9'].verifies],
+      [6, 5 + 2 * cell.nb + cell.nd + others, 1],
+    );
 
     assert.ok(cell.floor.perOperationMs > 0 && cell.floor.replayMs > 0, at);
     assert.ok(cell.ratio.perOperation > 1, `${at}: a transaction costs more than its signatures (${cell.ratio.perOperation})`);

@@ -61,6 +61,8 @@ export interface VerifyBlockOptions {
   revocations?: readonly RevocationList[] | RevocationChecker | undefined;
   /** When given, the presentation must be in this currency. */
   currency?: string | undefined;
+  /** Certificate signatures already verified in this payment's checks (verifyChain's memo); one per payment. */
+  verifiedSignatures?: Set<string> | undefined;
 }
 
 /** A verified block and what it says. */
@@ -96,6 +98,7 @@ function userChain(options: VerifyBlockOptions, what: string, encoded: Uint8Arra
       now: at,
       revocations: options.revocations,
       leafRoles: ['user'],
+      verifiedSignatures: options.verifiedSignatures,
     });
   } catch (e) {
     // A revoked user keeps its own code, as in OPS PayVerify.

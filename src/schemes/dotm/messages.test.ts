@@ -32,6 +32,8 @@ import {
   notificationSigned,
   PRESENTATION_TAG,
   RECORD_TAG,
+  SUCCESS_TAG,
+  successSigned,
   RECORDS_PER_BLOCK_MAX,
   RECORDS_PER_PAYMENT_MAX,
   REQUEST_BYTES_MAX,
@@ -144,8 +146,13 @@ describe('DOT-M messages', () => {
     const notification = { ...unsigned, signature: signRecord(usk, NOTIFICATION_TAG, notificationSigned(unsigned)) };
     const back = decodeNotification(encodeNotification(notification));
     assert.ok(verifyRecord(nobleProvider, usk.publicKey, NOTIFICATION_TAG, notificationSigned(back), back.signature));
-    const success = { tsn: back.tsn, notification: notificationDigest(back) };
-    assert.deepEqual(decodeSuccessNotice(encodeSuccessNotice(success)), success);
+    const wsk = signer('dotm/msg/wsk');
+    const fields = { tsn: back.tsn, notification: notificationDigest(back) };
+    const success = { ...fields, signature: signRecord(wsk, SUCCESS_TAG, successSigned(fields)) };
+    const successBack = decodeSuccessNotice(encodeSuccessNotice(success));
+    assert.deepEqual(successBack, success);
+    assert.ok(verifyRecord(nobleProvider, wsk.publicKey, SUCCESS_TAG, successSigned(successBack), successBack.signature));
+    assert.throws(() => decodeSuccessNotice(encodeCbor(fields)), (e) => isTallyError(e, 'DECODE_FAILED'), 'an unsigned success message does not decode');
     assert.deepEqual(decodeFailureNotice(encodeFailureNotice({ tsn: big(16), reason: 'insufficient-value' })), { tsn: big(16), reason: 'insufficient-value' });
     assert.throws(() => decodeFailureNotice(encodeCbor({ tsn: big(16), reason: 'because' })), (e) => isTallyError(e, 'DECODE_FAILED'));
     assert.throws(() => decodeSuccessNotice(encodeCbor({ ...success, extra: true })), (e) => isTallyError(e, 'DECODE_FAILED'));

@@ -11,6 +11,7 @@ import { DOTM_FLOAT_ACCOUNT, dotmHoldings } from './node-settlement.ts';
 import { registerEvents, EVENTS_BODY_BYTES_MAX } from './node-events.ts';
 import { registerIssue } from './node-issue.ts';
 import { registerWallets } from './node-register.ts';
+import { registerUnlock } from './node-unlock.ts';
 
 export { DOTM_FLOAT_ACCOUNT } from './node-settlement.ts';
 export { EVENT_BYTES_MAX, EVENTS_BODY_BYTES_MAX, EVENTS_UPLOAD_MAX } from './node-events.ts';
@@ -65,5 +66,6 @@ export const dotmNodePart: SchemeModule = {
     registerWallets(app, services);
     registerIssue(app, services);
     registerEvents(app, services);
+    registerUnlock(app, services);
   },
 };

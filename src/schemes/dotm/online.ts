@@ -38,6 +38,8 @@ import {
 export const EVENT_TAG = 'tally/dotm/event/v1';
 /** Domain tag of the node's ack of events (signed by the issuer node key). */
 export const EVENT_ACK_TAG = 'tally/dotm/event-ack/v1';
+/** Domain tag of an unlock ticket (signed by the issuer node key). */
+export const UNLOCK_TICKET_TAG = 'tally/dotm/unlock-ticket/v1';
 /** Most events the TA keeps before it must go online (it refuses new transactions past it). */
 export const EVENTS_MAX = 32;
 /** Most copies given up in one redemption. */
@@ -95,6 +97,30 @@ export type EventAckBody = Infer<typeof eventAckBodyCodec>;
 export const eventAckCodec = record({ body: eventAckBodyCodec, signature: signatureCodec });
 /** A signed ack. */
 export type EventAck = Infer<typeof eventAckCodec>;
+
+/**
+ * The node's unlock ticket: the account holder of `wallet` asked (in a request signed with its
+ * account key) that the wallet's count of wrong payment passwords be reset. `unlock` is the
+ * wallet's next unlock number (its TA's count of unlocks plus one), so a ticket opens one lock
+ * once. Tally's addition: the paper has a retry limit but no way back from it.
+ */
+export const unlockTicketBodyCodec = record({
+  wallet: bytes({ length: KEY_ID_BYTES }),
+  unlock: uint({ min: 1, max: Number.MAX_SAFE_INTEGER }),
+  time: timestampCodec,
+});
+/** An unlock ticket body. */
+export type UnlockTicketBody = Infer<typeof unlockTicketBodyCodec>;
+
+/** A signed unlock ticket. */
+export const unlockTicketCodec = record({ body: unlockTicketBodyCodec, signature: signatureCodec });
+/** A signed unlock ticket. */
+export type UnlockTicket = Infer<typeof unlockTicketCodec>;
+
+/** The record an unlock ticket signature covers. */
+export function unlockTicketBodyWire(b: UnlockTicketBody): Record<string, unknown> {
+  return { wallet: b.wallet, unlock: b.unlock, time: b.time };
+}
 
 /** The wire form of an event part. */
 export function eventPartWire(p: EventPart): Record<string, unknown> {

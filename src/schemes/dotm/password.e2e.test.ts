@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -78,6 +78,13 @@ test('DOT-M password through the CLI: no clear account key on disk, withdraw nee
   const walletFile = (name: string) => join(home, 'wallets', name, 'wallet.json');
 
   await ok(['operator', 'oem']);
+  // A password the SE would refuse is refused before anything is registered: with no node
+  // listening the answer is still the password's, not NODE_UNREACHABLE, and no folder is left.
+  const short = await refused('DECODE_FAILED', null, ['wallet', 'create', 'shorty', '--scheme', 'dotm', '--node', 'http://127.0.0.1:9'], { TALLY_PASSWORD: 'abc' });
+  assert.match(String(short['message']), /password: expected a payment password of 4 to 128 characters, got 3 characters/);
+  assert.ok(!String(short['message']).includes('abc'), 'the password is not echoed');
+  await refused('DECODE_FAILED', null, ['wallet', 'create', 'shorty', '--scheme', 'dotm'], { TALLY_PASSWORD: 'abc' });
+  assert.deepEqual(await readdir(join(home, 'wallets')).catch(() => []), [], 'no wallet folder, staged or final');
   await ok(['wallet', 'create', 'alice', '--scheme', 'dotm']);
   await ok(['wallet', 'create', 'bob', '--scheme', 'dotm']);
   await ok(['operator', 'mint', 'alice', '50.00']);

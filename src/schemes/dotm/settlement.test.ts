@@ -14,7 +14,7 @@ import { closeTestTemplates, testBackends } from '../../issuer/db/test-databases
 import { expectError } from '../../issuer/http/test-harness.ts';
 import { decodeCertificate } from '../../pki/certificate.ts';
 import { keyId } from '../../pki/key-id.ts';
-import { notificationDigest } from './messages.ts';
+import { notificationDigest, SUCCESS_TAG, successSigned } from './messages.ts';
 import { EVENTS_BODY_BYTES_MAX } from './node.ts';
 import { EVENT_TAG, eventBodyWire, partsDigest, type EventBody, type WalletEvent } from './online.ts';
 import { dotmNode, PASSWORD, type DotmNode, type DotmParty, type EventsAnswer } from './test-fixtures.ts';
@@ -234,9 +234,18 @@ for (const backend of testBackends()) {
         const paid = await p.se.call('pay', { request, password: PASSWORD, expect: { v: 1000n }, now: n.h.now() });
         assert.ok(paid.transaction !== undefined);
         const notification = await r.se.call('accept', { transaction: paid.transaction, now: n.h.now() });
-        // The notification never reaches P, which withdraws its offer; R's app makes step 8's (unsigned) message itself.
+        // The notification never reaches P, which withdraws its offer. R's app makes step 8's message
+        // itself: R's TA refuses it (only wsk_P signs step 8) and stays as it was.
         await p.se.call('abandon', {});
-        await r.se.call('complete', { success: { tsn: notification.tsn, notification: notificationDigest(notification) } });
+        const made = { tsn: notification.tsn, notification: notificationDigest(notification) };
+        const before = await r.se.call('status', {});
+        for (const signature of [new Uint8Array(64), signRecord(await n.extractWalletKey(r.dir), SUCCESS_TAG, successSigned(made))]) {
+          await assert.rejects(r.se.call('complete', { success: { ...made, signature } }), (e: unknown) => isTallyError(e, 'SE_REJECTED') && e.details.reason === 'SIGNATURE_INVALID');
+        }
+        assert.deepEqual(await r.se.call('status', {}), before);
+        // What the node sees if R's TA completes it anyway: played with wsk_P taken out of P's SE
+        // folder (only a broken SE could get past the check).
+        await r.se.call('complete', { success: { ...made, signature: signRecord(await n.extractWalletKey(p.dir), SUCCESS_TAG, successSigned(made)) } });
         await n.pay(r, q, 1000n);
         assert.deepEqual((await n.sync(p)).findings, []);
         // Q's upload shows a record paid by R from the payment P withdrew.

@@ -4,6 +4,7 @@
  * the secure element derives them from its master secret under their labels whenever they sign.
  */
 import { array, bytes, optional, record, text, uint, type Infer } from '../../core/codec.ts';
+import { publicKeyCodec } from '../../core/crypto/suite.ts';
 import { KEY_ID_BYTES } from '../../pki/key-id.ts';
 import { EVENTS_MAX, eventPartCodec, walletEventCodec } from './online.ts';
 import { amountCodec, BLOCKS_PER_PAYMENT_MAX, certificateBytesCodec, currencyBlockCodec, digestCodec, notificationCodec, tsnCodec } from './messages.ts';
@@ -46,6 +47,12 @@ export const receivingCodec = record({
   /** tsd's rows: the payer's blocks and the current records. */
   parts: array(eventPartCodec, { min: 1, max: BLOCKS_PER_PAYMENT_MAX }),
   notification: notificationCodec,
+  /**
+   * wpk_P from the wcert_P verified at step 4.1: the key step 8's success message must verify
+   * under. Absent only in a state sealed before step 8 was signed: such a transaction can only
+   * be rolled back.
+   */
+  payerWallet: optional(publicKeyCodec),
 });
 /** The payee's open transaction. */
 export type Receiving = Infer<typeof receivingCodec>;
@@ -75,6 +82,8 @@ export const dotmStateCodec = record({
   /** The latest time vouched for (certificate starts, acks, the wallet's clock never backwards). */
   trustedTime: timeCodec,
   crl: optional(bytes({ max: TA_CRL_BYTES_MAX })),
+  /** How many unlock tickets the TA took (absent: none); the next ticket must carry this plus one. */
+  unlocks: optional(timeCodec),
 });
 /** The TA's state. */
 export type DotmState = Infer<typeof dotmStateCodec>;

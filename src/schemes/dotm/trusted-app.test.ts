@@ -29,9 +29,12 @@ import {
   RECORD_TAG,
   recordSigned,
   RECORDS_PER_BLOCK_MAX,
+  SUCCESS_TAG,
+  successSigned,
   transactionDigest,
   type CurrencyBlock,
   type Notification,
+  type SuccessNotice,
   type TransactionMessage,
   type TransactionRecord,
   type TransactionRequest,
@@ -80,6 +83,12 @@ const lastEvent = async (w: Wallet): Promise<WalletEvent> => {
 
 /** What the payee holds after `sigma`: each block with its current record linked in (step 5). */
 const copiesOf = (sigma: TransactionMessage): CurrencyBlock[] => sigma.tsd.blocks.map(({ block, current }) => appendRecord(block, current));
+
+/** Step 8's message for `notification`, signed with `by` (wsk_P when genuine). */
+function successBy(by: Signer, tsn: Uint8Array, notification: Uint8Array): SuccessNotice {
+  const fields = { tsn, notification };
+  return { ...fields, signature: signRecord(by, SUCCESS_TAG, successSigned(fields)) };
+}
 
 function flip(bytes: Uint8Array): Uint8Array {
   const out = Uint8Array.from(bytes);
@@ -134,7 +143,8 @@ describe('DOT-M trusted app: the nine steps', () => {
     assert.equal(lambda.v, 30n);
     assert.equal(sigma.tsd.nb, 1);
     assert.equal(sigma.tsd.nd, 0);
-    assert.deepEqual(success, { tsn: lambda.tsn, notification: notificationDigest(notification) });
+    assert.deepEqual({ tsn: success.tsn, notification: success.notification }, { tsn: lambda.tsn, notification: notificationDigest(notification) });
+    assert.ok(verifyRecord(nodeProvider, alice.walletKey, SUCCESS_TAG, successSigned(success), success.signature), 'step 8 signed with wsk_P');
     assert.deepEqual(closed, { tsn: lambda.tsn, amount: 30n, seq: 1 });
     assert.ok(verifyRecord(nodeProvider, bob.userKey, NOTIFICATION_TAG, notificationSigned(notification), notification.signature), 'signed with usk_R');
     assert.equal(await balance(alice), 70n);
@@ -370,7 +380,7 @@ describe(`DOT-M trusted app: the limit of ${RECORDS_PER_BLOCK_MAX} records per b
     const lambda = await request(wallet, 50n);
     const full = forge(payer, lambda, [{ block: carried(RECORDS_PER_BLOCK_MAX - 1, payer), amount: 50n }]);
     const notification = await wallet.se.call('accept', { transaction: full, now: NOW });
-    await wallet.se.call('complete', { success: { tsn: lambda.tsn, notification: notificationDigest(notification) } });
+    await wallet.se.call('complete', { success: successBy(payer.wsk, lambda.tsn, notificationDigest(notification)) });
     assert.deepEqual((await wallet.se.call('status', {})).blocks.map((b) => [b.count, b.remaining]), [[RECORDS_PER_BLOCK_MAX, 50n]]);
 
     // Alone, it pays nothing: the payment is refused and the wallet unchanged.
@@ -422,11 +432,43 @@ describe('DOT-M trusted app: after σ (steps 7 and 9)', () => {
     assert.equal(open.balance, 100n, 'nothing deducted before step 7');
 
     // Step 9 refuses a success message for another notification.
-    await refusedUnchanged(bob, () => bob.se.call('complete', { success: { tsn: lambda.tsn, notification: new Uint8Array(32) } }), 'SUCCESS_INVALID');
+    await refusedUnchanged(bob, () => bob.se.call('complete', { success: successBy(alice.wsk, lambda.tsn, new Uint8Array(32)) }), 'SUCCESS_INVALID');
     const success = await alice.se.call('confirm', { notification });
     await refusedUnchanged(alice, () => alice.se.call('confirm', { notification }), 'TRANSACTION_UNKNOWN', 'confirmed twice');
     await bob.se.call('complete', { success });
     assert.deepEqual([await balance(alice), await balance(bob)], [85n, 15n]);
+  });
+
+  test('step 8: a success message that wsk_P did not sign, or signed for another payment, is refused and changes nothing', async () => {
+    const [alice, bob, carol] = await Promise.all([makeWallet('alice'), makeWallet('bob'), makeWallet('carol')]);
+    await issueBlock(alice, 100n);
+    // An earlier payment alice → bob, whose genuine success message the payee's app keeps.
+    const earlier = await transfer(alice, bob, 5n);
+    // Alice pays again, bob accepts (step 5), and alice withdraws her offer: no notification reached her.
+    const lambda = await request(bob, 20n);
+    const sigma = await pay(alice, lambda);
+    const notification = await bob.se.call('accept', { transaction: sigma, now: NOW });
+    await alice.se.call('abandon', {});
+    const digest = notificationDigest(notification);
+    const unsigned = { tsn: lambda.tsn, notification: digest };
+    const cases: [string, SuccessNotice, string][] = [
+      // What the payee's untrusted app could always make from its own notification.
+      ['made by the payee app, with a copied signature', { ...unsigned, signature: earlier.success.signature }, 'SIGNATURE_INVALID'],
+      ['made by the payee app, with random bytes', { ...unsigned, signature: new Uint8Array(64).fill(7) }, 'SIGNATURE_INVALID'],
+      ['signed by the payee wallet key', successBy(bob.wsk, lambda.tsn, digest), 'SIGNATURE_INVALID'],
+      ['signed by the payee user key', successBy(bob.usk, lambda.tsn, digest), 'SIGNATURE_INVALID'],
+      ['signed by the payer user key, not wsk_P', successBy(alice.usk, lambda.tsn, digest), 'SIGNATURE_INVALID'],
+      ['signed by a third wallet', successBy(carol.wsk, lambda.tsn, digest), 'SIGNATURE_INVALID'],
+      ['the genuine signature, altered', { ...successBy(alice.wsk, lambda.tsn, digest), signature: flip(successBy(alice.wsk, lambda.tsn, digest).signature) }, 'SIGNATURE_INVALID'],
+      ['replayed from the earlier payment', earlier.success, 'SUCCESS_INVALID'],
+      ['signed by wsk_P for another notification', successBy(alice.wsk, lambda.tsn, earlier.success.notification), 'SUCCESS_INVALID'],
+      ['signed by wsk_P for another tsn', successBy(alice.wsk, earlier.lambda.tsn, digest), 'SUCCESS_INVALID'],
+    ];
+    for (const [what, forged, code] of cases) await refusedUnchanged(bob, () => bob.se.call('complete', { success: forged }), code, what);
+    assert.deepEqual((await bob.se.call('status', {})).receiving, lambda.tsn, 'the payment stays open');
+    // Step 9 without a success: the withdrawn payment is rolled back; neither side moved value.
+    await bob.se.call('rollback', {});
+    assert.deepEqual([await balance(alice), await balance(bob)], [95n, 5n]);
   });
 
   test('abandon releases the held blocks; rollback removes the received copies', async () => {
@@ -456,7 +498,7 @@ describe('DOT-M trusted app: after σ (steps 7 and 9)', () => {
     assert.equal(event.body.kind, 'rolled-back');
     assert.deepEqual(event.body.tsn, lambda.tsn);
     await refused(bob.se.call('rollback', {}), 'TRANSACTION_UNKNOWN');
-    await refused(bob.se.call('complete', { success: { tsn: lambda.tsn, notification: new Uint8Array(32) } }), 'TRANSACTION_UNKNOWN');
+    await refused(bob.se.call('complete', { success: successBy(alice.wsk, lambda.tsn, new Uint8Array(32)) }), 'TRANSACTION_UNKNOWN');
     // Alice's blocks pay again.
     await transfer(alice, bob, 40n);
     assert.deepEqual([await balance(alice), await balance(bob)], [60n, 40n]);

@@ -55,7 +55,7 @@ import {
 import { decodeBlock } from './messages.ts';
 import { eventAckCodec, walletEventWire, type WalletEvent } from './online.ts';
 import { DOTM_LINK_PROLOGUE, DOTM_LINK_SCHEME, failureCode, runPayee, runPayer } from './session.ts';
-import { dotmTrustedApp } from './trusted-app.ts';
+import { checkPasswordPolicy, dotmTrustedApp } from './trusted-app.ts';
 import { DOTM_TA_BUILD } from './wallet-build.ts';
 import type { DotmState } from './trusted-app-state.ts';
 
@@ -291,9 +291,11 @@ export class DotmWallet extends WalletShell<IssueStep, DotmSlot, DotmState, Dotm
   /**
    * Registers a DOT-M wallet (§3.3.1): an account at the node, usk and wsk made in the isolated SE,
    * wpk attested by the home's OEM, ucert and wcert from the node, then pwd.
-   * @throws TallyError WALLET_EXISTS, WALLET_UNSUPPORTED (no OEM enrolled), NODE_*, SE_*
+   * @throws TallyError DECODE_FAILED (a password outside the policy, before any request), WALLET_EXISTS, WALLET_UNSUPPORTED (no OEM enrolled), NODE_*, SE_*
    */
   static async create(options: CreateDotmOptions): Promise<DotmWallet> {
+    // Before anything is registered at the node: a password the SE would refuse stops here.
+    checkPasswordPolicy(options.password);
     const secret = randomBytes(32);
     const account = signerFromSecret(nobleEd25519, secret);
     const name = options.name;

@@ -17,7 +17,8 @@ import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
 import { verifyChain, type VerifiedChain } from '../../pki/chain.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { signRegistrationProof } from '../../pki/registration.ts';
-import { acceptedListChecker, decodeRevocationList, verifyRevocationList, type RevocationChecker, type RevocationList } from '../../pki/revocation.ts';
+import { acceptedListChecker, decodeRevocationList, type RevocationChecker, type RevocationList } from '../../pki/revocation.ts';
+import { takeNewerRevocationList } from '../../pki/revocation-update.ts';
 import { accept, command, defineTrustedApp, reject, type CommandResult, type TrustedEnv } from '../../secure-element/trusted-app.ts';
 import {
   amountCodec,
@@ -349,16 +350,9 @@ export const opsTrustedApp = defineTrustedApp({
         if (!verifyRecord(env.provider, c.serverKey, SYNC_ACK_TAG, syncAckBodyWire(ack.body), ack.signature)) return reject('ACK_INVALID', 'the ack signature does not verify');
         if (ack.body.paidUpTo > state.j || ack.body.collectedUpTo > state.collectSeq) return reject('ACK_INVALID', 'the ack acknowledges more than this TA reported');
         return guarded(() => {
-          let crl = state.crl;
-          let crlVersion: number | undefined;
-          if (input.crl !== undefined) {
-            const list = decodeRevocationList(input.crl);
-            verifyRevocationList(env.provider, list, c.intermediary.body.subject);
-            const held = heldList(state);
-            if (held !== null && list.body.version < held.body.version) return reject('CRL_ROLLBACK', `revocation list version ${list.body.version} is older than ${held.body.version}`);
-            crl = input.crl;
-            crlVersion = list.body.version;
-          }
+          const update = takeNewerRevocationList({ provider: env.provider, issuerKey: c.intermediary.body.subject, held: state.crl, offered: input.crl });
+          if (!update.ok) return reject(update.code, update.message);
+          const { crl, version: crlVersion } = update;
           const trustedTime = Math.max(state.trustedTime, ack.body.time);
           const paid = state.paid.filter((e) => e.index > ack.body.paidUpTo);
           const collected = state.collected.filter((e) => e.seq > ack.body.collectedUpTo);
