@@ -4,19 +4,20 @@
  * trusted app build B" (OPS Figure 3, OEMVerify). A software secure element has no maker, so the
  * home folder plays one: `oem/oem.json` holds an OEM signing key, enrolled at a node by its
  * operator (`tally operator oem`), and the build B is measured here as the SHA-256 of the trusted
- * app's source files. Changing those files changes the measurement, and the node then refuses to
- * register devices running the new build until the operator allows it.
+ * app's whole import closure (src/secure-element/measure.ts). Changing any file it runs changes the
+ * measurement, and the node then refuses to register devices running the new build until the
+ * operator allows it.
  *
  * This is a test-grade OEM: its key sits in a 0600 file beside the wallets. A deployment uses the
  * attestation of real hardware instead; the node's checks are the same.
  */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { concatBytes, fromHex, toBase64url, toHex } from '../core/bytes.ts';
 import { randomBytes, sha256 } from '../core/crypto/hash.ts';
 import { nobleEd25519 } from '../core/crypto/noble.ts';
 import { signerFromSecret, type Signer } from '../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../core/errors.ts';
+import { measureTrustedApp } from '../secure-element/measure.ts';
 import { ensurePrivateDir, readFileBounded, requirePrivateMode, writeFileAtomic } from '../host/files.ts';
 import { keyId } from '../pki/key-id.ts';
 import type { NodeClient } from './node-client.ts';
@@ -24,30 +25,14 @@ import type { NodeClient } from './node-client.ts';
 /** The model name the software OEM attests. */
 export const SOFTWARE_SE_MODEL = 'Tally software SE (isolated process)';
 
-/** The trusted app's source files, relative to src/schemes/ops: what the measurement covers. */
-const OPS_TA_SOURCES = ['trusted-app.ts', 'trusted-app-state.ts', 'messages.ts', 'pay-verify.ts'] as const;
-
-/** The DOT-M trusted app's source files, relative to src/schemes/dotm. */
-const DOTM_TA_SOURCES = ['trusted-app.ts', 'trusted-app-state.ts', 'messages.ts', 'block.ts', 'online.ts'] as const;
-
-/** SHA-256 over the OPS trusted app's source files (name, length and bytes of each, in order). */
+/** SHA-256 over the OPS trusted app's import closure (src/secure-element/measure.ts). */
 export function measureOpsTrustedApp(): Promise<Uint8Array> {
-  return measure('ops', OPS_TA_SOURCES);
+  return measureTrustedApp('schemes/ops/trusted-app.ts');
 }
 
-/** SHA-256 over the DOT-M trusted app's source files, measured the same way. */
+/** SHA-256 over the DOT-M trusted app's import closure, measured the same way. */
 export function measureDotmTrustedApp(): Promise<Uint8Array> {
-  return measure('dotm', DOTM_TA_SOURCES);
-}
-
-async function measure(scheme: string, sources: readonly string[]): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  for (const name of sources) {
-    const data = new Uint8Array(await readFile(new URL(`../schemes/${scheme}/${name}`, import.meta.url)));
-    const header = new TextEncoder().encode(`${name}\n${data.length}\n`);
-    parts.push(header, data);
-  }
-  return sha256(concatBytes(...parts));
+  return measureTrustedApp('schemes/dotm/trusted-app.ts');
 }
 
 interface OemFile {
