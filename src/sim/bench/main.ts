@@ -9,6 +9,7 @@ import { benchOps, formatOpsReport } from './ops.ts';
 import { benchSecureElement, formatSeReport } from './se.ts';
 
 const BENCHES = {
+  cli: async (quick: boolean) => (await import('./cli.ts')).runCliBench(quick),
   se: async (quick: boolean) => {
     const report = await benchSecureElement({
       cryptoBudgetMs: quick ? 150 : 1000,
