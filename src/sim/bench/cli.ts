@@ -8,6 +8,7 @@
  * The runs are interleaved (one of each verb per round) so that a burst of load hits them alike.
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -36,6 +37,8 @@ export interface CliRow {
   minMs: number;
   p50Ms: number;
   maxMs: number;
+  /** p50 of the CPU time (user + system) of the command and its secure element, when the system tells. */
+  cpuP50Ms: number | null;
   /** p50 over the floor's p50. */
   ratio: number;
 }
@@ -55,10 +58,32 @@ interface Verb {
   startsSe: boolean;
 }
 
-function run(argv: readonly string[], env: NodeJS.ProcessEnv): { ms: number; status: number | null; stdout: string; stderr: string } {
+/**
+ * CPU time (user + system, ms) of this process's children that have ended, from /proc/self/stat
+ * (Linux; null elsewhere). A command's CPU time is the difference around it: it counts the secure
+ * element's process too (reaped by the command), and it moves less than the wall time when other
+ * work shares the machine. Clock ticks of 10 ms.
+ */
+function childrenCpuMs(): number | null {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // After the command name: state is field 3, cutime field 16, cstime field 17 (proc(5)).
+    return ((Number(fields[13]) + Number(fields[14])) * 1000) / CLOCK_TICKS_PER_S;
+  } catch {
+    return null;
+  }
+}
+
+const CLOCK_TICKS_PER_S = 100;
+
+function run(argv: readonly string[], env: NodeJS.ProcessEnv): { ms: number; cpuMs: number | null; status: number | null; stdout: string; stderr: string } {
+  const cpuBefore = childrenCpuMs();
   const start = performance.now();
   const result = spawnSync(process.execPath, argv, { env, encoding: 'utf8' });
-  return { ms: performance.now() - start, status: result.status, stdout: result.stdout, stderr: result.stderr };
+  const ms = performance.now() - start;
+  const cpuAfter = childrenCpuMs();
+  return { ms, cpuMs: cpuBefore === null || cpuAfter === null ? null : cpuAfter - cpuBefore, status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
 function must(argv: readonly string[], env: NodeJS.ProcessEnv): string {
@@ -123,6 +148,7 @@ export async function benchCli(options: CliBenchOptions): Promise<CliReport> {
     const forms: { form: CliRow['form']; env: NodeJS.ProcessEnv }[] = [{ form: 'compiled', env }];
     if (options.fromSource) forms.push({ form: 'source', env: { ...env, TALLY_FROM_SOURCE: '1' } });
     const samples = new Map<string, number[]>();
+    const cpuSamples = new Map<string, number[]>();
     const key = (verb: Verb, form: CliRow['form']) => `${form}\u0000${verb.verb}`;
     // One untimed run of each first (file cache, the SE's first open).
     for (const f of forms) for (const v of verbs) run(v.argv, f.env);
@@ -138,6 +164,7 @@ export async function benchCli(options: CliBenchOptions): Promise<CliReport> {
           const list = samples.get(key(v, form)) ?? [];
           list.push(result.ms);
           samples.set(key(v, form), list);
+          if (result.cpuMs !== null) cpuSamples.set(key(v, form), [...(cpuSamples.get(key(v, form)) ?? []), result.cpuMs]);
         }
       }
     }
@@ -150,7 +177,9 @@ export async function benchCli(options: CliBenchOptions): Promise<CliReport> {
         if (form === 'floor' && f.form !== 'compiled') continue;
         const sorted = [...(samples.get(key(v, form)) ?? [])].sort((a, b) => a - b);
         const p50 = quantile(sorted, 0.5);
-        rows.push({ verb: v.verb, form, startsSe: v.startsSe, minMs: sorted[0] as number, p50Ms: p50, maxMs: sorted[sorted.length - 1] as number, ratio: p50 / floorP50 });
+        const cpu = [...(cpuSamples.get(key(v, form)) ?? [])].sort((a, b) => a - b);
+        const cpuP50Ms = cpu.length === sorted.length ? quantile(cpu, 0.5) : null;
+        rows.push({ verb: v.verb, form, startsSe: v.startsSe, minMs: sorted[0] as number, p50Ms: p50, maxMs: sorted[sorted.length - 1] as number, cpuP50Ms, ratio: p50 / floorP50 });
       }
     }
     const warnings = rows.filter((r) => r.form !== 'floor' && r.ratio < 1).map((r) => `${r.verb} (${r.form}) ran faster than node -e 0: the machine was too noisy to trust this run`);
@@ -175,9 +204,12 @@ export function formatCliReport(report: CliReport): string {
     '',
     `Each command as its own process, ${report.runs} timed runs; floor = node -e 0; ratio = p50 / floor p50`,
     '',
-    '| command | runs | SE started | min ms | p50 ms | max ms | ratio to floor |',
-    '|---|---|---|---:|---:|---:|---:|',
-    ...report.rows.map((r) => `| ${r.verb} | ${r.form === 'source' ? 'sources (tsx)' : r.form === 'compiled' ? 'dist/ (compiled)' : 'floor'} | ${r.startsSe ? 'yes' : 'no'} | ${r.minMs.toFixed(0)} | ${r.p50Ms.toFixed(0)} | ${r.maxMs.toFixed(0)} | ${r.ratio.toFixed(2)}x |`),
+    '| command | runs | SE started | min ms | p50 ms | max ms | CPU p50 ms | ratio to floor |',
+    '|---|---|---|---:|---:|---:|---:|---:|',
+    ...report.rows.map(
+      (r) =>
+        `| ${r.verb} | ${r.form === 'source' ? 'sources (tsx)' : r.form === 'compiled' ? 'dist/ (compiled)' : 'floor'} | ${r.startsSe ? 'yes' : 'no'} | ${r.minMs.toFixed(0)} | ${r.p50Ms.toFixed(0)} | ${r.maxMs.toFixed(0)} | ${r.cpuP50Ms === null ? '-' : r.cpuP50Ms.toFixed(0)} | ${r.ratio.toFixed(2)}x |`,
+    ),
   ];
   const compiled = new Map(report.rows.filter((r) => r.form === 'compiled').map((r) => [r.verb, r.p50Ms]));
   const source = report.rows.filter((r) => r.form === 'source');
