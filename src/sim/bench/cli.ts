@@ -94,7 +94,7 @@ function must(argv: readonly string[], env: NodeJS.ProcessEnv): string {
 
 /** Starts `tally node start` and resolves its URL and a stop function once it listens. */
 async function startNode(dataDir: string, env: NodeJS.ProcessEnv): Promise<{ url: string; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, [BIN, 'node', 'start', '--port', '0', '--data', dataDir, '--json'], { env, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [BIN, 'node', 'start', '--port', '0', '--data', dataDir, '--json'], { env, stdio: ['ignore', 'pipe', 'ignore'] });
   const exited = new Promise<void>((done) => child.on('exit', () => done()));
   const url = await new Promise<string>((ready, fail) => {
     const timer = setTimeout(() => fail(new Error('node did not listen within 60 s')), 60_000);
