@@ -1,7 +1,10 @@
 // Runs every *.test.ts under src/ with node:test through tsx (Node 20 has no glob for --test).
+// The tests run the sources; the `tally` processes they start run dist/, so it is rebuilt first
+// when the sources are newer (scripts/build.mjs --if-stale).
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
 function collect(dir) {
   const found = [];
@@ -12,6 +15,9 @@ function collect(dir) {
   }
   return found;
 }
+
+const build = spawnSync(process.execPath, [fileURLToPath(new URL('./build.mjs', import.meta.url)), '--if-stale'], { stdio: 'inherit' });
+if (build.status !== 0) process.exit(build.status ?? 1);
 
 const only = process.argv.slice(2);
 const files = only.length > 0 ? only : collect('src').sort();

@@ -3,12 +3,16 @@
  * killed when the test file ends, or the runner would wait for them) and an issuer node process
  * that answers once it listens.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 /** The `tally` entry point. */
 export const BIN = fileURLToPath(new URL('../../bin/tally.mjs', import.meta.url));
+
+// `tally` runs dist/: build it first when the sources are newer (a test file run on its own).
+const build = spawnSync(process.execPath, [fileURLToPath(new URL('../../scripts/build.mjs', import.meta.url)), '--if-stale'], { stdio: 'inherit' });
+if (build.status !== 0) throw new Error(`npm run build failed (exit ${build.status ?? build.signal})`);
 
 /** A line of `--json` output. */
 export type Json = Record<string, unknown>;

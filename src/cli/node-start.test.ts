@@ -7,10 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { LOCK_DIR, processStartTime } from '../issuer/data-lock.ts';
+import { BIN } from './e2e-process.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/tally.mjs', import.meta.url));
 const dirs: string[] = [];
 const children = new Set<ReturnType<typeof spawn>>();
 after(async () => {

@@ -6,9 +6,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-
-const BIN = fileURLToPath(new URL('../../bin/tally.mjs', import.meta.url));
+import { BIN } from '../cli/e2e-process.ts';
 
 test('`tally demo --json` tells every step of OPS and DOT-M, numbered once each in order, refuses the replay, and ends with a balanced audit', { timeout: 240_000 }, () => {
   const run = spawnSync(process.execPath, [BIN, 'demo', '--json'], { encoding: 'utf8', timeout: 230_000 });

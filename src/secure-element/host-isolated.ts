@@ -45,8 +45,21 @@ interface Pending {
 
 type Child = ChildProcessByStdio<Writable, Readable, null>;
 
-const CHILD_SCRIPT = fileURLToPath(new URL('./host-child.ts', import.meta.url));
-const TSX_LOADER = import.meta.resolve('tsx');
+/**
+ * The child runs the same form of the code as its parent: the compiled JavaScript when this module
+ * is compiled (dist/, as `tally` runs it), else the TypeScript sources through tsx's loader (tests).
+ */
+const COMPILED = import.meta.url.endsWith('.js');
+const CHILD_SCRIPT = fileURLToPath(new URL(COMPILED ? './host-child.js' : './host-child.ts', import.meta.url));
+
+function childArgs(): string[] {
+  return COMPILED ? [CHILD_SCRIPT] : ['--import', import.meta.resolve('tsx'), CHILD_SCRIPT];
+}
+
+/** A trusted app's module as the child imports it: a `.ts` location names its compiled `.js` in a compiled run. */
+function childModule(module: string): string {
+  return COMPILED ? module.replace(/\.ts$/, '.js') : module;
+}
 
 /** A secure element in its own process. */
 export class IsolatedHost<S, C extends CommandTable<S>> implements SecureElement<C> {
@@ -91,14 +104,14 @@ export class IsolatedHost<S, C extends CommandTable<S>> implements SecureElement
    * @throws TallyError as InProcessHost.open / provision would, carried across the pipe
    */
   static async start<S, C extends CommandTable<S>>(options: IsolatedHostOptions<S, C>): Promise<IsolatedHost<S, C>> {
-    const child = spawn(process.execPath, ['--import', TSX_LOADER, CHILD_SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, childArgs(), { stdio: ['pipe', 'pipe', 'inherit'] });
     const host = new IsolatedHost(options, child);
     try {
       const opened = await host.request({
         type: 'open',
         id: 0,
         dir: options.dir,
-        appModule: options.location.module,
+        appModule: childModule(options.location.module),
         appExport: options.location.export,
         counter: options.counter,
         suite: options.suite ?? 'ed25519',

@@ -4,19 +4,20 @@
  * trusted app build B" (OEMVerify in Figure 3 of the two-tier paper). A software secure element has no maker, so the
  * home folder plays one: `oem/oem.json` holds an OEM signing key, enrolled at a node by its
  * operator (`tally operator oem`), and the build B is measured here as the SHA-256 of the trusted
- * app's source files. Changing those files changes the measurement, and the node then refuses to
- * register devices running the new build until the operator allows it.
+ * app's whole import closure (src/secure-element/measure.ts). Changing any file it runs changes the
+ * measurement, and the node then refuses to register devices running the new build until the
+ * operator allows it.
  *
  * This is a test-grade OEM: its key sits in a 0600 file beside the wallets. A deployment uses the
  * attestation of real hardware instead; the node's checks are the same.
  */
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { concatBytes, fromHex, toBase64url, toHex } from '../core/bytes.ts';
 import { randomBytes, sha256 } from '../core/crypto/hash.ts';
 import { nobleEd25519 } from '../core/crypto/noble.ts';
 import { signerFromSecret, type Signer } from '../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../core/errors.ts';
+import { measureTrustedApp as measureClosure } from '../secure-element/measure.ts';
 import { ensurePrivateDir, readFileBounded, requirePrivateMode, writeFileAtomic } from '../host/files.ts';
 import { keyId } from '../pki/key-id.ts';
 import type { NodeClient } from './node-client.ts';
@@ -24,23 +25,15 @@ import type { NodeClient } from './node-client.ts';
 /** The model name the software OEM attests. */
 export const SOFTWARE_SE_MODEL = 'Tally software SE (isolated process)';
 
-/** A trusted app's build, as the factory measures it: the file it is defined in and the files it is made of. */
+/** A trusted app's build, as the factory measures it. */
 export interface MeasuredBuild {
-  /** The file the trusted app is defined in. */
-  readonly entry: URL;
-  /** Its source files, by name in the entry's folder, in a fixed order. */
-  readonly sources: readonly string[];
+  /** The file the trusted app is defined in, under src/ (`schemes/x/trusted-app.ts`): the measurement covers its import closure. */
+  readonly entry: string;
 }
 
-/** SHA-256 over a trusted app's source files (name, length and bytes of each, in order). */
-export async function measureTrustedApp(build: MeasuredBuild): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  for (const name of build.sources) {
-    const data = new Uint8Array(await readFile(new URL(name, build.entry)));
-    const header = new TextEncoder().encode(`${name}\n${data.length}\n`);
-    parts.push(header, data);
-  }
-  return sha256(concatBytes(...parts));
+/** SHA-256 over a trusted app's whole import closure (src/secure-element/measure.ts), the same for every scheme. */
+export function measureTrustedApp(build: MeasuredBuild): Promise<Uint8Array> {
+  return measureClosure(build.entry);
 }
 
 interface OemFile {

@@ -7,6 +7,7 @@
 import { parseArgs } from 'node:util';
 import { SCHEMES } from '../../schemes/index.ts';
 import { runBench, type BenchOutput, type RunOptions } from './harness.ts';
+import { cliBench } from './cli.ts';
 import { ledgerBench } from './ledger.ts';
 import type { BenchPlugin } from './plugin.ts';
 import { seBench } from './se.ts';
@@ -23,6 +24,7 @@ function entry<P, R>(plugin: BenchPlugin<P, R>): Entry {
 
 /** The benchmarks: the generic ones, then each scheme's from the registry (loaded when it runs). */
 const BENCHES: readonly Entry[] = [
+  entry(cliBench),
   entry(seBench),
   entry(ledgerBench),
   ...SCHEMES.flatMap((scheme) => {
