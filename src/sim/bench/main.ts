@@ -7,6 +7,7 @@ import { benchDotm, dotmBenchOptions, formatDotmReport } from './dotm.ts';
 import { benchLedger, formatLedgerReport } from './ledger.ts';
 import { benchOps, formatOpsReport } from './ops.ts';
 import { benchSecureElement, formatSeReport } from './se.ts';
+import { benchWalletAge, formatWalletAgeReport } from './wallet-age.ts';
 
 const BENCHES = {
   se: async (quick: boolean) => {
@@ -41,6 +42,7 @@ const BENCHES = {
     const report = await benchDotm(dotmBenchOptions(quick, process.env, (line) => process.stderr.write(`bench dotm: ${line}\n`)));
     return { report, text: formatDotmReport(report) };
   },
+  'wallet-age': async (quick: boolean) => ((report) => ({ report, text: formatWalletAgeReport(report) }))(await benchWalletAge({ settled: 100_000, storeRounds: quick ? 10 : 40, jsonRounds: quick ? 2 : 5, progress: (line) => process.stderr.write(`bench wallet-age: ${line}\n`) })),
 } as const;
 
 function usage(): string {
