@@ -11,6 +11,7 @@ import { isTallyError, TallyError } from '../core/errors.ts';
 import { enrollOem } from '../wallet/factory.ts';
 import { resolveHome } from '../wallet/home.ts';
 import { NodeClient } from '../wallet/node-client.ts';
+import { auditAnswer, mintAnswer, withRaw } from '../wallet/node-answers.ts';
 import { Wallet, type InboxEntry } from '../wallet/wallet.ts';
 import { readHistory, readWalletData } from '../wallet/wallet-common.ts';
 import { DotmWallet, walletScheme, type DotmTransfer } from '../wallet/dotm-wallet.ts';
@@ -229,7 +230,7 @@ export const VERBS: Record<string, Verb> = {
         if (values.node === undefined) url = read.data.node;
       }
       const node = new NodeClient(url);
-      const answer = await node.operator<{ transfer: { id: string; amount: string; currency: string } }>(await operatorToken(values, io.env), 'POST', '/v1/operator/mint', {
+      const answer = await node.operator(await operatorToken(values, io.env), 'POST', '/v1/operator/mint', { answer: mintAnswer,
         body: { account, amount },
         idempotencyKey: `mint-${toHex(crypto.getRandomValues(new Uint8Array(12)))}`,
       });
@@ -271,8 +272,8 @@ export const VERBS: Record<string, Verb> = {
         problemCount: number;
         transferCount: number;
       };
-      const answer = await node.operator<Audit>(await operatorToken(values, io.env), 'GET', '/v1/audit');
-      const body = answer.body;
+      const answer = await node.operator(await operatorToken(values, io.env), 'GET', '/v1/audit', { answer: withRaw(auditAnswer) });
+      const body: Audit = answer.body.value;
       const cur = body.currency;
       const lines = [
         `Audit: ${body.balanced ? 'balanced' : 'NOT BALANCED'}.`,
@@ -284,7 +285,7 @@ export const VERBS: Record<string, Verb> = {
           ...e.exposed.map((h) => `  device ${h.device} paid out ${h.amount} ${cur} more than the node knows it received${h.fraud ? ' (named in a fraud case)' : ''}`),
         ]),
       ];
-      return { text: lines.join('\n'), json: body };
+      return { text: lines.join('\n'), json: answer.body.raw };
     },
   },
   'wallet create': {

@@ -4,7 +4,7 @@
  * that every boundary bounds and names them alike.
  */
 import { fromBase64url, fromHex } from './bytes.ts';
-import { decodeFailure, refine, text, uint, type Codec } from './codec.ts';
+import { decodeFailure, record, refine, text, uint, type Codec, type RecordOf } from './codec.ts';
 
 /** Longest base64url field accepted unless a codec says less (a certificate or a payment, not a blob). */
 export const BASE64URL_CHARS_MAX = 1024 * 1024;
@@ -64,4 +64,21 @@ export function prose(max: number): Codec<string> {
 /** A value or null (JSON's way of saying "none yet"). */
 export function nullable<T>(inner: Codec<T>): Codec<T | null> {
   return { expected: `${inner.expected} or null`, decode: (input, path = 'value') => (input === null ? null : inner.decode(input, path)) };
+}
+
+/**
+ * A record read for the fields named in `shape`; other fields are ignored rather than refused (an
+ * answer from a newer peer may carry more). Use `record` where the input must be exactly the shape.
+ */
+export function looseRecord<S extends Record<string, Codec<unknown>>>(shape: S): Codec<RecordOf<S>> {
+  const strict = record(shape);
+  return {
+    expected: strict.expected,
+    decode(input, path = 'value') {
+      if (typeof input !== 'object' || input === null || Array.isArray(input) || input instanceof Uint8Array) return strict.decode(input, path);
+      const picked: Record<string, unknown> = {};
+      for (const key of Object.keys(shape)) if (Object.hasOwn(input, key)) picked[key] = (input as Record<string, unknown>)[key];
+      return strict.decode(picked, path);
+    },
+  };
 }

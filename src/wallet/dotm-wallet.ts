@@ -46,6 +46,7 @@ import { dotmTrustedApp } from '../schemes/dotm/trusted-app.ts';
 import { loadOem, measureDotmTrustedApp, SOFTWARE_SE_MODEL } from './factory.ts';
 import { checkWalletName, walletDir, walletPaths, type WalletPaths } from './home.ts';
 import { NodeClient, type NodeInfo } from './node-client.ts';
+import { dotmEventsAnswer, dotmIssueAnswer, dotmWalletAnswer, userAnswer, type DotmEventsAnswer } from './node-answers.ts';
 import { formatMinor, isNodeRefusal, onlineBalanceOf, openWalletFolder, parsePositive, readHistory, readWalletData, type HistoryRead } from './wallet-common.ts';
 import { appendHistory, writeData, type HistoryEvent, type PendingStep, type WalletData } from './wallet-data.ts';
 
@@ -139,7 +140,7 @@ async function provisionDotm(
   const attestation = attestDevice(oem.signer, { sePublicKey: init.walletKey, model: SOFTWARE_SE_MODEL, taMeasurement: await measureDotmTrustedApp() });
   options.progress?.('certifying the user and wallet keys (OEM attestation, proofs of possession)');
   const key = (k: PublicKey) => ({ suite: k.suite, key: toBase64url(k.key) });
-  const answer = await node.signed<{ wallet: string; user: string; ucert: string; wcert: string }>(options.account, 'POST', '/v1/dotm/wallets', {
+  const answer = await node.signed(options.account, 'POST', '/v1/dotm/wallets', { answer: dotmWalletAnswer,
     body: {
       userKey: key(init.userKey),
       userProof: toBase64url(init.userProof),
@@ -280,7 +281,7 @@ export class DotmWallet {
     const account = signerFromSecret(nobleEd25519, secret);
     try {
       options.progress?.('registering the account at the node');
-      const registered = await node.signed<{ account: string; keyId: string; certificate: string }>(account, 'POST', '/v1/users', {
+      const registered = await node.signed(account, 'POST', '/v1/users', { answer: userAnswer,
         body: { publicKey: { suite: account.publicKey.suite, key: toBase64url(account.publicKey.key) } },
         idempotencyKey: `register-${toHex(keyId(account.publicKey))}`,
       });
@@ -510,7 +511,7 @@ export class DotmWallet {
     if (step.blocks === undefined) {
       let answer;
       try {
-        answer = await this.node.signed<{ blocks: string[] }>(this.user, 'POST', '/v1/dotm/issue', {
+        answer = await this.node.signed(this.user, 'POST', '/v1/dotm/issue', { answer: dotmIssueAnswer,
           body: { wallet: this.keys.wallet, amount: this.format(BigInt(step.amount)), blocks: step.count },
           idempotencyKey: `dotm-issue-${step.id}`,
         });
@@ -581,16 +582,16 @@ export class DotmWallet {
    * (with the revocation list) goes back into the SE, which forgets what was taken.
    * @throws TallyError NODE_*, SE_*
    */
-  async sync(): Promise<{ uploaded: number; results: { seq: number; status: string; code?: string; message?: string }[]; findings: unknown[]; crlVersion: number }> {
+  async sync(): Promise<{ uploaded: number; results: DotmEventsAnswer['results']; findings: unknown[]; crlVersion: number }> {
     const se = await this.se();
     const { events } = await se.call('events', {});
-    type Answer = { ack: string; crl: string; results: { seq: number; status: string; code?: string; message?: string }[]; findings: unknown[] };
+    type Answer = DotmEventsAnswer;
     const results: Answer['results'] = [];
     const findings: unknown[] = [];
     let last: Answer | null = null;
     for (const chunk of chunks(events)) {
       last = (
-        await this.node.signed<Answer>(this.user, 'POST', '/v1/dotm/events', {
+        await this.node.signed(this.user, 'POST', '/v1/dotm/events', { answer: dotmEventsAnswer,
           body: { wallet: this.keys.wallet, events: chunk },
           idempotencyKey: `dotm-events-${this.keys.wallet.slice(0, 16)}-${newId()}`,
         })
@@ -599,7 +600,7 @@ export class DotmWallet {
       findings.push(...last.findings);
     }
     if (last === null) {
-      last = (await this.node.signed<Answer>(this.user, 'POST', '/v1/dotm/events', { body: { wallet: this.keys.wallet, events: [] }, idempotencyKey: `dotm-events-${newId()}` })).body;
+      last = (await this.node.signed(this.user, 'POST', '/v1/dotm/events', { answer: dotmEventsAnswer, body: { wallet: this.keys.wallet, events: [] }, idempotencyKey: `dotm-events-${newId()}` })).body;
     }
     const ack = eventAckCodec.decode(decodeCbor(fromBase64url(last.ack)), 'ack');
     const applied = await se.call('ack', { ack, crl: fromBase64url(last.crl) });

@@ -48,6 +48,7 @@ import { opsTrustedApp } from '../schemes/ops/trusted-app.ts';
 import { loadOem, measureOpsTrustedApp, SOFTWARE_SE_MODEL } from './factory.ts';
 import { checkWalletName, walletDir, walletPaths, type WalletPaths } from './home.ts';
 import { NodeClient, type NodeInfo } from './node-client.ts';
+import { deviceAnswer, opsClaimsAnswer, opsDepositAnswer, opsReleaseAnswer, opsRetireAnswer, opsSyncAnswer, revocationsAnswer, userAnswer } from './node-answers.ts';
 import { formatMinor, isNodeRefusal, onlineBalanceOf, openWalletFolder, parsePositive, readHistory, type HistoryRead } from './wallet-common.ts';
 export { WALLET_FILE_BYTES_MAX } from './wallet-common.ts';
 import { appendHistory, writeData, type HistoryEvent, type InboxEntry, type PendingStep, type SentEntry, type WalletData } from './wallet-data.ts';
@@ -205,7 +206,7 @@ export class Wallet {
       const secret = randomBytes(32);
       const user = signerFromSecret(nobleEd25519, secret);
       options.progress?.('registering the user at the node');
-      const registered = await node.signed<{ account: string; keyId: string; certificate: string }>(user, 'POST', '/v1/users', {
+      const registered = await node.signed(user, 'POST', '/v1/users', { answer: userAnswer,
         body: { publicKey: { suite: user.publicKey.suite, key: toBase64url(user.publicKey.key) } },
         idempotencyKey: `register-${toHex(keyId(user.publicKey))}`,
       });
@@ -425,7 +426,7 @@ export class Wallet {
     // The node retires the old device: revoked, and what it can vouch the device held kept in escrow for
     // the device's payments that surface; the rest comes to the online account after the hold (see sync).
     progress?.(`retiring the old device ${old.keyId} at the node`);
-    const retirement = await this.node.signed<{ status: string; escrow: string; releaseAt: string }>(this.user, 'POST', `/v1/ops/devices/${old.keyId}/retire`, {
+    const retirement = await this.node.signed(this.user, 'POST', `/v1/ops/devices/${old.keyId}/retire`, { answer: opsRetireAnswer,
       body: { reason: 'its secure element refuses to run (tally wallet recover)' },
       idempotencyKey: `retire-${old.keyId}`,
     });
@@ -516,7 +517,7 @@ export class Wallet {
     if (step.confirmation === undefined) {
       let answer;
       try {
-        answer = await this.node.signed<{ confirmation: string }>(this.user, 'POST', '/v1/ops/deposits', {
+        answer = await this.node.signed(this.user, 'POST', '/v1/ops/deposits', { answer: opsDepositAnswer,
           body: { device: device.keyId, amount: this.format(BigInt(step.amount)) },
           idempotencyKey: `deposit-${step.id}`,
         });
@@ -813,7 +814,7 @@ export class Wallet {
     for (let at = 0; at < waiting.length; at += CLAIM_BATCH_MAX) {
       const batch = waiting.slice(at, at + CLAIM_BATCH_MAX);
       // The key names the batch's payments: a re-sent batch (after a lost answer) is the same request.
-      const answer = await this.node.signed<{ results: ({ status: 'credited'; amount?: string } | { status: 'refused'; code: string; message: string })[] }>(this.user, 'POST', '/v1/ops/claims/batch', {
+      const answer = await this.node.signed(this.user, 'POST', '/v1/ops/claims/batch', { answer: opsClaimsAnswer,
         body: { payments: batch.map((e) => e.payment) },
         idempotencyKey: `claims-${toBase64url(sha256(utf8(batch.map((e) => e.digest).join(','))))}`,
       });
@@ -857,7 +858,7 @@ export class Wallet {
   }> {
     const device = this.data.device;
     if (device === null) {
-      const answer = await this.node.call<{ version: number; list: string }>('GET', '/v1/revocations');
+      const answer = await this.node.call('GET', '/v1/revocations', { answer: revocationsAnswer });
       await this.keepCrl(answer.body.list);
       await appendHistory(this.paths, { at: Date.now(), kind: 'sync', detail: `revocation list v${answer.body.version}` });
       return { crlVersion: answer.body.version, fraud: [] };
@@ -866,7 +867,7 @@ export class Wallet {
     await this.releaseRetired();
     const se = await this.se();
     const report = await se.call('report', {});
-    const answer = await this.node.signed<{ ack: string; crl: string; crlVersion: number; fraud: { device: string; kind: string }[] }>(this.user, 'POST', '/v1/ops/sync', {
+    const answer = await this.node.signed(this.user, 'POST', '/v1/ops/sync', { answer: opsSyncAnswer,
       body: { device: device.keyId, report: toBase64url(encodeCbor({ body: syncReportBodyWire(report.body), signature: report.signature })) },
       idempotencyKey: `sync-${toHex(randomBytes(16))}`,
     });
@@ -887,7 +888,7 @@ export class Wallet {
   private async releaseRetired(): Promise<void> {
     for (const r of this.data.retired ?? []) {
       if (r.released !== false || r.releaseAt === undefined || Date.now() < Date.parse(r.releaseAt)) continue;
-      const answer = await this.node.signed<{ status: string; escrow: string; refund?: { amount: string } }>(this.user, 'POST', `/v1/ops/devices/${r.device}/retire`, { body: {}, idempotencyKey: `release-${r.device}` });
+      const answer = await this.node.signed(this.user, 'POST', `/v1/ops/devices/${r.device}/retire`, { answer: opsReleaseAnswer, body: {}, idempotencyKey: `release-${r.device}` });
       if (answer.body.status !== 'released') continue;
       r.released = true;
       await this.save();
@@ -1034,7 +1035,7 @@ async function provisionDevice(
   const init = await host.call('init', { root: fromBase64url(info.certificates.root), owner: fromHex(options.owner) });
   const attestation = attestDevice(oem.signer, { sePublicKey: init.publicKey, model: SOFTWARE_SE_MODEL, taMeasurement: await measureOpsTrustedApp() });
   options.progress?.('registering the device (OEM attestation and proof of possession)');
-  const answer = await node.signed<{ keyId: string; certificate: string }>(user, 'POST', '/v1/devices', {
+  const answer = await node.signed(user, 'POST', '/v1/devices', { answer: deviceAnswer,
     body: {
       publicKey: { suite: init.publicKey.suite, key: toBase64url(init.publicKey.key) },
       scheme: 'ops',
