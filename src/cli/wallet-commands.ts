@@ -12,6 +12,7 @@ import { enrollOem } from '../wallet/factory.ts';
 import { resolveHome } from '../wallet/home.ts';
 import { NodeClient } from '../wallet/node-client.ts';
 import { auditAnswer, mintAnswer, withRaw } from '../wallet/node-answers.ts';
+import { decodeText, operatorTokenCodec } from '../wallet/files.ts';
 import { Wallet, type InboxEntry } from '../wallet/wallet.ts';
 import { readHistory, readWalletData } from '../wallet/wallet-common.ts';
 import { DotmWallet, walletScheme, type DotmTransfer } from '../wallet/dotm-wallet.ts';
@@ -105,7 +106,7 @@ async function operatorToken(values: Record<string, unknown>, env: VerbIo['env']
   if (typeof values['data'] === 'string') {
     const path = join(values['data'], 'identity', 'operator-token');
     const text = await readFile(path, 'utf8').catch(() => null);
-    if (text !== null) return text.trim();
+    if (text !== null) return decodeText(operatorTokenCodec, text.trim(), path);
     throw new UsageError(`no operator token in ${path}`);
   }
   throw new UsageError('the operator token is needed: give --token, set TALLY_OPERATOR_TOKEN, or point --data at the node\'s data folder');

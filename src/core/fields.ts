@@ -4,7 +4,7 @@
  * that every boundary bounds and names them alike.
  */
 import { fromBase64url, fromHex } from './bytes.ts';
-import { decodeFailure, record, refine, text, uint, type Codec, type RecordOf } from './codec.ts';
+import { decodeFailure, describeValue, record, refine, text, uint, type Codec, type RecordOf } from './codec.ts';
 
 /** Longest base64url field accepted unless a codec says less (a certificate or a payment, not a blob). */
 export const BASE64URL_CHARS_MAX = 1024 * 1024;
@@ -79,6 +79,25 @@ export function looseRecord<S extends Record<string, Codec<unknown>>>(shape: S):
       const picked: Record<string, unknown> = {};
       for (const key of Object.keys(shape)) if (Object.hasOwn(input, key)) picked[key] = (input as Record<string, unknown>)[key];
       return strict.decode(picked, path);
+    },
+  };
+}
+
+/** A JSON object used as a map from text keys (bounded) to values of one codec, with at most `max` entries. */
+export function textMap<T>(value: Codec<T>, bound: { max: number; keyCharsMax: number }): Codec<Record<string, T>> {
+  const expected = `a record of at most ${bound.max} entries`;
+  return {
+    expected,
+    decode(input, path = 'value') {
+      if (typeof input !== 'object' || input === null || Array.isArray(input) || input instanceof Uint8Array) return decodeFailure(path, expected, describeValue(input));
+      const entries = Object.entries(input);
+      if (entries.length > bound.max) return decodeFailure(path, expected, `${entries.length} entries`);
+      const out: Record<string, T> = Object.create(null) as Record<string, T>;
+      for (const [key, v] of entries) {
+        if (key.length === 0 || key.length > bound.keyCharsMax) decodeFailure(`${path}[${JSON.stringify(key.slice(0, 40))}]`, `a key of 1 to ${bound.keyCharsMax} characters`, `${key.length} characters`);
+        out[key] = value.decode(v, `${path}[${JSON.stringify(key)}]`);
+      }
+      return out;
     },
   };
 }

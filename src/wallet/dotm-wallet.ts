@@ -46,6 +46,7 @@ import { dotmTrustedApp } from '../schemes/dotm/trusted-app.ts';
 import { loadOem, measureDotmTrustedApp, SOFTWARE_SE_MODEL } from './factory.ts';
 import { checkWalletName, walletDir, walletPaths, type WalletPaths } from './home.ts';
 import { NodeClient, type NodeInfo } from './node-client.ts';
+import { decodeJsonFile, stagedDotmCodec } from './files.ts';
 import { dotmEventsAnswer, dotmIssueAnswer, dotmWalletAnswer, userAnswer, type DotmEventsAnswer } from './node-answers.ts';
 import { formatMinor, isNodeRefusal, onlineBalanceOf, openWalletFolder, parsePositive, readHistory, readWalletData, type HistoryRead } from './wallet-common.ts';
 import { appendHistory, writeData, type HistoryEvent, type PendingStep, type WalletData } from './wallet-data.ts';
@@ -378,7 +379,7 @@ export class DotmWallet {
     const old = this.keys;
     const staging = walletPaths(join(this.paths.dir, 'recovering'));
     const staged = join(staging.dir, 'device.json');
-    let fresh = await readFile(staged, 'utf8').then((t) => JSON.parse(t) as { wallet: string; user: string; ucert: string; wcert: string }, () => null);
+    let fresh: { wallet: string; user: string; ucert: string; wcert: string } | null = await readFile(staged, 'utf8').then((t) => decodeJsonFile(staged, 'staged device file', stagedDotmCodec, t), () => null);
     if (fresh === null) {
       try {
         await (await this.se()).call('status', {});

@@ -48,6 +48,7 @@ import { opsTrustedApp } from '../schemes/ops/trusted-app.ts';
 import { loadOem, measureOpsTrustedApp, SOFTWARE_SE_MODEL } from './factory.ts';
 import { checkWalletName, walletDir, walletPaths, type WalletPaths } from './home.ts';
 import { NodeClient, type NodeInfo } from './node-client.ts';
+import { decodeJsonFile, stagedDeviceCodec } from './files.ts';
 import { deviceAnswer, opsClaimsAnswer, opsDepositAnswer, opsReleaseAnswer, opsRetireAnswer, opsSyncAnswer, revocationsAnswer, userAnswer } from './node-answers.ts';
 import { formatMinor, isNodeRefusal, onlineBalanceOf, openWalletFolder, parsePositive, readHistory, type HistoryRead } from './wallet-common.ts';
 export { WALLET_FILE_BYTES_MAX } from './wallet-common.ts';
@@ -396,7 +397,7 @@ export class Wallet {
     const old = this.requireDevice();
     const staging = walletPaths(join(this.paths.dir, 'recovering'));
     const staged = join(staging.dir, 'device.json');
-    let device = await readFile(staged, 'utf8').then((t) => JSON.parse(t) as { keyId: string; certificate: string }, () => null);
+    let device: { keyId: string; certificate: string } | null = await readFile(staged, 'utf8').then((t) => decodeJsonFile(staged, 'staged device file', stagedDeviceCodec, t), () => null);
     if (device === null) {
       // Only a secure element that refuses to run is retired.
       try {
