@@ -13,6 +13,8 @@ export const BLOB_CHARS_MAX = 256 * 1024;
 export const CRL_CHARS_MAX = 8 * 1024 * 1024;
 /** Longest free-text field (a reason, a memo, a history detail). */
 export const PROSE_CHARS_MAX = 4096;
+/** Longest history detail (one may list the blocks of a DOT-M issue cut short). */
+export const HISTORY_DETAIL_CHARS_MAX = 16 * 1024 * 1024;
 /** Most entries in any one list of a legacy wallet.json accepted on migration. */
 export const LEGACY_LIST_MAX = 10_000_000;
 /** Most blocks named by one DOT-M issue step. */
@@ -55,7 +57,7 @@ export const pendingStepCodec = taggedUnion('kind', {
   withdraw: { id, amount, confirmation: optional(blob), device: optional(keyIdHex) },
   pay: { id, amount, receiver: blob, memo: optional(prose(PROSE_CHARS_MAX)), request: optional(text({ min: 1, max: 128, pattern: /^[0-9a-f]*$/, describe: 'a request nonce in hex' })) },
   collect: { id, digest },
-  'dotm-issue': { id, amount, count: uint({ max: ISSUE_BLOCKS_MAX }), blocks: optional(array(text({ min: 1, max: 256 }), { max: ISSUE_BLOCKS_MAX })) },
+  'dotm-issue': { id, amount, count: uint({ max: ISSUE_BLOCKS_MAX }), blocks: optional(array(blob, { max: ISSUE_BLOCKS_MAX })) },
 });
 
 /** A secure element retired by `tally wallet recover`. */
@@ -81,7 +83,7 @@ export const historyEventCodec = record({
   at: timestampMs,
   kind: text({ min: 1, max: 64 }),
   amount: optional(text({ min: 1, max: 64 })),
-  detail: optional(prose(PROSE_CHARS_MAX)),
+  detail: optional(prose(HISTORY_DETAIL_CHARS_MAX)),
 });
 
 /** The header every wallet has, whatever its scheme. */
