@@ -12,7 +12,7 @@ export const BLOB_CHARS_MAX = 256 * 1024;
 /** Longest revocation list kept (base64url). */
 export const CRL_CHARS_MAX = 8 * 1024 * 1024;
 /** Longest free-text field (a reason, a memo, a history detail). */
-export const PROSE_CHARS_MAX = 4096;
+export const PROSE_CHARS_MAX = 64 * 1024;
 /** Longest history detail (one may list the blocks of a DOT-M issue cut short). */
 export const HISTORY_DETAIL_CHARS_MAX = 16 * 1024 * 1024;
 /** Most entries in any one list of a legacy wallet.json accepted on migration. */
