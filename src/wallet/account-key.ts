@@ -9,7 +9,7 @@
  */
 import { equalBytes, fromBase64url, fromHex, toBase64url, toHex } from '../core/bytes.ts';
 import { literal, taggedUnion, text, type Infer } from '../core/codec.ts';
-import { signerFromSecret, type CryptoProvider, type SignatureSuite, type Signer } from '../core/crypto/suite.ts';
+import type { CryptoProvider, SignatureSuite, Signer } from '../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../core/errors.ts';
 import { base64urlText, keyIdHex } from '../core/fields.ts';
 import { KEY_FILE_BYTES_MAX, openKey, sealKey, type ScryptParams } from '../issuer/identity/keystore.ts';
@@ -110,11 +110,4 @@ export async function sealLegacySecret(suite: SignatureSuite, secretHex: string,
   } finally {
     bytes.fill(0);
   }
-}
-
-/** A signer over a fresh secret and the secret sealed, for a new wallet. */
-export async function newAccountKey(suite: SignatureSuite, secretKey: Uint8Array, passphrase: string, options?: { kdf?: ScryptParams | undefined }): Promise<{ signer: Signer; sealed: SealedAccountKey }> {
-  const signer = signerFromSecret(suite, secretKey);
-  const sealed = await sealAccountKey(suite, secretKey, passphrase, options);
-  return { signer, sealed };
 }

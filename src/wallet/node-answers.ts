@@ -145,9 +145,3 @@ export const dotmEventsAnswer = looseRecord({
 
 /** What POST /v1/dotm/events answers. */
 export type DotmEventsAnswer = Infer<typeof dotmEventsAnswer>;
-
-/** An answer whose body the caller does not read (a 204, an acknowledgement). */
-export const ignoredAnswer: Codec<null> = { expected: 'anything', decode: () => null };
-
-/** The `status: "ok"` of GET /healthz. */
-export const healthAnswer = looseRecord({ status: literal('ok') });
