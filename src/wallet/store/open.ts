@@ -9,6 +9,7 @@ import { readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { utf8 } from '../../core/bytes.ts';
 import { TallyError } from '../../core/errors.ts';
+import { syncDirectory } from '../../secure-element/durable-file.ts';
 import { corrupt, isFsError, readFileBounded, requirePrivateMode, writeFileAtomic } from '../../host/files.ts';
 import { historyEventCodec, walletFileCodec, type HistoryEvent, type LegacyWallet } from './records.ts';
 import { STORE_FILE, WalletStore, type StoreOptions } from './store.ts';
@@ -147,6 +148,8 @@ export async function openWalletStore(dir: string, options: OpenOptions = {}): P
     built.close();
   }
   await rename(temp, storePath);
+  // The rename is durable before the old file goes: a power cut cannot leave neither.
+  await syncDirectory(dir);
   await finishBackup(dir, data.user.secret === undefined ? null : user);
   return WalletStore.open(storePath, options);
 }
