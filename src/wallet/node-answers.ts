@@ -120,7 +120,8 @@ export const opsSyncAnswer = looseRecord({
   ack: blob,
   crl,
   crlVersion: uint({ max: 2 ** 40 }),
-  fraud: array(looseRecord({ device: text({ min: 1, max: 128 }), kind: word }), { max: ANSWER_ITEMS_MAX }),
+  // Every field of a case is kept: `tally wallet sync --json` prints them as the node gave them.
+  fraud: array(looseRecord({ device: text({ min: 1, max: 128 }), kind: word, new: optional(boolean) }), { max: ANSWER_ITEMS_MAX }),
 });
 
 /** POST /v1/ops/devices/:id/retire: the retirement (what the node holds, and until when). */
@@ -139,7 +140,8 @@ export const dotmIssueAnswer = looseRecord({ blocks: array(blob, { max: BLOCKS_M
 export const dotmEventsAnswer = looseRecord({
   ack: blob,
   crl,
-  results: array(looseRecord({ seq: uint({ max: 2 ** 40 }), status: word, code: optional(word), message: optional(message) }), { max: ANSWER_ITEMS_MAX }),
+  // Every field of a result is kept: `tally wallet sync --json` prints the results as the node gave them.
+  results: array(looseRecord({ seq: uint({ max: 2 ** 40 }), status: word, code: optional(word), message: optional(message), credited: optional(amount), refund: optional(oneOf(['credited', 'withheld'] as const)) }), { max: ANSWER_ITEMS_MAX }),
   findings: array({ expected: 'a finding', decode: (v: unknown) => v } satisfies Codec<unknown>, { max: ANSWER_ITEMS_MAX }),
 });
 
