@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { isTallyError } from '../core/errors.ts';
 import type { Capability } from '../wallet/plugin.ts';
+import { decodeText, operatorTokenCodec } from '../wallet/files.ts';
 import { readPassword } from './password.ts';
 
 export { readPassword };
@@ -102,7 +103,7 @@ export async function operatorToken(values: Record<string, unknown>, env: VerbIo
   if (typeof values['data'] === 'string') {
     const path = join(values['data'], 'identity', 'operator-token');
     const text = await readFile(path, 'utf8').catch(() => null);
-    if (text !== null) return text.trim();
+    if (text !== null) return decodeText(operatorTokenCodec, text.trim(), path);
     throw new UsageError(`no operator token in ${path}`);
   }
   throw new UsageError('the operator token is needed: give --token, set TALLY_OPERATOR_TOKEN, or point --data at the node\'s data folder');

@@ -19,6 +19,7 @@ import { signerFromSecret, type Signer } from '../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../core/errors.ts';
 import { measureTrustedApp as measureClosure } from '../secure-element/measure.ts';
 import { ensurePrivateDir, readFileBounded, requirePrivateMode, writeFileAtomic } from '../host/files.ts';
+import { decodeJsonFile, oemFileCodec } from './files.ts';
 import { keyId } from '../pki/key-id.ts';
 import type { NodeClient } from './node-client.ts';
 
@@ -59,16 +60,7 @@ async function readOem(home: string): Promise<OemFile | null> {
   const file = await readFileBounded(path, 'OEM key file', 64 * 1024);
   if (file === null) return null;
   requirePrivateMode(path, 'OEM key file', file.mode);
-  let parsed: OemFile;
-  try {
-    parsed = JSON.parse(new TextDecoder().decode(file.data)) as OemFile;
-  } catch (e) {
-    throw new TallyError('STATE_CORRUPT', `OEM key file ${path} is not JSON`, { reason: 'json' }, { cause: e });
-  }
-  if (parsed.format !== 1 || typeof parsed.secret !== 'string' || !/^[0-9a-f]{64}$/.test(parsed.secret) || typeof parsed.enrolled !== 'object') {
-    throw new TallyError('STATE_CORRUPT', `OEM key file ${path} is not in the expected format`, { reason: 'format' });
-  }
-  return parsed;
+  return decodeJsonFile(path, 'OEM key file', oemFileCodec, new TextDecoder().decode(file.data));
 }
 
 function oemOf(file: OemFile): Oem {

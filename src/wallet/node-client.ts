@@ -6,9 +6,11 @@
  */
 import { toHex } from '../core/bytes.ts';
 import type { Signer } from '../core/crypto/suite.ts';
-import { TallyError } from '../core/errors.ts';
+import type { Codec } from '../core/codec.ts';
+import { isTallyError, TallyError } from '../core/errors.ts';
 import { signRequest } from '../issuer/client/request-auth.ts';
 import { keyId } from '../pki/key-id.ts';
+import { infoAnswer, type InfoAnswer } from './node-answers.ts';
 
 /** How long one HTTP call may take. */
 export const NODE_CALL_TIMEOUT_MS = 15_000;
@@ -16,12 +18,7 @@ export const NODE_CALL_TIMEOUT_MS = 15_000;
 export const NODE_ANSWER_BYTES_MAX = 4 * 1024 * 1024;
 
 /** What /v1/info answers. */
-export interface NodeInfo {
-  currency: { code: string; decimals: number };
-  certificates: { root: string; intermediary: string; issuerNode: string };
-  suites: string[];
-  limits: { bodyBytesMax: number; requestWindowMs: number; holdingLimit: string; offlinePaymentsMax: number };
-}
+export type NodeInfo = InfoAnswer;
 
 /** Per-call options. */
 export interface CallInit {
@@ -30,6 +27,11 @@ export interface CallInit {
   /** Answers to pass through instead of throwing (e.g. 304). */
   accept?: readonly number[];
   headers?: Record<string, string>;
+}
+
+/** Per-call options of a call whose answer is decoded by `answer` (see node-answers.ts). */
+export interface DecodedInit<T> extends CallInit {
+  answer: Codec<T>;
 }
 
 /** A JSON answer. */
@@ -47,30 +49,36 @@ export class NodeClient {
     this.url = url.replace(/\/+$/, '');
   }
 
-  /** GET /v1/info. */
+  /** GET /v1/info. @throws TallyError DECODE_FAILED for a malformed answer */
   async info(): Promise<NodeInfo> {
-    return (await this.call<NodeInfo>('GET', '/v1/info')).body;
+    return (await this.call('GET', '/v1/info', { answer: infoAnswer })).body;
   }
 
-  /** An unsigned call. */
-  call<T>(method: string, path: string, init: CallInit = {}): Promise<NodeAnswer<T>> {
+  /** An unsigned call; its answer is decoded by `init.answer`, else left `unknown`. */
+  call<T>(method: string, path: string, init: DecodedInit<T>): Promise<NodeAnswer<T>>;
+  call(method: string, path: string, init?: CallInit): Promise<NodeAnswer<unknown>>;
+  call(method: string, path: string, init: CallInit & { answer?: Codec<unknown> } = {}): Promise<NodeAnswer<unknown>> {
     const text = init.body === undefined ? undefined : JSON.stringify(init.body);
-    return this.send<T>(method, path, text, { ...init.headers, ...idempotency(init.idempotencyKey) }, init.accept);
+    return this.send(method, path, text, { ...init.headers, ...idempotency(init.idempotencyKey) }, init.accept, init.answer);
   }
 
-  /** A call signed with `signer` (the user's key). */
-  signed<T>(signer: Signer, method: string, path: string, init: CallInit = {}): Promise<NodeAnswer<T>> {
+  /** A call signed with `signer` (the user's key); its answer is decoded by `init.answer`, else left `unknown`. */
+  signed<T>(signer: Signer, method: string, path: string, init: DecodedInit<T>): Promise<NodeAnswer<T>>;
+  signed(signer: Signer, method: string, path: string, init?: CallInit): Promise<NodeAnswer<unknown>>;
+  signed(signer: Signer, method: string, path: string, init: CallInit & { answer?: Codec<unknown> } = {}): Promise<NodeAnswer<unknown>> {
     const text = init.body === undefined ? '' : JSON.stringify(init.body);
     const auth = signRequest({ signer, keyId: toHex(keyId(signer.publicKey)), method, path, body: text, timestamp: Date.now() });
-    return this.send<T>(method, path, init.body === undefined ? undefined : text, { ...init.headers, ...auth, ...idempotency(init.idempotencyKey) }, init.accept);
+    return this.send(method, path, init.body === undefined ? undefined : text, { ...init.headers, ...auth, ...idempotency(init.idempotencyKey) }, init.accept, init.answer);
   }
 
-  /** An operator call (bearer token). */
-  operator<T>(token: string, method: string, path: string, init: CallInit = {}): Promise<NodeAnswer<T>> {
-    return this.call<T>(method, path, { ...init, headers: { ...init.headers, authorization: `Bearer ${token}` } });
+  /** An operator call (bearer token); its answer is decoded by `init.answer`, else left `unknown`. */
+  operator<T>(token: string, method: string, path: string, init: DecodedInit<T>): Promise<NodeAnswer<T>>;
+  operator(token: string, method: string, path: string, init?: CallInit): Promise<NodeAnswer<unknown>>;
+  operator(token: string, method: string, path: string, init: CallInit & { answer?: Codec<unknown> } = {}): Promise<NodeAnswer<unknown>> {
+    return this.call(method, path, { ...init, headers: { ...init.headers, authorization: `Bearer ${token}` } } as DecodedInit<unknown>);
   }
 
-  private async send<T>(method: string, path: string, body: string | undefined, headers: Record<string, string>, accept: readonly number[] = []): Promise<NodeAnswer<T>> {
+  private async send(method: string, path: string, body: string | undefined, headers: Record<string, string>, accept: readonly number[] = [], answer?: Codec<unknown>): Promise<NodeAnswer<unknown>> {
     let res: Response;
     try {
       res = await fetch(`${this.url}${path}`, {
@@ -94,11 +102,21 @@ export class NodeClient {
         parsed = null;
       }
     }
-    if (res.ok || accept.includes(res.status)) return { status: res.status, body: parsed as T, headers: res.headers };
+    if (res.ok || accept.includes(res.status)) return { status: res.status, body: answer === undefined ? parsed : this.decodeAnswer(answer, parsed, method, path), headers: res.headers };
     const problem = (parsed as { error?: { code?: unknown; message?: unknown; details?: unknown } } | null)?.error;
     const code = typeof problem?.code === 'string' ? problem.code : `HTTP_${res.status}`;
     const message = typeof problem?.message === 'string' ? problem.message : `${method} ${path} answered ${res.status}`;
     throw new TallyError('NODE_REFUSED', `the node refused: ${message} [${code}]`, { status: res.status, code, details: textDetails(problem?.details) });
+  }
+
+  /** Decodes an answer; a malformed one is DECODE_FAILED naming the route and the field. */
+  private decodeAnswer(answer: Codec<unknown>, parsed: unknown, method: string, path: string): unknown {
+    try {
+      return answer.decode(parsed, 'answer');
+    } catch (e) {
+      if (!isTallyError(e, 'DECODE_FAILED')) throw e;
+      throw new TallyError('DECODE_FAILED', `the node at ${this.url} answered ${method} ${path} with a malformed body: ${e.message}`, e.details, { cause: e });
+    }
   }
 }
 

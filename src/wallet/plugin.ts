@@ -9,6 +9,8 @@ export type { CreateContext, LinkSide, NewWallet, ResumeReport, TrustedAppSpec, 
 export type { HistoryEvent, InboxEntry, JournalStep, SentEntry, WalletData } from './wallet-data.ts';
 export type { HistoryRead } from './wallet-common.ts';
 export { NodeClient, type NodeInfo } from './node-client.ts';
+export { accountAnswer, amount, ANSWER_ITEMS_MAX, blob, crl, deviceAnswer, message, revocationsAnswer, userAnswer, word } from './node-answers.ts';
+export { looseRecord } from '../core/fields.ts';
 export { SOFTWARE_SE_MODEL, measureTrustedApp, type FactoryBuild, type Oem } from './factory.ts';
 import type { FactoryBuild } from './factory.ts';
 export { walletDir, walletPaths, type WalletPaths } from './home.ts';

@@ -26,7 +26,9 @@ import { decodeRevocationList, RevocationStore } from '../pki/revocation.ts';
 import type { CommandTable, TrustedApp } from '../secure-element/trusted-app.ts';
 import { nodeProvider } from '../providers/node-crypto.ts';
 import { IsolatedHost } from '../secure-element/host-isolated.ts';
+import type { Codec } from '../core/codec.ts';
 import { loadOem, type Oem } from './factory.ts';
+import { decodeJsonFile } from './files.ts';
 import { checkWalletName, walletDir, walletPaths, type WalletPaths } from './home.ts';
 import { NodeClient, type NodeInfo } from './node-client.ts';
 import { formatMinor, isNodeRefusal, onlineBalanceOf, openWalletFolder, parsePositive, readHistory, type HistoryRead } from './wallet-common.ts';
@@ -318,12 +320,13 @@ export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends C
    */
   protected async replaceSecureElement<Fresh>(
     old: string,
+    staged: Codec<Fresh>,
     provision: (context: { paths: WalletPaths; oem: Oem; info: NodeInfo }) => Promise<Fresh>,
     hooks: { beforeProvision?: () => Promise<void>; beforeMove?: () => Promise<void> } = {},
   ): Promise<{ fresh: Fresh; folder: string }> {
     const staging = walletPaths(join(this.paths.dir, 'recovering'));
-    const staged = join(staging.dir, 'device.json');
-    let fresh = await readFile(staged, 'utf8').then((t) => JSON.parse(t) as Fresh, () => null);
+    const stagedFile = join(staging.dir, 'device.json');
+    let fresh = await readFile(stagedFile, 'utf8').then((t) => decodeJsonFile(stagedFile, 'staged device file', staged, t), () => null);
     if (fresh === null) {
       // Only a secure element that refuses to run is retired.
       try {
@@ -340,7 +343,7 @@ export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends C
       await rm(staging.dir, { recursive: true, force: true });
       await ensurePrivateDir(staging.dir);
       fresh = await provision({ paths: staging, oem, info });
-      await writeFile(staged, JSON.stringify(fresh), { mode: 0o600 });
+      await writeFile(stagedFile, JSON.stringify(fresh), { mode: 0o600 });
     }
     await hooks.beforeMove?.();
     const folder = join(this.paths.dir, 'retired', old);

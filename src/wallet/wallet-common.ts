@@ -9,6 +9,7 @@ import { isTallyError, TallyError } from '../core/errors.ts';
 import { readFileBounded, requirePrivateMode } from '../host/files.ts';
 import { lockWallet, walletDir, walletPaths, type WalletPaths } from './home.ts';
 import type { NodeClient } from './node-client.ts';
+import { accountAnswer } from './node-answers.ts';
 import { parseData, type HistoryEvent, type WalletData } from './wallet-data.ts';
 
 /** Largest wallet.json read. */
@@ -109,7 +110,7 @@ export function isNodeRefusal(e: unknown): e is TallyError<'NODE_REFUSED'> {
 /** The account's online balance, or null with the reason when the node is unreachable. */
 export async function onlineBalanceOf(node: NodeClient, user: Signer, account: string): Promise<{ balance: string | null; error?: string }> {
   try {
-    const answer = await node.signed<{ balance: string }>(user, 'GET', `/v1/accounts/${account}`);
+    const answer = await node.signed(user, 'GET', `/v1/accounts/${account}`, { answer: accountAnswer });
     return { balance: answer.body.balance };
   } catch (e) {
     if (isTallyError(e, 'NODE_UNREACHABLE')) return { balance: null, error: e.message };

@@ -7,6 +7,7 @@ import type { SuiteName } from '../core/crypto/suite.ts';
 import { TallyError } from '../core/errors.ts';
 import { writeFileAtomic } from '../host/files.ts';
 import type { WalletPaths } from './home.ts';
+import { walletFileCodec } from './store/records.ts';
 
 /** A received payment, as the payee's log keeps it. */
 export interface InboxEntry {
@@ -125,5 +126,10 @@ export function parseData(path: string, bytes: Uint8Array): WalletData {
   const clear = typeof data.user?.secret === 'string' && /^[0-9a-f]{64}$/.test(data.user.secret);
   const sealed = typeof data.user?.sealed === 'string' && /^[A-Za-z0-9_-]{1,2048}$/.test(data.user.sealed);
   if (!clear && !sealed) fail(`wallet file ${path}: the user key is missing`, 'user');
+  try {
+    walletFileCodec.decode(data, 'wallet');
+  } catch (e) {
+    throw new TallyError('STATE_CORRUPT', `wallet file ${path} is damaged: ${e instanceof Error ? e.message : String(e)}`, { reason: 'field' }, { cause: e });
+  }
   return data;
 }

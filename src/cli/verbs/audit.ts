@@ -1,5 +1,6 @@
 /** `tally audit`: the node's audit of its ledger and of what moved offline. */
 import { NodeClient } from '../../wallet/node-client.ts';
+import { auditAnswer, withRaw } from '../../wallet/node-answers.ts';
 import { JSON_OPTION, nodeUrl, OPERATOR_FLAGS, OPERATOR_OPTIONS, operatorToken, parse, type Verb } from '../plugin.ts';
 
 /** The verb. */
@@ -21,8 +22,8 @@ export const audit: Verb = {
       problemCount: number;
       transferCount: number;
     };
-    const answer = await node.operator<Audit>(await operatorToken(values, io.env), 'GET', '/v1/audit');
-    const body = answer.body;
+    const answer = await node.operator(await operatorToken(values, io.env), 'GET', '/v1/audit', { answer: withRaw(auditAnswer) });
+    const body: Audit = answer.body.value;
     const cur = body.currency;
     const lines = [
       `Audit: ${body.balanced ? 'balanced' : 'NOT BALANCED'}.`,
@@ -34,6 +35,6 @@ export const audit: Verb = {
         ...e.exposed.map((h) => `  device ${h.device} paid out ${h.amount} ${cur} more than the node knows it received${h.fraud ? ' (named in a fraud case)' : ''}`),
       ]),
     ];
-    return { text: lines.join('\n'), json: body };
+    return { text: lines.join('\n'), json: answer.body.raw };
   },
 };

@@ -4,6 +4,7 @@
  */
 import { toHex } from '../../core/bytes.ts';
 import { NodeClient } from '../../wallet/node-client.ts';
+import { looseRecord } from '../../core/fields.ts';
 import { JSON_OPTION, nodeUrl, OPERATOR_FLAGS, OPERATOR_OPTIONS, operatorToken, parse, type Verb } from '../plugin.ts';
 
 /** An operator verb that POSTs one request built from its words. */
@@ -16,7 +17,8 @@ function operatorAction(name: string, words: readonly string[], summary: string,
     async run(argv, io) {
       const { values, args } = parse(argv, OPERATOR_FLAGS, [...words]);
       const { path, body } = request(args);
-      const answer = await new NodeClient(nodeUrl(values.node, io.env)).operator<Record<string, unknown>>(await operatorToken(values, io.env), 'POST', path, {
+      const answer = await new NodeClient(nodeUrl(values.node, io.env)).operator(await operatorToken(values, io.env), 'POST', path, {
+        answer: looseRecord({}),
         body,
         idempotencyKey: `${name}-${toHex(crypto.getRandomValues(new Uint8Array(12)))}`,
       });

@@ -3,6 +3,7 @@ import { toHex } from '../../core/bytes.ts';
 import { TallyError } from '../../core/errors.ts';
 import { resolveHome } from '../../wallet/home.ts';
 import { NodeClient } from '../../wallet/node-client.ts';
+import { mintAnswer } from '../../wallet/node-answers.ts';
 import { readWalletData } from '../../wallet/wallet-common.ts';
 import { HOME_OPTION, JSON_OPTION, nodeUrl, OPERATOR_FLAGS, OPERATOR_OPTIONS, operatorToken, parse, type Verb } from '../plugin.ts';
 
@@ -26,7 +27,8 @@ export const operatorMint: Verb = {
       if (values.node === undefined) url = read.data.node;
     }
     const node = new NodeClient(url);
-    const answer = await node.operator<{ transfer: { id: string; amount: string; currency: string } }>(await operatorToken(values, io.env), 'POST', '/v1/operator/mint', {
+    const answer = await node.operator(await operatorToken(values, io.env), 'POST', '/v1/operator/mint', {
+    answer: mintAnswer,
       body: { account, amount },
       idempotencyKey: `mint-${toHex(crypto.getRandomValues(new Uint8Array(12)))}`,
     });

@@ -18,6 +18,7 @@ import { signerFromSecret } from '../../core/crypto/suite.ts';
 import { sealKey } from '../../issuer/identity/keystore.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { NodeClient } from '../../wallet/node-client.ts';
+import { auditAnswer, userAnswer } from '../../wallet/node-answers.ts';
 import { PASSWORD_TRIES_MAX } from './trusted-app.ts';
 import { BIN, killChildren, startNode, type Json } from '../../cli/e2e-process.ts';
 
@@ -130,7 +131,7 @@ test('DOT-M password through the CLI: no clear account key on disk, withdraw nee
   const oldSecret = randomBytes(32);
   const oldAccount = signerFromSecret(nobleEd25519, oldSecret);
   const client = new NodeClient(node.url);
-  const registered = await client.signed<{ account: string; keyId: string; certificate: string }>(oldAccount, 'POST', '/v1/users', {
+  const registered = await client.signed(oldAccount, 'POST', '/v1/users', { answer: userAnswer,
     body: { publicKey: { suite: 'ed25519', key: toBase64url(oldAccount.publicKey.key) } },
     idempotencyKey: `register-old-${toHex(keyId(oldAccount.publicKey))}`,
   });
@@ -151,7 +152,7 @@ test('DOT-M password through the CLI: no clear account key on disk, withdraw nee
   assert.ok(history.some((e) => e['kind'] === 'account-sealed'));
 
   // The audit, and conservation: the float is what the two SEs hold.
-  const audit = (await client.operator<{ balanced: boolean; currencies: { totalOfflineFloat: string }[] }>(token, 'GET', '/v1/audit')).body;
+  const audit = (await client.operator(token, 'GET', '/v1/audit', { answer: auditAnswer })).body;
   assert.equal(audit.balanced, true);
   const float = audit.currencies[0]?.totalOfflineFloat ?? '';
   // Minor units, or a decimal string.

@@ -26,6 +26,8 @@ import { signerFromSecret, SUITE_NAMES, type PublicKey, type Signer, type SuiteN
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import { decodeCertificate } from '../../pki/certificate.ts';
+import { record, text } from '../../core/codec.ts';
+import { base64urlText } from '../../core/fields.ts';
 import { keyId } from '../../pki/key-id.ts';
 import {
   connectLink,
@@ -41,6 +43,7 @@ import {
   SOFTWARE_SE_MODEL,
   startSecureElement,
   WalletShell,
+  userAnswer,
   type HistoryEvent,
   type LinkSide,
   type NodeClient,
@@ -52,6 +55,7 @@ import {
   type WalletFormat,
   type WalletPaths,
 } from '../../wallet/plugin.ts';
+import { dotmEventsAnswer, dotmIssueAnswer, dotmWalletAnswer, type DotmEventsAnswer } from './wallet-answers.ts';
 import { decodeBlock } from './messages.ts';
 import { eventAckCodec, walletEventWire, type WalletEvent } from './online.ts';
 import { DOTM_LINK_PROLOGUE, DOTM_LINK_SCHEME, failureCode, runPayee, runPayer } from './session.ts';
@@ -70,6 +74,14 @@ type DotmCommands = typeof dotmTrustedApp.commands;
 const DOTM_TA: TrustedAppSpec<DotmState, DotmCommands> = { app: dotmTrustedApp, location: { module: new URL('./trusted-app.ts', import.meta.url).href, export: 'dotmTrustedApp' } };
 /** The wallet's DOT-M secure element. */
 export type DotmSecureElement = Awaited<ReturnType<typeof startSecureElement<DotmState, DotmCommands>>>;
+
+/** The keys a recovery staged (`recovering/device.json`), read back when a recovery cut short runs again. */
+const STAGED_KEYS = record({
+  wallet: text({ min: 1, max: 256 }),
+  user: text({ min: 1, max: 256 }),
+  ucert: base64urlText({ max: 256 * 1024 }),
+  wcert: base64urlText({ max: 256 * 1024 }),
+});
 
 /** A step of a DOT-M wallet's journal: a block issue (§3.3.2), until the SE has loaded the blocks. */
 export interface IssueStep {
@@ -183,7 +195,7 @@ async function provisionDotm(
   const attestation = attestDevice(oem.signer, { sePublicKey: init.walletKey, model: SOFTWARE_SE_MODEL, taMeasurement: await measureTrustedApp(DOTM_TA_BUILD) });
   options.progress?.('certifying the user and wallet keys (OEM attestation, proofs of possession)');
   const key = (k: PublicKey) => ({ suite: k.suite, key: toBase64url(k.key) });
-  const answer = await node.signed<{ wallet: string; user: string; ucert: string; wcert: string }>(options.account, 'POST', '/v1/dotm/wallets', {
+  const answer = await node.signed(options.account, 'POST', '/v1/dotm/wallets', { answer: dotmWalletAnswer,
     body: {
       userKey: key(init.userKey),
       userProof: toBase64url(init.userProof),
@@ -302,7 +314,8 @@ export class DotmWallet extends WalletShell<IssueStep, DotmSlot, DotmState, Dotm
     await createWalletFolder<IssueStep, DotmSlot>({ ...options, needsOem: true }, async ({ node, info, paths, oem, progress }) => {
       if (oem === null) throw new TallyError('ASSERTION_FAILED', 'a DOT-M wallet is created with the home OEM', {});
       progress('registering the account at the node');
-      const registered = await node.signed<{ account: string; keyId: string; certificate: string }>(account, 'POST', '/v1/users', {
+      const registered = await node.signed(account, 'POST', '/v1/users', {
+        answer: userAnswer,
         body: { publicKey: { suite: account.publicKey.suite, key: toBase64url(account.publicKey.key) } },
         idempotencyKey: `register-${toHex(keyId(account.publicKey))}`,
       });
@@ -373,7 +386,7 @@ export class DotmWallet extends WalletShell<IssueStep, DotmSlot, DotmState, Dotm
    */
   async recoverDevice(password: string, progress?: (line: string) => void): Promise<{ retired: string; device: string; folder: string; setAside: { steps: number; payments: number } }> {
     const old = this.keys;
-    const { fresh, folder } = await this.replaceSecureElement(old.wallet, async ({ paths, oem, info }) => {
+    const { fresh, folder } = await this.replaceSecureElement(old.wallet, STAGED_KEYS, async ({ paths, oem, info }) => {
       progress?.('making new usk and wsk in a new isolated secure element');
       const host = await startSecureElement(DOTM_TA, paths, true, old.suite ?? 'ed25519');
       try {
@@ -452,7 +465,7 @@ export class DotmWallet extends WalletShell<IssueStep, DotmSlot, DotmState, Dotm
     if (step.blocks === undefined) {
       let answer;
       try {
-        answer = await this.node.signed<{ blocks: string[] }>(this.user, 'POST', '/v1/dotm/issue', {
+        answer = await this.node.signed(this.user, 'POST', '/v1/dotm/issue', { answer: dotmIssueAnswer,
           body: { wallet: this.keys.wallet, amount: this.format(BigInt(step.amount)), blocks: step.count },
           idempotencyKey: `dotm-issue-${step.id}`,
         });
@@ -523,16 +536,16 @@ export class DotmWallet extends WalletShell<IssueStep, DotmSlot, DotmState, Dotm
    * (with the revocation list) goes back into the SE, which forgets what was taken.
    * @throws TallyError NODE_*, SE_*
    */
-  async sync(): Promise<{ uploaded: number; results: { seq: number; status: string; code?: string; message?: string }[]; findings: unknown[]; crlVersion: number }> {
+  async sync(): Promise<{ uploaded: number; results: DotmEventsAnswer['results']; findings: unknown[]; crlVersion: number }> {
     const se = await this.se();
     const { events } = await se.call('events', {});
-    type Answer = { ack: string; crl: string; results: { seq: number; status: string; code?: string; message?: string }[]; findings: unknown[] };
+    type Answer = DotmEventsAnswer;
     const results: Answer['results'] = [];
     const findings: unknown[] = [];
     let last: Answer | null = null;
     for (const chunk of chunks(events)) {
       last = (
-        await this.node.signed<Answer>(this.user, 'POST', '/v1/dotm/events', {
+        await this.node.signed(this.user, 'POST', '/v1/dotm/events', { answer: dotmEventsAnswer,
           body: { wallet: this.keys.wallet, events: chunk },
           idempotencyKey: `dotm-events-${this.keys.wallet.slice(0, 16)}-${newStepId()}`,
         })
@@ -541,7 +554,7 @@ export class DotmWallet extends WalletShell<IssueStep, DotmSlot, DotmState, Dotm
       findings.push(...last.findings);
     }
     if (last === null) {
-      last = (await this.node.signed<Answer>(this.user, 'POST', '/v1/dotm/events', { body: { wallet: this.keys.wallet, events: [] }, idempotencyKey: `dotm-events-${newStepId()}` })).body;
+      last = (await this.node.signed(this.user, 'POST', '/v1/dotm/events', { answer: dotmEventsAnswer, body: { wallet: this.keys.wallet, events: [] }, idempotencyKey: `dotm-events-${newStepId()}` })).body;
     }
     const ack = eventAckCodec.decode(decodeCbor(fromBase64url(last.ack)), 'ack');
     const applied = await se.call('ack', { ack, crl: fromBase64url(last.crl) });

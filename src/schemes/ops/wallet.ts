@@ -17,6 +17,8 @@ import { signerFromSecret, type PublicKey, type Signer } from '../../core/crypto
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import { decodeCertificate } from '../../pki/certificate.ts';
+import { record } from '../../core/codec.ts';
+import { base64urlText, keyIdHex } from '../../core/fields.ts';
 import { keyId } from '../../pki/key-id.ts';
 import {
   connectLink,
@@ -30,6 +32,9 @@ import {
   SOFTWARE_SE_MODEL,
   startSecureElement,
   WalletShell,
+  deviceAnswer,
+  revocationsAnswer,
+  userAnswer,
   type HistoryEvent,
   type InboxEntry,
   type LinkSide,
@@ -43,6 +48,7 @@ import {
   type WalletFormat,
   type WalletPaths,
 } from '../../wallet/plugin.ts';
+import { opsClaimsAnswer, opsDepositAnswer, opsReleaseAnswer, opsRetireAnswer, opsSyncAnswer } from './wallet-answers.ts';
 import {
   depositConfirmationCodec,
   decodePayment,
@@ -96,6 +102,9 @@ type OpsCommands = typeof opsTrustedApp.commands;
 const OPS_TA: TrustedAppSpec<OpsState, OpsCommands> = { app: opsTrustedApp, location: { module: new URL('./trusted-app.ts', import.meta.url).href, export: 'opsTrustedApp' } };
 /** The wallet's secure element. */
 export type OpsSecureElement = Awaited<ReturnType<typeof startSecureElement<OpsState, OpsCommands>>>;
+
+/** The device a recovery staged (`recovering/device.json`), read back when a recovery cut short runs again. */
+const STAGED_DEVICE = record({ keyId: keyIdHex, certificate: base64urlText({ max: 256 * 1024 }) });
 
 /** A step of an OPS wallet's journal. */
 export type PendingStep =
@@ -214,7 +223,8 @@ export class Wallet extends WalletShell<PendingStep, never, OpsState, OpsCommand
       const secret = randomBytes(32);
       const user = signerFromSecret(nobleEd25519, secret);
       progress('registering the user at the node');
-      const registered = await node.signed<{ account: string; keyId: string; certificate: string }>(user, 'POST', '/v1/users', {
+      const registered = await node.signed(user, 'POST', '/v1/users', {
+        answer: userAnswer,
         body: { publicKey: { suite: user.publicKey.suite, key: toBase64url(user.publicKey.key) } },
         idempotencyKey: `register-${toHex(keyId(user.publicKey))}`,
       });
@@ -320,7 +330,7 @@ export class Wallet extends WalletShell<PendingStep, never, OpsState, OpsCommand
   async recoverDevice(progress?: (line: string) => void): Promise<{ retired: string; device: string; folder: string; setAside: { steps: number; payments: number }; escrow: string; releaseAt: string }> {
     const old = this.requireDevice();
     const at: { node?: { status: string; escrow: string; releaseAt: string } } = {};
-    const { fresh: device, folder } = await this.replaceSecureElement(old.keyId, async ({ paths, oem, info }) => {
+    const { fresh: device, folder } = await this.replaceSecureElement(old.keyId, STAGED_DEVICE, async ({ paths, oem, info }) => {
       progress?.('provisioning a new isolated secure element');
       const host = await startSecureElement(OPS_TA, paths, true);
       try {
@@ -334,7 +344,8 @@ export class Wallet extends WalletShell<PendingStep, never, OpsState, OpsCommand
       // account after the hold (see sync).
       beforeMove: async () => {
         progress?.(`retiring the old device ${old.keyId} at the node`);
-        at.node = (await this.node.signed<{ status: string; escrow: string; releaseAt: string }>(this.user, 'POST', `/v1/ops/devices/${old.keyId}/retire`, {
+        at.node = (await this.node.signed(this.user, 'POST', `/v1/ops/devices/${old.keyId}/retire`, {
+          answer: opsRetireAnswer,
           body: { reason: 'its secure element refuses to run (tally wallet recover)' },
           idempotencyKey: `retire-${old.keyId}`,
         })).body;
@@ -418,7 +429,7 @@ export class Wallet extends WalletShell<PendingStep, never, OpsState, OpsCommand
     if (step.confirmation === undefined) {
       let answer;
       try {
-        answer = await this.node.signed<{ confirmation: string }>(this.user, 'POST', '/v1/ops/deposits', {
+        answer = await this.node.signed(this.user, 'POST', '/v1/ops/deposits', { answer: opsDepositAnswer,
           body: { device: device.keyId, amount: this.format(BigInt(step.amount)) },
           idempotencyKey: `deposit-${step.id}`,
         });
@@ -715,7 +726,7 @@ export class Wallet extends WalletShell<PendingStep, never, OpsState, OpsCommand
     for (let at = 0; at < waiting.length; at += CLAIM_BATCH_MAX) {
       const batch = waiting.slice(at, at + CLAIM_BATCH_MAX);
       // The key names the batch's payments: a re-sent batch (after a lost answer) is the same request.
-      const answer = await this.node.signed<{ results: ({ status: 'credited'; amount?: string } | { status: 'refused'; code: string; message: string })[] }>(this.user, 'POST', '/v1/ops/claims/batch', {
+      const answer = await this.node.signed(this.user, 'POST', '/v1/ops/claims/batch', { answer: opsClaimsAnswer,
         body: { payments: batch.map((e) => e.payment) },
         idempotencyKey: `claims-${toBase64url(sha256(utf8(batch.map((e) => e.digest).join(','))))}`,
       });
@@ -759,7 +770,7 @@ export class Wallet extends WalletShell<PendingStep, never, OpsState, OpsCommand
   }> {
     const device = this.data.device;
     if (device === null) {
-      const answer = await this.node.call<{ version: number; list: string }>('GET', '/v1/revocations');
+      const answer = await this.node.call('GET', '/v1/revocations', { answer: revocationsAnswer });
       await this.keepCrl(answer.body.list);
       await this.note({ at: Date.now(), kind: 'sync', detail: `revocation list v${answer.body.version}` });
       return { crlVersion: answer.body.version, fraud: [] };
@@ -768,7 +779,7 @@ export class Wallet extends WalletShell<PendingStep, never, OpsState, OpsCommand
     await this.releaseRetired();
     const se = await this.se();
     const report = await se.call('report', {});
-    const answer = await this.node.signed<{ ack: string; crl: string; crlVersion: number; fraud: { device: string; kind: string }[] }>(this.user, 'POST', '/v1/ops/sync', {
+    const answer = await this.node.signed(this.user, 'POST', '/v1/ops/sync', { answer: opsSyncAnswer,
       body: { device: device.keyId, report: toBase64url(encodeCbor({ body: syncReportBodyWire(report.body), signature: report.signature })) },
       idempotencyKey: `sync-${toHex(randomBytes(16))}`,
     });
@@ -789,7 +800,7 @@ export class Wallet extends WalletShell<PendingStep, never, OpsState, OpsCommand
   private async releaseRetired(): Promise<void> {
     for (const r of this.data.retired ?? []) {
       if (r.released !== false || r.releaseAt === undefined || Date.now() < Date.parse(r.releaseAt)) continue;
-      const answer = await this.node.signed<{ status: string; escrow: string; refund?: { amount: string } }>(this.user, 'POST', `/v1/ops/devices/${r.device}/retire`, { body: {}, idempotencyKey: `release-${r.device}` });
+      const answer = await this.node.signed(this.user, 'POST', `/v1/ops/devices/${r.device}/retire`, { answer: opsReleaseAnswer, body: {}, idempotencyKey: `release-${r.device}` });
       if (answer.body.status !== 'released') continue;
       r.released = true;
       await this.save();
@@ -905,7 +916,7 @@ async function provisionDevice(
   const init = await host.call('init', { root: fromBase64url(info.certificates.root), owner: fromHex(options.owner) });
   const attestation = attestDevice(oem.signer, { sePublicKey: init.publicKey, model: SOFTWARE_SE_MODEL, taMeasurement: await measureTrustedApp(OPS_TA_BUILD) });
   options.progress?.('registering the device (OEM attestation and proof of possession)');
-  const answer = await node.signed<{ keyId: string; certificate: string }>(user, 'POST', '/v1/devices', {
+  const answer = await node.signed(user, 'POST', '/v1/devices', { answer: deviceAnswer,
     body: {
       publicKey: { suite: init.publicKey.suite, key: toBase64url(init.publicKey.key) },
       scheme: 'ops',

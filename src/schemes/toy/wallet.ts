@@ -12,7 +12,7 @@ import { TallyError } from '../../core/errors.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { toyPurse, type PurseState } from '../../secure-element/apps/toy-purse.ts';
-import { createWalletFolder, isNodeRefusal, newStepId, openFolderOf, startSecureElement, WalletShell, type TrustedAppSpec, type WalletData, type WalletFormat, type WalletPaths } from '../../wallet/plugin.ts';
+import { createWalletFolder, isNodeRefusal, newStepId, openFolderOf, startSecureElement, WalletShell, userAnswer, type TrustedAppSpec, type WalletData, type WalletFormat, type WalletPaths } from '../../wallet/plugin.ts';
 
 type ToyCommands = typeof toyPurse.commands;
 const TOY_TA: TrustedAppSpec<PurseState, ToyCommands> = { app: toyPurse, location: { module: new URL('../../secure-element/apps/toy-purse.ts', import.meta.url).href, export: 'toyPurse' } };
@@ -66,7 +66,8 @@ export class ToyWallet extends WalletShell<LoadStep, ToySlot, PurseState, ToyCom
       const secret = randomBytes(32);
       const user = signerFromSecret(nobleEd25519, secret);
       progress('registering the user at the node');
-      const registered = await node.signed<{ account: string; keyId: string; certificate: string }>(user, 'POST', '/v1/users', {
+      const registered = await node.signed(user, 'POST', '/v1/users', {
+        answer: userAnswer,
         body: { publicKey: { suite: user.publicKey.suite, key: toBase64url(user.publicKey.key) } },
         idempotencyKey: `register-${toHex(keyId(user.publicKey))}`,
       });

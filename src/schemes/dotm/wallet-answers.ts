@@ -1,0 +1,24 @@
+/** Codecs for the node's answers to DOT-M's routes (see the wallet's node-answers.ts for the shared ones). */
+import { array, oneOf, optional, text, uint, type Codec, type Infer } from '../../core/codec.ts';
+import { amount, ANSWER_ITEMS_MAX, blob, crl, looseRecord, message, word } from '../../wallet/plugin.ts';
+
+/** Most DOT-M blocks issued in one answer. */
+const BLOCKS_MAX = 4096;
+
+/** POST /v1/dotm/wallets. */
+export const dotmWalletAnswer = looseRecord({ wallet: text({ min: 1, max: 256 }), user: text({ min: 1, max: 256 }), ucert: blob, wcert: blob });
+
+/** POST /v1/dotm/issue. */
+export const dotmIssueAnswer = looseRecord({ blocks: array(blob, { max: BLOCKS_MAX }) });
+
+/** POST /v1/dotm/events. */
+export const dotmEventsAnswer = looseRecord({
+  ack: blob,
+  crl,
+  // Every field of a result is kept: `tally wallet sync --json` prints the results as the node gave them.
+  results: array(looseRecord({ seq: uint({ max: 2 ** 40 }), status: word, code: optional(word), message: optional(message), credited: optional(amount), refund: optional(oneOf(['credited', 'withheld'] as const)) }), { max: ANSWER_ITEMS_MAX }),
+  findings: array({ expected: 'a finding', decode: (v: unknown) => v } satisfies Codec<unknown>, { max: ANSWER_ITEMS_MAX }),
+});
+
+/** What POST /v1/dotm/events answers. */
+export type DotmEventsAnswer = Infer<typeof dotmEventsAnswer>;
