@@ -4,7 +4,7 @@
  * prompt, or read $TALLY_PASSWORD; a DOT-M payment runs over a live link (`receive` / `pay --connect`).
  */
 import { TallyError, isTallyError } from '../../core/errors.ts';
-import { endedLines, hostPort, optionalPassword, readPassword, seconds, UsageError, type CliPart, type VerbIo, type WalletVerbContext } from '../../cli/plugin.ts';
+import { endedLines, HOME_OPTION, hostPort, JSON_OPTION, optionalPassword, readPassword, seconds, UsageError, type CliPart, type VerbIo, type WalletVerbContext } from '../../cli/plugin.ts';
 import type { DotmTransfer, DotmWallet } from './wallet.ts';
 
 /** The wallet class, loaded when a verb runs (listing the verbs loads no wallet code). */
@@ -186,6 +186,28 @@ export const dotmCli: CliPart = {
         const r = await wallet.payTo(host, port, { password: pwd, ...(expect === undefined ? {} : { expect }), timeoutMs: seconds(flag(context, 'timeout')) });
         return { text: transferText(wallet, r, 'payer'), json: { name: wallet.name, scheme: 'dotm', currency: wallet.currency.code, ...r } };
       }, { password: pwd });
+    },
+  },
+  verbs: {
+    'wallet unlock': {
+      usage: 'tally wallet unlock NAME [--home DIR] [--json]',
+      summary:
+        "Account holder, online (DOT-M): opens a wallet its secure element locked after too many wrong payment passwords. The payment password (prompt, or $TALLY_PASSWORD) opens the account key; the node answers an unlock ticket that the secure element takes once.",
+      options: [HOME_OPTION, JSON_OPTION],
+      example: 'tally wallet unlock dave',
+      capability: 'payment-password',
+      positionals: [],
+      flags: {},
+      async run(context) {
+        const pwd = await password(context.io.env);
+        const wallet = await (await walletClass()).open(context.home, context.name);
+        try {
+          const r = await wallet.unlockWallet(pwd);
+          return { text: `Unlocked wallet ${wallet.name} (unlock ${r.unlocks}); ${r.triesLeft} payment password tries.`, json: { name: wallet.name, scheme: 'dotm', ...r } };
+        } finally {
+          await wallet.close();
+        }
+      },
     },
   },
   demo: async (context) => (await import('./cli-demo.ts')).dotmDemo(context),

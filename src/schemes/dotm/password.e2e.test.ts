@@ -115,6 +115,15 @@ test('DOT-M password through the CLI: no clear account key on disk, withdraw nee
   assert.deepEqual([locked['offline'], locked['online'], locked['passwordTriesLeft'], locked['unsyncedEvents']], ['30.00', null, 0, 0], 'nothing given up');
   assert.equal(await readFile(walletFile('alice'), 'utf8'), aliceText, 'wallet.json unchanged');
 
+  // The account holder unlocks it: a wrong password does not open the account key and asks the node
+  // for nothing; the right one gets a ticket from the node, which the secure element takes once.
+  await refused('PASSWORD_WRONG', null, ['wallet', 'unlock', 'alice'], { TALLY_PASSWORD: 'wrong again' });
+  const unlocked = await ok(['wallet', 'unlock', 'alice']);
+  assert.deepEqual([unlocked['unlocks'], unlocked['triesLeft']], [1, PASSWORD_TRIES_MAX]);
+  await refused('SE_REJECTED', 'NOT_LOCKED', ['wallet', 'unlock', 'alice']);
+  const reopened = await ok(['wallet', 'balance', 'alice']);
+  assert.deepEqual([reopened['offline'], reopened['online'], reopened['passwordTriesLeft']], ['30.00', '20.00', PASSWORD_TRIES_MAX], 'unlocked: the password works again, nothing moved');
+
   // bob's key file replaced by one sealed under another password: the right pwd does not open it; nothing changes.
   const bobText = await readFile(walletFile('bob'), 'utf8');
   const bobData = JSON.parse(bobText) as { user: Record<string, string> };

@@ -22,3 +22,6 @@ export const dotmEventsAnswer = looseRecord({
 
 /** What POST /v1/dotm/events answers. */
 export type DotmEventsAnswer = Infer<typeof dotmEventsAnswer>;
+
+/** POST /v1/dotm/wallets/:keyId/unlock: the ticket (base64url of its CBOR). */
+export const dotmUnlockAnswer = looseRecord({ wallet: text({ min: 1, max: 256 }), unlock: uint({ max: Number.MAX_SAFE_INTEGER }), ticket: blob });

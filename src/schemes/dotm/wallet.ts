@@ -55,9 +55,9 @@ import {
   type WalletFormat,
   type WalletPaths,
 } from '../../wallet/plugin.ts';
-import { dotmEventsAnswer, dotmIssueAnswer, dotmWalletAnswer, type DotmEventsAnswer } from './wallet-answers.ts';
+import { dotmEventsAnswer, dotmIssueAnswer, dotmUnlockAnswer, dotmWalletAnswer, type DotmEventsAnswer } from './wallet-answers.ts';
 import { decodeBlock } from './messages.ts';
-import { eventAckCodec, walletEventWire, type WalletEvent } from './online.ts';
+import { eventAckCodec, unlockTicketCodec, walletEventWire, type WalletEvent } from './online.ts';
 import { DOTM_LINK_PROLOGUE, DOTM_LINK_SCHEME, failureCode, runPayee, runPayer } from './session.ts';
 import { checkPasswordPolicy, dotmTrustedApp } from './trusted-app.ts';
 import { DOTM_TA_BUILD } from './wallet-build.ts';
@@ -373,6 +373,26 @@ export class DotmWallet extends WalletShell<IssueStep, DotmSlot, DotmState, Dotm
   /** The running SE (started on first use). */
   se(): Promise<DotmSecureElement> {
     return this.startedSe();
+  }
+
+  /**
+   * Opens a wallet locked after too many wrong payment passwords: the account key opens under
+   * `password` (the locked SE cannot check it; the key file's own scrypt guards it), the node
+   * answers an unlock ticket for the SE's next unlock number, signed with the issuer node's key, and
+   * the SE takes it once and resets its count of wrong passwords.
+   * @throws TallyError PASSWORD_WRONG (the key file does not open), NODE_* (FORBIDDEN for a revoked wallet), SE_REJECTED (NOT_LOCKED, TICKET_INVALID)
+   */
+  async unlockWallet(password: string): Promise<{ unlocks: number; triesLeft: number }> {
+    if (this.account === null) await this.openAccountKey(password);
+    const se = await this.se();
+    const { unlocks } = await se.call('status', {});
+    const next = unlocks + 1;
+    const wallet = this.keys.wallet;
+    const answer = await this.node.signed(this.user, 'POST', `/v1/dotm/wallets/${wallet}/unlock`, { answer: dotmUnlockAnswer, body: { unlock: next }, idempotencyKey: `unlock-${wallet}-${next}` });
+    const ticket = unlockTicketCodec.decode(decodeCbor(fromBase64url(answer.body.ticket)), 'ticket');
+    const out = await se.call('unlock', { ticket });
+    await this.note({ at: Date.now(), kind: 'unlocked', detail: `unlocked with ticket ${next} from the node; ${out.triesLeft} password tries` });
+    return out;
   }
 
   /**
