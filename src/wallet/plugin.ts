@@ -5,7 +5,7 @@
  * node client, the software OEM and the account-key files.
  */
 export { createWalletFolder, connectLink, enrolledOem, listenLink, newStepId, openFolderOf, refusalCode, startSecureElement, WalletShell, isNodeRefusal } from './shell.ts';
-export type { CreateContext, LinkSide, NewWallet, ResumeReport, TrustedAppSpec, WalletFormat } from './shell.ts';
+export type { CreateContext, LinkSide, NewWallet, RegisteredUser, ResumeReport, TrustedAppSpec, WalletFormat } from './shell.ts';
 export type { HistoryEvent, InboxEntry, JournalStep, SentEntry, WalletData } from './wallet-data.ts';
 export type { HistoryRead } from './wallet-common.ts';
 export { NodeClient, type NodeInfo } from './node-client.ts';

@@ -11,7 +11,8 @@
  */
 import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { fromBase64url, toHex } from '../core/bytes.ts';
+import { fromBase64url, toBase64url, toHex } from '../core/bytes.ts';
+import { keyId } from '../pki/key-id.ts';
 import { Amount, currency as makeCurrency, type Currency } from '../core/amount.ts';
 import { randomBytes } from '../core/crypto/hash.ts';
 import type { PublicKey, Signer, SuiteName } from '../core/crypto/suite.ts';
@@ -31,6 +32,7 @@ import { loadOem, type Oem } from './factory.ts';
 import { decodeJsonFile } from './files.ts';
 import { checkWalletName, walletDir, walletPaths, type WalletPaths } from './home.ts';
 import { NodeClient, type NodeInfo } from './node-client.ts';
+import { userAnswer } from './node-answers.ts';
 import { formatMinor, isNodeRefusal, onlineBalanceOf, openWalletFolder, parsePositive, readHistory, type HistoryRead } from './wallet-common.ts';
 import { appendHistory, writeData, type HistoryEvent, type JournalStep, type WalletData } from './wallet-data.ts';
 
@@ -79,6 +81,26 @@ export interface CreateContext {
   /** The home's OEM, when `needsOem` (checked to be enrolled at the node). */
   readonly oem: Oem | null;
   progress(line: string): void;
+  /** Registers `user` at the node as a new account holder (idempotent by its key): its account, key id and user certificate. */
+  registerUser(user: Signer): Promise<RegisteredUser>;
+}
+
+/** An account holder the node registered. */
+export interface RegisteredUser {
+  readonly account: string;
+  readonly keyId: string;
+  /** The user certificate (base64url). */
+  readonly certificate: string;
+}
+
+/** Registers `user` at the node (`POST /v1/users`), idempotent by its key. */
+async function registerUser(node: NodeClient, user: Signer): Promise<RegisteredUser> {
+  const answer = await node.signed(user, 'POST', '/v1/users', {
+    answer: userAnswer,
+    body: { publicKey: { suite: user.publicKey.suite, key: toBase64url(user.publicKey.key) } },
+    idempotencyKey: `register-${toHex(keyId(user.publicKey))}`,
+  });
+  return answer.body;
 }
 
 /**
@@ -104,7 +126,7 @@ export async function createWalletFolder<Step extends JournalStep, Slot>(
   await ensurePrivateDir(staging);
   const paths = walletPaths(staging);
   try {
-    const made = await build({ name, home: options.home, node, info, paths, oem, progress: (line) => options.progress?.(line) });
+    const made = await build({ name, home: options.home, node, info, paths, oem, progress: (line) => options.progress?.(line), registerUser: (user) => registerUser(node, user) });
     await writeData(paths, made.data);
     await appendHistory(paths, { at: Date.now(), kind: 'created', detail: made.detail });
     await rename(staging, final);

@@ -43,7 +43,6 @@ import {
   SOFTWARE_SE_MODEL,
   startSecureElement,
   WalletShell,
-  userAnswer,
   type HistoryEvent,
   type LinkSide,
   type NodeClient,
@@ -311,20 +310,16 @@ export class DotmWallet extends WalletShell<IssueStep, DotmSlot, DotmState, Dotm
     const secret = randomBytes(32);
     const account = signerFromSecret(nobleEd25519, secret);
     const name = options.name;
-    await createWalletFolder<IssueStep, DotmSlot>({ ...options, needsOem: true }, async ({ node, info, paths, oem, progress }) => {
+    await createWalletFolder<IssueStep, DotmSlot>({ ...options, needsOem: true }, async ({ node, info, paths, oem, progress, registerUser }) => {
       if (oem === null) throw new TallyError('ASSERTION_FAILED', 'a DOT-M wallet is created with the home OEM', {});
       progress('registering the account at the node');
-      const registered = await node.signed(account, 'POST', '/v1/users', {
-        answer: userAnswer,
-        body: { publicKey: { suite: account.publicKey.suite, key: toBase64url(account.publicKey.key) } },
-        idempotencyKey: `register-${toHex(keyId(account.publicKey))}`,
-      });
+      const registered = await registerUser(account);
       const suite = decodeCertificate(fromBase64url(info.certificates.root)).body.subject.suite;
       progress(`making usk and wsk (${suite}) in the isolated secure element`);
       const host = await startSecureElement(DOTM_TA, paths, true, suite);
       let answer;
       try {
-        answer = await provisionDotm(host, { node, info, oem, account, owner: registered.body.keyId, password: options.password, progress });
+        answer = await provisionDotm(host, { node, info, oem, account, owner: registered.keyId, password: options.password, progress });
         await host.close();
       } catch (e) {
         await host.kill();
@@ -339,7 +334,7 @@ export class DotmWallet extends WalletShell<IssueStep, DotmSlot, DotmState, Dotm
         node: node.url,
         currency: info.currency,
         createdAt: Date.now(),
-        user: { sealed, keyId: registered.body.keyId, account: registered.body.account, certificate: registered.body.certificate },
+        user: { sealed, keyId: registered.keyId, account: registered.account, certificate: registered.certificate },
         device: { keyId: answer.wallet, certificate: answer.wcert },
         slot: { user: answer.user, ucert: answer.ucert, wallet: answer.wallet, wcert: answer.wcert, suite },
         certificates: info.certificates,

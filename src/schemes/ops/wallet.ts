@@ -34,7 +34,6 @@ import {
   WalletShell,
   deviceAnswer,
   revocationsAnswer,
-  userAnswer,
   type HistoryEvent,
   type InboxEntry,
   type LinkSide,
@@ -219,21 +218,17 @@ export class Wallet extends WalletShell<PendingStep, never, OpsState, OpsCommand
    *   NODE_UNREACHABLE, NODE_REFUSED
    */
   static async create(options: CreateOptions): Promise<Wallet> {
-    await createWalletFolder<PendingStep, never>({ ...options, needsOem: options.secureElement }, async ({ name, node, info, paths, oem, progress }) => {
+    await createWalletFolder<PendingStep, never>({ ...options, needsOem: options.secureElement }, async ({ name, node, info, paths, oem, progress, registerUser }) => {
       const secret = randomBytes(32);
       const user = signerFromSecret(nobleEd25519, secret);
       progress('registering the user at the node');
-      const registered = await node.signed(user, 'POST', '/v1/users', {
-        answer: userAnswer,
-        body: { publicKey: { suite: user.publicKey.suite, key: toBase64url(user.publicKey.key) } },
-        idempotencyKey: `register-${toHex(keyId(user.publicKey))}`,
-      });
+      const registered = await registerUser(user);
       let device: OpsWalletData['device'] = null;
       if (oem !== null) {
         progress('provisioning the isolated secure element');
         const host = await startSecureElement(OPS_TA, paths, true);
         try {
-          device = await provisionDevice(host, { node, info, oem, user, owner: registered.body.keyId, progress });
+          device = await provisionDevice(host, { node, info, oem, user, owner: registered.keyId, progress });
           await host.close();
         } catch (e) {
           await host.kill();
@@ -247,7 +242,7 @@ export class Wallet extends WalletShell<PendingStep, never, OpsState, OpsCommand
         node: node.url,
         currency: info.currency,
         createdAt: Date.now(),
-        user: { secret: toHex(secret), keyId: registered.body.keyId, account: registered.body.account, certificate: registered.body.certificate },
+        user: { secret: toHex(secret), keyId: registered.keyId, account: registered.account, certificate: registered.certificate },
         device,
         certificates: info.certificates,
         crl: null,

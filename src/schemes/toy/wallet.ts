@@ -12,7 +12,7 @@ import { TallyError } from '../../core/errors.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { toyPurse, type PurseState } from '../../secure-element/apps/toy-purse.ts';
-import { createWalletFolder, isNodeRefusal, newStepId, openFolderOf, startSecureElement, WalletShell, userAnswer, type TrustedAppSpec, type WalletData, type WalletFormat, type WalletPaths } from '../../wallet/plugin.ts';
+import { createWalletFolder, isNodeRefusal, newStepId, openFolderOf, startSecureElement, WalletShell, type TrustedAppSpec, type WalletData, type WalletFormat, type WalletPaths } from '../../wallet/plugin.ts';
 
 type ToyCommands = typeof toyPurse.commands;
 const TOY_TA: TrustedAppSpec<PurseState, ToyCommands> = { app: toyPurse, location: { module: new URL('../../secure-element/apps/toy-purse.ts', import.meta.url).href, export: 'toyPurse' } };
@@ -62,15 +62,11 @@ export class ToyWallet extends WalletShell<LoadStep, ToySlot, PurseState, ToyCom
 
   /** Creates a toy wallet: a user at the node and a purse in its own SE process. */
   static async create(options: { home: string; name: string; node: string; progress?: (line: string) => void }): Promise<ToyWallet> {
-    await createWalletFolder<LoadStep, ToySlot>({ ...options, needsOem: false }, async ({ name, node, info, paths, progress }) => {
+    await createWalletFolder<LoadStep, ToySlot>({ ...options, needsOem: false }, async ({ name, node, info, paths, progress, registerUser }) => {
       const secret = randomBytes(32);
       const user = signerFromSecret(nobleEd25519, secret);
       progress('registering the user at the node');
-      const registered = await node.signed(user, 'POST', '/v1/users', {
-        answer: userAnswer,
-        body: { publicKey: { suite: user.publicKey.suite, key: toBase64url(user.publicKey.key) } },
-        idempotencyKey: `register-${toHex(keyId(user.publicKey))}`,
-      });
+      const registered = await registerUser(user);
       const host = await startSecureElement(TOY_TA, paths, true);
       let purse;
       try {
@@ -87,7 +83,7 @@ export class ToyWallet extends WalletShell<LoadStep, ToySlot, PurseState, ToyCom
         node: node.url,
         currency: info.currency,
         createdAt: Date.now(),
-        user: { secret: toHex(secret), keyId: registered.body.keyId, account: registered.body.account, certificate: registered.body.certificate },
+        user: { secret: toHex(secret), keyId: registered.keyId, account: registered.account, certificate: registered.certificate },
         device: null,
         slot: { purse: toHex(purse.key) },
         certificates: info.certificates,
