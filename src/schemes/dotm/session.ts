@@ -13,7 +13,7 @@ import { bytes, oneOf, taggedUnion, text, type Infer } from '../../core/codec.ts
 import { utf8 } from '../../core/bytes.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import type { Link } from '../../channel/link.ts';
-import { localCode, PAYEE_DECLINED, PAYER_DECLINED, peerRefusal, refusalSentence, type RefusingSide } from '../peer-refusal.ts';
+import { localCode, PAYEE_DECLINED, PAYER_DECLINED, peerRefusal, refusalSentence, type RefusingSide } from '../../channel/peer-refusal.ts';
 import {
   decodeNotification,
   decodeSuccessNotice,

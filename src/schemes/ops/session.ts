@@ -2,7 +2,7 @@
  * The offline payment of OPS Figure 7 over a live link: the payee sends its `RequestPayment
  * [x, receiver]`, the payer's TA answers with the payment, the payee runs PayVerify and answers a
  * receipt (the payment's digest). Either side may answer a refusal instead: a code and that code's
- * fixed sentence (peer-refusal.ts), so the details of a refusal stay on the device that refused.
+ * fixed sentence (channel/peer-refusal.ts), so the details of a refusal stay on the device that refused.
  * Three messages; the same records travel as `tally1` tokens when there is no link.
  *
  * Who checks what stays with the caller: the payer's `pay` judges the request (is the receiver
@@ -13,7 +13,7 @@ import { bytes, text, taggedUnion, type Infer } from '../../core/codec.ts';
 import { equalBytes, utf8 } from '../../core/bytes.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import type { Link } from '../../channel/link.ts';
-import { peerRefusal, refusalSentence, type RefusingSide } from '../peer-refusal.ts';
+import { peerRefusal, refusalSentence, type RefusingSide } from '../../channel/peer-refusal.ts';
 import { amountCodec, certificateBytesCodec, decodePayment, encodePayment, PAYMENT_BYTES_MAX, paymentDigest, type Payment, type PaymentRequest } from './messages.ts';
 
 /** Both sides put this in their Noise prologue: a link opened for another protocol fails the handshake. */
