@@ -158,6 +158,19 @@ export interface WalletVerbContext {
   readonly io: VerbIo;
 }
 
+/** The positional at `k` after NAME (the verb's parser checked how many there are). @throws UsageError when it is missing */
+export function positional(context: WalletVerbContext, k: number): string {
+  const value = context.args[k];
+  if (value === undefined) throw new UsageError('an argument is missing');
+  return value;
+}
+
+/** A string flag of the verb, or undefined when it was not given. */
+export function stringFlag(context: WalletVerbContext, name: string): string | undefined {
+  const value = context.values[name];
+  return typeof value === 'string' ? value : undefined;
+}
+
 /** Runs a verb for one wallet. */
 export type WalletVerbHandler = (context: WalletVerbContext) => Promise<Outcome>;
 

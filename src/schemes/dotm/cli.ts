@@ -4,7 +4,7 @@
  * prompt, or read $TALLY_PASSWORD; a DOT-M payment runs over a live link (`receive` / `pay --connect`).
  */
 import { TallyError, isTallyError } from '../../core/errors.ts';
-import { endedLines, HOME_OPTION, hostPort, JSON_OPTION, optionalPassword, readPassword, seconds, UsageError, type CliPart, type VerbIo, type WalletVerbContext } from '../../cli/plugin.ts';
+import { endedLines, HOME_OPTION, hostPort, JSON_OPTION, optionalPassword, readPassword, seconds, UsageError, positional, stringFlag, type CliPart, type VerbIo, type WalletVerbContext } from '../../cli/plugin.ts';
 import type { DotmTransfer, DotmWallet } from './wallet.ts';
 
 /** The wallet class, loaded when a verb runs (listing the verbs loads no wallet code). */
@@ -52,17 +52,6 @@ function transferText(wallet: DotmWallet, r: DotmTransfer, role: 'payer' | 'paye
   return role === 'payer' ? `Paid ${r.amount} ${c} over the link (transaction ${r.tsn}, ${shape}); the payee confirmed.` : `Received ${r.amount} ${c} (transaction ${r.tsn}, ${shape}).`;
 }
 
-function arg(context: WalletVerbContext, k: number): string {
-  const value = context.args[k];
-  if (value === undefined) throw new UsageError('an argument is missing');
-  return value;
-}
-
-function flag(context: WalletVerbContext, name: string): string | undefined {
-  const value = context.values[name];
-  return typeof value === 'string' ? value : undefined;
-}
-
 /** DOT-M's CLI part. */
 export const dotmCli: CliPart = {
   notes: {
@@ -108,19 +97,19 @@ export const dotmCli: CliPart = {
       }, { password: pwd, optional: true });
     },
     async deposit(context) {
-      const blocks = flag(context, 'blocks');
+      const blocks = stringFlag(context, 'blocks');
       if (!/^[0-9]{1,2}$/.test(blocks ?? '1')) throw new UsageError(`--blocks: expected a number from 1 to 20, got ${JSON.stringify(blocks)}`);
       const count = blocks === undefined ? 1 : Number(blocks);
       const pwd = await password(context.io.env);
       return withDotm(context, async (wallet) => {
-        const r = await wallet.deposit(arg(context, 0), count);
+        const r = await wallet.deposit(positional(context, 0), count);
         return { text: `Deposited ${r.amount} ${wallet.currency.code} as ${r.blocks} currency block(s) signed by the central bank; offline balance ${r.offline} ${wallet.currency.code}.`, json: { name: wallet.name, currency: wallet.currency.code, ...r } };
       }, { password: pwd });
     },
     async withdraw(context) {
       const pwd = await password(context.io.env);
       return withDotm(context, async (wallet) => {
-        const r = await wallet.withdraw(arg(context, 0), pwd);
+        const r = await wallet.withdraw(positional(context, 0), pwd);
         const c = wallet.currency.code;
         return {
           text:
@@ -167,23 +156,23 @@ export const dotmCli: CliPart = {
     },
     async receive(context) {
       const pwd = await password(context.io.env);
-      const host = flag(context, 'host') ?? '127.0.0.1';
+      const host = stringFlag(context, 'host') ?? '127.0.0.1';
       return withDotm(context, async (wallet) => {
-        const r = await wallet.receive(arg(context, 0), {
+        const r = await wallet.receive(positional(context, 0), {
           port: Number(context.values['listen']),
           host,
-          timeoutMs: seconds(flag(context, 'timeout')),
+          timeoutMs: seconds(stringFlag(context, 'timeout')),
           onListening: (real) => context.io.announce(`Waiting for a payer on ${host}:${real} ...`, { event: 'listening', host, port: real }),
         });
         return { text: transferText(wallet, r, 'payee'), json: { name: wallet.name, scheme: 'dotm', currency: wallet.currency.code, ...r } };
       }, { password: pwd });
     },
     async pay(context) {
-      const { host, port } = hostPort(flag(context, 'connect') ?? '');
+      const { host, port } = hostPort(stringFlag(context, 'connect') ?? '');
       const pwd = await password(context.io.env);
-      const expect = flag(context, 'expect');
+      const expect = stringFlag(context, 'expect');
       return withDotm(context, async (wallet) => {
-        const r = await wallet.payTo(host, port, { password: pwd, ...(expect === undefined ? {} : { expect }), timeoutMs: seconds(flag(context, 'timeout')) });
+        const r = await wallet.payTo(host, port, { password: pwd, ...(expect === undefined ? {} : { expect }), timeoutMs: seconds(stringFlag(context, 'timeout')) });
         return { text: transferText(wallet, r, 'payer'), json: { name: wallet.name, scheme: 'dotm', currency: wallet.currency.code, ...r } };
       }, { password: pwd });
     },

@@ -4,7 +4,7 @@
  * NAME REQUEST`, `accept`, `collect` (into the payee's secure element) and `claim` (online, for a
  * wallet without one).
  */
-import { endedLines, HOME_OPTION, hostPort, JSON_OPTION, seconds, UsageError, type CliPart, type Outcome, type WalletVerbContext } from '../../cli/plugin.ts';
+import { endedLines, HOME_OPTION, hostPort, JSON_OPTION, seconds, UsageError, positional, stringFlag, type CliPart, type Outcome, type WalletVerbContext } from '../../cli/plugin.ts';
 import type { InboxEntry, Wallet } from './wallet.ts';
 
 /** The wallet class, loaded when a verb runs (listing the verbs loads no wallet code). */
@@ -24,18 +24,6 @@ async function withWallet<T>(context: WalletVerbContext, run: (wallet: Wallet) =
 
 function shortEntry(wallet: Wallet, e: InboxEntry) {
   return { amount: e.credited ?? wallet.format(BigInt(e.amount)), sender: e.sender, index: e.index, state: e.state, ...(e.reason === undefined ? {} : { reason: e.reason }), ...(e.waiting === undefined ? {} : { waiting: e.waiting }) };
-}
-
-/** The positional at `k` (the verb's parser checked how many there are). */
-function arg(context: WalletVerbContext, k: number): string {
-  const value = context.args[k];
-  if (value === undefined) throw new UsageError('an argument is missing');
-  return value;
-}
-
-function flag(context: WalletVerbContext, name: string): string | undefined {
-  const value = context.values[name];
-  return typeof value === 'string' ? value : undefined;
 }
 
 /** OPS's CLI part. */
@@ -58,7 +46,7 @@ export const opsCli: CliPart = {
   },
   handlers: {
     async create({ home, name, values, io }) {
-      const node = flag({ home, name, values, io, args: [] }, 'node') ?? '';
+      const node = stringFlag({ home, name, values, io, args: [] }, 'node') ?? '';
       const wallet = await (await walletClass()).create({ home, name, node, secureElement: values['no-secure-element'] !== true, progress: io.progress });
       try {
         const data = wallet.snapshot();
@@ -86,12 +74,12 @@ export const opsCli: CliPart = {
       }),
     deposit: (context) =>
       withWallet(context, async (wallet) => {
-        const r = await wallet.deposit(arg(context, 0));
+        const r = await wallet.deposit(positional(context, 0));
         return { text: `Deposited ${r.amount} ${wallet.currency.code} into the secure element; offline balance ${r.offline} ${wallet.currency.code}.`, json: { name: wallet.name, currency: wallet.currency.code, ...r } };
       }),
     withdraw: (context) =>
       withWallet(context, async (wallet) => {
-        const r = await wallet.withdraw(arg(context, 0));
+        const r = await wallet.withdraw(positional(context, 0));
         return { text: `Withdrew ${r.amount} ${wallet.currency.code} to the online account; online balance ${r.online ?? 'unknown'} ${wallet.currency.code}.`, json: { name: wallet.name, currency: wallet.currency.code, ...r } };
       }),
     recover: (context) =>
@@ -115,12 +103,12 @@ export const opsCli: CliPart = {
     receive: (context) =>
       withWallet(context, async (wallet) => {
         const { values, io } = context;
-        const host = flag(context, 'host') ?? '127.0.0.1';
-        const memo = flag(context, 'memo');
-        const e = await wallet.receive(arg(context, 0), {
+        const host = stringFlag(context, 'host') ?? '127.0.0.1';
+        const memo = stringFlag(context, 'memo');
+        const e = await wallet.receive(positional(context, 0), {
           port: Number(values['listen']),
           host,
-          timeoutMs: seconds(flag(context, 'timeout')),
+          timeoutMs: seconds(stringFlag(context, 'timeout')),
           ...(memo === undefined ? {} : { memo }),
           onListening: (real) => io.announce(`Waiting for a payer on ${host}:${real} ...`, { event: 'listening', host, port: real }),
         });
@@ -130,7 +118,7 @@ export const opsCli: CliPart = {
     pay: (context) =>
       withWallet(context, async (wallet): Promise<Outcome> => {
         const token = context.args[0];
-        const payee = flag(context, 'payee');
+        const payee = stringFlag(context, 'payee');
         if (token !== undefined) {
           const r = await wallet.pay(token, { again: context.values['again'] === true, ...(payee === undefined ? {} : { payee }) });
           const amount = wallet.format(r.payment.amount);
@@ -143,9 +131,9 @@ export const opsCli: CliPart = {
           };
         }
         if (context.values['again'] === true || payee !== undefined) throw new UsageError('--again and --payee are for a REQUEST token');
-        const { host, port } = hostPort(flag(context, 'connect') ?? '');
-        const expect = flag(context, 'expect');
-        const r = await wallet.payTo(host, port, { ...(expect === undefined ? {} : { expect }), timeoutMs: seconds(flag(context, 'timeout')) });
+        const { host, port } = hostPort(stringFlag(context, 'connect') ?? '');
+        const expect = stringFlag(context, 'expect');
+        const r = await wallet.payTo(host, port, { ...(expect === undefined ? {} : { expect }), timeoutMs: seconds(stringFlag(context, 'timeout')) });
         const amount = wallet.format(r.payment.amount);
         return {
           text: r.confirmed
@@ -166,7 +154,7 @@ export const opsCli: CliPart = {
       flags: { memo: { type: 'string' } },
       run: (context) =>
         withWallet(context, async (wallet) => {
-          const { token, request } = wallet.request(arg(context, 0), flag(context, 'memo'));
+          const { token, request } = wallet.request(positional(context, 0), stringFlag(context, 'memo'));
           return { text: token, json: { name: wallet.name, amount: wallet.format(request.amount), currency: wallet.currency.code, token } };
         }),
     },
@@ -180,7 +168,7 @@ export const opsCli: CliPart = {
       flags: {},
       run: (context) =>
         withWallet(context, async (wallet) => {
-          const e = await wallet.accept(arg(context, 0));
+          const e = await wallet.accept(positional(context, 0));
           const amount = wallet.format(BigInt(e.amount));
           return { text: `Accepted ${amount} ${wallet.currency.code} from device ${e.sender} (payment ${e.index}); ${wallet.hasSecureElement ? 'collect it' : 'claim it when online'}.`, json: { name: wallet.name, currency: wallet.currency.code, ...shortEntry(wallet, e) } };
         }),
