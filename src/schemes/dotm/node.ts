@@ -3,19 +3,22 @@
  * node-register.ts), account synchronization (§3.3.2, node-issue.ts) and online data updating
  * (§3.3.4, node-events.ts, settled by node-settlement.ts). Value in currency blocks sits in
  * `float:dotm`: issuing moves it there from the holder's account, redemptions and the refunds of
- * exceptional situations 3 and 5 move it back out; offline payments leave it where it is.
+ * exceptional situations 3 and 5 move it back out, as does the operator's settlement of a revoked
+ * wallet's remainder (node-remainder.ts); offline payments leave it where it is.
  */
-import { type IssuerServices, revokeCertificate, type SchemeModule, type SchemeRevocation, type StoredResponse, type TransactionHandle } from '../../issuer/plugin.ts';
+import { type IssuerServices, revokeCertificate, type SchemeModule, type SchemeRevocation, type TransactionHandle } from '../../issuer/plugin.ts';
 import { DOTM_SCHEME } from './messages.ts';
 import { DOTM_FLOAT_ACCOUNT, dotmHoldings } from './node-settlement.ts';
 import { registerEvents, EVENTS_BODY_BYTES_MAX } from './node-events.ts';
 import { registerIssue } from './node-issue.ts';
+import { settleDotmRemainder } from './node-remainder.ts';
 import { registerWallets } from './node-register.ts';
 import { registerUnlock } from './node-unlock.ts';
 
 export { DOTM_FLOAT_ACCOUNT } from './node-settlement.ts';
 export { EVENT_BYTES_MAX, EVENTS_BODY_BYTES_MAX, EVENTS_UPLOAD_MAX } from './node-events.ts';
 export { ISSUE_BLOCKS_MAX, splitValue } from './node-issue.ts';
+export { REMAINDER_HOLD_MS } from './node-remainder.ts';
 
 /**
  * The operator revokes a DOT-M wallet, named by its wallet key or its user key: both of its
@@ -38,20 +41,6 @@ async function revokeWallet(tx: TransactionHandle, services: IssuerServices, id:
   return { role: named.role, serial: named.serial, version: Math.max(user.version, wallet.version), already: user.already && wallet.already };
 }
 
-/**
- * A revoked DOT-M wallet's remainder is not moved by the operator: it is in the wallet's blocks,
- * which the node cannot see, and the trusted app still redeems them (§3.3.4's `redeemed` event);
- * the node credits each redeemed copy only within what its path in the tree may still pay out.
- * Answers that refusal for a DOT-M wallet (by wallet or user key), or null for another key.
- */
-async function remainderByRedemption(tx: TransactionHandle, _services: IssuerServices, id: string): Promise<StoredResponse | null> {
-  const { rows } = await tx.query<{ wallet_key_id: string }>('SELECT wallet_key_id FROM dotm_wallets WHERE wallet_key_id = $1 OR user_key_id = $1', [id]);
-  const wallet = rows[0]?.wallet_key_id;
-  if (wallet === undefined) return null;
-  const message = `DOT-M wallet ${wallet} holds its value in currency blocks: its holder redeems them (tally wallet withdraw), and the node credits each copy only as far as its path allows`;
-  return { status: 409, body: { error: { code: 'REMAINDER_BY_REDEMPTION', message, details: { wallet } } } };
-}
-
 /** The DOT-M scheme's part of the issuer node. */
 export const dotmNodePart: SchemeModule = {
   name: DOTM_SCHEME,
@@ -60,7 +49,7 @@ export const dotmNodePart: SchemeModule = {
   bodyLimits: [{ method: 'POST', path: '/events', bytesMax: EVENTS_BODY_BYTES_MAX }],
   holdings: (q) => dotmHoldings(q),
   revokeKey: revokeWallet,
-  settleRemainder: remainderByRedemption,
+  settleRemainder: settleDotmRemainder,
 
   register(app, services) {
     registerWallets(app, services);
