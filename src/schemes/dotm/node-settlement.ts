@@ -16,7 +16,8 @@
  * Where the inequality breaks, the node's holder signed more than it had: the finding names it,
  * and both its certificates (ucert, wcert) are revoked.
  *
- * Money leaves `float:dotm` only through redemptions and refunds, and each credit must fit, at
+ * Money leaves `float:dotm` only through redemptions, refunds and the operator's settlement of a
+ * revoked wallet's remainder (node-remainder.ts), and each credit must fit, at
  * every node of its path, within what that node's holder received minus what was already
  * credited at or below it: whatever wallets upload, a serial never pays out more than its value.
  * Runs inside the caller's transaction, with the wallet's row and every touched serial locked.
