@@ -1,5 +1,6 @@
-/** The store's tables and the statements a store runs on them. */
+/** The store's tables, the statements a store runs on them, and the writes of a step. */
 import type Database from 'better-sqlite3';
+import type { HistoryEvent, InboxEntry, RetiredEntry, SentEntry } from './records.ts';
 
 /** The tables (see docs/wallet-store.md). */
 export const SCHEMA = `
@@ -43,3 +44,37 @@ export function statements(db: Database.Database) {
     setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
   };
 }
+
+/** The writes of one step; all of them commit together or none does. */
+export interface StoreTx {
+  /** Writes a step down (new or changed): its kind, id and the fields of its scheme. */
+  putPending<T extends { readonly kind: string; readonly id: string }>(step: T): void;
+  /** Removes a finished step. */
+  removePending(id: string): void;
+  /** Adds or replaces a received payment (by digest). */
+  putInbox(entry: InboxEntry): void;
+  /** Adds or replaces a sent payment (by digest). */
+  putSent(entry: SentEntry): void;
+  /** Marks sent payments as settled by the node (the sync report named them). */
+  settleSent(digests: readonly string[]): void;
+  /** Adds or replaces a retired secure element. */
+  putRetired(entry: RetiredEntry): void;
+  /** Replaces the revocation list. */
+  setCrl(crl: string | null): void;
+  /** Replaces the scheme's slot (JSON). */
+  setSlot(slot: unknown): void;
+  /** Appends a history line. */
+  history(event: HistoryEvent): void;
+}
+
+/** How many rows each list holds (hot and archived). */
+export interface StoreCounts {
+  pending: number;
+  inbox: number;
+  inboxArchived: number;
+  sent: number;
+  sentArchived: number;
+  retired: number;
+  history: number;
+}
+

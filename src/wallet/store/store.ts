@@ -27,7 +27,9 @@ import {
   type StoreHeader,
 } from './records.ts';
 import { base64urlText, nullable } from '../../core/fields.ts';
-import { SCHEMA, statements } from './schema.ts';
+import { SCHEMA, statements, type StoreCounts, type StoreTx } from './schema.ts';
+
+export type { StoreCounts, StoreTx } from './schema.ts';
 import { CRL_CHARS_MAX } from './records.ts';
 
 /** The store's schema version (SQLite's user_version). */
@@ -83,39 +85,6 @@ function decodeJson<T>(path: string, what: string, codec: Codec<T>, textValue: s
   } catch (e) {
     throw corrupt(path, what, e);
   }
-}
-
-/** The writes of one step; all of them commit together or none does. */
-export interface StoreTx {
-  /** Writes a step down (new or changed): its kind, id and the fields of its scheme. */
-  putPending<T extends { readonly kind: string; readonly id: string }>(step: T): void;
-  /** Removes a finished step. */
-  removePending(id: string): void;
-  /** Adds or replaces a received payment (by digest). */
-  putInbox(entry: InboxEntry): void;
-  /** Adds or replaces a sent payment (by digest). */
-  putSent(entry: SentEntry): void;
-  /** Marks sent payments as settled by the node (the sync report named them). */
-  settleSent(digests: readonly string[]): void;
-  /** Adds or replaces a retired secure element. */
-  putRetired(entry: RetiredEntry): void;
-  /** Replaces the revocation list. */
-  setCrl(crl: string | null): void;
-  /** Replaces the scheme's slot (JSON). */
-  setSlot(slot: unknown): void;
-  /** Appends a history line. */
-  history(event: HistoryEvent): void;
-}
-
-/** How many rows each list holds (hot and archived). */
-export interface StoreCounts {
-  pending: number;
-  inbox: number;
-  inboxArchived: number;
-  sent: number;
-  sentArchived: number;
-  retired: number;
-  history: number;
 }
 
 function writeMeta(db: Database.Database, key: string, value: unknown): void {
