@@ -158,6 +158,10 @@ test('DOT-M password through the CLI: no clear account key on disk, withdraw nee
   await refused('SE_REJECTED', 'WRONG_PASSWORD', ['wallet', 'balance', 'bob'], { TALLY_PASSWORD: 'wrong horse' });
   assert.equal(holdsAccountKey(await onDisk('bob'), registered.body.keyId), true);
   assert.equal(await stat(join(walletDir('bob'), 'wallet.db')).catch(() => null), null, 'not migrated');
+  // Without the password it is not migrated either: the key would enter wallet.db in the clear.
+  await refused('PASSWORD_MISSING', null, ['wallet', 'balance', 'bob'], { TALLY_PASSWORD: '' });
+  assert.equal(await stat(join(walletDir('bob'), 'wallet.db')).catch(() => null), null, 'not migrated');
+  assert.equal(holdsAccountKey(await onDisk('bob'), registered.body.keyId), true);
   const migrated = await ok(['wallet', 'balance', 'bob']);
   assert.equal(migrated['online'], '0.00', 'the node answers for the old account key');
   assert.equal(walletData('bob').user.secret, undefined);
