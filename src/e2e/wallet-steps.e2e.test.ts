@@ -7,13 +7,15 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { appendFile, cp, readFile, writeFile } from 'node:fs/promises';
+import Database from 'better-sqlite3';
+import { cp, readFile, writeFile } from 'node:fs/promises';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { toBase64url } from '../core/bytes.ts';
 import { encodeCbor } from '../core/cbor.ts';
+import { editWalletFile, readWalletFile, type WalletFile } from '../wallet/store/test-wallet-file.ts';
 import { BIN, killChildren, startNode, track, type Json, type NodeProcess } from '../cli/e2e-process.ts';
 
 interface Run {
@@ -78,9 +80,9 @@ async function refused(code: string, ...args: string[]): Promise<Json> {
   return error;
 }
 
-async function walletFile(name: string): Promise<{ path: string; data: Record<string, unknown> & { pending: unknown[]; inbox: { amount: string; state: string }[] } }> {
-  const path = join(home, 'wallets', name, 'wallet.json');
-  return { path, data: JSON.parse(await readFile(path, 'utf8')) };
+/** Edits a wallet's store (wallet.db) as an edit of its wallet.json would have. */
+function editWallet(name: string, edit: (data: WalletFile) => void): void {
+  editWalletFile(join(home, 'wallets', name), edit);
 }
 
 test('OPS: a deposit the node refuses ends there (INSUFFICIENT_FUNDS, in the history) and the next deposit works', { timeout: 120_000 }, async () => {
@@ -98,11 +100,11 @@ test('OPS: a deposit the node refuses ends there (INSUFFICIENT_FUNDS, in the his
 });
 
 test('OPS: a forged withdraw the node refuses is ended and reported with its code; a real one then works', { timeout: 120_000 }, async () => {
-  // A withdraw step whose confirmation the device never signed, as if wallet.json had been edited.
-  const { path, data } = await walletFile('alice');
+  // A withdraw step whose confirmation the device never signed, as if the wallet's store had been edited.
   const forged = toBase64url(encodeCbor({ amount: 500n, i: 2n, j: 0n, collectSeq: 0n, signature: new Uint8Array(64).fill(7) }));
-  data.pending.push({ kind: 'withdraw', id: '0123456789abcdef0123456789abcdef', amount: '500', confirmation: forged });
-  await writeFile(path, JSON.stringify(data), { mode: 0o600 });
+  editWallet('alice', (data) => {
+    data.pending.push({ kind: 'withdraw', id: '0123456789abcdef0123456789abcdef', amount: '500', confirmation: forged });
+  });
   const balance = await ok('wallet', 'balance', 'alice');
   assert.equal(balance['pendingSteps'], 0, 'the refused withdraw is no longer pending');
   assert.deepEqual((balance['ended'] as Json[]).map((x) => [x['kind'], x['code']]), [['withdraw', 'SIGNATURE_INVALID']]);
@@ -140,16 +142,16 @@ test('concurrent `tally pay` on one wallet with a stale lock: one pays, the othe
 });
 
 test('a damaged history line is named and skipped; the other events are shown', { timeout: 60_000 }, async () => {
-  const history = join(home, 'wallets', 'alice', 'history.jsonl');
-  const lines = (await readFile(history, 'utf8')).trim().split('\n').length;
-  await appendFile(history, '{"at": 1, "kind": "depo\n');
-  await appendFile(history, 'null\n');
-  await appendFile(history, `${JSON.stringify({ at: Date.now(), kind: 'note' })}\n`);
+  // Lines damaged inside wallet.db (as a disk or an editor could leave them), then a good one.
+  const db = new Database(join(home, 'wallets', 'alice', 'wallet.db'));
+  const lines = db.prepare('SELECT COUNT(*) FROM history').pluck().get() as number;
+  for (const body of ['{"at": 1, "kind": "depo', 'null', JSON.stringify({ at: Date.now(), kind: 'note' })]) db.prepare('INSERT INTO history (at, body) VALUES (?, ?)').run(1, body);
+  db.close();
   const read = await ok('wallet', 'history', 'alice');
   assert.equal((read['events'] as unknown[]).length, lines + 1);
   assert.deepEqual((read['damaged'] as Json[]).map((d) => d['line']), [lines + 1, lines + 2]);
   const shown = await text('wallet', 'history', 'alice');
-  assert.match(shown, new RegExp(`history\\.jsonl line ${lines + 1} is damaged`));
+  assert.match(shown, new RegExp(`history line ${lines + 1} of .*wallet\\.db is damaged`));
   assert.match(shown, /created/);
 });
 
@@ -157,9 +159,9 @@ test('claim prints what the node credited, not what the wallet file says', { tim
   await ok('wallet', 'create', 'carol', '--scheme', 'ops', '--no-secure-element');
   const payment = String((await ok('pay', 'alice', String((await ok('request', 'carol', '2.00'))['token'])))['token']);
   await ok('accept', 'carol', payment);
-  const { path, data } = await walletFile('carol');
-  (data.inbox[0] as { amount: string }).amount = '99999';
-  await writeFile(path, JSON.stringify(data), { mode: 0o600 });
+  editWallet('carol', (data) => {
+    (data.inbox[0] as { amount: string }).amount = '99999';
+  });
   const claimed = await ok('claim', 'carol');
   assert.equal((claimed['claimed'] as Json[])[0]?.['amount'], '2.00');
   assert.equal(claimed['online'], '2.00');
@@ -200,7 +202,7 @@ test('a secure element in ROLLBACK_DETECTED after a local accident: `wallet reco
   await cp(join(root, 'bob-se-old'), join(dir, 'se'), { recursive: true });
   const broken = await refused('ROLLBACK_DETECTED', 'wallet', 'balance', 'bob');
   assert.match(String(broken['message']), /tally wallet recover bob/);
-  const oldDevice = (await walletFile('bob')).data['device'] as { keyId: string };
+  const oldDevice = readWalletFile(dir).device as { keyId: string };
   const recovered = await ok('wallet', 'recover', 'bob');
   assert.equal(recovered['retired'], oldDevice.keyId);
   assert.notEqual(recovered['device'], oldDevice.keyId);

@@ -13,7 +13,7 @@ import { record } from '../core/codec.ts';
 import { base64urlText, keyIdHex } from '../core/fields.ts';
 import { decodeJsonFile, decodeText, oemFileCodec, operatorTokenCodec } from './files.ts';
 import { legacyWallet } from './store/test-fixtures.ts';
-import { parseData } from './wallet-data.ts';
+import { readLegacyWallet } from './store/open.ts';
 
 const KEY = 'cd'.repeat(32);
 /** A staged device file's shape, as a scheme's wallet reads it back in a recovery. */
@@ -46,10 +46,15 @@ test('a staged device file and the operator token are decoded, naming what is wr
   assert.throws(() => decodeText(operatorTokenCodec, 'two words here and more', '/d/identity/operator-token'), (e) => isTallyError(e, 'STATE_CORRUPT') && /operator-token/.test(e.message));
 });
 
-test('wallet.json: a malformed field deep inside is STATE_CORRUPT naming it', () => {
+test('wallet.json (of an earlier version, read to migrate it): a malformed field deep inside is STATE_CORRUPT naming it', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'tally-files-'));
+  dirs.push(dir);
+  const path = join(dir, 'wallet.json');
   const good = legacyWallet(2);
-  assert.equal(parseData('/w/wallet.json', new TextEncoder().encode(JSON.stringify(good))).name, 'alice');
+  await writeFile(path, JSON.stringify(good), { mode: 0o600 });
+  assert.equal((await readLegacyWallet(path))?.name, 'alice');
   const bad = structuredClone(good) as unknown as { sent: Record<string, unknown>[] };
   bad.sent[1]!['amount'] = 5;
-  assert.throws(() => parseData('/w/wallet.json', new TextEncoder().encode(JSON.stringify(bad))), (e) => isTallyError(e, 'STATE_CORRUPT') && e.message.includes('wallet.sent[1].amount'));
+  await writeFile(path, JSON.stringify(bad), { mode: 0o600 });
+  await assert.rejects(readLegacyWallet(path), (e) => isTallyError(e, 'STATE_CORRUPT') && e.message.includes('wallet.sent[1].amount'));
 });

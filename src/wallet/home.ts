@@ -4,8 +4,9 @@
  *
  * | path | what |
  * |---|---|
- * | `wallet.json` | the app's data: user key, certificates, revocation list, received and sent payments, unfinished steps (0600) |
- * | `history.jsonl` | one line per event, oldest first |
+ * | `wallet.db` | the store (SQLite, 0600, see store/): account, certificates, revocation list, unfinished steps, received and sent payments, history |
+ * | `wallet.db-wal` | its write-ahead log while the wallet is open (0600) |
+ * | `wallet.json.bak`, `history.jsonl.bak` | an earlier version's files, kept after their migration into wallet.db |
  * | `se/` | the isolated secure element's master secret and sealed state (only the SE process reads it) |
  * | `counter` | the file-backed monotonic counter of that SE |
  * | `lock` | the process using the wallet: pid, start time and a nonce (JSON) |
@@ -45,8 +46,10 @@ export function checkWalletName(name: string): string {
 /** The folders of one wallet. */
 export interface WalletPaths {
   readonly dir: string;
-  readonly file: string;
-  readonly history: string;
+  /** The store, wallet.db. */
+  readonly store: string;
+  /** The wallet.json of an earlier version (migrated into the store on the next open). */
+  readonly legacy: string;
   readonly se: string;
   readonly counter: string;
   readonly lock: string;
@@ -54,7 +57,7 @@ export interface WalletPaths {
 
 /** The paths of wallet `name` under `dir`. */
 export function walletPaths(dir: string): WalletPaths {
-  return { dir, file: join(dir, 'wallet.json'), history: join(dir, 'history.jsonl'), se: join(dir, 'se'), counter: join(dir, 'counter'), lock: join(dir, 'lock') };
+  return { dir, store: join(dir, 'wallet.db'), legacy: join(dir, 'wallet.json'), se: join(dir, 'se'), counter: join(dir, 'counter'), lock: join(dir, 'lock') };
 }
 
 /** The folder of wallet `name` in `home`. */

@@ -4,9 +4,13 @@
  * certificates and revocation list, the isolated secure element, recovery, the link runner), the
  * node client, the software OEM and the account-key files.
  */
-export { createWalletFolder, connectLink, enrolledOem, listenLink, newStepId, openFolderOf, refusalCode, startSecureElement, WalletShell, isNodeRefusal } from './shell.ts';
-export type { CreateContext, LinkSide, NewWallet, RegisteredUser, ResumeReport, TrustedAppSpec, WalletFormat } from './shell.ts';
-export type { HistoryEvent, InboxEntry, JournalStep, SentEntry, WalletData } from './wallet-data.ts';
+export { newStepId, refusalCode, startSecureElement, WalletShell, isNodeRefusal } from './shell.ts';
+export type { ResumeReport, TrustedAppSpec } from './shell.ts';
+export { createWalletFolder, enrolledOem, type CreateContext, type NewWallet, type RegisteredUser } from './create.ts';
+export { openFolderOf, type AccountMigration, type OpenedWallet, type WalletFormat } from './folder.ts';
+export { connectLink, listenLink, type LinkSide } from './link.ts';
+export type { Changes } from './book.ts';
+export type { HistoryEvent, InboxEntry, JournalStep, RetiredDevice, SentEntry, WalletAccount, WalletData, WalletDevice, WalletInit } from './wallet-data.ts';
 export type { HistoryRead } from './wallet-common.ts';
 export { NodeClient, type NodeInfo } from './node-client.ts';
 export { accountAnswer, amount, ANSWER_ITEMS_MAX, blob, crl, deviceAnswer, message, revocationsAnswer, userAnswer, word } from './node-answers.ts';

@@ -7,20 +7,15 @@
  * The journal: every step that touches the SE or the node is written down (`pending`) before it
  * starts, with one id that is both the SE's request id (a re-run gives back the stored output) and
  * the node's idempotency key (a re-sent call moves money once). `resume` finishes on the next open
- * what a crash or a lost connection cut short.
+ * what a crash or a lost connection cut short. A step's change and its history line are written
+ * together (`commit`, one transaction of the store, wallet.db): a crash cannot keep one without the
+ * other. The folder: create.ts; opening it: folder.ts; the link runner: link.ts; recovery: recovery.ts.
  */
-import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { fromBase64url, toBase64url, toHex } from '../core/bytes.ts';
-import { keyId } from '../pki/key-id.ts';
+import { fromBase64url, toHex } from '../core/bytes.ts';
 import { Amount, currency as makeCurrency, type Currency } from '../core/amount.ts';
 import { randomBytes } from '../core/crypto/hash.ts';
 import type { PublicKey, Signer, SuiteName } from '../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../core/errors.ts';
-import { ensurePrivateDir } from '../host/files.ts';
-import { connectTcp, listenTcp } from '../channel/tcp.ts';
-import { openSecureLink, type SecureLink } from '../channel/secure-link.ts';
-import type { ByteStream } from '../channel/stream.ts';
 import { decodeCertificate, type Certificate } from '../pki/certificate.ts';
 import { verifyChain } from '../pki/chain.ts';
 import { decodeRevocationList, RevocationStore } from '../pki/revocation.ts';
@@ -28,13 +23,15 @@ import type { CommandTable, TrustedApp } from '../secure-element/trusted-app.ts'
 import { nodeProvider } from '../providers/node-crypto.ts';
 import { IsolatedHost } from '../secure-element/host-isolated.ts';
 import type { Codec } from '../core/codec.ts';
-import { loadOem, type Oem } from './factory.ts';
-import { decodeJsonFile } from './files.ts';
-import { checkWalletName, walletDir, walletPaths, type WalletPaths } from './home.ts';
+import type { Changes, WalletBook } from './book.ts';
+import type { Oem } from './factory.ts';
+import type { OpenedWallet } from './folder.ts';
+import type { WalletPaths } from './home.ts';
+import type { LinkSide } from './link.ts';
 import { NodeClient, type NodeInfo } from './node-client.ts';
-import { userAnswer } from './node-answers.ts';
-import { formatMinor, isNodeRefusal, onlineBalanceOf, openWalletFolder, parsePositive, readHistory, type HistoryRead } from './wallet-common.ts';
-import { appendHistory, writeData, type HistoryEvent, type JournalStep, type WalletData } from './wallet-data.ts';
+import { recoveryDone, replaceSecureElement } from './recovery.ts';
+import { formatMinor, isNodeRefusal, onlineBalanceOf, parsePositive, type HistoryRead } from './wallet-common.ts';
+import type { HistoryEvent, InboxEntry, JournalStep, SentEntry, WalletData, WalletState } from './wallet-data.ts';
 
 /** Where a scheme's trusted app is, so that the isolated SE process can load it. */
 export interface TrustedAppSpec<S, C extends CommandTable<S>> {
@@ -63,104 +60,9 @@ export function newStepId(): string {
   return toHex(randomBytes(16));
 }
 
-/** What a scheme's wallet writes in a new wallet folder (see createWalletFolder). */
-export interface NewWallet<Step extends JournalStep, Slot> {
-  data: WalletData<Step, Slot>;
-  /** The history line of the creation. */
-  detail: string;
-}
-
-/** What createWalletFolder hands the scheme's part while the wallet is built in its staging folder. */
-export interface CreateContext {
-  readonly name: string;
-  readonly home: string;
-  readonly node: NodeClient;
-  readonly info: NodeInfo;
-  /** The staging folder's paths: the SE is provisioned there. */
-  readonly paths: WalletPaths;
-  /** The home's OEM, when `needsOem` (checked to be enrolled at the node). */
-  readonly oem: Oem | null;
-  progress(line: string): void;
-  /** Registers `user` at the node as a new account holder (idempotent by its key): its account, key id and user certificate. */
-  registerUser(user: Signer): Promise<RegisteredUser>;
-}
-
-/** An account holder the node registered. */
-export interface RegisteredUser {
-  readonly account: string;
-  readonly keyId: string;
-  /** The user certificate (base64url). */
-  readonly certificate: string;
-}
-
-/** Registers `user` at the node (`POST /v1/users`), idempotent by its key. */
-async function registerUser(node: NodeClient, user: Signer): Promise<RegisteredUser> {
-  const answer = await node.signed(user, 'POST', '/v1/users', {
-    answer: userAnswer,
-    body: { publicKey: { suite: user.publicKey.suite, key: toBase64url(user.publicKey.key) } },
-    idempotencyKey: `register-${toHex(keyId(user.publicKey))}`,
-  });
-  return answer.body;
-}
-
-/**
- * Builds a wallet in a staging folder and moves it in place whole: a crash or a refusal part-way
- * leaves no wallet behind (the staging folder is removed). `build` registers what it needs at the
- * node and returns the wallet's data.
- * @throws TallyError WALLET_EXISTS, WALLET_UNSUPPORTED (no OEM enrolled at this node), NODE_*, what build throws
- */
-export async function createWalletFolder<Step extends JournalStep, Slot>(
-  options: { home: string; name: string; node: string; needsOem: boolean; progress?: ((line: string) => void) | undefined },
-  build: (context: CreateContext) => Promise<NewWallet<Step, Slot>>,
-): Promise<void> {
-  const name = checkWalletName(options.name);
-  const final = walletDir(options.home, name);
-  if ((await readFile(join(final, 'wallet.json')).catch(() => null)) !== null) {
-    throw new TallyError('WALLET_EXISTS', `a wallet named ${name} already exists in ${dirname(dirname(final))}`, { name });
-  }
-  const node = new NodeClient(options.node);
-  const info = await node.info();
-  const oem = options.needsOem ? await enrolledOem(options.home, node, name) : null;
-  await ensurePrivateDir(join(options.home, 'wallets'));
-  const staging = join(options.home, 'wallets', `.${name}.creating-${toHex(randomBytes(4))}`);
-  await ensurePrivateDir(staging);
-  const paths = walletPaths(staging);
-  try {
-    const made = await build({ name, home: options.home, node, info, paths, oem, progress: (line) => options.progress?.(line), registerUser: (user) => registerUser(node, user) });
-    await writeData(paths, made.data);
-    await appendHistory(paths, { at: Date.now(), kind: 'created', detail: made.detail });
-    await rename(staging, final);
-  } catch (e) {
-    await rm(staging, { recursive: true, force: true });
-    throw e;
-  }
-}
-
-/** The home's OEM, which must be enrolled at the node. @throws TallyError WALLET_UNSUPPORTED */
-export async function enrolledOem(home: string, node: NodeClient, name: string): Promise<Oem> {
-  const oem = await loadOem(home);
-  if (oem === null || !oem.isEnrolledAt(node.url)) {
-    throw new TallyError(
-      'WALLET_UNSUPPORTED',
-      `no OEM for software secure elements is enrolled at ${node.url} from ${home}: run \`tally operator oem\` (operator token needed) first`,
-      { name, reason: 'no OEM enrolled' },
-    );
-  }
-  return oem;
-}
-
 /** Starts an isolated SE process running `spec` on the folder's sealed state. */
 export function startSecureElement<S, C extends CommandTable<S>>(spec: TrustedAppSpec<S, C>, paths: WalletPaths, provision: boolean, suite?: SuiteName): Promise<IsolatedHost<S, C>> {
   return IsolatedHost.start({ app: spec.app, location: spec.location, dir: paths.se, counter: { kind: 'file', path: paths.counter }, provision, ...(suite === undefined ? {} : { suite }) });
-}
-
-/** A link's identity and trust: the wallet's user certificate and key, and the peers it accepts. */
-export interface LinkSide {
-  /** Noise prologue and scheme name of the link hello (a peer of another scheme is refused). */
-  readonly prologue: Uint8Array;
-  readonly scheme: string;
-  readonly identity: { certificate: Uint8Array; signer: Signer };
-  readonly trust: { provider: typeof nodeProvider; verify(certificate: Uint8Array): PublicKey };
 }
 
 /**
@@ -171,21 +73,29 @@ export interface LinkSide {
 export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends CommandTable<S>> {
   readonly currency: Currency;
   readonly node: NodeClient;
+  readonly paths: WalletPaths;
   protected seHost: IsolatedHost<S, C> | null = null;
   protected readonly revocations = new RevocationStore({ provider: nodeProvider });
   protected readonly root: Certificate;
   protected readonly intermediary: Certificate;
+  private readonly book: WalletBook<Step, Slot>;
+  private readonly unlockFolder: () => Promise<void>;
 
-  protected constructor(
-    readonly paths: WalletPaths,
-    protected data: WalletData<Step, Slot>,
-    private readonly unlockFolder: () => Promise<void>,
-  ) {
+  protected constructor(opened: OpenedWallet<Step, Slot>) {
+    this.paths = opened.paths;
+    this.book = opened.book;
+    this.unlockFolder = opened.unlock;
+    const data = this.book.state;
     this.currency = makeCurrency(data.currency.code, data.currency.decimals);
     this.node = new NodeClient(data.node);
     this.root = decodeCertificate(fromBase64url(data.certificates.root));
     this.intermediary = decodeCertificate(fromBase64url(data.certificates.intermediary));
     if (data.crl !== null) this.revocations.accept(decodeRevocationList(fromBase64url(data.crl)), this.intermediary.body.subject);
+  }
+
+  /** What the wallet holds in memory (header, account, device, slot, revocation list, unfinished steps, retired SEs); change it through `commit`. */
+  protected get data(): Readonly<WalletState<Step, Slot>> {
+    return this.book.state;
   }
 
   /** The scheme's trusted app, and the suite its keys are made in (the deployment's). */
@@ -199,18 +109,22 @@ export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends C
     return this.data.name;
   }
 
-  /** A copy of the wallet's data (for reports and tests). */
+  /** A copy of the wallet's data in the layout of wallet.json, with the entries not yet archived (for reports and tests). */
   snapshot(): WalletData<Step, Slot> {
-    return structuredClone(this.data);
+    return this.book.snapshot();
   }
 
-  /** Stops the SE process and frees the lock. */
+  /** Stops the SE process, closes the store and frees the lock. */
   async close(): Promise<void> {
     try {
       if (this.seHost !== null) await this.seHost.close();
     } finally {
       this.seHost = null;
-      await this.unlockFolder();
+      try {
+        this.book.close();
+      } finally {
+        await this.unlockFolder();
+      }
     }
   }
 
@@ -253,38 +167,69 @@ export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends C
     return Amount.parse(text, this.currency).minor;
   }
 
-  /** The history, oldest first, and the lines of the file that could not be read. */
-  history(): Promise<HistoryRead> {
-    return readHistory(this.paths);
+  /** The history (its last lines, up to the store's bound), oldest first, and the lines that could not be read. */
+  async history(): Promise<HistoryRead> {
+    return this.book.history();
   }
 
-  /** Writes wallet.json. */
-  protected save(): Promise<void> {
-    return writeData(this.paths, this.data);
+  /** Writes what a step changed, and its history lines, in one transaction (see Changes). */
+  protected commit(changes: Changes<Step, Slot>): void {
+    this.book.commit(changes);
   }
 
-  /** Appends a history line. */
-  protected note(event: HistoryEvent): Promise<void> {
-    return appendHistory(this.paths, event);
+  /** Writes history lines (with what else changed, in the same transaction). */
+  protected async note(event: HistoryEvent, changes: Changes<Step, Slot> = {}): Promise<void> {
+    this.commit({ ...changes, history: [...(changes.history ?? []), event] });
   }
 
   /** Writes a step down before it starts. */
   protected async begin(step: Step): Promise<void> {
-    this.data.pending.push(step);
-    await this.save();
+    this.commit({ put: [step] });
   }
 
   /** Writes what a step has reached (e.g. the node's answer). */
-  protected async update(step: Step): Promise<void> {
-    this.data.pending = this.data.pending.map((s) => (s.id === step.id ? step : s));
-    await this.save();
+  protected async update(step: Step, changes: Changes<Step, Slot> = {}): Promise<void> {
+    this.commit({ ...changes, put: [...(changes.put ?? []), step] });
   }
 
-  /** Drops a finished or refused step and writes its history line. */
-  protected async finish(step: Step, event: HistoryEvent | null): Promise<void> {
-    this.data.pending = this.data.pending.filter((s) => s.id !== step.id);
-    await this.save();
-    if (event !== null) await appendHistory(this.paths, event);
+  /** Drops a finished or refused step, with what it changed and its history line, in one transaction. */
+  protected async finish(step: Step, event: HistoryEvent | null, changes: Changes<Step, Slot> = {}): Promise<void> {
+    this.commit({ ...changes, drop: [...(changes.drop ?? []), step.id], history: [...(changes.history ?? []), ...(event === null ? [] : [event])] });
+  }
+
+  /** The received payment from `sender` with counter `index`, archived or not (the replay check). */
+  protected inboxBySender(sender: string, index: string): InboxEntry | undefined {
+    return this.book.inboxBySender(sender, index);
+  }
+
+  /** The received payment with this digest, archived or not. */
+  protected inboxByDigest(digest: string): InboxEntry | undefined {
+    return this.book.inboxByDigest(digest);
+  }
+
+  /** Received payments not yet collected, claimed or refused, oldest first. */
+  protected acceptedInbox(): InboxEntry[] {
+    return this.book.acceptedInbox();
+  }
+
+  /** The sent payment with this digest, archived or not. */
+  protected sentByDigest(digest: string): SentEntry | undefined {
+    return this.book.sentByDigest(digest);
+  }
+
+  /** The sent payment that paid request `nonce` (hex), archived or not. */
+  protected sentByRequest(nonce: string): SentEntry | undefined {
+    return this.book.sentByRequest(nonce);
+  }
+
+  /**
+   * Marks sent payments the node reported as settled, with the history line saying so, then moves
+   * what is settled (those, and received payments collected, claimed, refused or retired) out of the
+   * lists a step reads: archived, they still answer the replay and paid-request checks.
+   */
+  protected settle(digests: readonly string[], changes: Changes<Step, Slot> = {}): { inbox: number; sent: number } {
+    this.commit({ ...changes, settled: digests });
+    return this.book.prune();
   }
 
   /**
@@ -310,12 +255,11 @@ export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends C
     return { finished, waiting, ended };
   }
 
-  /** Takes a newer revocation list (base64url of its encoding) and keeps it. */
-  protected async keepCrl(encoded: string): Promise<void> {
+  /** Takes a newer revocation list (base64url of its encoding) and keeps it, with what else changed. */
+  protected async keepCrl(encoded: string, changes: Changes<Step, Slot> = {}): Promise<void> {
     const list = decodeRevocationList(fromBase64url(encoded));
     this.revocations.accept(list, this.intermediary.body.subject);
-    this.data.crl = encoded;
-    await this.save();
+    this.commit({ ...changes, crl: encoded });
   }
 
   /** Checks a user or device certificate against the wallet's root, intermediary and revocation list. */
@@ -334,117 +278,36 @@ export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends C
   }
 
   /**
-   * Retires a secure element that refuses to run (ROLLBACK_DETECTED, or its sealed state damaged):
-   * `provision` makes a new one in a staging folder (kept there if a later part fails, so running
-   * the recovery again finishes it); `beforeMove` runs (e.g. the node retires the old device); then the old SE's folder and counter move to `retired/<id>`
-   * and the new ones take their place. Nothing is deleted.
+   * Retires a secure element that refuses to run and provisions a new one (see recovery.ts); the
+   * scheme then writes the new device and the retired one through `commit`.
    * @throws TallyError WALLET_UNSUPPORTED when the SE runs (nothing to recover) or no OEM is enrolled
    */
-  protected async replaceSecureElement<Fresh>(
+  protected replaceSecureElement<Fresh>(
     old: string,
     staged: Codec<Fresh>,
     provision: (context: { paths: WalletPaths; oem: Oem; info: NodeInfo }) => Promise<Fresh>,
     hooks: { beforeProvision?: () => Promise<void>; beforeMove?: () => Promise<void> } = {},
   ): Promise<{ fresh: Fresh; folder: string }> {
-    const staging = walletPaths(join(this.paths.dir, 'recovering'));
-    const stagedFile = join(staging.dir, 'device.json');
-    let fresh = await readFile(stagedFile, 'utf8').then((t) => decodeJsonFile(stagedFile, 'staged device file', staged, t), () => null);
-    if (fresh === null) {
-      // Only a secure element that refuses to run is retired.
-      try {
-        await this.probeSecureElement();
-        throw new TallyError('WALLET_UNSUPPORTED', `the secure element of wallet ${this.name} runs; there is nothing to recover`, { name: this.name, reason: 'secure element runs' });
-      } catch (e) {
-        if (!isTallyError(e, 'ROLLBACK_DETECTED') && !isTallyError(e, 'STATE_CORRUPT')) throw e;
-      }
-      if (this.seHost !== null) await this.seHost.kill();
-      this.seHost = null;
-      await hooks.beforeProvision?.();
-      const info = await this.node.info();
-      const oem = await enrolledOem(dirname(dirname(this.paths.dir)), this.node, this.name);
-      await rm(staging.dir, { recursive: true, force: true });
-      await ensurePrivateDir(staging.dir);
-      fresh = await provision({ paths: staging, oem, info });
-      await writeFile(stagedFile, JSON.stringify(fresh), { mode: 0o600 });
-    }
-    await hooks.beforeMove?.();
-    const folder = join(this.paths.dir, 'retired', old);
-    await ensurePrivateDir(folder);
-    for (const [from, to] of [
-      [this.paths.se, join(folder, 'se')],
-      [this.paths.counter, join(folder, 'counter')],
-      [staging.se, this.paths.se],
-      [staging.counter, this.paths.counter],
-    ] as const) {
-      if ((await stat(from).catch(() => null)) !== null && (await stat(to).catch(() => null)) === null) await rename(from, to);
-    }
-    return { fresh, folder };
+    const context = {
+      name: this.name,
+      paths: this.paths,
+      node: this.node,
+      probe: () => this.probeSecureElement(),
+      stop: async () => {
+        if (this.seHost !== null) await this.seHost.kill();
+        this.seHost = null;
+      },
+    };
+    return replaceSecureElement(context, old, staged, provision, hooks);
   }
 
   /** Removes the staging folder of a finished recovery. */
   protected async recoveryDone(): Promise<void> {
-    await rm(join(this.paths.dir, 'recovering'), { recursive: true, force: true });
+    await recoveryDone(this.paths);
   }
 
   /** Runs a read-only SE command to see whether the SE runs (for recovery). */
   protected abstract probeSecureElement(): Promise<void>;
-}
-
-/** How a scheme reads its part of wallet.json: its journal steps and its slot. */
-export interface WalletFormat<Step extends JournalStep, Slot> {
-  /** The step as the scheme knows it, or null for a step it does not know. */
-  step(step: JournalStep & Record<string, unknown>): Step | null;
-  /** The slot as the scheme knows it, or null when it is missing or not the scheme's. */
-  slot(slot: unknown): Slot | null;
-}
-
-/**
- * Opens a wallet folder of `scheme` under its lock, for a scheme's `open`: its steps and slot read
- * by the scheme's `format`.
- * @throws TallyError WALLET_NOT_FOUND, WALLET_UNSUPPORTED (another scheme), WALLET_BUSY, STATE_CORRUPT (a step or slot the scheme does not know)
- */
-export async function openFolderOf<Step extends JournalStep, Slot>(home: string, name: string, scheme: string, format: WalletFormat<Step, Slot>): Promise<{ paths: WalletPaths; data: WalletData<Step, Slot>; unlock: () => Promise<void> }> {
-  const opened = await openWalletFolder(home, name, scheme);
-  try {
-    const pending: Step[] = [];
-    for (const raw of opened.data.pending) {
-      const step = format.step({ ...raw });
-      if (step === null) throw new TallyError('STATE_CORRUPT', `wallet file ${opened.paths.file}: a pending ${JSON.stringify(raw.kind).slice(0, 40)} step that a ${scheme} wallet does not know`, { reason: 'pending' });
-      pending.push(step);
-    }
-    const { slot: rawSlot, pending: _steps, ...rest } = opened.data;
-    const slot = rawSlot === undefined ? null : format.slot(rawSlot);
-    if (rawSlot !== undefined && slot === null) throw new TallyError('STATE_CORRUPT', `wallet file ${opened.paths.file}: the ${scheme} data is not in the expected format`, { reason: 'slot' });
-    return { paths: opened.paths, data: { ...rest, pending, ...(slot === null ? {} : { slot }) }, unlock: opened.unlock };
-  } catch (e) {
-    await opened.unlock();
-    throw e;
-  }
-}
-
-/**
- * The payee side of a link: listens on `port`, takes one peer (waiting at most `timeoutMs`), and
- * runs the secure session's handshake as responder.
- */
-export async function listenLink(side: LinkSide, options: { port: number; host: string; timeoutMs: number; onListening?: ((port: number) => void) | undefined }): Promise<SecureLink> {
-  const server = await listenTcp(options.port, options.host);
-  let stream: ByteStream;
-  try {
-    options.onListening?.(server.port);
-    stream = await server.accept({ timeoutMs: options.timeoutMs });
-  } finally {
-    await server.close();
-  }
-  // The payer's handshake is bounded like every other wait of the session.
-  return openSecureLink(stream, { role: 'responder', prologue: side.prologue, scheme: side.scheme, handshakeTimeoutMs: options.timeoutMs, identity: side.identity, trust: side.trust });
-}
-
-/** The payer side of a link: connects (retried while nobody listens yet) and runs the handshake, all within `timeoutMs`. */
-export async function connectLink(side: LinkSide, host: string, port: number, timeoutMs: number): Promise<SecureLink> {
-  const started = Date.now();
-  const stream = await connectTcp(host, port, { timeoutMs, retryRefused: true });
-  const handshakeTimeoutMs = Math.max(1, timeoutMs - (Date.now() - started));
-  return openSecureLink(stream, { role: 'initiator', prologue: side.prologue, scheme: side.scheme, handshakeTimeoutMs, identity: side.identity, trust: side.trust });
 }
 
 export { isNodeRefusal };

@@ -1,45 +1,54 @@
 /**
- * What every kind of wallet does the same way, whatever its scheme: reading its folder under the
- * lock, amounts in its currency, its history, and its online balance.
+ * What every kind of wallet does the same way, whatever its scheme: reading its header and history
+ * without the lock, amounts in its currency, and its online balance.
  */
 import { readFile } from 'node:fs/promises';
 import { Amount, type Currency } from '../core/amount.ts';
 import type { Signer } from '../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../core/errors.ts';
-import { readFileBounded, requirePrivateMode } from '../host/files.ts';
-import { lockWallet, walletDir, walletPaths, type WalletPaths } from './home.ts';
+import { join } from 'node:path';
+import { looseRecord } from '../core/fields.ts';
+import { walletDir, walletPaths, type WalletPaths } from './home.ts';
+import { readLegacyWallet, STORE_FILES } from './store/open.ts';
+import { accountCodec, historyEventCodec } from './store/records.ts';
+import { WalletStore } from './store/store.ts';
 import type { NodeClient } from './node-client.ts';
 import { accountAnswer } from './node-answers.ts';
-import { parseData, type HistoryEvent, type WalletData } from './wallet-data.ts';
+import type { HistoryEvent, WalletAccount } from './wallet-data.ts';
 
-/** Largest wallet.json read. */
-export const WALLET_FILE_BYTES_MAX = 16 * 1024 * 1024;
-
-/** A wallet folder read and locked: call `unlock` when done. */
-export interface OpenedFolder {
-  readonly paths: WalletPaths;
-  readonly data: WalletData;
-  readonly unlock: () => Promise<void>;
+/** What `readWalletData` reads without the lock: the header and the account. */
+export interface WalletSummary {
+  name: string;
+  scheme: string;
+  node: string;
+  currency: { code: string; decimals: number };
+  user: WalletAccount;
 }
 
-/** Reads a wallet's data, null when there is no wallet of that name. @throws TallyError STATE_CORRUPT */
-export async function readWalletData(home: string, name: string): Promise<{ paths: WalletPaths; data: WalletData } | null> {
-  const paths = walletPaths(walletDir(home, name));
-  const file = await readFileBounded(paths.file, 'wallet file', WALLET_FILE_BYTES_MAX);
-  if (file === null) return null;
-  requirePrivateMode(paths.file, 'wallet file', file.mode);
-  return { paths, data: parseData(paths.file, file.data) };
-}
+/** The store's slot as far as the shell reads it without the scheme: the account (the rest is the scheme's). */
+const summarySlot = looseRecord({ user: accountCodec });
 
 /**
- * Reads a wallet of `scheme` and takes its lock.
- * @throws TallyError WALLET_NOT_FOUND, WALLET_UNSUPPORTED (another scheme), WALLET_BUSY, STATE_CORRUPT
+ * Reads a wallet's header and account without its lock (wallet.db read-only, or the wallet.json of
+ * an earlier version, which the next open migrates), null when there is no wallet of that name.
+ * @throws TallyError STATE_CORRUPT
  */
-export async function openWalletFolder(home: string, name: string, scheme: WalletData['scheme']): Promise<OpenedFolder> {
-  const read = await readWalletData(home, name);
-  if (read === null) throw new TallyError('WALLET_NOT_FOUND', `no wallet named ${name} in ${home}: create it with \`tally wallet create ${name} --scheme ${scheme}\``, { name });
-  if (read.data.scheme !== scheme) throw new TallyError('WALLET_UNSUPPORTED', `wallet ${name} is a ${read.data.scheme} wallet`, { name, reason: 'scheme' });
-  return { ...read, unlock: await lockWallet(read.paths, name) };
+export async function readWalletData(home: string, name: string): Promise<{ paths: WalletPaths; data: WalletSummary } | null> {
+  const paths = walletPaths(walletDir(home, name));
+  let store: WalletStore;
+  try {
+    store = WalletStore.openReadOnly(paths.store);
+  } catch (e) {
+    if (!isTallyError(e, 'WALLET_NOT_FOUND')) throw e;
+    const legacy = await readLegacyWallet(paths.legacy);
+    return legacy === null ? null : { paths, data: { name: legacy.name, scheme: legacy.scheme, node: legacy.node, currency: legacy.currency, user: legacy.user } };
+  }
+  try {
+    const header = store.header();
+    return { paths, data: { name: header.name, scheme: header.scheme, node: header.node, currency: header.currency, user: store.slot(summarySlot).user } };
+  } finally {
+    store.close();
+  }
 }
 
 /** Formats minor units of `currency`. */
@@ -54,9 +63,9 @@ export function parsePositive(currency: Currency, text: string): bigint {
   return minor;
 }
 
-/** A line of history.jsonl that could not be read as an event. */
+/** A history line that could not be read as an event. */
 export interface DamagedLine {
-  /** 1-based line number in the file. */
+  /** 1-based line number (the first line the wallet ever wrote is 1). */
   line: number;
   reason: string;
 }
@@ -68,11 +77,28 @@ export interface HistoryRead {
 }
 
 /**
- * Reads a wallet's history. A damaged line (not JSON, or not an event with a time and a kind) is
- * skipped and named in `damaged`; the other events are returned as they are.
+ * Reads a wallet's history without its lock: from wallet.db (read-only), or from the history.jsonl
+ * of a wallet.json folder not migrated yet. A damaged line is skipped and named in `damaged`; the
+ * other events are returned as they are. `file` is the file read.
  */
-export async function readHistory(paths: WalletPaths): Promise<HistoryRead> {
-  const text = await readFile(paths.history, 'utf8').catch(() => '');
+export async function readHistory(paths: WalletPaths): Promise<HistoryRead & { file: string }> {
+  let store: WalletStore;
+  try {
+    store = WalletStore.openReadOnly(paths.store);
+  } catch (e) {
+    if (!isTallyError(e, 'WALLET_NOT_FOUND')) throw e;
+    return { ...(await readHistoryLines(join(paths.dir, STORE_FILES.legacyHistory))), file: join(paths.dir, STORE_FILES.legacyHistory) };
+  }
+  try {
+    return { ...store.historyRead(), file: paths.store };
+  } finally {
+    store.close();
+  }
+}
+
+/** The lines of a history.jsonl of an earlier version. */
+async function readHistoryLines(path: string): Promise<HistoryRead> {
+  const text = await readFile(path, 'utf8').catch(() => '');
   const events: HistoryEvent[] = [];
   const damaged: DamagedLine[] = [];
   for (const [k, line] of text.split('\n').entries()) {
@@ -84,12 +110,11 @@ export async function readHistory(paths: WalletPaths): Promise<HistoryRead> {
       damaged.push({ line: k + 1, reason: 'not JSON' });
       continue;
     }
-    const e = parsed as Partial<HistoryEvent> | null;
-    const valid =
-      e !== null && typeof e === 'object' && !Array.isArray(e) && typeof e.at === 'number' && Number.isFinite(e.at) && typeof e.kind === 'string' &&
-      (e.amount === undefined || typeof e.amount === 'string') && (e.detail === undefined || typeof e.detail === 'string');
-    if (valid) events.push({ at: e.at as number, kind: e.kind as string, ...(e.amount === undefined ? {} : { amount: e.amount }), ...(e.detail === undefined ? {} : { detail: e.detail }) });
-    else damaged.push({ line: k + 1, reason: 'not an event (a time and a kind)' });
+    try {
+      events.push(historyEventCodec.decode(parsed, 'history line'));
+    } catch {
+      damaged.push({ line: k + 1, reason: 'not an event (a time and a kind)' });
+    }
   }
   return { events, damaged };
 }

@@ -17,10 +17,10 @@ export const walletHistory: Verb = {
       const read = await readWalletData(home, args[0] as string);
       if (read === null) throw new TallyError('WALLET_NOT_FOUND', `no wallet named ${args[0] as string} in ${home}`, { name: args[0] as string });
       const code = read.data.currency.code;
-      const { events, damaged } = await readHistory(read.paths);
+      const { events, damaged, file } = await readHistory(read.paths);
       const lines = events.map((e) => `${new Date(e.at).toISOString()}  ${e.kind.padEnd(16)} ${e.amount === undefined ? '' : `${e.amount} ${code}  `}${e.detail ?? ''}`);
       if (lines.length === 0) lines.push('No history yet.');
-      const warnings = damaged.map((d) => `warning: ${read.paths.history} line ${d.line} is damaged (${d.reason}); skipped`);
-      return { text: [...lines, ...warnings].join('\n'), json: { name: read.data.name, currency: code, events, damaged: damaged.map((d) => ({ ...d, file: read.paths.history })) } };
+      const warnings = damaged.map((d) => `warning: history line ${d.line} of ${file} is damaged (${d.reason}); skipped`);
+      return { text: [...lines, ...warnings].join('\n'), json: { name: read.data.name, currency: code, events, damaged: damaged.map((d) => ({ ...d, file })) } };
     },
 };

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, test } from 'node:test';
+import { readWalletFile } from '../../wallet/store/test-wallet-file.ts';
 import { BIN, killChildren, startNode, track, type Json } from '../../cli/e2e-process.ts';
 
 const dirs: string[] = [];
@@ -80,7 +81,8 @@ test('DOT-M through the CLI: nine steps over TCP + Noise offline, refusals, re-s
   await ok('operator', 'oem');
   const alice = await ok('wallet', 'create', 'alice', '--scheme', 'dotm');
   assert.equal(alice['scheme'], 'dotm');
-  const aliceData = JSON.parse(await readFile(join(home, 'wallets', 'alice', 'wallet.json'), 'utf8')) as { slot: { ucert: string; wcert: string; suite: string } };
+  const aliceSlot = readWalletFile(join(home, 'wallets', 'alice')).slot ?? {};
+  const aliceData = { slot: { suite: String(aliceSlot['suite']), ucert: String(aliceSlot['ucert']), wcert: String(aliceSlot['wcert']) } };
   assert.equal(aliceData.slot.suite, 'sm2', 'the SE keys follow the deployment');
   const { decodeCertificate } = await import('../../pki/certificate.ts');
   const { fromBase64url } = await import('../../core/bytes.ts');

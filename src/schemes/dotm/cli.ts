@@ -27,7 +27,8 @@ async function withDotm<T>(
   run: (wallet: DotmWallet, recovered: string[], resumed: Awaited<ReturnType<DotmWallet['recover']>>) => Promise<T>,
   unlock?: { password: string | null; optional?: boolean },
 ): Promise<T> {
-  const wallet = await (await walletClass()).open(context.home, context.name);
+  // The password also seals the account key of a wallet an earlier version kept in the clear, as it moves into the store.
+  const wallet = await (await walletClass()).open(context.home, context.name, { password: unlock?.password ?? undefined });
   try {
     if (unlock?.password != null) {
       try {
@@ -127,7 +128,7 @@ export const dotmCli: CliPart = {
     async recover(context) {
       // The wallet's payment password: it opens the account key, and the new secure element takes it.
       const pwd = await password(context.io.env);
-      const wallet = await (await walletClass()).open(context.home, context.name);
+      const wallet = await (await walletClass()).open(context.home, context.name, { password: pwd });
       try {
         const r = await wallet.recoverDevice(pwd, context.io.progress);
         const lines = [
@@ -189,7 +190,7 @@ export const dotmCli: CliPart = {
       flags: {},
       async run(context) {
         const pwd = await password(context.io.env);
-        const wallet = await (await walletClass()).open(context.home, context.name);
+        const wallet = await (await walletClass()).open(context.home, context.name, { password: pwd });
         try {
           const r = await wallet.unlockWallet(pwd);
           return { text: `Unlocked wallet ${wallet.name} (unlock ${r.unlocks}); ${r.triesLeft} payment password tries.`, json: { name: wallet.name, scheme: 'dotm', ...r } };

@@ -1,13 +1,13 @@
 /**
  * The payment password of a DOT-M wallet through the `tally` command line, every party its own
- * process: the account key is never in wallet.json in the clear, a withdrawal needs pwd and a
- * locked wallet gives nothing up, a key file sealed under another password is refused with
- * nothing changed, and a wallet.json of an earlier version (the key in the clear) is sealed on
- * its first unlock. Ends with the audit balanced and the float equal to what the SEs hold.
+ * process: the account key is never on disk in the clear (wallet.db and its WAL), a withdrawal
+ * needs pwd and a locked wallet gives nothing up, a key file sealed under another password is
+ * refused with nothing changed, and a wallet.json of an earlier version (the key in the clear) is
+ * sealed on its first unlock, as it moves into the store. Ends with the audit balanced and the float equal to what the SEs hold.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -20,6 +20,7 @@ import { keyId } from '../../pki/key-id.ts';
 import { NodeClient } from '../../wallet/node-client.ts';
 import { auditAnswer, userAnswer } from '../../wallet/node-answers.ts';
 import { PASSWORD_TRIES_MAX } from './trusted-app.ts';
+import { editWalletFile, readWalletFile, toLegacyFolder, walletBytesOnDisk } from '../../wallet/store/test-wallet-file.ts';
 import { BIN, killChildren, startNode, type Json } from '../../cli/e2e-process.ts';
 
 const dirs: string[] = [];
@@ -37,7 +38,7 @@ function keyShaped(text: string): Uint8Array[] {
   return [...hex, ...b64].filter((b) => b.length === 32);
 }
 
-/** True when some key-shaped string of wallet.json is the secret of the account key `accountKeyId`. */
+/** True when some key-shaped string of the wallet's files is the secret of the account key `accountKeyId`. */
 function holdsAccountKey(text: string, accountKeyId: string): boolean {
   return keyShaped(text).some((candidate) => toHex(keyId(signerFromSecret(nobleEd25519, candidate).publicKey)) === accountKeyId);
 }
@@ -76,7 +77,10 @@ test('DOT-M password through the CLI: no clear account key on disk, withdraw nee
     assert.match(r.stderr, new RegExp(`^tally: .+ \\[${code}\\]\\n$`), 'one clear error line');
     return error;
   };
-  const walletFile = (name: string) => join(home, 'wallets', name, 'wallet.json');
+  const walletDir = (name: string) => join(home, 'wallets', name);
+  /** The wallet's data, as its wallet.json was (read from wallet.db). */
+  const walletData = (name: string) => readWalletFile(walletDir(name));
+  const onDisk = (name: string) => walletBytesOnDisk(walletDir(name));
 
   await ok(['operator', 'oem']);
   // A password the SE would refuse is refused before anything is registered: with no node
@@ -93,16 +97,15 @@ test('DOT-M password through the CLI: no clear account key on disk, withdraw nee
   await ok(['wallet', 'deposit', 'alice', '30.00', '--blocks', '2']);
   await ok(['wallet', 'deposit', 'bob', '4.00']);
 
-  // The account key is sealed: no field holds it, in hex or base64url.
-  const aliceText = await readFile(walletFile('alice'), 'utf8');
-  const aliceData = JSON.parse(aliceText) as { user: { secret?: string; sealed?: string; keyId: string } };
+  // The account key is sealed: no field holds it, in hex or base64url, in wallet.db or its WAL.
+  const aliceData = walletData('alice');
   assert.equal(aliceData.user.secret, undefined);
   assert.equal(typeof aliceData.user.sealed, 'string');
-  assert.equal(holdsAccountKey(aliceText, aliceData.user.keyId), false, 'the account key is not in wallet.json');
+  assert.equal(holdsAccountKey(await onDisk('alice'), aliceData.user.keyId), false, 'the account key is not on disk in the clear');
 
   // A withdrawal with a wrong password: refused by alice's SE, one try gone, nothing given up.
   await refused('SE_REJECTED', 'WRONG_PASSWORD', ['wallet', 'withdraw', 'alice', '5.00'], { TALLY_PASSWORD: 'wrong horse' });
-  assert.equal(await readFile(walletFile('alice'), 'utf8'), aliceText, 'wallet.json unchanged');
+  assert.deepEqual(walletData('alice'), aliceData, 'the wallet data unchanged');
   const afterWrong = await ok(['wallet', 'balance', 'alice']);
   assert.deepEqual([afterWrong['offline'], afterWrong['online'], afterWrong['passwordTriesLeft']], ['30.00', '20.00', PASSWORD_TRIES_MAX - 1]);
 
@@ -113,7 +116,7 @@ test('DOT-M password through the CLI: no clear account key on disk, withdraw nee
   await refused('SE_REJECTED', 'PASSWORD_LOCKED', ['sync', 'alice']);
   const locked = await ok(['wallet', 'balance', 'alice']);
   assert.deepEqual([locked['offline'], locked['online'], locked['passwordTriesLeft'], locked['unsyncedEvents']], ['30.00', null, 0, 0], 'nothing given up');
-  assert.equal(await readFile(walletFile('alice'), 'utf8'), aliceText, 'wallet.json unchanged');
+  assert.deepEqual(walletData('alice'), aliceData, 'the wallet data unchanged');
 
   // The account holder unlocks it: a wrong password does not open the account key and asks the node
   // for nothing; the right one gets a ticket from the node, which the secure element takes once.
@@ -125,15 +128,18 @@ test('DOT-M password through the CLI: no clear account key on disk, withdraw nee
   assert.deepEqual([reopened['offline'], reopened['online'], reopened['passwordTriesLeft']], ['30.00', '20.00', PASSWORD_TRIES_MAX], 'unlocked: the password works again, nothing moved');
 
   // bob's key file replaced by one sealed under another password: the right pwd does not open it; nothing changes.
-  const bobText = await readFile(walletFile('bob'), 'utf8');
-  const bobData = JSON.parse(bobText) as { user: Record<string, string> };
-  const foreign = { ...bobData, user: { ...bobData.user, sealed: toBase64url(await sealKey({ suite: nobleEd25519, secretKey: randomBytes(32) }, 'another password')) } };
-  const foreignText = `${JSON.stringify(foreign, null, 1)}\n`;
-  await writeFile(walletFile('bob'), foreignText, { mode: 0o600 });
+  const bobData = walletData('bob');
+  const foreignSealed = toBase64url(await sealKey({ suite: nobleEd25519, secretKey: randomBytes(32) }, 'another password'));
+  editWalletFile(walletDir('bob'), (data) => {
+    data.user = { ...data.user, sealed: foreignSealed };
+  });
+  const foreign = walletData('bob');
   const wrongKey = await refused('PASSWORD_WRONG', null, ['wallet', 'withdraw', 'bob', '1.00']);
   assert.match(String(wrongKey['message']), /does not open the account key of wallet bob.*nothing was changed/);
-  assert.equal(await readFile(walletFile('bob'), 'utf8'), foreignText, 'wallet.json unchanged');
-  await writeFile(walletFile('bob'), bobText, { mode: 0o600 });
+  assert.deepEqual(walletData('bob'), foreign, 'the wallet data unchanged');
+  editWalletFile(walletDir('bob'), (data) => {
+    data.user = bobData.user;
+  });
   assert.equal((await ok(['wallet', 'balance', 'bob']))['offline'], '4.00', 'nothing given up');
 
   // A wallet.json of an earlier version (the account key in the clear): sealed under pwd on its first unlock.
@@ -145,17 +151,22 @@ test('DOT-M password through the CLI: no clear account key on disk, withdraw nee
     idempotencyKey: `register-old-${toHex(keyId(oldAccount.publicKey))}`,
   });
   const { sealed: _sealed, ...bobUser } = bobData.user;
-  const old = { ...bobData, user: { ...bobUser, secret: toHex(oldSecret), keyId: registered.body.keyId, account: registered.body.account, certificate: registered.body.certificate } };
-  await writeFile(walletFile('bob'), `${JSON.stringify(old, null, 1)}\n`, { mode: 0o600 });
-  assert.equal(holdsAccountKey(await readFile(walletFile('bob'), 'utf8'), registered.body.keyId), true, 'the old format holds the key');
+  const old = { ...walletData('bob'), user: { ...bobUser, secret: toHex(oldSecret), keyId: registered.body.keyId, account: registered.body.account, certificate: registered.body.certificate } };
+  await toLegacyFolder(walletDir('bob'), old);
+  assert.equal(holdsAccountKey(await onDisk('bob'), registered.body.keyId), true, 'the old format holds the key');
   // A wrong password does not migrate it.
   await refused('SE_REJECTED', 'WRONG_PASSWORD', ['wallet', 'balance', 'bob'], { TALLY_PASSWORD: 'wrong horse' });
-  assert.equal(holdsAccountKey(await readFile(walletFile('bob'), 'utf8'), registered.body.keyId), true);
+  assert.equal(holdsAccountKey(await onDisk('bob'), registered.body.keyId), true);
+  assert.equal(await stat(join(walletDir('bob'), 'wallet.db')).catch(() => null), null, 'not migrated');
+  // Without the password it is not migrated either: the key would enter wallet.db in the clear.
+  await refused('PASSWORD_MISSING', null, ['wallet', 'balance', 'bob'], { TALLY_PASSWORD: '' });
+  assert.equal(await stat(join(walletDir('bob'), 'wallet.db')).catch(() => null), null, 'not migrated');
+  assert.equal(holdsAccountKey(await onDisk('bob'), registered.body.keyId), true);
   const migrated = await ok(['wallet', 'balance', 'bob']);
   assert.equal(migrated['online'], '0.00', 'the node answers for the old account key');
-  const migratedText = await readFile(walletFile('bob'), 'utf8');
-  assert.equal((JSON.parse(migratedText) as { user: { secret?: string } }).user.secret, undefined);
-  assert.equal(holdsAccountKey(migratedText, registered.body.keyId), false, 'sealed on the first unlock');
+  assert.equal(walletData('bob').user.secret, undefined);
+  // wallet.db, its WAL and the backup of the old wallet.json: none holds the key in the clear.
+  assert.equal(holdsAccountKey(await onDisk('bob'), registered.body.keyId), false, 'sealed on the first unlock');
   assert.equal((await ok(['wallet', 'balance', 'bob']))['online'], '0.00', 'and opens again under the password');
   const history = (await ok(['wallet', 'history', 'bob']))['events'] as Json[];
   assert.ok(history.some((e) => e['kind'] === 'account-sealed'));

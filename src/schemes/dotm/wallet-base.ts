@@ -22,10 +22,10 @@ import {
   type NodeClient,
   type NodeInfo,
   type Oem,
+  type AccountMigration,
+  type OpenedWallet,
   type TrustedAppSpec,
-  type WalletData,
   type WalletFormat,
-  type WalletPaths,
 } from '../../wallet/plugin.ts';
 import { dotmWalletAnswer } from './wallet-answers.ts';
 import { walletEventWire, type WalletEvent } from './online.ts';
@@ -73,10 +73,10 @@ export interface DotmSlot {
   suite?: SuiteName;
 }
 
-/** wallet.json of a DOT-M wallet. */
-export type DotmWalletData = WalletData<IssueStep, DotmSlot>;
+/** A DOT-M wallet folder as opened. */
+export type DotmOpened = OpenedWallet<IssueStep, DotmSlot>;
 
-/** How a DOT-M wallet reads its journal and keys from wallet.json. */
+/** How a DOT-M wallet reads its journal and keys from its store (and from an earlier version's wallet.json). */
 export const DOTM_FORMAT: WalletFormat<IssueStep, DotmSlot> = {
   step(raw) {
     // An earlier version named the issue step after the scheme.
@@ -187,8 +187,8 @@ export abstract class DotmWalletBase extends WalletShell<IssueStep, DotmSlot, Do
   /** The account key, once unlockAccount opened it. */
   protected account: Signer | null = null;
 
-  protected constructor(paths: WalletPaths, data: DotmWalletData, unlock: () => Promise<void>) {
-    super(paths, data, unlock);
+  protected constructor(opened: DotmOpened) {
+    super(opened);
   }
 
   protected secureElementSpec() {
@@ -216,8 +216,7 @@ export abstract class DotmWalletBase extends WalletShell<IssueStep, DotmSlot, Do
 
   /**
    * Opens the account key: the SE checks pwd first (a wrong one counts a try; a locked wallet stays
-   * locked), then the key file opens under it. A key still in the clear (an earlier version's
-   * wallet.json) is sealed under the password now and the clear copy dropped.
+   * locked), then the key file opens under it.
    * @throws TallyError SE_REJECTED (WRONG_PASSWORD, PASSWORD_LOCKED), PASSWORD_WRONG when pwd is right
    *   but the key file was sealed under another password, STATE_CORRUPT, KEY_INVALID
    */
@@ -233,31 +232,10 @@ export abstract class DotmWalletBase extends WalletShell<IssueStep, DotmSlot, Do
    * refuses to run and cannot check pwd: the key file's own scrypt is then the only guard).
    */
   protected async openAccountKey(password: string): Promise<void> {
-    const { sealed, secret } = this.data.user;
-    let signer: Signer;
-    if (sealed !== undefined) {
-      try {
-        signer = (await openKey(fromBase64url(sealed), password, nodeProvider, `the account key of wallet ${this.name}`)).signer;
-      } catch (e) {
-        if (!isTallyError(e, 'AEAD_FAILED')) throw e;
-        throw new TallyError('PASSWORD_WRONG', `the payment password does not open the account key of wallet ${this.name} (it was sealed under another password); nothing was changed`, {});
-      }
-    } else if (secret !== undefined) {
-      signer = signerFromSecret(nobleEd25519, fromHex(secret));
-    } else {
-      throw new TallyError('STATE_CORRUPT', `wallet ${this.name}: the account key is missing`, { reason: 'user' });
-    }
-    if (toHex(keyId(signer.publicKey)) !== this.data.user.keyId) {
-      throw new TallyError('KEY_INVALID', `wallet ${this.name}: the account key does not match the account ${this.data.user.keyId}`, { suite: signer.publicKey.suite, reason: 'account key mismatch' });
-    }
-    if (sealed === undefined && secret !== undefined) {
-      // Migration: the clear copy goes only once the sealed one is written in its place.
-      const { secret: _clear, ...user } = this.data.user;
-      this.data.user = { ...user, sealed: toBase64url(await sealKey({ suite: nobleEd25519, secretKey: fromHex(secret) }, password)) };
-      await this.save();
-      await this.note({ at: Date.now(), kind: 'account-sealed', detail: 'the account key, kept in the clear by an earlier version, is now sealed under the payment password' });
-    }
-    this.account = signer;
+    const { sealed } = this.data.user;
+    // A key kept in the clear by an earlier version was sealed when its wallet.json moved into the store (sealLegacyAccount).
+    if (sealed === undefined) throw new TallyError('STATE_CORRUPT', `wallet ${this.name}: the sealed account key is missing`, { reason: 'user' });
+    this.account = await openSealedAccount(this.name, this.data.user.keyId, sealed, password);
   }
 
   protected get keys(): DotmSlot {
@@ -289,6 +267,56 @@ export abstract class DotmWalletBase extends WalletShell<IssueStep, DotmSlot, Do
     return this.startedSe();
   }
 
+}
+
+/** Opens a sealed account key file under `password` and checks that it is the account's key. @throws TallyError PASSWORD_WRONG, KEY_INVALID */
+async function openSealedAccount(name: string, account: string, sealed: string, password: string): Promise<Signer> {
+  let signer: Signer;
+  try {
+    signer = (await openKey(fromBase64url(sealed), password, nodeProvider, `the account key of wallet ${name}`)).signer;
+  } catch (e) {
+    if (!isTallyError(e, 'AEAD_FAILED')) throw e;
+    throw new TallyError('PASSWORD_WRONG', `the payment password does not open the account key of wallet ${name} (it was sealed under another password); nothing was changed`, {});
+  }
+  checkAccountKey(name, account, signer);
+  return signer;
+}
+
+function checkAccountKey(name: string, account: string, signer: Signer): void {
+  if (toHex(keyId(signer.publicKey)) !== account) {
+    throw new TallyError('KEY_INVALID', `wallet ${name}: the account key does not match the account ${account}`, { suite: signer.publicKey.suite, reason: 'account key mismatch' });
+  }
+}
+
+/**
+ * The migration of a wallet.json of an earlier version that kept the account key in the clear: the
+ * SE checks `password` (a wrong one counts a try, and nothing is migrated), then the key is sealed
+ * under it, so that it enters the store (and the backup of the old file) sealed only.
+ * @throws TallyError PASSWORD_MISSING without a password; SE_REJECTED (WRONG_PASSWORD, PASSWORD_LOCKED); KEY_INVALID
+ */
+export function sealLegacyAccount(password: string | undefined): AccountMigration {
+  return async ({ name, user, slot, paths }) => {
+    const { secret, ...rest } = user;
+    if (secret === undefined) return { user };
+    if (password === undefined) {
+      throw new TallyError('PASSWORD_MISSING', `wallet ${name} was written by an earlier version with its account key in the clear: give the payment password (at the prompt, or TALLY_PASSWORD) so that it is sealed as the wallet moves into wallet.db; nothing was changed`, {});
+    }
+    const signer = signerFromSecret(nobleEd25519, fromHex(secret));
+    checkAccountKey(name, user.keyId, signer);
+    const keys = DOTM_FORMAT.slot(slot);
+    const host = await startSecureElement(DOTM_TA, paths, false, keys?.suite ?? 'ed25519');
+    try {
+      const checked = await host.call('checkPassword', { password });
+      if (!checked.right) throw wrongPassword(checked.triesLeft, 'unlock');
+    } finally {
+      await host.close();
+    }
+    const sealed = toBase64url(await sealKey({ suite: nobleEd25519, secretKey: fromHex(secret) }, password));
+    return {
+      user: { ...rest, sealed },
+      history: [{ at: Date.now(), kind: 'account-sealed', detail: 'the account key, kept in the clear by an earlier version, is now sealed under the payment password' }],
+    };
+  };
 }
 
 /** The SE's answer to a wrong pwd: the tries left, or the lock it just closed. */

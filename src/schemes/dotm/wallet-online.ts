@@ -4,7 +4,7 @@ import { decodeCbor } from '../../core/cbor.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import { record } from '../../core/codec.ts';
 import { keyId } from '../../pki/key-id.ts';
-import { isNodeRefusal, newStepId, startSecureElement } from '../../wallet/plugin.ts';
+import { isNodeRefusal, newStepId, startSecureElement, type HistoryEvent } from '../../wallet/plugin.ts';
 import { dotmEventsAnswer, dotmIssueAnswer, dotmUnlockAnswer, type DotmEventsAnswer } from './wallet-answers.ts';
 import { decodeBlock } from './messages.ts';
 import { eventAckCodec, unlockTicketCodec } from './online.ts';
@@ -61,22 +61,25 @@ export abstract class DotmWalletOnline extends DotmWalletBase {
         if (this.account === null) await this.openAccountKey(password);
       },
     });
+    // One transaction: the answered issues ended (each with its history line), the new keys and device, the retired one.
     let steps = 0;
-    const kept: IssueStep[] = [];
+    const drop: string[] = [];
+    const lines: HistoryEvent[] = [];
     for (const step of this.data.pending) {
       // An issue the node has not answered runs for the new wallet key; answered ones name the old one.
-      if (step.blocks === undefined) kept.push(step);
-      else {
-        steps++;
-        await this.note({ at: Date.now(), kind: `${step.kind}-retired`, ...('amount' in step ? { amount: this.format(BigInt(step.amount)) } : {}), detail: `cut short on the retired secure element ${old.wallet}${step.blocks !== undefined ? `; blocks ${step.blocks.join(',')}` : ''}` });
-      }
+      if (step.blocks === undefined) continue;
+      steps++;
+      drop.push(step.id);
+      lines.push({ at: Date.now(), kind: `${step.kind}-retired`, amount: this.format(BigInt(step.amount)), detail: `cut short on the retired secure element ${old.wallet}; blocks ${step.blocks.join(',')}` });
     }
-    this.data.pending = kept;
-    this.data.slot = { ...fresh, ...(old.suite === undefined ? {} : { suite: old.suite }) };
-    this.data.device = { keyId: fresh.wallet, certificate: fresh.wcert };
-    this.data.retired = [...(this.data.retired ?? []), { device: old.wallet, at: Date.now(), folder }];
-    await this.save();
-    await this.note({ at: Date.now(), kind: 'device-retired', detail: `secure element ${old.wallet} retired (kept in ${folder}); new secure element ${fresh.wallet}, user key ${fresh.user}; the blocks the node issued to the old one stay on its record at the node` });
+    lines.push({ at: Date.now(), kind: 'device-retired', detail: `secure element ${old.wallet} retired (kept in ${folder}); new secure element ${fresh.wallet}, user key ${fresh.user}; the blocks the node issued to the old one stay on its record at the node` });
+    this.commit({
+      drop,
+      slot: { ...fresh, ...(old.suite === undefined ? {} : { suite: old.suite }) },
+      device: { keyId: fresh.wallet, certificate: fresh.wcert },
+      retired: [{ device: old.wallet, at: Date.now(), folder }],
+      history: lines,
+    });
     await this.recoveryDone();
     return { retired: old.wallet, device: fresh.wallet, folder, setAside: { steps, payments: 0 } };
   }
@@ -126,8 +129,7 @@ export abstract class DotmWalletOnline extends DotmWalletBase {
       }
       throw e;
     }
-    await this.finish(step, null);
-    await this.note({ at: Date.now(), kind: 'deposit', amount: this.format(BigInt(step.amount)), detail: `${blocks.length} currency block(s) issued by the central bank` });
+    await this.finish(step, { at: Date.now(), kind: 'deposit', amount: this.format(BigInt(step.amount)), detail: `${blocks.length} currency block(s) issued by the central bank` });
     return out.balance;
   }
 
@@ -195,12 +197,13 @@ export abstract class DotmWalletOnline extends DotmWalletBase {
     }
     const ack = eventAckCodec.decode(decodeCbor(fromBase64url(last.ack)), 'ack');
     const applied = await se.call('ack', { ack, crl: fromBase64url(last.crl) });
-    await this.keepCrl(last.crl);
     const refused = results.filter((r) => r.status === 'refused');
-    await this.note({
-      at: Date.now(),
-      kind: 'sync',
-      detail: `${events.length} event(s) uploaded, ${applied.cleared} acknowledged${refused.length === 0 ? '' : `, ${refused.length} refused (${refused.map((r) => r.code).join(', ')})`}; revocation list v${applied.crlVersion ?? '?'}`,
+    await this.keepCrl(last.crl, {
+      history: [{
+        at: Date.now(),
+        kind: 'sync',
+        detail: `${events.length} event(s) uploaded, ${applied.cleared} acknowledged${refused.length === 0 ? '' : `, ${refused.length} refused (${refused.map((r) => r.code).join(', ')})`}; revocation list v${applied.crlVersion ?? '?'}`,
+      }],
     });
     return { uploaded: events.length, results, findings, crlVersion: applied.crlVersion ?? 0 };
   }

@@ -3,11 +3,11 @@
  * link; the online steps are in wallet-online.ts, what they share in wallet-base.ts): the shell's
  * wallet folder with an isolated secure element
  * running the DOT-M trusted app, which holds usk, wsk, pwd and the currency blocks (§3.1, §3.2).
- * wallet.json keeps the account key that signs the wallet's calls to the node and binds its links,
+ * The wallet's store keeps the account key that signs the wallet's calls to the node and binds its links,
  * sealed under pwd (scrypt + XChaCha20-Poly1305, the node's key file format), the certificates,
  * and the node steps in flight. `unlockAccount` has the SE check pwd (a try counted, the lockout
- * kept) and only then opens the key; a wallet written with the key in the clear by an earlier
- * version is sealed on that first unlock.
+ * kept) and only then opens the key; a wallet.json written with the key in the clear by an earlier
+ * version is sealed under the password as it moves into the store (`open` with the password).
  *
  * - create: registration (§3.3.1): the SE makes usk and wsk, the home's OEM attests wpk, the node
  *   certifies both, the user sets pwd;
@@ -37,19 +37,18 @@ import {
   startSecureElement,
   type LinkSide,
   type ResumeReport,
-  type WalletPaths,
 } from '../../wallet/plugin.ts';
 import { DOTM_LINK_PROLOGUE, DOTM_LINK_SCHEME, failureCode, runPayee, runPayer } from './session.ts';
 import { checkPasswordPolicy } from './trusted-app.ts';
-import { DOTM_FORMAT, DOTM_TA, provisionDotm, wrongPassword, type CreateDotmOptions, type DotmSlot, type DotmTransfer, type DotmWalletData, type IssueStep } from './wallet-base.ts';
+import { DOTM_FORMAT, DOTM_TA, provisionDotm, sealLegacyAccount, wrongPassword, type CreateDotmOptions, type DotmOpened, type DotmSlot, type DotmTransfer, type IssueStep } from './wallet-base.ts';
 import { DotmWalletOnline } from './wallet-online.ts';
 
-export { ISSUE_BLOCKS_MAX, type BlockLine, type CreateDotmOptions, type DotmBalance, type DotmSecureElement, type DotmSlot, type DotmTransfer, type DotmWalletData, type DotmWithdrawal, type IssueStep } from './wallet-base.ts';
+export { ISSUE_BLOCKS_MAX, type BlockLine, type CreateDotmOptions, type DotmBalance, type DotmSecureElement, type DotmSlot, type DotmTransfer, type DotmWithdrawal, type IssueStep } from './wallet-base.ts';
 
 /** An open DOT-M wallet: call `close()` when done. */
 export class DotmWallet extends DotmWalletOnline {
-  private constructor(paths: WalletPaths, data: DotmWalletData, unlock: () => Promise<void>) {
-    super(paths, data, unlock);
+  private constructor(opened: DotmOpened) {
+    super(opened);
   }
 
   protected async runStep(step: IssueStep): Promise<unknown> {
@@ -68,7 +67,7 @@ export class DotmWallet extends DotmWalletOnline {
     const secret = randomBytes(32);
     const account = signerFromSecret(nobleEd25519, secret);
     const name = options.name;
-    await createWalletFolder<IssueStep, DotmSlot>({ ...options, needsOem: true }, async ({ node, info, paths, oem, progress, registerUser }) => {
+    await createWalletFolder<DotmSlot>({ ...options, needsOem: true }, async ({ node, info, paths, oem, progress, registerUser }) => {
       if (oem === null) throw new TallyError('ASSERTION_FAILED', 'a DOT-M wallet is created with the home OEM', {});
       progress('registering the account at the node');
       const registered = await registerUser(account);
@@ -85,8 +84,7 @@ export class DotmWallet extends DotmWalletOnline {
       }
       // The account key is kept only sealed under pwd: whoever holds the files cannot use it.
       const sealed = toBase64url(await sealKey({ suite: nobleEd25519, secretKey: secret }, options.password));
-      const data: DotmWalletData = {
-        format: 1,
+      const data = {
         name,
         scheme: 'dotm',
         node: node.url,
@@ -96,10 +94,6 @@ export class DotmWallet extends DotmWalletOnline {
         device: { keyId: answer.wallet, certificate: answer.wcert },
         slot: { user: answer.user, ucert: answer.ucert, wallet: answer.wallet, wcert: answer.wcert, suite },
         certificates: info.certificates,
-        crl: null,
-        inbox: [],
-        sent: [],
-        pending: [],
       };
       return { data, detail: `DOT-M wallet ${answer.wallet}, user ${answer.user}` };
     });
@@ -110,15 +104,18 @@ export class DotmWallet extends DotmWalletOnline {
   }
 
   /**
-   * Opens a DOT-M wallet and takes its lock.
-   * @throws TallyError WALLET_NOT_FOUND, WALLET_BUSY, WALLET_UNSUPPORTED (not a DOT-M wallet), STATE_CORRUPT
+   * Opens a DOT-M wallet and takes its lock. `password` seals the account key of a wallet.json an
+   * earlier version wrote with the key in the clear, as it moves into the store (it is not needed otherwise).
+   * @throws TallyError WALLET_NOT_FOUND, WALLET_BUSY, WALLET_UNSUPPORTED (not a DOT-M wallet), STATE_CORRUPT;
+   *   for such an old wallet PASSWORD_MISSING, SE_REJECTED (WRONG_PASSWORD, PASSWORD_LOCKED)
    */
-  static async open(home: string, name: string): Promise<DotmWallet> {
-    const { paths, data, unlock } = await openFolderOf(home, name, 'dotm', DOTM_FORMAT);
+  static async open(home: string, name: string, options: { password?: string | undefined } = {}): Promise<DotmWallet> {
+    const opened = await openFolderOf(home, name, 'dotm', DOTM_FORMAT, { account: sealLegacyAccount(options.password) });
     try {
-      return new DotmWallet(paths, data, unlock);
+      return new DotmWallet(opened);
     } catch (e) {
-      await unlock();
+      opened.book.close();
+      await opened.unlock();
       throw e;
     }
   }

@@ -18,6 +18,7 @@ import { signerFromSecret } from '../../core/crypto/suite.ts';
 import { encodeText } from '../../core/text.ts';
 import { signRequest } from './request.ts';
 import { readRequestToken, requestToken } from './tokens.ts';
+import { readWalletFile } from '../../wallet/store/test-wallet-file.ts';
 import { BIN, killChildren, startNode, type Json } from '../../cli/e2e-process.ts';
 
 const dirs: string[] = [];
@@ -64,7 +65,7 @@ test('OPS request tokens through the CLI: the payer sees whom it pays, a swapped
     if (reason !== null) assert.equal((error['details'] as Json)['reason'], reason, JSON.stringify(error));
     return error;
   };
-  const data = async (name: string) => JSON.parse(await readFile(join(home, 'wallets', name, 'wallet.json'), 'utf8')) as WalletFile;
+  const data = async (name: string) => readWalletFile(join(home, 'wallets', name)) as WalletFile;
   const offline = async (name: string) => (await ok('wallet', 'balance', name))['offline'] as string;
   /** alice's offline balance and sent log do not move. */
   const nothingPaid = async (before: { offline: string; sent: number }) => {

@@ -21,9 +21,8 @@ import {
   type NodeInfo,
   type Oem,
   type TrustedAppSpec,
-  type WalletData,
+  type OpenedWallet,
   type WalletFormat,
-  type WalletPaths,
 } from '../../wallet/plugin.ts';
 import type { ResumeReport } from '../../wallet/plugin.ts';
 import { opsTrustedApp } from './trusted-app.ts';
@@ -52,9 +51,6 @@ export const CURABLE_REFUSALS: ReadonlySet<string> = new Set(['CERT_NOT_YET_VALI
 
 /** Payments sent to the node in one claim request (a payment to a client is about 1.1 KiB of the 64 KiB body). */
 export const CLAIM_BATCH_MAX = 32;
-/** Received payments kept in the wallet's own log (its freshness check for claims and collects). */
-export const INBOX_ENTRIES_MAX = 10_000;
-
 /** The OPS trusted app's commands. */
 export type OpsCommands = typeof opsTrustedApp.commands;
 /** The OPS trusted app, where the isolated SE process finds it. */
@@ -72,8 +68,8 @@ export type PendingStep =
   | { kind: 'pay'; id: string; amount: string; receiver: string; memo?: string; request?: string }
   | { kind: 'collect'; id: string; digest: string };
 
-/** wallet.json of an OPS wallet (it keeps no slot of its own). */
-export type OpsWalletData = WalletData<PendingStep, never>;
+/** An OPS wallet folder as opened (it keeps no slot of its own). */
+export type OpsOpened = OpenedWallet<PendingStep, never>;
 
 /** The string fields `names` of a step read from the file (each present, or absent when optional), or null. */
 function fields<R extends string, O extends string>(raw: Record<string, unknown>, required: readonly R[], optional: readonly O[]): ({ [K in R]: string } & { [K in O]?: string }) | null {
@@ -92,7 +88,7 @@ function fields<R extends string, O extends string>(raw: Record<string, unknown>
   return out as { [K in R]: string } & { [K in O]?: string };
 }
 
-/** How an OPS wallet reads its journal from wallet.json. */
+/** How an OPS wallet reads its journal from its store (and from an earlier version's wallet.json). */
 export const OPS_FORMAT: WalletFormat<PendingStep, never> = {
   step(raw) {
     const id = raw.id;
@@ -146,10 +142,10 @@ export interface BalanceReport {
 export abstract class OpsWalletBase extends WalletShell<PendingStep, never, OpsState, OpsCommands> {
   readonly user: Signer;
 
-  protected constructor(paths: WalletPaths, data: OpsWalletData, unlock: () => Promise<void>) {
-    super(paths, data, unlock);
-    const secret = data.user.secret;
-    if (secret === undefined) throw new TallyError('STATE_CORRUPT', `wallet ${data.name}: the user key is missing`, { reason: 'user' });
+  protected constructor(opened: OpsOpened) {
+    super(opened);
+    const secret = this.data.user.secret;
+    if (secret === undefined) throw new TallyError('STATE_CORRUPT', `wallet ${this.data.name}: the user key is missing`, { reason: 'user' });
     this.user = signerFromSecret(nobleEd25519, fromHex(secret));
   }
 

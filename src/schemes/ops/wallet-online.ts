@@ -8,6 +8,7 @@ import {
   newStepId,
   startSecureElement,
   revocationsAnswer,
+  type HistoryEvent,
   type InboxEntry,
   type ResumeReport,
 } from '../../wallet/plugin.ts';
@@ -65,35 +66,32 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
     });
     const retirement = at.node;
     if (retirement === undefined) throw new TallyError('ASSERTION_FAILED', 'the device was not retired at the node', {});
+    // One transaction: the steps bound to the old device ended (each with its history line), the payments
+    // to it set aside, the new device and the retired one written, and the line saying so.
     let steps = 0;
-    const kept: PendingStep[] = [];
+    const put: PendingStep[] = [];
+    const drop: string[] = [];
+    const lines: HistoryEvent[] = [];
     for (const step of this.data.pending) {
-      if (step.kind === 'withdraw' && step.confirmation !== undefined) kept.push({ ...step, device: step.device ?? old.keyId }); // signed by the old TA: the node may still credit it
-      else if (step.kind === 'deposit' && step.confirmation === undefined) kept.push(step); // nothing moved yet: it runs for the new device
-      else if (step.kind === 'withdraw' || step.kind === 'deposit' || step.kind === 'pay' || step.kind === 'collect') {
+      if (step.kind === 'withdraw' && step.confirmation !== undefined) put.push({ ...step, device: step.device ?? old.keyId }); // signed by the old TA: the node may still credit it
+      else if (step.kind === 'deposit' && step.confirmation === undefined) continue; // nothing moved yet: it runs for the new device
+      else {
         steps++;
-        await this.note({ at: Date.now(), kind: `${step.kind}-retired`, ...('amount' in step ? { amount: this.format(BigInt(step.amount)) } : {}), detail: `cut short on the retired secure element ${old.keyId}${'confirmation' in step && step.confirmation !== undefined ? `; confirmation ${step.confirmation}` : ''}` });
-      } else kept.push(step);
+        drop.push(step.id);
+        lines.push({ at: Date.now(), kind: `${step.kind}-retired`, ...('amount' in step ? { amount: this.format(BigInt(step.amount)) } : {}), detail: `cut short on the retired secure element ${old.keyId}${'confirmation' in step && step.confirmation !== undefined ? `; confirmation ${step.confirmation}` : ''}` });
+      }
     }
-    let payments = 0;
-    for (const entry of this.data.inbox) {
-      if (entry.state !== 'accepted') continue;
-      entry.state = 'retired';
-      entry.reason = `paid to the retired secure element ${old.keyId}; the payment is kept here`;
-      payments++;
-    }
+    const setAside: InboxEntry[] = this.acceptedInbox().map((entry) => ({ ...entry, state: 'retired', reason: `paid to the retired secure element ${old.keyId}; the payment is kept here` }));
+    const payments = setAside.length;
     const fromDevice = old.keyId;
-    this.data.pending = kept;
-    this.data.device = device;
-    this.data.retired = [...(this.data.retired ?? []), { device: fromDevice, at: Date.now(), folder, releaseAt: retirement.releaseAt, released: false }];
-    await this.save();
     const { escrow, releaseAt } = retirement;
-    await this.note({
+    lines.push({
       at: Date.now(),
       kind: 'device-retired',
       amount: escrow,
       detail: `secure element ${fromDevice} retired (kept in ${folder}); new secure element ${device.keyId}; the node holds ${escrow} ${this.currency.code}, what it knows the old one held, for its payments that surface, and gives the rest back from ${releaseAt} (at a sync)`,
     });
+    this.commit({ put, drop, inbox: setAside, device, retired: [{ device: fromDevice, at: Date.now(), folder, releaseAt: retirement.releaseAt, released: false }], history: lines });
     await this.recoveryDone();
     return { retired: fromDevice, device: device.keyId, folder, setAside: { steps, payments }, escrow, releaseAt };
   }
@@ -257,7 +255,7 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
     }
     const claimed: InboxEntry[] = [];
     const refused: InboxEntry[] = [];
-    const waiting = this.data.inbox.filter((e) => e.state === 'accepted');
+    const waiting = this.acceptedInbox();
     for (let at = 0; at < waiting.length; at += CLAIM_BATCH_MAX) {
       const batch = waiting.slice(at, at + CLAIM_BATCH_MAX);
       // The key names the batch's payments: a re-sent batch (after a lost answer) is the same request.
@@ -265,27 +263,35 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
         body: { payments: batch.map((e) => e.payment) },
         idempotencyKey: `claims-${toBase64url(sha256(utf8(batch.map((e) => e.digest).join(','))))}`,
       });
+      // The batch's outcome is written in one transaction: each payment's new state with its history line.
+      const changed: InboxEntry[] = [];
+      const lines: HistoryEvent[] = [];
       for (const [i, entry] of batch.entries()) {
         const result = answer.body.results[i];
         if (result?.status === 'credited') {
-          entry.state = 'claimed';
-          // What the node says it credited, not what this wallet's file says the payment was.
-          entry.credited = typeof result.amount === 'string' ? result.amount : this.format(BigInt(entry.amount));
-          claimed.push(entry);
-          await this.note({ at: Date.now(), kind: 'claim', amount: entry.credited, detail: `credited by the node; from ${entry.sender} (index ${entry.index})` });
+          // What the node says it credited, not what this wallet's store says the payment was.
+          const credited = typeof result.amount === 'string' ? result.amount : this.format(BigInt(entry.amount));
+          const claimedEntry: InboxEntry = { ...entry, state: 'claimed', credited };
+          changed.push(claimedEntry);
+          claimed.push(claimedEntry);
+          lines.push({ at: Date.now(), kind: 'claim', amount: credited, detail: `credited by the node; from ${entry.sender} (index ${entry.index})` });
         } else if (result !== undefined && CURABLE_REFUSALS.has(result.code)) {
           // The node cannot pay it now (its float is short): it stays accepted for a later claim.
-          entry.waiting = `${result.message} [${result.code}]`;
-          await this.note({ at: Date.now(), kind: 'claim-waiting', amount: this.format(BigInt(entry.amount)), detail: entry.waiting });
+          const later: InboxEntry = { ...entry, waiting: `${result.message} [${result.code}]` };
+          changed.push(later);
+          lines.push({ at: Date.now(), kind: 'claim-waiting', amount: this.format(BigInt(entry.amount)), detail: later.waiting ?? '' });
         } else {
-          entry.state = 'refused';
-          entry.reason = result === undefined ? 'the node gave no result for it' : `${result.message} [${result.code}]`;
-          refused.push(entry);
-          await this.note({ at: Date.now(), kind: 'claim-refused', amount: this.format(BigInt(entry.amount)), detail: entry.reason });
+          const reason = result === undefined ? 'the node gave no result for it' : `${result.message} [${result.code}]`;
+          const refusedEntry: InboxEntry = { ...entry, state: 'refused', reason };
+          changed.push(refusedEntry);
+          refused.push(refusedEntry);
+          lines.push({ at: Date.now(), kind: 'claim-refused', amount: this.format(BigInt(entry.amount)), detail: reason });
         }
       }
-      await this.save();
+      this.commit({ inbox: changed, history: lines });
     }
+    // Claimed and refused payments are settled: out of the lists a step reads.
+    this.settle([]);
     return { claimed, refused, online: (await this.onlineBalance()).balance };
   }
 
@@ -306,8 +312,7 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
     const device = this.data.device;
     if (device === null) {
       const answer = await this.node.call('GET', '/v1/revocations', { answer: revocationsAnswer });
-      await this.keepCrl(answer.body.list);
-      await this.note({ at: Date.now(), kind: 'sync', detail: `revocation list v${answer.body.version}` });
+      await this.keepCrl(answer.body.list, { history: [{ at: Date.now(), kind: 'sync', detail: `revocation list v${answer.body.version}` }] });
       return { crlVersion: answer.body.version, fraud: [] };
     }
     const { ended } = await this.resume();
@@ -320,11 +325,13 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
     });
     const ack = syncAckCodec.decode(decodeCbor(fromBase64url(answer.body.ack)), 'ack');
     const applied = await se.call('syncAck', { ack, crl: fromBase64url(answer.body.crl) });
-    await this.keepCrl(answer.body.crl);
-    await this.note({ at: Date.now(), kind: 'sync', detail: `report of ${report.body.paid.length} payments and ${report.body.collected.length} collects; revocation list v${answer.body.crlVersion}` });
+    // The payments the node acknowledged are settled: marked with the sync's line, then moved out of the working lists.
+    const settled = report.body.paid.filter((e) => e.index <= ack.body.paidUpTo).map((e) => toHex(e.digest));
+    await this.keepCrl(answer.body.crl, { history: [{ at: Date.now(), kind: 'sync', detail: `report of ${report.body.paid.length} payments and ${report.body.collected.length} collects; revocation list v${answer.body.crlVersion}` }] });
+    this.settle(settled);
     // The ack moved the TA's trusted time and pruned its log: payments that waited for that go in now.
     let retried: { collected: number; refused: number; waiting: number } | undefined;
-    if (this.data.inbox.some((e) => e.state === 'accepted' && e.waiting !== undefined)) {
+    if (this.acceptedInbox().some((e) => e.waiting !== undefined)) {
       const again = await this.collect();
       retried = { collected: again.collected.length, refused: again.refused.length, waiting: again.waiting.length };
     }
@@ -337,10 +344,8 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
       if (r.released !== false || r.releaseAt === undefined || Date.now() < Date.parse(r.releaseAt)) continue;
       const answer = await this.node.signed(this.user, 'POST', `/v1/ops/devices/${r.device}/retire`, { answer: opsReleaseAnswer, body: {}, idempotencyKey: `release-${r.device}` });
       if (answer.body.status !== 'released') continue;
-      r.released = true;
-      await this.save();
       const amount = answer.body.refund?.amount ?? '0.00';
-      await this.note({ at: Date.now(), kind: 'retired-released', amount, detail: `the node credited ${amount} ${this.currency.code} it held for the retired secure element ${r.device}` });
+      await this.note({ at: Date.now(), kind: 'retired-released', amount, detail: `the node credited ${amount} ${this.currency.code} it held for the retired secure element ${r.device}` }, { retired: [{ ...r, released: true }] });
     }
   }
 
@@ -352,7 +357,7 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
   /** Online (from the node, when reachable) and offline (from the SE) balances. */
   async balance(): Promise<BalanceReport> {
     const online = await this.onlineBalance();
-    const incoming = this.data.inbox.filter((e) => e.state === 'accepted').reduce((sum, e) => sum + BigInt(e.amount), 0n);
+    const incoming = this.acceptedInbox().reduce((sum, e) => sum + BigInt(e.amount), 0n);
     const report: BalanceReport = { online: online.balance, ...(online.error === undefined ? {} : { onlineError: online.error }), offline: null, incoming: this.format(incoming), pendingSteps: this.data.pending.length };
     if (this.data.device !== null) {
       const status = await (await this.se()).call('status', {});

@@ -6,7 +6,7 @@
  * the factory step refused for an unenrolled home.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile, chmod } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -17,6 +17,7 @@ import { enrollOem } from '../../wallet/factory.ts';
 import { walletDir, walletPaths } from '../../wallet/home.ts';
 import { NodeClient } from '../../wallet/node-client.ts';
 import { auditAnswer } from '../../wallet/node-answers.ts';
+import { editWalletFile } from '../../wallet/store/test-wallet-file.ts';
 import { Wallet } from './wallet.ts';
 import { ops } from './index.ts';
 
@@ -180,13 +181,13 @@ test('a withdraw cut off from the node stays written down and is finished once t
   await mint(w, '10.00');
   await w.deposit('10.00');
   // Point the wallet at a port nobody listens on for the withdraw: the TA signs, the node is not told.
-  const data = w.snapshot();
   const name = w.name;
   await w.close();
   opened.delete(w);
-  const file = walletPaths(walletDir(home, name)).file;
-  await writeFile(file, JSON.stringify({ ...data, node: 'http://127.0.0.1:9' }));
-  await chmod(file, 0o600);
+  const dir = walletDir(home, name);
+  editWalletFile(dir, (data) => {
+    data.node = 'http://127.0.0.1:9';
+  });
   let cut = await Wallet.open(home, name);
   opened.add(cut);
   await assert.rejects(cut.withdraw('4.00'), (e: unknown) => isTallyError(e, 'NODE_UNREACHABLE'));
@@ -194,10 +195,11 @@ test('a withdraw cut off from the node stays written down and is finished once t
   assert.equal(cut.snapshot().pending[0]?.kind, 'withdraw');
   const waiting = (await cut.resume()).waiting;
   assert.equal(waiting[0]?.kind, 'withdraw');
-  const kept = cut.snapshot();
   await cut.close();
   opened.delete(cut);
-  await writeFile(file, JSON.stringify({ ...kept, node: node.url }));
+  editWalletFile(dir, (data) => {
+    data.node = node.url;
+  });
   cut = await Wallet.open(home, name);
   opened.add(cut);
   assert.deepEqual((await cut.resume()).finished, ['withdraw']);
@@ -223,13 +225,25 @@ test('a damaged or exposed wallet file is refused with STATE_CORRUPT and left as
   const name = w.name;
   await w.close();
   opened.delete(w);
-  const file = walletPaths(walletDir(home, name)).file;
-  await writeFile(file, '{"format": 1, "scheme": "ops"');
-  await assert.rejects(Wallet.open(home, name), (e: unknown) => isTallyError(e, 'STATE_CORRUPT'));
-  await writeFile(file, '{"format": 2}');
-  await assert.rejects(Wallet.open(home, name), (e: unknown) => isTallyError(e, 'STATE_CORRUPT'));
-  await chmod(file, 0o644);
+  const paths = walletPaths(walletDir(home, name));
+  // The store exposed: refused with the chmod that fixes it.
+  await chmod(paths.store, 0o644);
   await assert.rejects(Wallet.open(home, name), (e: unknown) => isTallyError(e, 'STATE_CORRUPT') && /chmod/.test(e.message));
+  await chmod(paths.store, 0o600);
+  // The store damaged: refused, and left as it is.
+  const damaged = new TextEncoder().encode('not a wallet store, but something else entirely'.repeat(100));
+  await writeFile(paths.store, damaged);
+  await assert.rejects(Wallet.open(home, name), (e: unknown) => isTallyError(e, 'STATE_CORRUPT'));
+  assert.deepEqual(new Uint8Array(await readFile(paths.store)), damaged);
+  // A wallet.json of an earlier version, damaged or exposed: refused before anything is migrated.
+  await rm(paths.store);
+  await writeFile(paths.legacy, '{"format": 1, "scheme": "ops"', { mode: 0o600 });
+  await assert.rejects(Wallet.open(home, name), (e: unknown) => isTallyError(e, 'STATE_CORRUPT'));
+  await writeFile(paths.legacy, '{"format": 2}');
+  await assert.rejects(Wallet.open(home, name), (e: unknown) => isTallyError(e, 'STATE_CORRUPT'));
+  await chmod(paths.legacy, 0o644);
+  await assert.rejects(Wallet.open(home, name), (e: unknown) => isTallyError(e, 'STATE_CORRUPT') && /chmod/.test(e.message));
+  assert.equal(await readFile(paths.legacy, 'utf8'), '{"format": 2}');
 });
 
 test('a wallet with a secure element needs an OEM enrolled at its node; without one nothing is created', async () => {

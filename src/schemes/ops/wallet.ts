@@ -5,8 +5,8 @@
  * pay, accept, collect, and both sides over a link); the online steps are in wallet-online.ts, what
  * they share in wallet-base.ts.
  *
- * Every step that touches the SE or the node is written down before it starts (`pending` in
- * wallet.json) with the ids that make a retry safe: the SE's request id (a re-run gives back the
+ * Every step that touches the SE or the node is written down before it starts (a journal line in
+ * the wallet's store) with the ids that make a retry safe: the SE's request id (a re-run gives back the
  * stored output) and the node's idempotency key (a re-sent call moves money once). Opening a wallet
  * finishes what a crash or a lost connection left unfinished, as far as the node is reachable.
  */
@@ -28,23 +28,23 @@ import {
   type InboxEntry,
   type LinkSide,
   type SentEntry,
-  type WalletPaths,
+  type WalletDevice,
 } from '../../wallet/plugin.ts';
 import { decodePayment, encodePayment, paymentDigest, type Payment, type PaymentRequest } from './messages.ts';
 import { verifyPayment } from './pay-verify.ts';
 import { OPS_LINK_PROLOGUE, OPS_LINK_SCHEME, runPayee, runPayer } from './session.ts';
 import { paymentToken, readPaymentToken, readRequestToken, requestToken } from './tokens.ts';
 import { plainRequest, REQUEST_NONCE_BYTES, signRequest, verifyRequest, type SignedRequest } from './request.ts';
-import { OPS_FORMAT, OPS_TA, INBOX_ENTRIES_MAX, CURABLE_REFUSALS, provisionDevice, type CreateOptions, type OpsWalletData, type PayeeInfo, type PendingStep } from './wallet-base.ts';
+import { OPS_FORMAT, OPS_TA, CURABLE_REFUSALS, provisionDevice, type CreateOptions, type OpsOpened, type PayeeInfo, type PendingStep } from './wallet-base.ts';
 import { OpsWalletOnline } from './wallet-online.ts';
 
-export { CLAIM_BATCH_MAX, CURABLE_REFUSALS, INBOX_ENTRIES_MAX, type BalanceReport, type CreateOptions, type OpsSecureElement, type OpsWalletData, type PayeeInfo, type PendingStep } from './wallet-base.ts';
+export { CLAIM_BATCH_MAX, CURABLE_REFUSALS, type BalanceReport, type CreateOptions, type OpsSecureElement, type PayeeInfo, type PendingStep } from './wallet-base.ts';
 export type { InboxEntry, SentEntry } from '../../wallet/plugin.ts';
 
 /** An open OPS wallet: call `close()` when done (it stops the SE process and frees the lock). */
 export class Wallet extends OpsWalletOnline {
-  private constructor(paths: WalletPaths, data: OpsWalletData, unlock: () => Promise<void>) {
-    super(paths, data, unlock);
+  private constructor(opened: OpsOpened) {
+    super(opened);
   }
 
   /**
@@ -54,12 +54,12 @@ export class Wallet extends OpsWalletOnline {
    *   NODE_UNREACHABLE, NODE_REFUSED
    */
   static async create(options: CreateOptions): Promise<Wallet> {
-    await createWalletFolder<PendingStep, never>({ ...options, needsOem: options.secureElement }, async ({ name, node, info, paths, oem, progress, registerUser }) => {
+    await createWalletFolder<never>({ ...options, needsOem: options.secureElement }, async ({ name, node, info, paths, oem, progress, registerUser }) => {
       const secret = randomBytes(32);
       const user = signerFromSecret(nobleEd25519, secret);
       progress('registering the user at the node');
       const registered = await registerUser(user);
-      let device: OpsWalletData['device'] = null;
+      let device: WalletDevice | null = null;
       if (oem !== null) {
         progress('provisioning the isolated secure element');
         const host = await startSecureElement(OPS_TA, paths, true);
@@ -71,8 +71,7 @@ export class Wallet extends OpsWalletOnline {
           throw e;
         }
       }
-      const data: OpsWalletData = {
-        format: 1,
+      const data = {
         name,
         scheme: 'ops',
         node: node.url,
@@ -81,10 +80,6 @@ export class Wallet extends OpsWalletOnline {
         user: { secret: toHex(secret), keyId: registered.keyId, account: registered.account, certificate: registered.certificate },
         device,
         certificates: info.certificates,
-        crl: null,
-        inbox: [],
-        sent: [],
-        pending: [],
       };
       return { data, detail: device === null ? 'without a secure element' : `secure element ${device.keyId}` };
     });
@@ -96,11 +91,12 @@ export class Wallet extends OpsWalletOnline {
    * @throws TallyError WALLET_NOT_FOUND, WALLET_BUSY, STATE_CORRUPT
    */
   static async open(home: string, name: string): Promise<Wallet> {
-    const { paths, data, unlock } = await openFolderOf(home, name, 'ops', OPS_FORMAT);
+    const opened = await openFolderOf(home, name, 'ops', OPS_FORMAT);
     try {
-      return new Wallet(paths, data, unlock);
+      return new Wallet(opened);
     } catch (e) {
-      await unlock();
+      opened.book.close();
+      await opened.unlock();
       throw e;
     }
   }
@@ -157,7 +153,7 @@ export class Wallet extends OpsWalletOnline {
       throw new TallyError('PAYMENT_INVALID', `payment request refused: it was signed by user ${signer}, not the ${meant} you meant to pay`, { reason: 'payee' });
     }
     const nonce = toHex(signed.nonce);
-    const paid = this.data.sent.find((s) => s.request === nonce) ?? this.data.pending.find((s) => s.kind === 'pay' && s.request === nonce);
+    const paid = this.sentByRequest(nonce) ?? this.data.pending.find((s) => s.kind === 'pay' && s.request === nonce);
     if (paid !== undefined && options.again !== true) {
       const at = 'at' in paid ? paid.at : Date.now();
       throw new TallyError('REQUEST_PAID', `this payment request was already paid${'at' in paid ? ` on ${new Date(at).toISOString()}` : ' (the payment is not finished yet)'}; to pay it once more, give --again`, { nonce, at });
@@ -211,9 +207,10 @@ export class Wallet extends OpsWalletOnline {
       confirmed: false,
       ...(step.request === undefined ? {} : { request: step.request }),
     };
-    if (!this.data.sent.some((s) => s.digest === entry.digest)) this.data.sent.push(entry);
-    await this.finish(step, { at: entry.at, kind: 'pay', amount: this.format(payment.amount), detail: `to ${entry.receiver} (index ${entry.index})` });
-    return entry;
+    // A step run again after a crash finds its payment kept already: the first entry stays.
+    const kept = this.sentByDigest(entry.digest);
+    await this.finish(step, { at: entry.at, kind: 'pay', amount: this.format(payment.amount), detail: `to ${entry.receiver} (index ${entry.index})` }, { sent: kept === undefined ? [entry] : [] });
+    return kept ?? entry;
   }
 
   /**
@@ -239,17 +236,13 @@ export class Wallet extends OpsWalletOnline {
     });
     const sender = toHex(verified.sender.subjectKeyId);
     const index = payment.index.toString();
-    const seen = this.data.inbox.find((e) => e.sender === sender && e.index === index);
+    // The replay check reads the index by (sender, index), archived payments included: its cost does not grow with the log.
+    const seen = this.inboxBySender(sender, index);
     if (seen !== undefined) {
       throw new TallyError('PAYMENT_REPLAYED', `payment ${index} of device ${sender} was already received (${seen.state})`, { sender, index });
     }
-    if (this.data.inbox.length >= INBOX_ENTRIES_MAX) {
-      throw new TallyError('TOO_LARGE', `the wallet keeps at most ${INBOX_ENTRIES_MAX} received payments; collect or claim and sync first`, { what: 'inbox', size: this.data.inbox.length, max: INBOX_ENTRIES_MAX });
-    }
     const entry: InboxEntry = { digest: toHex(paymentDigest(payment)), sender, index, amount: payment.amount.toString(), payment: toBase64url(encodePayment(payment)), at: Date.now(), state: 'accepted' };
-    this.data.inbox.push(entry);
-    await this.save();
-    await this.note({ at: entry.at, kind: 'accept', amount: this.format(payment.amount), detail: `from ${sender} (index ${index})` });
+    await this.note({ at: entry.at, kind: 'accept', amount: this.format(payment.amount), detail: `from ${sender} (index ${index})` }, { inbox: [entry] });
     return entry;
   }
 
@@ -259,41 +252,42 @@ export class Wallet extends OpsWalletOnline {
     const collected: InboxEntry[] = [];
     const refused: InboxEntry[] = [];
     const waiting: InboxEntry[] = [];
-    for (const entry of this.data.inbox.filter((e) => e.state === 'accepted')) {
-      const step: PendingStep = { kind: 'collect', id: newStepId(), digest: entry.digest };
+    for (const accepted of this.acceptedInbox()) {
+      const step: PendingStep = { kind: 'collect', id: newStepId(), digest: accepted.digest };
       await this.begin(step);
-      await this.runCollect(step);
+      const entry = (await this.runCollect(step)) ?? accepted;
       (entry.state === 'collected' ? collected : entry.state === 'refused' ? refused : waiting).push(entry);
     }
     const status = await (await this.se()).call('status', {});
     return { collected, refused, waiting, offline: this.format(status.balance) };
   }
 
-  private async runCollect(step: Extract<PendingStep, { kind: 'collect' }>): Promise<void> {
-    const entry = this.data.inbox.find((e) => e.digest === step.digest);
+  /** Runs a collect step; returns the payment as it is after it (undefined when it was gone). */
+  private async runCollect(step: Extract<PendingStep, { kind: 'collect' }>): Promise<InboxEntry | undefined> {
+    const entry = this.inboxByDigest(step.digest);
     if (entry === undefined || entry.state !== 'accepted') {
-      this.data.pending = this.data.pending.filter((s) => s.id !== step.id);
-      await this.save();
-      return;
+      await this.finish(step, null);
+      return entry;
     }
     const se = await this.se();
     try {
       await se.call('collect', { payment: decodePayment(fromBase64url(entry.payment)) }, { requestId: fromHex(step.id) });
-      entry.state = 'collected';
-      delete entry.waiting;
-      await this.finish(step, { at: Date.now(), kind: 'collect', amount: this.format(BigInt(entry.amount)), detail: `from ${entry.sender} (index ${entry.index})` });
+      const { waiting: _waiting, ...rest } = entry;
+      const collected: InboxEntry = { ...rest, state: 'collected' };
+      await this.finish(step, { at: Date.now(), kind: 'collect', amount: this.format(BigInt(entry.amount)), detail: `from ${entry.sender} (index ${entry.index})` }, { inbox: [collected] });
+      return collected;
     } catch (e) {
       // The TA's refusal, or a stored payment that no longer decodes.
       if (!isTallyError(e, 'SE_REJECTED') && !isTallyError(e, 'DECODE_FAILED') && !isTallyError(e, 'CBOR_MALFORMED')) throw e;
       if (isTallyError(e, 'SE_REJECTED') && CURABLE_REFUSALS.has(e.details.reason)) {
         // Not a bad payment: the TA cannot take it yet. It stays accepted and is tried again after a sync.
-        entry.waiting = `${e.message} [${e.details.reason}]`;
-        await this.finish(step, { at: Date.now(), kind: 'collect-waiting', amount: this.format(BigInt(entry.amount)), detail: `${entry.waiting}; tried again after the next sync` });
-        return;
+        const waiting: InboxEntry = { ...entry, waiting: `${e.message} [${e.details.reason}]` };
+        await this.finish(step, { at: Date.now(), kind: 'collect-waiting', amount: this.format(BigInt(entry.amount)), detail: `${waiting.waiting ?? ''}; tried again after the next sync` }, { inbox: [waiting] });
+        return waiting;
       }
-      entry.state = 'refused';
-      entry.reason = e.message;
-      await this.finish(step, { at: Date.now(), kind: 'collect-refused', amount: this.format(BigInt(entry.amount)), detail: e.message });
+      const refused: InboxEntry = { ...entry, state: 'refused', reason: e.message };
+      await this.finish(step, { at: Date.now(), kind: 'collect-refused', amount: this.format(BigInt(entry.amount)), detail: e.message }, { inbox: [refused] });
+      return refused;
     }
   }
 
@@ -342,9 +336,8 @@ export class Wallet extends OpsWalletOnline {
       }, { stepTimeoutMs: options.timeoutMs });
       const digest = toHex(paymentDigest(result.payment));
       if (result.receipt !== null) {
-        const sent = this.data.sent.find((s) => s.digest === digest);
-        if (sent !== undefined) sent.confirmed = true;
-        await this.save();
+        const sent = this.sentByDigest(digest);
+        if (sent !== undefined) this.commit({ sent: [{ ...sent, confirmed: true }] });
       }
       return { token: paymentToken(result.payment), payment: result.payment, confirmed: result.receipt !== null, ...(result.error === undefined ? {} : { error: result.error.message }) };
     } finally {

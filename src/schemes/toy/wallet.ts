@@ -12,7 +12,7 @@ import { TallyError } from '../../core/errors.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { toyPurse, type PurseState } from '../../secure-element/apps/toy-purse.ts';
-import { createWalletFolder, isNodeRefusal, newStepId, openFolderOf, startSecureElement, WalletShell, type TrustedAppSpec, type WalletData, type WalletFormat, type WalletPaths } from '../../wallet/plugin.ts';
+import { createWalletFolder, isNodeRefusal, newStepId, openFolderOf, startSecureElement, WalletShell, type OpenedWallet, type TrustedAppSpec, type WalletFormat } from '../../wallet/plugin.ts';
 
 type ToyCommands = typeof toyPurse.commands;
 const TOY_TA: TrustedAppSpec<PurseState, ToyCommands> = { app: toyPurse, location: { module: new URL('../../secure-element/apps/toy-purse.ts', import.meta.url).href, export: 'toyPurse' } };
@@ -31,7 +31,7 @@ export interface ToySlot {
   purse: string;
 }
 
-/** How a toy wallet reads wallet.json. */
+/** How a toy wallet reads its steps and slot. */
 const TOY_FORMAT: WalletFormat<LoadStep, ToySlot> = {
   step: (raw) => (raw.kind === 'load' && typeof raw.amount === 'string' && (raw.moved === undefined || typeof raw.moved === 'boolean') ? { kind: 'load', id: raw.id, amount: raw.amount, ...(raw.moved === true ? { moved: true } : {}) } : null),
   slot: (raw) => (raw !== null && typeof raw === 'object' && 'purse' in raw && typeof raw.purse === 'string' ? { purse: raw.purse } : null),
@@ -41,10 +41,10 @@ const TOY_FORMAT: WalletFormat<LoadStep, ToySlot> = {
 export class ToyWallet extends WalletShell<LoadStep, ToySlot, PurseState, ToyCommands> {
   readonly user: Signer;
 
-  private constructor(paths: WalletPaths, data: WalletData<LoadStep, ToySlot>, unlock: () => Promise<void>) {
-    super(paths, data, unlock);
-    const secret = data.user.secret;
-    if (secret === undefined) throw new TallyError('STATE_CORRUPT', `wallet ${data.name}: the user key is missing`, { reason: 'user' });
+  private constructor(opened: OpenedWallet<LoadStep, ToySlot>) {
+    super(opened);
+    const secret = this.data.user.secret;
+    if (secret === undefined) throw new TallyError('STATE_CORRUPT', `wallet ${this.name}: the user key is missing`, { reason: 'user' });
     this.user = signerFromSecret(nobleEd25519, fromHex(secret));
   }
 
@@ -62,7 +62,7 @@ export class ToyWallet extends WalletShell<LoadStep, ToySlot, PurseState, ToyCom
 
   /** Creates a toy wallet: a user at the node and a purse in its own SE process. */
   static async create(options: { home: string; name: string; node: string; progress?: (line: string) => void }): Promise<ToyWallet> {
-    await createWalletFolder<LoadStep, ToySlot>({ ...options, needsOem: false }, async ({ name, node, info, paths, progress, registerUser }) => {
+    await createWalletFolder<ToySlot>({ ...options, needsOem: false }, async ({ name, node, info, paths, progress, registerUser }) => {
       const secret = randomBytes(32);
       const user = signerFromSecret(nobleEd25519, secret);
       progress('registering the user at the node');
@@ -76,8 +76,7 @@ export class ToyWallet extends WalletShell<LoadStep, ToySlot, PurseState, ToyCom
         await host.kill();
         throw e;
       }
-      const data: WalletData<LoadStep, ToySlot> = {
-        format: 1,
+      const data = {
         name,
         scheme: 'toy',
         node: node.url,
@@ -87,10 +86,6 @@ export class ToyWallet extends WalletShell<LoadStep, ToySlot, PurseState, ToyCom
         device: null,
         slot: { purse: toHex(purse.key) },
         certificates: info.certificates,
-        crl: null,
-        inbox: [],
-        sent: [],
-        pending: [],
       };
       return { data, detail: `toy purse ${toHex(purse.key).slice(0, 16)}` };
     });
@@ -99,11 +94,12 @@ export class ToyWallet extends WalletShell<LoadStep, ToySlot, PurseState, ToyCom
 
   /** Opens a toy wallet under its lock. */
   static async open(home: string, name: string): Promise<ToyWallet> {
-    const { paths, data, unlock } = await openFolderOf(home, name, 'toy', TOY_FORMAT);
+    const opened = await openFolderOf(home, name, 'toy', TOY_FORMAT);
     try {
-      return new ToyWallet(paths, data, unlock);
+      return new ToyWallet(opened);
     } catch (e) {
-      await unlock();
+      opened.book.close();
+      await opened.unlock();
       throw e;
     }
   }

@@ -1,12 +1,14 @@
 /**
  * Wallet age: does a step cost more in an old wallet? Opens a wallet holding 0 and N settled
- * payments (N received, N sent, N history lines) and runs one payment's bookkeeping (the journal
- * line written before the SE call, then the sent entry, the journal line removed and the history
- * line), with the SQLite store and, in the same run, with the single wallet.json file the wallet
- * wrote before it (the whole file rewritten atomically at each commit, history appended after).
- * The secure element and the node are left out: this measures the wallet's own storage.
+ * payments (N received, N sent, N history lines, archived as a sync leaves them) and runs one
+ * payment's bookkeeping, through the wallet shell's own path (openFolderOf: the header read, the
+ * lock, the store opened and what an open wallet holds read; then the paid-request check, the
+ * journal line written before the SE call, and one commit of the sent entry, the journal line
+ * removed and the history line), and, in the same run, with the single wallet.json file the wallet
+ * wrote before the store (the whole file rewritten atomically at each commit, history appended
+ * after). The secure element and the node are left out: this measures the wallet's own storage.
  */
-import { appendFile, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -14,6 +16,8 @@ import { utf8 } from '../../core/bytes.ts';
 import { writeFileAtomic } from '../../host/files.ts';
 import { WalletStore, type InboxEntry, type LegacyWallet, type PendingStep, type SentEntry } from '../../wallet/store/index.ts';
 import { hexOf, legacyWallet, storeInit } from '../../wallet/store/test-fixtures.ts';
+import { TEST_FORMAT } from '../../wallet/book-fixtures.ts';
+import { openFolderOf } from '../../wallet/folder.ts';
 import { summarise, type Latency } from './stats.ts';
 import type { BenchPlugin } from './plugin.ts';
 
@@ -66,7 +70,10 @@ function payStep(n: number): PendingStep {
   return { kind: 'pay', id: hexOf(n + 2 ** 44, 16), amount: '100', receiver: 'QUJD' };
 }
 
-async function buildStore(dir: string, settled: number): Promise<string> {
+/** A home holding wallet `alice` (scheme `purse`) with `settled` payments, settled and archived as a sync leaves them. */
+async function buildStore(home: string, settled: number): Promise<string> {
+  const dir = join(home, 'wallets', 'alice');
+  await mkdir(dir, { recursive: true, mode: 0o700 });
   const path = join(dir, 'wallet.db');
   const store = WalletStore.create(path, storeInit());
   const chunk = 10_000;
@@ -77,8 +84,10 @@ async function buildStore(dir: string, settled: number): Promise<string> {
         tx.putSent(sent(i));
         tx.history({ at: 1_700_000_000_000 + i, kind: 'claim', amount: '1.00', detail: `credited by the node; from ${hexOf(7, 32)} (index ${i})` });
       }
+      tx.settleSent(Array.from({ length: Math.min(settled, from + chunk) - from }, (_, k) => sent(from + k).digest));
     });
   }
+  store.prune({ before: Date.now() });
   store.close();
   return path;
 }
@@ -93,24 +102,20 @@ async function buildJson(dir: string, settled: number): Promise<{ file: string; 
   return { file, history };
 }
 
-/** One round with the store: open, read what a start reads, one payment's two commits, close. */
-function roundStore(path: string, n: number): { openMs: number; payMs: number } {
+/** One round through the wallet shell's path: open the folder (header, lock, store, what an open wallet holds), one payment's bookkeeping, close. */
+async function roundStore(home: string, n: number): Promise<{ openMs: number; payMs: number }> {
   const t0 = performance.now();
-  const store = WalletStore.open(path);
-  store.header();
-  store.slot({ expected: 'any', decode: (v) => v });
-  store.pending();
-  store.inbox('accepted');
+  const { book, unlock } = await openFolderOf(home, 'alice', 'purse', TEST_FORMAT);
+  book.acceptedInbox();
   const t1 = performance.now();
   const step = payStep(n);
-  store.step((tx) => tx.putPending(step));
-  store.step((tx) => {
-    tx.putSent(sent(10_000_000 + n));
-    tx.removePending(step.id);
-    tx.history({ at: Date.now(), kind: 'pay', amount: '1.00', detail: `to ${hexOf(9, 32)}` });
-  });
+  const entry = { ...sent(10_000_000 + n), request: hexOf(n, 16) };
+  if (book.sentByRequest(entry.request) !== undefined) throw new Error('the request was paid already');
+  book.commit({ put: [step] });
+  book.commit({ drop: [step.id], sent: [entry], history: [{ at: Date.now(), kind: 'pay', amount: '1.00', detail: `to ${hexOf(9, 32)}` }] });
   const t2 = performance.now();
-  store.close();
+  book.close();
+  await unlock();
   return { openMs: t1 - t0, payMs: t2 - t1 };
 }
 
@@ -152,7 +157,8 @@ export async function benchWalletAge(options: WalletAgeOptions): Promise<WalletA
       const dir = await mkdtemp(join(root, `w${settled}-`));
       say(`sqlite: building a wallet with ${settled} settled payments`);
       const path = await buildStore(dir, settled);
-      const rounds = Array.from({ length: options.storeRounds }, (_, i) => roundStore(path, i));
+      const rounds: { openMs: number; payMs: number }[] = [];
+      for (let i = 0; i < options.storeRounds; i++) rounds.push(await roundStore(dir, i));
       rows.push(row('sqlite', settled, (await stat(path)).size, rounds));
       say(`json: building a wallet with ${settled} settled payments`);
       const json = await buildJson(dir, settled);
@@ -184,7 +190,7 @@ function machineLine(): string {
 export function formatWalletAgeReport(report: WalletAgeReport): string {
   const ms = (x: number): string => x.toFixed(2).padStart(9);
   const lines = [
-    'Wallet age: open + one payment\'s bookkeeping (journal line, sent entry, history line), p50 / p99 in ms',
+    'Wallet age: open + one payment\'s bookkeeping (paid-request check, journal line, sent entry, history line), p50 / p99 in ms; sqlite through the wallet shell\'s own path',
     'storage  settled     file MB   open p50   pay p50  total p50  total p99',
     ...report.rows.map((r) => `${r.storage.padEnd(7)}  ${String(r.settled).padStart(7)}  ${(r.fileBytes / 1e6).toFixed(1).padStart(10)} ${ms(r.open.p50Ms)} ${ms(r.pay.p50Ms)} ${ms(r.total.p50Ms)} ${ms(r.total.p99Ms)}`),
     `ratio old/new: sqlite ${report.ageRatio.sqlite.toFixed(2)}x, json ${report.ageRatio.json.toFixed(2)}x`,

@@ -11,7 +11,7 @@ import { utf8 } from '../../core/bytes.ts';
 import { TallyError } from '../../core/errors.ts';
 import { syncDirectory } from '../../secure-element/durable-file.ts';
 import { corrupt, isFsError, readFileBounded, requirePrivateMode, writeFileAtomic } from '../../host/files.ts';
-import { historyEventCodec, walletFileCodec, type HistoryEvent, type LegacyWallet } from './records.ts';
+import { historyEventCodec, walletFileCodec, walletFileShape, type HistoryEvent, type LegacyWallet } from './records.ts';
 import { STORE_FILE, WalletStore, type StoreOptions } from './store.ts';
 
 /** Largest legacy wallet.json migrated (the old code refused past 16 MiB; a migration takes more). */
@@ -34,7 +34,7 @@ export const STORE_FILES = {
  * It is also where an account key kept in the clear gets sealed (see account-key.ts): the returned
  * `user` replaces the old one in the backup.
  */
-export type SlotMigration = (data: LegacyWallet) => Promise<{ slot: unknown; user: LegacyWallet['user'] }>;
+export type SlotMigration = (data: LegacyWallet) => Promise<{ slot: unknown; user: LegacyWallet['user']; /** Lines the migration adds to the history (after `store-migrated`). */ history?: readonly HistoryEvent[] | undefined }>;
 
 /** Options of openWalletStore. */
 export interface OpenOptions extends StoreOptions {
@@ -62,6 +62,16 @@ export async function readLegacyWallet(path: string): Promise<LegacyWallet | nul
     parsed = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(file.data));
   } catch (e) {
     throw corrupt(`wallet file ${path} is not JSON; restore it from a backup`, 'json', e);
+  }
+  // An earlier version kept the scheme's slot under the scheme's own name.
+  if (parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) {
+    const fields: Record<string, unknown> = { ...parsed };
+    const scheme = fields['scheme'];
+    if (typeof scheme === 'string' && fields['slot'] === undefined && !Object.hasOwn(walletFileShape, scheme) && fields[scheme] !== null && typeof fields[scheme] === 'object') {
+      fields['slot'] = fields[scheme];
+      delete fields[scheme];
+      parsed = fields;
+    }
   }
   try {
     return walletFileCodec.decode(parsed, 'wallet');
@@ -123,7 +133,7 @@ export async function openWalletStore(dir: string, options: OpenOptions = {}): P
   if (options.migrate === undefined) {
     throw new TallyError('WALLET_UNSUPPORTED', `wallet ${data.name} is a wallet.json folder and this caller cannot migrate it`, { name: data.name, reason: 'migration' });
   }
-  const { slot, user } = await options.migrate(data);
+  const { slot, user, history: added } = await options.migrate(data);
   const history = await readLegacyHistory(join(dir, STORE_FILES.legacyHistory));
   const temp = join(dir, STORE_FILES.migrating);
   await rm(temp, { force: true });
@@ -143,6 +153,7 @@ export async function openWalletStore(dir: string, options: OpenOptions = {}): P
       for (const entry of data.retired ?? []) tx.putRetired(entry);
       for (const event of history) tx.history(event);
       tx.history({ at: Date.now(), kind: 'store-migrated', detail: `wallet.json moved into ${STORE_FILES.store}; the old file is kept as ${STORE_FILES.backup}` });
+      for (const event of added ?? []) tx.history(event);
     });
   } finally {
     built.close();

@@ -114,13 +114,17 @@ export const certificatesCodec = record({ root: blob, intermediary: blob, issuer
 /** The certificates a wallet keeps. */
 export type StoreCertificates = Infer<typeof certificatesCodec>;
 
-const userCodec = record({
+/** The account of a wallet: its key (in hex, or sealed), key id, account id and user certificate. */
+export const accountCodec = record({
   secret: optional(hexText(32)),
   sealed: optional(base64urlText({ max: 2048 })),
   keyId: keyIdHex,
   account: text({ min: 1, max: 128 }),
   certificate: blob,
 });
+
+/** A wallet's secure element as the node certified it. */
+export const deviceCodec = record({ keyId: keyIdHex, certificate: blob });
 
 /** Longest slot of a scheme, as JSON. */
 export const SLOT_CHARS_MAX = 1024 * 1024;
@@ -135,16 +139,16 @@ const slotCodec: Codec<unknown> = {
   },
 };
 
-/** Decodes a legacy wallet.json (format 1) whole, naming the field of any damage. */
-export const walletFileCodec = record({
+/** The fields of a legacy wallet.json (format 1). */
+export const walletFileShape = {
   format: literal(1),
   name: text({ min: 1, max: 32, pattern: /^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$/, describe: 'a wallet name' }),
   scheme: text({ min: 2, max: 32, pattern: /^[a-z][a-z0-9-]{1,31}$/, describe: 'a scheme name' }),
   node: text({ min: 1, max: 2048 }),
   currency: record({ code: text({ min: 1, max: 12 }), decimals: uint({ max: 18 }) }),
   createdAt: timestampMs,
-  user: userCodec,
-  device: nullable(record({ keyId: keyIdHex, certificate: blob })),
+  user: accountCodec,
+  device: nullable(deviceCodec),
   /** What the scheme's wallet keeps besides these fields (the scheme reads it with its own format). */
   slot: optional(slotCodec),
   certificates: certificatesCodec,
@@ -153,7 +157,10 @@ export const walletFileCodec = record({
   sent: array(sentEntryCodec, { max: LEGACY_LIST_MAX }),
   pending: array(pendingStepCodec, { max: LEGACY_LIST_MAX }),
   retired: optional(array(retiredCodec, { max: 1024 })),
-});
+};
+
+/** Decodes a legacy wallet.json (format 1) whole, naming the field of any damage. */
+export const walletFileCodec = record(walletFileShape);
 
 /** A legacy wallet.json (wallet-data.ts's WalletData), as decoded. */
 export type LegacyWallet = Infer<typeof walletFileCodec>;

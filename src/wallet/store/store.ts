@@ -6,7 +6,8 @@
  * archive tables on `prune`, or is dropped, so the lists a step reads stay short.
  */
 import Database from 'better-sqlite3';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, statSync } from 'node:fs';
+import { requirePrivateMode } from '../../host/files.ts';
 import { TallyError } from '../../core/errors.ts';
 import type { Codec } from '../../core/codec.ts';
 import {
@@ -26,6 +27,9 @@ import {
   type StoreHeader,
 } from './records.ts';
 import { base64urlText, nullable } from '../../core/fields.ts';
+import { SCHEMA, statements, type StoreCounts, type StoreTx } from './schema.ts';
+
+export type { StoreCounts, StoreTx } from './schema.ts';
 import { CRL_CHARS_MAX } from './records.ts';
 
 /** The store's schema version (SQLite's user_version). */
@@ -59,21 +63,7 @@ export interface StoreOptions {
   readonly steps?: Codec<PendingStep> | undefined;
 }
 
-const SCHEMA = `
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
-CREATE TABLE pending (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, body TEXT NOT NULL) STRICT;
-CREATE TABLE inbox (digest TEXT PRIMARY KEY, sender TEXT NOT NULL, idx TEXT NOT NULL, state TEXT NOT NULL, at INTEGER NOT NULL, body TEXT NOT NULL) STRICT;
-CREATE UNIQUE INDEX inbox_sender_idx ON inbox (sender, idx);
-CREATE INDEX inbox_state ON inbox (state);
-CREATE TABLE inbox_archive (digest TEXT PRIMARY KEY, sender TEXT NOT NULL, idx TEXT NOT NULL, state TEXT NOT NULL, at INTEGER NOT NULL, body TEXT NOT NULL) STRICT;
-CREATE UNIQUE INDEX inbox_archive_sender_idx ON inbox_archive (sender, idx);
-CREATE TABLE sent (digest TEXT PRIMARY KEY, request TEXT, settled INTEGER NOT NULL DEFAULT 0, at INTEGER NOT NULL, body TEXT NOT NULL) STRICT;
-CREATE INDEX sent_request ON sent (request) WHERE request IS NOT NULL;
-CREATE TABLE sent_archive (digest TEXT PRIMARY KEY, request TEXT, at INTEGER NOT NULL, body TEXT NOT NULL) STRICT;
-CREATE INDEX sent_archive_request ON sent_archive (request) WHERE request IS NOT NULL;
-CREATE TABLE retired (device TEXT PRIMARY KEY, seq INTEGER NOT NULL, body TEXT NOT NULL) STRICT;
-CREATE TABLE history (seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, body TEXT NOT NULL) STRICT;
-`;
+
 
 /** Inbox states the node has settled: nothing more will happen to such a payment. */
 export const SETTLED_INBOX_STATES = ['collected', 'claimed', 'refused', 'retired'] as const;
@@ -95,39 +85,6 @@ function decodeJson<T>(path: string, what: string, codec: Codec<T>, textValue: s
   } catch (e) {
     throw corrupt(path, what, e);
   }
-}
-
-/** The writes of one step; all of them commit together or none does. */
-export interface StoreTx {
-  /** Writes a step down (new or changed). */
-  putPending(step: PendingStep): void;
-  /** Removes a finished step. */
-  removePending(id: string): void;
-  /** Adds or replaces a received payment (by digest). */
-  putInbox(entry: InboxEntry): void;
-  /** Adds or replaces a sent payment (by digest). */
-  putSent(entry: SentEntry): void;
-  /** Marks sent payments as settled by the node (the sync report named them). */
-  settleSent(digests: readonly string[]): void;
-  /** Adds or replaces a retired secure element. */
-  putRetired(entry: RetiredEntry): void;
-  /** Replaces the revocation list. */
-  setCrl(crl: string | null): void;
-  /** Replaces the scheme's slot (JSON). */
-  setSlot(slot: unknown): void;
-  /** Appends a history line. */
-  history(event: HistoryEvent): void;
-}
-
-/** How many rows each list holds (hot and archived). */
-export interface StoreCounts {
-  pending: number;
-  inbox: number;
-  inboxArchived: number;
-  sent: number;
-  sentArchived: number;
-  retired: number;
-  history: number;
 }
 
 function writeMeta(db: Database.Database, key: string, value: unknown): void {
@@ -153,27 +110,7 @@ export class WalletStore {
     this.db = db;
     const scheme = options.steps;
     this.steps = scheme === undefined ? pendingStepCodec : { expected: scheme.expected, decode: (value, at) => scheme.decode(pendingStepCodec.decode(value, at), at) };
-    this.stmts = {
-      pendingPut: db.prepare('INSERT INTO pending (id, seq, body) VALUES (@id, COALESCE((SELECT seq FROM pending WHERE id = @id), (SELECT COALESCE(MAX(seq), 0) + 1 FROM pending)), @body) ON CONFLICT (id) DO UPDATE SET body = excluded.body'),
-      pendingRemove: db.prepare('DELETE FROM pending WHERE id = ?'),
-      pendingAll: db.prepare('SELECT body FROM pending ORDER BY seq').pluck(),
-      inboxPut: db.prepare('INSERT INTO inbox (digest, sender, idx, state, at, body) VALUES (@digest, @sender, @index, @state, @at, @body) ON CONFLICT (digest) DO UPDATE SET state = excluded.state, body = excluded.body'),
-      inboxByState: db.prepare('SELECT body FROM inbox WHERE state = ? ORDER BY at, digest').pluck(),
-      inboxAll: db.prepare('SELECT body FROM inbox ORDER BY at, digest').pluck(),
-      inboxDigest: db.prepare('SELECT body FROM inbox WHERE digest = ? UNION ALL SELECT body FROM inbox_archive WHERE digest = ? LIMIT 1').pluck(),
-      inboxSender: db.prepare('SELECT body FROM inbox WHERE sender = ? AND idx = ? UNION ALL SELECT body FROM inbox_archive WHERE sender = ? AND idx = ? LIMIT 1').pluck(),
-      sentPut: db.prepare('INSERT INTO sent (digest, request, at, body) VALUES (@digest, @request, @at, @body) ON CONFLICT (digest) DO UPDATE SET request = excluded.request, body = excluded.body'),
-      sentSettle: db.prepare('UPDATE sent SET settled = 1 WHERE digest = ?'),
-      sentDigest: db.prepare('SELECT body FROM sent WHERE digest = ? UNION ALL SELECT body FROM sent_archive WHERE digest = ? LIMIT 1').pluck(),
-      sentRequest: db.prepare('SELECT body FROM sent WHERE request = ? UNION ALL SELECT body FROM sent_archive WHERE request = ? LIMIT 1').pluck(),
-      sentAll: db.prepare('SELECT body FROM sent ORDER BY at, digest').pluck(),
-      retiredPut: db.prepare('INSERT INTO retired (device, seq, body) VALUES (@device, (SELECT COALESCE(MAX(seq), 0) + 1 FROM retired), @body) ON CONFLICT (device) DO UPDATE SET body = excluded.body'),
-      retiredAll: db.prepare('SELECT body FROM retired ORDER BY seq').pluck(),
-      historyAdd: db.prepare('INSERT INTO history (at, body) VALUES (?, ?)'),
-      historyLast: db.prepare('SELECT body FROM (SELECT seq, body FROM history ORDER BY seq DESC LIMIT ?) ORDER BY seq').pluck(),
-      meta: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
-      setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
-    };
+    this.stmts = statements(db);
   }
 
   /**
@@ -213,7 +150,12 @@ export class WalletStore {
       if (e instanceof Error && 'code' in e && e.code === 'ENOENT') throw new TallyError('WALLET_NOT_FOUND', `no wallet store at ${path}`, { name: path });
       throw e;
     }
-    closeSync(fd);
+    try {
+      // The store holds the wallet's keys and payments: a file others can read is refused, as wallet.json was.
+      requirePrivateMode(path, 'wallet store', statSync(path).mode);
+    } finally {
+      closeSync(fd);
+    }
     let db: Database.Database;
     try {
       db = WalletStore.connect(path, options);
@@ -226,6 +168,40 @@ export class WalletStore {
       throw new TallyError('STATE_CORRUPT', `wallet store ${path} has schema version ${String(version)}; this version of Tally reads version ${STORE_SCHEMA_VERSION}`, { reason: 'schema version' });
     }
     const store = new WalletStore(path, db, options);
+    store.header();
+    return store;
+  }
+
+  /**
+   * Opens the store file at `path` to read only, without the wallet lock (the history, the header):
+   * WAL lets it read while the wallet's process writes.
+   * @throws TallyError WALLET_NOT_FOUND, STATE_CORRUPT
+   */
+  static openReadOnly(path: string): WalletStore {
+    let db: Database.Database;
+    try {
+      requirePrivateMode(path, 'wallet store', statSync(path).mode);
+    } catch (e) {
+      if (e instanceof Error && 'code' in e && e.code === 'ENOENT') throw new TallyError('WALLET_NOT_FOUND', `no wallet store at ${path}`, { name: path });
+      throw e;
+    }
+    try {
+      db = new Database(path, { readonly: true, fileMustExist: true, timeout: BUSY_TIMEOUT_MS });
+    } catch (e) {
+      throw corrupt(path, 'the file', e);
+    }
+    let version: unknown;
+    try {
+      version = db.pragma('user_version', { simple: true });
+    } catch (e) {
+      db.close();
+      throw corrupt(path, 'the file', e);
+    }
+    if (version !== STORE_SCHEMA_VERSION) {
+      db.close();
+      throw new TallyError('STATE_CORRUPT', `wallet store ${path} has schema version ${String(version)}; this version of Tally reads version ${STORE_SCHEMA_VERSION}`, { reason: 'schema version' });
+    }
+    const store = new WalletStore(path, db);
     store.header();
     return store;
   }
@@ -363,6 +339,24 @@ export class WalletStore {
   /** The last `limit` history lines, oldest first. */
   history(limit = HISTORY_READ_MAX): HistoryEvent[] {
     return this.rows(this.stmts.historyLast.all(Math.min(Math.max(0, limit), HISTORY_READ_MAX)) as string[], 'history line', historyEventCodec);
+  }
+
+  /**
+   * The last `limit` history lines, oldest first, and the lines that could not be read (by their
+   * line number, 1 for the first line ever written): a damaged line is named and skipped, not fatal.
+   */
+  historyRead(limit = HISTORY_READ_MAX): { events: HistoryEvent[]; damaged: { line: number; reason: string }[] } {
+    const events: HistoryEvent[] = [];
+    const damaged: { line: number; reason: string }[] = [];
+    const rows = this.stmts.historyRows.all(Math.min(Math.max(0, limit), HISTORY_READ_MAX)) as { seq: number; body: string }[];
+    for (const { seq, body } of rows) {
+      try {
+        events.push(historyEventCodec.decode(JSON.parse(body), 'history line'));
+      } catch (e) {
+        damaged.push({ line: seq, reason: e instanceof SyntaxError ? 'not JSON' : `not an event (${(e instanceof Error ? e.message : String(e)).slice(0, 200)})` });
+      }
+    }
+    return { events, damaged };
   }
 
   /** How many rows each list holds. */
