@@ -4,7 +4,7 @@
  * Every failure throws its own error code. Pure: the caller passes `now` and the crypto provider.
  */
 import { equalBytes, toHex } from '../core/bytes.ts';
-import { verifyRecord } from '../core/crypto/record.ts';
+import { signedBytes } from '../core/crypto/record.ts';
 import { suiteFor, SUITE_NAMES, type CryptoProvider, type PublicKey, type SuiteName } from '../core/crypto/suite.ts';
 import { TallyError } from '../core/errors.ts';
 import {
@@ -114,10 +114,11 @@ function checkSubjectAndWindow(provider: CryptoProvider, certificate: Certificat
 }
 
 function checkSignature(provider: CryptoProvider, certificate: Certificate, signerKey: PublicKey, memo: Set<string> | undefined): void {
-  // The key names everything the verification reads: the issuer's key and the certificate, signature included.
-  const key = memo === undefined ? undefined : `${signerKey.suite}:${toHex(signerKey.key)}:${toHex(encodeCertificate(certificate))}`;
+  const message = signedBytes(CERTIFICATE_DOMAIN_TAG, certificateBodyWire(certificate.body));
+  // The key names everything the verification reads: the issuer's key, the signed bytes and the signature.
+  const key = memo === undefined ? undefined : `${signerKey.suite}:${toHex(signerKey.key)}:${toHex(message)}:${toHex(certificate.signature)}`;
   if (key !== undefined && memo?.has(key) === true) return;
-  if (!verifyRecord(provider, signerKey, CERTIFICATE_DOMAIN_TAG, certificateBodyWire(certificate.body), certificate.signature)) {
+  if (!suiteFor(provider, signerKey.suite).verify(signerKey.key, certificate.signature, message)) {
     const serial = serialHex(certificate);
     throw new TallyError('CERT_SIGNATURE_INVALID', `certificate ${serial}: the issuer's signature does not verify`, { serial });
   }
