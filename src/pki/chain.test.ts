@@ -270,4 +270,21 @@ describe('verifyChain: the verifiedSignatures memo', () => {
     const forged: Certificate = { ...altered, body: { ...altered.body, extensions: { name: 'mallory' } } };
     assert.throws(() => run({ chain: [forged, h.intermediaryCert] }), code('CERT_SIGNATURE_INVALID'));
   });
+
+  it('checks each subject key once per memo, and a key that is no curve point every time', () => {
+    const h = hierarchy('ed25519', 'memo-keys');
+    let keyChecks = 0;
+    const s = nobleProvider.suites.ed25519;
+    const provider = { ...nobleProvider, suites: { ...nobleProvider.suites, ed25519: { ...s, isValidPublicKey: (k: Uint8Array) => (keyChecks++, s.isValidPublicKey(k)) } } } as typeof nobleProvider;
+    const memo = new Set<string>();
+    verifyChain({ provider, chain: [h.userCert, h.intermediaryCert], trustAnchors: [h.rootCert], now: NOW, verifiedSignatures: memo });
+    assert.equal(keyChecks, 3);
+    verifyChain({ provider, chain: [h.deviceCert, h.intermediaryCert], trustAnchors: [h.rootCert], now: NOW, verifiedSignatures: memo });
+    assert.equal(keyChecks, 4, 'only the new leaf');
+    // Signed by the intermediary, so only the key check refuses it; refused again with the same memo.
+    const noPoint = { ...h.user, publicKey: { suite: 'ed25519' as const, key: new Uint8Array(32).fill(0xff) } };
+    const bad = certify({ issuer: h.intermediary, issuerRole: 'intermediary', role: 'user', subject: noPoint });
+    for (let k = 0; k < 2; k++) assert.throws(() => verifyChain({ provider, chain: [bad, h.intermediaryCert], trustAnchors: [h.rootCert], now: NOW, verifiedSignatures: memo }), code('CERT_MALFORMED'));
+    assert.equal(keyChecks, 6);
+  });
 });

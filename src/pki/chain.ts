@@ -4,7 +4,7 @@
  * Every failure throws its own error code. Pure: the caller passes `now` and the crypto provider.
  */
 import { equalBytes, toHex } from '../core/bytes.ts';
-import { verifyRecord } from '../core/crypto/record.ts';
+import { signedBytes } from '../core/crypto/record.ts';
 import { suiteFor, SUITE_NAMES, type CryptoProvider, type PublicKey, type SuiteName } from '../core/crypto/suite.ts';
 import { TallyError } from '../core/errors.ts';
 import {
@@ -41,8 +41,9 @@ export interface VerifyChainOptions {
   /**
    * Certificate signatures already verified in the same unit of work (one payment's checks), keyed
    * by the certificate's bytes and its issuer's key: a signature found here is not verified again,
-   * and each one verified is added. Only the signature is skipped; roles, suites, windows and
-   * revocation are checked on every call. Keep one memo per unit of work, never longer.
+   * and each one verified is added; so is each subject key found to be a valid public key. Only
+   * those are skipped; roles, suites, windows and revocation are checked on every call. Keep one
+   * memo per unit of work, never longer.
    */
   verifiedSignatures?: Set<string> | undefined;
 }
@@ -77,7 +78,7 @@ function iso(ms: number): string {
 }
 
 /** The checks every certificate gets, anchor included: suite, key, window. */
-function checkSubjectAndWindow(provider: CryptoProvider, certificate: Certificate, now: number, allowedSuites: readonly SuiteName[]): void {
+function checkSubjectAndWindow(provider: CryptoProvider, certificate: Certificate, now: number, allowedSuites: readonly SuiteName[], memo: Set<string> | undefined): void {
   const { subject, notBefore, notAfter } = certificate.body;
   const serial = serialHex(certificate);
   if (!allowedSuites.includes(subject.suite)) {
@@ -86,10 +87,15 @@ function checkSubjectAndWindow(provider: CryptoProvider, certificate: Certificat
       suite: subject.suite,
     });
   }
-  if (!suiteFor(provider, subject.suite).isValidPublicKey(subject.key)) {
-    throw new TallyError('CERT_MALFORMED', `certificate ${serial}: subject key is not a valid ${subject.suite} public key`, {
-      reason: 'subject key is not a valid public key',
-    });
+  // Whether a key is a point of its curve depends on its bytes alone: found valid once in this unit of work, it stays valid.
+  const valid = memo === undefined ? undefined : `key:${subject.suite}:${toHex(subject.key)}`;
+  if (valid === undefined || !memo?.has(valid)) {
+    if (!suiteFor(provider, subject.suite).isValidPublicKey(subject.key)) {
+      throw new TallyError('CERT_MALFORMED', `certificate ${serial}: subject key is not a valid ${subject.suite} public key`, {
+        reason: 'subject key is not a valid public key',
+      });
+    }
+    if (valid !== undefined) memo?.add(valid);
   }
   if (now < notBefore) {
     throw new TallyError('CERT_NOT_YET_VALID', `certificate ${serial} is not valid before ${iso(notBefore)} (now ${iso(now)})`, {
@@ -108,10 +114,11 @@ function checkSubjectAndWindow(provider: CryptoProvider, certificate: Certificat
 }
 
 function checkSignature(provider: CryptoProvider, certificate: Certificate, signerKey: PublicKey, memo: Set<string> | undefined): void {
-  // The key names everything the verification reads: the issuer's key and the certificate, signature included.
-  const key = memo === undefined ? undefined : `${signerKey.suite}:${toHex(signerKey.key)}:${toHex(encodeCertificate(certificate))}`;
+  const message = signedBytes(CERTIFICATE_DOMAIN_TAG, certificateBodyWire(certificate.body));
+  // The key names everything the verification reads: the issuer's key, the signed bytes and the signature.
+  const key = memo === undefined ? undefined : `${signerKey.suite}:${toHex(signerKey.key)}:${toHex(message)}:${toHex(certificate.signature)}`;
   if (key !== undefined && memo?.has(key) === true) return;
-  if (!verifyRecord(provider, signerKey, CERTIFICATE_DOMAIN_TAG, certificateBodyWire(certificate.body), certificate.signature)) {
+  if (!suiteFor(provider, signerKey.suite).verify(signerKey.key, certificate.signature, message)) {
     const serial = serialHex(certificate);
     throw new TallyError('CERT_SIGNATURE_INVALID', `certificate ${serial}: the issuer's signature does not verify`, { serial });
   }
@@ -123,7 +130,7 @@ function checkAnchor(provider: CryptoProvider, anchor: Certificate, now: number,
   if (!isSelfSignedRole(anchor.body.role)) throw chainInvalid(`trust anchor ${serialHex(anchor)} is a ${anchor.body.role} certificate, not a root`);
   if (!equalBytes(anchor.body.issuer, keyId(anchor.body.subject))) throw chainInvalid(`trust anchor ${serialHex(anchor)} is not self-signed`);
   checkSignature(provider, anchor, anchor.body.subject, memo);
-  checkSubjectAndWindow(provider, anchor, now, allowedSuites);
+  checkSubjectAndWindow(provider, anchor, now, allowedSuites, memo);
 }
 
 /** Picks the anchor the top of the chain names; with several (a renewed root), the first that checks out. */
@@ -220,7 +227,7 @@ export function verifyChain(options: VerifyChainOptions): VerifiedChain {
         issuerRole: parent.body.role,
       });
     }
-    checkSubjectAndWindow(provider, certificate, now, allowedSuites);
+    checkSubjectAndWindow(provider, certificate, now, allowedSuites, options.verifiedSignatures);
     if (checker?.isRevoked(certificate.body.issuer, certificate.body.serial) === true) {
       throw new TallyError('CERT_REVOKED', `certificate ${serial} has been revoked by its issuer`, { serial });
     }

@@ -22,33 +22,24 @@ import { bytes } from '../core/codec.ts';
 import { randomBytes } from '../core/crypto/hash.ts';
 import type { CryptoProvider, SuiteName } from '../core/crypto/suite.ts';
 import { assert } from '../core/assert.ts';
-import { checkSize, isTallyError, TallyError } from '../core/errors.ts';
+import { isTallyError, TallyError } from '../core/errors.ts';
 import type { MonotonicCounter } from './counter.ts';
-import type { CallOptions, CrashPoint, SecureElement } from './secure-element.ts';
 import {
-  chainRecord,
-  chainStart,
-  deriveDeviceKeys,
-  frameRecords,
-  MASTER_SECRET_BYTES,
-  OUTBOX_ENTRIES_MAX,
-  openEnvelope,
-  openRecord,
-  RECORDS_FILE_BYTES_MAX,
-  RECORDS_PER_GENERATION_MAX,
-  REQUEST_ID_BYTES,
-  SEALED_STATE_BYTES_MAX,
-  sealEnvelope,
-  sealRecord,
-  unframeRecords,
-  type DeviceKeys,
-  type Envelope,
-  type OutboxEntry,
-  type RecordsRef,
-  type StateRecord,
-} from './sealing.ts';
+  logChange,
+  openRecords,
+  prepareAppend,
+  prepareSnapshot,
+  recordStore,
+  RECORDS_COMPACT_BYTES,
+  type Opened,
+  type RecordsAt,
+  type RecordStore,
+} from './host-records.ts';
+import { logsOf, makeEnv, splitState } from './host-state.ts';
+import type { CallOptions, CrashPoint, SecureElement } from './secure-element.ts';
+import { deriveDeviceKeys, MASTER_SECRET_BYTES, OUTBOX_ENTRIES_MAX, openEnvelope, RECORDS_PER_GENERATION_MAX, REQUEST_ID_BYTES, type DeviceKeys, type OutboxEntry } from './sealing.ts';
 import type { SecureStorage } from './storage.ts';
-import { findCommand, type CommandTable, type InputOf, type OutputOf, type TrustedApp, type TrustedEnv } from './trusted-app.ts';
+import { findCommand, type CommandTable, type InputOf, type OutputOf, type TrustedApp } from './trusted-app.ts';
 
 /** Thrown by a test's crash hook to simulate the process dying at a crash point. */
 export class SimulatedCrash extends Error {
@@ -73,24 +64,6 @@ export interface HostOptions<S, C extends CommandTable<S>> {
 }
 
 const requestIdCodec = bytes({ length: REQUEST_ID_BYTES });
-
-/** Where the committed records of the current generation end. */
-interface RecordsAt extends RecordsRef {
-  /** Bytes of the records file they take (the next record is written there). */
-  readonly bytes: number;
-}
-
-/** A command's effect on one log: entries dropped from its front, entries appended. */
-interface LogEdit {
-  readonly dropped: number;
-  readonly appended: readonly unknown[];
-}
-
-/** A command's effect on the app's logs, or null when it removed or changed entries otherwise (then the host compacts). */
-type LogChange = ReadonlyMap<string, LogEdit> | null;
-
-/** A records file larger than this is compacted at the next commit. */
-const RECORDS_COMPACT_BYTES = 16 * 1024 * 1024;
 
 /** A secure element host running in the caller's process. */
 export class InProcessHost<S, C extends CommandTable<S>> implements SecureElement<C> {
@@ -249,13 +222,13 @@ export class InProcessHost<S, C extends CommandTable<S>> implements SecureElemen
     const outbox = [...this.outbox, entry].slice(-OUTBOX_ENTRIES_MAX);
     const version = this.currentVersion + 1n;
     const core = splitState(app, result.state);
-    const change = this.logChange(result.state);
+    const change = logChange(app, this.logNames, this.state, result.state);
     const records = this.records;
     let committed: { state: S; records: RecordsAt };
     let stale: bigint | null = null;
     if (records !== null && change !== null && records.count < RECORDS_PER_GENERATION_MAX && records.bytes < RECORDS_COMPACT_BYTES) {
       // The usual commit: one record appended, and the small head.
-      const prepared = this.prepareAppend(records, version, core, change, entry);
+      const prepared = prepareAppend(app, this.keys, this.state, { records, version, core, edits: change, entry });
       await this.commit(version, () => Promise.all([this.store.write(app.name, records.generation, records.bytes, prepared.framed), this.writeHead(prepared.sealedHead)]));
       committed = prepared;
     } else {
@@ -279,63 +252,6 @@ export class InProcessHost<S, C extends CommandTable<S>> implements SecureElemen
     }
     this.crashPoint('after-increment');
     return output;
-  }
-
-  /**
-   * How `next` changed each log of the current state: the entries it dropped from the front and
-   * those it appended (told apart by identity, as a command builds its new lists from the old
-   * entries), or null when a log changed in any other way.
-   */
-  private logChange(next: S): LogChange {
-    const edits = new Map<string, LogEdit>();
-    for (const name of this.logNames) {
-      const before = logOf(this.options.app, this.state, name);
-      const after = logOf(this.options.app, next, name);
-      if (after === before) continue;
-      let dropped = 0;
-      if (before.length > 0 && (after.length === 0 || after[0] !== before[0])) {
-        const at = after.length === 0 ? -1 : before.indexOf(after[0]);
-        dropped = at < 0 ? before.length : at;
-      }
-      const kept = before.length - dropped;
-      if (after.length < kept) return null;
-      for (let k = 0; k < kept; k++) if (after[k] !== before[dropped + k]) return null;
-      if (dropped > 0 || after.length > kept) edits.set(name, { dropped, appended: after.slice(kept) });
-    }
-    return edits;
-  }
-
-  /** Seals the record and head of an ordinary commit, checking first that both open again. */
-  private prepareAppend(records: RecordsAt, version: bigint, core: Uint8Array, edits: ReadonlyMap<string, LogEdit>, entry: OutboxEntry): { framed: Uint8Array; sealedHead: Uint8Array; state: S; records: RecordsAt } {
-    const { app } = this.options;
-    const dropped: Record<string, number> = {};
-    const logs: Record<string, readonly unknown[]> = {};
-    for (const [name, edit] of edits) {
-      if (edit.dropped > 0) dropped[name] = edit.dropped;
-      if (edit.appended.length > 0) logs[name] = edit.appended;
-    }
-    const value: StateRecord = { snapshot: false, version, dropped, logs, outbox: [entry] };
-    const plain = encodeCbor(value);
-    // Decoded before it is sealed: entries the host could not open again are never committed.
-    const decoded = decodeCbor(plain, { maxBytes: SEALED_STATE_BYTES_MAX }) as StateRecord;
-    const state = decodeCore(app, core) as Record<string, unknown>;
-    for (const name of this.logNames) {
-      const before = logOf(app, this.state, name);
-      const edit = edits.get(name);
-      if (edit === undefined) {
-        state[name] = before;
-        continue;
-      }
-      const kept = edit.dropped === 0 ? before : before.slice(edit.dropped);
-      const added = decoded.logs[name];
-      state[name] = added === undefined ? kept : kept.concat(decodeEntries(app, name, added, kept.length));
-    }
-    const sealed = sealRecord(this.keys, app.name, records.generation, records.count, plain);
-    const next: RecordsAt = { generation: records.generation, count: records.count + 1, digest: chainRecord(records.digest, sealed), bytes: records.bytes + 4 + sealed.length };
-    checkSize('records file', next.bytes, RECORDS_FILE_BYTES_MAX, { label: `the records of ${app.name}` });
-    const head: Envelope = { format: 2, app: app.name, version, state: core, records: refOf(next) };
-    checkSize('sealed state', core.length + 256, SEALED_STATE_BYTES_MAX, { label: `the state of ${app.name} after this command` });
-    return { framed: frameRecords([sealed]), sealedHead: sealEnvelope(this.keys, head), state: state as S, records: next };
   }
 
   private async writeHead(sealedHead: Uint8Array): Promise<void> {
@@ -378,168 +294,3 @@ export class InProcessHost<S, C extends CommandTable<S>> implements SecureElemen
   }
 }
 
-/** What open() or provision() found. */
-interface Opened<S> {
-  readonly version: bigint;
-  readonly records: RecordsAt | null;
-  readonly outbox: OutboxEntry[];
-  readonly state: S;
-}
-
-function refOf(records: RecordsAt): RecordsRef {
-  return { generation: records.generation, count: records.count, digest: records.digest };
-}
-
-/** The state's bytes with each log as an empty list: what the head seals. */
-function splitState<S>(app: TrustedApp<S>, state: S): Uint8Array {
-  const logs = app.logs;
-  if (logs === undefined) return encodeCbor(state);
-  const core: Record<string, unknown> = { ...(state as Record<string, unknown>) };
-  for (const name of Object.keys(logs)) core[name] = [];
-  return encodeCbor(core);
-}
-
-/** Decodes a head's state (its logs empty) with the app's codec, answering a copy the host may fill in. */
-function decodeCore<S>(app: TrustedApp<S>, core: Uint8Array): S {
-  return { ...(decodeState(app, core) as Record<string, unknown>) } as S;
-}
-
-function logOf<S>(app: TrustedApp<S>, state: S, name: string): readonly unknown[] {
-  const value = (state as Record<string, unknown>)[name];
-  assert(Array.isArray(value), `log ${name} of ${app.name} is a list`);
-  return value as readonly unknown[];
-}
-
-function logsOf<S>(app: TrustedApp<S>, state: S): Record<string, readonly unknown[]> {
-  return Object.fromEntries(Object.keys(app.logs ?? {}).map((name) => [name, logOf(app, state, name)]));
-}
-
-/** Decodes log entries with the app's codec; `already` entries precede them in the log. */
-function decodeEntries<S>(app: TrustedApp<S>, name: string, entries: readonly unknown[], already: number): unknown[] {
-  const spec = app.logs?.[name];
-  if (spec === undefined) throw new TallyError('STATE_CORRUPT', `records of ${app.name} hold a log ${JSON.stringify(name)} the app does not declare`, { reason: 'unknown log' });
-  checkSize(`${app.name}.${name}`, already + entries.length, spec.max, { unit: 'entries', label: `the log ${name} of ${app.name}` });
-  return entries.map((e, k) => spec.entry.decode(e, `${app.name}.state.${name}[${already + k}]`));
-}
-
-/** Seals a snapshot record that starts `generation` and the head that names it, checking first that both open again. */
-function prepareSnapshot<S, C extends CommandTable<S>>(
-  options: HostOptions<S, C>,
-  keys: DeviceKeys,
-  at: { version: bigint; generation: bigint; logs: Record<string, readonly unknown[]>; outbox: readonly OutboxEntry[]; core: Uint8Array },
-): { framed: Uint8Array; sealedHead: Uint8Array; state: S; records: RecordsAt } {
-  const { app } = options;
-  const value: StateRecord = { snapshot: true, version: at.version, dropped: {}, logs: at.logs, outbox: at.outbox };
-  const plain = encodeCbor(value);
-  checkSize('sealed state', plain.length + at.core.length + 256, SEALED_STATE_BYTES_MAX, { label: `the state of ${app.name}` });
-  const decoded = decodeCbor(plain, { maxBytes: SEALED_STATE_BYTES_MAX }) as StateRecord;
-  const state = decodeCore(app, at.core) as Record<string, unknown>;
-  for (const name of Object.keys(app.logs ?? {})) state[name] = decodeEntries(app, name, decoded.logs[name] ?? [], 0);
-  const sealed = sealRecord(keys, app.name, at.generation, 0, plain);
-  const records: RecordsAt = { generation: at.generation, count: 1, digest: chainRecord(chainStart(app.name, at.generation), sealed), bytes: 4 + sealed.length };
-  const head: Envelope = { format: 2, app: app.name, version: at.version, state: at.core, records: refOf(records) };
-  return { framed: frameRecords([sealed]), sealedHead: sealEnvelope(keys, head), state: state as S, records };
-}
-
-/** Reads the records a head names, checks them against it, and rebuilds the state, outbox and logs. */
-async function openRecords<S, C extends CommandTable<S>>(options: HostOptions<S, C>, keys: DeviceKeys, envelope: Envelope, counter: bigint): Promise<Opened<S>> {
-  const { app, storage } = options;
-  if (envelope.format === 1) {
-    return { version: envelope.version, records: null, outbox: [...envelope.outbox], state: decodeState(app, envelope.state) };
-  }
-  const ref = envelope.records;
-  const rollback = (found: number) =>
-    new TallyError(
-      'ROLLBACK_DETECTED',
-      `the records file of ${app.name} holds ${found} whole records where its sealed state (version ${envelope.version}) commits to ${ref.count}: an older or truncated copy was restored; refusing to run`,
-      { stateVersion: envelope.version.toString(), counter: counter.toString() },
-    );
-  const corrupt = (reason: string, message: string) => new TallyError('STATE_CORRUPT', `the records of ${app.name} ${message}: tampered, reordered, spliced from another copy, or from another device; refusing to run`, { reason });
-  const file = await recordStore(storage).read(app.name, ref.generation);
-  if (file === null) throw corrupt('records missing', `(generation ${ref.generation}) are missing`);
-  if (file.length > RECORDS_FILE_BYTES_MAX) throw corrupt('records too large', `take ${file.length} bytes, over ${RECORDS_FILE_BYTES_MAX}`);
-  const framed = unframeRecords(file, ref.count);
-  if (framed === null) throw rollback(countWhole(file));
-  let digest = chainStart(app.name, ref.generation);
-  for (const sealed of framed.records) digest = chainRecord(digest, sealed);
-  if (!equalBytes(digest, ref.digest)) throw corrupt('records chain', 'do not match the chain their sealed state commits to');
-
-  const raw: Record<string, unknown[]> = {};
-  const logs = Object.keys(app.logs ?? {});
-  for (const name of logs) raw[name] = [];
-  let outbox: OutboxEntry[] = [];
-  let version = -1n;
-  for (const [seq, sealed] of framed.records.entries()) {
-    const value = openRecord(keys, app.name, ref.generation, seq, sealed);
-    if (value.snapshot !== (seq === 0) || (seq > 0 && value.version !== version + 1n)) throw corrupt('records order', `are out of order at record ${seq}`);
-    version = value.version;
-    for (const [name, n] of Object.entries(value.dropped)) {
-      const from = raw[name];
-      if (from === undefined || n > from.length) throw corrupt('records drop', `drop more of ${JSON.stringify(name)} than it holds`);
-      raw[name] = from.slice(n);
-    }
-    for (const [name, entries] of Object.entries(value.logs)) {
-      const into = raw[name];
-      if (into === undefined) throw corrupt('unknown log', `hold a log ${JSON.stringify(name)} the app does not declare`);
-      for (const e of entries) into.push(e);
-    }
-    outbox = [...outbox, ...value.outbox].slice(-OUTBOX_ENTRIES_MAX);
-  }
-  if (version !== envelope.version) throw corrupt('records version', `end at version ${version} but the sealed state is version ${envelope.version}`);
-  const core = decodeCbor(envelope.state, { maxBytes: SEALED_STATE_BYTES_MAX });
-  if (typeof core !== 'object' || core === null || Array.isArray(core)) throw corrupt('state', 'belong to a state that is not a record');
-  const state = decodeState(app, encodeCbor({ ...(core as Record<string, unknown>), ...raw }));
-  return { version: envelope.version, records: { ...ref, bytes: framed.bytes }, outbox, state };
-}
-
-function countWhole(file: Uint8Array): number {
-  let n = 0;
-  while (unframeRecords(file, n + 1) !== null) n++;
-  return n;
-}
-
-/** A storage's records files, or, for a storage without them, each generation as one more sealed blob rewritten whole. */
-interface RecordStore {
-  read(app: string, generation: bigint): Promise<Uint8Array | null>;
-  write(app: string, generation: bigint, offset: number, data: Uint8Array): Promise<void>;
-  remove(app: string, keep: bigint): Promise<void>;
-}
-
-function recordStore(storage: SecureStorage): RecordStore {
-  const { readRecords, writeRecords, removeRecords } = storage;
-  if (readRecords !== undefined && writeRecords !== undefined && removeRecords !== undefined) {
-    return {
-      read: (app, generation) => readRecords.call(storage, app, generation),
-      write: (app, generation, offset, data) => writeRecords.call(storage, app, generation, offset, data),
-      remove: (app, keep) => removeRecords.call(storage, app, keep),
-    };
-  }
-  const blob = (app: string, generation: bigint) => `${app}.records-${generation}`;
-  return {
-    read: (app, generation) => storage.readState(blob(app, generation)),
-    async write(app, generation, offset, data) {
-      const old = (await storage.readState(blob(app, generation))) ?? new Uint8Array(0);
-      const next = new Uint8Array(offset + data.length);
-      next.set(old.subarray(0, Math.min(offset, old.length)));
-      next.set(data, offset);
-      await storage.writeTemp(blob(app, generation), next);
-      await storage.replace(blob(app, generation));
-    },
-    // Without a listing, older generations stay: only a storage that lives as long as a test lacks these methods.
-    remove: async () => {},
-  };
-}
-
-function decodeState<S>(app: TrustedApp<S>, stateBytes: Uint8Array): S {
-  return app.state.decode(decodeCbor(stateBytes), `${app.name}.state`);
-}
-
-function makeEnv<S, C extends CommandTable<S>>(options: HostOptions<S, C>, keys: DeviceKeys): TrustedEnv {
-  const suite = options.suite ?? 'ed25519';
-  return {
-    provider: options.provider,
-    deviceId: keys.deviceId,
-    signer: (label, labelSuite) => keys.signer(options.app.name, label, labelSuite ?? suite),
-    random: (length) => randomBytes(length),
-  };
-}

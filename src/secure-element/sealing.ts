@@ -164,9 +164,18 @@ export function deriveDeviceKeys(master: Uint8Array, provider: CryptoProvider): 
   const identityRoot = hkdf({ ikm: master, info: 'tally/se/identity-root/v1', length: 32 });
   const deviceId = hkdf({ ikm: identityRoot, info: 'tally/se/device-id/v1', length: 16 });
   const signers = new Map<string, Signer>();
+  // Derived once per app: every commit seals twice (the record and the head) under the same key.
+  const stateKeys = new Map<string, Uint8Array>();
   return {
     deviceId,
-    stateKey: (app) => hkdf({ ikm: srk, info: `tally/se/state/v1/${app}`, length: 32 }),
+    stateKey(app) {
+      let key = stateKeys.get(app);
+      if (key === undefined) {
+        key = hkdf({ ikm: srk, info: `tally/se/state/v1/${app}`, length: 32 });
+        stateKeys.set(app, key);
+      }
+      return key;
+    },
     signer(app, label, suite) {
       const id = `${app}\u0000${label}\u0000${suite}`;
       let signer = signers.get(id);

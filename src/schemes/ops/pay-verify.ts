@@ -45,7 +45,7 @@ function invalid(reason: string, cause?: unknown): TallyError<'PAYMENT_INVALID'>
   return new TallyError('PAYMENT_INVALID', `payment refused: ${reason}`, { reason }, { cause });
 }
 
-function chainOf(options: PayVerifyOptions, which: 'sender' | 'receiver', bytes: Uint8Array): VerifiedChain {
+function chainOf(options: PayVerifyOptions, which: 'sender' | 'receiver', bytes: Uint8Array, memo: Set<string>): VerifiedChain {
   let certificate: Certificate;
   try {
     certificate = decodeCertificate(bytes);
@@ -60,6 +60,7 @@ function chainOf(options: PayVerifyOptions, which: 'sender' | 'receiver', bytes:
       now: options.now,
       revocations: options.revocations,
       leafRoles: which === 'sender' ? ['device'] : ['device', 'user'],
+      verifiedSignatures: memo,
     });
   } catch (e) {
     // A revoked sender keeps its own code: payees and the node treat it apart from a forgery. So does a
@@ -77,13 +78,16 @@ function chainOf(options: PayVerifyOptions, which: 'sender' | 'receiver', bytes:
 export function verifyPayment(options: PayVerifyOptions): VerifiedPayment {
   const { payment } = options;
   if (options.receiver !== undefined && !equalBytes(payment.receiver, options.receiver)) throw invalid('it names another receiver');
-  const sender = chainOf(options, 'sender', payment.sender);
+  // One memo for this payment's two chains: they share the root and the intermediary, whose
+  // signatures and keys are checked once; each leaf, and every window, role and revocation, in full.
+  const memo = new Set<string>();
+  const sender = chainOf(options, 'sender', payment.sender, memo);
   if (sender.extensions.scheme !== OPS_SCHEME) throw invalid(`the sender's certificate is for scheme ${sender.extensions.scheme ?? '(none)'}, not ${OPS_SCHEME}`);
   if (sender.extensions.currency !== options.currency) throw invalid(`the sender holds ${sender.extensions.currency ?? '(no currency)'}, not ${options.currency}`);
   if (!verifyRecord(options.provider, sender.subject, PAYMENT_TAG, paymentSigned(payment), payment.signature)) {
     throw invalid(`the signature does not verify under the sender key ${toHex(sender.subjectKeyId)}`);
   }
-  const receiver = chainOf(options, 'receiver', payment.receiver);
+  const receiver = chainOf(options, 'receiver', payment.receiver, memo);
   if (equalBytes(receiver.subjectKeyId, sender.subjectKeyId)) throw invalid('sender and receiver are the same key');
   return { payment, sender, receiver, digest: paymentDigest(payment) };
 }

@@ -17,7 +17,6 @@ import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
 import { verifyChain, type VerifiedChain } from '../../pki/chain.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { signRegistrationProof } from '../../pki/registration.ts';
-import { acceptedListChecker, decodeRevocationList, type RevocationChecker, type RevocationList } from '../../pki/revocation.ts';
 import { takeNewerRevocationList } from '../../pki/revocation-update.ts';
 import { accept, command, defineTrustedApp, reject, type CommandResult, type TrustedEnv } from '../../secure-element/trusted-app.ts';
 import {
@@ -54,6 +53,7 @@ import {
   type WithdrawConfirmation,
 } from './messages.ts';
 import { verifyPayment } from './pay-verify.ts';
+import { certified, checkerOf, heldList } from './trusted-app-certified.ts';
 
 /** The label of the TA's signing key (T.sk) under the device master secret. */
 export const TA_KEY_LABEL = 'ops/ta';
@@ -64,28 +64,7 @@ function taSigner(env: TrustedEnv): Signer {
   return env.signer(TA_KEY_LABEL);
 }
 
-/** The certificate-bound part of the state, present once CertInit ran. */
-interface Certified {
-  readonly root: Certificate;
-  readonly intermediary: Certificate;
-  readonly cert: Uint8Array;
-  readonly serverKey: PublicKey;
-}
-
-function certified(state: OpsState): Certified | null {
-  if (state.root === undefined || state.cert === undefined || state.intermediary === undefined || state.serverKey === undefined) return null;
-  return { root: decodeCertificate(state.root), intermediary: decodeCertificate(state.intermediary), cert: state.cert, serverKey: state.serverKey };
-}
-
 const NOT_CERTIFIED = () => reject('NOT_CERTIFIED', 'T.cert is not set: register the device and run CertInit first');
-
-function heldList(state: OpsState): RevocationList | null {
-  return state.crl === undefined ? null : decodeRevocationList(state.crl);
-}
-
-function checkerOf(list: RevocationList | null): RevocationChecker | undefined {
-  return list === null ? undefined : acceptedListChecker(list);
-}
 
 function verifyTaCertificate(state: OpsState, certificate: Certificate, intermediary: Certificate, root: Certificate, env: TrustedEnv, now: number): VerifiedChain {
   return verifyChain({ provider: env.provider, chain: [certificate, intermediary], trustAnchors: [root], now, leafRoles: ['device'], revocations: checkerOf(heldList(state)) });
@@ -288,8 +267,8 @@ export const opsTrustedApp = defineTrustedApp({
           const verified = verifyPayment({
             provider: env.provider,
             payment: input.payment,
-            trustAnchors: [c.root],
-            intermediaries: [c.intermediary],
+            trustAnchors: [c.root()],
+            intermediaries: [c.intermediary()],
             now: state.trustedTime,
             revocations: checkerOf(heldList(state)),
             currency: state.currency,
@@ -350,7 +329,7 @@ export const opsTrustedApp = defineTrustedApp({
         if (!verifyRecord(env.provider, c.serverKey, SYNC_ACK_TAG, syncAckBodyWire(ack.body), ack.signature)) return reject('ACK_INVALID', 'the ack signature does not verify');
         if (ack.body.paidUpTo > state.j || ack.body.collectedUpTo > state.collectSeq) return reject('ACK_INVALID', 'the ack acknowledges more than this TA reported');
         return guarded(() => {
-          const update = takeNewerRevocationList({ provider: env.provider, issuerKey: c.intermediary.body.subject, held: state.crl, offered: input.crl });
+          const update = takeNewerRevocationList({ provider: env.provider, issuerKey: c.intermediary().body.subject, held: state.crl, offered: input.crl });
           if (!update.ok) return reject(update.code, update.message);
           const { crl, version: crlVersion } = update;
           const trustedTime = Math.max(state.trustedTime, ack.body.time);
