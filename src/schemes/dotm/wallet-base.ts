@@ -4,7 +4,6 @@
  */
 import { fromBase64url, fromHex, toBase64url, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
-import { nobleEd25519 } from '../../core/crypto/noble.ts';
 import { signerFromSecret, SUITE_NAMES, type PublicKey, type Signer, type SuiteName } from '../../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
@@ -243,7 +242,7 @@ export abstract class DotmWalletBase extends WalletShell<IssueStep, DotmSlot, Do
         throw new TallyError('PASSWORD_WRONG', `the payment password does not open the account key of wallet ${this.name} (it was sealed under another password); nothing was changed`, {});
       }
     } else if (secret !== undefined) {
-      signer = signerFromSecret(nobleEd25519, fromHex(secret));
+      signer = signerFromSecret(nodeProvider.suites.ed25519, fromHex(secret));
     } else {
       throw new TallyError('STATE_CORRUPT', `wallet ${this.name}: the account key is missing`, { reason: 'user' });
     }
@@ -253,7 +252,7 @@ export abstract class DotmWalletBase extends WalletShell<IssueStep, DotmSlot, Do
     if (sealed === undefined && secret !== undefined) {
       // Migration: the clear copy goes only once the sealed one is written in its place.
       const { secret: _clear, ...user } = this.data.user;
-      this.data.user = { ...user, sealed: toBase64url(await sealKey({ suite: nobleEd25519, secretKey: fromHex(secret) }, password)) };
+      this.data.user = { ...user, sealed: toBase64url(await sealKey({ suite: nodeProvider.suites.ed25519, secretKey: fromHex(secret) }, password)) };
       await this.save();
       await this.note({ at: Date.now(), kind: 'account-sealed', detail: 'the account key, kept in the clear by an earlier version, is now sealed under the payment password' });
     }
