@@ -171,6 +171,15 @@ export function stringFlag(context: WalletVerbContext, name: string): string | u
   return typeof value === 'string' ? value : undefined;
 }
 
+/**
+ * Starts a secure element process ahead of the wallet's first command, for a handler whose verb
+ * will use the secure element: the process starts up (Node and its code) while this one still
+ * loads and opens the wallet. An unused one exits with the command.
+ */
+export async function prestartSecureElement(): Promise<void> {
+  (await import('../secure-element/host-isolated.ts')).prestartIsolatedHost();
+}
+
 /** Runs a verb for one wallet. */
 export type WalletVerbHandler = (context: WalletVerbContext) => Promise<Outcome>;
 
