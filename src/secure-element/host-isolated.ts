@@ -56,8 +56,9 @@ function childArgs(): string[] {
   return COMPILED ? [CHILD_SCRIPT] : ['--import', import.meta.resolve('tsx'), CHILD_SCRIPT];
 }
 
-function spawnChild(): Child {
-  const child = spawn(process.execPath, childArgs(), { stdio: ['pipe', 'pipe', 'inherit'] });
+function spawnChild(preload?: string): Child {
+  const args = preload === undefined ? childArgs() : [...childArgs(), '--preload', childModule(preload)];
+  const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   child.stdin.on('error', () => undefined);
   return child;
 }
@@ -77,13 +78,16 @@ let prestarted: Child | null = null;
  * Starts a secure element process ahead of the next IsolatedHost.start, so that its own start-up
  * (Node and the code it loads, about as long as the command's) runs while the caller still loads
  * and opens its wallet. The process waits for its first command; one never taken does not keep
- * this process alive, and exits with it (its standard input closes).
+ * this process alive, and exits with it (its standard input closes). `preload`: the module of the
+ * trusted app the start will open (as AppLocation.module), loaded by the child while it waits.
+ * Answers the waiting child's process id.
  */
-export function prestartIsolatedHost(): void {
-  if (prestarted !== null) return;
-  const child = spawnChild();
+export function prestartIsolatedHost(preload?: string): number | undefined {
+  if (prestarted !== null) return prestarted.pid;
+  const child = spawnChild(preload);
   holdOpen(child, false);
   prestarted = child;
+  return child.pid;
 }
 
 /** The prestarted child if it still runs (kept alive from now on), else a new one. */

@@ -22,9 +22,12 @@ async function withWallet<T>(context: WalletVerbContext, run: (wallet: Wallet) =
   }
 }
 
+/** The OPS trusted app's module, as the wallet names it to its secure element (wallet-base.ts). */
+const OPS_TA_MODULE = new URL('./trusted-app.ts', import.meta.url).href;
+
 /** withWallet for a verb that runs the secure element: its process starts while the wallet loads. */
 async function withWalletAndSe<T>(context: WalletVerbContext, run: (wallet: Wallet) => Promise<T>): Promise<T> {
-  await prestartSecureElement();
+  await prestartSecureElement(OPS_TA_MODULE);
   return withWallet(context, run);
 }
 
