@@ -27,8 +27,8 @@ export { encodeFrame, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, FrameDecoder, framed,
 export { Inbox, INBOX_BYTES_MAX, INBOX_FRAMES_MAX, timeoutError, type InboxLimits, type WaitOptions } from './inbox.ts';
 export { Link, MESSAGE_BYTES_MAX, openLink, RECEIVE_TIMEOUT_MS, toFrames, type LinkOptions, type ReceiveOptions } from './link.ts';
 export { memoryPair, type MemoryPairOptions } from './memory.ts';
+export { generateStaticKeyPair } from './static-key.ts';
 export {
-  generateStaticKeyPair,
   HANDSHAKE_HASH_BYTES,
   HANDSHAKE_TIMEOUT_MS,
   NOISE_MESSAGE_BYTES_MAX,

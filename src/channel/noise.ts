@@ -3,19 +3,21 @@
  * noise-handshake package) over a frame channel, then a frame channel whose every frame is one
  * Noise transport message. Tampered, replayed, reordered or dropped frames fail decryption, and
  * the first failure closes the link. Who the peer is (its certificate) is bound afterwards, in
- * binding.ts. Pure apart from the package's own sodium/b4a dependencies.
+ * binding.ts. Pure apart from the package's own sodium/b4a dependencies, which are loaded by the
+ * first handshake (a command that opens no link never loads them).
  */
-import { x25519 } from '@noble/curves/ed25519.js';
-import NoiseState from 'noise-handshake';
-import CipherState from 'noise-handshake/cipher.js';
+import type NoiseState from 'noise-handshake';
+import type CipherState from 'noise-handshake/cipher.js';
 import { concatBytes } from '../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../core/cbor.ts';
 import { literal, record, text } from '../core/codec.ts';
-import { randomBytes } from '../core/crypto/hash.ts';
 import { checkSize, isTallyError, TallyError } from '../core/errors.ts';
 import { FRAME_BYTES_MAX } from './frame.ts';
 import { Inbox, timeoutError } from './inbox.ts';
 import { ReceiverSlot, sendOnClosed, type DuplexReceiver, type FrameChannel } from './stream.ts';
+import type { StaticKeyPair } from './static-key.ts';
+
+export type { StaticKeyPair } from './static-key.ts';
 
 /** The Noise protocol name both sides run. */
 export const NOISE_PROTOCOL = 'Noise_XX_25519_ChaChaPoly_BLAKE2b';
@@ -52,17 +54,6 @@ const MORE_FRAGMENTS = 1;
 /** Which side of the handshake: the initiator speaks first. */
 export type NoiseRole = 'initiator' | 'responder';
 
-/** An X25519 key pair: the session's static key, which binding.ts ties to a certificate. */
-export interface StaticKeyPair {
-  readonly publicKey: Uint8Array;
-  readonly secretKey: Uint8Array;
-}
-
-/** A fresh random static key pair. */
-export function generateStaticKeyPair(): StaticKeyPair {
-  const secretKey = randomBytes(32);
-  return { publicKey: x25519.getPublicKey(secretKey), secretKey };
-}
 
 /** How to run a handshake. */
 export interface HandshakeOptions {
@@ -124,9 +115,10 @@ class SecureChannel implements FrameChannel {
     private readonly inner: FrameChannel,
     sendKey: Uint8Array,
     receiveKey: Uint8Array,
+    Cipher: typeof CipherState,
   ) {
-    this.sender = new CipherState(own(sendKey));
-    this.opener = new CipherState(own(receiveKey));
+    this.sender = new Cipher(own(sendKey));
+    this.opener = new Cipher(own(receiveKey));
   }
 
   send(message: Uint8Array): void {
@@ -229,11 +221,14 @@ const STEPS = ['Noise handshake message 1 (-> e)', 'Noise handshake message 2 (<
 export async function noiseHandshake(frames: FrameChannel, options: HandshakeOptions): Promise<NoiseSession> {
   const timeoutMs = options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
   const initiator = options.role === 'initiator';
-  const keyPair = options.staticKeyPair ?? generateStaticKeyPair();
+  // The package (and X25519 for a fresh key) load with the first handshake; frames that arrive
+  // meanwhile wait in the channel until the inbox below takes them.
+  const [{ default: Noise }, { default: Cipher }] = await Promise.all([import('noise-handshake'), import('noise-handshake/cipher.js')]);
+  const keyPair = options.staticKeyPair ?? (await import('./static-key.ts')).generateStaticKeyPair();
   for (const [name, key] of [['publicKey', keyPair.publicKey], ['secretKey', keyPair.secretKey]] as const) {
     if (key.length !== STATIC_KEY_BYTES) throw new RangeError(`staticKeyPair.${name}: expected ${STATIC_KEY_BYTES} bytes, got ${key.length}`);
   }
-  const state = new NoiseState('XX', initiator, { publicKey: own(keyPair.publicKey), secretKey: own(keyPair.secretKey) });
+  const state: NoiseState = new Noise('XX', initiator, { publicKey: own(keyPair.publicKey), secretKey: own(keyPair.secretKey) });
   const inbox = new Inbox(frames);
   let what: string = STEPS[0];
   // One deadline for the whole handshake; closing the channel wakes the pending read with TIMEOUT.
@@ -295,7 +290,7 @@ export async function noiseHandshake(frames: FrameChannel, options: HandshakeOpt
     frames.close(error);
     throw error;
   }
-  const channel = new SecureChannel(frames, tx, rx);
+  const channel = new SecureChannel(frames, tx, rx, Cipher);
   // Frames that came in right behind the last handshake message (the peer's first transport
   // messages) are already in the inbox: they go to the secure channel, in order.
   inbox.handOver(channel.fromInner);

@@ -171,6 +171,16 @@ export function stringFlag(context: WalletVerbContext, name: string): string | u
   return typeof value === 'string' ? value : undefined;
 }
 
+/**
+ * Starts a secure element process ahead of the wallet's first command, for a handler whose verb
+ * will use the secure element: the process starts up (Node and its code) while this one still
+ * loads and opens the wallet. An unused one exits with the command. `trustedApp`: the module of the
+ * trusted app the wallet will open (its AppLocation.module), loaded by the process meanwhile.
+ */
+export async function prestartSecureElement(trustedApp?: string): Promise<void> {
+  (await import('../secure-element/host-isolated.ts')).prestartIsolatedHost(trustedApp);
+}
+
 /** Runs a verb for one wallet. */
 export type WalletVerbHandler = (context: WalletVerbContext) => Promise<Outcome>;
 

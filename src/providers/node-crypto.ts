@@ -2,14 +2,58 @@
  * The Node crypto provider: Ed25519 and ECDSA P-256 through `node:crypto` (OpenSSL), several times
  * faster than pure JavaScript; secp256k1 stays with noble and SM2 with sm-crypto-v2. Injected at
  * start-up by Node faces and hosts; pure layers only ever see the CryptoProvider interface.
+ *
+ * The JavaScript libraries are loaded on first use, not with this file: a command that signs with
+ * Ed25519 never loads SM2, secp256k1 or the P-256 curve, each tens of milliseconds of start-up.
  */
 import { createPrivateKey, createPublicKey, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto';
-import { ed25519 } from '@noble/curves/ed25519.js';
-import { p256 } from '@noble/curves/nist.js';
+import { createRequire } from 'node:module';
+import type { ed25519 as NobleEd25519Curve } from '@noble/curves/ed25519.js';
+import type { sm2 as Sm2Library } from 'sm-crypto-v2';
 import { concatBytes, fromHex } from '../core/bytes.ts';
-import { nobleEd25519, nobleP256, nobleSecp256k1 } from '../core/crypto/noble.ts';
-import { sm2Suite } from '../core/crypto/sm2.ts';
+import { randomBytes } from '../core/crypto/hash.ts';
+import { p256SuiteOver, secp256k1SuiteOver, type NistCurve, type Secp256k1Curve } from '../core/crypto/noble-weierstrass.ts';
+import { ed25519SecretKeyFromSeed } from '../core/crypto/seed.ts';
+import { sm2SuiteOver } from '../core/crypto/sm2-suite.ts';
 import { checkBytes, type CryptoProvider, type SignatureSuite } from '../core/crypto/suite.ts';
+
+const require = createRequire(import.meta.url);
+
+/** A value made on first use (a library loaded synchronously, then kept). */
+function once<T>(make: () => T): () => T {
+  let value: T | undefined;
+  return () => (value ??= make());
+}
+
+// The libraries, each loaded the first time a suite needs it (require of an ES module: Node >= 20.19).
+const nobleEd25519Curve = once(() => (require('@noble/curves/ed25519.js') as { ed25519: typeof NobleEd25519Curve }).ed25519);
+const nistCurve = once(() => (require('@noble/curves/nist.js') as { p256: NistCurve }).p256);
+const nobleP256 = once(() => p256SuiteOver(nistCurve()));
+const nobleSecp256k1 = once(() => secp256k1SuiteOver((require('@noble/curves/secp256k1.js') as { secp256k1: Secp256k1Curve }).secp256k1));
+const sm2Suite = once(() => sm2SuiteOver((require('sm-crypto-v2') as { sm2: typeof Sm2Library }).sm2));
+
+/** A suite whose implementation is made on first use. */
+function lazySuite(name: SignatureSuite['name'], load: () => SignatureSuite): SignatureSuite {
+  return {
+    name,
+    generateSecretKey: () => load().generateSecretKey(),
+    secretKeyFromSeed: (seed) => load().secretKeyFromSeed(seed),
+    publicKey: (secretKey) => load().publicKey(secretKey),
+    sign: (secretKey, message) => load().sign(secretKey, message),
+    verify: (publicKey, signature, message) => load().verify(publicKey, signature, message),
+    isValidPublicKey: (publicKey) => load().isValidPublicKey(publicKey),
+  };
+}
+
+/** noble's strict RFC 8032 Ed25519 verification (no cofactor shortcut, canonical encodings only). */
+function nobleEd25519Verify(publicKey: Uint8Array, signature: Uint8Array, message: Uint8Array): boolean {
+  if (publicKey.length !== 32 || signature.length !== 64) return false;
+  try {
+    return nobleEd25519Curve().verify(signature, message, publicKey, { zip215: false });
+  } catch {
+    return false;
+  }
+}
 
 // DER prefixes that wrap raw Ed25519 keys as PKCS#8 / SPKI (RFC 8410).
 const ED25519_PKCS8_PREFIX = fromHex('302e020100300506032b657004220420');
@@ -42,7 +86,9 @@ function nodeEd25519(): SignatureSuite {
   const secretKeyObject = (secretKey: Uint8Array) =>
     secrets.get(secretKey, () => createPrivateKey({ key: Buffer.from(concatBytes(ED25519_PKCS8_PREFIX, secretKey)), format: 'der', type: 'pkcs8' }));
   return {
-    ...nobleEd25519,
+    name: 'ed25519',
+    generateSecretKey: () => randomBytes(32),
+    secretKeyFromSeed: ed25519SecretKeyFromSeed,
     publicKey(secretKey) {
       checkBytes('secretKey', secretKey, 32);
       const spki = createPublicKey(secretKeyObject(secretKey)).export({ format: 'der', type: 'spki' });
@@ -60,7 +106,7 @@ function nodeEd25519(): SignatureSuite {
         const key = publics.get(publicKey, () => {
           // OpenSSL takes any key that decodes, small-order points included (for which anyone can
           // forge a signature); noble's strict RFC 8032 check refuses them, and both must agree.
-          const point = ed25519.Point.fromBytes(publicKey, false);
+          const point = nobleEd25519Curve().Point.fromBytes(publicKey, false);
           if (point.isSmallOrder()) throw new RangeError('ed25519 public key of small order');
           return createPublicKey({ key: Buffer.from(concatBytes(ED25519_SPKI_PREFIX, publicKey)), format: 'der', type: 'spki' });
         });
@@ -71,7 +117,16 @@ function nodeEd25519(): SignatureSuite {
       // OpenSSL checks [S]B = R + [k]A, noble the cofactored [8][S]B = [8]R + [8][k]A, which also
       // holds when R has a small-order part. Ask noble before refusing, so that a payee verifying
       // with noble and an issuer verifying here never disagree; valid signatures stay on OpenSSL.
-      return accepted || nobleEd25519.verify(publicKey, signature, message);
+      return accepted || nobleEd25519Verify(publicKey, signature, message);
+    },
+    isValidPublicKey(publicKey) {
+      if (publicKey.length !== 32) return false;
+      try {
+        nobleEd25519Curve().Point.fromBytes(publicKey);
+        return true;
+      } catch {
+        return false;
+      }
     },
   };
 }
@@ -82,14 +137,15 @@ function nodeP256(): SignatureSuite {
   const b64url = (bytes: Uint8Array) => Buffer.from(bytes).toString('base64url');
   const secretKeyObject = (secretKey: Uint8Array) =>
     secrets.get(secretKey, () => {
-      const point = p256.getPublicKey(secretKey, false);
+      const point = nistCurve().getPublicKey(secretKey, false);
       return createPrivateKey({
         key: { kty: 'EC', crv: 'P-256', d: b64url(secretKey), x: b64url(point.subarray(1, 33)), y: b64url(point.subarray(33, 65)) },
         format: 'jwk',
       });
     });
+  const noble = lazySuite('p256', nobleP256);
   return {
-    ...nobleP256,
+    ...noble,
     sign(secretKey, message) {
       checkBytes('secretKey', secretKey, 32);
       checkBytes('message', message);
@@ -112,7 +168,7 @@ function nodeP256(): SignatureSuite {
 /** Creates the Node provider (each instance has its own key caches). */
 export function createNodeProvider(): CryptoProvider {
   // SM2 stays pure too: Node's OpenSSL knows the SM2 curve but signs with it as plain ECDSA.
-  return { name: 'node', suites: { ed25519: nodeEd25519(), p256: nodeP256(), secp256k1: nobleSecp256k1, sm2: sm2Suite } };
+  return { name: 'node', suites: { ed25519: nodeEd25519(), p256: nodeP256(), secp256k1: lazySuite('secp256k1', nobleSecp256k1), sm2: lazySuite('sm2', sm2Suite) } };
 }
 
 /** A shared Node provider for processes that need one. */

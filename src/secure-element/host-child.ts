@@ -96,6 +96,12 @@ function receive(frame: Uint8Array): void {
   chain = chain.then(() => handle(request).catch((e: unknown) => sendError(request.id, e)));
 }
 
+// A prestarted process is told which trusted app the open will name (`--preload MODULE`): it loads
+// it while it waits, and the open's import finds it loaded. The open still names and checks the app.
+const preload = process.argv.indexOf('--preload');
+const preloaded = preload === -1 ? undefined : process.argv[preload + 1];
+if (preloaded !== undefined) import(preloaded).catch(() => undefined);
+
 const reader = new FrameReader();
 process.stdin.on('data', (chunk: Buffer) => {
   for (const event of reader.push(new Uint8Array(chunk))) {

@@ -8,7 +8,8 @@ import { randomBytes } from '../core/crypto/hash.ts';
 import { isTallyError } from '../core/errors.ts';
 import { toyPurse, type PurseState } from './apps/toy-purse.ts';
 import { encodeFrame } from './frame.ts';
-import { IsolatedHost, type IsolatedHostOptions } from './host-isolated.ts';
+import { spawn } from 'node:child_process';
+import { IsolatedHost, prestartIsolatedHost, type IsolatedHostOptions } from './host-isolated.ts';
 import { CRASH_POINTS } from './secure-element.ts';
 
 const dirs: string[] = [];
@@ -51,6 +52,51 @@ describe('isolated secure element host (child process)', () => {
     assert.deepEqual(await again.call('balance', {}), { balance: 30n, spent: 1n });
     assert.deepEqual(again.deviceId, se.deviceId);
     await again.close();
+  });
+
+  test('a prestarted child (its app preloaded) is taken by the next start; the start after spawns its own', async () => {
+    const dir = await freshDir();
+    const opts = options(dir, true);
+    const pid = prestartIsolatedHost(opts.location.module);
+    assert.equal(typeof pid, 'number');
+    assert.equal(prestartIsolatedHost(opts.location.module), pid, 'a second prestart keeps the waiting child');
+    const se = await IsolatedHost.start(opts);
+    assert.equal(se.pid, pid);
+    assert.deepEqual(await se.call('load', { amount: 5n }), { balance: 5n });
+    await se.close();
+    const again = await IsolatedHost.start(options(dir));
+    assert.notEqual(again.pid, pid);
+    assert.deepEqual(await again.call('balance', {}), { balance: 5n, spent: 0n });
+    await again.close();
+  });
+
+  test('a prestarted child that is never taken does not keep its parent alive, and exits with it', async () => {
+    const script = `import { prestartIsolatedHost } from ${JSON.stringify(new URL('./host-isolated.ts', import.meta.url).href)}; console.log(prestartIsolatedHost());`;
+    const parent = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    parent.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    const code = await new Promise<number | null>((done, fail) => {
+      const timer = setTimeout(() => fail(new Error('the parent did not exit within 20 s')), 20_000);
+      parent.on('exit', (c) => {
+        clearTimeout(timer);
+        done(c);
+      });
+    });
+    assert.equal(code, 0);
+    const child = Number(out.trim());
+    assert.ok(Number.isInteger(child) && child > 0, `expected the child's pid, got ${JSON.stringify(out)}`);
+    // The child reads end-of-file on its standard input and exits.
+    const deadline = Date.now() + 20_000;
+    const alive = () => {
+      try {
+        process.kill(child, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    while (alive() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(alive(), false, 'the prestarted child is still running');
   });
 
   test('errors from the child cross the pipe with their codes', async () => {

@@ -56,6 +56,49 @@ function childArgs(): string[] {
   return COMPILED ? [CHILD_SCRIPT] : ['--import', import.meta.resolve('tsx'), CHILD_SCRIPT];
 }
 
+function spawnChild(preload?: string): Child {
+  const args = preload === undefined ? childArgs() : [...childArgs(), '--preload', childModule(preload)];
+  const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  child.stdin.on('error', () => undefined);
+  return child;
+}
+
+/** Whether a child process (and its pipes) keep this process alive. */
+function holdOpen(child: Child, hold: boolean): void {
+  for (const handle of [child, child.stdin, child.stdout]) {
+    const method: unknown = Reflect.get(handle, hold ? 'ref' : 'unref');
+    if (typeof method === 'function') method.call(handle);
+  }
+}
+
+/** A child started ahead of time by prestartIsolatedHost, waiting for the next start. */
+let prestarted: Child | null = null;
+
+/**
+ * Starts a secure element process ahead of the next IsolatedHost.start, so that its own start-up
+ * (Node and the code it loads, about as long as the command's) runs while the caller still loads
+ * and opens its wallet. The process waits for its first command; one never taken does not keep
+ * this process alive, and exits with it (its standard input closes). `preload`: the module of the
+ * trusted app the start will open (as AppLocation.module), loaded by the child while it waits.
+ * Answers the waiting child's process id.
+ */
+export function prestartIsolatedHost(preload?: string): number | undefined {
+  if (prestarted !== null) return prestarted.pid;
+  const child = spawnChild(preload);
+  holdOpen(child, false);
+  prestarted = child;
+  return child.pid;
+}
+
+/** The prestarted child if it still runs (kept alive from now on), else a new one. */
+function takeChild(): Child {
+  const child = prestarted;
+  prestarted = null;
+  if (child === null || child.exitCode !== null || child.signalCode !== null) return spawnChild();
+  holdOpen(child, true);
+  return child;
+}
+
 /** A trusted app's module as the child imports it: a `.ts` location names its compiled `.js` in a compiled run. */
 function childModule(module: string): string {
   return COMPILED ? module.replace(/\.ts$/, '.js') : module;
@@ -96,16 +139,14 @@ export class IsolatedHost<S, C extends CommandTable<S>> implements SecureElement
         resolve();
       });
     });
-    child.stdin.on('error', () => undefined);
   }
 
   /**
-   * Starts the child process and opens (or provisions) the secure element in it.
+   * Starts the child process (or takes the one prestartIsolatedHost started) and opens (or provisions) the secure element in it.
    * @throws TallyError as InProcessHost.open / provision would, carried across the pipe
    */
   static async start<S, C extends CommandTable<S>>(options: IsolatedHostOptions<S, C>): Promise<IsolatedHost<S, C>> {
-    const child = spawn(process.execPath, childArgs(), { stdio: ['pipe', 'pipe', 'inherit'] });
-    const host = new IsolatedHost(options, child);
+    const host = new IsolatedHost(options, takeChild());
     try {
       const opened = await host.request({
         type: 'open',

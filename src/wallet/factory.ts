@@ -14,13 +14,13 @@
 import { join } from 'node:path';
 import { concatBytes, fromHex, toBase64url, toHex } from '../core/bytes.ts';
 import { randomBytes, sha256 } from '../core/crypto/hash.ts';
-import { nobleEd25519 } from '../core/crypto/noble.ts';
 import { signerFromSecret, type Signer } from '../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../core/errors.ts';
 import { measureTrustedApp as measureClosure } from '../secure-element/measure.ts';
 import { ensurePrivateDir, readFileBounded, requirePrivateMode, writeFileAtomic } from '../host/files.ts';
 import { decodeJsonFile, oemFileCodec } from './files.ts';
 import { keyId } from '../pki/key-id.ts';
+import { nodeProvider } from '../providers/node-crypto.ts';
 import type { NodeClient } from './node-client.ts';
 
 /** The model name the software OEM attests. */
@@ -64,7 +64,7 @@ async function readOem(home: string): Promise<OemFile | null> {
 }
 
 function oemOf(file: OemFile): Oem {
-  const signer = signerFromSecret(nobleEd25519, fromHex(file.secret));
+  const signer = signerFromSecret(nodeProvider.suites.ed25519, fromHex(file.secret));
   return { signer, keyId: toHex(keyId(signer.publicKey)), isEnrolledAt: (url) => Object.hasOwn(file.enrolled, url) };
 }
 

@@ -1,6 +1,4 @@
 /** `tally audit`: the node's audit of its ledger and of what moved offline. */
-import { NodeClient } from '../../wallet/node-client.ts';
-import { auditAnswer, withRaw } from '../../wallet/node-answers.ts';
 import { JSON_OPTION, nodeUrl, OPERATOR_FLAGS, OPERATOR_OPTIONS, operatorToken, parse, type Verb } from '../plugin.ts';
 
 /** The verb. */
@@ -11,6 +9,7 @@ export const audit: Verb = {
   example: 'tally audit --data ./tally-data',
   async run(argv, io) {
     const { values } = parse(argv, OPERATOR_FLAGS, []);
+    const [{ NodeClient }, { auditAnswer, withRaw }] = await Promise.all([import('../../wallet/node-client.ts'), import('../../wallet/node-answers.ts')]);
     const node = new NodeClient(nodeUrl(values.node, io.env));
     type Exposure = { scheme: string; floatAccount: string; float: string; expected: string; difference: string; attributed: string; unexplained: string; balanced: boolean; exposed: { device: string; amount: string; fraud: boolean }[] };
     type Audit = {

@@ -3,7 +3,6 @@
  * the node's operator routes each, printing the node's answer.
  */
 import { toHex } from '../../core/bytes.ts';
-import { NodeClient } from '../../wallet/node-client.ts';
 import { looseRecord } from '../../core/fields.ts';
 import { JSON_OPTION, nodeUrl, OPERATOR_FLAGS, OPERATOR_OPTIONS, operatorToken, parse, type Verb } from '../plugin.ts';
 
@@ -17,6 +16,7 @@ function operatorAction(name: string, words: readonly string[], summary: string,
     async run(argv, io) {
       const { values, args } = parse(argv, OPERATOR_FLAGS, [...words]);
       const { path, body } = request(args);
+      const { NodeClient } = await import('../../wallet/node-client.ts');
       const answer = await new NodeClient(nodeUrl(values.node, io.env)).operator(await operatorToken(values, io.env), 'POST', path, {
         answer: looseRecord({}),
         body,

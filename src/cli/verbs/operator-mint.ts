@@ -1,10 +1,6 @@
 /** `tally operator mint`: the central bank issues money into an online account. */
 import { toHex } from '../../core/bytes.ts';
 import { TallyError } from '../../core/errors.ts';
-import { resolveHome } from '../../wallet/home.ts';
-import { NodeClient } from '../../wallet/node-client.ts';
-import { mintAnswer } from '../../wallet/node-answers.ts';
-import { readWalletData } from '../../wallet/wallet-common.ts';
 import { HOME_OPTION, JSON_OPTION, nodeUrl, OPERATOR_FLAGS, OPERATOR_OPTIONS, operatorToken, parse, type Verb } from '../plugin.ts';
 
 /** The verb. */
@@ -15,6 +11,12 @@ export const operatorMint: Verb = {
   example: 'tally operator mint alice 100.00',
   async run(argv, io) {
     const { values, args } = parse(argv, OPERATOR_FLAGS, ['ACCOUNT', 'AMOUNT']);
+    const [{ resolveHome }, { NodeClient }, { mintAnswer }, { readWalletData }] = await Promise.all([
+      import('../../wallet/home.ts'),
+      import('../../wallet/node-client.ts'),
+      import('../../wallet/node-answers.ts'),
+      import('../../wallet/wallet-common.ts'),
+    ]);
     const [target, amount] = args as [string, string];
     let account = target;
     let url = nodeUrl(values.node, io.env);

@@ -1,8 +1,5 @@
 /** `tally operator oem`: the factory step for software secure elements. */
 import type { Scheme } from '../../schemes/index.ts';
-import { enrollOem } from '../../wallet/factory.ts';
-import { resolveHome } from '../../wallet/home.ts';
-import { NodeClient } from '../../wallet/node-client.ts';
 import { HOME_OPTION, JSON_OPTION, nodeUrl, OPERATOR_FLAGS, OPERATOR_OPTIONS, operatorToken, parse, type Verb } from '../plugin.ts';
 
 /** The verb over the registry's schemes: it allows every scheme's trusted apps. */
@@ -15,6 +12,8 @@ export function operatorOem(schemes: readonly Scheme[]): Verb {
     example: 'tally operator oem --data ./tally-data',
     async run(argv, io) {
       const { values } = parse(argv, OPERATOR_FLAGS, []);
+      // The factory and the node client load only when this verb runs.
+      const [{ enrollOem }, { resolveHome }, { NodeClient }] = await Promise.all([import('../../wallet/factory.ts'), import('../../wallet/home.ts'), import('../../wallet/node-client.ts')]);
       const home = resolveHome(values.home, io.env);
       const node = new NodeClient(nodeUrl(values.node, io.env));
       const result = await enrollOem(home, node, await operatorToken(values, io.env), builds);

@@ -1,6 +1,5 @@
 /** `tally schemes`: the schemes this build runs, the paper each implements, its verbs and capabilities. */
 import type { Scheme } from '../../schemes/index.ts';
-import { CAPABILITIES } from '../../wallet/plugin.ts';
 import { JSON_OPTION, parse, type Verb } from '../plugin.ts';
 import { offeredVerbs, type VerbCapabilities } from './wallet-verb.ts';
 
@@ -13,6 +12,8 @@ export function schemesVerb(schemes: readonly Scheme[], needs: () => VerbCapabil
     example: 'tally schemes --json',
     async run(argv) {
       parse(argv, {}, []);
+      // The wallet's plug-in module (and the shell behind it) loads only when this verb runs.
+      const { CAPABILITIES } = await import('../../wallet/plugin.ts');
       const list = schemes.map((s) => ({
         name: s.name,
         title: s.title,

@@ -1,14 +1,13 @@
 /**
- * Hashes, HKDF, randomness and an AEAD from the audited @noble libraries, plus SM3 from sm-crypto-v2
- * (not audited; it builds on @noble 1.x).
+ * Hashes, HKDF, randomness and an AEAD from the audited @noble libraries. SM3 is in sm3.ts, apart,
+ * so that code which never hashes with it does not load sm-crypto-v2.
  */
 import { xchacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { hkdf as nobleHkdf } from '@noble/hashes/hkdf.js';
 import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
 import { keccak_256 } from '@noble/hashes/sha3.js';
 import { randomBytes as nobleRandomBytes } from '@noble/hashes/utils.js';
-import { sm3 as smCryptoSm3 } from 'sm-crypto-v2';
-import { concatBytes, fromHex } from '../bytes.ts';
+import { concatBytes } from '../bytes.ts';
 import { TallyError } from '../errors.ts';
 
 /** SHA-256. */
@@ -19,15 +18,6 @@ export function sha256(data: Uint8Array): Uint8Array {
 /** Keccak-256 as Ethereum uses it (not SHA3-256). */
 export function keccak256(data: Uint8Array): Uint8Array {
   return keccak_256(data);
-}
-
-/**
- * SM3 (GB/T 32905, ISO/IEC 10118-3), through sm-crypto-v2. Bytes only: the library would read a
- * string as UTF-8 text, which a caller here never means.
- */
-export function sm3(data: Uint8Array): Uint8Array {
-  if (!(data instanceof Uint8Array)) throw new TypeError('sm3: expected a Uint8Array');
-  return fromHex(smCryptoSm3(data));
 }
 
 /** HKDF-SHA-256 (RFC 5869). */

@@ -1,4 +1,5 @@
-export { aeadOpen, aeadSeal, AEAD_KEY_BYTES, hkdf, keccak256, randomBytes, sha256, sm3 } from './hash.ts';
+export { aeadOpen, aeadSeal, AEAD_KEY_BYTES, hkdf, keccak256, randomBytes, sha256 } from './hash.ts';
+export { sm3 } from './sm3.ts';
 export { ethereumAddress, formatEthereumAddress, recoverEthereumAddress } from './ethereum.ts';
 export { nobleEd25519, nobleP256, nobleProvider, nobleSecp256k1 } from './noble.ts';
 export { SM2_DEFAULT_USER_ID, SM2_ORDER, sm2Suite } from './sm2.ts';

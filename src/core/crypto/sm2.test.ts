@@ -138,7 +138,19 @@ describe('sm2Suite', () => {
 
   it('is the same suite in the noble and the node provider', () => {
     assert.equal(nobleProvider.suites.sm2, sm2Suite);
-    assert.equal(nodeProvider.suites.sm2, sm2Suite);
+    // The node provider loads the same implementation on first use (sm2-suite.ts over sm-crypto-v2,
+    // not OpenSSL's SM2): same name, same keys, and each side verifies what the other signs.
+    const node = nodeProvider.suites.sm2;
+    assert.equal(node.name, 'sm2');
+    assert.deepEqual(node.publicKey(secretKey), publicKey);
+    assert.deepEqual(node.secretKeyFromSeed(new Uint8Array(48).fill(7)), sm2Suite.secretKeyFromSeed(new Uint8Array(48).fill(7)));
+    assert.equal(node.verify(publicKey, signature, MESSAGE), true);
+    assert.equal(sm2Suite.verify(publicKey, node.sign(secretKey, MESSAGE), MESSAGE), true);
+    const tampered = Uint8Array.from(signature);
+    tampered[5] = (tampered[5] as number) ^ 1;
+    assert.equal(node.verify(publicKey, tampered, MESSAGE), false);
+    assert.equal(node.isValidPublicKey(publicKey), true);
+    assert.equal(node.isValidPublicKey(new Uint8Array(33)), sm2Suite.isValidPublicKey(new Uint8Array(33)));
   });
 
   it("interoperates with sm-crypto-v2 called directly (hex, SM3 with Z_A, the library's default identity)", () => {

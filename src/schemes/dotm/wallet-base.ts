@@ -4,7 +4,6 @@
  */
 import { fromBase64url, fromHex, toBase64url, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
-import { nobleEd25519 } from '../../core/crypto/noble.ts';
 import { signerFromSecret, SUITE_NAMES, type PublicKey, type Signer, type SuiteName } from '../../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
@@ -301,7 +300,7 @@ export function sealLegacyAccount(password: string | undefined): AccountMigratio
     if (password === undefined) {
       throw new TallyError('PASSWORD_MISSING', `wallet ${name} was written by an earlier version with its account key in the clear: give the payment password (at the prompt, or TALLY_PASSWORD) so that it is sealed as the wallet moves into wallet.db; nothing was changed`, {});
     }
-    const signer = signerFromSecret(nobleEd25519, fromHex(secret));
+    const signer = signerFromSecret(nodeProvider.suites.ed25519, fromHex(secret));
     checkAccountKey(name, user.keyId, signer);
     const keys = DOTM_FORMAT.slot(slot);
     const host = await startSecureElement(DOTM_TA, paths, false, keys?.suite ?? 'ed25519');
@@ -311,7 +310,7 @@ export function sealLegacyAccount(password: string | undefined): AccountMigratio
     } finally {
       await host.close();
     }
-    const sealed = toBase64url(await sealKey({ suite: nobleEd25519, secretKey: fromHex(secret) }, password));
+    const sealed = toBase64url(await sealKey({ suite: nodeProvider.suites.ed25519, secretKey: fromHex(secret) }, password));
     return {
       user: { ...rest, sealed },
       history: [{ at: Date.now(), kind: 'account-sealed', detail: 'the account key, kept in the clear by an earlier version, is now sealed under the payment password' }],

@@ -22,7 +22,6 @@
  */
 import { equalBytes, fromBase64url, toBase64url, toHex } from '../../core/bytes.ts';
 import { randomBytes } from '../../core/crypto/hash.ts';
-import { nobleEd25519 } from '../../core/crypto/noble.ts';
 import { signerFromSecret, type PublicKey } from '../../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import { decodeCertificate } from '../../pki/certificate.ts';
@@ -34,6 +33,7 @@ import {
   listenLink,
   openFolderOf,
   sealKey,
+  nodeProvider,
   startSecureElement,
   type LinkSide,
   type ResumeReport,
@@ -65,7 +65,7 @@ export class DotmWallet extends DotmWalletOnline {
     // Before anything is registered at the node: a password the SE would refuse stops here.
     checkPasswordPolicy(options.password);
     const secret = randomBytes(32);
-    const account = signerFromSecret(nobleEd25519, secret);
+    const account = signerFromSecret(nodeProvider.suites.ed25519, secret);
     const name = options.name;
     await createWalletFolder<DotmSlot>({ ...options, needsOem: true }, async ({ node, info, paths, oem, progress, registerUser }) => {
       if (oem === null) throw new TallyError('ASSERTION_FAILED', 'a DOT-M wallet is created with the home OEM', {});
@@ -83,7 +83,7 @@ export class DotmWallet extends DotmWalletOnline {
         throw e;
       }
       // The account key is kept only sealed under pwd: whoever holds the files cannot use it.
-      const sealed = toBase64url(await sealKey({ suite: nobleEd25519, secretKey: secret }, options.password));
+      const sealed = toBase64url(await sealKey({ suite: nodeProvider.suites.ed25519, secretKey: secret }, options.password));
       const data = {
         name,
         scheme: 'dotm',

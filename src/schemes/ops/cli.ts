@@ -4,7 +4,7 @@
  * NAME REQUEST`, `accept`, `collect` (into the payee's secure element) and `claim` (online, for a
  * wallet without one).
  */
-import { endedLines, HOME_OPTION, hostPort, JSON_OPTION, seconds, UsageError, positional, stringFlag, type CliPart, type Outcome, type WalletVerbContext } from '../../cli/plugin.ts';
+import { endedLines, HOME_OPTION, hostPort, JSON_OPTION, prestartSecureElement, seconds, UsageError, positional, stringFlag, type CliPart, type Outcome, type WalletVerbContext } from '../../cli/plugin.ts';
 import type { InboxEntry, Wallet } from './wallet.ts';
 
 /** The wallet class, loaded when a verb runs (listing the verbs loads no wallet code). */
@@ -20,6 +20,15 @@ async function withWallet<T>(context: WalletVerbContext, run: (wallet: Wallet) =
   } finally {
     await wallet.close();
   }
+}
+
+/** The OPS trusted app's module, as the wallet names it to its secure element (wallet-base.ts). */
+const OPS_TA_MODULE = new URL('./trusted-app.ts', import.meta.url).href;
+
+/** withWallet for a verb that runs the secure element: its process starts while the wallet loads. */
+async function withWalletAndSe<T>(context: WalletVerbContext, run: (wallet: Wallet) => Promise<T>): Promise<T> {
+  await prestartSecureElement(OPS_TA_MODULE);
+  return withWallet(context, run);
 }
 
 function shortEntry(wallet: Wallet, e: InboxEntry) {
@@ -59,7 +68,7 @@ export const opsCli: CliPart = {
       }
     },
     balance: (context) =>
-      withWallet(context, async (wallet) => {
+      withWalletAndSe(context, async (wallet) => {
         const resumed = await wallet.resume();
         const b = await wallet.balance();
         const c = wallet.currency.code;
@@ -73,12 +82,12 @@ export const opsCli: CliPart = {
         return { text: lines.join('\n'), json: { name: wallet.name, currency: c, ...b, ...(resumed.ended.length === 0 ? {} : { ended: resumed.ended }) } };
       }),
     deposit: (context) =>
-      withWallet(context, async (wallet) => {
+      withWalletAndSe(context, async (wallet) => {
         const r = await wallet.deposit(positional(context, 0));
         return { text: `Deposited ${r.amount} ${wallet.currency.code} into the secure element; offline balance ${r.offline} ${wallet.currency.code}.`, json: { name: wallet.name, currency: wallet.currency.code, ...r } };
       }),
     withdraw: (context) =>
-      withWallet(context, async (wallet) => {
+      withWalletAndSe(context, async (wallet) => {
         const r = await wallet.withdraw(positional(context, 0));
         return { text: `Withdrew ${r.amount} ${wallet.currency.code} to the online account; online balance ${r.online ?? 'unknown'} ${wallet.currency.code}.`, json: { name: wallet.name, currency: wallet.currency.code, ...r } };
       }),
@@ -116,7 +125,7 @@ export const opsCli: CliPart = {
         return { text: `Received ${amount} ${wallet.currency.code} from device ${e.sender} (payment ${e.index}).`, json: { name: wallet.name, currency: wallet.currency.code, ...shortEntry(wallet, e) } };
       }),
     pay: (context) =>
-      withWallet(context, async (wallet): Promise<Outcome> => {
+      withWalletAndSe(context, async (wallet): Promise<Outcome> => {
         const token = context.args[0];
         const payee = stringFlag(context, 'payee');
         if (token !== undefined) {

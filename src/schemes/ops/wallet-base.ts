@@ -4,7 +4,6 @@
  * of a secure element (OEM attestation, device registration at the node, CertInit).
  */
 import { fromBase64url, fromHex, toBase64url, toHex } from '../../core/bytes.ts';
-import { nobleEd25519 } from '../../core/crypto/noble.ts';
 import { signerFromSecret, type Signer } from '../../core/crypto/suite.ts';
 import { TallyError } from '../../core/errors.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
@@ -14,6 +13,7 @@ import { keyId } from '../../pki/key-id.ts';
 import {
   measureTrustedApp,
   SOFTWARE_SE_MODEL,
+  nodeProvider,
   startSecureElement,
   WalletShell,
   deviceAnswer,
@@ -146,7 +146,7 @@ export abstract class OpsWalletBase extends WalletShell<PendingStep, never, OpsS
     super(opened);
     const secret = this.data.user.secret;
     if (secret === undefined) throw new TallyError('STATE_CORRUPT', `wallet ${this.data.name}: the user key is missing`, { reason: 'user' });
-    this.user = signerFromSecret(nobleEd25519, fromHex(secret));
+    this.user = signerFromSecret(nodeProvider.suites.ed25519, fromHex(secret));
   }
 
   protected secureElementSpec() {

@@ -356,11 +356,22 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
 
   /** Online (from the node, when reachable) and offline (from the SE) balances. */
   async balance(): Promise<BalanceReport> {
-    const online = await this.onlineBalance();
+    // The node's answer and the secure element's start overlap. A refusal from the node still wins,
+    // as when the node was asked first: the secure element's error is thrown only if the node's
+    // answer came.
+    const asked = this.onlineBalance();
+    asked.catch(() => undefined);
+    let status: { balance: bigint; holdingLimit: bigint; offlinePaymentsMax: number; unsyncedPayments: number } | null = null;
+    try {
+      if (this.data.device !== null) status = await (await this.se()).call('status', {});
+    } catch (e) {
+      await asked;
+      throw e;
+    }
+    const online = await asked;
     const incoming = this.acceptedInbox().reduce((sum, e) => sum + BigInt(e.amount), 0n);
     const report: BalanceReport = { online: online.balance, ...(online.error === undefined ? {} : { onlineError: online.error }), offline: null, incoming: this.format(incoming), pendingSteps: this.data.pending.length };
-    if (this.data.device !== null) {
-      const status = await (await this.se()).call('status', {});
+    if (status !== null) {
       report.offline = this.format(status.balance);
       report.holdingLimit = this.format(status.holdingLimit);
       report.offlinePaymentsLeft = Math.max(0, status.offlinePaymentsMax - status.unsyncedPayments);

@@ -12,7 +12,6 @@
  */
 import { equalBytes, fromBase64url, fromHex, toBase64url, toHex } from '../../core/bytes.ts';
 import { randomBytes } from '../../core/crypto/hash.ts';
-import { nobleEd25519 } from '../../core/crypto/noble.ts';
 import { signerFromSecret, type PublicKey } from '../../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import { decodeCertificate } from '../../pki/certificate.ts';
@@ -56,7 +55,7 @@ export class Wallet extends OpsWalletOnline {
   static async create(options: CreateOptions): Promise<Wallet> {
     await createWalletFolder<never>({ ...options, needsOem: options.secureElement }, async ({ name, node, info, paths, oem, progress, registerUser }) => {
       const secret = randomBytes(32);
-      const user = signerFromSecret(nobleEd25519, secret);
+      const user = signerFromSecret(nodeProvider.suites.ed25519, secret);
       progress('registering the user at the node');
       const registered = await registerUser(user);
       let device: WalletDevice | null = null;

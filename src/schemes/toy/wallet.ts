@@ -6,13 +6,12 @@
  */
 import { fromHex, toBase64url, toHex } from '../../core/bytes.ts';
 import { randomBytes } from '../../core/crypto/hash.ts';
-import { nobleEd25519 } from '../../core/crypto/noble.ts';
 import { signerFromSecret, type Signer } from '../../core/crypto/suite.ts';
 import { TallyError } from '../../core/errors.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { toyPurse, type PurseState } from '../../secure-element/apps/toy-purse.ts';
-import { createWalletFolder, isNodeRefusal, newStepId, openFolderOf, startSecureElement, WalletShell, type OpenedWallet, type TrustedAppSpec, type WalletFormat } from '../../wallet/plugin.ts';
+import { createWalletFolder, isNodeRefusal, newStepId, nodeProvider, openFolderOf, startSecureElement, WalletShell, type OpenedWallet, type TrustedAppSpec, type WalletFormat } from '../../wallet/plugin.ts';
 
 type ToyCommands = typeof toyPurse.commands;
 const TOY_TA: TrustedAppSpec<PurseState, ToyCommands> = { app: toyPurse, location: { module: new URL('../../secure-element/apps/toy-purse.ts', import.meta.url).href, export: 'toyPurse' } };
@@ -45,7 +44,7 @@ export class ToyWallet extends WalletShell<LoadStep, ToySlot, PurseState, ToyCom
     super(opened);
     const secret = this.data.user.secret;
     if (secret === undefined) throw new TallyError('STATE_CORRUPT', `wallet ${this.name}: the user key is missing`, { reason: 'user' });
-    this.user = signerFromSecret(nobleEd25519, fromHex(secret));
+    this.user = signerFromSecret(nodeProvider.suites.ed25519, fromHex(secret));
   }
 
   protected secureElementSpec() {
@@ -64,7 +63,7 @@ export class ToyWallet extends WalletShell<LoadStep, ToySlot, PurseState, ToyCom
   static async create(options: { home: string; name: string; node: string; progress?: (line: string) => void }): Promise<ToyWallet> {
     await createWalletFolder<ToySlot>({ ...options, needsOem: false }, async ({ name, node, info, paths, progress, registerUser }) => {
       const secret = randomBytes(32);
-      const user = signerFromSecret(nobleEd25519, secret);
+      const user = signerFromSecret(nodeProvider.suites.ed25519, secret);
       progress('registering the user at the node');
       const registered = await registerUser(user);
       const host = await startSecureElement(TOY_TA, paths, true);
