@@ -9,6 +9,7 @@ import { nodeProvider } from '../providers/node-crypto.ts';
 import { makeCounter } from './counters.ts';
 import { encodeFrame, FrameReader } from './frame.ts';
 import { InProcessHost, type HostOptions } from './host.ts';
+import { openSlot, sealSlot } from './key-slot.ts';
 import { requestCodec, type Request, type Response } from './host-protocol.ts';
 import type { CrashPoint } from './secure-element.ts';
 import { FileStorage } from './storage-file.ts';
@@ -71,6 +72,18 @@ async function handle(request: Request): Promise<void> {
       if (host === null) throw new TallyError('SE_UNAVAILABLE', 'secure element is not open', { reason: 'not open' });
       const output = await host.callEncoded(request.command, request.input, request.requestId);
       send({ type: 'output', id: request.id, output });
+      return;
+    }
+    case 'sealSecret':
+    case 'openSecret': {
+      const master = await new FileStorage(request.dir).readMaster();
+      if (master === null) throw new TallyError('SE_NOT_PROVISIONED', `no secure element in ${request.dir}: provision it first`, { path: request.dir });
+      try {
+        const output = request.type === 'sealSecret' ? sealSlot(master, request.label, request.secret) : openSlot(master, request.label, request.box);
+        send({ type: 'output', id: request.id, output });
+      } finally {
+        master.fill(0);
+      }
       return;
     }
     case 'arm':

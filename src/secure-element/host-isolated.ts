@@ -10,6 +10,7 @@ import { decodeCbor, encodeCbor } from '../core/cbor.ts';
 import type { SuiteName } from '../core/crypto/suite.ts';
 import { errorFromWire, TallyError } from '../core/errors.ts';
 import { encodeFrame, FrameReader } from './frame.ts';
+import { checkOpenRequest, checkSealRequest } from './key-slot.ts';
 import { responseCodec, type CounterSpec, type Request, type Response } from './host-protocol.ts';
 import type { CallOptions, CrashPoint, SecureElement } from './secure-element.ts';
 import { findCommand, type CommandTable, type InputOf, type OutputOf, type TrustedApp } from './trusted-app.ts';
@@ -35,6 +36,8 @@ export interface IsolatedHostOptions<S, C extends CommandTable<S>> {
   /** Create the device and install the app (first start) instead of opening it. */
   provision?: boolean | undefined;
   timeoutMs?: number | undefined;
+  /** Start the process without opening the app: only the key slot is used (the app may refuse to run). */
+  keySlotOnly?: boolean | undefined;
 }
 
 interface Pending {
@@ -147,6 +150,10 @@ export class IsolatedHost<S, C extends CommandTable<S>> implements SecureElement
    */
   static async start<S, C extends CommandTable<S>>(options: IsolatedHostOptions<S, C>): Promise<IsolatedHost<S, C>> {
     const host = new IsolatedHost(options, takeChild());
+    if (options.keySlotOnly === true) {
+      host.description = 'isolated (key slot only)';
+      return host;
+    }
     try {
       const opened = await host.request({
         type: 'open',
@@ -174,6 +181,30 @@ export class IsolatedHost<S, C extends CommandTable<S>> implements SecureElement
       if (response.type !== 'output') throw new TallyError('FRAME_INVALID', `expected output, got ${response.type}`, { reason: 'protocol' });
       return spec.output.decode(decodeCbor(response.output), `${name}.output`) as OutputOf<C[K]>;
     });
+  }
+
+  /**
+   * Seals a secret of the device's holder (e.g. the wallet's account key) under the key slot
+   * `label` of this device (key-slot.ts); only the box leaves the process.
+   * @throws TallyError SE_NOT_PROVISIONED, DECODE_FAILED for a bad label or secret
+   */
+  async sealSecret(label: string, secret: Uint8Array): Promise<Uint8Array> {
+    checkSealRequest(label, secret);
+    return this.outputOf(await this.request({ type: 'sealSecret', id: 0, dir: this.options.dir, label, secret }));
+  }
+
+  /**
+   * Opens a box sealSecret made on this device under `label`.
+   * @throws TallyError STATE_CORRUPT for a box of another device or label, altered or damaged; SE_NOT_PROVISIONED
+   */
+  async openSecret(label: string, box: Uint8Array): Promise<Uint8Array> {
+    checkOpenRequest(label, box);
+    return this.outputOf(await this.request({ type: 'openSecret', id: 0, dir: this.options.dir, label, box }));
+  }
+
+  private outputOf(response: Response): Uint8Array {
+    if (response.type !== 'output') throw new TallyError('FRAME_INVALID', `expected output, got ${response.type}`, { reason: 'protocol' });
+    return response.output;
   }
 
   /** Makes the child kill itself (SIGKILL) when its next commit reaches `point`. */

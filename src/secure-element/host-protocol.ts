@@ -7,6 +7,7 @@ import { SUITE_NAMES } from '../core/crypto/suite.ts';
 import { REQUEST_ID_BYTES } from './sealing.ts';
 import { CRASH_POINTS } from './secure-element.ts';
 import { FRAME_BYTES_MAX } from './frame.ts';
+import { SLOT_BOX_BYTES_MAX, SLOT_SECRET_BYTES_MAX } from './key-slot.ts';
 
 const id = uint({ max: 2 ** 31 });
 const path = text({ min: 1, max: 4096 });
@@ -32,6 +33,10 @@ export const requestCodec = taggedUnion('type', {
   },
   call: { id, command: text({ min: 1, max: 64 }), requestId: optional(bytes({ length: REQUEST_ID_BYTES })), input: bytes({ max: FRAME_BYTES_MAX }) },
   arm: { id, point: oneOf(CRASH_POINTS) },
+  /** Seals a holder's secret under the key slot of the device in `dir` (see key-slot.ts); answered with `output`. */
+  sealSecret: { id, dir: path, label: text({ min: 1, max: 32 }), secret: bytes({ min: 1, max: SLOT_SECRET_BYTES_MAX }) },
+  /** Opens a box sealSecret made; answered with `output` (the secret). Needs the device's master secret only, not an open app. */
+  openSecret: { id, dir: path, label: text({ min: 1, max: 32 }), box: bytes({ max: SLOT_BOX_BYTES_MAX }) },
   close: { id },
 });
 /** Parent to child. */

@@ -3,14 +3,15 @@
  * a clear PASSWORD_WRONG; a tampered or swapped sealed key is refused; the record holds no key bytes.
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import { fromBase64url, toBase64url, toHex } from '../core/bytes.ts';
 import { randomBytes } from '../core/crypto/hash.ts';
 import { decodeCbor, encodeCbor } from '../core/cbor.ts';
 import { isTallyError } from '../core/errors.ts';
 import { nobleEd25519 } from '../core/crypto/noble.ts';
 import { nodeProvider } from '../providers/node-crypto.ts';
-import { openAccountKey, sealAccountKey, sealLegacySecret, walletPassphrase, WALLET_PASSPHRASE_ENV } from './account-key.ts';
+import { openSlot, sealSlot } from '../secure-element/key-slot.ts';
+import { holdAccountKey, openAccountKey, openHeldAccountKey, sealAccountKey, sealedAccountKeyCodec, sealLegacySecret, walletPassphrase, WALLET_PASSPHRASE_ENV, type KeySlot } from './account-key.ts';
 
 const kdf = { N: 2 ** 14, r: 8, p: 1 };
 
@@ -70,4 +71,37 @@ test('the passphrase comes from TALLY_WALLET_PASSPHRASE without a terminal, from
   const differ = ['typed words', 'other words'];
   await assert.rejects(walletPassphrase({ env: {}, isTTY: true, ask: async () => differ.shift() ?? '' }, { wallet: 'a', confirm: true }), (e) => isTallyError(e, 'PASSWORD_MISMATCH'));
   await assert.rejects(walletPassphrase({ env: { [WALLET_PASSPHRASE_ENV]: 'short' }, isTTY: false }, { wallet: 'a', confirm: true }), (e) => isTallyError(e, 'PASSWORD_MISSING') && /at least 8/.test(e.message));
+});
+
+describe('an account key held by the secure element host', () => {
+  // A key slot over one master secret, as the SE process serves it (key-slot.ts).
+  const slotOf = (master: Uint8Array): KeySlot => ({
+    sealSecret: async (label, secret) => sealSlot(master, label, secret),
+    openSecret: async (label, box) => openSlot(master, label, box),
+  });
+  const device = slotOf(randomBytes(32));
+
+  test('opens on its device to the same key; the record holds no key bytes', async () => {
+    const secret = randomBytes(32);
+    const held = await holdAccountKey(device, nobleEd25519, secret);
+    const text = JSON.stringify(held);
+    assert.ok(!text.includes(toHex(secret)) && !text.includes(toBase64url(secret)), 'no secret in the record');
+    assert.ok(!Buffer.from(fromBase64url(held.box)).includes(Buffer.from(secret)), 'no secret in the box');
+    const decoded = sealedAccountKeyCodec.decode(JSON.parse(text), 'accountKey');
+    assert.ok(decoded.kind === 'se');
+    const signer = await openHeldAccountKey(decoded, device, nodeProvider, 'alice');
+    assert.deepEqual(signer.publicKey.key, nobleEd25519.publicKey(secret));
+  });
+
+  test('another device, a swapped box or an altered one is refused', async () => {
+    const held = await holdAccountKey(device, nobleEd25519, randomBytes(32));
+    await assert.rejects(openHeldAccountKey(held, slotOf(randomBytes(32)), nodeProvider, 'alice'), (e) => isTallyError(e, 'STATE_CORRUPT') && /another device/.test(e.message));
+    const theirs = await holdAccountKey(device, nobleEd25519, randomBytes(32));
+    await assert.rejects(openHeldAccountKey({ ...held, box: theirs.box }, device, nodeProvider, 'alice'), (e) => isTallyError(e, 'STATE_CORRUPT') && /another key/.test(e.message));
+    const altered = fromBase64url(held.box);
+    altered[30] = (altered[30] ?? 0) ^ 1;
+    await assert.rejects(openHeldAccountKey({ ...held, box: toBase64url(altered) }, device, nodeProvider, 'alice'), (e) => isTallyError(e, 'STATE_CORRUPT'));
+    // A passphrase cannot open what the secure element holds.
+    await assert.rejects(openAccountKey(held, 'correct horse', nodeProvider, 'alice'), (e) => isTallyError(e, 'STATE_CORRUPT') && /secure element/.test(e.message));
+  });
 });
