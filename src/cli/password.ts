@@ -3,12 +3,8 @@
  * does not echo when standard input is a terminal, read from TALLY_PASSWORD otherwise (scripts,
  * tests). The secure element checks it; this file only collects it.
  */
-import { createInterface } from 'node:readline';
-import { Writable } from 'node:stream';
 import { TallyError } from '../core/errors.ts';
-
-/** Longest password read from a prompt. */
-const PROMPT_CHARS_MAX = 128;
+import { askHidden as ask } from '../host/prompt.ts';
 
 /**
  * Reads the password: from a prompt on a terminal (twice when `confirm`), else from TALLY_PASSWORD.
@@ -28,19 +24,4 @@ export async function readPassword(env: Readonly<Record<string, string | undefin
     if (again !== first) throw new TallyError('PASSWORD_MISMATCH', 'the two passwords differ; nothing was changed', {});
   }
   return first;
-}
-
-function ask(prompt: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    // The prompt goes to stderr; what is typed is echoed to nothing.
-    process.stderr.write(prompt);
-    const silent = new Writable({ write: (_chunk, _encoding, done) => done() });
-    const rl = createInterface({ input: process.stdin, output: silent, terminal: true });
-    rl.question('', (answer) => {
-      rl.close();
-      process.stderr.write('\n');
-      if (answer.length > PROMPT_CHARS_MAX) reject(new TallyError('PASSWORD_MISSING', `the password is longer than ${PROMPT_CHARS_MAX} characters`, {}));
-      else resolve(answer);
-    });
-  });
 }

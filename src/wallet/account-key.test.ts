@@ -89,8 +89,9 @@ describe('an account key held by the secure element host', () => {
     assert.ok(!Buffer.from(fromBase64url(held.box)).includes(Buffer.from(secret)), 'no secret in the box');
     const decoded = sealedAccountKeyCodec.decode(JSON.parse(text), 'accountKey');
     assert.ok(decoded.kind === 'se');
-    const signer = await openHeldAccountKey(decoded, device, nodeProvider, 'alice');
+    const { signer, secret: opened } = await openHeldAccountKey(decoded, device, nodeProvider, 'alice');
     assert.deepEqual(signer.publicKey.key, nobleEd25519.publicKey(secret));
+    assert.deepEqual(opened, secret);
   });
 
   test('another device, a swapped box or an altered one is refused', async () => {

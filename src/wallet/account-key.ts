@@ -151,11 +151,11 @@ export async function holdAccountKey(slot: KeySlot, suite: SignatureSuite, secre
  * stays in this process's memory only while the wallet is open).
  * @throws TallyError STATE_CORRUPT for a box of another device, altered, or one that opens to another key than the wallet's
  */
-export async function openHeldAccountKey(record: HeldAccountKey, slot: KeySlot, provider: CryptoProvider, wallet: string): Promise<Signer> {
+export async function openHeldAccountKey(record: HeldAccountKey, slot: KeySlot, provider: CryptoProvider, wallet: string): Promise<{ signer: Signer; secret: Uint8Array }> {
   const secret = await slot.openSecret(ACCOUNT_SLOT_LABEL, fromBase64url(record.box));
   const signer = signerFromSecret(suiteFor(provider, record.suite), secret);
   if (!equalBytes(keyId(signer.publicKey), fromHex(record.keyId))) {
     throw new TallyError('STATE_CORRUPT', `the account key of wallet ${wallet} opens to another key than the wallet's (${record.keyId}); restore the wallet folder from a backup`, { reason: 'account key mismatch' });
   }
-  return signer;
+  return { signer, secret };
 }

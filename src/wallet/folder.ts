@@ -12,7 +12,7 @@ import { openWalletStore, type SlotMigration } from './store/open.ts';
 import { accountCodec, deviceCodec, pendingStepCodec, type LegacyWallet, type PendingStep } from './store/records.ts';
 import type { WalletStore } from './store/store.ts';
 import { readWalletData } from './wallet-common.ts';
-import type { HistoryEvent, JournalStep, WalletAccount, WalletState } from './wallet-data.ts';
+import type { HistoryEvent, JournalStep, WalletAccount, WalletDevice, WalletState } from './wallet-data.ts';
 
 /** How a scheme reads its part of a wallet: its journal steps and its slot. */
 export interface WalletFormat<Step extends JournalStep, Slot> {
@@ -27,7 +27,7 @@ export interface WalletFormat<Step extends JournalStep, Slot> {
  * seals a key kept in the clear (so that it never enters wallet.db in the clear), with the history
  * lines saying so. Without one, the account moves as it is.
  */
-export type AccountMigration = (legacy: { name: string; user: WalletAccount; slot: unknown; paths: WalletPaths }) => Promise<{ user: WalletAccount; history?: readonly HistoryEvent[] }>;
+export type AccountMigration = (legacy: { name: string; user: WalletAccount; device: WalletDevice | null; slot: unknown; paths: WalletPaths }) => Promise<{ user: WalletAccount; history?: readonly HistoryEvent[] }>;
 
 /** An open wallet folder: call `unlock` when done (after closing the book). */
 export interface OpenedWallet<Step extends JournalStep, Slot> {
@@ -75,7 +75,7 @@ function migration<Step extends JournalStep, Slot>(paths: WalletPaths, scheme: s
     const slot = data.slot === undefined ? undefined : format.slot(data.slot);
     if (slot === null) throw new TallyError('STATE_CORRUPT', `wallet file ${paths.legacy}: the ${scheme} data is not in the expected format`, { reason: 'slot' });
     if (data.user.secret === undefined && data.user.sealed === undefined) throw new TallyError('STATE_CORRUPT', `wallet file ${paths.legacy}: the user key is missing`, { reason: 'user' });
-    const moved = account === undefined ? { user: data.user } : await account({ name: data.name, user: data.user, slot: data.slot, paths });
+    const moved = account === undefined ? { user: data.user } : await account({ name: data.name, user: data.user, device: data.device, slot: data.slot, paths });
     return { slot: shellSlot({ user: moved.user, device: data.device, ...(slot === undefined ? {} : { slot }) }), user: moved.user, history: moved.history };
   };
 }

@@ -10,6 +10,8 @@ export { createWalletFolder, enrolledOem, type CreateContext, type NewWallet, ty
 export { openFolderOf, type AccountMigration, type OpenedWallet, type WalletFormat } from './folder.ts';
 export { connectLink, listenLink, type LinkSide } from './link.ts';
 export type { Changes } from './book.ts';
+export { holdLegacyAccount, holdNewAccount, newAccountKey, processPassphrase } from './account.ts';
+export type { PassphraseSource } from './account-key.ts';
 export type { HistoryEvent, InboxEntry, JournalStep, RetiredDevice, SentEntry, WalletAccount, WalletData, WalletDevice, WalletInit } from './wallet-data.ts';
 export type { HistoryRead } from './wallet-common.ts';
 export { NodeClient, type NodeInfo } from './node-client.ts';

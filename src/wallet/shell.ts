@@ -23,6 +23,8 @@ import type { CommandTable, TrustedApp } from '../secure-element/trusted-app.ts'
 import { nodeProvider } from '../providers/node-crypto.ts';
 import { IsolatedHost } from '../secure-element/host-isolated.ts';
 import type { Codec } from '../core/codec.ts';
+import { holdNewAccount, keySlotAt, openWalletAccount, processPassphrase, type OpenAccount } from './account.ts';
+import type { KeySlot, PassphraseSource } from './account-key.ts';
 import type { Changes, WalletBook } from './book.ts';
 import type { Oem } from './factory.ts';
 import type { OpenedWallet } from './folder.ts';
@@ -31,7 +33,7 @@ import type { LinkSide } from './link.ts';
 import { NodeClient, type NodeInfo } from './node-client.ts';
 import { recoveryDone, replaceSecureElement } from './recovery.ts';
 import { formatMinor, isNodeRefusal, onlineBalanceOf, parsePositive, type HistoryRead } from './wallet-common.ts';
-import type { HistoryEvent, InboxEntry, JournalStep, SentEntry, WalletData, WalletState } from './wallet-data.ts';
+import type { HistoryEvent, InboxEntry, JournalStep, SentEntry, WalletAccount, WalletData, WalletState } from './wallet-data.ts';
 
 /** Where a scheme's trusted app is, so that the isolated SE process can load it. */
 export interface TrustedAppSpec<S, C extends CommandTable<S>> {
@@ -75,6 +77,10 @@ export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends C
   readonly node: NodeClient;
   readonly paths: WalletPaths;
   protected seHost: IsolatedHost<S, C> | null = null;
+  /** Where the wallet passphrase comes from (a wallet without a secure element needs it to sign). */
+  protected passphrase: PassphraseSource = processPassphrase();
+  private opened: OpenAccount | null = null;
+  private readonly keySlotHosts: { close(): Promise<void> }[] = [];
   protected readonly revocations = new RevocationStore({ provider: nodeProvider });
   protected readonly root: Certificate;
   protected readonly intermediary: Certificate;
@@ -117,6 +123,7 @@ export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends C
   /** Stops the SE process, closes the store and frees the lock. */
   async close(): Promise<void> {
     try {
+      for (const host of this.keySlotHosts.splice(0)) await host.close();
       if (this.seHost !== null) await this.seHost.close();
     } finally {
       this.seHost = null;
@@ -145,6 +152,49 @@ export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends C
       }
     }
     return this.seHost;
+  }
+
+  /**
+   * The account key, opened on first use: from the key slot of the wallet's secure element (a
+   * process serving only the key slot when the app refuses to run), or under the wallet passphrase.
+   * @throws TallyError STATE_CORRUPT, PASSWORD_MISSING, PASSWORD_WRONG, SE_*
+   */
+  protected async openAccount(): Promise<OpenAccount> {
+    if (this.opened === null) {
+      const { spec } = this.secureElementSpec();
+      this.opened = await openWalletAccount(this.name, this.data.user, {
+        app: spec.app,
+        paths: this.paths,
+        passphrase: this.passphrase,
+        slot: async () => {
+          try {
+            return await this.startedSe();
+          } catch (e) {
+            if (!isTallyError(e, 'ROLLBACK_DETECTED') && !isTallyError(e, 'STATE_CORRUPT')) throw e;
+            const host = await keySlotAt(spec.app, this.paths.se, this.paths.counter);
+            this.keySlotHosts.push(host);
+            return host;
+          }
+        },
+      });
+    }
+    return this.opened;
+  }
+
+  /** The signer of the account key (see openAccount). */
+  protected async accountSigner(): Promise<Signer> {
+    return (await this.openAccount()).signer;
+  }
+
+  /**
+   * The account record with the key sealed again in `slot` (a new secure element's key slot), for a
+   * recovery; the record is written with the new device, in the same commit.
+   */
+  protected async accountHeldBy(slot: KeySlot): Promise<WalletAccount> {
+    const { secret } = await this.openAccount();
+    if (secret === null) return this.data.user;
+    const { secret: _clear, ...user } = this.data.user;
+    return { ...user, held: await holdNewAccount({ secret }, { slot }) };
   }
 
   /** Formats minor units. */

@@ -32,7 +32,7 @@ export async function opsDemo({ home, node, mint, say, aside, missed, keep }: De
   const dep = await alice.deposit('60.00');
   say(`alice deposits ${dep.amount} ${c} into her secure element (Figure 5): offline balance ${dep.offline} ${c}.`, { step: 'deposit', scheme: 'ops', currency: c, ...dep });
 
-  const { token: requestToken } = bob.request('12.50', 'coffee beans');
+  const { token: requestToken } = await bob.request('12.50', 'coffee beans');
   say(`bob, offline, asks for 12.50 ${c} with a request token:\n${requestToken.slice(0, 60)}...`, { step: 'request', token: requestToken });
   const paid = await alice.pay(requestToken);
   say(`alice's TA pays it (Figure 7) and she hands over the payment token:\n${paid.token.slice(0, 60)}...`, { step: 'pay', index: paid.entry.index, token: paid.token });

@@ -163,7 +163,7 @@ export const opsCli: CliPart = {
       flags: { memo: { type: 'string' } },
       run: (context) =>
         withWallet(context, async (wallet) => {
-          const { token, request } = wallet.request(positional(context, 0), stringFlag(context, 'memo'));
+          const { token, request } = await wallet.request(positional(context, 0), stringFlag(context, 'memo'));
           return { text: token, json: { name: wallet.name, amount: wallet.format(request.amount), currency: wallet.currency.code, token } };
         }),
     },

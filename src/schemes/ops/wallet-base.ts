@@ -4,7 +4,7 @@
  * of a secure element (OEM attestation, device registration at the node, CertInit).
  */
 import { fromBase64url, fromHex, toBase64url, toHex } from '../../core/bytes.ts';
-import { signerFromSecret, type Signer } from '../../core/crypto/suite.ts';
+import type { Signer } from '../../core/crypto/suite.ts';
 import { TallyError } from '../../core/errors.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import { record } from '../../core/codec.ts';
@@ -13,7 +13,6 @@ import { keyId } from '../../pki/key-id.ts';
 import {
   measureTrustedApp,
   SOFTWARE_SE_MODEL,
-  nodeProvider,
   startSecureElement,
   WalletShell,
   deviceAnswer,
@@ -22,6 +21,7 @@ import {
   type Oem,
   type TrustedAppSpec,
   type OpenedWallet,
+  type PassphraseSource,
   type WalletFormat,
 } from '../../wallet/plugin.ts';
 import type { ResumeReport } from '../../wallet/plugin.ts';
@@ -122,6 +122,8 @@ export interface CreateOptions {
   name: string;
   node: string;
   secureElement: boolean;
+  /** Where the passphrase of a wallet without a secure element comes from (default: TALLY_WALLET_PASSPHRASE or a prompt). */
+  passphrase?: PassphraseSource | undefined;
   /** Progress lines for long steps. */
   progress?: (line: string) => void;
 }
@@ -140,13 +142,8 @@ export interface BalanceReport {
 
 /** What every OPS wallet has: its user key, its secure element, and the checks its steps share. */
 export abstract class OpsWalletBase extends WalletShell<PendingStep, never, OpsState, OpsCommands> {
-  readonly user: Signer;
-
   protected constructor(opened: OpsOpened) {
     super(opened);
-    const secret = this.data.user.secret;
-    if (secret === undefined) throw new TallyError('STATE_CORRUPT', `wallet ${this.data.name}: the user key is missing`, { reason: 'user' });
-    this.user = signerFromSecret(nodeProvider.suites.ed25519, fromHex(secret));
   }
 
   protected secureElementSpec() {

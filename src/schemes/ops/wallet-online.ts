@@ -42,12 +42,15 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
    */
   async recoverDevice(progress?: (line: string) => void): Promise<{ retired: string; device: string; folder: string; setAside: { steps: number; payments: number }; escrow: string; releaseAt: string }> {
     const old = this.requireDevice();
+    // The account key is opened while the old secure element's key slot is where it was (a recovery cut
+    // short after the move finds it among the retired ones).
+    const user = await this.accountSigner();
     const at: { node?: { status: string; escrow: string; releaseAt: string } } = {};
     const { fresh: device, folder } = await this.replaceSecureElement(old.keyId, STAGED_DEVICE, async ({ paths, oem, info }) => {
       progress?.('provisioning a new isolated secure element');
       const host = await startSecureElement(OPS_TA, paths, true);
       try {
-        return await provisionDevice(host, { node: this.node, info, oem, user: this.user, owner: this.data.user.keyId, progress });
+        return await provisionDevice(host, { node: this.node, info, oem, user, owner: this.data.user.keyId, progress });
       } finally {
         await host.close();
       }
@@ -57,7 +60,7 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
       // account after the hold (see sync).
       beforeMove: async () => {
         progress?.(`retiring the old device ${old.keyId} at the node`);
-        at.node = (await this.node.signed(this.user, 'POST', `/v1/ops/devices/${old.keyId}/retire`, {
+        at.node = (await this.node.signed(user, 'POST', `/v1/ops/devices/${old.keyId}/retire`, {
           answer: opsRetireAnswer,
           body: { reason: 'its secure element refuses to run (tally wallet recover)' },
           idempotencyKey: `retire-${old.keyId}`,
@@ -91,7 +94,9 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
       amount: escrow,
       detail: `secure element ${fromDevice} retired (kept in ${folder}); new secure element ${device.keyId}; the node holds ${escrow} ${this.currency.code}, what it knows the old one held, for its payments that surface, and gives the rest back from ${releaseAt} (at a sync)`,
     });
-    this.commit({ put, drop, inbox: setAside, device, retired: [{ device: fromDevice, at: Date.now(), folder, releaseAt: retirement.releaseAt, released: false }], history: lines });
+    // The account key, sealed again by the new secure element, is written with it.
+    const account = await this.accountHeldBy(await this.startedSe());
+    this.commit({ put, drop, inbox: setAside, device, user: account, retired: [{ device: fromDevice, at: Date.now(), folder, releaseAt: retirement.releaseAt, released: false }], history: lines });
     await this.recoveryDone();
     return { retired: fromDevice, device: device.keyId, folder, setAside: { steps, payments }, escrow, releaseAt };
   }
@@ -139,7 +144,7 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
     if (step.confirmation === undefined) {
       let answer;
       try {
-        answer = await this.node.signed(this.user, 'POST', '/v1/ops/deposits', { answer: opsDepositAnswer,
+        answer = await this.node.signed(await this.accountSigner(), 'POST', '/v1/ops/deposits', { answer: opsDepositAnswer,
           body: { device: device.keyId, amount: this.format(BigInt(step.amount)) },
           idempotencyKey: `deposit-${step.id}`,
         });
@@ -212,7 +217,7 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
       throw e;
     }
     try {
-      await this.node.signed(this.user, 'POST', '/v1/ops/withdrawals', {
+      await this.node.signed(await this.accountSigner(), 'POST', '/v1/ops/withdrawals', {
         body: { device: step.device ?? device.keyId, confirmation: toBase64url(encodeCbor(withdrawConfirmationWire(confirmation))) },
         idempotencyKey: `withdraw-${step.id}-${confirmation.j}-${confirmation.collectSeq}`,
       });
@@ -259,7 +264,7 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
     for (let at = 0; at < waiting.length; at += CLAIM_BATCH_MAX) {
       const batch = waiting.slice(at, at + CLAIM_BATCH_MAX);
       // The key names the batch's payments: a re-sent batch (after a lost answer) is the same request.
-      const answer = await this.node.signed(this.user, 'POST', '/v1/ops/claims/batch', { answer: opsClaimsAnswer,
+      const answer = await this.node.signed(await this.accountSigner(), 'POST', '/v1/ops/claims/batch', { answer: opsClaimsAnswer,
         body: { payments: batch.map((e) => e.payment) },
         idempotencyKey: `claims-${toBase64url(sha256(utf8(batch.map((e) => e.digest).join(','))))}`,
       });
@@ -319,7 +324,7 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
     await this.releaseRetired();
     const se = await this.se();
     const report = await se.call('report', {});
-    const answer = await this.node.signed(this.user, 'POST', '/v1/ops/sync', { answer: opsSyncAnswer,
+    const answer = await this.node.signed(await this.accountSigner(), 'POST', '/v1/ops/sync', { answer: opsSyncAnswer,
       body: { device: device.keyId, report: toBase64url(encodeCbor({ body: syncReportBodyWire(report.body), signature: report.signature })) },
       idempotencyKey: `sync-${toHex(randomBytes(16))}`,
     });
@@ -342,7 +347,7 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
   private async releaseRetired(): Promise<void> {
     for (const r of this.data.retired ?? []) {
       if (r.released !== false || r.releaseAt === undefined || Date.now() < Date.parse(r.releaseAt)) continue;
-      const answer = await this.node.signed(this.user, 'POST', `/v1/ops/devices/${r.device}/retire`, { answer: opsReleaseAnswer, body: {}, idempotencyKey: `release-${r.device}` });
+      const answer = await this.node.signed(await this.accountSigner(), 'POST', `/v1/ops/devices/${r.device}/retire`, { answer: opsReleaseAnswer, body: {}, idempotencyKey: `release-${r.device}` });
       if (answer.body.status !== 'released') continue;
       const amount = answer.body.refund?.amount ?? '0.00';
       await this.note({ at: Date.now(), kind: 'retired-released', amount, detail: `the node credited ${amount} ${this.currency.code} it held for the retired secure element ${r.device}` }, { retired: [{ ...r, released: true }] });
@@ -350,8 +355,8 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
   }
 
   /** Online balance from the node, or null with the reason when it is unreachable. */
-  onlineBalance(): Promise<{ balance: string | null; error?: string }> {
-    return this.onlineBalanceWith(this.user);
+  async onlineBalance(): Promise<{ balance: string | null; error?: string }> {
+    return this.onlineBalanceWith(await this.accountSigner());
   }
 
   /** Online (from the node, when reachable) and offline (from the SE) balances. */

@@ -112,7 +112,7 @@ describe('a secure element killed mid-step, then the wallet opened again', () =>
       await checkConservation(base, [payer, payee], 0n);
 
       // Pay: the SE dies while committing the payment.
-      const { request } = payee.request('7.00');
+      const { request } = await payee.request('7.00');
       await (await payer.se()).armCrash(point);
       await assert.rejects(payer.payRequest(request), (e: unknown) => isTallyError(e, 'SE_CRASHED'));
       payer = await reopen(payer);
@@ -154,7 +154,7 @@ test('a payment from a device certified after the payee TA\'s trusted time waits
   const payer = await create();
   await mint(payer, '10.00');
   await payer.deposit('10.00');
-  const { request } = payee.request('4.00');
+  const { request } = await payee.request('4.00');
   const { payment } = await payer.payRequest(request);
   await payee.acceptPayment(payment);
   // The payer's certificate starts after the payee TA's time: the TA cannot take it yet.

@@ -12,17 +12,21 @@
  */
 import { equalBytes, fromBase64url, fromHex, toBase64url, toHex } from '../../core/bytes.ts';
 import { randomBytes } from '../../core/crypto/hash.ts';
-import { signerFromSecret, type PublicKey } from '../../core/crypto/suite.ts';
+import type { PublicKey } from '../../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import { decodeCertificate } from '../../pki/certificate.ts';
 import { keyId } from '../../pki/key-id.ts';
 import {
   connectLink,
   createWalletFolder,
+  holdLegacyAccount,
+  holdNewAccount,
   listenLink,
+  newAccountKey,
   newStepId,
   nodeProvider,
   openFolderOf,
+  processPassphrase,
   startSecureElement,
   type InboxEntry,
   type LinkSide,
@@ -54,8 +58,10 @@ export class Wallet extends OpsWalletOnline {
    */
   static async create(options: CreateOptions): Promise<Wallet> {
     await createWalletFolder<never>({ ...options, needsOem: options.secureElement }, async ({ name, node, info, paths, oem, progress, registerUser }) => {
-      const secret = randomBytes(32);
-      const user = signerFromSecret(nodeProvider.suites.ed25519, secret);
+      const account = newAccountKey(randomBytes(32));
+      const user = account.signer;
+      // Without a secure element the key is sealed under a passphrase, asked before anything is registered.
+      let held = oem === null ? await holdNewAccount(account, { passphrase: options.passphrase ?? processPassphrase(), wallet: name }) : null;
       progress('registering the user at the node');
       const registered = await registerUser(user);
       let device: WalletDevice | null = null;
@@ -64,19 +70,22 @@ export class Wallet extends OpsWalletOnline {
         const host = await startSecureElement(OPS_TA, paths, true);
         try {
           device = await provisionDevice(host, { node, info, oem, user, owner: registered.keyId, progress });
+          // The account key is kept sealed by the secure element host only.
+          held = await holdNewAccount(account, { slot: host });
           await host.close();
         } catch (e) {
           await host.kill();
           throw e;
         }
       }
+      if (held === null) throw new TallyError('ASSERTION_FAILED', 'the account key was sealed', {});
       const data = {
         name,
         scheme: 'ops',
         node: node.url,
         currency: info.currency,
         createdAt: Date.now(),
-        user: { secret: toHex(secret), keyId: registered.keyId, account: registered.account, certificate: registered.certificate },
+        user: { held, keyId: registered.keyId, account: registered.account, certificate: registered.certificate },
         device,
         certificates: info.certificates,
       };
@@ -90,7 +99,7 @@ export class Wallet extends OpsWalletOnline {
    * @throws TallyError WALLET_NOT_FOUND, WALLET_BUSY, STATE_CORRUPT
    */
   static async open(home: string, name: string): Promise<Wallet> {
-    const opened = await openFolderOf(home, name, 'ops', OPS_FORMAT);
+    const opened = await openFolderOf(home, name, 'ops', OPS_FORMAT, { account: holdLegacyAccount(OPS_TA.app) });
     try {
       return new Wallet(opened);
     } catch (e) {
@@ -121,8 +130,8 @@ export class Wallet extends OpsWalletOnline {
    * The payee's `RequestPayment [x, receiver]`, signed with the user key over a fresh nonce and the
    * time (request.ts), as a token; `request` is the plain form a link carries.
    */
-  request(amountText: string, memo?: string): { token: string; request: PaymentRequest; signed: SignedRequest } {
-    const signed = signRequest(this.user, {
+  async request(amountText: string, memo?: string): Promise<{ token: string; request: PaymentRequest; signed: SignedRequest }> {
+    const signed = signRequest(await this.accountSigner(), {
       amount: this.parseAmount(amountText),
       receiver: this.receiverCertificate,
       ...(memo === undefined ? {} : { memo }),
@@ -298,8 +307,8 @@ export class Wallet extends OpsWalletOnline {
    * @param onListening called with the real port once listening (port 0 picks one)
    */
   async receive(amountText: string, options: { port: number; host: string; timeoutMs: number; memo?: string; onListening?: (port: number) => void }): Promise<InboxEntry> {
-    const { request } = this.request(amountText, options.memo);
-    const { link } = await listenLink(this.linkSide(), options);
+    const { request } = await this.request(amountText, options.memo);
+    const { link } = await listenLink(await this.linkSide(), options);
     try {
       let entry: InboxEntry | null = null;
       await runPayee(link, {
@@ -322,7 +331,7 @@ export class Wallet extends OpsWalletOnline {
    */
   async payTo(host: string, port: number, options: { expect?: string; timeoutMs: number }): Promise<{ token: string; payment: Payment; confirmed: boolean; error?: string }> {
     const expect = options.expect === undefined ? undefined : this.parseAmount(options.expect);
-    const { link, peer } = await connectLink(this.linkSide(), host, port, options.timeoutMs);
+    const { link, peer } = await connectLink(await this.linkSide(), host, port, options.timeoutMs);
     try {
       const result = await runPayer(link, {
         pay: async (request) => {
@@ -356,8 +365,8 @@ export class Wallet extends OpsWalletOnline {
   }
 
   /** This wallet's side of an OPS link: bound to its user certificate. */
-  private linkSide(): LinkSide {
-    return { prologue: OPS_LINK_PROLOGUE, scheme: OPS_LINK_SCHEME, identity: { certificate: fromBase64url(this.data.user.certificate), signer: this.user }, trust: this.peerTrust() };
+  private async linkSide(): Promise<LinkSide> {
+    return { prologue: OPS_LINK_PROLOGUE, scheme: OPS_LINK_SCHEME, identity: { certificate: fromBase64url(this.data.user.certificate), signer: await this.accountSigner() }, trust: this.peerTrust() };
   }
 
 }

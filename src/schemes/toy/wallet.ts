@@ -6,12 +6,10 @@
  */
 import { fromHex, toBase64url, toHex } from '../../core/bytes.ts';
 import { randomBytes } from '../../core/crypto/hash.ts';
-import { signerFromSecret, type Signer } from '../../core/crypto/suite.ts';
 import { TallyError } from '../../core/errors.ts';
 import { encodeCbor } from '../../core/cbor.ts';
-import { keyId } from '../../pki/key-id.ts';
 import { toyPurse, type PurseState } from '../../secure-element/apps/toy-purse.ts';
-import { createWalletFolder, isNodeRefusal, newStepId, nodeProvider, openFolderOf, startSecureElement, WalletShell, type OpenedWallet, type TrustedAppSpec, type WalletFormat } from '../../wallet/plugin.ts';
+import { createWalletFolder, holdLegacyAccount, holdNewAccount, isNodeRefusal, newAccountKey, newStepId, openFolderOf, startSecureElement, WalletShell, type OpenedWallet, type TrustedAppSpec, type WalletFormat } from '../../wallet/plugin.ts';
 
 type ToyCommands = typeof toyPurse.commands;
 const TOY_TA: TrustedAppSpec<PurseState, ToyCommands> = { app: toyPurse, location: { module: new URL('../../secure-element/apps/toy-purse.ts', import.meta.url).href, export: 'toyPurse' } };
@@ -38,13 +36,8 @@ const TOY_FORMAT: WalletFormat<LoadStep, ToySlot> = {
 
 /** An open toy wallet. */
 export class ToyWallet extends WalletShell<LoadStep, ToySlot, PurseState, ToyCommands> {
-  readonly user: Signer;
-
   private constructor(opened: OpenedWallet<LoadStep, ToySlot>) {
     super(opened);
-    const secret = this.data.user.secret;
-    if (secret === undefined) throw new TallyError('STATE_CORRUPT', `wallet ${this.name}: the user key is missing`, { reason: 'user' });
-    this.user = signerFromSecret(nodeProvider.suites.ed25519, fromHex(secret));
   }
 
   protected secureElementSpec() {
@@ -62,14 +55,16 @@ export class ToyWallet extends WalletShell<LoadStep, ToySlot, PurseState, ToyCom
   /** Creates a toy wallet: a user at the node and a purse in its own SE process. */
   static async create(options: { home: string; name: string; node: string; progress?: (line: string) => void }): Promise<ToyWallet> {
     await createWalletFolder<ToySlot>({ ...options, needsOem: false }, async ({ name, node, info, paths, progress, registerUser }) => {
-      const secret = randomBytes(32);
-      const user = signerFromSecret(nodeProvider.suites.ed25519, secret);
+      const account = newAccountKey(randomBytes(32));
+      const user = account.signer;
       progress('registering the user at the node');
       const registered = await registerUser(user);
       const host = await startSecureElement(TOY_TA, paths, true);
       let purse;
+      let held;
       try {
         purse = await host.call('publicKey', {});
+        held = await holdNewAccount(account, { slot: host });
         await host.close();
       } catch (e) {
         await host.kill();
@@ -81,7 +76,7 @@ export class ToyWallet extends WalletShell<LoadStep, ToySlot, PurseState, ToyCom
         node: node.url,
         currency: info.currency,
         createdAt: Date.now(),
-        user: { secret: toHex(secret), keyId: registered.keyId, account: registered.account, certificate: registered.certificate },
+        user: { held, keyId: registered.keyId, account: registered.account, certificate: registered.certificate },
         device: null,
         slot: { purse: toHex(purse.key) },
         certificates: info.certificates,
@@ -93,7 +88,7 @@ export class ToyWallet extends WalletShell<LoadStep, ToySlot, PurseState, ToyCom
 
   /** Opens a toy wallet under its lock. */
   static async open(home: string, name: string): Promise<ToyWallet> {
-    const opened = await openFolderOf(home, name, 'toy', TOY_FORMAT);
+    const opened = await openFolderOf(home, name, 'toy', TOY_FORMAT, { account: holdLegacyAccount(TOY_TA.app) });
     try {
       return new ToyWallet(opened);
     } catch (e) {
@@ -105,7 +100,7 @@ export class ToyWallet extends WalletShell<LoadStep, ToySlot, PurseState, ToyCom
 
   /** The online balance and the purse's. */
   async balance(): Promise<{ online: string | null; offline: string; spent: string }> {
-    const online = await this.onlineBalanceWith(this.user);
+    const online = await this.onlineBalanceWith(await this.accountSigner());
     const purse = await (await this.startedSe()).call('balance', {});
     return { online: online.balance, offline: this.format(purse.balance), spent: purse.spent.toString() };
   }
@@ -122,7 +117,7 @@ export class ToyWallet extends WalletShell<LoadStep, ToySlot, PurseState, ToyCom
   private async runLoad(step: LoadStep): Promise<bigint> {
     if (step.moved !== true) {
       try {
-        await this.node.signed(this.user, 'POST', '/v1/toy/loads', { body: { amount: this.format(BigInt(step.amount)) }, idempotencyKey: `toy-load-${step.id}` });
+        await this.node.signed(await this.accountSigner(), 'POST', '/v1/toy/loads', { body: { amount: this.format(BigInt(step.amount)) }, idempotencyKey: `toy-load-${step.id}` });
       } catch (e) {
         if (isNodeRefusal(e)) await this.finish(step, { at: Date.now(), kind: 'deposit-refused', amount: this.format(BigInt(step.amount)), detail: e.message });
         throw e;

@@ -4,6 +4,7 @@
  * the store or from an old file goes through these, so a damaged row is an error naming its field.
  */
 import { array, boolean, decodeFailure, describeValue, literal, oneOf, optional, record, text, uint, type Codec, type Infer } from '../../core/codec.ts';
+import { sealedAccountKeyCodec } from '../account-key.ts';
 import { base64urlText, decimalText, hexText, keyIdHex, nullable, prose, timestampMs } from '../../core/fields.ts';
 
 /** Longest certificate, revocation list or payment kept as base64url text. */
@@ -116,8 +117,12 @@ export type StoreCertificates = Infer<typeof certificatesCodec>;
 
 /** The account of a wallet: its key (in hex, or sealed), key id, account id and user certificate. */
 export const accountCodec = record({
+  /** The key in the clear, as wallet.json of earlier versions kept it (sealed when it moves into the store). */
   secret: optional(hexText(32)),
+  /** A scheme's own sealed key file (DOT-M: under the payment password). */
   sealed: optional(base64urlText({ max: 2048 })),
+  /** The key sealed by the wallet's secure element host, or under the wallet passphrase (account.ts). */
+  held: optional(sealedAccountKeyCodec),
   keyId: keyIdHex,
   account: text({ min: 1, max: 128 }),
   certificate: blob,
