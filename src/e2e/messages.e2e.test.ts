@@ -5,13 +5,12 @@
  * wallets with isolated secure elements. Ends with the node's audit balanced.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, test } from 'node:test';
-import { BIN, killChildren, startNode, track, type Json } from '../cli/e2e-process.ts';
+import { killChildren, startNode } from '../cli/e2e-process.ts';
+import { tallyCommands } from '../cli/e2e-run.ts';
 
 const dirs: string[] = [];
 after(async () => {
@@ -30,28 +29,11 @@ test('refusals name the user command and show amounts as "31.00 EUR", never mino
   const env: Record<string, string | undefined> = { ...process.env, TALLY_HOME: join(root, 'home'), TALLY_NODE: node.url, TALLY_PASSWORD: 'a payment password' };
   env['TALLY_OPERATOR_TOKEN'] = (await readFile(join(dataDir, 'identity', 'operator-token'), 'utf8')).trim();
 
-  const run = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-    new Promise((done) => {
-      const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-      child.on('exit', (code) => done({ code, stdout, stderr }));
-    });
-  const ok = async (...args: string[]): Promise<Json> => {
-    const r = await run([...args, '--json']);
-    assert.equal(r.code, 0, `tally ${args.join(' ')} failed: ${r.stderr}${r.stdout}`);
-    return JSON.parse(r.stdout.trim().split('\n').pop() as string) as Json;
-  };
+  const { run, ok, refusedRun, listen } = tallyCommands(env);
   /** Runs a refused command (with --json: the error on stdout, the line on stderr) and answers the line a user reads. */
   const refusal = async (code: string, ...args: string[]): Promise<string> => {
-    const r = await run([...args, '--json']);
-    assert.equal(r.code, 1, `tally ${args.join(' ')} should fail: ${r.stdout}${r.stderr}`);
-    assert.match(r.stderr, new RegExp(`^tally: .+ \\[${code}\\]\\n$`), `one line with the code: ${r.stderr}`);
-    const error = (JSON.parse(r.stdout.trim().split('\n').pop() as string) as { error: { code: string; message: string } }).error;
-    assert.equal(error.code, code);
-    assert.equal(`tally: ${error.message} [${code}]\n`, r.stderr, 'the JSON error says what the line says');
+    const { error, run: r } = await refusedRun(code, ...args);
+    assert.equal(`tally: ${String(error['message'])} [${code}]\n`, r.stderr, 'the JSON error says what the line says');
     assert.doesNotMatch(r.stderr, MINOR_UNITS, `no minor units: ${r.stderr}`);
     assert.doesNotMatch(r.stderr, /\b(ops|dotm)\.[a-z]+ refused/, `no trusted-app command: ${r.stderr}`);
     return r.stderr;
@@ -88,15 +70,7 @@ test('refusals name the user command and show amounts as "31.00 EUR", never mino
   assert.match(balance.stdout, /value 5\.00 EUR {2}remaining 5\.00 EUR/, balance.stdout);
   const redeem = await refusal('SE_REJECTED', 'wallet', 'withdraw', 'dave', '20.00');
   assert.match(redeem, /^tally: wallet withdraw refused: the wallet holds 10\.00 EUR, less than the 20\.00 EUR/, redeem);
-  const child = spawn(process.execPath, [BIN, 'receive', 'erin', '50.00', '--listen', '0', '--timeout', '20', '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env });
-  track(child);
-  const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
-  const port = await new Promise<number>((ready) => {
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      const event = JSON.parse(line) as Json;
-      if (event['event'] === 'listening') ready(Number(event['port']));
-    });
-  });
+  const { port, exit: exited } = await listen('erin', '50.00', '--timeout', '20');
   const paid = await run(['pay', 'dave', '--connect', `127.0.0.1:${port}`]);
   assert.equal(paid.code, 1, paid.stdout + paid.stderr);
   assert.match(paid.stderr, /^tally: pay refused: the wallet holds 10\.00 EUR, less than the 50\.00 EUR asked for \[SE_REJECTED\]\n$/, paid.stderr);

@@ -8,25 +8,18 @@
  * secure elements hold + what was paid by them and not yet collected or claimed.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, test } from 'node:test';
-import { BIN, killChildren, startNode, track, type Json } from '../../cli/e2e-process.ts';
+import { killChildren, startNode, type Json } from '../../cli/e2e-process.ts';
+import { tallyCommands } from '../../cli/e2e-run.ts';
 
 const dirs: string[] = [];
 after(async () => {
   killChildren();
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
 /** An amount the node shows (a decimal string in major units, two decimals here) in minor units. */
 function minorOf(decimal: string): bigint {
@@ -42,31 +35,9 @@ test('OPS through the CLI: separate processes, token and TCP payments, offline w
   let node = await startNode(dataDir, 0, { passphrase: 'cli e2e' });
   const env = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url, TALLY_OPERATOR_TOKEN: '' };
 
-  const run = (args: string[]): Promise<Run> =>
-    new Promise((done) => {
-      const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-      child.on('exit', (code) => done({ code, stdout, stderr }));
-    });
-  /** Runs with --json, expects exit 0, answers the last JSON line. */
-  const ok = async (...args: string[]): Promise<Json> => {
-    const r = await run([...args, '--json']);
-    assert.equal(r.code, 0, `tally ${args.join(' ')} failed: ${r.stderr}${r.stdout}`);
-    const lines = r.stdout.trim().split('\n');
-    return JSON.parse(lines[lines.length - 1] as string) as Json;
-  };
-  /** Runs with --json, expects exit 1 and the error code; answers the error. */
-  const refused = async (code: string, ...args: string[]): Promise<Json> => {
-    const r = await run([...args, '--json']);
-    assert.equal(r.code, 1, `tally ${args.join(' ')} should fail with ${code}: ${r.stdout}${r.stderr}`);
-    const error = (JSON.parse(r.stdout.trim().split('\n').pop() as string) as { error: Json }).error;
-    assert.equal(error['code'], code, JSON.stringify(error));
-    assert.match(r.stderr, new RegExp(`^tally: .+ \\[${code}\\]\\n$`), 'one clear error line on stderr');
-    return error;
-  };
+  const { run, ok, refusedRun, listen } = tallyCommands(env);
+  /** Runs with --json, expects exit 1 and the error code (and one line on stderr); answers the error. */
+  const refused = async (code: string, ...args: string[]): Promise<Json> => (await refusedRun(code, ...args)).error;
   const token = (await import('node:fs/promises')).readFile(join(dataDir, 'identity', 'operator-token'), 'utf8');
   env.TALLY_OPERATOR_TOKEN = (await token).trim();
 
@@ -111,21 +82,6 @@ test('OPS through the CLI: separate processes, token and TCP payments, offline w
   assert.equal((await ok('wallet', 'balance', 'alice'))['pendingSteps'], 1);
 
   // Re-spend offline over TCP + Noise: bob pays carol 5.00 (carol listens, bob connects).
-  /** Starts `tally receive NAME AMOUNT --listen 0` and answers its port, its output lines and its exit. */
-  const listen = async (name: string, amount: string) => {
-    const child = spawn(process.execPath, [BIN, 'receive', name, amount, '--listen', '0', '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env });
-    track(child);
-    const exit = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
-    const lines: Json[] = [];
-    const port = await new Promise<number>((ready) => {
-      createInterface({ input: child.stdout }).on('line', (line) => {
-        const event = JSON.parse(line) as Json;
-        lines.push(event);
-        if (event['event'] === 'listening') ready(Number(event['port']));
-      });
-    });
-    return { port, lines, exit };
-  };
   const first = await listen('carol', '5.00');
   await refused('PAYMENT_INVALID', 'pay', 'bob', '--connect', `127.0.0.1:${first.port}`, '--expect', '4.00');
   // The payer refused; carol's receive ends with that refusal, and nothing was paid.
