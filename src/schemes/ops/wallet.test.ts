@@ -6,7 +6,7 @@
  * the factory step refused for an unenrolled home.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile, chmod } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -17,7 +17,12 @@ import { enrollOem } from '../../wallet/factory.ts';
 import { walletDir, walletPaths } from '../../wallet/home.ts';
 import { NodeClient } from '../../wallet/node-client.ts';
 import { auditAnswer } from '../../wallet/node-answers.ts';
-import { editWalletFile } from '../../wallet/store/test-wallet-file.ts';
+import { editWalletFile, readWalletFile, toLegacyFolder } from '../../wallet/store/test-wallet-file.ts';
+import { fromBase64url, toBase64url, toHex } from '../../core/bytes.ts';
+import { signerFromSecret } from '../../core/crypto/suite.ts';
+import { keyId } from '../../pki/key-id.ts';
+import { nodeProvider } from '../../providers/node-crypto.ts';
+import { openSlot } from '../../secure-element/key-slot.ts';
 import { Wallet } from './wallet.ts';
 import { ops } from './index.ts';
 
@@ -252,4 +257,100 @@ test('a wallet with a secure element needs an OEM enrolled at its node; without 
   await assert.rejects(Wallet.open(bare, 'x'), (e: unknown) => isTallyError(e, 'WALLET_NOT_FOUND'));
   await assert.rejects(Wallet.create({ home: bare, name: '../evil', node: node.url, secureElement: false }), (e: unknown) => isTallyError(e, 'DECODE_FAILED'));
   await assert.rejects(enrollOem(bare, client, 'not the token', ops.wallet.trustedApps), (e: unknown) => isTallyError(e, 'NODE_REFUSED') && e.details.status === 401);
+});
+
+describe('the account key at rest', () => {
+  /** The bytes of every file under `dir`. */
+  async function filesUnder(dir: string): Promise<Buffer[]> {
+    const found: Buffer[] = [];
+    for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+      if (entry.isFile()) found.push(await readFile(join(entry.parentPath, entry.name)));
+    }
+    return found;
+  }
+  /** True when some file holds `secret` raw, in hex or in base64url. */
+  async function exposed(dir: string, secret: Uint8Array): Promise<boolean> {
+    const forms = [Buffer.from(secret), Buffer.from(toHex(secret)), Buffer.from(toBase64url(secret))];
+    return (await filesUnder(dir)).some((bytes) => forms.some((form) => bytes.includes(form)));
+  }
+  /** The account secret, opened as the SE host opens it (the test plays the host). */
+  async function heldSecret(name: string): Promise<Uint8Array> {
+    const paths = walletPaths(walletDir(home, name));
+    const held = readWalletFile(paths.dir).user.held;
+    assert.ok(held?.kind === 'se', 'held by the secure element');
+    return openSlot(await readFile(join(paths.se, 'master.key')), 'account', fromBase64url(held.box));
+  }
+  const passphrase = (value: string | undefined) => ({ env: { TALLY_WALLET_PASSPHRASE: value }, isTTY: false });
+
+  test('a wallet with a secure element: the key is sealed by the SE host, in no file in the clear, and signs', async () => {
+    const w = await Wallet.create({ home, name: 'keyed', node: node.url, secureElement: true });
+    opened.add(w);
+    assert.equal(w.snapshot().user.secret, undefined);
+    await mint(w, '1.00');
+    assert.equal((await w.onlineBalance()).balance, '1.00', 'the node took a call signed with the key');
+    const account = w.snapshot().user.keyId;
+    await w.close();
+    opened.delete(w);
+    const secret = await heldSecret('keyed');
+    assert.equal(toHex(keyId(signerFromSecret(nodeProvider.suites.ed25519, secret).publicKey)), account);
+    assert.equal(await exposed(walletDir(home, 'keyed'), secret), false, 'the key is in no file of the wallet in the clear');
+  });
+
+  test('a box swapped in from another wallet does not open: STATE_CORRUPT, nothing signed', async () => {
+    for (const name of ['swap-a', 'swap-b']) await (await Wallet.create({ home, name, node: node.url, secureElement: true })).close();
+    const theirs = readWalletFile(walletDir(home, 'swap-b')).user.held;
+    editWalletFile(walletDir(home, 'swap-a'), (data) => {
+      if (theirs !== undefined) data.user.held = theirs;
+    });
+    const w = await Wallet.open(home, 'swap-a');
+    try {
+      await assert.rejects(w.onlineBalance(), (e) => isTallyError(e, 'STATE_CORRUPT') && /another device/.test(e.message));
+    } finally {
+      await w.close();
+    }
+  });
+
+  test('without a secure element: the key is sealed under the wallet passphrase; none given, nothing is created; a wrong one is refused', async () => {
+    await assert.rejects(Wallet.create({ home, name: 'nopass', node: node.url, secureElement: false, passphrase: passphrase(undefined) }), (e) => isTallyError(e, 'PASSWORD_MISSING'));
+    await assert.rejects(Wallet.open(home, 'nopass'), (e) => isTallyError(e, 'WALLET_NOT_FOUND'));
+    await assert.rejects(Wallet.create({ home, name: 'nopass', node: node.url, secureElement: false, passphrase: passphrase('short') }), (e) => isTallyError(e, 'PASSWORD_MISSING') && /at least 8/.test(e.message));
+    const w = await Wallet.create({ home, name: 'phrased', node: node.url, secureElement: false, passphrase: passphrase('a wallet passphrase') });
+    await w.close();
+    const held = readWalletFile(walletDir(home, 'phrased')).user.held;
+    assert.equal(held?.kind, 'passphrase');
+    const saved = process.env['TALLY_WALLET_PASSPHRASE'];
+    try {
+      process.env['TALLY_WALLET_PASSPHRASE'] = 'not the passphrase';
+      const wrong = await Wallet.open(home, 'phrased');
+      await assert.rejects(wrong.onlineBalance(), (e) => isTallyError(e, 'PASSWORD_WRONG'));
+      await wrong.close();
+      process.env['TALLY_WALLET_PASSPHRASE'] = 'a wallet passphrase';
+      const right = await Wallet.open(home, 'phrased');
+      assert.equal((await right.onlineBalance()).balance, '0.00');
+      await right.close();
+    } finally {
+      if (saved === undefined) delete process.env['TALLY_WALLET_PASSPHRASE'];
+      else process.env['TALLY_WALLET_PASSPHRASE'] = saved;
+    }
+  });
+
+  test('a wallet.json of an earlier version with the key in the clear moves into the store with the key sealed by its SE', async () => {
+    await (await Wallet.create({ home, name: 'legacy', node: node.url, secureElement: true })).close();
+    const dir = walletDir(home, 'legacy');
+    const secret = await heldSecret('legacy');
+    const data = readWalletFile(dir);
+    const { held: _held, ...user } = data.user;
+    await toLegacyFolder(dir, { ...data, user: { ...user, secret: toHex(secret) } });
+    assert.equal(await exposed(dir, secret), true, 'the old layout had it in the clear');
+    const w = await Wallet.open(home, 'legacy');
+    try {
+      assert.equal(w.snapshot().user.secret, undefined);
+      assert.equal((await w.onlineBalance()).balance, '0.00', 'the sealed key signs');
+      assert.ok((await w.history()).events.some((e) => e.kind === 'account-sealed'));
+    } finally {
+      await w.close();
+    }
+    assert.deepEqual(await heldSecret('legacy'), secret);
+    assert.equal(await exposed(dir, secret), false, 'neither the store nor the backup of wallet.json holds it in the clear');
+  });
 });
