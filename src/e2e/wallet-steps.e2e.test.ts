@@ -34,7 +34,7 @@ before(async () => {
   home = join(root, 'home');
   const dataDir = join(root, 'node');
   node = await startNode(dataDir, 0, { passphrase: 'steps e2e' });
-  env = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url, TALLY_PASSWORD: 'steps horse', TALLY_OPERATOR_TOKEN: (await readFile(join(dataDir, 'identity', 'operator-token'), 'utf8')).trim() };
+  env = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url, TALLY_PASSWORD: 'steps horse', TALLY_WALLET_PASSPHRASE: 'steps passphrase', TALLY_OPERATOR_TOKEN: (await readFile(join(dataDir, 'identity', 'operator-token'), 'utf8')).trim() };
   await ok('operator', 'oem');
 });
 

@@ -80,6 +80,7 @@ export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends C
   /** Where the wallet passphrase comes from (a wallet without a secure element needs it to sign). */
   protected passphrase: PassphraseSource = processPassphrase();
   private opened: OpenAccount | null = null;
+  private seStarting: Promise<IsolatedHost<S, C>> | null = null;
   private readonly keySlotHosts: { close(): Promise<void> }[] = [];
   protected readonly revocations = new RevocationStore({ provider: nodeProvider });
   protected readonly root: Certificate;
@@ -135,23 +136,32 @@ export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends C
     }
   }
 
-  /** The running SE (started on first use). @throws TallyError ROLLBACK_DETECTED worded with the way out */
+  /**
+   * The running SE (started on first use; callers at the same time share one start, so that two
+   * processes never open one SE). @throws TallyError ROLLBACK_DETECTED worded with the way out
+   */
   protected async startedSe(): Promise<IsolatedHost<S, C>> {
-    if (this.seHost === null || !this.seHost.alive) {
-      const { spec, suite } = this.secureElementSpec();
-      try {
-        this.seHost = await startSecureElement(spec, this.paths, false, suite);
-      } catch (e) {
-        if (!isTallyError(e, 'ROLLBACK_DETECTED')) throw e;
-        throw new TallyError(
-          'ROLLBACK_DETECTED',
-          `${e.message}. If an old copy of this wallet's secure element was restored by accident, \`tally wallet recover ${this.name}\` retires it and starts a new one (see docs/wallet.md)`,
-          e.details,
-          { cause: e },
-        );
-      }
+    if (this.seHost !== null && this.seHost.alive) return this.seHost;
+    this.seStarting ??= this.startSe().finally(() => {
+      this.seStarting = null;
+    });
+    return this.seStarting;
+  }
+
+  private async startSe(): Promise<IsolatedHost<S, C>> {
+    const { spec, suite } = this.secureElementSpec();
+    try {
+      this.seHost = await startSecureElement(spec, this.paths, false, suite);
+      return this.seHost;
+    } catch (e) {
+      if (!isTallyError(e, 'ROLLBACK_DETECTED')) throw e;
+      throw new TallyError(
+        'ROLLBACK_DETECTED',
+        `${e.message}. If an old copy of this wallet's secure element was restored by accident, \`tally wallet recover ${this.name}\` retires it and starts a new one (see docs/wallet.md)`,
+        e.details,
+        { cause: e },
+      );
     }
-    return this.seHost;
   }
 
   /**

@@ -33,7 +33,7 @@ test('OPS through the CLI: separate processes, token and TCP payments, offline w
   const home = join(root, 'home');
   const dataDir = join(root, 'node');
   let node = await startNode(dataDir, 0, { passphrase: 'cli e2e' });
-  const env = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url, TALLY_OPERATOR_TOKEN: '' };
+  const env: Record<string, string | undefined> = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url, TALLY_OPERATOR_TOKEN: '', TALLY_WALLET_PASSPHRASE: undefined };
 
   const { run, ok, refusedRun, listen } = tallyCommands(env);
   /** Runs with --json, expects exit 1 and the error code (and one line on stderr); answers the error. */
@@ -46,6 +46,10 @@ test('OPS through the CLI: separate processes, token and TCP payments, offline w
   assert.match(String(oem['measurement']), /^[0-9a-f]{64}$/);
   const alice = await ok('wallet', 'create', 'alice', '--scheme', 'ops');
   const bob = await ok('wallet', 'create', 'bob', '--scheme', 'ops');
+  // Without a secure element the account key is sealed under a wallet passphrase: without one, nothing is created.
+  await refused('PASSWORD_MISSING', 'wallet', 'create', 'carol', '--scheme', 'ops', '--no-secure-element');
+  await refused('WALLET_NOT_FOUND', 'wallet', 'balance', 'carol');
+  env.TALLY_WALLET_PASSPHRASE = 'carol passphrase';
   const carol = await ok('wallet', 'create', 'carol', '--scheme', 'ops', '--no-secure-element');
   assert.notEqual(alice['device'], null);
   assert.equal(carol['device'], null);

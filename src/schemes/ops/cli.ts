@@ -43,7 +43,7 @@ export const opsCli: CliPart = {
     receive: 'OPS: the payment is stored like an accepted one: `tally collect` it (or `tally claim` it without a secure element).',
   },
   flags: {
-    create: { options: { 'no-secure-element': { type: 'boolean', default: false } }, help: [['--no-secure-element', 'OPS: a wallet without a secure element; it receives payments and claims them online']] },
+    create: { options: { 'no-secure-element': { type: 'boolean', default: false } }, help: [['--no-secure-element', 'OPS: a wallet without a secure element; it receives payments and claims them online; its account key is sealed under a wallet passphrase (prompt, or $TALLY_WALLET_PASSPHRASE)']] },
     pay: {
       options: { payee: { type: 'string' }, again: { type: 'boolean', default: false } },
       help: [

@@ -39,7 +39,7 @@ test('OPS request tokens through the CLI: the payer sees whom it pays, a swapped
   const home = join(root, 'home');
   const dataDir = join(root, 'node');
   const node = await startNode(dataDir, 0, { passphrase: 'request e2e' });
-  const env: Record<string, string | undefined> = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url };
+  const env: Record<string, string | undefined> = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url, TALLY_WALLET_PASSPHRASE: 'request e2e passphrase' };
   env['TALLY_OPERATOR_TOKEN'] = (await readFile(join(dataDir, 'identity', 'operator-token'), 'utf8')).trim();
 
   const run = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>

@@ -35,6 +35,8 @@ let mints = 0;
 let clockOffsetMs = 0;
 
 before(async () => {
+  // A wallet without a secure element seals its account key under this passphrase.
+  process.env['TALLY_WALLET_PASSPHRASE'] = 'wallet test passphrase';
   root = await mkdtemp(join(tmpdir(), 'tally-wallet-'));
   home = join(root, 'home');
   node = await startNode({ port: 0, host: '127.0.0.1', dataDir: join(root, 'node'), env: { TALLY_NODE_PASSPHRASE: 'wallet test' }, currency: DEFAULT_CURRENCY, logger: { log: () => undefined }, print: () => undefined, now: () => Date.now() + clockOffsetMs });
