@@ -12,11 +12,13 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { fromBase64url, fromHex } from '../../core/bytes.ts';
+import { fromBase64url } from '../../core/bytes.ts';
 import { nobleEd25519 } from '../../core/crypto/noble.ts';
 import { signerFromSecret } from '../../core/crypto/suite.ts';
 import { encodeText } from '../../core/text.ts';
 import { signRequest } from './request.ts';
+import { walletDir, walletPaths } from '../../wallet/home.ts';
+import { openSlot } from '../../secure-element/key-slot.ts';
 import { readRequestToken, requestToken } from './tokens.ts';
 import { readWalletFile } from '../../wallet/store/test-wallet-file.ts';
 import { BIN, killChildren, startNode, type Json } from '../../cli/e2e-process.ts';
@@ -26,12 +28,6 @@ after(async () => {
   killChildren();
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
-
-interface WalletFile {
-  user: { secret: string; keyId: string; certificate: string };
-  device: { keyId: string; certificate: string } | null;
-  sent: unknown[];
-}
 
 test('OPS request tokens through the CLI: the payer sees whom it pays, a swapped receiver is refused, a request is paid once unless --again, audit balanced', { timeout: 240_000 }, async () => {
   const root = await mkdtemp(join(tmpdir(), 'tally-request-e2e-'));
@@ -65,7 +61,7 @@ test('OPS request tokens through the CLI: the payer sees whom it pays, a swapped
     if (reason !== null) assert.equal((error['details'] as Json)['reason'], reason, JSON.stringify(error));
     return error;
   };
-  const data = async (name: string) => readWalletFile(join(home, 'wallets', name)) as WalletFile;
+  const data = async (name: string) => readWalletFile(join(home, 'wallets', name));
   const offline = async (name: string) => (await ok('wallet', 'balance', name))['offline'] as string;
   /** alice's offline balance and sent log do not move. */
   const nothingPaid = async (before: { offline: string; sent: number }) => {
@@ -111,7 +107,11 @@ test('OPS request tokens through the CLI: the payer sees whom it pays, a swapped
   const malloryDevice = fromBase64url(mallory.device?.certificate ?? '');
   await refused('PAYMENT_INVALID', 'signature', 'pay', 'alice', requestToken({ ...genuine, receiver: malloryDevice }));
   // ... and re-signs it with mallory's user key, still naming bob as the payee.
-  const malloryKey = signerFromSecret(nobleEd25519, fromHex(mallory.user.secret));
+  // (mallory has her own key: her secure element's key slot opens it for her.)
+  const malloryHeld = mallory.user.held;
+  assert.ok(malloryHeld?.kind === 'se', 'mallory\'s key is held by her secure element');
+  const malloryMaster = await readFile(join(walletPaths(walletDir(home, 'mallory')).se, 'master.key'));
+  const malloryKey = signerFromSecret(nobleEd25519, openSlot(malloryMaster, 'account', fromBase64url(malloryHeld.box)));
   const { signature: _signature, ...fields } = genuine;
   await refused('PAYMENT_INVALID', 'signature', 'pay', 'alice', requestToken(signRequest(malloryKey, { ...fields, receiver: malloryDevice })));
   // ... or forges the signature, or strips it (a token in the unsigned form).
