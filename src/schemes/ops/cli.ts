@@ -103,14 +103,14 @@ export const opsCli: CliPart = {
         return { text: lines.join('\n'), json: { name: wallet.name, ...r } };
       }),
     sync: (context) =>
-      withWallet(context, async (wallet) => {
+      withWalletAndSe(context, async (wallet) => {
         const r = await wallet.sync();
         const fraud = r.fraud.map((f) => `fraud case: ${f.kind} by device ${f.device}`);
         const retried = r.retried === undefined ? [] : [`Payments that waited for this sync: ${r.retried.collected} collected, ${r.retried.waiting} still waiting, ${r.retried.refused} refused.`];
         return { text: [`Synced; revocation list version ${r.crlVersion}.`, ...endedLines(r.ended ?? []), ...fraud, ...retried].join('\n'), json: { name: wallet.name, ...r } };
       }),
     receive: (context) =>
-      withWallet(context, async (wallet) => {
+      withWalletAndSe(context, async (wallet) => {
         const { values, io } = context;
         const host = stringFlag(context, 'host') ?? '127.0.0.1';
         const memo = stringFlag(context, 'memo');
@@ -162,7 +162,7 @@ export const opsCli: CliPart = {
       positionals: ['AMOUNT'],
       flags: { memo: { type: 'string' } },
       run: (context) =>
-        withWallet(context, async (wallet) => {
+        withWalletAndSe(context, async (wallet) => {
           const { token, request } = await wallet.request(positional(context, 0), stringFlag(context, 'memo'));
           return { text: token, json: { name: wallet.name, amount: wallet.format(request.amount), currency: wallet.currency.code, token } };
         }),
@@ -191,7 +191,7 @@ export const opsCli: CliPart = {
       positionals: [],
       flags: {},
       run: (context) =>
-        withWallet(context, async (wallet) => {
+        withWalletAndSe(context, async (wallet) => {
           const resumed = await wallet.resume();
           const r = await wallet.collect();
           const sum = r.collected.reduce((s, e) => s + BigInt(e.amount), 0n);
@@ -216,7 +216,7 @@ export const opsCli: CliPart = {
       positionals: [],
       flags: {},
       run: (context) =>
-        withWallet(context, async (wallet) => {
+        withWalletAndSe(context, async (wallet) => {
           const r = await wallet.claim();
           // What the node credited, from its answer.
           const sum = r.claimed.reduce((s, e) => s + (e.credited === undefined ? BigInt(e.amount) : wallet.parseCredited(e.credited)), 0n);

@@ -142,7 +142,7 @@ export async function benchCli(options: CliBenchOptions): Promise<CliReport> {
     const verbs: Verb[] = [
       { verb: 'node -e 0', argv: ['-e', '0'], startsSe: false },
       { verb: 'tally --help', argv: [BIN, '--help'], startsSe: false },
-      { verb: 'tally request bob 1.00', argv: [BIN, 'request', 'bob', '1.00'], startsSe: false },
+      { verb: 'tally request bob 1.00', argv: [BIN, 'request', 'bob', '1.00'], startsSe: true },
       { verb: 'tally wallet balance alice', argv: [BIN, 'wallet', 'balance', 'alice'], startsSe: true },
     ];
     if (run([BIN, 'schemes', '--help'], env).status === 0) verbs.splice(2, 0, { verb: 'tally schemes', argv: [BIN, 'schemes'], startsSe: false });
