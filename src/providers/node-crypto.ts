@@ -80,9 +80,29 @@ class KeyCache {
 
 const KEY_CACHE_ENTRIES_MAX = 1024;
 
+/**
+ * The keys a strict decode has found valid (a point on the curve), by their bytes: a valid key stays
+ * valid, and checking one costs more than a verification. Only a key that passed is kept; a key that
+ * failed is checked again each time. Bounded: the oldest is dropped first.
+ */
+class ValidKeys {
+  private readonly ids = new Set<string>();
+  constructor(private readonly max: number) {}
+
+  check(bytes: Uint8Array, strictlyValid: () => boolean): boolean {
+    const id = Buffer.from(bytes).toString('base64');
+    if (this.ids.has(id)) return true;
+    if (!strictlyValid()) return false;
+    if (this.ids.size >= this.max) this.ids.delete(this.ids.values().next().value as string);
+    this.ids.add(id);
+    return true;
+  }
+}
+
 function nodeEd25519(): SignatureSuite {
   const secrets = new KeyCache(KEY_CACHE_ENTRIES_MAX);
   const publics = new KeyCache(KEY_CACHE_ENTRIES_MAX);
+  const validKeys = new ValidKeys(KEY_CACHE_ENTRIES_MAX);
   const secretKeyObject = (secretKey: Uint8Array) =>
     secrets.get(secretKey, () => createPrivateKey({ key: Buffer.from(concatBytes(ED25519_PKCS8_PREFIX, secretKey)), format: 'der', type: 'pkcs8' }));
   return {
@@ -121,12 +141,14 @@ function nodeEd25519(): SignatureSuite {
     },
     isValidPublicKey(publicKey) {
       if (publicKey.length !== 32) return false;
-      try {
-        nobleEd25519Curve().Point.fromBytes(publicKey);
-        return true;
-      } catch {
-        return false;
-      }
+      return validKeys.check(publicKey, () => {
+        try {
+          nobleEd25519Curve().Point.fromBytes(publicKey);
+          return true;
+        } catch {
+          return false;
+        }
+      });
     },
   };
 }
