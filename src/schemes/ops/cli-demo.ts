@@ -10,7 +10,8 @@ import { Wallet } from './wallet.ts';
 /** Tells OPS's part of the demo. */
 export async function opsDemo({ home, node, mint, say, aside, missed, keep }: DemoContext): Promise<void> {
   const create = async (name: string, secureElement: boolean) => {
-    const w = await Wallet.create({ home, name, node: node.url, secureElement });
+    // The demo's own home is thrown away after it: a wallet without a secure element gets a fixed passphrase.
+    const w = await Wallet.create({ home, name, node: node.url, secureElement, passphrase: { env: { TALLY_WALLET_PASSPHRASE: `demo passphrase of ${name}` }, isTTY: false } });
     keep(w);
     return w;
   };

@@ -30,6 +30,7 @@ import {
   startSecureElement,
   type InboxEntry,
   type LinkSide,
+  type PassphraseSource,
   type SentEntry,
   type WalletDevice,
 } from '../../wallet/plugin.ts';
@@ -91,17 +92,19 @@ export class Wallet extends OpsWalletOnline {
       };
       return { data, detail: device === null ? 'without a secure element' : `secure element ${device.keyId}` };
     });
-    return Wallet.open(options.home, options.name);
+    return Wallet.open(options.home, options.name, { passphrase: options.passphrase });
   }
 
   /**
    * Opens a wallet and takes its lock.
    * @throws TallyError WALLET_NOT_FOUND, WALLET_BUSY, STATE_CORRUPT
    */
-  static async open(home: string, name: string): Promise<Wallet> {
-    const opened = await openFolderOf(home, name, 'ops', OPS_FORMAT, { account: holdLegacyAccount(OPS_TA.app) });
+  static async open(home: string, name: string, options: { passphrase?: PassphraseSource | undefined } = {}): Promise<Wallet> {
+    const opened = await openFolderOf(home, name, 'ops', OPS_FORMAT, { account: holdLegacyAccount(OPS_TA.app, options.passphrase) });
     try {
-      return new Wallet(opened);
+      const wallet = new Wallet(opened);
+      if (options.passphrase !== undefined) wallet.passphrase = options.passphrase;
+      return wallet;
     } catch (e) {
       opened.book.close();
       await opened.unlock();
