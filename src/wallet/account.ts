@@ -55,7 +55,7 @@ export async function keySlotAt<S>(app: TrustedApp<S>, se: string, counter: stri
   return IsolatedHost.start({ app, location: { module: 'key-slot-only', export: 'none' }, dir: se, counter: { kind: 'file', path: counter }, keySlotOnly: true });
 }
 
-/** The secure element folders of `paths`'s retired SEs, newest name last (a recovery cut short leaves the box under one of them). */
+/** The secure element folders of `paths`'s retired SEs (a recovery cut short leaves the box under one of them; each is tried). */
 async function retiredSecureElements(paths: WalletPaths): Promise<string[]> {
   const names = await readdir(join(paths.dir, 'retired')).catch(() => [] as string[]);
   return names.sort().map((name) => join(paths.dir, 'retired', name, 'se'));
@@ -87,15 +87,15 @@ export async function openWalletAccount<S>(
 async function openFromSlots<S>(wallet: string, held: HeldAccountKey, sources: { slot: () => Promise<KeySlot>; app: TrustedApp<S>; paths: WalletPaths }): Promise<OpenAccount> {
   let first: unknown;
   try {
-    return await openFrom(wallet, held, await sources.slot());
+    return await openHeldAccountKey(held, await sources.slot(), nodeProvider, wallet);
   } catch (e) {
     if (!isTallyError(e, 'STATE_CORRUPT')) throw e;
     first = e;
   }
-  for (const se of (await retiredSecureElements(sources.paths)).reverse()) {
+  for (const se of await retiredSecureElements(sources.paths)) {
     const slot = await keySlotAt(sources.app, se, join(se, '..', 'counter'));
     try {
-      return await openFrom(wallet, held, slot);
+      return await openHeldAccountKey(held, slot, nodeProvider, wallet);
     } catch (e) {
       if (!isTallyError(e, 'STATE_CORRUPT') && !isTallyError(e, 'SE_NOT_PROVISIONED')) throw e;
     } finally {
@@ -103,10 +103,6 @@ async function openFromSlots<S>(wallet: string, held: HeldAccountKey, sources: {
     }
   }
   throw first;
-}
-
-async function openFrom(wallet: string, held: HeldAccountKey, slot: KeySlot): Promise<OpenAccount> {
-  return openHeldAccountKey(held, slot, nodeProvider, wallet);
 }
 
 /**

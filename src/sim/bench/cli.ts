@@ -15,8 +15,13 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { optional, text } from '../../core/codec.ts';
+import { looseRecord } from '../../core/fields.ts';
 import { quantile } from './stats.ts';
 import type { BenchPlugin } from './plugin.ts';
+
+/** A line of `tally node start --json`: the one the bench waits for names the URL. */
+const nodeEvent = looseRecord({ event: text({ min: 1, max: 64 }), url: optional(text({ min: 1, max: 2048 })) });
 
 const BIN = fileURLToPath(new URL('../../../bin/tally.mjs', import.meta.url));
 const BUILD = fileURLToPath(new URL('../../../scripts/build.mjs', import.meta.url));
@@ -100,10 +105,10 @@ async function startNode(dataDir: string, env: NodeJS.ProcessEnv): Promise<{ url
   const url = await new Promise<string>((ready, fail) => {
     const timer = setTimeout(() => fail(new Error('node did not listen within 60 s')), 60_000);
     createInterface({ input: child.stdout }).on('line', (line) => {
-      const event = JSON.parse(line) as Record<string, unknown>;
-      if (event['event'] === 'listening') {
+      const event = nodeEvent.decode(JSON.parse(line), 'node event');
+      if (event.event === 'listening' && event.url !== undefined) {
         clearTimeout(timer);
-        ready(String(event['url']));
+        ready(event.url);
       }
     });
     void exited.then(() => fail(new Error('node exited before listening')));

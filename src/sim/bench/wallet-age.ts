@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { utf8 } from '../../core/bytes.ts';
 import { writeFileAtomic } from '../../host/files.ts';
-import { WalletStore, type InboxEntry, type LegacyWallet, type PendingStep, type SentEntry } from '../../wallet/store/index.ts';
+import { WalletStore, walletFileCodec, type InboxEntry, type LegacyWallet, type PendingStep, type SentEntry } from '../../wallet/store/index.ts';
 import { hexOf, legacyWallet, storeInit } from '../../wallet/store/test-fixtures.ts';
 import { TEST_FORMAT } from '../../wallet/book-fixtures.ts';
 import { openFolderOf } from '../../wallet/folder.ts';
@@ -122,7 +122,8 @@ async function roundStore(home: string, n: number): Promise<{ openMs: number; pa
 /** One round with the JSON file as the wallet kept it: read and parse whole, rewrite whole at each commit, append history after. */
 async function roundJson(paths: { file: string; history: string }, n: number): Promise<{ openMs: number; payMs: number }> {
   const t0 = performance.now();
-  const data = JSON.parse(await readFile(paths.file, 'utf8')) as LegacyWallet;
+  // As the wallet read it: parsed, then decoded whole.
+  const data = walletFileCodec.decode(JSON.parse(await readFile(paths.file, 'utf8')), 'wallet');
   const t1 = performance.now();
   const step = payStep(n);
   data.pending.push(step);

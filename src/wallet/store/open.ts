@@ -5,7 +5,7 @@
  * clear when the scheme sealed it) and history.jsonl becomes `history.jsonl.bak`. A crash at any
  * point leaves either the old folder (migrated again on the next open) or a complete store.
  */
-import { readFile, rename, rm, stat } from 'node:fs/promises';
+import { rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { utf8 } from '../../core/bytes.ts';
 import { TallyError } from '../../core/errors.ts';
@@ -94,12 +94,14 @@ async function readLegacyHistory(path: string): Promise<HistoryEvent[]> {
   });
 }
 
-async function finishBackup(dir: string, user: LegacyWallet['user'] | null): Promise<void> {
+/**
+ * Moves wallet.json aside as its backup: renamed as it is, or, when it kept a key in the clear,
+ * written as `data` with `user` in place of its account (the caller decoded the file already).
+ */
+async function finishBackup(dir: string, data: LegacyWallet | null, user: LegacyWallet['user'] | null): Promise<void> {
   const legacy = join(dir, STORE_FILES.legacy);
-  const raw = await readFile(legacy).catch(() => null);
-  if (raw !== null) {
-    if (user !== null) {
-      const data = JSON.parse(new TextDecoder().decode(raw)) as Record<string, unknown>;
+  if (await exists(legacy)) {
+    if (data !== null && user !== null) {
       await writeFileAtomic(join(dir, STORE_FILES.backup), utf8(`${JSON.stringify({ ...data, user }, null, 1)}\n`));
       await rm(legacy);
     } else {
@@ -124,7 +126,7 @@ export async function openWalletStore(dir: string, options: OpenOptions = {}): P
     // A crash after the rename but before the backup: finish it. The slot already holds the account.
     if (await exists(legacyPath)) {
       const data = await readLegacyWallet(legacyPath).catch(() => null);
-      await finishBackup(dir, data?.user.secret === undefined ? null : (({ secret: _secret, ...rest }) => rest)(data.user));
+      await finishBackup(dir, data, data?.user.secret === undefined ? null : (({ secret: _secret, ...rest }) => rest)(data.user));
     }
     return store;
   }
@@ -161,6 +163,6 @@ export async function openWalletStore(dir: string, options: OpenOptions = {}): P
   await rename(temp, storePath);
   // The rename is durable before the old file goes: a power cut cannot leave neither.
   await syncDirectory(dir);
-  await finishBackup(dir, data.user.secret === undefined ? null : user);
+  await finishBackup(dir, data, data.user.secret === undefined ? null : user);
   return WalletStore.open(storePath, options);
 }

@@ -10,27 +10,12 @@ import { closeSync, openSync, statSync } from 'node:fs';
 import { requirePrivateMode } from '../../host/files.ts';
 import { TallyError } from '../../core/errors.ts';
 import type { Codec } from '../../core/codec.ts';
-import {
-  certificatesCodec,
-  headerCodec,
-  historyEventCodec,
-  inboxEntryCodec,
-  pendingStepCodec,
-  retiredCodec,
-  sentEntryCodec,
-  type HistoryEvent,
-  type InboxEntry,
-  type PendingStep,
-  type RetiredEntry,
-  type SentEntry,
-  type StoreCertificates,
-  type StoreHeader,
-} from './records.ts';
+import { certificatesCodec, CRL_CHARS_MAX, headerCodec, historyEventCodec, inboxEntryCodec, pendingStepCodec, retiredCodec, sentEntryCodec } from './records.ts';
+import type { HistoryEvent, InboxEntry, PendingStep, RetiredEntry, SentEntry, StoreCertificates, StoreHeader } from './records.ts';
 import { base64urlText, nullable } from '../../core/fields.ts';
 import { SCHEMA, statements, type StoreCounts, type StoreTx } from './schema.ts';
 
 export type { StoreCounts, StoreTx } from './schema.ts';
-import { CRL_CHARS_MAX } from './records.ts';
 
 /** The store's schema version (SQLite's user_version). */
 export const STORE_SCHEMA_VERSION = 1;
