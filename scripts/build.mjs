@@ -3,11 +3,15 @@
 // files under src/ (SQL migrations) are copied beside them. Type checking is `npm run typecheck`'s
 // job; the build only emits (noCheck), which takes 6 to 20 s on a busy 2-core machine.
 //   --if-stale   build only when dist/ is missing or older than the sources (scripts/build-state.mjs)
+// Then esbuild bundles what `tally` runs (the CLI, the secure element's process, the trusted apps)
+// into dist/bundle/: one file per entry and shared chunks, so that a command loads a few files
+// instead of a few hundred modules (see docs/build.md).
 // The new build is written beside dist/ and swapped in whole; a lock folder keeps two builds from
 // running at once (the second waits, then finds the first one's build fresh).
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { buildState, DIST, ROOT } from './build-state.mjs';
 
@@ -65,7 +69,68 @@ function copyAssets(from, to) {
   }
 }
 
-function compile() {
+/** Packages bundled with the code (plain ES modules); every other package is loaded from node_modules as usual. */
+const BUNDLED_PACKAGES = /^(@noble\/|cborg(\/|$)|hono(\/|$)|@hono\/zod-openapi|zod(\/|$)|@asteasolutions\/)/;
+
+/**
+ * The modules of dist/ that start a process or that the secure element's process imports by
+ * location. Every output sits directly in dist/bundle/ (an entry is named by its path in dist/
+ * with dots for slashes: schemes.ops.trusted-app.js), so one relative URL leads from any of them
+ * back into dist/.
+ */
+function bundleEntries(dist) {
+  const modules = ['cli/main.js', 'secure-element/host-child.js'];
+  for (const scheme of readdirSync(join(dist, 'schemes'), { withFileTypes: true })) {
+    if (scheme.isDirectory() && existsSync(join(dist, 'schemes', scheme.name, 'trusted-app.js'))) modules.push(`schemes/${scheme.name}/trusted-app.js`);
+  }
+  for (const file of readdirSync(join(dist, 'secure-element', 'apps'))) {
+    if (file.endsWith('.js')) modules.push(`secure-element/apps/${file}`);
+  }
+  return Object.fromEntries(modules.map((m) => [m.slice(0, -3).split('/').join('.'), join(dist, m)]));
+}
+
+/**
+ * Bundles the compiled modules into `dist/bundle/`. Each module's own `import.meta.url` is kept as
+ * the URL of its file in dist/ (so a migration folder, the secure element's script or a trusted
+ * app's source is found where it was), and `__TALLY_BUNDLE__` tells the code it runs bundled.
+ */
+async function bundle(dist) {
+  let esbuild;
+  try {
+    esbuild = await import('esbuild');
+  } catch {
+    process.stderr.write('build: esbuild is not installed (npm ci installs it); dist/bundle not built, tally runs dist/ unbundled\n');
+    return;
+  }
+  const ownUrl = {
+    name: 'own-module-url',
+    setup(build) {
+      build.onResolve({ filter: /^[^./]/ }, (args) => (BUNDLED_PACKAGES.test(args.path) || args.path.startsWith('node:') ? undefined : { path: args.path, external: true }));
+      build.onLoad({ filter: /\.js$/ }, async (args) => {
+        const text = await readFile(args.path, 'utf8');
+        const inDist = relative(dist, args.path);
+        if (inDist.startsWith('..') || !text.includes('import.meta.url')) return { contents: text, loader: 'js' };
+        const own = `new URL(${JSON.stringify(`../${inDist.split('\\').join('/')}`)}, import.meta.url).href`;
+        return { contents: text.replaceAll('import.meta.url', own), loader: 'js' };
+      });
+    },
+  };
+  await esbuild.build({
+    entryPoints: bundleEntries(dist),
+    outdir: join(dist, 'bundle'),
+    bundle: true,
+    splitting: true,
+    format: 'esm',
+    platform: 'node',
+    target: 'node20',
+    chunkNames: 'chunk-[hash]',
+    define: { __TALLY_BUNDLE__: 'true' },
+    plugins: [ownUrl],
+    logLevel: 'warning',
+  });
+}
+
+async function compile() {
   let tsc;
   try {
     tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
@@ -82,6 +147,7 @@ function compile() {
     throw new Error(`build: tsc exited with ${result.status ?? result.signal}`);
   }
   copyAssets(join(ROOT, 'src'), target);
+  await bundle(target);
   writeFileSync(join(target, 'BUILD'), `${JSON.stringify({ format: 1, startedMs })}\n`);
   const old = join(ROOT, `dist.old-${process.pid}`);
   if (existsSync(DIST)) renameSync(DIST, old);
@@ -97,7 +163,7 @@ if (!ifStale || buildState().state !== 'fresh') {
     // Another build may have finished while this one waited for the lock.
     if (!ifStale || buildState().state !== 'fresh') {
       const t0 = performance.now();
-      if (compile()) process.stderr.write(`build: dist/ compiled from src/ in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+      if (await compile()) process.stderr.write(`build: dist/ compiled from src/ in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
     }
   } finally {
     rmSync(LOCK, { recursive: true, force: true });

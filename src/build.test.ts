@@ -69,3 +69,33 @@ test('a source added or deleted makes the build stale (through its folder); an e
   await age(join(test, 'src', 'core', 'a.test.ts'), 0);
   assert.deepEqual(buildState(test), { state: 'fresh' });
 });
+
+test('the bundle that tally runs: the CLI, the SE process and every trusted app; each module still finds its own file in dist/', async () => {
+  const { readdir, readFile } = await import('node:fs/promises');
+  const { existsSync } = await import('node:fs');
+  const { fileURLToPath } = await import('node:url');
+  const root = fileURLToPath(new URL('../', import.meta.url));
+  const bundle = join(root, 'dist', 'bundle');
+  assert.equal(buildState(root).state, 'fresh', 'the test runner builds first');
+  const expected = ['cli.main.js', 'secure-element.host-child.js'];
+  for (const scheme of await readdir(join(root, 'src', 'schemes'), { withFileTypes: true })) {
+    if (scheme.isDirectory() && existsSync(join(root, 'src', 'schemes', scheme.name, 'trusted-app.ts'))) expected.push(`schemes.${scheme.name}.trusted-app.js`);
+  }
+  for (const app of await readdir(join(root, 'src', 'secure-element', 'apps'))) {
+    if (app.endsWith('.ts') && !app.endsWith('.test.ts')) expected.push(`secure-element.apps.${app.slice(0, -3)}.js`);
+  }
+  assert.ok(expected.includes('schemes.ops.trusted-app.js'));
+  for (const entry of expected) assert.ok(existsSync(join(bundle, entry)), `dist/bundle/${entry}`);
+  let urls = 0;
+  for (const file of await readdir(bundle)) {
+    const text = await readFile(join(bundle, file), 'utf8');
+    for (const m of text.matchAll(/import\.meta\.url/g)) {
+      const before = text.slice(Math.max(0, (m.index ?? 0) - 300), m.index);
+      const own = /new URL\("\.\.\/([^"]+)", $/.exec(before);
+      assert.ok(own !== null, `${file}: import.meta.url left as the bundle's own URL: ...${before.slice(-80)}`);
+      assert.ok(existsSync(join(root, 'dist', own[1] as string)), `${file}: ${own[1]} is in dist/`);
+      urls += 1;
+    }
+  }
+  assert.ok(urls >= 5, `modules that locate files by their own URL: ${urls}`);
+});

@@ -4,6 +4,7 @@
  * child at a crash point models a power cut in the middle of a commit.
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Readable, Writable } from 'node:stream';
 import { decodeCbor, encodeCbor } from '../core/cbor.ts';
@@ -48,19 +49,33 @@ interface Pending {
 
 type Child = ChildProcessByStdio<Writable, Readable, null>;
 
+/** Set (to true) by the build in the bundle of dist/bundle/ (scripts/build.mjs); undeclared elsewhere. */
+declare const __TALLY_BUNDLE__: true | undefined;
+
 /**
- * The child runs the same form of the code as its parent: the compiled JavaScript when this module
- * is compiled (dist/, as `tally` runs it), else the TypeScript sources through tsx's loader (tests).
+ * The child runs the same form of the code as its parent: the bundle when this module runs from
+ * dist/bundle/ (as `tally` runs it), the compiled JavaScript of dist/ when it runs from there, else
+ * the TypeScript sources through tsx's loader (tests). In the bundle, `import.meta.url` is still
+ * this module's URL in dist/; the bundle's files sit in dist/bundle/, named by their path in dist/
+ * with dots for slashes.
  */
 const COMPILED = import.meta.url.endsWith('.js');
-const CHILD_SCRIPT = fileURLToPath(new URL(COMPILED ? './host-child.js' : './host-child.ts', import.meta.url));
+const BUNDLED = typeof __TALLY_BUNDLE__ !== 'undefined' && __TALLY_BUNDLE__;
+const DIST_ROOT = new URL('../', import.meta.url).href;
+const CHILD_SCRIPT = fileURLToPath(BUNDLED ? bundled('secure-element/host-child.js') : new URL(COMPILED ? './host-child.js' : './host-child.ts', import.meta.url).href);
+
+/** The URL in dist/bundle/ of a module of dist/ given by its path there. */
+function bundled(inDist: string): string {
+  return new URL(`bundle/${inDist.split('/').join('.')}`, DIST_ROOT).href;
+}
 
 function childArgs(): string[] {
   return COMPILED ? [CHILD_SCRIPT] : ['--import', import.meta.resolve('tsx'), CHILD_SCRIPT];
 }
 
+/** Starts a child; `preload`: the module (as the child imports it) to load while it waits. */
 function spawnChild(preload?: string): Child {
-  const args = preload === undefined ? childArgs() : [...childArgs(), '--preload', childModule(preload)];
+  const args = preload === undefined ? childArgs() : [...childArgs(), '--preload', preload];
   const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   child.stdin.on('error', () => undefined);
   return child;
@@ -87,7 +102,13 @@ let prestarted: Child | null = null;
  */
 export function prestartIsolatedHost(preload?: string): number | undefined {
   if (prestarted !== null) return prestarted.pid;
-  const child = spawnChild(preload);
+  let module: string | undefined;
+  try {
+    module = preload === undefined ? undefined : childModule(preload);
+  } catch {
+    // The start that follows names the module again and reports what is wrong with it.
+  }
+  const child = spawnChild(module);
   holdOpen(child, false);
   prestarted = child;
   return child.pid;
@@ -102,9 +123,22 @@ function takeChild(): Child {
   return child;
 }
 
-/** A trusted app's module as the child imports it: a `.ts` location names its compiled `.js` in a compiled run. */
+/**
+ * A trusted app's module as the child imports it: a `.ts` location names its compiled `.js` in a
+ * compiled run, and its file in dist/bundle/ in a bundled one (the build bundles every scheme's
+ * trusted-app module and the apps of secure-element/apps/, so that the app and the child share one
+ * copy of the code they both use).
+ * @throws TallyError SE_UNAVAILABLE for a module of dist/ that the bundle lacks
+ */
 function childModule(module: string): string {
-  return COMPILED ? module.replace(/\.ts$/, '.js') : module;
+  if (!COMPILED) return module;
+  const compiled = module.replace(/\.ts$/, '.js');
+  if (!BUNDLED || !compiled.startsWith(DIST_ROOT)) return compiled;
+  const inBundle = bundled(compiled.slice(DIST_ROOT.length));
+  if (!existsSync(fileURLToPath(inBundle))) {
+    throw new TallyError('SE_UNAVAILABLE', `the trusted app ${compiled} is not in the bundle of dist/bundle/ (the build bundles schemes/*/trusted-app and secure-element/apps/*): run npm run build`, { reason: 'not bundled' });
+  }
+  return inBundle;
 }
 
 /** A secure element in its own process. */

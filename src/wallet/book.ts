@@ -5,6 +5,7 @@
  * change and its history lines in one transaction; the lists that grow with the wallet's age
  * (received and sent payments, history) stay on disk and are read through indexes.
  */
+import type { SeReport } from './store/records.ts';
 import { WalletStore, type StoreTx } from './store/store.ts';
 import type { HistoryEvent, InboxEntry, JournalStep, RetiredDevice, SentEntry, WalletAccount, WalletData, WalletDevice, WalletState } from './wallet-data.ts';
 import type { HistoryRead } from './wallet-common.ts';
@@ -87,6 +88,16 @@ export class WalletBook<Step extends JournalStep, Slot> {
       for (const event of changes.history ?? []) tx.history(event);
     });
     this.current = next;
+  }
+
+  /** What the secure element last reported of itself, or null (see WalletShell). */
+  seReport(): SeReport | null {
+    return this.store.seReport();
+  }
+
+  /** Records what the secure element reported of itself, or removes the record (null), in a transaction of its own. */
+  recordSeReport(report: SeReport | null): void {
+    this.store.step((tx) => tx.setSeReport(report));
   }
 
   /** Moves what the node has settled out of the lists a step reads (archived: replay checks still see it). */

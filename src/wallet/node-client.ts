@@ -4,6 +4,7 @@
  * money carries an idempotency key chosen by the caller, so a retry after a lost answer is safe.
  * Errors: NODE_UNREACHABLE when there is no answer, NODE_REFUSED with the node's code otherwise.
  */
+import { connect } from 'node:net';
 import { toHex } from '../core/bytes.ts';
 import type { Signer } from '../core/crypto/suite.ts';
 import type { Codec } from '../core/codec.ts';
@@ -14,6 +15,8 @@ import { infoAnswer, type InfoAnswer } from './node-answers.ts';
 
 /** How long one HTTP call may take. */
 export const NODE_CALL_TIMEOUT_MS = 15_000;
+/** How long `reachable` waits for a connection. */
+export const NODE_PROBE_TIMEOUT_MS = 5_000;
 /** Largest answer read from the node. */
 export const NODE_ANSWER_BYTES_MAX = 4 * 1024 * 1024;
 
@@ -47,6 +50,32 @@ export class NodeClient {
 
   constructor(url: string) {
     this.url = url.replace(/\/+$/, '');
+  }
+
+  /**
+   * Whether the node's host takes a TCP connection (closed at once): null when it does, else why
+   * not. A call that needs a key opened first (the account's, from the secure element) asks this
+   * before opening it, so that a node that is down costs no secure element start.
+   */
+  reachable(): Promise<string | null> {
+    let url: URL;
+    try {
+      url = new URL(this.url);
+    } catch {
+      return Promise.resolve(`${this.url} is not a URL`);
+    }
+    const port = Number(url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : url.port);
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    return new Promise((done) => {
+      const socket = connect({ host, port, timeout: NODE_PROBE_TIMEOUT_MS });
+      const end = (why: string | null) => {
+        socket.destroy();
+        done(why);
+      };
+      socket.once('connect', () => end(null));
+      socket.once('timeout', () => end(`no connection within ${NODE_PROBE_TIMEOUT_MS / 1000} s`));
+      socket.once('error', (e: Error) => end(e.message));
+    });
   }
 
   /** GET /v1/info. @throws TallyError DECODE_FAILED for a malformed answer */

@@ -111,6 +111,11 @@ export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends C
   /** Runs one journal step (from `resume`). */
   protected abstract runStep(step: Step): Promise<unknown>;
 
+  /** Whether this wallet's SE process has been started and still runs. */
+  get secureElementRunning(): boolean {
+    return this.seHost !== null && this.seHost.alive;
+  }
+
   /** The wallet's name. */
   get name(): string {
     return this.data.name;
@@ -121,10 +126,11 @@ export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends C
     return this.book.snapshot();
   }
 
-  /** Stops the SE process, closes the store and frees the lock. */
+  /** Records what the SE reports of itself (when it ran), stops the SE process, closes the store and frees the lock. */
   async close(): Promise<void> {
     try {
       for (const host of this.keySlotHosts.splice(0)) await host.close();
+      if (this.seHost !== null && this.seHost.alive) await this.recordReport(this.seHost);
       if (this.seHost !== null) await this.seHost.close();
     } finally {
       this.seHost = null;
@@ -150,6 +156,8 @@ export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends C
 
   private async startSe(): Promise<IsolatedHost<S, C>> {
     const { spec, suite } = this.secureElementSpec();
+    // From here on the SE may change: what it last reported is no longer known to hold.
+    if (this.book.seReport() !== null) this.book.recordSeReport(null);
     try {
       this.seHost = await startSecureElement(spec, this.paths, false, suite);
       return this.seHost;
@@ -161,6 +169,41 @@ export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends C
         e.details,
         { cause: e },
       );
+    }
+  }
+
+  /**
+   * What the scheme's SE says of itself for `tally wallet balance` (its balance and limits, JSON),
+   * asked when a session that ran the SE ends; undefined (the default): nothing is recorded.
+   */
+  protected reportOfSecureElement(_host: IsolatedHost<S, C>): Promise<unknown> {
+    return Promise.resolve(undefined);
+  }
+
+  /**
+   * What the SE reported of itself when the last session that ran it ended, decoded by `codec`, or
+   * null: there was no such session, the SE has run since (a start removes the record before the
+   * first command, so a session cut short leaves none), or the record is of another device.
+   * wallet.db is the wallet's own untrusted storage: the record is a display, never a check.
+   */
+  protected recordedReport<T>(codec: Codec<T>): { at: number; report: T } | null {
+    const record = this.book.seReport();
+    if (record === null || this.data.device === null || record.device !== this.data.device.keyId) return null;
+    try {
+      return { at: record.at, report: codec.decode(JSON.parse(record.report), 'secure element report') };
+    } catch {
+      return null;
+    }
+  }
+
+  private async recordReport(host: IsolatedHost<S, C>): Promise<void> {
+    const device = this.data.device;
+    if (device === null) return;
+    try {
+      const report = await this.reportOfSecureElement(host);
+      if (report !== undefined) this.book.recordSeReport({ device: device.keyId, at: Date.now(), report: JSON.stringify(report) });
+    } catch {
+      // Nothing recorded: the next balance asks the SE.
     }
   }
 
@@ -332,8 +375,11 @@ export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends C
     return { provider: nodeProvider, verify: (certificate: Uint8Array): PublicKey => this.verifyCertificate(certificate, ['user']).subject };
   }
 
-  /** The account's online balance, or null with the reason when the node is unreachable. */
-  protected onlineBalanceWith(user: Signer): Promise<{ balance: string | null; error?: string }> {
+  /**
+   * The account's online balance, or null with the reason when the node is unreachable; the signer
+   * is asked for only once the node answers a connection (opening the account key may start the SE).
+   */
+  protected onlineBalanceWith(user: () => Promise<Signer>): Promise<{ balance: string | null; error?: string }> {
     return onlineBalanceOf(this.node, user, this.data.user.account);
   }
 

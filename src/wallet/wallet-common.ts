@@ -133,9 +133,11 @@ export function isNodeRefusal(e: unknown): e is TallyError<'NODE_REFUSED'> {
 }
 
 /** The account's online balance, or null with the reason when the node is unreachable. */
-export async function onlineBalanceOf(node: NodeClient, user: Signer, account: string): Promise<{ balance: string | null; error?: string }> {
+export async function onlineBalanceOf(node: NodeClient, user: () => Promise<Signer>, account: string): Promise<{ balance: string | null; error?: string }> {
+  const down = await node.reachable();
+  if (down !== null) return { balance: null, error: `cannot reach the issuer node at ${node.url} (${down}); is it running? (tally node start)` };
   try {
-    const answer = await node.signed(user, 'GET', `/v1/accounts/${account}`, { answer: accountAnswer });
+    const answer = await node.signed(await user(), 'GET', `/v1/accounts/${account}`, { answer: accountAnswer });
     return { balance: answer.body.balance };
   } catch (e) {
     if (isTallyError(e, 'NODE_UNREACHABLE')) return { balance: null, error: e.message };

@@ -211,7 +211,8 @@ export abstract class DotmWalletOnline extends DotmWalletBase {
   /** Online balance from the node, or null with the reason when it is unreachable. */
   async onlineBalance(): Promise<{ balance: string | null; error?: string }> {
     if (!this.unlocked) return { balance: null, error: 'the account key is sealed; give the payment password to ask the node' };
-    return this.onlineBalanceWith(this.user);
+    const user = this.user;
+    return this.onlineBalanceWith(() => Promise.resolve(user));
   }
 
   /** Online and offline balances, and the blocks the SE holds. */

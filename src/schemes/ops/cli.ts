@@ -67,14 +67,16 @@ export const opsCli: CliPart = {
         await wallet.close();
       }
     },
+    // No SE prestarted: the offline figures are usually the SE's last report, and the online one
+    // opens the account key (from the SE) only when the node takes a connection.
     balance: (context) =>
-      withWalletAndSe(context, async (wallet) => {
+      withWallet(context, async (wallet) => {
         const resumed = await wallet.resume();
         const b = await wallet.balance();
         const c = wallet.currency.code;
         const lines = [
           `online:  ${b.online === null ? `unknown (${b.onlineError ?? 'node unreachable'})` : `${b.online} ${c}`}`,
-          ...(b.offline === null ? [] : [`offline: ${b.offline} ${c} (holding limit ${b.holdingLimit} ${c}, ${b.offlinePaymentsLeft} offline payments left before a sync)`]),
+          ...(b.offline === null ? [] : [`offline: ${b.offline} ${c} (holding limit ${b.holdingLimit} ${c}, ${b.offlinePaymentsLeft} offline payments left before a sync${b.offlineAsOf === undefined ? '' : `; as the secure element reported when it last ran, ${b.offlineAsOf}`})`]),
           `incoming: ${b.incoming} ${c} accepted, not yet ${wallet.hasSecureElement ? 'collected' : 'claimed'}`,
           ...(b.pendingSteps > 0 ? [`unfinished steps: ${b.pendingSteps} (${resumed.waiting.map((w) => `${w.kind}: ${w.why}`).join('; ')})`] : []),
           ...endedLines(resumed.ended),

@@ -7,8 +7,8 @@ import { fromBase64url, fromHex, toBase64url, toHex } from '../../core/bytes.ts'
 import type { Signer } from '../../core/crypto/suite.ts';
 import { TallyError } from '../../core/errors.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
-import { record } from '../../core/codec.ts';
-import { base64urlText, keyIdHex } from '../../core/fields.ts';
+import { record, uint, type Infer } from '../../core/codec.ts';
+import { base64urlText, decimalText, keyIdHex } from '../../core/fields.ts';
 import { keyId } from '../../pki/key-id.ts';
 import {
   measureTrustedApp,
@@ -128,11 +128,25 @@ export interface CreateOptions {
   progress?: (line: string) => void;
 }
 
+/** What the secure element's `status` said at the end of the last session that ran it (minor units as decimal text), kept for `balance`. */
+export const seStatusReport = record({
+  balance: decimalText({ digits: 20 }),
+  holdingLimit: decimalText({ digits: 20 }),
+  offlinePaymentsMax: uint({ max: 2 ** 32 }),
+  unsyncedPayments: uint({ max: 2 ** 32 }),
+});
+export type SeStatusReport = Infer<typeof seStatusReport>;
+
 /** What Wallet.balance reports (decimal strings). */
 export interface BalanceReport {
   online: string | null;
   onlineError?: string;
   offline: string | null;
+  /**
+   * When the offline figures are what the secure element reported at the end of its last session
+   * (ISO time), not asked now: its state changes only while it runs, and a start removes the record.
+   */
+  offlineAsOf?: string;
   /** Accepted payments not yet collected or claimed. */
   incoming: string;
   holdingLimit?: string;

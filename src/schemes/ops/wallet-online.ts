@@ -21,7 +21,7 @@ import {
   withdrawConfirmationWire,
   type WithdrawConfirmation,
 } from './messages.ts';
-import { OpsWalletBase, OPS_TA, STAGED_DEVICE, provisionDevice, CLAIM_BATCH_MAX, CURABLE_REFUSALS, type BalanceReport, type PendingStep } from './wallet-base.ts';
+import { OpsWalletBase, OPS_TA, STAGED_DEVICE, provisionDevice, CLAIM_BATCH_MAX, CURABLE_REFUSALS, type BalanceReport, type OpsSecureElement, type PendingStep, seStatusReport, type SeStatusReport } from './wallet-base.ts';
 
 /**
  * An OPS wallet's online steps: deposit (Figure 5) and withdraw (Figure 6), claim (Figure 9), sync,
@@ -356,10 +356,20 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
 
   /** Online balance from the node, or null with the reason when it is unreachable. */
   async onlineBalance(): Promise<{ balance: string | null; error?: string }> {
-    return this.onlineBalanceWith(await this.accountSigner());
+    return this.onlineBalanceWith(() => this.accountSigner());
   }
 
-  /** Online (from the node, when reachable) and offline (from the SE) balances. */
+  /** What `balance` keeps of the SE's status at the end of a session (see WalletShell.recordedReport). */
+  protected override async reportOfSecureElement(host: OpsSecureElement): Promise<SeStatusReport> {
+    const s = await host.call('status', {});
+    return { balance: s.balance.toString(), holdingLimit: s.holdingLimit.toString(), offlinePaymentsMax: s.offlinePaymentsMax, unsyncedPayments: s.unsyncedPayments };
+  }
+
+  /**
+   * Online (from the node, when it takes a connection) and offline balances. The offline figures
+   * are what the SE reported at the end of its last session when nothing has run it since (no SE
+   * is started for them), else the SE is asked.
+   */
   async balance(): Promise<BalanceReport> {
     // The node's answer and the secure element's start overlap. A refusal from the node still wins,
     // as when the node was asked first: the secure element's error is thrown only if the node's
@@ -367,11 +377,19 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
     const asked = this.onlineBalance();
     asked.catch(() => undefined);
     let status: { balance: bigint; holdingLimit: bigint; offlinePaymentsMax: number; unsyncedPayments: number } | null = null;
-    try {
-      if (this.data.device !== null) status = await (await this.se()).call('status', {});
-    } catch (e) {
-      await asked;
-      throw e;
+    let asOf: number | undefined;
+    const recorded = this.data.device === null ? null : this.recordedReport(seStatusReport);
+    if (recorded !== null) {
+      const r = recorded.report;
+      status = { balance: BigInt(r.balance), holdingLimit: BigInt(r.holdingLimit), offlinePaymentsMax: r.offlinePaymentsMax, unsyncedPayments: r.unsyncedPayments };
+      asOf = recorded.at;
+    } else {
+      try {
+        if (this.data.device !== null) status = await (await this.se()).call('status', {});
+      } catch (e) {
+        await asked;
+        throw e;
+      }
     }
     const online = await asked;
     const incoming = this.acceptedInbox().reduce((sum, e) => sum + BigInt(e.amount), 0n);
@@ -380,8 +398,10 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
       report.offline = this.format(status.balance);
       report.holdingLimit = this.format(status.holdingLimit);
       report.offlinePaymentsLeft = Math.max(0, status.offlinePaymentsMax - status.unsyncedPayments);
+      if (asOf !== undefined) report.offlineAsOf = new Date(asOf).toISOString();
     }
     return report;
   }
+
 
 }

@@ -6,6 +6,7 @@
  * the factory step refused for an unenrolled home.
  */
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import { mkdtemp, readdir, readFile, rm, writeFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +18,7 @@ import { enrollOem } from '../../wallet/factory.ts';
 import { walletDir, walletPaths } from '../../wallet/home.ts';
 import { NodeClient } from '../../wallet/node-client.ts';
 import { auditAnswer } from '../../wallet/node-answers.ts';
+import { STORE_FILES } from '../../wallet/store/open.ts';
 import { editWalletFile, readWalletFile, toLegacyFolder } from '../../wallet/store/test-wallet-file.ts';
 import { fromBase64url, toBase64url, toHex } from '../../core/bytes.ts';
 import { signerFromSecret } from '../../core/crypto/suite.ts';
@@ -354,5 +356,95 @@ describe('the account key at rest', () => {
     }
     assert.deepEqual(await heldSecret('legacy'), secret);
     assert.equal(await exposed(dir, secret), false, 'neither the store nor the backup of wallet.json holds it in the clear');
+  });
+});
+
+describe('the balance without a secure element start', () => {
+  /** Runs `edit` on the wallet's store (the wallet closed). */
+  function editStore(name: string, edit: (db: Database.Database) => void): void {
+    const db = new Database(join(walletDir(home, name), STORE_FILES.store), { fileMustExist: true });
+    try {
+      edit(db);
+    } finally {
+      db.close();
+    }
+  }
+  const reportOf = (name: string): unknown => {
+    let value: unknown;
+    editStore(name, (db) => {
+      value = db.prepare("SELECT value FROM meta WHERE key = 'se-report'").pluck().get();
+    });
+    return value;
+  };
+
+  test('after a session the SE\'s report is recorded and balance shows it; a start removes it; a session cut short leaves none', { timeout: 60_000 }, async () => {
+    const base = await float();
+    let w = await create();
+    await mint(w, '30.00');
+    await w.deposit('20.00');
+    w = await reopen(w);
+    const quiet = await w.balance();
+    assert.equal(quiet.offline, '20.00');
+    assert.equal(quiet.holdingLimit !== undefined, true);
+    assert.equal(typeof quiet.offlineAsOf, 'string');
+    assert.equal(quiet.online, '10.00', 'the node answered (the account key was opened for it, from the SE)');
+
+    // The SE starts: the record goes before its first command. A deposit, then the SE dies.
+    await w.se();
+    assert.equal(reportOf(w.name), undefined, 'no record while the SE may change');
+    await w.deposit('5.00');
+    await (await w.se()).kill();
+    w = await reopen(w);
+    assert.equal(reportOf(w.name), undefined, 'a session cut short records nothing');
+    const asked = await w.balance();
+    assert.equal(asked.offline, '25.00');
+    assert.equal(asked.offlineAsOf, undefined, 'no record: the SE was asked');
+    w = await reopen(w);
+    const recorded = await w.balance();
+    assert.equal(recorded.offline, '25.00');
+    assert.equal(typeof recorded.offlineAsOf, 'string');
+    await checkConservation(base, [w], 0n);
+  });
+
+  test('a record of another device, or a damaged one, is not shown: the SE is asked', { timeout: 60_000 }, async () => {
+    let w = await create();
+    await mint(w, '10.00');
+    await w.deposit('3.00');
+    await w.close();
+    opened.delete(w);
+    const original = reportOf(w.name);
+    assert.equal(typeof original, 'string');
+    const forged = { ...(JSON.parse(original as string) as Record<string, unknown>), device: 'ab'.repeat(32), report: JSON.stringify({ balance: '99900', holdingLimit: '30000', offlinePaymentsMax: 50, unsyncedPayments: 0 }) };
+    for (const value of [JSON.stringify(forged), JSON.stringify({ ...(JSON.parse(original as string) as Record<string, unknown>), report: '{"balance":"-1"}' })]) {
+      editStore(w.name, (db) => db.prepare("UPDATE meta SET value = ? WHERE key = 'se-report'").run(value));
+      w = await Wallet.open(home, w.name);
+      opened.add(w);
+      const b = await w.balance();
+      assert.equal(b.offline, '3.00');
+      assert.equal(b.offlineAsOf, undefined, 'the SE was asked');
+      await w.close();
+      opened.delete(w);
+    }
+  });
+
+  test('with the node down, balance opens no account key and starts no SE', { timeout: 60_000 }, async () => {
+    let w = await create();
+    await mint(w, '10.00');
+    await w.deposit('4.00');
+    await w.close();
+    opened.delete(w);
+    // Port 1 on the loopback refuses connections.
+    editStore(w.name, (db) => {
+      const header = JSON.parse(db.prepare("SELECT value FROM meta WHERE key = 'header'").pluck().get() as string) as Record<string, unknown>;
+      db.prepare("UPDATE meta SET value = ? WHERE key = 'header'").run(JSON.stringify({ ...header, node: 'http://127.0.0.1:1' }));
+    });
+    w = await Wallet.open(home, w.name);
+    opened.add(w);
+    const b = await w.balance();
+    assert.equal(b.online, null);
+    assert.match(b.onlineError ?? '', /cannot reach the issuer node at http:\/\/127\.0\.0\.1:1 \(connect ECONNREFUSED/);
+    assert.equal(b.offline, '4.00');
+    assert.equal(typeof b.offlineAsOf, 'string');
+    assert.equal(w.secureElementRunning, false);
   });
 });

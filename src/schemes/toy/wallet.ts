@@ -100,7 +100,7 @@ export class ToyWallet extends WalletShell<LoadStep, ToySlot, PurseState, ToyCom
 
   /** The online balance and the purse's. */
   async balance(): Promise<{ online: string | null; offline: string; spent: string }> {
-    const online = await this.onlineBalanceWith(await this.accountSigner());
+    const online = await this.onlineBalanceWith(() => this.accountSigner());
     const purse = await (await this.startedSe()).call('balance', {});
     return { online: online.balance, offline: this.format(purse.balance), spent: purse.spent.toString() };
   }

@@ -80,12 +80,28 @@ export const retiredCodec = record({
   released: optional(boolean),
 });
 
+/** Longest report a secure element gives of itself (JSON). */
+export const SE_REPORT_CHARS_MAX = 16 * 1024;
+
+/**
+ * What the wallet's secure element last said of itself (its balance and limits, as its scheme
+ * words them: JSON text), the device that said it, and when: written when a session with the SE
+ * ends, removed before the SE next starts (see WalletShell).
+ */
+export const seReportCodec = record({
+  device: text({ min: 1, max: 128 }),
+  at: timestampMs,
+  report: text({ min: 2, max: SE_REPORT_CHARS_MAX }),
+});
+
 /** A received payment, as the payee's log keeps it (wallet-data.ts's InboxEntry). */
 export type InboxEntry = Infer<typeof inboxEntryCodec>;
 /** A payment this wallet made (wallet-data.ts's SentEntry). */
 export type SentEntry = Infer<typeof sentEntryCodec>;
 /** A retired secure element. */
 export type RetiredEntry = Infer<typeof retiredCodec>;
+/** What the secure element last reported of itself (see seReportCodec). */
+export type SeReport = Infer<typeof seReportCodec>;
 
 /** A line of history. */
 export const historyEventCodec = record({

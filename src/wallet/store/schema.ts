@@ -1,6 +1,6 @@
 /** The store's tables, the statements a store runs on them, and the writes of a step. */
 import type Database from 'better-sqlite3';
-import type { HistoryEvent, InboxEntry, RetiredEntry, SentEntry } from './records.ts';
+import type { HistoryEvent, InboxEntry, RetiredEntry, SentEntry, SeReport } from './records.ts';
 
 /** The tables (see docs/wallet-store.md). */
 export const SCHEMA = `
@@ -42,6 +42,7 @@ export function statements(db: Database.Database) {
     historyLast: db.prepare('SELECT body FROM (SELECT seq, body FROM history ORDER BY seq DESC LIMIT ?) ORDER BY seq').pluck(),
     meta: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
     setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
+    dropMeta: db.prepare('DELETE FROM meta WHERE key = ?'),
   };
 }
 
@@ -61,6 +62,8 @@ export interface StoreTx {
   putRetired(entry: RetiredEntry): void;
   /** Replaces the revocation list. */
   setCrl(crl: string | null): void;
+  /** Replaces what the secure element last reported of itself, or removes it (null). */
+  setSeReport(report: SeReport | null): void;
   /** Replaces the scheme's slot (JSON). */
   setSlot(slot: unknown): void;
   /** Appends a history line. */

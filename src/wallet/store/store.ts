@@ -10,8 +10,8 @@ import { closeSync, openSync, statSync } from 'node:fs';
 import { requirePrivateMode } from '../../host/files.ts';
 import { TallyError } from '../../core/errors.ts';
 import type { Codec } from '../../core/codec.ts';
-import { certificatesCodec, CRL_CHARS_MAX, headerCodec, historyEventCodec, inboxEntryCodec, pendingStepCodec, retiredCodec, sentEntryCodec } from './records.ts';
-import type { HistoryEvent, InboxEntry, PendingStep, RetiredEntry, SentEntry, StoreCertificates, StoreHeader } from './records.ts';
+import { certificatesCodec, CRL_CHARS_MAX, headerCodec, historyEventCodec, inboxEntryCodec, pendingStepCodec, retiredCodec, sentEntryCodec, seReportCodec } from './records.ts';
+import type { HistoryEvent, InboxEntry, PendingStep, RetiredEntry, SentEntry, SeReport, StoreCertificates, StoreHeader } from './records.ts';
 import { base64urlText, nullable } from '../../core/fields.ts';
 import { SCHEMA, statements, type StoreCounts, type StoreTx } from './schema.ts';
 
@@ -241,6 +241,10 @@ export class WalletStore {
         nullable(base64urlText({ max: CRL_CHARS_MAX })).decode(crl, 'crl');
         s.setMeta.run('crl', JSON.stringify(crl));
       },
+      setSeReport: (report) => {
+        if (report === null) s.dropMeta.run('se-report');
+        else s.setMeta.run('se-report', JSON.stringify(seReportCodec.decode(report, 'secure element report')));
+      },
       setSlot: (slot) => {
         const json = JSON.stringify(slot);
         if (json === undefined || json.length > SLOT_CHARS_MAX) throw new TallyError('TOO_LARGE', `the wallet's scheme slot is over ${SLOT_CHARS_MAX} characters`, { what: 'slot', size: json?.length ?? 0, max: SLOT_CHARS_MAX });
@@ -273,6 +277,11 @@ export class WalletStore {
   /** The revocation list (base64url) or null. @throws TallyError STATE_CORRUPT */
   crl(): string | null {
     return this.metaValue('crl', nullable(base64urlText({ max: CRL_CHARS_MAX })));
+  }
+
+  /** What the secure element last reported of itself, or null when there is no such record (never written, or removed when the SE started). @throws TallyError STATE_CORRUPT */
+  seReport(): SeReport | null {
+    return this.stmts.meta.get('se-report') === undefined ? null : this.metaValue('se-report', seReportCodec);
   }
 
   /** The scheme's slot, decoded by the scheme's own codec. @throws TallyError STATE_CORRUPT */
