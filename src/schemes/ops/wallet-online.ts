@@ -378,7 +378,7 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
     asked.catch(() => undefined);
     let status: { balance: bigint; holdingLimit: bigint; offlinePaymentsMax: number; unsyncedPayments: number } | null = null;
     let asOf: number | undefined;
-    const recorded = this.data.device === null ? null : this.recordedReport(seStatusReport);
+    const recorded = this.data.device === null ? null : await this.recordedReport(seStatusReport);
     if (recorded !== null) {
       const r = recorded.report;
       status = { balance: BigInt(r.balance), holdingLimit: BigInt(r.holdingLimit), offlinePaymentsMax: r.offlinePaymentsMax, unsyncedPayments: r.unsyncedPayments };
