@@ -197,6 +197,8 @@ export interface SchemeVerb extends Help {
   /** Positionals after NAME. */
   readonly positionals: readonly string[];
   readonly flags: NonNullable<ParseArgsConfig['options']>;
+  /** The verb runs the wallet's secure element: its process is started before the wallet is read. */
+  readonly secureElement?: boolean;
   readonly run: WalletVerbHandler;
 }
 

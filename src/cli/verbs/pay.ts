@@ -6,6 +6,7 @@ import type { ShellVerbSpec } from './wallet-verb.ts';
 export const pay: ShellVerbSpec = {
   words: 'pay',
   verb: 'pay',
+  secureElement: true,
   usage: 'tally pay NAME REQUEST [--payee KEYID] [--again] [--home DIR] [--json]\ntally pay NAME --connect HOST:PORT [--expect AMOUNT] [--timeout SECONDS] [--home DIR] [--json]',
   summary:
     'Payer, offline: pays a request token (wallets of schemes with token payments) or a payee waiting with `tally receive` over TCP + Noise (--connect, wallets of schemes with link payments).',

@@ -6,6 +6,7 @@ import type { ShellVerbSpec } from './wallet-verb.ts';
 export const receive: ShellVerbSpec = {
   words: 'receive',
   verb: 'receive',
+  secureElement: true,
   usage: 'tally receive NAME AMOUNT --listen PORT [--host 127.0.0.1] [--memo TEXT] [--timeout SECONDS] [--home DIR] [--json]',
   summary: 'Payee, offline: waits for one payer (`tally pay NAME --connect HOST:PORT`) over TCP + Noise and takes AMOUNT.',
   options: [

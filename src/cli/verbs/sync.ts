@@ -6,6 +6,7 @@ import type { ShellVerbSpec } from './wallet-verb.ts';
 export const sync: ShellVerbSpec = {
   words: 'sync',
   verb: 'sync',
+  secureElement: true,
   usage: 'tally sync NAME [--home DIR] [--json]',
   summary: "Sends the secure element's signed report of offline payments to the node, applies its answer and fetches the revocation list; needs the node.",
   options: [HOME_OPTION, JSON_OPTION],

@@ -6,6 +6,7 @@ import type { ShellVerbSpec } from './wallet-verb.ts';
 export const walletDeposit: ShellVerbSpec = {
   words: 'wallet deposit',
   verb: 'deposit',
+  secureElement: true,
   usage: 'tally wallet deposit NAME AMOUNT [--blocks N] [--home DIR] [--json]',
   summary: 'Moves AMOUNT from the online account into the secure element (online to offline); needs the node.',
   options: [HOME_OPTION, JSON_OPTION],

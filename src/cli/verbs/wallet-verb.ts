@@ -10,7 +10,7 @@ import type { Scheme } from '../../schemes/index.ts';
 import { resolveHome } from '../../wallet/home.ts';
 import type { Capability } from '../../wallet/plugin.ts';
 import { readWalletData } from '../../wallet/wallet-common.ts';
-import { common, UsageError, type Help, type Verb, type VerbIo, type WalletVerbHandler, type WalletVerbName } from '../plugin.ts';
+import { common, prestartSecureElement, UsageError, type Help, type Verb, type VerbIo, type WalletVerbHandler, type WalletVerbName } from '../plugin.ts';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
@@ -22,6 +22,8 @@ export interface ShellVerbSpec extends Help {
   /** Positionals after NAME; a trailing `?` marks an optional one. */
   readonly positionals: readonly string[];
   readonly flags: Options;
+  /** The verb runs the wallet's secure element (for a wallet that has one): its process is started before the wallet is read (see prestartSecureElement). */
+  readonly secureElement?: boolean;
   /** What a wallet must be able to do for it (from the parsed flags and positionals); none: every wallet. */
   capability?(values: Readonly<Record<string, unknown>>, args: readonly string[]): Capability | null;
   /** Usage checks on the parsed flags and positionals. @throws UsageError */
@@ -69,6 +71,16 @@ export async function schemeOfWallet(schemes: readonly Scheme[], home: string, n
   return scheme;
 }
 
+/**
+ * Starts a secure element process at once, for a verb that will run the wallet's SE: Node's start
+ * and the process's code load overlap with this process loading the verb and reading the wallet.
+ * The process serves whichever trusted app the wallet's first command opens; one left unused (a
+ * wallet without an SE, a refusal before any SE command) exits with this process.
+ */
+function prestartEarly(): void {
+  prestartSecureElement().catch(() => undefined);
+}
+
 /** Refuses a flag that only other schemes declare. */
 function refuseForeignFlags(values: Readonly<Record<string, unknown>>, scheme: Scheme, foreign: ReadonlyMap<string, string[]>, ownOf: (s: Scheme) => Options): void {
   const own = ownOf(scheme);
@@ -107,6 +119,7 @@ export function shellVerb(spec: ShellVerbSpec, schemes: readonly Scheme[], needs
       const { values, args } = parsed(argv, { ...spec.flags, ...extra.options }, ['NAME', ...spec.positionals]);
       const [name, ...rest] = args as [string, ...string[]];
       spec.check?.(values, rest);
+      if (spec.secureElement === true) prestartEarly();
       const home = resolveHome(typeof values['home'] === 'string' ? values['home'] : undefined, io.env);
       const scheme = await schemeOfWallet(schemes, home, name);
       refuseForeignFlags(values, scheme, extra.owners, ownOf);
@@ -133,6 +146,7 @@ export function schemeVerb(words: string, schemes: readonly Scheme[], needs: () 
     async run(argv: string[], io: VerbIo) {
       const { values, args } = parsed(argv, extra.options, ['NAME', ...first.positionals]);
       const [name, ...rest] = args as [string, ...string[]];
+      if (owners.some((s) => s.cli.verbs?.[words]?.secureElement === true)) prestartEarly();
       const home = resolveHome(typeof values['home'] === 'string' ? values['home'] : undefined, io.env);
       const scheme = await schemeOfWallet(schemes, home, name);
       const verb = scheme.cli.verbs?.[words];

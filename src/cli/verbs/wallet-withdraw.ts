@@ -6,6 +6,7 @@ import type { ShellVerbSpec } from './wallet-verb.ts';
 export const walletWithdraw: ShellVerbSpec = {
   words: 'wallet withdraw',
   verb: 'withdraw',
+  secureElement: true,
   usage: 'tally wallet withdraw NAME AMOUNT [--home DIR] [--json]',
   summary: 'Moves AMOUNT from the secure element back to the online account (offline to online); needs the node.',
   options: [HOME_OPTION, JSON_OPTION],

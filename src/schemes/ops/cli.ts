@@ -163,6 +163,7 @@ export const opsCli: CliPart = {
       capability: 'token-payments',
       positionals: ['AMOUNT'],
       flags: { memo: { type: 'string' } },
+      secureElement: true,
       run: (context) =>
         withWalletAndSe(context, async (wallet) => {
           const { token, request } = await wallet.request(positional(context, 0), stringFlag(context, 'memo'));
@@ -192,6 +193,7 @@ export const opsCli: CliPart = {
       capability: 'collect',
       positionals: [],
       flags: {},
+      secureElement: true,
       run: (context) =>
         withWalletAndSe(context, async (wallet) => {
           const resumed = await wallet.resume();
