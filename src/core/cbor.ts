@@ -66,8 +66,13 @@ const textEncoder = new TextEncoder();
 /** Buffers kept between calls; each is taken while in use, so a `toCbor()` that encodes gets its own. */
 let spareOut: Uint8Array | null = new Uint8Array(4096);
 const SPARE_OUT_MAX = 64 * 1024;
-/** Where a record's entries wait while they are put in order (no user code runs meanwhile). */
+/** Where a record's entries wait while they are put in order, and that order (no user code runs meanwhile). */
 let sortScratch = new Uint8Array(1024);
+const sortOrder: number[] = [];
+/** Records with more entries than this are sorted by Array.prototype.sort. */
+const INSERTION_SORT_MAX = 16;
+/** Entries shorter than this are copied byte by byte rather than through a view. */
+const SHORT_COPY_MAX = 32;
 
 class Encoder {
   buf: Uint8Array;
@@ -325,20 +330,40 @@ class Encoder {
   /** Rewrites the `count` entries that start at `bodyStart` in the order of their encoded keys. */
   sortEntries(base: number, count: number, bodyStart: number): void {
     const marks = this.marks;
-    const order: number[] = [];
-    for (let i = 0; i < count; i++) order.push(base + 2 * i);
-    order.sort((a, b) => this.compareKeys(a, b));
+    const order = sortOrder;
+    order.length = 0;
+    if (count <= INSERTION_SORT_MAX) {
+      for (let i = 0; i < count; i++) {
+        const m = base + 2 * i;
+        let j = i;
+        while (j > 0 && this.compareKeys(order[j - 1] as number, m) > 0) {
+          order[j] = order[j - 1] as number;
+          j--;
+        }
+        order[j] = m;
+      }
+    } else {
+      for (let i = 0; i < count; i++) order.push(base + 2 * i);
+      order.sort((a, b) => this.compareKeys(a, b));
+    }
     const bodyLength = this.pos - bodyStart;
     if (sortScratch.length < bodyLength) sortScratch = new Uint8Array(Math.max(bodyLength, sortScratch.length * 2));
     const scratch = sortScratch;
-    scratch.set(this.buf.subarray(bodyStart, this.pos));
+    const buf = this.buf;
+    scratch.set(buf.subarray(bodyStart, this.pos));
+    const last = base + 2 * (count - 1);
     let p = bodyStart;
-    for (const m of order) {
+    for (let i = 0; i < count; i++) {
+      const m = order[i] as number;
       // An entry runs from its key to the next entry's key (or the end of the body).
       const from = (marks[m] as number) - bodyStart;
-      const to = m + 2 < base + 2 * count ? (marks[m + 2] as number) - bodyStart : bodyLength;
-      this.buf.set(scratch.subarray(from, to), p);
-      p += to - from;
+      const to = m < last ? (marks[m + 2] as number) - bodyStart : bodyLength;
+      if (to - from <= SHORT_COPY_MAX) {
+        for (let k = from; k < to; k++) buf[p++] = scratch[k] as number;
+      } else {
+        buf.set(scratch.subarray(from, to), p);
+        p += to - from;
+      }
     }
   }
 }
