@@ -6,6 +6,7 @@
 import { decodeCbor } from '../core/cbor.ts';
 import { isTallyError, TallyError } from '../core/errors.ts';
 import { nodeProvider } from '../providers/node-crypto.ts';
+import { nodeSealing } from '../providers/node-sealing.ts';
 import { makeCounter } from './counters.ts';
 import { encodeFrame, FrameReader } from './frame.ts';
 import { InProcessHost, type HostOptions } from './host.ts';
@@ -51,6 +52,7 @@ async function openHost(request: Extract<Request, { type: 'open' }>): Promise<An
     storage: new FileStorage(request.dir),
     counter: makeCounter(request.counter),
     provider: nodeProvider,
+    sealing: nodeSealing,
     suite: request.suite,
     onCrashPoint(point) {
       // A real crash: no unwinding, no flushing, exactly what a power cut leaves behind.

@@ -14,9 +14,11 @@ import { array, bigint, record, uint } from '../core/codec.ts';
 import { randomBytes } from '../core/crypto/hash.ts';
 import { isTallyError } from '../core/errors.ts';
 import { nodeProvider } from '../providers/node-crypto.ts';
+import { nodeSealing } from '../providers/node-sealing.ts';
 import { FileCounter } from './counter-file.ts';
 import { InProcessHost, SimulatedCrash, type HostOptions } from './host.ts';
 import { deriveDeviceKeys, RECORDS_PER_GENERATION_MAX, sealEnvelope } from './sealing.ts';
+import type { SealingPrimitives } from './sealing-primitives.ts';
 import { CRASH_POINTS, type CrashPoint } from './secure-element.ts';
 import { FileStorage } from './storage-file.ts';
 import { accept, command, defineTrustedApp, reject } from './trusted-app.ts';
@@ -77,12 +79,13 @@ async function freshDir(): Promise<string> {
   return dir;
 }
 
-function options(dir: string, crashAt?: CrashPoint): HostOptions<LogState, typeof logApp.commands> {
+function options(dir: string, crashAt?: CrashPoint, sealing?: SealingPrimitives): HostOptions<LogState, typeof logApp.commands> {
   return {
     app: logApp,
     storage: new FileStorage(dir),
     counter: new FileCounter(join(dir, 'log-app.counter')),
     provider: nodeProvider,
+    sealing,
     onCrashPoint: crashAt === undefined ? undefined : (point) => {
       if (point === crashAt) throw new SimulatedCrash(point);
     },
@@ -334,5 +337,114 @@ describe('secure element records', () => {
     const version = se.version;
     await assert.rejects(se.call('add', { n: 3 }), (e) => isTallyError(e, 'TOO_LARGE'));
     assert.equal(se.version, version);
+  });
+});
+
+describe('sealing with node:crypto', () => {
+  test('a state sealed by node:crypto opens with noble and one sealed by noble opens with node:crypto, records and head alike', async () => {
+    const dir = await freshDir();
+    const requestId = randomBytes(16);
+    const node = await InProcessHost.provision(options(dir, undefined, nodeSealing));
+    await node.call('add', { n: 1 });
+    const kept = await node.call('add', { n: 2 }, { requestId });
+    await node.call('settle', { count: 1 });
+    await node.close();
+    const noble = await InProcessHost.open(options(dir));
+    assert.deepEqual(ns((await noble.call('read', {})).log), [2]);
+    assert.deepEqual(await noble.call('add', { n: 2 }, { requestId }), kept);
+    await noble.call('add', { n: 3 });
+    await noble.call('prune', { n: 2 });
+    await noble.call('add', { n: 4 });
+    await noble.close();
+    const again = await InProcessHost.open(options(dir, undefined, nodeSealing));
+    assert.deepEqual(ns((await again.call('read', {})).log), [3, 4]);
+    assert.equal((await again.call('read', {})).total, 10n);
+    await again.close();
+  });
+
+  test('a records file or head altered under node:crypto is refused as under noble', async () => {
+    const dir = await freshDir();
+    const se = await InProcessHost.provision(options(dir, undefined, nodeSealing));
+    for (const n of [1, 2, 3]) await se.call('add', { n });
+    await se.close();
+    const path = await onlyRecordsFile(dir);
+    const file = await readFile(path);
+    const head = await readFile(join(dir, 'log-app.sealed'));
+    for (const sealing of [nodeSealing, undefined]) {
+      // One bit of the last record's tag: the chain no longer matches.
+      const tampered = new Uint8Array(file);
+      tampered[tampered.length - 1] = (tampered[tampered.length - 1] as number) ^ 1;
+      await writeFile(path, tampered);
+      await assert.rejects(InProcessHost.open(options(dir, undefined, sealing)), (e) => isTallyError(e, 'STATE_CORRUPT'));
+      await writeFile(path, file);
+      const badHead = new Uint8Array(head);
+      badHead[30] = (badHead[30] as number) ^ 0x80;
+      await writeFile(join(dir, 'log-app.sealed'), badHead);
+      await assert.rejects(InProcessHost.open(options(dir, undefined, sealing)), (e) => isTallyError(e, 'STATE_CORRUPT'));
+      await writeFile(join(dir, 'log-app.sealed'), head);
+    }
+    const ok = await InProcessHost.open(options(dir, undefined, nodeSealing));
+    assert.deepEqual(ns((await ok.call('read', {})).log), [1, 2, 3]);
+    await ok.close();
+  });
+});
+
+describe('file storage records', () => {
+  test('appends through the handle kept open; a write short of the end drops what follows; a read starts afresh', async () => {
+    const dir = await freshDir();
+    const storage = new FileStorage(dir);
+    const a = randomBytes(100);
+    const b = randomBytes(50);
+    const c = randomBytes(30);
+    await storage.writeRecords('app', 1n, 0, a);
+    await storage.writeRecords('app', 1n, 100, b);
+    assert.deepEqual(await storage.readRecords('app', 1n), join_([a, b]));
+    // Rewriting from an earlier offset (an append whose commit never finished) drops the rest.
+    await storage.writeRecords('app', 1n, 100, c);
+    assert.deepEqual(await storage.readRecords('app', 1n), join_([a, c]));
+    // Something else made the file longer (a restored copy): after the read that an open makes, the write truncates it.
+    await writeFile(join(dir, 'app.1.records'), join_([a, b, b]));
+    assert.deepEqual(await storage.readRecords('app', 1n), join_([a, b, b]));
+    await storage.writeRecords('app', 1n, 150, c);
+    assert.deepEqual(await storage.readRecords('app', 1n), join_([a, b, c]));
+    // Another generation, then the first removed: writes land in the file that is named now.
+    await storage.writeRecords('app', 2n, 0, b);
+    await storage.removeRecords('app', 2n);
+    assert.deepEqual(await recordsFiles(dir), ['app.2.records']);
+    await storage.writeRecords('app', 2n, 50, c);
+    await storage.removeRecords('app', 3n);
+    assert.deepEqual(await recordsFiles(dir), []);
+    await storage.writeRecords('app', 2n, 0, a);
+    assert.deepEqual(await storage.readRecords('app', 2n), a);
+    await storage.close();
+    await storage.writeRecords('app', 2n, 100, b);
+    assert.deepEqual(await storage.readRecords('app', 2n), join_([a, b]));
+    await storage.close();
+  });
+
+  test('a host opened again on the same storage after a failed commit writes where its head says', async () => {
+    const dir = await freshDir();
+    const storage = new FileStorage(dir);
+    let crash: CrashPoint | null = null;
+    const opts: HostOptions<LogState, typeof logApp.commands> = {
+      ...options(dir),
+      storage,
+      onCrashPoint: (point) => {
+        if (point === crash) throw new SimulatedCrash(point);
+      },
+    };
+    const se = await InProcessHost.provision(opts);
+    await se.call('add', { n: 1 });
+    // The record of n: 2 is written and the head is not renamed: the file holds a record past the head's count.
+    crash = 'after-write';
+    await assert.rejects(se.call('add', { n: 2 }), (e) => e instanceof SimulatedCrash);
+    crash = null;
+    const again = await InProcessHost.open(opts);
+    assert.deepEqual(ns((await again.call('read', {})).log), [1]);
+    await again.call('add', { n: 3 });
+    await again.close();
+    const last = await InProcessHost.open(options(dir));
+    assert.deepEqual(ns((await last.call('read', {})).log), [1, 3]);
+    await last.close();
   });
 });

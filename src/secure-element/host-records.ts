@@ -122,7 +122,7 @@ export function prepareAppend<S>(
     state[name] = added === undefined ? kept : kept.concat(decodeEntries(app, name, added, kept.length));
   }
   const sealed = sealRecord(keys, app.name, records.generation, records.count, plain);
-  const next: RecordsAt = { generation: records.generation, count: records.count + 1, digest: chainRecord(records.digest, sealed), bytes: records.bytes + 4 + sealed.length };
+  const next: RecordsAt = { generation: records.generation, count: records.count + 1, digest: chainRecord(records.digest, sealed, keys.sealing), bytes: records.bytes + 4 + sealed.length };
   checkSize('records file', next.bytes, RECORDS_FILE_BYTES_MAX, { label: `the records of ${app.name}` });
   const head: Envelope = { format: 2, app: app.name, version, state: core, records: refOf(next) };
   checkSize('sealed state', core.length + 256, SEALED_STATE_BYTES_MAX, { label: `the state of ${app.name} after this command` });
@@ -143,7 +143,7 @@ export function prepareSnapshot<S, C extends CommandTable<S>>(
   const state = decodeCore(app, at.core) as Record<string, unknown>;
   for (const name of Object.keys(app.logs ?? {})) state[name] = decodeEntries(app, name, decoded.logs[name] ?? [], 0);
   const sealed = sealRecord(keys, app.name, at.generation, 0, plain);
-  const records: RecordsAt = { generation: at.generation, count: 1, digest: chainRecord(chainStart(app.name, at.generation), sealed), bytes: 4 + sealed.length };
+  const records: RecordsAt = { generation: at.generation, count: 1, digest: chainRecord(chainStart(app.name, at.generation, keys.sealing), sealed, keys.sealing), bytes: 4 + sealed.length };
   const head: Envelope = { format: 2, app: app.name, version: at.version, state: at.core, records: refOf(records) };
   return { framed: frameRecords([sealed]), sealedHead: sealEnvelope(keys, head), state: state as S, records };
 }
@@ -167,8 +167,8 @@ export async function openRecords<S, C extends CommandTable<S>>(options: HostOpt
   if (file.length > RECORDS_FILE_BYTES_MAX) throw corrupt('records too large', `take ${file.length} bytes, over ${RECORDS_FILE_BYTES_MAX}`);
   const framed = unframeRecords(file, ref.count);
   if (framed === null) throw rollback(countWhole(file));
-  let digest = chainStart(app.name, ref.generation);
-  for (const sealed of framed.records) digest = chainRecord(digest, sealed);
+  let digest = chainStart(app.name, ref.generation, keys.sealing);
+  for (const sealed of framed.records) digest = chainRecord(digest, sealed, keys.sealing);
   if (!equalBytes(digest, ref.digest)) throw corrupt('records chain', 'do not match the chain their sealed state commits to');
 
   const raw: Record<string, unknown[]> = {};

@@ -4,7 +4,6 @@
  * the app's own codecs. Also the environment a command runs in.
  */
 import { decodeCbor, encodeCbor } from '../core/cbor.ts';
-import { randomBytes } from '../core/crypto/hash.ts';
 import { assert } from '../core/assert.ts';
 import { checkSize, TallyError } from '../core/errors.ts';
 import type { HostOptions } from './host.ts';
@@ -57,6 +56,6 @@ export function makeEnv<S, C extends CommandTable<S>>(options: HostOptions<S, C>
     provider: options.provider,
     deviceId: keys.deviceId,
     signer: (label, labelSuite) => keys.signer(options.app.name, label, labelSuite ?? suite),
-    random: (length) => randomBytes(length),
+    random: (length) => keys.sealing.randomBytes(length),
   };
 }

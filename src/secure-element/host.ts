@@ -38,6 +38,7 @@ import {
 import { logsOf, makeEnv, splitState } from './host-state.ts';
 import type { CallOptions, CrashPoint, SecureElement } from './secure-element.ts';
 import { deriveDeviceKeys, MASTER_SECRET_BYTES, OUTBOX_ENTRIES_MAX, openEnvelope, RECORDS_PER_GENERATION_MAX, REQUEST_ID_BYTES, type DeviceKeys, type OutboxEntry } from './sealing.ts';
+import type { SealingPrimitives } from './sealing-primitives.ts';
 import type { SecureStorage } from './storage.ts';
 import { findCommand, type CommandTable, type InputOf, type OutputOf, type TrustedApp } from './trusted-app.ts';
 
@@ -57,6 +58,8 @@ export interface HostOptions<S, C extends CommandTable<S>> {
   storage: SecureStorage;
   counter: MonotonicCounter;
   provider: CryptoProvider;
+  /** What the host seals, hashes and draws randomness with (default: noble; a Node host passes node:crypto's). */
+  sealing?: SealingPrimitives | undefined;
   /** Suite of keys the app derives when it names none (default ed25519). */
   suite?: SuiteName | undefined;
   /** Called at each crash point of a commit; a test makes it throw (or kill the process). */
@@ -108,7 +111,7 @@ export class InProcessHost<S, C extends CommandTable<S>> implements SecureElemen
       master = randomBytes(MASTER_SECRET_BYTES);
       await storage.createMaster(master);
     }
-    const keys = deriveDeviceKeys(master, options.provider);
+    const keys = deriveDeviceKeys(master, options.provider, options.sealing);
     const base = await counter.open();
     const first = app.init(makeEnv(options, keys));
     const version = base + 1n;
@@ -135,7 +138,7 @@ export class InProcessHost<S, C extends CommandTable<S>> implements SecureElemen
     if (master === null) {
       throw new TallyError('SE_NOT_PROVISIONED', `no secure element in ${storage.location}: provision it first`, { path: storage.location });
     }
-    const keys = deriveDeviceKeys(master, options.provider);
+    const keys = deriveDeviceKeys(master, options.provider, options.sealing);
     await storage.discardTemp(app.name);
     const sealed = await storage.readState(app.name);
     if (sealed === null) {
@@ -185,6 +188,7 @@ export class InProcessHost<S, C extends CommandTable<S>> implements SecureElemen
   async close(): Promise<void> {
     await this.queue;
     this.broken ??= 'closed';
+    await this.options.storage.close?.();
     await this.options.counter.close();
   }
 
@@ -195,7 +199,7 @@ export class InProcessHost<S, C extends CommandTable<S>> implements SecureElemen
     const { app } = this.options;
     const spec = findCommand(app, name);
     const input = spec.input.decode(decodeCbor(inputBytes), `${name}.input`);
-    const requestId = requestIdIn === undefined ? randomBytes(REQUEST_ID_BYTES) : requestIdCodec.decode(requestIdIn, 'requestId');
+    const requestId = requestIdIn === undefined ? this.keys.sealing.randomBytes(REQUEST_ID_BYTES) : requestIdCodec.decode(requestIdIn, 'requestId');
 
     const kept = this.outbox.find((entry) => equalBytes(entry.requestId, requestId));
     if (kept !== undefined) {
@@ -277,6 +281,8 @@ export class InProcessHost<S, C extends CommandTable<S>> implements SecureElemen
       }
     } catch (e) {
       this.broken = e instanceof SimulatedCrash ? `crashed at ${e.point}` : `failed during commit (${isTallyError(e) ? e.code : 'I/O error'})`;
+      // What the storage keeps open goes with the failed commit; the next open starts afresh.
+      await storage.close?.().catch(() => undefined);
       throw e;
     }
     this.broken = null;

@@ -5,10 +5,10 @@
  */
 import { decodeCbor, encodeCbor } from '../core/cbor.ts';
 import { array, bigint, boolean, bytes, decodeFailure, describeValue, literal, record, text, uint, type Codec } from '../core/codec.ts';
-import { aeadOpen, aeadSeal, hkdf, sha256 } from '../core/crypto/hash.ts';
 import { concatBytes } from '../core/bytes.ts';
 import { signerFromSecret, suiteFor, type CryptoProvider, type Signer, type SuiteName } from '../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../core/errors.ts';
+import { nobleSealing, type SealingPrimitives } from './sealing-primitives.ts';
 
 /** Length of a device master secret (DOT-M's `tmk`). */
 export const MASTER_SECRET_BYTES = 32;
@@ -147,27 +147,43 @@ const stateRecordCodec: Codec<StateRecord> = record({
 /** Keys derived from one master secret. */
 export interface DeviceKeys {
   readonly deviceId: Uint8Array;
+  /** What the keys seal, hash and draw randomness with. */
+  readonly sealing: SealingPrimitives;
   /** The AEAD key for one app's sealed state. */
   stateKey(app: string): Uint8Array;
+  /** The associated data of one app's sealed head (the same for every commit). */
+  headAssociatedData(app: string): Uint8Array;
   /** A signer under a label, deterministic for the same master secret. */
   signer(app: string, label: string, suite: SuiteName): Signer;
 }
 
 /**
  * Derives the device's keys: `srk` from the master secret, then per-app state keys; signing keys and
- * the device id under their own labels.
+ * the device id under their own labels. `sealing` computes them (noble by default; every
+ * implementation gives the same bytes).
  * @throws RangeError for a master secret of the wrong length
  */
-export function deriveDeviceKeys(master: Uint8Array, provider: CryptoProvider): DeviceKeys {
+export function deriveDeviceKeys(master: Uint8Array, provider: CryptoProvider, sealing: SealingPrimitives = nobleSealing): DeviceKeys {
   if (master.length !== MASTER_SECRET_BYTES) throw new RangeError(`master secret: expected ${MASTER_SECRET_BYTES} bytes, got ${master.length}`);
+  const { hkdf } = sealing;
   const srk = hkdf({ ikm: master, info: 'tally/se/storage-root/v1', length: 32 });
   const identityRoot = hkdf({ ikm: master, info: 'tally/se/identity-root/v1', length: 32 });
   const deviceId = hkdf({ ikm: identityRoot, info: 'tally/se/device-id/v1', length: 16 });
   const signers = new Map<string, Signer>();
   // Derived once per app: every commit seals twice (the record and the head) under the same key.
   const stateKeys = new Map<string, Uint8Array>();
+  const headData = new Map<string, Uint8Array>();
   return {
     deviceId,
+    sealing,
+    headAssociatedData(app) {
+      let data = headData.get(app);
+      if (data === undefined) {
+        data = associatedData(app, deviceId);
+        headData.set(app, data);
+      }
+      return data;
+    },
     stateKey(app) {
       let key = stateKeys.get(app);
       if (key === undefined) {
@@ -196,7 +212,7 @@ function associatedData(app: string, deviceId: Uint8Array): Uint8Array {
 
 /** Seals an envelope for this device and app. */
 export function sealEnvelope(keys: DeviceKeys, envelope: Envelope): Uint8Array {
-  return aeadSeal(keys.stateKey(envelope.app), encodeCbor(envelope), associatedData(envelope.app, keys.deviceId));
+  return keys.sealing.aeadSeal(keys.stateKey(envelope.app), encodeCbor(envelope), keys.headAssociatedData(envelope.app));
 }
 
 /**
@@ -205,7 +221,7 @@ export function sealEnvelope(keys: DeviceKeys, envelope: Envelope): Uint8Array {
  */
 export function openEnvelope(keys: DeviceKeys, app: string, sealed: Uint8Array): Envelope {
   try {
-    const plain = aeadOpen(keys.stateKey(app), sealed, associatedData(app, keys.deviceId));
+    const plain = keys.sealing.aeadOpen(keys.stateKey(app), sealed, keys.headAssociatedData(app));
     const envelope = envelopeCodec.decode(decodeCbor(plain, { maxBytes: SEALED_STATE_BYTES_MAX }), 'envelope');
     if (envelope.app !== app) throw new TallyError('STATE_CORRUPT', `sealed state belongs to ${envelope.app}`, { reason: 'app' });
     return envelope;
@@ -222,7 +238,7 @@ function recordAssociatedData(app: string, deviceId: Uint8Array, generation: big
 
 /** Seals record number `seq` (from 0) of generation `generation` of `app`'s records file, given as the CBOR of a `StateRecord`. */
 export function sealRecord(keys: DeviceKeys, app: string, generation: bigint, seq: number, plain: Uint8Array): Uint8Array {
-  return aeadSeal(keys.stateKey(app), plain, recordAssociatedData(app, keys.deviceId, generation, seq));
+  return keys.sealing.aeadSeal(keys.stateKey(app), plain, recordAssociatedData(app, keys.deviceId, generation, seq));
 }
 
 /**
@@ -232,7 +248,7 @@ export function sealRecord(keys: DeviceKeys, app: string, generation: bigint, se
  */
 export function openRecord(keys: DeviceKeys, app: string, generation: bigint, seq: number, sealed: Uint8Array): StateRecord {
   try {
-    const plain = aeadOpen(keys.stateKey(app), sealed, recordAssociatedData(app, keys.deviceId, generation, seq));
+    const plain = keys.sealing.aeadOpen(keys.stateKey(app), sealed, recordAssociatedData(app, keys.deviceId, generation, seq));
     return stateRecordCodec.decode(decodeCbor(plain, { maxBytes: SEALED_STATE_BYTES_MAX }), `record ${seq}`);
   } catch (e) {
     const reason = isTallyError(e) ? e.code : 'undecodable';
@@ -240,14 +256,14 @@ export function openRecord(keys: DeviceKeys, app: string, generation: bigint, se
   }
 }
 
-/** The chain digest of a generation before its first record. */
-export function chainStart(app: string, generation: bigint): Uint8Array {
-  return sha256(encodeCbor(['tally/se/records-chain/v1', app, generation]));
+/** The chain digest of a generation before its first record (SHA-256 from `sealing`, noble by default). */
+export function chainStart(app: string, generation: bigint, sealing: SealingPrimitives = nobleSealing): Uint8Array {
+  return sealing.sha256(encodeCbor(['tally/se/records-chain/v1', app, generation]));
 }
 
 /** The chain digest after one more sealed record: it commits to every record before, in order. */
-export function chainRecord(digest: Uint8Array, sealed: Uint8Array): Uint8Array {
-  return sha256(concatBytes(digest, sha256(sealed)));
+export function chainRecord(digest: Uint8Array, sealed: Uint8Array, sealing: SealingPrimitives = nobleSealing): Uint8Array {
+  return sealing.sha256(concatBytes(digest, sealing.sha256(sealed)));
 }
 
 /** Frames sealed records for the records file: a 4-byte big-endian length before each. */

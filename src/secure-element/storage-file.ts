@@ -1,9 +1,10 @@
 /**
  * File storage for a secure element host: a 0600 master secret file; per app, one sealed head file,
  * replaced atomically (write temp, fsync, rename, fsync the directory), and an append-only records
- * file per generation (`<app>.<generation>.records`).
+ * file per generation (`<app>.<generation>.records`). The records file last written stays open, so
+ * that an ordinary commit's append is one write and one fdatasync (no open, truncate and close).
  */
-import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TallyError } from '../core/errors.ts';
 import { isFsError, syncDirectory, writeDurably } from './durable-file.ts';
@@ -31,9 +32,20 @@ async function readOrNull(path: string): Promise<Uint8Array | null> {
   }
 }
 
-/** Secure element storage in a directory of its own. */
+/** The records file last written: its handle, and its size once this storage wrote it (null before). */
+interface OpenRecords {
+  readonly path: string;
+  readonly handle: FileHandle;
+  size: number | null;
+}
+
+/**
+ * Secure element storage in a directory of its own. One writer per directory: the records file
+ * last written is kept open and its size remembered, which holds only while no one else writes it.
+ */
 export class FileStorage implements SecureStorage {
   readonly location: string;
+  #records: OpenRecords | null = null;
 
   constructor(dir: string) {
     this.location = dir;
@@ -75,26 +87,40 @@ export class FileStorage implements SecureStorage {
   }
 
   async readRecords(app: string, generation: bigint): Promise<Uint8Array | null> {
-    return readOrNull(recordsFile(this.location, app, generation));
+    const path = recordsFile(this.location, app, generation);
+    // A host opening the app judges the file afresh; its writes start from a new handle.
+    if (this.#records?.path === path) await this.#closeRecords();
+    return readOrNull(path);
   }
 
   async writeRecords(app: string, generation: bigint, offset: number, data: Uint8Array): Promise<void> {
     const path = recordsFile(this.location, app, generation);
+    let records = this.#records;
     let created = false;
-    let handle;
-    try {
-      handle = await open(path, 'r+');
-    } catch (e) {
-      if (!isFsError(e, 'ENOENT')) throw e;
-      handle = await open(path, 'w', 0o600);
-      created = true;
+    if (records?.path !== path) {
+      await this.#closeRecords();
+      let handle: FileHandle;
+      try {
+        handle = await open(path, 'r+');
+      } catch (e) {
+        if (!isFsError(e, 'ENOENT')) throw e;
+        handle = await open(path, 'w', 0o600);
+        created = true;
+      }
+      records = { path, handle, size: null };
+      this.#records = records;
     }
+    const end = offset + data.length;
     try {
-      await handle.write(data, 0, data.length, offset);
-      await handle.truncate(offset + data.length);
-      await handle.datasync();
-    } finally {
-      await handle.close();
+      await records.handle.write(data, 0, data.length, offset);
+      // Bytes past the end (an append whose commit never finished) are dropped; a file this
+      // storage wrote last ends where its last write did, and needs no truncation for an append.
+      if (records.size === null || records.size > end) await records.handle.truncate(end);
+      await records.handle.datasync();
+      records.size = end;
+    } catch (e) {
+      await this.#closeRecords();
+      throw e;
     }
     // A new file's name must be durable before a head that names it.
     if (created) await syncDirectory(this.location);
@@ -106,7 +132,21 @@ export class FileStorage implements SecureStorage {
     for (const name of await readdir(this.location)) {
       if (!name.startsWith(prefix) || !name.endsWith('.records')) continue;
       const generation = name.slice(prefix.length, -'.records'.length);
-      if (/^[0-9]{1,20}$/.test(generation) && BigInt(generation) !== keep) await rm(join(this.location, name), { force: true });
+      if (!/^[0-9]{1,20}$/.test(generation) || BigInt(generation) === keep) continue;
+      const path = join(this.location, name);
+      if (this.#records?.path === path) await this.#closeRecords();
+      await rm(path, { force: true });
     }
+  }
+
+  /** Closes the records file kept open (the next write opens it again). */
+  async close(): Promise<void> {
+    await this.#closeRecords();
+  }
+
+  async #closeRecords(): Promise<void> {
+    const records = this.#records;
+    this.#records = null;
+    await records?.handle.close().catch(() => undefined);
   }
 }

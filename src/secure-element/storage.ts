@@ -29,4 +29,6 @@ export interface SecureStorage {
   writeRecords?(app: string, generation: bigint, offset: number, data: Uint8Array): Promise<void>;
   /** Removes the records files of every generation of `app` but `keep`. */
   removeRecords?(app: string, keep: bigint): Promise<void>;
+  /** Releases what the storage keeps open between commits (a file handle); it opens again on the next write. */
+  close?(): Promise<void>;
 }

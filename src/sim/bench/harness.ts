@@ -13,6 +13,7 @@ import { IsolatedHost } from '../../secure-element/host-isolated.ts';
 import type { SecureElement } from '../../secure-element/secure-element.ts';
 import { FileStorage } from '../../secure-element/storage-file.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
+import { nodeSealing } from '../../providers/node-sealing.ts';
 import { machineLine, noiseWarnings, thisMachine, type Machine } from './machine.ts';
 import { measureCommits } from './commit-floor.ts';
 import { CryptoMeter } from './meter.ts';
@@ -86,6 +87,7 @@ export function makeHarness(options: RunOptions): { harness: BenchHarness; close
         storage: new FileStorage(dir),
         counter: makeCounter({ kind: 'file', path: join(dir, 'counter') }),
         provider: element.provider,
+        sealing: nodeSealing,
         suite: element.suite ?? 'ed25519',
       });
       closers.push(() => host.close());

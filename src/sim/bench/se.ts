@@ -11,6 +11,7 @@ import { randomBytes } from '../../core/crypto/hash.ts';
 import { nobleProvider } from '../../core/crypto/noble.ts';
 import { SUITE_NAMES, type CryptoProvider, type SuiteName } from '../../core/crypto/suite.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
+import { nodeSealing } from '../../providers/node-sealing.ts';
 import { toyPurse, type PurseState } from '../../secure-element/apps/toy-purse.ts';
 import type { MonotonicCounter } from '../../secure-element/counter.ts';
 import { makeCounter } from '../../secure-element/counters.ts';
@@ -97,6 +98,7 @@ async function startHost(kind: 'in-process' | 'isolated', dir: string, counter: 
       storage: new FileStorage(dir),
       counter: makeCounter(counter),
       provider: nodeProvider,
+      sealing: nodeSealing,
     });
   }
   return IsolatedHost.start({ app: toyPurse, location: APP_LOCATION, dir, counter, provision: true });
