@@ -1,7 +1,7 @@
 /**
  * The sealing primitives of a secure element host computed by node:crypto (OpenSSL): SHA-256 and
  * ChaCha20-Poly1305 in native code (about three times noble's speed on a sealed head), randomness
- * drawn from a pool refilled a page at a time. HKDF stays noble's: hkdfSync is no faster for the
+ * from OpenSSL's generator (randomFillSync). HKDF stays noble's: hkdfSync is no faster for the
  * few keys a host derives. Node-only; injected by the Node hosts, whose sealed bytes stay those of
  * the @noble default.
  *
@@ -50,24 +50,9 @@ function checkKey(key: Uint8Array): void {
   if (key.length !== AEAD_KEY_BYTES) throw new RangeError(`aead key: expected ${AEAD_KEY_BYTES} bytes, got ${key.length}`);
 }
 
-// Random bytes are drawn a page at a time (one call into OpenSSL instead of one per nonce); bytes
-// handed out are wiped from the pool. Larger draws bypass it.
-const POOL_BYTES = 4096;
-const POOLED_DRAW_MAX = 256;
-const pool = new Uint8Array(POOL_BYTES);
-let poolAt = POOL_BYTES;
-
 function randomBytes(length: number): Uint8Array {
   if (!Number.isSafeInteger(length) || length < 0) throw new RangeError(`random bytes: expected a length >= 0, got ${length}`);
-  if (length > POOLED_DRAW_MAX) return randomFillSync(new Uint8Array(length));
-  if (poolAt + length > POOL_BYTES) {
-    randomFillSync(pool);
-    poolAt = 0;
-  }
-  const out = pool.slice(poolAt, poolAt + length);
-  pool.fill(0, poolAt, poolAt + length);
-  poolAt += length;
-  return out;
+  return randomFillSync(new Uint8Array(length));
 }
 
 function aeadSeal(key: Uint8Array, plaintext: Uint8Array, associatedData: Uint8Array): Uint8Array {
