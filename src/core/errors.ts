@@ -62,6 +62,8 @@ export interface ErrorDetailMap {
   PASSWORD_WRONG: Record<string, never>;
   REQUEST_PAID: { nonce: string; at: number };
   ASSERTION_FAILED: Record<string, never>;
+  OTP_PROGRAM_INVALID: { fault: 'schema-unknown' | 'checksum' | 'instruction-unknown' | 'order' | 'arguments' };
+  OTP_CONDITION: { condition: string };
 }
 
 /** A stable error code: part of the public API, never renamed. */
@@ -171,6 +173,8 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   PASSWORD_WRONG: true,
   REQUEST_PAID: true,
   ASSERTION_FAILED: true,
+  OTP_PROGRAM_INVALID: true,
+  OTP_CONDITION: true,
 };
 
 /** True for a code Tally defines. */
