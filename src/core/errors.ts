@@ -64,6 +64,7 @@ export interface ErrorDetailMap {
   ASSERTION_FAILED: Record<string, never>;
   OTP_PROGRAM_INVALID: { fault: 'schema-unknown' | 'checksum' | 'instruction-unknown' | 'order' | 'arguments' };
   OTP_CONDITION: { condition: string };
+  OTP_EXCHANGE_KEY_INVALID: { reason: 'no-time' | 'not-yet-valid' | 'expired' };
 }
 
 /** A stable error code: part of the public API, never renamed. */
@@ -175,6 +176,7 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   ASSERTION_FAILED: true,
   OTP_PROGRAM_INVALID: true,
   OTP_CONDITION: true,
+  OTP_EXCHANGE_KEY_INVALID: true,
 };
 
 /** True for a code Tally defines. */
