@@ -9,12 +9,12 @@
  * Pure: building, signing and checking the record.
  */
 import { concatBytes, utf8 } from '../../core/bytes.ts';
-import { bytes, nullable as nullableCodec, record, text, type Infer } from '../../core/codec.ts';
+import { bytes, record, text, type Infer } from '../../core/codec.ts';
 import { sha256 } from '../../core/crypto/hash.ts';
 import { requireRecordSignature, signRecord } from '../../core/crypto/record.ts';
 import type { CryptoProvider, PublicKey, Signer } from '../../core/crypto/suite.ts';
 import { TallyError } from '../../core/errors.ts';
-import { timestampMs } from '../../core/fields.ts';
+import { nullable as nullableCodec, timestampMs } from '../../core/fields.ts';
 import { CATEGORY_CHARS_MAX } from './program.ts';
 
 /** The domain tag of the bank's signature over an exchange key. */
