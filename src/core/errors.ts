@@ -65,6 +65,7 @@ export interface ErrorDetailMap {
   OTP_PROGRAM_INVALID: { fault: 'schema-unknown' | 'checksum' | 'instruction-unknown' | 'order' | 'arguments' };
   OTP_CONDITION: { condition: string };
   OTP_EXCHANGE_KEY_INVALID: { reason: 'no-time' | 'not-yet-valid' | 'expired' };
+  OTP_COIN_INVALID: { fault: 'class-unknown' | 'program' | 'signature' };
 }
 
 /** A stable error code: part of the public API, never renamed. */
@@ -177,6 +178,7 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   OTP_PROGRAM_INVALID: true,
   OTP_CONDITION: true,
   OTP_EXCHANGE_KEY_INVALID: true,
+  OTP_COIN_INVALID: true,
 };
 
 /** True for a code Tally defines. */
