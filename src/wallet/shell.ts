@@ -32,7 +32,7 @@ import type { WalletPaths } from './home.ts';
 import type { LinkSide } from './link.ts';
 import { NodeClient, type NodeInfo } from './node-client.ts';
 import { recoveryDone, replaceSecureElement } from './recovery.ts';
-import { secureElementFilesDigest } from './se-files.ts';
+import { readSeReport, writeSeReport } from './se-report.ts';
 import { formatMinor, isNodeRefusal, onlineBalanceOf, parsePositive, type HistoryRead } from './wallet-common.ts';
 import type { HistoryEvent, InboxEntry, JournalStep, SentEntry, WalletAccount, WalletData, WalletState } from './wallet-data.ts';
 
@@ -131,9 +131,9 @@ export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends C
   async close(): Promise<void> {
     try {
       for (const host of this.keySlotHosts.splice(0)) await host.close();
-      const report = this.seHost !== null && this.seHost.alive ? await this.reportNow(this.seHost) : undefined;
+      const report = this.seHost !== null && this.seHost.alive ? await this.reportOfSecureElement(this.seHost).catch(() => undefined) : undefined;
       if (this.seHost !== null) await this.seHost.close();
-      if (report !== undefined) await this.recordReport(report);
+      if (report !== undefined) await writeSeReport(this.book, this.paths, report);
     } finally {
       this.seHost = null;
       try {
@@ -182,42 +182,9 @@ export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends C
     return Promise.resolve(undefined);
   }
 
-  /**
-   * What the SE reported of itself when the last session that ran it ended, decoded by `codec`, or
-   * null: there was no such session, the SE has run since (a start removes the record before the
-   * first command, so a session cut short leaves none), the record is of another device, or the
-   * SE's files are not those it was taken with (an older copy of the sealed state put back, say).
-   * wallet.db is the wallet's own untrusted storage: the record is a display, never a check.
-   */
-  protected async recordedReport<T>(codec: Codec<T>): Promise<{ at: number; report: T } | null> {
-    const record = this.book.seReport();
-    if (record === null || this.data.device === null || record.device !== this.data.device.keyId) return null;
-    if ((await secureElementFilesDigest(this.paths)) !== record.files) return null;
-    try {
-      return { at: record.at, report: codec.decode(JSON.parse(record.report), 'secure element report') };
-    } catch {
-      return null;
-    }
-  }
-
-  /** The SE's report of itself now, or undefined (the scheme records none, or the SE did not answer). */
-  private async reportNow(host: IsolatedHost<S, C>): Promise<unknown> {
-    try {
-      return await this.reportOfSecureElement(host);
-    } catch {
-      return undefined;
-    }
-  }
-
-  /** Records a report taken at the end of a session, with the digest of the SE's files once its process has stopped. */
-  private async recordReport(report: unknown): Promise<void> {
-    const device = this.data.device;
-    if (device === null) return;
-    try {
-      this.book.recordSeReport({ device: device.keyId, at: Date.now(), files: await secureElementFilesDigest(this.paths), report: JSON.stringify(report) });
-    } catch {
-      // Nothing recorded: the next balance asks the SE.
-    }
+  /** What the SE reported of itself when the last session that ran it ended, if that still holds (see se-report.ts). */
+  protected recordedReport<T>(codec: Codec<T>): Promise<{ at: number; report: T } | null> {
+    return readSeReport(this.book, this.paths, codec);
   }
 
   /**

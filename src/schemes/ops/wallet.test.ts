@@ -19,6 +19,7 @@ import { walletDir, walletPaths } from '../../wallet/home.ts';
 import { NodeClient } from '../../wallet/node-client.ts';
 import { auditAnswer } from '../../wallet/node-answers.ts';
 import { STORE_FILES } from '../../wallet/store/open.ts';
+import { headerCodec, seReportCodec } from '../../wallet/store/records.ts';
 import { editWalletFile, readWalletFile, toLegacyFolder } from '../../wallet/store/test-wallet-file.ts';
 import { fromBase64url, toBase64url, toHex } from '../../core/bytes.ts';
 import { signerFromSecret } from '../../core/crypto/suite.ts';
@@ -406,18 +407,25 @@ describe('the balance without a secure element start', () => {
     await checkConservation(base, [w], 0n);
   });
 
-  test('a record of another device, or a damaged one, is not shown: the SE is asked', { timeout: 60_000 }, async () => {
-    let w = await create();
+  /** A new wallet with `deposit` in its SE and 10.00 minted, closed (so its SE's report is recorded); its name. */
+  async function closedAfterDeposit(deposit: string): Promise<string> {
+    const w = await create();
     await mint(w, '10.00');
-    await w.deposit('3.00');
+    await w.deposit(deposit);
     await w.close();
     opened.delete(w);
-    const original = reportOf(w.name);
+    return w.name;
+  }
+
+  test('a record of another device, or a damaged one, is not shown: the SE is asked', { timeout: 60_000 }, async () => {
+    const name = await closedAfterDeposit('3.00');
+    const original = reportOf(name);
     assert.equal(typeof original, 'string');
-    const forged = { ...(JSON.parse(original as string) as Record<string, unknown>), device: 'ab'.repeat(32), report: JSON.stringify({ balance: '99900', holdingLimit: '30000', offlinePaymentsMax: 50, unsyncedPayments: 0 }) };
-    for (const value of [JSON.stringify(forged), JSON.stringify({ ...(JSON.parse(original as string) as Record<string, unknown>), report: '{"balance":"-1"}' })]) {
-      editStore(w.name, (db) => db.prepare("UPDATE meta SET value = ? WHERE key = 'se-report'").run(value));
-      w = await Wallet.open(home, w.name);
+    const record = seReportCodec.decode(JSON.parse(original as string));
+    const forged = { ...record, device: 'ab'.repeat(32), report: JSON.stringify({ balance: '99900', holdingLimit: '30000', offlinePaymentsMax: 50, unsyncedPayments: 0 }) };
+    for (const value of [JSON.stringify(forged), JSON.stringify({ ...record, report: '{"balance":"-1"}' })]) {
+      editStore(name, (db) => db.prepare("UPDATE meta SET value = ? WHERE key = 'se-report'").run(value));
+      const w = await Wallet.open(home, name);
       opened.add(w);
       const b = await w.balance();
       assert.equal(b.offline, '3.00');
@@ -428,17 +436,13 @@ describe('the balance without a secure element start', () => {
   });
 
   test('with the node down, balance opens no account key and starts no SE', { timeout: 60_000 }, async () => {
-    let w = await create();
-    await mint(w, '10.00');
-    await w.deposit('4.00');
-    await w.close();
-    opened.delete(w);
+    const name = await closedAfterDeposit('4.00');
     // Port 1 on the loopback refuses connections.
-    editStore(w.name, (db) => {
-      const header = JSON.parse(db.prepare("SELECT value FROM meta WHERE key = 'header'").pluck().get() as string) as Record<string, unknown>;
+    editStore(name, (db) => {
+      const header = headerCodec.decode(JSON.parse(db.prepare("SELECT value FROM meta WHERE key = 'header'").pluck().get() as string));
       db.prepare("UPDATE meta SET value = ? WHERE key = 'header'").run(JSON.stringify({ ...header, node: 'http://127.0.0.1:1' }));
     });
-    w = await Wallet.open(home, w.name);
+    const w = await Wallet.open(home, name);
     opened.add(w);
     const b = await w.balance();
     assert.equal(b.online, null);

@@ -268,23 +268,28 @@ export function blind(key: RsaPublicKey, prepared: Uint8Array, random: RandomByt
 }
 
 /**
+ * The integer a value of modulus_len bytes stands for, refused unless it has exactly that length and
+ * is below n (what RFC 9474 asks of a blinded message and of a blind signature).
+ * @throws TallyError DECODE_FAILED naming `path`
+ */
+export function elementOf(key: RsaPublicKey, value: Uint8Array, path: string, what: string): bigint {
+  const length = modulusLength(key);
+  if (value.length !== length) {
+    throw new TallyError('DECODE_FAILED', `${what}: expected ${length} bytes, got ${value.length}`, { path, expected: `${length} bytes`, got: `${value.length} bytes` });
+  }
+  const x = bytesToInt(value);
+  if (x >= key.n) throw new TallyError('DECODE_FAILED', `${what}: not below the modulus`, { path, expected: 'an integer below n', got: 'not below n' });
+  return x;
+}
+
+/**
  * Finalize (§4.4): unblinds the bank's blind signature with the secret inverse and checks the
  * result as an RSASSA-PSS signature on the prepared message; refuses anything else.
  */
 export function finalize(key: RsaPublicKey, prepared: Uint8Array, blindSignature: Uint8Array, inverse: bigint): Uint8Array {
   checkPublicKey(key);
   const length = modulusLength(key);
-  if (blindSignature.length !== length) {
-    throw new TallyError('DECODE_FAILED', `blind signature: expected ${length} bytes, got ${blindSignature.length}`, {
-      path: 'blind_sig',
-      expected: `${length} bytes`,
-      got: `${blindSignature.length} bytes`,
-    });
-  }
-  const z = bytesToInt(blindSignature);
-  if (z >= key.n) {
-    throw new TallyError('DECODE_FAILED', 'blind signature: not below the modulus', { path: 'blind_sig', expected: 'an integer below n', got: 'not below n' });
-  }
+  const z = elementOf(key, blindSignature, 'blind_sig', 'blind signature');
   const signature = intToBytes((z * inverse) % key.n, length);
   if (!verify(key, prepared, signature)) {
     throw new TallyError('SIGNATURE_INVALID', 'blind signature: the unblinded signature does not verify', { tag: SUITE });

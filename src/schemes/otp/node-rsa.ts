@@ -7,7 +7,7 @@
 import { constants, createPrivateKey, createPublicKey, generateKeyPairSync, privateDecrypt, type KeyObject } from 'node:crypto';
 import { fromBase64url, toBase64url } from '../../core/bytes.ts';
 import { TallyError } from '../../core/errors.ts';
-import { bitLength, bytesToInt, checkPublicKey, decodePublicKey, intToBytes, modInverse, modPow, modulusLength, type RsaPublicKey } from './blind-rsa.ts';
+import { bitLength, bytesToInt, checkPublicKey, decodePublicKey, elementOf, intToBytes, modInverse, modPow, modulusLength, type RsaPublicKey } from './blind-rsa.ts';
 
 /** The bank's key size and public exponent. */
 export const RSA_MODULUS_BITS = 2048;
@@ -79,17 +79,7 @@ export function importRsaPrivateKey(parts: RsaPrivateParts): KeyObject {
  */
 export function blindSign(privateKey: KeyObject, blinded: Uint8Array, publicKey: RsaPublicKey = rsaPublicKeyOf(privateKey)): Uint8Array {
   const length = modulusLength(publicKey);
-  if (blinded.length !== length) {
-    throw new TallyError('DECODE_FAILED', `blinded message: expected ${length} bytes, got ${blinded.length}`, {
-      path: 'blinded_msg',
-      expected: `${length} bytes`,
-      got: `${blinded.length} bytes`,
-    });
-  }
-  const m = bytesToInt(blinded);
-  if (m >= publicKey.n) {
-    throw new TallyError('DECODE_FAILED', 'blinded message: not below the modulus', { path: 'blinded_msg', expected: 'an integer below n', got: 'not below n' });
-  }
+  const m = elementOf(publicKey, blinded, 'blinded_msg', 'blinded message');
   const signature = new Uint8Array(privateDecrypt({ key: privateKey, padding: constants.RSA_NO_PADDING }, blinded));
   if (signature.length !== length || modPow(bytesToInt(signature), publicKey.e, publicKey.n) !== m) {
     throw new TallyError('SIGNATURE_INVALID', 'blind signing failed its own check (s^e mod n differs from the blinded message)', { tag: 'RSABSSA.BlindSign' });

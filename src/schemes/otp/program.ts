@@ -191,7 +191,7 @@ export function checkProgram(program: Program): CheckedProgram {
   // Conditions sit together between checkCallMethod (the third step) and setupConnection.
   if (conditionAt.some((at, k) => at !== 3 + k)) refuse('order', 'conditions come after checkCallMethod and before setupConnection');
   if (new Set(conditionAt.map((at) => ops[at])).size !== conditionAt.length) refuse('order', 'a condition appears twice');
-  for (const [index, instruction] of program.instructions.entries()) {
+  for (const instruction of program.instructions) {
     if (isPaperStep(instruction.op) && instruction.args !== undefined) refuse('arguments', `${instruction.op} takes no arguments`);
   }
   const conditions = conditionAt.map((at) => conditionOf(ops[at] as ConditionName, program.instructions[at]?.args, at));

@@ -91,7 +91,7 @@ export const SE_REPORT_CHARS_MAX = 16 * 1024;
 export const seReportCodec = record({
   device: text({ min: 1, max: 128 }),
   at: timestampMs,
-  /** The SE's files when the report was taken (se-files.ts): the record holds only while they do. */
+  /** The SE's files when the report was taken (se-report.ts): the record holds only while they do. */
   files: hexText(32),
   report: text({ min: 2, max: SE_REPORT_CHARS_MAX }),
 });
