@@ -64,7 +64,7 @@ export interface ErrorDetailMap {
   ASSERTION_FAILED: Record<string, never>;
   OTP_PROGRAM_INVALID: { fault: 'schema-unknown' | 'checksum' | 'instruction-unknown' | 'order' | 'arguments' };
   OTP_CONDITION: { condition: string };
-  OTP_EXCHANGE_KEY_INVALID: { reason: 'no-time' | 'not-yet-valid' | 'expired' };
+  OTP_EXCHANGE_KEY_INVALID: { reason: 'no-time' | 'expired' };
   OTP_COIN_INVALID: { fault: 'class-unknown' | 'program' | 'signature' };
 }
 

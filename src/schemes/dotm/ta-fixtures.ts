@@ -16,11 +16,10 @@ import { certify, DAY, hierarchy, NOW, signer, T0 } from '../../pki/test-fixture
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { openLink, type Link } from '../../channel/link.ts';
 import { memoryPair as memoryStreams } from '../../channel/memory.ts';
-import type { MonotonicCounter } from '../../secure-element/counter.ts';
 import { InProcessHost, type HostOptions } from '../../secure-element/host.ts';
 import { deriveDeviceKeys } from '../../secure-element/sealing.ts';
 import type { SecureElement } from '../../secure-element/secure-element.ts';
-import type { SecureStorage } from '../../secure-element/storage.ts';
+import { MemoryCounter, MemoryStorage } from '../../secure-element/memory-fixtures.ts';
 import { PRESENTATION_TAG, presentationSigned, type CurrencyBlock } from './messages.ts';
 import { EVENT_ACK_TAG, eventAckBodyWire, type EventAck } from './online.ts';
 import { dotmTrustedApp, USER_KEY_LABEL, WALLET_KEY_LABEL, type DotmState } from './trusted-app.ts';
@@ -38,51 +37,6 @@ export const PASSWORD = '1234';
 type Commands = typeof dotmTrustedApp.commands;
 /** A DOT-M secure element. */
 export type DotmSe = SecureElement<Commands>;
-
-/** Storage that lives as long as the test: enough to reopen a wallet, and to read its master secret. */
-class MemoryStorage implements SecureStorage {
-  readonly location = 'memory';
-  master: Uint8Array | null = null;
-  private readonly states = new Map<string, Uint8Array>();
-  private readonly temps = new Map<string, Uint8Array>();
-  async readMaster(): Promise<Uint8Array | null> {
-    return this.master;
-  }
-  async createMaster(secret: Uint8Array): Promise<void> {
-    if (this.master !== null) throw new TallyError('SE_ALREADY_PROVISIONED', 'memory storage has a master secret', { path: this.location });
-    this.master = secret;
-  }
-  async readState(app: string): Promise<Uint8Array | null> {
-    return this.states.get(app) ?? null;
-  }
-  async writeTemp(app: string, sealed: Uint8Array): Promise<void> {
-    this.temps.set(app, sealed);
-  }
-  async replace(app: string): Promise<void> {
-    const temp = this.temps.get(app);
-    assert.ok(temp !== undefined, 'replace after writeTemp');
-    this.states.set(app, temp);
-    this.temps.delete(app);
-  }
-  async discardTemp(app: string): Promise<void> {
-    this.temps.delete(app);
-  }
-}
-
-class MemoryCounter implements MonotonicCounter {
-  readonly description = 'memory';
-  private value = 0n;
-  async open(): Promise<bigint> {
-    return this.value;
-  }
-  async read(): Promise<bigint> {
-    return this.value;
-  }
-  async increment(): Promise<bigint> {
-    return ++this.value;
-  }
-  async close(): Promise<void> {}
-}
 
 /** A registered wallet and what its SE holds. */
 export interface Wallet {

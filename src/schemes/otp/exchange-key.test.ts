@@ -40,9 +40,10 @@ test('a key not signed by the bank, or changed after signing, is refused', () =>
   assert.throws(() => checkExchangeKey(nobleProvider, bank.publicKey, { ...key, signature: flipped }, t0 + DAY), forged);
 });
 
-test('outside its window, or without a trusted time, a key is refused', () => {
+test('past its end, or without a trusted time, a key is refused; one issued after the payer last synced is taken', () => {
   const key = issueExchangeKey(bank, body);
-  assert.throws(() => checkExchangeKey(nobleProvider, bank.publicKey, key, t0 - 1), refused('not-yet-valid'));
+  // The payer's trusted time lags the real time: a key newer than it is no sign of a forgery.
+  assert.equal(checkExchangeKey(nobleProvider, bank.publicKey, key, t0 - DAY).category, 'grocery');
   assert.throws(() => checkExchangeKey(nobleProvider, bank.publicKey, key, t0 + 30 * DAY + 1), refused('expired'));
   assert.throws(() => checkExchangeKey(nobleProvider, bank.publicKey, key, null), refused('no-time'));
 });

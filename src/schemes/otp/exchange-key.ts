@@ -62,15 +62,16 @@ export function issueExchangeKey(bank: Signer, body: ExchangeKeyBody): ExchangeK
 }
 
 /**
- * The payer's side: the bank signed this key, and `now` (the payer TA's trusted time, ms) is in its
- * window. Without a trusted time a key is not taken.
- * @throws TallyError SIGNATURE_INVALID (not the bank's), OTP_EXCHANGE_KEY_INVALID (outside its window, no trusted time)
+ * The payer's side: the bank signed this key, and it had not ended by `now` (the payer TA's trusted
+ * time, ms). Without a trusted time a key is not taken.
+ * @throws TallyError SIGNATURE_INVALID (not the bank's), OTP_EXCHANGE_KEY_INVALID (expired, no trusted time)
  */
 export function checkExchangeKey(provider: CryptoProvider, bank: PublicKey, key: ExchangeKey, now: number | null): ExchangeKeyBody {
   const body = exchangeKeyBody.decode(key.body, 'exchange key');
   requireRecordSignature(provider, bank, EXCHANGE_KEY_TAG, body, key.signature);
   if (now === null) throw new TallyError('OTP_EXCHANGE_KEY_INVALID', 'the wallet has no trusted time yet to check an exchange key against: sync first', { reason: 'no-time' });
-  if (now < body.notBefore) throw new TallyError('OTP_EXCHANGE_KEY_INVALID', `the exchange key is valid from ${new Date(body.notBefore).toISOString()}`, { reason: 'not-yet-valid' });
+  // The TA's trusted time is the latest the bank signed for it, a lower bound of the real time: a
+  // key issued since (notBefore after it) may well be valid, and only an end before it is sure.
   if (now > body.notAfter) throw new TallyError('OTP_EXCHANGE_KEY_INVALID', `the exchange key expired at ${new Date(body.notAfter).toISOString()}`, { reason: 'expired' });
   return body;
 }

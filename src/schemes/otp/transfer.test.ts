@@ -8,14 +8,14 @@ import { test } from 'node:test';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import { randomBytes } from '../../core/crypto/hash.ts';
 import { isTallyError } from '../../core/errors.ts';
-import type { Coin } from './coin.ts';
+import type { CarriedCoin } from './messages.ts';
 import { exchangeKeyId } from './exchange-key.ts';
 import { generateKeyPair } from './hpke.ts';
 import { buildProgram } from './program.ts';
 import { ackCodec, ackMatches, openCoin, sealCoin, sealedCoinCodec, type SealedCoin } from './transfer.ts';
 
-function coin(): Coin {
-  return { serial: randomBytes(32), classId: new Uint8Array(16).fill(3), prefix: randomBytes(32), signature: randomBytes(256), program: buildProgram(1) };
+function coin(): CarriedCoin {
+  return { coin: { serial: randomBytes(32), classId: new Uint8Array(16).fill(3), prefix: randomBytes(32), signature: randomBytes(256), program: buildProgram(1) }, tags: [] };
 }
 
 const bob = generateKeyPair();
@@ -26,7 +26,7 @@ test('sealed to the payee key, opened by it, acknowledged: the ACK matches only 
   const c = coin();
   const { sealed, ackSecret } = sealCoin(c, bob.publicKey);
   const wire = sealedCoinCodec.decode(decodeCbor(encodeCbor(sealed)));
-  const { coin: received, ack } = openCoin(wire, bob.privateKey, bob.publicKey);
+  const { carried: received, ack } = openCoin(wire, bob.privateKey, bob.publicKey);
   assert.deepEqual(received, c);
   assert.equal(ackMatches(sealed, ackSecret, ackCodec.decode(decodeCbor(encodeCbor(ack)))), true);
   assert.deepEqual(sealed.keyId, exchangeKeyId(bob.publicKey));

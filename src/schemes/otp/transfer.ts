@@ -17,7 +17,8 @@ import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import { bytes, record, type Infer } from '../../core/codec.ts';
 import { sha256 } from '../../core/crypto/hash.ts';
 import { TallyError } from '../../core/errors.ts';
-import { coinCodec, type Coin, CLASS_ID_BYTES } from './coin.ts';
+import { CLASS_ID_BYTES } from './coin.ts';
+import { carriedCoinCodec, type CarriedCoin } from './messages.ts';
 import { exchangeKeyId } from './exchange-key.ts';
 import { HPKE_ENC_BYTES, setupBaseR, setupBaseS, type RandomSource } from './hpke.ts';
 
@@ -25,8 +26,8 @@ const INFO_LABEL = 'tally/otp/transfer/v1';
 const ACK_LABEL = utf8('tally/otp/ack/v1');
 /** Bytes of the ACK secret and of an ACK. */
 export const ACK_BYTES = 32;
-/** Largest sealed coin (a coin is well under 2 KB). */
-export const SEALED_COIN_BYTES_MAX = 8 * 1024;
+/** Largest sealed coin: a coin is under 2 KB, and each escrow tag adds about 300 bytes (TAGS_MAX of them at most). */
+export const SEALED_COIN_BYTES_MAX = 24 * 1024;
 
 /** A coin sealed to one exchange key, as it goes over the link. */
 export const sealedCoinCodec = record({
@@ -65,11 +66,12 @@ function mac(secret: Uint8Array, digest: Uint8Array): Uint8Array {
  * will be checked with (kept with the in-flight coin, never sent).
  * @throws TallyError KEY_INVALID for a public key that is not a usable X25519 key
  */
-export function sealCoin(coin: Coin, exchangePublicKey: Uint8Array, random?: RandomSource): { sealed: SealedCoin; ackSecret: Uint8Array } {
+export function sealCoin(carried: CarriedCoin, exchangePublicKey: Uint8Array, random?: RandomSource): { sealed: SealedCoin; ackSecret: Uint8Array } {
   const keyId = exchangeKeyId(exchangePublicKey);
   const context = setupBaseS({ recipientPublicKey: exchangePublicKey, info: info(keyId), ...(random === undefined ? {} : { random }) });
-  const ciphertext = context.seal(encodeCbor(coinCodec.decode(coin, 'coin')), coin.classId);
-  return { sealed: { keyId, classId: coin.classId, enc: context.enc, ciphertext }, ackSecret: context.export(ACK_LABEL, ACK_BYTES) };
+  const { classId } = carried.coin;
+  const ciphertext = context.seal(encodeCbor(carriedCoinCodec.decode(carried, 'coin')), classId);
+  return { sealed: { keyId, classId, enc: context.enc, ciphertext }, ackSecret: context.export(ACK_LABEL, ACK_BYTES) };
 }
 
 /**
@@ -77,14 +79,14 @@ export function sealCoin(coin: Coin, exchangePublicKey: Uint8Array, random?: Ran
  * pass checkCoin before it is kept.
  * @throws TallyError AEAD_FAILED (not sealed to this key, altered), KEY_INVALID, CBOR_*, DECODE_FAILED
  */
-export function openCoin(sealed: SealedCoin, exchangePrivateKey: Uint8Array, exchangePublicKey: Uint8Array): { coin: Coin; ack: Ack } {
+export function openCoin(sealed: SealedCoin, exchangePrivateKey: Uint8Array, exchangePublicKey: Uint8Array): { carried: CarriedCoin; ack: Ack } {
   const keyId = exchangeKeyId(exchangePublicKey);
   if (!equalBytes(keyId, sealed.keyId)) throw new TallyError('AEAD_FAILED', 'the coin is sealed to another exchange key', {});
   const context = setupBaseR({ recipientPrivateKey: exchangePrivateKey, enc: sealed.enc, info: info(keyId) });
-  const coin = coinCodec.decode(decodeCbor(context.open(sealed.ciphertext, sealed.classId), { maxBytes: SEALED_COIN_BYTES_MAX }), 'coin');
-  if (!equalBytes(coin.classId, sealed.classId)) throw new TallyError('AEAD_FAILED', 'the coin inside is of another class than its box says', {});
+  const carried = carriedCoinCodec.decode(decodeCbor(context.open(sealed.ciphertext, sealed.classId), { maxBytes: SEALED_COIN_BYTES_MAX }), 'coin');
+  if (!equalBytes(carried.coin.classId, sealed.classId)) throw new TallyError('AEAD_FAILED', 'the coin inside is of another class than its box says', {});
   const digest = sealedDigest(sealed);
-  return { coin, ack: { digest, mac: mac(context.export(ACK_LABEL, ACK_BYTES), digest) } };
+  return { carried, ack: { digest, mac: mac(context.export(ACK_LABEL, ACK_BYTES), digest) } };
 }
 
 /** The payer's TA: whether `ack` acknowledges this sealed coin, under the secret kept when it was sealed. */

@@ -1,0 +1,140 @@
+/**
+ * The records the OTP scheme's trusted app and bank sign for each other, as CBOR: the bank's
+ * parameters (classes, escrow and deposit keys), a TA's request for exchange keys, the bank's
+ * trusted time, a deposit's receipt, a TA's report of coins in flight and the bank's settlement of
+ * them. Each is signed under its own domain tag; the bank's key is the issuer node's certified key,
+ * which the TA checks against the root it pinned at provisioning.
+ *
+ * Pure: codecs, signing and checking.
+ */
+import { array, bytes, oneOf, record, text, type Codec, type Infer } from '../../core/codec.ts';
+import { requireRecordSignature, signRecord } from '../../core/crypto/record.ts';
+import type { CryptoProvider, PublicKey, Signer } from '../../core/crypto/suite.ts';
+import { decimalText, timestampMs } from '../../core/fields.ts';
+import { coinClassCodec, coinCodec, CLASS_ID_BYTES, SERIAL_BYTES } from './coin.ts';
+import { sealedTagCodec, TAGS_MAX } from './escrow.ts';
+import { X25519_KEY_BYTES } from './exchange-key.ts';
+import { programCodec } from './program.ts';
+
+/** The scheme's name, in routes and wallet folders. */
+export const OTP_SCHEME = 'otp';
+/** Most classes the bank publishes at once (denominations times live epochs). */
+export const CLASSES_MAX = 64;
+/** Most coins in one withdrawal, one deposit, one payment or one report. */
+export const COINS_PER_MESSAGE_MAX = 64;
+/** Most exchange keys asked for or given at once. */
+export const KEYS_PER_MESSAGE_MAX = 64;
+/** Bytes of a nonce a TA draws for a request it wants a fresh answer to. */
+export const NONCE_BYTES = 16;
+
+/** The domain tags of the scheme's signed records. */
+export const PARAMS_TAG = 'tally/otp/params/v1';
+export const KEY_REQUEST_TAG = 'tally/otp/key-request/v1';
+export const TIME_TAG = 'tally/otp/time/v1';
+export const DEPOSIT_RECEIPT_TAG = 'tally/otp/deposit-receipt/v1';
+export const IN_FLIGHT_TAG = 'tally/otp/in-flight/v1';
+export const SETTLED_TAG = 'tally/otp/settled/v1';
+
+const signature = bytes({ min: 32, max: 256 });
+const x25519 = bytes({ length: X25519_KEY_BYTES });
+const nonce = bytes({ length: NONCE_BYTES });
+const serial = bytes({ length: SERIAL_BYTES });
+const classId = bytes({ length: CLASS_ID_BYTES });
+
+/** A coin with the escrow tags of its offline transfers, as a TA holds it and seals it. */
+export const carriedCoinCodec = record({
+  coin: coinCodec,
+  tags: array(sealedTagCodec, { max: TAGS_MAX }),
+});
+export type CarriedCoin = Infer<typeof carriedCoinCodec>;
+
+/** A class as the bank publishes it: the signing class, its program, and the last instant its coins may be paid. */
+export const classEntryCodec = record({
+  coinClass: coinClassCodec,
+  program: programCodec,
+  /** Coins of the class may be paid offline until then (their program's checkExpiry), deposited until `depositUntil`. */
+  until: timestampMs,
+  depositUntil: timestampMs,
+});
+export type ClassEntry = Infer<typeof classEntryCodec>;
+
+/** The bank's parameters, signed: what a TA needs to withdraw, check, pay and deposit coins. */
+export const paramsBodyCodec = record({
+  currency: text({ min: 3, max: 3, pattern: /^[A-Z]{3}$/, describe: 'an ISO 4217 code' }),
+  /** The central bank's escrow key (X25519): transfer tags are sealed to it. */
+  escrowKey: x25519,
+  /** The bank's deposit key (X25519): coins are sealed to it when deposited. */
+  depositKey: x25519,
+  classes: array(classEntryCodec, { min: 1, max: CLASSES_MAX }),
+  /** When the bank signed this (a trusted time for the TA). */
+  at: timestampMs,
+});
+export type ParamsBody = Infer<typeof paramsBodyCodec>;
+export const paramsCodec = record({ body: paramsBodyCodec, signature });
+export type Params = Infer<typeof paramsCodec>;
+
+/** A TA's request for exchange keys: fresh X25519 public keys, signed by its device key. */
+export const keyRequestBodyCodec = record({
+  publicKeys: array(x25519, { min: 0, max: KEYS_PER_MESSAGE_MAX }),
+  nonce,
+});
+export type KeyRequestBody = Infer<typeof keyRequestBodyCodec>;
+export const keyRequestCodec = record({ body: keyRequestBodyCodec, signature });
+export type KeyRequest = Infer<typeof keyRequestCodec>;
+
+/** The bank's time, bound to a TA's nonce: the TA's trusted clock moves only on these. */
+export const timeBodyCodec = record({ nonce, at: timestampMs });
+export const timeCodec = record({ body: timeBodyCodec, signature });
+export type TrustedTime = Infer<typeof timeCodec>;
+
+/** What the bank did with each coin of a deposit. */
+export const DEPOSIT_OUTCOMES = ['credited', 'double-spend', 'refused'] as const;
+export type DepositOutcome = (typeof DEPOSIT_OUTCOMES)[number];
+
+/** The bank's receipt of a deposit: each sealed coin (by digest) and its outcome. */
+export const depositReceiptBodyCodec = record({
+  coins: array(record({ digest: bytes({ length: 32 }), outcome: oneOf(DEPOSIT_OUTCOMES) }), { min: 1, max: COINS_PER_MESSAGE_MAX }),
+  /** What was credited, in minor units. */
+  credited: decimalText({ digits: 19 }),
+});
+export type DepositReceiptBody = Infer<typeof depositReceiptBodyCodec>;
+export const depositReceiptCodec = record({ body: depositReceiptBodyCodec, signature });
+export type DepositReceipt = Infer<typeof depositReceiptCodec>;
+
+/** A TA's report of the coins it sent and holds no ACK for, signed by its device key. */
+export const inFlightBodyCodec = record({
+  coins: array(record({ serial, classId }), { max: COINS_PER_MESSAGE_MAX }),
+  nonce,
+});
+export type InFlightBody = Infer<typeof inFlightBodyCodec>;
+export const inFlightCodec = record({ body: inFlightBodyCodec, signature });
+export type InFlightReport = Infer<typeof inFlightCodec>;
+
+/** How the bank settled an in-flight coin: refunded to the payer, or deposited by someone. */
+export const SETTLED_OUTCOMES = ['refunded', 'deposited'] as const;
+export type SettledOutcome = (typeof SETTLED_OUTCOMES)[number];
+
+/** The bank's answer to an in-flight report: the coins it settled (the others stay in flight), bound to the report's nonce. */
+export const settledBodyCodec = record({
+  nonce,
+  coins: array(record({ serial, outcome: oneOf(SETTLED_OUTCOMES) }), { max: COINS_PER_MESSAGE_MAX }),
+});
+export type SettledBody = Infer<typeof settledBodyCodec>;
+export const settledCodec = record({ body: settledBodyCodec, signature });
+export type Settled = Infer<typeof settledCodec>;
+
+/** Signs a body under a tag (either side). */
+export function signed<B>(codec: Codec<B>, signer: Signer, tag: string, body: NoInfer<B>): { body: B; signature: Uint8Array } {
+  const checked = codec.decode(body, tag);
+  return { body: checked, signature: signRecord(signer, tag, checked) };
+}
+
+/**
+ * Checks a signed record against its signer's key and answers its body, decoded.
+ * @throws TallyError DECODE_FAILED, SIGNATURE_INVALID
+ */
+export function checkSigned<B>(provider: CryptoProvider, key: PublicKey, codec: Codec<B>, tag: string, value: { body: unknown; signature: Uint8Array }): B {
+  const body = codec.decode(value.body, tag);
+  requireRecordSignature(provider, key, tag, body, value.signature);
+  return body;
+}

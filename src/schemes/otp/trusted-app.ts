@@ -1,0 +1,139 @@
+/**
+ * The OTP trusted app: the paper's player (§2.7), a pure state machine run by the secure element.
+ * It implements each meta-instruction once (the base level); the programs it runs are data the bank
+ * certifies (program.ts). Its sandbox holds the coins; a coin leaves it only sealed to one payee's
+ * exchange key, after its program ran, and is forgotten only on that payee's ACK.
+ *
+ * Provisioning: `init` pins the root certificate and signs the registration proof of the device key;
+ * `certInit` checks the issuer node's certificate to that root and pins its key as the bank's;
+ * `setParams` takes the bank's signed parameters. Payment and bank commands are in their own files.
+ */
+import { AMOUNT_MINOR_MAX } from '../../core/amount.ts';
+import { array, bigint, bytes, optional, record, uint, type Codec } from '../../core/codec.ts';
+import { publicKeyCodec } from '../../core/crypto/suite.ts';
+import { timestampMs } from '../../core/fields.ts';
+import { decodeCertificate } from '../../pki/certificate.ts';
+import { verifyChain } from '../../pki/chain.ts';
+import { signRegistrationProof } from '../../pki/registration.ts';
+import { accept, command, defineTrustedApp, reject } from '../../secure-element/trusted-app.ts';
+import { CLASS_ID_BYTES } from './coin.ts';
+import { checkSigned, OTP_SCHEME, paramsBodyCodec, paramsCodec, PARAMS_TAG } from './messages.ts';
+import { bankCommands } from './trusted-app-bank.ts';
+import { deviceKey, guarded, refuse, valueOf } from './trusted-app-common.ts';
+import { payCommands } from './trusted-app-pay.ts';
+import { initialState, KEYS_HELD_MAX, otpStateCodec, type OtpState } from './trusted-app-state.ts';
+
+export { TA_KEY_LABEL } from './trusted-app-common.ts';
+export type { OtpState } from './trusted-app-state.ts';
+
+const certificate = bytes({ max: 4096 });
+const amount = bigint({ min: 0n, max: AMOUNT_MINOR_MAX });
+const count = uint({ max: 1_000_000 });
+
+/** What `status` answers: the held value by class, what waits in flight, the keys, the clock. */
+export const statusCodec = record({
+  device: publicKeyCodec,
+  balance: amount,
+  classes: array(record({ classId: bytes({ length: CLASS_ID_BYTES }), denomination: amount, count }), { max: 256 }),
+  inFlight: record({ count, amount }),
+  keys: record({ fresh: count, offered: count }),
+  time: optional(timestampMs),
+  paramsAt: optional(timestampMs),
+  withdrawalPending: uint({ max: 1 }),
+  depositPending: uint({ max: 1 }),
+});
+
+function status(state: OtpState, env: Parameters<typeof deviceKey>[0]) {
+  const byClass = new Map<string, { classId: Uint8Array; denomination: bigint; count: number }>();
+  let balance = 0n;
+  for (const held of state.coins) {
+    const id = Buffer.from(held.coin.classId).toString('hex');
+    const value = valueOf(state, held.coin.classId);
+    balance += value;
+    const slot = byClass.get(id) ?? { classId: held.coin.classId, denomination: value, count: 0 };
+    slot.count += 1;
+    byClass.set(id, slot);
+  }
+  const classes = [...byClass.values()].sort((a, b) => (a.denomination < b.denomination ? 1 : a.denomination > b.denomination ? -1 : 0));
+  const offered = state.keys.filter((k) => k.offered === 1).length;
+  return {
+    device: deviceKey(env).publicKey,
+    balance,
+    classes,
+    inFlight: { count: state.inFlight.length, amount: state.inFlight.reduce((s, f) => s + valueOf(state, f.classId), 0n) },
+    keys: { fresh: state.keys.length - offered, offered },
+    ...(state.time === undefined ? {} : { time: state.time }),
+    ...(state.params === undefined ? {} : { paramsAt: state.params.at }),
+    withdrawalPending: state.withdrawal === undefined ? 0 : 1,
+    depositPending: state.deposit === undefined ? 0 : 1,
+  };
+}
+
+/** The OTP trusted app. */
+export const otpTrustedApp = defineTrustedApp({
+  name: 'otp',
+  state: otpStateCodec as Codec<OtpState>,
+  init: initialState,
+  commands: {
+    /** Pins the root and answers the device key with its registration proof for `owner`. */
+    init: command({
+      input: record({ root: certificate, owner: bytes({ length: 32 }) }),
+      output: record({ publicKey: publicKeyCodec, proof: bytes({ min: 32, max: 256 }) }),
+      run(state: OtpState, input, env) {
+        if (state.bank !== undefined) return reject('ALREADY_CERTIFIED', 'this TA is provisioned; Init runs once');
+        return guarded(() => {
+          const root = decodeCertificate(input.root);
+          if (root.body.role !== 'root') refuse('ROOT_INVALID', `the pinned certificate must be a root, got a ${root.body.role}`);
+          const signer = deviceKey(env);
+          const proof = signRegistrationProof(signer, { owner: input.owner, scheme: OTP_SCHEME });
+          return accept({ ...state, root: input.root, owner: input.owner }, { publicKey: signer.publicKey, proof });
+        });
+      },
+    }),
+
+    /** Checks the issuer node's certificate to the pinned root and pins its key as the bank's. */
+    certInit: command({
+      input: record({ intermediary: certificate, issuerNode: certificate, now: timestampMs }),
+      output: record({ bank: publicKeyCodec }),
+      run(state: OtpState, input, env) {
+        if (state.root === undefined) return reject('NOT_INITIALISED', 'run Init first');
+        if (state.bank !== undefined) return reject('ALREADY_CERTIFIED', "the bank's key is already pinned");
+        return guarded(() => {
+          // The TA has no clock: the host's time only picks the certificates' window; the chain's signatures bind them to the root.
+          const server = verifyChain({ provider: env.provider, chain: [decodeCertificate(input.issuerNode), decodeCertificate(input.intermediary)], trustAnchors: [decodeCertificate(state.root as Uint8Array)], now: input.now, leafRoles: ['issuer-node'] });
+          return accept({ ...state, bank: server.subject }, { bank: server.subject });
+        });
+      },
+    }),
+
+    /** Takes the bank's signed parameters, if newer than those held; the time they carry moves the TA's clock forward. */
+    setParams: command({
+      input: record({ params: paramsCodec }),
+      output: record({ classes: uint({ max: 256 }), at: timestampMs }),
+      run(state: OtpState, input, env) {
+        if (state.bank === undefined) return reject('NOT_CERTIFIED', 'run Init and CertInit first');
+        const bank = state.bank;
+        return guarded(() => {
+          const params = checkSigned(env.provider, bank, paramsBodyCodec, PARAMS_TAG, input.params);
+          if (state.params !== undefined && params.at < state.params.at) refuse('OTP_PARAMS_STALE', 'these parameters are older than those the TA holds');
+          if (state.params !== undefined && params.currency !== state.params.currency) refuse('CURRENCY_MISMATCH', `the TA holds ${state.params.currency}, the parameters are in ${params.currency}`);
+          return accept({ ...state, params, time: Math.max(state.time ?? 0, params.at) }, { classes: params.classes.length, at: params.at });
+        });
+      },
+    }),
+
+    /** What the TA holds. */
+    status: command({
+      input: record({}),
+      output: statusCodec,
+      readOnly: true,
+      run: (state: OtpState, _input, env) => accept(state, status(state, env)),
+    }),
+
+    ...bankCommands,
+    ...payCommands,
+  },
+});
+
+/** Most exchange keys a TA holds (what `tally wallet sync` tops up to, at most). */
+export const EXCHANGE_KEYS_MAX = KEYS_HELD_MAX;
