@@ -8,13 +8,15 @@ import { openSecureLink, type SecureLink } from '../channel/secure-link.ts';
 import type { ByteStream } from '../channel/stream.ts';
 import type { nodeProvider } from '../providers/node-crypto.ts';
 
-/** A link's identity and trust: the wallet's user certificate and key, and the peers it accepts. */
+/** A link's identity and trust: the wallet's user certificate and key, and the peers it accepts (neither, for anonymous payments). */
 export interface LinkSide {
   /** Noise prologue and scheme name of the link hello (a peer of another scheme is refused). */
   readonly prologue: Uint8Array;
   readonly scheme: string;
-  readonly identity: { certificate: Uint8Array; signer: Signer };
-  readonly trust: { provider: typeof nodeProvider; verify(certificate: Uint8Array): PublicKey };
+  /** The wallet's certificate and key shown to the peer; none for an anonymous side. */
+  readonly identity?: { certificate: Uint8Array; signer: Signer } | undefined;
+  /** How a peer's certificate is checked; none when the peer is anonymous. */
+  readonly trust?: { provider: typeof nodeProvider; verify(certificate: Uint8Array): PublicKey } | undefined;
 }
 
 /**

@@ -1,0 +1,4 @@
+/** The OTP trusted app's build as the factory measures it (kept apart from the wallet so that listing it loads nothing else). */
+
+/** The OTP trusted app's build: its measurement covers the import closure of this file. */
+export const OTP_TA_BUILD = { entry: 'schemes/otp/trusted-app.ts' } as const;

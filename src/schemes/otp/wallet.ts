@@ -1,0 +1,418 @@
+/**
+ * An OTP wallet: an account at the node and a secure element whose trusted app holds coins.
+ * - `deposit` (online account → coins): a blind withdrawal at the bank in a journal step, so a crash
+ *   after the bank signed finishes with its idempotent answer;
+ * - `withdraw` (coins → online account): a deposit of exact coins at the bank, in a journal step;
+ * - `sync`: the bank's parameters, the in-flight report and its settlement, exchange keys topped up;
+ * - `pay` / `receive`: the anonymous link payment (session.ts, wallet-session.ts).
+ */
+import { fromBase64url, fromHex, toBase64url, toHex } from '../../core/bytes.ts';
+import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
+import { array, type Codec } from '../../core/codec.ts';
+import { randomBytes } from '../../core/crypto/hash.ts';
+import { TallyError, isTallyError } from '../../core/errors.ts';
+import { base64urlText } from '../../core/fields.ts';
+import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
+import { keyId } from '../../pki/key-id.ts';
+import {
+  amount as amountText,
+  connectLink,
+  createWalletFolder,
+  listenLink,
+  deviceAnswer,
+  holdLegacyAccount,
+  holdNewAccount,
+  isNodeRefusal,
+  looseRecord,
+  measureTrustedApp,
+  newAccountKey,
+  newStepId,
+  openFolderOf,
+  SOFTWARE_SE_MODEL,
+  startSecureElement,
+  WalletShell,
+  type NodeClient,
+  type NodeInfo,
+  type Oem,
+  type OpenedWallet,
+  type ResumeReport,
+  type TrustedAppSpec,
+  type LinkSide,
+  type WalletFormat,
+} from '../../wallet/plugin.ts';
+import { failureCode, OTP_LINK_PROLOGUE, OTP_LINK_SCHEME, runPayee, runPayer, type SessionOutcome } from './session.ts';
+import { payeeRole, payerRole } from './wallet-link.ts';
+import type { Signer } from '../../core/crypto/suite.ts';
+import { pickExact, withdrawalMix } from './denominations.ts';
+import { exchangeKeyCodec } from './exchange-key.ts';
+import { COINS_PER_MESSAGE_MAX, depositReceiptCodec, paramsCodec, settledCodec, timeCodec, type ClassEntry, type Params } from './messages.ts';
+import { otpTrustedApp, type OtpState } from './trusted-app.ts';
+import { OTP_TA_BUILD } from './wallet-build.ts';
+
+/** The trusted app's commands. */
+export type OtpCommands = typeof otpTrustedApp.commands;
+/** The OTP trusted app, where the isolated SE process finds it. */
+export const OTP_TA: TrustedAppSpec<OtpState, OtpCommands> = { app: otpTrustedApp, location: { module: new URL('./trusted-app.ts', import.meta.url).href, export: 'otpTrustedApp' } };
+/** How many exchange keys `sync` keeps the TA stocked with. */
+export const EXCHANGE_KEYS_TARGET = 64;
+
+/** A blind withdrawal (online account → coins), until the TA has the coins. */
+export interface WithdrawalStep {
+  kind: 'otp-withdrawal';
+  id: string;
+  /** Class ids (hex), one per coin. */
+  classIds: string[];
+  /** The blinded coins the TA drew (base64url), once it drew them. */
+  blinded?: string[];
+  /** The bank's blind signatures (base64url), once it answered. */
+  signatures?: string[];
+}
+
+/** A deposit of coins (coins → online account), until the TA has the bank's receipt. */
+export interface DepositStep {
+  kind: 'otp-deposit';
+  id: string;
+  classIds: string[];
+  /** The bank's receipt (base64url CBOR), once it answered. */
+  receipt?: string;
+}
+
+export type OtpStep = WithdrawalStep | DepositStep;
+
+const hexList = (raw: unknown): raw is string[] => Array.isArray(raw) && raw.length <= COINS_PER_MESSAGE_MAX && raw.every((x) => typeof x === 'string' && /^[0-9a-f]{32}$/.test(x));
+const b64List = (raw: unknown): raw is string[] => Array.isArray(raw) && raw.length <= COINS_PER_MESSAGE_MAX && raw.every((x) => typeof x === 'string' && /^[A-Za-z0-9_-]*$/.test(x));
+
+const OTP_FORMAT: WalletFormat<OtpStep, null> = {
+  step(raw) {
+    if (!hexList(raw['classIds'])) return null;
+    if (raw.kind === 'otp-withdrawal') {
+      const blinded = raw['blinded'];
+      const signatures = raw['signatures'];
+      if ((blinded !== undefined && !b64List(blinded)) || (signatures !== undefined && !b64List(signatures))) return null;
+      return { kind: 'otp-withdrawal', id: raw.id, classIds: raw['classIds'], ...(blinded === undefined ? {} : { blinded }), ...(signatures === undefined ? {} : { signatures }) };
+    }
+    if (raw.kind === 'otp-deposit') {
+      const receipt = raw['receipt'];
+      if (receipt !== undefined && typeof receipt !== 'string') return null;
+      return { kind: 'otp-deposit', id: raw.id, classIds: raw['classIds'], ...(receipt === undefined ? {} : { receipt }) };
+    }
+    return null;
+  },
+  slot: () => null,
+};
+
+const blob = base64urlText({ max: 512 * 1024 });
+const paramsAnswer = looseRecord({ params: blob });
+const withdrawalAnswer = looseRecord({ amount: amountText, signatures: array(blob, { min: 1, max: COINS_PER_MESSAGE_MAX }) });
+const keysAnswer = looseRecord({ keys: array(blob, { max: 256 }), time: blob });
+const depositAnswer = looseRecord({ credited: amountText, receipt: blob });
+const inFlightAnswer = looseRecord({ refunded: amountText, settled: blob });
+
+function cbor<T>(codec: Codec<T>, text: string, what: string): T {
+  return codec.decode(decodeCbor(fromBase64url(text), { maxBytes: 512 * 1024 }), what);
+}
+
+/** Both sides of the link are anonymous: no certificate is shown or asked for. */
+const LINK_SIDE: LinkSide = { prologue: OTP_LINK_PROLOGUE, scheme: OTP_LINK_SCHEME };
+
+/** What a link payment did. */
+export interface TransferResult {
+  amount: string;
+  coins: number;
+  change: number;
+  /** Coins of an earlier, cut session acknowledged in this one. */
+  resentAcknowledged: number;
+  offline: string;
+}
+
+/** What a deposit or withdrawal did, shown in major units. */
+export interface MoveResult {
+  amount: string;
+  coins: number;
+  offline: string;
+}
+
+/** An open OTP wallet. */
+export class OtpWallet extends WalletShell<OtpStep, null, OtpState, OtpCommands> {
+  private constructor(opened: OpenedWallet<OtpStep, null>) {
+    super(opened);
+  }
+
+  protected secureElementSpec() {
+    return { spec: OTP_TA };
+  }
+
+  protected async probeSecureElement(): Promise<void> {
+    await (await this.startedSe()).call('status', {});
+  }
+
+  protected runStep(step: OtpStep): Promise<unknown> {
+    return step.kind === 'otp-withdrawal' ? this.runWithdrawal(step) : this.runDeposit(step);
+  }
+
+  /** The running secure element. */
+  se() {
+    return this.startedSe();
+  }
+
+  /**
+   * Creates a wallet: a user at the node, an isolated SE attested by the home's OEM and registered
+   * as the user's device (scheme otp), the bank's key pinned through the certificate chain, and
+   * the bank's parameters.
+   * @throws TallyError WALLET_EXISTS, WALLET_UNSUPPORTED (no OEM enrolled), NODE_UNREACHABLE, NODE_REFUSED
+   */
+  static async create(options: { home: string; name: string; node: string; progress?: (line: string) => void }): Promise<OtpWallet> {
+    await createWalletFolder<null>({ ...options, needsOem: true }, async ({ name, node, info, paths, oem, progress, registerUser }) => {
+      const account = newAccountKey(randomBytes(32));
+      progress('registering the user at the node');
+      const registered = await registerUser(account.signer);
+      progress('provisioning the isolated secure element');
+      const host = await startSecureElement(OTP_TA, paths, true);
+      try {
+        const device = await provisionDevice(host, { node, info, oem: oem as Oem, user: account.signer, owner: registered.keyId, progress });
+        const held = await holdNewAccount(account, { slot: host });
+        await host.close();
+        const data = { name, scheme: 'otp', node: node.url, currency: info.currency, createdAt: Date.now(), user: { held, keyId: registered.keyId, account: registered.account, certificate: registered.certificate }, device, certificates: info.certificates };
+        return { data, detail: `secure element ${device.keyId}` };
+      } catch (e) {
+        await host.kill();
+        throw e;
+      }
+    });
+    return OtpWallet.open(options.home, options.name);
+  }
+
+  /** Opens a wallet under its lock. */
+  static async open(home: string, name: string): Promise<OtpWallet> {
+    const opened = await openFolderOf(home, name, 'otp', OTP_FORMAT, { account: holdLegacyAccount(OTP_TA.app) });
+    try {
+      return new OtpWallet(opened);
+    } catch (e) {
+      opened.book.close();
+      await opened.unlock();
+      throw e;
+    }
+  }
+
+  /** Finishes the steps a crash cut short. */
+  resume(): Promise<ResumeReport> {
+    return this.resumeSteps();
+  }
+
+  private get device(): string {
+    if (this.data.device === null) throw new TallyError('WALLET_UNSUPPORTED', `wallet ${this.name} has no secure element`, { name: this.name, reason: 'no secure element' });
+    return this.data.device.keyId;
+  }
+
+  /** The bank's parameters, fetched and given to the TA (older ones it already has are kept). */
+  async refreshParams(): Promise<Params> {
+    const answer = await this.node.call('GET', '/v1/otp/params', { answer: paramsAnswer });
+    const params = cbor(paramsCodec, answer.body.params, 'params');
+    await (await this.se()).call('setParams', { params }).catch((e: unknown) => {
+      if (!(isTallyError(e, 'SE_REJECTED') && e.details.reason === 'OTP_PARAMS_STALE')) throw e;
+    });
+    return params;
+  }
+
+  /** The newest class of each denomination: what a withdrawal asks for. */
+  private static newest(params: Params): Map<bigint, ClassEntry> {
+    const out = new Map<bigint, ClassEntry>();
+    for (const entry of params.body.classes) {
+      const d = BigInt(entry.coinClass.denomination);
+      const seen = out.get(d);
+      if (seen === undefined || seen.until < entry.until) out.set(d, entry);
+    }
+    return out;
+  }
+
+  /** What the TA holds. */
+  async status() {
+    return (await this.se()).call('status', {});
+  }
+
+  /** Online account → coins: the bank signs fresh coins blindly for `amountText`, in a sensible mix. */
+  async deposit(amountText: string): Promise<MoveResult> {
+    const amount = this.parseAmount(amountText);
+    const params = await this.refreshParams();
+    const classes = OtpWallet.newest(params);
+    const mix = withdrawalMix(amount, [...classes.keys()].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
+    const classIds = [...mix].flatMap(([d, n]) => Array.from({ length: n }, () => toHex((classes.get(d) as ClassEntry).coinClass.classId)));
+    if (classIds.length > COINS_PER_MESSAGE_MAX) throw new TallyError('TOO_LARGE', `${this.shown(amount)} takes ${classIds.length} coins; one deposit moves at most ${COINS_PER_MESSAGE_MAX}: deposit it in parts`, { what: 'coins', size: classIds.length, max: COINS_PER_MESSAGE_MAX });
+    const step: WithdrawalStep = { kind: 'otp-withdrawal', id: newStepId(), classIds };
+    await this.begin(step);
+    const coins = await this.runWithdrawal(step);
+    return { amount: this.format(amount), coins, offline: this.format((await this.status()).balance) };
+  }
+
+  private async runWithdrawal(step: WithdrawalStep): Promise<number> {
+    const se = await this.se();
+    const requestId = fromHex(step.id);
+    if (step.signatures === undefined) {
+      const { blinded } = await se.call('prepareWithdrawal', { requestId, classIds: step.classIds.map(fromHex) });
+      try {
+        const answer = await this.node.signed(await this.accountSigner(), 'POST', '/v1/otp/withdrawals', {
+          answer: withdrawalAnswer,
+          body: { device: this.device, items: blinded.map((b, i) => ({ classId: toBase64url(fromHex(step.classIds[i] as string)), blinded: toBase64url(b) })) },
+          idempotencyKey: `otp-withdrawal-${step.id}`,
+        });
+        step.signatures = answer.body.signatures;
+      } catch (e) {
+        if (isNodeRefusal(e)) {
+          // Nothing was debited: the TA's blinded coins are dropped with a withdrawal that cannot be finished.
+          await this.finish(step, { at: Date.now(), kind: 'deposit-refused', detail: e.message });
+        }
+        throw e;
+      }
+      await this.update(step);
+    }
+    const out = await se.call('finishWithdrawal', { requestId, signatures: step.signatures.map(fromBase64url) });
+    await this.finish(step, { at: Date.now(), kind: 'deposit', amount: this.format(out.amount), detail: `${out.coins} coin(s) signed blindly by the bank` });
+    return out.coins;
+  }
+
+  /** Coins → online account: exact coins for `amountText` are deposited at the bank. */
+  async withdraw(amountText: string): Promise<MoveResult & { credited: string; doubleSpent: number; refused: number }> {
+    const amount = this.parseAmount(amountText);
+    await this.refreshParams();
+    const status = await this.status();
+    const held = new Map(status.classes.map((c) => [c.denomination, c.count]));
+    const picked = pickExact(held, amount);
+    if (picked === null) throw new TallyError('SE_REJECTED', `the coins held (${this.shown(status.balance)}) cannot make exactly ${this.shown(amount)}`, { command: 'withdraw', reason: 'INSUFFICIENT_FUNDS' });
+    const classIds = [...picked].flatMap(([d, n]) => {
+      const cls = status.classes.filter((c) => c.denomination === d);
+      const out: string[] = [];
+      let left = n;
+      for (const c of cls) {
+        const take = Math.min(left, c.count);
+        for (let i = 0; i < take; i++) out.push(toHex(c.classId));
+        left -= take;
+      }
+      return out;
+    });
+    if (classIds.length > COINS_PER_MESSAGE_MAX) throw new TallyError('TOO_LARGE', `that takes ${classIds.length} coins; one withdrawal moves at most ${COINS_PER_MESSAGE_MAX}`, { what: 'coins', size: classIds.length, max: COINS_PER_MESSAGE_MAX });
+    const step: DepositStep = { kind: 'otp-deposit', id: newStepId(), classIds };
+    await this.begin(step);
+    const out = await this.runDeposit(step);
+    return { amount: this.format(amount), coins: classIds.length, offline: this.format((await this.status()).balance), ...out };
+  }
+
+  private async runDeposit(step: DepositStep): Promise<{ credited: string; doubleSpent: number; refused: number }> {
+    const se = await this.se();
+    const requestId = fromHex(step.id);
+    if (step.receipt === undefined) {
+      const { sealed } = await se.call('prepareDeposit', { requestId, classIds: step.classIds.map(fromHex) });
+      const answer = await this.node.signed(await this.accountSigner(), 'POST', '/v1/otp/deposits', {
+        answer: depositAnswer,
+        body: { device: this.device, coins: sealed.map((s) => toBase64url(encodeCbor(s))) },
+        idempotencyKey: `otp-deposit-${step.id}`,
+      });
+      step.receipt = answer.body.receipt;
+      await this.update(step);
+    }
+    const out = await se.call('finishDeposit', { requestId, receipt: cbor(depositReceiptCodec, step.receipt, 'receipt') });
+    const detail = [`${step.classIds.length} coin(s)`, ...(out.doubleSpent > 0 ? [`${out.doubleSpent} refused as spent before`] : []), ...(out.refused > 0 ? [`${out.refused} refused`] : [])].join(', ');
+    await this.finish(step, { at: Date.now(), kind: 'withdraw', amount: this.format(out.credited), detail });
+    return { credited: this.format(out.credited), doubleSpent: out.doubleSpent, refused: out.refused };
+  }
+
+  /** Online: the bank's parameters, the coins in flight settled, exchange keys topped up to the target. */
+  async sync(): Promise<{ keys: number; refunded: string; settled: number; inFlight: number; time: number }> {
+    await this.refreshParams();
+    const se = await this.se();
+    const signer = await this.accountSigner();
+    let refunded = 0n;
+    let settled = 0;
+    const before = await se.call('status', {});
+    if (before.inFlight.count > 0) {
+      const report = await se.call('inFlightReport', {});
+      const answer = await this.node.signed(signer, 'POST', '/v1/otp/in-flight', { answer: inFlightAnswer, body: { device: this.device, report: toBase64url(encodeCbor(report)) }, idempotencyKey: `otp-in-flight-${toHex(report.body.nonce)}` });
+      const answered = cbor(settledCodec, answer.body.settled, 'settled');
+      const out = await se.call('settle', { settled: answered });
+      refunded = out.refunded;
+      settled = answered.body.coins.length;
+      if (refunded > 0n) await this.note({ at: Date.now(), kind: 'refund', amount: this.format(refunded), detail: 'coins cut in flight, refunded after their expiry' });
+    }
+    const wanted = Math.max(0, EXCHANGE_KEYS_TARGET - before.keys.fresh);
+    const request = await se.call('keyRequest', { count: wanted });
+    const answer = await this.node.signed(signer, 'POST', '/v1/otp/exchange-keys', { answer: keysAnswer, body: { device: this.device, request: toBase64url(encodeCbor(request)) }, idempotencyKey: `otp-keys-${toHex(request.body.nonce)}` });
+    const taken = await se.call('takeKeys', { keys: answer.body.keys.map((k) => cbor(exchangeKeyCodec, k, 'exchange key')), time: cbor(timeCodec, answer.body.time, 'time') });
+    const after = await se.call('status', {});
+    return { keys: taken.keys, refunded: this.format(refunded), settled, inFlight: after.inFlight.count, time: taken.time };
+  }
+
+  /**
+   * The payee, offline: listens, takes one payer, asks it for `amountText` and receives its coins
+   * (giving change when asked), anonymous on both sides.
+   */
+  async receive(amountText: string, options: { port: number; host: string; timeoutMs: number; onListening?: (port: number) => void }): Promise<TransferResult> {
+    const amount = this.parseAmount(amountText);
+    const se = await this.se();
+    const { link } = await listenLink(LINK_SIDE, options);
+    try {
+      const out = await runPayee(link, amount, payeeRole(se), { stepTimeoutMs: options.timeoutMs });
+      const result = this.transferResult(out, (await se.call('status', {})).balance);
+      await this.note({ at: Date.now(), kind: 'received', amount: result.amount, detail: `${out.coins} coin(s)${out.change > 0 ? `, ${out.change} given back as change` : ''}` });
+      return result;
+    } finally {
+      link.close();
+    }
+  }
+
+  /** The payer, offline: connects to a payee and pays what it asks in coins, with change back when needed; `expectText`: refuse any other amount. */
+  async pay(host: string, port: number, expectText: string | null, options: { timeoutMs: number }): Promise<TransferResult> {
+    const expect = expectText === null ? null : this.parseAmount(expectText);
+    const se = await this.se();
+    const { link } = await connectLink(LINK_SIDE, host, port, options.timeoutMs);
+    try {
+      const out = await runPayer(link, expect, payerRole(se, () => undefined), { stepTimeoutMs: options.timeoutMs });
+      const result = this.transferResult(out, (await se.call('status', {})).balance);
+      await this.note({ at: Date.now(), kind: 'paid', amount: result.amount, detail: `${out.coins} coin(s)${out.change > 0 ? `, ${out.change} back as change` : ''}` });
+      return result;
+    } catch (e) {
+      if (isTallyError(e)) await this.note({ at: Date.now(), kind: 'pay-failed', detail: `${e.message} [${failureCode(e)}]` });
+      throw e;
+    } finally {
+      link.close();
+    }
+  }
+
+  private transferResult(out: SessionOutcome, balance: bigint): TransferResult {
+    return { amount: this.format(out.amount), coins: out.coins, change: out.change, resentAcknowledged: out.resentAcknowledged, offline: this.format(balance) };
+  }
+
+  /** The online balance and what the TA holds. */
+  async balance() {
+    const online = await this.onlineBalanceWith(() => this.accountSigner());
+    const s = await this.status();
+    return {
+      online: online.balance,
+      ...(online.error === undefined ? {} : { onlineError: online.error }),
+      offline: this.format(s.balance),
+      coins: s.classes.map((c) => ({ denomination: this.format(c.denomination), count: c.count })),
+      inFlight: { count: s.inFlight.count, amount: this.format(s.inFlight.amount) },
+      exchangeKeys: s.keys.fresh,
+      trustedTime: s.time === undefined ? null : new Date(s.time).toISOString(),
+      pendingSteps: this.data.pending.length,
+    };
+  }
+}
+
+/** Init, the OEM's attestation, the device's registration at the node (scheme otp), CertInit. */
+async function provisionDevice(
+  host: Awaited<ReturnType<typeof startSecureElement<OtpState, OtpCommands>>>,
+  options: { node: NodeClient; info: NodeInfo; oem: Oem; user: Signer; owner: string; progress: (line: string) => void },
+): Promise<{ keyId: string; certificate: string }> {
+  const { node, info, oem, user } = options;
+  const init = await host.call('init', { root: fromBase64url(info.certificates.root), owner: fromHex(options.owner) });
+  const attestation = attestDevice(oem.signer, { sePublicKey: init.publicKey, model: SOFTWARE_SE_MODEL, taMeasurement: await measureTrustedApp(OTP_TA_BUILD) });
+  options.progress('registering the device (OEM attestation and proof of possession)');
+  const answer = await node.signed(user, 'POST', '/v1/devices', {
+    answer: deviceAnswer,
+    body: { publicKey: { suite: init.publicKey.suite, key: toBase64url(init.publicKey.key) }, scheme: 'otp', oem: oem.keyId, attestation: toBase64url(encodeAttestation(attestation)), proof: toBase64url(init.proof) },
+    idempotencyKey: `device-${toHex(keyId(init.publicKey))}`,
+  });
+  await host.call('certInit', { intermediary: fromBase64url(info.certificates.intermediary), issuerNode: fromBase64url(info.certificates.issuerNode), now: Date.now() });
+  const params = await node.call('GET', '/v1/otp/params', { answer: paramsAnswer });
+  await host.call('setParams', { params: cbor(paramsCodec, params.body.params, 'params') });
+  return { keyId: answer.body.keyId, certificate: answer.body.certificate };
+}
