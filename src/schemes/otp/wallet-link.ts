@@ -7,7 +7,7 @@ import { TallyError } from '../../core/errors.ts';
 import type { SecureElement } from '../../secure-element/secure-element.ts';
 import { planPayment } from './denominations.ts';
 import type { ExchangeKey } from './exchange-key.ts';
-import type { Holdings, PayeeRole, PayerRole, Plan } from './session.ts';
+import type { PayeeRole, PayerRole, Plan } from './session.ts';
 import { sealedDigest, type Ack, type SealedCoin } from './transfer.ts';
 import type { otpTrustedApp } from './trusted-app.ts';
 
