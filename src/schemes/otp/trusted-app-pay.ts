@@ -11,7 +11,7 @@
  * - the payer checks each ACK and only then forgets the coin (`acknowledge`).
  * A command takes all its coins or none: any refusal leaves the state as it was.
  */
-import { equalBytes } from '../../core/bytes.ts';
+import { equalBytes, toHex } from '../../core/bytes.ts';
 import { AMOUNT_MINOR_MAX } from '../../core/amount.ts';
 import { array, bigint, bytes, record, uint, type Codec } from '../../core/codec.ts';
 import { accept, command, reject } from '../../secure-element/trusted-app.ts';
@@ -59,7 +59,7 @@ export const payCommands = {
         const device = deviceKey(env);
         const now = state.time ?? null;
         const taken = new Set<number>();
-        const usedKeys = new Set(state.inFlight.map((f) => Buffer.from(f.sealed.keyId).toString('hex')));
+        const usedKeys = new Set(state.inFlight.map((f) => toHex(f.sealed.keyId)));
         const sent: InFlight[] = [];
         let total = 0n;
         for (const item of input.items) {
@@ -77,7 +77,7 @@ export const payCommands = {
           // setupConnection: the payee's key is the bank's, in its window.
           const payee = checkExchangeKey(env.provider, ready.bank, item.key, now);
           const keyId = exchangeKeyId(payee.publicKey);
-          const keyHex = Buffer.from(keyId).toString('hex');
+          const keyHex = toHex(keyId);
           if (usedKeys.has(keyHex)) refuse('OTP_EXCHANGE_KEY_INVALID', 'an exchange key takes one coin, and this one already has one');
           usedKeys.add(keyHex);
           // The program's own conditions, before anything leaves the TA.

@@ -8,6 +8,7 @@
  * `certInit` checks the issuer node's certificate to that root and pins its key as the bank's;
  * `setParams` takes the bank's signed parameters. Payment and bank commands are in their own files.
  */
+import { toHex } from '../../core/bytes.ts';
 import { AMOUNT_MINOR_MAX } from '../../core/amount.ts';
 import { array, bigint, bytes, optional, record, uint, type Codec } from '../../core/codec.ts';
 import { publicKeyCodec } from '../../core/crypto/suite.ts';
@@ -47,7 +48,7 @@ function status(state: OtpState, env: Parameters<typeof deviceKey>[0]) {
   const byClass = new Map<string, { classId: Uint8Array; denomination: bigint; count: number }>();
   let balance = 0n;
   for (const held of state.coins) {
-    const id = Buffer.from(held.coin.classId).toString('hex');
+    const id = toHex(held.coin.classId);
     const value = valueOf(state, held.coin.classId);
     balance += value;
     const slot = byClass.get(id) ?? { classId: held.coin.classId, denomination: value, count: 0 };

@@ -310,6 +310,7 @@ export class OtpWallet extends WalletShell<OtpStep, null, OtpState, OtpCommands>
     const online = await this.onlineBalanceWith(() => this.accountSigner());
     const s = await this.status();
     return {
+      device: this.data.device?.keyId ?? null,
       online: online.balance,
       ...(online.error === undefined ? {} : { onlineError: online.error }),
       offline: this.format(s.balance),

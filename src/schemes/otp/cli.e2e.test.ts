@@ -1,0 +1,145 @@
+/**
+ * OTP end to end through the `tally` command line, every party its own process: an issuer node,
+ * three OTP wallets (alice, bob, carol), each command a fresh `tally` process whose secure element
+ * is another child process. Coins are withdrawn blindly into alice's SE (`wallet deposit`), paid
+ * over TCP + Noise with the node stopped (anonymous both ways), paid on to a third wallet, paid with
+ * change, deposited back (`wallet withdraw`); a cloned wallet folder pays the same coin twice and is
+ * caught at the second deposit: the escrow tags name its device, which the node revokes. The audit
+ * ends it: money is conserved, and the float is what the honest secure elements hold.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { after, test } from 'node:test';
+import { BIN, killChildren, startNode, track, type Json } from '../../cli/e2e-process.ts';
+
+const dirs: string[] = [];
+after(async () => {
+  killChildren();
+  for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+});
+
+const NODE = { passphrase: 'otp e2e' };
+
+test('OTP through the CLI: blind withdrawal, anonymous payments offline, re-spend, change, deposit, a clone caught by its escrow tags, audit balanced', { timeout: 300_000 }, async () => {
+  const root = await mkdtemp(join(tmpdir(), 'tally-otp-e2e-'));
+  dirs.push(root);
+  const home = join(root, 'home');
+  const dataDir = join(root, 'node');
+  let node = await startNode(dataDir, 0, NODE);
+  const env: Record<string, string | undefined> = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url };
+  env['TALLY_OPERATOR_TOKEN'] = (await readFile(join(dataDir, 'identity', 'operator-token'), 'utf8')).trim();
+
+  const run = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+    new Promise((done) => {
+      const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      child.on('exit', (code) => done({ code, stdout, stderr }));
+    });
+  const lastJson = (stdout: string): Json => JSON.parse(stdout.trim().split('\n').pop() as string) as Json;
+  const ok = async (...args: string[]): Promise<Json> => {
+    const r = await run([...args, '--json']);
+    assert.equal(r.code, 0, `tally ${args.join(' ')} failed: ${r.stderr}${r.stdout}`);
+    return lastJson(r.stdout);
+  };
+  const refused = async (code: string, args: string[]): Promise<Json> => {
+    const r = await run([...args, '--json']);
+    assert.equal(r.code, 1, `tally ${args.join(' ')} should fail with ${code}: ${r.stdout}${r.stderr}`);
+    const error = (lastJson(r.stdout) as { error: Json }).error;
+    assert.equal(error['code'], code, JSON.stringify(error));
+    return error;
+  };
+  const listen = async (name: string, amount: string) => {
+    const child = spawn(process.execPath, [BIN, 'receive', name, amount, '--listen', '0', '--timeout', '20', '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    track(child);
+    const exit = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+    const lines: Json[] = [];
+    const port = await new Promise<number>((ready) => {
+      createInterface({ input: child.stdout }).on('line', (line) => {
+        const event = JSON.parse(line) as Json;
+        lines.push(event);
+        if (event['event'] === 'listening') ready(Number(event['port']));
+      });
+    });
+    return { port, lines, exit };
+  };
+  const offline = async (name: string) => (await ok('wallet', 'balance', name))['offline'] as string;
+
+  await ok('operator', 'oem');
+  for (const name of ['alice', 'bob', 'carol']) assert.equal((await ok('wallet', 'create', name, '--scheme', 'otp'))['scheme'], 'otp');
+
+  // 88.00 of alice's 100.00 as coins the bank signed blindly: 50 + 20 + 10 + 5 + 2 + 1.
+  await ok('operator', 'mint', 'alice', '100.00');
+  const deposit = await ok('wallet', 'deposit', 'alice', '88.00');
+  assert.deepEqual([deposit['offline'], deposit['coins']], ['88.00', 6]);
+  assert.equal((await ok('wallet', 'balance', 'alice'))['online'], '12.00');
+  // Exchange keys (to receive) and the bank's time, while online.
+  for (const name of ['alice', 'bob', 'carol']) assert.ok(Number((await ok('sync', name))['keys']) > 0);
+
+  // Offline from here.
+  await node.stop();
+
+  // bob asks 25.00; alice pays it in two coins (20 + 5).
+  const first = await listen('bob', '25.00');
+  const paid = await ok('pay', 'alice', '--connect', `127.0.0.1:${first.port}`, '--expect', '25.00');
+  assert.deepEqual([paid['amount'], paid['coins'], paid['change']], ['25.00', 2, 0]);
+  assert.equal(await first.exit, 0);
+  assert.deepEqual([await offline('alice'), await offline('bob')], ['63.00', '25.00']);
+  // Not what the payer meant: nothing moves.
+  const greedy = await listen('bob', '9.00');
+  await refused('PAYMENT_INVALID', ['pay', 'alice', '--connect', `127.0.0.1:${greedy.port}`, '--expect', '5.00']);
+  assert.equal(await greedy.exit, 1);
+  assert.deepEqual([await offline('alice'), await offline('bob')], ['63.00', '25.00']);
+
+  // Change: bob asks 8.00; alice (50, 10, 2, 1) cannot pay it exactly: she pays 13.00 and bob gives 5.00 back.
+  const third = await listen('bob', '8.00');
+  const withChange = await ok('pay', 'alice', '--connect', `127.0.0.1:${third.port}`);
+  assert.equal(await third.exit, 0);
+  assert.deepEqual([withChange['coins'], withChange['change']], [3, 1]);
+  assert.deepEqual([await offline('alice'), await offline('bob')], ['55.00', '33.00']);
+
+  // Re-spend: bob pays carol 3.00 with coins he received from alice (2 + 1).
+  const second = await listen('carol', '3.00');
+  await ok('pay', 'bob', '--connect', `127.0.0.1:${second.port}`);
+  assert.equal(await second.exit, 0);
+  assert.deepEqual([await offline('bob'), await offline('carol')], ['30.00', '3.00']);
+
+  // A clone of alice's wallet folder (sealed state and file counter copied) pays the same 5.00 coin again.
+  await cp(join(home, 'wallets', 'alice'), join(home, 'wallets', 'alice-clone'), { recursive: true });
+  const toBob = await listen('bob', '5.00');
+  await ok('pay', 'alice', '--connect', `127.0.0.1:${toBob.port}`);
+  assert.equal(await toBob.exit, 0);
+  const toCarol = await listen('carol', '5.00');
+  await ok('pay', 'alice-clone', '--connect', `127.0.0.1:${toCarol.port}`);
+  assert.equal(await toCarol.exit, 0);
+
+  // Online again: bob deposits all he holds; carol's copy of the coin is refused as spent before.
+  node = await startNode(dataDir, node.port, NODE);
+  const bobBack = await ok('wallet', 'withdraw', 'bob', '35.00');
+  assert.deepEqual([bobBack['credited'], bobBack['doubleSpent']], ['35.00', 0]);
+  const carolBack = await ok('wallet', 'withdraw', 'carol', '8.00');
+  assert.deepEqual([carolBack['credited'], carolBack['doubleSpent']], ['3.00', 1]);
+  // The escrow tags of the two copies name alice's device (the coin's third hop), and the node revoked it.
+  const aliceDevice = (await ok('wallet', 'balance', 'alice'))['device'];
+  const found = (await (await fetch(`${node.url}/v1/otp/operator/findings`, { headers: { authorization: `Bearer ${env['TALLY_OPERATOR_TOKEN'] ?? ''}` } })).json()) as { findings: Json[] };
+  assert.equal(found.findings.length, 1, JSON.stringify(found));
+  assert.equal(found.findings[0]?.['device'], aliceDevice, JSON.stringify(found));
+  const revoked = await refused('NODE_REFUSED', ['wallet', 'withdraw', 'alice', '50.00']);
+  assert.equal((revoked['details'] as Json)['code'], 'DEVICE_REVOKED', JSON.stringify(revoked));
+
+  // The audit: conservation, and the float is exactly what alice's SE still holds (the clone made 10.00 that no one was credited).
+  const audit = await ok('audit');
+  assert.equal(audit['balanced'], true);
+  const eur = (audit['currencies'] as { totalIssued: string; totalOnline: string; totalOfflineFloat: string }[])[0];
+  assert.ok(eur !== undefined);
+  const minorOf = (decimal: string) => BigInt(decimal.replace('.', ''));
+  assert.equal(minorOf(eur.totalOnline) + minorOf(eur.totalOfflineFloat), minorOf(eur.totalIssued));
+  assert.equal(eur.totalOfflineFloat, await offline('alice'));
+  assert.equal(await node.stop(), 0);
+});
