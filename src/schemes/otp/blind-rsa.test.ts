@@ -1,7 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { fromHex, toHex } from '../../core/bytes.ts';
+import { array, record, text, type Infer } from '../../core/codec.ts';
 import { isTallyError } from '../../core/errors.ts';
 import {
   blind,
@@ -20,7 +22,6 @@ import {
   type RandomBytes,
   type RsaPublicKey,
 } from './blind-rsa.ts';
-import { BLIND_RSA_VECTORS, type BlindRsaVector } from './blind-rsa-fixtures.ts';
 import { blindSign, generateRsaKey, importRsaPrivateKey, rsaPublicKeyOf } from './node-rsa.ts';
 
 /** A random source that hands out the given values in order, checking each requested length. */
@@ -34,6 +35,23 @@ function scripted(...values: Uint8Array[]): RandomBytes & { left: () => number }
   };
   return Object.assign(source, { left: () => queue.length });
 }
+
+/** Hex of at most 4096 bits (the RFC's key size), as the vector file holds it. */
+const hex = text({ max: 1024, pattern: /^([0-9a-f]{2})*$/, describe: 'lowercase hex' });
+/** One vector: the key, the message and every intermediate value of the protocol, under the RFC's names. */
+const blindRsaVectorCodec = record({
+  name: text({ min: 1, max: 64 }),
+  p: hex, q: hex, n: hex, e: hex, d: hex,
+  msg: hex, msg_prefix: hex, prepared_msg: hex, salt: hex, encoded_msg: hex,
+  inv: hex, blinded_msg: hex, blind_sig: hex, sig: hex,
+});
+type BlindRsaVector = Infer<typeof blindRsaVectorCodec>;
+
+/** RFC 9474 Appendix A, from test-vectors/ (docs/test-vectors.md). */
+const BLIND_RSA_VECTORS = record({ source: text({ min: 1, max: 256 }), vectors: array(blindRsaVectorCodec, { min: 2, max: 2 }) }).decode(
+  JSON.parse(readFileSync(new URL('../../../test-vectors/otp/rfc9474-blind-rsa.json', import.meta.url), 'utf8')),
+  'rfc9474-blind-rsa.json',
+).vectors;
 
 const nodeRandom: RandomBytes = (length) => new Uint8Array(randomBytes(length));
 

@@ -1,7 +1,9 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { readFileSync } from 'node:fs';
 import { fromHex, toHex, utf8 } from '../../core/bytes.ts';
+import { array, record, text, uint } from '../../core/codec.ts';
 import { randomBytes } from '../../core/crypto/hash.ts';
 import { isTallyError } from '../../core/errors.ts';
 import {
@@ -9,9 +11,12 @@ import {
   deriveKeyPair,
   encapDeterministicForTests,
   generateKeyPair,
+  HPKE_AEAD_ID,
   HPKE_ENC_BYTES,
   HPKE_EXPORT_BYTES_MAX,
   HPKE_INFO_BYTES_MAX,
+  HPKE_KDF_ID,
+  HPKE_KEM_ID,
   HPKE_TAG_BYTES,
   keyScheduleBase,
   openBase,
@@ -24,41 +29,33 @@ import {
   setupBaseSDeterministicForTests,
 } from './hpke.ts';
 
+const hex = (maxBytes: number) => text({ max: 2 * maxBytes, pattern: /^([0-9a-f]{2})*$/, describe: `lowercase hex of at most ${maxBytes} bytes` });
+const key = hex(32);
+
 /**
- * RFC 9180 Appendix A.2.1: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20Poly1305, base mode.
- * The values are the RFC's, as published in the specification's source text.
+ * RFC 9180 Appendix A.2.1: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20Poly1305, base mode,
+ * under the RFC's names, from test-vectors/ (docs/test-vectors.md).
  */
-const A21 = {
-  info: '4f6465206f6e2061204772656369616e2055726e',
-  ikmE: '909a9b35d3dc4713a5e72a4da274b55d3d3821a37e5d099e74a647db583a904b',
-  pkEm: '1afa08d3dec047a643885163f1180476fa7ddb54c6a8029ea33f95796bf2ac4a',
-  skEm: 'f4ec9b33b792c372c1d2c2063507b684ef925b8c75a42dbcbf57d63ccd381600',
-  ikmR: '1ac01f181fdf9f352797655161c58b75c656a6cc2716dcb66372da835542e1df',
-  pkRm: '4310ee97d88cc1f088a5576c77ab0cf5c3ac797f3d95139c6c84b5429c59662a',
-  skRm: '8057991eef8f1f1af18f4a9491d16a1ce333f695d4db8e38da75975c4478e0fb',
-  enc: '1afa08d3dec047a643885163f1180476fa7ddb54c6a8029ea33f95796bf2ac4a',
-  sharedSecret: '0bbe78490412b4bbea4812666f7916932b828bba79942424abb65244930d69a7',
-  keyScheduleContext:
-    '00431df6cd95e11ff49d7013563baf7f11588c75a6611ee2a4404a49306ae4cfc5b69c5718a60cc5876c358d3f7fc31ddb598503f67be58ea1e798c0bb19eb9796',
-  secret: '5b9cd775e64b437a2335cf499361b2e0d5e444d5cb41a8a53336d8fe402282c6',
-  key: 'ad2744de8e17f4ebba575b3f5f5a8fa1f69c2a07f6e7500bc60ca6e3e3ec1c91',
-  baseNonce: '5c4d98150661b848853b547f',
-  exporterSecret: 'a3b010d4994890e2c6968a36f64470d3c824c8f5029942feb11e7a74b2921922',
-  pt: '4265617574792069732074727574682c20747275746820626561757479',
-  encryptions: [
-    { seq: 0, aad: '436f756e742d30', ct: '1c5250d8034ec2b784ba2cfd69dbdb8af406cfe3ff938e131f0def8c8b60b4db21993c62ce81883d2dd1b51a28' },
-    { seq: 1, aad: '436f756e742d31', ct: '6b53c051e4199c518de79594e1c4ab18b96f081549d45ce015be002090bb119e85285337cc95ba5f59992dc98c' },
-    { seq: 2, aad: '436f756e742d32', ct: '71146bd6795ccc9c49ce25dda112a48f202ad220559502cef1f34271e0cb4b02b4f10ecac6f48c32f878fae86b' },
-    { seq: 4, aad: '436f756e742d34', ct: '63357a2aa291f5a4e5f27db6baa2af8cf77427c7c1a909e0b37214dd47db122bb153495ff0b02e9e54a50dbe16' },
-    { seq: 255, aad: '436f756e742d323535', ct: '18ab939d63ddec9f6ac2b60d61d36a7375d2070c9b683861110757062c52b8880a5f6b3936da9cd6c23ef2a95c' },
-    { seq: 256, aad: '436f756e742d323536', ct: '7a4a13e9ef23978e2c520fd4d2e757514ae160cd0cd05e556ef692370ca53076214c0c40d4c728d6ed9e727a5b' },
-  ],
-  exports: [
-    { context: '', length: 32, value: '4bbd6243b8bb54cec311fac9df81841b6fd61f56538a775e7c80a9f40160606e' },
-    { context: '00', length: 32, value: '8c1df14732580e5501b00f82b10a1647b40713191b7c1240ac80e2b68808ba69' },
-    { context: '54657374436f6e74657874', length: 32, value: '5acb09211139c43b3090489a9da433e8a30ee7188ba8b0a9a1ccf0c229283e53' },
-  ],
-} as const;
+const A21 = record({
+  source: text({ min: 1, max: 256 }),
+  mode: uint({ max: 3 }),
+  kem_id: uint({ max: 0xffff }),
+  kdf_id: uint({ max: 0xffff }),
+  aead_id: uint({ max: 0xffff }),
+  info: hex(64),
+  ikmE: key, pkEm: key, skEm: key,
+  ikmR: key, pkRm: key, skRm: key,
+  enc: key,
+  shared_secret: key,
+  key_schedule_context: hex(65),
+  secret: key,
+  key,
+  base_nonce: hex(12),
+  exporter_secret: key,
+  pt: hex(64),
+  encryptions: array(record({ sequence_number: uint({ max: 1024 }), aad: hex(64), ct: hex(80) }), { min: 1, max: 16 }),
+  exports: array(record({ exporter_context: hex(64), L: uint({ min: 1, max: 64 }), exported_value: hex(64) }), { min: 1, max: 16 }),
+}).decode(JSON.parse(readFileSync(new URL('../../../test-vectors/otp/rfc9180-hpke-x25519-chacha.json', import.meta.url), 'utf8')), 'rfc9180-hpke-x25519-chacha.json');
 
 function flipBit(bytes: Uint8Array, bit: number): Uint8Array {
   const out = new Uint8Array(bytes);
@@ -77,6 +74,10 @@ const isLowOrderRefusal = (e: unknown): boolean => isTallyError(e, 'KEY_INVALID'
 describe('hpke: RFC 9180 A.2.1 (X25519, HKDF-SHA256, ChaCha20Poly1305, base mode)', () => {
   const info = fromHex(A21.info);
 
+  it('is a vector of this suite in base mode (§7)', () => {
+    assert.deepEqual([A21.mode, A21.kem_id, A21.kdf_id, A21.aead_id], [0, HPKE_KEM_ID, HPKE_KDF_ID, HPKE_AEAD_ID]);
+  });
+
   it('derives both key pairs from their ikm (DeriveKeyPair, §7.1.3)', () => {
     const ephemeral = deriveKeyPair(fromHex(A21.ikmE));
     assert.equal(toHex(ephemeral.privateKey), A21.skEm);
@@ -90,17 +91,17 @@ describe('hpke: RFC 9180 A.2.1 (X25519, HKDF-SHA256, ChaCha20Poly1305, base mode
   it('encapsulates and decapsulates to the shared secret (§4.1)', () => {
     const { enc, sharedSecret } = encapDeterministicForTests(fromHex(A21.pkRm), fromHex(A21.ikmE));
     assert.equal(toHex(enc), A21.enc);
-    assert.equal(toHex(sharedSecret), A21.sharedSecret);
-    assert.equal(toHex(decap(fromHex(A21.enc), fromHex(A21.skRm))), A21.sharedSecret);
+    assert.equal(toHex(sharedSecret), A21.shared_secret);
+    assert.equal(toHex(decap(fromHex(A21.enc), fromHex(A21.skRm))), A21.shared_secret);
   });
 
   it('derives the key schedule (§5.1)', () => {
-    const schedule = keyScheduleBase(fromHex(A21.sharedSecret), info);
-    assert.equal(toHex(schedule.keyScheduleContext), A21.keyScheduleContext);
+    const schedule = keyScheduleBase(fromHex(A21.shared_secret), info);
+    assert.equal(toHex(schedule.keyScheduleContext), A21.key_schedule_context);
     assert.equal(toHex(schedule.secret), A21.secret);
     assert.equal(toHex(schedule.key), A21.key);
-    assert.equal(toHex(schedule.baseNonce), A21.baseNonce);
-    assert.equal(toHex(schedule.exporterSecret), A21.exporterSecret);
+    assert.equal(toHex(schedule.baseNonce), A21.base_nonce);
+    assert.equal(toHex(schedule.exporterSecret), A21.exporter_secret);
   });
 
   it('seals every listed sequence number to the RFC ciphertext, and the recipient opens them in order', () => {
@@ -108,8 +109,8 @@ describe('hpke: RFC 9180 A.2.1 (X25519, HKDF-SHA256, ChaCha20Poly1305, base mode
     const recipient = setupBaseR({ recipientPrivateKey: fromHex(A21.skRm), enc: fromHex(A21.enc), info });
     assert.equal(toHex(sender.enc), A21.enc);
     const pt = fromHex(A21.pt);
-    const listed = new Map<number, (typeof A21.encryptions)[number]>(A21.encryptions.map((e) => [e.seq, e]));
-    const last = A21.encryptions[A21.encryptions.length - 1]!.seq;
+    const listed = new Map<number, (typeof A21.encryptions)[number]>(A21.encryptions.map((e) => [e.sequence_number, e]));
+    const last = A21.encryptions[A21.encryptions.length - 1]!.sequence_number;
     let checked = 0;
     for (let seq = 0; seq <= last; seq++) {
       assert.equal(sender.seq, seq);
@@ -131,14 +132,15 @@ describe('hpke: RFC 9180 A.2.1 (X25519, HKDF-SHA256, ChaCha20Poly1305, base mode
     const sender = setupBaseSDeterministicForTests({ recipientPublicKey: fromHex(A21.pkRm), info, ikmE: fromHex(A21.ikmE) });
     const recipient = setupBaseR({ recipientPrivateKey: fromHex(A21.skRm), enc: fromHex(A21.enc), info });
     for (const vector of A21.exports) {
-      assert.equal(toHex(sender.export(fromHex(vector.context), vector.length)), vector.value);
-      assert.equal(toHex(recipient.export(fromHex(vector.context), vector.length)), vector.value);
-      assert.equal(toHex(receiveExportBase({ recipientPrivateKey: fromHex(A21.skRm), enc: fromHex(A21.enc), info, exporterContext: fromHex(vector.context), length: vector.length })), vector.value);
+      assert.equal(toHex(sender.export(fromHex(vector.exporter_context), vector.L)), vector.exported_value);
+      assert.equal(toHex(recipient.export(fromHex(vector.exporter_context), vector.L)), vector.exported_value);
+      assert.equal(toHex(receiveExportBase({ recipientPrivateKey: fromHex(A21.skRm), enc: fromHex(A21.enc), info, exporterContext: fromHex(vector.exporter_context), length: vector.L })), vector.exported_value);
     }
   });
 
   it('opens the RFC ciphertext at sequence 0 with the single-shot openBase', () => {
     const first = A21.encryptions[0];
+    assert.ok(first !== undefined && first.sequence_number === 0);
     const opened = openBase({ recipientPrivateKey: fromHex(A21.skRm), enc: fromHex(A21.enc), info, aad: fromHex(first.aad), ciphertext: fromHex(first.ct) });
     assert.equal(toHex(opened), A21.pt);
   });
