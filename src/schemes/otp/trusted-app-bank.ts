@@ -106,6 +106,20 @@ export const bankCommands = {
     },
   }),
 
+  /**
+   * Forgets a withdrawal the bank refused (it signed nothing and debited nothing). Only the TA's
+   * blinding secrets go: a host that lies about the refusal loses its own coins, not the bank's.
+   */
+  abandonWithdrawal: command({
+    input: record({ requestId }),
+    output: record({ abandoned: uint({ max: 1 }) }),
+    run(state: OtpState, input) {
+      if (state.withdrawal === undefined || !equalBytes(state.withdrawal.requestId, input.requestId)) return accept(state, { abandoned: 0 });
+      const { withdrawal: _gone, ...rest } = state;
+      return accept(rest, { abandoned: 1 });
+    },
+  }),
+
   /** Exchange keys, first half: `count` fresh one-time keys, their public halves signed by the device key. */
   keyRequest: command({
     input: record({ count: uint({ max: KEYS_PER_MESSAGE_MAX }) }),

@@ -6,9 +6,9 @@
  * - `sync`: the bank's parameters, the in-flight report and its settlement, exchange keys topped up;
  * - `pay` / `receive`: the anonymous link payment (session.ts, wallet-link.ts).
  */
-import { fromBase64url, fromHex, toBase64url, toHex } from '../../core/bytes.ts';
+import { fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
-import { randomBytes } from '../../core/crypto/hash.ts';
+import { randomBytes, sha256 } from '../../core/crypto/hash.ts';
 import { TallyError, isTallyError } from '../../core/errors.ts';
 import {
   connectLink,
@@ -36,6 +36,11 @@ import { cbor, depositAnswer, EXCHANGE_KEYS_TARGET, inFlightAnswer, keysAnswer, 
 import { payeeRole, payerRole } from './wallet-link.ts';
 
 export type { OtpStep } from './wallet-base.ts';
+
+/** The SE request id of one command of a journal step (each command of a step needs its own). */
+function callId(stepId: string, command: string): Uint8Array {
+  return sha256(utf8(`tally/otp/step/${stepId}/${command}`)).subarray(0, 16);
+}
 
 /** Both sides of the link are anonymous: no certificate is shown or asked for. */
 const LINK_SIDE: LinkSide = { prologue: OTP_LINK_PROLOGUE, scheme: OTP_LINK_SCHEME };
@@ -183,14 +188,16 @@ export class OtpWallet extends WalletShell<OtpStep, null, OtpState, OtpCommands>
         step.signatures = answer.body.signatures;
       } catch (e) {
         if (isNodeRefusal(e)) {
-          // Nothing was debited: the TA's blinded coins are dropped with a withdrawal that cannot be finished.
+          // Nothing was debited: the TA forgets the blinded coins of a withdrawal that cannot be finished.
+          await se.call('abandonWithdrawal', { requestId });
           await this.finish(step, { at: Date.now(), kind: 'deposit-refused', detail: e.message });
         }
         throw e;
       }
       await this.update(step);
     }
-    const out = await se.call('finishWithdrawal', { requestId, signatures: step.signatures.map(fromBase64url) });
+    // A retry after a kill that landed is answered from the SE's outbox, under the step's id for this command.
+    const out = await se.call('finishWithdrawal', { requestId, signatures: step.signatures.map(fromBase64url) }, { requestId: callId(step.id, 'finish') });
     await this.finish(step, { at: Date.now(), kind: 'deposit', amount: this.format(out.amount), detail: `${out.coins} coin(s) signed blindly by the bank` });
     return out.coins;
   }
@@ -234,7 +241,7 @@ export class OtpWallet extends WalletShell<OtpStep, null, OtpState, OtpCommands>
       step.receipt = answer.body.receipt;
       await this.update(step);
     }
-    const out = await se.call('finishDeposit', { requestId, receipt: cbor(depositReceiptCodec, step.receipt, 'receipt') });
+    const out = await se.call('finishDeposit', { requestId, receipt: cbor(depositReceiptCodec, step.receipt, 'receipt') }, { requestId: callId(step.id, 'finish') });
     const detail = [`${step.classIds.length} coin(s)`, ...(out.doubleSpent > 0 ? [`${out.doubleSpent} refused as spent before`] : []), ...(out.refused > 0 ? [`${out.refused} refused`] : [])].join(', ');
     await this.finish(step, { at: Date.now(), kind: 'withdraw', amount: this.format(out.credited), detail });
     return { credited: this.format(out.credited), doubleSpent: out.doubleSpent, refused: out.refused };
