@@ -1,18 +1,25 @@
 /**
  * OTP deposits on the node, PGlite and PostgreSQL: a coin is credited once; a serial that comes
  * back is a double spend, credited nothing, and the escrow tags of the two copies name the device
- * that paid it twice, which is revoked; coins that do not open, decode or check are refused. Every
- * test ends with the audit (conservation and the OTP exposure check).
+ * that paid it twice, which is revoked; coins that do not open, decode or check are refused; a coin
+ * signed outside any withdrawal shows in the audit's exposure check. Every test ends with the audit
+ * (conservation and the OTP exposure check).
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
+import { createPrivateKey } from 'node:crypto';
 import { toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
+import { randomBytes } from '../../core/crypto/hash.ts';
 import { closeTestTemplates, testBackends } from '../../issuer/db/test-databases.ts';
 import { expectError } from '../../issuer/http/test-harness.ts';
+import { blind, finalize } from './blind-rsa.ts';
+import { classKey, preparedCoinMessage, SERIAL_BYTES } from './coin.ts';
 import { generateKeyPair } from './hpke.ts';
 import type { CarriedCoin } from './messages.ts';
 import { otpNode, SHORT } from './node-fixtures.ts';
+import { otpBankKeys, unwrapClassKey } from './node-keys.ts';
+import { blindSign } from './node-rsa.ts';
 import { buildProgram } from './program.ts';
 import { sealCoin, sealedDigest } from './transfer.ts';
 
@@ -160,6 +167,40 @@ for (const backend of testBackends()) {
         assert.equal(await n.h.balance(alice), '0.00');
         assert.equal((await n.h.node.services.db.query('SELECT 1 FROM otp_spent')).rowCount, 0);
         await n.conservation(100n);
+      } finally {
+        await n.h.close();
+      }
+    });
+    test("a coin signed with a leaked class key outside any withdrawal is credited, and the audit's exposure check names its class", async () => {
+      const n = await otpNode(backend);
+      try {
+        const alice = await n.client();
+        const forger = await n.client();
+        await n.mint(alice, '5.00');
+        const { depositKey } = await n.params();
+        await n.withdraw(alice, [await n.classOf(500n)]);
+        // The 1.00 class's private key, as someone who took it from the bank would hold it.
+        const entry = await n.classOf(100n);
+        const { rows } = await n.h.node.services.db.query<{ wrapped_key: Uint8Array }>('SELECT wrapped_key FROM otp_classes WHERE class_id = $1', [entry.coinClass.classId]);
+        const pkcs8 = unwrapClassKey(otpBankKeys(n.h.node.services).classWrap, entry.coinClass.classId, new Uint8Array(rows[0]?.wrapped_key as Uint8Array));
+        const leaked = createPrivateKey({ key: Buffer.from(pkcs8), format: 'der', type: 'pkcs8' });
+        const made = { serial: randomBytes(SERIAL_BYTES), classId: entry.coinClass.classId, prefix: randomBytes(32) };
+        const prepared = preparedCoinMessage(made);
+        const blinded = blind(classKey(entry.coinClass), prepared, randomBytes);
+        const signature = finalize(classKey(entry.coinClass), prepared, blindSign(leaked, blinded.blindedMessage), blinded.inverse);
+        const forged = await n.deposit(forger, [n.sealForDeposit({ coin: { ...made, signature, program: entry.program }, tags: [] }, depositKey)]);
+        assert.deepEqual(forged.outcomes, ['credited'], 'the coin is genuine in every way a deposit can check');
+        const ledger = await n.h.node.services.ledger.audit();
+        assert.equal(ledger.balanced, true, 'the journal still adds up');
+        const audit = (await (await n.h.send('GET', '/v1/audit', { headers: n.h.operator })).json()) as { balanced: boolean; exposure: { scheme: string; float: string; expected: string; unexplained: string; exposed: unknown[] }[] };
+        assert.equal(audit.balanced, false);
+        const otp = audit.exposure.find((e) => e.scheme === 'otp');
+        assert.deepEqual(otp && { float: otp.float, expected: otp.expected, unexplained: otp.unexplained, exposed: otp.exposed }, {
+          float: '4.00',
+          expected: '5.00',
+          unexplained: '-1.00',
+          exposed: [{ device: `otp-class:${toHex(entry.coinClass.classId)}`, amount: '1.00', fraud: false }],
+        });
       } finally {
         await n.h.close();
       }

@@ -33,6 +33,34 @@ function outcomesOf(settled: readonly { serial: string; outcome: string }[], coi
   return coins.map((c) => settled.find((s) => s.serial === toHex(c.serial))?.outcome);
 }
 
+/**
+ * Holds an exclusive lock on otp_spent in a transaction of its own (PostgreSQL), so that writers
+ * of a serial wait; `releaseWhenWaiting(k)` lets them go once `k` transactions wait on it.
+ */
+async function holdSpentWrites(n: OtpNode) {
+  let release = () => {};
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let waiting: (count: number) => Promise<number> = async () => 0;
+  const locked = new Promise<void>((ready) => {
+    void n.h.node.services.db.transaction(async (tx) => {
+      await tx.query('LOCK TABLE otp_spent IN EXCLUSIVE MODE');
+      waiting = async () => Number((await tx.query<{ n: bigint }>("SELECT count(*)::bigint AS n FROM pg_locks WHERE NOT granted AND relation = 'otp_spent'::regclass")).rows[0]?.n);
+      ready();
+      await released;
+    });
+  });
+  await locked;
+  return {
+    async releaseWhenWaiting(count: number) {
+      const deadline = Date.now() + 20_000;
+      let seen = 0;
+      while ((seen = await waiting(count)) < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      release();
+      assert.equal(seen, count, 'both transactions were open and waiting on the same serials at once');
+    },
+  };
+}
+
 async function balances(n: OtpNode, ...who: OtpClient[]): Promise<string[]> {
   return Promise.all(who.map((w) => n.h.balance(w)));
 }
@@ -98,8 +126,13 @@ for (const backend of testBackends()) {
         assert.deepEqual((await n.inFlight(alice, coins)).settled, []);
         n.h.tick(depositUntil - n.h.now() + 1);
         const behind = n.worker(() => depositUntil);
-        // The two requests take the serials in opposite orders, so on PostgreSQL they may also deadlock and be retried.
-        const [deposited, refunded] = await Promise.all([n.deposit(bob, boxes, { app: behind, now: depositUntil }), n.inFlight(alice, [...coins].reverse())]);
+        // On PostgreSQL both transactions are held at their first write of a serial until both are open
+        // and have read it unspent; they take the serials in opposite orders, so they may also deadlock
+        // and be retried. (PGlite runs one transaction at a time.)
+        const gate = backend.kind === 'postgres' ? await holdSpentWrites(n) : null;
+        const racing = Promise.all([n.deposit(bob, boxes, { app: behind, now: depositUntil }), n.inFlight(alice, [...coins].reverse())]);
+        if (gate !== null) await gate.releaseWhenWaiting(2);
+        const [deposited, refunded] = await racing;
         assert.equal(deposited.res.status, 200);
         assert.equal(refunded.res.status, 200);
         const refundedOutcomes = outcomesOf(refunded.settled, coins);
@@ -138,6 +171,29 @@ for (const backend of testBackends()) {
         const own = await n.inFlight(alice, coins);
         assert.deepEqual(outcomesOf(own.settled, coins), ['refunded']);
         assert.deepEqual(await balances(n, alice, mallory), ['1.00', '0.00']);
+        await n.conservation(0n);
+      } finally {
+        await n.h.close();
+      }
+    });
+    test('a refund claimed for a serial the bank never signed is paid only while its class has coins out: in a class with none, it stays in flight', async () => {
+      const n = await otpNode(backend, SHORT);
+      try {
+        const { alice, coins, depositUntil } = await inFlightCoins(n, 1);
+        const mallory = await n.client();
+        const entry = await n.classOf(50_000n);
+        // A device whose TA is broken reports a coin it never had: the report carries no proof of the coin.
+        const made = { serial: new Uint8Array(32).fill(5), classId: entry.coinClass.classId };
+        n.h.tick(depositUntil - n.h.now() + 1);
+        const claimed = await n.inFlight(mallory, [made]);
+        assert.deepEqual(claimed.settled, []);
+        assert.equal(claimed.refunded, '0.00');
+        assert.equal(await n.h.balance(mallory), '0.00');
+        // The claim names the device that made it.
+        const claims = await n.h.node.services.db.query<{ device_key_id: string }>('SELECT device_key_id FROM otp_claims WHERE serial = $1', [made.serial]);
+        assert.deepEqual(claims.rows.map((r) => r.device_key_id), [mallory.deviceId]);
+        assert.deepEqual(outcomesOf((await n.inFlight(alice, coins)).settled, coins), ['refunded']);
+        assert.equal(await n.h.balance(alice), '1.00');
         await n.conservation(0n);
       } finally {
         await n.h.close();

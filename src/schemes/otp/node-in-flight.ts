@@ -10,7 +10,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { toBase64url, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import { isTallyError } from '../../core/errors.ts';
-import { ApiProblem, base64urlOf, errorBody, formatMinor, idempotent, json, keyIdHex, refusal, requireUser, transfer, validBody, type IssuerEnv, type IssuerServices, type TransactionHandle } from '../../issuer/plugin.ts';
+import { ApiProblem, base64urlOf, bigintColumn, errorBody, formatMinor, idempotent, json, keyIdHex, refusal, requireUser, transfer, validBody, type IssuerEnv, type IssuerServices, type TransactionHandle } from '../../issuer/plugin.ts';
 import { checkSigned, IN_FLIGHT_TAG, inFlightBodyCodec, inFlightCodec, SETTLED_TAG, settledBodyCodec, signed, type SettledOutcome } from './messages.ts';
 import type { ClassBook } from './node-classes.ts';
 import { answer, decodeCborField, OTP_FLOAT_ACCOUNT, ownOtpDevice } from './node-common.ts';
@@ -33,6 +33,13 @@ const inFlightRoute = createRoute({
 async function spentAs(tx: TransactionHandle, serial: Uint8Array): Promise<'deposit' | 'refund' | undefined> {
   const { rows } = await tx.query<{ kind: 'deposit' | 'refund' }>('SELECT kind FROM otp_spent WHERE serial = $1', [serial]);
   return rows[0]?.kind;
+}
+
+/** Whether a class has signed more coins than it paid out for, with its row locked until the transaction ends. */
+async function classHasCoinsOut(tx: TransactionHandle, classId: Uint8Array): Promise<boolean> {
+  const issued = await tx.query<{ issued: bigint }>('SELECT issued FROM otp_classes WHERE class_id = $1 FOR UPDATE', [classId]);
+  const spent = await tx.query<{ n: bigint }>('SELECT count(*)::bigint AS n FROM otp_spent WHERE class_id = $1', [classId]);
+  return bigintColumn(issued.rows[0] as object, 'issued') > bigintColumn(spent.rows[0] as object, 'n');
 }
 
 const OUTCOME = { deposit: 'deposited', refund: 'refunded' } as const satisfies Record<string, SettledOutcome>;
@@ -78,6 +85,9 @@ export function registerInFlight(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
         }
         // Within the deposit window the payee may still deposit it: it stays in flight.
         if (now <= coinClass.entry.depositUntil) continue;
+        // The report proves no coin (only a serial and a class): a refund is paid only while the class
+        // has coins out, so a serial the bank never signed cannot take more than its class holds.
+        if (!(await classHasCoinsOut(tx, classId))) continue;
         const inserted = await tx.query(
           `INSERT INTO otp_spent (serial, class_id, kind, account_id, tags, at) VALUES ($1, $2, 'refund', $3, NULL, $4) ON CONFLICT (serial) DO NOTHING RETURNING serial`,
           [serial, classId, user.accountId, at],

@@ -63,6 +63,8 @@ CREATE TABLE otp_spent (
   at timestamptz NOT NULL
 );
 
+CREATE INDEX otp_spent_by_class ON otp_spent (class_id);
+
 -- A copy of a serial that came after the serial was spent, with its tags: the evidence.
 CREATE TABLE otp_double_spends (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
