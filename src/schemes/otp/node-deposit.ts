@@ -1,0 +1,122 @@
+/**
+ * `POST /v1/otp/deposits` (OTP §2.7: "a deposit service exposed by their bank, which will unwrap each
+ * token from the OTP and store it in the customer's account"): each coin comes sealed to the bank's
+ * deposit key; the bank opens it, makes the player's pre-condition check (checkCoin) against the
+ * classes whose coins may still be deposited, and spends its serial once. A serial already spent is
+ * a double spend: nothing is credited for it, and its escrow tags name the device that paid it
+ * twice (node-findings.ts). The whole deposit is one transaction; the receipt is signed by the bank.
+ */
+import { randomUUID } from 'node:crypto';
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import { toBase64url, toHex } from '../../core/bytes.ts';
+import { encodeCbor } from '../../core/cbor.ts';
+import { sha256 } from '../../core/crypto/hash.ts';
+import { isTallyError } from '../../core/errors.ts';
+import { ApiProblem, base64urlOf, decodeField, errorBody, formatMinor, idempotent, json, keyIdHex, requireUser, transfer, validBody, ROUTE_BODY_BYTES_MAX, type IssuerEnv, type IssuerServices, type RouteBodyLimit } from '../../issuer/plugin.ts';
+import { checkCoin } from './coin.ts';
+import type { SealedTag } from './escrow.ts';
+import { COINS_PER_MESSAGE_MAX, DEPOSIT_RECEIPT_TAG, depositReceiptBodyCodec, signed, type CarriedCoin, type DepositOutcome } from './messages.ts';
+import type { BankClass, ClassBook } from './node-classes.ts';
+import { answer, decodeCborBytes, OTP_FLOAT_ACCOUNT, ownOtpDevice } from './node-common.ts';
+import { encodeTags, recordDoubleSpend } from './node-findings.ts';
+import { otpBankKeys } from './node-keys.ts';
+import { openCoin, SEALED_COIN_BYTES_MAX, sealedCoinCodec } from './transfer.ts';
+
+/** Largest sealed coin accepted on the wire, in bytes: the box and its small header. */
+export const SEALED_COIN_WIRE_BYTES_MAX = SEALED_COIN_BYTES_MAX + 256;
+
+/** The deposit route takes up to COINS_PER_MESSAGE_MAX sealed coins: more than the node's default body. */
+export const DEPOSIT_BODY_LIMIT: RouteBodyLimit = { method: 'POST', path: '/deposits', bytesMax: ROUTE_BODY_BYTES_MAX };
+
+const depositBody = z.strictObject({
+  device: keyIdHex,
+  coins: z.array(base64urlOf(Math.ceil((SEALED_COIN_WIRE_BYTES_MAX * 4) / 3))).min(1).max(COINS_PER_MESSAGE_MAX),
+});
+
+const depositRoute = createRoute({
+  method: 'post',
+  path: '/deposits',
+  description: "Deposits sealed coins: credits the caller's account with each coin accepted, once, and answers a signed receipt (base64url CBOR of a DepositReceipt) naming each coin's outcome.",
+  request: { body: json(depositBody) },
+  responses: { 200: answer('Deposited', z.object({ credited: z.string(), receipt: z.string() })), 403: { description: 'The device is revoked', ...errorBody } },
+});
+
+/** A coin as the bank opened and checked it, before its serial is spent. */
+type Opened = { digest: Uint8Array; refused: true } | { digest: Uint8Array; refused: false; carried: CarriedCoin; coinClass: BankClass };
+
+/** Opens and checks one sealed coin; anything that does not open, decode or check is refused. */
+function openOne(services: IssuerServices, raw: Uint8Array, live: ReadonlyMap<string, BankClass>): Opened {
+  const digest = sha256(raw);
+  try {
+    const sealed = decodeCborBytes(raw, sealedCoinCodec, SEALED_COIN_WIRE_BYTES_MAX, 'coin');
+    const { deposit } = otpBankKeys(services);
+    const { carried } = openCoin(sealed, deposit.privateKey, deposit.publicKey);
+    const checked = checkCoin(carried.coin, (classId) => live.get(toHex(classId))?.entry.coinClass);
+    const coinClass = live.get(toHex(checked.coinClass.classId)) as BankClass;
+    // A coin past its hops could no longer be paid: more tags than that did not come from genuine TAs.
+    if (carried.tags.length > coinClass.hops) return { digest, refused: true };
+    return { digest, refused: false, carried, coinClass };
+  } catch (e) {
+    if (isTallyError(e)) return { digest, refused: true };
+    throw e;
+  }
+}
+
+/** Adds `POST /deposits`. */
+export function registerDeposit(app: OpenAPIHono<IssuerEnv>, services: IssuerServices, classes: ClassBook): void {
+  app.openAPIRegistry.registerPath(depositRoute);
+  app.post(depositRoute.path, async (c) => {
+    const user = requireUser(c.get('caller'));
+    const body = validBody(c, depositBody);
+    const raws = body.coins.map((text, i) => decodeField(`body.coins.${i}`, text));
+    const now = services.now();
+    const live = new Map((await classes.live(services.db, now)).map((k) => [k.classIdHex, k]));
+    // The coins are opened and checked before the transaction: the work in it is only the spending.
+    const opened = raws.map((raw) => openOne(services, raw, live));
+    return idempotent(services, c, 'otp/deposits', user.keyId, async (tx) => {
+      const device = await ownOtpDevice(tx, body.device, user.keyId);
+      if ('refused' in device) return device.refused;
+      const at = new Date(now).toISOString();
+      const outcomes: { digest: Uint8Array; outcome: DepositOutcome }[] = [];
+      let credited = 0n;
+      for (const coin of opened) {
+        if (coin.refused) {
+          outcomes.push({ digest: coin.digest, outcome: 'refused' });
+          continue;
+        }
+        const { serial, classId } = coin.carried.coin;
+        const tags: readonly SealedTag[] = coin.carried.tags;
+        // The primary key spends a serial once: a concurrent deposit or refund of it waits here for
+        // the other transaction, and finds its row once that commits.
+        const spent = await tx.query(
+          `INSERT INTO otp_spent (serial, class_id, kind, account_id, tags, at) VALUES ($1, $2, 'deposit', $3, $4, $5)
+           ON CONFLICT (serial) DO NOTHING RETURNING serial`,
+          [serial, classId, user.accountId, encodeTags(tags), at],
+        );
+        if (spent.rowCount === 1) {
+          credited += coin.coinClass.denomination;
+          outcomes.push({ digest: coin.digest, outcome: 'credited' });
+          continue;
+        }
+        outcomes.push({ digest: coin.digest, outcome: 'double-spend' });
+        await recordDoubleSpend(tx, services, { serial, account: user.accountId, tags });
+      }
+      if (credited > 0n) {
+        const moved = await transfer(tx, {
+          idempotencyKey: `otp-deposit:${randomUUID()}`,
+          debit: OTP_FLOAT_ACCOUNT,
+          credit: user.accountId,
+          amount: credited,
+          kind: 'otp-deposit',
+          reference: { coins: outcomes.filter((o) => o.outcome === 'credited').length },
+          currency: services.currency,
+        });
+        // Thrown, not answered: the spent serials above must roll back with the missing credit.
+        if (!moved.ok) throw new ApiProblem(moved.code, `the deposit cannot be credited: ${moved.message}`, {});
+      }
+      const receipt = signed(depositReceiptBodyCodec, services.identity.issuerNode.signer, DEPOSIT_RECEIPT_TAG, { coins: outcomes, credited: credited.toString() });
+      // The findings are the operator's (GET /operator/findings), not the depositor's.
+      return { status: 200, body: { credited: formatMinor(services.currency, credited), receipt: toBase64url(encodeCbor(receipt)) } };
+    });
+  });
+}

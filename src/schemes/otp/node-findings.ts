@@ -1,0 +1,106 @@
+/**
+ * Accountable anonymity on the node (escrow.ts): when a serial comes back after it was spent, the
+ * second copy is kept as evidence, and when the first was deposited the node opens both copies'
+ * escrow tags where their chains part. The device that signed both branches paid the coin twice:
+ * it is named in a finding and its certificate revoked. `GET /v1/otp/operator/findings` lists them.
+ */
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import { toHex } from '../../core/bytes.ts';
+import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
+import { array } from '../../core/codec.ts';
+import { isTallyError } from '../../core/errors.ts';
+import { keyId } from '../../pki/key-id.ts';
+import { bigintColumn, requireOperator, revokeCertificate, type IssuerEnv, type IssuerServices, type TransactionHandle } from '../../issuer/plugin.ts';
+import { attribute, sealedTagCodec, TAGS_MAX, type SealedTag } from './escrow.ts';
+import { answer } from './node-common.ts';
+import { otpBankKeys } from './node-keys.ts';
+
+/** Most findings the operator's list answers, newest first. */
+export const FINDINGS_LISTED_MAX = 1000;
+
+const tagsCodec = array(sealedTagCodec, { max: TAGS_MAX });
+
+/** The stored form of a coin's tags. */
+export function encodeTags(tags: readonly SealedTag[]): Uint8Array {
+  return encodeCbor(tags);
+}
+
+/** A finding: the device named for paying `serial` twice, at `hop`. */
+export interface OtpFinding {
+  readonly serial: string;
+  readonly hop: number;
+  readonly device: string;
+  /** The revocation list version that revoked the device; null when it is not a device of this node. */
+  readonly revocationVersion: number | null;
+}
+
+/**
+ * Records a second copy of a spent serial and, when the first copy was deposited with tags, names
+ * and revokes the device that signed both branches. Answers the finding, or null when the tags do
+ * not name one (the same copy twice, a refunded coin, or tags that do not open and check).
+ */
+export async function recordDoubleSpend(
+  tx: TransactionHandle,
+  services: IssuerServices,
+  spent: { serial: Uint8Array; account: string; tags: readonly SealedTag[] },
+): Promise<OtpFinding | null> {
+  const now = services.now();
+  const at = new Date(now).toISOString();
+  await tx.query('INSERT INTO otp_double_spends (serial, tags, account_id, at) VALUES ($1, $2, $3, $4)', [spent.serial, encodeTags(spent.tags), spent.account, at]);
+  const first = await tx.query<{ tags: Uint8Array | null }>('SELECT tags FROM otp_spent WHERE serial = $1', [spent.serial]);
+  const stored = first.rows[0]?.tags;
+  if (stored === undefined || stored === null) return null;
+  const firstTags = tagsCodec.decode(decodeCbor(new Uint8Array(stored)), 'otp_spent.tags');
+  let named: ReturnType<typeof attribute>;
+  try {
+    named = attribute(services.provider, otpBankKeys(services).escrow.privateKey, spent.serial, firstTags, spent.tags);
+  } catch (e) {
+    // A tag that does not open or check names nobody: the evidence stays in otp_double_spends.
+    if (isTallyError(e)) return null;
+    throw e;
+  }
+  if (named === null) return null;
+  const device = toHex(keyId(named.device));
+  const { rows } = await tx.query<{ serial: Uint8Array }>('SELECT serial FROM devices WHERE key_id = $1', [device]);
+  const certificate = rows[0];
+  let revocationVersion: number | null = null;
+  if (certificate !== undefined) {
+    const reason = `otp double spend: serial ${toHex(spent.serial)} paid twice at hop ${named.hop}`;
+    const outcome = await revokeCertificate(tx, services.identity.intermediary.signer, { serial: new Uint8Array(certificate.serial), subjectKeyId: device, role: 'device', reason }, now);
+    revocationVersion = outcome.version;
+  }
+  await tx.query(
+    'INSERT INTO otp_findings (serial, device_key_id, hop, revocation_version, at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (serial, device_key_id) DO NOTHING',
+    [spent.serial, device, named.hop, revocationVersion === null ? null : BigInt(revocationVersion), at],
+  );
+  return { serial: toHex(spent.serial), hop: named.hop, device, revocationVersion };
+}
+
+const findingJson = z.object({ serial: z.string(), hop: z.number(), device: z.string(), revocationVersion: z.number().nullable(), at: z.string() });
+
+const findingsRoute = createRoute({
+  method: 'get',
+  path: '/operator/findings',
+  description: 'The devices escrow attribution named for paying a coin twice, newest first (operator token).',
+  responses: { 200: answer('Findings', z.object({ findings: z.array(findingJson) })) },
+});
+
+/** Adds `GET /operator/findings`. */
+export function registerFindings(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void {
+  app.openAPIRegistry.registerPath(findingsRoute);
+  app.get(findingsRoute.path, async (c) => {
+    requireOperator(c.get('caller'));
+    const { rows } = await services.db.query<{ serial: Uint8Array; device_key_id: string; hop: number; revocation_version: bigint | null; at: Date }>(
+      'SELECT serial, device_key_id, hop, revocation_version, at FROM otp_findings ORDER BY at DESC, serial LIMIT $1',
+      [FINDINGS_LISTED_MAX],
+    );
+    const findings = rows.map((r) => ({
+      serial: toHex(new Uint8Array(r.serial)),
+      hop: r.hop,
+      device: r.device_key_id,
+      revocationVersion: r.revocation_version === null ? null : Number(bigintColumn(r, 'revocation_version')),
+      at: r.at.toISOString(),
+    }));
+    return c.json({ findings });
+  });
+}
