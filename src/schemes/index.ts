@@ -4,9 +4,10 @@
  */
 import { dotm } from './dotm/index.ts';
 import { ops } from './ops/index.ts';
+import { otp } from './otp/index.ts';
 import type { Scheme } from './scheme.ts';
 
 export type { Paper, Scheme } from './scheme.ts';
 
 /** Every scheme this build runs, in the order `tally schemes` lists them. */
-export const SCHEMES: readonly Scheme[] = [ops, dotm];
+export const SCHEMES: readonly Scheme[] = [ops, dotm, otp];

@@ -59,6 +59,7 @@ export const otpCli: CliPart = {
           `offline: ${b.offline} ${c} in ${b.coins.reduce((s, x) => s + x.count, 0)} coin(s)`,
           ...b.coins.map((x) => `  ${String(x.count).padStart(4)} x ${x.denomination} ${c}`),
           ...(b.inFlight.count > 0 ? [`in flight: ${b.inFlight.amount} ${c} in ${b.inFlight.count} coin(s) awaiting the payee's ACK (sent again at the next payment, refunded after expiry at a sync)`] : []),
+          ...(b.depositPending !== '0.00' ? [`sent to the bank, not yet receipted: ${b.depositPending} ${c} (sent again at the next withdraw or sync)`] : []),
           `exchange keys: ${b.exchangeKeys}${b.exchangeKeys === 0 ? ' (tally wallet sync to receive payments)' : ''}`,
           `trusted time: ${b.trustedTime ?? 'none yet (sync)'}`,
           ...(b.pendingSteps > 0 ? [`unfinished steps: ${b.pendingSteps}`] : []),

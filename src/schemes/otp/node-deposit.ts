@@ -53,8 +53,9 @@ function openOne(services: IssuerServices, raw: Uint8Array, live: ReadonlyMap<st
     const { carried } = openCoin(sealed, deposit.privateKey, deposit.publicKey);
     const checked = checkCoin(carried.coin, (classId) => live.get(toHex(classId))?.entry.coinClass);
     const coinClass = live.get(toHex(checked.coinClass.classId)) as BankClass;
-    // A coin past its hops could no longer be paid: more tags than that did not come from genuine TAs.
-    if (carried.tags.length > coinClass.hops) return { digest, refused: true };
+    // A coin past its hops could no longer be paid; the depositing TA adds one last tag naming the
+    // bank. More tags than that did not come from genuine TAs.
+    if (carried.tags.length > coinClass.hops + 1) return { digest, refused: true };
     return { digest, refused: false, carried, coinClass };
   } catch (e) {
     if (isTallyError(e)) return { digest, refused: true };

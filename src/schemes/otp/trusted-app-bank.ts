@@ -162,9 +162,13 @@ export const bankCommands = {
     },
   }),
 
-  /** Deposit, first half: up to COINS_PER_MESSAGE_MAX coins of the given classes, each sealed to the bank's deposit key. */
+  /**
+   * Deposit, first half: up to COINS_PER_MESSAGE_MAX coins of the given classes, each sealed to the
+   * bank's deposit key. The request id of a deposit under way answers its boxes again (the classes
+   * are then not needed).
+   */
   prepareDeposit: command({
-    input: record({ requestId, classIds: array(bytes({ length: CLASS_ID_BYTES }), { min: 1, max: COINS_PER_MESSAGE_MAX }) }),
+    input: record({ requestId, classIds: array(bytes({ length: CLASS_ID_BYTES }), { max: COINS_PER_MESSAGE_MAX }) }),
     output: record({ sealed: array(sealedCoinCodec, { max: COINS_PER_MESSAGE_MAX }), amount }),
     run(state: OtpState, input, env) {
       const ready = provisioned(state);
@@ -173,6 +177,7 @@ export const bankCommands = {
         if (!equalBytes(state.deposit.requestId, input.requestId)) return reject('OTP_DEPOSIT_PENDING', 'another deposit is under way: finish it first');
         return accept(state, { sealed: state.deposit.boxes.map((b) => b.sealed), amount: state.deposit.boxes.reduce((s, b) => s + valueOf(state, b.classId), 0n) });
       }
+      if (input.classIds.length === 0) return reject('OTP_DEPOSIT_EMPTY', 'a deposit names at least one coin');
       return guarded(() => {
         const taken = new Set<number>();
         const device = deviceKey(env);
@@ -195,7 +200,7 @@ export const bankCommands = {
   /** Deposit, second half: the bank's signed receipt for exactly the boxes sent; the deposit ends. */
   finishDeposit: command({
     input: record({ requestId, receipt: depositReceiptCodec }),
-    output: record({ credited: amount, doubleSpent: uint({ max: COINS_PER_MESSAGE_MAX }), refused: uint({ max: COINS_PER_MESSAGE_MAX }) }),
+    output: record({ credited: amount, coins: uint({ max: COINS_PER_MESSAGE_MAX }), doubleSpent: uint({ max: COINS_PER_MESSAGE_MAX }), refused: uint({ max: COINS_PER_MESSAGE_MAX }) }),
     run(state: OtpState, input, env) {
       const pending = state.deposit;
       if (state.bank === undefined || pending === undefined || !equalBytes(pending.requestId, input.requestId)) return reject('OTP_DEPOSIT_UNKNOWN', 'no deposit with that request id is under way');
@@ -208,7 +213,7 @@ export const bankCommands = {
         }
         const count = (outcome: string) => receipt.coins.filter((c) => c.outcome === outcome).length;
         const { deposit: _done, ...rest } = state;
-        return accept(rest, { credited: BigInt(receipt.credited), doubleSpent: count('double-spend'), refused: count('refused') });
+        return accept(rest, { credited: BigInt(receipt.credited), coins: receipt.coins.length, doubleSpent: count('double-spend'), refused: count('refused') });
       });
     },
   }),

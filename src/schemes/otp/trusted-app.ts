@@ -42,6 +42,8 @@ export const statusCodec = record({
   paramsAt: optional(timestampMs),
   withdrawalPending: uint({ max: 1 }),
   depositPending: uint({ max: 1 }),
+  /** A deposit sent to the bank and not yet receipted: its request id and what it holds. */
+  deposit: optional(record({ requestId: bytes({ length: 16 }), amount, coins: count })),
 });
 
 function status(state: OtpState, env: Parameters<typeof deviceKey>[0]) {
@@ -67,6 +69,7 @@ function status(state: OtpState, env: Parameters<typeof deviceKey>[0]) {
     ...(state.params === undefined ? {} : { paramsAt: state.params.at }),
     withdrawalPending: state.withdrawal === undefined ? 0 : 1,
     depositPending: state.deposit === undefined ? 0 : 1,
+    ...(state.deposit === undefined ? {} : { deposit: { requestId: state.deposit.requestId, amount: state.deposit.boxes.reduce((s, b) => s + valueOf(state, b.classId), 0n), coins: state.deposit.boxes.length } }),
   };
 }
 

@@ -206,6 +206,7 @@ export class OtpWallet extends WalletShell<OtpStep, null, OtpState, OtpCommands>
   async withdraw(amountText: string): Promise<MoveResult & { credited: string; doubleSpent: number; refused: number }> {
     const amount = this.parseAmount(amountText);
     await this.refreshParams();
+    await this.depositLeftInTa();
     const status = await this.status();
     const held = new Map(status.classes.map((c) => [c.denomination, c.count]));
     const picked = pickExact(held, amount);
@@ -228,7 +229,18 @@ export class OtpWallet extends WalletShell<OtpStep, null, OtpState, OtpCommands>
     return { amount: this.format(amount), coins: classIds.length, offline: this.format((await this.status()).balance), ...out };
   }
 
-  private async runDeposit(step: DepositStep): Promise<{ credited: string; doubleSpent: number; refused: number }> {
+  /**
+   * Sends again a deposit the TA still holds unreceipted (its step ended on a refusal, or was lost):
+   * the same boxes under the same request id, so the bank credits them once.
+   */
+  private async depositLeftInTa(): Promise<{ credited: string; doubleSpent: number; refused: number } | null> {
+    const { deposit } = await this.status();
+    if (deposit === undefined) return null;
+    const step: DepositStep = { kind: 'otp-deposit', id: toHex(deposit.requestId), classIds: [] };
+    return this.runDeposit(step, false);
+  }
+
+  private async runDeposit(step: DepositStep, journaled = true): Promise<{ credited: string; doubleSpent: number; refused: number }> {
     const se = await this.se();
     const requestId = fromHex(step.id);
     if (step.receipt === undefined) {
@@ -239,17 +251,20 @@ export class OtpWallet extends WalletShell<OtpStep, null, OtpState, OtpCommands>
         idempotencyKey: `otp-deposit-${step.id}`,
       });
       step.receipt = answer.body.receipt;
-      await this.update(step);
+      if (journaled) await this.update(step);
     }
     const out = await se.call('finishDeposit', { requestId, receipt: cbor(depositReceiptCodec, step.receipt, 'receipt') }, { requestId: callId(step.id, 'finish') });
-    const detail = [`${step.classIds.length} coin(s)`, ...(out.doubleSpent > 0 ? [`${out.doubleSpent} refused as spent before`] : []), ...(out.refused > 0 ? [`${out.refused} refused`] : [])].join(', ');
-    await this.finish(step, { at: Date.now(), kind: 'withdraw', amount: this.format(out.credited), detail });
+    const detail = [`${out.coins} coin(s)`, ...(out.doubleSpent > 0 ? [`${out.doubleSpent} refused as spent before`] : []), ...(out.refused > 0 ? [`${out.refused} refused`] : [])].join(', ');
+    const event = { at: Date.now(), kind: 'withdraw', amount: this.format(out.credited), detail };
+    if (journaled) await this.finish(step, event);
+    else await this.note(event);
     return { credited: this.format(out.credited), doubleSpent: out.doubleSpent, refused: out.refused };
   }
 
   /** Online: the bank's parameters, the coins in flight settled, exchange keys topped up to the target. */
   async sync(): Promise<{ keys: number; refunded: string; settled: number; inFlight: number; time: number }> {
     await this.refreshParams();
+    const left = await this.depositLeftInTa();
     const se = await this.se();
     const signer = await this.accountSigner();
     let refunded = 0n;
@@ -323,6 +338,8 @@ export class OtpWallet extends WalletShell<OtpStep, null, OtpState, OtpCommands>
       offline: this.format(s.balance),
       coins: s.classes.map((c) => ({ denomination: this.format(c.denomination), count: c.count })),
       inFlight: { count: s.inFlight.count, amount: this.format(s.inFlight.amount) },
+      /** Coins sent to the bank and not yet receipted (sent again at the next withdraw or sync). */
+      depositPending: this.format(s.deposit?.amount ?? 0n),
       exchangeKeys: s.keys.fresh,
       trustedTime: s.time === undefined ? null : new Date(s.time).toISOString(),
       pendingSteps: this.data.pending.length,
