@@ -264,7 +264,7 @@ export class OtpWallet extends WalletShell<OtpStep, null, OtpState, OtpCommands>
   /** Online: the bank's parameters, the coins in flight settled, exchange keys topped up to the target. */
   async sync(): Promise<{ keys: number; refunded: string; settled: number; inFlight: number; time: number }> {
     await this.refreshParams();
-    const left = await this.depositLeftInTa();
+    await this.depositLeftInTa();
     const se = await this.se();
     const signer = await this.accountSigner();
     let refunded = 0n;
