@@ -6,12 +6,13 @@
  * rollback protection needs a counter outside the owner's reach, such as a TPM NV counter.
  */
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, open, rename, rm } from 'node:fs/promises';
+import { closeSync, openSync, readSync, renameSync, rmSync } from 'node:fs';
+import { link, mkdir, rm } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { assert } from '../core/assert.ts';
 import { TallyError, isTallyError } from '../core/errors.ts';
 import type { MonotonicCounter } from './counter.ts';
-import { isFsError, syncDirectory, writeDurably } from './durable-file.ts';
+import { isFsError, syncDirectory, syncDirectorySync, writeDurably, writeDurablySync } from './durable-file.ts';
 
 /** The largest value, as for a TPM NV counter (64 bits). */
 const COUNTER_MAX = 2n ** 64n - 1n;
@@ -82,7 +83,7 @@ export class FileCounter implements MonotonicCounter {
    */
   open(): Promise<bigint> {
     return this.#run(async () => {
-      const existing = await this.#readOrNull();
+      const existing = this.#readOrNull();
       if (existing !== null) return existing;
       await mkdir(this.#dir, { recursive: true, mode: 0o700 });
       const temp = this.#tempPath();
@@ -103,26 +104,29 @@ export class FileCounter implements MonotonicCounter {
 
   /** The current value. @throws TallyError COUNTER_FAILED when the file is absent or corrupt */
   read(): Promise<bigint> {
-    return this.#run(() => this.#readExisting());
+    return this.#run(async () => this.#readExisting());
   }
 
-  /** Adds one, durably, and returns the new value. @throws TallyError COUNTER_FAILED */
+  /**
+   * Adds one, durably, and returns the new value; the file's calls run on the calling thread, as a
+   * commit's writes do (durable-file.ts). @throws TallyError COUNTER_FAILED
+   */
   increment(): Promise<bigint> {
     return this.#run(async () => {
-      const current = await this.#readExisting();
+      const current = this.#readExisting();
       if (current === COUNTER_MAX) throw failed(`counter file ${this.#path} is at its maximum 2^64-1`);
       const next = current + 1n;
       const bytes = encode(next);
       assert(decode(bytes, this.#path) === next, 'counter text round-trips');
       const temp = this.#tempPath();
       try {
-        await writeDurably(temp, bytes, 'wx');
-        await rename(temp, this.#path);
+        writeDurablySync(temp, bytes, 'wx');
+        renameSync(temp, this.#path);
       } catch (e) {
-        await rm(temp, { force: true });
+        rmSync(temp, { force: true });
         throw e;
       }
-      await syncDirectory(this.#dir);
+      syncDirectorySync(this.#dir);
       return next;
     });
   }
@@ -147,17 +151,16 @@ export class FileCounter implements MonotonicCounter {
     return `${this.#path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
   }
 
-  async #readOrNull(): Promise<bigint | null> {
+  #readOrNull(): bigint | null {
     let bytes: Uint8Array;
     try {
       // Read at most one byte more than a valid file has, so a huge file cannot exhaust memory.
-      const handle = await open(this.#path, 'r');
+      const fd = openSync(this.#path, 'r');
       try {
         const buffer = new Uint8Array(COUNTER_FILE_BYTES_MAX + 1);
-        const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
-        bytes = buffer.subarray(0, bytesRead);
+        bytes = buffer.subarray(0, readSync(fd, buffer, 0, buffer.length, 0));
       } finally {
-        await handle.close();
+        closeSync(fd);
       }
     } catch (e) {
       if (isFsError(e, 'ENOENT')) return null;
@@ -166,8 +169,8 @@ export class FileCounter implements MonotonicCounter {
     return decode(bytes, this.#path);
   }
 
-  async #readExisting(): Promise<bigint> {
-    const value = await this.#readOrNull();
+  #readExisting(): bigint {
+    const value = this.#readOrNull();
     if (value === null) throw failed(`counter file ${this.#path} does not exist: call open() first (a counter file that vanished after open() is a rollback)`);
     return value;
   }

@@ -1,4 +1,11 @@
-/** Durable file writes for secure element hosts: data and directory entries reach the disk. */
+/**
+ * Durable file writes for secure element hosts: data and directory entries reach the disk.
+ *
+ * The `Sync` forms make their system calls on the calling thread. A secure element commit is a
+ * short chain of small writes and fsyncs that must run in order; made through node:fs/promises,
+ * each one is a round trip through the thread pool, which costs more than the call itself.
+ */
+import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 
 /** True for a node:fs error with the given code (ENOENT, EEXIST, ...). */
@@ -24,5 +31,32 @@ export async function syncDirectory(dir: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
+  }
+}
+
+/** Writes all of `data` at `position` of an open file (a short write is continued, not dropped). */
+export function writeAllSync(fd: number, data: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < data.length) done += writeSync(fd, data, done, data.length - done, position + done);
+}
+
+/** writeDurably on the calling thread. */
+export function writeDurablySync(path: string, data: Uint8Array, flag: 'w' | 'wx'): void {
+  const fd = openSync(path, flag, 0o600);
+  try {
+    writeAllSync(fd, data, 0);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** syncDirectory on the calling thread. */
+export function syncDirectorySync(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }

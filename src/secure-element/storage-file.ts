@@ -4,10 +4,11 @@
  * file per generation (`<app>.<generation>.records`). The records file last written stays open, so
  * that an ordinary commit's append is one write and one fdatasync (no open, truncate and close).
  */
-import { mkdir, open, readdir, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
+import { closeSync, fdatasyncSync, ftruncateSync, openSync, renameSync } from 'node:fs';
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { TallyError } from '../core/errors.ts';
-import { isFsError, syncDirectory, writeDurably } from './durable-file.ts';
+import { isFsError, syncDirectory, syncDirectorySync, writeAllSync, writeDurably, writeDurablySync } from './durable-file.ts';
 import type { SecureStorage } from './storage.ts';
 
 const MASTER_FILE = 'master.key';
@@ -32,10 +33,10 @@ async function readOrNull(path: string): Promise<Uint8Array | null> {
   }
 }
 
-/** The records file last written: its handle, and its size once this storage wrote it (null before). */
+/** The records file last written: its descriptor, and its size once this storage wrote it (null before). */
 interface OpenRecords {
   readonly path: string;
-  readonly handle: FileHandle;
+  readonly fd: number;
   size: number | null;
 }
 
@@ -72,14 +73,15 @@ export class FileStorage implements SecureStorage {
     return readOrNull(stateFile(this.location, app));
   }
 
+  // A commit's writes run on the calling thread (durable-file.ts): the host waits for each in turn.
   async writeTemp(app: string, sealed: Uint8Array): Promise<void> {
-    await writeDurably(`${stateFile(this.location, app)}.tmp`, sealed, 'w');
+    writeDurablySync(`${stateFile(this.location, app)}.tmp`, sealed, 'w');
   }
 
   async replace(app: string): Promise<void> {
     const path = stateFile(this.location, app);
-    await rename(`${path}.tmp`, path);
-    await syncDirectory(this.location);
+    renameSync(`${path}.tmp`, path);
+    syncDirectorySync(this.location);
   }
 
   async discardTemp(app: string): Promise<void> {
@@ -89,7 +91,7 @@ export class FileStorage implements SecureStorage {
   async readRecords(app: string, generation: bigint): Promise<Uint8Array | null> {
     const path = recordsFile(this.location, app, generation);
     // A host opening the app judges the file afresh; its writes start from a new handle.
-    if (this.#records?.path === path) await this.#closeRecords();
+    if (this.#records?.path === path) this.#closeRecords();
     return readOrNull(path);
   }
 
@@ -98,32 +100,32 @@ export class FileStorage implements SecureStorage {
     let records = this.#records;
     let created = false;
     if (records?.path !== path) {
-      await this.#closeRecords();
-      let handle: FileHandle;
+      this.#closeRecords();
+      let fd: number;
       try {
-        handle = await open(path, 'r+');
+        fd = openSync(path, 'r+');
       } catch (e) {
         if (!isFsError(e, 'ENOENT')) throw e;
-        handle = await open(path, 'w', 0o600);
+        fd = openSync(path, 'w', 0o600);
         created = true;
       }
-      records = { path, handle, size: null };
+      records = { path, fd, size: null };
       this.#records = records;
     }
     const end = offset + data.length;
     try {
-      await records.handle.write(data, 0, data.length, offset);
+      writeAllSync(records.fd, data, offset);
       // Bytes past the end (an append whose commit never finished) are dropped; a file this
       // storage wrote last ends where its last write did, and needs no truncation for an append.
-      if (records.size === null || records.size > end) await records.handle.truncate(end);
-      await records.handle.datasync();
+      if (records.size === null || records.size > end) ftruncateSync(records.fd, end);
+      fdatasyncSync(records.fd);
       records.size = end;
     } catch (e) {
-      await this.#closeRecords();
+      this.#closeRecords();
       throw e;
     }
     // A new file's name must be durable before a head that names it.
-    if (created) await syncDirectory(this.location);
+    if (created) syncDirectorySync(this.location);
   }
 
   async removeRecords(app: string, keep: bigint): Promise<void> {
@@ -134,19 +136,24 @@ export class FileStorage implements SecureStorage {
       const generation = name.slice(prefix.length, -'.records'.length);
       if (!/^[0-9]{1,20}$/.test(generation) || BigInt(generation) === keep) continue;
       const path = join(this.location, name);
-      if (this.#records?.path === path) await this.#closeRecords();
+      if (this.#records?.path === path) this.#closeRecords();
       await rm(path, { force: true });
     }
   }
 
   /** Closes the records file kept open (the next write opens it again). */
   async close(): Promise<void> {
-    await this.#closeRecords();
+    this.#closeRecords();
   }
 
-  async #closeRecords(): Promise<void> {
+  #closeRecords(): void {
     const records = this.#records;
     this.#records = null;
-    await records?.handle.close().catch(() => undefined);
+    if (records === null) return;
+    try {
+      closeSync(records.fd);
+    } catch {
+      // A descriptor that cannot be closed is gone already; the next write opens the file again.
+    }
   }
 }
