@@ -11,6 +11,7 @@ import { array, bytes, oneOf, record, text, type Codec, type Infer } from '../..
 import { requireRecordSignature, signRecord } from '../../core/crypto/record.ts';
 import type { CryptoProvider, PublicKey, Signer } from '../../core/crypto/suite.ts';
 import { decimalText, timestampMs } from '../../core/fields.ts';
+import { MESSAGE_PREFIX_LENGTH } from './blind-rsa.ts';
 import { coinClassCodec, coinCodec, CLASS_ID_BYTES, SERIAL_BYTES } from './coin.ts';
 import { sealedTagCodec, TAGS_MAX } from './escrow.ts';
 import { X25519_KEY_BYTES } from './exchange-key.ts';
@@ -101,9 +102,12 @@ export type DepositReceiptBody = Infer<typeof depositReceiptBodyCodec>;
 export const depositReceiptCodec = record({ body: depositReceiptBodyCodec, signature });
 export type DepositReceipt = Infer<typeof depositReceiptCodec>;
 
-/** A TA's report of the coins it sent and holds no ACK for, signed by its device key. */
+/**
+ * A TA's report of the coins it sent and holds no ACK for, signed by its device key. Each coin comes
+ * with its bank signature (prefix and signature), so the bank refunds only coins it signed.
+ */
 export const inFlightBodyCodec = record({
-  coins: array(record({ serial, classId }), { max: COINS_PER_MESSAGE_MAX }),
+  coins: array(record({ serial, classId, prefix: bytes({ length: MESSAGE_PREFIX_LENGTH }), signature: bytes({ min: 256, max: 512 }) }), { max: COINS_PER_MESSAGE_MAX }),
   nonce,
 });
 export type InFlightBody = Infer<typeof inFlightBodyCodec>;

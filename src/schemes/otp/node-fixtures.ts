@@ -154,9 +154,9 @@ export async function otpNode(backend: Backend, options: Partial<OtpNodeOptions>
   }
 
   /** Sends a signed in-flight report of `coins`; for a 200, the Settled record checked under the bank's key and bound to the nonce. */
-  async function inFlight(who: OtpClient, coins: readonly Pick<Coin, 'serial' | 'classId'>[], options: { app?: ReturnType<typeof createIssuerApp>; now?: number; signer?: Signer } = {}) {
+  async function inFlight(who: OtpClient, coins: readonly Pick<Coin, 'serial' | 'classId' | 'prefix' | 'signature'>[], options: { app?: ReturnType<typeof createIssuerApp>; now?: number; signer?: Signer } = {}) {
     const nonce = randomBytes(NONCE_BYTES);
-    const report = signed(inFlightBodyCodec, options.signer ?? who.device, IN_FLIGHT_TAG, { coins: coins.map((c) => ({ serial: c.serial, classId: c.classId })), nonce });
+    const report = signed(inFlightBodyCodec, options.signer ?? who.device, IN_FLIGHT_TAG, { coins: coins.map((c) => ({ serial: c.serial, classId: c.classId, prefix: c.prefix, signature: c.signature })), nonce });
     const res = await send(who, '/v1/otp/in-flight', { device: who.deviceId, report: toBase64url(encodeCbor(report)) }, options);
     if (res.status !== 200) return { res, refunded: null, settled: [] as { serial: string; outcome: string }[] };
     const body = (await res.clone().json()) as { refunded: string; settled: string };

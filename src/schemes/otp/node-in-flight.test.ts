@@ -165,7 +165,7 @@ for (const backend of testBackends()) {
         assert.deepEqual(stolen.settled, []);
         assert.equal(await n.h.balance(mallory), '0.00');
         await expectError((await n.inFlight(alice, coins, { signer: mallory.device })).res, 401, 'SIGNATURE_INVALID');
-        const unknown = await n.inFlight(alice, [{ serial: new Uint8Array(32).fill(9), classId: new Uint8Array(16).fill(9) }]);
+        const unknown = await n.inFlight(alice, [{ serial: new Uint8Array(32).fill(9), classId: new Uint8Array(16).fill(9), prefix: new Uint8Array(32), signature: new Uint8Array(256).fill(1) }]);
         assert.deepEqual(unknown.settled, []);
         assert.equal((await n.h.node.services.db.query('SELECT 1 FROM otp_claims')).rowCount, 1, 'a coin of no class is not claimed');
         const own = await n.inFlight(alice, coins);
@@ -176,22 +176,20 @@ for (const backend of testBackends()) {
         await n.h.close();
       }
     });
-    test('a refund claimed for a serial the bank never signed is paid only while its class has coins out: in a class with none, it stays in flight', async () => {
+    test('a refund claimed for a serial the bank never signed is left out: its signature does not verify, nothing is claimed or paid', async () => {
       const n = await otpNode(backend, SHORT);
       try {
         const { alice, coins, depositUntil } = await inFlightCoins(n, 1);
         const mallory = await n.client();
         const entry = await n.classOf(50_000n);
-        // A device whose TA is broken reports a coin it never had: the report carries no proof of the coin.
-        const made = { serial: new Uint8Array(32).fill(5), classId: entry.coinClass.classId };
+        // A device whose TA is broken reports a coin it never had, with a signature of its own making.
+        const made = { serial: new Uint8Array(32).fill(5), classId: entry.coinClass.classId, prefix: new Uint8Array(32).fill(6), signature: Uint8Array.from(coins[0]!.signature) };
         n.h.tick(depositUntil - n.h.now() + 1);
         const claimed = await n.inFlight(mallory, [made]);
         assert.deepEqual(claimed.settled, []);
         assert.equal(claimed.refunded, '0.00');
         assert.equal(await n.h.balance(mallory), '0.00');
-        // The claim names the device that made it.
-        const claims = await n.h.node.services.db.query<{ device_key_id: string }>('SELECT device_key_id FROM otp_claims WHERE serial = $1', [made.serial]);
-        assert.deepEqual(claims.rows.map((r) => r.device_key_id), [mallory.deviceId]);
+        assert.equal((await n.h.node.services.db.query('SELECT 1 FROM otp_claims WHERE serial = $1', [made.serial])).rowCount, 0, 'no claim is recorded for it');
         assert.deepEqual(outcomesOf((await n.inFlight(alice, coins)).settled, coins), ['refunded']);
         assert.equal(await n.h.balance(alice), '1.00');
         await n.conservation(0n);

@@ -12,11 +12,13 @@ import { encodeCbor } from '../../core/cbor.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { ApiProblem, base64urlOf, bigintColumn, errorBody, formatMinor, idempotent, json, keyIdHex, refusal, requireUser, transfer, validBody, type IssuerEnv, type IssuerServices, type TransactionHandle } from '../../issuer/plugin.ts';
 import { checkSigned, IN_FLIGHT_TAG, inFlightBodyCodec, inFlightCodec, SETTLED_TAG, settledBodyCodec, signed, type SettledOutcome } from './messages.ts';
+import { verify } from './blind-rsa.ts';
+import { classKey, preparedCoinMessage } from './coin.ts';
 import type { ClassBook } from './node-classes.ts';
 import { answer, decodeCborField, OTP_FLOAT_ACCOUNT, ownOtpDevice } from './node-common.ts';
 
-/** Largest in-flight report accepted, in bytes (64 coins of a serial and a class id, a nonce and a signature fit). */
-export const IN_FLIGHT_REPORT_BYTES_MAX = 8192;
+/** Largest in-flight report accepted, in bytes (64 coins with their bank signatures, a nonce and the device's signature fit). */
+export const IN_FLIGHT_REPORT_BYTES_MAX = 40 * 1024;
 
 const inFlightBody = z.strictObject({ device: keyIdHex, report: base64urlOf(Math.ceil((IN_FLIGHT_REPORT_BYTES_MAX * 4) / 3)) });
 
@@ -67,12 +69,14 @@ export function registerInFlight(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
       const seen = new Set<string>();
       let refunded = 0n;
       let refundedCoins = 0;
-      for (const { serial, classId } of reported.coins) {
+      for (const { serial, classId, prefix, signature } of reported.coins) {
         const serialHex = toHex(serial);
         if (seen.has(serialHex)) continue;
         seen.add(serialHex);
         const coinClass = await classes.byId(tx, classId);
         if (coinClass === undefined) continue;
+        // Only a coin the class key signed is settled: a made-up serial is left out.
+        if (!verify(classKey(coinClass.entry.coinClass), preparedCoinMessage({ serial, classId, prefix }), signature)) continue;
         // The first account to claim a serial holds the claim; another's claim of it settles nothing.
         await tx.query('INSERT INTO otp_claims (serial, class_id, account_id, device_key_id, at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (serial) DO NOTHING', [serial, classId, user.accountId, body.device, at]);
         const claim = await tx.query<{ account_id: string; class_id: Uint8Array }>('SELECT account_id, class_id FROM otp_claims WHERE serial = $1', [serial]);
@@ -85,8 +89,7 @@ export function registerInFlight(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
         }
         // Within the deposit window the payee may still deposit it: it stays in flight.
         if (now <= coinClass.entry.depositUntil) continue;
-        // The report proves no coin (only a serial and a class): a refund is paid only while the class
-        // has coins out, so a serial the bank never signed cannot take more than its class holds.
+        // And only while the class has coins out: a leaked class key cannot take more than its class holds.
         if (!(await classHasCoinsOut(tx, classId))) continue;
         const inserted = await tx.query(
           `INSERT INTO otp_spent (serial, class_id, kind, account_id, tags, at) VALUES ($1, $2, 'refund', $3, NULL, $4) ON CONFLICT (serial) DO NOTHING RETURNING serial`,

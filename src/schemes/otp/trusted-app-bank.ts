@@ -224,7 +224,7 @@ export const bankCommands = {
     output: inFlightCodec,
     run(state: OtpState, _input, env) {
       const nonce = env.random(NONCE_BYTES);
-      const coins = state.inFlight.slice(0, COINS_PER_MESSAGE_MAX).map((f) => ({ serial: f.serial, classId: f.classId }));
+      const coins = state.inFlight.slice(0, COINS_PER_MESSAGE_MAX).map((f) => ({ serial: f.serial, classId: f.classId, prefix: f.prefix, signature: f.signature }));
       return accept({ ...state, reportNonce: nonce }, signed(inFlightBodyCodec, deviceKey(env), IN_FLIGHT_TAG, { coins, nonce }));
     },
   }),

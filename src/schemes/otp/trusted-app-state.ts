@@ -30,6 +30,9 @@ export const inFlightCodec = record({
   ackSecret: bytes({ length: ACK_BYTES }),
   serial: bytes({ length: SERIAL_BYTES }),
   classId: bytes({ length: CLASS_ID_BYTES }),
+  /** The coin's RFC 9474 prefix and the bank's signature: what shows the bank it signed the coin reported. */
+  prefix: bytes({ length: 32 }),
+  signature: bytes({ min: 256, max: 512 }),
   /** When it was sent, on the TA's trusted clock (null before the first sync). */
   at: optional(timestampMs),
 });
