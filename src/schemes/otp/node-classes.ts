@@ -115,9 +115,10 @@ export class ClassBook {
       const { program, until, depositUntil } = classTerms(epoch, this.#options);
       const encodedProgram = encodeCbor(program);
       const digest = programDigest(program);
-      const keys = await Promise.all(DENOMINATIONS.map(() => generateRsa('rsa', { modulusLength: RSA_MODULUS_BITS, publicExponent: RSA_PUBLIC_EXPONENT })));
+      const fresh = async () => (await generateRsa('rsa', { modulusLength: RSA_MODULUS_BITS, publicExponent: RSA_PUBLIC_EXPONENT })).privateKey;
+      const keys = await Promise.all(DENOMINATIONS.map(() => (this.#options.classKey ?? fresh)()));
       for (const [i, denomination] of DENOMINATIONS.entries()) {
-        const { privateKey } = keys[i] as { privateKey: KeyObject };
+        const privateKey = keys[i] as KeyObject;
         const classId = randomBytes(CLASS_ID_BYTES);
         const { modulus, exponent } = encodePublicKey(rsaPublicKeyOf(privateKey));
         const pkcs8 = new Uint8Array(privateKey.export({ type: 'pkcs8', format: 'der' }));

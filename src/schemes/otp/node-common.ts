@@ -3,6 +3,7 @@
  * the deposit grace, the exchange keys' validity), the caller's OTP device, and decoding a CBOR
  * field of a body.
  */
+import type { KeyObject } from 'node:crypto';
 import { z } from '@hono/zod-openapi';
 import { decodeCbor } from '../../core/cbor.ts';
 import type { Codec } from '../../core/codec.ts';
@@ -30,6 +31,8 @@ export interface OtpNodeOptions {
   readonly epochMs: number;
   readonly hops: number;
   readonly depositGraceMs: number;
+  /** Where a new class's RSA key comes from (a fresh 2048-bit key each by default; tests share a few). */
+  readonly classKey?: (() => Promise<KeyObject>) | undefined;
 }
 
 /** The periods of the scheme as deployed. */

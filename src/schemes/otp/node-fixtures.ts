@@ -5,6 +5,8 @@
  * tags, coins sealed to the deposit key, signed key requests and in-flight reports.
  */
 import assert from 'node:assert/strict';
+import { generateKeyPair as generateNodeKeyPair, type KeyObject } from 'node:crypto';
+import { promisify } from 'node:util';
 import { fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import { randomBytes, sha256 } from '../../core/crypto/hash.ts';
@@ -60,9 +62,20 @@ export interface OtpClient extends TestUser {
   readonly deviceId: string;
 }
 
+const generateRsa = promisify(generateNodeKeyPair);
+let classKeys: Promise<KeyObject[]> | null = null;
+let nextClassKey = 0;
+
+/** Class keys shared by the tests of one process: generating 2048-bit RSA keys is the slow part of a node's first epoch. */
+async function pooledClassKey(): Promise<KeyObject> {
+  classKeys ??= Promise.all(Array.from({ length: 15 }, async () => (await generateRsa('rsa', { modulusLength: 2048, publicExponent: 65537 })).privateKey));
+  const keys = await classKeys;
+  return keys[nextClassKey++ % keys.length] as KeyObject;
+}
+
 /** A node with the OTP part and an enrolled OEM. */
 export async function otpNode(backend: Backend, options: Partial<OtpNodeOptions> = {}) {
-  const part = otpNodePartWith(options);
+  const part = otpNodePartWith({ classKey: pooledClassKey, ...options });
   const h = await setup(backend, { schemes: [part] });
   const oem = signerFromSecret(nobleEd25519, sha256(utf8('otp test oem')));
   const enrolled = await h.asOperator('POST', '/v1/operator/oems', { name: 'Test OEM', publicKey: { suite: 'ed25519', key: toBase64url(oem.publicKey.key) } });
