@@ -75,3 +75,22 @@ test('a link cut after the coins left: in flight at the payer, sent again and ac
   assert.deepEqual((await alice.se.call('status', {})).inFlight, { count: 0, amount: 0n });
   assert.deepEqual([await balance(alice), await balance(bob)], [0n, 7000n]);
 });
+
+test('a link cut before the coins arrive: in flight at the payer, taken by the payee when they are sent again', async () => {
+  const [alice, bob] = await Promise.all([makeWallet('alice', classes), makeWallet('bob', classes)]);
+  await withdraw(alice, [by(20n), by(10n)]);
+  await giveKeys(bob, 4);
+  const [p, q] = links();
+  // The payer seals its coins, then its link closes before they are sent: they never reach the payee.
+  const role = payerRole(alice.se, () => undefined);
+  const payer = runPayer(p, null, { ...role, pay: async (items) => { const sealed = await role.pay(items); p.close(); return sealed; } }, { stepTimeoutMs: 2_000 });
+  const payee = runPayee(q, 2000n, payeeRole(bob.se), { stepTimeoutMs: 2_000 });
+  await Promise.allSettled([payer, payee]);
+  assert.equal(await balance(bob), 0n);
+  assert.deepEqual((await alice.se.call('status', {})).inFlight, { count: 1, amount: 2000n });
+  // The box is sealed to a key bob gave and never used: he takes it when it comes again.
+  const [paid] = await session(alice, bob, 1000n);
+  assert.equal(paid.resentAcknowledged, 1);
+  assert.deepEqual((await alice.se.call('status', {})).inFlight, { count: 0, amount: 0n });
+  assert.deepEqual([await balance(alice), await balance(bob)], [0n, 3000n]);
+});

@@ -164,6 +164,24 @@ test('a coin the bank did not sign is refused by the payee', async () => {
   assert.equal(await balance(bob), 0n);
 });
 
+test('a coin whose program was altered, or whose class the payee does not know, is refused by the payee', async () => {
+  const [bob] = await Promise.all([makeWallet('bob', all)]);
+  const alice = await makeWallet('alice', all);
+  await withdraw(alice, [five]);
+  const coin = await (async () => {
+    // The coin as alice's TA holds it: taken out through a deposit box opened with the bank's key.
+    const { sealed } = await alice.se.call('prepareDeposit', { requestId: randomBytes(16), classIds: idsOf([five]) });
+    return openCoin(sealed[0]!, depositKeys.privateKey, depositKeys.publicKey).carried.coin;
+  })();
+  await giveKeys(bob, 2);
+  const { keys } = await bob.se.call('offerKeys', { count: 2 });
+  const longer = { ...coin, program: { ...coin.program, instructions: coin.program.instructions.filter((i) => i.op !== 'checkMaxHops') } };
+  await assert.rejects(bob.se.call('receive', { sealed: [sealCoin({ coin: longer, tags: [] }, keys[0]!.body.publicKey).sealed] }), rejected('OTP_COIN_INVALID'));
+  const stranger = makeClass(500n);
+  await assert.rejects(bob.se.call('receive', { sealed: [sealCoin({ coin: { ...coin, classId: stranger.entry.coinClass.classId }, tags: [] }, keys[1]!.body.publicKey).sealed] }), rejected('OTP_COIN_INVALID'));
+  assert.equal(await balance(bob), 0n);
+});
+
 test('a cloned wallet pays two payees; the escrow tags of the two deposits name its device', async () => {
   const [alice, bob, carol] = await Promise.all([makeWallet('alice', all), makeWallet('bob', all), makeWallet('carol', all)]);
   await withdraw(alice, [five]);
