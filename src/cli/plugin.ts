@@ -212,6 +212,8 @@ export interface CliPart {
   readonly flags?: Readonly<Partial<Record<WalletVerbName, VerbFlags>>>;
   /** Verbs of this scheme only, by their words. */
   readonly verbs?: Readonly<Record<string, SchemeVerb>>;
+  /** The operator's verbs of this scheme, by their words (`operator ...`): run against the node with the operator token, on no wallet. */
+  readonly operatorVerbs?: Readonly<Record<string, Verb>>;
   /** The scheme's chapter of `tally demo`: told against a running node and home. */
   readonly demo?: (context: DemoContext) => Promise<void>;
 }

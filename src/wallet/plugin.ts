@@ -19,7 +19,7 @@ export { accountAnswer, amount, ANSWER_ITEMS_MAX, blob, crl, deviceAnswer, messa
 export { looseRecord } from '../core/fields.ts';
 export { SOFTWARE_SE_MODEL, measureTrustedApp, type FactoryBuild, type Oem } from './factory.ts';
 import type { FactoryBuild } from './factory.ts';
-export { walletDir, walletPaths, type WalletPaths } from './home.ts';
+export { resolveHome, walletDir, walletPaths, type WalletPaths } from './home.ts';
 export { nodeProvider } from '../providers/node-crypto.ts';
 export { openKey, sealKey } from '../issuer/identity/keystore.ts';
 

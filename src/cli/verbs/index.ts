@@ -45,6 +45,7 @@ export function buildVerbs(schemes: readonly Scheme[]): Record<string, Verb> {
     'operator revoke': operatorRevoke,
     'operator settle': operatorSettle,
     'operator remove-oem': operatorRemoveOem,
+    ...Object.fromEntries(schemes.flatMap((s) => Object.entries(s.cli.operatorVerbs ?? {}))),
     audit,
     schemes: schemesVerb(schemes, needed),
     'wallet create': walletCreate(schemes),

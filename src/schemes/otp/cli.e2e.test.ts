@@ -79,6 +79,8 @@ test('OTP through the CLI: blind withdrawal, anonymous payments offline, re-spen
   const deposit = await ok('wallet', 'deposit', 'alice', '88.00');
   assert.deepEqual([deposit['offline'], deposit['coins']], ['88.00', 6]);
   assert.equal((await ok('wallet', 'balance', 'alice'))['online'], '12.00');
+  // The operator gives bob's exchange keys a payee category (a coin whose program names one needs it).
+  assert.deepEqual((await ok('operator', 'otp-category', 'bob', 'grocery'))['category'], 'grocery');
   // Exchange keys (to receive) and the bank's time, while online.
   for (const name of ['alice', 'bob', 'carol']) assert.ok(Number((await ok('sync', name))['keys']) > 0);
 
@@ -127,7 +129,7 @@ test('OTP through the CLI: blind withdrawal, anonymous payments offline, re-spen
   assert.deepEqual([carolBack['credited'], carolBack['doubleSpent']], ['3.00', 1]);
   // The escrow tags of the two copies name alice's device (the coin's third hop), and the node revoked it.
   const aliceDevice = (await ok('wallet', 'balance', 'alice'))['device'];
-  const found = (await (await fetch(`${node.url}/v1/otp/operator/findings`, { headers: { authorization: `Bearer ${env['TALLY_OPERATOR_TOKEN'] ?? ''}` } })).json()) as { findings: Json[] };
+  const found = (await ok('operator', 'otp-findings')) as { findings: Json[] };
   assert.equal(found.findings.length, 1, JSON.stringify(found));
   assert.equal(found.findings[0]?.['device'], aliceDevice, JSON.stringify(found));
   const revoked = await refused('NODE_REFUSED', ['wallet', 'withdraw', 'alice', '50.00']);

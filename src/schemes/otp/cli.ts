@@ -5,6 +5,7 @@
  * runs anonymously over a live link (`receive` / `pay --connect`).
  */
 import { hostPort, positional, seconds, stringFlag, type CliPart, type WalletVerbContext } from '../../cli/plugin.ts';
+import { otpOperatorVerbs } from './cli-operator.ts';
 import type { OtpWallet, TransferResult } from './wallet.ts';
 
 async function withOtp<T>(context: WalletVerbContext, run: (wallet: OtpWallet, resumed: string[]) => Promise<T>): Promise<T> {
@@ -27,6 +28,7 @@ function transferText(wallet: OtpWallet, r: TransferResult, role: 'payer' | 'pay
 
 /** OTP's CLI part. */
 export const otpCli: CliPart = {
+  operatorVerbs: otpOperatorVerbs,
   notes: {
     create: 'An OTP wallet is registered as a device attested by the OEM; its payments are anonymous.',
     balance: 'An OTP wallet lists its coins by denomination.',

@@ -17,9 +17,11 @@ import {
   holdNewAccount,
   isNodeRefusal,
   listenLink,
+  NodeClient,
   newAccountKey,
   newStepId,
   openFolderOf,
+  resolveHome,
   startSecureElement,
   WalletShell,
   type LinkSide,
@@ -345,5 +347,23 @@ export class OtpWallet extends WalletShell<OtpStep, null, OtpState, OtpCommands>
       pendingSteps: this.data.pending.length,
     };
   }
+}
+
+/** The account holder (user key id) and node of the OTP wallet `name` of the home (`--home`, else the environment's), for the operator's verbs. */
+export async function holderOf(home: string | undefined, env: Readonly<Record<string, string | undefined>>, name: string): Promise<{ keyId: string; node: string }> {
+  const wallet = await OtpWallet.open(resolveHome(home, env), name);
+  try {
+    const data = wallet.snapshot();
+    return { keyId: data.user.keyId, node: data.node };
+  } finally {
+    await wallet.close();
+  }
+}
+
+/** An operator's call to the node's OTP routes. */
+export async function operatorCall(url: string, token: string, method: 'GET' | 'POST', path: string, body?: Record<string, unknown>): Promise<unknown> {
+  const node = new NodeClient(url);
+  const answer = await node.operator(token, method, path, body === undefined ? {} : { body, idempotencyKey: `otp-operator-${toHex(randomBytes(12))}` });
+  return answer.body;
 }
 
