@@ -17,4 +17,5 @@ export const otp: Scheme = {
   node: async () => (await import('./node.ts')).otpNodePart,
   wallet: { trustedApps: [{ scheme: 'otp', description: 'OTP trusted app (the player), software build', ...OTP_TA_BUILD }] },
   cli: otpCli,
+  bench: async (use) => use((await import('./bench.ts')).otpBench),
 };

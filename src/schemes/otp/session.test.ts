@@ -94,3 +94,22 @@ test('a link cut before the coins arrive: in flight at the payer, taken by the p
   assert.deepEqual((await alice.se.call('status', {})).inFlight, { count: 0, amount: 0n });
   assert.deepEqual([await balance(alice), await balance(bob)], [0n, 3000n]);
 });
+
+test('a payment of more coins than one offerKeys command gives (64) takes its keys in parts, and the payee short of keys refuses before giving any', async () => {
+  const [alice, bob] = await Promise.all([makeWallet('alice', classes), makeWallet('bob', classes)]);
+  const unit = by(1n);
+  await withdraw(alice, Array.from({ length: 64 }, () => unit));
+  await withdraw(alice, Array.from({ length: 36 }, () => unit));
+  await giveKeys(bob, 64);
+  await giveKeys(bob, 35);
+  // 99 keys for 100 coins: refused, and none of them marked given.
+  const short = await session(alice, bob, 10_000n).catch((e: unknown) => e);
+  assert.ok(isTallyError(short), String(short));
+  assert.deepEqual((await bob.se.call('status', {})).keys, { fresh: 99, offered: 0 });
+  assert.deepEqual([await balance(alice), await balance(bob)], [10_000n, 0n]);
+  await giveKeys(bob, 1);
+  const [paid, got] = await session(alice, bob, 10_000n);
+  assert.deepEqual([paid.coins, got.coins, got.amount], [100, 100, 10_000n]);
+  assert.deepEqual([await balance(alice), await balance(bob)], [0n, 10_000n]);
+  assert.deepEqual((await bob.se.call('status', {})).keys, { fresh: 0, offered: 0 });
+});

@@ -16,8 +16,8 @@ import { ACK_BYTES, sealedCoinCodec } from './transfer.ts';
 export const COINS_HELD_MAX = 1024;
 /** Most coins in flight (sent, no ACK yet). */
 export const IN_FLIGHT_MAX = 256;
-/** Most exchange keys a TA keeps (signed, not yet used). */
-export const KEYS_HELD_MAX = 256;
+/** Most exchange keys a TA keeps (signed, not yet used): as many as one payment's coins (session.ts COINS_PER_PAYMENT_MAX), each sealed to its own key. */
+export const KEYS_HELD_MAX = 512;
 /** Most boxes a TA remembers having received (a box sent again is answered with its ACK, never taken twice). */
 export const RECEIVED_MAX = 2048;
 

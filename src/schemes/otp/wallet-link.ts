@@ -7,6 +7,7 @@ import { TallyError } from '../../core/errors.ts';
 import type { SecureElement } from '../../secure-element/secure-element.ts';
 import { planPayment } from './denominations.ts';
 import type { ExchangeKey } from './exchange-key.ts';
+import { KEYS_PER_MESSAGE_MAX } from './messages.ts';
 import type { PayeeRole, PayerRole, Plan } from './session.ts';
 import { sealedDigest, type Ack, type SealedCoin } from './transfer.ts';
 import type { otpTrustedApp } from './trusted-app.ts';
@@ -33,6 +34,19 @@ async function payByDenomination(se: Se, items: readonly { denomination: bigint;
   return (await se.call('pay', { items: named })).sealed;
 }
 
+/**
+ * `count` of the TA's exchange keys, asked KEYS_PER_MESSAGE_MAX at a time (a payment may take more
+ * coins than one command gives keys). The fresh keys are counted first, so a payee short of keys
+ * refuses before any is marked given.
+ */
+async function offerKeys(se: Se, count: number): Promise<ExchangeKey[]> {
+  const { keys } = await se.call('status', {});
+  if (keys.fresh < count) throw new TallyError('SE_REJECTED', `the TA has ${keys.fresh} exchange keys to give and ${count} are needed: sync online to get more`, { command: 'offerKeys', reason: 'OTP_KEYS_SHORT' });
+  const out: ExchangeKey[] = [];
+  while (out.length < count) out.push(...(await se.call('offerKeys', { count: Math.min(KEYS_PER_MESSAGE_MAX, count - out.length) })).keys);
+  return out;
+}
+
 async function acknowledge(se: Se, acks: readonly Ack[]): Promise<void> {
   if (acks.length > 0) await se.call('acknowledge', { acks: [...acks] });
 }
@@ -50,7 +64,7 @@ export function payerRole(se: Se, onChange: (plan: Plan) => void): PayerRole {
       onChange(plan);
       return plan;
     },
-    offerKeys: async (count) => (await se.call('offerKeys', { count })).keys,
+    offerKeys: (count) => offerKeys(se, count),
     pay: (items) => payByDenomination(se, items),
     receive: async (sealed) => (await se.call('receive', { sealed: [...sealed] })).acks,
   };
@@ -76,7 +90,7 @@ export function payeeRole(se: Se): PayeeRole {
       const change = plan.change.reduce((s, d) => s + d, 0n);
       if (paid - change !== amount) throw new TallyError('PAYMENT_INVALID', `the coins offered (${paid}) less the change asked (${change}) are not the amount (${amount})`, { reason: 'amount' });
     },
-    offerKeys: async (count) => (await se.call('offerKeys', { count })).keys,
+    offerKeys: (count) => offerKeys(se, count),
     receive: async (sealed) => (await se.call('receive', { sealed: [...sealed] })).acks,
     pay: (items) => payByDenomination(se, items),
     acknowledge: (acks) => acknowledge(se, acks),
