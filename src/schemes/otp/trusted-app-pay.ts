@@ -62,14 +62,17 @@ export const payCommands = {
         const usedKeys = new Set(state.inFlight.map((f) => toHex(f.sealed.keyId)));
         const sent: InFlight[] = [];
         let total = 0n;
+        // The held coins by class, fewest hops first: one pass, however many coins the payment takes.
+        const byClass = new Map<string, number[]>();
+        state.coins.forEach((held, i) => {
+          const id = toHex(held.coin.classId);
+          byClass.set(id, [...(byClass.get(id) ?? []), i]);
+        });
+        for (const list of byClass.values()) list.sort((a, b) => (state.coins[a] as CarriedCoin).tags.length - (state.coins[b] as CarriedCoin).tags.length);
         for (const item of input.items) {
-          // checkCallMethod: the held coins are the sandbox's, picked by class; the fewest hops first.
-          let at = -1;
-          state.coins.forEach((held, i) => {
-            if (taken.has(i) || !equalBytes(held.coin.classId, item.classId)) return;
-            if (at < 0 || held.tags.length < (state.coins[at] as CarriedCoin).tags.length) at = i;
-          });
-          if (at < 0) refuse('INSUFFICIENT_FUNDS', 'the TA holds no more coins of a class the payment names');
+          // checkCallMethod: the held coins are the sandbox's, picked by class.
+          const at = byClass.get(toHex(item.classId))?.shift();
+          if (at === undefined) refuse('INSUFFICIENT_FUNDS', 'the TA holds no more coins of a class the payment names');
           taken.add(at);
           const held = state.coins[at] as CarriedCoin;
           // checkIntegrityOfOTP, checkTokenFormat: the class, its program, the bank's signature.
@@ -117,13 +120,18 @@ export const payCommands = {
       return guarded(() => {
         const usedKeys = new Set<number>();
         const kept: CarriedCoin[] = [];
+        // What was received and what is held, by digest and serial: each box checked in constant time.
+        const seenBoxes = new Set(state.received.map((r) => toHex(r.digest)));
+        const heldSerials = new Set(state.coins.map((c) => toHex(c.coin.serial)));
+        const keyAt = new Map(state.keys.map((k, i) => [toHex(exchangeKeyId(k.key.body.publicKey)), i]));
         const received: Received[] = [];
         const answers: Ack[] = [];
         let total = 0n;
         for (const sealed of input.sealed) {
           const digest = sealedDigest(sealed);
-          if ([...state.received, ...received].some((r) => equalBytes(r.digest, digest))) refuse('OTP_REPLAYED', 'this box was received before: its coin is not taken twice');
-          const at = state.keys.findIndex((k) => equalBytes(exchangeKeyId(k.key.body.publicKey), sealed.keyId));
+          if (seenBoxes.has(toHex(digest))) refuse('OTP_REPLAYED', 'this box was received before: its coin is not taken twice');
+          seenBoxes.add(toHex(digest));
+          const at = keyAt.get(toHex(sealed.keyId)) ?? -1;
           if (at < 0 || usedKeys.has(at)) refuse('OTP_EXCHANGE_KEY_UNKNOWN', 'the box is sealed to no exchange key this TA holds (used, expired or never its own)');
           usedKeys.add(at);
           const key = state.keys[at] as OtpState['keys'][number];
@@ -133,7 +141,8 @@ export const payCommands = {
           if (entry !== undefined && state.time !== undefined && state.time > entry.until) refuse('OTP_CONDITION', 'the coin can no longer be paid offline');
           const hops = checked.program.conditions.find((c) => c.kind === 'checkMaxHops');
           if (hops !== undefined && carried.tags.length > hops.hops) refuse('OTP_CONDITION', `the coin has made ${carried.tags.length} transfers; its program allows ${hops.hops}`);
-          if ([...state.coins, ...kept].some((c) => equalBytes(c.coin.serial, carried.coin.serial))) refuse('DOUBLE_SPEND', 'this TA already holds a coin with that serial');
+          if (heldSerials.has(toHex(carried.coin.serial))) refuse('DOUBLE_SPEND', 'this TA already holds a coin with that serial');
+          heldSerials.add(toHex(carried.coin.serial));
           kept.push(carried);
           received.push({ digest, mac: ack.mac });
           answers.push(ack);
