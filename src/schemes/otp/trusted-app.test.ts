@@ -8,7 +8,9 @@ import { exchangeKeyId, issueExchangeKey } from './exchange-key.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { openCoin, sealCoin, type SealedCoin } from './transfer.ts';
 import { settledBodyCodec, signed, SETTLED_TAG } from './messages.ts';
-import { bankSigner, depositKeys, escrow, giveKeys, idsOf, makeClass, makeWallet, NOW, receiptFor, withdraw, type BankClass, type Wallet } from './ta-fixtures.ts';
+import { bankSigner, depositKeys, escrow, giveKeys, idsOf, makeClass, makeWallet, NOW, paramsFor, receiptFor, withdraw, type BankClass, type Wallet } from './ta-fixtures.ts';
+import { programDigest } from './coin.ts';
+import { buildProgram } from './program.ts';
 
 const rejected = (code: string) => (e: unknown) => isTallyError(e, 'SE_REJECTED') && (e.details as { reason?: string }).reason === code;
 
@@ -222,7 +224,10 @@ test('a withdrawal cut after the bank signed finishes after a restart with the s
   assert.deepEqual((await alice.se.call('prepareWithdrawal', { requestId, classIds: idsOf([two, one]) })).blinded, blinded);
   await assert.rejects(alice.se.call('prepareWithdrawal', { requestId: randomBytes(16), classIds: idsOf([one]) }), rejected('OTP_WITHDRAWAL_PENDING'));
   const { blindSign } = await import('./node-rsa.ts');
-  await assert.rejects(alice.se.call('finishWithdrawal', { requestId, signatures: [blindSign(one.key, blinded[0]!), blindSign(one.key, blinded[1]!)] }), (e) => isTallyError(e, 'SE_REJECTED'));
+  // A signature altered on the way (its last byte: still below the modulus) does not finalize.
+  const altered = blindSign(two.key, blinded[0]!);
+  altered[altered.length - 1] = (altered[altered.length - 1] as number) ^ 1;
+  await assert.rejects(alice.se.call('finishWithdrawal', { requestId, signatures: [altered, blindSign(one.key, blinded[1]!)] }), rejected('SIGNATURE_INVALID'));
   const out = await alice.se.call('finishWithdrawal', { requestId, signatures: [blindSign(two.key, blinded[0]!), blindSign(one.key, blinded[1]!)] });
   assert.equal(out.amount, 300n);
 });
@@ -244,3 +249,18 @@ test('in flight: reported, then settled by the bank for the nonce of the report 
   assert.equal((await alice.se.call('status', {})).inFlight.count, 1);
   await assert.rejects(alice.se.call('settle', { settled: answer }), rejected('OTP_REPORT_UNKNOWN'), 'an answer is taken once');
 });
+
+test('parameters whose class program names an unknown instruction or carries a wrong checksum are refused; nothing changes', async () => {
+  const alice = await makeWallet('alice', all);
+  const before = await stateBytes(alice);
+  const unknown = { ...one.entry.program, instructions: [...one.entry.program.instructions.slice(0, 3), { op: 'mintMore' }, ...one.entry.program.instructions.slice(3)] };
+  const wrongSum = { ...one.entry.program, checksum: new Uint8Array(32).fill(1) };
+  for (const program of [unknown, wrongSum]) {
+    const forged = { ...one, entry: { ...one.entry, program, coinClass: { ...one.entry.coinClass, programDigest: programDigest(program) } } };
+    await assert.rejects(alice.se.call('setParams', { params: paramsFor([forged, two], NOW + 1) }), rejected('OTP_PROGRAM_INVALID'));
+  }
+  // A class whose digest names another program than it carries.
+  await assert.rejects(alice.se.call('setParams', { params: paramsFor([{ ...one, entry: { ...one.entry, program: two.entry.program.instructions.length > 0 ? buildProgram(1) : one.entry.program } }], NOW + 1) }), rejected('OTP_PROGRAM_INVALID'));
+  assert.equal(await stateBytes(alice), before);
+});
+

@@ -8,7 +8,7 @@
  * `certInit` checks the issuer node's certificate to that root and pins its key as the bank's;
  * `setParams` takes the bank's signed parameters. Payment and bank commands are in their own files.
  */
-import { toHex } from '../../core/bytes.ts';
+import { equalBytes, toHex } from '../../core/bytes.ts';
 import { AMOUNT_MINOR_MAX } from '../../core/amount.ts';
 import { array, bigint, bytes, optional, record, uint, type Codec } from '../../core/codec.ts';
 import { publicKeyCodec } from '../../core/crypto/suite.ts';
@@ -17,7 +17,8 @@ import { decodeCertificate } from '../../pki/certificate.ts';
 import { verifyChain } from '../../pki/chain.ts';
 import { signRegistrationProof } from '../../pki/registration.ts';
 import { accept, command, defineTrustedApp, reject } from '../../secure-element/trusted-app.ts';
-import { CLASS_ID_BYTES } from './coin.ts';
+import { CLASS_ID_BYTES, programDigest } from './coin.ts';
+import { checkProgram } from './program.ts';
 import { checkSigned, OTP_SCHEME, paramsBodyCodec, paramsCodec, PARAMS_TAG } from './messages.ts';
 import { bankCommands } from './trusted-app-bank.ts';
 import { deviceKey, guarded, refuse, valueOf } from './trusted-app-common.ts';
@@ -121,6 +122,11 @@ export const otpTrustedApp = defineTrustedApp({
           const params = checkSigned(env.provider, bank, paramsBodyCodec, PARAMS_TAG, input.params);
           if (state.params !== undefined && params.at < state.params.at) refuse('OTP_PARAMS_STALE', 'these parameters are older than those the TA holds');
           if (state.params !== undefined && params.currency !== state.params.currency) refuse('CURRENCY_MISMATCH', `the TA holds ${state.params.currency}, the parameters are in ${params.currency}`);
+          // Each class's program is checked before it is taken (the bank's signature covers a list it may have got wrong).
+          for (const entry of params.classes) {
+            checkProgram(entry.program);
+            if (!equalBytes(programDigest(entry.program), entry.coinClass.programDigest)) refuse('OTP_PROGRAM_INVALID', "a class's program is not the one its digest names");
+          }
           return accept({ ...state, params, time: Math.max(state.time ?? 0, params.at) }, { classes: params.classes.length, at: params.at });
         });
       },
