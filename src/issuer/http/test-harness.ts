@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { currency } from '../../core/amount.ts';
 import { toBase64url, toHex } from '../../core/bytes.ts';
 import { nobleEd25519 } from '../../core/crypto/noble.ts';
-import { signerFromSecret, type Signer } from '../../core/crypto/suite.ts';
+import { signerFromSecret, type Signer, type SuiteName } from '../../core/crypto/suite.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { signRequest } from '../client/request-auth.ts';
@@ -34,11 +34,11 @@ export interface TestUser {
 }
 
 /** Opens a test node on `backend`; call `close()` in `finally`. */
-export async function setup(backend: Backend, options: { schemes?: readonly SchemeModule[] } = {}) {
+export async function setup(backend: Backend, options: { schemes?: readonly SchemeModule[]; suite?: SuiteName | undefined } = {}) {
   const dataDir = await mkdtemp(join(tmpdir(), 'tally-node-'));
   const database = await backend.open({ poolSize: 20 });
   let clock = CLOCK_START;
-  const node = await openNode({ dataDir, db: database.db, provider: nodeProvider, currency: EUR, env: { TALLY_NODE_PASSPHRASE: 'test passphrase' }, now: () => clock, schemes: options.schemes });
+  const node = await openNode({ dataDir, db: database.db, provider: nodeProvider, currency: EUR, env: { TALLY_NODE_PASSPHRASE: 'test passphrase' }, now: () => clock, schemes: options.schemes, ...(options.suite === undefined ? {} : { suite: options.suite }) });
   const app = createIssuerApp(node.services, options.schemes);
   const operator = { authorization: `Bearer ${node.services.identity.operatorToken}` };
   const send = (method: string, path: string, init: { body?: unknown; headers?: Record<string, string>; raw?: string } = {}) =>

@@ -67,7 +67,7 @@ let classKeys: Promise<KeyObject[]> | null = null;
 let nextClassKey = 0;
 
 /** Class keys shared by the tests of one process: generating 2048-bit RSA keys is the slow part of a node's first epoch. */
-async function pooledClassKey(): Promise<KeyObject> {
+export async function pooledClassKey(): Promise<KeyObject> {
   classKeys ??= Promise.all(Array.from({ length: 15 }, async () => (await generateRsa('rsa', { modulusLength: 2048, publicExponent: 65537 })).privateKey));
   const keys = await classKeys;
   return keys[nextClassKey++ % keys.length] as KeyObject;

@@ -3,11 +3,12 @@
  * or backed up: the escrow key (transfer tags are sealed to it, escrow.ts), the deposit key (coins
  * are sealed to it when deposited, transfer.ts) and the key that wraps the class keys in the
  * database. Each comes from the root key's signature over a label: Ed25519 signs deterministically,
- * so the same identity gives the same keys at every start; a suite that signs with fresh randomness
- * cannot be used this way, and the node refuses to start on one.
+ * so the same identity gives the same keys at every start. A root that signs with fresh randomness
+ * (SM2, ECDSA) cannot be used this way: the keys then come from a random master seed the node keeps
+ * in its database (`otp_secrets`), made once, so the database's access control protects them.
  */
 import { createCipheriv, createDecipheriv, randomBytes as nodeRandomBytes } from 'node:crypto';
-import { concatBytes, equalBytes } from '../../core/bytes.ts';
+import { concatBytes, equalBytes, utf8 } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import { sha256 } from '../../core/crypto/hash.ts';
 import { signRecord } from '../../core/crypto/record.ts';
@@ -33,36 +34,49 @@ export interface OtpBankKeys {
   readonly classWrap: Uint8Array;
 }
 
-/**
- * 32 bytes determined by the root key and `label`: SHA-256 of its signature over the label.
- * @throws Error when two signatures over the same label differ (a randomized signature suite)
- */
-function seed(root: Signer, label: string): Uint8Array {
-  const first = signRecord(root, label, {});
-  const second = signRecord(root, label, {});
-  if (!equalBytes(first, second)) {
-    throw new Error(`the OTP bank keys are derived from the root key's signatures, but its ${root.publicKey.suite} signatures are randomized: run OTP on a node whose root key is Ed25519`);
-  }
-  return sha256(first);
+/** 32 bytes for `label` from a master source: the root's deterministic signature, or a stored seed. */
+type Seeds = (label: string) => Uint8Array;
+
+/** The root's signatures as seeds, or null when they are randomized (two over the same label differ). */
+function signatureSeeds(root: Signer): Seeds | null {
+  const first = signRecord(root, ESCROW_SEED, {});
+  const second = signRecord(root, ESCROW_SEED, {});
+  if (!equalBytes(first, second)) return null;
+  return (label) => sha256(signRecord(root, label, {}));
+}
+
+/** The stored master seed (made once, under the row's uniqueness), as seeds. */
+async function storedSeeds(services: Pick<IssuerServices, 'db'>): Promise<Seeds> {
+  const secret = await services.db.transaction(async (tx) => {
+    await tx.query('INSERT INTO otp_secrets (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING', ['master', new Uint8Array(nodeRandomBytes(32))]);
+    const { rows } = await tx.query<{ secret: Uint8Array }>('SELECT secret FROM otp_secrets WHERE name = $1', ['master']);
+    const row = rows[0];
+    if (row === undefined) throw new TallyError('ASSERTION_FAILED', 'the OTP master seed was stored', {});
+    return new Uint8Array(row.secret);
+  });
+  return (label) => sha256(concatBytes(utf8(label), secret));
 }
 
 const derived = new WeakMap<IssuerServices['identity'], OtpBankKeys>();
 
+/** Makes the bank's keys for this node's identity (at start: `prepare`), from the root's signatures or the stored seed. */
+export async function loadOtpBankKeys(services: Pick<IssuerServices, 'identity' | 'db'>): Promise<OtpBankKeys> {
+  const held = derived.get(services.identity);
+  if (held !== undefined) return held;
+  const seeds = signatureSeeds(services.identity.root.signer) ?? (await storedSeeds(services));
+  const keys: OtpBankKeys = { escrow: deriveKeyPair(seeds(ESCROW_SEED)), deposit: deriveKeyPair(seeds(DEPOSIT_SEED)), classWrap: seeds(CLASS_WRAP_SEED) };
+  derived.set(services.identity, keys);
+  return keys;
+}
+
 /**
- * The bank's keys for this node's identity (derived once per identity, then kept).
- * @throws Error for a root key whose signatures are randomized
+ * The bank's keys, made at start by loadOtpBankKeys.
+ * @throws TallyError ASSERTION_FAILED when the node part's prepare has not run
  */
 export function otpBankKeys(services: Pick<IssuerServices, 'identity'>): OtpBankKeys {
   const held = derived.get(services.identity);
-  if (held !== undefined) return held;
-  const root = services.identity.root.signer;
-  const keys: OtpBankKeys = {
-    escrow: deriveKeyPair(seed(root, ESCROW_SEED)),
-    deposit: deriveKeyPair(seed(root, DEPOSIT_SEED)),
-    classWrap: seed(root, CLASS_WRAP_SEED),
-  };
-  derived.set(services.identity, keys);
-  return keys;
+  if (held === undefined) throw new TallyError('ASSERTION_FAILED', "the OTP bank keys are made by the node part's prepare, which has not run", {});
+  return held;
 }
 
 function wrapAad(classId: Uint8Array): Uint8Array {

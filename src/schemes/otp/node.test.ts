@@ -11,14 +11,15 @@ import { sha256 } from '../../core/crypto/hash.ts';
 import { signRecord } from '../../core/crypto/record.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { closeTestTemplates, testBackends } from '../../issuer/db/test-databases.ts';
-import { expectError } from '../../issuer/http/test-harness.ts';
+import { expectError, setup } from '../../issuer/http/test-harness.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { checkCoin, programDigest } from './coin.ts';
 import { checkExchangeKey, exchangeKeyCodec } from './exchange-key.ts';
 import { deriveKeyPair } from './hpke.ts';
 import { checkSigned, paramsBodyCodec, paramsCodec, PARAMS_TAG, timeBodyCodec, timeCodec, TIME_TAG } from './messages.ts';
-import { classTerms, DENOMINATIONS, epochOf, EXCHANGE_KEY_VALIDITY_MS, OTP_FLOAT_ACCOUNT } from './node.ts';
-import { otpNode, SHORT } from './node-fixtures.ts';
+import { classTerms, DENOMINATIONS, epochOf, EXCHANGE_KEY_VALIDITY_MS, OTP_FLOAT_ACCOUNT, otpNodePartWith } from './node.ts';
+import { otpNode, pooledClassKey, SHORT } from './node-fixtures.ts';
+import { loadOtpBankKeys } from './node-keys.ts';
 import { checkProgram } from './program.ts';
 
 after(() => closeTestTemplates());
@@ -199,6 +200,23 @@ for (const backend of testBackends()) {
         await n.conservation(0n);
       } finally {
         await n.h.close();
+      }
+    });
+    test('on a node whose root signs SM2 (randomized signatures) the bank keys come from a seed it stores once: the same at every start', async () => {
+      const h = await setup(backend, { schemes: [otpNodePartWith({ classKey: pooledClassKey })], suite: 'sm2' });
+      try {
+        assert.equal(h.node.services.identity.root.signer.publicKey.suite, 'sm2');
+        const res = await h.send('GET', '/v1/otp/params');
+        assert.equal(res.status, 200, await res.clone().text());
+        const record = paramsCodec.decode(decodeCbor(fromBase64url(((await res.json()) as { params: string }).params)));
+        const params = checkSigned(nodeProvider, h.node.services.identity.issuerNode.signer.publicKey, paramsBodyCodec, PARAMS_TAG, record);
+        assert.equal((await h.node.services.db.query('SELECT 1 FROM otp_secrets')).rowCount, 1);
+        // Another start on the same database (a fresh identity object): the stored seed gives the same keys.
+        const again = await loadOtpBankKeys({ identity: { ...h.node.services.identity }, db: h.node.services.db });
+        assert.deepEqual([again.escrow.publicKey, again.deposit.publicKey], [params.escrowKey, params.depositKey]);
+        assert.equal((await h.node.services.db.query('SELECT 1 FROM otp_secrets')).rowCount, 1, 'made once');
+      } finally {
+        await h.close();
       }
     });
   });

@@ -15,7 +15,7 @@ import { registerExchangeKeys } from './node-exchange-keys.ts';
 import { registerFindings } from './node-findings.ts';
 import { otpHoldings } from './node-holdings.ts';
 import { registerInFlight } from './node-in-flight.ts';
-import { otpBankKeys } from './node-keys.ts';
+import { loadOtpBankKeys } from './node-keys.ts';
 import { registerParams } from './node-params.ts';
 import { registerWithdraw } from './node-withdraw.ts';
 
@@ -41,8 +41,7 @@ export function otpNodePartWith(options: Partial<OtpNodeOptions> = {}): SchemeMo
     bodyLimits: [DEPOSIT_BODY_LIMIT],
     holdings: (q) => otpHoldings(q, OTP_FLOAT_ACCOUNT),
     async prepare(services) {
-      // Derives the bank's keys now, so that a node whose root signs with randomness fails at start.
-      otpBankKeys(services);
+      await loadOtpBankKeys(services);
     },
     register(app, services) {
       const classes = new ClassBook(services, periods);
