@@ -66,6 +66,7 @@ export interface ErrorDetailMap {
   OTP_CONDITION: { condition: string };
   OTP_EXCHANGE_KEY_INVALID: { reason: 'no-time' | 'expired' };
   OTP_COIN_INVALID: { fault: 'class-unknown' | 'program' | 'signature' };
+  DOUBLE_SPEND: { coins: number };
   OTP_CLASS_UNKNOWN: Record<string, never>;
 }
 
@@ -180,6 +181,7 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   OTP_CONDITION: true,
   OTP_EXCHANGE_KEY_INVALID: true,
   OTP_COIN_INVALID: true,
+  DOUBLE_SPEND: true,
   OTP_CLASS_UNKNOWN: true,
 };
 

@@ -125,8 +125,10 @@ test('OTP through the CLI: blind withdrawal, anonymous payments offline, re-spen
   node = await startNode(dataDir, node.port, NODE);
   const bobBack = await ok('wallet', 'withdraw', 'bob', '35.00');
   assert.deepEqual([bobBack['credited'], bobBack['doubleSpent']], ['35.00', 0]);
-  const carolBack = await ok('wallet', 'withdraw', 'carol', '8.00');
-  assert.deepEqual([carolBack['credited'], carolBack['doubleSpent']], ['3.00', 1]);
+  const spent = await refused('DOUBLE_SPEND', ['wallet', 'withdraw', 'carol', '5.00']);
+  assert.equal((spent['details'] as Json)['coins'], 1);
+  const carolBack = await ok('wallet', 'withdraw', 'carol', '3.00');
+  assert.deepEqual([carolBack['credited'], carolBack['doubleSpent']], ['3.00', 0]);
   // The escrow tags of the two copies name alice's device (the coin's third hop), and the node revoked it.
   const aliceDevice = (await ok('wallet', 'balance', 'alice'))['device'];
   const found = (await ok('operator', 'otp-findings')) as { findings: Json[] };
