@@ -66,3 +66,58 @@ export async function startNode(dataDir: string, port: number, options: { passph
     },
   };
 }
+
+/** What a finished `tally` process printed. */
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * `tally` commands run as processes with `env`: `run` (any exit), `ok` (exit 0, its last `--json`
+ * line), `refused` (exit 1 with `code` and one error line on stderr: the error object), `listen` (a
+ * `receive` waiting for a payer, its port and its later exit).
+ */
+export function cliOf(env: Record<string, string | undefined>) {
+  const run = (args: readonly string[]): Promise<CliRun> =>
+    new Promise((done) => {
+      const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+      track(child);
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      child.on('exit', (code) => done({ code, stdout, stderr }));
+    });
+  const lastJson = (stdout: string): Json => JSON.parse(stdout.trim().split('\n').pop() as string) as Json;
+  const ok = async (...args: string[]): Promise<Json> => {
+    const r = await run([...args, '--json']);
+    if (r.code !== 0) throw new Error(`tally ${args.join(' ')} failed (exit ${r.code}): ${r.stderr}${r.stdout}`);
+    return lastJson(r.stdout);
+  };
+  const refused = async (code: string, args: readonly string[]): Promise<Json> => {
+    const r = await run([...args, '--json']);
+    if (r.code !== 1) throw new Error(`tally ${args.join(' ')} should fail with ${code}, exit ${r.code}: ${r.stdout}${r.stderr}`);
+    const error = (lastJson(r.stdout) as { error: Json }).error;
+    if (error['code'] !== code) throw new Error(`tally ${args.join(' ')} failed with ${JSON.stringify(error)}, not ${code}`);
+    if (!new RegExp(`^tally: .+ \\[${code}\\]\\n$`).test(r.stderr)) throw new Error(`tally ${args.join(' ')}: expected one clear error line on stderr, got ${JSON.stringify(r.stderr)}`);
+    return error;
+  };
+  const listen = async (name: string, amount: string, timeoutSeconds = 20) => {
+    const child = spawn(process.execPath, [BIN, 'receive', name, amount, '--listen', '0', '--timeout', String(timeoutSeconds), '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    track(child);
+    const exit = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+    const lines: Json[] = [];
+    const port = await new Promise<number>((ready, fail) => {
+      void exit.then((code) => fail(new Error(`receive exited with ${code} before listening`)));
+      createInterface({ input: child.stdout }).on('line', (line) => {
+        const event = JSON.parse(line) as Json;
+        lines.push(event);
+        if (event['event'] === 'listening') ready(Number(event['port']));
+      });
+    });
+    return { port, lines, exit };
+  };
+  return { run, ok, refused, listen };
+}

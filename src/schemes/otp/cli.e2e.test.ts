@@ -8,13 +8,11 @@
  * ends it: money is conserved, and the float is what the honest secure elements hold.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, test } from 'node:test';
-import { BIN, killChildren, startNode, track, type Json } from '../../cli/e2e-process.ts';
+import { cliOf, killChildren, startNode, type Json } from '../../cli/e2e-process.ts';
 
 const dirs: string[] = [];
 after(async () => {
@@ -33,42 +31,7 @@ test('OTP through the CLI: blind withdrawal, anonymous payments offline, re-spen
   const env: Record<string, string | undefined> = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url };
   env['TALLY_OPERATOR_TOKEN'] = (await readFile(join(dataDir, 'identity', 'operator-token'), 'utf8')).trim();
 
-  const run = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
-    new Promise((done) => {
-      const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-      child.on('exit', (code) => done({ code, stdout, stderr }));
-    });
-  const lastJson = (stdout: string): Json => JSON.parse(stdout.trim().split('\n').pop() as string) as Json;
-  const ok = async (...args: string[]): Promise<Json> => {
-    const r = await run([...args, '--json']);
-    assert.equal(r.code, 0, `tally ${args.join(' ')} failed: ${r.stderr}${r.stdout}`);
-    return lastJson(r.stdout);
-  };
-  const refused = async (code: string, args: string[]): Promise<Json> => {
-    const r = await run([...args, '--json']);
-    assert.equal(r.code, 1, `tally ${args.join(' ')} should fail with ${code}: ${r.stdout}${r.stderr}`);
-    const error = (lastJson(r.stdout) as { error: Json }).error;
-    assert.equal(error['code'], code, JSON.stringify(error));
-    return error;
-  };
-  const listen = async (name: string, amount: string) => {
-    const child = spawn(process.execPath, [BIN, 'receive', name, amount, '--listen', '0', '--timeout', '20', '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env });
-    track(child);
-    const exit = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
-    const lines: Json[] = [];
-    const port = await new Promise<number>((ready) => {
-      createInterface({ input: child.stdout }).on('line', (line) => {
-        const event = JSON.parse(line) as Json;
-        lines.push(event);
-        if (event['event'] === 'listening') ready(Number(event['port']));
-      });
-    });
-    return { port, lines, exit };
-  };
+  const { ok, refused, listen } = cliOf(env);
   const offline = async (name: string) => (await ok('wallet', 'balance', name))['offline'] as string;
 
   await ok('operator', 'oem');

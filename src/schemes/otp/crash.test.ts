@@ -8,12 +8,11 @@
  * withdrawal once, no coin is lost or doubled, and the audit balances at the end.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { BIN, killChildren, startNode, type Json } from '../../cli/e2e-process.ts';
+import { cliOf, killChildren, startNode, type Json } from '../../cli/e2e-process.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { CRASH_POINTS, type CrashPoint } from '../../secure-element/secure-element.ts';
 import type { OtpWallet } from './wallet.ts';
@@ -47,15 +46,7 @@ describe('OTP with secure elements killed mid-commit', { timeout: 600_000 }, () 
   let alice: OtpWallet;
   let bob: OtpWallet;
 
-  const cli = (...args: string[]): Promise<Json> =>
-    new Promise((done, fail) => {
-      const child = spawn(process.execPath, [BIN, ...args, '--json'], { stdio: ['ignore', 'pipe', 'pipe'], env });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-      child.on('exit', (code) => (code === 0 ? done(JSON.parse(stdout.trim().split('\n').pop() as string) as Json) : fail(new Error(`tally ${args.join(' ')}: ${stderr}${stdout}`))));
-    });
+  const cli = (...args: string[]): Promise<Json> => cliOf(env).ok(...args);
 
   before(async () => {
     const root = await mkdtemp(join(tmpdir(), 'tally-otp-crash-'));
