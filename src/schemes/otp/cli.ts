@@ -111,4 +111,5 @@ export const otpCli: CliPart = {
         return { text: transferText(wallet, r, 'payer'), json: { name: wallet.name, scheme: 'otp', currency: wallet.currency.code, ...r } };
       }),
   },
+  demo: async (context) => (await import('./cli-demo.ts')).otpDemo(context),
 };
