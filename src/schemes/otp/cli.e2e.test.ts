@@ -32,10 +32,10 @@ test('OTP through the CLI: blind withdrawal, anonymous payments offline, re-spen
   env['TALLY_OPERATOR_TOKEN'] = (await readFile(join(dataDir, 'identity', 'operator-token'), 'utf8')).trim();
 
   const { ok, refused, listen } = cliOf(env);
-  const offline = async (name: string) => (await ok('wallet', 'balance', name))['offline'] as string;
 
   await ok('operator', 'oem');
-  for (const name of ['alice', 'bob', 'carol']) assert.equal((await ok('wallet', 'create', name, '--scheme', 'otp'))['scheme'], 'otp');
+  const created = await Promise.all(['alice', 'bob', 'carol'].map((name) => ok('wallet', 'create', name, '--scheme', 'otp')));
+  assert.deepEqual(created.map((w) => w['scheme']), ['otp', 'otp', 'otp']);
 
   // 88.00 of alice's 100.00 as coins the bank signed blindly: 50 + 20 + 10 + 5 + 2 + 1.
   await ok('operator', 'mint', 'alice', '100.00');
@@ -45,7 +45,8 @@ test('OTP through the CLI: blind withdrawal, anonymous payments offline, re-spen
   // The operator gives bob's exchange keys a payee category (a coin whose program names one needs it).
   assert.deepEqual((await ok('operator', 'otp-category', 'bob', 'grocery'))['category'], 'grocery');
   // Exchange keys (to receive) and the bank's time, while online.
-  for (const name of ['alice', 'bob', 'carol']) assert.ok(Number((await ok('sync', name))['keys']) > 0);
+  const synced = await Promise.all(['alice', 'bob', 'carol'].map((name) => ok('sync', name)));
+  assert.ok(synced.every((s) => Number(s['keys']) > 0), JSON.stringify(synced));
 
   // Offline from here.
   await node.stop();
@@ -55,25 +56,26 @@ test('OTP through the CLI: blind withdrawal, anonymous payments offline, re-spen
   const paid = await ok('pay', 'alice', '--connect', `127.0.0.1:${first.port}`, '--expect', '25.00');
   assert.deepEqual([paid['amount'], paid['coins'], paid['change']], ['25.00', 2, 0]);
   assert.equal(await first.exit, 0);
-  assert.deepEqual([await offline('alice'), await offline('bob')], ['63.00', '25.00']);
-  // Not what the payer meant: nothing moves.
+  // Each side's offline balance after the payment, as its command reports it.
+  const payee = (l: { lines: Json[] }) => l.lines[l.lines.length - 1]?.['offline'];
+  assert.deepEqual([paid['offline'], payee(first)], ['63.00', '25.00']);
+  // Not what the payer meant: nothing moves (the balances after the next payment show it).
   const greedy = await listen('bob', '9.00');
   await refused('PAYMENT_INVALID', ['pay', 'alice', '--connect', `127.0.0.1:${greedy.port}`, '--expect', '5.00']);
   assert.equal(await greedy.exit, 1);
-  assert.deepEqual([await offline('alice'), await offline('bob')], ['63.00', '25.00']);
 
   // Change: bob asks 8.00; alice (50, 10, 2, 1) cannot pay it exactly: she pays 13.00 and bob gives 5.00 back.
   const third = await listen('bob', '8.00');
   const withChange = await ok('pay', 'alice', '--connect', `127.0.0.1:${third.port}`);
   assert.equal(await third.exit, 0);
   assert.deepEqual([withChange['coins'], withChange['change']], [3, 1]);
-  assert.deepEqual([await offline('alice'), await offline('bob')], ['55.00', '33.00']);
+  assert.deepEqual([withChange['offline'], payee(third)], ['55.00', '33.00'], '63.00 - 8.00 and 25.00 + 8.00: the refused payment moved nothing');
 
   // Re-spend: bob pays carol 3.00 with coins he received from alice (2 + 1).
   const second = await listen('carol', '3.00');
-  await ok('pay', 'bob', '--connect', `127.0.0.1:${second.port}`);
+  const respent = await ok('pay', 'bob', '--connect', `127.0.0.1:${second.port}`);
   assert.equal(await second.exit, 0);
-  assert.deepEqual([await offline('bob'), await offline('carol')], ['30.00', '3.00']);
+  assert.deepEqual([respent['offline'], payee(second)], ['30.00', '3.00']);
 
   // A clone of alice's wallet folder (sealed state and file counter copied) pays the same 5.00 coin again.
   await cp(join(home, 'wallets', 'alice'), join(home, 'wallets', 'alice-clone'), { recursive: true });
