@@ -55,15 +55,13 @@ describe('OTP with secure elements killed mid-commit', { timeout: 600_000 }, () 
     node = await startNode(join(root, 'node'), 0, { passphrase: 'otp crash' });
     env = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url, TALLY_OPERATOR_TOKEN: (await readFile(join(root, 'node', 'identity', 'operator-token'), 'utf8')).trim() };
     await cli('operator', 'oem');
-    await cli('wallet', 'create', 'alice', '--scheme', 'otp');
-    await cli('wallet', 'create', 'bob', '--scheme', 'otp');
+    await Promise.all([cli('wallet', 'create', 'alice', '--scheme', 'otp'), cli('wallet', 'create', 'bob', '--scheme', 'otp')]);
     await cli('operator', 'mint', 'alice', '100.00');
     const { OtpWallet } = await import('./wallet.ts');
     alice = await OtpWallet.open(home, 'alice');
     bob = await OtpWallet.open(home, 'bob');
     open.push(alice, bob);
-    await alice.sync();
-    await bob.sync();
+    await Promise.all([alice.sync(), bob.sync()]);
   });
 
   test('a withdrawal killed in either half, at each crash point, lands once', async () => {
