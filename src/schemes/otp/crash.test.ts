@@ -93,14 +93,19 @@ describe('OTP with secure elements killed mid-commit', { timeout: 600_000 }, () 
       return h.spendable + h.inFlight;
     };
     const start = await total();
-    const session = (amount: string) => {
+    // One payment: bob listens, alice pays; it returns once bob's side has ended too (never two at once).
+    const session = async (amount: string) => {
       let port = 0;
-      const listening = new Promise<void>((ready) => {
-        void bob
-          .receive(amount, { port: 0, host: '127.0.0.1', timeoutMs: 3_000, onListening: (p) => { port = p; ready(); } })
-          .catch((e: unknown) => e);
-      });
-      return listening.then(() => alice.pay('127.0.0.1', port, null, { timeoutMs: 3_000 }));
+      let listening!: () => void;
+      const ready = new Promise<void>((resolve) => (listening = resolve));
+      const receiving = bob.receive(amount, { port: 0, host: '127.0.0.1', timeoutMs: 3_000, onListening: (p) => { port = p; listening(); } });
+      const ended = receiving.then(() => undefined, () => undefined);
+      await Promise.race([ready, ended]);
+      try {
+        return await alice.pay('127.0.0.1', port, null, { timeoutMs: 3_000 });
+      } finally {
+        await ended;
+      }
     };
     const cases: [OtpWallet, string][] = [[alice, 'pay'], [alice, 'acknowledge'], [bob, 'receive']];
     for (const [wallet, command] of cases) {
@@ -111,7 +116,6 @@ describe('OTP with secure elements killed mid-commit', { timeout: 600_000 }, () 
         assert.ok(cut.spendable <= start, `${command} at ${point}: no value made (${cut.spendable} spendable of ${start})`);
         assert.ok(cut.spendable + cut.inFlight >= start, `${command} at ${point}: none lost (${cut.spendable} + ${cut.inFlight} in flight of ${start})`);
         // The next session sends whatever is in flight again; its ACK ends it.
-        await new Promise((r) => setTimeout(r, 200));
         await session('1.00');
         const a = await alice.balance();
         assert.deepEqual(a.inFlight, { count: 0, amount: '0.00' }, `${command} at ${point}: nothing left in flight`);
