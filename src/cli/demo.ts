@@ -34,7 +34,6 @@ export async function runDemo(argv: string[], schemes: readonly Scheme[]): Promi
   };
   /** A line under the last step, without a number of its own. */
   const aside = (text: string, step: Step) => write(`${' '.repeat(String(told).length + 2)}${text}`, step);
-  const c = DEFAULT_CURRENCY.code;
 
   const root = await mkdtemp(join(tmpdir(), 'tally-demo-'));
   const home = join(root, 'home');

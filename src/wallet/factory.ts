@@ -12,10 +12,10 @@
  * attestation of real hardware instead; the node's checks are the same.
  */
 import { join } from 'node:path';
-import { concatBytes, fromHex, toBase64url, toHex } from '../core/bytes.ts';
-import { randomBytes, sha256 } from '../core/crypto/hash.ts';
+import { fromHex, toBase64url, toHex } from '../core/bytes.ts';
+import { randomBytes } from '../core/crypto/hash.ts';
 import { signerFromSecret, type Signer } from '../core/crypto/suite.ts';
-import { isTallyError, TallyError } from '../core/errors.ts';
+import { isTallyError } from '../core/errors.ts';
 import { measureTrustedApp as measureClosure } from '../secure-element/measure.ts';
 import { ensurePrivateDir, readFileBounded, requirePrivateMode, writeFileAtomic } from '../host/files.ts';
 import { decodeJsonFile, oemFileCodec } from './files.ts';

@@ -5,7 +5,7 @@
  */
 import { literal, record, text, type Codec, type Infer } from '../core/codec.ts';
 import { TallyError } from '../core/errors.ts';
-import { base64urlText, hexText, keyIdHex, textMap } from '../core/fields.ts';
+import { hexText, keyIdHex, textMap } from '../core/fields.ts';
 
 /** Most nodes one OEM key file records an enrollment at. */
 export const OEM_ENROLLMENTS_MAX = 1024;

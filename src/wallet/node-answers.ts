@@ -4,7 +4,7 @@
  * malformed answer is a DECODE_FAILED naming the field (`answer.results[3].status`), never a crash
  * deep inside a step.
  */
-import { array, boolean, decodeFailure, describeValue, oneOf, optional, refine, text, uint, type Codec, type Infer } from '../core/codec.ts';
+import { array, boolean, decodeFailure, describeValue, oneOf, text, uint, type Codec, type Infer } from '../core/codec.ts';
 import { base64urlText, keyIdHex, looseRecord } from '../core/fields.ts';
 import { SUITE_NAMES } from '../core/crypto/suite.ts';
 

@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { signRecord } from '../../core/crypto/record.ts';
 import type { PublicKey, Signer } from '../../core/crypto/suite.ts';
-import { isTallyError, TallyError } from '../../core/errors.ts';
+import { isTallyError } from '../../core/errors.ts';
 import { encodeCertificate, issueCertificate } from '../../pki/certificate.ts';
 import type { CertificateExtensions } from '../../pki/extensions.ts';
 import { keyId } from '../../pki/key-id.ts';

@@ -2,8 +2,6 @@
 import { fromBase64url, fromHex, toHex } from '../../core/bytes.ts';
 import { decodeCbor } from '../../core/cbor.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
-import { record } from '../../core/codec.ts';
-import { keyId } from '../../pki/key-id.ts';
 import { isNodeRefusal, newStepId, startSecureElement, type HistoryEvent } from '../../wallet/plugin.ts';
 import { dotmEventsAnswer, dotmIssueAnswer, dotmUnlockAnswer, type DotmEventsAnswer } from './wallet-answers.ts';
 import { decodeBlock } from './messages.ts';

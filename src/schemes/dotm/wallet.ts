@@ -25,7 +25,6 @@ import { randomBytes } from '../../core/crypto/hash.ts';
 import { signerFromSecret, type PublicKey } from '../../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import { decodeCertificate } from '../../pki/certificate.ts';
-import { record } from '../../core/codec.ts';
 import { keyId } from '../../pki/key-id.ts';
 import {
   connectLink,

@@ -45,7 +45,7 @@ test('OPS through the CLI: separate processes, token and TCP payments, offline w
   const oem = await ok('operator', 'oem');
   assert.match(String(oem['measurement']), /^[0-9a-f]{64}$/);
   const alice = await ok('wallet', 'create', 'alice', '--scheme', 'ops');
-  const bob = await ok('wallet', 'create', 'bob', '--scheme', 'ops');
+  await ok('wallet', 'create', 'bob', '--scheme', 'ops');
   // Without a secure element the account key is sealed under a wallet passphrase: without one, nothing is created.
   await refused('PASSWORD_MISSING', 'wallet', 'create', 'carol', '--scheme', 'ops', '--no-secure-element');
   await refused('WALLET_NOT_FOUND', 'wallet', 'balance', 'carol');

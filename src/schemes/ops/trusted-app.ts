@@ -11,7 +11,7 @@
 import { equalBytes } from '../../core/bytes.ts';
 import { boolean, bytes, optional, record, text, uint, type Codec } from '../../core/codec.ts';
 import { signRecord, verifyRecord } from '../../core/crypto/record.ts';
-import { publicKeyCodec, type PublicKey, type Signer } from '../../core/crypto/suite.ts';
+import { publicKeyCodec, type Signer } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
 import { verifyChain, type VerifiedChain } from '../../pki/chain.ts';
