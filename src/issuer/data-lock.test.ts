@@ -60,12 +60,13 @@ test('a lock naming another host is respected', async () => {
 
 test('a lock whose holder is a zombie (killed, not yet reaped) is taken over', async () => {
   const dir = await folder();
-  // `sleep 0` ends at once; its parent, exec'd into `sleep 5`, never reaps it: a zombie for 5 s.
-  const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  // `sleep 0.2` ends after its parent shell has exec'd into `sleep 5` (a child that ended before the
+  // exec could be reaped by the shell), which never reaps it: a zombie until the parent ends.
+  const parent = spawn('sh', ['-c', 'sleep 0.2 & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'ignore'] });
   try {
     const pid = Number(await new Promise<string>((got) => parent.stdout.once('data', (d: Buffer) => got(d.toString().trim()))));
     let state = '';
-    for (let i = 0; i < 50 && state !== 'Z'; i++) {
+    for (let i = 0; i < 150 && state !== 'Z'; i++) {
       await new Promise((r) => setTimeout(r, 20));
       const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
       state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] ?? '';
