@@ -33,22 +33,25 @@ export function registerWithdraw(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
         return refusal('SIGNATURE_INVALID', 'the withdraw confirmation is not signed by this device');
       }
       const row = await lockOpsDevice(tx, body.device);
+      const earlier = confirmation.i <= row.i ? (await tx.query<{ kind: string; amount: bigint }>('SELECT kind, amount FROM ops_counter_ops WHERE device_key_id = $1 AND i = $2', [body.device, confirmation.i])).rows[0] : undefined;
       // Held against what the node knows of the device: counters below an earlier statement or below a
       // payment it already made are a restored or cloned state, which would withdraw value it paid away.
       const behind = await checkSignedCounters(tx, body.device, row, confirmation, 'withdrawal');
+      if (earlier !== undefined && earlier.kind === 'withdraw' && bigintColumn(earlier, 'amount') === confirmation.amount) {
+        // The same withdrawal again (replayed, or signed again with newer counters): credited once, not
+        // twice. A replay of the message the node credited carries the counters of its day, older than
+        // what the node has seen since: that is no sign of a restored state (it gains nothing), and a
+        // replayed message must not get a device revoked.
+        if (behind === null) await recordSignedCounters(tx, body.device, confirmation);
+        const message = `withdrawal ${confirmation.i} of ${formatMinor(services.currency, confirmation.amount)} ${services.currency.code} was already credited; nothing more is credited`;
+        return refusal('COUNTER_MISMATCH', message, { reason: 'already-credited', i: confirmation.i.toString() });
+      }
       if (behind !== null) {
         await openCases(tx, services, [behind]);
         return refusal('FRAUD_DETECTED', `withdrawal refused: device ${body.device} signed it from an older state (${String(behind.evidence['reason'])}); the device has been revoked`, { device: behind.device, kind: behind.kind });
       }
       if (confirmation.i <= row.i) {
-        const done = await tx.query<{ kind: string; amount: bigint }>('SELECT kind, amount FROM ops_counter_ops WHERE device_key_id = $1 AND i = $2', [body.device, confirmation.i]);
-        const op = done.rows[0];
-        if (op !== undefined && op.kind === 'withdraw' && bigintColumn(op, 'amount') === confirmation.amount) {
-          // The same withdrawal again (replayed, or signed again with newer counters): credited once, not twice.
-          await recordSignedCounters(tx, body.device, confirmation);
-          const message = `withdrawal ${confirmation.i} of ${formatMinor(services.currency, confirmation.amount)} ${services.currency.code} was already credited; nothing more is credited`;
-          return refusal('COUNTER_MISMATCH', message, { reason: 'already-credited', i: confirmation.i.toString() });
-        }
+        const op = earlier;
         if (op !== undefined && op.kind === 'withdraw') {
           // A genuine TA numbers each withdrawal once: two amounts under one i come from two states.
           const finding: FraudFinding = {

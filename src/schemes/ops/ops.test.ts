@@ -271,6 +271,35 @@ for (const backend of testBackends()) {
       }
     });
 
+    test('a credited withdrawal replayed after the device paid on is refused as already credited, not taken for a restored state: the device is not revoked', async () => {
+      const n = await opsNode(backend);
+      const alice = await n.deviceClient();
+      const carol = await n.plainClient();
+      try {
+        await n.mint(alice, '20.00');
+        await n.deposit(alice, '20.00');
+        const send = (c: WithdrawConfirmation) => n.h.signed(alice.user, 'POST', '/v1/ops/withdrawals', { device: alice.device, confirmation: toBase64url(encodeCbor({ ...c })) }, n.key());
+        const first = await alice.se.call('withdraw', { amount: 500n });
+        assert.equal((await send(first)).status, 200);
+        // alice pays on, and the node holds that payment (carol claims it online): the old confirmation's
+        // payment counter is now below a payment the node holds.
+        const paid = await alice.se.call('pay', { amount: 300n, receiver: carol.certificate });
+        assert.equal((await n.claim(carol, paid)).status, 200);
+        // Anyone who saw the first confirmation sends it again.
+        const replay = await expectError(await send(first), 409, 'COUNTER_MISMATCH');
+        assert.equal(replay.details['reason'], 'already-credited');
+        assert.equal(await n.h.balance(alice), '5.00');
+        const cases = (await (await n.h.send('GET', '/v1/ops/fraud', { headers: n.h.operator })).json()) as { cases: unknown[] };
+        assert.deepEqual(cases.cases, [], 'no fraud case for a replay');
+        // The device still works: its next withdrawal is credited.
+        assert.equal((await send(await alice.se.call('withdraw', { amount: 200n }))).status, 200);
+        assert.equal(await n.h.balance(alice), '7.00');
+        assert.equal((await n.h.audit()).balanced, true);
+      } finally {
+        await n.close([]);
+      }
+    });
+
     test('a withdrawal signed twice for one number with two amounts is a restored state; the same one again credits nothing', async () => {
       const n = await opsNode(backend);
       const alice = await n.deviceClient();
