@@ -6,7 +6,7 @@
  */
 import type { Codec } from '../core/codec.ts';
 import type { CryptoProvider, Signer, SuiteName } from '../core/crypto/suite.ts';
-import { TallyError } from '../core/errors.ts';
+import { isTallyError, TallyError } from '../core/errors.ts';
 
 /** What a trusted app may use of its secure element. */
 export interface TrustedEnv {
@@ -103,4 +103,29 @@ export function findCommand<S>(app: TrustedApp<S>, name: string): CommandSpec<S,
     throw new TallyError('SE_COMMAND_UNKNOWN', `trusted app ${app.name} has no command ${JSON.stringify(name)}`, { command: name });
   }
   return spec;
+}
+
+/** A command's refusal raised deep inside its checks; `guarded` turns it into the command's rejection. */
+export class Refused extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Refuses the running command with `code` (inside `guarded`). */
+export function refuse(code: string, message: string): never {
+  throw new Refused(code, message);
+}
+
+/** Runs a command body; a refusal or TallyError it throws becomes the rejection, so nothing is written. */
+export function guarded<S, O>(run: () => CommandResult<S, O>): CommandResult<S, O> {
+  try {
+    return run();
+  } catch (e) {
+    if (e instanceof Refused || isTallyError(e)) return reject(e.code, e.message);
+    throw e;
+  }
 }

@@ -37,13 +37,18 @@ export function formatEthereumAddress(address: Uint8Array): string {
 
 /** Recovers the signer's address from a 65-byte r ‖ s ‖ v signature over a message, as `ecrecover` does; null if invalid. */
 export function recoverEthereumAddress(signature: Uint8Array, message: Uint8Array): Uint8Array | null {
+  const key = recoverEthereumPublicKey(signature, message);
+  return key === null ? null : ethereumAddress({ suite: 'secp256k1', key });
+}
+
+/** Recovers the signer's compressed public key from a 65-byte r ‖ s ‖ v signature over a message; null if invalid. */
+export function recoverEthereumPublicKey(signature: Uint8Array, message: Uint8Array): Uint8Array | null {
   if (signature.length !== 65) return null;
   const v = signature[64] as number;
   if (v !== 27 && v !== 28) return null;
   try {
     const sig = secp256k1.Signature.fromBytes(signature.subarray(0, 64), 'compact').addRecoveryBit(v - 27);
-    const point = sig.recoverPublicKey(keccak256(message));
-    return keccak256(point.toBytes(false).subarray(1)).slice(12);
+    return sig.recoverPublicKey(keccak256(message)).toBytes(true);
   } catch {
     return null;
   }
