@@ -43,6 +43,13 @@ const KNOWN_VIOLATIONS: readonly string[] = [];
  */
 const KNOWN_NAMINGS: Readonly<Record<string, number>> = {};
 
+/**
+ * How the shell would name a scheme whose folder name is also a common word of the shell: `chain`
+ * is chain-tee's folder, but a certificate chain (pki/chain.ts) and the node's Ethereum chain are
+ * the shell's own. For such a scheme the check looks for its full name.
+ */
+const NAMED_AS: Readonly<Record<string, string>> = { chain: 'chain tee' };
+
 /** Every TypeScript file of the tree under src/, tests included (the rules cover them too). */
 function treeFiles(root: string): string[] {
   return walk(join(root, 'src'), (name) => name.endsWith('.ts') && !name.endsWith('.d.ts')).sort();
@@ -101,7 +108,7 @@ describe('the scheme seam in the tree', () => {
 
   it('no file under src/cli or src/wallet names a scheme, but for the known ones (with their exact counts)', () => {
     const shell = [...walk(join(REPO, 'src', 'cli'), (name) => name.endsWith('.ts')), ...walk(join(REPO, 'src', 'wallet'), (name) => name.endsWith('.ts'))].sort();
-    const schemes = schemeFolders(REPO);
+    const schemes = schemeFolders(REPO).map((folder) => NAMED_AS[folder] ?? folder);
     assert.ok(schemes.includes('ops') && schemes.includes('dotm'), `scheme folders: ${schemes.join(', ')}`);
     const namings = schemeNamings(REPO, shell, schemes, disk);
     const counts = new Map<string, number>();

@@ -5,9 +5,9 @@
  * node signed after reading the chain (docs/chain.md).
  */
 import { equalBytes, toHex } from '../../core/bytes.ts';
-import { array, bigint, bytes, oneOf, optional, record, uint } from '../../core/codec.ts';
+import { array, bigint, bytes, oneOf, optional, record, uint, type Infer } from '../../core/codec.ts';
 import { timestampMs } from '../../core/fields.ts';
-import { accept, command, guarded, refuse } from '../../secure-element/trusted-app.ts';
+import { accept, command, guarded, refuse, type CommandResult } from '../../secure-element/trusted-app.ts';
 import { ackCodec, checkSigned, depositBodyCodec, depositReceiptCodec, DEPOSIT_TAG, statementBodyCodec, statementCodec, STATEMENT_TAG, txOffCodec, UPLOAD_ITEMS_MAX, type StatementBody } from './messages.ts';
 import { accountKey, enclaveKey, ready, requireOpen, timeOf, type Ready } from './trusted-app-common.ts';
 import { pruneSeen } from './trusted-app-pay.ts';
@@ -70,6 +70,7 @@ function applyStatement(state: ChainState, statement: StatementBody) {
 }
 
 const uploadItemCodec = record({ txOff: txOffCodec, ack: optional(ackCodec) });
+const logoutOutput = record({ txOff: optional(txOffCodec), amount: uint128 });
 
 /** The chain commands. */
 export const chainCommands = {
@@ -151,8 +152,8 @@ export const chainCommands = {
    */
   logout: command({
     input: record({ to: address, now: timestampMs }),
-    output: record({ txOff: optional(txOffCodec), amount: uint128 }),
-    run(state: ChainState, input, env) {
+    output: logoutOutput,
+    run(state: ChainState, input, env): CommandResult<ChainState, Infer<typeof logoutOutput>> {
       return guarded(() => {
         const r = ready(state);
         requireOpen(state);
@@ -161,11 +162,11 @@ export const chainCommands = {
         if (state.balance === 0n) {
           // Nothing to move: the account closes once nothing it stored waits for the chain.
           if (state.outgoing.length + state.incoming.length > 0) refuse('CHAIN_PENDING', 'reconcile first: payments wait for the chain');
-          return accept<ChainState, { amount: bigint }>({ ...state, status: 'closed' }, { amount: 0n });
+          return accept<ChainState, Infer<typeof logoutOutput>>({ ...state, status: 'closed' }, { amount: 0n });
         }
         const amount = state.balance;
         const made = onChainPayment(state, r, env, input.to, amount, PAYMENT_KIND.closing, input.now);
-        return accept<ChainState, { txOff: typeof made.txOff; amount: bigint }>({ ...made.state, status: 'closing' }, { txOff: made.txOff, amount });
+        return accept<ChainState, Infer<typeof logoutOutput>>({ ...made.state, status: 'closing' }, { txOff: made.txOff, amount });
       });
     },
   }),
