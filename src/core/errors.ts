@@ -68,6 +68,7 @@ export interface ErrorDetailMap {
   OTP_COIN_INVALID: { fault: 'class-unknown' | 'program' | 'signature' };
   DOUBLE_SPEND: { coins: number };
   OTP_CLASS_UNKNOWN: Record<string, never>;
+  PAYEE_INVALID: { reason: 'suite' | 'revoked' | 'account' | 'session' };
 }
 
 /** A stable error code: part of the public API, never renamed. */
@@ -183,6 +184,7 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   OTP_COIN_INVALID: true,
   DOUBLE_SPEND: true,
   OTP_CLASS_UNKNOWN: true,
+  PAYEE_INVALID: true,
 };
 
 /** True for a code Tally defines. */

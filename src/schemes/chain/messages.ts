@@ -110,8 +110,10 @@ export const statementBodyCodec = record({
 });
 export type StatementBody = Infer<typeof statementBodyCodec>;
 
-/** A payee's account bound to the payment session by its enclave key (the session's `hello`). */
-export const bindingBodyCodec = record({ account: address, session: hash });
+/** Bytes of the session hash a binding names (the Noise handshake hash). */
+export const SESSION_HASH_BYTES = 64;
+/** A payee's account bound to the payment session by its enclave key (the session's terms). */
+export const bindingBodyCodec = record({ account: address, session: bytes({ length: SESSION_HASH_BYTES }) });
 export type BindingBody = Infer<typeof bindingBodyCodec>;
 
 /** A body with the node's (or enclave's) signature under its tag. */

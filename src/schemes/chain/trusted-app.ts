@@ -8,7 +8,7 @@
  * Algorithm 2's account); the offline transfer in trusted-app-pay.ts; the chain in trusted-app-chain.ts.
  */
 import { equalBytes } from '../../core/bytes.ts';
-import { bigint, bytes, oneOf, optional, record, uint, type Codec } from '../../core/codec.ts';
+import { array, bigint, bytes, oneOf, optional, record, uint, type Codec } from '../../core/codec.ts';
 import { ethereumAddress } from '../../core/crypto/ethereum.ts';
 import { publicKeyCodec } from '../../core/crypto/suite.ts';
 import { timestampMs } from '../../core/fields.ts';
@@ -16,12 +16,12 @@ import { decodeCertificate } from '../../pki/certificate.ts';
 import { verifyChain } from '../../pki/chain.ts';
 import { signRegistrationProof } from '../../pki/registration.ts';
 import { accept, command, defineTrustedApp, guarded, refuse, reject, type TrustedEnv } from '../../secure-element/trusted-app.ts';
-import { bindingCodec, bindingBodyCodec, BINDING_TAG, CERTIFICATE_BYTES_MAX, CHAIN_SCHEME, checkSigned, paramsBodyCodec, paramsCodec, PARAMS_TAG, signed } from './messages.ts';
+import { bindingCodec, bindingBodyCodec, BINDING_TAG, CERTIFICATE_BYTES_MAX, CHAIN_SCHEME, checkSigned, paramsBodyCodec, paramsCodec, PARAMS_TAG, SESSION_HASH_BYTES, signed, txOffCodec } from './messages.ts';
 import { chainCommands } from './trusted-app-chain.ts';
 import { accountKey, enclaveAddress, enclaveKey } from './trusted-app-common.ts';
 import { payCommands } from './trusted-app-pay.ts';
-import { ACCOUNT_SEED_BYTES, chainStateCodec, initialState, pendingOf, TA_STATUSES, type ChainState } from './trusted-app-state.ts';
-import { ADDRESS_BYTES, UINT128_MAX, UINT64_MAX } from './typed-data.ts';
+import { ACCOUNT_SEED_BYTES, chainStateCodec, initialState, OUTGOING_MAX, pendingOf, TA_STATUSES, type ChainState } from './trusted-app-state.ts';
+import { ADDRESS_BYTES, PAYMENT_KIND, UINT128_MAX, UINT64_MAX } from './typed-data.ts';
 
 export { ENCLAVE_KEY_LABEL } from './trusted-app-common.ts';
 export type { ChainState } from './trusted-app-state.ts';
@@ -136,14 +136,27 @@ export const chainTrustedApp = defineTrustedApp({
       },
     }),
 
-    /** Binds the account to a payment session: the enclave's signature over the account and the session's hash. */
+    /** Binds the account to a payment session: the enclave's signature over the account and the session's hash, with the enclave's certificate. */
     bind: command({
-      input: record({ session: bytes({ length: 32 }) }),
-      output: record({ binding: bindingCodec }),
+      input: record({ session: bytes({ length: SESSION_HASH_BYTES }) }),
+      output: record({ account: address, binding: bindingCodec, certificate }),
       readOnly: true,
       run(state: ChainState, input, env) {
         if (state.account === undefined) return reject('CHAIN_NO_ACCOUNT', 'no offline account: run Open first');
-        return accept(state, { binding: signed(bindingBodyCodec, enclaveKey(env), BINDING_TAG, { account: state.account.address, session: input.session }) });
+        if (state.certificate === undefined) return reject('NOT_CERTIFIED', 'run CertInit first');
+        const binding = signed(bindingBodyCodec, enclaveKey(env), BINDING_TAG, { account: state.account.address, session: input.session });
+        return accept(state, { account: state.account.address, binding, certificate: state.certificate });
+      },
+    }),
+
+    /** The payments to `payee` that wait for their ack (sent again when the two meet). */
+    pendingTo: command({
+      input: record({ payee: address }),
+      output: record({ txOffs: array(txOffCodec, { max: OUTGOING_MAX }) }),
+      readOnly: true,
+      run(state: ChainState, input) {
+        const txOffs = state.outgoing.filter((o) => o.ack === undefined && o.txOff.payment.kind === PAYMENT_KIND.payment && equalBytes(o.txOff.payment.payee, input.payee)).map((o) => o.txOff);
+        return accept(state, { txOffs });
       },
     }),
 
