@@ -13,7 +13,7 @@
  * do the checking. Pure.
  */
 import { utf8 } from '../../core/bytes.ts';
-import { array, bytes, record, taggedUnion, text } from '../../core/codec.ts';
+import { array, bytes, taggedUnion, text } from '../../core/codec.ts';
 import { TallyError } from '../../core/errors.ts';
 import { decimalText } from '../../core/fields.ts';
 import type { Link } from '../../channel/link.ts';
