@@ -33,17 +33,22 @@ interface ITallyToken {
 ///   counter is not the Payment's: the State is rebuilt from the Payment), σ_1 not by the payer,
 ///   σ_2 not by the payee, a malformed signature, amount 0 or above State.balance, a kind or an
 ///   ack status out of range, an ack on a withdrawal or a closing, a withdrawal or closing that is
-///   not the uploader's own, an offline payment the uploader is neither payer nor payee of, a zero
+///   not the uploader's own, an offline payment the uploader is neither payer nor payee of, the
+///   uploader's own payment attested by another enclave than the one signing the upload, a zero
 ///   payee or a withdrawal to this contract. Then the uploader is frozen, nothing else changes and
 ///   `reconcile` returns false. It does not revert: a revert would undo the freeze.
 /// - Faults a correct TEE could not see offline are the payer's: the payment's enclave not (or no
-///   longer) registered here, the payer's account bound to another enclave (an account is bound to
-///   the enclave of its first verified σ_att or upload), or a fork (two payments with the same payer
-///   and counter). The payer is frozen, the fact recorded, and the payer's acknowledged payments are
-///   honoured at once up to what it holds on chain (`Shortfall` records the rest).
+///   longer) registered here, the payer's account bound to another enclave, or a fork (two
+///   payments with the same payer and counter). The payer is frozen, the fact recorded, and the
+///   payer's acknowledged payments are honoured at once up to what it holds on chain (`Shortfall`
+///   records the rest).
 /// - A payee's account key that signed both ack_win and ack_fail for one payment freezes the payee.
 /// - An upload signature that does not recover to the uploader's bound enclave (or, if it is not
 ///   bound yet, to a registered one) reverts: nothing in it can be attributed.
+/// - An account is bound to an enclave by its first verified payment: σ_1 by the account key names
+///   the enclave, σ_att by that enclave. An upload signature alone binds nothing (any registered
+///   enclave could sign one for an unbound account), so an upload with a faulty item by an account
+///   not yet bound reverts (`UnattributableUpload`) instead of freezing an account it may not hold.
 contract OfflineAccounts {
     /// @notice One payment of an upload: the Payment's fields (in the type's order), State.balance,
     /// σ_att, σ_1, the ack status and σ_2. Signatures are compact (EIP-2098): r and vs = yParity<<255 | s.
@@ -118,6 +123,7 @@ contract OfflineAccounts {
     uint8 public constant FAULT_ATTESTATION = 8;
     uint8 public constant FAULT_PAYER_SIGNATURE = 9;
     uint8 public constant FAULT_ACK_SIGNATURE = 10;
+    uint8 public constant FAULT_OTHER_ENCLAVE = 11;
     /// @notice Freeze reasons, the payer's or the payee's (20..).
     uint8 public constant FAULT_ENCLAVE_UNREGISTERED = 20;
     uint8 public constant FAULT_ENCLAVE_MISMATCH = 21;
@@ -205,6 +211,7 @@ contract OfflineAccounts {
     error TooManyItems(uint256 count, uint256 max);
     error MalformedSignature();
     error UnknownUploadSigner(address signer);
+    error UnattributableUpload(uint8 fault);
     error TokenTransferFailed();
 
     /// @param token_ the token accounts are held in
@@ -269,23 +276,19 @@ contract OfflineAccounts {
         uint256 n = items.length;
         if (n == 0) revert EmptyUpload();
         if (n > MAX_ITEMS) revert TooManyItems(n, MAX_ITEMS);
-        bytes32[] memory hashes;
-        uint8 fault;
-        address signer;
-        {
-            bytes32 separator = _domainSeparator();
-            (hashes, fault) = _verify(items, account, separator);
-            signer = _uploadSigner(account, hashes, separator, uploadSig);
-        }
+        bytes32 separator = _domainSeparator();
+        bytes32[] memory hashes = _hashItems(items);
+        address signer = _uploadSigner(account, hashes, separator, uploadSig);
         address bound = enclaveOf[account];
         if (bound == address(0) ? !registered[signer] : signer != bound) revert UnknownUploadSigner(signer);
+        uint8 fault = _verify(items, hashes, account, signer, separator);
         if (fault != 0) {
+            // Only an enclave proven to hold the account (bound to it by the account key's own
+            // signature on a payment) answers for it; any registered enclave may sign an upload
+            // for an unbound account, so its faults are nobody's.
+            if (bound == address(0)) revert UnattributableUpload(fault);
             _freeze(account, fault);
             return false;
-        }
-        if (bound == address(0)) {
-            enclaveOf[account] = signer;
-            emit Bound(account, signer);
         }
         _settleAll(account, items, hashes);
         return true;
@@ -298,19 +301,22 @@ contract OfflineAccounts {
         emit Reconciled(account, tally.applied, tally.recorded, tally.failed);
     }
 
-    /// @dev Every item's Payment hash, and the first item fault (0: none; later items are only hashed).
-    function _verify(UploadItem[] calldata items, address uploader, bytes32 separator)
-        private
-        view
-        returns (bytes32[] memory hashes, uint8 fault)
-    {
+    /// @dev Every item's Payment struct hash, in order.
+    function _hashItems(UploadItem[] calldata items) private pure returns (bytes32[] memory hashes) {
         uint256 n = items.length;
         hashes = new bytes32[](n);
-        for (uint256 i; i < n; ++i) {
-            UploadItem calldata it = items[i];
-            bytes32 h = _paymentHash(it);
-            hashes[i] = h;
-            if (fault == 0) fault = _check(it, h, uploader, separator);
+        for (uint256 i; i < n; ++i) hashes[i] = _paymentHash(items[i]);
+    }
+
+    /// @dev The first item fault of the upload, or 0.
+    function _verify(UploadItem[] calldata items, bytes32[] memory hashes, address uploader, address signer, bytes32 separator)
+        private
+        view
+        returns (uint8 fault)
+    {
+        for (uint256 i; i < items.length; ++i) {
+            fault = _check(items[i], hashes[i], uploader, signer, separator);
+            if (fault != 0) return fault;
         }
     }
 
@@ -329,13 +335,13 @@ contract OfflineAccounts {
     }
 
     /// @dev The first reason a correct TEE would have refused this item offline, or 0.
-    function _check(UploadItem calldata it, bytes32 h, address uploader, bytes32 separator) private view returns (uint8) {
-        uint8 fault = _consistency(it, uploader);
+    function _check(UploadItem calldata it, bytes32 h, address uploader, address signer, bytes32 separator) private view returns (uint8) {
+        uint8 fault = _consistency(it, uploader, signer);
         return fault != 0 ? fault : _signatures(it, h, separator);
     }
 
     /// @dev The item's fields against each other and against the uploader.
-    function _consistency(UploadItem calldata it, address uploader) private view returns (uint8) {
+    function _consistency(UploadItem calldata it, address uploader, address signer) private view returns (uint8) {
         uint8 kind = it.kind;
         uint8 ack = it.ack;
         if (kind > KIND_CLOSE) return FAULT_KIND;
@@ -344,6 +350,8 @@ contract OfflineAccounts {
         address payer = it.payer;
         address payee = it.payee;
         if (payee == address(0)) return FAULT_PAYEE;
+        // The uploader's own payments are attested by the enclave that signs its uploads.
+        if (payer == uploader && it.enclave != signer) return FAULT_OTHER_ENCLAVE;
         if (kind == KIND_PAY) {
             if (payer != uploader && payee != uploader) return FAULT_NOT_PARTY;
         } else {
