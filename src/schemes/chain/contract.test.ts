@@ -6,10 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { domainSeparator, type Address, type Hex } from 'viem';
+import { domainSeparator, type Hex } from 'viem';
 import { SETTLE_WINDOW_SECONDS, startAnvilEnv, testAccount, type AnvilEnv } from './anvil-fixtures.ts';
 import { offlineAccountsAbi } from './contracts.generated.ts';
-import { ackPayment, KIND, makePayment, toItem, type Device, type UploadItem } from './upload-fixtures.ts';
+import { ackPayment, KIND, makePayment, toItem, type Device } from './upload-fixtures.ts';
 import { assertReverts, eventNames, eventsNamed, World } from './world-fixtures.ts';
 
 /** Payment states and account statuses (OfflineAccounts' constants). */
@@ -41,12 +41,7 @@ beforeEach(async () => {
 });
 
 /** A payment by `payer` with `payee`'s ack (none when `ok` is undefined), as an upload item. */
-async function paid(payer: Device, payee: Address | Device, fields: { amount: bigint; counter: bigint; stateBalance: bigint; kind?: number; tGen?: bigint }, ok?: boolean): Promise<UploadItem> {
-  const to = typeof payee === 'string' ? payee : payee.address;
-  const signed = await makePayment(world.domain, payer, { payee: to, tGen: fields.tGen ?? (await world.now()), ...fields });
-  if (ok === undefined || typeof payee === 'string') return toItem(signed);
-  return toItem(signed, { ok, sig: await ackPayment(world.domain, payee, signed, ok) });
-}
+const paid: World['paid'] = (...args) => world.paid(...args);
 
 describe('OfflineAccounts: deployment and the bank', () => {
   it('exposes the EIP-712 domain viem expects (EIP-5267 and the separator)', async () => {

@@ -5,12 +5,11 @@
  * can alter one field or sign with the wrong key at any point.
  */
 import {
-  compactSignatureToSignature,
   concat,
   hashStruct,
   keccak256,
+  numberToHex,
   parseSignature,
-  serializeSignature,
   signatureToCompactSignature,
   type Address,
   type Hex,
@@ -177,7 +176,10 @@ export function toItem(signed: SignedPayment, ack?: { ok: boolean; sig: Hex }): 
 
 /** The Payment hash of an item as the contract computes it (attestation from its compact σ_att). */
 export function itemHash(item: UploadItem): Hex {
-  const attSig = serializeSignature(compactSignatureToSignature({ r: item.attR, yParityAndS: item.attVS }));
+  // Built by hand: viem's serializer refuses an out-of-range r, which a forged item may carry.
+  const vs = BigInt(item.attVS);
+  const s = numberToHex(vs & ((1n << 255n) - 1n), { size: 32 });
+  const attSig = concat([item.attR, s, numberToHex(27n + (vs >> 255n), { size: 1 })]);
   const { payer, payee, amount, counter, tGen, kind, enclave } = item;
   return paymentHash({ payer, payee, amount, counter, tGen, kind, enclave, attestation: keccak256(attSig) });
 }

@@ -19,7 +19,7 @@ import {
 import type { PrivateKeyAccount } from 'viem/accounts';
 import { testAccount, type AnvilEnv } from './anvil-fixtures.ts';
 import { offlineAccountsAbi, tallyTokenAbi } from './contracts.generated.ts';
-import { chainDomain, signUpload, type Device, type UploadItem } from './upload-fixtures.ts';
+import { ackPayment, chainDomain, makePayment, signUpload, toItem, type Device, type UploadItem } from './upload-fixtures.ts';
 
 /** An event of OfflineAccounts, parsed. */
 export type AccountsEvent = ReturnType<typeof parseEventLogs<typeof offlineAccountsAbi>>[number];
@@ -112,6 +112,14 @@ export class World {
   async depositCall(account: Address, amount: bigint, from: PrivateKeyAccount): Promise<Hex> {
     const wallet = await this.env.wallet(from);
     return wallet.writeContract({ address: this.env.accounts, abi: offlineAccountsAbi, functionName: 'deposit', args: [account, amount] });
+  }
+
+  /** A payment made by `payer`'s TEE with `payee`'s ack (none if `ok` is undefined or the payee is an address), as an item. */
+  async paid(payer: Device, payee: Address | Device, fields: { amount: bigint; counter: bigint; stateBalance: bigint; kind?: number; tGen?: bigint }, ok?: boolean): Promise<UploadItem> {
+    const to = typeof payee === 'string' ? payee : payee.address;
+    const signed = await makePayment(this.domain, payer, { payee: to, tGen: fields.tGen ?? (await this.now()), ...fields });
+    if (ok === undefined || typeof payee === 'string') return toItem(signed);
+    return toItem(signed, { ok, sig: await ackPayment(this.domain, payee, signed, ok) });
   }
 
   /** The uploader's enclave signs the items (unless a signature is given); the relayer sends them. */
