@@ -2,7 +2,8 @@
  * OfflineAccounts on a real anvil: the bank's functions, deposits, and the settlement of honest
  * uploads (docs/chain.md): ack_win applied once, ack_fail, an ack that comes later, a payer short
  * on chain, voiding after the window, withdrawals and closing. Conservation is checked after
- * every scenario. Attacks and refusals are in contract-attacks.test.ts, gas in contract-gas.test.ts.
+ * every scenario. Uploader faults and refusals are in contract-attacks.test.ts, payer and payee
+ * faults in contract-faults.test.ts, gas in contract-gas.test.ts.
  */
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';

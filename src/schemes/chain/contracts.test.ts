@@ -30,7 +30,7 @@ describe('chain-tee contract artifacts', () => {
       // EIP-170: 24,576 bytes of runtime code; the creation code bounds it from above.
       assert.ok((bytecode.length - 2) / 2 < 24_576, `${(bytecode.length - 2) / 2} bytes`);
     }
-    const names = offlineAccountsAbi.filter((item) => item.type === 'function').map((item) => item.name);
+    const names: string[] = offlineAccountsAbi.filter((item) => item.type === 'function').map((item) => item.name);
     for (const name of ['registerEnclave', 'revokeEnclave', 'deposit', 'reconcile', 'accountOf', 'paymentOf', 'totals']) assert.ok(names.includes(name), name);
   });
 });
