@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {ChainTeeRecords, UploadItem} from "./ChainTeeRecords.sol";
+
 /// @notice The part of the token this contract uses (TallyToken).
 interface ITallyToken {
     function transfer(address to, uint256 amount) external returns (bool);
@@ -50,26 +52,6 @@ interface ITallyToken {
 ///   enclave could sign one for an unbound account), so an upload with a faulty item by an account
 ///   not yet bound reverts (`UnattributableUpload`) instead of freezing an account it may not hold.
 contract OfflineAccounts {
-    /// @notice One payment of an upload: the Payment's fields (in the type's order), State.balance,
-    /// σ_att, σ_1, the ack status and σ_2. Signatures are compact (EIP-2098): r and vs = yParity<<255 | s.
-    struct UploadItem {
-        address payer;
-        address payee;
-        uint128 amount;
-        uint64 counter;
-        uint64 tGen;
-        uint8 kind;
-        address enclave;
-        uint128 stateBalance;
-        bytes32 attR;
-        bytes32 attVS;
-        bytes32 payerR;
-        bytes32 payerVS;
-        uint8 ack;
-        bytes32 ackR;
-        bytes32 ackVS;
-    }
-
     /// @dev One storage slot per account: balance, deposits made, status.
     struct Account {
         uint128 balance;
@@ -130,19 +112,7 @@ contract OfflineAccounts {
     uint8 public constant FAULT_FORK = 22;
     uint8 public constant FAULT_CONFLICTING_ACK = 23;
 
-    bytes32 private constant DOMAIN_TYPEHASH =
-        keccak256("EIP712Domain(string name,string version,uint256 chainId,address verifyingContract)");
-    bytes32 private constant NAME_HASH = keccak256("Tally chain-tee");
-    bytes32 private constant VERSION_HASH = keccak256("1");
-    bytes32 private constant STATE_TYPEHASH = keccak256("State(address account,uint64 counter,uint128 balance)");
-    bytes32 private constant PAYMENT_TYPEHASH = keccak256(
-        "Payment(address payer,address payee,uint128 amount,uint64 counter,uint64 tGen,uint8 kind,address enclave,bytes32 attestation)"
-    );
-    bytes32 private constant ACK_TYPEHASH = keccak256("Ack(bytes32 payment,address payee,bool ok)");
-    bytes32 private constant UPLOAD_TYPEHASH = keccak256("Upload(address account,bytes32 items)");
 
-    /// @dev secp256k1 n / 2: a larger s is the malleated twin of a valid signature.
-    uint256 private constant HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
     /// @dev A payment slot holds the payment's hash with its low byte replaced by the state.
     uint256 private constant TAG_MASK = ~uint256(0xff);
 
@@ -209,7 +179,6 @@ contract OfflineAccounts {
     error EnclaveNotRegistered(address enclave);
     error EmptyUpload();
     error TooManyItems(uint256 count, uint256 max);
-    error MalformedSignature();
     error UnknownUploadSigner(address signer);
     error UnattributableUpload(uint8 fault);
     error TokenTransferFailed();
@@ -224,7 +193,7 @@ contract OfflineAccounts {
         bank = bank_;
         settleWindow = settleWindowSeconds;
         _cachedChainId = block.chainid;
-        _cachedSeparator = _buildSeparator();
+        _cachedSeparator = ChainTeeRecords.separator(address(this));
     }
 
     // ---------------------------------------------------------------- the bank
@@ -305,7 +274,7 @@ contract OfflineAccounts {
     function _hashItems(UploadItem[] calldata items) private pure returns (bytes32[] memory hashes) {
         uint256 n = items.length;
         hashes = new bytes32[](n);
-        for (uint256 i; i < n; ++i) hashes[i] = _paymentHash(items[i]);
+        for (uint256 i; i < n; ++i) hashes[i] = ChainTeeRecords.paymentHash(items[i]);
     }
 
     /// @dev The first item fault of the upload, or 0.
@@ -326,12 +295,7 @@ contract OfflineAccounts {
         pure
         returns (address)
     {
-        bytes32 itemsHash;
-        assembly ("memory-safe") {
-            itemsHash := keccak256(add(hashes, 0x20), shl(5, mload(hashes)))
-        }
-        bytes32 upload = _hash3(UPLOAD_TYPEHASH, bytes32(uint256(uint160(account))), itemsHash);
-        return _recoverBytes(_digest(separator, upload), sig);
+        return ChainTeeRecords.recoverBytes(ChainTeeRecords.digest(separator, ChainTeeRecords.uploadHash(account, hashes)), sig);
     }
 
     /// @dev The first reason a correct TEE would have refused this item offline, or 0.
@@ -365,16 +329,16 @@ contract OfflineAccounts {
     /// @dev σ_att by the item's enclave over its State, σ_1 by the payer, σ_2 (if any) by the payee.
     function _signatures(UploadItem calldata it, bytes32 h, bytes32 separator) private pure returns (uint8) {
         address payer = it.payer;
-        bytes32 state = _hash4(STATE_TYPEHASH, bytes32(uint256(uint160(payer))), bytes32(uint256(it.counter)), bytes32(uint256(it.stateBalance)));
-        address attester = _recoverCompact(_digest(separator, state), it.attR, it.attVS);
+        bytes32 state = ChainTeeRecords.stateHash(payer, it.counter, it.stateBalance);
+        address attester = ChainTeeRecords.recoverCompact(ChainTeeRecords.digest(separator, state), it.attR, it.attVS);
         if (attester == address(0) || attester != it.enclave) return FAULT_ATTESTATION;
-        address signer = _recoverCompact(_digest(separator, h), it.payerR, it.payerVS);
+        address signer = ChainTeeRecords.recoverCompact(ChainTeeRecords.digest(separator, h), it.payerR, it.payerVS);
         if (signer == address(0) || signer != payer) return FAULT_PAYER_SIGNATURE;
         uint8 ack = it.ack;
         if (ack == ACK_NONE) return 0;
         address payee = it.payee;
-        bytes32 ackHash = _hash4(ACK_TYPEHASH, h, bytes32(uint256(uint160(payee))), bytes32(uint256(ack == ACK_WIN ? 1 : 0)));
-        address acker = _recoverCompact(_digest(separator, ackHash), it.ackR, it.ackVS);
+        bytes32 ackHash = ChainTeeRecords.ackHash(h, payee, ack == ACK_WIN);
+        address acker = ChainTeeRecords.recoverCompact(ChainTeeRecords.digest(separator, ackHash), it.ackR, it.ackVS);
         if (acker == address(0) || acker != payee) return FAULT_ACK_SIGNATURE;
         return 0;
     }
@@ -567,108 +531,7 @@ contract OfflineAccounts {
         return (hex"0f", "Tally chain-tee", "1", block.chainid, address(this), bytes32(0), new uint256[](0));
     }
 
-    // ---------------------------------------------------------------- hashing and signatures
-
     function _domainSeparator() private view returns (bytes32) {
-        return block.chainid == _cachedChainId ? _cachedSeparator : _buildSeparator();
-    }
-
-    function _buildSeparator() private view returns (bytes32) {
-        return keccak256(abi.encode(DOMAIN_TYPEHASH, NAME_HASH, VERSION_HASH, block.chainid, address(this)));
-    }
-
-    /// @dev The Payment struct hash of an item; `attestation` is keccak256 of σ_att as r‖s‖v.
-    function _paymentHash(UploadItem calldata it) private pure returns (bytes32 h) {
-        (bytes32 r, uint256 s, uint8 v) = _split(it.attVS, it.attR);
-        bytes32 attestation;
-        // Scratch memory past the free pointer; nothing is allocated while it is in use.
-        assembly ("memory-safe") {
-            let m := mload(0x40)
-            mstore(m, r)
-            mstore(add(m, 0x20), s)
-            mstore8(add(m, 0x40), v)
-            attestation := keccak256(m, 65)
-        }
-        bytes32 typeHash = PAYMENT_TYPEHASH;
-        address payer = it.payer;
-        address payee = it.payee;
-        uint128 amount = it.amount;
-        uint64 counter = it.counter;
-        uint64 tGen = it.tGen;
-        uint8 kind = it.kind;
-        address enclave = it.enclave;
-        assembly ("memory-safe") {
-            let m := mload(0x40)
-            mstore(m, typeHash)
-            mstore(add(m, 0x20), payer)
-            mstore(add(m, 0x40), payee)
-            mstore(add(m, 0x60), amount)
-            mstore(add(m, 0x80), counter)
-            mstore(add(m, 0xa0), tGen)
-            mstore(add(m, 0xc0), kind)
-            mstore(add(m, 0xe0), enclave)
-            mstore(add(m, 0x100), attestation)
-            h := keccak256(m, 0x120)
-        }
-    }
-
-    function _hash3(bytes32 a, bytes32 b, bytes32 c) private pure returns (bytes32 h) {
-        assembly ("memory-safe") {
-            let m := mload(0x40)
-            mstore(m, a)
-            mstore(add(m, 0x20), b)
-            mstore(add(m, 0x40), c)
-            h := keccak256(m, 0x60)
-        }
-    }
-
-    function _hash4(bytes32 a, bytes32 b, bytes32 c, bytes32 d) private pure returns (bytes32 h) {
-        assembly ("memory-safe") {
-            let m := mload(0x40)
-            mstore(m, a)
-            mstore(add(m, 0x20), b)
-            mstore(add(m, 0x40), c)
-            mstore(add(m, 0x60), d)
-            h := keccak256(m, 0x80)
-        }
-    }
-
-    /// @dev keccak256(0x1901 ‖ separator ‖ structHash).
-    function _digest(bytes32 separator, bytes32 structHash) private pure returns (bytes32 d) {
-        assembly ("memory-safe") {
-            let m := mload(0x40)
-            mstore(m, 0x1901000000000000000000000000000000000000000000000000000000000000)
-            mstore(add(m, 0x02), separator)
-            mstore(add(m, 0x22), structHash)
-            d := keccak256(m, 0x42)
-        }
-    }
-
-    /// @dev r, s and v (27 or 28) of a compact signature.
-    function _split(bytes32 vs, bytes32 r) private pure returns (bytes32, uint256, uint8) {
-        return (r, uint256(vs) & (type(uint256).max >> 1), uint8(uint256(vs) >> 255) + 27);
-    }
-
-    /// @dev The signer of a compact signature, or zero if it is malformed (high s) or invalid.
-    function _recoverCompact(bytes32 digest, bytes32 r, bytes32 vs) private pure returns (address) {
-        (, uint256 s, uint8 v) = _split(vs, r);
-        if (s > HALF_N) return address(0);
-        return ecrecover(digest, v, r, bytes32(s));
-    }
-
-    /// @dev The signer of a 65-byte r‖s‖v signature; reverts if it is malformed or invalid.
-    function _recoverBytes(bytes32 digest, bytes calldata sig) private pure returns (address signer) {
-        if (sig.length != 65) revert MalformedSignature();
-        bytes32 r;
-        uint256 s;
-        uint8 v;
-        assembly ("memory-safe") {
-            r := calldataload(sig.offset)
-            s := calldataload(add(sig.offset, 0x20))
-            v := byte(0, calldataload(add(sig.offset, 0x40)))
-        }
-        if (s > HALF_N || (v != 27 && v != 28)) revert MalformedSignature();
-        signer = ecrecover(digest, v, r, bytes32(s));
-        if (signer == address(0)) revert MalformedSignature();
+        return block.chainid == _cachedChainId ? _cachedSeparator : ChainTeeRecords.separator(address(this));
     }
 }

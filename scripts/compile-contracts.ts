@@ -2,7 +2,7 @@
 // no network: the compiler is the one bundled in node_modules) and writes their ABIs and bytecode
 // to src/schemes/chain/contracts.generated.ts (`npm run contracts`). The generated file is
 // committed; src/schemes/chain/contracts.test.ts recompiles and compares it byte for byte.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -47,9 +47,9 @@ function loadSolc(): Solc {
 /** Compiles the contracts; throws with the compiler's messages on any error. */
 export function compileContracts(): { version: string; contracts: Compiled[] } {
   const solc = loadSolc();
-  const sources = Object.fromEntries(
-    CONTRACTS.map((c) => [c.file, { content: readFileSync(new URL(`contracts/${c.file}`, ROOT), 'utf8') }]),
-  );
+  // Every source in contracts/ (the contracts and what they import), by file name.
+  const files = readdirSync(new URL('contracts/', ROOT)).filter((name) => name.endsWith('.sol')).sort();
+  const sources = Object.fromEntries(files.map((file) => [file, { content: readFileSync(new URL(`contracts/${file}`, ROOT), 'utf8') }]));
   const input = {
     language: 'Solidity',
     sources,
