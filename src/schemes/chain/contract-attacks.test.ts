@@ -5,7 +5,7 @@
  * reverts. Payer faults (forks, enclaves) are in contract-faults.test.ts.
  */
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { hashTypedData, keccak256, recoverAddress, type Address, type Hex } from 'viem';
 import { startAnvilEnv, type AnvilEnv } from './anvil-fixtures.ts';
 import {
@@ -71,6 +71,11 @@ after(async () => {
 beforeEach(async () => {
   await env.revert(clean);
   clean = await env.snapshot();
+});
+
+// Conservation after every scenario, whatever it asserted itself.
+afterEach(async () => {
+  await world.assertConservation();
 });
 
 /** The malleated twin of a 65-byte signature: s → n - s (a high s), v flipped; ecrecover still accepts it. */

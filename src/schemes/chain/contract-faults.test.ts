@@ -6,7 +6,7 @@
  * account keeps receiving but pays nothing out to itself.
  */
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import type { Hex } from 'viem';
 import { startAnvilEnv, testAccount, type AnvilEnv } from './anvil-fixtures.ts';
 import { offlineAccountsAbi } from './contracts.generated.ts';
@@ -39,6 +39,11 @@ after(async () => {
 beforeEach(async () => {
   await env.revert(clean);
   clean = await env.snapshot();
+});
+
+// Conservation after every scenario, whatever it asserted itself.
+afterEach(async () => {
+  await world.assertConservation();
 });
 
 function forkState(payment: Hex): Promise<number> {

@@ -6,7 +6,7 @@
  * faults in contract-faults.test.ts, gas in contract-gas.test.ts.
  */
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { domainSeparator, type Hex } from 'viem';
 import { SETTLE_WINDOW_SECONDS, startAnvilEnv, testAccount, type AnvilEnv } from './anvil-fixtures.ts';
 import { offlineAccountsAbi } from './contracts.generated.ts';
@@ -39,6 +39,11 @@ after(async () => {
 beforeEach(async () => {
   await env.revert(clean);
   clean = await env.snapshot();
+});
+
+// Conservation after every scenario, whatever it asserted itself.
+afterEach(async () => {
+  await world.assertConservation();
 });
 
 /** A payment by `payer` with `payee`'s ack (none when `ok` is undefined), as an upload item. */

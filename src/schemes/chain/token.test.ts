@@ -3,7 +3,7 @@
  * (finite and unlimited allowances), and every refusal; the supply is what its holders hold.
  */
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { parseEventLogs, type Address, type Hex } from 'viem';
 import type { PrivateKeyAccount } from 'viem/accounts';
 import { startAnvilEnv, testAccount, TOKEN_DECIMALS, type AnvilEnv } from './anvil-fixtures.ts';
@@ -31,6 +31,11 @@ after(async () => {
 beforeEach(async () => {
   await env.revert(clean);
   clean = await env.snapshot();
+});
+
+// Conservation after every scenario, whatever it asserted itself.
+afterEach(async () => {
+  await world.assertConservation();
 });
 
 /** Sends a token call as `from`. */
