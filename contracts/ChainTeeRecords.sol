@@ -58,7 +58,7 @@ library ChainTeeRecords {
         return hash4(ACK_TYPEHASH, payment, bytes32(uint256(uint160(payee))), bytes32(uint256(ok ? 1 : 0)));
     }
 
-    /// @dev The Upload struct hash: items = keccak256 of the Payment hashes concatenated in order.
+    /// @dev The Upload struct hash: items = keccak256 of the words given (each item's Payment hash and ack status), concatenated in order.
     function uploadHash(address account, bytes32[] memory hashes) internal pure returns (bytes32) {
         bytes32 items;
         assembly ("memory-safe") {

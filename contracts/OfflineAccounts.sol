@@ -25,7 +25,7 @@ interface ITallyToken {
 ///   Ack(bytes32 payment,address payee,bool ok)                     σ_2, by the payee's account key
 ///   Upload(address account,bytes32 items)                          by the uploader's enclave key
 /// `Payment.attestation` is keccak256 of σ_att's 65 bytes r‖s‖v; `Ack.payment` is the Payment's
-/// struct hash; `Upload.items` is keccak256 of the upload's Payment struct hashes concatenated in
+/// struct hash; `Upload.items` is keccak256 of, for each item in order, its Payment struct hash and its ack status (0 none, 1 ack_win, 2 ack_fail) as a word, concatenated in
 /// order. Signatures must have a low s and v 27 or 28; in an upload item they travel compact
 /// (EIP-2098: r and yParity‖s), the upload's own signature as 65 bytes.
 ///
@@ -247,7 +247,7 @@ contract OfflineAccounts {
         if (n > MAX_ITEMS) revert TooManyItems(n, MAX_ITEMS);
         bytes32 separator = _domainSeparator();
         bytes32[] memory hashes = _hashItems(items);
-        address signer = _uploadSigner(account, hashes, separator, uploadSig);
+        address signer = _uploadSigner(account, items, hashes, separator, uploadSig);
         address bound = enclaveOf[account];
         if (bound == address(0) ? !registered[signer] : signer != bound) revert UnknownUploadSigner(signer);
         uint8 fault = _verify(items, hashes, account, signer, separator);
@@ -289,13 +289,21 @@ contract OfflineAccounts {
         }
     }
 
-    /// @dev The enclave that signed Upload(account, keccak256(hashes)); reverts on a malformed signature.
-    function _uploadSigner(address account, bytes32[] memory hashes, bytes32 separator, bytes calldata sig)
+    /// @dev The enclave that signed Upload(account, items): items is keccak256 of each item's Payment
+    /// hash followed by its ack status as a word, so a relayer cannot drop or change an ack the TEE
+    /// uploaded. Reverts on a malformed signature.
+    function _uploadSigner(address account, UploadItem[] calldata items, bytes32[] memory hashes, bytes32 separator, bytes calldata sig)
         private
         pure
         returns (address)
     {
-        return ChainTeeRecords.recoverBytes(ChainTeeRecords.digest(separator, ChainTeeRecords.uploadHash(account, hashes)), sig);
+        uint256 n = hashes.length;
+        bytes32[] memory words = new bytes32[](2 * n);
+        for (uint256 i; i < n; ++i) {
+            words[2 * i] = hashes[i];
+            words[2 * i + 1] = bytes32(uint256(items[i].ack));
+        }
+        return ChainTeeRecords.recoverBytes(ChainTeeRecords.digest(separator, ChainTeeRecords.uploadHash(account, words)), sig);
     }
 
     /// @dev The first reason a correct TEE would have refused this item offline, or 0.

@@ -10,6 +10,7 @@ import { recoverEthereumAddress } from '../../core/crypto/ethereum.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { signer } from '../../pki/test-fixtures.ts';
 import { depositBodyCodec, DEPOSIT_TAG, signed } from './messages.ts';
+import { uploadItemOf } from './trusted-app-chain.ts';
 import { CHAIN_ID, CONTRACT, depositReceipt, fund, makeWallet, NOW, statement, type Wallet } from './ta-fixtures.ts';
 import { paymentHash, signingInput, uploadHash, uploadItems } from './typed-data.ts';
 
@@ -67,7 +68,7 @@ describe('reconciliation', () => {
     assert.deepEqual(upload.account, bob.account);
     assert.deepEqual(upload.items.map((i) => paymentHash(i.txOff.payment)), [toBob.hash, fromBob.hash, paymentHash(lost.txOff.payment)]);
     assert.equal(upload.items[2]?.ack, undefined);
-    const digest = uploadHash({ account: bob.account, items: uploadItems(upload.items.map((i) => paymentHash(i.txOff.payment))) });
+    const digest = uploadHash({ account: bob.account, items: uploadItems(upload.items.map(uploadItemOf)) });
     assert.deepEqual(recoverEthereumAddress(upload.signature, signingInput(DOMAIN, digest)), bob.enclave);
   });
 

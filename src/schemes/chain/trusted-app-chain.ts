@@ -13,7 +13,7 @@ import { accountKey, enclaveKey, ready, requireOpen, timeOf, type Ready } from '
 import { pruneSeen } from './trusted-app-pay.ts';
 import { charge, credit, OUTGOING_MAX, TA_STATUSES, type ChainState } from './trusted-app-state.ts';
 import { buildTxOff } from './tx-off.ts';
-import { ADDRESS_BYTES, PAYMENT_KIND, paymentHash, signingInput, UINT128_MAX, uploadHash, uploadItems, type PaymentKind } from './typed-data.ts';
+import { ACK_STATUS, ADDRESS_BYTES, PAYMENT_KIND, type AckStatus, paymentHash, signingInput, UINT128_MAX, uploadHash, uploadItems, type PaymentKind } from './typed-data.ts';
 
 const address = bytes({ length: ADDRESS_BYTES });
 const uint128 = bigint({ min: 0n, max: UINT128_MAX });
@@ -69,6 +69,11 @@ function applyStatement(state: ChainState, statement: StatementBody) {
   return { outgoing, incoming, money, restored, charged, closed, freed: state.outgoing.length - outgoing.length + state.incoming.length - incoming.length };
 }
 
+/** What the upload signature covers of an item: its payment's hash and its ack status. */
+export function uploadItemOf(item: { txOff: { payment: Parameters<typeof paymentHash>[0] }; ack?: { ok: boolean } | undefined }): { payment: Uint8Array; ack: AckStatus } {
+  return { payment: paymentHash(item.txOff.payment), ack: item.ack === undefined ? ACK_STATUS.none : item.ack.ok ? ACK_STATUS.win : ACK_STATUS.fail };
+}
+
 const uploadItemCodec = record({ txOff: txOffCodec, ack: optional(ackCodec) });
 const logoutOutput = record({ txOff: optional(txOffCodec), amount: uint128 });
 
@@ -102,7 +107,7 @@ export const chainCommands = {
         const r = ready(state);
         const own = [...state.outgoing].sort((a, b) => (a.txOff.payment.counter < b.txOff.payment.counter ? -1 : 1));
         const items = [...state.incoming, ...own].slice(0, UPLOAD_ITEMS_MAX).map((i) => (i.ack === undefined ? { txOff: i.txOff } : { txOff: i.txOff, ack: i.ack }));
-        const digest = uploadHash({ account: r.account.address, items: uploadItems(items.map((i) => paymentHash(i.txOff.payment))) });
+        const digest = uploadHash({ account: r.account.address, items: uploadItems(items.map(uploadItemOf)) });
         return accept(state, { account: r.account.address, items, signature: enclaveKey(env).sign(signingInput(r.domain, digest)) });
       });
     },

@@ -71,7 +71,11 @@ test('the four struct digests are the ones viem computes', () => {
     const ack = { payment: paymentHash(payment), payee, ok };
     assert.equal(hex(typedDigest(domain, ackHash(ack))), hashTypedData({ domain: viemDomain, types, primaryType: 'Ack', message: { payment: hex(ack.payment), payee: hex(payee), ok } }));
   }
-  const items = uploadItems([paymentHash(payment), paymentHash({ ...payment, counter: 8n })]);
+  const items = uploadItems([
+    { payment: paymentHash(payment), ack: 1 },
+    { payment: paymentHash({ ...payment, counter: 8n }), ack: 0 },
+  ]);
+  assert.notDeepEqual(items, uploadItems([{ payment: paymentHash(payment), ack: 0 }, { payment: paymentHash({ ...payment, counter: 8n }), ack: 0 }]));
   assert.equal(hex(typedDigest(domain, uploadHash({ account: payer, items }))), hashTypedData({ domain: viemDomain, types, primaryType: 'Upload', message: { account: hex(payer), items: hex(items) } }));
 });
 
@@ -107,5 +111,5 @@ test('every field changes the digest; values beyond their width are refused', ()
   assert.throws(() => paymentHash({ ...base, counter: -1n }), /counter: expected a uint64/);
   assert.throws(() => paymentHash({ ...base, payee: new Uint8Array(19) }), /payee: expected 20 bytes, got 19/);
   assert.throws(() => attestationOf(new Uint8Array(64)), /expected 65 bytes, got 64/);
-  assert.throws(() => uploadItems([new Uint8Array(31)]), /items\[0\]: expected 32 bytes/);
+  assert.throws(() => uploadItems([{ payment: new Uint8Array(31), ack: 0 }]), /items\[0\]\.payment: expected 32 bytes/);
 });

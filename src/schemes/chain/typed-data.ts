@@ -65,9 +65,13 @@ export interface Ack {
 /** `Upload(address account,bytes32 items)`: what the uploader's enclave signs for a reconciliation. */
 export interface Upload {
   readonly account: Uint8Array;
-  /** keccak256 of the items' payment struct hashes, concatenated in order. */
+  /** keccak256 of each item's payment struct hash and ack status word, concatenated in order (uploadItems). */
   readonly items: Uint8Array;
 }
+
+/** An upload item's ack status, as the contract numbers it. */
+export const ACK_STATUS = { none: 0, win: 1, fail: 2 } as const;
+export type AckStatus = (typeof ACK_STATUS)[keyof typeof ACK_STATUS];
 
 const encoder = new TextEncoder();
 const typeHash = (type: string): Uint8Array => keccak256(encoder.encode(type));
@@ -143,9 +147,12 @@ export function uploadHash(upload: Upload): Uint8Array {
   return keccak256(concatBytes(UPLOAD_TYPE, addressWord(upload.account, 'account'), bytes32(upload.items, 'items')));
 }
 
-/** The `items` of an upload: keccak256 of its payments' struct hashes in order. */
-export function uploadItems(paymentHashes: readonly Uint8Array[]): Uint8Array {
-  return keccak256(concatBytes(...paymentHashes.map((h, i) => bytes32(h, `items[${i}]`))));
+/**
+ * The `items` of an upload: keccak256 of, for each item in order, its payment struct hash and its
+ * ack status as a word. The status is covered so that whoever relays the upload cannot drop an ack.
+ */
+export function uploadItems(items: readonly { readonly payment: Uint8Array; readonly ack: AckStatus }[]): Uint8Array {
+  return keccak256(concatBytes(...items.flatMap((item, i) => [bytes32(item.payment, `items[${i}].payment`), word(BigInt(item.ack), 256, `items[${i}].ack`)])));
 }
 
 /** The bytes a signer signs for a struct hash: `0x1901 ‖ domainSeparator ‖ structHash` (the suite hashes them with Keccak-256). */

@@ -102,7 +102,7 @@ export interface UploadItem {
   ackVS: Hex;
 }
 
-const ZERO32: Hex = `0x${'00'.repeat(32)}`;
+export const ZERO32: Hex = `0x${'00'.repeat(32)}`;
 
 /** σ_att: `signer` (an enclave key) over State(account, counter, balance). */
 export function signState(domain: TypedDataDomain, signer: PrivateKeyAccount, state: { account: Address; counter: bigint; balance: bigint }): Promise<Hex> {
@@ -184,9 +184,9 @@ export function itemHash(item: UploadItem): Hex {
   return paymentHash({ payer, payee, amount, counter, tGen, kind, enclave, attestation: keccak256(attSig) });
 }
 
-/** The upload signature: `enclave` over Upload(account, keccak256 of the items' Payment hashes). */
+/** The upload signature: `enclave` over Upload(account, keccak256 of each item's Payment hash and ack status word). */
 export function signUpload(domain: TypedDataDomain, enclave: PrivateKeyAccount, account: Address, items: readonly UploadItem[]): Promise<Hex> {
-  const hashes = items.map(itemHash);
-  const itemsDigest = keccak256(hashes.length === 0 ? '0x' : concat(hashes));
+  const words = items.flatMap((item) => [itemHash(item), numberToHex(BigInt(item.ack), { size: 32 })]);
+  const itemsDigest = keccak256(words.length === 0 ? '0x' : concat(words));
   return enclave.signTypedData({ domain, types: CHAIN_TYPES, primaryType: 'Upload', message: { account, items: itemsDigest } });
 }

@@ -9,13 +9,13 @@ import type { CryptoProvider } from '../../core/crypto/suite.ts';
 import { TallyError } from '../../core/errors.ts';
 import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
 import { verifyChain } from '../../pki/chain.ts';
-import type { InProcessHost } from '../../secure-element/host.ts';
+import type { SecureElement } from '../../secure-element/secure-element.ts';
 import { bindingBodyCodec, BINDING_TAG, checkSigned, type SignedAck, type TxOff } from './messages.ts';
 import type { PayeeRole, PayeeShown, PayerRole } from './session.ts';
-import type { chainTrustedApp, ChainState } from './trusted-app.ts';
+import type { chainTrustedApp } from './trusted-app.ts';
 
 /** The chain-tee secure element as the wallet drives it (in-process or isolated: the same calls). */
-export type ChainSe = Pick<InProcessHost<ChainState, typeof chainTrustedApp.commands>, 'call'>;
+export type ChainSe = SecureElement<typeof chainTrustedApp.commands>;
 
 /** What the payer trusts a payee's enclave by. */
 export interface PayeeTrust {
