@@ -104,7 +104,8 @@ export const statementBodyCodec = record({
   account: address,
   status: oneOf(ACCOUNT_STATUSES),
   balance: uint128,
-  payments: array(record({ payment: hash, state: oneOf(PAYMENT_STATES), honored: uint128 }), { max: STATEMENT_PAYMENTS_MAX }),
+  /** Each payment asked about; `missing` is what the chain did not honour of an applied payment (a forked payer's shortfall). */
+  payments: array(record({ payment: hash, state: oneOf(PAYMENT_STATES), missing: uint128 }), { max: STATEMENT_PAYMENTS_MAX }),
   block: uint64,
   at: timestampMs,
 });

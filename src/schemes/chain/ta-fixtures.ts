@@ -121,14 +121,14 @@ export async function fund(wallet: Wallet, amount: bigint): Promise<void> {
 }
 
 /** The node's statement of an account after a reconciliation. */
-export function statement(account: Uint8Array, payments: readonly { payment: Uint8Array; state: PaymentState; honored?: bigint }[], options: { status?: AccountStatus; block?: bigint; balance?: bigint } = {}): Statement {
+export function statement(account: Uint8Array, payments: readonly { payment: Uint8Array; state: PaymentState; missing?: bigint }[], options: { status?: AccountStatus; block?: bigint; balance?: bigint } = {}): Statement {
   return signed(statementBodyCodec, bankSigner, STATEMENT_TAG, {
     chainId: CHAIN_ID,
     contract: CONTRACT,
     account,
     status: options.status ?? 'open',
     balance: options.balance ?? 0n,
-    payments: payments.map((p) => ({ payment: p.payment, state: p.state, honored: p.honored ?? 0n })),
+    payments: payments.map((p) => ({ payment: p.payment, state: p.state, missing: p.missing ?? 0n })),
     block: options.block ?? 10n,
     at: NOW,
   });

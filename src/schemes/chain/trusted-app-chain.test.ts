@@ -82,7 +82,7 @@ describe('reconciliation', () => {
     assert.equal((await status(alice)).pending, 500n);
     const out = await alice.se.call('finalize', {
       statement: statement(alice.account, [
-        { payment: settled.hash, state: 'applied', honored: 100n },
+        { payment: settled.hash, state: 'applied' },
         { payment: paymentHash(lostAck.txOff.payment), state: 'voided' },
         { payment: paymentHash(waiting.txOff.payment), state: 'recorded' },
       ]),
@@ -106,7 +106,7 @@ describe('reconciliation', () => {
     const received = await paid(alice, bob, 800n);
     const spent = await paid(bob, carol, 700n);
     await bob.se.call('pay', { ack: spent.ack });
-    const out = await bob.se.call('finalize', { statement: statement(bob.account, [{ payment: received.hash, state: 'applied', honored: 500n }]) });
+    const out = await bob.se.call('finalize', { statement: statement(bob.account, [{ payment: received.hash, state: 'applied', missing: 300n }]) });
     assert.equal(out.charged, 300n);
     const s = await status(bob);
     assert.equal(s.balance, 0n);
@@ -143,7 +143,7 @@ describe('withdrawal and closing', () => {
     assert.deepEqual(txOff.payment.payee, ONCHAIN);
     assert.equal((await status(alice)).balance, 600n);
     await refused(alice.se.call('withdraw', { to: ONCHAIN, amount: 601n, now: NOW }), 'INSUFFICIENT_FUNDS');
-    await alice.se.call('finalize', { statement: statement(alice.account, [{ payment: paymentHash(txOff.payment), state: 'applied', honored: 400n }]) });
+    await alice.se.call('finalize', { statement: statement(alice.account, [{ payment: paymentHash(txOff.payment), state: 'applied' }]) });
     assert.equal((await status(alice)).outgoing, 0);
   });
 
@@ -161,7 +161,7 @@ describe('withdrawal and closing', () => {
     await refused(alice.se.call('transfer', { payee: bob.account, amount: 1n, now: NOW }), 'CHAIN_CLOSED');
     await refused(alice.se.call('clean', {}), 'CHAIN_NOT_CLOSED');
     const hashes = [paymentHash(pending.txOff.payment), paymentHash((closing.txOff as NonNullable<typeof closing.txOff>).payment)];
-    await alice.se.call('finalize', { statement: statement(alice.account, hashes.map((payment) => ({ payment, state: 'applied' as const, honored: 1n })), { status: 'closed' }) });
+    await alice.se.call('finalize', { statement: statement(alice.account, hashes.map((payment) => ({ payment, state: 'applied' as const })), { status: 'closed' }) });
     assert.equal((await status(alice)).status, 'closed');
     const cleaned = await alice.se.call('clean', {});
     assert.deepEqual(cleaned.account, alice.account);

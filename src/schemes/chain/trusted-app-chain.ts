@@ -58,7 +58,7 @@ function applyStatement(state: ChainState, statement: StatementBody) {
     if (verdict === undefined || verdict.state === 'unknown' || verdict.state === 'recorded') return true;
     if (i.ack.ok) {
       // What was credited and the chain did not honour (a voided payment, a forked payer's shortfall) is taken back.
-      const lost = verdict.state === 'applied' ? i.txOff.payment.amount - verdict.honored : i.txOff.payment.amount;
+      const lost = verdict.state === 'applied' ? (verdict.missing < i.txOff.payment.amount ? verdict.missing : i.txOff.payment.amount) : i.txOff.payment.amount;
       if (lost > 0n) {
         money = charge(money, lost);
         charged += lost;
