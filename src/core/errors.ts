@@ -68,6 +68,13 @@ export interface ErrorDetailMap {
   OTP_COIN_INVALID: { fault: 'class-unknown' | 'program' | 'signature' };
   DOUBLE_SPEND: { coins: number };
   OTP_CLASS_UNKNOWN: Record<string, never>;
+  CHAIN_UNREACHABLE: { url: string; reason: string };
+  CHAIN_START_FAILED: { reason: string };
+  CHAIN_REVERTED: { reason: string; transaction: string };
+  CHAIN_REFUSED: { reason: string };
+  CHAIN_NO_GAS: { address: string };
+  CHAIN_TIMEOUT: { what: string; timeoutMs: number };
+  CHAIN_FAUCET_REFUSED: { rpcUrl: string };
 }
 
 /** A stable error code: part of the public API, never renamed. */
@@ -183,6 +190,13 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   OTP_COIN_INVALID: true,
   DOUBLE_SPEND: true,
   OTP_CLASS_UNKNOWN: true,
+  CHAIN_UNREACHABLE: true,
+  CHAIN_START_FAILED: true,
+  CHAIN_REVERTED: true,
+  CHAIN_REFUSED: true,
+  CHAIN_NO_GAS: true,
+  CHAIN_TIMEOUT: true,
+  CHAIN_FAUCET_REFUSED: true,
 };
 
 /** True for a code Tally defines. */
