@@ -38,9 +38,13 @@ function clip(text: string): string {
   return line.length > REASON_CHARS_MAX ? `${line.slice(0, REASON_CHARS_MAX)}...` : line;
 }
 
-/** Why a request did not reach the endpoint: the system's error code, an HTTP status, or viem's words. */
+/**
+ * Why a request did not reach the endpoint: the system's error code, an HTTP status, a timeout, or
+ * else the innermost cause's words (fetch's own refusals, such as "bad port").
+ */
 export function unreachableReason(e: unknown): string {
   let at: unknown = e;
+  let innermost = e instanceof BaseError ? e.shortMessage : e instanceof Error ? e.message : String(e);
   for (let depth = 0; depth < 8 && at !== undefined && at !== null; depth++) {
     if (at instanceof HttpRequestError && at.status !== undefined) return `HTTP ${at.status}`;
     if (at instanceof TimeoutError) return 'no answer in time';
@@ -48,9 +52,10 @@ export function unreachableReason(e: unknown): string {
     if (typeof code === 'string' && /^E[A-Z_]+$/.test(code)) {
       return code === 'ECONNREFUSED' ? 'connection refused' : code === 'ENOTFOUND' ? 'no such host' : code;
     }
+    if (at instanceof Error && !(at instanceof BaseError) && at.message !== '') innermost = at.message;
     at = typeof at === 'object' ? Reflect.get(at, 'cause') : undefined;
   }
-  return e instanceof BaseError ? clip(e.shortMessage) : e instanceof Error ? clip(e.message) : String(e);
+  return clip(innermost);
 }
 
 /** The revert reason a reverted call or transaction carries: a custom error with its arguments, a require message, or a panic. */
