@@ -77,8 +77,9 @@ export interface OpenNode {
 
 /**
  * Opens (creating on first start) the identity, the database and the schema of a node, holding
- * the data folder's lock until close().
- * @throws TallyError DATA_FOLDER_LOCKED when another node runs on the folder; from the identity (wrong passphrase, other currency) or the migrations
+ * the data folder's lock until close(), which also stops the chain.
+ * @throws TallyError DATA_FOLDER_LOCKED when another node runs on the folder; from the identity (wrong passphrase, other currency),
+ *   the chain (CHAIN_UNREACHABLE, CHAIN_START_FAILED, STATE_CORRUPT) or the migrations
  */
 export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
   const now = options.now ?? (() => Date.now());
@@ -89,17 +90,26 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
   let db: Database;
   const warnings: string[] = [];
   let identity: Awaited<ReturnType<typeof loadOrCreateIdentity>>;
-  let passphrase: Awaited<ReturnType<typeof resolvePassphrase>>;
+  let chain: ChainService | undefined;
   try {
-    passphrase = await resolvePassphrase({ dataDir: options.dataDir, env: options.env });
+    const passphrase = await resolvePassphrase({ dataDir: options.dataDir, env: options.env });
     identity = await loadOrCreateIdentity({ dataDir: options.dataDir, passphrase, provider: options.provider, currency: options.currency, suite: options.suite, now: now(), log: options.log });
     if (passphrase.warning !== undefined) warnings.push(passphrase.warning);
+    // The chain before the database: a wrong endpoint fails the start at once.
+    if (chainWanted(options.schemes ?? [], options.chain)) {
+      const opened = await openChainService({ dataDir: options.dataDir, passphrase: passphrase.passphrase, provider: options.provider, rpcUrl: options.chain?.rpcUrl, log: options.log });
+      chain = opened.service;
+      warnings.push(...opened.warnings);
+    }
     db = options.db ?? (options.databaseUrl !== undefined ? await openPostgres(options.databaseUrl) : await openPglite(join(options.dataDir, 'pglite')));
   } catch (e) {
-    await lock.release();
+    try {
+      await chain?.close();
+    } finally {
+      await lock.release();
+    }
     throw e;
   }
-  let chain: ChainService | undefined;
   const closeAll = async () => {
     try {
       await chain?.close();
@@ -118,11 +128,6 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
     const issuance = await db.transaction((tx) => ensureAccount(tx, { id: ISSUANCE_ACCOUNT, kind: 'issuance', currency: options.currency.code }));
     if (!issuance.ok) throw new Error(`cannot open the issuance account: ${issuance.message}`);
     await seedRevocationList(db, identity.revocationList);
-    if (chainWanted(options.schemes ?? [], options.chain)) {
-      const opened = await openChainService({ dataDir: options.dataDir, passphrase: passphrase.passphrase, provider: options.provider, rpcUrl: options.chain?.rpcUrl, log: options.log });
-      chain = opened.service;
-      warnings.push(...opened.warnings);
-    }
   } catch (e) {
     await closeAll();
     throw e;
