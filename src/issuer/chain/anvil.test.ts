@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { isTallyError } from '../../core/errors.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
-import { ANVIL_CHAIN_ID, ANVIL_STATE_INTERVAL_S, anvilFiles, startAnvil, type AnvilExit } from './anvil.ts';
+import { ANVIL_CHAIN_ID, ANVIL_STATE_INTERVAL_S, anvilFiles, freePort, startAnvil, type AnvilExit } from './anvil.ts';
 import { openChainService, type ChainService } from './service.ts';
 import { anvilPidOf, boxContract, boxValue, canListProcesses, chainProcessesOf, deployBox, PASSPHRASE, setBox, withIdentity } from './test-fixtures.ts';
 
@@ -71,6 +71,43 @@ describe('the embedded anvil', { skip: process.platform === 'win32' ? 'the watch
     assert.ok((await stat(files.state)).size > 0, 'the state was dumped on exit');
     assert.match(await readFile(files.log, 'utf8'), new RegExp(`Listening on 127\\.0\\.0\\.1:${anvil.port}`));
     assert.equal((await stat(files.dir)).mode & 0o777, 0o700);
+  });
+
+  it('takes another port when the one it picked is taken, even by another anvil answering there', async () => {
+    const dataDir = fresh();
+    const taken = await startAnvil({ dataDir: fresh() });
+    const picked: number[] = [];
+    const anvil = await startAnvil({
+      dataDir,
+      pickPort: async () => {
+        const port = picked.length === 0 ? taken.port : await freePort();
+        picked.push(port);
+        return port;
+      },
+    });
+    assert.equal(picked[0], taken.port);
+    assert.ok(picked.length >= 2, 'it tried again');
+    assert.equal(anvil.port, picked.at(-1));
+    assert.notEqual(anvil.rpcUrl, taken.rpcUrl);
+    // Its own chain, not the other one's: a block mined here is not mined there.
+    await rpc(anvil.rpcUrl, 'evm_mine');
+    assert.equal(await rpc(anvil.rpcUrl, 'eth_blockNumber'), '0x1');
+    assert.equal(await rpc(taken.rpcUrl, 'eth_blockNumber'), '0x0');
+    assert.match(await readFile(anvilFiles(dataDir).log, 'utf8'), /Address already in use/);
+    await Promise.all([anvil.stop(), taken.stop()]);
+  });
+
+  it('is killed when it does not end within its bound after SIGTERM', async (t) => {
+    if (!procfs) return t.skip('needs /proc');
+    const dataDir = fresh();
+    const anvil = await startAnvil({ dataDir, stopTimeoutMs: 500 });
+    // A stopped process takes no signal but SIGKILL: SIGTERM stays pending.
+    process.kill(anvil.pid, 'SIGSTOP');
+    const started = Date.now();
+    await anvil.stop();
+    assert.ok(Date.now() - started >= 450, 'it waited its bound first');
+    assert.deepEqual(anvil.exit, { code: null, signal: 'SIGKILL', requested: true });
+    assert.deepEqual(await gone(dataDir), []);
   });
 
   it('keeps a contract and its storage across a stop and a start', async () => {

@@ -61,6 +61,10 @@ export interface StartAnvilOptions {
   dataDir: string;
   /** Called once when anvil ends, asked to or not. */
   onExit?: ((exit: AnvilExit) => void) | undefined;
+  /** Picks the port of each attempt; a port free on 127.0.0.1 by default (tests hand in a taken one). */
+  pickPort?: (() => Promise<number>) | undefined;
+  /** How long stop() waits after SIGTERM before SIGKILL; ANVIL_STOP_TIMEOUT_MS by default. */
+  stopTimeoutMs?: number | undefined;
 }
 
 /** A running embedded anvil. */
@@ -107,7 +111,7 @@ export function anvilBinary(): string {
 }
 
 /** A port free on 127.0.0.1 right now (anvil has no port 0, so the node picks one). */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = createServer();
   await new Promise<void>((ready, fail) => {
     server.once('error', fail);
@@ -246,7 +250,7 @@ export async function startAnvil(options: StartAnvilOptions): Promise<Anvil> {
   let port = 0;
   try {
     for (let i = 0; i < ANVIL_PORT_ATTEMPTS && started === undefined; i++) {
-      port = await freePort();
+      port = await (options.pickPort ?? freePort)();
       const tried = await attempt(binary, port, files);
       if (tried.kind === 'ready') started = tried;
     }
@@ -297,7 +301,7 @@ export async function startAnvil(options: StartAnvilOptions): Promise<Anvil> {
         // Held again while it ends, or this process could end first (nothing else may be left).
         child.ref();
         child.kill('SIGTERM');
-        const timer = new Promise<'late'>((late) => setTimeout(() => late('late'), ANVIL_STOP_TIMEOUT_MS).unref());
+        const timer = new Promise<'late'>((late) => setTimeout(() => late('late'), options.stopTimeoutMs ?? ANVIL_STOP_TIMEOUT_MS).unref());
         if ((await Promise.race([exited, timer])) === 'late') {
           child.kill('SIGKILL');
           await exited;
