@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, stat, unlink } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -7,6 +7,8 @@ import { after, before, describe, it } from 'node:test';
 import { createTestClient, http, parseEther, type Address } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
 import { isTallyError } from '../../core/errors.ts';
+import { encodeCbor } from '../../core/cbor.ts';
+import { decodeKeyFile, writeKeyFile } from '../identity/keystore.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { CHAIN_DIR, startAnvil, type Anvil } from './anvil.ts';
 import { bankChainKeyFile } from './bank-key.ts';
@@ -89,6 +91,29 @@ describe('the chain service', () => {
     assert.deepEqual(second.warnings, []);
     assert.equal(second.service.bankAddress, first.service.bankAddress);
     await second.service.close();
+  });
+
+  it('refuses a chain key file that was altered, or that holds a key of another suite, and starts no anvil', async () => {
+    const dataDir = fresh();
+    await withIdentity(dataDir);
+    const file = bankChainKeyFile(dataDir);
+    const sealed = await readFile(file);
+    const decoded = decodeKeyFile(sealed);
+    const box = Uint8Array.from(decoded.box);
+    box[box.length - 1] = (box[box.length - 1] as number) ^ 0x01;
+    await writeFile(file, encodeCbor({ ...decoded, kdf: { ...decoded.kdf }, box }));
+    await assert.rejects(open(dataDir), { code: 'STATE_CORRUPT', message: /was altered/ });
+    const ed25519 = nodeProvider.suites.ed25519;
+    await writeKeyFile(file, { suite: ed25519, secretKey: ed25519.generateSecretKey() }, PASSPHRASE);
+    await assert.rejects(open(dataDir), (e: unknown) => {
+      assert.ok(isTallyError(e, 'KEY_INVALID'), String(e));
+      assert.match(e.message, /holds a ed25519 key; the central bank's chain account needs secp256k1/);
+      return true;
+    });
+    assert.equal(await missing(join(dataDir, CHAIN_DIR)), true, 'no anvil was started');
+    await writeFile(file, sealed);
+    const restored = await open(dataDir);
+    await restored.service.close();
   });
 
   it('deploys and calls contracts as the bank; a call that would revert is refused with its custom error and sends nothing', async () => {
