@@ -15,14 +15,15 @@ import { buildVerbs } from './verbs/index.ts';
 const VERBS = buildVerbs(SCHEMES);
 
 const NODE_START_HELP: Help = {
-  usage: 'tally node start [--port 8080] [--host 127.0.0.1] [--data ./tally-data] [--database-url URL] [--currency EUR:2] [--suite ed25519|p256|sm2] [--json]',
+  usage: 'tally node start [--port 8080] [--host 127.0.0.1] [--data ./tally-data] [--database-url URL] [--eth-rpc URL] [--currency EUR:2] [--suite ed25519|p256|sm2] [--json]',
   summary:
-    'Runs an issuer node (central bank and intermediary) until Ctrl-C. The first start creates the data folder: keys, certificates, the database and the operator token, printed once and kept in DATA/identity/operator-token. Private keys are encrypted with $TALLY_NODE_PASSPHRASE (or a generated passphrase kept in the data folder).',
+    "Runs an issuer node (central bank and intermediary) until Ctrl-C. The first start creates the data folder: keys, certificates, the database and the operator token, printed once and kept in DATA/identity/operator-token. Private keys are encrypted with $TALLY_NODE_PASSPHRASE (or a generated passphrase kept in the data folder). When a scheme settles on an Ethereum chain, the node runs its own anvil (state in DATA/chain/anvil-state.json, stopped with the node) unless --eth-rpc names another node; /v1/info shows the chain.",
   options: [
     ['--port PORT', 'the TCP port (default 8080; 0 picks a free one)'],
     ['--host ADDRESS', 'the address to listen on (default 127.0.0.1)'],
     ['--data DIR', 'the data folder (default ./tally-data)'],
     ['--database-url URL', 'PostgreSQL instead of the embedded PGlite in the data folder (else $DATABASE_URL)'],
+    ['--eth-rpc URL', "an Ethereum JSON-RPC endpoint (a geth dev node, a testnet) instead of the embedded anvil (else $TALLY_ETH_RPC); checked at start; the central bank's account there needs ETH for gas"],
     ['--currency CODE:DECIMALS', 'the currency a new node issues (default EUR:2)'],
     ['--suite NAME', "the signature suite of a new node's keys: ed25519 (default), p256 or sm2; the secure element keys of wallets made there follow it where their scheme says so"],
     ['--json', 'print machine-readable events, one JSON object a line'],
@@ -94,6 +95,7 @@ async function nodeStart(args: string[]): Promise<number> {
       host: { type: 'string', default: '127.0.0.1' },
       data: { type: 'string', default: './tally-data' },
       'database-url': { type: 'string' },
+      'eth-rpc': { type: 'string' },
       currency: { type: 'string' },
       suite: { type: 'string' },
       json: { type: 'boolean', default: false },
@@ -104,6 +106,11 @@ async function nodeStart(args: string[]): Promise<number> {
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port: expected 0 to 65535, got ${values.port}`);
   const json = values.json === true;
+  const fromEnv = process.env['TALLY_ETH_RPC'];
+  const ethRpc = values['eth-rpc'] ?? (fromEnv === '' ? undefined : fromEnv);
+  if (ethRpc !== undefined && !/^https?:\/\/\S+$/.test(ethRpc)) {
+    throw new UsageError(`${values['eth-rpc'] === undefined ? '$TALLY_ETH_RPC' : '--eth-rpc'}: expected an http:// or https:// URL, got ${JSON.stringify(ethRpc)}`);
+  }
   const { DEFAULT_CURRENCY, startNode } = await import('./node-start.ts');
   const node = await startNode({
     port,
@@ -112,6 +119,7 @@ async function nodeStart(args: string[]): Promise<number> {
     databaseUrl: values['database-url'] ?? process.env['DATABASE_URL'],
     currency: values.currency === undefined ? DEFAULT_CURRENCY : parseCurrency(values.currency),
     suite,
+    ethRpc,
     logger: jsonLogger(),
     print: (text) => process.stdout.write(json ? `${JSON.stringify({ event: 'created', message: text.trim() })}\n` : text),
   });
@@ -125,7 +133,13 @@ async function nodeStart(args: string[]): Promise<number> {
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
-  process.stdout.write(json ? `${JSON.stringify({ event: 'listening', url: node.url })}\n` : `Issuer node listening on ${node.url} (Ctrl-C stops it). Try: curl ${node.url}/v1/info\n`);
+  const chain = node.chain;
+  const chainLine = chain === undefined ? '' : `Chain ${chain.chainId} at ${chain.rpcUrl} (${chain.embedded ? 'embedded anvil' : 'external'}); the central bank is ${chain.bankAddress}.\n`;
+  process.stdout.write(
+    json
+      ? `${JSON.stringify({ event: 'listening', url: node.url, ...(chain === undefined ? {} : { chain }) })}\n`
+      : `Issuer node listening on ${node.url} (Ctrl-C stops it). Try: curl ${node.url}/v1/info\n${chainLine}`,
+  );
   await stopped;
   return 0;
 }

@@ -1,7 +1,9 @@
 /**
  * `tally node start`: runs an issuer node. On first start it creates the data folder (keys,
- * certificates, operator token, schema); later starts reuse it. Ctrl-C (SIGINT) or SIGTERM stop it
- * cleanly: the listener closes, in-flight requests finish, the database closes.
+ * certificates, operator token, schema); later starts reuse it. When a scheme it serves settles on
+ * an Ethereum chain it starts its embedded anvil (or uses the endpoint given). Ctrl-C (SIGINT) or
+ * SIGTERM stop it cleanly: the listener closes, in-flight requests finish, the chain and the
+ * database close.
  */
 import { serve } from '@hono/node-server';
 import type { AddressInfo } from 'node:net';
@@ -37,6 +39,18 @@ export interface NodeStartOptions {
   now?: (() => number) | undefined;
   /** The schemes it serves; the registry's by default. */
   schemes?: readonly Scheme[] | undefined;
+  /** Another EVM JSON-RPC endpoint instead of the embedded anvil (`--eth-rpc`, $TALLY_ETH_RPC). */
+  ethRpc?: string | undefined;
+}
+
+/** The chain a running node uses, as it says so at start. */
+export interface RunningChain {
+  /** The endpoint, without credentials. */
+  readonly rpcUrl: string;
+  readonly chainId: number;
+  readonly embedded: boolean;
+  /** The central bank's address on the chain. */
+  readonly bankAddress: string;
 }
 
 /** A running node. */
@@ -44,7 +58,9 @@ export interface RunningNode {
   readonly url: string;
   /** The operator's bearer token. */
   readonly operatorToken: string;
-  /** Stops accepting, lets in-flight requests finish, closes the database. */
+  /** Its Ethereum chain, when it runs one. */
+  readonly chain?: RunningChain | undefined;
+  /** Stops accepting, lets in-flight requests finish, stops the chain, closes the database. */
   stop(): Promise<void>;
 }
 
@@ -65,9 +81,13 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
     currency: options.currency,
     suite: options.suite,
     schemes,
+    chain: { rpcUrl: options.ethRpc },
     now: options.now,
     log: (line) => options.logger.log('warn', line),
   });
+  const chainService = node.services.chain;
+  const chain: RunningChain | undefined =
+    chainService === undefined ? undefined : { rpcUrl: chainService.publicRpcUrl, chainId: chainService.chainId, embedded: chainService.embedded, bankAddress: chainService.bankAddress };
   for (const warning of node.warnings) options.logger.log('warn', warning);
   if (node.created) {
     options.print(
@@ -111,11 +131,12 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
   sweep();
   const sweeper = setInterval(sweep, SWEEP_INTERVAL_MS);
   sweeper.unref();
-  options.logger.log('info', 'issuer node listening', { url, database: node.services.db.kind, dataDir, currency: options.currency.code });
+  options.logger.log('info', 'issuer node listening', { url, database: node.services.db.kind, dataDir, currency: options.currency.code, ...(chain === undefined ? {} : { chain: { ...chain } }) });
   let stopping: Promise<void> | null = null;
   return {
     url,
     operatorToken: node.services.identity.operatorToken,
+    ...(chain === undefined ? {} : { chain }),
     stop() {
       stopping ??= (async () => {
         options.logger.log('info', 'shutting down', { inFlight: inFlight.size });

@@ -69,6 +69,13 @@ export interface ErrorDetailMap {
   DOUBLE_SPEND: { coins: number };
   OTP_CLASS_UNKNOWN: Record<string, never>;
   PAYEE_INVALID: { reason: 'suite' | 'revoked' | 'account' | 'session' };
+  CHAIN_UNREACHABLE: { url: string; reason: string };
+  CHAIN_START_FAILED: { reason: string };
+  CHAIN_REVERTED: { reason: string; transaction: string };
+  CHAIN_REFUSED: { reason: string };
+  CHAIN_NO_GAS: { address: string };
+  CHAIN_TIMEOUT: { what: string; timeoutMs: number };
+  CHAIN_FAUCET_REFUSED: { rpcUrl: string };
 }
 
 /** A stable error code: part of the public API, never renamed. */
@@ -185,6 +192,13 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   DOUBLE_SPEND: true,
   OTP_CLASS_UNKNOWN: true,
   PAYEE_INVALID: true,
+  CHAIN_UNREACHABLE: true,
+  CHAIN_START_FAILED: true,
+  CHAIN_REVERTED: true,
+  CHAIN_REFUSED: true,
+  CHAIN_NO_GAS: true,
+  CHAIN_TIMEOUT: true,
+  CHAIN_FAUCET_REFUSED: true,
 };
 
 /** True for a code Tally defines. */

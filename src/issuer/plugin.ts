@@ -3,12 +3,32 @@
  * It names the interface a scheme implements (`SchemeModule`) and the node's services a scheme may
  * use: ledger transfers and accounts, the shared attested device registration, revocations,
  * idempotent requests, caller authentication, request validation, error codes, JSON helpers,
- * database types and the exposure check's types. Anything else in `src/issuer` is the node's own.
+ * database types, the exposure check's types and the node's Ethereum chain. Anything else in
+ * `src/issuer` is the node's own.
  */
-export type { SchemeModule, SchemeRevocation, RouteBodyLimit } from './http/scheme-module.ts';
+export type { SchemeModule, SchemeInfo, SchemeRevocation, RouteBodyLimit } from './http/scheme-module.ts';
 export { ROUTE_BODY_BYTES_MAX } from './http/scheme-module.ts';
 export type { IssuerEnv, IssuerServices, Caller, DeviceLimits } from './http/context.ts';
-export { BODY_BYTES_MAX } from './http/context.ts';
+export { BODY_BYTES_MAX, requireChain } from './http/context.ts';
+
+// The Ethereum chain (chain-tee): the bank's account, contract deployment and calls, the dev faucet.
+export { BANK_GAS_WEI, FAUCET_WEI_DEFAULT, FAUCET_WEI_MAX, type ChainService } from './chain/service.ts';
+export { ANVIL_CHAIN_ID } from './chain/anvil.ts';
+export type { ChainClients } from './chain/client.ts';
+export { toChainError, type ChainErrorContext } from './chain/chain-error.ts';
+export {
+  CHAIN_RECEIPT_TIMEOUT_MS,
+  confirmTransaction,
+  deployContract,
+  sendAndWait,
+  submitTransaction,
+  writeContract,
+  type ContractArtifact,
+  type ContractWrite,
+  type Deployed,
+  type ReceiptOptions,
+  type TransactionRequest,
+} from './chain/transactions.ts';
 
 // Money: double-entry transfers between accounts, and opening accounts.
 export { transfer, type Transfer, type TransferRequest, type TransferResult } from './ledger/transfer.ts';

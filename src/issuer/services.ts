@@ -1,6 +1,8 @@
 /**
  * Opens what an issuer node runs on: its identity (keys and certificates in the data folder), its
- * database (embedded PGlite in the data folder, or PostgreSQL), the schema and the ledger.
+ * database (embedded PGlite in the data folder, or PostgreSQL), the schema and the ledger, and,
+ * when a scheme settles on one, its Ethereum chain (an embedded anvil in the data folder, or
+ * another JSON-RPC endpoint).
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -17,6 +19,7 @@ import { lockDataFolder } from './data-lock.ts';
 import { ensureAccount } from './ledger/account.ts';
 import { Ledger } from './ledger/ledger.ts';
 import { ISSUANCE_ACCOUNT, type DeviceLimits, type IssuerServices } from './http/context.ts';
+import { openChainService, type ChainService } from './chain/service.ts';
 import { seedRevocationList } from './registry/revocations.ts';
 
 /**
@@ -42,9 +45,26 @@ export interface OpenNodeOptions {
   deviceLimits?: DeviceLimits | undefined;
   /** The schemes whose tables and accounts the node keeps. */
   schemes?: readonly SchemeModule[] | undefined;
+  /** The node's Ethereum chain (see chainWanted). */
+  chain?: NodeChainOptions | undefined;
   env?: Readonly<Record<string, string | undefined>> | undefined;
   now?: (() => number) | undefined;
   log?: ((line: string) => void) | undefined;
+}
+
+/** Where a node's Ethereum chain is. */
+export interface NodeChainOptions {
+  /** Another EVM JSON-RPC endpoint; the embedded anvil in `<dataDir>/chain` when absent. */
+  rpcUrl?: string | undefined;
+}
+
+/**
+ * True when the node opens its chain: some scheme it serves uses one, or the operator named an
+ * endpoint (checked at start, so that a wrong URL fails at once). No anvil is ever started for
+ * schemes that do not use a chain.
+ */
+export function chainWanted(schemes: readonly SchemeModule[], chain: NodeChainOptions | undefined): boolean {
+  return schemes.some((scheme) => scheme.usesChain === true) || chain?.rpcUrl !== undefined;
 }
 
 /** The services of a node, plus what its first start printed once. */
@@ -57,8 +77,9 @@ export interface OpenNode {
 
 /**
  * Opens (creating on first start) the identity, the database and the schema of a node, holding
- * the data folder's lock until close().
- * @throws TallyError DATA_FOLDER_LOCKED when another node runs on the folder; from the identity (wrong passphrase, other currency) or the migrations
+ * the data folder's lock until close(), which also stops the chain.
+ * @throws TallyError DATA_FOLDER_LOCKED when another node runs on the folder; from the identity (wrong passphrase, other currency),
+ *   the chain (CHAIN_UNREACHABLE, CHAIN_START_FAILED, STATE_CORRUPT) or the migrations
  */
 export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
   const now = options.now ?? (() => Date.now());
@@ -69,20 +90,35 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
   let db: Database;
   const warnings: string[] = [];
   let identity: Awaited<ReturnType<typeof loadOrCreateIdentity>>;
+  let chain: ChainService | undefined;
   try {
     const passphrase = await resolvePassphrase({ dataDir: options.dataDir, env: options.env });
     identity = await loadOrCreateIdentity({ dataDir: options.dataDir, passphrase, provider: options.provider, currency: options.currency, suite: options.suite, now: now(), log: options.log });
     if (passphrase.warning !== undefined) warnings.push(passphrase.warning);
+    // The chain before the database: a wrong endpoint fails the start at once.
+    if (chainWanted(options.schemes ?? [], options.chain)) {
+      const opened = await openChainService({ dataDir: options.dataDir, passphrase: passphrase.passphrase, provider: options.provider, rpcUrl: options.chain?.rpcUrl, log: options.log });
+      chain = opened.service;
+      warnings.push(...opened.warnings);
+    }
     db = options.db ?? (options.databaseUrl !== undefined ? await openPostgres(options.databaseUrl) : await openPglite(join(options.dataDir, 'pglite')));
   } catch (e) {
-    await lock.release();
+    try {
+      await chain?.close();
+    } finally {
+      await lock.release();
+    }
     throw e;
   }
   const closeAll = async () => {
     try {
-      await db.close();
+      await chain?.close();
     } finally {
-      await lock.release();
+      try {
+        await db.close();
+      } finally {
+        await lock.release();
+      }
     }
   };
   try {
@@ -96,7 +132,16 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
     await closeAll();
     throw e;
   }
-  const services: IssuerServices = { db, ledger: new Ledger(db), identity, provider: options.provider, currency: options.currency, deviceLimits: options.deviceLimits ?? defaultDeviceLimits(options.currency), now };
+  const services: IssuerServices = {
+    db,
+    ledger: new Ledger(db),
+    identity,
+    provider: options.provider,
+    currency: options.currency,
+    deviceLimits: options.deviceLimits ?? defaultDeviceLimits(options.currency),
+    now,
+    ...(chain === undefined ? {} : { chain }),
+  };
   try {
     for (const scheme of options.schemes ?? []) {
       const float = scheme.floatAccount;

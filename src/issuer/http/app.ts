@@ -147,7 +147,7 @@ export function createIssuerApp(services: IssuerServices, schemes: readonly Sche
     await next();
   });
 
-  registerNodeRoutes(app, services);
+  registerNodeRoutes(app, services, schemes);
   registerLedgerRoutes(app, services, schemes.flatMap((scheme) => (scheme.holdings === undefined ? [] : [scheme.holdings])));
   registerRegistryRoutes(app, services, schemes);
   for (const scheme of schemes) {

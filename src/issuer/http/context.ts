@@ -1,6 +1,8 @@
 /** What the HTTP handlers of the issuer node work with. */
 import type { Currency } from '../../core/amount.ts';
+import { TallyError } from '../../core/errors.ts';
 import type { CryptoProvider } from '../../core/crypto/suite.ts';
+import type { ChainService } from '../chain/service.ts';
 import type { Database } from '../db/database.ts';
 import type { NodeIdentity } from '../identity/node-identity.ts';
 import type { Ledger } from '../ledger/ledger.ts';
@@ -28,6 +30,17 @@ export interface IssuerServices {
   readonly deviceLimits: DeviceLimits;
   /** Unix milliseconds; injected so tests can move time. */
   now(): number;
+  /** The node's Ethereum chain: present when a scheme it serves declares `usesChain` (or an endpoint was named). */
+  readonly chain?: ChainService | undefined;
+}
+
+/**
+ * The node's chain, for a scheme that declared `usesChain`.
+ * @throws TallyError ASSERTION_FAILED when the node has no chain: the scheme did not declare `usesChain`
+ */
+export function requireChain(services: IssuerServices, scheme: string): ChainService {
+  if (services.chain === undefined) throw new TallyError('ASSERTION_FAILED', `scheme ${scheme} uses the chain but its node part does not declare usesChain: true`, {});
+  return services.chain;
 }
 
 /** The identity of the caller of a request, set by the auth middleware. */

@@ -75,6 +75,13 @@ const STATUS: Partial<Record<ApiErrorCode, ContentfulStatusCode>> = {
   INSUFFICIENT_FUNDS: 422,
   CURRENCY_MISMATCH: 422,
   BALANCE_OVERFLOW: 422,
+  CHAIN_UNREACHABLE: 503,
+  CHAIN_START_FAILED: 503,
+  CHAIN_NO_GAS: 503,
+  CHAIN_REFUSED: 502,
+  CHAIN_TIMEOUT: 504,
+  CHAIN_REVERTED: 422,
+  CHAIN_FAUCET_REFUSED: 403,
 };
 
 /** An error answer the handlers throw; the app's error handler renders it. */

@@ -1,4 +1,8 @@
-/** GET /v1/health and GET /v1/info: what a wallet needs to know before it talks to the node. */
+/**
+ * GET /v1/health and GET /v1/info: what a wallet needs to know before it talks to the node (its
+ * currency, certificates, suites and limits; its Ethereum chain when it runs one; what each scheme
+ * shows of itself).
+ */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { toBase64url } from '../../core/bytes.ts';
 import { SUITE_NAMES } from '../../core/crypto/suite.ts';
@@ -6,6 +10,7 @@ import { encodeCertificate } from '../../pki/certificate.ts';
 import { REQUEST_WINDOW_MS } from '../client/request-auth.ts';
 import { formatMinor } from './json.ts';
 import { BODY_BYTES_MAX, type IssuerEnv, type IssuerServices } from './context.ts';
+import type { SchemeInfo, SchemeModule } from './scheme-module.ts';
 
 const health = createRoute({
   method: 'get',
@@ -26,6 +31,11 @@ const info = createRoute({
             certificates: z.object({ root: z.string(), intermediary: z.string(), issuerNode: z.string() }).openapi({ description: 'base64url of each certificate' }),
             suites: z.array(z.string()),
             limits: z.object({ bodyBytesMax: z.number().int(), requestWindowMs: z.number().int(), holdingLimit: z.string(), offlinePaymentsMax: z.number().int() }),
+            chain: z
+              .object({ rpcUrl: z.string(), chainId: z.number().int(), embedded: z.boolean(), bankAddress: z.string() })
+              .optional()
+              .openapi({ description: "The node's Ethereum chain, when a scheme settles on one: its endpoint (without credentials), id, whether it is the node's embedded anvil, and the central bank's address" }),
+            schemes: z.record(z.string(), z.record(z.string(), z.unknown())).openapi({ description: 'What each scheme shows of itself (contract addresses, say), by scheme name' }),
           }),
         },
       },
@@ -33,14 +43,16 @@ const info = createRoute({
   },
 });
 
-/** Adds the node routes. */
-export function registerNodeRoutes(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void {
+/** Adds the node routes; `schemes` may show themselves in /v1/info. */
+export function registerNodeRoutes(app: OpenAPIHono<IssuerEnv>, services: IssuerServices, schemes: readonly SchemeModule[] = []): void {
   app.openapi(health, async (c) => {
     await services.db.query('SELECT 1');
     return c.json({ status: 'ok' as const, database: services.db.kind }, 200);
   });
-  app.openapi(info, (c) => {
-    const { identity, currency } = services;
+  app.openapi(info, async (c) => {
+    const { identity, currency, chain } = services;
+    const shown: Record<string, SchemeInfo> = {};
+    for (const scheme of schemes) if (scheme.info !== undefined) shown[scheme.name] = await scheme.info(services);
     return c.json(
       {
         currency: { code: currency.code, decimals: currency.decimals },
@@ -56,6 +68,9 @@ export function registerNodeRoutes(app: OpenAPIHono<IssuerEnv>, services: Issuer
           holdingLimit: formatMinor(currency, services.deviceLimits.holdingLimitMinor),
           offlinePaymentsMax: services.deviceLimits.offlinePaymentsMax,
         },
+        ...(chain === undefined ? {} : { chain: { rpcUrl: chain.publicRpcUrl, chainId: chain.chainId, embedded: chain.embedded, bankAddress: chain.bankAddress } }),
+        // Hono types JSON as mutable data; a scheme's info is the same data, read-only.
+        schemes: shown as Record<string, Record<string, never>>,
       },
       200,
     );

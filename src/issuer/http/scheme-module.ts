@@ -1,12 +1,14 @@
 /**
  * What a scheme implements to plug into the issuer node: its tables, its offline float, its routes
  * under `/v1/{name}/` (with any body limit of their own), its part of the audit's exposure check,
- * and its part of the operator's actions on devices (revoke, settle a revoked device's remainder).
+ * its part of the operator's actions on devices (revoke, settle a revoked device's remainder),
+ * whether it settles on the node's Ethereum chain, and what it shows in GET /v1/info.
  */
 import type { OpenAPIHono } from '@hono/zod-openapi';
 import type { TransactionHandle } from '../db/database.ts';
 import type { HoldingsReader } from '../ledger/exposure.ts';
 import type { StoredResponse } from '../ledger/idempotency.ts';
+import type { JsonValue } from '../ledger/json.ts';
 import type { RevocableRole } from '../registry/revocations.ts';
 import type { IssuerEnv, IssuerServices } from './context.ts';
 
@@ -33,6 +35,9 @@ export interface SchemeRevocation {
   readonly already: boolean;
 }
 
+/** A JSON object, as a scheme shows itself in GET /v1/info. */
+export type SchemeInfo = { readonly [key: string]: JsonValue };
+
 /**
  * A scheme's online part: its tables (migrations numbered in its own range), its offline float
  * account (the node opens it), what it sets up at start, and its routes under `/v1/{name}/`.
@@ -45,8 +50,16 @@ export interface SchemeModule {
   readonly floatAccount?: string | undefined;
   /** Routes whose body limit is not the node's default (BODY_BYTES_MAX); enforced while the body streams in. */
   readonly bodyLimits?: readonly RouteBodyLimit[] | undefined;
-  /** Runs once at every start, after the migrations and the float account. */
+  /**
+   * True when the scheme settles on an Ethereum chain: the node then opens its chain (the embedded
+   * anvil, or the endpoint the operator named) before `prepare`, as `services.chain`. A node whose
+   * schemes all leave it unset starts no chain.
+   */
+  readonly usesChain?: boolean | undefined;
+  /** Runs once at every start, after the migrations, the float account and the chain. */
   prepare?(services: IssuerServices): Promise<void>;
+  /** What GET /v1/info shows under `schemes.{name}` (a contract's address, say); asked at every request. */
+  info?(services: IssuerServices): SchemeInfo | Promise<SchemeInfo>;
   /** What the node knows the scheme's devices hold, for the audit's exposure check (inside its transaction). */
   holdings?: HoldingsReader | undefined;
   /**

@@ -73,6 +73,8 @@ export async function setup(backend: Backend, options: { schemes?: readonly Sche
     now: () => clock,
     tick: (ms: number) => { clock += ms; },
     async close() {
+      // A scheme that uses the chain started an anvil: stop it with the test.
+      await node.services.chain?.close();
       await database.dispose();
       await rm(dataDir, { recursive: true, force: true });
     },

@@ -1,7 +1,7 @@
 /**
  * First start: the central bank's root key and self-signed certificate, one intermediary and one
- * issuer node certified below it (OPS §3.1's two tiers), a first empty revocation list and the
- * operator token, all built in a temporary folder that is renamed into place only once complete.
+ * issuer node certified below it (OPS §3.1's two tiers), a first empty revocation list, the
+ * operator token and the central bank's chain key (secp256k1, for chain-tee), all built in a temporary folder that is renamed into place only once complete.
  */
 import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -78,6 +78,9 @@ async function writeAll(dir: string, options: CreateIdentityOptions): Promise<vo
   const code = options.currency.code;
   const suite: SignatureSuite = provider.suites[options.suite ?? 'ed25519'];
   const secrets = { root: suite.generateSecretKey(), intermediary: suite.generateSecretKey(), issuerNode: suite.generateSecretKey() };
+  // The central bank's account on an Ethereum chain is secp256k1 whatever the suite of its certificates.
+  const chainSuite = provider.suites.secp256k1;
+  const chainKey = chainSuite.generateSecretKey();
   const root = signerFromSecret(suite, secrets.root);
   const intermediary = signerFromSecret(suite, secrets.intermediary);
   const issuerNode = signerFromSecret(suite, secrets.issuerNode);
@@ -90,12 +93,13 @@ async function writeAll(dir: string, options: CreateIdentityOptions): Promise<vo
   const operatorToken = toBase64url(randomBytes(OPERATOR_TOKEN_BYTES));
 
   const file = (name: string) => join(dir, name);
-  // The three scrypt derivations run in libuv's thread pool, side by side; all settle before a
+  // The four scrypt derivations run in libuv's thread pool, side by side; all settle before a
   // failure is thrown, so that no write is still running when the caller removes the folder.
   const sealed = await Promise.allSettled([
     writeKeyFile(file(IDENTITY_FILES.rootKey), { suite, secretKey: secrets.root }, passphrase),
     writeKeyFile(file(IDENTITY_FILES.intermediaryKey), { suite, secretKey: secrets.intermediary }, passphrase),
     writeKeyFile(file(IDENTITY_FILES.issuerNodeKey), { suite, secretKey: secrets.issuerNode }, passphrase),
+    writeKeyFile(file(IDENTITY_FILES.chainKey), { suite: chainSuite, secretKey: chainKey }, passphrase),
   ]);
   for (const result of sealed) {
     if (result.status === 'rejected') {

@@ -3,7 +3,9 @@ export {
   decodeKeyFile,
   keyFileCodec,
   openKey,
+  openSecretKey,
   readKeyFile,
+  readSecretKeyFile,
   sealKey,
   writeKeyFile,
   KEY_FILE_BYTES_MAX,
@@ -18,6 +20,7 @@ export {
   SCRYPT_R_MAX,
   type KeyFile,
   type LoadedKey,
+  type OpenedSecretKey,
   type ScryptParams,
   type SecretKeyInput,
 } from './keystore.ts';

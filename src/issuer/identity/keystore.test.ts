@@ -11,7 +11,7 @@ import { nobleProvider } from '../../core/crypto/noble.ts';
 import { SUITE_NAMES } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
-import { decodeKeyFile, openKey, readKeyFile, sealKey, writeKeyFile, KEY_FILE_DOMAIN_TAG, SCRYPT_DEFAULTS } from './keystore.ts';
+import { decodeKeyFile, openKey, openSecretKey, readKeyFile, readSecretKeyFile, sealKey, writeKeyFile, KEY_FILE_DOMAIN_TAG, SCRYPT_DEFAULTS } from './keystore.ts';
 
 const PASSPHRASE = 'correct horse battery staple';
 const suite = nodeProvider.suites.ed25519;
@@ -66,6 +66,23 @@ describe('key files', () => {
     await writeKeyFile(path, { suite, secretKey: suite.generateSecretKey() }, PASSPHRASE);
     assert.notDeepEqual((await readKeyFile(path, PASSPHRASE, nodeProvider)).publicKey, publicKey, 'a second write replaces the file');
     assert.deepEqual(await readdir(dir), ['node.key']);
+  });
+
+  it('opens the secret key itself for a library that must hold it, with the same refusals as openKey', async () => {
+    const k1 = nodeProvider.suites.secp256k1;
+    const chainSecret = k1.generateSecretKey();
+    const path = join(dir, 'chain.key');
+    await writeKeyFile(path, { suite: k1, secretKey: chainSecret }, PASSPHRASE);
+    const opened = await readSecretKeyFile(path, PASSPHRASE, nodeProvider);
+    assert.equal(opened.suite.name, 'secp256k1');
+    assert.deepEqual(opened.secretKey, chainSecret);
+    assert.deepEqual(opened.publicKey, { suite: 'secp256k1', key: k1.publicKey(chainSecret) });
+    await refusedWith(() => readSecretKeyFile(path, 'wrong passphrase', nodeProvider), 'AEAD_FAILED', 'wrong passphrase');
+    const encoded = await readFile(path);
+    const altered = reencode(encoded, (file) => (file['box'] = flipByte(file['box'] as Uint8Array, 30)));
+    await refusedWith(() => openSecretKey(altered, PASSPHRASE, nodeProvider), 'STATE_CORRUPT', 'altered box');
+    const otherKey = reencode(encoded, (file) => (file['publicKey'] = k1.publicKey(k1.generateSecretKey())));
+    await refusedWith(() => openSecretKey(otherKey, PASSPHRASE, nodeProvider), 'STATE_CORRUPT', 'another public key in the header');
   });
 
   it('writes the documented format: format 1, suite, public key, scrypt parameters, box', async () => {

@@ -200,13 +200,22 @@ function wrongPassphrase(name: string): TallyError<'AEAD_FAILED'> {
   return new TallyError('AEAD_FAILED', `wrong passphrase for ${name}: set TALLY_NODE_PASSPHRASE to the passphrase used when the node was created`, {});
 }
 
+/** A secret key opened from its file, for a library that must hold the key itself (see openSecretKey). */
+export interface OpenedSecretKey {
+  readonly suite: SignatureSuite;
+  readonly secretKey: Uint8Array;
+  readonly publicKey: PublicKey;
+}
+
 /**
- * Opens key file bytes with a passphrase and returns a signer over the secret key.
+ * Opens key file bytes with a passphrase and returns the secret key itself. Only for a key another
+ * library must hold (the central bank's chain account, which viem signs transactions with);
+ * everything else takes a signer from openKey.
  * @throws TallyError AEAD_FAILED for a wrong passphrase; STATE_CORRUPT for a malformed, truncated or
  *   altered file; KEY_INVALID when the secret does not give the public key the file names;
  *   SUITE_UNKNOWN when the provider lacks the suite
  */
-export async function openKey(encoded: Uint8Array, passphrase: string, provider: CryptoProvider, name = 'key file'): Promise<LoadedKey> {
+export async function openSecretKey(encoded: Uint8Array, passphrase: string, provider: CryptoProvider, name = 'key file'): Promise<OpenedSecretKey> {
   const password = checkPassphrase(passphrase);
   const file = decodeKeyFile(encoded, name);
   const suite = suiteFor(provider, file.suite);
@@ -223,10 +232,21 @@ export async function openKey(encoded: Uint8Array, passphrase: string, provider:
   } finally {
     derived.key.fill(0);
   }
-  const signer = signerFromSecret(suite, secretKey);
-  if (!equalBytes(signer.publicKey.key, file.publicKey)) {
+  if (!equalBytes(suite.publicKey(secretKey), file.publicKey)) {
     throw new TallyError('KEY_INVALID', `${name}: the sealed secret key does not belong to the public key the file names`, { suite: file.suite, reason: 'public key mismatch' });
   }
+  return { suite, secretKey, publicKey: { suite: file.suite, key: file.publicKey } };
+}
+
+/**
+ * Opens key file bytes with a passphrase and returns a signer over the secret key.
+ * @throws TallyError AEAD_FAILED for a wrong passphrase; STATE_CORRUPT for a malformed, truncated or
+ *   altered file; KEY_INVALID when the secret does not give the public key the file names;
+ *   SUITE_UNKNOWN when the provider lacks the suite
+ */
+export async function openKey(encoded: Uint8Array, passphrase: string, provider: CryptoProvider, name = 'key file'): Promise<LoadedKey> {
+  const opened = await openSecretKey(encoded, passphrase, provider, name);
+  const signer = signerFromSecret(opened.suite, opened.secretKey);
   return { signer, publicKey: signer.publicKey };
 }
 
@@ -238,6 +258,16 @@ export async function writeKeyFile(path: string, key: SecretKeyInput, passphrase
   const encoded = await sealKey(key, passphrase, options);
   await writeFileAtomic(path, encoded);
   return { suite: key.suite.name, key: key.suite.publicKey(key.secretKey) };
+}
+
+/**
+ * Reads the key file at `path` and opens the secret key itself (see openSecretKey).
+ * @throws TallyError as readKeyFile does
+ */
+export async function readSecretKeyFile(path: string, passphrase: string, provider: CryptoProvider): Promise<OpenedSecretKey> {
+  const file = await readFileBounded(path, 'key file', KEY_FILE_BYTES_MAX);
+  if (file === null) throw corrupt(`key file ${path} is missing; restore it from a backup`, 'missing');
+  return openSecretKey(file.data, passphrase, provider, path);
 }
 
 /**

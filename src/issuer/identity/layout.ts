@@ -23,6 +23,8 @@ export const IDENTITY_FILES = {
   issuerNodeCertificate: 'issuer-node.cert',
   revocationList: 'revocation-list.cbor',
   operatorToken: 'operator-token',
+  /** The central bank's secp256k1 key on the Ethereum chain (chain-tee: the token's minter). */
+  chainKey: 'chain.key',
 } as const;
 
 /** The identity folder of a data folder. */

@@ -117,7 +117,7 @@ describe('loadOrCreateIdentity', () => {
     assert.equal(identity.generatedPassphrase, true);
     assert.equal((await stat(dir)).mode & 0o777, 0o700);
     assert.equal((await stat(identity.directory)).mode & 0o777, 0o700);
-    for (const name of ['passphrase', 'identity/root.key', 'identity/intermediary.key', 'identity/issuer-node.key', 'identity/operator-token']) {
+    for (const name of ['passphrase', 'identity/root.key', 'identity/intermediary.key', 'identity/issuer-node.key', 'identity/chain.key', 'identity/operator-token']) {
       assert.equal((await stat(join(dir, name))).mode & 0o777, 0o600, name);
     }
     assert.deepEqual((await readdir(identity.directory)).sort(), Object.values(IDENTITY_FILES).sort());
