@@ -6,7 +6,7 @@
  * database types, the exposure check's types and the node's Ethereum chain. Anything else in
  * `src/issuer` is the node's own.
  */
-export type { SchemeModule, SchemeInfo, SchemeRevocation, RouteBodyLimit } from './http/scheme-module.ts';
+export type { SchemeAudit, SchemeModule, SchemeInfo, SchemeRevocation, RouteBodyLimit } from './http/scheme-module.ts';
 export { ROUTE_BODY_BYTES_MAX } from './http/scheme-module.ts';
 export type { IssuerEnv, IssuerServices, Caller, DeviceLimits } from './http/context.ts';
 export { BODY_BYTES_MAX, requireChain } from './http/context.ts';

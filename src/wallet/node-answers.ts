@@ -4,7 +4,7 @@
  * malformed answer is a DECODE_FAILED naming the field (`answer.results[3].status`), never a crash
  * deep inside a step.
  */
-import { array, boolean, decodeFailure, describeValue, oneOf, text, uint, type Codec, type Infer } from '../core/codec.ts';
+import { array, boolean, decodeFailure, describeValue, oneOf, optional, text, uint, type Codec, type Infer } from '../core/codec.ts';
 import { base64urlText, keyIdHex, looseRecord } from '../core/fields.ts';
 import { SUITE_NAMES } from '../core/crypto/suite.ts';
 
@@ -82,6 +82,7 @@ export const auditAnswer = looseRecord({
   }), { max: 64 }),
   problemCount: uint({ max: 2 ** 40 }),
   transferCount: uint({ max: 2 ** 40 }),
+  schemes: optional(array(looseRecord({ scheme: word, balanced: boolean, lines: array(text({ max: 400 }), { max: 64 }) }), { max: 64 })),
 });
 
 /** A JSON record answer decoded by `inner`, with the record as it came (to pass through to `--json` unchanged). */

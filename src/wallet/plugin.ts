@@ -2,7 +2,7 @@
  * The wallet's plug-in module: what a scheme's wallet part implements, and the one module of
  * src/wallet it imports. It offers the wallet shell (folder, lock, journal of steps, history,
  * certificates and revocation list, the isolated secure element, recovery, the link runner), the
- * node client, the software OEM and the account-key files.
+ * node client, the software OEM, the account-key files and a wallet's own account on a chain.
  */
 export { newStepId, refusalCode, startSecureElement, WalletShell, isNodeRefusal } from './shell.ts';
 export type { ResumeReport, TrustedAppSpec } from './shell.ts';
@@ -22,6 +22,7 @@ import type { FactoryBuild } from './factory.ts';
 export { resolveHome, walletDir, walletPaths, type WalletPaths } from './home.ts';
 export { nodeProvider } from '../providers/node-crypto.ts';
 export { openKey, sealKey } from '../issuer/identity/keystore.ts';
+export { openChainClients, writeContract, type ChainClients, type ContractWrite } from './chain.ts';
 
 /**
  * What a wallet of a scheme can do. A verb needs one of these; a wallet whose scheme does not

@@ -20,6 +20,7 @@ export const audit: Verb = {
       exposure: Exposure[];
       problemCount: number;
       transferCount: number;
+      schemes?: { scheme: string; balanced: boolean; lines: string[] }[] | undefined;
     };
     const answer = await node.operator(await operatorToken(values, io.env), 'GET', '/v1/audit', { answer: withRaw(auditAnswer) });
     const body: Audit = answer.body.value;
@@ -33,6 +34,7 @@ export const audit: Verb = {
           (e.balanced ? '' : `, of which ${e.unexplained} ${cur} nobody is named for yet  <- value created offline, or devices that have not synced`),
         ...e.exposed.map((h) => `  device ${h.device} paid out ${h.amount} ${cur} more than the node knows it received${h.fraud ? ' (named in a fraud case)' : ''}`),
       ]),
+      ...(body.schemes ?? []).flatMap((s) => [`${s.scheme}: ${s.balanced ? 'balanced' : 'NOT BALANCED'}`, ...s.lines.map((line) => `  ${line}`)]),
     ];
     return { text: lines.join('\n'), json: answer.body.raw };
   },

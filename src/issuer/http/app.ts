@@ -148,7 +148,12 @@ export function createIssuerApp(services: IssuerServices, schemes: readonly Sche
   });
 
   registerNodeRoutes(app, services, schemes);
-  registerLedgerRoutes(app, services, schemes.flatMap((scheme) => (scheme.holdings === undefined ? [] : [scheme.holdings])));
+  registerLedgerRoutes(
+    app,
+    services,
+    schemes.flatMap((scheme) => (scheme.holdings === undefined ? [] : [scheme.holdings])),
+    schemes.flatMap((scheme) => (scheme.audit === undefined ? [] : [{ scheme: scheme.name, audit: scheme.audit.bind(scheme) }])),
+  );
   registerRegistryRoutes(app, services, schemes);
   for (const scheme of schemes) {
     if (!/^[a-z][a-z0-9-]{1,31}$/.test(scheme.name)) throw new RangeError(`scheme name ${JSON.stringify(scheme.name)} is not a path segment`);

@@ -6,17 +6,20 @@ import type { Currency } from '../../core/amount.ts';
 import type { LedgerAudit } from '../ledger/audit.ts';
 import type { SchemeExposure } from '../ledger/exposure.ts';
 import type { JsonValue } from '../ledger/json.ts';
+import type { SchemeAudit } from './scheme-module.ts';
 import { formatMinor } from './json.ts';
 
 /** The audit with its exposure check: what GET /v1/audit answers. */
 export interface AuditReport {
   readonly ledger: LedgerAudit;
   readonly exposure: readonly SchemeExposure[];
+  /** The schemes' own parts (money outside the ledger), each named. */
+  readonly schemes?: readonly (SchemeAudit & { readonly scheme: string })[] | undefined;
 }
 
 /** Whether the ledger adds up and no scheme's float falls short of what nobody is named for. */
 export function auditBalanced(report: AuditReport): boolean {
-  return report.ledger.balanced && report.exposure.every((e) => e.unexplained === 0n);
+  return report.ledger.balanced && report.exposure.every((e) => e.unexplained === 0n) && (report.schemes ?? []).every((s) => s.balanced);
 }
 
 /** The JSON answer; amounts in another currency than the node's (none in practice) stay in minor units, marked so. */
@@ -51,6 +54,7 @@ export function auditJson(currency: Currency, report: AuditReport): { [key: stri
       balanced: e.unexplained === 0n,
       exposed: e.exposed.map((h) => ({ device: h.device, amount: money(h.amount), fraud: h.fraud })),
     })),
+    schemes: (report.schemes ?? []).map((s) => ({ scheme: s.scheme, balanced: s.balanced, lines: [...s.lines], details: s.details })),
     problems: ledger.problems.map((p) => ({ account: p.account, kind: p.kind, problem: p.problem, materialized: money(p.materialized), journal: money(p.journal) })),
     problemCount: Number(ledger.problemCount),
     accountCount: Number(ledger.accountCount),

@@ -10,6 +10,7 @@ import { ensureAccount, findAccount } from '../ledger/account.ts';
 import { audit } from '../ledger/audit.ts';
 import { exposureOf, type HoldingsReader, type SchemeExposure } from '../ledger/exposure.ts';
 import { auditJson, type AuditReport } from './audit-json.ts';
+import type { SchemeAudit } from './scheme-module.ts';
 import type { JsonValue } from '../ledger/json.ts';
 import { mint } from '../ledger/mint.ts';
 import { transfer } from '../ledger/transfer.ts';
@@ -89,7 +90,12 @@ const getAudit = createRoute({
 });
 
 /** Adds the account and money routes. */
-export function registerLedgerRoutes(app: OpenAPIHono<IssuerEnv>, services: IssuerServices, holdings: readonly HoldingsReader[] = []): void {
+export function registerLedgerRoutes(
+  app: OpenAPIHono<IssuerEnv>,
+  services: IssuerServices,
+  holdings: readonly HoldingsReader[] = [],
+  schemeAudits: readonly { scheme: string; audit: (services: IssuerServices) => Promise<SchemeAudit> }[] = [],
+): void {
   app.openAPIRegistry.registerPath(registerUser);
   app.post(registerUser.path, async (c) => {
     const body = validBody(c, registerUserBody);
@@ -200,6 +206,7 @@ export function registerLedgerRoutes(app: OpenAPIHono<IssuerEnv>, services: Issu
       },
       { isolation: 'serializable' },
     );
-    return c.json(auditJson(services.currency, report) as { balanced: boolean }, 200);
+    const schemes = await Promise.all(schemeAudits.map(async (s) => ({ scheme: s.scheme, ...(await s.audit(services)) })));
+    return c.json(auditJson(services.currency, { ...report, schemes }) as { balanced: boolean }, 200);
   });
 }

@@ -39,6 +39,17 @@ export interface SchemeRevocation {
 export type SchemeInfo = { readonly [key: string]: JsonValue };
 
 /**
+ * A scheme's own part of the audit, for money the ledger does not hold (chain-tee's token on an
+ * Ethereum chain): whether it adds up, what to tell the operator, and the figures.
+ */
+export interface SchemeAudit {
+  readonly balanced: boolean;
+  /** One line each, amounts in major units with their currency. */
+  readonly lines: readonly string[];
+  readonly details: { readonly [key: string]: JsonValue };
+}
+
+/**
  * A scheme's online part: its tables (migrations numbered in its own range), its offline float
  * account (the node opens it), what it sets up at start, and its routes under `/v1/{name}/`.
  */
@@ -60,6 +71,8 @@ export interface SchemeModule {
   prepare?(services: IssuerServices): Promise<void>;
   /** What GET /v1/info shows under `schemes.{name}` (a contract's address, say); asked at every request. */
   info?(services: IssuerServices): SchemeInfo | Promise<SchemeInfo>;
+  /** Its part of GET /v1/audit (outside the ledger's transaction: it reads what the scheme keeps elsewhere). */
+  audit?(services: IssuerServices): Promise<SchemeAudit>;
   /** What the node knows the scheme's devices hold, for the audit's exposure check (inside its transaction). */
   holdings?: HoldingsReader | undefined;
   /**

@@ -1,0 +1,62 @@
+/**
+ * What chain-tee's routes on the node share: the scheme's windows, the contracts as deployed on
+ * the node's chain (read once at start), addresses between bytes and viem's text, and the OpenAPI
+ * answer helper.
+ */
+import { z } from '@hono/zod-openapi';
+import type { Address, Hex } from 'viem';
+import { fromHex, toHex } from '../../core/bytes.ts';
+import { requireChain, type ChainService, type IssuerServices } from '../../issuer/plugin.ts';
+import { CHAIN_SCHEME } from './messages.ts';
+
+/** How long a recorded payment waits before its payer may void it (seconds): payees upload within it. */
+export const SETTLE_WINDOW_S = 7 * 24 * 3600;
+/** The clock-drift bound a payee's TEE allows `T_gen` (seconds). */
+export const DRIFT_S = 300;
+
+/** The contracts on the node's chain. */
+export interface Deployment {
+  readonly chainId: number;
+  readonly token: Address;
+  readonly contract: Address;
+  /** The block they were deployed in. */
+  readonly block: bigint;
+  readonly settleWindowS: number;
+}
+
+const deployments = new WeakMap<IssuerServices, Deployment>();
+
+/** Remembers the deployment of a started node. */
+export function rememberDeployment(services: IssuerServices, deployment: Deployment): void {
+  deployments.set(services, deployment);
+}
+
+/** The node's chain and its contracts. @throws Error when the node part did not prepare (a bug) */
+export function chainOf(services: IssuerServices): { chain: ChainService; deployment: Deployment } {
+  const deployment = deployments.get(services);
+  if (deployment === undefined) throw new Error('the chain-tee node part was not prepared');
+  return { chain: requireChain(services, CHAIN_SCHEME), deployment };
+}
+
+/** An address as viem writes it. */
+export function hexAddress(bytes: Uint8Array): Address {
+  return `0x${toHex(bytes)}`;
+}
+
+/** 32 bytes as viem writes them. */
+export function hex32(bytes: Uint8Array): Hex {
+  return `0x${toHex(bytes)}`;
+}
+
+/** viem's hex as bytes. */
+export function bytesOf(hex: Hex): Uint8Array {
+  return fromHex(hex.slice(2));
+}
+
+/** An OpenAPI answer of `schema`. */
+export const answer = (description: string, schema: z.ZodType) => ({ description, content: { 'application/json': { schema } } });
+
+/** A 20-byte address in a body: 0x and 40 hex digits. */
+export const addressText = z.string().regex(/^0x[0-9a-fA-F]{40}$/, 'an address (0x and 40 hex digits)');
+/** A 32-byte hash in a body. */
+export const hashText = z.string().regex(/^0x[0-9a-fA-F]{64}$/, 'a 32-byte hash (0x and 64 hex digits)');
