@@ -35,7 +35,9 @@ export async function depositOnChain(clients: ChainClients, contracts: Contracts
   const owner = clients.walletClient.account.address;
   const allowance = await clients.publicClient.readContract({ address: contracts.token, abi: tallyTokenAbi, functionName: 'allowance', args: [owner, contracts.contract] });
   if (allowance < amount) await writeContract(clients, { address: contracts.token, abi: tallyTokenAbi, functionName: 'approve', args: [contracts.contract, amount] });
-  const receipt = await writeContract(clients, { address: contracts.contract, abi: offlineAccountsAbi, functionName: 'deposit', args: [account, amount] });
+  // The token's errors too, so that a transfer the token refuses (too few tokens) is named.
+  const abi = [...offlineAccountsAbi, ...tallyTokenAbi.filter((item) => item.type === 'error')];
+  const receipt = await writeContract(clients, { address: contracts.contract, abi, functionName: 'deposit', args: [account, amount] });
   return receipt.transactionHash;
 }
 
