@@ -202,6 +202,18 @@ export interface SchemeVerb extends Help {
   readonly run: WalletVerbHandler;
 }
 
+/** How the operator's `mint` reaches a scheme's money outside the node's ledger (a token on a chain). */
+export interface OperatorMint {
+  /** A target of this kind given as it is (an address). */
+  readonly target: RegExp;
+  /** What the target is, for the verb's help. */
+  readonly describe: string;
+  /** The target of a wallet of this scheme, and its node. */
+  resolve(name: string, home: string | undefined, env: VerbIo['env']): Promise<{ address: string; node: string }>;
+  /** The node's route taking `{to, amount}` with the operator token. */
+  readonly path: string;
+}
+
 /** What a scheme's CLI part offers. */
 export interface CliPart {
   /** Handlers of the shell's wallet verbs for this scheme's wallets. */
@@ -214,6 +226,8 @@ export interface CliPart {
   readonly verbs?: Readonly<Record<string, SchemeVerb>>;
   /** The operator's verbs of this scheme, by their words (`operator ...`): run against the node with the operator token, on no wallet. */
   readonly operatorVerbs?: Readonly<Record<string, Verb>>;
+  /** Where the operator's `mint` issues this scheme's money, when it is not the node's ledger. */
+  readonly operatorMint?: OperatorMint | undefined;
   /** The scheme's chapter of `tally demo`: told against a running node and home. */
   readonly demo?: (context: DemoContext) => Promise<void>;
 }

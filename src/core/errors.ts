@@ -69,6 +69,7 @@ export interface ErrorDetailMap {
   DOUBLE_SPEND: { coins: number };
   OTP_CLASS_UNKNOWN: Record<string, never>;
   PAYEE_INVALID: { reason: 'suite' | 'revoked' | 'account' | 'session' };
+  CHAIN_PENDING: { reason: string };
   CHAIN_UNREACHABLE: { url: string; reason: string };
   CHAIN_START_FAILED: { reason: string };
   CHAIN_REVERTED: { reason: string; transaction: string };
@@ -192,6 +193,7 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   DOUBLE_SPEND: true,
   OTP_CLASS_UNKNOWN: true,
   PAYEE_INVALID: true,
+  CHAIN_PENDING: true,
   CHAIN_UNREACHABLE: true,
   CHAIN_START_FAILED: true,
   CHAIN_REVERTED: true,

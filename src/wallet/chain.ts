@@ -1,5 +1,5 @@
 /**
- * A wallet's own account on an Ethereum chain (chain-tee): viem clients for the endpoint the node
+ * A wallet's own account on an Ethereum chain: viem clients for the endpoint the node
  * names, sending as a key the wallet keeps, with the same bounded waits and error codes as the node.
  */
 import { privateKeyToAccount } from 'viem/accounts';

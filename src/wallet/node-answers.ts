@@ -53,6 +53,8 @@ const transfer = looseRecord({ id: text({ min: 1, max: 128 }), amount, currency:
 
 /** POST /v1/operator/mint. */
 export const mintAnswer = looseRecord({ transfer });
+/** POST of a mint to an on-chain address: who, how much, the transaction, whether gas was given. */
+export const chainMintAnswer = looseRecord({ to: text({ min: 42, max: 42 }), amount, currency: text({ min: 3, max: 3 }), transaction: text({ min: 66, max: 66 }), gas: boolean });
 
 /** An amount in the audit: a decimal, or `N minor units` for another currency. */
 const auditMoney = text({ min: 1, max: 64 });

@@ -50,7 +50,9 @@ export type Capability =
   /** A payment password checked by the secure element. */
   | 'payment-password'
   /** Payments that do not reveal the payer to the payee. */
-  | 'anonymity';
+  | 'anonymity'
+  /** The offline account is closed (its value paid out on chain) and its keys deleted. */
+  | 'close';
 
 /** Every capability with one line on what it means (for `tally schemes`). */
 export const CAPABILITIES: Readonly<Record<Capability, string>> = {
@@ -65,6 +67,7 @@ export const CAPABILITIES: Readonly<Record<Capability, string>> = {
   'no-secure-element': 'wallets without a secure element (receive and claim only)',
   'payment-password': 'a payment password checked by the secure element',
   anonymity: 'payments that do not reveal the payer to the payee',
+  close: 'the offline account closed, its value paid out, its keys deleted',
 };
 
 /** What a scheme's wallet part declares to the shell. */

@@ -40,7 +40,7 @@ export function buildVerbs(schemes: readonly Scheme[]): Record<string, Verb> {
   }
   for (const words of own) needs.set(words, (scheme) => { const verb = scheme.cli.verbs?.[words]; return verb !== undefined && scheme.capabilities.includes(verb.capability); });
   return {
-    'operator mint': operatorMint,
+    'operator mint': operatorMint(schemes),
     'operator oem': operatorOem(schemes),
     'operator revoke': operatorRevoke,
     'operator settle': operatorSettle,

@@ -16,7 +16,7 @@ import { decodeCertificate } from '../../pki/certificate.ts';
 import { verifyChain } from '../../pki/chain.ts';
 import { signRegistrationProof } from '../../pki/registration.ts';
 import { accept, command, defineTrustedApp, guarded, refuse, reject, type TrustedEnv } from '../../secure-element/trusted-app.ts';
-import { bindingCodec, bindingBodyCodec, BINDING_TAG, CERTIFICATE_BYTES_MAX, CHAIN_SCHEME, checkSigned, paramsBodyCodec, paramsCodec, PARAMS_TAG, SESSION_HASH_BYTES, signed, txOffCodec } from './messages.ts';
+import { bindingCodec, bindingBodyCodec, BINDING_TAG, CERTIFICATE_BYTES_MAX, CHAIN_SCHEME, checkSigned, paramsBodyCodec, paramsCodec, PARAMS_TAG, REVOKED_MAX, SESSION_HASH_BYTES, signed, txOffCodec } from './messages.ts';
 import { chainCommands } from './trusted-app-chain.ts';
 import { accountKey, enclaveAddress, enclaveKey } from './trusted-app-common.ts';
 import { payCommands } from './trusted-app-pay.ts';
@@ -147,6 +147,14 @@ export const chainTrustedApp = defineTrustedApp({
         const binding = signed(bindingBodyCodec, enclaveKey(env), BINDING_TAG, { account: state.account.address, session: input.session });
         return accept(state, { account: state.account.address, binding, certificate: state.certificate });
       },
+    }),
+
+    /** The enclaves the chain revoked, as the TA last learned them (a payer checks a payee against them too). */
+    revoked: command({
+      input: record({}),
+      output: record({ revoked: array(address, { max: REVOKED_MAX }) }),
+      readOnly: true,
+      run: (state: ChainState) => accept(state, { revoked: state.params?.revoked ?? [] }),
     }),
 
     /** The payments to `payee` that wait for their ack (sent again when the two meet). */
