@@ -8,7 +8,7 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import type { Address } from 'viem';
 import { isTallyError } from '../../core/errors.ts';
-import { amountText, errorBody, formatMinor, idempotent, json, parseAmount, requireOperator, validBody, type IssuerEnv, type IssuerServices, type SchemeAudit } from '../../issuer/plugin.ts';
+import { amountText, errorBody, formatMinor, idempotent, json, parseAmount, requireOperator, requireUser, validBody, type IssuerEnv, type IssuerServices, type SchemeAudit } from '../../issuer/plugin.ts';
 import { offlineAccountsAbi, tallyTokenAbi } from './contracts.generated.ts';
 import { addressText, answer, bytesOf, chainOf } from './node-common.ts';
 
@@ -24,6 +24,28 @@ const mintRoute = createRoute({
     400: { description: 'A bad address or amount', ...errorBody },
   },
 });
+
+const gasBody = z.strictObject({ address: addressText });
+
+const gasRoute = createRoute({
+  method: 'post',
+  path: '/gas',
+  description: "The embedded dev chain's faucet: gives a registered user's on-chain account ETH for gas (refused on any other chain: there the holder pays its own gas).",
+  request: { body: json(gasBody) },
+  responses: { 200: answer('Funded', z.object({ address: z.string(), wei: z.string() })), 403: { description: 'Not the embedded dev chain', ...errorBody } },
+});
+
+/** Adds `POST /gas` (a signed user's request; the dev chain only). */
+export function registerGas(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void {
+  app.openAPIRegistry.registerPath(gasRoute);
+  app.post(gasRoute.path, async (c) => {
+    requireUser(c.get('caller'));
+    const body = validBody(c, gasBody);
+    const { chain } = chainOf(services);
+    const wei = await chain.fundGas(body.address as Address);
+    return c.json({ address: body.address, wei: wei.toString() }, 200);
+  });
+}
 
 /** Adds `POST /operator/mint`. */
 export function registerOperator(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void {

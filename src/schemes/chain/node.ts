@@ -10,7 +10,7 @@ import { CHAIN_SCHEME } from './messages.ts';
 import { chainOf, DRIFT_S } from './node-common.ts';
 import { ensureDeployed } from './node-deploy.ts';
 import { registerEnclaves } from './node-enclaves.ts';
-import { chainAudit, registerOperator } from './node-operator.ts';
+import { chainAudit, registerGas, registerOperator } from './node-operator.ts';
 import { registerParams } from './node-params.ts';
 import { registerReceipts } from './node-receipts.ts';
 
@@ -35,6 +35,7 @@ export function chainNodePartWith(options: { settleWindowS?: number | undefined 
       registerEnclaves(app, services);
       registerReceipts(app, services);
       registerOperator(app, services);
+      registerGas(app, services);
     },
   };
 }

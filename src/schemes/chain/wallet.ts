@@ -45,6 +45,8 @@ export type { ChainStep } from './wallet-base.ts';
 
 /** The link: anonymous at the Noise layer; the payee binds its account to the session in the terms. */
 const LINK_SIDE: LinkSide = { prologue: CHAIN_LINK_PROLOGUE, scheme: CHAIN_LINK_SCHEME };
+/** Below this much ETH the on-chain account asks the dev chain's faucet for gas. */
+const GAS_WEI_MIN = 10n ** 17n;
 /** Most upload rounds one sync runs (each up to 64 payments). */
 const SYNC_ROUNDS_MAX = 16;
 
@@ -150,6 +152,18 @@ export class ChainWallet extends WalletShell<ChainStep, null, ChainState, ChainC
     return this.chainCache;
   }
 
+  /**
+   * Makes sure the on-chain account can pay gas: on the node's embedded dev chain its faucet tops
+   * it up; elsewhere the holder funds it (a send fails with CHAIN_NO_GAS naming the address).
+   */
+  async ensureGas(): Promise<void> {
+    const { info, clients } = await this.chain();
+    if (!info.embedded) return;
+    const address = clients.walletClient.account.address;
+    if ((await clients.publicClient.getBalance({ address })) >= GAS_WEI_MIN) return;
+    await this.node.signed(await this.accountSigner(), 'POST', '/v1/chain/gas', { body: { address } });
+  }
+
   /** The wallet's own on-chain address. */
   async onChainAddress(): Promise<Address> {
     return (await this.chain()).clients.walletClient.account.address;
@@ -192,6 +206,7 @@ export class ChainWallet extends WalletShell<ChainStep, null, ChainState, ChainC
     if (step.transaction === undefined) {
       const onChain = await accountOnChain(clients, info.contracts, account);
       // More deposits on chain than before the step: it landed before a crash; credit, do not send again.
+      if (onChain.deposits <= BigInt(step.before)) await this.ensureGas();
       if (onChain.deposits <= BigInt(step.before)) step.transaction = await depositOnChain(clients, info.contracts, account, BigInt(step.amount));
       await this.update(step);
     }
@@ -236,6 +251,7 @@ export class ChainWallet extends WalletShell<ChainStep, null, ChainState, ChainC
       const upload = await se.call('onchainUpdate', {});
       if (upload.items.length === 0) break;
       const account = `0x${toHex(upload.account)}` as Address;
+      await this.ensureGas();
       const done = await reconcileOnChain(clients, info.contracts, { account, items: upload.items.map((i) => uploadItem(i.txOff, i.ack)), signature: `0x${toHex(upload.signature)}` as Hex });
       uploads++;
       payments += upload.items.length;
