@@ -13,7 +13,7 @@ export { BODY_BYTES_MAX, requireChain } from './http/context.ts';
 
 // The Ethereum chain (chain-tee): the bank's account, contract deployment and calls, the dev faucet.
 export { BANK_GAS_WEI, FAUCET_WEI_DEFAULT, FAUCET_WEI_MAX, type ChainService } from './chain/service.ts';
-export { ANVIL_CHAIN_ID } from './chain/anvil.ts';
+export { ANVIL_CHAIN_ID, ANVIL_STATE_INTERVAL_S } from './chain/anvil.ts';
 export type { ChainClients } from './chain/client.ts';
 export { toChainError, type ChainErrorContext } from './chain/chain-error.ts';
 export {

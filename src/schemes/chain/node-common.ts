@@ -6,7 +6,7 @@
 import { z } from '@hono/zod-openapi';
 import type { Address, Hex } from 'viem';
 import { fromHex, toHex } from '../../core/bytes.ts';
-import { requireChain, type ChainService, type IssuerServices } from '../../issuer/plugin.ts';
+import { ANVIL_STATE_INTERVAL_S, requireChain, type ChainService, type IssuerServices } from '../../issuer/plugin.ts';
 import { CHAIN_SCHEME } from './messages.ts';
 
 /** How long a recorded payment waits before its payer may void it (seconds): payees upload within it. */
@@ -22,6 +22,19 @@ export interface Deployment {
   /** The block they were deployed in. */
   readonly block: bigint;
   readonly settleWindowS: number;
+}
+
+/**
+ * The embedded anvil keeps its chain in a file it rewrites every ANVIL_STATE_INTERVAL_S: a block
+ * younger than that may be lost if anvil is killed. A TEE acts on a receipt for good (it credits,
+ * it frees what it would otherwise upload again), so the node signs one only for a block old
+ * enough to be in the file: it waits out the interval after the block's second.
+ */
+export async function durable(chain: ChainService, blockTimestampS: bigint): Promise<void> {
+  if (!chain.embedded) return;
+  const safeMs = (Number(blockTimestampS) + ANVIL_STATE_INTERVAL_S + 1) * 1000;
+  const waitMs = safeMs - Date.now();
+  if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(waitMs, 5_000)));
 }
 
 const deployments = new WeakMap<IssuerServices, Deployment>();

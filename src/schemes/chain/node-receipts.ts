@@ -14,7 +14,7 @@ import { encodeCbor } from '../../core/cbor.ts';
 import { ApiProblem, errorBody, json, validBody, type IssuerEnv, type IssuerServices } from '../../issuer/plugin.ts';
 import { offlineAccountsAbi } from './contracts.generated.ts';
 import { ACCOUNT_STATUSES, depositBodyCodec, DEPOSIT_TAG, signed, statementBodyCodec, STATEMENT_PAYMENTS_MAX, STATEMENT_TAG, type PaymentState } from './messages.ts';
-import { addressText, answer, bytesOf, chainOf, hashText } from './node-common.ts';
+import { addressText, answer, bytesOf, chainOf, durable, hashText } from './node-common.ts';
 
 /** A payment's state as the contract numbers it (0: not stored), as the TEE reads it. */
 const STATES: readonly PaymentState[] = ['unknown', 'recorded', 'recorded', 'applied', 'failed', 'voided'];
@@ -56,6 +56,7 @@ export function registerReceipts(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
     const logs = parseEventLogs({ abi: offlineAccountsAbi, logs: receipt.logs, eventName: 'Deposited' }).filter((l) => l.address.toLowerCase() === deployment.contract.toLowerCase());
     if (logs.length === 0) throw new ApiProblem('NOT_FOUND', `transaction ${hash} made no deposit into an offline account`);
     const block = await chain.publicClient.getBlock({ blockNumber: receipt.blockNumber });
+    await durable(chain, block.timestamp);
     const signer = services.identity.issuerNode.signer;
     const deposits = logs.map((log) => {
       const body = {
@@ -79,6 +80,7 @@ export function registerReceipts(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
     const { chain, deployment } = chainOf(services);
     const read = { address: deployment.contract, abi: offlineAccountsAbi } as const;
     const block = await chain.publicClient.getBlock();
+    await durable(chain, block.timestamp);
     const at = { blockNumber: block.number };
     const account = body.account as Address;
     const [balance, , status] = await chain.publicClient.readContract({ ...read, functionName: 'accountOf', args: [account], ...at });
