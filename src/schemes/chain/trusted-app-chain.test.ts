@@ -143,6 +143,10 @@ describe('withdrawal and closing', () => {
     assert.deepEqual(txOff.payment.payee, ONCHAIN);
     assert.equal((await status(alice)).balance, 600n);
     await refused(alice.se.call('withdraw', { to: ONCHAIN, amount: 601n, now: NOW }), 'INSUFFICIENT_FUNDS');
+    // Pay-outs the contract would hold against this TEE (and freeze it for) are refused here first.
+    await refused(alice.se.call('withdraw', { to: new Uint8Array(20), amount: 1n, now: NOW }), 'CHAIN_PAYEE_INVALID');
+    await refused(alice.se.call('withdraw', { to: CONTRACT, amount: 1n, now: NOW }), 'CHAIN_PAYEE_INVALID');
+    await refused(alice.se.call('transfer', { payee: new Uint8Array(20), amount: 1n, now: NOW }), 'CHAIN_PAYEE_INVALID');
     await alice.se.call('finalize', { statement: statement(alice.account, [{ payment: paymentHash(txOff.payment), state: 'applied' }]) });
     assert.equal((await status(alice)).outgoing, 0);
   });

@@ -9,7 +9,7 @@ import { array, bigint, bytes, oneOf, optional, record, uint, type Infer } from 
 import { timestampMs } from '../../core/fields.ts';
 import { accept, command, guarded, refuse, type CommandResult } from '../../secure-element/trusted-app.ts';
 import { ackCodec, checkSigned, depositBodyCodec, depositReceiptCodec, DEPOSIT_TAG, statementBodyCodec, statementCodec, STATEMENT_TAG, txOffCodec, UPLOAD_ITEMS_MAX, type StatementBody } from './messages.ts';
-import { accountKey, enclaveKey, ready, requireOpen, timeOf, type Ready } from './trusted-app-common.ts';
+import { accountKey, enclaveKey, ready, requireOpen, requirePayee, timeOf, type Ready } from './trusted-app-common.ts';
 import { pruneSeen } from './trusted-app-pay.ts';
 import { charge, credit, OUTGOING_MAX, TA_STATUSES, type ChainState } from './trusted-app-state.ts';
 import { buildTxOff } from './tx-off.ts';
@@ -27,6 +27,7 @@ function requireMine(r: Ready, body: { chainId: bigint; contract: Uint8Array; ac
 
 /** Signs an outgoing payment to an on-chain address (a withdrawal or a closing) and holds its amount. */
 function onChainPayment(state: ChainState, r: Ready, env: Parameters<typeof enclaveKey>[0], to: Uint8Array, amount: bigint, kind: PaymentKind, now: number) {
+  requirePayee(r, to);
   if (state.outgoing.length >= OUTGOING_MAX) refuse('CHAIN_STORAGE_FULL', 'the TA holds as many unsettled payments as it can: reconcile first');
   const keys = { enclave: enclaveKey(env), account: accountKey(env, r.account.seed), certificate: r.certificate };
   const txOff = buildTxOff(r.domain, keys, { payee: to, amount, counter: state.counter, tGen: BigInt(Math.floor(timeOf(state, now) / 1000)), kind, balance: state.balance });

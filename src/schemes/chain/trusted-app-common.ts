@@ -3,7 +3,7 @@
  * `msk`, and the account key `sk` of Algorithm 2), the chain domain it signs under, the TA's clock,
  * and the checks every command starts with.
  */
-import { toHex } from '../../core/bytes.ts';
+import { equalBytes, toHex } from '../../core/bytes.ts';
 import { ethereumAddress } from '../../core/crypto/ethereum.ts';
 import type { Signer } from '../../core/crypto/suite.ts';
 import { refuse, type TrustedEnv } from '../../secure-element/trusted-app.ts';
@@ -54,6 +54,15 @@ export function domainOf(params: Pick<ParamsBody, 'chainId' | 'contract'>): Doma
 export function requireOpen(state: ChainState): void {
   if (state.status === 'frozen') refuse('CHAIN_FROZEN', 'the chain froze this account: it makes and takes no payment');
   if (state.status !== 'open') refuse('CHAIN_CLOSED', `the account is ${state.status}`);
+}
+
+/**
+ * Refuses a payee the contract would refuse as a fault of this TEE (and freeze the account for):
+ * the zero address, or the contract itself.
+ */
+export function requirePayee(r: Ready, payee: Uint8Array): void {
+  if (payee.every((b) => b === 0)) refuse('CHAIN_PAYEE_INVALID', 'the zero address cannot be paid');
+  if (equalBytes(payee, r.params.contract)) refuse('CHAIN_PAYEE_INVALID', 'the contract itself cannot be paid');
 }
 
 /** The TA's time, Unix ms: the host's, never before the latest chain time it was given. */

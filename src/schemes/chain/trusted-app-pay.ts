@@ -11,7 +11,7 @@ import { timestampMs } from '../../core/fields.ts';
 import { decodeCertificate } from '../../pki/certificate.ts';
 import { accept, command, guarded, refuse, Refused, type CommandResult, type TrustedEnv } from '../../secure-element/trusted-app.ts';
 import { ackCodec, txOffCodec, type SignedAck, type TxOff } from './messages.ts';
-import { accountKey, enclaveKey, ready, requireOpen, timeOf, type Ready } from './trusted-app-common.ts';
+import { accountKey, enclaveKey, ready, requireOpen, requirePayee, timeOf, type Ready } from './trusted-app-common.ts';
 import { credit, INCOMING_MAX, OUTGOING_MAX, SEEN_MAX, type ChainState } from './trusted-app-state.ts';
 import { buildAck, buildTxOff, checkAck, checkTxOff } from './tx-off.ts';
 import { ADDRESS_BYTES, PAYMENT_KIND, paymentHash, UINT128_MAX } from './typed-data.ts';
@@ -75,6 +75,7 @@ export const payCommands = {
         const r = ready(state);
         requireOpen(state);
         if (equalBytes(input.payee, r.account.address)) refuse('CHAIN_SELF_PAYMENT', 'an account does not pay itself');
+        requirePayee(r, input.payee);
         if (input.amount > state.balance) refuse('INSUFFICIENT_FUNDS', `the account holds ${state.balance}, the payment is ${input.amount}`);
         if (state.outgoing.length >= OUTGOING_MAX) refuse('CHAIN_STORAGE_FULL', 'the TA holds as many unsettled payments as it can: reconcile first');
         const tGen = BigInt(Math.floor(timeOf(state, input.now) / 1000));
