@@ -16,13 +16,7 @@
  */
 import { readdir, readFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-/** The repository's root. */
-const REPO = fileURLToPath(new URL('../../../', import.meta.url));
-const SCHEME_DIR = join(REPO, 'src', 'schemes', 'chain');
-const CONTRACTS_DIR = join(REPO, 'contracts');
-const HOST_ENTRY = join(REPO, 'src', 'secure-element', 'host-child.ts');
 /** Test support and generated code: never counted. */
 const NOT_COUNTED = /(\.test\.ts|-fixtures\.ts|^test-fixtures\.ts|^contracts\.generated\.ts)$/;
 const ADAPTER = /^(node|wallet|cli)(-.+)?\.ts$|^index\.ts$/;
@@ -104,18 +98,21 @@ async function count(ts: Ts, paths: Iterable<string>): Promise<{ files: number; 
   return { files, lines };
 }
 
-/** Counts Table I in the tree as it is now. */
-export async function countLines(): Promise<LocReport> {
+/** Counts Table I in the tree under `repo` as it is now. */
+export async function countLines(repo: string): Promise<LocReport> {
   const ts = (await import('typescript')).default;
+  const schemeDir = join(repo, 'src', 'schemes', 'chain');
+  const contractsDir = join(repo, 'contracts');
+  const hostEntry = join(repo, 'src', 'secure-element', 'host-child.ts');
   const contracts: Record<string, number> = {};
-  for (const path of await filesIn(CONTRACTS_DIR, (n) => n.endsWith('.sol'))) contracts[relative(REPO, path)] = codeLines(ts, await readFile(path, 'utf8'));
-  const scheme = await filesIn(SCHEME_DIR, (n) => n.endsWith('.ts') && !NOT_COUNTED.test(n));
+  for (const path of await filesIn(contractsDir, (n) => n.endsWith('.sol'))) contracts[relative(repo, path)] = codeLines(ts, await readFile(path, 'utf8'));
+  const scheme = await filesIn(schemeDir, (n) => n.endsWith('.ts') && !NOT_COUNTED.test(n));
   const name = (p: string) => p.split(sep).pop() ?? '';
   const protocol = scheme.filter((p) => !ADAPTER.test(name(p)) && !BENCH.test(name(p)));
-  const inScheme = (p: string) => p.startsWith(SCHEME_DIR + sep);
+  const inScheme = (p: string) => p.startsWith(schemeDir + sep);
   const dependent = [...(await closure(ts, protocol))].filter((p) => !inScheme(p));
   const counted = new Set([...scheme, ...dependent]);
-  const host = [...(await closure(ts, [HOST_ENTRY]))].filter((p) => !counted.has(p) && !inScheme(p));
+  const host = [...(await closure(ts, [hostEntry]))].filter((p) => !counted.has(p) && !inScheme(p));
   const solidity = Object.values(contracts);
   const rows: LocRow[] = [
     { component: 'protocol: the scheme\'s pure files (trusted app, records, session)', language: 'TypeScript', ...(await count(ts, protocol)) },

@@ -44,7 +44,7 @@ export interface ChainBenchOptions {
 }
 
 /** A full run: the paper's 50 runs, the figure to docs/. */
-const FULL: ChainBenchOptions = { runs: PAPER.runs, warmup: 2, deploys: 20, floorIterations: 200, floorBudgetMs: 500, commitIterations: 200, svgPath: FIGURE3_SVG_PATH };
+const FULL: ChainBenchOptions = { runs: PAPER.runs, warmup: 2, deploys: PAPER.runs, floorIterations: 200, floorBudgetMs: 500, commitIterations: 200, svgPath: FIGURE3_SVG_PATH };
 /** `--quick`: 3 runs, no figure. */
 const QUICK: ChainBenchOptions = { runs: 3, warmup: 1, deploys: 3, floorIterations: 10, floorBudgetMs: 40, commitIterations: 20, svgPath: undefined };
 
@@ -144,7 +144,7 @@ export async function benchChain(harness: BenchHarness, options: ChainBenchOptio
   const bytes = await sealedBytes(harness, payee.dir);
   const commit = { sealedBytes: bytes, latency: await harness.measureCommits([bytes], options.commitIterations) };
   harness.progress('Table I: counting lines');
-  const loc = await countLines();
+  const loc = await countLines(harness.repoDir);
 
   const table2 = table2Of(deploys, runs, CHAIN_CALLS);
   const gasOf = (name: string) => table2.find((r) => r.name === name)?.gas.median ?? Number.NaN;

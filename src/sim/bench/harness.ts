@@ -22,8 +22,9 @@ import { CryptoMeter } from './meter.ts';
 import { openBenchNode } from './node.ts';
 import type { BenchHarness, BenchPlugin } from './plugin.ts';
 
-/** The repository's docs folder, where figures go. */
-const DOCS_DIR = fileURLToPath(new URL('../../../docs/', import.meta.url));
+/** The repository's root, and its docs folder, where figures go. */
+const REPO_DIR = fileURLToPath(new URL('../../../', import.meta.url));
+const DOCS_DIR = join(REPO_DIR, 'docs');
 
 /** What seals the bank's chain key of a bench chain (a throwaway key in a temporary folder). */
 const BENCH_CHAIN_PASSPHRASE = 'tally bench chain, a throwaway key';
@@ -50,6 +51,7 @@ export function makeHarness(options: RunOptions): { harness: BenchHarness; close
   const harness: BenchHarness = {
     machine: thisMachine(),
     quick: options.quick,
+    repoDir: REPO_DIR,
     env: options.env,
     provider: nodeProvider,
     postgresUrl,

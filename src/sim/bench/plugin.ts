@@ -44,6 +44,8 @@ export interface BenchHarness {
   readonly machine: Machine;
   /** True for `--quick`. */
   readonly quick: boolean;
+  /** The repository's root folder, for a bench that reads the tree itself (lines of code). */
+  readonly repoDir: string;
   /** The environment, for a bench's own settings beyond `--quick`. */
   readonly env: Readonly<Record<string, string | undefined>>;
   /** The provider the isolated secure elements and the node use (node:crypto). */
