@@ -8,9 +8,9 @@ import { PAPER, type Figure3Row, type Operation } from './bench-report.ts';
 /** Where a full run writes the figure (the docs folder). */
 export const FIGURE3_SVG_PATH = 'chain-figure3.svg';
 
-const WIDTH = 760;
+const WIDTH = 880;
 const HEIGHT = 470;
-const PAD = { left: 64, right: 190, top: 60, bottom: 56 };
+const PAD = { left: 64, right: 260, top: 60, bottom: 56 };
 const COLOURS: Readonly<Record<Exclude<Operation, 'P2 exchange'>, string>> = { P1: '#3b4cc0', P2: '#b4043a', P3: '#1b9e77', P4: '#d95f02', P5: '#7570b3' };
 const NAMES: Readonly<Record<Exclude<Operation, 'P2 exchange'>, string>> = { P1: 'P1 open', P2: 'P2 transfer', P3: 'P3 upload + finalize (3)', P4: 'P4 withdraw + recharge', P5: 'P5 logout + finalize + clean' };
 
