@@ -36,7 +36,9 @@ export interface Sent {
 /** An on-chain account of the bench that sends transactions. */
 export type Sender = PrivateKeyAccount;
 
+/** Bytes as viem's 0x-prefixed hex. */
 export const hexOf = (bytes: Uint8Array): Hex => `0x${toHex(bytes)}`;
+/** viem's 0x-prefixed hex as bytes. */
 export const bytesOf = (hex: Hex): Uint8Array => fromHex(hex.slice(2));
 
 /** A fresh account with gas. */

@@ -27,10 +27,12 @@ import { paymentHash } from './typed-data.ts';
 
 /** The commands whose floor is measured (the payer's unless named). */
 export const FLOOR_COMMANDS = ['open', 'deposit', 'transfer', 'receive', 'pay', 'onchainUpdate', 'finalize', 'finalize (payee)', 'withdraw', 'logout', 'finalize (closed)', 'clean'] as const;
+/** A command whose floor is measured. */
 export type FloorCommand = (typeof FLOOR_COMMANDS)[number];
 
 /** Primitives the metering provider does not see. */
 export const UNMETERED_PRIMITIVES = ['ecrecover', 'derive', 'address', 'secpKeyCheck', 'edKeyCheck', 'sha256', 'keccak'] as const;
+/** A primitive the meter does not see. */
 export type UnmeteredPrimitive = (typeof UNMETERED_PRIMITIVES)[number];
 type Counts = Partial<Record<UnmeteredPrimitive, number>>;
 

@@ -32,10 +32,12 @@ export const UPLOAD_SIZES = [1, 3, 5] as const;
 
 /** The trusted-app commands timed in each run (ms each). */
 export const TA_COMMANDS = ['open', 'deposit', 'transfer', 'receive', 'pay', 'exchange', 'onchainUpdate', 'finalize', 'finalize (payee)', 'withdraw', 'recharge', 'logout', 'finalize (closed)', 'clean'] as const;
+/** A trusted-app command timed in each run. */
 export type TaCommand = (typeof TA_COMMANDS)[number];
 
 /** The transactions timed in each run. */
 export const CHAIN_CALLS = ['deposit (first of an account)', 'deposit (next)', 'reconcile 1 (first upload: binds)', 'reconcile 1', 'reconcile 3', 'reconcile 5', 'withdrawal', 'closing', 'freeze'] as const;
+/** A transaction timed in each run. */
 export type ChainCall = (typeof CHAIN_CALLS)[number];
 
 /** What the lifecycle runs on. */
@@ -68,7 +70,7 @@ async function timed<T>(run: () => Promise<T>): Promise<{ value: T; ms: number }
   return { value, ms: performance.now() - start };
 }
 
-function expect(reconciled: Reconciled, what: string, counts: Readonly<Record<string, number>>): void {
+function expectEvents(reconciled: Reconciled, what: string, counts: Readonly<Record<string, number>>): void {
   for (const [name, count] of Object.entries(counts)) {
     const seen = reconciled.events.filter((e) => e === name).length;
     if (seen !== count) throw new Error(`${what}: expected ${count} ${name} event(s), the chain answered ${reconciled.events.join(', ')}`);
@@ -110,7 +112,7 @@ async function pay(stage: Stage, count: number): Promise<{ transfer: number; rec
 async function settle(stage: Stage, account: Uint8Array, what: string, events: Readonly<Record<string, number>>) {
   const upload = await timed(() => stage.payer.se.call('onchainUpdate', {}));
   const reconciled = await reconcile(stage.chain, stage.deployment, stage.relayer, upload.value);
-  expect(reconciled, what, events);
+  expectEvents(reconciled, what, events);
   const statement = await statementFor(stage, account, upload.value);
   const mine = await timed(() => stage.payer.se.call('finalize', { statement }));
   return { upload, reconciled, items: upload.value.items.length, finalize: mine, statementPayee: () => statementFor(stage, stage.payeeAccount, upload.value) };
@@ -134,9 +136,9 @@ async function freeze(stage: Stage): Promise<Sent> {
     return { account: address, items: [{ txOff }], signature: broken.enclave.sign(signingInput(stage.deployment.domain, digest)) };
   };
   // A withdrawal of 1 from an account holding nothing on chain: verified, so it binds, and waits.
-  expect(await reconcile(stage.chain, stage.deployment, stage.relayer, upload(0n, 1n, PAYMENT_KIND.withdrawal)), 'the broken TEE binding its account', { Bound: 1, Recorded: 1 });
+  expectEvents(await reconcile(stage.chain, stage.deployment, stage.relayer, upload(0n, 1n, PAYMENT_KIND.withdrawal)), 'the broken TEE binding its account', { Bound: 1, Recorded: 1 });
   const frozen = await reconcile(stage.chain, stage.deployment, stage.relayer, upload(1n, 2n, PAYMENT_KIND.withdrawal));
-  expect(frozen, 'the freeze', { Frozen: 1, Reconciled: 0 });
+  expectEvents(frozen, 'the freeze', { Frozen: 1, Reconciled: 0 });
   return frozen.sent;
 }
 

@@ -78,13 +78,14 @@ export interface Table2Row {
 
 /** The five operations of Figure 3 (and the whole exchange beside P2). */
 export const OPERATIONS = ['P1', 'P2', 'P2 exchange', 'P3', 'P4', 'P5'] as const;
+/** One of Figure 3's operations. */
 export type Operation = (typeof OPERATIONS)[number];
 
 /** Each operation: what it is in the paper and in Tally, and the commands it adds up. */
 export const OPERATION_OF: Readonly<Record<Operation, { readonly paper: string; readonly ours: string; readonly commands: readonly (TaCommand & FloorCommand)[]; readonly commits: number }>> = {
   P1: { paper: 'account initialisation: the key pair and the account state (Algorithm 2)', ours: '`open` (provisioning, once per device, not included)', commands: ['open'], commits: 1 },
   P2: { paper: 'offline transaction, the TEE alone', ours: "`transfer` on the payer's TA", commands: ['transfer'], commits: 1 },
-  'P2 exchange': { paper: '(not timed: the paper leaves out the other TEE and the link)', ours: "`transfer` + the payee's `receive` + the payer's `pay`", commands: ['transfer', 'receive', 'pay'], commits: 3 },
+  'P2 exchange': { paper: 'not timed (it times the payer\'s TEE alone)', ours: "`transfer` + the payee's `receive` + the payer's `pay`", commands: ['transfer', 'receive', 'pay'], commits: 3 },
   P3: { paper: 'upload verification and update of 3 transactions', ours: '`onchainUpdate` of 3 items + `finalize` of their statement', commands: ['onchainUpdate', 'finalize'], commits: 1 },
   P4: { paper: 'dynamic balance exchange (recharge/withdrawal)', ours: '`withdraw` + `deposit` of a second deposit (recharge)', commands: ['withdraw', 'deposit'], commits: 2 },
   P5: { paper: 'offline account logout', ours: '`logout` + `finalize` of the closed statement + `clean`', commands: ['logout', 'finalize (closed)', 'clean'], commits: 3 },
@@ -195,7 +196,7 @@ export function formatChainReport(report: ChainBenchReport): string {
     );
   }
   lines.push('', 'What each operation is:', '');
-  for (const op of Object.keys(OPERATION_OF) as Operation[]) lines.push(`- ${op}: the paper's ${OPERATION_OF[op].paper}; ours ${OPERATION_OF[op].ours}.`);
+  for (const op of Object.keys(OPERATION_OF) as Operation[]) lines.push(`- ${op}: in the paper, ${OPERATION_OF[op].paper}; ours, ${OPERATION_OF[op].ours}.`);
 
   const fl = report.floor;
   lines.push(
