@@ -96,6 +96,8 @@ test('bench chain --quick: Table II on anvil, Figure 3 between isolated TAs over
 
   for (const shown of ['| reconcile 3 | 551,844 |', '| P3 | 50 |', '| receive |', 'Table I', 'online contract, Solidity: 215', 'Gas per payment beyond the first']) assert.ok(out.text.includes(shown), `the report shows ${shown}`);
   assert.equal(report.svgPath, undefined, 'a quick run writes no figure');
+  // `npm run bench -- chain --json` prints the report with JSON.stringify: no bigint may be left in it.
+  assert.doesNotThrow(() => JSON.stringify(out.json));
   assert.ok(performance.now() - started < 90_000, 'the quick pass stays quick');
 });
 
