@@ -107,3 +107,25 @@ test('the metering provider counts by phase only while armed, and replays what i
   assert.deepEqual(measured.counts.byPhase.one, { signs: 0, verifies: 1 });
   assert.throws(() => measured.replay.once(), /failed to verify on replay/);
 });
+
+test('harness.chain() starts an embedded anvil with the bank funded, and the run\'s end stops it', async () => {
+  let rpcUrl = '';
+  const chainBench: BenchPlugin<null, { chainId: number; bankWei: string }> = {
+    name: 'chain-service',
+    paper: 'Tally',
+    reproduces: 'nothing',
+    parameters: { quick: null, full: null },
+    async run(harness) {
+      const chain = await harness.chain();
+      rpcUrl = chain.rpcUrl;
+      assert.equal(chain.embedded, true);
+      const bankWei = await chain.publicClient.getBalance({ address: chain.bankAddress });
+      assert.ok(bankWei > 0n, 'the bank has gas');
+      return { report: { chainId: chain.chainId, bankWei: bankWei.toString() }, text: '', ratios: [] };
+    },
+  };
+  const out = await runBench(chainBench, { quick: true, ...quiet });
+  assert.equal((out.json.report as { chainId: number }).chainId, 31337);
+  // Stopped: the endpoint no longer answers.
+  await assert.rejects(fetch(rpcUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }) }));
+});

@@ -12,6 +12,8 @@ import { InProcessHost } from '../../secure-element/host.ts';
 import { IsolatedHost } from '../../secure-element/host-isolated.ts';
 import type { SecureElement } from '../../secure-element/secure-element.ts';
 import { FileStorage } from '../../secure-element/storage-file.ts';
+import { openChainService } from '../../issuer/chain/service.ts';
+import { identityDir } from '../../issuer/identity/layout.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { nodeSealing } from '../../providers/node-sealing.ts';
 import { machineLine, noiseWarnings, thisMachine, type Machine } from './machine.ts';
@@ -20,8 +22,12 @@ import { CryptoMeter } from './meter.ts';
 import { openBenchNode } from './node.ts';
 import type { BenchHarness, BenchPlugin } from './plugin.ts';
 
-/** The repository's docs folder, where figures go. */
-const DOCS_DIR = fileURLToPath(new URL('../../../docs/', import.meta.url));
+/** The repository's root, and its docs folder, where figures go. */
+const REPO_DIR = fileURLToPath(new URL('../../../', import.meta.url));
+const DOCS_DIR = join(REPO_DIR, 'docs');
+
+/** What seals the bank's chain key of a bench chain (a throwaway key in a temporary folder). */
+const BENCH_CHAIN_PASSPHRASE = 'tally bench chain, a throwaway key';
 
 /** What a finished run prints. */
 export interface BenchOutput {
@@ -45,6 +51,7 @@ export function makeHarness(options: RunOptions): { harness: BenchHarness; close
   const harness: BenchHarness = {
     machine: thisMachine(),
     quick: options.quick,
+    repoDir: REPO_DIR,
     env: options.env,
     provider: nodeProvider,
     postgresUrl,
@@ -65,6 +72,14 @@ export function makeHarness(options: RunOptions): { harness: BenchHarness; close
       };
       closers.push(stop);
       return { ...node, stop };
+    },
+    async chain() {
+      const dataDir = await harness.tempDir('chain');
+      // The bank's chain key lives in the data folder's identity, which a bare folder lacks.
+      await mkdir(identityDir(dataDir), { recursive: true, mode: 0o700 });
+      const { service } = await openChainService({ dataDir, passphrase: BENCH_CHAIN_PASSPHRASE, provider: nodeProvider, log: options.progress });
+      closers.push(() => service.close());
+      return service;
     },
     async startElement(element) {
       const host = await IsolatedHost.start({

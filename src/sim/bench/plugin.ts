@@ -12,10 +12,12 @@ import type { Machine, FloorRatio } from './machine.ts';
 import type { CryptoMeter } from './meter.ts';
 import type { Latency } from './stats.ts';
 import type { BenchNode, BenchNodeOptions } from './node.ts';
+import type { ChainService } from '../../issuer/plugin.ts';
 
 export type { Machine, FloorRatio } from './machine.ts';
 export { CryptoMeter, Replay, type CryptoCounts, type Metered, type PhaseCounts } from './meter.ts';
 export type { BenchNode, BenchNodeOptions, BenchOem, BenchUser } from './node.ts';
+export type { ChainService } from '../../issuer/plugin.ts';
 export { CountingStream } from './counting-stream.ts';
 /** The TCP transport, for benches that time a link over loopback. */
 export { connectTcp, listenTcp, type TcpServer } from '../../channel/tcp.ts';
@@ -42,6 +44,8 @@ export interface BenchHarness {
   readonly machine: Machine;
   /** True for `--quick`. */
   readonly quick: boolean;
+  /** The repository's root folder, for a bench that reads the tree itself (lines of code). */
+  readonly repoDir: string;
   /** The environment, for a bench's own settings beyond `--quick`. */
   readonly env: Readonly<Record<string, string | undefined>>;
   /** The provider the isolated secure elements and the node use (node:crypto). */
@@ -56,6 +60,12 @@ export interface BenchHarness {
   tempDir(name: string): Promise<string>;
   /** Opens an issuer node serving `options.schemes` over HTTP on loopback (PGlite unless PostgreSQL is asked for). */
   openNode(options: BenchNodeOptions): Promise<BenchNode>;
+  /**
+   * Starts an Ethereum chain of the run's own: the node's chain service over an embedded anvil in a
+   * temporary folder (instant mining, the central bank's account funded for gas), stopped when the
+   * run ends. Each call starts another.
+   */
+  chain(): Promise<ChainService>;
   /** Starts a secure element in its own process (file counter), as wallets run it. */
   startElement<S, C extends CommandTable<S>>(options: ElementOptions<S, C> & { readonly location: AppLocation }): Promise<SecureElement<C>>;
   /** Starts a secure element in this process whose keys sign and verify through `provider` (a meter's, to count). */
