@@ -15,7 +15,10 @@ import { fromHex, toHex } from '../../core/bytes.ts';
 import type { ChainService } from '../../sim/bench/plugin.ts';
 import { offlineAccountsAbi, offlineAccountsBytecode, tallyTokenAbi, tallyTokenBytecode } from './contracts.generated.ts';
 import type { PaymentState, SignedAck, TxOff } from './messages.ts';
-import { SIGNATURE_BYTES, type Domain } from './typed-data.ts';
+import type { Domain } from './typed-data.ts';
+import { compactSignature, uploadItem, type UploadItem } from './upload.ts';
+
+export { compactSignature, type UploadItem };
 
 /** The token's minor digits (EUR). */
 export const TOKEN_DECIMALS = 2;
@@ -132,64 +135,9 @@ export interface TaUpload {
   readonly signature: Uint8Array;
 }
 
-/** One item of `reconcile`'s calldata (OfflineAccounts' UploadItem). */
-export interface UploadItem {
-  payer: Address;
-  payee: Address;
-  amount: bigint;
-  counter: bigint;
-  tGen: bigint;
-  kind: number;
-  enclave: Address;
-  stateBalance: bigint;
-  attR: Hex;
-  attVS: Hex;
-  payerR: Hex;
-  payerVS: Hex;
-  ack: number;
-  ackR: Hex;
-  ackVS: Hex;
-}
-
-const ZERO_WORD: Hex = `0x${'00'.repeat(32)}`;
-
-/**
- * A 65-byte `r ‖ s ‖ v` signature as EIP-2098's compact pair: r, and `yParity << 255 | s` (s is low,
- * so its top bit is free). @throws RangeError for another length or v
- */
-export function compactSignature(signature: Uint8Array): { r: Hex; vs: Hex } {
-  if (signature.length !== SIGNATURE_BYTES) throw new RangeError(`signature: expected ${SIGNATURE_BYTES} bytes, got ${signature.length}`);
-  const v = signature[64] as number;
-  if (v !== 27 && v !== 28) throw new RangeError(`signature: v must be 27 or 28, got ${v}`);
-  const vs = signature.slice(32, 64);
-  if (((vs[0] as number) & 0x80) !== 0) throw new RangeError('signature: s is not low');
-  if (v === 28) vs[0] = (vs[0] as number) | 0x80;
-  return { r: hexOf(signature.subarray(0, 32)), vs: hexOf(vs) };
-}
-
 /** One upload item of the trusted app as the contract takes it. */
 export function toUploadItem(item: TaUpload['items'][number]): UploadItem {
-  const { payment } = item.txOff;
-  const att = compactSignature(item.txOff.attestation);
-  const payer = compactSignature(item.txOff.signature);
-  const ack = item.ack === undefined ? { r: ZERO_WORD, vs: ZERO_WORD } : compactSignature(item.ack.signature);
-  return {
-    payer: hexOf(payment.payer),
-    payee: hexOf(payment.payee),
-    amount: payment.amount,
-    counter: payment.counter,
-    tGen: payment.tGen,
-    kind: payment.kind,
-    enclave: hexOf(payment.enclave),
-    stateBalance: item.txOff.stateBalance,
-    attR: att.r,
-    attVS: att.vs,
-    payerR: payer.r,
-    payerVS: payer.vs,
-    ack: item.ack === undefined ? 0 : item.ack.ok ? 1 : 2,
-    ackR: ack.r,
-    ackVS: ack.vs,
-  };
+  return uploadItem(item.txOff, item.ack);
 }
 
 /** The event names of a receipt of the contract, in order. */

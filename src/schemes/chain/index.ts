@@ -16,4 +16,5 @@ export const chain: Scheme = {
   node: async () => (await import('./node.ts')).chainNodePart,
   wallet: { trustedApps: [{ scheme: 'chain', description: 'chain-tee trusted app (the enclave program), software build', ...CHAIN_TA_BUILD }] },
   cli: chainCli,
+  bench: async (use) => use((await import('./bench.ts')).chainBench),
 };

@@ -38,6 +38,7 @@ export function compactSignature(signature: Uint8Array): { r: Hex; vs: Hex } {
   const v = signature[64] as number;
   if (v !== 27 && v !== 28) throw new RangeError(`signature: v must be 27 or 28, got ${v}`);
   const vs = signature.slice(32, 64);
+  if (((vs[0] as number) & 0x80) !== 0) throw new RangeError('signature: s is not low');
   if (v === 28) vs[0] = (vs[0] as number) | 0x80;
   return { r: hex(signature.subarray(0, 32)), vs: hex(vs) };
 }
