@@ -94,6 +94,24 @@ export async function session(payer: ChainWallet, payee: ChainWallet, amount: st
   return { payer: payerEnd, payee: await payeeEnd };
 }
 
+/**
+ * Runs `around` in place of this process's next request whose path starts with `path` (`go` sends
+ * it as it was); every other request, and every later one, goes through. Answers the undo.
+ */
+export function onceFetching(path: string, around: (go: () => Promise<Response>) => Promise<Response>): () => void {
+  const real = globalThis.fetch;
+  let used = false;
+  globalThis.fetch = (input, init) => {
+    const url = new URL(typeof input === 'string' ? input : input instanceof URL ? input.href : input.url);
+    if (used || !url.pathname.startsWith(path)) return real(input, init);
+    used = true;
+    return around(() => real(input, init));
+  };
+  return () => {
+    globalThis.fetch = real;
+  };
+}
+
 /** A node with the chain-tee part on its embedded anvil, an OEM, and wallets in one home. */
 export class ChainWorld {
   readonly wallets = new Map<string, ChainWallet>();
