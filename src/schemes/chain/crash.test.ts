@@ -74,6 +74,11 @@ describe('chain-tee with secure elements killed mid-commit', { timeout: 600_000 
   });
 
   test('a sync whose finalize the TEE was killed in is finished by the next sync: the chain takes the upload again as a duplicate', async () => {
+    // bob holds money on chain, so that his payments to alice are applied at her first upload (not owed until his).
+    const first = await session(world.w('alice'), world.w('bob'), '5.00');
+    assert.ok(!(first.payer instanceof Error) && first.payer.credited, String(first.payer));
+    world.move('alice', 'bob', 500n);
+    await world.assertConserved('before the syncs cut');
     for (const point of CRASH_POINTS) {
       const [alice, bob] = [world.w('alice'), world.w('bob')];
       // alice holds a payment she made and one she received when her sync is cut.
