@@ -2,8 +2,8 @@
  * chain-tee with the chain itself killed: the node's embedded anvil SIGKILLed at the worst moments
  * of a wallet's deposit and reconciliation, and the node started again on the same data folder
  * (anvil reloads its state file, which it rewrites every ANVIL_STATE_INTERVAL_S):
- * - just after the TEE credited a deposit: the node signed its receipt only once the block was in
- *   the state file, so the chain still has it;
+ * - just after the TEE credited a deposit, or a wallet was created: the node answered only once
+ *   the block was in the state file, so the chain still has the deposit and the enclave;
  * - after a reconcile transaction was mined and before the node's statement, with the block saved
  *   (the upload again is a duplicate on chain) and lost (the upload again applies it);
  * - while the node waited for a deposit's block to reach the state file, the block lost: no receipt
@@ -13,6 +13,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { getAddress } from 'viem';
+import { toHex } from '../../core/bytes.ts';
 import { ChainWorld, onceFetching, session } from './crash-fixtures.ts';
 import { offlineAccountsAbi } from './contracts.generated.ts';
 import { accountOnChain, tokenBalance } from './wallet-chain.ts';
@@ -143,5 +145,23 @@ describe('chain-tee with the embedded chain killed', { timeout: 600_000 }, () =>
     assert.equal(await tokenBalance(fresh.clients, fresh.info.contracts, wallet), tokens - 1_000n, 'the tokens left the wallet once');
     assert.equal((await again.status()).balance, world.expected.get('alice'), 'the TEE credited it once');
     await world.assertConserved('a deposit lost while its receipt waited');
+  });
+
+  test('a wallet created just before anvil is SIGKILLed keeps its enclave on chain: its first upload as a payer freezes nobody', async () => {
+    await world.cli('wallet', 'create', 'carol', '--scheme', 'chain');
+    await world.killAnvil();
+    world.expected.set('carol', 0n);
+    await world.restartNode();
+    const carol = world.w('carol');
+    const { info, clients } = await carol.chain();
+    const enclave = getAddress(`0x${toHex((await carol.status()).enclave)}`);
+    assert.equal(await clients.publicClient.readContract({ address: info.contracts.contract, abi: offlineAccountsAbi, functionName: 'registered', args: [enclave] }), true, 'the chain still has the enclave');
+    for (const [payer, payee, amount] of [['alice', 'carol', 200n], ['carol', 'bob', 100n]] as const) {
+      const paid = await session(world.w(payer), world.w(payee), `${amount / 100n}.00`);
+      assert.ok(!(paid.payer instanceof Error) && paid.payer.credited, String(paid.payer));
+      world.move(payer, payee, amount);
+    }
+    await world.assertConserved('a wallet created, then the chain killed');
+    assert.equal((await carol.status()).status, 'open', 'carol is not frozen');
   });
 });
