@@ -6,7 +6,8 @@
 import { z } from '@hono/zod-openapi';
 import type { Address, Hex } from 'viem';
 import { fromHex, toHex } from '../../core/bytes.ts';
-import { ANVIL_STATE_INTERVAL_S, requireChain, type ChainService, type IssuerServices } from '../../issuer/plugin.ts';
+import { TallyError } from '../../core/errors.ts';
+import { ANVIL_STATE_INTERVAL_S, requireChain, toChainError, type ChainService, type IssuerServices } from '../../issuer/plugin.ts';
 import { CHAIN_SCHEME } from './messages.ts';
 
 /** How long a recorded payment waits before its payer may void it (seconds): payees upload within it. */
@@ -28,13 +29,23 @@ export interface Deployment {
  * The embedded anvil keeps its chain in a file it rewrites every ANVIL_STATE_INTERVAL_S: a block
  * younger than that may be lost if anvil is killed. A TEE acts on a receipt for good (it credits,
  * it frees what it would otherwise upload again), so the node signs one only for a block old
- * enough to be in the file: it waits out the interval after the block's second.
+ * enough to be in the file: it waits out the interval after the block's second, then reads the
+ * block again. anvil dumps only while it runs: one killed during the wait may have lost the block
+ * (the node, started again, would read a chain without what the TEE credited); one that still
+ * answers with the same block has dumped it since.
+ * @throws TallyError CHAIN_UNREACHABLE when the chain no longer answers with the block
  */
-export async function durable(chain: ChainService, blockTimestampS: bigint): Promise<void> {
+export async function durable(chain: ChainService, block: { number: bigint; hash: Hex | null; timestamp: bigint }): Promise<void> {
   if (!chain.embedded) return;
-  const safeMs = (Number(blockTimestampS) + ANVIL_STATE_INTERVAL_S + 1) * 1000;
+  const safeMs = (Number(block.timestamp) + ANVIL_STATE_INTERVAL_S + 1) * 1000;
   const waitMs = safeMs - Date.now();
   if (waitMs > 0) await new Promise((resolve) => setTimeout(resolve, Math.min(waitMs, 5_000)));
+  const again = await chain.publicClient.getBlock({ blockNumber: block.number }).catch((e: unknown) => {
+    throw toChainError(e, { what: `reading block ${block.number} again before signing for it`, rpcUrl: chain.publicRpcUrl });
+  });
+  if (again.hash !== block.hash) {
+    throw new TallyError('CHAIN_UNREACHABLE', `block ${block.number} is no longer the chain's (the embedded anvil lost it): nothing is signed for it`, { url: chain.publicRpcUrl, reason: 'block lost' });
+  }
 }
 
 const deployments = new WeakMap<IssuerServices, Deployment>();

@@ -10,7 +10,7 @@ import { ethereumAddress } from '../../core/crypto/ethereum.ts';
 import { errorBody, idempotent, isSubjectRevoked, json, keyIdHex, refusal, requireUser, validBody, type IssuerEnv, type IssuerServices } from '../../issuer/plugin.ts';
 import { offlineAccountsAbi } from './contracts.generated.ts';
 import { CHAIN_SCHEME } from './messages.ts';
-import { answer, bytesOf, chainOf, hex32, hexAddress } from './node-common.ts';
+import { answer, bytesOf, chainOf, durable, hex32, hexAddress } from './node-common.ts';
 
 const enclaveBody = z.strictObject({ device: keyIdHex });
 
@@ -44,7 +44,13 @@ export function registerEnclaves(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
       if (transaction === undefined) {
         // A retry after the chain took the registration but the row was not written finds it registered.
         const registered = await chain.publicClient.readContract({ address: deployment.contract, abi: offlineAccountsAbi, functionName: 'registered', args: [enclave] });
-        transaction = registered ? new Uint8Array(32) : bytesOf((await chain.write({ address: deployment.contract, abi: offlineAccountsAbi, functionName: 'registerEnclave', args: [enclave] })).transactionHash);
+        if (registered) transaction = new Uint8Array(32);
+        else {
+          const receipt = await chain.write({ address: deployment.contract, abi: offlineAccountsAbi, functionName: 'registerEnclave', args: [enclave] });
+          // Answered only once a killed anvil cannot lose it: an enclave the chain forgot would freeze its account at the first upload.
+          await durable(chain, await chain.publicClient.getBlock({ blockNumber: receipt.blockNumber }));
+          transaction = bytesOf(receipt.transactionHash);
+        }
         await tx.query('INSERT INTO chain_enclaves (chain_id, device_key_id, enclave, registered_tx, registered_at) VALUES ($1, $2, $3, $4, $5)', [
           deployment.chainId,
           body.device,

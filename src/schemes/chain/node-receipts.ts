@@ -56,7 +56,7 @@ export function registerReceipts(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
     const logs = parseEventLogs({ abi: offlineAccountsAbi, logs: receipt.logs, eventName: 'Deposited' }).filter((l) => l.address.toLowerCase() === deployment.contract.toLowerCase());
     if (logs.length === 0) throw new ApiProblem('NOT_FOUND', `transaction ${hash} made no deposit into an offline account`);
     const block = await chain.publicClient.getBlock({ blockNumber: receipt.blockNumber });
-    await durable(chain, block.timestamp);
+    await durable(chain, block);
     const signer = services.identity.issuerNode.signer;
     const deposits = logs.map((log) => {
       const body = {
@@ -80,7 +80,7 @@ export function registerReceipts(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
     const { chain, deployment } = chainOf(services);
     const read = { address: deployment.contract, abi: offlineAccountsAbi } as const;
     const block = await chain.publicClient.getBlock();
-    await durable(chain, block.timestamp);
+    await durable(chain, block);
     const at = { blockNumber: block.number };
     const account = body.account as Address;
     const [balance, , status] = await chain.publicClient.readContract({ ...read, functionName: 'accountOf', args: [account], ...at });

@@ -10,7 +10,7 @@ import { openLink, type Link } from '../../channel/link.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { runPayee, runPayer, type PayeeRole, type PayerRole } from './session.ts';
-import { fund, makeWallet, NOW, pki, type Wallet } from './ta-fixtures.ts';
+import { fund, makeWallet, NOW, pki, statement, type Wallet } from './ta-fixtures.ts';
 import { payeeRole, payerRole } from './wallet-link.ts';
 
 const SESSION = new Uint8Array(64).fill(5);
@@ -109,6 +109,32 @@ test('a link cut after the payee credited, before its ack_win arrived: no money 
   const [again] = await session(payer(alice), payee(bob), 500n);
   assert.ok(again.status === 'fulfilled' && again.value.resent === 1);
   assert.deepEqual([(await status(alice)).balance, (await status(alice)).pending, (await status(bob)).balance], [7_000n, 0n, 3_000n]);
+});
+
+test('a held payment the payee settled on chain and forgot gets no ack: the next payment goes through, the chain frees the held one', async () => {
+  const [alice, bob] = await Promise.all([makeWallet('alice'), makeWallet('bob')]);
+  await fund(alice, 10_000n);
+  const [p, q] = links();
+  let settled: Uint8Array = new Uint8Array();
+  const cut: PayeeRole = {
+    ...payee(bob),
+    async receive(txOff, expect) {
+      const answer = await payee(bob).receive(txOff, expect);
+      settled = answer.ack.payment;
+      q.close();
+      return answer;
+    },
+  };
+  await Promise.allSettled([runPayer(p, null, payer(alice), STEP), runPayee(q, 2_500n, cut, STEP)]);
+  // Bob uploads it first: the chain applies it, his TEE frees it and keeps only Alice's counter.
+  await bob.se.call('finalize', { statement: statement(bob.account, [{ payment: settled, state: 'applied' }]) });
+  const [again, got] = await session(payer(alice), payee(bob), 500n);
+  assert.ok(again.status === 'fulfilled' && again.value.resent === 0, String(again.status === 'rejected' && again.reason));
+  assert.ok(got.status === 'fulfilled' && got.value.credited);
+  assert.deepEqual([(await status(alice)).balance, (await status(alice)).pending, (await status(bob)).balance], [7_000n, 2_500n, 3_000n]);
+  // Alice's statement frees it: applied, so nothing comes back.
+  await alice.se.call('finalize', { statement: statement(alice.account, [{ payment: settled, state: 'applied' }]) });
+  assert.deepEqual([(await status(alice)).balance, (await status(alice)).pending], [7_000n, 0n]);
 });
 
 test('a link cut before anything was signed moves nothing', async () => {

@@ -8,7 +8,8 @@
  *   Q → P  acks    one ack for each (ack_win, or ack_fail)
  *   P → Q  done
  * A payment whose ack is lost stays held by the payer's TEE and is sent again at the next session
- * with the same payee (answered with the same ack, credited once) or settled by the chain. This
+ * with the same payee (answered with the same ack, credited once) or settled by the chain; one the
+ * payee's TEE no longer knows (the chain settled it) gets no ack and waits for the chain. This
  * file orders the messages and bounds every wait; the roles (the trusted apps, through the wallet)
  * do the checking. Pure.
  */
@@ -70,8 +71,14 @@ export interface PayerRole {
 export interface PayeeRole {
   /** The account, bound by the enclave key to this session. */
   show(): Promise<PayeeShown>;
-  /** Answers a `tx_off`: credits it (ack_win) if it checks and its amount is `expect` (null: any, for a payment sent again), else ack_fail. */
+  /** Answers a `tx_off`: credits it (ack_win) if it checks and its amount is `expect` (null: any), else ack_fail. */
   receive(txOff: TxOff, expect: bigint | null): Promise<{ ack: SignedAck; credited: boolean }>;
+  /**
+   * Answers a payment sent again (its ack was lost): the ack given before, or given now if it never
+   * arrived; null when the TEE neither credits nor declines it, having forgotten it once the chain
+   * settled it (the payer's TEE holds it until the chain's statement frees it).
+   */
+  resent(txOff: TxOff): Promise<SignedAck | null>;
 }
 
 /** Timing. */
@@ -159,7 +166,11 @@ export async function runPayee(link: Link, amount: bigint, role: PayeeRole, opti
   const pay = await receive('pay', 'the payment');
   const resent = await orFail(link, 'payee', async () => {
     const acks: SignedAck[] = [];
-    for (const earlier of pay.resend) acks.push((await role.receive(earlier, null)).ack);
+    for (const earlier of pay.resend) {
+      // One the payee no longer knows must not end the session: the new payment goes on, the chain settles the old one.
+      const ack = await role.resent(earlier);
+      if (ack !== null) acks.push(ack);
+    }
     return acks;
   });
   const answer = await orFail(link, 'payee', () => role.receive(pay.txOff, amount));

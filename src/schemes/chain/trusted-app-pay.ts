@@ -19,11 +19,15 @@ import { ADDRESS_BYTES, PAYMENT_KIND, paymentHash, UINT128_MAX } from './typed-d
 const amount = bigint({ min: 1n, max: UINT128_MAX });
 const address = bytes({ length: ADDRESS_BYTES });
 
+/** The oldest `T_gen` (Unix seconds) whose payer's counter the TA still remembers: the drift bound before its clock. */
+function seenHorizon(state: ChainState): bigint | null {
+  return state.params === undefined ? null : BigInt(Math.floor(state.clock / 1000) - state.params.driftS);
+}
+
 /** Forgets the payers whose last payment is older than the drift bound of the TA's clock (such a `tx_off` is refused as stale). */
 export function pruneSeen(state: ChainState): ChainState['seen'] {
-  if (state.params === undefined) return state.seen;
-  const oldest = BigInt(Math.floor(state.clock / 1000) - state.params.driftS);
-  return state.seen.filter((s) => s.tGen >= oldest);
+  const oldest = seenHorizon(state);
+  return oldest === null ? state.seen : state.seen.filter((s) => s.tGen >= oldest);
 }
 
 /** Records a payer's counter as seen. @throws Refused CHAIN_STORAGE_FULL */
@@ -34,13 +38,19 @@ function see(state: ChainState, txOff: TxOff): ChainState['seen'] {
   return [...others, { payer, counter, tGen }];
 }
 
-/** The checks before a payee's TEE looks at the signatures: its own account, a payment, not seen, room to keep it. */
+/** The checks before a payee's TEE looks at the signatures: its own account, a payment, not seen, not older than what it remembers, room to keep it. */
 function precheck(state: ChainState, r: Ready, txOff: TxOff): void {
   const { payment } = txOff;
   if (!equalBytes(payment.payee, r.account.address)) refuse('CHAIN_NOT_PAYEE', 'this payment is for another account');
   if (payment.kind !== PAYMENT_KIND.payment) refuse('CHAIN_TX_INVALID', 'not an offline payment');
   const last = state.seen.find((s) => equalBytes(s.payer, payment.payer));
   if (last !== undefined && payment.counter <= last.counter) refuse('CHAIN_REPLAYED', 'this payer’s counter was already used here: a replayed tx_off is never credited twice');
+  // Older than what `seen` remembers: this TA may have credited it and, once the chain settled it,
+  // forgotten it. An ack_fail now would give the payer back what this account was paid (and get
+  // this account frozen for two acks): it neither credits nor declines it. The payer's TEE keeps it
+  // held until the chain settles it (applied, or voided after the window).
+  const horizon = seenHorizon(state);
+  if (horizon !== null && payment.tGen < horizon) refuse('CHAIN_TX_STALE', 'this payment is older than the payers this TA remembers: it may have been taken here already, so the chain settles it');
   if (state.incoming.length >= INCOMING_MAX) refuse('CHAIN_STORAGE_FULL', 'the TA holds as many received payments as it can: reconcile first');
 }
 

@@ -12,7 +12,7 @@ import { nodeProvider } from '../../providers/node-crypto.ts';
 import type { TxOff } from './messages.ts';
 import { encodeCertificate, issueCertificate } from '../../pki/certificate.ts';
 import { hierarchy, T0 } from '../../pki/test-fixtures.ts';
-import { CHAIN_ID, CONTRACT, fund, makeWallet, NOW, paramsFor, statement, type Wallet } from './ta-fixtures.ts';
+import { CHAIN_ID, CONTRACT, DRIFT_S, fund, makeWallet, NOW, paramsFor, statement, type Wallet } from './ta-fixtures.ts';
 import { buildAck, buildTxOff } from './tx-off.ts';
 import { paymentHash, type Payment } from './typed-data.ts';
 
@@ -192,6 +192,27 @@ describe('attacks of section III-B, refused with nothing changed', () => {
     await refused(bob.se.call('receive', { txOff: first.txOff, now: NOW }), 'CHAIN_REPLAYED');
     await refused(bob.se.call('receive', { txOff: second.txOff, now: NOW }), 'CHAIN_REPLAYED');
     assert.equal((await snapshot(bob)).balance, 300n);
+  });
+
+  test('a tx_off older than the payers the TEE remembers is neither credited nor declined: it may have been taken and forgotten', async () => {
+    const [alice, bob] = await Promise.all([makeWallet('alice'), makeWallet('bob')]);
+    await fund(alice, 1_000n);
+    // Bob credits the first; its ack_win never reaches Alice. The second never reaches Bob.
+    const { txOff, answer } = await pay(alice, bob, 100n);
+    const lost = (await alice.se.call('transfer', { payee: bob.account, amount: 50n, now: NOW })).txOff;
+    // The chain settles the first; Bob's clock passes the drift bound, and he forgets Alice's counter.
+    const later = NOW + 2 * DRIFT_S * 1000;
+    await bob.se.call('setParams', { params: paramsFor({ block: 2n, at: later }) });
+    await bob.se.call('finalize', { statement: statement(bob.account, [{ payment: answer.ack.payment, state: 'applied' }]) });
+    const before = await snapshot(bob);
+    assert.deepEqual([before.incoming, before.balance], [0, 100n]);
+    // An ack_fail would give Alice back what Bob was paid (and freeze Bob for two acks on chain).
+    for (const old of [txOff, lost]) {
+      await refused(bob.se.call('receive', { txOff: old, now: later }), 'CHAIN_TX_STALE');
+      await refused(bob.se.call('reject', { txOff: old, now: later }), 'CHAIN_TX_STALE');
+    }
+    assert.deepEqual(await snapshot(bob), before);
+    assert.equal((await snapshot(alice)).pending, 150n, 'Alice holds both until the chain settles them');
   });
 
   test('an ack from anyone but the payee proves nothing (a relay answering for the payee)', async () => {

@@ -4,7 +4,7 @@
  * the upload its TEE signed (`reconciliation`). The wallet pays the gas; the contract checks
  * everything the TEE signed, so who submits does not matter.
  */
-import { parseEventLogs, type Address, type Hash, type Hex, type TransactionReceipt } from 'viem';
+import { parseEventLogs, TransactionNotFoundError, type Address, type Hash, type Hex, type TransactionReceipt } from 'viem';
 import { writeContract, type ChainClients } from '../../wallet/plugin.ts';
 import { offlineAccountsAbi, tallyTokenAbi } from './contracts.generated.ts';
 import type { UploadItem } from './upload.ts';
@@ -24,6 +24,17 @@ export async function tokenBalance(clients: Pick<ChainClients, 'publicClient'>, 
 export async function accountOnChain(clients: Pick<ChainClients, 'publicClient'>, contracts: Contracts, account: Address): Promise<{ balance: bigint; deposits: bigint; status: number }> {
   const [balance, deposits, status] = await clients.publicClient.readContract({ address: contracts.contract, abi: offlineAccountsAbi, functionName: 'accountOf', args: [account] });
   return { balance, deposits, status };
+}
+
+/** Whether the chain knows transaction `hash`, mined or waiting to be (a dev chain killed before it saved its latest blocks forgets them). */
+export async function transactionKnown(clients: Pick<ChainClients, 'publicClient'>, hash: Hash): Promise<boolean> {
+  try {
+    await clients.publicClient.getTransaction({ hash });
+    return true;
+  } catch (e) {
+    if (e instanceof TransactionNotFoundError) return false;
+    throw e;
+  }
 }
 
 /**

@@ -6,13 +6,19 @@
 import { equalBytes } from '../../core/bytes.ts';
 import { ethereumAddress } from '../../core/crypto/ethereum.ts';
 import type { CryptoProvider } from '../../core/crypto/suite.ts';
-import { TallyError } from '../../core/errors.ts';
+import { isTallyError, TallyError } from '../../core/errors.ts';
 import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
 import { verifyChain } from '../../pki/chain.ts';
 import type { SecureElement } from '../../secure-element/secure-element.ts';
 import { bindingBodyCodec, BINDING_TAG, checkSigned, type SignedAck, type TxOff } from './messages.ts';
 import type { PayeeRole, PayeeShown, PayerRole } from './session.ts';
 import type { chainTrustedApp } from './trusted-app.ts';
+
+/**
+ * The TEE's refusals of a payment sent again that it took before and forgot once the chain settled
+ * it (its counter is still remembered), or may have (it is older than the counters remembered).
+ */
+const FORGOTTEN: ReadonlySet<string> = new Set(['CHAIN_REPLAYED', 'CHAIN_TX_STALE']);
 
 /** The chain-tee secure element as the wallet drives it (in-process or isolated: the same calls). */
 export type ChainSe = SecureElement<typeof chainTrustedApp.commands>;
@@ -67,6 +73,14 @@ export function payeeRole(se: ChainSe, options: { session: Uint8Array; now(): nu
       }
       const answer = await se.call('receive', { txOff, now: options.now() });
       return { ack: answer.ack, credited: answer.credited };
+    },
+    async resent(txOff: TxOff) {
+      try {
+        return (await se.call('receive', { txOff, now: options.now() })).ack;
+      } catch (e) {
+        if (isTallyError(e, 'SE_REJECTED') && FORGOTTEN.has(String(e.details.reason))) return null;
+        throw e;
+      }
     },
   };
 }

@@ -9,7 +9,7 @@
  * - `withdraw` and `close` (logout): the TEE signs the pay-out, a sync settles it, `clean` after;
  * - `pay` / `receive`: the offline transfer over TCP with the secure session (session.ts).
  */
-import { getAddress, type Address, type Hex } from 'viem';
+import { getAddress, type Address, type Hash, type Hex } from 'viem';
 import { fromHex, toHex } from '../../core/bytes.ts';
 import { randomBytes } from '../../core/crypto/hash.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
@@ -38,7 +38,7 @@ import { CHAIN_LINK_PROLOGUE, CHAIN_LINK_SCHEME, failureCode, runPayee, runPayer
 import type { ChainState } from './trusted-app.ts';
 import { statementQuery, uploadItem } from './upload.ts';
 import { CHAIN_FORMAT, CHAIN_TA, cbor, chainInfo, depositsAnswer, onChainKey, paramsAnswer, provisionDevice, statementAnswer, type ChainCommands, type ChainInfo, type ChainStep, type DepositStep } from './wallet-base.ts';
-import { accountOnChain, depositOnChain, reconcileOnChain, tokenBalance } from './wallet-chain.ts';
+import { accountOnChain, depositOnChain, reconcileOnChain, tokenBalance, transactionKnown } from './wallet-chain.ts';
 import { payeeRole, payerRole } from './wallet-link.ts';
 
 export type { ChainStep } from './wallet-base.ts';
@@ -203,11 +203,14 @@ export class ChainWallet extends WalletShell<ChainStep, null, ChainState, ChainC
   private async runDeposit(step: DepositStep): Promise<string> {
     const { info, clients } = await this.chain();
     const account = await this.account();
-    if (step.transaction === undefined) {
-      const onChain = await accountOnChain(clients, info.contracts, account);
-      // More deposits on chain than before the step: it landed before a crash; credit, do not send again.
-      if (onChain.deposits <= BigInt(step.before)) await this.ensureGas();
-      if (onChain.deposits <= BigInt(step.before)) step.transaction = await depositOnChain(clients, info.contracts, account, BigInt(step.amount));
+    const onChain = await accountOnChain(clients, info.contracts, account);
+    // More deposits on chain than before the step: it landed, perhaps before a crash; credit, do not
+    // send again. None more: never sent, or sent and mined and then lost by a dev chain killed
+    // before it saved the block (the chain no longer knows the transaction): sent now.
+    const landed = onChain.deposits > BigInt(step.before);
+    if (!landed && (step.transaction === undefined || !(await transactionKnown(clients, step.transaction as Hash)))) {
+      await this.ensureGas();
+      step.transaction = await depositOnChain(clients, info.contracts, account, BigInt(step.amount));
       await this.update(step);
     }
     await this.creditDeposits();
