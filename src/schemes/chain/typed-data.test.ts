@@ -6,6 +6,7 @@ import { fromHex, toHex } from '../../core/bytes.ts';
 import { ethereumAddress } from '../../core/crypto/ethereum.ts';
 import { signerFromSecret, suiteFor } from '../../core/crypto/suite.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
+import { CHAIN_TYPES } from './upload-fixtures.ts';
 import {
   ackHash,
   attestationOf,
@@ -23,32 +24,7 @@ const hex = (b: Uint8Array): Hex => `0x${toHex(b)}`;
 const contract = fromHex('5fbdb2315678afecb367f032d93f642f64180aa3');
 const domain: Domain = { chainId: 31337n, contract };
 const viemDomain = { name: 'Tally chain-tee', version: '1', chainId: 31337, verifyingContract: hex(contract) } as const;
-const types = {
-  State: [
-    { name: 'account', type: 'address' },
-    { name: 'counter', type: 'uint64' },
-    { name: 'balance', type: 'uint128' },
-  ],
-  Payment: [
-    { name: 'payer', type: 'address' },
-    { name: 'payee', type: 'address' },
-    { name: 'amount', type: 'uint128' },
-    { name: 'counter', type: 'uint64' },
-    { name: 'tGen', type: 'uint64' },
-    { name: 'kind', type: 'uint8' },
-    { name: 'enclave', type: 'address' },
-    { name: 'attestation', type: 'bytes32' },
-  ],
-  Ack: [
-    { name: 'payment', type: 'bytes32' },
-    { name: 'payee', type: 'address' },
-    { name: 'ok', type: 'bool' },
-  ],
-  Upload: [
-    { name: 'account', type: 'address' },
-    { name: 'items', type: 'bytes32' },
-  ],
-} as const;
+const types = CHAIN_TYPES;
 
 const suite = suiteFor(nodeProvider, 'secp256k1');
 const payerKey = signerFromSecret(suite, fromHex('11'.repeat(32)));

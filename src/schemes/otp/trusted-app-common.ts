@@ -4,7 +4,6 @@
  */
 import { equalBytes } from '../../core/bytes.ts';
 import type { Signer } from '../../core/crypto/suite.ts';
-import { isTallyError } from '../../core/errors.ts';
 import { reject, type CommandResult, type TrustedEnv } from '../../secure-element/trusted-app.ts';
 import type { CoinClass } from './coin.ts';
 import type { ClassEntry } from './messages.ts';
@@ -18,30 +17,8 @@ export function deviceKey(env: TrustedEnv): Signer {
   return env.signer(TA_KEY_LABEL);
 }
 
-/** A command's refusal raised deep in a loop; `guarded` turns it into the command's rejection. */
-export class Refused extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-/** Refuses the running command with `code`. */
-export function refuse(code: string, message: string): never {
-  throw new Refused(code, message);
-}
-
-/** Runs a command body; a refusal or TallyError it throws becomes the rejection (nothing is written). */
-export function guarded<S, O>(run: () => CommandResult<S, O>): CommandResult<S, O> {
-  try {
-    return run();
-  } catch (e) {
-    if (e instanceof Refused || isTallyError(e)) return reject(e.code, e.message);
-    throw e;
-  }
-}
+// The refusal helpers are the secure element's, shared by every trusted app.
+export { guarded, refuse, Refused } from '../../secure-element/trusted-app.ts';
 
 /** The class entry of `classId` in the TA's parameters. */
 export function entryOf(state: OtpState, classId: Uint8Array): ClassEntry | undefined {
