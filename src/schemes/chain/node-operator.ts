@@ -10,7 +10,7 @@ import type { Address } from 'viem';
 import { isTallyError } from '../../core/errors.ts';
 import { amountText, errorBody, formatMinor, idempotent, json, parseAmount, requireOperator, requireUser, validBody, type IssuerEnv, type IssuerServices, type SchemeAudit } from '../../issuer/plugin.ts';
 import { offlineAccountsAbi, tallyTokenAbi } from './contracts.generated.ts';
-import { addressText, answer, bytesOf, chainOf } from './node-common.ts';
+import { addressText, answer, bytesOf, chainOf, durable } from './node-common.ts';
 
 const mintBody = z.strictObject({ to: addressText, amount: amountText });
 
@@ -58,6 +58,9 @@ export function registerOperator(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
     const to = body.to as Address;
     return idempotent(services, c, 'chain/mint', 'operator', async (tx) => {
       const receipt = await chain.write({ address: deployment.token, abi: tallyTokenAbi, functionName: 'mint', args: [to, amount.minor] });
+      // Recorded only once the mint is in the embedded chain's state file (else the records would
+      // count a mint a killed anvil lost, and the audit's supply would fall short of them).
+      await durable(chain, await chain.publicClient.getBlock({ blockNumber: receipt.blockNumber }));
       await tx.query('INSERT INTO chain_mints (chain_id, tx, recipient, amount, minted_at) VALUES ($1, $2, $3, $4, $5)', [
         deployment.chainId,
         bytesOf(receipt.transactionHash),
