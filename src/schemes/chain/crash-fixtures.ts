@@ -197,6 +197,9 @@ export class ChainWorld {
   async assertConserved(label: string): Promise<void> {
     const names = [...this.expected.keys()];
     await Promise.all(names.map((name) => this.w(name).sync()));
+    // Syncs run side by side: a payee's upload may reach the chain before its payer's own incoming
+    // payments did, and then waits there (owed) for the next upload. A second round settles those.
+    await Promise.all(names.map((name) => this.w(name).sync()));
     let tokens = 0n;
     let offline = 0n;
     for (const name of names) {
