@@ -8,6 +8,7 @@
  * the node's audit (its chain part too) balances.
  */
 import assert from 'node:assert/strict';
+import { CRASH_POINTS } from '../../secure-element/secure-element.ts';
 import { copyFile, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -299,3 +300,10 @@ export class ChainWorld {
     return code;
   }
 }
+
+/**
+ * The crash points a run kills at. A commit is either not yet visible (killed before its rename) or
+ * visible (after it, rolled forward if the counter lags): the test suite's short pass kills once in
+ * each class (after-write, after-rename); TALLY_CRASH_CAMPAIGN=1 runs all four.
+ */
+export const RUN_CRASH_POINTS: readonly CrashPoint[] = process.env['TALLY_CRASH_CAMPAIGN'] === '1' ? CRASH_POINTS : ['after-write', 'after-rename'];

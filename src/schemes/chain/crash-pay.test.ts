@@ -10,8 +10,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { CRASH_POINTS, type CrashPoint } from '../../secure-element/secure-element.ts';
-import { ChainWorld, declining, killAt, session } from './crash-fixtures.ts';
+import type { CrashPoint } from '../../secure-element/secure-element.ts';
+import { ChainWorld, declining, killAt, RUN_CRASH_POINTS, session } from './crash-fixtures.ts';
 import { DRIFT_S } from './node-common.ts';
 
 /** The points at which the killed commit had already replaced the state: the command took effect. */
@@ -32,7 +32,7 @@ describe('chain-tee payments with secure elements killed mid-commit', { timeout:
   test('a payment killed in the payer’s transfer, pay or abort, or the payee’s receive, ends once at the next payment to the same payee', async () => {
     const cases: [payer: boolean, command: string][] = [[true, 'transfer'], [true, 'pay'], [true, 'abort'], [false, 'receive']];
     for (const [atPayer, command] of cases) {
-      for (const point of CRASH_POINTS) {
+      for (const point of RUN_CRASH_POINTS) {
         const label = `${atPayer ? 'payer' : 'payee'} ${command} at ${point}`;
         const [alice, bob] = [world.w('alice'), world.w('bob')];
         const start = { alice: await alice.status(), bob: await bob.status() };

@@ -12,8 +12,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { CRASH_POINTS, type CrashPoint } from '../../secure-element/secure-element.ts';
-import { ChainWorld, crashed, killAt, killDuring, minor, session } from './crash-fixtures.ts';
+import type { CrashPoint } from '../../secure-element/secure-element.ts';
+import { ChainWorld, crashed, killAt, killDuring, minor, RUN_CRASH_POINTS, session } from './crash-fixtures.ts';
 import { offlineAccountsAbi } from './contracts.generated.ts';
 import { accountOnChain, tokenBalance } from './wallet-chain.ts';
 import type { ChainWallet } from './wallet.ts';
@@ -38,7 +38,7 @@ describe('chain-tee with secure elements killed mid-commit', { timeout: 600_000 
   });
 
   test('a deposit whose credit the TEE was killed in is credited once when the wallet comes back, and never sent twice', async () => {
-    for (const [i, point] of CRASH_POINTS.entries()) {
+    for (const [i, point] of RUN_CRASH_POINTS.entries()) {
       const alice = world.w('alice');
       const { info, clients } = await alice.chain();
       const account = await alice.account();
@@ -79,7 +79,7 @@ describe('chain-tee with secure elements killed mid-commit', { timeout: 600_000 
     assert.ok(!(first.payer instanceof Error) && first.payer.credited, String(first.payer));
     world.move('alice', 'bob', 500n);
     await world.assertConserved('before the syncs cut');
-    for (const point of CRASH_POINTS) {
+    for (const point of RUN_CRASH_POINTS) {
       const [alice, bob] = [world.w('alice'), world.w('bob')];
       // alice holds a payment she made and one she received when her sync is cut.
       for (const [payer, payee, amount] of [[alice, bob, '1.50'], [bob, alice, '0.50']] as const) {

@@ -20,7 +20,10 @@ after(() => closeTestTemplates());
 
 const status = (c: { se: { call(name: 'status', input: Record<string, never>): Promise<{ balance: bigint; pending: bigint; status: string; outgoing: number; incoming: number }> } }) => c.se.call('status', {});
 
-for (const backend of testBackends()) {
+// The chain holds the money here; the node's SQL keeps only deployments, enclaves and mints. One
+// backend covers it: PostgreSQL when the suite has it (as CI does), else PGlite.
+const ready = testBackends().filter((b) => !b.skip);
+for (const backend of [ready.find((b) => b.kind === 'postgres') ?? ready[0]].filter((b) => b !== undefined)) {
   describe(`chain-tee on the node (${backend.kind})`, { skip: backend.skip }, () => {
     test('deposit, offline payments with redistribution, reconciliation, withdrawal and closing: the chain agrees with the TEEs, the audit balances', async () => {
       const n = await chainNode(backend);
