@@ -3,6 +3,7 @@
  * the kind of message (`"tally/ops/payment/v1"`), so no signature can pass for another kind.
  */
 import { encodeCbor } from '../cbor.ts';
+import type { Codec } from '../codec.ts';
 import { TallyError } from '../errors.ts';
 import { suiteFor, type CryptoProvider, type PublicKey, type Signer } from './suite.ts';
 
@@ -38,4 +39,20 @@ export function requireRecordSignature(
   if (!verifyRecord(provider, publicKey, tag, record, signature)) {
     throw new TallyError('SIGNATURE_INVALID', `signature over ${tag} does not verify`, { tag });
   }
+}
+
+/** A body checked by its codec and signed under a tag (either side of a scheme's signed records). */
+export function signedWith<B>(codec: Codec<B>, signer: Signer, tag: string, body: NoInfer<B>): { body: B; signature: Uint8Array } {
+  const checked = codec.decode(body, tag);
+  return { body: checked, signature: signRecord(signer, tag, checked) };
+}
+
+/**
+ * Checks a signed record against its signer's key and answers its body, decoded.
+ * @throws TallyError DECODE_FAILED, SIGNATURE_INVALID
+ */
+export function checkSignedWith<B>(provider: CryptoProvider, key: PublicKey, codec: Codec<B>, tag: string, value: { body: unknown; signature: Uint8Array }): B {
+  const body = codec.decode(value.body, tag);
+  requireRecordSignature(provider, key, tag, body, value.signature);
+  return body;
 }

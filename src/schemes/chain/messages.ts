@@ -7,8 +7,6 @@
  * Pure: codecs, signing and checking.
  */
 import { array, bigint, boolean, bytes, oneOf, record, refine, text, uint, type Codec, type Infer } from '../../core/codec.ts';
-import { requireRecordSignature, signRecord } from '../../core/crypto/record.ts';
-import type { CryptoProvider, PublicKey, Signer } from '../../core/crypto/suite.ts';
 import { timestampMs } from '../../core/fields.ts';
 import { ADDRESS_BYTES, PAYMENT_KIND, SIGNATURE_BYTES, UINT128_MAX, UINT64_MAX, type Payment, type PaymentKind } from './typed-data.ts';
 
@@ -130,21 +128,8 @@ export type Statement = Infer<typeof statementCodec>;
 export const bindingCodec = signedCodec(bindingBodyCodec);
 export type Binding = Infer<typeof bindingCodec>;
 
-/** Signs a body under a tag. */
-export function signed<B>(codec: Codec<B>, signer: Signer, tag: string, body: NoInfer<B>): { body: B; signature: Uint8Array } {
-  const checked = codec.decode(body, tag);
-  return { body: checked, signature: signRecord(signer, tag, checked) };
-}
-
-/**
- * Checks a signed record against its signer's key and answers its body, decoded.
- * @throws TallyError DECODE_FAILED, SIGNATURE_INVALID
- */
-export function checkSigned<B>(provider: CryptoProvider, key: PublicKey, codec: Codec<B>, tag: string, value: { body: unknown; signature: Uint8Array }): B {
-  const body = codec.decode(value.body, tag);
-  requireRecordSignature(provider, key, tag, body, value.signature);
-  return body;
-}
+// Signing and checking are the core's, shared by every scheme's signed records.
+export { checkSignedWith as checkSigned, signedWith as signed } from '../../core/crypto/record.ts';
 
 /** True for a payment to an offline account (the others go to on-chain addresses). */
 export function isOffline(payment: Payment): boolean {

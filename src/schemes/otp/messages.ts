@@ -7,9 +7,7 @@
  *
  * Pure: codecs, signing and checking.
  */
-import { array, bytes, oneOf, record, text, type Codec, type Infer } from '../../core/codec.ts';
-import { requireRecordSignature, signRecord } from '../../core/crypto/record.ts';
-import type { CryptoProvider, PublicKey, Signer } from '../../core/crypto/suite.ts';
+import { array, bytes, oneOf, record, text, type Infer } from '../../core/codec.ts';
 import { decimalText, timestampMs } from '../../core/fields.ts';
 import { MESSAGE_PREFIX_LENGTH } from './blind-rsa.ts';
 import { coinClassCodec, coinCodec, CLASS_ID_BYTES, SERIAL_BYTES } from './coin.ts';
@@ -127,18 +125,5 @@ export type SettledBody = Infer<typeof settledBodyCodec>;
 export const settledCodec = record({ body: settledBodyCodec, signature });
 export type Settled = Infer<typeof settledCodec>;
 
-/** Signs a body under a tag (either side). */
-export function signed<B>(codec: Codec<B>, signer: Signer, tag: string, body: NoInfer<B>): { body: B; signature: Uint8Array } {
-  const checked = codec.decode(body, tag);
-  return { body: checked, signature: signRecord(signer, tag, checked) };
-}
-
-/**
- * Checks a signed record against its signer's key and answers its body, decoded.
- * @throws TallyError DECODE_FAILED, SIGNATURE_INVALID
- */
-export function checkSigned<B>(provider: CryptoProvider, key: PublicKey, codec: Codec<B>, tag: string, value: { body: unknown; signature: Uint8Array }): B {
-  const body = codec.decode(value.body, tag);
-  requireRecordSignature(provider, key, tag, body, value.signature);
-  return body;
-}
+// Signing and checking are the core's, shared by every scheme's signed records.
+export { checkSignedWith as checkSigned, signedWith as signed } from '../../core/crypto/record.ts';
