@@ -7,7 +7,7 @@
  * with the bytes on the wire each way of the link and the CPU time the payment took in this process
  * and in the secure elements' own processes.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { openSecureLink } from '../../channel/index.ts';
 import { CountingStream, connectTcp, type TcpServer } from '../../sim/bench/plugin.ts';
@@ -60,25 +60,9 @@ export function processCpuMs(pid: number): number {
   return Number.isFinite(utime) && Number.isFinite(stime) ? ((utime + stime) * 1000) / CLOCK_TICKS : 0;
 }
 
-function cpuNow(pids: readonly number[]): { bench: number; elements: Map<number, number> } {
+function cpuNow(pids: readonly number[]): { bench: number; elements: number } {
   const own = process.cpuUsage();
-  // A process whose /proc entry cannot be read (it ended) is left out, not counted as 0: its
-  // difference would come out negative.
-  const elements = new Map<number, number>();
-  for (const pid of pids) {
-    if (existsSync(`/proc/${pid}/stat`)) elements.set(pid, processCpuMs(pid));
-  }
-  return { bench: (own.user + own.system) / 1000, elements };
-}
-
-/** CPU the secure elements spent between two readings: only processes read both times. */
-function elementsSpent(before: Map<number, number>, after: Map<number, number>): number {
-  let spent = 0;
-  for (const [pid, ms] of after) {
-    const was = before.get(pid);
-    if (was !== undefined && ms >= was) spent += ms - was;
-  }
-  return spent;
+  return { bench: (own.user + own.system) / 1000, elements: pids.reduce((s, pid) => s + processCpuMs(pid), 0) };
 }
 
 /**
@@ -110,7 +94,7 @@ export async function payOnce(server: TcpServer, payer: Party, payee: Party, amo
       sessionMs: done - linked,
       handshakeBytes,
       sessionBytes: counter.totalBytes - handshakeBytes,
-      cpuMs: { bench: cpuAfter.bench - cpuBefore.bench, elements: elementsSpent(cpuBefore.elements, cpuAfter.elements) },
+      cpuMs: { bench: cpuAfter.bench - cpuBefore.bench, elements: cpuAfter.elements - cpuBefore.elements },
     };
   } finally {
     payerSide.link.close();

@@ -42,12 +42,9 @@ test('bench otp, minimal: two counts, both placements, every coin moved and depo
   assert.deepEqual(report.series.map((s) => s.series), ['isolated', 'in-process']);
   for (const s of report.series) {
     assert.deepEqual(s.rows.map((r) => [r.count, r.seconds.n]), counts.map((c) => [c, reps]));
-    // Time and CPU of one payment of 2 and one of 8 coins on a shared machine may fall either way (a
-    // garbage collection is worth more than six coins): their slopes are measured by the full
-    // benchmark; here they must be numbers, and the bytes, counted exactly, carry the check.
-    assert.ok(Number.isFinite(s.time.slope), `${s.series}: ${s.time.slope} s per OTP`);
+    assert.ok(s.time.slope > 0, `${s.series}: ${s.time.slope} s per OTP`);
     assert.ok(s.bytes.slope > 1000, `${s.series}: ${s.bytes.slope} bytes per OTP`);
-    assert.ok(Number.isFinite(s.cpu.slope), `${s.series}: ${s.cpu.slope} ms CPU per OTP`);
+    assert.ok(s.cpu.slope > 0, `${s.series}: ${s.cpu.slope} ms CPU per OTP`);
     assert.ok(Number.isFinite(s.floorRatio) && s.floorRatio > 0);
   }
 
