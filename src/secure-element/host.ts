@@ -209,7 +209,7 @@ export class InProcessHost<S, C extends CommandTable<S>> implements SecureElemen
       return kept.output;
     }
 
-    const result = spec.run(this.state, input, makeEnv(this.options, this.keys));
+    const result = await spec.run(this.state, input, makeEnv(this.options, this.keys));
     if (!result.ok) {
       // The trusted app's own sentence: the command it ran is in the details, not in the message.
       throw new TallyError('SE_REJECTED', result.rejection.message, {

@@ -35,7 +35,8 @@ export interface CommandSpec<S, I, O> {
   readonly output: Codec<O>;
   /** A read-only command commits nothing and keeps no outbox copy (it must return the state unchanged). */
   readonly readOnly?: boolean;
-  run(state: S, input: I, env: TrustedEnv): CommandResult<S, O>;
+  /** Runs the command; a command whose cryptography is asynchronous (BBS proofs) answers a promise, still one command at a time. */
+  run(state: S, input: I, env: TrustedEnv): CommandResult<S, O> | Promise<CommandResult<S, O>>;
 }
 
 /** A table of commands by name (a table, not a switch). */
@@ -125,7 +126,20 @@ export function guarded<S, O>(run: () => CommandResult<S, O>): CommandResult<S, 
   try {
     return run();
   } catch (e) {
-    if (e instanceof Refused || isTallyError(e)) return reject(e.code, e.message);
-    throw e;
+    return rejection(e);
   }
+}
+
+/** guarded, for an asynchronous command body. */
+export async function guardedAsync<S, O>(run: () => Promise<CommandResult<S, O>>): Promise<CommandResult<S, O>> {
+  try {
+    return await run();
+  } catch (e) {
+    return rejection(e);
+  }
+}
+
+function rejection(e: unknown): CommandResult<never, never> {
+  if (e instanceof Refused || isTallyError(e)) return reject(e.code, e.message);
+  throw e;
 }
