@@ -2,6 +2,7 @@
  * The OPERA payment over a live link (paper Figure 4), run by each wallet app for its ODW. The link
  * is an anonymous Noise handshake (no certificate either way); its handshake hash binds the two
  * ODWs' anonymous proofs and salts their SEED. The wallet apps only carry what their ODWs say:
+ *   B → A   ask     the amount the payee asks (the payer's app pays it, or refuses what it did not expect)
  *   both    offer   Stage 1: ephemeral key and anonymous proof (in the clear)
  *   both    hello   Stage 1: sealed under the mount's SEED (SN, log)
  *   both    ready   the plan each ODW chose: a new transaction or the resumed one
@@ -13,6 +14,7 @@
 import { utf8 } from '../../core/bytes.ts';
 import { bytes, oneOf, taggedUnion, text } from '../../core/codec.ts';
 import { TallyError } from '../../core/errors.ts';
+import { decimalText } from '../../core/fields.ts';
 import type { Link } from '../../channel/link.ts';
 import { peerRefusal, refusalSentence, type RefusingSide } from '../../channel/peer-refusal.ts';
 import { CHAIN_BOX_MAX, HELLO_BOX_MAX, offerCodec, type Ending, type Offer, type Role } from './exchange.ts';
@@ -31,6 +33,7 @@ const failure = { code: text({ min: 1, max: 40, pattern: /^[A-Z][A-Z0-9_]*$/, de
 
 /** What either side sends. */
 export const operaMessageCodec = taggedUnion('kind', {
+  ask: { amount: decimalText({ digits: 19 }) },
   offer: { offer: offerCodec },
   hello: { hello: bytes({ max: HELLO_BOX_MAX }) },
   ready: { plan: oneOf(PLANS) },
@@ -49,7 +52,7 @@ export interface Odw {
 
 /** What a side asks of the session. */
 export interface SessionOptions {
-  /** The payer's amount (minor units); the payee's expected amount, if it names one. */
+  /** The payee's amount (minor units), asked of the payer; the payer's, if it names one (it refuses any other). */
   amount?: bigint | undefined;
   stepTimeoutMs?: number | undefined;
   /** Called after each step with the messages exchanged so far and the transaction's token count. */
@@ -67,19 +70,22 @@ export interface SessionOutcome {
   readonly count: number;
 }
 
+/** The code of a local failure (kept on this device). */
+export { localCode as failureCode } from '../../channel/peer-refusal.ts';
+
 function peerFailed(who: RefusingSide, f: { code: string; message: string }): TallyError<'PEER_REFUSED'> {
   return new TallyError('PEER_REFUSED', `the ${who} ended the payment: ${refusalSentence(who, f.code, f.message)} [${f.code}]`, { code: f.code });
 }
 
 /**
- * Runs one side of an OPERA payment on `link`.
+ * Runs one side of an OPERA payment on `link`: the payee asks `options.amount`.
  * @throws TallyError: the link's TIMEOUT / LINK_CLOSED / DECODE_FAILED, PEER_REFUSED, PAYMENT_INVALID,
  *   or what the ODW refused (SE_REJECTED); the log keeps how far the transaction got
  */
 export async function runOdw(link: Link, handshakeHash: Uint8Array, role: Role, odw: Odw, options: SessionOptions = {}): Promise<SessionOutcome> {
   const timeoutMs = options.stepTimeoutMs ?? SESSION_STEP_TIMEOUT_MS;
   const peer: RefusingSide = role === 'payer' ? 'payee' : 'payer';
-  const receive = async <K extends 'offer' | 'hello' | 'ready' | 'step'>(kind: K, what: string) => {
+  const receive = async <K extends 'ask' | 'offer' | 'hello' | 'ready' | 'step'>(kind: K, what: string) => {
     const m = await link.receive(operaMessageCodec, { timeoutMs, what });
     if (m.kind === 'failure') throw peerFailed(peer, m);
     if (m.kind !== kind) throw new TallyError('PAYMENT_INVALID', `expected ${what}, got a ${m.kind}`, { reason: 'protocol' });
@@ -98,7 +104,20 @@ export async function runOdw(link: Link, handshakeHash: Uint8Array, role: Role, 
     }
   };
 
-  const offer = await orFail(() => odw.mount(handshakeHash, role, role === 'payee' ? options.amount : undefined));
+  let amount = options.amount;
+  if (role === 'payee') {
+    if (amount === undefined) throw new RangeError('the payee asks for an amount');
+    link.send({ kind: 'ask', amount: amount.toString() });
+  } else {
+    const asked = BigInt((await receive('ask', 'the amount asked')).amount);
+    if (amount !== undefined && asked !== amount) {
+      await orFail(async () => {
+        throw new TallyError('PAYMENT_INVALID', `the payee asks for ${asked} minor units, not the ${amount} expected`, { reason: 'amount' });
+      });
+    }
+    amount = asked;
+  }
+  const offer = await orFail(() => odw.mount(handshakeHash, role, role === 'payee' ? amount : undefined));
   link.send({ kind: 'offer', offer });
   const theirs = await receive('offer', "the partner's proof");
   link.send({ kind: 'hello', hello: await orFail(() => odw.meet(theirs.offer)) });
@@ -114,7 +133,7 @@ export async function runOdw(link: Link, handshakeHash: Uint8Array, role: Role, 
   let steps = 0;
   let count = 0;
   if (role === 'payer') {
-    const first = await orFail(() => odw.begin(greeted.plan === 'new' ? options.amount : undefined));
+    const first = await orFail(() => odw.begin(greeted.plan === 'new' ? amount : undefined));
     link.send({ kind: 'step', box: first.box });
     count = first.count;
   }

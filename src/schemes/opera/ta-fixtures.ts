@@ -157,7 +157,7 @@ export async function balance(odw: { se: Caller } | Caller): Promise<bigint> {
 }
 
 /** Both sides of a payment over an in-memory link (faults on the payer's end, if given); each side's outcome or error. */
-export async function pay(payer: { se: Caller } | Caller, payee: { se: Caller } | Caller, amount: bigint, options: { faults?: FaultPlan; expect?: bigint; stepTimeoutMs?: number } = {}): Promise<[SessionOutcome | Error, SessionOutcome | Error]> {
+export async function pay(payer: { se: Caller } | Caller, payee: { se: Caller } | Caller, amount: bigint, options: { faults?: FaultPlan; /** The payer refuses any other amount than this. */ expect?: bigint; stepTimeoutMs?: number } = {}): Promise<[SessionOutcome | Error, SessionOutcome | Error]> {
   const [a, b] = memoryPair();
   const payerLink: Link = openLink(options.faults === undefined ? a : injectFaults(a, options.faults));
   const payeeLink: Link = openLink(b);
@@ -168,7 +168,7 @@ export async function pay(payer: { se: Caller } | Caller, payee: { se: Caller } 
       link.close();
       return e instanceof Error ? e : new Error(String(e));
     });
-  const outcomes = await Promise.all([run(payerLink, 'payer', caller(payer), amount), run(payeeLink, 'payee', caller(payee), options.expect)]);
+  const outcomes = await Promise.all([run(payerLink, 'payer', caller(payer), options.expect), run(payeeLink, 'payee', caller(payee), amount)]);
   payerLink.close();
   payeeLink.close();
   return outcomes;
