@@ -112,7 +112,7 @@ function checkPcr(pcr: number): void {
  * @throws TallyError TPM_TOOL_MISSING, TPM_TIMEOUT, TPM_COMMAND_FAILED
  * @throws RangeError for a PCR outside 0..23 or a digest of another length; TypeError when it is not bytes
  */
-export function extendMeasurement(tcti: string, pcr: number, digest32: Uint8Array, options: TpmCallOptions = {}): Promise<void> {
+export async function extendMeasurement(tcti: string, pcr: number, digest32: Uint8Array, options: TpmCallOptions = {}): Promise<void> {
   checkPcr(pcr);
   if (!(digest32 instanceof Uint8Array)) throw new TypeError('digest32: expected a Uint8Array');
   if (digest32.length !== PCR_VALUE_BYTES) throw new RangeError(`digest32: expected ${PCR_VALUE_BYTES} bytes, got ${digest32.length}`);
