@@ -47,7 +47,7 @@ export async function makerOf(oem: Oem, measurement: Uint8Array): Promise<{ publ
 
 /**
  * Runs the device's side and the OEM's side of the credential's issue.
- * @throws TallyError TPM_UNAVAILABLE without swtpm, TPM_QUOTE_INVALID when the quote does not check
+ * @throws TallyError TPM_TOOL_MISSING without swtpm, TPM_QUOTE_INVALID when the quote does not check
  */
 export async function obtainDeviceCredential(options: {
   dir: string;
@@ -58,7 +58,7 @@ export async function obtainDeviceCredential(options: {
   install: (issued: IssuedCredential) => Promise<void>;
 }): Promise<void> {
   if (!(await swtpmAvailable())) {
-    throw new TallyError('TPM_UNAVAILABLE', "this device's TPM is a software TPM, and swtpm is not installed: install the Debian packages swtpm swtpm-tools tpm2-tools", { reason: 'swtpm missing' });
+    throw new TallyError('TPM_TOOL_MISSING', "this device's TPM is a software TPM, and swtpm or tpm2-tools is not installed: install the Debian packages swtpm swtpm-tools tpm2-tools", { tool: 'swtpm' });
   }
   await mkdir(options.dir, { recursive: true, mode: 0o700 });
   const tpm = await startSwtpm({ stateDir: join(options.dir, 'state') });
@@ -71,7 +71,7 @@ export async function obtainDeviceCredential(options: {
     const quoted = await quote(tpm.tcti, options.dir, { pcrs: [ODW_PCR], qualifyingData: request.binding });
     // The OEM's side: the binding is recomputed from what it was shown, the quote checked against the build.
     const binding = credentialBinding(makerNonce, request.holder, request.boxKey);
-    if (!equalBytes(binding, request.binding)) throw new TallyError('TPM_QUOTE_INVALID', 'the credential request does not bind the OEM nonce', { field: 'nonce' });
+    if (!equalBytes(binding, request.binding)) throw new TallyError('TPM_QUOTE_INVALID', 'the credential request does not bind the OEM nonce', { field: 'nonce', reason: 'the binding is not the one the trusted app was asked for' });
     const reference = expectedPcrValue([options.measurement]);
     verifyQuote({ attest: quoted.attest, signature: quoted.signature, akPublicKey, nonce: binding, pcrs: [ODW_PCR], expectedPcrValues: [reference] });
     const maker = await credentialKeys(options.oem.credentialSeed);

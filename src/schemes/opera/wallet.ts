@@ -32,6 +32,7 @@ import type { Offer, Role } from './exchange.ts';
 import { chargeCodec, depositReceiptCodec, paramsCodec, settledCodec, type Params } from './messages.ts';
 import { failureCode, OPERA_LINK_PROLOGUE, OPERA_LINK_SCHEME, runOdw, type Odw, type SessionOutcome } from './session.ts';
 import type { OperaState } from './trusted-app.ts';
+import type { SecureElement } from '../../secure-element/secure-element.ts';
 import { cbor, chargeAnswer, depositAnswer, OPERA_FORMAT, OPERA_TA, paramsAnswer, provisionDevice, settleAnswer, type ChargeStep, type DepositStep, type OperaCommands, type OperaStep } from './wallet-base.ts';
 
 export type { OperaStep } from './wallet-base.ts';
@@ -42,7 +43,7 @@ function callId(stepId: string, command: string): Uint8Array {
 }
 
 /** Both sides of the link are anonymous: no certificate is shown or asked for; the ODWs prove themselves inside. */
-const LINK_SIDE: LinkSide = { prologue: OPERA_LINK_PROLOGUE, scheme: OPERA_LINK_SCHEME };
+export const LINK_SIDE: LinkSide = { prologue: OPERA_LINK_PROLOGUE, scheme: OPERA_LINK_SCHEME };
 
 /** What a link payment did. */
 export interface TransferResult {
@@ -54,6 +55,17 @@ export interface TransferResult {
   /** An interrupted transaction set in order at the start (its tokens came back, or it was found paid). */
   settled: 'paid' | 'returned' | null;
   offline: string;
+}
+
+/** The ODW as the session drives it: its trusted app's commands. */
+export function odwOf(se: SecureElement<OperaCommands>): Odw {
+  return {
+    mount: async (handshakeHash: Uint8Array, role: Role, expect: bigint | undefined): Promise<Offer> => (await se.call('mount', { handshakeHash, role, ...(expect === undefined ? {} : { expect }) })).offer,
+    meet: async (offer) => (await se.call('meet', { offer })).hello,
+    greet: (hello) => se.call('greet', { hello }),
+    begin: (amount) => se.call('begin', amount === undefined ? {} : { amount }),
+    step: (box) => se.call('step', { box }),
+  };
 }
 
 /** An open OPERA wallet. */
@@ -83,7 +95,7 @@ export class OperaWallet extends WalletShell<OperaStep, null, OperaState, OperaC
    * Creates a wallet: a user at the node, an isolated SE attested by the home's OEM and registered
    * as the user's device (scheme opera), the bank's key pinned, its parameters, and the anonymous
    * credential the OEM issues after checking a TPM quote of the ODW build.
-   * @throws TallyError WALLET_EXISTS, WALLET_UNSUPPORTED (no OEM enrolled), TPM_UNAVAILABLE, NODE_UNREACHABLE, NODE_REFUSED
+   * @throws TallyError WALLET_EXISTS, WALLET_UNSUPPORTED (no OEM enrolled), TPM_TOOL_MISSING, NODE_UNREACHABLE, NODE_REFUSED
    */
   static async create(options: { home: string; name: string; node: string; progress?: (line: string) => void }): Promise<OperaWallet> {
     await createWalletFolder<null>({ ...options, needsOem: true }, async ({ name, node, info, paths, oem, progress, registerUser }) => {
@@ -224,20 +236,10 @@ export class OperaWallet extends WalletShell<OperaStep, null, OperaState, OperaC
     return { settled: { outcome: out.outcome, credited: this.format(out.credited) } };
   }
 
-  private odw(se: Awaited<ReturnType<OperaWallet['se']>>): Odw {
-    return {
-      mount: async (handshakeHash: Uint8Array, role: Role, expect: bigint | undefined): Promise<Offer> => (await se.call('mount', { handshakeHash, role, ...(expect === undefined ? {} : { expect }) })).offer,
-      meet: async (offer) => (await se.call('meet', { offer })).hello,
-      greet: (hello) => se.call('greet', { hello }),
-      begin: (amount) => se.call('begin', amount === undefined ? {} : { amount }),
-      step: (box) => se.call('step', { box }),
-    };
-  }
-
   private async exchange(role: Role, link: Awaited<ReturnType<typeof connectLink>>, amount: bigint | undefined, timeoutMs: number): Promise<TransferResult> {
     const se = await this.se();
     const before = (await se.call('status', {})).balance;
-    const out: SessionOutcome = await runOdw(link.link, link.peer.handshakeHash, role, this.odw(se), { amount, stepTimeoutMs: timeoutMs });
+    const out: SessionOutcome = await runOdw(link.link, link.peer.handshakeHash, role, odwOf(se), { amount, stepTimeoutMs: timeoutMs });
     const after = (await se.call('status', {})).balance;
     // What moved in this session, whatever the plan: a resumed transaction moves its own amount.
     const moved = role === 'payer' ? before - after : after - before;
