@@ -77,6 +77,10 @@ export interface ErrorDetailMap {
   CHAIN_NO_GAS: { address: string };
   CHAIN_TIMEOUT: { what: string; timeoutMs: number };
   CHAIN_FAUCET_REFUSED: { rpcUrl: string };
+  OPERA_TOKEN_INVALID: { serial: string; reason: 'signature' | 'currency' | 'value' | 'repeated' };
+  OPERA_MOUNT_REFUSED: { reason: 'proof' | 'maker' | 'serial' | 'role' | 'state' };
+  OPERA_MESSAGE_INVALID: { reason: string };
+  OPERA_PENDING: { reason: string };
 }
 
 /** A stable error code: part of the public API, never renamed. */
@@ -201,6 +205,10 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   CHAIN_NO_GAS: true,
   CHAIN_TIMEOUT: true,
   CHAIN_FAUCET_REFUSED: true,
+  OPERA_TOKEN_INVALID: true,
+  OPERA_MOUNT_REFUSED: true,
+  OPERA_MESSAGE_INVALID: true,
+  OPERA_PENDING: true,
 };
 
 /** True for a code Tally defines. */
