@@ -1,0 +1,95 @@
+/**
+ * Each ODW request is answered once per nonce. The nonce an ODW draws and signs into a charge, a
+ * deposit or a settlement report is the request's idempotency key: the same request again (a
+ * retry after a lost answer, a duplicate, a concurrent copy) is answered with the stored answer and
+ * changes nothing; another request under the same nonce is refused. The answer is stored with the
+ * request's effects, in one transaction; a refusal stores nothing, so the ODW may send the same
+ * request again once the cause is gone (its holder's account is funded, say).
+ *
+ * The node's own idempotency store keeps answers of at most 64 KiB, which a charge of
+ * TOKENS_PER_MESSAGE_MAX tokens exceeds: the answers live here instead, keyed by what the device signed.
+ */
+import type { Context } from 'hono';
+import { assert } from '../../core/assert.ts';
+import { equalBytes, toHex } from '../../core/bytes.ts';
+import { encodeCbor } from '../../core/cbor.ts';
+import type { Codec } from '../../core/codec.ts';
+import { sha256 } from '../../core/crypto/hash.ts';
+import type { PublicKey } from '../../core/crypto/suite.ts';
+import { isTallyError } from '../../core/errors.ts';
+import { ApiProblem, requireUser, type Caller, type IssuerEnv, type IssuerServices, type JsonValue, type TransactionHandle } from '../../issuer/plugin.ts';
+import { checkSigned } from './messages.ts';
+import { ownOdw } from './node-common.ts';
+
+/** The kinds of ODW request answered once per nonce (their nonces are apart). */
+export type RequestKind = 'charge' | 'deposit' | 'settle';
+
+/** A device request whose signature checked, inside the transaction that claimed its nonce. */
+export interface DeviceCall<B> {
+  readonly tx: TransactionHandle;
+  readonly user: Extract<Caller, { kind: 'user' }>;
+  /** The ODW's key id and registered key. */
+  readonly device: string;
+  readonly key: PublicKey;
+  /** The request's body, as the ODW signed it. */
+  readonly body: B;
+}
+
+/** What a route hands over: the caller's ODW, and its signed request. */
+export interface SignedRequest<B> {
+  readonly kind: RequestKind;
+  readonly device: string;
+  readonly signed: { readonly body: unknown; readonly signature: Uint8Array };
+  readonly codec: Codec<B>;
+  readonly tag: string;
+}
+
+/**
+ * Runs `work` once per (device, kind, nonce) and answers its JSON, or the stored answer of the same
+ * request with `idempotent-replayed: true`. `work` throws ApiProblem to refuse: nothing is kept.
+ * @throws ApiProblem DEVICE_UNKNOWN, CERT_REVOKED, SIGNATURE_INVALID (not the ODW's signature), IDEMPOTENCY_CONFLICT (another request under the nonce); whatever `work` throws
+ */
+export async function answerOnce<B extends { nonce: Uint8Array }>(
+  services: IssuerServices,
+  c: Context<IssuerEnv>,
+  request: SignedRequest<B>,
+  work: (call: DeviceCall<B>) => Promise<{ [key: string]: JsonValue }>,
+): Promise<Response> {
+  const user = requireUser(c.get('caller'));
+  const { text, replayed } = await services.db.transaction(async (tx) => {
+    const key = await ownOdw(tx, request.device, user.keyId);
+    let body: B;
+    try {
+      body = checkSigned(services.provider, key, request.codec, request.tag, { body: request.signed.body, signature: request.signed.signature });
+    } catch (e) {
+      if (isTallyError(e)) throw new ApiProblem('SIGNATURE_INVALID', `the ${request.kind} request is not signed by device ${request.device}: ${e.message}`, {});
+      throw e;
+    }
+    // The digest covers the body, not the signature: an ODW whose suite signs with fresh randomness
+    // (ECDSA) may sign one request twice.
+    const digest = sha256(encodeCbor(body));
+    const at = new Date(services.now()).toISOString();
+    // The row comes first: a concurrent copy of this request waits here until this one commits.
+    const claimed = await tx.query(
+      'INSERT INTO opera_answers (device_key_id, kind, nonce, request_digest, at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING nonce',
+      [request.device, request.kind, body.nonce, digest, at],
+    );
+    if (claimed.rowCount === 0) {
+      const { rows } = await tx.query<{ request_digest: Uint8Array; answer: string | null }>(
+        'SELECT request_digest, answer FROM opera_answers WHERE device_key_id = $1 AND kind = $2 AND nonce = $3',
+        [request.device, request.kind, body.nonce],
+      );
+      const row = rows[0];
+      // The claiming transaction stores its answer before it commits, so a visible row is answered.
+      assert(row !== undefined && row.answer !== null, `the answer to ${request.kind} nonce ${toHex(body.nonce)} is claimed but not stored`);
+      if (!equalBytes(new Uint8Array(row.request_digest), digest)) {
+        throw new ApiProblem('IDEMPOTENCY_CONFLICT', `device ${request.device} used ${request.kind} nonce ${toHex(body.nonce)} for another request: draw a new nonce for a new request`, {});
+      }
+      return { text: row.answer, replayed: true };
+    }
+    const answered = JSON.stringify(await work({ tx, user, device: request.device, key, body }));
+    await tx.query('UPDATE opera_answers SET answer = $4 WHERE device_key_id = $1 AND kind = $2 AND nonce = $3', [request.device, request.kind, body.nonce, answered]);
+    return { text: answered, replayed: false };
+  });
+  return new Response(text, { status: 200, headers: { 'content-type': 'application/json', 'idempotent-replayed': replayed ? 'true' : 'false' } });
+}

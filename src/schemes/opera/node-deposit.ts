@@ -1,0 +1,130 @@
+/**
+ * `POST /v1/opera/deposit`: an ODW gives tokens back to the bank, which credits its holder's
+ * account with each token that carries the bank's signature and is still issued. A token whose
+ * serial was already deposited or refunded is a double spend: nothing is credited for it and a
+ * finding names both devices. A token that does not check, or whose serial the bank never issued, is
+ * refused. The receipt is signed by the bank and bound to the request's nonce.
+ */
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import { compareBytes, toBase64url, toHex } from '../../core/bytes.ts';
+import { encodeCbor } from '../../core/cbor.ts';
+import type { PublicKey } from '../../core/crypto/suite.ts';
+import { isTallyError } from '../../core/errors.ts';
+import { ApiProblem, base64urlOf, errorBody, formatMinor, json, keyIdHex, transfer, validBody, ROUTE_BODY_BYTES_MAX, type IssuerEnv, type IssuerServices, type RouteBodyLimit, type TransactionHandle } from '../../issuer/plugin.ts';
+import { DEPOSIT_RECEIPT_TAG, DEPOSIT_REQUEST_TAG, depositReceiptBodyCodec, depositRequestBodyCodec, depositRequestCodec, signed, type DepositOutcome } from './messages.ts';
+import { answerOnce } from './node-answers.ts';
+import { answer, decodeCborField, OPERA_FLOAT_ACCOUNT, TOKENS_REQUEST_BYTES_MAX, TOKENS_REQUEST_CHARS_MAX } from './node-common.ts';
+import { recordFinding } from './node-findings.ts';
+import { checkToken, type Token } from './token.ts';
+
+/** The deposit route takes up to TOKENS_PER_MESSAGE_MAX tokens: more than the node's default body. */
+export const DEPOSIT_BODY_LIMIT: RouteBodyLimit = { method: 'POST', path: '/deposit', bytesMax: ROUTE_BODY_BYTES_MAX };
+
+const depositBody = z.strictObject({
+  device: keyIdHex,
+  request: base64urlOf(TOKENS_REQUEST_CHARS_MAX).describe('base64url CBOR of a DepositRequest signed by the device'),
+});
+
+const depositRoute = createRoute({
+  method: 'post',
+  path: '/deposit',
+  description:
+    "Deposits tokens from the caller's ODW: credits the caller's account with each token accepted, once, and answers a bank-signed receipt (base64url CBOR of a DepositReceipt bound to the request's nonce) naming each token's outcome.",
+  request: { body: json(depositBody) },
+  responses: {
+    200: answer('Deposited', z.object({ credited: z.string(), receipt: z.string() })),
+    401: { description: 'The request is not signed by the device', ...errorBody },
+    403: { description: 'The device is revoked', ...errorBody },
+  },
+});
+
+/** Whether each token carries the bank's signature in the node's currency. */
+export function tokensChecked(services: IssuerServices, bank: PublicKey, tokens: readonly Token[]): boolean[] {
+  return tokens.map((token) => {
+    try {
+      checkToken(services.provider, bank, services.currency.code, token);
+      return true;
+    } catch (e) {
+      if (isTallyError(e)) return false;
+      throw e;
+    }
+  });
+}
+
+/**
+ * Moves a token from issued to `state` for `device`, once: the row's lock makes a concurrent
+ * deposit or refund of the serial wait, and find it spent. Answers whether this call moved it, or
+ * the device that spent it first; `unknown` for a serial the bank never issued with that value.
+ */
+export async function spendToken(
+  tx: TransactionHandle,
+  token: Token,
+  spend: { state: 'deposited' | 'refunded'; device: string; at: string; txid?: Uint8Array | undefined },
+): Promise<{ spent: true } | { spent: false; first: string | null } | { unknown: true }> {
+  const moved = await tx.query(
+    `UPDATE opera_tokens SET state = $3, spent_by = $4, spent_at = $5, txid = $6 WHERE serial = $1 AND value = $2 AND state = 'issued' RETURNING serial`,
+    [token.body.serial, token.body.value, spend.state, spend.device, spend.at, spend.txid ?? null],
+  );
+  if (moved.rowCount === 1) return { spent: true };
+  const { rows } = await tx.query<{ spent_by: string | null }>('SELECT spent_by FROM opera_tokens WHERE serial = $1 AND value = $2', [token.body.serial, token.body.value]);
+  const row = rows[0];
+  return row === undefined ? { unknown: true } : { spent: false, first: row.spent_by };
+}
+
+/** Adds `POST /deposit`. */
+export function registerDeposit(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void {
+  app.openAPIRegistry.registerPath(depositRoute);
+  app.post(depositRoute.path, async (c) => {
+    const body = validBody(c, depositBody);
+    const request = decodeCborField('request', body.request, depositRequestCodec, TOKENS_REQUEST_BYTES_MAX);
+    // The bank's signatures are checked before the transaction: the work in it is only the spending.
+    const checked = tokensChecked(services, services.identity.issuerNode.signer.publicKey, request.body.tokens);
+    const kind = { kind: 'deposit', device: body.device, signed: request, codec: depositRequestBodyCodec, tag: DEPOSIT_REQUEST_TAG } as const;
+    return answerOnce(services, c, kind, async ({ tx, user, device, body: deposited }) => {
+      const at = new Date(services.now()).toISOString();
+      const outcomes: DepositOutcome[] = deposited.tokens.map((_, i) => (checked[i] === true ? 'credited' : 'refused'));
+      // A serial listed twice is taken once: its later copies are refused.
+      const seen = new Set<string>();
+      const taken: number[] = [];
+      for (const [i, token] of deposited.tokens.entries()) {
+        const serial = toHex(token.body.serial);
+        if (outcomes[i] !== 'credited') continue;
+        if (seen.has(serial)) outcomes[i] = 'refused';
+        else taken.push(i);
+        seen.add(serial);
+      }
+      // Spent in the order of their serials, so that concurrent deposits lock rows in one order.
+      taken.sort((a, b) => compareBytes((deposited.tokens[a] as Token).body.serial, (deposited.tokens[b] as Token).body.serial));
+      let credited = 0n;
+      for (const i of taken) {
+        const token = deposited.tokens[i] as Token;
+        const spent = await spendToken(tx, token, { state: 'deposited', device, at });
+        if ('unknown' in spent) outcomes[i] = 'refused';
+        else if (spent.spent) credited += token.body.value;
+        else {
+          outcomes[i] = 'double-spend';
+          await recordFinding(tx, services, { kind: 'double-spend', serial: token.body.serial, device, first: spent.first });
+        }
+      }
+      if (credited > 0n) {
+        const moved = await transfer(tx, {
+          idempotencyKey: `opera-deposit:${device}:${toHex(deposited.nonce)}`,
+          debit: OPERA_FLOAT_ACCOUNT,
+          credit: user.accountId,
+          amount: credited,
+          kind: 'opera-deposit',
+          reference: { device, tokens: outcomes.filter((o) => o === 'credited').length },
+          currency: services.currency,
+        });
+        // Thrown: the tokens spent above roll back with the missing credit.
+        if (!moved.ok) throw new ApiProblem(moved.code, `the deposit cannot be credited: ${moved.message}`);
+      }
+      const receipt = signed(depositReceiptBodyCodec, services.identity.issuerNode.signer, DEPOSIT_RECEIPT_TAG, {
+        nonce: deposited.nonce,
+        tokens: deposited.tokens.map((token, i) => ({ serial: token.body.serial, outcome: outcomes[i] as DepositOutcome })),
+        credited,
+      });
+      return { credited: formatMinor(services.currency, credited), receipt: toBase64url(encodeCbor(receipt)) };
+    });
+  });
+}
