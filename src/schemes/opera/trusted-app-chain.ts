@@ -72,7 +72,8 @@ function payerStep(state: OperaState, message: ChainMessage, mount: Mount, env: 
     case '2-2': {
       if (!equalBytes(message.nonce, flipped)) refuse('OPERA_MESSAGE_INVALID', "Msg 2-2 does not carry N'_A");
       if (message.accepted === 1) return payerDone(state, log, message.accept, env);
-      if (message.received > log.count || (log.released === 0 && message.received > log.done)) refuse('OPERA_MESSAGE_INVALID', `the payee counts ${message.received} tokens of ${log.count}, ${log.done} sent`);
+      // Before the key went out the payee holds at most the tokens sent; after, it had every one.
+      if (log.released === 1 ? message.received !== log.count : message.received > log.done) refuse('OPERA_MESSAGE_INVALID', `the payee counts ${message.received} tokens of ${log.count}, ${log.done} sent`);
       return payerNext(state, log, message.received, env, nonce);
     }
     case '2-4': {

@@ -53,7 +53,12 @@ function reconcile(state: OperaState, role: Role, partner: Hello): { state: Oper
   }
   const ending = partner.finished.find((f) => equalBytes(f.txid, log.txid))?.ending;
   if (log.mode === 'send') {
-    if (ending === 'paid') return { state: ended(state, log.txid, 'paid'), plan: 'new' };
+    if (ending === 'paid') {
+      // Only the token key opens the tokens: a payee that says it took them before the key went out
+      // is not to be believed, and they stay here until the bank settles the transaction.
+      if (log.released === 0) refuse('OPERA_PENDING', 'the two logs disagree on the interrupted payment: sync to settle it online');
+      return { state: ended(state, log.txid, 'paid'), plan: 'new' };
+    }
     // The payee never took the tokens and cannot any more (it gave them up, or never got this
     // transaction): without the key it was never sent, or with it refused for good, they come back.
     if (log.settling === 0 && (ending === 'returned' || (ending === undefined && log.released === 0))) {
