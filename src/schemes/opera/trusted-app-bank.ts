@@ -187,8 +187,7 @@ export const bankCommands = {
         if (!equalBytes(body.nonce, nonce) || !equalBytes(body.txid, log.txid)) refuse('OPERA_ANSWER_STALE', 'the answer is for another report');
         if (body.outcome === 'pending') return accept(state, { outcome: body.outcome, credited: body.credited });
         if (body.outcome === 'paid' && log.mode === 'receive' && log.accepted !== 1) refuse('OPERA_ANSWER_INVALID', 'the bank says paid, but this ODW never took the tokens');
-        const { settle: _done, ...rest } = state;
-        return accept(ended(rest, log.txid, body.outcome === 'paid' ? 'paid' : 'returned'), { outcome: body.outcome, credited: body.credited });
+        return accept(ended(state, log.txid, body.outcome === 'paid' ? 'paid' : 'returned'), { outcome: body.outcome, credited: body.credited });
       });
     },
   }),

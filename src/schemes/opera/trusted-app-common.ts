@@ -62,7 +62,8 @@ export function claimOf(log: TxLog, self: Uint8Array): TransferClaim {
 
 /** The state with the transaction ended: its log gone, its end remembered (newest first). */
 export function ended(state: OperaState, txid: Uint8Array, ending: Ending): OperaState {
-  const { log: _log, ...rest } = state;
+  // A settlement report under way ends with the transaction (found paid offline after it was sent).
+  const { log: _log, settle: _settle, ...rest } = state;
   return { ...rest, outgoing: [], buffer: [], finished: [{ txid, ending }, ...state.finished.filter((f) => !equalBytes(f.txid, txid))].slice(0, FINISHED_MAX) };
 }
 
