@@ -34,6 +34,9 @@ const PAYER_SENTENCES: Readonly<Record<string, string>> = {
   PEER_UNTRUSTED: 'the payee did not prove who it is',
   NOTIFICATION_INVALID: "the payee's notification names another transaction",
   DECODE_FAILED: 'a message from the payee could not be decoded',
+  OPERA_MOUNT_REFUSED: "the payee's wallet did not prove it is a genuine wallet on this link",
+  OPERA_MESSAGE_INVALID: "a message from the payee's wallet is out of order or does not verify",
+  AEAD_FAILED: "a message from the payee's wallet does not open under the link's one-time key",
 };
 
 /** The sentences a payee sends, by code: each about the payer's payment, never the payee's state. */
@@ -51,6 +54,11 @@ const PAYEE_SENTENCES: Readonly<Record<string, string>> = {
   SUCCESS_INVALID: 'the success message answers another notification',
   PEER_UNTRUSTED: 'the payer did not prove who it is',
   DECODE_FAILED: 'a message from the payer could not be decoded',
+  OPERA_MOUNT_REFUSED: "the payer's wallet did not prove it is a genuine wallet on this link",
+  OPERA_MESSAGE_INVALID: "a message from the payer's wallet is out of order or does not verify",
+  OPERA_AMOUNT_MISMATCH: 'the payment is not for the amount asked',
+  OPERA_TOKEN_INVALID: "a token of the payment does not carry the bank's signature",
+  AEAD_FAILED: "a message from the payer's wallet does not open under the link's one-time key",
 };
 
 /**

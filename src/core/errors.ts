@@ -40,6 +40,10 @@ export interface ErrorDetailMap {
   ROLLBACK_DETECTED: { stateVersion: string; counter: string };
   STATE_CORRUPT: { reason: string };
   COUNTER_FAILED: { reason: string };
+  TPM_TOOL_MISSING: { tool: string };
+  TPM_TIMEOUT: { tool: string; timeoutMs: number };
+  TPM_COMMAND_FAILED: { tool: string; reason: string };
+  TPM_QUOTE_INVALID: { field: string; reason: string };
   FRAME_INVALID: { reason: string };
   TIMEOUT: { what: string; timeoutMs: number };
   LINK_CLOSED: { reason: string };
@@ -168,6 +172,10 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   ROLLBACK_DETECTED: true,
   STATE_CORRUPT: true,
   COUNTER_FAILED: true,
+  TPM_TOOL_MISSING: true,
+  TPM_TIMEOUT: true,
+  TPM_COMMAND_FAILED: true,
+  TPM_QUOTE_INVALID: true,
   FRAME_INVALID: true,
   TIMEOUT: true,
   LINK_CLOSED: true,

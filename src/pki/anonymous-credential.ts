@@ -11,7 +11,10 @@
  * Pure: the library computes with noble's curves; its randomness is the platform's.
  */
 import * as bbs from '@digitalbazaar/bbs-signatures';
+import { x25519 } from '@noble/curves/ed25519.js';
 import { concatBytes, utf8 } from '../core/bytes.ts';
+import { aeadOpen, aeadSeal, hkdf, sha256 } from '../core/crypto/hash.ts';
+import { TallyError } from '../core/errors.ts';
 
 const SUITE = bbs.CIPHERSUITES.BLS12381_SHA256;
 /** The header every credential is signed under: no signature made for another purpose passes. */
@@ -118,4 +121,42 @@ export async function verifyCredentialProof(options: { publicKey: Uint8Array; pr
   } catch {
     return false;
   }
+}
+
+/**
+ * Asking a maker for a credential. The device draws its holder secret and a one-time X25519 key;
+ * the TPM quote it gives the maker carries `credentialBinding(makerNonce, holder, boxKey)` as its
+ * qualifying data, so the quote vouches for exactly this request; the maker answers the credential
+ * sealed to `boxKey`, so the app that carries it never holds it (only the device can prove with it).
+ */
+export function credentialBinding(makerNonce: Uint8Array, holder: Uint8Array, boxKey: Uint8Array): Uint8Array {
+  return sha256(concatBytes(utf8('tally/anonymous-credential/request/v1\0'), makerNonce, holder, boxKey));
+}
+
+/** A one-time key pair the credential comes sealed to. */
+export function credentialBoxKeys(secret: Uint8Array): { privateKey: Uint8Array; publicKey: Uint8Array } {
+  return { privateKey: secret, publicKey: x25519.getPublicKey(secret) };
+}
+
+function boxKeyOf(shared: Uint8Array, ephemeral: Uint8Array, recipient: Uint8Array): Uint8Array {
+  return hkdf({ ikm: shared, info: concatBytes(utf8('tally/anonymous-credential/box/v1\0'), ephemeral, recipient), length: 32 });
+}
+
+/** The maker seals a credential to the device's one-time key: ephemeral key ‖ AEAD box. */
+export function sealCredential(recipient: Uint8Array, credential: Uint8Array, ephemeralSecret: Uint8Array): Uint8Array {
+  const ephemeral = x25519.getPublicKey(ephemeralSecret);
+  const key = boxKeyOf(x25519.getSharedSecret(ephemeralSecret, recipient), ephemeral, recipient);
+  return concatBytes(ephemeral, aeadSeal(key, credential, utf8('tally/anonymous-credential/box/v1')));
+}
+
+/**
+ * The device opens what sealCredential made.
+ * @throws TallyError AEAD_FAILED for a box sealed to another key or altered
+ */
+export function openCredential(privateKey: Uint8Array, sealed: Uint8Array): Uint8Array {
+  if (sealed.length < 32) throw new TallyError('AEAD_FAILED', 'a sealed credential is too short', {});
+  const ephemeral = sealed.subarray(0, 32);
+  const recipient = x25519.getPublicKey(privateKey);
+  const key = boxKeyOf(x25519.getSharedSecret(privateKey, ephemeral), ephemeral, recipient);
+  return aeadOpen(key, sealed.subarray(32), utf8('tally/anonymous-credential/box/v1'));
 }

@@ -4,6 +4,7 @@
  */
 import { chain } from './chain/index.ts';
 import { dotm } from './dotm/index.ts';
+import { opera } from './opera/index.ts';
 import { ops } from './ops/index.ts';
 import { otp } from './otp/index.ts';
 import type { Scheme } from './scheme.ts';
@@ -11,4 +12,4 @@ import type { Scheme } from './scheme.ts';
 export type { Paper, Scheme } from './scheme.ts';
 
 /** Every scheme this build runs, in the order `tally schemes` lists them. */
-export const SCHEMES: readonly Scheme[] = [ops, dotm, otp, chain];
+export const SCHEMES: readonly Scheme[] = [ops, dotm, otp, chain, opera];

@@ -20,7 +20,7 @@ const io: VerbIo = { env: {}, progress: () => undefined, announce: () => undefin
 
 describe('the registry', () => {
   test('lists ops, dotm, otp and chain, each named once, with a paper and capabilities; the toy scheme is not in it', () => {
-    assert.deepEqual(SCHEMES.map((s) => s.name), ['ops', 'dotm', 'otp', 'chain']);
+    assert.deepEqual(SCHEMES.map((s) => s.name), ['ops', 'dotm', 'otp', 'chain', 'opera']);
     for (const scheme of SCHEMES) {
       assert.ok(scheme.paper.title.length > 0 && scheme.capabilities.length > 0, scheme.name);
       assert.ok(scheme.wallet.trustedApps.every((app) => app.scheme === scheme.name), `${scheme.name}: its trusted apps run it`);
@@ -55,7 +55,7 @@ describe('a scheme added by one line: the toy purse', () => {
 
   test('`tally schemes` lists it with its verbs and capabilities', async () => {
     const listed = (await run('schemes')).json['schemes'] as { name: string; verbs: string[]; capabilities: { name: string }[] }[];
-    assert.deepEqual(listed.map((s) => s.name), ['ops', 'dotm', 'otp', 'chain', 'toy']);
+    assert.deepEqual(listed.map((s) => s.name), ['ops', 'dotm', 'otp', 'chain', 'opera', 'toy']);
     const entry = listed.find((s) => s.name === 'toy');
     assert.deepEqual(entry?.capabilities.map((c) => c.name), ['token-payments', 'deposit']);
     assert.ok(entry?.verbs.includes('wallet deposit') && entry.verbs.includes('pay') && !entry.verbs.includes('wallet withdraw') && !entry.verbs.includes('collect'), entry?.verbs.join(', '));

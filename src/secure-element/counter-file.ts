@@ -13,6 +13,7 @@ import { assert } from '../core/assert.ts';
 import { TallyError, isTallyError } from '../core/errors.ts';
 import type { MonotonicCounter } from './counter.ts';
 import { isFsError, syncDirectory, syncDirectorySync, writeDurably, writeDurablySync } from './durable-file.ts';
+import { KeyedQueue } from './keyed-queue.ts';
 
 /** The largest value, as for a TPM NV counter (64 bits). */
 const COUNTER_MAX = 2n ** 64n - 1n;
@@ -43,21 +44,7 @@ function decode(bytes: Uint8Array, path: string): bigint {
 
 // Calls on one path are serialised across every FileCounter of this process, so concurrent
 // increments never read the same value. Other processes are not excluded: one writer per file.
-const queues = new Map<string, Promise<void>>();
-
-function serialised<T>(key: string, task: () => Promise<T>): Promise<T> {
-  const previous = queues.get(key) ?? Promise.resolve();
-  const run = previous.then(task);
-  const tail = run.then(
-    () => undefined,
-    () => undefined,
-  );
-  queues.set(key, tail);
-  void tail.then(() => {
-    if (queues.get(key) === tail) queues.delete(key);
-  });
-  return run;
-}
+const queue = new KeyedQueue();
 
 /**
  * A counter in a file of decimal text, replaced atomically and durably (temp file, fsync, rename,
@@ -137,7 +124,7 @@ export class FileCounter implements MonotonicCounter {
   }
 
   #run<T>(task: () => Promise<T>): Promise<T> {
-    return serialised(this.#path, async () => {
+    return queue.run(this.#path, async () => {
       try {
         return await task();
       } catch (e) {

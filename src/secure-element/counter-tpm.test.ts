@@ -1,38 +1,19 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isTallyError } from '../core/errors.ts';
 import { TPM_COUNTER_NV_INDEX_DEFAULT, TpmCounter } from './counter-tpm.ts';
 import { startSwtpm, swtpmAvailable, type Swtpm } from './swtpm.ts';
+import { silentPair, swtpmGate, SwtpmFixture } from './tpm-fixtures.ts';
 
-const available = await swtpmAvailable();
-const skipRequested = process.env['TALLY_SKIP_TPM'] === '1';
+const skipReason = await swtpmGate();
 const TIMEOUT_MS = 2_000;
 
-if (!available && !skipRequested) {
-  test('swtpm and tpm2-tools are installed', () => {
-    assert.fail('swtpm not found: install the Debian packages swtpm swtpm-tools tpm2-tools (or set TALLY_SKIP_TPM=1 to skip the TPM tests)');
-  });
-}
-
-const dirs: string[] = [];
-const started: Swtpm[] = [];
-
-async function freshDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'tally-swtpm-'));
-  dirs.push(dir);
-  return dir;
-}
-
-async function start(stateDir: string, port?: number): Promise<Swtpm> {
-  const tpm = await startSwtpm({ stateDir, port });
-  started.push(tpm);
-  return tpm;
-}
+const fixture = new SwtpmFixture('tally-swtpm-');
+const freshDir = () => fixture.freshDir();
+const start = (stateDir: string, port?: number) => fixture.start(stateDir, port);
 
 function alive(pid: number): boolean {
   try {
@@ -56,43 +37,10 @@ function tpm2(tcti: string, tool: string, args: string[]): Promise<void> {
   });
 }
 
-/** A server on a pair of ports that accepts connections and never answers: a hung TPM. */
-async function silentPair(): Promise<{ port: number; close: () => Promise<void> }> {
-  const sockets = new Set<Socket>();
-  const listen = (port: number): Promise<Server> =>
-    new Promise((resolve, reject) => {
-      const server = createServer((socket) => {
-        sockets.add(socket);
-        socket.on('error', () => undefined);
-      });
-      server.once('error', reject);
-      server.listen({ port, host: '127.0.0.1', exclusive: true }, () => resolve(server));
-    });
-  for (;;) {
-    const first = await listen(0);
-    const address = first.address();
-    const port = typeof address === 'object' && address !== null ? address.port : 0;
-    const second = await listen(port + 1).catch(() => null);
-    if (second === null) {
-      await new Promise((resolve) => first.close(resolve));
-      continue;
-    }
-    return {
-      port,
-      close: async () => {
-        for (const socket of sockets) socket.destroy();
-        await Promise.all([first, second].map((s) => new Promise((resolve) => s.close(resolve))));
-      },
-    };
-  }
-}
-
 let nextIndex = 0x01800100;
 function freshIndex(): number {
   return nextIndex++;
 }
-
-const skipReason = skipRequested ? 'swtpm is not installed and TALLY_SKIP_TPM=1' : 'swtpm is not installed: see the failing test';
 
 test('without swtpm on the PATH, startSwtpm says what to install', async () => {
   const path = process.env['PATH'];
@@ -108,7 +56,7 @@ test('without swtpm on the PATH, startSwtpm says what to install', async () => {
   }
 });
 
-describe('TpmCounter on swtpm', { skip: available ? false : skipReason }, () => {
+describe('TpmCounter on swtpm', { skip: skipReason }, () => {
   let tpm: Swtpm;
 
   before(async () => {
@@ -116,9 +64,8 @@ describe('TpmCounter on swtpm', { skip: available ? false : skipReason }, () => 
   });
 
   after(async () => {
-    for (const t of started) await t.stop();
-    for (const t of started) assert.equal(alive(t.pid), false, `swtpm ${t.pid} is still running`);
-    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+    await fixture.cleanup();
+    for (const t of fixture.started) assert.equal(alive(t.pid), false, `swtpm ${t.pid} is still running`);
   });
 
   test('open defines the counter and returns its value; open again returns the same', async () => {

@@ -10,9 +10,9 @@
  *   swtpm a new index started at 7 while another live one stood at 12;
  * - it never goes down; a value is 8 bytes, big-endian.
  */
-import { execFile } from 'node:child_process';
-import { TallyError, isTallyError } from '../core/errors.ts';
+import { TallyError } from '../core/errors.ts';
 import type { MonotonicCounter } from './counter.ts';
+import { Tpm2Tools, type Tpm2ToolResult } from './tpm2-tools.ts';
 
 /** The default NV index, in the block the TCG handle registry reserves for the owner (0x01800000..0x01bfffff). */
 export const TPM_COUNTER_NV_INDEX_DEFAULT = 0x01800016;
@@ -22,8 +22,6 @@ export const TPM_COUNTER_TIMEOUT_MS_DEFAULT = 10_000;
 const NV_HANDLE_MIN = 0x01000000;
 const NV_HANDLE_MAX = 0x01ffffff;
 const COUNTER_BYTES = 8;
-const TOOL_OUTPUT_BYTES_MAX = 1 << 20;
-const STDERR_CHARS_MAX = 2_000;
 
 // TPMA_NV bits (TPM 2.0 Part 2, 13.4).
 const TPMA_NV_OWNERWRITE = 0x00000002;
@@ -55,11 +53,6 @@ export interface TpmCounterOptions {
 interface NvPublic {
   attributes: number;
   size: number;
-}
-
-interface ToolResult {
-  stdout: Buffer;
-  stderr: string;
 }
 
 function failed(reason: string, cause?: unknown): TallyError<'COUNTER_FAILED'> {
@@ -119,7 +112,7 @@ export class TpmCounter implements MonotonicCounter {
   readonly #tcti: string;
   readonly #nvIndex: number;
   readonly #handle: string;
-  readonly #timeoutMs: number;
+  readonly #tools: Tpm2Tools;
   #queue: Promise<void> = Promise.resolve();
   #last = -1n;
 
@@ -130,14 +123,10 @@ export class TpmCounter implements MonotonicCounter {
     if (!Number.isInteger(nvIndex) || nvIndex < NV_HANDLE_MIN || nvIndex > NV_HANDLE_MAX) {
       throw new RangeError(`nvIndex: expected an NV handle in 0x01000000..0x01ffffff, got ${String(nvIndex)}`);
     }
-    if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) {
-      throw new RangeError(`timeoutMs: expected a positive integer, got ${String(timeoutMs)}`);
-    }
-    if (options.tcti.length === 0) throw new RangeError('tcti: expected a TCTI string such as device:/dev/tpmrm0, got ""');
+    this.#tools = new Tpm2Tools({ tcti: options.tcti, timeoutMs, fail: (failure, cause) => failed(failure.message, cause) });
     this.#tcti = options.tcti;
     this.#nvIndex = nvIndex;
     this.#handle = hex(nvIndex);
-    this.#timeoutMs = timeoutMs;
     this.description = `tpm:${this.#handle}@${options.tcti}`;
   }
 
@@ -213,45 +202,12 @@ export class TpmCounter implements MonotonicCounter {
     return parseNvList(stdout.toString('utf8')).get(this.#nvIndex) ?? null;
   }
 
-  #toolFailure(tool: string, result: ToolResult): TallyError<'COUNTER_FAILED'> {
-    const stderr = result.stderr.trim().slice(-STDERR_CHARS_MAX) || 'no output';
-    return failed(`${tool} ${this.#handle} on ${this.#tcti} failed: ${stderr}`);
+  #toolFailure(tool: string, result: Tpm2ToolResult): TallyError {
+    return this.#tools.failure(tool, result, { subject: this.#handle });
   }
 
   /** Runs one tool with the TCTI, bounded by timeoutMs; throws on failure unless `check` is false. */
-  async #tool(tool: string, args: string[], check = true): Promise<ToolResult> {
-    const env = { ...process.env, TPM2TOOLS_TCTI: this.#tcti };
-    try {
-      return await this.#spawn(tool, args, env, check);
-    } catch (e) {
-      throw isTallyError(e) ? e : failed(`${tool}: ${String(e)}`, e);
-    }
-  }
-
-  #spawn(tool: string, args: string[], env: NodeJS.ProcessEnv, check: boolean): Promise<ToolResult> {
-    return new Promise<ToolResult>((resolve, reject) => {
-      execFile(
-        tool,
-        args,
-        { env, encoding: 'buffer', timeout: this.#timeoutMs, killSignal: 'SIGKILL', maxBuffer: TOOL_OUTPUT_BYTES_MAX },
-        (error, stdout, stderrBytes) => {
-          const stderr = stderrBytes.toString('utf8');
-          if (error === null) return resolve({ stdout, stderr });
-          if (error.code === 'ENOENT') {
-            return reject(failed(`${tool} not found: install the Debian package tpm2-tools`, error));
-          }
-          if (error.code === 'ERR_CHILD_PROCESS_STDIO_MAXBUFFER') {
-            return reject(failed(`${tool} on ${this.#tcti} wrote more than ${TOOL_OUTPUT_BYTES_MAX} bytes`, error));
-          }
-          if (error.killed === true || error.signal === 'SIGKILL') {
-            return reject(failed(`${tool} ${this.#handle} on ${this.#tcti} timed out after ${this.#timeoutMs} ms: is the TPM reachable?`, error));
-          }
-          const result = { stdout, stderr };
-          if (!check) return resolve(result);
-          const failure = this.#toolFailure(tool, result);
-          reject(new TallyError('COUNTER_FAILED', failure.message, failure.details, { cause: error }));
-        },
-      );
-    });
+  #tool(tool: string, args: string[], check = true): Promise<Tpm2ToolResult> {
+    return this.#tools.run(tool, args, { subject: this.#handle, check });
   }
 }

@@ -13,7 +13,7 @@
  */
 import { join } from 'node:path';
 import { fromHex, toBase64url, toHex } from '../core/bytes.ts';
-import { randomBytes } from '../core/crypto/hash.ts';
+import { hkdf, randomBytes } from '../core/crypto/hash.ts';
 import { signerFromSecret, type Signer } from '../core/crypto/suite.ts';
 import { isTallyError } from '../core/errors.ts';
 import { measureTrustedApp as measureClosure } from '../secure-element/measure.ts';
@@ -22,6 +22,7 @@ import { decodeJsonFile, oemFileCodec } from './files.ts';
 import { keyId } from '../pki/key-id.ts';
 import { nodeProvider } from '../providers/node-crypto.ts';
 import type { NodeClient } from './node-client.ts';
+import { makerOf } from './device-credential.ts';
 
 /** The model name the software OEM attests. */
 export const SOFTWARE_SE_MODEL = 'Tally software SE (isolated process)';
@@ -48,6 +49,8 @@ interface OemFile {
 export interface Oem {
   readonly signer: Signer;
   readonly keyId: string;
+  /** The seed of its anonymous-credential (BBS) key, drawn from its secret under its own label. */
+  readonly credentialSeed: Uint8Array;
   isEnrolledAt(nodeUrl: string): boolean;
 }
 
@@ -65,7 +68,8 @@ async function readOem(home: string): Promise<OemFile | null> {
 
 function oemOf(file: OemFile): Oem {
   const signer = signerFromSecret(nodeProvider.suites.ed25519, fromHex(file.secret));
-  return { signer, keyId: toHex(keyId(signer.publicKey)), isEnrolledAt: (url) => Object.hasOwn(file.enrolled, url) };
+  const credentialSeed = hkdf({ ikm: fromHex(file.secret), info: 'tally/oem/anonymous-credential/v1', length: 32 });
+  return { signer, keyId: toHex(keyId(signer.publicKey)), credentialSeed, isEnrolledAt: (url) => Object.hasOwn(file.enrolled, url) };
 }
 
 /** The home's OEM, or null when there is none yet. */
@@ -79,6 +83,12 @@ export interface FactoryBuild extends MeasuredBuild {
   /** The scheme it runs. */
   readonly scheme: string;
   readonly description: string;
+  /**
+   * The devices of this build hold an anonymous credential from the OEM (device-credential.ts):
+   * the node route (operator) where the OEM's credential key and the build's reference PCR value
+   * are enrolled, as `{publicKey, reference}` in base64url.
+   */
+  readonly anonymousCredential?: { readonly enrollPath: string } | undefined;
 }
 
 /**
@@ -111,6 +121,13 @@ export async function enrollOem(home: string, node: NodeClient, token: string, b
       idempotencyKey: `measurement-${measurement}`,
     });
     measurements.push({ scheme: build.scheme, measurement });
+    if (build.anonymousCredential !== undefined) {
+      const maker = await makerOf(oem, fromHex(measurement));
+      await node.operator(token, 'POST', build.anonymousCredential.enrollPath, {
+        body: { publicKey: toBase64url(maker.publicKey), reference: toBase64url(maker.reference) },
+        idempotencyKey: `maker-${toHex(maker.reference)}-${toHex(maker.publicKey).slice(0, 32)}`,
+      });
+    }
   }
   file.enrolled[node.url] = oem.keyId;
   await writeFileAtomic(oemPath(home), new TextEncoder().encode(`${JSON.stringify(file, null, 2)}\n`));

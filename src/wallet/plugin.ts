@@ -75,3 +75,6 @@ export interface WalletPart {
   /** The trusted apps whose builds `tally operator oem` allows at a node. */
   readonly trustedApps: readonly FactoryBuild[];
 }
+
+// A device's anonymous credential from its maker, after a TPM quote of its build.
+export { makerOf, obtainDeviceCredential, type CredentialRequest, type IssuedCredential } from './device-credential.ts';

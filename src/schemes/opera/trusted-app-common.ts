@@ -1,0 +1,72 @@
+/**
+ * What the ODW's commands share: its device key and SN, the bank's key and parameters, picking the
+ * tokens of an amount, the claim both sides sign in Stage 3, and how a transaction's end is kept.
+ */
+import { equalBytes } from '../../core/bytes.ts';
+import type { Signer } from '../../core/crypto/suite.ts';
+import { refuse, type TrustedEnv } from '../../secure-element/trusted-app.ts';
+import type { Ending } from './exchange.ts';
+import type { ParamsBody, TransferClaim } from './messages.ts';
+import { odwSerial } from './serial.ts';
+import type { Token } from './token.ts';
+import { FINISHED_MAX, type OperaState, type TxLog } from './trusted-app-state.ts';
+
+/** The label of the TA's device key under the SE's master secret. */
+export const TA_KEY_LABEL = 'opera/ta';
+
+/** The TA's device key. */
+export function deviceKey(env: TrustedEnv): Signer {
+  return env.signer(TA_KEY_LABEL);
+}
+
+/** The TA's SN. */
+export function ownSerial(env: TrustedEnv): Uint8Array {
+  return odwSerial(deviceKey(env).publicKey);
+}
+
+/** The bank's key and parameters. @throws Refused NOT_CERTIFIED before provisioning and the first sync */
+export function provisioned(state: OperaState): { bank: NonNullable<OperaState['bank']>; params: ParamsBody } {
+  if (state.bank === undefined) refuse('NOT_CERTIFIED', 'the ODW has no bank key: run Init and CertInit first');
+  if (state.params === undefined) refuse('NOT_CERTIFIED', 'the ODW has no bank parameters yet: sync first');
+  return { bank: state.bank, params: state.params };
+}
+
+/**
+ * Tokens of the repository worth exactly `amount`, the largest first (the bank's denominations are
+ * such that this finds a way whenever the tokens held allow one of the usual kind).
+ * @throws Refused INSUFFICIENT_FUNDS, OPERA_NO_EXACT_TOKENS
+ */
+export function pickExact(repository: readonly Token[], amount: bigint, max: number): { picked: Token[]; left: Token[] } {
+  const held = repository.reduce((s, t) => s + t.body.value, 0n);
+  if (held < amount) refuse('INSUFFICIENT_FUNDS', `the ODW holds ${held} minor units, ${amount} asked`);
+  const order = repository.map((t, i) => ({ t, i })).sort((a, b) => (a.t.body.value > b.t.body.value ? -1 : a.t.body.value < b.t.body.value ? 1 : a.i - b.i));
+  const chosen = new Set<number>();
+  let rest = amount;
+  for (const { t, i } of order) {
+    if (rest === 0n) break;
+    if (t.body.value <= rest) {
+      chosen.add(i);
+      rest -= t.body.value;
+    }
+  }
+  if (rest !== 0n) refuse('OPERA_NO_EXACT_TOKENS', `the tokens held cannot make exactly ${amount} minor units (${rest} short in small values): charge smaller denominations`);
+  if (chosen.size > max) refuse('OPERA_TOO_MANY_TOKENS', `${amount} minor units take ${chosen.size} tokens; one payment moves at most ${max}`);
+  return { picked: repository.filter((_, i) => chosen.has(i)), left: repository.filter((_, i) => !chosen.has(i)) };
+}
+
+/** The claim of a transaction both sides sign in Stage 3. */
+export function claimOf(log: TxLog, self: Uint8Array): TransferClaim {
+  const [payer, payee] = log.mode === 'send' ? [self, log.partner] : [log.partner, self];
+  return { txid: log.txid, payer, payee, amount: log.amount, count: log.count };
+}
+
+/** The state with the transaction ended: its log gone, its end remembered (newest first). */
+export function ended(state: OperaState, txid: Uint8Array, ending: Ending): OperaState {
+  const { log: _log, ...rest } = state;
+  return { ...rest, outgoing: [], buffer: [], finished: [{ txid, ending }, ...state.finished.filter((f) => !equalBytes(f.txid, txid))].slice(0, FINISHED_MAX) };
+}
+
+/** The sum of tokens' values. */
+export function total(tokens: readonly Token[]): bigint {
+  return tokens.reduce((s, t) => s + t.body.value, 0n);
+}
