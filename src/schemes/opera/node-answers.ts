@@ -9,7 +9,6 @@
  * The node's own idempotency store keeps answers of at most 64 KiB, which a charge of
  * TOKENS_PER_MESSAGE_MAX tokens exceeds: the answers live here instead, keyed by what the device signed.
  */
-import type { Context } from 'hono';
 import { assert } from '../../core/assert.ts';
 import { equalBytes, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
@@ -17,17 +16,20 @@ import type { Codec } from '../../core/codec.ts';
 import { sha256 } from '../../core/crypto/hash.ts';
 import type { PublicKey } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
-import { ApiProblem, requireUser, type Caller, type IssuerEnv, type IssuerServices, type JsonValue, type TransactionHandle } from '../../issuer/plugin.ts';
+import { ApiProblem, type Caller, type IssuerServices, type JsonValue, type TransactionHandle } from '../../issuer/plugin.ts';
 import { checkSigned } from './messages.ts';
 import { ownOdw } from './node-common.ts';
 
 /** The kinds of ODW request answered once per nonce (their nonces are apart). */
 export type RequestKind = 'charge' | 'deposit' | 'settle';
 
+/** An authenticated account holder. */
+export type Holder = Extract<Caller, { kind: 'user' }>;
+
 /** A device request whose signature checked, inside the transaction that claimed its nonce. */
 export interface DeviceCall<B> {
   readonly tx: TransactionHandle;
-  readonly user: Extract<Caller, { kind: 'user' }>;
+  readonly user: Holder;
   /** The ODW's key id and registered key. */
   readonly device: string;
   readonly key: PublicKey;
@@ -35,8 +37,9 @@ export interface DeviceCall<B> {
   readonly body: B;
 }
 
-/** What a route hands over: the caller's ODW, and its signed request. */
+/** What a route hands over: the caller, its ODW, and the ODW's signed request. */
 export interface SignedRequest<B> {
+  readonly user: Holder;
   readonly kind: RequestKind;
   readonly device: string;
   readonly signed: { readonly body: unknown; readonly signature: Uint8Array };
@@ -51,11 +54,10 @@ export interface SignedRequest<B> {
  */
 export async function answerOnce<B extends { nonce: Uint8Array }>(
   services: IssuerServices,
-  c: Context<IssuerEnv>,
   request: SignedRequest<B>,
   work: (call: DeviceCall<B>) => Promise<{ [key: string]: JsonValue }>,
 ): Promise<Response> {
-  const user = requireUser(c.get('caller'));
+  const { user } = request;
   const { text, replayed } = await services.db.transaction(async (tx) => {
     const key = await ownOdw(tx, request.device, user.keyId);
     let body: B;

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { toBase64url, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
-import { ApiProblem, base64urlOf, errorBody, formatMinor, json, keyIdHex, transfer, validBody, type IssuerEnv, type IssuerServices, type TransactionHandle } from '../../issuer/plugin.ts';
+import { ApiProblem, base64urlOf, errorBody, formatMinor, json, keyIdHex, requireUser, transfer, validBody, type IssuerEnv, type IssuerServices, type TransactionHandle } from '../../issuer/plugin.ts';
 import { CHARGE_REQUEST_TAG, CHARGE_TAG, chargeBodyCodec, chargeRequestBodyCodec, chargeRequestCodec, signed, TOKENS_PER_MESSAGE_MAX, type ChargeRequestBody } from './messages.ts';
 import { answerOnce } from './node-answers.ts';
 import { answer, decodeCborField, DENOMINATIONS, OPERA_FLOAT_ACCOUNT } from './node-common.ts';
@@ -75,10 +75,11 @@ async function recordIssued(tx: TransactionHandle, device: string, tokens: reado
 export function registerCharge(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void {
   app.openAPIRegistry.registerPath(chargeRoute);
   app.post(chargeRoute.path, async (c) => {
+    const user = requireUser(c.get('caller'));
     const body = validBody(c, chargeBody);
     const request = decodeCborField('request', body.request, chargeRequestCodec, CHARGE_REQUEST_BYTES_MAX);
-    const kind = { kind: 'charge', device: body.device, signed: request, codec: chargeRequestBodyCodec, tag: CHARGE_REQUEST_TAG } as const;
-    return answerOnce(services, c, kind, async ({ tx, user, device, body: asked }) => {
+    const signedRequest = { user, kind: 'charge', device: body.device, signed: request, codec: chargeRequestBodyCodec, tag: CHARGE_REQUEST_TAG } as const;
+    return answerOnce(services, signedRequest, async ({ tx, device, body: asked }) => {
       const values = chargedValues(asked);
       const moved = await transfer(tx, {
         idempotencyKey: `opera-charge:${device}:${toHex(asked.nonce)}`,

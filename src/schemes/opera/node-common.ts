@@ -71,8 +71,9 @@ export async function ownOdw(tx: TransactionHandle, device: string, owner: strin
  */
 export async function odwBySerial(q: Queryable, sn: Uint8Array): Promise<{ keyId: string; key: PublicKey } | undefined> {
   const { rows } = await q.query<DeviceRow>(
-    'SELECT key_id, suite, public_key, owner_key_id, scheme FROM devices WHERE scheme = $2 AND substring(sha256(public_key) FROM 1 FOR 16) = $1',
-    [sn, OPERA_SCHEME],
+    // The scheme is written out so that the planner matches the partial index opera_devices_by_sn.
+    `SELECT key_id, suite, public_key, owner_key_id, scheme FROM devices WHERE scheme = '${OPERA_SCHEME}' AND substring(sha256(public_key) FROM 1 FOR 16) = $1`,
+    [sn],
   );
   for (const row of rows) {
     const key: PublicKey = { suite: row.suite, key: new Uint8Array(row.public_key) };

@@ -10,7 +10,7 @@ import { compareBytes, toBase64url, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import type { PublicKey } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
-import { ApiProblem, base64urlOf, errorBody, formatMinor, json, keyIdHex, transfer, validBody, ROUTE_BODY_BYTES_MAX, type IssuerEnv, type IssuerServices, type RouteBodyLimit, type TransactionHandle } from '../../issuer/plugin.ts';
+import { ApiProblem, base64urlOf, errorBody, formatMinor, json, keyIdHex, requireUser, transfer, validBody, ROUTE_BODY_BYTES_MAX, type IssuerEnv, type IssuerServices, type RouteBodyLimit, type TransactionHandle } from '../../issuer/plugin.ts';
 import { DEPOSIT_RECEIPT_TAG, DEPOSIT_REQUEST_TAG, depositReceiptBodyCodec, depositRequestBodyCodec, depositRequestCodec, signed, type DepositOutcome } from './messages.ts';
 import { answerOnce } from './node-answers.ts';
 import { answer, decodeCborField, OPERA_FLOAT_ACCOUNT, TOKENS_REQUEST_BYTES_MAX, TOKENS_REQUEST_CHARS_MAX } from './node-common.ts';
@@ -75,32 +75,32 @@ export async function spendToken(
 export function registerDeposit(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void {
   app.openAPIRegistry.registerPath(depositRoute);
   app.post(depositRoute.path, async (c) => {
+    const user = requireUser(c.get('caller'));
     const body = validBody(c, depositBody);
     const request = decodeCborField('request', body.request, depositRequestCodec, TOKENS_REQUEST_BYTES_MAX);
     // The bank's signatures are checked before the transaction: the work in it is only the spending.
     const checked = tokensChecked(services, services.identity.issuerNode.signer.publicKey, request.body.tokens);
-    const kind = { kind: 'deposit', device: body.device, signed: request, codec: depositRequestBodyCodec, tag: DEPOSIT_REQUEST_TAG } as const;
-    return answerOnce(services, c, kind, async ({ tx, user, device, body: deposited }) => {
+    const signedRequest = { user, kind: 'deposit', device: body.device, signed: request, codec: depositRequestBodyCodec, tag: DEPOSIT_REQUEST_TAG } as const;
+    return answerOnce(services, signedRequest, async ({ tx, device, body: deposited }) => {
       const at = new Date(services.now()).toISOString();
       const outcomes: DepositOutcome[] = deposited.tokens.map((_, i) => (checked[i] === true ? 'credited' : 'refused'));
-      // A serial listed twice is taken once: its later copies are refused.
-      const seen = new Set<string>();
-      const taken: number[] = [];
-      for (const [i, token] of deposited.tokens.entries()) {
-        const serial = toHex(token.body.serial);
-        if (outcomes[i] !== 'credited') continue;
-        if (seen.has(serial)) outcomes[i] = 'refused';
-        else taken.push(i);
-        seen.add(serial);
-      }
-      // Spent in the order of their serials, so that concurrent deposits lock rows in one order.
+      // Spent in the order of their serials, so that concurrent deposits lock rows in one order; the
+      // sort keeps the request's order among copies of one serial.
+      const taken = outcomes.flatMap((outcome, i) => (outcome === 'credited' ? [i] : []));
       taken.sort((a, b) => compareBytes((deposited.tokens[a] as Token).body.serial, (deposited.tokens[b] as Token).body.serial));
+      // A serial listed twice is settled once: its later copies are refused.
+      const settled = new Set<string>();
       let credited = 0n;
       for (const i of taken) {
         const token = deposited.tokens[i] as Token;
-        const spent = await spendToken(tx, token, { state: 'deposited', device, at });
-        if ('unknown' in spent) outcomes[i] = 'refused';
-        else if (spent.spent) credited += token.body.value;
+        const serial = toHex(token.body.serial);
+        const spent = settled.has(serial) ? ({ unknown: true } as const) : await spendToken(tx, token, { state: 'deposited', device, at });
+        if ('unknown' in spent) {
+          outcomes[i] = 'refused';
+          continue;
+        }
+        settled.add(serial);
+        if (spent.spent) credited += token.body.value;
         else {
           outcomes[i] = 'double-spend';
           await recordFinding(tx, services, { kind: 'double-spend', serial: token.body.serial, device, first: spent.first });

@@ -19,7 +19,7 @@ import { signRegistrationProof } from '../../pki/registration.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import * as m from './messages.ts';
 import { OPERA_FLOAT_ACCOUNT, operaNodePartWith, type OperaNodeOptions } from './node.ts';
-import type { Token } from './token.ts';
+import { valueOf, type Token } from './token.ts';
 
 /** The measurement the test OEM attests for ODWs. */
 export const ODW_TEST_MEASUREMENT = sha256(utf8('tally opera odw, test build'));
@@ -32,6 +32,16 @@ export interface OperaClient extends TestUser {
   readonly deviceId: string;
   /** The ODW's serial number. */
   readonly sn: Uint8Array;
+}
+
+/** A finding as the operator's list shows it. */
+export interface Finding {
+  readonly kind: string;
+  readonly serial: string | null;
+  readonly txid: string | null;
+  readonly device: string;
+  readonly first: string | null;
+  readonly revocationVersion: number | null;
 }
 
 /** A settlement report's body, less what the fixture fills in (the nonce, the ODW's own SN). */
@@ -140,12 +150,38 @@ export async function operaNode(backend: Backend, options: Partial<OperaNodeOpti
     return { res, outcome: settled.outcome, credited: body.credited };
   }
 
+  /**
+   * A transaction of `tokens` from `payer`'s ODW to `payee`'s, as both log it: each side's report
+   * (the payee's, when it took the tokens, with the payer's release), with any field changed.
+   */
+  function transaction(payer: OperaClient, payee: OperaClient, tokens: readonly Token[], txid: Uint8Array = randomBytes(m.TXID_BYTES)) {
+    const amount = valueOf(tokens);
+    const count = tokens.length;
+    const claim: m.TransferClaim = { txid, payer: payer.sn, payee: payee.sn, amount, count };
+    const common = { txid, amount, count };
+    return {
+      ...common,
+      claim,
+      payer: (released: 0 | 1, changed: Partial<ReportParts> = {}, options: Parameters<typeof report>[2] = {}) =>
+        report(payer, { ...common, mode: 'send', partner: payee.sn, released, accepted: 0, tokens: [...tokens], ...changed }, options),
+      payee: (accepted: 0 | 1, changed: Partial<ReportParts> = {}, options: Parameters<typeof report>[2] = {}) =>
+        report(payee, { ...common, mode: 'receive', partner: payer.sn, released: accepted, accepted, ...(accepted === 1 ? { release: release(payer, claim) } : {}), ...changed }, options),
+    };
+  }
+
   /** Minor units as the API shows them. */
   const minor = (amount: bigint) => formatMinor(h.node.services.currency, amount);
 
   async function mint(who: Pick<TestUser, 'account'>, amount: string) {
     const res = await h.asOperator('POST', '/v1/operator/mint', { account: who.account, amount });
     assert.equal(res.status, 200, await res.clone().text());
+  }
+
+  /** The operator's list of findings, newest first. */
+  async function findings(): Promise<Finding[]> {
+    const res = await h.send('GET', '/v1/opera/operator/findings', { headers: h.operator });
+    assert.equal(res.status, 200, await res.clone().text());
+    return ((await res.json()) as { findings: Finding[] }).findings;
   }
 
   /** Rows of a table, by a query. */
@@ -178,7 +214,7 @@ export async function operaNode(backend: Backend, options: Partial<OperaNodeOpti
     return float;
   }
 
-  return { h, part, oem, oemKeyId, key, bank, client, params, send, chargeRequest, charge, charged, deposit, release, report, settle, mint, rows, conservation };
+  return { h, part, oem, oemKeyId, key, bank, client, params, send, chargeRequest, charge, charged, deposit, release, report, transaction, settle, mint, findings, rows, conservation };
 }
 
 /** An open OPERA test node. */

@@ -11,7 +11,7 @@ import { equalBytes, toBase64url, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import type { PublicKey } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
-import { ApiProblem, base64urlOf, errorBody, formatMinor, json, keyIdHex, validBody, ROUTE_BODY_BYTES_MAX, type IssuerEnv, type IssuerServices, type RouteBodyLimit, type TransactionHandle } from '../../issuer/plugin.ts';
+import { ApiProblem, base64urlOf, errorBody, formatMinor, json, keyIdHex, requireUser, validBody, ROUTE_BODY_BYTES_MAX, type IssuerEnv, type IssuerServices, type RouteBodyLimit, type TransactionHandle } from '../../issuer/plugin.ts';
 import { checkSigned, odwSerial, RELEASE_TAG, SETTLE_REPORT_TAG, SETTLED_TAG, settledBodyCodec, settleReportBodyCodec, settleReportCodec, signed, transferClaimCodec, type SettleReportBody } from './messages.ts';
 import { answerOnce } from './node-answers.ts';
 import { answer, decodeCborField, odwBySerial, TOKENS_REQUEST_BYTES_MAX, TOKENS_REQUEST_CHARS_MAX } from './node-common.ts';
@@ -88,13 +88,14 @@ async function checkRelease(tx: TransactionHandle, services: IssuerServices, bod
 export function registerSettle(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void {
   app.openAPIRegistry.registerPath(settleRoute);
   app.post(settleRoute.path, async (c) => {
+    const user = requireUser(c.get('caller'));
     const body = validBody(c, settleBody);
     const report = decodeCborField('report', body.report, settleReportCodec, TOKENS_REQUEST_BYTES_MAX);
     const bank = services.identity.issuerNode.signer;
     // The bank's signatures on the tokens are checked before the transaction; the answer waits for the device's signature.
     const problem = reportProblem(services, bank.publicKey, report.body);
-    const kind = { kind: 'settle', device: body.device, signed: report, codec: settleReportBodyCodec, tag: SETTLE_REPORT_TAG } as const;
-    return answerOnce(services, c, kind, async ({ tx, user, device, key, body: reported }) => {
+    const signedRequest = { user, kind: 'settle', device: body.device, signed: report, codec: settleReportBodyCodec, tag: SETTLE_REPORT_TAG } as const;
+    return answerOnce(services, signedRequest, async ({ tx, device, key, body: reported }) => {
       if (!equalBytes(odwSerial(key), reported.self)) {
         throw new ApiProblem('FORBIDDEN', `the report is for ODW ${toHex(reported.self)}; device ${device} is ODW ${toHex(odwSerial(key))}`);
       }

@@ -194,6 +194,7 @@ for (const backend of testBackends()) {
         const toy = await n.client('toy', otherMeasurement);
         await n.mint(toy, '5.00');
         await expectError((await n.charge(toy, n.chargeRequest(toy, [[100n, 1]]))).res, 404, 'DEVICE_UNKNOWN');
+        await expectError(await n.h.send('POST', '/v1/opera/charge', { body: { device: alice.deviceId, request: toBase64url(encodeCbor(n.chargeRequest(alice, [[100n, 1]]))) } }), 401, 'UNAUTHENTICATED');
         const garbled = await n.send(alice, '/v1/opera/charge', { device: alice.deviceId, request: toBase64url(encodeCbor({ nonce: randomBytes(NONCE_BYTES) })) });
         await expectError(garbled, 400, 'BODY_INVALID');
         const revoked = await n.h.asOperator('POST', '/v1/operator/revoke', { keyId: alice.deviceId, reason: 'lost' });
