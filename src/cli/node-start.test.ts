@@ -8,13 +8,16 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, test } from 'node:test';
 import { LOCK_DIR, processStartTime } from '../issuer/data-lock.ts';
+import { SCHEMES } from '../schemes/index.ts';
 import { BIN } from './e2e-process.ts';
 
 /**
- * What these nodes serve: one scheme that needs no chain, so no anvil starts (the lock, the port and
- * the lifecycle are the same for every scheme; the chain's start is node-start-chain.test.ts's).
+ * What these nodes serve: the registry's first scheme that needs no chain, so no anvil starts (the
+ * lock, the port and the lifecycle are the same for every scheme; the chain's start is
+ * node-start-chain.test.ts's).
  */
-const SERVED = ['--schemes', 'ops'];
+const plain = (await Promise.all(SCHEMES.map(async (scheme) => ((await scheme.node()).usesChain === true ? [] : [scheme.name])))).flat();
+const SERVED = ['--schemes', plain[0] ?? assert.fail('the registry has no scheme without a chain')];
 
 const dirs: string[] = [];
 const children = new Set<ReturnType<typeof spawn>>();

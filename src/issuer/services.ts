@@ -76,27 +76,6 @@ export interface OpenNode {
 }
 
 /**
- * Opens the node's database and brings it up to date: the schema of the node and of its schemes,
- * the issuance account, the first revocation list. Closed again when any of it fails.
- * @throws from the database (cannot connect) or the migrations
- */
-async function openDatabase(options: OpenNodeOptions, revocationList: Parameters<typeof seedRevocationList>[1]): Promise<Database> {
-  const db = options.db ?? (options.databaseUrl !== undefined ? await openPostgres(options.databaseUrl) : await openPglite(join(options.dataDir, 'pglite')));
-  try {
-    const migrations = [...(await loadMigrations(ISSUER_MIGRATIONS_DIR))];
-    for (const scheme of options.schemes ?? []) if (scheme.migrationsDir !== undefined) migrations.push(...(await loadMigrations(scheme.migrationsDir)));
-    await migrate(db, migrations.sort((a, b) => a.number - b.number));
-    const issuance = await db.transaction((tx) => ensureAccount(tx, { id: ISSUANCE_ACCOUNT, kind: 'issuance', currency: options.currency.code }));
-    if (!issuance.ok) throw new Error(`cannot open the issuance account: ${issuance.message}`);
-    await seedRevocationList(db, revocationList);
-  } catch (e) {
-    await db.close();
-    throw e;
-  }
-  return db;
-}
-
-/**
  * Opens (creating on first start) the identity, the database and the schema of a node, holding
  * the data folder's lock until close(), which also stops the chain.
  * @throws TallyError DATA_FOLDER_LOCKED when another node runs on the folder; from the identity (wrong passphrase, other currency),
@@ -116,23 +95,13 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
     const passphrase = await resolvePassphrase({ dataDir: options.dataDir, env: options.env });
     identity = await loadOrCreateIdentity({ dataDir: options.dataDir, passphrase, provider: options.provider, currency: options.currency, suite: options.suite, now: now(), log: options.log });
     if (passphrase.warning !== undefined) warnings.push(passphrase.warning);
-    // The chain and the database open side by side (starting anvil and opening and migrating the
-    // database are most of a start); a wrong endpoint still fails the start, the database let go.
-    const chainOpening = chainWanted(options.schemes ?? [], options.chain)
-      ? openChainService({ dataDir: options.dataDir, passphrase: passphrase.passphrase, provider: options.provider, rpcUrl: options.chain?.rpcUrl, log: options.log })
-      : Promise.resolve(undefined);
-    const [chainOpened, dbOpened] = await Promise.allSettled([chainOpening, openDatabase(options, identity.revocationList)]);
-    if (chainOpened.status === 'fulfilled' && chainOpened.value !== undefined) {
-      chain = chainOpened.value.service;
-      warnings.push(...chainOpened.value.warnings);
+    // The chain before the database: a wrong endpoint fails the start at once.
+    if (chainWanted(options.schemes ?? [], options.chain)) {
+      const opened = await openChainService({ dataDir: options.dataDir, passphrase: passphrase.passphrase, provider: options.provider, rpcUrl: options.chain?.rpcUrl, log: options.log });
+      chain = opened.service;
+      warnings.push(...opened.warnings);
     }
-    if (chainOpened.status === 'rejected') {
-      // A database the caller lent stays open for the caller, as it would had the chain failed first.
-      if (dbOpened.status === 'fulfilled' && options.db === undefined) await dbOpened.value.close();
-      throw chainOpened.reason;
-    }
-    if (dbOpened.status === 'rejected') throw dbOpened.reason;
-    db = dbOpened.value;
+    db = options.db ?? (options.databaseUrl !== undefined ? await openPostgres(options.databaseUrl) : await openPglite(join(options.dataDir, 'pglite')));
   } catch (e) {
     try {
       await chain?.close();
@@ -152,6 +121,17 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
       }
     }
   };
+  try {
+    const migrations = [...(await loadMigrations(ISSUER_MIGRATIONS_DIR))];
+    for (const scheme of options.schemes ?? []) if (scheme.migrationsDir !== undefined) migrations.push(...(await loadMigrations(scheme.migrationsDir)));
+    await migrate(db, migrations.sort((a, b) => a.number - b.number));
+    const issuance = await db.transaction((tx) => ensureAccount(tx, { id: ISSUANCE_ACCOUNT, kind: 'issuance', currency: options.currency.code }));
+    if (!issuance.ok) throw new Error(`cannot open the issuance account: ${issuance.message}`);
+    await seedRevocationList(db, identity.revocationList);
+  } catch (e) {
+    await closeAll();
+    throw e;
+  }
   const services: IssuerServices = {
     db,
     ledger: new Ledger(db),

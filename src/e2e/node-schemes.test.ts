@@ -9,10 +9,10 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { killChildren, startNode, type NodeProcess } from '../cli/e2e-process.ts';
+import { runTally, tallyCommands } from '../cli/e2e-run.ts';
 import { canListProcesses, chainProcessesOf } from '../issuer/chain/test-fixtures.ts';
 import { SCHEMES } from '../schemes/index.ts';
-import { killChildren, startNode, type NodeProcess } from './e2e-process.ts';
-import { runTally, tallyCommands } from './e2e-run.ts';
 
 const PASSPHRASE = 'node start schemes test';
 const KNOWN = SCHEMES.map((scheme) => scheme.name).join(', ');
