@@ -70,7 +70,7 @@ function copyAssets(from, to) {
 }
 
 /** Packages bundled with the code (plain ES modules); every other package is loaded from node_modules as usual. */
-const BUNDLED_PACKAGES = /^(@noble\/|cborg(\/|$)|hono(\/|$)|@hono\/zod-openapi|zod(\/|$)|@asteasolutions\/)/;
+const BUNDLED_PACKAGES = /^(@noble\/|cborg(\/|$)|hono(\/|$)|@hono\/zod-openapi|zod(\/|$)|@asteasolutions\/|viem(\/|$)|ox(\/|$)|abitype(\/|$)|@scure\/)/;
 
 /**
  * The modules of dist/ that start a process or that the secure element's process imports by

@@ -8,14 +8,14 @@ import { parseArgs } from 'node:util';
 import { currency } from '../core/amount.ts';
 import { isTallyError } from '../core/errors.ts';
 import { jsonLogger } from './log.ts';
-import { SCHEMES } from '../schemes/index.ts';
+import { SCHEMES, type Scheme } from '../schemes/index.ts';
 import { DEFAULT_NODE_URL, helpText, UsageError, type Help, type Outcome, type VerbIo } from './plugin.ts';
 import { buildVerbs } from './verbs/index.ts';
 
 const VERBS = buildVerbs(SCHEMES);
 
 const NODE_START_HELP: Help = {
-  usage: 'tally node start [--port 8080] [--host 127.0.0.1] [--data ./tally-data] [--database-url URL] [--eth-rpc URL] [--currency EUR:2] [--suite ed25519|p256|sm2] [--json]',
+  usage: 'tally node start [--port 8080] [--host 127.0.0.1] [--data ./tally-data] [--database-url URL] [--eth-rpc URL] [--schemes NAME,...] [--currency EUR:2] [--suite ed25519|p256|sm2] [--json]',
   summary:
     "Runs an issuer node (central bank and intermediary) until Ctrl-C. The first start creates the data folder: keys, certificates, the database and the operator token, printed once and kept in DATA/identity/operator-token. Private keys are encrypted with $TALLY_NODE_PASSPHRASE (or a generated passphrase kept in the data folder). When a scheme settles on an Ethereum chain, the node runs its own anvil (state in DATA/chain/anvil-state.json, stopped with the node) unless --eth-rpc names another node; /v1/info shows the chain.",
   options: [
@@ -24,6 +24,7 @@ const NODE_START_HELP: Help = {
     ['--data DIR', 'the data folder (default ./tally-data)'],
     ['--database-url URL', 'PostgreSQL instead of the embedded PGlite in the data folder (else $DATABASE_URL)'],
     ['--eth-rpc URL', "an Ethereum JSON-RPC endpoint (a geth dev node, a testnet) instead of the embedded anvil (else $TALLY_ETH_RPC); checked at start; the central bank's account there needs ETH for gas"],
+    ['--schemes NAME,...', `the schemes the node serves, comma-separated (else $TALLY_SCHEMES; default all: ${SCHEMES.map((s) => s.name).join(',')}); a node serving none that settles on a chain starts no anvil; wallets of a scheme it does not serve are refused`],
     ['--currency CODE:DECIMALS', 'the currency a new node issues (default EUR:2)'],
     ['--suite NAME', "the signature suite of a new node's keys: ed25519 (default), p256 or sm2; the secure element keys of wallets made there follow it where their scheme says so"],
     ['--json', 'print machine-readable events, one JSON object a line'],
@@ -87,6 +88,19 @@ function parseCurrency(text: string) {
   return currency(match[1] as string, Number(match[2]));
 }
 
+/**
+ * The registry's schemes named in `text` (comma-separated), in the registry's order.
+ * @throws UsageError for an empty list or a name the registry does not know, naming the known ones
+ */
+export function schemesNamed(text: string, flag: string): readonly Scheme[] {
+  const names = text.split(',').map((name) => name.trim());
+  const known = SCHEMES.map((s) => s.name);
+  const unknown = names.filter((name) => !known.includes(name));
+  if (names.every((name) => name === '')) throw new UsageError(`${flag}: expected scheme names separated by commas (${known.join(', ')}), got ${JSON.stringify(text)}`);
+  if (unknown.length > 0) throw new UsageError(`${flag}: no scheme ${unknown.map((name) => JSON.stringify(name)).join(', ')}; this version runs ${known.join(', ')}`);
+  return SCHEMES.filter((s) => names.includes(s.name));
+}
+
 async function nodeStart(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
@@ -96,6 +110,7 @@ async function nodeStart(args: string[]): Promise<number> {
       data: { type: 'string', default: './tally-data' },
       'database-url': { type: 'string' },
       'eth-rpc': { type: 'string' },
+      schemes: { type: 'string' },
       currency: { type: 'string' },
       suite: { type: 'string' },
       json: { type: 'boolean', default: false },
@@ -111,6 +126,8 @@ async function nodeStart(args: string[]): Promise<number> {
   if (ethRpc !== undefined && !/^https?:\/\/\S+$/.test(ethRpc)) {
     throw new UsageError(`${values['eth-rpc'] === undefined ? '$TALLY_ETH_RPC' : '--eth-rpc'}: expected an http:// or https:// URL, got ${JSON.stringify(ethRpc)}`);
   }
+  const schemesText = values.schemes ?? (process.env['TALLY_SCHEMES'] === '' ? undefined : process.env['TALLY_SCHEMES']);
+  const schemes = schemesText === undefined ? SCHEMES : schemesNamed(schemesText, values.schemes === undefined ? '$TALLY_SCHEMES' : '--schemes');
   const { DEFAULT_CURRENCY, startNode } = await import('./node-start.ts');
   const node = await startNode({
     port,
@@ -120,6 +137,7 @@ async function nodeStart(args: string[]): Promise<number> {
     currency: values.currency === undefined ? DEFAULT_CURRENCY : parseCurrency(values.currency),
     suite,
     ethRpc,
+    schemes,
     logger: jsonLogger(),
     print: (text) => process.stdout.write(json ? `${JSON.stringify({ event: 'created', message: text.trim() })}\n` : text),
   });

@@ -8,7 +8,16 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, test } from 'node:test';
 import { LOCK_DIR, processStartTime } from '../issuer/data-lock.ts';
+import { SCHEMES } from '../schemes/index.ts';
 import { BIN } from './e2e-process.ts';
+
+/**
+ * What these nodes serve: the registry's first scheme that needs no chain, so no anvil starts (the
+ * lock, the port and the lifecycle are the same for every scheme; the chain's start is
+ * node-start-chain.test.ts's).
+ */
+const plain = (await Promise.all(SCHEMES.map(async (scheme) => ((await scheme.node()).usesChain === true ? [] : [scheme.name])))).flat();
+const SERVED = ['--schemes', plain[0] ?? assert.fail('the registry has no scheme without a chain')];
 
 const dirs: string[] = [];
 const children = new Set<ReturnType<typeof spawn>>();
@@ -32,7 +41,7 @@ interface Started {
 }
 
 async function start(dataDir: string, port = 0): Promise<Started> {
-  const child = spawn(process.execPath, [BIN, 'node', 'start', '--port', String(port), '--data', dataDir, '--json'], {
+  const child = spawn(process.execPath, [BIN, 'node', 'start', '--port', String(port), '--data', dataDir, ...SERVED, '--json'], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, TALLY_NODE_PASSPHRASE: 'node start test' },
   });
@@ -93,7 +102,7 @@ interface Ended {
 /** Runs `tally node start` expecting it to end by itself; kills it after 60 s (then code is null). */
 function runToEnd(dataDir: string, port: number): Promise<Ended> {
   const started = Date.now();
-  const child = spawn(process.execPath, [BIN, 'node', 'start', '--port', String(port), '--data', dataDir], {
+  const child = spawn(process.execPath, [BIN, 'node', 'start', '--port', String(port), '--data', dataDir, ...SERVED], {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, TALLY_NODE_PASSPHRASE: 'node start test' },
   });

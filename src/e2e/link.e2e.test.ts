@@ -52,7 +52,7 @@ test('the payment link through the CLI: neutral refusals, pay right after receiv
   const root = await mkdtemp(join(tmpdir(), 'tally-link-e2e-'));
   dirs.push(root);
   const dataDir = join(root, 'node');
-  const node = await startNode(dataDir, 0, { passphrase: 'link e2e' });
+  const node = await startNode(dataDir, 0, { passphrase: 'link e2e', args: ['--schemes', 'ops,dotm'] });
   const env: Record<string, string | undefined> = {
     ...process.env,
     TALLY_HOME: join(root, 'home'),

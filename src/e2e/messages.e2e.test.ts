@@ -25,7 +25,7 @@ test('refusals name the user command and show amounts as "31.00 EUR", never mino
   const root = await mkdtemp(join(tmpdir(), 'tally-messages-'));
   dirs.push(root);
   const dataDir = join(root, 'node');
-  const node = await startNode(dataDir, 0, { passphrase: 'messages e2e' });
+  const node = await startNode(dataDir, 0, { passphrase: 'messages e2e', args: ['--schemes', 'ops,dotm'] });
   const env: Record<string, string | undefined> = { ...process.env, TALLY_HOME: join(root, 'home'), TALLY_NODE: node.url, TALLY_PASSWORD: 'a payment password' };
   env['TALLY_OPERATOR_TOKEN'] = (await readFile(join(dataDir, 'identity', 'operator-token'), 'utf8')).trim();
 

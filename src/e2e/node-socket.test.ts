@@ -14,6 +14,7 @@ import { closeTestTemplates, testBackends } from '../issuer/db/test-databases.ts
 import { BODY_BYTES_MAX } from '../issuer/http/context.ts';
 import type { Logger } from '../cli/log.ts';
 import { DEFAULT_CURRENCY, startNode, type RunningNode } from '../cli/node-start.ts';
+import { SCHEMES } from '../schemes/index.ts';
 
 /** What an upload did: bytes the client got out before the answer, the answer's head, whether the node hung up. */
 interface UploadOutcome {
@@ -87,13 +88,15 @@ function upload(url: string, path: string, headers: string, method = 'POST'): Pr
 }
 
 const silent: Logger = { log: () => undefined };
+/** The nodes here serve OPS only (its routes are the scheme routes tried): no chain, no anvil to start. */
+const OPS = SCHEMES.filter((scheme) => scheme.name === 'ops');
 
 describe('the node over a real socket', () => {
   let dataDir: string;
   let node: RunningNode;
   before(async () => {
     dataDir = join(await mkdtemp(join(tmpdir(), 'tally-socket-')), 'data');
-    node = await startNode({ port: 0, host: '127.0.0.1', dataDir, currency: DEFAULT_CURRENCY, env: { TALLY_NODE_PASSPHRASE: 'socket test' }, logger: silent, print: () => undefined });
+    node = await startNode({ port: 0, host: '127.0.0.1', dataDir, currency: DEFAULT_CURRENCY, env: { TALLY_NODE_PASSPHRASE: 'socket test' }, schemes: OPS, logger: silent, print: () => undefined });
   });
   after(async () => {
     await node.stop();
@@ -155,7 +158,7 @@ for (const backend of testBackends()) {
       const dataDir = join(await mkdtemp(join(tmpdir(), 'tally-500-')), 'data');
       const lines: Array<{ level: string; message: string; fields: Record<string, unknown> }> = [];
       const logger: Logger = { log: (level, message, fields = {}) => void lines.push({ level, message, fields }) };
-      const node = await startNode({ port: 0, host: '127.0.0.1', dataDir, db: lent(database.db), currency: DEFAULT_CURRENCY, env: { TALLY_NODE_PASSPHRASE: 'socket test' }, logger, print: () => undefined });
+      const node = await startNode({ port: 0, host: '127.0.0.1', dataDir, db: lent(database.db), currency: DEFAULT_CURRENCY, env: { TALLY_NODE_PASSPHRASE: 'socket test' }, schemes: OPS, logger, print: () => undefined });
       try {
         // A fault the node cannot answer for: its journal table is gone.
         await database.db.exec('ALTER TABLE transfers RENAME TO transfers_elsewhere');

@@ -33,7 +33,7 @@ before(async () => {
   root = await mkdtemp(join(tmpdir(), 'tally-steps-e2e-'));
   home = join(root, 'home');
   const dataDir = join(root, 'node');
-  node = await startNode(dataDir, 0, { passphrase: 'steps e2e' });
+  node = await startNode(dataDir, 0, { passphrase: 'steps e2e', args: ['--schemes', 'ops,dotm'] });
   env = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url, TALLY_PASSWORD: 'steps horse', TALLY_WALLET_PASSPHRASE: 'steps passphrase', TALLY_OPERATOR_TOKEN: (await readFile(join(dataDir, 'identity', 'operator-token'), 'utf8')).trim() };
   await ok('operator', 'oem');
 });

@@ -66,10 +66,10 @@ async function exists(path: string): Promise<boolean> {
  * Builds a wallet in a staging folder and moves it in place whole: a crash or a refusal part-way
  * leaves no wallet behind (the staging folder is removed). `build` registers what it needs at the
  * node and returns the wallet's first data, written to a new store with the creation's history line.
- * @throws TallyError WALLET_EXISTS, WALLET_UNSUPPORTED (no OEM enrolled at this node), NODE_*, what build throws
+ * @throws TallyError WALLET_EXISTS, WALLET_UNSUPPORTED (no OEM enrolled at this node, or a node that does not serve the scheme), NODE_*, what build throws
  */
 export async function createWalletFolder<Slot>(
-  options: { home: string; name: string; node: string; needsOem: boolean; progress?: ((line: string) => void) | undefined },
+  options: { home: string; name: string; node: string; scheme: string; needsOem: boolean; progress?: ((line: string) => void) | undefined },
   build: (context: CreateContext) => Promise<NewWallet<Slot>>,
 ): Promise<void> {
   const name = checkWalletName(options.name);
@@ -79,6 +79,12 @@ export async function createWalletFolder<Slot>(
   }
   const node = new NodeClient(options.node);
   const info = await node.info();
+  const served = Object.keys(info.schemes ?? {});
+  if (info.schemes !== undefined && !served.includes(options.scheme)) {
+    // A node started with --schemes that leaves this one out: nothing is registered there.
+    const reason = `the node at ${node.url} does not serve ${options.scheme} (it serves ${served.length === 0 ? 'no scheme' : served.join(', ')}): start it with ${options.scheme} among its --schemes, or use another node`;
+    throw new TallyError('WALLET_UNSUPPORTED', `cannot create ${name}: ${reason}`, { name, reason });
+  }
   const oem = options.needsOem ? await enrolledOem(options.home, node, name) : null;
   await ensurePrivateDir(join(options.home, 'wallets'));
   const staging = join(options.home, 'wallets', `.${name}.creating-${toHex(randomBytes(4))}`);

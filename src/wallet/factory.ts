@@ -93,7 +93,9 @@ export interface FactoryBuild extends MeasuredBuild {
 
 /**
  * Creates the home's OEM key if needed, enrolls it at the node and allows the current builds of
- * `builds` (every scheme's trusted apps). Safe to run again (an OEM already enrolled, a build already allowed are fine).
+ * `builds` (every scheme's trusted apps) of the schemes the node serves (a node may serve only
+ * some: run it again after the node serves more). Safe to run again (an OEM already enrolled, a
+ * build already allowed are fine).
  * @throws TallyError NODE_UNREACHABLE, NODE_REFUSED (e.g. a wrong operator token)
  */
 export async function enrollOem(home: string, node: NodeClient, token: string, builds: readonly FactoryBuild[]): Promise<{ keyId: string; measurement: string; measurements: { scheme: string; measurement: string }[]; created: boolean }> {
@@ -113,8 +115,11 @@ export async function enrollOem(home: string, node: NodeClient, token: string, b
   } catch (e) {
     if (!(isTallyError(e, 'NODE_REFUSED') && e.details.code === 'ALREADY_REGISTERED')) throw e;
   }
+  const listed = (await node.info()).schemes;
   const measurements: { scheme: string; measurement: string }[] = [];
   for (const build of builds) {
+    // A scheme the node does not serve has no routes there, its credential route among them.
+    if (listed !== undefined && !Object.hasOwn(listed, build.scheme)) continue;
     const measurement = toHex(await measureTrustedApp(build));
     await node.operator(token, 'POST', '/v1/operator/measurements', {
       body: { measurement, scheme: build.scheme, description: build.description },

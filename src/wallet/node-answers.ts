@@ -5,7 +5,7 @@
  * deep inside a step.
  */
 import { array, boolean, decodeFailure, describeValue, oneOf, optional, text, uint, type Codec, type Infer } from '../core/codec.ts';
-import { base64urlText, keyIdHex, looseRecord } from '../core/fields.ts';
+import { base64urlText, keyIdHex, looseRecord, textMap } from '../core/fields.ts';
 import { SUITE_NAMES } from '../core/crypto/suite.ts';
 
 /** Longest certificate or encoded message in an answer (base64url). */
@@ -33,6 +33,8 @@ export const infoAnswer = looseRecord({
   certificates: looseRecord({ root: blob, intermediary: blob, issuerNode: blob }),
   suites: array(oneOf(SUITE_NAMES), { max: 16 }),
   limits: looseRecord({ bodyBytesMax: uint({ max: 2 ** 40 }), requestWindowMs: uint({ max: 2 ** 40 }), holdingLimit: amount, offlinePaymentsMax: uint({ max: 2 ** 40 }) }),
+  /** Every scheme the node serves, by name (what each shows of itself is read by its own wallet part). */
+  schemes: optional(textMap(looseRecord({}), { max: 64, keyCharsMax: 32 })),
 });
 /** What /v1/info answers. */
 export type InfoAnswer = Infer<typeof infoAnswer>;
@@ -84,6 +86,7 @@ export const auditAnswer = looseRecord({
   }), { max: 64 }),
   problemCount: uint({ max: 2 ** 40 }),
   transferCount: uint({ max: 2 ** 40 }),
+  floatsUnchecked: optional(array(looseRecord({ account, amount: auditMoney }), { max: 64 })),
   schemes: optional(array(looseRecord({ scheme: word, balanced: boolean, lines: array(text({ max: 400 }), { max: 64 }) }), { max: 64 })),
 });
 

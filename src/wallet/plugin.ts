@@ -22,7 +22,23 @@ import type { FactoryBuild } from './factory.ts';
 export { resolveHome, walletDir, walletPaths, type WalletPaths } from './home.ts';
 export { nodeProvider } from '../providers/node-crypto.ts';
 export { openKey, sealKey } from '../issuer/identity/keystore.ts';
-export { openChainClients, writeContract, type ChainClients, type ContractWrite } from './chain.ts';
+export type { ChainClients, ContractWrite } from './chain.ts';
+import type { ChainClients } from './chain.ts';
+
+type ChainModule = typeof import('./chain.ts');
+
+/**
+ * Clients of `rpcUrl` sending as the account of `privateKey` (see chain.ts). The Ethereum client
+ * library loads here, on first use: a wallet of a scheme without a chain never pays for it.
+ */
+export async function openChainClients(options: Parameters<ChainModule['openChainClients']>[0]): Promise<ChainClients> {
+  return (await import('./chain.ts')).openChainClients(options);
+}
+
+/** Sends a contract call from a wallet's own account and waits until it is mined (see chain.ts; loads the client library on first use). */
+export async function writeContract(...args: Parameters<ChainModule['writeContract']>): ReturnType<ChainModule['writeContract']> {
+  return (await import('./chain.ts')).writeContract(...args);
+}
 
 /**
  * What a wallet of a scheme can do. A verb needs one of these; a wallet whose scheme does not

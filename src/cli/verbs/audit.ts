@@ -20,6 +20,7 @@ export const audit: Verb = {
       exposure: Exposure[];
       problemCount: number;
       transferCount: number;
+      floatsUnchecked?: { account: string; amount: string }[] | undefined;
       schemes?: { scheme: string; balanced: boolean; lines: string[] }[] | undefined;
     };
     const answer = await node.operator(await operatorToken(values, io.env), 'GET', '/v1/audit', { answer: withRaw(auditAnswer) });
@@ -34,6 +35,7 @@ export const audit: Verb = {
           (e.balanced ? '' : `, of which ${e.unexplained} ${cur} nobody is named for yet  <- value created offline, or devices that have not synced`),
         ...e.exposed.map((h) => `  device ${h.device} paid out ${h.amount} ${cur} more than the node knows it received${h.fraud ? ' (named in a fraud case)' : ''}`),
       ]),
+      ...(body.floatsUnchecked ?? []).map((f) => `${f.account} holds ${f.amount} ${cur} of a scheme this node does not serve now: its devices' holdings are not compared`),
       ...(body.schemes ?? []).flatMap((s) => [`${s.scheme}: ${s.balanced ? 'balanced' : 'NOT BALANCED'}`, ...s.lines.map((line) => `  ${line}`)]),
     ];
     return { text: lines.join('\n'), json: answer.body.raw };

@@ -7,7 +7,7 @@ export function operatorOem(schemes: readonly Scheme[]): Verb {
   const builds = schemes.flatMap((s) => s.wallet.trustedApps);
   return {
     usage: 'tally operator oem [--node URL] [--token T | --data DIR] [--home DIR] [--json]',
-    summary: "Operator, the factory step: creates this home's software OEM key if needed, enrols it at the node and allows the current builds of every scheme's trusted apps. Run it once per home and node, before creating wallets with a secure element.",
+    summary: "Operator, the factory step: creates this home's software OEM key if needed, enrols it at the node and allows the current builds of the trusted apps of every scheme the node serves. Run it once per home and node (again when the node serves more schemes), before creating wallets with a secure element.",
     options: [...OPERATOR_OPTIONS, HOME_OPTION, JSON_OPTION],
     example: 'tally operator oem --data ./tally-data',
     async run(argv, io) {

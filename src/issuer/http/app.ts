@@ -121,6 +121,20 @@ export function allowedMethods(routes: readonly { method: string; path: string }
   return [...methods].sort();
 }
 
+/**
+ * The answer for a path no route takes. Under `/v1/NAME/` where no route lives, NAME is taken for
+ * a scheme this node does not serve (a node may serve only some, `tally node start --schemes`): the
+ * answer says so and names the schemes it serves, so a wallet of another scheme learns why.
+ */
+function notFound(routes: readonly { path: string }[], schemes: readonly SchemeModule[], method: string, path: string): ApiProblem {
+  const segment = /^\/v1\/([a-z][a-z0-9-]{1,31})\//.exec(path)?.[1];
+  if (segment !== undefined && !routes.some((route) => route.path.startsWith(`/v1/${segment}/`))) {
+    const served = schemes.map((scheme) => scheme.name);
+    return new ApiProblem('SCHEME_NOT_SERVED', `no route ${method} ${path}: this node does not serve a scheme ${segment} (it serves ${served.length === 0 ? 'none' : served.join(', ')})`, { scheme: segment, served });
+  }
+  return new ApiProblem('NOT_FOUND', `no route ${method} ${path}`, {});
+}
+
 /** Builds the app; `schemes` mount their routes under `/v1/{scheme}/`. */
 export function createIssuerApp(services: IssuerServices, schemes: readonly SchemeModule[] = [], options: IssuerAppOptions = {}): OpenAPIHono<IssuerEnv> {
   const app = newApp();
@@ -153,6 +167,7 @@ export function createIssuerApp(services: IssuerServices, schemes: readonly Sche
     services,
     schemes.flatMap((scheme) => (scheme.holdings === undefined ? [] : [scheme.holdings])),
     schemes.flatMap((scheme) => (scheme.audit === undefined ? [] : [{ scheme: scheme.name, audit: scheme.audit.bind(scheme) }])),
+    schemes.flatMap((scheme) => (scheme.floatAccount === undefined ? [] : [scheme.floatAccount])),
   );
   registerRegistryRoutes(app, services, schemes);
   for (const scheme of schemes) {
@@ -169,7 +184,7 @@ export function createIssuerApp(services: IssuerServices, schemes: readonly Sche
   app.notFound((c) => {
     const path = new URL(c.req.url).pathname;
     const allowed = allowedMethods(app.routes, path);
-    if (allowed.length === 0) return problemResponse(c, new ApiProblem('NOT_FOUND', `no route ${c.req.method} ${path}`, {}));
+    if (allowed.length === 0) return problemResponse(c, notFound(app.routes, schemes, c.req.method, path));
     c.header('allow', allowed.join(', '));
     return problemResponse(c, new ApiProblem('METHOD_NOT_ALLOWED', `${path} does not take ${c.req.method}; it takes ${allowed.join(', ')}`, { allowed }));
   });

@@ -13,6 +13,8 @@ import { formatMinor } from './json.ts';
 export interface AuditReport {
   readonly ledger: LedgerAudit;
   readonly exposure: readonly SchemeExposure[];
+  /** Offline floats holding value whose scheme the node does not serve now: no holdings are compared with them. */
+  readonly unchecked?: readonly { readonly account: string; readonly amount: bigint }[] | undefined;
   /** The schemes' own parts (money outside the ledger), each named. */
   readonly schemes?: readonly (SchemeAudit & { readonly scheme: string })[] | undefined;
 }
@@ -54,6 +56,7 @@ export function auditJson(currency: Currency, report: AuditReport): { [key: stri
       balanced: e.unexplained === 0n,
       exposed: e.exposed.map((h) => ({ device: h.device, amount: money(h.amount), fraud: h.fraud })),
     })),
+    floatsUnchecked: (report.unchecked ?? []).map((f) => ({ account: f.account, amount: money(f.amount) })),
     schemes: (report.schemes ?? []).map((s) => ({ scheme: s.scheme, balanced: s.balanced, lines: [...s.lines], details: s.details })),
     problems: ledger.problems.map((p) => ({ account: p.account, kind: p.kind, problem: p.problem, materialized: money(p.materialized), journal: money(p.journal) })),
     problemCount: Number(ledger.problemCount),

@@ -95,6 +95,7 @@ export function registerLedgerRoutes(
   services: IssuerServices,
   holdings: readonly HoldingsReader[] = [],
   schemeAudits: readonly { scheme: string; audit: (services: IssuerServices) => Promise<SchemeAudit> }[] = [],
+  servedFloats: readonly string[] = [],
 ): void {
   app.openAPIRegistry.registerPath(registerUser);
   app.post(registerUser.path, async (c) => {
@@ -202,7 +203,10 @@ export function registerLedgerRoutes(
           const held = await read(tx);
           exposure.push(exposureOf(held, floats.get(held.floatAccount) ?? 0n));
         }
-        return { ledger, exposure };
+        // Offline value of a scheme this node does not serve now (started with --schemes): counted
+        // in the ledger's sums, but no holdings to compare it with; shown, not hidden.
+        const unchecked = [...floats].filter(([account, amount]) => amount !== 0n && !servedFloats.includes(account)).map(([account, amount]) => ({ account, amount }));
+        return { ledger, exposure, unchecked };
       },
       { isolation: 'serializable' },
     );

@@ -35,7 +35,7 @@ const info = createRoute({
               .object({ rpcUrl: z.string(), chainId: z.number().int(), embedded: z.boolean(), bankAddress: z.string() })
               .optional()
               .openapi({ description: "The node's Ethereum chain, when a scheme settles on one: its endpoint (without credentials), id, whether it is the node's embedded anvil, and the central bank's address" }),
-            schemes: z.record(z.string(), z.record(z.string(), z.unknown())).openapi({ description: 'What each scheme shows of itself (contract addresses, say), by scheme name' }),
+            schemes: z.record(z.string(), z.record(z.string(), z.unknown())).openapi({ description: 'Every scheme the node serves, by name, with what it shows of itself (contract addresses, say)' }),
           }),
         },
       },
@@ -52,7 +52,8 @@ export function registerNodeRoutes(app: OpenAPIHono<IssuerEnv>, services: Issuer
   app.openapi(info, async (c) => {
     const { identity, currency, chain } = services;
     const shown: Record<string, SchemeInfo> = {};
-    for (const scheme of schemes) if (scheme.info !== undefined) shown[scheme.name] = await scheme.info(services);
+    // Every scheme served is listed, so a wallet can tell whether its scheme is one.
+    for (const scheme of schemes) shown[scheme.name] = scheme.info === undefined ? {} : await scheme.info(services);
     return c.json(
       {
         currency: { code: currency.code, decimals: currency.decimals },

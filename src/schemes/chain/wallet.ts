@@ -105,7 +105,7 @@ export class ChainWallet extends WalletShell<ChainStep, null, ChainState, ChainC
    * @throws TallyError WALLET_EXISTS, WALLET_UNSUPPORTED (no OEM enrolled), NODE_UNREACHABLE, NODE_REFUSED
    */
   static async create(options: { home: string; name: string; node: string; progress?: (line: string) => void }): Promise<ChainWallet> {
-    await createWalletFolder<null>({ ...options, needsOem: true }, async ({ name, node, info, paths, oem, progress, registerUser }) => {
+    await createWalletFolder<null>({ ...options, scheme: 'chain', needsOem: true }, async ({ name, node, info, paths, oem, progress, registerUser }) => {
       const account = newAccountKey(randomBytes(32));
       progress('registering the user at the node');
       const registered = await registerUser(account.signer);
@@ -146,7 +146,7 @@ export class ChainWallet extends WalletShell<ChainStep, null, ChainState, ChainC
   async chain(): Promise<{ info: ChainInfo; clients: ChainClients }> {
     if (this.chainCache === null) {
       const info = await chainInfo(this.node);
-      const clients = openChainClients({ rpcUrl: info.rpcUrl, chainId: info.chainId, privateKey: onChainKey(await this.accountSigner()), embedded: info.embedded });
+      const clients = await openChainClients({ rpcUrl: info.rpcUrl, chainId: info.chainId, privateKey: onChainKey(await this.accountSigner()), embedded: info.embedded });
       this.chainCache = { info, clients };
     }
     return this.chainCache;

@@ -25,7 +25,7 @@ after(async () => {
 });
 
 // The deployment's choice of suite: SM2 with SM3, the suite the paper's prototype used (§4.1).
-const NODE = { passphrase: 'dotm e2e', args: ['--suite', 'sm2'] };
+const NODE = { passphrase: 'dotm e2e', args: ['--suite', 'sm2', '--schemes', 'dotm'] };
 
 test('DOT-M through the CLI: nine steps over TCP + Noise offline, refusals, re-spend, sync, withdraw, a clone caught, audit balanced', { timeout: 300_000 }, async () => {
   const root = await mkdtemp(join(tmpdir(), 'tally-dotm-e2e-'));

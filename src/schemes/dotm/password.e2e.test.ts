@@ -48,7 +48,7 @@ test('DOT-M password through the CLI: no clear account key on disk, withdraw nee
   dirs.push(root);
   const home = join(root, 'home');
   const dataDir = join(root, 'node');
-  const node = await startNode(dataDir, 0, { passphrase: 'dotm password e2e' });
+  const node = await startNode(dataDir, 0, { passphrase: 'dotm password e2e', args: ['--schemes', 'dotm'] });
   const env: Record<string, string | undefined> = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url, TALLY_PASSWORD: PASSWORD };
   const token = (await readFile(join(dataDir, 'identity', 'operator-token'), 'utf8')).trim();
   env['TALLY_OPERATOR_TOKEN'] = token;

@@ -66,7 +66,7 @@ export class DotmWallet extends DotmWalletOnline {
     const secret = randomBytes(32);
     const account = signerFromSecret(nodeProvider.suites.ed25519, secret);
     const name = options.name;
-    await createWalletFolder<DotmSlot>({ ...options, needsOem: true }, async ({ node, info, paths, oem, progress, registerUser }) => {
+    await createWalletFolder<DotmSlot>({ ...options, scheme: 'dotm', needsOem: true }, async ({ node, info, paths, oem, progress, registerUser }) => {
       if (oem === null) throw new TallyError('ASSERTION_FAILED', 'a DOT-M wallet is created with the home OEM', {});
       progress('registering the account at the node');
       const registered = await registerUser(account);

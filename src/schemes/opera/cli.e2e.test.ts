@@ -23,7 +23,7 @@ after(async () => {
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
-const NODE = { passphrase: 'opera e2e' };
+const NODE = { passphrase: 'opera e2e', args: ['--schemes', 'opera'] };
 
 test('OPERA through the CLI: tokens charged, anonymous three-stage payments offline, re-spend, a wrong amount refused, a clone caught at deposit, audit balanced', { skip, timeout: 300_000 }, async () => {
   const root = await mkdtemp(join(tmpdir(), 'tally-opera-e2e-'));

@@ -101,7 +101,7 @@ describe('OPERA: the fourteen faults of §5.1', { timeout: 900_000 }, () => {
   before(async () => {
     const root = await mkdtemp(join(tmpdir(), 'tally-opera-faults-'));
     dirs.push(root);
-    node = await startNode(join(root, 'node'), 0, { passphrase: 'opera faults' });
+    node = await startNode(join(root, 'node'), 0, { passphrase: 'opera faults', args: ['--schemes', 'opera'] });
     env = { ...process.env, TALLY_HOME: join(root, 'home'), TALLY_NODE: node.url, TALLY_OPERATOR_TOKEN: (await readFile(join(root, 'node', 'identity', 'operator-token'), 'utf8')).trim() };
     const { ok } = cliOf(env);
     await ok('operator', 'oem');

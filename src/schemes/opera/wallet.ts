@@ -98,7 +98,7 @@ export class OperaWallet extends WalletShell<OperaStep, null, OperaState, OperaC
    * @throws TallyError WALLET_EXISTS, WALLET_UNSUPPORTED (no OEM enrolled), TPM_TOOL_MISSING, NODE_UNREACHABLE, NODE_REFUSED
    */
   static async create(options: { home: string; name: string; node: string; progress?: (line: string) => void }): Promise<OperaWallet> {
-    await createWalletFolder<null>({ ...options, needsOem: true }, async ({ name, node, info, paths, oem, progress, registerUser }) => {
+    await createWalletFolder<null>({ ...options, scheme: 'opera', needsOem: true }, async ({ name, node, info, paths, oem, progress, registerUser }) => {
       const account = newAccountKey(randomBytes(32));
       progress('registering the user at the node');
       const registered = await registerUser(account.signer);

@@ -32,7 +32,7 @@ test('OPS through the CLI: separate processes, token and TCP payments, offline w
   dirs.push(root);
   const home = join(root, 'home');
   const dataDir = join(root, 'node');
-  let node = await startNode(dataDir, 0, { passphrase: 'cli e2e' });
+  let node = await startNode(dataDir, 0, { passphrase: 'cli e2e', args: ['--schemes', 'ops'] });
   const env: Record<string, string | undefined> = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url, TALLY_OPERATOR_TOKEN: '', TALLY_WALLET_PASSPHRASE: undefined };
 
   const { run, ok, refusedRun, listen } = tallyCommands(env);
@@ -99,7 +99,7 @@ test('OPS through the CLI: separate processes, token and TCP payments, offline w
   await refused('PAYMENT_REPLAYED', 'accept', 'carol', String(overLink['token']));
 
   // Back online: claim, sync, withdraw.
-  node = await startNode(dataDir, node.port, { passphrase: 'cli e2e' });
+  node = await startNode(dataDir, node.port, { passphrase: 'cli e2e', args: ['--schemes', 'ops'] });
   const claimed = await ok('claim', 'carol');
   assert.equal((claimed['claimed'] as unknown[]).length, 1);
   assert.equal(claimed['online'], '5.00');

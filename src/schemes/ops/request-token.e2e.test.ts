@@ -34,7 +34,7 @@ test('OPS request tokens through the CLI: the payer sees whom it pays, a swapped
   dirs.push(root);
   const home = join(root, 'home');
   const dataDir = join(root, 'node');
-  const node = await startNode(dataDir, 0, { passphrase: 'request e2e' });
+  const node = await startNode(dataDir, 0, { passphrase: 'request e2e', args: ['--schemes', 'ops'] });
   const env: Record<string, string | undefined> = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url, TALLY_WALLET_PASSPHRASE: 'request e2e passphrase' };
   env['TALLY_OPERATOR_TOKEN'] = (await readFile(join(dataDir, 'identity', 'operator-token'), 'utf8')).trim();
 
@@ -129,7 +129,7 @@ test('OPS request tokens through the CLI: the payer sees whom it pays, a swapped
   assert.equal(await offline('bob'), '7.00');
 
   // Online again: the audit balances; the float is what the SEs hold plus the 1.00 to carol not yet claimed.
-  const again2 = await startNode(dataDir, node.port, { passphrase: 'request e2e' });
+  const again2 = await startNode(dataDir, node.port, { passphrase: 'request e2e', args: ['--schemes', 'ops'] });
   const audit = await ok('audit');
   assert.equal(audit['balanced'], true);
   const float = String((audit['currencies'] as Json[])[0]?.['totalOfflineFloat']);

@@ -42,7 +42,7 @@ before(async () => {
   process.env['TALLY_WALLET_PASSPHRASE'] = 'wallet test passphrase';
   root = await mkdtemp(join(tmpdir(), 'tally-wallet-'));
   home = join(root, 'home');
-  node = await startNode({ port: 0, host: '127.0.0.1', dataDir: join(root, 'node'), env: { TALLY_NODE_PASSPHRASE: 'wallet test' }, currency: DEFAULT_CURRENCY, logger: { log: () => undefined }, print: () => undefined, now: () => Date.now() + clockOffsetMs });
+  node = await startNode({ port: 0, host: '127.0.0.1', dataDir: join(root, 'node'), env: { TALLY_NODE_PASSPHRASE: 'wallet test' }, schemes: [ops], currency: DEFAULT_CURRENCY, logger: { log: () => undefined }, print: () => undefined, now: () => Date.now() + clockOffsetMs });
   client = new NodeClient(node.url);
   await enrollOem(home, client, node.operatorToken, ops.wallet.trustedApps);
 });

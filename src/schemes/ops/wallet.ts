@@ -58,7 +58,7 @@ export class Wallet extends OpsWalletOnline {
    *   NODE_UNREACHABLE, NODE_REFUSED
    */
   static async create(options: CreateOptions): Promise<Wallet> {
-    await createWalletFolder<never>({ ...options, needsOem: options.secureElement }, async ({ name, node, info, paths, oem, progress, registerUser }) => {
+    await createWalletFolder<never>({ ...options, scheme: 'ops', needsOem: options.secureElement }, async ({ name, node, info, paths, oem, progress, registerUser }) => {
       const account = newAccountKey(randomBytes(32));
       const user = account.signer;
       // Without a secure element the key is sealed under a passphrase, asked before anything is registered.

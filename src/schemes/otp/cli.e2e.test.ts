@@ -20,7 +20,7 @@ after(async () => {
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
-const NODE = { passphrase: 'otp e2e' };
+const NODE = { passphrase: 'otp e2e', args: ['--schemes', 'otp'] };
 
 test('OTP through the CLI: blind withdrawal, anonymous payments offline, re-spend, change, deposit, a clone caught by its escrow tags, audit balanced', { timeout: 300_000 }, async () => {
   const root = await mkdtemp(join(tmpdir(), 'tally-otp-e2e-'));

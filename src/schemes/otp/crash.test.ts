@@ -52,7 +52,7 @@ describe('OTP with secure elements killed mid-commit', { timeout: 600_000 }, () 
     const root = await mkdtemp(join(tmpdir(), 'tally-otp-crash-'));
     dirs.push(root);
     home = join(root, 'home');
-    node = await startNode(join(root, 'node'), 0, { passphrase: 'otp crash' });
+    node = await startNode(join(root, 'node'), 0, { passphrase: 'otp crash', args: ['--schemes', 'otp'] });
     env = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url, TALLY_OPERATOR_TOKEN: (await readFile(join(root, 'node', 'identity', 'operator-token'), 'utf8')).trim() };
     await cli('operator', 'oem');
     await Promise.all([cli('wallet', 'create', 'alice', '--scheme', 'otp'), cli('wallet', 'create', 'bob', '--scheme', 'otp')]);

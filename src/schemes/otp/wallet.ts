@@ -94,7 +94,7 @@ export class OtpWallet extends WalletShell<OtpStep, null, OtpState, OtpCommands>
    * @throws TallyError WALLET_EXISTS, WALLET_UNSUPPORTED (no OEM enrolled), NODE_UNREACHABLE, NODE_REFUSED
    */
   static async create(options: { home: string; name: string; node: string; progress?: (line: string) => void }): Promise<OtpWallet> {
-    await createWalletFolder<null>({ ...options, needsOem: true }, async ({ name, node, info, paths, oem, progress, registerUser }) => {
+    await createWalletFolder<null>({ ...options, scheme: 'otp', needsOem: true }, async ({ name, node, info, paths, oem, progress, registerUser }) => {
       const account = newAccountKey(randomBytes(32));
       progress('registering the user at the node');
       const registered = await registerUser(account.signer);

@@ -54,7 +54,7 @@ export class ToyWallet extends WalletShell<LoadStep, ToySlot, PurseState, ToyCom
 
   /** Creates a toy wallet: a user at the node and a purse in its own SE process. */
   static async create(options: { home: string; name: string; node: string; progress?: (line: string) => void }): Promise<ToyWallet> {
-    await createWalletFolder<ToySlot>({ ...options, needsOem: false }, async ({ name, node, info, paths, progress, registerUser }) => {
+    await createWalletFolder<ToySlot>({ ...options, scheme: 'toy', needsOem: false }, async ({ name, node, info, paths, progress, registerUser }) => {
       const account = newAccountKey(randomBytes(32));
       const user = account.signer;
       progress('registering the user at the node');
