@@ -4,10 +4,9 @@
  * bytes per OTP, the ratio to the cryptographic floor; the denominations comparison; and the
  * paper's own figures beside ours, as Markdown tables.
  */
-import type { FloorRatio, Machine } from '../../sim/bench/plugin.ts';
+import { fitLine, meanSd, type FloorRatio, type Line, type Machine, type MeanSd } from '../../sim/bench/plugin.ts';
 import type { OtpFloor } from './bench-floor.ts';
 import type { DenominationRow, Pair, RampSample } from './bench-ramp.ts';
-import { fitLine, meanSd, type Line, type MeanSd } from './bench-stats.ts';
 
 /** What the paper reports in §3.1 (iPhone 7 with the Secure Enclave, Bluetooth multipeer). */
 export const PAPER = {

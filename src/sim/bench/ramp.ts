@@ -1,7 +1,9 @@
 /**
- * The statistics of `bench otp`: mean and sample standard deviation per count (the paper's
- * Figures 7–10 plot these), and the least-squares line through every sample (time against the
- * number of OTPs), whose slope is the time per OTP the paper reads off its ramp.
+ * What a ramp benchmark needs, for any scheme: payments of n items (OTPs, tokens) for several n,
+ * repeated. The mean and sample standard deviation per count (what the papers plot), the
+ * least-squares line through every sample (time against n: its slope is the time per item, its
+ * intercept what a payment costs whatever its size), and the settings a run takes from the
+ * environment (`<PREFIX>_REPS`, `<PREFIX>_COUNTS`, `<PREFIX>_SVG`).
  */
 
 /** Mean and sample standard deviation. */
@@ -40,4 +42,29 @@ export function fitLine(points: readonly (readonly [number, number])[]): Line {
   const syy = points.reduce((s, [, y]) => s + (y - my) ** 2, 0);
   const slope = sxy / sxx;
   return { slope, intercept: my - slope * mx, r2: syy === 0 ? 1 : (sxy * sxy) / (sxx * syy) };
+}
+
+/** The settings of a ramp that the environment may change. */
+export interface RampSettings {
+  /** Payments per count. */
+  readonly reps: number;
+  /** The counts of items per payment. */
+  readonly counts: readonly number[];
+  /** Where to write the figure; none when undefined. */
+  readonly svgPath?: string | undefined;
+}
+
+/**
+ * `base` with what the environment sets: `<prefix>_REPS` (payments per count, 1 to 1000),
+ * `<prefix>_COUNTS` (comma-separated), `<prefix>_SVG` (a path, or `none`).
+ * @throws RangeError for a number of repetitions out of range
+ */
+export function rampSettings<T extends RampSettings>(prefix: string, base: T, env: Readonly<Record<string, string | undefined>>): T {
+  const repsText = env[`${prefix}_REPS`];
+  const reps = repsText === undefined ? base.reps : Number(repsText);
+  if (!Number.isInteger(reps) || reps < 1 || reps > 1000) throw new RangeError(`${prefix}_REPS: expected 1 to 1000, got ${repsText}`);
+  const text = env[`${prefix}_COUNTS`];
+  const counts = text === undefined || text === '' ? base.counts : text.split(',').map((s) => Number(s.trim()));
+  const svg = env[`${prefix}_SVG`];
+  return { ...base, reps, counts, svgPath: svg === 'none' ? undefined : (svg ?? base.svgPath) };
 }
