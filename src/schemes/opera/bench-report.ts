@@ -5,7 +5,7 @@
  * size: the intercept, the part the tokens amortise); the floors and the ratios to them; and the
  * paper's trend beside ours, as Markdown tables.
  */
-import { fitLine, meanSd, type FloorRatio, type Line, type Machine, type MeanSd } from '../../sim/bench/plugin.ts';
+import { fitLine, meanSd, type FloorRatio, type Line, type MeanSd, type RampRun } from '../../sim/bench/plugin.ts';
 import type { OperaFloor } from './bench-floor.ts';
 import { STAGES, type Stage } from './bench-payment.ts';
 import type { RampSample } from './bench-ramp.ts';
@@ -33,13 +33,7 @@ export interface CountRow {
 }
 
 /** Everything `bench opera` measured. */
-export interface OperaBenchReport {
-  readonly machine: Machine;
-  readonly loadAverage: { readonly start: number; readonly end: number };
-  readonly node: { readonly database: string };
-  readonly transport: string;
-  readonly counts: readonly number[];
-  readonly reps: number;
+export interface OperaBenchReport extends RampRun {
   readonly rows: CountRow[];
   /** Seconds against tokens, through every sample; and each stage's ms against tokens. */
   readonly time: Line;

@@ -23,7 +23,7 @@ export { CountingStream } from './counting-stream.ts';
 export { connectTcp, listenTcp, type TcpServer } from '../../channel/tcp.ts';
 export { latency, median, quantile, spread, summarise, throughput, type Latency, type Spread } from './stats.ts';
 /** Ramps (payments of n items for several n): their statistics, settings and figure; CPU time of the SE processes. */
-export { fitLine, meanSd, rampSettings, type Line, type MeanSd, type RampSettings } from './ramp.ts';
+export { fitLine, meanSd, rampSettings, type Line, type MeanSd, type RampRun, type RampSettings } from './ramp.ts';
 export { escapeXml, plotSvg, ticks, type Panel, type PlotPoint, type PlotSeries } from './figure.ts';
 export { cpuNow, pidOf, processCpuMs } from './cpu.ts';
 

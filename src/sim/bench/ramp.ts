@@ -5,6 +5,19 @@
  * intercept what a payment costs whatever its size), and the settings a run takes from the
  * environment (`<PREFIX>_REPS`, `<PREFIX>_COUNTS`, `<PREFIX>_SVG`).
  */
+import type { Machine } from './machine.ts';
+
+/** What every ramp's report says of its run. */
+export interface RampRun {
+  readonly machine: Machine;
+  /** The 1-minute load average when the ramp started and when it ended. */
+  readonly loadAverage: { readonly start: number; readonly end: number };
+  readonly node: { readonly database: string };
+  /** The link the payments took, in words. */
+  readonly transport: string;
+  readonly counts: readonly number[];
+  readonly reps: number;
+}
 
 /** Mean and sample standard deviation. */
 export interface MeanSd {
