@@ -3,6 +3,7 @@
  * as lines with points, and the paper's figures from its text as dashed lines of the same colour
  * (P1's "46 to 50 ms" as a band), on linear axes from 0.
  */
+import { escapeXml, ticks } from '../../sim/bench/plugin.ts';
 import { PAPER, type Figure3Row, type Operation } from './bench-report.ts';
 
 /** Where a full run writes the figure (the docs folder). */
@@ -13,20 +14,6 @@ const HEIGHT = 470;
 const PAD = { left: 64, right: 260, top: 60, bottom: 56 };
 const COLOURS: Readonly<Record<Exclude<Operation, 'P2 exchange'>, string>> = { P1: '#3b4cc0', P2: '#b4043a', P3: '#1b9e77', P4: '#d95f02', P5: '#7570b3' };
 const NAMES: Readonly<Record<Exclude<Operation, 'P2 exchange'>, string>> = { P1: 'P1 open', P2: 'P2 transfer', P3: 'P3 upload + finalize (3)', P4: 'P4 withdraw + recharge', P5: 'P5 logout + finalize + clean' };
-
-function escape(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-}
-
-/** Round tick steps (1, 2, 5 × 10^k) giving about `want` ticks up to `max`. */
-function ticks(max: number, want: number): number[] {
-  const raw = max / want;
-  const base = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((m) => m * base).find((s) => s >= raw) ?? 10 * base;
-  const out: number[] = [];
-  for (let v = 0; v <= max + 1e-9; v += step) out.push(Number(v.toPrecision(12)));
-  return out;
-}
 
 /** The SVG text of Figure 3 (P1–P5; the whole exchange is left to the tables). */
 export function figure3Svg(rows: readonly Figure3Row[], options: { title: string; subtitle: string }): string {
@@ -40,8 +27,8 @@ export function figure3Svg(rows: readonly Figure3Row[], options: { title: string
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${HEIGHT}" viewBox="0 0 ${WIDTH} ${HEIGHT}" font-family="sans-serif" font-size="12">`,
     `<rect width="${WIDTH}" height="${HEIGHT}" fill="#ffffff"/>`,
-    `<text x="${WIDTH / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${escape(options.title)}</text>`,
-    `<text x="${WIDTH / 2}" y="40" text-anchor="middle" fill="#444444">${escape(options.subtitle)}</text>`,
+    `<text x="${WIDTH / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">${escapeXml(options.title)}</text>`,
+    `<text x="${WIDTH / 2}" y="40" text-anchor="middle" fill="#444444">${escapeXml(options.subtitle)}</text>`,
   ];
   for (const t of ticks(yMax, 8)) {
     out.push(`<line x1="${PAD.left}" y1="${y(t).toFixed(1)}" x2="${PAD.left + plotW}" y2="${y(t).toFixed(1)}" stroke="#e5e5e5"/>`, `<text x="${PAD.left - 6}" y="${(y(t) + 4).toFixed(1)}" text-anchor="end">${t}</text>`);
@@ -65,7 +52,7 @@ export function figure3Svg(rows: readonly Figure3Row[], options: { title: string
     const colour = COLOURS[row.operation];
     const points = row.samples.map((v, i) => `${x(i + 1).toFixed(1)},${y(v).toFixed(1)}`);
     out.push(`<polyline points="${points.join(' ')}" fill="none" stroke="${colour}" stroke-width="1.2"/>`);
-    row.samples.forEach((v, i) => out.push(`<circle cx="${x(i + 1).toFixed(1)}" cy="${y(v).toFixed(1)}" r="2.2" fill="${colour}"><title>${escape(`${NAMES[row.operation]}, run ${i + 1}: ${v.toFixed(2)} ms`)}</title></circle>`));
+    row.samples.forEach((v, i) => out.push(`<circle cx="${x(i + 1).toFixed(1)}" cy="${y(v).toFixed(1)}" r="2.2" fill="${colour}"><title>${escapeXml(`${NAMES[row.operation]}, run ${i + 1}: ${v.toFixed(2)} ms`)}</title></circle>`));
   }
   const lx = PAD.left + plotW + 14;
   out.push(`<text x="${lx}" y="${PAD.top + 4}" font-weight="bold">ours (mean ± sd)</text>`);
@@ -75,8 +62,8 @@ export function figure3Svg(rows: readonly Figure3Row[], options: { title: string
     const paper = row.operation === 'P1' ? `${band.low}–${band.high}` : String(PAPER.figure3[row.operation]);
     out.push(
       `<line x1="${lx}" y1="${ly - 4}" x2="${lx + 18}" y2="${ly - 4}" stroke="${colour}" stroke-width="2"/>`,
-      `<text x="${lx + 24}" y="${ly}">${escape(NAMES[row.operation])}</text>`,
-      `<text x="${lx + 24}" y="${ly + 14}" fill="#444444">${escape(`${row.ms.mean.toFixed(1)} ± ${row.ms.sd.toFixed(1)} ms; paper ${paper} ms`)}</text>`,
+      `<text x="${lx + 24}" y="${ly}">${escapeXml(NAMES[row.operation])}</text>`,
+      `<text x="${lx + 24}" y="${ly + 14}" fill="#444444">${escapeXml(`${row.ms.mean.toFixed(1)} ± ${row.ms.sd.toFixed(1)} ms; paper ${paper} ms`)}</text>`,
     );
   });
   const ly = PAD.top + 24 + shown.length * 34 + 8;

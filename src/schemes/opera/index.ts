@@ -16,4 +16,5 @@ export const opera: Scheme = {
   node: async () => (await import('./node.ts')).operaNodePart,
   wallet: { trustedApps: [{ scheme: 'opera', description: 'OPERA trusted app (the ODW), software build', ...OPERA_TA_BUILD, anonymousCredential: { enrollPath: '/v1/opera/makers' } }] },
   cli: operaCli,
+  bench: async (use) => use((await import('./bench.ts')).operaBench),
 };

@@ -9,6 +9,7 @@ import type { Codec } from '../../core/codec.ts';
 import type { Signer } from '../../core/crypto/suite.ts';
 import { base64urlText } from '../../core/fields.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
+import type { SecureElement } from '../../secure-element/secure-element.ts';
 import { keyId } from '../../pki/key-id.ts';
 import {
   amount as amountText,
@@ -17,7 +18,6 @@ import {
   measureTrustedApp,
   obtainDeviceCredential,
   SOFTWARE_SE_MODEL,
-  startSecureElement,
   type NodeClient,
   type NodeInfo,
   type Oem,
@@ -88,7 +88,8 @@ export function cbor<T>(codec: Codec<T>, text: string, what: string): T {
   return codec.decode(decodeCbor(fromBase64url(text), { maxBytes: 1024 * 1024 }), what);
 }
 
-type Host = Awaited<ReturnType<typeof startSecureElement<OperaState, OperaCommands>>>;
+/** What provisioning needs of the ODW's secure element, whichever host runs it. */
+type Host = Pick<SecureElement<OperaCommands>, 'call'>;
 
 /**
  * Init, the OEM's attestation, the device's registration at the node (scheme opera), CertInit, the

@@ -7,10 +7,8 @@
  * with the bytes on the wire each way of the link and the CPU time the payment took in this process
  * and in the secure elements' own processes.
  */
-import { readFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
 import { openSecureLink } from '../../channel/index.ts';
-import { CountingStream, connectTcp, type TcpServer } from '../../sim/bench/plugin.ts';
+import { CountingStream, connectTcp, cpuNow, type TcpServer } from '../../sim/bench/plugin.ts';
 import type { Party } from './bench-setup.ts';
 import { OTP_LINK_PROLOGUE, OTP_LINK_SCHEME, runPayee, runPayer } from './session.ts';
 import { payeeRole, payerRole } from './wallet-link.ts';
@@ -33,36 +31,6 @@ export interface PaymentSample {
   readonly sessionBytes: number;
   /** CPU time (user + system) in this process and in the secure elements' child processes, ms. */
   readonly cpuMs: { readonly bench: number; readonly elements: number };
-}
-
-/** Clock ticks per second of /proc/PID/stat's times (sysconf CLK_TCK; 100 where getconf is missing). */
-const CLOCK_TICKS = (() => {
-  try {
-    const ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
-    return Number.isInteger(ticks) && ticks > 0 ? ticks : 100;
-  } catch {
-    return 100;
-  }
-})();
-
-/** User + system CPU of process `pid`, ms (fields 14 and 15 of /proc/PID/stat), or 0 where /proc cannot tell. */
-export function processCpuMs(pid: number): number {
-  let text: string;
-  try {
-    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  } catch {
-    return 0;
-  }
-  // The command name (field 2) may hold spaces: the fields after it start past its closing parenthesis.
-  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  const utime = Number(fields[11]);
-  const stime = Number(fields[12]);
-  return Number.isFinite(utime) && Number.isFinite(stime) ? ((utime + stime) * 1000) / CLOCK_TICKS : 0;
-}
-
-function cpuNow(pids: readonly number[]): { bench: number; elements: number } {
-  const own = process.cpuUsage();
-  return { bench: (own.user + own.system) / 1000, elements: pids.reduce((s, pid) => s + processCpuMs(pid), 0) };
 }
 
 /**

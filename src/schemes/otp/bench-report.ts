@@ -4,10 +4,9 @@
  * bytes per OTP, the ratio to the cryptographic floor; the denominations comparison; and the
  * paper's own figures beside ours, as Markdown tables.
  */
-import type { FloorRatio, Machine } from '../../sim/bench/plugin.ts';
+import { fitLine, meanSd, type FloorRatio, type Line, type MeanSd, type RampRun } from '../../sim/bench/plugin.ts';
 import type { OtpFloor } from './bench-floor.ts';
 import type { DenominationRow, Pair, RampSample } from './bench-ramp.ts';
-import { fitLine, meanSd, type Line, type MeanSd } from './bench-stats.ts';
 
 /** What the paper reports in §3.1 (iPhone 7 with the Secure Enclave, Bluetooth multipeer). */
 export const PAPER = {
@@ -48,13 +47,7 @@ export interface SeriesReport {
 }
 
 /** Everything `bench otp` measured. */
-export interface OtpBenchReport {
-  readonly machine: Machine;
-  readonly loadAverage: { readonly start: number; readonly end: number };
-  readonly node: { readonly database: string };
-  readonly transport: string;
-  readonly counts: readonly number[];
-  readonly reps: number;
+export interface OtpBenchReport extends RampRun {
   readonly series: SeriesReport[];
   readonly floor: OtpFloor;
   readonly denominations: { readonly amountMinor: string; readonly rows: Array<{ way: DenominationRow['way']; coins: Readonly<Record<string, number>>; count: number; seconds: MeanSd; sessionBytes: number; cpuMs: number }> };

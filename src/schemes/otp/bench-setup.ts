@@ -12,7 +12,7 @@ import type { CryptoProvider } from '../../core/crypto/suite.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import { encodeCertificate } from '../../pki/certificate.ts';
 import type { SecureElement } from '../../secure-element/secure-element.ts';
-import type { BenchHarness, BenchNode, BenchOem, BenchUser } from '../../sim/bench/plugin.ts';
+import { pidOf, type BenchHarness, type BenchNode, type BenchOem, type BenchUser } from '../../sim/bench/plugin.ts';
 import { exchangeKeyCodec } from './exchange-key.ts';
 import { COINS_PER_MESSAGE_MAX, depositReceiptCodec, KEYS_PER_MESSAGE_MAX, paramsCodec, timeCodec, type ClassEntry, type Params } from './messages.ts';
 import { OTP_FLOAT_ACCOUNT, otpNodePart } from './node.ts';
@@ -65,10 +65,6 @@ export function classOf(world: OtpWorld, denomination: bigint): ClassEntry {
   const newest = entries.sort((a, b) => b.until - a.until)[0];
   if (newest === undefined) throw new Error(`the bank issues no class of ${denomination} minor units`);
   return newest;
-}
-
-function pidOf(se: object): number | undefined {
-  return 'pid' in se && typeof se.pid === 'number' ? se.pid : undefined;
 }
 
 /** A registered user whose OTP TA is started in `dir` and provisioned as a wallet does it. */

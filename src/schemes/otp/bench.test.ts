@@ -9,18 +9,6 @@ import { makeHarness } from '../../sim/bench/harness.ts';
 import { benchOtp, otpBench, withEnvironment } from './bench.ts';
 import { rampFigure } from './bench-figure.ts';
 import { formatOtpReport, otpRatios } from './bench-report.ts';
-import { fitLine, meanSd } from './bench-stats.ts';
-
-test('meanSd and fitLine: the sample standard deviation and the least-squares line', () => {
-  const m = meanSd([2, 4, 4, 4, 5, 5, 7, 9]);
-  assert.equal(m.mean, 5);
-  assert.ok(Math.abs(m.sd - Math.sqrt(32 / 7)) < 1e-12);
-  assert.equal(meanSd([3]).sd, 0);
-  const line = fitLine([[1, 3], [2, 5], [3, 7]]);
-  assert.deepEqual([line.slope, line.intercept, line.r2], [2, 1, 1]);
-  assert.throws(() => fitLine([[1, 1], [1, 2]]), RangeError);
-  assert.throws(() => meanSd([]), RangeError);
-});
 
 test('bench otp, minimal: two counts, both placements, every coin moved and deposited, the audit balanced', { timeout: 240_000 }, async () => {
   const counts = [2, 8];

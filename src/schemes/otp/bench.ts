@@ -8,7 +8,7 @@
  * cryptographic floor of one OTP (bench-floor.ts). Then what denominations save: 87.00 paid in
  * unit coins and in the bank's denominations. Writes the ramp as an SVG when asked (a full run).
  */
-import { listenTcp, type BenchHarness, type BenchPlugin } from '../../sim/bench/plugin.ts';
+import { listenTcp, rampSettings, type BenchHarness, type BenchPlugin } from '../../sim/bench/plugin.ts';
 import { RAMP_SVG_PATH, rampFigure } from './bench-figure.ts';
 import { measureFloor } from './bench-floor.ts';
 import { payCoins, runDenominations, runRamp, UNIT_MINOR, type Pair } from './bench-ramp.ts';
@@ -46,12 +46,7 @@ const QUICK: OtpBenchOptions = { counts: [5, 10, 20, 50], reps: 2, warmup: 1, me
  * @throws RangeError for a value out of range
  */
 export function withEnvironment(base: OtpBenchOptions, env: Readonly<Record<string, string | undefined>>): OtpBenchOptions {
-  const reps = env['TALLY_OTP_REPS'] === undefined ? base.reps : Number(env['TALLY_OTP_REPS']);
-  if (!Number.isInteger(reps) || reps < 1 || reps > 1000) throw new RangeError(`TALLY_OTP_REPS: expected 1 to 1000, got ${env['TALLY_OTP_REPS']}`);
-  const text = env['TALLY_OTP_COUNTS'];
-  const counts = text === undefined || text === '' ? base.counts : text.split(',').map((s) => Number(s.trim()));
-  const svg = env['TALLY_OTP_SVG'];
-  return { ...base, reps, counts, svgPath: svg === 'none' ? undefined : (svg ?? base.svgPath) };
+  return rampSettings('TALLY_OTP', base, env);
 }
 
 /**

@@ -22,6 +22,10 @@ export { CountingStream } from './counting-stream.ts';
 /** The TCP transport, for benches that time a link over loopback. */
 export { connectTcp, listenTcp, type TcpServer } from '../../channel/tcp.ts';
 export { latency, median, quantile, spread, summarise, throughput, type Latency, type Spread } from './stats.ts';
+/** Ramps (payments of n items for several n): their statistics, settings and figure; CPU time of the SE processes. */
+export { fitLine, meanSd, rampSettings, type Line, type MeanSd, type RampRun, type RampSettings } from './ramp.ts';
+export { escapeXml, plotSvg, ticks, type Panel, type PlotPoint, type PlotSeries } from './figure.ts';
+export { cpuNow, pidOf, processCpuMs } from './cpu.ts';
 
 /** Where an isolated secure element's child process finds a trusted app: a module URL and its export. */
 export interface AppLocation {

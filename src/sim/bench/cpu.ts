@@ -1,0 +1,42 @@
+/**
+ * CPU time for benchmarks: this process's (process.cpuUsage) and that of other processes, such as
+ * isolated secure elements, read from /proc/PID/stat (Linux; 0 where /proc cannot tell).
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+/** Clock ticks per second of /proc/PID/stat's times (sysconf CLK_TCK; 100 where getconf is missing). */
+const CLOCK_TICKS = (() => {
+  try {
+    const ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+    return Number.isInteger(ticks) && ticks > 0 ? ticks : 100;
+  } catch {
+    return 100;
+  }
+})();
+
+/** User + system CPU of process `pid`, ms (fields 14 and 15 of /proc/PID/stat), or 0 where /proc cannot tell. */
+export function processCpuMs(pid: number): number {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return 0;
+  }
+  // The command name (field 2) may hold spaces: the fields after it start past its closing parenthesis.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  return Number.isFinite(utime) && Number.isFinite(stime) ? ((utime + stime) * 1000) / CLOCK_TICKS : 0;
+}
+
+/** CPU time so far, ms: this process's, and the sum over `pids` (other processes). */
+export function cpuNow(pids: readonly number[]): { bench: number; elements: number } {
+  const own = process.cpuUsage();
+  return { bench: (own.user + own.system) / 1000, elements: pids.reduce((s, pid) => s + processCpuMs(pid), 0) };
+}
+
+/** The process id of a secure element that runs in a process of its own (an isolated host), else undefined. */
+export function pidOf(se: object): number | undefined {
+  return 'pid' in se && typeof se.pid === 'number' ? se.pid : undefined;
+}
