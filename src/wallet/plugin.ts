@@ -25,7 +25,8 @@ export { openKey, sealKey } from '../issuer/identity/keystore.ts';
 export type { ChainClients, ContractWrite } from './chain.ts';
 import type { ChainClients } from './chain.ts';
 
-type ChainModule = typeof import('./chain.ts');
+import type * as chainModule from './chain.ts';
+type ChainModule = typeof chainModule;
 
 /**
  * Clients of `rpcUrl` sending as the account of `privateKey` (see chain.ts). The Ethereum client
