@@ -17,12 +17,14 @@ import { keyId } from '../../pki/key-id.ts';
 import { certify, hierarchy, NOW, signer } from '../../pki/test-fixtures.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { InProcessHost } from '../../secure-element/host.ts';
+import type { SecureElement } from '../../secure-element/secure-element.ts';
 import { MemoryCounter, MemoryStorage } from '../../secure-element/memory-fixtures.ts';
 import { findCommand, type TrustedEnv } from '../../secure-element/trusted-app.ts';
-import type { Offer, Role } from './exchange.ts';
+import type { Role } from './exchange.ts';
 import { CHARGE_TAG, chargeBodyCodec, ODW_CREDENTIAL_LABEL, PARAMS_TAG, paramsBodyCodec, signed, type Maker, type Params } from './messages.ts';
 import type { OtkHash } from './otk.ts';
-import { runOdw, type Odw, type SessionOutcome } from './session.ts';
+import { runOdw, type SessionOutcome } from './session.ts';
+import { odwOf } from './wallet.ts';
 import { signToken } from './token.ts';
 import { operaTrustedApp, type OperaState } from './trusted-app.ts';
 
@@ -53,13 +55,8 @@ export function paramsFor(options: { hash?: OtkHash; makers?: Maker[]; at?: numb
 }
 
 type Commands = typeof operaTrustedApp.commands;
-/** An ODW secure element in memory. */
-export type OperaSe = InProcessHost<OperaState, Commands>;
-
 /** Something that runs the ODW's commands: a host, or the pure app. */
-export interface Caller {
-  call<K extends keyof Commands & string>(name: K, input: Parameters<Commands[K]['run']>[1]): Promise<Awaited<ReturnType<Commands[K]['run']>> extends { ok: true; output: infer O } | { ok: false } ? O : never>;
-}
+export type Caller = Pick<SecureElement<Commands>, 'call'>;
 
 /** An ODW: its caller, and what reopening it needs. */
 export interface TestOdw {
@@ -88,14 +85,15 @@ async function provisionAll(se: Caller, name: string, options: { hash?: OtkHash;
 /** A provisioned ODW in an in-process secure element. */
 export async function makeOdw(name: string, options: { hash?: OtkHash; credential?: Credentialing } = {}): Promise<TestOdw> {
   const hostOptions = { app: operaTrustedApp, storage: new MemoryStorage(), counter: new MemoryCounter(), provider: nodeProvider };
-  const se = await InProcessHost.provision(hostOptions);
-  await provisionAll(se as unknown as Caller, name, options);
+  let host = await InProcessHost.provision(hostOptions);
+  await provisionAll(host, name, options);
   const odw: TestOdw = {
     name,
-    se: se as unknown as Caller,
+    se: host,
     async reopen() {
-      await (odw.se as unknown as OperaSe).close();
-      odw.se = (await InProcessHost.open(hostOptions)) as unknown as Caller;
+      await host.close();
+      host = await InProcessHost.open(hostOptions);
+      odw.se = host;
     },
   };
   return odw;
@@ -138,17 +136,6 @@ export async function charge(odw: { se: Caller } | Caller, values: readonly bigi
   const { request } = await se.call('chargeRequest', { amount, tokens: [...counts].map(([value, count]) => ({ value, count })) });
   const tokens = values.map((value) => signToken(bankSigner, { serial: randomBytes(16), value, currency: 'EUR', issued: NOW }));
   await se.call('chargeTake', { charge: signed(chargeBodyCodec, bankSigner, CHARGE_TAG, { nonce: request.body.nonce, tokens }) });
-}
-
-/** The ODW as the session drives it. */
-export function odwOf(se: Caller): Odw {
-  return {
-    mount: async (handshakeHash, role, expect) => (await se.call('mount', { handshakeHash, role, ...(expect === undefined ? {} : { expect }) })).offer as Offer,
-    meet: async (offer) => (await se.call('meet', { offer })).hello,
-    greet: (hello) => se.call('greet', { hello }),
-    begin: (amount) => se.call('begin', amount === undefined ? {} : { amount }),
-    step: (box) => se.call('step', { box }),
-  };
 }
 
 /** The balance an ODW holds. */

@@ -58,7 +58,7 @@ export interface TransferResult {
 }
 
 /** The ODW as the session drives it: its trusted app's commands. */
-export function odwOf(se: SecureElement<OperaCommands>): Odw {
+export function odwOf(se: Pick<SecureElement<OperaCommands>, 'call'>): Odw {
   return {
     mount: async (handshakeHash: Uint8Array, role: Role, expect: bigint | undefined): Promise<Offer> => (await se.call('mount', { handshakeHash, role, ...(expect === undefined ? {} : { expect }) })).offer,
     meet: async (offer) => (await se.call('meet', { offer })).hello,
