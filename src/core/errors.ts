@@ -85,6 +85,7 @@ export interface ErrorDetailMap {
   OPERA_MOUNT_REFUSED: { reason: 'proof' | 'maker' | 'serial' | 'role' | 'state' };
   OPERA_MESSAGE_INVALID: { reason: string };
   OPERA_PENDING: { reason: string };
+  OPERA_NO_CHANGE: Record<string, never>;
 }
 
 /** A stable error code: part of the public API, never renamed. */
@@ -217,6 +218,7 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   OPERA_MOUNT_REFUSED: true,
   OPERA_MESSAGE_INVALID: true,
   OPERA_PENDING: true,
+  OPERA_NO_CHANGE: true,
 };
 
 /** True for a code Tally defines. */

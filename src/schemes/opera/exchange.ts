@@ -13,9 +13,13 @@
  *   2-2  B → A  N'_A (and, resuming, how far B got)
  *   2-3  A → B  {Token}PTK_A, C_A, N_A           one per token
  *   2-4  B → A  C_B, N'_A                        one per token
+ * Change (when A's tokens are worth AMT + c): B's own Stage 2 in the other direction, before Stage 3:
+ *   2-5  A → B  N_A, how many change tokens A holds (B sends the next)
+ *   2-6  B → A  {Token}PTK_B, C'_B, N'_A         one per change token
+ *   2-7  A → B  C'_A, N_A                         one per change token but the last (3-1 answers it)
  * Stage 3 (verification and unmount):
  *   3-1  A → B  PTK_A, C_A, SN_A, A's signature
- *   3-2  B → A  C_B, SN_B, B's signature
+ *   3-2  B → A  C_B, SN_B, B's signature (and PTK_B, with change)
  *   FIN  A → B
  *
  * Pure: codecs.
@@ -23,7 +27,7 @@
 import { array, bytes, oneOf, optional, record, taggedUnion, uint, type Infer } from '../../core/codec.ts';
 import { publicKeyCodec } from '../../core/crypto/suite.ts';
 import { CREDENTIAL_PROOF_BYTES } from '../../pki/anonymous-credential.ts';
-import { amountCodec, MAKERS_MAX, MODES, nonceCodec, signatureCodec, snCodec, TOKENS_PER_MESSAGE_MAX, txidCodec } from './messages.ts';
+import { amountCodec, changeAmountCodec, MAKERS_MAX, MODES, nonceCodec, signatureCodec, snCodec, TOKENS_PER_MESSAGE_MAX, txidCodec } from './messages.ts';
 import { BOX_OVERHEAD_BYTES, PTK_BYTES } from './otk.ts';
 
 /** Bytes of an X25519 key. */
@@ -39,6 +43,7 @@ export const HELLO_BOX_MAX = 1024;
 
 const counter = uint({ max: TOKENS_PER_MESSAGE_MAX });
 const flag = uint({ max: 1 });
+const changeCount = uint({ min: 1, max: TOKENS_PER_MESSAGE_MAX });
 
 /** The roles of a mount. */
 export const ROLES = ['payer', 'payee'] as const;
@@ -70,13 +75,18 @@ export type Hello = Infer<typeof helloCodec>;
 
 /** The messages of Stages 2 and 3, each sealed under its one-time key. */
 export const chainMessageCodec = taggedUnion('msg', {
-  '2-1': { txid: txidCodec, amount: amountCodec, count: uint({ min: 1, max: TOKENS_PER_MESSAGE_MAX }), nonce: nonceCodec },
+  /** `change`: the payer's tokens are worth `amount + change`, and the payee gives `change` back. */
+  '2-1': { txid: txidCodec, amount: amountCodec, count: uint({ min: 1, max: TOKENS_PER_MESSAGE_MAX }), nonce: nonceCodec, change: optional(changeAmountCodec) },
   '2-1r': { txid: txidCodec, nonce: nonceCodec, sent: counter, released: flag },
-  '2-2': { nonce: nonceCodec, received: counter, accepted: flag, accept: optional(signatureCodec) },
+  /** `change`: how many tokens the change takes; `refused`: the payee cannot make the change (nothing moves); `ptk`: PTK_B, once it took the tokens. */
+  '2-2': { nonce: nonceCodec, received: counter, accepted: flag, accept: optional(signatureCodec), change: optional(changeCount), refused: optional(flag), ptk: optional(bytes({ length: PTK_BYTES })) },
   '2-3': { token: bytes({ min: BOX_OVERHEAD_BYTES, max: TOKEN_BOX_MAX }), counter: uint({ min: 1, max: TOKENS_PER_MESSAGE_MAX }), nonce: nonceCodec },
   '2-4': { counter: uint({ min: 1, max: TOKENS_PER_MESSAGE_MAX }), nonce: nonceCodec },
+  '2-5': { nonce: nonceCodec, received: counter },
+  '2-6': { token: bytes({ min: BOX_OVERHEAD_BYTES, max: TOKEN_BOX_MAX }), counter: changeCount, nonce: nonceCodec },
+  '2-7': { counter: changeCount, nonce: nonceCodec },
   '3-1': { ptk: bytes({ length: PTK_BYTES }), counter: uint({ min: 1, max: TOKENS_PER_MESSAGE_MAX }), sn: snCodec, signature: signatureCodec },
-  '3-2': { counter: uint({ min: 1, max: TOKENS_PER_MESSAGE_MAX }), sn: snCodec, signature: signatureCodec },
+  '3-2': { counter: uint({ min: 1, max: TOKENS_PER_MESSAGE_MAX }), sn: snCodec, signature: signatureCodec, ptk: optional(bytes({ length: PTK_BYTES })) },
   fin: {},
 });
 export type ChainMessage = Infer<typeof chainMessageCodec>;

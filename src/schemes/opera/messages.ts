@@ -49,6 +49,8 @@ export const nonceCodec = bytes({ length: NONCE_BYTES });
 export const snCodec = bytes({ length: SN_BYTES });
 export const txidCodec = bytes({ length: TXID_BYTES });
 export const amountCodec = bigint({ min: 0n, max: AMOUNT_MINOR_MAX });
+/** The change a payee gives back when the payer's tokens are worth more than the amount: positive. */
+export const changeAmountCodec = bigint({ min: 1n, max: AMOUNT_MINOR_MAX });
 const tokens = array(tokenCodec, { min: 1, max: TOKENS_PER_MESSAGE_MAX });
 const flag = uint({ max: 1 });
 
@@ -112,10 +114,11 @@ export type DepositReceipt = Infer<typeof depositReceiptCodec>;
 
 /**
  * What the payer signs when it releases its token key (Msg 3-1), and what the payee signs when it
- * took the tokens (Msg 3-2): the transaction, both ODWs, the amount and the count. The payee keeps
- * the payer's release; the bank reads it in a settlement report as proof that Stage 3 reached it.
+ * took the tokens (Msg 3-2): the transaction, both ODWs, the amount, the count and the change the
+ * payee gives back (the payer's tokens are worth amount + change). The payee keeps the payer's
+ * release; the bank reads it in a settlement report as proof that Stage 3 reached it.
  */
-export const transferClaimCodec = record({ txid: txidCodec, payer: snCodec, payee: snCodec, amount: amountCodec, count: uint({ min: 1, max: TOKENS_PER_MESSAGE_MAX }) });
+export const transferClaimCodec = record({ txid: txidCodec, payer: snCodec, payee: snCodec, amount: amountCodec, count: uint({ min: 1, max: TOKENS_PER_MESSAGE_MAX }), change: optional(changeAmountCodec) });
 export type TransferClaim = Infer<typeof transferClaimCodec>;
 
 /** A side of a transaction, as the log records it (Figure 4, §4.1). */
@@ -134,6 +137,8 @@ export const settleReportBodyCodec = record({
   self: snCodec,
   partner: snCodec,
   amount: amountCodec,
+  /** The change the payee gives back (the payer's tokens are worth amount + change). */
+  change: optional(changeAmountCodec),
   /** TR_n: the tokens of the transaction; TR_k: those sent (payer) or received (payee); FLG: the last one's ACK delivered. */
   count: uint({ min: 1, max: TOKENS_PER_MESSAGE_MAX }),
   done: uint({ max: TOKENS_PER_MESSAGE_MAX }),
@@ -142,7 +147,7 @@ export const settleReportBodyCodec = record({
   released: flag,
   /** The payee took the tokens (Msg 3-1 reached it). */
   accepted: flag,
-  /** The payer's tokens of the transaction (what a refund is worth); empty for the payee. */
+  /** The tokens this ODW pays in the transaction: the payer's, or the payee's change (empty without change). */
   tokens: array(tokenCodec, { max: TOKENS_PER_MESSAGE_MAX }),
   /** The payee's copy of the payer's release signature, when it accepted. */
   release: optional(signatureCodec),

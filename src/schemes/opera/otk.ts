@@ -75,19 +75,22 @@ export function helloKey(seed: Uint8Array, from: 'payer' | 'payee'): Uint8Array 
   return hkdf({ ikm: seed, info: `tally/opera/hello/v1\0${from}`, length: 32 });
 }
 
-function tokenContext(txid: Uint8Array, counter: number): Uint8Array {
-  return concatBytes(utf8(`tally/opera/token-box/v1\0${counter}\0`), txid);
+/** Which way a token goes: the payer's payment (under PTK_A) or the payee's change (under PTK_B). */
+export type TokenLeg = 'pay' | 'change';
+
+function tokenContext(txid: Uint8Array, counter: number, leg: TokenLeg): Uint8Array {
+  return concatBytes(utf8(`tally/opera/${leg === 'pay' ? 'token' : 'change'}-box/v1\0${counter}\0`), txid);
 }
 
-/** `{Token}PTK_A`: the `counter`-th token of transaction `txid`, sealed under the payer's token key. */
-export function sealToken(ptk: Uint8Array, txid: Uint8Array, counter: number, token: Uint8Array): Uint8Array {
-  return aeadSeal(ptk, token, tokenContext(txid, counter));
+/** `{Token}PTK_A` (or the change's `{Token}PTK_B`): the `counter`-th token of transaction `txid`, sealed under the sender's token key. */
+export function sealToken(ptk: Uint8Array, txid: Uint8Array, counter: number, token: Uint8Array, leg: TokenLeg = 'pay'): Uint8Array {
+  return aeadSeal(ptk, token, tokenContext(txid, counter, leg));
 }
 
 /**
  * Opens a token sealed by sealToken.
- * @throws TallyError AEAD_FAILED under a wrong PTK, another transaction or another position
+ * @throws TallyError AEAD_FAILED under a wrong PTK, another transaction, another position or the other leg
  */
-export function openToken(ptk: Uint8Array, txid: Uint8Array, counter: number, box: Uint8Array): Uint8Array {
-  return aeadOpen(ptk, box, tokenContext(txid, counter));
+export function openToken(ptk: Uint8Array, txid: Uint8Array, counter: number, box: Uint8Array, leg: TokenLeg = 'pay'): Uint8Array {
+  return aeadOpen(ptk, box, tokenContext(txid, counter, leg));
 }

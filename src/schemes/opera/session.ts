@@ -7,7 +7,8 @@
  *   both    hello   Stage 1: sealed under the mount's SEED (SN, log)
  *   both    ready   the plan each ODW chose: a new transaction or the resumed one
  *   A → B   step    Msg 2-1, then each side answers each step of the other, sealed under the OTKs,
- *                   until the payer's FIN
+ *                   until the payer's FIN (or the payee's 2-2 saying it cannot make the change:
+ *                   both sides end with OPERA_NO_CHANGE, nothing moved)
  * Any local failure is told to the peer (a code and its fixed sentence) and ends the session; the
  * ODWs' logs keep how far the transaction got. Pure.
  */
@@ -47,7 +48,7 @@ export interface Odw {
   meet(offer: Offer): Promise<Uint8Array>;
   greet(hello: Uint8Array): Promise<{ plan: Plan; settled?: Ending | undefined }>;
   begin(amount: bigint | undefined): Promise<{ box: Uint8Array; count: number }>;
-  step(box: Uint8Array): Promise<{ box?: Uint8Array | undefined; count: number; ending?: Ending | undefined }>;
+  step(box: Uint8Array): Promise<{ box?: Uint8Array | undefined; count: number; ending?: Ending | undefined; refused?: 'OPERA_NO_CHANGE' | undefined }>;
 }
 
 /** What a side asks of the session. */
@@ -79,7 +80,7 @@ function peerFailed(who: RefusingSide, f: { code: string; message: string }): Ta
 
 /**
  * Runs one side of an OPERA payment on `link`: the payee asks `options.amount`.
- * @throws TallyError: the link's TIMEOUT / LINK_CLOSED / DECODE_FAILED, PEER_REFUSED, PAYMENT_INVALID,
+ * @throws TallyError: the link's TIMEOUT / LINK_CLOSED / DECODE_FAILED, PEER_REFUSED, PAYMENT_INVALID, OPERA_NO_CHANGE,
  *   or what the ODW refused (SE_REJECTED); the log keeps how far the transaction got
  */
 export async function runOdw(link: Link, handshakeHash: Uint8Array, role: Role, odw: Odw, options: SessionOptions = {}): Promise<SessionOutcome> {
@@ -144,6 +145,9 @@ export async function runOdw(link: Link, handshakeHash: Uint8Array, role: Role, 
     count = answer.count;
     options.progress?.(steps, count);
     if (answer.box !== undefined) link.send({ kind: 'step', box: answer.box });
+    if (answer.refused !== undefined) {
+      throw new TallyError('OPERA_NO_CHANGE', role === 'payee' ? "the payer's tokens cannot make the amount exactly and this wallet's tokens cannot make the change: nothing moved" : "the payee's tokens cannot make the change: nothing moved", {});
+    }
     if (answer.ending !== undefined) return { plan: greeted.plan, ...(greeted.settled === undefined ? {} : { settled: greeted.settled }), ending: answer.ending, count };
   }
 }

@@ -160,12 +160,14 @@ export const bankCommands = {
           self: ownSerial(env),
           partner: log.partner,
           amount: log.amount,
+          ...(log.change === undefined ? {} : { change: log.change.amount }),
           count: log.count,
           done: log.done,
           flag: log.flag,
           released: log.released,
           accepted: log.accepted,
-          tokens: log.mode === 'send' ? state.outgoing : [],
+          // The payer's tokens, or the payee's change: what a refund of this side is worth.
+          tokens: state.outgoing,
           ...(log.accepted === 1 && log.release !== undefined ? { release: log.release } : {}),
         };
         return accept({ ...state, log: { ...log, settling: 1 }, settle: body.nonce }, { report: signed(settleReportBodyCodec, deviceKey(env), SETTLE_REPORT_TAG, body) });

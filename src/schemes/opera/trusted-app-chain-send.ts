@@ -1,7 +1,7 @@
 /** Sealing and opening the messages of the one-time-key chain (Equation 1) inside the ODW. */
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import { accept, refuse, type CommandResult } from '../../secure-element/trusted-app.ts';
-import { chainMessageCodec, type ChainMessage, type Role } from './exchange.ts';
+import { chainMessageCodec, type ChainMessage, type Ending, type Role } from './exchange.ts';
 import { nextOtk, openMessage, sealMessage } from './otk.ts';
 import type { Mount, OperaState } from './trusted-app-state.ts';
 
@@ -10,6 +10,9 @@ export interface ChainOutput {
   readonly box?: Uint8Array;
   readonly count: number;
 }
+
+/** What a Stage 2/3 step of the ODW answers; `refused`: the payment ended before any key went out, nothing moved. */
+export type Step = CommandResult<OperaState, ChainOutput & { ending?: Ending; refused?: 'OPERA_NO_CHANGE' }>;
 
 function chainOf(state: OperaState): { mount: Mount; otk: Uint8Array } {
   const mount = state.mount;

@@ -21,7 +21,7 @@ import { CHAIN_BOX_MAX, FINISHED_REPORTED_MAX, HELLO_BOX_MAX, ROLES, helloCodec,
 import { amountCodec, NONCE_BYTES, ODW_CREDENTIAL_LABEL, TOKENS_PER_MESSAGE_MAX, TXID_BYTES } from './messages.ts';
 import { firstOtk, helloKey, mountSeed, PTK_BYTES } from './otk.ts';
 import { odwSerial } from './serial.ts';
-import { deviceKey, ended, ownSerial, pickExact, provisioned } from './trusted-app-common.ts';
+import { deviceKey, ended, givenBack, ownSerial, pickCovering, provisioned } from './trusted-app-common.ts';
 import { sendChain } from './trusted-app-chain-send.ts';
 import type { Mount, OperaState, TxLog } from './trusted-app-state.ts';
 
@@ -57,19 +57,23 @@ function reconcile(state: OperaState, role: Role, partner: Hello): { state: Oper
       // Only the token key opens the tokens: a payee that says it took them before the key went out
       // is not to be believed, and they stay here until the bank settles the transaction.
       if (log.released === 0) refuse('OPERA_PENDING', 'the two logs disagree on the interrupted payment: sync to settle it online');
+      // The payee ended it online (its acceptance released PTK_B there): the change is the bank's to refund.
+      if (log.change !== undefined) refuse('OPERA_PENDING', 'the change of the interrupted payment waits at the bank: sync to settle it online');
       return { state: ended(state, log.txid, 'paid'), plan: 'new' };
     }
     // The payee never took the tokens and cannot any more (it gave them up, or never got this
     // transaction): without the key it was never sent, or with it refused for good, they come back.
     if (log.settling === 0 && (ending === 'returned' || (ending === undefined && log.released === 0))) {
-      return { state: { ...ended(state, log.txid, 'returned'), repository: [...state.repository, ...state.outgoing] }, plan: 'new' };
+      return { state: givenBack(state, log.txid), plan: 'new' };
     }
     refuse('OPERA_PENDING', 'the payee may hold the interrupted payment: sync to settle it online');
   }
   if (ending === 'paid' && log.accepted === 1) return { state: ended(state, log.txid, 'paid'), plan: 'new' };
   if (ending === 'paid' || (ending === 'returned' && log.accepted === 1)) refuse('OPERA_PENDING', 'the two logs disagree on the interrupted payment: sync to settle it online');
-  // The payer's log no longer holds the transaction: it never releases its key for it.
-  if (log.settling === 0 || log.accepted === 1) return { state: ended(state, log.txid, log.accepted === 1 ? 'paid' : 'returned'), plan: 'new' };
+  // The payer's log no longer holds the transaction: it never releases its key for it. A payee that
+  // never took the tokens never released PTK_B either: its change comes back.
+  if (log.accepted === 1) return { state: ended(state, log.txid, 'paid'), plan: 'new' };
+  if (log.settling === 0) return { state: givenBack(state, log.txid), plan: 'new' };
   refuse('OPERA_PENDING', 'the interrupted payment is being settled online: sync to finish it');
 }
 
@@ -171,10 +175,12 @@ export const mountCommands = {
           return sendChain({ ...state, mount: { ...mount, stage: 'chain', nonce } }, { msg: '2-1r', txid: log.txid, nonce, sent: log.done, released: log.released }, log.count);
         }
         if (input.amount === undefined || input.amount <= 0n) refuse('OPERA_AMOUNT_INVALID', 'a payment needs a positive amount');
-        const { picked, left } = pickExact(state.repository, input.amount, TOKENS_PER_MESSAGE_MAX);
-        const log: TxLog = { txid: env.random(TXID_BYTES), mode: 'send', partner: partner.sn, partnerKey: partner.device, amount: input.amount, count: picked.length, done: 0, flag: 0, ptk: env.random(PTK_BYTES), released: 0, accepted: 0, settling: 0 };
+        // Tokens worth the amount, or (when they cannot make it exactly) a little more and change back.
+        const { picked, left, change } = pickCovering(state.repository, input.amount, TOKENS_PER_MESSAGE_MAX);
+        const leg = change === 0n ? {} : { change: { amount: change, count: 0, done: 0 } };
+        const log: TxLog = { txid: env.random(TXID_BYTES), mode: 'send', partner: partner.sn, partnerKey: partner.device, amount: input.amount, count: picked.length, done: 0, flag: 0, ptk: env.random(PTK_BYTES), released: 0, accepted: 0, settling: 0, ...leg };
         const next: OperaState = { ...state, repository: left, outgoing: picked, log, mount: { ...mount, stage: 'chain', nonce } };
-        return sendChain(next, { msg: '2-1', txid: log.txid, amount: log.amount, count: log.count, nonce }, log.count);
+        return sendChain(next, { msg: '2-1', txid: log.txid, amount: log.amount, count: log.count, nonce, ...(change === 0n ? {} : { change }) }, log.count);
       });
     },
   }),

@@ -6,6 +6,9 @@
  * settling it needs), the mount of Stage 1 with its one-time-key chain, how the latest
  * transactions ended, the anonymous credential, and the bank's parameters and key.
  *
+ * The output holds the tokens this ODW pays in the running transaction (the payer's, or the payee's
+ * change); the buffer those it receives, sealed (the payee's, or the payer's change).
+ *
  * The repository, the output and the buffer are the host's append-only logs: a token received or
  * sent costs its own record, not a reseal of every token held.
  */
@@ -13,7 +16,7 @@ import { array, bytes, oneOf, optional, record, uint, type Infer } from '../../c
 import { publicKeyCodec } from '../../core/crypto/suite.ts';
 import { CREDENTIAL_BYTES, CREDENTIAL_HOLDER_BYTES, CREDENTIAL_PUBLIC_KEY_BYTES } from '../../pki/anonymous-credential.ts';
 import { EPHEMERAL_BYTES, ENDINGS, ROLES, TOKEN_BOX_MAX } from './exchange.ts';
-import { amountCodec, MODES, nonceCodec, paramsBodyCodec, signatureCodec, snCodec, TOKENS_PER_MESSAGE_MAX, tokenCountCodec, txidCodec, DENOMINATIONS_MAX } from './messages.ts';
+import { amountCodec, changeAmountCodec, MODES, nonceCodec, paramsBodyCodec, signatureCodec, snCodec, TOKENS_PER_MESSAGE_MAX, tokenCountCodec, txidCodec, DENOMINATIONS_MAX } from './messages.ts';
 import { PTK_BYTES, SEED_BYTES } from './otk.ts';
 import { tokenCodec } from './token.ts';
 
@@ -28,6 +31,15 @@ const key32 = bytes({ length: 32 });
 /** A token of the transaction buffer: its position and its box. */
 export const bufferedCodec = record({ counter: uint({ min: 1, max: TOKENS_PER_MESSAGE_MAX }), box: bytes({ max: TOKEN_BOX_MAX }) });
 export type Buffered = Infer<typeof bufferedCodec>;
+
+/** The change leg of a transaction in the log. */
+export const changeLogCodec = record({
+  amount: changeAmountCodec,
+  count: uint({ max: TOKENS_PER_MESSAGE_MAX }),
+  done: uint({ max: TOKENS_PER_MESSAGE_MAX }),
+  ptk: optional(bytes({ length: PTK_BYTES })),
+});
+export type ChangeLog = Infer<typeof changeLogCodec>;
 
 /** The transaction log (Figure 4): one transaction at a time. */
 export const logCodec = record({
@@ -51,6 +63,13 @@ export const logCodec = record({
   /** The payee's copy of the payer's release signature (Msg 3-1), and its own acceptance (Msg 3-2). */
   release: optional(signatureCodec),
   accept: optional(signatureCodec),
+  /**
+   * The change leg, when the payer's tokens are worth amount + change: the payee's own Stage 2 in
+   * the other direction (its change tokens in its output, sealed under its PTK_B; the payer's
+   * buffer). `count`: the change's tokens (0 until the payer learns it from Msg 2-2); `done`: those
+   * sent (payee) or received (payer).
+   */
+  change: optional(changeLogCodec),
 });
 export type TxLog = Infer<typeof logCodec>;
 

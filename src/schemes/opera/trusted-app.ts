@@ -42,7 +42,7 @@ export const statusCodec = record({
   credential: uint({ max: 1 }),
   paramsAt: optional(timestampMs),
   /** The transaction the log holds. */
-  pending: optional(record({ mode: oneOf(MODES), amount, count, done: count, released: uint({ max: 1 }), accepted: uint({ max: 1 }), settling: uint({ max: 1 }) })),
+  pending: optional(record({ mode: oneOf(MODES), amount, count, done: count, released: uint({ max: 1 }), accepted: uint({ max: 1 }), settling: uint({ max: 1 }), change: optional(record({ amount, count, done: count })) })),
   chargePending: uint({ max: 1 }),
   /** A deposit sent to the bank and not yet receipted. */
   deposit: optional(record({ amount, tokens: count })),
@@ -59,7 +59,7 @@ function status(state: OperaState, env: TrustedEnv) {
     tokens: [...byValue].sort((a, b) => (a[0] > b[0] ? -1 : 1)).map(([value, n]) => ({ value, count: n })),
     credential: state.credential === undefined ? 0 : 1,
     ...(state.params === undefined ? {} : { paramsAt: state.params.at }),
-    ...(log === undefined ? {} : { pending: { mode: log.mode, amount: log.amount, count: log.count, done: log.done, released: log.released, accepted: log.accepted, settling: log.settling } }),
+    ...(log === undefined ? {} : { pending: { mode: log.mode, amount: log.amount, count: log.count, done: log.done, released: log.released, accepted: log.accepted, settling: log.settling, ...(log.change === undefined ? {} : { change: { amount: log.change.amount, count: log.change.count, done: log.change.done } }) } }),
     chargePending: state.charge === undefined ? 0 : 1,
     ...(state.deposit === undefined ? {} : { deposit: { amount: total(state.deposit.tokens), tokens: state.deposit.tokens.length } }),
   };
