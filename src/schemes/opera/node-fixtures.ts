@@ -152,20 +152,22 @@ export async function operaNode(backend: Backend, options: Partial<OperaNodeOpti
 
   /**
    * A transaction of `tokens` from `payer`'s ODW to `payee`'s, as both log it: each side's report
-   * (the payee's, when it took the tokens, with the payer's release), with any field changed.
+   * (the payee's, when it took the tokens, with the payer's release), with any field changed. With
+   * `change` (the payee's change tokens) the amount is what the payer's tokens are worth less the change.
    */
-  function transaction(payer: OperaClient, payee: OperaClient, tokens: readonly Token[], txid: Uint8Array = randomBytes(m.TXID_BYTES)) {
-    const amount = valueOf(tokens);
+  function transaction(payer: OperaClient, payee: OperaClient, tokens: readonly Token[], txid: Uint8Array = randomBytes(m.TXID_BYTES), change: readonly Token[] = []) {
+    const back = change.length === 0 ? {} : { change: valueOf(change) };
+    const amount = valueOf(tokens) - valueOf(change);
     const count = tokens.length;
-    const claim: m.TransferClaim = { txid, payer: payer.sn, payee: payee.sn, amount, count };
-    const common = { txid, amount, count };
+    const claim: m.TransferClaim = { txid, payer: payer.sn, payee: payee.sn, amount, count, ...back };
+    const common = { txid, amount, count, ...back };
     return {
       ...common,
       claim,
       payer: (released: 0 | 1, changed: Partial<ReportParts> = {}, options: Parameters<typeof report>[2] = {}) =>
         report(payer, { ...common, mode: 'send', partner: payee.sn, released, accepted: 0, tokens: [...tokens], ...changed }, options),
       payee: (accepted: 0 | 1, changed: Partial<ReportParts> = {}, options: Parameters<typeof report>[2] = {}) =>
-        report(payee, { ...common, mode: 'receive', partner: payer.sn, released: accepted, accepted, ...(accepted === 1 ? { release: release(payer, claim) } : {}), ...changed }, options),
+        report(payee, { ...common, mode: 'receive', partner: payer.sn, released: accepted, accepted, tokens: [...change], ...(accepted === 1 ? { release: release(payer, claim) } : {}), ...changed }, options),
     };
   }
 

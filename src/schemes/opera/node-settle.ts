@@ -3,8 +3,9 @@
  * its registered device key; the bank settles it by the rules of node-settlement.ts and answers a
  * signed Settled record bound to the report's nonce. The report must be the signer's own (its `self`
  * is the SN of the signing device key); a payer's report carries its tokens, each with the bank's
- * signature, as many and worth as much as it says; a payee that took the tokens shows the payer's
- * release, which must verify under the payer's registered device key found by its SN.
+ * signature, as many and worth as much as it says (the amount and the change); a payee with change
+ * carries its change tokens the same way; a payee that took the tokens shows the payer's release,
+ * which must verify under the payer's registered device key found by its SN.
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { equalBytes, toBase64url, toHex } from '../../core/bytes.ts';
@@ -45,13 +46,15 @@ const settleRoute = createRoute({
 export function reportProblem(services: IssuerServices, bank: PublicKey, body: SettleReportBody): ApiProblem | null {
   const invalid = (reason: string, message: string) => new ApiProblem('OPERA_MESSAGE_INVALID', message, { reason });
   if (equalBytes(body.self, body.partner)) return invalid('partner', 'an ODW cannot be its own partner');
+  const change = body.change ?? 0n;
   if (body.mode === 'receive') {
-    if (body.tokens.length > 0) return invalid('tokens', "a payee's report carries no tokens");
+    if (change === 0n && body.tokens.length > 0) return invalid('tokens', "a payee's report without change carries no tokens");
+    if (change > 0n && valueOf(body.tokens) !== change) return invalid('change', `the change tokens are worth ${valueOf(body.tokens)}, the report says ${change}`);
     if (body.accepted === 1 && body.release === undefined) return new ApiProblem('OPERA_RELEASE_INVALID', "a payee that took the tokens shows the payer's release", { reason: 'missing' });
-    return null;
+  } else {
+    if (body.tokens.length !== body.count) return invalid('count', `the report says ${body.count} tokens and carries ${body.tokens.length}`);
+    if (valueOf(body.tokens) !== body.amount + change) return invalid('amount', `the tokens are worth ${valueOf(body.tokens)}, the report says ${body.amount} and change ${change}`);
   }
-  if (body.tokens.length !== body.count) return invalid('count', `the report says ${body.count} tokens and carries ${body.tokens.length}`);
-  if (valueOf(body.tokens) !== body.amount) return invalid('amount', `the tokens are worth ${valueOf(body.tokens)}, the report says ${body.amount}`);
   const seen = new Set<string>();
   for (const token of body.tokens) {
     const serial = toHex(token.body.serial);
@@ -75,7 +78,7 @@ export function reportProblem(services: IssuerServices, bank: PublicKey, body: S
 async function checkRelease(tx: TransactionHandle, services: IssuerServices, body: SettleReportBody, release: Uint8Array): Promise<void> {
   const payer = await odwBySerial(tx, body.partner);
   if (payer === undefined) throw new ApiProblem('OPERA_RELEASE_INVALID', `no registered ODW has serial number ${toHex(body.partner)}`, { reason: 'payer' });
-  const claim = { txid: body.txid, payer: body.partner, payee: body.self, amount: body.amount, count: body.count };
+  const claim = { txid: body.txid, payer: body.partner, payee: body.self, amount: body.amount, count: body.count, ...(body.change === undefined ? {} : { change: body.change }) };
   try {
     checkSigned(services.provider, payer.key, transferClaimCodec, RELEASE_TAG, { body: claim, signature: release });
   } catch (e) {

@@ -9,6 +9,12 @@
  *   and the transaction is paid, or it never will and the payer is refunded;
  * - a payee that took them is paid; one that did not has abandoned them.
  *
+ * With change (the payer's tokens worth amount + change, the payee's change tokens in its report),
+ * the payee released its change key in the commit that took the payer's tokens: a payee that took
+ * them has given the change, and a payer that reports (so never opened it) is refunded its value
+ * from the payee's change tokens; a payee that never took them never gave it, and its change tokens
+ * are refunded to it. A payer that is not heard from took the change offline (its log ended).
+ *
  * One row per transaction, locked while a report is applied, so that concurrent reports settle it
  * once; a refund spends the tokens' serials, so a token is never both refunded and deposited.
  */
@@ -35,6 +41,9 @@ interface SettlementRow {
   accepted: number | null;
   outcome: 'pending' | 'refunded' | 'paid';
   credited: bigint;
+  change_amount: bigint;
+  change_to: 'payer' | 'payee' | null;
+  change_credited: bigint;
 }
 
 /** A report to apply: its ODW, the holder's account, the report as signed and its body. */
@@ -51,10 +60,11 @@ export interface SideOutcome {
   readonly credited: bigint;
 }
 
-/** What each side is told: the payer by the transaction's outcome, the payee by whether it took the tokens. */
-function sideOutcome(row: Pick<SettlementRow, 'outcome' | 'credited' | 'accepted'>, payer: boolean): SideOutcome {
-  if (!payer) return { outcome: row.accepted === 1 ? 'paid' : 'abandoned', credited: 0n };
-  return { outcome: row.outcome, credited: row.outcome === 'refunded' ? row.credited : 0n };
+/** What each side is told: the payer by the transaction's outcome, the payee by whether it took the tokens; each credited what went to its holder. */
+function sideOutcome(row: Pick<SettlementRow, 'outcome' | 'credited' | 'accepted' | 'change_to' | 'change_credited'>, payer: boolean): SideOutcome {
+  const change = row.change_to === (payer ? 'payer' : 'payee') ? row.change_credited : 0n;
+  if (!payer) return { outcome: row.accepted === 1 ? 'paid' : 'abandoned', credited: change };
+  return { outcome: row.outcome, credited: (row.outcome === 'refunded' ? row.credited : 0n) + change };
 }
 
 /** A report's body without its nonce: what two reports of one side must agree on. */
@@ -63,10 +73,10 @@ function substance(body: SettleReportBody): Uint8Array {
 }
 
 /**
- * Gives the payer's tokens back to its holder's account from the float, each once: a token already
- * deposited or refunded is not credited, and found. Answers what was credited.
+ * Gives tokens' value to a holder's account from the float, each once (the payer's tokens, or the
+ * change: `leg`): a token already deposited or refunded is not credited, and found. Answers what was credited.
  */
-async function refund(tx: TransactionHandle, services: IssuerServices, txid: Uint8Array, payer: { device: string; account: string; tokens: readonly Token[] }): Promise<bigint> {
+async function refund(tx: TransactionHandle, services: IssuerServices, txid: Uint8Array, payer: { device: string; account: string; tokens: readonly Token[] }, leg: 'refund' | 'change' = 'refund'): Promise<bigint> {
   const at = new Date(services.now()).toISOString();
   let credited = 0n;
   // In the order of their serials, so that concurrent spends lock rows in one order.
@@ -77,11 +87,11 @@ async function refund(tx: TransactionHandle, services: IssuerServices, txid: Uin
   }
   if (credited > 0n) {
     const moved = await transfer(tx, {
-      idempotencyKey: `opera-refund:${toHex(txid)}`,
+      idempotencyKey: `opera-${leg}:${toHex(txid)}`,
       debit: OPERA_FLOAT_ACCOUNT,
       credit: payer.account,
       amount: credited,
-      kind: 'opera-refund',
+      kind: `opera-${leg}`,
       reference: { txid: toHex(txid), device: payer.device },
       currency: services.currency,
     });
@@ -89,6 +99,12 @@ async function refund(tx: TransactionHandle, services: IssuerServices, txid: Uin
     if (!moved.ok) throw new ApiProblem(moved.code, `the refund cannot be credited: ${moved.message}`);
   }
   return credited;
+}
+
+/** A report as the bank stored it. */
+function storedReport(stored: Uint8Array | null): SettleReportBody {
+  assert(stored !== null, 'the report is stored');
+  return settleReportCodec.decode(decodeCbor(new Uint8Array(stored)), 'stored report').body;
 }
 
 /**
@@ -102,23 +118,23 @@ export async function applyReport(tx: TransactionHandle, services: IssuerService
   const [payerSn, payeeSn] = payer ? [body.self, body.partner] : [body.partner, body.self];
   const at = new Date(services.now()).toISOString();
   await tx.query(
-    'INSERT INTO opera_settlements (txid, payer_sn, payee_sn, amount, count, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (txid) DO NOTHING',
-    [body.txid, payerSn, payeeSn, body.amount, body.count, at],
+    'INSERT INTO opera_settlements (txid, payer_sn, payee_sn, amount, count, change_amount, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (txid) DO NOTHING',
+    [body.txid, payerSn, payeeSn, body.amount, body.count, body.change ?? 0n, at],
   );
   const { rows } = await tx.query<SettlementRow>(
-    `SELECT payer_sn, payee_sn, amount, count, payer_device, payer_account, payer_report, released, payee_report, accepted, outcome, credited
+    `SELECT payer_sn, payee_sn, amount, count, payer_device, payer_account, payer_report, released, payee_report, accepted, outcome, credited, change_amount, change_to, change_credited
      FROM opera_settlements WHERE txid = $1 FOR UPDATE`,
     [body.txid],
   );
   const found = rows[0];
   assert(found !== undefined, `settlement ${toHex(body.txid)} was inserted or held in this transaction`);
-  const row: SettlementRow = { ...found, amount: bigintColumn(found, 'amount'), credited: bigintColumn(found, 'credited') };
+  const row: SettlementRow = { ...found, amount: bigintColumn(found, 'amount'), credited: bigintColumn(found, 'credited'), change_amount: bigintColumn(found, 'change_amount'), change_credited: bigintColumn(found, 'change_credited') };
   const txid = toHex(body.txid);
   if (!equalBytes(new Uint8Array(row.payer_sn), payerSn) || !equalBytes(new Uint8Array(row.payee_sn), payeeSn)) {
     throw new ApiProblem('OPERA_REPORT_MISMATCH', `transaction ${txid} was reported between other ODWs (payer ${toHex(new Uint8Array(row.payer_sn))}, payee ${toHex(new Uint8Array(row.payee_sn))})`, { field: 'sn' });
   }
-  if (row.amount !== body.amount || row.count !== body.count) {
-    throw new ApiProblem('OPERA_REPORT_MISMATCH', `transaction ${txid} was reported as ${row.count} tokens worth ${row.amount}, not ${body.count} worth ${body.amount}`, { field: 'amount' });
+  if (row.amount !== body.amount || row.count !== body.count || row.change_amount !== (body.change ?? 0n)) {
+    throw new ApiProblem('OPERA_REPORT_MISMATCH', `transaction ${txid} was reported as ${row.count} tokens for ${row.amount} with change ${row.change_amount}, not ${body.count} for ${body.amount} with change ${body.change ?? 0n}`, { field: 'amount' });
   }
   const earlier = payer ? row.payer_report : row.payee_report;
   if (earlier !== null) {
@@ -127,12 +143,19 @@ export async function applyReport(tx: TransactionHandle, services: IssuerService
     return sideOutcome(row, payer);
   }
   const stored = encodeCbor(report.report);
-  let { outcome, credited } = row;
+  let { outcome, credited, change_to: changeTo, change_credited: changeCredited } = row;
+  /** The payee's change tokens to `to`'s holder. */
+  const giveChange = async (to: 'payer' | 'payee', holder: { device: string; account: string }, tokens: readonly Token[]) => {
+    changeCredited = await refund(tx, services, body.txid, { ...holder, tokens }, 'change');
+    changeTo = to;
+  };
   if (payer) {
     await tx.query('UPDATE opera_settlements SET payer_device = $2, payer_account = $3, payer_report = $4, released = $5 WHERE txid = $1', [body.txid, report.device, report.account, stored, body.released]);
     if (row.accepted === 1) {
       // The payee already showed this payer's release: a payer reporting it never released lies.
       if (body.released === 0) await recordFinding(tx, services, { kind: 'release-denied', txid: body.txid, device: report.device });
+      // The payee released its change key; this payer, reporting, never opened the change: its value comes from the payee's change tokens.
+      else if (row.change_amount > 0n && changeTo === null) await giveChange('payer', report, storedReport(row.payee_report).tokens);
     } else if (row.accepted === 0 || body.released === 0) {
       credited = await refund(tx, services, body.txid, { device: report.device, account: report.account, tokens: body.tokens });
       outcome = 'refunded';
@@ -140,6 +163,8 @@ export async function applyReport(tx: TransactionHandle, services: IssuerService
   } else {
     await tx.query('UPDATE opera_settlements SET payee_device = $2, payee_report = $3, accepted = $4 WHERE txid = $1', [body.txid, report.device, stored, body.accepted]);
     if (body.accepted === 1) {
+      // It released its change key with the acceptance: a payer that reported released never opened the change.
+      if (body.tokens.length > 0 && row.released === 1 && changeTo === null) await giveChange('payer', { device: row.payer_device as string, account: row.payer_account as string }, body.tokens);
       if (outcome === 'refunded') {
         // The payer reported it never released its token key and was refunded, yet its payee holds
         // the release the payer signed (checked before this): the payer's ODW lied. The payee is told
@@ -148,13 +173,16 @@ export async function applyReport(tx: TransactionHandle, services: IssuerService
         // The finding names the payer's device and revokes it.
         await recordFinding(tx, services, { kind: 'release-denied', txid: body.txid, device: row.payer_device as string });
       } else outcome = 'paid';
-    } else if (row.payer_report !== null && outcome === 'pending') {
-      // The payer released and waited; its payee will never take the tokens: they go back to the payer.
-      const payerReport = settleReportCodec.decode(decodeCbor(new Uint8Array(row.payer_report)), 'payer report');
-      credited = await refund(tx, services, body.txid, { device: row.payer_device as string, account: row.payer_account as string, tokens: payerReport.body.tokens });
-      outcome = 'refunded';
+    } else {
+      // It never took the tokens, so never released its change key: its change tokens go back to its holder.
+      if (body.tokens.length > 0 && changeTo === null) await giveChange('payee', report, body.tokens);
+      if (row.payer_report !== null && outcome === 'pending') {
+        // The payer released and waited; its payee will never take the tokens: they go back to the payer.
+        credited = await refund(tx, services, body.txid, { device: row.payer_device as string, account: row.payer_account as string, tokens: storedReport(row.payer_report).tokens });
+        outcome = 'refunded';
+      }
     }
   }
-  await tx.query('UPDATE opera_settlements SET outcome = $2, credited = $3, updated_at = $4 WHERE txid = $1', [body.txid, outcome, credited, at]);
-  return sideOutcome({ outcome, credited, accepted: payer ? row.accepted : body.accepted }, payer);
+  await tx.query('UPDATE opera_settlements SET outcome = $2, credited = $3, change_to = $4, change_credited = $5, updated_at = $6 WHERE txid = $1', [body.txid, outcome, credited, changeTo, changeCredited, at]);
+  return sideOutcome({ outcome, credited, accepted: payer ? row.accepted : body.accepted, change_to: changeTo, change_credited: changeCredited }, payer);
 }
