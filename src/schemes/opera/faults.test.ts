@@ -6,8 +6,9 @@
  * arrives). Events a–d fall in Stage 1 and restart it at the next mount; e–n fall in Stages 2–3,
  * after the logs exist, and the next mount of the same two wallets finishes the transaction from
  * them. Then e–n again, with the two wallets never meeting again: each syncs, and the bank settles
- * the transaction once. After every event the amount has moved exactly once (or come back), both
- * logs are clear, and the node's audit balances.
+ * the transaction once. The same again at the change leg's messages (a payment of 1.70 from one
+ * token of 2.00, the payee giving 0.30 back in two of its own tokens). After every event the amount
+ * has moved exactly once (or come back), both logs are clear, and the node's audit balances.
  */
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -38,6 +39,8 @@ interface FaultEvent {
   readonly then: 'new' | 'resume';
   /** For e–n: how the bank settles it when the wallets never meet again (payer's view). */
   readonly settled?: 'refunded' | 'paid';
+  /** A payment with change (2.00 for 1.70, 0.30 back). */
+  readonly change?: true;
 }
 
 // A payment of 1.70 in three tokens (1.00 + 0.50 + 0.20). The payer's steps: 1 takes 2-2 and sends
@@ -63,7 +66,28 @@ const EVENTS: readonly FaultEvent[] = [
   { id: 'n', side: 'payee', method: 'step', nth: 5, kind: 'shock', then: 'resume', settled: 'paid' },
 ];
 
+// With change: the payer's steps: 1 takes 2-2 and sends 2-3 #1, 2 takes 2-4 #1 and sends 2-5, 3
+// takes 2-6 #1 and sends 2-7 #1, 4 takes 2-6 #2 and sends 3-1, 5 takes 3-2 (and the change) and sends
+// FIN. The payee's: 1 takes 2-1 (the change leaves its repository), 2 takes 2-3 #1, 3 takes 2-5 and
+// sends 2-6 #1, 4 takes 2-7 #1 and sends 2-6 #2, 5 takes 3-1 and sends 3-2 (releasing PTK_B).
+const CHANGE_EVENTS: readonly FaultEvent[] = [
+  { id: 'o', side: 'payer', method: 'step', nth: 2, kind: 'reset', point: 'after-write', then: 'resume', settled: 'refunded', change: true },
+  { id: 'p', side: 'payer', method: 'step', nth: 2, kind: 'shock', then: 'resume', settled: 'refunded', change: true },
+  { id: 'q', side: 'payee', method: 'step', nth: 3, kind: 'reset', point: 'after-increment', then: 'resume', settled: 'refunded', change: true },
+  { id: 'r', side: 'payee', method: 'step', nth: 3, kind: 'shock', then: 'resume', settled: 'refunded', change: true },
+  { id: 's', side: 'payer', method: 'step', nth: 3, kind: 'reset', point: 'after-rename', then: 'resume', settled: 'refunded', change: true },
+  { id: 't', side: 'payer', method: 'step', nth: 3, kind: 'shock', then: 'resume', settled: 'refunded', change: true },
+  { id: 'u', side: 'payee', method: 'step', nth: 4, kind: 'reset', point: 'after-write', then: 'resume', settled: 'refunded', change: true },
+  // 3-1 lost after the payer released PTK_A; then the payee took the tokens and released PTK_B, 3-2 lost.
+  { id: 'v', side: 'payer', method: 'step', nth: 4, kind: 'shock', then: 'resume', settled: 'refunded', change: true },
+  { id: 'w', side: 'payee', method: 'step', nth: 5, kind: 'reset', point: 'after-increment', then: 'resume', settled: 'paid', change: true },
+  { id: 'x', side: 'payee', method: 'step', nth: 5, kind: 'shock', then: 'resume', settled: 'paid', change: true },
+];
+
 const AMOUNT = '1.70';
+/** What a payment with change is paid with, and given back. */
+const OFFERED = '2.00';
+const CHANGE = '0.30';
 const minor = (text: string | null) => BigInt((text ?? '').replace('.', ''));
 const dirs: string[] = [];
 const open: OperaWallet[] = [];
@@ -107,6 +131,7 @@ describe('OPERA: the fourteen faults of §5.1', { timeout: 900_000 }, () => {
     await ok('operator', 'oem');
     await Promise.all([ok('wallet', 'create', 'alice', '--scheme', 'opera'), ok('wallet', 'create', 'bob', '--scheme', 'opera')]);
     await ok('operator', 'mint', 'alice', '100.00');
+    await ok('operator', 'mint', 'bob', '20.00');
     const { OperaWallet } = await import('./wallet.ts');
     alice = await OperaWallet.open(join(root, 'home'), 'alice');
     bob = await OperaWallet.open(join(root, 'home'), 'bob');
@@ -154,9 +179,15 @@ describe('OPERA: the fourteen faults of §5.1', { timeout: 900_000 }, () => {
     assert.equal(audit.balanced, true);
   };
 
-  for (const event of EVENTS) {
-    test(`event ${event.id} (${event.kind} ${event.side} at ${event.method} #${event.nth}): the next mount ${event.then === 'new' ? 'restarts Stage 1' : 'resumes from the logs'}, the amount moves once`, async () => {
-      await alice.deposit(AMOUNT);
+  /** Tokens for the payment: exactly the amount, or (with change) one token of 2.00 to alice and 0.30 of change to bob. */
+  const charge = async (event: FaultEvent) => {
+    await alice.deposit(event.change === true ? OFFERED : AMOUNT);
+    if (event.change === true) await bob.deposit(CHANGE);
+  };
+
+  for (const event of [...EVENTS, ...CHANGE_EVENTS]) {
+    test(`event ${event.id}${event.change === true ? ' (with change)' : ''} (${event.kind} ${event.side} at ${event.method} #${event.nth}): the next mount ${event.then === 'new' ? 'restarts Stage 1' : 'resumes from the logs'}, the amount moves once`, async () => {
+      await charge(event);
       const before = await holdings();
       const faulted = await session(event);
       assert.ok(faulted.some((r) => r.status === 'rejected'), 'the fault ended the session');
@@ -172,9 +203,9 @@ describe('OPERA: the fourteen faults of §5.1', { timeout: 900_000 }, () => {
     });
   }
 
-  for (const event of EVENTS.filter((e) => e.settled !== undefined)) {
-    test(`event ${event.id}, the wallets never meeting again: each syncs and the bank settles it once (${event.settled})`, async () => {
-      await alice.deposit(AMOUNT);
+  for (const event of [...EVENTS, ...CHANGE_EVENTS].filter((e) => e.settled !== undefined)) {
+    test(`event ${event.id}${event.change === true ? ' (with change)' : ''}, the wallets never meeting again: each syncs and the bank settles it once (${event.settled})`, async () => {
+      await charge(event);
       const before = await holdings();
       await session(event);
       // alice first (a payer that released its key waits for bob), then bob, then alice again.
@@ -182,13 +213,17 @@ describe('OPERA: the fourteen faults of §5.1', { timeout: 900_000 }, () => {
       await bob.sync();
       await alice.sync();
       const afterwards = await holdings();
-      assert.equal(minor(afterwards.a.offline), minor(before.a.offline) - minor(AMOUNT), "alice's tokens left her ODW");
+      // Alice's tokens (worth the amount, or 2.00) left her ODW; so did bob's change (0.30), if any.
+      const [offered, change] = event.change === true ? [minor(OFFERED), minor(CHANGE)] : [minor(AMOUNT), 0n];
+      assert.equal(minor(afterwards.a.offline), minor(before.a.offline) - offered, "alice's tokens left her ODW");
       if (event.settled === 'refunded') {
-        assert.equal(minor(afterwards.a.online), minor(before.a.online) + minor(AMOUNT), 'refunded to alice');
-        assert.equal(minor(afterwards.b.offline), minor(before.b.offline), 'bob took nothing');
+        assert.equal(minor(afterwards.a.online), minor(before.a.online) + offered, 'refunded to alice');
+        assert.equal(minor(afterwards.b.offline), minor(before.b.offline) - change, 'bob took nothing (his change left his ODW)');
+        assert.equal(minor(afterwards.b.online), minor(before.b.online) + change, "bob's change refunded to him");
       } else {
-        assert.equal(minor(afterwards.b.offline), minor(before.b.offline) + minor(AMOUNT), 'bob took the tokens');
-        assert.equal(minor(afterwards.a.online), minor(before.a.online));
+        assert.equal(minor(afterwards.b.offline), minor(before.b.offline) + offered - change, 'bob took the tokens and gave the change');
+        assert.equal(minor(afterwards.a.online), minor(before.a.online) + change, "the change's value to alice, who never opened it");
+        assert.equal(minor(afterwards.b.online), minor(before.b.online));
       }
       assert.equal(afterwards.total, before.total);
       await clear();
@@ -202,7 +237,7 @@ describe('OPERA: the fourteen faults of §5.1', { timeout: 900_000 }, () => {
     if (minor(b.offline) > 0n) await bob.withdraw('all');
     const end = await holdings();
     assert.equal(minor(end.a.offline) + minor(end.b.offline), 0n);
-    assert.equal(minor(end.a.online) + minor(end.b.online), 10_000n, 'every minted unit is back online, once');
+    assert.equal(minor(end.a.online) + minor(end.b.online), 12_000n, 'every minted unit is back online, once');
     const audit = (await cliOf(env).ok('audit')) as { balanced: boolean; currencies: { totalOfflineFloat: string }[] };
     assert.equal(audit.balanced, true);
     assert.equal(audit.currencies[0]?.totalOfflineFloat, '0.00');
