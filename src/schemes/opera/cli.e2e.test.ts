@@ -4,7 +4,7 @@
  * after a TPM quote of their build (swtpm), each command a fresh `tally` process whose secure
  * element is another child process. Tokens are charged into alice's ODW (`wallet deposit`), paid
  * over TCP + Noise with the node stopped (anonymous both ways), paid on to a third wallet, refused
- * at a wrong amount, deposited back (`wallet withdraw`); a cloned wallet folder pays the same tokens
+ * at a wrong amount, paid with change (and refused when the payee cannot make it), deposited back (`wallet withdraw`); a cloned wallet folder pays the same tokens
  * twice and the second deposit is refused. The audit ends it: money is conserved, and the float is
  * what the ODWs hold.
  */
@@ -68,6 +68,18 @@ test('OPERA through the CLI: tokens charged, anonymous three-stage payments offl
   assert.equal(await second.exit, 0);
   assert.deepEqual([respent['offline'], payee(second)], ['20.00', '5.00']);
 
+  // Change: bob's one 20.00 token for 3.00 needs 17.00 back, which carol's 5.00 cannot make: nothing moves.
+  const noChange = await listen('carol', '3.00');
+  await refused('OPERA_NO_CHANGE', ['pay', 'bob', '--connect', `127.0.0.1:${noChange.port}`]);
+  assert.equal(await noChange.exit, 1);
+  const [bobHolds, carolHolds] = await Promise.all([ok('wallet', 'balance', 'bob'), ok('wallet', 'balance', 'carol')]);
+  assert.deepEqual([bobHolds['offline'], bobHolds['pending'], carolHolds['offline'], carolHolds['pending']], ['20.00', null, '5.00', null]);
+  // For 15.00 carol gives her 5.00 token back as change.
+  const withChange = await listen('carol', '15.00');
+  const changed = await ok('pay', 'bob', '--connect', `127.0.0.1:${withChange.port}`);
+  assert.equal(await withChange.exit, 0);
+  assert.deepEqual([changed['amount'], changed['change'], changed['offline'], payee(withChange), withChange.lines.at(-1)?.['change']], ['15.00', '5.00', '5.00', '20.00', '5.00']);
+
   // A clone of alice's wallet folder (sealed state and file counter copied) pays the same 10.00 token again.
   await cp(join(home, 'wallets', 'alice'), join(home, 'wallets', 'alice-clone'), { recursive: true });
   const toBob = await listen('bob', '10.00');
@@ -80,11 +92,11 @@ test('OPERA through the CLI: tokens charged, anonymous three-stage payments offl
   // Online again: bob deposits what he holds; carol's copy of the 10.00 token is refused as spent before.
   node = await startNode(dataDir, node.port, NODE);
   const bobBack = await ok('wallet', 'withdraw', 'bob', 'all');
-  assert.deepEqual([bobBack['credited'], bobBack['doubleSpent']], ['30.00', 0]);
+  assert.deepEqual([bobBack['credited'], bobBack['doubleSpent']], ['15.00', 0]);
   const spent = await refused('DOUBLE_SPEND', ['wallet', 'withdraw', 'carol', '10.00']);
   assert.equal((spent['details'] as Json)['coins'], 1);
-  const carolBack = await ok('wallet', 'withdraw', 'carol', '5.00');
-  assert.deepEqual([carolBack['credited'], carolBack['doubleSpent']], ['5.00', 0]);
+  const carolBack = await ok('wallet', 'withdraw', 'carol', '20.00');
+  assert.deepEqual([carolBack['credited'], carolBack['doubleSpent']], ['20.00', 0]);
   const aliceBack = await ok('wallet', 'withdraw', 'alice', 'all');
   assert.deepEqual([aliceBack['credited'], aliceBack['offline']], ['53.00', '0.00']);
 

@@ -22,7 +22,8 @@ function transferText(wallet: OperaWallet, r: TransferResult, role: 'payer' | 'p
   const c = wallet.currency.code;
   const earlier = r.settled === null ? '' : ` An interrupted payment with this wallet was set in order first (${r.settled === 'paid' ? 'found paid' : 'its tokens came back'}).`;
   if (r.plan === 'resume') return `Finished an interrupted payment from the logs: ${role === 'payer' ? 'paid' : 'received'} ${r.amount} ${c}; offline balance ${r.offline} ${c}. Run the payment again if another one was meant.`;
-  return `${role === 'payer' ? 'Paid' : 'Received'} ${r.amount} ${c} in ${r.tokens} token(s); offline balance ${r.offline} ${c}.${earlier}`;
+  const change = r.change === null ? '' : ` (${r.tokens} token(s) ${role === 'payer' ? 'offered' : 'taken'}, ${r.change} ${c} ${role === 'payer' ? 'taken back' : 'given back'} as change)`;
+  return `${role === 'payer' ? 'Paid' : 'Received'} ${r.amount} ${c}${change || ` in ${r.tokens} token(s)`}; offline balance ${r.offline} ${c}.${earlier}`;
 }
 
 /** OPERA's CLI part. */
@@ -33,8 +34,8 @@ export const operaCli: CliPart = {
     deposit: "OPERA: the bank charges tokens into the ODW from the online account, in the fewest of its denominations.",
     withdraw: 'OPERA: tokens worth exactly AMOUNT (or `all`) are deposited back at the bank.',
     sync: "OPERA: fetches the bank's parameters, and settles online a transaction the ODW's log still holds (the ODW gives up finishing it offline).",
-    pay: 'OPERA: pays the amount the payee asks in tokens, through the three-stage exchange; an interrupted payment to the same wallet is finished first, from the logs.',
-    receive: "OPERA: the tokens are usable once the payer's Stage 3 key arrives; an interrupted payment from the same wallet is finished first, from the logs.",
+    pay: 'OPERA: pays the amount the payee asks in tokens, through the three-stage exchange (when the tokens cannot make it exactly, a little more, and the payee gives change in its own tokens); an interrupted payment to the same wallet is finished first, from the logs.',
+    receive: "OPERA: the tokens are usable once the payer's Stage 3 key arrives; when the payer's tokens are worth more, the change goes back in this wallet's own tokens; an interrupted payment from the same wallet is finished first, from the logs.",
   },
   handlers: {
     async create({ home, name, values, io }) {
@@ -59,7 +60,7 @@ export const operaCli: CliPart = {
           `online:  ${b.online === null ? `unknown (${b.onlineError ?? 'node unreachable'})` : `${b.online} ${c}`}`,
           `offline: ${b.offline} ${c} in ${b.tokens.reduce((s, x) => s + x.count, 0)} token(s)`,
           ...b.tokens.map((x) => `  ${String(x.count).padStart(4)} x ${x.value} ${c}`),
-          ...(p === null ? [] : [`interrupted ${p.mode === 'send' ? 'payment' : 'receipt'}: ${p.amount} ${c}, ${p.done} of ${p.tokens} token(s)${p.settling ? ', being settled online (sync)' : ' (finished at the next payment with the same wallet, or settled online at a sync)'}`]),
+          ...(p === null ? [] : [`interrupted ${p.mode === 'send' ? 'payment' : 'receipt'}: ${p.amount} ${c}, ${p.done} of ${p.tokens} token(s)${p.change === null ? '' : `, change ${p.change.amount} ${c} (${p.change.done} of ${p.change.tokens} token(s))`}${p.settling ? ', being settled online (sync)' : ' (finished at the next payment with the same wallet, or settled online at a sync)'}`]),
           ...(b.depositPending !== '0.00' ? [`sent to the bank, not yet receipted: ${b.depositPending} ${c}`] : []),
           ...(b.pendingSteps > 0 ? [`unfinished steps: ${b.pendingSteps}`] : []),
         ];
@@ -82,7 +83,7 @@ export const operaCli: CliPart = {
       withOpera(context, async (wallet, resumed) => {
         const r = await wallet.sync();
         const c = wallet.currency.code;
-        const outcome = r.settled === null ? 'no interrupted transaction to settle' : `an interrupted transaction settled online: ${r.settled.outcome}${r.settled.credited !== '0.00' ? `, ${r.settled.credited} ${c} refunded to the online account` : ''}`;
+        const outcome = r.settled === null ? 'no interrupted transaction to settle' : `an interrupted transaction settled online: ${r.settled.outcome}${r.settled.credited !== '0.00' ? `, ${r.settled.credited} ${c} credited to the online account` : ''}`;
         const lines = [`Synced: ${outcome}.`, ...(resumed.length > 0 ? [`Finished after a crash: ${resumed.join(', ')}.`] : [])];
         return { text: lines.join('\n'), json: { name: wallet.name, scheme: 'opera', currency: c, resumed, ...r } };
       }),

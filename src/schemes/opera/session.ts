@@ -48,7 +48,7 @@ export interface Odw {
   meet(offer: Offer): Promise<Uint8Array>;
   greet(hello: Uint8Array): Promise<{ plan: Plan; settled?: Ending | undefined }>;
   begin(amount: bigint | undefined): Promise<{ box: Uint8Array; count: number }>;
-  step(box: Uint8Array): Promise<{ box?: Uint8Array | undefined; count: number; ending?: Ending | undefined; refused?: 'OPERA_NO_CHANGE' | undefined }>;
+  step(box: Uint8Array): Promise<{ box?: Uint8Array | undefined; count: number; ending?: Ending | undefined; refused?: 'OPERA_NO_CHANGE' | undefined; change?: bigint | undefined }>;
 }
 
 /** What a side asks of the session. */
@@ -69,6 +69,8 @@ export interface SessionOutcome {
   readonly ending: Ending;
   /** The tokens the transaction moved. */
   readonly count: number;
+  /** The change the payee gave back in the transaction (minor units), if any. */
+  readonly change?: bigint | undefined;
 }
 
 /** The code of a local failure (kept on this device). */
@@ -148,6 +150,6 @@ export async function runOdw(link: Link, handshakeHash: Uint8Array, role: Role, 
     if (answer.refused !== undefined) {
       throw new TallyError('OPERA_NO_CHANGE', role === 'payee' ? "the payer's tokens cannot make the amount exactly and this wallet's tokens cannot make the change: nothing moved" : "the payee's tokens cannot make the change: nothing moved", {});
     }
-    if (answer.ending !== undefined) return { plan: greeted.plan, ...(greeted.settled === undefined ? {} : { settled: greeted.settled }), ending: answer.ending, count };
+    if (answer.ending !== undefined) return { plan: greeted.plan, ...(greeted.settled === undefined ? {} : { settled: greeted.settled }), ending: answer.ending, count, ...(answer.change === undefined ? {} : { change: answer.change }) };
   }
 }

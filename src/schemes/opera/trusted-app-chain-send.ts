@@ -11,8 +11,8 @@ export interface ChainOutput {
   readonly count: number;
 }
 
-/** What a Stage 2/3 step of the ODW answers; `refused`: the payment ended before any key went out, nothing moved. */
-export type Step = CommandResult<OperaState, ChainOutput & { ending?: Ending; refused?: 'OPERA_NO_CHANGE' }>;
+/** What a Stage 2/3 step of the ODW answers; `refused`: the payment ended before any key went out, nothing moved; `change`: at the end, the change given or taken. */
+export type Step = CommandResult<OperaState, ChainOutput & { ending?: Ending; refused?: 'OPERA_NO_CHANGE'; change?: bigint }>;
 
 function chainOf(state: OperaState): { mount: Mount; otk: Uint8Array } {
   const mount = state.mount;

@@ -17,7 +17,7 @@ import { bytes, oneOf, optional, record, uint } from '../../core/codec.ts';
 import { signRecord, verifyRecord } from '../../core/crypto/record.ts';
 import { accept, command, guarded, refuse, type TrustedEnv } from '../../secure-element/trusted-app.ts';
 import { CHAIN_BOX_MAX, ENDINGS, flipNonce, type ChainMessage } from './exchange.ts';
-import { ACCEPT_TAG, RELEASE_TAG, TOKENS_PER_MESSAGE_MAX } from './messages.ts';
+import { ACCEPT_TAG, changeAmountCodec, RELEASE_TAG, TOKENS_PER_MESSAGE_MAX } from './messages.ts';
 import { sealToken } from './otk.ts';
 import { bufferChange, changeOut, openBuffer, openChange, payeeChangeStep } from './trusted-app-change.ts';
 import { receiveChain, sendChain, type Step } from './trusted-app-chain-send.ts';
@@ -68,7 +68,7 @@ function payerDone(state: OperaState, log: TxLog, signature: Uint8Array | undefi
   const change = openChange(state, log, ptk, env);
   const done = ended(state, log.txid, 'paid');
   const sent = sendChain({ ...done, repository: [...done.repository, ...change] }, { msg: 'fin' }, log.count);
-  return sent.ok ? accept(sent.state, { ...sent.output, ending: 'paid' }) : sent;
+  return sent.ok ? accept(sent.state, { ...sent.output, ending: 'paid', ...(log.change === undefined ? {} : { change: log.change.amount }) }) : sent;
 }
 
 function payerStep(state: OperaState, message: ChainMessage, mount: Mount, env: TrustedEnv): Step {
@@ -168,7 +168,7 @@ function payeeStep(state: OperaState, message: ChainMessage, mount: Mount, env: 
     case 'fin': {
       const log = logOf(state, 'receive');
       if (log.accepted !== 1) refuse('OPERA_MESSAGE_INVALID', 'FIN before the tokens were taken');
-      return accept(ended(state, log.txid, 'paid'), { count: log.count, ending: 'paid' });
+      return accept(ended(state, log.txid, 'paid'), { count: log.count, ending: 'paid', ...(log.change === undefined ? {} : { change: log.change.amount }) });
     }
     default:
       return refuse('OPERA_MESSAGE_INVALID', `the payee does not take Msg ${message.msg}`);
@@ -179,7 +179,7 @@ export const chainCommands = {
   /** Stages 2 and 3: takes the partner's next message and answers the next one of this ODW, if any. */
   step: command({
     input: record({ box: bytes({ max: CHAIN_BOX_MAX }) }),
-    output: record({ box: optional(bytes({ max: CHAIN_BOX_MAX })), count: uint({ max: TOKENS_PER_MESSAGE_MAX }), ending: optional(oneOf(ENDINGS)), refused: optional(oneOf(['OPERA_NO_CHANGE'] as const)) }),
+    output: record({ box: optional(bytes({ max: CHAIN_BOX_MAX })), count: uint({ max: TOKENS_PER_MESSAGE_MAX }), ending: optional(oneOf(ENDINGS)), refused: optional(oneOf(['OPERA_NO_CHANGE'] as const)), change: optional(changeAmountCodec) }),
     run(state: OperaState, input, env) {
       return guarded(() => {
         const { state: opened, message } = receiveChain(state)(input.box);

@@ -5,7 +5,7 @@
  */
 import { fromBase64url, fromHex, toBase64url, toHex } from '../../core/bytes.ts';
 import { decodeCbor } from '../../core/cbor.ts';
-import type { Codec } from '../../core/codec.ts';
+import type { Codec, Infer } from '../../core/codec.ts';
 import type { Signer } from '../../core/crypto/suite.ts';
 import { base64urlText } from '../../core/fields.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
@@ -24,8 +24,10 @@ import {
   type TrustedAppSpec,
   type WalletFormat,
 } from '../../wallet/plugin.ts';
+import type { Offer, Role } from './exchange.ts';
 import { ODW_CREDENTIAL_LABEL, OPERA_SCHEME, paramsCodec } from './messages.ts';
-import { operaTrustedApp, type OperaState } from './trusted-app.ts';
+import type { Odw } from './session.ts';
+import { operaTrustedApp, type OperaState, type statusCodec } from './trusted-app.ts';
 import { OPERA_TA_BUILD } from './wallet-build.ts';
 
 /** The trusted app's commands. */
@@ -123,4 +125,21 @@ export async function provisionDevice(
     install: (issued) => host.call('credentialInstall', issued).then(() => undefined),
   });
   return { keyId: answer.body.keyId, certificate: answer.body.certificate };
+}
+
+/** The ODW as the session drives it: its trusted app's commands. */
+export function odwOf(se: Pick<SecureElement<OperaCommands>, 'call'>): Odw {
+  return {
+    mount: async (handshakeHash: Uint8Array, role: Role, expect: bigint | undefined): Promise<Offer> => (await se.call('mount', { handshakeHash, role, ...(expect === undefined ? {} : { expect }) })).offer,
+    meet: async (offer) => (await se.call('meet', { offer })).hello,
+    greet: (hello) => se.call('greet', { hello }),
+    begin: (amount) => se.call('begin', amount === undefined ? {} : { amount }),
+    step: (box) => se.call('step', { box }),
+  };
+}
+
+/** The transaction an ODW's log holds, as the wallet shows it (amounts formatted by `format`). */
+export function pendingOf(p: NonNullable<Infer<typeof statusCodec>['pending']>, format: (v: bigint) => string) {
+  const change = p.change === undefined ? null : { amount: format(p.change.amount), tokens: p.change.count, done: p.change.done };
+  return { mode: p.mode, amount: format(p.amount), tokens: p.count, done: p.done, released: p.released === 1, accepted: p.accepted === 1, settling: p.settling === 1, change };
 }

@@ -28,14 +28,14 @@ import {
   type OpenedWallet,
   type ResumeReport,
 } from '../../wallet/plugin.ts';
-import type { Offer, Role } from './exchange.ts';
+import type { Role } from './exchange.ts';
 import { chargeCodec, depositReceiptCodec, paramsCodec, settledCodec, type Params } from './messages.ts';
-import { failureCode, OPERA_LINK_PROLOGUE, OPERA_LINK_SCHEME, runOdw, type Odw, type SessionOutcome } from './session.ts';
+import { failureCode, OPERA_LINK_PROLOGUE, OPERA_LINK_SCHEME, runOdw, type SessionOutcome } from './session.ts';
 import type { OperaState } from './trusted-app.ts';
-import type { SecureElement } from '../../secure-element/secure-element.ts';
-import { cbor, chargeAnswer, depositAnswer, OPERA_FORMAT, OPERA_TA, paramsAnswer, provisionDevice, settleAnswer, type ChargeStep, type DepositStep, type OperaCommands, type OperaStep } from './wallet-base.ts';
+import { cbor, chargeAnswer, pendingOf, depositAnswer, odwOf, OPERA_FORMAT, OPERA_TA, paramsAnswer, provisionDevice, settleAnswer, type ChargeStep, type DepositStep, type OperaCommands, type OperaStep } from './wallet-base.ts';
 
 export type { OperaStep } from './wallet-base.ts';
+export { odwOf } from './wallet-base.ts';
 
 /** The SE request id of one command of a journal step (each command of a step needs its own). */
 function callId(stepId: string, command: string): Uint8Array {
@@ -52,20 +52,11 @@ export interface TransferResult {
   /** The amount that moved in this session (major units). */
   amount: string;
   tokens: number;
+  /** The change the payee gave back (major units), or null when the tokens made the amount exactly. */
+  change: string | null;
   /** An interrupted transaction set in order at the start (its tokens came back, or it was found paid). */
   settled: 'paid' | 'returned' | null;
   offline: string;
-}
-
-/** The ODW as the session drives it: its trusted app's commands. */
-export function odwOf(se: Pick<SecureElement<OperaCommands>, 'call'>): Odw {
-  return {
-    mount: async (handshakeHash: Uint8Array, role: Role, expect: bigint | undefined): Promise<Offer> => (await se.call('mount', { handshakeHash, role, ...(expect === undefined ? {} : { expect }) })).offer,
-    meet: async (offer) => (await se.call('meet', { offer })).hello,
-    greet: (hello) => se.call('greet', { hello }),
-    begin: (amount) => se.call('begin', amount === undefined ? {} : { amount }),
-    step: (box) => se.call('step', { box }),
-  };
 }
 
 /** An open OPERA wallet. */
@@ -243,7 +234,7 @@ export class OperaWallet extends WalletShell<OperaStep, null, OperaState, OperaC
     const after = (await se.call('status', {})).balance;
     // What moved in this session, whatever the plan: a resumed transaction moves its own amount.
     const moved = role === 'payer' ? before - after : after - before;
-    const result: TransferResult = { plan: out.plan, amount: this.format(moved < 0n ? -moved : moved), tokens: out.count, settled: out.settled ?? null, offline: this.format(after) };
+    const result: TransferResult = { plan: out.plan, amount: this.format(moved < 0n ? -moved : moved), tokens: out.count, change: out.change === undefined ? null : this.format(out.change), settled: out.settled ?? null, offline: this.format(after) };
     const what = out.plan === 'resume' ? 'an interrupted payment finished from the logs' : `${out.count} token(s)`;
     await this.note({ at: Date.now(), kind: role === 'payer' ? 'paid' : 'received', amount: result.amount, detail: what });
     return result;
@@ -286,7 +277,7 @@ export class OperaWallet extends WalletShell<OperaStep, null, OperaState, OperaC
       ...(online.error === undefined ? {} : { onlineError: online.error }),
       offline: this.format(s.balance),
       tokens: s.tokens.map((t) => ({ value: this.format(t.value), count: t.count })),
-      pending: s.pending === undefined ? null : { mode: s.pending.mode, amount: this.format(s.pending.amount), tokens: s.pending.count, done: s.pending.done, released: s.pending.released === 1, accepted: s.pending.accepted === 1, settling: s.pending.settling === 1 },
+      pending: s.pending === undefined ? null : pendingOf(s.pending, (v) => this.format(v)),
       depositPending: this.format(s.deposit?.amount ?? 0n),
       credential: s.credential === 1,
       pendingSteps: this.data.pending.length,
