@@ -55,6 +55,7 @@ function payerNext(state: OperaState, log: TxLog, received: number, env: Trusted
 
 /** Msg 3-1: the payer releases PTK_A (its tokens all arrived, and the change too). */
 function release(state: OperaState, log: TxLog, env: TrustedEnv): Step {
+  if (log.change !== undefined && (log.change.count === 0 || state.buffer.length !== log.change.count)) refuse('OPERA_MESSAGE_INVALID', `${state.buffer.length} of ${log.change.count} change tokens held: PTK_A stays`);
   const released = { ...log, released: 1 };
   const signature = signRecord(deviceKey(env), RELEASE_TAG, claimOf(released, ownSerial(env)));
   return sendChain({ ...state, log: released }, { msg: '3-1', ptk: log.ptk as Uint8Array, counter: log.count, sn: ownSerial(env), signature }, log.count);
