@@ -193,7 +193,9 @@ describe('OPERA: the fourteen faults of §5.1', { timeout: 900_000 }, () => {
       assert.ok(faulted.some((r) => r.status === 'rejected'), 'the fault ended the session');
       const again = await session(null);
       const outcomes = again.map((r) => (r.status === 'fulfilled' ? r.value : assert.fail(String(r.reason))));
-      assert.deepEqual(outcomes.map((o) => o.plan), [event.then, event.then], JSON.stringify(outcomes));
+      const shown = JSON.stringify(outcomes, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+      assert.deepEqual(outcomes.map((o) => o.plan), [event.then, event.then], shown);
+      if (event.change === true) assert.deepEqual(outcomes.map((o) => o.change), [minor(CHANGE), minor(CHANGE)], `both sides end with the change: ${shown}`);
       const afterwards = await holdings();
       assert.equal(minor(afterwards.a.offline), minor(before.a.offline) - minor(AMOUNT), 'alice paid once');
       assert.equal(minor(afterwards.b.offline), minor(before.b.offline) + minor(AMOUNT), 'bob received once');
