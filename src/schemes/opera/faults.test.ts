@@ -179,8 +179,12 @@ describe('OPERA: the fourteen faults of §5.1', { timeout: 900_000 }, () => {
     assert.equal(audit.balanced, true);
   };
 
-  /** Tokens for the payment: exactly the amount, or (with change) one token of 2.00 to alice and 0.30 of change to bob. */
+  /**
+   * Tokens for the payment: exactly the amount, or (with change) one token of 2.00 to alice, who
+   * first deposits back what she holds (earlier change could make 1.70 exactly), and 0.30 to bob.
+   */
   const charge = async (event: FaultEvent) => {
+    if (event.change === true && minor((await alice.balance()).offline) > 0n) await alice.withdraw('all');
     await alice.deposit(event.change === true ? OFFERED : AMOUNT);
     if (event.change === true) await bob.deposit(CHANGE);
   };
