@@ -168,10 +168,13 @@ export async function applyReport(tx: TransactionHandle, services: IssuerService
       if (outcome === 'refunded') {
         // The payer reported it never released its token key and was refunded, yet its payee holds
         // the release the payer signed (checked before this): the payer's ODW lied. The payee is told
-        // 'paid' but nothing is credited here: the money already went back to the payer, and the
-        // tokens the payee holds are spent, so its deposit of them is refused as a double spend.
+        // 'paid' but the payer's tokens are not credited here: the money already went back to the
+        // payer, and the tokens the payee holds are spent, so its deposit of them is refused as a double spend.
         // The finding names the payer's device and revokes it.
         await recordFinding(tx, services, { kind: 'release-denied', txid: body.txid, device: row.payer_device as string });
+        // The payer was refunded every token it paid (amount + change): the change the payee gave
+        // goes back to the payee, so a lying payer that opened it cannot also deposit it.
+        if (body.tokens.length > 0 && changeTo === null) await giveChange('payee', report, body.tokens);
       } else outcome = 'paid';
     } else {
       // It never took the tokens, so never released its change key: its change tokens go back to its holder.
