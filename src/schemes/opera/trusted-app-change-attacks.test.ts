@@ -87,8 +87,12 @@ describe('OPERA change: a report online and a later mount never give the change 
     await refusedUnchanged(f.payer, () => f.deliver(), 'OPERA_PENDING');
     assert.deepEqual([await balance(f.payer), f.payer.state.buffer.length], [0n, 3], 'the change stays sealed in the buffer');
     await refused(Flight.start(f.payer, f.payee, undefined), 'OPERA_PENDING');
+    // Told to wait (the payee has not reported), the payer still never takes the change offline.
+    const again = (await se(f.payer).call('settleReport', {})).report;
+    await se(f.payer).call('settleTake', { settled: bankAnswer(again, 'pending', 0n) });
+    await refused(Flight.start(f.payer, f.payee, undefined), 'OPERA_PENDING');
     // The bank refunds the change's value from the payee's report: the payer ends with it once.
-    await se(f.payer).call('settleTake', { settled: bankAnswer(report, 'paid', 23n) });
+    await se(f.payer).call('settleTake', { settled: bankAnswer((await se(f.payer).call('settleReport', {})).report, 'paid', 23n) });
     assert.deepEqual([f.payer.state.log, f.payer.state.buffer, await balance(f.payer)], [undefined, [], 0n]);
   });
 
