@@ -14,33 +14,12 @@ import { AMOUNT_MINOR_MAX } from '../../core/amount.ts';
 import { flipNonce, type ChainMessage } from './exchange.ts';
 import { ACCEPT_TAG, SETTLED_TAG, settledBodyCodec, signed, TOKENS_PER_MESSAGE_MAX } from './messages.ts';
 import { sealMessage } from './otk.ts';
-import { odwSerial } from './serial.ts';
-import { finishes, Flight, mountPair, payment, refused, refusedUnchanged } from './ta-attack-fixtures.ts';
+import { changePayment, finishes, Flight, logOf, mountPair, nonceOf, payment, refused, refusedUnchanged, snOf } from './ta-attack-fixtures.ts';
 import { balance, bankSigner, charge, PureOdw, type Caller } from './ta-fixtures.ts';
 import { claimOf, TA_KEY_LABEL } from './trusted-app-common.ts';
 import { sendChain } from './trusted-app-chain-send.ts';
-import type { OperaState, TxLog } from './trusted-app-state.ts';
 
 const se = (odw: PureOdw): Caller => odw;
-const snOf = (odw: PureOdw) => odwSerial(odw.env.signer(TA_KEY_LABEL).publicKey);
-
-function logOf(state: OperaState): TxLog {
-  assert(state.log !== undefined, 'a transaction in the log');
-  return state.log;
-}
-
-function nonceOf(message: ChainMessage): Uint8Array {
-  assert('nonce' in message, `Msg ${message.msg} carries a nonce`);
-  return message.nonce;
-}
-
-/** The payer holds 1.00 and pays 0.77; the payee holds 0.20 + 0.02 + 0.01 and gives 0.23 back. Msg 2-1 in flight. */
-async function changePayment(name: string): Promise<Flight> {
-  const [payer, payee] = await Promise.all([PureOdw.make(`${name}-payer`), PureOdw.make(`${name}-payee`)]);
-  await charge(payer, [100n]);
-  await charge(payee, [20n, 2n, 1n]);
-  return Flight.start(payer, payee, 77n);
-}
 
 /** The bank's answer to `report`, as the node would sign it. */
 function bankAnswer(report: { body: { nonce: Uint8Array; txid: Uint8Array } }, outcome: 'refunded' | 'paid' | 'abandoned' | 'pending', credited: bigint) {
