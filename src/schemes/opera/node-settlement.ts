@@ -13,7 +13,8 @@
  * the payee released its change key in the commit that took the payer's tokens: a payee that took
  * them has given the change, and a payer that reports (so never opened it) is refunded its value
  * from the payee's change tokens; a payee that never took them never gave it, and its change tokens
- * are refunded to it. A payer that is not heard from took the change offline (its log ended).
+ * are refunded to it. A payer that is not heard from took the change offline (its log ended). A
+ * payer refunded as never released whose payee then shows its release lied: the change goes back to the payee.
  *
  * One row per transaction, locked while a report is applied, so that concurrent reports settle it
  * once; a refund spends the tokens' serials, so a token is never both refunded and deposited.
