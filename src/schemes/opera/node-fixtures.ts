@@ -221,3 +221,10 @@ export async function operaNode(backend: Backend, options: Partial<OperaNodeOpti
 
 /** An open OPERA test node. */
 export type OperaNode = Awaited<ReturnType<typeof operaNode>>;
+
+/** Asserts nothing was settled: no transaction row, no answer kept, no token spent. */
+export async function untouched(n: OperaNode): Promise<void> {
+  assert.equal((await n.rows('SELECT 1 FROM opera_settlements')).length, 0);
+  assert.equal((await n.rows("SELECT 1 FROM opera_answers WHERE kind = 'settle'")).length, 0);
+  assert.equal((await n.rows("SELECT 1 FROM opera_tokens WHERE state <> 'issued'")).length, 0);
+}

@@ -11,7 +11,7 @@ import { randomBytes } from '../../core/crypto/hash.ts';
 import { closeTestTemplates, testBackends } from '../../issuer/db/test-databases.ts';
 import { expectError } from '../../issuer/http/test-harness.ts';
 import { SN_BYTES } from './messages.ts';
-import { operaNode, type OperaNode } from './node-fixtures.ts';
+import { operaNode, untouched, type OperaNode } from './node-fixtures.ts';
 import { signToken, type Token } from './token.ts';
 
 after(() => closeTestTemplates());
@@ -23,12 +23,6 @@ async function dealt(n: OperaNode) {
   return { alice, bob, carol, tokens, tx: n.transaction(alice, bob, tokens) };
 }
 
-/** Nothing was settled: no transaction row, no answer kept, no token spent. */
-async function untouched(n: OperaNode): Promise<void> {
-  assert.equal((await n.rows('SELECT 1 FROM opera_settlements')).length, 0);
-  assert.equal((await n.rows("SELECT 1 FROM opera_answers WHERE kind = 'settle'")).length, 0);
-  assert.equal((await n.rows("SELECT 1 FROM opera_tokens WHERE state <> 'issued'")).length, 0);
-}
 
 for (const backend of testBackends()) {
   describe(`OPERA settlement refusals on ${backend.kind}`, { skip: backend.skip }, () => {

@@ -47,6 +47,8 @@ export function reportProblem(services: IssuerServices, bank: PublicKey, body: S
   const invalid = (reason: string, message: string) => new ApiProblem('OPERA_MESSAGE_INVALID', message, { reason });
   if (equalBytes(body.self, body.partner)) return invalid('partner', 'an ODW cannot be its own partner');
   const change = body.change ?? 0n;
+  // A payment moves value: an amount of 0 with change would be a swap the ODWs never make.
+  if (body.amount === 0n) return invalid('amount', 'a transaction of 0 minor units');
   if (body.mode === 'receive') {
     if (change === 0n && body.tokens.length > 0) return invalid('tokens', "a payee's report without change carries no tokens");
     if (change > 0n && valueOf(body.tokens) !== change) return invalid('change', `the change tokens are worth ${valueOf(body.tokens)}, the report says ${change}`);

@@ -13,7 +13,8 @@
  * the payee released its change key in the commit that took the payer's tokens: a payee that took
  * them has given the change, and a payer that reports (so never opened it) is refunded its value
  * from the payee's change tokens; a payee that never took them never gave it, and its change tokens
- * are refunded to it. A payer that is not heard from took the change offline (its log ended).
+ * are refunded to it. A payer that is not heard from took the change offline (its log ended). A
+ * payer refunded as never released whose payee then shows its release lied: the change goes back to the payee.
  *
  * One row per transaction, locked while a report is applied, so that concurrent reports settle it
  * once; a refund spends the tokens' serials, so a token is never both refunded and deposited.
@@ -168,10 +169,13 @@ export async function applyReport(tx: TransactionHandle, services: IssuerService
       if (outcome === 'refunded') {
         // The payer reported it never released its token key and was refunded, yet its payee holds
         // the release the payer signed (checked before this): the payer's ODW lied. The payee is told
-        // 'paid' but nothing is credited here: the money already went back to the payer, and the
-        // tokens the payee holds are spent, so its deposit of them is refused as a double spend.
+        // 'paid' but the payer's tokens are not credited here: the money already went back to the
+        // payer, and the tokens the payee holds are spent, so its deposit of them is refused as a double spend.
         // The finding names the payer's device and revokes it.
         await recordFinding(tx, services, { kind: 'release-denied', txid: body.txid, device: row.payer_device as string });
+        // The payer was refunded every token it paid (amount + change): the change the payee gave
+        // goes back to the payee, so a lying payer that opened it cannot also deposit it.
+        if (body.tokens.length > 0 && changeTo === null) await giveChange('payee', report, body.tokens);
       } else outcome = 'paid';
     } else {
       // It never took the tokens, so never released its change key: its change tokens go back to its holder.

@@ -7,9 +7,26 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from '../../core/crypto/hash.ts';
 import type { ChainMessage, Offer } from './exchange.ts';
+import { odwSerial } from './serial.ts';
 import { balance, type Caller, charge, PureOdw } from './ta-fixtures.ts';
 import { receiveChain, sendChain } from './trusted-app-chain-send.ts';
-import type { OperaState } from './trusted-app-state.ts';
+import { TA_KEY_LABEL } from './trusted-app-common.ts';
+import type { OperaState, TxLog } from './trusted-app-state.ts';
+
+/** A pure ODW's SN. */
+export const snOf = (odw: PureOdw): Uint8Array => odwSerial(odw.env.signer(TA_KEY_LABEL).publicKey);
+
+/** The transaction in a state's log, which must hold one. */
+export function logOf(state: OperaState): TxLog {
+  assert(state.log !== undefined, 'a transaction in the log');
+  return state.log;
+}
+
+/** A chain message's N_A (or N'_A), which it must carry. */
+export function nonceOf(message: ChainMessage): Uint8Array {
+  assert('nonce' in message, `Msg ${message.msg} carries a nonce`);
+  return message.nonce;
+}
 
 /**
  * Asserts `call` is the TA's refusal `code`, as a host surfaces it (SE_REJECTED, the code in
@@ -158,6 +175,14 @@ export async function payment(name: string, values: readonly bigint[], amount: b
   const [payer, payee] = await Promise.all([PureOdw.make(`${name}-payer`), PureOdw.make(`${name}-payee`)]);
   await charge(payer, values);
   return Flight.start(payer, payee, amount, options);
+}
+
+/** The payer holds 1.00 and pays 0.77; the payee holds 0.20 + 0.02 + 0.01 and gives 0.23 back. Msg 2-1 in flight. */
+export async function changePayment(name: string): Promise<Flight> {
+  const [payer, payee] = await Promise.all([PureOdw.make(`${name}-payer`), PureOdw.make(`${name}-payee`)]);
+  await charge(payer, [100n]);
+  await charge(payee, [20n, 2n, 1n]);
+  return Flight.start(payer, payee, 77n);
 }
 
 /** Delivers the rest of the payment and checks what each side holds after it. */

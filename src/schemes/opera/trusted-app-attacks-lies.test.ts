@@ -13,25 +13,12 @@ import { signRecord } from '../../core/crypto/record.ts';
 import { signer } from '../../pki/test-fixtures.ts';
 import { flipNonce, type ChainMessage } from './exchange.ts';
 import { ACCEPT_TAG, RELEASE_TAG } from './messages.ts';
-import { odwSerial } from './serial.ts';
-import { finishes, Flight, meetPair, mountPair, payment, refusedUnchanged } from './ta-attack-fixtures.ts';
+import { finishes, Flight, logOf, meetPair, mountPair, nonceOf, payment, refusedUnchanged, snOf } from './ta-attack-fixtures.ts';
 import { balance, bankSigner, charge, PureOdw, type Caller } from './ta-fixtures.ts';
 import { signToken, type Token } from './token.ts';
 import { claimOf, ended, TA_KEY_LABEL } from './trusted-app-common.ts';
-import type { OperaState, TxLog } from './trusted-app-state.ts';
 
 const se = (odw: PureOdw): Caller => odw;
-const snOf = (odw: PureOdw) => odwSerial(odw.env.signer(TA_KEY_LABEL).publicKey);
-
-function logOf(state: OperaState): TxLog {
-  assert(state.log !== undefined, 'a transaction in the log');
-  return state.log;
-}
-
-function nonceOf(message: ChainMessage): Uint8Array {
-  assert('nonce' in message, `Msg ${message.msg} carries N_A`);
-  return message.nonce;
-}
 
 /** The payer's output, one token replaced (the payer's TA is broken). */
 function replaceOutgoing(payer: PureOdw, at: number, token: (old: Token) => Token): void {

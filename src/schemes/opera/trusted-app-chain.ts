@@ -84,7 +84,12 @@ function payerStep(state: OperaState, message: ChainMessage, mount: Mount, env: 
         if (log.change === undefined || log.done > 0 || log.released === 1) refuse('OPERA_MESSAGE_INVALID', 'a refusal of change after Stage 2 began');
         return accept(givenBack(state, log.txid), { count: log.count, ending: 'returned', refused: 'OPERA_NO_CHANGE' });
       }
-      if (message.accepted === 1) return payerDone(state, log, message.accept, message.ptk, env);
+      if (message.accepted === 1) {
+        // Only Msg 3-1 carries PTK_A, and the payer commits its release before sending it: an
+        // acceptance before that is a lie, and ending here would leave the tokens to nobody.
+        if (log.released !== 1) refuse('OPERA_MESSAGE_INVALID', 'the payee claims the tokens taken before PTK_A was released');
+        return payerDone(state, log, message.accept, message.ptk, env);
+      }
       // With change the payee says how many tokens it takes (and the same again when resuming); without, nothing.
       const known = log.change?.count ?? 0;
       if (log.change === undefined ? message.change !== undefined : message.change === undefined || (known !== 0 && message.change !== known)) refuse('OPERA_MESSAGE_INVALID', `the payee counts ${message.change ?? 0} change tokens, ${known} expected`);
@@ -118,6 +123,8 @@ function payeeStep(state: OperaState, message: ChainMessage, mount: Mount, env: 
   switch (message.msg) {
     case '2-1': {
       if (mount.plan !== 'new' || state.log !== undefined || mount.nonce !== undefined) refuse('OPERA_MESSAGE_INVALID', 'Msg 2-1 of a new transaction is not expected here');
+      // A payment moves value: AMT = 0 with change would be a swap of tokens, which Stage 3 does not check.
+      if (message.amount <= 0n) refuse('OPERA_AMOUNT_INVALID', 'a payment needs a positive amount');
       if (mount.expect !== undefined && message.amount !== mount.expect) refuse('OPERA_AMOUNT_MISMATCH', `the payer pays ${message.amount} minor units, ${mount.expect} expected`);
       const opened = { ...state, mount: { ...mount, nonce: message.nonce } };
       const out = message.change === undefined ? { state: opened, change: undefined } : changeOut(opened, message.change, env);

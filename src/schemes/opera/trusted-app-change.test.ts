@@ -11,34 +11,16 @@ import { describe, it } from 'node:test';
 import { randomBytes } from '../../core/crypto/hash.ts';
 import { signRecord } from '../../core/crypto/record.ts';
 import { signer } from '../../pki/test-fixtures.ts';
-import { flipNonce, type ChainMessage } from './exchange.ts';
+import { flipNonce } from './exchange.ts';
 import { ACCEPT_TAG, RELEASE_TAG, SETTLED_TAG, settledBodyCodec, signed } from './messages.ts';
 import { odwSerial } from './serial.ts';
-import { finishes, Flight, refused, refusedUnchanged } from './ta-attack-fixtures.ts';
+import { changePayment, finishes, Flight, logOf, nonceOf, refused, refusedUnchanged } from './ta-attack-fixtures.ts';
 import { assertPaid, balance, bankSigner, charge, makeOdw, NOW, pay, PureOdw, type Caller } from './ta-fixtures.ts';
 import { signToken, type Token } from './token.ts';
 import { claimOf, TA_KEY_LABEL } from './trusted-app-common.ts';
-import type { OperaState, TxLog } from './trusted-app-state.ts';
+import type { TxLog } from './trusted-app-state.ts';
 
 const se = (odw: PureOdw): Caller => odw;
-
-function nonceOf(message: ChainMessage): Uint8Array {
-  assert('nonce' in message, `Msg ${message.msg} carries a nonce`);
-  return message.nonce;
-}
-
-function logOf(state: OperaState): TxLog {
-  assert(state.log !== undefined, 'a transaction in the log');
-  return state.log;
-}
-
-/** The payer holds 1.00 and pays 0.77; the payee holds 0.20 + 0.02 + 0.01 and gives 0.23 back. Msg 2-1 in flight. */
-async function changePayment(name: string): Promise<Flight> {
-  const [payer, payee] = await Promise.all([PureOdw.make(`${name}-payer`), PureOdw.make(`${name}-payee`)]);
-  await charge(payer, [100n]);
-  await charge(payee, [20n, 2n, 1n]);
-  return Flight.start(payer, payee, 77n);
-}
 
 /** The payee's change token `at` replaced (its TA is broken) before it is sent. */
 function replaceChange(payee: PureOdw, at: number, token: Token): void {
