@@ -14,7 +14,7 @@
  */
 import { toHex } from '../../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
-import { refuse, type TrustedEnv } from '../../secure-element/trusted-app.ts';
+import { refuse, Refused, type TrustedEnv } from '../../secure-element/trusted-app.ts';
 import type { ChainMessage } from './exchange.ts';
 import { TOKENS_PER_MESSAGE_MAX } from './messages.ts';
 import { openToken, PTK_BYTES, sealToken, type TokenLeg } from './otk.ts';
@@ -22,6 +22,9 @@ import { checkToken, tokenCodec, type Token } from './token.ts';
 import { sendChain, type Step } from './trusted-app-chain-send.ts';
 import { pickExact, provisioned, total } from './trusted-app-common.ts';
 import { REPOSITORY_MAX, type ChangeLog, type OperaState, type TxLog } from './trusted-app-state.ts';
+
+/** pickExact's refusals that mean the repository cannot make the amount. */
+const CANNOT_MAKE = new Set(['INSUFFICIENT_FUNDS', 'OPERA_NO_EXACT_TOKENS', 'OPERA_TOO_MANY_TOKENS']);
 
 /**
  * The payee at Msg 2-1: tokens worth exactly `change` out of its repository into its output, and
@@ -31,8 +34,10 @@ export function changeOut(state: OperaState, change: bigint, env: TrustedEnv): {
   let picked: ReturnType<typeof pickExact>;
   try {
     picked = pickExact(state.repository, change, TOKENS_PER_MESSAGE_MAX);
-  } catch {
-    return null;
+  } catch (e) {
+    // Only "these tokens cannot make it" means no change; anything else is a fault to report.
+    if (e instanceof Refused && CANNOT_MAKE.has(e.code)) return null;
+    throw e;
   }
   const log: ChangeLog = { amount: change, count: picked.picked.length, done: 0, ptk: env.random(PTK_BYTES) };
   return { state: { ...state, repository: picked.left, outgoing: picked.picked }, change: log };
