@@ -1,6 +1,7 @@
 /**
  * What deposits and settlements find, for the operator: a token whose serial came back after it was
- * spent (both devices named: the bank cannot tell offline which ODW copied it, §4.2), a refund asked
+ * spent (both depositors named), the device its escrow tags name for paying it twice (node-escrow.ts:
+ * `paid-twice`, with the hop, the device revoked), a refund asked
  * for a token already spent, and a payer whose report denies a release its payee holds. The last is
  * proof from the payer's own two signatures that its ODW broke: its certificate is revoked.
  * `GET /v1/opera/operator/findings` lists them.
@@ -13,8 +14,8 @@ import { answer } from './node-common.ts';
 /** Most findings the operator's list answers, newest first. */
 export const FINDINGS_LISTED_MAX = 1000;
 
-/** The kinds of finding. */
-export type FindingKind = 'double-spend' | 'refund-spent' | 'release-denied';
+/** The kinds of finding (`paid-twice` is recorded by node-escrow.ts). */
+export type FindingKind = 'double-spend' | 'refund-spent' | 'release-denied' | 'paid-twice';
 
 /** A finding to record. */
 export interface Finding {
@@ -48,11 +49,13 @@ export async function recordFinding(tx: TransactionHandle, services: IssuerServi
 }
 
 const findingJson = z.object({
-  kind: z.enum(['double-spend', 'refund-spent', 'release-denied']),
+  kind: z.enum(['double-spend', 'refund-spent', 'release-denied', 'paid-twice']),
   serial: z.string().nullable(),
   txid: z.string().nullable(),
   device: z.string(),
   first: z.string().nullable(),
+  /** For `paid-twice`: the hop of the token's escrow chain where its two copies part. */
+  hop: z.number().nullable(),
   revocationVersion: z.number().nullable(),
   at: z.string(),
 });
@@ -60,7 +63,7 @@ const findingJson = z.object({
 const findingsRoute = createRoute({
   method: 'get',
   path: '/operator/findings',
-  description: 'Tokens spent twice, refunds asked for spent tokens and payers that denied a release, newest first (operator token).',
+  description: 'Tokens spent twice, devices their escrow tags name for paying a token twice, refunds asked for spent tokens and payers that denied a release, newest first (operator token).',
   responses: { 200: answer('Findings', z.object({ findings: z.array(findingJson) })) },
 });
 
@@ -70,6 +73,7 @@ interface FindingRow {
   txid: Uint8Array | null;
   device_key_id: string;
   first_key_id: string | null;
+  hop: number | null;
   revocation_version: bigint | null;
   at: Date;
 }
@@ -80,7 +84,7 @@ export function registerFindings(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
   app.get(findingsRoute.path, async (c) => {
     requireOperator(c.get('caller'));
     const { rows } = await services.db.query<FindingRow>(
-      'SELECT kind, serial, txid, device_key_id, first_key_id, revocation_version, at FROM opera_findings ORDER BY id DESC LIMIT $1',
+      'SELECT kind, serial, txid, device_key_id, first_key_id, hop, revocation_version, at FROM opera_findings ORDER BY id DESC LIMIT $1',
       [FINDINGS_LISTED_MAX],
     );
     const hex = (bytes: Uint8Array | null) => (bytes === null ? null : toHex(new Uint8Array(bytes)));
@@ -90,6 +94,7 @@ export function registerFindings(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
       txid: hex(r.txid),
       device: r.device_key_id,
       first: r.first_key_id,
+      hop: r.hop,
       revocationVersion: r.revocation_version === null ? null : Number(bigintColumn(r, 'revocation_version')),
       at: r.at.toISOString(),
     }));

@@ -14,6 +14,7 @@ import { OPERA_FLOAT_ACCOUNT, OPERA_NODE_DEFAULTS, type OperaNodeOptions } from 
 import { DEPOSIT_BODY_LIMIT, registerDeposit } from './node-deposit.ts';
 import { registerFindings } from './node-findings.ts';
 import { operaHoldings } from './node-holdings.ts';
+import { loadOperaEscrowKey } from './node-keys.ts';
 import { registerParams } from './node-params.ts';
 import { registerSettle, SETTLE_BODY_LIMIT } from './node-settle.ts';
 
@@ -32,6 +33,9 @@ export function operaNodePartWith(options: Partial<OperaNodeOptions> = {}): Sche
     floatAccount: OPERA_FLOAT_ACCOUNT,
     bodyLimits: [DEPOSIT_BODY_LIMIT, SETTLE_BODY_LIMIT],
     holdings: (q) => operaHoldings(q, OPERA_FLOAT_ACCOUNT),
+    async prepare(services) {
+      await loadOperaEscrowKey(services);
+    },
     register(app, services) {
       registerParams(app, services, chosen);
       registerCharge(app, services);

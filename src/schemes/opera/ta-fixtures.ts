@@ -5,6 +5,7 @@
  * kept in memory, provisioned, credentialed, with the bank's parameters; and a pure ODW, the same
  * app driven without a host, whose state a test may alter to play a broken or lying device.
  */
+import { deriveKeyPair } from '../../core/crypto/hpke.ts';
 import assert from 'node:assert/strict';
 import { randomBytes } from '../../core/crypto/hash.ts';
 import type { Link } from '../../channel/link.ts';
@@ -43,13 +44,17 @@ export const DENOMINATIONS = [1n, 2n, 5n, 10n, 20n, 50n, 100n, 200n, 500n];
 export const maker: CredentialKeys = await credentialKeys(new Uint8Array(32).fill(9));
 export const rogueMaker: CredentialKeys = await credentialKeys(new Uint8Array(32).fill(10));
 
+/** The bank's escrow key (the tags of tokens paid offline are sealed to it). */
+export const escrowKeys = deriveKeyPair(new Uint8Array(32).fill(0x5e));
+
 /** The bank's parameters. */
-export function paramsFor(options: { hash?: OtkHash; makers?: Maker[]; at?: number } = {}): Params {
+export function paramsFor(options: { hash?: OtkHash; makers?: Maker[]; at?: number; escrowKey?: Uint8Array } = {}): Params {
   return signed(paramsBodyCodec, bankSigner, PARAMS_TAG, {
     currency: 'EUR',
     denominations: DENOMINATIONS,
     hash: options.hash ?? 'sha256',
     makers: options.makers ?? [{ publicKey: maker.publicKey, reference: REFERENCE }],
+    escrowKey: options.escrowKey ?? escrowKeys.publicKey,
     at: options.at ?? NOW,
   });
 }

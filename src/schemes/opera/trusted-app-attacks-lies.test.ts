@@ -98,11 +98,12 @@ describe('OPERA: a lying payer; the payee refuses Msg 3-1 and takes nothing (§3
       amount: 10n,
       lie: async (f) => {
         await charge(f.payee, [5n]);
-        replaceOutgoing(f.payer, 0, () => f.payee.state.repository[0] as Token);
+        // With the escrow tags of the token it replaces: only the repetition is the lie.
+        replaceOutgoing(f.payer, 0, (t) => ({ ...(f.payee.state.repository[0] as Token), tags: t.tags }));
       },
       code: 'OPERA_TOKEN_REPEATED',
     },
-    { name: 'tokens worth less than the AMT of Msg 2-1', values: [5n, 5n], amount: 10n, lie: async (f) => replaceOutgoing(f.payer, 1, (t) => signToken(bankSigner, { ...t.body, serial: randomBytes(16), value: 1n })), code: 'OPERA_MESSAGE_INVALID' },
+    { name: 'tokens worth less than the AMT of Msg 2-1', values: [5n, 5n], amount: 10n, lie: async (f) => replaceOutgoing(f.payer, 1, (t) => ({ ...signToken(bankSigner, { ...t.body, serial: randomBytes(16), value: 1n }), tags: t.tags })), code: 'OPERA_MESSAGE_INVALID' },
     ...(['a signature by another key', 'another SN'] as const).map((what) => ({
       name: `Msg 3-1 with ${what}`,
       lie: async (f: Flight) => {

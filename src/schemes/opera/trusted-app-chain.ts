@@ -18,7 +18,8 @@ import { accept, command, guarded, refuse, type CommandResult, type TrustedEnv }
 import { CHAIN_BOX_MAX, ENDINGS, flipNonce, type ChainMessage } from './exchange.ts';
 import { ACCEPT_TAG, RELEASE_TAG, TOKENS_PER_MESSAGE_MAX } from './messages.ts';
 import { openToken, sealToken } from './otk.ts';
-import { checkToken, tokenCodec, type Token } from './token.ts';
+import { PAYABLE_TAGS_MAX } from './escrow.ts';
+import { checkToken, tagsOf, tokenCodec, type Token } from './token.ts';
 import { receiveChain, sendChain, type ChainOutput } from './trusted-app-chain-send.ts';
 import { claimOf, deviceKey, ended, ownSerial, provisioned, total } from './trusted-app-common.ts';
 import { REPOSITORY_MAX, type Mount, type OperaState, type TxLog } from './trusted-app-state.ts';
@@ -101,6 +102,9 @@ function takeTokens(state: OperaState, log: TxLog, ptk: Uint8Array, env: Trusted
     const token = tokenCodec.decode(decodeCbor(openToken(ptk, log.txid, b.counter, b.box)), `token ${b.counter}`);
     const body = checkToken(env.provider, bank, params.currency, token);
     const id = toHex(body.serial);
+    // The tags are sealed to the bank: the payee can count them, not read them.
+    const hops = tagsOf(token).length;
+    if (hops < 1 || hops > PAYABLE_TAGS_MAX) refuse('OPERA_TOKEN_INVALID', `token ${id} carries ${hops} escrow tags; a token paid carries 1 to ${PAYABLE_TAGS_MAX}`);
     if (held.has(id)) refuse('OPERA_TOKEN_REPEATED', `token ${id} is already held (a token read twice)`);
     held.add(id);
     return token;

@@ -21,6 +21,7 @@ import { CHAIN_BOX_MAX, FINISHED_REPORTED_MAX, HELLO_BOX_MAX, ROLES, helloCodec,
 import { amountCodec, NONCE_BYTES, ODW_CREDENTIAL_LABEL, TOKENS_PER_MESSAGE_MAX, TXID_BYTES } from './messages.ts';
 import { firstOtk, helloKey, mountSeed, PTK_BYTES } from './otk.ts';
 import { odwSerial } from './serial.ts';
+import { payable, tagged } from './escrow.ts';
 import { deviceKey, ended, ownSerial, pickExact, provisioned } from './trusted-app-common.ts';
 import { sendChain } from './trusted-app-chain-send.ts';
 import type { Mount, OperaState, TxLog } from './trusted-app-state.ts';
@@ -171,9 +172,11 @@ export const mountCommands = {
           return sendChain({ ...state, mount: { ...mount, stage: 'chain', nonce } }, { msg: '2-1r', txid: log.txid, nonce, sent: log.done, released: log.released }, log.count);
         }
         if (input.amount === undefined || input.amount <= 0n) refuse('OPERA_AMOUNT_INVALID', 'a payment needs a positive amount');
-        const { picked, left } = pickExact(state.repository, input.amount, TOKENS_PER_MESSAGE_MAX);
+        // A token whose escrow chain is full waits for its deposit; each token paid gets this payment's tag.
+        const { picked, left } = pickExact(state.repository.filter(payable), input.amount, TOKENS_PER_MESSAGE_MAX);
+        const outgoing = tagged(picked, { payee: partner.sn, device: deviceKey(env), escrowKey: provisioned(state).params.escrowKey, random: env.random });
         const log: TxLog = { txid: env.random(TXID_BYTES), mode: 'send', partner: partner.sn, partnerKey: partner.device, amount: input.amount, count: picked.length, done: 0, flag: 0, ptk: env.random(PTK_BYTES), released: 0, accepted: 0, settling: 0 };
-        const next: OperaState = { ...state, repository: left, outgoing: picked, log, mount: { ...mount, stage: 'chain', nonce } };
+        const next: OperaState = { ...state, repository: [...left, ...state.repository.filter((t) => !payable(t))], outgoing, log, mount: { ...mount, stage: 'chain', nonce } };
         return sendChain(next, { msg: '2-1', txid: log.txid, amount: log.amount, count: log.count, nonce }, log.count);
       });
     },
