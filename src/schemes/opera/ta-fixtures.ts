@@ -5,9 +5,9 @@
  * kept in memory, provisioned, credentialed, with the bank's parameters; and a pure ODW, the same
  * app driven without a host, whose state a test may alter to play a broken or lying device.
  */
-import { deriveKeyPair } from '../../core/crypto/hpke.ts';
 import assert from 'node:assert/strict';
 import { randomBytes } from '../../core/crypto/hash.ts';
+import { deriveKeyPair } from '../../core/crypto/hpke.ts';
 import type { Link } from '../../channel/link.ts';
 import { openLink } from '../../channel/link.ts';
 import { memoryPair } from '../../channel/memory.ts';
@@ -17,7 +17,7 @@ import { encodeCertificate } from '../../pki/certificate.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { certify, hierarchy, NOW, signer } from '../../pki/test-fixtures.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
-import { InProcessHost } from '../../secure-element/host.ts';
+import { InProcessHost, type HostOptions } from '../../secure-element/host.ts';
 import type { SecureElement } from '../../secure-element/secure-element.ts';
 import { MemoryCounter, MemoryStorage } from '../../secure-element/memory-fixtures.ts';
 import { findCommand, type TrustedEnv } from '../../secure-element/trusted-app.ts';
@@ -69,6 +69,8 @@ export interface TestOdw {
   se: Caller;
   /** Closes the SE and opens it again from its sealed state (a reset between commands). */
   reopen(): Promise<void>;
+  /** A second ODW with a copy of this one's sealed state and counter (a wallet folder copied with its file counter). */
+  clone(name: string): Promise<TestOdw>;
 }
 
 /** How an ODW is credentialed. */
@@ -90,8 +92,13 @@ async function provisionAll(se: Caller, name: string, options: { hash?: OtkHash;
 /** A provisioned ODW in an in-process secure element. */
 export async function makeOdw(name: string, options: { hash?: OtkHash; credential?: Credentialing } = {}): Promise<TestOdw> {
   const hostOptions = { app: operaTrustedApp, storage: new MemoryStorage(), counter: new MemoryCounter(), provider: nodeProvider };
-  let host = await InProcessHost.provision(hostOptions);
+  const host = await InProcessHost.provision(hostOptions);
   await provisionAll(host, name, options);
+  return running(name, hostOptions, host);
+}
+
+function running(name: string, hostOptions: HostOptions<OperaState, Commands> & { storage: MemoryStorage; counter: MemoryCounter }, first: InProcessHost<OperaState, Commands>): TestOdw {
+  let host = first;
   const odw: TestOdw = {
     name,
     se: host,
@@ -99,6 +106,10 @@ export async function makeOdw(name: string, options: { hash?: OtkHash; credentia
       await host.close();
       host = await InProcessHost.open(hostOptions);
       odw.se = host;
+    },
+    async clone(cloneName) {
+      const copy = { ...hostOptions, storage: hostOptions.storage.clone(), counter: hostOptions.counter.clone() };
+      return running(cloneName, copy, await InProcessHost.open(copy));
     },
   };
   return odw;
