@@ -12,8 +12,9 @@ import { array } from '../../core/codec.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { sealedTagCodec, type SealedTag } from '../../pki/escrow-tags.ts';
-import { revokeCertificate, type IssuerServices, type TransactionHandle } from '../../issuer/plugin.ts';
+import type { IssuerServices, TransactionHandle } from '../../issuer/plugin.ts';
 import { operaEscrow } from './escrow.ts';
+import { recordFinding } from './node-findings.ts';
 import { operaEscrowKey } from './node-keys.ts';
 import { TOKEN_TAGS_MAX } from './token.ts';
 
@@ -43,8 +44,7 @@ export async function attributeDoubleSpend(
   services: IssuerServices,
   copy: { serial: Uint8Array; device: string; tags: readonly SealedTag[] },
 ): Promise<PaidTwice | null> {
-  const now = services.now();
-  const at = new Date(now).toISOString();
+  const at = new Date(services.now()).toISOString();
   const tags = encodeTags(copy.tags);
   await tx.query('INSERT INTO opera_double_spends (serial, device_key_id, tags, at) VALUES ($1, $2, $3, $4)', [copy.serial, copy.device, tags, at]);
   const { rows } = await tx.query<{ tags: Uint8Array | null }>("SELECT tags FROM opera_tokens WHERE serial = $1 AND state = 'deposited'", [copy.serial]);
@@ -61,18 +61,9 @@ export async function attributeDoubleSpend(
   }
   if (named === null) return null;
   const device = toHex(keyId(named.device));
-  const certificate = (await tx.query<{ serial: Uint8Array }>('SELECT serial FROM devices WHERE key_id = $1', [device])).rows[0];
-  let revocationVersion: number | null = null;
-  if (certificate !== undefined) {
-    const reason = `opera: token ${toHex(copy.serial)} paid twice at hop ${named.hop}`;
-    revocationVersion = (await revokeCertificate(tx, services.identity.intermediary.signer, { serial: new Uint8Array(certificate.serial), subjectKeyId: device, role: 'device', reason }, now)).version;
-  }
-  const known = await tx.query("SELECT 1 FROM opera_findings WHERE kind = 'paid-twice' AND serial = $1 AND device_key_id = $2", [copy.serial, device]);
-  if (known.rowCount === 0) {
-    await tx.query(
-      "INSERT INTO opera_findings (kind, serial, device_key_id, first_key_id, hop, revocation_version, at) VALUES ('paid-twice', $1, $2, NULL, $3, $4, $5)",
-      [copy.serial, device, named.hop, revocationVersion === null ? null : BigInt(revocationVersion), at],
-    );
-  }
+  // A third copy names the same device again: one finding, one revocation.
+  const known = await tx.query<{ revocation_version: bigint | null }>("SELECT revocation_version FROM opera_findings WHERE kind = 'paid-twice' AND serial = $1 AND device_key_id = $2", [copy.serial, device]);
+  const held = known.rows[0];
+  const revocationVersion = held !== undefined ? (held.revocation_version === null ? null : Number(held.revocation_version)) : await recordFinding(tx, services, { kind: 'paid-twice', serial: copy.serial, device, hop: named.hop });
   return { hop: named.hop, device, revocationVersion };
 }

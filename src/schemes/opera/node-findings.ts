@@ -14,7 +14,7 @@ import { answer } from './node-common.ts';
 /** Most findings the operator's list answers, newest first. */
 export const FINDINGS_LISTED_MAX = 1000;
 
-/** The kinds of finding (`paid-twice` is recorded by node-escrow.ts). */
+/** The kinds of finding (`paid-twice` is found by node-escrow.ts). */
 export type FindingKind = 'double-spend' | 'refund-spent' | 'release-denied' | 'paid-twice';
 
 /** A finding to record. */
@@ -26,24 +26,38 @@ export interface Finding {
   readonly device: string;
   /** The device that spent the serial first, when known. */
   readonly first?: string | null | undefined;
+  /** For `paid-twice`: the hop of the token's escrow chain where its two copies part. */
+  readonly hop?: number | undefined;
 }
 
-/** Records a finding; a denied release also revokes the device. Answers the revocation list version, or null. */
+/** Why a finding's device is revoked: a denied release, or a token its escrow tags show it paid twice; other kinds revoke no one. */
+function revocationReason(finding: Finding): string | null {
+  switch (finding.kind) {
+    case 'release-denied':
+      return `opera: released transaction ${toHex(finding.txid ?? new Uint8Array())} and reported it not released`;
+    case 'paid-twice':
+      return `opera: token ${toHex(finding.serial ?? new Uint8Array())} paid twice at hop ${finding.hop ?? 0}`;
+    default:
+      return null;
+  }
+}
+
+/** Records a finding; a denied release or a token paid twice also revokes the device. Answers the revocation list version, or null. */
 export async function recordFinding(tx: TransactionHandle, services: IssuerServices, finding: Finding): Promise<number | null> {
   const now = services.now();
   let version: number | null = null;
-  if (finding.kind === 'release-denied') {
+  const reason = revocationReason(finding);
+  if (reason !== null) {
     const { rows } = await tx.query<{ serial: Uint8Array }>('SELECT serial FROM devices WHERE key_id = $1', [finding.device]);
     const certificate = rows[0];
     if (certificate !== undefined) {
-      const reason = `opera: released transaction ${toHex(finding.txid ?? new Uint8Array())} and reported it not released`;
       const revoked = await revokeCertificate(tx, services.identity.intermediary.signer, { serial: new Uint8Array(certificate.serial), subjectKeyId: finding.device, role: 'device', reason }, now);
       version = revoked.version;
     }
   }
   await tx.query(
-    'INSERT INTO opera_findings (kind, serial, txid, device_key_id, first_key_id, revocation_version, at) VALUES ($1, $2, $3, $4, $5, $6, $7)',
-    [finding.kind, finding.serial ?? null, finding.txid ?? null, finding.device, finding.first ?? null, version === null ? null : BigInt(version), new Date(now).toISOString()],
+    'INSERT INTO opera_findings (kind, serial, txid, device_key_id, first_key_id, hop, revocation_version, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
+    [finding.kind, finding.serial ?? null, finding.txid ?? null, finding.device, finding.first ?? null, finding.hop ?? null, version === null ? null : BigInt(version), new Date(now).toISOString()],
   );
   return version;
 }
