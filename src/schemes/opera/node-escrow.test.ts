@@ -11,13 +11,15 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import { encodeCbor } from '../../core/cbor.ts';
-import { toHex } from '../../core/bytes.ts';
+import { toBase64url, toHex } from '../../core/bytes.ts';
+import { signRecord } from '../../core/crypto/record.ts';
 import { generateKeyPair } from '../../core/crypto/hpke.ts';
 import { randomBytes } from '../../core/crypto/hash.ts';
 import { closeTestTemplates, testBackends } from '../../issuer/db/test-databases.ts';
 import { expectError } from '../../issuer/http/test-harness.ts';
 import type { SealedTag } from '../../pki/escrow-tags.ts';
 import { bankPayee, tagged } from './escrow.ts';
+import { DEPOSIT_REQUEST_TAG, NONCE_BYTES } from './messages.ts';
 import { operaNode, type OperaClient } from './node-fixtures.ts';
 import { tagsOf, TOKEN_TAGS_MAX, type Token } from './token.ts';
 
@@ -129,8 +131,11 @@ for (const backend of testBackends()) {
         let long = pay([token], alice, bob);
         for (let i = 0; i < TOKEN_TAGS_MAX; i++) long = [{ ...(long[0] as Token), tags: [...tagsOf(long[0] as Token), tagsOf(long[0] as Token)[0] as SealedTag] }];
         assert.ok(tagsOf(long[0] as Token).length > TOKEN_TAGS_MAX);
-        const refused = await n.deposit(bob, [fine, long[0] as Token]);
-        await expectError(refused.res, 400, 'BODY_INVALID');
+        // Signed by Bob's ODW as it stands (the codec would refuse to make it).
+        const body = { nonce: randomBytes(NONCE_BYTES), tokens: [fine, long[0] as Token] };
+        const request = { body, signature: signRecord(bob.device, DEPOSIT_REQUEST_TAG, body) };
+        const refused = await n.send(bob, '/v1/opera/deposit', { device: bob.deviceId, request: toBase64url(encodeCbor(request)) });
+        await expectError(refused, 400, 'BODY_INVALID');
         assert.equal(await n.h.balance(bob), '0.00');
         assert.deepEqual((await n.rows<{ state: string }>('SELECT state FROM opera_tokens ORDER BY value')).map((r) => r.state), ['issued', 'issued']);
         assert.deepEqual(await n.findings(), []);
