@@ -1,7 +1,7 @@
 /**
  * The records an ODW's trusted app and the bank sign for each other, as CBOR: the bank's
  * parameters (currency, denominations, the OTK hash, the makers whose anonymous credentials a
- * genuine ODW holds), charging tokens into an ODW from an account and its answer, depositing tokens
+ * genuine ODW holds, the escrow key of the tokens' tags), charging tokens into an ODW from an account and its answer, depositing tokens
  * back and its receipt, and the settlement online of a transaction two ODWs never finished: the
  * report each side uploads and the bank's answer. Each is signed under its own domain tag; the
  * bank's key is the issuer node's certified key; an ODW signs with its registered device key.
