@@ -4,8 +4,8 @@
  * genuine ODWs (node-params.ts), charging tokens into an ODW (node-charge.ts), deposits
  * (node-deposit.ts), the settlement of transactions the ODWs did not finish offline (node-settle.ts,
  * node-settlement.ts) and the findings (node-findings.ts; a token paid twice named by its escrow
- * tags, node-escrow.ts). The value of every token issued and
- * neither deposited nor refunded sits in the `float:opera` account.
+ * tags, node-escrow.ts). The value of every token issued and neither deposited nor refunded sits
+ * in the `float:opera` account.
  */
 import type { SchemeModule } from '../../issuer/plugin.ts';
 import { OPERA_SCHEME } from './messages.ts';
