@@ -13,7 +13,7 @@ import { signedBytes } from '../src/core/crypto/record.ts';
 import { signerFromSecret } from '../src/core/crypto/suite.ts';
 import { programDigest } from '../src/schemes/otp/coin.ts';
 import { EXCHANGE_KEY_TAG, exchangeKeyId, issueExchangeKey, type ExchangeKeyBody } from '../src/schemes/otp/exchange-key.ts';
-import { deriveKeyPair } from '../src/schemes/otp/hpke.ts';
+import { deriveKeyPair } from '../src/core/crypto/hpke.ts';
 import type { CarriedCoin } from '../src/schemes/otp/messages.ts';
 import { buildProgram, type Condition, type SchemaVersion } from '../src/schemes/otp/program.ts';
 import { openCoin, sealCoin } from '../src/schemes/otp/transfer.ts';

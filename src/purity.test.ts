@@ -11,7 +11,7 @@ import { checkPurity, checkSource, disk, isBuiltinSpecifier, isSource, memoryFil
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 /** Scheme and trusted-app files that are pure by the architecture. */
-const PURE_NAME = /^(trusted-app.*|messages|payer|payee|session.*|pay-verify|block|program|denominations|exchange-key|blind-rsa|hpke|coin|transfer|escrow)\.ts$/;
+const PURE_NAME = /^(trusted-app.*|messages|payer|payee|session.*|pay-verify|block|program|denominations|exchange-key|blind-rsa|coin|transfer|escrow)\.ts$/;
 
 /** The files the architecture calls pure (folders that do not exist yet contribute nothing). */
 function pureFiles(root: string): string[] {

@@ -8,13 +8,15 @@
  * - what it cannot see, timed here on the primitives the ODW calls, at the sizes of a real token
  *   and of the real messages: one anonymous proof of the credential and its verification (Stage 1,
  *   BBS over BLS12-381), and a token's AEAD and hash work in Stage 2 (its `{Token}PTK_A` sealed and,
- *   at 3-1, opened; Msgs 2-3 and 2-4 each sealed and opened under their OTKs; four OTK steps);
+ *   at 3-1, opened; Msgs 2-3 and 2-4 each sealed and opened under their OTKs; four OTK steps; the
+ *   HPKE seal of the payer's escrow tag, escrow.ts);
  * - the persistence floor: a token costs two ODW commands (the payer's step and the payee's), each
  *   a commit of the sealed state, timed as the host makes it.
  * CBOR, the Noise link's own AEAD and the state's sealing are left out: the floors are lower bounds.
  */
 import { encodeCbor } from '../../core/cbor.ts';
 import { randomBytes } from '../../core/crypto/hash.ts';
+import { generateKeyPair, HPKE_TAG_BYTES, setupBaseS } from '../../core/crypto/hpke.ts';
 import { signerFromSecret, type CryptoProvider } from '../../core/crypto/suite.ts';
 import { credentialKeys, issueCredential, proveCredential, verifyCredentialProof } from '../../pki/anonymous-credential.ts';
 import { latency, throughput, type CryptoCounts, type CryptoMeter, type Metered, type TcpServer } from '../../sim/bench/plugin.ts';
@@ -22,6 +24,7 @@ import { chainMessageCodec, type ChainMessage } from './exchange.ts';
 import { NONCE_BYTES, ODW_CREDENTIAL_LABEL, TXID_BYTES } from './messages.ts';
 import { OPERA_NODE_DEFAULTS } from './node-common.ts';
 import { nextOtk, openMessage, openToken, PTK_BYTES, sealMessage, sealToken, type OtkHash } from './otk.ts';
+import { operaEscrow, type SealedTag } from './escrow.ts';
 import { signToken, TOKEN_SERIAL_BYTES } from './token.ts';
 import { STAGES, type Stage } from './bench-payment.ts';
 import { TOKEN_MINOR, type OperaWorld, type Party } from './bench-setup.ts';
@@ -40,15 +43,15 @@ export interface OperaFloor {
   readonly proveMs: number;
   readonly verifyMs: number;
   readonly proofBytes: number;
-  /** A token's AEAD and hash work, ms each: sealToken, openToken, sealMessage and openMessage of 2-3 and of 2-4, one OTK step. */
-  readonly aead: { readonly sealToken: number; readonly openToken: number; readonly seal23: number; readonly open23: number; readonly seal24: number; readonly open24: number; readonly nextOtk: number };
+  /** A token's AEAD and hash work, ms each: sealToken, openToken, sealMessage and openMessage of 2-3 and of 2-4, one OTK step, the HPKE seal of its escrow tag. */
+  readonly aead: { readonly sealToken: number; readonly openToken: number; readonly seal23: number; readonly open23: number; readonly seal24: number; readonly open24: number; readonly nextOtk: number; readonly sealTag: number };
   /** The hash of the OTK chain, as the bench node's parameters name it. */
   readonly otkHash: OtkHash;
   /** The sizes: a token's CBOR, and the plaintexts of 2-3 and 2-4, bytes. */
   readonly tokenBytes: number;
   readonly msg23Bytes: number;
   readonly msg24Bytes: number;
-  /** The AEAD and hash work of one token: the seven above, four OTK steps, ms. */
+  /** The AEAD and hash work of one token: the seven above, four OTK steps and the tag's seal, ms. */
   readonly aeadPerTokenMs: number;
   /** The crypto floor of one token: metered + AEAD and hash, ms. */
   readonly perTokenMs: number;
@@ -112,7 +115,13 @@ async function proofCosts(iterations: number): Promise<{ proveMs: number; verify
 function aeadCosts(provider: CryptoProvider, budgetMs: number) {
   const suite = provider.suites.ed25519;
   const bank = signerFromSecret(suite, suite.generateSecretKey());
-  const token = encodeCbor(signToken(bank, { serial: randomBytes(TOKEN_SERIAL_BYTES), value: TOKEN_MINOR, currency: 'EUR', issued: Date.now() }));
+  // A token as a payee gets it: with the payer's escrow tag, sealed to the bank's escrow key.
+  const escrow = generateKeyPair();
+  const bare = signToken(bank, { serial: randomBytes(TOKEN_SERIAL_BYTES), value: TOKEN_MINOR, currency: 'EUR', issued: Date.now() });
+  const tags = operaEscrow.appendTag({ serial: bare.body.serial, tags: [], payee: randomBytes(16), device: bank, escrowPublicKey: escrow.publicKey });
+  const token = encodeCbor({ ...bare, tags });
+  const tagContent = new Uint8Array((tags[0] as SealedTag).ciphertext.length - HPKE_TAG_BYTES);
+  const tagInfo = encodeCbor([operaEscrow.domain.infoLabel, bare.body.serial, 1]);
   const ptk = randomBytes(PTK_BYTES);
   const txid = randomBytes(TXID_BYTES);
   const nonce = randomBytes(NONCE_BYTES);
@@ -132,6 +141,8 @@ function aeadCosts(provider: CryptoProvider, budgetMs: number) {
     seal24: msPer(() => sealMessage(otk, 2 * counter, 'payee', msg24), budgetMs),
     open24: msPer(() => openMessage(otk, 2 * counter, 'payee', box24), budgetMs),
     nextOtk: msPer(() => nextOtk(hash, otk, msg23), budgetMs),
+    // The payer's escrow tag: HPKE to the bank's key (two X25519 operations), its signature metered above.
+    sealTag: msPer(() => setupBaseS({ recipientPublicKey: escrow.publicKey, info: tagInfo }).seal(tagContent), budgetMs),
   };
   const { nextOtk: step, ...once } = aead;
   return { aead, otkHash: hash, tokenBytes: token.length, msg23Bytes: msg23.length, msg24Bytes: msg24.length, aeadPerTokenMs: Object.values(once).reduce((s, x) => s + x, 0) + 4 * step };

@@ -42,9 +42,9 @@ test('bench opera, minimal: two counts, every token moved and deposited, the sta
   assert.ok(small !== undefined && large !== undefined && large.stageBytes.stage2 > small.stageBytes.stage2, 'Stage 2 carries more bytes for more tokens');
   assert.ok(report.bytes.slope > report.floor.tokenBytes, `${report.bytes.slope} bytes per token on the link`);
 
-  // The payee checks the bank's signature on each token at 3-1; the payer signs its release and checks the acceptance, the payee the reverse.
+  // The payer signs each token's escrow tag at 2-1; the payee checks the bank's signature on each token at 3-1; the payer signs its release and checks the acceptance, the payee the reverse.
   const f = report.floor;
-  assert.deepEqual(f.perToken, { stage1: { signs: 0, verifies: 0 }, stage2: { signs: 0, verifies: 0 }, stage3: { signs: 0, verifies: 1 } });
+  assert.deepEqual(f.perToken, { stage1: { signs: 0, verifies: 0 }, stage2: { signs: 1, verifies: 0 }, stage3: { signs: 0, verifies: 1 } });
   assert.deepEqual(f.perPayment, { stage1: { signs: 0, verifies: 0 }, stage2: { signs: 0, verifies: 0 }, stage3: { signs: 2, verifies: 2 } });
   assert.equal(f.proofBytes, CREDENTIAL_PROOF_BYTES);
   for (const part of [f.proveMs, f.verifyMs, f.aeadPerTokenMs, f.perTokenMs, f.commitsPerTokenMs, ...Object.values(f.aead)]) assert.ok(part > 0);

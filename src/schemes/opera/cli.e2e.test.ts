@@ -4,9 +4,10 @@
  * after a TPM quote of their build (swtpm), each command a fresh `tally` process whose secure
  * element is another child process. Tokens are charged into alice's ODW (`wallet deposit`), paid
  * over TCP + Noise with the node stopped (anonymous both ways), paid on to a third wallet, refused
- * at a wrong amount, paid with change (and refused when the payee cannot make it), deposited back (`wallet withdraw`); a cloned wallet folder pays the same tokens
- * twice and the second deposit is refused. The audit ends it: money is conserved, and the float is
- * what the ODWs hold.
+ * at a wrong amount, paid with change (and refused when the payee cannot make it), deposited back
+ * (`wallet withdraw`); a cloned wallet folder pays the same tokens twice, the second deposit is
+ * refused, and the tokens' escrow tags name the cloned ODW, which the node revokes. The audit ends
+ * it: money is conserved, and the float is what the ODWs hold.
  */
 import assert from 'node:assert/strict';
 import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -25,7 +26,7 @@ after(async () => {
 
 const NODE = { passphrase: 'opera e2e', args: ['--schemes', 'opera'] };
 
-test('OPERA through the CLI: tokens charged, anonymous three-stage payments offline, re-spend, a wrong amount refused, a clone caught at deposit, audit balanced', { skip, timeout: 300_000 }, async () => {
+test('OPERA through the CLI: tokens charged, anonymous three-stage payments offline, re-spend, a wrong amount refused, change given, a clone caught at deposit and named by its escrow tags, audit balanced', { skip, timeout: 300_000 }, async () => {
   const root = await mkdtemp(join(tmpdir(), 'tally-opera-e2e-'));
   dirs.push(root);
   const home = join(root, 'home');
@@ -97,17 +98,25 @@ test('OPERA through the CLI: tokens charged, anonymous three-stage payments offl
   assert.equal((spent['details'] as Json)['coins'], 1);
   const carolBack = await ok('wallet', 'withdraw', 'carol', '20.00');
   assert.deepEqual([carolBack['credited'], carolBack['doubleSpent']], ['20.00', 0]);
-  const aliceBack = await ok('wallet', 'withdraw', 'alice', 'all');
-  assert.deepEqual([aliceBack['credited'], aliceBack['offline']], ['53.00', '0.00']);
+  // The escrow tags of the two copies part at the token's first hop, both signed by alice's ODW: the node names it and revokes it.
+  const aliceDevice = (await ok('wallet', 'balance', 'alice'))['device'];
+  const found = ((await ok('operator', 'opera-findings')) as { findings: Json[] }).findings;
+  const named = found.filter((f) => f['kind'] === 'paid-twice');
+  assert.deepEqual(named.map((f) => [f['device'], f['hop']]), [[aliceDevice, 1]], JSON.stringify(found));
+  assert.equal(typeof named[0]?.['revocationVersion'], 'number');
+  const revoked = await refused('NODE_REFUSED', ['wallet', 'withdraw', 'alice', 'all']);
+  assert.equal((revoked['details'] as Json)['code'], 'CERT_REVOKED', JSON.stringify(revoked));
+  const aliceLeft = await ok('wallet', 'balance', 'alice');
+  assert.deepEqual([aliceLeft['offline'], aliceLeft['depositPending']], ['0.00', '53.00']);
 
-  // The audit: conservation; the float is what the ODWs still hold (the clone's 53.00 copy, never credited, is not in it).
+  // The audit: conservation; the float is what the revoked ODW still holds (its clone's 53.00 copy, never credited, is not in it).
   const audit = await ok('audit');
   assert.equal(audit['balanced'], true);
   const eur = (audit['currencies'] as { totalIssued: string; totalOnline: string; totalOfflineFloat: string }[])[0];
   assert.ok(eur !== undefined);
   const minorOf = (decimal: string) => BigInt(decimal.replace('.', ''));
   assert.equal(minorOf(eur.totalOnline) + minorOf(eur.totalOfflineFloat), minorOf(eur.totalIssued));
-  assert.equal(eur.totalOfflineFloat, '0.00');
-  assert.equal(eur.totalOnline, '100.00');
+  assert.equal(eur.totalOfflineFloat, '53.00');
+  assert.equal(eur.totalOnline, '47.00');
   assert.equal(await node.stop(), 0);
 });

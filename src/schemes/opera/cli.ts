@@ -5,6 +5,7 @@
  * payment is the three-stage exchange over an anonymous link (`receive` / `pay --connect`).
  */
 import { hostPort, positional, seconds, stringFlag, type CliPart, type WalletVerbContext } from '../../cli/plugin.ts';
+import { operaOperatorVerbs } from './cli-operator.ts';
 import type { OperaWallet, TransferResult } from './wallet.ts';
 
 async function withOpera<T>(context: WalletVerbContext, run: (wallet: OperaWallet, resumed: string[]) => Promise<T>): Promise<T> {
@@ -28,6 +29,7 @@ function transferText(wallet: OperaWallet, r: TransferResult, role: 'payer' | 'p
 
 /** OPERA's CLI part. */
 export const operaCli: CliPart = {
+  operatorVerbs: operaOperatorVerbs,
   notes: {
     create: "An OPERA wallet's ODW is registered as a device attested by the OEM, and gets the OEM's anonymous credential after its TPM quotes the ODW build (swtpm needed).",
     balance: 'An OPERA wallet lists its tokens by value, and a transaction its log still holds.',

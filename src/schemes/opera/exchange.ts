@@ -28,16 +28,18 @@ import { array, bytes, oneOf, optional, record, taggedUnion, uint, type Infer } 
 import { publicKeyCodec } from '../../core/crypto/suite.ts';
 import { CREDENTIAL_PROOF_BYTES } from '../../pki/anonymous-credential.ts';
 import { amountCodec, changeAmountCodec, MAKERS_MAX, MODES, nonceCodec, signatureCodec, snCodec, TOKENS_PER_MESSAGE_MAX, txidCodec } from './messages.ts';
+import { SEALED_TAG_BYTES_MAX } from '../../pki/escrow-tags.ts';
 import { BOX_OVERHEAD_BYTES, PTK_BYTES } from './otk.ts';
+import { TOKEN_TAGS_MAX } from './token.ts';
 
 /** Bytes of an X25519 key. */
 export const EPHEMERAL_BYTES = 32;
 /** Most finished transactions a hello reports. */
 export const FINISHED_REPORTED_MAX = 16;
-/** The largest token box: a token's CBOR is under 200 bytes. */
-export const TOKEN_BOX_MAX = 256 + BOX_OVERHEAD_BYTES;
+/** The largest token box: a token's CBOR is under 256 bytes, and its escrow tags (at most TOKEN_TAGS_MAX) ride with it. */
+export const TOKEN_BOX_MAX = 256 + TOKEN_TAGS_MAX * SEALED_TAG_BYTES_MAX + 16 + BOX_OVERHEAD_BYTES;
 /** The largest sealed chain message (a 2-3 with its token box is the largest). */
-export const CHAIN_BOX_MAX = 1024;
+export const CHAIN_BOX_MAX = TOKEN_BOX_MAX + 256;
 /** The largest sealed hello. */
 export const HELLO_BOX_MAX = 1024;
 

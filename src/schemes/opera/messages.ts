@@ -1,7 +1,7 @@
 /**
  * The records an ODW's trusted app and the bank sign for each other, as CBOR: the bank's
  * parameters (currency, denominations, the OTK hash, the makers whose anonymous credentials a
- * genuine ODW holds), charging tokens into an ODW from an account and its answer, depositing tokens
+ * genuine ODW holds, the escrow key of the tokens' tags), charging tokens into an ODW from an account and its answer, depositing tokens
  * back and its receipt, and the settlement online of a transaction two ODWs never finished: the
  * report each side uploads and the bank's answer. Each is signed under its own domain tag; the
  * bank's key is the issuer node's certified key; an ODW signs with its registered device key.
@@ -21,6 +21,11 @@ export const OPERA_SCHEME = 'opera';
 export const ODW_CREDENTIAL_LABEL = 'tally/opera/odw/v1';
 /** Most tokens in one charge, one deposit, one payment or one report (the paper's Figure 8 goes to 1,000). */
 export const TOKENS_PER_MESSAGE_MAX = 1024;
+/**
+ * Most bytes of a signed request carrying tokens with their escrow tags (a deposit): what fits the
+ * node's largest body as base64url. An ODW deposits fewer tokens at a time when theirs would not.
+ */
+export const TOKENS_REQUEST_BYTES_MAX = 760 * 1024;
 /** Most denominations the bank publishes. */
 export const DENOMINATIONS_MAX = 32;
 /** Most makers (OEMs) whose credentials the bank lists. */
@@ -69,6 +74,8 @@ export const paramsBodyCodec = record({
   /** The hash of the one-time-key chain (Equation 1). */
   hash: oneOf(OTK_HASHES),
   makers: array(makerCodec, { max: MAKERS_MAX }),
+  /** The bank's escrow key (X25519): the tags of tokens paid offline are sealed to it (escrow.ts). */
+  escrowKey: bytes({ length: 32 }),
   /** When the bank signed these. */
   at: timestampMs,
 });

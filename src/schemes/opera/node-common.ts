@@ -10,7 +10,7 @@ import type { Codec } from '../../core/codec.ts';
 import type { PublicKey, SuiteName } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { ApiProblem, decodeField, isSubjectRevoked, type Queryable, type TransactionHandle } from '../../issuer/plugin.ts';
-import { OPERA_SCHEME, odwSerial } from './messages.ts';
+import { OPERA_SCHEME, odwSerial, TOKENS_REQUEST_BYTES_MAX } from './messages.ts';
 import type { OtkHash } from './otk.ts';
 
 /** The ledger account holding the value of every OPERA token issued and neither deposited nor refunded. */
@@ -32,12 +32,12 @@ export interface OperaNodeOptions {
 export const OPERA_NODE_DEFAULTS: OperaNodeOptions = { hash: 'sha256' };
 
 /**
- * Most bytes of one token on the wire: a 16-byte serial, a value, a currency, an issue date and a
- * signature of at most 128 bytes, with their CBOR keys, fit in 256.
+ * Most bytes of one token on the wire without its escrow tags: a 16-byte serial, a value, a
+ * currency, an issue date and a signature of at most 128 bytes, with their CBOR keys, fit in 256.
  */
 export const TOKEN_WIRE_BYTES_MAX = 256;
-/** Most bytes of a signed request carrying tokens (a deposit, a settlement report): every token and room for the rest. */
-export const TOKENS_REQUEST_BYTES_MAX = 1024 * TOKEN_WIRE_BYTES_MAX + 4096;
+/** Most bytes of a signed request carrying tokens (a deposit with the tokens' tags, a settlement report). */
+export { TOKENS_REQUEST_BYTES_MAX } from './messages.ts';
 /** Most base64url characters of such a request in a JSON body. */
 export const TOKENS_REQUEST_CHARS_MAX = Math.ceil((TOKENS_REQUEST_BYTES_MAX * 4) / 3);
 

@@ -1,8 +1,9 @@
 /**
  * `POST /v1/opera/deposit`: an ODW gives tokens back to the bank, which credits its holder's
  * account with each token that carries the bank's signature and is still issued. A token whose
- * serial was already deposited or refunded is a double spend: nothing is credited for it and a
- * finding names both devices. A token that does not check, or whose serial the bank never issued, is
+ * serial was already deposited or refunded is a double spend: nothing is credited for it, a
+ * finding names both depositors, and the two copies' escrow tags name the device that paid it twice
+ * (node-escrow.ts). A token that does not check, or whose serial the bank never issued, is
  * refused. The receipt is signed by the bank and bound to the request's nonce.
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
@@ -15,7 +16,8 @@ import { DEPOSIT_RECEIPT_TAG, DEPOSIT_REQUEST_TAG, depositReceiptBodyCodec, depo
 import { answerOnce } from './node-answers.ts';
 import { answer, decodeCborField, OPERA_FLOAT_ACCOUNT, TOKENS_REQUEST_BYTES_MAX, TOKENS_REQUEST_CHARS_MAX } from './node-common.ts';
 import { recordFinding } from './node-findings.ts';
-import { checkToken, type Token } from './token.ts';
+import { attributeDoubleSpend, encodeTags } from './node-escrow.ts';
+import { checkToken, tagsOf, type Token } from './token.ts';
 
 /** The deposit route takes up to TOKENS_PER_MESSAGE_MAX tokens: more than the node's default body. */
 export const DEPOSIT_BODY_LIMIT: RouteBodyLimit = { method: 'POST', path: '/deposit', bytesMax: ROUTE_BODY_BYTES_MAX };
@@ -61,9 +63,11 @@ export async function spendToken(
   token: Token,
   spend: { state: 'deposited' | 'refunded'; device: string; at: string; txid?: Uint8Array | undefined },
 ): Promise<{ spent: true } | { spent: false; first: string | null } | { unknown: true }> {
+  // A deposit keeps the token's escrow tags, sealed, for the day its serial comes back.
+  const tags = spend.state === 'deposited' ? encodeTags(tagsOf(token)) : null;
   const moved = await tx.query(
-    `UPDATE opera_tokens SET state = $3, spent_by = $4, spent_at = $5, txid = $6 WHERE serial = $1 AND value = $2 AND state = 'issued' RETURNING serial`,
-    [token.body.serial, token.body.value, spend.state, spend.device, spend.at, spend.txid ?? null],
+    `UPDATE opera_tokens SET state = $3, spent_by = $4, spent_at = $5, txid = $6, tags = $7 WHERE serial = $1 AND value = $2 AND state = 'issued' RETURNING serial`,
+    [token.body.serial, token.body.value, spend.state, spend.device, spend.at, spend.txid ?? null, tags],
   );
   if (moved.rowCount === 1) return { spent: true };
   const { rows } = await tx.query<{ spent_by: string | null }>('SELECT spent_by FROM opera_tokens WHERE serial = $1 AND value = $2', [token.body.serial, token.body.value]);
@@ -104,6 +108,7 @@ export function registerDeposit(app: OpenAPIHono<IssuerEnv>, services: IssuerSer
         else {
           outcomes[i] = 'double-spend';
           await recordFinding(tx, services, { kind: 'double-spend', serial: token.body.serial, device, first: spent.first });
+          await attributeDoubleSpend(tx, services, { serial: token.body.serial, device, tags: tagsOf(token) });
         }
       }
       if (credited > 0n) {

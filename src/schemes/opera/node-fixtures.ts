@@ -41,6 +41,8 @@ export interface Finding {
   readonly txid: string | null;
   readonly device: string;
   readonly first: string | null;
+  /** For `paid-twice`: where the token's two escrow chains part. */
+  readonly hop: number | null;
   readonly revocationVersion: number | null;
 }
 

@@ -2,7 +2,8 @@
  * `GET /v1/opera/params`: the bank's parameters, signed by the issuer node's certified key (the
  * bank's key `SK_c` of the paper, §3.1): its currency, the token denominations, the hash of the
  * ODWs' one-time-key chain, and the makers whose anonymous credentials mark genuine ODWs, each with
- * the reference value of the build it attests (§3.3.1). Anyone may read them.
+ * the reference value of the build it attests (§3.3.1), and the escrow key the tokens' tags are sealed
+ * to (escrow.ts). Anyone may read them.
  *
  * `POST /v1/opera/makers` (operator token): lists a maker's credential key with a reference value.
  */
@@ -14,6 +15,7 @@ import { CREDENTIAL_PUBLIC_KEY_BYTES } from '../../pki/anonymous-credential.ts';
 import { ApiProblem, base64urlOf, decodeField, errorBody, idempotent, json, refusal, requireOperator, validBody, type IssuerEnv, type IssuerServices } from '../../issuer/plugin.ts';
 import { MAKERS_MAX, paramsBodyCodec, PARAMS_TAG, signed, type Maker } from './messages.ts';
 import { answer, DENOMINATIONS, type OperaNodeOptions } from './node-common.ts';
+import { operaEscrowKey } from './node-keys.ts';
 
 /** Bytes of a reference value (a PCR value of SHA-256). */
 const REFERENCE_BYTES = 32;
@@ -21,7 +23,7 @@ const REFERENCE_BYTES = 32;
 const paramsRoute = createRoute({
   method: 'get',
   path: '/params',
-  description: "The OPERA bank's signed parameters: currency, denominations, the OTK hash and the makers of genuine ODWs (base64url of the CBOR of a signed Params record).",
+  description: "The OPERA bank's signed parameters: currency, denominations, the OTK hash, the makers of genuine ODWs and the escrow key (base64url of the CBOR of a signed Params record).",
   responses: { 200: answer('Parameters', z.object({ params: z.string() })) },
 });
 
@@ -80,6 +82,7 @@ export function registerParams(app: OpenAPIHono<IssuerEnv>, services: IssuerServ
       denominations: [...DENOMINATIONS],
       hash: options.hash,
       makers: await listedMakers(services),
+      escrowKey: operaEscrowKey(services).publicKey,
       at: services.now(),
     });
     c.header('cache-control', 'no-cache');

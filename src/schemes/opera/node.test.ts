@@ -15,6 +15,7 @@ import { credentialKeys } from '../../pki/anonymous-credential.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { checkSigned, MAKERS_MAX, NONCE_BYTES, paramsBodyCodec, paramsCodec, PARAMS_TAG, TOKENS_PER_MESSAGE_MAX } from './messages.ts';
 import { DENOMINATIONS } from './node.ts';
+import { operaEscrowKey } from './node-keys.ts';
 import { operaNode } from './node-fixtures.ts';
 import { checkToken } from './token.ts';
 
@@ -26,7 +27,9 @@ for (const backend of testBackends()) {
       const n = await operaNode(backend);
       try {
         const empty = await n.params();
-        assert.deepEqual(empty, { currency: 'EUR', denominations: [...DENOMINATIONS], hash: 'sha256', makers: [], at: n.h.now() });
+        // The escrow key the tags are sealed to: the public half of the key the node keeps.
+        const escrowKey = operaEscrowKey(n.h.node.services).publicKey;
+        assert.deepEqual(empty, { currency: 'EUR', denominations: [...DENOMINATIONS], hash: 'sha256', makers: [], escrowKey, at: n.h.now() });
         assert.deepEqual(DENOMINATIONS, [...DENOMINATIONS].sort((a, b) => (a < b ? -1 : 1)), 'ascending');
         const maker = await credentialKeys(sha256(utf8('maker one')));
         const reference = sha256(utf8('odw build 1'));
@@ -36,6 +39,7 @@ for (const backend of testBackends()) {
         n.h.tick(1000);
         const params = await n.params();
         assert.deepEqual(params.makers, [{ publicKey: maker.publicKey, reference }]);
+        assert.deepEqual(params.escrowKey, escrowKey, 'the same escrow key at every read');
         assert.equal(params.at, n.h.now());
         // A forged signature does not pass.
         const res = await n.h.send('GET', '/v1/opera/params');

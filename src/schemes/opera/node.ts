@@ -3,8 +3,9 @@
  * the node's certified key), mounted under `/v1/opera/`: the signed parameters and the makers of
  * genuine ODWs (node-params.ts), charging tokens into an ODW (node-charge.ts), deposits
  * (node-deposit.ts), the settlement of transactions the ODWs did not finish offline (node-settle.ts,
- * node-settlement.ts) and the findings (node-findings.ts). The value of every token issued and
- * neither deposited nor refunded sits in the `float:opera` account.
+ * node-settlement.ts) and the findings (node-findings.ts; a token paid twice named by its escrow
+ * tags, node-escrow.ts). The value of every token issued and neither deposited nor refunded sits
+ * in the `float:opera` account.
  */
 import type { SchemeModule } from '../../issuer/plugin.ts';
 import { OPERA_SCHEME } from './messages.ts';
@@ -14,6 +15,7 @@ import { OPERA_FLOAT_ACCOUNT, OPERA_NODE_DEFAULTS, type OperaNodeOptions } from 
 import { DEPOSIT_BODY_LIMIT, registerDeposit } from './node-deposit.ts';
 import { registerFindings } from './node-findings.ts';
 import { operaHoldings } from './node-holdings.ts';
+import { loadOperaEscrowKey } from './node-keys.ts';
 import { registerParams } from './node-params.ts';
 import { registerSettle, SETTLE_BODY_LIMIT } from './node-settle.ts';
 
@@ -32,6 +34,9 @@ export function operaNodePartWith(options: Partial<OperaNodeOptions> = {}): Sche
     floatAccount: OPERA_FLOAT_ACCOUNT,
     bodyLimits: [DEPOSIT_BODY_LIMIT, SETTLE_BODY_LIMIT],
     holdings: (q) => operaHoldings(q, OPERA_FLOAT_ACCOUNT),
+    async prepare(services) {
+      await loadOperaEscrowKey(services);
+    },
     register(app, services) {
       registerParams(app, services, chosen);
       registerCharge(app, services);

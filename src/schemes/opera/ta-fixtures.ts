@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from '../../core/crypto/hash.ts';
+import { deriveKeyPair } from '../../core/crypto/hpke.ts';
 import type { Link } from '../../channel/link.ts';
 import { openLink } from '../../channel/link.ts';
 import { memoryPair } from '../../channel/memory.ts';
@@ -16,7 +17,7 @@ import { encodeCertificate } from '../../pki/certificate.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { certify, hierarchy, NOW, signer } from '../../pki/test-fixtures.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
-import { InProcessHost } from '../../secure-element/host.ts';
+import { InProcessHost, type HostOptions } from '../../secure-element/host.ts';
 import type { SecureElement } from '../../secure-element/secure-element.ts';
 import { MemoryCounter, MemoryStorage } from '../../secure-element/memory-fixtures.ts';
 import { findCommand, type TrustedEnv } from '../../secure-element/trusted-app.ts';
@@ -43,13 +44,17 @@ export const DENOMINATIONS = [1n, 2n, 5n, 10n, 20n, 50n, 100n, 200n, 500n];
 export const maker: CredentialKeys = await credentialKeys(new Uint8Array(32).fill(9));
 export const rogueMaker: CredentialKeys = await credentialKeys(new Uint8Array(32).fill(10));
 
+/** The bank's escrow key (the tags of tokens paid offline are sealed to it). */
+export const escrowKeys = deriveKeyPair(new Uint8Array(32).fill(0x5e));
+
 /** The bank's parameters. */
-export function paramsFor(options: { hash?: OtkHash; makers?: Maker[]; at?: number } = {}): Params {
+export function paramsFor(options: { hash?: OtkHash; makers?: Maker[]; at?: number; escrowKey?: Uint8Array } = {}): Params {
   return signed(paramsBodyCodec, bankSigner, PARAMS_TAG, {
     currency: 'EUR',
     denominations: DENOMINATIONS,
     hash: options.hash ?? 'sha256',
     makers: options.makers ?? [{ publicKey: maker.publicKey, reference: REFERENCE }],
+    escrowKey: options.escrowKey ?? escrowKeys.publicKey,
     at: options.at ?? NOW,
   });
 }
@@ -64,6 +69,8 @@ export interface TestOdw {
   se: Caller;
   /** Closes the SE and opens it again from its sealed state (a reset between commands). */
   reopen(): Promise<void>;
+  /** A second ODW with a copy of this one's sealed state and counter (a wallet folder copied with its file counter). */
+  clone(name: string): Promise<TestOdw>;
 }
 
 /** How an ODW is credentialed. */
@@ -85,8 +92,13 @@ async function provisionAll(se: Caller, name: string, options: { hash?: OtkHash;
 /** A provisioned ODW in an in-process secure element. */
 export async function makeOdw(name: string, options: { hash?: OtkHash; credential?: Credentialing } = {}): Promise<TestOdw> {
   const hostOptions = { app: operaTrustedApp, storage: new MemoryStorage(), counter: new MemoryCounter(), provider: nodeProvider };
-  let host = await InProcessHost.provision(hostOptions);
+  const host = await InProcessHost.provision(hostOptions);
   await provisionAll(host, name, options);
+  return running(name, hostOptions, host);
+}
+
+function running(name: string, hostOptions: HostOptions<OperaState, Commands> & { storage: MemoryStorage; counter: MemoryCounter }, first: InProcessHost<OperaState, Commands>): TestOdw {
+  let host = first;
   const odw: TestOdw = {
     name,
     se: host,
@@ -94,6 +106,10 @@ export async function makeOdw(name: string, options: { hash?: OtkHash; credentia
       await host.close();
       host = await InProcessHost.open(hostOptions);
       odw.se = host;
+    },
+    async clone(cloneName) {
+      const copy = { ...hostOptions, storage: hostOptions.storage.clone(), counter: hostOptions.counter.clone() };
+      return running(cloneName, copy, await InProcessHost.open(copy));
     },
   };
   return odw;

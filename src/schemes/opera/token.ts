@@ -8,16 +8,19 @@
  */
 import { AMOUNT_MINOR_MAX } from '../../core/amount.ts';
 import { equalBytes, toHex } from '../../core/bytes.ts';
-import { bigint, bytes, record, text, type Infer } from '../../core/codec.ts';
+import { array, bigint, bytes, optional, record, text, type Infer } from '../../core/codec.ts';
 import type { CryptoProvider, PublicKey, Signer } from '../../core/crypto/suite.ts';
 import { checkSignedWith, signedWith } from '../../core/crypto/record.ts';
 import { TallyError } from '../../core/errors.ts';
 import { timestampMs } from '../../core/fields.ts';
+import { sealedTagCodec, type SealedTag } from '../../pki/escrow-tags.ts';
 
 /** The domain tag of the bank's signature on a token. */
 export const TOKEN_TAG = 'tally/opera/token/v1';
 /** Bytes of a token's serial number, drawn by the bank. */
 export const TOKEN_SERIAL_BYTES = 16;
+/** Most escrow tags a token carries (escrow.ts): one per payment, and the deposit's. */
+export const TOKEN_TAGS_MAX = 8;
 
 export const currencyCodec = text({ min: 3, max: 3, pattern: /^[A-Z]{3}$/, describe: 'an ISO 4217 code' });
 export const tokenValueCodec = bigint({ min: 1n, max: AMOUNT_MINOR_MAX });
@@ -32,9 +35,22 @@ export const tokenBodyCodec = record({
 });
 export type TokenBody = Infer<typeof tokenBodyCodec>;
 
-/** A token: its body and the bank's signature. */
-export const tokenCodec = record({ body: tokenBodyCodec, signature: bytes({ min: 32, max: 128 }) });
+/**
+ * A token: its body and the bank's signature, and, once it was paid offline, the chain of escrow
+ * tags its payers appended (escrow.ts; outside what the bank signs, opened only by the bank).
+ */
+export const tokenCodec = record({ body: tokenBodyCodec, signature: bytes({ min: 32, max: 128 }), tags: optional(array(sealedTagCodec, { min: 1, max: TOKEN_TAGS_MAX })) });
 export type Token = Infer<typeof tokenCodec>;
+
+/** The escrow tags a token carries (none before its first payment). */
+export function tagsOf(token: Token): readonly SealedTag[] {
+  return token.tags ?? [];
+}
+
+/** The token as the bank signed it, without its escrow tags. */
+export function bare(token: Token): Token {
+  return { body: token.body, signature: token.signature };
+}
 
 /** The bank signs a token. */
 export function signToken(bank: Signer, body: TokenBody): Token {

@@ -10,12 +10,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { randomBytes } from '../../core/crypto/hash.ts';
 import { signRecord } from '../../core/crypto/record.ts';
+import type { SealedTag } from '../../pki/escrow-tags.ts';
 import { signer } from '../../pki/test-fixtures.ts';
 import { flipNonce, type ChainMessage } from './exchange.ts';
 import { ACCEPT_TAG, RELEASE_TAG } from './messages.ts';
 import { finishes, Flight, logOf, meetPair, mountPair, nonceOf, payment, refusedUnchanged, snOf } from './ta-attack-fixtures.ts';
 import { balance, bankSigner, charge, PureOdw, type Caller } from './ta-fixtures.ts';
-import { signToken, type Token } from './token.ts';
+import { PAYABLE_TAGS_MAX } from './escrow.ts';
+import { bare, signToken, tagsOf, TOKEN_TAGS_MAX, type Token } from './token.ts';
 import { claimOf, ended, TA_KEY_LABEL } from './trusted-app-common.ts';
 
 const se = (odw: PureOdw): Caller => odw;
@@ -85,11 +87,15 @@ describe('OPERA: a lying payer; the payee refuses Msg 3-1 and takes nothing (§3
       amount: 10n,
       lie: async (f) => {
         await charge(f.payee, [5n]);
-        replaceOutgoing(f.payer, 0, () => f.payee.state.repository[0] as Token);
+        // With the escrow tags of the token it replaces: only the repetition is the lie.
+        replaceOutgoing(f.payer, 0, (t) => ({ ...(f.payee.state.repository[0] as Token), tags: t.tags }));
       },
       code: 'OPERA_TOKEN_REPEATED',
     },
-    { name: 'tokens worth less than the AMT of Msg 2-1', values: [5n, 5n], amount: 10n, lie: async (f) => replaceOutgoing(f.payer, 1, (t) => signToken(bankSigner, { ...t.body, serial: randomBytes(16), value: 1n })), code: 'OPERA_MESSAGE_INVALID' },
+    { name: 'a token without the escrow tag of this payment', lie: async (f) => replaceOutgoing(f.payer, 1, bare), code: 'OPERA_TOKEN_INVALID' },
+    { name: 'a token whose escrow chain leaves no room for its deposit', lie: async (f) => replaceOutgoing(f.payer, 1, (t) => ({ ...t, tags: Array.from({ length: PAYABLE_TAGS_MAX + 1 }, () => tagsOf(t)[0] as SealedTag) })), code: 'OPERA_TOKEN_INVALID' },
+    { name: 'a token whose escrow chain is over its limit', lie: async (f) => replaceOutgoing(f.payer, 1, (t) => ({ ...t, tags: Array.from({ length: TOKEN_TAGS_MAX + 1 }, () => tagsOf(t)[0] as SealedTag) })), code: 'DECODE_FAILED' },
+    { name: 'tokens worth less than the AMT of Msg 2-1', values: [5n, 5n], amount: 10n, lie: async (f) => replaceOutgoing(f.payer, 1, (t) => ({ ...signToken(bankSigner, { ...t.body, serial: randomBytes(16), value: 1n }), tags: t.tags })), code: 'OPERA_MESSAGE_INVALID' },
     ...(['a signature by another key', 'another SN'] as const).map((what) => ({
       name: `Msg 3-1 with ${what}`,
       lie: async (f: Flight) => {

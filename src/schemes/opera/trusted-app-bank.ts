@@ -6,6 +6,7 @@
  * the request's nonce.
  */
 import { equalBytes, toHex } from '../../core/bytes.ts';
+import { encodeCbor } from '../../core/cbor.ts';
 import { array, oneOf, optional, record, uint } from '../../core/codec.ts';
 import { accept, command, guarded, refuse, reject, type CommandResult } from '../../secure-element/trusted-app.ts';
 import {
@@ -35,14 +36,35 @@ import {
   signed,
   tokenCountCodec,
   TOKENS_PER_MESSAGE_MAX,
+  TOKENS_REQUEST_BYTES_MAX,
   type SettledOutcome,
   type TokenCount,
 } from './messages.ts';
-import { checkToken } from './token.ts';
+import { bankPayee, tagged } from './escrow.ts';
+import { bare, checkToken, type Token } from './token.ts';
 import { deviceKey, ended, ownSerial, pickExact, provisioned, total } from './trusted-app-common.ts';
 import { REPOSITORY_MAX, type OperaState } from './trusted-app-state.ts';
 
 const count = uint({ max: TOKENS_PER_MESSAGE_MAX });
+/** Room in a deposit request for its nonce, its signature and the CBOR around them. */
+const REQUEST_ROOM_BYTES = 512;
+
+/**
+ * The tokens of a deposit that fit one request (TOKENS_REQUEST_BYTES_MAX): all of an exact amount,
+ * or the first ones of a deposit of everything (the rest stay for the next).
+ * @throws Refused OPERA_TOO_MANY_TOKENS when an exact amount's tokens do not fit
+ */
+function fitRequest(tokens: readonly Token[], exact: boolean): Token[] {
+  let bytes = REQUEST_ROOM_BYTES;
+  for (let i = 0; i < tokens.length; i++) {
+    bytes += encodeCbor(tokens[i] as Token).length;
+    if (bytes > TOKENS_REQUEST_BYTES_MAX) {
+      if (exact || i === 0) refuse('OPERA_TOO_MANY_TOKENS', `these tokens and their escrow tags take more than the ${TOKENS_REQUEST_BYTES_MAX} bytes of one deposit: deposit a smaller amount`);
+      return tokens.slice(0, i);
+    }
+  }
+  return [...tokens];
+}
 
 /** `amount` in the bank's denominations, the largest first. @throws Refused OPERA_AMOUNT_INVALID */
 function split(amount: bigint, denominations: readonly bigint[]): TokenCount[] {
@@ -115,11 +137,15 @@ export const bankCommands = {
     run(state: OperaState, input, env) {
       if (state.deposit !== undefined) return reject('OPERA_DEPOSIT_PENDING', 'a deposit is under way: take its receipt first');
       return guarded(() => {
-        provisioned(state);
         if (state.repository.length === 0) refuse('INSUFFICIENT_FUNDS', 'the ODW holds no tokens');
+        const { bank, params } = provisioned(state);
         const { picked, left } = input.amount === undefined ? { picked: state.repository.slice(0, TOKENS_PER_MESSAGE_MAX), left: state.repository.slice(TOKENS_PER_MESSAGE_MAX) } : pickExact(state.repository, input.amount, TOKENS_PER_MESSAGE_MAX);
-        const body = { nonce: env.random(NONCE_BYTES), tokens: picked };
-        return accept({ ...state, repository: left, deposit: body }, { request: signed(depositRequestBodyCodec, deviceKey(env), DEPOSIT_REQUEST_TAG, body) });
+        // Each token deposited gets its last tag, naming this ODW and the bank (escrow.ts).
+        const tokens = tagged(picked, { payee: bankPayee(bank), device: deviceKey(env), escrowKey: params.escrowKey, random: env.random });
+        const fitting = fitRequest(tokens, input.amount !== undefined);
+        const body = { nonce: env.random(NONCE_BYTES), tokens: fitting };
+        const back = picked.slice(fitting.length);
+        return accept({ ...state, repository: [...back, ...left], deposit: body }, { request: signed(depositRequestBodyCodec, deviceKey(env), DEPOSIT_REQUEST_TAG, body) });
       });
     },
   }),
@@ -166,8 +192,9 @@ export const bankCommands = {
           flag: log.flag,
           released: log.released,
           accepted: log.accepted,
-          // The payer's tokens, or the payee's change: what a refund of this side is worth.
-          tokens: state.outgoing,
+          // The payer's tokens, or the payee's change: what a refund of this side is worth. The bank
+          // refunds by serial: the escrow tags stay in the ODW (a refund names no payee).
+          tokens: state.outgoing.map(bare),
           ...(log.accepted === 1 && log.release !== undefined ? { release: log.release } : {}),
         };
         return accept({ ...state, log: { ...log, settling: 1 }, settle: body.nonce }, { report: signed(settleReportBodyCodec, deviceKey(env), SETTLE_REPORT_TAG, body) });

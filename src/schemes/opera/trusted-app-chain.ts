@@ -127,7 +127,7 @@ function payeeStep(state: OperaState, message: ChainMessage, mount: Mount, env: 
       if (message.amount <= 0n) refuse('OPERA_AMOUNT_INVALID', 'a payment needs a positive amount');
       if (mount.expect !== undefined && message.amount !== mount.expect) refuse('OPERA_AMOUNT_MISMATCH', `the payer pays ${message.amount} minor units, ${mount.expect} expected`);
       const opened = { ...state, mount: { ...mount, nonce: message.nonce } };
-      const out = message.change === undefined ? { state: opened, change: undefined } : changeOut(opened, message.change, env);
+      const out = message.change === undefined ? { state: opened, change: undefined } : changeOut(opened, message.change, partner.sn, env);
       // Without the change the payee ends the payment here: it took nothing and keeps no log.
       if (out === null) {
         const sent = sendChain(opened, { msg: '2-2', nonce: flipNonce(message.nonce), received: 0, accepted: 0, refused: 1 }, message.count);

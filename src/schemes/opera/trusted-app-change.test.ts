@@ -1,7 +1,8 @@
 /**
  * Change between two ODWs: the payer's tokens cannot make the amount, so it offers a little more and
  * the payee gives the difference back in its own tokens before Stage 3. Then what a broken side can
- * do to it: change worth less or more than agreed, forged change tokens, a wrong or missing PTK_B,
+ * do to it: change worth less or more than agreed, forged change tokens, change tokens without the
+ * payee's escrow tag or with a full chain, a wrong or missing PTK_B,
  * change messages replayed or out of order, Msg 3-1 before the change, and a payee that stops
  * after PTK_A. The genuine side refuses with a code, changes nothing, and keeps its log to finish
  * the transaction at the next mount or settle it online.
@@ -10,21 +11,27 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { randomBytes } from '../../core/crypto/hash.ts';
 import { signRecord } from '../../core/crypto/record.ts';
+import type { SealedTag } from '../../pki/escrow-tags.ts';
 import { signer } from '../../pki/test-fixtures.ts';
 import { flipNonce } from './exchange.ts';
 import { ACCEPT_TAG, RELEASE_TAG, SETTLED_TAG, settledBodyCodec, signed } from './messages.ts';
 import { odwSerial } from './serial.ts';
 import { changePayment, finishes, Flight, logOf, nonceOf, refused, refusedUnchanged } from './ta-attack-fixtures.ts';
 import { assertPaid, balance, bankSigner, charge, makeOdw, NOW, pay, PureOdw, type Caller } from './ta-fixtures.ts';
-import { signToken, type Token } from './token.ts';
+import { PAYABLE_TAGS_MAX } from './escrow.ts';
+import { bare, signToken, tagsOf, type Token } from './token.ts';
 import { claimOf, TA_KEY_LABEL } from './trusted-app-common.ts';
 import type { TxLog } from './trusted-app-state.ts';
 
 const se = (odw: PureOdw): Caller => odw;
 
-/** The payee's change token `at` replaced (its TA is broken) before it is sent. */
-function replaceChange(payee: PureOdw, at: number, token: Token): void {
-  payee.state = { ...payee.state, outgoing: payee.state.outgoing.map((t, i) => (i === at ? token : t)) };
+/**
+ * The payee's change token `at` replaced (its TA is broken) before it is sent: by `token` with the
+ * escrow tags of the token it replaces (only the replacement is the lie), or by what `make` makes of it.
+ */
+function replaceChange(payee: PureOdw, at: number, token: Token | ((t: Token) => Token)): void {
+  const make = typeof token === 'function' ? token : (t: Token) => ({ ...token, tags: t.tags });
+  payee.state = { ...payee.state, outgoing: payee.state.outgoing.map((t, i) => (i === at ? make(t) : t)) };
 }
 
 const bankToken = (value: bigint, bank = bankSigner) => signToken(bank, { serial: randomBytes(16), value, currency: 'EUR', issued: NOW });
@@ -104,6 +111,20 @@ describe('OPERA change: a lying payee; the payer refuses the change and keeps it
     await f.until('2-2');
     replaceChange(f.payee, 0, f.payer.state.repository.at(-1) as Token);
     await payerRefuses32(f, 'OPERA_TOKEN_REPEATED');
+  });
+
+  it('a change token without the escrow tag of this change', async () => {
+    const f = await changePayment('untagged');
+    await f.until('2-2');
+    replaceChange(f.payee, 1, bare);
+    await payerRefuses32(f, 'OPERA_TOKEN_INVALID');
+  });
+
+  it('a change token whose escrow chain leaves no room for its deposit', async () => {
+    const f = await changePayment('full-chain');
+    await f.until('2-2');
+    replaceChange(f.payee, 2, (t) => ({ ...t, tags: Array.from({ length: PAYABLE_TAGS_MAX + 1 }, () => tagsOf(t)[0] as SealedTag) }));
+    await payerRefuses32(f, 'OPERA_TOKEN_INVALID');
   });
 
   it('a wrong PTK_B in Msg 3-2', async () => {

@@ -18,29 +18,34 @@ import { refuse, Refused, type TrustedEnv } from '../../secure-element/trusted-a
 import type { ChainMessage } from './exchange.ts';
 import { TOKENS_PER_MESSAGE_MAX } from './messages.ts';
 import { openToken, PTK_BYTES, sealToken, type TokenLeg } from './otk.ts';
-import { checkToken, tokenCodec, type Token } from './token.ts';
+import { payable, PAYABLE_TAGS_MAX, tagged } from './escrow.ts';
+import { checkToken, tagsOf, tokenCodec, type Token } from './token.ts';
 import { sendChain, type Step } from './trusted-app-chain-send.ts';
-import { pickExact, provisioned, total } from './trusted-app-common.ts';
+import { deviceKey, pickExact, provisioned, total } from './trusted-app-common.ts';
 import { REPOSITORY_MAX, type ChangeLog, type OperaState, type TxLog } from './trusted-app-state.ts';
 
 /** pickExact's refusals that mean the repository cannot make the amount. */
 const CANNOT_MAKE = new Set(['INSUFFICIENT_FUNDS', 'OPERA_NO_EXACT_TOKENS', 'OPERA_TOO_MANY_TOKENS']);
 
 /**
- * The payee at Msg 2-1: tokens worth exactly `change` out of its repository into its output, and
+ * The payee at Msg 2-1: tokens worth exactly `change` out of its repository into its output, each
+ * with this ODW's escrow tag naming the payer (`partner`) appended as a payer's are (escrow.ts), and
  * the change leg's log with a fresh PTK_B; null when its tokens cannot make it.
  */
-export function changeOut(state: OperaState, change: bigint, env: TrustedEnv): { state: OperaState; change: ChangeLog } | null {
+export function changeOut(state: OperaState, change: bigint, partner: Uint8Array, env: TrustedEnv): { state: OperaState; change: ChangeLog } | null {
+  // A token whose escrow chain is full waits for its deposit, as it does for a payment.
+  const open = state.repository.filter(payable);
   let picked: ReturnType<typeof pickExact>;
   try {
-    picked = pickExact(state.repository, change, TOKENS_PER_MESSAGE_MAX);
+    picked = pickExact(open, change, TOKENS_PER_MESSAGE_MAX);
   } catch (e) {
     // Only "these tokens cannot make it" means no change; anything else is a fault to report.
     if (e instanceof Refused && CANNOT_MAKE.has(e.code)) return null;
     throw e;
   }
+  const outgoing = tagged(picked.picked, { payee: partner, device: deviceKey(env), escrowKey: provisioned(state).params.escrowKey, random: env.random });
   const log: ChangeLog = { amount: change, count: picked.picked.length, done: 0, ptk: env.random(PTK_BYTES) };
-  return { state: { ...state, repository: picked.left, outgoing: picked.picked }, change: log };
+  return { state: { ...state, repository: [...picked.left, ...state.repository.filter((t) => !payable(t))], outgoing }, change: log };
 }
 
 /** The change leg of the log, or a refusal naming the message. */
@@ -98,6 +103,9 @@ export function openBuffer(state: OperaState, log: TxLog, ptk: Uint8Array, leg: 
     const token = tokenCodec.decode(decodeCbor(openToken(ptk, log.txid, b.counter, b.box, leg)), `token ${b.counter}`);
     const body = checkToken(env.provider, bank, params.currency, token);
     const id = toHex(body.serial);
+    // Payment or change, each token arrives with its giver's escrow tag: sealed to the bank, the taker can count them, not read them.
+    const hops = tagsOf(token).length;
+    if (hops < 1 || hops > PAYABLE_TAGS_MAX) refuse('OPERA_TOKEN_INVALID', `token ${id} carries ${hops} escrow tags; a token paid carries 1 to ${PAYABLE_TAGS_MAX}`);
     if (held.has(id)) refuse('OPERA_TOKEN_REPEATED', `token ${id} is already held (a token read twice)`);
     held.add(id);
     return token;

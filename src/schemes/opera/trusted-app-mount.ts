@@ -21,6 +21,7 @@ import { CHAIN_BOX_MAX, FINISHED_REPORTED_MAX, HELLO_BOX_MAX, ROLES, helloCodec,
 import { amountCodec, NONCE_BYTES, ODW_CREDENTIAL_LABEL, TOKENS_PER_MESSAGE_MAX, TXID_BYTES } from './messages.ts';
 import { firstOtk, helloKey, mountSeed, PTK_BYTES } from './otk.ts';
 import { odwSerial } from './serial.ts';
+import { payable, tagged } from './escrow.ts';
 import { deviceKey, ended, givenBack, ownSerial, pickCovering, provisioned } from './trusted-app-common.ts';
 import { sendChain } from './trusted-app-chain-send.ts';
 import type { Mount, OperaState, TxLog } from './trusted-app-state.ts';
@@ -176,10 +177,12 @@ export const mountCommands = {
         }
         if (input.amount === undefined || input.amount <= 0n) refuse('OPERA_AMOUNT_INVALID', 'a payment needs a positive amount');
         // Tokens worth the amount, or (when they cannot make it exactly) a little more and change back.
-        const { picked, left, change } = pickCovering(state.repository, input.amount, TOKENS_PER_MESSAGE_MAX);
+        // A token whose escrow chain is full waits for its deposit; each token paid gets this payment's tag.
+        const { picked, left, change } = pickCovering(state.repository.filter(payable), input.amount, TOKENS_PER_MESSAGE_MAX);
+        const outgoing = tagged(picked, { payee: partner.sn, device: deviceKey(env), escrowKey: provisioned(state).params.escrowKey, random: env.random });
         const leg = change === 0n ? {} : { change: { amount: change, count: 0, done: 0 } };
         const log: TxLog = { txid: env.random(TXID_BYTES), mode: 'send', partner: partner.sn, partnerKey: partner.device, amount: input.amount, count: picked.length, done: 0, flag: 0, ptk: env.random(PTK_BYTES), released: 0, accepted: 0, settling: 0, ...leg };
-        const next: OperaState = { ...state, repository: left, outgoing: picked, log, mount: { ...mount, stage: 'chain', nonce } };
+        const next: OperaState = { ...state, repository: [...left, ...state.repository.filter((t) => !payable(t))], outgoing, log, mount: { ...mount, stage: 'chain', nonce } };
         return sendChain(next, { msg: '2-1', txid: log.txid, amount: log.amount, count: log.count, nonce, ...(change === 0n ? {} : { change }) }, log.count);
       });
     },

@@ -18,7 +18,7 @@ import { blind, finalize, verify } from './blind-rsa.ts';
 import { preparedCoinMessage, SERIAL_BYTES } from './coin.ts';
 import { appendTag } from './escrow.ts';
 import { exchangeKeyId } from './exchange-key.ts';
-import { generateKeyPair, setupBaseR, setupBaseS } from './hpke.ts';
+import { generateKeyPair, setupBaseR, setupBaseS } from '../../core/crypto/hpke.ts';
 import type { ClassEntry, Params } from './messages.ts';
 import { blindSign, generateRsaKey, rsaPublicKeyOf } from './node-rsa.ts';
 

@@ -10,7 +10,7 @@ import { isTallyError } from '../../core/errors.ts';
 import { signerFromSecret } from '../../core/crypto/suite.ts';
 import { nobleEd25519, nobleProvider } from '../../core/crypto/noble.ts';
 import { appendTag, attribute, forkHop, openTag, type SealedTag } from './escrow.ts';
-import { generateKeyPair } from './hpke.ts';
+import { generateKeyPair } from '../../core/crypto/hpke.ts';
 
 const escrow = generateKeyPair();
 const [alice, bob, carol, dave] = [1, 2, 3, 4].map((n) => signerFromSecret(nobleEd25519, new Uint8Array(32).fill(n))) as [ReturnType<typeof signerFromSecret>, ReturnType<typeof signerFromSecret>, ReturnType<typeof signerFromSecret>, ReturnType<typeof signerFromSecret>];

@@ -15,7 +15,7 @@ import { closeTestTemplates, testBackends } from '../../issuer/db/test-databases
 import { expectError } from '../../issuer/http/test-harness.ts';
 import { blind, finalize } from './blind-rsa.ts';
 import { classKey, preparedCoinMessage, SERIAL_BYTES } from './coin.ts';
-import { generateKeyPair } from './hpke.ts';
+import { generateKeyPair } from '../../core/crypto/hpke.ts';
 import type { CarriedCoin } from './messages.ts';
 import { otpNode, SHORT } from './node-fixtures.ts';
 import { otpBankKeys, unwrapClassKey } from './node-keys.ts';

@@ -47,7 +47,7 @@ import {
 } from './messages.ts';
 import { OTP_FLOAT_ACCOUNT, otpNodePartWith, type OtpNodeOptions } from './node.ts';
 import { sealCoin, type SealedCoin } from './transfer.ts';
-import { generateKeyPair } from './hpke.ts';
+import { generateKeyPair } from '../../core/crypto/hpke.ts';
 
 /** The measurement the test OEM attests for OTP devices. */
 export const OTP_TEST_MEASUREMENT = sha256(utf8('tally otp trusted app, test build'));

@@ -15,7 +15,7 @@ import { signRecord } from '../../core/crypto/record.ts';
 import type { Signer } from '../../core/crypto/suite.ts';
 import { TallyError } from '../../core/errors.ts';
 import type { IssuerServices } from '../../issuer/plugin.ts';
-import { deriveKeyPair, type HpkeKeyPair } from './hpke.ts';
+import { deriveKeyPair, type HpkeKeyPair } from '../../core/crypto/hpke.ts';
 
 const ESCROW_SEED = 'tally/otp/escrow-seed/v1';
 const DEPOSIT_SEED = 'tally/otp/deposit-seed/v1';

@@ -15,7 +15,7 @@ import { expectError, setup } from '../../issuer/http/test-harness.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { checkCoin, programDigest } from './coin.ts';
 import { checkExchangeKey, exchangeKeyCodec } from './exchange-key.ts';
-import { deriveKeyPair } from './hpke.ts';
+import { deriveKeyPair } from '../../core/crypto/hpke.ts';
 import { checkSigned, paramsBodyCodec, paramsCodec, PARAMS_TAG, timeBodyCodec, timeCodec, TIME_TAG } from './messages.ts';
 import { classTerms, DENOMINATIONS, epochOf, EXCHANGE_KEY_VALIDITY_MS, OTP_FLOAT_ACCOUNT, otpNodePartWith } from './node.ts';
 import { otpNode, pooledClassKey, SHORT } from './node-fixtures.ts';

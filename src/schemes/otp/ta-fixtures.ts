@@ -17,7 +17,7 @@ import { encodePublicKey } from './blind-rsa.ts';
 import { programDigest, type CoinClass } from './coin.ts';
 import { sealedDigest, openCoin, type SealedCoin } from './transfer.ts';
 import { issueExchangeKey } from './exchange-key.ts';
-import { deriveKeyPair } from './hpke.ts';
+import { deriveKeyPair } from '../../core/crypto/hpke.ts';
 import { DEPOSIT_RECEIPT_TAG, depositReceiptBodyCodec, paramsBodyCodec, PARAMS_TAG, signed, timeBodyCodec, TIME_TAG, type ClassEntry, type DepositOutcome, type Params } from './messages.ts';
 import { blindSign, generateRsaKey, rsaPublicKeyOf } from './node-rsa.ts';
 import { buildProgram, type Condition } from './program.ts';

@@ -10,7 +10,7 @@ import { randomBytes } from '../../core/crypto/hash.ts';
 import { isTallyError } from '../../core/errors.ts';
 import type { CarriedCoin } from './messages.ts';
 import { exchangeKeyId } from './exchange-key.ts';
-import { generateKeyPair } from './hpke.ts';
+import { generateKeyPair } from '../../core/crypto/hpke.ts';
 import { buildProgram } from './program.ts';
 import { ackCodec, ackMatches, openCoin, sealCoin, sealedCoinCodec, type SealedCoin } from './transfer.ts';
 

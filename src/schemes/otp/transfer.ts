@@ -20,7 +20,7 @@ import { TallyError } from '../../core/errors.ts';
 import { CLASS_ID_BYTES } from './coin.ts';
 import { carriedCoinCodec, type CarriedCoin } from './messages.ts';
 import { exchangeKeyId } from './exchange-key.ts';
-import { HPKE_ENC_BYTES, setupBaseR, setupBaseS, type RandomSource } from './hpke.ts';
+import { HPKE_ENC_BYTES, setupBaseR, setupBaseS, type RandomSource } from '../../core/crypto/hpke.ts';
 
 const INFO_LABEL = 'tally/otp/transfer/v1';
 const ACK_LABEL = utf8('tally/otp/ack/v1');

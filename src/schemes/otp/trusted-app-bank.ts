@@ -20,7 +20,7 @@ import { blind, bytesToInt, finalize, intToBytes, MESSAGE_PREFIX_LENGTH, modulus
 import { classKey, CLASS_ID_BYTES, checkCoin, preparedCoinMessage, SERIAL_BYTES } from './coin.ts';
 import { appendTag } from './escrow.ts';
 import { checkExchangeKey, exchangeKeyCodec, exchangeKeyId } from './exchange-key.ts';
-import { generateKeyPair, publicKeyOf } from './hpke.ts';
+import { generateKeyPair, publicKeyOf } from '../../core/crypto/hpke.ts';
 import {
   checkSigned,
   COINS_PER_MESSAGE_MAX,

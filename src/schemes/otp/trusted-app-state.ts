@@ -8,7 +8,7 @@ import { publicKeyCodec } from '../../core/crypto/suite.ts';
 import { timestampMs } from '../../core/fields.ts';
 import { CLASS_ID_BYTES, SERIAL_BYTES } from './coin.ts';
 import { exchangeKeyCodec } from './exchange-key.ts';
-import { HPKE_PRIVATE_KEY_BYTES } from './hpke.ts';
+import { HPKE_PRIVATE_KEY_BYTES } from '../../core/crypto/hpke.ts';
 import { carriedCoinCodec, COINS_PER_MESSAGE_MAX, KEYS_PER_MESSAGE_MAX, NONCE_BYTES, paramsBodyCodec } from './messages.ts';
 import { ACK_BYTES, sealedCoinCodec } from './transfer.ts';
 

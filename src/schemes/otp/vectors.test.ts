@@ -19,7 +19,7 @@ import { isTallyError } from '../../core/errors.ts';
 import { looseRecord, nullable, timestampMs } from '../../core/fields.ts';
 import { programDigest } from './coin.ts';
 import { checkExchangeKey, exchangeKeyCodec, exchangeKeyId, issueExchangeKey } from './exchange-key.ts';
-import { deriveKeyPair, setupBaseSDeterministicForTests } from './hpke.ts';
+import { deriveKeyPair, setupBaseSDeterministicForTests } from '../../core/crypto/hpke.ts';
 import { carriedCoinCodec } from './messages.ts';
 import { buildProgram, checkProgram, programCodec } from './program.ts';
 import { ackCodec, ackMatches, openCoin, sealCoin, sealedCoinCodec } from './transfer.ts';

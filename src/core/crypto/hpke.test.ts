@@ -2,10 +2,10 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { readFileSync } from 'node:fs';
-import { fromHex, toHex, utf8 } from '../../core/bytes.ts';
-import { array, record, text, uint } from '../../core/codec.ts';
-import { randomBytes } from '../../core/crypto/hash.ts';
-import { isTallyError } from '../../core/errors.ts';
+import { fromHex, toHex, utf8 } from '../bytes.ts';
+import { array, record, text, uint } from '../codec.ts';
+import { randomBytes } from './hash.ts';
+import { isTallyError } from '../errors.ts';
 import {
   decap,
   deriveKeyPair,

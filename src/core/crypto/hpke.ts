@@ -1,7 +1,8 @@
 /**
  * HPKE (RFC 9180), base mode only, for one suite: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256 and
  * ChaCha20-Poly1305. Synchronous, built from the @noble primitives, so that a trusted app (whose
- * commands return results, not promises) can seal a coin to the payee's one-time exchange key.
+ * commands return results, not promises) can seal to a key: OTP seals a coin to the payee's one-time
+ * exchange key, and the escrow tags (pki/escrow-tags.ts) are sealed to the central bank's escrow key.
  *
  * Section numbers in comments are those of RFC 9180.
  *
@@ -14,9 +15,9 @@ import { x25519 } from '@noble/curves/ed25519.js';
 import { chacha20poly1305 } from '@noble/ciphers/chacha.js';
 import { expand, extract } from '@noble/hashes/hkdf.js';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { concatBytes, utf8 } from '../../core/bytes.ts';
-import { randomBytes } from '../../core/crypto/hash.ts';
-import { checkSize, TallyError } from '../../core/errors.ts';
+import { concatBytes, utf8 } from '../bytes.ts';
+import { randomBytes } from './hash.ts';
+import { checkSize, TallyError } from '../errors.ts';
 
 /** The suite's identifiers (§7): KEM, KDF and AEAD. */
 export const HPKE_KEM_ID = 0x0020;
