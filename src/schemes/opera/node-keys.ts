@@ -5,10 +5,9 @@
  * database (`opera_secrets`), so the database's access control and backups protect it, on any root
  * suite.
  */
-import { randomBytes as nodeRandomBytes } from 'node:crypto';
 import { deriveKeyPair, type HpkeKeyPair } from '../../core/crypto/hpke.ts';
 import { TallyError } from '../../core/errors.ts';
-import type { IssuerServices } from '../../issuer/plugin.ts';
+import { storedSecret, type IssuerServices } from '../../issuer/plugin.ts';
 
 const ESCROW_SEED = 'escrow';
 const held = new WeakMap<IssuerServices['db'], HpkeKeyPair>();
@@ -17,13 +16,7 @@ const held = new WeakMap<IssuerServices['db'], HpkeKeyPair>();
 export async function loadOperaEscrowKey(services: Pick<IssuerServices, 'db'>): Promise<HpkeKeyPair> {
   const known = held.get(services.db);
   if (known !== undefined) return known;
-  const seed = await services.db.transaction(async (tx) => {
-    await tx.query('INSERT INTO opera_secrets (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING', [ESCROW_SEED, new Uint8Array(nodeRandomBytes(32))]);
-    const { rows } = await tx.query<{ secret: Uint8Array }>('SELECT secret FROM opera_secrets WHERE name = $1', [ESCROW_SEED]);
-    const row = rows[0];
-    if (row === undefined) throw new TallyError('ASSERTION_FAILED', 'the OPERA escrow seed was stored', {});
-    return new Uint8Array(row.secret);
-  });
+  const seed = await storedSecret(services.db, 'opera_secrets', ESCROW_SEED);
   const keys = deriveKeyPair(seed);
   held.set(services.db, keys);
   return keys;

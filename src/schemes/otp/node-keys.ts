@@ -14,7 +14,7 @@ import { sha256 } from '../../core/crypto/hash.ts';
 import { signRecord } from '../../core/crypto/record.ts';
 import type { Signer } from '../../core/crypto/suite.ts';
 import { TallyError } from '../../core/errors.ts';
-import type { IssuerServices } from '../../issuer/plugin.ts';
+import { storedSecret, type IssuerServices } from '../../issuer/plugin.ts';
 import { deriveKeyPair, type HpkeKeyPair } from '../../core/crypto/hpke.ts';
 
 const ESCROW_SEED = 'tally/otp/escrow-seed/v1';
@@ -47,13 +47,7 @@ function signatureSeeds(root: Signer): Seeds | null {
 
 /** The stored master seed (made once, under the row's uniqueness), as seeds. */
 async function storedSeeds(services: Pick<IssuerServices, 'db'>): Promise<Seeds> {
-  const secret = await services.db.transaction(async (tx) => {
-    await tx.query('INSERT INTO otp_secrets (name, secret) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING', ['master', new Uint8Array(nodeRandomBytes(32))]);
-    const { rows } = await tx.query<{ secret: Uint8Array }>('SELECT secret FROM otp_secrets WHERE name = $1', ['master']);
-    const row = rows[0];
-    if (row === undefined) throw new TallyError('ASSERTION_FAILED', 'the OTP master seed was stored', {});
-    return new Uint8Array(row.secret);
-  });
+  const secret = await storedSecret(services.db, 'otp_secrets', 'master');
   return (label) => sha256(concatBytes(utf8(label), secret));
 }
 
