@@ -3,8 +3,8 @@
  * opened only when its serial comes back. Each later copy is kept as evidence; when both the first
  * and this copy carry tags, the node opens the two chains at the hop where they part. The device
  * that signed both branches paid the token twice (a cloned ODW, whose state was copied with its
- * tokens): it is named in a `paid-twice` finding and its certificate revoked, so payees refuse it
- * once they sync and the bank refuses its requests.
+ * tokens): it is named in a `paid-twice` finding and its certificate revoked, so the bank refuses
+ * its charges, deposits and reports. Payees are not told: an OPERA payment shows no certificate.
  */
 import { toHex } from '../../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
