@@ -1,11 +1,12 @@
 /**
  * Sending to the chain and waiting for the outcome: a transaction submitted and its receipt awaited
  * with a bound, a contract deployed from its ABI and bytecode, a contract function called after a
- * simulation (so a revert is told with the contract's reason before any gas is spent). Failures
- * are TallyErrors (see chain-error.ts); a mined transaction that reverted is CHAIN_REVERTED.
+ * simulation (so a revert is told with the contract's reason before any gas is spent, and a call
+ * that a changed state reverted when mined is simulated and sent again). Failures are TallyErrors
+ * (see chain-error.ts); a mined transaction that reverted is CHAIN_REVERTED.
  */
 import { encodeDeployData, encodeFunctionData, type Abi, type Address, type Hash, type Hex, type TransactionReceipt } from 'viem';
-import { TallyError } from '../../core/errors.ts';
+import { isTallyError, TallyError } from '../../core/errors.ts';
 import { toChainError, type ChainErrorContext } from './chain-error.ts';
 import type { ChainClients } from './client.ts';
 import { publicRpcUrl } from './client.ts';
@@ -87,10 +88,24 @@ export async function confirmTransaction(clients: ChainClients, hash: Hash, opti
     throw toChainError(e, context(clients, what, { transaction: hash, timeoutMs }));
   }
   if (receipt.status !== 'success') {
-    // The estimate passed, so the state changed between the estimate and the block.
-    throw new TallyError('CHAIN_REVERTED', `${what} reverted when mined in block ${receipt.blockNumber} (transaction ${hash})`, { reason: 'reverted when mined', transaction: hash });
+    // The estimate passed, so the state changed between the estimate and the block: a path that
+    // costs more gas than the estimated one (it ran out of gas), or one that reverts.
+    const outOfGas = await ranOutOfGas(clients, receipt);
+    const reason = outOfGas ? 'ran out of gas when mined' : 'reverted when mined';
+    const detail = outOfGas ? `ran out of gas when mined in block ${receipt.blockNumber}: the state changed after its gas was estimated` : `reverted when mined in block ${receipt.blockNumber}`;
+    throw new TallyError('CHAIN_REVERTED', `${what} ${detail} (transaction ${hash})`, { reason, transaction: hash });
   }
   return receipt;
+}
+
+/** Whether a reverted transaction used all the gas it was given (unknown: false). */
+async function ranOutOfGas(clients: ChainClients, receipt: TransactionReceipt): Promise<boolean> {
+  try {
+    const sent = await clients.publicClient.getTransaction({ hash: receipt.transactionHash });
+    return receipt.gasUsed >= sent.gas;
+  } catch {
+    return false;
+  }
 }
 
 /**
@@ -138,10 +153,28 @@ export async function deployContract(clients: ChainClients, artifact: ContractAr
   return { address: receipt.contractAddress, receipt };
 }
 
+/** How many times writeContract sends a call that the block it landed in reverted. */
+export const WRITE_ATTEMPTS = 3;
+
 /**
- * Calls a contract function from the wallet client's account (simulated first) and waits until it is mined.
+ * Calls a contract function from the wallet client's account (simulated first) and waits until it
+ * is mined. A call that passed its simulation and gas estimate and still reverted when mined met a
+ * state that changed in between (another sender's transaction mined first: a contract whose cost
+ * depends on other accounts' state can then need more gas than was estimated). A reverted
+ * transaction changed nothing but the sender's nonce and the gas it paid, so the call is simulated
+ * against the new state and sent again, at most WRITE_ATTEMPTS times in all; a call that now
+ * reverts is refused by its simulation, with the contract's reason.
  * @throws TallyError as writeRequest and sendAndWait do
  */
 export async function writeContract(clients: ChainClients, call: ContractWrite, options: ReceiptOptions = {}): Promise<TransactionReceipt> {
-  return sendAndWait(clients, await writeRequest(clients, call), options, `${call.functionName} on ${call.address}`);
+  const what = `${call.functionName} on ${call.address}`;
+  for (let attempt = 1; ; attempt++) {
+    const request = await writeRequest(clients, call);
+    const hash = await submitTransaction(clients, request, what);
+    try {
+      return await confirmTransaction(clients, hash, options, what);
+    } catch (e) {
+      if (attempt >= WRITE_ATTEMPTS || !isTallyError(e, 'CHAIN_REVERTED')) throw e;
+    }
+  }
 }
