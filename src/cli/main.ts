@@ -15,9 +15,9 @@ import { buildVerbs } from './verbs/index.ts';
 const VERBS = buildVerbs(SCHEMES);
 
 const NODE_START_HELP: Help = {
-  usage: 'tally node start [--port 8080] [--host 127.0.0.1] [--data ./tally-data] [--database-url URL] [--eth-rpc URL] [--schemes NAME,...] [--currency EUR:2] [--suite ed25519|p256|sm2] [--json]',
+  usage: 'tally node start [--port 8080] [--host 127.0.0.1] [--data ./tally-data] [--database-url URL] [--eth-rpc URL] [--schemes NAME,...] [--currency EUR:2] [--suite ed25519|p256|sm2] [--role standalone|central-bank] [--json]',
   summary:
-    "Runs an issuer node (central bank and intermediary) until Ctrl-C. The first start creates the data folder: keys, certificates, the database and the operator token, printed once and kept in DATA/identity/operator-token. Private keys are encrypted with $TALLY_NODE_PASSPHRASE (or a generated passphrase kept in the data folder). When a scheme settles on an Ethereum chain, the node runs its own anvil (state in DATA/chain/anvil-state.json, stopped with the node) unless --eth-rpc names another node; /v1/info shows the chain.",
+    "Runs an issuer node until Ctrl-C: standalone (the central bank and one intermediary in one process), or an intermediary enrolled at a central bank (tally node enrol). The first start creates the data folder: keys, certificates, the database and the operator token, printed once and kept in DATA/identity/operator-token. Private keys are encrypted with $TALLY_NODE_PASSPHRASE (or a generated passphrase kept in the data folder). When a scheme settles on an Ethereum chain, the node runs its own anvil (state in DATA/chain/anvil-state.json, stopped with the node) unless --eth-rpc names another node; /v1/info shows the chain.",
   options: [
     ['--port PORT', 'the TCP port (default 8080; 0 picks a free one)'],
     ['--host ADDRESS', 'the address to listen on (default 127.0.0.1)'],
@@ -27,9 +27,26 @@ const NODE_START_HELP: Help = {
     ['--schemes NAME,...', `the schemes the node serves, comma-separated (else $TALLY_SCHEMES; default all: ${SCHEMES.map((s) => s.name).join(',')}); a node serving none that settles on a chain starts no anvil; wallets of a scheme it does not serve are refused`],
     ['--currency CODE:DECIMALS', 'the currency a new node issues (default EUR:2)'],
     ['--suite NAME', "the signature suite of a new node's keys: ed25519 (default), p256 or sm2; the secure element keys of wallets made there follow it where their scheme says so"],
+    ['--role ROLE', 'standalone (the default for a new folder: the central bank and one intermediary in one process) or central-bank (as tally cb start); a folder made by tally node enrol is an intermediary of its central bank'],
     ['--json', 'print machine-readable events, one JSON object a line'],
   ],
   example: 'tally node start --port 8080 --data ./tally-data',
+};
+
+const CB_START_HELP: Help = {
+  usage: 'tally cb start [--port 8080] [--host 127.0.0.1] [--data ./tally-data] [--database-url URL] [--currency EUR:2] [--suite ed25519|p256|sm2] [--json]',
+  summary:
+    "Runs a central bank until Ctrl-C (the same as tally node start --role central-bank): the root key, which only certifies; the intermediaries it enrols (tally node enrol, then tally cb approve) and revokes; their reserves, into which it issues the currency (tally cb issue); and the system's audit (tally cb audit). It serves no wallet and no scheme. The first start creates the data folder and prints the operator token and the root key id that intermediaries pin.",
+  options: [
+    ['--port PORT', 'the TCP port (default 8080; 0 picks a free one)'],
+    ['--host ADDRESS', 'the address to listen on (default 127.0.0.1)'],
+    ['--data DIR', 'the data folder (default ./tally-data)'],
+    ['--database-url URL', 'PostgreSQL instead of the embedded PGlite in the data folder (else $DATABASE_URL)'],
+    ['--currency CODE:DECIMALS', 'the currency it issues (default EUR:2)'],
+    ['--suite NAME', 'the signature suite of its keys: ed25519 (default), p256 or sm2'],
+    ['--json', 'print machine-readable events, one JSON object a line'],
+  ],
+  example: 'tally cb start --port 9000 --data ./cb-data',
 };
 
 const DEMO_HELP: Help = {
@@ -50,6 +67,7 @@ interface Command extends Help {
 
 const COMMANDS: Record<string, Command> = {
   'node start': { ...NODE_START_HELP, run: nodeStart },
+  'cb start': { ...CB_START_HELP, run: (args) => nodeStart(['--role', 'central-bank', ...args]) },
   ...Object.fromEntries(Object.entries(VERBS).map(([name, verb]) => [name, { ...verb, run: (args: string[]) => runVerb(verb.run, args) }])),
   demo: { ...DEMO_HELP, run: async (args) => (await import('./demo.ts')).runDemo(args, SCHEMES) },
 };
@@ -113,10 +131,13 @@ async function nodeStart(args: string[]): Promise<number> {
       schemes: { type: 'string' },
       currency: { type: 'string' },
       suite: { type: 'string' },
+      role: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   });
   const suite = values.suite ?? 'ed25519';
+  const role = values.role;
+  if (role !== undefined && role !== 'standalone' && role !== 'central-bank') throw new UsageError(`--role: expected standalone or central-bank (an intermediary is made by tally node enrol), got ${JSON.stringify(role)}`);
   if (suite !== 'ed25519' && suite !== 'p256' && suite !== 'sm2') throw new UsageError(`--suite: expected ed25519, p256 or sm2, got ${JSON.stringify(suite)}`);
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port: expected 0 to 65535, got ${values.port}`);
@@ -138,6 +159,7 @@ async function nodeStart(args: string[]): Promise<number> {
     suite,
     ethRpc,
     schemes,
+    role,
     logger: jsonLogger(),
     print: (text) => process.stdout.write(json ? `${JSON.stringify({ event: 'created', message: text.trim() })}\n` : text),
   });
@@ -153,10 +175,12 @@ async function nodeStart(args: string[]): Promise<number> {
   });
   const chain = node.chain;
   const chainLine = chain === undefined ? '' : `Chain ${chain.chainId} at ${chain.rpcUrl} (${chain.embedded ? 'embedded anvil' : 'external'}); the central bank is ${chain.bankAddress}.\n`;
+  const what = node.role === 'central-bank' ? 'Central bank' : node.role === 'intermediary' ? 'Intermediary node' : 'Issuer node';
+  const rootLine = node.role === 'central-bank' ? `Root key id ${node.rootKeyId}: intermediaries enrol with tally node enrol --central-bank ${node.url} --root ${node.rootKeyId}\n` : '';
   process.stdout.write(
     json
-      ? `${JSON.stringify({ event: 'listening', url: node.url, ...(chain === undefined ? {} : { chain }) })}\n`
-      : `Issuer node listening on ${node.url} (Ctrl-C stops it). Try: curl ${node.url}/v1/info\n${chainLine}`,
+      ? `${JSON.stringify({ event: 'listening', url: node.url, role: node.role, rootKeyId: node.rootKeyId, ...(chain === undefined ? {} : { chain }) })}\n`
+      : `${what} listening on ${node.url} (Ctrl-C stops it). Try: curl ${node.url}/v1/info\n${rootLine}${chainLine}`,
   );
   await stopped;
   return 0;

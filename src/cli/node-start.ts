@@ -11,6 +11,8 @@ import { resolve } from 'node:path';
 import { currency as makeCurrency, type Currency } from '../core/amount.ts';
 import type { SuiteName } from '../core/crypto/suite.ts';
 import { TallyError } from '../core/errors.ts';
+import { toHex } from '../core/bytes.ts';
+import { keyId } from '../pki/key-id.ts';
 import type { Database } from '../issuer/db/database.ts';
 import { createIssuerApp } from '../issuer/http/app.ts';
 import { sweepExpired } from '../issuer/maintenance.ts';
@@ -41,6 +43,8 @@ export interface NodeStartOptions {
   schemes?: readonly Scheme[] | undefined;
   /** Another EVM JSON-RPC endpoint instead of the embedded anvil (`--eth-rpc`, $TALLY_ETH_RPC). */
   ethRpc?: string | undefined;
+  /** `central-bank` makes (or insists on) a central bank, which serves no scheme; the folder's role otherwise. */
+  role?: 'standalone' | 'central-bank' | undefined;
 }
 
 /** The chain a running node uses, as it says so at start. */
@@ -58,6 +62,10 @@ export interface RunningNode {
   readonly url: string;
   /** The operator's bearer token. */
   readonly operatorToken: string;
+  /** What the node is in the two tiers. */
+  readonly role: 'standalone' | 'central-bank' | 'intermediary';
+  /** The central bank's root key id (hex): what an intermediary pins when it enrols. */
+  readonly rootKeyId: string;
   /** Its Ethereum chain, when it runs one. */
   readonly chain?: RunningChain | undefined;
   /** Stops accepting, lets in-flight requests finish, stops the chain, closes the database. */
@@ -66,12 +74,14 @@ export interface RunningNode {
 
 /** How often a running node drops expired nonces and idempotent answers. */
 export const SWEEP_INTERVAL_MS = 10 * 60 * 1000;
+/** How often an intermediary syncs with its central bank on its own. */
+export const TIER_SYNC_INTERVAL_MS = 5_000;
 
 /** Starts a node and returns once it listens. */
 export async function startNode(options: NodeStartOptions): Promise<RunningNode> {
   const dataDir = resolve(options.dataDir);
-  // Every scheme of the registry; their node parts load only here.
-  const schemes = await Promise.all((options.schemes ?? SCHEMES).map((scheme) => scheme.node()));
+  // Every scheme of the registry; their node parts load only here. A central bank serves none.
+  const schemes = options.role === 'central-bank' ? [] : await Promise.all((options.schemes ?? SCHEMES).map((scheme) => scheme.node()));
   const node = await openNode({
     dataDir,
     databaseUrl: options.databaseUrl,
@@ -80,6 +90,7 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
     provider: nodeProvider,
     currency: options.currency,
     suite: options.suite,
+    role: options.role,
     schemes,
     chain: { rpcUrl: options.ethRpc },
     now: options.now,
@@ -131,18 +142,42 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
   sweep();
   const sweeper = setInterval(sweep, SWEEP_INTERVAL_MS);
   sweeper.unref();
-  options.logger.log('info', 'issuer node listening', { url, database: node.services.db.kind, dataDir, currency: options.currency.code, ...(chain === undefined ? {} : { chain: { ...chain } }) });
+  // An intermediary keeps its books in step with its reserve at the central bank, now and every
+  // TIER_SYNC_INTERVAL_MS; a central bank that cannot be reached is logged, and tried again.
+  const link = node.services.tier;
+  let linking: Promise<void> = Promise.resolve();
+  let linkDown = false;
+  const syncLink = () => {
+    if (link === undefined) return;
+    linking = link.sync().then(
+      (report) => {
+        if (report.recorded > 0 || linkDown) options.logger.log('info', 'synced with the central bank', { centralBank: link.centralBank, recorded: report.recorded, cursor: report.cursor, revoked: report.revoked });
+        linkDown = false;
+      },
+      (e: unknown) => {
+        if (!linkDown) options.logger.log('warn', 'cannot sync with the central bank', { centralBank: link.centralBank, error: e instanceof Error ? e.message : String(e) });
+        linkDown = true;
+      },
+    );
+  };
+  syncLink();
+  const linker = link === undefined ? undefined : setInterval(syncLink, TIER_SYNC_INTERVAL_MS);
+  linker?.unref();
+  options.logger.log('info', 'issuer node listening', { url, role: node.services.identity.role, database: node.services.db.kind, dataDir, currency: options.currency.code, ...(chain === undefined ? {} : { chain: { ...chain } }) });
   let stopping: Promise<void> | null = null;
   return {
     url,
     operatorToken: node.services.identity.operatorToken,
+    role: node.services.identity.role,
+    rootKeyId: toHex(keyId(node.services.identity.root.certificate.body.subject)),
     ...(chain === undefined ? {} : { chain }),
     stop() {
       stopping ??= (async () => {
         options.logger.log('info', 'shutting down', { inFlight: inFlight.size });
         clearInterval(sweeper);
+        if (linker !== undefined) clearInterval(linker);
         await new Promise<void>((done) => server.close(() => done()));
-        await Promise.allSettled([...inFlight, sweeping]);
+        await Promise.allSettled([...inFlight, sweeping, linking]);
         await node.close();
         options.logger.log('info', 'stopped');
       })();

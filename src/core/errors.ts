@@ -86,6 +86,10 @@ export interface ErrorDetailMap {
   OPERA_MESSAGE_INVALID: { reason: string };
   OPERA_PENDING: { reason: string };
   OPERA_NO_CHANGE: Record<string, never>;
+  ROLE_MISMATCH: { role: string };
+  ENROLMENT_PENDING: { centralBank: string; keyId: string };
+  ENROLMENT_REFUSED: { centralBank: string; keyId: string; reason: string };
+  RESERVE_UNSYNCED: { reason: string };
 }
 
 /** A stable error code: part of the public API, never renamed. */
@@ -219,6 +223,10 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   OPERA_MESSAGE_INVALID: true,
   OPERA_PENDING: true,
   OPERA_NO_CHANGE: true,
+  ROLE_MISMATCH: true,
+  ENROLMENT_PENDING: true,
+  ENROLMENT_REFUSED: true,
+  RESERVE_UNSYNCED: true,
 };
 
 /** True for a code Tally defines. */

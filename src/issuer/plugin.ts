@@ -74,6 +74,7 @@ export type { JsonValue } from './ledger/json.ts';
 // The database a scheme's queries run on.
 export { bigintColumn, type Queryable, type TransactionHandle } from './db/database.ts';
 export { storedSecret } from './db/stored-secret.ts';
+export { rootSigner } from './identity/node-identity.ts';
 
 // The audit's exposure check.
 export type { ExposedHolder, HoldingsReader, SchemeHoldings } from './ledger/exposure.ts';

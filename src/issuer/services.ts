@@ -18,7 +18,10 @@ import { resolvePassphrase } from './identity/passphrase.ts';
 import { lockDataFolder } from './data-lock.ts';
 import { ensureAccount } from './ledger/account.ts';
 import { Ledger } from './ledger/ledger.ts';
-import { ISSUANCE_ACCOUNT, type DeviceLimits, type IssuerServices } from './http/context.ts';
+import { ISSUANCE_ACCOUNT, RESERVE_ACCOUNT, type DeviceLimits, type IssuerServices } from './http/context.ts';
+import { CentralBankLink } from './tier/link.ts';
+import { finishEnrolment } from './tier/enrol.ts';
+import { TallyError } from '../core/errors.ts';
 import { openChainService, type ChainService } from './chain/service.ts';
 import { seedRevocationList } from './registry/revocations.ts';
 
@@ -41,6 +44,8 @@ export interface OpenNodeOptions {
   currency: Currency;
   /** The suite of a new identity's keys (the deployment's choice, e.g. SM2); Ed25519 by default. */
   suite?: SuiteName | undefined;
+  /** The role of a new identity: `standalone` (default) or `central-bank`; an intermediary's comes from its enrolment. */
+  role?: 'standalone' | 'central-bank' | undefined;
   /** Limits for device certificates; DEFAULT_DEVICE_LIMITS of the currency when absent. */
   deviceLimits?: DeviceLimits | undefined;
   /** The schemes whose tables and accounts the node keeps. */
@@ -93,7 +98,12 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
   let chain: ChainService | undefined;
   try {
     const passphrase = await resolvePassphrase({ dataDir: options.dataDir, env: options.env });
-    identity = await loadOrCreateIdentity({ dataDir: options.dataDir, passphrase, provider: options.provider, currency: options.currency, suite: options.suite, now: now(), log: options.log });
+    // An intermediary enrolling at a central bank becomes a node once its central bank approved.
+    await finishEnrolment({ dataDir: options.dataDir, passphrase: passphrase.passphrase, provider: options.provider, now });
+    identity = await loadOrCreateIdentity({ dataDir: options.dataDir, passphrase, provider: options.provider, currency: options.currency, suite: options.suite, role: options.role, now: now(), log: options.log });
+    if (options.role !== undefined && identity.role !== options.role) {
+      throw new TallyError('ROLE_MISMATCH', `the data folder ${options.dataDir} holds ${identity.role === 'intermediary' ? 'an intermediary' : `a ${identity.role} node`}, not a ${options.role} one`, { role: identity.role });
+    }
     if (passphrase.warning !== undefined) warnings.push(passphrase.warning);
     // The chain before the database: a wrong endpoint fails the start at once.
     if (chainWanted(options.schemes ?? [], options.chain)) {
@@ -128,6 +138,11 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
     const issuance = await db.transaction((tx) => ensureAccount(tx, { id: ISSUANCE_ACCOUNT, kind: 'issuance', currency: options.currency.code }));
     if (!issuance.ok) throw new Error(`cannot open the issuance account: ${issuance.message}`);
     await seedRevocationList(db, identity.revocationList);
+    if (identity.role === 'intermediary') {
+      // What the intermediary holds at its central bank and has not put into customers' accounts.
+      const reserve = await db.transaction((tx) => ensureAccount(tx, { id: RESERVE_ACCOUNT, kind: 'reserve', currency: options.currency.code }));
+      if (!reserve.ok) throw new Error(`cannot open the reserve account: ${reserve.message}`);
+    }
   } catch (e) {
     await closeAll();
     throw e;
@@ -141,6 +156,7 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
     deviceLimits: options.deviceLimits ?? defaultDeviceLimits(options.currency),
     now,
     ...(chain === undefined ? {} : { chain }),
+    ...(identity.role === 'intermediary' ? { tier: new CentralBankLink({ db, identity, provider: options.provider, currency: options.currency, now }) } : {}),
   };
   try {
     for (const scheme of options.schemes ?? []) {

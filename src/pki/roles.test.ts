@@ -10,6 +10,8 @@ describe('roles', () => {
       ['intermediary', 'issuer-node'],
       ['intermediary', 'user'],
       ['intermediary', 'device'],
+      // Below a central bank of its own, an intermediary certifies the makers of the devices it registers.
+      ['intermediary', 'oem'],
     ];
     for (const issuer of ROLES) {
       for (const subject of ROLES) {

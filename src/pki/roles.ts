@@ -16,11 +16,14 @@ export const roleCodec: Codec<Role> = oneOf(ROLES);
 /**
  * The roles each role may certify. The central bank enrols intermediaries and OEMs; an
  * intermediary certifies its issuer nodes, its users and their secure elements (OPS §3.2: "the
- * server ... certifies the key"). An OEM attests secure elements but issues no certificates.
+ * server ... certifies the key"), and, when it runs below a central bank of its own, the OEMs
+ * whose devices it registers (an OEM's certificate only ever gates the registrations of the node
+ * that issued it, which certifies those devices itself anyway). An OEM attests secure elements
+ * but issues no certificates.
  */
 export const CERTIFIABLE_ROLES: Readonly<Record<Role, readonly Role[]>> = {
   root: ['intermediary', 'oem'],
-  intermediary: ['issuer-node', 'user', 'device'],
+  intermediary: ['issuer-node', 'user', 'device', 'oem'],
   'issuer-node': [],
   user: [],
   device: [],

@@ -70,6 +70,8 @@ export const auditAnswer = looseRecord({
     currency: text({ min: 1, max: 12 }),
     totalIssued: auditMoney,
     totalOnline: auditMoney,
+    totalSettlement: auditMoney,
+    totalReserves: auditMoney,
     totalOfflineFloat: auditMoney,
     balanced: boolean,
   }), { max: 64 }),

@@ -16,7 +16,7 @@ export const audit: Verb = {
       balanced: boolean;
       ledgerBalanced: boolean;
       currency: string;
-      currencies: { currency: string; totalIssued: string; totalOnline: string; totalOfflineFloat: string; balanced: boolean }[];
+      currencies: { currency: string; totalIssued: string; totalOnline: string; totalSettlement: string; totalReserves: string; totalOfflineFloat: string; balanced: boolean }[];
       exposure: Exposure[];
       problemCount: number;
       transferCount: number;
@@ -29,7 +29,11 @@ export const audit: Verb = {
     const lines = [
       `Audit: ${body.balanced ? 'balanced' : 'NOT BALANCED'}.`,
       `Ledger ${body.ledgerBalanced ? 'balanced' : 'NOT BALANCED'} (${body.transferCount} transfers, ${body.problemCount} problems).`,
-      ...body.currencies.map((c) => `${c.currency}: issued ${c.totalIssued} = online ${c.totalOnline} + offline float ${c.totalOfflineFloat} ${c.currency}${c.balanced ? '' : '  <- does not add up'}`),
+      ...body.currencies.map((c) => {
+        // Settlement and reserves are shown only where they hold something (reserves: the two tiers).
+        const more = [...(isZero(c.totalSettlement) ? [] : [`settlement ${c.totalSettlement}`]), ...(isZero(c.totalReserves) ? [] : [`reserves ${c.totalReserves}`])];
+        return `${c.currency}: issued ${c.totalIssued} = online ${c.totalOnline} + ${[...more, `offline float ${c.totalOfflineFloat}`].join(' + ')} ${c.currency}${c.balanced ? '' : '  <- does not add up'}`;
+      }),
       ...body.exposure.flatMap((e) => [
         `${e.scheme}: ${e.floatAccount} holds ${e.float} ${cur}; devices and payees are known to be owed ${e.expected} ${cur}; difference ${e.difference} ${cur}` +
           (e.balanced ? '' : `, of which ${e.unexplained} ${cur} nobody is named for yet  <- value created offline, or devices that have not synced`),
@@ -41,3 +45,8 @@ export const audit: Verb = {
     return { text: lines.join('\n'), json: answer.body.raw };
   },
 };
+
+/** True for an amount the audit shows as zero ("0", "0.00"). */
+function isZero(amount: string): boolean {
+  return /^0(\.0+)?$/.test(amount);
+}

@@ -5,6 +5,7 @@
 import type { Scheme } from '../../schemes/index.ts';
 import type { Verb } from '../plugin.ts';
 import { audit } from './audit.ts';
+import { TIER_VERBS } from './central-bank.ts';
 import { operatorRemoveOem, operatorRevoke, operatorSettle } from './operator-actions.ts';
 import { operatorMint } from './operator-mint.ts';
 import { operatorOem } from './operator-oem.ts';
@@ -47,6 +48,7 @@ export function buildVerbs(schemes: readonly Scheme[]): Record<string, Verb> {
     'operator remove-oem': operatorRemoveOem,
     ...Object.fromEntries(schemes.flatMap((s) => Object.entries(s.cli.operatorVerbs ?? {}))),
     audit,
+    ...TIER_VERBS,
     schemes: schemesVerb(schemes, needed),
     'wallet create': walletCreate(schemes),
     ...Object.fromEntries(SHELL_VERBS.slice(0, 1).map((spec) => [spec.words, shellVerb(spec, schemes, needed)])),

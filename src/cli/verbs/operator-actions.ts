@@ -3,7 +3,7 @@
  * the node's operator routes each, printing the node's answer.
  */
 import { toHex } from '../../core/bytes.ts';
-import { looseRecord } from '../../core/fields.ts';
+import { TallyError } from '../../core/errors.ts';
 import { JSON_OPTION, nodeUrl, OPERATOR_FLAGS, OPERATOR_OPTIONS, operatorToken, parse, type Verb } from '../plugin.ts';
 
 /** An operator verb that POSTs one request built from its words. */
@@ -18,11 +18,14 @@ function operatorAction(name: string, words: readonly string[], summary: string,
       const { path, body } = request(args);
       const { NodeClient } = await import('../../wallet/node-client.ts');
       const answer = await new NodeClient(nodeUrl(values.node, io.env)).operator(await operatorToken(values, io.env), 'POST', path, {
-        answer: looseRecord({}),
         body,
         idempotencyKey: `${name}-${toHex(crypto.getRandomValues(new Uint8Array(12)))}`,
       });
-      return { text: Object.entries(answer.body).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('\n'), json: answer.body };
+      // The whole answer as the node gave it (a codec with no fields would keep none of them).
+      const got = answer.body;
+      if (typeof got !== 'object' || got === null || Array.isArray(got)) throw new TallyError('DECODE_FAILED', `the node answered ${path} with something that is not a JSON object`, { path, expected: 'a JSON object', got: typeof got });
+      const fields = got as Record<string, unknown>;
+      return { text: Object.entries(fields).map(([k, v]) => `${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('\n'), json: fields };
     },
   };
 }

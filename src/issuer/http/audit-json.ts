@@ -40,6 +40,7 @@ export function auditJson(currency: Currency, report: AuditReport): { [key: stri
         totalIssued: fmt(c.totalIssued),
         totalOnline: fmt(c.totalOnline),
         totalSettlement: fmt(c.totalSettlement),
+        totalReserves: fmt(c.totalReserves),
         offlineFloat: c.offlineFloat.map((f) => ({ account: f.account, amount: fmt(f.amount) })),
         totalOfflineFloat: fmt(c.totalOfflineFloat),
         balanced: c.balanced,

@@ -81,6 +81,8 @@ export async function identifyCaller(services: IssuerServices, c: Context<Issuer
   const auth = requestAuth(c);
   if (auth === null) return { kind: 'anonymous' };
   if (c.req.method === 'POST' && new URL(c.req.url).pathname === '/v1/users') return { kind: 'anonymous' };
+  // A central bank's signed callers are the intermediaries it certified.
+  if (services.identity.role === 'central-bank') return identifyIntermediary(services, c, auth);
   const rows = await services.db.query<UserRow>(
     `SELECT suite, public_key, account_id, EXISTS (SELECT 1 FROM revoked_certificates r WHERE r.subject_key_id = users.key_id) AS revoked
      FROM users WHERE key_id = $1`,
@@ -93,6 +95,19 @@ export async function identifyCaller(services: IssuerServices, c: Context<Issuer
   if (suite === null) throw new ApiProblem('INTERNAL', 'registered key has an unknown suite', {}, 500);
   await verifySigned(services, c, auth, { suite, key: new Uint8Array(row.public_key) });
   return { kind: 'user', keyId: auth.keyId, accountId: row.account_id };
+}
+
+/** At a central bank: the intermediary whose key signed the request. */
+async function identifyIntermediary(services: IssuerServices, c: Context<IssuerEnv>, auth: RequestAuth): Promise<Caller> {
+  const { rows } = await services.db.query<{ suite: string; public_key: Uint8Array; status: string }>('SELECT suite, public_key, status FROM cb_intermediaries WHERE key_id = $1', [auth.keyId]);
+  const row = rows[0];
+  if (row === undefined || (row.status !== 'approved' && row.status !== 'revoked')) {
+    throw new ApiProblem('KEY_UNKNOWN', `no intermediary is enrolled with key ${auth.keyId}${row === undefined ? '' : ` (its enrolment is ${row.status})`}`, {});
+  }
+  const suite = SUITE_NAMES.find((name) => name === row.suite) ?? null;
+  if (suite === null) throw new ApiProblem('INTERNAL', 'enrolled key has an unknown suite', {}, 500);
+  await verifySigned(services, c, auth, { suite, key: new Uint8Array(row.public_key) });
+  return { kind: 'intermediary', keyId: auth.keyId, revoked: row.status === 'revoked' };
 }
 
 /** The operator, or a 401/403. */

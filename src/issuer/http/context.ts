@@ -6,9 +6,15 @@ import type { ChainService } from '../chain/service.ts';
 import type { Database } from '../db/database.ts';
 import type { NodeIdentity } from '../identity/node-identity.ts';
 import type { Ledger } from '../ledger/ledger.ts';
+import type { CentralBankLink } from '../tier/link.ts';
 
 /** The issuance account of the node's currency. */
 export const ISSUANCE_ACCOUNT = 'cb:issuance';
+/**
+ * At an intermediary enrolled at a central bank: the central-bank money it holds in its reserve
+ * there and has not yet put into customers' accounts (its `cb:issuance` mirrors the whole reserve).
+ */
+export const RESERVE_ACCOUNT = 'cb:reserve';
 /** Largest request body accepted, in bytes. */
 export const BODY_BYTES_MAX = 64 * 1024;
 
@@ -32,6 +38,8 @@ export interface IssuerServices {
   now(): number;
   /** The node's Ethereum chain: present when a scheme it serves declares `usesChain` (or an endpoint was named). */
   readonly chain?: ChainService | undefined;
+  /** An intermediary's link to its central bank. */
+  readonly tier?: CentralBankLink | undefined;
 }
 
 /**
@@ -44,7 +52,12 @@ export function requireChain(services: IssuerServices, scheme: string): ChainSer
 }
 
 /** The identity of the caller of a request, set by the auth middleware. */
-export type Caller = { readonly kind: 'operator' } | { readonly kind: 'user'; readonly keyId: string; readonly accountId: string } | { readonly kind: 'anonymous' };
+export type Caller =
+  | { readonly kind: 'operator' }
+  | { readonly kind: 'user'; readonly keyId: string; readonly accountId: string }
+  /** At a central bank: an intermediary it certified (revoked ones too: they may still read and report). */
+  | { readonly kind: 'intermediary'; readonly keyId: string; readonly revoked: boolean }
+  | { readonly kind: 'anonymous' };
 
 /** Hono variables of a request. */
 export interface IssuerEnv {

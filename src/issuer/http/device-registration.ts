@@ -78,6 +78,8 @@ export async function verifyAttestedKey(services: IssuerServices, key: AttestedK
       attestation,
       oemCertificate: decodeCertificate(new Uint8Array(oemRow.certificate)),
       trustAnchors: [services.identity.root.certificate],
+      // At an intermediary enrolled at a central bank, its own key certified the OEM.
+      ...(services.identity.root.signer === undefined ? { chain: [services.identity.intermediary.certificate] } : {}),
       sePublicKey: key.publicKey,
       allowedMeasurements: allowed.rows.map((r) => new Uint8Array(r.measurement)),
       now: services.now(),

@@ -15,7 +15,7 @@ import type { JsonValue } from '../ledger/json.ts';
 import { mint } from '../ledger/mint.ts';
 import { transfer } from '../ledger/transfer.ts';
 import { idempotencyKey, requestAuth, requireOperator, requireUser, verifySigned } from './auth.ts';
-import type { IssuerEnv, IssuerServices } from './context.ts';
+import { RESERVE_ACCOUNT, type IssuerEnv, type IssuerServices } from './context.ts';
 import { USER_CERTIFICATE_VALIDITY_MS } from './device-registration.ts';
 import { formatMinor, transferJson } from './json.ts';
 import { ApiProblem } from './problem.ts';
@@ -99,6 +99,7 @@ export function registerLedgerRoutes(
 ): void {
   app.openAPIRegistry.registerPath(registerUser);
   app.post(registerUser.path, async (c) => {
+    if (services.identity.role === 'central-bank') throw new ApiProblem('ROLE_MISMATCH', 'a central bank keeps no customer accounts: register with an intermediary', { role: 'central-bank' });
     const body = validBody(c, registerUserBody);
     const auth = requestAuth(c);
     if (auth === null) throw new ApiProblem('UNAUTHENTICATED', 'registration must be signed with the key being registered', {});
@@ -182,10 +183,17 @@ export function registerLedgerRoutes(
   app.openAPIRegistry.registerPath(postMint);
   app.post(postMint.path, async (c) => {
     requireOperator(c.get('caller'));
+    const { role } = services.identity;
+    if (role === 'central-bank') throw new ApiProblem('ROLE_MISMATCH', 'a central bank issues into intermediaries\' reserves (tally cb issue), not into customer accounts', { role });
     const body = validBody(c, mintBody);
     const amount = parseAmount(services, body.amount);
     return idempotent(services, c, 'mint', 'operator', async (tx) => {
-      const result = await mint(tx, { idempotencyKey: fitKey(`mint:${idempotencyKey(c)}`), account: body.account, amount: amount.minor });
+      // Below a central bank, an intermediary puts into its customers' accounts only what it holds in its reserve there.
+      const source = role === 'intermediary' ? RESERVE_ACCOUNT : undefined;
+      const result = await mint(tx, { idempotencyKey: fitKey(`mint:${idempotencyKey(c)}`), account: body.account, amount: amount.minor, ...(source === undefined ? {} : { source }) });
+      if (!result.ok && result.code === 'INSUFFICIENT_FUNDS' && source !== undefined) {
+        return refusal(result.code, `the reserve at the central bank not yet put into customers' accounts (${source}) is short of ${body.amount} ${services.currency.code}: ask the central bank to issue more into this intermediary's reserve (tally cb issue), then sync it (tally node reserve)`);
+      }
       if (!result.ok) return refusal(result.code, result.message);
       return { status: 200, body: { transfer: transferJson(services.currency, result.transfer) } };
     });

@@ -28,6 +28,8 @@ const info = createRoute({
         'application/json': {
           schema: z.object({
             currency: z.object({ code: z.string(), decimals: z.number().int() }),
+            role: z.enum(['standalone', 'central-bank', 'intermediary']).openapi({ description: 'What the node is in the two tiers: a standalone node plays the central bank and one intermediary' }),
+            centralBank: z.string().optional().openapi({ description: "An intermediary's central bank" }),
             certificates: z.object({ root: z.string(), intermediary: z.string(), issuerNode: z.string() }).openapi({ description: 'base64url of each certificate' }),
             suites: z.array(z.string()),
             limits: z.object({ bodyBytesMax: z.number().int(), requestWindowMs: z.number().int(), holdingLimit: z.string(), offlinePaymentsMax: z.number().int() }),
@@ -57,6 +59,8 @@ export function registerNodeRoutes(app: OpenAPIHono<IssuerEnv>, services: Issuer
     return c.json(
       {
         currency: { code: currency.code, decimals: currency.decimals },
+        role: identity.role,
+        ...(identity.centralBank === undefined ? {} : { centralBank: identity.centralBank }),
         certificates: {
           root: toBase64url(encodeCertificate(identity.root.certificate)),
           intermediary: toBase64url(encodeCertificate(identity.intermediary.certificate)),

@@ -155,13 +155,17 @@ export function registerRegistryRoutes(app: OpenAPIHono<IssuerEnv>, services: Is
       const existing = await tx.query('SELECT 1 FROM oems WHERE key_id = $1', [keyId]);
       if (existing.rowCount > 0) return enrolled;
       const now = services.now();
+      // The root certifies device makers; an intermediary enrolled at a central bank, which holds no
+      // root key, certifies the makers whose devices it takes itself, below its own certificate.
+      const rootKey = identity.root.signer;
+      const certifier = rootKey === undefined ? { issuer: identity.intermediary.signer, issuerRole: 'intermediary' as const, until: identity.intermediary.certificate.body.notAfter } : { issuer: rootKey, issuerRole: 'root' as const, until: identity.root.certificate.body.notAfter };
       const certificate = issueCertificate({
-        issuer: identity.root.signer,
-        issuerRole: 'root',
+        issuer: certifier.issuer,
+        issuerRole: certifier.issuerRole,
         role: 'oem',
         subject: publicKey,
         notBefore: now - 60_000,
-        notAfter: Math.min(now + OEM_CERTIFICATE_VALIDITY_MS, identity.root.certificate.body.notAfter),
+        notAfter: Math.min(now + OEM_CERTIFICATE_VALIDITY_MS, certifier.until),
         extensions: { name: body.name },
       });
       const encoded = encodeCertificate(certificate);

@@ -2,8 +2,10 @@
  * First start: the central bank's root key and self-signed certificate, one intermediary and one
  * issuer node certified below it (OPS §3.1's two tiers), a first empty revocation list, the
  * operator token and the central bank's chain key (secp256k1, for chain-tee), all built in a temporary folder that is renamed into place only once complete.
+ * An intermediary enrolled at a central bank has no root key: its folder holds the central bank's
+ * root certificate, its own key and the certificate the root gave it, and the rest as above.
  */
-import { mkdir, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Currency } from '../../core/amount.ts';
 import { toBase64url, toHex, utf8 } from '../../core/bytes.ts';
@@ -16,7 +18,7 @@ import { syncDirectory, writeDurably } from '../../secure-element/durable-file.t
 import { ensurePrivateDir, isFsError, PRIVATE_DIR_MODE } from '../../host/files.ts';
 import { writeKeyFile } from './keystore.ts';
 import { identityDir, IDENTITY_FILES, IDENTITY_TEMP_PREFIX } from './layout.ts';
-import { encodeManifest, newManifest } from './manifest.ts';
+import { encodeManifest, newManifest, type NodeRole } from './manifest.ts';
 
 const YEAR_MS = 365.25 * 86_400_000;
 /** Validity of the central bank's root certificate. */
@@ -39,6 +41,21 @@ export interface CreateIdentityOptions {
   now: number;
   /** The signature suite of the node's keys (the deployment's choice); Ed25519 by default. */
   suite?: SuiteName | undefined;
+  /** `standalone` (the default) or `central-bank`; an intermediary's identity comes from `enrolled`. */
+  role?: Exclude<NodeRole, 'intermediary'> | undefined;
+  /** An intermediary's enrolment, completed: the identity is made around the certificate the central bank gave. */
+  enrolled?: Enrolled | undefined;
+}
+
+/** What an intermediary's identity is made from: its central bank's root and the certificate the root gave its key. */
+export interface Enrolled {
+  /** The central bank's base URL. */
+  readonly centralBank: string;
+  readonly rootCertificate: Certificate;
+  /** The sealed key file of the intermediary key, made at enrolment; copied into the identity. */
+  readonly intermediaryKeyFile: string;
+  readonly intermediary: Signer;
+  readonly intermediaryCertificate: Certificate;
 }
 
 /** What createIdentity did: `raced` when another process put an identity in place first. */
@@ -74,31 +91,47 @@ export async function removeAbandonedIdentities(dataDir: string): Promise<string
 }
 
 async function writeAll(dir: string, options: CreateIdentityOptions): Promise<void> {
-  const { provider, passphrase, now } = options;
+  const { provider, passphrase, now, enrolled } = options;
   const code = options.currency.code;
-  const suite: SignatureSuite = provider.suites[options.suite ?? 'ed25519'];
-  const secrets = { root: suite.generateSecretKey(), intermediary: suite.generateSecretKey(), issuerNode: suite.generateSecretKey() };
+  const suite: SignatureSuite = enrolled === undefined ? provider.suites[options.suite ?? 'ed25519'] : provider.suites[enrolled.intermediary.publicKey.suite];
+  const issuerNodeSecret = suite.generateSecretKey();
   // The central bank's account on an Ethereum chain is secp256k1 whatever the suite of its certificates.
   const chainSuite = provider.suites.secp256k1;
   const chainKey = chainSuite.generateSecretKey();
-  const root = signerFromSecret(suite, secrets.root);
-  const intermediary = signerFromSecret(suite, secrets.intermediary);
-  const issuerNode = signerFromSecret(suite, secrets.issuerNode);
-
+  const issuerNode = signerFromSecret(suite, issuerNodeSecret);
   const notBefore = Math.max(0, now - CLOCK_SKEW_MS);
-  const rootCertificate = certify(root, 'root', 'root', root, notBefore, ROOT_VALIDITY_MS, `Tally central bank (${code})`, code);
-  const intermediaryCertificate = certify(root, 'root', 'intermediary', intermediary, notBefore, INTERMEDIARY_VALIDITY_MS, `Tally intermediary (${code})`, code);
-  const issuerNodeCertificate = certify(intermediary, 'intermediary', 'issuer-node', issuerNode, notBefore, ISSUER_NODE_VALIDITY_MS, `Tally issuer node (${code})`, code);
+  const file = (name: string) => join(dir, name);
+
+  let rootCertificate: Certificate;
+  let intermediary: Signer;
+  let intermediaryCertificate: Certificate;
+  const sealing: Promise<unknown>[] = [];
+  if (enrolled === undefined) {
+    const rootSecret = suite.generateSecretKey();
+    const intermediarySecret = suite.generateSecretKey();
+    const root = signerFromSecret(suite, rootSecret);
+    intermediary = signerFromSecret(suite, intermediarySecret);
+    rootCertificate = certify(root, 'root', 'root', root, notBefore, ROOT_VALIDITY_MS, `Tally central bank (${code})`, code);
+    intermediaryCertificate = certify(root, 'root', 'intermediary', intermediary, notBefore, INTERMEDIARY_VALIDITY_MS, `Tally intermediary (${code})`, code);
+    sealing.push(
+      writeKeyFile(file(IDENTITY_FILES.rootKey), { suite, secretKey: rootSecret }, passphrase),
+      writeKeyFile(file(IDENTITY_FILES.intermediaryKey), { suite, secretKey: intermediarySecret }, passphrase),
+    );
+  } else {
+    ({ rootCertificate, intermediary, intermediaryCertificate } = enrolled);
+    // The key sealed at enrolment, under the same passphrase: copied, never unsealed to disk.
+    sealing.push(readFile(enrolled.intermediaryKeyFile).then((sealedKey) => writeDurably(file(IDENTITY_FILES.intermediaryKey), sealedKey, 'wx')));
+  }
+  const issuerNodeName = enrolled === undefined ? `Tally issuer node (${code})` : `${intermediaryCertificate.body.extensions.name ?? 'Tally intermediary'}: issuer node`;
+  const issuerNodeCertificate = certify(intermediary, 'intermediary', 'issuer-node', issuerNode, notBefore, ISSUER_NODE_VALIDITY_MS, issuerNodeName, code);
   const revocationList = issueRevocationList({ issuer: intermediary, version: 1, issuedAt: now, revoked: [] });
   const operatorToken = toBase64url(randomBytes(OPERATOR_TOKEN_BYTES));
 
-  const file = (name: string) => join(dir, name);
-  // The four scrypt derivations run in libuv's thread pool, side by side; all settle before a
+  // The scrypt derivations run in libuv's thread pool, side by side; all settle before a
   // failure is thrown, so that no write is still running when the caller removes the folder.
   const sealed = await Promise.allSettled([
-    writeKeyFile(file(IDENTITY_FILES.rootKey), { suite, secretKey: secrets.root }, passphrase),
-    writeKeyFile(file(IDENTITY_FILES.intermediaryKey), { suite, secretKey: secrets.intermediary }, passphrase),
-    writeKeyFile(file(IDENTITY_FILES.issuerNodeKey), { suite, secretKey: secrets.issuerNode }, passphrase),
+    ...sealing,
+    writeKeyFile(file(IDENTITY_FILES.issuerNodeKey), { suite, secretKey: issuerNodeSecret }, passphrase),
     writeKeyFile(file(IDENTITY_FILES.chainKey), { suite: chainSuite, secretKey: chainKey }, passphrase),
   ]);
   for (const result of sealed) {
@@ -112,7 +145,8 @@ async function writeAll(dir: string, options: CreateIdentityOptions): Promise<vo
   await writeDurably(file(IDENTITY_FILES.issuerNodeCertificate), encodeCertificate(issuerNodeCertificate), 'wx');
   await writeDurably(file(IDENTITY_FILES.revocationList), encodeRevocationList(revocationList), 'wx');
   await writeDurably(file(IDENTITY_FILES.operatorToken), utf8(`${operatorToken}\n`), 'wx');
-  await writeDurably(file(IDENTITY_FILES.manifest), encodeManifest(newManifest(options.currency, now)), 'wx');
+  const manifest = enrolled === undefined ? newManifest(options.currency, now, options.role ?? 'standalone') : newManifest(options.currency, now, 'intermediary', enrolled.centralBank);
+  await writeDurably(file(IDENTITY_FILES.manifest), encodeManifest(manifest), 'wx');
   await syncDirectory(dir);
 }
 

@@ -14,7 +14,7 @@ import { decodeRevocationList, verifyRevocationList, REVOCATION_LIST_BYTES_MAX }
 import { corrupt, readFileBounded, requirePrivateDir, requirePrivateMode } from '../../host/files.ts';
 import { readKeyFile } from './keystore.ts';
 import { identityDir, IDENTITY_FILES } from './layout.ts';
-import { decodeManifest, requireSameCurrency, MANIFEST_BYTES_MAX } from './manifest.ts';
+import { decodeManifest, manifestRole, requireSameCurrency, MANIFEST_BYTES_MAX } from './manifest.ts';
 import type { CertifiedKey, NodeIdentity } from './node-identity.ts';
 
 /** A certificate this close to its end makes the loader log a warning. */
@@ -114,12 +114,15 @@ export async function loadIdentity(options: LoadIdentityOptions): Promise<Loaded
   const operatorToken = await readOperatorToken(dir);
 
   const keyFile = (name: string) => join(dir, name);
+  const role = manifestRole(manifest);
+  // An intermediary enrolled at a central bank holds the root's certificate but not its key.
+  const holdsRoot = role !== 'intermediary';
   const [root, intermediary, issuerNode] = await Promise.all([
-    readKeyFile(keyFile(IDENTITY_FILES.rootKey), passphrase, provider),
+    holdsRoot ? readKeyFile(keyFile(IDENTITY_FILES.rootKey), passphrase, provider) : Promise.resolve(undefined),
     readKeyFile(keyFile(IDENTITY_FILES.intermediaryKey), passphrase, provider),
     readKeyFile(keyFile(IDENTITY_FILES.issuerNodeKey), passphrase, provider),
   ]);
-  requireKeyMatches(rootCertificate, root.publicKey, keyFile(IDENTITY_FILES.rootKey), manifest.certificates.root);
+  if (root !== undefined) requireKeyMatches(rootCertificate, root.publicKey, keyFile(IDENTITY_FILES.rootKey), manifest.certificates.root);
   requireKeyMatches(intermediaryCertificate, intermediary.publicKey, keyFile(IDENTITY_FILES.intermediaryKey), manifest.certificates.intermediary);
   requireKeyMatches(issuerNodeCertificate, issuerNode.publicKey, keyFile(IDENTITY_FILES.issuerNodeKey), manifest.certificates.issuerNode);
 
@@ -145,7 +148,9 @@ export async function loadIdentity(options: LoadIdentityOptions): Promise<Loaded
 
   const certified = (certificate: Certificate, signer: CertifiedKey['signer']): CertifiedKey => ({ certificate, signer });
   return {
-    root: certified(rootCertificate, root.signer),
+    root: { certificate: rootCertificate, ...(root === undefined ? {} : { signer: root.signer }) },
+    role,
+    ...(manifest.centralBank === undefined ? {} : { centralBank: manifest.centralBank }),
     intermediary: certified(intermediaryCertificate, intermediary.signer),
     issuerNode: certified(issuerNodeCertificate, issuerNode.signer),
     revocationList,

@@ -5,6 +5,7 @@
  */
 import { currency as checkCurrency, type Currency } from '../../core/amount.ts';
 import type { CryptoProvider, Signer, SuiteName } from '../../core/crypto/suite.ts';
+import { TallyError } from '../../core/errors.ts';
 import type { Certificate } from '../../pki/certificate.ts';
 import type { RevocationList } from '../../pki/revocation.ts';
 import { createIdentity, removeAbandonedIdentities } from './create-identity.ts';
@@ -12,6 +13,7 @@ import { ensurePrivateDir, folderMode, octalMode } from '../../host/files.ts';
 import { hasIdentity } from './layout.ts';
 import { loadIdentity } from './load-identity.ts';
 import type { ResolvedPassphrase } from './passphrase.ts';
+import type { NodeRole } from './manifest.ts';
 
 /** A key the node holds, with the certificate that says what it may do. */
 export interface CertifiedKey {
@@ -20,10 +22,21 @@ export interface CertifiedKey {
   readonly signer: Signer;
 }
 
+/** The central bank's root: its certificate, and its key only where the node is the central bank. */
+export interface RootKey {
+  readonly certificate: Certificate;
+  /** Absent at an intermediary enrolled at a central bank: the root key stays there. */
+  readonly signer?: Signer | undefined;
+}
+
 /** The node's identity, loaded and verified. */
 export interface NodeIdentity {
   /** The central bank: self-signed root certificate, the trust anchor of every chain. */
-  readonly root: CertifiedKey;
+  readonly root: RootKey;
+  /** What the node is in the two tiers. */
+  readonly role: NodeRole;
+  /** An intermediary's central bank (its base URL). */
+  readonly centralBank?: string | undefined;
   /** The intermediary, certified by the root; signs the issuer node's certificate and revocation lists. */
   readonly intermediary: CertifiedKey;
   /** The issuer node, certified by the intermediary; signs the node's answers. */
@@ -45,6 +58,16 @@ export interface NodeIdentity {
   readonly generatedPassphrase: boolean;
 }
 
+/**
+ * The root key, at a node that holds it (standalone or central bank).
+ * @throws TallyError ROLE_MISMATCH at an intermediary: its central bank keeps the root key
+ */
+export function rootSigner(identity: Pick<NodeIdentity, 'root' | 'role'>): Signer {
+  const signer = identity.root.signer;
+  if (signer === undefined) throw new TallyError('ROLE_MISMATCH', `this node is ${identity.role === 'intermediary' ? 'an intermediary' : `a ${identity.role} node`}: the central bank's root key is not here`, { role: identity.role });
+  return signer;
+}
+
 /** Options of loadOrCreateIdentity. */
 export interface LoadOrCreateIdentityOptions {
   /** The node's data folder (created 0700 if missing). */
@@ -56,6 +79,8 @@ export interface LoadOrCreateIdentityOptions {
   currency: Currency;
   /** The suite of a new identity's keys (Ed25519 by default); a data folder keeps the one it was created with. */
   suite?: SuiteName | undefined;
+  /** The role of a new identity (`standalone` by default); a data folder keeps the one it was created with. */
+  role?: 'standalone' | 'central-bank' | undefined;
   /** The current time, Unix milliseconds. */
   now: number;
   /** Where warnings go (abandoned temporary folders, a data folder others can read, certificates near their end). */
@@ -85,7 +110,7 @@ export async function loadOrCreateIdentity(options: LoadOrCreateIdentityOptions)
   let created = false;
   if (!(await hasIdentity(dataDir))) {
     for (const name of await removeAbandonedIdentities(dataDir)) log(`removed ${name} in ${dataDir}, left by a first start that did not finish`);
-    created = (await createIdentity({ dataDir, passphrase: resolved.passphrase, provider, currency: issued, now, suite: options.suite })) === 'created';
+    created = (await createIdentity({ dataDir, passphrase: resolved.passphrase, provider, currency: issued, now, suite: options.suite, role: options.role })) === 'created';
   }
   // Also right after creation: what is returned is exactly what later starts will load.
   const identity = await loadIdentity({ dataDir, passphrase: resolved.passphrase, provider, currency: issued, now, log });

@@ -1,6 +1,6 @@
 /**
  * The audit: recomputes every balance from the journal alone and proves conservation per
- * currency, issued = online + settlement + offline float, and that every materialized balance
+ * currency, issued = online + settlement + offline float + reserves, and that every materialized balance
  * equals its journal sum and no account but issuance is below zero.
  */
 import { assert } from '../../core/assert.ts';
@@ -25,9 +25,14 @@ export interface CurrencyAudit {
   readonly totalOnline: bigint;
   /** The sum of settlement accounts: money in transit while payments settle. */
   readonly totalSettlement: bigint;
+  /**
+   * The sum of reserve accounts: at a central bank, what each intermediary holds there; at an
+   * intermediary, what it holds at the central bank and has not put into its customers' accounts.
+   */
+  readonly totalReserves: bigint;
   readonly offlineFloat: readonly FloatBalance[];
   readonly totalOfflineFloat: bigint;
-  /** totalIssued = totalOnline + totalSettlement + totalOfflineFloat. */
+  /** totalIssued = totalOnline + totalSettlement + totalReserves + totalOfflineFloat. */
   readonly balanced: boolean;
 }
 
@@ -90,20 +95,22 @@ function currencyAudit(currency: string, groups: readonly GroupRow[]): CurrencyA
   let totalIssued = 0n;
   let totalOnline = 0n;
   let totalSettlement = 0n;
+  let totalReserves = 0n;
   const offlineFloat: FloatBalance[] = [];
   for (const g of groups) {
     const journal = bigintColumn(g, 'journal');
     if (g.kind === 'issuance') totalIssued -= journal;
     else if (g.kind === 'user') totalOnline += journal;
     else if (g.kind === 'settlement') totalSettlement += journal;
+    else if (g.kind === 'reserve') totalReserves += journal;
     else {
       assert(g.kind === 'offline-float' && g.float_account !== null, `audit: unexpected group ${g.kind}`);
       offlineFloat.push({ account: g.float_account, amount: journal });
     }
   }
   const totalOfflineFloat = offlineFloat.reduce((sum, f) => sum + f.amount, 0n);
-  const balanced = totalIssued === totalOnline + totalSettlement + totalOfflineFloat;
-  return { currency, totalIssued, totalOnline, totalSettlement, offlineFloat, totalOfflineFloat, balanced };
+  const balanced = totalIssued === totalOnline + totalSettlement + totalReserves + totalOfflineFloat;
+  return { currency, totalIssued, totalOnline, totalSettlement, totalReserves, offlineFloat, totalOfflineFloat, balanced };
 }
 
 /**

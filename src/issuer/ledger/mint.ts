@@ -18,6 +18,11 @@ export interface MintRequest {
   readonly account: string;
   readonly amount: bigint;
   readonly reference?: JsonValue | undefined;
+  /**
+   * The account the money comes from instead of the issuance account: an intermediary below a
+   * central bank mints from its reserve (`cb:reserve`), and no further than it holds.
+   */
+  readonly source?: string | undefined;
 }
 
 /**
@@ -34,9 +39,12 @@ export async function mint(tx: TransactionHandle, request: MintRequest): Promise
   if (target.kind === 'issuance') return failure('SAME_ACCOUNT', `account ${target.id} is the issuance account: mint into another account`);
   // Money enters offline floats and settlement accounts only through deposits and settlement, which the audit can follow.
   if (target.kind !== 'user') return failure('ACCOUNT_RESTRICTED', `account ${target.id} is a ${target.kind} account: mint into an account holder's account`);
-  const issuance = await tx.query<AccountRow>(`SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE kind = 'issuance' AND currency = $1`, [target.currency]);
+  const issuance =
+    request.source === undefined
+      ? await tx.query<AccountRow>(`SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE kind = 'issuance' AND currency = $1`, [target.currency])
+      : await tx.query<AccountRow>(`SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE id = $1 AND kind = 'reserve' AND currency = $2`, [request.source, target.currency]);
   const source = issuance.rows[0];
-  if (source === undefined) return failure('ACCOUNT_UNKNOWN', `currency ${target.currency} has no issuance account: open one first`);
+  if (source === undefined) return failure('ACCOUNT_UNKNOWN', `currency ${target.currency} has no ${request.source === undefined ? 'issuance' : `reserve account ${request.source}`}: open one first`);
   const asTransfer = {
     idempotencyKey: request.idempotencyKey,
     debit: accountFromRow(source).id,

@@ -4,7 +4,7 @@
  */
 
 /** The kinds of account; only 'issuance' may go below zero. */
-export const ACCOUNT_KINDS = ['issuance', 'user', 'offline-float', 'settlement'] as const;
+export const ACCOUNT_KINDS = ['issuance', 'user', 'offline-float', 'settlement', 'reserve'] as const;
 /** The longest account id, such as `user:<64 hex digits>`. */
 export const ACCOUNT_ID_LENGTH_MAX = 128;
 /** The longest idempotency key. */

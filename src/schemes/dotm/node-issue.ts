@@ -38,9 +38,12 @@ async function issueBlocks(tx: TransactionHandle, services: IssuerServices, call
   const wallet = await readWallet(tx, walletKeyId, { lock: true });
   if (wallet === null || wallet.accountId !== caller.accountId) return refusal('DEVICE_UNKNOWN', `the caller has no DOT-M wallet ${walletKeyId}`);
   if (wallet.revoked || (await isSubjectRevoked(tx, wallet.walletKeyId)) || (await isSubjectRevoked(tx, wallet.userKeyId))) return refusal('CERT_REVOKED', `wallet ${walletKeyId} is revoked`);
+  // §3.3.2: the central bank signs each block. An intermediary enrolled at a central bank holds no root key.
+  const root = services.identity.root.signer;
+  if (root === undefined) return refusal('ROLE_MISMATCH', "DOT-M blocks are signed with the central bank's root key, which this intermediary does not hold: DOT-M issues blocks at a standalone node");
   const presentations = splitValue(amount, count).map((value): Presentation => {
     const unsigned = { serial: randomBytes(BLOCK_SERIAL_BYTES), value, currency: services.currency.code, owner: fromHex(wallet.userKeyId) };
-    return { ...unsigned, signature: signRecord(services.identity.root.signer, PRESENTATION_TAG, presentationSigned(unsigned)) };
+    return { ...unsigned, signature: signRecord(root, PRESENTATION_TAG, presentationSigned(unsigned)) };
   });
   const first = presentations[0];
   if (first === undefined) return refusal('REQUEST_INVALID', 'no block to issue');

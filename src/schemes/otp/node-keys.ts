@@ -57,7 +57,9 @@ const derived = new WeakMap<IssuerServices['identity'], OtpBankKeys>();
 export async function loadOtpBankKeys(services: Pick<IssuerServices, 'identity' | 'db'>): Promise<OtpBankKeys> {
   const held = derived.get(services.identity);
   if (held !== undefined) return held;
-  const seeds = signatureSeeds(services.identity.root.signer) ?? (await storedSeeds(services));
+  // An intermediary holds no root key: its seed is stored, as on a root whose signatures are randomized.
+  const root = services.identity.root.signer;
+  const seeds = (root === undefined ? null : signatureSeeds(root)) ?? (await storedSeeds(services));
   const keys: OtpBankKeys = { escrow: deriveKeyPair(seeds(ESCROW_SEED)), deposit: deriveKeyPair(seeds(DEPOSIT_SEED)), classWrap: seeds(CLASS_WRAP_SEED) };
   derived.set(services.identity, keys);
   return keys;

@@ -11,6 +11,7 @@ import { sha256 } from '../../core/crypto/hash.ts';
 import { signRecord } from '../../core/crypto/record.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { closeTestTemplates, testBackends } from '../../issuer/db/test-databases.ts';
+import { rootSigner } from '../../issuer/plugin.ts';
 import { expectError, setup } from '../../issuer/http/test-harness.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { checkCoin, programDigest } from './coin.ts';
@@ -49,7 +50,7 @@ for (const backend of testBackends()) {
           assert.equal(entry.coinClass.currency, 'EUR');
         }
         // The escrow and deposit keys come from the root key's deterministic signatures.
-        const root = services.identity.root.signer;
+        const root = rootSigner(services.identity);
         assert.deepEqual(a.escrowKey, deriveKeyPair(sha256(signRecord(root, 'tally/otp/escrow-seed/v1', {}))).publicKey);
         assert.deepEqual(a.depositKey, deriveKeyPair(sha256(signRecord(root, 'tally/otp/deposit-seed/v1', {}))).publicKey);
         // A forged signature does not pass.
@@ -205,7 +206,7 @@ for (const backend of testBackends()) {
     test('on a node whose root signs SM2 (randomized signatures) the bank keys come from a seed it stores once: the same at every start', async () => {
       const h = await setup(backend, { schemes: [otpNodePartWith({ classKey: pooledClassKey })], suite: 'sm2' });
       try {
-        assert.equal(h.node.services.identity.root.signer.publicKey.suite, 'sm2');
+        assert.equal(rootSigner(h.node.services.identity).publicKey.suite, 'sm2');
         const res = await h.send('GET', '/v1/otp/params');
         assert.equal(res.status, 200, await res.clone().text());
         const record = paramsCodec.decode(decodeCbor(fromBase64url(((await res.json()) as { params: string }).params)));
