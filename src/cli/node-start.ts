@@ -43,6 +43,8 @@ export interface NodeStartOptions {
   schemes?: readonly Scheme[] | undefined;
   /** Another EVM JSON-RPC endpoint instead of the embedded anvil (`--eth-rpc`, $TALLY_ETH_RPC). */
   ethRpc?: string | undefined;
+  /** How often an intermediary syncs with its central bank on its own (TIER_SYNC_INTERVAL_MS by default); 0: only when asked (tests). */
+  tierSyncMs?: number | undefined;
   /** `central-bank` makes (or insists on) a central bank, which serves no scheme; the folder's role otherwise. */
   role?: 'standalone' | 'central-bank' | undefined;
 }
@@ -144,7 +146,8 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
   sweeper.unref();
   // An intermediary keeps its books in step with its reserve at the central bank, now and every
   // TIER_SYNC_INTERVAL_MS; a central bank that cannot be reached is logged, and tried again.
-  const link = node.services.tier;
+  const tierSyncMs = options.tierSyncMs ?? TIER_SYNC_INTERVAL_MS;
+  const link = tierSyncMs > 0 ? node.services.tier : undefined;
   let linking: Promise<void> = Promise.resolve();
   let linkDown = false;
   const syncLink = () => {
@@ -161,7 +164,7 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
     );
   };
   syncLink();
-  const linker = link === undefined ? undefined : setInterval(syncLink, TIER_SYNC_INTERVAL_MS);
+  const linker = link === undefined ? undefined : setInterval(syncLink, tierSyncMs);
   linker?.unref();
   options.logger.log('info', 'issuer node listening', { url, role: node.services.identity.role, database: node.services.db.kind, dataDir, currency: options.currency.code, ...(chain === undefined ? {} : { chain: { ...chain } }) });
   let stopping: Promise<void> | null = null;

@@ -173,6 +173,11 @@ export function createIssuerApp(services: IssuerServices, schemes: readonly Sche
   );
   registerRegistryRoutes(app, services, schemes);
   if (services.identity.role === 'central-bank') registerCentralBankRoutes(app, services);
+  else {
+    app.all('/v1/cb/*', () => {
+      throw new ApiProblem('ROLE_MISMATCH', `this node is ${services.identity.role === 'intermediary' ? 'an intermediary' : 'a standalone node'}, not a central bank: the /v1/cb/ routes are a central bank's`, { role: services.identity.role });
+    });
+  }
   registerTierRoutes(app, services);
   for (const scheme of schemes) {
     if (!/^[a-z][a-z0-9-]{1,31}$/.test(scheme.name)) throw new RangeError(`scheme name ${JSON.stringify(scheme.name)} is not a path segment`);

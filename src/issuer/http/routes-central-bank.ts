@@ -339,6 +339,9 @@ export function registerCentralBankRoutes(app: OpenAPIHono<IssuerEnv>, services:
     const caller = requireIntermediary(c.get('caller'));
     const body = validBody(c, positionBody);
     for (const field of ['reserve', 'unallocated', 'online', 'settlement', 'offlineFloat'] as const) parseAmount(services, body[field]);
+    // A report cannot cover movements that never happened (it would also outrank every later honest one).
+    const last = await lastMovement(services.db, reserveAccount(caller.keyId));
+    if (BigInt(body.cursor) > last) throw new ApiProblem('BODY_INVALID', `body.cursor: the reserve has moved up to ${last} only, not ${body.cursor}`, {});
     // The newest report wins; one that an older cursor makes stale arrives late and is dropped.
     await services.db.query(
       `INSERT INTO cb_positions (key_id, cursor, report, reported_at) VALUES ($1, $2, $3::text::jsonb, now())
