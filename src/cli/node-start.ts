@@ -104,7 +104,7 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
   for (const warning of node.warnings) options.logger.log('warn', warning);
   if (node.created) {
     options.print(
-      `Created a new issuer node in ${dataDir}.\nOperator token (shown once; also in ${node.services.identity.operatorTokenFile}):\n${node.services.identity.operatorToken}\n`,
+      `Created a new ${node.services.identity.role === 'central-bank' ? 'central bank' : node.services.identity.role === 'intermediary' ? 'intermediary node' : 'issuer node'} in ${dataDir}.\nOperator token (shown once; also in ${node.services.identity.operatorTokenFile}):\n${node.services.identity.operatorToken}\n`,
     );
   }
   const app = createIssuerApp(node.services, schemes, {
