@@ -50,10 +50,11 @@ const CB_START_HELP: Help = {
 };
 
 const DEMO_HELP: Help = {
-  usage: 'tally demo [--keep] [--json]',
+  usage: 'tally demo [--two-tier] [--keep] [--json]',
   summary:
     'Tells a whole story against a fresh local node, step by step: each scheme of `tally schemes` its own chapter (wallets, deposits, offline payments by token and over TCP + Noise, refusals, sync, withdrawals), then the audit. Everything is real: a node in a temporary folder, wallets with isolated secure elements.',
   options: [
+    ['--two-tier', 'tell the two tiers instead: a central bank, intermediaries enrolled at it (one refused), money issued into their reserves and minted to customers no further than each reserve, a revocation, the system\'s audit'],
     ['--keep', 'keep the temporary folders (node data and wallets) and print where they are'],
     ['--json', 'one JSON object a step'],
   ],

@@ -1,0 +1,122 @@
+/**
+ * The two tiers as an operator runs them: three processes with three databases (the central bank
+ * and two intermediaries), every step a `tally` command of its own, ending with every audit
+ * balanced; and `tally demo --two-tier` told from start to end.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { BIN, cliOf, killChildren, startNode, type Json, type NodeProcess } from '../cli/e2e-process.ts';
+
+const PASSPHRASE = 'two tiers e2e passphrase';
+let base = '';
+const nodes: NodeProcess[] = [];
+after(async () => {
+  for (const node of nodes) await node.stop().catch(() => undefined);
+  killChildren();
+  if (base !== '') await rm(base, { recursive: true, force: true });
+});
+
+test('a central bank and two intermediaries, each its own process and database: enrolment, issuance, minting from the reserve, revocation, every audit balanced', { timeout: 300_000 }, async () => {
+  base = await mkdtemp(join(tmpdir(), 'tally-two-tier-e2e-'));
+  const env = { ...process.env, TALLY_NODE_PASSPHRASE: PASSPHRASE, TALLY_HOME: join(base, 'home') };
+  const cli = cliOf(env);
+  /** A command the node refused: exit 1, NODE_REFUSED, with the node's own code. */
+  const nodeRefused = async (code: string, args: readonly string[]) => {
+    const error = await cli.refused('NODE_REFUSED', args);
+    assert.equal((error['details'] as Json)['code'], code, JSON.stringify(error));
+  };
+  const cbDir = join(base, 'cb');
+  const cb = await startNode(cbDir, 0, { passphrase: PASSPHRASE, args: ['--role', 'central-bank'] });
+  nodes.push(cb);
+  const atCb = ['--node', cb.url, '--data', cbDir];
+  const info = (await (await fetch(`${cb.url}/v1/info`)).json()) as { role: string };
+  assert.equal(info.role, 'central-bank');
+
+  // Enrolment: asked, approved by the central bank's operator, completed.
+  const banks: { dir: string; keyId: string; node?: NodeProcess }[] = [];
+  for (const name of ['Bank A', 'Bank B']) {
+    const dir = join(base, name === 'Bank A' ? 'bank-a' : 'bank-b');
+    const asked = await cli.ok('node', 'enrol', '--central-bank', cb.url, '--name', name, '--data', dir);
+    assert.equal(asked['status'], 'pending');
+    banks.push({ dir, keyId: String(asked['keyId']) });
+  }
+  const [bankA, bankB] = banks as [(typeof banks)[number], (typeof banks)[number]];
+  // Not approved yet: the node does not start, and says what the central bank must do.
+  const early = await cli.run(['node', 'start', '--port', '0', '--data', bankA.dir, '--json']);
+  assert.equal(early.code, 1);
+  assert.match(early.stderr, new RegExp(`ENROLMENT_PENDING.*|tally cb approve ${bankA.keyId}`));
+  const listed = await cli.ok('cb', 'intermediaries', ...atCb);
+  assert.deepEqual((listed['intermediaries'] as Json[]).map((i) => [i['name'], i['status']]), [['Bank A', 'pending'], ['Bank B', 'pending']]);
+  for (const bank of banks) assert.equal((await cli.ok('cb', 'approve', bank.keyId, ...atCb))['status'], 'approved');
+  await nodeRefused('ALREADY_SETTLED', ['cb', 'approve', bankA.keyId, ...atCb]);
+  for (const bank of banks) {
+    bank.node = await startNode(bank.dir, 0, { passphrase: PASSPHRASE });
+    nodes.push(bank.node);
+  }
+  await assert.rejects(stat(join(bankA.dir, 'identity', 'root.key')), { code: 'ENOENT' });
+  const a = bankA.node as NodeProcess;
+  const b = bankB.node as NodeProcess;
+  const atA = ['--node', a.url, '--data', bankA.dir];
+  const atB = ['--node', b.url, '--data', bankB.dir];
+
+  // Issuance through the tiers.
+  const issued = await cli.ok('cb', 'issue', bankA.keyId, '1000.00', ...atCb);
+  assert.deepEqual([issued['amount'], issued['currency']], ['1000.00', 'EUR']);
+  await cli.ok('cb', 'issue', bankB.keyId, '250.00', ...atCb);
+  await nodeRefused('AMOUNT_INVALID', ['cb', 'issue', bankB.keyId, '1.005', ...atCb]);
+  const reserveA = await cli.ok('node', 'reserve', ...atA);
+  assert.deepEqual([reserveA['reserve'], reserveA['unallocated'], reserveA['revoked']], ['1000.00', '1000.00', false]);
+  await nodeRefused('ROLE_MISMATCH', ['operator', 'mint', 'user:00', '1.00', ...atCb]);
+
+  // A customer of each bank, with a secure element whose maker the bank itself certifies (no root
+  // key at an intermediary); minting from the reserve, and no further.
+  const homeA = ['--home', join(base, 'home-a')];
+  const homeB = ['--home', join(base, 'home-b')];
+  await cli.ok('operator', 'oem', ...atA, ...homeA);
+  await cli.ok('operator', 'oem', ...atB, ...homeB);
+  const alice = await cli.ok('wallet', 'create', 'alice', '--node', a.url, ...homeA);
+  const bob = await cli.ok('wallet', 'create', 'bob', '--node', b.url, ...homeB);
+  assert.ok(String(alice['account']).startsWith('user:') && String(bob['account']).startsWith('user:'));
+  await cli.ok('operator', 'mint', 'alice', '700.00', ...atA, ...homeA);
+  await nodeRefused('INSUFFICIENT_FUNDS', ['operator', 'mint', 'alice', '300.01', ...atA, ...homeA]);
+  await cli.ok('operator', 'mint', 'bob', '250.00', ...atB, ...homeB);
+  // alice moves value into her device: the bank's float now holds it, and its books still add up.
+  const deposited = await cli.ok('wallet', 'deposit', 'alice', '200.00', ...homeA);
+  assert.equal(deposited['offline'], '200.00');
+
+  for (const at of [atA, atB]) {
+    await cli.ok('node', 'reserve', ...at);
+    const audit = await cli.ok('audit', ...at);
+    assert.equal(audit['balanced'], true, JSON.stringify(audit));
+  }
+  const system = await cli.ok('cb', 'audit', ...atCb);
+  assert.equal(system['balanced'], true, JSON.stringify(system));
+  assert.deepEqual([system['issued'], system['reserves'], system['reportedReserves']], ['1250.00', '1250.00', '1250.00']);
+  const lineA = (system['intermediaries'] as Json[]).find((i) => i['keyId'] === bankA.keyId);
+  assert.deepEqual([(lineA?.['reported'] as Json)['online'], (lineA?.['reported'] as Json)['offlineFloat'], (lineA?.['reported'] as Json)['unallocated']], ['500.00', '200.00', '300.00']);
+
+  // Revocation: B learns it; nothing more is issued to it. The books still add up.
+  const revoked = await cli.ok('cb', 'revoke', bankB.keyId, 'licence withdrawn', ...atCb);
+  assert.equal(revoked['version'], 2);
+  assert.equal((await cli.ok('node', 'reserve', ...atB))['revoked'], true);
+  assert.equal((await cli.ok('node', 'reserve', ...atA))['revoked'], false);
+  await nodeRefused('CERT_REVOKED', ['cb', 'issue', bankB.keyId, '1.00', ...atCb]);
+  assert.equal((await cli.ok('cb', 'audit', ...atCb))['balanced'], true);
+});
+
+test('`tally demo --two-tier --json` tells the two tiers: enrolment (one refused), issuance, minting no further than the reserve, the system audit balanced, a revocation', { timeout: 240_000 }, () => {
+  const run = spawnSync(process.execPath, [BIN, 'demo', '--two-tier', '--json'], { encoding: 'utf8', timeout: 230_000 });
+  assert.equal(run.status, 0, run.stderr + run.stdout);
+  const steps = run.stdout.trim().split('\n').map((line) => JSON.parse(line) as { step: string; [key: string]: unknown });
+  assert.deepEqual(steps.filter((s) => s['number'] !== undefined).map((s) => s.step), ['central-bank', 'enrol', 'decide', 'intermediaries', 'issue', 'mint', 'audit', 'revoke']);
+  assert.equal(steps.find((s) => s.step === 'refused')?.['code'], 'ENROLMENT_REFUSED');
+  assert.equal(steps.find((s) => s.step === 'over-mint')?.['code'], 'INSUFFICIENT_FUNDS');
+  assert.equal(steps.find((s) => s.step === 'revoked-issue')?.['code'], 'CERT_REVOKED');
+  assert.equal(steps.find((s) => s.step === 'audit')?.['balanced'], true);
+  assert.equal(steps.find((s) => s.step === 'revoke')?.['revoked'], true);
+  assert.ok(!steps.some((s) => s.step === 'missed'), 'no refusal was missed');
+});
