@@ -203,6 +203,8 @@ export function registerCentralBankRoutes(app: OpenAPIHono<IssuerEnv>, services:
     if (!verifyEnrolment(services.provider, { name: body.name, currency: currency.code, rootKeyId, subject: publicKey }, proof)) {
       throw new ApiProblem('SIGNATURE_INVALID', `the proof of possession does not verify: sign the name, the currency ${currency.code}, the root ${rootKeyId} and the key with the key itself`, {});
     }
+    // The root only certifies: its own key is no intermediary, whoever holds it asks.
+    if (keyId === rootKeyId) throw new ApiProblem('ALREADY_REGISTERED', `key ${keyId} is the central bank's root: an intermediary enrols with a key of its own`, {});
     return idempotent(services, c, 'cb-enrolments', keyId, async (tx) => {
       await tx.query('INSERT INTO cb_intermediaries (key_id, name, suite, public_key) VALUES ($1, $2, $3, $4) ON CONFLICT (key_id) DO NOTHING', [keyId, body.name, publicKey.suite, publicKey.key]);
       const row = await readIntermediary(tx, keyId);

@@ -20,10 +20,10 @@ import { corrupt, ensurePrivateDir, isFsError, PRIVATE_DIR_MODE, readFileBounded
 import { syncDirectory, writeDurably } from '../../secure-element/durable-file.ts';
 import { createIdentity } from './create-identity.ts';
 import { readKeyFile, writeKeyFile } from './keystore.ts';
-import { hasIdentity, IDENTITY_FILES } from './layout.ts';
+import { ENROLMENT_DIR, hasIdentity, IDENTITY_FILES } from './layout.ts';
 
 /** The folder of a pending enrolment inside the data folder. */
-export const ENROLMENT_DIR = 'enrolment';
+export { ENROLMENT_DIR };
 const REQUEST_FILE = 'request.json';
 const REQUEST_FILE_BYTES_MAX = 16 * 1024;
 
@@ -135,6 +135,9 @@ export async function completeEnrolment(options: { dataDir: string; passphrase: 
   verifyChain({ provider, chain: [certificate, pending.rootCertificate], trustAnchors: [pending.rootCertificate], now, leafRoles: ['intermediary'] });
   if (certificate.body.extensions.currency !== pending.currency.code) {
     throw new TallyError('CERT_CHAIN_INVALID', `the central bank certified the key for ${certificate.body.extensions.currency ?? 'no currency'}, not ${pending.currency.code}`, { reason: 'currency differs' });
+  }
+  if (certificate.body.extensions.name !== pending.name) {
+    throw new TallyError('CERT_CHAIN_INVALID', `the central bank certified the key as ${JSON.stringify(certificate.body.extensions.name ?? '')}, not as ${JSON.stringify(pending.name)} it asked for`, { reason: 'name differs' });
   }
   const created = await createIdentity({
     dataDir: options.dataDir,

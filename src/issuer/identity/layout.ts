@@ -12,6 +12,9 @@ export const IDENTITY_TEMP_PREFIX = '.identity.tmp-';
 /** The generated passphrase file inside the data folder (when TALLY_NODE_PASSPHRASE is not set). */
 export const PASSPHRASE_FILE = 'passphrase';
 
+/** The folder of an intermediary's enrolment under way (its key, sealed, and its request). */
+export const ENROLMENT_DIR = 'enrolment';
+
 /** The files of the identity folder. */
 export const IDENTITY_FILES = {
   manifest: 'node.cbor',
@@ -35,4 +38,9 @@ export function identityDir(dataDir: string): string {
 /** True when the data folder holds an identity (complete, since it is only ever renamed into place whole). */
 export async function hasIdentity(dataDir: string): Promise<boolean> {
   return (await folderMode(identityDir(dataDir))) !== null;
+}
+
+/** True when the data folder holds an enrolment under way (and so an intermediary key, sealed). */
+export async function hasEnrolment(dataDir: string): Promise<boolean> {
+  return (await folderMode(join(dataDir, ENROLMENT_DIR))) !== null;
 }

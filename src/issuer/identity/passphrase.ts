@@ -9,7 +9,7 @@ import { randomBytes } from '../../core/crypto/hash.ts';
 import { TallyError } from '../../core/errors.ts';
 import { corrupt, ensurePrivateDir, readFileBounded, requirePrivateMode, writeFileAtomic } from '../../host/files.ts';
 import { PASSPHRASE_CHARS_MAX } from './keystore.ts';
-import { hasIdentity, PASSPHRASE_FILE } from './layout.ts';
+import { hasEnrolment, hasIdentity, PASSPHRASE_FILE } from './layout.ts';
 
 /** The environment variable that carries the passphrase. */
 export const PASSPHRASE_ENV = 'TALLY_NODE_PASSPHRASE';
@@ -89,8 +89,8 @@ export async function resolvePassphrase(options: ResolvePassphraseOptions): Prom
   const existing = await readPassphraseFile(file);
   if (existing !== null) return { passphrase: existing, generated: true, file, warning: generatedWarning(file) };
 
-  if (await hasIdentity(options.dataDir)) {
-    // A new passphrase could never open the keys already there.
+  if ((await hasIdentity(options.dataDir)) || (await hasEnrolment(options.dataDir))) {
+    // A new passphrase could never open the keys already there (an enrolment under way holds one).
     throw configError(
       'the passphrase the keys were sealed with',
       'nothing',

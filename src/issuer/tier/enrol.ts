@@ -67,9 +67,7 @@ export async function enrol(options: EnrolOptions): Promise<EnrolOutcome> {
   } else if (pending.centralBank !== options.centralBank) {
     throw new TallyError('ROLE_MISMATCH', `the data folder ${dataDir} is enrolling at ${pending.centralBank}, not ${options.centralBank}`, { role: 'enrolling' });
   }
-  const submit = (p: PendingEnrolment) => submitEnrolment(p.centralBank, { name: p.name, currency: p.currency.code, rootKeyId: rootKeyIdOf(p), intermediary: p.intermediary, keyId: p.keyId });
-  // A request made before is looked up (and sent again only if the central bank does not know it).
-  let status = requested ? await submit(pending) : await enrolmentAt(pending.centralBank, pending.keyId).catch((e: unknown) => (isTallyError(e, 'NODE_REFUSED') && e.details.status === 404 ? submit(pending as PendingEnrolment) : Promise.reject(e)));
+  let status = requested ? await submit(pending) : await lookUp(pending);
   const deadline = options.now() + (options.waitMs ?? 0);
   while (status.status === 'pending' && options.now() < deadline) {
     options.onWaiting?.(status);
@@ -78,6 +76,15 @@ export async function enrol(options: EnrolOptions): Promise<EnrolOutcome> {
   }
   const completed = await settle(options, pending, status);
   return { keyId: pending.keyId, name: pending.name, centralBank: pending.centralBank, rootKeyId: rootKeyIdOf(pending), status: status.status, completed, requested };
+}
+
+function submit(p: PendingEnrolment): Promise<EnrolmentStatus> {
+  return submitEnrolment(p.centralBank, { name: p.name, currency: p.currency.code, rootKeyId: rootKeyIdOf(p), intermediary: p.intermediary, keyId: p.keyId });
+}
+
+/** A request made before, looked up; sent again when the central bank does not know it (it never arrived). */
+function lookUp(pending: PendingEnrolment): Promise<EnrolmentStatus> {
+  return enrolmentAt(pending.centralBank, pending.keyId).catch((e: unknown) => (isTallyError(e, 'NODE_REFUSED') && e.details.status === 404 ? submit(pending) : Promise.reject(e)));
 }
 
 function rootKeyIdOf(pending: PendingEnrolment): string {
@@ -108,7 +115,7 @@ export async function finishEnrolment(options: { dataDir: string; passphrase: st
   if (await hasIdentity(options.dataDir)) return false;
   const pending = await readPendingEnrolment(options.dataDir, options.passphrase, options.provider);
   if (pending === null) return false;
-  const status = await enrolmentAt(pending.centralBank, pending.keyId);
+  const status = await lookUp(pending);
   if (await settle(options, pending, status)) return true;
   throw new TallyError('ENROLMENT_PENDING', `the data folder ${options.dataDir} is an intermediary waiting for its central bank at ${pending.centralBank} to approve enrolment ${pending.keyId} (there: tally cb approve ${pending.keyId})`, {
     centralBank: pending.centralBank,

@@ -28,6 +28,12 @@ export const CENTRAL_BANK_CALL_TIMEOUT_MS = 15_000;
 /** The transfer kinds of reserve movements recorded at the intermediary. */
 export const RESERVE_IN_KIND = 'reserve-in';
 export const RESERVE_OUT_KIND = 'reserve-out';
+/** Most pages of movements one sync reads; the next sync goes on from there. */
+export const MOVEMENT_PAGES_PER_SYNC = 20;
+/** Most movements a page may hold (the central bank answers at most 500). */
+const MOVEMENTS_PAGE_MAX = 500;
+/** Longest transfer kind of a movement, as the central bank names it. */
+const MOVEMENT_KIND_CHARS_MAX = 64;
 /** The accounts of the mirror (see context.ts). */
 const ISSUANCE = 'cb:issuance';
 const RESERVE = 'cb:reserve';
@@ -75,9 +81,26 @@ function field<T>(value: unknown, name: string, check: (v: unknown) => v is T): 
   if (!check(value)) throw new TallyError('DECODE_FAILED', `the central bank's answer has no valid ${name}`, { path: name, expected: 'a value', got: typeof value });
   return value;
 }
+/** The bytes of a base64url field of the central bank's answer. @throws TallyError DECODE_FAILED */
+function bytesField(value: unknown, name: string): Uint8Array {
+  const text = field(value, name, isString);
+  try {
+    return fromBase64url(text);
+  } catch {
+    throw new TallyError('DECODE_FAILED', `the central bank's answer has no valid ${name}`, { path: name, expected: 'base64url', got: text.slice(0, 40) });
+  }
+}
 const isString = (v: unknown): v is string => typeof v === 'string';
 const isNumber = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function positiveAmount(text: string, currency: Currency): boolean {
+  try {
+    return Amount.parse(text, currency).minor > 0n;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * The central bank's currency and root, from its /v1/info.
@@ -89,7 +112,7 @@ export async function centralBankInfo(base: string): Promise<CentralBankInfo> {
   if (role !== 'central-bank') throw new TallyError('ROLE_MISMATCH', `the node at ${base} is ${role === 'intermediary' ? 'an intermediary' : 'a standalone node'}, not a central bank`, { role });
   const currency = field(info['currency'], 'currency', isRecord);
   const certificates = field(info['certificates'], 'certificates', isRecord);
-  const rootCertificate = decodeCertificate(fromBase64url(field(certificates['root'], 'certificates.root', isString)));
+  const rootCertificate = decodeCertificate(bytesField(certificates['root'], 'certificates.root'));
   return {
     currency: { code: field(currency['code'], 'currency.code', isString), decimals: field(currency['decimals'], 'currency.decimals', isNumber) },
     role,
@@ -116,7 +139,7 @@ function enrolmentStatus(answer: unknown): EnrolmentStatus {
     keyId: field(a['keyId'], 'keyId', isString),
     name: field(a['name'], 'name', isString),
     status,
-    ...(typeof certificate === 'string' ? { certificate: fromBase64url(certificate) } : {}),
+    ...(certificate === undefined ? {} : { certificate: bytesField(certificate, 'certificate') }),
     ...(typeof reason === 'string' ? { reason } : {}),
   };
 }
@@ -198,16 +221,12 @@ export class CentralBankLink {
 
   async #sync(): Promise<SyncReport> {
     let recorded = 0;
-    for (;;) {
+    // A central bank that always has more (or a very long history) is read over several syncs.
+    for (let pages = 0; pages < MOVEMENT_PAGES_PER_SYNC; pages++) {
       const cursor = await this.#cursor();
       const page = field(await call(this.#base, 'GET', `/v1/cb/movements?after=${cursor}`, { signer: this.#signed(), now: this.#now() }), 'movements', isRecord);
-      const movements = field(page['movements'], 'movements', Array.isArray) as Movement[];
-      for (const m of movements) {
-        if (!isNumber(m.id) || m.id <= cursor || (m.direction !== 'in' && m.direction !== 'out') || !isString(m.amount)) {
-          throw new TallyError('DECODE_FAILED', `the central bank answered a malformed movement after ${cursor}`, { path: 'movements', expected: 'a movement', got: JSON.stringify(m).slice(0, 100) });
-        }
-        if (await this.#record(m)) recorded += 1;
-      }
+      const movements = this.#checkedPage(field(page['movements'], 'movements', Array.isArray), cursor);
+      for (const m of movements) if (await this.#record(m)) recorded += 1;
       if (page['more'] !== true || movements.length === 0) break;
     }
     const list = await this.#syncRootList();
@@ -222,6 +241,33 @@ export class CentralBankLink {
     };
   }
 
+  /**
+   * The movements of one page, each checked before any is recorded: ids after the cursor and
+   * strictly increasing (a movement skipped by an id out of order would never be recorded), an
+   * amount of this currency above zero, a known direction.
+   * @throws TallyError DECODE_FAILED
+   */
+  #checkedPage(page: unknown[], cursor: number): Movement[] {
+    if (page.length > MOVEMENTS_PAGE_MAX) throw new TallyError('DECODE_FAILED', `the central bank answered ${page.length} movements in one page, more than ${MOVEMENTS_PAGE_MAX}`, { path: 'movements', expected: `at most ${MOVEMENTS_PAGE_MAX}`, got: String(page.length) });
+    let last = cursor;
+    return page.map((m) => {
+      const fine =
+        isRecord(m) &&
+        isNumber(m['id']) &&
+        m['id'] > last &&
+        (m['direction'] === 'in' || m['direction'] === 'out') &&
+        isString(m['amount']) &&
+        isString(m['kind']) &&
+        m['kind'].length <= MOVEMENT_KIND_CHARS_MAX &&
+        positiveAmount(m['amount'], this.#currency);
+      if (!fine) {
+        throw new TallyError('DECODE_FAILED', `the central bank answered a malformed movement after ${last}: nothing of its page was recorded`, { path: 'movements', expected: 'a movement', got: JSON.stringify(m).slice(0, 100) });
+      }
+      last = m['id'] as number;
+      return { id: last, amount: m['amount'] as string, direction: m['direction'] as Movement['direction'], kind: m['kind'] as string };
+    });
+  }
+
   async #cursor(): Promise<number> {
     const row = (await this.#db.query<{ cursor: bigint }>('SELECT cursor FROM tier_link WHERE one')).rows[0];
     return row === undefined ? 0 : Number(bigintColumn(row, 'cursor'));
@@ -231,6 +277,9 @@ export class CentralBankLink {
   async #record(m: Movement): Promise<boolean> {
     const amount = Amount.parse(m.amount, this.#currency).minor;
     return this.#db.transaction(async (tx) => {
+      // The row first, so that there is one to lock: before the first sync there is none, and two
+      // syncs would each record the first movement (once, by its key) and set the cursor in turn.
+      await tx.query('INSERT INTO tier_link (one) VALUES (true) ON CONFLICT (one) DO NOTHING');
       const held = (await tx.query<{ cursor: bigint }>('SELECT cursor FROM tier_link WHERE one FOR UPDATE')).rows[0];
       if (held !== undefined && Number(bigintColumn(held, 'cursor')) >= m.id) return false;
       const moved = await transfer(tx, {
@@ -243,7 +292,7 @@ export class CentralBankLink {
         currency: this.#currency,
       });
       if (!moved.ok) throw new TallyError('RESERVE_UNSYNCED', `movement ${m.id} of the reserve (${m.direction} ${m.amount}) cannot be recorded: ${moved.message}`, { reason: moved.code });
-      await tx.query('INSERT INTO tier_link (one, cursor, synced_at) VALUES (true, $1, now()) ON CONFLICT (one) DO UPDATE SET cursor = EXCLUDED.cursor, synced_at = now()', [BigInt(m.id)]);
+      await tx.query('UPDATE tier_link SET cursor = $1, synced_at = now() WHERE one', [BigInt(m.id)]);
       return true;
     });
   }
@@ -251,7 +300,7 @@ export class CentralBankLink {
   /** Fetches the central bank's list of revoked intermediaries; keeps it when it verifies under the root and is not older. */
   async #syncRootList(): Promise<{ rootListVersion: number | null; revoked: boolean }> {
     const answer = field(await call(this.#base, 'GET', '/v1/cb/revocations'), 'revocations', isRecord);
-    const encoded = fromBase64url(field(answer['list'], 'list', isString));
+    const encoded = bytesField(answer['list'], 'list');
     const list = decodeRevocationList(encoded);
     verifyRevocationList(this.#provider, list, this.#identity.root.certificate.body.subject);
     const version = list.body.version;
