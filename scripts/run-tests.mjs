@@ -1,7 +1,8 @@
 // Runs every *.test.ts under src/ with node:test through tsx (Node 20 has no glob for --test).
 // The tests run the sources; the `tally` processes they start run dist/, so it is rebuilt first
 // when the sources are newer (scripts/build.mjs --if-stale).
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -27,9 +28,18 @@ const files = only.length > 0 ? only : collect('src').sort();
 // than holding the run until CI gives up on it without saying which; the longest file takes about
 // three and a half minutes on a loaded two-core machine.
 const TEST_TIMEOUT_MS = 15 * 60_000;
-const result = spawnSync(
-  process.execPath,
-  ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=2', '--test-force-exit', `--test-timeout=${TEST_TIMEOUT_MS}`, ...files],
-  { stdio: 'inherit' },
-);
+// The tests that start a node on a new data folder copy one new PGlite cluster instead of each
+// running initdb (src/issuer/db/test-pglite-cluster.ts): the first to need it makes it here, for
+// the whole run.
+const shared = mkdtempSync(join(tmpdir(), 'tally-test-run-'));
+let result;
+try {
+  result = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=2', '--test-force-exit', `--test-timeout=${TEST_TIMEOUT_MS}`, ...files],
+    { stdio: 'inherit', env: { ...process.env, TALLY_TEST_PGLITE_CLUSTER: join(shared, 'pglite-cluster') } },
+  );
+} finally {
+  rmSync(shared, { recursive: true, force: true });
+}
 process.exit(result.status ?? 1);

@@ -6,6 +6,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { seedPgliteCluster } from '../issuer/db/test-pglite-cluster.ts';
 
 /** The `tally` entry point. */
 export const BIN = fileURLToPath(new URL('../../bin/tally.mjs', import.meta.url));
@@ -38,8 +39,13 @@ export interface NodeProcess {
   stop(): Promise<number | null>;
 }
 
-/** Starts `tally node start` on `port` (0: any) with `dataDir` and waits until it listens. */
+/**
+ * Starts `tally node start` on `port` (0: any) with `dataDir` and waits until it listens. A new
+ * data folder gets a copy of the tests' new PGlite cluster first (test-pglite-cluster.ts; the
+ * first start as an operator runs it, initdb included, is node-start.test.ts's).
+ */
 export async function startNode(dataDir: string, port: number, options: { passphrase: string; args?: readonly string[] }): Promise<NodeProcess> {
+  if (!(options.args ?? []).includes('--database-url')) await seedPgliteCluster(dataDir);
   const child = spawn(process.execPath, [BIN, 'node', 'start', '--port', String(port), '--data', dataDir, ...(options.args ?? []), '--json'], {
     stdio: ['ignore', 'pipe', 'ignore'],
     env: { ...process.env, TALLY_NODE_PASSPHRASE: options.passphrase },

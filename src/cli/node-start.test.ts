@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, test } from 'node:test';
 import { LOCK_DIR, processStartTime } from '../issuer/data-lock.ts';
+import { seedPgliteCluster } from '../issuer/db/test-pglite-cluster.ts';
 import { SCHEMES } from '../schemes/index.ts';
 import { BIN } from './e2e-process.ts';
 
@@ -123,9 +124,16 @@ function runToEnd(dataDir: string, port: number): Promise<Ended> {
 /** The lines of stderr that are not structured log lines. */
 const messages = (stderr: string) => stderr.split('\n').filter((line) => line !== '' && !line.startsWith('{'));
 
-async function newDataDir(): Promise<string> {
+/**
+ * A new data folder. Unless a test is about a first start on an empty one (`empty`), it holds a
+ * copy of the tests' new PGlite cluster (test-pglite-cluster.ts): the lock and the port these tests
+ * check do not depend on who ran initdb, and the first test of this file and `empty` ones leave it
+ * to the node, as an operator's first start does.
+ */
+async function newDataDir(options: { empty?: boolean } = {}): Promise<string> {
   const dataDir = join(await mkdtemp(join(tmpdir(), 'tally-cli-')), 'data');
   dirs.push(dataDir);
+  if (options.empty !== true) await seedPgliteCluster(dataDir);
   return dataDir;
 }
 
@@ -148,7 +156,7 @@ test('a second `tally node start` on a data folder in use exits 1 naming the fol
 });
 
 test('two `tally node start` launched at once on a new data folder: exactly one runs', async () => {
-  const dataDir = await newDataDir();
+  const dataDir = await newDataDir({ empty: true });
   const attempts = [start(dataDir), start(dataDir)];
   const outcomes = await Promise.allSettled(attempts);
   const running = outcomes.filter((o): o is PromiseFulfilledResult<Started> => o.status === 'fulfilled').map((o) => o.value);

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Database, SqlParam, TransactionHandle, TransactionOptions } from '../issuer/db/database.ts';
 import { closeTestTemplates, testBackends } from '../issuer/db/test-databases.ts';
+import { seedPgliteCluster } from '../issuer/db/test-pglite-cluster.ts';
 import { BODY_BYTES_MAX } from '../issuer/http/context.ts';
 import type { Logger } from '../cli/log.ts';
 import { DEFAULT_CURRENCY, startNode, type RunningNode } from '../cli/node-start.ts';
@@ -96,6 +97,7 @@ describe('the node over a real socket', () => {
   let node: RunningNode;
   before(async () => {
     dataDir = join(await mkdtemp(join(tmpdir(), 'tally-socket-')), 'data');
+    await seedPgliteCluster(dataDir);
     node = await startNode({ port: 0, host: '127.0.0.1', dataDir, currency: DEFAULT_CURRENCY, env: { TALLY_NODE_PASSPHRASE: 'socket test' }, schemes: OPS, logger: silent, print: () => undefined });
   });
   after(async () => {

@@ -10,13 +10,25 @@
  *
  * Pure: the library computes with noble's curves; its randomness is the platform's.
  */
-import * as bbs from '@digitalbazaar/bbs-signatures';
 import { x25519 } from '@noble/curves/ed25519.js';
 import { concatBytes, utf8 } from '../core/bytes.ts';
 import { aeadOpen, aeadSeal, hkdf, sha256 } from '../core/crypto/hash.ts';
 import { TallyError } from '../core/errors.ts';
 
-const SUITE = bbs.CIPHERSUITES.BLS12381_SHA256;
+/** The ciphersuite (bbs.CIPHERSUITES.BLS12381_SHA256). */
+const SUITE = 'BLS12-381-SHA-256';
+
+let library: Promise<typeof import('@digitalbazaar/bbs-signatures')> | undefined;
+
+/**
+ * The BBS library, loaded on first use: its BLS12-381 fields are set up when it loads (about 0.1 s
+ * of CPU), which every process importing this module (each `tally` command, the node) would
+ * otherwise pay without ever making or checking a credential.
+ */
+function bbs(): Promise<typeof import('@digitalbazaar/bbs-signatures')> {
+  library ??= import('@digitalbazaar/bbs-signatures');
+  return library;
+}
 /** The header every credential is signed under: no signature made for another purpose passes. */
 const HEADER = utf8('tally/anonymous-credential/v1');
 /** Both claims are shown in every proof; the holder's secret (the third message) never is. */
@@ -73,19 +85,19 @@ function presentation(bind: Uint8Array): Uint8Array {
 
 /** A new maker key pair; `seed` (32 bytes or more) makes it deterministic (tests). */
 export async function credentialKeys(seed?: Uint8Array): Promise<CredentialKeys> {
-  return bbs.generateKeyPair({ ciphersuite: SUITE, ...(seed === undefined ? {} : { seed }) });
+  return (await bbs()).generateKeyPair({ ciphersuite: SUITE, ...(seed === undefined ? {} : { seed }) });
 }
 
 /** The maker's credential over `claims` for the device whose secret is `holder`: given to that device, kept secret there. */
 export async function issueCredential(keys: CredentialKeys, claims: CredentialClaims, holder: Uint8Array): Promise<Uint8Array> {
-  return bbs.sign({ secretKey: keys.secretKey, publicKey: keys.publicKey, header: HEADER, messages: messagesOf(claims, holder), ciphersuite: SUITE });
+  return (await bbs()).sign({ secretKey: keys.secretKey, publicKey: keys.publicKey, header: HEADER, messages: messagesOf(claims, holder), ciphersuite: SUITE });
 }
 
 /** True when `credential` is the maker's signature over `claims` and the device's secret (the device checks what it is given). */
 export async function checkCredential(publicKey: Uint8Array, claims: CredentialClaims, holder: Uint8Array, credential: Uint8Array): Promise<boolean> {
   if (publicKey.length !== CREDENTIAL_PUBLIC_KEY_BYTES || credential.length !== CREDENTIAL_BYTES) return false;
   try {
-    return await bbs.verifySignature({ publicKey, signature: credential, header: HEADER, messages: messagesOf(claims, holder), ciphersuite: SUITE });
+    return await (await bbs()).verifySignature({ publicKey, signature: credential, header: HEADER, messages: messagesOf(claims, holder), ciphersuite: SUITE });
   } catch {
     // A point off the curve, a scalar out of range: not a credential.
     return false;
@@ -94,7 +106,7 @@ export async function checkCredential(publicKey: Uint8Array, claims: CredentialC
 
 /** A fresh proof of the credential for the meeting `bind`: unlinkable to every other proof. */
 export async function proveCredential(options: { publicKey: Uint8Array; credential: Uint8Array; claims: CredentialClaims; holder: Uint8Array; bind: Uint8Array }): Promise<Uint8Array> {
-  return bbs.deriveProof({
+  return (await bbs()).deriveProof({
     publicKey: options.publicKey,
     signature: options.credential,
     header: HEADER,
@@ -109,7 +121,7 @@ export async function proveCredential(options: { publicKey: Uint8Array; credenti
 export async function verifyCredentialProof(options: { publicKey: Uint8Array; proof: Uint8Array; claims: CredentialClaims; bind: Uint8Array }): Promise<boolean> {
   if (options.publicKey.length !== CREDENTIAL_PUBLIC_KEY_BYTES || options.proof.length !== CREDENTIAL_PROOF_BYTES) return false;
   try {
-    return await bbs.verifyProof({
+    return await (await bbs()).verifyProof({
       publicKey: options.publicKey,
       proof: options.proof,
       header: HEADER,

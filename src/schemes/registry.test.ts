@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { isTallyError } from '../core/errors.ts';
 import { DEFAULT_CURRENCY, startNode, type RunningNode } from '../cli/node-start.ts';
+import { seedPgliteCluster } from '../issuer/db/test-pglite-cluster.ts';
 import type { VerbIo } from '../cli/plugin.ts';
 import { buildVerbs } from '../cli/verbs/index.ts';
 import { SCHEMES, type Scheme } from './index.ts';
@@ -46,6 +47,7 @@ describe('a scheme added by one line: the toy purse', () => {
 
   before(async () => {
     root = await mkdtemp(join(tmpdir(), 'tally-registry-'));
+    await seedPgliteCluster(join(root, 'node'));
     node = await startNode({ port: 0, host: '127.0.0.1', dataDir: join(root, 'node'), env: { TALLY_NODE_PASSPHRASE: 'registry test' }, currency: DEFAULT_CURRENCY, logger: quiet, print: () => undefined, schemes });
   });
   after(async () => {

@@ -54,28 +54,79 @@ declare const __TALLY_BUNDLE__: true | undefined;
 
 /**
  * The child runs the same form of the code as its parent: the bundle when this module runs from
- * dist/bundle/ (as `tally` runs it), the compiled JavaScript of dist/ when it runs from there, else
- * the TypeScript sources through tsx's loader (tests). In the bundle, `import.meta.url` is still
- * this module's URL in dist/; the bundle's files sit in dist/bundle/, named by their path in dist/
- * with dots for slashes.
+ * dist/bundle/ (as `tally` runs it), the compiled JavaScript of dist/ when it runs from there. In
+ * the bundle, `import.meta.url` is still this module's URL in dist/; the bundle's files sit in
+ * dist/bundle/, named by their path in dist/ with dots for slashes.
+ *
+ * From the TypeScript sources (the tests, through tsx's loader) the child runs the bundle too when
+ * the build is fresh (built from the sources as they are now: scripts/build-state.mjs, the check
+ * `tally` makes before it runs dist/) and bundles the app's module: it is then the very code the
+ * sources compile to, loaded as `tally`'s own children load it, at about a third of the CPU that
+ * tsx takes to load a few hundred modules in every child. Without a fresh build, or for an app the
+ * build does not bundle (a test's own), the child runs the sources through tsx. The measurement of
+ * the app is taken over the sources either way (measure.ts).
  */
 const COMPILED = import.meta.url.endsWith('.js');
 const BUNDLED = typeof __TALLY_BUNDLE__ !== 'undefined' && __TALLY_BUNDLE__;
-const DIST_ROOT = new URL('../', import.meta.url).href;
+/** dist/ as this module sees it: its parent folder in a compiled run, the build beside src/ in a run from the sources. */
+const DIST_ROOT = new URL(COMPILED ? '../' : '../../dist/', import.meta.url).href;
+/** src/, in a run from the sources. */
+const SOURCE_ROOT = new URL('../', import.meta.url).href;
 const CHILD_SCRIPT = fileURLToPath(BUNDLED ? bundled('secure-element/host-child.js') : new URL(COMPILED ? './host-child.js' : './host-child.ts', import.meta.url).href);
+const BUNDLED_CHILD_SCRIPT = fileURLToPath(bundled('secure-element/host-child.js'));
+/** In a run from the sources: whether dist/ holds a fresh build whose bundle the child may run. */
+const SOURCES_BUILT = COMPILED ? false : await freshBuild();
 
 /** The URL in dist/bundle/ of a module of dist/ given by its path there. */
 function bundled(inDist: string): string {
   return new URL(`bundle/${inDist.split('/').join('.')}`, DIST_ROOT).href;
 }
 
-function childArgs(): string[] {
-  return COMPILED ? [CHILD_SCRIPT] : ['--import', import.meta.resolve('tsx'), CHILD_SCRIPT];
+/** Whether the build in dist/ is fresh and bundled (scripts/build-state.mjs); false when that cannot be told. */
+async function freshBuild(): Promise<boolean> {
+  try {
+    const check: unknown = (await import(new URL('../../scripts/build-state.mjs', import.meta.url).href)).buildState;
+    if (typeof check !== 'function') return false;
+    const state: unknown = check();
+    return typeof state === 'object' && state !== null && Reflect.get(state, 'state') === 'fresh' && existsSync(BUNDLED_CHILD_SCRIPT);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * In a run from the sources with a fresh build: the bundled entry of a trusted app given by the
+ * URL of its source, or undefined when the build does not bundle it (or the run is not from the
+ * sources, or the build is not fresh).
+ */
+function bundledSource(module: string): string | undefined {
+  if (!SOURCES_BUILT || !module.startsWith(SOURCE_ROOT) || !module.endsWith('.ts')) return undefined;
+  const entry = bundled(`${module.slice(SOURCE_ROOT.length, -'.ts'.length)}.js`);
+  return existsSync(fileURLToPath(entry)) ? entry : undefined;
+}
+
+/**
+ * Whether the child of an app at `module` (undefined: no app, or not yet known) runs the bundle
+ * although this process runs the sources.
+ */
+function bundledChildFor(module: string | undefined): boolean {
+  return SOURCES_BUILT && (module === undefined || bundledSource(module) !== undefined);
+}
+
+function childArgs(bundledChild: boolean): string[] {
+  if (COMPILED) return [CHILD_SCRIPT];
+  return bundledChild ? [BUNDLED_CHILD_SCRIPT] : ['--import', import.meta.resolve('tsx'), CHILD_SCRIPT];
+}
+
+/** A child process and whether it runs the bundle for this process running the sources. */
+interface Started {
+  readonly child: Child;
+  readonly bundledChild: boolean;
 }
 
 /** Starts a child; `preload`: the module (as the child imports it) to load while it waits. */
-function spawnChild(preload?: string): Child {
-  const args = preload === undefined ? childArgs() : [...childArgs(), '--preload', preload];
+function spawnChild(bundledChild: boolean, preload?: string): Child {
+  const args = preload === undefined ? childArgs(bundledChild) : [...childArgs(bundledChild), '--preload', preload];
   const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   child.stdin.on('error', () => undefined);
   return child;
@@ -90,7 +141,7 @@ function holdOpen(child: Child, hold: boolean): void {
 }
 
 /** A child started ahead of time by prestartIsolatedHost, waiting for the next start. */
-let prestarted: Child | null = null;
+let prestarted: Started | null = null;
 
 /**
  * Starts a secure element process ahead of the next IsolatedHost.start, so that its own start-up
@@ -101,37 +152,42 @@ let prestarted: Child | null = null;
  * Answers the waiting child's process id.
  */
 export function prestartIsolatedHost(preload?: string): number | undefined {
-  if (prestarted !== null) return prestarted.pid;
+  if (prestarted !== null) return prestarted.child.pid;
+  const bundledChild = bundledChildFor(preload);
   let module: string | undefined;
   try {
-    module = preload === undefined ? undefined : childModule(preload);
+    module = preload === undefined ? undefined : childModule(preload, bundledChild);
   } catch {
     // The start that follows names the module again and reports what is wrong with it.
   }
-  const child = spawnChild(module);
+  const child = spawnChild(bundledChild, module);
   holdOpen(child, false);
-  prestarted = child;
+  prestarted = { child, bundledChild };
   return child.pid;
 }
 
-/** The prestarted child if it still runs (kept alive from now on), else a new one. */
-function takeChild(): Child {
-  const child = prestarted;
+/** The prestarted child if it still runs and is of the form asked (kept alive from now on), else a new one. */
+function takeChild(bundledChild: boolean): Child {
+  const waiting = prestarted;
   prestarted = null;
-  if (child === null || child.exitCode !== null || child.signalCode !== null) return spawnChild();
-  holdOpen(child, true);
-  return child;
+  if (waiting === null || waiting.bundledChild !== bundledChild || waiting.child.exitCode !== null || waiting.child.signalCode !== null) {
+    if (waiting !== null) waiting.child.kill();
+    return spawnChild(bundledChild);
+  }
+  holdOpen(waiting.child, true);
+  return waiting.child;
 }
 
 /**
  * A trusted app's module as the child imports it: a `.ts` location names its compiled `.js` in a
  * compiled run, and its file in dist/bundle/ in a bundled one (the build bundles every scheme's
  * trusted-app module and the apps of secure-element/apps/, so that the app and the child share one
- * copy of the code they both use).
+ * copy of the code they both use); in a run from the sources, its bundled entry when the child runs
+ * the bundle, else the source itself.
  * @throws TallyError SE_UNAVAILABLE for a module of dist/ that the bundle lacks
  */
-function childModule(module: string): string {
-  if (!COMPILED) return module;
+function childModule(module: string, bundledChild: boolean): string {
+  if (!COMPILED) return bundledChild ? (bundledSource(module) ?? module) : module;
   const compiled = module.replace(/\.ts$/, '.js');
   if (!BUNDLED || !compiled.startsWith(DIST_ROOT)) return compiled;
   const inBundle = bundled(compiled.slice(DIST_ROOT.length));
@@ -183,8 +239,10 @@ export class IsolatedHost<S, C extends CommandTable<S>> implements SecureElement
    * @throws TallyError as InProcessHost.open / provision would, carried across the pipe
    */
   static async start<S, C extends CommandTable<S>>(options: IsolatedHostOptions<S, C>): Promise<IsolatedHost<S, C>> {
-    const host = new IsolatedHost(options, takeChild());
-    if (options.keySlotOnly === true) {
+    const keySlotOnly = options.keySlotOnly === true;
+    const bundledChild = bundledChildFor(keySlotOnly ? undefined : options.location.module);
+    const host = new IsolatedHost(options, takeChild(bundledChild));
+    if (keySlotOnly) {
       host.description = 'isolated (key slot only)';
       return host;
     }
@@ -193,7 +251,7 @@ export class IsolatedHost<S, C extends CommandTable<S>> implements SecureElement
         type: 'open',
         id: 0,
         dir: options.dir,
-        appModule: childModule(options.location.module),
+        appModule: childModule(options.location.module, bundledChild),
         appExport: options.location.export,
         counter: options.counter,
         suite: options.suite ?? 'ed25519',

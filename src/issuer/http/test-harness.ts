@@ -4,7 +4,8 @@
  * through the app in memory.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { currency } from '../../core/amount.ts';
@@ -14,6 +15,8 @@ import { signerFromSecret, type Signer, type SuiteName } from '../../core/crypto
 import { keyId } from '../../pki/key-id.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { signRequest } from '../client/request-auth.ts';
+import { identityDir } from '../identity/layout.ts';
+import { loadOrCreateIdentity } from '../identity/node-identity.ts';
 import type { testBackends } from '../db/test-databases.ts';
 import { openNode } from '../services.ts';
 import { createIssuerApp, type SchemeModule } from './app.ts';
@@ -33,12 +36,43 @@ export interface TestUser {
   readonly certificate: string;
 }
 
+/** The passphrase of test nodes' keys. */
+const PASSPHRASE = 'test passphrase';
+
+/** Per suite, a data folder of this process holding the identity its test nodes start with. */
+const identities = new Map<SuiteName, Promise<string>>();
+
+/**
+ * Where a test node's identity is copied from: one made by loadOrCreateIdentity for this process
+ * and `suite`, at CLOCK_START with the tests' passphrase and currency, exactly as a node's first
+ * start at the test clock makes it. Making one seals four keys with scrypt (about 0.4 s of CPU),
+ * which every test paid again; the copy takes milliseconds. Each test node still loads and checks
+ * its copy (the keys unsealed, the certificates verified) in a data folder and a database of its
+ * own, so what a test sees of its node is what a new node shows; only the keys are the same in
+ * every test of a file, and no test of a node here compares them with another test's. The
+ * creation itself is node-identity.test.ts's.
+ */
+function identityTemplate(suite: SuiteName): Promise<string> {
+  let made = identities.get(suite);
+  if (made === undefined) {
+    made = (async () => {
+      const dataDir = await mkdtemp(join(tmpdir(), 'tally-identity-'));
+      process.once('exit', () => rmSync(dataDir, { recursive: true, force: true }));
+      await loadOrCreateIdentity({ dataDir, passphrase: PASSPHRASE, provider: nodeProvider, currency: EUR, suite, now: CLOCK_START });
+      return dataDir;
+    })();
+    identities.set(suite, made);
+  }
+  return made;
+}
+
 /** Opens a test node on `backend`; call `close()` in `finally`. */
 export async function setup(backend: Backend, options: { schemes?: readonly SchemeModule[]; suite?: SuiteName | undefined } = {}) {
   const dataDir = await mkdtemp(join(tmpdir(), 'tally-node-'));
+  await cp(identityDir(await identityTemplate(options.suite ?? 'ed25519')), identityDir(dataDir), { recursive: true });
   const database = await backend.open({ poolSize: 20 });
   let clock = CLOCK_START;
-  const node = await openNode({ dataDir, db: database.db, provider: nodeProvider, currency: EUR, env: { TALLY_NODE_PASSPHRASE: 'test passphrase' }, now: () => clock, schemes: options.schemes, ...(options.suite === undefined ? {} : { suite: options.suite }) });
+  const node = await openNode({ dataDir, db: database.db, provider: nodeProvider, currency: EUR, env: { TALLY_NODE_PASSPHRASE: PASSPHRASE }, now: () => clock, schemes: options.schemes, ...(options.suite === undefined ? {} : { suite: options.suite }) });
   const app = createIssuerApp(node.services, options.schemes);
   const operator = { authorization: `Bearer ${node.services.identity.operatorToken}` };
   const send = (method: string, path: string, init: { body?: unknown; headers?: Record<string, string>; raw?: string } = {}) =>

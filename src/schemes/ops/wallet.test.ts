@@ -14,6 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { isTallyError } from '../../core/errors.ts';
 import { CRASH_POINTS } from '../../secure-element/secure-element.ts';
 import { DEFAULT_CURRENCY, startNode, type RunningNode } from '../../cli/node-start.ts';
+import { seedPgliteCluster } from '../../issuer/db/test-pglite-cluster.ts';
 import { enrollOem } from '../../wallet/factory.ts';
 import { walletDir, walletPaths } from '../../wallet/home.ts';
 import { NodeClient } from '../../wallet/node-client.ts';
@@ -42,6 +43,7 @@ before(async () => {
   process.env['TALLY_WALLET_PASSPHRASE'] = 'wallet test passphrase';
   root = await mkdtemp(join(tmpdir(), 'tally-wallet-'));
   home = join(root, 'home');
+  await seedPgliteCluster(join(root, 'node'));
   node = await startNode({ port: 0, host: '127.0.0.1', dataDir: join(root, 'node'), env: { TALLY_NODE_PASSPHRASE: 'wallet test' }, schemes: [ops], currency: DEFAULT_CURRENCY, logger: { log: () => undefined }, print: () => undefined, now: () => Date.now() + clockOffsetMs });
   client = new NodeClient(node.url);
   await enrollOem(home, client, node.operatorToken, ops.wallet.trustedApps);

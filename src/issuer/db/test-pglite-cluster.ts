@@ -1,0 +1,69 @@
+/**
+ * For tests that start a node on a new data folder (not exported from index.ts): the embedded
+ * database's cluster made once and copied into each new folder, instead of every first start
+ * running PostgreSQL's initdb inside PGlite again (about 4 s of CPU each, a few hundred
+ * milliseconds for the copy).
+ *
+ * Why a test may do so: a new cluster is what `PGlite.create(folder)` makes on an empty folder,
+ * the same for every folder (initdb takes no input from the node), and the copy is one made by
+ * that very call and closed cleanly. Everything a node's first start does to its database after
+ * that (the migrations, the issuance and float accounts, the revocation list, each scheme's
+ * tables and keys) still runs on the copy, as on a cluster of its own, since the copy holds no
+ * table of the node's. The tests that check a first start as an operator runs it (src/cli/
+ * node-start.test.ts) leave the folder empty, so the node's own initdb stays tested.
+ *
+ * The cluster is made where $TALLY_TEST_PGLITE_CLUSTER says (scripts/run-tests.mjs names one
+ * folder for a whole run and removes it at the end), else in a temporary folder of this process,
+ * removed when it exits. Several test processes may make it at once: each builds its own beside
+ * it and renames it into place; the first rename wins and the others use the winner's.
+ */
+import { PGlite } from '@electric-sql/pglite';
+import { existsSync, rmSync } from 'node:fs';
+import { cp, mkdir, mkdtemp, rename, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+
+/** The environment variable naming the folder of the shared cluster. */
+export const TEST_PGLITE_CLUSTER_VARIABLE = 'TALLY_TEST_PGLITE_CLUSTER';
+
+let made: Promise<string> | undefined;
+
+/** The folder of a clean, closed PGlite cluster with nothing of a node's in it, made on first use. */
+function cluster(): Promise<string> {
+  made ??= (async () => {
+    let target = process.env[TEST_PGLITE_CLUSTER_VARIABLE];
+    if (target === undefined || target === '') {
+      const own = await mkdtemp(join(tmpdir(), 'tally-test-pglite-'));
+      process.once('exit', () => rmSync(own, { recursive: true, force: true }));
+      target = join(own, 'cluster');
+    }
+    if (existsSync(join(target, 'PG_VERSION'))) return target;
+    await mkdir(dirname(target), { recursive: true });
+    const building = `${target}.${process.pid}.tmp`;
+    await rm(building, { recursive: true, force: true });
+    // What openPglite (pglite.ts) does on a node's first start: PGlite.create on an empty folder.
+    const pg = await PGlite.create(building);
+    await pg.close();
+    try {
+      await rename(building, target);
+    } catch (e) {
+      // Another process renamed its own first (ENOTEMPTY, EEXIST): use that one.
+      await rm(building, { recursive: true, force: true });
+      if (!existsSync(join(target, 'PG_VERSION'))) throw e;
+    }
+    return target;
+  })();
+  return made;
+}
+
+/**
+ * Puts a copy of the shared new cluster where a node on `dataDir` keeps its embedded database
+ * (`<dataDir>/pglite`, services.ts), unless a database is already there (a restart).
+ */
+export async function seedPgliteCluster(dataDir: string): Promise<void> {
+  const folder = join(dataDir, 'pglite');
+  if (existsSync(folder)) return;
+  const source = await cluster();
+  await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  await cp(source, folder, { recursive: true });
+}
