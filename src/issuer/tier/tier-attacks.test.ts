@@ -30,6 +30,7 @@ import { hasIdentity } from '../identity/layout.ts';
 import { loadOrCreateIdentity } from '../identity/node-identity.ts';
 import { resolvePassphrase } from '../identity/passphrase.ts';
 import { enrol } from './enrol.ts';
+import { seedPgliteCluster } from '../db/test-pglite-cluster.ts';
 import { signEnrolment } from './enrolment-record.ts';
 import { CentralBankLink, centralBankInfo, MOVEMENT_PAGES_PER_SYNC, submitEnrolment } from './link.ts';
 
@@ -45,6 +46,8 @@ const databases: TestDatabase[] = [];
 const fakes: Server[] = [];
 
 async function start(dataDir: string, options: { role?: 'central-bank'; db?: Database } = {}): Promise<RunningNode> {
+  // A new folder starts on a copy of the tests' new PGlite cluster (test-pglite-cluster.ts).
+  if (options.db === undefined) await seedPgliteCluster(dataDir);
   const node = await startNode({ port: 0, host: '127.0.0.1', dataDir, env, currency: DEFAULT_CURRENCY, logger: quiet, print: () => {}, schemes: [], tierSyncMs: 0, ...options });
   running.push(node);
   return node;

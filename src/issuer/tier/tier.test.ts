@@ -19,6 +19,7 @@ import { startNode, DEFAULT_CURRENCY, type RunningNode } from '../../cli/node-st
 import type { Logger } from '../../cli/log.ts';
 import { signRequest } from '../client/request-auth.ts';
 import { enrol } from './enrol.ts';
+import { seedPgliteCluster } from '../db/test-pglite-cluster.ts';
 import { readKeyFile } from '../identity/keystore.ts';
 import { signEnrolment } from './enrolment-record.ts';
 
@@ -31,6 +32,8 @@ const running: RunningNode[] = [];
 async function start(dataDir: string, role?: 'central-bank'): Promise<RunningNode> {
   // The intermediaries serve no scheme here: tier 1 is about the ledger and the link. They sync
   // only when the test asks, so what the central bank sees between two syncs is known.
+  // A new folder starts on a copy of the tests' new PGlite cluster (test-pglite-cluster.ts).
+  await seedPgliteCluster(dataDir);
   const node = await startNode({ port: 0, host: '127.0.0.1', dataDir, env, currency: DEFAULT_CURRENCY, logger: quiet, print: () => {}, schemes: [], tierSyncMs: 0, ...(role === undefined ? {} : { role }) });
   running.push(node);
   return node;
