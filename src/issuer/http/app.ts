@@ -12,6 +12,7 @@ import { registerLedgerRoutes } from './routes-ledger.ts';
 import { registerNodeRoutes } from './routes-node.ts';
 import { registerRegistryRoutes } from './routes-registry.ts';
 import { registerCentralBankRoutes } from './routes-central-bank.ts';
+import { registerClaimRoutes } from './routes-claims.ts';
 import { registerTierRoutes } from './routes-tier.ts';
 
 export type { SchemeModule } from './scheme-module.ts';
@@ -172,7 +173,10 @@ export function createIssuerApp(services: IssuerServices, schemes: readonly Sche
     schemes.flatMap((scheme) => (scheme.floatAccount === undefined ? [] : [scheme.floatAccount])),
   );
   registerRegistryRoutes(app, services, schemes);
-  if (services.identity.role === 'central-bank') registerCentralBankRoutes(app, services);
+  if (services.identity.role === 'central-bank') {
+    registerCentralBankRoutes(app, services);
+    registerClaimRoutes(app, services);
+  }
   registerTierRoutes(app, services);
   for (const scheme of schemes) {
     if (!/^[a-z][a-z0-9-]{1,31}$/.test(scheme.name)) throw new RangeError(`scheme name ${JSON.stringify(scheme.name)} is not a path segment`);

@@ -1,0 +1,349 @@
+/**
+ * OPS across two banks: a central bank and two intermediaries, each its own node over HTTP on
+ * loopback with its own PGlite database. A device certified by bank A pays a customer of bank B
+ * offline; B presents the claim through the central bank, A judges it with OPS's checks, the
+ * central bank moves the reserves, B credits its customer; every ledger and the system's audit
+ * balance. Also: A stopped while B's claim waits; a cloned device of A paying customers of A and
+ * of B; and the central bank's claim routes refusing what they must.
+ */
+import assert from 'node:assert/strict';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../../core/bytes.ts';
+import { sha256 } from '../../core/crypto/hash.ts';
+import { decodeCbor } from '../../core/cbor.ts';
+import { nobleEd25519 } from '../../core/crypto/noble.ts';
+import { signerFromSecret, type Signer } from '../../core/crypto/suite.ts';
+import { DEFAULT_CURRENCY, startNode, type RunningNode } from '../../cli/node-start.ts';
+import { signRequest } from '../../issuer/client/request-auth.ts';
+import { loadIdentity } from '../../issuer/identity/load-identity.ts';
+import { enrol } from '../../issuer/tier/enrol.ts';
+import { claimIdOf } from '../../issuer/tier/interbank.ts';
+import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
+import { decodeCertificate } from '../../pki/certificate.ts';
+import { keyId } from '../../pki/key-id.ts';
+import { nodeProvider } from '../../providers/node-crypto.ts';
+import { FileCounter } from '../../secure-element/counter-file.ts';
+import { InProcessHost } from '../../secure-element/host.ts';
+import { FileStorage } from '../../secure-element/storage-file.ts';
+import { ops } from './index.ts';
+import { depositConfirmationCodec, encodePayment, type Payment } from './messages.ts';
+import { verifyPayment } from './pay-verify.ts';
+import { opsTrustedApp } from './trusted-app.ts';
+import { TEST_MEASUREMENT } from './test-fixtures.ts';
+
+const PASSPHRASE = 'interbank test';
+const silent = { log: () => undefined };
+const env = { TALLY_NODE_PASSPHRASE: PASSPHRASE };
+let root: string;
+let calls = 0;
+
+type Json = Record<string, unknown>;
+interface Answer {
+  status: number;
+  body: Json;
+}
+
+async function send(base: string, method: string, path: string, options: { body?: unknown; raw?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
+  const text = options.raw ?? (options.body === undefined ? undefined : JSON.stringify(options.body));
+  const res = await fetch(new URL(path, base), { method, headers: { 'content-type': 'application/json', ...options.headers }, ...(text === undefined ? {} : { body: text }) });
+  const got = await res.text();
+  return { status: res.status, body: got === '' ? {} : (JSON.parse(got) as Json) };
+}
+
+function signedHeaders(signer: Signer, method: string, path: string, body: string): Record<string, string> {
+  return { ...signRequest({ signer, keyId: toHex(keyId(signer.publicKey)), method, path, body, timestamp: Date.now() }), 'idempotency-key': `test-${++calls}-${Date.now()}` };
+}
+
+async function signed(base: string, signer: Signer, method: string, path: string, body?: unknown, idempotencyKey?: string): Promise<Answer> {
+  const raw = body === undefined ? '' : JSON.stringify(body);
+  const headers = signedHeaders(signer, method, path, raw);
+  if (idempotencyKey !== undefined) headers['idempotency-key'] = idempotencyKey;
+  return send(base, method, path, { ...(body === undefined ? {} : { raw }), headers });
+}
+
+/** A node and its operator. */
+class Node {
+  constructor(
+    readonly name: string,
+    public running: RunningNode,
+    readonly dataDir: string,
+  ) {}
+  get url(): string {
+    return this.running.url;
+  }
+  async operator(method: string, path: string, body?: unknown): Promise<Answer> {
+    return send(this.url, method, path, { ...(body === undefined ? {} : { body }), headers: { authorization: `Bearer ${this.running.operatorToken}`, 'idempotency-key': `op-${++calls}-${Date.now()}` } });
+  }
+  async ok(method: string, path: string, body?: unknown): Promise<Json> {
+    const a = await this.operator(method, path, body);
+    assert.ok(a.status >= 200 && a.status < 300, `${this.name} ${method} ${path}: ${a.status} ${JSON.stringify(a.body)}`);
+    return a.body;
+  }
+}
+
+/** An intermediary, with its key (loaded from its folder, as its operator holds it) for the central bank's routes. */
+class Bank extends Node {
+  keyId = '';
+  signer!: Signer;
+  oem!: Signer;
+  oemKeyId = '';
+  certificates!: { root: Uint8Array; intermediary: Uint8Array; issuerNode: Uint8Array };
+  async sync(): Promise<Json> {
+    return this.ok('POST', '/v1/operator/reserve/sync');
+  }
+  async audit(): Promise<Json> {
+    const a = await this.ok('GET', '/v1/audit');
+    assert.equal(a['balanced'], true, `${this.name}'s audit: ${JSON.stringify(a)}`);
+    return a;
+  }
+}
+
+let cb: Node;
+let bankA: Bank;
+let bankB: Bank;
+let seeds = 40;
+
+async function startBank(name: string): Promise<Bank> {
+  const dataDir = join(root, name);
+  const asked = await enrol({ dataDir, passphrase: PASSPHRASE, provider: nodeProvider, centralBank: cb.url, name, now: () => Date.now() });
+  assert.equal(asked.status, 'pending');
+  await cb.ok('POST', `/v1/cb/operator/enrolments/${asked.keyId}/approve`);
+  const running = await startNode({ port: 0, host: '127.0.0.1', dataDir, env, schemes: [ops], currency: DEFAULT_CURRENCY, logger: silent, print: () => undefined });
+  const bank = new Bank(name, running, dataDir);
+  bank.keyId = asked.keyId;
+  const identity = await loadIdentity({ dataDir, passphrase: PASSPHRASE, provider: nodeProvider, currency: DEFAULT_CURRENCY, now: Date.now(), log: () => undefined });
+  bank.signer = identity.intermediary.signer;
+  assert.equal(toHex(keyId(bank.signer.publicKey)), asked.keyId);
+  const info = await send(bank.url, 'GET', '/v1/info');
+  const certs = info.body['certificates'] as Record<string, string>;
+  bank.certificates = { root: fromBase64url(certs['root'] as string), intermediary: fromBase64url(certs['intermediary'] as string), issuerNode: fromBase64url(certs['issuerNode'] as string) };
+  bank.oem = signerFromSecret(nobleEd25519, sha256(utf8(`oem of ${name}`)));
+  const oem = await bank.ok('POST', '/v1/operator/oems', { name: `OEM of ${name}`, publicKey: { suite: 'ed25519', key: toBase64url(bank.oem.publicKey.key) } });
+  bank.oemKeyId = oem['keyId'] as string;
+  await bank.ok('POST', '/v1/operator/measurements', { measurement: toHex(TEST_MEASUREMENT), scheme: 'ops', description: 'test build' });
+  await cb.ok('POST', '/v1/cb/operator/issue', { intermediary: asked.keyId, amount: '1000.00' });
+  return bank;
+}
+
+/** A customer of `bank`: a registered key and account, and its client certificate. */
+interface Customer {
+  readonly bank: Bank;
+  readonly user: Signer;
+  readonly keyId: string;
+  readonly account: string;
+  readonly certificate: Uint8Array;
+}
+
+async function customer(bank: Bank): Promise<Customer> {
+  const user = signerFromSecret(nobleEd25519, new Uint8Array(32).fill(++seeds));
+  const a = await signed(bank.url, user, 'POST', '/v1/users', { publicKey: { suite: 'ed25519', key: toBase64url(user.publicKey.key) } });
+  assert.equal(a.status, 201, JSON.stringify(a.body));
+  return { bank, user, keyId: a.body['keyId'] as string, account: a.body['account'] as string, certificate: fromBase64url(a.body['certificate'] as string) };
+}
+
+type Se = InProcessHost<unknown, typeof opsTrustedApp.commands>;
+
+function openSe(dir: string, provision: boolean): Promise<Se> {
+  const options = { app: opsTrustedApp, storage: new FileStorage(join(dir, 'se')), counter: new FileCounter(join(dir, 'counter')), provider: nodeProvider };
+  return (provision ? InProcessHost.provision(options) : InProcessHost.open(options)) as Promise<Se>;
+}
+
+/** A customer of `bank` with an OPS device, holding `offline` on it out of `minted` in its account. */
+async function deviceCustomer(bank: Bank, minted: string, offline: string): Promise<Customer & { se: Se; dir: string; device: string }> {
+  const c = await customer(bank);
+  const dir = await mkdtemp(join(root, 'se-'));
+  const se = await openSe(dir, true);
+  const init = await se.call('init', { root: bank.certificates.root, owner: fromHex(c.keyId) });
+  const attestation = attestDevice(bank.oem, { sePublicKey: init.publicKey, model: 'Test SE', taMeasurement: TEST_MEASUREMENT });
+  const reg = await signed(bank.url, c.user, 'POST', '/v1/devices', {
+    publicKey: { suite: init.publicKey.suite, key: toBase64url(init.publicKey.key) },
+    scheme: 'ops',
+    oem: bank.oemKeyId,
+    attestation: toBase64url(encodeAttestation(attestation)),
+    proof: toBase64url(init.proof),
+  });
+  assert.equal(reg.status, 201, JSON.stringify(reg.body));
+  await se.call('certInit', { certificate: fromBase64url(reg.body['certificate'] as string), intermediary: bank.certificates.intermediary, issuerNode: bank.certificates.issuerNode });
+  await bank.ok('POST', '/v1/operator/mint', { account: c.account, amount: minted });
+  const dep = await signed(bank.url, c.user, 'POST', '/v1/ops/deposits', { device: reg.body['keyId'], amount: offline });
+  assert.equal(dep.status, 200, JSON.stringify(dep.body));
+  await se.call('deposit', { confirmation: depositConfirmationCodec.decode(decodeCbor(fromBase64url(dep.body['confirmation'] as string))) });
+  return { ...c, se, dir, device: reg.body['keyId'] as string };
+}
+
+async function balance(c: Customer): Promise<string> {
+  const a = await signed(c.bank.url, c.user, 'GET', `/v1/accounts/${c.account}`);
+  assert.equal(a.status, 200, JSON.stringify(a.body));
+  return a.body['balance'] as string;
+}
+
+function claim(c: Customer, payment: Payment): Promise<Answer> {
+  return signed(c.bank.url, c.user, 'POST', '/v1/ops/claims', { payment: toBase64url(encodePayment(payment)) });
+}
+
+async function claimState(c: Customer, claimId: string): Promise<Json> {
+  const a = await signed(c.bank.url, c.user, 'GET', `/v1/interbank/claims/${claimId}`);
+  assert.equal(a.status, 200, JSON.stringify(a.body));
+  return a.body;
+}
+
+async function reserveAt(bank: Bank): Promise<string> {
+  const list = (await cb.ok('GET', '/v1/cb/intermediaries'))['intermediaries'] as Json[];
+  return list.find((i) => i['keyId'] === bank.keyId)?.['reserve'] as string;
+}
+
+/** Both banks synced (twice: a decision of one reaches the other), every audit balanced, the system's too. */
+async function settleAndAudit(): Promise<Json> {
+  for (let round = 0; round < 2; round++) {
+    await bankB.sync();
+    await bankA.sync();
+  }
+  await bankB.sync();
+  await bankA.audit();
+  await bankB.audit();
+  const system = await cb.ok('GET', '/v1/cb/audit');
+  assert.equal(system['balanced'], true, `the system's audit: ${JSON.stringify(system)}`);
+  return system;
+}
+
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'tally-interbank-'));
+  const running = await startNode({ port: 0, host: '127.0.0.1', dataDir: join(root, 'cb'), env, currency: DEFAULT_CURRENCY, role: 'central-bank', logger: silent, print: () => undefined });
+  cb = new Node('central bank', running, join(root, 'cb'));
+  bankA = await startBank('bank-a');
+  bankB = await startBank('bank-b');
+  await bankA.sync();
+  await bankB.sync();
+  await bankA.sync();
+});
+
+after(async () => {
+  for (const n of [bankA, bankB, cb]) await n?.running.stop().catch(() => undefined);
+  await rm(root, { recursive: true, force: true });
+});
+
+describe('OPS across two banks', () => {
+  test('a device of A pays a customer of B offline: B presents, A accepts, the reserves move, B credits, every audit balances', { timeout: 120_000 }, async () => {
+    const alice = await deviceCustomer(bankA, '100.00', '50.00');
+    const bob = await customer(bankB);
+    const payment = await alice.se.call('pay', { amount: 2000n, receiver: bob.certificate });
+    // Offline, Bob's wallet checks the payment with both banks' certificates, to the common root.
+    const offline = verifyPayment({
+      provider: nodeProvider,
+      payment,
+      trustAnchors: [decodeCertificate(bankB.certificates.root)],
+      intermediaries: [decodeCertificate(bankB.certificates.intermediary), decodeCertificate(bankA.certificates.intermediary)],
+      now: Date.now(),
+      currency: 'EUR',
+      receiver: bob.certificate,
+    });
+    assert.equal(toHex(offline.sender.subjectKeyId), alice.device);
+
+    const reserveA0 = await reserveAt(bankA);
+    const reserveB0 = await reserveAt(bankB);
+    const claimed = await claim(bob, payment);
+    assert.equal(claimed.status, 202, JSON.stringify(claimed.body));
+    const claimId = (claimed.body['claim'] as Json)['claimId'] as string;
+    assert.equal(claimId, claimIdOf('ops', encodePayment(payment)));
+    assert.equal((await claimState(bob, claimId))['status'], 'pending');
+    assert.equal(await balance(bob), '0.00', 'not credited before settlement');
+    // The same claim again is the same claim.
+    const again = await claim(bob, payment);
+    assert.equal(again.status, 202);
+    assert.equal((again.body['claim'] as Json)['claimId'], claimId);
+
+    await settleAndAudit();
+    const state = await claimState(bob, claimId);
+    assert.equal(state['status'], 'settled', JSON.stringify(state));
+    assert.equal(await balance(bob), '20.00');
+    assert.equal(await reserveAt(bankA), money(minor(reserveA0) - 2000n));
+    assert.equal(await reserveAt(bankB), money(minor(reserveB0) + 2000n));
+    // Bob claims once more: still one claim, credited once.
+    assert.equal((await claim(bob, payment)).status, 202);
+    await settleAndAudit();
+    assert.equal(await balance(bob), '20.00');
+    await alice.se.close();
+  });
+
+  test('bank A stopped while B presents: the claim waits, and completes when A is back', { timeout: 120_000 }, async () => {
+    const alice = await deviceCustomer(bankA, '30.00', '20.00');
+    const bob = await customer(bankB);
+    const payment = await alice.se.call('pay', { amount: 500n, receiver: bob.certificate });
+    await bankA.running.stop();
+    try {
+      const claimed = await claim(bob, payment);
+      assert.equal(claimed.status, 202, JSON.stringify(claimed.body));
+      const claimId = (claimed.body['claim'] as Json)['claimId'] as string;
+      await bankB.sync();
+      await bankB.sync();
+      assert.equal((await claimState(bob, claimId))['status'], 'presented');
+      assert.equal(await balance(bob), '0.00');
+      bankA.running = await startNode({ port: 0, host: '127.0.0.1', dataDir: bankA.dataDir, env, schemes: [ops], currency: DEFAULT_CURRENCY, logger: silent, print: () => undefined });
+      await settleAndAudit();
+      assert.equal((await claimState(bob, claimId))['status'], 'settled');
+      assert.equal(await balance(bob), '5.00');
+    } finally {
+      await alice.se.close();
+    }
+  });
+
+  test("a cloned device of A pays a customer of A and one of B: A catches it, names it, refuses B's claim; B's customer is told and not credited", { timeout: 120_000 }, async () => {
+    const alice = await deviceCustomer(bankA, '40.00', '30.00');
+    const carol = await customer(bankA);
+    const bob = await customer(bankB);
+    const cloneDir = await mkdtemp(join(root, 'clone-'));
+    await cp(alice.dir, cloneDir, { recursive: true });
+    const clone = await openSe(cloneDir, false);
+    try {
+      const toCarol = await alice.se.call('pay', { amount: 1000n, receiver: carol.certificate });
+      const toBob = await clone.call('pay', { amount: 1000n, receiver: bob.certificate });
+      assert.equal(toCarol.index, toBob.index, 'the clone signs the same index again');
+      const local = await claim(carol, toCarol);
+      assert.equal(local.status, 200, JSON.stringify(local.body));
+      const before = await settleAndAudit();
+      const reserveA = await reserveAt(bankA);
+
+      const claimed = await claim(bob, toBob);
+      assert.equal(claimed.status, 202, JSON.stringify(claimed.body));
+      const claimId = (claimed.body['claim'] as Json)['claimId'] as string;
+      const after = await settleAndAudit();
+      const state = await claimState(bob, claimId);
+      assert.equal(state['status'], 'refused');
+      assert.equal(state['code'], 'DOUBLE_SPEND');
+      assert.match(state['reason'] as string, new RegExp(alice.device));
+      assert.equal(await balance(bob), '0.00', 'nothing credited');
+      assert.equal(await balance(carol), '10.00');
+      assert.equal(await reserveAt(bankA), reserveA, 'no reserve moved');
+      assert.equal(after['reserves'], before['reserves']);
+      // A named the device in a fraud case and revoked it.
+      const fraud = (await bankA.ok('GET', '/v1/ops/fraud'))['cases'] as Json[];
+      assert.ok(fraud.some((f) => f['device'] === alice.device && f['kind'] === 'clone'), JSON.stringify(fraud));
+      // A later payment of the revoked device to a customer of B is refused at A for revocation.
+      const later = await clone.call('pay', { amount: 500n, receiver: bob.certificate });
+      const again = await claim(bob, later);
+      assert.equal(again.status, 202);
+      await settleAndAudit();
+      const laterState = await claimState(bob, (again.body['claim'] as Json)['claimId'] as string);
+      assert.equal(laterState['status'], 'refused');
+      assert.equal(laterState['code'], 'CERT_REVOKED');
+      assert.equal(await balance(bob), '0.00');
+    } finally {
+      await clone.close();
+      await alice.se.close();
+    }
+  });
+});
+
+function minor(decimal: string): bigint {
+  assert.match(decimal, /^-?[0-9]+\.[0-9]{2}$/);
+  return BigInt(decimal.replace('.', ''));
+}
+
+function money(m: bigint): string {
+  const sign = m < 0n ? '-' : '';
+  const a = m < 0n ? -m : m;
+  return `${sign}${a / 100n}.${(a % 100n).toString().padStart(2, '0')}`;
+}
