@@ -337,6 +337,179 @@ describe('OPS across two banks', () => {
   });
 });
 
+/** B presents directly at the central bank, as a bank's software would, signed with its key. */
+function present(bank: Bank, body: Json, idempotencyKey?: string): Promise<Answer> {
+  return signed(cb.url, bank.signer, 'POST', '/v1/cb/claims', body, idempotencyKey);
+}
+
+function claimBody(payerBank: string, payment: Payment, amount: string): Json {
+  const evidence = encodePayment(payment);
+  return { claimId: claimIdOf('ops', evidence), payerBank, scheme: 'ops', amount, evidence: toBase64url(evidence) };
+}
+
+/** The outcome of a claim at the central bank, as the payee's bank reads it. */
+async function atCentralBank(bank: Bank, claimId: string): Promise<Json> {
+  const a = await signed(cb.url, bank.signer, 'GET', `/v1/cb/claims/${claimId}`);
+  assert.equal(a.status, 200, JSON.stringify(a.body));
+  return a.body;
+}
+
+describe("the payer's bank judges what another bank presents", () => {
+  test('a payment made to a customer of the payer\'s bank, or claimed for another amount, is refused with its code and moves nothing', { timeout: 120_000 }, async () => {
+    const alice = await deviceCustomer(bankA, '30.00', '20.00');
+    const carol = await customer(bankA);
+    const bob = await customer(bankB);
+    try {
+      const system0 = await settleAndAudit();
+      const toCarol = await alice.se.call('pay', { amount: 300n, receiver: carol.certificate });
+      const stolen = await present(bankB, claimBody(bankA.keyId, toCarol, '3.00'));
+      assert.equal(stolen.status, 202, JSON.stringify(stolen.body));
+      const toBob = await alice.se.call('pay', { amount: 400n, receiver: bob.certificate });
+      const inflated = await present(bankB, claimBody(bankA.keyId, toBob, '40.00'));
+      assert.equal(inflated.status, 202, JSON.stringify(inflated.body));
+      await settleAndAudit();
+      const s1 = await atCentralBank(bankB, stolen.body['claimId'] as string);
+      assert.equal(s1['status'], 'refused');
+      assert.equal(s1['code'], 'PAYMENT_INVALID');
+      const s2 = await atCentralBank(bankB, inflated.body['claimId'] as string);
+      assert.equal(s2['status'], 'refused');
+      assert.equal(s2['code'], 'CLAIM_INVALID');
+      const system1 = await settleAndAudit();
+      assert.deepEqual(system1['intermediaries'] && (system1['intermediaries'] as Json[]).map((i) => i['reserve']), (system0['intermediaries'] as Json[]).map((i) => i['reserve']), 'no reserve moved');
+      // Carol's own claim at her bank still settles: the refused claim consumed nothing.
+      const local = await claim(carol, toCarol);
+      assert.equal(local.status, 200, JSON.stringify(local.body));
+      assert.equal(await balance(carol), '3.00');
+      // Bob's honest claim of the same payment is another claim (another amount, same evidence: refused as a conflict).
+      const honest = await claim(bob, toBob);
+      assert.equal(honest.status, 202);
+      await settleAndAudit();
+      const h = await claimState(bob, (honest.body['claim'] as Json)['claimId'] as string);
+      assert.equal(h['status'], 'refused', JSON.stringify(h));
+      assert.equal(h['code'], 'CLAIM_CONFLICT');
+      assert.equal(await balance(bob), '0.00');
+    } finally {
+      await alice.se.close();
+    }
+  });
+
+  test("another customer cannot read a customer's claim", async () => {
+    const alice = await deviceCustomer(bankA, '10.00', '5.00');
+    const bob = await customer(bankB);
+    const eve = await customer(bankB);
+    try {
+      const claimed = await claim(bob, await alice.se.call('pay', { amount: 100n, receiver: bob.certificate }));
+      const claimId = (claimed.body['claim'] as Json)['claimId'] as string;
+      const peek = await signed(bankB.url, eve.user, 'GET', `/v1/interbank/claims/${claimId}`);
+      assert.equal(peek.status, 404);
+      assert.equal((peek.body['error'] as Json)['code'], 'NOT_FOUND');
+      await settleAndAudit();
+    } finally {
+      await alice.se.close();
+    }
+  });
+});
+
+describe("the central bank's claim routes, bank A's node stopped (its key still signs)", () => {
+  test('presented twice, decided twice, decided by the wrong bank, forged, unsigned, oversized: each refused or answered once', { timeout: 120_000 }, async () => {
+    const alice = await deviceCustomer(bankA, '20.00', '10.00');
+    const bob = await customer(bankB);
+    const payment = await alice.se.call('pay', { amount: 700n, receiver: bob.certificate });
+    const late = await alice.se.call('pay', { amount: 100n, receiver: bob.certificate });
+    await settleAndAudit();
+    await bankA.running.stop();
+    try {
+      const body = claimBody(bankA.keyId, payment, '7.00');
+      const first = await present(bankB, body);
+      assert.equal(first.status, 202, JSON.stringify(first.body));
+      const second = await present(bankB, body);
+      assert.equal(second.status, 202);
+      assert.equal(second.body['seq'], first.body['seq'], 'presented twice, one claim');
+      const inbox = await signed(cb.url, bankA.signer, 'GET', '/v1/cb/claims/inbox?after=0');
+      assert.equal((inbox.body['claims'] as Json[]).filter((c) => c['claimId'] === body['claimId']).length, 1);
+      assert.equal((await signed(cb.url, bankB.signer, 'GET', '/v1/cb/claims/inbox?after=0')).body['claims'] instanceof Array, true);
+      assert.ok(!((await signed(cb.url, bankB.signer, 'GET', '/v1/cb/claims/inbox?after=0')).body['claims'] as Json[]).some((c) => c['claimId'] === body['claimId']), "not in the payee's inbox");
+
+      // The same id for another amount, a wrong id, a claim on itself, an unknown payer bank, oversized evidence.
+      const conflict = await present(bankB, { ...body, amount: '70.00' });
+      assert.equal(conflict.status, 409);
+      assert.equal((conflict.body['error'] as Json)['code'], 'CLAIM_CONFLICT');
+      const wrongId = await present(bankB, { ...body, claimId: 'ab'.repeat(32) });
+      assert.equal(wrongId.status, 422);
+      assert.equal((wrongId.body['error'] as Json)['code'], 'CLAIM_INVALID');
+      const onItself = await present(bankB, { ...body, payerBank: bankB.keyId });
+      assert.equal((onItself.body['error'] as Json)['code'], 'CLAIM_INVALID');
+      const unknown = await present(bankB, { ...body, payerBank: 'cd'.repeat(32) });
+      assert.equal(unknown.status, 404);
+      assert.equal((unknown.body['error'] as Json)['code'], 'BANK_UNKNOWN');
+      const big = new Uint8Array(9000).fill(7);
+      const oversized = await present(bankB, { claimId: claimIdOf('ops', big), payerBank: bankA.keyId, scheme: 'ops', amount: '1.00', evidence: toBase64url(big) });
+      assert.equal(oversized.status, 400);
+      assert.equal((oversized.body['error'] as Json)['code'], 'BODY_INVALID');
+
+      // Unsigned, signed by a key no intermediary holds, tampered after signing, replayed.
+      const unsigned = await send(cb.url, 'POST', '/v1/cb/claims', { body, headers: { 'idempotency-key': `u-${++calls}-x` } });
+      assert.equal(unsigned.status, 401);
+      assert.equal((unsigned.body['error'] as Json)['code'], 'UNAUTHENTICATED');
+      const stranger = signerFromSecret(nobleEd25519, new Uint8Array(32).fill(250));
+      const forged = await signed(cb.url, stranger, 'POST', '/v1/cb/claims', body);
+      assert.equal(forged.status, 401);
+      assert.equal((forged.body['error'] as Json)['code'], 'KEY_UNKNOWN');
+      const raw = JSON.stringify(body);
+      const headers = signedHeaders(bankB.signer, 'POST', '/v1/cb/claims', raw);
+      const tampered = await send(cb.url, 'POST', '/v1/cb/claims', { raw: JSON.stringify({ ...body, amount: '0.01' }), headers });
+      assert.equal(tampered.status, 401);
+      assert.equal((tampered.body['error'] as Json)['code'], 'SIGNATURE_INVALID');
+      const once = await send(cb.url, 'POST', '/v1/cb/claims', { raw, headers: signedHeaders(bankB.signer, 'POST', '/v1/cb/claims', raw) });
+      assert.equal(once.status, 202);
+      const replayHeaders = signedHeaders(bankB.signer, 'POST', '/v1/cb/claims', raw);
+      assert.equal((await send(cb.url, 'POST', '/v1/cb/claims', { raw, headers: replayHeaders })).status, 202);
+      const replayed = await send(cb.url, 'POST', '/v1/cb/claims', { raw, headers: { ...replayHeaders, 'idempotency-key': `r-${++calls}-x` } });
+      assert.equal(replayed.status, 401);
+      assert.equal((replayed.body['error'] as Json)['code'], 'NONCE_REPLAYED');
+
+      // Only the payer's bank decides: B may not accept a claim on A.
+      const claimId = body['claimId'] as string;
+      const byPayee = await signed(cb.url, bankB.signer, 'POST', `/v1/cb/claims/${claimId}/decision`, { decision: 'accept' });
+      assert.equal(byPayee.status, 403);
+      assert.equal((byPayee.body['error'] as Json)['code'], 'FORBIDDEN');
+      assert.equal((await atCentralBank(bankB, claimId))['status'], 'presented');
+      const malformed = await signed(cb.url, bankA.signer, 'POST', `/v1/cb/claims/${claimId}/decision`, { decision: 'refuse', code: 'lower case', reason: 'x' });
+      assert.equal(malformed.status, 400);
+
+      // A accepts, then again under another key: one movement of the reserves.
+      const reserveA = minor(await reserveAt(bankA));
+      const reserveB = minor(await reserveAt(bankB));
+      const accepted = await signed(cb.url, bankA.signer, 'POST', `/v1/cb/claims/${claimId}/decision`, { decision: 'accept' });
+      assert.equal(accepted.status, 200, JSON.stringify(accepted.body));
+      assert.equal(accepted.body['status'], 'settled');
+      const replay = await signed(cb.url, bankA.signer, 'POST', `/v1/cb/claims/${claimId}/decision`, { decision: 'accept' });
+      assert.equal(replay.status, 200);
+      assert.equal(replay.body['transfer'], accepted.body['transfer']);
+      assert.equal(minor(await reserveAt(bankA)), reserveA - 700n);
+      assert.equal(minor(await reserveAt(bankB)), reserveB + 700n);
+      const turned = await signed(cb.url, bankA.signer, 'POST', `/v1/cb/claims/${claimId}/decision`, { decision: 'refuse', code: 'DOUBLE_SPEND', reason: 'changed its mind' });
+      assert.equal(turned.status, 409);
+      assert.equal((turned.body['error'] as Json)['code'], 'CLAIM_DECIDED');
+      const outbox = await signed(cb.url, bankB.signer, 'GET', '/v1/cb/claims/outbox?after=0');
+      assert.equal((outbox.body['claims'] as Json[]).filter((c) => c['claimId'] === claimId).length, 1);
+      assert.equal((outbox.body['claims'] as Json[]).find((c) => c['claimId'] === claimId)?.['evidence'], undefined, 'the outbox carries no evidence');
+
+      // The central bank revokes A: after a sync, B refuses payments from A's devices.
+      await cb.ok('POST', '/v1/cb/operator/revoke', { intermediary: bankA.keyId, reason: 'licence withdrawn' });
+      await bankB.sync();
+      const refused = await claim(bob, late);
+      assert.equal(refused.status, 403, JSON.stringify(refused.body));
+      assert.equal((refused.body['error'] as Json)['code'], 'CERT_REVOKED');
+      const onRevoked = await present(bankB, claimBody(bankA.keyId, late, '1.00'));
+      assert.equal((onRevoked.body['error'] as Json)['code'], 'CERT_REVOKED');
+      await bankB.audit();
+    } finally {
+      await alice.se.close();
+    }
+  });
+});
+
 function minor(decimal: string): bigint {
   assert.match(decimal, /^-?[0-9]+\.[0-9]{2}$/);
   return BigInt(decimal.replace('.', ''));
