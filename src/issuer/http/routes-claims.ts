@@ -206,23 +206,23 @@ export function registerClaimRoutes(app: OpenAPIHono<IssuerEnv>, services: Issue
     });
   });
 
-  const page = async (c: { req: { valid(t: 'query'): { after: number } } }, where: string, order: string, bank: string) => {
-    const after = BigInt(c.req.valid('query').after);
-    const { rows } = await services.db.query<ClaimRow>(`SELECT ${CLAIM_COLUMNS} FROM cb_claims WHERE ${where} AND ${order} > $2 ORDER BY ${order} LIMIT ${CLAIMS_PAGE_MAX + 1}`, [bank, after]);
+  /** A page of one bank's claims: `order` past `after`, oldest first. */
+  const page = async (after: number, where: string, order: 'seq' | 'decided_seq', bank: string) => {
+    const { rows } = await services.db.query<ClaimRow>(`SELECT ${CLAIM_COLUMNS} FROM cb_claims WHERE ${where} AND ${order} > $2 ORDER BY ${order} LIMIT ${CLAIMS_PAGE_MAX + 1}`, [bank, BigInt(after)]);
     return { rows: rows.slice(0, CLAIMS_PAGE_MAX), more: rows.length > CLAIMS_PAGE_MAX };
   };
 
   app.openapi(getInbox, async (c) => {
     requireCentralBank(services);
     const bank = requireIntermediary(c.get('caller'));
-    const { rows, more } = await page(c, 'payer_bank = $1', 'seq', bank.keyId);
+    const { rows, more } = await page(c.req.valid('query').after, 'payer_bank = $1', 'seq', bank.keyId);
     return c.json({ claims: rows.map((r) => claimJson(r, true)), more }, 200);
   });
 
   app.openapi(getOutbox, async (c) => {
     requireCentralBank(services);
     const bank = requireIntermediary(c.get('caller'));
-    const { rows, more } = await page(c, 'payee_bank = $1 AND decided_seq IS NOT NULL', 'decided_seq', bank.keyId);
+    const { rows, more } = await page(c.req.valid('query').after, 'payee_bank = $1 AND decided_seq IS NOT NULL', 'decided_seq', bank.keyId);
     return c.json({ claims: rows.map((r) => claimJson(r, false)), more }, 200);
   });
 

@@ -29,7 +29,7 @@ const postSync = createRoute({
             currency: z.string(),
             rootListVersion: z.number().int().nullable(),
             revoked: z.boolean(),
-            claims: z.object({ presented: z.number().int(), judged: z.number().int(), posted: z.number().int(), outcomes: z.number().int(), credited: z.number().int() }),
+            claims: z.object({ presented: z.number().int(), judged: z.number().int(), posted: z.number().int(), waiting: z.number().int(), outcomes: z.number().int(), credited: z.number().int() }),
           }),
         },
       },

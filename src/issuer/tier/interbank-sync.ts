@@ -29,8 +29,22 @@ import { claimIdOf, type InterbankJudgement } from './interbank.ts';
 export const INTERBANK_CREDIT_KIND = 'interbank-credit';
 /** Longest reason a refusal carries to the central bank. */
 const REASON_CHARS_MAX = 300;
-/** Codes with which the central bank refuses to carry a claim for good: the claim is refused here. */
-const PRESENTATION_REFUSALS = new Set(['BANK_UNKNOWN', 'CERT_REVOKED', 'CLAIM_INVALID', 'CLAIM_CONFLICT', 'AMOUNT_INVALID']);
+
+/**
+ * The code of a refusal by the central bank that sending again will not change (a 4xx other than
+ * an authentication failure, which a clock or a key put right may cure), or undefined.
+ */
+function finalRefusal(e: unknown): string | undefined {
+  if (!isTallyError(e, 'NODE_REFUSED')) return undefined;
+  const { status, code } = e.details;
+  return status >= 400 && status < 500 && status !== 401 && status !== 429 ? code : undefined;
+}
+
+/** A reason as the central bank takes it: one line, without control characters, at most REASON_CHARS_MAX. */
+function reasonText(text: string): string {
+  const line = text.replace(/\p{Cc}+/gu, ' ').trim().slice(0, REASON_CHARS_MAX);
+  return line === '' ? 'refused' : line;
+}
 
 /** What the interbank steps need of the link. */
 export interface InterbankContext {
@@ -51,6 +65,8 @@ export interface InterbankReport {
   readonly presented: number;
   readonly judged: number;
   readonly posted: number;
+  /** Decisions the central bank refused to take this time (the reserve too short): posted again at the next sync. */
+  readonly waiting: number;
   readonly outcomes: number;
   readonly credited: number;
 }
@@ -111,13 +127,13 @@ async function presentPending(ctx: InterbankContext): Promise<number> {
       await ctx.db.query("UPDATE interbank_claims SET status = 'presented' WHERE claim_id = $1 AND status = 'pending'", [r.claim_id]);
       presented += 1;
     } catch (e) {
-      const code = isTallyError(e, 'NODE_REFUSED') ? e.details.code : undefined;
-      if (code === undefined || !PRESENTATION_REFUSALS.has(code)) throw e;
+      const code = finalRefusal(e);
+      if (code === undefined) throw e;
       // The central bank will not carry it: the claim is refused, and the customer reads why.
       await ctx.db.query("UPDATE interbank_claims SET status = 'refused', code = $2, reason = $3, decided_at = now() WHERE claim_id = $1 AND status = 'pending'", [
         r.claim_id,
-        code,
-        (e as Error).message.slice(0, REASON_CHARS_MAX),
+        /^[A-Z][A-Z0-9_]{0,63}$/.test(code) ? code : 'CLAIM_INVALID',
+        reasonText((e as Error).message),
       ]);
     }
   }
@@ -150,7 +166,7 @@ async function judgeOne(ctx: InterbankContext, services: IssuerServices, claim: 
       amount,
       judgement.accepted,
       judgement.accepted ? null : judgement.code,
-      judgement.accepted ? null : judgement.reason.slice(0, REASON_CHARS_MAX),
+      judgement.accepted ? null : reasonText(judgement.reason),
     ]);
   const judge = async (tx: Parameters<Parameters<Database['transaction']>[0]>[0]): Promise<boolean> => {
     if (!(await advance(tx, 'inbox_cursor', claim.seq))) return false;
@@ -189,24 +205,35 @@ async function judgeOne(ctx: InterbankContext, services: IssuerServices, claim: 
   }
 }
 
-/** As the payer's bank: posts every decision the central bank has not acknowledged. */
-async function postDecisions(ctx: InterbankContext): Promise<number> {
+/**
+ * As the payer's bank: posts every decision the central bank has not acknowledged. One it refuses
+ * (its reserve too short to pay an accepted claim) stays to be posted again, without holding up
+ * the others or the rest of the sync.
+ */
+async function postDecisions(ctx: InterbankContext): Promise<{ posted: number; waiting: number }> {
   const { rows } = await ctx.db.query<{ claim_id: string; accepted: boolean; code: string | null; reason: string | null }>(
     'SELECT claim_id, accepted, code, reason FROM interbank_decisions WHERE NOT posted ORDER BY decided_at, claim_id',
   );
   let posted = 0;
+  let waiting = 0;
   for (const r of rows) {
     const body = r.accepted ? { decision: 'accept' } : { decision: 'refuse', code: r.code, reason: r.reason ?? r.code };
     try {
       await ctx.call('POST', `/v1/cb/claims/${r.claim_id}/decision`, { body, idempotencyKey: `decision-${r.claim_id.slice(0, 48)}` });
     } catch (e) {
-      // Decided the same way by an earlier post whose answer was lost is answered 200; anything else waits.
-      if (!(isTallyError(e, 'NODE_REFUSED') && e.details.code === 'CLAIM_DECIDED')) throw e;
+      // The same decision again is answered 200, so CLAIM_DECIDED means the claim was decided
+      // otherwise, which only this bank can do: there is nothing left to post.
+      const code = finalRefusal(e);
+      if (code === undefined) throw e;
+      if (code !== 'CLAIM_DECIDED') {
+        waiting += 1;
+        continue;
+      }
     }
     await ctx.db.query('UPDATE interbank_decisions SET posted = true WHERE claim_id = $1', [r.claim_id]);
     posted += 1;
   }
-  return posted;
+  return { posted, waiting };
 }
 
 /** As the payee's bank: records the outcomes of its claims decided since the last sync. */
@@ -306,9 +333,9 @@ export async function syncDirectory(ctx: InterbankContext, rootList: RevocationL
 export async function exchangeClaims(ctx: InterbankContext): Promise<Omit<InterbankReport, 'credited'>> {
   const presented = await presentPending(ctx);
   const judged = await judgeInbox(ctx);
-  const posted = await postDecisions(ctx);
+  const { posted, waiting } = await postDecisions(ctx);
   const outcomes = await collectOutcomes(ctx);
-  return { presented, judged, posted, outcomes };
+  return { presented, judged, posted, waiting, outcomes };
 }
 
 /** The claims' step after the reserve's movements are recorded. */

@@ -393,6 +393,26 @@ describe("the payer's bank judges what another bank presents", () => {
     }
   });
 
+  test('a batch of claims presents the payments from another bank and judges the rest as before', { timeout: 120_000 }, async () => {
+    const alice = await deviceCustomer(bankA, '10.00', '5.00');
+    const bob = await customer(bankB);
+    try {
+      const first = await alice.se.call('pay', { amount: 150n, receiver: bob.certificate });
+      const second = await alice.se.call('pay', { amount: 250n, receiver: bob.certificate });
+      const forged = { ...second, amount: 2500n };
+      const a = await signed(bankB.url, bob.user, 'POST', '/v1/ops/claims/batch', { payments: [first, second, forged].map((p) => toBase64url(encodePayment(p))) });
+      assert.equal(a.status, 200, JSON.stringify(a.body));
+      const results = a.body['results'] as Json[];
+      assert.deepEqual(results.map((r) => r['status']), ['presented', 'presented', 'refused']);
+      assert.equal(results[2]?.['code'], 'PAYMENT_INVALID');
+      await settleAndAudit();
+      for (const r of results.slice(0, 2)) assert.equal((await claimState(bob, (r['claim'] as Json)['claimId'] as string))['status'], 'settled');
+      assert.equal(await balance(bob), '4.00');
+    } finally {
+      await alice.se.close();
+    }
+  });
+
   test("another customer cannot read a customer's claim", async () => {
     const alice = await deviceCustomer(bankA, '10.00', '5.00');
     const bob = await customer(bankB);

@@ -286,7 +286,8 @@ export function registerClaims(app: OpenAPIHono<IssuerEnv>, services: IssuerServ
     return idempotent(services, c, 'ops/claims/batch', user.keyId, async (tx) => {
       // Every sender's row is locked up front, in key order, so two batches (or a batch and a
       // single claim) naming the same senders in another order queue instead of deadlocking.
-      const senders = [...new Set(judged.flatMap((j) => ('sender' in j ? [j.sender] : [])))].sort();
+      // (A device of another bank has no row here: its bank judges it.)
+      const senders = [...new Set(judged.flatMap((j) => ('sender' in j && j.payerBank === null ? [j.sender] : [])))].sort();
       for (const sender of senders) await lockOpsDevice(tx, sender);
       const results: Array<{ [key: string]: JsonValue }> = [];
       // In the request's order: a payment repeated in one batch is credited once, then replayed.

@@ -24,8 +24,9 @@ CREATE TABLE cb_claims (
     CHECK (code IS NULL OR code ~ '^[A-Z][A-Z0-9_]{0,63}$'),
   reason text
     CHECK (reason IS NULL OR char_length(reason) BETWEEN 1 AND 300),
-  -- The central bank's transfer reserve:payer -> reserve:payee, once settled.
-  transfer_id bigint REFERENCES transfers (id),
+  -- The central bank's transfer reserve:payer -> reserve:payee, once settled (the journal itself
+  -- stays unreferenced, so that its own guards are the ones that refuse a change to it).
+  transfer_id bigint,
   -- The order outcomes reach the payee's bank's outbox.
   decided_seq bigint UNIQUE,
   presented_at timestamptz NOT NULL DEFAULT now(),
@@ -60,7 +61,8 @@ CREATE TABLE interbank_claims (
   code text,
   reason text,
   movement bigint,
-  credit_transfer bigint REFERENCES transfers (id),
+  -- The transfer cb:reserve -> the customer, once credited.
+  credit_transfer bigint,
   created_at timestamptz NOT NULL DEFAULT now(),
   decided_at timestamptz,
   CONSTRAINT interbank_claims_accepted CHECK ((status IN ('accepted', 'settled')) = (movement IS NOT NULL)),
