@@ -272,7 +272,7 @@ async function collectOutcomes(ctx: InterbankContext): Promise<number> {
  * is recorded here (cb:issuance → cb:reserve), from cb:reserve: the money reaches the customer only
  * after it reached the bank's reserve.
  */
-async function creditSettled(ctx: InterbankContext): Promise<number> {
+export async function creditSettled(ctx: InterbankContext): Promise<number> {
   const cursor = await linkCursor(ctx.db, 'cursor');
   const { rows } = await ctx.db.query<{ claim_id: string }>("SELECT claim_id FROM interbank_claims WHERE status = 'accepted' AND movement <= $1 ORDER BY movement", [BigInt(cursor)]);
   let credited = 0;
@@ -329,7 +329,7 @@ export async function syncDirectory(ctx: InterbankContext, rootList: RevocationL
   return kept;
 }
 
-/** The claims' steps before the reserve's movements are pulled. */
+/** The claims' steps before the reserve's movements are pulled (creditSettled comes after). */
 export async function exchangeClaims(ctx: InterbankContext): Promise<Omit<InterbankReport, 'credited'>> {
   const presented = await presentPending(ctx);
   const judged = await judgeInbox(ctx);
@@ -337,6 +337,3 @@ export async function exchangeClaims(ctx: InterbankContext): Promise<Omit<Interb
   const outcomes = await collectOutcomes(ctx);
   return { presented, judged, posted, waiting, outcomes };
 }
-
-/** The claims' step after the reserve's movements are recorded. */
-export { creditSettled };

@@ -445,6 +445,8 @@ describe("the central bank's claim routes, bank A's node stopped (its key still 
       const second = await present(bankB, body);
       assert.equal(second.status, 202);
       assert.equal(second.body['seq'], first.body['seq'], 'presented twice, one claim');
+      const presentations = await Promise.all(Array.from({ length: 5 }, () => present(bankB, body)));
+      for (const r of presentations) assert.equal(r.body['seq'], first.body['seq'], JSON.stringify(r.body));
       const inbox = await signed(cb.url, bankA.signer, 'GET', '/v1/cb/claims/inbox?after=0');
       assert.equal((inbox.body['claims'] as Json[]).filter((c) => c['claimId'] === body['claimId']).length, 1);
       assert.equal((await signed(cb.url, bankB.signer, 'GET', '/v1/cb/claims/inbox?after=0')).body['claims'] instanceof Array, true);
@@ -497,11 +499,13 @@ describe("the central bank's claim routes, bank A's node stopped (its key still 
       const malformed = await signed(cb.url, bankA.signer, 'POST', `/v1/cb/claims/${claimId}/decision`, { decision: 'refuse', code: 'lower case', reason: 'x' });
       assert.equal(malformed.status, 400);
 
-      // A accepts, then again under another key: one movement of the reserves.
+      // A accepts, five times at once and then again under another key: one movement of the reserves.
       const reserveA = minor(await reserveAt(bankA));
       const reserveB = minor(await reserveAt(bankB));
-      const accepted = await signed(cb.url, bankA.signer, 'POST', `/v1/cb/claims/${claimId}/decision`, { decision: 'accept' });
-      assert.equal(accepted.status, 200, JSON.stringify(accepted.body));
+      const racing = await Promise.all(Array.from({ length: 5 }, () => signed(cb.url, bankA.signer, 'POST', `/v1/cb/claims/${claimId}/decision`, { decision: 'accept' })));
+      for (const r of racing) assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.equal(new Set(racing.map((r) => r.body['transfer'])).size, 1, 'one transfer');
+      const accepted = racing[0] as Answer;
       assert.equal(accepted.body['status'], 'settled');
       const replay = await signed(cb.url, bankA.signer, 'POST', `/v1/cb/claims/${claimId}/decision`, { decision: 'accept' });
       assert.equal(replay.status, 200);
