@@ -2,9 +2,9 @@
  * The issuer node's plug-in module: the one file of `src/issuer` a scheme's node part imports.
  * It names the interface a scheme implements (`SchemeModule`) and the node's services a scheme may
  * use: ledger transfers and accounts, the shared attested device registration, revocations,
- * idempotent requests, caller authentication, request validation, error codes, JSON helpers,
- * database types, the exposure check's types and the node's Ethereum chain. Anything else in
- * `src/issuer` is the node's own.
+ * idempotent requests, caller authentication, claims on other intermediaries, request validation,
+ * error codes, JSON helpers, database types, the exposure check's types and the node's Ethereum
+ * chain. Anything else in `src/issuer` is the node's own.
  */
 export type { SchemeAudit, SchemeModule, SchemeInfo, SchemeRevocation, RouteBodyLimit } from './http/scheme-module.ts';
 export { ROUTE_BODY_BYTES_MAX } from './http/scheme-module.ts';
@@ -75,6 +75,9 @@ export type { JsonValue } from './ledger/json.ts';
 export { bigintColumn, type Queryable, type TransactionHandle } from './db/database.ts';
 export { storedSecret } from './db/stored-secret.ts';
 export { rootSigner } from './identity/node-identity.ts';
+
+// Payments across intermediaries: the other intermediaries' certificates, and claims on them.
+export { claimIdOf, peerIntermediaries, presentInterbankClaim, type InterbankClaim, type InterbankJudgement, type PeerIntermediary, type PresentedClaim } from './tier/interbank.ts';
 
 // The audit's exposure check.
 export type { ExposedHolder, HoldingsReader, SchemeHoldings } from './ledger/exposure.ts';

@@ -156,8 +156,9 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
     deviceLimits: options.deviceLimits ?? defaultDeviceLimits(options.currency),
     now,
     ...(chain === undefined ? {} : { chain }),
-    ...(identity.role === 'intermediary' ? { tier: new CentralBankLink({ db, identity, provider: options.provider, currency: options.currency, now }) } : {}),
+    ...(identity.role === 'intermediary' ? { tier: new CentralBankLink({ db, identity, provider: options.provider, currency: options.currency, now, schemes: options.schemes }) } : {}),
   };
+  services.tier?.attach(services);
   try {
     for (const scheme of options.schemes ?? []) {
       const float = scheme.floatAccount;

@@ -36,6 +36,7 @@ test('the issuer migrations are numbered files read in order', async () => {
       [5, 'sm2'],
       [6, 'oem_removal'],
       [7, 'tiers'],
+      [8, 'interbank'],
     ],
   );
   assert.equal(migrationChecksum('a\r\nb'), migrationChecksum('a\nb'), 'line endings do not count');
@@ -54,9 +55,9 @@ for (const backend of testBackends()) {
 
     test('the issuer schema applies once; running again applies nothing', () =>
       withFresh(async (db) => {
-        assert.deepEqual((await migrateIssuer(db)).applied, [1, 2, 3, 4, 5, 6, 7]);
+        assert.deepEqual((await migrateIssuer(db)).applied, [1, 2, 3, 4, 5, 6, 7, 8]);
         assert.deepEqual((await migrateIssuer(db)).applied, []);
-        assert.deepEqual(await tables(db), ['accounts', 'cb_intermediaries', 'cb_positions', 'cb_revocation_lists', 'devices', 'idempotency', 'oems', 'request_nonces', 'revocation_lists', 'revoked_certificates', 'schema_migrations', 'ta_measurements', 'tier_link', 'transfers', 'users']);
+        assert.deepEqual(await tables(db), ['accounts', 'cb_claims', 'cb_intermediaries', 'cb_positions', 'cb_revocation_lists', 'devices', 'idempotency', 'interbank_claims', 'interbank_decisions', 'oems', 'request_nonces', 'revocation_lists', 'revoked_certificates', 'schema_migrations', 'ta_measurements', 'tier_link', 'tier_peers', 'transfers', 'users']);
         const rows = await recorded(db);
         assert.deepEqual(
           rows.map((r) => [r.number, r.name]),
@@ -68,6 +69,7 @@ for (const backend of testBackends()) {
             [5, 'sm2'],
             [6, 'oem_removal'],
             [7, 'tiers'],
+            [8, 'interbank'],
           ],
         );
         const applied = await db.query<{ applied_at: unknown }>('SELECT applied_at FROM schema_migrations');

@@ -12,6 +12,7 @@ import { registerLedgerRoutes } from './routes-ledger.ts';
 import { registerNodeRoutes } from './routes-node.ts';
 import { registerRegistryRoutes } from './routes-registry.ts';
 import { registerCentralBankRoutes } from './routes-central-bank.ts';
+import { registerClaimRoutes } from './routes-claims.ts';
 import { registerTierRoutes } from './routes-tier.ts';
 
 export type { SchemeModule } from './scheme-module.ts';
@@ -172,8 +173,10 @@ export function createIssuerApp(services: IssuerServices, schemes: readonly Sche
     schemes.flatMap((scheme) => (scheme.floatAccount === undefined ? [] : [scheme.floatAccount])),
   );
   registerRegistryRoutes(app, services, schemes);
-  if (services.identity.role === 'central-bank') registerCentralBankRoutes(app, services);
-  else {
+  if (services.identity.role === 'central-bank') {
+    registerCentralBankRoutes(app, services);
+    registerClaimRoutes(app, services);
+  } else {
     app.all('/v1/cb/*', () => {
       throw new ApiProblem('ROLE_MISMATCH', `this node is ${services.identity.role === 'intermediary' ? 'an intermediary' : 'a standalone node'}, not a central bank: the /v1/cb/ routes are a central bank's`, { role: services.identity.role });
     });

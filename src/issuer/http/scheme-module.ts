@@ -10,6 +10,7 @@ import type { HoldingsReader } from '../ledger/exposure.ts';
 import type { StoredResponse } from '../ledger/idempotency.ts';
 import type { JsonValue } from '../ledger/json.ts';
 import type { RevocableRole } from '../registry/revocations.ts';
+import type { InterbankClaim, InterbankJudgement } from '../tier/interbank.ts';
 import type { IssuerEnv, IssuerServices } from './context.ts';
 
 /** The largest body limit a route may declare, in bytes: sixteen times the default. */
@@ -86,5 +87,15 @@ export interface SchemeModule {
    * operator's request, or null when `keyId` is not the scheme's.
    */
   settleRemainder?(tx: TransactionHandle, services: IssuerServices, keyId: string): Promise<StoredResponse | null>;
+  /**
+   * At the payer's bank: judges a claim another intermediary presented through the central bank
+   * against one of this node's devices, with every check the scheme makes for its own customers
+   * (double spend, rollback, revocation, replay), in the caller's transaction. On acceptance the
+   * scheme pays the claim's amount from its offline float into `payTo` (the node's reserve at the
+   * central bank, whence the central bank moves it to the payee's bank) and records the payment
+   * as settled; a refusal keeps what it recorded as evidence (a fraud case) and answers a stable
+   * code. A scheme without it has every claim against it refused.
+   */
+  judgeInterbankClaim?(tx: TransactionHandle, services: IssuerServices, claim: InterbankClaim, payTo: string): Promise<InterbankJudgement>;
   register(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void;
 }

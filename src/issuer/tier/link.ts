@@ -1,9 +1,10 @@
 /**
  * An intermediary's link to its central bank. Enrolment: the request with its proof of
- * possession, and its status. Then, at each sync: the movements of its reserve since the last one
- * it recorded, each recorded once in its own books (`cb:issuance` mirrors the whole reserve,
- * `cb:reserve` what no customer holds yet); the central bank's list of revoked intermediaries;
- * and a report of its books, which the central bank sets beside the reserve it holds. Every call
+ * possession, and its status. Then, at each sync: the central bank's list of revoked
+ * intermediaries and its directory of the others; the claims between banks (interbank-sync.ts);
+ * the movements of its reserve since the last one it recorded, each recorded once in its own books
+ * (`cb:issuance` mirrors the whole reserve, `cb:reserve` what no customer holds yet); the credits of
+ * its customers' settled claims; and a report of its books, which the central bank sets beside the reserve it holds. Every call
  * to the central bank is signed with the intermediary key; every recording is idempotent (keyed by
  * the central bank's movement id), so a sync cut short anywhere is finished by the next one.
  */
@@ -13,7 +14,7 @@ import type { CryptoProvider, Signer } from '../../core/crypto/suite.ts';
 import { TallyError } from '../../core/errors.ts';
 import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
 import { keyId } from '../../pki/key-id.ts';
-import { decodeRevocationList, listRevokes, verifyRevocationList } from '../../pki/revocation.ts';
+import { decodeRevocationList, listRevokes, verifyRevocationList, type RevocationList } from '../../pki/revocation.ts';
 import { signRequest } from '../client/request-auth.ts';
 import { bigintColumn, type Database } from '../db/database.ts';
 import type { NodeIdentity } from '../identity/node-identity.ts';
@@ -22,6 +23,9 @@ import { transfer } from '../ledger/transfer.ts';
 import { signEnrolment } from './enrolment-record.ts';
 import { formatMinor } from '../http/json.ts';
 import type { PositionReport } from './position.ts';
+import type { IssuerServices } from '../http/context.ts';
+import type { SchemeModule } from '../http/scheme-module.ts';
+import { creditSettled, exchangeClaims, syncDirectory, type InterbankContext, type InterbankReport } from './interbank-sync.ts';
 
 /** How long one call to the central bank may take. */
 export const CENTRAL_BANK_CALL_TIMEOUT_MS = 15_000;
@@ -171,6 +175,8 @@ export interface SyncReport {
   readonly rootListVersion: number | null;
   /** True when that list names this intermediary. */
   readonly revoked: boolean;
+  /** The claims between banks this sync moved on. */
+  readonly claims: InterbankReport;
 }
 
 interface Movement {
@@ -189,9 +195,11 @@ export class CentralBankLink {
   readonly #now: () => number;
   readonly #base: string;
   readonly #keyId: string;
+  readonly #interbank: InterbankContext;
+  #services: IssuerServices | undefined;
   #running: Promise<SyncReport> | null = null;
 
-  constructor(options: { db: Database; identity: NodeIdentity; provider: CryptoProvider; currency: Currency; now: () => number }) {
+  constructor(options: { db: Database; identity: NodeIdentity; provider: CryptoProvider; currency: Currency; now: () => number; schemes?: readonly SchemeModule[] | undefined }) {
     if (options.identity.centralBank === undefined) throw new TallyError('ROLE_MISMATCH', 'only an intermediary enrolled at a central bank has a link to it', { role: options.identity.role });
     this.#db = options.db;
     this.#identity = options.identity;
@@ -200,6 +208,21 @@ export class CentralBankLink {
     this.#now = options.now;
     this.#base = options.identity.centralBank;
     this.#keyId = toHex(keyId(options.identity.intermediary.certificate.body.subject));
+    this.#interbank = {
+      db: options.db,
+      identity: options.identity,
+      provider: options.provider,
+      currency: options.currency,
+      now: options.now,
+      schemes: options.schemes ?? [],
+      services: () => this.#services,
+      call: (method, path, o = {}) => call(this.#base, method, path, { ...o, signer: this.#signed(), now: this.#now() }),
+    };
+  }
+
+  /** The node's services, which the schemes' judges of claims on this bank take; set once the node is open. */
+  attach(services: IssuerServices): void {
+    this.#services = services;
   }
 
   /** The central bank's base URL. */
@@ -207,8 +230,13 @@ export class CentralBankLink {
     return this.#base;
   }
 
-  /** Syncs now; a sync already under way is joined rather than doubled. */
-  sync(): Promise<SyncReport> {
+  /**
+   * Syncs now; a sync already under way is joined rather than doubled. With `fresh`, one under way
+   * is waited for and another run after it, so that what the caller just recorded (a claim) is in it.
+   */
+  sync(options: { fresh?: boolean } = {}): Promise<SyncReport> {
+    const running = this.#running;
+    if (options.fresh === true && running !== null) return running.then(() => this.sync(options), () => this.sync(options));
     this.#running ??= this.#sync().finally(() => {
       this.#running = null;
     });
@@ -220,6 +248,12 @@ export class CentralBankLink {
   }
 
   async #sync(): Promise<SyncReport> {
+    // The other intermediaries first, so that claims between customers of a bank enrolled since are
+    // judged; then the claims, so that a decision posted now moves the reserves before the
+    // movements are pulled.
+    const list = await this.#syncRootList();
+    await syncDirectory(this.#interbank, list.list);
+    const exchanged = await exchangeClaims(this.#interbank);
     let recorded = 0;
     // A central bank that always has more (or a very long history) is read over several syncs.
     for (let pages = 0; pages < MOVEMENT_PAGES_PER_SYNC; pages++) {
@@ -229,7 +263,7 @@ export class CentralBankLink {
       for (const m of movements) if (await this.#record(m)) recorded += 1;
       if (page['more'] !== true || movements.length === 0) break;
     }
-    const list = await this.#syncRootList();
+    const credited = await creditSettled(this.#interbank);
     const position = await this.#position();
     await call(this.#base, 'POST', '/v1/cb/positions', { body: position, signer: this.#signed(), idempotencyKey: `position-${position.cursor}-${this.#now()}`, now: this.#now() });
     return {
@@ -237,7 +271,9 @@ export class CentralBankLink {
       cursor: position.cursor,
       reserve: Amount.parse(position.reserve, this.#currency).minor,
       unallocated: Amount.parse(position.unallocated, this.#currency).minor,
-      ...list,
+      rootListVersion: list.rootListVersion,
+      revoked: list.revoked,
+      claims: { ...exchanged, credited },
     };
   }
 
@@ -298,7 +334,7 @@ export class CentralBankLink {
   }
 
   /** Fetches the central bank's list of revoked intermediaries; keeps it when it verifies under the root and is not older. */
-  async #syncRootList(): Promise<{ rootListVersion: number | null; revoked: boolean }> {
+  async #syncRootList(): Promise<{ rootListVersion: number | null; revoked: boolean; list: RevocationList | null }> {
     const answer = field(await call(this.#base, 'GET', '/v1/cb/revocations'), 'revocations', isRecord);
     const encoded = bytesField(answer['list'], 'list');
     const list = decodeRevocationList(encoded);
@@ -311,9 +347,9 @@ export class CentralBankLink {
       [encoded, BigInt(version)],
     );
     const held = (await this.#db.query<{ root_list: Uint8Array | null; root_list_version: bigint | null }>('SELECT root_list, root_list_version FROM tier_link WHERE one')).rows[0];
-    if (held?.root_list == null || held.root_list_version === null) return { rootListVersion: null, revoked: false };
+    if (held?.root_list == null || held.root_list_version === null) return { rootListVersion: null, revoked: false, list: null };
     const kept = decodeRevocationList(new Uint8Array(held.root_list));
-    return { rootListVersion: Number(held.root_list_version), revoked: listRevokes(kept, this.#identity.intermediary.certificate.body.serial) };
+    return { rootListVersion: Number(held.root_list_version), revoked: listRevokes(kept, this.#identity.intermediary.certificate.body.serial), list: kept };
   }
 
   /** This intermediary's books, as the central bank gets them. */

@@ -4,11 +4,13 @@
  * device's flow (node-sync.ts, node-settlement.ts) and retirement (node-retire.ts). Value out on
  * devices sits in the `float:ops` account: deposits move it there from the holder's account,
  * withdrawals, claims and released escrows move it back out; payments between devices leave it
- * where it is.
+ * where it is. In two tiers, a claim on a payment from another bank's device goes to that bank
+ * through the central bank, and this bank judges the claims of others on its own devices
+ * (node-claims.ts).
  */
 import type { SchemeModule } from '../../issuer/plugin.ts';
 import { OPS_SCHEME } from './messages.ts';
-import { registerClaims } from './node-claims.ts';
+import { judgeOpsInterbankClaim, registerClaims } from './node-claims.ts';
 import { OPS_FLOAT_ACCOUNT } from './node-common.ts';
 import { registerDeposit } from './node-deposit.ts';
 import { registerRetire, settleOpsRemainder } from './node-retire.ts';
@@ -28,6 +30,7 @@ export const opsNodePart: SchemeModule = {
   floatAccount: OPS_FLOAT_ACCOUNT,
   holdings: (q) => opsHoldings(q, OPS_FLOAT_ACCOUNT),
   settleRemainder: settleOpsRemainder,
+  judgeInterbankClaim: judgeOpsInterbankClaim,
 
   register(app, services) {
     registerDeposit(app, services);

@@ -11,6 +11,7 @@ import type { CryptoProvider } from '../../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
 import { verifyChain, type VerifiedChain } from '../../pki/chain.ts';
+import { keyId } from '../../pki/key-id.ts';
 import type { RevocationChecker } from '../../pki/revocation.ts';
 import { OPS_SCHEME, PAYMENT_TAG, paymentDigest, paymentSigned, type Payment } from './messages.ts';
 
@@ -20,7 +21,11 @@ export interface PayVerifyOptions {
   payment: Payment;
   /** The central bank's root certificates. */
   trustAnchors: readonly Certificate[];
-  /** Certificates between a device or user certificate and the root (the intermediary's). */
+  /**
+   * Certificates between a device or user certificate and the root: the verifier's own
+   * intermediary, and in two tiers every other intermediary the central bank certified (each leaf
+   * is chained through the one that issued it).
+   */
   intermediaries: readonly Certificate[];
   /** The verifier's time, Unix milliseconds (a TA passes its trusted time). */
   now: number;
@@ -52,10 +57,12 @@ function chainOf(options: PayVerifyOptions, which: 'sender' | 'receiver', bytes:
   } catch (e) {
     throw invalid(`${which} certificate: ${e instanceof Error ? e.message : String(e)}`, e);
   }
+  // The intermediary that issued this leaf; with none of them, the chain as given (and its error).
+  const issuer = options.intermediaries.find((i) => equalBytes(keyId(i.body.subject), certificate.body.issuer));
   try {
     return verifyChain({
       provider: options.provider,
-      chain: [certificate, ...options.intermediaries],
+      chain: [certificate, ...(issuer === undefined ? options.intermediaries : [issuer])],
       trustAnchors: options.trustAnchors,
       now: options.now,
       revocations: options.revocations,
