@@ -83,6 +83,8 @@ test('a central bank and two intermediaries, each its own process and database: 
   assert.ok(String(alice['account']).startsWith('user:') && String(bob['account']).startsWith('user:'));
   await cli.ok('operator', 'mint', 'alice', '700.00', ...atA, ...homeA);
   await nodeRefused('INSUFFICIENT_FUNDS', ['operator', 'mint', 'alice', '300.01', ...atA, ...homeA]);
+  // B mints only what its books have recorded of its reserve: it syncs first (its own sync runs every few seconds).
+  assert.equal((await cli.ok('node', 'reserve', ...atB))['unallocated'], '250.00');
   await cli.ok('operator', 'mint', 'bob', '250.00', ...atB, ...homeB);
   // alice moves value into her device: the bank's float now holds it, and its books still add up.
   const deposited = await cli.ok('wallet', 'deposit', 'alice', '200.00', ...homeA);

@@ -70,8 +70,9 @@ export const auditAnswer = looseRecord({
     currency: text({ min: 1, max: 12 }),
     totalIssued: auditMoney,
     totalOnline: auditMoney,
-    totalSettlement: auditMoney,
-    totalReserves: auditMoney,
+    // Absent from the answers of nodes older than the two tiers.
+    totalSettlement: optional(auditMoney),
+    totalReserves: optional(auditMoney),
     totalOfflineFloat: auditMoney,
     balanced: boolean,
   }), { max: 64 }),

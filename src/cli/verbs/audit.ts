@@ -16,7 +16,7 @@ export const audit: Verb = {
       balanced: boolean;
       ledgerBalanced: boolean;
       currency: string;
-      currencies: { currency: string; totalIssued: string; totalOnline: string; totalSettlement: string; totalReserves: string; totalOfflineFloat: string; balanced: boolean }[];
+      currencies: { currency: string; totalIssued: string; totalOnline: string; totalSettlement?: string | undefined; totalReserves?: string | undefined; totalOfflineFloat: string; balanced: boolean }[];
       exposure: Exposure[];
       problemCount: number;
       transferCount: number;
@@ -31,7 +31,7 @@ export const audit: Verb = {
       `Ledger ${body.ledgerBalanced ? 'balanced' : 'NOT BALANCED'} (${body.transferCount} transfers, ${body.problemCount} problems).`,
       ...body.currencies.map((c) => {
         // Settlement and reserves are shown only where they hold something (reserves: the two tiers).
-        const more = [...(isZero(c.totalSettlement) ? [] : [`settlement ${c.totalSettlement}`]), ...(isZero(c.totalReserves) ? [] : [`reserves ${c.totalReserves}`])];
+        const more = [...(isZero(c.totalSettlement) ? [] : [`settlement ${c.totalSettlement ?? ''}`]), ...(isZero(c.totalReserves) ? [] : [`reserves ${c.totalReserves ?? ''}`])];
         return `${c.currency}: issued ${c.totalIssued} = online ${c.totalOnline} + ${[...more, `offline float ${c.totalOfflineFloat}`].join(' + ')} ${c.currency}${c.balanced ? '' : '  <- does not add up'}`;
       }),
       ...body.exposure.flatMap((e) => [
@@ -46,7 +46,7 @@ export const audit: Verb = {
   },
 };
 
-/** True for an amount the audit shows as zero ("0", "0.00"). */
-function isZero(amount: string): boolean {
-  return /^0(\.0+)?$/.test(amount);
+/** True for an amount the audit shows as zero ("0", "0.00"), or does not show. */
+function isZero(amount: string | undefined): boolean {
+  return amount === undefined || /^0(\.0+)?$/.test(amount);
 }
