@@ -39,6 +39,8 @@ const OUTPUT_TAIL_BYTES = 1500;
 /** How much of anvil's output after a spawn is searched for the line saying it listens. */
 const STARTUP_OUTPUT_BYTES = 64 * 1024;
 const READY_POLL_MS = 50;
+/** What anvil says of a state file it cannot load. */
+const UNREADABLE_STATE = /failed to parse json file/i;
 const PROBE_TIMEOUT_MS = 1000;
 
 /**
@@ -207,27 +209,42 @@ async function attempt(binary: string, port: number, files: ReturnType<typeof an
   const seen: { ended: AnvilExitRaw | Error | null } = { ended: null };
   void exited.then((how) => (seen.ended ??= how));
   void spawnError.then((error) => (seen.ended ??= error));
+  /** Kills the child and waits for its end, holding this process up meanwhile (its handle may not). */
+  const killAndWait = async () => {
+    child.kill('SIGKILL');
+    const hold = setInterval(() => undefined, READY_POLL_MS);
+    try {
+      await Promise.race([exited, spawnError, new Promise((late) => setTimeout(late, ANVIL_STOP_TIMEOUT_MS))]);
+    } finally {
+      clearInterval(hold);
+    }
+  };
   while (seen.ended === null) {
     // Ready only once this anvil says it listens on the port: something else answering there would not.
     const output = await outputSince(files.log, offset, STARTUP_OUTPUT_BYTES);
     if (output.includes(`Listening on 127.0.0.1:${port}`) && (await answers(rpcUrl, ANVIL_CHAIN_ID))) return { kind: 'ready', child, exited };
+    // A state it cannot read is said at once; an anvil that has said so is not waited for to end by itself.
+    if (UNREADABLE_STATE.test(output)) {
+      await killAndWait();
+      break;
+    }
     if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      await Promise.race([exited, spawnError]);
+      await killAndWait();
       throw new TallyError('CHAIN_START_FAILED', `anvil did not answer on ${rpcUrl} within ${ANVIL_START_TIMEOUT_MS / 1000} s (its output: ${lastLine(await outputSince(files.log, offset))}; see ${files.log})`, { reason: 'timeout' });
     }
     await new Promise((wait) => setTimeout(wait, READY_POLL_MS));
   }
-  const failure = seen.ended;
-  if (failure instanceof Error) {
-    throw new TallyError('CHAIN_START_FAILED', `cannot run anvil (${binary}): ${failure.message}`, { reason: 'spawn failed' }, { cause: failure });
-  }
   const output = await outputSince(files.log, offset);
-  if (/address already in use|os error 98|EADDRINUSE/i.test(output)) return { kind: 'port-taken' };
-  if (/failed to parse json file/i.test(output)) {
+  if (UNREADABLE_STATE.test(output)) {
     const backup = (await sizeOf(files.backup)) === null ? '' : ` The copy made at the last start that loaded it is ${files.backup}: move it in its place to go on from there (what was mined since is lost).`;
     throw corrupt(`the chain state ${files.state} cannot be read (${lastLine(output)}): a dump cut short by a crash leaves it so.${backup}`, 'chain state unreadable');
   }
+  const failure = seen.ended;
+  if (failure === null) throw new TallyError('CHAIN_START_FAILED', `anvil stopped answering before it started: ${lastLine(output)} (see ${files.log})`, { reason: lastLine(output) });
+  if (failure instanceof Error) {
+    throw new TallyError('CHAIN_START_FAILED', `cannot run anvil (${binary}): ${failure.message}`, { reason: 'spawn failed' }, { cause: failure });
+  }
+  if (/address already in use|os error 98|EADDRINUSE/i.test(output)) return { kind: 'port-taken' };
   const how = failure.signal !== null ? `was killed by ${failure.signal}` : `exited with ${failure.code}`;
   throw new TallyError('CHAIN_START_FAILED', `anvil ${how} before it answered: ${lastLine(output)} (see ${files.log})`, { reason: lastLine(output) });
 }
