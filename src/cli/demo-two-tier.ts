@@ -134,8 +134,11 @@ export async function runTwoTierDemo(options: { keep: boolean; json: boolean }):
   return exit;
 }
 
-/** Registers a customer's key at a bank (`POST /v1/users`, signed by that key); answers the account id. */
-async function registerCustomer(node: RunningNode): Promise<string> {
+/**
+ * Registers a customer's key at a bank (`POST /v1/users`, signed by that key); answers the account id.
+ * @throws Error when the bank does not answer 201 with an account
+ */
+export async function registerCustomer(node: RunningNode): Promise<string> {
   const suite = nodeProvider.suites.ed25519;
   const signer = signerFromSecret(suite, suite.generateSecretKey());
   const id = toHex(keyId(signer.publicKey));
@@ -143,7 +146,7 @@ async function registerCustomer(node: RunningNode): Promise<string> {
   const headers = signRequest({ signer, keyId: id, method: 'POST', path: '/v1/users', body, timestamp: Date.now() });
   const res = await fetch(`${node.url}/v1/users`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json', 'idempotency-key': `user-${id.slice(0, 16)}` }, body });
   const answer = (await res.json()) as { account?: string };
-  if (answer.account === undefined) throw new Error(`registering a customer at ${node.url} failed (${res.status})`);
+  if (res.status !== 201 || answer.account === undefined) throw new Error(`registering a customer at ${node.url} failed (${res.status})`);
   return answer.account;
 }
 

@@ -16,6 +16,7 @@ import { decodeCertificate } from '../../pki/certificate.ts';
 import { decodeRevocationList, listRevokes, verifyRevocationList } from '../../pki/revocation.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { startNode, DEFAULT_CURRENCY, type RunningNode } from '../../cli/node-start.ts';
+import { registerCustomer } from '../../cli/demo-two-tier.ts';
 import type { Logger } from '../../cli/log.ts';
 import { signRequest } from '../client/request-auth.ts';
 import { enrol } from './enrol.ts';
@@ -85,17 +86,6 @@ async function nodeAudit(node: RunningNode): Promise<{ balanced: boolean; issued
   return { balanced: audit.body['balanced'] === true, issued: eur?.totalIssued ?? '0.00', online: eur?.totalOnline ?? '0.00', reserves: eur?.totalReserves ?? '0.00' };
 }
 
-async function registerUser(node: RunningNode): Promise<string> {
-  const suite = nodeProvider.suites.ed25519;
-  const signer = signerFromSecret(suite, suite.generateSecretKey());
-  const id = toHex(keyId(signer.publicKey));
-  const body = JSON.stringify({ publicKey: { suite: 'ed25519', key: toBase64url(signer.publicKey.key) } });
-  const headers = signRequest({ signer, keyId: id, method: 'POST', path: '/v1/users', body, timestamp: Date.now() });
-  const res = await fetch(`${node.url}/v1/users`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json', 'idempotency-key': `user-${id.slice(0, 16)}` }, body });
-  assert.equal(res.status, 201, await res.clone().text());
-  return `user:${id}`;
-}
-
 before(async () => {
   base = await mkdtemp(join(tmpdir(), 'tally-tiers-'));
 });
@@ -159,7 +149,7 @@ describe('two tiers: the central bank and its intermediaries', () => {
     assert.equal(again.body['recorded'], 0);
     assert.equal(again.body['reserve'], '1000.00');
 
-    const alice = await registerUser(a.node);
+    const alice = await registerCustomer(a.node);
     const minted = await http(a.node, 'POST', '/v1/operator/mint', { token: a.node.operatorToken, body: { account: alice, amount: '600.00' } });
     assert.equal(minted.status, 200, JSON.stringify(minted.body));
     const over = await http(a.node, 'POST', '/v1/operator/mint', { token: a.node.operatorToken, body: { account: alice, amount: '400.01' } });
