@@ -72,7 +72,7 @@ export const UNMETERED: Readonly<Record<FloorCommand, Counts>> = {
 export interface CommandFloor {
   /** Signatures and verifications the meter counted. */
   readonly metered: CryptoCounts;
-  /** The metered operations replayed, ms (median). */
+  /** The metered operations replayed, ms (the fastest replay: a floor is the least the work can take, and load only adds to a replay). */
   readonly meteredMs: number;
   readonly unmetered: Counts;
   /** The unmetered primitives at their bare times, ms. */
@@ -86,7 +86,7 @@ export interface ChainFloor {
   readonly primitiveMs: Record<UnmeteredPrimitive, number>;
 }
 
-/** Times each unmetered primitive bare over `budgetMs`, on inputs of the sizes the trusted app hashes and checks. */
+/** Times each unmetered primitive bare over `budgetMs` (the fastest quarter of it), on inputs of the sizes the trusted app hashes and checks. */
 export function primitiveTimes(provider: CryptoProvider, budgetMs: number): Record<UnmeteredPrimitive, number> {
   const secp = provider.suites.secp256k1;
   const ed = provider.suites.ed25519;
@@ -98,7 +98,8 @@ export function primitiveTimes(provider: CryptoProvider, budgetMs: number): Reco
   const ikm = randomBytes(32);
   const record = randomBytes(160); // the domain's five words; a payment's nine are 288
   const keyIdInput = randomBytes(45); // CBOR of { suite, key }
-  const msPer = (op: () => unknown) => 1000 / throughput(() => void op(), budgetMs);
+  // The fastest of four windows: like a replay, a window the machine was busy in only gets slower.
+  const msPer = (op: () => unknown) => Math.min(...[0, 1, 2, 3].map(() => 1000 / throughput(() => void op(), budgetMs / 4)));
   return {
     ecrecover: msPer(() => {
       if (recoverEthereumPublicKey(signature, message) === null) throw new Error('the floor signature did not recover');
@@ -179,7 +180,7 @@ export async function measureFloor(options: { harness: BenchHarness; issuer: Ben
   const commands = Object.fromEntries(
     FLOOR_COMMANDS.map((name) => {
       const { counts, replay } = recorded[name];
-      const meteredMs = counts.signs + counts.verifies === 0 ? 0 : replay.medianMs(options.iterations);
+      const meteredMs = counts.signs + counts.verifies === 0 ? 0 : replay.fastestMs(options.iterations);
       const unmetered = UNMETERED[name];
       const unmeteredMs = UNMETERED_PRIMITIVES.reduce((sum, p) => sum + (unmetered[p] ?? 0) * primitiveMs[p], 0);
       return [name, { metered: counts, meteredMs, unmetered, unmeteredMs, totalMs: meteredMs + unmeteredMs }];

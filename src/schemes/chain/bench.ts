@@ -46,7 +46,7 @@ export interface ChainBenchOptions {
 /** A full run: the paper's 50 runs, the figure to docs/. */
 const FULL: ChainBenchOptions = { runs: PAPER.runs, warmup: 2, deploys: PAPER.runs, floorIterations: 200, floorBudgetMs: 500, commitIterations: 200, svgPath: FIGURE3_SVG_PATH };
 /** `--quick`: 3 runs, no figure. */
-const QUICK: ChainBenchOptions = { runs: 3, warmup: 1, deploys: 3, floorIterations: 10, floorBudgetMs: 40, commitIterations: 20, svgPath: undefined };
+const QUICK: ChainBenchOptions = { runs: 3, warmup: 1, deploys: 3, floorIterations: 30, floorBudgetMs: 40, commitIterations: 20, svgPath: undefined };
 
 /** Most runs the environment may ask for. */
 const RUNS_MAX = 1000;

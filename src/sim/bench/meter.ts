@@ -121,6 +121,21 @@ export class Replay {
 
   /** Latency of `iterations` replays (each of `times` passes) after a short untimed warm-up. */
   latency(iterations: number, times = 1): Latency {
+    return summarise(this.samples(iterations, times));
+  }
+
+  /** The median time of `iterations` replays, ms. */
+  medianMs(iterations: number): number {
+    return this.latency(iterations).p50Ms;
+  }
+
+  /** The fastest of `iterations` replays, ms: a floor that load on the machine can only raise by slowing every replay. */
+  fastestMs(iterations: number): number {
+    return Math.min(...this.samples(iterations));
+  }
+
+  /** The times of `iterations` replays after a short untimed warm-up, ms. */
+  private samples(iterations: number, times = 1): number[] {
     for (let i = 0; i < Math.min(50, Math.max(1, iterations)); i++) this.once(times);
     const samples: number[] = [];
     for (let i = 0; i < Math.max(1, iterations); i++) {
@@ -128,12 +143,7 @@ export class Replay {
       this.once(times);
       samples.push(performance.now() - start);
     }
-    return summarise(samples);
-  }
-
-  /** The median time of `iterations` replays, ms. */
-  medianMs(iterations: number): number {
-    return this.latency(iterations).p50Ms;
+    return samples;
   }
 
   /** How many signatures and verifications were recorded. */
