@@ -28,6 +28,7 @@ import { AMOUNT_MINOR_MAX } from '../../core/amount.ts';
 import { checkSize, isTallyError, TallyError } from '../../core/errors.ts';
 import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
 import { verifyChain, type VerifiedChain } from '../../pki/chain.ts';
+import { keyId } from '../../pki/key-id.ts';
 import type { RevocationChecker, RevocationList } from '../../pki/revocation.ts';
 import {
   BLOCKS_PER_PAYMENT_MAX,
@@ -53,7 +54,13 @@ export interface VerifyBlockOptions {
   centralBankKey: PublicKey;
   /** The central bank's root certificates, for the user certificates in the records. */
   trustAnchors: readonly Certificate[];
-  /** Certificates between a user certificate and the root (the intermediary's). */
+  /**
+   * Intermediary certificates a user certificate may chain through to the root: the verifier's
+   * own bank's first, then other banks' (several operators). A user certificate takes the one
+   * whose key issued it. With several operators these are also the keys that may sign a
+   * presentation naming an `issuer`: one certified by the root as an intermediary in the
+   * block's currency.
+   */
   intermediaries: readonly Certificate[];
   /** The verifier's time, Unix milliseconds. */
   now: number;
@@ -82,6 +89,30 @@ function invalid(reason: string, cause?: unknown): TallyError<'PAYMENT_INVALID'>
   return new TallyError('PAYMENT_INVALID', `currency block refused: ${reason}`, { reason }, { cause });
 }
 
+/** The intermediary certificate among `pool` whose key is `issuer`, if any. */
+export function issuingIntermediary(pool: readonly Certificate[], issuer: Uint8Array): Certificate | undefined {
+  return pool.find((c) => equalBytes(keyId(c.body.subject), issuer));
+}
+
+/**
+ * The key that signed a presentation (several operators, docs/dotm.md): pk_C when it names no
+ * issuer; otherwise the key of the intermediary certificate it names, which must verify under the
+ * root as an intermediary in the block's currency at the verifier's time.
+ */
+export function presentationKey(presentation: CurrencyBlock['presentation'], options: VerifyBlockOptions): PublicKey {
+  if (presentation.issuer === undefined) return options.centralBankKey;
+  const certificate = issuingIntermediary(options.intermediaries, presentation.issuer);
+  if (certificate === undefined) throw invalid(`the block was issued by ${toHex(presentation.issuer)}, an intermediary this wallet does not know`);
+  let chain: VerifiedChain;
+  try {
+    chain = verifyChain({ provider: options.provider, chain: [certificate], trustAnchors: options.trustAnchors, now: options.now, leafRoles: ['intermediary'], verifiedSignatures: options.verifiedSignatures });
+  } catch (e) {
+    throw invalid(`issuer ${toHex(presentation.issuer)}: ${e instanceof Error ? e.message : String(e)}`, e);
+  }
+  if (chain.extensions.currency !== presentation.currency) throw invalid(`issuer ${toHex(presentation.issuer)} is certified for ${chain.extensions.currency ?? 'no currency'}, not ${presentation.currency}`);
+  return chain.subject;
+}
+
 function userChain(options: VerifyBlockOptions, what: string, encoded: Uint8Array, at: number): VerifiedChain {
   let certificate: Certificate;
   try {
@@ -93,7 +124,7 @@ function userChain(options: VerifyBlockOptions, what: string, encoded: Uint8Arra
     // At the record's time: a record stays valid after its payer's certificate ends.
     return verifyChain({
       provider: options.provider,
-      chain: [certificate, ...options.intermediaries],
+      chain: [certificate, issuingIntermediary(options.intermediaries, certificate.body.issuer) ?? (options.intermediaries[0] as Certificate)],
       trustAnchors: options.trustAnchors,
       now: at,
       revocations: options.revocations,
@@ -128,8 +159,9 @@ export function verifyBlock(block: CurrencyBlock, options: VerifyBlockOptions): 
   if (options.currency !== undefined && presentation.currency !== options.currency) {
     throw invalid(`the block is in ${presentation.currency}, not ${options.currency}`);
   }
-  if (!verifyRecord(options.provider, options.centralBankKey, PRESENTATION_TAG, presentationSigned(presentation), presentation.signature)) {
-    throw new TallyError('SIGNATURE_INVALID', `currency ${toHex(presentation.serial)}: the central bank's signature does not verify under pk_C`, { tag: PRESENTATION_TAG });
+  if (!verifyRecord(options.provider, presentationKey(presentation, options), PRESENTATION_TAG, presentationSigned(presentation), presentation.signature)) {
+    const who = presentation.issuer === undefined ? "the central bank's signature does not verify under pk_C" : `the signature of issuer ${toHex(presentation.issuer)} does not verify`;
+    throw new TallyError('SIGNATURE_INVALID', `currency ${toHex(presentation.serial)}: ${who}`, { tag: PRESENTATION_TAG });
   }
 
   let tip = presentationDigest(presentation);

@@ -4,7 +4,7 @@
  * records their signatures cover, their wire forms and digests. Pure.
  */
 import { encodeCbor } from '../../core/cbor.ts';
-import { array, bytes, record, uint, type Infer } from '../../core/codec.ts';
+import { array, bytes, optional, record, uint, type Infer } from '../../core/codec.ts';
 import { sha256 } from '../../core/crypto/hash.ts';
 import { KEY_ID_BYTES } from '../../pki/key-id.ts';
 import { RECORDS_PER_BLOCK_MAX, BLOCK_SERIAL_BYTES, BLOCK_BYTES_MAX, amountCodec, remainingCodec, signatureCodec, certificateBytesCodec, digestCodec, timestampCodec, currencyCodec, encodeBounded, decodeBounded } from './messages-fields.ts';
@@ -29,7 +29,13 @@ export const presentationCodec = record({
   currency: currencyCodec,
   /** The original owner: key id of its upk. */
   owner: bytes({ length: KEY_ID_BYTES }),
-  /** The signature of C (pk_C verifies it) over presentationSigned. */
+  /**
+   * Tally's extended field for several operators (docs/dotm.md, "Several operators"): the key id
+   * of the intermediary key that signed, under the central bank's certificate. Absent when the
+   * central bank's own key (pk_C) signed, as at a standalone node.
+   */
+  issuer: optional(bytes({ length: KEY_ID_BYTES })),
+  /** The signature of C (pk_C verifies it), or of the certified issuer, over presentationSigned. */
   signature: signatureCodec,
 });
 
@@ -75,9 +81,9 @@ export const currencyBlockCodec = record({
 /** A currency block. */
 export type CurrencyBlock = Infer<typeof currencyBlockCodec>;
 
-/** The record C's signature covers: `[serial, value, currency, owner]`. */
-export function presentationSigned(p: Pick<Presentation, 'serial' | 'value' | 'currency' | 'owner'>): unknown[] {
-  return [p.serial, p.value, p.currency, p.owner];
+/** The record C's signature covers: `[serial, value, currency, owner]`, and `issuer` after them when the block names one. */
+export function presentationSigned(p: Pick<Presentation, 'serial' | 'value' | 'currency' | 'owner' | 'issuer'>): unknown[] {
+  return p.issuer === undefined ? [p.serial, p.value, p.currency, p.owner] : [p.serial, p.value, p.currency, p.owner, p.issuer];
 }
 
 /** The record a payer's record signature covers: `[prev, amount, timestamp, ucert_P, ucert_R]`. */
@@ -87,7 +93,7 @@ export function recordSigned(r: Pick<TransactionRecord, 'prev' | 'amount' | 'tim
 
 /** The wire form of a presentation (exactly its fields). */
 export function presentationWire(p: Presentation): Record<string, unknown> {
-  return { serial: p.serial, value: p.value, currency: p.currency, owner: p.owner, signature: p.signature };
+  return { serial: p.serial, value: p.value, currency: p.currency, owner: p.owner, ...(p.issuer === undefined ? {} : { issuer: p.issuer }), signature: p.signature };
 }
 
 /** The wire form of a record (exactly its fields). */

@@ -9,10 +9,10 @@ import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import { signRecord, verifyRecord } from '../../core/crypto/record.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { ApiProblem, base64urlOf, currentRevocationList, decodeField, errorBody, formatMinor, idempotent, json, keyIdHex, refusal, requireOperator, requireUser, validBody, type IssuerEnv, type IssuerServices, type JsonValue } from '../../issuer/plugin.ts';
-import { verifyBlock } from './block.ts';
 import { EVENT_ACK_TAG, EVENT_TAG, eventAckBodyWire, eventBodyWire, walletEventCodec, type EventAckBody, type WalletEvent } from './online.ts';
-import { listFindings, readWallet, settleEvents, type DotmFinding, type EventResult, type SettlementContext } from './node-settlement.ts';
+import { listFindings, readWallet, settleEvents, type DotmFinding, type EventResult } from './node-settlement.ts';
 import { answer, schemeRefusal } from './node-common.ts';
+import { settlementContext } from './node-interbank.ts';
 
 /** Most events in one upload; the TA keeps up to EVENTS_MAX (32), so it uploads in two requests at worst. */
 export const EVENTS_UPLOAD_MAX = 16;
@@ -112,6 +112,7 @@ function resultJson(services: IssuerServices, r: EventResult): { [key: string]: 
     ...(r.message === undefined ? {} : { message: r.message.slice(0, RESULT_MESSAGE_CHARS_MAX) }),
     ...(r.credited === undefined ? {} : { credited: formatMinor(services.currency, r.credited) }),
     ...(r.refund === undefined ? {} : { refund: r.refund }),
+    ...(r.claims === undefined ? {} : { claims: [...r.claims] }),
   };
 }
 
@@ -132,24 +133,6 @@ function findingJson(services: IssuerServices, f: DotmFinding): z.infer<typeof f
 /** Adds `POST /events`, `GET /wallets/{keyId}` and `GET /fraud`. */
 export function registerEvents(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void {
   const { identity, provider } = services;
-  /** Settlement's view of the node: paths verify under the root key, at the node's time, whatever was revoked since. */
-  const context = (): SettlementContext => {
-    const now = services.now();
-    return {
-      provider,
-      intermediary: identity.intermediary.signer,
-      now,
-      verify: (block) =>
-        verifyBlock(block, {
-          provider,
-          centralBankKey: identity.root.certificate.body.subject,
-          trustAnchors: [identity.root.certificate],
-          intermediaries: [identity.intermediary.certificate],
-          now,
-          currency: services.currency.code,
-        }),
-    };
-  };
 
   app.openAPIRegistry.registerPath(eventsRoute);
   app.post(eventsRoute.path, async (c) => {
@@ -169,7 +152,7 @@ export function registerEvents(app: OpenAPIHono<IssuerEnv>, services: IssuerServ
           return refusal('SIGNATURE_INVALID', `body.events.${k} is not signed by wallet ${wallet.walletKeyId}`);
         }
       }
-      const outcome = await settleEvents(tx, context(), wallet, events);
+      const outcome = await settleEvents(tx, services, await settlementContext(services, { accountKeyId: caller.keyId }), wallet, events);
       if (!outcome.ok) return schemeRefusal(409, outcome.code, outcome.message);
       const ackBody: EventAckBody = { wallet: fromHex(wallet.walletKeyId), upTo: outcome.lastSeq, time: services.now() };
       const ack = { body: eventAckBodyWire(ackBody), signature: signRecord(identity.issuerNode.signer, EVENT_ACK_TAG, eventAckBodyWire(ackBody)) };

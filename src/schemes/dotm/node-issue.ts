@@ -1,12 +1,16 @@
 /**
  * DOT-M §3.3.2 on the node, account synchronization: an amount moves from the caller's account
- * to `float:dotm` as currency blocks, each presentation signed by the central bank's key.
+ * to `float:dotm` as currency blocks, each presentation signed by the central bank's key or, at an
+ * intermediary, by its own key under the central bank's certificate. At an intermediary the account's
+ * money came out of its reserve (`cb:reserve`, by `operator mint` or an interbank credit), so the
+ * float stays within the reserve the central bank holds for it.
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { fromHex, toBase64url, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import { randomBytes } from '../../core/crypto/hash.ts';
 import { signRecord } from '../../core/crypto/record.ts';
+import { keyId } from '../../pki/key-id.ts';
 import { ApiProblem, amountText, errorBody, formatMinor, idempotent, isSubjectRevoked, json, keyIdHex, parseAmount, refusal, requireUser, transfer, transferJson, validBody, type IssuerEnv, type IssuerServices, type StoredResponse, type TransactionHandle } from '../../issuer/plugin.ts';
 import { BLOCK_SERIAL_BYTES, BLOCKS_PER_PAYMENT_MAX, encodeBlock, PRESENTATION_TAG, presentationDigest, presentationSigned, presentationWire, type Presentation } from './messages.ts';
 import { DOTM_FLOAT_ACCOUNT, readWallet } from './node-settlement.ts';
@@ -38,12 +42,16 @@ async function issueBlocks(tx: TransactionHandle, services: IssuerServices, call
   const wallet = await readWallet(tx, walletKeyId, { lock: true });
   if (wallet === null || wallet.accountId !== caller.accountId) return refusal('DEVICE_UNKNOWN', `the caller has no DOT-M wallet ${walletKeyId}`);
   if (wallet.revoked || (await isSubjectRevoked(tx, wallet.walletKeyId)) || (await isSubjectRevoked(tx, wallet.userKeyId))) return refusal('CERT_REVOKED', `wallet ${walletKeyId} is revoked`);
-  // §3.3.2: the central bank signs each block. An intermediary enrolled at a central bank holds no root key.
+  // §3.3.2: the central bank signs each block. A standalone node holds the root key (pk_C) and
+  // signs with it; an intermediary enrolled at a central bank holds no root key and signs with its
+  // own intermediary key, which the root certified, naming it as the block's issuer (docs/dotm.md,
+  // "Several operators"). Any operator's wallet verifies either to the common root.
   const root = services.identity.root.signer;
-  if (root === undefined) return refusal('ROLE_MISMATCH', "DOT-M blocks are signed with the central bank's root key, which this intermediary does not hold: DOT-M issues blocks at a standalone node");
+  const signer = root ?? services.identity.intermediary.signer;
+  const issuer = root === undefined ? { issuer: keyId(services.identity.intermediary.certificate.body.subject) } : {};
   const presentations = splitValue(amount, count).map((value): Presentation => {
-    const unsigned = { serial: randomBytes(BLOCK_SERIAL_BYTES), value, currency: services.currency.code, owner: fromHex(wallet.userKeyId) };
-    return { ...unsigned, signature: signRecord(root, PRESENTATION_TAG, presentationSigned(unsigned)) };
+    const unsigned = { serial: randomBytes(BLOCK_SERIAL_BYTES), value, currency: services.currency.code, owner: fromHex(wallet.userKeyId), ...issuer };
+    return { ...unsigned, signature: signRecord(signer, PRESENTATION_TAG, presentationSigned(unsigned)) };
   });
   const first = presentations[0];
   if (first === undefined) return refusal('REQUEST_INVALID', 'no block to issue');

@@ -26,6 +26,10 @@ export interface SettlementContext {
   readonly provider: CryptoProvider;
   /** verifyBlock with the node's root key as pk_C, its root and intermediary, its time, no revocations. */
   readonly verify: (block: CurrencyBlock) => VerifiedBlock;
+  /** Key id (hex) of the key that signs this node's blocks when it is an intermediary; undefined at a standalone node (pk_C). */
+  readonly issuer: string | undefined;
+  /** The caller's account key id, under which a claim on another bank is presented for its wallet's redemption. */
+  readonly accountKeyId?: string | undefined;
   /** The intermediary's key, which signs revocation lists. */
   readonly intermediary: Signer;
   readonly now: number;
@@ -41,6 +45,8 @@ export interface EventResult {
   readonly credited?: bigint | undefined;
   /** For a transaction the payer reported sent and the payee rolled back: whether the payer was refunded now. */
   readonly refund?: 'credited' | 'withheld' | undefined;
+  /** For a redemption of copies of other banks' blocks: the claims presented to those banks. */
+  readonly claims?: readonly string[] | undefined;
 }
 
 /** The kinds of fraud settlement proves. */

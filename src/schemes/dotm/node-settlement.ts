@@ -27,7 +27,9 @@
 import { assert } from '../../core/assert.ts';
 import { equalBytes, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
-import type { TransactionHandle } from '../../issuer/plugin.ts';
+import type { IssuerServices, TransactionHandle } from '../../issuer/plugin.ts';
+import type { CurrencyBlock } from './messages.ts';
+import { isForeign, presentForeignCopies } from './node-interbank.ts';
 import { walletEventWire, type WalletEvent } from './online.ts';
 import { reportTransaction, settleRedemption, settleRefund } from './node-credits.ts';
 import { checkNode, openFinding } from './node-findings.ts';
@@ -35,13 +37,23 @@ import { type DotmFinding, type DotmWallet, type EventResult, type SettleOutcome
 import { type Path, checkEvent, currentOf, insertPath, issuedHere, lockSerials } from './node-tree.ts';
 
 /** Processes the next event of the wallet's log (its seq is last_seq + 1). */
-async function settleEvent(tx: TransactionHandle, ctx: SettlementContext, wallet: DotmWallet, event: WalletEvent): Promise<{ result: EventResult; findings: DotmFinding[] }> {
+async function settleEvent(tx: TransactionHandle, services: IssuerServices, ctx: SettlementContext, wallet: DotmWallet, event: WalletEvent): Promise<{ result: EventResult; findings: DotmFinding[] }> {
   const { body } = event;
   const checked = checkEvent(ctx, wallet, body);
   if (!('paths' in checked)) return { result: { seq: body.seq, status: 'refused', ...checked }, findings: [] };
-  const { paths } = checked;
+  // Several operators: a copy of another bank's block is settled by that bank, which keeps its
+  // serial's tree; here it takes no place in the tree (node-interbank.ts).
+  const foreign = checked.paths.map((p) => isForeign(ctx, p));
+  const paths = checked.paths.filter((_p, k) => !foreign[k]);
   for (const path of paths) {
     if (!(await issuedHere(tx, path))) return { result: { seq: body.seq, status: 'refused', code: 'PAYMENT_INVALID', message: `serial ${toHex(path.serial)} was not issued by this node` }, findings: [] };
+  }
+  let claims: string[] | undefined;
+  if (body.kind === 'redeemed' && foreign.some((f) => f)) {
+    const copies = checked.paths.flatMap((path, k) => (foreign[k] ? [{ path, block: (body.parts[k] as { block: CurrencyBlock }).block }] : []));
+    const presented = await presentForeignCopies(tx, services, ctx, wallet, copies);
+    if (presented.refused !== undefined) return { result: { seq: body.seq, status: 'refused', ...presented.refused }, findings: [] };
+    claims = presented.claims;
   }
   const touched = new Map<string, Uint8Array>();
   const touch = (d: Uint8Array) => touched.set(toHex(d), d);
@@ -50,12 +62,14 @@ async function settleEvent(tx: TransactionHandle, ctx: SettlementContext, wallet
   const findings: DotmFinding[] = [];
   let result: EventResult = { seq: body.seq, status: 'taken' };
   if (body.kind === 'redeemed') {
-    const done = await settleRedemption(tx, wallet, body, paths);
+    const own = { ...body, parts: body.parts.filter((_p, k) => !foreign[k]) };
+    const done = await settleRedemption(tx, wallet, own, paths);
     paths.forEach((p) => touch(p.tip));
     result =
       done.refused === 0
         ? { ...result, credited: done.credited }
         : { seq: body.seq, status: 'refused', code: 'DOUBLE_SPEND', message: `${done.refused} of ${paths.length} copies were spent already or pass through a double-spent node; only the others were credited`, credited: done.credited };
+    if (claims !== undefined) result = { ...result, claims };
   } else {
     const reported = await reportTransaction(tx, wallet, { ...body, kind: body.kind });
     if (reported === null) {
@@ -67,14 +81,15 @@ async function settleEvent(tx: TransactionHandle, ctx: SettlementContext, wallet
         touch(current.digest);
         touch(current.prev);
       }
-      const first = currentOf(paths[0] as Path);
+      const first = currentOf(checked.paths[0] as Path);
       const contradiction = async (culprit: string, what: string) => {
         const found = await openFinding(tx, ctx, { kind: 'contradiction', subject: toHex(body.tsn), serial: null, culprit, received: null, spent: null, records: paths.map((p) => toHex(currentOf(p).digest)), reason: what });
         if (found !== null) findings.push(found);
       };
       if (reported.sent_seq !== null && reported.abandoned_seq !== null) await contradiction(first.payer, 'the payer reported the transaction both sent and abandoned');
       if (reported.received_seq !== null && reported.rolled_back_seq !== null) await contradiction(first.payee, 'the payee reported the transaction both received and rolled back');
-      const refund = await settleRefund(tx, body, reported, paths);
+      // A refund of a payment made with other banks' blocks would come out of their floats: not here.
+      const refund = foreign.some((f) => f) ? undefined : await settleRefund(tx, body, reported, paths);
       if (refund !== undefined) result = { ...result, refund };
     }
   }
@@ -99,7 +114,7 @@ async function settleRepeat(tx: TransactionHandle, ctx: SettlementContext, walle
   const checked = checkEvent(ctx, wallet, event.body);
   if ('paths' in checked) {
     for (const path of checked.paths) {
-      if (!(await issuedHere(tx, path))) continue;
+      if (isForeign(ctx, path) || !(await issuedHere(tx, path))) continue;
       for (const parent of await insertPath(tx, path)) {
         const found = await checkNode(tx, ctx, parent);
         if (found !== null) findings.push(found);
@@ -125,7 +140,7 @@ async function settleRepeat(tx: TransactionHandle, ctx: SettlementContext, walle
  * events' signatures checked). Events up to last_seq are duplicates (or clone evidence); the rest
  * must continue the log without a gap, or nothing changes.
  */
-export async function settleEvents(tx: TransactionHandle, ctx: SettlementContext, wallet: DotmWallet, events: readonly WalletEvent[]): Promise<SettleOutcome> {
+export async function settleEvents(tx: TransactionHandle, services: IssuerServices, ctx: SettlementContext, wallet: DotmWallet, events: readonly WalletEvent[]): Promise<SettleOutcome> {
   const next = events.find((e) => e.body.seq > wallet.lastSeq);
   if (next !== undefined && next.body.seq !== wallet.lastSeq + 1) {
     return { ok: false, code: 'SEQUENCE_GAP', message: `event ${next.body.seq} does not follow ${wallet.lastSeq}, the last event taken from this wallet: upload from event ${wallet.lastSeq + 1} on` };
@@ -143,7 +158,7 @@ export async function settleEvents(tx: TransactionHandle, ctx: SettlementContext
       continue;
     }
     assert(event.body.seq === lastSeq + 1, 'the caller passes consecutive events');
-    const done = await settleEvent(tx, ctx, wallet, event);
+    const done = await settleEvent(tx, services, ctx, wallet, event);
     const { body } = event;
     await tx.query(
       `INSERT INTO dotm_events (wallet_key_id, seq, digest, kind, tsn, amount, status, code, event) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,

@@ -33,6 +33,8 @@ export interface Path {
   /** The last node: the last record's digest, or the root. */
   readonly tip: Uint8Array;
   readonly holder: string;
+  /** Key id (hex) of the intermediary that issued the serial; undefined for the central bank's key (pk_C). */
+  readonly issuer: string | undefined;
 }
 
 type Refused = { readonly code: string; readonly message: string };
@@ -41,7 +43,7 @@ function subjectOf(certificate: Uint8Array): string {
   return toHex(keyId(decodeCertificate(certificate).body.subject));
 }
 
-function pathOf(verified: VerifiedBlock): Path {
+export function pathOf(verified: VerifiedBlock): Path {
   const { presentation } = verified.block;
   const root = presentationDigest(presentation);
   let prev = root;
@@ -51,7 +53,7 @@ function pathOf(verified: VerifiedBlock): Path {
     prev = digest;
     return node;
   });
-  return { serial: presentation.serial, root, records, tip: verified.tip, holder: toHex(verified.holder) };
+  return { serial: presentation.serial, root, records, tip: verified.tip, holder: toHex(verified.holder), issuer: presentation.issuer === undefined ? undefined : toHex(presentation.issuer) };
 }
 
 /** The digests from the root to the tip. */

@@ -13,7 +13,7 @@ import { verifyChain, type VerifiedChain } from '../../pki/chain.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { acceptedListChecker, decodeRevocationList, type RevocationChecker } from '../../pki/revocation.ts';
 import { reject, type CommandResult, type TrustedEnv } from '../../secure-element/trusted-app.ts';
-import { blockTip, type VerifyBlockOptions } from './block.ts';
+import { blockTip, issuingIntermediary, type VerifyBlockOptions } from './block.ts';
 import { amountCodec, DOTM_SCHEME, TSN_BYTES, type CurrencyBlock } from './messages.ts';
 import { EVENT_TAG, eventBodyWire, EVENTS_MAX, type EventBody, type WalletEvent } from './online.ts';
 import { type DotmState } from './trusted-app-state.ts';
@@ -34,6 +34,8 @@ export const wsk = (env: TrustedEnv): Signer => env.signer(WALLET_KEY_LABEL);
 export interface Certified {
   readonly root: Certificate;
   readonly intermediary: Certificate;
+  /** Other banks' intermediary certificates (several operators), verified when taken. */
+  readonly peers: readonly Certificate[];
   readonly issuerNode: Certificate;
   readonly ucert: Uint8Array;
   readonly wcert: Uint8Array;
@@ -45,6 +47,7 @@ export function certified(state: DotmState): Certified | null {
   return {
     root: decodeCertificate(state.root),
     intermediary: decodeCertificate(state.intermediary),
+    peers: (state.peers ?? []).map((p) => decodeCertificate(p)),
     issuerNode: decodeCertificate(state.issuerNode),
     ucert: state.ucert,
     wcert: state.wcert,
@@ -80,7 +83,7 @@ export function blockOptions(state: DotmState, checks: Checks, c: Certified, env
     provider: env.provider,
     centralBankKey: c.root.body.subject,
     trustAnchors: [c.root],
-    intermediaries: [c.intermediary],
+    intermediaries: [c.intermediary, ...c.peers],
     now,
     revocations: checks.revocations,
     currency: state.currency,
@@ -88,11 +91,16 @@ export function blockOptions(state: DotmState, checks: Checks, c: Certified, env
   };
 }
 
-/** A user or wallet certificate verified under the TA's root and intermediary. */
+/** A certificate and the intermediary that issued it: this bank's, or another bank's the TA holds. */
+function chainThrough(c: Certified, certificate: Certificate): Certificate[] {
+  return [certificate, issuingIntermediary(c.peers, certificate.body.issuer) ?? c.intermediary];
+}
+
+/** A user or wallet certificate verified under the TA's root and intermediary (or another bank's it holds). */
 export function chainOf(checks: Checks, c: Certified, env: TrustedEnv, encoded: Uint8Array, now: number, role: 'user' | 'device'): VerifiedChain {
   return verifyChain({
     provider: env.provider,
-    chain: [decodeCertificate(encoded), c.intermediary],
+    chain: chainThrough(c, decodeCertificate(encoded)),
     trustAnchors: [c.root],
     now,
     revocations: checks.revocations,

@@ -8,10 +8,12 @@ import { array, boolean, bytes, oneOf, optional, record, text, uint, type Infer 
 import { verifyRecord } from '../../core/crypto/record.ts';
 import { publicKeyCodec } from '../../core/crypto/suite.ts';
 import { keyId } from '../../pki/key-id.ts';
+import { decodeCertificate } from '../../pki/certificate.ts';
+import { verifyChain } from '../../pki/chain.ts';
 import { takeNewerRevocationList } from '../../pki/revocation-update.ts';
 import { accept, command, reject } from '../../secure-element/trusted-app.ts';
 import { blockTip, deductRemaining, verifyBlock } from './block.ts';
-import { amountCodec, remainingCodec, currencyBlockCodec, RECORDS_PER_BLOCK_MAX, TSN_BYTES } from './messages.ts';
+import { amountCodec, certificateBytesCodec, remainingCodec, currencyBlockCodec, RECORDS_PER_BLOCK_MAX, TSN_BYTES } from './messages.ts';
 import {
   EVENT_ACK_TAG,
   eventAckBodyWire,
@@ -22,7 +24,7 @@ import {
   walletEventCodec,
   type EventPart,
 } from './online.ts';
-import { PASSWORD_CHARS_MAX, PASSWORD_TRIES_MAX, TA_CRL_BYTES_MAX, WALLET_BLOCKS_MAX, type DotmState } from './trusted-app-state.ts';
+import { PASSWORD_CHARS_MAX, PASSWORD_TRIES_MAX, PEERS_MAX, TA_CRL_BYTES_MAX, WALLET_BLOCKS_MAX, type DotmState } from './trusted-app-state.ts';
 import {
   usk,
   wsk,
@@ -168,6 +170,36 @@ export const onlineCommands = {
         const next: DotmState = { ...state, events, trustedTime: Math.max(state.trustedTime, ack.body.time), ...(crl === undefined ? {} : { crl }) };
         return accept(next, { cleared: state.events.length - events.length, ...(crlVersion === undefined ? {} : { crlVersion }) });
       });
+    },
+  }),
+
+  /**
+   * Several operators: the other banks whose blocks and customers this wallet takes. Each
+   * certificate must verify under the pinned root, now, as an intermediary in the wallet's
+   * currency, or nothing changes; the list replaces the one held (a bank the root revoked drops
+   * out of its node's answer). The wallet's own bank is left out.
+   */
+  peers: command({
+    input: record({ intermediaries: array(certificateBytesCodec, { max: PEERS_MAX }), now: timeInput }),
+    output: record({ peers: uint({ max: PEERS_MAX }) }),
+    run(state: DotmState, input, env) {
+      const c = certified(state);
+      if (c === null) return NOT_CERTIFIED();
+      const now = clock(state, input.now);
+      const own = keyId(c.intermediary.body.subject);
+      const kept: Uint8Array[] = [];
+      for (const [k, encoded] of input.intermediaries.entries()) {
+        let certificate;
+        try {
+          certificate = decodeCertificate(encoded);
+          const chain = verifyChain({ provider: env.provider, chain: [certificate], trustAnchors: [c.root], now, leafRoles: ['intermediary'] });
+          if (chain.extensions.currency !== state.currency) return reject('PEER_INVALID', `intermediary ${k} is certified for ${chain.extensions.currency ?? 'no currency'}, not ${state.currency}`);
+        } catch (e) {
+          return reject('PEER_INVALID', `intermediary ${k}: ${e instanceof Error ? e.message : String(e)}`);
+        }
+        if (!equalBytes(keyId(certificate.body.subject), own)) kept.push(encoded);
+      }
+      return accept({ ...state, peers: kept }, { peers: kept.length });
     },
   }),
 

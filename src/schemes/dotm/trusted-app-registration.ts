@@ -65,6 +65,7 @@ export const registrationCommands = {
         const c: Certified = {
           root: decodeCertificate(state.root as Uint8Array),
           intermediary: decodeCertificate(state.intermediary as Uint8Array),
+          peers: [],
           issuerNode: decodeCertificate(state.issuerNode as Uint8Array),
           ucert: input.ucert,
           wcert: input.wcert,

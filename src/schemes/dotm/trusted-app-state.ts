@@ -57,6 +57,9 @@ export const receivingCodec = record({
 /** The payee's open transaction. */
 export type Receiving = Infer<typeof receivingCodec>;
 
+/** Most other banks' intermediary certificates the TA holds. */
+export const PEERS_MAX = 32;
+
 /** The TA's state. */
 export const dotmStateCodec = record({
   /** The pinned root certificate: its key is the central bank's, pk_C (§3.1.3). */
@@ -82,6 +85,12 @@ export const dotmStateCodec = record({
   /** The latest time vouched for (certificate starts, acks, the wallet's clock never backwards). */
   trustedTime: timeCodec,
   crl: optional(bytes({ max: TA_CRL_BYTES_MAX })),
+  /**
+   * Several operators: the intermediary certificates of other banks, each verified under the pinned
+   * root as an intermediary in this currency when it was taken (docs/dotm.md, "Several operators").
+   * Their keys sign those banks' blocks and their customers' certificates chain through them.
+   */
+  peers: optional(array(certificateBytesCodec, { max: PEERS_MAX })),
   /** How many unlock tickets the TA took (absent: none); the next ticket must carry this plus one. */
   unlocks: optional(timeCodec),
 });

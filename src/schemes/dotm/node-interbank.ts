@@ -1,0 +1,185 @@
+/**
+ * DOT-M across several operators (docs/dotm.md, "Several operators"). An intermediary signs its
+ * blocks with its own key, which the central bank's root certified; a wallet of any bank verifies
+ * them to the common root. The operator that issued a serial keeps its tree: a copy of another
+ * bank's block that a customer here redeems is presented to the issuing bank as an interbank claim
+ * (the online data updating reaches the operator that holds the serial's tree), and a claim on a
+ * block issued here is judged with this node's tree, as a redemption is (§3.3.4, §3.4.4).
+ */
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import { toBase64url, toHex } from '../../core/bytes.ts';
+import { isTallyError } from '../../core/errors.ts';
+import { peerIntermediaries, presentInterbankClaim, transfer, type InterbankClaim, type InterbankJudgement, type IssuerEnv, type IssuerServices, type Queryable, type TransactionHandle } from '../../issuer/plugin.ts';
+import { decodeCertificate, encodeCertificate, type Certificate } from '../../pki/certificate.ts';
+import { keyId } from '../../pki/key-id.ts';
+import { verifyBlock } from './block.ts';
+import { decodeBlock, encodeBlock, type CurrencyBlock } from './messages.ts';
+import { answer } from './node-common.ts';
+import { checkNode } from './node-findings.ts';
+import { DOTM_FLOAT_ACCOUNT, type DotmFinding, type DotmWallet, type SettlementContext } from './node-settlement-model.ts';
+import { addPending, creditable, insertPath, issuedHere, lockSerials, nodesOf, pathOf, viewNode, writeCredits, type Path } from './node-tree.ts';
+
+/** Largest evidence of a DOT-M claim: the interbank limit (a copy with about a dozen records at Ed25519). */
+export const DOTM_CLAIM_BYTES_MAX = 8192;
+
+/** Most other intermediaries a wallet takes blocks of (the trusted app's bound). */
+export const PEERS_MAX = 32;
+
+/** The intermediary certificates of the other banks this node knows and the root has not revoked. */
+export async function livePeers(services: IssuerServices, q: Queryable = services.db): Promise<Certificate[]> {
+  return (await peerIntermediaries(services, q)).filter((p) => !p.revoked).map((p) => p.certificate);
+}
+
+/** This node's block issuer key id (hex): its intermediary key when it holds no root key; undefined at a standalone node. */
+export function ownIssuer(services: IssuerServices): string | undefined {
+  return services.identity.root.signer === undefined ? toHex(keyId(services.identity.intermediary.certificate.body.subject)) : undefined;
+}
+
+/**
+ * Settlement's view of the node: paths verify under the root key (or an intermediary it certified,
+ * this bank's or another's), at the node's time, whatever was revoked since.
+ */
+export async function settlementContext(services: IssuerServices, extra: { accountKeyId?: string } = {}): Promise<SettlementContext> {
+  const { identity, provider } = services;
+  const now = services.now();
+  const intermediaries = [identity.intermediary.certificate, ...(await livePeers(services))];
+  return {
+    provider,
+    intermediary: identity.intermediary.signer,
+    issuer: ownIssuer(services),
+    ...(extra.accountKeyId === undefined ? {} : { accountKeyId: extra.accountKeyId }),
+    now,
+    verify: (block) =>
+      verifyBlock(block, {
+        provider,
+        centralBankKey: identity.root.certificate.body.subject,
+        trustAnchors: [identity.root.certificate],
+        intermediaries,
+        now,
+        currency: services.currency.code,
+      }),
+  };
+}
+
+/** True when the path's serial was issued by another bank (whose key signed its presentation). */
+export function isForeign(ctx: SettlementContext, path: Path): boolean {
+  return path.issuer !== undefined && path.issuer !== ctx.issuer;
+}
+
+/**
+ * A redemption here of copies of other banks' blocks: each copy is presented to its issuing bank as
+ * a claim for the wallet's account (the evidence is the copy as the wallet gave it up). The customer
+ * is credited once that bank accepts and the central bank moves the reserves; a refused claim
+ * credits nothing and its code is in the claim's state. Answers the claims' ids, or the refusal of
+ * a copy that cannot be presented.
+ */
+export async function presentForeignCopies(tx: TransactionHandle, services: IssuerServices, ctx: SettlementContext, wallet: DotmWallet, copies: readonly { path: Path; block: CurrencyBlock }[]): Promise<{ claims: string[]; refused?: { code: string; message: string } }> {
+  const claims: string[] = [];
+  for (const { path, block } of copies) {
+    const evidence = encodeBlock(block);
+    if (evidence.length > DOTM_CLAIM_BYTES_MAX) return { claims, refused: { code: 'TOO_LARGE', message: `a copy of serial ${toHex(path.serial)} is ${evidence.length} bytes, over the ${DOTM_CLAIM_BYTES_MAX} an interbank claim carries` } };
+    const presented = await presentInterbankClaim(tx, services, {
+      scheme: 'dotm',
+      payerBank: path.issuer as string,
+      amount: block.remaining,
+      evidence,
+      payee: { keyId: ctx.accountKeyId ?? wallet.userKeyId, accountId: wallet.accountId },
+    });
+    claims.push(presented.claimId);
+  }
+  return { claims };
+}
+
+function refuse(code: string, reason: string): InterbankJudgement {
+  return { accepted: false, code, reason };
+}
+
+/**
+ * At the issuing bank: judges another bank's claim for a copy of a block issued here, with this
+ * node's tree of its serial (§3.4.4), as a redemption: the copy verifies from the presentation to
+ * its tip (every record, with user certificates of any bank the root certified), its holder is a
+ * customer of the presenting bank, the amount is its remaining value, and crediting it keeps every
+ * node of its path within what its holder received. The copy's records enter the tree either way,
+ * and an over-spent node names its holder (a finding; a holder registered here is revoked). On
+ * acceptance the amount moves from `float:dotm` to `payTo`.
+ */
+export async function judgeDotmInterbankClaim(tx: TransactionHandle, services: IssuerServices, claim: InterbankClaim, payTo: string): Promise<InterbankJudgement> {
+  let block: CurrencyBlock;
+  try {
+    block = decodeBlock(claim.evidence);
+  } catch (e) {
+    return refuse(isTallyError(e) ? e.code : 'DECODE_FAILED', `the evidence is not a currency block: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const ctx = await settlementContext(services);
+  let path: Path;
+  let holderCertificate: Uint8Array | undefined;
+  try {
+    const verified = ctx.verify(block);
+    path = pathOf(verified);
+    holderCertificate = verified.holderCertificate;
+  } catch (e) {
+    if (isTallyError(e)) return refuse(e.code, `the copy does not verify: ${e.message}`);
+    throw e;
+  }
+  if (path.issuer === undefined || path.issuer !== ctx.issuer) return refuse('PAYMENT_INVALID', `serial ${toHex(path.serial)} was not issued by this bank`);
+  if (block.remaining !== claim.amount) return refuse('AMOUNT_MISMATCH', `the claim asks for ${claim.amount}, the copy's remaining value is ${block.remaining}`);
+  if (block.remaining <= 0n) return refuse('PAYMENT_INVALID', 'the copy has nothing left');
+  const last = path.records[path.records.length - 1];
+  if (last === undefined || holderCertificate === undefined) return refuse('PAYMENT_INVALID', "the copy is still its original owner's, a customer of this bank");
+  if (toHex(decodeCertificate(holderCertificate).body.issuer) !== claim.payeeBank) return refuse('PAYMENT_INVALID', `the copy's holder ${path.holder} is not a customer of the presenting bank ${claim.payeeBank}`);
+
+  await lockSerials(tx, [path.serial]);
+  if (!(await issuedHere(tx, path))) return refuse('PAYMENT_INVALID', `serial ${toHex(path.serial)} was not issued by this bank`);
+  const touched = new Map<string, Uint8Array>();
+  for (const parent of await insertPath(tx, path)) touched.set(toHex(parent), parent);
+  await tx.query('UPDATE dotm_nodes SET redeemed = redeemed + $2 WHERE digest = $1', [path.tip, block.remaining]);
+  touched.set(toHex(path.tip), path.tip);
+  const tip = await viewNode(tx, path.tip);
+  const pending = new Map<string, bigint>();
+  const ok = tip.spent <= tip.received && (await creditable(tx, nodesOf(path), block.remaining, pending));
+  const findings: DotmFinding[] = [];
+  for (const digest of touched.values()) {
+    const found = await checkNode(tx, ctx, digest);
+    if (found !== null) findings.push(found);
+  }
+  if (!ok) {
+    // The culprit is whoever over-spent a node of this path: the finding made now, or one made before.
+    const culprits = findings.map((f) => f.culprit);
+    if (culprits.length === 0) {
+      for (const digest of nodesOf(path)) {
+        const { rows } = await tx.query<{ culprit_key_id: string }>("SELECT culprit_key_id FROM dotm_findings WHERE kind = 'overspent' AND subject = $1", [digest]);
+        culprits.push(...rows.map((r) => r.culprit_key_id));
+      }
+    }
+    const named = culprits.length === 0 ? '' : `; double spent by ${[...new Set(culprits)].join(', ')}`;
+    return refuse('DOUBLE_SPEND', `the copy of serial ${toHex(path.serial)} was spent already or passes through a double-spent node${named}`);
+  }
+  addPending(pending, nodesOf(path), block.remaining);
+  const moved = await transfer(tx, {
+    idempotencyKey: `dotm-interbank:${claim.claimId}`,
+    debit: DOTM_FLOAT_ACCOUNT,
+    credit: payTo,
+    amount: block.remaining,
+    kind: 'dotm-interbank',
+    reference: { claim: claim.claimId, serial: toHex(path.serial), bank: claim.payeeBank },
+    currency: services.currency,
+  });
+  if (!moved.ok) return refuse(moved.code, moved.message);
+  await writeCredits(tx, pending);
+  return { accepted: true };
+}
+
+const peersRoute = createRoute({
+  method: 'get',
+  path: '/peers',
+  description: "Several operators: the certificates of the other intermediaries whose DOT-M blocks this bank's wallets take, each certified by the root (the wallet's trusted app checks that itself).",
+  responses: { 200: answer('The other intermediaries', z.object({ intermediaries: z.array(z.string()) })) },
+});
+
+/** Adds `GET /peers` (public). */
+export function registerPeers(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void {
+  app.openapi(peersRoute, async (c) => {
+    const peers = (await livePeers(services)).slice(0, PEERS_MAX);
+    return c.json({ intermediaries: peers.map((p) => toBase64url(encodeCertificate(p))) }, 200);
+  });
+}
