@@ -25,3 +25,6 @@ export type DotmEventsAnswer = Infer<typeof dotmEventsAnswer>;
 
 /** POST /v1/dotm/wallets/:keyId/unlock: the ticket (base64url of its CBOR). */
 export const dotmUnlockAnswer = looseRecord({ wallet: text({ min: 1, max: 256 }), unlock: uint({ max: Number.MAX_SAFE_INTEGER }), ticket: blob });
+
+/** GET /v1/dotm/peers: other banks' intermediary certificates (several operators). */
+export const dotmPeersAnswer = looseRecord({ intermediaries: array(blob, { max: 32 }) });

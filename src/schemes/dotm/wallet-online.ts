@@ -3,7 +3,7 @@ import { fromBase64url, fromHex, toHex } from '../../core/bytes.ts';
 import { decodeCbor } from '../../core/cbor.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import { isNodeRefusal, newStepId, startSecureElement, type HistoryEvent } from '../../wallet/plugin.ts';
-import { dotmEventsAnswer, dotmIssueAnswer, dotmUnlockAnswer, type DotmEventsAnswer } from './wallet-answers.ts';
+import { dotmEventsAnswer, dotmIssueAnswer, dotmPeersAnswer, dotmUnlockAnswer, type DotmEventsAnswer } from './wallet-answers.ts';
 import { decodeBlock } from './messages.ts';
 import { eventAckCodec, unlockTicketCodec } from './online.ts';
 import { chunks, DotmWalletBase, DOTM_TA, ISSUE_BLOCKS_MAX, provisionDotm, STAGED_KEYS, wrongPassword, type DotmBalance, type DotmWithdrawal, type IssueStep } from './wallet-base.ts';
@@ -195,6 +195,7 @@ export abstract class DotmWalletOnline extends DotmWalletBase {
     }
     const ack = eventAckCodec.decode(decodeCbor(fromBase64url(last.ack)), 'ack');
     const applied = await se.call('ack', { ack, crl: fromBase64url(last.crl) });
+    await this.takePeers();
     const refused = results.filter((r) => r.status === 'refused');
     await this.keepCrl(last.crl, {
       history: [{
@@ -204,6 +205,21 @@ export abstract class DotmWalletOnline extends DotmWalletBase {
       }],
     });
     return { uploaded: events.length, results, findings, crlVersion: applied.crlVersion ?? 0 };
+  }
+
+  /**
+   * Several operators: the other banks whose blocks this wallet takes, from its node's list; the SE
+   * keeps only certificates that verify under its root. A node that serves no list leaves the SE's as it is.
+   */
+  private async takePeers(): Promise<void> {
+    let answer;
+    try {
+      answer = await this.node.signed(this.user, 'GET', '/v1/dotm/peers', { answer: dotmPeersAnswer });
+    } catch (e) {
+      if (isTallyError(e) && e.code.startsWith('NODE_')) return;
+      throw e;
+    }
+    await (await this.se()).call('peers', { intermediaries: answer.body.intermediaries.map((c) => fromBase64url(c)), now: Date.now() });
   }
 
   /** Online balance from the node, or null with the reason when it is unreachable. */
