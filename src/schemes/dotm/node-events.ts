@@ -152,7 +152,7 @@ export function registerEvents(app: OpenAPIHono<IssuerEnv>, services: IssuerServ
           return refusal('SIGNATURE_INVALID', `body.events.${k} is not signed by wallet ${wallet.walletKeyId}`);
         }
       }
-      const outcome = await settleEvents(tx, services, await settlementContext(services, { accountKeyId: caller.keyId }), wallet, events);
+      const outcome = await settleEvents(tx, services, await settlementContext(services, tx, { accountKeyId: caller.keyId }), wallet, events);
       if (!outcome.ok) return schemeRefusal(409, outcome.code, outcome.message);
       const ackBody: EventAckBody = { wallet: fromHex(wallet.walletKeyId), upTo: outcome.lastSeq, time: services.now() };
       const ack = { body: eventAckBodyWire(ackBody), signature: signRecord(identity.issuerNode.signer, EVENT_ACK_TAG, eventAckBodyWire(ackBody)) };

@@ -39,10 +39,10 @@ export function ownIssuer(services: IssuerServices): string | undefined {
  * Settlement's view of the node: paths verify under the root key (or an intermediary it certified,
  * this bank's or another's), at the node's time, whatever was revoked since.
  */
-export async function settlementContext(services: IssuerServices, extra: { accountKeyId?: string } = {}): Promise<SettlementContext> {
+export async function settlementContext(services: IssuerServices, q: Queryable, extra: { accountKeyId?: string } = {}): Promise<SettlementContext> {
   const { identity, provider } = services;
   const now = services.now();
-  const intermediaries = [identity.intermediary.certificate, ...(await livePeers(services))];
+  const intermediaries = [identity.intermediary.certificate, ...(await livePeers(services, q))];
   return {
     provider,
     intermediary: identity.intermediary.signer,
@@ -110,7 +110,7 @@ export async function judgeDotmInterbankClaim(tx: TransactionHandle, services: I
   } catch (e) {
     return refuse(isTallyError(e) ? e.code : 'DECODE_FAILED', `the evidence is not a currency block: ${e instanceof Error ? e.message : String(e)}`);
   }
-  const ctx = await settlementContext(services);
+  const ctx = await settlementContext(services, tx);
   let path: Path;
   let holderCertificate: Uint8Array | undefined;
   try {
