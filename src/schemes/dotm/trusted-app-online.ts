@@ -79,6 +79,8 @@ const statusOutput = record({
   trustedTime: uint({ max: Number.MAX_SAFE_INTEGER }),
   /** Unlock tickets taken so far: the next ticket to ask the node for is this plus one. */
   unlocks: uint({ max: Number.MAX_SAFE_INTEGER }),
+  /** Other banks' intermediary certificates the TA holds (several operators). */
+  peers: array(certificateBytesCodec, { max: PEERS_MAX }),
 });
 
 /** The online commands of the DOT-M trusted app. */
@@ -232,6 +234,7 @@ export const onlineCommands = {
         unsyncedEvents: state.events.length,
         trustedTime: state.trustedTime,
         unlocks: state.unlocks ?? 0,
+        peers: state.peers ?? [],
       });
     },
   }),

@@ -24,7 +24,8 @@ import { equalBytes, fromBase64url, toBase64url, toHex } from '../../core/bytes.
 import { randomBytes } from '../../core/crypto/hash.ts';
 import { signerFromSecret, type PublicKey } from '../../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
-import { decodeCertificate } from '../../pki/certificate.ts';
+import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
+import { verifyChain } from '../../pki/chain.ts';
 import { keyId } from '../../pki/key-id.ts';
 import {
   connectLink,
@@ -151,6 +152,7 @@ export class DotmWallet extends DotmWalletOnline {
    */
   async receive(amountText: string, options: { port: number; host: string; timeoutMs: number; onListening?: (port: number) => void }): Promise<DotmTransfer> {
     const v = this.parseAmount(amountText);
+    await this.loadPeers();
     const { link } = await listenLink(this.linkSide(), options);
     const se = await this.se();
     try {
@@ -197,6 +199,7 @@ export class DotmWallet extends DotmWalletOnline {
    */
   async payTo(host: string, port: number, options: { password: string; expect?: string; timeoutMs: number }): Promise<DotmTransfer> {
     const expect = options.expect === undefined ? undefined : this.parseAmount(options.expect);
+    await this.loadPeers();
     const { link, peer } = await connectLink(this.linkSide(), host, port, options.timeoutMs);
     const se = await this.se();
     try {
@@ -239,6 +242,24 @@ export class DotmWallet extends DotmWalletOnline {
       throw new TallyError('SE_REJECTED', 'λ names a payee whose user certificate does not belong to the peer on this link: refusing to pay someone else', { command: 'pay', reason: 'PAYEE_MISMATCH' });
     }
     return verified.subjectKeyId;
+  }
+
+  /** Other banks' intermediary certificates, as the SE holds them (several operators, docs/dotm.md). */
+  private peers: Certificate[] = [];
+
+  private async loadPeers(): Promise<void> {
+    this.peers = (await (await this.se()).call('status', {})).peers.map((c) => decodeCertificate(c));
+  }
+
+  /**
+   * A user or device certificate of this wallet's bank, or of another bank whose intermediary
+   * certificate the SE holds (verified under the root when the SE took it, and again here).
+   */
+  protected override verifyCertificate(certificate: Uint8Array, roles: readonly ('user' | 'device')[] = ['user', 'device']) {
+    const leaf = decodeCertificate(certificate);
+    const other = this.peers.find((p) => equalBytes(keyId(p.body.subject), leaf.body.issuer));
+    if (other === undefined) return super.verifyCertificate(certificate, roles);
+    return verifyChain({ provider: nodeProvider, chain: [leaf, other], trustAnchors: [this.root], now: Date.now(), leafRoles: roles });
   }
 
   /** This wallet's side of a DOT-M link: bound to the account's user certificate. */
