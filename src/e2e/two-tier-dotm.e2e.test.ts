@@ -57,7 +57,9 @@ test('DOT-M across two banks through the CLI: A issues, A\'s wallet pays B\'s of
   // Bob withdraws at B: his copy of A's block is presented to A, and credited once A accepted.
   await atA.ok('sync', 'alice');
   const withdrawn = await atB.ok('wallet', 'withdraw', 'bob', '12.00');
-  assert.ok(JSON.stringify(withdrawn).includes('claims'), JSON.stringify(withdrawn));
+  assert.equal(withdrawn['outcome'], 'claimed', JSON.stringify(withdrawn));
+  assert.equal((withdrawn['claims'] as string[]).length, 1);
+  assert.equal(withdrawn['online'], '0.00', 'not credited before A accepts');
   await tiers.audit();
   assert.equal((await atB.ok('wallet', 'balance', 'bob'))['online'], '12.00');
   assert.equal(await reserveOf(bankA.keyId), (Number(reserveA) - 12).toFixed(2));

@@ -116,6 +116,8 @@ export const dotmCli: CliPart = {
           text:
             r.outcome === 'credited'
               ? `Withdrew ${r.amount} ${c} to the online account; online balance ${r.online ?? 'unknown'} ${c}.`
+              : r.outcome === 'claimed'
+                ? `Gave up ${r.amount} ${c} of currency blocks; copies of other banks' blocks among them were presented to those banks (${r.claims?.length ?? 0} claim(s)): the online account is credited once each is settled.`
               : r.outcome === 'refused'
                 ? `Gave up ${r.amount} ${c} of currency blocks, but the node refused to credit them: ${r.refusal?.message ?? ''} [${r.refusal?.code ?? ''}].`
                 : r.outcome === 'pending'

@@ -16,7 +16,7 @@ export const dotmEventsAnswer = looseRecord({
   ack: blob,
   crl,
   // Every field of a result is kept: `tally wallet sync --json` prints the results as the node gave them.
-  results: array(looseRecord({ seq: uint({ max: 2 ** 40 }), status: word, code: optional(word), message: optional(message), credited: optional(amount), refund: optional(oneOf(['credited', 'withheld'] as const)) }), { max: ANSWER_ITEMS_MAX }),
+  results: array(looseRecord({ seq: uint({ max: 2 ** 40 }), status: word, code: optional(word), message: optional(message), credited: optional(amount), refund: optional(oneOf(['credited', 'withheld'] as const)), claims: optional(array(text({ min: 1, max: 128 }), { max: ANSWER_ITEMS_MAX })) }), { max: ANSWER_ITEMS_MAX }),
   findings: array({ expected: 'a finding', decode: (v: unknown) => v } satisfies Codec<unknown>, { max: ANSWER_ITEMS_MAX }),
 });
 

@@ -133,9 +133,16 @@ export interface DotmWithdrawal {
   online: string | null;
   /** The node took the redemption and credited the account. */
   credited: boolean;
-  /** credited; refused by the node (see `refusal`); unreachable (credited when the node takes the event at a later sync); pending (the node had no answer for it yet). */
-  outcome: 'credited' | 'refused' | 'unreachable' | 'pending';
+  /**
+   * credited; claimed (copies of other banks' blocks presented to the banks that issued them, see
+   * `claims`; the account is credited once each is settled); refused by the node (see `refusal`);
+   * unreachable (credited when the node takes the event at a later sync); pending (the node had no
+   * answer for it yet).
+   */
+  outcome: 'credited' | 'claimed' | 'refused' | 'unreachable' | 'pending';
   refusal?: { code: string; message: string };
+  /** The interbank claims presented for copies of other banks' blocks (read at GET /v1/interbank/claims/{id}). */
+  claims?: string[];
 }
 
 /** What a finished transaction over the link reports. */

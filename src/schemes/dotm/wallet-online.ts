@@ -147,10 +147,15 @@ export abstract class DotmWalletOnline extends DotmWalletBase {
     await this.note({ at: Date.now(), kind: 'withdraw', amount: this.format(amount), detail: `blocks given up (event ${out.seq}); the node credits them when it takes the event` });
     let outcome: DotmWithdrawal['outcome'] = 'unreachable';
     let refusal: { code: string; message: string } | undefined;
+    let claims: string[] | undefined;
     try {
       const r = await this.sync();
       const result = r.results.find((x) => x.seq === out.seq);
-      if (result?.status === 'taken' || result?.status === 'duplicate') outcome = 'credited';
+      if (result?.claims !== undefined && result.claims.length > 0 && result.status === 'taken') {
+        outcome = 'claimed';
+        claims = [...result.claims];
+        await this.note({ at: Date.now(), kind: 'withdraw-claimed', amount: this.format(amount), detail: `event ${out.seq}: copies of other banks' blocks presented to them (claims ${claims.join(', ')}); credited once settled` });
+      } else if (result?.status === 'taken' || result?.status === 'duplicate') outcome = 'credited';
       else if (result?.status === 'refused') {
         outcome = 'refused';
         refusal = { code: result.code ?? 'REFUSED', message: result.message ?? 'the node refused the redemption' };
@@ -165,6 +170,7 @@ export abstract class DotmWalletOnline extends DotmWalletBase {
       credited: outcome === 'credited',
       outcome,
       ...(refusal === undefined ? {} : { refusal }),
+      ...(claims === undefined ? {} : { claims }),
     };
   }
 
