@@ -15,6 +15,7 @@ import { keyId } from '../../pki/key-id.ts';
 import { verifyBlock } from './block.ts';
 import { decodeBlock, encodeBlock, type CurrencyBlock } from './messages.ts';
 import { answer } from './node-common.ts';
+import { PEERS_MAX } from './trusted-app-state.ts';
 import { checkNode } from './node-findings.ts';
 import { DOTM_FLOAT_ACCOUNT, type DotmFinding, type DotmWallet, type SettlementContext } from './node-settlement-model.ts';
 import { addPending, creditable, insertPath, issuedHere, lockSerials, nodesOf, pathOf, viewNode, writeCredits, type Path } from './node-tree.ts';
@@ -22,8 +23,6 @@ import { addPending, creditable, insertPath, issuedHere, lockSerials, nodesOf, p
 /** Largest evidence of a DOT-M claim: the interbank limit (a copy with about a dozen records at Ed25519). */
 export const DOTM_CLAIM_BYTES_MAX = 8192;
 
-/** Most other intermediaries a wallet takes blocks of (the trusted app's bound). */
-export const PEERS_MAX = 32;
 
 /** The intermediary certificates of the other banks this node knows and the root has not revoked. */
 export async function livePeers(services: IssuerServices, q: Queryable = services.db): Promise<Certificate[]> {
