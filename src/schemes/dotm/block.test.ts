@@ -249,3 +249,45 @@ describe('choosing the blocks of a payment', () => {
     assert.deepEqual(plan.parts.map((p) => [p.block.records.length, p.amount]), [[15, 10n], [15, 10n], [15, 10n], [15, 10n], [0, 5n]]);
   });
 });
+
+describe('DOT-M blocks of several operators (docs/dotm.md, "Several operators")', () => {
+  // Bank B, a second intermediary under the same root, in EUR; its key signs its blocks.
+  const bankB = signer('dotm/bank-b');
+  const bankBCert = certify({ issuer: pki.root, issuerRole: 'root', role: 'intermediary', subject: bankB, extensions: { name: 'Bank B', currency: 'EUR' } });
+  const bankC = signer('dotm/bank-c');
+  const bankCCert = certify({ issuer: pki.root, issuerRole: 'root', role: 'intermediary', subject: bankC, extensions: { name: 'Bank C', currency: 'EUR' } });
+  const erinKey = signer('dotm/user/erin');
+  const erin: User = { key: erinKey, cert: encodeCertificate(certify({ issuer: bankB, issuerRole: 'intermediary', role: 'user', subject: erinKey, extensions: { name: 'erin' } })) };
+  const both: VerifyBlockOptions = { ...options, intermediaries: [pki.intermediaryCert, bankBCert, bankCCert] };
+
+  function issuedBy(bank: Signer, value: bigint, owner: User, issuer: Uint8Array = keyId(bank.publicKey)): CurrencyBlock {
+    const serial = new Uint8Array(16).fill(++serialCounter);
+    const unsigned = { serial, value, currency: 'EUR', owner: keyId(owner.key.publicKey), issuer };
+    return { presentation: { ...unsigned, signature: signRecord(bank, PRESENTATION_TAG, presentationSigned(unsigned)) }, records: [], remaining: value, count: 0 };
+  }
+
+  it("verifies a block signed by another bank's key through its certificate, paid on to this bank's customer", () => {
+    const block = pay(issuedBy(bankB, 50n, erin), erin, alice, 20n);
+    const verified = verifyBlock(block, both);
+    assert.ok(equalBytes(verified.holder, keyId(alice.key.publicKey)));
+    // The issuer is part of what the signature covers, and encodes only when present.
+    assert.ok(equalBytes(decodeBlock(encodeBlock(block)).presentation.issuer ?? new Uint8Array(), keyId(bankB.publicKey)));
+    assert.equal(decodeBlock(encodeBlock(issue(5n, alice))).presentation.issuer, undefined);
+  });
+
+  it("refuses a block of a bank it does not know, one whose issuer was swapped, one certified by another root or for another currency, or by a key the root certified as something else", () => {
+    const block = issuedBy(bankB, 50n, erin);
+    assert.throws(() => verifyBlock(block, options), (e) => isTallyError(e, 'PAYMENT_INVALID') && /does not know/.test(e.message));
+    const swapped = { ...block, presentation: { ...block.presentation, issuer: keyId(bankC.publicKey) } };
+    assert.throws(() => verifyBlock(swapped, both), (e) => isTallyError(e, 'SIGNATURE_INVALID'));
+    const stripped = { ...block, presentation: { ...block.presentation, issuer: undefined } };
+    assert.throws(() => verifyBlock(stripped, both), (e) => isTallyError(e, 'SIGNATURE_INVALID'));
+    const other = hierarchy('ed25519', 'dotm-other-root');
+    const foreign = certify({ issuer: other.root, issuerRole: 'root', role: 'intermediary', subject: bankB, extensions: { name: 'Bank B', currency: 'EUR' } });
+    assert.throws(() => verifyBlock(block, { ...options, intermediaries: [pki.intermediaryCert, foreign] }), (e) => isTallyError(e, 'PAYMENT_INVALID'));
+    const dollars = certify({ issuer: pki.root, issuerRole: 'root', role: 'intermediary', subject: bankB, extensions: { name: 'Bank B', currency: 'USD' } });
+    assert.throws(() => verifyBlock(block, { ...options, intermediaries: [pki.intermediaryCert, dollars] }), (e) => isTallyError(e, 'PAYMENT_INVALID') && /USD/.test(e.message));
+    const oem = certify({ issuer: pki.root, issuerRole: 'root', role: 'oem', subject: bankB, extensions: { name: 'Bank B' } });
+    assert.throws(() => verifyBlock(block, { ...options, intermediaries: [pki.intermediaryCert, oem] }), (e) => isTallyError(e, 'PAYMENT_INVALID'));
+  });
+});
