@@ -25,9 +25,10 @@ import { nodeProvider } from '../../providers/node-crypto.ts';
 import { FileCounter } from '../../secure-element/counter-file.ts';
 import { InProcessHost } from '../../secure-element/host.ts';
 import { FileStorage } from '../../secure-element/storage-file.ts';
-import { appendRecord, verifyBlock } from './block.ts';
+import { verifyBlock } from './block.ts';
+import { encodeClaimEvidence } from './node-interbank.ts';
 import { dotm } from './index.ts';
-import { decodeBlock, encodeBlock, type CurrencyBlock } from './messages.ts';
+import { decodeBlock, type CurrencyBlock } from './messages.ts';
 import { eventAckCodec, walletEventWire } from './online.ts';
 import { dotmTrustedApp, type DotmState } from './trusted-app.ts';
 import { PASSWORD, TEST_MEASUREMENT } from './test-fixtures.ts';
@@ -40,6 +41,7 @@ interface Holder extends TierCustomer {
   readonly dir: string;
   readonly wallet: string;
   readonly userKeyId: string;
+  readonly wcert: Uint8Array;
 }
 
 let tiers: Tiers;
@@ -75,7 +77,7 @@ async function holder(bank: TierBank, minted = '0.00', peers = true): Promise<Ho
   await se.call('setPassword', { password: PASSWORD });
   if (minted !== '0.00') await bank.ok('POST', '/v1/operator/mint', { account: c.account, amount: minted });
   if (peers) await takePeers({ bank, se });
-  return { ...c, se, dir, wallet: reg.body['wallet'] as string, userKeyId: reg.body['user'] as string };
+  return { ...c, se, dir, wallet: reg.body['wallet'] as string, userKeyId: reg.body['user'] as string, wcert: fromBase64url(reg.body['wcert'] as string) };
 }
 
 /** §3.3.2 at an intermediary: its node issues blocks out of the account, the TA loads them. */
@@ -310,30 +312,39 @@ describe('DOT-M across two banks', () => {
     assert.equal(await balance(bob), '3.00');
   });
 
-  test('claims A refuses: not a block, a forged block, another amount, its own customer\'s copy, a copy paid already; the same evidence is one claim', { timeout: 120_000 }, async () => {
+  test("claims A refuses: not a redemption, a forged one, another wallet's, a wallet of another bank, another amount, a cloned wallet's second redemption of a copy paid already; the same evidence is one claim", { timeout: 120_000 }, async () => {
     const alice = await holder(bankA, '10.00');
     const bob = await holder(bankB);
-    const [block] = await withdraw(alice, '6.00');
-    assert.ok(block !== undefined);
-    await takePeers(bob);
+    const carol = await holder(bankB);
+    await withdraw(alice, '6.00');
     await pay(alice.se, bob.se, 400n);
-    const copy = (await bob.se.call('events', {})).events[0]?.body.parts[0];
-    assert.ok(copy !== undefined && copy.current !== undefined);
-    // Bob's copy as his wallet would give it up: the block with the current record, remaining 4.00.
-    const held: CurrencyBlock = appendRecord(copy.block, copy.current);
-    assert.equal(held.remaining, 400n);
+    await pay(alice.se, bob.se, 100n);
+    await sync(alice);
+    await sync(bob);
+    const cloneDir = await mkdtemp(join(tiers.root, 'clone-'));
+    await cp(bob.dir, cloneDir, { recursive: true });
+    const clone = await openSe(cloneDir, false);
+    // Bob gives up both copies in his TA (not uploaded): two redemptions, signed by his wallet.
+    const redeemed = async (se: Se, amount: bigint) => {
+      await se.call('redeem', { amount, password: PASSWORD, now: Date.now() });
+      const last = (await se.call('events', {})).events.at(-1);
+      assert.ok(last !== undefined && last.body.kind === 'redeemed');
+      return last;
+    };
+    const big = await redeemed(bob.se, 400n);
+    const small = await redeemed(bob.se, 100n);
+    const evidence = encodeClaimEvidence({ event: big, wcert: bob.wcert, part: 0 });
     const system0 = await tiers.settleAndAudit();
 
-    const garbage = new Uint8Array([0xa1, 0x01]);
-    const forged = encodeBlock({ ...held, presentation: { ...held.presentation, value: held.presentation.value + 100n } });
-    const ownCustomer = encodeBlock(block);
-    const evidence = encodeBlock(held);
+    const forgedEvent = { ...big, body: { ...big.body, parts: big.body.parts.map((p) => ({ ...p, block: { ...p.block, remaining: p.block.remaining + 1n } })) } };
     const cases: { evidence: Uint8Array; amount: string; code: string }[] = [
-      { evidence: garbage, amount: '1.00', code: '' },
-      { evidence: forged, amount: '4.00', code: 'SIGNATURE_INVALID' },
-      // A claim's id is its evidence's: another amount for the same copy would be the same claim, so the copy is changed too.
-      { evidence: encodeBlock({ ...held, remaining: 399n }), amount: '4.00', code: 'AMOUNT_MISMATCH' },
-      { evidence: ownCustomer, amount: '6.00', code: 'PAYMENT_INVALID' },
+      { evidence: new Uint8Array([0xa1, 0x01, 0x02]), amount: '1.00', code: '' },
+      { evidence: encodeClaimEvidence({ event: forgedEvent, wcert: bob.wcert, part: 0 }), amount: '4.01', code: 'SIGNATURE_INVALID' },
+      { evidence: encodeClaimEvidence({ event: big, wcert: carol.wcert, part: 0 }), amount: '4.00', code: 'SIGNATURE_INVALID' },
+      { evidence: encodeClaimEvidence({ event: big, wcert: alice.wcert, part: 0 }), amount: '4.00', code: 'PAYMENT_INVALID' },
+      { evidence: encodeClaimEvidence({ event: big, wcert: bob.wcert, part: 1 }), amount: '4.00', code: 'PAYMENT_INVALID' },
+      // A claim's id is its evidence's: another amount for the same redemption would be the same claim, so it is the other one.
+      { evidence: encodeClaimEvidence({ event: small, wcert: bob.wcert, part: 0 }), amount: '2.00', code: 'AMOUNT_MISMATCH' },
     ];
     for (const c of cases) {
       const a = await present(bankB, bankA.keyId, c.evidence, c.amount);
@@ -353,13 +364,14 @@ describe('DOT-M across two banks', () => {
     await tiers.settleAndAudit();
     assert.equal((await atCentralBank(bankB, claimIdOf('dotm', evidence)))['status'], 'settled');
     assert.equal(minor(await tiers.reserveOf(bankA)), reserveA - 400n);
-    // The same copy presented again for less is a different claim, and a double spend at A.
-    const again = encodeBlock({ ...held, remaining: 300n });
-    assert.equal((await present(bankB, bankA.keyId, again, '3.00')).status, 202);
+    // A clone of Bob's wallet redeems the same copy again: another redemption, another claim, refused at A and Bob named.
+    const again = encodeClaimEvidence({ event: await redeemed(clone, 400n), wcert: bob.wcert, part: 0 });
+    assert.equal((await present(bankB, bankA.keyId, again, '4.00')).status, 202);
     await tiers.settleAndAudit();
     const replay = await atCentralBank(bankB, claimIdOf('dotm', again));
     assert.equal(replay['status'], 'refused');
     assert.equal(replay['code'], 'DOUBLE_SPEND');
+    assert.match(replay['reason'] as string, new RegExp(bob.userKeyId));
     assert.equal(minor(await tiers.reserveOf(bankA)), reserveA - 400n);
     assert.ok(system0['balanced']);
   });

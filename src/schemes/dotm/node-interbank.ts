@@ -7,21 +7,42 @@
  * block issued here is judged with this node's tree, as a redemption is (§3.3.4, §3.4.4).
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import { toBase64url, toHex } from '../../core/bytes.ts';
+import { equalBytes, toBase64url, toHex } from '../../core/bytes.ts';
 import { isTallyError } from '../../core/errors.ts';
+import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
+import { record, uint, type Infer } from '../../core/codec.ts';
+import { verifyRecord } from '../../core/crypto/record.ts';
+import { verifyChain, type VerifiedChain } from '../../pki/chain.ts';
 import { peerIntermediaries, presentInterbankClaim, transfer, type InterbankClaim, type InterbankJudgement, type IssuerEnv, type IssuerServices, type Queryable, type TransactionHandle } from '../../issuer/plugin.ts';
 import { decodeCertificate, encodeCertificate, type Certificate } from '../../pki/certificate.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { verifyBlock } from './block.ts';
-import { decodeBlock, encodeBlock, type CurrencyBlock } from './messages.ts';
+import { certificateBytesCodec, DOTM_SCHEME } from './messages.ts';
+import { EVENT_TAG, eventBodyWire, partsDigest, REDEEM_BLOCKS_MAX, walletEventCodec, walletEventWire, type EventPart, type WalletEvent } from './online.ts';
 import { answer } from './node-common.ts';
 import { PEERS_MAX } from './trusted-app-state.ts';
 import { checkNode } from './node-findings.ts';
 import { DOTM_FLOAT_ACCOUNT, type DotmFinding, type DotmWallet, type SettlementContext } from './node-settlement-model.ts';
 import { addPending, creditable, insertPath, issuedHere, lockSerials, nodesOf, pathOf, viewNode, writeCredits, type Path } from './node-tree.ts';
 
-/** Largest evidence of a DOT-M claim: the interbank limit (a copy with about a dozen records at Ed25519). */
+/** Largest evidence of a DOT-M claim: the interbank limit (a redemption of one copy with about a dozen records at Ed25519). */
 export const DOTM_CLAIM_BYTES_MAX = 8192;
+
+/**
+ * The evidence of a DOT-M claim: the holder's own redemption, signed in its TA by wsk (the
+ * `redeemed` event as the wallet uploaded it), the wallet's certificate wcert, and which of the
+ * event's parts this claim is for. The presenting bank cannot make it: only the holder's TA signs
+ * a redemption, and only after it gave the copy up.
+ */
+export const claimEvidenceCodec = record({ event: walletEventCodec, wcert: certificateBytesCodec, part: uint({ max: REDEEM_BLOCKS_MAX }) });
+
+/** A claim's evidence. */
+export type ClaimEvidence = Infer<typeof claimEvidenceCodec>;
+
+/** The evidence's deterministic encoding: the same redemption part is always the same claim. */
+export function encodeClaimEvidence(e: ClaimEvidence): Uint8Array {
+  return encodeCbor({ event: walletEventWire(e.event), wcert: e.wcert, part: e.part });
+}
 
 
 /** The intermediary certificates of the other banks this node knows and the root has not revoked. */
@@ -67,20 +88,22 @@ export function isForeign(ctx: SettlementContext, path: Path): boolean {
 
 /**
  * A redemption here of copies of other banks' blocks: each copy is presented to its issuing bank as
- * a claim for the wallet's account (the evidence is the copy as the wallet gave it up). The customer
- * is credited once that bank accepts and the central bank moves the reserves; a refused claim
- * credits nothing and its code is in the claim's state. Answers the claims' ids, or the refusal of
- * a copy that cannot be presented.
+ * a claim for the wallet's account, the evidence being the wallet's signed redemption and its wcert
+ * (claimEvidenceCodec). The customer is credited once that bank accepts and the central bank moves
+ * the reserves; a refused claim credits nothing and its code is in the claim's state. Answers the
+ * claims' ids, or the refusal of a copy that cannot be presented.
  */
-export async function presentForeignCopies(tx: TransactionHandle, services: IssuerServices, ctx: SettlementContext, wallet: DotmWallet, copies: readonly { path: Path; block: CurrencyBlock }[]): Promise<{ claims: string[]; refused?: { code: string; message: string } }> {
+export async function presentForeignCopies(tx: TransactionHandle, services: IssuerServices, ctx: SettlementContext, wallet: DotmWallet, event: WalletEvent, parts: readonly { path: Path; part: number }[]): Promise<{ claims: string[]; refused?: { code: string; message: string } }> {
+  const { rows } = await tx.query<{ wcert: Uint8Array }>('SELECT wcert FROM dotm_wallets WHERE wallet_key_id = $1', [wallet.walletKeyId]);
+  const wcert = new Uint8Array((rows[0] as { wcert: Uint8Array }).wcert);
   const claims: string[] = [];
-  for (const { path, block } of copies) {
-    const evidence = encodeBlock(block);
-    if (evidence.length > DOTM_CLAIM_BYTES_MAX) return { claims, refused: { code: 'TOO_LARGE', message: `a copy of serial ${toHex(path.serial)} is ${evidence.length} bytes, over the ${DOTM_CLAIM_BYTES_MAX} an interbank claim carries` } };
+  for (const { path, part } of parts) {
+    const evidence = encodeClaimEvidence({ event, wcert, part });
+    if (evidence.length > DOTM_CLAIM_BYTES_MAX) return { claims, refused: { code: 'TOO_LARGE', message: `the redemption of serial ${toHex(path.serial)} is ${evidence.length} bytes as evidence, over the ${DOTM_CLAIM_BYTES_MAX} an interbank claim carries` } };
     const presented = await presentInterbankClaim(tx, services, {
       scheme: 'dotm',
       payerBank: path.issuer as string,
-      amount: block.remaining,
+      amount: (event.body.parts[part] as EventPart).block.remaining,
       evidence,
       payee: { keyId: ctx.accountKeyId ?? wallet.userKeyId, accountId: wallet.accountId },
     });
@@ -103,19 +126,38 @@ function refuse(code: string, reason: string): InterbankJudgement {
  * acceptance the amount moves from `float:dotm` to `payTo`.
  */
 export async function judgeDotmInterbankClaim(tx: TransactionHandle, services: IssuerServices, claim: InterbankClaim, payTo: string): Promise<InterbankJudgement> {
-  let block: CurrencyBlock;
+  let evidence: ClaimEvidence;
   try {
-    block = decodeBlock(claim.evidence);
+    evidence = claimEvidenceCodec.decode(decodeCbor(claim.evidence, { maxBytes: DOTM_CLAIM_BYTES_MAX }), 'evidence');
   } catch (e) {
-    return refuse(isTallyError(e) ? e.code : 'DECODE_FAILED', `the evidence is not a currency block: ${e instanceof Error ? e.message : String(e)}`);
+    return refuse(isTallyError(e) ? e.code : 'DECODE_FAILED', `the evidence is not a DOT-M redemption: ${e instanceof Error ? e.message : String(e)}`);
   }
   const ctx = await settlementContext(services, tx);
-  let path: Path;
-  let holderCertificate: Uint8Array | undefined;
+  const peers = await livePeers(services, tx);
+  // The wallet: certified by the presenting bank (under the root), a DOT-M wallet, and the signer of the redemption.
+  let wallet: VerifiedChain;
   try {
-    const verified = ctx.verify(block);
-    path = pathOf(verified);
-    holderCertificate = verified.holderCertificate;
+    const wcert = decodeCertificate(evidence.wcert);
+    const bank = peers.find((p) => toHex(keyId(p.body.subject)) === claim.payeeBank);
+    if (bank === undefined || toHex(wcert.body.issuer) !== claim.payeeBank) return refuse('PAYMENT_INVALID', `the wallet was not certified by the presenting bank ${claim.payeeBank}`);
+    wallet = verifyChain({ provider: services.provider, chain: [wcert, bank], trustAnchors: [services.identity.root.certificate], now: ctx.now, leafRoles: ['device'] });
+  } catch (e) {
+    if (isTallyError(e)) return refuse(e.code, `the wallet certificate does not verify: ${e.message}`);
+    throw e;
+  }
+  const { event } = evidence;
+  if (wallet.extensions.scheme !== DOTM_SCHEME || wallet.extensions.owner === undefined) return refuse('PAYMENT_INVALID', 'the certificate is not a DOT-M wallet of a user');
+  if (!equalBytes(event.body.wallet, wallet.subjectKeyId) || !verifyRecord(services.provider, wallet.subject, EVENT_TAG, eventBodyWire(event.body), event.signature)) {
+    return refuse('SIGNATURE_INVALID', 'the redemption is not signed by the wallet');
+  }
+  const part = event.body.parts[evidence.part];
+  if (event.body.kind !== 'redeemed' || part === undefined || part.current !== undefined || !equalBytes(event.body.transaction, partsDigest(event.body.parts))) {
+    return refuse('PAYMENT_INVALID', `the evidence is not part ${evidence.part} of a redemption`);
+  }
+  const block = part.block;
+  let path: Path;
+  try {
+    path = pathOf(ctx.verify(block));
   } catch (e) {
     if (isTallyError(e)) return refuse(e.code, `the copy does not verify: ${e.message}`);
     throw e;
@@ -123,9 +165,7 @@ export async function judgeDotmInterbankClaim(tx: TransactionHandle, services: I
   if (path.issuer === undefined || path.issuer !== ctx.issuer) return refuse('PAYMENT_INVALID', `serial ${toHex(path.serial)} was not issued by this bank`);
   if (block.remaining !== claim.amount) return refuse('AMOUNT_MISMATCH', `the claim asks for ${claim.amount}, the copy's remaining value is ${block.remaining}`);
   if (block.remaining <= 0n) return refuse('PAYMENT_INVALID', 'the copy has nothing left');
-  const last = path.records[path.records.length - 1];
-  if (last === undefined || holderCertificate === undefined) return refuse('PAYMENT_INVALID', "the copy is still its original owner's, a customer of this bank");
-  if (toHex(decodeCertificate(holderCertificate).body.issuer) !== claim.payeeBank) return refuse('PAYMENT_INVALID', `the copy's holder ${path.holder} is not a customer of the presenting bank ${claim.payeeBank}`);
+  if (path.holder !== toHex(wallet.extensions.owner)) return refuse('PAYMENT_INVALID', `the copy is held by ${path.holder}, not by the wallet's user`);
 
   await lockSerials(tx, [path.serial]);
   if (!(await issuedHere(tx, path))) return refuse('PAYMENT_INVALID', `serial ${toHex(path.serial)} was not issued by this bank`);

@@ -28,7 +28,6 @@ import { assert } from '../../core/assert.ts';
 import { equalBytes, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import type { IssuerServices, TransactionHandle } from '../../issuer/plugin.ts';
-import type { CurrencyBlock } from './messages.ts';
 import { isForeign, presentForeignCopies } from './node-interbank.ts';
 import { walletEventWire, type WalletEvent } from './online.ts';
 import { reportTransaction, settleRedemption, settleRefund } from './node-credits.ts';
@@ -50,8 +49,8 @@ async function settleEvent(tx: TransactionHandle, services: IssuerServices, ctx:
   }
   let claims: string[] | undefined;
   if (body.kind === 'redeemed' && foreign.some((f) => f)) {
-    const copies = checked.paths.flatMap((path, k) => (foreign[k] ? [{ path, block: (body.parts[k] as { block: CurrencyBlock }).block }] : []));
-    const presented = await presentForeignCopies(tx, services, ctx, wallet, copies);
+    const copies = checked.paths.flatMap((path, part) => (foreign[part] ? [{ path, part }] : []));
+    const presented = await presentForeignCopies(tx, services, ctx, wallet, event, copies);
     if (presented.refused !== undefined) return { result: { seq: body.seq, status: 'refused', ...presented.refused }, findings: [] };
     claims = presented.claims;
   }
