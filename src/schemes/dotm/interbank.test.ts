@@ -91,9 +91,10 @@ async function withdraw(h: Holder, amount: string, blocks = 1): Promise<Currency
 
 /** The other banks' intermediaries the holder's node lists, into its TA. */
 async function takePeers(h: Pick<Holder, 'bank' | 'se'>): Promise<number> {
-  const a = await send(h.bank.url, 'GET', '/v1/dotm/peers');
+  const a = await send(h.bank.url, 'GET', '/v1/interbank/peers');
   assert.equal(a.status, 200, JSON.stringify(a.body));
-  const out = await h.se.call('peers', { intermediaries: (a.body['intermediaries'] as string[]).map((c) => fromBase64url(c)), now: Date.now() });
+  const intermediaries = (a.body['peers'] as Json[]).filter((p) => p['revoked'] !== true).map((p) => fromBase64url(p['certificate'] as string));
+  const out = await h.se.call('peers', { intermediaries, now: Date.now() });
   return out.peers;
 }
 
@@ -191,8 +192,8 @@ describe('DOT-M across two banks', () => {
     const stripped = { ...block, presentation: { ...block.presentation, issuer: undefined } };
     assert.throws(() => verifyBlock(stripped, { ...options, intermediaries: [decodeCertificate(bankA.certificates.intermediary)] }), /pk_C/);
     // B's node lists A (and A lists B); the root is what a TA checks them against.
-    const peersAtB = (await send(bankB.url, 'GET', '/v1/dotm/peers')).body['intermediaries'] as string[];
-    assert.deepEqual(peersAtB.map((c) => toHex(keyId(decodeCertificate(fromBase64url(c)).body.subject))), [bankA.keyId]);
+    const peersAtB = (await send(bankB.url, 'GET', '/v1/interbank/peers')).body['peers'] as Json[];
+    assert.deepEqual(peersAtB.map((p) => toHex(keyId(decodeCertificate(fromBase64url(p['certificate'] as string)).body.subject))), [bankA.keyId]);
     // The reserve at the central bank did not move: A's customer money came out of it at minting.
     assert.equal(minor(await tiers.reserveOf(bankA)), reserveA);
     await tiers.settleAndAudit();

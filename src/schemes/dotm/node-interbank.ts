@@ -6,21 +6,18 @@
  * (the online data updating reaches the operator that holds the serial's tree), and a claim on a
  * block issued here is judged with this node's tree, as a redemption is (§3.3.4, §3.4.4).
  */
-import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
-import { equalBytes, toBase64url, toHex } from '../../core/bytes.ts';
+import { equalBytes, toHex } from '../../core/bytes.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import { record, uint, type Infer } from '../../core/codec.ts';
 import { verifyRecord } from '../../core/crypto/record.ts';
 import { verifyChain, type VerifiedChain } from '../../pki/chain.ts';
-import { peerIntermediaries, presentInterbankClaim, transfer, type InterbankClaim, type InterbankJudgement, type IssuerEnv, type IssuerServices, type Queryable, type TransactionHandle } from '../../issuer/plugin.ts';
-import { decodeCertificate, encodeCertificate, type Certificate } from '../../pki/certificate.ts';
+import { peerIntermediaries, presentInterbankClaim, transfer, type InterbankClaim, type InterbankJudgement, type IssuerServices, type Queryable, type TransactionHandle } from '../../issuer/plugin.ts';
+import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { verifyBlock } from './block.ts';
 import { certificateBytesCodec, DOTM_SCHEME } from './messages.ts';
 import { EVENT_TAG, eventBodyWire, partsDigest, REDEEM_BLOCKS_MAX, walletEventCodec, walletEventWire, type EventPart, type WalletEvent } from './online.ts';
-import { answer } from './node-common.ts';
-import { PEERS_MAX } from './trusted-app-state.ts';
 import { checkNode } from './node-findings.ts';
 import { DOTM_FLOAT_ACCOUNT, type DotmFinding, type DotmWallet, type SettlementContext } from './node-settlement-model.ts';
 import { addPending, creditable, insertPath, issuedHere, lockSerials, nodesOf, pathOf, viewNode, writeCredits, type Path } from './node-tree.ts';
@@ -206,19 +203,4 @@ export async function judgeDotmInterbankClaim(tx: TransactionHandle, services: I
   if (!moved.ok) return refuse(moved.code, moved.message);
   await writeCredits(tx, pending);
   return { accepted: true };
-}
-
-const peersRoute = createRoute({
-  method: 'get',
-  path: '/peers',
-  description: "Several operators: the certificates of the other intermediaries whose DOT-M blocks this bank's wallets take, each certified by the root (the wallet's trusted app checks that itself).",
-  responses: { 200: answer('The other intermediaries', z.object({ intermediaries: z.array(z.string()) })) },
-});
-
-/** Adds `GET /peers` (public). */
-export function registerPeers(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void {
-  app.openapi(peersRoute, async (c) => {
-    const peers = (await livePeers(services)).slice(0, PEERS_MAX);
-    return c.json({ intermediaries: peers.map((p) => toBase64url(encodeCertificate(p))) }, 200);
-  });
 }

@@ -11,7 +11,7 @@ import { DOTM_SCHEME } from './messages.ts';
 import { DOTM_FLOAT_ACCOUNT, dotmHoldings } from './node-settlement.ts';
 import { registerEvents, EVENTS_BODY_BYTES_MAX } from './node-events.ts';
 import { registerIssue } from './node-issue.ts';
-import { judgeDotmInterbankClaim, registerPeers } from './node-interbank.ts';
+import { judgeDotmInterbankClaim } from './node-interbank.ts';
 import { settleDotmRemainder } from './node-remainder.ts';
 import { registerWallets } from './node-register.ts';
 import { registerUnlock } from './node-unlock.ts';
@@ -58,6 +58,5 @@ export const dotmNodePart: SchemeModule = {
     registerIssue(app, services);
     registerEvents(app, services);
     registerUnlock(app, services);
-    registerPeers(app, services);
   },
 };

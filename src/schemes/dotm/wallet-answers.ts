@@ -1,5 +1,5 @@
 /** Codecs for the node's answers to DOT-M's routes (see the wallet's node-answers.ts for the shared ones). */
-import { array, oneOf, optional, text, uint, type Codec, type Infer } from '../../core/codec.ts';
+import { array, boolean, oneOf, optional, text, uint, type Codec, type Infer } from '../../core/codec.ts';
 import { amount, ANSWER_ITEMS_MAX, blob, crl, looseRecord, message, word } from '../../wallet/plugin.ts';
 
 /** Most DOT-M blocks issued in one answer. */
@@ -26,5 +26,5 @@ export type DotmEventsAnswer = Infer<typeof dotmEventsAnswer>;
 /** POST /v1/dotm/wallets/:keyId/unlock: the ticket (base64url of its CBOR). */
 export const dotmUnlockAnswer = looseRecord({ wallet: text({ min: 1, max: 256 }), unlock: uint({ max: Number.MAX_SAFE_INTEGER }), ticket: blob });
 
-/** GET /v1/dotm/peers: other banks' intermediary certificates (several operators). */
-export const dotmPeersAnswer = looseRecord({ intermediaries: array(blob, { max: 32 }) });
+/** GET /v1/interbank/peers, the part DOT-M reads: each other bank's intermediary certificate and whether the root revoked it. */
+export const interbankPeersAnswer = looseRecord({ peers: array(looseRecord({ certificate: blob, revoked: boolean }), { max: ANSWER_ITEMS_MAX }) });

@@ -3,7 +3,8 @@ import { fromBase64url, fromHex, toHex } from '../../core/bytes.ts';
 import { decodeCbor } from '../../core/cbor.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import { isNodeRefusal, newStepId, startSecureElement, type HistoryEvent } from '../../wallet/plugin.ts';
-import { dotmEventsAnswer, dotmIssueAnswer, dotmPeersAnswer, dotmUnlockAnswer, type DotmEventsAnswer } from './wallet-answers.ts';
+import { dotmEventsAnswer, dotmIssueAnswer, dotmUnlockAnswer, interbankPeersAnswer, type DotmEventsAnswer } from './wallet-answers.ts';
+import { PEERS_MAX } from './trusted-app-state.ts';
 import { decodeBlock } from './messages.ts';
 import { eventAckCodec, unlockTicketCodec } from './online.ts';
 import { chunks, DotmWalletBase, DOTM_TA, ISSUE_BLOCKS_MAX, provisionDotm, STAGED_KEYS, wrongPassword, type DotmBalance, type DotmWithdrawal, type IssueStep } from './wallet-base.ts';
@@ -214,18 +215,21 @@ export abstract class DotmWalletOnline extends DotmWalletBase {
   }
 
   /**
-   * Several operators: the other banks whose blocks this wallet takes, from its node's list; the SE
-   * keeps only certificates that verify under its root. A node that serves no list leaves the SE's as it is.
+   * Several operators: the other banks whose blocks this wallet takes, from its bank's list of the
+   * intermediaries the central bank certified (`GET /v1/interbank/peers`), less those the root
+   * revoked; the SE keeps only certificates that verify under its root. A node that knows no other
+   * bank (a standalone node answers ROLE_MISMATCH) leaves the SE's list as it is.
    */
   private async takePeers(): Promise<void> {
     let answer;
     try {
-      answer = await this.node.signed(this.user, 'GET', '/v1/dotm/peers', { answer: dotmPeersAnswer });
+      answer = await this.node.signed(this.user, 'GET', '/v1/interbank/peers', { answer: interbankPeersAnswer });
     } catch (e) {
       if (isTallyError(e) && e.code.startsWith('NODE_')) return;
       throw e;
     }
-    await (await this.se()).call('peers', { intermediaries: answer.body.intermediaries.map((c) => fromBase64url(c)), now: Date.now() });
+    const intermediaries = answer.body.peers.filter((p) => !p.revoked).map((p) => fromBase64url(p.certificate)).slice(0, PEERS_MAX);
+    await (await this.se()).call('peers', { intermediaries, now: Date.now() });
   }
 
   /** Online balance from the node, or null with the reason when it is unreachable. */
