@@ -73,7 +73,7 @@ export function encodeOtpPublication(head: Omit<OtpPublication, 'epochs'>, entri
     epochs.set(key, group);
   }
   const newest = [...epochs.values()].sort((a, b) => b.until - a.until).slice(0, PUBLISHED_EPOCHS_MAX);
-  let encoded = new Uint8Array();
+  let encoded: Uint8Array = new Uint8Array();
   for (let count = newest.length; count >= 0; count--) {
     encoded = encodeCbor(otpPublicationCodec.decode({ ...head, epochs: newest.slice(0, count) }, 'publication'));
     if (encoded.length <= OTP_PUBLICATION_BYTES_MAX) {
