@@ -251,7 +251,7 @@ export class OtpWallet extends WalletShell<OtpStep, null, OtpState, OtpCommands>
     const step: DepositStep = { kind: 'otp-deposit', id: newStepId(), classIds };
     await this.begin(step);
     const out = await this.runDeposit(step);
-    if (out.credited === this.format(0n) && out.doubleSpent > 0) {
+    if (out.credited === this.format(0n) && out.presented === 0 && out.doubleSpent > 0) {
       throw new TallyError('DOUBLE_SPEND', `the bank refused ${out.doubleSpent} coin(s) as deposited before (copies of coins paid twice): nothing was credited`, { coins: out.doubleSpent });
     }
     return { amount: this.format(amount), coins: classIds.length, offline: this.format((await this.status()).balance), ...out };
