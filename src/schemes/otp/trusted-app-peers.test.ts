@@ -89,11 +89,11 @@ test("a wallet of A takes a coin of P once it holds P's publication; the coin's 
   const { keys } = await bob.se.call('offerKeys', { count: 1 });
   await assert.rejects(payer.call('pay', { items: [{ classId: theirs.entry.coinClass.classId, key: keys[0]! }] }), rejected('SIGNATURE_INVALID'));
 
-  assert.deepEqual(await payer.call('setPeers', { peers: [publicationOfA()], now: NOW }), { peers: 1, classes: 1 });
+  assert.deepEqual(await payer.call('setPeers', { peers: [publicationOfA()], now: NOW }), { peers: 1, classes: 1, refused: [] });
   // Without P's publication, Bob's TA refuses P's coin.
   const first = await payFromP(payer, bob);
   await assert.rejects(first.received(), rejected('OTP_COIN_INVALID'));
-  assert.deepEqual(await bob.se.call('setPeers', { peers: [publicationOfP(), publicationOfA()], now: NOW }), { peers: 1, classes: 1 }, "A's own publication is skipped");
+  assert.deepEqual(await bob.se.call('setPeers', { peers: [publicationOfP(), publicationOfA()], now: NOW }), { peers: 1, classes: 1, refused: [] }, "A's own publication is skipped");
   const taken = await first.received();
   assert.equal(taken.amount, 500n);
   await payer.call('acknowledge', { acks: taken.acks });
@@ -109,24 +109,29 @@ test("a wallet of A takes a coin of P once it holds P's publication; the coin's 
   }
 });
 
-test("publications the TA refuses: signed by another key, of a bank under another root, of another scheme; a list without a bank forgets it", async () => {
+test("publications the TA refuses, each left out without the others: signed by another key, of a bank under another root, of another scheme; a list without a bank forgets it", async () => {
   const bob = await makeWallet('bob-2', [mine]);
   await giveKeys(bob, 2);
-  const before = JSON.stringify((await bob.se.call('status', {})).classes);
-  await assert.rejects(bob.se.call('setPeers', { peers: [publicationOfP({ by: signer('otp-ta/not-p') })], now: NOW }), rejected('SIGNATURE_INVALID'));
   const other = hierarchy('ed25519', 'another-root');
   const foreign = certify({ issuer: other.root, issuerRole: 'root', role: 'intermediary', subject: pIntermediary, extensions: { name: 'Bank P' } });
-  await assert.rejects(bob.se.call('setPeers', { peers: [{ ...publicationOfP(), certificate: encodeCertificate(foreign) }], now: NOW }), (e: unknown) => isTallyError(e, 'SE_REJECTED'));
-  await assert.rejects(bob.se.call('setPeers', { peers: [publicationOfP({ scheme: 'opera' })], now: NOW }), rejected('OTP_PEER_INVALID'));
-  assert.equal(JSON.stringify((await bob.se.call('status', {})).classes), before);
-
-  // Taken, then left out: P's coins are refused again.
+  const bad = [publicationOfP({ by: signer('otp-ta/not-p') }), { ...publicationOfP(), certificate: encodeCertificate(foreign) }, publicationOfP({ scheme: 'opera' })];
+  const out = await bob.se.call('setPeers', { peers: bad, now: NOW });
+  assert.deepEqual([out.peers, out.classes], [0, 0]);
+  assert.equal(out.refused.length, 3);
+  assert.equal(out.refused[0], 'SIGNATURE_INVALID');
+  assert.ok(out.refused[1]?.startsWith('CERT_'), out.refused[1]);
+  assert.equal(out.refused[2], 'OTP_PEER_INVALID');
   const payer = await walletOfP();
   await payer.call('setPeers', { peers: [publicationOfA()], now: NOW });
-  await bob.se.call('setPeers', { peers: [publicationOfP()], now: NOW });
-  assert.deepEqual(await bob.se.call('setPeers', { peers: [], now: NOW }), { peers: 0, classes: 0 });
-  const paid = await payFromP(payer, bob);
-  await assert.rejects(paid.received(), rejected('OTP_COIN_INVALID'));
+  // None of them made P's coins acceptable.
+  const refusedCoin = await payFromP(payer, bob);
+  await assert.rejects(refusedCoin.received(), rejected('OTP_COIN_INVALID'));
+
+  // A bad entry beside a good one: the good one is taken.
+  assert.deepEqual(await bob.se.call('setPeers', { peers: [bad[0]!, publicationOfP()], now: NOW }), { peers: 1, classes: 1, refused: ['SIGNATURE_INVALID'] });
+  // Then left out: P's coins are refused again.
+  assert.deepEqual(await bob.se.call('setPeers', { peers: [], now: NOW }), { peers: 0, classes: 0, refused: [] });
+  await assert.rejects(refusedCoin.received(), rejected('OTP_COIN_INVALID'));
   // The TA's own coins are untouched by all this.
   assert.equal(await withdraw(bob, [mine]), 100n);
 });
