@@ -4,7 +4,8 @@
  * bank B, which checks it under A's classes as A published them (through B's
  * `GET /v1/interbank/peers`, verified to the root); B's customer deposits it at B, which presents
  * it to A; A spends its serial in its own registry and accepts; the central bank moves the
- * reserves; B credits its customer. The same coin deposited at A and at B, at B twice, or at B and
+ * reserves; B credits its customer (and the payer's report of the coin in flight hears it
+ * deposited). The same coin deposited at A and at B, at B twice, or at B and
  * at C is paid once; forged coins, coins of no bank or of a revoked bank, and malformed, forged or
  * oversized evidence are refused; A stopped while B's claim waits judges it when it is back. Every
  * test ends with every bank's audit and the system's balanced.
@@ -36,7 +37,7 @@ import { checkCoin, classKey, preparedCoinMessage, SERIAL_BYTES, type Coin } fro
 import { appendTag } from './escrow.ts';
 import { exchangeKeyId } from './exchange-key.ts';
 import { otp } from './index.ts';
-import { checkSigned, paramsBodyCodec, paramsCodec, PARAMS_TAG, type CarriedCoin, type ClassEntry, type ParamsBody } from './messages.ts';
+import { checkSigned, IN_FLIGHT_TAG, inFlightBodyCodec, NONCE_BYTES, paramsBodyCodec, paramsCodec, PARAMS_TAG, settledBodyCodec, settledCodec, SETTLED_TAG, signed as signedRecord, type CarriedCoin, type ClassEntry, type ParamsBody } from './messages.ts';
 import { OTP_TEST_MEASUREMENT } from './node-fixtures.ts';
 import { DENOMINATIONS, otpNodePartWith } from './node.ts';
 import { decodeOtpPublication, publishedEntries, type OtpPublication } from './publication.ts';
@@ -172,6 +173,11 @@ async function deposit(who: OtpCustomer, boxes: readonly Uint8Array[]): Promise<
   return { credited: a.body['credited'] as string, outcomes: receipt.body.coins.map((c) => c.outcome), claims: a.body['claims'] as Json[] };
 }
 
+/** A POST signed by the customer at its own bank. */
+function signedBy(who: OtpCustomer, path: string, body: unknown) {
+  return signed(who.bank.url, who.user, 'POST', path, body);
+}
+
 /** A's escrow key as A published it (what the payers' tags are sealed to). */
 async function escrowOf(bank: TierBank): Promise<Uint8Array> {
   return (await paramsOf(bank)).escrowKey;
@@ -232,6 +238,15 @@ describe('OTP across banks', { timeout: 240_000 }, () => {
     assert.equal(await balance(bob), '5.00');
     assert.equal(await tiers.reserveOf(bankA), money(minor(reserveA0) - 500n));
     assert.equal(await tiers.reserveOf(bankB), money(minor(reserveB0) + 500n));
+    // Alice's device reports the coin in flight (as if Bob's ACK was lost): A answers that it was
+    // deposited (by B's claim) and refunds nothing.
+    const nonce = randomBytes(NONCE_BYTES);
+    const report = signedRecord(inFlightBodyCodec, alice.device, IN_FLIGHT_TAG, { coins: [{ serial: coin.serial, classId: coin.classId, prefix: coin.prefix, signature: coin.signature }], nonce });
+    const reported = await signedBy(alice, '/v1/otp/in-flight', { device: alice.deviceId, report: toBase64url(encodeCbor(report)) });
+    assert.equal(reported.status, 200, JSON.stringify(reported.body));
+    assert.equal(reported.body['refunded'], '0.00');
+    const settled = checkSigned(nodeProvider, issuerNodeKey(bankA), settledBodyCodec, SETTLED_TAG, settledCodec.decode(decodeCbor(fromBase64url(reported.body['settled'] as string))));
+    assert.deepEqual(settled.coins.map((c) => [toHex(c.serial), c.outcome]), [[toHex(coin.serial), 'deposited']]);
     // Once more after settlement: still one claim, nothing credited twice.
     const late = await deposit(bob, [box]);
     assert.equal(late.claims[0]?.['claimId'], claimId);
