@@ -64,8 +64,8 @@ type Opened =
 /**
  * Opens and checks one sealed coin; anything that does not open, decode or check is refused. A coin
  * of a class this bank did not make is checked under the classes the other banks published: a coin
- * of a revoked bank, one still in its window of payment at that bank but too large to present, or
- * one no bank published, is refused.
+ * of a revoked bank, past its deposit window or its hops, too large to present as a claim, or of a
+ * class no bank published, is refused.
  */
 function openOne(services: IssuerServices, raw: Uint8Array, live: ReadonlyMap<string, BankClass>, foreign: ReadonlyMap<string, ForeignClass>): Opened {
   const digest = sha256(raw);
