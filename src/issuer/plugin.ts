@@ -78,6 +78,7 @@ export { rootSigner } from './identity/node-identity.ts';
 
 // Payments across intermediaries: the other intermediaries' certificates, and claims on them.
 export { claimIdOf, peerIntermediaries, presentInterbankClaim, type InterbankClaim, type InterbankJudgement, type PeerIntermediary, type PresentedClaim } from './tier/interbank.ts';
+export { CLAIM_EVIDENCE_BYTES_MAX, peerPublications, type PeerPublication } from './tier/interbank.ts';
 
 // The audit's exposure check.
 export type { ExposedHolder, HoldingsReader, SchemeHoldings } from './ledger/exposure.ts';

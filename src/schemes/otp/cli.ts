@@ -79,7 +79,8 @@ export const otpCli: CliPart = {
         const r = await wallet.withdraw(positional(context, 0));
         const c = wallet.currency.code;
         const refused = r.doubleSpent + r.refused > 0 ? ` The bank refused ${r.doubleSpent} coin(s) as spent before and ${r.refused} as invalid.` : '';
-        return { text: `Withdrew ${r.credited} ${c} of ${r.amount} ${c} in ${r.coins} coin(s) to the online account; offline balance ${r.offline} ${c}.${refused}`, json: { name: wallet.name, scheme: 'otp', currency: c, ...r } };
+        const presented = r.presented > 0 ? ` ${r.presented} coin(s) of other banks presented to their bank: credited once it accepts.` : '';
+        return { text: `Withdrew ${r.credited} ${c} of ${r.amount} ${c} in ${r.coins} coin(s) to the online account; offline balance ${r.offline} ${c}.${refused}${presented}`, json: { name: wallet.name, scheme: 'otp', currency: c, ...r } };
       }),
     sync: (context) =>
       withOtp(context, async (wallet, resumed) => {

@@ -86,8 +86,12 @@ export const timeBodyCodec = record({ nonce, at: timestampMs });
 export const timeCodec = record({ body: timeBodyCodec, signature });
 export type TrustedTime = Infer<typeof timeCodec>;
 
-/** What the bank did with each coin of a deposit. */
-export const DEPOSIT_OUTCOMES = ['credited', 'double-spend', 'refused'] as const;
+/**
+ * What the bank did with each coin of a deposit. `presented`: a coin of another bank, checked under
+ * that bank's published classes and presented to it as an interbank claim; the depositor is
+ * credited once that bank accepted and the reserves moved, or never when it refused.
+ */
+export const DEPOSIT_OUTCOMES = ['credited', 'double-spend', 'refused', 'presented'] as const;
 export type DepositOutcome = (typeof DEPOSIT_OUTCOMES)[number];
 
 /** The bank's receipt of a deposit: each sealed coin (by digest) and its outcome. */

@@ -5,6 +5,9 @@
  * classes whose coins may still be deposited, and spends its serial once. A serial already spent is
  * a double spend: nothing is credited for it, and its escrow tags name the device that paid it
  * twice (node-findings.ts). The whole deposit is one transaction; the receipt is signed by the bank.
+ * In two tiers, a coin of another bank is checked under that bank's published classes and presented
+ * to it as an interbank claim (node-interbank.ts): its outcome is `presented`, and the depositor is
+ * credited once that bank accepted it.
  */
 import { randomUUID } from 'node:crypto';
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
@@ -12,13 +15,14 @@ import { toBase64url, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import { sha256 } from '../../core/crypto/hash.ts';
 import { isTallyError } from '../../core/errors.ts';
-import { ApiProblem, base64urlOf, decodeField, errorBody, formatMinor, idempotent, json, keyIdHex, requireUser, transfer, validBody, ROUTE_BODY_BYTES_MAX, type IssuerEnv, type IssuerServices, type RouteBodyLimit } from '../../issuer/plugin.ts';
+import { ApiProblem, CLAIM_EVIDENCE_BYTES_MAX, base64urlOf, claimIdOf, decodeField, errorBody, formatMinor, idempotent, json, keyIdHex, requireUser, transfer, validBody, ROUTE_BODY_BYTES_MAX, type IssuerEnv, type IssuerServices, type JsonValue, type RouteBodyLimit } from '../../issuer/plugin.ts';
 import { checkCoin } from './coin.ts';
 import type { SealedTag } from './escrow.ts';
-import { COINS_PER_MESSAGE_MAX, DEPOSIT_RECEIPT_TAG, depositReceiptBodyCodec, signed, type CarriedCoin, type DepositOutcome } from './messages.ts';
+import { COINS_PER_MESSAGE_MAX, DEPOSIT_RECEIPT_TAG, OTP_SCHEME, depositReceiptBodyCodec, signed, type CarriedCoin, type DepositOutcome } from './messages.ts';
 import type { BankClass, ClassBook } from './node-classes.ts';
 import { answer, decodeCborBytes, OTP_FLOAT_ACCOUNT, ownOtpDevice } from './node-common.ts';
 import { encodeTags, recordDoubleSpend } from './node-findings.ts';
+import { foreignClassBook, otpClaimEvidence, presentForeignCoin, type ForeignClass } from './node-interbank.ts';
 import { otpBankKeys } from './node-keys.ts';
 import { openCoin, SEALED_COIN_BYTES_MAX, sealedCoinCodec } from './transfer.ts';
 
@@ -38,19 +42,46 @@ const depositRoute = createRoute({
   path: '/deposits',
   description: "Deposits sealed coins: credits the caller's account with each coin accepted, once, and answers a signed receipt (base64url CBOR of a DepositReceipt) naming each coin's outcome.",
   request: { body: json(depositBody) },
-  responses: { 200: answer('Deposited', z.object({ credited: z.string(), receipt: z.string() })), 403: { description: 'The device is revoked', ...errorBody } },
+  responses: {
+    200: answer(
+      'Deposited',
+      z.object({
+        credited: z.string(),
+        receipt: z.string(),
+        claims: z.array(z.object({ coin: z.number(), claimId: z.string(), status: z.string() }).passthrough()).describe("coins of other banks presented to them: each claim's state, also at GET /v1/interbank/claims/{claimId}"),
+      }),
+    ),
+    403: { description: 'The device is revoked', ...errorBody },
+  },
 });
 
-/** A coin as the bank opened and checked it, before its serial is spent. */
-type Opened = { digest: Uint8Array; refused: true } | { digest: Uint8Array; refused: false; carried: CarriedCoin; coinClass: BankClass };
+/** A coin as the bank opened and checked it, before its serial is spent (or, another bank's, it is presented). */
+type Opened =
+  | { digest: Uint8Array; refused: true }
+  | { digest: Uint8Array; refused: false; carried: CarriedCoin; coinClass: BankClass }
+  | { digest: Uint8Array; refused: false; carried: CarriedCoin; foreign: ForeignClass };
 
-/** Opens and checks one sealed coin; anything that does not open, decode or check is refused. */
-function openOne(services: IssuerServices, raw: Uint8Array, live: ReadonlyMap<string, BankClass>): Opened {
+/**
+ * Opens and checks one sealed coin; anything that does not open, decode or check is refused. A coin
+ * of a class this bank did not make is checked under the classes the other banks published: a coin
+ * of a revoked bank, past its deposit window or its hops, too large to present as a claim, or of a
+ * class no bank published, is refused.
+ */
+function openOne(services: IssuerServices, raw: Uint8Array, live: ReadonlyMap<string, BankClass>, foreign: ReadonlyMap<string, ForeignClass>): Opened {
   const digest = sha256(raw);
   try {
     const sealed = decodeCborBytes(raw, sealedCoinCodec, SEALED_COIN_WIRE_BYTES_MAX, 'coin');
     const { deposit } = otpBankKeys(services);
     const { carried } = openCoin(sealed, deposit.privateKey, deposit.publicKey);
+    const other = live.has(toHex(carried.coin.classId)) ? undefined : foreign.get(toHex(carried.coin.classId));
+    if (other !== undefined) {
+      if (other.revoked || services.now() > other.entry.depositUntil) return { digest, refused: true };
+      const theirs = checkCoin(carried.coin, (classId) => (toHex(classId) === toHex(other.entry.coinClass.classId) ? other.entry.coinClass : undefined));
+      const hops = theirs.program.conditions.find((c) => c.kind === 'checkMaxHops');
+      if (hops?.kind === 'checkMaxHops' && carried.tags.length > hops.hops + 1) return { digest, refused: true };
+      if (otpClaimEvidence(carried).length > CLAIM_EVIDENCE_BYTES_MAX) return { digest, refused: true };
+      return { digest, refused: false, carried, foreign: other };
+    }
     const checked = checkCoin(carried.coin, (classId) => live.get(toHex(classId))?.entry.coinClass);
     const coinClass = live.get(toHex(checked.coinClass.classId)) as BankClass;
     // A coin past its hops could no longer be paid; the depositing TA adds one last tag naming the
@@ -73,16 +104,31 @@ export function registerDeposit(app: OpenAPIHono<IssuerEnv>, services: IssuerSer
     const now = services.now();
     const live = new Map((await classes.live(services.db, now)).map((k) => [k.classIdHex, k]));
     // The coins are opened and checked before the transaction: the work in it is only the spending.
-    const opened = raws.map((raw) => openOne(services, raw, live));
+    const foreign = await foreignClassBook(services);
+    const opened = raws.map((raw) => openOne(services, raw, live, foreign));
     return idempotent(services, c, 'otp/deposits', user.keyId, async (tx) => {
       const device = await ownOtpDevice(tx, body.device, user.keyId);
       if ('refused' in device) return device.refused;
       const at = new Date(now).toISOString();
       const outcomes: { digest: Uint8Array; outcome: DepositOutcome }[] = [];
+      const claims: { [key: string]: JsonValue }[] = [];
       let credited = 0n;
-      for (const coin of opened) {
+      for (const [index, coin] of opened.entries()) {
         if (coin.refused) {
           outcomes.push({ digest: coin.digest, outcome: 'refused' });
+          continue;
+        }
+        if ('foreign' in coin) {
+          // The same copy deposited here by another customer is that customer's claim already.
+          const claimId = claimIdOf(OTP_SCHEME, otpClaimEvidence(coin.carried));
+          const held = await tx.query<{ payee_account: string }>('SELECT payee_account FROM interbank_claims WHERE claim_id = $1', [claimId]);
+          if (held.rows[0] !== undefined && held.rows[0].payee_account !== user.accountId) {
+            outcomes.push({ digest: coin.digest, outcome: 'double-spend' });
+            continue;
+          }
+          const presented = await presentForeignCoin(tx, services, user, coin.carried, coin.foreign);
+          outcomes.push({ digest: coin.digest, outcome: 'presented' });
+          claims.push({ coin: index, ...presented });
           continue;
         }
         const { serial, classId } = coin.carried.coin;
@@ -117,7 +163,7 @@ export function registerDeposit(app: OpenAPIHono<IssuerEnv>, services: IssuerSer
       }
       const receipt = signed(depositReceiptBodyCodec, services.identity.issuerNode.signer, DEPOSIT_RECEIPT_TAG, { coins: outcomes, credited: credited.toString() });
       // The findings are the operator's (GET /operator/findings), not the depositor's.
-      return { status: 200, body: { credited: formatMinor(services.currency, credited), receipt: toBase64url(encodeCbor(receipt)) } };
+      return { status: 200, body: { credited: formatMinor(services.currency, credited), receipt: toBase64url(encodeCbor(receipt)), claims } };
     });
   });
 }

@@ -3,9 +3,11 @@
  * (node-params.ts, node-classes.ts), withdrawals signed blindly (node-withdraw.ts), exchange keys and
  * the trusted time (node-exchange-keys.ts), deposits (node-deposit.ts), the settlement of coins in
  * flight (node-in-flight.ts) and escrow attribution of a coin paid twice (node-findings.ts). The
- * value of every coin signed and not yet deposited or refunded sits in the `float:otp` account.
+ * value of every coin signed and not yet deposited or refunded sits in the `float:otp` account. In
+ * two tiers the bank publishes its classes to the other banks and judges their claims on its coins
+ * (node-interbank.ts).
  */
-import type { SchemeModule } from '../../issuer/plugin.ts';
+import type { IssuerServices, SchemeModule } from '../../issuer/plugin.ts';
 import { TAGS_MAX } from './escrow.ts';
 import { OTP_SCHEME } from './messages.ts';
 import { ClassBook } from './node-classes.ts';
@@ -15,6 +17,7 @@ import { registerExchangeKeys } from './node-exchange-keys.ts';
 import { registerFindings } from './node-findings.ts';
 import { otpHoldings } from './node-holdings.ts';
 import { registerInFlight } from './node-in-flight.ts';
+import { judgeOtpInterbankClaim, otpPublication } from './node-interbank.ts';
 import { loadOtpBankKeys } from './node-keys.ts';
 import { registerParams } from './node-params.ts';
 import { registerWithdraw } from './node-withdraw.ts';
@@ -34,6 +37,16 @@ export function otpNodePartWith(options: Partial<OtpNodeOptions> = {}): SchemeMo
     throw new RangeError(`depositGraceMs must be between 0 and epochMs (${periods.epochMs}), got ${periods.depositGraceMs}`);
   }
   if (!Number.isInteger(periods.hops) || periods.hops < 1 || periods.hops > TAGS_MAX) throw new RangeError(`hops must be between 1 and ${TAGS_MAX}, got ${periods.hops}`);
+  // One class book per node: the routes, the publication and the judge of claims share what it read.
+  const books = new WeakMap<IssuerServices, ClassBook>();
+  const bookOf = (services: IssuerServices): ClassBook => {
+    let book = books.get(services);
+    if (book === undefined) {
+      book = new ClassBook(services, periods);
+      books.set(services, book);
+    }
+    return book;
+  };
   return {
     name: OTP_SCHEME,
     migrationsDir: new URL('./migrations/', import.meta.url),
@@ -43,8 +56,10 @@ export function otpNodePartWith(options: Partial<OtpNodeOptions> = {}): SchemeMo
     async prepare(services) {
       await loadOtpBankKeys(services);
     },
+    judgeInterbankClaim: (tx, services, claim, payTo) => judgeOtpInterbankClaim(tx, services, bookOf(services), claim, payTo),
+    publication: (services) => otpPublication(services, bookOf(services)),
     register(app, services) {
-      const classes = new ClassBook(services, periods);
+      const classes = bookOf(services);
       registerParams(app, services, classes);
       registerWithdraw(app, services, classes);
       registerExchangeKeys(app, services);

@@ -45,7 +45,7 @@ import {
   type CarriedCoin,
 } from './messages.ts';
 import { sealCoin, sealedCoinCodec, sealedDigest } from './transfer.ts';
-import { deviceKey, entryOf, guarded, provisioned, refuse, valueOf } from './trusted-app-common.ts';
+import { deviceKey, entryOf, escrowKeyOf, guarded, provisioned, refuse, valueOf } from './trusted-app-common.ts';
 import { KEYS_HELD_MAX, type BlindedCoin, type HeldKey, type OtpState } from './trusted-app-state.ts';
 
 const requestId = bytes({ length: 16 });
@@ -188,7 +188,7 @@ export const bankCommands = {
           taken.add(at);
           const held = state.coins[at] as CarriedCoin;
           // A last tag names the bank as payee, so a copy deposited here and paid elsewhere parts at a signed hop.
-          const tags = appendTag({ serial: held.coin.serial, tags: held.tags, payee: bankKeyId, device, escrowPublicKey: ready.params.escrowKey, random: env.random });
+          const tags = appendTag({ serial: held.coin.serial, tags: held.tags, payee: bankKeyId, device, escrowPublicKey: escrowKeyOf(state, ready.params, held.coin.classId), random: env.random });
           return { sealed: sealCoin({ coin: held.coin, tags }, ready.params.depositKey, env.random).sealed, classId };
         });
         const total = boxes.reduce((s, b) => s + valueOf(state, b.classId), 0n);
@@ -200,7 +200,14 @@ export const bankCommands = {
   /** Deposit, second half: the bank's signed receipt for exactly the boxes sent; the deposit ends. */
   finishDeposit: command({
     input: record({ requestId, receipt: depositReceiptCodec }),
-    output: record({ credited: amount, coins: uint({ max: COINS_PER_MESSAGE_MAX }), doubleSpent: uint({ max: COINS_PER_MESSAGE_MAX }), refused: uint({ max: COINS_PER_MESSAGE_MAX }) }),
+    output: record({
+      credited: amount,
+      coins: uint({ max: COINS_PER_MESSAGE_MAX }),
+      doubleSpent: uint({ max: COINS_PER_MESSAGE_MAX }),
+      refused: uint({ max: COINS_PER_MESSAGE_MAX }),
+      /** Coins of other banks the bank presented to them: credited later, once they accept. */
+      presented: uint({ max: COINS_PER_MESSAGE_MAX }),
+    }),
     run(state: OtpState, input, env) {
       const pending = state.deposit;
       if (state.bank === undefined || pending === undefined || !equalBytes(pending.requestId, input.requestId)) return reject('OTP_DEPOSIT_UNKNOWN', 'no deposit with that request id is under way');
@@ -213,7 +220,7 @@ export const bankCommands = {
         }
         const count = (outcome: string) => receipt.coins.filter((c) => c.outcome === outcome).length;
         const { deposit: _done, ...rest } = state;
-        return accept(rest, { credited: BigInt(receipt.credited), coins: receipt.coins.length, doubleSpent: count('double-spend'), refused: count('refused') });
+        return accept(rest, { credited: BigInt(receipt.credited), coins: receipt.coins.length, doubleSpent: count('double-spend'), refused: count('refused'), presented: count('presented') });
       });
     },
   }),

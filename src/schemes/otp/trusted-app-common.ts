@@ -3,11 +3,11 @@
  * the sum of coins, and turning a thrown TallyError into the command's rejection.
  */
 import { equalBytes } from '../../core/bytes.ts';
-import type { Signer } from '../../core/crypto/suite.ts';
+import type { PublicKey, Signer } from '../../core/crypto/suite.ts';
 import { reject, type CommandResult, type TrustedEnv } from '../../secure-element/trusted-app.ts';
 import type { CoinClass } from './coin.ts';
 import type { ClassEntry } from './messages.ts';
-import type { OtpState } from './trusted-app-state.ts';
+import type { OtpState, PeerBank } from './trusted-app-state.ts';
 
 /** The label of the TA's device key under the SE's master secret: it signs registration, requests and escrow tags. */
 export const TA_KEY_LABEL = 'otp/ta';
@@ -20,9 +20,25 @@ export function deviceKey(env: TrustedEnv): Signer {
 // The refusal helpers are the secure element's, shared by every trusted app.
 export { guarded, refuse, Refused } from '../../secure-element/trusted-app.ts';
 
-/** The class entry of `classId` in the TA's parameters. */
+/** The class entry of `classId`: in the TA's own bank's parameters, or in another bank's publication. */
 export function entryOf(state: OtpState, classId: Uint8Array): ClassEntry | undefined {
-  return state.params?.classes.find((c) => equalBytes(c.coinClass.classId, classId));
+  return state.params?.classes.find((c) => equalBytes(c.coinClass.classId, classId)) ?? peerOf(state, classId)?.classes.find((c) => equalBytes(c.coinClass.classId, classId));
+}
+
+/** The other bank whose class `classId` is (undefined for the TA's own bank's classes or an unknown one). */
+export function peerOf(state: OtpState, classId: Uint8Array): PeerBank | undefined {
+  if (state.params?.classes.some((c) => equalBytes(c.coinClass.classId, classId)) === true) return undefined;
+  return state.peers?.find((p) => p.classes.some((c) => equalBytes(c.coinClass.classId, classId)));
+}
+
+/** The escrow key a coin of `classId`'s tags are sealed to: its own bank's, which alone sees both copies of a coin paid twice. */
+export function escrowKeyOf(state: OtpState, params: NonNullable<OtpState['params']>, classId: Uint8Array): Uint8Array {
+  return peerOf(state, classId)?.escrowKey ?? params.escrowKey;
+}
+
+/** The keys an exchange key may be signed with: the TA's own bank's, then the other banks'. */
+export function exchangeKeySigners(state: OtpState, bank: PublicKey): PublicKey[] {
+  return [bank, ...(state.peers ?? []).map((p) => p.issuerNode)];
 }
 
 /** The class lookup checkCoin takes. */

@@ -17,12 +17,32 @@ import { array, bigint, bytes, record, uint, type Codec } from '../../core/codec
 import { accept, command, reject } from '../../secure-element/trusted-app.ts';
 import { checkCoin, CLASS_ID_BYTES } from './coin.ts';
 import { appendTag } from './escrow.ts';
-import { checkExchangeKey, exchangeKeyCodec, exchangeKeyId, type ExchangeKey } from './exchange-key.ts';
+import { checkExchangeKey, exchangeKeyCodec, exchangeKeyId, type ExchangeKey, type ExchangeKeyBody } from './exchange-key.ts';
+import type { CryptoProvider, PublicKey } from '../../core/crypto/suite.ts';
+import { isTallyError } from '../../core/errors.ts';
 import { COINS_PER_MESSAGE_MAX, KEYS_PER_MESSAGE_MAX, type CarriedCoin } from './messages.ts';
 import { checkConditions } from './program.ts';
 import { ackCodec, ackMatches, openCoin, sealCoin, sealedCoinCodec, sealedDigest, type Ack } from './transfer.ts';
-import { classesOf, deviceKey, entryOf, guarded, provisioned, refuse, valueOf } from './trusted-app-common.ts';
+import { classesOf, deviceKey, entryOf, escrowKeyOf, exchangeKeySigners, guarded, provisioned, refuse, valueOf } from './trusted-app-common.ts';
 import { COINS_HELD_MAX, IN_FLIGHT_MAX, RECEIVED_MAX, type InFlight, type OtpState, type Received } from './trusted-app-state.ts';
+
+/**
+ * The payee's exchange key, signed by one of `signers` (the first that verifies it).
+ * @throws TallyError of the TA's own bank's check when none does
+ */
+function checkPayeeKey(provider: CryptoProvider, signers: readonly PublicKey[], key: ExchangeKey, now: number | null): ExchangeKeyBody {
+  let first: unknown;
+  for (const signer of signers) {
+    try {
+      return checkExchangeKey(provider, signer, key, now);
+    } catch (e) {
+      // Only a signature by another key moves on to the next bank; an expired key is refused as it is.
+      if (!isTallyError(e, 'SIGNATURE_INVALID')) throw e;
+      first ??= e;
+    }
+  }
+  throw first;
+}
 
 const keys: Codec<ExchangeKey[]> = array(exchangeKeyCodec, { max: KEYS_PER_MESSAGE_MAX });
 const boxes = array(sealedCoinCodec, { min: 1, max: COINS_PER_MESSAGE_MAX });
@@ -77,8 +97,9 @@ export const payCommands = {
           const held = state.coins[at] as CarriedCoin;
           // checkIntegrityOfOTP, checkTokenFormat: the class, its program, the bank's signature.
           const checked = checkCoin(held.coin, classesOf(state));
-          // setupConnection: the payee's key is the bank's, in its window.
-          const payee = checkExchangeKey(env.provider, ready.bank, item.key, now);
+          // setupConnection: the payee's key is a bank's (the TA's own, or in two tiers another the
+          // TA took the publication of), in its window.
+          const payee = checkPayeeKey(env.provider, exchangeKeySigners(state, ready.bank), item.key, now);
           const keyId = exchangeKeyId(payee.publicKey);
           const keyHex = toHex(keyId);
           if (usedKeys.has(keyHex)) refuse('OTP_EXCHANGE_KEY_INVALID', 'an exchange key takes one coin, and this one already has one');
@@ -86,7 +107,7 @@ export const payCommands = {
           // The program's own conditions, before anything leaves the TA.
           checkConditions(checked.program, { now, payeeCategory: payee.category, hop: held.tags.length + 1 });
           // buildSandbox: the coin and its new escrow tag, bound to this key; sendOTP: sealed to it.
-          const tags = appendTag({ serial: held.coin.serial, tags: held.tags, payee: keyId, device, escrowPublicKey: ready.params.escrowKey, random: env.random });
+          const tags = appendTag({ serial: held.coin.serial, tags: held.tags, payee: keyId, device, escrowPublicKey: escrowKeyOf(state, ready.params, held.coin.classId), random: env.random });
           const { sealed, ackSecret } = sealCoin({ coin: held.coin, tags }, payee.publicKey, env.random);
           sent.push({ sealed, ackSecret, serial: held.coin.serial, classId: held.coin.classId, prefix: held.coin.prefix, signature: held.coin.signature, ...(state.time === undefined ? {} : { at: state.time }) });
           total += BigInt(checked.coinClass.denomination);

@@ -9,7 +9,7 @@ import { timestampMs } from '../../core/fields.ts';
 import { CLASS_ID_BYTES, SERIAL_BYTES } from './coin.ts';
 import { exchangeKeyCodec } from './exchange-key.ts';
 import { HPKE_PRIVATE_KEY_BYTES } from '../../core/crypto/hpke.ts';
-import { carriedCoinCodec, COINS_PER_MESSAGE_MAX, KEYS_PER_MESSAGE_MAX, NONCE_BYTES, paramsBodyCodec } from './messages.ts';
+import { carriedCoinCodec, CLASSES_MAX, classEntryCodec, COINS_PER_MESSAGE_MAX, KEYS_PER_MESSAGE_MAX, NONCE_BYTES, paramsBodyCodec } from './messages.ts';
 import { ACK_BYTES, sealedCoinCodec } from './transfer.ts';
 
 /** Most coins a TA holds. */
@@ -18,6 +18,22 @@ export const COINS_HELD_MAX = 1024;
 export const IN_FLIGHT_MAX = 256;
 /** Most exchange keys a TA keeps (signed, not yet used): as many as one payment's coins (session.ts COINS_PER_PAYMENT_MAX), each sealed to its own key. */
 export const KEYS_HELD_MAX = 512;
+/** Most other banks whose coins a TA takes (two tiers). */
+export const PEERS_MAX = 16;
+
+/**
+ * Another bank of the two tiers, as its publication (checked in the TA to the pinned root) names
+ * it: its key id, the key that signs its exchange keys, the escrow key its coins' tags are sealed
+ * to, and its classes.
+ */
+export const peerBankCodec = record({
+  bank: bytes({ length: 32 }),
+  issuerNode: publicKeyCodec,
+  escrowKey: bytes({ length: 32 }),
+  classes: array(classEntryCodec, { max: CLASSES_MAX }),
+});
+export type PeerBank = Infer<typeof peerBankCodec>;
+
 /** Most boxes a TA remembers having received (a box sent again is answered with its ACK, never taken twice). */
 export const RECEIVED_MAX = 2048;
 
@@ -83,6 +99,8 @@ export const otpStateCodec = record({
   withdrawal: optional(record({ requestId: bytes({ length: 16 }), coins: array(blindedCoinCodec, { min: 1, max: COINS_PER_MESSAGE_MAX }) })),
   /** A deposit under way: the boxes sent to the bank, until its receipt. */
   deposit: optional(record({ requestId: bytes({ length: 16 }), boxes: array(record({ sealed: sealedCoinCodec, classId: bytes({ length: CLASS_ID_BYTES }) }), { min: 1, max: COINS_PER_MESSAGE_MAX }) })),
+  /** The other banks whose coins this TA takes and pays on (two tiers), as their publications named them. */
+  peers: optional(array(peerBankCodec, { max: PEERS_MAX })),
   /** The nonce of the latest in-flight report, until the bank's answer to it. */
   reportNonce: optional(nonce),
 });

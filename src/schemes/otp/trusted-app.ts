@@ -6,24 +6,29 @@
  *
  * Provisioning: `init` pins the root certificate and signs the registration proof of the device key;
  * `certInit` checks the issuer node's certificate to that root and pins its key as the bank's;
- * `setParams` takes the bank's signed parameters. Payment and bank commands are in their own files.
+ * `setParams` takes the bank's signed parameters; in two tiers `setPeers` takes the other banks'
+ * publications, checked to the root. Payment and bank commands are in their own files.
  */
 import { equalBytes, toHex } from '../../core/bytes.ts';
 import { AMOUNT_MINOR_MAX } from '../../core/amount.ts';
-import { array, bigint, bytes, optional, record, uint, type Codec } from '../../core/codec.ts';
+import { array, bigint, bytes, optional, record, text, uint, type Codec } from '../../core/codec.ts';
 import { publicKeyCodec } from '../../core/crypto/suite.ts';
 import { timestampMs } from '../../core/fields.ts';
+import { isTallyError } from '../../core/errors.ts';
 import { decodeCertificate } from '../../pki/certificate.ts';
 import { verifyChain } from '../../pki/chain.ts';
 import { signRegistrationProof } from '../../pki/registration.ts';
 import { accept, command, defineTrustedApp, reject } from '../../secure-element/trusted-app.ts';
 import { CLASS_ID_BYTES, programDigest } from './coin.ts';
 import { checkProgram } from './program.ts';
-import { checkSigned, OTP_SCHEME, paramsBodyCodec, paramsCodec, PARAMS_TAG } from './messages.ts';
+import { checkSigned, CLASSES_MAX, OTP_SCHEME, paramsBodyCodec, paramsCodec, PARAMS_TAG } from './messages.ts';
+import { decodeOtpPublication, publishedEntries } from './publication.ts';
+import { keyId } from '../../pki/key-id.ts';
+import { PUBLICATION_BYTES_MAX, verifyPublication } from '../../pki/publication.ts';
 import { bankCommands } from './trusted-app-bank.ts';
-import { deviceKey, guarded, refuse, valueOf } from './trusted-app-common.ts';
+import { deviceKey, guarded, provisioned, refuse, Refused, valueOf } from './trusted-app-common.ts';
 import { payCommands } from './trusted-app-pay.ts';
-import { initialState, KEYS_HELD_MAX, otpStateCodec, type OtpState } from './trusted-app-state.ts';
+import { initialState, KEYS_HELD_MAX, otpStateCodec, PEERS_MAX, type OtpState, type PeerBank } from './trusted-app-state.ts';
 
 export { TA_KEY_LABEL } from './trusted-app-common.ts';
 export type { OtpState } from './trusted-app-state.ts';
@@ -129,6 +134,53 @@ export const otpTrustedApp = defineTrustedApp({
           }
           return accept({ ...state, params, time: Math.max(state.time ?? 0, params.at) }, { classes: params.classes.length, at: params.at });
         });
+      },
+    }),
+
+    /**
+     * Two tiers: the other banks whose coins this TA takes and pays on, each as its intermediary
+     * certificate (checked here to the pinned root) and its signed OTP publication (checked here
+     * under that certificate), so that neither the TA's own bank nor the central bank can give it
+     * keys of their choosing for another bank. The list replaces the one held (a bank left out, as
+     * one revoked by the central bank, is forgotten); the TA's own bank is skipped. An entry that
+     * does not check is left out and counted, so that one bank's bad publication cannot stop the
+     * wallet taking the others'.
+     */
+    setPeers: command({
+      input: record({ peers: array(record({ certificate, publication: bytes({ max: PUBLICATION_BYTES_MAX }) }), { max: PEERS_MAX }), now: timestampMs }),
+      output: record({ peers: uint({ max: PEERS_MAX }), classes: uint({ max: PEERS_MAX * CLASSES_MAX }), refused: array(text({ max: 64 }), { max: PEERS_MAX }) }),
+      run(state: OtpState, input, env) {
+        const ready = provisioned(state);
+        if (!ready.ok) return ready.result;
+        const root = decodeCertificate(state.root as Uint8Array);
+        const peers: PeerBank[] = [];
+        const refused: string[] = [];
+        for (const given of input.peers) {
+          try {
+            const certificate = decodeCertificate(given.certificate);
+            // As at CertInit, the host's time only picks the certificate's window.
+            verifyChain({ provider: env.provider, chain: [certificate], trustAnchors: [root], now: input.now, leafRoles: ['intermediary'] });
+            const verified = verifyPublication(env.provider, given.publication, certificate);
+            if (verified.scheme !== OTP_SCHEME) refuse('OTP_PEER_INVALID', `a publication is of ${verified.scheme}, not ${OTP_SCHEME}`);
+            const publication = decodeOtpPublication(verified.body);
+            if (publication.currency !== ready.params.currency) refuse('CURRENCY_MISMATCH', `a bank publishes ${publication.currency}, the TA holds ${ready.params.currency}`);
+            if (equalBytes(publication.issuerNode.key, ready.bank.key)) continue;
+            const classes = publishedEntries(publication);
+            for (const entry of classes) {
+              checkProgram(entry.program);
+              if (entry.coinClass.currency !== ready.params.currency) refuse('CURRENCY_MISMATCH', 'a published class is in another currency');
+            }
+            peers.push({ bank: keyId(certificate.body.subject), issuerNode: publication.issuerNode, escrowKey: publication.escrowKey, classes });
+          } catch (e) {
+            if (e instanceof Refused) {
+              refused.push(e.code);
+              continue;
+            }
+            if (!isTallyError(e)) throw e;
+            refused.push(e.code);
+          }
+        }
+        return accept({ ...state, peers }, { peers: peers.length, classes: peers.reduce((n, p) => n + p.classes.length, 0), refused });
       },
     }),
 

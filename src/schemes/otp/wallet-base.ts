@@ -5,7 +5,7 @@
  */
 import { fromBase64url, fromHex, toBase64url, toHex } from '../../core/bytes.ts';
 import { decodeCbor } from '../../core/cbor.ts';
-import { array, type Codec } from '../../core/codec.ts';
+import { array, boolean, optional, type Codec } from '../../core/codec.ts';
 import type { Signer } from '../../core/crypto/suite.ts';
 import { base64urlText } from '../../core/fields.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
@@ -75,6 +75,10 @@ export const withdrawalAnswer = looseRecord({ amount: amountText, signatures: ar
 export const keysAnswer = looseRecord({ keys: array(blob, { max: 256 }), time: blob });
 export const depositAnswer = looseRecord({ credited: amountText, receipt: blob });
 export const inFlightAnswer = looseRecord({ refunded: amountText, settled: blob });
+/** `GET /v1/interbank/peers`: the other banks, their certificates and their signed publications (the TA checks both). */
+export const peersAnswer = looseRecord({
+  peers: array(looseRecord({ certificate: blob, revoked: boolean, publications: looseRecord({ otp: optional(blob) }) }), { max: 256 }),
+});
 
 /** Decodes a base64url CBOR field of an answer. */
 export function cbor<T>(codec: Codec<T>, text: string, what: string): T {

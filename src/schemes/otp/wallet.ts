@@ -34,7 +34,8 @@ import { exchangeKeyCodec } from './exchange-key.ts';
 import { COINS_PER_MESSAGE_MAX, depositReceiptCodec, paramsCodec, settledCodec, timeCodec, type ClassEntry, type Params } from './messages.ts';
 import { failureCode, OTP_LINK_PROLOGUE, OTP_LINK_SCHEME, runPayee, runPayer, type SessionOutcome } from './session.ts';
 import type { OtpState } from './trusted-app.ts';
-import { cbor, depositAnswer, EXCHANGE_KEYS_TARGET, inFlightAnswer, keysAnswer, OTP_FORMAT, OTP_TA, paramsAnswer, provisionDevice, withdrawalAnswer, type DepositStep, type OtpCommands, type OtpStep, type WithdrawalStep } from './wallet-base.ts';
+import { PEERS_MAX } from './trusted-app-state.ts';
+import { cbor, depositAnswer, peersAnswer, EXCHANGE_KEYS_TARGET, inFlightAnswer, keysAnswer, OTP_FORMAT, OTP_TA, paramsAnswer, provisionDevice, withdrawalAnswer, type DepositStep, type OtpCommands, type OtpStep, type WithdrawalStep } from './wallet-base.ts';
 import { payeeRole, payerRole } from './wallet-link.ts';
 
 export type { OtpStep } from './wallet-base.ts';
@@ -143,7 +144,29 @@ export class OtpWallet extends WalletShell<OtpStep, null, OtpState, OtpCommands>
     await (await this.se()).call('setParams', { params }).catch((e: unknown) => {
       if (!(isTallyError(e, 'SE_REJECTED') && e.details.reason === 'OTP_PARAMS_STALE')) throw e;
     });
+    await this.refreshPeers();
     return params;
+  }
+
+  /**
+   * Two tiers: the other banks' OTP publications, as this wallet's bank relays them from the central
+   * bank, given to the TA, which checks each bank's certificate to its pinned root and the
+   * publication under it. A bank the central bank revoked is left out (the TA then forgets it). A
+   * node of one bank alone has no peers.
+   */
+  private async refreshPeers(): Promise<void> {
+    let answer;
+    try {
+      answer = await this.node.call('GET', '/v1/interbank/peers', { answer: peersAnswer });
+    } catch (e) {
+      if (isTallyError(e, 'NODE_REFUSED') && e.details.code === 'ROLE_MISMATCH') return;
+      throw e;
+    }
+    const peers = answer.body.peers.flatMap((p) => {
+      const record = p.publications.otp;
+      return p.revoked || record === undefined ? [] : [{ certificate: fromBase64url(p.certificate), publication: fromBase64url(record) }];
+    });
+    await (await this.se()).call('setPeers', { peers: peers.slice(0, PEERS_MAX), now: Date.now() });
   }
 
   /** The newest class of each denomination: what a withdrawal asks for. */
@@ -205,7 +228,7 @@ export class OtpWallet extends WalletShell<OtpStep, null, OtpState, OtpCommands>
   }
 
   /** Coins → online account: exact coins for `amountText` are deposited at the bank. */
-  async withdraw(amountText: string): Promise<MoveResult & { credited: string; doubleSpent: number; refused: number }> {
+  async withdraw(amountText: string): Promise<MoveResult & { credited: string; doubleSpent: number; refused: number; presented: number }> {
     const amount = this.parseAmount(amountText);
     await this.refreshParams();
     await this.depositLeftInTa();
@@ -228,7 +251,7 @@ export class OtpWallet extends WalletShell<OtpStep, null, OtpState, OtpCommands>
     const step: DepositStep = { kind: 'otp-deposit', id: newStepId(), classIds };
     await this.begin(step);
     const out = await this.runDeposit(step);
-    if (out.credited === this.format(0n) && out.doubleSpent > 0) {
+    if (out.credited === this.format(0n) && out.presented === 0 && out.doubleSpent > 0) {
       throw new TallyError('DOUBLE_SPEND', `the bank refused ${out.doubleSpent} coin(s) as deposited before (copies of coins paid twice): nothing was credited`, { coins: out.doubleSpent });
     }
     return { amount: this.format(amount), coins: classIds.length, offline: this.format((await this.status()).balance), ...out };
@@ -238,14 +261,14 @@ export class OtpWallet extends WalletShell<OtpStep, null, OtpState, OtpCommands>
    * Sends again a deposit the TA still holds unreceipted (its step ended on a refusal, or was lost):
    * the same boxes under the same request id, so the bank credits them once.
    */
-  private async depositLeftInTa(): Promise<{ credited: string; doubleSpent: number; refused: number } | null> {
+  private async depositLeftInTa(): Promise<{ credited: string; doubleSpent: number; refused: number; presented: number } | null> {
     const { deposit } = await this.status();
     if (deposit === undefined) return null;
     const step: DepositStep = { kind: 'otp-deposit', id: toHex(deposit.requestId), classIds: [] };
     return this.runDeposit(step, false);
   }
 
-  private async runDeposit(step: DepositStep, journaled = true): Promise<{ credited: string; doubleSpent: number; refused: number }> {
+  private async runDeposit(step: DepositStep, journaled = true): Promise<{ credited: string; doubleSpent: number; refused: number; presented: number }> {
     const se = await this.se();
     const requestId = fromHex(step.id);
     if (step.receipt === undefined) {
@@ -259,11 +282,16 @@ export class OtpWallet extends WalletShell<OtpStep, null, OtpState, OtpCommands>
       if (journaled) await this.update(step);
     }
     const out = await se.call('finishDeposit', { requestId, receipt: cbor(depositReceiptCodec, step.receipt, 'receipt') }, { requestId: callId(step.id, 'finish') });
-    const detail = [`${out.coins} coin(s)`, ...(out.doubleSpent > 0 ? [`${out.doubleSpent} refused as spent before`] : []), ...(out.refused > 0 ? [`${out.refused} refused`] : [])].join(', ');
+    const detail = [
+      `${out.coins} coin(s)`,
+      ...(out.doubleSpent > 0 ? [`${out.doubleSpent} refused as spent before`] : []),
+      ...(out.refused > 0 ? [`${out.refused} refused`] : []),
+      ...(out.presented > 0 ? [`${out.presented} of other banks presented to them, credited once they accept`] : []),
+    ].join(', ');
     const event = { at: Date.now(), kind: 'withdraw', amount: this.format(out.credited), detail };
     if (journaled) await this.finish(step, event);
     else await this.note(event);
-    return { credited: this.format(out.credited), doubleSpent: out.doubleSpent, refused: out.refused };
+    return { credited: this.format(out.credited), doubleSpent: out.doubleSpent, refused: out.refused, presented: out.presented };
   }
 
   /** Online: the bank's parameters, the coins in flight settled, exchange keys topped up to the target. */
