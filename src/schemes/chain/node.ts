@@ -7,8 +7,9 @@
  */
 import type { SchemeModule } from '../../issuer/plugin.ts';
 import { CHAIN_SCHEME } from './messages.ts';
-import { chainOf, DRIFT_S } from './node-common.ts';
-import { ensureDeployed } from './node-deploy.ts';
+import { CHAIN_FLOAT_ACCOUNT, chainOf, DRIFT_S } from './node-common.ts';
+import { registerBanks } from './node-banks.ts';
+import { ensureDeployed, type DeployOptions } from './node-deploy.ts';
 import { registerEnclaves } from './node-enclaves.ts';
 import { chainAudit, registerGas, registerOperator } from './node-operator.ts';
 import { registerParams } from './node-params.ts';
@@ -16,12 +17,13 @@ import { registerReceipts } from './node-receipts.ts';
 
 export { DRIFT_S, SETTLE_WINDOW_S } from './node-common.ts';
 
-/** The chain-tee node part with another settlement window (tests shorten it). */
-export function chainNodePartWith(options: { settleWindowS?: number | undefined } = {}): SchemeModule {
+/** The chain-tee node part with another settlement window (tests shorten it), or joining a deployment another node made. */
+export function chainNodePartWith(options: DeployOptions = {}): SchemeModule {
   return {
     name: CHAIN_SCHEME,
     migrationsDir: new URL('./migrations/', import.meta.url),
     usesChain: true,
+    floatAccount: CHAIN_FLOAT_ACCOUNT,
     async prepare(services) {
       await ensureDeployed(services, options);
     },
@@ -36,6 +38,7 @@ export function chainNodePartWith(options: { settleWindowS?: number | undefined 
       registerReceipts(app, services);
       registerOperator(app, services);
       registerGas(app, services);
+      registerBanks(app, services);
     },
   };
 }
