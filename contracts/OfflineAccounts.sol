@@ -134,9 +134,8 @@ contract OfflineAccounts {
     mapping(address => Account) private _accounts;
     /// @notice The enclave an account is bound to (zero: not yet bound).
     mapping(address => address) public enclaveOf;
-    /// @dev Enclave keys registered and not revoked (by their registrar or the bank).
-    mapping(address => bool) private _registered;
-    /// @notice Who registered each enclave key: the bank, or an intermediary it admitted.
+    /// @notice Who registered each enclave key and has not revoked it: the bank, or an intermediary
+    /// it admitted (zero: not registered, or revoked). One slot per enclave, read once per check.
     mapping(address => address) public registrarOf;
     /// @notice Each intermediary's chain address: INTERMEDIARY_NONE, _ADMITTED or _REVOKED (final).
     mapping(address => uint8) public intermediaryState;
@@ -238,24 +237,24 @@ contract OfflineAccounts {
     function registerEnclave(address enclave) external {
         if (msg.sender != bank && intermediaryState[msg.sender] != INTERMEDIARY_ADMITTED) revert NotRegistrar(msg.sender);
         if (enclave == address(0)) revert ZeroAddress();
-        if (_registered[enclave]) revert EnclaveAlreadyRegistered(enclave);
-        _registered[enclave] = true;
+        if (registrarOf[enclave] != address(0)) revert EnclaveAlreadyRegistered(enclave);
         registrarOf[enclave] = msg.sender;
         emit EnclaveRegistered(enclave);
     }
 
     /// @notice Revokes an enclave key (the bank, or the intermediary that registered it): payments attested by it freeze their payer.
     function revokeEnclave(address enclave) external {
-        if (msg.sender != bank && msg.sender != registrarOf[enclave]) revert NotRegistrar(msg.sender);
-        if (!_registered[enclave]) revert EnclaveNotRegistered(enclave);
-        _registered[enclave] = false;
+        address registrar = registrarOf[enclave];
+        if (registrar == address(0)) revert EnclaveNotRegistered(enclave);
+        if (msg.sender != bank && msg.sender != registrar) revert NotRegistrar(msg.sender);
+        registrarOf[enclave] = address(0);
         emit EnclaveRevoked(enclave);
     }
 
     /// @notice True for an enclave key registered and not revoked, whose registrar is the bank or an intermediary still admitted.
     function registered(address enclave) public view returns (bool) {
-        if (!_registered[enclave]) return false;
         address registrar = registrarOf[enclave];
+        if (registrar == address(0)) return false;
         return registrar == bank || intermediaryState[registrar] == INTERMEDIARY_ADMITTED;
     }
 

@@ -11,28 +11,21 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createTestClient, parseEther, type Address } from 'viem';
 import { generatePrivateKey, privateKeyToAccount } from 'viem/accounts';
-import { fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../../core/bytes.ts';
+import { fromBase64url, fromHex, toBase64url, toHex } from '../../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
-import { sha256 } from '../../core/crypto/hash.ts';
 import { nobleEd25519 } from '../../core/crypto/noble.ts';
 import { signerFromSecret, type Signer } from '../../core/crypto/suite.ts';
-import { DEFAULT_CURRENCY, startNode, type RunningNode } from '../../cli/node-start.ts';
 import { chainFor, publicClientFor, transportFor, walletClientFor, type ChainClients } from '../../issuer/chain/client.ts';
-import { signRequest } from '../../issuer/client/request-auth.ts';
-import { loadIdentity } from '../../issuer/identity/load-identity.ts';
-import { enrol } from '../../issuer/tier/enrol.ts';
+import { send, signed, Tiers, type Json, type TierBank } from '../../issuer/tier/test-tiers.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import { decodeCertificate } from '../../pki/certificate.ts';
-import { keyId } from '../../pki/key-id.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { InProcessHost } from '../../secure-element/host.ts';
 import { MemoryCounter, MemoryStorage } from '../../secure-element/memory-fixtures.ts';
+import type { Scheme } from '../scheme.ts';
 import { offlineAccountsAbi, tallyTokenAbi } from './contracts.generated.ts';
 import { bankAddressBodyCodec, BANK_ADDRESS_TAG, depositReceiptCodec, paramsCodec, signed as signRecord, statementCodec, type TxOff } from './messages.ts';
 import { CHAIN_TEST_MEASUREMENT } from './node-fixtures.ts';
@@ -43,107 +36,36 @@ import { statementQuery, uploadItem } from './upload.ts';
 import { depositOnChain, reconcileOnChain, type Contracts } from './wallet-chain.ts';
 import { checkPayee } from './wallet-link.ts';
 
-const PASSPHRASE = 'chain interbank test';
-const silent = { log: () => undefined };
-const env = { TALLY_NODE_PASSPHRASE: PASSPHRASE };
 const hex = (bytes: Uint8Array): `0x${string}` => `0x${toHex(bytes)}`;
-let root: string;
-let calls = 0;
 let seeds = 70;
 
-type Json = Record<string, unknown>;
-interface Answer {
-  status: number;
-  body: Json;
+/** The chain-tee part of a bank: its own deployment, or the one it joins. */
+function chainPart(join_?: Address): Scheme {
+  return { ...chainScheme, node: async () => chainNodePartWith({ settleWindowS: 3600, ...(join_ === undefined ? {} : { join: join_ }) }) };
 }
 
-async function send(base: string, method: string, path: string, options: { body?: unknown; raw?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
-  const text = options.raw ?? (options.body === undefined ? undefined : JSON.stringify(options.body));
-  const res = await fetch(new URL(path, base), { method, headers: { 'content-type': 'application/json', ...options.headers }, ...(text === undefined ? {} : { body: text }) });
-  const got = await res.text();
-  return { status: res.status, body: got === '' ? {} : (JSON.parse(got) as Json) };
-}
-
-async function signed(base: string, signer: Signer, method: string, path: string, body?: unknown): Promise<Answer> {
-  const raw = body === undefined ? '' : JSON.stringify(body);
-  const headers = { ...signRequest({ signer, keyId: toHex(keyId(signer.publicKey)), method, path, body: raw, timestamp: Date.now() }), 'idempotency-key': `test-${++calls}-${Date.now()}` };
-  return send(base, method, path, { ...(body === undefined ? {} : { raw }), headers });
-}
-
-/** A node and its operator. */
-class Node {
-  constructor(
-    readonly name: string,
-    readonly running: RunningNode,
-  ) {}
-  get url(): string {
-    return this.running.url;
-  }
-  operator(method: string, path: string, body?: unknown): Promise<Answer> {
-    return send(this.url, method, path, { ...(body === undefined ? {} : { body }), headers: { authorization: `Bearer ${this.running.operatorToken}`, 'idempotency-key': `op-${++calls}-${Date.now()}` } });
-  }
-  async ok(method: string, path: string, body?: unknown): Promise<Json> {
-    const a = await this.operator(method, path, body);
-    assert.ok(a.status >= 200 && a.status < 300, `${this.name} ${method} ${path}: ${a.status} ${JSON.stringify(a.body)}`);
-    return a.body;
-  }
-}
-
-/** An intermediary settling chain-tee on the shared chain. */
-class Bank extends Node {
-  keyId = '';
-  signer!: Signer;
-  oem!: Signer;
-  oemKeyId = '';
-  certificates!: { root: Uint8Array; intermediary: Uint8Array; issuerNode: Uint8Array };
-  contracts!: Contracts;
-  async sync(): Promise<Json> {
-    return this.ok('POST', '/v1/operator/reserve/sync');
-  }
-  async audit(): Promise<Json> {
-    const a = await this.ok('GET', '/v1/audit');
-    assert.equal(a['balanced'], true, `${this.name}'s audit: ${JSON.stringify(a)}`);
-    return a;
-  }
-}
-
-let cb: Node;
-let bankA: Bank;
-let bankB: Bank;
-let bankC: Bank;
+let tiers: Tiers;
+let bankA: TierBank;
+let bankB: TierBank;
+let bankC: TierBank;
 let rpcUrl: string;
 let chainId: number;
 let testClient: ReturnType<typeof createTestClient>;
+/** The deployment every bank settles on (A's). */
+let contracts: Contracts;
+const measurements = [{ scheme: 'chain', measurement: toHex(CHAIN_TEST_MEASUREMENT) }];
 
-async function startBank(name: string, join_?: Address): Promise<Bank> {
-  const dataDir = join(root, name);
-  const asked = await enrol({ dataDir, passphrase: PASSPHRASE, provider: nodeProvider, centralBank: cb.url, name, now: () => Date.now() });
-  await cb.ok('POST', `/v1/cb/operator/enrolments/${asked.keyId}/approve`);
-  const running = await startNode({
-    port: 0,
-    host: '127.0.0.1',
-    dataDir,
-    env,
-    schemes: [{ ...chainScheme, node: async () => chainNodePartWith({ settleWindowS: 3600, ...(join_ === undefined ? {} : { join: join_ }) }) }],
-    currency: DEFAULT_CURRENCY,
-    logger: silent,
-    print: () => undefined,
-    ...(join_ === undefined ? {} : { ethRpc: rpcUrl }),
-  });
-  const bank = new Bank(name, running);
-  bank.keyId = asked.keyId;
-  const identity = await loadIdentity({ dataDir, passphrase: PASSPHRASE, provider: nodeProvider, currency: DEFAULT_CURRENCY, now: Date.now(), log: () => undefined });
-  bank.signer = identity.intermediary.signer;
-  const info = await send(bank.url, 'GET', '/v1/info');
-  const certs = info.body['certificates'] as Record<string, string>;
-  bank.certificates = { root: fromBase64url(certs['root'] as string), intermediary: fromBase64url(certs['intermediary'] as string), issuerNode: fromBase64url(certs['issuerNode'] as string) };
-  const chain = (info.body['schemes'] as Record<string, { contract: Address; token: Address }>)['chain'] as { contract: Address; token: Address };
-  bank.contracts = { contract: chain.contract, token: chain.token };
-  bank.oem = signerFromSecret(nobleEd25519, sha256(utf8(`chain oem of ${name}`)));
-  const oem = await bank.ok('POST', '/v1/operator/oems', { name: `OEM of ${name}`, publicKey: { suite: 'ed25519', key: toBase64url(bank.oem.publicKey.key) } });
-  bank.oemKeyId = oem['keyId'] as string;
-  await bank.ok('POST', '/v1/operator/measurements', { measurement: toHex(CHAIN_TEST_MEASUREMENT), scheme: 'chain', description: 'chain-tee test build' });
-  await cb.ok('POST', '/v1/cb/operator/issue', { intermediary: asked.keyId, amount: '500.00' });
+/** The chain address of a bank's node (its chain key). */
+function chainAddress(bank: TierBank): Address {
+  const address = bank.running.chain?.bankAddress;
+  assert.ok(address !== undefined, `${bank.name} runs a chain client`);
+  return address as Address;
+}
+
+/** A bank that joins A's deployment on A's chain, with gas for its chain key. */
+async function joiningBank(name: string): Promise<TierBank> {
+  const bank = await tiers.bank(name, { measurements, reserve: '500.00', schemes: [chainPart(contracts.contract)], ethRpc: rpcUrl });
+  await testClient.setBalance({ address: chainAddress(bank), value: parseEther('100') });
   return bank;
 }
 
@@ -152,7 +74,7 @@ type Se = InProcessHost<ChainState, typeof chainTrustedApp.commands>;
 /** A customer of a bank with a chain-tee TEE, its enclave registered on chain by that bank, an open account, and an on-chain account. */
 interface Holder {
   readonly name: string;
-  readonly bank: Bank;
+  readonly bank: TierBank;
   readonly user: Signer;
   se: Se;
   readonly storage: MemoryStorage;
@@ -162,13 +84,13 @@ interface Holder {
   readonly clients: ChainClients;
 }
 
-async function giveParams(bank: Bank, se: Se): Promise<void> {
+async function giveParams(bank: TierBank, se: Se): Promise<void> {
   const a = await send(bank.url, 'GET', '/v1/chain/params');
   assert.equal(a.status, 200, JSON.stringify(a.body));
   await se.call('setParams', { params: paramsCodec.decode(decodeCbor(fromBase64url(a.body['params'] as string))) });
 }
 
-async function holder(bank: Bank, name: string): Promise<Holder> {
+async function holder(bank: TierBank, name: string): Promise<Holder> {
   const user = signerFromSecret(nobleEd25519, new Uint8Array(32).fill(++seeds));
   const reg = await signed(bank.url, user, 'POST', '/v1/users', { publicKey: { suite: 'ed25519', key: toBase64url(user.publicKey.key) } });
   assert.equal(reg.status, 201, JSON.stringify(reg.body));
@@ -199,7 +121,7 @@ async function holder(bank: Bank, name: string): Promise<Holder> {
 /** The bank mints `amount` to the holder's on-chain account and the holder deposits it into its offline account. */
 async function fund(h: Holder, amount: string, minor: bigint): Promise<void> {
   await h.bank.ok('POST', '/v1/chain/operator/mint', { to: h.clients.walletClient.account.address, amount });
-  const transaction = await depositOnChain(h.clients, h.bank.contracts, h.account, minor);
+  const transaction = await depositOnChain(h.clients, contracts, h.account, minor);
   const a = await send(h.bank.url, 'GET', `/v1/chain/deposits/${transaction}`);
   assert.equal(a.status, 200, JSON.stringify(a.body));
   for (const d of a.body['deposits'] as { receipt: string }[]) await h.se.call('deposit', { receipt: depositReceiptCodec.decode(decodeCbor(fromBase64url(d.receipt))) });
@@ -211,7 +133,7 @@ async function sync(h: Holder): Promise<void> {
   for (let round = 0; round < 8; round++) {
     const upload = await h.se.call('onchainUpdate', {});
     if (upload.items.length === 0) break;
-    await reconcileOnChain(h.clients, h.bank.contracts, { account: hex(upload.account), items: upload.items.map((i) => uploadItem(i.txOff, i.ack)), signature: hex(upload.signature) });
+    await reconcileOnChain(h.clients, contracts, { account: hex(upload.account), items: upload.items.map((i) => uploadItem(i.txOff, i.ack)), signature: hex(upload.signature) });
     const a = await send(h.bank.url, 'POST', '/v1/chain/statements', { body: { account: h.account, payments: upload.items.map((i) => statementQuery(i.txOff)) } });
     assert.equal(a.status, 200, JSON.stringify(a.body));
     const finalized = await h.se.call('finalize', { statement: statementCodec.decode(decodeCbor(fromBase64url(a.body['statement'] as string))) });
@@ -231,7 +153,7 @@ async function pay(from: Holder, to: Holder, minor: bigint): Promise<{ txOff: Tx
   return { txOff, credited: answer.credited };
 }
 
-async function onChain(contracts: Contracts, account: Address): Promise<{ balance: bigint; status: number }> {
+async function onChain(account: Address): Promise<{ balance: bigint; status: number }> {
   const [balance, , status] = await publicClientFor(rpcUrl, chainFor(chainId, rpcUrl, false), 20).readContract({ address: contracts.contract, abi: offlineAccountsAbi, functionName: 'accountOf', args: [account] });
   return { balance, status };
 }
@@ -240,24 +162,11 @@ async function read<T>(call: (client: ReturnType<typeof publicClientFor>) => Pro
   return call(publicClientFor(rpcUrl, chainFor(chainId, rpcUrl, false), 20));
 }
 
-async function reserveAt(bank: Bank): Promise<string> {
-  const list = (await cb.ok('GET', '/v1/cb/intermediaries'))['intermediaries'] as Json[];
-  return list.find((i) => i['keyId'] === bank.keyId)?.['reserve'] as string;
-}
-
 /** A joining bank's chain address admitted by the governor (A), from the record it signed. */
-async function admit(bank: Bank): Promise<Json> {
+async function admit(bank: TierBank): Promise<Json> {
   const own = await send(bank.url, 'GET', '/v1/chain/bank');
   assert.equal(own.status, 200, JSON.stringify(own.body));
   return bankA.ok('POST', '/v1/chain/operator/intermediaries', { keyId: bank.keyId, record: own.body['record'] });
-}
-
-async function settleAndAudit(banks: readonly Bank[]): Promise<Json> {
-  for (let round = 0; round < 2; round++) for (const b of banks) await b.sync();
-  for (const b of banks) await b.audit();
-  const system = await cb.ok('GET', '/v1/cb/audit');
-  assert.equal(system['balanced'], true, `the system's audit: ${JSON.stringify(system)}`);
-  return system;
 }
 
 let alice: Holder;
@@ -266,42 +175,39 @@ let bob: Holder;
 let erin: Holder;
 
 before(async () => {
-  root = await mkdtemp(join(tmpdir(), 'tally-chain-interbank-'));
-  const running = await startNode({ port: 0, host: '127.0.0.1', dataDir: join(root, 'cb'), env, currency: DEFAULT_CURRENCY, role: 'central-bank', logger: silent, print: () => undefined });
-  cb = new Node('central bank', running);
-  bankA = await startBank('bank-a');
+  tiers = await Tiers.start({ schemes: [chainPart()], tag: 'chain' });
+  bankA = await tiers.bank('bank-a', { measurements, reserve: '500.00' });
   const chain = bankA.running.chain;
   assert.ok(chain !== undefined && chain.embedded, 'bank A runs the chain');
   rpcUrl = chain.rpcUrl;
   chainId = chain.chainId;
   testClient = createTestClient({ mode: 'anvil', chain: chainFor(chainId, rpcUrl, true), transport: transportFor(rpcUrl) });
-  bankB = await startBank('bank-b', bankA.contracts.contract);
-  bankC = await startBank('bank-c', bankA.contracts.contract);
-  for (const b of [bankB, bankC]) {
-    const address = b.running.chain?.bankAddress;
-    assert.ok(address !== undefined);
-    await testClient.setBalance({ address: address as Address, value: parseEther('100') });
-  }
-  for (let round = 0; round < 2; round++) for (const b of [bankA, bankB, bankC]) await b.sync();
+  const info = await send(bankA.url, 'GET', '/v1/info');
+  const own = (info.body['schemes'] as Record<string, Contracts>)['chain'] as Contracts;
+  contracts = { contract: own.contract, token: own.token };
+  bankB = await joiningBank('bank-b');
+  bankC = await joiningBank('bank-c');
 });
 
 after(async () => {
-  for (const n of [bankC, bankB, bankA, cb]) await n?.running.stop();
-  if (root !== undefined) await rm(root, { recursive: true, force: true });
+  await tiers?.stop();
 });
 
 describe('chain-tee across intermediaries, one shared deployment', () => {
   test('B and C join the deployment A made; A admits them only against their own signature and a certificate the root issued', async () => {
-    for (const b of [bankB, bankC]) assert.deepEqual(b.contracts, bankA.contracts, `${b.name} settles on A's contracts`);
+    for (const b of [bankB, bankC]) {
+      const theirs = ((await send(b.url, 'GET', '/v1/info')).body['schemes'] as Record<string, Contracts & Json>)['chain'];
+      assert.deepEqual({ contract: theirs?.contract, token: theirs?.token }, { contract: contracts.contract, token: contracts.token }, `${b.name} settles on A's contracts`);
+    }
     const before = await send(bankB.url, 'GET', '/v1/chain/bank');
     assert.equal(before.body['admitted'], false);
     assert.equal(before.body['governor'], false);
     assert.equal((await send(bankA.url, 'GET', '/v1/chain/bank')).body['governor'], true);
     // Not admitted yet: B's mint is refused on chain, and its ledger keeps nothing of it.
-    const early = await bankB.operator('POST', '/v1/chain/operator/mint', { to: bankB.running.chain?.bankAddress, amount: '1.00' });
+    const early = await bankB.operator('POST', '/v1/chain/operator/mint', { to: chainAddress(bankB), amount: '1.00' });
     assert.ok(early.status >= 400, JSON.stringify(early.body));
     // A record signed by another key than B's intermediary key (here C's) over B's address.
-    const forged = signRecord(bankAddressBodyCodec, bankC.signer, BANK_ADDRESS_TAG, { chainId: BigInt(chainId), contract: fromHex(bankA.contracts.contract.slice(2)), address: fromHex((bankB.running.chain?.bankAddress ?? '0x').slice(2)) });
+    const forged = signRecord(bankAddressBodyCodec, bankC.signer, BANK_ADDRESS_TAG, { chainId: BigInt(chainId), contract: fromHex(contracts.contract.slice(2)), address: fromHex(chainAddress(bankB).slice(2)) });
     const refused = await bankA.operator('POST', '/v1/chain/operator/intermediaries', { keyId: bankB.keyId, record: toBase64url(encodeCbor(forged)) });
     assert.equal(refused.status, 401, JSON.stringify(refused.body));
     assert.equal((refused.body['error'] as Json)['code'], 'SIGNATURE_INVALID');
@@ -313,10 +219,10 @@ describe('chain-tee across intermediaries, one shared deployment', () => {
     await admit(bankB);
     await admit(bankC);
     assert.equal((await send(bankB.url, 'GET', '/v1/chain/bank')).body['admitted'], true);
-    const minterB = await read((c) => c.readContract({ address: bankA.contracts.token, abi: tallyTokenAbi, functionName: 'minters', args: [bankB.running.chain?.bankAddress as Address] }));
+    const minterB = await read((c) => c.readContract({ address: contracts.token, abi: tallyTokenAbi, functionName: 'minters', args: [chainAddress(bankB)] }));
     assert.equal(minterB, true);
     // A mint beyond the reserve is refused before anything reaches the chain.
-    const tooMuch = await bankB.operator('POST', '/v1/chain/operator/mint', { to: bankB.running.chain?.bankAddress, amount: '501.00' });
+    const tooMuch = await bankB.operator('POST', '/v1/chain/operator/mint', { to: chainAddress(bankB), amount: '501.00' });
     assert.equal((tooMuch.body['error'] as Json)['code'], 'INSUFFICIENT_FUNDS');
     alice = await holder(bankA, 'alice');
     carol = await holder(bankA, 'carol');
@@ -325,8 +231,8 @@ describe('chain-tee across intermediaries, one shared deployment', () => {
     await fund(alice, '50.00', 5000n);
     await fund(bob, '10.00', 1000n);
     await fund(erin, '20.00', 2000n);
-    assert.equal(await reserveAt(bankA), '500.00');
-    await settleAndAudit([bankA, bankB, bankC]);
+    assert.equal(await tiers.reserveOf(bankA), '500.00');
+    await tiers.settleAndAudit();
     // The tokens were put on chain from each bank's reserve: A's is now 50 in float:chain.
     const audit = await bankA.audit();
     assert.match(JSON.stringify(audit), /minted by this bank on chain 50\.00/);
@@ -338,20 +244,20 @@ describe('chain-tee across intermediaries, one shared deployment', () => {
     assert.equal((await bob.se.call('status', {})).balance, 3000n, 'bob spends it offline at once');
     await sync(bob);
     await sync(alice);
-    assert.equal((await onChain(bankA.contracts, alice.account)).balance, 3000n);
-    assert.equal((await onChain(bankA.contracts, bob.account)).balance, 3000n);
+    assert.equal((await onChain(alice.account)).balance, 3000n);
+    assert.equal((await onChain(bob.account)).balance, 3000n);
     assert.equal((await alice.se.call('status', {})).balance, 3000n);
     assert.equal((await bob.se.call('status', {})).balance, 3000n);
     // And back: bob (B) pays carol (A), the payer checking a payee of another bank too.
     assert.equal((await pay(bob, carol, 500n)).credited, true);
     await sync(carol);
     await sync(bob);
-    assert.equal((await onChain(bankA.contracts, carol.account)).balance, 500n);
-    assert.equal((await onChain(bankA.contracts, bob.account)).balance, 2500n);
+    assert.equal((await onChain(carol.account)).balance, 500n);
+    assert.equal((await onChain(bob.account)).balance, 2500n);
     // Settled on chain: no reserve moved, no claim at the central bank, every audit balances.
-    assert.equal(await reserveAt(bankA), '500.00');
-    assert.equal(await reserveAt(bankB), '500.00');
-    await settleAndAudit([bankA, bankB, bankC]);
+    assert.equal(await tiers.reserveOf(bankA), '500.00');
+    assert.equal(await tiers.reserveOf(bankB), '500.00');
+    await tiers.settleAndAudit();
   });
 
   test("a cloned TEE of A double-spends across banks: the fork is proved on chain, its payer frozen and named", async () => {
@@ -363,32 +269,32 @@ describe('chain-tee across intermediaries, one shared deployment', () => {
     assert.equal(first.txOff.payment.counter, second.txOff.payment.counter, 'one counter, two payments');
     await sync(carol);
     await sync(bob);
-    const events = await read((c) => c.getContractEvents({ address: bankA.contracts.contract, abi: offlineAccountsAbi, eventName: 'ForkProved', args: { payer: alice.account }, fromBlock: 0n }));
+    const events = await read((c) => c.getContractEvents({ address: contracts.contract, abi: offlineAccountsAbi, eventName: 'ForkProved', args: { payer: alice.account }, fromBlock: 0n }));
     assert.equal(events.length, 1, 'the fork is on chain');
     assert.equal(events[0]?.args.counter, first.txOff.payment.counter);
-    const frozen = await onChain(bankA.contracts, alice.account);
+    const frozen = await onChain(alice.account);
     assert.equal(frozen.status, 2, "alice's account is frozen");
     // Alice held 3000 on chain: carol's 2000 first, then bob's 2500 honoured up to the 1000 left.
-    assert.equal((await onChain(bankA.contracts, carol.account)).balance, 2500n);
-    assert.equal((await onChain(bankA.contracts, bob.account)).balance, 3500n);
+    assert.equal((await onChain(carol.account)).balance, 2500n);
+    assert.equal((await onChain(bob.account)).balance, 3500n);
     assert.equal(frozen.balance, 0n);
-    const shortfalls = await read((c) => c.getContractEvents({ address: bankA.contracts.contract, abi: offlineAccountsAbi, eventName: 'Shortfall', args: { payer: alice.account }, fromBlock: 0n }));
+    const shortfalls = await read((c) => c.getContractEvents({ address: contracts.contract, abi: offlineAccountsAbi, eventName: 'Shortfall', args: { payer: alice.account }, fromBlock: 0n }));
     assert.equal(shortfalls[0]?.args.missing, 1500n);
     assert.equal((await bob.se.call('status', {})).balance, 3500n, "bob's TEE takes back what the chain did not honour");
-    await settleAndAudit([bankA, bankB, bankC]);
+    await tiers.settleAndAudit();
   });
 
   test("a revoked bank's enclaves are refused: offline by the payee's TEE, on chain by the contract", async () => {
     // Before: erin (C) pays bob (B).
     assert.equal((await pay(erin, bob, 100n)).credited, true);
-    await cb.ok('POST', '/v1/cb/operator/revoke', { intermediary: bankC.keyId, reason: 'licence withdrawn' });
+    await tiers.cb.ok('POST', '/v1/cb/operator/revoke', { intermediary: bankC.keyId, reason: 'licence withdrawn' });
     for (const b of [bankA, bankB, bankC]) await b.sync();
     // The governor revokes C on chain at its next parameters.
     await giveParams(bankA, carol.se);
-    const addressC = bankC.running.chain?.bankAddress as Address;
-    assert.equal(await read((c) => c.readContract({ address: bankA.contracts.contract, abi: offlineAccountsAbi, functionName: 'intermediaryState', args: [addressC] })), 2);
-    assert.equal(await read((c) => c.readContract({ address: bankA.contracts.contract, abi: offlineAccountsAbi, functionName: 'registered', args: [erin.enclave] })), false);
-    assert.equal(await read((c) => c.readContract({ address: bankA.contracts.token, abi: tallyTokenAbi, functionName: 'minters', args: [addressC] })), false);
+    const addressC = chainAddress(bankC);
+    assert.equal(await read((c) => c.readContract({ address: contracts.contract, abi: offlineAccountsAbi, functionName: 'intermediaryState', args: [addressC] })), 2);
+    assert.equal(await read((c) => c.readContract({ address: contracts.contract, abi: offlineAccountsAbi, functionName: 'registered', args: [erin.enclave] })), false);
+    assert.equal(await read((c) => c.readContract({ address: contracts.token, abi: tallyTokenAbi, functionName: 'minters', args: [addressC] })), false);
     // Offline: B's parameters no longer carry C's certificate; bob's TEE answers ack_fail.
     await giveParams(bankB, bob.se);
     const balance = (await bob.se.call('status', {})).balance;
@@ -406,8 +312,8 @@ describe('chain-tee across intermediaries, one shared deployment', () => {
     // On chain: bob's upload of erin's earlier payment (acknowledged before the revocation) is
     // honoured from erin's deposit, and erin's account is frozen for its revoked enclave.
     await sync(bob);
-    assert.equal((await onChain(bankA.contracts, erin.account)).status, 2);
-    assert.equal((await onChain(bankA.contracts, bob.account)).balance, 3600n);
-    await settleAndAudit([bankA, bankB, bankC]);
+    assert.equal((await onChain(erin.account)).status, 2);
+    assert.equal((await onChain(bob.account)).balance, 3600n);
+    await tiers.settleAndAudit();
   });
 });

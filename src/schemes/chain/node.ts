@@ -11,7 +11,7 @@ import { CHAIN_FLOAT_ACCOUNT, chainOf, DRIFT_S } from './node-common.ts';
 import { registerBanks } from './node-banks.ts';
 import { ensureDeployed, type DeployOptions } from './node-deploy.ts';
 import { registerEnclaves } from './node-enclaves.ts';
-import { chainAudit, registerGas, registerOperator } from './node-operator.ts';
+import { catchUpMints, chainAudit, registerGas, registerOperator } from './node-operator.ts';
 import { registerParams } from './node-params.ts';
 import { registerReceipts } from './node-receipts.ts';
 
@@ -26,6 +26,7 @@ export function chainNodePartWith(options: DeployOptions = {}): SchemeModule {
     floatAccount: CHAIN_FLOAT_ACCOUNT,
     async prepare(services) {
       await ensureDeployed(services, options);
+      await catchUpMints(services);
     },
     info(services) {
       const { chain, deployment } = chainOf(services);
