@@ -40,18 +40,24 @@ export function buildTxOff(domain: Domain, keys: PayerKeys, fields: { payee: Uin
 }
 
 /**
- * The intermediary certificate a device certificate names as its issuer: the TEE's own bank's, or
- * one of the other banks' the chain's parameters carry (docs/chain.md "Several banks"). Whichever
- * it is, the caller still verifies the chain to the pinned root, so a certificate slipped into the
- * parameters that the root did not sign is refused there; one left out refuses its bank's devices.
+ * Verifies a device certificate up to the pinned root through the intermediary certificate that
+ * issued it: the TEE's own bank's, or one of the other banks' the chain's parameters carry
+ * (docs/chain.md "Several banks"). Every candidate whose key issued the device is tried, each up to
+ * the root: a certificate slipped into the parameters that the root did not sign (even for the
+ * same key) verifies nothing, and a bank left out has its devices refused.
+ * @throws TallyError from the certificate chain (the last candidate's, or the own bank's when none names the issuer)
  */
-export function issuerOf(device: Certificate, own: Certificate, banks: readonly Uint8Array[]): Certificate {
-  if (equalBytes(device.body.issuer, keyId(own.body.subject))) return own;
-  for (const encoded of banks) {
-    const bank = decodeCertificate(encoded);
-    if (equalBytes(device.body.issuer, keyId(bank.body.subject))) return bank;
+export function verifyDevice(provider: CryptoProvider, device: Certificate, trust: { root: Certificate; intermediary: Certificate; banks: readonly Uint8Array[] }, now: number): ReturnType<typeof verifyChain> {
+  const candidates = [trust.intermediary, ...trust.banks.map((b) => decodeCertificate(b))].filter((c) => equalBytes(device.body.issuer, keyId(c.body.subject)));
+  let failure: unknown;
+  for (const issuer of candidates.length === 0 ? [trust.intermediary] : candidates) {
+    try {
+      return verifyChain({ provider, chain: [device, issuer], trustAnchors: [trust.root], now, leafRoles: ['device'] });
+    } catch (e) {
+      failure = e;
+    }
   }
-  return own;
+  throw failure;
 }
 
 /** What the payee's TEE checks a `tx_off` against. */
@@ -79,8 +85,7 @@ export interface CheckContext {
 export function checkTxOff(context: CheckContext, txOff: TxOff): void {
   const { payment } = txOff;
   const secp = suiteFor(context.provider, 'secp256k1');
-  const device = decodeCertificate(txOff.enclaveCertificate);
-  const chain = verifyChain({ provider: context.provider, chain: [device, issuerOf(device, context.intermediary, context.banks)], trustAnchors: [context.root], now: context.now, leafRoles: ['device'] });
+  const chain = verifyDevice(context.provider, decodeCertificate(txOff.enclaveCertificate), context, context.now);
   const enclaveKey = chain.subject;
   if (enclaveKey.suite !== 'secp256k1' || !equalBytes(ethereumAddress(enclaveKey), payment.enclave)) refuse('CHAIN_TX_INVALID', "the payment's enclave is not the one its certificate names");
   if (context.revoked.some((r) => equalBytes(r, payment.enclave))) refuse('CHAIN_TX_INVALID', "the payer's enclave is revoked");

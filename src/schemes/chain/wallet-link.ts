@@ -8,12 +8,11 @@ import { ethereumAddress } from '../../core/crypto/ethereum.ts';
 import type { CryptoProvider } from '../../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
-import { verifyChain } from '../../pki/chain.ts';
 import type { SecureElement } from '../../secure-element/secure-element.ts';
 import { bindingBodyCodec, BINDING_TAG, checkSigned, type SignedAck, type TxOff } from './messages.ts';
 import type { PayeeRole, PayeeShown, PayerRole } from './session.ts';
 import type { chainTrustedApp } from './trusted-app.ts';
-import { issuerOf } from './tx-off.ts';
+import { verifyDevice } from './tx-off.ts';
 
 /**
  * The TEE's refusals of a payment sent again that it took before and forgot once the chain settled
@@ -45,8 +44,7 @@ export interface PayeeTrust {
  * @throws TallyError PAYEE_INVALID (and the certificate chain's codes)
  */
 export function checkPayee(trust: PayeeTrust, shown: PayeeShown): void {
-  const device = decodeCertificate(shown.certificate);
-  const chain = verifyChain({ provider: trust.provider, chain: [device, issuerOf(device, trust.intermediary, trust.banks?.() ?? [])], trustAnchors: [trust.root], now: trust.now(), leafRoles: ['device'] });
+  const chain = verifyDevice(trust.provider, decodeCertificate(shown.certificate), { root: trust.root, intermediary: trust.intermediary, banks: trust.banks?.() ?? [] }, trust.now());
   if (chain.subject.suite !== 'secp256k1') throw new TallyError('PAYEE_INVALID', "the payee's certificate is not an enclave key", { reason: 'suite' });
   const enclave = ethereumAddress(chain.subject);
   if (trust.revoked().some((r) => equalBytes(r, enclave))) throw new TallyError('PAYEE_INVALID', "the payee's enclave is revoked", { reason: 'revoked' });
