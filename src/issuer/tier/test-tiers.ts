@@ -183,6 +183,8 @@ export interface BankOptions {
   readonly schemes?: Schemes;
   /** The Ethereum endpoint its chain schemes settle on (another bank's chain); its own embedded chain when absent. */
   readonly ethRpc?: string;
+  /** The contract deployment on that chain its schemes join (`--chain-contract`). */
+  readonly chainContract?: `0x${string}`;
 }
 
 /** A central bank and the intermediaries started under it. */
@@ -210,7 +212,7 @@ export class Tiers {
     assert.equal(asked.status, 'pending');
     await this.cb.ok('POST', `/v1/cb/operator/enrolments/${asked.keyId}/approve`);
     const schemes = options.schemes ?? this.schemes;
-    const ethRpc = options.ethRpc === undefined ? {} : { ethRpc: options.ethRpc };
+    const ethRpc = { ...(options.ethRpc === undefined ? {} : { ethRpc: options.ethRpc }), ...(options.chainContract === undefined ? {} : { chainContract: options.chainContract }) };
     const start = () => startNode({ port: 0, host: '127.0.0.1', dataDir, env, schemes, currency: DEFAULT_CURRENCY, logger: silent, print: () => undefined, tierSyncMs: 0, ...ethRpc });
     const bank = new TierBank(name, await start(), dataDir, start);
     bank.keyId = asked.keyId;

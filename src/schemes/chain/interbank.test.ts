@@ -62,9 +62,13 @@ function chainAddress(bank: TierBank): Address {
   return address as Address;
 }
 
-/** A bank that joins A's deployment on A's chain, with gas for its chain key. */
-async function joiningBank(name: string): Promise<TierBank> {
-  const bank = await tiers.bank(name, { measurements, reserve: '500.00', schemes: [chainPart(contracts.contract)], ethRpc: rpcUrl });
+/**
+ * A bank that joins A's deployment on A's chain, with gas for its chain key: named to the scheme's
+ * node part, or to the node as `tally node start --eth-rpc URL --chain-contract 0x…` does.
+ */
+async function joiningBank(name: string, how: 'scheme' | 'node'): Promise<TierBank> {
+  const joining = how === 'scheme' ? { schemes: [chainPart(contracts.contract)] } : { chainContract: contracts.contract };
+  const bank = await tiers.bank(name, { measurements, reserve: '500.00', ethRpc: rpcUrl, ...joining });
   await testClient.setBalance({ address: chainAddress(bank), value: parseEther('100') });
   return bank;
 }
@@ -185,8 +189,8 @@ before(async () => {
   const info = await send(bankA.url, 'GET', '/v1/info');
   const own = (info.body['schemes'] as Record<string, Contracts>)['chain'] as Contracts;
   contracts = { contract: own.contract, token: own.token };
-  bankB = await joiningBank('bank-b');
-  bankC = await joiningBank('bank-c');
+  bankB = await joiningBank('bank-b', 'scheme');
+  bankC = await joiningBank('bank-c', 'node');
 });
 
 after(async () => {

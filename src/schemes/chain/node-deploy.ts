@@ -1,6 +1,6 @@
 /**
  * The contracts on the node's chain: deployed by the central bank at the first start on a chain
- * (the token, whose only minter is the bank, then `OfflineAccounts`), found again at every later
+ * (the token, minted by the bank and by the intermediaries it allows, then `OfflineAccounts`), or joined (another bank's deployment), found again at every later
  * start. The addresses are kept per chain id, so a data folder pointed at another chain deploys
  * there anew; a chain that lost the contracts (a reset dev chain) is refused at start.
  */

@@ -5,7 +5,7 @@
  * chain (signed parameters, deposit receipts, statements). The money is on chain, not in the
  * node's ledger: the audit checks it there.
  */
-import type { SchemeModule } from '../../issuer/plugin.ts';
+import { requireChain, type SchemeModule } from '../../issuer/plugin.ts';
 import { CHAIN_SCHEME } from './messages.ts';
 import { CHAIN_FLOAT_ACCOUNT, chainOf, DRIFT_S } from './node-common.ts';
 import { registerBanks } from './node-banks.ts';
@@ -25,7 +25,7 @@ export function chainNodePartWith(options: DeployOptions = {}): SchemeModule {
     usesChain: true,
     floatAccount: CHAIN_FLOAT_ACCOUNT,
     async prepare(services) {
-      await ensureDeployed(services, options);
+      await ensureDeployed(services, { ...options, join: options.join ?? requireChain(services, CHAIN_SCHEME).joinContract });
       await catchUpMints(services);
     },
     info(services) {
