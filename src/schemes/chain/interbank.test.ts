@@ -198,7 +198,7 @@ after(async () => {
 });
 
 describe('chain-tee across intermediaries, one shared deployment', () => {
-  test('B and C join the deployment A made; A admits them only against their own signature and a certificate the root issued', async () => {
+  test('B and C join the deployment A made; A admits them only against their own signature and a certificate the root issued, B by its operator, C from its publication', async () => {
     for (const b of [bankB, bankC]) {
       const theirs = ((await send(b.url, 'GET', '/v1/info')).body['schemes'] as Record<string, Contracts & Json>)['chain'];
       assert.deepEqual({ contract: theirs?.contract, token: theirs?.token }, { contract: contracts.contract, token: contracts.token }, `${b.name} settles on A's contracts`);
@@ -221,8 +221,13 @@ describe('chain-tee across intermediaries, one shared deployment', () => {
     const notGovernor = await bankB.operator('POST', '/v1/chain/operator/intermediaries', { keyId: bankC.keyId, record: (await send(bankC.url, 'GET', '/v1/chain/bank')).body['record'] });
     assert.equal(notGovernor.status, 403, JSON.stringify(notGovernor.body));
     await admit(bankB);
-    await admit(bankC);
     assert.equal((await send(bankB.url, 'GET', '/v1/chain/bank')).body['admitted'], true);
+    // C is admitted without an operator: its chain address, published through the central bank's
+    // directory under its intermediary key, reaches A at A's sync, and A admits it at its next parameters.
+    assert.equal((await send(bankC.url, 'GET', '/v1/chain/bank')).body['admitted'], false);
+    await tiers.syncAll();
+    assert.equal((await send(bankA.url, 'GET', '/v1/chain/params')).status, 200);
+    assert.equal((await send(bankC.url, 'GET', '/v1/chain/bank')).body['admitted'], true);
     const minterB = await read((c) => c.readContract({ address: contracts.token, abi: tallyTokenAbi, functionName: 'minters', args: [chainAddress(bankB)] }));
     assert.equal(minterB, true);
     // A mint beyond the reserve is refused before anything reaches the chain.

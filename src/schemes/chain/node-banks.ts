@@ -7,6 +7,9 @@
  *   chain (`admitIntermediary`, then `setMinter`), only for an intermediary whose certificate the
  *   governor holds from the central bank's directory (checked under the root) and the root has not
  *   revoked, and only with that intermediary's signature over the address;
+ * - every joining bank publishes its chain address through the central bank's directory (the
+ *   scheme's publication, signed with its intermediary key), and at every parameters request the
+ *   governor admits those not admitted yet, as the route does;
  * - at every parameters request the governor revokes on chain each admitted intermediary the
  *   root-signed list of intermediaries now names (`revokeIntermediary`, `setMinter(false)`).
  * `otherBanks` gives the certificates a TEE of this bank takes another bank's customers by.
@@ -16,11 +19,11 @@ import { getAddress, type Address } from 'viem';
 import { fromBase64url, toBase64url, toHex } from '../../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import { isTallyError } from '../../core/errors.ts';
-import { ApiProblem, errorBody, idempotent, json, peerIntermediaries, refusal, requireOperator, validBody, type IssuerEnv, type IssuerServices } from '../../issuer/plugin.ts';
+import { ApiProblem, errorBody, idempotent, json, peerIntermediaries, peerPublications, refusal, requireOperator, validBody, type IssuerEnv, type IssuerServices, type Queryable, type StoredResponse } from '../../issuer/plugin.ts';
 import { encodeCertificate } from '../../pki/certificate.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { offlineAccountsAbi, tallyTokenAbi } from './contracts.generated.ts';
-import { bankAddressBodyCodec, bankAddressCodec, BANK_ADDRESS_TAG, BANKS_MAX, checkSigned, signed } from './messages.ts';
+import { bankAddressBodyCodec, bankAddressCodec, BANK_ADDRESS_TAG, BANKS_MAX, CHAIN_SCHEME, checkSigned, signed } from './messages.ts';
 import { answer, bytesOf, chainOf, durable, governs, hexAddress } from './node-common.ts';
 
 const INTERMEDIARY_ADMITTED = 1;
@@ -82,38 +85,87 @@ export function registerBanks(app: OpenAPIHono<IssuerEnv>, services: IssuerServi
         if (!isTallyError(e)) throw e;
         return refusal('SIGNATURE_INVALID', `the record is not ${peer.name}'s signature over a chain address: ${e.message}`);
       }
-      if (address === deployment.bank) return refusal('REQUEST_INVALID', "that is the governor's own address");
-      const read = { address: deployment.contract, abi: offlineAccountsAbi } as const;
-      const state = await chain.publicClient.readContract({ ...read, functionName: 'intermediaryState', args: [address] });
-      if (state === INTERMEDIARY_REVOKED) return refusal('CERT_REVOKED', `chain address ${address} was revoked on this deployment`);
-      const held = await tx.query<{ key_id: string }>('SELECT key_id FROM chain_intermediaries WHERE chain_id = $1 AND address = $2', [deployment.chainId, bytesOf(address)]);
-      if (held.rows[0] !== undefined && held.rows[0].key_id !== body.keyId) return refusal('ALREADY_REGISTERED', `chain address ${address} is admitted for intermediary ${held.rows[0].key_id}`);
-      let transaction: Uint8Array = new Uint8Array(32);
-      if (state !== INTERMEDIARY_ADMITTED) {
-        const receipt = await chain.write({ ...read, functionName: 'admitIntermediary', args: [address] });
-        transaction = bytesOf(receipt.transactionHash);
-      }
-      if (!(await chain.publicClient.readContract({ address: deployment.token, abi: tallyTokenAbi, functionName: 'minters', args: [address] }))) {
-        const receipt = await chain.write({ address: deployment.token, abi: tallyTokenAbi, functionName: 'setMinter', args: [address, true] });
-        await durable(chain, await chain.publicClient.getBlock({ blockNumber: receipt.blockNumber }));
-      }
-      await tx.query(
-        `INSERT INTO chain_intermediaries (chain_id, key_id, address, admitted_tx, admitted_at) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (chain_id, key_id) DO UPDATE SET address = EXCLUDED.address`,
-        [deployment.chainId, body.keyId, bytesOf(address), transaction, new Date(services.now()).toISOString()],
-      );
-      return { status: 200, body: { keyId: body.keyId, address, transaction: `0x${toHex(transaction)}` } };
+      const admitted = await admitAddress(services, tx, body.keyId, address);
+      if ('refused' in admitted) return admitted.refused;
+      return { status: 200, body: { keyId: body.keyId, address, transaction: `0x${toHex(admitted.transaction)}` } };
     });
   });
 }
 
 /**
- * At the governor: revokes on chain every admitted intermediary that the root's list now names
- * (its enclaves stop counting as registered, it mints no more). Nothing at a node that joined.
+ * At the governor: admits `address` on chain for the intermediary `keyId` (already checked: in the
+ * directory, not revoked, its signature over the address) and allows it to mint; records it.
+ */
+async function admitAddress(services: IssuerServices, tx: Queryable, keyIdHex: string, address: Address): Promise<{ transaction: Uint8Array } | { refused: StoredResponse }> {
+  const { chain, deployment } = chainOf(services);
+  if (address === deployment.bank) return { refused: refusal('REQUEST_INVALID', "that is the governor's own address") };
+  const read = { address: deployment.contract, abi: offlineAccountsAbi } as const;
+  const state = await chain.publicClient.readContract({ ...read, functionName: 'intermediaryState', args: [address] });
+  if (state === INTERMEDIARY_REVOKED) return { refused: refusal('CERT_REVOKED', `chain address ${address} was revoked on this deployment`) };
+  const held = await tx.query<{ key_id: string }>('SELECT key_id FROM chain_intermediaries WHERE chain_id = $1 AND address = $2', [deployment.chainId, bytesOf(address)]);
+  if (held.rows[0] !== undefined && held.rows[0].key_id !== keyIdHex) return { refused: refusal('ALREADY_REGISTERED', `chain address ${address} is admitted for intermediary ${held.rows[0].key_id}`) };
+  let transaction: Uint8Array = new Uint8Array(32);
+  if (state !== INTERMEDIARY_ADMITTED) {
+    const receipt = await chain.write({ ...read, functionName: 'admitIntermediary', args: [address] });
+    transaction = bytesOf(receipt.transactionHash);
+  }
+  if (!(await chain.publicClient.readContract({ address: deployment.token, abi: tallyTokenAbi, functionName: 'minters', args: [address] }))) {
+    const receipt = await chain.write({ address: deployment.token, abi: tallyTokenAbi, functionName: 'setMinter', args: [address, true] });
+    await durable(chain, await chain.publicClient.getBlock({ blockNumber: receipt.blockNumber }));
+  }
+  await tx.query(
+    `INSERT INTO chain_intermediaries (chain_id, key_id, address, admitted_tx, admitted_at) VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (chain_id, key_id) DO UPDATE SET address = EXCLUDED.address`,
+    [deployment.chainId, keyIdHex, bytesOf(address), transaction, new Date(services.now()).toISOString()],
+  );
+  return { transaction };
+}
+
+/**
+ * chain-tee's publication (SchemeModule.publication): this intermediary's chain address on the
+ * deployment it settles on. The node signs it with its intermediary key and the central bank's
+ * directory carries it, so the governor admits the bank at its next parameters without an
+ * operator's step. None at a standalone node or at the governor itself.
+ */
+export async function chainPublication(services: IssuerServices): Promise<Uint8Array | undefined> {
+  if (services.identity.role !== 'intermediary') return undefined;
+  const { chain, deployment } = chainOf(services);
+  if (governs(chain, deployment)) return undefined;
+  return encodeCbor(bankAddressBodyCodec.decode({ chainId: BigInt(deployment.chainId), contract: bytesOf(deployment.contract), address: bytesOf(chain.bankAddress) }));
+}
+
+/**
+ * At the governor: admits every bank not admitted yet that published its chain address on this
+ * deployment through the directory (verified there under its certificate) and is not revoked.
+ * A publication that does not decode or names another deployment is passed over.
+ */
+async function admitPublished(services: IssuerServices): Promise<void> {
+  const { deployment } = chainOf(services);
+  const held = new Set((await services.db.query<{ key_id: string }>('SELECT key_id FROM chain_intermediaries WHERE chain_id = $1', [deployment.chainId])).rows.map((r) => r.key_id));
+  for (const peer of await peerPublications(services, CHAIN_SCHEME)) {
+    if (peer.revoked || held.has(peer.keyId)) continue;
+    let address: Address;
+    try {
+      const bound = bankAddressBodyCodec.decode(decodeCbor(peer.body));
+      if (bound.chainId !== BigInt(deployment.chainId) || getAddress(hexAddress(bound.contract)) !== deployment.contract) continue;
+      address = getAddress(hexAddress(bound.address));
+    } catch (e) {
+      if (isTallyError(e)) continue;
+      throw e;
+    }
+    await services.db.transaction((tx) => admitAddress(services, tx, peer.keyId, address));
+  }
+}
+
+/**
+ * At the governor: admits the banks that published their chain address (admitPublished), and
+ * revokes on chain every admitted intermediary that the root's list now names (its enclaves stop
+ * counting as registered, it mints no more). Nothing at a node that joined.
  */
 export async function syncBankRevocations(services: IssuerServices): Promise<void> {
   const { chain, deployment } = chainOf(services);
   if (!governs(chain, deployment)) return;
+  await admitPublished(services);
   const revoked = new Set((await peerIntermediaries(services)).filter((p) => p.revoked).map((p) => p.keyId));
   const { rows } = await services.db.query<{ key_id: string; address: Uint8Array }>('SELECT key_id, address FROM chain_intermediaries WHERE chain_id = $1 AND revoked_tx IS NULL', [deployment.chainId]);
   for (const row of rows) {

@@ -8,7 +8,7 @@
 import { requireChain, type SchemeModule } from '../../issuer/plugin.ts';
 import { CHAIN_SCHEME } from './messages.ts';
 import { CHAIN_FLOAT_ACCOUNT, chainOf, DRIFT_S } from './node-common.ts';
-import { registerBanks } from './node-banks.ts';
+import { chainPublication, registerBanks } from './node-banks.ts';
 import { ensureDeployed, type DeployOptions } from './node-deploy.ts';
 import { registerEnclaves } from './node-enclaves.ts';
 import { catchUpMints, chainAudit, registerGas, registerOperator } from './node-operator.ts';
@@ -33,6 +33,7 @@ export function chainNodePartWith(options: DeployOptions = {}): SchemeModule {
       return { chainId: chain.chainId, contract: deployment.contract, token: deployment.token, settleWindowS: deployment.settleWindowS, driftS: DRIFT_S };
     },
     audit: chainAudit,
+    publication: chainPublication,
     register(app, services) {
       registerParams(app, services);
       registerEnclaves(app, services);
