@@ -111,6 +111,10 @@ contract OfflineAccounts {
     uint8 public constant FAULT_ENCLAVE_MISMATCH = 21;
     uint8 public constant FAULT_FORK = 22;
     uint8 public constant FAULT_CONFLICTING_ACK = 23;
+    /// @notice An intermediary's state here.
+    uint8 public constant INTERMEDIARY_NONE = 0;
+    uint8 public constant INTERMEDIARY_ADMITTED = 1;
+    uint8 public constant INTERMEDIARY_REVOKED = 2;
 
 
     /// @dev A payment slot holds the payment's hash with its low byte replaced by the state.
@@ -118,7 +122,8 @@ contract OfflineAccounts {
 
     /// @notice The token accounts are held in.
     ITallyToken public immutable token;
-    /// @notice The central bank: registers and revokes enclave keys.
+    /// @notice The central bank (the deployment's governor): admits and revokes intermediaries,
+    /// registers and revokes enclave keys.
     address public immutable bank;
     /// @notice Seconds after a payment's tGen after which its payer may void it if no ack was seen.
     uint64 public immutable settleWindow;
@@ -129,8 +134,11 @@ contract OfflineAccounts {
     mapping(address => Account) private _accounts;
     /// @notice The enclave an account is bound to (zero: not yet bound).
     mapping(address => address) public enclaveOf;
-    /// @notice Enclave keys the bank registered and has not revoked.
-    mapping(address => bool) public registered;
+    /// @notice Who registered each enclave key and has not revoked it: the bank, or an intermediary
+    /// it admitted (zero: not registered, or revoked). One slot per enclave, read once per check.
+    mapping(address => address) public registrarOf;
+    /// @notice Each intermediary's chain address: INTERMEDIARY_NONE, _ADMITTED or _REVOKED (final).
+    mapping(address => uint8) public intermediaryState;
     mapping(address => mapping(uint64 => uint256)) private _payments;
     /// @dev The state of a fork's other branches, by their full payment hash.
     mapping(bytes32 => uint8) private _forkStates;
@@ -168,8 +176,15 @@ contract OfflineAccounts {
     event EnclaveRevoked(address indexed enclave);
     /// @notice An account bound to its enclave.
     event Bound(address indexed account, address indexed enclave);
+    /// @notice An intermediary admitted by the bank: it registers its own customers' enclave keys.
+    event IntermediaryAdmitted(address indexed intermediary);
+    /// @notice An intermediary revoked by the bank, for good: every enclave it registered stops counting as registered.
+    event IntermediaryRevoked(address indexed intermediary);
 
     error NotBank(address caller);
+    error NotRegistrar(address caller);
+    error IntermediaryAlreadyAdmitted(address intermediary);
+    error IntermediaryNotAdmitted(address intermediary);
     error ZeroAddress();
     error ZeroAmount();
     error ZeroWindow();
@@ -198,21 +213,49 @@ contract OfflineAccounts {
 
     // ---------------------------------------------------------------- the bank
 
-    /// @notice Registers an enclave key (the bank only).
-    function registerEnclave(address enclave) external {
+    /// @notice Admits an intermediary's chain address (the bank only): it may then register and
+    /// revoke its own customers' enclave keys. A revoked intermediary is never admitted again.
+    function admitIntermediary(address intermediary) external {
         if (msg.sender != bank) revert NotBank(msg.sender);
+        if (intermediary == address(0) || intermediary == bank) revert ZeroAddress();
+        if (intermediaryState[intermediary] != INTERMEDIARY_NONE) revert IntermediaryAlreadyAdmitted(intermediary);
+        intermediaryState[intermediary] = INTERMEDIARY_ADMITTED;
+        emit IntermediaryAdmitted(intermediary);
+    }
+
+    /// @notice Revokes an intermediary (the bank only), for good: the enclaves it registered are no
+    /// longer registered, so their payments freeze their payers (acknowledged ones honoured up to
+    /// what each payer holds) and their accounts take no deposit once frozen.
+    function revokeIntermediary(address intermediary) external {
+        if (msg.sender != bank) revert NotBank(msg.sender);
+        if (intermediaryState[intermediary] != INTERMEDIARY_ADMITTED) revert IntermediaryNotAdmitted(intermediary);
+        intermediaryState[intermediary] = INTERMEDIARY_REVOKED;
+        emit IntermediaryRevoked(intermediary);
+    }
+
+    /// @notice Registers an enclave key (the bank, or an intermediary it admitted and has not revoked).
+    function registerEnclave(address enclave) external {
+        if (msg.sender != bank && intermediaryState[msg.sender] != INTERMEDIARY_ADMITTED) revert NotRegistrar(msg.sender);
         if (enclave == address(0)) revert ZeroAddress();
-        if (registered[enclave]) revert EnclaveAlreadyRegistered(enclave);
-        registered[enclave] = true;
+        if (registrarOf[enclave] != address(0)) revert EnclaveAlreadyRegistered(enclave);
+        registrarOf[enclave] = msg.sender;
         emit EnclaveRegistered(enclave);
     }
 
-    /// @notice Revokes an enclave key (the bank only): payments attested by it freeze their payer.
+    /// @notice Revokes an enclave key (the bank, or the intermediary that registered it): payments attested by it freeze their payer.
     function revokeEnclave(address enclave) external {
-        if (msg.sender != bank) revert NotBank(msg.sender);
-        if (!registered[enclave]) revert EnclaveNotRegistered(enclave);
-        registered[enclave] = false;
+        address registrar = registrarOf[enclave];
+        if (registrar == address(0)) revert EnclaveNotRegistered(enclave);
+        if (msg.sender != bank && msg.sender != registrar) revert NotRegistrar(msg.sender);
+        registrarOf[enclave] = address(0);
         emit EnclaveRevoked(enclave);
+    }
+
+    /// @notice True for an enclave key registered and not revoked, whose registrar is the bank or an intermediary still admitted.
+    function registered(address enclave) public view returns (bool) {
+        address registrar = registrarOf[enclave];
+        if (registrar == address(0)) return false;
+        return registrar == bank || intermediaryState[registrar] == INTERMEDIARY_ADMITTED;
     }
 
     // ---------------------------------------------------------------- deposits
@@ -249,7 +292,7 @@ contract OfflineAccounts {
         bytes32[] memory hashes = _hashItems(items);
         address signer = _uploadSigner(account, items, hashes, separator, uploadSig);
         address bound = enclaveOf[account];
-        if (bound == address(0) ? !registered[signer] : signer != bound) revert UnknownUploadSigner(signer);
+        if (bound == address(0) ? !registered(signer) : signer != bound) revert UnknownUploadSigner(signer);
         uint8 fault = _verify(items, hashes, account, signer, separator);
         if (fault != 0) {
             // Only an enclave proven to hold the account (bound to it by the account key's own
@@ -393,7 +436,7 @@ contract OfflineAccounts {
 
     /// @dev The payer's faults a TEE cannot see offline: an enclave not registered, or not the bound one.
     function _checkEnclave(address payer, address enclave) private {
-        if (!registered[enclave]) {
+        if (!registered(enclave)) {
             _freezeOnce(payer, FAULT_ENCLAVE_UNREGISTERED);
             return;
         }

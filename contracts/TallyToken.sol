@@ -2,9 +2,9 @@
 pragma solidity ^0.8.24;
 
 /// @title TallyToken: the node's currency as a plain ERC-20.
-/// @notice Decimals are the currency's minor digits. The central bank (`minter`) is the only
-/// account that may create tokens; nothing ever destroys them, so `totalSupply` is exactly what
-/// was minted. Every balance change checks before it writes; no arithmetic is unchecked.
+/// @notice Decimals are the currency's minor digits. The central bank (`minter`) creates tokens,
+/// and so may each intermediary it names (`minters`), each against its reserve at the central bank;
+/// nothing ever destroys them, so `totalSupply` is exactly what was minted. Every balance change checks before it writes; no arithmetic is unchecked.
 contract TallyToken {
     /// @notice The token's name, e.g. "Tally euro".
     string public name;
@@ -12,8 +12,10 @@ contract TallyToken {
     string public symbol;
     /// @notice The currency's minor digits (2 for cents).
     uint8 public immutable decimals;
-    /// @notice The central bank: the only account allowed to mint.
+    /// @notice The central bank: mints, and names the intermediaries that may mint.
     address public immutable minter;
+    /// @notice Intermediaries the central bank allowed to mint (and has not stopped).
+    mapping(address => bool) public minters;
     /// @notice Everything minted so far.
     uint256 public totalSupply;
     /// @notice Tokens held by each address.
@@ -25,6 +27,10 @@ contract TallyToken {
     event Transfer(address indexed from, address indexed to, uint256 value);
     /// @notice An allowance set by its owner.
     event Approval(address indexed owner, address indexed spender, uint256 value);
+    /// @notice Tokens created by `by` (the central bank or an intermediary): who answers for them in its books.
+    event Minted(address indexed by, address indexed to, uint256 value);
+    /// @notice An intermediary allowed to mint, or stopped.
+    event MinterSet(address indexed intermediary, bool allowed);
 
     /// @notice Only the minter may mint.
     error NotMinter(address caller);
@@ -47,14 +53,23 @@ contract TallyToken {
         minter = minter_;
     }
 
-    /// @notice Creates `amount` tokens for `to`; the minter only.
-    function mint(address to, uint256 amount) external {
+    /// @notice Allows or stops an intermediary's minting; the central bank only.
+    function setMinter(address intermediary, bool allowed) external {
         if (msg.sender != minter) revert NotMinter(msg.sender);
+        if (intermediary == address(0)) revert ZeroAddress();
+        minters[intermediary] = allowed;
+        emit MinterSet(intermediary, allowed);
+    }
+
+    /// @notice Creates `amount` tokens for `to`; the central bank or an intermediary it allowed.
+    function mint(address to, uint256 amount) external {
+        if (msg.sender != minter && !minters[msg.sender]) revert NotMinter(msg.sender);
         if (to == address(0)) revert ZeroAddress();
         totalSupply += amount;
         // Cannot overflow: no balance exceeds totalSupply, which did not overflow just above.
         balanceOf[to] += amount;
         emit Transfer(address(0), to, amount);
+        emit Minted(msg.sender, to, amount);
     }
 
     /// @notice Sends `amount` of the caller's tokens to `to`.

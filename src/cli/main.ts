@@ -15,7 +15,7 @@ import { buildVerbs } from './verbs/index.ts';
 const VERBS = buildVerbs(SCHEMES);
 
 const NODE_START_HELP: Help = {
-  usage: 'tally node start [--port 8080] [--host 127.0.0.1] [--data ./tally-data] [--database-url URL] [--eth-rpc URL] [--schemes NAME,...] [--currency EUR:2] [--suite ed25519|p256|sm2] [--role standalone|central-bank] [--json]',
+  usage: 'tally node start [--port 8080] [--host 127.0.0.1] [--data ./tally-data] [--database-url URL] [--eth-rpc URL] [--chain-contract 0xADDRESS] [--schemes NAME,...] [--currency EUR:2] [--suite ed25519|p256|sm2] [--role standalone|central-bank] [--json]',
   summary:
     "Runs an issuer node until Ctrl-C: standalone (the central bank and one intermediary in one process), or an intermediary enrolled at a central bank (tally node enrol). The first start creates the data folder: keys, certificates, the database and the operator token, printed once and kept in DATA/identity/operator-token. Private keys are encrypted with $TALLY_NODE_PASSPHRASE (or a generated passphrase kept in the data folder). When a scheme settles on an Ethereum chain, the node runs its own anvil (state in DATA/chain/anvil-state.json, stopped with the node) unless --eth-rpc names another node; /v1/info shows the chain.",
   options: [
@@ -24,6 +24,7 @@ const NODE_START_HELP: Help = {
     ['--data DIR', 'the data folder (default ./tally-data)'],
     ['--database-url URL', 'PostgreSQL instead of the embedded PGlite in the data folder (else $DATABASE_URL)'],
     ['--eth-rpc URL', "an Ethereum JSON-RPC endpoint (a geth dev node, a testnet) instead of the embedded anvil (else $TALLY_ETH_RPC); checked at start; the central bank's account there needs ETH for gas"],
+    ['--chain-contract 0xADDRESS', "an intermediary joining the currency's shared chain-tee deployment: the OfflineAccounts contract another bank deployed on that chain (its operator then admits this bank: GET /v1/chain/bank there, POST /v1/chain/operator/intermediaries at the governor)"],
     ['--schemes NAME,...', `the schemes the node serves, comma-separated (else $TALLY_SCHEMES; default all: ${SCHEMES.map((s) => s.name).join(',')}); a node serving none that settles on a chain starts no anvil; wallets of a scheme it does not serve are refused`],
     ['--currency CODE:DECIMALS', 'the currency a new node issues (default EUR:2)'],
     ['--suite NAME', "the signature suite of a new node's keys: ed25519 (default), p256 or sm2; the secure element keys of wallets made there follow it where their scheme says so"],
@@ -129,6 +130,7 @@ async function nodeStart(args: string[]): Promise<number> {
       data: { type: 'string', default: './tally-data' },
       'database-url': { type: 'string' },
       'eth-rpc': { type: 'string' },
+      'chain-contract': { type: 'string' },
       schemes: { type: 'string' },
       currency: { type: 'string' },
       suite: { type: 'string' },
@@ -148,6 +150,8 @@ async function nodeStart(args: string[]): Promise<number> {
   if (ethRpc !== undefined && !/^https?:\/\/\S+$/.test(ethRpc)) {
     throw new UsageError(`${values['eth-rpc'] === undefined ? '$TALLY_ETH_RPC' : '--eth-rpc'}: expected an http:// or https:// URL, got ${JSON.stringify(ethRpc)}`);
   }
+  const chainContract = values['chain-contract'];
+  if (chainContract !== undefined && !/^0x[0-9a-fA-F]{40}$/.test(chainContract)) throw new UsageError(`--chain-contract: expected an address (0x and 40 hex digits), got ${JSON.stringify(chainContract)}`);
   const schemesText = values.schemes ?? (process.env['TALLY_SCHEMES'] === '' ? undefined : process.env['TALLY_SCHEMES']);
   const schemes = schemesText === undefined ? SCHEMES : schemesNamed(schemesText, values.schemes === undefined ? '$TALLY_SCHEMES' : '--schemes');
   const { DEFAULT_CURRENCY, startNode } = await import('./node-start.ts');
@@ -159,6 +163,7 @@ async function nodeStart(args: string[]): Promise<number> {
     currency: values.currency === undefined ? DEFAULT_CURRENCY : parseCurrency(values.currency),
     suite,
     ethRpc,
+    ...(chainContract === undefined ? {} : { chainContract: chainContract as `0x${string}` }),
     schemes,
     role,
     logger: jsonLogger(),

@@ -113,4 +113,11 @@ describe('tally node start and the chain', () => {
     assert.equal(outcome.code, 2, outcome.stderr);
     assert.match(outcome.stderr, /^tally node start: --eth-rpc: expected an http:\/\/ or https:\/\/ URL, got "ws:\/\/127\.0\.0\.1:8546"\n/);
   });
+
+  it('refuses a --chain-contract that is not an address as bad usage', async () => {
+    const outcome = await nodeStart(join(base, 'usage-contract'), ['--chain-contract', '0x1234']).outcome;
+    assert.ok('code' in outcome);
+    assert.equal(outcome.code, 2, outcome.stderr);
+    assert.match(outcome.stderr, /^tally node start: --chain-contract: expected an address \(0x and 40 hex digits\), got "0x1234"\n/);
+  });
 });

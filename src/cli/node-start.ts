@@ -43,6 +43,8 @@ export interface NodeStartOptions {
   schemes?: readonly Scheme[] | undefined;
   /** Another EVM JSON-RPC endpoint instead of the embedded anvil (`--eth-rpc`, $TALLY_ETH_RPC). */
   ethRpc?: string | undefined;
+  /** The deployment on that chain to settle on, made by another intermediary (`--chain-contract`): a scheme joins it instead of deploying its own. */
+  chainContract?: `0x${string}` | undefined;
   /** How often an intermediary syncs with its central bank on its own (TIER_SYNC_INTERVAL_MS by default); 0: only when asked (tests). */
   tierSyncMs?: number | undefined;
   /** `central-bank` makes (or insists on) a central bank, which serves no scheme; the folder's role otherwise. */
@@ -94,7 +96,7 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
     suite: options.suite,
     role: options.role,
     schemes,
-    chain: { rpcUrl: options.ethRpc },
+    chain: { rpcUrl: options.ethRpc, contract: options.chainContract },
     now: options.now,
     log: (line) => options.logger.log('warn', line),
   });

@@ -42,20 +42,26 @@ export interface TwoTierProcesses {
  * Starts the central bank, enrols and approves `Bank A` and `Bank B`, starts them, issues each its
  * reserve (major units) and syncs both. `base` is a fresh folder the caller removes.
  */
-export async function startTwoTierProcesses(options: { base: string; passphrase: string; reserves?: { a: string; b: string } }): Promise<TwoTierProcesses> {
+export async function startTwoTierProcesses(options: {
+  base: string;
+  passphrase: string;
+  reserves?: { a: string; b: string };
+  /** More arguments of bank B's `tally node start`, once bank A runs (say, to settle on A's chain). */
+  bankBArgs?: (bankA: BankProcess) => Promise<string[]>;
+}): Promise<TwoTierProcesses> {
   const env = { ...process.env, TALLY_NODE_PASSPHRASE: options.passphrase, TALLY_HOME: join(options.base, 'home') };
   const cli = cliOf(env);
   const cbDir = join(options.base, 'cb');
   const cbNode = await startNode(cbDir, 0, { passphrase: options.passphrase, args: ['--role', 'central-bank'] });
   const cb: TierProcess = { name: 'central bank', dir: cbDir, node: cbNode, at: ['--node', cbNode.url, '--data', cbDir] };
   const started: TierProcess[] = [cb];
-  const bank = async (name: string, folder: string): Promise<BankProcess> => {
+  const bank = async (name: string, folder: string, args: string[] = []): Promise<BankProcess> => {
     const dir = join(options.base, folder);
     const asked = await cli.ok('node', 'enrol', '--central-bank', cbNode.url, '--name', name, '--data', dir);
     assert.equal(asked['status'], 'pending');
     const keyId = String(asked['keyId']);
     assert.equal((await cli.ok('cb', 'approve', keyId, ...cb.at))['status'], 'approved');
-    const node = await startNode(dir, 0, { passphrase: options.passphrase });
+    const node = await startNode(dir, 0, { passphrase: options.passphrase, args });
     const self: BankProcess = {
       name,
       dir,
@@ -66,14 +72,14 @@ export async function startTwoTierProcesses(options: { base: string; passphrase:
         await self.node.stop();
       },
       async restart() {
-        self.node = await startNode(dir, self.node.port, { passphrase: options.passphrase });
+        self.node = await startNode(dir, self.node.port, { passphrase: options.passphrase, args });
       },
     };
     started.push(self);
     return self;
   };
   const bankA = await bank('Bank A', 'bank-a');
-  const bankB = await bank('Bank B', 'bank-b');
+  const bankB = await bank('Bank B', 'bank-b', options.bankBArgs === undefined ? [] : await options.bankBArgs(bankA));
   const reserves = options.reserves ?? { a: '1000.00', b: '1000.00' };
   await cli.ok('cb', 'issue', bankA.keyId, reserves.a, ...cb.at);
   await cli.ok('cb', 'issue', bankB.keyId, reserves.b, ...cb.at);

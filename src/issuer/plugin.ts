@@ -9,7 +9,7 @@
 export type { SchemeAudit, SchemeModule, SchemeInfo, SchemeRevocation, RouteBodyLimit } from './http/scheme-module.ts';
 export { ROUTE_BODY_BYTES_MAX } from './http/scheme-module.ts';
 export type { IssuerEnv, IssuerServices, Caller, DeviceLimits } from './http/context.ts';
-export { BODY_BYTES_MAX, requireChain } from './http/context.ts';
+export { BODY_BYTES_MAX, ISSUANCE_ACCOUNT, RESERVE_ACCOUNT, requireChain } from './http/context.ts';
 
 // The Ethereum chain (chain-tee): the bank's account, contract deployment and calls, the dev faucet.
 export { BANK_GAS_WEI, FAUCET_WEI_DEFAULT, FAUCET_WEI_MAX, type ChainService } from './chain/service.ts';
@@ -77,8 +77,8 @@ export { storedSecret } from './db/stored-secret.ts';
 export { rootSigner } from './identity/node-identity.ts';
 
 // Payments across intermediaries: the other intermediaries' certificates, and claims on them.
-export { claimIdOf, peerIntermediaries, presentInterbankClaim, type InterbankClaim, type InterbankJudgement, type PeerIntermediary, type PresentedClaim } from './tier/interbank.ts';
-export { CLAIM_EVIDENCE_BYTES_MAX, peerPublications, type PeerPublication } from './tier/interbank.ts';
+export { claimIdOf, peerIntermediaries, peerPublications, presentInterbankClaim, type InterbankClaim, type InterbankJudgement, type PeerIntermediary, type PeerPublication, type PresentedClaim } from './tier/interbank.ts';
+export { CLAIM_EVIDENCE_BYTES_MAX } from './tier/interbank.ts';
 
 // The audit's exposure check.
 export type { ExposedHolder, HoldingsReader, SchemeHoldings } from './ledger/exposure.ts';

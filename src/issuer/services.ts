@@ -61,6 +61,8 @@ export interface OpenNodeOptions {
 export interface NodeChainOptions {
   /** Another EVM JSON-RPC endpoint; the embedded anvil in `<dataDir>/chain` when absent. */
   rpcUrl?: string | undefined;
+  /** A contract deployment another node made on that chain, for the schemes to join instead of deploying their own. */
+  contract?: `0x${string}` | undefined;
 }
 
 /**
@@ -107,7 +109,7 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
     if (passphrase.warning !== undefined) warnings.push(passphrase.warning);
     // The chain before the database: a wrong endpoint fails the start at once.
     if (chainWanted(options.schemes ?? [], options.chain)) {
-      const opened = await openChainService({ dataDir: options.dataDir, passphrase: passphrase.passphrase, provider: options.provider, rpcUrl: options.chain?.rpcUrl, log: options.log });
+      const opened = await openChainService({ dataDir: options.dataDir, passphrase: passphrase.passphrase, provider: options.provider, rpcUrl: options.chain?.rpcUrl, contract: options.chain?.contract, log: options.log });
       chain = opened.service;
       warnings.push(...opened.warnings);
     }

@@ -2,7 +2,7 @@
  * The central bank's account on the Ethereum chain: a secp256k1 key sealed under the node's
  * passphrase beside its other keys (`identity/chain.key`), made with the identity. A data folder
  * made before the node had a chain key gets one the first time its node opens a chain. Its address
- * is the token's only minter.
+ * mints the token (as the deployment's governor, or an intermediary the governor allowed).
  */
 import { join } from 'node:path';
 import { privateKeyToAccount, type PrivateKeyAccount } from 'viem/accounts';

@@ -37,8 +37,10 @@ export interface ChainService {
   readonly publicClient: PublicClient<Transport, Chain>;
   /** Signs as the central bank (locally; the key never leaves the node). Prefer deploy and write, which keep the bank's transactions in order. */
   readonly bankClient: WalletClient<Transport, Chain, Account>;
-  /** The central bank's address: the token's only minter. */
+  /** The bank's chain address: the token's minter when it deployed the contracts, else an intermediary the deployment's governor allowed to mint. */
   readonly bankAddress: Address;
+  /** A deployment another node made on this chain that the node's schemes settle on instead of deploying their own (`--chain-contract`). */
+  readonly joinContract?: Address | undefined;
   /**
    * Deploys a contract as the bank and waits until it is mined.
    * @throws TallyError CHAIN_REVERTED, CHAIN_NO_GAS, CHAIN_TIMEOUT, CHAIN_UNREACHABLE, CHAIN_REFUSED
@@ -74,6 +76,8 @@ export interface OpenChainServiceOptions {
   provider: CryptoProvider;
   /** Another EVM JSON-RPC endpoint; the embedded anvil when absent. */
   rpcUrl?: string | undefined;
+  /** A deployment another node made on that chain, to join (see ChainService.joinContract). */
+  contract?: Address | undefined;
   /** Where the service says what an operator should know (no gas, a chain that stopped). */
   log?: ((line: string) => void) | undefined;
 }
@@ -155,6 +159,7 @@ export async function openChainService(options: OpenChainServiceOptions): Promis
       publicClient,
       bankClient: bankClients.walletClient,
       bankAddress: bank.account.address,
+      joinContract: options.contract,
       async deploy(artifact, receiptOptions) {
         const receipt = await sendAsBank(deployRequest(artifact), 'deploying a contract', receiptOptions);
         if (receipt.contractAddress === null || receipt.contractAddress === undefined) throw new Error(`the receipt of deployment ${receipt.transactionHash} names no contract`);

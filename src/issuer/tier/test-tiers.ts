@@ -179,6 +179,12 @@ export interface BankOptions {
   readonly measurements?: readonly { scheme: string; measurement: string }[];
   /** The reserve the central bank issues to it (major units); none when '0.00'. */
   readonly reserve?: string;
+  /** Its schemes, when not the tiers' own (a bank set up apart, such as one joining another's chain deployment). */
+  readonly schemes?: Schemes;
+  /** The Ethereum endpoint its chain schemes settle on (another bank's chain); its own embedded chain when absent. */
+  readonly ethRpc?: string;
+  /** The contract deployment on that chain its schemes join (`--chain-contract`). */
+  readonly chainContract?: `0x${string}`;
 }
 
 /** A central bank and the intermediaries started under it. */
@@ -205,7 +211,9 @@ export class Tiers {
     const asked = await enrol({ dataDir, passphrase: TIERS_PASSPHRASE, provider: nodeProvider, centralBank: this.cb.url, name, now: () => Date.now() });
     assert.equal(asked.status, 'pending');
     await this.cb.ok('POST', `/v1/cb/operator/enrolments/${asked.keyId}/approve`);
-    const start = () => startNode({ port: 0, host: '127.0.0.1', dataDir, env, schemes: this.schemes, currency: DEFAULT_CURRENCY, logger: silent, print: () => undefined, tierSyncMs: 0 });
+    const schemes = options.schemes ?? this.schemes;
+    const ethRpc = { ...(options.ethRpc === undefined ? {} : { ethRpc: options.ethRpc }), ...(options.chainContract === undefined ? {} : { chainContract: options.chainContract }) };
+    const start = () => startNode({ port: 0, host: '127.0.0.1', dataDir, env, schemes, currency: DEFAULT_CURRENCY, logger: silent, print: () => undefined, tierSyncMs: 0, ...ethRpc });
     const bank = new TierBank(name, await start(), dataDir, start);
     bank.keyId = asked.keyId;
     const identity = await loadIdentity({ dataDir, passphrase: TIERS_PASSPHRASE, provider: nodeProvider, currency: DEFAULT_CURRENCY, now: Date.now(), log: () => undefined });

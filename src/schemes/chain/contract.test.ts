@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { domainSeparator, type Hex } from 'viem';
 import { SETTLE_WINDOW_SECONDS, startAnvilEnv, testAccount, type AnvilEnv } from './anvil-fixtures.ts';
-import { offlineAccountsAbi } from './contracts.generated.ts';
+import { offlineAccountsAbi, tallyTokenAbi } from './contracts.generated.ts';
 import { ackPayment, KIND, makePayment, toItem, type Device } from './upload-fixtures.ts';
 import { assertReverts, eventNames, eventsNamed, World } from './world-fixtures.ts';
 
@@ -71,17 +71,54 @@ describe('OfflineAccounts: deployment and the bank', () => {
     const stranger = await env.wallet(testAccount('stranger'));
     const call = (who: typeof stranger, functionName: 'registerEnclave' | 'revokeEnclave') =>
       who.writeContract({ address: env.accounts, abi: offlineAccountsAbi, functionName, args: [dave.enclave.address] });
-    await assertReverts(call(stranger, 'registerEnclave'), 'NotBank');
+    await assertReverts(call(stranger, 'registerEnclave'), 'NotRegistrar');
     assert.equal(await registered(), false);
     const bank = await env.wallet(env.bank);
     await world.mined(await call(bank, 'registerEnclave'));
     assert.equal(await registered(), true);
     await assertReverts(call(bank, 'registerEnclave'), 'EnclaveAlreadyRegistered');
-    await assertReverts(call(stranger, 'revokeEnclave'), 'NotBank');
+    await assertReverts(call(stranger, 'revokeEnclave'), 'NotRegistrar');
     await world.mined(await call(bank, 'revokeEnclave'));
     assert.equal(await registered(), false);
     await assertReverts(call(bank, 'revokeEnclave'), 'EnclaveNotRegistered');
     await assertReverts(bank.writeContract({ address: env.accounts, abi: offlineAccountsAbi, functionName: 'registerEnclave', args: ['0x0000000000000000000000000000000000000000'] }), 'ZeroAddress');
+  });
+
+  it('admits intermediaries that register their own enclaves and mint; a revoked one is never admitted again and its enclaves stop counting', async () => {
+    const erin = world.device('erin');
+    const frank = world.device('frank');
+    const registered = (d: typeof erin) => env.publicClient.readContract({ address: env.accounts, abi: offlineAccountsAbi, functionName: 'registered', args: [d.enclave.address] });
+    const bankB = testAccount('intermediary B');
+    const stranger = await env.wallet(testAccount('stranger'));
+    const bank = await env.wallet(env.bank);
+    const b = await env.wallet(bankB);
+    await env.testClient.setBalance({ address: bankB.address, value: 10n ** 19n });
+    const admit = (who: typeof bank, fn: 'admitIntermediary' | 'revokeIntermediary') => who.writeContract({ address: env.accounts, abi: offlineAccountsAbi, functionName: fn, args: [bankB.address] });
+    await assertReverts(admit(stranger, 'admitIntermediary'), 'NotBank');
+    await assertReverts(b.writeContract({ address: env.accounts, abi: offlineAccountsAbi, functionName: 'registerEnclave', args: [erin.enclave.address] }), 'NotRegistrar');
+    await world.mined(await admit(bank, 'admitIntermediary'));
+    await assertReverts(admit(bank, 'admitIntermediary'), 'IntermediaryAlreadyAdmitted');
+    await world.mined(await b.writeContract({ address: env.accounts, abi: offlineAccountsAbi, functionName: 'registerEnclave', args: [erin.enclave.address] }));
+    await world.mined(await bank.writeContract({ address: env.accounts, abi: offlineAccountsAbi, functionName: 'registerEnclave', args: [frank.enclave.address] }));
+    assert.equal(await env.publicClient.readContract({ address: env.accounts, abi: offlineAccountsAbi, functionName: 'registrarOf', args: [erin.enclave.address] }), bankB.address);
+    assert.equal(await registered(erin), true);
+    // An intermediary revokes only what it registered.
+    await assertReverts(b.writeContract({ address: env.accounts, abi: offlineAccountsAbi, functionName: 'revokeEnclave', args: [frank.enclave.address] }), 'NotRegistrar');
+    // Minting: only once the central bank allows it.
+    const mint = () => b.writeContract({ address: env.token, abi: tallyTokenAbi, functionName: 'mint', args: [bankB.address, 100n] });
+    await assertReverts(mint(), 'NotMinter');
+    await assertReverts(stranger.writeContract({ address: env.token, abi: tallyTokenAbi, functionName: 'setMinter', args: [bankB.address, true] }), 'NotMinter');
+    await world.mined(await bank.writeContract({ address: env.token, abi: tallyTokenAbi, functionName: 'setMinter', args: [bankB.address, true] }));
+    const minted = world.parse(await world.mined(await mint()));
+    assert.equal(minted.length, 0, 'the token events are not OfflineAccounts events');
+    assert.equal(await world.tokenBalance(bankB.address), 100n);
+    await assertReverts(admit(stranger, 'revokeIntermediary'), 'NotBank');
+    await world.mined(await admit(bank, 'revokeIntermediary'));
+    assert.equal(await registered(erin), false, "a revoked intermediary's enclaves are no longer registered");
+    assert.equal(await registered(frank), true);
+    await assertReverts(b.writeContract({ address: env.accounts, abi: offlineAccountsAbi, functionName: 'registerEnclave', args: [testAccount('gina/enclave').address] }), 'NotRegistrar');
+    await assertReverts(admit(bank, 'admitIntermediary'), 'IntermediaryAlreadyAdmitted');
+    await assertReverts(admit(bank, 'revokeIntermediary'), 'IntermediaryNotAdmitted');
   });
 });
 

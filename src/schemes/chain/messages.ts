@@ -6,7 +6,7 @@
  *
  * Pure: codecs, signing and checking.
  */
-import { array, bigint, boolean, bytes, oneOf, record, refine, text, uint, type Codec, type Infer } from '../../core/codec.ts';
+import { array, bigint, boolean, bytes, oneOf, optional, record, refine, text, uint, type Codec, type Infer } from '../../core/codec.ts';
 import { timestampMs } from '../../core/fields.ts';
 import { ADDRESS_BYTES, PAYMENT_KIND, SIGNATURE_BYTES, UINT128_MAX, UINT64_MAX, type Payment, type PaymentKind } from './typed-data.ts';
 
@@ -27,6 +27,9 @@ export const PARAMS_TAG = 'tally/chain/params/v1';
 export const DEPOSIT_TAG = 'tally/chain/deposit/v1';
 export const STATEMENT_TAG = 'tally/chain/statement/v1';
 export const BINDING_TAG = 'tally/chain/binding/v1';
+export const BANK_ADDRESS_TAG = 'tally/chain/bank-address/v1';
+/** Most other banks' intermediary certificates the chain's parameters carry. */
+export const BANKS_MAX = 64;
 
 const address = bytes({ length: ADDRESS_BYTES });
 const hash = bytes({ length: 32 });
@@ -72,6 +75,13 @@ export const paramsBodyCodec = record({
   block: uint64,
   /** The block's time, Unix milliseconds: a lower bound on the TEE's clock. */
   at: timestampMs,
+  /**
+   * The certificates of the other intermediaries settling on this deployment and not revoked by
+   * the root (absent at a bank alone on its chain). A TEE takes a payer or payee certified by one
+   * of them only if the certificate chains to the root it pinned: the node can leave a bank out
+   * (its customers are then refused), never add one the root did not certify.
+   */
+  banks: optional(array(bytes({ max: CERTIFICATE_BYTES_MAX }), { max: BANKS_MAX })),
 });
 export type ParamsBody = Infer<typeof paramsBodyCodec>;
 
@@ -115,6 +125,10 @@ export const SESSION_HASH_BYTES = 64;
 export const bindingBodyCodec = record({ account: address, session: bytes({ length: SESSION_HASH_BYTES }) });
 export type BindingBody = Infer<typeof bindingBodyCodec>;
 
+/** An intermediary's chain address on a deployment, signed with its intermediary key: what the deployment's governor admits. */
+export const bankAddressBodyCodec = record({ chainId: uint64, contract: address, address });
+export type BankAddressBody = Infer<typeof bankAddressBodyCodec>;
+
 /** A body with the node's (or enclave's) signature under its tag. */
 export function signedCodec<B>(body: Codec<B>): Codec<{ body: B; signature: Uint8Array }> {
   return record({ body, signature: recordSignature });
@@ -127,6 +141,7 @@ export const statementCodec = signedCodec(statementBodyCodec);
 export type Statement = Infer<typeof statementCodec>;
 export const bindingCodec = signedCodec(bindingBodyCodec);
 export type Binding = Infer<typeof bindingCodec>;
+export const bankAddressCodec = signedCodec(bankAddressBodyCodec);
 
 // Signing and checking are the core's, shared by every scheme's signed records.
 export { checkSignedWith as checkSigned, signedWith as signed } from '../../core/crypto/record.ts';

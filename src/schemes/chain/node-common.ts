@@ -12,6 +12,12 @@ import { CHAIN_SCHEME } from './messages.ts';
 
 /** How long a recorded payment waits before its payer may void it (seconds): payees upload within it. */
 export const SETTLE_WINDOW_S = 7 * 24 * 3600;
+/**
+ * The ledger account that answers for the tokens this bank minted: money out of its reserve (or,
+ * standalone, its issuance) and on chain, wherever it has moved there since.
+ */
+export const CHAIN_FLOAT_ACCOUNT = 'float:chain';
+
 /** The clock-drift bound a payee's TEE allows `T_gen` (seconds). */
 export const DRIFT_S = 300;
 
@@ -23,6 +29,13 @@ export interface Deployment {
   /** The block they were deployed in. */
   readonly block: bigint;
   readonly settleWindowS: number;
+  /** The contract's governor (`OfflineAccounts.bank`, the token's `minter`): the node that deployed it. */
+  readonly bank: Address;
+}
+
+/** True when this node governs the deployment (it deployed it); false for an intermediary that joined it. */
+export function governs(chain: ChainService, deployment: Deployment): boolean {
+  return chain.bankAddress.toLowerCase() === deployment.bank.toLowerCase();
 }
 
 /**

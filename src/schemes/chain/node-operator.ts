@@ -1,16 +1,21 @@
 /**
- * The central bank's side of chain-tee on the node: `POST /v1/chain/operator/mint` mints the
- * token to an on-chain address (the bank is its only minter; on the embedded dev chain the
- * recipient is also given gas), and the chain's part of the audit: the token's supply equals what
- * the bank minted and what every holder holds, and the contract holds exactly what the offline
- * accounts hold on chain.
+ * The bank's side of chain-tee on the node: `POST /v1/chain/operator/mint` mints the token to an
+ * on-chain address against the bank's reserve (or its issuance, standalone), into `float:chain`
+ * (on the embedded dev chain the recipient is also given gas), and the chain's part of the audit:
+ * what this bank minted on chain equals its records and its `float:chain`, the token's supply
+ * equals every bank's mints and what every holder holds, and the contract holds exactly what the
+ * offline accounts hold on chain.
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import { randomUUID } from 'node:crypto';
 import type { Address } from 'viem';
 import { isTallyError } from '../../core/errors.ts';
-import { amountText, errorBody, formatMinor, idempotent, json, parseAmount, requireOperator, requireUser, validBody, type IssuerEnv, type IssuerServices, type SchemeAudit } from '../../issuer/plugin.ts';
+import { amountText, errorBody, formatMinor, idempotent, ISSUANCE_ACCOUNT, json, parseAmount, refusal, requireOperator, requireUser, RESERVE_ACCOUNT, transfer, validBody, type IssuerEnv, type IssuerServices, type SchemeAudit } from '../../issuer/plugin.ts';
 import { offlineAccountsAbi, tallyTokenAbi } from './contracts.generated.ts';
-import { addressText, answer, bytesOf, chainOf, durable } from './node-common.ts';
+import { addressText, answer, bytesOf, CHAIN_FLOAT_ACCOUNT, chainOf, durable } from './node-common.ts';
+
+/** The ledger transfer that answers for a mint on chain (reserve or issuance into `float:chain`). */
+export const CHAIN_MINT_KIND = 'chain-mint';
 
 const mintBody = z.strictObject({ to: addressText, amount: amountText });
 
@@ -57,6 +62,15 @@ export function registerOperator(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
     const { chain, deployment } = chainOf(services);
     const to = body.to as Address;
     return idempotent(services, c, 'chain/mint', 'operator', async (tx) => {
+      // The tokens are central-bank money put on chain by this bank: below a central bank they come
+      // out of its reserve there (no further than it holds), standalone out of its issuance. The
+      // ledger move and the record commit together, after the chain took the mint.
+      const intermediary = services.identity.role === 'intermediary';
+      const moved = await transfer(tx, { idempotencyKey: `chain-mint:${randomUUID()}`, debit: intermediary ? RESERVE_ACCOUNT : ISSUANCE_ACCOUNT, credit: CHAIN_FLOAT_ACCOUNT, amount: amount.minor, kind: CHAIN_MINT_KIND });
+      if (!moved.ok && moved.code === 'INSUFFICIENT_FUNDS' && intermediary) {
+        return refusal(moved.code, `the reserve at the central bank not yet put into customers' hands (${RESERVE_ACCOUNT}) is short of ${body.amount} ${services.currency.code}: ask the central bank to issue more into this intermediary's reserve, then sync it`);
+      }
+      if (!moved.ok) return refusal(moved.code, moved.message);
       const receipt = await chain.write({ address: deployment.token, abi: tallyTokenAbi, functionName: 'mint', args: [to, amount.minor] });
       // Recorded only once the mint is in the embedded chain's state file (else the records would
       // count a mint a killed anvil lost, and the audit's supply would fall short of them).
@@ -78,6 +92,33 @@ export function registerOperator(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
   });
 }
 
+/** What `float:chain` holds. */
+async function floatBalance(services: IssuerServices): Promise<bigint> {
+  const { rows } = await services.db.query<{ balance: string }>('SELECT balance::text AS balance FROM accounts WHERE id = $1', [CHAIN_FLOAT_ACCOUNT]);
+  return BigInt(rows[0]?.balance ?? '0');
+}
+
+/** Everything this bank recorded minting, on every chain its data folder settled on. */
+async function recordedMints(services: IssuerServices): Promise<bigint> {
+  const { rows } = await services.db.query<{ minted: string }>('SELECT COALESCE(SUM(amount), 0)::text AS minted FROM chain_mints');
+  return BigInt(rows[0]?.minted ?? '0');
+}
+
+/**
+ * At start: mints recorded before mints went through the ledger (a data folder older than
+ * `float:chain`) are moved into it once, from the reserve (or the issuance, standalone), so that
+ * `float:chain` answers for every token this bank minted. A reserve too small for it leaves the
+ * difference for the audit to show (its line on `float:chain` does not add up).
+ */
+export async function catchUpMints(services: IssuerServices): Promise<void> {
+  const missing = (await recordedMints(services)) - (await floatBalance(services));
+  if (missing <= 0n) return;
+  const intermediary = services.identity.role === 'intermediary';
+  await services.db.transaction((tx) =>
+    transfer(tx, { idempotencyKey: `chain-mint-earlier:${missing}:${randomUUID()}`, debit: intermediary ? RESERVE_ACCOUNT : ISSUANCE_ACCOUNT, credit: CHAIN_FLOAT_ACCOUNT, amount: missing, kind: CHAIN_MINT_KIND }),
+  );
+}
+
 /** The chain's part of the audit. */
 export async function chainAudit(services: IssuerServices): Promise<SchemeAudit> {
   const { chain, deployment } = chainOf(services);
@@ -91,6 +132,20 @@ export async function chainAudit(services: IssuerServices): Promise<SchemeAudit>
     const supply = await client.readContract({ ...token, functionName: 'totalSupply', ...at });
     const { rows } = await services.db.query<{ minted: string }>('SELECT COALESCE(SUM(amount), 0)::text AS minted FROM chain_mints WHERE chain_id = $1', [deployment.chainId]);
     const minted = BigInt(rows[0]?.minted ?? '0');
+    const float = await floatBalance(services);
+    const mintedEverywhere = await recordedMints(services);
+    // Every mint on the deployment names its minter: this bank's answer for what it recorded; all
+    // of them (every bank's, each against its own reserve) make the supply.
+    const mints = await client.getContractEvents({ ...token, eventName: 'Minted', fromBlock: deployment.block, toBlock });
+    let mintedAll = 0n;
+    let mintedHere = 0n;
+    const minters = new Set<string>();
+    for (const m of mints) {
+      const value = m.args.value ?? 0n;
+      mintedAll += value;
+      if (m.args.by !== undefined) minters.add(m.args.by.toLowerCase());
+      if (m.args.by?.toLowerCase() === chain.bankAddress.toLowerCase()) mintedHere += value;
+    }
     // Every address the token ever moved to, and every offline account the contract ever named.
     const transfers = await client.getContractEvents({ ...token, eventName: 'Transfer', fromBlock: deployment.block, toBlock });
     const holders = new Set<Address>(transfers.flatMap((t) => [t.args.to, t.args.from]).filter((a): a is Address => a !== undefined && BigInt(a) !== 0n));
@@ -106,12 +161,14 @@ export async function chainAudit(services: IssuerServices): Promise<SchemeAudit>
     for (const a of named) onAccounts += (await client.readContract({ ...accounts, functionName: 'accountOf', args: [a], ...at }))[0];
     const inContract = await client.readContract({ ...token, functionName: 'balanceOf', args: [deployment.contract], ...at });
     const [total, deposited, withdrawn] = await client.readContract({ ...accounts, functionName: 'totals', ...at });
-    const supplyOk = supply === minted && supply === held;
+    const supplyOk = supply === mintedAll && supply === held;
+    const mintsOk = mintedHere === minted && mintedEverywhere === float;
     const contractOk = inContract === total && onAccounts === total;
     return {
-      balanced: supplyOk && contractOk,
+      balanced: supplyOk && mintsOk && contractOk,
       lines: [
-        `chain ${deployment.chainId} at block ${toBlock}: token supply ${money(supply)} = minted by the bank ${money(minted)} = held by ${holders.size} addresses ${money(held)}${supplyOk ? '' : '  <- does not add up'}`,
+        `chain ${deployment.chainId} at block ${toBlock}: minted by this bank on chain ${money(mintedHere)} = its records ${money(minted)} = ${CHAIN_FLOAT_ACCOUNT} ${money(float)}${mintsOk ? '' : '  <- does not add up'}`,
+        `token supply ${money(supply)} = minted by ${minters.size} banks ${money(mintedAll)} = held by ${holders.size} addresses ${money(held)}${supplyOk ? '' : '  <- does not add up'}`,
         `contract holds ${money(inContract)} = its accounts' total ${money(total)} = ${named.size} offline accounts on chain ${money(onAccounts)}${contractOk ? '' : '  <- does not add up'} (deposited ${money(deposited)}, paid out ${money(withdrawn)})`,
       ],
       details: {
@@ -120,6 +177,9 @@ export async function chainAudit(services: IssuerServices): Promise<SchemeAudit>
         currency: services.currency.code,
         supply: formatMinor(services.currency, supply),
         minted: formatMinor(services.currency, minted),
+        mintedHere: formatMinor(services.currency, mintedHere),
+        mintedAll: formatMinor(services.currency, mintedAll),
+        float: formatMinor(services.currency, float),
         held: formatMinor(services.currency, held),
         holders: holders.size,
         contract: formatMinor(services.currency, inContract),

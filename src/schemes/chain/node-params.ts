@@ -1,7 +1,9 @@
 /**
  * `GET /v1/chain/params`: the chain a TEE settles on, signed by the issuer node's certified key —
  * the chain id and contracts, the windows, the enclaves revoked, and the latest block and its time
- * (the TEE's lower bound on the time). Before answering, an enclave whose device the registry
+ * (the TEE's lower bound on the time), and the other intermediaries' certificates its TEEs take
+ * another bank's customers by. Before answering, the governor revokes on chain the intermediaries
+ * the root revoked, and an enclave whose device the registry
  * revoked and the chain does not yet know as revoked is revoked on chain by the bank.
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
@@ -10,6 +12,7 @@ import { encodeCbor } from '../../core/cbor.ts';
 import type { IssuerEnv, IssuerServices } from '../../issuer/plugin.ts';
 import { offlineAccountsAbi } from './contracts.generated.ts';
 import { paramsBodyCodec, PARAMS_TAG, REVOKED_MAX, signed } from './messages.ts';
+import { otherBanks, syncBankRevocations } from './node-banks.ts';
 import { answer, bytesOf, chainOf, DRIFT_S, hexAddress } from './node-common.ts';
 
 const paramsRoute = createRoute({
@@ -43,7 +46,9 @@ export function registerParams(app: OpenAPIHono<IssuerEnv>, services: IssuerServ
   app.openAPIRegistry.registerPath(paramsRoute);
   app.get(paramsRoute.path, async (c) => {
     const { chain, deployment } = chainOf(services);
+    await syncBankRevocations(services);
     const revoked = await syncRevocations(services);
+    const banks = await otherBanks(services);
     const block = await chain.publicClient.getBlock();
     const params = signed(paramsBodyCodec, services.identity.issuerNode.signer, PARAMS_TAG, {
       chainId: BigInt(deployment.chainId),
@@ -55,6 +60,7 @@ export function registerParams(app: OpenAPIHono<IssuerEnv>, services: IssuerServ
       revoked,
       block: block.number,
       at: Number(block.timestamp) * 1000,
+      ...(banks.length === 0 ? {} : { banks }),
     });
     c.header('cache-control', 'no-cache');
     return c.json({ params: toBase64url(encodeCbor(params)) });

@@ -44,8 +44,8 @@ export const TOKEN = fromHex('e7f1725e7734ce288f8367e1bb143e90bb3f0512');
 export const DRIFT_S = 300;
 export const SETTLE_WINDOW_S = 7 * 24 * 3600;
 
-/** The chain's parameters, signed by the node at block `block` (time `at`, revoked enclaves as given). */
-export function paramsFor(options: { block?: bigint; at?: number; revoked?: Uint8Array[]; chainId?: bigint; contract?: Uint8Array } = {}): Params {
+/** The chain's parameters, signed by the node at block `block` (time `at`, revoked enclaves and other banks' certificates as given). */
+export function paramsFor(options: { block?: bigint; at?: number; revoked?: Uint8Array[]; chainId?: bigint; contract?: Uint8Array; banks?: Uint8Array[] } = {}): Params {
   return signed(paramsBodyCodec, bankSigner, PARAMS_TAG, {
     chainId: options.chainId ?? CHAIN_ID,
     contract: options.contract ?? CONTRACT,
@@ -56,6 +56,7 @@ export function paramsFor(options: { block?: bigint; at?: number; revoked?: Uint
     revoked: options.revoked ?? [],
     block: options.block ?? 1n,
     at: options.at ?? NOW,
+    ...(options.banks === undefined ? {} : { banks: options.banks }),
   });
 }
 

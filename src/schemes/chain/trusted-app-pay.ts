@@ -55,7 +55,7 @@ function precheck(state: ChainState, r: Ready, txOff: TxOff): void {
 }
 
 function checkContext(state: ChainState, r: Ready, env: TrustedEnv, now: number) {
-  return { provider: env.provider, domain: r.domain, root: decodeCertificate(state.root as Uint8Array), intermediary: decodeCertificate(state.intermediary as Uint8Array), revoked: r.params.revoked, now };
+  return { provider: env.provider, domain: r.domain, root: decodeCertificate(state.root as Uint8Array), intermediary: decodeCertificate(state.intermediary as Uint8Array), banks: r.params.banks ?? [], revoked: r.params.revoked, now };
 }
 
 /** The payment's ack already given, when the same `tx_off` comes again (its ack was lost on the way back). */

@@ -11,8 +11,8 @@ import { signerFromSecret, suiteFor } from '../../core/crypto/suite.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import type { TxOff } from './messages.ts';
 import { encodeCertificate, issueCertificate } from '../../pki/certificate.ts';
-import { hierarchy, T0 } from '../../pki/test-fixtures.ts';
-import { CHAIN_ID, CONTRACT, DRIFT_S, fund, makeWallet, NOW, paramsFor, statement, type Wallet } from './ta-fixtures.ts';
+import { certify, hierarchy, signer, T0 } from '../../pki/test-fixtures.ts';
+import { CHAIN_ID, CONTRACT, DRIFT_S, fund, makeWallet, NOW, paramsFor, pki, statement, type Wallet } from './ta-fixtures.ts';
 import { buildAck, buildTxOff } from './tx-off.ts';
 import { paymentHash, type Payment } from './typed-data.ts';
 
@@ -166,6 +166,35 @@ describe('attacks of section III-B, refused with nothing changed', () => {
     await refusedAnswer(bob, { ...borrowed, payment: { ...borrowed.payment, enclave: alice.enclave } });
     await refusedAnswer(bob, borrowed);
     assert.equal((await snapshot(bob)).balance, 0n);
+  });
+
+  test("another bank's payer: taken through that bank's certificate in the parameters, chained to the pinned root; refused without it, or with a rogue root's certificate of the same key", async () => {
+    const bob = await makeWallet('bob');
+    const secp = suiteFor(nodeProvider, 'secp256k1');
+    const enclave = signerFromSecret(secp, fromHex('41'.repeat(32)));
+    const account = signerFromSecret(secp, fromHex('42'.repeat(32)));
+    const fields = { payee: bob.account, amount: 50n, counter: 0n, tGen: BigInt(Math.floor(NOW / 1000)), kind: 0 as const, balance: 1_000n };
+    // Bank B, certified by the root Bob's TA pinned; its customer's enclave certified by B.
+    const bankB = signer('chain-ta/bank-b');
+    const bankBCert = encodeCertificate(certify({ issuer: pki.root, issuerRole: 'root', role: 'intermediary', subject: bankB, extensions: { name: 'Bank B' } }));
+    const device = encodeCertificate(issueCertificate({ issuer: bankB, issuerRole: 'intermediary', role: 'device', subject: enclave.publicKey, notBefore: T0, notAfter: NOW + 1_000_000, extensions: {} }));
+    const txOff = buildTxOff(DOMAIN, { enclave, account, certificate: device }, fields);
+    // Parameters without B: its customer is refused.
+    await refusedAnswer(bob, txOff);
+    // The same key certified as an intermediary by another root, slipped into the parameters.
+    const rogue = hierarchy('ed25519', 'chain-ta-rogue');
+    const rogueCert = encodeCertificate(certify({ issuer: rogue.root, issuerRole: 'root', role: 'intermediary', subject: bankB, extensions: { name: 'Bank B' } }));
+    await bob.se.call('setParams', { params: paramsFor({ block: 2n, banks: [rogueCert] }) });
+    await refusedAnswer(bob, txOff);
+    // B's own certificate under the pinned root: taken.
+    await bob.se.call('setParams', { params: paramsFor({ block: 3n, banks: [rogueCert, bankBCert] }) });
+    const answer = await bob.se.call('receive', { txOff, now: NOW });
+    assert.equal(answer.credited, true, JSON.stringify(answer.reason));
+    assert.equal((await snapshot(bob)).balance, 50n);
+    // B revoked: the next parameters leave it out, and B's customers are refused again.
+    await bob.se.call('setParams', { params: paramsFor({ block: 4n }) });
+    await refusedAnswer(bob, buildTxOff(DOMAIN, { enclave, account, certificate: device }, { ...fields, counter: 1n }));
+    assert.deepEqual((await bob.se.call('revoked', {})).banks, []);
   });
 
   test('a revoked enclave’s payment is refused once the TA learned of the revocation', async () => {

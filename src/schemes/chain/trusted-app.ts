@@ -16,7 +16,7 @@ import { decodeCertificate } from '../../pki/certificate.ts';
 import { verifyChain } from '../../pki/chain.ts';
 import { signRegistrationProof } from '../../pki/registration.ts';
 import { accept, command, defineTrustedApp, guarded, refuse, reject, type TrustedEnv } from '../../secure-element/trusted-app.ts';
-import { bindingCodec, bindingBodyCodec, BINDING_TAG, CERTIFICATE_BYTES_MAX, CHAIN_SCHEME, checkSigned, paramsBodyCodec, paramsCodec, PARAMS_TAG, REVOKED_MAX, SESSION_HASH_BYTES, signed, txOffCodec } from './messages.ts';
+import { BANKS_MAX, bindingCodec, bindingBodyCodec, BINDING_TAG, CERTIFICATE_BYTES_MAX, CHAIN_SCHEME, checkSigned, paramsBodyCodec, paramsCodec, PARAMS_TAG, REVOKED_MAX, SESSION_HASH_BYTES, signed, txOffCodec } from './messages.ts';
 import { chainCommands } from './trusted-app-chain.ts';
 import { accountKey, enclaveAddress, enclaveKey } from './trusted-app-common.ts';
 import { payCommands } from './trusted-app-pay.ts';
@@ -149,12 +149,12 @@ export const chainTrustedApp = defineTrustedApp({
       },
     }),
 
-    /** The enclaves the chain revoked, as the TA last learned them (a payer checks a payee against them too). */
+    /** The enclaves the chain revoked and the other banks' certificates, as the TA last learned them (a payer checks a payee against them too). */
     revoked: command({
       input: record({}),
-      output: record({ revoked: array(address, { max: REVOKED_MAX }) }),
+      output: record({ revoked: array(address, { max: REVOKED_MAX }), banks: array(certificate, { max: BANKS_MAX }) }),
       readOnly: true,
-      run: (state: ChainState) => accept(state, { revoked: state.params?.revoked ?? [] }),
+      run: (state: ChainState) => accept(state, { revoked: state.params?.revoked ?? [], banks: state.params?.banks ?? [] }),
     }),
 
     /** The payments to `payee` that wait for their ack (sent again when the two meet). */

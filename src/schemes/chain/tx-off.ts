@@ -9,6 +9,7 @@ import { ethereumAddress, recoverEthereumPublicKey as recoverKey } from '../../c
 import { suiteFor, type CryptoProvider, type Signer } from '../../core/crypto/suite.ts';
 import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
 import { verifyChain } from '../../pki/chain.ts';
+import { keyId } from '../../pki/key-id.ts';
 import { refuse } from '../../secure-element/trusted-app.ts';
 import type { SignedAck, TxOff } from './messages.ts';
 import { ackHash, attestationOf, paymentHash, signingInput, stateHash, type Domain, type Payment, type PaymentKind } from './typed-data.ts';
@@ -38,12 +39,35 @@ export function buildTxOff(domain: Domain, keys: PayerKeys, fields: { payee: Uin
   return { payment, payerKey: keys.account.publicKey.key, stateBalance: fields.balance, attestation, signature, enclaveCertificate: keys.certificate };
 }
 
+/**
+ * Verifies a device certificate up to the pinned root through the intermediary certificate that
+ * issued it: the TEE's own bank's, or one of the other banks' the chain's parameters carry
+ * (docs/chain.md "Several banks"). Every candidate whose key issued the device is tried, each up to
+ * the root: a certificate slipped into the parameters that the root did not sign (even for the
+ * same key) verifies nothing, and a bank left out has its devices refused.
+ * @throws TallyError from the certificate chain (the last candidate's, or the own bank's when none names the issuer)
+ */
+export function verifyDevice(provider: CryptoProvider, device: Certificate, trust: { root: Certificate; intermediary: Certificate; banks: readonly Uint8Array[] }, now: number): ReturnType<typeof verifyChain> {
+  const candidates = [trust.intermediary, ...trust.banks.map((b) => decodeCertificate(b))].filter((c) => equalBytes(device.body.issuer, keyId(c.body.subject)));
+  let failure: unknown;
+  for (const issuer of candidates.length === 0 ? [trust.intermediary] : candidates) {
+    try {
+      return verifyChain({ provider, chain: [device, issuer], trustAnchors: [trust.root], now, leafRoles: ['device'] });
+    } catch (e) {
+      failure = e;
+    }
+  }
+  throw failure;
+}
+
 /** What the payee's TEE checks a `tx_off` against. */
 export interface CheckContext {
   readonly provider: CryptoProvider;
   readonly domain: Domain;
   readonly root: Certificate;
   readonly intermediary: Certificate;
+  /** The other banks' intermediary certificates, from the chain's parameters. */
+  readonly banks: readonly Uint8Array[];
   /** Enclaves the chain revoked, as the TA last learned. */
   readonly revoked: readonly Uint8Array[];
   /** The host's time for the certificate's window, Unix ms. */
@@ -52,7 +76,8 @@ export interface CheckContext {
 
 /**
  * Checks a `tx_off` as the paper's payee TEE does (`verify(σ_1, σ_att)`) and as a correct TEE must
- * for the contract to honour it: the enclave key chains to the root and is not revoked, `σ_att` is
+ * for the contract to honour it: the enclave key chains to the root (through its own bank's
+ * intermediary certificate or another bank's) and is not revoked, `σ_att` is
  * its signature over the payer's state, `σ_1` the payer account's over the payment, and the payment
  * is consistent (counter of the state, amount within the attested balance, a payment to an account).
  * @throws Refused CHAIN_TX_INVALID; TallyError from the certificate chain
@@ -60,7 +85,7 @@ export interface CheckContext {
 export function checkTxOff(context: CheckContext, txOff: TxOff): void {
   const { payment } = txOff;
   const secp = suiteFor(context.provider, 'secp256k1');
-  const chain = verifyChain({ provider: context.provider, chain: [decodeCertificate(txOff.enclaveCertificate), context.intermediary], trustAnchors: [context.root], now: context.now, leafRoles: ['device'] });
+  const chain = verifyDevice(context.provider, decodeCertificate(txOff.enclaveCertificate), context, context.now);
   const enclaveKey = chain.subject;
   if (enclaveKey.suite !== 'secp256k1' || !equalBytes(ethereumAddress(enclaveKey), payment.enclave)) refuse('CHAIN_TX_INVALID', "the payment's enclave is not the one its certificate names");
   if (context.revoked.some((r) => equalBytes(r, payment.enclave))) refuse('CHAIN_TX_INVALID', "the payer's enclave is revoked");

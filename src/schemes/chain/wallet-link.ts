@@ -8,11 +8,11 @@ import { ethereumAddress } from '../../core/crypto/ethereum.ts';
 import type { CryptoProvider } from '../../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
-import { verifyChain } from '../../pki/chain.ts';
 import type { SecureElement } from '../../secure-element/secure-element.ts';
 import { bindingBodyCodec, BINDING_TAG, checkSigned, type SignedAck, type TxOff } from './messages.ts';
 import type { PayeeRole, PayeeShown, PayerRole } from './session.ts';
 import type { chainTrustedApp } from './trusted-app.ts';
+import { verifyDevice } from './tx-off.ts';
 
 /**
  * The TEE's refusals of a payment sent again that it took before and forgot once the chain settled
@@ -30,18 +30,21 @@ export interface PayeeTrust {
   readonly intermediary: Certificate;
   /** Enclave addresses the chain revoked, as the wallet last synced them. */
   revoked(): readonly Uint8Array[];
+  /** The other banks' intermediary certificates, from the chain's parameters (none when absent). */
+  banks?(): readonly Uint8Array[];
   /** The Noise handshake hash of this link. */
   readonly session: Uint8Array;
   now(): number;
 }
 
 /**
- * Checks what a payee shows: its enclave's certificate chains to the root, the enclave is not
+ * Checks what a payee shows: its enclave's certificate chains to the root (through its own bank or
+ * another bank of the chain's parameters), the enclave is not
  * revoked, and the enclave bound this account to this very session.
  * @throws TallyError PAYEE_INVALID (and the certificate chain's codes)
  */
 export function checkPayee(trust: PayeeTrust, shown: PayeeShown): void {
-  const chain = verifyChain({ provider: trust.provider, chain: [decodeCertificate(shown.certificate), trust.intermediary], trustAnchors: [trust.root], now: trust.now(), leafRoles: ['device'] });
+  const chain = verifyDevice(trust.provider, decodeCertificate(shown.certificate), { root: trust.root, intermediary: trust.intermediary, banks: trust.banks?.() ?? [] }, trust.now());
   if (chain.subject.suite !== 'secp256k1') throw new TallyError('PAYEE_INVALID', "the payee's certificate is not an enclave key", { reason: 'suite' });
   const enclave = ethereumAddress(chain.subject);
   if (trust.revoked().some((r) => equalBytes(r, enclave))) throw new TallyError('PAYEE_INVALID', "the payee's enclave is revoked", { reason: 'revoked' });

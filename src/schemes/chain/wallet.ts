@@ -318,10 +318,10 @@ export class ChainWallet extends WalletShell<ChainStep, null, ChainState, ChainC
   async pay(host: string, port: number, expectText: string | null, options: { timeoutMs: number }): Promise<TransferResult> {
     const expect = expectText === null ? null : this.parseAmount(expectText);
     const se = await this.se();
-    const revoked = (await se.call('revoked', {})).revoked;
+    const { revoked, banks } = await se.call('revoked', {});
     const secure = await connectLink(LINK_SIDE, host, port, options.timeoutMs);
     try {
-      const trust = { provider: nodeProvider, root: this.root, intermediary: this.intermediary, revoked: () => revoked, session: secure.peer.handshakeHash, now: Date.now };
+      const trust = { provider: nodeProvider, root: this.root, intermediary: this.intermediary, revoked: () => revoked, banks: () => banks, session: secure.peer.handshakeHash, now: Date.now };
       const out = await runPayer(secure.link, expect, payerRole(se, trust), { stepTimeoutMs: options.timeoutMs });
       const result = this.transferResult(out, (await se.call('status', {})).balance);
       await this.note({ at: Date.now(), kind: out.credited ? 'paid' : 'pay-declined', amount: result.amount, detail: out.resent > 0 ? `${out.resent} earlier payment(s) settled` : '' });
