@@ -12,7 +12,7 @@
  * the reserve the central bank moves to B; a serial already deposited or refunded is a double spend
  * with A's finding and escrow attribution, as for its own customers.
  */
-import { equalBytes, toHex } from '../../core/bytes.ts';
+import { toHex } from '../../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import type { PublicKey } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
@@ -32,7 +32,6 @@ import {
 } from '../../issuer/plugin.ts';
 import { decodeCertificate, encodeCertificate } from '../../pki/certificate.ts';
 import { verifyChain } from '../../pki/chain.ts';
-import { keyId } from '../../pki/key-id.ts';
 import { interbankEvidenceCodec, OPERA_SCHEME, PARAMS_TAG, checkSigned, paramsBodyCodec, publicationBodyCodec, type InterbankEvidence } from './messages.ts';
 import { OPERA_FLOAT_ACCOUNT, type OperaNodeOptions } from './node-common.ts';
 import { attributeDoubleSpend } from './node-escrow.ts';
@@ -154,7 +153,6 @@ export async function judgeOperaInterbankClaim(tx: TransactionHandle, services: 
   }
   if (token.body.value !== claim.amount) return refuse('CLAIM_INVALID', `the claim asks ${formatMinor(services.currency, claim.amount)}, token ${serial} is worth ${formatMinor(services.currency, token.body.value)}`);
   const depositor = toHex(evidence.depositor);
-  if (equalBytes(keyId(services.identity.intermediary.signer.publicKey), evidence.depositor)) return refuse('CLAIM_INVALID', 'the evidence names this bank as the depositor');
   const at = new Date(services.now()).toISOString();
   const spent = await spendToken(tx, token, { state: 'deposited', device: depositor, at });
   if ('unknown' in spent) return refuse('OPERA_TOKEN_INVALID', `token ${serial} carries this bank's signature but was never issued with that value`);

@@ -20,6 +20,7 @@ import {
   listenLink,
   newAccountKey,
   newStepId,
+  nodeProvider,
   openFolderOf,
   startSecureElement,
   WalletShell,
@@ -32,7 +33,7 @@ import type { Role } from './exchange.ts';
 import { chargeCodec, depositReceiptCodec, paramsCodec, settledCodec, type Params } from './messages.ts';
 import { failureCode, OPERA_LINK_PROLOGUE, OPERA_LINK_SCHEME, runOdw, type SessionOutcome } from './session.ts';
 import type { OperaState } from './trusted-app.ts';
-import { cbor, chargeAnswer, pendingOf, depositAnswer, odwOf, OPERA_FORMAT, OPERA_TA, paramsAnswer, provisionDevice, settleAnswer, type ChargeStep, type DepositStep, type OperaCommands, type OperaStep } from './wallet-base.ts';
+import { cbor, chargeAnswer, pendingOf, depositAnswer, odwOf, OPERA_FORMAT, OPERA_TA, paramsAnswer, peerBanksOf, provisionDevice, settleAnswer, type ChargeStep, type DepositStep, type OperaCommands, type OperaStep } from './wallet-base.ts';
 
 export type { OperaStep } from './wallet-base.ts';
 export { odwOf } from './wallet-base.ts';
@@ -141,6 +142,23 @@ export class OperaWallet extends WalletShell<OperaStep, null, OperaState, OperaC
     return params;
   }
 
+  /**
+   * The other banks whose tokens the ODW takes (docs/opera.md, "Several banks"): their published
+   * parameters from the bank's directory, checked here under each bank's certificate and by the
+   * ODW to its root. A node that serves no directory (a standalone node, or one before the two
+   * tiers) leaves the ODW with none. Answers how many it holds.
+   */
+  async refreshPeers(): Promise<number> {
+    let answer: unknown;
+    try {
+      answer = (await this.node.call('GET', '/v1/interbank/peers')).body;
+    } catch (e) {
+      if (isTallyError(e, 'NODE_REFUSED')) answer = { peers: [] };
+      else throw e;
+    }
+    return (await (await this.se()).call('setPeers', { peers: peerBanksOf(nodeProvider, answer), now: Date.now() })).peers;
+  }
+
   /** What the ODW holds. */
   async status() {
     return (await this.se()).call('status', {});
@@ -218,6 +236,7 @@ export class OperaWallet extends WalletShell<OperaStep, null, OperaState, OperaC
    */
   async sync(): Promise<{ settled: null | { outcome: string; credited: string } }> {
     await this.refreshParams();
+    await this.refreshPeers();
     const se = await this.se();
     const { pending } = await se.call('status', {});
     if (pending === undefined) return { settled: null };
