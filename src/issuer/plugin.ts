@@ -77,7 +77,7 @@ export { storedSecret } from './db/stored-secret.ts';
 export { rootSigner } from './identity/node-identity.ts';
 
 // Payments across intermediaries: the other intermediaries' certificates, and claims on them.
-export { claimIdOf, peerIntermediaries, presentInterbankClaim, type InterbankClaim, type InterbankJudgement, type PeerIntermediary, type PresentedClaim } from './tier/interbank.ts';
+export { claimIdOf, peerIntermediaries, peerPublications, presentInterbankClaim, type PeerPublication, type InterbankClaim, type InterbankJudgement, type PeerIntermediary, type PresentedClaim } from './tier/interbank.ts';
 
 // The audit's exposure check.
 export type { ExposedHolder, HoldingsReader, SchemeHoldings } from './ledger/exposure.ts';
