@@ -18,6 +18,7 @@ import type { PublicKey } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
 import {
   ApiProblem,
+  claimIdOf,
   formatMinor,
   peerIntermediaries,
   peerPublications,
@@ -111,14 +112,18 @@ export async function presentForeignToken(
   const { token, issuer, device } = deposit;
   const evidence = encodeCbor(interbankEvidenceCodec.decode({ token, depositor: Uint8Array.from(Buffer.from(device, 'hex')) }, 'evidence'));
   if (evidence.length > OPERA_EVIDENCE_BYTES_MAX) throw new ApiProblem('TOO_LARGE', `the claim on token ${toHex(token.body.serial)} would be ${evidence.length} bytes, over ${OPERA_EVIDENCE_BYTES_MAX}`, { max: OPERA_EVIDENCE_BYTES_MAX });
-  const { rows } = await tx.query<{ device_key_id: string }>('SELECT device_key_id FROM opera_foreign_tokens WHERE serial = $1 FOR UPDATE', [token.body.serial]);
-  const held = rows[0];
-  if (held !== undefined) {
-    await recordFinding(tx, services, { kind: 'double-spend', serial: token.body.serial, device, first: held.device_key_id });
-    return { doubleSpend: { first: held.device_key_id } };
+  // The serial is taken first: a concurrent deposit of it waits on this row, then finds it taken.
+  const taken = await tx.query(
+    'INSERT INTO opera_foreign_tokens (serial, bank, value, device_key_id, claim_id, at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (serial) DO NOTHING RETURNING serial',
+    [token.body.serial, issuer.keyId, token.body.value, device, claimIdOf(OPERA_SCHEME, evidence), deposit.at],
+  );
+  if (taken.rowCount !== 1) {
+    const { rows } = await tx.query<{ device_key_id: string }>('SELECT device_key_id FROM opera_foreign_tokens WHERE serial = $1', [token.body.serial]);
+    const first = rows[0]?.device_key_id ?? null;
+    await recordFinding(tx, services, { kind: 'double-spend', serial: token.body.serial, device, first });
+    return { doubleSpend: { first: first ?? '' } };
   }
   const presented = await presentInterbankClaim(tx, services, { scheme: OPERA_SCHEME, payerBank: issuer.keyId, amount: token.body.value, evidence, payee: deposit.holder });
-  await tx.query('INSERT INTO opera_foreign_tokens (serial, bank, value, device_key_id, claim_id, at) VALUES ($1, $2, $3, $4, $5, $6)', [token.body.serial, issuer.keyId, token.body.value, device, presented.claimId, deposit.at]);
   return { presented };
 }
 
