@@ -176,12 +176,13 @@ describe('OPERA across two banks', () => {
     assert.equal(await balance(carol), '2.00');
   });
 
-  test('a cloned ODW of A pays one token at A and at B, and another twice at B: the first deposit anywhere is paid, the rest refused, nothing credited for them, the clone named at A', { timeout: 120_000 }, async () => {
+  test('a cloned ODW of A pays one token at A and at B, one twice at B, and one at B then at A: the first deposit anywhere is paid, the rest refused, nothing credited for them, the clone named at A', { timeout: 120_000 }, async () => {
     const alice = await odwCustomer(bankA);
-    await bankA.ok('POST', '/v1/operator/mint', { account: alice.account, amount: '7.00' });
-    await charge(alice, [500n, 200n]);
+    await bankA.ok('POST', '/v1/operator/mint', { account: alice.account, amount: '8.00' });
+    await charge(alice, [500n, 200n, 100n]);
     const clone = await cloneOf(alice);
     const carol = await odwCustomer(bankA);
+    const erin = await odwCustomer(bankA);
     const bob = await odwCustomer(bankB);
     const dave = await odwCustomer(bankB);
     try {
@@ -190,14 +191,19 @@ describe('OPERA across two banks', () => {
       assertPaid(await pay(clone, bob.se, 500n));
       assertPaid(await pay(alice.se, dave.se, 200n));
       assertPaid(await pay(clone, bob.se, 200n));
+      // The 1.00 token to Erin (at A) and to Bob (at B), Bob depositing first.
+      assertPaid(await pay(alice.se, erin.se, 100n));
+      assertPaid(await pay(clone, bob.se, 100n));
 
       const atA = await depositAll(carol);
       assert.equal(atA.credited, '5.00');
       const five = [...atA.outcomes.keys()][0] as string;
       const atB = await depositAll(bob);
       assert.equal(atB.credited, '0.00');
-      assert.deepEqual([...atB.outcomes.values()], ['presented', 'presented']);
-      const two = [...atB.outcomes.keys()].find((s) => s !== five) as string;
+      assert.deepEqual([...atB.outcomes.values()], ['presented', 'presented', 'presented']);
+      const erinHolds = (await erin.se.call('depositRequest', {})).request;
+      const one = toHex((erinHolds.body.tokens[0] as Token).body.serial);
+      const two = [...atB.outcomes.keys()].find((s) => s !== five && s !== one) as string;
       const claimOf = (serial: string) => atB.claims.find((c) => c['serial'] === serial)?.['claimId'] as string;
       // Dave deposits the 2.00 token at B after Bob: B finds it spent on the spot, with no second claim.
       const twice = await depositAll(dave);
@@ -212,7 +218,15 @@ describe('OPERA across two banks', () => {
       assert.equal(refused['code'], 'DOUBLE_SPEND');
       assert.match(refused['reason'] as string, new RegExp(carol.device), 'the first depositor is named');
       assert.equal((await claimState(bob, claimOf(two)))['status'], 'settled');
-      assert.deepEqual([await balance(carol), await balance(bob), await balance(dave)], ['5.00', '2.00', '0.00']);
+      assert.equal((await claimState(bob, claimOf(one)))['status'], 'settled');
+      // Erin's copy of the 1.00 token comes to A after A paid it through B's claim: a double spend at A.
+      const late = await signed(bankA.url, erin.user, 'POST', '/v1/opera/deposit', { device: erin.device, request: toBase64url(encodeCbor(erinHolds)) });
+      assert.equal(late.status, 200, JSON.stringify(late.body));
+      const lateReceipt = m.depositReceiptCodec.decode(decodeCbor(fromBase64url(late.body['receipt'] as string)));
+      assert.deepEqual([late.body['credited'], lateReceipt.body.tokens.map((t) => t.outcome)], ['0.00', ['double-spend']]);
+      await erin.se.call('depositTake', { receipt: lateReceipt });
+      await settleAndAudit();
+      assert.deepEqual([await balance(carol), await balance(erin), await balance(bob), await balance(dave)], ['5.00', '0.00', '3.00', '0.00']);
       // At A: the copy's deposit through B is a double spend naming both ODWs, and the tags of the
       // payment where the copies part name Alice's ODW, which A revokes.
       const atAFindings = await findings(bankA);
@@ -222,6 +236,7 @@ describe('OPERA across two banks', () => {
       assert.equal(named['device'], alice.device);
       assert.equal(named['hop'], 1);
       assert.notEqual(named['revocationVersion'], null, "A revokes its clone's certificate");
+      assert.deepEqual(atAFindings.filter((f) => f['serial'] === one && f['kind'] === 'double-spend').map((f) => [f['device'], f['first']]), [[erin.device, bob.device]], 'the first depositor through B is named at A');
     } finally {
       await clone.close();
     }
