@@ -12,6 +12,7 @@ import { registerLedgerRoutes } from './routes-ledger.ts';
 import { registerNodeRoutes } from './routes-node.ts';
 import { registerRegistryRoutes } from './routes-registry.ts';
 import { registerCentralBankRoutes } from './routes-central-bank.ts';
+import { registerSystemAuditRoutes } from './routes-cb-audit.ts';
 import { registerClaimRoutes } from './routes-claims.ts';
 import { registerCentralBankPublications, registerPeerRoutes } from './routes-publications.ts';
 import { registerTierRoutes } from './routes-tier.ts';
@@ -178,6 +179,7 @@ export function createIssuerApp(services: IssuerServices, schemes: readonly Sche
     registerCentralBankRoutes(app, services);
     registerClaimRoutes(app, services);
     registerCentralBankPublications(app, services);
+    registerSystemAuditRoutes(app, services);
   } else {
     app.all('/v1/cb/*', () => {
       throw new ApiProblem('ROLE_MISMATCH', `this node is ${services.identity.role === 'intermediary' ? 'an intermediary' : 'a standalone node'}, not a central bank: the /v1/cb/ routes are a central bank's`, { role: services.identity.role });

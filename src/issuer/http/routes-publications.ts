@@ -13,6 +13,7 @@ import { PUBLICATION_BYTES_MAX, verifyPublication } from '../../pki/publication.
 import type { Queryable } from '../db/database.ts';
 import type { IssuerEnv, IssuerServices } from './context.ts';
 import { ApiProblem } from './problem.ts';
+import { PUBLICATIONS_PER_BANK_MAX } from '../tier/publications.ts';
 import { requireIntermediary } from './routes-central-bank.ts';
 import { base64urlOf, decodeField, errorBody, json, validBody } from './validate.ts';
 
@@ -75,14 +76,19 @@ export function registerCentralBankPublications(app: OpenAPIHono<IssuerEnv>, ser
       if (e instanceof TallyError) throw new ApiProblem('BODY_INVALID', `body.record: ${e.message}`, {});
       throw e;
     }
+    // One record a scheme, and no more schemes than a bank can serve: the directory stays small.
+    const held = (await services.db.query<{ scheme: string }>('SELECT scheme FROM cb_publications WHERE key_id = $1', [bank.keyId])).rows;
+    if (!held.some((h) => h.scheme === body.scheme) && held.length >= PUBLICATIONS_PER_BANK_MAX) {
+      throw new ApiProblem('BODY_INVALID', `intermediary ${bank.keyId} already publishes for ${held.length} schemes, the most there may be`, {});
+    }
     await services.db.query(
       `INSERT INTO cb_publications (key_id, scheme, version, record) VALUES ($1, $2, $3, $4)
        ON CONFLICT (key_id, scheme) DO UPDATE SET version = EXCLUDED.version, record = EXCLUDED.record, published_at = now()
        WHERE cb_publications.version < EXCLUDED.version`,
       [bank.keyId, body.scheme, BigInt(body.version), record],
     );
-    const held = (await services.db.query<{ version: bigint }>('SELECT version FROM cb_publications WHERE key_id = $1 AND scheme = $2', [bank.keyId, body.scheme])).rows[0];
-    return c.json({ scheme: body.scheme, version: Number(held?.version ?? body.version) }, 200);
+    const now = (await services.db.query<{ version: bigint }>('SELECT version FROM cb_publications WHERE key_id = $1 AND scheme = $2', [bank.keyId, body.scheme])).rows[0];
+    return c.json({ scheme: body.scheme, version: Number(now?.version ?? body.version) }, 200);
   });
 }
 

@@ -13,6 +13,7 @@ import { decodeCertificate } from '../../pki/certificate.ts';
 import { verifyChain } from '../../pki/chain.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { signPublication, verifyPublication } from '../../pki/publication.ts';
+import { PUBLICATIONS_PER_BANK_MAX } from './publications.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import type { Scheme } from '../../schemes/scheme.ts';
 import { send, signed, Tiers, type Json, type TierBank } from './test-tiers.ts';
@@ -106,6 +107,14 @@ test('the central bank takes a publication only from the intermediary that signe
   assert.equal(malformed.status, 400, JSON.stringify(malformed.body));
   const oversized = await post(bankB.signer, 'A'.repeat(30_000));
   assert.equal(oversized.status, 400);
+  // No more schemes than a bank may publish for.
+  for (let i = 1; i < PUBLICATIONS_PER_BANK_MAX; i++) {
+    const more = await post(bankB.signer, signPublication(bankB.signer, { scheme: `scheme-${i}`, version: 1, body: utf8(`scheme ${i}`) }));
+    assert.equal(more.status, 200, JSON.stringify(more.body));
+  }
+  const one = await post(bankB.signer, signPublication(bankB.signer, { scheme: 'one-too-many', version: 1, body: utf8('one too many') }));
+  assert.equal(one.status, 400, JSON.stringify(one.body));
+  assert.equal((await post(bankB.signer, signPublication(bankB.signer, { scheme: 'scheme-1', version: 2, body: utf8('scheme 1, again') }))).status, 200, 'a scheme it publishes for already is updated');
   await tiers.syncAll();
   await tiers.syncAll();
   assert.equal((await readAsWallet(bankA, bankB))?.body, 'keys of B');
