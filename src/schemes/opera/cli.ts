@@ -79,7 +79,8 @@ export const operaCli: CliPart = {
         const r = await wallet.withdraw(positional(context, 0));
         const c = wallet.currency.code;
         const refused = r.doubleSpent + r.refused > 0 ? ` The bank refused ${r.doubleSpent} token(s) as spent before and ${r.refused} as invalid.` : '';
-        return { text: `Withdrew ${r.credited} ${c} of ${r.amount} ${c} in ${r.tokens} token(s) to the online account; offline balance ${r.offline} ${c}.${refused}`, json: { name: wallet.name, scheme: 'opera', currency: c, ...r } };
+        const presented = r.presented > 0 ? ` ${r.presented} token(s) of other banks were presented to them; the account is credited once each claim is settled.` : '';
+        return { text: `Withdrew ${r.credited} ${c} of ${r.amount} ${c} in ${r.tokens} token(s) to the online account; offline balance ${r.offline} ${c}.${refused}${presented}`, json: { name: wallet.name, scheme: 'opera', currency: c, ...r } };
       }),
     sync: (context) =>
       withOpera(context, async (wallet, resumed) => {

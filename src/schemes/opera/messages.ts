@@ -99,14 +99,34 @@ export type ChargeBody = Infer<typeof chargeBodyCodec>;
 export const chargeCodec = record({ body: chargeBodyCodec, signature: signatureCodec });
 export type Charge = Infer<typeof chargeCodec>;
 
+/**
+ * What a bank publishes of OPERA to the other banks (through the central bank's directory, signed
+ * by its intermediary key): its issuer node's certificate, whose key signs its tokens, and its
+ * signed parameters. A wallet of another bank checks the certificate to the root it pinned, through
+ * the bank's intermediary certificate, and the parameters under the certificate's key.
+ */
+export const publicationBodyCodec = record({ issuerNode: bytes({ max: 4096 }), params: paramsCodec });
+export type PublicationBody = Infer<typeof publicationBodyCodec>;
+
+/**
+ * The evidence of an interbank claim on one token (at most CLAIM_EVIDENCE_BYTES_MAX): the token as
+ * the holder's ODW deposited it at the payee's bank, with its escrow tags, and the key id of that
+ * ODW, which the issuing bank records as the token's depositor.
+ */
+export const interbankEvidenceCodec = record({ token: tokenCodec, depositor: bytes({ length: 32 }) });
+export type InterbankEvidence = Infer<typeof interbankEvidenceCodec>;
+
 /** An ODW deposits tokens back to its holder's account (they left its repository). */
 export const depositRequestBodyCodec = record({ nonce: nonceCodec, tokens });
 export type DepositRequestBody = Infer<typeof depositRequestBodyCodec>;
 export const depositRequestCodec = record({ body: depositRequestBodyCodec, signature: signatureCodec });
 export type DepositRequest = Infer<typeof depositRequestCodec>;
 
-/** What the bank did with each token of a deposit. */
-export const DEPOSIT_OUTCOMES = ['credited', 'double-spend', 'refused'] as const;
+/**
+ * What the bank did with each token of a deposit. `presented`: a token of another bank, presented
+ * to that bank as an interbank claim; the holder is credited once the claim is settled.
+ */
+export const DEPOSIT_OUTCOMES = ['credited', 'double-spend', 'refused', 'presented'] as const;
 export type DepositOutcome = (typeof DEPOSIT_OUTCOMES)[number];
 
 /** The bank's receipt of a deposit. */

@@ -4,19 +4,22 @@
  * serial was already deposited or refunded is a double spend: nothing is credited for it, a
  * finding names both depositors, and the two copies' escrow tags name the device that paid it twice
  * (node-escrow.ts). A token that does not check, or whose serial the bank never issued, is
- * refused. The receipt is signed by the bank and bound to the request's nonce.
+ * refused. A token of another bank is presented to it as an interbank claim (node-interbank.ts): the
+ * holder is credited once that bank accepts and the central bank has moved the reserves. The
+ * receipt is signed by the bank and bound to the request's nonce.
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { compareBytes, toBase64url, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import type { PublicKey } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
-import { ApiProblem, base64urlOf, errorBody, formatMinor, json, keyIdHex, requireUser, transfer, validBody, ROUTE_BODY_BYTES_MAX, type IssuerEnv, type IssuerServices, type RouteBodyLimit, type TransactionHandle } from '../../issuer/plugin.ts';
+import { ApiProblem, base64urlOf, errorBody, formatMinor, json, keyIdHex, requireUser, transfer, validBody, ROUTE_BODY_BYTES_MAX, type IssuerEnv, type IssuerServices, type JsonValue, type RouteBodyLimit, type TransactionHandle } from '../../issuer/plugin.ts';
 import { DEPOSIT_RECEIPT_TAG, DEPOSIT_REQUEST_TAG, depositReceiptBodyCodec, depositRequestBodyCodec, depositRequestCodec, signed, type DepositOutcome } from './messages.ts';
 import { answerOnce } from './node-answers.ts';
 import { answer, decodeCborField, OPERA_FLOAT_ACCOUNT, TOKENS_REQUEST_BYTES_MAX, TOKENS_REQUEST_CHARS_MAX } from './node-common.ts';
 import { recordFinding } from './node-findings.ts';
 import { attributeDoubleSpend, encodeTags } from './node-escrow.ts';
+import { issuerOf, presentForeignToken, tokenIssuers } from './node-interbank.ts';
 import { checkToken, tagsOf, type Token } from './token.ts';
 
 /** The deposit route takes up to TOKENS_PER_MESSAGE_MAX tokens: more than the node's default body. */
@@ -34,7 +37,14 @@ const depositRoute = createRoute({
     "Deposits tokens from the caller's ODW: credits the caller's account with each token accepted, once, and answers a bank-signed receipt (base64url CBOR of a DepositReceipt bound to the request's nonce) naming each token's outcome.",
   request: { body: json(depositBody) },
   responses: {
-    200: answer('Deposited', z.object({ credited: z.string(), receipt: z.string() })),
+    200: answer(
+      'Deposited',
+      z.object({
+        credited: z.string(),
+        receipt: z.string(),
+        claims: z.array(z.object({ serial: z.string(), claimId: z.string(), status: z.string() }).passthrough()).optional().describe("the claims presented for tokens of other banks (outcome `presented`): each is credited once settled, its state at GET /v1/interbank/claims/{id}"),
+      }),
+    ),
     401: { description: 'The request is not signed by the device', ...errorBody },
     403: { description: 'The device is revoked', ...errorBody },
   },
@@ -84,20 +94,36 @@ export function registerDeposit(app: OpenAPIHono<IssuerEnv>, services: IssuerSer
     const request = decodeCborField('request', body.request, depositRequestCodec, TOKENS_REQUEST_BYTES_MAX);
     // The bank's signatures are checked before the transaction: the work in it is only the spending.
     const checked = tokensChecked(services, services.identity.issuerNode.signer.publicKey, request.body.tokens);
+    // A token this bank did not sign may be another bank's (docs/opera.md, "Several banks").
+    const issuers = checked.every((ok) => ok) ? [] : await tokenIssuers(services);
+    const foreign = request.body.tokens.map((token, i) => (checked[i] === true ? undefined : issuerOf(services, issuers, token)));
     const signedRequest = { user, kind: 'deposit', device: body.device, signed: request, codec: depositRequestBodyCodec, tag: DEPOSIT_REQUEST_TAG } as const;
     return answerOnce(services, signedRequest, async ({ tx, device, body: deposited }) => {
       const at = new Date(services.now()).toISOString();
-      const outcomes: DepositOutcome[] = deposited.tokens.map((_, i) => (checked[i] === true ? 'credited' : 'refused'));
+      const outcomes: DepositOutcome[] = deposited.tokens.map((_, i) => (checked[i] === true ? 'credited' : foreign[i] !== undefined ? 'presented' : 'refused'));
       // Spent in the order of their serials, so that concurrent deposits lock rows in one order; the
       // sort keeps the request's order among copies of one serial.
-      const taken = outcomes.flatMap((outcome, i) => (outcome === 'credited' ? [i] : []));
+      const taken = outcomes.flatMap((outcome, i) => (outcome === 'credited' || outcome === 'presented' ? [i] : []));
       taken.sort((a, b) => compareBytes((deposited.tokens[a] as Token).body.serial, (deposited.tokens[b] as Token).body.serial));
       // A serial listed twice is settled once: its later copies are refused.
       const settled = new Set<string>();
+      const claims: Array<{ [key: string]: JsonValue }> = [];
       let credited = 0n;
       for (const i of taken) {
         const token = deposited.tokens[i] as Token;
         const serial = toHex(token.body.serial);
+        const issuer = foreign[i];
+        if (issuer !== undefined) {
+          if (settled.has(serial)) {
+            outcomes[i] = 'refused';
+            continue;
+          }
+          settled.add(serial);
+          const done = await presentForeignToken(tx, services, { token, issuer, device, holder: user, at });
+          if ('presented' in done) claims.push({ serial, ...(done.presented as unknown as { [key: string]: JsonValue }) });
+          else outcomes[i] = 'double-spend';
+          continue;
+        }
         const spent = settled.has(serial) ? ({ unknown: true } as const) : await spendToken(tx, token, { state: 'deposited', device, at });
         if ('unknown' in spent) {
           outcomes[i] = 'refused';
@@ -129,7 +155,7 @@ export function registerDeposit(app: OpenAPIHono<IssuerEnv>, services: IssuerSer
         tokens: deposited.tokens.map((token, i) => ({ serial: token.body.serial, outcome: outcomes[i] as DepositOutcome })),
         credited,
       });
-      return { credited: formatMinor(services.currency, credited), receipt: toBase64url(encodeCbor(receipt)) };
+      return { credited: formatMinor(services.currency, credited), receipt: toBase64url(encodeCbor(receipt)), ...(claims.length === 0 ? {} : { claims }) };
     });
   });
 }

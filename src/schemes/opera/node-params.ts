@@ -13,7 +13,7 @@ import { fromHex, toBase64url, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import { CREDENTIAL_PUBLIC_KEY_BYTES } from '../../pki/anonymous-credential.ts';
 import { ApiProblem, base64urlOf, decodeField, errorBody, idempotent, json, refusal, requireOperator, validBody, type IssuerEnv, type IssuerServices } from '../../issuer/plugin.ts';
-import { MAKERS_MAX, paramsBodyCodec, PARAMS_TAG, signed, type Maker } from './messages.ts';
+import { MAKERS_MAX, paramsBodyCodec, PARAMS_TAG, signed, type Maker, type Params } from './messages.ts';
 import { answer, DENOMINATIONS, type OperaNodeOptions } from './node-common.ts';
 import { operaEscrowKey } from './node-keys.ts';
 
@@ -55,6 +55,28 @@ async function listedMakers(services: IssuerServices): Promise<Maker[]> {
   return rows.map((r) => ({ publicKey: new Uint8Array(r.public_key), reference: new Uint8Array(r.reference) }));
 }
 
+/** The bank's parameters signed by its issuer node's key, as of `at`. */
+export async function signedParams(services: IssuerServices, options: OperaNodeOptions, at: number): Promise<Params> {
+  return signed(paramsBodyCodec, services.identity.issuerNode.signer, PARAMS_TAG, {
+    currency: services.currency.code,
+    denominations: [...DENOMINATIONS],
+    hash: options.hash,
+    makers: await listedMakers(services),
+    escrowKey: operaEscrowKey(services).publicKey,
+    at,
+  });
+}
+
+/**
+ * When the parameters last changed: the latest maker's listing, or the issuer node's certificate
+ * when no maker is listed. A publication signed as of this time stays the same until they change.
+ */
+export async function paramsChangedAt(services: IssuerServices): Promise<number> {
+  const { rows } = await services.db.query<{ at: Date | null }>('SELECT max(created_at) AS at FROM opera_makers');
+  const listed = rows[0]?.at;
+  return Math.max(services.identity.issuerNode.certificate.body.notBefore, listed === null || listed === undefined ? 0 : new Date(listed).getTime());
+}
+
 /**
  * The maker's key and reference of a body.
  * @throws ApiProblem BODY_INVALID for a key that is not a point of G2 (off the curve, outside the subgroup, or the identity) or a reference not of 32 bytes
@@ -77,14 +99,7 @@ function parseMaker(body: z.infer<typeof makerBody>): Maker {
 export function registerParams(app: OpenAPIHono<IssuerEnv>, services: IssuerServices, options: OperaNodeOptions): void {
   app.openAPIRegistry.registerPath(paramsRoute);
   app.get(paramsRoute.path, async (c) => {
-    const params = signed(paramsBodyCodec, services.identity.issuerNode.signer, PARAMS_TAG, {
-      currency: services.currency.code,
-      denominations: [...DENOMINATIONS],
-      hash: options.hash,
-      makers: await listedMakers(services),
-      escrowKey: operaEscrowKey(services).publicKey,
-      at: services.now(),
-    });
+    const params = await signedParams(services, options, services.now());
     c.header('cache-control', 'no-cache');
     return c.json({ params: toBase64url(encodeCbor(params)) });
   });

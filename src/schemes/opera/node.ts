@@ -4,7 +4,9 @@
  * genuine ODWs (node-params.ts), charging tokens into an ODW (node-charge.ts), deposits
  * (node-deposit.ts), the settlement of transactions the ODWs did not finish offline (node-settle.ts,
  * node-settlement.ts) and the findings (node-findings.ts; a token paid twice named by its escrow
- * tags, node-escrow.ts). The value of every token issued and neither deposited nor refunded sits
+ * tags, node-escrow.ts), and tokens across banks (node-interbank.ts: the publication other banks'
+ * wallets check tokens with, claims on tokens of other banks, and the judgement of claims on this
+ * bank's own). The value of every token issued and neither deposited nor refunded sits
  * in the `float:opera` account.
  */
 import type { SchemeModule } from '../../issuer/plugin.ts';
@@ -15,6 +17,7 @@ import { OPERA_FLOAT_ACCOUNT, OPERA_NODE_DEFAULTS, type OperaNodeOptions } from 
 import { DEPOSIT_BODY_LIMIT, registerDeposit } from './node-deposit.ts';
 import { registerFindings } from './node-findings.ts';
 import { operaHoldings } from './node-holdings.ts';
+import { judgeOperaInterbankClaim, operaPublication } from './node-interbank.ts';
 import { loadOperaEscrowKey } from './node-keys.ts';
 import { registerParams } from './node-params.ts';
 import { registerSettle, SETTLE_BODY_LIMIT } from './node-settle.ts';
@@ -34,6 +37,8 @@ export function operaNodePartWith(options: Partial<OperaNodeOptions> = {}): Sche
     floatAccount: OPERA_FLOAT_ACCOUNT,
     bodyLimits: [DEPOSIT_BODY_LIMIT, SETTLE_BODY_LIMIT],
     holdings: (q) => operaHoldings(q, OPERA_FLOAT_ACCOUNT),
+    judgeInterbankClaim: judgeOperaInterbankClaim,
+    publication: (services) => operaPublication(services, chosen),
     async prepare(services) {
       await loadOperaEscrowKey(services);
     },

@@ -153,7 +153,7 @@ export const bankCommands = {
   /** Takes the bank's receipt of the deposit under way. */
   depositTake: command({
     input: record({ receipt: depositReceiptCodec }),
-    output: record({ credited: amountCodec, doubleSpent: count, refused: count }),
+    output: record({ credited: amountCodec, doubleSpent: count, refused: count, presented: count }),
     run(state: OperaState, input, env) {
       const pending = state.deposit;
       if (pending === undefined) return reject('OPERA_NO_DEPOSIT', 'no deposit is under way');
@@ -162,7 +162,9 @@ export const bankCommands = {
         const body = checkSigned(env.provider, bank, depositReceiptBodyCodec, DEPOSIT_RECEIPT_TAG, input.receipt);
         if (!equalBytes(body.nonce, pending.nonce)) refuse('OPERA_ANSWER_STALE', 'the receipt answers another deposit');
         const { deposit: _done, ...rest } = state;
-        return accept(rest, { credited: body.credited, doubleSpent: body.tokens.filter((t) => t.outcome === 'double-spend').length, refused: body.tokens.filter((t) => t.outcome === 'refused').length });
+        const counted = (outcome: string) => body.tokens.filter((t) => t.outcome === outcome).length;
+        // `presented`: another bank's tokens, claimed from it for the holder's account (credited once settled).
+        return accept(rest, { credited: body.credited, doubleSpent: counted('double-spend'), refused: counted('refused'), presented: counted('presented') });
       });
     },
   }),

@@ -19,9 +19,9 @@ import type { ChainMessage } from './exchange.ts';
 import { TOKENS_PER_MESSAGE_MAX } from './messages.ts';
 import { openToken, PTK_BYTES, sealToken, type TokenLeg } from './otk.ts';
 import { payable, PAYABLE_TAGS_MAX, tagged } from './escrow.ts';
-import { checkToken, tagsOf, tokenCodec, type Token } from './token.ts';
+import { tagsOf, tokenCodec, type Token } from './token.ts';
 import { sendChain, type Step } from './trusted-app-chain-send.ts';
-import { deviceKey, pickExact, provisioned, total } from './trusted-app-common.ts';
+import { checkAnyToken, deviceKey, pickExact, provisioned, total } from './trusted-app-common.ts';
 import { REPOSITORY_MAX, type ChangeLog, type OperaState, type TxLog } from './trusted-app-state.ts';
 
 /** pickExact's refusals that mean the repository cannot make the amount. */
@@ -89,19 +89,18 @@ export function bufferChange(state: OperaState, log: TxLog, message: Extract<Cha
 
 /**
  * Opens every buffered token with the sender's key and checks them: in order, `count` of them, each
- * with the bank's signature in the bank's currency, none held already (nor among those this ODW
+ * with the signature of the bank or of another bank this ODW takes tokens of, in the bank's currency, none held already (nor among those this ODW
  * pays), worth `worth` together, with room in the repository.
  * @throws Refused OPERA_MESSAGE_INVALID, OPERA_TOKEN_REPEATED, OPERA_REPOSITORY_FULL; TallyError AEAD_FAILED (a wrong key), OPERA_TOKEN_INVALID
  */
 export function openBuffer(state: OperaState, log: TxLog, ptk: Uint8Array, leg: TokenLeg, expect: { count: number; worth: bigint }, env: TrustedEnv): Token[] {
-  const { bank, params } = provisioned(state);
   const what = leg === 'pay' ? 'tokens' : 'change tokens';
   if (state.buffer.length !== expect.count) refuse('OPERA_MESSAGE_INVALID', `${state.buffer.length} ${what} in the buffer, ${expect.count} expected`);
   const held = new Set([...state.repository, ...state.outgoing].map((t) => toHex(t.body.serial)));
   const tokens = state.buffer.map((b, i) => {
     if (b.counter !== i + 1) refuse('OPERA_MESSAGE_INVALID', 'the buffer is out of order');
     const token = tokenCodec.decode(decodeCbor(openToken(ptk, log.txid, b.counter, b.box, leg)), `token ${b.counter}`);
-    const body = checkToken(env.provider, bank, params.currency, token);
+    const body = checkAnyToken(env, state, token);
     const id = toHex(body.serial);
     // Payment or change, each token arrives with its giver's escrow tag: sealed to the bank, the taker can count them, not read them.
     const hops = tagsOf(token).length;

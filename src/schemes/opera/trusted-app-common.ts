@@ -2,13 +2,13 @@
  * What the ODW's commands share: its device key and SN, the bank's key and parameters, picking the
  * tokens of an amount, the claim both sides sign in Stage 3, and how a transaction's end is kept.
  */
-import { equalBytes } from '../../core/bytes.ts';
+import { equalBytes, toHex } from '../../core/bytes.ts';
 import type { Signer } from '../../core/crypto/suite.ts';
 import { refuse, type TrustedEnv } from '../../secure-element/trusted-app.ts';
 import type { Ending } from './exchange.ts';
-import type { ParamsBody, TransferClaim } from './messages.ts';
+import type { Maker, ParamsBody, TransferClaim } from './messages.ts';
 import { odwSerial } from './serial.ts';
-import type { Token } from './token.ts';
+import { checkToken, type Token, type TokenBody } from './token.ts';
 import { FINISHED_MAX, type OperaState, type TxLog } from './trusted-app-state.ts';
 
 /** The label of the TA's device key under the SE's master secret. */
@@ -29,6 +29,41 @@ export function provisioned(state: OperaState): { bank: NonNullable<OperaState['
   if (state.bank === undefined) refuse('NOT_CERTIFIED', 'the ODW has no bank key: run Init and CertInit first');
   if (state.params === undefined) refuse('NOT_CERTIFIED', 'the ODW has no bank parameters yet: sync first');
   return { bank: state.bank, params: state.params };
+}
+
+/**
+ * Checks a token under the bank's key or, failing that, under the key of another bank this ODW
+ * takes tokens of (all in the bank's currency).
+ * @throws TallyError OPERA_TOKEN_INVALID when no bank's key verifies it
+ */
+export function checkAnyToken(env: TrustedEnv, state: OperaState, token: Token): TokenBody {
+  const { bank, params } = provisioned(state);
+  try {
+    return checkToken(env.provider, bank, params.currency, token);
+  } catch (e) {
+    for (const peer of state.peers ?? []) {
+      try {
+        return checkToken(env.provider, peer.bank, params.currency, token);
+      } catch {
+        // Not this bank's either.
+      }
+    }
+    throw e;
+  }
+}
+
+/** The makers whose credentials mark genuine ODWs: the bank's, then those of the other banks, once each. */
+export function knownMakers(state: OperaState): Maker[] {
+  const { params } = provisioned(state);
+  const seen = new Set<string>();
+  const all: Maker[] = [];
+  for (const m of [...params.makers, ...(state.peers ?? []).flatMap((p) => p.makers)]) {
+    const id = `${toHex(m.publicKey)}/${toHex(m.reference)}`;
+    if (seen.has(id)) continue;
+    seen.add(id);
+    all.push(m);
+  }
+  return all;
 }
 
 /** The greedy choice, the largest first: the tokens (by index) worth at most `amount`, and what it leaves short. */

@@ -22,7 +22,7 @@ import { amountCodec, NONCE_BYTES, ODW_CREDENTIAL_LABEL, TOKENS_PER_MESSAGE_MAX,
 import { firstOtk, helloKey, mountSeed, PTK_BYTES } from './otk.ts';
 import { odwSerial } from './serial.ts';
 import { payable, tagged } from './escrow.ts';
-import { deviceKey, ended, givenBack, ownSerial, pickCovering, provisioned } from './trusted-app-common.ts';
+import { deviceKey, ended, givenBack, knownMakers, ownSerial, pickCovering, provisioned } from './trusted-app-common.ts';
 import { sendChain } from './trusted-app-chain-send.ts';
 import type { Mount, OperaState, TxLog } from './trusted-app-state.ts';
 
@@ -113,14 +113,22 @@ export const mountCommands = {
       return guardedAsync(async () => {
         const mount = mountOf(state, 'offered');
         const { params } = provisioned(state);
-        const maker = params.makers[input.offer.maker];
-        if (maker === undefined) refuse('OPERA_MOUNT_REFUSED', 'the partner names a maker the bank does not list');
-        const valid = await verifyCredentialProof({
-          publicKey: maker.publicKey,
-          proof: input.offer.proof,
-          claims: { label: ODW_CREDENTIAL_LABEL, reference: maker.reference },
-          bind: proofBinding(mount.handshakeHash, other(mount.role), input.offer.ephemeral),
-        });
+        // The offer names its maker by its place in the partner's bank's list. A partner of the
+        // same bank is checked under that maker alone; one of another bank lists its makers in
+        // another order, so every maker this ODW knows (its bank's and the other banks') is tried.
+        const named = params.makers[input.offer.maker];
+        const candidates = (state.peers ?? []).length === 0 ? (named === undefined ? [] : [named]) : [...(named === undefined ? [] : [named]), ...knownMakers(state).filter((m) => m !== named)];
+        if (candidates.length === 0) refuse('OPERA_MOUNT_REFUSED', 'the partner names a maker the bank does not list');
+        let valid = false;
+        for (const maker of candidates) {
+          valid = await verifyCredentialProof({
+            publicKey: maker.publicKey,
+            proof: input.offer.proof,
+            claims: { label: ODW_CREDENTIAL_LABEL, reference: maker.reference },
+            bind: proofBinding(mount.handshakeHash, other(mount.role), input.offer.ephemeral),
+          });
+          if (valid) break;
+        }
         if (!valid) refuse('OPERA_MOUNT_REFUSED', 'the partner did not prove it is a genuine ODW on this link');
         if (equalBytes(input.offer.ephemeral, mount.ephemeralPublic)) refuse('OPERA_MOUNT_REFUSED', "the partner's key is this ODW's own");
         const shared = x25519.getSharedSecret(mount.ephemeralPrivate, input.offer.ephemeral);

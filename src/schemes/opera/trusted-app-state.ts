@@ -4,7 +4,8 @@
  * transaction buffer (tokens received, still sealed under the payer's PTK, unusable), the
  * transaction log of Figure 4 / §4.1 (mode, partner SN, TR_k, TR_n, FLG, and what resuming or
  * settling it needs), the mount of Stage 1 with its one-time-key chain, how the latest
- * transactions ended, the anonymous credential, and the bank's parameters and key.
+ * transactions ended, the anonymous credential, the bank's parameters and key, and the other banks
+ * whose tokens it takes.
  *
  * The output holds the tokens this ODW pays in the running transaction (the payer's, or the payee's
  * change); the buffer those it receives, sealed (the payee's, or the payer's change).
@@ -16,7 +17,7 @@ import { array, bytes, oneOf, optional, record, uint, type Infer } from '../../c
 import { publicKeyCodec } from '../../core/crypto/suite.ts';
 import { CREDENTIAL_BYTES, CREDENTIAL_HOLDER_BYTES, CREDENTIAL_PUBLIC_KEY_BYTES } from '../../pki/anonymous-credential.ts';
 import { EPHEMERAL_BYTES, ENDINGS, ROLES, TOKEN_BOX_MAX } from './exchange.ts';
-import { amountCodec, changeAmountCodec, MODES, nonceCodec, paramsBodyCodec, signatureCodec, snCodec, TOKENS_PER_MESSAGE_MAX, tokenCountCodec, txidCodec, DENOMINATIONS_MAX } from './messages.ts';
+import { amountCodec, changeAmountCodec, MAKERS_MAX, makerCodec, MODES, nonceCodec, paramsBodyCodec, signatureCodec, snCodec, TOKENS_PER_MESSAGE_MAX, tokenCountCodec, txidCodec, DENOMINATIONS_MAX } from './messages.ts';
 import { PTK_BYTES, SEED_BYTES } from './otk.ts';
 import { tokenCodec } from './token.ts';
 
@@ -106,12 +107,24 @@ export const heldCredentialCodec = record({
 });
 export type HeldCredential = Infer<typeof heldCredentialCodec>;
 
+/** Most other banks whose tokens an ODW takes. */
+export const PEERS_MAX = 32;
+
+/**
+ * Another bank of the same root whose tokens this ODW takes (docs/opera.md, "Several banks"): its
+ * issuer node's key, checked to the pinned root, and the makers its signed parameters list.
+ */
+export const peerBankCodec = record({ bank: publicKeyCodec, makers: array(makerCodec, { max: MAKERS_MAX }) });
+export type PeerBank = Infer<typeof peerBankCodec>;
+
 /** The TA's state. */
 export const operaStateCodec = record({
   root: optional(bytes({ max: 4096 })),
   owner: optional(key32),
   bank: optional(publicKeyCodec),
   params: optional(paramsBodyCodec),
+  /** The other banks whose tokens and ODWs this ODW takes, as its latest sync gave them. */
+  peers: optional(array(peerBankCodec, { max: PEERS_MAX })),
   credential: optional(heldCredentialCodec),
   /** A credential asked of the maker: the holder's secret and the key the credential comes sealed to. */
   credentialRequest: optional(record({ holder: bytes({ length: CREDENTIAL_HOLDER_BYTES }), boxPrivate: key32 })),

@@ -11,6 +11,7 @@
  * TPM quote of the ODW's build first.
  */
 import { AMOUNT_MINOR_MAX } from '../../core/amount.ts';
+import { equalBytes } from '../../core/bytes.ts';
 import { array, bigint, bytes, oneOf, optional, record, uint, type Codec } from '../../core/codec.ts';
 import { publicKeyCodec } from '../../core/crypto/suite.ts';
 import { timestampMs } from '../../core/fields.ts';
@@ -24,7 +25,7 @@ import { bankCommands } from './trusted-app-bank.ts';
 import { chainCommands } from './trusted-app-chain.ts';
 import { deviceKey, ownSerial, total } from './trusted-app-common.ts';
 import { mountCommands } from './trusted-app-mount.ts';
-import { initialState, OPERA_LOGS, operaStateCodec, type OperaState } from './trusted-app-state.ts';
+import { initialState, OPERA_LOGS, operaStateCodec, PEERS_MAX, type OperaState, type PeerBank } from './trusted-app-state.ts';
 
 export { TA_KEY_LABEL } from './trusted-app-common.ts';
 export type { OperaState } from './trusted-app-state.ts';
@@ -115,6 +116,37 @@ export const operaTrustedApp = defineTrustedApp({
           if (state.params !== undefined && params.at < state.params.at) refuse('OPERA_PARAMS_STALE', 'these parameters are older than those the ODW holds');
           if (state.params !== undefined && params.currency !== state.params.currency) refuse('CURRENCY_MISMATCH', `the ODW holds ${state.params.currency}, the parameters are in ${params.currency}`);
           return accept({ ...state, params }, { makers: params.makers.length, at: params.at });
+        });
+      },
+    }),
+
+    /**
+     * Takes the other banks whose tokens this ODW accepts (docs/opera.md, "Several banks"), in
+     * place of those it held: for each, the bank's intermediary certificate, its issuer node's
+     * certificate and its signed parameters, as the bank published them. Each issuer node must
+     * chain to the pinned root through that intermediary, the parameters must carry its signature
+     * and the bank's currency; its key and makers are then kept. Neither the wallet app nor its own
+     * bank can slip in a key the root did not certify through some intermediary.
+     */
+    setPeers: command({
+      input: record({ peers: array(record({ intermediary: certificate, issuerNode: certificate, params: paramsCodec }), { max: PEERS_MAX }), now: timestampMs }),
+      output: record({ peers: uint({ max: PEERS_MAX }) }),
+      run(state: OperaState, input, env) {
+        if (state.root === undefined || state.bank === undefined || state.params === undefined) return reject('NOT_CERTIFIED', 'run Init, CertInit and SetParams first');
+        const root = decodeCertificate(state.root);
+        const own = state.bank;
+        const currency = state.params.currency;
+        return guarded(() => {
+          const peers: PeerBank[] = [];
+          for (const peer of input.peers) {
+            const chain = verifyChain({ provider: env.provider, chain: [decodeCertificate(peer.issuerNode), decodeCertificate(peer.intermediary)], trustAnchors: [root], now: input.now, leafRoles: ['issuer-node'] });
+            if (chain.subject.suite === own.suite && equalBytes(chain.subject.key, own.key)) refuse('OPERA_PEER_INVALID', "a peer bank's key is this ODW's own bank's");
+            if (peers.some((p) => p.bank.suite === chain.subject.suite && equalBytes(p.bank.key, chain.subject.key))) refuse('OPERA_PEER_INVALID', 'the same bank is given twice');
+            const params = checkSigned(env.provider, chain.subject, paramsBodyCodec, PARAMS_TAG, peer.params);
+            if (params.currency !== currency) refuse('CURRENCY_MISMATCH', `the ODW holds ${currency}, a peer bank's parameters are in ${params.currency}`);
+            peers.push({ bank: chain.subject, makers: params.makers });
+          }
+          return accept({ ...state, peers }, { peers: peers.length });
         });
       },
     }),

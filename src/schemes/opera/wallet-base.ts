@@ -6,7 +6,10 @@
 import { fromBase64url, fromHex, toBase64url, toHex } from '../../core/bytes.ts';
 import { decodeCbor } from '../../core/cbor.ts';
 import type { Codec, Infer } from '../../core/codec.ts';
-import type { Signer } from '../../core/crypto/suite.ts';
+import type { CryptoProvider, Signer } from '../../core/crypto/suite.ts';
+import { isTallyError, TallyError } from '../../core/errors.ts';
+import { decodeCertificate } from '../../pki/certificate.ts';
+import { verifyPublication } from '../../pki/publication.ts';
 import { base64urlText } from '../../core/fields.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import type { SecureElement } from '../../secure-element/secure-element.ts';
@@ -25,9 +28,10 @@ import {
   type WalletFormat,
 } from '../../wallet/plugin.ts';
 import type { Offer, Role } from './exchange.ts';
-import { ODW_CREDENTIAL_LABEL, OPERA_SCHEME, paramsCodec } from './messages.ts';
+import { ODW_CREDENTIAL_LABEL, OPERA_SCHEME, paramsCodec, publicationBodyCodec, type Params } from './messages.ts';
 import type { Odw } from './session.ts';
 import { operaTrustedApp, type OperaState, type statusCodec } from './trusted-app.ts';
+import { PEERS_MAX } from './trusted-app-state.ts';
 import { OPERA_TA_BUILD } from './wallet-build.ts';
 
 /** The trusted app's commands. */
@@ -142,4 +146,39 @@ export function odwOf(se: Pick<SecureElement<OperaCommands>, 'call'>): Odw {
 export function pendingOf(p: NonNullable<Infer<typeof statusCodec>['pending']>, format: (v: bigint) => string) {
   const change = p.change === undefined ? null : { amount: format(p.change.amount), tokens: p.change.count, done: p.change.done };
   return { mode: p.mode, amount: format(p.amount), tokens: p.count, done: p.done, released: p.released === 1, accepted: p.accepted === 1, settling: p.settling === 1, change };
+}
+
+/** What an ODW's `setPeers` takes of one other bank. */
+export interface PeerBankInput {
+  readonly intermediary: Uint8Array;
+  readonly issuerNode: Uint8Array;
+  readonly params: Params;
+}
+
+/**
+ * The other banks whose OPERA tokens the ODW is to take, from the answer of `GET
+ * /v1/interbank/peers` at the wallet's own bank: each bank not revoked that published OPERA
+ * parameters, its publication checked under its intermediary certificate (the ODW checks that
+ * certificate to its pinned root, and the parameters under the issuer node's key, itself). A
+ * publication that does not check, or is not OPERA's, is passed over.
+ */
+export function peerBanksOf(provider: CryptoProvider, answer: unknown): PeerBankInput[] {
+  const peers = (answer as { peers?: unknown }).peers;
+  if (!Array.isArray(peers)) throw new TallyError('DECODE_FAILED', 'the list of peer banks is not an array', { path: 'peers', expected: 'an array', got: typeof peers });
+  const out: PeerBankInput[] = [];
+  for (const peer of peers.slice(0, PEERS_MAX * 4) as Array<{ certificate?: unknown; revoked?: unknown; publications?: Record<string, unknown> }>) {
+    const record = peer.publications?.[OPERA_SCHEME];
+    if (peer.revoked !== false || typeof peer.certificate !== 'string' || typeof record !== 'string') continue;
+    try {
+      const certificate = fromBase64url(peer.certificate);
+      const published = verifyPublication(provider, fromBase64url(record), decodeCertificate(certificate));
+      if (published.scheme !== OPERA_SCHEME) continue;
+      const body = publicationBodyCodec.decode(decodeCbor(published.body), 'publication');
+      out.push({ intermediary: certificate, issuerNode: body.issuerNode, params: body.params });
+    } catch (e) {
+      if (isTallyError(e)) continue;
+      throw e;
+    }
+  }
+  return out.slice(0, PEERS_MAX);
 }

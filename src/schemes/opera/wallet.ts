@@ -20,6 +20,7 @@ import {
   listenLink,
   newAccountKey,
   newStepId,
+  nodeProvider,
   openFolderOf,
   startSecureElement,
   WalletShell,
@@ -32,7 +33,7 @@ import type { Role } from './exchange.ts';
 import { chargeCodec, depositReceiptCodec, paramsCodec, settledCodec, type Params } from './messages.ts';
 import { failureCode, OPERA_LINK_PROLOGUE, OPERA_LINK_SCHEME, runOdw, type SessionOutcome } from './session.ts';
 import type { OperaState } from './trusted-app.ts';
-import { cbor, chargeAnswer, pendingOf, depositAnswer, odwOf, OPERA_FORMAT, OPERA_TA, paramsAnswer, provisionDevice, settleAnswer, type ChargeStep, type DepositStep, type OperaCommands, type OperaStep } from './wallet-base.ts';
+import { cbor, chargeAnswer, pendingOf, depositAnswer, odwOf, OPERA_FORMAT, OPERA_TA, paramsAnswer, peerBanksOf, provisionDevice, settleAnswer, type ChargeStep, type DepositStep, type OperaCommands, type OperaStep } from './wallet-base.ts';
 
 export type { OperaStep } from './wallet-base.ts';
 export { odwOf } from './wallet-base.ts';
@@ -141,6 +142,23 @@ export class OperaWallet extends WalletShell<OperaStep, null, OperaState, OperaC
     return params;
   }
 
+  /**
+   * The other banks whose tokens the ODW takes (docs/opera.md, "Several banks"): their published
+   * parameters from the bank's directory, checked here under each bank's certificate and by the
+   * ODW to its root. A node that serves no directory (a standalone node, or one before the two
+   * tiers) leaves the ODW with none. Answers how many it holds.
+   */
+  async refreshPeers(): Promise<number> {
+    let answer: unknown;
+    try {
+      answer = (await this.node.call('GET', '/v1/interbank/peers')).body;
+    } catch (e) {
+      if (isTallyError(e, 'NODE_REFUSED')) answer = { peers: [] };
+      else throw e;
+    }
+    return (await (await this.se()).call('setPeers', { peers: peerBanksOf(nodeProvider, answer), now: Date.now() })).peers;
+  }
+
   /** What the ODW holds. */
   async status() {
     return (await this.se()).call('status', {});
@@ -175,19 +193,19 @@ export class OperaWallet extends WalletShell<OperaStep, null, OperaState, OperaC
   }
 
   /** Tokens → account: tokens worth exactly `amountText` (every token, for `all`) are deposited back at the bank. */
-  async withdraw(amountText: string): Promise<{ amount: string; credited: string; tokens: number; doubleSpent: number; refused: number; offline: string }> {
+  async withdraw(amountText: string): Promise<{ amount: string; credited: string; tokens: number; doubleSpent: number; refused: number; presented: number; offline: string }> {
     const amount = amountText === 'all' ? null : this.parseAmount(amountText);
     await this.refreshParams();
     const step: DepositStep = { kind: 'opera-deposit', id: newStepId(), amount: amount === null ? null : amount.toString() };
     await this.begin(step);
     const out = await this.runDeposit(step);
-    if (out.credited === 0n && out.doubleSpent > 0) {
+    if (out.credited === 0n && out.presented === 0 && out.doubleSpent > 0) {
       throw new TallyError('DOUBLE_SPEND', `the bank refused ${out.doubleSpent} token(s) as deposited or refunded before (copies of tokens paid twice): nothing was credited`, { coins: out.doubleSpent });
     }
-    return { amount: this.format(out.amount), credited: this.format(out.credited), tokens: out.tokens, doubleSpent: out.doubleSpent, refused: out.refused, offline: this.format((await this.status()).balance) };
+    return { amount: this.format(out.amount), credited: this.format(out.credited), tokens: out.tokens, doubleSpent: out.doubleSpent, refused: out.refused, presented: out.presented, offline: this.format((await this.status()).balance) };
   }
 
-  private async runDeposit(step: DepositStep): Promise<{ amount: bigint; credited: bigint; tokens: number; doubleSpent: number; refused: number }> {
+  private async runDeposit(step: DepositStep): Promise<{ amount: bigint; credited: bigint; tokens: number; doubleSpent: number; refused: number; presented: number }> {
     const se = await this.se();
     const { request } = await se.call('depositRequest', step.amount === null ? {} : { amount: BigInt(step.amount) }, { requestId: callId(step.id, 'request') });
     const amount = request.body.tokens.reduce((s, t) => s + t.body.value, 0n);
@@ -201,9 +219,14 @@ export class OperaWallet extends WalletShell<OperaStep, null, OperaState, OperaC
       await this.update(step);
     }
     const out = await se.call('depositTake', { receipt: cbor(depositReceiptCodec, step.receipt, 'receipt') }, { requestId: callId(step.id, 'take') });
-    const detail = [`${request.body.tokens.length} token(s)`, ...(out.doubleSpent > 0 ? [`${out.doubleSpent} refused as spent before`] : []), ...(out.refused > 0 ? [`${out.refused} refused`] : [])].join(', ');
+    const detail = [
+      `${request.body.tokens.length} token(s)`,
+      ...(out.doubleSpent > 0 ? [`${out.doubleSpent} refused as spent before`] : []),
+      ...(out.refused > 0 ? [`${out.refused} refused`] : []),
+      ...(out.presented > 0 ? [`${out.presented} of other banks presented to them, credited once settled`] : []),
+    ].join(', ');
     await this.finish(step, { at: Date.now(), kind: 'withdraw', amount: this.format(out.credited), detail });
-    return { amount, credited: out.credited, tokens: request.body.tokens.length, doubleSpent: out.doubleSpent, refused: out.refused };
+    return { amount, credited: out.credited, tokens: request.body.tokens.length, doubleSpent: out.doubleSpent, refused: out.refused, presented: out.presented };
   }
 
   /**
@@ -213,6 +236,7 @@ export class OperaWallet extends WalletShell<OperaStep, null, OperaState, OperaC
    */
   async sync(): Promise<{ settled: null | { outcome: string; credited: string } }> {
     await this.refreshParams();
+    await this.refreshPeers();
     const se = await this.se();
     const { pending } = await se.call('status', {});
     if (pending === undefined) return { settled: null };
