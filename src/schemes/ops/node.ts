@@ -14,7 +14,7 @@ import { judgeOpsInterbankClaim, registerClaims } from './node-claims.ts';
 import { OPS_FLOAT_ACCOUNT } from './node-common.ts';
 import { registerDeposit } from './node-deposit.ts';
 import { registerRetire, settleOpsRemainder } from './node-retire.ts';
-import { registerSync } from './node-sync.ts';
+import { registerSync, SYNC_BODY_BYTES_MAX } from './node-sync.ts';
 import { registerWithdraw } from './node-withdraw.ts';
 import { opsHoldings } from './node-settlement.ts';
 
@@ -31,6 +31,7 @@ export const opsNodePart: SchemeModule = {
   holdings: (q) => opsHoldings(q, OPS_FLOAT_ACCOUNT),
   settleRemainder: settleOpsRemainder,
   judgeInterbankClaim: judgeOpsInterbankClaim,
+  bodyLimits: [{ method: 'POST', path: '/sync', bytesMax: SYNC_BODY_BYTES_MAX }],
 
   register(app, services) {
     registerDeposit(app, services);
