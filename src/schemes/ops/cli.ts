@@ -213,7 +213,7 @@ export const opsCli: CliPart = {
     },
     claim: {
       usage: 'tally claim NAME [--home DIR] [--json]',
-      summary: 'Payee without a secure element (OPS): has the node credit the accepted payments to the online account; needs the node.',
+      summary: "Payee without a secure element (OPS): has the node credit the accepted payments to the online account; a payment from another bank's device is presented to that bank and credited once settled (claim again to see where it stands); needs the node.",
       options: [HOME_OPTION, JSON_OPTION],
       example: 'tally claim carol',
       capability: 'claim',
@@ -224,8 +224,14 @@ export const opsCli: CliPart = {
           const r = await wallet.claim();
           // What the node credited, from its answer.
           const sum = r.claimed.reduce((s, e) => s + (e.credited === undefined ? BigInt(e.amount) : wallet.parseCredited(e.credited)), 0n);
-          const text = [`Claimed ${r.claimed.length} payment(s), the node credited ${wallet.format(sum)} ${wallet.currency.code}; online balance ${r.online ?? 'unknown'} ${wallet.currency.code}.`, ...r.refused.map((e) => `Refused by the node: ${wallet.format(BigInt(e.amount))} ${wallet.currency.code} from ${e.sender} (payment ${e.index}): ${e.reason ?? ''}`)].join('\n');
-          return { text, json: { name: wallet.name, currency: wallet.currency.code, claimed: r.claimed.map((e) => shortEntry(wallet, e)), refused: r.refused.map((e) => shortEntry(wallet, e)), online: r.online } };
+          const c = wallet.currency.code;
+          const text = [
+            `Claimed ${r.claimed.length} payment(s), the node credited ${wallet.format(sum)} ${c}; online balance ${r.online ?? 'unknown'} ${c}.`,
+            ...r.presented.map((e) => `Waiting: ${e.claimState.amount} ${c} from ${e.sender} (payment ${e.index}), a device of bank ${e.claimState.payerBank}: claim ${e.claimState.claimId} is ${e.claimState.status}; credited once that bank settles it (claim again to see).`),
+            ...r.refused.map((e) => `Refused by the node: ${wallet.format(BigInt(e.amount))} ${c} from ${e.sender} (payment ${e.index}): ${e.reason ?? ''}`),
+          ].join('\n');
+          const presented = r.presented.map((e) => ({ ...shortEntry(wallet, e), claim: { claimId: e.claimState.claimId, payerBank: e.claimState.payerBank, status: e.claimState.status } }));
+          return { text, json: { name: wallet.name, currency: c, claimed: r.claimed.map((e) => shortEntry(wallet, e)), presented, refused: r.refused.map((e) => shortEntry(wallet, e)), online: r.online } };
         }),
     },
   },

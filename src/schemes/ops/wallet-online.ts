@@ -12,7 +12,7 @@ import {
   type InboxEntry,
   type ResumeReport,
 } from '../../wallet/plugin.ts';
-import { opsClaimsAnswer, opsDepositAnswer, opsReleaseAnswer, opsRetireAnswer, opsSyncAnswer } from './wallet-answers.ts';
+import { interbankClaimAnswer, opsClaimsAnswer, opsDepositAnswer, opsReleaseAnswer, opsRetireAnswer, opsSyncAnswer, type InterbankClaimState } from './wallet-answers.ts';
 import {
   depositConfirmationCodec,
   syncAckCodec,
@@ -253,18 +253,32 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
     }
   }
 
-  /** Claim (Figure 9): sends every accepted payment to the node (in batches), which credits the online account. */
-  async claim(): Promise<{ claimed: InboxEntry[]; refused: InboxEntry[]; online: string | null }> {
+  /**
+   * Claim (Figure 9): sends every accepted payment to the node (in batches), which credits the online
+   * account. In two tiers, a payment from another bank's device is presented to that bank through the
+   * central bank: it stays accepted, waiting, with the claim's id, and each later claim reads where
+   * that claim stands (`GET /v1/interbank/claims/{id}`): credited once settled, refused with the payer's
+   * bank's code and reason.
+   */
+  async claim(): Promise<{ claimed: InboxEntry[]; presented: Array<InboxEntry & { claimState: InterbankClaimState }>; refused: InboxEntry[]; online: string | null }> {
     if (this.hasSecureElement) {
       throw new TallyError('WALLET_UNSUPPORTED', `wallet ${this.name} has a secure element: payments to it are collected (\`tally collect ${this.name}\`), not claimed`, { name: this.name, reason: 'collect instead' });
     }
     const claimed: InboxEntry[] = [];
     const refused: InboxEntry[] = [];
-    const waiting = this.acceptedInbox();
+    const presented: Array<InboxEntry & { claimState: InterbankClaimState }> = [];
+    const sortOutcome = (entry: InboxEntry, claimState: InterbankClaimState) => {
+      if (entry.state === 'claimed') claimed.push(entry);
+      else if (entry.state === 'refused') refused.push(entry);
+      else presented.push({ ...entry, claimState });
+    };
+    const accepted = this.acceptedInbox();
+    const waiting = accepted.filter((e) => e.claim === undefined);
+    const signer = await this.accountSigner();
     for (let at = 0; at < waiting.length; at += CLAIM_BATCH_MAX) {
       const batch = waiting.slice(at, at + CLAIM_BATCH_MAX);
       // The key names the batch's payments: a re-sent batch (after a lost answer) is the same request.
-      const answer = await this.node.signed(await this.accountSigner(), 'POST', '/v1/ops/claims/batch', { answer: opsClaimsAnswer,
+      const answer = await this.node.signed(signer, 'POST', '/v1/ops/claims/batch', { answer: opsClaimsAnswer,
         body: { payments: batch.map((e) => e.payment) },
         idempotencyKey: `claims-${toBase64url(sha256(utf8(batch.map((e) => e.digest).join(','))))}`,
       });
@@ -280,6 +294,10 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
           changed.push(claimedEntry);
           claimed.push(claimedEntry);
           lines.push({ at: Date.now(), kind: 'claim', amount: credited, detail: `credited by the node; from ${entry.sender} (index ${entry.index})` });
+        } else if (result?.status === 'presented') {
+          const next = this.claimStateApplied({ ...entry, claim: result.claim.claimId }, result.claim, lines);
+          changed.push(next);
+          sortOutcome(next, result.claim);
         } else if (result !== undefined && CURABLE_REFUSALS.has(result.code)) {
           // The node cannot pay it now (its float is short): it stays accepted for a later claim.
           const later: InboxEntry = { ...entry, waiting: `${result.message} [${result.code}]` };
@@ -295,9 +313,40 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
       }
       this.commit({ inbox: changed, history: lines });
     }
+    // Claims presented to other banks earlier: where each stands now.
+    for (const entry of accepted.filter((e) => e.claim !== undefined)) {
+      const state = (await this.node.signed(signer, 'GET', `/v1/interbank/claims/${entry.claim}`, { answer: interbankClaimAnswer })).body;
+      const lines: HistoryEvent[] = [];
+      const next = this.claimStateApplied(entry, state, lines);
+      this.commit({ inbox: [next], history: lines });
+      sortOutcome(next, state);
+    }
     // Claimed and refused payments are settled: out of the lists a step reads.
     this.settle([]);
-    return { claimed, refused, online: (await this.onlineBalance()).balance };
+    return { claimed, presented, refused, online: (await this.onlineBalance()).balance };
+  }
+
+  /**
+   * A payment presented to another bank, as its interbank claim now stands: claimed (credited) once
+   * settled, refused with the payer's bank's code, else still accepted and waiting (a history line
+   * only when something changed).
+   */
+  private claimStateApplied(entry: InboxEntry, claim: InterbankClaimState, lines: HistoryEvent[]): InboxEntry {
+    const amount = this.format(BigInt(entry.amount));
+    if (claim.status === 'settled') {
+      const { waiting: _waiting, ...rest } = entry;
+      lines.push({ at: Date.now(), kind: 'claim', amount: claim.amount, detail: `credited once bank ${claim.payerBank} settled claim ${claim.claimId}; from ${entry.sender} (index ${entry.index})` });
+      return { ...rest, state: 'claimed', credited: claim.amount };
+    }
+    if (claim.status === 'refused') {
+      const reason = `refused by bank ${claim.payerBank}: ${claim.reason ?? 'no reason given'} [${claim.code ?? 'CLAIM_REFUSED'}]`;
+      lines.push({ at: Date.now(), kind: 'claim-refused', amount, detail: reason });
+      const { waiting: _waiting, ...rest } = entry;
+      return { ...rest, state: 'refused', reason };
+    }
+    const waiting = `presented to bank ${claim.payerBank} as claim ${claim.claimId} (${claim.status}); credited once it is settled`;
+    if (entry.waiting !== waiting) lines.push({ at: Date.now(), kind: 'claim-presented', amount, detail: `from ${entry.sender} (index ${entry.index}): ${waiting}` });
+    return { ...entry, waiting };
   }
 
   /**
