@@ -7,23 +7,17 @@
  * of B; and the central bank's claim routes refusing what they must.
  */
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cp, mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../../core/bytes.ts';
-import { sha256 } from '../../core/crypto/hash.ts';
+import { fromBase64url, fromHex, toBase64url, toHex } from '../../core/bytes.ts';
 import { decodeCbor } from '../../core/cbor.ts';
 import { nobleEd25519 } from '../../core/crypto/noble.ts';
-import { signerFromSecret, type Signer } from '../../core/crypto/suite.ts';
-import { DEFAULT_CURRENCY, startNode, type RunningNode } from '../../cli/node-start.ts';
-import { signRequest } from '../../issuer/client/request-auth.ts';
-import { loadIdentity } from '../../issuer/identity/load-identity.ts';
-import { enrol } from '../../issuer/tier/enrol.ts';
+import { signerFromSecret } from '../../core/crypto/suite.ts';
 import { claimIdOf } from '../../issuer/tier/interbank.ts';
+import { balance, claimState, customer, minor, money, send, signed, signedHeaders, Tiers, type Answer, type Json, type TierBank, type TierCustomer, type TierNode } from '../../issuer/tier/test-tiers.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import { decodeCertificate } from '../../pki/certificate.ts';
-import { keyId } from '../../pki/key-id.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { FileCounter } from '../../secure-element/counter-file.ts';
 import { InProcessHost } from '../../secure-element/host.ts';
@@ -34,116 +28,13 @@ import { verifyPayment } from './pay-verify.ts';
 import { opsTrustedApp } from './trusted-app.ts';
 import { TEST_MEASUREMENT } from './test-fixtures.ts';
 
-const PASSPHRASE = 'interbank test';
-const silent = { log: () => undefined };
-const env = { TALLY_NODE_PASSPHRASE: PASSPHRASE };
+let tiers: Tiers;
+let cb: TierNode;
+let bankA: TierBank;
+let bankB: TierBank;
 let root: string;
 let calls = 0;
-
-type Json = Record<string, unknown>;
-interface Answer {
-  status: number;
-  body: Json;
-}
-
-async function send(base: string, method: string, path: string, options: { body?: unknown; raw?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
-  const text = options.raw ?? (options.body === undefined ? undefined : JSON.stringify(options.body));
-  const res = await fetch(new URL(path, base), { method, headers: { 'content-type': 'application/json', ...options.headers }, ...(text === undefined ? {} : { body: text }) });
-  const got = await res.text();
-  return { status: res.status, body: got === '' ? {} : (JSON.parse(got) as Json) };
-}
-
-function signedHeaders(signer: Signer, method: string, path: string, body: string): Record<string, string> {
-  return { ...signRequest({ signer, keyId: toHex(keyId(signer.publicKey)), method, path, body, timestamp: Date.now() }), 'idempotency-key': `test-${++calls}-${Date.now()}` };
-}
-
-async function signed(base: string, signer: Signer, method: string, path: string, body?: unknown, idempotencyKey?: string): Promise<Answer> {
-  const raw = body === undefined ? '' : JSON.stringify(body);
-  const headers = signedHeaders(signer, method, path, raw);
-  if (idempotencyKey !== undefined) headers['idempotency-key'] = idempotencyKey;
-  return send(base, method, path, { ...(body === undefined ? {} : { raw }), headers });
-}
-
-/** A node and its operator. */
-class Node {
-  constructor(
-    readonly name: string,
-    public running: RunningNode,
-    readonly dataDir: string,
-  ) {}
-  get url(): string {
-    return this.running.url;
-  }
-  async operator(method: string, path: string, body?: unknown): Promise<Answer> {
-    return send(this.url, method, path, { ...(body === undefined ? {} : { body }), headers: { authorization: `Bearer ${this.running.operatorToken}`, 'idempotency-key': `op-${++calls}-${Date.now()}` } });
-  }
-  async ok(method: string, path: string, body?: unknown): Promise<Json> {
-    const a = await this.operator(method, path, body);
-    assert.ok(a.status >= 200 && a.status < 300, `${this.name} ${method} ${path}: ${a.status} ${JSON.stringify(a.body)}`);
-    return a.body;
-  }
-}
-
-/** An intermediary, with its key (loaded from its folder, as its operator holds it) for the central bank's routes. */
-class Bank extends Node {
-  keyId = '';
-  signer!: Signer;
-  oem!: Signer;
-  oemKeyId = '';
-  certificates!: { root: Uint8Array; intermediary: Uint8Array; issuerNode: Uint8Array };
-  async sync(): Promise<Json> {
-    return this.ok('POST', '/v1/operator/reserve/sync');
-  }
-  async audit(): Promise<Json> {
-    const a = await this.ok('GET', '/v1/audit');
-    assert.equal(a['balanced'], true, `${this.name}'s audit: ${JSON.stringify(a)}`);
-    return a;
-  }
-}
-
-let cb: Node;
-let bankA: Bank;
-let bankB: Bank;
-let seeds = 40;
-
-async function startBank(name: string): Promise<Bank> {
-  const dataDir = join(root, name);
-  const asked = await enrol({ dataDir, passphrase: PASSPHRASE, provider: nodeProvider, centralBank: cb.url, name, now: () => Date.now() });
-  assert.equal(asked.status, 'pending');
-  await cb.ok('POST', `/v1/cb/operator/enrolments/${asked.keyId}/approve`);
-  const running = await startNode({ port: 0, host: '127.0.0.1', dataDir, env, schemes: [ops], currency: DEFAULT_CURRENCY, logger: silent, print: () => undefined });
-  const bank = new Bank(name, running, dataDir);
-  bank.keyId = asked.keyId;
-  const identity = await loadIdentity({ dataDir, passphrase: PASSPHRASE, provider: nodeProvider, currency: DEFAULT_CURRENCY, now: Date.now(), log: () => undefined });
-  bank.signer = identity.intermediary.signer;
-  assert.equal(toHex(keyId(bank.signer.publicKey)), asked.keyId);
-  const info = await send(bank.url, 'GET', '/v1/info');
-  const certs = info.body['certificates'] as Record<string, string>;
-  bank.certificates = { root: fromBase64url(certs['root'] as string), intermediary: fromBase64url(certs['intermediary'] as string), issuerNode: fromBase64url(certs['issuerNode'] as string) };
-  bank.oem = signerFromSecret(nobleEd25519, sha256(utf8(`oem of ${name}`)));
-  const oem = await bank.ok('POST', '/v1/operator/oems', { name: `OEM of ${name}`, publicKey: { suite: 'ed25519', key: toBase64url(bank.oem.publicKey.key) } });
-  bank.oemKeyId = oem['keyId'] as string;
-  await bank.ok('POST', '/v1/operator/measurements', { measurement: toHex(TEST_MEASUREMENT), scheme: 'ops', description: 'test build' });
-  await cb.ok('POST', '/v1/cb/operator/issue', { intermediary: asked.keyId, amount: '1000.00' });
-  return bank;
-}
-
-/** A customer of `bank`: a registered key and account, and its client certificate. */
-interface Customer {
-  readonly bank: Bank;
-  readonly user: Signer;
-  readonly keyId: string;
-  readonly account: string;
-  readonly certificate: Uint8Array;
-}
-
-async function customer(bank: Bank): Promise<Customer> {
-  const user = signerFromSecret(nobleEd25519, new Uint8Array(32).fill(++seeds));
-  const a = await signed(bank.url, user, 'POST', '/v1/users', { publicKey: { suite: 'ed25519', key: toBase64url(user.publicKey.key) } });
-  assert.equal(a.status, 201, JSON.stringify(a.body));
-  return { bank, user, keyId: a.body['keyId'] as string, account: a.body['account'] as string, certificate: fromBase64url(a.body['certificate'] as string) };
-}
-
+const measurements = [{ scheme: 'ops', measurement: toHex(TEST_MEASUREMENT) }];
 type Se = InProcessHost<unknown, typeof opsTrustedApp.commands>;
 
 function openSe(dir: string, provision: boolean): Promise<Se> {
@@ -152,7 +43,7 @@ function openSe(dir: string, provision: boolean): Promise<Se> {
 }
 
 /** A customer of `bank` with an OPS device, holding `offline` on it out of `minted` in its account. */
-async function deviceCustomer(bank: Bank, minted: string, offline: string): Promise<Customer & { se: Se; dir: string; device: string }> {
+async function deviceCustomer(bank: TierBank, minted: string, offline: string): Promise<TierCustomer & { se: Se; dir: string; device: string }> {
   const c = await customer(bank);
   const dir = await mkdtemp(join(root, 'se-'));
   const se = await openSe(dir, true);
@@ -174,56 +65,24 @@ async function deviceCustomer(bank: Bank, minted: string, offline: string): Prom
   return { ...c, se, dir, device: reg.body['keyId'] as string };
 }
 
-async function balance(c: Customer): Promise<string> {
-  const a = await signed(c.bank.url, c.user, 'GET', `/v1/accounts/${c.account}`);
-  assert.equal(a.status, 200, JSON.stringify(a.body));
-  return a.body['balance'] as string;
-}
-
-function claim(c: Customer, payment: Payment): Promise<Answer> {
+function claim(c: TierCustomer, payment: Payment): Promise<Answer> {
   return signed(c.bank.url, c.user, 'POST', '/v1/ops/claims', { payment: toBase64url(encodePayment(payment)) });
 }
 
-async function claimState(c: Customer, claimId: string): Promise<Json> {
-  const a = await signed(c.bank.url, c.user, 'GET', `/v1/interbank/claims/${claimId}`);
-  assert.equal(a.status, 200, JSON.stringify(a.body));
-  return a.body;
-}
-
-async function reserveAt(bank: Bank): Promise<string> {
-  const list = (await cb.ok('GET', '/v1/cb/intermediaries'))['intermediaries'] as Json[];
-  return list.find((i) => i['keyId'] === bank.keyId)?.['reserve'] as string;
-}
-
-/** Both banks synced (twice: a decision of one reaches the other), every audit balanced, the system's too. */
-async function settleAndAudit(): Promise<Json> {
-  for (let round = 0; round < 2; round++) {
-    await bankB.sync();
-    await bankA.sync();
-  }
-  await bankB.sync();
-  await bankA.audit();
-  await bankB.audit();
-  const system = await cb.ok('GET', '/v1/cb/audit');
-  assert.equal(system['balanced'], true, `the system's audit: ${JSON.stringify(system)}`);
-  return system;
-}
-
 before(async () => {
-  root = await mkdtemp(join(tmpdir(), 'tally-interbank-'));
-  const running = await startNode({ port: 0, host: '127.0.0.1', dataDir: join(root, 'cb'), env, currency: DEFAULT_CURRENCY, role: 'central-bank', logger: silent, print: () => undefined });
-  cb = new Node('central bank', running, join(root, 'cb'));
-  bankA = await startBank('bank-a');
-  bankB = await startBank('bank-b');
-  await bankA.sync();
-  await bankB.sync();
-  await bankA.sync();
+  tiers = await Tiers.start({ schemes: [ops], tag: 'ops' });
+  cb = tiers.cb;
+  root = tiers.root;
+  bankA = await tiers.bank('bank-a', { measurements });
+  bankB = await tiers.bank('bank-b', { measurements });
 });
 
 after(async () => {
-  for (const n of [bankA, bankB, cb]) await n?.running.stop().catch(() => undefined);
-  await rm(root, { recursive: true, force: true });
+  await tiers?.stop();
 });
+
+const settleAndAudit = () => tiers.settleAndAudit();
+const reserveAt = (bank: TierBank) => tiers.reserveOf(bank);
 
 describe('OPS across two banks', () => {
   test('a device of A pays a customer of B offline: B presents, A accepts, the reserves move, B credits, every audit balances', { timeout: 120_000 }, async () => {
@@ -272,7 +131,7 @@ describe('OPS across two banks', () => {
     const alice = await deviceCustomer(bankA, '30.00', '20.00');
     const bob = await customer(bankB);
     const payment = await alice.se.call('pay', { amount: 500n, receiver: bob.certificate });
-    await bankA.running.stop();
+    await bankA.stop();
     try {
       const claimed = await claim(bob, payment);
       assert.equal(claimed.status, 202, JSON.stringify(claimed.body));
@@ -281,7 +140,7 @@ describe('OPS across two banks', () => {
       await bankB.sync();
       assert.equal((await claimState(bob, claimId))['status'], 'presented');
       assert.equal(await balance(bob), '0.00');
-      bankA.running = await startNode({ port: 0, host: '127.0.0.1', dataDir: bankA.dataDir, env, schemes: [ops], currency: DEFAULT_CURRENCY, logger: silent, print: () => undefined });
+      await bankA.restart();
       await settleAndAudit();
       assert.equal((await claimState(bob, claimId))['status'], 'settled');
       assert.equal(await balance(bob), '5.00');
@@ -338,7 +197,7 @@ describe('OPS across two banks', () => {
 });
 
 /** B presents directly at the central bank, as a bank's software would, signed with its key. */
-function present(bank: Bank, body: Json, idempotencyKey?: string): Promise<Answer> {
+function present(bank: TierBank, body: Json, idempotencyKey?: string): Promise<Answer> {
   return signed(cb.url, bank.signer, 'POST', '/v1/cb/claims', body, idempotencyKey);
 }
 
@@ -348,7 +207,7 @@ function claimBody(payerBank: string, payment: Payment, amount: string): Json {
 }
 
 /** The outcome of a claim at the central bank, as the payee's bank reads it. */
-async function atCentralBank(bank: Bank, claimId: string): Promise<Json> {
+async function atCentralBank(bank: TierBank, claimId: string): Promise<Json> {
   const a = await signed(cb.url, bank.signer, 'GET', `/v1/cb/claims/${claimId}`);
   assert.equal(a.status, 200, JSON.stringify(a.body));
   return a.body;
@@ -437,7 +296,7 @@ describe("the central bank's claim routes, bank A's node stopped (its key still 
     const payment = await alice.se.call('pay', { amount: 700n, receiver: bob.certificate });
     const late = await alice.se.call('pay', { amount: 100n, receiver: bob.certificate });
     await settleAndAudit();
-    await bankA.running.stop();
+    await bankA.stop();
     try {
       const body = claimBody(bankA.keyId, payment, '7.00');
       const first = await present(bankB, body);
@@ -534,13 +393,3 @@ describe("the central bank's claim routes, bank A's node stopped (its key still 
   });
 });
 
-function minor(decimal: string): bigint {
-  assert.match(decimal, /^-?[0-9]+\.[0-9]{2}$/);
-  return BigInt(decimal.replace('.', ''));
-}
-
-function money(m: bigint): string {
-  const sign = m < 0n ? '-' : '';
-  const a = m < 0n ? -m : m;
-  return `${sign}${a / 100n}.${(a % 100n).toString().padStart(2, '0')}`;
-}

@@ -1,0 +1,101 @@
+/**
+ * Two tiers as processes, for the end-to-end tests of payments across banks: a central bank and
+ * two intermediaries, each a `tally node start` of its own with its own data folder and database,
+ * set up through the CLI as an operator would (enrolment, approval, a reserve for each), plus a
+ * way to stop a bank and start it again, and the whole system's audit.
+ */
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { cliOf, startNode, type Json, type NodeProcess } from '../cli/e2e-process.ts';
+
+/** One node of the system: its process, folder, and the CLI arguments that reach it as its operator. */
+export interface TierProcess {
+  readonly name: string;
+  readonly dir: string;
+  node: NodeProcess;
+  /** `--node URL --data DIR`, for operator commands. */
+  at: string[];
+}
+
+/** An intermediary's process, with its key id at the central bank. */
+export interface BankProcess extends TierProcess {
+  readonly keyId: string;
+  /** Stops the node process (its folder and database stay). */
+  stop(): Promise<void>;
+  /** Starts it again over the same folder (on the same port, so that wallets reach it as before). */
+  restart(): Promise<void>;
+}
+
+export interface TwoTierProcesses {
+  readonly cli: ReturnType<typeof cliOf>;
+  readonly env: Record<string, string | undefined>;
+  readonly cb: TierProcess;
+  readonly bankA: BankProcess;
+  readonly bankB: BankProcess;
+  /** Both banks synced (`tally node reserve`) `rounds` times, every audit balanced through the CLI, and the central bank's; the system's audit. */
+  audit(rounds?: number): Promise<Json>;
+  /** Stops every process. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the central bank, enrols and approves `Bank A` and `Bank B`, starts them, issues each its
+ * reserve (major units) and syncs both. `base` is a fresh folder the caller removes.
+ */
+export async function startTwoTierProcesses(options: { base: string; passphrase: string; reserves?: { a: string; b: string } }): Promise<TwoTierProcesses> {
+  const env = { ...process.env, TALLY_NODE_PASSPHRASE: options.passphrase, TALLY_HOME: join(options.base, 'home') };
+  const cli = cliOf(env);
+  const cbDir = join(options.base, 'cb');
+  const cbNode = await startNode(cbDir, 0, { passphrase: options.passphrase, args: ['--role', 'central-bank'] });
+  const cb: TierProcess = { name: 'central bank', dir: cbDir, node: cbNode, at: ['--node', cbNode.url, '--data', cbDir] };
+  const started: TierProcess[] = [cb];
+  const bank = async (name: string, folder: string): Promise<BankProcess> => {
+    const dir = join(options.base, folder);
+    const asked = await cli.ok('node', 'enrol', '--central-bank', cbNode.url, '--name', name, '--data', dir);
+    assert.equal(asked['status'], 'pending');
+    const keyId = String(asked['keyId']);
+    assert.equal((await cli.ok('cb', 'approve', keyId, ...cb.at))['status'], 'approved');
+    const node = await startNode(dir, 0, { passphrase: options.passphrase });
+    const self: BankProcess = {
+      name,
+      dir,
+      keyId,
+      node,
+      at: ['--node', node.url, '--data', dir],
+      async stop() {
+        await self.node.stop();
+      },
+      async restart() {
+        self.node = await startNode(dir, self.node.port, { passphrase: options.passphrase });
+      },
+    };
+    started.push(self);
+    return self;
+  };
+  const bankA = await bank('Bank A', 'bank-a');
+  const bankB = await bank('Bank B', 'bank-b');
+  const reserves = options.reserves ?? { a: '1000.00', b: '1000.00' };
+  await cli.ok('cb', 'issue', bankA.keyId, reserves.a, ...cb.at);
+  await cli.ok('cb', 'issue', bankB.keyId, reserves.b, ...cb.at);
+  for (const b of [bankA, bankB]) await cli.ok('node', 'reserve', ...b.at);
+  return {
+    cli,
+    env,
+    cb,
+    bankA,
+    bankB,
+    async audit(rounds = 3) {
+      for (let r = 0; r < rounds; r++) for (const b of [bankA, bankB]) await cli.ok('node', 'reserve', ...b.at);
+      for (const b of [bankA, bankB]) {
+        const audit = await cli.ok('audit', ...b.at);
+        assert.equal(audit['balanced'], true, `${b.name}: ${JSON.stringify(audit)}`);
+      }
+      const system = await cli.ok('cb', 'audit', ...cb.at);
+      assert.equal(system['balanced'], true, `the system: ${JSON.stringify(system)}`);
+      return system;
+    },
+    async stop() {
+      for (const p of started.reverse()) await p.node.stop().catch(() => undefined);
+    },
+  };
+}
