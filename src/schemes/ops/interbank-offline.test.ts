@@ -8,23 +8,17 @@
  * a node on loopback with its own PGlite database; every audit and the system's audit balance.
  */
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { cp, mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../../core/bytes.ts';
+import { fromBase64url, fromHex, toBase64url, toHex } from '../../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
-import { sha256 } from '../../core/crypto/hash.ts';
 import { nobleEd25519 } from '../../core/crypto/noble.ts';
 import { signerFromSecret, type Signer } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
-import { DEFAULT_CURRENCY, startNode, type RunningNode } from '../../cli/node-start.ts';
-import { signRequest } from '../../issuer/client/request-auth.ts';
-import { loadIdentity } from '../../issuer/identity/load-identity.ts';
-import { enrol } from '../../issuer/tier/enrol.ts';
+import { balance, claimState, customer, minor, send, signed, Tiers, type Answer, type Json, type TierBank, type TierNode } from '../../issuer/tier/test-tiers.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import { decodeCertificate, encodeCertificate, issueCertificate } from '../../pki/certificate.ts';
-import { keyId } from '../../pki/key-id.ts';
 import { decodeRevocationList, encodeRevocationList, issueRevocationList } from '../../pki/revocation.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { FileCounter } from '../../secure-element/counter-file.ts';
@@ -35,97 +29,25 @@ import { depositConfirmationCodec, encodePayment, syncAckCodec, syncReportBodyWi
 import { opsTrustedApp } from './trusted-app.ts';
 import { TEST_MEASUREMENT } from './test-fixtures.ts';
 
-const PASSPHRASE = 'interbank offline test';
-const silent = { log: () => undefined };
-const env = { TALLY_NODE_PASSPHRASE: PASSPHRASE };
+let tiers: Tiers;
+let cb: TierNode;
+let bankA: TierBank;
+let bankB: TierBank;
+let bankC: TierBank;
 let root: string;
-let calls = 0;
-
-type Json = Record<string, unknown>;
-interface Answer {
-  status: number;
-  body: Json;
-}
-
-async function send(base: string, method: string, path: string, options: { body?: unknown; raw?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
-  const text = options.raw ?? (options.body === undefined ? undefined : JSON.stringify(options.body));
-  const res = await fetch(new URL(path, base), { method, headers: { 'content-type': 'application/json', ...options.headers }, ...(text === undefined ? {} : { body: text }) });
-  const got = await res.text();
-  return { status: res.status, body: got === '' ? {} : (JSON.parse(got) as Json) };
-}
-
-async function signed(base: string, signer: Signer, method: string, path: string, body?: unknown): Promise<Answer> {
-  const raw = body === undefined ? '' : JSON.stringify(body);
-  const headers = { ...signRequest({ signer, keyId: toHex(keyId(signer.publicKey)), method, path, body: raw, timestamp: Date.now() }), 'idempotency-key': `test-${++calls}-${Date.now()}` };
-  return send(base, method, path, { ...(body === undefined ? {} : { raw }), headers });
-}
-
-/** A node and its operator. */
-class Node {
-  constructor(
-    readonly name: string,
-    public running: RunningNode,
-  ) {}
-  get url(): string {
-    return this.running.url;
-  }
-  async ok(method: string, path: string, body?: unknown): Promise<Json> {
-    const a = await send(this.url, method, path, { ...(body === undefined ? {} : { body }), headers: { authorization: `Bearer ${this.running.operatorToken}`, 'idempotency-key': `op-${++calls}-${Date.now()}` } });
-    assert.ok(a.status >= 200 && a.status < 300, `${this.name} ${method} ${path}: ${a.status} ${JSON.stringify(a.body)}`);
-    return a.body;
-  }
-}
-
-class Bank extends Node {
-  keyId = '';
-  oem!: Signer;
-  oemKeyId = '';
-  certificates!: { root: Uint8Array; intermediary: Uint8Array; issuerNode: Uint8Array };
-  async sync(): Promise<Json> {
-    return this.ok('POST', '/v1/operator/reserve/sync');
-  }
-  async audit(): Promise<Json> {
-    const a = await this.ok('GET', '/v1/audit');
-    assert.equal(a['balanced'], true, `${this.name}'s audit: ${JSON.stringify(a)}`);
-    return a;
-  }
-  /** The balance of `float:ops`, from the audit's exposure check. */
-  async opsFloat(): Promise<string> {
-    const a = await this.ok('GET', '/v1/audit');
-    return ((a['exposure'] as Json[]).find((e) => e['scheme'] === 'ops') as Json)['float'] as string;
-  }
-  /** This bank's own signed list of revoked users and devices, as it publishes it. */
-  async deviceList(): Promise<Uint8Array> {
-    const a = await send(this.url, 'GET', '/v1/revocations');
-    assert.equal(a.status, 200);
-    return fromBase64url(a.body['list'] as string);
-  }
-}
-
-let cb: Node;
-let banks: Bank[] = [];
-let bankA: Bank;
-let bankB: Bank;
-let bankC: Bank;
 let seeds = 80;
 
-async function startBank(name: string): Promise<Bank> {
-  const dataDir = join(root, name);
-  const asked = await enrol({ dataDir, passphrase: PASSPHRASE, provider: nodeProvider, centralBank: cb.url, name, now: () => Date.now() });
-  await cb.ok('POST', `/v1/cb/operator/enrolments/${asked.keyId}/approve`);
-  const running = await startNode({ port: 0, host: '127.0.0.1', dataDir, env, schemes: [ops], currency: DEFAULT_CURRENCY, logger: silent, print: () => undefined });
-  const bank = new Bank(name, running);
-  bank.keyId = asked.keyId;
-  await loadIdentity({ dataDir, passphrase: PASSPHRASE, provider: nodeProvider, currency: DEFAULT_CURRENCY, now: Date.now(), log: () => undefined });
-  const info = await send(bank.url, 'GET', '/v1/info');
-  const certs = info.body['certificates'] as Record<string, string>;
-  bank.certificates = { root: fromBase64url(certs['root'] as string), intermediary: fromBase64url(certs['intermediary'] as string), issuerNode: fromBase64url(certs['issuerNode'] as string) };
-  bank.oem = signerFromSecret(nobleEd25519, sha256(utf8(`oem of ${name}`)));
-  const oem = await bank.ok('POST', '/v1/operator/oems', { name: `OEM of ${name}`, publicKey: { suite: 'ed25519', key: toBase64url(bank.oem.publicKey.key) } });
-  bank.oemKeyId = oem['keyId'] as string;
-  await bank.ok('POST', '/v1/operator/measurements', { measurement: toHex(TEST_MEASUREMENT), scheme: 'ops', description: 'test build' });
-  await cb.ok('POST', '/v1/cb/operator/issue', { intermediary: asked.keyId, amount: '1000.00' });
-  return bank;
+/** The balance of a bank's `float:ops`, from its audit's exposure check. */
+async function opsFloat(bank: TierBank): Promise<string> {
+  const a = await bank.ok('GET', '/v1/audit');
+  return ((a['exposure'] as Json[]).find((e) => e['scheme'] === 'ops') as Json)['float'] as string;
+}
+
+/** A bank's own signed list of revoked users and devices, as it publishes it. */
+async function deviceList(bank: TierBank): Promise<Uint8Array> {
+  const a = await send(bank.url, 'GET', '/v1/revocations');
+  assert.equal(a.status, 200);
+  return fromBase64url(a.body['list'] as string);
 }
 
 type Se = InProcessHost<unknown, typeof opsTrustedApp.commands>;
@@ -136,7 +58,7 @@ function openSe(dir: string, provision: boolean): Promise<Se> {
 }
 
 interface Holder {
-  readonly bank: Bank;
+  readonly bank: TierBank;
   readonly user: Signer;
   readonly keyId: string;
   readonly account: string;
@@ -147,7 +69,7 @@ interface Holder {
 }
 
 /** A customer of `bank` with an OPS device holding `offline` (nothing when undefined). */
-async function holder(bank: Bank, offline?: string): Promise<Holder> {
+async function holder(bank: TierBank, offline?: string): Promise<Holder> {
   const user = signerFromSecret(nobleEd25519, new Uint8Array(32).fill(++seeds));
   const u = await signed(bank.url, user, 'POST', '/v1/users', { publicKey: { suite: 'ed25519', key: toBase64url(user.publicKey.key) } });
   assert.equal(u.status, 201, JSON.stringify(u.body));
@@ -202,50 +124,19 @@ async function rejected(run: Promise<unknown>, reason: string): Promise<void> {
   await assert.rejects(run, (e) => isTallyError(e, 'SE_REJECTED') && e.details.reason === reason, `expected the TA to refuse with ${reason}`);
 }
 
-async function balance(h: Pick<Holder, 'bank' | 'user' | 'account'>): Promise<string> {
-  const a = await signed(h.bank.url, h.user, 'GET', `/v1/accounts/${h.account}`);
-  return a.body['balance'] as string;
-}
-
-async function claimState(h: Pick<Holder, 'bank' | 'user'>, claimId: string): Promise<Json> {
-  const a = await signed(h.bank.url, h.user, 'GET', `/v1/interbank/claims/${claimId}`);
-  assert.equal(a.status, 200, JSON.stringify(a.body));
-  return a.body;
-}
-
-async function reserveOf(bank: Bank): Promise<string> {
-  const list = (await cb.ok('GET', '/v1/cb/intermediaries'))['intermediaries'] as Json[];
-  return list.find((i) => i['keyId'] === bank.keyId)?.['reserve'] as string;
-}
-
-/** Every bank synced (a few rounds: a decision of one reaches the other), every audit balanced, the system's too. */
-async function settleAndAudit(): Promise<Json> {
-  for (let round = 0; round < 3; round++) for (const b of banks) await b.sync();
-  for (const b of banks) await b.audit();
-  const system = await cb.ok('GET', '/v1/cb/audit');
-  assert.equal(system['balanced'], true, `the system's audit: ${JSON.stringify(system)}`);
-  return system;
-}
-
-function minor(decimal: string): bigint {
-  assert.match(decimal, /^-?[0-9]+\.[0-9]{2}$/);
-  return BigInt(decimal.replace('.', ''));
-}
-
 before(async () => {
-  root = await mkdtemp(join(tmpdir(), 'tally-interbank-offline-'));
-  const running = await startNode({ port: 0, host: '127.0.0.1', dataDir: join(root, 'cb'), env, currency: DEFAULT_CURRENCY, role: 'central-bank', logger: silent, print: () => undefined });
-  cb = new Node('central bank', running);
-  bankA = await startBank('bank-a');
-  bankB = await startBank('bank-b');
-  bankC = await startBank('bank-c');
-  banks = [bankA, bankB, bankC];
-  for (let round = 0; round < 2; round++) for (const b of banks) await b.sync();
+  tiers = await Tiers.start({ schemes: [ops], tag: 'ops-offline' });
+  cb = tiers.cb;
+  root = tiers.root;
+  const measurements = [{ scheme: 'ops', measurement: toHex(TEST_MEASUREMENT) }];
+  bankA = await tiers.bank('bank-a', { measurements });
+  bankB = await tiers.bank('bank-b', { measurements });
+  bankC = await tiers.bank('bank-c', { measurements });
+  await tiers.syncAll();
 });
 
 after(async () => {
-  for (const n of [...banks, cb]) await n?.running.stop().catch(() => undefined);
-  await rm(root, { recursive: true, force: true });
+  await tiers?.stop();
 });
 
 describe('a payee TA at B takes in a payment from a device of A offline', () => {
@@ -257,15 +148,15 @@ describe('a payee TA at B takes in a payment from a device of A offline', () => 
       const payment = await alice.se.call('pay', { amount: 1200n, receiver: dave.certificate });
       // Pinned to its own bank, Dave's TA does not know A's intermediary.
       await rejected(dave.se.call('collect', { payment }), 'PAYMENT_INVALID');
-      const taken = await dave.se.call('peers', await peerInput([await bankA.deviceList()]));
+      const taken = await dave.se.call('peers', await peerInput([await deviceList(bankA)]));
       assert.equal(taken.peers, 2, "A's and C's certificates (B's own is not a peer)");
       assert.equal(taken.crls, 1);
       assert.equal((await dave.se.call('collect', { payment })).balance, 1200n);
       await rejected(dave.se.call('collect', { payment }), 'PAYMENT_REPLAYED');
 
-      const floatB0 = minor(await bankB.opsFloat());
-      const reserveA0 = minor(await reserveOf(bankA));
-      const reserveB0 = minor(await reserveOf(bankB));
+      const floatB0 = minor(await opsFloat(bankB));
+      const reserveA0 = minor(await tiers.reserveOf(bankA));
+      const reserveB0 = minor(await tiers.reserveOf(bankB));
       // Without the payment itself B cannot present the collect: the sync is refused, nothing recorded.
       const bare = await syncTa(dave);
       assert.equal(bare.status, 422, JSON.stringify(bare.body));
@@ -279,13 +170,13 @@ describe('a payee TA at B takes in a payment from a device of A offline', () => 
       assert.equal(claim['amount'], '12.00');
       // Before settlement: B's float has not received it, and B's audit balances (the claim covers it).
       await bankB.audit();
-      assert.equal(minor(await bankB.opsFloat()), floatB0);
-      await settleAndAudit();
+      assert.equal(minor(await opsFloat(bankB)), floatB0);
+      await tiers.settleAndAudit();
       assert.equal((await claimState(dave, claim['claimId'] as string))['status'], 'settled');
-      assert.equal(minor(await bankB.opsFloat()), floatB0 + 1200n, "B's offline float received it");
+      assert.equal(minor(await opsFloat(bankB)), floatB0 + 1200n, "B's offline float received it");
       assert.equal(await balance(dave), '0.00', 'the money is on the device, not in the account');
-      assert.equal(minor(await reserveOf(bankA)), reserveA0 - 1200n);
-      assert.equal(minor(await reserveOf(bankB)), reserveB0 + 1200n);
+      assert.equal(minor(await tiers.reserveOf(bankA)), reserveA0 - 1200n);
+      assert.equal(minor(await tiers.reserveOf(bankB)), reserveB0 + 1200n);
       // Alice's own report reaches A later: the payment is known and paid once.
       assert.equal((await syncTa(alice)).status, 200);
       // Dave withdraws what he took in: B's float pays it, the books still balance.
@@ -293,7 +184,7 @@ describe('a payee TA at B takes in a payment from a device of A offline', () => 
       const w = await signed(bankB.url, dave.user, 'POST', '/v1/ops/withdrawals', { device: dave.device, confirmation: toBase64url(encodeCbor({ ...out })) });
       assert.equal(w.status, 200, JSON.stringify(w.body));
       assert.equal(await balance(dave), '12.00');
-      await settleAndAudit();
+      await tiers.settleAndAudit();
     } finally {
       await alice.se.close();
       await dave.se.close();
@@ -303,7 +194,7 @@ describe('a payee TA at B takes in a payment from a device of A offline', () => 
   test('the TA refuses a forged peer certificate, one under another root, another currency, a list not signed by its issuer, and older lists', { timeout: 120_000 }, async () => {
     const dave = await holder(bankB);
     try {
-      const good = await peerInput([await bankA.deviceList()]);
+      const good = await peerInput([await deviceList(bankA)]);
       assert.equal((await dave.se.call('peers', good)).peers, 2);
       const a = decodeCertificate(bankA.certificates.intermediary);
       // Forged: A's certificate with another key, still naming the root as issuer (the root did not sign it).
@@ -316,7 +207,7 @@ describe('a payee TA at B takes in a payment from a device of A offline', () => 
       const foreignBank = issueCertificate({ issuer: otherRoot, issuerRole: 'root', subject: thief.publicKey, role: 'intermediary', serial: new Uint8Array(16).fill(2), notBefore: now - 60_000, notAfter: now + 3_600_000, extensions: { currency: 'EUR', name: 'Elsewhere' } });
       await rejected(dave.se.call('peers', { intermediaries: [encodeCertificate(foreignBank)], crls: [] }), 'CERT_UNKNOWN_ISSUER');
       // A list for A's devices signed by B (B's bank trying to revoke, or un-revoke, A's devices).
-      const byB = await bankB.deviceList();
+      const byB = await deviceList(bankB);
       const bList = decodeRevocationList(byB);
       assert.notEqual(toHex(bList.body.issuer), bankA.keyId);
       await rejected(dave.se.call('peers', { intermediaries: [], crls: [byB] }), 'CRL_INVALID');
@@ -338,7 +229,7 @@ describe('a payee TA at B takes in a payment from a device of A offline', () => 
         const fromCharlie = await charlie.se.call('pay', { amount: 100n, receiver: dave.certificate });
         await bankA.ok('POST', '/v1/operator/revoke', { keyId: victim.device, reason: 'lost' });
         await cb.ok('POST', '/v1/cb/operator/revoke', { intermediary: bankC.keyId, reason: 'licence withdrawn' });
-        const newer = await peerInput([await bankA.deviceList()]);
+        const newer = await peerInput([await deviceList(bankA)]);
         assert.ok(decodeRevocationList(newer.rootCrl).body.version > decodeRevocationList(oldRoot).body.version);
         assert.ok(decodeRevocationList(newer.crls[0] as Uint8Array).body.version > decodeRevocationList(oldA).body.version);
         await dave.se.call('peers', newer);
@@ -353,20 +244,12 @@ describe('a payee TA at B takes in a payment from a device of A offline', () => 
       }
       // Leaving a list out changes nothing: the newer ones stay.
       assert.equal((await dave.se.call('peers', { intermediaries: [], crls: [] })).crls, 1);
-      await settleAndAudit();
+      await tiers.settleAndAudit();
     } finally {
       await dave.se.close();
     }
   });
 });
-
-/** A customer of `bank` without a device: a registered key, its account and client certificate. */
-async function customer(bank: Bank): Promise<{ bank: Bank; user: Signer; keyId: string; account: string; certificate: Uint8Array }> {
-  const user = signerFromSecret(nobleEd25519, new Uint8Array(32).fill(++seeds));
-  const a = await signed(bank.url, user, 'POST', '/v1/users', { publicKey: { suite: 'ed25519', key: toBase64url(user.publicKey.key) } });
-  assert.equal(a.status, 201, JSON.stringify(a.body));
-  return { bank, user, keyId: a.body['keyId'] as string, account: a.body['account'] as string, certificate: fromBase64url(a.body['certificate'] as string) };
-}
 
 describe('a cloned device of A pays a customer of A online and a payee TA at B offline', () => {
   test("A catches the double spend, names and revokes the device, refuses B's claim; B's payee refuses the device once it holds A's newer list", { timeout: 120_000 }, async () => {
@@ -378,9 +261,9 @@ describe('a cloned device of A pays a customer of A online and a payee TA at B o
     const clone = await openSe(cloneDir, false);
     try {
       await syncTa(dave);
-      await dave.se.call('peers', await peerInput([await bankA.deviceList()]));
-      const before = await settleAndAudit();
-      const floatB0 = minor(await bankB.opsFloat());
+      await dave.se.call('peers', await peerInput([await deviceList(bankA)]));
+      const before = await tiers.settleAndAudit();
+      const floatB0 = minor(await opsFloat(bankB));
       const toCarol = await alice.se.call('pay', { amount: 1000n, receiver: carol.certificate });
       const toDave = await clone.call('pay', { amount: 1000n, receiver: dave.certificate });
       assert.equal(toCarol.index, toDave.index, 'the clone signs the same index again');
@@ -391,12 +274,12 @@ describe('a cloned device of A pays a customer of A online and a payee TA at B o
       const synced = await syncTa(dave, [toDave]);
       assert.equal(synced.status, 200, JSON.stringify(synced.body));
       const claimId = (((synced.body['foreign'] as Json[])[0] as Json)['claim'] as Json)['claimId'] as string;
-      const after = await settleAndAudit();
+      const after = await tiers.settleAndAudit();
       const state = await claimState(dave, claimId);
       assert.equal(state['status'], 'refused', JSON.stringify(state));
       assert.equal(state['code'], 'DOUBLE_SPEND');
       assert.match(state['reason'] as string, new RegExp(alice.device));
-      assert.equal(minor(await bankB.opsFloat()), floatB0, "B's float got nothing for it");
+      assert.equal(minor(await opsFloat(bankB)), floatB0, "B's float got nothing for it");
       assert.deepEqual(after['intermediaries'] && (after['intermediaries'] as Json[]).map((i) => i['reserve']), (before['intermediaries'] as Json[]).map((i) => i['reserve']), 'no reserve moved');
       // B's audit balances with the loss named: the device of A that made it.
       const exposure = ((await bankB.audit())['exposure'] as Json[]).find((e) => e['scheme'] === 'ops') as Json;
@@ -405,14 +288,14 @@ describe('a cloned device of A pays a customer of A online and a payee TA at B o
       // A named the device in a fraud case and revoked it: its list says so.
       const fraud = (await bankA.ok('GET', '/v1/ops/fraud'))['cases'] as Json[];
       assert.ok(fraud.some((f) => f['device'] === alice.device && f['kind'] === 'clone'), JSON.stringify(fraud));
-      const listA = decodeRevocationList(await bankA.deviceList());
+      const listA = decodeRevocationList(await deviceList(bankA));
       assert.ok(listA.body.revoked.some((serial) => toHex(serial) === toHex(decodeCertificate(alice.certificate).body.serial)));
       // The clone pays Dave again: refused offline once Dave's TA holds A's newer list.
       const later = await clone.call('pay', { amount: 500n, receiver: dave.certificate });
-      await dave.se.call('peers', await peerInput([await bankA.deviceList()]));
+      await dave.se.call('peers', await peerInput([await deviceList(bankA)]));
       await rejected(dave.se.call('collect', { payment: later }), 'CERT_REVOKED');
       assert.equal((await dave.se.call('balance', {})).balance, 1000n);
-      await settleAndAudit();
+      await tiers.settleAndAudit();
     } finally {
       await clone.close();
       await alice.se.close();
