@@ -109,7 +109,13 @@ export const opsCli: CliPart = {
         const r = await wallet.sync();
         const fraud = r.fraud.map((f) => `fraud case: ${f.kind} by device ${f.device}`);
         const retried = r.retried === undefined ? [] : [`Payments that waited for this sync: ${r.retried.collected} collected, ${r.retried.waiting} still waiting, ${r.retried.refused} refused.`];
-        return { text: [`Synced; revocation list version ${r.crlVersion}.`, ...endedLines(r.ended ?? []), ...fraud, ...retried].join('\n'), json: { name: wallet.name, ...r } };
+        const c = wallet.currency.code;
+        const foreign = (r.foreign ?? []).map((f) =>
+          f.claim === undefined
+            ? `Collected ${f.amount} ${c} from ${f.sender} (payment ${f.index}), a device of another bank; your bank could not present it: ${f.message ?? ''} [${f.code ?? ''}]`
+            : `Collected ${f.amount} ${c} from ${f.sender} (payment ${f.index}), a device of bank ${f.claim.payerBank}: presented as claim ${f.claim.claimId} (${f.claim.status}).`,
+        );
+        return { text: [`Synced; revocation list version ${r.crlVersion}.`, ...endedLines(r.ended ?? []), ...fraud, ...retried, ...foreign].join('\n'), json: { name: wallet.name, currency: c, ...r } };
       }),
     receive: (context) =>
       withWalletAndSe(context, async (wallet) => {

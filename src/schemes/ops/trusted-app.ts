@@ -350,6 +350,8 @@ export const opsTrustedApp = defineTrustedApp({
           for (const held of state.peerCrls ?? []) crls.set(toHex(decodeRevocationList(held).body.issuer), held);
           for (const offered of input.crls) {
             const issuer = toHex(decodeRevocationList(offered).body.issuer);
+            // Its own bank's list comes with each sync's ack, signed and checked there.
+            if (issuer === own) continue;
             const peer = peers.get(issuer);
             if (peer === undefined) return reject('CRL_INVALID', `a revocation list of ${issuer}, which is no other intermediary this TA holds`);
             const update = takeNewerRevocationList({ provider: env.provider, issuerKey: decodeHeldCertificate(peer).body.subject, held: crls.get(issuer), offered });

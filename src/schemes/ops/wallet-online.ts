@@ -1,5 +1,7 @@
 /** The online steps of an OPS wallet. */
-import { fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../../core/bytes.ts';
+import { equalBytes, fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../../core/bytes.ts';
+import { decodeCertificate } from '../../pki/certificate.ts';
+import { keyId } from '../../pki/key-id.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import { randomBytes, sha256 } from '../../core/crypto/hash.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
@@ -14,6 +16,7 @@ import {
 } from '../../wallet/plugin.ts';
 import { interbankClaimAnswer, opsClaimsAnswer, opsDepositAnswer, opsReleaseAnswer, opsRetireAnswer, opsSyncAnswer, type InterbankClaimState } from './wallet-answers.ts';
 import {
+  decodePayment,
   depositConfirmationCodec,
   syncAckCodec,
   syncReportBodyWire,
@@ -362,6 +365,8 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
     /** Accepted payments that waited for this sync, collected again. */
     retried?: { collected: number; refused: number; waiting: number };
     ended?: ResumeReport['ended'];
+    /** Two tiers: the collects from other banks' devices this sync reported, each presented to its bank (or refused). */
+    foreign?: Array<{ sender: string; index: string; amount: string; claim?: InterbankClaimState | undefined; code?: string | undefined; message?: string | undefined }>;
   }> {
     const device = this.data.device;
     if (device === null) {
@@ -373,8 +378,15 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
     await this.releaseRetired();
     const se = await this.se();
     const report = await se.call('report', {});
+    // Two tiers: the payments collected from other banks' devices go whole with the report, so that the bank presents them.
+    const ownBank = keyId(this.intermediary.body.subject);
+    const payments = report.body.collected.flatMap((e) => {
+      const entry = this.inboxByDigest(toHex(e.digest));
+      if (entry === undefined) return [];
+      return equalBytes(decodeCertificate(decodePayment(fromBase64url(entry.payment)).sender).body.issuer, ownBank) ? [] : [entry.payment];
+    });
     const answer = await this.node.signed(await this.accountSigner(), 'POST', '/v1/ops/sync', { answer: opsSyncAnswer,
-      body: { device: device.keyId, report: toBase64url(encodeCbor({ body: syncReportBodyWire(report.body), signature: report.signature })) },
+      body: { device: device.keyId, report: toBase64url(encodeCbor({ body: syncReportBodyWire(report.body), signature: report.signature })), ...(payments.length === 0 ? {} : { payments }) },
       idempotencyKey: `sync-${toHex(randomBytes(16))}`,
     });
     const ack = syncAckCodec.decode(decodeCbor(fromBase64url(answer.body.ack)), 'ack');
@@ -389,7 +401,16 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
       const again = await this.collect();
       retried = { collected: again.collected.length, refused: again.refused.length, waiting: again.waiting.length };
     }
-    return { crlVersion: answer.body.crlVersion, fraud: answer.body.fraud, paidCleared: applied.paidCleared, collectedCleared: applied.collectedCleared, ...(retried === undefined ? {} : { retried }), ...(ended.length === 0 ? {} : { ended }) };
+    const foreign = answer.body.foreign ?? [];
+    return {
+      crlVersion: answer.body.crlVersion,
+      fraud: answer.body.fraud,
+      paidCleared: applied.paidCleared,
+      collectedCleared: applied.collectedCleared,
+      ...(retried === undefined ? {} : { retried }),
+      ...(ended.length === 0 ? {} : { ended }),
+      ...(foreign.length === 0 ? {} : { foreign }),
+    };
   }
 
   /** Asks the node for what it still holds for retired devices whose hold is over; it credits the online account once. */

@@ -41,6 +41,7 @@ import { paymentToken, readPaymentToken, readRequestToken, requestToken } from '
 import { plainRequest, REQUEST_NONCE_BYTES, signRequest, verifyRequest, type SignedRequest } from './request.ts';
 import { OPS_FORMAT, OPS_TA, CURABLE_REFUSALS, provisionDevice, type CreateOptions, type OpsOpened, type PayeeInfo, type PendingStep } from './wallet-base.ts';
 import { OpsWalletOnline } from './wallet-online.ts';
+import type { PeerSet } from '../../wallet/plugin.ts';
 
 export { CLAIM_BATCH_MAX, CURABLE_REFUSALS, type BalanceReport, type CreateOptions, type OpsSecureElement, type PayeeInfo, type PendingStep } from './wallet-base.ts';
 export type { InboxEntry, SentEntry } from '../../wallet/plugin.ts';
@@ -158,7 +159,7 @@ export class Wallet extends OpsWalletOnline {
     const meant = options.payee?.toLowerCase();
     if (meant !== undefined && !/^[0-9a-f]{8,64}$/.test(meant)) throw new TallyError('DECODE_FAILED', `payee: expected a key id of 8 to 64 hex digits, got ${JSON.stringify(options.payee).slice(0, 80)}`, { path: 'payee', expected: 'a key id', got: String(options.payee).slice(0, 80) });
     const signed = readRequestToken(token);
-    const verified = verifyRequest({ provider: nodeProvider, request: signed, trustAnchors: [this.root], intermediaries: [this.intermediary], now: Date.now(), revocations: this.revocations });
+    const verified = verifyRequest({ provider: nodeProvider, request: signed, trustAnchors: [this.root], intermediaries: this.intermediaries(), now: Date.now(), revocations: this.revocations });
     const signer = toHex(verified.payee.subjectKeyId);
     if (meant !== undefined && !signer.startsWith(meant)) {
       throw new TallyError('PAYMENT_INVALID', `payment request refused: it was signed by user ${signer}, not the ${meant} you meant to pay`, { reason: 'payee' });
@@ -239,7 +240,8 @@ export class Wallet extends OpsWalletOnline {
       provider: nodeProvider,
       payment,
       trustAnchors: [this.root],
-      intermediaries: [this.intermediary],
+      // Its own bank's intermediary and, in two tiers, the other banks' it holds (takePeers).
+      intermediaries: this.intermediaries(),
       now: Date.now(),
       revocations: this.revocations,
       currency: this.currency.code,
@@ -300,6 +302,24 @@ export class Wallet extends OpsWalletOnline {
       await this.finish(step, { at: Date.now(), kind: 'collect-refused', amount: this.format(BigInt(entry.amount)), detail: e.message }, { inbox: [refused] });
       return refused;
     }
+  }
+
+  // ---------------------------------------------------------------- other banks
+
+  /**
+   * Two tiers: takes the other banks' intermediary certificates, the root's list of revoked
+   * intermediaries and each bank's own list of revoked devices (as the wallet's bank serves them),
+   * so that this wallet takes in payments from those banks' devices offline. The wallet verifies
+   * each under its root and keeps them; with a secure element, its trusted app verifies them again
+   * and keeps its own copy (it alone decides what Collect accepts). A forged or foreign certificate,
+   * or a list older than the one held, is refused and nothing changes.
+   * @throws TallyError CERT_*, CRL_INVALID, CRL_ROLLBACK, SE_REJECTED (the TA's refusal, same reasons)
+   */
+  async takePeers(offered: PeerSet): Promise<{ peers: number; crls: number; rootCrlVersion?: number }> {
+    const set = this.keepPeers(offered);
+    if (this.data.device === null) return { peers: set.intermediaries.length, crls: set.crls.length };
+    const taken = await (await this.se()).call('peers', { intermediaries: [...set.intermediaries], ...(set.rootCrl === undefined ? {} : { rootCrl: set.rootCrl }), crls: [...set.crls] });
+    return { peers: taken.peers, crls: taken.crls, ...(taken.rootCrlVersion === undefined ? {} : { rootCrlVersion: taken.rootCrlVersion }) };
   }
 
   // ---------------------------------------------------------------- over a link
