@@ -14,7 +14,10 @@ import { signRequest } from '../issuer/client/request-auth.ts';
 import { enrol } from '../issuer/tier/enrol.ts';
 import { keyId } from '../pki/key-id.ts';
 import { nodeProvider } from '../providers/node-crypto.ts';
+import { enrollOem } from '../wallet/factory.ts';
 import { NodeClient } from '../wallet/node-client.ts';
+import type { Scheme } from '../schemes/scheme.ts';
+import type { DemoBank, TwoTierDemoContext } from './plugin.ts';
 import { DEFAULT_CURRENCY, startNode, type RunningNode } from './node-start.ts';
 
 /** One told step as `--json` prints it. */
@@ -28,7 +31,7 @@ const PASSPHRASE = 'two-tier demo passphrase';
 type Answer = Record<string, unknown>;
 
 /** Runs the two-tier demo; returns the exit code (1 when an audit does not balance or a refusal is missing). */
-export async function runTwoTierDemo(options: { keep: boolean; json: boolean }): Promise<number> {
+export async function runTwoTierDemo(options: { keep: boolean; json: boolean; schemes: readonly Scheme[] }): Promise<number> {
   const { json } = options;
   let told = 0;
   let exit = 0;
@@ -46,10 +49,13 @@ export async function runTwoTierDemo(options: { keep: boolean; json: boolean }):
   const root = await mkdtemp(join(tmpdir(), 'tally-two-tier-'));
   const silent = { log: () => undefined };
   const env = { TALLY_NODE_PASSPHRASE: PASSPHRASE };
-  const nodes: RunningNode[] = [];
-  const start = async (name: string, role?: 'central-bank') => {
-    const node = await startNode({ port: 0, host: '127.0.0.1', dataDir: join(root, name), env, currency: DEFAULT_CURRENCY, logger: silent, print: () => undefined, schemes: [], tierSyncMs: 0, ...(role === undefined ? {} : { role }) });
-    nodes.push(node);
+  const nodes = new Set<RunningNode>();
+  const opened: { close(): Promise<void> }[] = [];
+  const start = async (name: string, role?: 'central-bank', port = 0) => {
+    // A central bank serves no scheme; the banks serve every scheme with a chapter here.
+    const schemes = role === undefined ? options.schemes.filter((s) => s.cli.twoTierDemo !== undefined) : [];
+    const node = await startNode({ port, host: '127.0.0.1', dataDir: join(root, name), env, currency: DEFAULT_CURRENCY, logger: silent, print: () => undefined, schemes, tierSyncMs: 0, ...(role === undefined ? {} : { role }) });
+    nodes.add(node);
     return node;
   };
   const operator = async (node: RunningNode, method: 'GET' | 'POST', path: string, body?: Answer): Promise<Answer> => {
@@ -117,6 +123,53 @@ export async function runTwoTierDemo(options: { keep: boolean; json: boolean }):
     say(`The system's audit: ${audit['balanced'] === true ? 'balanced' : 'NOT balanced'}; issued ${String(audit['issued'])} ${c} = reserves ${String(audit['reserves'])} ${c}, and each bank's books agree with its reserve:\n${lines.join('\n')}`, { step: 'audit', ...audit });
     if (audit['balanced'] !== true) exit = 1;
 
+    // Payments across the two banks, each scheme's chapter in turn.
+    const chapters = options.schemes.filter((s) => s.cli.twoTierDemo !== undefined);
+    if (chapters.length > 0) {
+      const demoBank = async (bank: (typeof banks)[number], label: string): Promise<DemoBank> => {
+        const home = join(root, `home-${label}`);
+        let node = bank.node as RunningNode;
+        const client = () => new NodeClient(node.url);
+        const oem = await enrollOem(home, client(), node.operatorToken, chapters.flatMap((s) => s.wallet.trustedApps));
+        aside(`${bank.name} enrols a software OEM (${oem.keyId.slice(0, 16)}...) and allows the trusted app builds of ${oem.measurements.map((m) => m.scheme).join(', ')}: its customers' devices are certified by ${bank.name} alone.`, { step: 'oem', bank: bank.name, oem: oem.keyId });
+        return {
+          name: bank.name,
+          keyId: bank.keyId,
+          home,
+          get node() {
+            return node;
+          },
+          mint: async (account, amount, key) => {
+            await client().operator(node.operatorToken, 'POST', '/v1/operator/mint', { body: { account, amount }, idempotencyKey: key });
+          },
+          stop: async () => {
+            await node.stop();
+            nodes.delete(node);
+          },
+          start: async () => {
+            node = await start(bank.dir.slice(root.length + 1), undefined, Number(new URL(node.url).port));
+          },
+        };
+      };
+      const context: TwoTierDemoContext = {
+        centralBank: cb,
+        bankA: await demoBank(bankA, 'a'),
+        bankB: await demoBank(bankB, 'b'),
+        say,
+        aside,
+        missed,
+        keep: (wallet) => opened.push(wallet),
+        settle: async () => {
+          for (let round = 0; round < 3; round++) for (const bank of [context.bankA, context.bankB]) await operator(bank.node as RunningNode, 'POST', '/v1/operator/reserve/sync');
+          return operator(cb, 'GET', '/v1/cb/audit');
+        },
+      };
+      for (const scheme of chapters) await scheme.cli.twoTierDemo?.(context);
+      const after = await context.settle();
+      say(`After the payments across the banks, the system's audit: ${after['balanced'] === true ? 'balanced' : 'NOT balanced'}; issued ${String(after['issued'])} ${c} = reserves ${String(after['reserves'])} ${c}, every bank's books agreeing with its reserve.`, { step: 'audit-after', ...after });
+      if (after['balanced'] !== true) exit = 1;
+    }
+
     await operator(cb, 'POST', '/v1/cb/operator/revoke', { intermediary: bankB.keyId, reason: 'licence withdrawn' });
     const learnt = await operator(b, 'POST', '/v1/operator/reserve/sync');
     say(`The central bank revokes Bank B: the root signs a new list of revoked intermediaries; Bank B learns it at its next sync (revoked: ${String(learnt['revoked'])}).`, { step: 'revoke', revoked: learnt['revoked'], version: learnt['rootListVersion'] });
@@ -127,7 +180,8 @@ export async function runTwoTierDemo(options: { keep: boolean; json: boolean }):
       aside(`Nothing more is issued to it: ${refusedCode(e)}.`, { step: 'revoked-issue', code: refusedCode(e) });
     }
   } finally {
-    for (const node of nodes.reverse()) await node.stop().catch(() => undefined);
+    for (const w of opened) await w.close().catch(() => undefined);
+    for (const node of [...nodes].reverse()) await node.stop().catch(() => undefined);
     if (!options.keep) await rm(root, { recursive: true, force: true });
     else process.stderr.write(`kept ${root}\n`);
   }

@@ -25,7 +25,7 @@ interface Step {
 export async function runDemo(argv: string[], schemes: readonly Scheme[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { keep: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, 'two-tier': { type: 'boolean', default: false } }, strict: true });
   const json = values.json === true;
-  if (values['two-tier'] === true) return (await import('./demo-two-tier.ts')).runTwoTierDemo({ keep: values.keep === true, json });
+  if (values['two-tier'] === true) return (await import('./demo-two-tier.ts')).runTwoTierDemo({ keep: values.keep === true, json, schemes });
   let told = 0;
   const write = (text: string, step: Step) => process.stdout.write(json ? `${JSON.stringify(step)}\n` : `${text}\n`);
   /** A numbered step: its number is the next one, whatever came before. */

@@ -230,6 +230,33 @@ export interface CliPart {
   readonly operatorMint?: OperatorMint | undefined;
   /** The scheme's chapter of `tally demo`: told against a running node and home. */
   readonly demo?: (context: DemoContext) => Promise<void>;
+  /** The scheme's chapter of `tally demo --two-tier`: a payment from a customer of one bank to a customer of another, settled through the central bank. */
+  readonly twoTierDemo?: (context: TwoTierDemoContext) => Promise<void>;
+}
+
+/** One intermediary of `tally demo --two-tier`, as a scheme's chapter uses it. */
+export interface DemoBank {
+  readonly name: string;
+  /** Its key id at the central bank. */
+  readonly keyId: string;
+  /** Where its customers' wallets live (each bank's own home, its OEM enrolled there). */
+  readonly home: string;
+  readonly node: { readonly url: string; readonly operatorToken: string };
+  /** Mints into an online account at this bank, from its reserve. */
+  mint(account: string, amount: string, key: string): Promise<void>;
+  /** Stops the bank's node (its folder and database stay). */
+  stop(): Promise<void>;
+  /** Starts it again over its folder, at the same address. */
+  start(): Promise<void>;
+}
+
+/** What a scheme's chapter of `tally demo --two-tier` uses. */
+export interface TwoTierDemoContext extends Omit<DemoContext, 'home' | 'node' | 'mint'> {
+  readonly centralBank: { readonly url: string; readonly operatorToken: string };
+  readonly bankA: DemoBank;
+  readonly bankB: DemoBank;
+  /** Both banks synced until claims, decisions and movements have gone round; the system's audit (its `balanced` the story checks). */
+  settle(): Promise<Record<string, unknown>>;
 }
 
 /** What a scheme's chapter of `tally demo` uses. */

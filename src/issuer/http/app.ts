@@ -12,7 +12,9 @@ import { registerLedgerRoutes } from './routes-ledger.ts';
 import { registerNodeRoutes } from './routes-node.ts';
 import { registerRegistryRoutes } from './routes-registry.ts';
 import { registerCentralBankRoutes } from './routes-central-bank.ts';
+import { registerSystemAuditRoutes } from './routes-cb-audit.ts';
 import { registerClaimRoutes } from './routes-claims.ts';
+import { registerCentralBankPublications, registerPeerRoutes } from './routes-publications.ts';
 import { registerTierRoutes } from './routes-tier.ts';
 
 export type { SchemeModule } from './scheme-module.ts';
@@ -176,12 +178,15 @@ export function createIssuerApp(services: IssuerServices, schemes: readonly Sche
   if (services.identity.role === 'central-bank') {
     registerCentralBankRoutes(app, services);
     registerClaimRoutes(app, services);
+    registerCentralBankPublications(app, services);
+    registerSystemAuditRoutes(app, services);
   } else {
     app.all('/v1/cb/*', () => {
       throw new ApiProblem('ROLE_MISMATCH', `this node is ${services.identity.role === 'intermediary' ? 'an intermediary' : 'a standalone node'}, not a central bank: the /v1/cb/ routes are a central bank's`, { role: services.identity.role });
     });
   }
   registerTierRoutes(app, services);
+  registerPeerRoutes(app, services);
   for (const scheme of schemes) {
     if (!/^[a-z][a-z0-9-]{1,31}$/.test(scheme.name)) throw new RangeError(`scheme name ${JSON.stringify(scheme.name)} is not a path segment`);
     const sub = newApp();

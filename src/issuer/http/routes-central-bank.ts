@@ -15,10 +15,9 @@ import { bigintColumn, type Queryable, type TransactionHandle } from '../db/data
 import { INTERMEDIARY_VALIDITY_MS } from '../identity/create-identity.ts';
 import { rootSigner } from '../identity/node-identity.ts';
 import { ensureAccount } from '../ledger/account.ts';
-import { audit } from '../ledger/audit.ts';
 import { transfer } from '../ledger/transfer.ts';
 import { ENROLMENT_TAG, INTERMEDIARY_NAME_LENGTH_MAX, verifyEnrolment } from '../tier/enrolment-record.ts';
-import { positionBody, type PositionReport } from '../tier/position.ts';
+import { positionBody } from '../tier/position.ts';
 import { idempotencyKey, requireOperator } from './auth.ts';
 import { ISSUANCE_ACCOUNT, type Caller, type IssuerEnv, type IssuerServices } from './context.ts';
 import { formatMinor, transferJson } from './json.ts';
@@ -102,21 +101,8 @@ const postPosition = createRoute({
   responses: { 200: { description: 'Recorded', content: { 'application/json': { schema: z.object({ recorded: z.literal(true) }) } } } },
 });
 
-const getIntermediaries = createRoute({
-  method: 'get',
-  path: '/v1/cb/intermediaries',
-  description: 'Every intermediary that asked to be enrolled, with its status, reserve and last report (operator).',
-  responses: { 200: { description: 'The intermediaries', content: { 'application/json': { schema: z.object({ intermediaries: z.array(z.record(z.string(), z.unknown())) }) } } } },
-});
-
-const getSystemAudit = createRoute({
-  method: 'get',
-  path: '/v1/cb/audit',
-  description: "The system's audit (operator): the interbank ledger balanced, and each intermediary's last report of its books agreeing with its reserve here.",
-  responses: { 200: { description: 'The audit', content: { 'application/json': { schema: z.object({ balanced: z.boolean() }).passthrough() } } } },
-});
-
-interface IntermediaryRow {
+/** An intermediary's row at the central bank. */
+export interface IntermediaryRow {
   key_id: string;
   name: string;
   suite: string;
@@ -126,13 +112,14 @@ interface IntermediaryRow {
   reason: string | null;
 }
 
-const INTERMEDIARY_COLUMNS = 'key_id, name, suite, public_key, status, certificate, reason';
+export const INTERMEDIARY_COLUMNS = 'key_id, name, suite, public_key, status, certificate, reason';
 
 async function readIntermediary(q: Queryable, keyId: string, lock = false): Promise<IntermediaryRow | undefined> {
   return (await q.query<IntermediaryRow>(`SELECT ${INTERMEDIARY_COLUMNS} FROM cb_intermediaries WHERE key_id = $1${lock ? ' FOR UPDATE' : ''}`, [keyId])).rows[0];
 }
 
-function enrolmentJson(row: IntermediaryRow): { [key: string]: string } {
+/** An enrolment as the central bank answers it. */
+export function enrolmentJson(row: IntermediaryRow): { [key: string]: string } {
   return {
     keyId: row.key_id,
     name: row.name,
@@ -162,30 +149,16 @@ export function requireIntermediary(caller: Caller): Extract<Caller, { kind: 'in
 }
 
 /** Refuses a central bank route at a node that is not a central bank. */
-function requireCentralBank(services: IssuerServices): void {
+export function requireCentralBank(services: IssuerServices): void {
   if (services.identity.role !== 'central-bank') {
     throw new ApiProblem('ROLE_MISMATCH', `this node is ${services.identity.role === 'intermediary' ? 'an intermediary' : 'a standalone node'}, not a central bank (tally node start --role central-bank)`, { role: services.identity.role });
   }
 }
 
 /** The latest movement of a reserve (0 when none). */
-async function lastMovement(q: Queryable, account: string): Promise<bigint> {
+export async function lastMovement(q: Queryable, account: string): Promise<bigint> {
   const row = (await q.query<{ id: bigint | null }>('SELECT max(id) AS id FROM transfers WHERE debit_account = $1 OR credit_account = $1', [account])).rows[0];
   return row?.id === null || row?.id === undefined ? 0n : bigintColumn(row as { id: bigint }, 'id');
-}
-
-/** One intermediary's line of the system audit. */
-interface IntermediaryAudit {
-  keyId: string;
-  name: string;
-  status: string;
-  reserve: string;
-  reported: PositionReport | null;
-  reportedAt: string | null;
-  /** The report covers every movement of the reserve, agrees with it, and its books balance. */
-  current: boolean;
-  balanced: boolean;
-  problem?: string;
 }
 
 /** Adds the central bank's routes. */
@@ -352,66 +325,5 @@ export function registerCentralBankRoutes(app: OpenAPIHono<IssuerEnv>, services:
       [caller.keyId, BigInt(body.cursor), JSON.stringify(body)],
     );
     return c.json({ recorded: true as const }, 200);
-  });
-
-  const intermediaryAudits = async (q: Queryable): Promise<IntermediaryAudit[]> => {
-    const { rows } = await q.query<IntermediaryRow & { balance: bigint | null; report: PositionReport | null; cursor: bigint | null; reported_at: Date | null }>(
-      `SELECT i.key_id, i.name, i.suite, i.public_key, i.status, i.certificate, i.reason, a.balance, p.report, p.cursor, p.reported_at
-       FROM cb_intermediaries i LEFT JOIN accounts a ON a.id = 'reserve:' || i.key_id LEFT JOIN cb_positions p ON p.key_id = i.key_id
-       WHERE i.status IN ('approved', 'revoked') ORDER BY i.requested_at, i.key_id`,
-    );
-    const out: IntermediaryAudit[] = [];
-    for (const r of rows) {
-      const reserve = r.balance === null ? 0n : BigInt(r.balance);
-      const last = await lastMovement(q, reserveAccount(r.key_id));
-      let problem: string | undefined;
-      if (r.report === null || r.cursor === null) problem = reserve === 0n ? undefined : 'has not reported its books yet';
-      else if (BigInt(r.cursor) < last) problem = `its last report covers movements up to ${r.cursor}, the reserve moved up to ${last}`;
-      else if (parseAmount(services, r.report.reserve).minor !== reserve) problem = `reports a reserve of ${r.report.reserve}, the central bank holds ${money(reserve)}`;
-      else if (!r.report.ledgerBalanced) problem = 'reports that its own ledger does not balance';
-      out.push({
-        keyId: r.key_id,
-        name: r.name,
-        status: r.status,
-        reserve: money(reserve),
-        reported: r.report,
-        reportedAt: r.reported_at === null ? null : r.reported_at.toISOString(),
-        current: problem === undefined,
-        balanced: problem === undefined,
-        ...(problem === undefined ? {} : { problem }),
-      });
-    }
-    return out;
-  };
-
-  app.openapi(getIntermediaries, async (c) => {
-    requireOperator(c.get('caller'));
-    requireCentralBank(services);
-    const listed = await intermediaryAudits(services.db);
-    const pending = (await services.db.query<IntermediaryRow>(`SELECT ${INTERMEDIARY_COLUMNS} FROM cb_intermediaries WHERE status IN ('pending', 'refused') ORDER BY requested_at, key_id`)).rows;
-    return c.json({ intermediaries: [...listed.map((i) => ({ ...i })), ...pending.map((r) => ({ ...enrolmentJson(r), reserve: money(0n) }))] as unknown as Record<string, never>[] }, 200);
-  });
-
-  app.openapi(getSystemAudit, async (c) => {
-    requireOperator(c.get('caller'));
-    requireCentralBank(services);
-    const found = await services.db.transaction(async (tx) => ({ ledger: await audit(tx), intermediaries: await intermediaryAudits(tx) }), { isolation: 'serializable' });
-    const cur = found.ledger.currencies.find((x) => x.currency === currency.code);
-    const issued = cur?.totalIssued ?? 0n;
-    const reserves = cur?.totalReserves ?? 0n;
-    const reported = found.intermediaries.reduce((sum, i) => sum + (i.reported === null ? 0n : parseAmount(services, i.reported.reserve).minor), 0n);
-    const balanced = found.ledger.balanced && issued === reserves && found.intermediaries.every((i) => i.balanced);
-    return c.json(
-      {
-        balanced,
-        ledgerBalanced: found.ledger.balanced,
-        currency: currency.code,
-        issued: money(issued),
-        reserves: money(reserves),
-        reportedReserves: money(reported),
-        intermediaries: found.intermediaries as unknown as Record<string, never>[],
-      },
-      200,
-    );
   });
 }

@@ -16,6 +16,7 @@ import type { Caller, IssuerEnv, IssuerServices } from './context.ts';
 import { formatMinor } from './json.ts';
 import { ApiProblem } from './problem.ts';
 import { requireIntermediary, reserveAccount } from './routes-central-bank.ts';
+import { publicationsByBank } from './routes-publications.ts';
 import { amountText, base64urlOf, decodeField, errorBody, fitKey, idempotent, json, keyIdHex, parseAmount, refusal, schemeName, validBody } from './validate.ts';
 
 /** The transfer kind of a claim's settlement between two reserves. */
@@ -107,11 +108,11 @@ const postDecision = createRoute({
 const getDirectory = createRoute({
   method: 'get',
   path: '/v1/cb/directory',
-  description: "Every intermediary the root certified, with its certificate and whether it is revoked: what chains one bank's customers to the root at another. Each bank also checks the root-signed revocation list.",
+  description: "Every intermediary the root certified, with its certificate and whether it is revoked: what chains one bank's customers to the root at another. Each bank also checks the root-signed revocation list. Each carries its latest publication of each scheme (see POST /v1/cb/publications).",
   responses: {
     200: {
       description: 'The intermediaries',
-      content: { 'application/json': { schema: z.object({ intermediaries: z.array(z.object({ keyId: z.string(), name: z.string(), revoked: z.boolean(), certificate: z.string() })) }) } },
+      content: { 'application/json': { schema: z.object({ intermediaries: z.array(z.object({ keyId: z.string(), name: z.string(), revoked: z.boolean(), certificate: z.string(), publications: z.array(z.string()) })) }) } },
     },
   },
 });
@@ -279,7 +280,19 @@ export function registerClaimRoutes(app: OpenAPIHono<IssuerEnv>, services: Issue
     const { rows } = await services.db.query<{ key_id: string; name: string; status: string; certificate: Uint8Array }>(
       "SELECT key_id, name, status, certificate FROM cb_intermediaries WHERE status IN ('approved', 'revoked') ORDER BY key_id",
     );
-    return c.json({ intermediaries: rows.map((r) => ({ keyId: r.key_id, name: r.name, revoked: r.status === 'revoked', certificate: toBase64url(new Uint8Array(r.certificate)) })) }, 200);
+    const published = await publicationsByBank(services.db);
+    return c.json(
+      {
+        intermediaries: rows.map((r) => ({
+          keyId: r.key_id,
+          name: r.name,
+          revoked: r.status === 'revoked',
+          certificate: toBase64url(new Uint8Array(r.certificate)),
+          publications: published.get(r.key_id) ?? [],
+        })),
+      },
+      200,
+    );
   });
 
   // The operator lists claims still waiting for their payer's bank.

@@ -97,5 +97,13 @@ export interface SchemeModule {
    * code. A scheme without it has every claim against it refused.
    */
   judgeInterbankClaim?(tx: TransactionHandle, services: IssuerServices, claim: InterbankClaim, payTo: string): Promise<InterbankJudgement>;
+  /**
+   * At an intermediary: the scheme's public parameters that other banks' wallets need to take its
+   * customers' money offline (the keys its coins, tokens or blocks are signed under), in the
+   * scheme's own encoding (at most 16 KiB), or undefined for none yet. The node signs it with its
+   * intermediary key and publishes it through the central bank's directory whenever it changes;
+   * other banks read it with `peerPublications` and serve it at `GET /v1/interbank/peers`.
+   */
+  publication?(services: IssuerServices): Promise<Uint8Array | undefined>;
   register(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void;
 }

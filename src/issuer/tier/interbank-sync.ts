@@ -20,6 +20,7 @@ import { bigintColumn, type Database } from '../db/database.ts';
 import { RESERVE_ACCOUNT, type IssuerServices } from '../http/context.ts';
 import { formatMinor } from '../http/json.ts';
 import { ApiProblem } from '../http/problem.ts';
+import { keepPeerPublications } from './publications.ts';
 import type { SchemeModule } from '../http/scheme-module.ts';
 import type { NodeIdentity } from '../identity/node-identity.ts';
 import { transfer } from '../ledger/transfer.ts';
@@ -324,6 +325,7 @@ export async function syncDirectory(ctx: InterbankContext, rootList: RevocationL
        ON CONFLICT (key_id) DO UPDATE SET name = EXCLUDED.name, certificate = EXCLUDED.certificate, revoked = tier_peers.revoked OR EXCLUDED.revoked`,
       [id, entry['name'].slice(0, 100), encoded, revoked],
     );
+    await keepPeerPublications(ctx, id, certificate, entry['publications']);
     kept += 1;
   }
   return kept;

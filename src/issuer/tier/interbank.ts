@@ -61,6 +61,27 @@ export async function peerIntermediaries(services: IssuerServices, q: Queryable 
   return rows.map((r) => ({ keyId: r.key_id, name: r.name, certificate: decodeCertificate(new Uint8Array(r.certificate)), revoked: r.revoked }));
 }
 
+/** Another bank's latest verified publication of one scheme. */
+export interface PeerPublication extends PeerIntermediary {
+  /** The scheme's own encoding of what that bank published. */
+  readonly body: Uint8Array;
+  readonly version: number;
+}
+
+/**
+ * Every other bank's latest publication of `scheme` this bank has verified (at a standalone node
+ * or a central bank, none). A revoked bank's is answered too, marked: the scheme refuses its money.
+ */
+export async function peerPublications(services: IssuerServices, scheme: string, q: Queryable = services.db): Promise<PeerPublication[]> {
+  if (services.identity.role !== 'intermediary') return [];
+  const { rows } = await q.query<{ key_id: string; name: string; certificate: Uint8Array; revoked: boolean; body: Uint8Array; version: bigint }>(
+    `SELECT p.key_id, p.name, p.certificate, p.revoked, pp.body, pp.version FROM tier_peers p JOIN tier_peer_publications pp ON pp.key_id = p.key_id
+     WHERE pp.scheme = $1 ORDER BY p.key_id`,
+    [scheme],
+  );
+  return rows.map((r) => ({ keyId: r.key_id, name: r.name, certificate: decodeCertificate(new Uint8Array(r.certificate)), revoked: r.revoked, body: new Uint8Array(r.body), version: Number(bigintColumn(r, 'version')) }));
+}
+
 /** A claim of the payee's bank, as its customer reads it. */
 export interface PresentedClaim {
   readonly claimId: string;

@@ -25,6 +25,7 @@ import { formatMinor } from '../http/json.ts';
 import type { PositionReport } from './position.ts';
 import type { IssuerServices } from '../http/context.ts';
 import type { SchemeModule } from '../http/scheme-module.ts';
+import { publishSchemes } from './publications.ts';
 import { creditSettled, exchangeClaims, syncDirectory, type InterbankContext, type InterbankReport } from './interbank-sync.ts';
 
 /** How long one call to the central bank may take. */
@@ -253,6 +254,8 @@ export class CentralBankLink {
     // movements are pulled.
     const list = await this.#syncRootList();
     await syncDirectory(this.#interbank, list.list);
+    // A revoked bank publishes nothing more (the central bank would refuse it).
+    if (!list.revoked) await publishSchemes(this.#interbank);
     const exchanged = await exchangeClaims(this.#interbank);
     let recorded = 0;
     // A central bank that always has more (or a very long history) is read over several syncs.
