@@ -115,7 +115,13 @@ export const opsCli: CliPart = {
             ? `Collected ${f.amount} ${c} from ${f.sender} (payment ${f.index}), a device of another bank; your bank could not present it: ${f.message ?? ''} [${f.code ?? ''}]`
             : `Collected ${f.amount} ${c} from ${f.sender} (payment ${f.index}), a device of bank ${f.claim.payerBank}: presented as claim ${f.claim.claimId} (${f.claim.status}).`,
         );
-        return { text: [`Synced; revocation list version ${r.crlVersion}.`, ...endedLines(r.ended ?? []), ...fraud, ...retried, ...foreign].join('\n'), json: { name: wallet.name, currency: c, ...r } };
+        const peers =
+          r.peers !== undefined
+            ? [`Other banks: ${r.peers.peers} intermediary certificate(s) and ${r.peers.crls} list(s) of revoked devices held${r.peers.rootCrlVersion === undefined ? '' : `; the central bank's list of revoked banks, version ${r.peers.rootCrlVersion}`}.`]
+            : r.peersError !== undefined
+              ? [`What your bank says of the other banks was not taken: ${r.peersError}`]
+              : [];
+        return { text: [`Synced; revocation list version ${r.crlVersion}.`, ...endedLines(r.ended ?? []), ...fraud, ...retried, ...foreign, ...peers].join('\n'), json: { name: wallet.name, currency: c, ...r } };
       }),
     receive: (context) =>
       withWalletAndSe(context, async (wallet) => {

@@ -67,6 +67,8 @@ before(async () => {
   homeB = join(tiers.root, 'home-b');
   await enrollOem(homeA, new NodeClient(bankA.url), bankA.running.operatorToken, ops.wallet.trustedApps);
   await enrollOem(homeB, new NodeClient(bankB.url), bankB.running.operatorToken, ops.wallet.trustedApps);
+  // Each bank publishes its list of revoked devices at its sync; the other takes it at its next.
+  await tiers.syncAll();
   await tiers.syncAll();
 });
 
@@ -83,11 +85,12 @@ describe('OPS wallets at two banks', () => {
     const request = await bob.request('5.00');
     // Alice's wallet knows B's intermediary only once it holds the peers: until then Bob's request does not verify.
     await assert.rejects(alice.pay(request.token), (e) => isTallyError(e, 'PAYMENT_INVALID') || isTallyError(e, 'CERT_UNKNOWN_ISSUER'));
-    await alice.takePeers(await peerSet());
+    await alice.refreshPeers();
     const paid = await alice.pay(request.token);
     await assert.rejects(bob.accept(paid.token), (e) => isTallyError(e, 'PAYMENT_INVALID'), 'B\'s wallet does not know A yet');
-    const taken = await bob.takePeers(await peerSet());
-    assert.equal(taken.peers, 1);
+    // Bob's wallet asks its bank (GET /v1/interbank/peers): A's certificate, A's published list, the root's list.
+    const taken = await bob.refreshPeers();
+    assert.deepEqual(taken, { peers: 1, crls: 1 });
     const accepted = await bob.accept(paid.token);
     assert.equal(accepted.state, 'accepted');
 
@@ -118,11 +121,11 @@ describe('OPS wallets at two banks', () => {
     const alice = await wallet(homeA, bankA, 'alice2', true);
     const dave = await wallet(homeB, bankB, 'dave', true);
     await mintDeposit(alice, bankA, '20.00');
-    await alice.takePeers(await peerSet());
-    await dave.sync();
-    const taken = await dave.takePeers(await peerSet());
-    assert.equal(taken.peers, 1);
-    assert.equal(taken.crls, 1, "A's list (B's own is the TA's own bank's, taken at sync)");
+    await alice.refreshPeers();
+    // The sync takes the other banks from B (into the wallet and its TA) after the TA's ack.
+    const first = await dave.sync();
+    assert.equal(first.peers?.peers, 1, JSON.stringify(first));
+    assert.equal(first.peers?.crls, 1, "A's published list (B's own comes with the ack)");
     const request = await dave.request('7.00');
     const paid = await alice.pay(request.token);
     await dave.accept(paid.token);
@@ -136,6 +139,17 @@ describe('OPS wallets at two banks', () => {
     await tiers.settleAndAudit();
     assert.equal(Number(await opsFloat(bankB)) - Number(floatB), 7);
     await alice.sync();
+    // A revokes a device of its own; once the banks have synced, Dave's sync brings A's newer list and the device is refused offline.
+    const frank = await wallet(homeA, bankA, 'frank', true);
+    await mintDeposit(frank, bankA, '3.00');
+    await frank.refreshPeers();
+    const fromFrank = await frank.pay((await dave.request('1.00')).token);
+    await bankA.ok('POST', '/v1/operator/revoke', { keyId: frank.snapshot().device?.keyId, reason: 'stolen' });
+    await tiers.settleAndAudit();
+    await dave.sync();
+    await assert.rejects(dave.accept(fromFrank.token), (e) => isTallyError(e, 'CERT_REVOKED'));
+    // Its TA refuses it too, on its own lists (the wallet's check bypassed).
+    await assert.rejects((await dave.se()).call('collect', { payment: fromFrank.payment }), (e) => isTallyError(e, 'SE_REJECTED') && e.details.reason === 'CERT_REVOKED');
     await tiers.settleAndAudit();
   });
 

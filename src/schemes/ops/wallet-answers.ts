@@ -1,5 +1,6 @@
 /** Codecs for the node's answers to OPS's routes (see the wallet's node-answers.ts for the shared ones). */
 import { array, boolean, decodeFailure, oneOf, optional, refine, text, uint, type Codec, type Infer } from '../../core/codec.ts';
+import { textMap } from '../../core/fields.ts';
 import { amount, ANSWER_ITEMS_MAX, blob, crl, looseRecord, message, word } from '../../wallet/plugin.ts';
 
 /** POST /v1/ops/deposits. */
@@ -67,3 +68,13 @@ export const opsRetireAnswer = looseRecord({ status: word, escrow: amount, relea
 /** POST /v1/ops/devices/:id/retire made again after the hold: the release, with the refund when one was paid. */
 export const opsReleaseAnswer = looseRecord({ status: word, escrow: amount, refund: optional(looseRecord({ amount })) });
 
+
+/**
+ * GET /v1/interbank/peers (two tiers): the other banks the wallet's bank knows, each with its
+ * certificate and its publications by scheme, and the root's list of revoked intermediaries. The
+ * wallet trusts none of it as given (see Wallet.refreshPeers).
+ */
+export const interbankPeersAnswer = looseRecord({
+  peers: array(looseRecord({ keyId: text({ min: 1, max: 64 }), name: text({ max: 200 }), certificate: blob, revoked: boolean, publications: textMap(blob, { max: 16, keyCharsMax: 32 }) }), { max: 64 }),
+  rootList: optional(crl),
+});

@@ -34,6 +34,20 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
   /** Collect (the payee's part, in wallet.ts): a sync tries again the payments that waited for it. */
   abstract collect(): Promise<{ collected: InboxEntry[]; refused: InboxEntry[]; waiting: InboxEntry[]; offline: string }>;
 
+  /** Two tiers (in wallet.ts): the other banks' certificates and lists from the wallet's bank, into the wallet and its TA. */
+  abstract refreshPeers(): Promise<{ peers: number; crls: number; rootCrlVersion?: number } | null>;
+
+  /** refreshPeers at the end of a sync: what it took, or why not (a sync does not fail for it). */
+  private async syncPeers(): Promise<{ peers?: { peers: number; crls: number; rootCrlVersion?: number }; peersError?: string }> {
+    try {
+      const taken = await this.refreshPeers();
+      return taken === null ? {} : { peers: taken };
+    } catch (e) {
+      if (!isTallyError(e)) throw e;
+      return { peersError: `${e.message} [${isTallyError(e, 'SE_REJECTED') ? e.details.reason : e.code}]` };
+    }
+  }
+
   /**
    * Retires a secure element that refuses to run (ROLLBACK_DETECTED, or its sealed state damaged)
    * and starts a new one, registered at the node as a new device of the same user. Nothing of the
@@ -367,12 +381,15 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
     ended?: ResumeReport['ended'];
     /** Two tiers: the collects from other banks' devices this sync reported, each presented to its bank (or refused). */
     foreign?: Array<{ sender: string; index: string; amount: string; claim?: InterbankClaimState | undefined; code?: string | undefined; message?: string | undefined }>;
+    /** Two tiers: the other banks taken from the wallet's bank (their certificates and lists), or why not. */
+    peers?: { peers: number; crls: number; rootCrlVersion?: number };
+    peersError?: string;
   }> {
     const device = this.data.device;
     if (device === null) {
       const answer = await this.node.call('GET', '/v1/revocations', { answer: revocationsAnswer });
       await this.keepCrl(answer.body.list, { history: [{ at: Date.now(), kind: 'sync', detail: `revocation list v${answer.body.version}` }] });
-      return { crlVersion: answer.body.version, fraud: [] };
+      return { crlVersion: answer.body.version, fraud: [], ...(await this.syncPeers()) };
     }
     const { ended } = await this.resume();
     await this.releaseRetired();
@@ -410,6 +427,7 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
       ...(retried === undefined ? {} : { retried }),
       ...(ended.length === 0 ? {} : { ended }),
       ...(foreign.length === 0 ? {} : { foreign }),
+      ...(await this.syncPeers()),
     };
   }
 

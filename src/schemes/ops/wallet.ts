@@ -34,7 +34,9 @@ import {
   type SentEntry,
   type WalletDevice,
 } from '../../wallet/plugin.ts';
-import { decodePayment, encodePayment, paymentDigest, type Payment, type PaymentRequest } from './messages.ts';
+import { decodePayment, encodePayment, OPS_SCHEME, paymentDigest, type Payment, type PaymentRequest } from './messages.ts';
+import { verifyPublication } from '../../pki/publication.ts';
+import { interbankPeersAnswer } from './wallet-answers.ts';
 import { verifyPayment } from './pay-verify.ts';
 import { OPS_LINK_PROLOGUE, OPS_LINK_SCHEME, runPayee, runPayer } from './session.ts';
 import { paymentToken, readPaymentToken, readRequestToken, requestToken } from './tokens.ts';
@@ -320,6 +322,38 @@ export class Wallet extends OpsWalletOnline {
     if (this.data.device === null) return { peers: set.intermediaries.length, crls: set.crls.length };
     const taken = await (await this.se()).call('peers', { intermediaries: [...set.intermediaries], ...(set.rootCrl === undefined ? {} : { rootCrl: set.rootCrl }), crls: [...set.crls] });
     return { peers: taken.peers, crls: taken.crls, ...(taken.rootCrlVersion === undefined ? {} : { rootCrlVersion: taken.rootCrlVersion }) };
+  }
+
+  /**
+   * Two tiers: asks the wallet's bank for the other banks (`GET /v1/interbank/peers`): their
+   * certificates, OPS's publication of each (its signed list of revoked devices, checked under that
+   * bank's certificate; one that does not verify is left out) and the root's list of revoked
+   * intermediaries, then takes them as takePeers does. Null at a bank that is no intermediary.
+   * @throws TallyError as takePeers; NODE_* when the bank cannot answer
+   */
+  async refreshPeers(): Promise<{ peers: number; crls: number; rootCrlVersion?: number } | null> {
+    let answer;
+    try {
+      answer = (await this.node.call('GET', '/v1/interbank/peers', { answer: interbankPeersAnswer })).body;
+    } catch (e) {
+      if (isTallyError(e, 'NODE_REFUSED') && (e.details.code === 'ROLE_MISMATCH' || e.details.status === 404)) return null;
+      throw e;
+    }
+    const intermediaries: Uint8Array[] = [];
+    const crls: Uint8Array[] = [];
+    for (const peer of answer.peers) {
+      const certificate = fromBase64url(peer.certificate);
+      intermediaries.push(certificate);
+      const record = peer.publications[OPS_SCHEME];
+      if (record === undefined) continue;
+      try {
+        const published = verifyPublication(nodeProvider, fromBase64url(record), decodeCertificate(certificate));
+        if (published.scheme === OPS_SCHEME) crls.push(published.body);
+      } catch (e) {
+        if (!isTallyError(e)) throw e;
+      }
+    }
+    return this.takePeers({ intermediaries, ...(answer.rootList === undefined ? {} : { rootCrl: fromBase64url(answer.rootList) }), crls });
   }
 
   // ---------------------------------------------------------------- over a link
