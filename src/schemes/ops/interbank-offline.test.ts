@@ -19,6 +19,7 @@ import { isTallyError } from '../../core/errors.ts';
 import { balance, claimState, customer, minor, send, signed, Tiers, type Answer, type Json, type TierBank, type TierNode } from '../../issuer/tier/test-tiers.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import { decodeCertificate, encodeCertificate, issueCertificate } from '../../pki/certificate.ts';
+import { verifyPublication } from '../../pki/publication.ts';
 import { decodeRevocationList, encodeRevocationList, issueRevocationList } from '../../pki/revocation.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { FileCounter } from '../../secure-element/counter-file.ts';
@@ -120,6 +121,16 @@ async function peerInput(lists: readonly Uint8Array[]): Promise<{ intermediaries
   };
 }
 
+/** Bank A's list of revoked devices as bank B serves it (A's OPS publication, carried by the central bank's directory), checked under A's certificate. */
+async function listOfAViaB(): Promise<Uint8Array> {
+  const a = await send(bankB.url, 'GET', '/v1/interbank/peers');
+  const peer = (a.body['peers'] as Json[]).find((p) => p['keyId'] === bankA.keyId) as Json;
+  const record = (peer['publications'] as Record<string, string>)['ops'] as string;
+  const published = verifyPublication(nodeProvider, fromBase64url(record), decodeCertificate(bankA.certificates.intermediary));
+  assert.equal(published.scheme, 'ops');
+  return published.body;
+}
+
 async function rejected(run: Promise<unknown>, reason: string): Promise<void> {
   await assert.rejects(run, (e) => isTallyError(e, 'SE_REJECTED') && e.details.reason === reason, `expected the TA to refuse with ${reason}`);
 }
@@ -191,7 +202,7 @@ describe('a payee TA at B takes in a payment from a device of A offline', () => 
     }
   });
 
-  test('the TA refuses a forged peer certificate, one under another root, another currency, a list not signed by its issuer, and older lists', { timeout: 120_000 }, async () => {
+  test('the TA refuses a forged peer certificate, one under another root, a list not signed by its issuer, older lists, a revoked device of A and a device of a revoked bank', { timeout: 120_000 }, async () => {
     const dave = await holder(bankB);
     try {
       const good = await peerInput([await deviceList(bankA)]);
@@ -206,12 +217,12 @@ describe('a payee TA at B takes in a payment from a device of A offline', () => 
       const now = Date.now();
       const foreignBank = issueCertificate({ issuer: otherRoot, issuerRole: 'root', subject: thief.publicKey, role: 'intermediary', serial: new Uint8Array(16).fill(2), notBefore: now - 60_000, notAfter: now + 3_600_000, extensions: { currency: 'EUR', name: 'Elsewhere' } });
       await rejected(dave.se.call('peers', { intermediaries: [encodeCertificate(foreignBank)], crls: [] }), 'CERT_UNKNOWN_ISSUER');
-      // A list for A's devices signed by B (B's bank trying to revoke, or un-revoke, A's devices).
+      // B's own list offered as a peer's changes nothing: the TA takes its own bank's list from the ack only.
       const byB = await deviceList(bankB);
       const bList = decodeRevocationList(byB);
-      assert.notEqual(toHex(bList.body.issuer), bankA.keyId);
-      await rejected(dave.se.call('peers', { intermediaries: [], crls: [byB] }), 'CRL_INVALID');
-      // A list with A's issuer id but not A's signature.
+      assert.equal(toHex(bList.body.issuer), bankB.keyId);
+      assert.equal((await dave.se.call('peers', { intermediaries: [], crls: [byB] })).crls, 1);
+      // A list with A's issuer id but not A's signature (B's bank trying to un-revoke A's devices).
       const fakeA = encodeRevocationList({ body: { ...decodeRevocationList(good.crls[0] as Uint8Array).body, version: 99 }, signature: bList.signature });
       await rejected(dave.se.call('peers', { intermediaries: [], crls: [fakeA] }), 'CRL_INVALID');
       // A root list signed by someone else than the root.
@@ -290,9 +301,12 @@ describe('a cloned device of A pays a customer of A online and a payee TA at B o
       assert.ok(fraud.some((f) => f['device'] === alice.device && f['kind'] === 'clone'), JSON.stringify(fraud));
       const listA = decodeRevocationList(await deviceList(bankA));
       assert.ok(listA.body.revoked.some((serial) => toHex(serial) === toHex(decodeCertificate(alice.certificate).body.serial)));
-      // The clone pays Dave again: refused offline once Dave's TA holds A's newer list.
+      // The clone pays Dave again: refused offline once Dave's TA holds A's newer list, which B
+      // learnt from A's publication through the central bank at its sync (no bank calls another).
       const later = await clone.call('pay', { amount: 500n, receiver: dave.certificate });
-      await dave.se.call('peers', await peerInput([await deviceList(bankA)]));
+      const viaB = await listOfAViaB();
+      assert.deepEqual(viaB, await deviceList(bankA), "B serves A's current list");
+      await dave.se.call('peers', await peerInput([viaB]));
       await rejected(dave.se.call('collect', { payment: later }), 'CERT_REVOKED');
       assert.equal((await dave.se.call('balance', {})).balance, 1000n);
       await tiers.settleAndAudit();
