@@ -316,4 +316,44 @@ describe('a cloned device of A pays a customer of A online and a payee TA at B o
       await dave.se.close();
     }
   });
+
+  test("a clone of A pays two payee TAs at B under one index: A settles the first claim and refuses the second; B's audit names the loss", { timeout: 120_000 }, async () => {
+    const alice = await holder(bankA, '20.00');
+    const dave = await holder(bankB);
+    const erin = await holder(bankB);
+    const cloneDir = await mkdtemp(join(root, 'clone-'));
+    await cp(alice.dir, cloneDir, { recursive: true });
+    const clone = await openSe(cloneDir, false);
+    try {
+      for (const payee of [dave, erin]) {
+        await syncTa(payee);
+        await payee.se.call('peers', await peerInput([await deviceList(bankA)]));
+      }
+      const floatB0 = minor(await opsFloat(bankB));
+      const toDave = await alice.se.call('pay', { amount: 300n, receiver: dave.certificate });
+      const toErin = await clone.call('pay', { amount: 300n, receiver: erin.certificate });
+      assert.equal(toDave.index, toErin.index);
+      await dave.se.call('collect', { payment: toDave });
+      await erin.se.call('collect', { payment: toErin });
+      const first = await syncTa(dave, [toDave]);
+      const second = await syncTa(erin, [toErin]);
+      assert.equal(first.status, 200, JSON.stringify(first.body));
+      assert.equal(second.status, 200, JSON.stringify(second.body));
+      const claimOf = (a: Answer) => (((a.body['foreign'] as Json[])[0] as Json)['claim'] as Json)['claimId'] as string;
+      await tiers.settleAndAudit();
+      assert.equal((await claimState(dave, claimOf(first)))['status'], 'settled');
+      const refused = await claimState(erin, claimOf(second));
+      assert.equal(refused['status'], 'refused');
+      assert.equal(refused['code'], 'DOUBLE_SPEND');
+      assert.equal(minor(await opsFloat(bankB)), floatB0 + 300n, 'the first payment reached B\'s float, the clone\'s did not');
+      const exposure = ((await bankB.audit())['exposure'] as Json[]).find((e) => e['scheme'] === 'ops') as Json;
+      assert.ok((exposure['exposed'] as Json[]).some((h) => h['device'] === alice.device && h['amount'] === '3.00' && h['fraud'] === true), JSON.stringify(exposure));
+      await tiers.settleAndAudit();
+    } finally {
+      await clone.close();
+      await alice.se.close();
+      await dave.se.close();
+      await erin.se.close();
+    }
+  });
 });

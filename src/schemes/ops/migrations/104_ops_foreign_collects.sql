@@ -7,7 +7,8 @@ CREATE TABLE ops_foreign_collects (
   index bigint NOT NULL CHECK (index >= 1),
   device_key_id text NOT NULL,
   amount bigint NOT NULL CHECK (amount > 0),
-  claim_id text NOT NULL REFERENCES interbank_claims (claim_id),
-  PRIMARY KEY (sender_key_id, index)
+  -- One row a claim: a clone's two payments under one (sender, index), collected by two devices
+  -- here, are two claims, and the one the payer's bank refuses is a loss named by its sender.
+  claim_id text PRIMARY KEY REFERENCES interbank_claims (claim_id)
 );
-CREATE INDEX ops_foreign_collects_claim ON ops_foreign_collects (claim_id);
+CREATE INDEX ops_foreign_collects_payment ON ops_foreign_collects (sender_key_id, index);
