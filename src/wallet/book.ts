@@ -28,6 +28,8 @@ export interface Changes<Step extends JournalStep, Slot> {
   /** Retired secure elements added or changed (by device). */
   readonly retired?: readonly RetiredDevice[] | undefined;
   readonly crl?: string | undefined;
+  /** The other intermediaries, verified (base64url of their encoded set). */
+  readonly peers?: string | undefined;
   /** The history lines of what changed. */
   readonly history?: readonly HistoryEvent[] | undefined;
 }
@@ -84,10 +86,16 @@ export class WalletBook<Step extends JournalStep, Slot> {
       if (changes.settled !== undefined && changes.settled.length > 0) tx.settleSent(changes.settled);
       for (const entry of changes.retired ?? []) tx.putRetired(entry);
       if (changes.crl !== undefined) tx.setCrl(changes.crl);
+      if (changes.peers !== undefined) tx.setPeers(changes.peers);
       if (slotChanged) tx.setSlot(shellSlot(next));
       for (const event of changes.history ?? []) tx.history(event);
     });
     this.current = next;
+  }
+
+  /** The other intermediaries the wallet holds, as stored (base64url), or null. */
+  peers(): string | null {
+    return this.store.peers();
   }
 
   /** What the secure element last reported of itself, or null (see WalletShell). */

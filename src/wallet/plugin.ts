@@ -95,3 +95,4 @@ export interface WalletPart {
 
 // A device's anonymous credential from its maker, after a TPM quote of its build.
 export { makerOf, obtainDeviceCredential, type CredentialRequest, type IssuedCredential } from './device-credential.ts';
+export { decodePeerSet, encodePeerSet, peerSetCodec, WALLET_PEERS_MAX, type PeerSet } from './peers.ts';

@@ -11,13 +11,14 @@
  * together (`commit`, one transaction of the store, wallet.db): a crash cannot keep one without the
  * other. The folder: create.ts; opening it: folder.ts; the link runner: link.ts; recovery: recovery.ts.
  */
-import { fromBase64url, toHex } from '../core/bytes.ts';
+import { equalBytes, fromBase64url, toBase64url, toHex } from '../core/bytes.ts';
 import { Amount, currency as makeCurrency, type Currency } from '../core/amount.ts';
 import { randomBytes } from '../core/crypto/hash.ts';
 import type { PublicKey, Signer, SuiteName } from '../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../core/errors.ts';
 import { decodeCertificate, type Certificate } from '../pki/certificate.ts';
 import { verifyChain } from '../pki/chain.ts';
+import { keyId } from '../pki/key-id.ts';
 import { decodeRevocationList, RevocationStore } from '../pki/revocation.ts';
 import type { CommandTable, TrustedApp } from '../secure-element/trusted-app.ts';
 import { nodeProvider } from '../providers/node-crypto.ts';
@@ -31,6 +32,7 @@ import type { OpenedWallet } from './folder.ts';
 import type { WalletPaths } from './home.ts';
 import type { LinkSide } from './link.ts';
 import { NodeClient, type NodeInfo } from './node-client.ts';
+import { decodePeerSet, encodePeerSet, verifyPeerSet, type PeerSet } from './peers.ts';
 import { recoveryDone, replaceSecureElement } from './recovery.ts';
 import { readSeReport, writeSeReport } from './se-report.ts';
 import { formatMinor, isNodeRefusal, onlineBalanceOf, parsePositive, type HistoryRead } from './wallet-common.ts';
@@ -86,6 +88,9 @@ export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends C
   protected readonly revocations = new RevocationStore({ provider: nodeProvider });
   protected readonly root: Certificate;
   protected readonly intermediary: Certificate;
+  /** Two tiers: the other intermediaries this wallet holds, each verified under its root (see keepPeers). */
+  protected peers: readonly Certificate[] = [];
+  private peerSet: PeerSet | null = null;
   private readonly book: WalletBook<Step, Slot>;
   private readonly unlockFolder: () => Promise<void>;
 
@@ -99,6 +104,42 @@ export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends C
     this.root = decodeCertificate(fromBase64url(data.certificates.root));
     this.intermediary = decodeCertificate(fromBase64url(data.certificates.intermediary));
     if (data.crl !== null) this.revocations.accept(decodeRevocationList(fromBase64url(data.crl)), this.intermediary.body.subject);
+    const peers = this.book.peers();
+    if (peers !== null) {
+      // Verified again at every open; a set that no longer verifies is left out (the wallet then trusts less, never more).
+      try {
+        const verified = this.verifyPeers(decodePeerSet(fromBase64url(peers)), null, this.revocations);
+        this.peers = verified.certificates;
+        this.peerSet = verified.set;
+      } catch (e) {
+        if (!isTallyError(e)) throw e;
+      }
+    }
+  }
+
+  private verifyPeers(offered: PeerSet, held: PeerSet | null, revocations: RevocationStore) {
+    return verifyPeerSet({ provider: nodeProvider, root: this.root, own: this.intermediary, currency: this.currency.code, now: Date.now(), revocations, held, offered });
+  }
+
+  /**
+   * Two tiers: takes other intermediaries' certificates and lists (from the wallet's bank), each
+   * verified under the wallet's root; a list older than the one held is refused and nothing changes.
+   * Answers the whole set now held.
+   * @throws TallyError CERT_*, CRL_INVALID, CRL_ROLLBACK, TOO_LARGE
+   */
+  protected keepPeers(offered: PeerSet, changes: Changes<Step, Slot> = {}): PeerSet {
+    // Checked whole on a scratch store first, so that a refusal leaves the wallet's lists as they were.
+    this.verifyPeers(offered, this.peerSet, new RevocationStore({ provider: nodeProvider }));
+    const verified = this.verifyPeers(offered, this.peerSet, this.revocations);
+    this.commit({ ...changes, peers: toBase64url(encodePeerSet(verified.set)) });
+    this.peers = verified.certificates;
+    this.peerSet = verified.set;
+    return verified.set;
+  }
+
+  /** The intermediaries a payer's or payee's certificate may chain through: this wallet's bank's, then the other banks' it holds. */
+  protected intermediaries(): Certificate[] {
+    return [this.intermediary, ...this.peers];
   }
 
   /** What the wallet holds in memory (header, account, device, slot, revocation list, unfinished steps, retired SEs); change it through `commit`. */
@@ -345,9 +386,11 @@ export abstract class WalletShell<Step extends JournalStep, Slot, S, C extends C
     this.commit({ ...changes, crl: encoded });
   }
 
-  /** Checks a user or device certificate against the wallet's root, intermediary and revocation list. */
+  /** Checks a user or device certificate against the wallet's root, the intermediary that issued it (its own bank's or another it holds) and the revocation lists. */
   protected verifyCertificate(certificate: Uint8Array, roles: readonly ('user' | 'device')[] = ['user', 'device']) {
-    return verifyChain({ provider: nodeProvider, chain: [decodeCertificate(certificate), this.intermediary], trustAnchors: [this.root], now: Date.now(), revocations: this.revocations, leafRoles: roles });
+    const leaf = decodeCertificate(certificate);
+    const issuer = this.peers.find((p) => equalBytes(keyId(p.body.subject), leaf.body.issuer)) ?? this.intermediary;
+    return verifyChain({ provider: nodeProvider, chain: [leaf, issuer], trustAnchors: [this.root], now: Date.now(), revocations: this.revocations, leafRoles: roles });
   }
 
   /** The trust a link puts in its peer: a user certificate of this wallet's central bank, unrevoked. */

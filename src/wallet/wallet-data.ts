@@ -12,7 +12,8 @@ import type { accountCodec, deviceCodec, HistoryEvent as StoredEvent, InboxEntry
  * wallet retired (`tally wallet recover`); kept, not collectable. `reason`: why the SE or the node
  * refused it. `waiting`: why it is still accepted after a try (the SE or the node could not take it
  * yet for a reason time, a sync or room cures); it is tried again after the next sync. `credited`:
- * what the node credited for it (decimal), as its answer to the claim said.
+ * what the node credited for it (decimal), as its answer to the claim said. `claim`: the interbank
+ * claim the node presented for a payment from another bank's device (two tiers).
  */
 export type InboxEntry = StoredInbox;
 

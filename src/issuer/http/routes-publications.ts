@@ -44,6 +44,7 @@ const getPeers = createRoute({
         'application/json': {
           schema: z.object({
             peers: z.array(z.object({ keyId: z.string(), name: z.string(), certificate: z.string(), revoked: z.boolean(), publications: z.record(z.string(), z.string()) })),
+            rootList: z.string().optional().describe("the root-signed list of revoked intermediaries, as this bank last synced it (verify it under the root; never take an older one)"),
           }),
         },
       },
@@ -105,6 +106,7 @@ export function registerPeerRoutes(app: OpenAPIHono<IssuerEnv>, services: Issuer
       revoked: r.revoked,
       publications: Object.fromEntries(published.filter((p) => p.key_id === r.key_id).map((p) => [p.scheme, toBase64url(new Uint8Array(p.record))])),
     }));
-    return c.json({ peers }, 200);
+    const root = (await services.db.query<{ root_list: Uint8Array | null }>('SELECT root_list FROM tier_link WHERE one')).rows[0];
+    return c.json({ peers, ...(root?.root_list == null ? {} : { rootList: toBase64url(new Uint8Array(root.root_list)) }) }, 200);
   });
 }

@@ -109,7 +109,19 @@ export const opsCli: CliPart = {
         const r = await wallet.sync();
         const fraud = r.fraud.map((f) => `fraud case: ${f.kind} by device ${f.device}`);
         const retried = r.retried === undefined ? [] : [`Payments that waited for this sync: ${r.retried.collected} collected, ${r.retried.waiting} still waiting, ${r.retried.refused} refused.`];
-        return { text: [`Synced; revocation list version ${r.crlVersion}.`, ...endedLines(r.ended ?? []), ...fraud, ...retried].join('\n'), json: { name: wallet.name, ...r } };
+        const c = wallet.currency.code;
+        const foreign = (r.foreign ?? []).map((f) =>
+          f.claim === undefined
+            ? `Collected ${f.amount} ${c} from ${f.sender} (payment ${f.index}), a device of another bank; your bank could not present it: ${f.message ?? ''} [${f.code ?? ''}]`
+            : `Collected ${f.amount} ${c} from ${f.sender} (payment ${f.index}), a device of bank ${f.claim.payerBank}: presented as claim ${f.claim.claimId} (${f.claim.status}).`,
+        );
+        const peers =
+          r.peers !== undefined
+            ? [`Other banks: ${r.peers.peers} intermediary certificate(s) and ${r.peers.crls} list(s) of revoked devices held${r.peers.rootCrlVersion === undefined ? '' : `; the central bank's list of revoked banks, version ${r.peers.rootCrlVersion}`}.`]
+            : r.peersError !== undefined
+              ? [`What your bank says of the other banks was not taken: ${r.peersError}`]
+              : [];
+        return { text: [`Synced; revocation list version ${r.crlVersion}.`, ...endedLines(r.ended ?? []), ...fraud, ...retried, ...foreign, ...peers].join('\n'), json: { name: wallet.name, currency: c, ...r } };
       }),
     receive: (context) =>
       withWalletAndSe(context, async (wallet) => {
@@ -213,7 +225,7 @@ export const opsCli: CliPart = {
     },
     claim: {
       usage: 'tally claim NAME [--home DIR] [--json]',
-      summary: 'Payee without a secure element (OPS): has the node credit the accepted payments to the online account; needs the node.',
+      summary: "Payee without a secure element (OPS): has the node credit the accepted payments to the online account; a payment from another bank's device is presented to that bank and credited once settled (claim again to see where it stands); needs the node.",
       options: [HOME_OPTION, JSON_OPTION],
       example: 'tally claim carol',
       capability: 'claim',
@@ -224,8 +236,14 @@ export const opsCli: CliPart = {
           const r = await wallet.claim();
           // What the node credited, from its answer.
           const sum = r.claimed.reduce((s, e) => s + (e.credited === undefined ? BigInt(e.amount) : wallet.parseCredited(e.credited)), 0n);
-          const text = [`Claimed ${r.claimed.length} payment(s), the node credited ${wallet.format(sum)} ${wallet.currency.code}; online balance ${r.online ?? 'unknown'} ${wallet.currency.code}.`, ...r.refused.map((e) => `Refused by the node: ${wallet.format(BigInt(e.amount))} ${wallet.currency.code} from ${e.sender} (payment ${e.index}): ${e.reason ?? ''}`)].join('\n');
-          return { text, json: { name: wallet.name, currency: wallet.currency.code, claimed: r.claimed.map((e) => shortEntry(wallet, e)), refused: r.refused.map((e) => shortEntry(wallet, e)), online: r.online } };
+          const c = wallet.currency.code;
+          const text = [
+            `Claimed ${r.claimed.length} payment(s), the node credited ${wallet.format(sum)} ${c}; online balance ${r.online ?? 'unknown'} ${c}.`,
+            ...r.presented.map((e) => `Waiting: ${e.claimState.amount} ${c} from ${e.sender} (payment ${e.index}), a device of bank ${e.claimState.payerBank}: claim ${e.claimState.claimId} is ${e.claimState.status}; credited once that bank settles it (claim again to see).`),
+            ...r.refused.map((e) => `Refused by the node: ${wallet.format(BigInt(e.amount))} ${c} from ${e.sender} (payment ${e.index}): ${e.reason ?? ''}`),
+          ].join('\n');
+          const presented = r.presented.map((e) => ({ ...shortEntry(wallet, e), claim: { claimId: e.claimState.claimId, payerBank: e.claimState.payerBank, status: e.claimState.status } }));
+          return { text, json: { name: wallet.name, currency: c, claimed: r.claimed.map((e) => shortEntry(wallet, e)), presented, refused: r.refused.map((e) => shortEntry(wallet, e)), online: r.online } };
         }),
     },
   },

@@ -19,7 +19,9 @@ export async function opsHoldings(q: Queryable, floatAccount: string): Promise<S
      ), counter_ops AS (
        SELECT device_key_id AS d, sum(CASE kind WHEN 'deposit' THEN amount ELSE -amount END) AS v FROM ops_counter_ops GROUP BY 1
      ), paid AS (
-       SELECT sender_key_id AS d, sum(amount) AS v FROM ops_payments GROUP BY 1
+       -- A payment of another bank's device collected here is that bank's to settle, not a holding here.
+       SELECT sender_key_id AS d, sum(amount) AS v FROM ops_payments p
+       WHERE NOT EXISTS (SELECT 1 FROM ops_foreign_collects f WHERE f.sender_key_id = p.sender_key_id AND f.index = p.index) GROUP BY 1
      ), collected AS (
        SELECT device_key_id AS d, sum(amount) AS v FROM ops_collects GROUP BY 1
      ), arriving AS (
@@ -37,8 +39,22 @@ export async function opsHoldings(q: Queryable, floatAccount: string): Promise<S
     `SELECT coalesce(sum(amount), 0)::numeric(30, 0) AS v FROM ops_payments p
      WHERE settled IS NULL AND NOT EXISTS (SELECT 1 FROM devices r WHERE r.key_id = p.receiver_key_id)`,
   );
+  // Two tiers: what this bank's devices collected from other banks' devices reaches the float only
+  // when the payer's bank settles the claim. While it is on its way the claim covers it; once
+  // refused (a clone's payment, a revoked device's) it is a shortfall its sender is named for.
+  const foreign = await q.query<{ sender: string; receivable: bigint; lost: bigint }>(
+    `SELECT f.sender_key_id AS sender,
+            coalesce(sum(f.amount) FILTER (WHERE c.status IN ('pending', 'presented', 'accepted')), 0)::numeric(30, 0) AS receivable,
+            coalesce(sum(f.amount) FILTER (WHERE c.status = 'refused'), 0)::numeric(30, 0) AS lost
+     FROM ops_foreign_collects f JOIN interbank_claims c ON c.claim_id = f.claim_id GROUP BY 1`,
+  );
   let expected = bigintColumn(unclaimed.rows[0] as object, 'v');
   const exposed: ExposedHolder[] = [];
+  for (const row of foreign.rows) {
+    expected -= bigintColumn(row, 'receivable');
+    const lost = bigintColumn(row, 'lost');
+    if (lost > 0n) exposed.push({ device: row.sender, amount: lost, fraud: true });
+  }
   for (const row of rows) {
     const held = bigintColumn(row, 'held');
     if (held >= 0n) expected += held;

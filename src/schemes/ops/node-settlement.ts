@@ -124,7 +124,9 @@ export async function openFraudCase(tx: TransactionHandle, issuer: Signer, now: 
     [finding.device, finding.kind, JSON.stringify(finding.evidence)],
   );
   if (opened.rowCount === 0) return null;
-  await tx.query('INSERT INTO ops_devices (device_key_id) VALUES ($1) ON CONFLICT DO NOTHING', [finding.device]);
+  // A device of another bank (two tiers: a clone's payments collected here) has no row here: the case
+  // names it, its own bank revokes it.
+  await tx.query('INSERT INTO ops_devices (device_key_id) SELECT $1 WHERE EXISTS (SELECT 1 FROM devices WHERE key_id = $1) ON CONFLICT DO NOTHING', [finding.device]);
   // Payments up to the device's last own report are accounted for; the ones after it are not honoured.
   await tx.query('UPDATE ops_devices SET honor_up_to = coalesce(honor_up_to, reported_j) WHERE device_key_id = $1', [finding.device]);
   const serial = await deviceSerial(tx, finding.device);

@@ -8,13 +8,13 @@
  * through the central bank, and this bank judges the claims of others on its own devices
  * (node-claims.ts).
  */
-import type { SchemeModule } from '../../issuer/plugin.ts';
+import { currentRevocationList, type IssuerServices, type SchemeModule } from '../../issuer/plugin.ts';
 import { OPS_SCHEME } from './messages.ts';
 import { judgeOpsInterbankClaim, registerClaims } from './node-claims.ts';
 import { OPS_FLOAT_ACCOUNT } from './node-common.ts';
 import { registerDeposit } from './node-deposit.ts';
 import { registerRetire, settleOpsRemainder } from './node-retire.ts';
-import { registerSync } from './node-sync.ts';
+import { registerSync, SYNC_BODY_BYTES_MAX } from './node-sync.ts';
 import { registerWithdraw } from './node-withdraw.ts';
 import { opsHoldings } from './node-settlement.ts';
 
@@ -22,6 +22,16 @@ export { OPS_FLOAT_ACCOUNT } from './node-common.ts';
 export { CLAIMS_BATCH_PAYMENTS_MAX } from './node-claims.ts';
 export { RETIREMENT_HOLD_MS } from './node-retire.ts';
 export { SYNC_REPORT_BYTES_MAX } from './node-sync.ts';
+
+/**
+ * What OPS publishes to the other banks (two tiers): this bank's own signed list of revoked users
+ * and devices, so that their wallets and payees' trusted apps refuse its revoked devices offline
+ * (a clone its settlement caught, a device its owner retired). The list is signed by this bank's
+ * intermediary key already: a reader checks it under this bank's certificate, whoever carried it.
+ */
+export async function opsPublication(services: IssuerServices): Promise<Uint8Array | undefined> {
+  return (await currentRevocationList(services.db)).encoded;
+}
 
 /** The OPS scheme's part of the issuer node. */
 export const opsNodePart: SchemeModule = {
@@ -31,6 +41,8 @@ export const opsNodePart: SchemeModule = {
   holdings: (q) => opsHoldings(q, OPS_FLOAT_ACCOUNT),
   settleRemainder: settleOpsRemainder,
   judgeInterbankClaim: judgeOpsInterbankClaim,
+  publication: opsPublication,
+  bodyLimits: [{ method: 'POST', path: '/sync', bytesMax: SYNC_BODY_BYTES_MAX }],
 
   register(app, services) {
     registerDeposit(app, services);

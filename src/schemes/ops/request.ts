@@ -19,6 +19,7 @@ import type { CryptoProvider, Signer } from '../../core/crypto/suite.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
 import { verifyChain, type VerifiedChain } from '../../pki/chain.ts';
+import { keyId } from '../../pki/key-id.ts';
 import type { RevocationChecker } from '../../pki/revocation.ts';
 import { amountCodec, certificateBytesCodec, OPS_SCHEME, signatureCodec, type PaymentRequest } from './messages.ts';
 
@@ -90,7 +91,10 @@ function invalid(reason: string, message: string, cause?: unknown): TallyError<'
 
 function chainOf(options: VerifyRequestOptions, which: 'payee' | 'receiver', encoded: Uint8Array, roles: readonly ('user' | 'device')[]): VerifiedChain {
   try {
-    return verifyChain({ provider: options.provider, chain: [decodeCertificate(encoded), ...options.intermediaries], trustAnchors: options.trustAnchors, now: options.now, revocations: options.revocations, leafRoles: roles });
+    // The intermediary that issued this certificate (in two tiers, possibly another bank's); with none of them, the chain as given.
+    const leaf = decodeCertificate(encoded);
+    const issuer = options.intermediaries.find((i) => equalBytes(keyId(i.body.subject), leaf.body.issuer));
+    return verifyChain({ provider: options.provider, chain: [leaf, ...(issuer === undefined ? options.intermediaries : [issuer])], trustAnchors: options.trustAnchors, now: options.now, revocations: options.revocations, leafRoles: roles });
   } catch (e) {
     if (isTallyError(e, 'CERT_REVOKED')) throw e;
     throw invalid(which, `the ${which} certificate: ${e instanceof Error ? e.message : String(e)}`, e);

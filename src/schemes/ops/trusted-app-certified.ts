@@ -55,3 +55,38 @@ export function heldList(state: OpsState): RevocationList | null {
 export function checkerOf(held: RevocationList | null): RevocationChecker | undefined {
   return held === null ? undefined : acceptedListChecker(held);
 }
+
+/** Decoded lists of other issuers (the root's, the peers'), remembered by their bytes as the certificates are. */
+const LISTS_REMEMBERED_MAX = 20;
+const lists: { readonly bytes: Uint8Array; readonly list: RevocationList }[] = [];
+
+function decodeHeldList(bytes: Uint8Array): RevocationList {
+  const hit = lists.find((e) => equalBytes(e.bytes, bytes));
+  if (hit !== undefined) return hit.list;
+  const decoded = decodeRevocationList(bytes);
+  lists.unshift({ bytes: bytes.slice(), list: decoded });
+  if (lists.length > LISTS_REMEMBERED_MAX) lists.pop();
+  return decoded;
+}
+
+/** The other intermediaries the TA holds (each verified under the root when it was taken), decoded. */
+export function peerCertificates(state: OpsState): Certificate[] {
+  return (state.peers ?? []).map(decodeHeldCertificate);
+}
+
+/** The root's list of revoked intermediaries and the peers' own lists, decoded (each verified when it was taken). */
+export function otherLists(state: OpsState): RevocationList[] {
+  return [...(state.rootCrl === undefined ? [] : [state.rootCrl]), ...(state.peerCrls ?? [])].map(decodeHeldList);
+}
+
+/**
+ * Every list the TA holds as one checker: its own intermediary's, the root's (which revokes
+ * intermediaries) and each peer's (which revokes that peer's users and devices). Each list counts
+ * only for certificates its own signer issued.
+ */
+export function heldChecker(state: OpsState): RevocationChecker | undefined {
+  const all = [...(heldList(state) === null ? [] : [heldList(state) as RevocationList]), ...otherLists(state)];
+  if (all.length === 0) return undefined;
+  const checkers = all.map(acceptedListChecker);
+  return { isRevoked: (issuer, serial) => checkers.some((c) => c.isRevoked(issuer, serial)) };
+}

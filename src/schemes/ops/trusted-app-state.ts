@@ -23,6 +23,16 @@ export const IN_PAYMENT_LOG_MAX = 8192;
 /** Largest revocation list the TA keeps, encoded. */
 export const TA_CRL_BYTES_MAX = 64 * 1024;
 
+/**
+ * Most other intermediaries a TA holds (with one revocation list each): in two tiers, the banks whose
+ * devices it takes payments from offline.
+ */
+export const PEERS_MAX = 16;
+/** Largest root-signed list of revoked intermediaries the TA keeps, encoded. */
+export const TA_ROOT_CRL_BYTES_MAX = 16 * 1024;
+/** Largest revocation list of one other intermediary the TA keeps, encoded. */
+export const TA_PEER_CRL_BYTES_MAX = 16 * 1024;
+
 /** How many of its latest withdrawals a TA can sign again (with its current counters) for the node. */
 export const WITHDRAWALS_KEPT_MAX = 8;
 
@@ -67,6 +77,15 @@ export const opsStateCodec = record({
   withdrawals: optional(array(withdrawnEntryCodec, { max: WITHDRAWALS_KEPT_MAX })),
   /** The intermediary's latest revocation list, encoded. */
   crl: optional(bytes({ max: TA_CRL_BYTES_MAX })),
+  /**
+   * Other intermediaries' certificates, each verified under the pinned root when it was taken
+   * (two tiers: a payer's chain may reach the root through one of them).
+   */
+  peers: optional(array(certificateBytesCodec, { max: PEERS_MAX })),
+  /** The root-signed list of revoked intermediaries, encoded (never replaced by an older one). */
+  rootCrl: optional(bytes({ max: TA_ROOT_CRL_BYTES_MAX })),
+  /** Each peer's own revocation list of its users and devices, encoded, at most one per peer (never replaced by an older one). */
+  peerCrls: optional(array(bytes({ max: TA_PEER_CRL_BYTES_MAX }), { max: PEERS_MAX })),
   /** The latest time vouched for by the issuer node (certificate start, ack times). */
   trustedTime: uint({ max: Number.MAX_SAFE_INTEGER }),
 });

@@ -8,8 +8,8 @@
  * would embed it), the TA enforces the limits of its certificate (holding limit, payments between
  * syncs), and its payment log is bounded and pruned by certificate expiry against trusted time.
  */
-import { equalBytes } from '../../core/bytes.ts';
-import { boolean, bytes, optional, record, text, uint, type Codec } from '../../core/codec.ts';
+import { equalBytes, toHex } from '../../core/bytes.ts';
+import { array, boolean, bytes, optional, record, text, uint, type Codec } from '../../core/codec.ts';
 import { signRecord, verifyRecord } from '../../core/crypto/record.ts';
 import { publicKeyCodec, type Signer } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
@@ -17,6 +17,7 @@ import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
 import { verifyChain, type VerifiedChain } from '../../pki/chain.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { signRegistrationProof } from '../../pki/registration.ts';
+import { decodeRevocationList } from '../../pki/revocation.ts';
 import { takeNewerRevocationList } from '../../pki/revocation-update.ts';
 import { accept, command, defineTrustedApp, reject, type CommandResult, type TrustedEnv } from '../../secure-element/trusted-app.ts';
 import {
@@ -53,12 +54,23 @@ import {
   type WithdrawConfirmation,
 } from './messages.ts';
 import { verifyPayment } from './pay-verify.ts';
-import { certified, checkerOf, heldList } from './trusted-app-certified.ts';
+import { certified, checkerOf, decodeHeldCertificate, heldChecker, heldList, peerCertificates } from './trusted-app-certified.ts';
 
 /** The label of the TA's signing key (T.sk) under the device master secret. */
 export const TA_KEY_LABEL = 'ops/ta';
-export { IN_PAYMENT_LOG_MAX, opsStateCodec, TA_CRL_BYTES_MAX, type LogEntry, type OpsState } from './trusted-app-state.ts';
-import { IN_PAYMENT_LOG_MAX, opsLogs, opsStateCodec, TA_CRL_BYTES_MAX, WITHDRAWALS_KEPT_MAX, type LogEntry, type OpsState } from './trusted-app-state.ts';
+export { IN_PAYMENT_LOG_MAX, opsStateCodec, PEERS_MAX, TA_CRL_BYTES_MAX, type LogEntry, type OpsState } from './trusted-app-state.ts';
+import {
+  IN_PAYMENT_LOG_MAX,
+  opsLogs,
+  opsStateCodec,
+  PEERS_MAX,
+  TA_CRL_BYTES_MAX,
+  TA_PEER_CRL_BYTES_MAX,
+  TA_ROOT_CRL_BYTES_MAX,
+  WITHDRAWALS_KEPT_MAX,
+  type LogEntry,
+  type OpsState,
+} from './trusted-app-state.ts';
 
 function taSigner(env: TrustedEnv): Signer {
   return env.signer(TA_KEY_LABEL);
@@ -79,6 +91,12 @@ const signedBalanceOutput = record({ balance: balanceCodec, i: counterCodec, sig
 const withdrawOutput = withdrawConfirmationCodec;
 const syncAckInput = record({ ack: syncAckCodec, crl: optional(bytes({ max: TA_CRL_BYTES_MAX })) });
 const syncAckOutput = record({ paidCleared: uint({ max: REPORT_ENTRIES_MAX }), collectedCleared: uint({ max: REPORT_ENTRIES_MAX }), logPruned: uint({ max: IN_PAYMENT_LOG_MAX }), crlVersion: optional(uint({ max: Number.MAX_SAFE_INTEGER })) });
+const peersInput = record({
+  intermediaries: array(certificateBytesCodec, { max: PEERS_MAX }),
+  rootCrl: optional(bytes({ max: TA_ROOT_CRL_BYTES_MAX })),
+  crls: array(bytes({ max: TA_PEER_CRL_BYTES_MAX }), { max: PEERS_MAX }),
+});
+const peersOutput = record({ peers: uint({ max: PEERS_MAX }), crls: uint({ max: PEERS_MAX }), rootCrlVersion: optional(uint({ max: Number.MAX_SAFE_INTEGER })) });
 const statusOutput = record({
   publicKey: publicKeyCodec,
   certified: boolean,
@@ -268,9 +286,10 @@ export const opsTrustedApp = defineTrustedApp({
             provider: env.provider,
             payment: input.payment,
             trustAnchors: [c.root()],
-            intermediaries: [c.intermediary()],
+            // Its own bank's intermediary and, in two tiers, the other banks' it took (peers).
+            intermediaries: [c.intermediary(), ...peerCertificates(state)],
             now: state.trustedTime,
-            revocations: checkerOf(heldList(state)),
+            revocations: heldChecker(state),
             currency: state.currency,
             receiver: c.cert,
           });
@@ -288,6 +307,59 @@ export const opsTrustedApp = defineTrustedApp({
           const log: LogEntry = { sender, index, notAfter: verified.sender.leaf.body.notAfter };
           const entry: CollectedEntry = { seq, sender, index, amount: input.payment.amount, digest: verified.digest };
           return accept({ ...state, bal, collectSeq: seq, inPaymentLog: [...state.inPaymentLog, log], collected: [...state.collected, entry] }, { balance: bal });
+        });
+      },
+    }),
+
+    /**
+     * Two tiers (Tally): the other intermediaries whose devices this TA takes payments from, the
+     * root's list of revoked intermediaries and each of those intermediaries' own revocation lists.
+     * Nothing is taken on the word of whoever passes them (the wallet, its bank, the central bank's
+     * directory): each certificate must be an intermediary certificate signed by the pinned root, of
+     * this TA's currency, valid at trusted time; the root's list must be signed by the root, each
+     * other list by the intermediary it revokes for; no list replaces a newer one held (a rolled-back
+     * list would un-revoke). Certificates and lists held stay (the set only grows, up to PEERS_MAX
+     * peers), so leaving one out later changes nothing. Aborts, changing nothing, on the first input
+     * that fails.
+     */
+    peers: command({
+      input: peersInput,
+      output: peersOutput,
+      run(state: OpsState, input, env) {
+        const c = certified(state);
+        if (c === null) return NOT_CERTIFIED();
+        return guarded(() => {
+          const root = c.root();
+          const rootUpdate = takeNewerRevocationList({ provider: env.provider, issuerKey: root.body.subject, held: state.rootCrl, offered: input.rootCrl });
+          if (!rootUpdate.ok) return reject(rootUpdate.code, `the root's list of revoked intermediaries: ${rootUpdate.message}`);
+          const own = toHex(keyId(c.intermediary().body.subject));
+          const peers = new Map<string, Uint8Array>();
+          for (const held of state.peers ?? []) peers.set(toHex(keyId(decodeHeldCertificate(held).body.subject)), held);
+          for (const bytes of input.intermediaries) {
+            const certificate = decodeCertificate(bytes);
+            // A revoked intermediary is kept: the root's list refuses its chains at every Collect.
+            verifyChain({ provider: env.provider, chain: [certificate], trustAnchors: [root], now: Math.max(state.trustedTime, certificate.body.notBefore), leafRoles: ['intermediary'] });
+            if (certificate.body.extensions.currency !== state.currency) {
+              return reject('CERT_MISMATCH', `intermediary ${toHex(keyId(certificate.body.subject))} holds ${certificate.body.extensions.currency ?? '(no currency)'}, not ${state.currency}`);
+            }
+            const id = toHex(keyId(certificate.body.subject));
+            if (id !== own) peers.set(id, bytes);
+          }
+          if (peers.size > PEERS_MAX) return reject('PEERS_FULL', `this TA holds at most ${PEERS_MAX} other intermediaries`);
+          const crls = new Map<string, Uint8Array>();
+          for (const held of state.peerCrls ?? []) crls.set(toHex(decodeRevocationList(held).body.issuer), held);
+          for (const offered of input.crls) {
+            const issuer = toHex(decodeRevocationList(offered).body.issuer);
+            // Its own bank's list comes with each sync's ack, signed and checked there.
+            if (issuer === own) continue;
+            const peer = peers.get(issuer);
+            if (peer === undefined) return reject('CRL_INVALID', `a revocation list of ${issuer}, which is no other intermediary this TA holds`);
+            const update = takeNewerRevocationList({ provider: env.provider, issuerKey: decodeHeldCertificate(peer).body.subject, held: crls.get(issuer), offered });
+            if (!update.ok) return reject(update.code, `the revocation list of intermediary ${issuer}: ${update.message}`);
+            crls.set(issuer, offered);
+          }
+          const next: OpsState = { ...state, peers: [...peers.values()], peerCrls: [...crls.values()], ...(rootUpdate.crl === undefined ? {} : { rootCrl: rootUpdate.crl }) };
+          return accept(next, { peers: peers.size, crls: crls.size, ...(rootUpdate.crl === undefined ? {} : { rootCrlVersion: decodeRevocationList(rootUpdate.crl).body.version }) });
         });
       },
     }),

@@ -1,5 +1,7 @@
 /** The online steps of an OPS wallet. */
-import { fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../../core/bytes.ts';
+import { equalBytes, fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../../core/bytes.ts';
+import { decodeCertificate } from '../../pki/certificate.ts';
+import { keyId } from '../../pki/key-id.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import { randomBytes, sha256 } from '../../core/crypto/hash.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
@@ -12,8 +14,9 @@ import {
   type InboxEntry,
   type ResumeReport,
 } from '../../wallet/plugin.ts';
-import { opsClaimsAnswer, opsDepositAnswer, opsReleaseAnswer, opsRetireAnswer, opsSyncAnswer } from './wallet-answers.ts';
+import { interbankClaimAnswer, opsClaimsAnswer, opsDepositAnswer, opsReleaseAnswer, opsRetireAnswer, opsSyncAnswer, type InterbankClaimState } from './wallet-answers.ts';
 import {
+  decodePayment,
   depositConfirmationCodec,
   syncAckCodec,
   syncReportBodyWire,
@@ -30,6 +33,20 @@ import { OpsWalletBase, OPS_TA, STAGED_DEVICE, provisionDevice, CLAIM_BATCH_MAX,
 export abstract class OpsWalletOnline extends OpsWalletBase {
   /** Collect (the payee's part, in wallet.ts): a sync tries again the payments that waited for it. */
   abstract collect(): Promise<{ collected: InboxEntry[]; refused: InboxEntry[]; waiting: InboxEntry[]; offline: string }>;
+
+  /** Two tiers (in wallet.ts): the other banks' certificates and lists from the wallet's bank, into the wallet and its TA. */
+  abstract refreshPeers(): Promise<{ peers: number; crls: number; rootCrlVersion?: number } | null>;
+
+  /** refreshPeers at the end of a sync: what it took, or why not (a sync does not fail for it). */
+  private async syncPeers(): Promise<{ peers?: { peers: number; crls: number; rootCrlVersion?: number }; peersError?: string }> {
+    try {
+      const taken = await this.refreshPeers();
+      return taken === null ? {} : { peers: taken };
+    } catch (e) {
+      if (!isTallyError(e)) throw e;
+      return { peersError: `${e.message} [${isTallyError(e, 'SE_REJECTED') ? e.details.reason : e.code}]` };
+    }
+  }
 
   /**
    * Retires a secure element that refuses to run (ROLLBACK_DETECTED, or its sealed state damaged)
@@ -253,18 +270,32 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
     }
   }
 
-  /** Claim (Figure 9): sends every accepted payment to the node (in batches), which credits the online account. */
-  async claim(): Promise<{ claimed: InboxEntry[]; refused: InboxEntry[]; online: string | null }> {
+  /**
+   * Claim (Figure 9): sends every accepted payment to the node (in batches), which credits the online
+   * account. In two tiers, a payment from another bank's device is presented to that bank through the
+   * central bank: it stays accepted, waiting, with the claim's id, and each later claim reads where
+   * that claim stands (`GET /v1/interbank/claims/{id}`): credited once settled, refused with the payer's
+   * bank's code and reason.
+   */
+  async claim(): Promise<{ claimed: InboxEntry[]; presented: Array<InboxEntry & { claimState: InterbankClaimState }>; refused: InboxEntry[]; online: string | null }> {
     if (this.hasSecureElement) {
       throw new TallyError('WALLET_UNSUPPORTED', `wallet ${this.name} has a secure element: payments to it are collected (\`tally collect ${this.name}\`), not claimed`, { name: this.name, reason: 'collect instead' });
     }
     const claimed: InboxEntry[] = [];
     const refused: InboxEntry[] = [];
-    const waiting = this.acceptedInbox();
+    const presented: Array<InboxEntry & { claimState: InterbankClaimState }> = [];
+    const sortOutcome = (entry: InboxEntry, claimState: InterbankClaimState) => {
+      if (entry.state === 'claimed') claimed.push(entry);
+      else if (entry.state === 'refused') refused.push(entry);
+      else presented.push({ ...entry, claimState });
+    };
+    const accepted = this.acceptedInbox();
+    const waiting = accepted.filter((e) => e.claim === undefined);
+    const signer = await this.accountSigner();
     for (let at = 0; at < waiting.length; at += CLAIM_BATCH_MAX) {
       const batch = waiting.slice(at, at + CLAIM_BATCH_MAX);
       // The key names the batch's payments: a re-sent batch (after a lost answer) is the same request.
-      const answer = await this.node.signed(await this.accountSigner(), 'POST', '/v1/ops/claims/batch', { answer: opsClaimsAnswer,
+      const answer = await this.node.signed(signer, 'POST', '/v1/ops/claims/batch', { answer: opsClaimsAnswer,
         body: { payments: batch.map((e) => e.payment) },
         idempotencyKey: `claims-${toBase64url(sha256(utf8(batch.map((e) => e.digest).join(','))))}`,
       });
@@ -280,6 +311,10 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
           changed.push(claimedEntry);
           claimed.push(claimedEntry);
           lines.push({ at: Date.now(), kind: 'claim', amount: credited, detail: `credited by the node; from ${entry.sender} (index ${entry.index})` });
+        } else if (result?.status === 'presented') {
+          const next = this.claimStateApplied({ ...entry, claim: result.claim.claimId }, result.claim, lines);
+          changed.push(next);
+          sortOutcome(next, result.claim);
         } else if (result !== undefined && CURABLE_REFUSALS.has(result.code)) {
           // The node cannot pay it now (its float is short): it stays accepted for a later claim.
           const later: InboxEntry = { ...entry, waiting: `${result.message} [${result.code}]` };
@@ -295,9 +330,40 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
       }
       this.commit({ inbox: changed, history: lines });
     }
+    // Claims presented to other banks earlier: where each stands now.
+    for (const entry of accepted.filter((e) => e.claim !== undefined)) {
+      const state = (await this.node.signed(signer, 'GET', `/v1/interbank/claims/${entry.claim}`, { answer: interbankClaimAnswer })).body;
+      const lines: HistoryEvent[] = [];
+      const next = this.claimStateApplied(entry, state, lines);
+      this.commit({ inbox: [next], history: lines });
+      sortOutcome(next, state);
+    }
     // Claimed and refused payments are settled: out of the lists a step reads.
     this.settle([]);
-    return { claimed, refused, online: (await this.onlineBalance()).balance };
+    return { claimed, presented, refused, online: (await this.onlineBalance()).balance };
+  }
+
+  /**
+   * A payment presented to another bank, as its interbank claim now stands: claimed (credited) once
+   * settled, refused with the payer's bank's code, else still accepted and waiting (a history line
+   * only when something changed).
+   */
+  private claimStateApplied(entry: InboxEntry, claim: InterbankClaimState, lines: HistoryEvent[]): InboxEntry {
+    const amount = this.format(BigInt(entry.amount));
+    if (claim.status === 'settled') {
+      const { waiting: _waiting, ...rest } = entry;
+      lines.push({ at: Date.now(), kind: 'claim', amount: claim.amount, detail: `credited once bank ${claim.payerBank} settled claim ${claim.claimId}; from ${entry.sender} (index ${entry.index})` });
+      return { ...rest, state: 'claimed', credited: claim.amount };
+    }
+    if (claim.status === 'refused') {
+      const reason = `refused by bank ${claim.payerBank}: ${claim.reason ?? 'no reason given'} [${claim.code ?? 'CLAIM_REFUSED'}]`;
+      lines.push({ at: Date.now(), kind: 'claim-refused', amount, detail: reason });
+      const { waiting: _waiting, ...rest } = entry;
+      return { ...rest, state: 'refused', reason };
+    }
+    const waiting = `presented to bank ${claim.payerBank} as claim ${claim.claimId} (${claim.status}); credited once it is settled`;
+    if (entry.waiting !== waiting) lines.push({ at: Date.now(), kind: 'claim-presented', amount, detail: `from ${entry.sender} (index ${entry.index}): ${waiting}` });
+    return { ...entry, waiting };
   }
 
   /**
@@ -313,19 +379,31 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
     /** Accepted payments that waited for this sync, collected again. */
     retried?: { collected: number; refused: number; waiting: number };
     ended?: ResumeReport['ended'];
+    /** Two tiers: the collects from other banks' devices this sync reported, each presented to its bank (or refused). */
+    foreign?: Array<{ sender: string; index: string; amount: string; claim?: InterbankClaimState | undefined; code?: string | undefined; message?: string | undefined }>;
+    /** Two tiers: the other banks taken from the wallet's bank (their certificates and lists), or why not. */
+    peers?: { peers: number; crls: number; rootCrlVersion?: number };
+    peersError?: string;
   }> {
     const device = this.data.device;
     if (device === null) {
       const answer = await this.node.call('GET', '/v1/revocations', { answer: revocationsAnswer });
       await this.keepCrl(answer.body.list, { history: [{ at: Date.now(), kind: 'sync', detail: `revocation list v${answer.body.version}` }] });
-      return { crlVersion: answer.body.version, fraud: [] };
+      return { crlVersion: answer.body.version, fraud: [], ...(await this.syncPeers()) };
     }
     const { ended } = await this.resume();
     await this.releaseRetired();
     const se = await this.se();
     const report = await se.call('report', {});
+    // Two tiers: the payments collected from other banks' devices go whole with the report, so that the bank presents them.
+    const ownBank = keyId(this.intermediary.body.subject);
+    const payments = report.body.collected.flatMap((e) => {
+      const entry = this.inboxByDigest(toHex(e.digest));
+      if (entry === undefined) return [];
+      return equalBytes(decodeCertificate(decodePayment(fromBase64url(entry.payment)).sender).body.issuer, ownBank) ? [] : [entry.payment];
+    });
     const answer = await this.node.signed(await this.accountSigner(), 'POST', '/v1/ops/sync', { answer: opsSyncAnswer,
-      body: { device: device.keyId, report: toBase64url(encodeCbor({ body: syncReportBodyWire(report.body), signature: report.signature })) },
+      body: { device: device.keyId, report: toBase64url(encodeCbor({ body: syncReportBodyWire(report.body), signature: report.signature })), ...(payments.length === 0 ? {} : { payments }) },
       idempotencyKey: `sync-${toHex(randomBytes(16))}`,
     });
     const ack = syncAckCodec.decode(decodeCbor(fromBase64url(answer.body.ack)), 'ack');
@@ -340,7 +418,17 @@ export abstract class OpsWalletOnline extends OpsWalletBase {
       const again = await this.collect();
       retried = { collected: again.collected.length, refused: again.refused.length, waiting: again.waiting.length };
     }
-    return { crlVersion: answer.body.crlVersion, fraud: answer.body.fraud, paidCleared: applied.paidCleared, collectedCleared: applied.collectedCleared, ...(retried === undefined ? {} : { retried }), ...(ended.length === 0 ? {} : { ended }) };
+    const foreign = answer.body.foreign ?? [];
+    return {
+      crlVersion: answer.body.crlVersion,
+      fraud: answer.body.fraud,
+      paidCleared: applied.paidCleared,
+      collectedCleared: applied.collectedCleared,
+      ...(retried === undefined ? {} : { retried }),
+      ...(ended.length === 0 ? {} : { ended }),
+      ...(foreign.length === 0 ? {} : { foreign }),
+      ...(await this.syncPeers()),
+    };
   }
 
   /** Asks the node for what it still holds for retired devices whose hold is over; it credits the online account once. */

@@ -34,13 +34,16 @@ import {
   type SentEntry,
   type WalletDevice,
 } from '../../wallet/plugin.ts';
-import { decodePayment, encodePayment, paymentDigest, type Payment, type PaymentRequest } from './messages.ts';
+import { decodePayment, encodePayment, OPS_SCHEME, paymentDigest, type Payment, type PaymentRequest } from './messages.ts';
+import { verifyPublication } from '../../pki/publication.ts';
+import { interbankPeersAnswer } from './wallet-answers.ts';
 import { verifyPayment } from './pay-verify.ts';
 import { OPS_LINK_PROLOGUE, OPS_LINK_SCHEME, runPayee, runPayer } from './session.ts';
 import { paymentToken, readPaymentToken, readRequestToken, requestToken } from './tokens.ts';
 import { plainRequest, REQUEST_NONCE_BYTES, signRequest, verifyRequest, type SignedRequest } from './request.ts';
 import { OPS_FORMAT, OPS_TA, CURABLE_REFUSALS, provisionDevice, type CreateOptions, type OpsOpened, type PayeeInfo, type PendingStep } from './wallet-base.ts';
 import { OpsWalletOnline } from './wallet-online.ts';
+import type { PeerSet } from '../../wallet/plugin.ts';
 
 export { CLAIM_BATCH_MAX, CURABLE_REFUSALS, type BalanceReport, type CreateOptions, type OpsSecureElement, type PayeeInfo, type PendingStep } from './wallet-base.ts';
 export type { InboxEntry, SentEntry } from '../../wallet/plugin.ts';
@@ -158,7 +161,7 @@ export class Wallet extends OpsWalletOnline {
     const meant = options.payee?.toLowerCase();
     if (meant !== undefined && !/^[0-9a-f]{8,64}$/.test(meant)) throw new TallyError('DECODE_FAILED', `payee: expected a key id of 8 to 64 hex digits, got ${JSON.stringify(options.payee).slice(0, 80)}`, { path: 'payee', expected: 'a key id', got: String(options.payee).slice(0, 80) });
     const signed = readRequestToken(token);
-    const verified = verifyRequest({ provider: nodeProvider, request: signed, trustAnchors: [this.root], intermediaries: [this.intermediary], now: Date.now(), revocations: this.revocations });
+    const verified = verifyRequest({ provider: nodeProvider, request: signed, trustAnchors: [this.root], intermediaries: this.intermediaries(), now: Date.now(), revocations: this.revocations });
     const signer = toHex(verified.payee.subjectKeyId);
     if (meant !== undefined && !signer.startsWith(meant)) {
       throw new TallyError('PAYMENT_INVALID', `payment request refused: it was signed by user ${signer}, not the ${meant} you meant to pay`, { reason: 'payee' });
@@ -239,7 +242,8 @@ export class Wallet extends OpsWalletOnline {
       provider: nodeProvider,
       payment,
       trustAnchors: [this.root],
-      intermediaries: [this.intermediary],
+      // Its own bank's intermediary and, in two tiers, the other banks' it holds (takePeers).
+      intermediaries: this.intermediaries(),
       now: Date.now(),
       revocations: this.revocations,
       currency: this.currency.code,
@@ -300,6 +304,56 @@ export class Wallet extends OpsWalletOnline {
       await this.finish(step, { at: Date.now(), kind: 'collect-refused', amount: this.format(BigInt(entry.amount)), detail: e.message }, { inbox: [refused] });
       return refused;
     }
+  }
+
+  // ---------------------------------------------------------------- other banks
+
+  /**
+   * Two tiers: takes the other banks' intermediary certificates, the root's list of revoked
+   * intermediaries and each bank's own list of revoked devices (as the wallet's bank serves them),
+   * so that this wallet takes in payments from those banks' devices offline. The wallet verifies
+   * each under its root and keeps them; with a secure element, its trusted app verifies them again
+   * and keeps its own copy (it alone decides what Collect accepts). A forged or foreign certificate,
+   * or a list older than the one held, is refused and nothing changes.
+   * @throws TallyError CERT_*, CRL_INVALID, CRL_ROLLBACK, SE_REJECTED (the TA's refusal, same reasons)
+   */
+  async takePeers(offered: PeerSet): Promise<{ peers: number; crls: number; rootCrlVersion?: number }> {
+    const set = this.keepPeers(offered);
+    if (this.data.device === null) return { peers: set.intermediaries.length, crls: set.crls.length };
+    const taken = await (await this.se()).call('peers', { intermediaries: [...set.intermediaries], ...(set.rootCrl === undefined ? {} : { rootCrl: set.rootCrl }), crls: [...set.crls] });
+    return { peers: taken.peers, crls: taken.crls, ...(taken.rootCrlVersion === undefined ? {} : { rootCrlVersion: taken.rootCrlVersion }) };
+  }
+
+  /**
+   * Two tiers: asks the wallet's bank for the other banks (`GET /v1/interbank/peers`): their
+   * certificates, OPS's publication of each (its signed list of revoked devices, checked under that
+   * bank's certificate; one that does not verify is left out) and the root's list of revoked
+   * intermediaries, then takes them as takePeers does. Null at a bank that is no intermediary.
+   * @throws TallyError as takePeers; NODE_* when the bank cannot answer
+   */
+  async refreshPeers(): Promise<{ peers: number; crls: number; rootCrlVersion?: number } | null> {
+    let answer;
+    try {
+      answer = (await this.node.call('GET', '/v1/interbank/peers', { answer: interbankPeersAnswer })).body;
+    } catch (e) {
+      if (isTallyError(e, 'NODE_REFUSED') && (e.details.code === 'ROLE_MISMATCH' || e.details.status === 404)) return null;
+      throw e;
+    }
+    const intermediaries: Uint8Array[] = [];
+    const crls: Uint8Array[] = [];
+    for (const peer of answer.peers) {
+      const certificate = fromBase64url(peer.certificate);
+      intermediaries.push(certificate);
+      const record = peer.publications[OPS_SCHEME];
+      if (record === undefined) continue;
+      try {
+        const published = verifyPublication(nodeProvider, fromBase64url(record), decodeCertificate(certificate));
+        if (published.scheme === OPS_SCHEME) crls.push(published.body);
+      } catch (e) {
+        if (!isTallyError(e)) throw e;
+      }
+    }
+    return this.takePeers({ intermediaries, ...(answer.rootList === undefined ? {} : { rootCrl: fromBase64url(answer.rootList) }), crls });
   }
 
   // ---------------------------------------------------------------- over a link

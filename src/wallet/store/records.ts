@@ -35,6 +35,8 @@ export const inboxEntryCodec = record({
   reason: optional(prose(PROSE_CHARS_MAX)),
   waiting: optional(prose(PROSE_CHARS_MAX)),
   credited: optional(text({ min: 1, max: 64 })),
+  /** Two tiers: the id of the interbank claim the node presented for it to the payer's bank (it stays accepted until that claim is settled or refused). */
+  claim: optional(digest),
 });
 
 /** A payment this wallet made. */

@@ -62,6 +62,8 @@ export interface StoreTx {
   putRetired(entry: RetiredEntry): void;
   /** Replaces the revocation list. */
   setCrl(crl: string | null): void;
+  /** Replaces the other intermediaries the wallet holds (two tiers; base64url of their encoded set, see src/wallet/peers.ts). */
+  setPeers(peers: string): void;
   /** Replaces what the secure element last reported of itself, or removes it (null). */
   setSeReport(report: SeReport | null): void;
   /** Replaces the scheme's slot (JSON). */

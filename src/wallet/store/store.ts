@@ -241,6 +241,10 @@ export class WalletStore {
         nullable(base64urlText({ max: CRL_CHARS_MAX })).decode(crl, 'crl');
         s.setMeta.run('crl', JSON.stringify(crl));
       },
+      setPeers: (peers) => {
+        base64urlText({ max: CRL_CHARS_MAX }).decode(peers, 'peers');
+        s.setMeta.run('peers', JSON.stringify(peers));
+      },
       setSeReport: (report) => {
         if (report === null) s.dropMeta.run('se-report');
         else s.setMeta.run('se-report', JSON.stringify(seReportCodec.decode(report, 'secure element report')));
@@ -277,6 +281,11 @@ export class WalletStore {
   /** The revocation list (base64url) or null. @throws TallyError STATE_CORRUPT */
   crl(): string | null {
     return this.metaValue('crl', nullable(base64urlText({ max: CRL_CHARS_MAX })));
+  }
+
+  /** The other intermediaries the wallet holds (base64url of their encoded set), or null when it holds none. @throws TallyError STATE_CORRUPT */
+  peers(): string | null {
+    return this.stmts.meta.get('peers') === undefined ? null : this.metaValue('peers', base64urlText({ max: CRL_CHARS_MAX }));
   }
 
   /** What the secure element last reported of itself, or null when there is no such record (never written, or removed when the SE started). @throws TallyError STATE_CORRUPT */
