@@ -245,10 +245,10 @@ export class DotmWallet extends DotmWalletOnline {
   }
 
   /** Other banks' intermediary certificates, as the SE holds them (several operators, docs/dotm.md). */
-  private peers: Certificate[] = [];
+  private sePeers: Certificate[] = [];
 
   private async loadPeers(): Promise<void> {
-    this.peers = (await (await this.se()).call('status', {})).peers.map((c) => decodeCertificate(c));
+    this.sePeers = (await (await this.se()).call('status', {})).peers.map((c) => decodeCertificate(c));
   }
 
   /**
@@ -257,7 +257,7 @@ export class DotmWallet extends DotmWalletOnline {
    */
   protected override verifyCertificate(certificate: Uint8Array, roles: readonly ('user' | 'device')[] = ['user', 'device']) {
     const leaf = decodeCertificate(certificate);
-    const other = this.peers.find((p) => equalBytes(keyId(p.body.subject), leaf.body.issuer));
+    const other = this.sePeers.find((p) => equalBytes(keyId(p.body.subject), leaf.body.issuer));
     if (other === undefined) return super.verifyCertificate(certificate, roles);
     return verifyChain({ provider: nodeProvider, chain: [leaf, other], trustAnchors: [this.root], now: Date.now(), leafRoles: roles });
   }
