@@ -71,7 +71,7 @@ export async function opsTwoTierDemo(context: TwoTierDemoContext): Promise<void>
   await bankA.mint(alice.snapshot().user.account, '100.00', 'demo-two-tier-ops-mint');
   const dep = await alice.deposit('60.00');
   say(
-    `OPS across the banks, with new OPS wallets: alice's at Bank A has a secure element certified by A; Bank A mints 100.00 ${c} into her account and she deposits ${dep.amount} ${c} into it (offline balance ${dep.offline} ${c}). bob's at Bank B has a secure element certified by B; carol's at Bank A has none.`,
+    `OPS across the banks, with new OPS wallets: alice's at Bank A has a secure element certified by A; Bank A mints 100.00 ${c} into her account and she deposits ${dep.amount} ${c} into her secure element (offline balance ${dep.offline} ${c}). bob's at Bank B has a secure element certified by B; carol's at Bank A has none.`,
     { step: 'ops-wallets', scheme: 'ops', currency: c, alice: alice.snapshot().device?.keyId, bob: bob.snapshot().device?.keyId, carol: carol.snapshot().user.account, deposited: dep.amount, offline: dep.offline },
   );
 
@@ -85,7 +85,7 @@ export async function opsTwoTierDemo(context: TwoTierDemoContext): Promise<void>
   const accepted1 = await bob.accept(paid1.token);
   const collected1 = await bob.collect();
   say(
-    `alice and bob sync, and each wallet takes the other bank's intermediary certificate as its own bank serves it (GET /v1/interbank/peers), the root's list of revoked intermediaries and the other bank's list of revoked devices; each verifies them under the root, and so does each trusted app. Offline, bob asks for 12.50 ${c}; alice's secure element pays it (payment ${paid1.entry.index}); bob's wallet verifies the payment to the common root through Bank A's certificate and collects ${bob.format(BigInt(accepted1.amount))} ${c} into his secure element: offline balance ${collected1.offline} ${c}.`,
+    `alice and bob sync, and each wallet takes the other bank's intermediary certificate as its own bank serves it (GET /v1/interbank/peers), the root's list of revoked intermediaries (from the central bank) and the other bank's own list of revoked devices (from that bank); each wallet verifies them under the root, and so does each trusted app. Offline, bob asks for 12.50 ${c}; alice's secure element pays it (payment ${paid1.entry.index}); bob's wallet verifies the payment to the common root through Bank A's certificate and collects ${bob.format(BigInt(accepted1.amount))} ${c} into his secure element: offline balance ${collected1.offline} ${c}.`,
     { step: 'ops-pay-across', scheme: 'ops', currency: c, peers: { alice: takenA.peers, bob: takenB.peers }, index: paid1.entry.index, amount: bob.format(BigInt(accepted1.amount)), collected: collected1.collected.length, offline: collected1.offline },
   );
   if (collected1.collected.length !== 1) missed("bob's secure element did not take in the payment from Bank A's device");
@@ -107,7 +107,7 @@ export async function opsTwoTierDemo(context: TwoTierDemoContext): Promise<void>
   const floatB1 = await floatB();
   const state1 = claim1 === undefined ? {} : await claimAtCb(claim1.claimId);
   say(
-    `The banks sync: A accepts the claim and the central bank settles it (${String(state1['status'] ?? 'unknown')}), moving ${claim1?.amount ?? '?'} ${c} from Bank A's reserve (${before.a} -> ${after1.a} ${c}) to Bank B's (${before.b} -> ${after1.b} ${c}); B's offline float, which backs what bob holds, grows from ${floatB0} to ${floatB1} ${c}. The system's audit: ${audit1['balanced'] === true ? 'balanced' : 'NOT balanced'}.`,
+    `The banks sync: A accepts the claim and the central bank marks it ${String(state1['status'] ?? 'unknown')}, moving ${claim1?.amount ?? '?'} ${c} from Bank A's reserve (${before.a} -> ${after1.a} ${c}) to Bank B's (${before.b} -> ${after1.b} ${c}); B's offline float, which backs what bob holds, grows from ${floatB0} to ${floatB1} ${c}. The system's audit: ${audit1['balanced'] === true ? 'balanced' : 'NOT balanced'}.`,
     { step: 'ops-settled', scheme: 'ops', currency: c, status: state1['status'], reserves: { before, after: after1 }, floatB: { before: floatB0, after: floatB1 }, balanced: audit1['balanced'] },
   );
   if (state1['status'] !== 'settled') missed("the claim on Bank A was not settled");
