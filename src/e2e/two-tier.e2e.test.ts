@@ -110,11 +110,49 @@ test('a central bank and two intermediaries, each its own process and database: 
   assert.equal((await cli.ok('cb', 'audit', ...atCb))['balanced'], true);
 });
 
-test('`tally demo --two-tier --json` tells the two tiers: enrolment (one refused), issuance, minting no further than the reserve, the system audit balanced, a revocation', { timeout: 240_000 }, () => {
+test('`tally demo --two-tier --json` tells the two tiers: enrolment (one refused), issuance, minting no further than the reserve, the system audit balanced, OPS payments across the banks (settled, waiting for a stopped bank, a clone refused as a double spend), a revocation', { timeout: 240_000 }, () => {
   const run = spawnSync(process.execPath, [BIN, 'demo', '--two-tier', '--json'], { encoding: 'utf8', timeout: 230_000 });
   assert.equal(run.status, 0, run.stderr + run.stdout);
   const steps = run.stdout.trim().split('\n').map((line) => JSON.parse(line) as { step: string; [key: string]: unknown });
-  assert.deepEqual(steps.filter((s) => s['number'] !== undefined).map((s) => s.step), ['central-bank', 'enrol', 'decide', 'intermediaries', 'issue', 'mint', 'audit', 'revoke']);
+  assert.deepEqual(steps.filter((s) => s['number'] !== undefined).map((s) => s.step), [
+    'central-bank', 'enrol', 'decide', 'intermediaries', 'issue', 'mint', 'audit',
+    'ops-wallets', 'ops-pay-across', 'ops-claim', 'ops-settled', 'ops-bank-down', 'ops-bank-back', 'ops-clone', 'ops-double-spend',
+    'audit-after', 'revoke',
+  ]);
+  const step = (name: string) => steps.find((s) => s.step === name) as { step: string; [key: string]: unknown };
+  // OPS across the banks: alice's device at A pays bob at B offline; his collect is presented to A and settled.
+  assert.equal(step('ops-wallets')['offline'], '60.00');
+  assert.deepEqual(step('ops-pay-across')['peers'], { alice: 1, bob: 1 });
+  assert.equal(step('ops-pay-across')['offline'], '12.50');
+  assert.equal(step('ops-claim')['amount'], '12.50');
+  assert.match(String(step('ops-claim')['claimId']), /^[0-9a-f]{64}$/);
+  const settled = step('ops-settled');
+  assert.equal(settled['status'], 'settled');
+  assert.deepEqual(settled['reserves'], { before: { a: '1000.00', b: '500.00' }, after: { a: '987.50', b: '512.50' } });
+  assert.deepEqual(settled['floatB'], { before: '0.00', after: '12.50' });
+  assert.equal(settled['balanced'], true);
+  // Bank A stopped: the claim waits at the central bank, then is settled once A is back.
+  assert.equal(step('ops-bank-down')['status'], 'presented');
+  assert.equal(step('ops-bank-back')['claimId'], step('ops-bank-down')['claimId']);
+  assert.equal(step('ops-bank-back')['status'], 'settled');
+  assert.deepEqual(step('ops-bank-back')['reserves'], { a: '980.50', b: '519.50' });
+  // A clone pays carol at A and bob at B with the same index: A names and revokes the device, B's claim is refused.
+  const clone = step('ops-clone');
+  assert.equal(clone['carolIndex'], clone['bobIndex']);
+  assert.equal(clone['carolCredited'], true);
+  const spent = step('ops-double-spend');
+  assert.equal(spent['status'], 'refused');
+  assert.equal(spent['code'], 'DOUBLE_SPEND');
+  assert.deepEqual(spent['fraud'], ['clone']);
+  assert.equal(spent['device'], step('ops-wallets')['alice']);
+  assert.ok(Number((spent['listVersion'] as { after: number }).after) > Number((spent['listVersion'] as { before: number }).before));
+  assert.deepEqual(spent['floatB'], { before: '19.50', after: '19.50' }, 'nothing credited for the refused claim');
+  assert.deepEqual((spent['reserves'] as { before: unknown }).before, (spent['reserves'] as { after: unknown }).after, 'no reserve moved');
+  assert.deepEqual(spent['exposed'], { device: step('ops-wallets')['alice'], amount: '10.00', fraud: true });
+  assert.equal(spent['balanced'], true);
+  assert.equal(step('ops-revoked-refused')['code'], 'CERT_REVOKED');
+  assert.equal(step('ops-audit')['balanced'], true);
+  assert.equal(step('audit-after')['balanced'], true);
   assert.equal(steps.find((s) => s.step === 'refused')?.['code'], 'ENROLMENT_REFUSED');
   assert.equal(steps.find((s) => s.step === 'over-mint')?.['code'], 'INSUFFICIENT_FUNDS');
   assert.equal(steps.find((s) => s.step === 'revoked-issue')?.['code'], 'CERT_REVOKED');

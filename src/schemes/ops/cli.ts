@@ -248,4 +248,5 @@ export const opsCli: CliPart = {
     },
   },
   demo: async (context) => (await import('./cli-demo.ts')).opsDemo(context),
+  twoTierDemo: async (context) => (await import('./cli-demo-two-tier.ts')).opsTwoTierDemo(context),
 };
