@@ -114,11 +114,12 @@ test('`tally demo --two-tier --json` tells the two tiers: enrolment (one refused
   const run = spawnSync(process.execPath, [BIN, 'demo', '--two-tier', '--json'], { encoding: 'utf8', timeout: 230_000 });
   assert.equal(run.status, 0, run.stderr + run.stdout);
   const steps = run.stdout.trim().split('\n').map((line) => JSON.parse(line) as { step: string; [key: string]: unknown });
-  assert.deepEqual(steps.filter((s) => s['number'] !== undefined).map((s) => s.step), [
-    'central-bank', 'enrol', 'decide', 'intermediaries', 'issue', 'mint', 'audit',
-    'ops-wallets', 'ops-pay-across', 'ops-claim', 'ops-settled', 'ops-bank-down', 'ops-bank-back', 'ops-clone', 'ops-double-spend',
-    'audit-after', 'revoke',
-  ]);
+  // The tiers' own numbered steps; each scheme's chapter tells its own, prefixed with its name, before the audit after them.
+  const chapter = /^(ops|dotm|otp|chain|opera|toy)-/;
+  const told = steps.filter((s) => s['number'] !== undefined).map((s) => s.step);
+  assert.deepEqual(told.filter((step) => !chapter.test(step) && step !== 'audit-after'), ['central-bank', 'enrol', 'decide', 'intermediaries', 'issue', 'mint', 'audit', 'revoke']);
+  assert.deepEqual(told.filter((step) => step.startsWith('ops-')), ['ops-wallets', 'ops-pay-across', 'ops-claim', 'ops-settled', 'ops-bank-down', 'ops-bank-back', 'ops-clone', 'ops-double-spend']);
+  assert.ok(told.indexOf('audit-after') > told.indexOf('ops-double-spend') && told.indexOf('revoke') > told.indexOf('audit-after'), 'the chapters come between the audit and the audit after them');
   const step = (name: string) => steps.find((s) => s.step === name) as { step: string; [key: string]: unknown };
   // OPS across the banks: alice's device at A pays bob at B offline; his collect is presented to A and settled.
   assert.equal(step('ops-wallets')['offline'], '60.00');
@@ -159,4 +160,20 @@ test('`tally demo --two-tier --json` tells the two tiers: enrolment (one refused
   assert.equal(steps.find((s) => s.step === 'audit')?.['balanced'], true);
   assert.equal(steps.find((s) => s.step === 'revoke')?.['revoked'], true);
   assert.ok(!steps.some((s) => s.step === 'missed'), 'no refusal was missed');
+
+  // OPERA's chapter: A's tokens charged, B's wallet synced, paid offline, presented by B, a copy refused, settled, the reserves moved.
+  const opera = (name: string) => steps.find((s) => s.step === `opera-${name}`) ?? assert.fail(`no step opera-${name}`);
+  assert.deepEqual(told.filter((step) => step.startsWith('opera-')), ['opera-wallets', 'opera-charge', 'opera-sync', 'opera-pay', 'opera-deposit', 'opera-settled']);
+  assert.deepEqual([opera('charge')['amount'], opera('charge')['tokens'], opera('charge')['offline']], ['35.00', 3, '35.00']);
+  assert.ok(Number(opera('sync')['peers']) >= 1);
+  assert.deepEqual([opera('pay')['amount'], opera('pay')['tokens'], opera('pay')['payer'], opera('pay')['payee']], ['15.00', 2, '20.00', '15.00']);
+  assert.deepEqual([opera('deposit')['credited'], opera('deposit')['presented'], opera('deposit')['doubleSpent']], ['0.00', 2, 0]);
+  assert.equal(opera('copy-refused')['code'], 'DOUBLE_SPEND');
+  const settled = opera('settled') as unknown as { online: string; reserves: { before: { a: string; b: string }; after: { a: string; b: string } } };
+  assert.equal(settled.online, '15.00');
+  const minor = (decimal: string) => BigInt(decimal.replace('.', ''));
+  assert.equal(minor(settled.reserves.after.a), minor(settled.reserves.before.a) - 1500n);
+  assert.equal(minor(settled.reserves.after.b), minor(settled.reserves.before.b) + 1500n);
+  assert.equal(opera('audit')['balanced'], true);
+  assert.equal(steps.find((s) => s.step === 'audit-after')?.['balanced'], true);
 });

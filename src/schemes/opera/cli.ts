@@ -30,6 +30,7 @@ function transferText(wallet: OperaWallet, r: TransferResult, role: 'payer' | 'p
 /** OPERA's CLI part. */
 export const operaCli: CliPart = {
   operatorVerbs: operaOperatorVerbs,
+  twoTierDemo: async (context) => (await import('./cli-demo-two-tier.ts')).operaTwoTierDemo(context),
   notes: {
     create: "An OPERA wallet's ODW is registered as a device attested by the OEM, and gets the OEM's anonymous credential after its TPM quotes the ODW build (swtpm needed).",
     balance: 'An OPERA wallet lists its tokens by value, and a transaction its log still holds.',
