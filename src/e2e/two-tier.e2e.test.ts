@@ -114,11 +114,52 @@ test('`tally demo --two-tier --json` tells the two tiers: enrolment (one refused
   const run = spawnSync(process.execPath, [BIN, 'demo', '--two-tier', '--json'], { encoding: 'utf8', timeout: 230_000 });
   assert.equal(run.status, 0, run.stderr + run.stdout);
   const steps = run.stdout.trim().split('\n').map((line) => JSON.parse(line) as { step: string; [key: string]: unknown });
-  assert.deepEqual(steps.filter((s) => s['number'] !== undefined).map((s) => s.step), ['central-bank', 'enrol', 'decide', 'intermediaries', 'issue', 'mint', 'audit', 'revoke']);
+  // The story's own steps; each scheme's chapter (steps named after the scheme) is checked below.
+  const chapter = /^(ops|dotm|otp|chain|opera)-/;
+  assert.deepEqual(steps.filter((s) => s['number'] !== undefined && !chapter.test(s.step)).map((s) => s.step), ['central-bank', 'enrol', 'decide', 'intermediaries', 'issue', 'mint', 'audit', 'audit-after', 'revoke']);
+  assert.equal(steps.find((s) => s.step === 'audit-after')?.['balanced'], true);
   assert.equal(steps.find((s) => s.step === 'refused')?.['code'], 'ENROLMENT_REFUSED');
   assert.equal(steps.find((s) => s.step === 'over-mint')?.['code'], 'INSUFFICIENT_FUNDS');
   assert.equal(steps.find((s) => s.step === 'revoked-issue')?.['code'], 'CERT_REVOKED');
   assert.equal(steps.find((s) => s.step === 'audit')?.['balanced'], true);
   assert.equal(steps.find((s) => s.step === 'revoke')?.['revoked'], true);
   assert.ok(!steps.some((s) => s.step === 'missed'), 'no refusal was missed');
+
+  // DOT-M: a block of Bank A paid offline to a wallet of Bank B, claimed at A, settled between the reserves; a clone's second spend refused at A.
+  {
+    const numbered = steps.filter((s) => s['number'] !== undefined && s.step.startsWith('dotm-')).map((s) => s.step);
+    assert.deepEqual(numbered, ['dotm-wallets', 'dotm-sync', 'dotm-pay', 'dotm-redeem', 'dotm-settle', 'dotm-double-spend']);
+    const step = (name: string) => steps.find((s) => s.step === name) as Record<string, unknown>;
+    assert.deepEqual([step('dotm-wallets')['offline'], step('dotm-wallets')['blocks']], ['30.00', 3]);
+    assert.deepEqual([step('dotm-pay')['amount'], step('dotm-pay')['payer'], step('dotm-pay')['payee']], ['10.00', 'completed', 'completed']);
+    const redeemed = step('dotm-redeem');
+    assert.deepEqual([redeemed['outcome'], redeemed['credited'], redeemed['online'], (redeemed['claims'] as string[]).length], ['claimed', false, '0.00', 1], JSON.stringify(redeemed));
+    const settled = step('dotm-settle');
+    const reserves = settled['reserves'] as { before: { a: string; b: string }; after: { a: string; b: string } };
+    const cents = (d: string) => BigInt(d.replace('.', ''));
+    assert.equal(cents(reserves.after.a), cents(reserves.before.a) - 1000n, JSON.stringify(reserves));
+    assert.equal(cents(reserves.after.b), cents(reserves.before.b) + 1000n, JSON.stringify(reserves));
+    assert.deepEqual([settled['bob'], settled['balanced']], ['10.00', true]);
+    const twice = step('dotm-double-spend');
+    assert.deepEqual([twice['outcome'], twice['code'], twice['online'], twice['revoked']], ['refused', 'DOUBLE_SPEND', '0.00', true], JSON.stringify(twice));
+  }
+
+  // OTP: coins of Bank A paid offline to a wallet of Bank B, presented to A, settled between the reserves; a clone's coins deposited again refused at A.
+  {
+    const numbered = steps.filter((s) => s['number'] !== undefined && s.step.startsWith('otp-')).map((s) => s.step);
+    assert.deepEqual(numbered, ['otp-wallets', 'otp-sync', 'otp-pay', 'otp-deposit', 'otp-settle', 'otp-double-spend']);
+    const step = (name: string) => steps.find((s) => s.step === name) as Record<string, unknown>;
+    assert.deepEqual([step('otp-wallets')['offline'], step('otp-wallets')['coins']], ['17.00', 3]);
+    assert.deepEqual([step('otp-pay')['amount'], step('otp-pay')['coins'], step('otp-pay')['payer'], step('otp-pay')['payee']], ['7.00', 2, '10.00', '7.00']);
+    const deposited = step('otp-deposit');
+    assert.deepEqual([deposited['credited'], deposited['presented'], deposited['doubleSpent'], deposited['refused']], ['0.00', 2, 0, 0], JSON.stringify(deposited));
+    const settled = step('otp-settle');
+    const reserves = settled['reserves'] as { before: { a: string; b: string }; after: { a: string; b: string } };
+    const cents = (d: string) => BigInt(d.replace('.', ''));
+    assert.equal(cents(reserves.after.a), cents(reserves.before.a) - 700n, JSON.stringify(reserves));
+    assert.equal(cents(reserves.after.b), cents(reserves.before.b) + 700n, JSON.stringify(reserves));
+    assert.deepEqual([settled['bob'], settled['balanced']], ['7.00', true]);
+    const twice = step('otp-double-spend');
+    assert.deepEqual([twice['code'], twice['online']], ['DOUBLE_SPEND', '0.00'], JSON.stringify(twice));
+  }
 });
