@@ -56,14 +56,14 @@ export async function otpTwoTierDemo({ bankA, bankB, centralBank, settle, say, m
     await bankB.start();
   }
   say(
-    `Both banks are stopped. bob asks 7.00 ${c}; alice's secure element pays ${paid.coins} of Bank A's coins, each sealed to one of bob's exchange keys signed by Bank B; bob's trusted app checks them under Bank A's published classes: he holds ${received.offline} ${c} offline. The banks start again.`,
+    `Both banks are stopped. bob asks 7.00 ${c}; alice's secure element pays ${paid.amount} ${c} in ${paid.coins} of Bank A's coins, each sealed to one of bob's exchange keys signed by Bank B; bob's trusted app checks them under Bank A's published classes: he holds ${received.offline} ${c} offline. The banks start again.`,
     { step: 'otp-pay', scheme: 'otp', amount: paid.amount, currency: c, coins: paid.coins, payer: paid.offline, payee: received.offline },
   );
 
   const reserves = await reservesOf(centralBank, bankA.keyId, bankB.keyId);
   const back = await bob.withdraw('7.00');
   say(
-    `bob deposits his ${back.coins} coins at Bank B: they are Bank A's, so Bank B credits nothing now (${back.credited} ${c}) and presents ${back.presented === back.coins ? 'them' : `${back.presented} of them`} to Bank A through the central bank, the registry of their serials, as one claim each.`,
+    `bob deposits his ${back.coins} coins at Bank B: they are Bank A's, so Bank B credits nothing now (${back.credited} ${c}) and presents ${back.presented === back.coins ? 'them' : `${back.presented} of them`}, one claim each, through the central bank to Bank A, which keeps the registry of their serials.`,
     { step: 'otp-deposit', scheme: 'otp', currency: c, ...back },
   );
   if (back.presented !== back.coins) missed("Bank B did not present Bank A's coins");
@@ -72,7 +72,7 @@ export async function otpTwoTierDemo({ bankA, bankB, centralBank, settle, say, m
   const after = await reservesOf(centralBank, bankA.keyId, bankB.keyId);
   const bobOnline = (await bob.balance()).online;
   say(
-    `The banks sync: Bank A finds each serial never deposited, records it and accepts the claims; the central bank moves 7.00 ${c} from Bank A's reserve (${reserves.a} → ${after.a} ${c}) to Bank B's (${reserves.b} → ${after.b} ${c}); Bank B credits bob: online ${bobOnline ?? '?'} ${c}. The system's audit: ${audit['balanced'] === true ? 'balanced' : 'NOT balanced'}.`,
+    `The banks sync: Bank A finds each serial not yet in its registry, records it and accepts its claim; the central bank moves 7.00 ${c} from Bank A's reserve (${reserves.a} → ${after.a} ${c}) to Bank B's (${reserves.b} → ${after.b} ${c}); Bank B credits bob: online ${bobOnline ?? '?'} ${c}. The system's audit: ${audit['balanced'] === true ? 'balanced' : 'NOT balanced'}.`,
     { step: 'otp-settle', scheme: 'otp', currency: c, reserves: { before: reserves, after }, bob: bobOnline, balanced: audit['balanced'] },
   );
   if (audit['balanced'] !== true) missed('the system audit did not balance after the OTP claims');
