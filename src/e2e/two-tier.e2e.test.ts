@@ -161,19 +161,59 @@ test('`tally demo --two-tier --json` tells the two tiers: enrolment (one refused
   assert.equal(steps.find((s) => s.step === 'revoke')?.['revoked'], true);
   assert.ok(!steps.some((s) => s.step === 'missed'), 'no refusal was missed');
 
-  // OPERA's chapter: A's tokens charged, B's wallet synced, paid offline, presented by B, a copy refused, settled, the reserves moved.
-  const opera = (name: string) => steps.find((s) => s.step === `opera-${name}`) ?? assert.fail(`no step opera-${name}`);
-  assert.deepEqual(told.filter((step) => step.startsWith('opera-')), ['opera-wallets', 'opera-charge', 'opera-sync', 'opera-pay', 'opera-deposit', 'opera-settled']);
-  assert.deepEqual([opera('charge')['amount'], opera('charge')['tokens'], opera('charge')['offline']], ['35.00', 3, '35.00']);
-  assert.ok(Number(opera('sync')['peers']) >= 1);
-  assert.deepEqual([opera('pay')['amount'], opera('pay')['tokens'], opera('pay')['payer'], opera('pay')['payee']], ['15.00', 2, '20.00', '15.00']);
-  assert.deepEqual([opera('deposit')['credited'], opera('deposit')['presented'], opera('deposit')['doubleSpent']], ['0.00', 2, 0]);
-  assert.equal(opera('copy-refused')['code'], 'DOUBLE_SPEND');
-  const settled = opera('settled') as unknown as { online: string; reserves: { before: { a: string; b: string }; after: { a: string; b: string } } };
-  assert.equal(settled.online, '15.00');
-  const minor = (decimal: string) => BigInt(decimal.replace('.', ''));
-  assert.equal(minor(settled.reserves.after.a), minor(settled.reserves.before.a) - 1500n);
-  assert.equal(minor(settled.reserves.after.b), minor(settled.reserves.before.b) + 1500n);
-  assert.equal(opera('audit')['balanced'], true);
-  assert.equal(steps.find((s) => s.step === 'audit-after')?.['balanced'], true);
+  {
+    // OPERA's chapter: A's tokens charged, B's wallet synced, paid offline, presented by B, a copy refused, settled, the reserves moved.
+    const opera = (name: string) => steps.find((s) => s.step === `opera-${name}`) ?? assert.fail(`no step opera-${name}`);
+    assert.deepEqual(told.filter((step) => step.startsWith('opera-')), ['opera-wallets', 'opera-charge', 'opera-sync', 'opera-pay', 'opera-deposit', 'opera-settled']);
+    assert.deepEqual([opera('charge')['amount'], opera('charge')['tokens'], opera('charge')['offline']], ['35.00', 3, '35.00']);
+    assert.ok(Number(opera('sync')['peers']) >= 1);
+    assert.deepEqual([opera('pay')['amount'], opera('pay')['tokens'], opera('pay')['payer'], opera('pay')['payee']], ['15.00', 2, '20.00', '15.00']);
+    assert.deepEqual([opera('deposit')['credited'], opera('deposit')['presented'], opera('deposit')['doubleSpent']], ['0.00', 2, 0]);
+    assert.equal(opera('copy-refused')['code'], 'DOUBLE_SPEND');
+    const settled = opera('settled') as unknown as { online: string; reserves: { before: { a: string; b: string }; after: { a: string; b: string } } };
+    assert.equal(settled.online, '15.00');
+    const minor = (decimal: string) => BigInt(decimal.replace('.', ''));
+    assert.equal(minor(settled.reserves.after.a), minor(settled.reserves.before.a) - 1500n);
+    assert.equal(minor(settled.reserves.after.b), minor(settled.reserves.before.b) + 1500n);
+    assert.equal(opera('audit')['balanced'], true);
+    assert.equal(steps.find((s) => s.step === 'audit-after')?.['balanced'], true);
+  }
+
+  // DOT-M: a block of Bank A paid offline to a wallet of Bank B, claimed at A, settled between the reserves; a clone's second spend refused at A.
+  {
+    const numbered = steps.filter((s) => s['number'] !== undefined && s.step.startsWith('dotm-')).map((s) => s.step);
+    assert.deepEqual(numbered, ['dotm-wallets', 'dotm-sync', 'dotm-pay', 'dotm-redeem', 'dotm-settle', 'dotm-double-spend']);
+    const step = (name: string) => steps.find((s) => s.step === name) as Record<string, unknown>;
+    assert.deepEqual([step('dotm-wallets')['offline'], step('dotm-wallets')['blocks']], ['30.00', 3]);
+    assert.deepEqual([step('dotm-pay')['amount'], step('dotm-pay')['payer'], step('dotm-pay')['payee']], ['10.00', 'completed', 'completed']);
+    const redeemed = step('dotm-redeem');
+    assert.deepEqual([redeemed['outcome'], redeemed['credited'], redeemed['online'], (redeemed['claims'] as string[]).length], ['claimed', false, '0.00', 1], JSON.stringify(redeemed));
+    const settled = step('dotm-settle');
+    const reserves = settled['reserves'] as { before: { a: string; b: string }; after: { a: string; b: string } };
+    const cents = (d: string) => BigInt(d.replace('.', ''));
+    assert.equal(cents(reserves.after.a), cents(reserves.before.a) - 1000n, JSON.stringify(reserves));
+    assert.equal(cents(reserves.after.b), cents(reserves.before.b) + 1000n, JSON.stringify(reserves));
+    assert.deepEqual([settled['bob'], settled['balanced']], ['10.00', true]);
+    const twice = step('dotm-double-spend');
+    assert.deepEqual([twice['outcome'], twice['code'], twice['online'], twice['revoked']], ['refused', 'DOUBLE_SPEND', '0.00', true], JSON.stringify(twice));
+  }
+
+  // OTP: coins of Bank A paid offline to a wallet of Bank B, presented to A, settled between the reserves; a clone's coins deposited again refused at A.
+  {
+    const numbered = steps.filter((s) => s['number'] !== undefined && s.step.startsWith('otp-')).map((s) => s.step);
+    assert.deepEqual(numbered, ['otp-wallets', 'otp-sync', 'otp-pay', 'otp-deposit', 'otp-settle', 'otp-double-spend']);
+    const step = (name: string) => steps.find((s) => s.step === name) as Record<string, unknown>;
+    assert.deepEqual([step('otp-wallets')['offline'], step('otp-wallets')['coins']], ['17.00', 3]);
+    assert.deepEqual([step('otp-pay')['amount'], step('otp-pay')['coins'], step('otp-pay')['payer'], step('otp-pay')['payee']], ['7.00', 2, '10.00', '7.00']);
+    const deposited = step('otp-deposit');
+    assert.deepEqual([deposited['credited'], deposited['presented'], deposited['doubleSpent'], deposited['refused']], ['0.00', 2, 0, 0], JSON.stringify(deposited));
+    const settled = step('otp-settle');
+    const reserves = settled['reserves'] as { before: { a: string; b: string }; after: { a: string; b: string } };
+    const cents = (d: string) => BigInt(d.replace('.', ''));
+    assert.equal(cents(reserves.after.a), cents(reserves.before.a) - 700n, JSON.stringify(reserves));
+    assert.equal(cents(reserves.after.b), cents(reserves.before.b) + 700n, JSON.stringify(reserves));
+    assert.deepEqual([settled['bob'], settled['balanced']], ['7.00', true]);
+    const twice = step('otp-double-spend');
+    assert.deepEqual([twice['code'], twice['online']], ['DOUBLE_SPEND', '0.00'], JSON.stringify(twice));
+  }
 });

@@ -203,4 +203,5 @@ export const dotmCli: CliPart = {
     },
   },
   demo: async (context) => (await import('./cli-demo.ts')).dotmDemo(context),
+  twoTierDemo: async (context) => (await import('./cli-demo-two-tier.ts')).dotmTwoTierDemo(context),
 };

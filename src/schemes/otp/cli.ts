@@ -113,4 +113,5 @@ export const otpCli: CliPart = {
       }),
   },
   demo: async (context) => (await import('./cli-demo.ts')).otpDemo(context),
+  twoTierDemo: async (context) => (await import('./cli-demo-two-tier.ts')).otpTwoTierDemo(context),
 };
