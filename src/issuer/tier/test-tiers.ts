@@ -38,9 +38,26 @@ export interface Answer {
 /** One HTTP request; the body is JSON (or `raw` as it is). */
 export async function send(base: string, method: string, path: string, options: { body?: unknown; raw?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
   const text = options.raw ?? (options.body === undefined ? undefined : JSON.stringify(options.body));
-  const res = await fetch(new URL(path, base), { method, headers: { 'content-type': 'application/json', ...options.headers }, ...(text === undefined ? {} : { body: text }) });
+  const request = () => fetch(new URL(path, base), { method, headers: { 'content-type': 'application/json', ...options.headers }, ...(text === undefined ? {} : { body: text }) });
+  let res: Response;
+  try {
+    res = await request();
+  } catch (e) {
+    // The nodes run in this process: when a secure element's work holds the event loop past the
+    // server's keep-alive timeout, the server may close an idle connection just as the client
+    // reuses it. Such a reset comes before the request is read, so it is sent once more, as it
+    // was; had it been read, the node would answer the second one as a replay, not silently.
+    if (!isConnectionReset(e)) throw e;
+    res = await request();
+  }
   const got = await res.text();
   return { status: res.status, body: got === '' ? {} : (JSON.parse(got) as Json) };
+}
+
+/** Whether a fetch failed because the connection was reset or closed under it. */
+function isConnectionReset(e: unknown): boolean {
+  const cause = e instanceof Error ? (e.cause as { code?: unknown } | undefined) : undefined;
+  return e instanceof TypeError && (cause?.code === 'ECONNRESET' || cause?.code === 'UND_ERR_SOCKET');
 }
 
 /** The headers of a request signed by `signer`, with a fresh idempotency key. */
