@@ -24,7 +24,7 @@ const NODE_START_HELP: Help = {
     ['--data DIR', 'the data folder (default ./tally-data)'],
     ['--database-url URL', 'PostgreSQL instead of the embedded PGlite in the data folder (else $DATABASE_URL)'],
     ['--eth-rpc URL', "an Ethereum JSON-RPC endpoint (a geth dev node, a testnet) instead of the embedded anvil (else $TALLY_ETH_RPC); checked at start; the central bank's account there needs ETH for gas"],
-    ['--chain-contract 0xADDRESS', "an intermediary joining the currency's shared chain-tee deployment: the OfflineAccounts contract another bank deployed on that chain (its operator then admits this bank: GET /v1/chain/bank there, POST /v1/chain/operator/intermediaries at the governor)"],
+    ['--chain-contract 0xADDRESS', "an intermediary joining the currency's shared deployment of the on-chain scheme: the OfflineAccounts contract another bank deployed on that chain (its operator then admits this bank: GET /v1/chain/bank there, POST /v1/chain/operator/intermediaries at the governor)"],
     ['--schemes NAME,...', `the schemes the node serves, comma-separated (else $TALLY_SCHEMES; default all: ${SCHEMES.map((s) => s.name).join(',')}); a node serving none that settles on a chain starts no anvil; wallets of a scheme it does not serve are refused`],
     ['--currency CODE:DECIMALS', 'the currency a new node issues (default EUR:2)'],
     ['--suite NAME', "the signature suite of a new node's keys: ed25519 (default), p256 or sm2; the secure element keys of wallets made there follow it where their scheme says so"],

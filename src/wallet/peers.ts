@@ -4,7 +4,7 @@
  * devices. The wallet gets them from its own bank, but takes nothing on its word: each certificate
  * must be an intermediary certificate the wallet's root signed, in its currency; the root's list
  * must be the root's, each other list its intermediary's; no list replaces a newer one held. A
- * secure element's trusted app checks the same again inside (OPS's `peers` command). Pure.
+ * secure element's trusted app checks the same again inside (its scheme's own command). Pure.
  */
 import { toHex } from '../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../core/cbor.ts';

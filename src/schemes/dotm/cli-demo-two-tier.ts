@@ -8,7 +8,7 @@
 import { cp } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { TwoTierDemoContext } from '../../cli/plugin.ts';
-import { NodeClient } from '../../wallet/node-client.ts';
+import { NodeClient } from '../../wallet/plugin.ts';
 import { DotmWallet } from './wallet.ts';
 
 /** The payment password of the chapter's wallets. */

@@ -11,8 +11,7 @@ import { fromBase64url } from '../../core/bytes.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { decodeRevocationList } from '../../pki/revocation.ts';
 import type { DemoBank, TwoTierDemoContext } from '../../cli/plugin.ts';
-import { NodeClient } from '../../wallet/node-client.ts';
-import type { PeerSet } from '../../wallet/plugin.ts';
+import { NodeClient, type PeerSet } from '../../wallet/plugin.ts';
 import { Wallet } from './wallet.ts';
 
 type Answer = Record<string, unknown>;

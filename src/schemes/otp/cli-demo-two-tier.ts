@@ -9,7 +9,7 @@ import { cp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isTallyError } from '../../core/errors.ts';
 import type { TwoTierDemoContext } from '../../cli/plugin.ts';
-import { NodeClient } from '../../wallet/node-client.ts';
+import { NodeClient } from '../../wallet/plugin.ts';
 import { OtpWallet } from './wallet.ts';
 
 /** Tells OTP's payment across the two banks. */
