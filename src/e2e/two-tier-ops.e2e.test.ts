@@ -6,7 +6,7 @@
  * its sync. Every audit and the system's audit balance at the end.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -21,7 +21,7 @@ after(async () => {
   if (base !== '') await rm(base, { recursive: true, force: true });
 });
 
-test('OPS wallets at two banks pay offline through the CLI: a claim waits then is credited, a collect is presented by the sync, every audit balanced', { timeout: 300_000 }, async () => {
+test('OPS wallets at two banks pay offline through the CLI: a claim waits then is credited, a collect is presented by the sync, a claim waits while bank A is stopped, a copied device caught at A and refused offline at B, every audit balanced', { timeout: 300_000 }, async () => {
   base = await mkdtemp(join(tmpdir(), 'tally-two-tier-ops-'));
   tiers = await startTwoTierProcesses({ base, passphrase: 'two tier ops e2e' });
   const { cli, bankA, bankB } = tiers;
@@ -80,4 +80,47 @@ test('OPS wallets at two banks pay offline through the CLI: a claim waits then i
   assert.equal(settled['online'], '4.00');
   await cli.ok('sync', 'alice', ...homeA);
   await tiers.audit(3);
+
+  // Bank A stopped while B presents: Bob's claim waits at the central bank, then is credited once A is back.
+  await bankA.stop();
+  const toBob2 = String((await bobCli.ok('request', 'bob', '2.00', ...homeB))['token']);
+  const paidBob2 = String((await cli.ok('pay', 'alice', toBob2, ...homeA))['token']);
+  assert.equal((await bobCli.ok('accept', 'bob', paidBob2, ...homeB))['amount'], '2.00');
+  const waiting = await bobCli.ok('claim', 'bob', ...homeB);
+  assert.equal((waiting['presented'] as Json[]).length, 1, JSON.stringify(waiting));
+  for (let round = 0; round < 2; round++) await cli.ok('node', 'reserve', ...bankB.at);
+  const stillWaiting = await bobCli.ok('claim', 'bob', ...homeB);
+  assert.deepEqual([(stillWaiting['claimed'] as Json[]).length, (stillWaiting['presented'] as Json[]).length], [0, 1], JSON.stringify(stillWaiting));
+  assert.equal(((stillWaiting['presented'] as Json[])[0]?.['claim'] as Json)['status'], 'presented');
+  await bankA.restart();
+  await tiers.audit(3);
+  const late = await bobCli.ok('claim', 'bob', ...homeB);
+  assert.equal((late['claimed'] as Json[]).length, 1, JSON.stringify(late));
+  assert.equal(late['online'], '6.00');
+
+  // A copy of alice's wallet folder, secure element and all, pays Carol at A and Bob at B under one
+  // index: A credits Carol, catches the copy at B's claim, names and revokes the device; once the
+  // lists have travelled, Bob's wallet refuses the device offline.
+  await bobCli.ok('wallet', 'create', 'carol', '--scheme', 'ops', '--no-secure-element', '--node', bankA.node.url, ...homeA);
+  await cp(join(base, 'home-a', 'wallets', 'alice'), join(base, 'home-a', 'wallets', 'alice-copy'), { recursive: true });
+  const toCarol = String((await bobCli.ok('request', 'carol', '5.00', ...homeA))['token']);
+  const paidCarol = await cli.ok('pay', 'alice', toCarol, ...homeA);
+  await bobCli.ok('accept', 'carol', String(paidCarol['token']), ...homeA);
+  const toBob3 = String((await bobCli.ok('request', 'bob', '5.00', ...homeB))['token']);
+  const paidCopy = await cli.ok('pay', 'alice-copy', toBob3, ...homeA);
+  assert.equal(JSON.stringify(paidCopy['index']), JSON.stringify(paidCarol['index']), 'the copy signs the same index again');
+  await bobCli.ok('accept', 'bob', String(paidCopy['token']), ...homeB);
+  assert.equal(((await bobCli.ok('claim', 'carol', ...homeA))['claimed'] as Json[]).length, 1);
+  assert.equal(((await bobCli.ok('claim', 'bob', ...homeB))['presented'] as Json[]).length, 1);
+  await tiers.audit(3);
+  const refused = await bobCli.ok('claim', 'bob', ...homeB);
+  assert.equal((refused['refused'] as Json[]).length, 1, JSON.stringify(refused));
+  assert.match(JSON.stringify(refused['refused']), /DOUBLE_SPEND/);
+  assert.equal(refused['online'], '6.00', 'nothing credited for the copy');
+  await tiers.audit(2);
+  await bobCli.ok('sync', 'bob', ...homeB);
+  const toBob4 = String((await bobCli.ok('request', 'bob', '1.00', ...homeB))['token']);
+  const paidLate = String((await cli.ok('pay', 'alice-copy', toBob4, ...homeA))['token']);
+  await bobCli.refused('CERT_REVOKED', ['accept', 'bob', paidLate, ...homeB]);
+  await tiers.audit(1);
 });
