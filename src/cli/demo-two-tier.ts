@@ -163,6 +163,11 @@ export async function runTwoTierDemo(options: { keep: boolean; json: boolean; sc
           for (let round = 0; round < 3; round++) for (const bank of [context.bankA, context.bankB]) await operator(bank.node as RunningNode, 'POST', '/v1/operator/reserve/sync');
           return operator(cb, 'GET', '/v1/cb/audit');
         },
+        reserves: async () => {
+          const listed = (await operator(cb, 'GET', '/v1/cb/intermediaries'))['intermediaries'] as { keyId: string; reserve: string }[];
+          const of = (keyId: string) => listed.find((i) => i.keyId === keyId)?.reserve ?? '?';
+          return { a: of(bankA.keyId), b: of(bankB.keyId) };
+        },
       };
       for (const scheme of chapters) await scheme.cli.twoTierDemo?.(context);
       const after = await context.settle();

@@ -257,6 +257,8 @@ export interface TwoTierDemoContext extends Omit<DemoContext, 'home' | 'node' | 
   readonly bankB: DemoBank;
   /** Both banks synced until claims, decisions and movements have gone round; the system's audit (its `balanced` the story checks). */
   settle(): Promise<Record<string, unknown>>;
+  /** Bank A's and Bank B's reserves at the central bank now, in major units. */
+  reserves(): Promise<{ a: string; b: string }>;
 }
 
 /** What a scheme's chapter of `tally demo` uses. */

@@ -15,7 +15,7 @@ import { DotmWallet } from './wallet.ts';
 const PASSWORD = 'two-tier demo payment password';
 
 /** Tells DOT-M's payment across the two banks. */
-export async function dotmTwoTierDemo({ bankA, bankB, centralBank, settle, say, missed, keep }: TwoTierDemoContext): Promise<void> {
+export async function dotmTwoTierDemo({ bankA, bankB, settle, reserves: reservesNow, say, missed, keep }: TwoTierDemoContext): Promise<void> {
   const create = async (home: string, name: string, url: string) => {
     const w = await DotmWallet.create({ home, name, node: url, password: PASSWORD });
     keep(w);
@@ -62,7 +62,7 @@ export async function dotmTwoTierDemo({ bankA, bankB, centralBank, settle, say, 
   );
 
   await payer.sync();
-  const reserves = await reservesOf(centralBank, bankA.keyId, bankB.keyId);
+  const reserves = await reservesNow();
   const redeemed = await bob.withdraw('10.00', PASSWORD);
   say(
     `alice syncs her payment to Bank A. bob withdraws ${redeemed.amount} ${c} at Bank B: Bank A signed what he holds, so Bank B credits nothing yet (outcome ${redeemed.outcome}, online ${redeemed.online ?? '?'} ${c}) and presents his copy to Bank A through the central bank as ${plural(redeemed.claims?.length ?? 0, 'claim')}.`,
@@ -71,7 +71,7 @@ export async function dotmTwoTierDemo({ bankA, bankB, centralBank, settle, say, 
   if (redeemed.outcome !== 'claimed') missed('Bank B did not present the copy of a block of Bank A');
 
   const audit = await settle();
-  const after = await reservesOf(centralBank, bankA.keyId, bankB.keyId);
+  const after = await reservesNow();
   const bobOnline = (await bob.balance()).online;
   say(
     `The banks sync: Bank A judges the claim with its tree of the block's serial (paid once, by alice to bob) and accepts it; the central bank moves ${redeemed.amount} ${c} from Bank A's reserve (${reserves.a} → ${after.a} ${c}) to Bank B's (${reserves.b} → ${after.b} ${c}); Bank B credits bob: online ${bobOnline ?? '?'} ${c}. The system's audit: ${audit['balanced'] === true ? 'balanced' : 'NOT balanced'}.`,
@@ -111,11 +111,4 @@ async function pay(payer: DotmWallet, payee: DotmWallet, amount: string) {
   await Promise.race([ready, receiving]);
   const paid = await payer.payTo('127.0.0.1', port, { password: PASSWORD, expect: amount, timeoutMs: 30_000 });
   return { paid, received: await receiving };
-}
-
-/** Bank A's and Bank B's reserves at the central bank (`GET /v1/cb/intermediaries`, operator). */
-async function reservesOf(cb: { url: string; operatorToken: string }, a: string, b: string): Promise<{ a: string; b: string }> {
-  const answer = (await new NodeClient(cb.url).operator(cb.operatorToken, 'GET', '/v1/cb/intermediaries', {})).body as { intermediaries: { keyId: string; reserve: string }[] };
-  const of = (id: string) => answer.intermediaries.find((i) => i.keyId === id)?.reserve ?? '?';
-  return { a: of(a), b: of(b) };
 }

@@ -120,7 +120,7 @@ export function registerDeposit(app: OpenAPIHono<IssuerEnv>, services: IssuerSer
           }
           settled.add(serial);
           const done = await presentForeignToken(tx, services, { token, issuer, device, holder: user, at });
-          if ('presented' in done) claims.push({ serial, ...(done.presented as unknown as { [key: string]: JsonValue }) });
+          if ('presented' in done) claims.push({ serial, ...Object.fromEntries(Object.entries(done.presented)) });
           else outcomes[i] = 'double-spend';
           continue;
         }

@@ -9,11 +9,10 @@ import { cp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isTallyError } from '../../core/errors.ts';
 import type { TwoTierDemoContext } from '../../cli/plugin.ts';
-import { NodeClient } from '../../wallet/plugin.ts';
 import { OtpWallet } from './wallet.ts';
 
 /** Tells OTP's payment across the two banks. */
-export async function otpTwoTierDemo({ bankA, bankB, centralBank, settle, say, missed, keep }: TwoTierDemoContext): Promise<void> {
+export async function otpTwoTierDemo({ bankA, bankB, settle, reserves: reservesNow, say, missed, keep }: TwoTierDemoContext): Promise<void> {
   const create = async (home: string, name: string, url: string) => {
     const w = await OtpWallet.create({ home, name, node: url });
     keep(w);
@@ -60,7 +59,7 @@ export async function otpTwoTierDemo({ bankA, bankB, centralBank, settle, say, m
     { step: 'otp-pay', scheme: 'otp', amount: paid.amount, currency: c, coins: paid.coins, payer: paid.offline, payee: received.offline },
   );
 
-  const reserves = await reservesOf(centralBank, bankA.keyId, bankB.keyId);
+  const reserves = await reservesNow();
   const back = await bob.withdraw('7.00');
   say(
     `bob deposits his ${back.coins} coins at Bank B: they are Bank A's, so Bank B credits nothing now (${back.credited} ${c}) and presents ${back.presented === back.coins ? 'them' : `${back.presented} of them`}, one claim each, through the central bank to Bank A, which keeps the registry of their serials.`,
@@ -69,7 +68,7 @@ export async function otpTwoTierDemo({ bankA, bankB, centralBank, settle, say, m
   if (back.presented !== back.coins) missed("Bank B did not present Bank A's coins");
 
   const audit = await settle();
-  const after = await reservesOf(centralBank, bankA.keyId, bankB.keyId);
+  const after = await reservesNow();
   const bobOnline = (await bob.balance()).online;
   say(
     `The banks sync: Bank A finds each serial not yet in its registry, records it and accepts its claim; the central bank moves 7.00 ${c} from Bank A's reserve (${reserves.a} → ${after.a} ${c}) to Bank B's (${reserves.b} → ${after.b} ${c}); Bank B credits bob: online ${bobOnline ?? '?'} ${c}. The system's audit: ${audit['balanced'] === true ? 'balanced' : 'NOT balanced'}.`,
@@ -105,11 +104,4 @@ async function pay(payer: OtpWallet, payee: OtpWallet, amount: string) {
   await Promise.race([ready, receiving]);
   const paid = await payer.pay('127.0.0.1', port, amount, { timeoutMs: 30_000 });
   return { paid, received: await receiving };
-}
-
-/** Bank A's and Bank B's reserves at the central bank (`GET /v1/cb/intermediaries`, operator). */
-async function reservesOf(cb: { url: string; operatorToken: string }, a: string, b: string): Promise<{ a: string; b: string }> {
-  const answer = (await new NodeClient(cb.url).operator(cb.operatorToken, 'GET', '/v1/cb/intermediaries', {})).body as { intermediaries: { keyId: string; reserve: string }[] };
-  const of = (id: string) => answer.intermediaries.find((i) => i.keyId === id)?.reserve ?? '?';
-  return { a: of(a), b: of(b) };
 }
