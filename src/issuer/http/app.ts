@@ -211,7 +211,6 @@ export function createIssuerApp(services: IssuerServices, schemes: readonly Sche
   });
   app.onError((e, c) => {
     const problem = toProblem(e);
-    if (problem.status >= 500 && process.env['DEBUG_500']) console.error('DEBUG500', e);
     if (problem.status >= 500) options.onInternalError?.(e, { method: c.req.method, path: new URL(c.req.url).pathname });
     // An oversized body is left unread: close the connection rather than read the rest to reuse it.
     if (problem.code === 'BODY_TOO_LARGE' || problem.details['unread'] === true) c.header('connection', 'close');
