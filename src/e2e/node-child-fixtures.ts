@@ -85,7 +85,7 @@ async function main(options: NodeChildOptions): Promise<void> {
 
 /** Starts a child node and waits until it listens. @throws Error when it exits first or takes over 60 s */
 export async function startNodeChild(options: NodeChildOptions): Promise<NodeChild> {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...(process.env['TALLY_CHILD_PROFILE'] === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', process.env['TALLY_CHILD_PROFILE']]), '--import', 'tsx', fileURLToPath(import.meta.url), JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((done) => child.once('exit', () => done()));
   const ready = await new Promise<NodeChildReady>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('the node did not listen within 60 s')), 60_000);
