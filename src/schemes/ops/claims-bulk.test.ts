@@ -14,6 +14,7 @@ import { closeTestTemplates, testBackends } from '../../issuer/db/test-databases
 import { expectError } from '../../issuer/http/test-harness.ts';
 import { CLAIMS_BULK_BODY_BYTES_MAX, CLAIMS_BULK_PAYMENTS_MAX } from './node.ts';
 import { encodePayment, paymentSigned, PAYMENT_TAG, type Payment } from './messages.ts';
+import { storedPayment } from './node-evidence.ts';
 import { opsNode, type OpsNode, type OpsSe } from './test-fixtures.ts';
 
 after(() => closeTestTemplates());
@@ -85,6 +86,17 @@ for (const backend of testBackends()) {
         assert.equal(await n.h.balance(carol), '10.00');
         // Each was credited once: claimed again one by one, every payment is a replay.
         for (const payment of [...first, second[0] as Payment]) await expectError(await n.claim(carol, payment), 409, 'PAYMENT_REPLAYED');
+        // Kept by signature alone (the payments carry the registered certificates), each is rebuilt whole.
+        const { db } = n.h.node.services;
+        // (The four claimed again one by one above also keep their bytes: the single route records what it is sent.)
+        const kept = await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ops_payments WHERE payment IS NULL AND signature IS NOT NULL AND settled = 'claimed'`);
+        assert.equal(Number(kept.rows[0]?.n), first.length + second.length - 4);
+        for (const payment of [...first, ...second]) assert.deepEqual(await storedPayment(db, alice.device, payment.index), payment);
+        // A signature altered in the database no longer rebuilds the recorded payment: refused, not answered.
+        const tampered = second[9] as Payment;
+        await db.query('UPDATE ops_payments SET signature = $3 WHERE sender_key_id = $1 AND index = $2', [alice.device, tampered.index, new Uint8Array(64)]);
+        await assert.rejects(storedPayment(db, alice.device, tampered.index), /digest is not the recorded one/);
+        await db.query('UPDATE ops_payments SET signature = $3 WHERE sender_key_id = $1 AND index = $2', [alice.device, tampered.index, tampered.signature]);
         await assertBalanced(n);
       } finally {
         await n.close([alice]);

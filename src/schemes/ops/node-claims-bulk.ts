@@ -181,6 +181,8 @@ interface SenderState {
   readonly retired: boolean;
   readonly revoked: boolean;
   readonly highest: bigint | null;
+  /** The certificate the device was registered with. */
+  readonly certificate: Uint8Array | null;
 }
 
 async function senderStates(tx: TransactionHandle, senders: readonly string[]): Promise<Map<string, SenderState>> {
@@ -194,7 +196,8 @@ async function senderStates(tx: TransactionHandle, senders: readonly string[]): 
   const { rows } = await tx.query<Record<string, unknown>>(
     `SELECT o.device_key_id, o.reported_j, o.honor_up_to, o.retired_at IS NOT NULL AS retired,
             EXISTS (SELECT 1 FROM revoked_certificates r WHERE r.subject_key_id = o.device_key_id) AS revoked,
-            (SELECT max(p.index) FROM ops_payments p WHERE p.sender_key_id = o.device_key_id) AS highest
+            (SELECT max(p.index) FROM ops_payments p WHERE p.sender_key_id = o.device_key_id) AS highest,
+            (SELECT d.certificate FROM devices d WHERE d.key_id = o.device_key_id) AS certificate
      FROM ops_devices o WHERE o.device_key_id = ANY($1::text[]) ORDER BY o.device_key_id FOR SHARE OF o`,
     [senders],
   );
@@ -207,6 +210,7 @@ async function senderStates(tx: TransactionHandle, senders: readonly string[]): 
         retired: row['retired'] === true,
         revoked: row['revoked'] === true,
         highest: row['highest'] === null ? null : bigintColumn(row, 'highest'),
+        certificate: row['certificate'] instanceof Uint8Array ? new Uint8Array(row['certificate']) : null,
       },
     ]),
   );
@@ -245,7 +249,7 @@ interface FastOutcome {
  * is read back and judged: settled already (PAYMENT_REPLAYED) or another payment under the pair
  * (the clone case, DOUBLE_SPEND). A repeat within the request comes after its first and is replayed.
  */
-async function settleFast(tx: TransactionHandle, services: IssuerServices, claimer: string, items: readonly Judged[]): Promise<FastOutcome> {
+async function settleFast(tx: TransactionHandle, services: IssuerServices, claimer: string, items: readonly Judged[], states: ReadonlyMap<string, SenderState>): Promise<FastOutcome> {
   const first = new Map<string, Judged>();
   const later: Judged[] = [];
   for (const j of items) {
@@ -260,12 +264,17 @@ async function settleFast(tx: TransactionHandle, services: IssuerServices, claim
   // bytes hex would take. One row comes back: the count, and which pairs were settled only when
   // some were not.
   const joined = (values: readonly string[]) => values.join(',');
+  const base64 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+  const compact = (j: Judged) => {
+    const registered = states.get(j.claim.sender)?.certificate ?? null;
+    return registered !== null && equalBytes(registered, j.claim.payment.sender);
+  };
   const inserted = await tx.query<{ n: number; done: string | null }>(
     `WITH settled AS (
-       INSERT INTO ops_payments AS p (sender_key_id, index, digest, amount, receiver_key_id, payment, settled)
-       SELECT s, i, decode(d, 'hex'), a, $5, decode(b, 'base64'), 'claimed'
-       FROM unnest(string_to_array($1, ','), string_to_array($2, ',')::bigint[], string_to_array($3, ','), string_to_array($4, ',')::bigint[], string_to_array($6, ',')) AS x(s, i, d, a, b)
-       ON CONFLICT (sender_key_id, index) DO UPDATE SET settled = 'claimed', payment = coalesce(p.payment, EXCLUDED.payment)
+       INSERT INTO ops_payments AS p (sender_key_id, index, digest, amount, receiver_key_id, payment, signature, settled)
+       SELECT s, i, decode(d, 'hex'), a, $5, CASE WHEN b = '' THEN NULL ELSE decode(b, 'base64') END, CASE WHEN b = '' THEN decode(g, 'base64') END, 'claimed'
+       FROM unnest(string_to_array($1, ','), string_to_array($2, ',')::bigint[], string_to_array($3, ','), string_to_array($4, ',')::bigint[], string_to_array($6, ','), string_to_array($8, ',')) AS x(s, i, d, a, b, g)
+       ON CONFLICT (sender_key_id, index) DO UPDATE SET settled = 'claimed', payment = coalesce(p.payment, EXCLUDED.payment), signature = coalesce(p.signature, EXCLUDED.signature)
          WHERE p.digest = EXCLUDED.digest AND p.settled IS NULL
        RETURNING sender_key_id, index
      )
@@ -276,8 +285,11 @@ async function settleFast(tx: TransactionHandle, services: IssuerServices, claim
       joined(rows.map((j) => toHex(j.claim.digest))),
       joined(rows.map((j) => j.claim.payment.amount.toString())),
       claimer,
-      joined(rows.map((j) => Buffer.from(j.bytes.buffer, j.bytes.byteOffset, j.bytes.byteLength).toString('base64'))),
+      // The whole payment only when it does not carry its sender's registered certificate; else its
+      // signature, from which storedPayment rebuilds it (its receiver, the claimer, was checked).
+      joined(rows.map((j) => (compact(j) ? '' : base64(j.bytes)))),
       rows.length,
+      joined(rows.map((j) => (compact(j) ? base64(j.claim.payment.signature) : ''))),
     ],
   );
   const answer = inserted.rows[0];
@@ -358,7 +370,7 @@ export function registerClaimsBulk(app: OpenAPIHono<IssuerEnv>, services: Issuer
       const senders = [...new Set(home.map((j) => j.claim.sender))].sort();
       const states = senders.length === 0 ? new Map<string, SenderState>() : await senderStates(tx, senders);
       const fast = fastSenders(home, states);
-      const settled = await settleFast(tx, services, user.keyId, home.filter((j) => fast.has(j.claim.sender)));
+      const settled = await settleFast(tx, services, user.keyId, home.filter((j) => fast.has(j.claim.sender)), states);
       refused.push(...settled.refused);
       // A sender revoked, retired or past its limit: each of its payments judged as a single claim is.
       let creditedSlow = 0;
