@@ -5,7 +5,7 @@
  * a line that replays it. Progress goes to stderr. Exits 1 on a finding, 2 on a usage error.
  */
 import { fromHex } from '../../core/bytes.ts';
-import { allTargets, selectTargets } from './registry.ts';
+import { allTargets, closeTargets } from './registry.ts';
 import { runTarget, SHOWN_BYTES_MAX, type TargetReport } from './run.ts';
 import { describeThrown, type FuzzTarget } from './target.ts';
 
@@ -106,7 +106,15 @@ async function main(): Promise<number> {
     (help ? console.log : console.error)(parsed);
     return help ? 0 : 2;
   }
-  const targets = selectTargets(await allTargets(), parsed.only);
+  try {
+    return await fuzz(parsed);
+  } finally {
+    await closeTargets();
+  }
+}
+
+async function fuzz(parsed: Options): Promise<number> {
+  const targets = await allTargets(parsed.only);
   if (targets.length === 0) {
     console.error(`no decoder is named ${parsed.only}: see --list`);
     return 2;

@@ -4,14 +4,24 @@
  * tokens, files). The schemes' decoders come from each scheme's `wire()`, read through the registry.
  */
 import { coreTargets } from './targets-core.ts';
+import { closeHttpNode, httpTargets } from './targets-http.ts';
 import { schemeTargets } from './targets-schemes.ts';
 import { FUZZ_GROUPS, type FuzzTarget } from './target.ts';
 
-/** Every target, ordered by group (most exposed first), then by name. */
-export async function allTargets(): Promise<FuzzTarget[]> {
-  const targets = [...coreTargets(), ...(await schemeTargets())];
+/**
+ * Every target whose name starts with `only` (all without it), ordered by group (most exposed
+ * first), then by name. The HTTP targets open a node: only when the selection can include them.
+ */
+export async function allTargets(only?: string | undefined): Promise<FuzzTarget[]> {
+  const withHttp = only === undefined || only.startsWith('http') || 'http'.startsWith(only);
+  const targets = selectTargets([...(withHttp ? await httpTargets() : []), ...coreTargets(), ...(await schemeTargets())], only);
   const rank = (t: FuzzTarget) => FUZZ_GROUPS.indexOf(t.group);
   return targets.sort((a, b) => rank(a) - rank(b) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** Stops what the targets opened (the HTTP targets' node). */
+export async function closeTargets(): Promise<void> {
+  await closeHttpNode();
 }
 
 /** The targets whose name is `only` or starts with `only/` or `only` (a group, a scheme, a whole name). */

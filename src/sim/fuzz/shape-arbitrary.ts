@@ -18,6 +18,9 @@ const EXACT_MAX_ITEMS = 200;
 /** How many times a recursive codec unfolds before it gives the smallest value. */
 const LAZY_DEPTH_MAX = 3;
 
+const CBOR_INT_MIN = -(2n ** 64n);
+const CBOR_INT_MAX = 2n ** 64n - 1n;
+
 /** Any value of the CBOR data model, nested a few levels. */
 export const cborValue: fc.Arbitrary<unknown> = fc.letrec<{ value: unknown }>((tie) => ({
   value: fc.oneof(
@@ -65,8 +68,12 @@ export function arbitraryOf(codec: Codec<unknown>, depth = 0): fc.Arbitrary<unkn
       return lengthOf(shape.min, shape.max, FREE_LENGTH_MAX, EXACT_MAX_LENGTH).chain((n) => fc.uint8Array({ minLength: n, maxLength: n }));
     case 'text':
       return textOf(shape);
-    case 'bigint':
-      return fc.oneof({ weight: 4, arbitrary: fc.bigInt({ min: shape.min, max: shape.max }) }, { weight: 1, arbitrary: fc.constantFrom(shape.min, shape.max) });
+    case 'bigint': {
+      // CBOR carries integers in [-2^64, 2^64 - 1]: a wider range (a uint128) is drawn inside it.
+      const min = shape.min > CBOR_INT_MIN ? shape.min : CBOR_INT_MIN;
+      const max = shape.max < CBOR_INT_MAX ? shape.max : CBOR_INT_MAX;
+      return fc.oneof({ weight: 4, arbitrary: fc.bigInt({ min, max }) }, { weight: 1, arbitrary: fc.constantFrom(min, max) });
+    }
     case 'uint':
       return fc.oneof({ weight: 4, arbitrary: fc.integer({ min: shape.min, max: shape.max }) }, { weight: 1, arbitrary: fc.constantFrom(shape.min, shape.max) });
     case 'boolean':

@@ -3,12 +3,12 @@
  * its peers, nodes and users send (messages as CBOR, tokens as `tally1` text), with the codec whose
  * shape gives valid inputs. This file names no scheme: it reads the registry.
  */
-import { encodeCbor } from '../../core/cbor.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { SCHEMES } from '../../schemes/index.ts';
 import type { WireDecoder } from '../../schemes/scheme.ts';
 import { encodeText } from '../../core/text.ts';
 import { arbitraryOf } from './shape-arbitrary.ts';
+import { encodingsOf } from './targets-core.ts';
 import { codecTarget, describeThrown, FuzzFinding, PURE_TIMEOUT_MS, type FuzzTarget } from './target.ts';
 
 const utf8Decoder = new TextDecoder('utf-8');
@@ -45,7 +45,7 @@ function targetOf(scheme: string, wire: WireDecoder): FuzzTarget {
     bytesMax: wire.bytesMax,
     ...(wire.decode === undefined ? {} : { decode: wire.decode.bind(wire) }),
     ...(wire.encode === undefined ? {} : { encode: wire.encode.bind(wire) }),
-    valid: arbitraryOf(wire.codec).map((value) => encodeCbor(value)),
+    valid: encodingsOf(wire.codec),
   });
 }
 
