@@ -5,6 +5,7 @@
  */
 import type { CliPart } from '../cli/plugin.ts';
 import type { Codec } from '../core/codec.ts';
+import type { TrustedApp } from '../secure-element/trusted-app.ts';
 import type { BenchPlugin } from '../sim/bench/plugin.ts';
 import type { SchemeModule } from '../issuer/plugin.ts';
 import type { Capability, WalletPart } from '../wallet/plugin.ts';
@@ -56,4 +57,6 @@ export interface Scheme {
   bench?<T>(use: <P, R>(plugin: BenchPlugin<P, R>) => T): Promise<T>;
   /** The decoders of what it receives from outside, loaded when `npm run fuzz` runs them. */
   wire?(): Promise<readonly WireDecoder[]>;
+  /** Its trusted app, loaded when `npm run fuzz` feeds its commands through a secure element host. */
+  trustedApp?(): Promise<TrustedApp<unknown>>;
 }

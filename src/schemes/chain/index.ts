@@ -18,4 +18,5 @@ export const chain: Scheme = {
   cli: chainCli,
   bench: async (use) => use((await import('./bench.ts')).chainBench),
   wire: async () => (await import('./wire.ts')).CHAIN_WIRE,
+  trustedApp: async () => (await import('./trusted-app.ts')).chainTrustedApp,
 };

@@ -18,4 +18,5 @@ export const opera: Scheme = {
   cli: operaCli,
   bench: async (use) => use((await import('./bench.ts')).operaBench),
   wire: async () => (await import('./wire.ts')).OPERA_WIRE,
+  trustedApp: async () => (await import('./trusted-app.ts')).operaTrustedApp,
 };

@@ -19,4 +19,5 @@ export const otp: Scheme = {
   cli: otpCli,
   bench: async (use) => use((await import('./bench.ts')).otpBench),
   wire: async () => (await import('./wire.ts')).OTP_WIRE,
+  trustedApp: async () => (await import('./trusted-app.ts')).otpTrustedApp,
 };
