@@ -27,8 +27,8 @@ describe('fuzz: the short pass over every decoder', () => {
   test('every decoder answers each input or refuses it with a TallyError (routes: a 4xx problem), in time, round trips, and changes nothing when it refuses', { timeout: 240_000 }, async () => {
     const targets = await allTargets();
     // Every group of exposure has decoders, and every scheme's messages are there.
-    for (const group of ['http', 'core', 'message', 'frame', 'token'] as const) assert.ok(targets.some((t) => t.group === group), group);
-    assert.ok(targets.length >= 60, `${targets.length} decoders`);
+    for (const group of ['http', 'core', 'message', 'frame', 'secure-element', 'token', 'file'] as const) assert.ok(targets.some((t) => t.group === group), group);
+    assert.ok(targets.length >= 80, `${targets.length} decoders`);
     let tried = 0;
     for (const target of targets) {
       const report = await runTarget(target, { seed: SEED, inputs: target.group === 'http' ? HTTP_INPUTS : INPUTS });

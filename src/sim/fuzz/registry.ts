@@ -4,6 +4,7 @@
  * tokens, files). The schemes' decoders come from each scheme's `wire()`, read through the registry.
  */
 import { coreTargets } from './targets-core.ts';
+import { fileTargets } from './targets-files.ts';
 import { closeHttpNode, httpTargets } from './targets-http.ts';
 import { schemeTargets } from './targets-schemes.ts';
 import { secureElementTargets } from './targets-se.ts';
@@ -15,7 +16,7 @@ import { FUZZ_GROUPS, type FuzzTarget } from './target.ts';
  */
 export async function allTargets(only?: string | undefined): Promise<FuzzTarget[]> {
   const withHttp = only === undefined || only.startsWith('http') || 'http'.startsWith(only);
-  const targets = selectTargets([...(withHttp ? await httpTargets() : []), ...coreTargets(), ...(await schemeTargets()), ...(await secureElementTargets())], only);
+  const targets = selectTargets([...(withHttp ? await httpTargets() : []), ...coreTargets(), ...(await schemeTargets()), ...(await secureElementTargets()), ...fileTargets()], only);
   const rank = (t: FuzzTarget) => FUZZ_GROUPS.indexOf(t.group);
   return targets.sort((a, b) => rank(a) - rank(b) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
