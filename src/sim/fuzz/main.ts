@@ -6,7 +6,7 @@
  */
 import { fromHex } from '../../core/bytes.ts';
 import { allTargets, closeTargets } from './registry.ts';
-import { runTarget, SHOWN_BYTES_MAX, type TargetReport } from './run.ts';
+import { runTarget, SHOWN_BYTES_MAX, type Finding, type TargetReport } from './run.ts';
 import { describeThrown, type FuzzTarget } from './target.ts';
 
 const USAGE = `usage: npm run fuzz -- [--seconds N] [--inputs N] [--only NAME] [--seed N] [--json] [--list] [--input HEX]
@@ -61,10 +61,10 @@ function parseArgs(argv: readonly string[]): Options | string {
   return options;
 }
 
-/** The line that replays a finding. */
-function replayLine(report: TargetReport, inputHex: string, inputBytes: number): string {
-  if (inputBytes * 2 > inputHex.length) return `npm run fuzz -- --only '${report.target}' --seed ${'<seed of the run>'} (input over ${SHOWN_BYTES_MAX} bytes: shown cut)`;
-  return `npm run fuzz -- --only '${report.target}' --input ${inputHex === '' ? "''" : inputHex}`;
+/** The line that replays a finding: its input, or (for one too long to show) the seed and count that draw it again. */
+function replayLine(finding: Finding, seed: number): string {
+  if (finding.inputBytes > SHOWN_BYTES_MAX) return `npm run fuzz -- --only '${finding.target}' --seed ${seed} --inputs ${finding.index}   (the input is over ${SHOWN_BYTES_MAX} bytes: shown cut above)`;
+  return `npm run fuzz -- --only '${finding.target}' --input ${finding.inputHex === '' ? "''" : finding.inputHex}`;
 }
 
 function printReport(reports: readonly TargetReport[], seed: number): void {
@@ -79,7 +79,7 @@ function printReport(reports: readonly TargetReport[], seed: number): void {
     for (const f of r.findings) {
       console.log(`\nFINDING ${r.target} (${f.kind} input of ${f.inputBytes} bytes): ${f.message}`);
       console.log(`  input: ${f.inputHex === '' ? '(empty)' : f.inputHex}`);
-      console.log(`  replay: ${replayLine(r, f.inputHex, f.inputBytes).replace('<seed of the run>', String(seed))}`);
+      console.log(`  replay: ${replayLine(f, seed)}`);
     }
   }
 }
@@ -139,7 +139,7 @@ async function fuzz(parsed: Options): Promise<number> {
     try {
       reports.push(
         await runTarget(target, {
-          seed: parsed.seed + i,
+          seed: parsed.seed,
           inputs: parsed.inputs,
           seconds: share,
           progress: (tried) => process.stderr.isTTY && process.stderr.write(`\r${label} ${tried} inputs`),

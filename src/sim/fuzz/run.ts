@@ -27,6 +27,8 @@ export interface Finding {
   /** The input, hex. */
   readonly inputHex: string;
   readonly inputBytes: number;
+  /** Which input of the run it was (1 for the first): `--seed` and `--inputs` of that many make it again. */
+  readonly index: number;
 }
 
 /** What one target's run did. */
@@ -124,10 +126,18 @@ async function feedBounded(target: FuzzTarget, input: Uint8Array): Promise<{ out
   return { outcome, ms };
 }
 
+/** The seed of one target in a run: the run's seed and the target's name, so a target draws alike whatever else runs. */
+export function targetSeed(seed: number, name: string): number {
+  let h = seed >>> 0;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193) >>> 0;
+  return h & 0x7fffffff;
+}
+
 /** Runs one target until its count or its time is spent (the first of the two). */
 export async function runTarget(target: FuzzTarget, options: RunOptions): Promise<TargetReport> {
-  const rng = new Rng(options.seed);
-  const source = new InputSource(target, options.seed, rng);
+  const seed = targetSeed(options.seed, target.name);
+  const rng = new Rng(seed);
+  const source = new InputSource(target, seed, rng);
   const findings: Finding[] = [];
   const seen = new Set<string>();
   let findingCount = 0;
@@ -153,7 +163,7 @@ export async function runTarget(target: FuzzTarget, options: RunOptions): Promis
       const key = message.replace(/[0-9]+/g, 'N');
       if (!seen.has(key) && findings.length < FINDINGS_KEPT_MAX) {
         seen.add(key);
-        findings.push({ target: target.name, kind, message, inputHex: toHex(input.subarray(0, SHOWN_BYTES_MAX)), inputBytes: input.length });
+        findings.push({ target: target.name, kind, message, inputHex: toHex(input.subarray(0, SHOWN_BYTES_MAX)), inputBytes: input.length, index: tried });
       }
     }
     if ((tried & 0x3ff) === 0) options.progress?.(tried);

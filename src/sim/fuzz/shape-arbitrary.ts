@@ -43,9 +43,32 @@ function lengthOf(min: number, max: number, freeMax: number, exactMax: number): 
   return fc.oneof({ weight: 6, arbitrary: free }, { weight: 1, arbitrary: fc.constantFrom(...edges) });
 }
 
+/** The characters of a plain class such as `[0-9a-f]` or `[A-Za-z0-9_-]`, or undefined for anything richer. */
+function classChars(body: string): string[] | undefined {
+  if (/[\\^\]]/.test(body)) return undefined;
+  const chars: string[] = [];
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i] as string;
+    const to = body[i + 2];
+    if (body[i + 1] === '-' && to !== undefined) {
+      for (let code = c.charCodeAt(0); code <= to.charCodeAt(0); code++) chars.push(String.fromCharCode(code));
+      i += 2;
+    } else chars.push(c);
+  }
+  return chars.length > 0 ? chars : undefined;
+}
+
 function textOf(shape: Extract<CodecShape, { kind: 'text' }>): fc.Arbitrary<string> {
-  const plain = lengthOf(shape.min, shape.max, FREE_LENGTH_MAX, EXACT_MAX_LENGTH).chain((n) => fc.string({ minLength: n, maxLength: n }));
+  const lengths = lengthOf(shape.min, shape.max, FREE_LENGTH_MAX, EXACT_MAX_LENGTH);
+  const plain = lengths.chain((n) => fc.string({ minLength: n, maxLength: n }));
   if (shape.pattern === undefined) return plain;
+  // A class repeated (`^[0-9a-f]*$`, hex and base64url text): its characters at the lengths the bounds allow.
+  const repeated = /^\^\[([^\]]+)\]\*\$$/.exec(shape.pattern.source);
+  const chars = repeated === null ? undefined : classChars(repeated[1] as string);
+  if (chars !== undefined) {
+    const unit = fc.constantFrom(...chars);
+    return fc.oneof({ weight: 5, arbitrary: lengths.chain((n) => fc.string({ unit, minLength: n, maxLength: n })) }, { weight: 1, arbitrary: plain });
+  }
   let matching: fc.Arbitrary<string>;
   try {
     matching = fc.stringMatching(shape.pattern, { size: 'small' });

@@ -147,17 +147,58 @@ function textTokens(): FuzzTarget {
   };
 }
 
+/** Big-endian bytes of `value` in `n` bytes. */
+function be(value: number | bigint, n: number): number[] {
+  const out: number[] = [];
+  let v = BigInt(value);
+  for (let i = 0; i < n; i++) {
+    out.unshift(Number(v & 0xffn));
+    v >>= 8n;
+  }
+  return out;
+}
+
+/** A TPM2B: a 2-byte size, then the bytes. */
+const tpm2b = (maxLength: number) => fc.uint8Array({ maxLength }).map((b) => [...be(b.length, 2), ...b]);
+
+/** TPMS_ATTEST quotes as a TPM writes them (TPM 2.0 Part 2, §10.12.8 and §10.12.12), each field drawn in its bounds. */
+const tpmQuote: fc.Arbitrary<Uint8Array> = fc
+  .tuple(
+    tpm2b(66),
+    tpm2b(66),
+    fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+    fc.integer({ min: 0, max: 0xffffffff }),
+    fc.integer({ min: 0, max: 0xffffffff }),
+    fc.integer({ min: 0, max: 1 }),
+    fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }),
+    fc.array(fc.tuple(fc.integer({ min: 0, max: 0xffff }), fc.uint8Array({ minLength: 1, maxLength: 4 })), { maxLength: 3 }),
+    tpm2b(64),
+  )
+  .map(([signer, extra, clock, resets, restarts, safe, firmware, selections, digest]) =>
+    Uint8Array.from([
+      ...be(TPM_GENERATED_VALUE, 4),
+      ...be(TPM_ST_ATTEST_QUOTE, 2),
+      ...signer,
+      ...extra,
+      ...be(clock, 8),
+      ...be(resets, 4),
+      ...be(restarts, 4),
+      safe,
+      ...be(firmware, 8),
+      ...be(selections.length, 4),
+      ...selections.flatMap(([hash, bitmap]) => [...be(hash, 2), bitmap.length, ...bitmap]),
+      ...digest,
+    ]),
+  );
+
 /** A TPMS_ATTEST quote: a binary structure of sized fields. */
 function tpmQuotes(): FuzzTarget {
-  const head = new Uint8Array(6);
-  new DataView(head.buffer).setUint32(0, TPM_GENERATED_VALUE);
-  new DataView(head.buffer).setUint16(4, TPM_ST_ATTEST_QUOTE);
   return {
     name: 'core/tpm-quote',
     group: 'core',
     bytesMax: TPM_ATTEST_BYTES_MAX,
     timeoutMs: PURE_TIMEOUT_MS,
-    valid: fc.uint8Array({ maxLength: 200 }).map((rest) => Uint8Array.from([...head, ...rest])),
+    valid: tpmQuote,
     feed(input): Outcome {
       try {
         parseAttest(input);
