@@ -67,7 +67,7 @@ function textOf(shape: Extract<CodecShape, { kind: 'text' }>): fc.Arbitrary<stri
   const chars = repeated === null ? undefined : classChars(repeated[1] as string);
   if (chars !== undefined) {
     const unit = fc.constantFrom(...chars);
-    return fc.oneof({ weight: 5, arbitrary: lengths.chain((n) => fc.string({ unit, minLength: n, maxLength: n })) }, { weight: 1, arbitrary: plain });
+    return lengths.chain((n) => fc.string({ unit, minLength: n, maxLength: n }));
   }
   let matching: fc.Arbitrary<string>;
   try {
@@ -76,7 +76,8 @@ function textOf(shape: Extract<CodecShape, { kind: 'text' }>): fc.Arbitrary<stri
     // A pattern fast-check cannot read (Unicode property classes): plain text, which the codec judges.
     return plain;
   }
-  return fc.oneof({ weight: 4, arbitrary: matching }, { weight: 1, arbitrary: plain });
+  // Text matching the pattern, mostly in bounds (fast-check does not bound it): the codec judges the rest.
+  return matching;
 }
 
 /**
@@ -107,12 +108,14 @@ export function arbitraryOf(codec: Codec<unknown>, depth = 0): fc.Arbitrary<unkn
       return fc.constantFrom(...shape.values);
     case 'array': {
       const item = arbitraryOf(shape.item, depth);
+      // Deep in a recursive codec, lists take their fewest items, so the value ends.
+      if (depth >= LAZY_DEPTH_MAX) return fc.array(item, { minLength: shape.min, maxLength: shape.min });
       return lengthOf(shape.min, shape.max, FREE_ITEMS_MAX, EXACT_MAX_ITEMS).chain((n) => fc.array(item, { minLength: n, maxLength: n }));
     }
     case 'tuple':
       return fc.tuple(...shape.items.map((item) => arbitraryOf(item, depth)));
     case 'optional':
-      return fc.option(arbitraryOf(shape.inner, depth), { nil: undefined });
+      return depth >= LAZY_DEPTH_MAX ? fc.constant(undefined) : fc.option(arbitraryOf(shape.inner, depth), { nil: undefined });
     case 'record':
       return recordOf(shape.fields, depth);
     case 'union':
@@ -122,7 +125,8 @@ export function arbitraryOf(codec: Codec<unknown>, depth = 0): fc.Arbitrary<unkn
     case 'refine':
       return arbitraryOf(shape.inner, depth);
     case 'lazy':
-      return depth >= LAZY_DEPTH_MAX ? fc.constant(null) : fc.constant(null).chain(() => arbitraryOf(shape.get(), depth + 1));
+      // Unfolded lazily, and deeper each time; past the bound only a codec that cannot end gives null.
+      return depth >= LAZY_DEPTH_MAX + 4 ? fc.constant(null) : fc.constant(null).chain(() => arbitraryOf(shape.get(), depth + 1));
   }
 }
 
