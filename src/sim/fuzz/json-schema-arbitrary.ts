@@ -60,14 +60,20 @@ function stringOf(schema: JsonSchema): fc.Arbitrary<string> {
   return fc.oneof({ weight: 5, arbitrary: matching }, { weight: 1, arbitrary: plain });
 }
 
-/** An arbitrary of bodies the schema describes; `refs` resolves `#/components/schemas/NAME`. */
-export function arbitraryOfSchema(schema: JsonSchema, refs: (ref: string) => JsonSchema | undefined, depth = 0): fc.Arbitrary<unknown> {
+/** Values the node knows (its user's account, a valid public key), drawn for the fields of these names. */
+export type KnownValues = Readonly<Record<string, fc.Arbitrary<unknown>>>;
+
+/**
+ * An arbitrary of bodies the schema describes; `refs` resolves `#/components/schemas/NAME`; a field
+ * named in `known` is drawn from it half the time, so bodies also reach past "no such account".
+ */
+export function arbitraryOfSchema(schema: JsonSchema, refs: (ref: string) => JsonSchema | undefined, depth = 0, known: KnownValues = {}): fc.Arbitrary<unknown> {
   if (depth > DEPTH_MAX) return fc.constant(null);
   if (schema.$ref !== undefined) {
     const target = refs(schema.$ref);
-    return target === undefined ? jsonValue : arbitraryOfSchema(target, refs, depth + 1);
+    return target === undefined ? jsonValue : arbitraryOfSchema(target, refs, depth + 1, known);
   }
-  const inner = (s: JsonSchema) => arbitraryOfSchema(s, refs, depth + 1);
+  const inner = (s: JsonSchema) => arbitraryOfSchema(s, refs, depth + 1, known);
   const base = ((): fc.Arbitrary<unknown> => {
     if (schema.enum !== undefined && schema.enum.length > 0) return fc.constantFrom(...schema.enum);
     const choices = schema.anyOf ?? schema.oneOf;
@@ -92,7 +98,10 @@ export function arbitraryOfSchema(schema: JsonSchema, refs: (ref: string) => Jso
       case 'object': {
         const properties = schema.properties ?? {};
         const model: Record<string, fc.Arbitrary<unknown>> = {};
-        for (const [key, value] of Object.entries(properties)) model[key] = inner(value);
+        for (const [key, value] of Object.entries(properties)) {
+          const drawn = Object.hasOwn(known, key) ? known[key] : undefined;
+          model[key] = drawn === undefined ? inner(value) : fc.oneof(drawn, inner(value));
+        }
         const required = (schema.required ?? []).filter((key) => Object.hasOwn(properties, key));
         if (Object.keys(model).length === 0) return fc.dictionary(fc.string({ maxLength: 8 }), jsonValue, { maxKeys: 3 });
         return fc.record(model, { requiredKeys: required });

@@ -20,7 +20,7 @@ import { openNode } from '../../issuer/services.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { SCHEMES } from '../../schemes/index.ts';
-import { arbitraryOfSchema, jsonValue, type JsonSchema } from './json-schema-arbitrary.ts';
+import { arbitraryOfSchema, jsonValue, type JsonSchema, type KnownValues } from './json-schema-arbitrary.ts';
 import { describeThrown, FuzzFinding, type FuzzTarget, type Outcome } from './target.ts';
 
 /** How long one request may take (a database write included) before it counts as a hang. */
@@ -156,8 +156,8 @@ async function bodyRoutes(): Promise<{ routes: Route[]; refs: (ref: string) => J
 }
 
 /** The target of one route. */
-function routeTarget(route: Route, refs: (ref: string) => JsonSchema | undefined, bytesMax: number): FuzzTarget {
-  const bodies = route.schema === undefined ? jsonValue : arbitraryOfSchema(route.schema, refs);
+function routeTarget(route: Route, refs: (ref: string) => JsonSchema | undefined, bytesMax: number, known: KnownValues): FuzzTarget {
+  const bodies = route.schema === undefined ? jsonValue : arbitraryOfSchema(route.schema, refs, 0, known);
   const valid = fc.tuple(fc.integer({ min: 0, max: 255 }), bodies).map(([head, body]) => new Uint8Array([head, ...utf8(JSON.stringify(body) ?? 'null')]));
   return {
     name: `http/${route.method} ${route.path}`,
@@ -205,5 +205,15 @@ function routeTarget(route: Route, refs: (ref: string) => JsonSchema | undefined
 export async function httpTargets(): Promise<FuzzTarget[]> {
   const node = await fuzzNode();
   const { routes, refs } = await bodyRoutes();
-  return routes.map((route) => routeTarget(route, refs, bodyLimitOf(node.limits, route.method, fillPath(route.path, node, 0))));
+  // Fresh Ed25519 keys (valid points, so a registration can succeed), the user's account and key id.
+  const suite = nodeProvider.suites.ed25519;
+  const keys = Array.from({ length: 64 }, () => toBase64url(suite.publicKey(suite.generateSecretKey())));
+  const known: KnownValues = {
+    account: fc.constant(node.user.account),
+    to: fc.constant(node.user.account),
+    keyId: fc.constant(node.user.keyId),
+    publicKey: fc.constantFrom(...keys).map((key) => ({ suite: 'ed25519', key })),
+    amount: fc.constantFrom('0.01', '1.00', '999.99', '1000.01'),
+  };
+  return routes.map((route) => routeTarget(route, refs, bodyLimitOf(node.limits, route.method, fillPath(route.path, node, 0)), known));
 }
