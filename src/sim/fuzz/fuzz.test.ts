@@ -16,8 +16,8 @@ import { codecTarget, FUZZ_GROUPS, type FuzzTarget } from './target.ts';
 after(() => closeTargets());
 
 const SEED = 20261206;
-const INPUTS = 400;
-const HTTP_INPUTS = 12;
+const INPUTS = 300;
+const HTTP_INPUTS = 10;
 
 function explain(report: TargetReport): string {
   return report.findings.map((f) => `${f.target}: ${f.message}\n  input (${f.kind}): ${f.inputHex}\n  replay: npm run fuzz -- --only '${f.target}' --input ${f.inputHex}`).join('\n');
