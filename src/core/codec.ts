@@ -10,7 +10,29 @@ export interface Codec<T> {
   readonly expected: string;
   /** @throws TallyError DECODE_FAILED */
   decode(input: unknown, path?: string): T;
+  /**
+   * What the combinators know of the accepted values' structure, for tools that generate inputs
+   * (the fuzzer builds its structure-aware inputs from it); absent for a codec written by hand.
+   */
+  readonly shape?: CodecShape | undefined;
 }
+
+/** The structure a combinator accepts, as data: one variant per combinator of this file. */
+export type CodecShape =
+  | { readonly kind: 'bytes'; readonly min: number; readonly max: number }
+  | { readonly kind: 'text'; readonly min: number; readonly max: number; readonly pattern?: RegExp | undefined }
+  | { readonly kind: 'bigint'; readonly min: bigint; readonly max: bigint }
+  | { readonly kind: 'uint'; readonly min: number; readonly max: number }
+  | { readonly kind: 'boolean' }
+  | { readonly kind: 'literal'; readonly value: string | number | boolean }
+  | { readonly kind: 'oneOf'; readonly values: readonly string[] }
+  | { readonly kind: 'array'; readonly item: Codec<unknown>; readonly min: number; readonly max: number }
+  | { readonly kind: 'tuple'; readonly items: readonly Codec<unknown>[] }
+  | { readonly kind: 'optional'; readonly inner: Codec<unknown> }
+  | { readonly kind: 'record'; readonly fields: Readonly<Record<string, Codec<unknown>>> }
+  | { readonly kind: 'union'; readonly tagField: string; readonly variants: Readonly<Record<string, Readonly<Record<string, Codec<unknown>>>>> }
+  | { readonly kind: 'refine'; readonly inner: Codec<unknown> }
+  | { readonly kind: 'lazy'; readonly get: () => Codec<unknown> };
 
 /** A record field that may be absent. */
 export interface OptionalCodec<T> extends Codec<T | undefined> {
@@ -53,15 +75,15 @@ export function decodeFailure(path: string, expected: string, got: string): neve
   throw new TallyError('DECODE_FAILED', `${path}: expected ${expected}, got ${got}`, { path, expected, got });
 }
 
-function codec<T>(expected: string, decode: (input: unknown, path: string) => T): Codec<T> {
-  return { expected, decode: (input, path = ROOT) => decode(input, path) };
+function codec<T>(expected: string, shape: CodecShape, decode: (input: unknown, path: string) => T): Codec<T> {
+  return { expected, shape, decode: (input, path = ROOT) => decode(input, path) };
 }
 
 /** Byte strings of an exact length, or of a bounded length (`max` is required: limit everything). */
 export function bytes(bound: { length: number } | { min?: number; max: number }): Codec<Uint8Array> {
   const [min, max] = 'length' in bound ? [bound.length, bound.length] : [bound.min ?? 0, bound.max];
   const expected = min === max ? `${min} bytes` : `${min} to ${max} bytes`;
-  return codec(expected, (input, path) => {
+  return codec(expected, { kind: 'bytes', min, max }, (input, path) => {
     if (!(input instanceof Uint8Array)) return decodeFailure(path, expected, describeValue(input));
     if (input.length < min || input.length > max) return decodeFailure(path, expected, describeValue(input));
     return input;
@@ -72,7 +94,7 @@ export function bytes(bound: { length: number } | { min?: number; max: number })
 export function text(bound: { min?: number; max: number; pattern?: RegExp; describe?: string }): Codec<string> {
   const min = bound.min ?? 0;
   const expected = bound.describe ?? `text of ${min} to ${bound.max} characters`;
-  return codec(expected, (input, path) => {
+  return codec(expected, { kind: 'text', min, max: bound.max, pattern: bound.pattern }, (input, path) => {
     if (typeof input !== 'string' || input.length < min || input.length > bound.max) {
       return decodeFailure(path, expected, describeValue(input));
     }
@@ -84,7 +106,7 @@ export function text(bound: { min?: number; max: number; pattern?: RegExp; descr
 /** An integer in [min, max] as a bigint; accepts a bigint or a safe-integer number. */
 export function bigint(range: { min: bigint; max: bigint }): Codec<bigint> {
   const expected = `an integer in [${range.min}, ${range.max}]`;
-  return codec(expected, (input, path) => {
+  return codec(expected, { kind: 'bigint', min: range.min, max: range.max }, (input, path) => {
     let value: bigint;
     if (typeof input === 'bigint') value = input;
     else if (typeof input === 'number' && Number.isSafeInteger(input)) value = BigInt(input);
@@ -98,7 +120,7 @@ export function bigint(range: { min: bigint; max: bigint }): Codec<bigint> {
 export function uint(range: { max: number; min?: number }): Codec<number> {
   const min = range.min ?? 0;
   const expected = `an integer in [${min}, ${range.max}]`;
-  return codec(expected, (input, path) => {
+  return codec(expected, { kind: 'uint', min, max: range.max }, (input, path) => {
     const value = typeof input === 'bigint' && input <= BigInt(Number.MAX_SAFE_INTEGER) && input >= 0n ? Number(input) : input;
     if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > range.max) {
       return decodeFailure(path, expected, describeValue(input));
@@ -108,21 +130,21 @@ export function uint(range: { max: number; min?: number }): Codec<number> {
 }
 
 /** A boolean. */
-export const boolean: Codec<boolean> = codec('a boolean', (input, path) =>
+export const boolean: Codec<boolean> = codec('a boolean', { kind: 'boolean' }, (input, path) =>
   typeof input === 'boolean' ? input : decodeFailure(path, 'a boolean', describeValue(input)),
 );
 
 /** Exactly one value (a tag, a version). */
 export function literal<const L extends string | number | boolean>(value: L): Codec<L> {
   const expected = JSON.stringify(value);
-  return codec(expected, (input, path) => (input === value ? value : decodeFailure(path, expected, describeValue(input))));
+  return codec(expected, { kind: 'literal', value }, (input, path) => (input === value ? value : decodeFailure(path, expected, describeValue(input))));
 }
 
 /** One of a fixed set of strings. */
 export function oneOf<const L extends string>(values: readonly L[]): Codec<L> {
   const allowed = new Set<string>(values);
   const expected = `one of ${values.map((v) => JSON.stringify(v)).join(', ')}`;
-  return codec(expected, (input, path) =>
+  return codec(expected, { kind: 'oneOf', values }, (input, path) =>
     typeof input === 'string' && allowed.has(input) ? (input as L) : decodeFailure(path, expected, describeValue(input)),
   );
 }
@@ -131,7 +153,7 @@ export function oneOf<const L extends string>(values: readonly L[]): Codec<L> {
 export function array<T>(item: Codec<T>, bound: { min?: number; max: number }): Codec<T[]> {
   const min = bound.min ?? 0;
   const expected = `an array of ${min} to ${bound.max} items`;
-  return codec(expected, (input, path) => {
+  return codec(expected, { kind: 'array', item, min, max: bound.max }, (input, path) => {
     if (!Array.isArray(input)) return decodeFailure(path, expected, describeValue(input));
     if (input.length < min || input.length > bound.max) return decodeFailure(path, expected, describeValue(input));
     return input.map((value, i) => item.decode(value, `${path}[${i}]`));
@@ -141,7 +163,7 @@ export function array<T>(item: Codec<T>, bound: { min?: number; max: number }): 
 /** A fixed-length array whose positions have their own codecs. */
 export function tuple<const C extends readonly Codec<unknown>[]>(items: C): Codec<{ -readonly [K in keyof C]: Infer<C[K]> }> {
   const expected = `an array of ${items.length}`;
-  return codec(expected, (input, path) => {
+  return codec(expected, { kind: 'tuple', items }, (input, path) => {
     if (!Array.isArray(input) || input.length !== items.length) return decodeFailure(path, expected, describeValue(input));
     return items.map((c, i) => c.decode(input[i], `${path}[${i}]`)) as { -readonly [K in keyof C]: Infer<C[K]> };
   });
@@ -152,6 +174,7 @@ export function optional<T>(inner: Codec<T>): OptionalCodec<T> {
   return {
     optional: true,
     expected: `${inner.expected} or nothing`,
+    shape: { kind: 'optional', inner },
     decode: (input, path = ROOT) => (input === undefined ? undefined : inner.decode(input, path)),
   };
 }
@@ -177,7 +200,7 @@ function decodeFields<S extends Shape>(shape: S, input: Record<string, unknown>,
 /** A record with exactly the given fields; unknown fields are refused. */
 export function record<S extends Shape>(shape: S): Codec<RecordOf<S>> {
   const expected = `a record with ${Object.keys(shape).join(', ')}`;
-  return codec(expected, (input, path) => {
+  return codec(expected, { kind: 'record', fields: shape }, (input, path) => {
     if (!isPlainRecord(input)) return decodeFailure(path, expected, describeValue(input));
     return decodeFields(shape, input, path);
   });
@@ -192,7 +215,7 @@ export type UnionOf<K extends string, V extends Record<string, Shape>> = {
 export function taggedUnion<const K extends string, V extends Record<string, Shape>>(tagField: K, variants: V): Codec<UnionOf<K, V>> {
   const tags = Object.keys(variants);
   const expected = `a record whose ${tagField} is one of ${tags.join(', ')}`;
-  return codec(expected, (input, path) => {
+  return codec(expected, { kind: 'union', tagField, variants }, (input, path) => {
     if (!isPlainRecord(input)) return decodeFailure(path, expected, describeValue(input));
     const tag = input[tagField];
     if (typeof tag !== 'string' || !Object.hasOwn(variants, tag)) {
@@ -205,10 +228,10 @@ export function taggedUnion<const K extends string, V extends Record<string, Sha
 
 /** Decodes with `inner`, then checks or converts the value; `convert` throws or returns the new value. */
 export function refine<T, U>(inner: Codec<T>, expected: string, convert: (value: T, path: string) => U): Codec<U> {
-  return codec(expected, (input, path) => convert(inner.decode(input, path), path));
+  return codec(expected, { kind: 'refine', inner }, (input, path) => convert(inner.decode(input, path), path));
 }
 
 /** A codec defined later (for recursive types). */
 export function lazy<T>(get: () => Codec<T>): Codec<T> {
-  return { get expected() { return get().expected; }, decode: (input, path = ROOT) => get().decode(input, path) };
+  return { get expected() { return get().expected; }, shape: { kind: 'lazy', get }, decode: (input, path = ROOT) => get().decode(input, path) };
 }

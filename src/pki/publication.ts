@@ -50,7 +50,8 @@ const bodyCodec = record({
   body: bytes({ min: 1, max: PUBLICATION_BODY_BYTES_MAX }),
 });
 
-const publicationCodec = record({
+/** A publication as it travels: its body bytes, the signer and the signature. */
+export const publicationCodec = record({
   body: bodyCodec,
   signature: bytes({ min: SIGNATURE_BYTES_MIN, max: SIGNATURE_BYTES_MAX }),
 });

@@ -4,6 +4,8 @@
  * `index.ts` exports one `Scheme`; `index.ts` here lists them all.
  */
 import type { CliPart } from '../cli/plugin.ts';
+import type { Codec } from '../core/codec.ts';
+import type { TrustedApp } from '../secure-element/trusted-app.ts';
 import type { BenchPlugin } from '../sim/bench/plugin.ts';
 import type { SchemeModule } from '../issuer/plugin.ts';
 import type { Capability, WalletPart } from '../wallet/plugin.ts';
@@ -14,6 +16,25 @@ export interface Paper {
   readonly authors: string;
   /** The authors' institution. */
   readonly institution: string;
+}
+
+/**
+ * One decoder of what a scheme receives from outside (a peer's message, a node's answer, a pasted
+ * token), as the scheme offers it to the fuzzer: its codec gives the structure of valid inputs.
+ */
+export interface WireDecoder {
+  /** What it decodes, e.g. `payment`. */
+  readonly name: string;
+  /** The codec of the decoded value (the decoder's own, or the one under it). */
+  readonly codec: Codec<unknown>;
+  /** The largest input it accepts: bytes of CBOR, or characters of a token. */
+  readonly bytesMax: number;
+  /** The decoder of CBOR bytes as the scheme calls it; by default `codec.decode(decodeCbor(bytes))`. */
+  decode?(bytes: Uint8Array): unknown;
+  /** The encoder of what `decode` answers, for the round trip; by default `encodeCbor`. */
+  encode?(value: unknown): Uint8Array;
+  /** For a `tally1` token: the reader of its text (then `codec` is the token's codec). */
+  readToken?(token: string): unknown;
 }
 
 /** One scheme, as the registry lists it. */
@@ -34,4 +55,8 @@ export interface Scheme {
    * `use`, whatever its parameters and report types.
    */
   bench?<T>(use: <P, R>(plugin: BenchPlugin<P, R>) => T): Promise<T>;
+  /** The decoders of what it receives from outside, loaded when `npm run fuzz` runs them. */
+  wire?(): Promise<readonly WireDecoder[]>;
+  /** Its trusted app, loaded when `npm run fuzz` feeds its commands through a secure element host. */
+  trustedApp?(): Promise<TrustedApp<unknown>>;
 }

@@ -17,4 +17,6 @@ export const chain: Scheme = {
   wallet: { trustedApps: [{ scheme: 'chain', description: 'chain-tee trusted app (the enclave program), software build', ...CHAIN_TA_BUILD }] },
   cli: chainCli,
   bench: async (use) => use((await import('./bench.ts')).chainBench),
+  wire: async () => (await import('./wire.ts')).CHAIN_WIRE,
+  trustedApp: async () => (await import('./trusted-app.ts')).chainTrustedApp,
 };

@@ -4,7 +4,7 @@
  * answer helper.
  */
 import { z } from '@hono/zod-openapi';
-import type { Address, Hex } from 'viem';
+import { isAddress, type Address, type Hex } from 'viem';
 import { fromHex, toHex } from '../../core/bytes.ts';
 import { TallyError } from '../../core/errors.ts';
 import { ANVIL_STATE_INTERVAL_S, requireChain, toChainError, type ChainService, type IssuerServices } from '../../issuer/plugin.ts';
@@ -93,7 +93,14 @@ export function bytesOf(hex: Hex): Uint8Array {
 /** An OpenAPI answer of `schema`. */
 export const answer = (description: string, schema: z.ZodType) => ({ description, content: { 'application/json': { schema } } });
 
-/** A 20-byte address in a body: 0x and 40 hex digits. */
-export const addressText = z.string().regex(/^0x[0-9a-fA-F]{40}$/, 'an address (0x and 40 hex digits)');
+/**
+ * A 20-byte address in a body: 0x and 40 hex digits, in lower case or with the mixed case of its
+ * EIP-55 checksum. A mixed case that does not match is a mistyped address: refused here, as the
+ * chain client would refuse it later (which answered 500 or 502 before).
+ */
+export const addressText = z
+  .string()
+  .regex(/^0x[0-9a-fA-F]{40}$/, 'an address (0x and 40 hex digits)')
+  .refine((text) => isAddress(text, { strict: true }), 'an address in lower case or with its EIP-55 checksum (the mixed case does not match)');
 /** A 32-byte hash in a body. */
 export const hashText = z.string().regex(/^0x[0-9a-fA-F]{64}$/, 'a 32-byte hash (0x and 64 hex digits)');

@@ -11,6 +11,7 @@ import { fromBase64url, fromHex, toHex } from '../../core/bytes.ts';
 import { decodeCbor } from '../../core/cbor.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { closeTestTemplates, testBackends } from '../../issuer/db/test-databases.ts';
+import { expectError } from '../../issuer/http/test-harness.ts';
 import { checkSigned, paramsBodyCodec, paramsCodec, PARAMS_TAG } from './messages.ts';
 import { chainNode } from './node-fixtures.ts';
 import { uploadItem } from './upload.ts';
@@ -65,6 +66,28 @@ for (const backend of [ready.find((b) => b.kind === 'postgres') ?? ready[0]].fil
         assert.equal((await accountOnChain(bob.clients, n.contracts, bob.account)).status, 3);
         assert.equal(await tokenBalance(bob.clients, n.contracts, bob.eoa.address), 1_500n);
         await n.assertBalanced();
+      } finally {
+        await n.h.close();
+      }
+    });
+
+    test('an address whose mixed case does not match its EIP-55 checksum is refused as a bad body (400), not passed to the chain (500, 502); nothing moves', async () => {
+      const n = await chainNode(backend);
+      try {
+        // Found by the fuzzer: a valid address with one letter's case changed.
+        const bad = '0x30c04eaBb27A50Fd7E2ddcFBbfa4fA1Ae8facCcA';
+        const before = await n.h.audit();
+        const mint = await n.h.asOperator('POST', '/v1/chain/operator/mint', { to: bad, amount: '1.00' });
+        await expectError(mint, 400, 'BODY_INVALID');
+        const statement = await n.h.asOperator('POST', '/v1/chain/statements', { account: bad, payments: [] });
+        await expectError(statement, 400, 'BODY_INVALID');
+        // The same address in lower case is an address: the route takes it past the body check.
+        const lower = await n.h.asOperator('POST', '/v1/chain/operator/mint', { to: bad.toLowerCase(), amount: '1.00' });
+        assert.notEqual(lower.status, 400, await lower.clone().text());
+        assert.ok(lower.status < 500, await lower.clone().text());
+        const after = await n.h.audit();
+        assert.equal(after.balanced, true);
+        assert.ok(before.balanced);
       } finally {
         await n.h.close();
       }

@@ -16,5 +16,7 @@ export const ops: Scheme = {
   node: async () => (await import('./node.ts')).opsNodePart,
   wallet: { trustedApps: [{ scheme: 'ops', description: 'OPS trusted app, software build', ...OPS_TA_BUILD }] },
   bench: async (use) => use((await import('./bench.ts')).opsBench),
+  wire: async () => (await import('./wire.ts')).OPS_WIRE,
+  trustedApp: async () => (await import('./trusted-app.ts')).opsTrustedApp,
   cli: opsCli,
 };

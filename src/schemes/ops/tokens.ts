@@ -12,7 +12,8 @@ import { REQUEST_NONCE_BYTES, type SignedRequest } from './request.ts';
 
 const memoCodec = text({ max: 140, pattern: /^[^\p{Cc}\p{Cs}]*$/u, describe: 'text of up to 140 characters without control characters' });
 
-const tokenCodec = taggedUnion('t', {
+/** The codec of every OPS token: its `t` says which. */
+export const tokenCodec = taggedUnion('t', {
   'ops-request': { amount: amountCodec, receiver: certificateBytesCodec, memo: memoCodec },
   'ops-signed-request': {
     amount: amountCodec,
