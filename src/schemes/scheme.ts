@@ -4,7 +4,7 @@
  * `index.ts` exports one `Scheme`; `index.ts` here lists them all.
  */
 import type { CliPart } from '../cli/plugin.ts';
-import type { BenchPlugin } from '../sim/bench/plugin.ts';
+import type { BenchPlugin, SettleWorkload } from '../sim/bench/plugin.ts';
 import type { SchemeModule } from '../issuer/plugin.ts';
 import type { Capability, WalletPart } from '../wallet/plugin.ts';
 
@@ -34,4 +34,6 @@ export interface Scheme {
    * `use`, whatever its parameters and report types.
    */
   bench?<T>(use: <P, R>(plugin: BenchPlugin<P, R>) => T): Promise<T>;
+  /** Its side of `npm run bench -- settle` (payments settled per second by the node), loaded when that runs. */
+  settle?(): Promise<SettleWorkload>;
 }

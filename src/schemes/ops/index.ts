@@ -16,5 +16,6 @@ export const ops: Scheme = {
   node: async () => (await import('./node.ts')).opsNodePart,
   wallet: { trustedApps: [{ scheme: 'ops', description: 'OPS trusted app, software build', ...OPS_TA_BUILD }] },
   bench: async (use) => use((await import('./bench.ts')).opsBench),
+  settle: async () => (await import('./bench-settle.ts')).opsSettle,
   cli: opsCli,
 };

@@ -3,7 +3,7 @@
  * isolated secure elements, read from /proc/PID/stat (Linux; 0 where /proc cannot tell).
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Clock ticks per second of /proc/PID/stat's times (sysconf CLK_TCK; 100 where getconf is missing). */
 const CLOCK_TICKS = (() => {
@@ -39,4 +39,31 @@ export function cpuNow(pids: readonly number[]): { bench: number; elements: numb
 /** The process id of a secure element that runs in a process of its own (an isolated host), else undefined. */
 export function pidOf(se: object): number | undefined {
   return 'pid' in se && typeof se.pid === 'number' ? se.pid : undefined;
+}
+
+/**
+ * User + system CPU of every PostgreSQL process on this machine, ms: the sum over /proc/PID/stat of
+ * the processes named `postgres` (the postmaster, its backends and workers), or 0 where /proc
+ * cannot tell. A backend that exits takes its CPU with it, so take deltas over a window in which
+ * the connections stay open. Another client of the same server adds to it.
+ */
+export function postgresCpuMs(): number {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return 0;
+  }
+  let total = 0;
+  for (const entry of entries) {
+    if (!/^[0-9]+$/.test(entry)) continue;
+    let name: string;
+    try {
+      name = readFileSync(`/proc/${entry}/comm`, 'utf8').trim();
+    } catch {
+      continue; // gone since the listing
+    }
+    if (name === 'postgres') total += processCpuMs(Number(entry));
+  }
+  return total;
 }
