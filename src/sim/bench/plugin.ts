@@ -21,7 +21,7 @@ export { CryptoMeter, Replay, type CryptoCounts, type Metered, type PhaseCounts 
 export type { BenchNode, BenchNodeOptions, BenchOem, BenchUser, PreparedBody } from './node.ts';
 export type { BenchProcessNode, BenchProcessNodeOptions } from './node-process.ts';
 export type { ProgressBar } from './progress.ts';
-export type { ChainService } from '../../issuer/plugin.ts';
+export type { ChainService, DeviceLimits } from '../../issuer/plugin.ts';
 export { CountingStream } from './counting-stream.ts';
 /** The TCP transport, for benches that time a link over loopback. */
 export { connectTcp, listenTcp, type TcpServer } from '../../channel/tcp.ts';
