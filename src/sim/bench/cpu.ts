@@ -17,6 +17,14 @@ const CLOCK_TICKS = (() => {
 
 /** User + system CPU of process `pid`, ms (fields 14 and 15 of /proc/PID/stat), or 0 where /proc cannot tell. */
 export function processCpuMs(pid: number): number {
+  return statCpuMs(pid, false);
+}
+
+/**
+ * User + system CPU of process `pid`, ms, and with `reaped` that of its children that exited and
+ * were waited for (fields 16 and 17), or 0 where /proc cannot tell.
+ */
+function statCpuMs(pid: number, reaped: boolean): number {
   let text: string;
   try {
     text = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -25,9 +33,8 @@ export function processCpuMs(pid: number): number {
   }
   // The command name (field 2) may hold spaces: the fields after it start past its closing parenthesis.
   const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  const utime = Number(fields[11]);
-  const stime = Number(fields[12]);
-  return Number.isFinite(utime) && Number.isFinite(stime) ? ((utime + stime) * 1000) / CLOCK_TICKS : 0;
+  const times = (reaped ? [11, 12, 13, 14] : [11, 12]).map((k) => Number(fields[k]));
+  return times.every(Number.isFinite) ? (times.reduce((s, t) => s + t, 0) * 1000) / CLOCK_TICKS : 0;
 }
 
 /** CPU time so far, ms: this process's, and the sum over `pids` (other processes). */
@@ -43,9 +50,10 @@ export function pidOf(se: object): number | undefined {
 
 /**
  * User + system CPU of every PostgreSQL process on this machine, ms: the sum over /proc/PID/stat of
- * the processes named `postgres` (the postmaster, its backends and workers), or 0 where /proc
- * cannot tell. A backend that exits takes its CPU with it, so take deltas over a window in which
- * the connections stay open. Another client of the same server adds to it.
+ * the processes named `postgres` (the postmaster, its backends and workers), each with its exited
+ * children's (a backend that closes is reaped by the postmaster, whose children's time then holds
+ * it, so the sum does not drop when a pool closes an idle connection), or 0 where /proc cannot tell.
+ * Another client of the same server adds to it.
  */
 export function postgresCpuMs(): number {
   let entries: string[];
@@ -63,7 +71,7 @@ export function postgresCpuMs(): number {
     } catch {
       continue; // gone since the listing
     }
-    if (name === 'postgres') total += processCpuMs(Number(entry));
+    if (name === 'postgres') total += statCpuMs(Number(entry), true);
   }
   return total;
 }
