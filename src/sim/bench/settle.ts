@@ -256,7 +256,19 @@ export async function benchSettle(harness: BenchHarness, sources: readonly Settl
   return { floor, devices: parameters.devices, paymentsPerRow: parameters.payments, workloads, rows, loadAfter, skipped, figure };
 }
 
-/** `npm run bench -- settle`, over the workloads the registry's schemes give. */
+/**
+ * A positive count from the environment, or undefined when unset.
+ * @throws RangeError for anything but a whole number from 1 to 10,000,000
+ */
+function countFrom(env: Readonly<Record<string, string | undefined>>, name: string): number | undefined {
+  const value = env[name];
+  if (value === undefined || value === '') return undefined;
+  const n = Number(value);
+  if (!/^[0-9]+$/.test(value) || n < 1 || n > 10_000_000) throw new RangeError(`${name}: expected a whole number from 1 to 10,000,000, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** `npm run bench -- settle`, over the workloads the registry's schemes give (`TALLY_SETTLE_PAYMENTS` per row and `TALLY_SETTLE_DEVICES` override the parameters). */
 export function settleBench(sources: readonly SettleSource[]): BenchPlugin<SettleParameters, SettleReport> {
   return {
     name: 'settle',
@@ -267,7 +279,11 @@ export function settleBench(sources: readonly SettleSource[]): BenchPlugin<Settl
       full: { devices: 64, payments: 25_000, submitters: [1, 2, 4, 8], warmup: 1_000, floorMs: 1_000, figure: 'settle.svg' },
     },
     async run(harness, parameters) {
-      const report = await benchSettle(harness, sources, parameters);
+      const report = await benchSettle(harness, sources, {
+        ...parameters,
+        payments: countFrom(harness.env, 'TALLY_SETTLE_PAYMENTS') ?? parameters.payments,
+        devices: countFrom(harness.env, 'TALLY_SETTLE_DEVICES') ?? parameters.devices,
+      });
       return { report, text: formatSettleReport(report), ratios: settleRatios(report) };
     },
   };
