@@ -7,9 +7,14 @@ import { SCHEMES } from '../../schemes/index.ts';
 import { childMessageCodec, encodeReady, parentMessageCodec, type ChildMessage, type ParentMessage } from './node-process.ts';
 import { serveBenchNode, type BenchNodeServed } from './node.ts';
 
-function answer(message: ChildMessage): void {
+/** Sends a message to the parent; resolves once it is written (so that leaving after it does not lose it). */
+function answer(message: ChildMessage): Promise<void> {
   // Checked on the way out as on the way in: a wrong message is a bug here, not in the parent.
-  process.send?.(childMessageCodec.decode(message, 'answer'));
+  const checked = childMessageCodec.decode(message, 'answer');
+  return new Promise((done) => {
+    if (process.send === undefined || !process.connected) return done();
+    process.send(checked, undefined, undefined, () => done());
+  });
 }
 
 async function open(request: Extract<ParentMessage, { kind: 'open' }>): Promise<BenchNodeServed> {
@@ -33,9 +38,9 @@ function stop(thenAnswer: boolean): Promise<void> {
     try {
       await (await served)?.stop();
     } catch (e) {
-      if (thenAnswer) answer({ kind: 'failed', message: `stop: ${e instanceof Error ? e.message : String(e)}`.slice(0, 4000) });
+      if (thenAnswer) await answer({ kind: 'failed', message: `stop: ${e instanceof Error ? e.message : String(e)}`.slice(0, 4000) });
     }
-    if (thenAnswer) answer({ kind: 'stopped' });
+    if (thenAnswer) await answer({ kind: 'stopped' });
     process.disconnect?.();
     process.exit(0);
   })();
@@ -47,25 +52,25 @@ process.on('message', (raw: unknown) => {
   try {
     message = parentMessageCodec.decode(raw, 'message');
   } catch (e) {
-    answer({ kind: 'failed', message: (e instanceof Error ? e.message : String(e)).slice(0, 4000) });
+    void answer({ kind: 'failed', message: (e instanceof Error ? e.message : String(e)).slice(0, 4000) });
     return;
   }
   switch (message.kind) {
     case 'open': {
       if (served !== undefined) {
-        answer({ kind: 'failed', message: 'the node is already open' });
+        void answer({ kind: 'failed', message: 'the node is already open' });
         return;
       }
       served = open(message);
       served.then(
-        (s) => answer(encodeReady(s)),
-        (e: unknown) => answer({ kind: 'failed', message: (e instanceof Error ? e.message : String(e)).slice(0, 4000) }),
+        (s) => void answer(encodeReady(s)),
+        (e: unknown) => void answer({ kind: 'failed', message: (e instanceof Error ? e.message : String(e)).slice(0, 4000) }),
       );
       return;
     }
     case 'cpu': {
       const used = process.cpuUsage();
-      answer({ kind: 'cpu', id: message.id, microseconds: used.user + used.system });
+      void answer({ kind: 'cpu', id: message.id, microseconds: used.user + used.system });
       return;
     }
     case 'stop':

@@ -179,14 +179,33 @@ export async function openProcessNode(options: BenchProcessNodeOptions & { postg
   const stop = () => {
     stopped ??= (async () => {
       if (child.exitCode !== null || child.signalCode !== null) return;
+      // The child answers `stopped` and leaves, or `failed`; its exit with 0 says the same when the answer and the exit cross.
+      const outcome = new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`bench node process: not stopped within ${ANSWER_TIMEOUT_MS} ms`)), ANSWER_TIMEOUT_MS);
+        const finish = (error?: Error) => {
+          clearTimeout(timer);
+          child.off('message', onMessage);
+          child.off('exit', onExit);
+          if (error === undefined) resolve();
+          else reject(error);
+        };
+        const onMessage = (raw: unknown) => {
+          const message = childMessageCodec.decode(raw, 'message');
+          if (message.kind === 'stopped') finish();
+          else if (message.kind === 'failed') finish(new Error(`bench node process: ${message.message}`));
+        };
+        const onExit = (code: number | null, signal: string | null) => finish(code === 0 ? undefined : new Error(`bench node process exited (${signal ?? `code ${code}`}) while stopping`));
+        child.on('message', onMessage);
+        child.once('exit', onExit);
+      });
       const exited = new Promise<void>((done) => child.once('exit', () => done()));
       try {
-        const answered = nextMessage(child, 'stopped', ANSWER_TIMEOUT_MS);
         child.send({ kind: 'stop' } satisfies ParentMessage);
-        await answered;
+        await outcome;
       } finally {
+        await Promise.race([exited, new Promise((done) => setTimeout(done, 5_000))]);
         kill();
-        await exited;
+        if (child.exitCode === null && child.signalCode === null) await exited;
       }
     })();
     return stopped;
