@@ -10,6 +10,8 @@ export type { SchemeAudit, SchemeModule, SchemeInfo, SchemeRevocation, RouteBody
 export { ROUTE_BODY_BYTES_MAX } from './http/scheme-module.ts';
 export type { IssuerEnv, IssuerServices, Caller, DeviceLimits } from './http/context.ts';
 export { BODY_BYTES_MAX, ISSUANCE_ACCOUNT, RESERVE_ACCOUNT, requireChain } from './http/context.ts';
+// Signature checks in the node's worker threads (services.signatures), for settlement at volume.
+export type { SignatureCheck, SignaturePool } from './signature-pool.ts';
 
 // The Ethereum chain (chain-tee): the bank's account, contract deployment and calls, the dev faucet.
 export { BANK_GAS_WEI, FAUCET_WEI_DEFAULT, FAUCET_WEI_MAX, type ChainService } from './chain/service.ts';

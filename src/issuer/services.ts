@@ -18,6 +18,7 @@ import { resolvePassphrase } from './identity/passphrase.ts';
 import { lockDataFolder } from './data-lock.ts';
 import { ensureAccount } from './ledger/account.ts';
 import { Ledger } from './ledger/ledger.ts';
+import { createSignaturePool } from './signature-pool.ts';
 import { ISSUANCE_ACCOUNT, RESERVE_ACCOUNT, type DeviceLimits, type IssuerServices } from './http/context.ts';
 import { CentralBankLink } from './tier/link.ts';
 import { finishEnrolment } from './tier/enrol.ts';
@@ -122,8 +123,10 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
     }
     throw e;
   }
+  const signatures = createSignaturePool();
   const closeAll = async () => {
     try {
+      await signatures.close();
       await chain?.close();
     } finally {
       try {
@@ -157,6 +160,7 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
     currency: options.currency,
     deviceLimits: options.deviceLimits ?? defaultDeviceLimits(options.currency),
     now,
+    signatures,
     ...(chain === undefined ? {} : { chain }),
     ...(identity.role === 'intermediary' ? { tier: new CentralBankLink({ db, identity, provider: options.provider, currency: options.currency, now, schemes: options.schemes }) } : {}),
   };

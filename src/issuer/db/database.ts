@@ -7,8 +7,14 @@
  * the two drivers serialise object parameters differently.
  */
 
-/** What a query parameter may be; bigints are sent as exact decimals. */
-export type SqlParam = string | number | bigint | boolean | null | Uint8Array;
+/** One value of a query parameter; bigints are sent as exact decimals. */
+export type SqlScalar = string | number | bigint | boolean | null | Uint8Array;
+
+/**
+ * What a query parameter may be: a value, or an array of values for a set-based statement
+ * (`unnest($1::text[], $2::bigint[])`, `= ANY($1::text[])`), which both drivers send as an array.
+ */
+export type SqlParam = SqlScalar | readonly SqlScalar[];
 
 /** The rows of one statement and how many rows it returned or changed. */
 export interface QueryResult<R> {

@@ -41,6 +41,7 @@ export async function verifySigned(services: IssuerServices, c: Context<IssuerEn
     method: c.req.method,
     path: url.pathname + url.search,
     body: c.get('rawBody'),
+    bodyHash: c.get('bodyHash'),
     now: services.now(),
   });
   if (problem === 'TIMESTAMP_OUT_OF_WINDOW') {

@@ -7,6 +7,7 @@ import type { Database } from '../db/database.ts';
 import type { NodeIdentity } from '../identity/node-identity.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import type { CentralBankLink } from '../tier/link.ts';
+import type { SignaturePool } from '../signature-pool.ts';
 
 /** The issuance account of the node's currency. */
 export const ISSUANCE_ACCOUNT = 'cb:issuance';
@@ -36,6 +37,8 @@ export interface IssuerServices {
   readonly deviceLimits: DeviceLimits;
   /** Unix milliseconds; injected so tests can move time. */
   now(): number;
+  /** Ed25519 signature checks in worker threads, one per core (started on first use). */
+  readonly signatures: SignaturePool;
   /** The node's Ethereum chain: present when a scheme it serves declares `usesChain` (or an endpoint was named). */
   readonly chain?: ChainService | undefined;
   /** An intermediary's link to its central bank. */
@@ -64,6 +67,8 @@ export interface IssuerEnv {
   Variables: {
     caller: Caller;
     rawBody: Uint8Array;
+    /** SHA-256 of rawBody. */
+    bodyHash: Uint8Array;
     /** The body parsed as JSON once, by the middleware; undefined for an empty body. */
     jsonBody: unknown;
   };

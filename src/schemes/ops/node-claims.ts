@@ -41,7 +41,7 @@ import { ingestPayment, lockOpsDevice, retirementOf } from './node-settlement.ts
 import { OPS_FLOAT_ACCOUNT, answer, decodeCborField, openCases, senderLimitFinding } from './node-common.ts';
 
 /** Largest base64url text of one claimed payment (single or batched). */
-const CLAIM_PAYMENT_CHARS_MAX = 8192;
+export const CLAIM_PAYMENT_CHARS_MAX = 8192;
 
 /**
  * Most payments in one `POST /v1/ops/claims/batch`. The request body limit (BODY_BYTES_MAX, 64 KiB)
@@ -58,13 +58,13 @@ const claimBody = z.strictObject({ payment: base64urlOf(CLAIM_PAYMENT_CHARS_MAX)
 const claimsBatchBody = z.strictObject({ payments: z.array(base64urlOf(CLAIM_PAYMENT_CHARS_MAX)).min(1).max(CLAIMS_BATCH_PAYMENTS_MAX) });
 
 /** The caller's client certificate: what a claimable payment names as its receiver. */
-async function claimerCertificate(services: IssuerServices, user: string): Promise<Uint8Array> {
+export async function claimerCertificate(services: IssuerServices, user: string): Promise<Uint8Array> {
   const mine = await services.db.query<{ certificate: Uint8Array }>('SELECT certificate FROM users WHERE key_id = $1', [user]);
   return new Uint8Array((mine.rows[0] as { certificate: Uint8Array }).certificate);
 }
 
 /** A claimed payment that passed PayVerify and names the claimer: what the transaction settles. */
-interface VerifiedClaim {
+export interface VerifiedClaim {
   readonly payment: Payment;
   readonly sender: string;
   readonly digest: Uint8Array;
@@ -78,7 +78,7 @@ interface VerifiedClaim {
  * certificate or, in two tiers, through another bank's that the central bank certified and has not
  * revoked. Answers the refusal as the single route throws it.
  */
-function checkClaim(services: IssuerServices, payment: Payment, claimer: Uint8Array, peers: readonly PeerIntermediary[]): VerifiedClaim | { problem: ApiProblem } {
+export function checkClaim(services: IssuerServices, payment: Payment, claimer: Uint8Array, peers: readonly PeerIntermediary[]): (VerifiedClaim & { chains: { sender: VerifiedChain; receiver: VerifiedChain } }) | { problem: ApiProblem } {
   const { identity } = services;
   const own = identity.intermediary.certificate;
   try {
@@ -96,7 +96,13 @@ function checkClaim(services: IssuerServices, payment: Payment, claimer: Uint8Ar
       return { problem: new ApiProblem('PAYMENT_INVALID', 'the payment is not made to the caller\'s client certificate (a payment to a TA is collected, not claimed)', {}) };
     }
     const bank = issuingBank(verified.sender);
-    return { payment, sender: toHex(verified.sender.subjectKeyId), digest: verified.digest, payerBank: bank === toHex(keyId(own.body.subject)) ? null : bank };
+    return {
+      payment,
+      sender: toHex(verified.sender.subjectKeyId),
+      digest: verified.digest,
+      payerBank: bank === toHex(keyId(own.body.subject)) ? null : bank,
+      chains: { sender: verified.sender, receiver: verified.receiver },
+    };
   } catch (e) {
     if (isTallyError(e, 'PAYMENT_INVALID')) return { problem: new ApiProblem('PAYMENT_INVALID', e.message, { reason: e.details.reason }) };
     if (isTallyError(e, 'DECODE_FAILED') || isTallyError(e, 'CBOR_MALFORMED') || isTallyError(e, 'CBOR_NONCANONICAL') || isTallyError(e, 'CERT_MALFORMED')) {
@@ -114,7 +120,7 @@ function issuingBank(chain: VerifiedChain): string {
 }
 
 /** What settling one claim did: credited the claimer, or refused with a stable code. */
-type ClaimOutcome =
+export type ClaimOutcome =
   | { readonly credited: { sender: string; index: string; amount: string; transfer: { [key: string]: JsonValue } } }
   | { readonly refused: { code: ApiErrorCode; message: string } };
 
@@ -124,7 +130,7 @@ type ClaimOutcome =
  * sender is within its offline limit; then `float:ops` pays the claimer. Runs in the caller's
  * transaction; a refusal keeps what it recorded (the payment, a fraud case), as evidence.
  */
-async function settleClaim(
+export async function settleClaim(
   tx: TransactionHandle,
   services: IssuerServices,
   claimer: { keyId: string; accountId: string },
@@ -168,7 +174,7 @@ async function settleClaim(
 }
 
 /** Presents a verified payment from another bank's device as an interbank claim for `claimer`. */
-async function presentClaim(tx: TransactionHandle, services: IssuerServices, claimer: { keyId: string; accountId: string }, claim: VerifiedClaim, payerBank: string): Promise<{ [key: string]: JsonValue }> {
+export async function presentClaim(tx: TransactionHandle, services: IssuerServices, claimer: { keyId: string; accountId: string }, claim: VerifiedClaim, payerBank: string): Promise<{ [key: string]: JsonValue }> {
   const presented = await presentInterbankClaim(tx, services, { scheme: OPS_SCHEME, payerBank, amount: claim.payment.amount, evidence: encodePayment(claim.payment), payee: claimer });
   return { sender: claim.sender, index: claim.payment.index.toString(), amount: formatMinor(services.currency, claim.payment.amount), claim: { ...presented } };
 }

@@ -1,6 +1,6 @@
 /**
  * OPS on the issuer node, mounted under `/v1/ops/`: deposit (Figure 5, node-deposit.ts), withdraw
- * (Figure 6, node-withdraw.ts), claim (Figure 9, node-claims.ts), the sync that reconciles each
+ * (Figure 6, node-withdraw.ts), claim (Figure 9, node-claims.ts; at volume node-claims-bulk.ts), the sync that reconciles each
  * device's flow (node-sync.ts, node-settlement.ts) and retirement (node-retire.ts). Value out on
  * devices sits in the `float:ops` account: deposits move it there from the holder's account,
  * withdrawals, claims and released escrows move it back out; payments between devices leave it
@@ -11,6 +11,7 @@
 import { currentRevocationList, type IssuerServices, type SchemeModule } from '../../issuer/plugin.ts';
 import { OPS_SCHEME } from './messages.ts';
 import { judgeOpsInterbankClaim, registerClaims } from './node-claims.ts';
+import { CLAIMS_BULK_BODY_BYTES_MAX, registerClaimsBulk } from './node-claims-bulk.ts';
 import { OPS_FLOAT_ACCOUNT } from './node-common.ts';
 import { registerDeposit } from './node-deposit.ts';
 import { registerRetire, settleOpsRemainder } from './node-retire.ts';
@@ -20,6 +21,7 @@ import { opsHoldings } from './node-settlement.ts';
 
 export { OPS_FLOAT_ACCOUNT } from './node-common.ts';
 export { CLAIMS_BATCH_PAYMENTS_MAX } from './node-claims.ts';
+export { CLAIMS_BULK_BODY_BYTES_MAX, CLAIMS_BULK_PAYMENTS_MAX } from './node-claims-bulk.ts';
 export { RETIREMENT_HOLD_MS } from './node-retire.ts';
 export { SYNC_REPORT_BYTES_MAX } from './node-sync.ts';
 
@@ -42,12 +44,16 @@ export const opsNodePart: SchemeModule = {
   settleRemainder: settleOpsRemainder,
   judgeInterbankClaim: judgeOpsInterbankClaim,
   publication: opsPublication,
-  bodyLimits: [{ method: 'POST', path: '/sync', bytesMax: SYNC_BODY_BYTES_MAX }],
+  bodyLimits: [
+    { method: 'POST', path: '/sync', bytesMax: SYNC_BODY_BYTES_MAX },
+    { method: 'POST', path: '/claims/bulk', bytesMax: CLAIMS_BULK_BODY_BYTES_MAX },
+  ],
 
   register(app, services) {
     registerDeposit(app, services);
     registerWithdraw(app, services);
     registerClaims(app, services);
+    registerClaimsBulk(app, services);
     registerSync(app, services);
     registerRetire(app, services);
   },
