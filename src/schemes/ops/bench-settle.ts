@@ -14,11 +14,12 @@ import type { BenchNode, BenchUser, DeviceLimits, PreparedBody, SettleContext, S
 import { batchesFor } from './bench-claims.ts';
 import { accountBalance, enrolOem, fundDevice, memoryDeviceClient, syncDevice, type BenchDevice } from './bench-setup.ts';
 import { encodePayment, OPS_SCHEME, REPORT_ENTRIES_MAX } from './messages.ts';
-import { CLAIMS_BATCH_PAYMENTS_MAX } from './node.ts';
+import { CLAIMS_BULK_BODY_BYTES_MAX, CLAIMS_BULK_PAYMENTS_MAX } from './node.ts';
 
-/** Where the claims go, and how many payments one request may carry. */
-const SETTLE_ROUTE = '/v1/ops/claims/batch';
-const SETTLE_PAYMENTS_MAX = CLAIMS_BATCH_PAYMENTS_MAX;
+/** Where the claims go, and how many payments (and body bytes) one request may carry. */
+const SETTLE_ROUTE = '/v1/ops/claims/bulk';
+const SETTLE_PAYMENTS_MAX = CLAIMS_BULK_PAYMENTS_MAX;
+const SETTLE_BODY_BYTES_MAX = CLAIMS_BULK_BODY_BYTES_MAX;
 /** Each payment is one cent. */
 const PAYMENT_MINOR = 1n;
 /** A holding limit no bench device reaches (the node's default would refuse a deposit for tens of thousands of payments). */
@@ -28,9 +29,11 @@ const SETUP_CONCURRENCY = 8;
 /** Payments made between two progress reports. */
 const PROGRESS_EVERY = 16;
 
-/** The answer of a bulk claim, as far as the bench reads it. */
+/** The answer of a bulk claim, as far as the bench reads it: how many payments it judged, credited and refused. */
 interface ClaimAnswer {
-  readonly results: ReadonlyArray<{ readonly status: string }>;
+  readonly payments: number;
+  readonly credited: number;
+  readonly refused: ReadonlyArray<{ readonly item: number; readonly code: string }>;
 }
 
 /** Runs `work` over `items`, at most `limit` at once. */
@@ -40,15 +43,14 @@ async function inBatches<T, R>(items: readonly T[], limit: number, work: (item: 
   return out;
 }
 
-/** Sends one prepared bulk claim and checks that every payment in it was credited; answers how many were. */
+/** Sends one prepared bulk claim (`POST /claims/bulk`: one transaction, one transfer for what it credits) and checks that every payment in it was credited; answers how many were. */
 async function claim(node: BenchNode, who: BenchUser, body: PreparedBody, count: number): Promise<number> {
   const response = await node.sendPrepared(who.signer, 'POST', SETTLE_ROUTE, body);
   const text = await response.text();
   if (response.status !== 200) throw new Error(`bulk claim refused: ${response.status} ${text.slice(0, 500)}`);
   const answer = JSON.parse(text) as ClaimAnswer;
-  const credited = answer.results.filter((r) => r.status === 'credited').length;
-  if (answer.results.length !== count || credited !== count) throw new Error(`bulk claim: ${credited} of ${count} payments credited: ${text.slice(0, 500)}`);
-  return credited;
+  if (answer.payments !== count || answer.credited !== count || answer.refused.length > 0) throw new Error(`bulk claim: ${answer.credited} of ${count} payments credited: ${text.slice(0, 500)}`);
+  return answer.credited;
 }
 
 /** The world on one node: paying devices, claimers, and what each claimer was paid so far. */
@@ -116,7 +118,7 @@ async function openWorld(context: SettleContext): Promise<SettleWorld> {
         // (the node locks each sender of a request) rather than all queueing on the same ones.
         const start = Math.floor((w * devices.length) / receivers.length);
         const texts = devices.flatMap((_, j) => (made[(start + j) % devices.length] as string[][])[w] as string[]);
-        const bodies = batchesFor(texts, node.bodyBytesMax, SETTLE_PAYMENTS_MAX).map((batch) => ({ count: batch.length, body: node.prepare({ payments: batch }) }));
+        const bodies = batchesFor(texts, SETTLE_BODY_BYTES_MAX, SETTLE_PAYMENTS_MAX).map((batch) => ({ count: batch.length, body: node.prepare({ payments: batch }) }));
         claimed.set(who, (claimed.get(who) ?? 0n) + BigInt(texts.length) * PAYMENT_MINOR);
         return {
           requests: bodies.length,
@@ -143,7 +145,7 @@ async function openWorld(context: SettleContext): Promise<SettleWorld> {
 /** OPS payments claimed in bulk, for `npm run bench -- settle`. */
 export const opsSettle: SettleWorkload = {
   schemes: [OPS_SCHEME],
-  describes: `OPS payments made beforehand by trusted apps to account holders without a TA, claimed in bulk (${SETTLE_ROUTE}, up to ${SETTLE_PAYMENTS_MAX} a request); the node checks each payment's signature and its sender's certificate chain, records it and credits the claimer`,
+  describes: `OPS payments made beforehand by trusted apps to account holders without a TA, claimed in bulk (${SETTLE_ROUTE}, up to ${SETTLE_PAYMENTS_MAX} a request); the node checks each payment's signature (its sender's certificate chain once per node), records it and credits the claimer`,
   deviceLimits: (defaults: DeviceLimits): DeviceLimits => ({ ...defaults, holdingLimitMinor: HOLDING_LIMIT_MINOR, offlinePaymentsMax: REPORT_ENTRIES_MAX }),
   open: openWorld,
 };

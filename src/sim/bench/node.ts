@@ -12,9 +12,8 @@ import { join } from 'node:path';
 import { serve } from '@hono/node-server';
 import { currency, type Currency } from '../../core/amount.ts';
 import { fromBase64url, toBase64url, toHex } from '../../core/bytes.ts';
-import { signRecord } from '../../core/crypto/record.ts';
 import { signerFromSecret, type Signer, type SuiteName } from '../../core/crypto/suite.ts';
-import { AUTH_HEADERS, NONCE_BYTES, REQUEST_TAG, signRequest, type SignedRequest } from '../../issuer/client/request-auth.ts';
+import { signRequest } from '../../issuer/client/request-auth.ts';
 import type { Database } from '../../issuer/db/database.ts';
 import { dropPostgresSchema, openPostgres } from '../../issuer/db/postgres.ts';
 import { createIssuerApp, type SchemeModule } from '../../issuer/http/app.ts';
@@ -167,21 +166,6 @@ export async function serveBenchNode(options: BenchNodeOptions & { postgresUrl?:
   };
 }
 
-/**
- * Signs a request over a body's SHA-256 computed beforehand (node:crypto), as signRequest signs
- * over the body itself: the same record, so the node checks it the same way.
- */
-function signPrepared(options: { signer: Signer; keyId: string; method: string; path: string; bodyHash: Uint8Array; timestamp: number }): Record<string, string> {
-  const nonce = nodeRandomBytes(NONCE_BYTES);
-  const signed: SignedRequest = { method: options.method.toUpperCase(), path: options.path, bodyHash: options.bodyHash, timestamp: options.timestamp, nonce, keyId: options.keyId };
-  return {
-    [AUTH_HEADERS.key]: options.keyId,
-    [AUTH_HEADERS.timestamp]: String(options.timestamp),
-    [AUTH_HEADERS.nonce]: toBase64url(nonce),
-    [AUTH_HEADERS.signature]: toBase64url(signRecord(options.signer, REQUEST_TAG, signed)),
-  };
-}
-
 /** A client of a served node (in this process or another): signed requests, users, the OEM, minting, the audit. */
 export function benchNodeClient(served: Omit<BenchNodeServed, 'stop'>, stop: () => Promise<void>): BenchNode {
   const { url, database, operatorToken } = served;
@@ -221,7 +205,7 @@ export function benchNodeClient(served: Omit<BenchNodeServed, 'stop'>, stop: () 
       return { bytes, sha256: createHash('sha256').update(bytes).digest() };
     },
     sendPrepared(who, method, path, body) {
-      const auth = signPrepared({ signer: who, keyId: toHex(keyId(who.publicKey)), method, path, bodyHash: body.sha256, timestamp: Date.now() });
+      const auth = signRequest({ signer: who, keyId: toHex(keyId(who.publicKey)), method, path, body: body.bytes, bodyHash: body.sha256, timestamp: Date.now() });
       const headers: Record<string, string> = { 'content-type': 'application/json', 'idempotency-key': idempotencyKey(), ...auth };
       return fetch(`${url}${path}`, { method, headers, body: body.bytes });
     },
