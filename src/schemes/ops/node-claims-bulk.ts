@@ -16,6 +16,7 @@
  * The answer counts what was credited and lists only the refused and presented payments, by their
  * place in the request, so that it stays storable with the idempotency record.
  */
+import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { equalBytes, toBase64url, toHex } from '../../core/bytes.ts';
@@ -253,22 +254,35 @@ async function settleFast(tx: TransactionHandle, services: IssuerServices, claim
     else first.set(key, j);
   }
   const rows = [...first.values()];
-  const inserted = await tx.query<{ sender_key_id: string; index: bigint }>(
-    `INSERT INTO ops_payments AS p (sender_key_id, index, digest, amount, receiver_key_id, payment, settled)
-     SELECT s, i, d, a, $5, b, 'claimed' FROM unnest($1::text[], $2::bigint[], $3::bytea[], $4::bigint[], $6::bytea[]) AS x(s, i, d, a, b)
-     ON CONFLICT (sender_key_id, index) DO UPDATE SET settled = 'claimed', payment = coalesce(p.payment, EXCLUDED.payment)
-       WHERE p.digest = EXCLUDED.digest AND p.settled IS NULL
-     RETURNING sender_key_id, index`,
+  if (rows.length === 0) return { credited: [], refused: [] };
+  // The columns go as comma-joined text that the server splits and decodes (bytes as base64): one
+  // string a column instead of an array the driver escapes element by element, and a third of the
+  // bytes hex would take. One row comes back: the count, and which pairs were settled only when
+  // some were not.
+  const joined = (values: readonly string[]) => values.join(',');
+  const inserted = await tx.query<{ n: number; done: string | null }>(
+    `WITH settled AS (
+       INSERT INTO ops_payments AS p (sender_key_id, index, digest, amount, receiver_key_id, payment, settled)
+       SELECT s, i, decode(d, 'hex'), a, $5, decode(b, 'base64'), 'claimed'
+       FROM unnest(string_to_array($1, ','), string_to_array($2, ',')::bigint[], string_to_array($3, ','), string_to_array($4, ',')::bigint[], string_to_array($6, ',')) AS x(s, i, d, a, b)
+       ON CONFLICT (sender_key_id, index) DO UPDATE SET settled = 'claimed', payment = coalesce(p.payment, EXCLUDED.payment)
+         WHERE p.digest = EXCLUDED.digest AND p.settled IS NULL
+       RETURNING sender_key_id, index
+     )
+     SELECT count(*)::int AS n, CASE WHEN count(*) < $7 THEN string_agg(sender_key_id || ':' || index, ',') END AS done FROM settled`,
     [
-      rows.map((j) => j.claim.sender),
-      rows.map((j) => j.claim.payment.index),
-      rows.map((j) => j.claim.digest),
-      rows.map((j) => j.claim.payment.amount),
+      joined(rows.map((j) => j.claim.sender)),
+      joined(rows.map((j) => j.claim.payment.index.toString())),
+      joined(rows.map((j) => toHex(j.claim.digest))),
+      joined(rows.map((j) => j.claim.payment.amount.toString())),
       claimer,
-      rows.map((j) => j.bytes),
+      joined(rows.map((j) => Buffer.from(j.bytes.buffer, j.bytes.byteOffset, j.bytes.byteLength).toString('base64'))),
+      rows.length,
     ],
   );
-  const done = new Set(inserted.rows.map((r) => `${r.sender_key_id}:${bigintColumn(r, 'index')}`));
+  const answer = inserted.rows[0];
+  const all = answer !== undefined && Number(answer.n) === rows.length;
+  const done = new Set(all ? rows.map((j) => `${j.claim.sender}:${j.claim.payment.index}`) : (answer?.done ?? '').split(',').filter((k) => k !== ''));
   const credited = rows.filter((j) => done.has(`${j.claim.sender}:${j.claim.payment.index}`));
   const rest = [...rows.filter((j) => !done.has(`${j.claim.sender}:${j.claim.payment.index}`)), ...later];
   const refused: Refused[] = [];

@@ -1,0 +1,117 @@
+/**
+ * An issuer node in a process of its own, for tests that kill it (SIGKILL) and start it again on
+ * the same data: `node --import tsx node-child-fixtures.ts` with a JSON argument
+ * `{ dataDir, schemes, postgres?: { url, schema }, offlinePaymentsMax?, holdingLimitMinor? }`. It
+ * opens the node (PGlite in the data folder, or the PostgreSQL schema), serves it on a loopback
+ * port and prints one JSON line: `{ url, operatorToken, root, intermediary, issuerNode }` (the
+ * certificates in base64url). `startNodeChild` runs it and answers once it listens.
+ */
+import { spawn } from 'node:child_process';
+import type { AddressInfo } from 'node:net';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { serve } from '@hono/node-server';
+import { currency } from '../core/amount.ts';
+import { toBase64url } from '../core/bytes.ts';
+import { openPostgres } from '../issuer/db/postgres.ts';
+import { createIssuerApp } from '../issuer/http/app.ts';
+import { defaultDeviceLimits, openNode } from '../issuer/services.ts';
+import { encodeCertificate } from '../pki/certificate.ts';
+import { nodeProvider } from '../providers/node-crypto.ts';
+import { SCHEMES } from '../schemes/index.ts';
+
+/** What the child is started with. */
+export interface NodeChildOptions {
+  readonly dataDir: string;
+  readonly schemes: readonly string[];
+  readonly postgres?: { readonly url: string; readonly schema: string } | undefined;
+  readonly offlinePaymentsMax?: number | undefined;
+  readonly holdingLimitMinor?: string | undefined;
+}
+
+/** What the child prints once it listens. */
+export interface NodeChildReady {
+  readonly url: string;
+  readonly operatorToken: string;
+  readonly root: string;
+  readonly intermediary: string;
+  readonly issuerNode: string;
+}
+
+/** A running child node. */
+export interface NodeChild extends NodeChildReady {
+  readonly pid: number;
+  /** SIGKILL: the process ends at once, mid-request, with nothing flushed or closed. */
+  kill(): Promise<void>;
+  /** SIGTERM and wait. */
+  stop(): Promise<void>;
+}
+
+/** The currency of child nodes. */
+export const CHILD_CURRENCY = currency('EUR', 2);
+
+async function main(options: NodeChildOptions): Promise<void> {
+  const modules = await Promise.all(SCHEMES.filter((s) => options.schemes.includes(s.name)).map((s) => s.node()));
+  const defaults = defaultDeviceLimits(CHILD_CURRENCY);
+  const db = options.postgres === undefined ? undefined : await openPostgres(options.postgres.url, { schema: options.postgres.schema, poolSize: 20 });
+  const node = await openNode({
+    dataDir: options.dataDir,
+    db,
+    provider: nodeProvider,
+    currency: CHILD_CURRENCY,
+    schemes: modules,
+    deviceLimits: {
+      holdingLimitMinor: options.holdingLimitMinor === undefined ? defaults.holdingLimitMinor : BigInt(options.holdingLimitMinor),
+      offlinePaymentsMax: options.offlinePaymentsMax ?? defaults.offlinePaymentsMax,
+    },
+    env: { TALLY_NODE_PASSPHRASE: 'node child passphrase' },
+  });
+  const app = createIssuerApp(node.services, modules);
+  const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => {
+    const { identity } = node.services;
+    const ready: NodeChildReady = {
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      operatorToken: identity.operatorToken,
+      root: toBase64url(encodeCertificate(identity.root.certificate)),
+      intermediary: toBase64url(encodeCertificate(identity.intermediary.certificate)),
+      issuerNode: toBase64url(encodeCertificate(identity.issuerNode.certificate)),
+    };
+    process.stdout.write(`${JSON.stringify(ready)}\n`);
+  });
+  process.on('SIGTERM', () => {
+    server.close(() => void node.close().then(() => process.exit(0)));
+  });
+}
+
+/** Starts a child node and waits until it listens. @throws Error when it exits first or takes over 60 s */
+export async function startNodeChild(options: NodeChildOptions): Promise<NodeChild> {
+  const child = spawn(process.execPath, [...(process.env['TALLY_CHILD_PROFILE'] === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', process.env['TALLY_CHILD_PROFILE']]), '--import', 'tsx', fileURLToPath(import.meta.url), JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise<void>((done) => child.once('exit', () => done()));
+  const ready = await new Promise<NodeChildReady>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the node did not listen within 60 s')), 60_000);
+    createInterface({ input: child.stdout }).once('line', (line) => {
+      clearTimeout(timer);
+      resolve(JSON.parse(line) as NodeChildReady);
+    });
+    void exited.then(() => reject(new Error('the node exited before it listened')));
+  });
+  return {
+    ...ready,
+    pid: child.pid as number,
+    async kill() {
+      child.kill('SIGKILL');
+      await exited;
+    },
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  main(JSON.parse(process.argv[2] ?? '{}') as NodeChildOptions).catch((e: unknown) => {
+    process.stderr.write(`node child: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exit(1);
+  });
+}
