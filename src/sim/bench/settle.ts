@@ -275,7 +275,7 @@ export function settleBench(sources: readonly SettleSource[]): BenchPlugin<Settl
     paper: 'Tally',
     reproduces: 'settlement at national scale: payments settled per second by the issuer node, against the signature-verification floor',
     parameters: {
-      quick: { devices: 8, payments: 3_000, submitters: [1, 4], warmup: 200, floorMs: 500, figure: 'settle.svg' },
+      quick: { devices: 8, payments: 6_000, submitters: [1, 4], warmup: 200, floorMs: 500, figure: 'settle.svg' },
       full: { devices: 64, payments: 25_000, submitters: [1, 2, 4, 8], warmup: 1_000, floorMs: 1_000, figure: 'settle.svg' },
     },
     async run(harness, parameters) {
