@@ -33,6 +33,9 @@ test('bench settle, tiny: every payment settled once, the audit balanced, every 
   }
   assert.ok(report.floor.threads >= 1 && report.floor.perSecond > 0);
   assert.equal(report.floor.perThread.length, report.floor.threads);
+  // Measured before and after the rows; the faster is the floor.
+  assert.equal(report.floor.measuredPerSecond.length, 2);
+  assert.equal(report.floor.perSecond, Math.max(...report.floor.measuredPerSecond));
   assert.equal(report.figure, null);
   assert.equal(settleRatios(report).length, report.rows.length);
   const text = formatSettleReport(report);
