@@ -6,7 +6,7 @@
 import type { CliPart } from '../cli/plugin.ts';
 import type { Codec } from '../core/codec.ts';
 import type { TrustedApp } from '../secure-element/trusted-app.ts';
-import type { BenchPlugin } from '../sim/bench/plugin.ts';
+import type { BenchPlugin, SettleWorkload } from '../sim/bench/plugin.ts';
 import type { SchemeModule } from '../issuer/plugin.ts';
 import type { Capability, WalletPart } from '../wallet/plugin.ts';
 
@@ -59,4 +59,6 @@ export interface Scheme {
   wire?(): Promise<readonly WireDecoder[]>;
   /** Its trusted app, loaded when `npm run fuzz` feeds its commands through a secure element host. */
   trustedApp?(): Promise<TrustedApp<unknown>>;
+  /** Its side of `npm run bench -- settle` (payments settled per second by the node), loaded when that runs. */
+  settle?(): Promise<SettleWorkload>;
 }

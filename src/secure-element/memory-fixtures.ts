@@ -1,6 +1,7 @@
 /**
- * Test fixtures for secure elements kept in memory (not exported by any index): storage and a
- * monotonic counter that live as long as the test, to run a trusted app in an in-process host.
+ * Secure elements kept in memory (not exported by any index): storage and a monotonic counter that
+ * live as long as the test, or the benchmark run, to run a trusted app in an in-process host
+ * without a file or an fsync per commit.
  */
 import assert from 'node:assert/strict';
 import { TallyError } from '../core/errors.ts';

@@ -43,10 +43,10 @@ const CLAIM_AMOUNT_MINOR = 1n;
 const WARMUP_CLAIMS = 16;
 
 /**
- * Cuts encoded payments into batches as large as the route takes: at most CLAIMS_BATCH_PAYMENTS_MAX
- * payments and a JSON body within the node's body limit.
+ * Cuts encoded payments into batches as large as the route takes: at most `paymentsMax` payments
+ * (CLAIMS_BATCH_PAYMENTS_MAX by default) and a JSON body within `bodyBytesMax`.
  */
-export function batchesFor(texts: readonly string[], bodyBytesMax: number): string[][] {
+export function batchesFor(texts: readonly string[], bodyBytesMax: number, paymentsMax = CLAIMS_BATCH_PAYMENTS_MAX): string[][] {
   const empty = JSON.stringify({ payments: [] }).length;
   const batches: string[][] = [];
   let current: string[] = [];
@@ -54,7 +54,7 @@ export function batchesFor(texts: readonly string[], bodyBytesMax: number): stri
   for (const text of texts) {
     // The text's quotes, and a comma before every entry but the first (base64url needs no escaping).
     const added = text.length + 2 + (current.length > 0 ? 1 : 0);
-    if (current.length > 0 && (current.length === CLAIMS_BATCH_PAYMENTS_MAX || bytes + added > bodyBytesMax)) {
+    if (current.length > 0 && (current.length === paymentsMax || bytes + added > bodyBytesMax)) {
       batches.push(current);
       current = [];
       bytes = empty;

@@ -43,7 +43,20 @@ export interface BenchDevice extends BenchUser {
  */
 export async function deviceClient(harness: BenchHarness, node: BenchNode, oem: BenchOem, dir: string): Promise<BenchDevice> {
   const user = await node.registerUser();
-  const se: OpsElement = await harness.startElement({ app: opsTrustedApp, location: OPS_APP_LOCATION, dir });
+  return certify(node, oem, user, await harness.startElement({ app: opsTrustedApp, location: OPS_APP_LOCATION, dir }));
+}
+
+/**
+ * The same with the secure element in this process and in memory (no fsync per commit): for a
+ * bench that makes many payments ahead of what it times.
+ */
+export async function memoryDeviceClient(harness: BenchHarness, node: BenchNode, oem: BenchOem): Promise<BenchDevice> {
+  const user = await node.registerUser();
+  return certify(node, oem, user, await harness.startMemoryElement({ app: opsTrustedApp }));
+}
+
+/** Runs Init in `se`, registers the device with the OEM's attestation, runs CertInit; closes `se` when any step fails. */
+async function certify(node: BenchNode, oem: BenchOem, user: BenchUser, se: OpsElement): Promise<BenchDevice> {
   try {
     const { certificates } = node;
     const init = await se.call('init', { root: encodeCertificate(certificates.root), owner: fromHex(user.keyId) });

@@ -11,6 +11,7 @@ import { makeCounter } from '../../secure-element/counters.ts';
 import { InProcessHost } from '../../secure-element/host.ts';
 import { IsolatedHost } from '../../secure-element/host-isolated.ts';
 import type { SecureElement } from '../../secure-element/secure-element.ts';
+import { MemoryCounter, MemoryStorage } from '../../secure-element/memory-fixtures.ts';
 import { FileStorage } from '../../secure-element/storage-file.ts';
 import { openChainService } from '../../issuer/chain/service.ts';
 import { identityDir } from '../../issuer/identity/layout.ts';
@@ -20,6 +21,8 @@ import { machineLine, noiseWarnings, thisMachine, type Machine } from './machine
 import { measureCommits } from './commit-floor.ts';
 import { CryptoMeter } from './meter.ts';
 import { openBenchNode } from './node.ts';
+import { openProcessNode } from './node-process.ts';
+import { progressBar } from './progress.ts';
 import type { BenchHarness, BenchPlugin } from './plugin.ts';
 
 /** The repository's root, and its docs folder, where figures go. */
@@ -73,6 +76,12 @@ export function makeHarness(options: RunOptions): { harness: BenchHarness; close
       closers.push(stop);
       return { ...node, stop };
     },
+    async openNodeProcess(nodeOptions) {
+      const node = await openProcessNode({ ...nodeOptions, postgresUrl });
+      closers.push(() => node.stop());
+      return node;
+    },
+    progressBar: (label, total) => progressBar(label, total, process.stderr, options.progress),
     async chain() {
       const dataDir = await harness.tempDir('chain');
       // The bank's chain key lives in the data folder's identity, which a bare folder lacks.
@@ -102,6 +111,18 @@ export function makeHarness(options: RunOptions): { harness: BenchHarness; close
         storage: new FileStorage(dir),
         counter: makeCounter({ kind: 'file', path: join(dir, 'counter') }),
         provider: element.provider,
+        sealing: nodeSealing,
+        suite: element.suite ?? 'ed25519',
+      });
+      closers.push(() => host.close());
+      return host;
+    },
+    async startMemoryElement(element) {
+      const host: SecureElement<typeof element.app.commands> = await InProcessHost.provision({
+        app: element.app,
+        storage: new MemoryStorage(),
+        counter: new MemoryCounter(),
+        provider: nodeProvider,
         sealing: nodeSealing,
         suite: element.suite ?? 'ed25519',
       });

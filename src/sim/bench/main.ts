@@ -11,6 +11,7 @@ import { cliBench } from './cli.ts';
 import { ledgerBench } from './ledger.ts';
 import type { BenchPlugin } from './plugin.ts';
 import { seBench } from './se.ts';
+import { settleBench, settleSources } from './settle.ts';
 import { walletAgeBench } from './wallet-age.ts';
 
 /** A benchmark ready to run, whatever its parameters and report. */
@@ -29,6 +30,7 @@ const BENCHES: readonly Entry[] = [
   entry(seBench),
   entry(ledgerBench),
   entry(walletAgeBench),
+  entry(settleBench(settleSources(SCHEMES))),
   ...SCHEMES.flatMap((scheme) => {
     if (scheme.bench === undefined) return [];
     return [{ name: scheme.name, run: async (options: RunOptions) => (await scheme.bench?.((plugin) => runBench(plugin, options))) ?? Promise.reject(new Error(`${scheme.name} has no benchmark`)) }];

@@ -4,7 +4,7 @@
  * PostgreSQL schema (dropped at stop); a client that signs its requests; and the account-level
  * services every scheme needs (users, an OEM with an allowed TA build, minting, the audit).
  */
-import { randomBytes as nodeRandomBytes } from 'node:crypto';
+import { createHash, randomBytes as nodeRandomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -39,6 +39,12 @@ export interface BenchNodeOptions {
   readonly suite?: SuiteName | undefined;
 }
 
+/** A request body encoded ahead of time, with its SHA-256: what a request signature covers. */
+export interface PreparedBody {
+  readonly bytes: Uint8Array<ArrayBuffer>;
+  readonly sha256: Uint8Array;
+}
+
 /** A registered account holder. */
 export interface BenchUser {
   readonly signer: Signer;
@@ -68,6 +74,10 @@ export interface BenchNode {
   call(who: Signer | 'operator', method: string, path: string, body?: unknown): Promise<unknown>;
   /** The same, answering the raw response. */
   send(who: Signer | 'operator', method: string, path: string, body?: unknown): Promise<Response>;
+  /** A JSON body encoded once with its SHA-256 (node:crypto), to send later for the cost of a signature. */
+  prepare(body: unknown): PreparedBody;
+  /** Sends a prepared body signed by `who` over its precomputed hash, answering the raw response. */
+  sendPrepared(who: Signer, method: string, path: string, body: PreparedBody): Promise<Response>;
   /** Minor units as the node writes amounts. */
   amount(minor: bigint): string;
   /** Registers an account holder with a fresh key of `suite` (Ed25519 by default). */
@@ -87,11 +97,24 @@ function parseMinor(text: string): bigint {
   return BigInt(whole) * 10n ** BigInt(BENCH_CURRENCY.decimals) + BigInt(fraction.padEnd(BENCH_CURRENCY.decimals, '0') || '0');
 }
 
+/** What a served bench node tells its clients: where it listens, and what a client needs to sign and check. */
+export interface BenchNodeServed {
+  readonly url: string;
+  readonly database: 'pglite' | 'postgres';
+  /** The operator's bearer token. */
+  readonly operatorToken: string;
+  readonly certificates: BenchNode['certificates'];
+  readonly deviceLimits: DeviceLimits;
+  /** Closes the server and the node, drops the PostgreSQL schema and removes the data folder. */
+  stop(): Promise<void>;
+}
+
 /**
- * Opens a node with `options.schemes` and serves it on a loopback port.
+ * Opens a node with `options.schemes` and serves it on a loopback port, without a client: what a
+ * node process runs (node-child.ts), and what openBenchNode puts a client on.
  * @throws RangeError for PostgreSQL without a URL
  */
-export async function openBenchNode(options: BenchNodeOptions & { postgresUrl?: string | undefined }): Promise<BenchNode> {
+export async function serveBenchNode(options: BenchNodeOptions & { postgresUrl?: string | undefined }): Promise<BenchNodeServed> {
   const database = options.database ?? 'pglite';
   const dataDir = await mkdtemp(join(tmpdir(), 'tally-bench-node-'));
   let db: Database | undefined;
@@ -127,17 +150,35 @@ export async function openBenchNode(options: BenchNodeOptions & { postgresUrl?: 
     const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => ready(s));
     s.once('error', fail);
   });
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const { identity } = node.services;
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    database,
+    operatorToken: identity.operatorToken,
+    certificates: { root: identity.root.certificate, intermediary: identity.intermediary.certificate, issuerNode: identity.issuerNode.certificate },
+    deviceLimits,
+    async stop() {
+      await new Promise<void>((done) => server.close(() => done()));
+      await node.close();
+      await dropSchema();
+      await rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A client of a served node (in this process or another): signed requests, users, the OEM, minting, the audit. */
+export function benchNodeClient(served: Omit<BenchNodeServed, 'stop'>, stop: () => Promise<void>): BenchNode {
+  const { url, database, operatorToken } = served;
   let calls = 0;
+  const idempotencyKey = () => `bench-${process.pid}-${++calls}`;
   const send = (who: Signer | 'operator', method: string, path: string, body?: unknown): Promise<Response> => {
     const text = body === undefined ? '' : JSON.stringify(body);
     const auth =
       who === 'operator'
-        ? { authorization: `Bearer ${identity.operatorToken}` }
+        ? { authorization: `Bearer ${operatorToken}` }
         : signRequest({ signer: who, keyId: toHex(keyId(who.publicKey)), method, path, body: text, timestamp: Date.now() });
     const headers: Record<string, string> = { 'content-type': 'application/json', ...auth };
-    if (method !== 'GET') headers['idempotency-key'] = `bench-${process.pid}-${++calls}`;
+    if (method !== 'GET') headers['idempotency-key'] = idempotencyKey();
     return fetch(`${url}${path}`, { method, headers, ...(method === 'GET' ? {} : { body: text }) });
   };
   const call = async (who: Signer | 'operator', method: string, path: string, body?: unknown): Promise<unknown> => {
@@ -154,11 +195,20 @@ export async function openBenchNode(options: BenchNodeOptions & { postgresUrl?: 
     url,
     database,
     currency: BENCH_CURRENCY,
-    certificates: { root: identity.root.certificate, intermediary: identity.intermediary.certificate, issuerNode: identity.issuerNode.certificate },
-    deviceLimits,
+    certificates: served.certificates,
+    deviceLimits: served.deviceLimits,
     bodyBytesMax: BODY_BYTES_MAX,
     send,
     call,
+    prepare(body) {
+      const bytes = Buffer.from(JSON.stringify(body), 'utf8');
+      return { bytes, sha256: createHash('sha256').update(bytes).digest() };
+    },
+    sendPrepared(who, method, path, body) {
+      const auth = signRequest({ signer: who, keyId: toHex(keyId(who.publicKey)), method, path, body: body.bytes, bodyHash: body.sha256, timestamp: Date.now() });
+      const headers: Record<string, string> = { 'content-type': 'application/json', 'idempotency-key': idempotencyKey(), ...auth };
+      return fetch(`${url}${path}`, { method, headers, body: body.bytes });
+    },
     amount: (minor) => formatMinor(BENCH_CURRENCY, minor),
     async registerUser(suite = 'ed25519') {
       const signer = fresh(suite);
@@ -179,11 +229,15 @@ export async function openBenchNode(options: BenchNodeOptions & { postgresUrl?: 
       if (audit.balanced !== true) throw new Error(`${database}: the audit is not balanced (ledger or offline exposure)`);
       return new Map((audit.currencies[0]?.offlineFloat ?? []).map((f) => [f.account, parseMinor(f.amount)]));
     },
-    async stop() {
-      await new Promise<void>((done) => server.close(() => done()));
-      await node.close();
-      await dropSchema();
-      await rm(dataDir, { recursive: true, force: true });
-    },
+    stop,
   };
+}
+
+/**
+ * Opens a node with `options.schemes`, serves it on a loopback port in this process, and answers a client of it.
+ * @throws RangeError for PostgreSQL without a URL
+ */
+export async function openBenchNode(options: BenchNodeOptions & { postgresUrl?: string | undefined }): Promise<BenchNode> {
+  const served = await serveBenchNode(options);
+  return benchNodeClient(served, () => served.stop());
 }

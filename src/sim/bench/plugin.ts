@@ -12,12 +12,16 @@ import type { Machine, FloorRatio } from './machine.ts';
 import type { CryptoMeter } from './meter.ts';
 import type { Latency } from './stats.ts';
 import type { BenchNode, BenchNodeOptions } from './node.ts';
-import type { ChainService } from '../../issuer/plugin.ts';
+import type { BenchProcessNode, BenchProcessNodeOptions } from './node-process.ts';
+import type { ProgressBar } from './progress.ts';
+import type { ChainService, DeviceLimits } from '../../issuer/plugin.ts';
 
 export type { Machine, FloorRatio } from './machine.ts';
 export { CryptoMeter, Replay, type CryptoCounts, type Metered, type PhaseCounts } from './meter.ts';
-export type { BenchNode, BenchNodeOptions, BenchOem, BenchUser } from './node.ts';
-export type { ChainService } from '../../issuer/plugin.ts';
+export type { BenchNode, BenchNodeOptions, BenchOem, BenchUser, PreparedBody } from './node.ts';
+export type { BenchProcessNode, BenchProcessNodeOptions } from './node-process.ts';
+export type { ProgressBar } from './progress.ts';
+export type { ChainService, DeviceLimits } from '../../issuer/plugin.ts';
 export { CountingStream } from './counting-stream.ts';
 /** The TCP transport, for benches that time a link over loopback. */
 export { connectTcp, listenTcp, type TcpServer } from '../../channel/tcp.ts';
@@ -65,6 +69,14 @@ export interface BenchHarness {
   /** Opens an issuer node serving `options.schemes` over HTTP on loopback (PGlite unless PostgreSQL is asked for). */
   openNode(options: BenchNodeOptions): Promise<BenchNode>;
   /**
+   * Opens an issuer node in a process of its own serving the schemes named (by their registry
+   * names), over HTTP on loopback: its CPU is its own, and the bench's load does not share its
+   * event loop. The same client as openNode, with the process's id and CPU time.
+   */
+  openNodeProcess(options: BenchProcessNodeOptions): Promise<BenchProcessNode>;
+  /** A progress bar of `total` items on stderr (a line every tenth when stderr is no terminal). */
+  progressBar(label: string, total: number): ProgressBar;
+  /**
    * Starts an Ethereum chain of the run's own: the node's chain service over an embedded anvil in a
    * temporary folder (instant mining, the central bank's account funded for gas), stopped when the
    * run ends. Each call starts another.
@@ -72,6 +84,12 @@ export interface BenchHarness {
   chain(): Promise<ChainService>;
   /** Starts a secure element in its own process (file counter), as wallets run it. */
   startElement<S, C extends CommandTable<S>>(options: ElementOptions<S, C> & { readonly location: AppLocation }): Promise<SecureElement<C>>;
+  /**
+   * Starts a secure element in this process kept in memory (storage and counter live as long as
+   * the run): for a bench that needs many devices to make payments ahead of its timed part, where
+   * a commit's fsyncs are not what it measures. Keys sign through the harness's provider.
+   */
+  startMemoryElement<S, C extends CommandTable<S>>(options: Omit<ElementOptions<S, C>, 'dir'>): Promise<SecureElement<C>>;
   /** Starts a secure element in this process whose keys sign and verify through `provider` (a meter's, to count). */
   startInProcessElement<S, C extends CommandTable<S>>(options: ElementOptions<S, C> & { readonly provider: CryptoProvider }): Promise<SecureElement<C>>;
   /** A metering provider over the harness's provider, counting by `phases` (the first is where counting starts). */
@@ -107,4 +125,60 @@ export interface BenchPlugin<P = unknown, R = unknown> {
   /** Parameters of `--quick` and of a full run. */
   readonly parameters: { readonly quick: P; readonly full: P };
   run(harness: BenchHarness, parameters: P): Promise<BenchResult<R>>;
+}
+
+/**
+ * A scheme's side of `bench settle` (settle.ts): how many payments a second the issuer node
+ * settles, received over the network, every signature checked, recorded, money moved. The scheme
+ * sets up its world on a node the bench opens (devices, payments made beforehand, request bodies
+ * encoded before the clock starts) and sends what its submitters were given; the bench opens the
+ * node per database, times the rows, and checks the audit.
+ */
+export interface SettleWorkload {
+  /** The schemes the node must serve, by their registry names. */
+  readonly schemes: readonly string[];
+  /** What the workload settles, for the report's text ("OPS payments claimed in bulk"). */
+  readonly describes: string;
+  /** The node's device limits, from its defaults: raised so that no limit refuses the workload. */
+  deviceLimits(defaults: DeviceLimits): DeviceLimits;
+  /** Sets up the world on a fresh node: devices that pay, funded for `paymentsTotal` payments, and `submittersMax` receivers. */
+  open(context: SettleContext): Promise<SettleWorld>;
+}
+
+/** What a workload sets its world up with. */
+export interface SettleContext {
+  readonly harness: BenchHarness;
+  readonly node: BenchNode;
+  /** Devices that make the payments (many, so that no device's lock decides). */
+  readonly devices: number;
+  /** The most submitters of any row: one receiver each. */
+  readonly submittersMax: number;
+  /** Every payment the world will be asked for, over all rows. */
+  readonly paymentsTotal: number;
+}
+
+/** A workload's world on one node. */
+export interface SettleWorld {
+  /**
+   * Makes `payments` payments ahead of a row, shared among `submitters` receivers, and encodes
+   * their requests; `made(n)` after every n payments made. Nothing here is timed.
+   */
+  prepare(row: { readonly submitters: number; readonly payments: number; made(n: number): void }): Promise<readonly SettleSubmitter[]>;
+  /**
+   * Checks that every payment of every row was settled exactly once (each receiver holds what was
+   * paid to it). @throws Error when one was not
+   */
+  verify(): Promise<void>;
+  /** Stops what the world started (its secure elements). */
+  close(): Promise<void>;
+}
+
+/** One submitter of a row: its requests, encoded beforehand, sent in order. */
+export interface SettleSubmitter {
+  readonly requests: number;
+  /**
+   * Sends request `i` (signing it is the only work left) and answers how many payments it
+   * settled. @throws Error when the node refused the request or any payment in it
+   */
+  submit(i: number): Promise<number>;
 }

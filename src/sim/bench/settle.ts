@@ -1,0 +1,294 @@
+/**
+ * `bench settle`: how many payments a second the issuer node settles, at the scale of a country.
+ * A payment counts once the node has received it over the network, checked every signature on it,
+ * recorded it and moved the money, with the audit balanced at the end. The node runs in a process
+ * of its own (node-process.ts) on PGlite and, when a URL is set, on PostgreSQL; the load comes from
+ * this process, 1, 2, 4 and 8 submitters at once, with every request encoded before the clock
+ * starts. Each row says the rate, the latency of a request, the CPU per payment of the node and of
+ * PostgreSQL, and the rate over its floor: Ed25519 verifications per second on every core
+ * (verify-floor.ts), since each payment needs at least one.
+ *
+ * What is settled comes from a scheme (a `SettleWorkload` given by the registry): this file names none.
+ */
+import { loadavg } from 'node:os';
+import { postgresCpuMs } from './cpu.ts';
+import { plotSvg, type PlotSeries } from './figure.ts';
+import type { BenchHarness, BenchPlugin, BenchProcessNode, FloorRatio, SettleSubmitter, SettleWorkload } from './plugin.ts';
+import { summarise, type Latency } from './stats.ts';
+import { measureVerifyFloor, type VerifyFloor } from './verify-floor.ts';
+
+/** Where a scheme's workload comes from: its name in the registry and its lazy loader. */
+export interface SettleSource {
+  readonly scheme: string;
+  load(): Promise<SettleWorkload>;
+}
+
+/** The workloads of the schemes that give one (the registry's `settle`), in the registry's order. */
+export function settleSources(schemes: ReadonlyArray<{ readonly name: string; settle?(): Promise<SettleWorkload> }>): SettleSource[] {
+  return schemes.flatMap((scheme) => {
+    const settle = scheme.settle;
+    return settle === undefined ? [] : [{ scheme: scheme.name, load: () => settle.call(scheme) }];
+  });
+}
+
+/** How much to run. */
+export interface SettleParameters {
+  /** Devices that make the payments. */
+  readonly devices: number;
+  /** Payments settled per row. */
+  readonly payments: number;
+  /** Submitters at once, one row each. */
+  readonly submitters: readonly number[];
+  /** Payments settled untimed before the first row (a cold node would be measured otherwise). */
+  readonly warmup: number;
+  /** How long each thread of the verification floor runs, ms. */
+  readonly floorMs: number;
+  /** Also on PostgreSQL when a URL is set (the default); false keeps to PGlite. */
+  readonly postgres?: boolean | undefined;
+  /** Where the figure goes (in docs/ when relative); none when undefined. */
+  readonly figure?: string | undefined;
+}
+
+/** One row: a scheme, a database, a number of submitters. */
+export interface SettleRow {
+  readonly scheme: string;
+  readonly database: 'pglite' | 'postgres';
+  readonly submitters: number;
+  readonly payments: number;
+  readonly requests: number;
+  readonly elapsedMs: number;
+  readonly paymentsPerSecond: number;
+  /** Per request (a bulk of payments). */
+  readonly latency: Latency;
+  /** CPU of the node process per payment, ms (PGlite's included: it runs inside the node). */
+  readonly nodeCpuMsPerPayment: number;
+  /** CPU of the machine's PostgreSQL processes per payment, ms; null on PGlite (counted in the node's). */
+  readonly postgresCpuMsPerPayment: number | null;
+  /** CPU of this process (the submitters, signing and sending) per payment, ms. */
+  readonly benchCpuMsPerPayment: number;
+  /** Time per payment over time per verification on every core: floor rate / payments per second. */
+  readonly floorRatio: number;
+}
+
+/** Everything `bench settle` measured. */
+export interface SettleReport {
+  /** The floor: the faster of its two measurements, before and after the rows (a disturbed one is the slower). */
+  readonly floor: VerifyFloor & { readonly spanMs: number; readonly measuredPerSecond: readonly number[] };
+  readonly devices: number;
+  readonly paymentsPerRow: number;
+  readonly workloads: ReadonlyArray<{ readonly scheme: string; readonly describes: string }>;
+  readonly rows: readonly SettleRow[];
+  /** The 1-minute load average after each database's rows. */
+  readonly loadAfter: ReadonlyArray<{ readonly scheme: string; readonly database: 'pglite' | 'postgres'; readonly loadAverage: number }>;
+  readonly skipped: readonly string[];
+  /** Where the figure was written, if it was. */
+  readonly figure: string | null;
+}
+
+/** The bench's own CPU so far, ms. */
+function ownCpuMs(): number {
+  const used = process.cpuUsage();
+  return (used.user + used.system) / 1000;
+}
+
+/** Sends every submitter's requests, all submitters at once; answers the payments settled, the request latencies and the span. */
+async function drive(submitters: readonly SettleSubmitter[], settled: (n: number) => void): Promise<{ payments: number; samples: number[]; elapsedMs: number }> {
+  const samples: number[] = [];
+  let payments = 0;
+  const started = performance.now();
+  await Promise.all(
+    submitters.map(async (submitter) => {
+      for (let i = 0; i < submitter.requests; i++) {
+        const t = performance.now();
+        const n = await submitter.submit(i);
+        samples.push(performance.now() - t);
+        payments += n;
+        settled(n);
+      }
+    }),
+  );
+  return { payments, samples, elapsedMs: performance.now() - started };
+}
+
+/** Times every row of one workload on one database, then checks that every payment was settled once and the audit balances. */
+async function measureDatabase(harness: BenchHarness, source: SettleSource, workload: SettleWorkload, database: 'pglite' | 'postgres', parameters: SettleParameters): Promise<Array<Omit<SettleRow, 'floorRatio'>>> {
+  const label = `${source.scheme} on ${database}`;
+  harness.progress(`${label}: opening the node process`);
+  const node: BenchProcessNode = await harness.openNodeProcess({ schemes: workload.schemes, database, deviceLimits: (d) => workload.deviceLimits(d) });
+  try {
+    const submittersMax = Math.max(...parameters.submitters);
+    harness.progress(`${label}: setting up ${parameters.devices} devices and ${submittersMax} receivers`);
+    const world = await workload.open({ harness, node, devices: parameters.devices, submittersMax, paymentsTotal: parameters.warmup + parameters.payments * parameters.submitters.length });
+    try {
+      if (parameters.warmup > 0) {
+        const warm = await world.prepare({ submitters: 1, payments: parameters.warmup, made: () => undefined });
+        await drive(warm, () => undefined);
+      }
+      const rows: Array<Omit<SettleRow, 'floorRatio'>> = [];
+      for (const submitters of parameters.submitters) {
+        const making = harness.progressBar(`${label}, ${submitters} submitter(s): paying`, parameters.payments);
+        const work = await world.prepare({ submitters, payments: parameters.payments, made: (n) => making.advance(n) });
+        making.done();
+        const settling = harness.progressBar(`${label}, ${submitters} submitter(s): settling`, parameters.payments);
+        const before = { node: await node.cpuMs(), postgres: postgresCpuMs(), bench: ownCpuMs() };
+        const timed = await drive(work, (n) => settling.advance(n));
+        const after = { node: await node.cpuMs(), postgres: postgresCpuMs(), bench: ownCpuMs() };
+        settling.done();
+        if (timed.payments !== parameters.payments) throw new Error(`${label}: ${timed.payments} payments settled, ${parameters.payments} made`);
+        const paymentsPerSecond = (timed.payments * 1000) / timed.elapsedMs;
+        rows.push({
+          scheme: source.scheme,
+          database,
+          submitters,
+          payments: timed.payments,
+          requests: timed.samples.length,
+          elapsedMs: timed.elapsedMs,
+          paymentsPerSecond,
+          latency: summarise(timed.samples),
+          nodeCpuMsPerPayment: (after.node - before.node) / timed.payments,
+          postgresCpuMsPerPayment: database === 'postgres' ? (after.postgres - before.postgres) / timed.payments : null,
+          benchCpuMsPerPayment: (after.bench - before.bench) / timed.payments,
+        });
+      }
+      // Every payment settled exactly once, and the books balance.
+      harness.progress(`${label}: checking every receiver's balance and the audit`);
+      await world.verify();
+      await node.assertBalanced();
+      return rows;
+    } finally {
+      await world.close();
+    }
+  } finally {
+    await node.stop();
+  }
+}
+
+const COLOURS: Readonly<Record<'pglite' | 'postgres', string>> = { pglite: '#1f77b4', postgres: '#d62728' };
+const FLOOR_COLOUR = '#555555';
+
+/** Straight lines between a series' points, for the figure's line through them. */
+function through(points: ReadonlyArray<{ x: number; y: number }>): (x: number) => number {
+  return (x) => {
+    const after = points.findIndex((p) => p.x >= x);
+    if (after <= 0) return (points[Math.max(0, after)] ?? points[points.length - 1])?.y ?? 0;
+    const a = points[after - 1] as { x: number; y: number };
+    const b = points[after] as { x: number; y: number };
+    return a.y + ((b.y - a.y) * (x - a.x)) / (b.x - a.x);
+  };
+}
+
+/** The figure: payments a second by submitters, one line per database, the verification floor as a line. */
+export function settleFigure(report: Pick<SettleReport, 'rows' | 'floor'>, subtitle: string): string {
+  const series: PlotSeries[] = [];
+  const xs = [...new Set(report.rows.map((r) => r.submitters))].sort((a, b) => a - b);
+  for (const database of ['pglite', 'postgres'] as const) {
+    for (const scheme of [...new Set(report.rows.map((r) => r.scheme))]) {
+      const rows = report.rows.filter((r) => r.database === database && r.scheme === scheme);
+      if (rows.length === 0) continue;
+      const points = rows.map((r) => ({ x: r.submitters, y: r.paymentsPerSecond, sd: 0, title: `${database}, ${r.submitters} submitter(s): ${Math.round(r.paymentsPerSecond)} payments/s` }));
+      series.push({ label: `${scheme}, ${database}`, colour: COLOURS[database], points, fit: { from: points[0]?.x ?? 1, at: through(points) } });
+    }
+  }
+  const floor = report.floor.perSecond;
+  series.push({
+    label: `floor: Ed25519 verifications/s on ${report.floor.threads} threads`,
+    colour: FLOOR_COLOUR,
+    points: xs.map((x) => ({ x, y: floor, sd: 0, title: `${Math.round(floor)} verifications/s` })),
+    fit: { from: xs[0] ?? 1, at: () => floor },
+  });
+  return plotSvg({ title: 'Payments settled per second by the issuer node', subtitle, panels: [{ xLabel: 'submitters at once', yLabel: 'payments per second', series }] });
+}
+
+const rate = (x: number) => Math.round(x).toLocaleString('en-US');
+const ms = (x: number, digits = 3) => x.toFixed(digits);
+
+/** The report as text: the floor, then one table row per scheme, database and number of submitters. */
+export function formatSettleReport(report: SettleReport): string {
+  const lines: string[] = [];
+  for (const w of report.workloads) lines.push(`Workload (${w.scheme}): ${w.describes}; ${report.devices} paying devices, ${report.paymentsPerRow.toLocaleString('en-US')} payments per row`);
+  lines.push(
+    `Floor: ${rate(report.floor.perSecond)} Ed25519 verifications/s (node:crypto, ${report.floor.threads} worker threads at once, ${report.floor.spanMs} ms each; the faster of ${report.floor.measuredPerSecond.map(rate).join(' before and ')} after the rows): the most payments a second a node that checks one signature per payment could settle here`,
+    '',
+    '| scheme | database | submitters | payments | requests | payments/s | p50 ms / request | p99 ms / request | node CPU ms / payment | PostgreSQL CPU ms / payment | bench CPU ms / payment | floor / rate |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  );
+  for (const r of report.rows) {
+    lines.push(
+      `| ${r.scheme} | ${r.database} | ${r.submitters} | ${r.payments} | ${r.requests} | ${rate(r.paymentsPerSecond)} | ${ms(r.latency.p50Ms, 1)} | ${ms(r.latency.p99Ms, 1)} | ${ms(r.nodeCpuMsPerPayment)} | ${r.postgresCpuMsPerPayment === null ? 'in node' : ms(r.postgresCpuMsPerPayment)} | ${ms(r.benchCpuMsPerPayment)} | ${r.floorRatio.toFixed(1)}x |`,
+    );
+  }
+  if (report.loadAfter.length > 0) lines.push('', `Load average after each database: ${report.loadAfter.map((l) => `${l.scheme} ${l.database} ${l.loadAverage.toFixed(1)}`).join(', ')}`);
+  for (const s of report.skipped) lines.push('', `Skipped: ${s}`);
+  if (report.figure !== null) lines.push('', `Figure: ${report.figure}`);
+  return lines.join('\n');
+}
+
+/** The ratios the harness checks: a rate above its floor means the floor was measured disturbed. */
+export function settleRatios(report: SettleReport): FloorRatio[] {
+  return report.rows.map((r) => ({ what: `${r.scheme} ${r.database} ${r.submitters} submitter(s): floor / rate`, value: r.floorRatio }));
+}
+
+/** Runs `bench settle` over `sources`. */
+export async function benchSettle(harness: BenchHarness, sources: readonly SettleSource[], parameters: SettleParameters): Promise<SettleReport> {
+  if (sources.length === 0) throw new RangeError('bench settle: no scheme in the registry gives a settlement workload');
+  harness.progress(`verification floor: ${parameters.floorMs} ms on every core`);
+  const first = await measureVerifyFloor(parameters.floorMs);
+  const wantPostgres = parameters.postgres !== false;
+  const databases: Array<'pglite' | 'postgres'> = wantPostgres && harness.postgresUrl !== undefined ? ['pglite', 'postgres'] : ['pglite'];
+  const skipped = wantPostgres && harness.postgresUrl === undefined ? ['PostgreSQL rows: set DATABASE_URL or TEST_DATABASE_URL'] : [];
+  const measuredRows: Array<Omit<SettleRow, 'floorRatio'>> = [];
+  const workloads: Array<{ scheme: string; describes: string }> = [];
+  const loadAfter: Array<{ scheme: string; database: 'pglite' | 'postgres'; loadAverage: number }> = [];
+  for (const source of sources) {
+    const workload = await source.load();
+    workloads.push({ scheme: source.scheme, describes: workload.describes });
+    for (const database of databases) {
+      measuredRows.push(...(await measureDatabase(harness, source, workload, database, parameters)));
+      loadAfter.push({ scheme: source.scheme, database, loadAverage: loadavg()[0] ?? Number.NaN });
+    }
+  }
+  harness.progress(`verification floor again: ${parameters.floorMs} ms on every core`);
+  const second = await measureVerifyFloor(parameters.floorMs);
+  const best = second.perSecond > first.perSecond ? second : first;
+  const floor = { ...best, spanMs: parameters.floorMs, measuredPerSecond: [first.perSecond, second.perSecond] };
+  const rows: SettleRow[] = measuredRows.map((r) => ({ ...r, floorRatio: floor.perSecond / r.paymentsPerSecond }));
+  let figure: string | null = null;
+  if (parameters.figure !== undefined) {
+    const m = harness.machine;
+    figure = await harness.writeFile(parameters.figure, settleFigure({ rows, floor }, `${m.cpu}, ${m.cores} cores, Node ${m.node}; ${m.date}; ${parameters.payments.toLocaleString('en-US')} payments per point`));
+  }
+  return { floor, devices: parameters.devices, paymentsPerRow: parameters.payments, workloads, rows, loadAfter, skipped, figure };
+}
+
+/**
+ * A positive count from the environment, or undefined when unset.
+ * @throws RangeError for anything but a whole number from 1 to 10,000,000
+ */
+function countFrom(env: Readonly<Record<string, string | undefined>>, name: string): number | undefined {
+  const value = env[name];
+  if (value === undefined || value === '') return undefined;
+  const n = Number(value);
+  if (!/^[0-9]+$/.test(value) || n < 1 || n > 10_000_000) throw new RangeError(`${name}: expected a whole number from 1 to 10,000,000, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** `npm run bench -- settle`, over the workloads the registry's schemes give (`TALLY_SETTLE_PAYMENTS` per row and `TALLY_SETTLE_DEVICES` override the parameters). */
+export function settleBench(sources: readonly SettleSource[]): BenchPlugin<SettleParameters, SettleReport> {
+  return {
+    name: 'settle',
+    paper: 'Tally',
+    reproduces: 'settlement at national scale: payments settled per second by the issuer node, against the signature-verification floor',
+    parameters: {
+      quick: { devices: 8, payments: 6_000, submitters: [1, 4], warmup: 200, floorMs: 500, figure: 'settle.svg' },
+      full: { devices: 64, payments: 25_000, submitters: [1, 2, 4, 8], warmup: 1_000, floorMs: 1_000, figure: 'settle.svg' },
+    },
+    async run(harness, parameters) {
+      const report = await benchSettle(harness, sources, {
+        ...parameters,
+        payments: countFrom(harness.env, 'TALLY_SETTLE_PAYMENTS') ?? parameters.payments,
+        devices: countFrom(harness.env, 'TALLY_SETTLE_DEVICES') ?? parameters.devices,
+      });
+      return { report, text: formatSettleReport(report), ratios: settleRatios(report) };
+    },
+  };
+}
