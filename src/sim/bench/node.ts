@@ -166,6 +166,24 @@ export async function serveBenchNode(options: BenchNodeOptions & { postgresUrl?:
   };
 }
 
+/**
+ * Sends a request again, signed afresh under the same idempotency key, when the connection failed
+ * before an answer (a kept-alive socket the server closed as it was reused): the node answers a
+ * request it already took with its stored answer, so a retry never does the work twice.
+ */
+async function retried(send: () => Promise<Response>): Promise<Response> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await send();
+    } catch (e) {
+      if (attempt >= SEND_ATTEMPTS_MAX) throw e;
+    }
+  }
+}
+
+/** Attempts of one request whose connection fails. */
+const SEND_ATTEMPTS_MAX = 3;
+
 /** A client of a served node (in this process or another): signed requests, users, the OEM, minting, the audit. */
 export function benchNodeClient(served: Omit<BenchNodeServed, 'stop'>, stop: () => Promise<void>): BenchNode {
   const { url, database, operatorToken } = served;
@@ -173,13 +191,16 @@ export function benchNodeClient(served: Omit<BenchNodeServed, 'stop'>, stop: () 
   const idempotencyKey = () => `bench-${process.pid}-${++calls}`;
   const send = (who: Signer | 'operator', method: string, path: string, body?: unknown): Promise<Response> => {
     const text = body === undefined ? '' : JSON.stringify(body);
-    const auth =
-      who === 'operator'
-        ? { authorization: `Bearer ${operatorToken}` }
-        : signRequest({ signer: who, keyId: toHex(keyId(who.publicKey)), method, path, body: text, timestamp: Date.now() });
-    const headers: Record<string, string> = { 'content-type': 'application/json', ...auth };
-    if (method !== 'GET') headers['idempotency-key'] = idempotencyKey();
-    return fetch(`${url}${path}`, { method, headers, ...(method === 'GET' ? {} : { body: text }) });
+    const key = idempotencyKey();
+    return retried(() => {
+      const auth =
+        who === 'operator'
+          ? { authorization: `Bearer ${operatorToken}` }
+          : signRequest({ signer: who, keyId: toHex(keyId(who.publicKey)), method, path, body: text, timestamp: Date.now() });
+      const headers: Record<string, string> = { 'content-type': 'application/json', ...auth };
+      if (method !== 'GET') headers['idempotency-key'] = key;
+      return fetch(`${url}${path}`, { method, headers, ...(method === 'GET' ? {} : { body: text }) });
+    });
   };
   const call = async (who: Signer | 'operator', method: string, path: string, body?: unknown): Promise<unknown> => {
     const response = await send(who, method, path, body);
@@ -205,9 +226,12 @@ export function benchNodeClient(served: Omit<BenchNodeServed, 'stop'>, stop: () 
       return { bytes, sha256: createHash('sha256').update(bytes).digest() };
     },
     sendPrepared(who, method, path, body) {
-      const auth = signRequest({ signer: who, keyId: toHex(keyId(who.publicKey)), method, path, body: body.bytes, bodyHash: body.sha256, timestamp: Date.now() });
-      const headers: Record<string, string> = { 'content-type': 'application/json', 'idempotency-key': idempotencyKey(), ...auth };
-      return fetch(`${url}${path}`, { method, headers, body: body.bytes });
+      const key = idempotencyKey();
+      return retried(() => {
+        const auth = signRequest({ signer: who, keyId: toHex(keyId(who.publicKey)), method, path, body: body.bytes, bodyHash: body.sha256, timestamp: Date.now() });
+        const headers: Record<string, string> = { 'content-type': 'application/json', 'idempotency-key': key, ...auth };
+        return fetch(`${url}${path}`, { method, headers, body: body.bytes });
+      });
     },
     amount: (minor) => formatMinor(BENCH_CURRENCY, minor),
     async registerUser(suite = 'ed25519') {
