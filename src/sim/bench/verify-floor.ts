@@ -7,8 +7,8 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 
-/** About the size of an encoded payment's signed record. */
-const MESSAGE_BYTES = 256;
+/** About the size of an OPS payment's signed record (its tag, amount, index and two certificates). */
+const MESSAGE_BYTES = 736;
 /** How long a worker may take to start and to answer beyond its span. */
 const WORKER_SLACK_MS = 30_000;
 
