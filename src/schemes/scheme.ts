@@ -59,6 +59,6 @@ export interface Scheme {
   wire?(): Promise<readonly WireDecoder[]>;
   /** Its trusted app, loaded when `npm run fuzz` feeds its commands through a secure element host. */
   trustedApp?(): Promise<TrustedApp<unknown>>;
-  /** Its side of `npm run bench -- settle` (payments settled per second by the node), loaded when that runs. */
-  settle?(): Promise<SettleWorkload>;
+  /** Its sides of `npm run bench -- settle` (payments settled per second by the node, one workload per settlement path), loaded when that runs. */
+  settle?(): Promise<readonly SettleWorkload[]>;
 }

@@ -18,6 +18,6 @@ export const ops: Scheme = {
   bench: async (use) => use((await import('./bench.ts')).opsBench),
   wire: async () => (await import('./wire.ts')).OPS_WIRE,
   trustedApp: async () => (await import('./trusted-app.ts')).opsTrustedApp,
-  settle: async () => (await import('./bench-settle.ts')).opsSettle,
+  settle: async () => [(await import('./bench-settle.ts')).opsSettle, (await import('./bench-settle-sync.ts')).opsSyncSettle],
   cli: opsCli,
 };

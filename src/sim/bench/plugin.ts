@@ -135,6 +135,14 @@ export interface BenchPlugin<P = unknown, R = unknown> {
  * node per database, times the rows, and checks the audit.
  */
 export interface SettleWorkload {
+  /** Its name within its scheme ("claims", "sync"): `TALLY_SETTLE_WORKLOADS=ops/sync` picks it. */
+  readonly name: string;
+  /**
+   * The Ed25519 verifications the node cannot settle one payment without (1 for a payment that
+   * carries its own signature; a fraction when one signed report carries many payments): the floor
+   * of this workload is the machine's verifications a second over this.
+   */
+  readonly verificationsPerPayment: number;
   /** The schemes the node must serve, by their registry names. */
   readonly schemes: readonly string[];
   /** What the workload settles, for the report's text ("OPS payments claimed in bulk"). */
@@ -155,6 +163,8 @@ export interface SettleContext {
   readonly submittersMax: number;
   /** Every payment the world will be asked for, over all rows. */
   readonly paymentsTotal: number;
+  /** The most payments one row (or the warm-up) asks for. */
+  readonly paymentsPerRow: number;
 }
 
 /** A workload's world on one node. */

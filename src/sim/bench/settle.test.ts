@@ -9,17 +9,21 @@ import { SCHEMES } from '../../schemes/index.ts';
 import { makeHarness } from './harness.ts';
 import { benchSettle, formatSettleReport, settleRatios, settleSources } from './settle.ts';
 
-test('bench settle, tiny: every payment settled once, the audit balanced, every row reported', { timeout: 120_000 }, async () => {
+test('bench settle, tiny: every payment settled once, the audit balanced, every row reported', { timeout: 180_000 }, async () => {
   const sources = settleSources(SCHEMES);
   assert.ok(sources.length >= 1, 'some scheme gives a settlement workload');
   const { harness, close } = makeHarness({ quick: true, env: {}, progress: () => undefined });
   const payments = 300;
-  const report = await benchSettle(harness, sources.slice(0, 1), { devices: 2, payments, submitters: [1, 2], warmup: 10, floorMs: 200, postgres: false }).finally(close);
+  const source = sources[0];
+  assert.ok(source !== undefined);
+  const workloads = await source.load();
+  assert.ok(workloads.length >= 1);
+  const report = await benchSettle(harness, [source], { devices: 2, payments, submitters: [1, 2], warmup: 10, floorMs: 200, postgres: false }).finally(close);
 
-  const scheme = sources[0]?.scheme;
+  const scheme = source.scheme;
   assert.deepEqual(
-    report.rows.map((r) => `${r.scheme} ${r.database} ${r.submitters}`),
-    [`${scheme} pglite 1`, `${scheme} pglite 2`],
+    report.rows.map((r) => `${r.scheme} ${r.workload} ${r.database} ${r.submitters}`),
+    workloads.flatMap((w) => [`${scheme} ${w.name} pglite 1`, `${scheme} ${w.name} pglite 2`]),
   );
   for (const row of report.rows) {
     assert.equal(row.payments, payments, 'every payment made was settled');
@@ -29,7 +33,11 @@ test('bench settle, tiny: every payment settled once, the audit balanced, every 
     // The node's process did the settling: its CPU moved; PGlite's is inside it.
     assert.ok(row.nodeCpuMsPerPayment > 0, `node CPU ${row.nodeCpuMsPerPayment} ms per payment`);
     assert.equal(row.postgresCpuMsPerPayment, null);
-    assert.ok(row.floorRatio > 0 && Number.isFinite(row.floorRatio));
+    // The workload's floor is the machine's verifications over the verifications a payment needs.
+    const perPayment = workloads.find((w) => w.name === row.workload)?.verificationsPerPayment;
+    assert.ok(perPayment !== undefined && perPayment > 0);
+    assert.ok(Math.abs(row.floorPaymentsPerSecond - report.floor.perSecond / perPayment) < 1e-6);
+    assert.ok(Math.abs(row.floorRatio - row.floorPaymentsPerSecond / row.paymentsPerSecond) < 1e-9);
   }
   assert.ok(report.floor.threads >= 1 && report.floor.perSecond > 0);
   assert.equal(report.floor.perThread.length, report.floor.threads);
@@ -39,6 +47,18 @@ test('bench settle, tiny: every payment settled once, the audit balanced, every 
   assert.equal(report.figure, null);
   assert.equal(settleRatios(report).length, report.rows.length);
   const text = formatSettleReport(report);
-  assert.ok(text.includes(`| ${scheme} | pglite | 2 | ${payments} |`), text);
+  for (const w of workloads) assert.ok(text.includes(`| ${scheme} | ${w.name} | pglite | 2 | ${payments} |`), text);
   assert.match(text, /Floor: [0-9,]+ Ed25519 verifications\/s/);
+});
+
+test('bench settle: a workload that no scheme gives is refused before any node starts', async () => {
+  const { harness, close } = makeHarness({ quick: true, env: {}, progress: () => undefined });
+  try {
+    await assert.rejects(
+      benchSettle(harness, settleSources(SCHEMES), { devices: 2, payments: 10, submitters: [1], warmup: 0, floorMs: 50, postgres: false, only: ['ops/no-such-workload'] }),
+      /no workload is named "ops\/no-such-workload"/,
+    );
+  } finally {
+    await close();
+  }
 });

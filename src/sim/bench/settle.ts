@@ -17,14 +17,14 @@ import type { BenchHarness, BenchPlugin, BenchProcessNode, FloorRatio, SettleSub
 import { summarise, type Latency } from './stats.ts';
 import { measureVerifyFloor, type VerifyFloor } from './verify-floor.ts';
 
-/** Where a scheme's workload comes from: its name in the registry and its lazy loader. */
+/** Where a scheme's workloads come from: its name in the registry and its lazy loader. */
 export interface SettleSource {
   readonly scheme: string;
-  load(): Promise<SettleWorkload>;
+  load(): Promise<readonly SettleWorkload[]>;
 }
 
-/** The workloads of the schemes that give one (the registry's `settle`), in the registry's order. */
-export function settleSources(schemes: ReadonlyArray<{ readonly name: string; settle?(): Promise<SettleWorkload> }>): SettleSource[] {
+/** The workloads of the schemes that give some (the registry's `settle`), in the registry's order. */
+export function settleSources(schemes: ReadonlyArray<{ readonly name: string; settle?(): Promise<readonly SettleWorkload[]> }>): SettleSource[] {
   return schemes.flatMap((scheme) => {
     const settle = scheme.settle;
     return settle === undefined ? [] : [{ scheme: scheme.name, load: () => settle.call(scheme) }];
@@ -47,11 +47,14 @@ export interface SettleParameters {
   readonly postgres?: boolean | undefined;
   /** Where the figure goes (in docs/ when relative); none when undefined. */
   readonly figure?: string | undefined;
+  /** Only these workloads, as `scheme/name` (or `scheme` for all of its); every one when undefined. */
+  readonly only?: readonly string[] | undefined;
 }
 
-/** One row: a scheme, a database, a number of submitters. */
+/** One row: a scheme's workload, a database, a number of submitters. */
 export interface SettleRow {
   readonly scheme: string;
+  readonly workload: string;
   readonly database: 'pglite' | 'postgres';
   readonly submitters: number;
   readonly payments: number;
@@ -66,7 +69,9 @@ export interface SettleRow {
   readonly postgresCpuMsPerPayment: number | null;
   /** CPU of this process (the submitters, signing and sending) per payment, ms. */
   readonly benchCpuMsPerPayment: number;
-  /** Time per payment over time per verification on every core: floor rate / payments per second. */
+  /** The most payments a second the workload's verifications allow on every core: the floor over its verifications per payment. */
+  readonly floorPaymentsPerSecond: number;
+  /** Time per payment over the floor's time per payment: floor payments per second / payments per second. */
   readonly floorRatio: number;
 }
 
@@ -76,10 +81,10 @@ export interface SettleReport {
   readonly floor: VerifyFloor & { readonly spanMs: number; readonly measuredPerSecond: readonly number[] };
   readonly devices: number;
   readonly paymentsPerRow: number;
-  readonly workloads: ReadonlyArray<{ readonly scheme: string; readonly describes: string }>;
+  readonly workloads: ReadonlyArray<{ readonly scheme: string; readonly workload: string; readonly describes: string; readonly verificationsPerPayment: number }>;
   readonly rows: readonly SettleRow[];
   /** The 1-minute load average after each database's rows. */
-  readonly loadAfter: ReadonlyArray<{ readonly scheme: string; readonly database: 'pglite' | 'postgres'; readonly loadAverage: number }>;
+  readonly loadAfter: ReadonlyArray<{ readonly scheme: string; readonly workload: string; readonly database: 'pglite' | 'postgres'; readonly loadAverage: number }>;
   readonly skipped: readonly string[];
   /** Where the figure was written, if it was. */
   readonly figure: string | null;
@@ -111,20 +116,27 @@ async function drive(submitters: readonly SettleSubmitter[], settled: (n: number
 }
 
 /** Times every row of one workload on one database, then checks that every payment was settled once and the audit balances. */
-async function measureDatabase(harness: BenchHarness, source: SettleSource, workload: SettleWorkload, database: 'pglite' | 'postgres', parameters: SettleParameters): Promise<Array<Omit<SettleRow, 'floorRatio'>>> {
-  const label = `${source.scheme} on ${database}`;
+async function measureDatabase(harness: BenchHarness, source: SettleSource, workload: SettleWorkload, database: 'pglite' | 'postgres', parameters: SettleParameters): Promise<Array<Omit<SettleRow, 'floorRatio' | 'floorPaymentsPerSecond'>>> {
+  const label = `${source.scheme} ${workload.name} on ${database}`;
   harness.progress(`${label}: opening the node process`);
   const node: BenchProcessNode = await harness.openNodeProcess({ schemes: workload.schemes, database, deviceLimits: (d) => workload.deviceLimits(d) });
   try {
     const submittersMax = Math.max(...parameters.submitters);
     harness.progress(`${label}: setting up ${parameters.devices} devices and ${submittersMax} receivers`);
-    const world = await workload.open({ harness, node, devices: parameters.devices, submittersMax, paymentsTotal: parameters.warmup + parameters.payments * parameters.submitters.length });
+    const world = await workload.open({
+      harness,
+      node,
+      devices: parameters.devices,
+      submittersMax,
+      paymentsTotal: parameters.warmup + parameters.payments * parameters.submitters.length,
+      paymentsPerRow: Math.max(parameters.warmup, parameters.payments),
+    });
     try {
       if (parameters.warmup > 0) {
         const warm = await world.prepare({ submitters: 1, payments: parameters.warmup, made: () => undefined });
         await drive(warm, () => undefined);
       }
-      const rows: Array<Omit<SettleRow, 'floorRatio'>> = [];
+      const rows: Array<Omit<SettleRow, 'floorRatio' | 'floorPaymentsPerSecond'>> = [];
       for (const submitters of parameters.submitters) {
         const making = harness.progressBar(`${label}, ${submitters} submitter(s): paying`, parameters.payments);
         const work = await world.prepare({ submitters, payments: parameters.payments, made: (n) => making.advance(n) });
@@ -138,6 +150,7 @@ async function measureDatabase(harness: BenchHarness, source: SettleSource, work
         const paymentsPerSecond = (timed.payments * 1000) / timed.elapsedMs;
         rows.push({
           scheme: source.scheme,
+          workload: workload.name,
           database,
           submitters,
           payments: timed.payments,
@@ -182,11 +195,11 @@ export function settleFigure(report: Pick<SettleReport, 'rows' | 'floor'>, subti
   const series: PlotSeries[] = [];
   const xs = [...new Set(report.rows.map((r) => r.submitters))].sort((a, b) => a - b);
   for (const database of ['pglite', 'postgres'] as const) {
-    for (const scheme of [...new Set(report.rows.map((r) => r.scheme))]) {
-      const rows = report.rows.filter((r) => r.database === database && r.scheme === scheme);
+    for (const workload of [...new Set(report.rows.map((r) => `${r.scheme} ${r.workload}`))]) {
+      const rows = report.rows.filter((r) => r.database === database && `${r.scheme} ${r.workload}` === workload);
       if (rows.length === 0) continue;
-      const points = rows.map((r) => ({ x: r.submitters, y: r.paymentsPerSecond, sd: 0, title: `${database}, ${r.submitters} submitter(s): ${Math.round(r.paymentsPerSecond)} payments/s` }));
-      series.push({ label: `${scheme}, ${database}`, colour: COLOURS[database], points, fit: { from: points[0]?.x ?? 1, at: through(points) } });
+      const points = rows.map((r) => ({ x: r.submitters, y: r.paymentsPerSecond, sd: 0, title: `${workload}, ${database}, ${r.submitters} submitter(s): ${Math.round(r.paymentsPerSecond)} payments/s` }));
+      series.push({ label: `${workload}, ${database}`, colour: COLOURS[database], points, fit: { from: points[0]?.x ?? 1, at: through(points) } });
     }
   }
   const floor = report.floor.perSecond;
@@ -205,19 +218,21 @@ const ms = (x: number, digits = 3) => x.toFixed(digits);
 /** The report as text: the floor, then one table row per scheme, database and number of submitters. */
 export function formatSettleReport(report: SettleReport): string {
   const lines: string[] = [];
-  for (const w of report.workloads) lines.push(`Workload (${w.scheme}): ${w.describes}; ${report.devices} paying devices, ${report.paymentsPerRow.toLocaleString('en-US')} payments per row`);
+  for (const w of report.workloads) {
+    lines.push(`Workload (${w.scheme} ${w.workload}): ${w.describes}; ${report.paymentsPerRow.toLocaleString('en-US')} payments per row; ${w.verificationsPerPayment === 1 ? 'one verification' : `${w.verificationsPerPayment.toPrecision(3)} verifications`} per payment at the least`);
+  }
   lines.push(
-    `Floor: ${rate(report.floor.perSecond)} Ed25519 verifications/s (node:crypto, ${report.floor.threads} worker threads at once, ${report.floor.spanMs} ms each; the faster of ${report.floor.measuredPerSecond.map(rate).join(' before and ')} after the rows): the most payments a second a node that checks one signature per payment could settle here`,
+    `Floor: ${rate(report.floor.perSecond)} Ed25519 verifications/s (node:crypto, ${report.floor.threads} worker threads at once, ${report.floor.spanMs} ms each; the faster of ${report.floor.measuredPerSecond.map(rate).join(' before and ')} after the rows): a workload's floor is this over its verifications per payment, the most payments a second a node could settle here that checked nothing else`,
     '',
-    '| scheme | database | submitters | payments | requests | payments/s | p50 ms / request | p99 ms / request | node CPU ms / payment | PostgreSQL CPU ms / payment | bench CPU ms / payment | floor / rate |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| scheme | workload | database | submitters | payments | requests | payments/s | p50 ms / request | p99 ms / request | node CPU ms / payment | PostgreSQL CPU ms / payment | bench CPU ms / payment | floor payments/s | floor / rate |',
+    '|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   );
   for (const r of report.rows) {
     lines.push(
-      `| ${r.scheme} | ${r.database} | ${r.submitters} | ${r.payments} | ${r.requests} | ${rate(r.paymentsPerSecond)} | ${ms(r.latency.p50Ms, 1)} | ${ms(r.latency.p99Ms, 1)} | ${ms(r.nodeCpuMsPerPayment)} | ${r.postgresCpuMsPerPayment === null ? 'in node' : ms(r.postgresCpuMsPerPayment)} | ${ms(r.benchCpuMsPerPayment)} | ${r.floorRatio.toFixed(1)}x |`,
+      `| ${r.scheme} | ${r.workload} | ${r.database} | ${r.submitters} | ${r.payments} | ${r.requests} | ${rate(r.paymentsPerSecond)} | ${ms(r.latency.p50Ms, 1)} | ${ms(r.latency.p99Ms, 1)} | ${ms(r.nodeCpuMsPerPayment)} | ${r.postgresCpuMsPerPayment === null ? 'in node' : ms(r.postgresCpuMsPerPayment)} | ${ms(r.benchCpuMsPerPayment)} | ${rate(r.floorPaymentsPerSecond)} | ${r.floorRatio.toFixed(1)}x |`,
     );
   }
-  if (report.loadAfter.length > 0) lines.push('', `Load average after each database: ${report.loadAfter.map((l) => `${l.scheme} ${l.database} ${l.loadAverage.toFixed(1)}`).join(', ')}`);
+  if (report.loadAfter.length > 0) lines.push('', `Load average after each database: ${report.loadAfter.map((l) => `${l.scheme} ${l.workload} ${l.database} ${l.loadAverage.toFixed(1)}`).join(', ')}`);
   for (const s of report.skipped) lines.push('', `Skipped: ${s}`);
   if (report.figure !== null) lines.push('', `Figure: ${report.figure}`);
   return lines.join('\n');
@@ -225,33 +240,44 @@ export function formatSettleReport(report: SettleReport): string {
 
 /** The ratios the harness checks: a rate above its floor means the floor was measured disturbed. */
 export function settleRatios(report: SettleReport): FloorRatio[] {
-  return report.rows.map((r) => ({ what: `${r.scheme} ${r.database} ${r.submitters} submitter(s): floor / rate`, value: r.floorRatio }));
+  return report.rows.map((r) => ({ what: `${r.scheme} ${r.workload} ${r.database} ${r.submitters} submitter(s): floor / rate`, value: r.floorRatio }));
 }
 
 /** Runs `bench settle` over `sources`. */
 export async function benchSettle(harness: BenchHarness, sources: readonly SettleSource[], parameters: SettleParameters): Promise<SettleReport> {
   if (sources.length === 0) throw new RangeError('bench settle: no scheme in the registry gives a settlement workload');
+  const only = parameters.only;
+  const chosen: Array<{ source: SettleSource; workload: SettleWorkload }> = [];
+  for (const source of sources) {
+    for (const workload of await source.load()) {
+      if (only === undefined || only.includes(source.scheme) || only.includes(`${source.scheme}/${workload.name}`)) chosen.push({ source, workload });
+    }
+  }
+  if (chosen.length === 0) throw new RangeError(`bench settle: no workload is named ${JSON.stringify(only?.join(',') ?? '')}`);
   harness.progress(`verification floor: ${parameters.floorMs} ms on every core`);
   const first = await measureVerifyFloor(parameters.floorMs);
   const wantPostgres = parameters.postgres !== false;
   const databases: Array<'pglite' | 'postgres'> = wantPostgres && harness.postgresUrl !== undefined ? ['pglite', 'postgres'] : ['pglite'];
   const skipped = wantPostgres && harness.postgresUrl === undefined ? ['PostgreSQL rows: set DATABASE_URL or TEST_DATABASE_URL'] : [];
-  const measuredRows: Array<Omit<SettleRow, 'floorRatio'>> = [];
-  const workloads: Array<{ scheme: string; describes: string }> = [];
-  const loadAfter: Array<{ scheme: string; database: 'pglite' | 'postgres'; loadAverage: number }> = [];
-  for (const source of sources) {
-    const workload = await source.load();
-    workloads.push({ scheme: source.scheme, describes: workload.describes });
+  const measuredRows: Array<Omit<SettleRow, 'floorRatio' | 'floorPaymentsPerSecond'>> = [];
+  const workloads: Array<{ scheme: string; workload: string; describes: string; verificationsPerPayment: number }> = [];
+  const loadAfter: Array<{ scheme: string; workload: string; database: 'pglite' | 'postgres'; loadAverage: number }> = [];
+  for (const { source, workload } of chosen) {
+    workloads.push({ scheme: source.scheme, workload: workload.name, describes: workload.describes, verificationsPerPayment: workload.verificationsPerPayment });
     for (const database of databases) {
       measuredRows.push(...(await measureDatabase(harness, source, workload, database, parameters)));
-      loadAfter.push({ scheme: source.scheme, database, loadAverage: loadavg()[0] ?? Number.NaN });
+      loadAfter.push({ scheme: source.scheme, workload: workload.name, database, loadAverage: loadavg()[0] ?? Number.NaN });
     }
   }
   harness.progress(`verification floor again: ${parameters.floorMs} ms on every core`);
   const second = await measureVerifyFloor(parameters.floorMs);
   const best = second.perSecond > first.perSecond ? second : first;
   const floor = { ...best, spanMs: parameters.floorMs, measuredPerSecond: [first.perSecond, second.perSecond] };
-  const rows: SettleRow[] = measuredRows.map((r) => ({ ...r, floorRatio: floor.perSecond / r.paymentsPerSecond }));
+  const rows: SettleRow[] = measuredRows.map((r) => {
+    const perPayment = workloads.find((w) => w.scheme === r.scheme && w.workload === r.workload)?.verificationsPerPayment ?? 1;
+    const floorPaymentsPerSecond = floor.perSecond / perPayment;
+    return { ...r, floorPaymentsPerSecond, floorRatio: floorPaymentsPerSecond / r.paymentsPerSecond };
+  });
   let figure: string | null = null;
   if (parameters.figure !== undefined) {
     const m = harness.machine;
@@ -272,6 +298,18 @@ function countFrom(env: Readonly<Record<string, string | undefined>>, name: stri
   return n;
 }
 
+/**
+ * A list of workload names (`ops/claims,ops/sync` or `ops`) from the environment, or undefined when unset.
+ * @throws RangeError for a name that is not a scheme or scheme/workload
+ */
+function listFrom(env: Readonly<Record<string, string | undefined>>, name: string): string[] | undefined {
+  const value = env[name];
+  if (value === undefined || value === '') return undefined;
+  const names = value.split(',').map((n) => n.trim());
+  for (const n of names) if (!/^[a-z][a-z0-9-]*(\/[a-z][a-z0-9-]*)?$/.test(n)) throw new RangeError(`${name}: expected scheme or scheme/workload names separated by commas, got ${JSON.stringify(n)}`);
+  return names;
+}
+
 /** `npm run bench -- settle`, over the workloads the registry's schemes give (`TALLY_SETTLE_PAYMENTS` per row and `TALLY_SETTLE_DEVICES` override the parameters). */
 export function settleBench(sources: readonly SettleSource[]): BenchPlugin<SettleParameters, SettleReport> {
   return {
@@ -287,6 +325,7 @@ export function settleBench(sources: readonly SettleSource[]): BenchPlugin<Settl
         ...parameters,
         payments: countFrom(harness.env, 'TALLY_SETTLE_PAYMENTS') ?? parameters.payments,
         devices: countFrom(harness.env, 'TALLY_SETTLE_DEVICES') ?? parameters.devices,
+        only: listFrom(harness.env, 'TALLY_SETTLE_WORKLOADS') ?? parameters.only,
       });
       return { report, text: formatSettleReport(report), ratios: settleRatios(report) };
     },
