@@ -56,7 +56,11 @@ export interface DotmWorld {
 
 /** Opens a node serving DOT-M with its keys in `suite`, and enrols the bench OEM. */
 export async function openWorld(harness: BenchHarness, suite: SuiteName): Promise<DotmWorld> {
-  const node = await harness.openNode({ schemes: [dotmNodePart], suite });
+  return worldOn(harness, await harness.openNode({ schemes: [dotmNodePart], suite }), suite);
+}
+
+/** The bench's world on a node already serving DOT-M with keys in `suite`: enrols the bench OEM. */
+export async function worldOn(harness: BenchHarness, node: BenchNode, suite: SuiteName): Promise<DotmWorld> {
   const oem = await node.enrolOem(DOTM_SCHEME, BENCH_MEASUREMENT);
   return { harness, node, oem, suite };
 }
