@@ -1,0 +1,4 @@
+/** Placeholder while being written. */
+export function chainVectorFiles(): ReadonlyMap<string, string> {
+  return new Map();
+}

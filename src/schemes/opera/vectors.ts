@@ -1,0 +1,4 @@
+/** Placeholder while being written. */
+export function operaVectorFiles(): ReadonlyMap<string, string> {
+  return new Map();
+}
