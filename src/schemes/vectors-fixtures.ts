@@ -11,7 +11,8 @@ import assert from 'node:assert/strict';
 import { createHash, createPublicKey, ECDH, verify as nodeVerify } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { secp256k1 } from '@noble/curves/secp256k1.js';
-import { fromHex, toBase64url, toHex } from '../core/bytes.ts';
+import { concatBytes, fromHex, toBase64url, toHex } from '../core/bytes.ts';
+import { isTallyError } from '../core/errors.ts';
 import { decodeCbor, encodeCbor } from '../core/cbor.ts';
 import { record, text, type Codec } from '../core/codec.ts';
 import { keccak256 } from '../core/crypto/hash.ts';
@@ -120,6 +121,16 @@ export function checkSignedRecord(v: SignedRecordJson, keys: Record<string, KeyJ
   const message = fromHex(v.message);
   assert.equal(toHex(encodeCbor(decodeCbor(message))), v.message, `${v.name}: the message is deterministic CBOR`);
   assert.ok(toHex(message).includes(v.signature), `${v.name}: the message carries the signature`);
+  assert.throws(() => decodeCbor(longHeader(message)), (e: unknown) => isTallyError(e, 'CBOR_MALFORMED') || isTallyError(e, 'CBOR_NONCANONICAL'), `${v.name}: the same message with its header in a longer form is refused`);
+}
+
+/** The same CBOR with its first item's header (a map or array of fewer than 24 entries) in the one-byte-length form, which deterministic CBOR forbids. */
+export function longHeader(encoded: Uint8Array): Uint8Array {
+  const first = encoded[0] as number;
+  const major = first & 0xe0;
+  const count = first & 0x1f;
+  assert.ok((major === 0xa0 || major === 0x80) && count < 24, 'a short map or array');
+  return concatBytes(new Uint8Array([major | 24, count]), encoded.subarray(1));
 }
 
 /** Checks that a folder holds exactly the generated files (and those `extra` allows), each byte for byte. */
