@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { createHash, createHmac } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { vectorFiles } from '../../../scripts/test-vectors.ts';
+import { otpVectorFiles as vectorFiles } from './vectors.ts';
 import { fromHex, toHex } from '../../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import { array, literal, record, taggedUnion, text, uint, type Codec } from '../../core/codec.ts';
