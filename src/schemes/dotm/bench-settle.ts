@@ -184,6 +184,9 @@ export const dotmSettle: SettleWorkload = {
   // At the least, each signature once: the two events', the central bank's on the block, the
   // payer's record and R's notification (the node checks the shared ones in both events).
   verificationsPerPayment: 5,
+  // Each payment is made over the nine steps beforehand and settles at tens a second: a full row of
+  // the bench's size would take most of an hour.
+  paymentsPerRowMax: 1_000,
   schemes: [DOTM_SCHEME],
   describes: `DOT-M payments of one fresh block each (n_b = 1, n_d = 0) between wallet pairs, settled by the payer's and the payee's event uploads (${EVENTS_ROUTE}, up to ${EVENTS_UPLOAD_MAX} events a request, at most ${EVENTS_MAX} per wallet between uploads); the node checks each event's signature, every path from the central bank's signature to its tip and R's notification, and adds the records to the block's tree`,
   deviceLimits: (defaults: DeviceLimits): DeviceLimits => ({ ...defaults, holdingLimitMinor: HOLDING_LIMIT_MINOR }),

@@ -147,7 +147,10 @@ export async function openProcessNode(options: BenchProcessNodeOptions & { postg
   if (database === 'postgres' && options.postgresUrl === undefined) throw new RangeError('postgres: set DATABASE_URL or TEST_DATABASE_URL to a PostgreSQL URL');
   const deviceLimits = (options.deviceLimits ?? ((d) => d))(defaultDeviceLimits(BENCH_CURRENCY));
   // The child runs the sources through tsx; its stdout goes to our stderr, so that --json output stays clean.
-  const child = fork(CHILD_SCRIPT, [], { execArgv: ['--import', import.meta.resolve('tsx')], serialization: 'advanced', stdio: ['ignore', 2, 2, 'ipc'] });
+  // TALLY_CHILD_PROFILE=dir writes a CPU profile of the node process there when it stops.
+  const profile = process.env['TALLY_CHILD_PROFILE'];
+  const execArgv = [...(profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profile]), '--import', import.meta.resolve('tsx')];
+  const child = fork(CHILD_SCRIPT, [], { execArgv, serialization: 'advanced', stdio: ['ignore', 2, 2, 'ipc'] });
   const pid = child.pid;
   const kill = () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');

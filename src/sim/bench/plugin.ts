@@ -143,6 +143,11 @@ export interface SettleWorkload {
    * of this workload is the machine's verifications a second over this.
    */
   readonly verificationsPerPayment: number;
+  /**
+   * The most payments in one of its rows, when its payments are too slow to make or settle at the
+   * bench's row size (the report gives each row's count).
+   */
+  readonly paymentsPerRowMax?: number | undefined;
   /** The schemes the node must serve, by their registry names. */
   readonly schemes: readonly string[];
   /** What the workload settles, for the report's text ("OPS payments claimed in bulk"). */

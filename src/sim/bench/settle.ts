@@ -118,6 +118,8 @@ async function drive(submitters: readonly SettleSubmitter[], settled: (n: number
 /** Times every row of one workload on one database, then checks that every payment was settled once and the audit balances. */
 async function measureDatabase(harness: BenchHarness, source: SettleSource, workload: SettleWorkload, database: 'pglite' | 'postgres', parameters: SettleParameters): Promise<Array<Omit<SettleRow, 'floorRatio' | 'floorPaymentsPerSecond'>>> {
   const label = `${source.scheme} ${workload.name} on ${database}`;
+  const perRow = Math.min(parameters.payments, workload.paymentsPerRowMax ?? Number.POSITIVE_INFINITY);
+  const warmup = Math.min(parameters.warmup, perRow);
   harness.progress(`${label}: opening the node process`);
   const node: BenchProcessNode = await harness.openNodeProcess({ schemes: workload.schemes, database, deviceLimits: (d) => workload.deviceLimits(d) });
   try {
@@ -128,25 +130,25 @@ async function measureDatabase(harness: BenchHarness, source: SettleSource, work
       node,
       devices: parameters.devices,
       submittersMax,
-      paymentsTotal: parameters.warmup + parameters.payments * parameters.submitters.length,
-      paymentsPerRow: Math.max(parameters.warmup, parameters.payments),
+      paymentsTotal: warmup + perRow * parameters.submitters.length,
+      paymentsPerRow: perRow,
     });
     try {
-      if (parameters.warmup > 0) {
-        const warm = await world.prepare({ submitters: 1, payments: parameters.warmup, made: () => undefined });
+      if (warmup > 0) {
+        const warm = await world.prepare({ submitters: 1, payments: warmup, made: () => undefined });
         await drive(warm, () => undefined);
       }
       const rows: Array<Omit<SettleRow, 'floorRatio' | 'floorPaymentsPerSecond'>> = [];
       for (const submitters of parameters.submitters) {
-        const making = harness.progressBar(`${label}, ${submitters} submitter(s): paying`, parameters.payments);
-        const work = await world.prepare({ submitters, payments: parameters.payments, made: (n) => making.advance(n) });
+        const making = harness.progressBar(`${label}, ${submitters} submitter(s): paying`, perRow);
+        const work = await world.prepare({ submitters, payments: perRow, made: (n) => making.advance(n) });
         making.done();
-        const settling = harness.progressBar(`${label}, ${submitters} submitter(s): settling`, parameters.payments);
+        const settling = harness.progressBar(`${label}, ${submitters} submitter(s): settling`, perRow);
         const before = { node: await node.cpuMs(), postgres: postgresCpuMs(), bench: ownCpuMs() };
         const timed = await drive(work, (n) => settling.advance(n));
         const after = { node: await node.cpuMs(), postgres: postgresCpuMs(), bench: ownCpuMs() };
         settling.done();
-        if (timed.payments !== parameters.payments) throw new Error(`${label}: ${timed.payments} payments settled, ${parameters.payments} made`);
+        if (timed.payments !== perRow) throw new Error(`${label}: ${timed.payments} payments settled, ${perRow} made`);
         const paymentsPerSecond = (timed.payments * 1000) / timed.elapsedMs;
         rows.push({
           scheme: source.scheme,
@@ -219,7 +221,7 @@ const ms = (x: number, digits = 3) => x.toFixed(digits);
 export function formatSettleReport(report: SettleReport): string {
   const lines: string[] = [];
   for (const w of report.workloads) {
-    lines.push(`Workload (${w.scheme} ${w.workload}): ${w.describes}; ${report.paymentsPerRow.toLocaleString('en-US')} payments per row; ${w.verificationsPerPayment === 1 ? 'one verification' : `${w.verificationsPerPayment.toPrecision(3)} verifications`} per payment at the least`);
+    lines.push(`Workload (${w.scheme} ${w.workload}): ${w.describes}; ${(report.rows.find((r) => r.scheme === w.scheme && r.workload === w.workload)?.payments ?? report.paymentsPerRow).toLocaleString('en-US')} payments per row; ${w.verificationsPerPayment === 1 ? 'one verification' : `${w.verificationsPerPayment.toPrecision(3)} verifications`} per payment at the least`);
   }
   lines.push(
     `Floor: ${rate(report.floor.perSecond)} Ed25519 verifications/s (node:crypto, ${report.floor.threads} worker threads at once, ${report.floor.spanMs} ms each; the faster of ${report.floor.measuredPerSecond.map(rate).join(' before and ')} after the rows): a workload's floor is this over its verifications per payment, the most payments a second a node could settle here that checked nothing else`,
