@@ -14,4 +14,4 @@ const parent = new Map(); for (const n of p.nodes) for (const c of n.children ??
 const incl = new Map();
 for (const [id, t] of self) { const seen = new Set(); let cur = id; while (cur !== undefined) { const n = byId.get(cur); const k = `${n.callFrame.functionName || '(anon)'} ${n.callFrame.url.split('/').slice(-2).join('/')}:${n.callFrame.lineNumber}`; if (!seen.has(k)) { incl.set(k, (incl.get(k) ?? 0) + t); seen.add(k);} cur = parent.get(cur); } }
 console.log('--- inclusive');
-for (const [k, t] of [...incl].sort((a, b) => b[1] - a[1]).filter(([k]) => !k.includes('node:') && !k.startsWith('(anon)')).slice(0, 45)) console.log((t / 1000).toFixed(0).padStart(7), (100*t/total).toFixed(1).padStart(5)+'%', k);
+for (const [k, t] of [...incl].sort((a, b) => b[1] - a[1]).filter(([k]) => k.includes('.ts:')).slice(0, 45)) console.log((t / 1000).toFixed(0).padStart(7), (100*t/total).toFixed(1).padStart(5)+'%', k);
