@@ -245,25 +245,13 @@ export async function reconcileReport(
     return { findings, paidUpTo: row.reportedJ, collectedUpTo: row.reportedCollectSeq };
   }
 
-  let paidTotal = row.paidTotal;
-  for (const entry of report.paid) {
-    const seen = await ingestPayment(tx, { sender: device, index: entry.index, digest: entry.digest, amount: entry.amount, receiver: options.receiverOf(entry) });
-    if (seen.outcome === 'conflict') {
-      findings.push({ device, kind: 'clone', evidence: { index: entry.index.toString(), reported: toHex(entry.digest), known: toHex(new Uint8Array(seen.row?.digest ?? new Uint8Array())) } });
-      continue;
-    }
-    if (seen.row !== null && !seen.row.sender_reported) {
-      await tx.query('UPDATE ops_payments SET sender_reported = true WHERE sender_key_id = $1 AND index = $2', [device, entry.index]);
-      paidTotal += entry.amount;
-    }
-  }
+  const paid = await recordPaid(tx, device, report.paid, options.receiverOf);
+  findings.push(...paid.findings);
+  const paidTotal = row.paidTotal + paid.added;
 
-  let collectedTotal = row.collectedTotal;
-  for (const entry of report.collected) {
-    const found = await collectEntry(tx, device, entry);
-    if (found.finding !== null) findings.push(found.finding);
-    if (found.added) collectedTotal += entry.amount;
-  }
+  const collected = await recordCollected(tx, device, report.collected);
+  findings.push(...collected.findings);
+  const collectedTotal = row.collectedTotal + collected.added;
 
   // The balance of a genuine TA is exactly its inflow minus its outflow.
   if (report.i <= row.i) {
@@ -296,6 +284,103 @@ export async function reconcileReport(
   );
   await recordSignedCounters(tx, device, report);
   return { findings, paidUpTo: report.j, collectedUpTo: report.collectSeq };
+}
+
+/**
+ * Records the payments a device reports it made, as one statement: each new (device, index) is
+ * recorded as reported by its sender, and a known one with the same digest is marked reported if it
+ * was not. A known one under another digest is a clone (two payments under one index), found
+ * after the statement from the rows it left alone. Answers the findings, in the report's order, and
+ * what the report adds to the device's outflow (the payments it had not reported before).
+ */
+// Rows are written and locked in key order, so that two reports naming the same payments (a
+// payer's and its payee's, synced at once) queue rather than deadlock.
+async function recordPaid(tx: TransactionHandle, device: string, entries: readonly PaidEntry[], receiverOf: (entry: PaidEntry) => string): Promise<{ findings: FraudFinding[]; added: bigint }> {
+  if (entries.length === 0) return { findings: [], added: 0n };
+  const marked = await tx.query<{ index: bigint }>(
+    `INSERT INTO ops_payments AS p (sender_key_id, index, digest, amount, receiver_key_id, sender_reported)
+     SELECT $1, i, decode(d, 'hex'), a, r, true FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::text[]) AS x(i, d, a, r) ORDER BY i
+     ON CONFLICT (sender_key_id, index) DO UPDATE SET sender_reported = true WHERE p.digest = EXCLUDED.digest AND NOT p.sender_reported
+     RETURNING p.index`,
+    [device, entries.map((e) => e.index.toString()), entries.map((e) => toHex(e.digest)), entries.map((e) => e.amount.toString()), entries.map(receiverOf)],
+  );
+  const reported = new Set(marked.rows.map((r) => bigintColumn(r, 'index')));
+  let added = 0n;
+  for (const e of entries) if (reported.has(e.index)) added += e.amount;
+  const rest = entries.filter((e) => !reported.has(e.index));
+  if (rest.length === 0) return { findings: [], added };
+  // Left alone: reported already (the same digest), or another payment under the index.
+  const known = await tx.query<{ index: bigint; digest: Uint8Array }>('SELECT index, digest FROM ops_payments WHERE sender_key_id = $1 AND index = ANY($2::bigint[])', [
+    device,
+    rest.map((e) => e.index.toString()),
+  ]);
+  const digests = new Map(known.rows.map((r) => [bigintColumn(r, 'index'), new Uint8Array(r.digest)]));
+  const findings: FraudFinding[] = [];
+  for (const e of rest) {
+    const digest = digests.get(e.index);
+    if (digest !== undefined && equalDigest(digest, e.digest)) continue;
+    findings.push({ device, kind: 'clone', evidence: { index: e.index.toString(), reported: toHex(e.digest), known: toHex(digest ?? new Uint8Array()) } });
+  }
+  return { findings, added };
+}
+
+/**
+ * Records the collects a device reports. The usual report (new collects of payments the node holds
+ * under the same digest for this receiver, or does not hold yet, from senders that are not retired)
+ * is recorded set-based; anything else (a collect reported again, a payment known under another
+ * digest or for another receiver, a retired sender's escrow) is undone to a savepoint and recorded
+ * one collect at a time, as collectEntry judges it.
+ */
+async function recordCollected(tx: TransactionHandle, device: string, entries: readonly CollectedEntry[]): Promise<{ findings: FraudFinding[]; added: bigint }> {
+  if (entries.length === 0) return { findings: [], added: 0n };
+  const senders = entries.map((e) => toHex(e.sender));
+  const indices = entries.map((e) => e.index.toString());
+  const digests = entries.map((e) => toHex(e.digest));
+  const amounts = entries.map((e) => e.amount.toString());
+  await tx.query('SAVEPOINT ops_collects_set');
+  const inserted = await tx.query(
+    `INSERT INTO ops_collects (device_key_id, seq, sender_key_id, index, digest, amount)
+     SELECT $1, q, s, i, decode(d, 'hex'), a FROM unnest($2::bigint[], $3::text[], $4::bigint[], $5::text[], $6::bigint[]) AS x(q, s, i, d, a)
+     ON CONFLICT DO NOTHING`,
+    [device, entries.map((e) => e.seq.toString()), senders, indices, digests, amounts],
+  );
+  let usual = inserted.rowCount === entries.length;
+  if (usual) {
+    await tx.query(
+      `INSERT INTO ops_payments (sender_key_id, index, digest, amount, receiver_key_id)
+       SELECT s, i, decode(d, 'hex'), a, $1 FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[]) AS x(s, i, d, a) ORDER BY s, i
+       ON CONFLICT DO NOTHING`,
+      [device, senders, indices, digests, amounts],
+    );
+    // Every payment must now be held under the reported digest, for this device, from a sender with no escrow open.
+    const held = await tx.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM (
+         SELECT 1 FROM ops_payments p JOIN unnest($2::text[], $3::bigint[], $4::text[]) AS x(s, i, d) ON p.sender_key_id = x.s AND p.index = x.i
+         WHERE p.digest = decode(x.d, 'hex') AND p.receiver_key_id = $1
+           AND NOT EXISTS (SELECT 1 FROM ops_devices o WHERE o.device_key_id = p.sender_key_id AND o.retired_at IS NOT NULL AND NOT o.released)
+         ORDER BY p.sender_key_id, p.index FOR UPDATE OF p) AS ok`,
+      [device, senders, indices, digests],
+    );
+    usual = Number(held.rows[0]?.n) === entries.length;
+  }
+  if (!usual) {
+    await tx.query('ROLLBACK TO SAVEPOINT ops_collects_set');
+    await tx.query('RELEASE SAVEPOINT ops_collects_set');
+    const findings: FraudFinding[] = [];
+    let added = 0n;
+    for (const entry of entries) {
+      const found = await collectEntry(tx, device, entry);
+      if (found.finding !== null) findings.push(found.finding);
+      if (found.added) added += entry.amount;
+    }
+    return { findings, added };
+  }
+  await tx.query(
+    `UPDATE ops_payments p SET settled = 'collected' FROM unnest($1::text[], $2::bigint[]) AS x(s, i) WHERE p.sender_key_id = x.s AND p.index = x.i AND p.settled IS NULL`,
+    [senders, indices],
+  );
+  await tx.query('RELEASE SAVEPOINT ops_collects_set');
+  return { findings: [], added: entries.reduce((sum, e) => sum + e.amount, 0n) };
 }
 
 /**
