@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { SCHEMES } from '../../schemes/index.ts';
 import { runBench, type BenchOutput, type RunOptions } from './harness.ts';
 import { cliBench } from './cli.ts';
+import { commonBench, commonSources } from './common.ts';
 import { ledgerBench } from './ledger.ts';
 import type { BenchPlugin } from './plugin.ts';
 import { seBench } from './se.ts';
@@ -31,6 +32,7 @@ const BENCHES: readonly Entry[] = [
   entry(ledgerBench),
   entry(walletAgeBench),
   entry(settleBench(settleSources(SCHEMES))),
+  entry(commonBench(commonSources(SCHEMES))),
   ...SCHEMES.flatMap((scheme) => {
     if (scheme.bench === undefined) return [];
     return [{ name: scheme.name, run: async (options: RunOptions) => (await scheme.bench?.((plugin) => runBench(plugin, options))) ?? Promise.reject(new Error(`${scheme.name} has no benchmark`)) }];
