@@ -286,8 +286,11 @@ export const FIELD_CLASSES: readonly FieldClass[] = ['payer identity', 'payee id
 export interface SchemeProfile {
   /** Offline transitivity: how many offline payments value may pass through before a device must go online (`unbounded` when the scheme sets no limit of hops). */
   readonly transitivity: { readonly hops: number | 'unbounded'; readonly until: string; readonly cite: string };
-  /** The messages of a payment and of its settlement, by wire name, and who receives each. */
-  readonly messages: readonly { readonly wire: string; readonly to: 'payee' | 'payer' | 'bank' }[];
+  /**
+   * The messages of a payment and of its settlement, by wire name, and who receives each; `within`
+   * keeps only the fields under a path (the tokens a deposit carries are those the payee received).
+   */
+  readonly messages: readonly { readonly wire: string; readonly to: 'payee' | 'payer' | 'bank'; readonly within?: string | undefined }[];
   /**
    * The class of each field of those messages: a field path (`body.amount`, `coins[].serial`) or
    * a prefix of paths (`sender`), the longest prefix deciding; a path none covers is unclassified.

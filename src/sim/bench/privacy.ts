@@ -72,7 +72,9 @@ export function learned(profile: SchemeProfile, wire: readonly WireShape[], part
   for (const message of profile.messages.filter((m) => m.to === party)) {
     const decoder = wire.find((w) => w.name === message.wire);
     if (decoder === undefined) throw new Error(`the profile names the message ${message.wire}, which the scheme's wire does not list`);
-    for (const path of fieldPaths(decoder.codec)) {
+    const within = message.within;
+    const paths = fieldPaths(decoder.codec).filter((p) => within === undefined || p === within || p.startsWith(`${within}.`) || p.startsWith(`${within}[`));
+    for (const path of paths) {
       const shown = `${message.wire}:${path}`;
       const kind = classOf(path, profile.fields);
       if (kind === undefined) unclassified.push(shown);
