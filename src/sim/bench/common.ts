@@ -69,8 +69,10 @@ export interface CommonRow {
 export interface CommonReport {
   readonly amountMinor: number;
   readonly rows: CommonRow[];
-  /** Schemes that have no common workload. */
+  /** Schemes whose side of the common workload is not written yet. */
   readonly missing: string[];
+  /** Schemes whose workload failed in this run, and why. */
+  readonly failed: { readonly scheme: string; readonly reason: string }[];
 }
 
 const mean = (xs: readonly number[]) => (xs.length === 0 ? 0 : xs.reduce((s, x) => s + x, 0) / xs.length);
@@ -154,13 +156,24 @@ export async function measureScheme(harness: BenchHarness, name: string, workloa
 export async function measureCommon(harness: BenchHarness, sources: readonly CommonSource[], options: CommonOptions): Promise<CommonReport> {
   const rows: CommonRow[] = [];
   const missing: string[] = [];
+  const failed: { scheme: string; reason: string }[] = [];
   for (const source of sources) {
     if (options.only !== undefined && !options.only.includes(source.name)) continue;
     const workload = await source.load();
-    if (workload.open === undefined) missing.push(source.name);
-    else rows.push(await measureScheme(harness, source.name, workload, options));
+    if (workload.open === undefined) {
+      missing.push(source.name);
+      continue;
+    }
+    try {
+      rows.push(await measureScheme(harness, source.name, workload, options));
+    } catch (e) {
+      // One scheme's failure is reported, and the others still run.
+      const reason = e instanceof Error ? e.message : String(e);
+      harness.progress(`${source.name}: failed: ${reason}`);
+      failed.push({ scheme: source.name, reason });
+    }
   }
-  return { amountMinor: Number(options.amountMinor), rows, missing };
+  return { amountMinor: Number(options.amountMinor), rows, missing, failed };
 }
 
 /** Each payment's ratio to its floor: below 1, the run was too noisy to trust. */
@@ -189,6 +202,7 @@ export function formatCommon(report: CommonReport): string {
       `| ${r.scheme} | ${r.carries} | ${r.payments} | ${ms(r.link.p50Ms)} | ${ms(r.session.p50Ms)} | ${ms(r.session.p99Ms)} | ${ms(r.total.p50Ms)} | ${ms(r.total.p99Ms)} | ${r.handshakeBytes} | ${r.sessionBytes} | ${r.signs} | ${r.verifies} | ${commitsText(r.commits.payer)} + ${commitsText(r.commits.payee)} | ${ms(r.floor.p50Ms)} | ${r.ratio.p50.toFixed(2)}x | ${r.ratio.p99.toFixed(2)}x |`,
     );
   }
+  for (const f of report.failed) lines.push('', `${f.scheme}: the workload failed in this run: ${f.reason}`);
   if (report.missing.length > 0) lines.push('', `Not measured in this workload yet: ${report.missing.join(', ')} (their side of \`Scheme.common\` has no world yet).`);
   lines.push('', 'The floor: the signatures and verifications of one payment as the code made them (counted on a pair in this process by the metering provider), replayed with node:crypto; plus the commits the two secure elements made, each a sealed write of the mean size they wrote, fsync, rename and a file-counter increment.', '');
   lines.push('| scheme | crypto floor p50 ms | persistence floor p50 ms | sealed bytes (payer, payee) | load average (start, end) |', '|---|---:|---:|---:|---:|');
