@@ -85,4 +85,8 @@ test('the common workload at a tiny size on one scheme, and the page written fro
   const svg = commonFigure(report, 'test');
   assert.match(svg, /^<svg [^>]+>[\s\S]*<\/svg>\n$/);
   assert.ok(svg.includes('ops: total p50'));
+  // A payment far above the floor still fits the axis: no bar runs past the figure.
+  const slow = { ...row, total: { ...row.total, p50Ms: 1765 }, floor: { ...row.floor, p50Ms: 366 } };
+  const widths = [...commonFigure({ ...report, rows: [slow] }, 'test').matchAll(/<rect x="(\d+)" y="\d+" width="([\d.]+)"/g)].map((m) => Number(m[1]) + Number(m[2]));
+  assert.ok(widths.length >= 2 && widths.every((w) => w <= 760), `bars end at ${widths.join(', ')}`);
 });

@@ -102,6 +102,9 @@ export function commonFigure(report: CommonReport, subtitle: string): string {
   const height = top + rows.length * rowH + 50;
   const max = Math.max(1, ...rows.flatMap((r) => [r.total.p50Ms, r.floor.p50Ms]));
   const axis = ticks(max, 6);
+  // The ticks stop at or below the largest value: extend them by their step until they pass it.
+  const step = axis.length > 1 ? (axis[1] ?? 0) - (axis[0] ?? 0) : max;
+  while ((axis[axis.length - 1] ?? 0) < max) axis.push((axis[axis.length - 1] ?? 0) + step);
   const end = axis[axis.length - 1] ?? max;
   const x = (v: number) => left + (v / end) * (width - left - 30);
   const out = [
@@ -120,8 +123,8 @@ export function commonFigure(report: CommonReport, subtitle: string): string {
       `<rect x="${left}" y="${y + barH + 2}" width="${Math.max(1, x(r.floor.p50Ms) - left)}" height="${barH}" fill="#999999"><title>${escapeXml(`${r.scheme}: floor p50 ${r.floor.p50Ms.toFixed(2)} ms`)}</title></rect>`,
     );
   });
-  out.push(`<rect x="${width - 200}" y="52" width="10" height="10" fill="#3366cc"/><text x="${width - 185}" y="61">payment with its link</text>`);
-  out.push(`<rect x="${width - 200}" y="${height - 58}" width="10" height="10" fill="#999999"/><text x="${width - 185}" y="${height - 49}">floor (signatures + commits)</text>`);
+  out.push(`<rect x="${left}" y="52" width="10" height="10" fill="#3366cc"/><text x="${left + 15}" y="61">payment with its link</text>`);
+  out.push(`<rect x="${left + 170}" y="52" width="10" height="10" fill="#999999"/><text x="${left + 185}" y="61">floor (signatures + commits)</text>`);
   out.push('</svg>');
   return `${out.join('\n')}\n`;
 }
@@ -161,7 +164,7 @@ export function evaluationPage(input: PageInput): string {
     if (input.commonFigure !== undefined) lines.push('', `![total p50 against the floor](${input.commonFigure})`);
     lines.push(
       '',
-      'What is counted, and what is not: the signatures and verifications are those made through the metering provider, which the secure elements\' keys and the wallets\' checks use; primitives outside a signature suite are not counted there (OTP\'s RSA blind signatures and HPKE sealing, OPERA\'s anonymous proof and AEAD work, the Noise handshake\'s X25519), so for OTP and OPERA the crypto floor is below the real cryptographic cost: their own benches below time those primitives. Bytes are the payload through the socket both ways (TCP/IP headers not counted). Commits are read off each secure element\'s file counter around the payment.',
+      'What is counted, and what is not: the signatures and verifications are those made through the metering provider, which the secure elements\' keys and the wallets\' checks use (the users\' signatures binding a link to their certificates, in OPS and DOT-M, are made by the bench users\' keys outside it); primitives outside a signature suite are not counted there (OTP\'s RSA blind signatures and HPKE sealing, OPERA\'s anonymous proof and AEAD work, the Noise handshake\'s X25519), so for OTP and OPERA the crypto floor is below the real cryptographic cost: their own benches below time those primitives. Bytes are the payload through the socket both ways (TCP/IP headers not counted). Commits are read off each secure element\'s file counter around the payment.',
     );
     for (const w of input.commonWarnings) lines.push('', w);
   }
