@@ -6,7 +6,7 @@
 import type { CliPart } from '../cli/plugin.ts';
 import type { Codec } from '../core/codec.ts';
 import type { TrustedApp } from '../secure-element/trusted-app.ts';
-import type { BenchPlugin, SettleWorkload } from '../sim/bench/plugin.ts';
+import type { BenchPlugin, CommonWorkload, SettleWorkload } from '../sim/bench/plugin.ts';
 import type { SchemeModule } from '../issuer/plugin.ts';
 import type { Capability, WalletPart } from '../wallet/plugin.ts';
 
@@ -61,4 +61,6 @@ export interface Scheme {
   trustedApp?(): Promise<TrustedApp<unknown>>;
   /** Its sides of `npm run bench -- settle` (payments settled per second by the node, one workload per settlement path), loaded when that runs. */
   settle?(): Promise<readonly SettleWorkload[]>;
+  /** Its side of the common workload of `npm run bench -- all` and `-- common` (one payment of 12.50, the same on every scheme), and its profile for the evaluation page; loaded when that runs. */
+  common?(): Promise<CommonWorkload>;
 }

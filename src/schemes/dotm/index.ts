@@ -17,6 +17,7 @@ export const dotm: Scheme = {
   wallet: { trustedApps: [{ scheme: 'dotm', description: 'DOT-M trusted app, software build', ...DOTM_TA_BUILD }] },
   bench: async (use) => use((await import('./bench.ts')).dotmBench),
   settle: async () => [(await import('./bench-settle.ts')).dotmSettle],
+  common: async () => (await import('./bench-common.ts')).dotmCommon,
   wire: async () => (await import('./wire.ts')).DOTM_WIRE,
   trustedApp: async () => (await import('./trusted-app.ts')).dotmTrustedApp,
   cli: dotmCli,

@@ -86,9 +86,19 @@ export async function makeParty(world: OperaWorld, name: string, dir: string, pl
  */
 export async function chargeTokens(world: OperaWorld, party: Party, count: number): Promise<bigint> {
   if (!Number.isInteger(count) || count < 1 || count > TOKENS_PER_MESSAGE_MAX) throw new RangeError(`a charge: expected 1 to ${TOKENS_PER_MESSAGE_MAX} tokens, got ${count}`);
-  const amount = BigInt(count) * TOKEN_MINOR;
+  return chargeMix(world, party, [{ value: TOKEN_MINOR, count }]);
+}
+
+/**
+ * Mints the value of `tokens` (counts of denominations, minor units) to the party's account and
+ * has the bank charge exactly those tokens into its ODW. Answers their value, minor units.
+ * @throws Error when the ODW did not take them all
+ */
+export async function chargeMix(world: OperaWorld, party: Party, tokens: readonly { readonly value: bigint; readonly count: number }[]): Promise<bigint> {
+  const amount = tokens.reduce((sum, t) => sum + t.value * BigInt(t.count), 0n);
+  const count = tokens.reduce((sum, t) => sum + t.count, 0);
   await world.node.mint(party.account, amount);
-  const { request } = await party.se.call('chargeRequest', { amount, tokens: [{ value: TOKEN_MINOR, count }] });
+  const { request } = await party.se.call('chargeRequest', { amount, tokens: tokens.map((t) => ({ value: t.value, count: t.count })) });
   const answer = await world.client.signed(party.signer, 'POST', '/v1/opera/charge', {
     answer: chargeAnswer,
     body: { device: party.device, request: toBase64url(encodeCbor(request)) },

@@ -7,6 +7,7 @@
 import { fromBase64url, fromHex, toBase64url, utf8 } from '../../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import { sha256 } from '../../core/crypto/hash.ts';
+import type { CryptoProvider } from '../../core/crypto/suite.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import { encodeCertificate } from '../../pki/certificate.ts';
 import type { SecureElement } from '../../secure-element/secure-element.ts';
@@ -53,6 +54,12 @@ export async function deviceClient(harness: BenchHarness, node: BenchNode, oem: 
 export async function memoryDeviceClient(harness: BenchHarness, node: BenchNode, oem: BenchOem): Promise<BenchDevice> {
   const user = await node.registerUser();
   return certify(node, oem, user, await harness.startMemoryElement({ app: opsTrustedApp }));
+}
+
+/** The same with the secure element in this process (file counter in `dir`), its keys signing through `provider` (a meter's, to count). */
+export async function inProcessDeviceClient(harness: BenchHarness, node: BenchNode, oem: BenchOem, dir: string, provider: CryptoProvider): Promise<BenchDevice> {
+  const user = await node.registerUser();
+  return certify(node, oem, user, await harness.startInProcessElement({ app: opsTrustedApp, dir, provider }));
 }
 
 /** Runs Init in `se`, registers the device with the OEM's attestation, runs CertInit; closes `se` when any step fails. */

@@ -19,5 +19,6 @@ export const ops: Scheme = {
   wire: async () => (await import('./wire.ts')).OPS_WIRE,
   trustedApp: async () => (await import('./trusted-app.ts')).opsTrustedApp,
   settle: async () => [(await import('./bench-settle.ts')).opsSettle, (await import('./bench-settle-sync.ts')).opsSyncSettle],
+  common: async () => (await import('./bench-common.ts')).opsCommon,
   cli: opsCli,
 };

@@ -3,7 +3,7 @@
  * its quick or full parameters, and writes the report: a `Machine:` line, the bench's tables, and a
  * warning when a ratio to a floor below 1 shows the machine was too noisy to trust the run.
  */
-import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -136,6 +136,19 @@ export function makeHarness(options: RunOptions): { harness: BenchHarness; close
     meter: (phases) => new CryptoMeter(nodeProvider, phases),
     async fileBytes(path) {
       return (await stat(path)).size;
+    },
+    async elementState(dir) {
+      // startElement keeps the counter beside the state folder; startInProcessElement inside it.
+      const se = join(dir, 'se');
+      const counterPath = await stat(join(dir, 'counter')).then(
+        () => join(dir, 'counter'),
+        () => join(se, 'counter'),
+      );
+      const commits = Number((await readFile(counterPath, 'utf8')).trim());
+      if (!Number.isSafeInteger(commits)) throw new Error(`the counter of ${dir} is not a number`);
+      let sealedBytes = 0;
+      for (const name of await readdir(se)) if (name.endsWith('.sealed')) sealedBytes += (await stat(join(se, name))).size;
+      return { commits, sealedBytes };
     },
     async writeFile(path, text) {
       const target = isAbsolute(path) ? path : join(DOCS_DIR, path);

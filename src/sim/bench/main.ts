@@ -7,7 +7,9 @@
 import { parseArgs } from 'node:util';
 import { SCHEMES } from '../../schemes/index.ts';
 import { runBench, type BenchOutput, type RunOptions } from './harness.ts';
+import { runAll } from './all.ts';
 import { cliBench } from './cli.ts';
+import { commonBench, commonSources } from './common.ts';
 import { ledgerBench } from './ledger.ts';
 import type { BenchPlugin } from './plugin.ts';
 import { seBench } from './se.ts';
@@ -31,6 +33,7 @@ const BENCHES: readonly Entry[] = [
   entry(ledgerBench),
   entry(walletAgeBench),
   entry(settleBench(settleSources(SCHEMES))),
+  entry(commonBench(commonSources(SCHEMES))),
   ...SCHEMES.flatMap((scheme) => {
     if (scheme.bench === undefined) return [];
     return [{ name: scheme.name, run: async (options: RunOptions) => (await scheme.bench?.((plugin) => runBench(plugin, options))) ?? Promise.reject(new Error(`${scheme.name} has no benchmark`)) }];
@@ -38,7 +41,7 @@ const BENCHES: readonly Entry[] = [
 ];
 
 function usage(): string {
-  return `usage: npm run bench -- <${BENCHES.map((b) => b.name).join('|')}> [--json] [--quick]`;
+  return `usage: npm run bench -- <${BENCHES.map((b) => b.name).join('|')}|all> [--json] [--quick]\n  all: every scheme's benchmark and the common workload; writes docs/evaluation.md`;
 }
 
 async function main(): Promise<number> {
@@ -54,6 +57,11 @@ async function main(): Promise<number> {
     return 0;
   }
   const name = parsed.positionals[0];
+  if (name === 'all' && parsed.positionals.length === 1) {
+    const result = await runAll(SCHEMES, { quick: parsed.values.quick === true, env: process.env, progress: (line) => process.stderr.write(`bench all: ${line}\n`) });
+    process.stdout.write(parsed.values.json === true ? `${JSON.stringify({ page: result.page, figure: result.figure ?? null, warnings: result.warnings }, null, 2)}\n` : `${result.text}\nwrote ${result.page}\n`);
+    return 0;
+  }
   const bench = BENCHES.find((b) => b.name === name);
   if (bench === undefined || parsed.positionals.length > 1) {
     process.stderr.write(`unknown or missing benchmark ${JSON.stringify(name ?? '')}\n${usage()}\n`);

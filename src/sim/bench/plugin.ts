@@ -9,7 +9,8 @@ import type { CryptoProvider, SuiteName } from '../../core/crypto/suite.ts';
 import type { SecureElement } from '../../secure-element/secure-element.ts';
 import type { CommandTable, TrustedApp } from '../../secure-element/trusted-app.ts';
 import type { Machine, FloorRatio } from './machine.ts';
-import type { CryptoMeter } from './meter.ts';
+import type { CryptoMeter, Metered } from './meter.ts';
+import type { TcpServer } from '../../channel/tcp.ts';
 import type { Latency } from './stats.ts';
 import type { BenchNode, BenchNodeOptions } from './node.ts';
 import type { BenchProcessNode, BenchProcessNodeOptions } from './node-process.ts';
@@ -103,6 +104,17 @@ export interface BenchHarness {
   fileBytes(path: string): Promise<number>;
   /** Writes a text file (a figure): a relative path is taken in the repository's docs folder. Answers the path written. */
   writeFile(path: string, text: string): Promise<string>;
+  /**
+   * What a secure element started by `startElement` (or `startInProcessElement`) in `dir` has
+   * committed so far: its counter's value (one increment a commit) and the bytes of its sealed state.
+   */
+  elementState(dir: string): Promise<ElementState>;
+}
+
+/** A secure element's commits so far and the size of its sealed state. */
+export interface ElementState {
+  readonly commits: number;
+  readonly sealedBytes: number;
 }
 
 /** What a bench run answers: its report (the `--json` output), the text, and its ratios to floors. */
@@ -196,4 +208,111 @@ export interface SettleSubmitter {
    * settled. @throws Error when the node refused the request or any payment in it
    */
   submit(i: number): Promise<number>;
+}
+
+/**
+ * A scheme's side of the common workload of `bench all` (common.ts): one payment of the same
+ * amount between two secure elements in their own processes, over TCP on loopback and a Noise
+ * link, repeated; and what the scheme declares of itself for the newcomer's tables (profile).
+ */
+export interface CommonWorkload {
+  readonly profile: SchemeProfile;
+  /**
+   * Opens the scheme's world on a node of the harness's: a payer and a payee with isolated secure
+   * elements, funded for `payments` payments, and a pair in this process over the meter. Absent
+   * while the scheme's side is not written: the page then says so.
+   */
+  open?(context: CommonContext): Promise<CommonWorld>;
+}
+
+/** What a common world is opened with. */
+export interface CommonContext {
+  readonly harness: BenchHarness;
+  /** Each payment's amount, in minor units of the node's currency (1250 is 12.50). */
+  readonly amountMinor: bigint;
+  /** Payments the world will be asked for, warm-up included. */
+  readonly payments: number;
+  /** The metering provider the in-process pair's secure elements and wallets sign and verify through. */
+  readonly meter: CryptoMeter<'payment'>;
+}
+
+/** A scheme's world for the common workload. */
+export interface CommonWorld {
+  /** The node's currency code. */
+  readonly currency: string;
+  /** How the scheme carries the amount ("one signed payment record", "3 coins: 10.00, 2.00, 0.50"). */
+  readonly carries: string;
+  /** The folders handed to `startElement` for the payer's and the payee's isolated secure elements. */
+  readonly elementDirs: readonly [string, string];
+  /** Untimed, before each payment: what the parties need online first (a withdrawal, exchange keys). */
+  prepare(): Promise<void>;
+  /** One payment between the isolated pair over a fresh TCP connection accepted on `server` and a fresh Noise link. */
+  pay(server: TcpServer): Promise<CommonSample>;
+  /** After each payment: the payee's settlement with the node, timed by the scheme around the settling calls; undefined when the scheme does not settle per payment. */
+  settle(): Promise<SettleSample | undefined>;
+  /** One payment between the in-process pair (prepared and settled as the others), with the meter armed around the payment only. */
+  metered(server: TcpServer): Promise<Metered<'payment'>>;
+  /** Checks conservation: the node's audit balanced and its float equal to what the elements hold. @throws Error when not */
+  verify(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** One timed payment of the common workload. */
+export interface CommonSample {
+  /** The TCP connection and the Noise handshake (with any certificate binding), ms. */
+  readonly linkMs: number;
+  /** The payment on the open link, ms. */
+  readonly sessionMs: number;
+  /** Bytes through the socket, both ways: during the handshake, and during the payment. */
+  readonly handshakeBytes: number;
+  readonly sessionBytes: number;
+}
+
+/** One payment's settlement, as the scheme timed it. */
+export interface SettleSample {
+  readonly ms: number;
+  /** What was done ("deposit of 3 coins: POST /v1/otp/deposits"). */
+  readonly what: string;
+  /** Gas spent on chain, when settling is a transaction. */
+  readonly gas?: bigint | undefined;
+}
+
+/** The class of what a field carries, for the privacy table. */
+export type FieldClass =
+  | 'payer identity'
+  | 'payee identity'
+  | 'device key'
+  | 'amount'
+  | 'serial'
+  | 'time'
+  | 'signature'
+  | 'history'
+  | 'proof'
+  | 'protocol';
+
+/** Every field class, in the order the privacy table lists them. */
+export const FIELD_CLASSES: readonly FieldClass[] = ['payer identity', 'payee identity', 'device key', 'amount', 'serial', 'history', 'time', 'signature', 'proof', 'protocol'];
+
+/**
+ * What a scheme declares of itself, with the paper's section: how far value travels offline, who
+ * receives which of its messages (by their names in `Scheme.wire()`) and what each field carries,
+ * and what a broken secure element can do.
+ */
+export interface SchemeProfile {
+  /** Offline transitivity: how many offline payments value may pass through before a device must go online (`unbounded` when the scheme sets no limit of hops). */
+  readonly transitivity: { readonly hops: number | 'unbounded'; readonly until: string; readonly cite: string };
+  /**
+   * The messages of a payment and of its settlement, by wire name, and who receives each; `within`
+   * keeps only the fields under a path (the tokens a deposit carries are those the payee received).
+   */
+  readonly messages: readonly { readonly wire: string; readonly to: 'payee' | 'payer' | 'bank'; readonly within?: string | undefined }[];
+  /**
+   * The class of each field of those messages: a field path (`body.amount`, `coins[].serial`) or
+   * a prefix of paths (`sender`), the longest prefix deciding; a path none covers is unclassified.
+   */
+  readonly fields: Readonly<Record<string, FieldClass>>;
+  /** What the link between the devices shows someone on the wire. */
+  readonly link: string;
+  /** What a broken (extracted, cloned or rolled back) secure element can do, what bounds it, and the paper's section. */
+  readonly brokenSe: { readonly can: string; readonly bound: string; readonly cite: string };
 }
