@@ -18,6 +18,7 @@ export const otp: Scheme = {
   wallet: { trustedApps: [{ scheme: 'otp', description: 'OTP trusted app (the player), software build', ...OTP_TA_BUILD }] },
   cli: otpCli,
   bench: async (use) => use((await import('./bench.ts')).otpBench),
+  settle: async () => [(await import('./bench-settle.ts')).otpSettle],
   wire: async () => (await import('./wire.ts')).OTP_WIRE,
   trustedApp: async () => (await import('./trusted-app.ts')).otpTrustedApp,
 };
