@@ -17,6 +17,7 @@ export const opera: Scheme = {
   wallet: { trustedApps: [{ scheme: 'opera', description: 'OPERA trusted app (the ODW), software build', ...OPERA_TA_BUILD, anonymousCredential: { enrollPath: '/v1/opera/makers' } }] },
   cli: operaCli,
   bench: async (use) => use((await import('./bench.ts')).operaBench),
+  settle: async () => [(await import('./bench-settle.ts')).operaSettle],
   wire: async () => (await import('./wire.ts')).OPERA_WIRE,
   trustedApp: async () => (await import('./trusted-app.ts')).operaTrustedApp,
 };
