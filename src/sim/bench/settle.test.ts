@@ -55,13 +55,13 @@ test('bench settle, tiny, OTP and OPERA deposits: every coin and token deposited
   const sources = settleSources(SCHEMES).filter((s) => s.scheme === 'otp' || s.scheme === 'opera');
   assert.deepEqual(sources.map((s) => s.scheme).sort(), ['opera', 'otp'], 'OTP and OPERA give settlement workloads');
   const { harness, close } = makeHarness({ quick: true, env: {}, progress: () => undefined });
-  // 64 coins: one full OTP deposit with one submitter, two with two; a few sessions of OPERA tokens.
+  // One row of two submitters (each a deposit of 32 coins or tokens) keeps it short: most of its time is starting a node per workload and provisioning the TAs.
   const payments = 64;
-  const report = await benchSettle(harness, sources, { devices: 1, payments, submitters: [1, 2], warmup: 0, floorMs: 100, postgres: false, only: ['otp', 'opera'] }).finally(close);
+  const report = await benchSettle(harness, sources, { devices: 1, payments, submitters: [2], warmup: 0, floorMs: 100, postgres: false, only: ['otp', 'opera'] }).finally(close);
 
   const names = report.workloads.map((w) => `${w.scheme} ${w.workload}`).sort();
   assert.deepEqual(names, ['opera deposits', 'otp deposits']);
-  assert.deepEqual(report.rows.map((r) => `${r.scheme} ${r.submitters}`).sort(), ['opera 1', 'opera 2', 'otp 1', 'otp 2']);
+  assert.deepEqual(report.rows.map((r) => `${r.scheme} ${r.submitters}`).sort(), ['opera 2', 'otp 2']);
   // OTP's coin has no Ed25519 signature: its floor is the RSA verification and the X25519 agreement, measured as the Ed25519 floor is.
   assert.deepEqual(report.operationFloors.map((f) => f.operation), ['rsa2048-pss-verify', 'x25519']);
   for (const f of report.operationFloors) {
@@ -71,7 +71,7 @@ test('bench settle, tiny, OTP and OPERA deposits: every coin and token deposited
   const rates = new Map(report.operationFloors.map((f) => [f.operation, f.perSecond]));
   for (const row of report.rows) {
     assert.equal(row.payments, payments, `${row.scheme}: every payment made was deposited`);
-    assert.ok(row.requests >= row.submitters);
+    assert.equal(row.requests, 2, 'one deposit a submitter');
     assert.ok(row.paymentsPerSecond > 0 && Number.isFinite(row.paymentsPerSecond));
     assert.ok(row.nodeCpuMsPerPayment > 0);
     const w = report.workloads.find((x) => x.scheme === row.scheme);

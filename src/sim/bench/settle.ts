@@ -243,7 +243,7 @@ const ms = (x: number, digits = 3) => x.toFixed(digits);
 /** The report as text: the floor, then one table row per scheme, database and number of submitters. */
 export function formatSettleReport(report: SettleReport): string {
   const lines: string[] = [];
-  const count = (n: number, what: string) => `${n === 1 ? 'one' : Number.isInteger(n) ? String(n) : n.toPrecision(3)} ${what}${n === 1 ? '' : 's'}`;
+  const count = (n: number, what: string) => `${n === 1 ? 'one' : Number.isInteger(n) ? String(n) : n.toPrecision(4)} ${what}${n === 1 ? '' : 's'}`;
   for (const w of report.workloads) {
     const needs = [...(w.verificationsPerPayment > 0 ? [count(w.verificationsPerPayment, 'Ed25519 verification')] : []), ...operationsOf(w.floorOperations).map(([op, n]) => count(n, op))];
     lines.push(`Workload (${w.scheme} ${w.workload}): ${w.describes}; ${report.paymentsPerRow.toLocaleString('en-US')} payments per row; ${needs.join(' and ')} per payment at the least`);
