@@ -48,15 +48,19 @@ export interface Party extends BenchUser {
   readonly sealedPath: string;
 }
 
-/** Where a party's secure element runs. */
-export type Placement = { readonly kind: 'isolated' } | { readonly kind: 'in-process'; readonly provider: CryptoProvider };
+/** Where a party's secure element runs (`memory`: in this process, kept in memory, for many devices made ahead of a timed part; its TPM still in `dir/tpm`). */
+export type Placement = { readonly kind: 'isolated' } | { readonly kind: 'in-process'; readonly provider: CryptoProvider } | { readonly kind: 'memory' };
 
 /**
  * Opens a node serving OPERA; enrols an OEM with the ODW build's measurement and lists the OEM's
  * credential key (with the build's reference PCR value) as a maker of genuine ODWs.
  */
 export async function openWorld(harness: BenchHarness): Promise<OperaWorld> {
-  const node = await harness.openNode({ schemes: [operaNodePart] });
+  return worldOn(harness, await harness.openNode({ schemes: [operaNodePart] }));
+}
+
+/** The same on a node opened elsewhere (one serving OPERA). */
+export async function worldOn(harness: BenchHarness, node: BenchNode): Promise<OperaWorld> {
   const measurement = await measureTrustedApp(OPERA_TA_BUILD);
   const enrolled = await node.enrolOem(OPERA_SCHEME, measurement);
   const oem: Oem = { ...enrolled, credentialSeed: randomBytes(32), isEnrolledAt: () => true };
@@ -73,10 +77,17 @@ export async function makeParty(world: OperaWorld, name: string, dir: string, pl
   const se: OperaElement =
     placement.kind === 'isolated'
       ? await harness.startElement({ app: OPERA_TA.app, location: OPERA_TA.location, dir })
-      : await harness.startInProcessElement({ app: OPERA_TA.app, dir, provider: placement.provider });
-  const device = await provisionDevice(se, { node: world.client, info: world.info, oem: world.oem, user: user.signer, owner: user.keyId, tpmDir: join(dir, 'tpm'), progress: () => undefined });
-  if ((await se.call('status', {})).credential !== 1) throw new Error(`${name}: the ODW holds no anonymous credential after provisioning`);
-  return { ...user, name, se, device: device.keyId, pid: pidOf(se), sealedPath: join(dir, 'se', `${OPERA_TA.app.name}.sealed`) };
+      : placement.kind === 'memory'
+        ? await harness.startMemoryElement({ app: OPERA_TA.app })
+        : await harness.startInProcessElement({ app: OPERA_TA.app, dir, provider: placement.provider });
+  try {
+    const device = await provisionDevice(se, { node: world.client, info: world.info, oem: world.oem, user: user.signer, owner: user.keyId, tpmDir: join(dir, 'tpm'), progress: () => undefined });
+    if ((await se.call('status', {})).credential !== 1) throw new Error(`${name}: the ODW holds no anonymous credential after provisioning`);
+    return { ...user, name, se, device: device.keyId, pid: pidOf(se), sealedPath: join(dir, 'se', `${OPERA_TA.app.name}.sealed`) };
+  } catch (e) {
+    await se.close();
+    throw e;
+  }
 }
 
 /**

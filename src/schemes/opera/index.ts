@@ -18,6 +18,7 @@ export const opera: Scheme = {
   cli: operaCli,
   bench: async (use) => use((await import('./bench.ts')).operaBench),
   common: async () => (await import('./bench-common.ts')).operaCommon,
+  settle: async () => [(await import('./bench-settle.ts')).operaSettle],
   wire: async () => (await import('./wire.ts')).OPERA_WIRE,
   trustedApp: async () => (await import('./trusted-app.ts')).operaTrustedApp,
 };

@@ -44,12 +44,16 @@ export interface Party extends BenchUser {
   readonly pid: number | undefined;
 }
 
-/** Where a party's secure element runs. */
-export type Placement = { readonly kind: 'isolated' } | { readonly kind: 'in-process'; readonly provider: CryptoProvider };
+/** Where a party's secure element runs (`memory`: in this process, kept in memory, for many devices made ahead of a timed part; `dir` unused). */
+export type Placement = { readonly kind: 'isolated' } | { readonly kind: 'in-process'; readonly provider: CryptoProvider } | { readonly kind: 'memory' };
 
 /** Opens a node serving OTP and enrols the bench OEM; reads the bank's signed parameters. */
 export async function openWorld(harness: BenchHarness): Promise<OtpWorld> {
-  const node = await harness.openNode({ schemes: [otpNodePart] });
+  return worldOn(harness, await harness.openNode({ schemes: [otpNodePart] }));
+}
+
+/** The same on a node opened elsewhere (one serving OTP): enrols the bench OEM, reads the bank's parameters. */
+export async function worldOn(harness: BenchHarness, node: BenchNode): Promise<OtpWorld> {
   const oem = await node.enrolOem('otp', BENCH_MEASUREMENT);
   return { harness, node, oem, params: await fetchParams(node) };
 }
@@ -74,7 +78,20 @@ export async function makeParty(world: OtpWorld, name: string, dir: string, plac
   const se: OtpElement =
     placement.kind === 'isolated'
       ? await harness.startElement({ app: otpTrustedApp, location: OTP_APP_LOCATION, dir })
-      : await harness.startInProcessElement({ app: otpTrustedApp, dir, provider: placement.provider });
+      : placement.kind === 'memory'
+        ? await harness.startMemoryElement({ app: otpTrustedApp })
+        : await harness.startInProcessElement({ app: otpTrustedApp, dir, provider: placement.provider });
+  try {
+    return await provision(world, user, name, se);
+  } catch (e) {
+    await se.close();
+    throw e;
+  }
+}
+
+/** Init, the OEM's attestation, the device's registration, CertInit, the bank's parameters. */
+async function provision(world: OtpWorld, user: BenchUser, name: string, se: OtpElement): Promise<Party> {
+  const { node } = world;
   const init = await se.call('init', { root: encodeCertificate(node.certificates.root), owner: fromHex(user.keyId) });
   const attestation = attestDevice(world.oem.signer, { sePublicKey: init.publicKey, model: 'Bench SE', taMeasurement: BENCH_MEASUREMENT });
   const registered = (await node.call(user.signer, 'POST', '/v1/devices', {

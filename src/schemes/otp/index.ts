@@ -19,6 +19,7 @@ export const otp: Scheme = {
   cli: otpCli,
   bench: async (use) => use((await import('./bench.ts')).otpBench),
   common: async () => (await import('./bench-common.ts')).otpCommon,
+  settle: async () => [(await import('./bench-settle.ts')).otpSettle],
   wire: async () => (await import('./wire.ts')).OTP_WIRE,
   trustedApp: async () => (await import('./trusted-app.ts')).otpTrustedApp,
 };

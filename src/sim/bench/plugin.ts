@@ -15,6 +15,7 @@ import type { Latency } from './stats.ts';
 import type { BenchNode, BenchNodeOptions } from './node.ts';
 import type { BenchProcessNode, BenchProcessNodeOptions } from './node-process.ts';
 import type { ProgressBar } from './progress.ts';
+import type { FloorOperation } from './verify-floor.ts';
 import type { ChainService, DeviceLimits } from '../../issuer/plugin.ts';
 
 export type { Machine, FloorRatio } from './machine.ts';
@@ -22,6 +23,7 @@ export { CryptoMeter, Replay, type CryptoCounts, type Metered, type PhaseCounts 
 export type { BenchNode, BenchNodeOptions, BenchOem, BenchUser, PreparedBody } from './node.ts';
 export type { BenchProcessNode, BenchProcessNodeOptions } from './node-process.ts';
 export type { ProgressBar } from './progress.ts';
+export type { FloorOperation } from './verify-floor.ts';
 export type { ChainService, DeviceLimits } from '../../issuer/plugin.ts';
 export { CountingStream } from './counting-stream.ts';
 /** The TCP transport, for benches that time a link over loopback. */
@@ -152,7 +154,8 @@ export interface SettleWorkload {
   /**
    * The Ed25519 verifications the node cannot settle one payment without (1 for a payment that
    * carries its own signature; a fraction when one signed report carries many payments): the floor
-   * of this workload is the machine's verifications a second over this.
+   * of this workload is the machine's verifications a second over this. 0 for a payment that
+   * carries no Ed25519 signature, whose `floorOperations` then name what it does need.
    */
   readonly verificationsPerPayment: number;
   /**
@@ -160,6 +163,13 @@ export interface SettleWorkload {
    * bench's row size (the report gives each row's count).
    */
   readonly paymentsPerRowMax?: number | undefined;
+  /**
+   * Other public-key operations one payment cannot be settled without, when its cryptography is
+   * not (only) Ed25519 (an RSA blind signature, an X25519 agreement to open a sealed coin), per
+   * payment. Each is measured as the Ed25519 floor is, and the workload's floor is the payments a
+   * second that all of its operations together allow. None when undefined.
+   */
+  readonly floorOperations?: Readonly<Partial<Record<FloorOperation, number>>> | undefined;
   /** The schemes the node must serve, by their registry names. */
   readonly schemes: readonly string[];
   /** What the workload settles, for the report's text ("OPS payments claimed in bulk"). */

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SCHEMES } from '../../schemes/index.ts';
 import { makeHarness } from './harness.ts';
-import { benchSettle, formatSettleReport, settleRatios, settleSources } from './settle.ts';
+import { benchSettle, floorPaymentsPerSecond, formatSettleReport, settleRatios, settleSources, type SettleSource } from './settle.ts';
 
 test('bench settle, tiny: every payment settled once, the audit balanced, every row reported', { timeout: 180_000 }, async () => {
   const sources = settleSources(SCHEMES);
@@ -49,6 +49,63 @@ test('bench settle, tiny: every payment settled once, the audit balanced, every 
   const text = formatSettleReport(report);
   for (const w of workloads) assert.ok(text.includes(`| ${scheme} | ${w.name} | pglite | 2 | ${payments} |`), text);
   assert.match(text, /Floor: [0-9,]+ Ed25519 verifications\/s/);
+});
+
+test('bench settle, tiny, OTP and OPERA deposits: every coin and token deposited once, the floors of their own cryptography', { timeout: 240_000 }, async () => {
+  const sources = settleSources(SCHEMES).filter((s) => s.scheme === 'otp' || s.scheme === 'opera');
+  assert.deepEqual(sources.map((s) => s.scheme).sort(), ['opera', 'otp'], 'OTP and OPERA give settlement workloads');
+  const { harness, close } = makeHarness({ quick: true, env: {}, progress: () => undefined });
+  // One row of two submitters (each a deposit of 32 coins or tokens) keeps it short: most of its time is starting a node per workload and provisioning the TAs.
+  const payments = 64;
+  const report = await benchSettle(harness, sources, { devices: 1, payments, submitters: [2], warmup: 0, floorMs: 100, postgres: false, only: ['otp', 'opera'] }).finally(close);
+
+  const names = report.workloads.map((w) => `${w.scheme} ${w.workload}`).sort();
+  assert.deepEqual(names, ['opera deposits', 'otp deposits']);
+  assert.deepEqual(report.rows.map((r) => `${r.scheme} ${r.submitters}`).sort(), ['opera 2', 'otp 2']);
+  // OTP's coin has no Ed25519 signature: its floor is the RSA verification and the X25519 agreement, measured as the Ed25519 floor is.
+  assert.deepEqual(report.operationFloors.map((f) => f.operation), ['rsa2048-pss-verify', 'x25519']);
+  for (const f of report.operationFloors) {
+    assert.ok(f.perSecond > 0 && f.measuredPerSecond.length === 2 && f.perSecond === Math.max(...f.measuredPerSecond), f.operation);
+    assert.equal(f.perThread.length, f.threads);
+  }
+  const rates = new Map(report.operationFloors.map((f) => [f.operation, f.perSecond]));
+  for (const row of report.rows) {
+    assert.equal(row.payments, payments, `${row.scheme}: every payment made was deposited`);
+    assert.equal(row.requests, 2, 'one deposit a submitter');
+    assert.ok(row.paymentsPerSecond > 0 && Number.isFinite(row.paymentsPerSecond));
+    assert.ok(row.nodeCpuMsPerPayment > 0);
+    const w = report.workloads.find((x) => x.scheme === row.scheme);
+    assert.ok(w !== undefined);
+    const floor = floorPaymentsPerSecond(report.floor.perSecond, w.verificationsPerPayment, w.floorOperations, rates);
+    assert.ok(Number.isFinite(floor) && floor > 0);
+    assert.ok(Math.abs(row.floorPaymentsPerSecond - floor) < 1e-6);
+    if (row.scheme === 'otp') {
+      // No Ed25519 in it: one RSA verification and one agreement, each at its own rate.
+      assert.equal(w.verificationsPerPayment, 0);
+      assert.ok(Math.abs(1 / row.floorPaymentsPerSecond - (1 / (rates.get('rsa2048-pss-verify') ?? 0) + 1 / (rates.get('x25519') ?? 0))) < 1e-9);
+    } else {
+      // The bank's signature on each token, and the ODW's on the request shared by its tokens.
+      assert.ok(w.verificationsPerPayment > 1 && w.verificationsPerPayment < 1.01);
+      assert.ok(Math.abs(row.floorPaymentsPerSecond - report.floor.perSecond / w.verificationsPerPayment) < 1e-6);
+    }
+  }
+  const text = formatSettleReport(report);
+  assert.match(text, /Floor of x25519: [0-9,]+\/s/);
+  assert.match(text, /one rsa2048-pss-verify and one x25519 per payment at the least/);
+  assert.ok(text.includes(`| otp | deposits | pglite | 2 | ${payments} |`), text);
+  assert.ok(text.includes(`| opera | deposits | pglite | 2 | ${payments} |`), text);
+});
+
+test('bench settle: a workload that names no operation a payment needs is refused before any node starts', async () => {
+  const { harness, close } = makeHarness({ quick: true, env: {}, progress: () => undefined });
+  const [ops] = await (settleSources(SCHEMES)[0] as SettleSource).load();
+  assert.ok(ops !== undefined);
+  const free: SettleSource = { scheme: 'ops', load: async () => [{ ...ops, name: 'free', verificationsPerPayment: 0 }] };
+  try {
+    await assert.rejects(benchSettle(harness, [free], { devices: 1, payments: 10, submitters: [1], warmup: 0, floorMs: 50, postgres: false }), /ops\/free names no public-key operation a payment needs/);
+  } finally {
+    await close();
+  }
 });
 
 test('bench settle: a workload that no scheme gives is refused before any node starts', async () => {

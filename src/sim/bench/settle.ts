@@ -6,7 +6,8 @@
  * this process, 1, 2, 4 and 8 submitters at once, with every request encoded before the clock
  * starts. Each row says the rate, the latency of a request, the CPU per payment of the node and of
  * PostgreSQL, and the rate over its floor: Ed25519 verifications per second on every core
- * (verify-floor.ts), since each payment needs at least one.
+ * (verify-floor.ts) over the verifications a payment needs, and, for a workload whose cryptography
+ * is another (an RSA blind signature, an X25519 agreement), those operations measured the same way.
  *
  * What is settled comes from a scheme (a `SettleWorkload` given by the registry): this file names none.
  */
@@ -15,7 +16,7 @@ import { postgresCpuMs } from './cpu.ts';
 import { plotSvg, type PlotSeries } from './figure.ts';
 import type { BenchHarness, BenchPlugin, BenchProcessNode, FloorRatio, SettleSubmitter, SettleWorkload } from './plugin.ts';
 import { summarise, type Latency } from './stats.ts';
-import { measureVerifyFloor, type VerifyFloor } from './verify-floor.ts';
+import { FLOOR_OPERATIONS, measureOperationFloor, measureVerifyFloor, type FloorOperation, type VerifyFloor } from './verify-floor.ts';
 
 /** Where a scheme's workloads come from: its name in the registry and its lazy loader. */
 export interface SettleSource {
@@ -69,7 +70,7 @@ export interface SettleRow {
   readonly postgresCpuMsPerPayment: number | null;
   /** CPU of this process (the submitters, signing and sending) per payment, ms. */
   readonly benchCpuMsPerPayment: number;
-  /** The most payments a second the workload's verifications allow on every core: the floor over its verifications per payment. */
+  /** The most payments a second the workload's public-key operations allow on every core: the floor over its verifications per payment, with its other operations' floors. */
   readonly floorPaymentsPerSecond: number;
   /** Time per payment over the floor's time per payment: floor payments per second / payments per second. */
   readonly floorRatio: number;
@@ -79,15 +80,39 @@ export interface SettleRow {
 export interface SettleReport {
   /** The floor: the faster of its two measurements, before and after the rows (a disturbed one is the slower). */
   readonly floor: VerifyFloor & { readonly spanMs: number; readonly measuredPerSecond: readonly number[] };
+  /** The floors of the other operations the workloads name (none when every workload is Ed25519's alone), kept as the floor is. */
+  readonly operationFloors: ReadonlyArray<VerifyFloor & { readonly operation: FloorOperation; readonly measuredPerSecond: readonly number[] }>;
   readonly devices: number;
   readonly paymentsPerRow: number;
-  readonly workloads: ReadonlyArray<{ readonly scheme: string; readonly workload: string; readonly describes: string; readonly verificationsPerPayment: number }>;
+  readonly workloads: ReadonlyArray<{ readonly scheme: string; readonly workload: string; readonly describes: string; readonly verificationsPerPayment: number; readonly floorOperations: Readonly<Partial<Record<FloorOperation, number>>> }>;
   readonly rows: readonly SettleRow[];
   /** The 1-minute load average after each database's rows. */
   readonly loadAfter: ReadonlyArray<{ readonly scheme: string; readonly workload: string; readonly database: 'pglite' | 'postgres'; readonly loadAverage: number }>;
   readonly skipped: readonly string[];
   /** Where the figure was written, if it was. */
   readonly figure: string | null;
+}
+
+/** A workload's other operations with a count above 0, in FLOOR_OPERATIONS' order. */
+function operationsOf(operations: Readonly<Partial<Record<FloorOperation, number>>> | undefined): Array<[FloorOperation, number]> {
+  return FLOOR_OPERATIONS.flatMap((op): Array<[FloorOperation, number]> => {
+    const n = operations?.[op] ?? 0;
+    return n > 0 ? [[op, n]] : [];
+  });
+}
+
+/**
+ * A workload's floor, payments a second: one over the time its operations take per payment, each at
+ * its measured rate on every core.
+ */
+export function floorPaymentsPerSecond(ed25519PerSecond: number, verificationsPerPayment: number, operations: Readonly<Partial<Record<FloorOperation, number>>> | undefined, rates: ReadonlyMap<FloorOperation, number>): number {
+  let seconds = verificationsPerPayment / ed25519PerSecond;
+  for (const [op, n] of operationsOf(operations)) {
+    const perSecond = rates.get(op);
+    if (perSecond === undefined) throw new Error(`bench settle: the floor of ${op} was not measured`);
+    seconds += n / perSecond;
+  }
+  return 1 / seconds;
 }
 
 /** The bench's own CPU so far, ms. */
@@ -220,11 +245,14 @@ const ms = (x: number, digits = 3) => x.toFixed(digits);
 /** The report as text: the floor, then one table row per scheme, database and number of submitters. */
 export function formatSettleReport(report: SettleReport): string {
   const lines: string[] = [];
+  const count = (n: number, what: string) => `${n === 1 ? 'one' : Number.isInteger(n) ? String(n) : n.toPrecision(4)} ${what}${n === 1 ? '' : 's'}`;
   for (const w of report.workloads) {
-    lines.push(`Workload (${w.scheme} ${w.workload}): ${w.describes}; ${(report.rows.find((r) => r.scheme === w.scheme && r.workload === w.workload)?.payments ?? report.paymentsPerRow).toLocaleString('en-US')} payments per row; ${w.verificationsPerPayment === 1 ? 'one verification' : `${w.verificationsPerPayment.toPrecision(3)} verifications`} per payment at the least`);
+    const needs = [...(w.verificationsPerPayment > 0 ? [count(w.verificationsPerPayment, 'Ed25519 verification')] : []), ...operationsOf(w.floorOperations).map(([op, n]) => count(n, op))];
+    lines.push(`Workload (${w.scheme} ${w.workload}): ${w.describes}; ${(report.rows.find((r) => r.scheme === w.scheme && r.workload === w.workload)?.payments ?? report.paymentsPerRow).toLocaleString('en-US')} payments per row; ${needs.join(' and ')} per payment at the least`);
   }
   lines.push(
     `Floor: ${rate(report.floor.perSecond)} Ed25519 verifications/s (node:crypto, ${report.floor.threads} worker threads at once, ${report.floor.spanMs} ms each; the faster of ${report.floor.measuredPerSecond.map(rate).join(' before and ')} after the rows): a workload's floor is this over its verifications per payment, the most payments a second a node could settle here that checked nothing else`,
+    ...report.operationFloors.map((f) => `Floor of ${f.operation}: ${rate(f.perSecond)}/s (node:crypto, ${f.threads} worker threads at once; the faster of ${f.measuredPerSecond.map(rate).join(' before and ')} after the rows): a workload that needs it adds its time per payment to the Ed25519 floor's`),
     '',
     '| scheme | workload | database | submitters | payments | requests | payments/s | p50 ms / request | p99 ms / request | node CPU ms / payment | PostgreSQL CPU ms / payment | bench CPU ms / payment | floor payments/s | floor / rate |',
     '|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
@@ -256,16 +284,31 @@ export async function benchSettle(harness: BenchHarness, sources: readonly Settl
     }
   }
   if (chosen.length === 0) throw new RangeError(`bench settle: no workload is named ${JSON.stringify(only?.join(',') ?? '')}`);
+  for (const { source, workload } of chosen) {
+    if (!(workload.verificationsPerPayment >= 0) || (workload.verificationsPerPayment === 0 && operationsOf(workload.floorOperations).length === 0)) {
+      throw new RangeError(`bench settle: ${source.scheme}/${workload.name} names no public-key operation a payment needs, so it has no floor`);
+    }
+  }
+  const operations = FLOOR_OPERATIONS.filter((op) => chosen.some(({ workload }) => (workload.floorOperations?.[op] ?? 0) > 0));
+  const measureOperations = async () => {
+    const out = new Map<FloorOperation, VerifyFloor>();
+    for (const op of operations) {
+      harness.progress(`floor of ${op}: ${parameters.floorMs} ms on every core`);
+      out.set(op, await measureOperationFloor(op, parameters.floorMs));
+    }
+    return out;
+  };
   harness.progress(`verification floor: ${parameters.floorMs} ms on every core`);
   const first = await measureVerifyFloor(parameters.floorMs);
+  const firstOperations = await measureOperations();
   const wantPostgres = parameters.postgres !== false;
   const databases: Array<'pglite' | 'postgres'> = wantPostgres && harness.postgresUrl !== undefined ? ['pglite', 'postgres'] : ['pglite'];
   const skipped = wantPostgres && harness.postgresUrl === undefined ? ['PostgreSQL rows: set DATABASE_URL or TEST_DATABASE_URL'] : [];
   const measuredRows: Array<Omit<SettleRow, 'floorRatio' | 'floorPaymentsPerSecond'>> = [];
-  const workloads: Array<{ scheme: string; workload: string; describes: string; verificationsPerPayment: number }> = [];
+  const workloads: Array<SettleReport['workloads'][number]> = [];
   const loadAfter: Array<{ scheme: string; workload: string; database: 'pglite' | 'postgres'; loadAverage: number }> = [];
   for (const { source, workload } of chosen) {
-    workloads.push({ scheme: source.scheme, workload: workload.name, describes: workload.describes, verificationsPerPayment: workload.verificationsPerPayment });
+    workloads.push({ scheme: source.scheme, workload: workload.name, describes: workload.describes, verificationsPerPayment: workload.verificationsPerPayment, floorOperations: { ...workload.floorOperations } });
     for (const database of databases) {
       measuredRows.push(...(await measureDatabase(harness, source, workload, database, parameters)));
       loadAfter.push({ scheme: source.scheme, workload: workload.name, database, loadAverage: loadavg()[0] ?? Number.NaN });
@@ -273,19 +316,26 @@ export async function benchSettle(harness: BenchHarness, sources: readonly Settl
   }
   harness.progress(`verification floor again: ${parameters.floorMs} ms on every core`);
   const second = await measureVerifyFloor(parameters.floorMs);
+  const secondOperations = await measureOperations();
   const best = second.perSecond > first.perSecond ? second : first;
   const floor = { ...best, spanMs: parameters.floorMs, measuredPerSecond: [first.perSecond, second.perSecond] };
+  const operationFloors = operations.map((operation) => {
+    const a = firstOperations.get(operation) as VerifyFloor;
+    const b = secondOperations.get(operation) as VerifyFloor;
+    return { ...(b.perSecond > a.perSecond ? b : a), operation, measuredPerSecond: [a.perSecond, b.perSecond] };
+  });
+  const rates = new Map(operationFloors.map((f) => [f.operation, f.perSecond]));
   const rows: SettleRow[] = measuredRows.map((r) => {
-    const perPayment = workloads.find((w) => w.scheme === r.scheme && w.workload === r.workload)?.verificationsPerPayment ?? 1;
-    const floorPaymentsPerSecond = floor.perSecond / perPayment;
-    return { ...r, floorPaymentsPerSecond, floorRatio: floorPaymentsPerSecond / r.paymentsPerSecond };
+    const w = workloads.find((x) => x.scheme === r.scheme && x.workload === r.workload);
+    const perSecond = floorPaymentsPerSecond(floor.perSecond, w?.verificationsPerPayment ?? 1, w?.floorOperations, rates);
+    return { ...r, floorPaymentsPerSecond: perSecond, floorRatio: perSecond / r.paymentsPerSecond };
   });
   let figure: string | null = null;
   if (parameters.figure !== undefined) {
     const m = harness.machine;
     figure = await harness.writeFile(parameters.figure, settleFigure({ rows, floor }, `${m.cpu}, ${m.cores} cores, Node ${m.node}; ${m.date}; ${parameters.payments.toLocaleString('en-US')} payments per point`));
   }
-  return { floor, devices: parameters.devices, paymentsPerRow: parameters.payments, workloads, rows, loadAfter, skipped, figure };
+  return { floor, operationFloors, devices: parameters.devices, paymentsPerRow: parameters.payments, workloads, rows, loadAfter, skipped, figure };
 }
 
 /**
