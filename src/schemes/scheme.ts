@@ -8,6 +8,7 @@ import type { Codec } from '../core/codec.ts';
 import type { TrustedApp } from '../secure-element/trusted-app.ts';
 import type { BenchPlugin, SettleWorkload } from '../sim/bench/plugin.ts';
 import type { SchemeModule } from '../issuer/plugin.ts';
+import type { SimPlugin } from '../sim/sim/plugin.ts';
 import type { Capability, WalletPart } from '../wallet/plugin.ts';
 
 /** The paper a scheme implements. */
@@ -61,4 +62,6 @@ export interface Scheme {
   trustedApp?(): Promise<TrustedApp<unknown>>;
   /** Its side of `npm run bench -- settle` (payments settled per second by the node), loaded when that runs. */
   settle?(): Promise<SettleWorkload>;
+  /** Its population, faults and attacks in `tally sim` (a seeded, deterministic simulation), loaded when that runs. */
+  sim?(): Promise<SimPlugin>;
 }

@@ -19,5 +19,6 @@ export const ops: Scheme = {
   wire: async () => (await import('./wire.ts')).OPS_WIRE,
   trustedApp: async () => (await import('./trusted-app.ts')).opsTrustedApp,
   settle: async () => (await import('./bench-settle.ts')).opsSettle,
+  sim: async () => (await import('./sim.ts')).opsSim,
   cli: opsCli,
 };
