@@ -17,7 +17,7 @@ export function simVerb(schemes: readonly Scheme[]): Verb {
       ['--svg FILE', 'also write the figure of money lost and detections over simulated time'],
       JSON_OPTION,
     ],
-    example: 'tally sim --scheme ops --seed 7 --quick',
+    example: `tally sim --scheme ${simulated[0] ?? 'all'} --seed 7 --quick`,
     async run(argv, io) {
       const { values } = parse(argv, SIM_FLAGS, []);
       // The simulator (the node, PGlite, the hosts) loads only when this verb runs.
