@@ -21,7 +21,7 @@ export function simVerb(schemes: readonly Scheme[]): Verb {
     async run(argv, io) {
       const { values } = parse(argv, SIM_FLAGS, []);
       // The simulator (the node, PGlite, the hosts) loads only when this verb runs.
-      const [{ runSim }, { reportFigure, reportTable }] = await Promise.all([import('../../sim/sim/run.ts'), import('../../sim/sim/report.ts')]);
+      const [{ runSim }, { reportFigure, reportTable }, { closeSimDatabases }] = await Promise.all([import('../../sim/sim/run.ts'), import('../../sim/sim/report.ts'), import('../../sim/sim/world.ts')]);
       const name = values.scheme;
       if (name === undefined) throw new UsageError(`--scheme is required: one of ${simulated.join(', ')}, or all`);
       const chosen = name === 'all' ? schemes.filter((s) => s.sim !== undefined) : schemes.filter((s) => s.name === name);
@@ -35,19 +35,23 @@ export function simVerb(schemes: readonly Scheme[]): Verb {
         throw new UsageError(e instanceof Error ? e.message : String(e));
       }
       const reports = [];
-      for (const scheme of chosen) {
-        io.progress(`${scheme.name}: seed ${params.seed}, ${params.devices} devices, ${params.payments} payments`);
-        let shown = 0;
-        reports.push(
-          await runSim(scheme, params, (_step, payments) => {
-            // A line at every tenth of the payments (stderr; silent with --json).
-            const tenth = Math.floor((payments * 10) / params.payments);
-            if (tenth > shown) {
-              shown = tenth;
-              io.progress(`${scheme.name}: ${payments}/${params.payments} payments`);
-            }
-          }),
-        );
+      try {
+        for (const scheme of chosen) {
+          io.progress(`${scheme.name}: seed ${params.seed}, ${params.devices} devices, ${params.payments} payments`);
+          let shown = 0;
+          reports.push(
+            await runSim(scheme, params, (_step, payments) => {
+              // A line at every tenth of the payments (stderr; silent with --json).
+              const tenth = Math.floor((payments * 10) / params.payments);
+              if (tenth > shown) {
+                shown = tenth;
+                io.progress(`${scheme.name}: ${payments}/${params.payments} payments`);
+              }
+            }),
+          );
+        }
+      } finally {
+        await closeSimDatabases();
       }
       if (values.svg !== undefined) {
         const { writeFile } = await import('node:fs/promises');

@@ -9,6 +9,7 @@ import { parseArgs } from 'node:util';
 import { SCHEMES } from '../../schemes/index.ts';
 import { SIM_FLAGS, SIM_OPTION_HELP, simParameters } from './options.ts';
 import { runSim, type SimReport } from './run.ts';
+import { closeSimDatabases } from './world.ts';
 
 const USAGE = `usage: npm run sim -- --seeds N [--start S] [--scheme NAME|all] [options] [--json]
 
@@ -76,4 +77,8 @@ async function main(argv: string[]): Promise<number> {
   return ok ? 0 : 1;
 }
 
-process.exitCode = await main(process.argv.slice(2));
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} finally {
+  await closeSimDatabases();
+}

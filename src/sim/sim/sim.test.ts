@@ -6,10 +6,13 @@
  * the command that replays the run. The long campaign is `npm run sim -- --seeds N`.
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { SCHEMES } from '../../schemes/index.ts';
 import { simParameters } from './options.ts';
 import { runSim, withoutTimings, type SimReport } from './run.ts';
+import { closeSimDatabases } from './world.ts';
+
+after(() => closeSimDatabases());
 
 const SMALL = { devices: 6, payments: 40, attackers: 0.34, faults: 0.08, checkEvery: 1 } as const;
 /** Seeds of the CI pass, per scheme (the long campaign runs thousands). */

@@ -92,6 +92,33 @@ export class Recorder implements SimRecorder {
   }
 }
 
+/**
+ * Databases emptied by earlier runs of this process, ready for the next: a new PGlite costs seconds
+ * of CPU (most of a small run's), emptying one a few milliseconds (as src/issuer/db/test-databases.ts
+ * does for the tests).
+ */
+const idle: PGlite[] = [];
+
+async function takeDatabase(): Promise<PGlite> {
+  return idle.pop() ?? (await PGlite.create());
+}
+
+/** Empties a run's database for the next run, or closes it when it cannot be emptied. */
+async function giveBack(pg: PGlite): Promise<void> {
+  try {
+    // One statement each: a script runs as one transaction block, and DISCARD ALL refuses one.
+    for (const sql of ['ROLLBACK', 'DISCARD ALL', 'DROP SCHEMA public CASCADE', 'CREATE SCHEMA public']) await pg.exec(sql);
+    idle.push(pg);
+  } catch {
+    await pg.close().catch(() => undefined);
+  }
+}
+
+/** Closes the databases kept for later runs; call it when no more runs follow. */
+export async function closeSimDatabases(): Promise<void> {
+  for (const pg of idle.splice(0)) await pg.close();
+}
+
 /** A Database whose close() leaves the database open: the node process restarts, the database server does not. */
 function surviving(db: Database): Database {
   return { kind: db.kind, query: (sql, params) => db.query(sql, params), exec: (sql) => db.exec(sql), transaction: (fn, options) => db.transaction(fn, options), close: async () => {} };
@@ -133,10 +160,10 @@ export function makeWorld(params: SimParameters, onStep: StepListener): World {
     steps: () => steps,
     async openNode(scheme: SchemeModule): Promise<SimNode> {
       const dataDir = await mkdtemp(join(tmpdir(), 'tally-sim-node-'));
-      const pg = await PGlite.create();
+      const pg = await takeDatabase();
       const db = pgliteDatabase(pg);
       closers.push(async () => {
-        await db.close();
+        await giveBack(pg);
         await rm(dataDir, { recursive: true, force: true });
       });
       const open = async () => {
