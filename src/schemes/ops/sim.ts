@@ -20,9 +20,10 @@ import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import { encodeCertificate } from '../../pki/certificate.ts';
 import { CRASH_POINTS } from '../../secure-element/secure-element.ts';
 import type { SimAttack, SimElement, SimNode, SimPlugin, SimSnapshot, SimWorld } from '../../sim/sim/plugin.ts';
-import { depositConfirmationCodec, encodePayment, paymentDigest, syncAckCodec, type Payment } from './messages.ts';
+import { signRecord } from '../../core/crypto/record.ts';
+import { depositConfirmationCodec, encodePayment, paymentDigest, paymentSigned, PAYMENT_TAG, syncAckCodec, type Payment } from './messages.ts';
 import { OPS_FLOAT_ACCOUNT, opsNodePart } from './node.ts';
-import { opsTrustedApp } from './trusted-app.ts';
+import { opsTrustedApp, TA_KEY_LABEL } from './trusted-app.ts';
 
 type Commands = typeof opsTrustedApp.commands;
 type Element = SimElement<Commands>;
@@ -331,7 +332,7 @@ export const opsSim: SimPlugin = {
     }
 
     async function attack(h: Holder): Promise<void> {
-      const kind = random.pick(['clone', 'rollback', 'replay', 'forge'] as const);
+      const kind = random.pick(['clone', 'rollback', 'replay', 'forge', 'extracted-key'] as const);
       if (kind === 'clone') {
         if (h.revoked) return;
         const el = await h.el.clone();
@@ -366,6 +367,24 @@ export const opsSim: SimPlugin = {
         duplicatingAttacks++;
         recorder.count('attacks.rollback');
         extras.push({ el: whole, holder: h, attack: a, left: 1 + random.below(ATTACK_PAYMENTS_MAX) });
+      } else if (kind === 'extracted-key') {
+        // The TA's key taken out of the device: payments signed outside the TA, under an index it has
+        // not used yet or is about to use, each valid offline; settlement must name the device.
+        if (h.revoked) return;
+        const signer = h.el.extractKey(TA_KEY_LABEL);
+        const index = (await h.el.se.call('status', {})).j + 1n + BigInt(random.below(3));
+        const candidates = holders.filter((x) => x !== h && room(x) > limit / PAYMENT_SHARE);
+        const to = candidates.length === 0 || random.chance(0.3) ? { plain: random.pick(plains) } : { holder: random.pick(candidates) };
+        const amount = random.bigint(1n, limit / PAYMENT_SHARE);
+        const body = { amount, sender: h.certificate, receiver: 'holder' in to ? to.holder.certificate : to.plain.certificate, index };
+        const payment: Payment = { ...body, signature: signRecord(signer, PAYMENT_TAG, paymentSigned(body)) };
+        const a = recorder.attack('extracted-key', h.device, amount);
+        duplicatingAttacks++;
+        recorder.count('attacks.extracted-key');
+        const bytes = encodePayment(payment);
+        const entry: Made = { payment, bytes, from: h, to, by: null, credited: false, attack: a, refused: null };
+        made.push(entry);
+        if (net.send({ made: entry }, bytes.length).includes('dropped')) resend.push({ made: entry });
       } else if (kind === 'replay') {
         const done = made.filter((m) => m.credited);
         if (done.length === 0) return;
@@ -460,7 +479,7 @@ export const opsSim: SimPlugin = {
     await pollFraud();
     await world.step(true);
     for (const a of recorder.attacks) {
-      if (a.kind !== 'clone' && a.kind !== 'rollback') continue;
+      if (a.kind !== 'clone' && a.kind !== 'rollback' && a.kind !== 'extracted-key') continue;
       const own = made.filter((m) => m.attack === a);
       const spent = own.some((m) => m.credited);
       if (a.outcome === 'detected') continue;

@@ -77,6 +77,8 @@ export interface SimElement<C> {
   reopen(): Promise<void>;
   /** A second device with a copy of this one's storage and counter: a cloned secure element. */
   clone(): Promise<SimElement<C>>;
+  /** The key the trusted app signs with under `label`, as an attacker who extracted the device's master secret holds it. */
+  extractKey(label: string): Signer;
   /** A copy of the storage only, to restore later (the counter stays where it is). */
   snapshot(): SimSnapshot;
   /** Puts a snapshot's storage back and opens the host on it; answers the error code when the host refuses. */

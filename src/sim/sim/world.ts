@@ -25,7 +25,7 @@ import { nodeProvider } from '../../providers/node-crypto.ts';
 import { nodeSealing } from '../../providers/node-sealing.ts';
 import { InProcessHost, SimulatedCrash } from '../../secure-element/host.ts';
 import { MemoryCounter, MemoryStorage } from '../../secure-element/memory-fixtures.ts';
-import { MASTER_SECRET_BYTES } from '../../secure-element/sealing.ts';
+import { deriveDeviceKeys, MASTER_SECRET_BYTES } from '../../secure-element/sealing.ts';
 import type { CrashPoint } from '../../secure-element/secure-element.ts';
 import type { CommandTable, TrustedApp } from '../../secure-element/trusted-app.ts';
 import { isTallyError } from '../../core/errors.ts';
@@ -286,6 +286,11 @@ export function makeWorld(params: SimParameters, onStep: StepListener): World {
       },
       async clone() {
         return elementOn(app, storageNow.clone(), counter.clone(), false);
+      },
+      extractKey(label) {
+        const master = storageNow.master;
+        if (master === null) throw new Error('the element has no master secret');
+        return deriveDeviceKeys(master, nodeProvider, nodeSealing).signer(app.name, label, 'ed25519');
       },
       snapshot() {
         return { kind: 'sim-snapshot', storage: storageNow.clone() } as SimSnapshot;
