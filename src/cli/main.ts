@@ -207,7 +207,7 @@ async function runVerb(run: (args: string[], io: VerbIo) => Promise<Outcome>, ar
   };
   const outcome = await run(args, io);
   process.stdout.write(json ? `${JSON.stringify(outcome.json)}\n` : `${outcome.text}\n`);
-  return 0;
+  return outcome.exitCode ?? 0;
 }
 
 /**

@@ -20,6 +20,8 @@ export class UsageError extends Error {}
 export interface Outcome {
   text: string;
   json: Record<string, unknown>;
+  /** The exit code when it is not 0 (the outcome is still printed: a simulation that found a violation). */
+  exitCode?: number | undefined;
 }
 
 /** What `--help` shows of a command: its synopsis, what it does, its options and an example. */

@@ -13,6 +13,7 @@ export type Role =
   | 'scheme-wallet'
   | 'scheme-cli'
   | 'scheme-bench'
+  | 'scheme-sim'
   | 'scheme-test'
   | 'registry'
   | 'scheme-type'
@@ -31,6 +32,7 @@ export const ADAPTER_NAMES: readonly (readonly [RegExp, Role])[] = [
   [/^wallet(-.+)?\.ts$/, 'scheme-wallet'],
   [/^cli(-.+)?\.ts$/, 'scheme-cli'],
   [/^bench(-.+)?\.ts$/, 'scheme-bench'],
+  [/^sim(-.+)?\.ts$/, 'scheme-sim'],
 ];
 
 /** The faces read the registry; every other layer outside src/schemes/ is shell. */
@@ -78,6 +80,7 @@ export type TargetClass =
   | 'wallet-plugin'
   | 'cli-plugin'
   | 'bench-plugin'
+  | 'sim-plugin'
   | 'issuer'
   | 'wallet'
   | 'cli'
@@ -104,6 +107,7 @@ const TARGETS: readonly (readonly [TargetClass, RegExp])[] = [
   ['wallet-plugin', /^wallet\/plugin\.ts$/],
   ['cli-plugin', /^cli\/plugin\.ts$/],
   ['bench-plugin', /^sim\/bench\/plugin\.ts$/],
+  ['sim-plugin', /^sim\/sim\/plugin\.ts$/],
   ['core', /^core\//],
   ['pki', /^pki\//],
   ['channel-node', /^channel\/tcp/],
@@ -149,7 +153,7 @@ function allBut(...denied: TargetClass[]): Partial<Record<TargetClass, Access>> 
 const BELOW = { core: 'any', pki: 'any', channel: 'any', 'secure-element': 'any' } as const;
 /** The pure files and the adapters of the importing file's own scheme. */
 const OWN = { 'own-pure': 'any', 'own-adapter': 'any' } as const;
-const PLUGINS_TYPE = { 'issuer-plugin': 'type', 'wallet-plugin': 'type', 'cli-plugin': 'type', 'bench-plugin': 'type' } as const;
+const PLUGINS_TYPE = { 'issuer-plugin': 'type', 'wallet-plugin': 'type', 'cli-plugin': 'type', 'bench-plugin': 'type', 'sim-plugin': 'type' } as const;
 
 /** The layering, role → what it may import. Anything not listed is a violation. */
 export const RULES: Readonly<Record<Role, Rule>> = {
@@ -176,6 +180,10 @@ export const RULES: Readonly<Record<Role, Rule>> = {
   'scheme-bench': {
     says: "a scheme's benchmark imports only src/sim/bench/plugin.ts, src/issuer/plugin.ts and src/wallet/plugin.ts of the shell",
     allow: { ...BELOW, ...OWN, 'bench-plugin': 'any', 'issuer-plugin': 'any', 'wallet-plugin': 'any' },
+  },
+  'scheme-sim': {
+    says: "a scheme's simulation imports only src/sim/sim/plugin.ts and src/issuer/plugin.ts of the shell",
+    allow: { ...BELOW, ...OWN, 'sim-plugin': 'any', 'issuer-plugin': 'any' },
   },
   'scheme-test': {
     says: "a scheme's tests may use the whole shell, but schemes never import each other",

@@ -8,6 +8,7 @@ import type { Codec } from '../core/codec.ts';
 import type { TrustedApp } from '../secure-element/trusted-app.ts';
 import type { BenchPlugin, CommonWorkload, SettleWorkload } from '../sim/bench/plugin.ts';
 import type { SchemeModule } from '../issuer/plugin.ts';
+import type { SimPlugin } from '../sim/sim/plugin.ts';
 import type { Capability, WalletPart } from '../wallet/plugin.ts';
 
 /** The paper a scheme implements. */
@@ -63,4 +64,6 @@ export interface Scheme {
   settle?(): Promise<readonly SettleWorkload[]>;
   /** Its side of the common workload of `npm run bench -- all` and `-- common` (one payment of 12.50, the same on every scheme), and its profile for the evaluation page; loaded when that runs. */
   common?(): Promise<CommonWorkload>;
+  /** Its population, faults and attacks in `tally sim` (a seeded, deterministic simulation), loaded when that runs. */
+  sim?(): Promise<SimPlugin>;
 }

@@ -12,6 +12,7 @@ import { operatorOem } from './operator-oem.ts';
 import { pay } from './pay.ts';
 import { receive } from './receive.ts';
 import { schemesVerb } from './schemes.ts';
+import { simVerb } from './sim.ts';
 import { sync } from './sync.ts';
 import { walletBalance } from './wallet-balance.ts';
 import { walletCreate } from './wallet-create.ts';
@@ -56,5 +57,6 @@ export function buildVerbs(schemes: readonly Scheme[]): Record<string, Verb> {
     ...Object.fromEntries(SHELL_VERBS.slice(1).map((spec) => [spec.words, shellVerb(spec, schemes, needed)])),
     ...Object.fromEntries(own.map((words) => [words, schemeVerb(words, schemes, needed)])),
     ...Object.fromEntries(PAYMENT_VERBS.map((spec) => [spec.words, shellVerb(spec, schemes, needed)])),
+    sim: simVerb(schemes),
   };
 }

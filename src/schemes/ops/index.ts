@@ -20,5 +20,6 @@ export const ops: Scheme = {
   trustedApp: async () => (await import('./trusted-app.ts')).opsTrustedApp,
   settle: async () => [(await import('./bench-settle.ts')).opsSettle, (await import('./bench-settle-sync.ts')).opsSyncSettle],
   common: async () => (await import('./bench-common.ts')).opsCommon,
+  sim: async () => (await import('./sim.ts')).opsSim,
   cli: opsCli,
 };

@@ -1,0 +1,84 @@
+/**
+ * `npm run sim -- --seeds N [--start S] [--scheme NAME|all] [--devices D] [--payments P] [--attackers F]
+ * [--faults F] [--check-every K] [--quick] [--json]`: the long campaign, seeds S, S+1, ... S+N-1 of
+ * each simulated scheme, one after the other. Prints a line per seed (stderr), stops at the first
+ * seed that breaks an invariant and prints the command that replays it (exit 1); a failing seed
+ * found here becomes a regression test in src/sim/sim/sim.test.ts.
+ */
+import { parseArgs } from 'node:util';
+import { SCHEMES } from '../../schemes/index.ts';
+import { SIM_FLAGS, SIM_OPTION_HELP, simParameters } from './options.ts';
+import { runSim, type SimReport } from './run.ts';
+import { closeSimDatabases } from './world.ts';
+
+const USAGE = `usage: npm run sim -- --seeds N [--start S] [--scheme NAME|all] [options] [--json]
+
+  --seeds N      how many seeds (default 100)
+  --start S      the first seed (default 1)
+  --scheme NAME  one scheme, or all (default) of those with a simulation
+${SIM_OPTION_HELP.map(([flag, meaning]) => `  ${flag.padEnd(13)}  ${meaning}`).join('\n')}`;
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: { ...SIM_FLAGS, seeds: { type: 'string' }, start: { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false } }, strict: true });
+  } catch (e) {
+    process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n${USAGE}\n`);
+    return 2;
+  }
+  const { values } = parsed;
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  const seeds = Number(values.seeds ?? '100');
+  const start = Number(values.start ?? '1');
+  if (!Number.isSafeInteger(seeds) || seeds < 1 || !Number.isSafeInteger(start) || start < 0) {
+    process.stderr.write(`--seeds and --start must be whole numbers\n${USAGE}\n`);
+    return 2;
+  }
+  const name = values.scheme ?? 'all';
+  const schemes = SCHEMES.filter((s) => s.sim !== undefined && (name === 'all' || s.name === name));
+  if (schemes.length === 0) {
+    process.stderr.write(`no simulated scheme ${JSON.stringify(name)}: ${SCHEMES.filter((s) => s.sim !== undefined).map((s) => s.name).join(', ')}\n`);
+    return 2;
+  }
+  const summary: Array<{ scheme: string; seeds: number; payments: number; wallMs: number; failed: SimReport['violation'] }> = [];
+  for (const scheme of schemes) {
+    let payments = 0;
+    let wallMs = 0;
+    let failed: SimReport['violation'] = null;
+    let ran = 0;
+    for (let seed = start; seed < start + seeds; seed++) {
+      let params;
+      try {
+        params = simParameters(values, seed);
+      } catch (e) {
+        process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+        return 2;
+      }
+      const report = await runSim(scheme, { ...params, seed });
+      ran++;
+      payments += report.counters['payments'] ?? 0;
+      wallMs += report.timings.wallMs;
+      process.stderr.write(`${scheme.name} seed ${seed}: ${report.ok ? 'ok' : 'VIOLATION'} (${report.counters['payments'] ?? 0} payments, ${report.attacks.reduce((s, a) => s + a.attempted, 0)} attacks, ${report.timings.wallMs} ms)\n`);
+      if (!report.ok) {
+        failed = report.violation;
+        process.stderr.write(`${report.violation?.message ?? ''}\nreplay: ${report.violation?.replay ?? ''}\n`);
+        break;
+      }
+    }
+    summary.push({ scheme: scheme.name, seeds: ran, payments, wallMs, failed });
+    if (failed !== null) break;
+  }
+  const ok = summary.every((s) => s.failed === null);
+  if (values.json) process.stdout.write(`${JSON.stringify({ ok, start, summary })}\n`);
+  else for (const s of summary) process.stdout.write(`${s.scheme}: ${s.seeds} seeds, ${s.payments} payments, ${Math.round((s.payments / Math.max(1, s.wallMs)) * 1000)} payments a second, ${s.failed === null ? 'no violation' : `VIOLATION — replay: ${s.failed.replay}`}\n`);
+  return ok ? 0 : 1;
+}
+
+try {
+  process.exitCode = await main(process.argv.slice(2));
+} finally {
+  await closeSimDatabases();
+}

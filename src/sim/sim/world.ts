@@ -1,0 +1,363 @@
+/**
+ * The world of one simulated run: a seeded random source, a simulated clock, the real issuer node
+ * (openNode + createIssuerApp, requests through the app in memory) on an in-memory PGlite, secure
+ * elements on the in-process host over memory storage and counters, an in-memory network with
+ * faults, the invariants and the recorder. Nothing in it reads the wall clock or Math.random: the
+ * same seed makes the same choices (keys the node makes for itself and request nonces excepted,
+ * which no choice and no figure of the report depends on).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import { currency, type Currency } from '../../core/amount.ts';
+import { fromBase64url, toBase64url, toHex } from '../../core/bytes.ts';
+import { signerFromSecret, type Signer } from '../../core/crypto/suite.ts';
+import { signRequest } from '../../issuer/client/request-auth.ts';
+import type { Database } from '../../issuer/db/database.ts';
+import { pgliteDatabase } from '../../issuer/db/pglite.ts';
+import { createIssuerApp } from '../../issuer/http/app.ts';
+import { formatMinor } from '../../issuer/http/json.ts';
+import type { SchemeModule } from '../../issuer/plugin.ts';
+import { openNode } from '../../issuer/services.ts';
+import { keyId } from '../../pki/key-id.ts';
+import { nodeProvider } from '../../providers/node-crypto.ts';
+import { nodeSealing } from '../../providers/node-sealing.ts';
+import { InProcessHost, SimulatedCrash } from '../../secure-element/host.ts';
+import { MemoryCounter, MemoryStorage } from '../../secure-element/memory-fixtures.ts';
+import { deriveDeviceKeys, MASTER_SECRET_BYTES } from '../../secure-element/sealing.ts';
+import type { CrashPoint } from '../../secure-element/secure-element.ts';
+import type { CommandTable, TrustedApp } from '../../secure-element/trusted-app.ts';
+import { isTallyError } from '../../core/errors.ts';
+import { Rng } from '../fuzz/random.ts';
+import { SimViolation, type SimAttack, type SimAudit, type SimClock, type SimElement, type SimFault, type SimMessage, type SimNetwork, type SimNode, type SimParameters, type SimRandom, type SimRecorder, type SimSnapshot, type SimWorld } from './plugin.ts';
+
+/** The currency of simulated nodes. */
+export const SIM_CURRENCY: Currency = currency('EUR', 2);
+/** Where the simulated clock starts: 2027-01-15, like the tests' clock. */
+export const SIM_CLOCK_START = 1_800_000_000_000;
+/** The passphrase of a simulated node's keys (a throwaway identity in a temporary folder). */
+const SIM_PASSPHRASE = 'tally sim node, a throwaway key';
+/** The longest a message is delayed on the network, simulated ms. */
+const NETWORK_DELAY_MAX_MS = 60_000;
+
+/** The seeded random source (xoshiro128** seeded by splitmix32). */
+export function simRandom(seed: number): SimRandom {
+  const rng = new Rng(seed);
+  return {
+    u32: () => rng.u32(),
+    below: (n) => rng.below(n),
+    chance: (p) => rng.chance(p),
+    pick: (items) => rng.pick(items),
+    bytes: (n) => rng.bytes(n),
+    bigint(min, max) {
+      if (max <= min) return min;
+      const span = max - min + 1n;
+      // Two draws give 64 bits: far more than any span of amounts, so the bias is negligible.
+      const wide = (BigInt(rng.u32()) << 32n) | BigInt(rng.u32());
+      return min + (wide % span);
+    },
+  };
+}
+
+/** Counters, attacks and the loss over simulated time. */
+export class Recorder implements SimRecorder {
+  readonly counters = new Map<string, number>();
+  readonly attacks: SimAttack[] = [];
+  bytesSent = 0;
+  lost = 0n;
+  /** (simulated time, loss, attacks detected so far), one point per sample. */
+  readonly series: Array<{ at: number; loss: bigint; bound: bigint; detected: number }> = [];
+  constructor(private readonly clock: SimClock) {}
+  count(name: string, n = 1): void {
+    this.counters.set(name, (this.counters.get(name) ?? 0) + n);
+  }
+  attack(kind: string, device: string, bound: bigint): SimAttack {
+    const attack: SimAttack = { kind, at: this.clock.now(), device, bound, outcome: 'pending', attributed: false, detectedAt: null };
+    this.attacks.push(attack);
+    return attack;
+  }
+  bytes(n: number): void {
+    this.bytesSent += n;
+  }
+  loss(minor: bigint): void {
+    this.lost = minor;
+  }
+  /** The sum of the attacks' bounds. */
+  bound(): bigint {
+    return this.attacks.reduce((sum, a) => sum + a.bound, 0n);
+  }
+  sample(): void {
+    this.series.push({ at: this.clock.now(), loss: this.lost, bound: this.bound(), detected: this.attacks.filter((a) => a.outcome === 'detected').length });
+  }
+}
+
+/**
+ * Databases emptied by earlier runs of this process, ready for the next: a new PGlite costs seconds
+ * of CPU (most of a small run's), emptying one a few milliseconds (as src/issuer/db/test-databases.ts
+ * does for the tests).
+ */
+const idle: PGlite[] = [];
+
+async function takeDatabase(): Promise<PGlite> {
+  return idle.pop() ?? (await PGlite.create());
+}
+
+/** Empties a run's database for the next run, or closes it when it cannot be emptied. */
+async function giveBack(pg: PGlite): Promise<void> {
+  try {
+    // One statement each: a script runs as one transaction block, and DISCARD ALL refuses one.
+    for (const sql of ['ROLLBACK', 'DISCARD ALL', 'DROP SCHEMA public CASCADE', 'CREATE SCHEMA public']) await pg.exec(sql);
+    idle.push(pg);
+  } catch {
+    await pg.close().catch(() => undefined);
+  }
+}
+
+/** Closes the databases kept for later runs; call it when no more runs follow. */
+export async function closeSimDatabases(): Promise<void> {
+  for (const pg of idle.splice(0)) await pg.close();
+}
+
+/** A Database whose close() leaves the database open: the node process restarts, the database server does not. */
+function surviving(db: Database): Database {
+  return { kind: db.kind, query: (sql, params) => db.query(sql, params), exec: (sql) => db.exec(sql), transaction: (fn, options) => db.transaction(fn, options), close: async () => {} };
+}
+
+/** How a run reports progress: one call per step. */
+export type StepListener = (step: number) => void;
+
+/** The world of one run, and what closes it. */
+export interface World extends SimWorld {
+  readonly recorder: Recorder;
+  readonly steps: () => number;
+  close(): Promise<void>;
+}
+
+/** Makes the world of one run of `params`. */
+export function makeWorld(params: SimParameters, onStep: StepListener): World {
+  const random = simRandom(params.seed);
+  let time = SIM_CLOCK_START;
+  const clock: SimClock = {
+    now: () => time,
+    advance(ms) {
+      if (!(ms >= 0)) throw new RangeError(`the simulated clock only moves forward, not by ${ms} ms`);
+      time += Math.floor(ms);
+    },
+  };
+  const recorder = new Recorder(clock);
+  const invariants: Array<{ name: string; check: () => Promise<string | null> }> = [];
+  const closers: Array<() => Promise<void>> = [];
+  let steps = 0;
+  let calls = 0;
+
+  const world: World = {
+    params,
+    random,
+    clock,
+    provider: nodeProvider,
+    recorder,
+    steps: () => steps,
+    async openNode(scheme: SchemeModule): Promise<SimNode> {
+      const dataDir = await mkdtemp(join(tmpdir(), 'tally-sim-node-'));
+      const pg = await takeDatabase();
+      const db = pgliteDatabase(pg);
+      closers.push(async () => {
+        await giveBack(pg);
+        await rm(dataDir, { recursive: true, force: true });
+      });
+      const open = async () => {
+        const node = await openNode({ dataDir, db: surviving(db), provider: nodeProvider, currency: SIM_CURRENCY, env: { TALLY_NODE_PASSPHRASE: SIM_PASSPHRASE }, now: clock.now, schemes: [scheme] });
+        return { node, app: createIssuerApp(node.services, [scheme]) };
+      };
+      let current = await open();
+      closers.push(() => current.node.close());
+      const { identity } = current.node.services;
+      const request: SimNode['request'] = async (who, method, path, body, options = {}) => {
+        const text = body === undefined ? '' : JSON.stringify(body);
+        const auth =
+          who === 'operator'
+            ? { authorization: `Bearer ${identity.operatorToken}` }
+            : signRequest({ signer: who, keyId: toHex(keyId(who.publicKey)), method, path, body: text, timestamp: clock.now() });
+        const headers: Record<string, string> = { 'content-type': 'application/json', ...auth };
+        if (method !== 'GET') headers['idempotency-key'] = options.idempotencyKey ?? `sim-call-${++calls}`;
+        const response = await current.app.request(path, { method, headers, ...(body === undefined ? {} : { body: text }) });
+        const answer = await response.text();
+        return { status: response.status, body: answer === '' ? null : (JSON.parse(answer) as unknown) };
+      };
+      const expect = async (who: Signer | 'operator', method: string, path: string, body: unknown, status: number) => {
+        const answer = await request(who, method, path, body);
+        if (answer.status !== status) throw new Error(`${method} ${path}: expected ${status}, got ${answer.status} ${JSON.stringify(answer.body)}`);
+        return answer.body as Record<string, string>;
+      };
+      const freshSigner = () => signerFromSecret(nodeProvider.suites.ed25519, random.bytes(32));
+      return {
+        certificates: { root: identity.root.certificate, intermediary: identity.intermediary.certificate, issuerNode: identity.issuerNode.certificate },
+        deviceLimits: current.node.services.deviceLimits,
+        amount: (minor) => formatMinor(SIM_CURRENCY, minor),
+        request,
+        async registerUser() {
+          const signer = freshSigner();
+          const body = await expect(signer, 'POST', '/v1/users', { publicKey: { suite: 'ed25519', key: toBase64url(signer.publicKey.key) } }, 201);
+          return { signer, keyId: body['keyId'] as string, account: body['account'] as string, certificate: fromBase64url(body['certificate'] as string) };
+        },
+        async enrolOem(scheme, measurement) {
+          const signer = freshSigner();
+          const body = await expect('operator', 'POST', '/v1/operator/oems', { name: `Sim OEM (${scheme})`, publicKey: { suite: 'ed25519', key: toBase64url(signer.publicKey.key) } }, 201);
+          await expect('operator', 'POST', '/v1/operator/measurements', { measurement: toHex(measurement), scheme, description: 'sim build' }, 201);
+          return { signer, keyId: body['keyId'] as string };
+        },
+        async mint(account, minor) {
+          await expect('operator', 'POST', '/v1/operator/mint', { account, amount: formatMinor(SIM_CURRENCY, minor) }, 200);
+        },
+        async audit(): Promise<SimAudit> {
+          const audit = await current.node.services.ledger.audit();
+          const eur = audit.currencies.find((c) => c.currency === SIM_CURRENCY.code);
+          return {
+            balanced: audit.balanced,
+            issued: eur?.totalIssued ?? 0n,
+            online: eur?.totalOnline ?? 0n,
+            settlement: eur?.totalSettlement ?? 0n,
+            floats: new Map((eur?.offlineFloat ?? []).map((f) => [f.account, f.amount])),
+          };
+        },
+        async restart() {
+          await current.node.close();
+          current = await open();
+        },
+      };
+    },
+    async element<S, C extends CommandTable<S>>(app: TrustedApp<S, C>): Promise<SimElement<C>> {
+      const storage = new MemoryStorage();
+      await storage.createMaster(random.bytes(MASTER_SECRET_BYTES));
+      return elementOn(app, storage, new MemoryCounter(), true);
+    },
+    network<T>(): SimNetwork<T> {
+      return network<T>(random, clock, recorder, params.faults);
+    },
+    async step(force = false) {
+      steps++;
+      onStep(steps);
+      if (!force && steps % params.checkEvery !== 0) return;
+      for (const { name, check } of invariants) {
+        const broken = await check();
+        if (broken !== null) throw new SimViolation(name, broken, steps, clock.now());
+      }
+      recorder.sample();
+    },
+    invariant(name, check) {
+      invariants.push({ name, check });
+    },
+    violated(name, what): never {
+      throw new SimViolation(name, what, steps, clock.now());
+    },
+    async close() {
+      for (const close of closers.reverse()) await close().catch(() => undefined);
+    },
+  };
+
+  async function elementOn<S, C extends CommandTable<S>>(app: TrustedApp<S, C>, storage: MemoryStorage, counter: MemoryCounter, provision: boolean): Promise<SimElement<C>> {
+    let crash: CrashPoint | null = null;
+    const options = {
+      app,
+      storage,
+      counter,
+      provider: nodeProvider,
+      sealing: nodeSealing,
+      onCrashPoint(point: CrashPoint) {
+        if (point === crash) {
+          crash = null;
+          throw new SimulatedCrash(point);
+        }
+      },
+    };
+    let host = provision ? await InProcessHost.provision(options) : await InProcessHost.open(options);
+    let storageNow = storage;
+    const element: SimElement<C> = {
+      get se() {
+        return host;
+      },
+      crashAt(point) {
+        crash = point;
+      },
+      async reopen() {
+        await host.close().catch(() => undefined);
+        host = await InProcessHost.open({ ...options, storage: storageNow });
+      },
+      async clone() {
+        return elementOn(app, storageNow.clone(), counter.clone(), false);
+      },
+      extractKey(label) {
+        const master = storageNow.master;
+        if (master === null) throw new Error('the element has no master secret');
+        return deriveDeviceKeys(master, nodeProvider, nodeSealing).signer(app.name, label, 'ed25519');
+      },
+      snapshot() {
+        return { kind: 'sim-snapshot', storage: storageNow.clone() } as SimSnapshot;
+      },
+      async restore(snapshot) {
+        const saved = (snapshot as SimSnapshot & { storage: MemoryStorage }).storage;
+        await host.close().catch(() => undefined);
+        storageNow = saved.clone();
+        try {
+          host = await InProcessHost.open({ ...options, storage: storageNow });
+          return null;
+        } catch (e) {
+          if (isTallyError(e)) return e.code;
+          throw e;
+        }
+      },
+      close: () => host.close(),
+    };
+    closers.push(() => host.close());
+    return element;
+  }
+
+  return world;
+}
+
+/** An in-memory network: each message is dropped, duplicated or delayed with probability `faults`. */
+function network<T>(random: SimRandom, clock: SimClock, recorder: SimRecorder, faults: number): SimNetwork<T> {
+  let travelling: Array<SimMessage<T> & { seq: number }> = [];
+  let seq = 0;
+  const put = (payload: T, bytes: number, delay: number) => {
+    travelling.push({ payload, bytes, at: clock.now() + delay, seq: ++seq });
+    travelling.sort((a, b) => a.at - b.at || a.seq - b.seq);
+  };
+  return {
+    send(payload, bytes) {
+      recorder.bytes(bytes);
+      const done: SimFault[] = [];
+      if (random.chance(faults)) {
+        done.push('dropped');
+        recorder.count('faults.dropped');
+        return done;
+      }
+      let delay = 0;
+      if (random.chance(faults)) {
+        delay = 1 + random.below(NETWORK_DELAY_MAX_MS);
+        done.push('delayed');
+        recorder.count('faults.delayed');
+      }
+      put(payload, bytes, delay);
+      if (random.chance(faults)) {
+        put(payload, bytes, 1 + random.below(NETWORK_DELAY_MAX_MS));
+        done.push('duplicated');
+        recorder.count('faults.duplicated');
+      }
+      return done;
+    },
+    due() {
+      const now = clock.now();
+      const ready = travelling.filter((m) => m.at <= now);
+      travelling = travelling.filter((m) => m.at > now);
+      return ready;
+    },
+    pending: () => travelling,
+    drain() {
+      const all = travelling;
+      travelling = [];
+      return all;
+    },
+  };
+}
