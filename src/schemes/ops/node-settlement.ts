@@ -83,6 +83,22 @@ export async function lockOpsDevice(tx: TransactionHandle, device: string): Prom
   };
 }
 
+/**
+ * Locks (creating where needed) the rows of these devices that are registered here, in key order:
+ * a transaction that will lock several devices' rows (a sync checks each sender it collected from)
+ * takes them all first, in one order, so that it queues behind another rather than deadlocking with
+ * it over the payments both record.
+ */
+export async function lockOpsDevices(tx: TransactionHandle, devices: readonly string[]): Promise<void> {
+  const sorted = [...new Set(devices)].sort();
+  if (sorted.length === 0) return;
+  await tx.query(
+    'INSERT INTO ops_devices (device_key_id) SELECT d FROM unnest($1::text[]) AS d WHERE EXISTS (SELECT 1 FROM devices WHERE key_id = d) ORDER BY d ON CONFLICT DO NOTHING',
+    [sorted],
+  );
+  await tx.query('SELECT 1 FROM ops_devices WHERE device_key_id = ANY($1::text[]) ORDER BY device_key_id FOR UPDATE', [sorted]);
+}
+
 function equalDigest(a: Uint8Array, b: Uint8Array): boolean {
   return toHex(new Uint8Array(a)) === toHex(b);
 }

@@ -31,7 +31,7 @@ import {
 } from '../../issuer/plugin.ts';
 import { encodePayment, OPS_SCHEME, paymentCodec, paymentDigest, PAYMENT_BYTES_MAX, REPORT_ENTRIES_MAX, syncAckBodyWire, syncReportBodyWire, syncReportCodec, SYNC_ACK_TAG, SYNC_REPORT_TAG, type Payment, type SyncAck, type SyncReportBody } from './messages.ts';
 import { verifyPayment } from './pay-verify.ts';
-import { lockOpsDevice, reconcileReport } from './node-settlement.ts';
+import { lockOpsDevice, lockOpsDevices, reconcileReport } from './node-settlement.ts';
 import { answer, ownDevice, decodeCborField, openCases, senderLimitFinding, OPS_FLOAT_ACCOUNT } from './node-common.ts';
 
 /** Largest encoded sync report accepted. */
@@ -164,6 +164,10 @@ export function registerSync(app: OpenAPIHono<IssuerEnv>, services: IssuerServic
       const held = { certificate: certificateBytes, owner: user.keyId, keyId: body.device };
       const foreign = await foreignCollects(tx, report.body, sent);
       if ('refused' in foreign) return foreign.refused;
+      // Every device row this sync locks (its own, and each sender it collected from, whose offline
+      // limit it checks below), locked first and in key order: a payer's sync and its payees' then
+      // queue for each other instead of deadlocking over the payments they both record.
+      await lockOpsDevices(tx, [body.device, ...report.body.collected.map((e) => toHex(e.sender))]);
       const row = await lockOpsDevice(tx, body.device);
       const result = await reconcileReport(tx, {
         device: body.device,

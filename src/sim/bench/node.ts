@@ -145,7 +145,10 @@ export async function serveBenchNode(options: BenchNodeOptions & { postgresUrl?:
     await rm(dataDir, { recursive: true, force: true });
     throw e;
   }
-  const app = createIssuerApp(node.services, options.schemes);
+  // A bench request the node fails on is an error of the run: its cause goes to stderr.
+  const app = createIssuerApp(node.services, options.schemes, {
+    onInternalError: (error, request) => process.stderr.write(`bench node: internal error on ${request.method} ${request.path}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`),
+  });
   const server = await new Promise<ReturnType<typeof serve>>((ready, fail) => {
     const s = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => ready(s));
     s.once('error', fail);

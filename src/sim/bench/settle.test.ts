@@ -96,6 +96,22 @@ test('bench settle, tiny, OTP and OPERA deposits: every coin and token deposited
   assert.ok(text.includes(`| opera | deposits | pglite | 2 | ${payments} |`), text);
 });
 
+test('bench settle, tiny, DOT-M event uploads: every payment settled by both wallets\' events, the payees\' redemptions credited once', { timeout: 180_000 }, async () => {
+  const sources = settleSources(SCHEMES).filter((s) => s.scheme === 'dotm');
+  assert.equal(sources.length, 1, 'DOT-M gives a settlement workload');
+  const { harness, close } = makeHarness({ quick: true, env: {}, progress: () => undefined });
+  // 40 payments need two pairs of wallets (at most 32 events each between uploads); a warm-up row before them makes the payees redeem in between.
+  const payments = 40;
+  const report = await benchSettle(harness, sources, { devices: 1, payments, submitters: [2], warmup: 4, floorMs: 100, postgres: false, only: ['dotm/events'] }).finally(close);
+  assert.deepEqual(report.rows.map((r) => `${r.scheme} ${r.workload} ${r.submitters} ${r.payments}`), [`dotm events 2 ${payments}`]);
+  const row = report.rows[0];
+  assert.ok(row !== undefined);
+  // Each wallet's events go up in uploads of at most 16: two pairs of wallets, 20 events each, two uploads each.
+  assert.equal(row.requests, 8);
+  assert.ok(row.nodeCpuMsPerPayment > 0 && row.paymentsPerSecond > 0);
+  assert.ok(Math.abs(row.floorPaymentsPerSecond - report.floor.perSecond / 5) < 1e-6, 'five verifications a payment at the least');
+});
+
 test('bench settle: a workload that names no operation a payment needs is refused before any node starts', async () => {
   const { harness, close } = makeHarness({ quick: true, env: {}, progress: () => undefined });
   const [ops] = await (settleSources(SCHEMES)[0] as SettleSource).load();
