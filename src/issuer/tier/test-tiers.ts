@@ -16,6 +16,7 @@ import { DEFAULT_CURRENCY, startNode, type RunningNode } from '../../cli/node-st
 import { keyId } from '../../pki/key-id.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { signRequest } from '../client/request-auth.ts';
+import { seedPgliteCluster } from '../db/test-pglite-cluster.ts';
 import { loadIdentity } from '../identity/load-identity.ts';
 import { enrol } from './enrol.ts';
 
@@ -218,6 +219,8 @@ export class Tiers {
   static async start(options: { schemes: Schemes; tag?: string }): Promise<Tiers> {
     const root = await mkdtemp(join(tmpdir(), `tally-tiers-${options.tag ?? 'test'}-`));
     const dataDir = join(root, 'cb');
+    // A copy of the tests' new PGlite cluster rather than initdb at each node's first start (test-pglite-cluster.ts).
+    await seedPgliteCluster(dataDir);
     const running = await startNode({ port: 0, host: '127.0.0.1', dataDir, env, currency: DEFAULT_CURRENCY, role: 'central-bank', logger: silent, print: () => undefined });
     return new Tiers(root, new TierNode('central bank', running, dataDir), options.schemes);
   }
@@ -230,6 +233,7 @@ export class Tiers {
     await this.cb.ok('POST', `/v1/cb/operator/enrolments/${asked.keyId}/approve`);
     const schemes = options.schemes ?? this.schemes;
     const ethRpc = { ...(options.ethRpc === undefined ? {} : { ethRpc: options.ethRpc }), ...(options.chainContract === undefined ? {} : { chainContract: options.chainContract }) };
+    await seedPgliteCluster(dataDir);
     const start = () => startNode({ port: 0, host: '127.0.0.1', dataDir, env, schemes, currency: DEFAULT_CURRENCY, logger: silent, print: () => undefined, tierSyncMs: 0, ...ethRpc });
     const bank = new TierBank(name, await start(), dataDir, start);
     bank.keyId = asked.keyId;
