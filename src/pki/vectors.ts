@@ -9,7 +9,9 @@ import { encodeCbor } from '../core/cbor.ts';
 import { sha256 } from '../core/crypto/hash.ts';
 import { signedBytes } from '../core/crypto/record.ts';
 import { signerFromSecret, type SignatureSuite, type Signer } from '../core/crypto/suite.ts';
-import { CERTIFICATE_DOMAIN_TAG, certificateBodyWire, encodeCertificate, type Certificate } from './certificate.ts';
+import { CERTIFICATE_DOMAIN_TAG, certificateBodyWire, encodeCertificate, issueCertificate, type Certificate } from './certificate.ts';
+import type { CertificateExtensions } from './extensions.ts';
+import type { Role } from './roles.ts';
 import { keyId } from './key-id.ts';
 
 /** The source line of every generated file. */
@@ -20,6 +22,19 @@ export const KEY_DERIVATION = 'secretKey = SHA-256(UTF-8 label); keyId = SHA-256
 
 /** How a signed record's bytes are made, in the files' words. */
 export const SIGNED_RECORD = 'signedBytes = deterministic CBOR of [tag, record]; record is the CBOR of what the tag covers; message is the CBOR of the whole wire message';
+
+/** 2026-01-01T00:00:00Z and 2027-01-01T00:00:00Z: every certificate's window. */
+export const NOT_BEFORE = 1_767_225_600_000;
+export const NOT_AFTER = 1_798_761_600_000;
+/** The time of every payment in the files: ten days into the window. */
+export const NOW = NOT_BEFORE + 10 * 86_400_000;
+
+/** A certificate of the files: `issuer` certifies `subject` in `role` over the window, serial `n` (16 bytes, big-endian). */
+export function vectorCertificate(issuer: VectorKey, issuerRole: Role, role: Role, subject: VectorKey, n: number, extensions: CertificateExtensions): Certificate {
+  const serial = new Uint8Array(16);
+  serial[15] = n;
+  return issueCertificate({ issuer: issuer.signer, issuerRole, role, subject: subject.signer.publicKey, notBefore: NOT_BEFORE, notAfter: NOT_AFTER, extensions, serial });
+}
 
 /** The text of a vector file: two-space JSON and a final newline. */
 export function vectorText(value: object): string {

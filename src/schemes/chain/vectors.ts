@@ -14,19 +14,13 @@ import { encodeCbor } from '../../core/cbor.ts';
 import { ethereumAddress } from '../../core/crypto/ethereum.ts';
 import { nobleEd25519, nobleSecp256k1 } from '../../core/crypto/noble.ts';
 import { signedWith } from '../../core/crypto/record.ts';
-import { encodeCertificate, issueCertificate, type Certificate } from '../../pki/certificate.ts';
-import type { CertificateExtensions } from '../../pki/extensions.ts';
-import type { Role } from '../../pki/roles.ts';
-import { certificateJson, GENERATED_SOURCE, KEY_DERIVATION, keysJson, SIGNED_RECORD, signedRecordJson, vectorKey, vectorText, type VectorKey } from '../../pki/vectors.ts';
+import { encodeCertificate } from '../../pki/certificate.ts';
+import { certificateJson, GENERATED_SOURCE, KEY_DERIVATION, keysJson, SIGNED_RECORD, signedRecordJson, vectorKey, vectorText, type VectorKey, vectorCertificate, NOW } from '../../pki/vectors.ts';
 import { BINDING_TAG, bindingBodyCodec, DEPOSIT_TAG, depositBodyCodec, PARAMS_TAG, paramsBodyCodec, STATEMENT_TAG, statementBodyCodec } from './messages.ts';
 import { buildAck, buildTxOff } from './tx-off.ts';
 import { ACK_STATUS, ackHash, DOMAIN_NAME, DOMAIN_VERSION, domainSeparator, PAYMENT_KIND, paymentHash, signingInput, stateHash, typedDigest, uploadHash, uploadItems, type Domain } from './typed-data.ts';
 
-/** 2026-01-01T00:00:00Z and 2027-01-01T00:00:00Z: every certificate's window. */
-export const NOT_BEFORE = 1_767_225_600_000;
-export const NOT_AFTER = 1_798_761_600_000;
-/** The time of the payment: ten days into the window. */
-export const NOW = NOT_BEFORE + 10 * 86_400_000;
+export { NOT_AFTER, NOT_BEFORE, NOW } from '../../pki/vectors.ts';
 export const CURRENCY = 'EUR';
 
 /** The fixed inputs: the domain, the token contract, the payment, the session hash, the chain's blocks. */
@@ -58,15 +52,7 @@ export function chainKeys() {
   };
 }
 
-function serial(n: number): Uint8Array {
-  const out = new Uint8Array(16);
-  out[15] = n;
-  return out;
-}
-
-function certify(issuer: VectorKey, issuerRole: Role, role: Role, subject: VectorKey, n: number, extensions: CertificateExtensions): Certificate {
-  return issueCertificate({ issuer: issuer.signer, issuerRole, role, subject: subject.signer.publicKey, notBefore: NOT_BEFORE, notAfter: NOT_AFTER, extensions, serial: serial(n) });
-}
+const certify = vectorCertificate;
 
 /** The certificates: root, intermediary, node, and the two enclave keys' device certificates. */
 export function chainCertificates(keys = chainKeys()) {

@@ -16,7 +16,7 @@
  */
 import { fromBase64url, toBase64url } from '../../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
-import type { BenchNode, DeviceLimits, PreparedBody, SettleContext, SettleSubmitter, SettleWorkload, SettleWorld } from '../../sim/bench/plugin.ts';
+import { inBatches, upTo, type BenchNode, type DeviceLimits, type PreparedBody, type SettleContext, type SettleSubmitter, type SettleWorkload, type SettleWorld } from '../../sim/bench/plugin.ts';
 import { openMemoryLinks, transact } from './bench-payment.ts';
 import { BLOCK_VALUE_MINOR, drain, feedPayer, makeCarriers, onlineTimes, registerParty, worldOn, type BenchParty, type DotmWorld } from './bench-setup.ts';
 import { BLOCKS_PER_PAYMENT_MAX, DOTM_SCHEME } from './messages.ts';
@@ -45,13 +45,6 @@ interface EventsAnswer {
   readonly crl: string;
   readonly results: ReadonlyArray<{ readonly seq: number; readonly status: string }>;
   readonly findings: readonly unknown[];
-}
-
-/** Runs `work` over `items`, at most `limit` at once. */
-async function inBatches<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const out: R[] = [];
-  for (let k = 0; k < items.length; k += limit) out.push(...(await Promise.all(items.slice(k, k + limit).map(work))));
-  return out;
 }
 
 /** Sends one prepared upload; every event in it must be taken and nothing found. */
@@ -85,8 +78,8 @@ async function openSettleWorld(context: SettleContext): Promise<SettleWorld> {
   let payers: BenchParty[];
   let payees: BenchParty[];
   try {
-    payers = await inBatches(Array.from({ length: pairs }, (_, k) => k), SETUP_CONCURRENCY, (k) => party(`P${k}`));
-    payees = await inBatches(Array.from({ length: pairs }, (_, k) => k), SETUP_CONCURRENCY, (k) => party(`R${k}`));
+    payers = await inBatches(upTo(pairs), SETUP_CONCURRENCY, (k) => party(`P${k}`));
+    payees = await inBatches(upTo(pairs), SETUP_CONCURRENCY, (k) => party(`R${k}`));
   } catch (e) {
     await Promise.all(parties.map((p) => p.se.close()));
     throw e;

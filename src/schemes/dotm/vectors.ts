@@ -10,11 +10,10 @@ import { fromHex, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import { nobleEd25519 } from '../../core/crypto/noble-ed25519.ts';
 import { signRecord } from '../../core/crypto/record.ts';
-import { encodeCertificate, issueCertificate, type Certificate } from '../../pki/certificate.ts';
+import { encodeCertificate } from '../../pki/certificate.ts';
 import type { CertificateExtensions } from '../../pki/extensions.ts';
 import { keyId } from '../../pki/key-id.ts';
-import type { Role } from '../../pki/roles.ts';
-import { certificateJson, GENERATED_SOURCE, KEY_DERIVATION, keysJson, SIGNED_RECORD, signedRecordJson, vectorKey, vectorText, type VectorKey } from '../../pki/vectors.ts';
+import { certificateJson, GENERATED_SOURCE, KEY_DERIVATION, keysJson, SIGNED_RECORD, signedRecordJson, vectorKey, vectorText, type VectorKey, vectorCertificate, NOW } from '../../pki/vectors.ts';
 import { appendRecord } from './block.ts';
 import {
   ALPHA_TAG,
@@ -56,11 +55,7 @@ import {
 } from './messages.ts';
 import { EVENT_ACK_TAG, EVENT_TAG, eventAckBodyWire, eventBodyWire, walletEventWire, type EventAckBody, type EventBody, type WalletEvent } from './online.ts';
 
-/** 2026-01-01T00:00:00Z and 2027-01-01T00:00:00Z: every certificate's window. */
-export const NOT_BEFORE = 1_767_225_600_000;
-export const NOT_AFTER = 1_798_761_600_000;
-/** The time of the payment: ten days into the window. */
-export const NOW = NOT_BEFORE + 10 * 86_400_000;
+export { NOT_AFTER, NOT_BEFORE, NOW } from '../../pki/vectors.ts';
 export const CURRENCY = 'EUR';
 
 /** The fixed inputs: the block's serial and value, the payment's tsn, amount and time. */
@@ -82,15 +77,7 @@ export function dotmKeys() {
   };
 }
 
-function serial(n: number): Uint8Array {
-  const out = new Uint8Array(16);
-  out[15] = n;
-  return out;
-}
-
-function certify(issuer: VectorKey, issuerRole: Role, role: Role, subject: VectorKey, n: number, extensions: CertificateExtensions): Certificate {
-  return issueCertificate({ issuer: issuer.signer, issuerRole, role, subject: subject.signer.publicKey, notBefore: NOT_BEFORE, notAfter: NOT_AFTER, extensions, serial: serial(n) });
-}
+const certify = vectorCertificate;
 
 const walletExtensions = (owner: VectorKey): CertificateExtensions => ({ scheme: 'dotm', currency: CURRENCY, holdingLimit: 50_000n, owner: keyId(owner.signer.publicKey) });
 

@@ -21,7 +21,7 @@ import { fromBase64url, toBase64url } from '../../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import { randomBytes } from '../../core/crypto/hash.ts';
 import { memoryPair, openLink } from '../../channel/index.ts';
-import type { BenchNode, DeviceLimits, PreparedBody, SettleContext, SettleSubmitter, SettleWorkload, SettleWorld } from '../../sim/bench/plugin.ts';
+import { inBatches, upTo, type BenchNode, type DeviceLimits, type PreparedBody, type SettleContext, type SettleSubmitter, type SettleWorkload, type SettleWorld } from '../../sim/bench/plugin.ts';
 import { chargeTokens, makeParty, TOKEN_MINOR, worldOn, type OperaWorld, type Party } from './bench-setup.ts';
 import { depositReceiptCodec, OPERA_SCHEME, TOKENS_PER_MESSAGE_MAX } from './messages.ts';
 import { runOdw } from './session.ts';
@@ -51,12 +51,6 @@ interface DepositAnswer {
 }
 
 /** Runs `work` for `count` items, at most `limit` at once; answers the results in order. */
-async function inBatches<R>(count: number, limit: number, work: (k: number) => Promise<R>): Promise<R[]> {
-  const out: R[] = [];
-  for (let k = 0; k < count; k += limit) out.push(...(await Promise.all(Array.from({ length: Math.min(limit, count - k) }, (_, j) => work(k + j)))));
-  return out;
-}
-
 /** Sends one prepared deposit and checks that every token in it was credited; answers the receipt for the ODW to take later. */
 async function deposit(node: BenchNode, d: PreparedDeposit): Promise<string> {
   const response = await node.sendPrepared(d.payee.signer, 'POST', DEPOSIT_ROUTE, d.body);
@@ -105,8 +99,8 @@ async function openWorld(context: SettleContext): Promise<SettleWorld> {
   let payers: Party[] = [];
   let payees: Party[] = [];
   try {
-    payers = await inBatches(context.devices, SETUP_CONCURRENCY, (k) => make(`payer ${k}`));
-    payees = await inBatches(payeesMax, SETUP_CONCURRENCY, (k) => make(`payee ${k}`));
+    payers = await inBatches(upTo(context.devices), SETUP_CONCURRENCY, (k) => make(`payer ${k}`));
+    payees = await inBatches(upTo(payeesMax), SETUP_CONCURRENCY, (k) => make(`payee ${k}`));
   } catch (e) {
     await Promise.all(parties.map((p) => p.se.close()));
     throw e;

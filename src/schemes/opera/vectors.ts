@@ -17,10 +17,8 @@ import { hkdf } from '../../core/crypto/hash.ts';
 import { deriveKeyPair } from '../../core/crypto/hpke.ts';
 import { nobleEd25519 } from '../../core/crypto/noble-ed25519.ts';
 import { signedWith } from '../../core/crypto/record.ts';
-import { issueCertificate, type Certificate } from '../../pki/certificate.ts';
-import type { CertificateExtensions } from '../../pki/extensions.ts';
-import type { Role } from '../../pki/roles.ts';
-import { certificateJson, GENERATED_SOURCE, KEY_DERIVATION, keysJson, SIGNED_RECORD, signedRecordJson, vectorKey, vectorText, type VectorKey } from '../../pki/vectors.ts';
+
+import { certificateJson, GENERATED_SOURCE, KEY_DERIVATION, keysJson, SIGNED_RECORD, signedRecordJson, vectorKey, vectorText, type VectorKey, vectorCertificate, NOW } from '../../pki/vectors.ts';
 import {
   ACCEPT_TAG,
   CHARGE_REQUEST_TAG,
@@ -44,11 +42,7 @@ import {
 import { firstOtk, helloKey, mountSeed, nextOtk } from './otk.ts';
 import { signToken, TOKEN_TAG, type Token } from './token.ts';
 
-/** 2026-01-01T00:00:00Z and 2027-01-01T00:00:00Z: every certificate's window. */
-export const NOT_BEFORE = 1_767_225_600_000;
-export const NOT_AFTER = 1_798_761_600_000;
-/** The time of the transaction: ten days into the window. */
-export const NOW = NOT_BEFORE + 10 * 86_400_000;
+export { NOT_AFTER, NOT_BEFORE, NOW } from '../../pki/vectors.ts';
 export const CURRENCY = 'EUR';
 
 /** The fixed inputs: nonces, the transaction id, the token serials and values, the mount's agreement. */
@@ -79,15 +73,7 @@ export function operaKeys() {
   return { root: key('root'), intermediary: key('intermediary'), issuerNode: key('issuerNode'), payerDevice: key('payerDevice'), payeeDevice: key('payeeDevice') };
 }
 
-function serial(n: number): Uint8Array {
-  const out = new Uint8Array(16);
-  out[15] = n;
-  return out;
-}
-
-function certify(issuer: VectorKey, issuerRole: Role, role: Role, subject: VectorKey, n: number, extensions: CertificateExtensions): Certificate {
-  return issueCertificate({ issuer: issuer.signer, issuerRole, role, subject: subject.signer.publicKey, notBefore: NOT_BEFORE, notAfter: NOT_AFTER, extensions, serial: serial(n) });
-}
+const certify = vectorCertificate;
 
 /** The chain of the bank's token key: root → intermediary → issuer node. */
 export function operaCertificates(keys = operaKeys()) {

@@ -15,7 +15,7 @@
  */
 import { fromBase64url, toBase64url } from '../../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
-import type { BenchNode, DeviceLimits, PreparedBody, SettleContext, SettleSubmitter, SettleWorkload, SettleWorld } from '../../sim/bench/plugin.ts';
+import { inBatches, type BenchNode, type DeviceLimits, type PreparedBody, type SettleContext, type SettleSubmitter, type SettleWorkload, type SettleWorld } from '../../sim/bench/plugin.ts';
 import { enrolOem, fundDevice, memoryDeviceClient, type BenchDevice } from './bench-setup.ts';
 import { OPS_SCHEME, REPORT_ENTRIES_MAX, syncAckCodec } from './messages.ts';
 
@@ -42,11 +42,6 @@ interface SyncAnswer {
   readonly ack: string;
   readonly crl: string;
   readonly fraud: readonly unknown[];
-}
-
-/** Runs `work` over `items`, at most `limit` at once. */
-async function inBatches<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  for (let k = 0; k < items.length; k += limit) await Promise.all(items.slice(k, k + limit).map(work));
 }
 
 /** Devices that each register, certify and (for payers) deposit `fund` through the node's routes. */

@@ -10,7 +10,7 @@
  * takes, encoded and hashed before the clock starts: only the request signature is left per request.
  */
 import { toBase64url } from '../../core/bytes.ts';
-import type { BenchNode, BenchUser, DeviceLimits, PreparedBody, SettleContext, SettleSubmitter, SettleWorkload, SettleWorld } from '../../sim/bench/plugin.ts';
+import { inBatches, type BenchNode, type BenchUser, type DeviceLimits, type PreparedBody, type SettleContext, type SettleSubmitter, type SettleWorkload, type SettleWorld } from '../../sim/bench/plugin.ts';
 import { batchesFor } from './bench-claims.ts';
 import { accountBalance, enrolOem, fundDevice, memoryDeviceClient, syncDevice, type BenchDevice } from './bench-setup.ts';
 import { encodePayment, OPS_SCHEME, REPORT_ENTRIES_MAX } from './messages.ts';
@@ -34,13 +34,6 @@ interface ClaimAnswer {
   readonly payments: number;
   readonly credited: number;
   readonly refused: ReadonlyArray<{ readonly item: number; readonly code: string }>;
-}
-
-/** Runs `work` over `items`, at most `limit` at once. */
-async function inBatches<T, R>(items: readonly T[], limit: number, work: (item: T, k: number) => Promise<R>): Promise<R[]> {
-  const out: R[] = [];
-  for (let k = 0; k < items.length; k += limit) out.push(...(await Promise.all(items.slice(k, k + limit).map((item, j) => work(item, k + j)))));
-  return out;
 }
 
 /** Sends one prepared bulk claim (`POST /claims/bulk`: one transaction, one transfer for what it credits) and checks that every payment in it was credited; answers how many were. */

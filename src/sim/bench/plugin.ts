@@ -33,6 +33,8 @@ export { latency, median, quantile, spread, summarise, throughput, type Latency,
 export { fitLine, meanSd, rampSettings, type Line, type MeanSd, type RampRun, type RampSettings } from './ramp.ts';
 export { escapeXml, plotSvg, ticks, type Panel, type PlotPoint, type PlotSeries } from './figure.ts';
 export { cpuNow, pidOf, processCpuMs } from './cpu.ts';
+/** Set-up work a few at a time. */
+export { inBatches, upTo } from './batches.ts';
 
 /** Where an isolated secure element's child process finds a trusted app: a module URL and its export. */
 export interface AppLocation {
