@@ -20,8 +20,6 @@ export interface TierProcess {
 /** An intermediary's process, with its key id at the central bank. */
 export interface BankProcess extends TierProcess {
   readonly keyId: string;
-  /** Whether stop() stopped it and no restart() has started it again. */
-  stopped: boolean;
   /** Stops the node process (its folder and database stay). */
   stop(): Promise<void>;
   /** Starts it again over the same folder (on the same port, so that wallets reach it as before). */
@@ -36,8 +34,6 @@ export interface TwoTierProcesses {
   readonly bankB: BankProcess;
   /** Both banks synced (`tally node reserve`) `rounds` times, every audit balanced through the CLI, and the central bank's; the system's audit. */
   audit(rounds?: number): Promise<Json>;
-  /** Starts again each bank that is stopped (one that a failed test left stopped), so that the next test finds both running. */
-  restartStopped(): Promise<void>;
   /** Stops every process. */
   stop(): Promise<void>;
 }
@@ -72,14 +68,11 @@ export async function startTwoTierProcesses(options: {
       keyId,
       node,
       at: ['--node', node.url, '--data', dir],
-      stopped: false,
       async stop() {
         await self.node.stop();
-        self.stopped = true;
       },
       async restart() {
         self.node = await startNode(dir, self.node.port, { passphrase: options.passphrase, args });
-        self.stopped = false;
       },
     };
     started.push(self);
@@ -106,9 +99,6 @@ export async function startTwoTierProcesses(options: {
       const system = await cli.ok('cb', 'audit', ...cb.at);
       assert.equal(system['balanced'], true, `the system: ${JSON.stringify(system)}`);
       return system;
-    },
-    async restartStopped() {
-      for (const b of [bankA, bankB]) if (b.stopped) await b.restart();
     },
     async stop() {
       for (const p of started.reverse()) await p.node.stop().catch(() => undefined);

@@ -4,18 +4,28 @@
  * the banks publish their OTP classes and keys through the central bank; each wallet's sync gives
  * its trusted app the other bank's publication (checked there to the root). Offline, Alice pays Bob
  * of bank B, whose trusted app takes A's coins; Bob deposits them at B, which presents them to A;
- * once A accepted and the reserves moved, Bob's account is credited. Every audit balances. Run by
- * two-tier-schemes.e2e.test.ts on the processes it shares between the schemes.
+ * once A accepted and the reserves moved, Bob's account is credited. Every audit balances.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cliOf } from '../cli/e2e-process.ts';
-import type { TwoTierProcesses } from './two-tier-fixture.ts';
+import { after, test } from 'node:test';
+import { cliOf, killChildren } from '../cli/e2e-process.ts';
+import { startTwoTierProcesses, type TwoTierProcesses } from './two-tier-fixture.ts';
 
-export const OTP_ACROSS_BANKS = 'OTP across two banks through the CLI: coins of A paid offline to a wallet of B, deposited at B, settled through the central bank';
+const PASSPHRASE = 'two tiers otp e2e';
+let base = '';
+let tiers: TwoTierProcesses | undefined;
+after(async () => {
+  await tiers?.stop();
+  killChildren();
+  if (base !== '') await rm(base, { recursive: true, force: true });
+});
 
-/** The OTP story on `tiers`; `base` is a new folder of its own for the wallets' homes. */
-export async function otpAcrossBanks(tiers: TwoTierProcesses, base: string): Promise<void> {
+test('OTP across two banks through the CLI: coins of A paid offline to a wallet of B, deposited at B, settled through the central bank', { timeout: 300_000 }, async () => {
+  base = await mkdtemp(join(tmpdir(), 'tally-two-tier-otp-'));
+  tiers = await startTwoTierProcesses({ base, passphrase: PASSPHRASE });
   const { bankA, bankB, cb } = tiers;
   const atA = bankA.at;
   const atB = bankB.at;
@@ -60,4 +70,4 @@ export async function otpAcrossBanks(tiers: TwoTierProcesses, base: string): Pro
   const minor = (decimal: string) => BigInt(decimal.replace('.', ''));
   assert.equal(minor(reserveOf(reserves, bankA.keyId)), minor(reserveOf(reserves0, bankA.keyId)) - 700n);
   assert.equal(minor(reserveOf(reserves, bankB.keyId)), minor(reserveOf(reserves0, bankB.keyId)) + 700n);
-}
+});

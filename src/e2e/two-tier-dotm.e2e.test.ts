@@ -3,20 +3,31 @@
  * bank and two intermediaries (src/e2e/two-tier-fixture.ts), a DOT-M wallet at each bank. Alice's
  * bank A issues her blocks under its own key; her wallet pays Bob's, a customer of bank B, over TCP
  * + Noise with both banks stopped; Bob withdraws at B, which presents his copy to A; A judges it, the
- * central bank moves the reserves and B credits Bob. Every audit and the system's balance. Run by
- * two-tier-schemes.e2e.test.ts on the processes it shares between the schemes.
+ * central bank moves the reserves and B credits Bob. Every audit and the system's balance.
  */
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cliOf, type Json } from '../cli/e2e-process.ts';
-import type { TwoTierProcesses } from './two-tier-fixture.ts';
+import { after, test } from 'node:test';
+import { cliOf, killChildren, type Json } from '../cli/e2e-process.ts';
+import { startTwoTierProcesses, type TwoTierProcesses } from './two-tier-fixture.ts';
 
-export const DOTM_ACROSS_BANKS = "DOT-M across two banks through the CLI: A issues, A's wallet pays B's offline, B presents, A accepts, the reserves move, every audit balanced";
+const PASSPHRASE = 'two tier dotm e2e';
+let base: string;
+let tiers: TwoTierProcesses | undefined;
 
-/** The DOT-M story on `tiers`; `base` is a new folder of its own for the wallets' homes. */
-export async function dotmAcrossBanks(tiers: TwoTierProcesses, base: string): Promise<void> {
+after(async () => {
+  await tiers?.stop();
+  killChildren();
+  if (base !== undefined) await rm(base, { recursive: true, force: true });
+});
+
+test('DOT-M across two banks through the CLI: A issues, A\'s wallet pays B\'s offline, B presents, A accepts, the reserves move, every audit balanced', { timeout: 300_000 }, async () => {
+  base = await mkdtemp(join(tmpdir(), 'tally-two-tier-dotm-'));
+  tiers = await startTwoTierProcesses({ base, passphrase: PASSPHRASE });
   const { cli, bankA, bankB, cb } = tiers;
-  const customers = (home: string) => cliOf({ ...tiers.env, TALLY_HOME: join(base, home), TALLY_PASSWORD: 'right horse' });
+  const customers = (home: string) => cliOf({ ...tiers?.env, TALLY_HOME: join(base, home), TALLY_PASSWORD: 'right horse' });
   const atA = customers('home-a');
   const atB = customers('home-b');
   await atA.ok('operator', 'oem', ...bankA.at);
@@ -57,4 +68,4 @@ export async function dotmAcrossBanks(tiers: TwoTierProcesses, base: string): Pr
   await atA.ok('wallet', 'withdraw', 'alice', '18.00');
   assert.equal((await atA.ok('wallet', 'balance', 'alice'))['online'], '38.00');
   await tiers.audit();
-}
+});

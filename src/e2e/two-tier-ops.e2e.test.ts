@@ -3,19 +3,27 @@
  * its own folder and database. A wallet at A pays, offline, a wallet at B without a secure element
  * (which claims: presented, waiting, then credited once settled) and a wallet at B with one (which
  * collects: its sync presents the collect). Each wallet takes the other bank from its own bank at
- * its sync. Every audit and the system's audit balance at the end. Run by
- * two-tier-schemes.e2e.test.ts on the processes it shares between the schemes.
+ * its sync. Every audit and the system's audit balance at the end.
  */
 import assert from 'node:assert/strict';
-import { cp } from 'node:fs/promises';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Json } from '../cli/e2e-process.ts';
-import type { TwoTierProcesses } from './two-tier-fixture.ts';
+import { after, test } from 'node:test';
+import { killChildren, type Json } from '../cli/e2e-process.ts';
+import { startTwoTierProcesses, type TwoTierProcesses } from './two-tier-fixture.ts';
 
-export const OPS_ACROSS_BANKS = 'OPS wallets at two banks pay offline through the CLI: a claim waits then is credited, a collect is presented by the sync, a claim waits while bank A is stopped, a copied device caught at A and refused offline at B, every audit balanced';
+let base = '';
+let tiers: TwoTierProcesses | undefined;
+after(async () => {
+  await tiers?.stop();
+  killChildren();
+  if (base !== '') await rm(base, { recursive: true, force: true });
+});
 
-/** The OPS story on `tiers`; `base` is a new folder of its own for the wallets' homes. */
-export async function opsAcrossBanks(tiers: TwoTierProcesses, base: string): Promise<void> {
+test('OPS wallets at two banks pay offline through the CLI: a claim waits then is credited, a collect is presented by the sync, a claim waits while bank A is stopped, a copied device caught at A and refused offline at B, every audit balanced', { timeout: 300_000 }, async () => {
+  base = await mkdtemp(join(tmpdir(), 'tally-two-tier-ops-'));
+  tiers = await startTwoTierProcesses({ base, passphrase: 'two tier ops e2e' });
   const { cli, bankA, bankB } = tiers;
   const homeA = ['--home', join(base, 'home-a')];
   const homeB = ['--home', join(base, 'home-b')];
@@ -115,4 +123,4 @@ export async function opsAcrossBanks(tiers: TwoTierProcesses, base: string): Pro
   const paidLate = String((await cli.ok('pay', 'alice-copy', toBob4, ...homeA))['token']);
   await bobCli.refused('CERT_REVOKED', ['accept', 'bob', paidLate, ...homeB]);
   await tiers.audit(1);
-}
+});

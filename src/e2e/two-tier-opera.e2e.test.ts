@@ -7,18 +7,30 @@
  * a copy of bob's wallet folder is made. Bob deposits at B while A is still down: B presents A's
  * tokens as claims, which wait; the copy's deposit of the same tokens is refused at B on the spot.
  * A is started again, the claims are settled, the reserves move, B credits bob. Every audit balances.
- * Run by two-tier-schemes.e2e.test.ts on the processes it shares between the schemes.
  */
 import assert from 'node:assert/strict';
-import { cp } from 'node:fs/promises';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cliOf, type Json } from '../cli/e2e-process.ts';
-import type { TwoTierProcesses } from './two-tier-fixture.ts';
+import { after, test } from 'node:test';
+import { cliOf, killChildren, type Json } from '../cli/e2e-process.ts';
+import { swtpmGate } from '../secure-element/tpm-fixtures.ts';
+import { startTwoTierProcesses, type TwoTierProcesses } from './two-tier-fixture.ts';
 
-export const OPERA_ACROSS_BANKS = "OPERA across two banks through the CLI: A's tokens paid offline to B's wallet, presented by B as claims while A is down, a copy's deposit refused, settled once A is back, the reserves moved, every audit balanced";
+const skip = await swtpmGate();
+const PASSPHRASE = 'two tier opera e2e';
+let base = '';
+let tiers: TwoTierProcesses | undefined;
 
-/** The OPERA story on `tiers`; `base` is a new folder of its own for the wallets' homes. */
-export async function operaAcrossBanks(tiers: TwoTierProcesses, base: string): Promise<void> {
+after(async () => {
+  await tiers?.stop();
+  killChildren();
+  if (base !== '') await rm(base, { recursive: true, force: true });
+});
+
+test("OPERA across two banks through the CLI: A's tokens paid offline to B's wallet, presented by B as claims while A is down, a copy's deposit refused, settled once A is back, the reserves moved, every audit balanced", { skip, timeout: 300_000 }, async () => {
+  base = await mkdtemp(join(tmpdir(), 'tally-two-tier-opera-'));
+  tiers = await startTwoTierProcesses({ base, passphrase: PASSPHRASE });
   const { cli, bankA, bankB, cb } = tiers;
   const homeA = join(base, 'home-a');
   const homeB = join(base, 'home-b');
@@ -86,4 +98,4 @@ export async function operaAcrossBanks(tiers: TwoTierProcesses, base: string): P
   const system = await tiers.audit();
   assert.equal(await reserveOf(bankB.keyId), reserveB + 1500n);
   assert.equal(system['issued'], system['reserves']);
-}
+});
