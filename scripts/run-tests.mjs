@@ -24,7 +24,10 @@ if (build.status !== 0) process.exit(build.status ?? 1);
 // lanes finish together rather than one running a long file alone at the end; the rest follow in
 // name order. Longest first, from the per-file times of a whole run.
 const LONGEST = [
-  'src/e2e/two-tier-schemes.e2e.test.ts',
+  'src/e2e/two-tier-ops.e2e.test.ts',
+  'src/e2e/two-tier-opera.e2e.test.ts',
+  'src/e2e/two-tier-dotm.e2e.test.ts',
+  'src/e2e/two-tier-otp.e2e.test.ts',
   'src/schemes/opera/faults.test.ts',
   'src/e2e/two-tier-chain.e2e.test.ts',
   'src/e2e/two-tier.e2e.test.ts',
