@@ -17,6 +17,7 @@ import type { Database } from '../issuer/db/database.ts';
 import { createIssuerApp } from '../issuer/http/app.ts';
 import { sweepExpired } from '../issuer/maintenance.ts';
 import { openNode } from '../issuer/services.ts';
+import { startSettleWorkers, type SettleHandler, type SettleWorkers } from '../issuer/queue/settle-queue.ts';
 import { nodeProvider } from '../providers/node-crypto.ts';
 import { SCHEMES, type Scheme } from '../schemes/index.ts';
 import type { Logger } from './log.ts';
@@ -45,6 +46,8 @@ export interface NodeStartOptions {
   ethRpc?: string | undefined;
   /** The deployment on that chain to settle on, made by another intermediary (`--chain-contract`): a scheme joins it instead of deploying its own. */
   chainContract?: `0x${string}` | undefined;
+  /** Settlement through NATS JetStream (`--nats URL --shards N`), with a worker per shard in this process. */
+  settle?: { readonly natsUrl: string; readonly shards: number } | undefined;
   /** How often an intermediary syncs with its central bank on its own (TIER_SYNC_INTERVAL_MS by default); 0: only when asked (tests). */
   tierSyncMs?: number | undefined;
   /** `central-bank` makes (or insists on) a central bank, which serves no scheme; the folder's role otherwise. */
@@ -72,6 +75,8 @@ export interface RunningNode {
   readonly rootKeyId: string;
   /** Its Ethereum chain, when it runs one. */
   readonly chain?: RunningChain | undefined;
+  /** Its settlement intake, when started with `--nats`. */
+  readonly settle?: { readonly stream: string; readonly shards: number } | undefined;
   /** Stops accepting, lets in-flight requests finish, stops the chain, closes the database. */
   stop(): Promise<void>;
 }
@@ -97,6 +102,7 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
     role: options.role,
     schemes,
     chain: { rpcUrl: options.ethRpc, contract: options.chainContract },
+    settle: options.settle,
     now: options.now,
     log: (line) => options.logger.log('warn', line),
   });
@@ -108,6 +114,17 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
     options.print(
       `Created a new ${node.services.identity.role === 'central-bank' ? 'central bank' : node.services.identity.role === 'intermediary' ? 'intermediary node' : 'issuer node'} in ${dataDir}.\nOperator token (shown once; also in ${node.services.identity.operatorTokenFile}):\n${node.services.identity.operatorToken}\n`,
     );
+  }
+  // A worker per shard in this process: it settles the parts routes publish to the stream.
+  let workers: SettleWorkers | undefined;
+  if (node.intake !== undefined) {
+    const handlers = new Map(schemes.flatMap((scheme) => [...(scheme.settleHandlers?.(node.services) ?? new Map<string, SettleHandler>())]));
+    try {
+      workers = await startSettleWorkers(node.intake, handlers, { log: (line, fields) => options.logger.log('warn', line, fields) });
+    } catch (e) {
+      await node.close();
+      throw e;
+    }
   }
   const app = createIssuerApp(node.services, schemes, {
     onInternalError: (error, request) => options.logger.log('error', 'internal error', { ...request, error: errorFields(error) }),
@@ -128,6 +145,7 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
     server = await listen(fetch, options.host, options.port);
   } catch (e) {
     // Nothing listens: let go of the database and the data folder, so the process can end.
+    await workers?.stop();
     await node.close();
     throw listenFailed(e, options.host, options.port);
   }
@@ -168,7 +186,7 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
   syncLink();
   const linker = link === undefined ? undefined : setInterval(syncLink, tierSyncMs);
   linker?.unref();
-  options.logger.log('info', 'issuer node listening', { url, role: node.services.identity.role, database: node.services.db.kind, dataDir, currency: options.currency.code, ...(chain === undefined ? {} : { chain: { ...chain } }) });
+  options.logger.log('info', 'issuer node listening', { url, role: node.services.identity.role, database: node.services.db.kind, dataDir, currency: options.currency.code, ...(chain === undefined ? {} : { chain: { ...chain } }), ...(node.intake === undefined ? {} : { settle: { stream: node.intake.stream, shards: node.intake.shards } }) });
   let stopping: Promise<void> | null = null;
   return {
     url,
@@ -176,6 +194,7 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
     role: node.services.identity.role,
     rootKeyId: toHex(keyId(node.services.identity.root.certificate.body.subject)),
     ...(chain === undefined ? {} : { chain }),
+    ...(node.intake === undefined ? {} : { settle: { stream: node.intake.stream, shards: node.intake.shards } }),
     stop() {
       stopping ??= (async () => {
         options.logger.log('info', 'shutting down', { inFlight: inFlight.size });
@@ -183,6 +202,7 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
         if (linker !== undefined) clearInterval(linker);
         await new Promise<void>((done) => server.close(() => done()));
         await Promise.allSettled([...inFlight, sweeping, linking]);
+        await workers?.stop();
         await node.close();
         options.logger.log('info', 'stopped');
       })();

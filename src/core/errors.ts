@@ -75,6 +75,7 @@ export interface ErrorDetailMap {
   PAYEE_INVALID: { reason: 'suite' | 'revoked' | 'account' | 'session' };
   CHAIN_PENDING: { reason: string };
   CHAIN_UNREACHABLE: { url: string; reason: string };
+  NATS_UNREACHABLE: { url: string };
   CHAIN_START_FAILED: { reason: string };
   CHAIN_REVERTED: { reason: string; transaction: string };
   CHAIN_REFUSED: { reason: string };
@@ -212,6 +213,7 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   PAYEE_INVALID: true,
   CHAIN_PENDING: true,
   CHAIN_UNREACHABLE: true,
+  NATS_UNREACHABLE: true,
   CHAIN_START_FAILED: true,
   CHAIN_REVERTED: true,
   CHAIN_REFUSED: true,

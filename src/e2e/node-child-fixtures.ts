@@ -15,6 +15,7 @@ import { currency } from '../core/amount.ts';
 import { toBase64url } from '../core/bytes.ts';
 import { openPostgres } from '../issuer/db/postgres.ts';
 import { createIssuerApp } from '../issuer/http/app.ts';
+import { startSettleWorkers } from '../issuer/queue/settle-queue.ts';
 import { defaultDeviceLimits, openNode } from '../issuer/services.ts';
 import { encodeCertificate } from '../pki/certificate.ts';
 import { nodeProvider } from '../providers/node-crypto.ts';
@@ -27,6 +28,8 @@ export interface NodeChildOptions {
   readonly postgres?: { readonly url: string; readonly schema: string } | undefined;
   readonly offlinePaymentsMax?: number | undefined;
   readonly holdingLimitMinor?: string | undefined;
+  /** Settlement through NATS JetStream, with a worker per shard in the child. */
+  readonly settle?: { readonly natsUrl: string; readonly shards: number; readonly ackWaitMs?: number | undefined } | undefined;
 }
 
 /** What the child prints once it listens. */
@@ -36,6 +39,8 @@ export interface NodeChildReady {
   readonly root: string;
   readonly intermediary: string;
   readonly issuerNode: string;
+  /** The settlement stream, with `settle`. */
+  readonly stream?: string | undefined;
 }
 
 /** A running child node. */
@@ -65,7 +70,10 @@ async function main(options: NodeChildOptions): Promise<void> {
       offlinePaymentsMax: options.offlinePaymentsMax ?? defaults.offlinePaymentsMax,
     },
     env: { TALLY_NODE_PASSPHRASE: 'node child passphrase' },
+    settle: options.settle,
   });
+  const handlers = new Map(modules.flatMap((m) => [...(m.settleHandlers?.(node.services) ?? [])]));
+  const workers = node.intake === undefined ? undefined : await startSettleWorkers(node.intake, handlers, { log: (line, fields) => process.stderr.write(`node child: ${line} ${JSON.stringify(fields)}\n`) });
   const app = createIssuerApp(node.services, modules);
   const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => {
     const { identity } = node.services;
@@ -75,11 +83,12 @@ async function main(options: NodeChildOptions): Promise<void> {
       root: toBase64url(encodeCertificate(identity.root.certificate)),
       intermediary: toBase64url(encodeCertificate(identity.intermediary.certificate)),
       issuerNode: toBase64url(encodeCertificate(identity.issuerNode.certificate)),
+      ...(node.intake === undefined ? {} : { stream: node.intake.stream }),
     };
     process.stdout.write(`${JSON.stringify(ready)}\n`);
   });
   process.on('SIGTERM', () => {
-    server.close(() => void node.close().then(() => process.exit(0)));
+    server.close(() => void (workers?.stop() ?? Promise.resolve()).then(() => node.close()).then(() => process.exit(0)));
   });
 }
 

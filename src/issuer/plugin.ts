@@ -13,6 +13,9 @@ export { BODY_BYTES_MAX, ISSUANCE_ACCOUNT, RESERVE_ACCOUNT, requireChain } from 
 // Signature checks in the node's worker threads (services.signatures), for settlement at volume.
 export type { SignatureCheck, SignaturePool } from './signature-pool.ts';
 
+// Settlement through the sharded intake on NATS JetStream (services.settleQueue), when the node has one.
+export { SETTLE_PART_BYTES_MAX, settlePartId, type SettleHandler, type SettlePart, type SettleQueue, type SettleWork } from './queue/settle-queue.ts';
+
 // The Ethereum chain (chain-tee): the bank's account, contract deployment and calls, the dev faucet.
 export { BANK_GAS_WEI, FAUCET_WEI_DEFAULT, FAUCET_WEI_MAX, type ChainService } from './chain/service.ts';
 export { ANVIL_CHAIN_ID, ANVIL_STATE_INTERVAL_S } from './chain/anvil.ts';
@@ -51,7 +54,7 @@ export {
 export { currentRevocationList, isSubjectRevoked, revokeCertificate, type RevocableRole, type RevocationOutcome } from './registry/revocations.ts';
 
 // Requests: authentication, idempotency, validation, errors, JSON answers.
-export { requireOperator, requireUser } from './http/auth.ts';
+export { idempotencyKey, requireOperator, requireUser } from './http/auth.ts';
 export {
   amountText,
   base64url,
@@ -65,6 +68,7 @@ export {
   parsePublicKey,
   publicKeyBody,
   refusal,
+  requestHash,
   storableText,
   validBody,
 } from './http/validate.ts';

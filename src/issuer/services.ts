@@ -25,6 +25,9 @@ import { finishEnrolment } from './tier/enrol.ts';
 import { TallyError } from '../core/errors.ts';
 import { openChainService, type ChainService } from './chain/service.ts';
 import { seedRevocationList } from './registry/revocations.ts';
+import { openSettleIntake, type SettleIntake } from './queue/settle-queue.ts';
+import { toHex } from '../core/bytes.ts';
+import { keyId } from '../pki/key-id.ts';
 
 /**
  * Device limits when the operator sets none: 300 major units held offline and 50 offline payments
@@ -53,6 +56,8 @@ export interface OpenNodeOptions {
   schemes?: readonly SchemeModule[] | undefined;
   /** The node's Ethereum chain (see chainWanted). */
   chain?: NodeChainOptions | undefined;
+  /** The settlement intake on NATS JetStream: its server and how many shards (services.settleQueue). */
+  settle?: { readonly natsUrl: string; readonly shards: number; readonly ackWaitMs?: number | undefined } | undefined;
   env?: Readonly<Record<string, string | undefined>> | undefined;
   now?: (() => number) | undefined;
   log?: ((line: string) => void) | undefined;
@@ -80,6 +85,8 @@ export interface OpenNode {
   readonly services: IssuerServices;
   readonly created: boolean;
   readonly warnings: readonly string[];
+  /** The settlement intake, when `settle` was given: what the node's workers consume. */
+  readonly intake?: SettleIntake | undefined;
   close(): Promise<void>;
 }
 
@@ -124,8 +131,10 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
     throw e;
   }
   const signatures = createSignaturePool();
+  let intake: SettleIntake | undefined;
   const closeAll = async () => {
     try {
+      await intake?.close();
       await signatures.close();
       await chain?.close();
     } finally {
@@ -148,6 +157,10 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
       const reserve = await db.transaction((tx) => ensureAccount(tx, { id: RESERVE_ACCOUNT, kind: 'reserve', currency: options.currency.code }));
       if (!reserve.ok) throw new Error(`cannot open the reserve account: ${reserve.message}`);
     }
+    // Named after the node's key, so that nodes sharing a NATS server keep their own streams.
+    if (options.settle !== undefined) {
+      intake = await openSettleIntake({ url: options.settle.natsUrl, shards: options.settle.shards, ackWaitMs: options.settle.ackWaitMs, name: toHex(keyId(identity.issuerNode.certificate.body.subject)).slice(0, 16), db, log: options.log });
+    }
   } catch (e) {
     await closeAll();
     throw e;
@@ -162,6 +175,7 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
     now,
     signatures,
     ...(chain === undefined ? {} : { chain }),
+    ...(intake === undefined ? {} : { settleQueue: intake }),
     ...(identity.role === 'intermediary' ? { tier: new CentralBankLink({ db, identity, provider: options.provider, currency: options.currency, now, schemes: options.schemes }) } : {}),
   };
   services.tier?.attach(services);
@@ -179,5 +193,5 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
     await closeAll();
     throw e;
   }
-  return { services, created: identity.created, warnings, close: closeAll };
+  return { services, created: identity.created, warnings, intake, close: closeAll };
 }

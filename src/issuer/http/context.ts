@@ -8,6 +8,7 @@ import type { NodeIdentity } from '../identity/node-identity.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import type { CentralBankLink } from '../tier/link.ts';
 import type { SignaturePool } from '../signature-pool.ts';
+import type { SettleQueue } from '../queue/settle-queue.ts';
 
 /** The issuance account of the node's currency. */
 export const ISSUANCE_ACCOUNT = 'cb:issuance';
@@ -43,6 +44,8 @@ export interface IssuerServices {
   readonly chain?: ChainService | undefined;
   /** An intermediary's link to its central bank. */
   readonly tier?: CentralBankLink | undefined;
+  /** The settlement intake on NATS JetStream, sharded (a node started with `--nats`); routes settle inline without it. */
+  readonly settleQueue?: SettleQueue | undefined;
 }
 
 /**

@@ -39,6 +39,7 @@ export type ApiOnlyCode =
   | 'CLAIM_CONFLICT'
   | 'CLAIM_DECIDED'
   | 'BANK_UNKNOWN'
+  | 'SETTLE_PENDING'
   | 'INTERNAL';
 
 /** Every code an error answer may carry. */
@@ -101,6 +102,8 @@ const STATUS: Partial<Record<ApiErrorCode, ContentfulStatusCode>> = {
   CURRENCY_MISMATCH: 422,
   BALANCE_OVERFLOW: 422,
   CHAIN_UNREACHABLE: 503,
+  NATS_UNREACHABLE: 503,
+  SETTLE_PENDING: 503,
   CHAIN_START_FAILED: 503,
   CHAIN_NO_GAS: 503,
   CHAIN_REFUSED: 502,

@@ -9,6 +9,7 @@ import type { TransactionHandle } from '../db/database.ts';
 import type { HoldingsReader } from '../ledger/exposure.ts';
 import type { StoredResponse } from '../ledger/idempotency.ts';
 import type { JsonValue } from '../ledger/json.ts';
+import type { SettleHandler } from '../queue/settle-queue.ts';
 import type { RevocableRole } from '../registry/revocations.ts';
 import type { InterbankClaim, InterbankJudgement } from '../tier/interbank.ts';
 import type { IssuerEnv, IssuerServices } from './context.ts';
@@ -68,6 +69,12 @@ export interface SchemeModule {
    * schemes all leave it unset starts no chain.
    */
   readonly usesChain?: boolean | undefined;
+  /**
+   * Settlement parts the scheme's routes submit to `services.settleQueue` (a node started with
+   * `--nats`), by kind: the handler settles a part in one transaction under its idempotency record
+   * and answers as a route would. Workers in the node's process call it for the parts of their shards.
+   */
+  settleHandlers?(services: IssuerServices): ReadonlyMap<string, SettleHandler>;
   /** Runs once at every start, after the migrations, the float account and the chain. */
   prepare?(services: IssuerServices): Promise<void>;
   /** What GET /v1/info shows under `schemes.{name}` (a contract's address, say); asked at every request. */

@@ -19,6 +19,8 @@ import { identityDir } from '../identity/layout.ts';
 import { loadOrCreateIdentity } from '../identity/node-identity.ts';
 import type { testBackends } from '../db/test-databases.ts';
 import { openNode } from '../services.ts';
+import { startSettleWorkers } from '../queue/settle-queue.ts';
+import { deleteTestStream } from '../queue/test-nats.ts';
 import { createIssuerApp, type SchemeModule } from './app.ts';
 
 /** The currency of test nodes. */
@@ -67,12 +69,15 @@ function identityTemplate(suite: SuiteName): Promise<string> {
 }
 
 /** Opens a test node on `backend`; call `close()` in `finally`. */
-export async function setup(backend: Backend, options: { schemes?: readonly SchemeModule[]; suite?: SuiteName | undefined } = {}) {
+export async function setup(backend: Backend, options: { schemes?: readonly SchemeModule[]; suite?: SuiteName | undefined; settle?: { natsUrl: string; shards: number; ackWaitMs?: number } | undefined } = {}) {
   const dataDir = await mkdtemp(join(tmpdir(), 'tally-node-'));
   await cp(identityDir(await identityTemplate(options.suite ?? 'ed25519')), identityDir(dataDir), { recursive: true });
   const database = await backend.open({ poolSize: 20 });
   let clock = CLOCK_START;
-  const node = await openNode({ dataDir, db: database.db, provider: nodeProvider, currency: EUR, env: { TALLY_NODE_PASSPHRASE: PASSPHRASE }, now: () => clock, schemes: options.schemes, ...(options.suite === undefined ? {} : { suite: options.suite }) });
+  const node = await openNode({ dataDir, db: database.db, provider: nodeProvider, currency: EUR, env: { TALLY_NODE_PASSPHRASE: PASSPHRASE }, now: () => clock, schemes: options.schemes, settle: options.settle, ...(options.suite === undefined ? {} : { suite: options.suite }) });
+  // With a settlement intake: a worker per shard, as `tally node start --nats` runs them.
+  const handlers = new Map((options.schemes ?? []).flatMap((scheme) => [...(scheme.settleHandlers?.(node.services) ?? [])]));
+  const workers = node.intake === undefined ? undefined : await startSettleWorkers(node.intake, handlers);
   const app = createIssuerApp(node.services, options.schemes);
   const operator = { authorization: `Bearer ${node.services.identity.operatorToken}` };
   const send = (method: string, path: string, init: { body?: unknown; headers?: Record<string, string>; raw?: string } = {}) =>
@@ -109,6 +114,11 @@ export async function setup(backend: Backend, options: { schemes?: readonly Sche
     async close() {
       // A scheme that uses the chain started an anvil: stop it with the test.
       await node.services.chain?.close();
+      await workers?.stop();
+      if (node.intake !== undefined) {
+        await node.intake.close();
+        await deleteTestStream(options.settle?.natsUrl ?? '', node.intake.stream);
+      }
       await database.dispose();
       await rm(dataDir, { recursive: true, force: true });
     },

@@ -99,3 +99,16 @@ export async function withIdempotency(
     return { ok: true, replayed: true, response: { status: row.status, body: row.response } };
   });
 }
+
+/**
+ * The answer stored under (scope, key) for the request with `requestHash`, without waiting on a
+ * transaction still settling it; undefined when none is stored yet, an IDEMPOTENCY_CONFLICT
+ * refusal when the key holds another request.
+ */
+export async function storedResponse(db: Database, scope: string, key: string, requestHash: Uint8Array): Promise<StoredResponse | undefined> {
+  const found = await db.query<StoredRow>('SELECT request_hash = $3 AS same_request, status, response FROM idempotency WHERE scope = $1 AND key = $2', [scope, key, requestHash]);
+  const row = found.rows[0];
+  if (row === undefined || row.status === null) return undefined;
+  if (!row.same_request) return { status: 409, body: { error: { code: 'IDEMPOTENCY_CONFLICT', message: `idempotency key ${JSON.stringify(key)} in ${scope} was used for another request: use a new key for a new request`, details: {} } } };
+  return { status: row.status, body: row.response };
+}

@@ -15,7 +15,8 @@ import { expectError } from '../../issuer/http/test-harness.ts';
 import { CLAIMS_BULK_BODY_BYTES_MAX, CLAIMS_BULK_PAYMENTS_MAX } from './node.ts';
 import { encodePayment, paymentSigned, PAYMENT_TAG, type Payment } from './messages.ts';
 import { storedPayment } from './node-evidence.ts';
-import { opsNode, type OpsNode, type OpsSe } from './test-fixtures.ts';
+import { opsNode as opsNodeOf, type OpsNode, type OpsSe } from './test-fixtures.ts';
+import { testNatsUrl } from '../../issuer/queue/test-nats.ts';
 
 after(() => closeTestTemplates());
 
@@ -59,8 +60,19 @@ async function assertBalanced(n: OpsNode): Promise<void> {
   assert.equal((await n.h.audit()).balanced, true, 'the ledger audit must be balanced');
 }
 
-for (const backend of testBackends()) {
-  describe(`OPS bulk claims on ${backend.kind}`, { skip: backend.skip }, () => {
+// Inline on each backend; and through NATS JetStream in three shards, on PostgreSQL when the suite
+// has it: the same requests, the same answers (a merged answer also lists `transfers` and `parts`).
+const ready = testBackends().filter((b) => !b.skip);
+const variants = [
+  ...testBackends().map((backend) => ({ backend, name: backend.kind, settle: undefined })),
+  ...[ready.find((b) => b.kind === 'postgres') ?? ready[0]]
+    .filter((b) => b !== undefined)
+    .map((backend) => ({ backend, name: `${backend.kind}, settled through NATS JetStream in 3 shards`, settle: { natsUrl: testNatsUrl(), shards: 3 } })),
+];
+
+for (const { backend, name, settle } of variants) {
+  const opsNode = (b: typeof backend) => opsNodeOf(b, { settle });
+  describe(`OPS bulk claims on ${name}`, { skip: backend.skip }, () => {
     test('good payments are credited once with one transfer; the second request is answered from the known chains and the worker threads', async () => {
       const n = await opsNode(backend);
       const alice = await n.deviceClient();
@@ -73,6 +85,8 @@ for (const backend of testBackends()) {
         assert.deepEqual(outcomes(one), ['credited', 'credited', 'credited']);
         assert.equal(one.amount, '6.00');
         assert.equal(one.transfer?.amount, '6.00');
+        // Through the intake: one device's payments are one shard's, so one part settled them.
+        assert.equal((one as { parts?: number }).parts, settle === undefined ? undefined : 1);
         // Chains known now: these go through the cache and the signature pool, with forgeries among them.
         const second = await payMany(alice.se, carol.certificate, Array.from({ length: 40 }, () => 10n));
         const altered: Payment = { ...(second[3] as Payment), amount: 9_000n };

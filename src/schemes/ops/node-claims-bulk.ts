@@ -28,6 +28,7 @@ import {
   idempotent,
   json,
   peerIntermediaries,
+  refusal,
   requireUser,
   transfer,
   transferJson,
@@ -35,8 +36,10 @@ import {
   type IssuerEnv,
   type IssuerServices,
   type JsonValue,
+  type StoredResponse,
   type TransactionHandle,
 } from '../../issuer/plugin.ts';
+import { CLAIMS_BULK_PART_KIND, claimThroughShards } from './node-claims-shards.ts';
 import { CLAIM_PAYMENT_CHARS_MAX, claimerCertificate, presentClaim, settleClaim } from './node-claims.ts';
 import { judge, type Judged, type Refused } from './node-claims-judge.ts';
 import { OPS_FLOAT_ACCOUNT, answer, openCases } from './node-common.ts';
@@ -226,74 +229,115 @@ const bulkRoute = createRoute({
   },
 });
 
+/**
+ * Settles one claimer's judged payments in `tx`: what a bulk claim does once the payments are
+ * judged, for the whole request (inline) or for one shard's part of it (a settlement worker).
+ * Items keep their places in the request the claimer sent.
+ */
+async function settleJudged(
+  tx: TransactionHandle,
+  services: IssuerServices,
+  user: { keyId: string; accountId: string },
+  judged: readonly Judged[],
+  early: readonly Refused[],
+  payments: number,
+  requestTag: string,
+): Promise<StoredResponse> {
+  const refused: Refused[] = [...early];
+  const presented: Array<{ item: number; claimId: string }> = [];
+  const home = judged.filter((j) => j.claim.payerBank === null);
+  for (const j of judged) {
+    if (j.claim.payerBank === null) continue;
+    const answered = await presentClaim(tx, services, user, j.claim, j.claim.payerBank);
+    const claim = answered['claim'] as { claimId?: JsonValue } | undefined;
+    presented.push({ item: j.item, claimId: String(claim?.claimId ?? '') });
+  }
+  const senders = [...new Set(home.map((j) => j.claim.sender))].sort();
+  const states = senders.length === 0 ? new Map<string, SenderState>() : await senderStates(tx, senders);
+  const fast = fastSenders(home, states);
+  const settled = await settleFast(tx, services, user.keyId, home.filter((j) => fast.has(j.claim.sender)), states);
+  refused.push(...settled.refused);
+  // A sender revoked, retired or past its limit: each of its payments judged as a single claim is.
+  let creditedSlow = 0;
+  let amountSlow = 0n;
+  for (const j of home) {
+    if (fast.has(j.claim.sender)) continue;
+    const outcome = await settleClaim(tx, services, user, j.claim, { kind: 'ops-claim' });
+    if ('refused' in outcome) refused.push({ item: j.item, code: outcome.refused.code, message: outcome.refused.message });
+    else {
+      creditedSlow++;
+      amountSlow += j.claim.payment.amount;
+    }
+  }
+  const amountFast = settled.credited.reduce((sum, j) => sum + j.claim.payment.amount, 0n);
+  let moved: { [key: string]: JsonValue } | null = null;
+  if (amountFast > 0n) {
+    const result = await transfer(tx, {
+      idempotencyKey: `ops-claims-bulk:${user.keyId}:${requestTag}:${settled.credited.length}`,
+      debit: OPS_FLOAT_ACCOUNT,
+      credit: user.accountId,
+      amount: amountFast,
+      kind: 'ops-claim',
+      reference: { claims: settled.credited.length, request: requestTag },
+      currency: services.currency,
+    });
+    // The float holds every payment it certified devices for; a refusal here is a broken ledger.
+    if (!result.ok) throw new ApiProblem(result.code, result.message, {});
+    moved = transferJson(services.currency, result.transfer);
+  }
+  refused.sort((a, b) => a.item - b.item);
+  const reasons: Record<string, string> = {};
+  for (const r of refused) reasons[r.code] ??= r.message.slice(0, 240);
+  return {
+    status: 200,
+    body: {
+      payments,
+      credited: settled.credited.length + creditedSlow,
+      amount: formatMinor(services.currency, amountFast + amountSlow),
+      transfer: moved,
+      refused: refused.map((r) => ({ item: r.item, code: r.code })),
+      reasons,
+      presented,
+    },
+  };
+}
+
 /** Adds `POST /claims/bulk`. */
 export function registerClaimsBulk(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void {
   app.openAPIRegistry.registerPath(bulkRoute);
   app.post(bulkRoute.path, async (c) => {
     const user = requireUser(c.get('caller'));
     const body = validBody(c, bulkBody);
+    // A node with a settlement intake settles through its shards' workers (node-claims-shards.ts).
+    if (services.settleQueue !== undefined) return claimThroughShards(c, services, services.settleQueue, user, body.payments);
     const mine = await claimerCertificate(services, user.keyId);
     const peers = await peerIntermediaries(services);
     const { judged, refused: early } = await judge(services, body.payments, mine, peers);
     const requestTag = toBase64url(c.get('bodyHash').subarray(0, 12));
-    return idempotent(services, c, 'ops/claims/bulk', user.keyId, async (tx) => {
-      const refused: Refused[] = [...early];
-      const presented: Array<{ item: number; claimId: string }> = [];
-      const home = judged.filter((j) => j.claim.payerBank === null);
-      for (const j of judged) {
-        if (j.claim.payerBank === null) continue;
-        const answered = await presentClaim(tx, services, user, j.claim, j.claim.payerBank);
-        const claim = answered['claim'] as { claimId?: JsonValue } | undefined;
-        presented.push({ item: j.item, claimId: String(claim?.claimId ?? '') });
-      }
-      const senders = [...new Set(home.map((j) => j.claim.sender))].sort();
-      const states = senders.length === 0 ? new Map<string, SenderState>() : await senderStates(tx, senders);
-      const fast = fastSenders(home, states);
-      const settled = await settleFast(tx, services, user.keyId, home.filter((j) => fast.has(j.claim.sender)), states);
-      refused.push(...settled.refused);
-      // A sender revoked, retired or past its limit: each of its payments judged as a single claim is.
-      let creditedSlow = 0;
-      let amountSlow = 0n;
-      for (const j of home) {
-        if (fast.has(j.claim.sender)) continue;
-        const outcome = await settleClaim(tx, services, user, j.claim, { kind: 'ops-claim' });
-        if ('refused' in outcome) refused.push({ item: j.item, code: outcome.refused.code, message: outcome.refused.message });
-        else {
-          creditedSlow++;
-          amountSlow += j.claim.payment.amount;
-        }
-      }
-      const amountFast = settled.credited.reduce((sum, j) => sum + j.claim.payment.amount, 0n);
-      let moved: { [key: string]: JsonValue } | null = null;
-      if (amountFast > 0n) {
-        const result = await transfer(tx, {
-          idempotencyKey: `ops-claims-bulk:${user.keyId}:${requestTag}:${settled.credited.length}`,
-          debit: OPS_FLOAT_ACCOUNT,
-          credit: user.accountId,
-          amount: amountFast,
-          kind: 'ops-claim',
-          reference: { claims: settled.credited.length, request: requestTag },
-          currency: services.currency,
-        });
-        // The float holds every payment it certified devices for; a refusal here is a broken ledger.
-        if (!result.ok) throw new ApiProblem(result.code, result.message, {});
-        moved = transferJson(services.currency, result.transfer);
-      }
-      refused.sort((a, b) => a.item - b.item);
-      const reasons: Record<string, string> = {};
-      for (const r of refused) reasons[r.code] ??= r.message.slice(0, 240);
-      return {
-        status: 200,
-        body: {
-          payments: body.payments.length,
-          credited: settled.credited.length + creditedSlow,
-          amount: formatMinor(services.currency, amountFast + amountSlow),
-          transfer: moved,
-          refused: refused.map((r) => ({ item: r.item, code: r.code })),
-          reasons,
-          presented,
-        },
-      };
-    });
+    return idempotent(services, c, 'ops/claims/bulk', user.keyId, (tx) => settleJudged(tx, services, user, judged, early, body.payments.length, requestTag));
   });
+}
+
+/**
+ * A shard's part of a bulk claim, settled by a worker: the payments judged there (verification
+ * runs where the part is settled), then settled in one transaction under the part's idempotency
+ * record, so that a part delivered twice is answered once.
+ */
+export async function settleBulkPart(services: IssuerServices, part: { id: string; requestHash: Uint8Array; claimer: string; items: readonly number[]; payments: readonly string[]; total: number }): Promise<StoredResponse> {
+  // The claimer's certificate and account from the node's records, never from the message: a part
+  // put on the stream by someone else credits only the payments' own receiver.
+  const found = await services.db.query<{ certificate: Uint8Array; account_id: string }>('SELECT certificate, account_id FROM users WHERE key_id = $1', [part.claimer]);
+  const row = found.rows[0];
+  if (row === undefined) return refusal('KEY_UNKNOWN', `no account holder is registered with key ${part.claimer}`);
+  const mine = new Uint8Array(row.certificate);
+  const peers = await peerIntermediaries(services);
+  const judgedHere = await judge(services, part.payments, mine, peers);
+  const place = (item: number) => part.items[item] ?? item;
+  const judged = judgedHere.judged.map((j) => ({ ...j, item: place(j.item) }));
+  const early = judgedHere.refused.map((r) => ({ ...r, item: place(r.item) }));
+  const result = await services.ledger.withIdempotency(CLAIMS_BULK_PART_KIND, part.id, part.requestHash, (tx) =>
+    settleJudged(tx, services, { keyId: part.claimer, accountId: row.account_id }, judged, early, part.total, part.id.slice(0, 16)),
+  );
+  if (!result.ok) return refusal(result.code, result.message);
+  return result.response;
 }

@@ -8,10 +8,11 @@
  * through the central bank, and this bank judges the claims of others on its own devices
  * (node-claims.ts).
  */
-import { currentRevocationList, type IssuerServices, type SchemeModule } from '../../issuer/plugin.ts';
+import { currentRevocationList, refusal, type IssuerServices, type SchemeModule } from '../../issuer/plugin.ts';
 import { OPS_SCHEME } from './messages.ts';
 import { judgeOpsInterbankClaim, registerClaims } from './node-claims.ts';
-import { CLAIMS_BULK_BODY_BYTES_MAX, registerClaimsBulk } from './node-claims-bulk.ts';
+import { CLAIMS_BULK_BODY_BYTES_MAX, registerClaimsBulk, settleBulkPart } from './node-claims-bulk.ts';
+import { CLAIMS_BULK_PART_KIND, claimsPartBody } from './node-claims-shards.ts';
 import { OPS_FLOAT_ACCOUNT } from './node-common.ts';
 import { registerDeposit } from './node-deposit.ts';
 import { registerRetire, settleOpsRemainder } from './node-retire.ts';
@@ -48,6 +49,20 @@ export const opsNodePart: SchemeModule = {
     { method: 'POST', path: '/sync', bytesMax: SYNC_BODY_BYTES_MAX },
     { method: 'POST', path: '/claims/bulk', bytesMax: CLAIMS_BULK_BODY_BYTES_MAX },
   ],
+
+  // A node with a settlement intake (--nats) settles bulk claims in shards: each part here.
+  settleHandlers: (services) =>
+    new Map([
+      [
+        CLAIMS_BULK_PART_KIND,
+        async (work) => {
+          // A part no route of this version would publish is answered refused (and acknowledged), never retried.
+          const body = claimsPartBody.safeParse(work.body);
+          if (!body.success || body.data.items.length !== body.data.payments.length) return refusal('BODY_INVALID', `a bulk claim's part is malformed: ${body.success ? 'items and payments differ in length' : body.error.message.slice(0, 200)}`);
+          return settleBulkPart(services, { id: work.id, requestHash: work.requestHash, ...body.data });
+        },
+      ],
+    ]),
 
   register(app, services) {
     registerDeposit(app, services);

@@ -60,8 +60,8 @@ export interface DeviceClientOptions {
 }
 
 /** A node with OPS and an enrolled OEM. */
-export async function opsNode(backend: Backend) {
-  const h = await setup(backend, { schemes: [opsNodePart] });
+export async function opsNode(backend: Backend, options: { settle?: { natsUrl: string; shards: number; ackWaitMs?: number } | undefined } = {}) {
+  const h = await setup(backend, { schemes: [opsNodePart], settle: options.settle });
   const oem = signerFromSecret(nobleEd25519, sha256(utf8('test oem')));
   const enrolled = await h.asOperator('POST', '/v1/operator/oems', { name: 'Test OEM', publicKey: { suite: 'ed25519', key: toBase64url(oem.publicKey.key) } });
   assert.equal(enrolled.status, 201, await enrolled.clone().text());

@@ -1,0 +1,154 @@
+/**
+ * The settlement intake on a real NATS JetStream server (test-nats.ts) and a migrated database:
+ * a part is settled once and answered; the same part submitted again is dropped by the stream and
+ * answered from its stored answer; a handler that fails has its part delivered again; a part not
+ * answered in time is answered on a later submission; a malformed part or one of an unknown kind is
+ * dropped, never retried; bad options and an unreachable server are refused.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, describe, test } from 'node:test';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { toHex } from '../../core/bytes.ts';
+import { isTallyError } from '../../core/errors.ts';
+import { closeTestTemplates, testBackends } from '../db/test-databases.ts';
+import { withIdempotency, type StoredResponse } from '../ledger/idempotency.ts';
+import type { Database } from '../db/database.ts';
+import { ISSUER_MIGRATIONS_DIR, loadMigrations, migrate } from '../db/migrate.ts';
+import { openSettleIntake, settlePartId, startSettleWorkers, type SettleHandler, type SettleIntake, type SettlePart } from './settle-queue.ts';
+import { deleteTestStream, testNatsUrl } from './test-nats.ts';
+
+after(() => closeTestTemplates());
+
+const backend = testBackends()[0];
+const hash = (text: string) => new Uint8Array(Buffer.from(settlePartId(text), 'hex'));
+
+/** An intake of its own on the test server, over a fresh database, removed at the end. */
+async function withIntake(shards: number, run: (intake: SettleIntake, db: Database) => Promise<void>): Promise<void> {
+  assert.ok(backend !== undefined);
+  const database = await backend.open();
+  await migrate(database.db, await loadMigrations(ISSUER_MIGRATIONS_DIR));
+  const intake = await openSettleIntake({ url: testNatsUrl(), shards, name: `test${toHex(randomBytes(6))}`, db: database.db, ackWaitMs: 1_000 });
+  try {
+    await run(intake, database.db);
+  } finally {
+    await intake.close();
+    await deleteTestStream(testNatsUrl(), intake.stream);
+    await database.dispose();
+  }
+}
+
+/** A handler that counts its runs and stores `{ n }` under the part's idempotency record. */
+function counting(db: Database, fail: (run: number) => boolean = () => false): { handler: SettleHandler; runs: () => number } {
+  let runs = 0;
+  return {
+    runs: () => runs,
+    handler: async (work) => {
+      runs++;
+      if (fail(runs)) throw new Error(`run ${runs} fails`);
+      const result = await withIdempotency(db, { scope: work.kind, key: work.id, requestHash: work.requestHash }, async () => ({ status: 200, body: { n: (work.body as { n: number }).n, shard: work.shard } }));
+      assert.ok(result.ok);
+      return result.response;
+    },
+  };
+}
+
+const part = (intake: SettleIntake, n: number, kind = 'test/part'): SettlePart => ({ kind, id: settlePartId('test', String(n)), shard: intake.shardOf(`device-${n}`), requestHash: hash(`request-${n}`), body: { n } });
+
+describe('settlement intake on NATS JetStream', () => {
+  test('parts are settled once on their shards and answered in order; the same part again is dropped by the stream and answered from the database', async () => {
+    await withIntake(3, async (intake, db) => {
+      const { handler, runs } = counting(db);
+      const workers = await startSettleWorkers(intake, new Map([['test/part', handler]]));
+      try {
+        const parts = Array.from({ length: 12 }, (_unused, n) => part(intake, n));
+        assert.ok(new Set(parts.map((p) => p.shard)).size > 1, 'the keys spread over more than one shard');
+        const answers = await intake.submit(parts, 20_000);
+        assert.deepEqual(answers.map((a) => (a?.body as { n: number }).n), parts.map((_p, n) => n));
+        assert.deepEqual(answers.map((a) => (a?.body as { shard: number }).shard), parts.map((p) => p.shard));
+        assert.equal(runs(), 12);
+        const again = await intake.submit(parts.slice(0, 3), 20_000);
+        assert.deepEqual(again, answers.slice(0, 3));
+        assert.equal(runs(), 12, 'a re-published part is not settled again');
+        const info = await (await jetstreamManager(intake.connection)).streams.info(intake.stream);
+        assert.equal(info.state.messages, 0, 'every part was acknowledged and left the work queue');
+        assert.equal(workers.settled, 12);
+      } finally {
+        await workers.stop();
+      }
+    });
+  });
+
+  test('a handler that fails has its part delivered again; another request under a part id is a conflict', async () => {
+    await withIntake(1, async (intake, db) => {
+      const { handler, runs } = counting(db, (run) => run <= 2);
+      const workers = await startSettleWorkers(intake, new Map([['test/part', handler]]));
+      try {
+        const [answer] = await intake.submit([part(intake, 7)], 20_000);
+        assert.deepEqual(answer, { status: 200, body: { n: 7, shard: 0 } } satisfies StoredResponse);
+        assert.equal(runs(), 3, 'two failed runs, then the one that settled it');
+        const [conflict] = await intake.submit([{ ...part(intake, 7), requestHash: hash('another request') }], 20_000);
+        assert.equal(conflict?.status, 409);
+      } finally {
+        await workers.stop();
+      }
+    });
+  });
+
+  test('a part not answered in time stays in the stream and is answered when submitted again', async () => {
+    await withIntake(1, async (intake, db) => {
+      const { handler } = counting(db);
+      const [late] = await intake.submit([part(intake, 1)], 300);
+      assert.equal(late, undefined, 'no worker yet: not answered');
+      const workers = await startSettleWorkers(intake, new Map([['test/part', handler]]));
+      try {
+        const [answer] = await intake.submit([part(intake, 1)], 20_000);
+        assert.deepEqual(answer?.body, { n: 1, shard: 0 });
+      } finally {
+        await workers.stop();
+      }
+    });
+  });
+
+  test('a malformed part and one no handler takes are dropped and logged, and the shard goes on', async () => {
+    await withIntake(1, async (intake, db) => {
+      const { handler, runs } = counting(db);
+      const logged: string[] = [];
+      const workers = await startSettleWorkers(intake, new Map([['test/part', handler]]), { log: (line) => logged.push(line) });
+      try {
+        intake.connection.publish(`${intake.subjectPrefix}.work.0`, new TextEncoder().encode('{"not":"a part"'));
+        await (await import('@nats-io/jetstream')).jetstream(intake.connection).publish(`${intake.subjectPrefix}.work.0`, new TextEncoder().encode(JSON.stringify({ kind: 'test/part', id: 'x' })));
+        const [unknown] = await intake.submit([part(intake, 2, 'test/unknown')], 1_500);
+        assert.equal(unknown, undefined);
+        const [answer] = await intake.submit([part(intake, 3)], 20_000);
+        assert.deepEqual(answer?.body, { n: 3, shard: 0 });
+        assert.equal(runs(), 1);
+        assert.ok(logged.some((l) => /malformed/.test(l)), logged.join('\n'));
+        assert.ok(logged.some((l) => /no handler/.test(l)), logged.join('\n'));
+        const manager = await jetstreamManager(intake.connection);
+        let left = -1;
+        for (let waited = 0; waited < 5_000 && left !== 0; waited += 100) {
+          left = (await manager.streams.info(intake.stream)).state.messages;
+          if (left !== 0) await new Promise((done) => setTimeout(done, 100));
+        }
+        assert.equal(left, 0, 'nothing is left to be delivered again');
+      } finally {
+        await workers.stop();
+      }
+    });
+  });
+
+  test('bad options are refused before connecting; a server that does not answer is NATS_UNREACHABLE', async () => {
+    assert.ok(backend !== undefined);
+    const database = await backend.open();
+    try {
+      const base = { url: testNatsUrl(), name: 'x', db: database.db };
+      await assert.rejects(openSettleIntake({ ...base, shards: 0 }), RangeError);
+      await assert.rejects(openSettleIntake({ ...base, shards: 65 }), RangeError);
+      await assert.rejects(openSettleIntake({ ...base, shards: 1, name: 'a.b' }), TypeError);
+      await assert.rejects(openSettleIntake({ ...base, shards: 1, url: 'nats://127.0.0.1:1' }), (e: unknown) => isTallyError(e, 'NATS_UNREACHABLE'));
+    } finally {
+      await database.dispose();
+    }
+  });
+});

@@ -1,0 +1,22 @@
+/**
+ * The NATS server the tests use: $TEST_NATS_URL, else the one this project's machines and CI run
+ * at 127.0.0.1:4222 (with JetStream). Tests that need it fail, naming it, when it does not answer.
+ */
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+
+export function testNatsUrl(): string {
+  const url = process.env['TEST_NATS_URL'];
+  return url === undefined || url === '' ? 'nats://127.0.0.1:4222' : url;
+}
+
+/** Deletes a stream a test made (streams are kept on the server's disk otherwise). */
+export async function deleteTestStream(url: string, stream: string): Promise<void> {
+  const connection = await connect({ servers: url, timeout: 5_000 });
+  try {
+    const manager = await jetstreamManager(connection);
+    await manager.streams.delete(stream).catch(() => false);
+  } finally {
+    await connection.close();
+  }
+}

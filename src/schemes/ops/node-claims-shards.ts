@@ -1,0 +1,135 @@
+/**
+ * A bulk claim on a node with a settlement intake (`tally node start --nats URL --shards N`): the
+ * route cuts the request into parts by the shard of each payment's sender device, so that every
+ * payment of one device (and every fork of a cloned one) is settled on one shard; the workers of
+ * the shards judge and settle the parts (node-claims-bulk.ts, `settleBulkPart`), and the route
+ * answers the parts' answers merged into the one answer the route gives without an intake.
+ * The request's idempotency key names its parts: the same request sent again publishes the same
+ * part ids, which the stream drops as duplicates, and is answered from the parts' stored answers;
+ * another request under the same key is refused IDEMPOTENCY_CONFLICT by the parts.
+ */
+import type { Context } from 'hono';
+import { z } from 'zod';
+import { toHex } from '../../core/bytes.ts';
+import { decodeCbor } from '../../core/cbor.ts';
+import {
+  ApiProblem,
+  decodeField,
+  formatMinor,
+  idempotencyKey,
+  parseAmount,
+  requestHash,
+  settlePartId,
+  type IssuerEnv,
+  type IssuerServices,
+  type JsonValue,
+  type SettlePart,
+  type SettleQueue,
+  type StoredResponse,
+} from '../../issuer/plugin.ts';
+import { decodeCertificate } from '../../pki/certificate.ts';
+import { keyId } from '../../pki/key-id.ts';
+import { PAYMENT_BYTES_MAX, paymentCodec } from './messages.ts';
+
+/** The kind of a bulk claim's part on the settlement intake, and the scope of its idempotency record. */
+export const CLAIMS_BULK_PART_KIND = 'ops/claims-bulk-part';
+
+/** Most payments in one part: about 150 KB of JSON, well inside a NATS message. */
+export const CLAIMS_PART_PAYMENTS_MAX = 160;
+
+/** A part's body on the stream. */
+export const claimsPartBody = z.strictObject({
+  claimer: z.string().regex(/^[0-9a-f]{64}$/),
+  total: z.number().int().min(1).max(100_000),
+  items: z.array(z.number().int().min(0)).min(1).max(CLAIMS_PART_PAYMENTS_MAX),
+  payments: z.array(z.string().max(16_384)).min(1).max(CLAIMS_PART_PAYMENTS_MAX),
+});
+export type ClaimsPartBody = z.infer<typeof claimsPartBody>;
+
+/**
+ * The device a payment's text is from (its certificate's subject key id, hex), or `undefined` when
+ * it does not decode: such a payment goes to shard 0, whose worker refuses it as the route would.
+ */
+function senderOf(text: string): string | undefined {
+  try {
+    const bytes = decodeField('payment', text);
+    if (bytes.length > PAYMENT_BYTES_MAX) return undefined;
+    const payment = paymentCodec.decode(decodeCbor(bytes, { maxBytes: PAYMENT_BYTES_MAX }), 'payment');
+    return toHex(keyId(decodeCertificate(payment.sender).body.subject));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The request cut into parts by shard (and in CLAIMS_PART_PAYMENTS_MAX pieces), each with its places in the request. */
+export function claimsParts(queue: Pick<SettleQueue, 'shardOf'>, payments: readonly string[]): Array<{ shard: number; items: number[] }> {
+  const byShard = new Map<number, number[]>();
+  payments.forEach((text, item) => {
+    const sender = senderOf(text);
+    const shard = sender === undefined ? 0 : queue.shardOf(sender);
+    const items = byShard.get(shard) ?? [];
+    items.push(item);
+    byShard.set(shard, items);
+  });
+  const parts: Array<{ shard: number; items: number[] }> = [];
+  for (const [shard, items] of [...byShard].sort((a, b) => a[0] - b[0])) {
+    for (let from = 0; from < items.length; from += CLAIMS_PART_PAYMENTS_MAX) parts.push({ shard, items: items.slice(from, from + CLAIMS_PART_PAYMENTS_MAX) });
+  }
+  return parts;
+}
+
+interface PartAnswer {
+  credited: number;
+  amount: string;
+  transfer: JsonValue;
+  refused: Array<{ item: number; code: string }>;
+  reasons: Record<string, string>;
+  presented: Array<{ item: number; claimId: string }>;
+}
+
+/** Submits a bulk claim's parts and answers them merged. */
+export async function claimThroughShards(
+  c: Context<IssuerEnv>,
+  services: IssuerServices,
+  queue: SettleQueue,
+  user: { keyId: string },
+  payments: readonly string[],
+): Promise<Response> {
+  const key = idempotencyKey(c);
+  const hash = requestHash(c, user.keyId);
+  const cut = claimsParts(queue, payments);
+  const parts: SettlePart[] = cut.map(({ shard, items }, k) => ({
+    kind: CLAIMS_BULK_PART_KIND,
+    id: settlePartId(CLAIMS_BULK_PART_KIND, user.keyId, key, String(k)),
+    shard,
+    requestHash: hash,
+    body: { claimer: user.keyId, total: payments.length, items, payments: items.map((i) => payments[i] as string) } satisfies ClaimsPartBody,
+  }));
+  const answers = await queue.submit(parts);
+  const waiting = answers.filter((a) => a === undefined).length;
+  if (waiting > 0) {
+    throw new ApiProblem('SETTLE_PENDING', `${waiting} of the ${parts.length} parts of this claim are still being settled: send the same request again with the same Idempotency-Key to get the answer`, {});
+  }
+  const done = answers as StoredResponse[];
+  // A part refused whole (the key used for another request) is the request's answer.
+  const failed = done.find((a) => a.status !== 200);
+  if (failed !== undefined) return new Response(JSON.stringify(failed.body), { status: failed.status, headers: { 'content-type': 'application/json' } });
+  const bodies = done.map((a) => a.body as unknown as PartAnswer);
+  let minor = 0n;
+  for (const b of bodies) minor += parseAmount(services, b.amount).minor;
+  const transfers = bodies.map((b) => b.transfer).filter((t) => t !== null);
+  const reasons: Record<string, string> = {};
+  for (const b of bodies) for (const [code, message] of Object.entries(b.reasons)) reasons[code] ??= message;
+  const merged = {
+    payments: payments.length,
+    credited: bodies.reduce((sum, b) => sum + b.credited, 0),
+    amount: formatMinor(services.currency, minor),
+    transfer: transfers.length === 1 ? (transfers[0] as JsonValue) : null,
+    transfers,
+    refused: bodies.flatMap((b) => b.refused).sort((a, b) => a.item - b.item),
+    reasons,
+    presented: bodies.flatMap((b) => b.presented).sort((a, b) => a.item - b.item),
+    parts: parts.length,
+  };
+  return new Response(JSON.stringify(merged), { status: 200, headers: { 'content-type': 'application/json' } });
+}
