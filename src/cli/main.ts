@@ -11,11 +11,12 @@ import { jsonLogger } from './log.ts';
 import { SCHEMES, type Scheme } from '../schemes/index.ts';
 import { DEFAULT_NODE_URL, helpText, UsageError, type Help, type Outcome, type VerbIo } from './plugin.ts';
 import { buildVerbs } from './verbs/index.ts';
+import { SETTLE_WORKER_HELP } from './settle-worker.ts';
 
 const VERBS = buildVerbs(SCHEMES);
 
 const NODE_START_HELP: Help = {
-  usage: 'tally node start [--port 8080] [--host 127.0.0.1] [--data ./tally-data] [--database-url URL] [--eth-rpc URL] [--chain-contract 0xADDRESS] [--nats URL [--shards N]] [--schemes NAME,...] [--currency EUR:2] [--suite ed25519|p256|sm2] [--role standalone|central-bank] [--json]',
+  usage: 'tally node start [--port 8080] [--host 127.0.0.1] [--data ./tally-data] [--database-url URL] [--eth-rpc URL] [--chain-contract 0xADDRESS] [--nats URL [--shards N] [--external-workers]] [--schemes NAME,...] [--currency EUR:2] [--suite ed25519|p256|sm2] [--role standalone|central-bank] [--json]',
   summary:
     "Runs an issuer node until Ctrl-C: standalone (the central bank and one intermediary in one process), or an intermediary enrolled at a central bank (tally node enrol). The first start creates the data folder: keys, certificates, the database and the operator token, printed once and kept in DATA/identity/operator-token. Private keys are encrypted with $TALLY_NODE_PASSPHRASE (or a generated passphrase kept in the data folder). When a scheme settles on an Ethereum chain, the node runs its own anvil (state in DATA/chain/anvil-state.json, stopped with the node) unless --eth-rpc names another node; /v1/info shows the chain.",
   options: [
@@ -26,7 +27,8 @@ const NODE_START_HELP: Help = {
     ['--eth-rpc URL', "an Ethereum JSON-RPC endpoint (a geth dev node, a testnet) instead of the embedded anvil (else $TALLY_ETH_RPC); checked at start; the central bank's account there needs ETH for gas"],
     ['--chain-contract 0xADDRESS', "an intermediary joining the currency's shared deployment of the on-chain scheme: the OfflineAccounts contract another bank deployed on that chain (its operator then admits this bank: GET /v1/chain/bank there, POST /v1/chain/operator/intermediaries at the governor)"],
     ['--nats URL', 'settle bulk claims (of the schemes that offer it) through a durable NATS JetStream stream (else $TALLY_NATS), cut into shards by the paying device: settlement workers in the node consume the shards and acknowledge a part after its database commit, so a crash loses no acknowledged payment and credits none twice'],
-    ['--shards N', 'the number of shards with --nats (default 1, at most 64); one worker each'],
+    ['--shards N', 'the number of shards with --nats (default 1, at most 64); one worker each in the node'],
+    ['--external-workers', 'with --nats: the node runs no worker of its own; tally settle worker processes settle its shards'],
     ['--schemes NAME,...', `the schemes the node serves, comma-separated (else $TALLY_SCHEMES; default all: ${SCHEMES.map((s) => s.name).join(',')}); a node serving none that settles on a chain starts no anvil; wallets of a scheme it does not serve are refused`],
     ['--currency CODE:DECIMALS', 'the currency a new node issues (default EUR:2)'],
     ['--suite NAME', "the signature suite of a new node's keys: ed25519 (default), p256 or sm2; the secure element keys of wallets made there follow it where their scheme says so"],
@@ -72,6 +74,7 @@ interface Command extends Help {
 const COMMANDS: Record<string, Command> = {
   'node start': { ...NODE_START_HELP, run: nodeStart },
   'cb start': { ...CB_START_HELP, run: (args) => nodeStart(['--role', 'central-bank', ...args]) },
+  'settle worker': { ...SETTLE_WORKER_HELP, run: async (args) => (await import('./settle-worker.ts')).settleWorker(args) },
   ...Object.fromEntries(Object.entries(VERBS).map(([name, verb]) => [name, { ...verb, run: (args: string[]) => runVerb(verb.run, args) }])),
   demo: { ...DEMO_HELP, run: async (args) => (await import('./demo.ts')).runDemo(args, SCHEMES) },
 };
@@ -135,6 +138,7 @@ async function nodeStart(args: string[]): Promise<number> {
       'chain-contract': { type: 'string' },
       nats: { type: 'string' },
       shards: { type: 'string' },
+      'external-workers': { type: 'boolean', default: false },
       schemes: { type: 'string' },
       currency: { type: 'string' },
       suite: { type: 'string' },
@@ -158,6 +162,7 @@ async function nodeStart(args: string[]): Promise<number> {
   if (chainContract !== undefined && !/^0x[0-9a-fA-F]{40}$/.test(chainContract)) throw new UsageError(`--chain-contract: expected an address (0x and 40 hex digits), got ${JSON.stringify(chainContract)}`);
   const natsUrl = values.nats ?? (process.env['TALLY_NATS'] === '' ? undefined : process.env['TALLY_NATS']);
   if (natsUrl !== undefined && !/^(nats|tls):\/\/\S+$/.test(natsUrl)) throw new UsageError(`${values.nats === undefined ? '$TALLY_NATS' : '--nats'}: expected a nats:// or tls:// URL, got ${JSON.stringify(natsUrl)}`);
+  if (values['external-workers'] === true && natsUrl === undefined) throw new UsageError('--external-workers: workers settle through NATS: give --nats URL too');
   if (values.shards !== undefined && natsUrl === undefined) throw new UsageError('--shards: shards are settled through NATS: give --nats URL too');
   const shards = values.shards === undefined ? 1 : Number(values.shards);
   if (!/^\d+$/.test(values.shards ?? '1') || shards < 1 || shards > 64) throw new UsageError(`--shards: expected 1 to 64, got ${JSON.stringify(values.shards)}`);
@@ -173,7 +178,7 @@ async function nodeStart(args: string[]): Promise<number> {
     suite,
     ethRpc,
     ...(chainContract === undefined ? {} : { chainContract: chainContract as `0x${string}` }),
-    ...(natsUrl === undefined ? {} : { settle: { natsUrl, shards } }),
+    ...(natsUrl === undefined ? {} : { settle: { natsUrl, shards, localWorkers: values['external-workers'] !== true } }),
     schemes,
     role,
     logger: jsonLogger(),

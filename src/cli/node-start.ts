@@ -47,7 +47,7 @@ export interface NodeStartOptions {
   /** The deployment on that chain to settle on, made by another intermediary (`--chain-contract`): a scheme joins it instead of deploying its own. */
   chainContract?: `0x${string}` | undefined;
   /** Settlement through NATS JetStream (`--nats URL --shards N`), with a worker per shard in this process. */
-  settle?: { readonly natsUrl: string; readonly shards: number } | undefined;
+  settle?: { readonly natsUrl: string; readonly shards: number; readonly localWorkers?: boolean | undefined } | undefined;
   /** How often an intermediary syncs with its central bank on its own (TIER_SYNC_INTERVAL_MS by default); 0: only when asked (tests). */
   tierSyncMs?: number | undefined;
   /** `central-bank` makes (or insists on) a central bank, which serves no scheme; the folder's role otherwise. */
@@ -117,7 +117,7 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
   }
   // A worker per shard in this process: it settles the parts routes publish to the stream.
   let workers: SettleWorkers | undefined;
-  if (node.intake !== undefined) {
+  if (node.intake !== undefined && options.settle?.localWorkers !== false) {
     const handlers = new Map(schemes.flatMap((scheme) => [...(scheme.settleHandlers?.(node.services) ?? new Map<string, SettleHandler>())]));
     try {
       workers = await startSettleWorkers(node.intake, handlers, { log: (line, fields) => options.logger.log('warn', line, fields) });

@@ -76,6 +76,7 @@ export interface ErrorDetailMap {
   CHAIN_PENDING: { reason: string };
   CHAIN_UNREACHABLE: { url: string; reason: string };
   NATS_UNREACHABLE: { url: string };
+  NODE_NOT_FOUND: { dataDir: string };
   CHAIN_START_FAILED: { reason: string };
   CHAIN_REVERTED: { reason: string; transaction: string };
   CHAIN_REFUSED: { reason: string };
@@ -214,6 +215,7 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   CHAIN_PENDING: true,
   CHAIN_UNREACHABLE: true,
   NATS_UNREACHABLE: true,
+  NODE_NOT_FOUND: true,
   CHAIN_START_FAILED: true,
   CHAIN_REVERTED: true,
   CHAIN_REFUSED: true,

@@ -29,7 +29,7 @@ export interface NodeChildOptions {
   readonly offlinePaymentsMax?: number | undefined;
   readonly holdingLimitMinor?: string | undefined;
   /** Settlement through NATS JetStream, with a worker per shard in the child. */
-  readonly settle?: { readonly natsUrl: string; readonly shards: number; readonly ackWaitMs?: number | undefined } | undefined;
+  readonly settle?: { readonly natsUrl: string; readonly shards: number; readonly ackWaitMs?: number | undefined; readonly localWorkers?: boolean | undefined } | undefined;
 }
 
 /** What the child prints once it listens. */
@@ -73,7 +73,7 @@ async function main(options: NodeChildOptions): Promise<void> {
     settle: options.settle,
   });
   const handlers = new Map(modules.flatMap((m) => [...(m.settleHandlers?.(node.services) ?? [])]));
-  const workers = node.intake === undefined ? undefined : await startSettleWorkers(node.intake, handlers, { log: (line, fields) => process.stderr.write(`node child: ${line} ${JSON.stringify(fields)}\n`) });
+  const workers = node.intake === undefined || options.settle?.localWorkers === false ? undefined : await startSettleWorkers(node.intake, handlers, { log: (line, fields) => process.stderr.write(`node child: ${line} ${JSON.stringify(fields)}\n`) });
   const app = createIssuerApp(node.services, modules);
   const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, () => {
     const { identity } = node.services;

@@ -236,7 +236,7 @@ export interface SettleWorkers {
 export async function startSettleWorkers(
   intake: SettleIntake,
   handlers: ReadonlyMap<string, SettleHandler>,
-  options: { shards?: readonly number[]; log?: (line: string, fields?: Record<string, unknown>) => void } = {},
+  options: { shards?: readonly number[] | undefined; log?: ((line: string, fields?: Record<string, unknown>) => void) | undefined } = {},
 ): Promise<SettleWorkers> {
   const log = options.log ?? (() => undefined);
   const manager = await jetstreamManager(intake.connection);

@@ -20,3 +20,13 @@ export async function deleteTestStream(url: string, stream: string): Promise<voi
     await connection.close();
   }
 }
+
+/** How many messages a stream holds (a work queue: the parts not acknowledged yet). */
+export async function streamMessages(url: string, stream: string): Promise<number> {
+  const connection = await connect({ servers: url, timeout: 5_000 });
+  try {
+    return (await (await jetstreamManager(connection)).streams.info(stream)).state.messages;
+  } finally {
+    await connection.close();
+  }
+}

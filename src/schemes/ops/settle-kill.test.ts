@@ -8,7 +8,9 @@
  * rest are settled then, each payment is credited exactly once, and the audit balances.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { createInterface } from 'node:readline';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,7 +22,8 @@ import { signerFromSecret, type Signer } from '../../core/crypto/suite.ts';
 import { startNodeChild, type NodeChild } from '../../e2e/node-child-fixtures.ts';
 import { signRequest } from '../../issuer/client/request-auth.ts';
 import { dropPostgresSchema } from '../../issuer/db/postgres.ts';
-import { deleteTestStream, testNatsUrl } from '../../issuer/queue/test-nats.ts';
+import { deleteTestStream, streamMessages, testNatsUrl } from '../../issuer/queue/test-nats.ts';
+import { BIN } from '../../cli/e2e-process.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
@@ -193,7 +196,10 @@ describe('OPS bulk claims across a SIGKILL of the node', { concurrency: true }, 
         const audit = await client.call('operator', 'GET', '/v1/audit', undefined);
         assert.equal(audit['balanced'], true, JSON.stringify(audit));
         assert.ok(cutShort > 0, 'at least one kill came while requests were unanswered');
-        if ('settle' in backend) assert.ok(node.stream !== undefined, 'the node settled through its stream');
+        if ('settle' in backend) {
+          assert.ok(node.stream !== undefined, 'the node settled through its stream');
+          assert.equal(await streamMessages(natsUrl, node.stream), 0, 'every part was acknowledged');
+        }
       } finally {
         await node.stop().catch(() => {});
         if (node.stream !== undefined) await deleteTestStream(natsUrl, node.stream);
@@ -202,4 +208,89 @@ describe('OPS bulk claims across a SIGKILL of the node', { concurrency: true }, 
       }
     });
   }
+});
+
+/** `tally settle worker` in a process of its own, started on the child node's data and schema. */
+async function startWorker(dataDir: string, databaseUrl: string, shard: number): Promise<{ kill(): Promise<void>; stop(): Promise<string> }> {
+  const child = spawn(process.execPath, [BIN, 'settle', 'worker', '--data', dataDir, '--nats', natsUrl, '--shards', '2', '--shard', String(shard), '--database-url', databaseUrl, '--ack-wait', '2', '--json'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, TALLY_NODE_PASSPHRASE: 'node child passphrase' },
+  });
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+  const exited = new Promise<void>((done) => child.once('exit', () => done()));
+  await new Promise<void>((ready, fail) => {
+    const timer = setTimeout(() => fail(new Error(`worker ${shard} did not start within 60 s: ${stderr}`)), 60_000);
+    createInterface({ input: child.stdout }).once('line', (line) => {
+      clearTimeout(timer);
+      const event = JSON.parse(line) as { event?: string; shards?: number[] };
+      if (event.event === 'working' && event.shards?.[0] === shard) ready();
+      else fail(new Error(`worker ${shard} said ${line}`));
+    });
+    void exited.then(() => fail(new Error(`worker ${shard} exited before it started: ${stderr}`)));
+  });
+  return {
+    async kill() {
+      child.kill('SIGKILL');
+      await exited;
+    },
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+      return stderr;
+    },
+  };
+}
+
+describe('OPS bulk claims settled by tally settle worker processes', { skip: postgresUrl === undefined || postgresUrl === '' ? 'TEST_DATABASE_URL is not set: outside workers need PostgreSQL' : false }, () => {
+  test('a worker SIGKILLed with parts in hand and started again: every request answered, each payment credited once, the audit balanced, the stream empty', { timeout: 240_000 }, async () => {
+    const url = postgresUrl as string;
+    const dataDir = await mkdtemp(join(tmpdir(), 'tally-settle-workers-'));
+    const schema = `tally_workers_${toHex(randomBytes(4))}`;
+    // The node runs no worker of its own: two worker processes settle its two shards.
+    const node = await startNodeChild({ dataDir, schemes: ['ops'], offlinePaymentsMax: 1000, holdingLimitMinor: '100000', postgres: { url, schema }, settle: { natsUrl, shards: 2, localWorkers: false } });
+    const databaseUrl = `${url}${url.includes('?') ? '&' : '?'}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
+    const workers = [await startWorker(dataDir, databaseUrl, 0), await startWorker(dataDir, databaseUrl, 1)];
+    try {
+      const claimers: Array<Awaited<ReturnType<typeof register>>> = [];
+      for (let c = 0; c < CLAIMERS; c++) claimers.push(await register(clientOf(node)));
+      const bodies = await makePayments(node, claimers);
+      const client = clientOf(node);
+      const requests = bodies.flatMap((rounds, claimer) => rounds.map((payments, r) => ({ claimer, key: `workers-${claimer}-${r}`, payments })));
+      let answered = 0;
+      const sent = requests.map(async (r) => {
+        const res = await client.send((claimers[r.claimer] as { signer: Signer }).signer, 'POST', '/v1/ops/claims/bulk', { payments: r.payments }, r.key);
+        const text = await res.text();
+        answered++;
+        return { r, status: res.status, text };
+      });
+      await new Promise((done) => setTimeout(done, 150));
+      const unansweredAtKill = requests.length - answered;
+      await (workers[1] as { kill(): Promise<void> }).kill();
+      await new Promise((done) => setTimeout(done, 500));
+      workers[1] = await startWorker(dataDir, databaseUrl, 1);
+      for (const { r, status, text } of await Promise.all(sent)) {
+        assert.equal(status, 200, text);
+        const answer = JSON.parse(text) as { credited: number; refused: unknown[]; parts: number };
+        assert.equal(answer.credited, r.payments.length, text);
+        assert.deepEqual(answer.refused, []);
+        assert.ok(answer.parts >= 2, 'the payments of four devices spread over both shards');
+      }
+      assert.ok(unansweredAtKill > 0, 'the worker was killed while requests waited on it');
+      for (const [c, claimer] of claimers.entries()) {
+        const paid = bodies[c]?.reduce((n, b) => n + b.length, 0) ?? 0;
+        const account = await client.call(claimer.signer, 'GET', `/v1/accounts/${claimer.account}`, undefined);
+        assert.equal(account['balance'], (paid / 100).toFixed(2), `claimer ${c} is credited each payment once`);
+      }
+      const audit = await client.call('operator', 'GET', '/v1/audit', undefined);
+      assert.equal(audit['balanced'], true, JSON.stringify(audit));
+      assert.equal(await streamMessages(natsUrl, node.stream as string), 0, 'every part was acknowledged');
+    } finally {
+      for (const w of workers) await w.stop().catch(() => '');
+      await node.stop().catch(() => {});
+      if (node.stream !== undefined) await deleteTestStream(natsUrl, node.stream);
+      await dropPostgresSchema(url, schema);
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
 });
