@@ -89,6 +89,10 @@ describe('settlement intake on NATS JetStream', () => {
         assert.equal(runs(), 3, 'two failed runs, then the one that settled it');
         const [conflict] = await intake.submit([{ ...part(intake, 7), requestHash: hash('another request') }], 20_000);
         assert.equal(conflict?.status, 409);
+        // Both at once, before either is settled: the second waits on the same part and is told it is another request's.
+        const [first, second] = await Promise.all([intake.submit([part(intake, 8)], 20_000), intake.submit([{ ...part(intake, 8), requestHash: hash('yet another') }], 20_000)]);
+        assert.deepEqual(first[0]?.body, { n: 8, shard: 0 });
+        assert.equal(second[0]?.status, 409);
       } finally {
         await workers.stop();
       }

@@ -106,7 +106,12 @@ const partMessage = z.strictObject({
   body: z.json(),
 });
 
-const answerMessage = z.strictObject({ status: z.number().int().min(100).max(599), body: z.json() });
+const answerMessage = z.strictObject({ requestHash: z.string().regex(/^[0-9a-f]{64}$/), status: z.number().int().min(100).max(599), body: z.json() });
+
+/** The answer to a part submitted under an id another request holds: the part ids of a request come from its idempotency key. */
+function conflict(id: string): StoredResponse {
+  return { status: 409, body: { error: { code: 'IDEMPOTENCY_CONFLICT', message: `part ${id} belongs to another request under the same idempotency key: use a new key for a new request`, details: {} } } };
+}
 
 /** The id of a part: SHA-256 over its request's fields, hex. */
 export function settlePartId(...fields: readonly string[]): string {
@@ -193,8 +198,13 @@ async function submit(
       // Listening before publishing: an answer cannot come before the part is published.
       const subscription = connection.subscribe(`${prefix}.done.${part.id}`, { max: 1 });
       subscriptions.push(subscription);
+      const hash = toHex(part.requestHash);
       const answered = (async () => {
-        for await (const message of subscription) return answerMessage.parse(message.json()) as StoredResponse;
+        for await (const message of subscription) {
+          const { requestHash, ...answer } = answerMessage.parse(message.json());
+          // Another request under the same key, settled first: its answer is not this one's.
+          return requestHash === hash ? (answer as StoredResponse) : conflict(part.id);
+        }
         return undefined;
       })();
       const ack = await js.publish(`${prefix}.work.${part.shard}`, data, { msgID: part.id });
@@ -288,7 +298,7 @@ export async function startSettleWorkers(
         // notification; the answer is stored, and the request sent again is answered from it.
         await message.ackAck();
         settled++;
-        intake.connection.publish(`${intake.subjectPrefix}.done.${part.id}`, encoder.encode(JSON.stringify(answer)));
+        intake.connection.publish(`${intake.subjectPrefix}.done.${part.id}`, encoder.encode(JSON.stringify({ requestHash: toHex(part.requestHash), ...answer })));
       } catch (e) {
         log('settling a part failed; it will be delivered again', { shard, kind: part.kind, id: part.id, error: e instanceof Error ? e.message : String(e) });
         message.nak(SETTLE_RETRY_DELAY_MS);

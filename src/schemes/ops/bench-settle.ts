@@ -140,6 +140,7 @@ export const opsSettle: SettleWorkload = {
   name: 'claims',
   verificationsPerPayment: 1,
   schemes: [OPS_SCHEME],
+  sharded: true,
   describes: `OPS payments made beforehand by trusted apps to account holders without a TA, claimed in bulk (${SETTLE_ROUTE}, up to ${SETTLE_PAYMENTS_MAX} a request); the node checks each payment's signature (its sender's certificate chain once per node), records it and credits the claimer`,
   deviceLimits: (defaults: DeviceLimits): DeviceLimits => ({ ...defaults, holdingLimitMinor: HOLDING_LIMIT_MINOR, offlinePaymentsMax: REPORT_ENTRIES_MAX }),
   open: openWorld,

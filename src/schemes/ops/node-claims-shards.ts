@@ -34,8 +34,11 @@ import { PAYMENT_BYTES_MAX, paymentCodec } from './messages.ts';
 /** The kind of a bulk claim's part on the settlement intake, and the scope of its idempotency record. */
 export const CLAIMS_BULK_PART_KIND = 'ops/claims-bulk-part';
 
-/** Most payments in one part: about 150 KB of JSON, well inside a NATS message. */
-export const CLAIMS_PART_PAYMENTS_MAX = 160;
+/** Most payments in one part: a whole bulk request's worth, when its payments are of one shard. */
+export const CLAIMS_PART_PAYMENTS_MAX = 640;
+
+/** Most characters of payment text in one part, so that it stays inside a NATS message (1 MiB by default). */
+export const CLAIMS_PART_CHARS_MAX = 640_000;
 
 /** A part's body on the stream. */
 export const claimsPartBody = z.strictObject({
@@ -61,7 +64,7 @@ function senderOf(text: string): string | undefined {
   }
 }
 
-/** The request cut into parts by shard (and in CLAIMS_PART_PAYMENTS_MAX pieces), each with its places in the request. */
+/** The request cut into parts by shard (and in pieces of CLAIMS_PART_PAYMENTS_MAX payments and CLAIMS_PART_CHARS_MAX characters at most), each with its places in the request. */
 export function claimsParts(queue: Pick<SettleQueue, 'shardOf'>, payments: readonly string[]): Array<{ shard: number; items: number[] }> {
   const byShard = new Map<number, number[]>();
   payments.forEach((text, item) => {
@@ -73,7 +76,19 @@ export function claimsParts(queue: Pick<SettleQueue, 'shardOf'>, payments: reado
   });
   const parts: Array<{ shard: number; items: number[] }> = [];
   for (const [shard, items] of [...byShard].sort((a, b) => a[0] - b[0])) {
-    for (let from = 0; from < items.length; from += CLAIMS_PART_PAYMENTS_MAX) parts.push({ shard, items: items.slice(from, from + CLAIMS_PART_PAYMENTS_MAX) });
+    let part: number[] = [];
+    let chars = 0;
+    for (const item of items) {
+      const length = (payments[item] as string).length;
+      if (part.length === CLAIMS_PART_PAYMENTS_MAX || (part.length > 0 && chars + length > CLAIMS_PART_CHARS_MAX)) {
+        parts.push({ shard, items: part });
+        part = [];
+        chars = 0;
+      }
+      part.push(item);
+      chars += length;
+    }
+    if (part.length > 0) parts.push({ shard, items: part });
   }
   return parts;
 }

@@ -41,13 +41,13 @@ const BENCHES: readonly Entry[] = [
 ];
 
 function usage(): string {
-  return `usage: npm run bench -- <${BENCHES.map((b) => b.name).join('|')}|all> [--json] [--quick]\n  all: every scheme's benchmark and the common workload; writes docs/evaluation.md`;
+  return `usage: npm run bench -- <${BENCHES.map((b) => b.name).join('|')}|all> [--json] [--quick] [--shards 1,2,4 (settle)]\n  all: every scheme's benchmark and the common workload; writes docs/evaluation.md`;
 }
 
 async function main(): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ allowPositionals: true, options: { json: { type: 'boolean' }, quick: { type: 'boolean' }, help: { type: 'boolean' } } });
+    parsed = parseArgs({ allowPositionals: true, options: { json: { type: 'boolean' }, quick: { type: 'boolean' }, help: { type: 'boolean' }, shards: { type: 'string' } } });
   } catch (e) {
     process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n${usage()}\n`);
     return 2;
@@ -67,9 +67,13 @@ async function main(): Promise<number> {
     process.stderr.write(`unknown or missing benchmark ${JSON.stringify(name ?? '')}\n${usage()}\n`);
     return 2;
   }
+  if (parsed.values.shards !== undefined && bench.name !== 'settle') {
+    process.stderr.write(`--shards: only the settle benchmark runs in shards\n${usage()}\n`);
+    return 2;
+  }
   const output = await bench.run({
     quick: parsed.values.quick === true,
-    env: process.env,
+    env: parsed.values.shards === undefined ? process.env : { ...process.env, TALLY_SETTLE_SHARDS: parsed.values.shards },
     progress: (line) => process.stderr.write(`bench ${bench.name}: ${line}\n`),
   });
   process.stdout.write(parsed.values.json === true ? `${JSON.stringify(output.json, null, 2)}\n` : `${output.text}\n`);

@@ -26,7 +26,8 @@ async function open(request: Extract<ParentMessage, { kind: 'open' }>): Promise<
     }),
   );
   const limits = { holdingLimitMinor: BigInt(request.holdingLimitMinor), offlinePaymentsMax: request.offlinePaymentsMax };
-  return serveBenchNode({ schemes, database: request.database, deviceLimits: () => limits, suite: request.suite, postgresUrl: request.postgresUrl });
+  const settle = request.natsUrl === undefined ? undefined : { natsUrl: request.natsUrl, shards: request.shards ?? 1 };
+  return serveBenchNode({ schemes, database: request.database, deviceLimits: () => limits, suite: request.suite, postgresUrl: request.postgresUrl, settle });
 }
 
 let served: Promise<BenchNodeServed> | undefined;

@@ -32,6 +32,8 @@ export interface BenchProcessNodeOptions {
   readonly deviceLimits?: ((defaults: DeviceLimits) => DeviceLimits) | undefined;
   /** The suite of the node's own keys; Ed25519 by default. */
   readonly suite?: SuiteName | undefined;
+  /** Settlement through NATS JetStream in shards, with a worker per shard in the node process. */
+  readonly settle?: { readonly natsUrl: string; readonly shards: number } | undefined;
 }
 
 /** A bench node running in its own process. */
@@ -55,6 +57,8 @@ export const parentMessageCodec = taggedUnion('kind', {
     offlinePaymentsMax: counter,
     suite: optional(oneOf(SUITE_NAMES)),
     postgresUrl: optional(text({ min: 1, max: MESSAGE_CHARS_MAX })),
+    natsUrl: optional(text({ min: 1, max: MESSAGE_CHARS_MAX })),
+    shards: optional(uint({ min: 1, max: 64 })),
   },
   cpu: { id: counter },
   stop: {},
@@ -167,6 +171,8 @@ export async function openProcessNode(options: BenchProcessNodeOptions & { postg
     offlinePaymentsMax: deviceLimits.offlinePaymentsMax,
     suite: options.suite,
     postgresUrl: options.postgresUrl,
+    natsUrl: options.settle?.natsUrl,
+    shards: options.settle?.shards,
   };
   let ready: Extract<ChildMessage, { kind: 'ready' }>;
   try {

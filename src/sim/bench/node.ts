@@ -4,6 +4,9 @@
  * PostgreSQL schema (dropped at stop); a client that signs its requests; and the account-level
  * services every scheme needs (users, an OEM with an allowed TA build, minting, the audit).
  */
+import { connect as connectNats } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { startSettleWorkers } from '../../issuer/queue/settle-queue.ts';
 import { createHash, randomBytes as nodeRandomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
@@ -37,6 +40,8 @@ export interface BenchNodeOptions {
   readonly deviceLimits?: ((defaults: DeviceLimits) => DeviceLimits) | undefined;
   /** The suite of the node's own keys (root, intermediary, issuer node); Ed25519 by default. */
   readonly suite?: SuiteName | undefined;
+  /** Settlement through NATS JetStream in shards, with a worker per shard in the node's process. */
+  readonly settle?: { readonly natsUrl: string; readonly shards: number } | undefined;
 }
 
 /** A request body encoded ahead of time, with its SHA-256: what a request signature covers. */
@@ -139,12 +144,15 @@ export async function serveBenchNode(options: BenchNodeOptions & { postgresUrl?:
       deviceLimits,
       schemes: options.schemes,
       env: { TALLY_NODE_PASSPHRASE: 'bench passphrase' },
+      settle: options.settle,
     });
   } catch (e) {
     await dropSchema();
     await rm(dataDir, { recursive: true, force: true });
     throw e;
   }
+  const handlers = new Map(options.schemes.flatMap((scheme) => [...(scheme.settleHandlers?.(node.services) ?? [])]));
+  const workers = node.intake === undefined ? undefined : await startSettleWorkers(node.intake, handlers, { log: (line, fields) => process.stderr.write(`bench node: ${line} ${JSON.stringify(fields ?? {})}\n`) });
   // A bench request the node fails on is an error of the run: its cause goes to stderr.
   const app = createIssuerApp(node.services, options.schemes, {
     onInternalError: (error, request) => process.stderr.write(`bench node: internal error on ${request.method} ${request.path}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`),
@@ -162,7 +170,11 @@ export async function serveBenchNode(options: BenchNodeOptions & { postgresUrl?:
     deviceLimits,
     async stop() {
       await new Promise<void>((done) => server.close(() => done()));
+      await workers?.stop();
+      const stream = node.intake?.stream;
       await node.close();
+      // The bench's stream goes with its node (a work queue left empty, but kept on the server's disk).
+      if (stream !== undefined && options.settle !== undefined) await deleteStream(options.settle.natsUrl, stream);
       await dropSchema();
       await rm(dataDir, { recursive: true, force: true });
     },
@@ -267,4 +279,14 @@ export function benchNodeClient(served: Omit<BenchNodeServed, 'stop'>, stop: () 
 export async function openBenchNode(options: BenchNodeOptions & { postgresUrl?: string | undefined }): Promise<BenchNode> {
   const served = await serveBenchNode(options);
   return benchNodeClient(served, () => served.stop());
+}
+
+/** Deletes a stream the bench made on a NATS server. */
+async function deleteStream(url: string, stream: string): Promise<void> {
+  const connection = await connectNats({ servers: url, timeout: 5_000 });
+  try {
+    await (await jetstreamManager(connection)).streams.delete(stream).catch(() => false);
+  } finally {
+    await connection.close();
+  }
 }

@@ -174,6 +174,8 @@ export interface SettleWorkload {
   readonly floorOperations?: Readonly<Partial<Record<FloorOperation, number>>> | undefined;
   /** The schemes the node must serve, by their registry names. */
   readonly schemes: readonly string[];
+  /** True when a node with a settlement intake settles it through its shards (`bench settle --shards`). */
+  readonly sharded?: boolean | undefined;
   /** What the workload settles, for the report's text ("OPS payments claimed in bulk"). */
   readonly describes: string;
   /** The node's device limits, from its defaults: raised so that no limit refuses the workload. */

@@ -3,6 +3,7 @@
  * process, every payment the scheme made is settled once (the bench checks each receiver's balance
  * and the audit, and fails otherwise), and the report has every row with measured figures.
  */
+import { testNatsUrl } from '../../issuer/queue/test-nats.ts';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SCHEMES } from '../../schemes/index.ts';
@@ -47,8 +48,23 @@ test('bench settle, tiny: every payment settled once, the audit balanced, every 
   assert.equal(report.figure, null);
   assert.equal(settleRatios(report).length, report.rows.length);
   const text = formatSettleReport(report);
-  for (const w of workloads) assert.ok(text.includes(`| ${scheme} | ${w.name} | pglite | 2 | ${payments} |`), text);
+  for (const w of workloads) assert.ok(text.includes(`| ${scheme} | ${w.name} | pglite | inline | 2 | ${payments} |`), text);
+  assert.ok(report.rows.every((r) => r.shards === null));
   assert.match(text, /Floor: [0-9,]+ Ed25519 verifications\/s/);
+});
+
+test('bench settle, tiny, in shards: the OPS claims settled through NATS JetStream in two shards, every payment once, beside the inline row', { timeout: 180_000 }, async () => {
+  const { harness, close } = makeHarness({ quick: true, env: {}, progress: () => undefined });
+  const payments = 200;
+  const report = await benchSettle(harness, settleSources(SCHEMES), { devices: 3, payments, submitters: [2], warmup: 0, floorMs: 100, postgres: false, only: ['ops/claims'], shards: [2], natsUrl: testNatsUrl() }).finally(close);
+  assert.deepEqual(report.rows.map((r) => `${r.workload} ${r.database} ${r.shards ?? 'inline'} ${r.submitters}`), ['claims pglite inline 2', 'claims pglite 2 2']);
+  for (const row of report.rows) {
+    assert.equal(row.payments, payments, 'every payment made was settled');
+    assert.ok(row.paymentsPerSecond > 0 && row.nodeCpuMsPerPayment > 0);
+  }
+  const text = formatSettleReport(report);
+  assert.ok(text.includes(`| ops | claims | pglite | 2 | 2 | ${payments} |`), text);
+  assert.ok(settleRatios(report).some((r) => /2 shard\(s\) 2 submitter/.test(r.what)));
 });
 
 test('bench settle, tiny, OTP and OPERA deposits: every coin and token deposited once, the floors of their own cryptography', { timeout: 240_000 }, async () => {

@@ -50,6 +50,13 @@ export interface SettleParameters {
   readonly figure?: string | undefined;
   /** Only these workloads, as `scheme/name` (or `scheme` for all of its); every one when undefined. */
   readonly only?: readonly string[] | undefined;
+  /**
+   * Shard counts (`--shards 1,2,4`): each workload that settles through the intake also runs with
+   * the node on NATS JetStream in that many shards, with the most submitters; none when undefined.
+   */
+  readonly shards?: readonly number[] | undefined;
+  /** The NATS server of the sharded rows. */
+  readonly natsUrl?: string | undefined;
 }
 
 /** One row: a scheme's workload, a database, a number of submitters. */
@@ -57,6 +64,8 @@ export interface SettleRow {
   readonly scheme: string;
   readonly workload: string;
   readonly database: 'pglite' | 'postgres';
+  /** The shards the node settled in through NATS JetStream; null when it settled inline. */
+  readonly shards: number | null;
   readonly submitters: number;
   readonly payments: number;
   readonly requests: number;
@@ -141,12 +150,22 @@ async function drive(submitters: readonly SettleSubmitter[], settled: (n: number
 }
 
 /** Times every row of one workload on one database, then checks that every payment was settled once and the audit balances. */
-async function measureDatabase(harness: BenchHarness, source: SettleSource, workload: SettleWorkload, database: 'pglite' | 'postgres', parameters: SettleParameters): Promise<Array<Omit<SettleRow, 'floorRatio' | 'floorPaymentsPerSecond'>>> {
-  const label = `${source.scheme} ${workload.name} on ${database}`;
+async function measureDatabase(
+  harness: BenchHarness,
+  source: SettleSource,
+  workload: SettleWorkload,
+  database: 'pglite' | 'postgres',
+  parameters: SettleParameters,
+  shards: number | null = null,
+): Promise<Array<Omit<SettleRow, 'floorRatio' | 'floorPaymentsPerSecond'>>> {
+  const label = `${source.scheme} ${workload.name} on ${database}${shards === null ? '' : ` in ${shards} shard(s)`}`;
+  // A sharded row runs with the most submitters only: it is compared with the inline row there.
+  const submitterRows = shards === null ? parameters.submitters : [Math.max(...parameters.submitters)];
+  const settle = shards === null ? undefined : { natsUrl: parameters.natsUrl ?? 'nats://127.0.0.1:4222', shards };
   const perRow = Math.min(parameters.payments, workload.paymentsPerRowMax ?? Number.POSITIVE_INFINITY);
   const warmup = Math.min(parameters.warmup, perRow);
   harness.progress(`${label}: opening the node process`);
-  const node: BenchProcessNode = await harness.openNodeProcess({ schemes: workload.schemes, database, deviceLimits: (d) => workload.deviceLimits(d) });
+  const node: BenchProcessNode = await harness.openNodeProcess({ schemes: workload.schemes, database, deviceLimits: (d) => workload.deviceLimits(d), ...(settle === undefined ? {} : { settle }) });
   try {
     const submittersMax = Math.max(...parameters.submitters);
     harness.progress(`${label}: setting up ${parameters.devices} devices and ${submittersMax} receivers`);
@@ -155,7 +174,7 @@ async function measureDatabase(harness: BenchHarness, source: SettleSource, work
       node,
       devices: parameters.devices,
       submittersMax,
-      paymentsTotal: warmup + perRow * parameters.submitters.length,
+      paymentsTotal: warmup + perRow * submitterRows.length,
       paymentsPerRow: perRow,
     });
     try {
@@ -164,7 +183,7 @@ async function measureDatabase(harness: BenchHarness, source: SettleSource, work
         await drive(warm, () => undefined);
       }
       const rows: Array<Omit<SettleRow, 'floorRatio' | 'floorPaymentsPerSecond'>> = [];
-      for (const submitters of parameters.submitters) {
+      for (const submitters of submitterRows) {
         const making = harness.progressBar(`${label}, ${submitters} submitter(s): paying`, perRow);
         const work = await world.prepare({ submitters, payments: perRow, made: (n) => making.advance(n) });
         making.done();
@@ -179,6 +198,7 @@ async function measureDatabase(harness: BenchHarness, source: SettleSource, work
           scheme: source.scheme,
           workload: workload.name,
           database,
+          shards,
           submitters,
           payments: timed.payments,
           requests: timed.samples.length,
@@ -223,7 +243,7 @@ export function settleFigure(report: Pick<SettleReport, 'rows' | 'floor'>, subti
   const xs = [...new Set(report.rows.map((r) => r.submitters))].sort((a, b) => a - b);
   for (const database of ['pglite', 'postgres'] as const) {
     for (const workload of [...new Set(report.rows.map((r) => `${r.scheme} ${r.workload}`))]) {
-      const rows = report.rows.filter((r) => r.database === database && `${r.scheme} ${r.workload}` === workload);
+      const rows = report.rows.filter((r) => r.database === database && r.shards === null && `${r.scheme} ${r.workload}` === workload);
       if (rows.length === 0) continue;
       const points = rows.map((r) => ({ x: r.submitters, y: r.paymentsPerSecond, sd: 0, title: `${workload}, ${database}, ${r.submitters} submitter(s): ${Math.round(r.paymentsPerSecond)} payments/s` }));
       series.push({ label: `${workload}, ${database}`, colour: COLOURS[database], points, fit: { from: points[0]?.x ?? 1, at: through(points) } });
@@ -254,12 +274,12 @@ export function formatSettleReport(report: SettleReport): string {
     `Floor: ${rate(report.floor.perSecond)} Ed25519 verifications/s (node:crypto, ${report.floor.threads} worker threads at once, ${report.floor.spanMs} ms each; the faster of ${report.floor.measuredPerSecond.map(rate).join(' before and ')} after the rows): a workload's floor is this over its verifications per payment, the most payments a second a node could settle here that checked nothing else`,
     ...report.operationFloors.map((f) => `Floor of ${f.operation}: ${rate(f.perSecond)}/s (node:crypto, ${f.threads} worker threads at once; the faster of ${f.measuredPerSecond.map(rate).join(' before and ')} after the rows): a workload that needs it adds its time per payment to the Ed25519 floor's`),
     '',
-    '| scheme | workload | database | submitters | payments | requests | payments/s | p50 ms / request | p99 ms / request | node CPU ms / payment | PostgreSQL CPU ms / payment | bench CPU ms / payment | floor payments/s | floor / rate |',
+    '| scheme | workload | database | shards | submitters | payments | requests | payments/s | p50 ms / request | p99 ms / request | node CPU ms / payment | PostgreSQL CPU ms / payment | bench CPU ms / payment | floor payments/s | floor / rate |',
     '|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   );
   for (const r of report.rows) {
     lines.push(
-      `| ${r.scheme} | ${r.workload} | ${r.database} | ${r.submitters} | ${r.payments} | ${r.requests} | ${rate(r.paymentsPerSecond)} | ${ms(r.latency.p50Ms, 1)} | ${ms(r.latency.p99Ms, 1)} | ${ms(r.nodeCpuMsPerPayment)} | ${r.postgresCpuMsPerPayment === null ? 'in node' : ms(r.postgresCpuMsPerPayment)} | ${ms(r.benchCpuMsPerPayment)} | ${rate(r.floorPaymentsPerSecond)} | ${r.floorRatio.toFixed(1)}x |`,
+      `| ${r.scheme} | ${r.workload} | ${r.database} | ${r.shards === null ? 'inline' : r.shards} | ${r.submitters} | ${r.payments} | ${r.requests} | ${rate(r.paymentsPerSecond)} | ${ms(r.latency.p50Ms, 1)} | ${ms(r.latency.p99Ms, 1)} | ${ms(r.nodeCpuMsPerPayment)} | ${r.postgresCpuMsPerPayment === null ? 'in node' : ms(r.postgresCpuMsPerPayment)} | ${ms(r.benchCpuMsPerPayment)} | ${rate(r.floorPaymentsPerSecond)} | ${r.floorRatio.toFixed(1)}x |`,
     );
   }
   if (report.loadAfter.length > 0) lines.push('', `Load average after each database: ${report.loadAfter.map((l) => `${l.scheme} ${l.workload} ${l.database} ${l.loadAverage.toFixed(1)}`).join(', ')}`);
@@ -270,7 +290,7 @@ export function formatSettleReport(report: SettleReport): string {
 
 /** The ratios the harness checks: a rate above its floor means the floor was measured disturbed. */
 export function settleRatios(report: SettleReport): FloorRatio[] {
-  return report.rows.map((r) => ({ what: `${r.scheme} ${r.workload} ${r.database} ${r.submitters} submitter(s): floor / rate`, value: r.floorRatio }));
+  return report.rows.map((r) => ({ what: `${r.scheme} ${r.workload} ${r.database}${r.shards === null ? '' : ` ${r.shards} shard(s)`} ${r.submitters} submitter(s): floor / rate`, value: r.floorRatio }));
 }
 
 /** Runs `bench settle` over `sources`. */
@@ -311,6 +331,7 @@ export async function benchSettle(harness: BenchHarness, sources: readonly Settl
     workloads.push({ scheme: source.scheme, workload: workload.name, describes: workload.describes, verificationsPerPayment: workload.verificationsPerPayment, floorOperations: { ...workload.floorOperations } });
     for (const database of databases) {
       measuredRows.push(...(await measureDatabase(harness, source, workload, database, parameters)));
+      if (workload.sharded === true) for (const n of parameters.shards ?? []) measuredRows.push(...(await measureDatabase(harness, source, workload, database, parameters, n)));
       loadAfter.push({ scheme: source.scheme, workload: workload.name, database, loadAverage: loadavg()[0] ?? Number.NaN });
     }
   }
@@ -362,6 +383,20 @@ function listFrom(env: Readonly<Record<string, string | undefined>>, name: strin
   return names;
 }
 
+/**
+ * Shard counts (`--shards 1,2,4`, passed as TALLY_SETTLE_SHARDS), or undefined when unset.
+ * @throws RangeError for anything but whole numbers from 1 to 64 separated by commas
+ */
+function shardsFrom(env: Readonly<Record<string, string | undefined>>): number[] | undefined {
+  const value = env['TALLY_SETTLE_SHARDS'];
+  if (value === undefined || value === '') return undefined;
+  return value.split(',').map((text) => {
+    const n = Number(text.trim());
+    if (!/^[0-9]+$/.test(text.trim()) || n < 1 || n > 64) throw new RangeError(`--shards: expected shard counts from 1 to 64 separated by commas, got ${JSON.stringify(value)}`);
+    return n;
+  });
+}
+
 /** `npm run bench -- settle`, over the workloads the registry's schemes give (`TALLY_SETTLE_PAYMENTS` per row and `TALLY_SETTLE_DEVICES` override the parameters). */
 export function settleBench(sources: readonly SettleSource[]): BenchPlugin<SettleParameters, SettleReport> {
   return {
@@ -378,6 +413,8 @@ export function settleBench(sources: readonly SettleSource[]): BenchPlugin<Settl
         payments: countFrom(harness.env, 'TALLY_SETTLE_PAYMENTS') ?? parameters.payments,
         devices: countFrom(harness.env, 'TALLY_SETTLE_DEVICES') ?? parameters.devices,
         only: listFrom(harness.env, 'TALLY_SETTLE_WORKLOADS') ?? parameters.only,
+        shards: shardsFrom(harness.env) ?? parameters.shards,
+        natsUrl: harness.env['TALLY_NATS'] || harness.env['TEST_NATS_URL'] || 'nats://127.0.0.1:4222',
       });
       return { report, text: formatSettleReport(report), ratios: settleRatios(report) };
     },
