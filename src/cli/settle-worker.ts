@@ -18,7 +18,7 @@ export const SETTLE_WORKER_HELP: Help = {
   options: [
     ['--data DIR', "the node's data folder (its identity is read, never written; default ./tally-data)"],
     ['--nats URL', "the node's NATS server (else $TALLY_NATS)"],
-    ['--shards N', "the node's shard count, as given to tally node start (default 1)"],
+    ['--shards N', "the node's shard count, as given to tally node start (default: the count the node recorded on its stream); another count is refused"],
     ['--shard K,...', 'the shards this worker takes, from 0 (default every one)'],
     ['--database-url URL', "the node's PostgreSQL database (else $DATABASE_URL); a node on the embedded PGlite has no outside workers"],
     ['--currency CODE:DECIMALS', "the node's currency (default EUR:2)"],
@@ -34,7 +34,7 @@ export async function settleWorker(args: string[]): Promise<number> {
     options: {
       data: { type: 'string', default: './tally-data' },
       nats: { type: 'string' },
-      shards: { type: 'string', default: '1' },
+      shards: { type: 'string' },
       shard: { type: 'string' },
       'database-url': { type: 'string' },
       currency: { type: 'string', default: 'EUR:2' },
@@ -45,11 +45,11 @@ export async function settleWorker(args: string[]): Promise<number> {
   const natsUrl = values.nats ?? (process.env['TALLY_NATS'] === '' ? undefined : process.env['TALLY_NATS']);
   if (natsUrl === undefined) throw new UsageError('--nats: give the NATS server the node settles through (or set $TALLY_NATS)');
   if (!/^(nats|tls):\/\/\S+$/.test(natsUrl)) throw new UsageError(`--nats: expected a nats:// or tls:// URL, got ${JSON.stringify(natsUrl)}`);
-  const shards = Number(values.shards);
-  if (!/^\d+$/.test(values.shards) || shards < 1 || shards > 64) throw new UsageError(`--shards: expected 1 to 64, got ${JSON.stringify(values.shards)}`);
+  const shards = values.shards === undefined ? 0 : Number(values.shards);
+  if (values.shards !== undefined && (!/^\d+$/.test(values.shards) || shards < 1 || shards > 64)) throw new UsageError(`--shards: expected 1 to 64, got ${JSON.stringify(values.shards)}`);
   const only = values.shard?.split(',').map((text) => {
     const k = Number(text.trim());
-    if (!/^\d+$/.test(text.trim()) || k >= shards) throw new UsageError(`--shard: expected shards from 0 to ${shards - 1}, got ${JSON.stringify(text)}`);
+    if (!/^\d+$/.test(text.trim()) || k > 63 || (shards > 0 && k >= shards)) throw new UsageError(`--shard: expected shards from 0 to ${(shards || 64) - 1}, got ${JSON.stringify(text)}`);
     return k;
   });
   const databaseUrl = values['database-url'] ?? (process.env['DATABASE_URL'] === '' ? undefined : process.env['DATABASE_URL']);

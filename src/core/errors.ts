@@ -77,6 +77,7 @@ export interface ErrorDetailMap {
   CHAIN_UNREACHABLE: { url: string; reason: string };
   NATS_UNREACHABLE: { url: string };
   NODE_NOT_FOUND: { dataDir: string };
+  SETTLE_SHARDS_MISMATCH: { stream: string; shards: number; recorded: number };
   CHAIN_START_FAILED: { reason: string };
   CHAIN_REVERTED: { reason: string; transaction: string };
   CHAIN_REFUSED: { reason: string };
@@ -216,6 +217,7 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   CHAIN_UNREACHABLE: true,
   NATS_UNREACHABLE: true,
   NODE_NOT_FOUND: true,
+  SETTLE_SHARDS_MISMATCH: true,
   CHAIN_START_FAILED: true,
   CHAIN_REVERTED: true,
   CHAIN_REFUSED: true,

@@ -31,7 +31,7 @@ export interface SettleWorkerOptions {
   /** The node's PostgreSQL database (an embedded PGlite is one process's: workers need PostgreSQL). */
   readonly databaseUrl: string;
   readonly natsUrl: string;
-  /** The node's shard count (its `--shards`). */
+  /** The node's shard count (its `--shards`), checked against the stream's; 0 takes the stream's. */
   readonly shards: number;
   /** The shards this worker takes; every one by default. */
   readonly only?: readonly number[] | undefined;
@@ -58,7 +58,8 @@ export interface SettleWorker {
 /**
  * Starts a worker.
  * @throws TallyError NODE_NOT_FOUND when the folder holds no node, or the database has not been
- *   set up by one; NATS_UNREACHABLE; from the identity (wrong passphrase, other currency)
+ *   set up by one; NATS_UNREACHABLE; SETTLE_SHARDS_MISMATCH when the node has no stream yet, or
+ *   settles in another number of shards; from the identity (wrong passphrase, other currency)
  */
 export async function startSettleWorker(options: SettleWorkerOptions): Promise<SettleWorker> {
   if (!(await hasIdentity(options.dataDir))) {
@@ -71,7 +72,7 @@ export async function startSettleWorker(options: SettleWorkerOptions): Promise<S
   const signatures = createSignaturePool();
   try {
     await requireNodeSchema(db);
-    intake = await openSettleIntake({ url: options.natsUrl, shards: options.shards, ackWaitMs: options.ackWaitMs, name: toHex(keyId(identity.issuerNode.certificate.body.subject)).slice(0, 16), db });
+    intake = await openSettleIntake({ url: options.natsUrl, shards: options.shards, ackWaitMs: options.ackWaitMs, role: 'worker', name: toHex(keyId(identity.issuerNode.certificate.body.subject)).slice(0, 16), db });
     const services: IssuerServices = {
       db,
       ledger: new Ledger(db),
@@ -85,7 +86,11 @@ export async function startSettleWorker(options: SettleWorkerOptions): Promise<S
     };
     const handlers = new Map<string, SettleHandler>();
     for (const scheme of options.schemes) for (const [kind, handler] of scheme.settleHandlers?.(services) ?? []) handlers.set(kind, handler);
-    const shards = options.only ?? Array.from({ length: options.shards }, (_unused, k) => k);
+    const count = intake.shards;
+    for (const k of options.only ?? []) {
+      if (!Number.isInteger(k) || k < 0 || k >= count) throw new TallyError('SETTLE_SHARDS_MISMATCH', `shard ${k}: the node settles in ${count} shards, 0 to ${count - 1}`, { stream: intake.stream, shards: k, recorded: count });
+    }
+    const shards = options.only ?? Array.from({ length: count }, (_unused, k) => k);
     const workers = await startSettleWorkers(intake, handlers, { shards, ...(options.log === undefined ? {} : { log: options.log }) });
     const opened = intake;
     return {

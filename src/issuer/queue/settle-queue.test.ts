@@ -15,7 +15,7 @@ import { closeTestTemplates, testBackends } from '../db/test-databases.ts';
 import { withIdempotency, type StoredResponse } from '../ledger/idempotency.ts';
 import type { Database } from '../db/database.ts';
 import { ISSUER_MIGRATIONS_DIR, loadMigrations, migrate } from '../db/migrate.ts';
-import { openSettleIntake, settlePartId, startSettleWorkers, type SettleHandler, type SettleIntake, type SettlePart } from './settle-queue.ts';
+import { openSettleIntake, retryDelayMs, settlePartId, startSettleWorkers, type SettleHandler, type SettleIntake, type SettlePart } from './settle-queue.ts';
 import { deleteTestStream, testNatsUrl } from './test-nats.ts';
 
 after(() => closeTestTemplates());
@@ -114,21 +114,28 @@ describe('settlement intake on NATS JetStream', () => {
     });
   });
 
-  test('a malformed part and one no handler takes are dropped and logged, and the shard goes on', async () => {
+  test('a malformed part is dropped and logged; one of a kind a worker lacks is left to a worker that has it; the shard goes on', async () => {
     await withIntake(1, async (intake, db) => {
       const { handler, runs } = counting(db);
       const logged: string[] = [];
       const workers = await startSettleWorkers(intake, new Map([['test/part', handler]]), { log: (line) => logged.push(line) });
+      let others: Awaited<ReturnType<typeof startSettleWorkers>> | undefined;
       try {
         intake.connection.publish(`${intake.subjectPrefix}.work.0`, new TextEncoder().encode('{"not":"a part"'));
         await (await import('@nats-io/jetstream')).jetstream(intake.connection).publish(`${intake.subjectPrefix}.work.0`, new TextEncoder().encode(JSON.stringify({ kind: 'test/part', id: 'x' })));
         const [unknown] = await intake.submit([part(intake, 2, 'test/unknown')], 1_500);
-        assert.equal(unknown, undefined);
+        assert.equal(unknown, undefined, 'no worker here settles that kind');
         const [answer] = await intake.submit([part(intake, 3)], 20_000);
         assert.deepEqual(answer?.body, { n: 3, shard: 0 });
         assert.equal(runs(), 1);
         assert.ok(logged.some((l) => /malformed/.test(l)), logged.join('\n'));
         assert.ok(logged.some((l) => /no handler/.test(l)), logged.join('\n'));
+        // A rolling upgrade: the old worker stops, one of a version that knows the kind takes it when it comes round again.
+        await workers.stop();
+        const other = counting(db);
+        others = await startSettleWorkers(intake, new Map([['test/unknown', other.handler]]));
+        const [late] = await intake.submit([part(intake, 2, 'test/unknown')], 20_000);
+        assert.deepEqual(late?.body, { n: 2, shard: 0 });
         const manager = await jetstreamManager(intake.connection);
         let left = -1;
         for (let waited = 0; waited < 5_000 && left !== 0; waited += 100) {
@@ -137,9 +144,85 @@ describe('settlement intake on NATS JetStream', () => {
         }
         assert.equal(left, 0, 'nothing is left to be delivered again');
       } finally {
+        await others?.stop();
         await workers.stop();
       }
     });
+  });
+
+  test('a part settled and then its worker crashed before the acknowledgement: the redelivery is answered from the record, the work done once', async () => {
+    await withIntake(1, async (intake, db) => {
+      let work = 0;
+      let runs = 0;
+      const handler: SettleHandler = async (w) => {
+        runs++;
+        const result = await withIdempotency(db, { scope: w.kind, key: w.id, requestHash: w.requestHash }, async () => ({ status: 200, body: { work: ++work } }));
+        assert.ok(result.ok);
+        // The first run dies after its commit, before the acknowledgement.
+        if (runs === 1) throw new Error('crashed after the commit');
+        return result.response;
+      };
+      const workers = await startSettleWorkers(intake, new Map([['test/part', handler]]));
+      try {
+        const [answer] = await intake.submit([part(intake, 5)], 20_000);
+        assert.deepEqual(answer?.body, { work: 1 });
+        assert.equal(runs, 2);
+        assert.equal(work, 1, 'settled once');
+      } finally {
+        await workers.stop();
+      }
+    });
+  });
+
+  test('a wake-up from anyone carries no answer: the answer is read from the database', async () => {
+    await withIntake(1, async (intake, db) => {
+      const forged = part(intake, 6);
+      // Someone on the server wakes the node with a made-up answer before any worker settled the part.
+      const forger = setInterval(() => intake.connection.publish(`${intake.subjectPrefix}.done.${forged.id}`, new TextEncoder().encode(JSON.stringify({ status: 200, body: { credited: 640 } }))), 50);
+      try {
+        const [unanswered] = await intake.submit([forged], 600);
+        assert.equal(unanswered, undefined, 'no answer is stored, so none is given');
+      } finally {
+        clearInterval(forger);
+      }
+      const { handler } = counting(db);
+      const workers = await startSettleWorkers(intake, new Map([['test/part', handler]]));
+      try {
+        const [answer] = await intake.submit([forged], 20_000);
+        assert.deepEqual(answer?.body, { n: 6, shard: 0 });
+      } finally {
+        await workers.stop();
+      }
+    });
+  });
+
+  test('the stream records the shard count: a worker takes it or is refused another; the node changes it only while no part waits', async () => {
+    await withIntake(2, async (intake, db) => {
+      const name = intake.stream.replace(/^TALLY_SETTLE_/, '');
+      const worker = await openSettleIntake({ url: testNatsUrl(), shards: 0, role: 'worker', name, db });
+      assert.equal(worker.shards, 2);
+      await worker.close();
+      await assert.rejects(openSettleIntake({ url: testNatsUrl(), shards: 3, role: 'worker', name, db }), (e: unknown) => isTallyError(e, 'SETTLE_SHARDS_MISMATCH') && /--shards 2/.test(e.message));
+      await assert.rejects(openSettleIntake({ url: testNatsUrl(), shards: 0, role: 'worker', name: `none${toHex(randomBytes(4))}`, db }), (e: unknown) => isTallyError(e, 'SETTLE_SHARDS_MISMATCH') && /start the node/.test(e.message));
+      // A part waits on shard 1: the node may not drop to one shard.
+      await intake.submit([{ ...part(intake, 9), shard: 1 }], 100);
+      await assert.rejects(openSettleIntake({ url: testNatsUrl(), shards: 1, name, db }), (e: unknown) => isTallyError(e, 'SETTLE_SHARDS_MISMATCH') && /still wait in 2 shards/.test(e.message));
+      const { handler } = counting(db);
+      const workers = await startSettleWorkers(intake, new Map([['test/part', handler]]));
+      try {
+        const [answer] = await intake.submit([{ ...part(intake, 9), shard: 1 }], 20_000);
+        assert.deepEqual(answer?.body, { n: 9, shard: 1 });
+      } finally {
+        await workers.stop();
+      }
+      const fewer = await openSettleIntake({ url: testNatsUrl(), shards: 1, name, db });
+      assert.equal(fewer.shards, 1);
+      await fewer.close();
+    });
+  });
+
+  test('a failed part waits longer at each delivery, up to a minute', () => {
+    assert.deepEqual([1, 2, 3, 4, 7, 50].map(retryDelayMs), [1_000, 2_000, 4_000, 8_000, 60_000, 60_000]);
   });
 
   test('bad options are refused before connecting; a server that does not answer is NATS_UNREACHABLE', async () => {

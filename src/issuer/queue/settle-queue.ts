@@ -6,15 +6,17 @@
  * chooses the shard key: for OPS the payer's device, so that every payment of one device, and so
  * every fork of a cloned one, meets on one shard) and publishes each part to the durable stream,
  * on the subject of its shard. Settlement workers consume a shard's subject, settle a part in one
- * database transaction under its own idempotency record, tell the waiting node the answer, and
- * only then acknowledge the message. So:
+ * database transaction under its own idempotency record, acknowledge the message once that
+ * transaction committed, and then wake the waiting node. So:
  * - a part is published with its id as the JetStream message id, and the stream drops a
  *   re-publish within its duplicate window (a node that lost the publish's answer publishes again);
  * - a worker that dies before its acknowledgement has the message redelivered, to itself after a
  *   restart or to another worker of the shard, and the part's idempotency record answers the
  *   second delivery with the first one's answer when its transaction had committed;
- * - the node waits for each part's answer on a plain NATS subject named after the part, and reads
- *   the stored answer from the database when the part had been settled before it asked.
+ * - the node waits for a wake-up on a plain NATS subject named after the part, and then reads the
+ *   part's answer from the database, never from the message: a wake-up carries nothing to trust;
+ * - the stream's description records the node's shard count: a worker started with another count
+ *   is refused, and the node changes it only while no part waits in the stream.
  * Workers run in the node's process (`startSettleWorkers`), as many shards as asked. The money stays
  * in the node's one ledger; databases per shard are not built (docs/scale.md says what they need).
  */
@@ -23,7 +25,7 @@ import { connect, type NatsConnection, type Subscription } from '@nats-io/transp
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type ConsumerMessages, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
 import { z } from 'zod';
 import { fromHex, toHex } from '../../core/bytes.ts';
-import { TallyError } from '../../core/errors.ts';
+import { isTallyError, TallyError } from '../../core/errors.ts';
 import type { Database } from '../db/database.ts';
 import { storedResponse, type StoredResponse } from '../ledger/idempotency.ts';
 import type { JsonValue } from '../ledger/json.ts';
@@ -95,6 +97,11 @@ export interface SettleIntakeOptions {
   readonly db: Database;
   /** How long a worker may hold a part unacknowledged (SETTLE_ACK_WAIT_MS by default); tests shorten it. */
   readonly ackWaitMs?: number | undefined;
+  /**
+   * `node` (the default) records its shard count on the stream, changing it only while the stream
+   * is empty; `worker` takes the stream as the node left it, and its count from it when `shards` is 0.
+   */
+  readonly role?: 'node' | 'worker' | undefined;
   readonly log?: ((line: string) => void) | undefined;
 }
 
@@ -106,11 +113,12 @@ const partMessage = z.strictObject({
   body: z.json(),
 });
 
-const answerMessage = z.strictObject({ requestHash: z.string().regex(/^[0-9a-f]{64}$/), status: z.number().int().min(100).max(599), body: z.json() });
+/** What the stream's description says: `tally settlement, N shards`. */
+const DESCRIPTION = /^tally settlement, ([0-9]{1,2}) shards$/;
 
-/** The answer to a part submitted under an id another request holds: the part ids of a request come from its idempotency key. */
-function conflict(id: string): StoredResponse {
-  return { status: 409, body: { error: { code: 'IDEMPOTENCY_CONFLICT', message: `part ${id} belongs to another request under the same idempotency key: use a new key for a new request`, details: {} } } };
+/** The delay before a part that failed is delivered again: doubling from SETTLE_RETRY_DELAY_MS, at most a minute. */
+export function retryDelayMs(deliveries: number): number {
+  return Math.min(60_000, SETTLE_RETRY_DELAY_MS * 2 ** Math.min(16, Math.max(0, deliveries - 1)));
 }
 
 /** The id of a part: SHA-256 over its request's fields, hex. */
@@ -131,7 +139,9 @@ function checkName(name: string): void {
  */
 export async function openSettleIntake(options: SettleIntakeOptions): Promise<SettleIntake> {
   checkName(options.name);
-  if (!Number.isInteger(options.shards) || options.shards < 1 || options.shards > SETTLE_SHARDS_MAX) {
+  const role = options.role ?? 'node';
+  const fromStream = role === 'worker' && options.shards === 0;
+  if (!fromStream && (!Number.isInteger(options.shards) || options.shards < 1 || options.shards > SETTLE_SHARDS_MAX)) {
     throw new RangeError(`shards: expected 1 to ${SETTLE_SHARDS_MAX}, got ${options.shards}`);
   }
   let connection: NatsConnection;
@@ -142,28 +152,47 @@ export async function openSettleIntake(options: SettleIntakeOptions): Promise<Se
   }
   const stream = `TALLY_SETTLE_${options.name}`;
   const subjectPrefix = `tally.${options.name}`;
+  let shards = options.shards;
   try {
     const manager = await jetstreamManager(connection);
-    const config = {
+    const config = (n: number) => ({
       name: stream,
+      description: `tally settlement, ${n} shards`,
       subjects: [`${subjectPrefix}.work.>`],
       retention: RetentionPolicy.Workqueue,
       storage: StorageType.File,
       duplicate_window: SETTLE_DUPLICATE_WINDOW_MS * 1_000_000,
-    };
+    });
+    let existing: Awaited<ReturnType<typeof manager.streams.info>> | undefined;
     try {
-      await manager.streams.info(stream);
-      await manager.streams.update(stream, config);
+      existing = await manager.streams.info(stream);
     } catch (e) {
       if (!/stream not found/i.test(e instanceof Error ? e.message : String(e))) throw e;
-      await manager.streams.add(config);
+    }
+    const recorded = Number(DESCRIPTION.exec(existing?.config.description ?? '')?.[1] ?? Number.NaN);
+    if (role === 'worker') {
+      if (existing === undefined || Number.isNaN(recorded)) {
+        throw new TallyError('SETTLE_SHARDS_MISMATCH', `NATS at ${options.url} has no settlement stream ${stream}: start the node with --nats first`, { stream, shards: options.shards, recorded: 0 });
+      }
+      if (fromStream) shards = recorded;
+      else if (recorded !== shards) {
+        throw new TallyError('SETTLE_SHARDS_MISMATCH', `the node settles in ${recorded} shards, not ${shards}: start the worker with --shards ${recorded}`, { stream, shards, recorded });
+      }
+    } else if (existing === undefined) {
+      await manager.streams.add(config(shards));
+    } else {
+      // Parts wait on their shard's subject: a new count would leave them without a consumer.
+      if (!Number.isNaN(recorded) && recorded !== shards && existing.state.messages > 0) {
+        throw new TallyError('SETTLE_SHARDS_MISMATCH', `${existing.state.messages} parts still wait in ${recorded} shards: start the node with --shards ${recorded} until they are settled, then change it`, { stream, shards, recorded });
+      }
+      await manager.streams.update(stream, config(shards));
     }
   } catch (e) {
     await connection.close();
+    if (isTallyError(e)) throw e;
     throw new TallyError('NATS_UNREACHABLE', `NATS at ${options.url} has no usable JetStream: ${e instanceof Error ? e.message : String(e)}`, { url: options.url }, { cause: e });
   }
   const js = jetstream(connection);
-  const shards = options.shards;
   return {
     connection,
     subjectPrefix,
@@ -195,29 +224,32 @@ async function submit(
       if (part.shard < 0 || part.shard >= shards || !Number.isInteger(part.shard)) throw new RangeError(`part ${part.id}: shard ${part.shard} is not one of the ${shards}`);
       const data = encoder.encode(JSON.stringify({ kind: part.kind, id: part.id, shard: part.shard, requestHash: toHex(part.requestHash), body: part.body }));
       if (data.length > SETTLE_PART_BYTES_MAX) throw new RangeError(`part ${part.id}: ${data.length} bytes, over the ${SETTLE_PART_BYTES_MAX} a part may have`);
-      // Listening before publishing: an answer cannot come before the part is published.
-      const subscription = connection.subscribe(`${prefix}.done.${part.id}`, { max: 1 });
+      const stored = () => storedResponse(db, part.kind, part.id, part.requestHash);
+      // Listening before publishing: a wake-up cannot come before the part is published. A
+      // wake-up only says "look": the answer is read from the database, whoever sent it.
+      const subscription = connection.subscribe(`${prefix}.done.${part.id}`);
       subscriptions.push(subscription);
-      const hash = toHex(part.requestHash);
       const answered = (async () => {
-        for await (const message of subscription) {
-          const { requestHash, ...answer } = answerMessage.parse(message.json());
-          // Another request under the same key, settled first: its answer is not this one's.
-          return requestHash === hash ? (answer as StoredResponse) : conflict(part.id);
+        for await (const _wake of subscription) {
+          const found = await stored();
+          if (found !== undefined) return found;
         }
         return undefined;
       })();
+      // Never left to reject unheard (the part may be answered from the database first).
+      answered.catch(() => undefined);
       const ack = await js.publish(`${prefix}.work.${part.shard}`, data, { msgID: part.id });
       // Published before (a re-sent request): its answer may already be stored.
       if (ack.duplicate) {
-        const stored = await storedResponse(db, part.kind, part.id, part.requestHash);
-        if (stored !== undefined) return stored;
+        const found = await stored();
+        if (found !== undefined) return found;
       }
       const left = deadline - Date.now();
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<undefined>((done) => (timer = setTimeout(() => done(undefined), Math.max(0, left))));
       try {
-        return await Promise.race([answered, late]);
+        // A last look at the database at the deadline: a wake-up lost on the way is no lost answer.
+        return (await Promise.race([answered, late])) ?? (await stored());
       } finally {
         clearTimeout(timer);
       }
@@ -239,9 +271,11 @@ export interface SettleWorkers {
 /**
  * Starts one consumer per shard in `shards` (every shard by default), each settling up to
  * SETTLE_WORKER_CONCURRENCY parts at once with the handler of the part's kind. A part is
- * acknowledged after its handler's transaction committed and its answer was published; a handler
- * that throws has its part delivered again after SETTLE_RETRY_DELAY_MS; a malformed part or one of
- * an unknown kind is logged and dropped (acknowledged, so that it leaves the stream unsettled).
+ * acknowledged once its handler's transaction committed (the server's receipt awaited), then the
+ * waiting node is woken. While a handler runs, the part is kept from redelivery by a heartbeat. A
+ * handler that throws has its part delivered again after a delay that doubles with each delivery
+ * (up to a minute); a part of a kind this worker has no handler for is left to another worker the
+ * same way. A malformed part, which no route publishes, is logged and dropped (acknowledged).
  */
 export async function startSettleWorkers(
   intake: SettleIntake,
@@ -254,7 +288,6 @@ export async function startSettleWorkers(
   const shards = options.shards ?? Array.from({ length: intake.shards }, (_, i) => i);
   const running: Array<{ messages: ConsumerMessages; done: Promise<void> }> = [];
   let settled = 0;
-  const encoder = new TextEncoder();
   for (const shard of shards) {
     if (!Number.isInteger(shard) || shard < 0 || shard >= intake.shards) throw new RangeError(`shard ${shard}: expected 0 to ${intake.shards - 1}`);
     const durable = `shard-${shard}`;
@@ -275,6 +308,10 @@ export async function startSettleWorkers(
     const consumer = await js.consumers.get(intake.stream, durable);
     const messages = await consumer.consume({ max_messages: SETTLE_WORKER_CONCURRENCY });
     const inHand = new Set<Promise<void>>();
+    const retry = (message: JsMsg, line: string, fields: Record<string, unknown>, delay = retryDelayMs(message.info.deliveryCount)) => {
+      log(line, { ...fields, deliveries: message.info.deliveryCount, retryInMs: delay });
+      message.nak(delay);
+    };
     const settleOne = async (message: JsMsg): Promise<void> => {
       let part: SettleWork;
       try {
@@ -287,26 +324,33 @@ export async function startSettleWorkers(
       }
       const handler = handlers.get(part.kind);
       if (handler === undefined || part.shard !== shard) {
-        log('a settlement part no handler takes was dropped', { shard, kind: part.kind, id: part.id });
-        await message.ackAck();
+        // Not a failure: soon again, so that a worker of the shard that has the handler gets it.
+        retry(message, 'a settlement part this worker has no handler for is left to another', { shard, kind: part.kind, id: part.id }, SETTLE_RETRY_DELAY_MS);
         return;
       }
+      // Kept from redelivery while it is being settled (a large part, a busy database).
+      const heartbeat = setInterval(() => message.working(), Math.max(500, intake.ackWaitMs / 3));
       try {
-        const answer = await handler(part);
-        // Acknowledged (and the server's receipt awaited) before the answer goes out: whoever has
-        // the answer finds the part gone from the stream. A crash in between loses only the
-        // notification; the answer is stored, and the request sent again is answered from it.
-        await message.ackAck();
-        settled++;
-        intake.connection.publish(`${intake.subjectPrefix}.done.${part.id}`, encoder.encode(JSON.stringify({ requestHash: toHex(part.requestHash), ...answer })));
+        await handler(part);
       } catch (e) {
-        log('settling a part failed; it will be delivered again', { shard, kind: part.kind, id: part.id, error: e instanceof Error ? e.message : String(e) });
-        message.nak(SETTLE_RETRY_DELAY_MS);
+        retry(message, 'settling a part failed; it will be delivered again', { shard, kind: part.kind, id: part.id, error: e instanceof Error ? e.message : String(e) });
+        return;
+      } finally {
+        clearInterval(heartbeat);
       }
+      // After the commit: a crash from here on leaves the answer stored, and a redelivery reads it.
+      await message.ackAck();
+      settled++;
+      intake.connection.publish(`${intake.subjectPrefix}.done.${part.id}`);
     };
+    const guarded = (message: JsMsg): Promise<void> =>
+      settleOne(message).catch((e: unknown) => {
+        // The connection went away under an acknowledgement: the part comes back after the ack wait.
+        log('a settlement part could not be acknowledged; it will be delivered again', { shard, error: e instanceof Error ? e.message : String(e) });
+      });
     const done = (async () => {
       for await (const message of messages) {
-        const one = settleOne(message).finally(() => inHand.delete(one));
+        const one = guarded(message).finally(() => inHand.delete(one));
         inHand.add(one);
         if (inHand.size >= SETTLE_WORKER_CONCURRENCY) await Promise.race(inHand);
       }
@@ -314,13 +358,17 @@ export async function startSettleWorkers(
     })();
     running.push({ messages, done });
   }
+  let stopping: Promise<void> | undefined;
   return {
     get settled() {
       return settled;
     },
     async stop() {
-      for (const r of running) await r.messages.close();
-      await Promise.allSettled(running.map((r) => r.done));
+      stopping ??= (async () => {
+        for (const r of running) await r.messages.close();
+        await Promise.allSettled(running.map((r) => r.done));
+      })();
+      return stopping;
     },
   };
 }

@@ -30,3 +30,13 @@ export async function streamMessages(url: string, stream: string): Promise<numbe
     await connection.close();
   }
 }
+
+/** How many parts a shard's workers hold, delivered and not acknowledged yet. */
+export async function partsInHand(url: string, stream: string, shard: number): Promise<number> {
+  const connection = await connect({ servers: url, timeout: 5_000 });
+  try {
+    return (await (await jetstreamManager(connection)).consumers.info(stream, `shard-${shard}`)).num_ack_pending;
+  } finally {
+    await connection.close();
+  }
+}

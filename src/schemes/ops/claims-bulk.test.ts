@@ -213,11 +213,15 @@ for (const { backend, name, settle } of variants) {
     test('a re-sent request answers the stored answer and credits nothing twice; a new key finds replays', async () => {
       const n = await opsNode(backend);
       const alice = await n.deviceClient();
+      const bob = await n.deviceClient();
       try {
         const carol = await n.plainClient();
-        await n.mint(alice, '50.00');
-        await n.deposit(alice, '50.00');
+        for (const who of [alice, bob]) {
+          await n.mint(who, '50.00');
+          await n.deposit(who, '50.00');
+        }
         const payments = await payMany(alice.se, carol.certificate, [250n, 250n, 500n]);
+        const fromBob = await payMany(bob.se, carol.certificate, Array.from({ length: 12 }, () => 100n));
         const first = await answerOf(await sendBulk(n, carol, payments, 'bulk-resend-0001'));
         assert.deepEqual(outcomes(first), ['credited', 'credited', 'credited']);
         const transfersBefore = (await n.h.audit()).transferCount;
@@ -227,10 +231,14 @@ for (const { backend, name, settle } of variants) {
         assert.deepEqual(outcomes(again), ['refused:PAYMENT_REPLAYED', 'refused:PAYMENT_REPLAYED', 'refused:PAYMENT_REPLAYED']);
         assert.equal(again.transfer, null);
         await expectError(await sendBulk(n, carol, payments.slice(0, 2), 'bulk-resend-0001'), 409, 'IDEMPOTENCY_CONFLICT');
+        // Another request under the key with payments of other devices too (through shards: more
+        // parts than the first request had) is refused whole, and none of its payments is credited.
+        await expectError(await sendBulk(n, carol, [...fromBob, ...payments], 'bulk-resend-0001'), 409, 'IDEMPOTENCY_CONFLICT');
         assert.equal(await n.h.balance(carol), '10.00');
+        assert.deepEqual(outcomes(await answerOf(await sendBulk(n, carol, fromBob))), fromBob.map(() => 'credited'));
         await assertBalanced(n);
       } finally {
-        await n.close([alice]);
+        await n.close([alice, bob]);
       }
     });
 

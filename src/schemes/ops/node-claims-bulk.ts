@@ -211,7 +211,7 @@ async function settleFast(tx: TransactionHandle, services: IssuerServices, claim
 const bulkRoute = createRoute({
   method: 'post',
   path: '/claims/bulk',
-  description: `OPS Figure 9 at volume: up to ${CLAIMS_BULK_PAYMENTS_MAX} payments to the caller's client certificate claimed in one request and one transaction, each judged as POST /claims judges it. The answer counts what was credited (one transfer from the float) and lists the refused and presented payments by their place in the request.`,
+  description: `OPS Figure 9 at volume: up to ${CLAIMS_BULK_PAYMENTS_MAX} payments to the caller's client certificate claimed in one request and one transaction, each judged as POST /claims judges it. The answer counts what was credited (one transfer from the float) and lists the refused and presented payments by their place in the request. On a node started with --nats the request is settled in parts, one transaction and one transfer each, by the workers of the payers' shards: the answer then also lists \`transfers\` and \`parts\` (\`transfer\` only when one part moved money), and 503 SETTLE_PENDING asks for the same request again under the same key when its parts are not all settled within a minute.`,
   request: { body: json(bulkBody) },
   responses: {
     200: answer(
@@ -335,9 +335,15 @@ export async function settleBulkPart(services: IssuerServices, part: { id: strin
   const place = (item: number) => part.items[item] ?? item;
   const judged = judgedHere.judged.map((j) => ({ ...j, item: place(j.item) }));
   const early = judgedHere.refused.map((r) => ({ ...r, item: place(r.item) }));
-  const result = await services.ledger.withIdempotency(CLAIMS_BULK_PART_KIND, part.id, part.requestHash, (tx) =>
-    settleJudged(tx, services, { keyId: part.claimer, accountId: row.account_id }, judged, early, part.total, part.id.slice(0, 16)),
-  );
+  const record = (work: (tx: TransactionHandle) => Promise<StoredResponse>) => services.ledger.withIdempotency(CLAIMS_BULK_PART_KIND, part.id, part.requestHash, work);
+  let result: Awaited<ReturnType<typeof record>>;
+  try {
+    result = await record((tx) => settleJudged(tx, services, { keyId: part.claimer, accountId: row.account_id }, judged, early, part.total, part.id.slice(0, 16)));
+  } catch (e) {
+    // A refusal of the whole part is its answer, stored as the route would give it, not retried.
+    if (!(e instanceof ApiProblem)) throw e;
+    result = await record(async () => refusal(e.code, e.message));
+  }
   if (!result.ok) return refusal(result.code, result.message);
   return result.response;
 }

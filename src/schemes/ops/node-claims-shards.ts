@@ -4,9 +4,11 @@
  * payment of one device (and every fork of a cloned one) is settled on one shard; the workers of
  * the shards judge and settle the parts (node-claims-bulk.ts, `settleBulkPart`), and the route
  * answers the parts' answers merged into the one answer the route gives without an intake.
- * The request's idempotency key names its parts: the same request sent again publishes the same
- * part ids, which the stream drops as duplicates, and is answered from the parts' stored answers;
- * another request under the same key is refused IDEMPOTENCY_CONFLICT by the parts.
+ * The request's cut is recorded first, under the caller's idempotency key and the request's hash
+ * (its plan): the same request sent again gets the same parts (even after the node's shard count
+ * changed), which the stream drops as duplicates and which are answered from their stored
+ * answers; another request under the same key is refused IDEMPOTENCY_CONFLICT before anything is
+ * published.
  */
 import type { Context } from 'hono';
 import { z } from 'zod';
@@ -39,6 +41,11 @@ export const CLAIMS_PART_PAYMENTS_MAX = 640;
 
 /** Most characters of payment text in one part, so that it stays inside a NATS message (1 MiB by default). */
 export const CLAIMS_PART_CHARS_MAX = 640_000;
+
+/** The scope of a request's plan (its parts' places) in the idempotency records. */
+export const CLAIMS_BULK_PLAN_SCOPE = 'ops/claims-bulk-plan';
+
+const planBody = z.strictObject({ parts: z.array(z.strictObject({ shard: z.number().int().min(0), items: z.array(z.number().int().min(0)).min(1) })).min(1) });
 
 /** A part's body on the stream. */
 export const claimsPartBody = z.strictObject({
@@ -112,11 +119,17 @@ export async function claimThroughShards(
 ): Promise<Response> {
   const key = idempotencyKey(c);
   const hash = requestHash(c, user.keyId);
-  const cut = claimsParts(queue, payments);
+  const planned = await services.ledger.withIdempotency(CLAIMS_BULK_PLAN_SCOPE, settlePartId(CLAIMS_BULK_PLAN_SCOPE, user.keyId, key), hash, async () => ({
+    status: 200,
+    body: { parts: claimsParts(queue, payments) },
+  }));
+  if (!planned.ok) throw new ApiProblem(planned.code, planned.message, {});
+  const cut = planBody.parse(planned.response.body).parts;
   const parts: SettlePart[] = cut.map(({ shard, items }, k) => ({
     kind: CLAIMS_BULK_PART_KIND,
     id: settlePartId(CLAIMS_BULK_PART_KIND, user.keyId, key, String(k)),
-    shard,
+    // A plan made when the node had more shards: any worker answers a part from its record.
+    shard: shard % queue.shards,
     requestHash: hash,
     body: { claimer: user.keyId, total: payments.length, items, payments: items.map((i) => payments[i] as string) } satisfies ClaimsPartBody,
   }));

@@ -22,7 +22,7 @@ import { signerFromSecret, type Signer } from '../../core/crypto/suite.ts';
 import { startNodeChild, type NodeChild } from '../../e2e/node-child-fixtures.ts';
 import { signRequest } from '../../issuer/client/request-auth.ts';
 import { dropPostgresSchema } from '../../issuer/db/postgres.ts';
-import { deleteTestStream, streamMessages, testNatsUrl } from '../../issuer/queue/test-nats.ts';
+import { deleteTestStream, partsInHand, streamMessages, testNatsUrl } from '../../issuer/queue/test-nats.ts';
 import { BIN } from '../../cli/e2e-process.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import { keyId } from '../../pki/key-id.ts';
@@ -109,6 +109,17 @@ async function makePayments(node: NodeChild, claimers: ReadonlyArray<{ certifica
   return perClaimer.map((texts) => Array.from({ length: Math.ceil(texts.length / CLAIMS_BULK_PAYMENTS_MAX) }, (_unused, r) => texts.slice(r * CLAIMS_BULK_PAYMENTS_MAX, (r + 1) * CLAIMS_BULK_PAYMENTS_MAX)));
 }
 
+/** Each claimer holds one cent a payment made to it (each credited once), and the audit balances. */
+async function assertCreditedOnce(client: ReturnType<typeof clientOf>, claimers: ReadonlyArray<{ signer: Signer; account: string }>, bodies: readonly string[][][]): Promise<void> {
+  for (const [c, claimer] of claimers.entries()) {
+    const paid = bodies[c]?.reduce((n, b) => n + b.length, 0) ?? 0;
+    const account = await client.call(claimer.signer, 'GET', `/v1/accounts/${claimer.account}`, undefined);
+    assert.equal(account['balance'], (paid / 100).toFixed(2), `claimer ${c} is credited each payment once`);
+  }
+  const audit = await client.call('operator', 'GET', '/v1/audit', undefined);
+  assert.equal(audit['balanced'], true, JSON.stringify(audit));
+}
+
 interface Sent {
   readonly claimer: number;
   readonly key: string;
@@ -188,13 +199,7 @@ describe('OPS bulk claims across a SIGKILL of the node', { concurrency: true }, 
           assert.equal(answer.credited, r.payments.length, text);
           assert.deepEqual(answer.refused, []);
         }
-        for (const [c, claimer] of claimers.entries()) {
-          const paid = bodies[c]?.reduce((n, b) => n + b.length, 0) ?? 0;
-          const account = await client.call(claimer.signer, 'GET', `/v1/accounts/${claimer.account}`, undefined);
-          assert.equal(account['balance'], (paid / 100).toFixed(2), `claimer ${c} is credited each payment once`);
-        }
-        const audit = await client.call('operator', 'GET', '/v1/audit', undefined);
-        assert.equal(audit['balanced'], true, JSON.stringify(audit));
+        await assertCreditedOnce(client, claimers, bodies);
         assert.ok(cutShort > 0, 'at least one kill came while requests were unanswered');
         if ('settle' in backend) {
           assert.ok(node.stream !== undefined, 'the node settled through its stream');
@@ -264,7 +269,13 @@ describe('OPS bulk claims settled by tally settle worker processes', { skip: pos
         answered++;
         return { r, status: res.status, text };
       });
-      await new Promise((done) => setTimeout(done, 150));
+      // Killed while it holds parts: delivered to it, not acknowledged.
+      let held = 0;
+      for (let waited = 0; held === 0 && waited < 20_000; waited += 20) {
+        held = await partsInHand(natsUrl, node.stream as string, 1);
+        if (held === 0) await new Promise((done) => setTimeout(done, 20));
+      }
+      assert.ok(held > 0, 'worker 1 took parts');
       const unansweredAtKill = requests.length - answered;
       await (workers[1] as { kill(): Promise<void> }).kill();
       await new Promise((done) => setTimeout(done, 500));
@@ -277,13 +288,11 @@ describe('OPS bulk claims settled by tally settle worker processes', { skip: pos
         assert.ok(answer.parts >= 2, 'the payments of four devices spread over both shards');
       }
       assert.ok(unansweredAtKill > 0, 'the worker was killed while requests waited on it');
-      for (const [c, claimer] of claimers.entries()) {
-        const paid = bodies[c]?.reduce((n, b) => n + b.length, 0) ?? 0;
-        const account = await client.call(claimer.signer, 'GET', `/v1/accounts/${claimer.account}`, undefined);
-        assert.equal(account['balance'], (paid / 100).toFixed(2), `claimer ${c} is credited each payment once`);
-      }
-      const audit = await client.call('operator', 'GET', '/v1/audit', undefined);
-      assert.equal(audit['balanced'], true, JSON.stringify(audit));
+      // What it held came back to the worker started in its place.
+      const restarted = await (workers[1] as { stop(): Promise<string> }).stop();
+      const settledAfter = restarted.split('\n').filter((l) => l.includes('"stopped"')).map((l) => (JSON.parse(l) as { settled: number }).settled);
+      assert.ok((settledAfter[0] ?? 0) >= 1, `the restarted worker settled the parts the killed one held: ${restarted}`);
+      await assertCreditedOnce(client, claimers, bodies);
       assert.equal(await streamMessages(natsUrl, node.stream as string), 0, 'every part was acknowledged');
     } finally {
       for (const w of workers) await w.stop().catch(() => '');

@@ -108,8 +108,8 @@ test('bench settle, tiny, OTP and OPERA deposits: every coin and token deposited
   const text = formatSettleReport(report);
   assert.match(text, /Floor of x25519: [0-9,]+\/s/);
   assert.match(text, /one rsa2048-pss-verify and one x25519 per payment at the least/);
-  assert.ok(text.includes(`| otp | deposits | pglite | 2 | ${payments} |`), text);
-  assert.ok(text.includes(`| opera | deposits | pglite | 2 | ${payments} |`), text);
+  assert.ok(text.includes(`| otp | deposits | pglite | inline | 2 | ${payments} |`), text);
+  assert.ok(text.includes(`| opera | deposits | pglite | inline | 2 | ${payments} |`), text);
 });
 
 test('bench settle, tiny, DOT-M event uploads: every payment settled by both wallets\' events, the payees\' redemptions credited once', { timeout: 180_000 }, async () => {
