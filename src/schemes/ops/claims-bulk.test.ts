@@ -87,6 +87,8 @@ for (const { backend, name, settle } of variants) {
         assert.equal(one.transfer?.amount, '6.00');
         // Through the intake: one device's payments are one shard's, so one part settled them.
         assert.equal((one as { parts?: number }).parts, settle === undefined ? undefined : 1);
+        const info = (await (await n.h.send('GET', '/v1/info')).json()) as { settle?: { stream: string; shards: number } };
+        assert.equal(info.settle?.shards, settle?.shards, 'the operator sees the intake in /v1/info');
         // Chains known now: these go through the cache and the signature pool, with forgeries among them.
         const second = await payMany(alice.se, carol.certificate, Array.from({ length: 40 }, () => 10n));
         const altered: Payment = { ...(second[3] as Payment), amount: 9_000n };
