@@ -100,14 +100,15 @@ export function claimsParts(queue: Pick<SettleQueue, 'shardOf'>, payments: reado
   return parts;
 }
 
-interface PartAnswer {
-  credited: number;
-  amount: string;
-  transfer: JsonValue;
-  refused: Array<{ item: number; code: string }>;
-  reasons: Record<string, string>;
-  presented: Array<{ item: number; claimId: string }>;
-}
+/** A part's stored answer: what settleBulkPart answered, read back from its idempotency record. */
+const partAnswer = z.object({
+  credited: z.number().int().min(0),
+  amount: z.string(),
+  transfer: z.json(),
+  refused: z.array(z.object({ item: z.number().int(), code: z.string() })),
+  reasons: z.record(z.string(), z.string()),
+  presented: z.array(z.object({ item: z.number().int(), claimId: z.string() })),
+});
 
 /** Submits a bulk claim's parts and answers them merged. */
 export async function claimThroughShards(
@@ -142,7 +143,7 @@ export async function claimThroughShards(
   // A part refused whole (the key used for another request) is the request's answer.
   const failed = done.find((a) => a.status !== 200);
   if (failed !== undefined) return new Response(JSON.stringify(failed.body), { status: failed.status, headers: { 'content-type': 'application/json' } });
-  const bodies = done.map((a) => a.body as unknown as PartAnswer);
+  const bodies = done.map((a) => partAnswer.parse(a.body));
   let minor = 0n;
   for (const b of bodies) minor += parseAmount(services, b.amount).minor;
   const transfers = bodies.map((b) => b.transfer).filter((t) => t !== null);
