@@ -15,6 +15,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import pg from 'pg';
 import { fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import { sha256 } from '../../core/crypto/hash.ts';
@@ -256,12 +257,20 @@ describe('OPS bulk claims settled by tally settle worker processes', { skip: pos
     const node = await startNodeChild({ dataDir, schemes: ['ops'], offlinePaymentsMax: 1000, holdingLimitMinor: '100000', postgres: { url, schema }, settle: { natsUrl, shards: 2, localWorkers: false } });
     const databaseUrl = `${url}${url.includes('?') ? '&' : '?'}options=${encodeURIComponent(`-c search_path=${schema}`)}`;
     const workers = [await startWorker(dataDir, databaseUrl, 0), await startWorker(dataDir, databaseUrl, 1)];
+    let blocker: pg.Client | undefined;
     try {
       const claimers: Array<Awaited<ReturnType<typeof register>>> = [];
       for (let c = 0; c < CLAIMERS; c++) claimers.push(await register(clientOf(node)));
       const bodies = await makePayments(node, claimers);
       const client = clientOf(node);
       const requests = bodies.flatMap((rounds, claimer) => rounds.map((payments, r) => ({ claimer, key: `workers-${claimer}-${r}`, payments })));
+      // The payments' table is held locked against writes while the requests go in: each worker then
+      // waits inside its part's transaction, so worker 1 holds parts when it is killed, however fast
+      // or slow the machine (reads, and the routes' own records, go on).
+      blocker = new pg.Client({ connectionString: databaseUrl });
+      await blocker.connect();
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE ops_payments IN EXCLUSIVE MODE');
       let answered = 0;
       const sent = requests.map(async (r) => {
         const res = await client.send((claimers[r.claimer] as { signer: Signer }).signer, 'POST', '/v1/ops/claims/bulk', { payments: r.payments }, r.key);
@@ -278,6 +287,9 @@ describe('OPS bulk claims settled by tally settle worker processes', { skip: pos
       assert.ok(held > 0, 'worker 1 took parts');
       const unansweredAtKill = requests.length - answered;
       await (workers[1] as { kill(): Promise<void> }).kill();
+      await blocker.query('COMMIT');
+      await blocker.end();
+      blocker = undefined;
       await new Promise((done) => setTimeout(done, 500));
       workers[1] = await startWorker(dataDir, databaseUrl, 1);
       for (const { r, status, text } of await Promise.all(sent)) {
@@ -295,6 +307,7 @@ describe('OPS bulk claims settled by tally settle worker processes', { skip: pos
       await assertCreditedOnce(client, claimers, bodies);
       assert.equal(await streamMessages(natsUrl, node.stream as string), 0, 'every part was acknowledged');
     } finally {
+      await blocker?.end().catch(() => {});
       for (const w of workers) await w.stop().catch(() => '');
       await node.stop().catch(() => {});
       if (node.stream !== undefined) await deleteTestStream(natsUrl, node.stream);
