@@ -78,6 +78,7 @@ export interface ErrorDetailMap {
   NATS_UNREACHABLE: { url: string };
   NODE_NOT_FOUND: { dataDir: string };
   SETTLE_SHARDS_MISMATCH: { stream: string; shards: number; recorded: number };
+  SHARD_DATABASE_MISMATCH: { expected: string; found: string };
   CHAIN_START_FAILED: { reason: string };
   CHAIN_REVERTED: { reason: string; transaction: string };
   CHAIN_REFUSED: { reason: string };
@@ -218,6 +219,7 @@ const ERROR_CODES: Readonly<Record<ErrorCode, true>> = {
   NATS_UNREACHABLE: true,
   NODE_NOT_FOUND: true,
   SETTLE_SHARDS_MISMATCH: true,
+  SHARD_DATABASE_MISMATCH: true,
   CHAIN_START_FAILED: true,
   CHAIN_REVERTED: true,
   CHAIN_REFUSED: true,

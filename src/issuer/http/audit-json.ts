@@ -43,6 +43,7 @@ export function auditJson(currency: Currency, report: AuditReport): { [key: stri
         totalReserves: fmt(c.totalReserves),
         offlineFloat: c.offlineFloat.map((f) => ({ account: f.account, amount: fmt(f.amount) })),
         totalOfflineFloat: fmt(c.totalOfflineFloat),
+        totalClearing: fmt(c.totalClearing),
         balanced: c.balanced,
       };
     }),

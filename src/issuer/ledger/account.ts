@@ -6,7 +6,7 @@
 import { assert } from '../../core/assert.ts';
 import { bigintColumn, type Queryable } from '../db/database.ts';
 import { failure, type LedgerResult } from './result.ts';
-import { ACCOUNT_KINDS, accountIdProblem, currencyProblem, ownerProblem } from './rules.ts';
+import { ACCOUNT_KINDS, accountIdProblem, currencyProblem, mayGoNegative, ownerProblem } from './rules.ts';
 
 /** What an account is for; a checked enum in the schema too. */
 export type AccountKind = (typeof ACCOUNT_KINDS)[number];
@@ -18,7 +18,7 @@ export interface Account {
   readonly currency: string;
   /** The key id (hex) of whoever holds the account, when someone does. */
   readonly owner: string | null;
-  /** True only for an issuance account. */
+  /** True only for an issuance or a clearing account. */
   readonly allowNegative: boolean;
   /** The materialized balance in minor units; the audit checks it against the journal. */
   readonly balance: bigint;
@@ -60,7 +60,7 @@ function isAccountKind(kind: string): kind is AccountKind {
  */
 export function accountFromRow(row: AccountRow): Account {
   assert(isAccountKind(row.kind), `account ${row.id}: unknown kind ${row.kind}`);
-  assert(row.allow_negative === (row.kind === 'issuance'), `account ${row.id}: allow_negative must hold exactly for issuance`);
+  assert(row.allow_negative === mayGoNegative(row.kind), `account ${row.id}: allow_negative must hold exactly for issuance and clearing accounts`);
   assert(row.created_at instanceof Date, `account ${row.id}: created_at is not a timestamp`);
   return {
     id: row.id,
@@ -99,7 +99,7 @@ export async function ensureAccount(q: Queryable, spec: AccountSpec): Promise<En
   const inserted = await q.query<AccountRow>(
     `INSERT INTO accounts (id, kind, currency, owner, allow_negative) VALUES ($1, $2, $3, $4, $5)
      ON CONFLICT DO NOTHING RETURNING ${ACCOUNT_COLUMNS}`,
-    [spec.id, spec.kind, spec.currency, owner, spec.kind === 'issuance'],
+    [spec.id, spec.kind, spec.currency, owner, mayGoNegative(spec.kind)],
   );
   const created = inserted.rows[0];
   if (created !== undefined) return { ok: true, account: accountFromRow(created) };

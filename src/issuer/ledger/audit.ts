@@ -1,7 +1,9 @@
 /**
  * The audit: recomputes every balance from the journal alone and proves conservation per
- * currency, issued = online + settlement + offline float + reserves, and that every materialized balance
- * equals its journal sum and no account but issuance is below zero.
+ * currency, issued = online + settlement + offline float + reserves + clearing, and that every
+ * materialized balance equals its journal sum and no account but issuance and clearing is below zero.
+ * Clearing is zero on a node whose ledger lives in one database; over a node's shards it sums to
+ * what is in flight between them (shards/audit.ts).
  */
 import { assert } from '../../core/assert.ts';
 import { bigintColumn, type Queryable } from '../db/database.ts';
@@ -32,7 +34,9 @@ export interface CurrencyAudit {
   readonly totalReserves: bigint;
   readonly offlineFloat: readonly FloatBalance[];
   readonly totalOfflineFloat: bigint;
-  /** totalIssued = totalOnline + totalSettlement + totalReserves + totalOfflineFloat. */
+  /** The sum of clearing accounts: this database's net position with the node's other databases. */
+  readonly totalClearing: bigint;
+  /** totalIssued = totalOnline + totalSettlement + totalReserves + totalOfflineFloat + totalClearing. */
   readonly balanced: boolean;
 }
 
@@ -89,13 +93,14 @@ interface ProblemRow {
   journal: bigint;
 }
 
-const PROBLEM = `(journal <> materialized OR (kind <> 'issuance' AND (journal < 0 OR materialized < 0)))`;
+const PROBLEM = `(journal <> materialized OR (kind NOT IN ('issuance', 'clearing') AND (journal < 0 OR materialized < 0)))`;
 
 function currencyAudit(currency: string, groups: readonly GroupRow[]): CurrencyAudit {
   let totalIssued = 0n;
   let totalOnline = 0n;
   let totalSettlement = 0n;
   let totalReserves = 0n;
+  let totalClearing = 0n;
   const offlineFloat: FloatBalance[] = [];
   for (const g of groups) {
     const journal = bigintColumn(g, 'journal');
@@ -103,14 +108,15 @@ function currencyAudit(currency: string, groups: readonly GroupRow[]): CurrencyA
     else if (g.kind === 'user') totalOnline += journal;
     else if (g.kind === 'settlement') totalSettlement += journal;
     else if (g.kind === 'reserve') totalReserves += journal;
+    else if (g.kind === 'clearing') totalClearing += journal;
     else {
       assert(g.kind === 'offline-float' && g.float_account !== null, `audit: unexpected group ${g.kind}`);
       offlineFloat.push({ account: g.float_account, amount: journal });
     }
   }
   const totalOfflineFloat = offlineFloat.reduce((sum, f) => sum + f.amount, 0n);
-  const balanced = totalIssued === totalOnline + totalSettlement + totalReserves + totalOfflineFloat;
-  return { currency, totalIssued, totalOnline, totalSettlement, totalReserves, offlineFloat, totalOfflineFloat, balanced };
+  const balanced = totalIssued === totalOnline + totalSettlement + totalReserves + totalOfflineFloat + totalClearing;
+  return { currency, totalIssued, totalOnline, totalSettlement, totalReserves, offlineFloat, totalOfflineFloat, totalClearing, balanced };
 }
 
 /**

@@ -3,8 +3,16 @@
  * (and again by the schema's CHECK constraints, as a second line).
  */
 
-/** The kinds of account; only 'issuance' may go below zero. */
-export const ACCOUNT_KINDS = ['issuance', 'user', 'offline-float', 'settlement', 'reserve'] as const;
+/**
+ * The kinds of account; only 'issuance' and 'clearing' may go below zero. A clearing account is
+ * one place's side of the money crossing between two databases of one node (ledger/cross-shard.ts).
+ */
+export const ACCOUNT_KINDS = ['issuance', 'user', 'offline-float', 'settlement', 'reserve', 'clearing'] as const;
+
+/** The kinds of account that may go below zero. */
+export function mayGoNegative(kind: string): boolean {
+  return kind === 'issuance' || kind === 'clearing';
+}
 /** The longest account id, such as `user:<64 hex digits>`. */
 export const ACCOUNT_ID_LENGTH_MAX = 128;
 /** The longest idempotency key. */

@@ -1,0 +1,214 @@
+/**
+ * Credits between a node's databases carried on NATS JetStream (ledger/cross-shard.ts says what
+ * a crossing is). One stream per node, `TALLY_CREDIT_<name>`, a subject per receiving place
+ * (`tally.<name>.credit.<place>`), work-queue retention:
+ * - a message names only the sender and the outbox id; the receiver reads the crossing from the
+ *   sender's outbox, so a message put on the stream by anyone else credits nothing;
+ * - the message id is `<sender>:<id>`: a re-publish within the duplicate window is dropped by the
+ *   stream, and after it by the receiver's inbox;
+ * - the sender publishes after its commit and marks the row published once the stream has taken
+ *   it; a sweep publishes again what a crash left unpublished;
+ * - the receiver acknowledges after its commit; a receiver that dies before has the message
+ *   delivered again, and its inbox answers 'already';
+ * - a database that does not answer (the sender's or the receiver's) leaves the message to come
+ *   back with a growing delay, nothing lost.
+ */
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import { z } from 'zod';
+import { TallyError } from '../../core/errors.ts';
+import { isParty, markPublished, outboxEntry, receiveAcross, unpublished, type Party } from '../ledger/cross-shard.ts';
+import type { ShardDatabases } from '../shards/shard-databases.ts';
+import { retryDelayMs, SETTLE_CONNECT_TIMEOUT_MS, SETTLE_DUPLICATE_WINDOW_MS } from './settle-queue.ts';
+
+/** How long a receiver may hold a crossing before the stream delivers it again. */
+export const CREDIT_ACK_WAIT_MS = 30_000;
+/** A row unpublished for this long is published again by a sweep. */
+export const CREDIT_SWEEP_AGE_MS = 2_000;
+/** Rows a sweep publishes per place at most. */
+export const CREDIT_SWEEP_BATCH = 1_000;
+/** Crossings a receiver of one place settles at once. */
+export const CREDIT_RECEIVER_CONCURRENCY = 8;
+
+const message = z.strictObject({ from: z.string().max(8), id: z.string().min(1).max(128) });
+
+type Log = (line: string, fields?: Record<string, unknown>) => void;
+
+/** The relay of one node's crossings. */
+export interface CreditRelay {
+  readonly stream: string;
+  /** Publishes crossings `from` has committed, and marks them published once the stream has them. */
+  publish(from: Party, entries: readonly { readonly id: string; readonly to: Party }[]): Promise<void>;
+  /** Publishes what each place left unpublished for `olderThanMs` or more; answers how many. */
+  sweep(olderThanMs?: number): Promise<number>;
+  /** Receives the crossings addressed to `places` until stopped. */
+  receive(places: readonly Party[]): Promise<CreditReceivers>;
+  close(): Promise<void>;
+}
+
+/** Running receivers. */
+export interface CreditReceivers {
+  /** Crossings credited or returned here (not counting second deliveries). */
+  readonly received: number;
+  stop(): Promise<void>;
+}
+
+/** What to open. */
+export interface CreditRelayOptions {
+  readonly url: string;
+  /** The node's short name (16 hex digits of its key id), as the settlement stream's. */
+  readonly name: string;
+  readonly shards: ShardDatabases;
+  readonly ackWaitMs?: number | undefined;
+  readonly log?: Log | undefined;
+}
+
+/**
+ * Connects and makes (or keeps) the node's credit stream.
+ * @throws TallyError NATS_UNREACHABLE when the server does not answer or has no JetStream
+ */
+export async function openCreditRelay(options: CreditRelayOptions): Promise<CreditRelay> {
+  if (!/^[0-9a-f]{16}$/.test(options.name)) throw new RangeError(`name: expected 16 hex digits, got ${JSON.stringify(options.name)}`);
+  const log = options.log ?? (() => undefined);
+  let connection: NatsConnection;
+  try {
+    connection = await connect({ servers: options.url, timeout: SETTLE_CONNECT_TIMEOUT_MS, name: `tally-credit-${options.name}`, maxReconnectAttempts: -1 });
+  } catch (e) {
+    throw new TallyError('NATS_UNREACHABLE', `cannot connect to NATS at ${options.url}: ${e instanceof Error ? e.message : String(e)}`, { url: options.url }, { cause: e });
+  }
+  const stream = `TALLY_CREDIT_${options.name}`;
+  const prefix = `tally.${options.name}.credit`;
+  const ackWaitMs = options.ackWaitMs ?? CREDIT_ACK_WAIT_MS;
+  try {
+    const manager = await jetstreamManager(connection);
+    const config = {
+      name: stream,
+      description: 'tally credits between the databases of one node',
+      subjects: [`${prefix}.>`],
+      retention: RetentionPolicy.Workqueue,
+      storage: StorageType.File,
+      duplicate_window: SETTLE_DUPLICATE_WINDOW_MS * 1_000_000,
+    };
+    try {
+      await manager.streams.info(stream);
+      await manager.streams.update(stream, config);
+    } catch (e) {
+      if (!/stream not found/i.test(e instanceof Error ? e.message : String(e))) throw e;
+      await manager.streams.add(config);
+    }
+  } catch (e) {
+    await connection.close();
+    throw new TallyError('NATS_UNREACHABLE', `NATS at ${options.url} has no usable JetStream: ${e instanceof Error ? e.message : String(e)}`, { url: options.url }, { cause: e });
+  }
+  const js = jetstream(connection);
+  const { shards } = options;
+
+  const publish = async (from: Party, entries: readonly { readonly id: string; readonly to: Party }[]): Promise<void> => {
+    if (entries.length === 0) return;
+    await Promise.all(entries.map((e) => js.publish(`${prefix}.${e.to}`, JSON.stringify({ from, id: e.id }), { msgID: `${from}:${e.id}` })));
+    // Only once the stream has them all: a crash before leaves them to the sweep.
+    await markPublished(shards.db(from), entries.map((e) => e.id));
+  };
+
+  const receive = async (places: readonly Party[]): Promise<CreditReceivers> => {
+    const manager = await jetstreamManager(connection);
+    const running: Array<{ messages: ConsumerMessages; done: Promise<void> }> = [];
+    let received = 0;
+    for (const place of places) {
+      if (!shards.parties.includes(place)) throw new RangeError(`place ${place}: the node has ${shards.parties.join(', ')}`);
+      const durable = `credit-${place}`;
+      try {
+        await manager.consumers.info(stream, durable);
+      } catch {
+        await manager.consumers.add(stream, {
+          durable_name: durable,
+          filter_subject: `${prefix}.${place}`,
+          ack_policy: AckPolicy.Explicit,
+          deliver_policy: DeliverPolicy.All,
+          ack_wait: ackWaitMs * 1_000_000,
+          max_deliver: -1,
+          max_ack_pending: CREDIT_RECEIVER_CONCURRENCY * 4,
+        });
+      }
+      const consumer = await js.consumers.get(stream, durable);
+      const messages = await consumer.consume({ max_messages: CREDIT_RECEIVER_CONCURRENCY });
+      const one = async (msg: JsMsg): Promise<void> => {
+        let named: { from: Party; id: string };
+        try {
+          const parsed = message.parse(msg.json());
+          if (!isParty(parsed.from) || parsed.from === place || !shards.parties.includes(parsed.from)) throw new Error(`unknown sender ${parsed.from}`);
+          named = { from: parsed.from, id: parsed.id };
+        } catch (e) {
+          log('a malformed crossing message was dropped', { place, error: e instanceof Error ? e.message.slice(0, 200) : String(e) });
+          await msg.ackAck();
+          return;
+        }
+        try {
+          const entry = await outboxEntry(shards.db(named.from), named.id);
+          if (entry === undefined || entry.to !== place) {
+            // Nobody sent it: the sender's outbox is what a crossing is, not the message.
+            log('a crossing message that its sender never sent was dropped', { place, ...named });
+            await msg.ackAck();
+            return;
+          }
+          const outcome = await shards.db(place).transaction((tx) => receiveAcross(tx, place, named.from, entry));
+          if (outcome.outcome === 'returned') {
+            log('a crossing was returned to its sender', { place, ...named, reason: outcome.reason });
+            await publish(place, [outcome.back]).catch((e: unknown) => log('a return could not be published yet; the sweep will', { place, id: outcome.back.id, error: String(e) }));
+          }
+          if (outcome.outcome !== 'already') received++;
+        } catch (e) {
+          const delay = retryDelayMs(msg.info.deliveryCount);
+          log('receiving a crossing failed; it will be delivered again', { place, ...named, error: e instanceof Error ? e.message : String(e), deliveries: msg.info.deliveryCount, retryInMs: delay });
+          msg.nak(delay);
+          return;
+        }
+        // After the commit: a crash from here on is answered 'already' on the next delivery.
+        await msg.ackAck();
+      };
+      const inHand = new Set<Promise<void>>();
+      const done = (async () => {
+        for await (const msg of messages) {
+          const p: Promise<void> = one(msg)
+            .catch((e: unknown) => log('a crossing could not be acknowledged; it will be delivered again', { place, error: e instanceof Error ? e.message : String(e) }))
+            .finally(() => inHand.delete(p));
+          inHand.add(p);
+          if (inHand.size >= CREDIT_RECEIVER_CONCURRENCY) await Promise.race(inHand);
+        }
+        await Promise.allSettled(inHand);
+      })();
+      running.push({ messages, done });
+    }
+    let stopping: Promise<void> | undefined;
+    return {
+      get received() {
+        return received;
+      },
+      stop() {
+        stopping ??= (async () => {
+          for (const r of running) await r.messages.close();
+          await Promise.allSettled(running.map((r) => r.done));
+        })();
+        return stopping;
+      },
+    };
+  };
+
+  return {
+    stream,
+    publish,
+    async sweep(olderThanMs = CREDIT_SWEEP_AGE_MS) {
+      let published = 0;
+      for (const from of shards.parties) {
+        const left = await unpublished(shards.db(from), olderThanMs, CREDIT_SWEEP_BATCH);
+        await publish(from, left);
+        published += left.length;
+      }
+      return published;
+    },
+    receive,
+    async close() {
+      await connection.drain().catch(() => connection.close());
+    },
+  };
+}

@@ -1,0 +1,284 @@
+/**
+ * Money crossing between a node's databases: real PostgreSQL databases (one home, two shards) on
+ * the test server and the real NATS JetStream. Each test ends with the audit over shards.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { connect } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import { toHex } from '../../core/bytes.ts';
+import { isTallyError } from '../../core/errors.ts';
+import type { Database } from '../db/database.ts';
+import { migrateIssuer } from '../db/migrate.ts';
+import { openPostgres } from '../db/postgres.ts';
+import { ensureAccount } from '../ledger/account.ts';
+import { clearingAccount, outboxEntry, receiveAcross, sendAcross, type Crossing, type Party } from '../ledger/cross-shard.ts';
+import { mint } from '../ledger/mint.ts';
+import { openCreditRelay, type CreditReceivers, type CreditRelay } from '../queue/credit-relay.ts';
+import { deleteTestStream, streamMessages, testNatsUrl } from '../queue/test-nats.ts';
+import { auditShards, type ShardsAudit } from './audit.ts';
+import { claimPlace, openShardDatabases, type ShardDatabases } from './shard-databases.ts';
+import { createTestDatabases, type TestShardDatabases } from './test-shards.ts';
+
+const postgresUrl = process.env['TEST_DATABASE_URL'];
+const skip = postgresUrl === undefined || postgresUrl === '' ? 'TEST_DATABASE_URL is not set: shard databases are PostgreSQL databases' : false;
+const natsUrl = testNatsUrl();
+const CURRENCY = 'EUR';
+
+interface World {
+  readonly made: TestShardDatabases;
+  readonly home: Database;
+  readonly shards: ShardDatabases;
+  readonly relay: CreditRelay;
+  readonly nodeKeyId: string;
+  receivers?: CreditReceivers;
+  readonly log: Array<{ line: string; fields?: Record<string, unknown> | undefined }>;
+}
+
+async function world(): Promise<World> {
+  const made = await createTestDatabases(postgresUrl as string, 3);
+  const home = await openPostgres(made.urls[0] as string, { poolSize: 4 });
+  await migrateIssuer(home);
+  const nodeKeyId = toHex(randomBytes(32));
+  await home.transaction(async (tx) => {
+    await ensureAccount(tx, { id: 'cb:issuance', kind: 'issuance', currency: CURRENCY });
+    await ensureAccount(tx, { id: 'user:alice', kind: 'user', currency: CURRENCY });
+    await mint(tx, { idempotencyKey: 'mint-alice', account: 'user:alice', amount: 100_00n });
+  });
+  const shards = await openShardDatabases({ home, urls: made.urls.slice(1), nodeKeyId, currency: CURRENCY, poolSize: 4 });
+  for (const [party, owner] of [['s0', 'bob'], ['s1', 'carol']] as const) {
+    await shards.db(party).transaction((tx) => ensureAccount(tx, { id: `user:${owner}`, kind: 'user', currency: CURRENCY }));
+  }
+  const log: World['log'] = [];
+  const relay = await openCreditRelay({ url: natsUrl, name: nodeKeyId.slice(0, 16), shards, ackWaitMs: 2_000, log: (line, fields) => log.push({ line, fields }) });
+  return { made, home, shards, relay, nodeKeyId, log };
+}
+
+async function dispose(w: World): Promise<void> {
+  await w.receivers?.stop();
+  await w.relay.close();
+  await deleteTestStream(natsUrl, w.relay.stream);
+  await w.shards.close();
+  await w.home.close();
+  await w.made.drop();
+}
+
+async function balance(w: World, party: Party, account: string): Promise<bigint> {
+  const found = await w.shards.db(party).query<{ balance: bigint }>('SELECT balance FROM accounts WHERE id = $1', [account]);
+  const row = found.rows[0];
+  if (row === undefined) throw new Error(`${party} has no ${account}`);
+  return row.balance;
+}
+
+/** Sends in a transaction of the sender's database and answers the outbox entry (not published). */
+async function send(w: World, from: Party, crossing: Crossing) {
+  const sent = await w.shards.db(from).transaction((tx) => sendAcross(tx, from, crossing));
+  if (!sent.ok) throw new Error(`${sent.code}: ${sent.message}`);
+  return sent.entry;
+}
+
+async function until(what: string, check: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const start = Date.now();
+  while (!(await check())) {
+    if (Date.now() - start > ms) throw new Error(`not within ${ms} ms: ${what}`);
+    await new Promise((done) => setTimeout(done, 25));
+  }
+}
+
+function assertBalanced(audit: ShardsAudit, inFlight: bigint): void {
+  assert.deepEqual(audit.problems, [], audit.problems.join('\n'));
+  assert.equal(audit.balanced, true);
+  assert.equal(audit.totals.issued, 100_00n, 'the money minted at home, wherever it is now');
+  assert.equal(audit.inFlight.reduce((t, f) => t + f.amount, 0n), inFlight, JSON.stringify(audit.inFlight, (_, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
+  // With nothing moving, the clearing accounts over the node sum to what is in flight.
+  assert.equal(audit.totals.clearing, inFlight);
+  assert.equal(audit.totals.online + audit.totals.clearing, audit.totals.issued);
+}
+
+describe('credits across shard databases', { skip }, () => {
+  let w: World;
+  before(async () => {
+    w = await world();
+  });
+  after(async () => {
+    if (w !== undefined) await dispose(w);
+  });
+
+  test('a credit crosses once: sent and in flight, received, published again and swept without effect', async () => {
+    const entry = await send(w, 'home', { id: 'pay-1', to: 's0', debit: 'user:alice', credit: 'user:bob', amount: 30_00n, kind: 'test-credit' });
+    assert.equal(await balance(w, 'home', 'user:alice'), 70_00n);
+    assert.equal(await balance(w, 'home', clearingAccount('s0')), 30_00n);
+    assertBalanced(await auditShards(w.shards), 30_00n);
+    await w.relay.publish('home', [entry]);
+    w.receivers = await w.relay.receive(['home', 's0', 's1']);
+    await until('bob credited', async () => (await balance(w, 's0', 'user:bob')) === 30_00n);
+    assert.equal(await balance(w, 's0', clearingAccount('home')), -30_00n, 'the receiver\'s clearing account pairs the sender\'s');
+    // Published again (the stream drops it) and swept (nothing is left unpublished).
+    await w.relay.publish('home', [entry]);
+    assert.equal(await w.relay.sweep(0), 0);
+    await until('the stream empty', async () => (await streamMessages(natsUrl, w.relay.stream)) === 0);
+    assert.equal(await balance(w, 's0', 'user:bob'), 30_00n);
+    assertBalanced(await auditShards(w.shards), 0n);
+  });
+
+  test('a credit to an account the receiver does not have comes back to where it left', async () => {
+    const entry = await send(w, 's0', { id: 'to-nobody', to: 's1', debit: 'user:bob', credit: 'user:nobody', amount: 5_00n, kind: 'test-credit' });
+    await w.relay.publish('s0', [entry]);
+    await until('bob paid back', async () => (await balance(w, 's0', 'user:bob')) === 30_00n);
+    assert.equal(await balance(w, 's1', clearingAccount('s0')), 0n, 'the money never stayed at s1');
+    assert.ok(w.log.some((l) => l.line.includes('returned')), 'the return is logged');
+    await until('the stream empty', async () => (await streamMessages(natsUrl, w.relay.stream)) === 0);
+    assertBalanced(await auditShards(w.shards), 0n);
+  });
+
+  test('interrupted at each step: before the commit, before the publish, before the mark, before the acknowledgement', async () => {
+    // 1. The sender's transaction fails after the send: nothing moved, nothing to publish.
+    await assert.rejects(
+      w.shards.db('home').transaction(async (tx) => {
+        const sent = await sendAcross(tx, 'home', { id: 'rolled-back', to: 's1', debit: 'user:alice', credit: 'user:carol', amount: 1_00n, kind: 'test-credit' });
+        assert.equal(sent.ok, true);
+        throw new Error('crash before the commit');
+      }),
+      /crash before the commit/,
+    );
+    assert.equal(await outboxEntry(w.home, 'rolled-back'), undefined);
+    assert.equal(await balance(w, 'home', 'user:alice'), 70_00n);
+    assertBalanced(await auditShards(w.shards), 0n);
+
+    // 2. Committed, never published (the sender died): in flight until the sweep publishes it.
+    await send(w, 'home', { id: 'unpublished', to: 's1', debit: 'user:alice', credit: 'user:carol', amount: 2_00n, kind: 'test-credit' });
+    assertBalanced(await auditShards(w.shards), 2_00n);
+    assert.equal(await balance(w, 's1', 'user:carol'), 0n);
+    assert.equal(await w.relay.sweep(0), 1);
+    await until('carol credited', async () => (await balance(w, 's1', 'user:carol')) === 2_00n);
+
+    // 3. Published, not marked (died between the stream's receipt and the mark): the sweep
+    //    publishes it again, and it is credited once.
+    const third = await send(w, 'home', { id: 'unmarked', to: 's1', debit: 'user:alice', credit: 'user:carol', amount: 3_00n, kind: 'test-credit' });
+    const raw = await connect({ servers: natsUrl });
+    await jetstream(raw).publish(`tally.${w.nodeKeyId.slice(0, 16)}.credit.s1`, JSON.stringify({ from: 'home', id: third.id }), { msgID: `home:${third.id}` });
+    await raw.close();
+    await until('carol credited', async () => (await balance(w, 's1', 'user:carol')) === 5_00n);
+    assert.equal(await w.relay.sweep(0), 1, 'the unmarked row is published again');
+    await until('the stream empty', async () => (await streamMessages(natsUrl, w.relay.stream)) === 0);
+
+    // 4. The receiver committed and died before its acknowledgement: the delivery that follows
+    //    finds the inbox row and credits nothing.
+    const fourth = await send(w, 'home', { id: 'unacknowledged', to: 's1', debit: 'user:alice', credit: 'user:carol', amount: 4_00n, kind: 'test-credit' });
+    const first = await w.shards.db('s1').transaction((tx) => receiveAcross(tx, 's1', 'home', fourth));
+    assert.equal(first.outcome, 'credited');
+    const receivedBefore = w.receivers?.received ?? 0;
+    await w.relay.publish('home', [fourth]);
+    await until('the stream empty', async () => (await streamMessages(natsUrl, w.relay.stream)) === 0);
+    assert.equal(w.receivers?.received, receivedBefore, 'the delivery after the commit received nothing');
+    assert.equal(await balance(w, 's1', 'user:carol'), 9_00n);
+    assert.equal(await balance(w, 'home', 'user:alice'), 61_00n);
+    assertBalanced(await auditShards(w.shards), 0n);
+  });
+
+  test('a shard\'s database down and back: the crossing waits in the stream, then is credited once', { timeout: 60_000 }, async () => {
+    await w.made.takeDown(2); // s1
+    const entry = await send(w, 's0', { id: 'while-down', to: 's1', debit: 'user:bob', credit: 'user:carol', amount: 6_00n, kind: 'test-credit' });
+    await w.relay.publish('s0', [entry]);
+    await until('a failed delivery', async () => w.log.some((l) => l.line.includes('receiving a crossing failed') && l.fields?.['id'] === 'while-down'));
+    assert.equal(await streamMessages(natsUrl, w.relay.stream), 1, 'the crossing waits in the stream');
+    await w.made.bringUp(2);
+    await until('carol credited', async () => (await balance(w, 's1', 'user:carol')) === 15_00n, 40_000);
+    await until('the stream empty', async () => (await streamMessages(natsUrl, w.relay.stream)) === 0);
+    assert.equal(await balance(w, 's0', 'user:bob'), 24_00n);
+    assertBalanced(await auditShards(w.shards), 0n);
+  });
+
+  test('concurrent deliveries of one crossing credit it once', async () => {
+    const entry = await send(w, 's1', { id: 'raced', to: 's0', debit: 'user:carol', credit: 'user:bob', amount: 1_00n, kind: 'test-credit' });
+    const outcomes = await Promise.all(Array.from({ length: 40 }, () => w.shards.db('s0').transaction((tx) => receiveAcross(tx, 's0', 's1', entry))));
+    assert.equal(outcomes.filter((o) => o.outcome === 'credited').length, 1);
+    assert.equal(outcomes.filter((o) => o.outcome === 'already').length, 39);
+    assert.equal(await balance(w, 's0', 'user:bob'), 25_00n);
+    // Its message later finds it received.
+    await w.relay.publish('s1', [entry]);
+    await until('the stream empty', async () => (await streamMessages(natsUrl, w.relay.stream)) === 0);
+    assert.equal(await balance(w, 's0', 'user:bob'), 25_00n);
+    assertBalanced(await auditShards(w.shards), 0n);
+  });
+
+  test('forged messages credit nothing: an id nobody sent, a sender that did not send it, a malformed one', async () => {
+    const raw = await connect({ servers: natsUrl });
+    const js = jetstream(raw);
+    const subject = `tally.${w.nodeKeyId.slice(0, 16)}.credit.s0`;
+    await js.publish(subject, JSON.stringify({ from: 'home', id: 'never-sent' }), { msgID: 'forged-1' });
+    // home's outbox holds 'pay-1' for s0, but s1's does not: named as s1's, it is nobody's.
+    await js.publish(subject, JSON.stringify({ from: 's1', id: 'pay-1' }), { msgID: 'forged-2' });
+    await js.publish(subject, JSON.stringify({ from: 's0', id: 'pay-1' }), { msgID: 'forged-3' });
+    await js.publish(subject, '{"credit":"user:bob","amount":"1000000"}', { msgID: 'forged-4' });
+    await raw.close();
+    await until('the stream empty', async () => (await streamMessages(natsUrl, w.relay.stream)) === 0);
+    assert.equal(w.log.filter((l) => l.line.includes('never sent')).length, 2);
+    assert.equal(w.log.filter((l) => l.line.includes('malformed')).length, 2);
+    assert.equal(await balance(w, 's0', 'user:bob'), 25_00n);
+    assertBalanced(await auditShards(w.shards), 0n);
+  });
+
+  test('refused sends change nothing: a clearing account as debit, a return id, another credit under a used id, funds short, a bad place', async () => {
+    const tryIt = (c: Partial<Crossing>) =>
+      w.shards.db('home').transaction((tx) => sendAcross(tx, 'home', { id: 'refused', to: 's0', debit: 'user:alice', credit: 'user:bob', amount: 1n, kind: 'test-credit', ...c }));
+    const codes = [
+      await tryIt({ debit: clearingAccount('s1') }),
+      await tryIt({ id: 'return:home:x' }),
+      await tryIt({ id: 'pay-1', credit: 'user:someone-else' }),
+      await tryIt({ amount: 1_000_00n }),
+      await tryIt({ to: 'home' }),
+      await tryIt({ to: 's9' as Party, id: 'x'.repeat(200) }),
+      await tryIt({ amount: 0n }),
+    ].map((r) => (r.ok ? 'ok' : r.code));
+    assert.deepEqual(codes, ['REQUEST_INVALID', 'REQUEST_INVALID', 'IDEMPOTENCY_CONFLICT', 'INSUFFICIENT_FUNDS', 'REQUEST_INVALID', 'REQUEST_INVALID', 'AMOUNT_INVALID']);
+    assert.equal(await outboxEntry(w.home, 'refused'), undefined);
+    // The same send again answers the first.
+    const again = await w.shards.db('home').transaction((tx) => sendAcross(tx, 'home', { id: 'pay-1', to: 's0', debit: 'user:alice', credit: 'user:bob', amount: 30_00n, kind: 'test-credit' }));
+    assert.ok(again.ok && again.replayed);
+    assertBalanced(await auditShards(w.shards), 0n);
+  });
+
+  test('the audit catches a credit received that was never sent', async () => {
+    await w.shards.db('s1').transaction((tx) => receiveAcross(tx, 's1', 's0', { id: 'made-up', to: 's1', credit: 'user:carol', returnTo: 'user:bob', currency: CURRENCY, amount: 50n, kind: 'test-credit', reference: null }));
+    const audit = await auditShards(w.shards);
+    assert.equal(audit.balanced, false);
+    assert.ok(audit.problems.some((p) => p.startsWith('s1 received') && p.includes('from s0')), audit.problems.join('\n'));
+  });
+});
+
+describe('shard databases are marked', { skip }, () => {
+  test('a database given for another shard, another node or another count is refused, and nothing is written to it', async () => {
+    const made = await createTestDatabases(postgresUrl as string, 3);
+    const home = await openPostgres(made.urls[0] as string, { poolSize: 2 });
+    try {
+      await migrateIssuer(home);
+      const nodeKeyId = toHex(randomBytes(32));
+      const shards = await openShardDatabases({ home, urls: made.urls.slice(1), nodeKeyId, currency: CURRENCY, poolSize: 2 });
+      await shards.close();
+      const refused = async (urls: readonly string[], key = nodeKeyId): Promise<string> => {
+        try {
+          const opened = await openShardDatabases({ home, urls, nodeKeyId: key, currency: CURRENCY, poolSize: 2 });
+          await opened.close();
+          return 'opened';
+        } catch (e) {
+          assert.ok(isTallyError(e), String(e));
+          return `${e.code}: ${e.message}`;
+        }
+      };
+      assert.match(await refused([made.urls[2] as string, made.urls[1] as string]), /^SHARD_DATABASE_MISMATCH: this database is the node's s1, not its s0/);
+      assert.match(await refused(made.urls.slice(1, 2)), /^SHARD_DATABASE_MISMATCH: .*over 2 shard databases, not 1/);
+      assert.match(await refused(made.urls.slice(1), toHex(randomBytes(32))), /^SHARD_DATABASE_MISMATCH: this database belongs to node/);
+      // The home database given as a shard's.
+      assert.match(await refused([made.urls[0] as string, made.urls[2] as string]), /^SHARD_DATABASE_MISMATCH: this database is the node's home, not its s0/);
+      await assert.rejects(claimPlace(home, nodeKeyId, 's0', 2), /home, not its s0/);
+      await assert.rejects(openShardDatabases({ home, urls: [made.urls[1] as string, made.urls[1] as string], nodeKeyId, currency: CURRENCY }), /each shard needs a database of its own/);
+      const marks = await home.query<{ party: string }>('SELECT party FROM shard_self');
+      assert.deepEqual(marks.rows, [{ party: 'home' }]);
+    } finally {
+      await home.close();
+      await made.drop();
+    }
+  });
+});
