@@ -29,6 +29,7 @@ const NODE_START_HELP: Help = {
     ['--nats URL', 'settle bulk claims (of the schemes that offer it) through a durable NATS JetStream stream (else $TALLY_NATS), cut into shards by the paying device: settlement workers in the node consume the shards and acknowledge a part after its database commit, so a crash loses no acknowledged payment and credits none twice'],
     ['--shards N', 'the number of shards with --nats (default 1, at most 64); one worker each in the node'],
     ['--external-workers', 'with --nats: the node runs no worker of its own; tally settle worker processes settle its shards'],
+    ['--shard-database URL', "with --nats and --database-url: a PostgreSQL database for a shard, once per shard in shard order; the node marks each on first use and refuses one given for another shard; credits between the node's databases travel on the NATS server, and the audit covers every database and what is in flight between them"],
     ['--schemes NAME,...', `the schemes the node serves, comma-separated (else $TALLY_SCHEMES; default all: ${SCHEMES.map((s) => s.name).join(',')}); a node serving none that settles on a chain starts no anvil; wallets of a scheme it does not serve are refused`],
     ['--currency CODE:DECIMALS', 'the currency a new node issues (default EUR:2)'],
     ['--suite NAME', "the signature suite of a new node's keys: ed25519 (default), p256 or sm2; the secure element keys of wallets made there follow it where their scheme says so"],
@@ -139,6 +140,7 @@ async function nodeStart(args: string[]): Promise<number> {
       nats: { type: 'string' },
       shards: { type: 'string' },
       'external-workers': { type: 'boolean', default: false },
+      'shard-database': { type: 'string', multiple: true },
       schemes: { type: 'string' },
       currency: { type: 'string' },
       suite: { type: 'string' },
@@ -166,6 +168,13 @@ async function nodeStart(args: string[]): Promise<number> {
   if (values.shards !== undefined && natsUrl === undefined) throw new UsageError('--shards: shards are settled through NATS: give --nats URL too');
   const shards = values.shards === undefined ? 1 : Number(values.shards);
   if (!/^\d+$/.test(values.shards ?? '1') || shards < 1 || shards > 64) throw new UsageError(`--shards: expected 1 to 64, got ${JSON.stringify(values.shards)}`);
+  const shardDatabases = values['shard-database'] ?? [];
+  if (shardDatabases.length > 0) {
+    if (natsUrl === undefined) throw new UsageError('--shard-database: credits between shard databases travel through NATS: give --nats URL too');
+    if ((values['database-url'] ?? process.env['DATABASE_URL'] ?? '') === '') throw new UsageError('--shard-database: the node\'s own database must be PostgreSQL too: give --database-url URL');
+    if (shardDatabases.length !== shards) throw new UsageError(`--shard-database: ${shardDatabases.length} given for ${shards} shard${shards === 1 ? '' : 's'}: give one per shard (--shards ${shardDatabases.length}?)`);
+    for (const url of shardDatabases) if (!/^postgres(ql)?:\/\/\S+$/.test(url)) throw new UsageError(`--shard-database: expected a postgres:// URL, got ${JSON.stringify(url.slice(0, 80))}`);
+  }
   const schemesText = values.schemes ?? (process.env['TALLY_SCHEMES'] === '' ? undefined : process.env['TALLY_SCHEMES']);
   const schemes = schemesText === undefined ? SCHEMES : schemesNamed(schemesText, values.schemes === undefined ? '$TALLY_SCHEMES' : '--schemes');
   const { DEFAULT_CURRENCY, startNode } = await import('./node-start.ts');
@@ -178,7 +187,7 @@ async function nodeStart(args: string[]): Promise<number> {
     suite,
     ethRpc,
     ...(chainContract === undefined ? {} : { chainContract: chainContract as `0x${string}` }),
-    ...(natsUrl === undefined ? {} : { settle: { natsUrl, shards, localWorkers: values['external-workers'] !== true } }),
+    ...(natsUrl === undefined ? {} : { settle: { natsUrl, shards, localWorkers: values['external-workers'] !== true, ...(shardDatabases.length === 0 ? {} : { shardDatabases }) } }),
     schemes,
     role,
     logger: jsonLogger(),
@@ -201,7 +210,7 @@ async function nodeStart(args: string[]): Promise<number> {
   process.stdout.write(
     json
       ? `${JSON.stringify({ event: 'listening', url: node.url, role: node.role, rootKeyId: node.rootKeyId, ...(chain === undefined ? {} : { chain }), ...(node.settle === undefined ? {} : { settle: node.settle }) })}\n`
-      : `${what} listening on ${node.url} (Ctrl-C stops it). Try: curl ${node.url}/v1/info\n${rootLine}${chainLine}${node.settle === undefined ? '' : `Settling through NATS stream ${node.settle.stream} in ${node.settle.shards} shard${node.settle.shards === 1 ? '' : 's'}.\n`}`,
+      : `${what} listening on ${node.url} (Ctrl-C stops it). Try: curl ${node.url}/v1/info\n${rootLine}${chainLine}${node.settle === undefined ? '' : `Settling through NATS stream ${node.settle.stream} in ${node.settle.shards} shard${node.settle.shards === 1 ? '' : 's'}${node.settle.databases === undefined ? '' : `, the ledger spread over ${node.settle.databases} shard database${node.settle.databases === 1 ? '' : 's'} (credits between them on ${node.settle.credits ?? ''})`}.\n`}`,
   );
   await stopped;
   return 0;

@@ -18,6 +18,7 @@ import { createIssuerApp } from '../issuer/http/app.ts';
 import { sweepExpired } from '../issuer/maintenance.ts';
 import { openNode } from '../issuer/services.ts';
 import { startSettleWorkers, type SettleHandler, type SettleWorkers } from '../issuer/queue/settle-queue.ts';
+import { CREDIT_SWEEP_AGE_MS, type CreditReceivers } from '../issuer/queue/credit-relay.ts';
 import { nodeProvider } from '../providers/node-crypto.ts';
 import { SCHEMES, type Scheme } from '../schemes/index.ts';
 import type { Logger } from './log.ts';
@@ -47,7 +48,7 @@ export interface NodeStartOptions {
   /** The deployment on that chain to settle on, made by another intermediary (`--chain-contract`): a scheme joins it instead of deploying its own. */
   chainContract?: `0x${string}` | undefined;
   /** Settlement through NATS JetStream (`--nats URL --shards N`), with a worker per shard in this process. */
-  settle?: { readonly natsUrl: string; readonly shards: number; readonly localWorkers?: boolean | undefined } | undefined;
+  settle?: { readonly natsUrl: string; readonly shards: number; readonly localWorkers?: boolean | undefined; readonly shardDatabases?: readonly string[] | undefined } | undefined;
   /** How often an intermediary syncs with its central bank on its own (TIER_SYNC_INTERVAL_MS by default); 0: only when asked (tests). */
   tierSyncMs?: number | undefined;
   /** `central-bank` makes (or insists on) a central bank, which serves no scheme; the folder's role otherwise. */
@@ -76,7 +77,7 @@ export interface RunningNode {
   /** Its Ethereum chain, when it runs one. */
   readonly chain?: RunningChain | undefined;
   /** Its settlement intake, when started with `--nats`. */
-  readonly settle?: { readonly stream: string; readonly shards: number } | undefined;
+  readonly settle?: { readonly stream: string; readonly shards: number; readonly credits?: string | undefined; readonly databases?: number | undefined } | undefined;
   /** Stops accepting, lets in-flight requests finish, stops the chain, closes the database. */
   stop(): Promise<void>;
 }
@@ -126,6 +127,26 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
       throw e;
     }
   }
+  // Credits between the node's databases: received here for its own database, and for the shards'
+  // when it runs their workers; what a crash left unpublished is published again every few seconds.
+  let receivers: CreditReceivers | undefined;
+  let creditSweeper: ReturnType<typeof setInterval> | undefined;
+  if (node.credits !== undefined) {
+    const credits = node.credits;
+    const places = options.settle?.localWorkers === false ? (['home'] as const) : (node.services.shardLedgers?.parties ?? []);
+    try {
+      receivers = await credits.receive(places);
+    } catch (e) {
+      await workers?.stop();
+      await node.close();
+      throw e;
+    }
+    let creditSweep: Promise<unknown> = Promise.resolve();
+    creditSweeper = setInterval(() => {
+      creditSweep = creditSweep.then(() => credits.sweep()).catch((e: unknown) => options.logger.log('warn', 'publishing credits between shard databases failed; tried again soon', { error: e instanceof Error ? e.message : String(e) }));
+    }, CREDIT_SWEEP_AGE_MS);
+    creditSweeper.unref();
+  }
   const app = createIssuerApp(node.services, schemes, {
     onInternalError: (error, request) => options.logger.log('error', 'internal error', { ...request, error: errorFields(error) }),
   });
@@ -145,6 +166,8 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
     server = await listen(fetch, options.host, options.port);
   } catch (e) {
     // Nothing listens: let go of the database and the data folder, so the process can end.
+    clearInterval(creditSweeper);
+    await receivers?.stop();
     await workers?.stop();
     await node.close();
     throw listenFailed(e, options.host, options.port);
@@ -186,7 +209,7 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
   syncLink();
   const linker = link === undefined ? undefined : setInterval(syncLink, tierSyncMs);
   linker?.unref();
-  options.logger.log('info', 'issuer node listening', { url, role: node.services.identity.role, database: node.services.db.kind, dataDir, currency: options.currency.code, ...(chain === undefined ? {} : { chain: { ...chain } }), ...(node.intake === undefined ? {} : { settle: { stream: node.intake.stream, shards: node.intake.shards } }) });
+  options.logger.log('info', 'issuer node listening', { url, role: node.services.identity.role, database: node.services.db.kind, dataDir, currency: options.currency.code, ...(chain === undefined ? {} : { chain: { ...chain } }), ...(node.intake === undefined ? {} : { settle: settleInfo(node) }) });
   let stopping: Promise<void> | null = null;
   return {
     url,
@@ -194,7 +217,7 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
     role: node.services.identity.role,
     rootKeyId: toHex(keyId(node.services.identity.root.certificate.body.subject)),
     ...(chain === undefined ? {} : { chain }),
-    ...(node.intake === undefined ? {} : { settle: { stream: node.intake.stream, shards: node.intake.shards } }),
+    ...(node.intake === undefined ? {} : { settle: settleInfo(node) }),
     stop() {
       stopping ??= (async () => {
         options.logger.log('info', 'shutting down', { inFlight: inFlight.size });
@@ -202,6 +225,8 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
         if (linker !== undefined) clearInterval(linker);
         await new Promise<void>((done) => server.close(() => done()));
         await Promise.allSettled([...inFlight, sweeping, linking]);
+        clearInterval(creditSweeper);
+        await receivers?.stop();
         await workers?.stop();
         await node.close();
         options.logger.log('info', 'stopped');
@@ -256,3 +281,10 @@ export function errorFields(error: unknown, depth = 0): Record<string, unknown> 
 
 /** The default currency of a new node. */
 export const DEFAULT_CURRENCY = makeCurrency('EUR', 2);
+
+/** What the node says of its settlement intake: the stream, the shards, and its shard databases' credit stream. */
+function settleInfo(node: { readonly intake?: { readonly stream: string; readonly shards: number } | undefined; readonly credits?: { readonly stream: string } | undefined; readonly services: { readonly shardLedgers?: { readonly parties: readonly string[] } | undefined } }) {
+  if (node.intake === undefined) return undefined;
+  const ledgers = node.services.shardLedgers;
+  return { stream: node.intake.stream, shards: node.intake.shards, ...(node.credits === undefined || ledgers === undefined ? {} : { credits: node.credits.stream, databases: ledgers.parties.length - 1 }) };
+}

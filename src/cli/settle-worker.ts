@@ -12,7 +12,7 @@ import { jsonLogger } from './log.ts';
 import { UsageError, type Help } from './plugin.ts';
 
 export const SETTLE_WORKER_HELP: Help = {
-  usage: 'tally settle worker --data DIR --nats URL [--shards N] [--shard K,...] [--database-url URL] [--currency EUR:2] [--ack-wait 30] [--json]',
+  usage: 'tally settle worker --data DIR --nats URL [--shards N] [--shard K,...] [--database-url URL] [--currency EUR:2] [--ack-wait 30] [--shard-database URL ...] [--json]',
   summary:
     "Runs a settlement worker until Ctrl-C for a node started with --nats: it takes parts of bulk claims from the node's NATS JetStream stream, for every shard or those given, and settles each in the node's PostgreSQL database, acknowledging it only after the commit. Any number may run beside the node's own workers (or instead of them, with tally node start --external-workers); it keeps no state and needs the node's data folder only to read its certificates.",
   options: [
@@ -22,6 +22,7 @@ export const SETTLE_WORKER_HELP: Help = {
     ['--shard K,...', 'the shards this worker takes, from 0 (default every one)'],
     ['--database-url URL', "the node's PostgreSQL database (else $DATABASE_URL); a node on the embedded PGlite has no outside workers"],
     ['--currency CODE:DECIMALS', "the node's currency (default EUR:2)"],
+    ['--shard-database URL', "the node's shard databases, each as the node was given it (--shard-database, in its order): the worker also receives the credits between the node's databases that are addressed to its shards"],
     ['--ack-wait SECONDS', 'how long a part may stay with a worker that does not answer before JetStream gives it to another (default 30); set when the shard\'s consumer is first made'],
     ['--json', 'print the start as a JSON line'],
   ],
@@ -39,6 +40,7 @@ export async function settleWorker(args: string[]): Promise<number> {
       'database-url': { type: 'string' },
       currency: { type: 'string', default: 'EUR:2' },
       'ack-wait': { type: 'string', default: '30' },
+      'shard-database': { type: 'string', multiple: true },
       json: { type: 'boolean', default: false },
     },
   });
@@ -58,6 +60,9 @@ export async function settleWorker(args: string[]): Promise<number> {
   if (match === null) throw new UsageError(`--currency: expected CODE:DECIMALS such as EUR:2, got ${JSON.stringify(values.currency)}`);
   const ackWait = Number(values['ack-wait']);
   if (!/^\d+(\.\d+)?$/.test(values['ack-wait']) || ackWait < 1 || ackWait > 3600) throw new UsageError(`--ack-wait: expected 1 to 3600 seconds, got ${JSON.stringify(values['ack-wait'])}`);
+  const shardDatabases = values['shard-database'] ?? [];
+  for (const url of shardDatabases) if (!/^postgres(ql)?:\/\/\S+$/.test(url)) throw new UsageError(`--shard-database: expected a postgres:// URL, got ${JSON.stringify(url.slice(0, 80))}`);
+  if (shardDatabases.length > 0 && shards > 0 && shardDatabases.length !== shards) throw new UsageError(`--shard-database: ${shardDatabases.length} given for ${shards} shards: give the node's, one per shard`);
   const logger = jsonLogger();
   const { startSettleWorker } = await import('../issuer/settle-worker.ts');
   const { nodeProvider } = await import('../providers/node-crypto.ts');
@@ -69,6 +74,7 @@ export async function settleWorker(args: string[]): Promise<number> {
     shards,
     only,
     ackWaitMs: Math.round(ackWait * 1000),
+    ...(shardDatabases.length === 0 ? {} : { shardDatabases }),
     provider: nodeProvider,
     currency: currency(match[1] as string, Number(match[2])),
     schemes,

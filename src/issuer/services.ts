@@ -26,6 +26,8 @@ import { TallyError } from '../core/errors.ts';
 import { openChainService, type ChainService } from './chain/service.ts';
 import { seedRevocationList } from './registry/revocations.ts';
 import { openSettleIntake, type SettleIntake } from './queue/settle-queue.ts';
+import { openCreditRelay, type CreditRelay } from './queue/credit-relay.ts';
+import { openShardDatabases, type ShardDatabases } from './shards/shard-databases.ts';
 import { toHex } from '../core/bytes.ts';
 import { keyId } from '../pki/key-id.ts';
 
@@ -57,7 +59,13 @@ export interface OpenNodeOptions {
   /** The node's Ethereum chain (see chainWanted). */
   chain?: NodeChainOptions | undefined;
   /** The settlement intake on NATS JetStream: its server and how many shards (services.settleQueue). */
-  settle?: { readonly natsUrl: string; readonly shards: number; readonly ackWaitMs?: number | undefined } | undefined;
+  settle?: {
+    readonly natsUrl: string;
+    readonly shards: number;
+    readonly ackWaitMs?: number | undefined;
+    /** One PostgreSQL database per shard (services.shardLedgers), with credits between them carried on the same NATS server. */
+    readonly shardDatabases?: readonly string[] | undefined;
+  } | undefined;
   env?: Readonly<Record<string, string | undefined>> | undefined;
   now?: (() => number) | undefined;
   log?: ((line: string) => void) | undefined;
@@ -87,6 +95,8 @@ export interface OpenNode {
   readonly warnings: readonly string[];
   /** The settlement intake, when `settle` was given: what the node's workers consume. */
   readonly intake?: SettleIntake | undefined;
+  /** The relay of credits between the node's databases, when it has shard databases. */
+  readonly credits?: CreditRelay | undefined;
   close(): Promise<void>;
 }
 
@@ -132,8 +142,12 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
   }
   const signatures = createSignaturePool();
   let intake: SettleIntake | undefined;
+  let shardLedgers: ShardDatabases | undefined;
+  let credits: CreditRelay | undefined;
   const closeAll = async () => {
     try {
+      await credits?.close();
+      await shardLedgers?.close();
       await intake?.close();
       await signatures.close();
       await chain?.close();
@@ -159,7 +173,15 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
     }
     // Named after the node's key, so that nodes sharing a NATS server keep their own streams.
     if (options.settle !== undefined) {
-      intake = await openSettleIntake({ url: options.settle.natsUrl, shards: options.settle.shards, ackWaitMs: options.settle.ackWaitMs, name: toHex(keyId(identity.issuerNode.certificate.body.subject)).slice(0, 16), db, log: options.log });
+      const nodeKeyId = toHex(keyId(identity.issuerNode.certificate.body.subject));
+      intake = await openSettleIntake({ url: options.settle.natsUrl, shards: options.settle.shards, ackWaitMs: options.settle.ackWaitMs, name: nodeKeyId.slice(0, 16), db, log: options.log });
+      const urls = options.settle.shardDatabases;
+      if (urls !== undefined && urls.length > 0) {
+        if (db.kind !== 'postgres') throw new RangeError('shard databases are PostgreSQL databases: start the node on PostgreSQL (--database-url) too');
+        if (urls.length !== options.settle.shards) throw new RangeError(`${urls.length} shard databases for ${options.settle.shards} shards: give one database per shard`);
+        shardLedgers = await openShardDatabases({ home: db, urls, nodeKeyId, currency: options.currency.code });
+        credits = await openCreditRelay({ url: options.settle.natsUrl, name: nodeKeyId.slice(0, 16), shards: shardLedgers, log: options.log === undefined ? undefined : (line, fields) => options.log?.(`${line} ${JSON.stringify(fields ?? {})}`) });
+      }
     }
   } catch (e) {
     await closeAll();
@@ -176,6 +198,7 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
     signatures,
     ...(chain === undefined ? {} : { chain }),
     ...(intake === undefined ? {} : { settleQueue: intake }),
+    ...(shardLedgers === undefined ? {} : { shardLedgers }),
     ...(identity.role === 'intermediary' ? { tier: new CentralBankLink({ db, identity, provider: options.provider, currency: options.currency, now, schemes: options.schemes }) } : {}),
   };
   services.tier?.attach(services);
@@ -193,5 +216,5 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
     await closeAll();
     throw e;
   }
-  return { services, created: identity.created, warnings, intake, close: closeAll };
+  return { services, created: identity.created, warnings, intake, credits, close: closeAll };
 }

@@ -23,6 +23,8 @@ import { resolvePassphrase } from './identity/passphrase.ts';
 import { Ledger } from './ledger/ledger.ts';
 import { openSettleIntake, startSettleWorkers, type SettleHandler, type SettleIntake } from './queue/settle-queue.ts';
 import { createSignaturePool } from './signature-pool.ts';
+import { openCreditRelay, type CreditReceivers, type CreditRelay } from './queue/credit-relay.ts';
+import { openShardDatabases, type ShardDatabases } from './shards/shard-databases.ts';
 
 /** Options of startSettleWorker. */
 export interface SettleWorkerOptions {
@@ -37,6 +39,8 @@ export interface SettleWorkerOptions {
   readonly only?: readonly number[] | undefined;
   /** How long a part may stay unacknowledged with a worker (SETTLE_ACK_WAIT_MS by default). */
   readonly ackWaitMs?: number | undefined;
+  /** The node's shard databases, as it was started with them (`--shard-database`): the worker receives the credits addressed to its shards'. */
+  readonly shardDatabases?: readonly string[] | undefined;
   readonly provider: CryptoProvider;
   readonly currency: Currency;
   /** The schemes the node serves: their settlement handlers. */
@@ -69,7 +73,16 @@ export async function startSettleWorker(options: SettleWorkerOptions): Promise<S
   const identity = await loadIdentity({ dataDir: options.dataDir, passphrase: passphrase.passphrase, provider: options.provider, currency: options.currency, now: Date.now(), log: (line) => options.log?.(line) });
   const db = await openPostgres(options.databaseUrl);
   let intake: SettleIntake | undefined;
+  let ledgers: ShardDatabases | undefined;
+  let credits: CreditRelay | undefined;
   const signatures = createSignaturePool();
+  const closeAll = async () => {
+    await credits?.close();
+    await ledgers?.close();
+    await intake?.close();
+    await signatures.close();
+    await db.close();
+  };
   try {
     await requireNodeSchema(db);
     intake = await openSettleIntake({ url: options.natsUrl, shards: options.shards, ackWaitMs: options.ackWaitMs, role: 'worker', name: toHex(keyId(identity.issuerNode.certificate.body.subject)).slice(0, 16), db });
@@ -92,7 +105,15 @@ export async function startSettleWorker(options: SettleWorkerOptions): Promise<S
     }
     const shards = options.only ?? Array.from({ length: count }, (_unused, k) => k);
     const workers = await startSettleWorkers(intake, handlers, { shards, ...(options.log === undefined ? {} : { log: options.log }) });
-    const opened = intake;
+    let receivers: CreditReceivers | undefined;
+    const urls = options.shardDatabases ?? [];
+    if (urls.length > 0) {
+      if (urls.length !== count) throw new TallyError('SETTLE_SHARDS_MISMATCH', `${urls.length} shard databases for ${count} shards: give the node's --shard-database URLs, in its order`, { stream: intake.stream, shards: urls.length, recorded: count });
+      const nodeKeyId = toHex(keyId(identity.issuerNode.certificate.body.subject));
+      ledgers = await openShardDatabases({ home: db, urls, nodeKeyId, currency: options.currency.code });
+      credits = await openCreditRelay({ url: options.natsUrl, name: nodeKeyId.slice(0, 16), shards: ledgers, log: options.log });
+      receivers = await credits.receive(shards.map((k) => `s${k}` as const));
+    }
     return {
       stream: intake.stream,
       shards,
@@ -100,16 +121,13 @@ export async function startSettleWorker(options: SettleWorkerOptions): Promise<S
         return workers.settled;
       },
       async stop() {
+        await receivers?.stop();
         await workers.stop();
-        await opened.close();
-        await signatures.close();
-        await db.close();
+        await closeAll();
       },
     };
   } catch (e) {
-    await intake?.close();
-    await signatures.close();
-    await db.close();
+    await closeAll();
     throw e;
   }
 }

@@ -91,6 +91,13 @@ export const auditAnswer = looseRecord({
   transferCount: uint({ max: 2 ** 40 }),
   floatsUnchecked: optional(array(looseRecord({ account, amount: auditMoney }), { max: 64 })),
   schemes: optional(array(looseRecord({ scheme: word, balanced: boolean, lines: array(text({ max: 400 }), { max: 64 }) }), { max: 64 })),
+  // A node with shard databases (tally node start --shard-database).
+  shards: optional(looseRecord({
+    balanced: boolean,
+    places: array(looseRecord({ place: text({ min: 1, max: 8 }), balanced: boolean, online: auditMoney, offlineFloat: auditMoney, clearing: auditMoney }), { max: 65 }),
+    inFlight: array(looseRecord({ from: text({ min: 1, max: 8 }), to: text({ min: 1, max: 8 }), count: uint({ max: 2 ** 40 }), amount: auditMoney }), { max: 65 * 64 }),
+    problems: array(text({ max: 400 }), { max: 65 * 64 }),
+  })),
 });
 
 /** A JSON record answer decoded by `inner`, with the record as it came (to pass through to `--json` unchanged). */

@@ -22,6 +22,7 @@ export const audit: Verb = {
       transferCount: number;
       floatsUnchecked?: { account: string; amount: string }[] | undefined;
       schemes?: { scheme: string; balanced: boolean; lines: string[] }[] | undefined;
+      shards?: ShardsPart | undefined;
     };
     const answer = await node.operator(await operatorToken(values, io.env), 'GET', '/v1/audit', { answer: withRaw(auditAnswer) });
     const body: Audit = answer.body.value;
@@ -41,10 +42,29 @@ export const audit: Verb = {
       ]),
       ...(body.floatsUnchecked ?? []).map((f) => `${f.account} holds ${f.amount} ${cur} of a scheme this node does not serve now: its devices' holdings are not compared`),
       ...(body.schemes ?? []).flatMap((s) => [`${s.scheme}: ${s.balanced ? 'balanced' : 'NOT BALANCED'}`, ...s.lines.map((line) => `  ${line}`)]),
+      ...shardLines(body.shards, cur),
     ];
     return { text: lines.join('\n'), json: answer.body.raw };
   },
 };
+
+/** The node's shard databases, one line each, and what is in flight between them. */
+interface ShardsPart {
+  balanced: boolean;
+  places: { place: string; balanced: boolean; online: string; offlineFloat: string; clearing: string }[];
+  inFlight: { from: string; to: string; count: number; amount: string }[];
+  problems: string[];
+}
+
+function shardLines(shards: ShardsPart | undefined, cur: string): string[] {
+  if (shards === undefined) return [];
+  return [
+    `Shard databases: ${shards.balanced ? 'balanced' : 'NOT BALANCED'} over ${shards.places.length} databases.`,
+    ...shards.places.map((p) => `  ${p.place}: online ${p.online} + offline float ${p.offlineFloat} + clearing ${p.clearing} ${cur}${p.balanced ? '' : '  <- does not add up'}`),
+    ...(shards.inFlight.length === 0 ? ['  nothing in flight between them'] : shards.inFlight.map((f) => `  in flight ${f.from} -> ${f.to}: ${f.count} credit${f.count === 1 ? '' : 's'}, ${f.amount} ${cur}`)),
+    ...shards.problems.map((p) => `  problem: ${p}`),
+  ];
+}
 
 /** True for an amount the audit shows as zero ("0", "0.00"), or does not show. */
 function isZero(amount: string | undefined): boolean {

@@ -38,6 +38,7 @@ test('the issuer migrations are numbered files read in order', async () => {
       [7, 'tiers'],
       [8, 'interbank'],
       [9, 'publications'],
+      [10, 'shards'],
     ],
   );
   assert.equal(migrationChecksum('a\r\nb'), migrationChecksum('a\nb'), 'line endings do not count');
@@ -56,9 +57,9 @@ for (const backend of testBackends()) {
 
     test('the issuer schema applies once; running again applies nothing', () =>
       withFresh(async (db) => {
-        assert.deepEqual((await migrateIssuer(db)).applied, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert.deepEqual((await migrateIssuer(db)).applied, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
         assert.deepEqual((await migrateIssuer(db)).applied, []);
-        assert.deepEqual(await tables(db), ['accounts', 'cb_claims', 'cb_intermediaries', 'cb_positions', 'cb_publications', 'cb_revocation_lists', 'devices', 'idempotency', 'interbank_claims', 'interbank_decisions', 'oems', 'request_nonces', 'revocation_lists', 'revoked_certificates', 'schema_migrations', 'ta_measurements', 'tier_link', 'tier_peer_publications', 'tier_peers', 'tier_published', 'transfers', 'users']);
+        assert.deepEqual(await tables(db), ['accounts', 'cb_claims', 'cb_intermediaries', 'cb_positions', 'cb_publications', 'cb_revocation_lists', 'devices', 'idempotency', 'interbank_claims', 'interbank_decisions', 'oems', 'request_nonces', 'revocation_lists', 'revoked_certificates', 'schema_migrations', 'shard_inbox', 'shard_outbox', 'shard_self', 'ta_measurements', 'tier_link', 'tier_peer_publications', 'tier_peers', 'tier_published', 'transfers', 'users']);
         const rows = await recorded(db);
         assert.deepEqual(
           rows.map((r) => [r.number, r.name]),
@@ -72,6 +73,7 @@ for (const backend of testBackends()) {
             [7, 'tiers'],
             [8, 'interbank'],
             [9, 'publications'],
+            [10, 'shards'],
           ],
         );
         const applied = await db.query<{ applied_at: unknown }>('SELECT applied_at FROM schema_migrations');

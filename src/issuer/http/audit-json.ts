@@ -7,6 +7,7 @@ import type { LedgerAudit } from '../ledger/audit.ts';
 import type { SchemeExposure } from '../ledger/exposure.ts';
 import type { JsonValue } from '../ledger/json.ts';
 import type { SchemeAudit } from './scheme-module.ts';
+import type { ShardsAudit } from '../shards/audit.ts';
 import { formatMinor } from './json.ts';
 
 /** The audit with its exposure check: what GET /v1/audit answers. */
@@ -17,11 +18,13 @@ export interface AuditReport {
   readonly unchecked?: readonly { readonly account: string; readonly amount: bigint }[] | undefined;
   /** The schemes' own parts (money outside the ledger), each named. */
   readonly schemes?: readonly (SchemeAudit & { readonly scheme: string })[] | undefined;
+  /** The node's shard databases and the credits in flight between them, when it has any. */
+  readonly shards?: ShardsAudit | undefined;
 }
 
 /** Whether the ledger adds up and no scheme's float falls short of what nobody is named for. */
 export function auditBalanced(report: AuditReport): boolean {
-  return report.ledger.balanced && report.exposure.every((e) => e.unexplained === 0n) && (report.schemes ?? []).every((s) => s.balanced);
+  return report.ledger.balanced && report.exposure.every((e) => e.unexplained === 0n) && (report.schemes ?? []).every((s) => s.balanced) && (report.shards?.balanced ?? true);
 }
 
 /** The JSON answer; amounts in another currency than the node's (none in practice) stay in minor units, marked so. */
@@ -64,5 +67,30 @@ export function auditJson(currency: Currency, report: AuditReport): { [key: stri
     problemCount: Number(ledger.problemCount),
     accountCount: Number(ledger.accountCount),
     transferCount: Number(ledger.transferCount),
+    ...(report.shards === undefined ? {} : { shards: shardsJson(money, report.shards) }),
+  };
+}
+
+/** The audit over shard databases: each database's own sums, the credits in flight, the node's totals. */
+function shardsJson(money: (minor: bigint) => string, shards: ShardsAudit): { [key: string]: JsonValue } {
+  const sums = (c: { totalOnline: bigint; totalOfflineFloat: bigint; totalClearing: bigint; totalIssued: bigint } | undefined) => ({
+    issued: money(c?.totalIssued ?? 0n),
+    online: money(c?.totalOnline ?? 0n),
+    offlineFloat: money(c?.totalOfflineFloat ?? 0n),
+    clearing: money(c?.totalClearing ?? 0n),
+  });
+  return {
+    balanced: shards.balanced,
+    places: shards.places.map((p) => ({ place: p.party, balanced: p.ledger.balanced, transferCount: Number(p.ledger.transferCount), ...sums(p.ledger.currencies[0]) })),
+    inFlight: shards.inFlight.map((f) => ({ from: f.from, to: f.to, count: Number(f.count), amount: money(f.amount) })),
+    totals: {
+      issued: money(shards.totals.issued),
+      online: money(shards.totals.online),
+      settlement: money(shards.totals.settlement),
+      reserves: money(shards.totals.reserves),
+      offlineFloat: money(shards.totals.offlineFloat),
+      clearing: money(shards.totals.clearing),
+    },
+    problems: [...shards.problems],
   };
 }

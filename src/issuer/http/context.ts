@@ -9,6 +9,7 @@ import type { Ledger } from '../ledger/ledger.ts';
 import type { CentralBankLink } from '../tier/link.ts';
 import type { SignaturePool } from '../signature-pool.ts';
 import type { SettleQueue } from '../queue/settle-queue.ts';
+import type { ShardDatabases } from '../shards/shard-databases.ts';
 
 /** The issuance account of the node's currency. */
 export const ISSUANCE_ACCOUNT = 'cb:issuance';
@@ -46,6 +47,8 @@ export interface IssuerServices {
   readonly tier?: CentralBankLink | undefined;
   /** The settlement intake on NATS JetStream, sharded (a node started with `--nats`); routes settle inline without it. */
   readonly settleQueue?: SettleQueue | undefined;
+  /** The node's shard databases, when it has them (`--shard-database`): the audit covers them all. */
+  readonly shardLedgers?: ShardDatabases | undefined;
 }
 
 /**

@@ -9,6 +9,7 @@ import { encodeCertificate, issueCertificate } from '../../pki/certificate.ts';
 import { ensureAccount, findAccount } from '../ledger/account.ts';
 import { audit } from '../ledger/audit.ts';
 import { exposureOf, type HoldingsReader, type SchemeExposure } from '../ledger/exposure.ts';
+import { auditShards } from '../shards/audit.ts';
 import { auditJson, type AuditReport } from './audit-json.ts';
 import type { SchemeAudit } from './scheme-module.ts';
 import type { JsonValue } from '../ledger/json.ts';
@@ -219,6 +220,8 @@ export function registerLedgerRoutes(
       { isolation: 'serializable' },
     );
     const schemes = await Promise.all(schemeAudits.map(async (s) => ({ scheme: s.scheme, ...(await s.audit(services)) })));
-    return c.json(auditJson(services.currency, { ...report, schemes }) as { balanced: boolean }, 200);
+    // A node with shard databases: each of them, and the credits in flight between them.
+    const shards = services.shardLedgers === undefined ? undefined : await auditShards(services.shardLedgers);
+    return c.json(auditJson(services.currency, { ...report, schemes, shards }) as { balanced: boolean }, 200);
   });
 }

@@ -38,9 +38,9 @@ const info = createRoute({
               .optional()
               .openapi({ description: "The node's Ethereum chain, when a scheme settles on one: its endpoint (without credentials), id, whether it is the node's embedded anvil, and the central bank's address" }),
             settle: z
-              .object({ stream: z.string(), shards: z.number().int() })
+              .object({ stream: z.string(), shards: z.number().int(), databases: z.number().int().optional() })
               .optional()
-              .openapi({ description: 'The settlement intake on NATS JetStream, when the node was started with --nats: its stream and shard count' }),
+              .openapi({ description: 'The settlement intake on NATS JetStream, when the node was started with --nats: its stream and shard count, and how many shard databases its ledger spreads over (--shard-database)' }),
             schemes: z.record(z.string(), z.record(z.string(), z.unknown())).openapi({ description: 'Every scheme the node serves, by name, with what it shows of itself (contract addresses, say)' }),
           }),
         },
@@ -78,7 +78,7 @@ export function registerNodeRoutes(app: OpenAPIHono<IssuerEnv>, services: Issuer
           offlinePaymentsMax: services.deviceLimits.offlinePaymentsMax,
         },
         ...(chain === undefined ? {} : { chain: { rpcUrl: chain.publicRpcUrl, chainId: chain.chainId, embedded: chain.embedded, bankAddress: chain.bankAddress } }),
-        ...(services.settleQueue === undefined ? {} : { settle: { stream: services.settleQueue.stream, shards: services.settleQueue.shards } }),
+        ...(services.settleQueue === undefined ? {} : { settle: { stream: services.settleQueue.stream, shards: services.settleQueue.shards, ...(services.shardLedgers === undefined ? {} : { databases: services.shardLedgers.parties.length - 1 }) } }),
         // Hono types JSON as mutable data; a scheme's info is the same data, read-only.
         schemes: shown as Record<string, Record<string, never>>,
       },
