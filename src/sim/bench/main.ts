@@ -10,6 +10,7 @@ import { runBench, type BenchOutput, type RunOptions } from './harness.ts';
 import { runAll } from './all.ts';
 import { cliBench } from './cli.ts';
 import { commonBench, commonSources } from './common.ts';
+import { crossingsBench } from './crossings.ts';
 import { ledgerBench } from './ledger.ts';
 import type { BenchPlugin } from './plugin.ts';
 import { seBench } from './se.ts';
@@ -31,6 +32,7 @@ const BENCHES: readonly Entry[] = [
   entry(cliBench),
   entry(seBench),
   entry(ledgerBench),
+  entry(crossingsBench),
   entry(walletAgeBench),
   entry(settleBench(settleSources(SCHEMES))),
   entry(commonBench(commonSources(SCHEMES))),
