@@ -18,7 +18,7 @@ import { createIssuerApp } from '../issuer/http/app.ts';
 import { sweepExpired } from '../issuer/maintenance.ts';
 import { openNode } from '../issuer/services.ts';
 import { startSettleWorkers, type SettleHandler, type SettleWorkers } from '../issuer/queue/settle-queue.ts';
-import { CREDIT_SWEEP_AGE_MS, type CreditReceivers } from '../issuer/queue/credit-relay.ts';
+import { CREDIT_REDELIVER_AFTER_MS, CREDIT_SWEEP_AGE_MS, type CreditReceivers } from '../issuer/queue/credit-relay.ts';
 import { nodeProvider } from '../providers/node-crypto.ts';
 import { SCHEMES, type Scheme } from '../schemes/index.ts';
 import type { Logger } from './log.ts';
@@ -131,6 +131,8 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
   // when it runs their workers; what a crash left unpublished is published again every few seconds.
   let receivers: CreditReceivers | undefined;
   let creditSweeper: ReturnType<typeof setInterval> | undefined;
+  let creditReconciler: ReturnType<typeof setInterval> | undefined;
+  let creditSweep: Promise<unknown> = Promise.resolve();
   if (node.credits !== undefined) {
     const credits = node.credits;
     const places = options.settle?.localWorkers === false ? (['home'] as const) : (node.services.shardLedgers?.parties ?? []);
@@ -141,11 +143,16 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
       await node.close();
       throw e;
     }
-    let creditSweep: Promise<unknown> = Promise.resolve();
     creditSweeper = setInterval(() => {
       creditSweep = creditSweep.then(() => credits.sweep()).catch((e: unknown) => options.logger.log('warn', 'publishing credits between shard databases failed; tried again soon', { error: e instanceof Error ? e.message : String(e) }));
     }, CREDIT_SWEEP_AGE_MS);
     creditSweeper.unref();
+    // What was published and never received (a stream that lost it, a message id taken first by
+    // someone else) is looked up at its receiver and published again, every half minute.
+    creditReconciler = setInterval(() => {
+      creditSweep = creditSweep.then(() => credits.reconcile()).catch((e: unknown) => options.logger.log('warn', 'looking up undelivered credits between shard databases failed; tried again soon', { error: e instanceof Error ? e.message : String(e) }));
+    }, CREDIT_REDELIVER_AFTER_MS);
+    creditReconciler.unref();
   }
   const app = createIssuerApp(node.services, schemes, {
     onInternalError: (error, request) => options.logger.log('error', 'internal error', { ...request, error: errorFields(error) }),
@@ -167,6 +174,8 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
   } catch (e) {
     // Nothing listens: let go of the database and the data folder, so the process can end.
     clearInterval(creditSweeper);
+    clearInterval(creditReconciler);
+    await creditSweep;
     await receivers?.stop();
     await workers?.stop();
     await node.close();
@@ -226,6 +235,8 @@ export async function startNode(options: NodeStartOptions): Promise<RunningNode>
         await new Promise<void>((done) => server.close(() => done()));
         await Promise.allSettled([...inFlight, sweeping, linking]);
         clearInterval(creditSweeper);
+        clearInterval(creditReconciler);
+        await creditSweep;
         await receivers?.stop();
         await workers?.stop();
         await node.close();

@@ -74,6 +74,8 @@ export const auditAnswer = looseRecord({
     totalSettlement: optional(auditMoney),
     totalReserves: optional(auditMoney),
     totalOfflineFloat: auditMoney,
+    // Absent from the answers of nodes older than the shard databases.
+    totalClearing: optional(auditMoney),
     balanced: boolean,
   }), { max: 64 }),
   exposure: array(looseRecord({

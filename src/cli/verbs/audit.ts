@@ -16,7 +16,7 @@ export const audit: Verb = {
       balanced: boolean;
       ledgerBalanced: boolean;
       currency: string;
-      currencies: { currency: string; totalIssued: string; totalOnline: string; totalSettlement?: string | undefined; totalReserves?: string | undefined; totalOfflineFloat: string; balanced: boolean }[];
+      currencies: { currency: string; totalIssued: string; totalOnline: string; totalSettlement?: string | undefined; totalReserves?: string | undefined; totalOfflineFloat: string; totalClearing?: string | undefined; balanced: boolean }[];
       exposure: Exposure[];
       problemCount: number;
       transferCount: number;
@@ -33,7 +33,8 @@ export const audit: Verb = {
       ...body.currencies.map((c) => {
         // Settlement and reserves are shown only where they hold something (reserves: the two tiers).
         const more = [...(isZero(c.totalSettlement) ? [] : [`settlement ${c.totalSettlement ?? ''}`]), ...(isZero(c.totalReserves) ? [] : [`reserves ${c.totalReserves ?? ''}`])];
-        return `${c.currency}: issued ${c.totalIssued} = online ${c.totalOnline} + ${[...more, `offline float ${c.totalOfflineFloat}`].join(' + ')} ${c.currency}${c.balanced ? '' : '  <- does not add up'}`;
+        const clearing = isZero(c.totalClearing) ? [] : [`clearing ${c.totalClearing ?? ''}`];
+        return `${c.currency}: issued ${c.totalIssued} = online ${c.totalOnline} + ${[...more, `offline float ${c.totalOfflineFloat}`, ...clearing].join(' + ')} ${c.currency}${c.balanced ? '' : '  <- does not add up'}`;
       }),
       ...body.exposure.flatMap((e) => [
         `${e.scheme}: ${e.floatAccount} holds ${e.float} ${cur}; devices and payees are known to be owed ${e.expected} ${cur}; difference ${e.difference} ${cur}` +

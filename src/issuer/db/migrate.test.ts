@@ -59,7 +59,7 @@ for (const backend of testBackends()) {
       withFresh(async (db) => {
         assert.deepEqual((await migrateIssuer(db)).applied, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
         assert.deepEqual((await migrateIssuer(db)).applied, []);
-        assert.deepEqual(await tables(db), ['accounts', 'cb_claims', 'cb_intermediaries', 'cb_positions', 'cb_publications', 'cb_revocation_lists', 'devices', 'idempotency', 'interbank_claims', 'interbank_decisions', 'oems', 'request_nonces', 'revocation_lists', 'revoked_certificates', 'schema_migrations', 'shard_inbox', 'shard_outbox', 'shard_self', 'ta_measurements', 'tier_link', 'tier_peer_publications', 'tier_peers', 'tier_published', 'transfers', 'users']);
+        assert.deepEqual(await tables(db), ['accounts', 'cb_claims', 'cb_intermediaries', 'cb_positions', 'cb_publications', 'cb_revocation_lists', 'devices', 'idempotency', 'interbank_claims', 'interbank_decisions', 'oems', 'request_nonces', 'revocation_lists', 'revoked_certificates', 'schema_migrations', 'shard_inbox', 'shard_outbox', 'shard_places', 'shard_self', 'ta_measurements', 'tier_link', 'tier_peer_publications', 'tier_peers', 'tier_published', 'transfers', 'users']);
         const rows = await recorded(db);
         assert.deepEqual(
           rows.map((r) => [r.number, r.name]),

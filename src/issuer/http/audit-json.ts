@@ -67,12 +67,12 @@ export function auditJson(currency: Currency, report: AuditReport): { [key: stri
     problemCount: Number(ledger.problemCount),
     accountCount: Number(ledger.accountCount),
     transferCount: Number(ledger.transferCount),
-    ...(report.shards === undefined ? {} : { shards: shardsJson(money, report.shards) }),
+    ...(report.shards === undefined ? {} : { shards: shardsJson(money, currency.code, report.shards) }),
   };
 }
 
 /** The audit over shard databases: each database's own sums, the credits in flight, the node's totals. */
-function shardsJson(money: (minor: bigint) => string, shards: ShardsAudit): { [key: string]: JsonValue } {
+function shardsJson(money: (minor: bigint) => string, code: string, shards: ShardsAudit): { [key: string]: JsonValue } {
   const sums = (c: { totalOnline: bigint; totalOfflineFloat: bigint; totalClearing: bigint; totalIssued: bigint } | undefined) => ({
     issued: money(c?.totalIssued ?? 0n),
     online: money(c?.totalOnline ?? 0n),
@@ -81,7 +81,7 @@ function shardsJson(money: (minor: bigint) => string, shards: ShardsAudit): { [k
   });
   return {
     balanced: shards.balanced,
-    places: shards.places.map((p) => ({ place: p.party, balanced: p.ledger.balanced, transferCount: Number(p.ledger.transferCount), ...sums(p.ledger.currencies[0]) })),
+    places: shards.places.map((p) => ({ place: p.party, balanced: p.ledger.balanced, transferCount: Number(p.ledger.transferCount), ...sums(p.ledger.currencies.find((c) => c.currency === code)) })),
     inFlight: shards.inFlight.map((f) => ({ from: f.from, to: f.to, count: Number(f.count), amount: money(f.amount) })),
     totals: {
       issued: money(shards.totals.issued),

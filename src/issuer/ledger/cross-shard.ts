@@ -43,8 +43,12 @@ export function clearingAccount(peer: Party): string {
   return `clearing:${peer}`;
 }
 
-/** The longest crossing id: the keys made of it ('across-in:<from>:return:<from>:<id>') stay within an idempotency key. */
-export const CROSSING_ID_LENGTH_MAX = IDEMPOTENCY_KEY_LENGTH_MAX - 'across-in:s00:return:s00:'.length;
+function isClearing(account: string): boolean {
+  return account.startsWith('clearing:');
+}
+
+/** The longest crossing id: the longest key made of it ('across-in:home:return:home:<id>', places being at most four characters) stays within an idempotency key. */
+export const CROSSING_ID_LENGTH_MAX = IDEMPOTENCY_KEY_LENGTH_MAX - 'across-in:home:return:home:'.length;
 const CROSSING_ID = /^[A-Za-z0-9._:/-]+$/;
 /** Ids of returns: a caller's id may not start so. */
 const RETURN_PREFIX = 'return:';
@@ -112,8 +116,10 @@ export type SendResult = { readonly ok: true; readonly transfer: Transfer; reado
  */
 export async function sendAcross(tx: TransactionHandle, self: Party, crossing: Crossing): Promise<SendResult> {
   if (crossing.id.startsWith(RETURN_PREFIX)) return failure('REQUEST_INVALID', `id: ${RETURN_PREFIX}… is kept for returned credits`);
-  // A clearing account may go below zero: paying out of one would make money.
-  if (crossing.debit.startsWith('clearing:')) return failure('REQUEST_INVALID', `debit: ${crossing.debit} is a clearing account, moved only by crossings`);
+  // A clearing account may go below zero: paying out of one would make money, and paying into
+  // another place's would strand it there with no outbox row to account for it.
+  if (isClearing(crossing.debit)) return failure('REQUEST_INVALID', `debit: ${crossing.debit} is a clearing account, moved only by crossings`);
+  if (isClearing(crossing.credit)) return failure('REQUEST_INVALID', `credit: ${crossing.credit} is a clearing account, moved only by crossings`);
   return send(tx, self, crossing);
 }
 
@@ -177,6 +183,33 @@ export async function markPublished(q: Queryable, ids: readonly string[]): Promi
   await q.query('UPDATE shard_outbox SET published_at = now() WHERE id = ANY($1::text[]) AND published_at IS NULL', [ids]);
 }
 
+/**
+ * Outbox rows published at least `olderThanMs` ago (and again no sooner than that since the last
+ * look: published_at is left as it was, so the caller spaces its rounds) and not known delivered.
+ */
+export async function undelivered(q: Queryable, olderThanMs: number, limit: number): Promise<Array<{ id: string; to: Party }>> {
+  const found = await q.query<{ id: string; to_party: string }>(
+    `SELECT id, to_party FROM shard_outbox WHERE delivered_at IS NULL AND published_at IS NOT NULL
+       AND published_at <= now() - make_interval(secs => $1::double precision / 1000)
+     ORDER BY created_at, id LIMIT $2`,
+    [olderThanMs, limit],
+  );
+  return found.rows.filter((r) => isParty(r.to_party)).map((r) => ({ id: r.id, to: r.to_party as Party }));
+}
+
+/** Records that these outbox rows were seen received. */
+export async function markDelivered(q: Queryable, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await q.query('UPDATE shard_outbox SET delivered_at = now() WHERE id = ANY($1::text[]) AND delivered_at IS NULL', [ids]);
+}
+
+/** Which of `ids` from `from` this place has received. */
+export async function received(q: Queryable, from: Party, ids: readonly string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const found = await q.query<{ id: string }>('SELECT id FROM shard_inbox WHERE from_party = $1 AND id = ANY($2::text[])', [from, ids]);
+  return new Set(found.rows.map((r) => r.id));
+}
+
 /** What receiving one crossing did here. */
 export type Received =
   | { readonly outcome: 'credited'; readonly transfer: Transfer }
@@ -191,22 +224,30 @@ export type Received =
  */
 export async function receiveAcross(tx: TransactionHandle, self: Party, from: Party, entry: OutboxEntry): Promise<Received> {
   if (entry.to !== self || from === self) throw new Error(`crossing ${entry.id} from ${from} is addressed to ${entry.to}, not to ${self}`);
-  // A refused transfer writes nothing, and a replayed one answers the first: the inbox row,
-  // written after it, tells a first receipt from a second.
-  const moved = await transfer(tx, {
-    idempotencyKey: receivedKey(from, entry.id),
-    debit: clearingAccount(from),
-    credit: entry.credit,
-    amount: entry.amount,
-    kind: entry.kind,
-    reference: { from, crossing: entry.id },
-  });
+  // Every receipt from one sender takes its clearing account's row first, so two deliveries of
+  // one crossing meet here, and the second sees the first's inbox row before it writes anything
+  // (a refusal that would no longer hold, the credit account opened since, cannot then credit
+  // a crossing that already went back).
+  await tx.query('SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE', [clearingAccount(from)]);
+  const seen = await tx.query<{ id: string }>('SELECT id FROM shard_inbox WHERE from_party = $1 AND id = $2', [from, entry.id]);
+  if (seen.rows[0] !== undefined) return { outcome: 'already' };
+  const moved = isClearing(entry.credit)
+    ? failure('REQUEST_INVALID', `credit: ${entry.credit} is a clearing account, moved only by crossings`)
+    : await transfer(tx, {
+        idempotencyKey: receivedKey(from, entry.id),
+        debit: clearingAccount(from),
+        credit: entry.credit,
+        amount: entry.amount,
+        kind: entry.kind,
+        reference: { from, crossing: entry.id },
+      });
   const outcome = moved.ok ? 'credited' : 'returned';
   const claimed = await tx.query<{ id: string }>(
     `INSERT INTO shard_inbox (from_party, id, amount, outcome) VALUES ($1, $2, $3, $4) ON CONFLICT (from_party, id) DO NOTHING RETURNING id`,
     [from, entry.id, entry.amount, outcome],
   );
-  if (claimed.rows[0] === undefined) return { outcome: 'already' };
+  // Under the clearing account's lock nothing else can have written it: fail whole rather than keep a credit.
+  if (claimed.rows[0] === undefined) throw new Error(`crossing ${entry.id} from ${from} was received meanwhile under the clearing account's lock`);
   if (moved.ok) return { outcome: 'credited', transfer: moved.transfer };
   // A return that cannot be credited where the money came from is not bounced again: the
   // transaction fails, and the message comes back until an operator has looked at it.

@@ -14,10 +14,10 @@
  *   back with a growing delay, nothing lost.
  */
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, DiscardPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import { z } from 'zod';
 import { TallyError } from '../../core/errors.ts';
-import { isParty, markPublished, outboxEntry, receiveAcross, unpublished, type Party } from '../ledger/cross-shard.ts';
+import { isParty, markDelivered, markPublished, outboxEntry, receiveAcross, received, undelivered, unpublished, type Party } from '../ledger/cross-shard.ts';
 import type { ShardDatabases } from '../shards/shard-databases.ts';
 import { retryDelayMs, SETTLE_CONNECT_TIMEOUT_MS, SETTLE_DUPLICATE_WINDOW_MS } from './settle-queue.ts';
 
@@ -29,6 +29,10 @@ export const CREDIT_SWEEP_AGE_MS = 2_000;
 export const CREDIT_SWEEP_BATCH = 1_000;
 /** Crossings a receiver of one place settles at once. */
 export const CREDIT_RECEIVER_CONCURRENCY = 8;
+/** A crossing published this long ago and still not received is published again, under a new message id. */
+export const CREDIT_REDELIVER_AFTER_MS = 30_000;
+/** The most the credit stream holds; past it a publish is refused (and the sweep tries again). */
+export const CREDIT_STREAM_BYTES_MAX = 1024 ** 3;
 
 const message = z.strictObject({ from: z.string().max(8), id: z.string().min(1).max(128) });
 
@@ -39,8 +43,14 @@ export interface CreditRelay {
   readonly stream: string;
   /** Publishes crossings `from` has committed, and marks them published once the stream has them. */
   publish(from: Party, entries: readonly { readonly id: string; readonly to: Party }[]): Promise<void>;
-  /** Publishes what each place left unpublished for `olderThanMs` or more; answers how many. */
+  /** Publishes what each place left unpublished for `olderThanMs` or more; answers how many. A place whose database does not answer is logged and skipped. */
   sweep(olderThanMs?: number): Promise<number>;
+  /**
+   * Looks up, at their receivers, the crossings published `olderThanMs` or more ago and not known
+   * delivered: marks those received, and publishes the others again under a new message id (the
+   * stream lost or dropped the first, or someone took its message id first).
+   */
+  reconcile(olderThanMs?: number): Promise<{ delivered: number; republished: number }>;
   /** Receives the crossings addressed to `places` until stopped. */
   receive(places: readonly Party[]): Promise<CreditReceivers>;
   close(): Promise<void>;
@@ -81,12 +91,15 @@ export async function openCreditRelay(options: CreditRelayOptions): Promise<Cred
   const ackWaitMs = options.ackWaitMs ?? CREDIT_ACK_WAIT_MS;
   try {
     const manager = await jetstreamManager(connection);
+    // A subject per place and a size limit: messages for nobody cannot pile up without end.
     const config = {
       name: stream,
       description: 'tally credits between the databases of one node',
-      subjects: [`${prefix}.>`],
+      subjects: options.shards.parties.map((p) => `${prefix}.${p}`),
       retention: RetentionPolicy.Workqueue,
       storage: StorageType.File,
+      max_bytes: CREDIT_STREAM_BYTES_MAX,
+      discard: DiscardPolicy.New,
       duplicate_window: SETTLE_DUPLICATE_WINDOW_MS * 1_000_000,
     };
     try {
@@ -113,7 +126,7 @@ export async function openCreditRelay(options: CreditRelayOptions): Promise<Cred
   const receive = async (places: readonly Party[]): Promise<CreditReceivers> => {
     const manager = await jetstreamManager(connection);
     const running: Array<{ messages: ConsumerMessages; done: Promise<void> }> = [];
-    let received = 0;
+    let receivedCount = 0;
     for (const place of places) {
       if (!shards.parties.includes(place)) throw new RangeError(`place ${place}: the node has ${shards.parties.join(', ')}`);
       const durable = `credit-${place}`;
@@ -156,7 +169,9 @@ export async function openCreditRelay(options: CreditRelayOptions): Promise<Cred
             log('a crossing was returned to its sender', { place, ...named, reason: outcome.reason });
             await publish(place, [outcome.back]).catch((e: unknown) => log('a return could not be published yet; the sweep will', { place, id: outcome.back.id, error: String(e) }));
           }
-          if (outcome.outcome !== 'already') received++;
+          if (outcome.outcome !== 'already') receivedCount++;
+          // Best effort: the reconciler finds it received anyway.
+          await markDelivered(shards.db(named.from), [named.id]).catch(() => undefined);
         } catch (e) {
           const delay = retryDelayMs(msg.info.deliveryCount);
           log('receiving a crossing failed; it will be delivered again', { place, ...named, error: e instanceof Error ? e.message : String(e), deliveries: msg.info.deliveryCount, retryInMs: delay });
@@ -182,7 +197,7 @@ export async function openCreditRelay(options: CreditRelayOptions): Promise<Cred
     let stopping: Promise<void> | undefined;
     return {
       get received() {
-        return received;
+        return receivedCount;
       },
       stop() {
         stopping ??= (async () => {
@@ -200,11 +215,39 @@ export async function openCreditRelay(options: CreditRelayOptions): Promise<Cred
     async sweep(olderThanMs = CREDIT_SWEEP_AGE_MS) {
       let published = 0;
       for (const from of shards.parties) {
-        const left = await unpublished(shards.db(from), olderThanMs, CREDIT_SWEEP_BATCH);
-        await publish(from, left);
-        published += left.length;
+        try {
+          const left = await unpublished(shards.db(from), olderThanMs, CREDIT_SWEEP_BATCH);
+          await publish(from, left);
+          published += left.length;
+        } catch (e) {
+          log('publishing the crossings a place left unpublished failed; the next sweep tries again', { place: from, error: e instanceof Error ? e.message : String(e) });
+        }
       }
       return published;
+    },
+    async reconcile(olderThanMs = CREDIT_REDELIVER_AFTER_MS) {
+      let delivered = 0;
+      let republished = 0;
+      for (const from of shards.parties) {
+        try {
+          const waiting = await undelivered(shards.db(from), olderThanMs, CREDIT_SWEEP_BATCH);
+          for (const to of new Set(waiting.map((w) => w.to))) {
+            const ids = waiting.filter((w) => w.to === to).map((w) => w.id);
+            const there = await received(shards.db(to), from, ids);
+            await markDelivered(shards.db(from), [...there]);
+            delivered += there.size;
+            for (const id of ids) {
+              if (there.has(id)) continue;
+              await js.publish(`${prefix}.${to}`, JSON.stringify({ from, id }), { msgID: `${from}:${id}:${Date.now()}` });
+              republished++;
+            }
+          }
+        } catch (e) {
+          log('looking up undelivered crossings failed; the next round tries again', { place: from, error: e instanceof Error ? e.message : String(e) });
+        }
+      }
+      if (republished > 0) log('crossings not received were published again', { republished });
+      return { delivered, republished };
     },
     receive,
     async close() {

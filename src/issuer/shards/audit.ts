@@ -11,6 +11,9 @@
  *   and a receipt with no send (money made on the way) is caught;
  * - what is in flight from each place to each other is that difference, and over the node the
  *   clearing accounts sum to it when nothing moves during the audit.
+ * These are sums per pair: a receipt made up inside a receiver's database while as much or more
+ * is in flight to it from that sender shows as less in flight, and as a problem once the real
+ * crossings arrive (received then exceeds sent).
  * The node's totals are the sums of the databases'.
  */
 import type { Queryable } from '../db/database.ts';
@@ -81,8 +84,9 @@ export async function auditShards(shards: ShardDatabases): Promise<ShardsAudit> 
       const sent = sentLater.get(from)?.get(receiver.party) ?? { count: 0n, amount: 0n };
       const count = sent.count - position.received.count;
       const amount = sent.amount - position.received.amount;
-      if (count < 0n || amount < 0n) {
-        problems.push(`${receiver.party} received ${position.received.count} crossings (${position.received.amount}) from ${from}, which sent it only ${sent.count} (${sent.amount})`);
+      // Crossings are positive: what is in flight has as many crossings as it has money for.
+      if (count < 0n || amount < 0n || (count === 0n) !== (amount === 0n)) {
+        problems.push(`${receiver.party} received ${position.received.count} crossings (${position.received.amount}) from ${from}, which sent it ${sent.count} (${sent.amount})`);
       } else if (count > 0n) inFlight.push({ from, to: receiver.party, count, amount });
     }
   }

@@ -13,7 +13,7 @@ import type { Database } from '../db/database.ts';
 import { migrateIssuer } from '../db/migrate.ts';
 import { openPostgres } from '../db/postgres.ts';
 import { ensureAccount } from '../ledger/account.ts';
-import { clearingAccount, outboxEntry, receiveAcross, sendAcross, type Crossing, type Party } from '../ledger/cross-shard.ts';
+import { clearingAccount, CROSSING_ID_LENGTH_MAX, outboxEntry, receiveAcross, sendAcross, type Crossing, type Party } from '../ledger/cross-shard.ts';
 import { mint } from '../ledger/mint.ts';
 import { openCreditRelay, type CreditReceivers, type CreditRelay } from '../queue/credit-relay.ts';
 import { deleteTestStream, streamMessages, testNatsUrl } from '../queue/test-nats.ts';
@@ -183,10 +183,59 @@ describe('credits across shard databases', { skip }, () => {
     await w.relay.publish('s0', [entry]);
     await until('a failed delivery', async () => w.log.some((l) => l.line.includes('receiving a crossing failed') && l.fields?.['id'] === 'while-down'));
     assert.equal(await streamMessages(natsUrl, w.relay.stream), 1, 'the crossing waits in the stream');
+    // A sweep goes on past the place it cannot read.
+    // (to an account the home does not have: it comes back to bob)
+    await send(w, 's0', { id: 'swept-past', to: 'home', debit: 'user:bob', credit: 'user:nobody', amount: 1n, kind: 'test-credit' });
+    assert.equal(await w.relay.sweep(0), 1);
+    assert.ok(w.log.some((l) => l.line.includes('publishing the crossings a place left unpublished failed') && l.fields?.['place'] === 's1'));
     await w.made.bringUp(2);
     await until('carol credited', async () => (await balance(w, 's1', 'user:carol')) === 15_00n, 40_000);
     await until('the stream empty', async () => (await streamMessages(natsUrl, w.relay.stream)) === 0);
-    assert.equal(await balance(w, 's0', 'user:bob'), 24_00n);
+    await until('bob paid back', async () => (await balance(w, 's0', 'user:bob')) === 24_00n);
+    assertBalanced(await auditShards(w.shards), 0n);
+  });
+
+  test('a returned credit stays returned when it is delivered again after its account was opened', async () => {
+    const entry = await send(w, 'home', { id: 'to-late', to: 's0', debit: 'user:alice', credit: 'user:late', amount: 7_00n, kind: 'test-credit' });
+    await w.relay.publish('home', [entry]);
+    await until('alice paid back', async () => (await balance(w, 'home', 'user:alice')) === 61_00n);
+    await w.shards.db('s0').transaction((tx) => ensureAccount(tx, { id: 'user:late', kind: 'user', currency: CURRENCY }));
+    const again = await w.shards.db('s0').transaction((tx) => receiveAcross(tx, 's0', 'home', entry));
+    assert.equal(again.outcome, 'already');
+    // And through the stream, under a message id nobody used.
+    const raw = await connect({ servers: natsUrl });
+    await jetstream(raw).publish(`tally.${w.nodeKeyId.slice(0, 16)}.credit.s0`, JSON.stringify({ from: 'home', id: 'to-late' }), { msgID: 'once-more' });
+    await raw.close();
+    await until('the stream empty', async () => (await streamMessages(natsUrl, w.relay.stream)) === 0);
+    assert.equal(await balance(w, 's0', 'user:late'), 0n);
+    assert.equal(await balance(w, 'home', 'user:alice'), 61_00n);
+    assertBalanced(await auditShards(w.shards), 0n);
+  });
+
+  test('a message id taken first by someone else: the reconciler publishes the crossing again under a new one, and it is credited once', async () => {
+    const raw = await connect({ servers: natsUrl });
+    await jetstream(raw).publish(`tally.${w.nodeKeyId.slice(0, 16)}.credit.s1`, JSON.stringify({ from: 'home', id: 'pre-taken' }), { msgID: 'home:pre-taken' });
+    await raw.close();
+    await until('the forged message dropped', async () => w.log.some((l) => l.line.includes('never sent') && l.fields?.['id'] === 'pre-taken'));
+    const entry = await send(w, 'home', { id: 'pre-taken', to: 's1', debit: 'user:alice', credit: 'user:carol', amount: 1_00n, kind: 'test-credit' });
+    await w.relay.publish('home', [entry]);
+    await new Promise((done) => setTimeout(done, 300));
+    assert.equal(await balance(w, 's1', 'user:carol'), 15_00n, 'the stream took the real publish for a duplicate');
+    assertBalanced(await auditShards(w.shards), 1_00n);
+    assert.deepEqual(await w.relay.reconcile(0), { delivered: 0, republished: 1 });
+    await until('carol credited', async () => (await balance(w, 's1', 'user:carol')) === 16_00n);
+    await until('the stream empty', async () => (await streamMessages(natsUrl, w.relay.stream)) === 0);
+    assert.deepEqual(await w.relay.reconcile(0), { delivered: 0, republished: 0 }, 'the receiver marked it delivered');
+    assertBalanced(await auditShards(w.shards), 0n);
+  });
+
+  test('a credit under the longest id, refused by its receiver, comes back', async () => {
+    const id = 'z'.repeat(CROSSING_ID_LENGTH_MAX);
+    const entry = await send(w, 's1', { id, to: 'home', debit: 'user:carol', credit: 'user:nobody', amount: 50n, kind: 'test-credit' });
+    assert.equal(await balance(w, 's1', 'user:carol'), 15_50n);
+    await w.relay.publish('s1', [entry]);
+    await until('carol paid back', async () => (await balance(w, 's1', 'user:carol')) === 16_00n);
+    await until('the stream empty', async () => (await streamMessages(natsUrl, w.relay.stream)) === 0);
     assertBalanced(await auditShards(w.shards), 0n);
   });
 
@@ -214,7 +263,7 @@ describe('credits across shard databases', { skip }, () => {
     await js.publish(subject, '{"credit":"user:bob","amount":"1000000"}', { msgID: 'forged-4' });
     await raw.close();
     await until('the stream empty', async () => (await streamMessages(natsUrl, w.relay.stream)) === 0);
-    assert.equal(w.log.filter((l) => l.line.includes('never sent')).length, 2);
+    assert.equal(w.log.filter((l) => l.line.includes('never sent') && ['never-sent', 'pay-1'].includes(String(l.fields?.['id']))).length, 2);
     assert.equal(w.log.filter((l) => l.line.includes('malformed')).length, 2);
     assert.equal(await balance(w, 's0', 'user:bob'), 25_00n);
     assertBalanced(await auditShards(w.shards), 0n);
@@ -231,8 +280,15 @@ describe('credits across shard databases', { skip }, () => {
       await tryIt({ to: 'home' }),
       await tryIt({ to: 's9' as Party, id: 'x'.repeat(200) }),
       await tryIt({ amount: 0n }),
+      await tryIt({ credit: clearingAccount('home') }),
+      await tryIt({ id: 'y'.repeat(CROSSING_ID_LENGTH_MAX + 1) }),
     ].map((r) => (r.ok ? 'ok' : r.code));
-    assert.deepEqual(codes, ['REQUEST_INVALID', 'REQUEST_INVALID', 'IDEMPOTENCY_CONFLICT', 'INSUFFICIENT_FUNDS', 'REQUEST_INVALID', 'REQUEST_INVALID', 'AMOUNT_INVALID']);
+    assert.deepEqual(codes, ['REQUEST_INVALID', 'REQUEST_INVALID', 'IDEMPOTENCY_CONFLICT', 'INSUFFICIENT_FUNDS', 'REQUEST_INVALID', 'REQUEST_INVALID', 'AMOUNT_INVALID', 'REQUEST_INVALID', 'REQUEST_INVALID']);
+    // The longest id leaves room for the longest key made of it.
+    assert.equal('across-in:home:return:home:'.length + CROSSING_ID_LENGTH_MAX, 128);
+    // An outbox row keeps its fields: only its two times are set, once each.
+    await assert.rejects(w.home.query(`UPDATE shard_outbox SET amount = amount + 1 WHERE id = 'pay-1'`), /only published_at and delivered_at/);
+    await assert.rejects(w.home.query(`UPDATE shard_outbox SET published_at = now() - interval '1 day' WHERE id = 'pay-1'`), /only published_at and delivered_at/);
     assert.equal(await outboxEntry(w.home, 'refused'), undefined);
     // The same send again answers the first.
     const again = await w.shards.db('home').transaction((tx) => sendAcross(tx, 'home', { id: 'pay-1', to: 's0', debit: 'user:alice', credit: 'user:bob', amount: 30_00n, kind: 'test-credit' }));
@@ -249,13 +305,13 @@ describe('credits across shard databases', { skip }, () => {
 });
 
 describe('shard databases are marked', { skip }, () => {
-  test('a database given for another shard, another node or another count is refused, and nothing is written to it', async () => {
-    const made = await createTestDatabases(postgresUrl as string, 3);
+  test('a database given for another shard, another node or another count, or an empty one for a shard in use, is refused, and nothing is written to it', async () => {
+    const made = await createTestDatabases(postgresUrl as string, 4);
     const home = await openPostgres(made.urls[0] as string, { poolSize: 2 });
     try {
       await migrateIssuer(home);
       const nodeKeyId = toHex(randomBytes(32));
-      const shards = await openShardDatabases({ home, urls: made.urls.slice(1), nodeKeyId, currency: CURRENCY, poolSize: 2 });
+      const shards = await openShardDatabases({ home, urls: made.urls.slice(1, 3), nodeKeyId, currency: CURRENCY, poolSize: 2 });
       await shards.close();
       const refused = async (urls: readonly string[], key = nodeKeyId): Promise<string> => {
         try {
@@ -269,10 +325,16 @@ describe('shard databases are marked', { skip }, () => {
       };
       assert.match(await refused([made.urls[2] as string, made.urls[1] as string]), /^SHARD_DATABASE_MISMATCH: this database is the node's s1, not its s0/);
       assert.match(await refused(made.urls.slice(1, 2)), /^SHARD_DATABASE_MISMATCH: .*over 2 shard databases, not 1/);
-      assert.match(await refused(made.urls.slice(1), toHex(randomBytes(32))), /^SHARD_DATABASE_MISMATCH: this database belongs to node/);
+      assert.match(await refused(made.urls.slice(1, 3), toHex(randomBytes(32))), /^SHARD_DATABASE_MISMATCH: this database belongs to node/);
       // The home database given as a shard's.
       assert.match(await refused([made.urls[0] as string, made.urls[2] as string]), /^SHARD_DATABASE_MISMATCH: this database is the node's home, not its s0/);
       await assert.rejects(claimPlace(home, nodeKeyId, 's0', 2), /home, not its s0/);
+      // An empty database for s1, which the node has used: a lost or replaced shard, refused
+      // before a table is made in it.
+      assert.match(await refused([made.urls[1] as string, made.urls[3] as string]), /^SHARD_DATABASE_MISMATCH: this database is empty, but the node has kept s1's part/);
+      const empty = await openPostgres(made.urls[3] as string, { poolSize: 1 });
+      assert.deepEqual((await empty.query(`SELECT to_regclass('shard_self') AS t`)).rows, [{ t: null }]);
+      await empty.close();
       await assert.rejects(openShardDatabases({ home, urls: [made.urls[1] as string, made.urls[1] as string], nodeKeyId, currency: CURRENCY }), /each shard needs a database of its own/);
       const marks = await home.query<{ party: string }>('SELECT party FROM shard_self');
       assert.deepEqual(marks.rows, [{ party: 'home' }]);

@@ -5,6 +5,7 @@
  * another shard, or another node's, is refused before anything is written to it. Every place has
  * a clearing account for every other (ledger/cross-shard.ts).
  */
+import { randomBytes } from 'node:crypto';
 import { TallyError } from '../../core/errors.ts';
 import type { Database } from '../db/database.ts';
 import { migrateIssuer } from '../db/migrate.ts';
@@ -39,23 +40,55 @@ export interface ShardDatabasesOptions {
   readonly open?: ((url: string, shard: number) => Promise<Database>) | undefined;
 }
 
-/** Marks `db` as `party` of the node, or checks that it is marked so. */
-export async function claimPlace(db: Database, nodeKeyId: string, party: Party, shards: number): Promise<void> {
-  await db.transaction(async (tx) => {
-    await tx.query('INSERT INTO shard_self (node_key_id, party, shards) VALUES ($1, $2, $3) ON CONFLICT (one) DO NOTHING', [nodeKeyId, party, shards]);
-    const found = await tx.query<{ node_key_id: string; party: string; shards: number }>('SELECT node_key_id, party, shards FROM shard_self');
+/**
+ * Marks `db` as `party` of the node (with a new random database id) when it is not marked yet, or
+ * checks its mark; answers its database id.
+ * @throws TallyError SHARD_DATABASE_MISMATCH for a mark of another node, place or count
+ */
+export async function claimPlace(db: Database, nodeKeyId: string, party: Party, shards: number): Promise<string> {
+  return db.transaction(async (tx) => {
+    await tx.query('INSERT INTO shard_self (node_key_id, party, shards, database_id) VALUES ($1, $2, $3, $4) ON CONFLICT (one) DO NOTHING', [nodeKeyId, party, shards, randomBytes(16).toString('hex')]);
+    const found = await tx.query<Mark>('SELECT node_key_id, party, shards, database_id FROM shard_self');
     const mark = found.rows[0];
     if (mark === undefined) throw new Error('shard_self: the mark just written is missing');
-    if (mark.node_key_id !== nodeKeyId) {
-      throw new TallyError('SHARD_DATABASE_MISMATCH', `this database belongs to node ${mark.node_key_id.slice(0, 16)}…, not to ${nodeKeyId.slice(0, 16)}…`, { expected: party, found: mark.party });
-    }
-    if (mark.party !== party) {
-      throw new TallyError('SHARD_DATABASE_MISMATCH', `this database is the node's ${mark.party}, not its ${party}: give the shard URLs in the order they were first given`, { expected: party, found: mark.party });
-    }
-    if (mark.shards !== shards) {
-      throw new TallyError('SHARD_DATABASE_MISMATCH', `the node's ledger was spread over ${mark.shards} shard databases, not ${shards}: moving accounts between shards is not built`, { expected: party, found: mark.party });
-    }
+    checkMark(mark, nodeKeyId, party, shards);
+    return mark.database_id;
   });
+}
+
+interface Mark {
+  node_key_id: string;
+  party: string;
+  shards: number;
+  database_id: string;
+}
+
+function checkMark(mark: Mark, nodeKeyId: string, party: Party, shards: number): void {
+  if (mark.node_key_id !== nodeKeyId) {
+    throw new TallyError('SHARD_DATABASE_MISMATCH', `this database belongs to node ${mark.node_key_id.slice(0, 16)}…, not to ${nodeKeyId.slice(0, 16)}…`, { expected: party, found: mark.party });
+  }
+  if (mark.party !== party) {
+    throw new TallyError('SHARD_DATABASE_MISMATCH', `this database is the node's ${mark.party}, not its ${party}: give the shard URLs in the order they were first given`, { expected: party, found: mark.party });
+  }
+  if (mark.shards !== shards) {
+    throw new TallyError('SHARD_DATABASE_MISMATCH', `the node's ledger was spread over ${mark.shards} shard databases, not ${shards}: moving accounts between shards is not built`, { expected: party, found: mark.party });
+  }
+}
+
+/**
+ * Checks a shard's database against the home's record of it, without writing to it: a shard the
+ * node has used must come back as the same database (not an empty one, not another).
+ */
+async function checkKnown(db: Database, nodeKeyId: string, party: Party, shards: number, known: string): Promise<void> {
+  const table = await db.query<{ present: boolean }>(`SELECT to_regclass('shard_self') IS NOT NULL AS present`);
+  const mark = table.rows[0]?.present === true ? (await db.query<Mark>('SELECT node_key_id, party, shards, database_id FROM shard_self')).rows[0] : undefined;
+  if (mark === undefined) {
+    throw new TallyError('SHARD_DATABASE_MISMATCH', `this database is empty, but the node has kept ${party}'s part of its ledger in database ${known.slice(0, 8)}…: give that database's URL (or restore it)`, { expected: party, found: 'empty' });
+  }
+  checkMark(mark, nodeKeyId, party, shards);
+  if (mark.database_id !== known) {
+    throw new TallyError('SHARD_DATABASE_MISMATCH', `this database is a ${party} made as ${mark.database_id.slice(0, 8)}…, but the node's ${party} is ${known.slice(0, 8)}…: give that database's URL`, { expected: party, found: mark.party });
+  }
 }
 
 /**
@@ -71,11 +104,23 @@ export async function openShardDatabases(options: ShardDatabasesOptions): Promis
   const opened: Database[] = [];
   try {
     for (const [k, url] of options.urls.entries()) opened.push(await open(url, k));
-    const all = [options.home, ...opened];
-    for (const [i, db] of all.entries()) {
+    await claimPlace(options.home, options.nodeKeyId, 'home', shards);
+    const recorded = new Map((await options.home.query<{ party: string; database_id: string }>('SELECT party, database_id FROM shard_places')).rows.map((r) => [r.party, r.database_id]));
+    for (const [k, db] of opened.entries()) {
+      const party = parties[k + 1] as Party;
+      const known = recorded.get(party);
+      if (known !== undefined) await checkKnown(db, options.nodeKeyId, party, shards, known);
+      await migrateIssuer(db);
+      const id = await claimPlace(db, options.nodeKeyId, party, shards);
+      if (known === undefined) {
+        await options.home.query('INSERT INTO shard_places (party, database_id) VALUES ($1, $2) ON CONFLICT (party) DO NOTHING', [party, id]);
+        const now = await options.home.query<{ database_id: string }>('SELECT database_id FROM shard_places WHERE party = $1', [party]);
+        // Another process recorded another database for this place at the same moment.
+        if (now.rows[0]?.database_id !== id) throw new TallyError('SHARD_DATABASE_MISMATCH', `the node recorded another database for ${party} meanwhile`, { expected: party, found: party });
+      }
+    }
+    for (const [i, db] of [options.home, ...opened].entries()) {
       const party = parties[i] as Party;
-      if (i > 0) await migrateIssuer(db);
-      await claimPlace(db, options.nodeKeyId, party, shards);
       await db.transaction((tx) => openClearing(tx, parties.filter((p) => p !== party), options.currency));
     }
   } catch (e) {

@@ -21,7 +21,20 @@ CREATE TABLE shard_self (
     CHECK (party ~ '^(home|s[0-9]{1,2})$'),
   shards integer NOT NULL
     CHECK (shards BETWEEN 1 AND 64),
+  -- Random, made at the first mark: the home records each shard database's, so that an empty or
+  -- replaced database given for a shard the node has used is refused.
+  database_id text NOT NULL
+    CHECK (database_id ~ '^[0-9a-f]{32}$'),
   created_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- In the home database: the shard databases the node has used, by place.
+CREATE TABLE shard_places (
+  party text PRIMARY KEY
+    CHECK (party ~ '^s[0-9]{1,2}$'),
+  database_id text NOT NULL
+    CHECK (database_id ~ '^[0-9a-f]{32}$'),
+  recorded_at timestamptz NOT NULL DEFAULT now()
 );
 
 -- Credits sent to another place, written in the transaction that debits the sender. The receiver
@@ -43,9 +56,13 @@ CREATE TABLE shard_outbox (
     CHECK (reference IS NULL OR octet_length(reference::text) <= 8192),
   created_at timestamptz NOT NULL DEFAULT now(),
   -- When the stream took the message; null until then (a relay publishes these again).
-  published_at timestamptz
+  published_at timestamptz,
+  -- When the relay saw the receiver's inbox row; null until then (a relay publishes again, under
+  -- a new message id, what stays undelivered: a stream that lost or dropped its message).
+  delivered_at timestamptz
 );
 CREATE INDEX shard_outbox_unpublished ON shard_outbox (created_at) WHERE published_at IS NULL;
+CREATE INDEX shard_outbox_undelivered ON shard_outbox (created_at) WHERE delivered_at IS NULL;
 CREATE INDEX shard_outbox_by_peer ON shard_outbox (to_party);
 
 -- Credits received from another place, each once: (sender, the sender's outbox id).
@@ -64,6 +81,25 @@ CREATE TABLE shard_inbox (
 );
 
 CREATE TRIGGER shard_outbox_kept BEFORE DELETE ON shard_outbox
+  FOR EACH ROW EXECUTE FUNCTION tally_refuse_change();
+
+-- An outbox row changes only by getting its two times, once each.
+CREATE FUNCTION tally_outbox_times_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.id <> OLD.id OR NEW.to_party <> OLD.to_party OR NEW.credit_account <> OLD.credit_account
+     OR NEW.return_account <> OLD.return_account OR NEW.currency <> OLD.currency OR NEW.amount <> OLD.amount
+     OR NEW.kind <> OLD.kind OR NEW.reference IS DISTINCT FROM OLD.reference OR NEW.created_at <> OLD.created_at
+     OR (OLD.published_at IS NOT NULL AND NEW.published_at IS DISTINCT FROM OLD.published_at)
+     OR (OLD.delivered_at IS NOT NULL AND NEW.delivered_at IS DISTINCT FROM OLD.delivered_at) THEN
+    RAISE EXCEPTION 'shard_outbox: only published_at and delivered_at may be set, once each'
+      USING ERRCODE = 'restrict_violation';
+  END IF;
+  RETURN NEW;
+END
+$$;
+CREATE TRIGGER shard_outbox_times_only BEFORE UPDATE ON shard_outbox
+  FOR EACH ROW EXECUTE FUNCTION tally_outbox_times_only();
+CREATE TRIGGER shard_places_kept BEFORE UPDATE OR DELETE ON shard_places
   FOR EACH ROW EXECUTE FUNCTION tally_refuse_change();
 CREATE TRIGGER shard_inbox_fixed BEFORE UPDATE OR DELETE ON shard_inbox
   FOR EACH ROW EXECUTE FUNCTION tally_refuse_change();
