@@ -127,6 +127,7 @@ export async function openCreditRelay(options: CreditRelayOptions): Promise<Cred
     const manager = await jetstreamManager(connection);
     const running: Array<{ messages: ConsumerMessages; done: Promise<void> }> = [];
     let receivedCount = 0;
+    let stopping: Promise<void> | undefined;
     for (const place of places) {
       if (!shards.parties.includes(place)) throw new RangeError(`place ${place}: the node has ${shards.parties.join(', ')}`);
       const durable = `credit-${place}`;
@@ -191,10 +192,10 @@ export async function openCreditRelay(options: CreditRelayOptions): Promise<Cred
           if (inHand.size >= CREDIT_RECEIVER_CONCURRENCY) await Promise.race(inHand);
         }
         await Promise.allSettled(inHand);
+        if (stopping === undefined) log('a credit receiver stopped without being asked (its consumer was deleted, or the connection closed): credits to this place wait until the node starts again', { place });
       })();
       running.push({ messages, done });
     }
-    let stopping: Promise<void> | undefined;
     return {
       get received() {
         return receivedCount;

@@ -66,7 +66,14 @@ export async function auditShards(shards: ShardDatabases): Promise<ShardsAudit> 
   const problems: string[] = [];
   const places: PlaceAudit[] = [];
   for (const party of shards.parties) {
-    const read = await shards.db(party).transaction(async (tx) => ({ ledger: await audit(tx), positions: await clearingPositions(tx) }), { isolation: 'serializable' });
+    let read: { ledger: LedgerAudit; positions: ClearingPosition[] };
+    try {
+      read = await shards.db(party).transaction(async (tx) => ({ ledger: await audit(tx), positions: await clearingPositions(tx) }), { isolation: 'serializable' });
+    } catch (e) {
+      // One database down: the others are still audited, and the answer says it is not balanced.
+      problems.push(`${party}: its database could not be read: ${e instanceof Error ? e.message.slice(0, 200) : String(e)}`);
+      continue;
+    }
     places.push({ party, ...read });
     if (!read.ledger.balanced) problems.push(`${party}: its own ledger does not balance (${read.ledger.problemCount} problem accounts)`);
     for (const p of read.positions) {
@@ -76,11 +83,18 @@ export async function auditShards(shards: ShardDatabases): Promise<ShardsAudit> 
   }
   // The outboxes once more, after every inbox was read.
   const sentLater = new Map<Party, Map<string, { count: bigint; amount: bigint }>>();
-  for (const party of shards.parties) sentLater.set(party, await sentTo(shards.db(party)));
+  for (const place of places) {
+    try {
+      sentLater.set(place.party, await sentTo(shards.db(place.party)));
+    } catch (e) {
+      problems.push(`${place.party}: its database could not be read again: ${e instanceof Error ? e.message.slice(0, 200) : String(e)}`);
+    }
+  }
   const inFlight: InFlight[] = [];
   for (const receiver of places) {
     for (const position of receiver.positions) {
       const from = position.peer;
+      if (!sentLater.has(from)) continue;
       const sent = sentLater.get(from)?.get(receiver.party) ?? { count: 0n, amount: 0n };
       const count = sent.count - position.received.count;
       const amount = sent.amount - position.received.amount;

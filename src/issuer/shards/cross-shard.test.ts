@@ -188,6 +188,11 @@ describe('credits across shard databases', { skip }, () => {
     await send(w, 's0', { id: 'swept-past', to: 'home', debit: 'user:bob', credit: 'user:nobody', amount: 1n, kind: 'test-credit' });
     assert.equal(await w.relay.sweep(0), 1);
     assert.ok(w.log.some((l) => l.line.includes('publishing the crossings a place left unpublished failed') && l.fields?.['place'] === 's1'));
+    // The audit reads the others and says which one it could not read.
+    const partial = await auditShards(w.shards);
+    assert.equal(partial.balanced, false);
+    assert.deepEqual(partial.places.map((p) => p.party), ['home', 's0']);
+    assert.ok(partial.problems.some((p) => p.startsWith('s1: its database could not be read')), partial.problems.join('\n'));
     await w.made.bringUp(2);
     await until('carol credited', async () => (await balance(w, 's1', 'user:carol')) === 15_00n, 40_000);
     await until('the stream empty', async () => (await streamMessages(natsUrl, w.relay.stream)) === 0);
