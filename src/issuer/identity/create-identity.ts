@@ -32,6 +32,17 @@ export const CLOCK_SKEW_MS = 60 * 60 * 1000;
 /** Random bytes in an operator token (base64url in its file). */
 export const OPERATOR_TOKEN_BYTES = 32;
 
+/**
+ * A new operator token: 32 random bytes in base64url, drawn again when the text would start with
+ * '-', which a command line would take for an option (`--token -x…`).
+ */
+export function newOperatorToken(random: (length: number) => Uint8Array): string {
+  for (;;) {
+    const token = toBase64url(random(OPERATOR_TOKEN_BYTES));
+    if (!token.startsWith('-')) return token;
+  }
+}
+
 /** Options of createIdentity. */
 export interface CreateIdentityOptions {
   dataDir: string;
@@ -125,7 +136,7 @@ async function writeAll(dir: string, options: CreateIdentityOptions): Promise<vo
   const issuerNodeName = enrolled === undefined ? `Tally issuer node (${code})` : `${intermediaryCertificate.body.extensions.name ?? 'Tally intermediary'}: issuer node`;
   const issuerNodeCertificate = certify(intermediary, 'intermediary', 'issuer-node', issuerNode, notBefore, ISSUER_NODE_VALIDITY_MS, issuerNodeName, code);
   const revocationList = issueRevocationList({ issuer: intermediary, version: 1, issuedAt: now, revoked: [] });
-  const operatorToken = toBase64url(randomBytes(OPERATOR_TOKEN_BYTES));
+  const operatorToken = newOperatorToken(randomBytes);
 
   // The scrypt derivations run in libuv's thread pool, side by side; all settle before a
   // failure is thrown, so that no write is still running when the caller removes the folder.

@@ -1,16 +1,16 @@
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmod, cp, mkdir, mkdtemp, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { currency } from '../../core/amount.ts';
-import { fromBase64url, utf8 } from '../../core/bytes.ts';
+import { fromBase64url, toBase64url, utf8 } from '../../core/bytes.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { decodeCertificate, encodeCertificate } from '../../pki/certificate.ts';
 import { verifyChain } from '../../pki/chain.ts';
 import { verifyRevocationList } from '../../pki/revocation.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
-import { createIdentity } from './create-identity.ts';
+import { createIdentity, newOperatorToken, OPERATOR_TOKEN_BYTES } from './create-identity.ts';
 import { IDENTITY_FILES, IDENTITY_TEMP_PREFIX } from './layout.ts';
 import { loadOrCreateIdentity, rootSigner, type LoadOrCreateIdentityOptions, type NodeIdentity } from './node-identity.ts';
 import { resolvePassphrase } from './passphrase.ts';
@@ -242,4 +242,17 @@ describe('loadOrCreateIdentity', () => {
     const decoded = decodeCertificate(encodeCertificate(first.root.certificate));
     assert.deepEqual(decoded.body.subject, rootSigner(first).publicKey);
   });
+});
+
+test('an operator token never starts with a dash, which a command line would take for an option', () => {
+  // 0xf8 >> 2 is 62, the value base64url writes as '-': the first draw is thrown away.
+  const draws = [new Uint8Array(32).fill(0xf8), new Uint8Array(32).fill(0x07)];
+  let drawn = 0;
+  const token = newOperatorToken((length) => {
+    assert.equal(length, OPERATOR_TOKEN_BYTES);
+    return draws[drawn++] as Uint8Array;
+  });
+  assert.equal(drawn, 2);
+  assert.match(token, /^[A-Za-z0-9_][A-Za-z0-9_-]{42}$/);
+  assert.equal(toBase64url(new Uint8Array(32).fill(0xf8))[0], '-', 'the thrown-away draw did start with a dash');
 });
