@@ -2,8 +2,9 @@
  * Money that crosses between two databases of one node (its home and its shards), exactly once.
  *
  * No transaction spans two databases. A credit to an account in another place is instead:
- * 1. sent: in the sender's transaction, the debit account pays the sender's clearing account for
- *    the receiver, and an outbox row names the credit (`sendAcross`);
+ * 1. sent: in the sender's transaction, the debit account pays a sender's clearing account for
+ *    the receiver (one of CLEARING_STRIPES, by the crossing's id), and an outbox row names the
+ *    credit (`sendAcross`);
  * 2. carried: a message naming the outbox row's id goes to the receiver (queue/credit-relay.ts),
  *    published again until the stream has taken it;
  * 3. received: in the receiver's transaction, an inbox row under the same id (its primary key
@@ -38,9 +39,26 @@ export function isParty(text: string): text is Party {
   return PARTY.test(text);
 }
 
-/** The clearing account, in one place, of its position with `peer`. */
-export function clearingAccount(peer: Party): string {
-  return `clearing:${peer}`;
+/**
+ * Clearing accounts per peer in each place: a crossing takes the row lock of one of them (by its
+ * id), so crossings to or from one peer do not all wait on one row. The audit sums them by peer.
+ */
+export const CLEARING_STRIPES = 8;
+
+/** One of the clearing accounts, in one place, of its position with `peer`. */
+export function clearingAccount(peer: Party, stripe: number): string {
+  if (!Number.isInteger(stripe) || stripe < 0 || stripe >= CLEARING_STRIPES) throw new RangeError(`stripe: expected 0 to ${CLEARING_STRIPES - 1}, got ${stripe}`);
+  return `clearing:${peer}.${stripe}`;
+}
+
+/** The stripe of a crossing's id (FNV-1a of its characters): the same id always takes the same row. */
+export function stripeOf(id: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) {
+    h ^= id.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h % CLEARING_STRIPES;
 }
 
 function isClearing(account: string): boolean {
@@ -102,8 +120,10 @@ function entryFromRow(row: OutboxRow): OutboxEntry {
 /** Opens this place's clearing account for each peer (idempotent). */
 export async function openClearing(tx: TransactionHandle, peers: readonly Party[], currency: string): Promise<void> {
   for (const peer of peers) {
-    const opened = await ensureAccount(tx, { id: clearingAccount(peer), kind: 'clearing', currency });
-    if (!opened.ok) throw new Error(`clearing account for ${peer}: ${opened.message}`);
+    for (let stripe = 0; stripe < CLEARING_STRIPES; stripe++) {
+      const opened = await ensureAccount(tx, { id: clearingAccount(peer, stripe), kind: 'clearing', currency });
+      if (!opened.ok) throw new Error(`clearing account for ${peer}: ${opened.message}`);
+    }
   }
 }
 
@@ -133,7 +153,7 @@ async function send(tx: TransactionHandle, self: Party, crossing: Crossing): Pro
   const moved = await transfer(tx, {
     idempotencyKey: sentKey(crossing.id),
     debit: crossing.debit,
-    credit: clearingAccount(crossing.to),
+    credit: clearingAccount(crossing.to, stripeOf(crossing.id)),
     amount: crossing.amount,
     kind: crossing.kind,
     reference: { ...crossing.reference, to: crossing.to, credit: crossing.credit },
@@ -228,14 +248,15 @@ export async function receiveAcross(tx: TransactionHandle, self: Party, from: Pa
   // one crossing meet here, and the second sees the first's inbox row before it writes anything
   // (a refusal that would no longer hold, the credit account opened since, cannot then credit
   // a crossing that already went back).
-  await tx.query('SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE', [clearingAccount(from)]);
+  const clearing = clearingAccount(from, stripeOf(entry.id));
+  await tx.query('SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE', [clearing]);
   const seen = await tx.query<{ id: string }>('SELECT id FROM shard_inbox WHERE from_party = $1 AND id = $2', [from, entry.id]);
   if (seen.rows[0] !== undefined) return { outcome: 'already' };
   const moved = isClearing(entry.credit)
     ? failure('REQUEST_INVALID', `credit: ${entry.credit} is a clearing account, moved only by crossings`)
     : await transfer(tx, {
         idempotencyKey: receivedKey(from, entry.id),
-        debit: clearingAccount(from),
+        debit: clearing,
         credit: entry.credit,
         amount: entry.amount,
         kind: entry.kind,
@@ -275,13 +296,15 @@ export interface ClearingPosition {
  */
 export async function clearingPositions(q: Queryable): Promise<ClearingPosition[]> {
   const found = await q.query<{ peer: string; balance: bigint | null; sent_n: bigint; sent: bigint; received_n: bigint; received: bigint }>(
-    `WITH peers AS (
-       SELECT substr(id, 10) AS peer FROM accounts WHERE kind = 'clearing'
+    `WITH clearing AS (
+       SELECT split_part(substr(id, 10), '.', 1) AS peer, balance FROM accounts WHERE kind = 'clearing'
+     ), peers AS (
+       SELECT peer FROM clearing
        UNION SELECT to_party FROM shard_outbox
        UNION SELECT from_party FROM shard_inbox
      )
      SELECT p.peer,
-            (SELECT balance FROM accounts WHERE id = 'clearing:' || p.peer) AS balance,
+            (SELECT sum(balance::numeric) FROM clearing c WHERE c.peer = p.peer) AS balance,
             (SELECT count(*) FROM shard_outbox o WHERE o.to_party = p.peer) AS sent_n,
             (SELECT coalesce(sum(amount::numeric), 0) FROM shard_outbox o WHERE o.to_party = p.peer) AS sent,
             (SELECT count(*) FROM shard_inbox i WHERE i.from_party = p.peer) AS received_n,
