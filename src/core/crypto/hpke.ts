@@ -106,11 +106,12 @@ function checkContext(name: string, value: unknown, max: number): asserts value 
  * DH(sk, pk) for X25519 with the check of §7.1.4 (RFC 7748 §6.1): a low-order point, whose
  * shared secret is all zero, is refused.
  */
-function dh(privateKey: Uint8Array, publicKey: Uint8Array, name: string): Uint8Array {
+function dh(privateKey: Uint8Array, publicKey: Uint8Array, name: string, scalarMult: X25519 = nobleX25519): Uint8Array {
   let shared: Uint8Array;
   try {
-    // noble refuses the low-order points by list before running the ladder.
-    shared = x25519.scalarMult(privateKey, publicKey);
+    // noble refuses the low-order points by list before running the ladder (OpenSSL refuses the
+    // all-zero secret); the check below holds whichever ran.
+    shared = scalarMult(privateKey, publicKey);
   } catch (e) {
     throw new TallyError('KEY_INVALID', `hpke ${name}: a low-order X25519 point (the shared secret would be all zero)`, { suite: HPKE_SUITE_NAME, reason: 'low-order point' }, { cause: e });
   }
@@ -119,6 +120,14 @@ function dh(privateKey: Uint8Array, publicKey: Uint8Array, name: string): Uint8A
   if (any === 0) throw new TallyError('KEY_INVALID', `hpke ${name}: the X25519 shared secret is all zero`, { suite: HPKE_SUITE_NAME, reason: 'low-order point' });
   return shared;
 }
+
+/**
+ * X25519(sk, pk): the shared point's u-coordinate (RFC 7748 §5). The default is noble's, which a
+ * trusted app runs; a host may give a native one (the issuer node's, on node:crypto).
+ */
+export type X25519 = (privateKey: Uint8Array, publicKey: Uint8Array) => Uint8Array;
+
+const nobleX25519: X25519 = (privateKey, publicKey) => x25519.scalarMult(privateKey, publicKey);
 
 /** An X25519 key pair. */
 export interface HpkeKeyPair {
@@ -198,10 +207,13 @@ export function encapDeterministicForTests(recipientPublicKey: Uint8Array, ikmE:
  * @throws TallyError KEY_INVALID for an enc of the wrong length or of low order
  * @throws RangeError for a private key that is not 32 bytes
  */
-export function decap(enc: Uint8Array, recipientPrivateKey: Uint8Array): Uint8Array {
+export function decap(enc: Uint8Array, recipientPrivateKey: Uint8Array, known: { publicKey?: Uint8Array | undefined; scalarMult?: X25519 | undefined } = {}): Uint8Array {
   checkPeerKey('enc', enc);
-  const recipientPublicKey = publicKeyOf(recipientPrivateKey);
-  const dhShared = dh(recipientPrivateKey, enc, 'enc');
+  // The recipient's public key when the caller holds it (one X25519 operation instead of two): a
+  // wrong one only derives another secret, so the ciphertext fails to open.
+  const recipientPublicKey = known.publicKey ?? publicKeyOf(recipientPrivateKey);
+  checkLength('recipient public key', recipientPublicKey, HPKE_PUBLIC_KEY_BYTES);
+  const dhShared = dh(recipientPrivateKey, enc, 'enc', known.scalarMult);
   return extractAndExpand(dhShared, concatBytes(enc, recipientPublicKey));
 }
 
@@ -358,6 +370,10 @@ export interface HpkeRecipientOptions {
   readonly recipientPrivateKey: Uint8Array;
   readonly enc: Uint8Array;
   readonly info?: Uint8Array | undefined;
+  /** The recipient's public key, when the caller holds it: saves deriving it again. */
+  readonly recipientPublicKey?: Uint8Array | undefined;
+  /** Another X25519 than noble's (a host's native one). */
+  readonly scalarMult?: X25519 | undefined;
 }
 
 /**
@@ -393,7 +409,7 @@ export function setupBaseSDeterministicForTests(options: { recipientPublicKey: U
 export function setupBaseR(options: HpkeRecipientOptions): HpkeRecipientContext {
   const info = options.info ?? EMPTY;
   checkContext('info', info, HPKE_INFO_BYTES_MAX);
-  return new HpkeRecipientContext(keyScheduleBase(decap(options.enc, options.recipientPrivateKey), info));
+  return new HpkeRecipientContext(keyScheduleBase(decap(options.enc, options.recipientPrivateKey, { publicKey: options.recipientPublicKey, scalarMult: options.scalarMult }), info));
 }
 
 /**

@@ -93,11 +93,11 @@ export interface CheckedCoin {
  * the class's and passes checkProgram, and the class key signed its serial.
  * @throws TallyError OTP_COIN_INVALID with the fault, OTP_PROGRAM_INVALID
  */
-export function checkCoin(coin: Coin, classOf: (classId: Uint8Array) => CoinClass | undefined): CheckedCoin {
+export function checkCoin(coin: Coin, classOf: (classId: Uint8Array) => CoinClass | undefined, verifySignature: (key: RsaPublicKey, prepared: Uint8Array, signature: Uint8Array) => boolean = verify): CheckedCoin {
   const coinClass = classOf(coin.classId);
   if (coinClass === undefined || !equalBytes(coinClass.classId, coin.classId)) refuse('class-unknown', 'its class is not one the bank publishes');
   if (!equalBytes(programDigest(coin.program), coinClass.programDigest)) refuse('program', "its program is not its class's");
   const program = checkProgram(coin.program);
-  if (!verify(classKey(coinClass), preparedCoinMessage(coin), coin.signature)) refuse('signature', 'the class key did not sign it');
+  if (!verifySignature(classKey(coinClass), preparedCoinMessage(coin), coin.signature)) refuse('signature', 'the class key did not sign it');
   return { coinClass, program };
 }

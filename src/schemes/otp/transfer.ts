@@ -20,7 +20,7 @@ import { TallyError } from '../../core/errors.ts';
 import { CLASS_ID_BYTES } from './coin.ts';
 import { carriedCoinCodec, type CarriedCoin } from './messages.ts';
 import { exchangeKeyId } from './exchange-key.ts';
-import { HPKE_ENC_BYTES, setupBaseR, setupBaseS, type RandomSource } from '../../core/crypto/hpke.ts';
+import { HPKE_ENC_BYTES, setupBaseR, setupBaseS, type RandomSource, type X25519 } from '../../core/crypto/hpke.ts';
 
 const INFO_LABEL = 'tally/otp/transfer/v1';
 const ACK_LABEL = utf8('tally/otp/ack/v1');
@@ -79,10 +79,11 @@ export function sealCoin(carried: CarriedCoin, exchangePublicKey: Uint8Array, ra
  * pass checkCoin before it is kept.
  * @throws TallyError AEAD_FAILED (not sealed to this key, altered), KEY_INVALID, CBOR_*, DECODE_FAILED
  */
-export function openCoin(sealed: SealedCoin, exchangePrivateKey: Uint8Array, exchangePublicKey: Uint8Array): { carried: CarriedCoin; ack: Ack } {
+export function openCoin(sealed: SealedCoin, exchangePrivateKey: Uint8Array, exchangePublicKey: Uint8Array, scalarMult?: X25519): { carried: CarriedCoin; ack: Ack } {
   const keyId = exchangeKeyId(exchangePublicKey);
   if (!equalBytes(keyId, sealed.keyId)) throw new TallyError('AEAD_FAILED', 'the coin is sealed to another exchange key', {});
-  const context = setupBaseR({ recipientPrivateKey: exchangePrivateKey, enc: sealed.enc, info: info(keyId) });
+  // The public key is the one the coin was sealed to (its key id matched): not derived again.
+  const context = setupBaseR({ recipientPrivateKey: exchangePrivateKey, recipientPublicKey: exchangePublicKey, enc: sealed.enc, info: info(keyId), scalarMult });
   const carried = carriedCoinCodec.decode(decodeCbor(context.open(sealed.ciphertext, sealed.classId), { maxBytes: SEALED_COIN_BYTES_MAX }), 'coin');
   if (!equalBytes(carried.coin.classId, sealed.classId)) throw new TallyError('AEAD_FAILED', 'the coin inside is of another class than its box says', {});
   const digest = sealedDigest(sealed);
