@@ -20,7 +20,8 @@ import { answer, decodeCborField, OPERA_FLOAT_ACCOUNT, TOKENS_REQUEST_BYTES_MAX,
 import { recordFinding } from './node-findings.ts';
 import { attributeDoubleSpend, encodeTags } from './node-escrow.ts';
 import { issuerOf, presentForeignToken, tokenIssuers } from './node-interbank.ts';
-import { checkToken, tagsOf, type Token } from './token.ts';
+import { checkToken, tagsOf, TOKEN_TAG, tokenBodyCodec, type Token } from './token.ts';
+import { signedBytes } from '../../core/crypto/record.ts';
 
 /** The deposit route takes up to TOKENS_PER_MESSAGE_MAX tokens: more than the node's default body. */
 export const DEPOSIT_BODY_LIMIT: RouteBodyLimit = { method: 'POST', path: '/deposit', bytesMax: ROUTE_BODY_BYTES_MAX };
@@ -50,9 +51,13 @@ const depositRoute = createRoute({
   },
 });
 
-/** Whether each token carries the bank's signature in the node's currency. */
-export function tokensChecked(services: IssuerServices, bank: PublicKey, tokens: readonly Token[]): boolean[] {
-  return tokens.map((token) => {
+/**
+ * Whether each token carries the bank's signature in the node's currency. Ed25519 signatures are
+ * checked in the node's worker threads, as OPS's bulk claims are; one that OpenSSL refuses is
+ * checked again by the provider, whose strict check has the last word (signature-pool.ts).
+ */
+export async function tokensChecked(services: IssuerServices, bank: PublicKey, tokens: readonly Token[]): Promise<boolean[]> {
+  const one = (token: Token): boolean => {
     try {
       checkToken(services.provider, bank, services.currency.code, token);
       return true;
@@ -60,7 +65,24 @@ export function tokensChecked(services: IssuerServices, bank: PublicKey, tokens:
       if (isTallyError(e)) return false;
       throw e;
     }
+  };
+  if (bank.suite !== 'ed25519') return tokens.map(one);
+  const messages = tokens.map((token) => {
+    try {
+      const body = tokenBodyCodec.decode(token.body, TOKEN_TAG);
+      return body.currency === services.currency.code ? signedBytes(TOKEN_TAG, body) : undefined;
+    } catch (e) {
+      if (isTallyError(e)) return undefined;
+      throw e;
+    }
   });
+  const sent = messages.flatMap((message, i) => (message === undefined ? [] : [{ i, check: { publicKey: bank.key, message, signature: (tokens[i] as Token).signature } }]));
+  const accepted = await services.signatures.verifyEd25519(sent.map((s) => s.check));
+  const ok = tokens.map(() => false);
+  sent.forEach((s, k) => {
+    ok[s.i] = accepted[k] === true || one(tokens[s.i] as Token);
+  });
+  return ok;
 }
 
 /**
@@ -85,6 +107,37 @@ export async function spendToken(
   return row === undefined ? { unknown: true } : { spent: false, first: row.spent_by };
 }
 
+/**
+ * Moves a request's tokens from issued to deposited in one statement; answers the (serial, value)
+ * pairs it moved (spendKey). Each pair must appear once. Those not moved are looked at one by one (spentBy).
+ */
+async function depositTokens(tx: TransactionHandle, tokens: readonly Token[], spend: { device: string; at: string }): Promise<Set<string>> {
+  if (tokens.length === 0) return new Set();
+  const moved = await tx.query<{ serial: Uint8Array; value: bigint }>(
+    `UPDATE opera_tokens t SET state = 'deposited', spent_by = $4, spent_at = $5, txid = NULL, tags = decode(NULLIF(x.tags, ''), 'hex')
+     FROM unnest(string_to_array($1, ','), string_to_array($2, ',')::bigint[], string_to_array($3, ',')) AS x(serial, value, tags)
+     WHERE t.serial = decode(x.serial, 'hex') AND t.value = x.value AND t.state = 'issued'
+     RETURNING t.serial, t.value`,
+    [tokens.map((t) => toHex(t.body.serial)).join(','), tokens.map((t) => t.body.value.toString()).join(','), tokens.map((t) => {
+      const tags = encodeTags(tagsOf(t));
+      return tags === null ? '' : toHex(tags);
+    }).join(','), spend.device, spend.at],
+  );
+  return new Set(moved.rows.map((r) => `${toHex(new Uint8Array(r.serial))}:${r.value}`));
+}
+
+/** A token's (serial, value), as depositTokens answers them. */
+function spendKey(token: Token): string {
+  return `${toHex(token.body.serial)}:${token.body.value}`;
+}
+
+/** Who spent a token that was not moved, or `unknown` for a serial the bank never issued with that value. */
+async function spentBy(tx: TransactionHandle, token: Token): Promise<{ spent: false; first: string | null } | { unknown: true }> {
+  const { rows } = await tx.query<{ spent_by: string | null }>('SELECT spent_by FROM opera_tokens WHERE serial = $1 AND value = $2', [token.body.serial, token.body.value]);
+  const row = rows[0];
+  return row === undefined ? { unknown: true } : { spent: false, first: row.spent_by };
+}
+
 /** Adds `POST /deposit`. */
 export function registerDeposit(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void {
   app.openAPIRegistry.registerPath(depositRoute);
@@ -93,7 +146,7 @@ export function registerDeposit(app: OpenAPIHono<IssuerEnv>, services: IssuerSer
     const body = validBody(c, depositBody);
     const request = decodeCborField('request', body.request, depositRequestCodec, TOKENS_REQUEST_BYTES_MAX);
     // The bank's signatures are checked before the transaction: the work in it is only the spending.
-    const checked = tokensChecked(services, services.identity.issuerNode.signer.publicKey, request.body.tokens);
+    const checked = await tokensChecked(services, services.identity.issuerNode.signer.publicKey, request.body.tokens);
     // A token this bank did not sign may be another bank's (docs/opera.md, "Several banks").
     const issuers = checked.every((ok) => ok) ? [] : await tokenIssuers(services);
     const foreign = request.body.tokens.map((token, i) => (checked[i] === true ? undefined : issuerOf(services, issuers, token)));
@@ -105,6 +158,13 @@ export function registerDeposit(app: OpenAPIHono<IssuerEnv>, services: IssuerSer
       // sort keeps the request's order among copies of one serial.
       const taken = outcomes.flatMap((outcome, i) => (outcome === 'credited' || outcome === 'presented' ? [i] : []));
       taken.sort((a, b) => compareBytes((deposited.tokens[a] as Token).body.serial, (deposited.tokens[b] as Token).body.serial));
+      // This bank's tokens are spent in one statement, each (serial, value) once: its first copy in order.
+      const firsts = new Map<string, Token>();
+      for (const i of taken) {
+        const token = deposited.tokens[i] as Token;
+        if (foreign[i] === undefined && !firsts.has(spendKey(token))) firsts.set(spendKey(token), token);
+      }
+      const moved = await depositTokens(tx, [...firsts.values()], { device, at });
       // A serial listed twice is settled once: its later copies are refused.
       const settled = new Set<string>();
       const claims: Array<{ [key: string]: JsonValue }> = [];
@@ -124,7 +184,7 @@ export function registerDeposit(app: OpenAPIHono<IssuerEnv>, services: IssuerSer
           else outcomes[i] = 'double-spend';
           continue;
         }
-        const spent = settled.has(serial) ? ({ unknown: true } as const) : await spendToken(tx, token, { state: 'deposited', device, at });
+        const spent = settled.has(serial) ? ({ unknown: true } as const) : moved.has(spendKey(token)) && firsts.get(spendKey(token)) === token ? ({ spent: true } as const) : await spentBy(tx, token);
         if ('unknown' in spent) {
           outcomes[i] = 'refused';
           continue;
