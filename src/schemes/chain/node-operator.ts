@@ -179,6 +179,9 @@ export async function chainAudit(services: IssuerServices): Promise<SchemeAudit>
         minted: formatMinor(services.currency, minted),
         mintedHere: formatMinor(services.currency, mintedHere),
         mintedAll: formatMinor(services.currency, mintedAll),
+        // Who minted, and who this bank is on chain: a 'minted by this bank' that does not add up says whose mints these are.
+        bank: chain.bankAddress.toLowerCase(),
+        minters: [...minters].sort(),
         float: formatMinor(services.currency, float),
         held: formatMinor(services.currency, held),
         holders: holders.size,
