@@ -109,6 +109,20 @@ for (const backend of testBackends()) {
         assert.deepEqual(await tables(db), ['one', 'schema_migrations', 'three']);
       }));
 
+    test("a new migration of one owner's hundred applies after another owner's applied ones (an upgraded node), and the order within a hundred still holds", () =>
+      withFresh(async (db) => {
+        const scheme: Migration = { number: 101, name: 'scheme', sql: 'CREATE TABLE scheme_one (id int);' };
+        const schemeLater: Migration = { number: 103, name: 'scheme_later', sql: 'CREATE TABLE scheme_three (id int);' };
+        assert.deepEqual((await migrate(db, [ONE, scheme, schemeLater])).applied, [1, 101, 103]);
+        // The issuer's next migration, shipped after the scheme's were applied.
+        assert.deepEqual((await migrate(db, [ONE, TWO, scheme, schemeLater])).applied, [2]);
+        assert.deepEqual((await recorded(db)).map((r) => r.number), [1, 2, 101, 103]);
+        // Below an applied one of its own hundred: refused, nothing applied.
+        const schemeBetween: Migration = { number: 102, name: 'scheme_between', sql: 'CREATE TABLE scheme_two (id int);' };
+        await assert.rejects(migrate(db, [ONE, TWO, scheme, schemeBetween, schemeLater]), isRefused(/102_scheme_between is new but sorts before the applied 103_scheme_later/));
+        assert.deepEqual((await recorded(db)).map((r) => r.number), [1, 2, 101, 103]);
+      }));
+
     test('a failing migration is rolled back whole and not recorded', () =>
       withFresh(async (db) => {
         const broken: Migration = { number: 2, name: 'broken', sql: 'CREATE TABLE half (id int);\nSELECT 1 / 0;' };

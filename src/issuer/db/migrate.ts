@@ -4,7 +4,10 @@
  * after it was applied is refused, since the databases already migrated would differ from new ones.
  *
  * Other parts of the node (a scheme's own tables) add migrations by number: merge their lists
- * with the issuer's and pass the whole list to `migrate`. Numbers are global and only grow.
+ * with the issuer's and pass the whole list to `migrate`. Each owner numbers in a hundred of its
+ * own (the issuer 1–99, OPS 101–199, DOT-M 201–299, ...), and numbers only grow within a hundred:
+ * a new issuer migration on a node whose schemes' migrations are applied is applied after them,
+ * but a new migration below an applied one of its own hundred is refused.
  */
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
@@ -90,6 +93,11 @@ function checkApplied(applied: readonly AppliedRow[], byNumber: ReadonlyMap<numb
   }
 }
 
+/** The hundred a migration number is in: its owner's range (0 for the issuer's 1–99). */
+function hundredOf(n: number): number {
+  return Math.floor(n / 100);
+}
+
 async function readApplied(tx: Queryable): Promise<AppliedRow[]> {
   const result = await tx.query<AppliedRow>('SELECT number, name, checksum FROM schema_migrations ORDER BY number');
   return result.rows;
@@ -97,7 +105,7 @@ async function readApplied(tx: Queryable): Promise<AppliedRow[]> {
 
 /**
  * Brings the database's schema up to the list: checks what was applied, then applies the rest.
- * @throws TallyError STATE_CORRUPT when an applied migration changed, is unknown, or a new one sorts before an applied one; ASSERTION_FAILED for a malformed list; the driver's error when a script fails (that migration is rolled back)
+ * @throws TallyError STATE_CORRUPT when an applied migration changed, is unknown, or a new one sorts before an applied one of its own hundred; ASSERTION_FAILED for a malformed list; the driver's error when a script fails (that migration is rolled back)
  */
 export async function migrate(db: Database, migrations: readonly Migration[]): Promise<MigrationReport> {
   checkList(migrations);
@@ -114,7 +122,8 @@ export async function migrate(db: Database, migrations: readonly Migration[]): P
       const rows = await readApplied(tx);
       checkApplied(rows, byNumber);
       if (rows.some((row) => row.number === m.number)) return false;
-      const highest = rows.at(-1);
+      // Within its owner's hundred only: another owner's applied migrations do not depend on it.
+      const highest = rows.filter((row) => hundredOf(row.number) === hundredOf(m.number)).at(-1);
       if (highest !== undefined && highest.number > m.number) {
         throw refused(`migration ${label(m)} is new but sorts before the applied ${label(highest)}: give it a number above ${highest.number}`);
       }
