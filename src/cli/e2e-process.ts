@@ -47,10 +47,15 @@ export interface NodeProcess {
 export async function startNode(dataDir: string, port: number, options: { passphrase: string; args?: readonly string[] }): Promise<NodeProcess> {
   if (!(options.args ?? []).includes('--database-url')) await seedPgliteCluster(dataDir);
   const child = spawn(process.execPath, [BIN, 'node', 'start', '--port', String(port), '--data', dataDir, ...(options.args ?? []), '--json'], {
-    stdio: ['ignore', 'pipe', 'ignore'],
+    stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, TALLY_NODE_PASSPHRASE: options.passphrase },
   });
   track(child);
+  // The last of what it said on stderr, for the error when it exits before listening.
+  let said = '';
+  child.stderr.on('data', (chunk: Buffer) => {
+    said = (said + chunk.toString('utf8')).slice(-4000);
+  });
   const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
   const url = await new Promise<string>((ready, fail) => {
     const timer = setTimeout(() => fail(new Error('node did not start within 60 s')), 60_000);
@@ -61,7 +66,7 @@ export async function startNode(dataDir: string, port: number, options: { passph
         ready(String(event['url']));
       }
     });
-    void exited.then((code) => fail(new Error(`node exited with ${code} before listening`)));
+    void exited.then((code) => fail(new Error(`node exited with ${code} before listening: ${said.trim()}`)));
   });
   return {
     url,

@@ -5,6 +5,7 @@
  * way to stop a bank and start it again, and the whole system's audit.
  */
 import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { cliOf, startNode, type Json, type NodeProcess } from '../cli/e2e-process.ts';
 
@@ -61,7 +62,9 @@ export async function startTwoTierProcesses(options: {
     assert.equal(asked['status'], 'pending');
     const keyId = String(asked['keyId']);
     assert.equal((await cli.ok('cb', 'approve', keyId, ...cb.at))['status'], 'approved');
-    const node = await startNode(dir, 0, { passphrase: options.passphrase, args });
+    // A bank is restarted on its port (its wallets know its URL): a port below the ephemeral range,
+    // which no other test's node (started on port 0) can be given while this one is stopped.
+    const node = await startOnFixedPort(dir, { passphrase: options.passphrase, args });
     const self: BankProcess = {
       name,
       dir,
@@ -104,4 +107,28 @@ export async function startTwoTierProcesses(options: {
       for (const p of started.reverse()) await p.node.stop().catch(() => undefined);
     },
   };
+}
+
+/** A port below the kernel's ephemeral range (32768 and up here) that nothing listens on now. */
+async function freeFixedPort(): Promise<number> {
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const free = await new Promise<boolean>((done) => {
+      const probe = createServer();
+      probe.once('error', () => done(false));
+      probe.listen(port, '127.0.0.1', () => probe.close(() => done(true)));
+    });
+    if (free) return port;
+  }
+}
+
+/** `tally node start` on such a port; another port when the chosen one was taken meanwhile. */
+async function startOnFixedPort(dir: string, options: { passphrase: string; args: string[] }): Promise<NodeProcess> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startNode(dir, await freeFixedPort(), options);
+    } catch (e) {
+      if (attempt >= 5 || !(e instanceof Error) || !e.message.includes('LISTEN_FAILED')) throw e;
+    }
+  }
 }
