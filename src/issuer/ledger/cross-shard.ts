@@ -187,41 +187,36 @@ export async function outboxEntry(q: Queryable, id: string): Promise<OutboxEntry
   return row === undefined ? undefined : entryFromRow(row);
 }
 
-/** Outbox ids not yet taken by the stream, oldest first, sent at least `olderThanMs` ago. */
-export async function unpublished(q: Queryable, olderThanMs: number, limit: number): Promise<Array<{ id: string; to: Party }>> {
-  const found = await q.query<{ id: string; to_party: string }>(
-    `SELECT id, to_party FROM shard_outbox WHERE published_at IS NULL AND created_at <= now() - make_interval(secs => $1::double precision / 1000)
-     ORDER BY created_at, id LIMIT $2`,
-    [olderThanMs, limit],
-  );
-  return found.rows.filter((r) => isParty(r.to_party)).map((r) => ({ id: r.id, to: r.to_party as Party }));
-}
-
-/** Records that the stream took these outbox rows' messages. */
-export async function markPublished(q: Queryable, ids: readonly string[]): Promise<void> {
-  if (ids.length === 0) return;
-  await q.query('UPDATE shard_outbox SET published_at = now() WHERE id = ANY($1::text[]) AND published_at IS NULL', [ids]);
-}
-
 /**
- * Outbox rows published at least `olderThanMs` ago (and again no sooner than that since the last
- * look: published_at is left as it was, so the caller spaces its rounds) and not known delivered.
+ * Outbox rows still waiting for `step`, oldest first: 'published', those the stream has not taken,
+ * sent at least `olderThanMs` ago; 'delivered', those published at least `olderThanMs` ago and not
+ * known received (published_at is left as it was, so the caller spaces its rounds).
  */
-export async function undelivered(q: Queryable, olderThanMs: number, limit: number): Promise<Array<{ id: string; to: Party }>> {
+async function waiting(q: Queryable, step: 'published' | 'delivered', olderThanMs: number, limit: number): Promise<Array<{ id: string; to: Party }>> {
+  const where = step === 'published' ? 'published_at IS NULL AND created_at' : 'delivered_at IS NULL AND published_at IS NOT NULL AND published_at';
   const found = await q.query<{ id: string; to_party: string }>(
-    `SELECT id, to_party FROM shard_outbox WHERE delivered_at IS NULL AND published_at IS NOT NULL
-       AND published_at <= now() - make_interval(secs => $1::double precision / 1000)
+    `SELECT id, to_party FROM shard_outbox WHERE ${where} <= now() - make_interval(secs => $1::double precision / 1000)
      ORDER BY created_at, id LIMIT $2`,
     [olderThanMs, limit],
   );
-  return found.rows.filter((r) => isParty(r.to_party)).map((r) => ({ id: r.id, to: r.to_party as Party }));
+  return found.rows.flatMap((r) => (isParty(r.to_party) ? [{ id: r.id, to: r.to_party }] : []));
 }
 
-/** Records that these outbox rows were seen received. */
-export async function markDelivered(q: Queryable, ids: readonly string[]): Promise<void> {
+/** Records, once, when these outbox rows reached `step`. */
+async function mark(q: Queryable, step: 'published' | 'delivered', ids: readonly string[]): Promise<void> {
   if (ids.length === 0) return;
-  await q.query('UPDATE shard_outbox SET delivered_at = now() WHERE id = ANY($1::text[]) AND delivered_at IS NULL', [ids]);
+  const column = step === 'published' ? 'published_at' : 'delivered_at';
+  await q.query(`UPDATE shard_outbox SET ${column} = now() WHERE id = ANY($1::text[]) AND ${column} IS NULL`, [ids]);
 }
+
+/** Outbox ids not yet taken by the stream, oldest first, sent at least `olderThanMs` ago. */
+export const unpublished = (q: Queryable, olderThanMs: number, limit: number) => waiting(q, 'published', olderThanMs, limit);
+/** Records that the stream took these outbox rows' messages. */
+export const markPublished = (q: Queryable, ids: readonly string[]) => mark(q, 'published', ids);
+/** Outbox rows published at least `olderThanMs` ago and not known delivered. */
+export const undelivered = (q: Queryable, olderThanMs: number, limit: number) => waiting(q, 'delivered', olderThanMs, limit);
+/** Records that these outbox rows were seen received. */
+export const markDelivered = (q: Queryable, ids: readonly string[]) => mark(q, 'delivered', ids);
 
 /** Which of `ids` from `from` this place has received. */
 export async function received(q: Queryable, from: Party, ids: readonly string[]): Promise<Set<string>> {
