@@ -199,12 +199,17 @@ export async function openSettleIntake(options: SettleIntakeOptions): Promise<Se
     ackWaitMs: options.ackWaitMs ?? SETTLE_ACK_WAIT_MS,
     shards,
     stream,
-    shardOf: (key) => createHash('sha256').update(key, 'utf8').digest().readUInt32BE(0) % shards,
+    shardOf: (key) => shardOfKey(key, shards),
     submit: (parts, waitMs = SETTLE_ANSWER_WAIT_MS) => submit(connection, js, subjectPrefix, options.db, shards, parts, waitMs),
     async close() {
       await connection.drain().catch(() => connection.close());
     },
   };
+}
+
+/** The shard a key's parts go to among `shards`: the first four bytes of its SHA-256, modulo the count. */
+export function shardOfKey(key: string, shards: number): number {
+  return createHash('sha256').update(key, 'utf8').digest().readUInt32BE(0) % shards;
 }
 
 async function submit(

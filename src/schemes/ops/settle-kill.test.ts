@@ -23,6 +23,7 @@ import { signerFromSecret, type Signer } from '../../core/crypto/suite.ts';
 import { startNodeChild, type NodeChild } from '../../e2e/node-child-fixtures.ts';
 import { signRequest } from '../../issuer/client/request-auth.ts';
 import { dropPostgresSchema } from '../../issuer/db/postgres.ts';
+import { shardOfKey } from '../../issuer/queue/settle-queue.ts';
 import { deleteTestStream, partsInHand, streamMessages, testNatsUrl } from '../../issuer/queue/test-nats.ts';
 import { BIN } from '../../cli/e2e-process.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
@@ -70,6 +71,15 @@ async function register(client: ReturnType<typeof clientOf>): Promise<{ signer: 
   return { signer, keyId: String(body['keyId']), account: String(body['account']), certificate: fromBase64url(String(body['certificate'])) };
 }
 
+/** A fresh OPS trusted app whose device key settles on `shard` of two: keys are drawn again until one does. */
+async function deviceOnShard(node: NodeChild, owner: string, shard: number) {
+  for (;;) {
+    const se = await InProcessHost.provision({ app: opsTrustedApp, storage: new MemoryStorage(), counter: new MemoryCounter(), provider: nodeProvider });
+    const init = await se.call('init', { root: fromBase64url(node.root), owner: fromHex(owner) });
+    if (shardOfKey(toHex(keyId(init.publicKey)), 2) === shard) return { se, init };
+  }
+}
+
 /** Device owners with real OPS trusted apps, funded, paying the claimers; answers each claimer's bulk bodies. */
 async function makePayments(node: NodeChild, claimers: ReadonlyArray<{ certificate: Uint8Array }>): Promise<string[][][]> {
   const client = clientOf(node);
@@ -80,8 +90,8 @@ async function makePayments(node: NodeChild, claimers: ReadonlyArray<{ certifica
   let made = 0;
   for (let d = 0; d < DEVICES; d++) {
     const owner = await register(client);
-    const se = await InProcessHost.provision({ app: opsTrustedApp, storage: new MemoryStorage(), counter: new MemoryCounter(), provider: nodeProvider });
-    const init = await se.call('init', { root: fromBase64url(node.root), owner: fromHex(owner.keyId) });
+    // Device d settles on shard d % 2 of the two the sharded backends use, so both always have parts.
+    const { se, init } = await deviceOnShard(node, owner.keyId, d % 2);
     const attestation = attestDevice(oem, { sePublicKey: init.publicKey, model: 'Kill test SE', taMeasurement: MEASUREMENT });
     const device = await client.call(owner.signer, 'POST', '/v1/devices', {
       publicKey: { suite: init.publicKey.suite, key: toBase64url(init.publicKey.key) },
