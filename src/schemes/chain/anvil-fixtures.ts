@@ -97,24 +97,44 @@ export interface AnvilEnv {
 }
 
 function startAnvil(port: number): ChildProcess {
-  const args = ['--host', '127.0.0.1', '--port', String(port), '--chain-id', String(ANVIL_CHAIN_ID), '--hardfork', ANVIL_HARDFORK, '--silent'];
-  return spawn(anvilBinary(), args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  // Not --silent: the line saying it listens tells this anvil from another that took the port first.
+  const args = ['--host', '127.0.0.1', '--port', String(port), '--chain-id', String(ANVIL_CHAIN_ID), '--hardfork', ANVIL_HARDFORK];
+  return spawn(anvilBinary(), args, { stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-/** Waits until anvil answers eth_chainId, or fails when it exits or the timeout passes. */
-async function waitForRpc(url: string, child: ChildProcess, stderr: () => string): Promise<void> {
+/**
+ * Waits until this anvil says it listens on `port` and answers eth_chainId there; fails when it
+ * exits (another process holding the port makes it exit) or the timeout passes. An answer alone is
+ * not enough: another test's anvil that took the port between its choice and this bind would give
+ * one, and this file's tests would then deploy on, and revert, a chain that is not theirs.
+ */
+async function waitForRpc(url: string, port: number, child: ChildProcess, stderr: () => string): Promise<void> {
+  let listening = false;
+  let stdout = '';
+  const scan = (chunk: Buffer) => {
+    stdout = (stdout + chunk.toString('utf8')).slice(-4096);
+    if (stdout.includes(`Listening on 127.0.0.1:${port}`)) {
+      listening = true;
+      // Read on and drop what follows, so a full pipe never stalls anvil.
+      child.stdout?.off('data', scan);
+      child.stdout?.resume();
+    }
+  };
+  child.stdout?.on('data', scan);
   const deadline = Date.now() + ANVIL_START_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) throw new Error(`anvil exited (${child.exitCode ?? child.signalCode}): ${stderr()}`);
-    try {
-      const response = await fetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }),
-      });
-      if (response.ok) return;
-    } catch {
-      // Not listening yet.
+    if (listening) {
+      try {
+        const response = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'eth_chainId', params: [] }),
+        });
+        if (response.ok) return;
+      } catch {
+        // Not answering yet.
+      }
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
@@ -129,19 +149,19 @@ function stop(child: ChildProcess): Promise<void> {
   });
 }
 
-/** Starts anvil on a free port and deploys TallyToken and OfflineAccounts as the bank. */
-export async function startAnvilEnv(): Promise<AnvilEnv> {
+/** Starts anvil on a free port (or the ports `pickPort` gives, one a try) and deploys TallyToken and OfflineAccounts as the bank. */
+export async function startAnvilEnv(options: { pickPort?: () => Promise<number> } = {}): Promise<AnvilEnv> {
   let child: ChildProcess | undefined;
   let url = '';
   let lastError: unknown;
   for (let attempt = 0; attempt < ANVIL_START_TRIES && child === undefined; attempt++) {
-    const port = await freePort();
+    const port = await (options.pickPort ?? freePort)();
     const started = startAnvil(port);
     let stderr = '';
     started.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-2000)));
     url = `http://127.0.0.1:${port}`;
     try {
-      await waitForRpc(url, started, () => stderr);
+      await waitForRpc(url, port, started, () => stderr);
       child = started;
     } catch (error) {
       lastError = error;
