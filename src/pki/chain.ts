@@ -5,6 +5,7 @@
  */
 import { equalBytes, toHex } from '../core/bytes.ts';
 import { signedBytes } from '../core/crypto/record.ts';
+import { verifyWithMemo } from '../core/crypto/signature-memo.ts';
 import { suiteFor, SUITE_NAMES, type CryptoProvider, type PublicKey, type SuiteName } from '../core/crypto/suite.ts';
 import { TallyError } from '../core/errors.ts';
 import {
@@ -39,11 +40,11 @@ export interface VerifyChainOptions {
   /** Roles the leaf may have; any role by default. */
   leafRoles?: readonly Role[] | undefined;
   /**
-   * Certificate signatures already verified in the same unit of work (one payment's checks), keyed
-   * by the certificate's bytes and its issuer's key: a signature found here is not verified again,
-   * and each one verified is added; so is each subject key found to be a valid public key. Only
-   * those are skipped; roles, suites, windows and revocation are checked on every call. Keep one
-   * memo per unit of work, never longer.
+   * Certificate signatures already verified (core/crypto/signature-memo.ts), keyed by a digest of
+   * the issuer's key, the certificate's signed bytes and its signature: a signature found here is
+   * not verified again, and each one verified is added; so is each subject key found to be a valid
+   * public key. Only those are skipped; roles, suites, windows and revocation are checked on every
+   * call. A Set for one unit of work, or a bounded SignatureMemo kept by a verifier across many.
    */
   verifiedSignatures?: Set<string> | undefined;
 }
@@ -115,14 +116,11 @@ function checkSubjectAndWindow(provider: CryptoProvider, certificate: Certificat
 
 function checkSignature(provider: CryptoProvider, certificate: Certificate, signerKey: PublicKey, memo: Set<string> | undefined): void {
   const message = signedBytes(CERTIFICATE_DOMAIN_TAG, certificateBodyWire(certificate.body));
-  // The key names everything the verification reads: the issuer's key, the signed bytes and the signature.
-  const key = memo === undefined ? undefined : `${signerKey.suite}:${toHex(signerKey.key)}:${toHex(message)}:${toHex(certificate.signature)}`;
-  if (key !== undefined && memo?.has(key) === true) return;
-  if (!suiteFor(provider, signerKey.suite).verify(signerKey.key, certificate.signature, message)) {
+  // The memo entry names everything the verification reads: the issuer's key, the signed bytes and the signature.
+  if (!verifyWithMemo(provider, memo, signerKey, message, certificate.signature)) {
     const serial = serialHex(certificate);
     throw new TallyError('CERT_SIGNATURE_INVALID', `certificate ${serial}: the issuer's signature does not verify`, { serial });
   }
-  if (key !== undefined) memo?.add(key);
 }
 
 /** A trust anchor must be a self-signed root that verifies under its own key and is valid now. */

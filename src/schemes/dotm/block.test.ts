@@ -4,6 +4,7 @@ import { equalBytes } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import { nobleProvider } from '../../core/crypto/noble.ts';
 import { signRecord } from '../../core/crypto/record.ts';
+import { SignatureMemo } from '../../core/crypto/signature-memo.ts';
 import type { Signer } from '../../core/crypto/suite.ts';
 import { isTallyError, type ErrorCode } from '../../core/errors.ts';
 import { decodeCertificate, encodeCertificate } from '../../pki/certificate.ts';
@@ -128,6 +129,35 @@ describe('DOT-M currency blocks', () => {
       const changes: Partial<TransactionRecord>[] = [{ amount: r.amount - 1n }, { timestamp: r.timestamp + 1 }, { ucertR: alice.cert }, { signature: flipped }];
       for (const change of changes) refused(withRecord(block, k, change), 'SIGNATURE_INVALID', new RegExp(`record ${k}`));
     }
+  });
+
+  it("through a node's memo of signatures, a block is verified once and answered from the memo after; anything changed is verified again and refused", () => {
+    let verifications = 0;
+    const ed25519 = nobleProvider.suites.ed25519;
+    const counting = { ...nobleProvider, suites: { ...nobleProvider.suites, ed25519: { ...ed25519, verify: (key: Uint8Array, signature: Uint8Array, message: Uint8Array) => (verifications++, ed25519.verify(key, signature, message)) } } };
+    const memo = new SignatureMemo();
+    const opts: VerifyBlockOptions = { ...options, provider: counting, verifiedSignatures: memo };
+    const block = threeHops();
+    verifyBlock(block, opts);
+    const first = verifications;
+    // The presentation, three records, and each user's certificate with its chain to the root.
+    assert.ok(first >= 4, `the first verification checks signatures (${first})`);
+    verifications = 0;
+    assert.equal(verifyBlock(block, opts).received, 25n);
+    assert.equal(verifications, 0, 'the same block again is answered from the memo');
+    // The memo answers only for the exact signed bytes: every change is verified, and refused.
+    const r = block.records[1] as TransactionRecord;
+    const flipped = Uint8Array.from(r.signature);
+    flipped[0] = (flipped[0] as number) ^ 1;
+    for (const change of [{ amount: r.amount - 1n }, { timestamp: r.timestamp + 1 }, { signature: flipped }] as Partial<TransactionRecord>[]) {
+      verifications = 0;
+      refused(withRecord(block, 1, change), 'SIGNATURE_INVALID', /record 1/, opts);
+      assert.ok(verifications >= 1, 'a changed record is verified again');
+    }
+    refused({ ...block, presentation: { ...block.presentation, value: 1000n } }, 'SIGNATURE_INVALID', /central bank/, opts);
+    // Carol's certificate is in the memo; the same body under another signature is not, and is refused.
+    const forged = { ...decodeCertificate(carol.cert), signature: signer('not the bank').sign(new Uint8Array([1])) };
+    refused(pay(issue(10n, alice), alice, { ...carol, cert: encodeCertificate(forged) }, 10n), 'PAYMENT_INVALID', /record 0 payee certificate/, opts);
   });
 
   it('refuses a record moved from another block', () => {

@@ -22,7 +22,7 @@
  * §3.4.4) and names that payer.
  */
 import { equalBytes, toHex } from '../../core/bytes.ts';
-import { verifyRecord } from '../../core/crypto/record.ts';
+import { verifyRecordWithMemo } from '../../core/crypto/signature-memo.ts';
 import type { CryptoProvider, PublicKey } from '../../core/crypto/suite.ts';
 import { AMOUNT_MINOR_MAX } from '../../core/amount.ts';
 import { checkSize, isTallyError, TallyError } from '../../core/errors.ts';
@@ -68,7 +68,11 @@ export interface VerifyBlockOptions {
   revocations?: readonly RevocationList[] | RevocationChecker | undefined;
   /** When given, the presentation must be in this currency. */
   currency?: string | undefined;
-  /** Certificate signatures already verified in this payment's checks (verifyChain's memo); one per payment. */
+  /**
+   * Signatures already verified (core/crypto/signature-memo.ts): the certificates', the
+   * presentation's and the records'. A Set for one payment's checks, or a bounded SignatureMemo a
+   * node keeps across uploads (the payer's and the payee's events carry the same block).
+   */
   verifiedSignatures?: Set<string> | undefined;
 }
 
@@ -159,7 +163,7 @@ export function verifyBlock(block: CurrencyBlock, options: VerifyBlockOptions): 
   if (options.currency !== undefined && presentation.currency !== options.currency) {
     throw invalid(`the block is in ${presentation.currency}, not ${options.currency}`);
   }
-  if (!verifyRecord(options.provider, presentationKey(presentation, options), PRESENTATION_TAG, presentationSigned(presentation), presentation.signature)) {
+  if (!verifyRecordWithMemo(options.provider, options.verifiedSignatures, presentationKey(presentation, options), PRESENTATION_TAG, presentationSigned(presentation), presentation.signature)) {
     const who = presentation.issuer === undefined ? "the central bank's signature does not verify under pk_C" : `the signature of issuer ${toHex(presentation.issuer)} does not verify`;
     throw new TallyError('SIGNATURE_INVALID', `currency ${toHex(presentation.serial)}: ${who}`, { tag: PRESENTATION_TAG });
   }
@@ -179,7 +183,7 @@ export function verifyBlock(block: CurrencyBlock, options: VerifyBlockOptions): 
       const who = k === 0 ? 'the original owner' : `the payee of record ${k - 1}`;
       throw invalid(`${at} is paid by ${toHex(payer.subjectKeyId)}, not by ${who} ${toHex(holder)}`);
     }
-    if (!verifyRecord(options.provider, payer.subject, RECORD_TAG, recordSigned(record), record.signature)) {
+    if (!verifyRecordWithMemo(options.provider, options.verifiedSignatures, payer.subject, RECORD_TAG, recordSigned(record), record.signature)) {
       throw new TallyError('SIGNATURE_INVALID', `currency ${toHex(presentation.serial)}, ${at}: the payer's signature does not verify`, { tag: RECORD_TAG });
     }
     const payee = userChain(options, `${at} payee certificate`, record.ucertR, record.timestamp);

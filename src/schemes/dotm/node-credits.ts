@@ -27,20 +27,20 @@ const REPORTS = {
 
 /** Records one side's report of a transaction; null when the other side named another σ under this tsn. */
 export async function reportTransaction(tx: TransactionHandle, wallet: DotmWallet, body: EventBody & { kind: keyof typeof REPORTS }): Promise<TransactionRow | null> {
-  await tx.query('INSERT INTO dotm_transactions (tsn, transaction, amount) VALUES ($1, $2, $3) ON CONFLICT (tsn) DO NOTHING', [body.tsn, body.transaction, body.amount]);
-  const read = async () =>
-    (await tx.query<TransactionRow>(
-      'SELECT transaction, amount, payer_wallet, sent_seq, abandoned_seq, received_seq, rolled_back_seq, refund FROM dotm_transactions WHERE tsn = $1 FOR UPDATE',
-      [body.tsn],
-    )).rows[0];
-  const row = await read();
-  assert(row !== undefined, 'the transaction row was just written');
-  if (!equalBytes(new Uint8Array(row.transaction), body.transaction) || bigintColumn(row, 'amount') !== body.amount) return null;
   const { seq, side } = REPORTS[body.kind];
-  await tx.query(`UPDATE dotm_transactions SET ${seq} = coalesce(${seq}, $2), ${side} = coalesce(${side}, $3) WHERE tsn = $1`, [body.tsn, BigInt(body.seq), wallet.walletKeyId]);
-  const updated = await read();
-  assert(updated !== undefined, 'the transaction row is still there');
-  return updated;
+  // One statement: the row made with this side's report, or this side's report added to the row
+  // the other side made (its row locked), unless that row names another σ or amount: then no row.
+  const { rows } = await tx.query<TransactionRow>(
+    `INSERT INTO dotm_transactions AS t (tsn, transaction, amount, ${seq}, ${side}) VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (tsn) DO UPDATE SET ${seq} = coalesce(t.${seq}, EXCLUDED.${seq}), ${side} = coalesce(t.${side}, EXCLUDED.${side})
+       WHERE t.transaction = EXCLUDED.transaction AND t.amount = EXCLUDED.amount
+     RETURNING transaction, amount, payer_wallet, sent_seq, abandoned_seq, received_seq, rolled_back_seq, refund`,
+    [body.tsn, body.transaction, body.amount, BigInt(body.seq), wallet.walletKeyId],
+  );
+  const row = rows[0];
+  if (row === undefined) return null;
+  assert(equalBytes(new Uint8Array(row.transaction), body.transaction) && bigintColumn(row, 'amount') === body.amount, 'the transaction row is the one reported');
+  return row;
 }
 
 /**

@@ -2,7 +2,7 @@
 import { fromHex, toHex } from '../../core/bytes.ts';
 import { revokeCertificate, type Queryable, type TransactionHandle } from '../../issuer/plugin.ts';
 import type { DotmFinding, FindingKind, SettlementContext } from './node-settlement-model.ts';
-import { viewNode } from './node-tree.ts';
+import { viewNodes } from './node-tree.ts';
 
 /** Revokes ucert and wcert of the wallet of `userKeyId` (if registered here); answers its key id. */
 async function revokeUser(tx: TransactionHandle, ctx: SettlementContext, userKeyId: string, reason: string): Promise<string | null> {
@@ -39,21 +39,36 @@ export async function openFinding(tx: TransactionHandle, ctx: SettlementContext,
 
 /** §3.4.4: checks spent(x) ≤ received(x) at one node; a break names x's holder. */
 export async function checkNode(tx: TransactionHandle, ctx: SettlementContext, digest: Uint8Array): Promise<DotmFinding | null> {
-  const node = await viewNode(tx, digest);
-  if (node.spent <= node.received) return null;
-  const how = node.live
-    ? 'it signed payments and redemptions worth more than it received'
-    : 'it spent or redeemed value from a payment it rolled back, or that its payer withdrew before any success message';
-  return openFinding(tx, ctx, {
-    kind: 'overspent',
-    subject: toHex(digest),
-    serial: toHex(node.serial),
-    culprit: node.holder,
-    received: node.received,
-    spent: node.spent,
-    records: node.counted.map((c) => toHex(c.digest)),
-    reason: `the holder of this node double spent: ${how}`,
-  });
+  return (await checkNodes(tx, ctx, [digest]))[0] ?? null;
+}
+
+/** checkNode at several nodes, read in one statement; answers the findings made, in the nodes' order. */
+export async function checkNodes(tx: TransactionHandle, ctx: SettlementContext, digests: readonly Uint8Array[]): Promise<DotmFinding[]> {
+  const views = await viewNodes(tx, digests);
+  const findings: DotmFinding[] = [];
+  const seen = new Set<string>();
+  for (const digest of digests) {
+    const key = toHex(digest);
+    const node = views.get(key);
+    if (node === undefined || seen.has(key)) continue;
+    seen.add(key);
+    if (node.spent <= node.received) continue;
+    const how = node.live
+      ? 'it signed payments and redemptions worth more than it received'
+      : 'it spent or redeemed value from a payment it rolled back, or that its payer withdrew before any success message';
+    const found = await openFinding(tx, ctx, {
+      kind: 'overspent',
+      subject: key,
+      serial: toHex(node.serial),
+      culprit: node.holder,
+      received: node.received,
+      spent: node.spent,
+      records: node.counted.map((c) => toHex(c.digest)),
+      reason: `the holder of this node double spent: ${how}`,
+    });
+    if (found !== null) findings.push(found);
+  }
+  return findings;
 }
 
 /** Every finding, oldest first. */

@@ -1,7 +1,7 @@
 /** DOT-M's part of the audit's exposure check. */
 import { bigintColumn, type ExposedHolder, type Queryable, type SchemeHoldings } from '../../issuer/plugin.ts';
 import { DOTM_FLOAT_ACCOUNT } from './node-settlement-model.ts';
-import { LIVE } from './node-tree.ts';
+import { LIVE, liveOf } from './node-tree.ts';
 
 /**
  * What the node knows each DOT-M holder has left, from the tree of every serial: at each node, what
@@ -14,7 +14,7 @@ export async function dotmHoldings(q: Queryable): Promise<SchemeHoldings> {
     `WITH valued AS (
        SELECT n.holder_key_id AS holder,
               ((CASE WHEN ${LIVE} THEN n.amount ELSE 0 END)
-                - coalesce((SELECT sum(c.amount) FROM dotm_nodes c WHERE c.prev = n.digest AND ${LIVE.replaceAll('n.digest', 'c.digest')}), 0)
+                - coalesce((SELECT sum(c.amount) FROM dotm_nodes c WHERE c.prev = n.digest AND ${liveOf('c')}), 0)
                 - n.redeemed)::numeric(30, 0) AS value
        FROM dotm_nodes n
      )

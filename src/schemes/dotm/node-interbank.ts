@@ -11,6 +11,7 @@ import { isTallyError } from '../../core/errors.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import { record, uint, type Infer } from '../../core/codec.ts';
 import { verifyRecord } from '../../core/crypto/record.ts';
+import { SignatureMemo } from '../../core/crypto/signature-memo.ts';
 import { verifyChain, type VerifiedChain } from '../../pki/chain.ts';
 import { peerIntermediaries, presentInterbankClaim, transfer, type InterbankClaim, type InterbankJudgement, type IssuerServices, type Queryable, type TransactionHandle } from '../../issuer/plugin.ts';
 import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
@@ -18,8 +19,8 @@ import { keyId } from '../../pki/key-id.ts';
 import { verifyBlock } from './block.ts';
 import { certificateBytesCodec, DOTM_SCHEME } from './messages.ts';
 import { EVENT_TAG, eventBodyWire, partsDigest, REDEEM_BLOCKS_MAX, walletEventCodec, walletEventWire, type EventPart, type WalletEvent } from './online.ts';
-import { checkNode } from './node-findings.ts';
-import { DOTM_FLOAT_ACCOUNT, type DotmFinding, type DotmWallet, type SettlementContext } from './node-settlement-model.ts';
+import { checkNodes } from './node-findings.ts';
+import { DOTM_FLOAT_ACCOUNT, type DotmWallet, type SettlementContext } from './node-settlement-model.ts';
 import { addPending, creditable, insertPath, issuedHere, lockSerials, nodesOf, pathOf, viewNode, writeCredits, type Path } from './node-tree.ts';
 
 /** Largest evidence of a DOT-M claim: the interbank limit (a redemption of one copy with about a dozen records at Ed25519). */
@@ -60,12 +61,14 @@ export async function settlementContext(services: IssuerServices, q: Queryable, 
   const { identity, provider } = services;
   const now = services.now();
   const intermediaries = [identity.intermediary.certificate, ...(await livePeers(services, q))];
+  const verifiedSignatures = signatureMemo(services);
   return {
     provider,
     intermediary: identity.intermediary.signer,
     issuer: ownIssuer(services),
     ...(extra.accountKeyId === undefined ? {} : { accountKeyId: extra.accountKeyId }),
     now,
+    verifiedSignatures,
     verify: (block) =>
       verifyBlock(block, {
         provider,
@@ -74,8 +77,22 @@ export async function settlementContext(services: IssuerServices, q: Queryable, 
         intermediaries,
         now,
         currency: services.currency.code,
+        verifiedSignatures,
       }),
   };
+}
+
+/** Each node's memo of the signatures its DOT-M settlement verified. */
+const memos = new WeakMap<IssuerServices, SignatureMemo>();
+
+/** The node's memo of signatures: the users' certificates, and each block and notification, are verified once however many uploads carry them. */
+function signatureMemo(services: IssuerServices): SignatureMemo {
+  let memo = memos.get(services);
+  if (memo === undefined) {
+    memo = new SignatureMemo();
+    memos.set(services, memo);
+  }
+  return memo;
 }
 
 /** True when the path's serial was issued by another bank (whose key signed its presentation). */
@@ -164,8 +181,7 @@ export async function judgeDotmInterbankClaim(tx: TransactionHandle, services: I
   if (block.remaining <= 0n) return refuse('PAYMENT_INVALID', 'the copy has nothing left');
   if (path.holder !== toHex(wallet.extensions.owner)) return refuse('PAYMENT_INVALID', `the copy is held by ${path.holder}, not by the wallet's user`);
 
-  await lockSerials(tx, [path.serial]);
-  if (!(await issuedHere(tx, path))) return refuse('PAYMENT_INVALID', `serial ${toHex(path.serial)} was not issued by this bank`);
+  if (!issuedHere(await lockSerials(tx, [path.serial]), path)) return refuse('PAYMENT_INVALID', `serial ${toHex(path.serial)} was not issued by this bank`);
   const touched = new Map<string, Uint8Array>();
   for (const parent of await insertPath(tx, path)) touched.set(toHex(parent), parent);
   await tx.query('UPDATE dotm_nodes SET redeemed = redeemed + $2 WHERE digest = $1', [path.tip, block.remaining]);
@@ -173,11 +189,7 @@ export async function judgeDotmInterbankClaim(tx: TransactionHandle, services: I
   const tip = await viewNode(tx, path.tip);
   const pending = new Map<string, bigint>();
   const ok = tip.spent <= tip.received && (await creditable(tx, nodesOf(path), block.remaining, pending));
-  const findings: DotmFinding[] = [];
-  for (const digest of touched.values()) {
-    const found = await checkNode(tx, ctx, digest);
-    if (found !== null) findings.push(found);
-  }
+  const findings = await checkNodes(tx, ctx, [...touched.values()]);
   if (!ok) {
     // The culprit is whoever over-spent a node of this path: the finding made now, or one made before.
     const culprits = findings.map((f) => f.culprit);

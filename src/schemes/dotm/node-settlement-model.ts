@@ -24,8 +24,10 @@ export interface DotmWallet {
 /** What settlement needs from the node. */
 export interface SettlementContext {
   readonly provider: CryptoProvider;
-  /** verifyBlock with the node's root key as pk_C, its root and intermediary, its time, no revocations. */
+  /** verifyBlock with the node's root key as pk_C, its root and intermediary, its time, no revocations, and the node's memo of signatures. */
   readonly verify: (block: CurrencyBlock) => VerifiedBlock;
+  /** The node's memo of signatures that verified (a bounded SignatureMemo): a block or notification seen in an earlier upload is not verified again. */
+  readonly verifiedSignatures?: Set<string> | undefined;
   /** Key id (hex) of the key that signs this node's blocks when it is an intermediary; undefined at a standalone node (pk_C). */
   readonly issuer: string | undefined;
   /** The caller's account key id, under which a claim on another bank is presented for its wallet's redemption. */

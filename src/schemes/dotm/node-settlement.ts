@@ -31,12 +31,12 @@ import type { IssuerServices, TransactionHandle } from '../../issuer/plugin.ts';
 import { isForeign, presentForeignCopies } from './node-interbank.ts';
 import { walletEventWire, type WalletEvent } from './online.ts';
 import { reportTransaction, settleRedemption, settleRefund } from './node-credits.ts';
-import { checkNode, openFinding } from './node-findings.ts';
+import { checkNodes, openFinding } from './node-findings.ts';
 import { type DotmFinding, type DotmWallet, type EventResult, type SettleOutcome, type SettlementContext, eventDigest } from './node-settlement-model.ts';
-import { type Path, checkEvent, currentOf, insertPath, issuedHere, lockSerials } from './node-tree.ts';
+import { type LockedBlocks, type Path, checkEvent, currentOf, insertPath, issuedHere, lockSerials } from './node-tree.ts';
 
 /** Processes the next event of the wallet's log (its seq is last_seq + 1). */
-async function settleEvent(tx: TransactionHandle, services: IssuerServices, ctx: SettlementContext, wallet: DotmWallet, event: WalletEvent): Promise<{ result: EventResult; findings: DotmFinding[] }> {
+async function settleEvent(tx: TransactionHandle, services: IssuerServices, ctx: SettlementContext, locked: LockedBlocks, wallet: DotmWallet, event: WalletEvent): Promise<{ result: EventResult; findings: DotmFinding[] }> {
   const { body } = event;
   const checked = checkEvent(ctx, wallet, body);
   if (!('paths' in checked)) return { result: { seq: body.seq, status: 'refused', ...checked }, findings: [] };
@@ -45,7 +45,7 @@ async function settleEvent(tx: TransactionHandle, services: IssuerServices, ctx:
   const foreign = checked.paths.map((p) => isForeign(ctx, p));
   const paths = checked.paths.filter((_p, k) => !foreign[k]);
   for (const path of paths) {
-    if (!(await issuedHere(tx, path))) return { result: { seq: body.seq, status: 'refused', code: 'PAYMENT_INVALID', message: `serial ${toHex(path.serial)} was not issued by this node` }, findings: [] };
+    if (!issuedHere(locked, path)) return { result: { seq: body.seq, status: 'refused', code: 'PAYMENT_INVALID', message: `serial ${toHex(path.serial)} was not issued by this node` }, findings: [] };
   }
   let claims: string[] | undefined;
   if (body.kind === 'redeemed' && foreign.some((f) => f)) {
@@ -92,10 +92,7 @@ async function settleEvent(tx: TransactionHandle, services: IssuerServices, ctx:
       if (refund !== undefined) result = { ...result, refund };
     }
   }
-  for (const digest of touched.values()) {
-    const found = await checkNode(tx, ctx, digest);
-    if (found !== null) findings.push(found);
-  }
+  findings.push(...(await checkNodes(tx, ctx, [...touched.values()])));
   return { result, findings };
 }
 
@@ -103,7 +100,7 @@ async function settleEvent(tx: TransactionHandle, services: IssuerServices, ctx:
  * An event under a seq already taken: the same bytes are a duplicate; other bytes prove two states
  * of one wallet signed (a clone). Its records still enter the tree, as evidence.
  */
-async function settleRepeat(tx: TransactionHandle, ctx: SettlementContext, wallet: DotmWallet, event: WalletEvent, digest: Uint8Array): Promise<{ result: EventResult; findings: DotmFinding[] }> {
+async function settleRepeat(tx: TransactionHandle, ctx: SettlementContext, locked: LockedBlocks, wallet: DotmWallet, event: WalletEvent, digest: Uint8Array): Promise<{ result: EventResult; findings: DotmFinding[] }> {
   const seq = event.body.seq;
   const { rows } = await tx.query<{ digest: Uint8Array }>('SELECT digest FROM dotm_events WHERE wallet_key_id = $1 AND seq = $2', [wallet.walletKeyId, BigInt(seq)]);
   const stored = rows[0];
@@ -113,11 +110,8 @@ async function settleRepeat(tx: TransactionHandle, ctx: SettlementContext, walle
   const checked = checkEvent(ctx, wallet, event.body);
   if ('paths' in checked) {
     for (const path of checked.paths) {
-      if (isForeign(ctx, path) || !(await issuedHere(tx, path))) continue;
-      for (const parent of await insertPath(tx, path)) {
-        const found = await checkNode(tx, ctx, parent);
-        if (found !== null) findings.push(found);
-      }
+      if (isForeign(ctx, path) || !issuedHere(locked, path)) continue;
+      findings.push(...(await checkNodes(tx, ctx, await insertPath(tx, path))));
     }
   }
   const clone = await openFinding(tx, ctx, {
@@ -144,20 +138,20 @@ export async function settleEvents(tx: TransactionHandle, services: IssuerServic
   if (next !== undefined && next.body.seq !== wallet.lastSeq + 1) {
     return { ok: false, code: 'SEQUENCE_GAP', message: `event ${next.body.seq} does not follow ${wallet.lastSeq}, the last event taken from this wallet: upload from event ${wallet.lastSeq + 1} on` };
   }
-  await lockSerials(tx, events.flatMap((e) => e.body.parts.map((p) => p.block.presentation.serial)));
+  const locked = await lockSerials(tx, events.flatMap((e) => e.body.parts.map((p) => p.block.presentation.serial)));
   const results: EventResult[] = [];
   const findings: DotmFinding[] = [];
   let lastSeq = wallet.lastSeq;
   for (const event of events) {
     const digest = eventDigest(event);
     if (event.body.seq <= lastSeq) {
-      const repeat = await settleRepeat(tx, ctx, wallet, event, digest);
+      const repeat = await settleRepeat(tx, ctx, locked, wallet, event, digest);
       results.push(repeat.result);
       findings.push(...repeat.findings);
       continue;
     }
     assert(event.body.seq === lastSeq + 1, 'the caller passes consecutive events');
-    const done = await settleEvent(tx, services, ctx, wallet, event);
+    const done = await settleEvent(tx, services, ctx, locked, wallet, event);
     const { body } = event;
     await tx.query(
       `INSERT INTO dotm_events (wallet_key_id, seq, digest, kind, tsn, amount, status, code, event) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,

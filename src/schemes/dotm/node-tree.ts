@@ -6,7 +6,7 @@
 import { assert } from '../../core/assert.ts';
 import { equalBytes, fromHex, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
-import { verifyRecord } from '../../core/crypto/record.ts';
+import { verifyRecordWithMemo } from '../../core/crypto/signature-memo.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { bigintColumn, type TransactionHandle } from '../../issuer/plugin.ts';
 import { decodeCertificate } from '../../pki/certificate.ts';
@@ -109,21 +109,32 @@ export function checkEvent(ctx: SettlementContext, wallet: DotmWallet, body: Eve
     if (n === undefined || first === undefined) return { code: 'EVENT_INVALID', message: `a ${body.kind} event carries R's notification` };
     if (!equalBytes(n.tsn, body.tsn) || !equalBytes(n.transaction, body.transaction)) return { code: 'EVENT_INVALID', message: 'the notification names another transaction' };
     const payeeKey = decodeCertificate(first.record.ucertR).body.subject;
-    if (!verifyRecord(ctx.provider, payeeKey, NOTIFICATION_TAG, notificationSigned(n), n.signature)) return { code: 'SIGNATURE_INVALID', message: 'the notification does not verify under upk_R' };
+    if (!verifyRecordWithMemo(ctx.provider, ctx.verifiedSignatures, payeeKey, NOTIFICATION_TAG, notificationSigned(n), n.signature)) return { code: 'SIGNATURE_INVALID', message: 'the notification does not verify under upk_R' };
   }
   return { paths };
 }
 
-/** Locks the rows of these serials, in one order for every caller, so settlements of one serial queue. */
-export async function lockSerials(tx: TransactionHandle, serials: readonly Uint8Array[]): Promise<void> {
-  const unique = new Map(serials.map((s) => [toHex(s), s]));
-  for (const key of [...unique.keys()].sort()) await tx.query('SELECT 1 FROM dotm_blocks WHERE serial = $1 FOR UPDATE', [unique.get(key) as Uint8Array]);
+/** The blocks this node issued among some serials, locked: each serial's presentation digest, by serial (hex). */
+export type LockedBlocks = ReadonlyMap<string, Uint8Array>;
+
+/**
+ * Locks the rows of these serials in one statement, in serial order for every caller, so that
+ * settlements of one serial queue; answers the presentation digest of each one this node issued.
+ */
+export async function lockSerials(tx: TransactionHandle, serials: readonly Uint8Array[]): Promise<LockedBlocks> {
+  const unique = [...new Set(serials.map((s) => toHex(s)))];
+  if (unique.length === 0) return new Map();
+  const { rows } = await tx.query<{ serial: Uint8Array; digest: Uint8Array }>(
+    `SELECT serial, digest FROM dotm_blocks WHERE serial IN (SELECT decode(s, 'hex') FROM unnest($1::text[]) AS s) ORDER BY serial FOR UPDATE`,
+    [unique],
+  );
+  return new Map(rows.map((row) => [toHex(new Uint8Array(row.serial)), new Uint8Array(row.digest)]));
 }
 
-/** True when the node issued this serial with exactly this presentation. */
-export async function issuedHere(tx: TransactionHandle, path: Path): Promise<boolean> {
-  const { rows } = await tx.query<{ digest: Uint8Array }>('SELECT digest FROM dotm_blocks WHERE serial = $1', [path.serial]);
-  return rows[0] !== undefined && equalBytes(new Uint8Array(rows[0].digest), path.root);
+/** True when the node issued this serial with exactly this presentation (its row locked by lockSerials). */
+export function issuedHere(locked: LockedBlocks, path: Path): boolean {
+  const digest = locked.get(toHex(path.serial));
+  return digest !== undefined && equalBytes(digest, path.root);
 }
 
 /** Adds the path's records to the tree; answers the nodes that got a new child. */
@@ -140,22 +151,30 @@ export async function insertPath(tx: TransactionHandle, path: Path): Promise<Uin
   return parents;
 }
 
+/** SQL: whether the record under `alias` is live (see the file's comment); a record no event named as current is. */
+export function liveOf(alias: string): string {
+  return `(NOT EXISTS (SELECT 1 FROM dotm_currents k WHERE k.digest = ${alias}.digest)
+  OR EXISTS (SELECT 1 FROM dotm_currents k JOIN dotm_transactions t ON t.tsn = k.tsn
+             WHERE k.digest = ${alias}.digest AND t.rolled_back_seq IS NULL AND (t.sent_seq IS NOT NULL OR t.abandoned_seq IS NULL)))`;
+}
+
+/** SQL: whether the record `n` is live. */
+export const LIVE = liveOf('n');
+
 interface NodeRow {
+  digest: Uint8Array;
   serial: Uint8Array;
   holder_key_id: string;
   amount: bigint;
   live: boolean;
   redeemed: bigint;
   credited_below: bigint;
+  /** The live children as `hexdigest:amount`, comma-joined in digest order; null when there are none. */
+  children: string | null;
 }
 
-/** SQL: whether the record `n` is live (see the file's comment); a record no event named as current is. */
-export const LIVE = `(NOT EXISTS (SELECT 1 FROM dotm_currents k WHERE k.digest = n.digest)
-  OR EXISTS (SELECT 1 FROM dotm_currents k JOIN dotm_transactions t ON t.tsn = k.tsn
-             WHERE k.digest = n.digest AND t.rolled_back_seq IS NULL AND (t.sent_seq IS NOT NULL OR t.abandoned_seq IS NULL)))`;
-
 /** A tree node with what the invariant needs. */
-interface NodeView {
+export interface NodeView {
   readonly serial: Uint8Array;
   readonly holder: string;
   readonly live: boolean;
@@ -168,23 +187,43 @@ interface NodeView {
   readonly spent: bigint;
 }
 
+/** Several tree nodes, each with its live children, in one statement; by digest (hex). */
+export async function viewNodes(tx: TransactionHandle, digests: readonly Uint8Array[]): Promise<Map<string, NodeView>> {
+  const unique = [...new Set(digests.map((d) => toHex(d)))];
+  const views = new Map<string, NodeView>();
+  if (unique.length === 0) return views;
+  const { rows } = await tx.query<NodeRow>(
+    `SELECT n.digest, n.serial, n.holder_key_id, n.amount, ${LIVE} AS live, n.redeemed, n.credited_below,
+            (SELECT string_agg(encode(c.digest, 'hex') || ':' || c.amount, ',' ORDER BY c.digest) FROM dotm_nodes c WHERE c.prev = n.digest AND ${liveOf('c')}) AS children
+     FROM dotm_nodes n WHERE n.digest IN (SELECT decode(d, 'hex') FROM unnest($1::text[]) AS d)`,
+    [unique],
+  );
+  for (const row of rows) {
+    const counted = (row.children ?? '')
+      .split(',')
+      .filter((c) => c !== '')
+      .map((c) => {
+        const [digest, amount] = c.split(':') as [string, string];
+        return { digest: fromHex(digest), amount: BigInt(amount) };
+      });
+    const redeemed = bigintColumn(row, 'redeemed');
+    views.set(toHex(new Uint8Array(row.digest)), {
+      serial: new Uint8Array(row.serial),
+      holder: row.holder_key_id,
+      live: row.live,
+      received: row.live ? bigintColumn(row, 'amount') : 0n,
+      redeemed,
+      creditedBelow: bigintColumn(row, 'credited_below'),
+      counted,
+      spent: counted.reduce((sum, c) => sum + c.amount, redeemed),
+    });
+  }
+  for (const digest of unique) assert(views.has(digest), `tree node ${digest} is missing`);
+  return views;
+}
+
 export async function viewNode(tx: TransactionHandle, digest: Uint8Array): Promise<NodeView> {
-  const { rows } = await tx.query<NodeRow>(`SELECT serial, holder_key_id, amount, ${LIVE} AS live, redeemed, credited_below FROM dotm_nodes n WHERE digest = $1`, [digest]);
-  const row = rows[0];
-  assert(row !== undefined, `tree node ${toHex(digest)} is missing`);
-  const children = await tx.query<{ digest: Uint8Array; amount: bigint }>(`SELECT digest, amount FROM dotm_nodes n WHERE prev = $1 AND ${LIVE} ORDER BY digest`, [digest]);
-  const counted = children.rows.map((c) => ({ digest: new Uint8Array(c.digest), amount: bigintColumn(c, 'amount') }));
-  const redeemed = bigintColumn(row, 'redeemed');
-  return {
-    serial: new Uint8Array(row.serial),
-    holder: row.holder_key_id,
-    live: row.live,
-    received: row.live ? bigintColumn(row, 'amount') : 0n,
-    redeemed,
-    creditedBelow: bigintColumn(row, 'credited_below'),
-    counted,
-    spent: counted.reduce((sum, c) => sum + c.amount, redeemed),
-  };
+  return (await viewNodes(tx, [digest])).get(toHex(digest)) as NodeView;
 }
 
 /**
@@ -192,11 +231,11 @@ export async function viewNode(tx: TransactionHandle, digest: Uint8Array): Promi
  * or below it within what its holder received. `pending` holds this event's credits not yet written.
  */
 export async function creditable(tx: TransactionHandle, nodes: readonly Uint8Array[], amount: bigint, pending: ReadonlyMap<string, bigint>): Promise<boolean> {
-  for (const digest of nodes) {
-    const node = await viewNode(tx, digest);
-    if (node.creditedBelow + (pending.get(toHex(digest)) ?? 0n) + amount > node.received) return false;
-  }
-  return true;
+  const views = await viewNodes(tx, nodes);
+  return nodes.every((digest) => {
+    const node = views.get(toHex(digest)) as NodeView;
+    return node.creditedBelow + (pending.get(toHex(digest)) ?? 0n) + amount <= node.received;
+  });
 }
 
 export function addPending(pending: Map<string, bigint>, nodes: readonly Uint8Array[], amount: bigint): void {

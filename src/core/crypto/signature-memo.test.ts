@@ -1,0 +1,52 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { utf8 } from '../bytes.ts';
+import { nobleProvider } from './noble.ts';
+import { signatureEntry, SignatureMemo, verifyWithMemo } from './signature-memo.ts';
+import { signerFromSecret } from './suite.ts';
+
+const suite = nobleProvider.suites.ed25519;
+const alice = signerFromSecret(suite, new Uint8Array(32).fill(1));
+const bob = signerFromSecret(suite, new Uint8Array(32).fill(2));
+
+describe('signature memo', () => {
+  it('answers a check that passed before without verifying it again, and only that check', () => {
+    let verified = 0;
+    const counting = { ...nobleProvider, suites: { ...nobleProvider.suites, ed25519: { ...suite, verify: (k: Uint8Array, s: Uint8Array, m: Uint8Array) => (verified++, suite.verify(k, s, m)) } } };
+    const memo = new SignatureMemo();
+    const message = utf8('a payment');
+    const signature = alice.sign(message);
+    assert.equal(verifyWithMemo(counting, memo, alice.publicKey, message, signature), true);
+    assert.equal(verifyWithMemo(counting, memo, alice.publicKey, message, signature), true);
+    assert.equal(verified, 1);
+    // Another key, message or signature is verified, and refused.
+    const flipped = Uint8Array.from(signature);
+    flipped[5] = (flipped[5] as number) ^ 1;
+    assert.equal(verifyWithMemo(counting, memo, bob.publicKey, message, signature), false);
+    assert.equal(verifyWithMemo(counting, memo, alice.publicKey, utf8('a paymenT'), signature), false);
+    assert.equal(verifyWithMemo(counting, memo, alice.publicKey, message, flipped), false);
+    assert.equal(verified, 4);
+    // A failed check is not remembered: it fails again, verified each time.
+    assert.equal(verifyWithMemo(counting, memo, alice.publicKey, message, flipped), false);
+    assert.equal(verified, 5);
+    assert.equal(memo.size, 1);
+  });
+
+  it('entries frame each field, so that bytes moved between key, message and signature make another entry', () => {
+    const a = signatureEntry({ suite: 'ed25519', key: new Uint8Array([1, 2]) }, new Uint8Array([3]), new Uint8Array([4]));
+    const b = signatureEntry({ suite: 'ed25519', key: new Uint8Array([1]) }, new Uint8Array([2, 3]), new Uint8Array([4]));
+    const c = signatureEntry({ suite: 'p256', key: new Uint8Array([1, 2]) }, new Uint8Array([3]), new Uint8Array([4]));
+    assert.equal(new Set([a, b, c]).size, 3);
+  });
+
+  it('keeps at most its bound, forgetting the least recently used first', () => {
+    const memo = new SignatureMemo(3);
+    memo.add('a').add('b').add('c');
+    memo.touch('a');
+    memo.add('d');
+    assert.deepEqual([...memo], ['c', 'a', 'd'], 'b, the least recently used, is forgotten');
+    memo.add('d');
+    assert.equal(memo.size, 3);
+    assert.throws(() => new SignatureMemo(0), RangeError);
+  });
+});
