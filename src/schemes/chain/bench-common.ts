@@ -9,7 +9,9 @@
  * reconciliation (§IV "Reconciliation of off-chain and on-chain states", which "applies to both the
  * payer and the payee"): its TEE's upload of the acknowledged payment sent to the contract's
  * `reconcile` (Table II's "verification and update" of one transaction, gas read off the receipt),
- * then the node's statement of it back to the TEE. chain-tee does settle per payment in this sense:
+ * then the node's statement of it back to the TEE (most of its time is the node waiting until its
+ * embedded anvil has saved the block to disk before it signs the statement: node-common.ts
+ * `durable`, 1 to 2 s). chain-tee does settle per payment in this sense:
  * a received payment is spendable before, but the chain moves the money from the payer's account to
  * the payee's only when one of them uploads it. The payer then reconciles too (untimed), so that its
  * TEE frees the payment and each payment starts from the same state. And chain-tee's profile for
@@ -97,6 +99,7 @@ export const chainCommon: CommonWorkload = {
       async prepare() {},
       pay: (server) => pay(server, payer, payee),
       async settle() {
+        // Timed, not undefined: a payee's reconciliation of what it received is the step that moves the money on chain (see above).
         const { ms, gas } = await settle(payer, payee);
         return { ms, gas, what: "the payee's reconciliation: its TEE's upload of the payment to the contract (reconcile), the node's statement back (POST /v1/chain/statements, signed once the embedded anvil has saved the block)" };
       },

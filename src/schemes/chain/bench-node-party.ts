@@ -15,7 +15,7 @@ import { sha256 } from '../../core/crypto/hash.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import { encodeCertificate } from '../../pki/certificate.ts';
-import { openChainClients, type ChainClients } from '../../wallet/plugin.ts';
+import { deviceAnswer, openChainClients, type ChainClients } from '../../wallet/plugin.ts';
 import type { BenchHarness, BenchNode, BenchOem, BenchUser } from '../../sim/bench/plugin.ts';
 import { CHAIN_APP_LOCATION, type ChainElement, type Placement } from './bench-parties.ts';
 import { CHAIN_SCHEME, depositReceiptCodec, paramsCodec, statementCodec } from './messages.ts';
@@ -92,13 +92,16 @@ export async function makeNodeParty(harness: BenchHarness, world: ChainBenchNode
   try {
     const init = await se.call('init', { root: encodeCertificate(node.certificates.root), owner: fromHex(user.keyId) });
     const attestation = attestDevice(oem.signer, { sePublicKey: init.publicKey, model: 'Bench SE', taMeasurement: BENCH_MEASUREMENT });
-    const device = (await node.call(user.signer, 'POST', '/v1/devices', {
-      publicKey: { suite: init.publicKey.suite, key: toBase64url(init.publicKey.key) },
-      scheme: CHAIN_SCHEME,
-      oem: oem.keyId,
-      attestation: toBase64url(encodeAttestation(attestation)),
-      proof: toBase64url(init.proof),
-    })) as { keyId: string; certificate: string };
+    const device = deviceAnswer.decode(
+      await node.call(user.signer, 'POST', '/v1/devices', {
+        publicKey: { suite: init.publicKey.suite, key: toBase64url(init.publicKey.key) },
+        scheme: CHAIN_SCHEME,
+        oem: oem.keyId,
+        attestation: toBase64url(encodeAttestation(attestation)),
+        proof: toBase64url(init.proof),
+      }),
+      'device',
+    );
     await se.call('certInit', { certificate: fromBase64url(device.certificate), intermediary: encodeCertificate(node.certificates.intermediary), issuerNode: encodeCertificate(node.certificates.issuerNode), now: Date.now() });
     enclaveAnswer.decode(await node.call(user.signer, 'POST', '/v1/chain/enclaves', { device: device.keyId }), 'enclave');
     await refreshParams(world, se);
