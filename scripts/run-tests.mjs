@@ -44,6 +44,7 @@ const LONGEST = [
   'src/schemes/chain/interbank.test.ts',
   'src/schemes/dotm/interbank.test.ts',
   'src/schemes/otp/interbank.test.ts',
+  'src/schemes/chain/bench-common.test.ts',
   'src/schemes/ops/interbank-offline.test.ts',
   'src/schemes/ops/interbank-wallet.test.ts',
   'src/e2e/demo.test.ts',
