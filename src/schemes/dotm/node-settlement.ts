@@ -24,6 +24,7 @@
  * The parts live in node-settlement-model.ts, node-tree.ts, node-findings.ts,
  * node-credits.ts and node-holdings.ts.
  */
+import { Buffer } from 'node:buffer';
 import { assert } from '../../core/assert.ts';
 import { equalBytes, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
@@ -56,7 +57,10 @@ async function settleEvent(tx: TransactionHandle, services: IssuerServices, ctx:
   }
   const touched = new Map<string, Uint8Array>();
   const touch = (d: Uint8Array) => touched.set(toHex(d), d);
-  for (const path of paths) (await insertPath(tx, path)).forEach(touch);
+  // A transaction's side is reported first: its current records go into the tree under its tsn
+  // (dotm_currents) only when both sides name the same transaction; the records go in either way.
+  const reported = body.kind === 'redeemed' ? undefined : await reportTransaction(tx, wallet, { ...body, kind: body.kind });
+  for (const path of paths) (await insertPath(tx, path, reported === undefined || reported === null ? undefined : { tsn: body.tsn })).forEach(touch);
 
   const findings: DotmFinding[] = [];
   let result: EventResult = { seq: body.seq, status: 'taken' };
@@ -70,13 +74,12 @@ async function settleEvent(tx: TransactionHandle, services: IssuerServices, ctx:
         : { seq: body.seq, status: 'refused', code: 'DOUBLE_SPEND', message: `${done.refused} of ${paths.length} copies were spent already or pass through a double-spent node; only the others were credited`, credited: done.credited };
     if (claims !== undefined) result = { ...result, claims };
   } else {
-    const reported = await reportTransaction(tx, wallet, { ...body, kind: body.kind });
+    assert(reported !== undefined, 'a transaction event was reported');
     if (reported === null) {
       result = { seq: body.seq, status: 'refused', code: 'TRANSACTION_MISMATCH', message: 'the other side reported another transaction under this tsn; the records are kept as evidence' };
     } else {
       for (const path of paths) {
         const current = currentOf(path);
-        await tx.query('INSERT INTO dotm_currents (digest, tsn) VALUES ($1, $2) ON CONFLICT DO NOTHING', [current.digest, body.tsn]);
         touch(current.digest);
         touch(current.prev);
       }
@@ -128,6 +131,39 @@ async function settleRepeat(tx: TransactionHandle, ctx: SettlementContext, locke
   return { result: { seq, status: 'refused', code: 'EVENT_CONFLICT', message: `event ${seq} differs from the one already taken from this wallet` }, findings };
 }
 
+/** An event of the upload taken in its turn, and what came of it. */
+interface TakenEvent {
+  readonly event: WalletEvent;
+  readonly digest: Uint8Array;
+  readonly result: EventResult;
+}
+
+/** Stores the upload's new events, as signed, and moves the wallet's last seq to the last of them: one statement. */
+async function recordEvents(tx: TransactionHandle, wallet: DotmWallet, taken: readonly TakenEvent[], lastSeq: number): Promise<void> {
+  const base64 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+  await tx.query(
+    `WITH stored AS (
+       INSERT INTO dotm_events (wallet_key_id, seq, digest, kind, tsn, amount, status, code, event)
+       SELECT $1, q, decode(d, 'base64'), k, decode(t, 'base64'), a, s, nullif(c, ''), decode(e, 'base64')
+       FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[]) AS x(q, d, k, t, a, s, c, e)
+     )
+     UPDATE dotm_wallets SET last_seq = $10 WHERE wallet_key_id = $1`,
+    [
+      wallet.walletKeyId,
+      taken.map((t) => BigInt(t.event.body.seq)),
+      taken.map((t) => base64(t.digest)),
+      taken.map((t) => t.event.body.kind),
+      taken.map((t) => base64(t.event.body.tsn)),
+      taken.map((t) => t.event.body.amount),
+      taken.map((t) => (t.result.status === 'refused' ? 'refused' : 'taken')),
+      // A refusal's code, or '' for none (no code is empty).
+      taken.map((t) => t.result.code ?? ''),
+      taken.map((t) => base64(encodeCbor(walletEventWire(t.event)))),
+      BigInt(lastSeq),
+    ],
+  );
+}
+
 /**
  * §3.3.4: takes a wallet's uploaded events in order (the wallet's row locked by the caller, the
  * events' signatures checked). Events up to last_seq are duplicates (or clone evidence); the rest
@@ -141,6 +177,7 @@ export async function settleEvents(tx: TransactionHandle, services: IssuerServic
   const locked = await lockSerials(tx, events.flatMap((e) => e.body.parts.map((p) => p.block.presentation.serial)));
   const results: EventResult[] = [];
   const findings: DotmFinding[] = [];
+  const taken: TakenEvent[] = [];
   let lastSeq = wallet.lastSeq;
   for (const event of events) {
     const digest = eventDigest(event);
@@ -152,16 +189,12 @@ export async function settleEvents(tx: TransactionHandle, services: IssuerServic
     }
     assert(event.body.seq === lastSeq + 1, 'the caller passes consecutive events');
     const done = await settleEvent(tx, services, ctx, locked, wallet, event);
-    const { body } = event;
-    await tx.query(
-      `INSERT INTO dotm_events (wallet_key_id, seq, digest, kind, tsn, amount, status, code, event) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-      [wallet.walletKeyId, BigInt(body.seq), digest, body.kind, body.tsn, body.amount, done.result.status === 'refused' ? 'refused' : 'taken', done.result.code ?? null, encodeCbor(walletEventWire(event))],
-    );
+    taken.push({ event, digest, result: done.result });
     results.push(done.result);
     findings.push(...done.findings);
-    lastSeq = body.seq;
+    lastSeq = event.body.seq;
   }
-  if (lastSeq !== wallet.lastSeq) await tx.query('UPDATE dotm_wallets SET last_seq = $2 WHERE wallet_key_id = $1', [wallet.walletKeyId, BigInt(lastSeq)]);
+  if (taken.length > 0) await recordEvents(tx, wallet, taken, lastSeq);
   return { ok: true, lastSeq, results, findings };
 }
 

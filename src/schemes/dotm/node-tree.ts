@@ -3,6 +3,7 @@
  * bank's presentation, checked and inserted record by record; which records are live; and what each
  * node may still credit online.
  */
+import { Buffer } from 'node:buffer';
 import { assert } from '../../core/assert.ts';
 import { equalBytes, fromHex, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
@@ -137,18 +138,40 @@ export function issuedHere(locked: LockedBlocks, path: Path): boolean {
   return digest !== undefined && equalBytes(digest, path.root);
 }
 
-/** Adds the path's records to the tree; answers the nodes that got a new child. */
-export async function insertPath(tx: TransactionHandle, path: Path): Promise<Uint8Array[]> {
-  const parents: Uint8Array[] = [];
-  for (const r of path.records) {
-    const inserted = await tx.query(
-      `INSERT INTO dotm_nodes (digest, serial, prev, holder_key_id, payer_key_id, amount, recorded_at, record)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (digest) DO NOTHING`,
-      [r.digest, path.serial, r.prev, r.payee, r.payer, r.record.amount, BigInt(r.record.timestamp), encodeCbor(recordWire(r.record))],
-    );
-    if (inserted.rowCount === 1) parents.push(r.prev);
-  }
-  return parents;
+/**
+ * Adds the path's records to the tree in one statement, with, for a transaction's event, its
+ * current record under the transaction's tsn (dotm_currents); answers the nodes that got a new
+ * child, in the path's order.
+ */
+export async function insertPath(tx: TransactionHandle, path: Path, currentOf?: { tsn: Uint8Array }): Promise<Uint8Array[]> {
+  if (path.records.length === 0) return [];
+  const base64 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+  const last = path.records[path.records.length - 1] as PathRecord;
+  const { rows } = await tx.query<{ prev: Uint8Array }>(
+    `WITH inserted AS (
+       INSERT INTO dotm_nodes (digest, serial, prev, holder_key_id, payer_key_id, amount, recorded_at, record)
+       SELECT decode(d, 'base64'), $1, decode(p, 'base64'), h, y, a, t, decode(r, 'base64')
+       FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::text[]) AS x(d, p, h, y, a, t, r)
+       ON CONFLICT (digest) DO NOTHING RETURNING prev
+     ), current AS (
+       INSERT INTO dotm_currents (digest, tsn) SELECT decode($9, 'base64'), decode($10, 'base64') WHERE $10::text IS NOT NULL ON CONFLICT DO NOTHING
+     )
+     SELECT prev FROM inserted`,
+    [
+      path.serial,
+      path.records.map((r) => base64(r.digest)),
+      path.records.map((r) => base64(r.prev)),
+      path.records.map((r) => r.payee),
+      path.records.map((r) => r.payer),
+      path.records.map((r) => r.record.amount),
+      path.records.map((r) => BigInt(r.record.timestamp)),
+      path.records.map((r) => base64(encodeCbor(recordWire(r.record)))),
+      base64(last.digest),
+      currentOf === undefined ? null : base64(currentOf.tsn),
+    ],
+  );
+  const parents = new Set(rows.map((row) => toHex(new Uint8Array(row.prev))));
+  return path.records.map((r) => r.prev).filter((prev) => parents.has(toHex(prev)));
 }
 
 /** SQL: whether the record under `alias` is live (see the file's comment); a record no event named as current is. */

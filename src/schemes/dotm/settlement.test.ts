@@ -346,6 +346,34 @@ for (const backend of testBackends()) {
       }
     });
 
+    test('a side that names another transaction under a tsn the other side reported is refused TRANSACTION_MISMATCH; nothing moves and nothing is named', async () => {
+      const n = await dotmNode(backend);
+      try {
+        const p = await n.party('payer');
+        const r = await n.party('payee', '0');
+        await n.withdraw(p, '10.00');
+        await n.pay(p, r, 400n);
+        assert.deepEqual(statuses(await n.sync(r)), ['1:taken']);
+        // P's wallet key extracted: its `sent` turned into an `abandoned` under the same tsn that names another σ.
+        const [sent] = (await p.se.call('events', {})).events;
+        assert.ok(sent !== undefined && sent.body.kind === 'sent');
+        const wsk = await n.extractWalletKey(p.dir);
+        const { notification: _dropped, ...rest } = sent.body;
+        const body: EventBody = { ...rest, kind: 'abandoned', transaction: new Uint8Array(32).fill(7) };
+        const before = await n.balanceMinor(p);
+        const answer = (await (await n.upload(p, { events: [{ body, signature: signRecord(wsk, EVENT_TAG, eventBodyWire(body)) }] })).json()) as EventsAnswer;
+        assert.deepEqual(statuses(answer), ['1:refused:TRANSACTION_MISMATCH']);
+        assert.deepEqual(answer.findings, []);
+        assert.equal(await n.balanceMinor(p), before);
+        assert.equal(await lastSeq(n, p), 1, 'the refused event is taken into the log as refused');
+        // The payment stands: R redeems what it received.
+        assert.equal((await n.redeem(r, 400n)).results[0]?.credited, '4.00');
+        await n.conservation([p.se, r.se]);
+      } finally {
+        await n.close();
+      }
+    });
+
     test('a redemption of more than the copy received is refused and names its holder', async () => {
       const n = await dotmNode(backend);
       try {
