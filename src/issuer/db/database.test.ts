@@ -6,8 +6,8 @@ import { after, before, describe, test } from 'node:test';
 import { isTallyError } from '../../core/errors.ts';
 import { sqlState } from './database.ts';
 import { openPglite } from './pglite.ts';
-import { openPostgres } from './postgres.ts';
-import { closeTestTemplates, testBackends, type TestDatabase } from './test-databases.ts';
+import { dropPostgresSchema, openPostgres } from './postgres.ts';
+import { closeTestTemplates, TEST_DATABASE_URL_VARIABLE, testBackends, type TestDatabase } from './test-databases.ts';
 
 after(closeTestTemplates);
 
@@ -175,5 +175,33 @@ describe('openPostgres', () => {
   test('refuses a malformed schema name or pool size before connecting', async () => {
     await assert.rejects(openPostgres('postgres://nobody@127.0.0.1:1/none', { schema: 'x; DROP TABLE y' }), RangeError);
     await assert.rejects(openPostgres('postgres://nobody@127.0.0.1:1/none', { poolSize: 0 }), RangeError);
+  });
+
+  const url = process.env[TEST_DATABASE_URL_VARIABLE];
+  test('a parameterised statement is prepared once on its connection and then executed, even across a change of its table; never when told not to', { skip: url === undefined || url === '' ? `${TEST_DATABASE_URL_VARIABLE} is not set` : false }, async () => {
+    const schema = `tally_prepared_${Date.now().toString(36)}`;
+    const sql = 'SELECT n + $1::int8 AS n FROM counter WHERE id = $2';
+    const named = (q: { query: TestDatabase['db']['query'] }) =>
+      q.query<{ name: string; statement: string }>("SELECT name, statement FROM pg_prepared_statements WHERE name LIKE 'tally\\_%'", []);
+    for (const preparedStatements of [true, false]) {
+      const db = await openPostgres(url as string, { schema, poolSize: 1, preparedStatements });
+      try {
+        await db.exec('CREATE TABLE IF NOT EXISTS counter (id int PRIMARY KEY, n int8 NOT NULL); INSERT INTO counter VALUES (1, 40) ON CONFLICT DO NOTHING;');
+        await db.transaction(async (tx) => {
+          assert.deepEqual((await tx.query<{ n: bigint }>(sql, [1n, 1])).rows, [{ n: 41n }]);
+          assert.deepEqual((await tx.query<{ n: bigint }>(sql, [2n, 1])).rows, [{ n: 42n }]);
+          const statements = (await named(tx)).rows.filter((r) => r.statement === sql);
+          assert.equal(statements.length, preparedStatements ? 1 : 0);
+        });
+        if (preparedStatements) {
+          // The table changes under the prepared statement: the server plans it again.
+          await db.exec('ALTER TABLE counter ADD COLUMN IF NOT EXISTS note text');
+          assert.deepEqual((await db.query<{ n: bigint }>(sql, [3n, 1])).rows, [{ n: 43n }]);
+        }
+      } finally {
+        await db.close();
+      }
+    }
+    await dropPostgresSchema(url as string, schema);
   });
 });

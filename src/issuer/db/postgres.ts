@@ -2,6 +2,7 @@
  * A PostgreSQL server through a pool of `pg` connections. Each transaction holds one connection
  * from BEGIN to COMMIT; single statements take any free one.
  */
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Database, Isolation, QueryResult, SqlParam, TransactionHandle, TransactionOptions } from './database.ts';
 import { TYPE_PARSERS } from './parsers.ts';
@@ -28,14 +29,44 @@ export interface PostgresOptions {
   readonly poolSize?: number | undefined;
   /** Defaults to STATEMENT_TIMEOUT_MS_DEFAULT. */
   readonly statementTimeoutMs?: number | undefined;
+  /**
+   * Parameterised statements are prepared on each connection by name (true by default). False for
+   * a connection pooler that hands a transaction to another server connection each time and does
+   * not carry prepared statements over (PgBouncer before 1.21 in transaction mode).
+   */
+  readonly preparedStatements?: boolean | undefined;
 }
 
 const types: pg.CustomTypesConfig = {
   getTypeParser: (oid: number, format?: 'text' | 'binary') => TYPE_PARSERS[oid] ?? pg.types.getTypeParser(oid, format),
 };
 
-async function runQuery<R extends object>(runner: pg.Pool | pg.PoolClient, sql: string, params: readonly SqlParam[]): Promise<QueryResult<R>> {
-  const result = await runner.query<R>(sql, [...params]);
+/** Statement texts kept prepared, at most: beyond them a statement is parsed and planned each time. */
+export const PREPARED_STATEMENTS_MAX = 1024;
+
+/** The server-side name of each statement text prepared (the same on every connection). */
+const prepared = new Map<string, string>();
+
+/**
+ * The name a parameterised statement is prepared under. The server plans a statement each time it
+ * is parsed, and for the settlement statements the plan costs several times their execution
+ * (0.25 to 0.6 ms against 0.05 to 0.1 for DOT-M's tree read); a named statement is parsed and
+ * planned once per connection and then only executed (with PostgreSQL's own choice between a
+ * custom and a generic plan). Statements without parameters (DDL, migrations) stay unnamed.
+ */
+function statementName(sql: string, params: readonly SqlParam[]): string | undefined {
+  if (params.length === 0) return undefined;
+  let name = prepared.get(sql);
+  if (name === undefined && prepared.size < PREPARED_STATEMENTS_MAX) {
+    name = `tally_${createHash('sha256').update(sql, 'utf8').digest('hex').slice(0, 32)}`;
+    prepared.set(sql, name);
+  }
+  return name;
+}
+
+async function runQuery<R extends object>(runner: pg.Pool | pg.PoolClient, sql: string, params: readonly SqlParam[], prepare: boolean): Promise<QueryResult<R>> {
+  const name = prepare ? statementName(sql, params) : undefined;
+  const result = name === undefined ? await runner.query<R>(sql, [...params]) : await runner.query<R>({ name, text: sql, values: [...params] });
   return { rows: result.rows, rowCount: result.rowCount ?? result.rows.length };
 }
 
@@ -48,13 +79,16 @@ class PostgresDatabase implements Database {
   readonly #pool: pg.Pool;
   readonly #scope = new TransactionScope();
 
-  constructor(pool: pg.Pool) {
+  readonly #prepare: boolean;
+
+  constructor(pool: pg.Pool, prepare: boolean) {
     this.#pool = pool;
+    this.#prepare = prepare;
   }
 
   query<R extends object>(sql: string, params: readonly SqlParam[] = []): Promise<QueryResult<R>> {
     this.#scope.assertOutside('query');
-    return runQuery<R>(this.#pool, sql, params);
+    return runQuery<R>(this.#pool, sql, params, this.#prepare);
   }
 
   async exec(sql: string): Promise<void> {
@@ -75,7 +109,7 @@ class PostgresDatabase implements Database {
     try {
       await client.query(beginStatement(isolation));
       const { handle, end } = scopedHandle({
-        query: <R extends object>(sql: string, params: readonly SqlParam[] = []) => runQuery<R>(client, sql, params),
+        query: <R extends object>(sql: string, params: readonly SqlParam[] = []) => runQuery<R>(client, sql, params, this.#prepare),
         exec: async (sql: string) => void (await client.query(sql)),
       });
       let value: T;
@@ -137,7 +171,7 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
     await pool.end();
     throw e;
   }
-  return new PostgresDatabase(pool);
+  return new PostgresDatabase(pool, options.preparedStatements ?? true);
 }
 
 async function ensureSchema(pool: pg.Pool, schema: string): Promise<void> {
