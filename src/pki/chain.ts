@@ -5,7 +5,7 @@
  */
 import { equalBytes, toHex } from '../core/bytes.ts';
 import { signedBytes } from '../core/crypto/record.ts';
-import { verifyWithMemo } from '../core/crypto/signature-memo.ts';
+import { verifyWithMemo, type MemoOfChecks } from '../core/crypto/signature-memo.ts';
 import { suiteFor, SUITE_NAMES, type CryptoProvider, type PublicKey, type SuiteName } from '../core/crypto/suite.ts';
 import { TallyError } from '../core/errors.ts';
 import {
@@ -46,7 +46,7 @@ export interface VerifyChainOptions {
    * public key. Only those are skipped; roles, suites, windows and revocation are checked on every
    * call. A Set for one unit of work, or a bounded SignatureMemo kept by a verifier across many.
    */
-  verifiedSignatures?: Set<string> | undefined;
+  verifiedSignatures?: MemoOfChecks | undefined;
 }
 
 /** What a verified chain vouches for. */
@@ -79,7 +79,7 @@ function iso(ms: number): string {
 }
 
 /** The checks every certificate gets, anchor included: suite, key, window. */
-function checkSubjectAndWindow(provider: CryptoProvider, certificate: Certificate, now: number, allowedSuites: readonly SuiteName[], memo: Set<string> | undefined): void {
+function checkSubjectAndWindow(provider: CryptoProvider, certificate: Certificate, now: number, allowedSuites: readonly SuiteName[], memo: MemoOfChecks | undefined): void {
   const { subject, notBefore, notAfter } = certificate.body;
   const serial = serialHex(certificate);
   if (!allowedSuites.includes(subject.suite)) {
@@ -114,7 +114,7 @@ function checkSubjectAndWindow(provider: CryptoProvider, certificate: Certificat
   }
 }
 
-function checkSignature(provider: CryptoProvider, certificate: Certificate, signerKey: PublicKey, memo: Set<string> | undefined): void {
+function checkSignature(provider: CryptoProvider, certificate: Certificate, signerKey: PublicKey, memo: MemoOfChecks | undefined): void {
   const message = signedBytes(CERTIFICATE_DOMAIN_TAG, certificateBodyWire(certificate.body));
   // The memo entry names everything the verification reads: the issuer's key, the signed bytes and the signature.
   if (!verifyWithMemo(provider, memo, signerKey, message, certificate.signature)) {
@@ -124,7 +124,7 @@ function checkSignature(provider: CryptoProvider, certificate: Certificate, sign
 }
 
 /** A trust anchor must be a self-signed root that verifies under its own key and is valid now. */
-function checkAnchor(provider: CryptoProvider, anchor: Certificate, now: number, allowedSuites: readonly SuiteName[], memo: Set<string> | undefined): void {
+function checkAnchor(provider: CryptoProvider, anchor: Certificate, now: number, allowedSuites: readonly SuiteName[], memo: MemoOfChecks | undefined): void {
   if (!isSelfSignedRole(anchor.body.role)) throw chainInvalid(`trust anchor ${serialHex(anchor)} is a ${anchor.body.role} certificate, not a root`);
   if (!equalBytes(anchor.body.issuer, keyId(anchor.body.subject))) throw chainInvalid(`trust anchor ${serialHex(anchor)} is not self-signed`);
   checkSignature(provider, anchor, anchor.body.subject, memo);

@@ -39,14 +39,17 @@ describe('signature memo', () => {
     assert.equal(new Set([a, b, c]).size, 3);
   });
 
-  it('keeps at most its bound, forgetting the least recently used first', () => {
-    const memo = new SignatureMemo(3);
-    memo.add('a').add('b').add('c');
-    memo.touch('a');
-    memo.add('d');
-    assert.deepEqual([...memo], ['c', 'a', 'd'], 'b, the least recently used, is forgotten');
-    memo.add('d');
-    assert.equal(memo.size, 3);
-    assert.throws(() => new SignatureMemo(0), RangeError);
+  it('keeps at most its bound, dropping the generation not used for longest; an entry used again is kept', () => {
+    const memo = new SignatureMemo(4);
+    memo.add('a').add('b'); // young: a b
+    memo.add('c'); // old: a b, young: c
+    memo.touch('a'); // old: b, young: c a
+    memo.add('d'); // old: c a, young: d (b dropped)
+    assert.deepEqual(['a', 'b', 'c', 'd'].map((e) => memo.has(e)), [true, false, true, true]);
+    assert.ok(memo.size <= 4);
+    for (let k = 0; k < 1000; k++) memo.add(`x${k}`);
+    assert.ok(memo.size <= 4, `${memo.size} entries`);
+    assert.ok(memo.has('x999') && !memo.has('a'));
+    assert.throws(() => new SignatureMemo(1), RangeError);
   });
 });

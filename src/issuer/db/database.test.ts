@@ -183,8 +183,9 @@ describe('openPostgres', () => {
     const sql = 'SELECT n + $1::int8 AS n FROM counter WHERE id = $2';
     const named = (q: { query: TestDatabase['db']['query'] }) =>
       q.query<{ name: string; statement: string }>("SELECT name, statement FROM pg_prepared_statements WHERE name LIKE 'tally\\_%'", []);
-    for (const preparedStatements of [true, false]) {
-      const db = await openPostgres(url as string, { schema, poolSize: 1, preparedStatements });
+    const separator = (url as string).includes('?') ? '&' : '?';
+    for (const [preparedStatements, how] of [[true, {}], [false, { preparedStatements: false }], [false, { url: `${url}${separator}tally_prepared_statements=off` }]] as const) {
+      const db = await openPostgres('url' in how ? how.url : (url as string), { schema, poolSize: 1, ...('preparedStatements' in how ? how : {}) });
       try {
         await db.exec('CREATE TABLE IF NOT EXISTS counter (id int PRIMARY KEY, n int8 NOT NULL); INSERT INTO counter VALUES (1, 40) ON CONFLICT DO NOTHING;');
         await db.transaction(async (tx) => {
@@ -197,11 +198,18 @@ describe('openPostgres', () => {
           // The table changes under the prepared statement: the server plans it again.
           await db.exec('ALTER TABLE counter ADD COLUMN IF NOT EXISTS note text');
           assert.deepEqual((await db.query<{ n: bigint }>(sql, [3n, 1])).rows, [{ n: 43n }]);
+          // A column changing type changes the statement's result: its first run fails on the
+          // server, and the transaction runs again.
+          await db.exec('ALTER TABLE counter ALTER COLUMN n TYPE numeric');
+          assert.deepEqual(await db.transaction(async (tx) => (await tx.query<{ n: bigint }>(sql, [4n, 1])).rows), [{ n: 44n }]);
+          await db.exec('ALTER TABLE counter ALTER COLUMN n TYPE int8');
+          assert.deepEqual((await db.query<{ n: bigint }>(sql, [5n, 1])).rows, [{ n: 45n }], 'outside a transaction, run again at once');
         }
       } finally {
         await db.close();
       }
     }
     await dropPostgresSchema(url as string, schema);
+    await assert.rejects(openPostgres(`${url}${separator}tally_prepared_statements=maybe`, { schema }), /tally_prepared_statements: expected on or off/);
   });
 });

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Database, Isolation, QueryResult, SqlParam, TransactionHandle, TransactionOptions } from './database.ts';
 import { TYPE_PARSERS } from './parsers.ts';
-import { withRetries } from './retry.ts';
+import { isStalePlan, withRetries } from './retry.ts';
 import { scopedHandle, TransactionScope } from './scope.ts';
 
 /** Connections per pool unless told otherwise. */
@@ -30,9 +30,10 @@ export interface PostgresOptions {
   /** Defaults to STATEMENT_TIMEOUT_MS_DEFAULT. */
   readonly statementTimeoutMs?: number | undefined;
   /**
-   * Parameterised statements are prepared on each connection by name (true by default). False for
-   * a connection pooler that hands a transaction to another server connection each time and does
-   * not carry prepared statements over (PgBouncer before 1.21 in transaction mode).
+   * Parameterised statements are prepared on each connection by name (true by default, or as the
+   * URL's `tally_prepared_statements=on|off` says). False for a connection pooler that hands a
+   * transaction to another server connection each time and does not carry prepared statements over
+   * (PgBouncer in transaction mode without `max_prepared_statements`).
    */
   readonly preparedStatements?: boolean | undefined;
 }
@@ -41,11 +42,37 @@ const types: pg.CustomTypesConfig = {
   getTypeParser: (oid: number, format?: 'text' | 'binary') => TYPE_PARSERS[oid] ?? pg.types.getTypeParser(oid, format),
 };
 
+/**
+ * The query parameter of a database URL that turns prepared statements off or on for the pool
+ * (`?tally_prepared_statements=off`): how an operator sets it for `--database-url` and
+ * `--shard-database`. The driver ignores parameters it does not know.
+ */
+export const PREPARED_STATEMENTS_PARAMETER = 'tally_prepared_statements';
+
+/** What a database URL says of prepared statements, if anything. @throws RangeError for a value other than on, off, true or false */
+function preparedStatementsOf(url: string): boolean | undefined {
+  let value: string | null;
+  try {
+    value = new URL(url).searchParams.get(PREPARED_STATEMENTS_PARAMETER);
+  } catch {
+    return undefined;
+  }
+  if (value === null) return undefined;
+  if (value === 'off' || value === 'false') return false;
+  if (value === 'on' || value === 'true') return true;
+  throw new RangeError(`${PREPARED_STATEMENTS_PARAMETER}: expected on or off in the database URL, got ${JSON.stringify(value.slice(0, 40))}`);
+}
+
 /** Statement texts kept prepared, at most: beyond them a statement is parsed and planned each time. */
 export const PREPARED_STATEMENTS_MAX = 1024;
 
 /** The server-side name of each statement text prepared (the same on every connection). */
 const prepared = new Map<string, string>();
+/**
+ * Bumped when the server refuses a prepared statement whose result a change of schema altered
+ * (a column's type): every text then gets a new name, prepared afresh on each connection.
+ */
+let generation = 0;
 
 /**
  * The name a parameterised statement is prepared under. The server plans a statement each time it
@@ -58,16 +85,33 @@ function statementName(sql: string, params: readonly SqlParam[]): string | undef
   if (params.length === 0) return undefined;
   let name = prepared.get(sql);
   if (name === undefined && prepared.size < PREPARED_STATEMENTS_MAX) {
-    name = `tally_${createHash('sha256').update(sql, 'utf8').digest('hex').slice(0, 32)}`;
+    name = `tally_${generation}_${createHash('sha256').update(sql, 'utf8').digest('hex').slice(0, 32)}`;
     prepared.set(sql, name);
   }
   return name;
 }
 
-async function runQuery<R extends object>(runner: pg.Pool | pg.PoolClient, sql: string, params: readonly SqlParam[], prepare: boolean): Promise<QueryResult<R>> {
-  const name = prepare ? statementName(sql, params) : undefined;
-  const result = name === undefined ? await runner.query<R>(sql, [...params]) : await runner.query<R>({ name, text: sql, values: [...params] });
-  return { rows: result.rows, rowCount: result.rowCount ?? result.rows.length };
+/**
+ * Runs a statement, prepared by name when `prepare`. A prepared statement whose result type a
+ * change of schema altered is refused by the server on that connection from then on; its text is
+ * then named anew (every text is), and a statement outside a transaction runs again at once; in a
+ * transaction the error aborts it, and withRetries runs the transaction again (retry.ts).
+ */
+async function runQuery<R extends object>(runner: pg.Pool | pg.PoolClient, sql: string, params: readonly SqlParam[], prepare: boolean, inTransaction: boolean): Promise<QueryResult<R>> {
+  const run = async () => {
+    const name = prepare ? statementName(sql, params) : undefined;
+    const result = name === undefined ? await runner.query<R>(sql, [...params]) : await runner.query<R>({ name, text: sql, values: [...params] });
+    return { rows: result.rows, rowCount: result.rowCount ?? result.rows.length };
+  };
+  try {
+    return await run();
+  } catch (e) {
+    if (!(prepare && isStalePlan(e))) throw e;
+    generation++;
+    prepared.clear();
+    if (inTransaction) throw e;
+    return await run();
+  }
 }
 
 function beginStatement(isolation: Isolation): string {
@@ -88,7 +132,7 @@ class PostgresDatabase implements Database {
 
   query<R extends object>(sql: string, params: readonly SqlParam[] = []): Promise<QueryResult<R>> {
     this.#scope.assertOutside('query');
-    return runQuery<R>(this.#pool, sql, params, this.#prepare);
+    return runQuery<R>(this.#pool, sql, params, this.#prepare, false);
   }
 
   async exec(sql: string): Promise<void> {
@@ -109,7 +153,7 @@ class PostgresDatabase implements Database {
     try {
       await client.query(beginStatement(isolation));
       const { handle, end } = scopedHandle({
-        query: <R extends object>(sql: string, params: readonly SqlParam[] = []) => runQuery<R>(client, sql, params, this.#prepare),
+        query: <R extends object>(sql: string, params: readonly SqlParam[] = []) => runQuery<R>(client, sql, params, this.#prepare, true),
         exec: async (sql: string) => void (await client.query(sql)),
       });
       let value: T;
@@ -153,6 +197,7 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
   if (!Number.isInteger(statementTimeoutMs) || statementTimeoutMs < 1) {
     throw new RangeError(`statementTimeoutMs: expected a positive integer, got ${statementTimeoutMs}`);
   }
+  const prepare = options.preparedStatements ?? preparedStatementsOf(url) ?? true;
   const pool = new pg.Pool({
     connectionString: url,
     max: poolSize,
@@ -171,7 +216,7 @@ export async function openPostgres(url: string, options: PostgresOptions = {}): 
     await pool.end();
     throw e;
   }
-  return new PostgresDatabase(pool, options.preparedStatements ?? true);
+  return new PostgresDatabase(pool, prepare);
 }
 
 async function ensureSchema(pool: pg.Pool, schema: string): Promise<void> {

@@ -16,10 +16,19 @@ const BACKOFF_CAP_MS = 100;
 /** SQLSTATE serialization_failure and deadlock_detected: a retry of the whole transaction may succeed. */
 const RETRYABLE = new Set(['40001', '40P01']);
 
-/** True for an error that aborts a transaction only because of a concurrent one. */
+/**
+ * True for the server's refusal of a statement a connection had prepared (src/issuer/db/postgres.ts
+ * prepares them) after a change of schema altered its result type, such as a column's type: the
+ * statement prepared again under a new name runs.
+ */
+export function isStalePlan(e: unknown): boolean {
+  return sqlState(e) === '0A000' && e instanceof Error && /cached plan must not change result type/.test(e.message);
+}
+
+/** True for an error that aborts a transaction only because of a concurrent one, or of a prepared statement made stale by a change of schema. */
 export function isRetryable(e: unknown): boolean {
   const state = sqlState(e);
-  return state !== undefined && RETRYABLE.has(state);
+  return (state !== undefined && RETRYABLE.has(state)) || isStalePlan(e);
 }
 
 function backoffMs(failures: number): number {

@@ -22,7 +22,7 @@
  * §3.4.4) and names that payer.
  */
 import { equalBytes, toHex } from '../../core/bytes.ts';
-import { verifyRecordWithMemo } from '../../core/crypto/signature-memo.ts';
+import { verifyRecordWithMemo, type MemoOfChecks } from '../../core/crypto/signature-memo.ts';
 import type { CryptoProvider, PublicKey } from '../../core/crypto/suite.ts';
 import { AMOUNT_MINOR_MAX } from '../../core/amount.ts';
 import { checkSize, isTallyError, TallyError } from '../../core/errors.ts';
@@ -73,7 +73,7 @@ export interface VerifyBlockOptions {
    * presentation's and the records'. A Set for one payment's checks, or a bounded SignatureMemo a
    * node keeps across uploads (the payer's and the payee's events carry the same block).
    */
-  verifiedSignatures?: Set<string> | undefined;
+  verifiedSignatures?: MemoOfChecks | undefined;
 }
 
 /** A verified block and what it says. */

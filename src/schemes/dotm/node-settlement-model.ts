@@ -3,6 +3,7 @@ import { assert } from '../../core/assert.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import { sha256 } from '../../core/crypto/hash.ts';
 import { SUITE_NAMES, type CryptoProvider, type PublicKey, type Signer } from '../../core/crypto/suite.ts';
+import type { MemoOfChecks } from '../../core/crypto/signature-memo.ts';
 import { bigintColumn, type Queryable } from '../../issuer/plugin.ts';
 import type { VerifiedBlock } from './block.ts';
 import type { CurrencyBlock } from './messages.ts';
@@ -27,7 +28,7 @@ export interface SettlementContext {
   /** verifyBlock with the node's root key as pk_C, its root and intermediary, its time, no revocations, and the node's memo of signatures. */
   readonly verify: (block: CurrencyBlock) => VerifiedBlock;
   /** The node's memo of signatures that verified (a bounded SignatureMemo): a block or notification seen in an earlier upload is not verified again. */
-  readonly verifiedSignatures?: Set<string> | undefined;
+  readonly verifiedSignatures?: MemoOfChecks | undefined;
   /** Key id (hex) of the key that signs this node's blocks when it is an intermediary; undefined at a standalone node (pk_C). */
   readonly issuer: string | undefined;
   /** The caller's account key id, under which a claim on another bank is presented for its wallet's redemption. */

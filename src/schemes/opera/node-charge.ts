@@ -18,8 +18,6 @@ import { signToken, TOKEN_SERIAL_BYTES, type Token } from './token.ts';
 
 /** Most bytes of a signed charge request: a nonce, an amount, up to DENOMINATIONS_MAX counts and a signature. */
 export const CHARGE_REQUEST_BYTES_MAX = 2048;
-/** Tokens recorded per INSERT statement. */
-const TOKEN_ROWS_PER_INSERT = 256;
 
 const chargeBody = z.strictObject({
   device: keyIdHex,
@@ -58,17 +56,14 @@ export function chargedValues(request: ChargeRequestBody): bigint[] {
   return request.tokens.flatMap(({ value, count: n }) => Array.from({ length: n }, () => value));
 }
 
-/** Records freshly signed tokens as issued into `device`. */
+/** Records freshly signed tokens as issued into `device`: one statement of one text (its columns as arrays), whatever the count. */
 async function recordIssued(tx: TransactionHandle, device: string, tokens: readonly Token[], at: string): Promise<void> {
-  for (let start = 0; start < tokens.length; start += TOKEN_ROWS_PER_INSERT) {
-    const batch = tokens.slice(start, start + TOKEN_ROWS_PER_INSERT);
-    const params: (Uint8Array | bigint | string)[] = [device, at];
-    const rows = batch.map((token) => {
-      params.push(token.body.serial, token.body.value);
-      return `($${params.length - 1}, $${params.length}, $1, $2)`;
-    });
-    await tx.query(`INSERT INTO opera_tokens (serial, value, device_key_id, issued_at) VALUES ${rows.join(', ')}`, params);
-  }
+  if (tokens.length === 0) return;
+  await tx.query(
+    `INSERT INTO opera_tokens (serial, value, device_key_id, issued_at)
+     SELECT decode(s, 'hex'), v, $1, $2 FROM unnest($3::text[], $4::bigint[]) AS x(s, v)`,
+    [device, at, tokens.map((token) => toHex(token.body.serial)), tokens.map((token) => token.body.value)],
+  );
 }
 
 /** Adds `POST /charge`. */
