@@ -40,11 +40,15 @@ const SIM_MEASUREMENT = sha256(utf8('tally opera odw, sim build'));
 const MINTED_MINOR = 200_000n;
 /** A charge: between these, minor units. */
 const CHARGE_MIN = 500n;
-const CHARGE_MAX = 5_000n;
+const CHARGE_MAX = 3_000n;
 /** The largest amount a payee asks, minor units. */
-const PAYMENT_MAX = 1_500n;
+const PAYMENT_MAX = 500n;
+/** The largest denomination a charge asks two of, for change. */
+const CHANGE_DENOMINATION_MAX = 50n;
 /** How long a wallet waits for the partner's next message (session.ts's default). */
 const STEP_TIMEOUT_MS = 30_000;
+/** The share of SE crashes in an exchange after which the wallet gives up (the paper's resets, §5.1); the others reopen and retry. */
+const RESET_CUTS = 0.25;
 /** How many payments a clone or a rolled-back ODW attempts. */
 const ATTACK_PAYMENTS_MAX = 3;
 /** Steps a run may take per payment before it is stuck (a liveness check). */
@@ -94,6 +98,28 @@ function refusal(e: unknown): string | null {
 function errorCode(body: unknown): string {
   const error = (body as { error?: { code?: string } } | null)?.error;
   return error?.code ?? 'UNKNOWN';
+}
+
+/**
+ * The tokens a holder's wallet asks for in a charge: two of each small denomination (so that it can
+ * give change), the rest in the fewest tokens (the ODW's own choice when it asks none).
+ */
+function chargeMix(amount: bigint, denominations: readonly bigint[]): Array<{ value: bigint; count: number }> {
+  const counts = new Map<bigint, number>();
+  let rest = amount;
+  for (const value of [...denominations].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))) {
+    if (value > CHANGE_DENOMINATION_MAX || 2n * value > rest) break;
+    counts.set(value, 2);
+    rest -= 2n * value;
+  }
+  for (const value of [...denominations].sort((a, b) => (a > b ? -1 : a < b ? 1 : 0))) {
+    const n = rest / value;
+    if (n === 0n) continue;
+    counts.set(value, (counts.get(value) ?? 0) + Number(n));
+    rest -= n * value;
+  }
+  if (rest !== 0n) throw new RangeError(`${amount} cannot be made of the denominations ${denominations.join(', ')}`);
+  return [...counts].map(([value, count]) => ({ value, count }));
 }
 
 /** The OPERA simulation. */
@@ -155,6 +181,8 @@ export const operaSim: SimPlugin = {
     let paymentsMade = 0;
     let lastPayment = 0n;
     let lost = 0n;
+    /** What the node or an ODW was asked to do: a step that asked nothing is not checked again. */
+    let actions = 0;
 
     /** A committing SE call, which may crash at a commit point; the host reopens, and the same request runs again (or, in an exchange, the wallet gives up: a cut). */
     async function committed<T>(el: Element, run: (requestId: Uint8Array) => Promise<T>, stage: string | null = null): Promise<T> {
@@ -168,7 +196,7 @@ export const operaSim: SimPlugin = {
           if (!isCrash(e)) throw e;
           recorder.count('faults.se-crash');
           await el.reopen();
-          if (stage !== null && random.chance(0.5)) throw new Cut(stage);
+          if (stage !== null && random.chance(RESET_CUTS)) throw new Cut(stage);
         }
       }
       return run(requestId);
@@ -230,9 +258,18 @@ export const operaSim: SimPlugin = {
     async function exchange(payer: Party, payee: Party, amount: bigint, tamper = false): Promise<string> {
       let [before, beforePayee] = [await status(payer.el), await status(payee.el)];
       const hh = random.bytes(32);
+      actions++;
       recorder.count('exchanges');
       let plan = 'new';
       let began = false;
+      /** A new transaction begun (its tokens left the payer's repository) is a payment made, however it ends. */
+      const madePayment = () => {
+        if (!began || plan !== 'new') return;
+        began = false;
+        paymentsMade++;
+        lastPayment = amount;
+        recorder.count('payments');
+      };
       try {
         const a = (await committed(payer.el, (requestId) => payer.el.se.call('mount', { handshakeHash: hh, role: 'payer' }, { requestId }), 'stage-1')).offer;
         const b = (await committed(payee.el, (requestId) => payee.el.se.call('mount', { handshakeHash: hh, role: 'payee', expect: amount }, { requestId }), 'stage-1')).offer;
@@ -257,11 +294,7 @@ export const operaSim: SimPlugin = {
         [before, beforePayee] = [await status(payer.el), await status(payee.el)];
         const first = await committed(payer.el, (requestId) => payer.el.se.call('begin', plan === 'new' ? { amount } : {}, { requestId }), 'stage-2');
         began = true;
-        if (plan === 'new') {
-          paymentsMade++;
-          lastPayment = amount;
-          recorder.count('payments');
-        } else recorder.count('exchanges.resumed');
+        if (plan !== 'new') recorder.count('exchanges.resumed');
         let box: Uint8Array = first.box;
         let to: Party = payee;
         let sent = 0;
@@ -280,15 +313,21 @@ export const operaSim: SimPlugin = {
           if (duplicated) await mustRefuse(receiver, () => receiver.el.se.call('step', { box }), 'a duplicated chain message');
           if (captured.length > 0 && random.chance(0.1)) (captured[captured.length - 1] as { box: Uint8Array | null }).box = box;
           if (out.refused !== undefined) {
+            // The payee's tokens cannot make the change: nothing moved, no payment was made.
             recorder.count('exchanges.no-change');
+            began = false;
             return 'no-change';
           }
-          if (out.ending !== undefined && receiver === payee) break;
+          if (out.ending !== undefined && receiver === payee) {
+            madePayment();
+            break;
+          }
           if (out.box === undefined) break;
           box = out.box;
           to = receiver === payer ? payee : payer;
         }
       } catch (e) {
+        madePayment();
         if (e instanceof Cut) {
           recorder.count(`faults.cut.${e.stage}`);
           await settleLinks(payer, payee);
@@ -302,6 +341,7 @@ export const operaSim: SimPlugin = {
         if (code === 'OPERA_PENDING') for (const side of [payer, payee]) if ((await status(side.el)).pending !== undefined) side.partner = null;
         return 'refused';
       }
+      madePayment();
       await settleLinks(payer, payee);
       const [after, afterPayee] = [await status(payer.el), await status(payee.el)];
       if (after.pending !== undefined || afterPayee.pending !== undefined) world.violated('exchange', `an exchange ended with a log still pending (payer ${payer.holder.device}, payee ${payee.holder.device})`);
@@ -327,7 +367,8 @@ export const operaSim: SimPlugin = {
     }
 
     async function charge(h: Holder, amount: bigint): Promise<void> {
-      const { request } = await committed(h.el, (requestId) => h.el.se.call('chargeRequest', { amount }, { requestId }));
+      actions++;
+      const { request } = await committed(h.el, (requestId) => h.el.se.call('chargeRequest', { amount, tokens: chargeMix(amount, bankParams.body.denominations) }, { requestId }));
       const answer = await node.request(h.user, 'POST', '/v1/opera/charge', { device: h.device, request: toBase64url(encodeCbor(request)) }, { idempotencyKey: `sim-charge-${toHex(request.body.nonce)}` });
       if (answer.status !== 200) {
         recorder.count(`refused.node.charge.${errorCode(answer.body)}`);
@@ -344,6 +385,7 @@ export const operaSim: SimPlugin = {
       const s = await status(party.el);
       if (s.balance === 0n && s.deposit === undefined) return;
       if (s.deposit !== undefined) return;
+      actions++;
       const { request } = await committed(party.el, (requestId) => party.el.se.call('depositRequest', {}, { requestId }));
       const answer = await node.request(h.user, 'POST', '/v1/opera/deposit', { device: h.device, request: toBase64url(encodeCbor(request)) }, { idempotencyKey: `sim-deposit-${toHex(request.body.nonce)}` });
       if (answer.status !== 200) {
@@ -372,6 +414,7 @@ export const operaSim: SimPlugin = {
       const h = party.holder;
       const s = await status(party.el);
       if (s.pending === undefined) return;
+      actions++;
       const { report } = await committed(party.el, (requestId) => party.el.se.call('settleReport', {}, { requestId }));
       const answer = await node.request(h.user, 'POST', '/v1/opera/settle', { device: h.device, report: toBase64url(encodeCbor(report)) }, { idempotencyKey: `sim-settle-${toHex(report.body.nonce)}` });
       if (answer.status !== 200) {
@@ -451,6 +494,7 @@ export const operaSim: SimPlugin = {
     }
 
     async function attack(h: Holder): Promise<void> {
+      actions++;
       const kind = random.pick(['clone', 'rollback', 'replay', 'alter', 'forge'] as const);
       if (kind === 'clone') {
         const el = await h.el.clone();
@@ -573,6 +617,7 @@ export const operaSim: SimPlugin = {
     while (paymentsMade < params.payments) {
       if (++steps > STEPS_PER_PAYMENT_MAX * params.payments) world.violated('progress', `${paymentsMade} of ${params.payments} payments after ${steps} steps: the population is stuck`);
       clock.advance(1 + random.below(10_000));
+      const asked = actions;
       const roll = random.below(100);
       const h = random.pick(holders);
       if (random.chance(0.02)) h.online = !h.online;
@@ -598,8 +643,9 @@ export const operaSim: SimPlugin = {
       if (random.chance(params.faults / 50)) {
         recorder.count('faults.node-restart');
         await node.restart();
+        actions++;
       }
-      await world.step();
+      if (actions !== asked) await world.step();
     }
 
     // The end: every pair whose logs wait meets again or settles online, every holder deposits every
