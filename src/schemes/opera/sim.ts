@@ -253,9 +253,9 @@ export const operaSim: SimPlugin = {
     /**
      * The three-stage exchange between two parties (session.ts's order, each message over the
      * network): the payee asks `amount`; a log either holds is resumed or set in order in Stage 1.
-     * `tamper`: the attacker's wallet app alters the payer's first chain message. Answers how it ended.
+     * `tamper`: the attack of the payer's wallet app, which alters the payer's first token message (Msg 2-3) on its way. Answers how it ended.
      */
-    async function exchange(payer: Party, payee: Party, amount: bigint, tamper = false): Promise<string> {
+    async function exchange(payer: Party, payee: Party, amount: bigint, tamper: SimAttack | null = null): Promise<string> {
       let [before, beforePayee] = [await status(payer.el), await status(payee.el)];
       const hh = random.bytes(32);
       actions++;
@@ -300,11 +300,13 @@ export const operaSim: SimPlugin = {
         let sent = 0;
         for (let turns = 0; turns < 4 * 256; turns++) {
           const stage = (await status(payer.el)).pending?.released === 1 ? 'stage-3' : 'stage-2';
-          if (tamper && to === payee && sent === 1) {
+          if (tamper !== null && tamper.outcome === 'pending' && to === payee && sent >= 2) {
+            // One byte of the sealed token (or of its seal) changed: the payee's OTK chain must refuse it.
             const altered = box.slice();
-            const at = altered.length - 1 - random.below(Math.min(altered.length, 32));
+            const at = random.below(altered.length);
             altered[at] = (altered[at] as number) ^ (1 + random.below(255));
             await mustRefuse(payee, () => payee.el.se.call('step', { box: altered }), 'an altered chain message');
+            tamper.outcome = 'refused-offline';
           }
           const { duplicated } = carry(box, stage);
           sent++;
@@ -534,29 +536,30 @@ export const operaSim: SimPlugin = {
         const victims = holders.filter((x) => x !== h);
         if (old !== null && victims.length > 0) {
           const victim = partyOf(random.pick(victims));
+          await victim.el.se.call('mount', { handshakeHash: random.bytes(32), role: 'payee', expect: 1n });
+          await mustRefuse(victim, () => victim.el.se.call('meet', { offer: old.offer }), 'a replayed Stage 1 offer');
+          if (old.box !== null) await mustRefuse(victim, () => victim.el.se.call('step', { box: old.box as Uint8Array }), 'a replayed chain message');
           recorder.attack('replay', h.device, 0n).outcome = 'refused-offline';
-          if ((await status(victim.el)).pending === undefined) {
-            await victim.el.se.call('mount', { handshakeHash: random.bytes(32), role: 'payee', expect: 1n });
-            await mustRefuse(victim, () => victim.el.se.call('meet', { offer: old.offer }), 'a replayed Stage 1 offer');
-            if (old.box !== null) await mustRefuse(victim, () => victim.el.se.call('step', { box: old.box as Uint8Array }), 'a replayed chain message');
-          }
         }
         // A deposit the node already credited, sent again under a new idempotency key: credited once.
         const again = deposited.length === 0 ? null : random.pick(deposited);
         if (again !== null) {
-          recorder.attack('replay', h.device, 0n).outcome = 'refused-offline';
           const online = (await node.audit()).online;
           await node.request(h.user, 'POST', '/v1/opera/deposit', { device: h.device, request: toBase64url(encodeCbor(again)) });
           if ((await node.audit()).online !== online) world.violated('credited-once', `a deposit replayed by ${h.device} was credited again`);
+          recorder.attack('replay', h.device, 0n).outcome = 'refused-offline';
         }
       } else if (kind === 'alter') {
         const victims = holders.filter((x) => x !== h && x.el !== h.el);
         const s = await status(h.el);
         if (victims.length === 0 || s.pending !== undefined || s.balance === 0n) return;
-        recorder.count('attacks.alter');
-        recorder.attack('alter', h.device, 0n).outcome = 'refused-offline';
         const to = random.pick(victims);
-        if ((await status(to.el)).pending === undefined) await exchange(partyOf(h), partyOf(to), random.bigint(1n, spendable(s.balance)), true);
+        if ((await status(to.el)).pending !== undefined) return;
+        recorder.count('attacks.alter');
+        const a = recorder.attack('alter', h.device, 0n);
+        await exchange(partyOf(h), partyOf(to), random.bigint(1n, spendable(s.balance)), a);
+        // Cut before the first token went out: nothing was altered.
+        if (a.outcome === 'pending') a.outcome = 'harmless';
       } else {
         // The ODW's key taken out of the device: a deposit of a token whose value was raised after the
         // bank signed it, and of a token the attacker signed itself. The bank checks its own signature.
