@@ -77,6 +77,8 @@ interface Party {
   /** The attack an extra device belongs to, or null for the holder's own ODW. */
   readonly attack: SimAttack | null;
   partner: Party | null;
+  /** Stage 1 refused to set its log in order with the partner: it waits for the bank. */
+  atBank: boolean;
 }
 
 /** The cut of an exchange: the link broke or a wallet gave up, at `stage`. */
@@ -165,7 +167,7 @@ export const operaSim: SimPlugin = {
       const device = (registered.body as { keyId: string }).keyId;
       holders.push({ index, user: user.signer, account: user.account, device, el, attacker: index < attackersWanted, online: true, revoked: false, partner: null, past: null });
     }
-    const own = new Map<Holder, Party>(holders.map((h) => [h, { holder: h, el: h.el, attack: null, partner: null }]));
+    const own = new Map<Holder, Party>(holders.map((h) => [h, { holder: h, el: h.el, attack: null, partner: null, atBank: false }]));
     const partyOf = (h: Holder): Party => own.get(h) as Party;
 
     const net = world.network<Uint8Array>();
@@ -280,10 +282,12 @@ export const operaSim: SimPlugin = {
         if (dupB.duplicated) await mustRefuse(payer, () => payer.el.se.call('meet', { offer: b }), 'a duplicated offer');
         const helloB = (await committed(payee.el, (requestId) => payee.el.se.call('meet', { offer: a }, { requestId }), 'stage-1')).hello;
         if (dupA.duplicated) await mustRefuse(payee, () => payee.el.se.call('meet', { offer: a }), 'a duplicated offer');
-        carry(helloA, 'stage-1');
-        carry(helloB, 'stage-1');
+        const dupHelloA = carry(helloA, 'stage-1');
+        const dupHelloB = carry(helloB, 'stage-1');
         const greetA = await committed(payer.el, (requestId) => payer.el.se.call('greet', { hello: helloB }, { requestId }), 'stage-1');
+        if (dupHelloB.duplicated) await mustRefuse(payer, () => payer.el.se.call('greet', { hello: helloB }), 'a duplicated hello');
         const greetB = await committed(payee.el, (requestId) => payee.el.se.call('greet', { hello: helloA }, { requestId }), 'stage-1');
+        if (dupHelloA.duplicated) await mustRefuse(payee, () => payee.el.se.call('greet', { hello: helloA }), 'a duplicated hello');
         if (greetA.settled !== undefined) recorder.count(`exchanges.set-in-order.${greetA.settled}`);
         if (greetA.plan !== greetB.plan) {
           recorder.count('exchanges.plans-differ');
@@ -340,7 +344,7 @@ export const operaSim: SimPlugin = {
         recorder.count(`refused.exchange.${code}`);
         await settleLinks(payer, payee);
         // Logs that Stage 1 cannot set in order wait for the bank: their holders settle online, not mount again.
-        if (code === 'OPERA_PENDING') for (const side of [payer, payee]) if ((await status(side.el)).pending !== undefined) side.partner = null;
+        if (code === 'OPERA_PENDING') for (const side of [payer, payee]) if ((await status(side.el)).pending !== undefined) side.atBank = true;
         return 'refused';
       }
       madePayment();
@@ -480,13 +484,14 @@ export const operaSim: SimPlugin = {
     async function pay(p: Party): Promise<void> {
       const s = await status(p.el);
       if (s.pending !== undefined) {
-        if (s.pending.settling === 1 || p.partner === null) return;
+        if (s.pending.settling === 1 || p.atBank || p.partner === null) return;
         const partner = p.partner;
         const [payer, payee] = s.pending.mode === 'send' ? [p, partner] : [partner, p];
         // The payee asks an amount too: if Stage 1 ends the old transaction instead of resuming it, a new payment follows.
         await exchange(payer, payee, random.bigint(1n, spendable((await status(payer.el)).balance)));
         return;
       }
+      p.atBank = false;
       if (s.balance === 0n) return;
       const free = [];
       for (const h of holders) if (h !== p.holder && (await status(h.el)).pending === undefined) free.push(partyOf(h));
@@ -504,7 +509,7 @@ export const operaSim: SimPlugin = {
         const a = recorder.attack('clone', h.device, holding(s).held);
         duplicatingAttacks++;
         recorder.count('attacks.clone');
-        extras.push({ party: { holder: h, el, attack: a, partner: null }, left: 1 + random.below(ATTACK_PAYMENTS_MAX) });
+        extras.push({ party: { holder: h, el, attack: a, partner: null, atBank: false }, left: 1 + random.below(ATTACK_PAYMENTS_MAX) });
       } else if (kind === 'rollback') {
         if (h.past === null) {
           h.past = { storage: h.el.snapshot(), whole: await h.el.clone() };
@@ -528,7 +533,7 @@ export const operaSim: SimPlugin = {
         const a = recorder.attack('rollback', h.device, holding(await status(whole)).held);
         duplicatingAttacks++;
         recorder.count('attacks.rollback');
-        extras.push({ party: { holder: h, el: whole, attack: a, partner: null }, left: 1 + random.below(ATTACK_PAYMENTS_MAX) });
+        extras.push({ party: { holder: h, el: whole, attack: a, partner: null, atBank: false }, left: 1 + random.below(ATTACK_PAYMENTS_MAX) });
       } else if (kind === 'replay') {
         recorder.count('attacks.replay');
         // A Stage 1 offer from an earlier exchange, replayed on a new link: its proof is bound to the old handshake.
@@ -654,14 +659,19 @@ export const operaSim: SimPlugin = {
     // The end: every pair whose logs wait meets again or settles online, every holder deposits every
     // token; the clones try to cash out too. Every double spend a payee took must then be found.
     for (let round = 0; round < 3; round++) {
-      for (const h of holders) {
-        const p = partyOf(h);
-        if ((await status(p.el)).pending !== undefined && !h.revoked) await settle(p);
+      for (const p of [...holders.map(partyOf), ...extras.map((x) => x.party)]) {
+        if ((await status(p.el)).pending !== undefined && !p.holder.revoked) await settle(p);
       }
     }
     for (const h of holders) {
       const s = await status(h.el);
-      if (s.pending !== undefined && !h.revoked) world.violated('settlement', `device ${h.device} still holds a transaction after settling online three times`);
+      if (s.pending === undefined || h.revoked) continue;
+      // A payer that released PTK_A waits for its payee's report (`pending`): a revoked payee never sends one.
+      if (partyOf(h).partner?.holder.revoked === true) {
+        recorder.count('settled.waiting-for-revoked');
+        continue;
+      }
+      world.violated('settlement', `device ${h.device} still holds a transaction after settling online three times`);
     }
     for (const p of [...holders.map(partyOf), ...extras.map((x) => x.party)]) {
       if (p.holder.revoked) continue;
