@@ -21,4 +21,5 @@ export const opera: Scheme = {
   settle: async () => [(await import('./bench-settle.ts')).operaSettle],
   wire: async () => (await import('./wire.ts')).OPERA_WIRE,
   trustedApp: async () => (await import('./trusted-app.ts')).operaTrustedApp,
+  sim: async () => (await import('./sim.ts')).operaSim,
 };
