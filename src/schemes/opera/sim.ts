@@ -20,7 +20,6 @@ import { sha256 } from '../../core/crypto/hash.ts';
 import type { Signer } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { credentialKeys, issueCredential, sealCredential } from '../../pki/anonymous-credential.ts';
-import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import { encodeCertificate } from '../../pki/certificate.ts';
 import { expectedPcrValue } from '../../pki/tpm-quote.ts';
 import { CRASH_POINTS } from '../../secure-element/secure-element.ts';
@@ -149,22 +148,13 @@ export const operaSim: SimPlugin = {
       const user = await node.registerUser();
       const el = await world.element(operaTrustedApp);
       const init = await el.se.call('init', { root, owner: fromHex(user.keyId) });
-      const attestation = attestDevice(oem.signer, { sePublicKey: init.publicKey, model: 'Sim ODW', taMeasurement: SIM_MEASUREMENT });
-      const registered = await node.request(user.signer, 'POST', '/v1/devices', {
-        publicKey: { suite: init.publicKey.suite, key: toBase64url(init.publicKey.key) },
-        scheme: OPERA_SCHEME,
-        oem: oem.keyId,
-        attestation: toBase64url(encodeAttestation(attestation)),
-        proof: toBase64url(init.proof),
-      });
-      if (registered.status !== 201) throw new Error(`device registration: ${registered.status} ${JSON.stringify(registered.body)}`);
+      const { keyId: device } = await node.registerDevice(user.signer, oem, { scheme: OPERA_SCHEME, publicKey: init.publicKey, proof: init.proof, model: 'Sim ODW', measurement: SIM_MEASUREMENT });
       await el.se.call('certInit', { intermediary, issuerNode, now: clock.now() });
       await el.se.call('setParams', { params: bankParams });
       const request = await el.se.call('credentialRequest', { makerNonce: random.bytes(32) });
       const credential = await issueCredential(maker, { label: ODW_CREDENTIAL_LABEL, reference }, request.holder);
       await el.se.call('credentialInstall', { maker: maker.publicKey, reference, sealed: sealCredential(request.boxKey, credential, random.bytes(32)) });
       await node.mint(user.account, MINTED_MINOR);
-      const device = (registered.body as { keyId: string }).keyId;
       holders.push({ index, user: user.signer, account: user.account, device, el, attacker: index < attackersWanted, online: true, revoked: false, partner: null, past: null });
     }
     const own = new Map<Holder, Party>(holders.map((h) => [h, { holder: h, el: h.el, attack: null, partner: null, atBank: false }]));

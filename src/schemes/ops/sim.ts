@@ -16,7 +16,6 @@ import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import { sha256 } from '../../core/crypto/hash.ts';
 import type { Signer } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
-import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import { encodeCertificate } from '../../pki/certificate.ts';
 import { CRASH_POINTS } from '../../secure-element/secure-element.ts';
 import type { SimAttack, SimElement, SimNode, SimPlugin, SimSnapshot, SimWorld } from '../../sim/sim/plugin.ts';
@@ -117,20 +116,10 @@ export const opsSim: SimPlugin = {
       const user = await node.registerUser();
       const el = await world.element(opsTrustedApp);
       const init = await el.se.call('init', { root, owner: fromHex(user.keyId) });
-      const attestation = attestDevice(oem.signer, { sePublicKey: init.publicKey, model: 'Sim SE', taMeasurement: SIM_MEASUREMENT });
-      const registered = await node.request(user.signer, 'POST', '/v1/devices', {
-        publicKey: { suite: init.publicKey.suite, key: toBase64url(init.publicKey.key) },
-        scheme: 'ops',
-        oem: oem.keyId,
-        attestation: toBase64url(encodeAttestation(attestation)),
-        proof: toBase64url(init.proof),
-      });
-      if (registered.status !== 201) throw new Error(`device registration: ${registered.status} ${JSON.stringify(registered.body)}`);
-      const body = registered.body as { keyId: string; certificate: string };
-      const certificate = fromBase64url(body.certificate);
+      const { keyId: device, certificate } = await node.registerDevice(user.signer, oem, { scheme: 'ops', publicKey: init.publicKey, proof: init.proof, model: 'Sim SE', measurement: SIM_MEASUREMENT });
       await el.se.call('certInit', { certificate, intermediary, issuerNode });
       await node.mint(user.account, MINTED_LIMITS * limit);
-      holders.push({ index, user: user.signer, account: user.account, device: body.keyId, certificate, el, balance: 0n, attacker: index < attackersWanted, online: true, past: null, revoked: false });
+      holders.push({ index, user: user.signer, account: user.account, device, certificate, el, balance: 0n, attacker: index < attackersWanted, online: true, past: null, revoked: false });
     }
     const plains: Plain[] = [];
     for (let k = 0; k < Math.max(1, Math.ceil(params.devices / HOLDERS_PER_PLAIN)); k++) {

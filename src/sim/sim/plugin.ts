@@ -4,7 +4,7 @@
  * an in-memory network with faults, the invariant checks and the report), and what a scheme gives
  * back (`SimPlugin`). A scheme's `sim.ts` imports only this file of the simulator.
  */
-import type { Signer } from '../../core/crypto/suite.ts';
+import type { PublicKey, Signer } from '../../core/crypto/suite.ts';
 import type { CryptoProvider } from '../../core/crypto/suite.ts';
 import type { Certificate } from '../../pki/certificate.ts';
 import type { CrashPoint, SecureElement } from '../../secure-element/secure-element.ts';
@@ -61,6 +61,11 @@ export interface SimNode {
   registerUser(): Promise<{ signer: Signer; keyId: string; account: string; certificate: Uint8Array }>;
   /** Enrols an OEM (key from the random source) and allows `measurement` for `scheme`; answers its key and key id. */
   enrolOem(scheme: string, measurement: Uint8Array): Promise<{ signer: Signer; keyId: string }>;
+  /**
+   * Registers `user`'s device of `scheme` (`POST /v1/devices`): the key and proof its trusted app's
+   * `init` gave, attested by `oem` as `model` running `measurement`; answers its key id and certificate.
+   */
+  registerDevice(user: Signer, oem: { signer: Signer; keyId: string }, device: { scheme: string; publicKey: PublicKey; proof: Uint8Array; model: string; measurement: Uint8Array }): Promise<{ keyId: string; certificate: Uint8Array }>;
   mint(account: string, minor: bigint): Promise<void>;
   audit(): Promise<SimAudit>;
   /** Stops the node process and starts it again on the same database and data folder (a fault). */

@@ -20,6 +20,7 @@ import { createIssuerApp } from '../../issuer/http/app.ts';
 import { formatMinor } from '../../issuer/http/json.ts';
 import type { SchemeModule } from '../../issuer/plugin.ts';
 import { openNode } from '../../issuer/services.ts';
+import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { nodeSealing } from '../../providers/node-sealing.ts';
@@ -206,6 +207,17 @@ export function makeWorld(params: SimParameters, onStep: StepListener): World {
           const body = await expect('operator', 'POST', '/v1/operator/oems', { name: `Sim OEM (${scheme})`, publicKey: { suite: 'ed25519', key: toBase64url(signer.publicKey.key) } }, 201);
           await expect('operator', 'POST', '/v1/operator/measurements', { measurement: toHex(measurement), scheme, description: 'sim build' }, 201);
           return { signer, keyId: body['keyId'] as string };
+        },
+        async registerDevice(user, oem, device) {
+          const attestation = attestDevice(oem.signer, { sePublicKey: device.publicKey, model: device.model, taMeasurement: device.measurement });
+          const body = await expect(user, 'POST', '/v1/devices', {
+            publicKey: { suite: device.publicKey.suite, key: toBase64url(device.publicKey.key) },
+            scheme: device.scheme,
+            oem: oem.keyId,
+            attestation: toBase64url(encodeAttestation(attestation)),
+            proof: toBase64url(device.proof),
+          }, 201);
+          return { keyId: body['keyId'] as string, certificate: fromBase64url(body['certificate'] as string) };
         },
         async mint(account, minor) {
           await expect('operator', 'POST', '/v1/operator/mint', { account, amount: formatMinor(SIM_CURRENCY, minor) }, 200);
