@@ -78,7 +78,7 @@ export type { StoredResponse } from './ledger/idempotency.ts';
 export type { JsonValue } from './ledger/json.ts';
 
 // The database a scheme's queries run on.
-export { bigintColumn, type Queryable, type TransactionHandle } from './db/database.ts';
+export { base64Param, bigintColumn, type Queryable, type TransactionHandle } from './db/database.ts';
 export { storedSecret } from './db/stored-secret.ts';
 export { rootSigner } from './identity/node-identity.ts';
 

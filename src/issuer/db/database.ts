@@ -6,6 +6,7 @@
  * jsonb parsed, timestamptz as `Date`. Pass JSON as text and cast it in SQL (`$1::text::jsonb`):
  * the two drivers serialise object parameters differently.
  */
+import { Buffer } from 'node:buffer';
 
 /** One value of a query parameter; bigints are sent as exact decimals. */
 export type SqlScalar = string | number | bigint | boolean | null | Uint8Array;
@@ -74,6 +75,14 @@ export function sqlState(e: unknown): string | undefined {
   if (typeof e !== 'object' || e === null || !('code' in e) || !('severity' in e)) return undefined;
   const code = e.code;
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+/**
+ * Bytes as standard base64, for a statement that takes a column as text and decodes it on the
+ * server (`decode(x, 'base64')`): one string per value instead of a bytea the driver escapes.
+ */
+export function base64Param(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
 }
 
 /**

@@ -24,11 +24,10 @@
  * The parts live in node-settlement-model.ts, node-tree.ts, node-findings.ts,
  * node-credits.ts and node-holdings.ts.
  */
-import { Buffer } from 'node:buffer';
 import { assert } from '../../core/assert.ts';
 import { equalBytes, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
-import type { IssuerServices, TransactionHandle } from '../../issuer/plugin.ts';
+import { base64Param, type IssuerServices, type TransactionHandle } from '../../issuer/plugin.ts';
 import { isForeign, presentForeignCopies } from './node-interbank.ts';
 import { walletEventWire, type WalletEvent } from './online.ts';
 import { reportTransaction, settleRedemption, settleRefund } from './node-credits.ts';
@@ -140,7 +139,6 @@ interface TakenEvent {
 
 /** Stores the upload's new events, as signed, and moves the wallet's last seq to the last of them: one statement. */
 async function recordEvents(tx: TransactionHandle, wallet: DotmWallet, taken: readonly TakenEvent[], lastSeq: number): Promise<void> {
-  const base64 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
   await tx.query(
     `WITH stored AS (
        INSERT INTO dotm_events (wallet_key_id, seq, digest, kind, tsn, amount, status, code, event)
@@ -151,14 +149,14 @@ async function recordEvents(tx: TransactionHandle, wallet: DotmWallet, taken: re
     [
       wallet.walletKeyId,
       taken.map((t) => BigInt(t.event.body.seq)),
-      taken.map((t) => base64(t.digest)),
+      taken.map((t) => base64Param(t.digest)),
       taken.map((t) => t.event.body.kind),
-      taken.map((t) => base64(t.event.body.tsn)),
+      taken.map((t) => base64Param(t.event.body.tsn)),
       taken.map((t) => t.event.body.amount),
       taken.map((t) => (t.result.status === 'refused' ? 'refused' : 'taken')),
       // A refusal's code, or '' for none (no code is empty).
       taken.map((t) => t.result.code ?? ''),
-      taken.map((t) => base64(encodeCbor(walletEventWire(t.event)))),
+      taken.map((t) => base64Param(encodeCbor(walletEventWire(t.event)))),
       BigInt(lastSeq),
     ],
   );

@@ -3,13 +3,12 @@
  * bank's presentation, checked and inserted record by record; which records are live; and what each
  * node may still credit online.
  */
-import { Buffer } from 'node:buffer';
 import { assert } from '../../core/assert.ts';
 import { equalBytes, fromHex, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import { verifyRecordWithMemo } from '../../core/crypto/signature-memo.ts';
 import { isTallyError } from '../../core/errors.ts';
-import { bigintColumn, type TransactionHandle } from '../../issuer/plugin.ts';
+import { base64Param, bigintColumn, type TransactionHandle } from '../../issuer/plugin.ts';
 import { decodeCertificate } from '../../pki/certificate.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { appendRecord, type VerifiedBlock } from './block.ts';
@@ -145,7 +144,6 @@ export function issuedHere(locked: LockedBlocks, path: Path): boolean {
  */
 export async function insertPath(tx: TransactionHandle, path: Path, currentOf?: { tsn: Uint8Array }): Promise<Uint8Array[]> {
   if (path.records.length === 0) return [];
-  const base64 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
   const last = path.records[path.records.length - 1] as PathRecord;
   const { rows } = await tx.query<{ prev: Uint8Array }>(
     `WITH inserted AS (
@@ -159,15 +157,15 @@ export async function insertPath(tx: TransactionHandle, path: Path, currentOf?: 
      SELECT prev FROM inserted`,
     [
       path.serial,
-      path.records.map((r) => base64(r.digest)),
-      path.records.map((r) => base64(r.prev)),
+      path.records.map((r) => base64Param(r.digest)),
+      path.records.map((r) => base64Param(r.prev)),
       path.records.map((r) => r.payee),
       path.records.map((r) => r.payer),
       path.records.map((r) => r.record.amount),
       path.records.map((r) => BigInt(r.record.timestamp)),
-      path.records.map((r) => base64(encodeCbor(recordWire(r.record)))),
-      base64(last.digest),
-      currentOf === undefined ? null : base64(currentOf.tsn),
+      path.records.map((r) => base64Param(encodeCbor(recordWire(r.record)))),
+      base64Param(last.digest),
+      currentOf === undefined ? null : base64Param(currentOf.tsn),
     ],
   );
   const parents = new Set(rows.map((row) => toHex(new Uint8Array(row.prev))));

@@ -17,11 +17,11 @@
  * place in the request, so that it stays storable with the idempotency record.
  * The checks made before the transaction (decoding, chains, signatures) are node-claims-judge.ts's.
  */
-import { Buffer } from 'node:buffer';
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { equalBytes, toBase64url, toHex } from '../../core/bytes.ts';
 import {
   ApiProblem,
+  base64Param,
   base64urlOf,
   bigintColumn,
   formatMinor,
@@ -146,7 +146,6 @@ async function settleFast(tx: TransactionHandle, services: IssuerServices, claim
   // bytes hex would take. One row comes back: the count, and which pairs were settled only when
   // some were not.
   const joined = (values: readonly string[]) => values.join(',');
-  const base64 = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
   const compact = (j: Judged) => {
     const registered = states.get(j.claim.sender)?.certificate ?? null;
     return registered !== null && equalBytes(registered, j.claim.payment.sender);
@@ -169,9 +168,9 @@ async function settleFast(tx: TransactionHandle, services: IssuerServices, claim
       claimer,
       // The whole payment only when it does not carry its sender's registered certificate; else its
       // signature, from which storedPayment rebuilds it (its receiver, the claimer, was checked).
-      joined(rows.map((j) => (compact(j) ? '' : base64(j.bytes)))),
+      joined(rows.map((j) => (compact(j) ? '' : base64Param(j.bytes)))),
       rows.length,
-      joined(rows.map((j) => (compact(j) ? base64(j.claim.payment.signature) : ''))),
+      joined(rows.map((j) => (compact(j) ? base64Param(j.claim.payment.signature) : ''))),
     ],
   );
   const answer = inserted.rows[0];
