@@ -42,6 +42,25 @@ import type { SealingPrimitives } from './sealing-primitives.ts';
 import type { SecureStorage } from './storage.ts';
 import { findCommand, type CommandTable, type InputOf, type OutputOf, type TrustedApp } from './trusted-app.ts';
 
+/**
+ * Runs `second` while `first` is in flight and waits for both to settle (a failure is thrown only
+ * then, so that nothing the storage holds open is closed under a write still running).
+ */
+async function bothDone(first: Promise<unknown>, second: () => Promise<unknown>): Promise<void> {
+  const firstFailure = first.then(
+    () => null,
+    (error: unknown) => ({ error }),
+  );
+  let failure: { error: unknown } | null = null;
+  try {
+    await second();
+  } catch (error) {
+    failure = { error };
+  }
+  failure = (await firstFailure) ?? failure;
+  if (failure !== null) throw failure.error;
+}
+
 /** Thrown by a test's crash hook to simulate the process dying at a crash point. */
 export class SimulatedCrash extends Error {
   readonly point: CrashPoint;
@@ -233,7 +252,7 @@ export class InProcessHost<S, C extends CommandTable<S>> implements SecureElemen
     if (records !== null && change !== null && records.count < RECORDS_PER_GENERATION_MAX && records.bytes < RECORDS_COMPACT_BYTES) {
       // The usual commit: one record appended, and the small head.
       const prepared = prepareAppend(app, this.keys, this.state, { records, version, core, edits: change, entry });
-      await this.commit(version, () => Promise.all([this.store.write(app.name, records.generation, records.bytes, prepared.framed), this.writeHead(prepared.sealedHead)]));
+      await this.commit(version, () => bothDone(this.store.write(app.name, records.generation, records.bytes, prepared.framed), () => this.writeHead(prepared.sealedHead)));
       committed = prepared;
     } else {
       // A new generation: every log and the outbox in a snapshot record.

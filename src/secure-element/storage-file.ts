@@ -4,14 +4,16 @@
  * file per generation (`<app>.<generation>.records`). The records file last written stays open, so
  * that an ordinary commit's append is one write and one fdatasync (no open, truncate and close).
  */
-import { closeSync, fdatasyncSync, ftruncateSync, openSync, renameSync } from 'node:fs';
+import { closeSync, fdatasync, ftruncateSync, openSync, renameSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { TallyError } from '../core/errors.ts';
 import { isFsError, syncDirectory, syncDirectorySync, writeAllSync, writeDurably, writeDurablySync } from './durable-file.ts';
 import type { SecureStorage } from './storage.ts';
 
 const MASTER_FILE = 'master.key';
+const fdatasyncAsync = promisify(fdatasync);
 const APP_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
 function stateFile(dir: string, app: string): string {
@@ -118,7 +120,9 @@ export class FileStorage implements SecureStorage {
       // Bytes past the end (an append whose commit never finished) are dropped; a file this
       // storage wrote last ends where its last write did, and needs no truncation for an append.
       if (records.size === null || records.size > end) ftruncateSync(records.fd, end);
-      fdatasyncSync(records.fd);
+      // In the thread pool: the host writes and fsyncs the head on this thread meanwhile, and
+      // renames it only once both are durable, so the two flushes overlap.
+      await fdatasyncAsync(records.fd);
       records.size = end;
     } catch (e) {
       this.#closeRecords();
