@@ -5,7 +5,8 @@
  *   PayVerify's checks twice (in the payee's wallet and in the payee TA's Collect), recorded as
  *   the code makes them and replayed, so the floor follows the code if PayVerify changes;
  * - the persistence floor: the two secure-element commits one payment makes (Pay in the payer's
- *   TA, Collect in the payee's), each a sealed write, fsync, rename and file-counter increment.
+ *   TA, Collect in the payee's), each a sealed write, fsync, rename and file-counter increment,
+ *   timed by the harness's `CommitFloor` once after each timed payment (bench.ts).
  */
 import { signedBytes } from '../../core/crypto/record.ts';
 import type { BenchHarness, Latency } from '../../sim/bench/plugin.ts';
@@ -48,9 +49,4 @@ export interface PersistenceFloor {
   /** Sizes of the sealed states written: the payer TA's and the payee TA's. */
   readonly sealedBytes: readonly [number, number];
   readonly latency: Latency;
-}
-
-/** Times, `iterations` times, the two commits of one payment (Pay's and Collect's) with the TAs' sealed sizes. */
-export async function measurePersistenceFloor(harness: BenchHarness, options: { sealedBytes: readonly [number, number]; iterations: number }): Promise<PersistenceFloor> {
-  return { sealedBytes: options.sealedBytes, latency: await harness.measureCommits(options.sealedBytes, options.iterations) };
 }

@@ -31,7 +31,7 @@ export interface CommonOptions {
   readonly payments: number;
   /** Untimed payments before them. */
   readonly warmup: number;
-  /** Replays of the metered signatures, and commits timed, for the floor. */
+  /** Replays of the metered signatures, for the crypto floor (the persistence floor is timed after each payment). */
   readonly floorIterations: number;
   /** Each payment's amount, minor units (1250 is 12.50). */
   readonly amountMinor: bigint;
@@ -98,6 +98,10 @@ export async function measureScheme(harness: BenchHarness, name: string, workloa
     const sealed = { payer: [] as number[], payee: [] as number[] };
     const settles: { ms: number; what: string; gas: bigint | undefined }[] = [];
     let unsettled = false;
+    // After each payment, as many floor commits as it made, of the sizes its elements wrote: the
+    // persistence floor sees the disk in the state the payment saw it (commit-floor.ts).
+    const floor = await harness.openCommitFloor();
+    const floorSamples: number[] = [];
     for (let i = 0; i < options.payments; i++) {
       await world.prepare();
       const [payerBefore, payeeBefore] = await Promise.all([harness.elementState(payerDir), harness.elementState(payeeDir)]);
@@ -107,6 +111,11 @@ export async function measureScheme(harness: BenchHarness, name: string, workloa
       commits.payee.push(payeeAfter.commits - payeeBefore.commits);
       sealed.payer.push(payerAfter.sealedBytes);
       sealed.payee.push(payeeAfter.sealedBytes);
+      const made = [
+        ...Array.from({ length: payerAfter.commits - payerBefore.commits }, () => payerAfter.sealedBytes),
+        ...Array.from({ length: payeeAfter.commits - payeeBefore.commits }, () => payeeAfter.sealedBytes),
+      ];
+      floorSamples.push(await floor.round(made));
       const settled = await world.settle();
       if (settled === undefined) unsettled = true;
       else settles.push({ ms: settled.ms, what: settled.what, gas: settled.gas });
@@ -114,11 +123,8 @@ export async function measureScheme(harness: BenchHarness, name: string, workloa
     harness.progress(`${name}: one payment on the metered pair, then the floor`);
     const metered = await world.metered(server);
     const crypto = metered.replay.latency(options.floorIterations);
-    const perPayer = Math.round(mean(commits.payer));
-    const perPayee = Math.round(mean(commits.payee));
     const sealedBytes: [number, number] = [Math.round(mean(sealed.payer)), Math.round(mean(sealed.payee))];
-    const sizes = [...Array.from({ length: perPayer }, () => sealedBytes[0]), ...Array.from({ length: perPayee }, () => sealedBytes[1])];
-    const persistence = sizes.length === 0 ? summarise([0]) : await harness.measureCommits(sizes, options.floorIterations);
+    const persistence = summarise(floorSamples);
     await world.verify();
     const floorP50 = crypto.p50Ms + persistence.p50Ms;
     const floorP99 = crypto.p99Ms + persistence.p99Ms;

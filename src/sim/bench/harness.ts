@@ -18,7 +18,7 @@ import { identityDir } from '../../issuer/identity/layout.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { nodeSealing } from '../../providers/node-sealing.ts';
 import { machineLine, noiseWarnings, thisMachine, type Machine } from './machine.ts';
-import { measureCommits } from './commit-floor.ts';
+import { measureCommits, openCommitFloor } from './commit-floor.ts';
 import { CryptoMeter } from './meter.ts';
 import { openBenchNode } from './node.ts';
 import { openProcessNode } from './node-process.ts';
@@ -132,6 +132,11 @@ export function makeHarness(options: RunOptions): { harness: BenchHarness; close
     async measureCommits(sealedBytes, iterations) {
       const dir = await harness.tempDir('commits');
       return measureCommits({ dir, sealedBytes, iterations });
+    },
+    async openCommitFloor() {
+      const floor = openCommitFloor({ dir: await harness.tempDir('commits') });
+      closers.push(() => floor.close());
+      return floor;
     },
     meter: (phases) => new CryptoMeter(nodeProvider, phases),
     async fileBytes(path) {

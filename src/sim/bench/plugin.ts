@@ -12,6 +12,7 @@ import type { Machine, FloorRatio } from './machine.ts';
 import type { CryptoMeter, Metered } from './meter.ts';
 import type { TcpServer } from '../../channel/tcp.ts';
 import type { Latency } from './stats.ts';
+import type { CommitFloor } from './commit-floor.ts';
 import type { BenchNode, BenchNodeOptions } from './node.ts';
 import type { BenchProcessNode, BenchProcessNodeOptions } from './node-process.ts';
 import type { ProgressBar } from './progress.ts';
@@ -24,6 +25,7 @@ export type { BenchNode, BenchNodeOptions, BenchOem, BenchUser, PreparedBody } f
 export type { BenchProcessNode, BenchProcessNodeOptions } from './node-process.ts';
 export type { ProgressBar } from './progress.ts';
 export type { FloorOperation } from './verify-floor.ts';
+export type { CommitFloor } from './commit-floor.ts';
 export type { ChainService, DeviceLimits } from '../../issuer/plugin.ts';
 export { CountingStream } from './counting-stream.ts';
 /** The TCP transport, for benches that time a link over loopback. */
@@ -104,6 +106,11 @@ export interface BenchHarness {
    * it (sealed write, fsync, rename, directory fsync, file-counter increment), timed `iterations` times.
    */
   measureCommits(sealedBytes: readonly number[], iterations: number): Promise<Latency>;
+  /**
+   * The same floor timed one round at a time (`CommitFloor.round`), for a bench that interleaves
+   * its rounds with what it measures, so that both see the disk in the same state. Closed with the run.
+   */
+  openCommitFloor(): Promise<CommitFloor>;
   /** The size of a file, bytes (a sealed state, to size the persistence floor). */
   fileBytes(path: string): Promise<number>;
   /** Writes a text file (a figure): a relative path is taken in the repository's docs folder. Answers the path written. */
