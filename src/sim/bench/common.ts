@@ -210,7 +210,7 @@ export function formatCommon(report: CommonReport): string {
   }
   for (const f of report.failed) lines.push('', `${f.scheme}: the workload failed in this run: ${f.reason}`);
   if (report.missing.length > 0) lines.push('', `Not measured in this workload yet: ${report.missing.join(', ')} (their side of \`Scheme.common\` has no world yet).`);
-  lines.push('', 'The floor: the signatures and verifications of one payment as the code made them (counted on a pair in this process by the metering provider), replayed with node:crypto; plus the commits the two secure elements made, each a sealed write of the mean size they wrote, fsync, rename and a file-counter increment.', '');
+  lines.push('', 'The floor: the signatures and verifications of one payment as the code made them (counted on a pair in this process by the metering provider), replayed with node:crypto; plus, timed after each payment, as many commits as the two secure elements made in it, each a sealed write of the size they wrote, fsync, rename and a file-counter increment (the floor and the payment see the disk in the same state).', '');
   lines.push('| scheme | crypto floor p50 ms | persistence floor p50 ms | sealed bytes (payer, payee) | load average (start, end) |', '|---|---:|---:|---:|---:|');
   for (const r of report.rows) lines.push(`| ${r.scheme} | ${ms(r.floor.crypto.p50Ms)} | ${ms(r.floor.persistence.p50Ms)} | ${r.floor.sealedBytes[0]}, ${r.floor.sealedBytes[1]} | ${r.loadAverage.start.toFixed(1)}, ${r.loadAverage.end.toFixed(1)} |`);
   lines.push('', 'Settlement of one payment with the node (the payee online, after the payment)', '', '| scheme | what | p50 ms | p99 ms | gas |', '|---|---|---:|---:|---:|');
