@@ -59,28 +59,32 @@ async function settlePart(
     }
     // In the order of their serials, so that concurrent deposits lock rows in one order.
     const order = [...deposit.indices].sort((a, b) => compareBytes((deposit.tokens[a] as Token).body.serial, (deposit.tokens[b] as Token).body.serial));
+    // Each (serial, value) spent once, its first copy in order (as node-deposit.ts does).
+    const key = (token: Token) => `${toHex(token.body.serial)}:${token.body.value}`;
     const firsts = new Map<string, number>();
     for (const i of order) {
-      const serial = toHex((deposit.tokens[i] as Token).body.serial);
-      if (!firsts.has(serial)) firsts.set(serial, i);
+      const token = deposit.tokens[i] as Token;
+      if (!firsts.has(key(token))) firsts.set(key(token), i);
     }
     const spending = [...firsts.values()].map((i) => deposit.tokens[i] as Token);
-    const moved = await tx.query<{ serial: Uint8Array }>(
+    const moved = await tx.query<{ serial: Uint8Array; value: string }>(
       `UPDATE opera_shard_tokens t SET state = 'deposited', spent_by = $4, spent_at = $5, tags = decode(NULLIF(x.tags, ''), 'hex')
        FROM unnest($1::text[], $2::bigint[], $3::text[]) AS x(serial, value, tags)
        WHERE t.serial = decode(x.serial, 'hex') AND t.value = x.value AND t.state = 'issued'
-       RETURNING t.serial`,
+       RETURNING t.serial, t.value::text AS value`,
       [spending.map((t) => toHex(t.body.serial)), spending.map((t) => t.body.value), spending.map((t) => toHex(encodeTags(tagsOf(t)) ?? new Uint8Array())), deposit.device, at],
     );
-    const spent = new Set(moved.rows.map((r) => toHex(new Uint8Array(r.serial))));
+    const spent = new Set(moved.rows.map((r) => `${toHex(new Uint8Array(r.serial))}:${r.value}`));
     const tokens: Array<PartAnswer['tokens'][number]> = [];
+    const settled = new Set<string>();
     let credited = 0n;
     for (const i of order) {
       const token = deposit.tokens[i] as Token;
       const serial = toHex(token.body.serial);
       // A serial listed twice is settled once: its later copies are refused.
-      if (firsts.get(serial) !== i) tokens.push({ i, outcome: 'refused' });
-      else if (spent.has(serial)) {
+      if (settled.has(serial)) tokens.push({ i, outcome: 'refused' });
+      else if (spent.has(key(token)) && firsts.get(key(token)) === i) {
+        settled.add(serial);
         credited += token.body.value;
         tokens.push({ i, outcome: 'credited' });
       } else {
@@ -88,6 +92,7 @@ async function settlePart(
         const row = rows[0];
         if (row === undefined) tokens.push({ i, outcome: 'refused' });
         else {
+          settled.add(serial);
           // The copy is kept here as evidence; the home opens the two copies' tags.
           await tx.query('INSERT INTO opera_shard_double_spends (serial, device_key_id, tags, at) VALUES ($1, $2, $3, $4)', [token.body.serial, deposit.device, encodeTags(tagsOf(token)), at]);
           const firstTags = row.state === 'deposited' && row.tags !== null ? toHex(new Uint8Array(row.tags)) : null;
@@ -130,6 +135,13 @@ export async function depositOnShards(
   const parts = [...byPlace(body.tokens, places, (i) => judged.checked[i] === true)];
   const settled = await Promise.allSettled(parts.map(([place, indices]) => settlePart(services, place, { device, account: user.accountId, nonce: body.nonce, digest, tokens: body.tokens, indices })));
   const failed = settled.flatMap((s, k) => (s.status === 'rejected' ? [{ place: (parts[k] as [Party, number[]])[0], reason: s.reason as unknown }] : []));
+  // The credits of the parts settled go home now, whatever became of the others (the relay's stream delivers any that cannot).
+  await Promise.all(
+    settled.map((s, k) => {
+      const sent = s.status === 'fulfilled' ? s.value.sent : undefined;
+      return sent === undefined ? undefined : services.crossings?.deliver((parts[k] as [Party, number[]])[0], [sent]);
+    }),
+  );
   const refusal = failed.find((f) => f.reason instanceof ApiProblem);
   if (refusal !== undefined) throw refusal.reason;
   if (failed.length > 0) {
@@ -137,11 +149,6 @@ export async function depositOnShards(
     throw new ApiProblem('SHARD_UNAVAILABLE', `the deposit's tokens on ${places.join(', ')} could not be settled (${String(failed[0]?.reason instanceof Error ? failed[0].reason.message : failed[0]?.reason).slice(0, 200)}); the other parts are settled: send the same request again`, { places });
   }
   const answers = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
-  // The credits go home now (the relay's stream delivers any that cannot).
-  await Promise.all(parts.map(([place], k) => {
-    const sent = answers[k]?.sent;
-    return sent === undefined ? undefined : services.crossings?.deliver(place, [sent]);
-  }));
   const { text, replayed } = await services.db.transaction(async (tx) => {
     const again = await claimNonce(tx, services, request, opened.checked);
     // A concurrent copy of this request finished first: its answer is the answer.
