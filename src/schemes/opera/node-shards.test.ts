@@ -245,8 +245,13 @@ describe('OPERA on shard databases', { skip }, () => {
       await expectError(pending, 503, 'SHARD_UNAVAILABLE');
       assert.equal(await n.h.balance(alice), '15.00', 'charged once');
       await made.bringUp(0);
+      // The stream's receiver delivers the part left, with its tokens (the same receipt the route runs).
+      const start = Date.now();
+      while ((await tokensByPlace(s, 'issued')).reduce((t, v) => t + v, 0n) < 200n && Date.now() - start < 60_000) await new Promise((done) => setTimeout(done, 200));
+      assert.deepEqual((await tokensByPlace(s, 'issued')).reduce((t, v) => t + v, 0n), 200n, 'the stream delivered the part');
       const done = await n.charge(alice, request);
       assert.equal(done.res.status, 200, await done.res.clone().text());
+      assert.equal(done.res.headers.get('idempotent-replayed'), 'true', 'the stored tokens');
       assert.equal(done.tokens.length, 20);
       assert.equal(await n.h.balance(alice), '15.00', 'the retry charges nothing more');
       assert.deepEqual((await tokensByPlace(s, 'issued')).reduce((t, v) => t + v, 0n), 200n);
