@@ -47,6 +47,8 @@ export interface SettleWorkerOptions {
   /** The schemes the node serves: their settlement handlers. */
   readonly schemes: readonly SchemeModule[];
   readonly env?: Readonly<Record<string, string | undefined>> | undefined;
+  /** Unix milliseconds; injected so tests can move time, as openNode's. */
+  readonly now?: (() => number) | undefined;
   readonly log?: ((line: string, fields?: Record<string, unknown>) => void) | undefined;
 }
 
@@ -71,7 +73,7 @@ export async function startSettleWorker(options: SettleWorkerOptions): Promise<S
     throw new TallyError('NODE_NOT_FOUND', `${options.dataDir} holds no node: give the data folder of the node the worker settles for (tally node start --data)`, { dataDir: options.dataDir });
   }
   const passphrase = await resolvePassphrase({ dataDir: options.dataDir, env: options.env });
-  const identity = await loadIdentity({ dataDir: options.dataDir, passphrase: passphrase.passphrase, provider: options.provider, currency: options.currency, now: Date.now(), log: (line) => options.log?.(line) });
+  const identity = await loadIdentity({ dataDir: options.dataDir, passphrase: passphrase.passphrase, provider: options.provider, currency: options.currency, now: (options.now ?? Date.now)(), log: (line) => options.log?.(line) });
   const db = await openPostgres(options.databaseUrl);
   let intake: SettleIntake | undefined;
   let ledgers: ShardDatabases | undefined;
@@ -94,7 +96,7 @@ export async function startSettleWorker(options: SettleWorkerOptions): Promise<S
       provider: options.provider,
       currency: options.currency,
       deviceLimits: defaultDeviceLimits(options.currency),
-      now: () => Date.now(),
+      now: options.now ?? (() => Date.now()),
       signatures,
       settleQueue: intake,
     };
