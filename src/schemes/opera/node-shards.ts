@@ -88,6 +88,12 @@ export async function deliverChargeParts(services: IssuerServices, places: reado
   if (missing.length > 0) {
     throw new ApiProblem('SHARD_UNAVAILABLE', `the charge is recorded, but its tokens are not on ${missing.join(', ')} yet: send the same request again to get its tokens`, { places: missing });
   }
+  // Received means credited with its receipt, or sent back (the shard had no float:opera, which the
+  // node opens at every start): the tokens must be there before an ODW may hold them.
+  for (const part of parts) {
+    const held = await services.shardLedgers?.db(part.to).query<{ n: string }>('SELECT count(*)::text AS n FROM opera_shard_tokens WHERE charge = $1', [part.id]);
+    if (held === undefined || held.rows[0]?.n === '0') throw new Error(`charge part ${part.id} was received on ${part.to} without its tokens: see the node's log for a returned crossing`);
+  }
 }
 
 interface ChargePartRow {
