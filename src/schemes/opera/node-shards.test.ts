@@ -21,7 +21,8 @@ import { sendAcross } from '../../issuer/ledger/cross-shard.ts';
 import { testNatsUrl } from '../../issuer/queue/test-nats.ts';
 import { createTestDatabases, type TestShardDatabases } from '../../issuer/shards/test-shards.ts';
 import { bankPayee, tagged } from './escrow.ts';
-import { DEPOSIT_REQUEST_TAG, depositRequestBodyCodec, NONCE_BYTES, signed } from './messages.ts';
+import { DEPOSIT_REQUEST_TAG, depositRequestBodyCodec, interbankEvidenceCodec, NONCE_BYTES, signed } from './messages.ts';
+import { judgeOperaInterbankClaim } from './node-interbank.ts';
 import { operaNode, type OperaClient, type OperaNode } from './node-fixtures.ts';
 import { serialPlace } from './node-shards.ts';
 import { signToken, TOKEN_SERIAL_BYTES, type Token } from './token.ts';
@@ -296,6 +297,12 @@ describe('OPERA on shard databases', { skip }, () => {
       assert.equal((await n.rows('SELECT 1 FROM opera_settlements')).length, 0);
       assert.deepEqual(await tokensByPlace(s, 'issued'), s.places.map((p) => (serialPlace(kept.body.serial, s.places) === p ? 100n : 0n)));
       assert.equal((await n.rows("SELECT 1 FROM opera_answers WHERE kind <> 'charge' AND answer IS NULL")).length, 0, 'no request left half claimed');
+
+      // A claim another bank presents on one of this bank's tokens is refused on shards, the token left issued.
+      const evidence = encodeCbor(interbankEvidenceCodec.decode({ token: kept, depositor: new Uint8Array(32) }, 'evidence'));
+      const judged = await n.h.node.services.db.transaction((tx) => judgeOperaInterbankClaim(tx, n.h.node.services, { claimId: 'claim-on-shards', payeeBank: '00'.repeat(32), amount: 100n, evidence }, 'cb:reserve'));
+      assert.deepEqual([judged.accepted, judged.accepted ? '' : judged.code], [false, 'SHARDED_UNSUPPORTED']);
+      assert.equal((await tokensByPlace(s, 'issued')).reduce((t, v) => t + v, 0n), 100n, 'the token stays issued');
 
       // A crossing of the charge kind that no charge sent (no part recorded at home): its receivers
       // will not credit it without the part's tokens, so it stays in flight, the audit still balanced.
