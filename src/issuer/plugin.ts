@@ -16,6 +16,10 @@ export type { SignatureCheck, SignaturePool } from './signature-pool.ts';
 // Settlement through the sharded intake on NATS JetStream (services.settleQueue), when the node has one.
 export { SETTLE_PART_BYTES_MAX, settlePartId, type SettleHandler, type SettlePart, type SettleQueue, type SettleWork } from './queue/settle-queue.ts';
 
+// Money between the node's databases (a node with shard databases, services.shardLedgers and services.crossings).
+export { sendAcross, type Crossing, type OutboxEntry, type Party } from './ledger/cross-shard.ts';
+export type { CrossingReceipt } from './queue/credit-relay.ts';
+
 // The Ethereum chain (chain-tee): the bank's account, contract deployment and calls, the dev faucet.
 export { BANK_GAS_WEI, FAUCET_WEI_DEFAULT, FAUCET_WEI_MAX, type ChainService } from './chain/service.ts';
 export { ANVIL_CHAIN_ID, ANVIL_STATE_INTERVAL_S } from './chain/anvil.ts';

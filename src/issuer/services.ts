@@ -26,7 +26,7 @@ import { TallyError } from '../core/errors.ts';
 import { openChainService, type ChainService } from './chain/service.ts';
 import { seedRevocationList } from './registry/revocations.ts';
 import { openSettleIntake, type SettleIntake } from './queue/settle-queue.ts';
-import { openCreditRelay, type CreditRelay } from './queue/credit-relay.ts';
+import { openCreditRelay, type CrossingReceipt, type CreditRelay } from './queue/credit-relay.ts';
 import { openShardDatabases, type ShardDatabases } from './shards/shard-databases.ts';
 import { toHex } from '../core/bytes.ts';
 import { keyId } from '../pki/key-id.ts';
@@ -86,6 +86,11 @@ export interface NodeChainOptions {
  */
 export function chainWanted(schemes: readonly SchemeModule[], chain: NodeChainOptions | undefined): boolean {
   return schemes.some((scheme) => scheme.usesChain === true) || chain?.rpcUrl !== undefined;
+}
+
+/** The schemes' receipts of crossings, by kind. */
+export function crossingReceipts(schemes: readonly SchemeModule[]): Map<string, CrossingReceipt> {
+  return new Map(schemes.flatMap((scheme) => [...(scheme.crossingReceipts ?? [])]));
 }
 
 /** The services of a node, plus what its first start printed once. */
@@ -179,8 +184,17 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
       if (urls !== undefined && urls.length > 0) {
         if (db.kind !== 'postgres') throw new RangeError('shard databases are PostgreSQL databases: start the node on PostgreSQL (--database-url) too');
         if (urls.length !== options.settle.shards) throw new RangeError(`${urls.length} shard databases for ${options.settle.shards} shards: give one database per shard`);
-        shardLedgers = await openShardDatabases({ home: db, urls, nodeKeyId, currency: options.currency.code });
-        credits = await openCreditRelay({ url: options.settle.natsUrl, name: nodeKeyId.slice(0, 16), shards: shardLedgers, log: options.log === undefined ? undefined : (line, fields) => options.log?.(`${line} ${JSON.stringify(fields ?? {})}`) });
+        shardLedgers = await openShardDatabases({ home: db, urls, nodeKeyId, currency: options.currency.code, migrations });
+        // Each scheme's float is in every place: a shard holds the offline value of what lives on it.
+        for (const scheme of options.schemes ?? []) {
+          const float = scheme.floatAccount;
+          if (float === undefined) continue;
+          for (const place of shardLedgers.parties.slice(1)) {
+            const opened = await shardLedgers.db(place).transaction((tx) => ensureAccount(tx, { id: float, kind: 'offline-float', currency: options.currency.code }));
+            if (!opened.ok) throw new Error(`cannot open ${float} in ${place} for scheme ${scheme.name}: ${opened.message}`);
+          }
+        }
+        credits = await openCreditRelay({ url: options.settle.natsUrl, name: nodeKeyId.slice(0, 16), shards: shardLedgers, receipts: crossingReceipts(options.schemes ?? []), log: options.log === undefined ? undefined : (line, fields) => options.log?.(`${line} ${JSON.stringify(fields ?? {})}`) });
       }
     }
   } catch (e) {
@@ -199,6 +213,7 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
     ...(chain === undefined ? {} : { chain }),
     ...(intake === undefined ? {} : { settleQueue: intake }),
     ...(shardLedgers === undefined ? {} : { shardLedgers }),
+    ...(credits === undefined ? {} : { crossings: credits }),
     ...(identity.role === 'intermediary' ? { tier: new CentralBankLink({ db, identity, provider: options.provider, currency: options.currency, now, schemes: options.schemes }) } : {}),
   };
   services.tier?.attach(services);

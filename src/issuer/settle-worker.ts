@@ -7,7 +7,8 @@
  * any machine that reaches the database, the NATS server and a copy of the identity folder; the
  * workers of one shard share its consumer, so JetStream gives each part to one of them.
  */
-import { defaultDeviceLimits } from './services.ts';
+import { crossingReceipts, defaultDeviceLimits } from './services.ts';
+import { ISSUER_MIGRATIONS_DIR, loadMigrations } from './db/migrate.ts';
 import { toHex } from '../core/bytes.ts';
 import type { Currency } from '../core/amount.ts';
 import type { CryptoProvider } from '../core/crypto/suite.ts';
@@ -46,6 +47,8 @@ export interface SettleWorkerOptions {
   /** The schemes the node serves: their settlement handlers. */
   readonly schemes: readonly SchemeModule[];
   readonly env?: Readonly<Record<string, string | undefined>> | undefined;
+  /** Unix milliseconds; injected so tests can move time, as openNode's. */
+  readonly now?: (() => number) | undefined;
   readonly log?: ((line: string, fields?: Record<string, unknown>) => void) | undefined;
 }
 
@@ -70,7 +73,7 @@ export async function startSettleWorker(options: SettleWorkerOptions): Promise<S
     throw new TallyError('NODE_NOT_FOUND', `${options.dataDir} holds no node: give the data folder of the node the worker settles for (tally node start --data)`, { dataDir: options.dataDir });
   }
   const passphrase = await resolvePassphrase({ dataDir: options.dataDir, env: options.env });
-  const identity = await loadIdentity({ dataDir: options.dataDir, passphrase: passphrase.passphrase, provider: options.provider, currency: options.currency, now: Date.now(), log: (line) => options.log?.(line) });
+  const identity = await loadIdentity({ dataDir: options.dataDir, passphrase: passphrase.passphrase, provider: options.provider, currency: options.currency, now: (options.now ?? Date.now)(), log: (line) => options.log?.(line) });
   const db = await openPostgres(options.databaseUrl);
   let intake: SettleIntake | undefined;
   let ledgers: ShardDatabases | undefined;
@@ -93,7 +96,7 @@ export async function startSettleWorker(options: SettleWorkerOptions): Promise<S
       provider: options.provider,
       currency: options.currency,
       deviceLimits: defaultDeviceLimits(options.currency),
-      now: () => Date.now(),
+      now: options.now ?? (() => Date.now()),
       signatures,
       settleQueue: intake,
     };
@@ -110,8 +113,11 @@ export async function startSettleWorker(options: SettleWorkerOptions): Promise<S
     if (urls.length > 0) {
       if (urls.length !== count) throw new TallyError('SETTLE_SHARDS_MISMATCH', `${urls.length} shard databases for ${count} shards: give the node's --shard-database URLs, in its order`, { stream: intake.stream, shards: urls.length, recorded: count });
       const nodeKeyId = toHex(keyId(identity.issuerNode.certificate.body.subject));
-      ledgers = await openShardDatabases({ home: db, urls, nodeKeyId, currency: options.currency.code });
-      credits = await openCreditRelay({ url: options.natsUrl, name: nodeKeyId.slice(0, 16), shards: ledgers, log: options.log });
+      // The shard databases carry the node's whole schema, its schemes' tables too, as the node made it.
+      const migrations = [...(await loadMigrations(ISSUER_MIGRATIONS_DIR))];
+      for (const scheme of options.schemes) if (scheme.migrationsDir !== undefined) migrations.push(...(await loadMigrations(scheme.migrationsDir)));
+      ledgers = await openShardDatabases({ home: db, urls, nodeKeyId, currency: options.currency.code, migrations: migrations.sort((a, b) => a.number - b.number) });
+      credits = await openCreditRelay({ url: options.natsUrl, name: nodeKeyId.slice(0, 16), shards: ledgers, receipts: crossingReceipts(options.schemes), log: options.log });
       receivers = await credits.receive(shards.map((k) => `s${k}` as const));
     }
     return {

@@ -81,7 +81,13 @@ function shardsJson(money: (minor: bigint) => string, code: string, shards: Shar
   });
   return {
     balanced: shards.balanced,
-    places: shards.places.map((p) => ({ place: p.party, balanced: p.ledger.balanced, transferCount: Number(p.ledger.transferCount), ...sums(p.ledger.currencies.find((c) => c.currency === code)) })),
+    places: shards.places.map((p) => ({
+      place: p.party,
+      balanced: p.ledger.balanced,
+      transferCount: Number(p.ledger.transferCount),
+      ...sums(p.ledger.currencies.find((c) => c.currency === code)),
+      exposure: p.exposure.map((e) => ({ scheme: e.scheme, float: money(e.float), expected: money(e.expected), difference: money(e.difference) })),
+    })),
     inFlight: shards.inFlight.map((f) => ({ from: f.from, to: f.to, count: Number(f.count), amount: money(f.amount) })),
     totals: {
       issued: money(shards.totals.issued),

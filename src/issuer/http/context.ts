@@ -10,6 +10,7 @@ import type { CentralBankLink } from '../tier/link.ts';
 import type { SignaturePool } from '../signature-pool.ts';
 import type { SettleQueue } from '../queue/settle-queue.ts';
 import type { ShardDatabases } from '../shards/shard-databases.ts';
+import type { CreditRelay } from '../queue/credit-relay.ts';
 
 /** The issuance account of the node's currency. */
 export const ISSUANCE_ACCOUNT = 'cb:issuance';
@@ -49,6 +50,8 @@ export interface IssuerServices {
   readonly settleQueue?: SettleQueue | undefined;
   /** The node's shard databases, when it has them (`--shard-database`): the audit covers them all. */
   readonly shardLedgers?: ShardDatabases | undefined;
+  /** With shard databases: credits between them delivered at once after their commit (the relay's stream is the backup). */
+  readonly crossings?: Pick<CreditRelay, 'deliver'> | undefined;
 }
 
 /**

@@ -40,6 +40,8 @@ export type ApiOnlyCode =
   | 'CLAIM_DECIDED'
   | 'BANK_UNKNOWN'
   | 'SETTLE_PENDING'
+  | 'SHARD_UNAVAILABLE'
+  | 'SHARDED_UNSUPPORTED'
   | 'INTERNAL';
 
 /** Every code an error answer may carry. */
@@ -104,6 +106,8 @@ const STATUS: Partial<Record<ApiErrorCode, ContentfulStatusCode>> = {
   CHAIN_UNREACHABLE: 503,
   NATS_UNREACHABLE: 503,
   SETTLE_PENDING: 503,
+  SHARD_UNAVAILABLE: 503,
+  SHARDED_UNSUPPORTED: 501,
   CHAIN_START_FAILED: 503,
   CHAIN_NO_GAS: 503,
   CHAIN_REFUSED: 502,

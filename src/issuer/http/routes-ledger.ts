@@ -221,7 +221,7 @@ export function registerLedgerRoutes(
     );
     const schemes = await Promise.all(schemeAudits.map(async (s) => ({ scheme: s.scheme, ...(await s.audit(services)) })));
     // A node with shard databases: each of them, and the credits in flight between them.
-    const shards = services.shardLedgers === undefined ? undefined : await auditShards(services.shardLedgers);
+    const shards = services.shardLedgers === undefined ? undefined : await auditShards(services.shardLedgers, holdings);
     return c.json(auditJson(services.currency, { ...report, schemes, shards }) as { balanced: boolean }, 200);
   });
 }

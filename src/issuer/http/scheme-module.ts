@@ -10,6 +10,7 @@ import type { HoldingsReader } from '../ledger/exposure.ts';
 import type { StoredResponse } from '../ledger/idempotency.ts';
 import type { JsonValue } from '../ledger/json.ts';
 import type { SettleHandler } from '../queue/settle-queue.ts';
+import type { CrossingReceipt } from '../queue/credit-relay.ts';
 import type { RevocableRole } from '../registry/revocations.ts';
 import type { InterbankClaim, InterbankJudgement } from '../tier/interbank.ts';
 import type { IssuerEnv, IssuerServices } from './context.ts';
@@ -75,6 +76,11 @@ export interface SchemeModule {
    * and answers as a route would. Workers in the node's process call it for the parts of their shards.
    */
   settleHandlers?(services: IssuerServices): ReadonlyMap<string, SettleHandler>;
+  /**
+   * What the scheme does where a crossing of one of its kinds (sent with `receipt: true` in its
+   * reference) is credited, in the receiver's transaction (a node with shard databases).
+   */
+  readonly crossingReceipts?: ReadonlyMap<string, CrossingReceipt> | undefined;
   /** Runs once at every start, after the migrations, the float account and the chain. */
   prepare?(services: IssuerServices): Promise<void>;
   /** What GET /v1/info shows under `schemes.{name}` (a contract's address, say); asked at every request. */

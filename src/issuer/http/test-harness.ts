@@ -69,7 +69,7 @@ function identityTemplate(suite: SuiteName): Promise<string> {
 }
 
 /** Opens a test node on `backend`; call `close()` in `finally`. */
-export async function setup(backend: Backend, options: { schemes?: readonly SchemeModule[]; suite?: SuiteName | undefined; settle?: { natsUrl: string; shards: number; ackWaitMs?: number } | undefined } = {}) {
+export async function setup(backend: Backend, options: { schemes?: readonly SchemeModule[]; suite?: SuiteName | undefined; settle?: { natsUrl: string; shards: number; ackWaitMs?: number; shardDatabases?: readonly string[]; externalWorkers?: boolean } | undefined } = {}) {
   const dataDir = await mkdtemp(join(tmpdir(), 'tally-node-'));
   await cp(identityDir(await identityTemplate(options.suite ?? 'ed25519')), identityDir(dataDir), { recursive: true });
   const database = await backend.open({ poolSize: 20 });
@@ -78,6 +78,10 @@ export async function setup(backend: Backend, options: { schemes?: readonly Sche
   // With a settlement intake: a worker per shard, as `tally node start --nats` runs them.
   const handlers = new Map((options.schemes ?? []).flatMap((scheme) => [...(scheme.settleHandlers?.(node.services) ?? [])]));
   const workers = node.intake === undefined ? undefined : await startSettleWorkers(node.intake, handlers);
+  // With shard databases: receivers of the credits between them for every place, as `tally node start` runs them
+  // (for its own database only with external workers, which receive for the shards).
+  const places = node.services.shardLedgers?.parties;
+  const receivers = node.credits === undefined || places === undefined ? undefined : await node.credits.receive(options.settle?.externalWorkers === true ? ['home'] : places);
   const app = createIssuerApp(node.services, options.schemes);
   const operator = { authorization: `Bearer ${node.services.identity.operatorToken}` };
   const send = (method: string, path: string, init: { body?: unknown; headers?: Record<string, string>; raw?: string } = {}) =>
@@ -108,13 +112,19 @@ export async function setup(backend: Backend, options: { schemes?: readonly Sche
     return ((await res.json()) as { balance: string }).balance;
   };
   return {
-    app, node, send, signed, asOperator, operator, audit, register, balance,
+    app, node, dataDir, send, signed, asOperator, operator, audit, register, balance,
     now: () => clock,
     tick: (ms: number) => { clock += ms; },
     async close() {
       // A scheme that uses the chain started an anvil: stop it with the test.
       await node.services.chain?.close();
       await workers?.stop();
+      await receivers?.stop();
+      if (node.credits !== undefined) {
+        await node.credits.close();
+        await deleteTestStream(options.settle?.natsUrl ?? '', node.credits.stream);
+      }
+      await node.services.shardLedgers?.close();
       if (node.intake !== undefined) {
         await node.intake.close();
         await deleteTestStream(options.settle?.natsUrl ?? '', node.intake.stream);

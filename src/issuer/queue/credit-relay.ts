@@ -17,7 +17,8 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, DiscardPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import { z } from 'zod';
 import { TallyError } from '../../core/errors.ts';
-import { isParty, markDelivered, markPublished, outboxEntry, receiveAcross, received, undelivered, unpublished, type Party } from '../ledger/cross-shard.ts';
+import type { Queryable, TransactionHandle } from '../db/database.ts';
+import { isParty, markDelivered, markPublished, outboxEntry, receiveAcross, received, undelivered, unpublished, type OutboxEntry, type Party, type Received } from '../ledger/cross-shard.ts';
 import type { ShardDatabases } from '../shards/shard-databases.ts';
 import { retryDelayMs, SETTLE_CONNECT_TIMEOUT_MS, SETTLE_DUPLICATE_WINDOW_MS } from './settle-queue.ts';
 
@@ -38,6 +39,20 @@ const message = z.strictObject({ from: z.string().max(8), id: z.string().min(1).
 
 type Log = (line: string, fields?: Record<string, unknown>) => void;
 
+/**
+ * What a scheme does in the receiver's transaction when a crossing of its kind is credited there
+ * (OPERA records a charge's tokens on their shard with the value that comes for them). A crossing
+ * whose reference says `receipt: true` is credited only together with its kind's receipt: a
+ * receiver without one leaves it in the stream for one that has it.
+ */
+export type CrossingReceipt = (tx: TransactionHandle, crossing: { readonly self: Party; readonly from: Party; readonly entry: OutboxEntry; readonly sender: Queryable }) => Promise<void>;
+
+/** Whether a crossing was sent to be received with its kind's receipt. */
+function wantsReceipt(entry: OutboxEntry): boolean {
+  const reference = entry.reference;
+  return reference !== null && typeof reference === 'object' && Object.getOwnPropertyDescriptor(reference, 'receipt')?.value === true;
+}
+
 /** The relay of one node's crossings. */
 export interface CreditRelay {
   readonly stream: string;
@@ -53,6 +68,12 @@ export interface CreditRelay {
   reconcile(olderThanMs?: number): Promise<{ delivered: number; republished: number }>;
   /** Receives the crossings addressed to `places` until stopped. */
   receive(places: readonly Party[]): Promise<CreditReceivers>;
+  /**
+   * Publishes crossings `from` has committed and receives each at once where it goes, as its
+   * stream receiver would (a second receipt finds the first). Answers the ids received now; one
+   * that could not be (its database does not answer) is left to the stream's receiver.
+   */
+  deliver(from: Party, entries: readonly { readonly id: string; readonly to: Party }[]): Promise<Set<string>>;
   close(): Promise<void>;
 }
 
@@ -71,6 +92,8 @@ export interface CreditRelayOptions {
   readonly shards: ShardDatabases;
   readonly ackWaitMs?: number | undefined;
   readonly log?: Log | undefined;
+  /** The schemes' receipts, by crossing kind. */
+  readonly receipts?: ReadonlyMap<string, CrossingReceipt> | undefined;
 }
 
 /**
@@ -115,6 +138,17 @@ export async function openCreditRelay(options: CreditRelayOptions): Promise<Cred
   }
   const js = jetstream(connection);
   const { shards } = options;
+  const receipts = options.receipts ?? new Map<string, CrossingReceipt>();
+
+  /** Receives one crossing from `from` at `place`, with its kind's receipt in the same transaction. */
+  const receiveOne = (place: Party, from: Party, entry: OutboxEntry): Promise<Received> =>
+    shards.db(place).transaction(async (tx) => {
+      const receipt = wantsReceipt(entry) ? receipts.get(entry.kind) : undefined;
+      if (wantsReceipt(entry) && receipt === undefined) throw new Error(`crossing ${entry.id} of kind ${entry.kind} needs its receipt, which this receiver does not have`);
+      const outcome = await receiveAcross(tx, place, from, entry);
+      if (outcome.outcome === 'credited' && receipt !== undefined) await receipt(tx, { self: place, from, entry, sender: shards.db(from) });
+      return outcome;
+    });
 
   const publish = async (from: Party, entries: readonly { readonly id: string; readonly to: Party }[]): Promise<void> => {
     if (entries.length === 0) return;
@@ -165,7 +199,7 @@ export async function openCreditRelay(options: CreditRelayOptions): Promise<Cred
             await msg.ackAck();
             return;
           }
-          const outcome = await shards.db(place).transaction((tx) => receiveAcross(tx, place, named.from, entry));
+          const outcome = await receiveOne(place, named.from, entry);
           if (outcome.outcome === 'returned') {
             log('a crossing was returned to its sender', { place, ...named, reason: outcome.reason });
             await publish(place, [outcome.back]).catch((e: unknown) => log('a return could not be published yet; the sweep will', { place, id: outcome.back.id, error: String(e) }));
@@ -210,9 +244,31 @@ export async function openCreditRelay(options: CreditRelayOptions): Promise<Cred
     };
   };
 
+  const deliver = async (from: Party, entries: readonly { readonly id: string; readonly to: Party }[]): Promise<Set<string>> => {
+    const done = new Set<string>();
+    if (entries.length === 0) return done;
+    await publish(from, entries).catch((e: unknown) => log('crossings could not be published yet; the sweep will', { place: from, error: e instanceof Error ? e.message : String(e) }));
+    await Promise.all(
+      entries.map(async ({ id, to }) => {
+        try {
+          const entry = await outboxEntry(shards.db(from), id);
+          if (entry === undefined || entry.to !== to) throw new Error(`${from} sent no crossing ${id} to ${to}`);
+          const outcome = await receiveOne(to, from, entry);
+          if (outcome.outcome === 'returned') await publish(to, [outcome.back]).catch(() => undefined);
+          await markDelivered(shards.db(from), [id]).catch(() => undefined);
+          done.add(id);
+        } catch (e) {
+          log('a crossing could not be received at once; its stream receiver will', { place: to, from, id, error: e instanceof Error ? e.message.slice(0, 200) : String(e) });
+        }
+      }),
+    );
+    return done;
+  };
+
   return {
     stream,
     publish,
+    deliver,
     async sweep(olderThanMs = CREDIT_SWEEP_AGE_MS) {
       let published = 0;
       for (const from of shards.parties) {

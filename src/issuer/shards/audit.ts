@@ -14,10 +14,13 @@
  * These are sums per pair: a receipt made up inside a receiver's database while as much or more
  * is in flight to it from that sender shows as less in flight, and as a problem once the real
  * crossings arrive (received then exceeds sent).
- * The node's totals are the sums of the databases'.
+ * The node's totals are the sums of the databases'. Each scheme's exposure check (what it knows
+ * is out on its devices against its float) runs in every database's snapshot, against that
+ * database's float: a scheme whose devices' value lives on shards keeps it there with its records.
  */
 import type { Queryable } from '../db/database.ts';
 import { audit, type LedgerAudit } from '../ledger/audit.ts';
+import { exposureOf, type HoldingsReader, type SchemeExposure } from '../ledger/exposure.ts';
 import { clearingPositions, type ClearingPosition, type Party } from '../ledger/cross-shard.ts';
 import type { ShardDatabases } from './shard-databases.ts';
 
@@ -26,6 +29,8 @@ export interface PlaceAudit {
   readonly party: Party;
   readonly ledger: LedgerAudit;
   readonly positions: readonly ClearingPosition[];
+  /** Each scheme's exposure check in this database. */
+  readonly exposure: readonly SchemeExposure[];
 }
 
 /** Crossings sent from one place to another and not received there yet. */
@@ -62,13 +67,25 @@ async function sentTo(q: Queryable): Promise<Map<string, { count: bigint; amount
 }
 
 /** Audits every database of the node, then the crossings between them. */
-export async function auditShards(shards: ShardDatabases): Promise<ShardsAudit> {
+export async function auditShards(shards: ShardDatabases, holdings: readonly HoldingsReader[] = []): Promise<ShardsAudit> {
   const problems: string[] = [];
   const places: PlaceAudit[] = [];
   for (const party of shards.parties) {
-    let read: { ledger: LedgerAudit; positions: ClearingPosition[] };
+    let read: { ledger: LedgerAudit; positions: ClearingPosition[]; exposure: SchemeExposure[] };
     try {
-      read = await shards.db(party).transaction(async (tx) => ({ ledger: await audit(tx), positions: await clearingPositions(tx) }), { isolation: 'serializable' });
+      read = await shards.db(party).transaction(
+        async (tx) => {
+          const ledger = await audit(tx);
+          const floats = new Map(ledger.currencies.flatMap((c) => c.offlineFloat.map((f) => [f.account, f.amount] as const)));
+          const exposure: SchemeExposure[] = [];
+          for (const read of holdings) {
+            const held = await read(tx);
+            exposure.push(exposureOf(held, floats.get(held.floatAccount) ?? 0n));
+          }
+          return { ledger, positions: await clearingPositions(tx), exposure };
+        },
+        { isolation: 'serializable' },
+      );
     } catch (e) {
       // One database down: the others are still audited, and the answer says it is not balanced.
       problems.push(`${party}: its database could not be read: ${e instanceof Error ? e.message.slice(0, 200) : String(e)}`);
@@ -76,6 +93,10 @@ export async function auditShards(shards: ShardDatabases): Promise<ShardsAudit> 
     }
     places.push({ party, ...read });
     if (!read.ledger.balanced) problems.push(`${party}: its own ledger does not balance (${read.ledger.problemCount} problem accounts)`);
+    for (const e of read.exposure) {
+      // The rule of the node's own exposure check: a shortfall nobody is named for.
+      if (e.unexplained !== 0n) problems.push(`${party}: ${e.scheme}'s ${e.floatAccount} holds ${e.float}, but what is out on its devices there is ${e.expected}`);
+    }
     for (const p of read.positions) {
       const expected = p.sent.amount - p.received.amount;
       if (p.balance !== expected) problems.push(`${party}: clearing:${p.peer} holds ${p.balance}, but it sent ${p.sent.amount} to ${p.peer} and received ${p.received.amount} from it`);

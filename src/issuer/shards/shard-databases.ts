@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { TallyError } from '../../core/errors.ts';
 import type { Database } from '../db/database.ts';
-import { migrateIssuer } from '../db/migrate.ts';
+import { migrate, migrateIssuer, type Migration } from '../db/migrate.ts';
 import { openPostgres } from '../db/postgres.ts';
 import { openClearing, partiesOf, type Party } from '../ledger/cross-shard.ts';
 
@@ -36,6 +36,8 @@ export interface ShardDatabasesOptions {
   readonly nodeKeyId: string;
   readonly currency: string;
   readonly poolSize?: number | undefined;
+  /** The migrations of every shard database: the node's own list (the issuer's and its schemes'); the issuer's alone by default. */
+  readonly migrations?: readonly Migration[] | undefined;
   /** Opens a shard's database; openPostgres by default (tests give a schema of their own). */
   readonly open?: ((url: string, shard: number) => Promise<Database>) | undefined;
 }
@@ -110,7 +112,8 @@ export async function openShardDatabases(options: ShardDatabasesOptions): Promis
       const party = parties[k + 1] as Party;
       const known = recorded.get(party);
       if (known !== undefined) await checkKnown(db, options.nodeKeyId, party, shards, known);
-      await migrateIssuer(db);
+      if (options.migrations === undefined) await migrateIssuer(db);
+      else await migrate(db, options.migrations);
       const id = await claimPlace(db, options.nodeKeyId, party, shards);
       if (known === undefined) {
         await options.home.query('INSERT INTO shard_places (party, database_id) VALUES ($1, $2) ON CONFLICT (party) DO NOTHING', [party, id]);

@@ -181,6 +181,8 @@ export const operaSettle: SettleWorkload = {
   // The bank's signature on each token, and the ODW's on its deposit request (one a request of DEPOSIT_TOKENS).
   verificationsPerPayment: 1 + 1 / DEPOSIT_TOKENS,
   schemes: [OPERA_SCHEME],
+  // With `--shards N`: rows on a node with N shard databases, where the tokens live on their serials' shards.
+  shardDatabases: true,
   describes: `OPERA tokens of 0.01 paid offline between ODWs (sessions of up to ${SESSION_TOKENS} tokens), deposited by their payees (${DEPOSIT_ROUTE}, ${DEPOSIT_TOKENS} tokens a request signed by the ODW, one payment a token); the node checks each token's bank signature (Ed25519), moves its serial from issued to deposited once, keeps its escrow tags and credits the payee`,
   deviceLimits: (defaults: DeviceLimits): DeviceLimits => defaults,
   open: openWorld,

@@ -47,6 +47,66 @@ export interface SignedRequest<B> {
   readonly tag: string;
 }
 
+/** A device request whose signature checked: the ODW's key, the body as signed, and its digest. */
+export interface CheckedRequest<B> {
+  readonly key: PublicKey;
+  readonly body: B;
+  readonly digest: Uint8Array;
+}
+
+/**
+ * Checks that the caller owns the ODW and that it signed the request, in `tx`.
+ * @throws ApiProblem DEVICE_UNKNOWN, CERT_REVOKED, SIGNATURE_INVALID
+ */
+export async function checkRequest<B extends { nonce: Uint8Array }>(tx: TransactionHandle, services: IssuerServices, request: SignedRequest<B>): Promise<CheckedRequest<B>> {
+  const key = await ownOdw(tx, request.device, request.user.keyId);
+  let body: B;
+  try {
+    body = checkSigned(services.provider, key, request.codec, request.tag, { body: request.signed.body, signature: request.signed.signature });
+  } catch (e) {
+    if (isTallyError(e)) throw new ApiProblem('SIGNATURE_INVALID', `the ${request.kind} request is not signed by device ${request.device}: ${e.message}`, {});
+    throw e;
+  }
+  // The digest covers the body, not the signature: an ODW whose suite signs with fresh randomness
+  // (ECDSA) may sign one request twice.
+  return { key, body, digest: sha256(encodeCbor(body)) };
+}
+
+/**
+ * Claims the request's nonce in `tx`: answers undefined when this call claimed it (or found it
+ * claimed by the same request, its answer not stored yet: `open` says so), else the stored answer.
+ * @throws ApiProblem IDEMPOTENCY_CONFLICT (another request under the nonce)
+ */
+export async function claimNonce(tx: TransactionHandle, services: IssuerServices, request: { device: string; kind: RequestKind }, checked: { body: { nonce: Uint8Array }; digest: Uint8Array }): Promise<{ answer: string | null; claimed: boolean }> {
+  const at = new Date(services.now()).toISOString();
+  // The row comes first: a concurrent copy of this request waits here until this one commits.
+  const claimed = await tx.query(
+    'INSERT INTO opera_answers (device_key_id, kind, nonce, request_digest, at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING nonce',
+    [request.device, request.kind, checked.body.nonce, checked.digest, at],
+  );
+  if (claimed.rowCount === 1) return { answer: null, claimed: true };
+  const { rows } = await tx.query<{ request_digest: Uint8Array; answer: string | null }>(
+    'SELECT request_digest, answer FROM opera_answers WHERE device_key_id = $1 AND kind = $2 AND nonce = $3 FOR UPDATE',
+    [request.device, request.kind, checked.body.nonce],
+  );
+  const row = rows[0];
+  assert(row !== undefined, `the ${request.kind} nonce ${toHex(checked.body.nonce)} is claimed but its row is gone`);
+  if (!equalBytes(new Uint8Array(row.request_digest), checked.digest)) {
+    throw new ApiProblem('IDEMPOTENCY_CONFLICT', `device ${request.device} used ${request.kind} nonce ${toHex(checked.body.nonce)} for another request: draw a new nonce for a new request`, {});
+  }
+  return { answer: row.answer, claimed: false };
+}
+
+/** Stores the answer of a claimed request, in the transaction of its effects. */
+export async function storeAnswer(tx: TransactionHandle, request: { device: string; kind: RequestKind }, nonce: Uint8Array, answered: string): Promise<void> {
+  await tx.query('UPDATE opera_answers SET answer = $4 WHERE device_key_id = $1 AND kind = $2 AND nonce = $3', [request.device, request.kind, nonce, answered]);
+}
+
+/** The JSON answer of an ODW request, marked replayed or not. */
+export function answerResponse(text: string, replayed: boolean): Response {
+  return new Response(text, { status: 200, headers: { 'content-type': 'application/json', 'idempotent-replayed': replayed ? 'true' : 'false' } });
+}
+
 /**
  * Runs `work` once per (device, kind, nonce) and answers its JSON, or the stored answer of the same
  * request with `idempotent-replayed: true`. `work` throws ApiProblem to refuse: nothing is kept.
@@ -59,39 +119,17 @@ export async function answerOnce<B extends { nonce: Uint8Array }>(
 ): Promise<Response> {
   const { user } = request;
   const { text, replayed } = await services.db.transaction(async (tx) => {
-    const key = await ownOdw(tx, request.device, user.keyId);
-    let body: B;
-    try {
-      body = checkSigned(services.provider, key, request.codec, request.tag, { body: request.signed.body, signature: request.signed.signature });
-    } catch (e) {
-      if (isTallyError(e)) throw new ApiProblem('SIGNATURE_INVALID', `the ${request.kind} request is not signed by device ${request.device}: ${e.message}`, {});
-      throw e;
-    }
-    // The digest covers the body, not the signature: an ODW whose suite signs with fresh randomness
-    // (ECDSA) may sign one request twice.
-    const digest = sha256(encodeCbor(body));
-    const at = new Date(services.now()).toISOString();
-    // The row comes first: a concurrent copy of this request waits here until this one commits.
-    const claimed = await tx.query(
-      'INSERT INTO opera_answers (device_key_id, kind, nonce, request_digest, at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING nonce',
-      [request.device, request.kind, body.nonce, digest, at],
-    );
-    if (claimed.rowCount === 0) {
-      const { rows } = await tx.query<{ request_digest: Uint8Array; answer: string | null }>(
-        'SELECT request_digest, answer FROM opera_answers WHERE device_key_id = $1 AND kind = $2 AND nonce = $3',
-        [request.device, request.kind, body.nonce],
-      );
-      const row = rows[0];
+    const checked = await checkRequest(tx, services, request);
+    const { body, key } = checked;
+    const claim = await claimNonce(tx, services, request, checked);
+    if (!claim.claimed) {
       // The claiming transaction stores its answer before it commits, so a visible row is answered.
-      assert(row !== undefined && row.answer !== null, `the answer to ${request.kind} nonce ${toHex(body.nonce)} is claimed but not stored`);
-      if (!equalBytes(new Uint8Array(row.request_digest), digest)) {
-        throw new ApiProblem('IDEMPOTENCY_CONFLICT', `device ${request.device} used ${request.kind} nonce ${toHex(body.nonce)} for another request: draw a new nonce for a new request`, {});
-      }
-      return { text: row.answer, replayed: true };
+      assert(claim.answer !== null, `the answer to ${request.kind} nonce ${toHex(body.nonce)} is claimed but not stored`);
+      return { text: claim.answer, replayed: true };
     }
     const answered = JSON.stringify(await work({ tx, user, device: request.device, key, body }));
-    await tx.query('UPDATE opera_answers SET answer = $4 WHERE device_key_id = $1 AND kind = $2 AND nonce = $3', [request.device, request.kind, body.nonce, answered]);
+    await storeAnswer(tx, request, body.nonce, answered);
     return { text: answered, replayed: false };
   });
-  return new Response(text, { status: 200, headers: { 'content-type': 'application/json', 'idempotent-replayed': replayed ? 'true' : 'false' } });
+  return answerResponse(text, replayed);
 }

@@ -15,6 +15,7 @@ import { CHARGE_REQUEST_TAG, CHARGE_TAG, chargeBodyCodec, chargeRequestBodyCodec
 import { answerOnce } from './node-answers.ts';
 import { answer, decodeCborField, DENOMINATIONS, OPERA_FLOAT_ACCOUNT } from './node-common.ts';
 import { signToken, TOKEN_SERIAL_BYTES, type Token } from './token.ts';
+import { deliverChargeParts, sendChargeParts, shardPlaces } from './node-shards.ts';
 
 /** Most bytes of a signed charge request: a nonce, an amount, up to DENOMINATIONS_MAX counts and a signature. */
 export const CHARGE_REQUEST_BYTES_MAX = 2048;
@@ -74,25 +75,40 @@ export function registerCharge(app: OpenAPIHono<IssuerEnv>, services: IssuerServ
     const body = validBody(c, chargeBody);
     const request = decodeCborField('request', body.request, chargeRequestCodec, CHARGE_REQUEST_BYTES_MAX);
     const signedRequest = { user, kind: 'charge', device: body.device, signed: request, codec: chargeRequestBodyCodec, tag: CHARGE_REQUEST_TAG } as const;
-    return answerOnce(services, signedRequest, async ({ tx, device, body: asked }) => {
+    const places = shardPlaces(services);
+    const answered = await answerOnce(services, signedRequest, async ({ tx, device, body: asked }) => {
       const values = chargedValues(asked);
-      const moved = await transfer(tx, {
-        idempotencyKey: `opera-charge:${device}:${toHex(asked.nonce)}`,
-        debit: user.accountId,
-        credit: OPERA_FLOAT_ACCOUNT,
-        amount: asked.amount,
-        kind: 'opera-charge',
-        reference: { device, tokens: values.length },
-        currency: services.currency,
-      });
-      if (!moved.ok) throw new ApiProblem(moved.code, moved.message);
       const now = services.now();
       const bank = services.identity.issuerNode.signer;
       const currency = services.currency.code;
       const tokens = values.map((value) => signToken(bank, { serial: new Uint8Array(randomBytes(TOKEN_SERIAL_BYTES)), value, currency, issued: now }));
-      await recordIssued(tx, device, tokens, new Date(now).toISOString());
+      if (places !== undefined) {
+        // Each shard's part of the value goes to that shard's float, where its tokens will live.
+        await sendChargeParts(tx, services, places, { device, account: user.accountId, nonce: asked.nonce, tokens, at: new Date(now).toISOString() });
+      } else {
+        await chargeHere(tx, services, { device, account: user.accountId, nonce: asked.nonce, amount: asked.amount, tokens, at: new Date(now).toISOString() });
+      }
       const charge = signed(chargeBodyCodec, bank, CHARGE_TAG, { nonce: asked.nonce, tokens });
       return { amount: formatMinor(services.currency, asked.amount), charge: toBase64url(encodeCbor(charge)) };
     });
+    // On shards: answered once every part is on its shard (a retry delivers what is left).
+    if (places !== undefined) await deliverChargeParts(services, places, body.device, request.body.nonce);
+    return answered;
   });
+}
+
+/** A charge on a node without shard databases: the holder's account pays the float, and the tokens are recorded here. */
+async function chargeHere(tx: TransactionHandle, services: IssuerServices, charge: { device: string; account: string; nonce: Uint8Array; amount: bigint; tokens: readonly Token[]; at: string }): Promise<void> {
+  const { device, tokens } = charge;
+  const moved = await transfer(tx, {
+    idempotencyKey: `opera-charge:${device}:${toHex(charge.nonce)}`,
+    debit: charge.account,
+    credit: OPERA_FLOAT_ACCOUNT,
+    amount: charge.amount,
+    kind: 'opera-charge',
+    reference: { device, tokens: tokens.length },
+    currency: services.currency,
+  });
+  if (!moved.ok) throw new ApiProblem(moved.code, moved.message);
+  await recordIssued(tx, device, tokens, charge.at);
 }

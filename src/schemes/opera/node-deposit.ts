@@ -22,6 +22,8 @@ import { attributeDoubleSpend, encodeTags } from './node-escrow.ts';
 import { issuerOf, presentForeignToken, tokenIssuers } from './node-interbank.ts';
 import { checkToken, tagsOf, TOKEN_TAG, tokenBodyCodec, type Token } from './token.ts';
 import { signedBytes } from '../../core/crypto/record.ts';
+import { depositOnShards } from './node-shard-deposit.ts';
+import { shardPlaces } from './node-shards.ts';
 
 /** The deposit route takes up to TOKENS_PER_MESSAGE_MAX tokens: more than the node's default body. */
 export const DEPOSIT_BODY_LIMIT: RouteBodyLimit = { method: 'POST', path: '/deposit', bytesMax: ROUTE_BODY_BYTES_MAX };
@@ -151,6 +153,9 @@ export function registerDeposit(app: OpenAPIHono<IssuerEnv>, services: IssuerSer
     const issuers = checked.every((ok) => ok) ? [] : await tokenIssuers(services);
     const foreign = request.body.tokens.map((token, i) => (checked[i] === true ? undefined : issuerOf(services, issuers, token)));
     const signedRequest = { user, kind: 'deposit', device: body.device, signed: request, codec: depositRequestBodyCodec, tag: DEPOSIT_REQUEST_TAG } as const;
+    // On shard databases: the tokens are spent on their shards (node-shard-deposit.ts).
+    const places = shardPlaces(services);
+    if (places !== undefined) return depositOnShards(services, places, signedRequest, { checked, foreign });
     return answerOnce(services, signedRequest, async ({ tx, device, body: deposited }) => {
       const at = new Date(services.now()).toISOString();
       const outcomes: DepositOutcome[] = deposited.tokens.map((_, i) => (checked[i] === true ? 'credited' : foreign[i] !== undefined ? 'presented' : 'refused'));

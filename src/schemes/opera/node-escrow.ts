@@ -43,12 +43,17 @@ export async function attributeDoubleSpend(
   tx: TransactionHandle,
   services: IssuerServices,
   copy: { serial: Uint8Array; device: string; tags: readonly SealedTag[] },
+  /** On a node with shard databases: the first deposited copy's stored tags, read on its shard, where the evidence was kept. */
+  sharded?: { readonly firstTags: Uint8Array | null | undefined } | undefined,
 ): Promise<PaidTwice | null> {
   const at = new Date(services.now()).toISOString();
   const tags = encodeTags(copy.tags);
-  await tx.query('INSERT INTO opera_double_spends (serial, device_key_id, tags, at) VALUES ($1, $2, $3, $4)', [copy.serial, copy.device, tags, at]);
-  const { rows } = await tx.query<{ tags: Uint8Array | null }>("SELECT tags FROM opera_tokens WHERE serial = $1 AND state = 'deposited'", [copy.serial]);
-  const stored = rows[0]?.tags;
+  let stored: Uint8Array | null | undefined;
+  if (sharded === undefined) {
+    await tx.query('INSERT INTO opera_double_spends (serial, device_key_id, tags, at) VALUES ($1, $2, $3, $4)', [copy.serial, copy.device, tags, at]);
+    const { rows } = await tx.query<{ tags: Uint8Array | null }>("SELECT tags FROM opera_tokens WHERE serial = $1 AND state = 'deposited'", [copy.serial]);
+    stored = rows[0]?.tags;
+  } else stored = sharded.firstTags;
   if (stored === undefined || stored === null || tags === null) return null;
   const first = tagsCodec.decode(decodeCbor(new Uint8Array(stored)), 'opera_tokens.tags');
   let named: ReturnType<typeof operaEscrow.attribute>;

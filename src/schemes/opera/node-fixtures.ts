@@ -50,9 +50,9 @@ export interface Finding {
 export type ReportParts = Omit<m.SettleReportBody, 'nonce' | 'self' | 'done' | 'flag' | 'tokens' | 'release'> & Partial<Pick<m.SettleReportBody, 'done' | 'flag' | 'tokens' | 'release'>>;
 
 /** A node with the OPERA part and an enrolled OEM. */
-export async function operaNode(backend: Backend, options: Partial<OperaNodeOptions> = {}) {
+export async function operaNode(backend: Backend, options: Partial<OperaNodeOptions> = {}, intake?: NonNullable<Parameters<typeof setup>[1]>['settle']) {
   const part = operaNodePartWith(options);
-  const h = await setup(backend, { schemes: [part] });
+  const h = await setup(backend, { schemes: [part], settle: intake });
   const oem = signerFromSecret(nobleEd25519, sha256(utf8('opera test oem')));
   const enrolled = await h.asOperator('POST', '/v1/operator/oems', { name: 'Test OEM', publicKey: { suite: 'ed25519', key: toBase64url(oem.publicKey.key) } });
   assert.equal(enrolled.status, 201, await enrolled.clone().text());

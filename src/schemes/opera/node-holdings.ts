@@ -11,7 +11,10 @@ import { OPERA_SCHEME } from './messages.ts';
 
 /** What the OPERA float must cover: the value of the tokens issued and neither deposited nor refunded. */
 export async function operaHoldings(q: Queryable, floatAccount: string): Promise<SchemeHoldings> {
-  const { rows } = await q.query<{ outstanding: bigint }>("SELECT coalesce(sum(value), 0)::bigint AS outstanding FROM opera_tokens WHERE state = 'issued'");
+  // On a node with shard databases, a shard's tokens are in opera_shard_tokens (node-shards.ts); the audit reads each database.
+  const { rows } = await q.query<{ outstanding: bigint }>(
+    "SELECT ((SELECT coalesce(sum(value), 0) FROM opera_tokens WHERE state = 'issued') + (SELECT coalesce(sum(value), 0) FROM opera_shard_tokens WHERE state = 'issued'))::bigint AS outstanding",
+  );
   const row = rows[0];
   return { scheme: OPERA_SCHEME, floatAccount, expected: row === undefined ? 0n : bigintColumn(row, 'outstanding'), exposed: [] };
 }

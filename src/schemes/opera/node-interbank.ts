@@ -40,6 +40,7 @@ import { recordFinding } from './node-findings.ts';
 import { paramsChangedAt, signedParams } from './node-params.ts';
 import { checkToken, type Token } from './token.ts';
 import { spendToken } from './node-deposit.ts';
+import { shardPlaces } from './node-shards.ts';
 
 /** Largest evidence of one claim (the interbank machinery's limit): one token with a full escrow chain fits. */
 export const OPERA_EVIDENCE_BYTES_MAX = 8192;
@@ -137,6 +138,8 @@ export async function presentForeignToken(
  */
 export async function judgeOperaInterbankClaim(tx: TransactionHandle, services: IssuerServices, claim: InterbankClaim, payTo: string): Promise<InterbankJudgement> {
   const refuse = (code: string, reason: string): InterbankJudgement => ({ accepted: false, code, reason });
+  // This bank's tokens live on its shard databases there: spending one from a claim is not built.
+  if (shardPlaces(services) !== undefined) return refuse('SHARDED_UNSUPPORTED', 'this bank keeps OPERA tokens on shard databases, where claims of other banks on them are not settled yet');
   const payee = (await peerIntermediaries(services, tx)).find((p) => p.keyId === claim.payeeBank);
   if (payee === undefined) return refuse('BANK_UNKNOWN', `the presenting bank ${claim.payeeBank} is not in this bank's directory of intermediaries`);
   if (payee.revoked) return refuse('CERT_REVOKED', `the presenting bank ${payee.name} is revoked by the central bank`);

@@ -7,7 +7,8 @@
  * tags, node-escrow.ts), and tokens across banks (node-interbank.ts: the publication other banks'
  * wallets check tokens with, claims on tokens of other banks, and the judgement of claims on this
  * bank's own). The value of every token issued and neither deposited nor refunded sits
- * in the `float:opera` account.
+ * in the `float:opera` account. On a node with shard databases the tokens live on the shard of
+ * their serial, with their value in that shard's `float:opera` (node-shards.ts, node-shard-deposit.ts).
  */
 import type { SchemeModule } from '../../issuer/plugin.ts';
 import { OPERA_SCHEME } from './messages.ts';
@@ -21,6 +22,7 @@ import { judgeOperaInterbankClaim, operaPublication } from './node-interbank.ts'
 import { loadOperaEscrowKey } from './node-keys.ts';
 import { registerParams } from './node-params.ts';
 import { registerSettle, SETTLE_BODY_LIMIT } from './node-settle.ts';
+import { CHARGE_CROSSING_KIND, chargeReceipt } from './node-shards.ts';
 
 export { DENOMINATIONS, OPERA_FLOAT_ACCOUNT, type OperaNodeOptions } from './node-common.ts';
 
@@ -36,6 +38,7 @@ export function operaNodePartWith(options: Partial<OperaNodeOptions> = {}): Sche
     migrationsDir: new URL('./migrations/', import.meta.url),
     floatAccount: OPERA_FLOAT_ACCOUNT,
     bodyLimits: [DEPOSIT_BODY_LIMIT, SETTLE_BODY_LIMIT],
+    crossingReceipts: new Map([[CHARGE_CROSSING_KIND, chargeReceipt]]),
     holdings: (q) => operaHoldings(q, OPERA_FLOAT_ACCOUNT),
     judgeInterbankClaim: judgeOperaInterbankClaim,
     publication: (services) => operaPublication(services, chosen),

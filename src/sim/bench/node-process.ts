@@ -8,7 +8,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { SUITE_NAMES, type SuiteName } from '../../core/crypto/suite.ts';
-import { array, bytes, oneOf, optional, taggedUnion, text, uint } from '../../core/codec.ts';
+import { array, boolean, bytes, oneOf, optional, taggedUnion, text, uint } from '../../core/codec.ts';
 import type { DeviceLimits } from '../../issuer/http/context.ts';
 import { defaultDeviceLimits } from '../../issuer/services.ts';
 import { CERTIFICATE_BYTES_MAX, decodeCertificate, encodeCertificate } from '../../pki/certificate.ts';
@@ -32,8 +32,8 @@ export interface BenchProcessNodeOptions {
   readonly deviceLimits?: ((defaults: DeviceLimits) => DeviceLimits) | undefined;
   /** The suite of the node's own keys; Ed25519 by default. */
   readonly suite?: SuiteName | undefined;
-  /** Settlement through NATS JetStream in shards, with a worker per shard in the node process. */
-  readonly settle?: { readonly natsUrl: string; readonly shards: number } | undefined;
+  /** Settlement through NATS JetStream in shards, with a worker per shard in the node process; with `shardDatabases`, a PostgreSQL database per shard too. */
+  readonly settle?: { readonly natsUrl: string; readonly shards: number; readonly shardDatabases?: boolean | undefined } | undefined;
 }
 
 /** A bench node running in its own process. */
@@ -59,6 +59,7 @@ export const parentMessageCodec = taggedUnion('kind', {
     postgresUrl: optional(text({ min: 1, max: MESSAGE_CHARS_MAX })),
     natsUrl: optional(text({ min: 1, max: MESSAGE_CHARS_MAX })),
     shards: optional(uint({ min: 1, max: 64 })),
+    shardDatabases: optional(boolean),
   },
   cpu: { id: counter },
   stop: {},
@@ -173,6 +174,7 @@ export async function openProcessNode(options: BenchProcessNodeOptions & { postg
     postgresUrl: options.postgresUrl,
     natsUrl: options.settle?.natsUrl,
     shards: options.settle?.shards,
+    shardDatabases: options.settle?.shardDatabases,
   };
   let ready: Extract<ChildMessage, { kind: 'ready' }>;
   try {

@@ -7,6 +7,7 @@
 import { connect as connectNats } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { startSettleWorkers } from '../../issuer/queue/settle-queue.ts';
+import { createTestDatabases, type TestShardDatabases } from '../../issuer/shards/test-shards.ts';
 import { createHash, randomBytes as nodeRandomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
@@ -41,7 +42,8 @@ export interface BenchNodeOptions {
   /** The suite of the node's own keys (root, intermediary, issuer node); Ed25519 by default. */
   readonly suite?: SuiteName | undefined;
   /** Settlement through NATS JetStream in shards, with a worker per shard in the node's process. */
-  readonly settle?: { readonly natsUrl: string; readonly shards: number } | undefined;
+  /** With `shardDatabases` (PostgreSQL only): a database of its own per shard, made on the server and dropped at stop, with the relay's receivers and sweep in the node's process. */
+  readonly settle?: { readonly natsUrl: string; readonly shards: number; readonly shardDatabases?: boolean | undefined } | undefined;
 }
 
 /** A request body encoded ahead of time, with its SHA-256: what a request signature covers. */
@@ -133,7 +135,12 @@ export async function serveBenchNode(options: BenchNodeOptions & { postgresUrl?:
   }
   const deviceLimits = (options.deviceLimits ?? ((d) => d))(defaultDeviceLimits(BENCH_CURRENCY));
   let node: Awaited<ReturnType<typeof openNode>>;
+  let shardDatabases: TestShardDatabases | undefined;
   try {
+    if (options.settle?.shardDatabases === true) {
+      if (options.postgresUrl === undefined || database !== 'postgres') throw new RangeError('shard databases are PostgreSQL databases: run the node on PostgreSQL');
+      shardDatabases = await createTestDatabases(options.postgresUrl, options.settle.shards);
+    }
     // Without a database given, openNode opens PGlite in the data folder: on disk, as a node runs.
     node = await openNode({
       dataDir,
@@ -144,15 +151,21 @@ export async function serveBenchNode(options: BenchNodeOptions & { postgresUrl?:
       deviceLimits,
       schemes: options.schemes,
       env: { TALLY_NODE_PASSPHRASE: 'bench passphrase' },
-      settle: options.settle,
+      settle: options.settle === undefined ? undefined : { natsUrl: options.settle.natsUrl, shards: options.settle.shards, shardDatabases: shardDatabases?.urls },
     });
   } catch (e) {
+    await shardDatabases?.drop();
     await dropSchema();
     await rm(dataDir, { recursive: true, force: true });
     throw e;
   }
   const handlers = new Map(options.schemes.flatMap((scheme) => [...(scheme.settleHandlers?.(node.services) ?? [])]));
   const workers = node.intake === undefined ? undefined : await startSettleWorkers(node.intake, handlers, { log: (line, fields) => process.stderr.write(`bench node: ${line} ${JSON.stringify(fields ?? {})}\n`) });
+  // With shard databases: receivers for every place, and the relay's sweep, as `tally node start` runs them.
+  const ledgers = node.services.shardLedgers;
+  const receivers = node.credits === undefined || ledgers === undefined ? undefined : await node.credits.receive(ledgers.parties);
+  const credits = node.credits;
+  const sweeping = credits === undefined ? undefined : setInterval(() => void credits.sweep().catch(() => undefined), 2_000);
   // A bench request the node fails on is an error of the run: its cause goes to stderr.
   const app = createIssuerApp(node.services, options.schemes, {
     onInternalError: (error, request) => process.stderr.write(`bench node: internal error on ${request.method} ${request.path}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`),
@@ -171,10 +184,15 @@ export async function serveBenchNode(options: BenchNodeOptions & { postgresUrl?:
     async stop() {
       await new Promise<void>((done) => server.close(() => done()));
       await workers?.stop();
+      if (sweeping !== undefined) clearInterval(sweeping);
+      await receivers?.stop();
       const stream = node.intake?.stream;
+      const creditStream = node.credits?.stream;
       await node.close();
-      // The bench's stream goes with its node (a work queue left empty, but kept on the server's disk).
+      // The bench's streams go with its node (work queues left empty, but kept on the server's disk).
       if (stream !== undefined && options.settle !== undefined) await deleteStream(options.settle.natsUrl, stream);
+      if (creditStream !== undefined && options.settle !== undefined) await deleteStream(options.settle.natsUrl, creditStream);
+      await shardDatabases?.drop();
       await dropSchema();
       await rm(dataDir, { recursive: true, force: true });
     },

@@ -183,6 +183,8 @@ export interface SettleWorkload {
   readonly schemes: readonly string[];
   /** True when a node with a settlement intake settles it through its shards (`bench settle --shards`). */
   readonly sharded?: boolean | undefined;
+  /** True when it settles on the node's shard databases: `bench settle --shards N` adds rows on PostgreSQL with N shard databases. */
+  readonly shardDatabases?: boolean | undefined;
   /** What the workload settles, for the report's text ("OPS payments claimed in bulk"). */
   readonly describes: string;
   /** The node's device limits, from its defaults: raised so that no limit refuses the workload. */

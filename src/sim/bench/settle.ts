@@ -67,6 +67,8 @@ export interface SettleRow {
   readonly database: 'pglite' | 'postgres';
   /** The shards the node settled in through NATS JetStream; null when it settled inline. */
   readonly shards: number | null;
+  /** True when the node kept its ledger on as many shard databases (the workload's `shardDatabases`). */
+  readonly shardDatabases?: boolean | undefined;
   readonly submitters: number;
   readonly payments: number;
   readonly requests: number;
@@ -159,10 +161,10 @@ async function measureDatabase(
   parameters: SettleParameters,
   shards: number | null = null,
 ): Promise<Array<Omit<SettleRow, 'floorRatio' | 'floorPaymentsPerSecond'>>> {
-  const label = `${source.scheme} ${workload.name} on ${database}${shards === null ? '' : ` in ${shards} shard(s)`}`;
+  const label = `${source.scheme} ${workload.name} on ${database}${shards === null ? '' : workload.shardDatabases === true ? ` on ${shards} shard database(s)` : ` in ${shards} shard(s)`}`;
   // A sharded row runs with the most submitters only: it is compared with the inline row there.
   const submitterRows = shards === null ? parameters.submitters : [Math.max(...parameters.submitters)];
-  const settle = shards === null ? undefined : { natsUrl: parameters.natsUrl ?? 'nats://127.0.0.1:4222', shards };
+  const settle = shards === null ? undefined : { natsUrl: parameters.natsUrl ?? 'nats://127.0.0.1:4222', shards, ...(workload.shardDatabases === true ? { shardDatabases: true } : {}) };
   const perRow = Math.min(parameters.payments, workload.paymentsPerRowMax ?? Number.POSITIVE_INFINITY);
   const warmup = Math.min(parameters.warmup, perRow);
   harness.progress(`${label}: opening the node process`);
@@ -200,6 +202,7 @@ async function measureDatabase(
           workload: workload.name,
           database,
           shards,
+          ...(shards !== null && workload.shardDatabases === true ? { shardDatabases: true } : {}),
           submitters,
           payments: timed.payments,
           requests: timed.samples.length,
@@ -280,7 +283,7 @@ export function formatSettleReport(report: SettleReport): string {
   );
   for (const r of report.rows) {
     lines.push(
-      `| ${r.scheme} | ${r.workload} | ${r.database} | ${r.shards === null ? 'inline' : r.shards} | ${r.submitters} | ${r.payments} | ${r.requests} | ${rate(r.paymentsPerSecond)} | ${ms(r.latency.p50Ms, 1)} | ${ms(r.latency.p99Ms, 1)} | ${ms(r.nodeCpuMsPerPayment)} | ${r.postgresCpuMsPerPayment === null ? 'in node' : ms(r.postgresCpuMsPerPayment)} | ${ms(r.benchCpuMsPerPayment)} | ${rate(r.floorPaymentsPerSecond)} | ${r.floorRatio.toFixed(1)}x |`,
+      `| ${r.scheme} | ${r.workload} | ${r.database} | ${r.shards === null ? 'inline' : r.shardDatabases === true ? `${r.shards} databases` : r.shards} | ${r.submitters} | ${r.payments} | ${r.requests} | ${rate(r.paymentsPerSecond)} | ${ms(r.latency.p50Ms, 1)} | ${ms(r.latency.p99Ms, 1)} | ${ms(r.nodeCpuMsPerPayment)} | ${r.postgresCpuMsPerPayment === null ? 'in node' : ms(r.postgresCpuMsPerPayment)} | ${ms(r.benchCpuMsPerPayment)} | ${rate(r.floorPaymentsPerSecond)} | ${r.floorRatio.toFixed(1)}x |`,
     );
   }
   if (report.loadAfter.length > 0) lines.push('', `Load average after each database: ${report.loadAfter.map((l) => `${l.scheme} ${l.workload} ${l.database} ${l.loadAverage.toFixed(1)}`).join(', ')}`);
@@ -333,6 +336,8 @@ export async function benchSettle(harness: BenchHarness, sources: readonly Settl
     for (const database of databases) {
       measuredRows.push(...(await measureDatabase(harness, source, workload, database, parameters)));
       if (workload.sharded === true) for (const n of parameters.shards ?? []) measuredRows.push(...(await measureDatabase(harness, source, workload, database, parameters, n)));
+      // Shard databases are PostgreSQL databases.
+      if (workload.shardDatabases === true && database === 'postgres') for (const n of parameters.shards ?? []) measuredRows.push(...(await measureDatabase(harness, source, workload, database, parameters, n)));
       loadAfter.push({ scheme: source.scheme, workload: workload.name, database, loadAverage: loadavg()[0] ?? Number.NaN });
     }
   }
