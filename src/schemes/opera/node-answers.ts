@@ -123,8 +123,11 @@ export async function answerOnce<B extends { nonce: Uint8Array }>(
     const { body, key } = checked;
     const claim = await claimNonce(tx, services, request, checked);
     if (!claim.claimed) {
-      // The claiming transaction stores its answer before it commits, so a visible row is answered.
-      assert(claim.answer !== null, `the answer to ${request.kind} nonce ${toHex(body.nonce)} is claimed but not stored`);
+      // Here the claiming transaction stores its answer before it commits. A claimed nonce without
+      // one was begun on the node's shard databases, whose parts only such a node can finish.
+      if (claim.answer === null) {
+        throw new ApiProblem('SHARD_UNAVAILABLE', `the ${request.kind} under nonce ${toHex(body.nonce)} was begun on this node's shard databases: start the node with them (--shard-database) and send the same request again`, {});
+      }
       return { text: claim.answer, replayed: true };
     }
     const answered = JSON.stringify(await work({ tx, user, device: request.device, key, body }));

@@ -10,7 +10,7 @@ import { AMOUNT_MINOR_MAX } from '../../core/amount.ts';
 import { toBase64url, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import { TIMESTAMP_MS_MAX } from '../../core/fields.ts';
-import { randomBytes } from '../../core/crypto/hash.ts';
+import { randomBytes, sha256 } from '../../core/crypto/hash.ts';
 import { closeTestTemplates, testBackends } from '../../issuer/db/test-databases.ts';
 import { expectError } from '../../issuer/http/test-harness.ts';
 import { DEPOSIT_REQUEST_TAG, depositRequestBodyCodec, NONCE_BYTES, signed, TOKENS_PER_MESSAGE_MAX } from './messages.ts';
@@ -106,6 +106,30 @@ for (const backend of testBackends()) {
         assert.equal(await n.h.balance(bob), '0.00');
         assert.deepEqual((await n.rows<{ state: string }>('SELECT state FROM opera_tokens')).map((r) => r.state), ['issued', 'issued', 'issued']);
         await n.conservation(300n);
+      } finally {
+        await n.h.close();
+      }
+    });
+
+    test('a deposit begun on shard databases and sent to the node started without them is refused, naming what finishes it', async () => {
+      const n = await operaNode(backend);
+      try {
+        const [alice, bob] = [await n.client(), await n.client()];
+        await n.mint(alice, '2.00');
+        const tokens = await n.charged(alice, [[100n, 2]]);
+        // What a node on shard databases leaves while a deposit's parts are not all settled: the
+        // nonce claimed for this very request, its answer not stored yet.
+        const nonce = randomBytes(NONCE_BYTES);
+        const digest = sha256(encodeCbor({ nonce, tokens }));
+        await n.rows("INSERT INTO opera_answers (device_key_id, kind, nonce, request_digest, at) VALUES ($1, 'deposit', $2, $3, now())", [bob.deviceId, nonce, digest]);
+        const refused = await expectError((await n.deposit(bob, tokens, { nonce })).res, 503, 'SHARD_UNAVAILABLE');
+        assert.match(refused.message, /shard databases/);
+        assert.equal(await n.h.balance(bob), '0.00');
+        assert.deepEqual((await n.rows<{ state: string }>('SELECT state FROM opera_tokens')).map((r) => r.state), ['issued', 'issued']);
+        // Another request under the nonce is still a conflict, and a new nonce deposits as usual.
+        await expectError((await n.deposit(bob, tokens.slice(1), { nonce })).res, 409, 'IDEMPOTENCY_CONFLICT');
+        assert.equal((await n.deposit(bob, tokens)).credited, '2.00');
+        await n.conservation(0n);
       } finally {
         await n.h.close();
       }
