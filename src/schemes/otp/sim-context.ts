@@ -66,8 +66,6 @@ export interface OtpSim {
   readonly extras: Array<{ party: Party; left: number }>;
   /** The bank's parameters as the TAs took them. */
   bankParams: Params;
-  /** What each box sent is worth (by its digest), minor units. */
-  readonly boxValue: Map<string, bigint>;
   /** The boxes a trusted app took (by digest): their coin has moved on, whatever the payer's in-flight list says. */
   readonly received: Set<string>;
   /** Attacks whose copies a payee took: each must be found at deposit. */

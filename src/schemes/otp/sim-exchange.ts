@@ -72,7 +72,6 @@ async function payCoins(sim: OtpSim, party: Party, items: ReadonlyArray<{ denomi
     return { classId: cls.classId, key: item.key };
   });
   const { sealed } = await committed(sim, party.el, (requestId) => party.el.se.call('pay', { items: named }, { requestId }), stage);
-  sealed.forEach((box, i) => sim.boxValue.set(digestOf(box), (items[i] as { denomination: bigint }).denomination));
   if (sim.world.random.chance(0.2)) sim.captured.boxes.push(...sealed.slice(0, 1));
   return sealed;
 }

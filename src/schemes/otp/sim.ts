@@ -72,7 +72,6 @@ async function setup(world: SimWorld): Promise<OtpSim> {
     own,
     extras: [],
     bankParams,
-    boxValue: new Map(),
     received: new Set(),
     spentAttacks: new Set(),
     captured: { boxes: [], acks: [], deposits: [] },
