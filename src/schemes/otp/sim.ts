@@ -108,18 +108,25 @@ async function end(sim: OtpSim): Promise<void> {
   world.clock.advance(Math.max(0, depositUntil - world.clock.now()) + 1);
   for (const p of live()) await sync(sim, p, false);
   await pollFindings(sim);
-  await world.step(true);
   for (const h of sim.holders) {
     if (h.attacker) continue;
     const s = await status(h.el);
-    if (s.balance !== 0n || s.inFlight.count !== 0 || s.deposit !== undefined) {
-      world.violated('settlement', `honest device ${h.device} ends holding ${s.balance}, ${s.inFlight.count} coin(s) in flight${s.deposit === undefined ? '' : ' and a deposit unreceipted'}`);
-    }
+    if (s.balance !== 0n || s.deposit !== undefined) world.violated('settlement', `honest device ${h.device} ends holding ${s.balance}${s.deposit === undefined ? '' : ' and a deposit unreceipted'}`);
+    if (s.inFlight.count === 0) continue;
+    // Past the window every coin in flight is refunded to the first account that reported it. One
+    // left is a copy of a coin paid twice whose twin was reported first (by the device that paid it
+    // twice): the holder's loss to the double spend, which the bank cannot attribute (a refund from
+    // flight carries no escrow tags). Without a copied TA there is no such coin.
+    if (sim.duplicatingAttacks === 0) world.violated('settlement', `honest device ${h.device} ends with ${s.inFlight.count} coin(s) in flight the bank did not settle, and no TA was copied`);
+    world.recorder.count('lost.left-in-flight', s.inFlight.count);
+    sim.lost += s.inFlight.amount;
+    world.recorder.loss(sim.lost);
   }
+  await world.step(true);
   for (const a of world.recorder.attacks) {
     if (!duplicating(a) || a.outcome !== 'pending') continue;
-    // A copy a payee took whose twin never reached the bank (kept by a revoked device, or refused
-    // offline by a TA already holding the serial) was never a double spend at deposit.
+    // No second copy reached a deposit: the twin is kept by a revoked device, was refused offline by
+    // a TA already holding the serial, or was refunded from flight (its cost is in the loss above).
     a.outcome = 'harmless';
   }
 }
