@@ -12,6 +12,7 @@
 import { toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import { planPayment } from './denominations.ts';
+import { classValue } from './sim-bank.ts';
 import type { ExchangeKey } from './exchange-key.ts';
 import { COINS_PER_MESSAGE_MAX, KEYS_PER_MESSAGE_MAX } from './messages.ts';
 import { COINS_PER_ROUND } from './session.ts';
@@ -37,6 +38,22 @@ function chunks<T>(items: readonly T[], size: number): T[][] {
 }
 
 /**
+ * A box taken by a TA. Taken a second time, by another TA, it was opened by two copies of one TA
+ * (a clone shares its exchange keys): the coin is then held twice, which the attacks' bounds count.
+ */
+function takenBy(sim: OtpSim, party: Party, box: SealedCoin): void {
+  const digest = digestOf(box);
+  if (sim.received.has(digest)) {
+    sim.world.recorder.count('boxes.taken-twice');
+    // The copying attack of this device (the latest) bounds this coin too.
+    const attack = party.attack ?? [...sim.world.recorder.attacks].reverse().find((a) => a.device === party.holder.device && (a.kind === 'clone' || a.kind === 'rollback'));
+    if (attack === undefined) sim.world.violated('no-forgery', `device ${party.holder.device} took a box another TA took, and no TA of it was copied`);
+    (attack as { bound: bigint }).bound += classValue(sim, box.classId);
+  }
+  sim.received.add(digest);
+}
+
+/**
  * A TA takes boxes (`receive`). When the wallet gives up after a crash, the boxes the TA committed
  * before it died are still taken: they are asked back with `ackAgain` (read-only), so the books know
  * which coins moved.
@@ -48,14 +65,14 @@ export async function receiveBoxes(sim: OtpSim, sender: Party, party: Party, sea
   };
   try {
     const { acks } = await committed(sim, party.el, (requestId) => party.el.se.call('receive', { sealed }, { requestId }), stage);
-    for (const box of sealed) sim.received.add(digestOf(box));
+    for (const box of sealed) takenBy(sim, party, box);
     took();
     return acks;
   } catch (e) {
     if (e instanceof Cut) {
       const { acks } = await party.el.se.call('ackAgain', { sealed });
       if (acks.length > 0) took();
-      for (const a of acks) for (const box of sealed) if (digestOf(box) === toHex(a.digest)) sim.received.add(digestOf(box));
+      for (const a of acks) for (const box of sealed) if (digestOf(box) === toHex(a.digest)) takenBy(sim, party, box);
     }
     throw e;
   }
