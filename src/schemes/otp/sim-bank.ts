@@ -10,7 +10,7 @@ import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import type { Codec } from '../../core/codec.ts';
 import { exchangeKeyCodec } from './exchange-key.ts';
 import { COINS_PER_MESSAGE_MAX, depositReceiptCodec, settledCodec, timeCodec } from './messages.ts';
-import { committed, errorCode, status, type Holder, type OtpSim, type Party } from './sim-context.ts';
+import { classValue, committed, errorCode, status, type Holder, type OtpSim, type Party } from './sim-context.ts';
 import { pollFindings } from './sim-invariants.ts';
 import { EXCHANGE_KEYS_TARGET } from './wallet-base.ts';
 
@@ -19,12 +19,6 @@ const CHANGE_DENOMINATION_MAX = 50n;
 
 function cbor<T>(codec: Codec<T>, text: string, what: string): T {
   return codec.decode(decodeCbor(fromBase64url(text)), what);
-}
-
-/** The value of a coin of `classId` in the bank's parameters, minor units (0 for a class not in them). */
-export function classValue(sim: OtpSim, classId: Uint8Array): bigint {
-  const entry = sim.bankParams.body.classes.find((c) => toHex(c.coinClass.classId) === toHex(classId));
-  return entry === undefined ? 0n : BigInt(entry.coinClass.denomination);
 }
 
 /** The coins a withdrawal of `amount` asks for: two of each small denomination, the rest in the fewest coins. */

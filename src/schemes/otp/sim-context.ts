@@ -111,6 +111,12 @@ export function errorCode(body: unknown): string {
   return error?.code ?? 'UNKNOWN';
 }
 
+/** The value of a coin of `classId` in the bank's parameters, minor units (0 for a class not in them). */
+export function classValue(sim: OtpSim, classId: Uint8Array): bigint {
+  const entry = sim.bankParams.body.classes.find((c) => toHex(c.coinClass.classId) === toHex(classId));
+  return entry === undefined ? 0n : BigInt(entry.coinClass.denomination);
+}
+
 export function digestOf(sealed: SealedCoin): string {
   return toHex(sealedDigest(sealed));
 }

@@ -12,11 +12,10 @@
 import { toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import { planPayment } from './denominations.ts';
-import { classValue } from './sim-bank.ts';
 import type { ExchangeKey } from './exchange-key.ts';
 import { COINS_PER_MESSAGE_MAX, KEYS_PER_MESSAGE_MAX } from './messages.ts';
 import { COINS_PER_ROUND } from './session.ts';
-import { carry, committed, Cut, digestOf, mustRefuse, refusal, status, type OtpSim, type Party, type Status } from './sim-context.ts';
+import { carry, classValue, committed, Cut, digestOf, mustRefuse, refusal, status, type OtpSim, type Party, type Status } from './sim-context.ts';
 import type { Ack, SealedCoin } from './transfer.ts';
 import type { SimAttack } from '../../sim/sim/plugin.ts';
 
@@ -125,7 +124,8 @@ export type ExchangeEnd = 'paid' | 'cut' | 'refused' | 'cannot-pay';
  * coin (its value has left the payer's coins), however the exchange ends.
  */
 export async function exchange(sim: OtpSim, payer: Party, payee: Party, amount: bigint, tamper: SimAttack | null = null): Promise<ExchangeEnd> {
-  const { recorder, world } = { recorder: sim.world.recorder, world: sim.world };
+  const { recorder } = sim.world;
+  const world = sim.world;
   sim.actions++;
   recorder.count('exchanges');
   let began = false;

@@ -13,8 +13,7 @@
  * revokes it. A deposit that met a copy deposited before must leave a finding.
  */
 import type { SimAttack } from '../../sim/sim/plugin.ts';
-import { classValue } from './sim-bank.ts';
-import { allParties, digestOf, status, type OtpSim, type Party } from './sim-context.ts';
+import { allParties, classValue, digestOf, status, type OtpSim, type Party } from './sim-context.ts';
 import { OTP_FLOAT_ACCOUNT } from './node.ts';
 import { OTP_SCHEME } from './messages.ts';
 
