@@ -1,7 +1,7 @@
 /**
- * What the parts of OTP's simulation share (sim.ts, sim-exchange.ts, sim-attacks.ts,
+ * What the parts of OTP's simulation share (sim.ts, sim-exchange.ts, sim-bank.ts, sim-attacks.ts,
  * sim-invariants.ts): the holders and the extra devices of attacks, the books the invariants read
- * (what each box in flight is worth, which boxes a trusted app took), and the helpers every part
+ * (which boxes a trusted app took, a coin's value by its class), and the helpers every part
  * uses to call a trusted app under crashes, carry a message over the network and check that a
  * message delivered twice is refused with nothing changed.
  */
