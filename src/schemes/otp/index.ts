@@ -22,4 +22,5 @@ export const otp: Scheme = {
   settle: async () => [(await import('./bench-settle.ts')).otpSettle],
   wire: async () => (await import('./wire.ts')).OTP_WIRE,
   trustedApp: async () => (await import('./trusted-app.ts')).otpTrustedApp,
+  sim: async () => (await import('./sim.ts')).otpSim,
 };

@@ -176,6 +176,26 @@ for (const backend of testBackends()) {
         await n.h.close();
       }
     });
+    test("a coin paid twice and in flight at two devices: the second reporter is told of the coin's deposit (its TA may forget it), never refunded", async () => {
+      // Found by `tally sim --scheme otp --seed 5 --devices 6 --payments 40 --attackers 0.34 --faults 0.08`: an
+      // honest TA paid on a copy of a coin paid twice, its payee deposited it, and its report was
+      // left out forever because the attacker's device had claimed the serial first.
+      const n = await otpNode(backend, SHORT);
+      try {
+        const { alice, bob, coins, boxes } = await inFlightCoins(n, 1);
+        const carol = await n.client();
+        assert.deepEqual((await n.inFlight(alice, coins)).settled, [], 'Alice claims the serial first; it stays in flight');
+        assert.deepEqual((await n.deposit(bob, boxes)).outcomes, ['credited']);
+        const told = await n.inFlight(carol, coins);
+        assert.deepEqual(outcomesOf(told.settled, coins), ['deposited']);
+        assert.equal(told.refunded, '0.00');
+        assert.deepEqual(outcomesOf((await n.inFlight(alice, coins)).settled, coins), ['deposited']);
+        assert.deepEqual(await balances(n, alice, bob, carol), ['0.00', '1.00', '0.00']);
+        await n.conservation(0n);
+      } finally {
+        await n.h.close();
+      }
+    });
     test('a refund claimed for a serial the bank never signed is left out: its signature does not verify, nothing is claimed or paid', async () => {
       const n = await otpNode(backend, SHORT);
       try {

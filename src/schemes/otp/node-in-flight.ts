@@ -81,8 +81,14 @@ export function registerInFlight(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
         await tx.query('INSERT INTO otp_claims (serial, class_id, account_id, device_key_id, at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (serial) DO NOTHING', [serial, classId, user.accountId, body.device, at]);
         const claim = await tx.query<{ account_id: string; class_id: Uint8Array }>('SELECT account_id, class_id FROM otp_claims WHERE serial = $1', [serial]);
         const held = claim.rows[0];
-        if (held === undefined || held.account_id !== user.accountId || toHex(new Uint8Array(held.class_id)) !== coinClass.classIdHex) continue;
+        if (held === undefined || toHex(new Uint8Array(held.class_id)) !== coinClass.classIdHex) continue;
         const spent = await spentAs(tx, serial);
+        if (held.account_id !== user.accountId) {
+          // Another account claimed the serial first (a coin paid twice, in flight at two devices):
+          // this reporter is never refunded it, but a deposit of it is news its TA may forget it on.
+          if (spent === 'deposit') settled.push({ serial, outcome: 'deposited' });
+          continue;
+        }
         if (spent !== undefined) {
           settled.push({ serial, outcome: OUTCOME[spent] });
           continue;

@@ -19,7 +19,7 @@ const SMALL = { devices: 6, payments: 40, attackers: 0.34, faults: 0.08, checkEv
  * Fewer payments where one costs more: an OPERA payment is a whole three-stage exchange (two
  * anonymous BBS proofs and their checks in Stage 1, two messages a token), often cut and resumed.
  */
-const PAYMENTS: Readonly<Record<string, number>> = { opera: 6 };
+const PAYMENTS: Readonly<Record<string, number>> = { opera: 6, otp: 16 };
 /** Seeds of the CI pass, per scheme (the long campaign runs thousands). */
 const CI_SEEDS = [1, 2];
 
