@@ -83,6 +83,7 @@ export type { JsonValue } from './ledger/json.ts';
 
 // The database a scheme's queries run on.
 export { base64Param, bigintColumn, type Queryable, type TransactionHandle } from './db/database.ts';
+export { isUnavailable } from './db/retry.ts';
 export { storedSecret } from './db/stored-secret.ts';
 export { rootSigner } from './identity/node-identity.ts';
 

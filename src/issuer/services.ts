@@ -93,6 +93,37 @@ export function crossingReceipts(schemes: readonly SchemeModule[]): Map<string, 
   return new Map(schemes.flatMap((scheme) => [...(scheme.crossingReceipts ?? [])]));
 }
 
+/**
+ * A ledger once spread over shard databases lives there too (tokens, floats, clearing accounts,
+ * crossings in flight): the home alone would judge and audit a part of it.
+ * @throws TallyError SHARD_DATABASE_MISMATCH when the home names shard databases
+ */
+async function refuseWithoutShards(db: Database): Promise<void> {
+  const { rows } = await db.query<{ party: string }>('SELECT party FROM shard_places ORDER BY party');
+  if (rows.length === 0) return;
+  throw new TallyError(
+    'SHARD_DATABASE_MISMATCH',
+    `this node's ledger is spread over ${rows.length} shard databases (${rows.map((r) => r.party).join(', ')}): start it with them (--nats URL --shards ${rows.length} and one --shard-database URL each, in their first order)`,
+    { expected: `${rows.length} shard databases`, found: 'none' },
+  );
+}
+
+/**
+ * Before a ledger is first spread over shard databases (the home names none yet): what a scheme
+ * keeps at home that would be stranded there.
+ * @throws TallyError SHARD_DATABASE_MISMATCH with the scheme's reason
+ */
+async function refuseFirstSharding(db: Database, schemes: readonly SchemeModule[]): Promise<void> {
+  const { rows } = await db.query<{ party: string }>('SELECT party FROM shard_places LIMIT 1');
+  if (rows.length > 0) return;
+  for (const scheme of schemes) {
+    const reason = await scheme.shardingRefusal?.(db);
+    if (reason !== undefined) {
+      throw new TallyError('SHARD_DATABASE_MISMATCH', `this node's ledger cannot move to shard databases: ${reason}`, { expected: 'a home database without records that stay at home', found: scheme.name });
+    }
+  }
+}
+
 /** The services of a node, plus what its first start printed once. */
 export interface OpenNode {
   readonly services: IssuerServices;
@@ -184,6 +215,7 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
       if (urls !== undefined && urls.length > 0) {
         if (db.kind !== 'postgres') throw new RangeError('shard databases are PostgreSQL databases: start the node on PostgreSQL (--database-url) too');
         if (urls.length !== options.settle.shards) throw new RangeError(`${urls.length} shard databases for ${options.settle.shards} shards: give one database per shard`);
+        await refuseFirstSharding(db, options.schemes ?? []);
         shardLedgers = await openShardDatabases({ home: db, urls, nodeKeyId, currency: options.currency.code, migrations });
         // Each scheme's float is in every place: a shard holds the offline value of what lives on it.
         for (const scheme of options.schemes ?? []) {
@@ -197,6 +229,7 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
         credits = await openCreditRelay({ url: options.settle.natsUrl, name: nodeKeyId.slice(0, 16), shards: shardLedgers, receipts: crossingReceipts(options.schemes ?? []), log: options.log === undefined ? undefined : (line, fields) => options.log?.(`${line} ${JSON.stringify(fields ?? {})}`) });
       }
     }
+    if (shardLedgers === undefined) await refuseWithoutShards(db);
   } catch (e) {
     await closeAll();
     throw e;

@@ -31,6 +31,22 @@ export function isRetryable(e: unknown): boolean {
   return (state !== undefined && RETRYABLE.has(state)) || isStalePlan(e);
 }
 
+/** Node's system errors of a connection that could not be made or was lost. */
+const CONNECTION_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/**
+ * True for an error that says the database did not answer, rather than what it answered: a
+ * connection refused, lost or timed out, the server shutting down or not taking connections to the
+ * database (SQLSTATE classes 08 and 57, 53300, 55000 "not currently accepting connections"). Sending
+ * the same request again later may succeed; any other error is the request's or the code's.
+ */
+export function isUnavailable(e: unknown): boolean {
+  const state = sqlState(e);
+  if (state !== undefined) return state.startsWith('08') || state.startsWith('57') || state === '53300' || (state === '55000' && e instanceof Error && /not currently accepting connections/.test(e.message));
+  if (typeof e === 'object' && e !== null && 'code' in e && typeof e.code === 'string' && CONNECTION_ERRNOS.has(e.code)) return true;
+  return e instanceof Error && /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(e.message);
+}
+
 function backoffMs(failures: number): number {
   const window = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** failures);
   // Full jitter: colliding transactions spread out instead of colliding again in step.

@@ -5,7 +5,7 @@
  * whether it settles on the node's Ethereum chain, and what it shows in GET /v1/info.
  */
 import type { OpenAPIHono } from '@hono/zod-openapi';
-import type { TransactionHandle } from '../db/database.ts';
+import type { Queryable, TransactionHandle } from '../db/database.ts';
 import type { HoldingsReader } from '../ledger/exposure.ts';
 import type { StoredResponse } from '../ledger/idempotency.ts';
 import type { JsonValue } from '../ledger/json.ts';
@@ -81,6 +81,12 @@ export interface SchemeModule {
    * reference) is credited, in the receiver's transaction (a node with shard databases).
    */
   readonly crossingReceipts?: ReadonlyMap<string, CrossingReceipt> | undefined;
+  /**
+   * Asked before the node's ledger is first spread over shard databases: why the scheme's records
+   * in the home database could not follow (tokens that would be left where no shard finds them),
+   * or undefined when nothing stands in the way. A reason stops the start.
+   */
+  shardingRefusal?(home: Queryable): Promise<string | undefined>;
   /** Runs once at every start, after the migrations, the float account and the chain. */
   prepare?(services: IssuerServices): Promise<void>;
   /** What GET /v1/info shows under `schemes.{name}` (a contract's address, say); asked at every request. */

@@ -27,7 +27,7 @@ const env = { ...process.env, TALLY_NODE_PASSPHRASE: passphrase, TALLY_NATS: '',
 const { ok, run } = cliOf(env);
 
 describe('a node with shard databases', { skip }, () => {
-  test('started on three databases: credits between them published by its relay and received by it, the audit over all three balanced, a swapped database refused', { timeout: 180_000 }, async () => {
+  test('started on three databases: credits between them published by its relay and received by it, the audit over all three balanced, a swapped database and a start without them refused', { timeout: 180_000 }, async () => {
     const made = await createTestDatabases(postgresUrl as string, 3);
     const dataDir = await mkdtemp(join(tmpdir(), 'tally-shard-dbs-'));
     const [home, s0, s1] = made.urls as [string, string, string];
@@ -76,6 +76,12 @@ describe('a node with shard databases', { skip }, () => {
       const swapped = await run(['node', 'start', '--port', '0', '--data', dataDir, ...args, '--shard-database', s1, '--shard-database', s0]);
       assert.equal(swapped.code, 1, swapped.stderr);
       assert.match(swapped.stderr, /this database is the node's s1, not its s0.*\[SHARD_DATABASE_MISMATCH\]/, swapped.stderr);
+      // Started on its home database alone, with or without the intake: refused, naming what it needs.
+      for (const without of [['--database-url', home], ['--database-url', home, '--nats', natsUrl, '--shards', '2']]) {
+        const alone = await run(['node', 'start', '--port', '0', '--data', dataDir, ...without, '--schemes', 'ops']);
+        assert.equal(alone.code, 1, alone.stderr);
+        assert.match(alone.stderr, /spread over 2 shard databases \(s0, s1\): start it with them.*\[SHARD_DATABASE_MISMATCH\]/, alone.stderr);
+      }
       // And in their order again, as it was.
       node = await startNode(dataDir, 0, { passphrase, args: [...args, '--shard-database', s0, '--shard-database', s1] });
       const again = await ok('audit', '--node', node.url, '--data', dataDir);

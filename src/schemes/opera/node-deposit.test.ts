@@ -15,6 +15,7 @@ import { closeTestTemplates, testBackends } from '../../issuer/db/test-databases
 import { expectError } from '../../issuer/http/test-harness.ts';
 import { DEPOSIT_REQUEST_TAG, depositRequestBodyCodec, NONCE_BYTES, signed, TOKENS_PER_MESSAGE_MAX } from './messages.ts';
 import { operaNode } from './node-fixtures.ts';
+import { homeTokensOutstanding } from './node-shards.ts';
 import { TOKEN_WIRE_BYTES_MAX } from './node-common.ts';
 import { signToken, TOKEN_SERIAL_BYTES, tokenCodec, type Token } from './token.ts';
 
@@ -129,6 +130,25 @@ for (const backend of testBackends()) {
         // Another request under the nonce is still a conflict, and a new nonce deposits as usual.
         await expectError((await n.deposit(bob, tokens.slice(1), { nonce })).res, 409, 'IDEMPOTENCY_CONFLICT');
         assert.equal((await n.deposit(bob, tokens)).credited, '2.00');
+        await n.conservation(0n);
+      } finally {
+        await n.h.close();
+      }
+    });
+
+    test('tokens issued at home and not deposited keep the ledger from moving to shard databases', async () => {
+      const n = await operaNode(backend);
+      try {
+        const db = n.h.node.services.db;
+        assert.equal(await homeTokensOutstanding(db), undefined, 'nothing issued yet');
+        const [alice, bob] = [await n.client(), await n.client()];
+        await n.mint(alice, '3.00');
+        const tokens = await n.charged(alice, [[100n, 3]]);
+        assert.match((await homeTokensOutstanding(db)) ?? '', /^3 OPERA token\(s\) issued in the home database are not deposited yet/);
+        assert.equal((await n.deposit(bob, tokens.slice(0, 2))).credited, '2.00');
+        assert.match((await homeTokensOutstanding(db)) ?? '', /^1 OPERA token/);
+        assert.equal((await n.deposit(bob, tokens.slice(2))).credited, '1.00');
+        assert.equal(await homeTokensOutstanding(db), undefined, 'every token deposited');
         await n.conservation(0n);
       } finally {
         await n.h.close();

@@ -12,7 +12,7 @@
  */
 import { compareBytes, fromHex, toBase64url, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
-import { ApiProblem, formatMinor, sendAcross, type IssuerServices, type JsonValue, type Party } from '../../issuer/plugin.ts';
+import { ApiProblem, formatMinor, isUnavailable, sendAcross, type IssuerServices, type JsonValue, type Party } from '../../issuer/plugin.ts';
 import { DEPOSIT_RECEIPT_TAG, depositReceiptBodyCodec, signed, type DepositOutcome, type DepositRequestBody } from './messages.ts';
 import { answerResponse, checkRequest, claimNonce, storeAnswer, type SignedRequest } from './node-answers.ts';
 import { OPERA_FLOAT_ACCOUNT } from './node-common.ts';
@@ -144,9 +144,14 @@ export async function depositOnShards(
   );
   const refusal = failed.find((f) => f.reason instanceof ApiProblem);
   if (refusal !== undefined) throw refusal.reason;
+  // A part that failed for another reason than its database not answering is a fault of the node:
+  // thrown as it is (an internal error, logged), not answered as something to try again.
+  const fault = failed.find((f) => !isUnavailable(f.reason));
+  if (fault !== undefined) throw fault.reason;
   if (failed.length > 0) {
     const places = failed.map((f) => f.place);
-    throw new ApiProblem('SHARD_UNAVAILABLE', `the deposit's tokens on ${places.join(', ')} could not be settled (${String(failed[0]?.reason instanceof Error ? failed[0].reason.message : failed[0]?.reason).slice(0, 200)}); the other parts are settled: send the same request again`, { places });
+    // The driver's words (hosts, ports, the server's messages) are not the caller's to read.
+    throw new ApiProblem('SHARD_UNAVAILABLE', `the deposit's tokens on ${places.join(', ')} could not be settled: their shard database did not answer; the other parts are settled: send the same request again`, { places });
   }
   const answers = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
   const { text, replayed } = await services.db.transaction(async (tx) => {

@@ -9,7 +9,7 @@
  */
 import { toHex, utf8 } from '../../core/bytes.ts';
 import { sha256 } from '../../core/crypto/hash.ts';
-import { ApiProblem, sendAcross, type CrossingReceipt, type IssuerServices, type Party, type TransactionHandle } from '../../issuer/plugin.ts';
+import { ApiProblem, sendAcross, type CrossingReceipt, type IssuerServices, type Party, type Queryable, type TransactionHandle } from '../../issuer/plugin.ts';
 import { OPERA_FLOAT_ACCOUNT } from './node-common.ts';
 import type { Token } from './token.ts';
 
@@ -123,3 +123,15 @@ export const chargeReceipt: CrossingReceipt = async (tx, { self, from, entry, se
   );
   if (inserted.rowCount !== serials.length) throw new Error(`charge part ${entry.id}: ${inserted.rowCount} of ${serials.length} tokens recorded`);
 };
+
+/**
+ * Why OPERA's records at home cannot follow the ledger to shard databases: tokens issued at home
+ * and not yet deposited would be looked for on their serial's shard, which never recorded them.
+ * Moving them is not built, so the first start on shard databases waits until none is left.
+ */
+export async function homeTokensOutstanding(home: Queryable): Promise<string | undefined> {
+  const { rows } = await home.query<{ n: string }>("SELECT count(*)::text AS n FROM opera_tokens WHERE state = 'issued'");
+  const [row] = rows;
+  if (row === undefined || row.n === '0') return undefined;
+  return `${row.n} OPERA token(s) issued in the home database are not deposited yet (moving them to their shards is not built): start the node on shard databases before its first charge, or once they are deposited`;
+}

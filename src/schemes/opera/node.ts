@@ -22,7 +22,7 @@ import { judgeOperaInterbankClaim, operaPublication } from './node-interbank.ts'
 import { loadOperaEscrowKey } from './node-keys.ts';
 import { registerParams } from './node-params.ts';
 import { registerSettle, SETTLE_BODY_LIMIT } from './node-settle.ts';
-import { CHARGE_CROSSING_KIND, chargeReceipt } from './node-shards.ts';
+import { CHARGE_CROSSING_KIND, chargeReceipt, homeTokensOutstanding } from './node-shards.ts';
 
 export { DENOMINATIONS, OPERA_FLOAT_ACCOUNT, type OperaNodeOptions } from './node-common.ts';
 
@@ -39,6 +39,7 @@ export function operaNodePartWith(options: Partial<OperaNodeOptions> = {}): Sche
     floatAccount: OPERA_FLOAT_ACCOUNT,
     bodyLimits: [DEPOSIT_BODY_LIMIT, SETTLE_BODY_LIMIT],
     crossingReceipts: new Map([[CHARGE_CROSSING_KIND, chargeReceipt]]),
+    shardingRefusal: homeTokensOutstanding,
     holdings: (q) => operaHoldings(q, OPERA_FLOAT_ACCOUNT),
     judgeInterbankClaim: judgeOperaInterbankClaim,
     publication: (services) => operaPublication(services, chosen),
