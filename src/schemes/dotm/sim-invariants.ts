@@ -4,8 +4,9 @@
  * Conservation: the node's audit balances, nothing sits in settlement, issued = online +
  * float:dotm; every wallet holds what the simulation expects; and the value created offline,
  * Σ every trusted app's balance (clones and rolled-back copies included) + redemptions and refunds
- * the node has not settled yet + refunds it withheld − float:dotm, is never below zero (no value
- * destroyed), is zero until an attack duplicates value, and is never above the attacks' bounds.
+ * the node has not settled yet − float:dotm, is zero until an attack duplicates value, never above
+ * the attacks' bounds, and never below minus what settlement refused to pay out because of a
+ * double spend (a redemption refused, a refund withheld: no value vanishes any other way).
  * What honest holders lost (a double-spent copy redeemed after the other branch) is never above
  * those bounds either. The other invariants (credited once, no forgery, attribution) are checked
  * where the step meets them (sim-exchange.ts, sim-attacks.ts, sim-population.ts); the end's
@@ -36,8 +37,8 @@ export function registerInvariants(sim: DotmSim, lastPayment: () => bigint): voi
     let owed = 0n;
     for (const r of books.redemptions.values()) owed += r.amount;
     for (const r of books.refunds.values()) owed += r.amount;
-    const created = held + owed + books.retained - float;
-    if (created < 0n) return `value destroyed offline: wallets ${held} + owed by the node ${owed} + withheld ${books.retained} < float ${float}`;
+    const created = held + owed - float;
+    if (created + books.forfeited < 0n) return `value destroyed offline: wallets ${held} + owed by the node ${owed} + refused by settlement ${books.forfeited} < float ${float}`;
     if (books.duplicating === 0 && created !== 0n) return `value created offline (${created}) with no attack made`;
     const bound = world.recorder.attacks.reduce((sum, a) => sum + a.bound, 0n);
     if (created > bound) return `value created offline (${created}) above the attacks' bound (${bound})`;

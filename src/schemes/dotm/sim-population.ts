@@ -77,8 +77,11 @@ export interface Books {
   readonly redemptions: Map<string, { holder: Holder; amount: bigint }>;
   /** Situations 3 and 5 (§3.3.5): the payer deducted, the payee rolled back; by tsn, until the node refunds. */
   readonly refunds: Map<string, { holder: Holder; amount: bigint }>;
-  /** Refunds the node withheld and a double spender's redemptions it refused (the path was over-spent): value the float keeps. */
-  retained: bigint;
+  /**
+   * What settlement refused to pay out (redemptions refused, refunds withheld: the copy's path was
+   * over-spent by a double spend): the float may still hold it, or it was the duplicate's value.
+   */
+  forfeited: bigint;
   /** What honest holders gave up and were not credited (a double-spent copy redeemed second). */
   lost: bigint;
   /** Completed payments, by tsn: a second completion under one tsn is a payment credited twice. */
@@ -170,7 +173,7 @@ export async function population(world: SimWorld, node: SimNode, measurement: Ui
 export function openDotmSim(world: SimWorld, node: SimNode, holders: Holder[]): DotmSim {
   const { params, random, clock, recorder } = world;
   const decimals = (node.amount(1n).split('.')[1] ?? '').length;
-  const books: Books = { redemptions: new Map(), refunds: new Map(), retained: 0n, lost: 0n, completed: new Set(), attackPayments: [], duplicating: 0 };
+  const books: Books = { redemptions: new Map(), refunds: new Map(), forfeited: 0n, lost: 0n, completed: new Set(), attackPayments: [], duplicating: 0 };
   const extras: Extra[] = [];
   let findingsSeen = 0;
 
@@ -243,7 +246,7 @@ export function openDotmSim(world: SimWorld, node: SimNode, holders: Holder[]): 
       if (event === undefined || result.status === 'duplicate') continue;
       const tsn = toHex(event.body.tsn);
       if (result.status === 'refused') recorder.count(`refused.event.${result.code ?? 'UNKNOWN'}`);
-      if (result.status === 'refused' && !h.attacker && result.code !== 'DOUBLE_SPEND') {
+      if (result.status === 'refused' && !h.attacker && (result.code !== 'DOUBLE_SPEND' || books.duplicating === 0)) {
         world.violated('settlement', `the node refused honest wallet ${h.index}'s ${event.body.kind} event ${result.seq}: ${result.code ?? ''}`);
       }
       const redemption = books.redemptions.get(tsn);
@@ -254,24 +257,25 @@ export function openDotmSim(world: SimWorld, node: SimNode, holders: Holder[]): 
         recorder.count('redemptions');
         if (credited < redemption.amount) {
           recorder.count('redemptions.refused');
-          if (h.attacker) {
-            // A double spender's own copy refused: the float keeps what it gave up.
-            books.retained += redemption.amount - credited;
-          } else {
-            books.lost += redemption.amount - credited;
-            recorder.loss(books.lost);
-          }
+          forfeit(redemption.holder, redemption.amount - credited, 'redemption refused');
         }
       }
       const refund = books.refunds.get(tsn);
       if (refund !== undefined && result.refund !== undefined) {
         books.refunds.delete(tsn);
         recorder.count(`refunds.${result.refund}`);
-        if (result.refund === 'withheld') {
-          books.retained += refund.amount;
-          if (!refund.holder.attacker) world.violated('settlement', `the node withheld honest wallet ${refund.holder.index}'s refund of ${refund.amount}`);
-        }
+        if (result.refund === 'withheld') forfeit(refund.holder, refund.amount, 'refund withheld');
       }
+    }
+  }
+
+  /** Settlement refused to pay `amount` out to `h`: only a double spend explains it; an honest holder lost it. */
+  function forfeit(h: Holder, amount: bigint, what: string): void {
+    if (books.duplicating === 0) world.violated('settlement', `${what} for wallet ${h.index} (${amount}) with no double spend made`);
+    books.forfeited += amount;
+    if (!h.attacker) {
+      books.lost += amount;
+      recorder.loss(books.lost);
     }
   }
 
