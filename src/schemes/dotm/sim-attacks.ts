@@ -14,7 +14,7 @@ import { signRecord } from '../../core/crypto/record.ts';
 import type { SimAttack } from '../../sim/sim/plugin.ts';
 import { blockTip } from './block.ts';
 import { GAMMA_TAG, gammaSigned, notificationDigest, PRESENTATION_TAG, presentationSigned, RECORD_TAG, recordSigned, SUCCESS_TAG, successSigned, type CurrencyBlock, type TransactionMessage, type TransactionRecord } from './messages.ts';
-import { refusal, type DotmSim, type Holder } from './sim-population.ts';
+import { refusal, type DotmSim, type Element, type Holder } from './sim-population.ts';
 import { USER_KEY_LABEL, WALLET_KEY_LABEL } from './trusted-app.ts';
 
 /** How many payments a clone or a rolled-back wallet attempts. */
@@ -47,8 +47,7 @@ export async function attack(sim: DotmSim, h: Holder): Promise<void> {
 async function clone(sim: DotmSim, h: Holder): Promise<void> {
   const { recorder, random } = sim.world;
   const el = await h.el.clone();
-  const balance = (await el.se.call('status', {})).balance;
-  const a = recorder.attack('clone', h.wallet, balance);
+  const a = recorder.attack('clone', h.wallet, await exposure(el));
   sim.books.duplicating++;
   sim.extras.push({ el, holder: h, attack: a, left: 1 + random.below(ATTACK_PAYMENTS_MAX) });
 }
@@ -72,10 +71,21 @@ async function rollback(sim: DotmSim, h: Holder): Promise<void> {
   const back = await h.el.restore(current);
   if (back !== null) world.violated('rollback-refused', `putting back wallet ${h.index}'s own current state failed: ${back}`);
   if ((await h.el.se.call('status', {})).balance !== h.balance) world.violated('rollback-refused', `wallet ${h.index} changed balance across a refused rollback`);
-  const pastBalance = (await whole.se.call('status', {})).balance;
-  const a = recorder.attack('rollback', h.wallet, pastBalance);
+  const a = recorder.attack('rollback', h.wallet, await exposure(whole));
   sim.books.duplicating++;
   sim.extras.push({ el: whole, holder: h, attack: a, left: 1 + random.below(ATTACK_PAYMENTS_MAX) });
+}
+
+/**
+ * The most a duplicated wallet can cost: the value of every serial it holds a copy of. Settlement
+ * credits each copy whole or not at all, first come first served, so a payee whose copy passes
+ * through the over-spent node may lose the whole copy, not only the amount spent twice, while the
+ * float keeps the difference (docs/sim.md, "DOT-M, as simulated").
+ */
+async function exposure(el: Element): Promise<bigint> {
+  const serials = new Map<string, bigint>();
+  for (const b of (await el.se.call('status', {})).blocks) serials.set(toHex(b.serial), b.value);
+  return [...serials.values()].reduce((sum, v) => sum + v, 0n);
 }
 
 /** A payee other than `h` whose wallet is not revoked, or none. */
@@ -121,7 +131,8 @@ async function extractedKey(sim: DotmSim, h: Holder): Promise<void> {
   const amount = random.bigint(1n, most);
   const request = await requestOf(sim, payee, amount);
   if (request === null) return;
-  const a = recorder.attack('extracted-key', h.wallet, amount);
+  // The node credits a copy whole or not at all: a payee of this serial may lose up to its value.
+  const a = recorder.attack('extracted-key', h.wallet, part.block.presentation.value);
   books.duplicating++;
   const own = { attack: a, amount, received: false, refused: false };
   books.attackPayments.push(own);

@@ -54,6 +54,10 @@ export function registerInvariants(sim: DotmSim, lastPayment: () => bigint): voi
  */
 export function doubleSpendsDetected(sim: DotmSim): void {
   const { world, books } = sim;
+  // For the report: what attacks paid twice that payees took, against what honest holders lost.
+  const spentTwice = books.attackPayments.filter((p) => p.received).reduce((sum, p) => sum + p.amount, 0n);
+  world.recorder.count('minor.spent-twice', Number(spentTwice));
+  world.recorder.count('minor.honest-lost', Number(books.lost));
   for (const a of world.recorder.attacks) {
     if (a.kind !== 'clone' && a.kind !== 'rollback' && a.kind !== 'extracted-key') continue;
     if (a.outcome === 'detected') continue;

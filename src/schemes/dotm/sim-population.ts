@@ -102,8 +102,8 @@ export interface DotmSim {
   minor(text: string): bigint;
   /** A committing call that may crash at a commit point; the host reopens and the same request runs again, or, with `cut`, the call's caller gives up. */
   committed<T>(el: Element, run: (requestId: Uint8Array) => Promise<T>, cut?: (() => Error) | undefined): Promise<T>;
-  /** Uploads a holder's events and takes the ack (unless the answer is lost). */
-  sync(h: Holder, interrupted: boolean): Promise<void>;
+  /** Uploads a holder's events and takes the ack (unless the answer is lost); `el`, an attacker's extra copy, uploads its own under the holder's name. */
+  sync(h: Holder, interrupted: boolean, el?: Element): Promise<void>;
   /** The findings the node made since the last look, each judged. */
   pollFindings(): Promise<void>;
 }
@@ -207,8 +207,8 @@ export function openDotmSim(world: SimWorld, node: SimNode, holders: Holder[]): 
       return run(requestId);
     },
 
-    async sync(h, interrupted) {
-      const { events } = await h.el.se.call('events', {});
+    async sync(h, interrupted, el = h.el) {
+      const { events } = await el.se.call('events', {});
       let answer: UploadAnswer | null = null;
       for (let at = 0; at === 0 || at < events.length; at += UPLOAD_EVENTS_MAX) {
         const chunk = events.slice(at, at + UPLOAD_EVENTS_MAX);
@@ -216,7 +216,7 @@ export function openDotmSim(world: SimWorld, node: SimNode, holders: Holder[]): 
         const reply = await node.request(h.user, 'POST', '/v1/dotm/events', { wallet: h.wallet, events: wire });
         if (reply.status !== 200) world.violated('settlement', `the node refused the upload of wallet ${h.index}'s own events: ${reply.status} ${JSON.stringify(reply.body)}`);
         answer = reply.body as UploadAnswer;
-        if (chunk.length > 0) h.lastUpload = wire;
+        if (chunk.length > 0 && el === h.el) h.lastUpload = wire;
         settle(h, chunk, answer);
       }
       recorder.count('syncs');
@@ -228,7 +228,14 @@ export function openDotmSim(world: SimWorld, node: SimNode, holders: Holder[]): 
       }
       const ack = eventAckCodec.decode(decodeCbor(fromBase64url(answer.ack)));
       const crl = fromBase64url(answer.crl);
-      await self.committed(h.el, (requestId) => h.el.se.call('ack', { ack, crl }, { requestId }));
+      try {
+        await self.committed(el, (requestId) => el.se.call('ack', { ack, crl }, { requestId }));
+      } catch (e) {
+        const code = refusal(e);
+        // An attacker's copy that uploaded a later log first leaves the node ahead of the wallet.
+        if (code === null || !h.attacker) throw e;
+        recorder.count(`refused.ack.${code}`);
+      }
     },
 
     async pollFindings() {
