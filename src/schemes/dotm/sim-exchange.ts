@@ -120,7 +120,10 @@ export async function exchange(sim: DotmSim, payer: Holder, by: Element, payee: 
       }
     }
     const sigmaBytes = encodeTransactionMessage(transaction);
-    if (carry(sigmaBytes, 'step-3')) duplicates.push(() => refusedUnchanged(sim, payee.el, 'σ delivered twice', () => payee.el.se.call('accept', { transaction, now: clock.now() })));
+    // A copy of σ is only a replay once the payee took σ (its request is closed); before, a crash
+    // that ended the transaction leaves the request open and the payee's app may take it again.
+    let accepted = false;
+    if (carry(sigmaBytes, 'step-3')) duplicates.push(async () => (accepted ? refusedUnchanged(sim, payee.el, 'σ delivered twice', () => payee.el.se.call('accept', { transaction, now: clock.now() })) : undefined));
     // Steps 4–6: the payee verifies σ, links the records, signs the notification.
     let notification: Notification;
     try {
@@ -132,6 +135,7 @@ export async function exchange(sim: DotmSim, payer: Holder, by: Element, payee: 
       refusedBy = code;
       throw new Cut('step-4');
     }
+    accepted = true;
     if (carry(encodeNotification(notification), 'step-6')) duplicates.push(() => refusedUnchanged(sim, by, 'notification delivered twice', () => by.se.call('confirm', { notification })));
     // Steps 7–8: the payer deducts and answers the success message.
     const success: SuccessNotice = await sim.committed(by, (requestId) => by.se.call('confirm', { notification }, { requestId }), cut('step-7'));

@@ -15,7 +15,7 @@
 import { DOTM_FLOAT_ACCOUNT } from './node.ts';
 import type { DotmSim } from './sim-population.ts';
 
-/** The value created offline: Σ trusted apps + what the node owes or kept − float:dotm; or what is wrong. */
+/** Registers the conservation invariant; `lastPayment` is what the test-only sabotage makes the books forget. */
 export function registerInvariants(sim: DotmSim, lastPayment: () => bigint): void {
   const { world, node, holders, extras, books } = sim;
   world.invariant('conservation', async () => {
