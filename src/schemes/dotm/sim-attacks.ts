@@ -5,7 +5,8 @@
  * refuse it; the whole old device pays again), its keys extracted (usk and wsk: the attacker signs
  * a current record, γ and the success message itself and pays again a copy its wallet already paid
  * from, §3.4.4's double spend made outside the trusted app; and a *forged* block, a presentation
- * not signed by C, §3.4.6). Manipulated data transmission: an old σ *replayed* to a payee, and the
+ * not signed by C, §3.4.6; a *forged event*, a redemption signed with wsk outside the trusted app).
+ * Manipulated data transmission: an old σ *replayed* to a payee, and the
  * wallet's events uploaded again to the node. Offline, only the forged block and the replays can be
  * refused; the double spends are for settlement to detect and attribute (§3.4.4).
  */
@@ -14,7 +15,8 @@ import { signRecord } from '../../core/crypto/record.ts';
 import type { SimAttack } from '../../sim/sim/plugin.ts';
 import { blockTip } from './block.ts';
 import { GAMMA_TAG, gammaSigned, notificationDigest, PRESENTATION_TAG, presentationSigned, RECORD_TAG, recordSigned, SUCCESS_TAG, successSigned, type CurrencyBlock, type TransactionMessage, type TransactionRecord } from './messages.ts';
-import { refusal, type DotmSim, type Element, type Holder } from './sim-population.ts';
+import { EVENT_TAG, eventBodyWire, partsDigest, type EventBody } from './online.ts';
+import { eventsWire, refusal, type DotmSim, type Element, type Holder } from './sim-population.ts';
 import { USER_KEY_LABEL, WALLET_KEY_LABEL } from './trusted-app.ts';
 
 /** How many payments a clone or a rolled-back wallet attempts. */
@@ -23,7 +25,7 @@ const ATTACK_PAYMENTS_MAX = 3;
 const EXTRACTED_PAYMENT_MAX = 2_000n;
 
 /** The attacks a holder may make, drawn evenly. */
-const KINDS = ['clone', 'rollback', 'extracted-key', 'forge', 'replay'] as const;
+const KINDS = ['clone', 'rollback', 'extracted-key', 'forge', 'forge-event', 'replay'] as const;
 
 /** One attack by `h`, of a kind drawn from the run's random source. */
 export async function attack(sim: DotmSim, h: Holder): Promise<void> {
@@ -38,6 +40,8 @@ export async function attack(sim: DotmSim, h: Holder): Promise<void> {
       return extractedKey(sim, h);
     case 'forge':
       return forge(sim, h);
+    case 'forge-event':
+      return forgeEvent(sim, h);
     case 'replay':
       return replay(sim, h);
   }
@@ -186,6 +190,40 @@ async function forge(sim: DotmSim, h: Holder): Promise<void> {
   world.violated('no-forgery', `wallet ${payee.index} accepted a block the central bank never signed`);
 }
 
+/**
+ * An event signed with the extracted wsk: a redemption of the copy the wallet last paid from, at
+ * the value it had before that payment, under the log's next number. The node may credit it before
+ * the payee uploads (nothing yet shows the copy spent); then the payee's upload over-spends the
+ * node, and the wallet's own next event conflicts with the forged one: either way the node names
+ * the wallet's user.
+ */
+async function forgeEvent(sim: DotmSim, h: Holder): Promise<void> {
+  const { world, node, books } = sim;
+  const { recorder, random, clock } = world;
+  const part = h.lastPaid?.tsd.blocks[0];
+  if (part === undefined) return;
+  const view = await node.request(h.user, 'GET', `/v1/dotm/wallets/${h.wallet}`);
+  if (view.status !== 200) return;
+  const seq = (view.body as { lastSeq: number }).lastSeq + 1;
+  const parts = [{ block: part.block }];
+  const body: EventBody = { wallet: fromHex(h.wallet), seq, kind: 'redeemed', tsn: random.bytes(16), transaction: partsDigest(parts), amount: part.block.remaining, time: clock.now(), parts };
+  const event = { body, signature: signRecord(h.el.extractKey(WALLET_KEY_LABEL), EVENT_TAG, eventBodyWire(body)) };
+  const a = recorder.attack('forge-event', h.wallet, part.block.presentation.value);
+  books.duplicating++;
+  const answer = await node.request(h.user, 'POST', '/v1/dotm/events', { wallet: h.wallet, events: eventsWire([event]) });
+  if (answer.status !== 200) {
+    recorder.count(`refused.forged-event.${answer.status}`);
+    a.outcome = 'refused-offline';
+    return;
+  }
+  const result = (answer.body as { results: Array<{ status: string; code?: string; credited?: string }> }).results[0];
+  recorder.count(`forged-event.${result?.status ?? 'none'}`);
+  const credited = result?.credited === undefined ? 0n : sim.minor(result.credited);
+  // Credited, it is value paid out twice: the payee's copy and this credit; settlement must name the wallet.
+  if (credited > 0n) books.attackPayments.push({ attack: a, amount: credited, received: true, refused: false });
+  await sim.pollFindings();
+}
+
 /** An old σ sent to a payee's new request, and the wallet's events uploaded to the node again under a new idempotency key. */
 async function replay(sim: DotmSim, h: Holder): Promise<void> {
   const { world, node } = sim;
@@ -215,7 +253,7 @@ async function replay(sim: DotmSim, h: Holder): Promise<void> {
   recorder.attack('replay-events', h.wallet, 0n).outcome = 'refused-offline';
   if (answer.status === 200) {
     const results = (answer.body as { results: Array<{ status: string }> }).results;
-    if (results.some((r) => r.status !== 'duplicate')) world.violated('credited-once', `events of wallet ${h.index} uploaded again were taken again: ${JSON.stringify(results)}`);
+    if (results.some((r) => r.status === 'taken')) world.violated('credited-once', `events of wallet ${h.index} uploaded again were taken again: ${JSON.stringify(results)}`);
   } else {
     recorder.count(`refused.replayed-events.${answer.status}`);
   }

@@ -59,7 +59,7 @@ export function doubleSpendsDetected(sim: DotmSim): void {
   world.recorder.count('minor.spent-twice', Number(spentTwice));
   world.recorder.count('minor.honest-lost', Number(books.lost));
   for (const a of world.recorder.attacks) {
-    if (a.kind !== 'clone' && a.kind !== 'rollback' && a.kind !== 'extracted-key') continue;
+    if (a.kind !== 'clone' && a.kind !== 'rollback' && a.kind !== 'extracted-key' && a.kind !== 'forge-event') continue;
     if (a.outcome === 'detected') continue;
     const own = books.attackPayments.filter((p) => p.attack === a);
     if (own.some((p) => p.received)) world.violated('double-spend-detected', `a ${a.kind} of wallet ${a.device} spent value a payee took, and settlement did not detect it`);
