@@ -51,7 +51,7 @@ export async function attack(sim: DotmSim, h: Holder): Promise<void> {
 async function clone(sim: DotmSim, h: Holder): Promise<void> {
   const { recorder, random } = sim.world;
   const el = await h.el.clone();
-  const a = recorder.attack('clone', h.wallet, await exposure(el));
+  const a = recorder.attack('clone', h.wallet, await exposure(sim, el));
   sim.books.duplicating++;
   sim.extras.push({ el, holder: h, attack: a, left: 1 + random.below(ATTACK_PAYMENTS_MAX) });
 }
@@ -75,21 +75,35 @@ async function rollback(sim: DotmSim, h: Holder): Promise<void> {
   const back = await h.el.restore(current);
   if (back !== null) world.violated('rollback-refused', `putting back wallet ${h.index}'s own current state failed: ${back}`);
   if ((await h.el.se.call('status', {})).balance !== h.balance) world.violated('rollback-refused', `wallet ${h.index} changed balance across a refused rollback`);
-  const a = recorder.attack('rollback', h.wallet, await exposure(whole));
+  const a = recorder.attack('rollback', h.wallet, await exposure(sim, whole));
   sim.books.duplicating++;
   sim.extras.push({ el: whole, holder: h, attack: a, left: 1 + random.below(ATTACK_PAYMENTS_MAX) });
 }
 
 /**
- * The most a duplicated wallet can cost: the value of every serial it holds a copy of. Settlement
- * credits each copy whole or not at all, first come first served, so a payee whose copy passes
- * through the over-spent node may lose the whole copy, not only the amount spent twice, while the
- * float keeps the difference (docs/sim.md, "DOT-M, as simulated").
+ * The most an attack on these serials can cost. Settlement credits each copy whole or not at all,
+ * first come first served, so a payee whose copy passes through the over-spent node may lose the
+ * whole copy, not only the amount spent twice, while the float keeps the difference (docs/sim.md,
+ * "DOT-M, as simulated"). The honest copies of a serial are worth at most its value plus what
+ * attacks duplicated of it (each at most its value): each serial counts twice for the first attack
+ * that touches it, once for every later one.
  */
-async function exposure(el: Element): Promise<bigint> {
-  const serials = new Map<string, bigint>();
-  for (const b of (await el.se.call('status', {})).blocks) serials.set(toHex(b.serial), b.value);
-  return [...serials.values()].reduce((sum, v) => sum + v, 0n);
+function bound(sim: DotmSim, serials: ReadonlyArray<{ serial: Uint8Array; value: bigint }>): bigint {
+  let sum = 0n;
+  const seen = new Set<string>();
+  for (const { serial, value } of serials) {
+    const key = toHex(serial);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    sum += sim.books.touched.has(key) ? value : 2n * value;
+    sim.books.touched.add(key);
+  }
+  return sum;
+}
+
+/** The bound of a duplicated wallet: every serial it holds a copy of. */
+async function exposure(sim: DotmSim, el: Element): Promise<bigint> {
+  return bound(sim, (await el.se.call('status', {})).blocks);
 }
 
 /** A payee other than `h` whose wallet is not revoked, or none. */
@@ -136,7 +150,7 @@ async function extractedKey(sim: DotmSim, h: Holder): Promise<void> {
   const request = await requestOf(sim, payee, amount);
   if (request === null) return;
   // The node credits a copy whole or not at all: a payee of this serial may lose up to its value.
-  const a = recorder.attack('extracted-key', h.wallet, part.block.presentation.value);
+  const a = recorder.attack('extracted-key', h.wallet, bound(sim, [part.block.presentation]));
   books.duplicating++;
   const own = { attack: a, amount, received: false, refused: false };
   books.attackPayments.push(own);
@@ -208,7 +222,7 @@ async function forgeEvent(sim: DotmSim, h: Holder): Promise<void> {
   const parts = [{ block: part.block }];
   const body: EventBody = { wallet: fromHex(h.wallet), seq, kind: 'redeemed', tsn: random.bytes(16), transaction: partsDigest(parts), amount: part.block.remaining, time: clock.now(), parts };
   const event = { body, signature: signRecord(h.el.extractKey(WALLET_KEY_LABEL), EVENT_TAG, eventBodyWire(body)) };
-  const a = recorder.attack('forge-event', h.wallet, part.block.presentation.value);
+  const a = recorder.attack('forge-event', h.wallet, bound(sim, [part.block.presentation]));
   books.duplicating++;
   const answer = await node.request(h.user, 'POST', '/v1/dotm/events', { wallet: h.wallet, events: eventsWire([event]) });
   if (answer.status !== 200) {

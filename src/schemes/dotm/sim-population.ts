@@ -87,6 +87,8 @@ export interface Books {
   /** Completed payments, by tsn: a second completion under one tsn is a payment credited twice. */
   readonly completed: Set<string>;
   readonly attackPayments: AttackPayment[];
+  /** Serials (hex) an attack has touched so far, for the attacks' bounds. */
+  readonly touched: Set<string>;
   /** Attacks that duplicated value (clones, rolled-back wallets, extracted keys). */
   duplicating: number;
 }
@@ -173,7 +175,7 @@ export async function population(world: SimWorld, node: SimNode, measurement: Ui
 export function openDotmSim(world: SimWorld, node: SimNode, holders: Holder[]): DotmSim {
   const { params, random, clock, recorder } = world;
   const decimals = (node.amount(1n).split('.')[1] ?? '').length;
-  const books: Books = { redemptions: new Map(), refunds: new Map(), forfeited: 0n, lost: 0n, completed: new Set(), attackPayments: [], duplicating: 0 };
+  const books: Books = { redemptions: new Map(), refunds: new Map(), forfeited: 0n, lost: 0n, completed: new Set(), touched: new Set(), attackPayments: [], duplicating: 0 };
   const extras: Extra[] = [];
   let findingsSeen = 0;
 
