@@ -68,6 +68,8 @@ export interface OpenNodeOptions {
   } | undefined;
   env?: Readonly<Record<string, string | undefined>> | undefined;
   now?: (() => number) | undefined;
+  /** Where the node's random identifiers come from (services.identifiers); the system's generator by default. */
+  identifiers?: ((length: number) => Uint8Array) | undefined;
   log?: ((line: string) => void) | undefined;
 }
 
@@ -243,6 +245,7 @@ export async function openNode(options: OpenNodeOptions): Promise<OpenNode> {
     deviceLimits: options.deviceLimits ?? defaultDeviceLimits(options.currency),
     now,
     signatures,
+    ...(options.identifiers === undefined ? {} : { identifiers: options.identifiers }),
     ...(chain === undefined ? {} : { chain }),
     ...(intake === undefined ? {} : { settleQueue: intake }),
     ...(shardLedgers === undefined ? {} : { shardLedgers }),

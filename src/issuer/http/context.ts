@@ -40,6 +40,11 @@ export interface IssuerServices {
   readonly deviceLimits: DeviceLimits;
   /** Unix milliseconds; injected so tests can move time. */
   now(): number;
+  /**
+   * The source of the random identifiers the node makes (a DOT-M block's serial); injected so that
+   * the simulator's node draws them from its seed. Absent: the system's random generator.
+   */
+  readonly identifiers?: ((length: number) => Uint8Array) | undefined;
   /** Ed25519 signature checks in worker threads, one per core (started on first use). */
   readonly signatures: SignaturePool;
   /** The node's Ethereum chain: present when a scheme it serves declares `usesChain` (or an endpoint was named). */

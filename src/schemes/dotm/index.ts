@@ -20,5 +20,6 @@ export const dotm: Scheme = {
   common: async () => (await import('./bench-common.ts')).dotmCommon,
   wire: async () => (await import('./wire.ts')).DOTM_WIRE,
   trustedApp: async () => (await import('./trusted-app.ts')).dotmTrustedApp,
+  sim: async () => (await import('./sim.ts')).dotmSim,
   cli: dotmCli,
 };

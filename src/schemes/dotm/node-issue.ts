@@ -50,7 +50,7 @@ async function issueBlocks(tx: TransactionHandle, services: IssuerServices, call
   const signer = root ?? services.identity.intermediary.signer;
   const issuer = root === undefined ? { issuer: keyId(services.identity.intermediary.certificate.body.subject) } : {};
   const presentations = splitValue(amount, count).map((value): Presentation => {
-    const unsigned = { serial: randomBytes(BLOCK_SERIAL_BYTES), value, currency: services.currency.code, owner: fromHex(wallet.userKeyId), ...issuer };
+    const unsigned = { serial: (services.identifiers ?? randomBytes)(BLOCK_SERIAL_BYTES), value, currency: services.currency.code, owner: fromHex(wallet.userKeyId), ...issuer };
     return { ...unsigned, signature: signRecord(signer, PRESENTATION_TAG, presentationSigned(unsigned)) };
   });
   const first = presentations[0];

@@ -111,9 +111,13 @@ async function settleRepeat(tx: TransactionHandle, ctx: SettlementContext, locke
   const findings: DotmFinding[] = [];
   const checked = checkEvent(ctx, wallet, event.body);
   if ('paths' in checked) {
+    // A transaction the wallet reports withdrawn or rolled back moved nothing: its current record
+    // is no payment, and taken in as one it would count against its payer (who may be honest).
+    const moved = event.body.kind !== 'abandoned' && event.body.kind !== 'rolled-back';
     for (const path of checked.paths) {
       if (isForeign(ctx, path) || !issuedHere(locked, path)) continue;
-      findings.push(...(await checkNodes(tx, ctx, await insertPath(tx, path))));
+      const evidence = moved ? path : { ...path, records: path.records.slice(0, -1) };
+      findings.push(...(await checkNodes(tx, ctx, await insertPath(tx, evidence))));
     }
   }
   const clone = await openFinding(tx, ctx, {

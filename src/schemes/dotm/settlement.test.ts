@@ -201,6 +201,41 @@ for (const backend of testBackends()) {
       }
     });
 
+    test("a cloned payee's own log, refused as conflicting, does not count a payment it rolled back: its payer is not named", async () => {
+      const n = await dotmNode(backend);
+      try {
+        const p = await n.party('payer');
+        const r = await n.party('payee', '0');
+        const q = await n.party('third', '0');
+        const x = await n.party('other');
+        const clone = await n.cloneSe(r);
+        await n.withdraw(p, '10.00');
+        await n.withdraw(x, '5.00');
+        // P offers 6.00 to R, which rolls back; P withdraws the offer and later pays Q 8.00 from the same block.
+        await n.pay(p, r, 600n, 'abandoned-rolled-back');
+        await n.pay(p, q, 800n);
+        // R's clone takes a payment of its own and uploads first: the node takes its event 1 as R's.
+        await n.pay(x, { se: clone }, 100n);
+        assert.deepEqual(statuses((await (await n.upload(r, { se: clone })).json()) as EventsAnswer), ['1:taken']);
+        // R's own event 1 (the rollback) conflicts: R is named for the two logs, and only R.
+        const own = (await (await n.upload(r)).json()) as EventsAnswer;
+        assert.deepEqual(statuses(own), ['1:refused:EVENT_CONFLICT']);
+        assert.deepEqual(own.findings.map((f) => [f.kind, f.culprit]), [['clone', r.userKeyId]]);
+        // Q's upload puts P's 8.00 under the block: P spent 8.00 of 10.00, no double spend.
+        assert.deepEqual((await n.sync(q)).findings, []);
+        assert.deepEqual((await n.sync(p)).findings, []);
+        const fraud = (await (await n.h.send('GET', '/v1/dotm/fraud', { headers: n.h.operator })).json()) as { findings: { kind: string; culprit: string }[] };
+        assert.deepEqual(fraud.findings.map((f) => [f.kind, f.culprit]), [['clone', r.userKeyId]]);
+        const payer = (await (await n.h.signed(p.user, 'GET', `/v1/dotm/wallets/${p.wallet}`)).json()) as { revoked: boolean };
+        assert.equal(payer.revoked, false);
+        assert.equal((await n.redeem(q, 800n)).results[0]?.credited, '8.00');
+        // The clone holds what X paid it: that copy is backed like any other.
+        await n.conservation([p.se, r.se, q.se, x.se, clone]);
+      } finally {
+        await n.close();
+      }
+    });
+
     test('two payees of one double-spent block upload and redeem at the same time: exactly one is credited', async () => {
       const n = await dotmNode(backend);
       try {

@@ -168,7 +168,8 @@ export function makeWorld(params: SimParameters, onStep: StepListener): World {
         await rm(dataDir, { recursive: true, force: true });
       });
       const open = async () => {
-        const node = await openNode({ dataDir, db: surviving(db), provider: nodeProvider, currency: SIM_CURRENCY, env: { TALLY_NODE_PASSPHRASE: SIM_PASSPHRASE }, now: clock.now, schemes: [scheme] });
+        // Identifiers the node makes (DOT-M's serials) come from the seed: a trusted app breaks ties between equal blocks by serial.
+        const node = await openNode({ dataDir, db: surviving(db), provider: nodeProvider, currency: SIM_CURRENCY, env: { TALLY_NODE_PASSPHRASE: SIM_PASSPHRASE }, now: clock.now, identifiers: (length) => random.bytes(length), schemes: [scheme] });
         return { node, app: createIssuerApp(node.services, [scheme]) };
       };
       let current = await open();
