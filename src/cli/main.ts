@@ -12,6 +12,7 @@ import { SCHEMES, type Scheme } from '../schemes/index.ts';
 import { DEFAULT_NODE_URL, helpText, UsageError, type Help, type Outcome, type VerbIo } from './plugin.ts';
 import { buildVerbs } from './verbs/index.ts';
 import { SETTLE_WORKER_HELP } from './settle-worker.ts';
+import { SETTLE_HELD_HELP, SETTLE_RELEASE_HELP } from './settle-held.ts';
 
 const VERBS = buildVerbs(SCHEMES);
 
@@ -76,6 +77,8 @@ const COMMANDS: Record<string, Command> = {
   'node start': { ...NODE_START_HELP, run: nodeStart },
   'cb start': { ...CB_START_HELP, run: (args) => nodeStart(['--role', 'central-bank', ...args]) },
   'settle worker': { ...SETTLE_WORKER_HELP, run: async (args) => (await import('./settle-worker.ts')).settleWorker(args) },
+  'settle held': { ...SETTLE_HELD_HELP, run: async (args) => (await import('./settle-held.ts')).settleHeld(args) },
+  'settle release': { ...SETTLE_RELEASE_HELP, run: async (args) => (await import('./settle-held.ts')).settleRelease(args) },
   ...Object.fromEntries(Object.entries(VERBS).map(([name, verb]) => [name, { ...verb, run: (args: string[]) => runVerb(verb.run, args) }])),
   demo: { ...DEMO_HELP, run: async (args) => (await import('./demo.ts')).runDemo(args, SCHEMES) },
 };

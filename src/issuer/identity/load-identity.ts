@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import type { Currency } from '../../core/amount.ts';
-import { equalBytes, fromBase64url } from '../../core/bytes.ts';
+import { equalBytes, fromBase64url, toHex } from '../../core/bytes.ts';
 import type { CryptoProvider, PublicKey } from '../../core/crypto/suite.ts';
 import { TallyError } from '../../core/errors.ts';
 import { decodeCertificate, serialHex, CERTIFICATE_BYTES_MAX, type Certificate } from '../../pki/certificate.ts';
@@ -13,7 +13,8 @@ import { verifyChain } from '../../pki/chain.ts';
 import { decodeRevocationList, verifyRevocationList, REVOCATION_LIST_BYTES_MAX } from '../../pki/revocation.ts';
 import { corrupt, readFileBounded, requirePrivateDir, requirePrivateMode } from '../../host/files.ts';
 import { readKeyFile } from './keystore.ts';
-import { identityDir, IDENTITY_FILES } from './layout.ts';
+import { hasIdentity, identityDir, IDENTITY_FILES } from './layout.ts';
+import { keyId } from '../../pki/key-id.ts';
 import { decodeManifest, manifestRole, requireSameCurrency, MANIFEST_BYTES_MAX } from './manifest.ts';
 import type { CertifiedKey, NodeIdentity } from './node-identity.ts';
 
@@ -160,4 +161,21 @@ export async function loadIdentity(options: LoadIdentityOptions): Promise<Loaded
     createdAt: manifest.createdAt,
     directory: dir,
   };
+}
+
+/**
+ * The issuer node's key id (hex) as its data folder records it, read without the passphrase: the
+ * manifest and the node's certificate only, nothing verified. Tools that only need to name the
+ * node's streams use it.
+ * @throws TallyError NODE_NOT_FOUND when the folder holds no node; STATE_CORRUPT for a damaged file
+ */
+export async function readIssuerNodeKeyId(dataDir: string): Promise<string> {
+  if (!(await hasIdentity(dataDir))) {
+    throw new TallyError('NODE_NOT_FOUND', `${dataDir} holds no node: give the node's data folder (tally node start --data)`, { dataDir });
+  }
+  const dir = identityDir(dataDir);
+  const manifestFile = await readRequired(dir, IDENTITY_FILES.manifest, 'manifest', MANIFEST_BYTES_MAX);
+  const manifest = decodeManifest(manifestFile.data, manifestFile.path);
+  const certificate = await readCertificate(dir, manifest.certificates.issuerNode);
+  return toHex(keyId(certificate.body.subject));
 }

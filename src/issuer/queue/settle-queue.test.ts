@@ -99,6 +99,69 @@ describe('settlement intake on NATS JetStream', () => {
     });
   });
 
+  test('a part that fails on every delivery is held after the last: answered SETTLE_HELD, listed, released by the operator and then settled once', async () => {
+    await withIntake(1, async (intake, db) => {
+      let broken = true;
+      const { handler, runs } = counting(db, () => broken);
+      const logged: string[] = [];
+      const workers = await startSettleWorkers(intake, new Map([['test/part', handler]]), { deliveriesMax: 3, log: (line) => logged.push(line) });
+      try {
+        const stuck = part(intake, 11);
+        const [answer] = await intake.submit([stuck], 20_000);
+        assert.equal(answer?.status, 503);
+        const problem = (answer?.body as { error: { code: string; details: { part: string; deliveries: number } } }).error;
+        assert.equal(problem.code, 'SETTLE_HELD');
+        assert.deepEqual([problem.details.part, problem.details.deliveries], [stuck.id, 3]);
+        assert.equal(runs(), 3, 'tried on each of its three deliveries, then held');
+        assert.ok(logged.some((l) => /held for the operator/.test(l)), logged.join('\n'));
+        const manager = await jetstreamManager(intake.connection);
+        assert.equal((await manager.streams.info(intake.stream)).state.messages, 0, 'no longer delivered');
+        const held = await intake.held();
+        assert.deepEqual(held.map((h) => [h.id, h.kind, h.shard, h.deliveries, h.error]), [[stuck.id, 'test/part', 0, 3, 'run 3 fails']]);
+        // Sent again before the operator looked: answered as held at once, tried no more.
+        const [again] = await intake.submit([stuck], 5_000);
+        assert.equal((again?.body as { error: { code: string } }).error.code, 'SETTLE_HELD');
+        assert.equal(runs(), 3);
+        // An id that is not held, or not an id at all, releases nothing.
+        assert.deepEqual(await intake.release([settlePartId('never held'), 'not an id']), []);
+        broken = false;
+        const released = await intake.release([stuck.id]);
+        assert.deepEqual(released.map((h) => h.id), [stuck.id]);
+        assert.deepEqual(await intake.held(), []);
+        const [settled] = await intake.submit([stuck], 20_000);
+        assert.deepEqual(settled, { status: 200, body: { n: 11, shard: 0 } } satisfies StoredResponse);
+        assert.equal(runs(), 4, 'settled once after its release');
+        // Released again by mistake (say, after a crash between the two steps): answered from the record.
+        assert.deepEqual(await intake.release('all'), []);
+      } finally {
+        await workers.stop();
+      }
+    });
+  });
+
+  test('a part whose database does not answer is delivered again past the last try, never held', async () => {
+    await withIntake(1, async (intake, db) => {
+      let down = 3;
+      const { handler: settle } = counting(db);
+      let runs = 0;
+      const handler: SettleHandler = async (work) => {
+        runs++;
+        if (down-- > 0) throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' });
+        return settle(work);
+      };
+      const workers = await startSettleWorkers(intake, new Map([['test/part', handler]]), { deliveriesMax: 2 });
+      try {
+        const [answer] = await intake.submit([part(intake, 12)], 30_000);
+        assert.deepEqual(answer?.body, { n: 12, shard: 0 });
+        assert.equal(runs, 4, 'three refused connections, then settled');
+        assert.deepEqual(await intake.held(), []);
+      } finally {
+        await workers.stop();
+      }
+      await assert.rejects(startSettleWorkers(intake, new Map(), { deliveriesMax: 0 }), RangeError);
+    });
+  });
+
   test('a part not answered in time stays in the stream and is answered when submitted again', async () => {
     await withIntake(1, async (intake, db) => {
       const { handler } = counting(db);

@@ -17,16 +17,20 @@
  *   part's answer from the database, never from the message: a wake-up carries nothing to trust;
  * - the stream's description records the node's shard count: a worker started with another count
  *   is refused, and the node changes it only while no part waits in the stream.
+ * - a part that fails on every delivery for a reason of its own is held on a stream of its own for
+ *   the operator, rather than delivered again without end; a database that does not answer is
+ *   waited out however long it lasts.
  * Workers run in the node's process (`startSettleWorkers`), as many shards as asked. The money stays
  * in the node's one ledger; databases per shard are not built (docs/scale.md says what they need).
  */
 import { createHash } from 'node:crypto';
 import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type ConsumerMessages, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, DiscardPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type ConsumerMessages, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
 import { z } from 'zod';
 import { fromHex, toHex } from '../../core/bytes.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import type { Database } from '../db/database.ts';
+import { isUnavailable } from '../db/retry.ts';
 import { storedResponse, type StoredResponse } from '../ledger/idempotency.ts';
 import type { JsonValue } from '../ledger/json.ts';
 
@@ -46,6 +50,14 @@ export const SETTLE_WORKER_CONCURRENCY = 4;
 export const SETTLE_CONNECT_TIMEOUT_MS = 5_000;
 /** The largest part, in bytes of JSON; NATS servers take 1 MiB messages by default. */
 export const SETTLE_PART_BYTES_MAX = 900 * 1024;
+/**
+ * Deliveries of a part whose handler keeps failing with an error of its own (not the database's
+ * absence) before the part is held for the operator: with the doubling delays, about a quarter of
+ * an hour of tries.
+ */
+export const SETTLE_DELIVERIES_MAX = 20;
+/** Most parts the held stream keeps; past it, holding a part fails and the part is delivered again. */
+export const SETTLE_HELD_MAX = 100_000;
 
 /** One part of a batch, as a route submits it. */
 export interface SettlePart {
@@ -79,11 +91,34 @@ export interface SettleQueue {
   submit(parts: readonly SettlePart[], waitMs?: number): Promise<Array<StoredResponse | undefined>>;
 }
 
+/** A part held for the operator: its handler failed on every one of its deliveries. */
+export interface HeldPart {
+  readonly kind: string;
+  readonly id: string;
+  readonly shard: number;
+  /** Deliveries it failed on. */
+  readonly deliveries: number;
+  /** The last failure's message. */
+  readonly error: string;
+  /** When it was held, ISO 8601. */
+  readonly heldAt: string;
+}
+
 /** A connection to the intake: the queue, and what workers consume. */
 export interface SettleIntake extends SettleQueue {
   readonly connection: NatsConnection;
   readonly subjectPrefix: string;
   readonly ackWaitMs: number;
+  /** The stream of held parts, e.g. `TALLY_HELD_1a2b3c4d5e6f`. */
+  readonly heldStream: string;
+  /** The parts held for the operator, oldest first. */
+  held(): Promise<HeldPart[]>;
+  /**
+   * Puts held parts back on their shards' subjects (each under a new message id, so the stream
+   * does not drop it as a duplicate), then takes them off the held stream; answers those released.
+   * A part named that is not held is left out of the answer.
+   */
+  release(ids: readonly string[] | 'all'): Promise<HeldPart[]>;
   close(): Promise<void>;
 }
 
@@ -111,6 +146,13 @@ const partMessage = z.strictObject({
   shard: z.number().int().min(0).max(SETTLE_SHARDS_MAX - 1),
   requestHash: z.string().regex(/^[0-9a-f]{64}$/),
   body: z.json(),
+});
+
+const heldMessage = z.strictObject({
+  part: partMessage,
+  deliveries: z.number().int().min(1),
+  error: z.string().max(2_000),
+  heldAt: z.string().max(40),
 });
 
 /** What the stream's description says: `tally settlement, N shards`. */
@@ -151,6 +193,7 @@ export async function openSettleIntake(options: SettleIntakeOptions): Promise<Se
     throw new TallyError('NATS_UNREACHABLE', `cannot connect to NATS at ${options.url}: ${e instanceof Error ? e.message : String(e)}`, { url: options.url }, { cause: e });
   }
   const stream = `TALLY_SETTLE_${options.name}`;
+  const heldStream = `TALLY_HELD_${options.name}`;
   const subjectPrefix = `tally.${options.name}`;
   let shards = options.shards;
   try {
@@ -187,23 +230,166 @@ export async function openSettleIntake(options: SettleIntakeOptions): Promise<Se
       }
       await manager.streams.update(stream, config(shards));
     }
+    await ensureHeldStream(manager, heldStream, subjectPrefix);
   } catch (e) {
     await connection.close();
     if (isTallyError(e)) throw e;
     throw new TallyError('NATS_UNREACHABLE', `NATS at ${options.url} has no usable JetStream: ${e instanceof Error ? e.message : String(e)}`, { url: options.url }, { cause: e });
   }
   const js = jetstream(connection);
+  const held = heldStore(connection, js, heldStream, subjectPrefix);
   return {
     connection,
     subjectPrefix,
     ackWaitMs: options.ackWaitMs ?? SETTLE_ACK_WAIT_MS,
     shards,
     stream,
+    heldStream,
+    held: () => held.list(),
+    release: (ids) => held.release(ids),
     shardOf: (key) => shardOfKey(key, shards),
-    submit: (parts, waitMs = SETTLE_ANSWER_WAIT_MS) => submit(connection, js, subjectPrefix, options.db, shards, parts, waitMs),
+    submit: (parts, waitMs = SETTLE_ANSWER_WAIT_MS) => submit(connection, js, subjectPrefix, options.db, shards, parts, waitMs, held.find),
     async close() {
       await connection.drain().catch(() => connection.close());
     },
+  };
+}
+
+/**
+ * Makes sure the stream of held parts exists: one subject per part (`<prefix>.held.<id>`, the
+ * latest hold kept), file storage, at most SETTLE_HELD_MAX parts (a hold past it is refused).
+ */
+async function ensureHeldStream(manager: Awaited<ReturnType<typeof jetstreamManager>>, name: string, prefix: string): Promise<void> {
+  const config = {
+    name,
+    description: 'tally settlement parts held for the operator',
+    subjects: [`${prefix}.held.>`],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    max_msgs: SETTLE_HELD_MAX,
+    max_msgs_per_subject: 1,
+    discard: DiscardPolicy.New,
+  };
+  try {
+    await manager.streams.info(name);
+    return;
+  } catch (e) {
+    if (!/stream not found/i.test(e instanceof Error ? e.message : String(e))) throw e;
+  }
+  try {
+    await manager.streams.add(config);
+  } catch (e) {
+    // Made at the same moment by the node or another worker.
+    if (!/already in use/i.test(e instanceof Error ? e.message : String(e))) throw e;
+  }
+}
+
+/** The held parts' store on NATS: finding one part, listing them, putting them back to work. */
+function heldStore(connection: NatsConnection, js: JetStreamClient, stream: string, prefix: string) {
+  const decode = (data: unknown): HeldPart | undefined => {
+    const parsed = heldMessage.safeParse(data);
+    if (!parsed.success) return undefined;
+    const { part, deliveries, error, heldAt } = parsed.data;
+    return { kind: part.kind, id: part.id, shard: part.shard, deliveries, error, heldAt };
+  };
+  const manager = () => jetstreamManager(connection);
+  /** The held message of part `id`, with its sequence, or undefined. */
+  const get = async (id: string) => {
+    if (!/^[0-9a-f]{64}$/.test(id)) return undefined;
+    const stored = await (await manager()).streams.getMessage(stream, { last_by_subj: `${prefix}.held.${id}` });
+    if (stored === null) return undefined;
+    const data: unknown = stored.json();
+    const held = decode(data);
+    return held === undefined ? undefined : { held, seq: stored.seq, part: (data as { part: z.infer<typeof partMessage> }).part };
+  };
+  const all = async () => {
+    const jsm = await manager();
+    const info = await jsm.streams.info(stream);
+    const found: Array<NonNullable<Awaited<ReturnType<typeof get>>>> = [];
+    for (let seq = info.state.first_seq; info.state.messages > 0 && seq <= info.state.last_seq; seq++) {
+      const stored = await jsm.streams.getMessage(stream, { seq });
+      if (stored === null) continue;
+      const data: unknown = stored.json();
+      const held = decode(data);
+      if (held !== undefined) found.push({ held, seq: stored.seq, part: (data as { part: z.infer<typeof partMessage> }).part });
+    }
+    return found;
+  };
+  return {
+    find: async (id: string): Promise<HeldPart | undefined> => (await get(id))?.held,
+    list: async (): Promise<HeldPart[]> => (await all()).map((h) => h.held),
+    release: async (ids: readonly string[] | 'all'): Promise<HeldPart[]> => {
+      const chosen = ids === 'all' ? await all() : (await Promise.all([...new Set(ids)].map(get))).filter((h) => h !== undefined);
+      const jsm = await manager();
+      const released: HeldPart[] = [];
+      for (const { held, seq, part } of chosen) {
+        // Back to work first, then off the held stream: a crash between leaves it in both, and
+        // releasing it again settles nothing twice (the part's record answers).
+        await js.publish(`${prefix}.work.${part.shard}`, JSON.stringify(part), { msgID: `${part.id}:released:${seq}` });
+        await jsm.streams.deleteMessage(stream, seq);
+        released.push(held);
+      }
+      return released;
+    },
+  };
+}
+
+/** The answer given for a part held for the operator, in the HTTP API's problem shape. */
+export function heldAnswer(held: HeldPart): StoredResponse {
+  return {
+    status: 503,
+    body: {
+      error: {
+        code: 'SETTLE_HELD',
+        message: `part ${held.id} of this request failed on each of its ${held.deliveries} deliveries and is held for the operator (tally settle held): once released, the same request sent again under the same Idempotency-Key gets its answer`,
+        details: { part: held.id, shard: held.shard, deliveries: held.deliveries, heldAt: held.heldAt },
+      },
+    },
+  };
+}
+
+/** The held parts of a node's intake, for the operator: no database, no workers. */
+export interface HeldParts {
+  readonly stream: string;
+  held(): Promise<HeldPart[]>;
+  release(ids: readonly string[] | 'all'): Promise<HeldPart[]>;
+  close(): Promise<void>;
+}
+
+/**
+ * Connects to the held parts of the node named `name` (its key id prefix, as openSettleIntake's).
+ * @throws TallyError NATS_UNREACHABLE; SETTLE_SHARDS_MISMATCH when the node never settled through this server
+ */
+export async function openHeldParts(options: { url: string; name: string }): Promise<HeldParts> {
+  checkName(options.name);
+  let connection: NatsConnection;
+  try {
+    connection = await connect({ servers: options.url, timeout: SETTLE_CONNECT_TIMEOUT_MS, name: `tally-${options.name}-operator` });
+  } catch (e) {
+    throw new TallyError('NATS_UNREACHABLE', `cannot connect to NATS at ${options.url}: ${e instanceof Error ? e.message : String(e)}`, { url: options.url }, { cause: e });
+  }
+  const stream = `TALLY_HELD_${options.name}`;
+  const prefix = `tally.${options.name}`;
+  try {
+    const manager = await jetstreamManager(connection);
+    try {
+      await manager.streams.info(`TALLY_SETTLE_${options.name}`);
+    } catch (e) {
+      if (!/stream not found/i.test(e instanceof Error ? e.message : String(e))) throw e;
+      throw new TallyError('SETTLE_SHARDS_MISMATCH', `NATS at ${options.url} has no settlement stream TALLY_SETTLE_${options.name}: this node never settled through it (tally node start --nats)`, { stream: `TALLY_SETTLE_${options.name}`, shards: 0, recorded: 0 });
+    }
+    await ensureHeldStream(manager, stream, prefix);
+  } catch (e) {
+    await connection.close();
+    if (isTallyError(e)) throw e;
+    throw new TallyError('NATS_UNREACHABLE', `NATS at ${options.url} has no usable JetStream: ${e instanceof Error ? e.message : String(e)}`, { url: options.url }, { cause: e });
+  }
+  const store = heldStore(connection, jetstream(connection), stream, prefix);
+  return {
+    stream,
+    held: () => store.list(),
+    release: (ids) => store.release(ids),
+    close: () => connection.close(),
   };
 }
 
@@ -220,6 +406,7 @@ async function submit(
   shards: number,
   parts: readonly SettlePart[],
   waitMs: number,
+  heldPart: (id: string) => Promise<HeldPart | undefined>,
 ): Promise<Array<StoredResponse | undefined>> {
   const deadline = Date.now() + waitMs;
   const encoder = new TextEncoder();
@@ -229,7 +416,13 @@ async function submit(
       if (part.shard < 0 || part.shard >= shards || !Number.isInteger(part.shard)) throw new RangeError(`part ${part.id}: shard ${part.shard} is not one of the ${shards}`);
       const data = encoder.encode(JSON.stringify({ kind: part.kind, id: part.id, shard: part.shard, requestHash: toHex(part.requestHash), body: part.body }));
       if (data.length > SETTLE_PART_BYTES_MAX) throw new RangeError(`part ${part.id}: ${data.length} bytes, over the ${SETTLE_PART_BYTES_MAX} a part may have`);
-      const stored = () => storedResponse(db, part.kind, part.id, part.requestHash);
+      // A part's answer is its stored record; a part held for the operator is answered as held.
+      const stored = async () => {
+        const found = await storedResponse(db, part.kind, part.id, part.requestHash);
+        if (found !== undefined) return found;
+        const held = await heldPart(part.id);
+        return held === undefined ? undefined : heldAnswer(held);
+      };
       // Listening before publishing: a wake-up cannot come before the part is published. A
       // wake-up only says "look": the answer is read from the database, whoever sent it.
       const subscription = connection.subscribe(`${prefix}.done.${part.id}`);
@@ -279,15 +472,25 @@ export interface SettleWorkers {
  * acknowledged once its handler's transaction committed (the server's receipt awaited), then the
  * waiting node is woken. While a handler runs, the part is kept from redelivery by a heartbeat. A
  * handler that throws has its part delivered again after a delay that doubles with each delivery
- * (up to a minute); a part of a kind this worker has no handler for is left to another worker the
- * same way. A malformed part, which no route publishes, is logged and dropped (acknowledged).
+ * (up to a minute): without end when the database did not answer, and otherwise until its
+ * `deliveriesMax`-th delivery failed, when the part is moved to the held stream for the operator
+ * (`tally settle held`, `release`) and its request is answered 503 SETTLE_HELD. A part of a kind
+ * this worker has no handler for is left to another worker. A malformed part, which no route
+ * publishes, is logged and dropped (acknowledged).
  */
 export async function startSettleWorkers(
   intake: SettleIntake,
   handlers: ReadonlyMap<string, SettleHandler>,
-  options: { shards?: readonly number[] | undefined; log?: ((line: string, fields?: Record<string, unknown>) => void) | undefined } = {},
+  options: {
+    shards?: readonly number[] | undefined;
+    log?: ((line: string, fields?: Record<string, unknown>) => void) | undefined;
+    /** Deliveries a part may fail on before it is held (SETTLE_DELIVERIES_MAX by default); tests lower it. */
+    deliveriesMax?: number | undefined;
+  } = {},
 ): Promise<SettleWorkers> {
   const log = options.log ?? (() => undefined);
+  const deliveriesMax = options.deliveriesMax ?? SETTLE_DELIVERIES_MAX;
+  if (!Number.isInteger(deliveriesMax) || deliveriesMax < 1) throw new RangeError(`deliveriesMax: expected a whole number from 1, got ${deliveriesMax}`);
   const manager = await jetstreamManager(intake.connection);
   const js = jetstream(intake.connection);
   const shards = options.shards ?? Array.from({ length: intake.shards }, (_, i) => i);
@@ -338,7 +541,23 @@ export async function startSettleWorkers(
       try {
         await handler(part);
       } catch (e) {
-        retry(message, 'settling a part failed; it will be delivered again', { shard, kind: part.kind, id: part.id, error: e instanceof Error ? e.message : String(e) });
+        const error = e instanceof Error ? e.message : String(e);
+        // The database not answering is waited out however long it lasts; a failure of the part's
+        // own (a bug, data the handler cannot take) is held for the operator after its last try.
+        if (!isUnavailable(e) && message.info.deliveryCount >= deliveriesMax) {
+          const record = { part: partMessage.parse(message.json()), deliveries: message.info.deliveryCount, error: error.slice(0, 2_000), heldAt: new Date().toISOString() };
+          try {
+            await js.publish(`${intake.subjectPrefix}.held.${part.id}`, JSON.stringify(record));
+          } catch (held) {
+            retry(message, 'a part that failed on every delivery could not be held; it will be delivered again', { shard, kind: part.kind, id: part.id, error, held: held instanceof Error ? held.message : String(held) });
+            return;
+          }
+          await message.ackAck();
+          log('a part failed on every delivery and is held for the operator (tally settle held)', { shard, kind: part.kind, id: part.id, deliveries: message.info.deliveryCount, error });
+          intake.connection.publish(`${intake.subjectPrefix}.done.${part.id}`);
+          return;
+        }
+        retry(message, 'settling a part failed; it will be delivered again', { shard, kind: part.kind, id: part.id, error });
         return;
       } finally {
         clearInterval(heartbeat);
