@@ -1,7 +1,7 @@
 // Runs every *.test.ts under src/ with node:test through tsx (Node 20 has no glob for --test).
 // The tests run the sources; the `tally` processes they start run dist/, so it is rebuilt first
 // when the sources are newer (scripts/build.mjs --if-stale).
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -67,13 +67,43 @@ const TEST_TIMEOUT_MS = 15 * 60_000;
 // running initdb (src/issuer/db/test-pglite-cluster.ts): the first to need it makes it here, for
 // the whole run.
 const shared = mkdtempSync(join(tmpdir(), 'tally-test-run-'));
+// $TALLY_TEST_TIMES=FILE also writes each file's time there, longest first, as JSON: the sum of
+// its top-level tests (scripts/test-times-reporter.mjs), which is how LONGEST above is kept.
+const times = process.env.TALLY_TEST_TIMES;
+const timeLines = join(shared, 'test-times.jsonl');
+const reporters = times === undefined || times === ''
+  ? ['--test-reporter=spec']
+  : ['--test-reporter=spec', '--test-reporter-destination=stdout', `--test-reporter=${fileURLToPath(new URL('./test-times-reporter.mjs', import.meta.url))}`, '--test-reporter-destination=/dev/null'];
+
+/** Sums the recorded test times per file into $TALLY_TEST_TIMES. */
+function writeTimes() {
+  let text = '';
+  try {
+    text = readFileSync(timeLines, 'utf8');
+  } catch {
+    // No test ended.
+  }
+  const byFile = new Map();
+  for (const line of text.split('\n').filter((l) => l !== '')) {
+    const { file, ms, failed } = JSON.parse(line);
+    const name = file.startsWith(process.cwd()) ? file.slice(process.cwd().length + 1) : file;
+    const row = byFile.get(name) ?? { file: name, ms: 0, tests: 0, failed: 0 };
+    row.ms += ms;
+    row.tests += 1;
+    row.failed += failed ? 1 : 0;
+    byFile.set(name, row);
+  }
+  const rows = [...byFile.values()].map((r) => ({ ...r, ms: Math.round(r.ms) })).sort((a, b) => b.ms - a.ms);
+  writeFileSync(times, `${JSON.stringify({ files: rows.length, ms: rows.reduce((sum, r) => sum + r.ms, 0), rows }, null, 1)}\n`);
+}
 let result;
 try {
   result = spawnSync(
     process.execPath,
-    ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=2', '--test-force-exit', `--test-timeout=${TEST_TIMEOUT_MS}`, ...files],
-    { stdio: 'inherit', env: { ...process.env, TALLY_TEST_PGLITE_CLUSTER: join(shared, 'pglite-cluster') } },
+    ['--import', 'tsx', '--test', ...reporters, '--test-concurrency=2', '--test-force-exit', `--test-timeout=${TEST_TIMEOUT_MS}`, ...files],
+    { stdio: 'inherit', env: { ...process.env, TALLY_TEST_PGLITE_CLUSTER: join(shared, 'pglite-cluster'), TALLY_TEST_TIMES_LINES: timeLines } },
   );
+  if (times !== undefined && times !== '') writeTimes();
 } finally {
   rmSync(shared, { recursive: true, force: true });
 }
