@@ -14,7 +14,7 @@ export { BODY_BYTES_MAX, ISSUANCE_ACCOUNT, RESERVE_ACCOUNT, requireChain } from 
 export type { SignatureCheck, SignaturePool } from './signature-pool.ts';
 
 // Settlement through the sharded intake on NATS JetStream (services.settleQueue), when the node has one.
-export { SETTLE_PART_BYTES_MAX, settlePartId, type SettleHandler, type SettlePart, type SettleQueue, type SettleWork } from './queue/settle-queue.ts';
+export { SETTLE_PART_BYTES_MAX, SETTLE_SHARDS_MAX, settlePartId, type SettleHandler, type SettlePart, type SettleQueue, type SettleWork } from './queue/settle-queue.ts';
 
 // Money between the node's databases (a node with shard databases, services.shardLedgers and services.crossings).
 export { sendAcross, type Crossing, type OutboxEntry, type Party } from './ledger/cross-shard.ts';
@@ -74,11 +74,12 @@ export {
   refusal,
   requestHash,
   storableText,
+  storedAnswer,
   validBody,
 } from './http/validate.ts';
 export { ApiProblem, type ApiErrorCode } from './http/problem.ts';
 export { formatMinor, transferJson } from './http/json.ts';
-export type { StoredResponse } from './ledger/idempotency.ts';
+export { storedResponse, type StoredResponse } from './ledger/idempotency.ts';
 export type { JsonValue } from './ledger/json.ts';
 
 // The database a scheme's queries run on.

@@ -84,17 +84,20 @@ export async function setup(backend: Backend, options: { schemes?: readonly Sche
   const receivers = node.credits === undefined || places === undefined ? undefined : await node.credits.receive(options.settle?.externalWorkers === true ? ['home'] : places);
   const app = createIssuerApp(node.services, options.schemes);
   const operator = { authorization: `Bearer ${node.services.identity.operatorToken}` };
-  const send = (method: string, path: string, init: { body?: unknown; headers?: Record<string, string>; raw?: string } = {}) =>
-    app.request(path, {
+  // `to`: another app over the same node (say, the node as it runs without its settlement intake).
+  const send = (method: string, path: string, init: { body?: unknown; headers?: Record<string, string>; raw?: string; to?: typeof app | undefined } = {}) =>
+    (init.to ?? app).request(path, {
       method,
       ...(init.raw !== undefined || init.body !== undefined ? { body: init.raw ?? JSON.stringify(init.body) } : {}),
       headers: { 'content-type': 'application/json', ...init.headers },
     });
-  const signed = (user: Signer, method: string, path: string, body?: unknown, extra: Record<string, string> = {}, nonce?: Uint8Array) => {
+  const signed = (user: Signer, method: string, path: string, body?: unknown, extra: Record<string, string> = {}, nonce?: Uint8Array, to?: typeof app) => {
     const text = body === undefined ? '' : JSON.stringify(body);
     const headers = signRequest({ signer: user, keyId: toHex(keyId(user.publicKey)), method, path, body: text, timestamp: clock, nonce });
-    return send(method, path, { ...(body === undefined ? {} : { raw: text }), headers: { ...headers, ...extra } });
+    return send(method, path, { ...(body === undefined ? {} : { raw: text }), headers: { ...headers, ...extra }, to });
   };
+  /** The node's app as it answers without its settlement intake (started again without --nats). */
+  const withoutIntake = () => createIssuerApp({ ...node.services, settleQueue: undefined }, options.schemes);
   let operatorCalls = 0;
   const asOperator = (method: string, path: string, body?: unknown) =>
     send(method, path, { ...(body === undefined ? {} : { body }), headers: { ...operator, 'idempotency-key': `operator-${++operatorCalls}-${Date.now()}` } });
@@ -112,7 +115,7 @@ export async function setup(backend: Backend, options: { schemes?: readonly Sche
     return ((await res.json()) as { balance: string }).balance;
   };
   return {
-    app, node, dataDir, send, signed, asOperator, operator, audit, register, balance,
+    app, node, dataDir, send, signed, withoutIntake, asOperator, operator, audit, register, balance,
     now: () => clock,
     tick: (ms: number) => { clock += ms; },
     async close() {

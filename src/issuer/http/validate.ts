@@ -13,7 +13,7 @@ import { SUITE_NAMES, SUITE_SIZES, suiteFor, type PublicKey } from '../../core/c
 import { isTallyError } from '../../core/errors.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { sqlState, type TransactionHandle } from '../db/database.ts';
-import type { StoredResponse } from '../ledger/idempotency.ts';
+import { storedResponse, type StoredResponse } from '../ledger/idempotency.ts';
 import type { LedgerResultCode } from '../ledger/result.ts';
 import { idempotencyKey } from './auth.ts';
 import type { IssuerEnv, IssuerServices } from './context.ts';
@@ -154,6 +154,15 @@ export function fitKey(full: string): string {
 
 function storedKey(callerId: string, key: string): string {
   return fitKey(`${callerId}:${key}`);
+}
+
+/**
+ * What `idempotent` stored in `scope` for this request (the caller's key and the request's hash),
+ * without running anything: undefined when nothing is stored, IDEMPOTENCY_CONFLICT's answer when
+ * the key holds another request.
+ */
+export function storedAnswer(services: IssuerServices, c: Context<IssuerEnv>, scope: string, callerId: string): Promise<StoredResponse | undefined> {
+  return storedResponse(services.db, scope, storedKey(callerId, idempotencyKey(c)), requestHash(c, callerId));
 }
 
 /** A stored error answer; stored bodies carry no details, so they stay plain JSON. */

@@ -244,6 +244,44 @@ for (const { backend, name, settle } of variants) {
       }
     });
 
+    test('a request re-sent across a restart that turned the intake on or off gets its first answer, and credits nothing twice', { skip: settle === undefined ? 'the node must settle through NATS for this one' : false }, async () => {
+      const n = await opsNode(backend);
+      const alice = await n.deviceClient();
+      const bob = await n.deviceClient();
+      try {
+        const carol = await n.plainClient();
+        for (const who of [alice, bob]) {
+          await n.mint(who, '50.00');
+          await n.deposit(who, '50.00');
+        }
+        const inline = n.h.withoutIntake();
+        const texts = (payments: readonly Payment[]) => ({ payments: payments.map((p) => toBase64url(encodePayment(p))) });
+        const sendTo = (to: typeof inline | undefined, payments: readonly Payment[], key: string) => n.h.signed(carol.user, 'POST', '/v1/ops/claims/bulk', texts(payments), { 'idempotency-key': key }, undefined, to);
+        // Settled by the node without its intake, sent again once it settles through NATS.
+        const first = [...(await payMany(alice.se, carol.certificate, [100n, 200n])), ...(await payMany(bob.se, carol.certificate, [300n]))];
+        const inlineAnswer = await answerOf(await sendTo(inline, first, 'bulk-mode-0001'));
+        assert.deepEqual(outcomes(inlineAnswer), ['credited', 'credited', 'credited']);
+        const transfers = (await n.h.audit()).transferCount;
+        const again = await sendTo(undefined, first, 'bulk-mode-0001');
+        assert.equal(again.headers.get('idempotent-replayed'), 'true');
+        assert.deepEqual(await answerOf(again), inlineAnswer);
+        assert.equal((await n.h.audit()).transferCount, transfers, 'nothing moved again');
+        await expectError(await sendTo(undefined, first.slice(0, 1), 'bulk-mode-0001'), 409, 'IDEMPOTENCY_CONFLICT');
+        // Settled through NATS in parts, sent again to the node without its intake: the parts' answers, merged as before.
+        const second = [...(await payMany(alice.se, carol.certificate, [400n])), ...(await payMany(bob.se, carol.certificate, [500n]))];
+        const sharded = await answerOf(await sendTo(undefined, second, 'bulk-mode-0002'));
+        assert.deepEqual(outcomes(sharded), ['credited', 'credited']);
+        const after = (await n.h.audit()).transferCount;
+        assert.deepEqual(await answerOf(await sendTo(inline, second, 'bulk-mode-0002')), sharded);
+        assert.equal((await n.h.audit()).transferCount, after, 'nothing moved again');
+        await expectError(await sendTo(inline, first, 'bulk-mode-0002'), 409, 'IDEMPOTENCY_CONFLICT');
+        assert.equal(await n.h.balance(carol), '15.00');
+        await assertBalanced(n);
+      } finally {
+        await n.close([alice, bob]);
+      }
+    });
+
     test('a thousand concurrent submissions of the same payment, with bulk claims and single claims among them, credit it once', async () => {
       const n = await opsNode(backend);
       const alice = await n.deviceClient();

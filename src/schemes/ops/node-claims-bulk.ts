@@ -39,7 +39,7 @@ import {
   type StoredResponse,
   type TransactionHandle,
 } from '../../issuer/plugin.ts';
-import { CLAIMS_BULK_PART_KIND, claimThroughShards } from './node-claims-shards.ts';
+import { CLAIMS_BULK_INLINE_SCOPE, CLAIMS_BULK_PART_KIND, claimInlineParts, claimsPartBody, claimThroughShards, plannedBefore } from './node-claims-shards.ts';
 import { CLAIM_PAYMENT_CHARS_MAX, claimerCertificate, presentClaim, settleClaim } from './node-claims.ts';
 import { judge, type Judged, type Refused } from './node-claims-judge.ts';
 import { OPS_FLOAT_ACCOUNT, answer, openCases } from './node-common.ts';
@@ -309,11 +309,15 @@ export function registerClaimsBulk(app: OpenAPIHono<IssuerEnv>, services: Issuer
     const body = validBody(c, bulkBody);
     // A node with a settlement intake settles through its shards' workers (node-claims-shards.ts).
     if (services.settleQueue !== undefined) return claimThroughShards(c, services, services.settleQueue, user, body.payments);
+    // Cut into parts by this node when it settled through an intake: the same parts settled here.
+    if (await plannedBefore(c, services, user)) {
+      return claimInlineParts(c, services, (part) => settleBulkPart(services, { id: part.id, requestHash: part.requestHash, ...claimsPartBody.parse(part.body) }), user, body.payments);
+    }
     const mine = await claimerCertificate(services, user.keyId);
     const peers = await peerIntermediaries(services);
     const { judged, refused: early } = await judge(services, body.payments, mine, peers);
     const requestTag = toBase64url(c.get('bodyHash').subarray(0, 12));
-    return idempotent(services, c, 'ops/claims/bulk', user.keyId, (tx) => settleJudged(tx, services, user, judged, early, body.payments.length, requestTag));
+    return idempotent(services, c, CLAIMS_BULK_INLINE_SCOPE, user.keyId, (tx) => settleJudged(tx, services, user, judged, early, body.payments.length, requestTag));
   });
 }
 

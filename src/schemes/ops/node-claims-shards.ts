@@ -8,7 +8,8 @@
  * (its plan): the same request sent again gets the same parts (even after the node's shard count
  * changed), which the stream drops as duplicates and which are answered from their stored
  * answers; another request under the same key is refused IDEMPOTENCY_CONFLICT before anything is
- * published.
+ * published. A request answered inline before the node settled through an intake keeps that
+ * answer, and one planned here is finished by a node without an intake (claimInlineParts).
  */
 import type { Context } from 'hono';
 import { z } from 'zod';
@@ -22,6 +23,9 @@ import {
   parseAmount,
   requestHash,
   settlePartId,
+  SETTLE_SHARDS_MAX,
+  storedAnswer,
+  storedResponse,
   type IssuerEnv,
   type IssuerServices,
   type JsonValue,
@@ -44,6 +48,9 @@ export const CLAIMS_PART_CHARS_MAX = 640_000;
 
 /** The scope of a request's plan (its parts' places) in the idempotency records. */
 export const CLAIMS_BULK_PLAN_SCOPE = 'ops/claims-bulk-plan';
+
+/** The scope of a bulk claim's record when a node without an intake settles it in one transaction. */
+export const CLAIMS_BULK_INLINE_SCOPE = 'ops/claims/bulk';
 
 const planBody = z.strictObject({ parts: z.array(z.strictObject({ shard: z.number().int().min(0), items: z.array(z.number().int().min(0)).min(1) })).min(1) });
 
@@ -100,6 +107,43 @@ export function claimsParts(queue: Pick<SettleQueue, 'shardOf'>, payments: reado
   return parts;
 }
 
+/**
+ * True when this request was cut into parts by a node that settled through an intake (it has a
+ * plan): a node without one settles those same parts (claimInlineParts), so the answer is the same.
+ * @throws ApiProblem IDEMPOTENCY_CONFLICT when the key's plan is another request's
+ */
+export async function plannedBefore(c: Context<IssuerEnv>, services: IssuerServices, user: { keyId: string }): Promise<boolean> {
+  const stored = await storedResponse(services.db, CLAIMS_BULK_PLAN_SCOPE, settlePartId(CLAIMS_BULK_PLAN_SCOPE, user.keyId, idempotencyKey(c)), requestHash(c, user.keyId));
+  if (stored === undefined) return false;
+  if (stored.status === 409) throw new ApiProblem('IDEMPOTENCY_CONFLICT', `idempotency key ${JSON.stringify(idempotencyKey(c))} was used for another request: use a new key for a new request`, {});
+  return true;
+}
+
+/**
+ * A request planned by a node that settled through an intake, answered by a node without one: the
+ * plan's parts settled here, one after another, each under its own record as a worker would
+ * (a part a worker settled before answers from its record), and merged as before.
+ */
+export function claimInlineParts(
+  c: Context<IssuerEnv>,
+  services: IssuerServices,
+  settle: (part: SettlePart) => Promise<StoredResponse>,
+  user: { keyId: string },
+  payments: readonly string[],
+): Promise<Response> {
+  const inline: Pick<SettleQueue, 'shards' | 'shardOf' | 'submit'> = {
+    shards: SETTLE_SHARDS_MAX,
+    // Never asked: the plan is stored, so the request is not cut again.
+    shardOf: () => 0,
+    submit: async (parts) => {
+      const answers: StoredResponse[] = [];
+      for (const part of parts) answers.push(await settle(part));
+      return answers;
+    },
+  };
+  return claimThroughShards(c, services, inline, user, payments);
+}
+
 /** A part's stored answer: what settleBulkPart answered, read back from its idempotency record. */
 const partAnswer = z.object({
   credited: z.number().int().min(0),
@@ -114,12 +158,16 @@ const partAnswer = z.object({
 export async function claimThroughShards(
   c: Context<IssuerEnv>,
   services: IssuerServices,
-  queue: SettleQueue,
+  queue: Pick<SettleQueue, 'shards' | 'shardOf' | 'submit'>,
   user: { keyId: string },
   payments: readonly string[],
 ): Promise<Response> {
   const key = idempotencyKey(c);
   const hash = requestHash(c, user.keyId);
+  // Settled in one transaction before the node settled through an intake (a restart with --nats
+  // between the request and its retry): that answer stands.
+  const inline = await storedAnswer(services, c, CLAIMS_BULK_INLINE_SCOPE, user.keyId);
+  if (inline !== undefined) return new Response(JSON.stringify(inline.body), { status: inline.status, headers: { 'content-type': 'application/json', 'idempotent-replayed': 'true' } });
   const planned = await services.ledger.withIdempotency(CLAIMS_BULK_PLAN_SCOPE, settlePartId(CLAIMS_BULK_PLAN_SCOPE, user.keyId, key), hash, async () => ({
     status: 200,
     body: { parts: claimsParts(queue, payments) },
