@@ -316,7 +316,8 @@ function heldStore(connection: NatsConnection, js: JetStreamClient, stream: stri
     return found;
   };
   return {
-    find: async (id: string): Promise<HeldPart | undefined> => (await get(id))?.held,
+    // A held stream someone deleted holds nothing: the part is waited for as any other.
+    find: async (id: string): Promise<HeldPart | undefined> => (await get(id).catch(() => undefined))?.held,
     list: async (): Promise<HeldPart[]> => (await all()).map((h) => h.held),
     release: async (ids: readonly string[] | 'all'): Promise<HeldPart[]> => {
       const chosen = ids === 'all' ? await all() : (await Promise.all([...new Set(ids)].map(get))).filter((h) => h !== undefined);
