@@ -1,7 +1,7 @@
 /**
  * GET /v1/health and GET /v1/info: what a wallet needs to know before it talks to the node (its
  * currency, certificates, suites and limits; its Ethereum chain when it runs one; what each scheme
- * shows of itself).
+ * shows of itself). GET /v1/settle/held: the operator's list of settlement parts held for them.
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { toBase64url } from '../../core/bytes.ts';
@@ -9,6 +9,8 @@ import { SUITE_NAMES } from '../../core/crypto/suite.ts';
 import { encodeCertificate } from '../../pki/certificate.ts';
 import { REQUEST_WINDOW_MS } from '../client/request-auth.ts';
 import { formatMinor } from './json.ts';
+import { requireOperator } from './auth.ts';
+import { ApiProblem } from './problem.ts';
 import { BODY_BYTES_MAX, type IssuerEnv, type IssuerServices } from './context.ts';
 import type { SchemeInfo, SchemeModule } from './scheme-module.ts';
 
@@ -49,8 +51,35 @@ const info = createRoute({
   },
 });
 
+const heldPart = z.object({
+  kind: z.string(),
+  id: z.string(),
+  shard: z.number().int(),
+  deliveries: z.number().int(),
+  error: z.string(),
+  heldAt: z.string(),
+});
+
+const held = createRoute({
+  method: 'get',
+  path: '/v1/settle/held',
+  description:
+    "The operator's list of settlement parts held on the node's NATS server: parts that failed on each of their deliveries for a reason of their own (a database that does not answer is waited out instead). Their requests answer 503 SETTLE_HELD until `tally settle release` puts them back. 404 on a node that settles inline (started without --nats).",
+  responses: {
+    200: { description: 'The held parts, oldest first', content: { 'application/json': { schema: z.object({ stream: z.string(), held: z.array(heldPart) }) } } },
+    404: { description: 'The node settles inline', content: { 'application/json': { schema: z.object({ error: z.object({ code: z.string(), message: z.string() }) }) } } },
+  },
+});
+
 /** Adds the node routes; `schemes` may show themselves in /v1/info. */
 export function registerNodeRoutes(app: OpenAPIHono<IssuerEnv>, services: IssuerServices, schemes: readonly SchemeModule[] = []): void {
+  app.openapi(held, async (c) => {
+    requireOperator(c.get('caller'));
+    const queue = services.settleQueue;
+    if (queue === undefined) throw new ApiProblem('NOT_FOUND', 'this node settles inline (it was started without --nats): no settlement part is ever held');
+    return c.json({ stream: queue.stream.replace(/^TALLY_SETTLE_/, 'TALLY_HELD_'), held: await queue.held() }, 200);
+  });
+
   app.openapi(health, async (c) => {
     await services.db.query('SELECT 1');
     return c.json({ status: 'ok' as const, database: services.db.kind }, 200);

@@ -89,6 +89,8 @@ export interface SettleQueue {
    * answered within `waitMs` (it stays in the stream and is settled when a worker gets to it).
    */
   submit(parts: readonly SettlePart[], waitMs?: number): Promise<Array<StoredResponse | undefined>>;
+  /** The parts held for the operator, oldest first. */
+  held(): Promise<HeldPart[]>;
 }
 
 /** A part held for the operator: its handler failed on every one of its deliveries. */
@@ -111,8 +113,6 @@ export interface SettleIntake extends SettleQueue {
   readonly ackWaitMs: number;
   /** The stream of held parts, e.g. `TALLY_HELD_1a2b3c4d5e6f`. */
   readonly heldStream: string;
-  /** The parts held for the operator, oldest first. */
-  held(): Promise<HeldPart[]>;
   /**
    * Puts held parts back on their shards' subjects (each under a new message id, so the stream
    * does not drop it as a duplicate), then takes them off the held stream; answers those released.

@@ -276,6 +276,13 @@ for (const { backend, name, settle } of variants) {
         assert.equal((await n.h.audit()).transferCount, after, 'nothing moved again');
         await expectError(await sendTo(inline, first, 'bulk-mode-0002'), 409, 'IDEMPOTENCY_CONFLICT');
         assert.equal(await n.h.balance(carol), '15.00');
+        // The operator's view of held parts: none here; refused to others; absent without an intake.
+        const held = await n.h.send('GET', '/v1/settle/held', { headers: n.h.operator });
+        assert.equal(held.status, 200, await held.clone().text());
+        assert.deepEqual(((await held.json()) as { held: unknown[] }).held, []);
+        await expectError(await n.h.send('GET', '/v1/settle/held'), 401, 'UNAUTHENTICATED');
+        await expectError(await n.h.signed(carol.user, 'GET', '/v1/settle/held'), 403, 'FORBIDDEN');
+        await expectError(await n.h.send('GET', '/v1/settle/held', { headers: n.h.operator, to: inline }), 404, 'NOT_FOUND');
         await assertBalanced(n);
       } finally {
         await n.close([alice, bob]);
