@@ -91,6 +91,7 @@ export async function payOffline(sim: ChainSim, payer: Party, payee: Party, amou
     if (random.chance(0.2)) sim.captured.txOffs.push(txOff);
     const sent = [txOff, ...resend];
     const delivery = carry(sim, { kind: 'pay', txOffs: sent }, 'pay');
+    const before = world.params.sabotage === 'credit-twice' ? await payee.el.clone() : null;
     const acks: SignedAck[] = [];
     acks.push(await receive(sim, payer, payee, txOff));
     for (const t of resend) {
@@ -125,6 +126,8 @@ export async function payOffline(sim: ChainSim, payer: Party, payee: Party, amou
         world.violated('conservation', `a payment of ${amount} moved ${worth(payerBefore) - worth(payerAfter)} from device ${payer.holder.device} and ${worth(payeeAfter) - worth(payeeBefore)} to device ${payee.holder.device}`);
       }
       recorder.count('payments.credited');
+      // A test-only broken step: the same tx_off taken by a copy of the payee's TEE made before it, as a wallet restored from a backup would.
+      if (before !== null) await receive(sim, payer, { ...payee, el: before }, txOff);
     }
     return ok ? 'paid' : 'refused';
   } catch (e) {
