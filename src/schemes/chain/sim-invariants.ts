@@ -63,6 +63,8 @@ export async function readChain(sim: ChainSim): Promise<void> {
     else if (e.eventName === 'Bound') judgeBinding(sim, e.args.account, e.args.enclave);
     else if (e.eventName === 'Frozen') world.recorder.count(`chain.frozen.${e.args.reason}`);
     else if (e.eventName === 'Voided' || e.eventName === 'Failed' || e.eventName === 'Duplicate') world.recorder.count(`chain.${e.eventName.toLowerCase()}`);
+    // Voided: a payment that reached no payee within the settlement window, given back to its payer.
+    if (e.eventName === 'Voided') world.recorder.count('payments.stranded');
   }
 }
 

@@ -89,6 +89,7 @@ export async function sync(sim: ChainSim, party: Party, interrupt = true): Promi
   const { world, node } = sim;
   const h = party.holder;
   sim.actions++;
+  world.recorder.count('syncs');
   await sim.chain.follow();
   await giveParams(sim, party);
   if (party.attack === null) await creditPending(sim, h);
