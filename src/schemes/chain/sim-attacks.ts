@@ -36,7 +36,7 @@ const FORGED_AMOUNT_MAX = 500n;
 const hex = (bytes: Uint8Array): `0x${string}` => `0x${toHex(bytes)}`;
 
 /** An extra device of `h` (a clone, a rolled-back copy) making payments for an attack of `kind`. */
-async function extra(sim: ChainSim, h: Holder, el: Element, kind: 'clone' | 'rollback'): Promise<void> {
+async function extra(sim: ChainSim, h: Holder, el: Element, kind: 'clone' | 'rollback', payments?: number): Promise<void> {
   const { world } = sim;
   const attack = world.recorder.attack(kind, h.device, 0n);
   const party: Party = { holder: h, el, attack };
@@ -44,7 +44,7 @@ async function extra(sim: ChainSim, h: Holder, el: Element, kind: 'clone' | 'rol
   (attack as { bound: bigint }).bound = await holding(sim, party);
   sim.duplicatingAttacks++;
   world.recorder.count(`attacks.${kind}`);
-  sim.extras.push({ party, left: 1 + world.random.below(ATTACK_PAYMENTS_MAX) });
+  sim.extras.push({ party, left: payments ?? 1 + world.random.below(ATTACK_PAYMENTS_MAX) });
 }
 
 async function rollback(sim: ChainSim, h: Holder): Promise<void> {
@@ -158,6 +158,16 @@ async function extractedKey(sim: ChainSim, h: Holder): Promise<void> {
   // The payee holds what no deposit will ever pay: the honest holder's loss.
   sim.lost += amount;
   recorder.loss(sim.lost);
+}
+
+/**
+ * A test-only broken step: an honest holder's TEE copied (as if the sim had picked the wrong
+ * holder), whose copy then pays. The chain proves the fork against an honest account, which the
+ * attribution invariant must refuse.
+ */
+export async function sabotageHonestClone(sim: ChainSim): Promise<void> {
+  const h = sim.holders.find((x) => !x.attacker) as Holder;
+  await extra(sim, h, await h.el.clone(), 'clone', ATTACK_PAYMENTS_MAX);
 }
 
 /** One attack by `h` (an attacker), of a kind drawn from the run's random source. */

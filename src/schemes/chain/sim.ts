@@ -20,7 +20,7 @@ import { encodeCertificate } from '../../pki/certificate.ts';
 import type { SimPlugin, SimWorld } from '../../sim/sim/plugin.ts';
 import { CHAIN_SCHEME } from './messages.ts';
 import { chainNodePart } from './node.ts';
-import { attack } from './sim-attacks.ts';
+import { attack, sabotageHonestClone } from './sim-attacks.ts';
 import { allParties, errorCode, partyOf, status, type ChainSim, type Holder, type Party } from './sim-context.ts';
 import { conservation, duplicating, readChain } from './sim-invariants.ts';
 import { payOffline } from './sim-offline.ts';
@@ -209,6 +209,7 @@ export const chainSim: SimPlugin = {
   async run(world: SimWorld) {
     const { params, random, clock, recorder } = world;
     const sim = await setup(world);
+    if (params.sabotage === 'honest-clone') await sabotageHonestClone(sim);
     const attackersWanted = sim.holders.filter((h) => h.attacker).length;
     let steps = 0;
     while (sim.paymentsMade < params.payments) {

@@ -75,6 +75,17 @@ test('chain: a payment credited by a second copy of its payee\'s TEE is caught b
   assert.match(report.violation?.message ?? '', /credited by a second TA/);
 });
 
+test('chain: a fork the chain proves against an honest account is caught by the attribution invariant', { timeout: 120_000 }, async () => {
+  // A test-only sabotage: an honest holder's TEE is copied and the copy pays; at the end the holder
+  // closes its account with the counter the copy used, the contract proves the fork and names the
+  // honest account, which the judge of the chain's evidence must refuse.
+  const chain = SCHEMES.find((s) => s.name === 'chain') as Scheme;
+  const report = await runSim(chain, { seed: 5, ...SMALL, payments: 10, sabotage: 'honest-clone' });
+  assert.equal(report.ok, false);
+  assert.equal(report.violation?.invariant, 'attribution');
+  assert.match(report.violation?.message ?? '', /which is no attacker's account/);
+});
+
 test('sim options: bad input is refused with what was expected', () => {
   assert.throws(() => simParameters({ devices: 'x' }), /--devices must be a whole number from 2/);
   assert.throws(() => simParameters({ attackers: '1.5' }), /--attackers must be a share from 0 to 1/);
