@@ -25,7 +25,7 @@ const SMALL = { devices: 6, payments: 40, attackers: 0.34, faults: 0.08, checkEv
  * anvil and every check reads the chain (the node's audit of the token and the contract), and the
  * end uploads everything twice around the settlement window and closes every account.
  */
-const PAYMENTS: Readonly<Record<string, number>> = { opera: 6, otp: 16, dotm: 40, chain: 12 };
+const PAYMENTS: Readonly<Record<string, number>> = { opera: 6, otp: 16, dotm: 40, chain: 8 };
 /** Seeds of the CI pass, per scheme (the long campaign runs thousands). */
 const CI_SEEDS = [1, 2];
 
