@@ -20,7 +20,7 @@
 import { toHex } from '../../core/bytes.ts';
 import { signerFromSecret } from '../../core/crypto/suite.ts';
 import { buildTxOff } from './tx-off.ts';
-import { committed, hashOf, mustNotCredit, partyOf, status, type ChainSim, type Element, type Holder, type Party } from './sim-context.ts';
+import { committed, hashOf, mustNotCredit, partyOf, roomy, status, type ChainSim, type Element, type Holder, type Party } from './sim-context.ts';
 import { holding } from './sim-invariants.ts';
 import { sync } from './sim-online.ts';
 import { ENCLAVE_KEY_LABEL } from './trusted-app.ts';
@@ -115,7 +115,7 @@ async function victimFor(sim: ChainSim, h: Holder): Promise<Party | null> {
   if (victims.length === 0) return null;
   const v = sim.world.random.pick(victims);
   const s = await status(v.el);
-  return s.outgoing + s.incoming < 48 ? partyOf(sim, v) : null;
+  return roomy(s) ? partyOf(sim, v) : null;
 }
 
 async function forge(sim: ChainSim, h: Holder): Promise<void> {

@@ -25,6 +25,17 @@ export const STEP_TIMEOUT_MS = 30_000;
 /** The share of SE crashes in a payment after which the wallet gives up; the others reopen and retry. */
 export const GIVE_UP_AFTER_CRASH = 0.25;
 
+/**
+ * Items (payments sent and received) a TA holds before its wallet reconciles first, or, offline,
+ * pays and takes no more: one session adds at most 1 + 8 resent, so a TA never holds more than
+ * one upload's worth (64) and its upload lists all it holds (the conservation invariant reads it).
+ */
+const ITEMS_BEFORE_SYNC = 48;
+/** Whether a TA has room for another session's items. */
+export function roomy(s: { outgoing: number; incoming: number }): boolean {
+  return s.outgoing + s.incoming < ITEMS_BEFORE_SYNC;
+}
+
 /** An account holder with a chain-tee device and an on-chain account of its own (the wallet's, for tokens and gas). */
 export interface Holder {
   readonly index: number;
@@ -84,7 +95,7 @@ export interface ChainSim {
   readonly credited: Map<string, Party>;
   /** Attacks whose payments an honest payee credited: a copy's must be found on chain. */
   readonly spentAttacks: Set<SimAttack>;
-  /** tx_offs and acks seen on the network, uploads sent, for the replay attack. */
+  /** tx_offs and acks seen on the network, for the replay attack. */
   readonly captured: { txOffs: TxOff[]; acks: SignedAck[] };
   /** Attacks that made a second device holding the same account (clone, rollback). */
   duplicatingAttacks: number;

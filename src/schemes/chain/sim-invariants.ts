@@ -29,7 +29,7 @@ export async function holding(sim: ChainSim, party: Party): Promise<bigint> {
   if (s.account === undefined || s.outgoing === 0) return held;
   const upload = await party.el.se.call('onchainUpdate', {});
   const own = upload.items.filter((i) => toHex(i.txOff.payment.payer) === toHex(upload.account));
-  // The sim keeps every TA below one upload's worth of items (sim.ts, ITEMS_BEFORE_SYNC), so the upload lists all it holds.
+  // The sim keeps every TA below one upload's worth of items (sim-context.ts, ITEMS_BEFORE_SYNC), so the upload lists all it holds.
   if (own.length !== s.outgoing) sim.world.violated('books', `device ${party.holder.device} lists ${own.length} of its ${s.outgoing} payments in its upload`);
   for (const { txOff, ack } of own) {
     const hash = hashOf(txOff);

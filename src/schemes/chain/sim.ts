@@ -21,7 +21,7 @@ import type { SimPlugin, SimWorld } from '../../sim/sim/plugin.ts';
 import { CHAIN_SCHEME } from './messages.ts';
 import { chainNodePart } from './node.ts';
 import { attack, sabotageHonestClone } from './sim-attacks.ts';
-import { allParties, errorCode, partyOf, status, type ChainSim, type Holder, type Party } from './sim-context.ts';
+import { allParties, errorCode, partyOf, roomy, status, type ChainSim, type Holder, type Party } from './sim-context.ts';
 import { conservation, duplicating, readChain } from './sim-invariants.ts';
 import { payOffline } from './sim-offline.ts';
 import { close, deposit, giveParams, sync, withdraw } from './sim-online.ts';
@@ -36,12 +36,6 @@ const DEPOSIT_MIN = 1_000n;
 const DEPOSIT_MAX = 5_000n;
 /** The largest payment, minor units. */
 const PAYMENT_MAX = 500n;
-/**
- * Items (payments sent and received) a TA holds before its wallet reconciles first, or, offline,
- * pays and takes no more: one session adds at most 1 + 8 resent, so a TA never holds more than
- * one upload's worth (64) and its upload lists all it holds (the conservation invariant reads it).
- */
-const ITEMS_BEFORE_SYNC = 48;
 /** Steps a run may take per payment before it is stuck (a liveness check). */
 const STEPS_PER_PAYMENT_MAX = 60;
 
@@ -123,11 +117,6 @@ async function setup(world: SimWorld): Promise<ChainSim> {
   conservation(sim);
   for (const h of sim.holders) await deposit(sim, h, random.bigint(DEPOSIT_MIN, DEPOSIT_MAX));
   return sim;
-}
-
-/** Whether a TA has room for another session's items. */
-function roomy(s: { outgoing: number; incoming: number }): boolean {
-  return s.outgoing + s.incoming < ITEMS_BEFORE_SYNC;
 }
 
 /** The next payment of a party, to another holder that can take it. */

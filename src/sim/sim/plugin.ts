@@ -1,8 +1,10 @@
 /**
  * The simulator's seam: what `tally sim` gives a scheme's simulation (a seeded random source, a
- * simulated clock, a real node on an in-memory database, in-process secure elements kept in memory,
- * an in-memory network with faults, the invariant checks and the report), and what a scheme gives
- * back (`SimPlugin`). A scheme's `sim.ts` imports only this file of the simulator.
+ * simulated clock, a real node on an in-memory database, a real Ethereum chain for a scheme that
+ * settles on one, in-process secure elements kept in memory, an in-memory network with faults, the
+ * invariant checks and the report, and the helpers every simulation uses to call a secure element
+ * under crashes and to carry a message), and what a scheme gives back (`SimPlugin`). A scheme's
+ * `sim.ts` imports only this file of the simulator.
  */
 import type { PublicKey, Signer, SuiteName } from '../../core/crypto/suite.ts';
 import type { CryptoProvider } from '../../core/crypto/suite.ts';
@@ -239,9 +241,9 @@ export function seRefusal(e: unknown): string | null {
 /**
  * A committing secure-element call that may die at a crash point (with probability `faults`): the
  * host is opened again and the same request id runs again, answered from the outbox when the crash
- * came after the commit. `giveUp` (0..1): how often the wallet gives up after the crash instead
- * (then `onGiveUp` answers what to throw).
- * @throws what `run` throws, or `onGiveUp()`'s error
+ * came after the commit. `giveUp.share` (0..1): how often the wallet gives up after the crash
+ * instead, throwing `giveUp.error()`.
+ * @throws what `run` throws, or `giveUp.error()`
  */
 export async function simCommitted<T>(world: SimWorld, el: Pick<SimElement<never>, 'crashAt' | 'reopen'>, run: (requestId: Uint8Array) => Promise<T>, giveUp: { share: number; error: () => Error } | null = null): Promise<T> {
   const { random, params, recorder } = world;

@@ -1,8 +1,9 @@
 /**
  * The world of one simulated run: a seeded random source, a simulated clock, the real issuer node
- * (openNode + createIssuerApp, requests through the app in memory) on an in-memory PGlite, secure
- * elements on the in-process host over memory storage and counters, an in-memory network with
- * faults, the invariants and the recorder. Nothing in it reads the wall clock or Math.random: the
+ * (openNode + createIssuerApp, requests through the app in memory) on an in-memory PGlite (and, for
+ * a scheme that settles on chain, the process's anvil: chain.ts), secure elements on the
+ * in-process host over memory storage and counters, an in-memory network with faults, the
+ * invariants and the recorder. Nothing in it reads the wall clock or Math.random: the
  * same seed makes the same choices (keys the node makes for itself and request nonces excepted,
  * which no choice and no figure of the report depends on).
  */
