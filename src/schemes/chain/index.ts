@@ -17,6 +17,7 @@ export const chain: Scheme = {
   wallet: { trustedApps: [{ scheme: 'chain', description: 'chain-tee trusted app (the enclave program), software build', ...CHAIN_TA_BUILD }] },
   cli: chainCli,
   bench: async (use) => use((await import('./bench.ts')).chainBench),
+  sim: async () => (await import('./sim.ts')).chainSim,
   common: async () => (await import('./bench-common.ts')).chainCommon,
   wire: async () => (await import('./wire.ts')).CHAIN_WIRE,
   trustedApp: async () => (await import('./trusted-app.ts')).chainTrustedApp,

@@ -123,7 +123,8 @@ export async function catchUpMints(services: IssuerServices): Promise<void> {
 export async function chainAudit(services: IssuerServices): Promise<SchemeAudit> {
   const { chain, deployment } = chainOf(services);
   const client = chain.publicClient;
-  const toBlock = await client.getBlockNumber();
+  // Not viem's cached block number (kept for a polling interval): mints recorded since would be counted against an older supply.
+  const toBlock = await client.getBlockNumber({ cacheTime: 0 });
   const at = { blockNumber: toBlock };
   const token = { address: deployment.token, abi: tallyTokenAbi } as const;
   const accounts = { address: deployment.contract, abi: offlineAccountsAbi } as const;

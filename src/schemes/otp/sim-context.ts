@@ -8,9 +8,7 @@
 import { toHex } from '../../core/bytes.ts';
 import type { Infer } from '../../core/codec.ts';
 import type { Signer } from '../../core/crypto/suite.ts';
-import { isTallyError } from '../../core/errors.ts';
-import { CRASH_POINTS } from '../../secure-element/secure-element.ts';
-import type { SimAttack, SimElement, SimNetwork, SimNode, SimSnapshot, SimWorld } from '../../sim/sim/plugin.ts';
+import { seRefusal, simCarry, simCommitted, type SimAttack, type SimElement, type SimNetwork, type SimNode, type SimSnapshot, type SimWorld } from '../../sim/sim/plugin.ts';
 import type { Params } from './messages.ts';
 import { sealedDigest, type Ack, type SealedCoin } from './transfer.ts';
 import type { otpTrustedApp, statusCodec } from './trusted-app.ts';
@@ -95,15 +93,8 @@ export function allParties(sim: OtpSim): Party[] {
   return [...sim.holders.map((h) => partyOf(sim, h)), ...sim.extras.map((x) => x.party)];
 }
 
-export function isCrash(e: unknown): boolean {
-  return e instanceof Error && e.name === 'SimulatedCrash';
-}
-
 /** The TA's refusal code of an SE_REJECTED, or null for any other error. */
-export function refusal(e: unknown): string | null {
-  if (isTallyError(e, 'SE_REJECTED')) return String(e.details.reason);
-  return null;
-}
+export const refusal = seRefusal;
 
 /** The error code of a node's refusal body. */
 export function errorCode(body: unknown): string {
@@ -130,37 +121,15 @@ export async function status(el: Element): Promise<Status> {
  * runs again (answered from the outbox when the crash came after the commit); inside an exchange
  * (`stage` given) the wallet gives up instead a share of the time: a cut.
  */
-export async function committed<T>(sim: OtpSim, el: Element, run: (requestId: Uint8Array) => Promise<T>, stage: string | null = null): Promise<T> {
-  const { random, params, recorder } = sim.world;
-  const requestId = random.bytes(16);
-  if (random.chance(params.faults)) {
-    el.crashAt(random.pick(CRASH_POINTS));
-    try {
-      return await run(requestId);
-    } catch (e) {
-      el.crashAt(null);
-      if (!isCrash(e)) throw e;
-      recorder.count('faults.se-crash');
-      await el.reopen();
-      if (stage !== null && random.chance(GIVE_UP_AFTER_CRASH)) throw new Cut(stage);
-    }
-  }
-  return run(requestId);
+export function committed<T>(sim: OtpSim, el: Element, run: (requestId: Uint8Array) => Promise<T>, stage: string | null = null): Promise<T> {
+  return simCommitted(sim.world, el, run, stage === null ? null : { share: GIVE_UP_AFTER_CRASH, error: () => new Cut(stage) });
 }
 
 /** One message between two devices: dropped, or late past the wallet's wait, cuts the exchange; answers whether a duplicate follows it. */
 export function carry(sim: OtpSim, message: Uint8Array, stage: string): { duplicated: boolean } {
-  const { clock, recorder } = sim.world;
-  const faults = sim.net.send(message, message.length);
-  const arrived = sim.net.drain();
-  const first = arrived[0];
-  if (faults.includes('dropped') || first === undefined) throw new Cut(stage);
-  if (first.at - clock.now() > STEP_TIMEOUT_MS) {
-    recorder.count('faults.timeout');
-    throw new Cut(stage);
-  }
-  clock.advance(first.at - clock.now());
-  return { duplicated: arrived.length > 1 };
+  const { arrived, duplicated } = simCarry(sim.world, sim.net, message, message.length, STEP_TIMEOUT_MS);
+  if (!arrived) throw new Cut(stage);
+  return { duplicated };
 }
 
 function stateOf(s: Status): string {

@@ -1,15 +1,19 @@
 /**
  * The simulator's seam: what `tally sim` gives a scheme's simulation (a seeded random source, a
- * simulated clock, a real node on an in-memory database, in-process secure elements kept in memory,
- * an in-memory network with faults, the invariant checks and the report), and what a scheme gives
- * back (`SimPlugin`). A scheme's `sim.ts` imports only this file of the simulator.
+ * simulated clock, a real node on an in-memory database, a real Ethereum chain for a scheme that
+ * settles on one, in-process secure elements kept in memory, an in-memory network with faults, the
+ * invariant checks and the report, and the helpers every simulation uses to call a secure element
+ * under crashes and to carry a message), and what a scheme gives back (`SimPlugin`). A scheme's
+ * `sim.ts` imports only this file of the simulator.
  */
-import type { PublicKey, Signer } from '../../core/crypto/suite.ts';
+import type { PublicKey, Signer, SuiteName } from '../../core/crypto/suite.ts';
 import type { CryptoProvider } from '../../core/crypto/suite.ts';
+import { isTallyError } from '../../core/errors.ts';
 import type { Certificate } from '../../pki/certificate.ts';
 import type { CrashPoint, SecureElement } from '../../secure-element/secure-element.ts';
 import type { CommandTable, TrustedApp } from '../../secure-element/trusted-app.ts';
-import type { DeviceLimits, SchemeModule } from '../../issuer/plugin.ts';
+import type { ChainClients, DeviceLimits, SchemeModule } from '../../issuer/plugin.ts';
+import { CRASH_POINTS } from '../../secure-element/secure-element.ts';
 
 /** A seeded pseudo-random source: every choice in a run is drawn from it. */
 export interface SimRandom {
@@ -82,8 +86,8 @@ export interface SimElement<C> {
   reopen(): Promise<void>;
   /** A second device with a copy of this one's storage and counter: a cloned secure element. */
   clone(): Promise<SimElement<C>>;
-  /** The key the trusted app signs with under `label`, as an attacker who extracted the device's master secret holds it. */
-  extractKey(label: string): Signer;
+  /** The key the trusted app signs with under `label` (Ed25519 unless `suite` says), as an attacker who extracted the device's master secret holds it. */
+  extractKey(label: string, suite?: SuiteName): Signer;
   /** A copy of the storage only, to restore later (the counter stays where it is). */
   snapshot(): SimSnapshot;
   /** Puts a snapshot's storage back and opens the host on it; answers the error code when the host refuses. */
@@ -160,6 +164,22 @@ export interface SimRecorder {
   loss(minor: bigint): void;
 }
 
+/**
+ * The Ethereum chain of a run (a scheme whose node part `usesChain`): a real anvil, the same empty
+ * chain at the start of every run, its block time set from the simulated clock.
+ */
+export interface SimChain {
+  readonly rpcUrl: string;
+  /** A client that reads the chain. */
+  readonly reader: ChainClients['publicClient'];
+  /** Brings the chain and the clock together: the next block is stamped at the simulated time, or the clock moves up to the latest block's. */
+  follow(): Promise<void>;
+  /** Gives `address` ether for gas (the dev chain's faucet). */
+  fund(address: `0x${string}`): Promise<void>;
+  /** Clients that read the chain and send as the account of secp256k1 key `secret`. */
+  clients(secret: Uint8Array): ChainClients;
+}
+
 /** What a scheme's simulation is handed. */
 export interface SimWorld {
   readonly params: SimParameters;
@@ -167,8 +187,10 @@ export interface SimWorld {
   readonly clock: SimClock;
   readonly provider: CryptoProvider;
   readonly recorder: SimRecorder;
-  /** Opens the run's node with the scheme's node part. */
+  /** Opens the run's node with the scheme's node part (on the run's chain when the part `usesChain`, its bank's chain key drawn from the seed). */
   openNode(scheme: SchemeModule): Promise<SimNode>;
+  /** The run's Ethereum chain (anvil started on first use in the process). */
+  chain(): Promise<SimChain>;
   /** Provisions a secure element of `app` whose master secret comes from the random source. */
   element<S, C extends CommandTable<S>>(app: TrustedApp<S, C>): Promise<SimElement<C>>;
   /** A new in-memory network. */
@@ -203,4 +225,58 @@ export class SimViolation extends Error {
     this.step = step;
     this.at = at;
   }
+}
+
+/** True for the crash a SimElement was told to die with. */
+export function isSimCrash(e: unknown): boolean {
+  return e instanceof Error && e.name === 'SimulatedCrash';
+}
+
+/** The trusted app's refusal code of an SE_REJECTED, or null for any other error. */
+export function seRefusal(e: unknown): string | null {
+  if (isTallyError(e, 'SE_REJECTED')) return String(e.details.reason);
+  return null;
+}
+
+/**
+ * A committing secure-element call that may die at a crash point (with probability `faults`): the
+ * host is opened again and the same request id runs again, answered from the outbox when the crash
+ * came after the commit. `giveUp.share` (0..1): how often the wallet gives up after the crash
+ * instead, throwing `giveUp.error()`.
+ * @throws what `run` throws, or `giveUp.error()`
+ */
+export async function simCommitted<T>(world: SimWorld, el: Pick<SimElement<never>, 'crashAt' | 'reopen'>, run: (requestId: Uint8Array) => Promise<T>, giveUp: { share: number; error: () => Error } | null = null): Promise<T> {
+  const { random, params, recorder } = world;
+  const requestId = random.bytes(16);
+  if (random.chance(params.faults)) {
+    el.crashAt(random.pick(CRASH_POINTS));
+    try {
+      return await run(requestId);
+    } catch (e) {
+      el.crashAt(null);
+      if (!isSimCrash(e)) throw e;
+      recorder.count('faults.se-crash');
+      await el.reopen();
+      if (giveUp !== null && random.chance(giveUp.share)) throw giveUp.error();
+    }
+  }
+  return run(requestId);
+}
+
+/**
+ * One message between two devices over `net`: answers whether it arrived within `timeoutMs` (the
+ * clock moved to its arrival) and whether a duplicate follows it; a dropped or late message did not.
+ */
+export function simCarry<T>(world: SimWorld, net: SimNetwork<T>, message: T, bytes: number, timeoutMs: number): { arrived: boolean; duplicated: boolean } {
+  const { clock, recorder } = world;
+  const faults = net.send(message, bytes);
+  const arrived = net.drain();
+  const first = arrived[0];
+  if (faults.includes('dropped') || first === undefined) return { arrived: false, duplicated: false };
+  if (first.at - clock.now() > timeoutMs) {
+    recorder.count('faults.timeout');
+    return { arrived: false, duplicated: false };
+  }
+  clock.advance(first.at - clock.now());
+  return { arrived: true, duplicated: arrived.length > 1 };
 }

@@ -11,6 +11,7 @@ import { SCHEMES } from '../../schemes/index.ts';
 import { simParameters } from './options.ts';
 import { runSim, withoutTimings, type SimReport } from './run.ts';
 import { closeSimDatabases } from './world.ts';
+import type { Scheme } from '../../schemes/scheme.ts';
 
 after(() => closeSimDatabases());
 
@@ -20,9 +21,11 @@ const SMALL = { devices: 6, payments: 40, attackers: 0.34, faults: 0.08, checkEv
  * anonymous BBS proofs and their checks in Stage 1, two messages a token), often cut and resumed.
  * A DOT-M payment is the nine steps (two secure-element commits on each side, every record of
  * every block verified) and every holder uploads and redeems everything at the end: 40 a seed
- * keep its pass at about 25 s on a loaded two-core machine.
+ * keep its pass at about 25 s on a loaded two-core machine. A chain-tee step talks to a real
+ * anvil and every check reads the chain (the node's audit of the token and the contract), and the
+ * end uploads everything twice around the settlement window and closes every account.
  */
-const PAYMENTS: Readonly<Record<string, number>> = { opera: 6, otp: 16, dotm: 40 };
+const PAYMENTS: Readonly<Record<string, number>> = { opera: 6, otp: 16, dotm: 40, chain: 8 };
 /** Seeds of the CI pass, per scheme (the long campaign runs thousands). */
 const CI_SEEDS = [1, 2];
 
@@ -61,6 +64,27 @@ for (const scheme of SCHEMES.filter((s) => s.sim !== undefined)) {
     assert.equal(report.violation?.replay, `tally sim --scheme ${scheme.name} --seed 5 --devices 6 --payments 10 --attackers 0.34 --faults 0.08`);
   });
 }
+
+test('chain: a payment credited by a second copy of its payee\'s TEE is caught by the credited-once invariant', { timeout: 120_000 }, async () => {
+  // A test-only sabotage: after a payment, the same tx_off goes to a copy of the payee's TEE, which
+  // credits it (nothing offline can tell two copies apart); the books must refuse a second credit.
+  const chain = SCHEMES.find((s) => s.name === 'chain') as Scheme;
+  const report = await runSim(chain, { seed: 5, ...SMALL, payments: 10, sabotage: 'credit-twice' });
+  assert.equal(report.ok, false);
+  assert.equal(report.violation?.invariant, 'credited-once');
+  assert.match(report.violation?.message ?? '', /credited by a second TA/);
+});
+
+test('chain: a fork the chain proves against an honest account is caught by the attribution invariant', { timeout: 120_000 }, async () => {
+  // A test-only sabotage: an honest holder's TEE is copied and the copy pays; at the end the holder
+  // closes its account with the counter the copy used, the contract proves the fork and names the
+  // honest account, which the judge of the chain's evidence must refuse.
+  const chain = SCHEMES.find((s) => s.name === 'chain') as Scheme;
+  const report = await runSim(chain, { seed: 5, ...SMALL, payments: 10, sabotage: 'honest-clone' });
+  assert.equal(report.ok, false);
+  assert.equal(report.violation?.invariant, 'attribution');
+  assert.match(report.violation?.message ?? '', /which is no attacker's account/);
+});
 
 test('sim options: bad input is refused with what was expected', () => {
   assert.throws(() => simParameters({ devices: 'x' }), /--devices must be a whole number from 2/);

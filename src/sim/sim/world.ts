@@ -1,8 +1,9 @@
 /**
  * The world of one simulated run: a seeded random source, a simulated clock, the real issuer node
- * (openNode + createIssuerApp, requests through the app in memory) on an in-memory PGlite, secure
- * elements on the in-process host over memory storage and counters, an in-memory network with
- * faults, the invariants and the recorder. Nothing in it reads the wall clock or Math.random: the
+ * (openNode + createIssuerApp, requests through the app in memory) on an in-memory PGlite (and, for
+ * a scheme that settles on chain, the process's anvil: chain.ts), secure elements on the
+ * in-process host over memory storage and counters, an in-memory network with faults, the
+ * invariants and the recorder. Nothing in it reads the wall clock or Math.random: the
  * same seed makes the same choices (keys the node makes for itself and request nonces excepted,
  * which no choice and no figure of the report depends on).
  */
@@ -12,7 +13,11 @@ import { join } from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { currency, type Currency } from '../../core/amount.ts';
 import { fromBase64url, toBase64url, toHex } from '../../core/bytes.ts';
-import { signerFromSecret, type Signer } from '../../core/crypto/suite.ts';
+import { signerFromSecret, type Signer, type SuiteName } from '../../core/crypto/suite.ts';
+import { ethereumAddress } from '../../core/crypto/ethereum.ts';
+import { bankChainKeyFile } from '../../issuer/chain/bank-key.ts';
+import { writeKeyFile } from '../../issuer/identity/keystore.ts';
+import { loadOrCreateIdentity } from '../../issuer/identity/node-identity.ts';
 import { signRequest } from '../../issuer/client/request-auth.ts';
 import type { Database } from '../../issuer/db/database.ts';
 import { pgliteDatabase } from '../../issuer/db/pglite.ts';
@@ -31,7 +36,8 @@ import type { CrashPoint } from '../../secure-element/secure-element.ts';
 import type { CommandTable, TrustedApp } from '../../secure-element/trusted-app.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { Rng } from '../fuzz/random.ts';
-import { SimViolation, type SimAttack, type SimAudit, type SimClock, type SimElement, type SimFault, type SimMessage, type SimNetwork, type SimNode, type SimParameters, type SimRandom, type SimRecorder, type SimSnapshot, type SimWorld } from './plugin.ts';
+import { closeSimChain, openSimChain } from './chain.ts';
+import { SimViolation, type SimAttack, type SimChain, type SimAudit, type SimClock, type SimElement, type SimFault, type SimMessage, type SimNetwork, type SimNode, type SimParameters, type SimRandom, type SimRecorder, type SimSnapshot, type SimWorld } from './plugin.ts';
 
 /** The currency of simulated nodes. */
 export const SIM_CURRENCY: Currency = currency('EUR', 2);
@@ -115,9 +121,10 @@ async function giveBack(pg: PGlite): Promise<void> {
   }
 }
 
-/** Closes the databases kept for later runs; call it when no more runs follow. */
+/** Closes the databases kept for later runs, and stops the process's chain; call it when no more runs follow. */
 export async function closeSimDatabases(): Promise<void> {
   for (const pg of idle.splice(0)) await pg.close();
+  await closeSimChain();
 }
 
 /** A Database whose close() leaves the database open: the node process restarts, the database server does not. */
@@ -151,6 +158,7 @@ export function makeWorld(params: SimParameters, onStep: StepListener): World {
   const closers: Array<() => Promise<void>> = [];
   let steps = 0;
   let calls = 0;
+  let chain: SimChain | null = null;
 
   const world: World = {
     params,
@@ -167,9 +175,21 @@ export function makeWorld(params: SimParameters, onStep: StepListener): World {
         await giveBack(pg);
         await rm(dataDir, { recursive: true, force: true });
       });
+      let rpcUrl: string | undefined;
+      if (scheme.usesChain === true) {
+        // The bank's chain key from the seed, so that it deploys the same contracts at the same addresses each run; gas from the dev chain.
+        const onChain = await world.chain();
+        const suite = nodeProvider.suites.secp256k1;
+        const secretKey = random.bytes(32);
+        // The node's identity first (as its first start would make it), then the bank's chain key beside it.
+        await loadOrCreateIdentity({ dataDir, passphrase: SIM_PASSPHRASE, provider: nodeProvider, currency: SIM_CURRENCY, now: clock.now() });
+        await writeKeyFile(bankChainKeyFile(dataDir), { suite, secretKey }, SIM_PASSPHRASE);
+        await onChain.fund(`0x${toHex(ethereumAddress({ suite: 'secp256k1', key: suite.publicKey(secretKey) }))}`);
+        rpcUrl = onChain.rpcUrl;
+      }
       const open = async () => {
         // Identifiers the node makes (DOT-M's serials) come from the seed: a trusted app breaks ties between equal blocks by serial.
-        const node = await openNode({ dataDir, db: surviving(db), provider: nodeProvider, currency: SIM_CURRENCY, env: { TALLY_NODE_PASSPHRASE: SIM_PASSPHRASE }, now: clock.now, identifiers: (length) => random.bytes(length), schemes: [scheme] });
+        const node = await openNode({ dataDir, db: surviving(db), provider: nodeProvider, currency: SIM_CURRENCY, env: { TALLY_NODE_PASSPHRASE: SIM_PASSPHRASE }, now: clock.now, identifiers: (length) => random.bytes(length), schemes: [scheme], ...(rpcUrl === undefined ? {} : { chain: { rpcUrl } }) });
         return { node, app: createIssuerApp(node.services, [scheme]) };
       };
       let current = await open();
@@ -240,6 +260,10 @@ export function makeWorld(params: SimParameters, onStep: StepListener): World {
         },
       };
     },
+    async chain(): Promise<SimChain> {
+      chain ??= await openSimChain(clock);
+      return chain;
+    },
     async element<S, C extends CommandTable<S>>(app: TrustedApp<S, C>): Promise<SimElement<C>> {
       const storage = new MemoryStorage();
       await storage.createMaster(random.bytes(MASTER_SECRET_BYTES));
@@ -300,10 +324,10 @@ export function makeWorld(params: SimParameters, onStep: StepListener): World {
       async clone() {
         return elementOn(app, storageNow.clone(), counter.clone(), false);
       },
-      extractKey(label) {
+      extractKey(label, suite: SuiteName = 'ed25519') {
         const master = storageNow.master;
         if (master === null) throw new Error('the element has no master secret');
-        return deriveDeviceKeys(master, nodeProvider, nodeSealing).signer(app.name, label, 'ed25519');
+        return deriveDeviceKeys(master, nodeProvider, nodeSealing).signer(app.name, label, suite);
       },
       snapshot() {
         return { kind: 'sim-snapshot', storage: storageNow.clone() } as SimSnapshot;
