@@ -25,18 +25,27 @@ async function lastSeq(n: DotmNode, p: DotmParty): Promise<number> {
 
 for (const backend of testBackends()) {
   describe(`DOT-M uploads of several events on ${backend.kind}`, { skip: backend.skip }, () => {
-    test('one upload: two payments of different blocks, then one from a clone of the first block: the double spend is found and P named', async () => {
+    test('one upload: two payments of different blocks, then a payment from the first block again; a clone spent that block before: P named', async () => {
       const n = await dotmNode(backend);
       try {
         const p = await n.party('payer');
         const q = await n.party('other');
         const r = await n.party('payee', '0');
+        const x = await n.party('third', '0');
+        const y = await n.party('clone-payee', '0');
         await n.withdraw(p, '10.00');
         await n.withdraw(q, '10.00');
         const clone = await n.cloneSe(p);
+        // The clone pays 6.00 of P's block first, and its payee uploads.
+        await n.pay({ se: clone }, y, 600n);
+        assert.deepEqual((await n.sync(y)).findings, []);
         await n.pay(p, r, 600n);
         await n.pay(q, r, 300n);
-        await n.pay({ se: clone }, r, 600n);
+        await n.pay(r, x, 500n);
+        const log = (await r.se.call('events', {})).events;
+        const serials = log.map((e) => e.body.parts.map((part) => part.block.presentation.serial));
+        assert.deepEqual(log.map((e) => e.body.kind), ['received', 'received', 'sent']);
+        assert.deepEqual(serials[2], serials[0], 'R pays from the block P paid it');
 
         // Events 1 and 2 share nothing (one run); event 3 is under event 1's serial (the next run).
         const synced = await n.sync(r);
@@ -48,15 +57,16 @@ for (const backend of testBackends()) {
         const wallet = (await (await n.h.signed(p.user, 'GET', `/v1/dotm/wallets/${p.wallet}`)).json()) as { revoked: boolean };
         assert.equal(wallet.revoked, true);
         assert.equal(await lastSeq(n, r), 3);
+        for (const who of [q, x]) assert.deepEqual((await n.sync(who)).findings, []);
 
-        // R gives up the three copies: the first copy of P's block and Q's are credited, the clone's is not.
-        const redeemed = await n.redeem(r, 1500n);
-        assert.deepEqual([redeemed.results[0]?.status, redeemed.results[0]?.code, redeemed.results[0]?.credited], ['refused', 'DOUBLE_SPEND', '9.00']);
-        assert.equal(await n.balanceMinor(r), 900n);
-        assert.deepEqual((await n.sync(q)).findings, []);
+        // Redemptions: R's change and Q's copy, then X's 5.00 fit what P's block holds; the clone's payee comes last and is refused.
+        assert.equal((await n.redeem(r, 400n)).results[0]?.credited, '4.00');
+        assert.equal((await n.redeem(x, 500n)).results[0]?.credited, '5.00');
+        const late = await n.redeem(y, 600n);
+        assert.deepEqual([late.results[0]?.status, late.results[0]?.code, late.results[0]?.credited], ['refused', 'DOUBLE_SPEND', '0.00']);
         const fraud = (await (await n.h.send('GET', '/v1/dotm/fraud', { headers: n.h.operator })).json()) as { findings: { kind: string; culprit: string }[] };
         assert.deepEqual(fraud.findings.map((f) => [f.kind, f.culprit]), [['overspent', p.userKeyId]]);
-        await n.conservation([p.se, q.se, r.se]);
+        await n.conservation([p.se, q.se, r.se, x.se, y.se]);
       } finally {
         await n.close();
       }
