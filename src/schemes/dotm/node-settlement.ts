@@ -22,7 +22,7 @@
  * credited at or below it: whatever wallets upload, a serial never pays out more than its value.
  * Runs inside the caller's transaction, with the wallet's row and every touched serial locked.
  * The parts live in node-settlement-model.ts, node-tree.ts, node-findings.ts,
- * node-credits.ts and node-holdings.ts.
+ * node-credits.ts, node-holdings.ts and node-settlement-batch.ts (independent events in one run).
  */
 import { assert } from '../../core/assert.ts';
 import { equalBytes, toHex } from '../../core/bytes.ts';
