@@ -6,7 +6,8 @@ import type { EventBody, EventKind } from './online.ts';
 import { DOTM_FLOAT_ACCOUNT, type DotmWallet } from './node-settlement-model.ts';
 import { type Path, addPending, creditable, currentOf, nodesOf, viewNode, writeCredits } from './node-tree.ts';
 
-interface TransactionRow {
+/** A transaction as both sides reported it (dotm_transactions). */
+export interface TransactionRow {
   transaction: Uint8Array;
   amount: bigint;
   payer_wallet: string | null;
@@ -18,7 +19,7 @@ interface TransactionRow {
 }
 
 /** Which column of dotm_transactions each event kind fills, and which side reports it. */
-const REPORTS = {
+export const REPORTS = {
   sent: { seq: 'sent_seq', side: 'payer_wallet' },
   abandoned: { seq: 'abandoned_seq', side: 'payer_wallet' },
   received: { seq: 'received_seq', side: 'payee_wallet' },

@@ -6,11 +6,12 @@
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { fromHex, toBase64url, toHex } from '../../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
-import { signRecord, verifyRecord } from '../../core/crypto/record.ts';
+import { signedBytes, signRecord } from '../../core/crypto/record.ts';
+import { suiteFor } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { ApiProblem, base64urlOf, currentRevocationList, decodeField, errorBody, formatMinor, idempotent, json, keyIdHex, refusal, requireOperator, requireUser, validBody, type IssuerEnv, type IssuerServices, type JsonValue } from '../../issuer/plugin.ts';
 import { EVENT_ACK_TAG, EVENT_TAG, eventAckBodyWire, eventBodyWire, walletEventCodec, type EventAckBody, type WalletEvent } from './online.ts';
-import { listFindings, readWallet, settleEvents, type DotmFinding, type EventResult } from './node-settlement.ts';
+import { listFindings, readWallet, settleEvents, type DotmFinding, type DotmWallet, type EventResult } from './node-settlement.ts';
 import { answer, schemeRefusal } from './node-common.ts';
 import { settlementContext } from './node-interbank.ts';
 
@@ -130,9 +131,26 @@ function findingJson(services: IssuerServices, f: DotmFinding): z.infer<typeof f
   };
 }
 
+/**
+ * The place of the first event not written for this wallet or not signed with its key, or
+ * undefined when all are. Ed25519 signatures are checked in the node's worker threads
+ * (services.signatures), which take a key known good: the wallet key passed the provider's checks
+ * when the wallet registered (its proof of possession). One they refuse is checked again by the
+ * provider, whose answer stands (signature-pool.ts); other suites are checked here.
+ */
+async function firstUnsigned(services: IssuerServices, wallet: DotmWallet, events: readonly WalletEvent[]): Promise<number | undefined> {
+  const { suite, key } = wallet.walletKey;
+  const messages = events.map((e) => signedBytes(EVENT_TAG, eventBodyWire(e.body)));
+  const accepted = suite === 'ed25519' ? await services.signatures.verifyEd25519(events.map((e, k) => ({ publicKey: key, message: messages[k] as Uint8Array, signature: e.signature }))) : events.map(() => false);
+  const index = events.findIndex(
+    (e, k) => toHex(e.body.wallet) !== wallet.walletKeyId || (accepted[k] !== true && !suiteFor(services.provider, suite).verify(key, e.signature, messages[k] as Uint8Array)),
+  );
+  return index === -1 ? undefined : index;
+}
+
 /** Adds `POST /events`, `GET /wallets/{keyId}` and `GET /fraud`. */
 export function registerEvents(app: OpenAPIHono<IssuerEnv>, services: IssuerServices): void {
-  const { identity, provider } = services;
+  const { identity } = services;
 
   app.openAPIRegistry.registerPath(eventsRoute);
   app.post(eventsRoute.path, async (c) => {
@@ -147,11 +165,8 @@ export function registerEvents(app: OpenAPIHono<IssuerEnv>, services: IssuerServ
       const wallet = await readWallet(tx, body.wallet, { lock: true });
       if (wallet === null || wallet.accountId !== caller.accountId) return refusal('DEVICE_UNKNOWN', `the caller has no DOT-M wallet ${body.wallet}`);
       // Every event must come from the wallet's secure element before any of them is taken.
-      for (const [k, event] of events.entries()) {
-        if (toHex(event.body.wallet) !== wallet.walletKeyId || !verifyRecord(provider, wallet.walletKey, EVENT_TAG, eventBodyWire(event.body), event.signature)) {
-          return refusal('SIGNATURE_INVALID', `body.events.${k} is not signed by wallet ${wallet.walletKeyId}`);
-        }
-      }
+      const unsigned = await firstUnsigned(services, wallet, events);
+      if (unsigned !== undefined) return refusal('SIGNATURE_INVALID', `body.events.${unsigned} is not signed by wallet ${wallet.walletKeyId}`);
       const outcome = await settleEvents(tx, services, await settlementContext(services, tx, { accountKeyId: caller.keyId }), wallet, events);
       if (!outcome.ok) return schemeRefusal(409, outcome.code, outcome.message);
       const ackBody: EventAckBody = { wallet: fromHex(wallet.walletKeyId), upTo: outcome.lastSeq, time: services.now() };

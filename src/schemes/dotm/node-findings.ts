@@ -2,7 +2,7 @@
 import { fromHex, toHex } from '../../core/bytes.ts';
 import { revokeCertificate, type Queryable, type TransactionHandle } from '../../issuer/plugin.ts';
 import type { DotmFinding, FindingKind, SettlementContext } from './node-settlement-model.ts';
-import { viewNodes } from './node-tree.ts';
+import { viewNodes, type NodeView } from './node-tree.ts';
 
 /** Revokes ucert and wcert of the wallet of `userKeyId` (if registered here); answers its key id. */
 async function revokeUser(tx: TransactionHandle, ctx: SettlementContext, userKeyId: string, reason: string): Promise<string | null> {
@@ -44,7 +44,14 @@ export async function checkNode(tx: TransactionHandle, ctx: SettlementContext, d
 
 /** checkNode at several nodes, read in one statement; answers the findings made, in the nodes' order. */
 export async function checkNodes(tx: TransactionHandle, ctx: SettlementContext, digests: readonly Uint8Array[]): Promise<DotmFinding[]> {
-  const views = await viewNodes(tx, digests);
+  return findingsAt(tx, ctx, await viewNodes(tx, digests), digests);
+}
+
+/**
+ * checkNode at several nodes from views already read (viewNodes, after every write that touched
+ * them); answers the findings made, in the nodes' order. A digest without a view is skipped.
+ */
+export async function findingsAt(tx: TransactionHandle, ctx: SettlementContext, views: ReadonlyMap<string, NodeView>, digests: readonly Uint8Array[]): Promise<DotmFinding[]> {
   const findings: DotmFinding[] = [];
   const seen = new Set<string>();
   for (const digest of digests) {

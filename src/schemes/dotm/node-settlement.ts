@@ -22,7 +22,7 @@
  * credited at or below it: whatever wallets upload, a serial never pays out more than its value.
  * Runs inside the caller's transaction, with the wallet's row and every touched serial locked.
  * The parts live in node-settlement-model.ts, node-tree.ts, node-findings.ts,
- * node-credits.ts and node-holdings.ts.
+ * node-credits.ts, node-holdings.ts and node-settlement-batch.ts (independent events in one run).
  */
 import { assert } from '../../core/assert.ts';
 import { equalBytes, toHex } from '../../core/bytes.ts';
@@ -34,19 +34,30 @@ import { reportTransaction, settleRedemption, settleRefund } from './node-credit
 import { checkNodes, openFinding } from './node-findings.ts';
 import { type DotmFinding, type DotmWallet, type EventResult, type SettleOutcome, type SettlementContext, eventDigest } from './node-settlement-model.ts';
 import { type LockedBlocks, type Path, checkEvent, currentOf, insertPath, issuedHere, lockSerials } from './node-tree.ts';
+import { Run, batchable, linkTransaction, serialsOf, settleRun, transactionLinks } from './node-settlement-batch.ts';
 
-/** Processes the next event of the wallet's log (its seq is last_seq + 1). */
-async function settleEvent(tx: TransactionHandle, services: IssuerServices, ctx: SettlementContext, locked: LockedBlocks, wallet: DotmWallet, event: WalletEvent): Promise<{ result: EventResult; findings: DotmFinding[] }> {
+/**
+ * The checks of the next event that need no write: checkEvent, and that this node issued every
+ * serial it settles here. Answers the refusal, or the paths with which of them are other banks'.
+ */
+function planEvent(ctx: SettlementContext, locked: LockedBlocks, wallet: DotmWallet, event: WalletEvent): { paths: Path[]; foreign: boolean[] } | EventResult {
   const { body } = event;
   const checked = checkEvent(ctx, wallet, body);
-  if (!('paths' in checked)) return { result: { seq: body.seq, status: 'refused', ...checked }, findings: [] };
+  if (!('paths' in checked)) return { seq: body.seq, status: 'refused', ...checked };
   // Several operators: a copy of another bank's block is settled by that bank, which keeps its
   // serial's tree; here it takes no place in the tree (node-interbank.ts).
   const foreign = checked.paths.map((p) => isForeign(ctx, p));
-  const paths = checked.paths.filter((_p, k) => !foreign[k]);
-  for (const path of paths) {
-    if (!issuedHere(locked, path)) return { result: { seq: body.seq, status: 'refused', code: 'PAYMENT_INVALID', message: `serial ${toHex(path.serial)} was not issued by this node` }, findings: [] };
+  for (const [k, path] of checked.paths.entries()) {
+    if (!foreign[k] && !issuedHere(locked, path)) return { seq: body.seq, status: 'refused', code: 'PAYMENT_INVALID', message: `serial ${toHex(path.serial)} was not issued by this node` };
   }
+  return { paths: checked.paths, foreign };
+}
+
+/** Processes the next event of the wallet's log (its seq is last_seq + 1), planned by planEvent. */
+async function settleEvent(tx: TransactionHandle, services: IssuerServices, ctx: SettlementContext, wallet: DotmWallet, event: WalletEvent, checked: { paths: Path[]; foreign: boolean[] }): Promise<{ result: EventResult; findings: DotmFinding[] }> {
+  const { body } = event;
+  const { foreign } = checked;
+  const paths = checked.paths.filter((_p, k) => !foreign[k]);
   let claims: string[] | undefined;
   if (body.kind === 'redeemed' && foreign.some((f) => f)) {
     const copies = checked.paths.flatMap((path, part) => (foreign[part] ? [{ path, part }] : []));
@@ -169,7 +180,9 @@ async function recordEvents(tx: TransactionHandle, wallet: DotmWallet, taken: re
 /**
  * §3.3.4: takes a wallet's uploaded events in order (the wallet's row locked by the caller, the
  * events' signatures checked). Events up to last_seq are duplicates (or clone evidence); the rest
- * must continue the log without a gap, or nothing changes.
+ * must continue the log without a gap, or nothing changes. Consecutive transaction events that
+ * touch no serial or tsn in common settle as one run (node-settlement-batch.ts); the others, and
+ * any that a run cannot take, one at a time, in the log's order.
  */
 export async function settleEvents(tx: TransactionHandle, services: IssuerServices, ctx: SettlementContext, wallet: DotmWallet, events: readonly WalletEvent[]): Promise<SettleOutcome> {
   const next = events.find((e) => e.body.seq > wallet.lastSeq);
@@ -177,24 +190,55 @@ export async function settleEvents(tx: TransactionHandle, services: IssuerServic
     return { ok: false, code: 'SEQUENCE_GAP', message: `event ${next.body.seq} does not follow ${wallet.lastSeq}, the last event taken from this wallet: upload from event ${wallet.lastSeq + 1} on` };
   }
   const locked = await lockSerials(tx, events.flatMap((e) => e.body.parts.map((p) => p.block.presentation.serial)));
-  const results: EventResult[] = [];
-  const findings: DotmFinding[] = [];
-  const taken: TakenEvent[] = [];
+  const fresh = events.filter((e) => e.body.seq > wallet.lastSeq && e.body.kind !== 'redeemed');
+  const links = await transactionLinks(tx, locked, fresh.map((e) => e.body.tsn));
+  const outcomes: Array<{ result: EventResult; findings: DotmFinding[] } | undefined> = events.map(() => undefined);
+  const run = new Run();
+  const settleHeld = async () => {
+    const held = run.take();
+    const done = await settleRun(tx, ctx, wallet, held);
+    held.forEach((item, k) => {
+      outcomes[item.index] = done[k];
+    });
+  };
+  const digests = events.map(eventDigest);
   let lastSeq = wallet.lastSeq;
-  for (const event of events) {
-    const digest = eventDigest(event);
+  for (const [index, event] of events.entries()) {
+    const digest = digests[index] as Uint8Array;
     if (event.body.seq <= lastSeq) {
-      const repeat = await settleRepeat(tx, ctx, locked, wallet, event, digest);
-      results.push(repeat.result);
-      findings.push(...repeat.findings);
+      await settleHeld();
+      outcomes[index] = await settleRepeat(tx, ctx, locked, wallet, event, digest);
       continue;
     }
     assert(event.body.seq === lastSeq + 1, 'the caller passes consecutive events');
-    const done = await settleEvent(tx, services, ctx, locked, wallet, event);
-    taken.push({ event, digest, result: done.result });
+    lastSeq = event.body.seq;
+    const planned = planEvent(ctx, locked, wallet, event);
+    // A refusal without a write is decided now, whatever the run holds.
+    if (!('paths' in planned)) {
+      outcomes[index] = { result: planned, findings: [] };
+      continue;
+    }
+    const { paths, foreign } = planned;
+    if (event.body.kind !== 'redeemed') linkTransaction(links, toHex(event.body.tsn), serialsOf(paths.filter((_p, k) => !foreign[k])));
+    if (batchable(event, paths, locked, links, foreign)) {
+      const item = { event, paths };
+      if (!run.admits(item)) await settleHeld();
+      run.add(item, index);
+      continue;
+    }
+    await settleHeld();
+    outcomes[index] = await settleEvent(tx, services, ctx, wallet, event, planned);
+  }
+  await settleHeld();
+  const results: EventResult[] = [];
+  const findings: DotmFinding[] = [];
+  const taken: TakenEvent[] = [];
+  for (const [index, event] of events.entries()) {
+    const done = outcomes[index];
+    assert(done !== undefined, `event ${event.body.seq} was settled`);
     results.push(done.result);
     findings.push(...done.findings);
-    lastSeq = event.body.seq;
+    if (event.body.seq > wallet.lastSeq) taken.push({ event, digest: digests[index] as Uint8Array, result: done.result });
   }
   if (taken.length > 0) await recordEvents(tx, wallet, taken, lastSeq);
   return { ok: true, lastSeq, results, findings };
