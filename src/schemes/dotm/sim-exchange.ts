@@ -11,7 +11,7 @@
  * An attacking payer's wallet app may also alter σ on its way (the payee's app must refuse it).
  */
 import { fromHex, toHex } from '../../core/bytes.ts';
-import type { SimAttack } from '../../sim/sim/plugin.ts';
+import { simCarry, type SimAttack } from '../../sim/sim/plugin.ts';
 import { encodeNotification, encodeSuccessNotice, encodeTransactionMessage, encodeTransactionRequest, type Notification, type SuccessNotice, type TransactionMessage } from './messages.ts';
 import { SESSION_STEP_TIMEOUT_MS } from './session.ts';
 import { refusal, SIM_PASSWORD, type DotmSim, type Element, type Holder } from './sim-population.ts';
@@ -67,16 +67,9 @@ export async function exchange(sim: DotmSim, payer: Holder, by: Element, payee: 
 
   /** One message: lost or later than the wait cuts the transaction; a duplicate is kept for afterwards. */
   const carry = (bytes: Uint8Array, step: string): boolean => {
-    const faults = net.send(bytes, bytes.length);
-    const arrived = net.drain();
-    const first = arrived[0];
-    if (faults.includes('dropped') || first === undefined) throw new Cut(step);
-    if (first.at - clock.now() > SESSION_STEP_TIMEOUT_MS) {
-      recorder.count('faults.timeout');
-      throw new Cut(step);
-    }
-    clock.advance(first.at - clock.now());
-    return arrived.length > 1;
+    const { arrived, duplicated } = simCarry(world, net, bytes, bytes.length, SESSION_STEP_TIMEOUT_MS);
+    if (!arrived) throw new Cut(step);
+    return duplicated;
   };
   const cut = (step: string) => () => new Cut(step);
 

@@ -13,8 +13,7 @@ import type { Signer } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import { encodeCertificate } from '../../pki/certificate.ts';
-import { CRASH_POINTS } from '../../secure-element/secure-element.ts';
-import type { SimAttack, SimElement, SimNode, SimSnapshot, SimWorld } from '../../sim/sim/plugin.ts';
+import { simCommitted, type SimAttack, type SimElement, type SimNode, type SimSnapshot, type SimWorld } from '../../sim/sim/plugin.ts';
 import { decodeBlock, type TransactionMessage } from './messages.ts';
 import { eventAckCodec, walletEventWire, type WalletEvent } from './online.ts';
 import { dotmTrustedApp } from './trusted-app.ts';
@@ -110,11 +109,6 @@ export interface DotmSim {
   pollFindings(): Promise<void>;
 }
 
-/** True for the host's injected crash. */
-export function isCrash(e: unknown): boolean {
-  return e instanceof Error && e.name === 'SimulatedCrash';
-}
-
 /** The trusted app's refusal code, or null for any other error. */
 export function refusal(e: unknown): string | null {
   if (isTallyError(e, 'SE_REJECTED')) return String(e.details.reason);
@@ -173,7 +167,7 @@ export async function population(world: SimWorld, node: SimNode, measurement: Ui
 
 /** The shared part of a run: the books, committed calls, sync and the findings. */
 export function openDotmSim(world: SimWorld, node: SimNode, holders: Holder[]): DotmSim {
-  const { params, random, clock, recorder } = world;
+  const { clock, recorder } = world;
   const decimals = (node.amount(1n).split('.')[1] ?? '').length;
   const books: Books = { redemptions: new Map(), refunds: new Map(), forfeited: 0n, lost: 0n, completed: new Set(), touched: new Set(), attackPayments: [], duplicating: 0 };
   const extras: Extra[] = [];
@@ -191,23 +185,8 @@ export function openDotmSim(world: SimWorld, node: SimNode, holders: Holder[]): 
     extras,
     books,
     minor,
-    async committed(el, run, cut) {
-      const requestId = random.bytes(16);
-      if (random.chance(params.faults)) {
-        el.crashAt(random.pick(CRASH_POINTS));
-        try {
-          return await run(requestId);
-        } catch (e) {
-          el.crashAt(null);
-          if (!isCrash(e)) throw e;
-          recorder.count('faults.se-crash');
-          await el.reopen();
-          // Inside a transaction, a quarter of the crashes end it: the wallet rebooted and recovers (§3.3.5).
-          if (cut !== undefined && random.chance(0.25)) throw cut();
-        }
-      }
-      return run(requestId);
-    },
+    // Inside a transaction, a quarter of the crashes end it: the wallet rebooted and recovers (§3.3.5).
+    committed: (el, run, cut) => simCommitted(world, el, run, cut === undefined ? null : { share: 0.25, error: cut }),
 
     async sync(h, interrupted, el = h.el) {
       const { events } = await el.se.call('events', {});

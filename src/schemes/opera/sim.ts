@@ -22,8 +22,7 @@ import { isTallyError } from '../../core/errors.ts';
 import { credentialKeys, issueCredential, sealCredential } from '../../pki/anonymous-credential.ts';
 import { encodeCertificate } from '../../pki/certificate.ts';
 import { expectedPcrValue } from '../../pki/tpm-quote.ts';
-import { CRASH_POINTS } from '../../secure-element/secure-element.ts';
-import type { SimAttack, SimElement, SimNode, SimPlugin, SimSnapshot, SimWorld } from '../../sim/sim/plugin.ts';
+import { simCarry, simCommitted, type SimAttack, type SimElement, type SimNode, type SimPlugin, type SimSnapshot, type SimWorld } from '../../sim/sim/plugin.ts';
 import { chargeCodec, DEPOSIT_REQUEST_TAG, depositReceiptCodec, depositRequestBodyCodec, NONCE_BYTES, ODW_CREDENTIAL_LABEL, OPERA_SCHEME, paramsCodec, settledCodec, signed, type DepositRequest } from './messages.ts';
 import { OPERA_FLOAT_ACCOUNT, operaNodePart } from './node.ts';
 import { signToken } from './token.ts';
@@ -85,10 +84,6 @@ class Cut extends Error {
   constructor(readonly stage: string) {
     super(`exchange cut at ${stage}`);
   }
-}
-
-function isCrash(e: unknown): boolean {
-  return e instanceof Error && e.name === 'SimulatedCrash';
 }
 
 function refusal(e: unknown): string | null {
@@ -177,35 +172,14 @@ export const operaSim: SimPlugin = {
     let actions = 0;
 
     /** A committing SE call, which may crash at a commit point; the host reopens, and the same request runs again (or, in an exchange, the wallet gives up: a cut). */
-    async function committed<T>(el: Element, run: (requestId: Uint8Array) => Promise<T>, stage: string | null = null): Promise<T> {
-      const requestId = random.bytes(16);
-      if (random.chance(params.faults)) {
-        el.crashAt(random.pick(CRASH_POINTS));
-        try {
-          return await run(requestId);
-        } catch (e) {
-          el.crashAt(null);
-          if (!isCrash(e)) throw e;
-          recorder.count('faults.se-crash');
-          await el.reopen();
-          if (stage !== null && random.chance(RESET_CUTS)) throw new Cut(stage);
-        }
-      }
-      return run(requestId);
-    }
+    const committed = <T>(el: Element, run: (requestId: Uint8Array) => Promise<T>, stage: string | null = null): Promise<T> =>
+      simCommitted(world, el, run, stage === null ? null : { share: RESET_CUTS, error: () => new Cut(stage) });
 
     /** One message between two ODWs: dropped or late past the wallet's timeout cuts the exchange; a duplicate is delivered again after it. */
     function carry(box: Uint8Array, stage: string): { duplicated: boolean } {
-      const faults = net.send(box, box.length);
-      const arrived = net.drain();
-      const first = arrived[0];
-      if (faults.includes('dropped') || first === undefined) throw new Cut(stage);
-      if (first.at - clock.now() > STEP_TIMEOUT_MS) {
-        recorder.count('faults.timeout');
-        throw new Cut(stage);
-      }
-      clock.advance(first.at - clock.now());
-      return { duplicated: arrived.length > 1 };
+      const { arrived, duplicated } = simCarry(world, net, box, box.length, STEP_TIMEOUT_MS);
+      if (!arrived) throw new Cut(stage);
+      return { duplicated };
     }
 
     /** A message delivered a second time (a duplicate, or replayed): the ODW must refuse it and change nothing. */
