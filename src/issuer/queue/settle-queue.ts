@@ -286,32 +286,29 @@ async function ensureHeldStream(manager: Awaited<ReturnType<typeof jetstreamMana
 
 /** The held parts' store on NATS: finding one part, listing them, putting them back to work. */
 function heldStore(connection: NatsConnection, js: JetStreamClient, stream: string, prefix: string) {
-  const decode = (data: unknown): HeldPart | undefined => {
-    const parsed = heldMessage.safeParse(data);
+  /** A stored hold: the part as listed, its sequence, and the part as it goes back to work; undefined when it does not decode. */
+  const entryOf = (stored: { seq: number; json(): unknown }) => {
+    const parsed = heldMessage.safeParse(stored.json());
     if (!parsed.success) return undefined;
     const { part, deliveries, error, heldAt } = parsed.data;
-    return { kind: part.kind, id: part.id, shard: part.shard, deliveries, error, heldAt };
+    const held: HeldPart = { kind: part.kind, id: part.id, shard: part.shard, deliveries, error, heldAt };
+    return { held, seq: stored.seq, part };
   };
   const manager = () => jetstreamManager(connection);
   /** The held message of part `id`, with its sequence, or undefined. */
   const get = async (id: string) => {
     if (!/^[0-9a-f]{64}$/.test(id)) return undefined;
     const stored = await (await manager()).streams.getMessage(stream, { last_by_subj: `${prefix}.held.${id}` });
-    if (stored === null) return undefined;
-    const data: unknown = stored.json();
-    const held = decode(data);
-    return held === undefined ? undefined : { held, seq: stored.seq, part: (data as { part: z.infer<typeof partMessage> }).part };
+    return stored === null ? undefined : entryOf(stored);
   };
   const all = async () => {
     const jsm = await manager();
     const info = await jsm.streams.info(stream);
-    const found: Array<NonNullable<Awaited<ReturnType<typeof get>>>> = [];
+    const found: Array<NonNullable<ReturnType<typeof entryOf>>> = [];
     for (let seq = info.state.first_seq; info.state.messages > 0 && seq <= info.state.last_seq; seq++) {
       const stored = await jsm.streams.getMessage(stream, { seq });
-      if (stored === null) continue;
-      const data: unknown = stored.json();
-      const held = decode(data);
-      if (held !== undefined) found.push({ held, seq: stored.seq, part: (data as { part: z.infer<typeof partMessage> }).part });
+      const entry = stored === null ? undefined : entryOf(stored);
+      if (entry !== undefined) found.push(entry);
     }
     return found;
   };
@@ -523,9 +520,10 @@ export async function startSettleWorkers(
     };
     const settleOne = async (message: JsMsg): Promise<void> => {
       let part: SettleWork;
+      let wire: z.infer<typeof partMessage>;
       try {
-        const parsed = partMessage.parse(message.json());
-        part = { ...parsed, requestHash: fromHex(parsed.requestHash), body: parsed.body as JsonValue };
+        wire = partMessage.parse(message.json());
+        part = { ...wire, requestHash: fromHex(wire.requestHash), body: wire.body as JsonValue };
       } catch (e) {
         log('a malformed settlement part was dropped', { shard, error: e instanceof Error ? e.message.slice(0, 300) : String(e) });
         await message.ackAck();
@@ -546,7 +544,7 @@ export async function startSettleWorkers(
         // The database not answering is waited out however long it lasts; a failure of the part's
         // own (a bug, data the handler cannot take) is held for the operator after its last try.
         if (!isUnavailable(e) && message.info.deliveryCount >= deliveriesMax) {
-          const record = { part: partMessage.parse(message.json()), deliveries: message.info.deliveryCount, error: error.slice(0, 2_000), heldAt: new Date().toISOString() };
+          const record = { part: wire, deliveries: message.info.deliveryCount, error: error.slice(0, 2_000), heldAt: new Date().toISOString() };
           try {
             await js.publish(`${intake.subjectPrefix}.held.${part.id}`, JSON.stringify(record));
           } catch (held) {
