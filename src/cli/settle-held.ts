@@ -43,7 +43,7 @@ function natsOf(value: string | undefined): string {
 
 async function open(data: string, url: string) {
   const { readIssuerNodeKeyId } = await import('../issuer/identity/load-identity.ts');
-  const { openHeldParts } = await import('../issuer/queue/settle-queue.ts');
+  const { openHeldParts } = await import('../issuer/queue/settle-held.ts');
   return openHeldParts({ url, name: (await readIssuerNodeKeyId(resolve(data))).slice(0, 16) });
 }
 

@@ -14,7 +14,8 @@ export { BODY_BYTES_MAX, ISSUANCE_ACCOUNT, RESERVE_ACCOUNT, requireChain } from 
 export type { SignatureCheck, SignaturePool } from './signature-pool.ts';
 
 // Settlement through the sharded intake on NATS JetStream (services.settleQueue), when the node has one.
-export { SETTLE_PART_BYTES_MAX, SETTLE_SHARDS_MAX, settlePartId, type SettleHandler, type SettlePart, type SettleQueue, type SettleWork } from './queue/settle-queue.ts';
+export { SETTLE_PART_BYTES_MAX, settlePartId, type SettleHandler, type SettleQueue } from './queue/settle-queue.ts';
+export { SETTLE_SHARDS_MAX, type SettlePart, type SettleWork } from './queue/settle-part.ts';
 
 // Money between the node's databases (a node with shard databases, services.shardLedgers and services.crossings).
 export { sendAcross, type Crossing, type OutboxEntry, type Party } from './ledger/cross-shard.ts';

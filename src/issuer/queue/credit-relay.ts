@@ -13,14 +13,13 @@
  * - a database that does not answer (the sender's or the receiver's) leaves the message to come
  *   back with a growing delay, nothing lost.
  */
-import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, DiscardPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import { z } from 'zod';
-import { TallyError } from '../../core/errors.ts';
 import type { Queryable, TransactionHandle } from '../db/database.ts';
 import { isParty, markDelivered, markPublished, outboxEntry, receiveAcross, received, undelivered, unpublished, type OutboxEntry, type Party, type Received } from '../ledger/cross-shard.ts';
 import type { ShardDatabases } from '../shards/shard-databases.ts';
-import { retryDelayMs, SETTLE_CONNECT_TIMEOUT_MS, SETTLE_DUPLICATE_WINDOW_MS } from './settle-queue.ts';
+import { connectNats, isStreamMissing, noJetStream } from './settle-part.ts';
+import { retryDelayMs, SETTLE_DUPLICATE_WINDOW_MS } from './settle-queue.ts';
 
 /** How long a receiver may hold a crossing before the stream delivers it again. */
 export const CREDIT_ACK_WAIT_MS = 30_000;
@@ -103,12 +102,7 @@ export interface CreditRelayOptions {
 export async function openCreditRelay(options: CreditRelayOptions): Promise<CreditRelay> {
   if (!/^[0-9a-f]{16}$/.test(options.name)) throw new RangeError(`name: expected 16 hex digits, got ${JSON.stringify(options.name)}`);
   const log = options.log ?? (() => undefined);
-  let connection: NatsConnection;
-  try {
-    connection = await connect({ servers: options.url, timeout: SETTLE_CONNECT_TIMEOUT_MS, name: `tally-credit-${options.name}`, maxReconnectAttempts: -1 });
-  } catch (e) {
-    throw new TallyError('NATS_UNREACHABLE', `cannot connect to NATS at ${options.url}: ${e instanceof Error ? e.message : String(e)}`, { url: options.url }, { cause: e });
-  }
+  const connection = await connectNats(options.url, `tally-credit-${options.name}`, true);
   const stream = `TALLY_CREDIT_${options.name}`;
   const prefix = `tally.${options.name}.credit`;
   const ackWaitMs = options.ackWaitMs ?? CREDIT_ACK_WAIT_MS;
@@ -129,12 +123,12 @@ export async function openCreditRelay(options: CreditRelayOptions): Promise<Cred
       await manager.streams.info(stream);
       await manager.streams.update(stream, config);
     } catch (e) {
-      if (!/stream not found/i.test(e instanceof Error ? e.message : String(e))) throw e;
+      if (!isStreamMissing(e)) throw e;
       await manager.streams.add(config);
     }
   } catch (e) {
     await connection.close();
-    throw new TallyError('NATS_UNREACHABLE', `NATS at ${options.url} has no usable JetStream: ${e instanceof Error ? e.message : String(e)}`, { url: options.url }, { cause: e });
+    throw noJetStream(options.url, e);
   }
   const js = jetstream(connection);
   const { shards } = options;

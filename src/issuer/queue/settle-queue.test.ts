@@ -15,7 +15,8 @@ import { closeTestTemplates, testBackends } from '../db/test-databases.ts';
 import { withIdempotency, type StoredResponse } from '../ledger/idempotency.ts';
 import type { Database } from '../db/database.ts';
 import { ISSUER_MIGRATIONS_DIR, loadMigrations, migrate } from '../db/migrate.ts';
-import { openSettleIntake, retryDelayMs, settlePartId, startSettleWorkers, type SettleHandler, type SettleIntake, type SettlePart } from './settle-queue.ts';
+import { openSettleIntake, retryDelayMs, settlePartId, startSettleWorkers, type SettleHandler, type SettleIntake } from './settle-queue.ts';
+import type { SettlePart } from './settle-part.ts';
 import { deleteTestStream, testNatsUrl } from './test-nats.ts';
 
 after(() => closeTestTemplates());
@@ -23,12 +24,17 @@ after(() => closeTestTemplates());
 const backend = testBackends()[0];
 const hash = (text: string) => new Uint8Array(Buffer.from(settlePartId(text), 'hex'));
 
-/** An intake of its own on the test server, over a fresh database, removed at the end. */
+/**
+ * An intake of its own on the test server, over a fresh database, removed at the end. The ack wait
+ * is the default's third: these tests count a handler's runs, and a wait of a second let JetStream
+ * deliver a part again while its handler still ran on a machine at load 12 (the heartbeat that
+ * holds it off came late), which is redelivery by design and no fault of the intake.
+ */
 async function withIntake(shards: number, run: (intake: SettleIntake, db: Database) => Promise<void>): Promise<void> {
   assert.ok(backend !== undefined);
   const database = await backend.open();
   await migrate(database.db, await loadMigrations(ISSUER_MIGRATIONS_DIR));
-  const intake = await openSettleIntake({ url: testNatsUrl(), shards, name: `test${toHex(randomBytes(6))}`, db: database.db, ackWaitMs: 1_000 });
+  const intake = await openSettleIntake({ url: testNatsUrl(), shards, name: `test${toHex(randomBytes(6))}`, db: database.db, ackWaitMs: 10_000 });
   try {
     await run(intake, database.db);
   } finally {

@@ -20,22 +20,22 @@
  * - a part that fails on every delivery for a reason of its own is held on a stream of its own for
  *   the operator, rather than delivered again without end; a database that does not answer is
  *   waited out however long it lasts.
- * Workers run in the node's process (`startSettleWorkers`), as many shards as asked. The money stays
- * in the node's one ledger; databases per shard are not built (docs/scale.md says what they need).
+ * Workers run in the node's process (`startSettleWorkers`), as many shards as asked, or in
+ * `tally settle worker` processes. A part's form on the wire is settle-part.ts's; the held parts'
+ * stream is settle-held.ts's.
  */
 import { createHash } from 'node:crypto';
-import { connect, type NatsConnection, type Subscription } from '@nats-io/transport-node';
-import { AckPolicy, DeliverPolicy, DiscardPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type ConsumerMessages, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
-import { z } from 'zod';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type ConsumerMessages, type JetStreamClient, type JsMsg } from '@nats-io/jetstream';
 import { fromHex, toHex } from '../../core/bytes.ts';
 import { isTallyError, TallyError } from '../../core/errors.ts';
 import type { Database } from '../db/database.ts';
 import { isUnavailable } from '../db/retry.ts';
 import { storedResponse, type StoredResponse } from '../ledger/idempotency.ts';
 import type { JsonValue } from '../ledger/json.ts';
+import { ensureHeldStream, heldAnswer, heldStore, holdPart, type HeldPart } from './settle-held.ts';
+import { checkName, connectNats, isStreamMissing, noJetStream, partMessage, SETTLE_SHARDS_MAX, type PartMessage, type SettlePart, type SettleWork } from './settle-part.ts';
 
-/** Most shards a node cuts its settlement into. */
-export const SETTLE_SHARDS_MAX = 64;
 /** How long a route waits for its parts' answers before it answers 503 (retry with the same key). */
 export const SETTLE_ANSWER_WAIT_MS = 60_000;
 /** How long a worker may hold a part before JetStream delivers it again. */
@@ -46,8 +46,6 @@ export const SETTLE_DUPLICATE_WINDOW_MS = 10 * 60_000;
 export const SETTLE_RETRY_DELAY_MS = 1_000;
 /** Parts one shard's worker settles at once. */
 export const SETTLE_WORKER_CONCURRENCY = 4;
-/** How long connecting to NATS may take before the start fails. */
-export const SETTLE_CONNECT_TIMEOUT_MS = 5_000;
 /** The largest part, in bytes of JSON; NATS servers take 1 MiB messages by default. */
 export const SETTLE_PART_BYTES_MAX = 900 * 1024;
 /**
@@ -56,24 +54,6 @@ export const SETTLE_PART_BYTES_MAX = 900 * 1024;
  * an hour of tries.
  */
 export const SETTLE_DELIVERIES_MAX = 20;
-/** Most parts the held stream keeps; past it, holding a part fails and the part is delivered again. */
-export const SETTLE_HELD_MAX = 100_000;
-
-/** One part of a batch, as a route submits it. */
-export interface SettlePart {
-  /** Which handler settles it, e.g. `ops/claims-bulk`; also the scope of its idempotency record. */
-  readonly kind: string;
-  /** Unique for the part and stable across re-sends of the request (hex SHA-256). */
-  readonly id: string;
-  readonly shard: number;
-  /** SHA-256 of the request the part came from: another request under the same id is a conflict. */
-  readonly requestHash: Uint8Array;
-  readonly body: JsonValue;
-}
-
-/** A part as a worker's handler receives it. */
-export type SettleWork = SettlePart;
-
 /** Settles a part, storing its answer under (kind, id) in the transaction that settles it. */
 export type SettleHandler = (work: SettleWork) => Promise<StoredResponse>;
 
@@ -91,19 +71,6 @@ export interface SettleQueue {
   submit(parts: readonly SettlePart[], waitMs?: number): Promise<Array<StoredResponse | undefined>>;
   /** The parts held for the operator, oldest first. */
   held(): Promise<HeldPart[]>;
-}
-
-/** A part held for the operator: its handler failed on every one of its deliveries. */
-export interface HeldPart {
-  readonly kind: string;
-  readonly id: string;
-  readonly shard: number;
-  /** Deliveries it failed on. */
-  readonly deliveries: number;
-  /** The last failure's message. */
-  readonly error: string;
-  /** When it was held, ISO 8601. */
-  readonly heldAt: string;
 }
 
 /** A connection to the intake: the queue, and what workers consume. */
@@ -140,21 +107,6 @@ export interface SettleIntakeOptions {
   readonly log?: ((line: string) => void) | undefined;
 }
 
-const partMessage = z.strictObject({
-  kind: z.string().regex(/^[a-z][a-z0-9/._-]{0,63}$/),
-  id: z.string().regex(/^[0-9a-f]{64}$/),
-  shard: z.number().int().min(0).max(SETTLE_SHARDS_MAX - 1),
-  requestHash: z.string().regex(/^[0-9a-f]{64}$/),
-  body: z.json(),
-});
-
-const heldMessage = z.strictObject({
-  part: partMessage,
-  deliveries: z.number().int().min(1),
-  error: z.string().max(2_000),
-  heldAt: z.string().max(40),
-});
-
 /** What the stream's description says: `tally settlement, N shards`. */
 const DESCRIPTION = /^tally settlement, ([0-9]{1,2}) shards$/;
 
@@ -170,10 +122,6 @@ export function settlePartId(...fields: readonly string[]): string {
   return hash.digest('hex');
 }
 
-function checkName(name: string): void {
-  if (!/^[A-Za-z0-9_-]{1,32}$/.test(name)) throw new TypeError(`settle intake name: expected 1 to 32 letters, digits, _ or -, got ${JSON.stringify(name.slice(0, 40))}`);
-}
-
 /**
  * Connects to NATS and makes sure the node's stream exists (file storage, work-queue retention,
  * the duplicate window above).
@@ -186,12 +134,7 @@ export async function openSettleIntake(options: SettleIntakeOptions): Promise<Se
   if (!fromStream && (!Number.isInteger(options.shards) || options.shards < 1 || options.shards > SETTLE_SHARDS_MAX)) {
     throw new RangeError(`shards: expected 1 to ${SETTLE_SHARDS_MAX}, got ${options.shards}`);
   }
-  let connection: NatsConnection;
-  try {
-    connection = await connect({ servers: options.url, timeout: SETTLE_CONNECT_TIMEOUT_MS, name: `tally-${options.name}`, maxReconnectAttempts: -1 });
-  } catch (e) {
-    throw new TallyError('NATS_UNREACHABLE', `cannot connect to NATS at ${options.url}: ${e instanceof Error ? e.message : String(e)}`, { url: options.url }, { cause: e });
-  }
+  const connection = await connectNats(options.url, `tally-${options.name}`, true);
   const stream = `TALLY_SETTLE_${options.name}`;
   const heldStream = `TALLY_HELD_${options.name}`;
   const subjectPrefix = `tally.${options.name}`;
@@ -210,7 +153,7 @@ export async function openSettleIntake(options: SettleIntakeOptions): Promise<Se
     try {
       existing = await manager.streams.info(stream);
     } catch (e) {
-      if (!/stream not found/i.test(e instanceof Error ? e.message : String(e))) throw e;
+      if (!isStreamMissing(e)) throw e;
     }
     const recorded = Number(DESCRIPTION.exec(existing?.config.description ?? '')?.[1] ?? Number.NaN);
     if (role === 'worker') {
@@ -234,7 +177,7 @@ export async function openSettleIntake(options: SettleIntakeOptions): Promise<Se
   } catch (e) {
     await connection.close();
     if (isTallyError(e)) throw e;
-    throw new TallyError('NATS_UNREACHABLE', `NATS at ${options.url} has no usable JetStream: ${e instanceof Error ? e.message : String(e)}`, { url: options.url }, { cause: e });
+    throw noJetStream(options.url, e);
   }
   const js = jetstream(connection);
   const held = heldStore(connection, js, heldStream, subjectPrefix);
@@ -252,142 +195,6 @@ export async function openSettleIntake(options: SettleIntakeOptions): Promise<Se
     async close() {
       await connection.drain().catch(() => connection.close());
     },
-  };
-}
-
-/**
- * Makes sure the stream of held parts exists: one subject per part (`<prefix>.held.<id>`, the
- * latest hold kept), file storage, at most SETTLE_HELD_MAX parts (a hold past it is refused).
- */
-async function ensureHeldStream(manager: Awaited<ReturnType<typeof jetstreamManager>>, name: string, prefix: string): Promise<void> {
-  const config = {
-    name,
-    description: 'tally settlement parts held for the operator',
-    subjects: [`${prefix}.held.>`],
-    retention: RetentionPolicy.Limits,
-    storage: StorageType.File,
-    max_msgs: SETTLE_HELD_MAX,
-    max_msgs_per_subject: 1,
-    discard: DiscardPolicy.New,
-  };
-  try {
-    await manager.streams.info(name);
-    return;
-  } catch (e) {
-    if (!/stream not found/i.test(e instanceof Error ? e.message : String(e))) throw e;
-  }
-  try {
-    await manager.streams.add(config);
-  } catch (e) {
-    // Made at the same moment by the node or another worker.
-    if (!/already in use/i.test(e instanceof Error ? e.message : String(e))) throw e;
-  }
-}
-
-/** The held parts' store on NATS: finding one part, listing them, putting them back to work. */
-function heldStore(connection: NatsConnection, js: JetStreamClient, stream: string, prefix: string) {
-  /** A stored hold: the part as listed, its sequence, and the part as it goes back to work; undefined when it does not decode. */
-  const entryOf = (stored: { seq: number; json(): unknown }) => {
-    const parsed = heldMessage.safeParse(stored.json());
-    if (!parsed.success) return undefined;
-    const { part, deliveries, error, heldAt } = parsed.data;
-    const held: HeldPart = { kind: part.kind, id: part.id, shard: part.shard, deliveries, error, heldAt };
-    return { held, seq: stored.seq, part };
-  };
-  const manager = () => jetstreamManager(connection);
-  /** The held message of part `id`, with its sequence, or undefined. */
-  const get = async (id: string) => {
-    if (!/^[0-9a-f]{64}$/.test(id)) return undefined;
-    const stored = await (await manager()).streams.getMessage(stream, { last_by_subj: `${prefix}.held.${id}` });
-    return stored === null ? undefined : entryOf(stored);
-  };
-  const all = async () => {
-    const jsm = await manager();
-    const info = await jsm.streams.info(stream);
-    const found: Array<NonNullable<ReturnType<typeof entryOf>>> = [];
-    for (let seq = info.state.first_seq; info.state.messages > 0 && seq <= info.state.last_seq; seq++) {
-      const stored = await jsm.streams.getMessage(stream, { seq });
-      const entry = stored === null ? undefined : entryOf(stored);
-      if (entry !== undefined) found.push(entry);
-    }
-    return found;
-  };
-  return {
-    // A held stream someone deleted holds nothing: the part is waited for as any other.
-    find: async (id: string): Promise<HeldPart | undefined> => (await get(id).catch(() => undefined))?.held,
-    list: async (): Promise<HeldPart[]> => (await all()).map((h) => h.held),
-    release: async (ids: readonly string[] | 'all'): Promise<HeldPart[]> => {
-      const chosen = ids === 'all' ? await all() : (await Promise.all([...new Set(ids)].map(get))).filter((h) => h !== undefined);
-      const jsm = await manager();
-      const released: HeldPart[] = [];
-      for (const { held, seq, part } of chosen) {
-        // Back to work first, then off the held stream: a crash between leaves it in both, and
-        // releasing it again settles nothing twice (the part's record answers).
-        await js.publish(`${prefix}.work.${part.shard}`, JSON.stringify(part), { msgID: `${part.id}:released:${seq}` });
-        await jsm.streams.deleteMessage(stream, seq);
-        released.push(held);
-      }
-      return released;
-    },
-  };
-}
-
-/** The answer given for a part held for the operator, in the HTTP API's problem shape. */
-export function heldAnswer(held: HeldPart): StoredResponse {
-  return {
-    status: 503,
-    body: {
-      error: {
-        code: 'SETTLE_HELD',
-        message: `part ${held.id} of this request failed on each of its ${held.deliveries} deliveries and is held for the operator (tally settle held): once released, the same request sent again under the same Idempotency-Key gets its answer`,
-        details: { part: held.id, shard: held.shard, deliveries: held.deliveries, heldAt: held.heldAt },
-      },
-    },
-  };
-}
-
-/** The held parts of a node's intake, for the operator: no database, no workers. */
-export interface HeldParts {
-  readonly stream: string;
-  held(): Promise<HeldPart[]>;
-  release(ids: readonly string[] | 'all'): Promise<HeldPart[]>;
-  close(): Promise<void>;
-}
-
-/**
- * Connects to the held parts of the node named `name` (its key id prefix, as openSettleIntake's).
- * @throws TallyError NATS_UNREACHABLE; SETTLE_SHARDS_MISMATCH when the node never settled through this server
- */
-export async function openHeldParts(options: { url: string; name: string }): Promise<HeldParts> {
-  checkName(options.name);
-  let connection: NatsConnection;
-  try {
-    connection = await connect({ servers: options.url, timeout: SETTLE_CONNECT_TIMEOUT_MS, name: `tally-${options.name}-operator` });
-  } catch (e) {
-    throw new TallyError('NATS_UNREACHABLE', `cannot connect to NATS at ${options.url}: ${e instanceof Error ? e.message : String(e)}`, { url: options.url }, { cause: e });
-  }
-  const stream = `TALLY_HELD_${options.name}`;
-  const prefix = `tally.${options.name}`;
-  try {
-    const manager = await jetstreamManager(connection);
-    try {
-      await manager.streams.info(`TALLY_SETTLE_${options.name}`);
-    } catch (e) {
-      if (!/stream not found/i.test(e instanceof Error ? e.message : String(e))) throw e;
-      throw new TallyError('SETTLE_SHARDS_MISMATCH', `NATS at ${options.url} has no settlement stream TALLY_SETTLE_${options.name}: this node never settled through it (tally node start --nats)`, { stream: `TALLY_SETTLE_${options.name}`, shards: 0, recorded: 0 });
-    }
-    await ensureHeldStream(manager, stream, prefix);
-  } catch (e) {
-    await connection.close();
-    if (isTallyError(e)) throw e;
-    throw new TallyError('NATS_UNREACHABLE', `NATS at ${options.url} has no usable JetStream: ${e instanceof Error ? e.message : String(e)}`, { url: options.url }, { cause: e });
-  }
-  const store = heldStore(connection, jetstream(connection), stream, prefix);
-  return {
-    stream,
-    held: () => store.list(),
-    release: (ids) => store.release(ids),
-    close: () => connection.close(),
   };
 }
 
@@ -520,7 +327,7 @@ export async function startSettleWorkers(
     };
     const settleOne = async (message: JsMsg): Promise<void> => {
       let part: SettleWork;
-      let wire: z.infer<typeof partMessage>;
+      let wire: PartMessage;
       try {
         wire = partMessage.parse(message.json());
         part = { ...wire, requestHash: fromHex(wire.requestHash), body: wire.body as JsonValue };
@@ -544,9 +351,8 @@ export async function startSettleWorkers(
         // The database not answering is waited out however long it lasts; a failure of the part's
         // own (a bug, data the handler cannot take) is held for the operator after its last try.
         if (!isUnavailable(e) && message.info.deliveryCount >= deliveriesMax) {
-          const record = { part: wire, deliveries: message.info.deliveryCount, error: error.slice(0, 2_000), heldAt: new Date().toISOString() };
           try {
-            await js.publish(`${intake.subjectPrefix}.held.${part.id}`, JSON.stringify(record));
+            await holdPart(js, intake.subjectPrefix, wire, message.info.deliveryCount, error);
           } catch (held) {
             retry(message, 'a part that failed on every delivery could not be held; it will be delivered again', { shard, kind: part.kind, id: part.id, error, held: held instanceof Error ? held.message : String(held) });
             return;
