@@ -2,8 +2,9 @@
  * Test databases on both backends (not exported from index.ts): each `open()` gives a fresh,
  * empty database. PGlite ones come from a pool per test process: a database closed by its test
  * is emptied (its public schema dropped and made again, the session discarded) and lent to the
- * next `open()`, since a new instance costs seconds of CPU (a clone of the template about 1.7 s,
- * the emptying a few milliseconds). Only when the pool is empty is the template cloned.
+ * next `open()`, since a new instance costs seconds of CPU (about 1.3 s loaded from the run's
+ * tarball of a new cluster, test-pglite-cluster.ts; the emptying a few milliseconds). Only when
+ * the pool is empty is a new instance loaded.
  * PostgreSQL ones are fresh schemas, dropped on close, so parallel test files and reruns never
  * see each other's tables.
  */
@@ -11,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { PGlite, type PGliteInterface } from '@electric-sql/pglite';
 import type { Database, DatabaseKind } from './database.ts';
 import { pgliteDatabase } from './pglite.ts';
+import { newClusterDump } from './test-pglite-cluster.ts';
 import { dropPostgresSchema, openPostgres, type PostgresOptions } from './postgres.ts';
 
 /** The environment variable naming the PostgreSQL server the tests may use. */
@@ -32,17 +34,13 @@ export interface TestBackend {
   open(options?: Pick<PostgresOptions, 'poolSize'>): Promise<TestDatabase>;
 }
 
-let template: Promise<PGlite> | undefined;
 /** Emptied instances ready for the next open(). */
 const idle: PGliteInterface[] = [];
 
-/** Closes the PGlite template and the pooled instances; call it once after every PGlite test database is disposed. */
+/** Closes the pooled PGlite instances; call it once after every PGlite test database is disposed. */
 export async function closeTestTemplates(): Promise<void> {
-  const pending = template;
-  template = undefined;
   const pooled = idle.splice(0);
   for (const pg of pooled) await pg.close();
-  if (pending !== undefined) await (await pending).close();
 }
 
 /** What may be left in a database besides the system catalogs once it is emptied: nothing. */
@@ -96,10 +94,7 @@ const pgliteBackend: TestBackend = {
   skip: undefined,
   async open() {
     let pg = idle.pop();
-    if (pg === undefined) {
-      template ??= PGlite.create();
-      pg = await (await template).clone();
-    }
+    pg ??= await PGlite.create({ loadDataDir: await newClusterDump() });
     const db = lent(pg);
     return { db, dispose: () => db.close() };
   },
