@@ -1,6 +1,7 @@
 /**
  * Two tiers as processes, for the end-to-end tests of payments across banks: a central bank and
- * two intermediaries, each a `tally node start` of its own with its own data folder and database,
+ * two intermediaries, each a `tally node start` of its own with its own data folder and database
+ * (a PostgreSQL database of its own on the test server when TEST_DATABASE_URL names one),
  * set up through the CLI as an operator would (enrolment, approval, a reserve for each), plus a
  * way to stop a bank and start it again, and the whole system's audit.
  */
@@ -8,6 +9,8 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { cliOf, startNode, type Json, type NodeProcess } from '../cli/e2e-process.ts';
+import { TEST_DATABASE_URL_VARIABLE } from '../issuer/db/test-databases.ts';
+import { createTestDatabases, type TestShardDatabases } from '../issuer/shards/test-shards.ts';
 
 /** One node of the system: its process, folder, and the CLI arguments that reach it as its operator. */
 export interface TierProcess {
@@ -50,14 +53,30 @@ export async function startTwoTierProcesses(options: {
   /** More arguments of bank B's `tally node start`, once bank A runs (say, to settle on A's chain). */
   bankBArgs?: (bankA: BankProcess) => Promise<string[]>;
 }): Promise<TwoTierProcesses> {
+  // With a test server, each node keeps its ledger in a PostgreSQL database of its own, as an
+  // intermediary in production would; without one, in its embedded database.
+  const serverUrl = process.env[TEST_DATABASE_URL_VARIABLE];
+  const databases = serverUrl === undefined || serverUrl === '' ? undefined : await createTestDatabases(serverUrl, 3);
+  try {
+    return await startTiers(options, databases);
+  } catch (e) {
+    // The processes started are killed when the test process exits (e2e-process.ts).
+    await databases?.drop();
+    throw e;
+  }
+}
+
+async function startTiers(options: Parameters<typeof startTwoTierProcesses>[0], databases: TestShardDatabases | undefined): Promise<TwoTierProcesses> {
   const env = { ...process.env, TALLY_NODE_PASSPHRASE: options.passphrase, TALLY_HOME: join(options.base, 'home') };
   const cli = cliOf(env);
+  const databaseArgs = (i: number): string[] => (databases === undefined ? [] : ['--database-url', databases.urls[i] as string]);
   const cbDir = join(options.base, 'cb');
-  const cbNode = await startNode(cbDir, 0, { passphrase: options.passphrase, args: ['--role', 'central-bank'] });
+  const cbNode = await startNode(cbDir, 0, { passphrase: options.passphrase, args: ['--role', 'central-bank', ...databaseArgs(0)] });
   const cb: TierProcess = { name: 'central bank', dir: cbDir, node: cbNode, at: ['--node', cbNode.url, '--data', cbDir] };
   const started: TierProcess[] = [cb];
-  const bank = async (name: string, folder: string, args: string[] = []): Promise<BankProcess> => {
+  const bank = async (name: string, folder: string, database: number, extra: string[] = []): Promise<BankProcess> => {
     const dir = join(options.base, folder);
+    const args = [...databaseArgs(database), ...extra];
     const asked = await cli.ok('node', 'enrol', '--central-bank', cbNode.url, '--name', name, '--data', dir);
     assert.equal(asked['status'], 'pending');
     const keyId = String(asked['keyId']);
@@ -81,8 +100,8 @@ export async function startTwoTierProcesses(options: {
     started.push(self);
     return self;
   };
-  const bankA = await bank('Bank A', 'bank-a');
-  const bankB = await bank('Bank B', 'bank-b', options.bankBArgs === undefined ? [] : await options.bankBArgs(bankA));
+  const bankA = await bank('Bank A', 'bank-a', 1);
+  const bankB = await bank('Bank B', 'bank-b', 2, options.bankBArgs === undefined ? [] : await options.bankBArgs(bankA));
   const reserves = options.reserves ?? { a: '1000.00', b: '1000.00' };
   await cli.ok('cb', 'issue', bankA.keyId, reserves.a, ...cb.at);
   await cli.ok('cb', 'issue', bankB.keyId, reserves.b, ...cb.at);
@@ -105,6 +124,7 @@ export async function startTwoTierProcesses(options: {
     },
     async stop() {
       for (const p of started.reverse()) await p.node.stop().catch(() => undefined);
+      await databases?.drop();
     },
   };
 }
