@@ -70,12 +70,17 @@ const TEST_TIMEOUT_MS = 15 * 60_000;
 // the whole run.
 const shared = mkdtempSync(join(tmpdir(), 'tally-test-run-'));
 // $TALLY_TEST_TIMES=FILE also writes each file's time there, longest first, as JSON: the sum of
-// its top-level tests (scripts/test-times-reporter.mjs), which is how LONGEST above is kept.
+// its top-level tests (scripts/test-times-reporter.mjs), which is how LONGEST above is kept, and
+// the CPU its process and the processes it started used (scripts/test-cpu.mjs), which is what a
+// shorter suite on a busy two-core machine has to cut.
 const times = process.env.TALLY_TEST_TIMES;
 const timeLines = join(shared, 'test-times.jsonl');
+const cpuLines = join(shared, 'test-cpu.jsonl');
 const reporters = times === undefined || times === ''
   ? ['--test-reporter=spec']
   : ['--test-reporter=spec', '--test-reporter-destination=stdout', `--test-reporter=${fileURLToPath(new URL('./test-times-reporter.mjs', import.meta.url))}`, '--test-reporter-destination=/dev/null'];
+// Each test file's process inherits these, and records its CPU at exit.
+const cpuImport = times === undefined || times === '' ? [] : ['--import', new URL('./test-cpu.mjs', import.meta.url).href];
 
 /** Sums the recorded test times per file into $TALLY_TEST_TIMES. */
 function writeTimes() {
@@ -86,6 +91,17 @@ function writeTimes() {
     // No test ended.
   }
   const byFile = new Map();
+  let cpuText = '';
+  try {
+    cpuText = readFileSync(cpuLines, 'utf8');
+  } catch {
+    // No file recorded its CPU (not Linux).
+  }
+  const cpu = new Map();
+  for (const line of cpuText.split('\n').filter((l) => l !== '')) {
+    const { file, cpuMs, childrenMs } = JSON.parse(line);
+    cpu.set(file.startsWith(process.cwd()) ? file.slice(process.cwd().length + 1) : file, { cpuMs, childrenMs });
+  }
   for (const line of text.split('\n').filter((l) => l !== '')) {
     const { file, ms, failed } = JSON.parse(line);
     const name = file.startsWith(process.cwd()) ? file.slice(process.cwd().length + 1) : file;
@@ -95,15 +111,16 @@ function writeTimes() {
     row.failed += failed ? 1 : 0;
     byFile.set(name, row);
   }
-  const rows = [...byFile.values()].map((r) => ({ ...r, ms: Math.round(r.ms) })).sort((a, b) => b.ms - a.ms);
-  writeFileSync(times, `${JSON.stringify({ files: rows.length, ms: rows.reduce((sum, r) => sum + r.ms, 0), rows }, null, 1)}\n`);
+  const rows = [...byFile.values()].map((r) => ({ ...r, ms: Math.round(r.ms), ...cpu.get(r.file) })).sort((a, b) => b.ms - a.ms);
+  const cpuMs = rows.reduce((sum, r) => sum + (r.cpuMs ?? 0), 0);
+  writeFileSync(times, `${JSON.stringify({ files: rows.length, ms: rows.reduce((sum, r) => sum + r.ms, 0), cpuMs, rows }, null, 1)}\n`);
 }
 let result;
 try {
   result = spawnSync(
     process.execPath,
-    ['--import', 'tsx', '--test', ...reporters, '--test-concurrency=2', '--test-force-exit', `--test-timeout=${TEST_TIMEOUT_MS}`, ...files],
-    { stdio: 'inherit', env: { ...process.env, TALLY_TEST_PGLITE_CLUSTER: join(shared, 'pglite-cluster'), TALLY_TEST_TIMES_LINES: timeLines } },
+    ['--import', 'tsx', ...cpuImport, '--test', ...reporters, '--test-concurrency=2', '--test-force-exit', `--test-timeout=${TEST_TIMEOUT_MS}`, ...files],
+    { stdio: 'inherit', env: { ...process.env, TALLY_TEST_PGLITE_CLUSTER: join(shared, 'pglite-cluster'), TALLY_TEST_TIMES_LINES: timeLines, TALLY_TEST_CPU_LINES: cpuLines } },
   );
   if (times !== undefined && times !== '') writeTimes();
 } finally {
