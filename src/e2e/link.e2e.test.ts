@@ -12,12 +12,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, test } from 'node:test';
-import { BIN, killChildren, startNode, track, type Json } from '../cli/e2e-process.ts';
+import { BIN, dropNodeDatabases, killChildren, nodeDatabaseArgs, startNode, track, type Json } from '../cli/e2e-process.ts';
 
 const dirs: string[] = [];
 const sockets: Socket[] = [];
 after(async () => {
   killChildren();
+  await dropNodeDatabases();
   for (const socket of sockets) socket.destroy();
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
@@ -52,7 +53,7 @@ test('the payment link through the CLI: neutral refusals, pay right after receiv
   const root = await mkdtemp(join(tmpdir(), 'tally-link-e2e-'));
   dirs.push(root);
   const dataDir = join(root, 'node');
-  const node = await startNode(dataDir, 0, { passphrase: 'link e2e', args: ['--schemes', 'ops,dotm'] });
+  const node = await startNode(dataDir, 0, { passphrase: 'link e2e', args: ['--schemes', 'ops,dotm', ...(await nodeDatabaseArgs())] });
   const env: Record<string, string | undefined> = {
     ...process.env,
     TALLY_HOME: join(root, 'home'),

@@ -9,12 +9,13 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { killChildren, startNode } from '../cli/e2e-process.ts';
+import { dropNodeDatabases, killChildren, nodeDatabaseArgs, startNode } from '../cli/e2e-process.ts';
 import { tallyCommands } from '../cli/e2e-run.ts';
 
 const dirs: string[] = [];
 after(async () => {
   killChildren();
+  await dropNodeDatabases();
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
@@ -25,7 +26,7 @@ test('refusals name the user command and show amounts as "31.00 EUR", never mino
   const root = await mkdtemp(join(tmpdir(), 'tally-messages-'));
   dirs.push(root);
   const dataDir = join(root, 'node');
-  const node = await startNode(dataDir, 0, { passphrase: 'messages e2e', args: ['--schemes', 'ops,dotm'] });
+  const node = await startNode(dataDir, 0, { passphrase: 'messages e2e', args: ['--schemes', 'ops,dotm', ...(await nodeDatabaseArgs())] });
   const env: Record<string, string | undefined> = { ...process.env, TALLY_HOME: join(root, 'home'), TALLY_NODE: node.url, TALLY_PASSWORD: 'a payment password' };
   env['TALLY_OPERATOR_TOKEN'] = (await readFile(join(dataDir, 'identity', 'operator-token'), 'utf8')).trim();
 

@@ -16,7 +16,7 @@ import { after, before, test } from 'node:test';
 import { toBase64url } from '../core/bytes.ts';
 import { encodeCbor } from '../core/cbor.ts';
 import { editWalletFile, readWalletFile, type WalletFile } from '../wallet/store/test-wallet-file.ts';
-import { BIN, killChildren, startNode, track, type Json, type NodeProcess } from '../cli/e2e-process.ts';
+import { BIN, dropNodeDatabases, killChildren, nodeDatabaseArgs, startNode, track, type Json, type NodeProcess } from '../cli/e2e-process.ts';
 
 interface Run {
   code: number | null;
@@ -33,7 +33,7 @@ before(async () => {
   root = await mkdtemp(join(tmpdir(), 'tally-steps-e2e-'));
   home = join(root, 'home');
   const dataDir = join(root, 'node');
-  node = await startNode(dataDir, 0, { passphrase: 'steps e2e', args: ['--schemes', 'ops,dotm'] });
+  node = await startNode(dataDir, 0, { passphrase: 'steps e2e', args: ['--schemes', 'ops,dotm', ...(await nodeDatabaseArgs())] });
   env = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url, TALLY_PASSWORD: 'steps horse', TALLY_WALLET_PASSPHRASE: 'steps passphrase', TALLY_OPERATOR_TOKEN: (await readFile(join(dataDir, 'identity', 'operator-token'), 'utf8')).trim() };
   await ok('operator', 'oem');
 });
@@ -41,6 +41,7 @@ before(async () => {
 after(async () => {
   if (node !== undefined) await node.stop();
   killChildren();
+  await dropNodeDatabases();
   await rm(root, { recursive: true, force: true });
 });
 

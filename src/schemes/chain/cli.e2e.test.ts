@@ -13,11 +13,12 @@ import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { cliOf, killChildren, startNode, type Json } from '../../cli/e2e-process.ts';
+import { cliOf, dropNodeDatabases, killChildren, nodeDatabaseArgs, startNode, type Json } from '../../cli/e2e-process.ts';
 
 const dirs: string[] = [];
 after(async () => {
   killChildren();
+  await dropNodeDatabases();
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
@@ -28,7 +29,8 @@ test('chain-tee through the CLI: mint and deposit on chain, offline payments wit
   dirs.push(root);
   const home = join(root, 'home');
   const dataDir = join(root, 'node');
-  let node = await startNode(dataDir, 0, NODE);
+  const nodeOptions = { ...NODE, args: await nodeDatabaseArgs() };
+  let node = await startNode(dataDir, 0, nodeOptions);
   const env: Record<string, string | undefined> = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url };
   env['TALLY_OPERATOR_TOKEN'] = (await readFile(join(dataDir, 'identity', 'operator-token'), 'utf8')).trim();
   const { ok, refused, listen } = cliOf(env);
@@ -69,7 +71,7 @@ test('chain-tee through the CLI: mint and deposit on chain, offline payments wit
   assert.equal(await forked.exit, 0);
 
   // Online again: the chain comes back from its state file with the contracts and balances.
-  node = await startNode(dataDir, node.port, NODE);
+  node = await startNode(dataDir, node.port, nodeOptions);
   const bobSync = await ok('sync', 'bob');
   assert.equal(bobSync['onChain'], '20.00', 'bob: 25.00 + 5.00 from alice, 10.00 to carol (applied once his receipt is)');
   const carolSync = await ok('sync', 'carol');

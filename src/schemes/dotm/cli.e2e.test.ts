@@ -16,11 +16,12 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, test } from 'node:test';
 import { readWalletFile } from '../../wallet/store/test-wallet-file.ts';
-import { BIN, killChildren, startNode, track, type Json } from '../../cli/e2e-process.ts';
+import { BIN, dropNodeDatabases, killChildren, nodeDatabaseArgs, startNode, track, type Json } from '../../cli/e2e-process.ts';
 
 const dirs: string[] = [];
 after(async () => {
   killChildren();
+  await dropNodeDatabases();
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
@@ -32,7 +33,8 @@ test('DOT-M through the CLI: nine steps over TCP + Noise offline, refusals, re-s
   dirs.push(root);
   const home = join(root, 'home');
   const dataDir = join(root, 'node');
-  let node = await startNode(dataDir, 0, NODE);
+  const nodeOptions = { ...NODE, args: [...NODE.args, ...(await nodeDatabaseArgs())] };
+  let node = await startNode(dataDir, 0, nodeOptions);
   const env: Record<string, string | undefined> = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url, TALLY_PASSWORD: 'right horse', TALLY_OPERATOR_TOKEN: '' };
   env['TALLY_OPERATOR_TOKEN'] = (await readFile(join(dataDir, 'identity', 'operator-token'), 'utf8')).trim();
 
@@ -149,7 +151,7 @@ test('DOT-M through the CLI: nine steps over TCP + Noise offline, refusals, re-s
   assert.equal(await toCarol.exit, 0);
 
   // Online data updating: everyone syncs; the fork is found and alice is named.
-  node = await startNode(dataDir, node.port, NODE);
+  node = await startNode(dataDir, node.port, nodeOptions);
   const syncs = [await ok('sync', 'alice'), await ok('sync', 'bob'), await ok('sync', 'carol')];
   const findings = syncs.flatMap((s) => s['findings'] as Json[]);
   assert.ok(findings.length >= 1, `the double spend is found: ${JSON.stringify(syncs)}`);

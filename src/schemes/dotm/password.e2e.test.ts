@@ -21,11 +21,12 @@ import { NodeClient } from '../../wallet/node-client.ts';
 import { auditAnswer, userAnswer } from '../../wallet/node-answers.ts';
 import { PASSWORD_TRIES_MAX } from './trusted-app.ts';
 import { editWalletFile, readWalletFile, toLegacyFolder, walletBytesOnDisk } from '../../wallet/store/test-wallet-file.ts';
-import { BIN, killChildren, startNode, type Json } from '../../cli/e2e-process.ts';
+import { BIN, dropNodeDatabases, killChildren, nodeDatabaseArgs, startNode, type Json } from '../../cli/e2e-process.ts';
 
 const dirs: string[] = [];
 after(async () => {
   killChildren();
+  await dropNodeDatabases();
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
@@ -48,7 +49,7 @@ test('DOT-M password through the CLI: no clear account key on disk, withdraw nee
   dirs.push(root);
   const home = join(root, 'home');
   const dataDir = join(root, 'node');
-  const node = await startNode(dataDir, 0, { passphrase: 'dotm password e2e', args: ['--schemes', 'dotm'] });
+  const node = await startNode(dataDir, 0, { passphrase: 'dotm password e2e', args: ['--schemes', 'dotm', ...(await nodeDatabaseArgs())] });
   const env: Record<string, string | undefined> = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url, TALLY_PASSWORD: PASSWORD };
   const token = (await readFile(join(dataDir, 'identity', 'operator-token'), 'utf8')).trim();
   env['TALLY_OPERATOR_TOKEN'] = token;

@@ -14,13 +14,14 @@ import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { cliOf, killChildren, startNode, type Json } from '../../cli/e2e-process.ts';
+import { cliOf, dropNodeDatabases, killChildren, nodeDatabaseArgs, startNode, type Json } from '../../cli/e2e-process.ts';
 import { swtpmGate } from '../../secure-element/tpm-fixtures.ts';
 
 const skip = await swtpmGate();
 const dirs: string[] = [];
 after(async () => {
   killChildren();
+  await dropNodeDatabases();
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
@@ -31,7 +32,8 @@ test('OPERA through the CLI: tokens charged, anonymous three-stage payments offl
   dirs.push(root);
   const home = join(root, 'home');
   const dataDir = join(root, 'node');
-  let node = await startNode(dataDir, 0, NODE);
+  const nodeOptions = { ...NODE, args: [...NODE.args, ...(await nodeDatabaseArgs())] };
+  let node = await startNode(dataDir, 0, nodeOptions);
   const env: Record<string, string | undefined> = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url };
   env['TALLY_OPERATOR_TOKEN'] = (await readFile(join(dataDir, 'identity', 'operator-token'), 'utf8')).trim();
   const { ok, refused, listen } = cliOf(env);
@@ -91,7 +93,7 @@ test('OPERA through the CLI: tokens charged, anonymous three-stage payments offl
   assert.equal(await toCarol.exit, 0);
 
   // Online again: bob deposits what he holds; carol's copy of the 10.00 token is refused as spent before.
-  node = await startNode(dataDir, node.port, NODE);
+  node = await startNode(dataDir, node.port, nodeOptions);
   const bobBack = await ok('wallet', 'withdraw', 'bob', 'all');
   assert.deepEqual([bobBack['credited'], bobBack['doubleSpent']], ['15.00', 0]);
   const spent = await refused('DOUBLE_SPEND', ['wallet', 'withdraw', 'carol', '10.00']);

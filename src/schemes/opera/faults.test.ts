@@ -15,7 +15,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { cliOf, killChildren, startNode } from '../../cli/e2e-process.ts';
+import { cliOf, dropNodeDatabases, killChildren, nodeDatabaseArgs, startNode } from '../../cli/e2e-process.ts';
 import type { CrashPoint } from '../../secure-element/secure-element.ts';
 import { connectLink, listenLink } from '../../wallet/plugin.ts';
 import type { Role } from './exchange.ts';
@@ -94,6 +94,7 @@ const open: OperaWallet[] = [];
 after(async () => {
   for (const w of open) await w.close().catch(() => undefined);
   killChildren();
+  await dropNodeDatabases();
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
@@ -125,7 +126,7 @@ describe('OPERA: the fourteen faults of §5.1', { timeout: 900_000 }, () => {
   before(async () => {
     const root = await mkdtemp(join(tmpdir(), 'tally-opera-faults-'));
     dirs.push(root);
-    node = await startNode(join(root, 'node'), 0, { passphrase: 'opera faults', args: ['--schemes', 'opera'] });
+    node = await startNode(join(root, 'node'), 0, { passphrase: 'opera faults', args: ['--schemes', 'opera', ...(await nodeDatabaseArgs())] });
     env = { ...process.env, TALLY_HOME: join(root, 'home'), TALLY_NODE: node.url, TALLY_OPERATOR_TOKEN: (await readFile(join(root, 'node', 'identity', 'operator-token'), 'utf8')).trim() };
     const { ok } = cliOf(env);
     await ok('operator', 'oem');

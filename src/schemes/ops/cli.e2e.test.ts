@@ -12,12 +12,13 @@ import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { killChildren, startNode, type Json } from '../../cli/e2e-process.ts';
+import { dropNodeDatabases, killChildren, nodeDatabaseArgs, startNode, type Json } from '../../cli/e2e-process.ts';
 import { tallyCommands } from '../../cli/e2e-run.ts';
 
 const dirs: string[] = [];
 after(async () => {
   killChildren();
+  await dropNodeDatabases();
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
@@ -32,7 +33,8 @@ test('OPS through the CLI: separate processes, token and TCP payments, offline w
   dirs.push(root);
   const home = join(root, 'home');
   const dataDir = join(root, 'node');
-  let node = await startNode(dataDir, 0, { passphrase: 'cli e2e', args: ['--schemes', 'ops'] });
+  const args = ['--schemes', 'ops', ...(await nodeDatabaseArgs())];
+  let node = await startNode(dataDir, 0, { passphrase: 'cli e2e', args });
   const env: Record<string, string | undefined> = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url, TALLY_OPERATOR_TOKEN: '', TALLY_WALLET_PASSPHRASE: undefined };
 
   const { run, ok, refusedRun, listen } = tallyCommands(env);
@@ -99,7 +101,7 @@ test('OPS through the CLI: separate processes, token and TCP payments, offline w
   await refused('PAYMENT_REPLAYED', 'accept', 'carol', String(overLink['token']));
 
   // Back online: claim, sync, withdraw.
-  node = await startNode(dataDir, node.port, { passphrase: 'cli e2e', args: ['--schemes', 'ops'] });
+  node = await startNode(dataDir, node.port, { passphrase: 'cli e2e', args });
   const claimed = await ok('claim', 'carol');
   assert.equal((claimed['claimed'] as unknown[]).length, 1);
   assert.equal(claimed['online'], '5.00');

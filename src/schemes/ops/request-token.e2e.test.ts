@@ -21,11 +21,12 @@ import { walletDir, walletPaths } from '../../wallet/home.ts';
 import { openSlot } from '../../secure-element/key-slot.ts';
 import { readRequestToken, requestToken } from './tokens.ts';
 import { readWalletFile } from '../../wallet/store/test-wallet-file.ts';
-import { BIN, killChildren, startNode, type Json } from '../../cli/e2e-process.ts';
+import { BIN, dropNodeDatabases, killChildren, nodeDatabaseArgs, startNode, type Json } from '../../cli/e2e-process.ts';
 
 const dirs: string[] = [];
 after(async () => {
   killChildren();
+  await dropNodeDatabases();
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
@@ -34,7 +35,8 @@ test('OPS request tokens through the CLI: the payer sees whom it pays, a swapped
   dirs.push(root);
   const home = join(root, 'home');
   const dataDir = join(root, 'node');
-  const node = await startNode(dataDir, 0, { passphrase: 'request e2e', args: ['--schemes', 'ops'] });
+  const args = ['--schemes', 'ops', ...(await nodeDatabaseArgs())];
+  const node = await startNode(dataDir, 0, { passphrase: 'request e2e', args });
   const env: Record<string, string | undefined> = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url, TALLY_WALLET_PASSPHRASE: 'request e2e passphrase' };
   env['TALLY_OPERATOR_TOKEN'] = (await readFile(join(dataDir, 'identity', 'operator-token'), 'utf8')).trim();
 
@@ -129,7 +131,7 @@ test('OPS request tokens through the CLI: the payer sees whom it pays, a swapped
   assert.equal(await offline('bob'), '7.00');
 
   // Online again: the audit balances; the float is what the SEs hold plus the 1.00 to carol not yet claimed.
-  const again2 = await startNode(dataDir, node.port, { passphrase: 'request e2e', args: ['--schemes', 'ops'] });
+  const again2 = await startNode(dataDir, node.port, { passphrase: 'request e2e', args });
   const audit = await ok('audit');
   assert.equal(audit['balanced'], true);
   const float = String((audit['currencies'] as Json[])[0]?.['totalOfflineFloat']);

@@ -12,11 +12,12 @@ import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { cliOf, killChildren, startNode, type Json } from '../../cli/e2e-process.ts';
+import { cliOf, dropNodeDatabases, killChildren, nodeDatabaseArgs, startNode, type Json } from '../../cli/e2e-process.ts';
 
 const dirs: string[] = [];
 after(async () => {
   killChildren();
+  await dropNodeDatabases();
   for (const dir of dirs) await rm(dir, { recursive: true, force: true });
 });
 
@@ -27,7 +28,8 @@ test('OTP through the CLI: blind withdrawal, anonymous payments offline, re-spen
   dirs.push(root);
   const home = join(root, 'home');
   const dataDir = join(root, 'node');
-  let node = await startNode(dataDir, 0, NODE);
+  const nodeOptions = { ...NODE, args: [...NODE.args, ...(await nodeDatabaseArgs())] };
+  let node = await startNode(dataDir, 0, nodeOptions);
   const env: Record<string, string | undefined> = { ...process.env, TALLY_HOME: home, TALLY_NODE: node.url };
   env['TALLY_OPERATOR_TOKEN'] = (await readFile(join(dataDir, 'identity', 'operator-token'), 'utf8')).trim();
 
@@ -87,7 +89,7 @@ test('OTP through the CLI: blind withdrawal, anonymous payments offline, re-spen
   assert.equal(await toCarol.exit, 0);
 
   // Online again: bob deposits all he holds; carol's copy of the coin is refused as spent before.
-  node = await startNode(dataDir, node.port, NODE);
+  node = await startNode(dataDir, node.port, nodeOptions);
   const bobBack = await ok('wallet', 'withdraw', 'bob', '35.00');
   assert.deepEqual([bobBack['credited'], bobBack['doubleSpent']], ['35.00', 0]);
   const spent = await refused('DOUBLE_SPEND', ['wallet', 'withdraw', 'carol', '5.00']);
