@@ -466,13 +466,13 @@ export const opsSim: SimPlugin = {
      * holder's TA. Collect and the node's claim refuse a payment naming another receiver.
      */
     async function relayPayment(h: Holder): Promise<void> {
-      const honest = made.filter((m) => m.attack === null && !('holder' in m.to && m.to.holder === h));
+      const roll = random.below(4);
+      // To its own payee, only a payment still on its way: one already taken is a replay, not a relay.
+      const honest = made.filter((m) => m.attack === null && !('holder' in m.to && m.to.holder === h) && (roll !== 0 || (!m.credited && m.refused === null)));
       if (honest.length === 0) return;
       const entry = random.pick(honest);
       const meant = partyOf(entry.to);
-      const roll = random.below(4);
       if (roll === 0) {
-        if (entry.credited || entry.refused !== null) return;
         await deliver({ made: entry });
         simRelayed(world, { relayer: h.device, variant: 'payment-as-meant', meant, refusal: null, credited: entry.credited ? meant : null });
         return;
