@@ -6,12 +6,12 @@
  * before the ack and the node restarts. Attackers clone their secure element (OPS §2.2: a corrupted
  * client copies its TA), roll it back to an old state, replay payments to payees and to the node,
  * forge payments, and relay honest devices' requests and payments to parties they were not meant
- * for (OPS Figure 7: the payee's signed request, P.receiver). After each step: the audit balances; Σ TA balances + payments not yet
- * credited − float:ops (value created offline) is never below zero, is zero until an attack
- * duplicates a TA, and never above what the attacks' holding limits bound; every payment is
- * credited at most once, and only to the receiver the payer's TA bound it to; a fraud case names
- * only an attacker. At the end every double spend was
- * refused offline or detected at settlement and attributed to the attacker's device.
+ * for (OPS Figure 7: the payee's signed request, P.receiver). After each step: the audit balances;
+ * Σ TA balances + payments not yet credited − float:ops (value created offline) is never below
+ * zero, is zero until an attack duplicates a TA, and never above what the attacks' holding limits
+ * bound; every payment is credited at most once, and only to the receiver the payer's TA bound it
+ * to; a fraud case names only an attacker. At the end every double spend was refused offline or
+ * detected at settlement and attributed to the attacker's device.
  */
 import { equalBytes, fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
