@@ -15,13 +15,16 @@
  *   account of its own with a balance it never deposited and pays an honest payee: the payee's TEE
  *   cannot tell (the attestation is genuine) and credits it; on chain the payment waits owed
  *   forever, and the payee's upload binds the fresh account to the attacker's enclave, which the
- *   judge reads as the proof (an enclave with two open accounts) and attributes.
+ *   judge reads as the proof (an enclave with two open accounts) and attributes;
+ * - relay: between two honest holders, the payer's tx_off also handed to another TEE (the
+ *   relayer's own or a third one): it names the payee's account, and is refused.
  */
 import { toHex } from '../../core/bytes.ts';
 import { signerFromSecret } from '../../core/crypto/suite.ts';
 import { buildTxOff } from './tx-off.ts';
 import { committed, hashOf, mustNotCredit, partyOf, roomy, status, type ChainSim, type Element, type Holder, type Party } from './sim-context.ts';
 import { holding } from './sim-invariants.ts';
+import { payOffline } from './sim-offline.ts';
 import { sync } from './sim-online.ts';
 import { ENCLAVE_KEY_LABEL } from './trusted-app.ts';
 import { PAYMENT_KIND } from './typed-data.ts';
@@ -30,7 +33,7 @@ import { reconcileOnChain } from './wallet-chain.ts';
 
 /** How many payments a clone or a rolled-back TEE attempts. */
 const ATTACK_PAYMENTS_MAX = 3;
-/** The largest payment a forged or extracted-key payer makes, minor units. */
+/** The largest payment a forged or extracted-key payer makes (and a relayed one), minor units. */
 const FORGED_AMOUNT_MAX = 500n;
 
 const hex = (bytes: Uint8Array): `0x${string}` => `0x${toHex(bytes)}`;
@@ -171,12 +174,34 @@ export async function sabotageHonestClone(sim: ChainSim): Promise<void> {
 }
 
 /** One attack by `h` (an attacker), of a kind drawn from the run's random source. */
+/** A relayer between two honest holders: the payer pays the payee it chose, and its tx_off is handed to another TEE too. */
+async function relay(sim: ChainSim, h: Holder): Promise<void> {
+  const { random } = sim.world;
+  const usable = sim.holders.filter((x) => x !== h && !x.closed && !x.frozen);
+  const payers = [];
+  for (const x of usable) {
+    const s = await status(x.el);
+    if (!x.attacker && s.status === 'open' && s.balance > 0n && roomy(s)) payers.push(x);
+  }
+  if (payers.length === 0) return;
+  const payer = random.pick(payers);
+  const payees = [];
+  for (const x of usable) if (x !== payer && roomy(await status(x.el))) payees.push(x);
+  if (payees.length === 0) return;
+  const payee = random.pick(payees);
+  const others = usable.filter((x) => x !== payer && x !== payee);
+  const to = others.length === 0 || random.chance(0.5) ? h : random.pick(others);
+  const balance = (await status(payer.el)).balance;
+  await payOffline(sim, partyOf(sim, payer), partyOf(sim, payee), random.bigint(1n, balance < FORGED_AMOUNT_MAX ? balance : FORGED_AMOUNT_MAX), { relayer: h, to: partyOf(sim, to) });
+}
+
 export async function attack(sim: ChainSim, h: Holder): Promise<void> {
   const { random } = sim.world;
   if (h.frozen || h.closed) return;
   sim.actions++;
-  const kind = random.pick(['clone', 'rollback', 'replay', 'forge', 'extracted-key'] as const);
-  if (kind === 'clone') await extra(sim, h, await h.el.clone(), 'clone');
+  const kind = random.pick(['clone', 'rollback', 'replay', 'forge', 'extracted-key', 'relay'] as const);
+  if (kind === 'relay') await relay(sim, h);
+  else if (kind === 'clone') await extra(sim, h, await h.el.clone(), 'clone');
   else if (kind === 'rollback') await rollback(sim, h);
   else if (kind === 'replay') await replay(sim, h);
   else if (kind === 'forge') await forge(sim, h);

@@ -145,7 +145,8 @@ export function committed<T>(sim: ChainSim, el: Element, run: (requestId: Uint8A
   return simCommitted(sim.world, el, run, stage === null ? null : { share: GIVE_UP_AFTER_CRASH, error: () => new Cut(stage) });
 }
 
-function stateOf(s: Status): string {
+/** A TEE's whole status as text, to tell whether a refusal changed it. */
+export function stateOf(s: Status): string {
   return JSON.stringify(s, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? toHex(v) : v));
 }
 

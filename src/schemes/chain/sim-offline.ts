@@ -6,13 +6,14 @@
  * the payer's TEE takes (`pay` / `abort`). A dropped or late message cuts the payment where it is:
  * the payer's TEE holds the amount until an ack comes in a later session or the chain settles it
  * (docs/chain.md, "A lost acknowledgement creates no money"). A duplicate is delivered again and
- * must not be credited twice. The Noise link and the session's binding are not modelled.
+ * must not be credited twice. A relayer may hand the tx_off to another TEE as well, which must refuse
+ * it. The Noise link and the session's binding are not modelled.
  */
 import { toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
-import { seRefusal, simCarry } from '../../sim/sim/plugin.ts';
+import { seRefusal, simCarry, simRelayed } from '../../sim/sim/plugin.ts';
 import type { SignedAck, TxOff } from './messages.ts';
-import { committed, Cut, hashOf, mustNotCredit, status, STEP_TIMEOUT_MS, type ChainSim, type Party } from './sim-context.ts';
+import { committed, Cut, hashOf, mustNotCredit, stateOf, status, STEP_TIMEOUT_MS, type ChainSim, type Holder, type Party } from './sim-context.ts';
 
 /** Earlier payments to the same payee a payer sends again in one session (session.ts's RESEND_MAX). */
 const RESEND_MAX = 8;
@@ -54,14 +55,45 @@ async function holdsIncoming(party: Party, txOff: TxOff): Promise<boolean> {
   return upload.items.some((i) => i.ack !== undefined && i.ack.ok && toHex(i.txOff.payment.payee) === toHex(upload.account) && hashOf(i.txOff) === hash);
 }
 
+/** A relayer between payer and payee, handing the payer's tx_off to TEE `to` as well. */
+export interface TxOffRelay {
+  readonly relayer: Holder;
+  readonly to: Party;
+}
+
+/**
+ * The relayer hands `txOff`, signed by the payer's TEE for `payee`'s account (Algorithm 3: the
+ * payee's address is in the signed payment), to TEE `to` too: its `receive` refuses a payment for
+ * another account (`CHAIN_NOT_PAYEE`; the paper's MITM case: the enclave cannot be confused about
+ * the recipient's key), with its state unchanged.
+ */
+async function relayTxOff(sim: ChainSim, relay: TxOffRelay, txOff: TxOff, payee: Party): Promise<void> {
+  const { world } = sim;
+  const { to } = relay;
+  const before = stateOf(await status(to.el));
+  let refused: string | null = null;
+  let credited = false;
+  try {
+    const answer = await to.el.se.call('receive', { txOff, now: world.clock.now() });
+    if (answer.credited) credited = true;
+    else refused = 'ack-fail';
+  } catch (e) {
+    refused = seRefusal(e);
+    if (refused === null) throw e;
+  }
+  if (refused !== null && stateOf(await status(to.el)) !== before) world.violated('no-forgery', `device ${to.holder.device} changed state on refusing a relayed tx_off`);
+  simRelayed(world, { relayer: relay.relayer.device, variant: to.holder === relay.relayer ? 'tx-off-to-relayer' : 'tx-off-to-other', meant: payee.holder.device, refusal: refused, credited: credited ? to.holder.device : null });
+}
+
 /** How a payment ended. */
 export type PaymentEnd = 'paid' | 'cut' | 'refused';
 
 /**
  * The payment of `amount` from `payer` to `payee`. A payment is made once the payer's TA signed its
- * `tx_off` (the amount has left its balance), however the session ends.
+ * `tx_off` (the amount has left its balance), however the session ends. `relay`: a relayer handing
+ * the tx_off to another TEE as well.
  */
-export async function payOffline(sim: ChainSim, payer: Party, payee: Party, amount: bigint): Promise<PaymentEnd> {
+export async function payOffline(sim: ChainSim, payer: Party, payee: Party, amount: bigint, relay: TxOffRelay | null = null): Promise<PaymentEnd> {
   const { world } = sim;
   const { recorder, random, clock } = world;
   sim.actions++;
@@ -88,6 +120,7 @@ export async function payOffline(sim: ChainSim, payer: Party, payee: Party, amou
       signed = (await status(payer.el)).counter !== payerBefore.counter;
     }
     signed = true;
+    if (relay !== null) await relayTxOff(sim, relay, txOff, payee);
     if (random.chance(0.2)) sim.captured.txOffs.push(txOff);
     const sent = [txOff, ...resend];
     const delivery = carry(sim, { kind: 'pay', txOffs: sent }, 'pay');

@@ -6,17 +6,18 @@
  * a current record, γ and the success message itself and pays again a copy its wallet already paid
  * from, §3.4.4's double spend made outside the trusted app; and a *forged* block, a presentation
  * not signed by C, §3.4.6; a *forged event*, a redemption signed with wsk outside the trusted app).
- * Manipulated data transmission: an old σ *replayed* to a payee, and the
- * wallet's events uploaded again to the node. Offline, only the forged block and the replays can be
- * refused; the double spends are for settlement to detect and attribute (§3.4.4).
+ * Manipulated data transmission: an old σ *replayed* to a payee, the wallet's events uploaded again
+ * to the node, and honest wallets' λ and σ *relayed* to wallets they were not meant for (§3.4.1).
+ * Offline, only the forged block, the replays and the relays can be refused; the double spends are for settlement to detect and attribute (§3.4.4).
  */
 import { fromHex, toHex } from '../../core/bytes.ts';
 import { signRecord } from '../../core/crypto/record.ts';
-import type { SimAttack } from '../../sim/sim/plugin.ts';
+import { simRelayed, type SimAttack } from '../../sim/sim/plugin.ts';
 import { blockTip } from './block.ts';
 import { GAMMA_TAG, gammaSigned, notificationDigest, PRESENTATION_TAG, presentationSigned, RECORD_TAG, recordSigned, SUCCESS_TAG, successSigned, type CurrencyBlock, type TransactionMessage, type TransactionRecord } from './messages.ts';
 import { EVENT_TAG, eventBodyWire, partsDigest, type EventBody } from './online.ts';
-import { eventsWire, refusal, type DotmSim, type Element, type Holder } from './sim-population.ts';
+import { exchange } from './sim-exchange.ts';
+import { eventsWire, refusal, SIM_PASSWORD, type DotmSim, type Element, type Holder } from './sim-population.ts';
 import { USER_KEY_LABEL, WALLET_KEY_LABEL } from './trusted-app.ts';
 
 /** How many payments a clone or a rolled-back wallet attempts. */
@@ -25,25 +26,35 @@ const ATTACK_PAYMENTS_MAX = 3;
 const EXTRACTED_PAYMENT_MAX = 2_000n;
 
 /** The attacks a holder may make, drawn evenly. */
-const KINDS = ['clone', 'rollback', 'extracted-key', 'forge', 'forge-event', 'replay'] as const;
+const KINDS = ['clone', 'rollback', 'extracted-key', 'forge', 'forge-event', 'replay', 'relay'] as const;
+/** The most a relayed transaction pays, minor units. */
+const RELAYED_PAYMENT_MAX = 2_000n;
 
-/** One attack by `h`, of a kind drawn from the run's random source. */
-export async function attack(sim: DotmSim, h: Holder): Promise<void> {
+/** One attack by `h`, of a kind drawn from the run's random source; answers how many payments honest wallets offered in it (a relay's). */
+export async function attack(sim: DotmSim, h: Holder): Promise<number> {
   const kind = sim.world.random.pick(KINDS);
-  if (h.revoked && kind !== 'replay' && kind !== 'forge') return;
+  if (h.revoked && kind !== 'replay' && kind !== 'forge' && kind !== 'relay') return 0;
   switch (kind) {
     case 'clone':
-      return clone(sim, h);
+      await clone(sim, h);
+      return 0;
     case 'rollback':
-      return rollback(sim, h);
+      await rollback(sim, h);
+      return 0;
     case 'extracted-key':
-      return extractedKey(sim, h);
+      await extractedKey(sim, h);
+      return 0;
     case 'forge':
-      return forge(sim, h);
+      await forge(sim, h);
+      return 0;
     case 'forge-event':
-      return forgeEvent(sim, h);
+      await forgeEvent(sim, h);
+      return 0;
     case 'replay':
-      return replay(sim, h);
+      await replay(sim, h);
+      return 0;
+    case 'relay':
+      return relay(sim, h);
   }
 }
 
@@ -278,4 +289,48 @@ async function replay(sim: DotmSim, h: Holder): Promise<void> {
 export function recordAttackPayment(sim: DotmSim, attack: SimAttack, amount: bigint, end: { offered: boolean; received: boolean; refusedBy: string | null }): void {
   if (!end.offered) return;
   sim.books.attackPayments.push({ attack, amount, received: end.received, refused: end.refusedBy !== null });
+}
+
+/**
+ * A relayer between honest wallets (§3.4.1: it can only forward what they send). An honest payer
+ * means to pay payee B; the relayer hands it B's own λ (the transaction goes on as the payer meant),
+ * or another payee's λ of the same amount (the payer's trusted app refuses it at step 2.3: λ's
+ * ucert_R is not the payee it was told), or hands the σ the payer made for B to another wallet as
+ * well, the relayer's own or a third one (refused at step 4). Answers the payments offered.
+ */
+async function relay(sim: DotmSim, h: Holder): Promise<number> {
+  const { world } = sim;
+  const { random, clock } = world;
+  const payers = sim.holders.filter((x) => x !== h && !x.attacker && !x.revoked && x.balance > 0n);
+  if (payers.length === 0) return 0;
+  const payer = random.pick(payers);
+  const payees = sim.holders.filter((x) => x !== h && x !== payer && !x.revoked);
+  if (payees.length === 0) return 0;
+  const payee = random.pick(payees);
+  const others = payees.filter((x) => x !== payee);
+  const v = random.bigint(1n, payer.balance < RELAYED_PAYMENT_MAX ? payer.balance : RELAYED_PAYMENT_MAX);
+  const roll = random.below(3);
+  if (roll === 0 || (roll === 1 && others.length === 0)) {
+    const end = await exchange(sim, payer, payer.el, payee, v);
+    if (end === null) return 0;
+    simRelayed(world, { relayer: h.wallet, variant: 'request-as-meant', meant: payee.wallet, refusal: null, credited: end.received ? payee.wallet : null });
+    return end.offered ? 1 : 0;
+  }
+  if (roll === 1) {
+    const other = random.pick(others);
+    const request = await requestOf(sim, other, v);
+    if (request === null) return 0;
+    let refused: string | null = null;
+    try {
+      await payer.el.se.call('pay', { request, password: SIM_PASSWORD, expect: { v, payee: fromHex(payee.userKeyId) }, now: clock.now() });
+    } catch (e) {
+      refused = refusal(e);
+      if (refused === null) throw e;
+    }
+    simRelayed(world, { relayer: h.wallet, variant: 'request-to-payer', meant: payee.wallet, refusal: refused, credited: refused === null ? other.wallet : null });
+    return 0;
+  }
+  const to = others.length === 0 || random.chance(0.5) ? h : random.pick(others);
+  const end = await exchange(sim, payer, payer.el, payee, v, { relay: { relayer: h, to } });
+  return end?.offered === true ? 1 : 0;
 }

@@ -8,10 +8,11 @@
  * then does what §3.3.5 says: a payer with an open offer withdraws it (situations 1 and 4), a payee
  * with a received transaction rolls it back (situations 2, 3, 5), so that the two exceptional
  * situations where the payer paid and the payee rolled back (3 and 5) are left to the node's refund.
- * An attacking payer's wallet app may also alter σ on its way (the payee's app must refuse it).
+ * An attacking payer's wallet app may also alter σ on its way (the payee's app must refuse it), and
+ * a relayer between the two devices may hand σ to another wallet too (which must refuse it).
  */
 import { fromHex, toHex } from '../../core/bytes.ts';
-import { simCarry, type SimAttack } from '../../sim/sim/plugin.ts';
+import { simCarry, simRelayed, type SimAttack } from '../../sim/sim/plugin.ts';
 import { encodeNotification, encodeSuccessNotice, encodeTransactionMessage, encodeTransactionRequest, type Notification, type SuccessNotice, type TransactionMessage } from './messages.ts';
 import { SESSION_STEP_TIMEOUT_MS } from './session.ts';
 import { refusal, SIM_PASSWORD, type DotmSim, type Element, type Holder } from './sim-population.ts';
@@ -52,10 +53,35 @@ async function refusedUnchanged(sim: DotmSim, el: Element, what: string, deliver
 }
 
 /**
+ * σ made for `payee`'s request handed by a relayer to wallet `to` as well, which has a request of
+ * the same amount open: its trusted app must refuse it (step 4.1: σ answers no open request of
+ * `to`, its tsn being `payee`'s; step 4.4: its records pay another ucert_R, §3.4.1), unchanged.
+ */
+async function relaySigma(sim: DotmSim, relay: { relayer: Holder; to: Holder }, transaction: TransactionMessage, payee: Holder): Promise<void> {
+  const { world } = sim;
+  const { to } = relay;
+  try {
+    await to.el.se.call('request', { v: transaction.tsd.v, now: world.clock.now() });
+  } catch (e) {
+    if (refusal(e) === null) throw e;
+  }
+  const before = await to.el.se.call('status', {});
+  let refused: string | null = null;
+  try {
+    await to.el.se.call('accept', { transaction, now: world.clock.now() });
+  } catch (e) {
+    refused = refusal(e);
+    if (refused === null) throw e;
+  }
+  if (refused !== null && (await to.el.se.call('status', {})).balance !== before.balance) world.violated('no-forgery', `wallet ${to.index} changed while refusing a relayed σ`);
+  simRelayed(world, { relayer: relay.relayer.wallet, variant: to === relay.relayer ? 'sigma-to-relayer' : 'sigma-to-other', meant: payee.wallet, refusal: refused, credited: refused === null ? to.wallet : null });
+}
+
+/**
  * One transaction of `v` from `payer` (the holder's own secure element, or an attacker's extra
  * copy `by`) to `payee`. Answers null when the payee's or payer's wallet could not start one.
  */
-export async function exchange(sim: DotmSim, payer: Holder, by: Element, payee: Holder, v: bigint, options: { alter?: boolean; attack?: SimAttack | null } = {}): Promise<ExchangeEnd | null> {
+export async function exchange(sim: DotmSim, payer: Holder, by: Element, payee: Holder, v: bigint, options: { alter?: boolean; attack?: SimAttack | null; relay?: { relayer: Holder; to: Holder } } = {}): Promise<ExchangeEnd | null> {
   const { world } = sim;
   const { clock, recorder } = world;
   const net = world.network<Uint8Array>();
@@ -112,6 +138,7 @@ export async function exchange(sim: DotmSim, payer: Holder, by: Element, payee: 
         await refusedUnchanged(sim, payee.el, 'altered σ', () => payee.el.se.call('accept', { transaction: altered, now: clock.now() }));
       }
     }
+    if (options.relay !== undefined) await relaySigma(sim, options.relay, transaction, payee);
     const sigmaBytes = encodeTransactionMessage(transaction);
     // A copy of σ is only a replay once the payee took σ (its request is closed); before, a crash
     // that ended the transaction leaves the request open and the payee's app may take it again.

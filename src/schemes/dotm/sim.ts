@@ -124,7 +124,7 @@ export const dotmSim: SimPlugin = {
       } else if (roll < 80) {
         if (h.online && !h.revoked) await keepBalance(sim, h);
       } else if (roll < 88) {
-        if (attackers.length > 0) await attack(sim, random.pick(attackers));
+        if (attackers.length > 0) paymentsMade += await attack(sim, random.pick(attackers));
       } else if (roll < 95) {
         const x = sim.extras.find((e) => e.left > 0);
         const payee = x === undefined ? null : payeeFor(world, holders, x.holder);

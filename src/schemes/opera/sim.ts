@@ -6,7 +6,7 @@
  * messages, resuming a cut exchange from the two logs when the same ODWs meet again (§4.1) or settling
  * it online, and depositing tokens back. Secure elements crash at commit points, exchanges are cut at
  * every stage, the node restarts. Attackers clone their ODW (state and counter copied) and spend the
- * same tokens twice, roll it back, replay and alter messages, and deposit forged tokens. After each
+ * same tokens twice, roll it back, replay, alter and relay messages, and deposit forged tokens. After each
  * step: the audit balances and float:opera equals the tokens still issued; Σ what the ODWs hold −
  * float:opera (value created offline) is never below zero, never above what the transactions a
  * payee may hold twice and the attacks' bounds allow, and zero when no log is pending and no attack
@@ -22,7 +22,7 @@ import { isTallyError } from '../../core/errors.ts';
 import { credentialKeys, issueCredential, sealCredential } from '../../pki/anonymous-credential.ts';
 import { encodeCertificate } from '../../pki/certificate.ts';
 import { expectedPcrValue } from '../../pki/tpm-quote.ts';
-import { simCarry, simCommitted, type SimAttack, type SimElement, type SimNode, type SimPlugin, type SimSnapshot, type SimWorld } from '../../sim/sim/plugin.ts';
+import { simCarry, simCommitted, simRelayed, type SimAttack, type SimElement, type SimNode, type SimPlugin, type SimSnapshot, type SimWorld } from '../../sim/sim/plugin.ts';
 import { chargeCodec, DEPOSIT_REQUEST_TAG, depositReceiptCodec, depositRequestBodyCodec, NONCE_BYTES, ODW_CREDENTIAL_LABEL, OPERA_SCHEME, paramsCodec, settledCodec, signed, type DepositRequest } from './messages.ts';
 import { OPERA_FLOAT_ACCOUNT, operaNodePart } from './node.ts';
 import { signToken } from './token.ts';
@@ -77,6 +77,12 @@ interface Party {
   partner: Party | null;
   /** Stage 1 refused to set its log in order with the partner: it waits for the bank. */
   atBank: boolean;
+}
+
+/** A relayer between a payer and its payee, handing their messages to ODW `to` as well. */
+interface Relay {
+  readonly relayer: Holder;
+  readonly to: Party;
 }
 
 /** The cut of an exchange: the link broke or a wallet gave up, at `stage`. */
@@ -198,6 +204,28 @@ export const operaSim: SimPlugin = {
       world.violated('no-forgery', `device ${party.holder.device} took ${what}`);
     }
 
+    /**
+     * A relayer hands ODW `to` a message of an exchange between two others: `to` mounted as a payee
+     * on a link of its own, so the payer's Stage 1 offer (its proof bound to the other link's
+     * handshake hash, OPERA §4.2's nonces) and a chain message (sealed under the other mount's OTK
+     * chain) are refused, with `to` unchanged. The exchange goes on with the party it was meant for.
+     */
+    async function relayTo(relay: Relay, payee: Party, what: 'offer' | 'box', run: () => Promise<unknown>): Promise<void> {
+      const { to } = relay;
+      const snapshot = async () => JSON.stringify(await status(to.el), (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v));
+      const before = await snapshot();
+      let refused: string | null = null;
+      try {
+        await run();
+      } catch (e) {
+        refused = refusal(e);
+        if (refused === null) throw e;
+      }
+      if (refused !== null && (await snapshot()) !== before) world.violated('no-forgery', `device ${to.holder.device} changed state on refusing a relayed ${what}`);
+      const variant = `${what}-to-${to.holder === relay.relayer ? 'relayer' : 'other'}`;
+      simRelayed(world, { relayer: relay.relayer.device, variant, meant: payee.holder.device, refusal: refused, credited: refused === null ? to.holder.device : null });
+    }
+
     async function status(el: Element): Promise<Status> {
       return el.se.call('status', {});
     }
@@ -219,9 +247,10 @@ export const operaSim: SimPlugin = {
     /**
      * The three-stage exchange between two parties (session.ts's order, each message over the
      * network): the payee asks `amount`; a log either holds is resumed or set in order in Stage 1.
-     * `tamper`: the attack of the payer's wallet app, which alters the payer's first token message (Msg 2-3) on its way. Answers how it ended.
+     * `tamper`: the attack of the payer's wallet app, which alters the payer's first token message (Msg 2-3) on its way.
+     * `relay`: a relayer handing the payer's Stage 1 offer, then its first token message, to another ODW too. Answers how it ended.
      */
-    async function exchange(payer: Party, payee: Party, amount: bigint, tamper: SimAttack | null = null): Promise<string> {
+    async function exchange(payer: Party, payee: Party, amount: bigint, tamper: SimAttack | null = null, relay: Relay | null = null): Promise<string> {
       let [before, beforePayee] = [await status(payer.el), await status(payee.el)];
       const hh = random.bytes(32);
       actions++;
@@ -240,6 +269,16 @@ export const operaSim: SimPlugin = {
         const a = (await committed(payer.el, (requestId) => payer.el.se.call('mount', { handshakeHash: hh, role: 'payer' }, { requestId }), 'stage-1')).offer;
         const b = (await committed(payee.el, (requestId) => payee.el.se.call('mount', { handshakeHash: hh, role: 'payee', expect: amount }, { requestId }), 'stage-1')).offer;
         captured.push({ offer: a, box: null });
+        if (relay !== null) {
+          const { to } = relay;
+          // The third ODW's own link: a mount it was not asked to make is refused like any, and then nothing is relayed.
+          const mounted = await to.el.se.call('mount', { handshakeHash: random.bytes(32), role: 'payee', expect: amount }).then(() => true, (e: unknown) => {
+            if (refusal(e) === null) throw e;
+            return false;
+          });
+          if (mounted) await relayTo(relay, payee, 'offer', () => to.el.se.call('meet', { offer: a }));
+          else relay = null;
+        }
         const dupA = carry(encodeCbor(a), 'stage-1');
         const dupB = carry(encodeCbor(b), 'stage-1');
         const helloA = (await committed(payer.el, (requestId) => payer.el.se.call('meet', { offer: b }, { requestId }), 'stage-1')).hello;
@@ -275,6 +314,10 @@ export const operaSim: SimPlugin = {
             altered[at] = (altered[at] as number) ^ (1 + random.below(255));
             await mustRefuse(payee, () => payee.el.se.call('step', { box: altered }), 'an altered chain message');
             tamper.outcome = 'refused-offline';
+          }
+          if (relay !== null && to === payee && sent === 0) {
+            const third = relay.to;
+            await relayTo(relay, payee, 'box', () => third.el.se.call('step', { box }));
           }
           const { duplicated } = carry(box, stage);
           sent++;
@@ -466,8 +509,23 @@ export const operaSim: SimPlugin = {
 
     async function attack(h: Holder): Promise<void> {
       actions++;
-      const kind = random.pick(['clone', 'rollback', 'replay', 'alter', 'forge'] as const);
-      if (kind === 'clone') {
+      const kind = random.pick(['clone', 'rollback', 'replay', 'alter', 'forge', 'relay'] as const);
+      if (kind === 'relay') {
+        // Between two honest holders whose logs are free: the payer pays the payee it chose, and the relayer hands its messages to a third ODW too.
+        const free: Holder[] = [];
+        for (const x of holders) if (x !== h && (await status(x.el)).pending === undefined) free.push(x);
+        const payers: Holder[] = [];
+        for (const x of free) if (!x.attacker && (await status(x.el)).balance > 0n) payers.push(x);
+        if (payers.length === 0) return;
+        const payer = random.pick(payers);
+        const payees = free.filter((x) => x !== payer);
+        if (payees.length === 0) return;
+        const payee = random.pick(payees);
+        const others = free.filter((x) => x !== payer && x !== payee);
+        const to = others.length === 0 || random.chance(0.5) ? h : random.pick(others);
+        if ((await status(to.el)).pending !== undefined) return;
+        await exchange(partyOf(payer), partyOf(payee), random.bigint(1n, spendable((await status(payer.el)).balance)), null, { relayer: h, to: partyOf(to) });
+      } else if (kind === 'clone') {
         const el = await h.el.clone();
         const s = await status(el);
         const a = recorder.attack('clone', h.device, holding(s).held);

@@ -1,16 +1,18 @@
 /**
  * The payee's signed request: what a payer accepts, and every way a relay could change the
  * receiver (swapped, re-signed by another user, signature forged), a device the payee does not
- * own, and a request from the future or too old.
+ * own, a genuine request relayed to a payer who means to pay someone else, and a request from the
+ * future or too old.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { toHex } from '../../core/bytes.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { encodeCertificate } from '../../pki/certificate.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { certify, hierarchy, NOW, signer } from '../../pki/test-fixtures.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
-import { REQUEST_AGE_MAX_MS, REQUEST_CLOCK_SKEW_MS, signRequest, verifyRequest, type SignedRequest } from './request.ts';
+import { checkMeantPayee, REQUEST_AGE_MAX_MS, REQUEST_CLOCK_SKEW_MS, signRequest, verifyRequest, type SignedRequest } from './request.ts';
 
 const pki = hierarchy('ed25519', 'ops-request');
 const user = (label: string, name?: string) => {
@@ -51,6 +53,16 @@ describe('OPS signed payment request', () => {
     assert.throws(() => verify(signRequest(mallory.key, { ...fields, payee: mallory.cert })), refusedAs('owner'), "mallory's request to bob's device");
     assert.throws(() => verify({ ...genuine, signature: new Uint8Array(64).fill(1) }), refusedAs('signature'), 'forged');
     assert.throws(() => verify({ ...genuine, payee: malloryDevice }), refusedAs('payee'), 'a device certificate as the payee');
+  });
+
+  test('a genuine request relayed to a payer who means to pay another user is refused; the payee it names passes', () => {
+    const verified = verify(signRequest(mallory.key, { amount: 250n, receiver: malloryDevice, payee: mallory.cert, nonce: new Uint8Array(16), created: NOW }));
+    const bobId = toHex(keyId(bob.key.publicKey));
+    const malloryId = toHex(keyId(mallory.key.publicKey));
+    assert.throws(() => checkMeantPayee(verified, bobId), refusedAs('payee'), "mallory's request, the payer meaning bob");
+    assert.throws(() => checkMeantPayee(verified, bobId.slice(0, 8)), refusedAs('payee'), 'the same by a short key id');
+    assert.doesNotThrow(() => checkMeantPayee(verified, malloryId));
+    assert.doesNotThrow(() => checkMeantPayee(verified, malloryId.slice(0, 8)));
   });
 
   test('a request from the future or older than the limit is refused', () => {

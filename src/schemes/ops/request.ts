@@ -130,3 +130,16 @@ export function verifyRequest(options: VerifyRequestOptions): VerifiedRequest {
   }
   return { payee, receiver };
 }
+
+/**
+ * The payer's check that a verified request comes from the payee it means to pay: `meant` is that
+ * user's key id, or its first 8 or more hex digits (lower case). A request some relay took from
+ * another payee verifies (it is that payee's own) and is refused here.
+ * @throws TallyError PAYMENT_INVALID (reason payee)
+ */
+export function checkMeantPayee(verified: VerifiedRequest, meant: string): void {
+  const signer = toHex(verified.payee.subjectKeyId);
+  if (!signer.startsWith(meant)) {
+    throw invalid('payee', `it was signed by user ${signer}, not the ${meant} you meant to pay`);
+  }
+}

@@ -5,23 +5,26 @@
  * elements crash at commit points, messages are dropped, duplicated and delayed, syncs are cut
  * before the ack and the node restarts. Attackers clone their secure element (OPS §2.2: a corrupted
  * client copies its TA), roll it back to an old state, replay payments to payees and to the node,
- * and forge payments. After each step: the audit balances; Σ TA balances + payments not yet
- * credited − float:ops (value created offline) is never below zero, is zero until an attack
- * duplicates a TA, and never above what the attacks' holding limits bound; every payment is
- * credited at most once; a fraud case names only an attacker. At the end every double spend was
- * refused offline or detected at settlement and attributed to the attacker's device.
+ * forge payments, and relay honest devices' requests and payments to parties they were not meant
+ * for (OPS Figure 7: the payee's signed request, P.receiver). After each step: the audit balances;
+ * Σ TA balances + payments not yet credited − float:ops (value created offline) is never below
+ * zero, is zero until an attack duplicates a TA, and never above what the attacks' holding limits
+ * bound; every payment is credited at most once, and only to the receiver the payer's TA bound it
+ * to; a fraud case names only an attacker. At the end every double spend was refused offline or
+ * detected at settlement and attributed to the attacker's device.
  */
-import { fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../../core/bytes.ts';
+import { equalBytes, fromBase64url, fromHex, toBase64url, toHex, utf8 } from '../../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import { sha256 } from '../../core/crypto/hash.ts';
 import type { Signer } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { encodeCertificate } from '../../pki/certificate.ts';
 import { CRASH_POINTS } from '../../secure-element/secure-element.ts';
-import type { SimAttack, SimElement, SimNode, SimPlugin, SimSnapshot, SimWorld } from '../../sim/sim/plugin.ts';
+import { simRelayed, type SimAttack, type SimElement, type SimNode, type SimPlugin, type SimSnapshot, type SimWorld } from '../../sim/sim/plugin.ts';
 import { signRecord } from '../../core/crypto/record.ts';
 import { depositConfirmationCodec, encodePayment, paymentDigest, paymentSigned, PAYMENT_TAG, syncAckCodec, type Payment } from './messages.ts';
 import { OPS_FLOAT_ACCOUNT, opsNodePart } from './node.ts';
+import { checkMeantPayee, REQUEST_NONCE_BYTES, signRequest, verifyRequest } from './request.ts';
 import { opsTrustedApp, TA_KEY_LABEL } from './trusted-app.ts';
 
 type Commands = typeof opsTrustedApp.commands;
@@ -42,6 +45,9 @@ const ATTACK_PAYMENTS_MAX = 3;
 interface Holder {
   readonly index: number;
   readonly user: Signer;
+  /** The user's key id (hex) and certificate: what signs and names the holder's payment requests. */
+  readonly userKeyId: string;
+  readonly userCertificate: Uint8Array;
   readonly account: string;
   readonly device: string;
   readonly certificate: Uint8Array;
@@ -59,6 +65,7 @@ interface Holder {
 /** A payee without a TA: claims online what it is paid. */
 interface Plain {
   readonly user: Signer;
+  readonly keyId: string;
   readonly certificate: Uint8Array;
 }
 
@@ -119,12 +126,12 @@ export const opsSim: SimPlugin = {
       const { keyId: device, certificate } = await node.registerDevice(user.signer, oem, { scheme: 'ops', publicKey: init.publicKey, proof: init.proof, model: 'Sim SE', measurement: SIM_MEASUREMENT });
       await el.se.call('certInit', { certificate, intermediary, issuerNode });
       await node.mint(user.account, MINTED_LIMITS * limit);
-      holders.push({ index, user: user.signer, account: user.account, device, certificate, el, balance: 0n, attacker: index < attackersWanted, online: true, past: null, revoked: false });
+      holders.push({ index, user: user.signer, userKeyId: user.keyId, userCertificate: user.certificate, account: user.account, device, certificate, el, balance: 0n, attacker: index < attackersWanted, online: true, past: null, revoked: false });
     }
     const plains: Plain[] = [];
     for (let k = 0; k < Math.max(1, Math.ceil(params.devices / HOLDERS_PER_PLAIN)); k++) {
       const user = await node.registerUser();
-      plains.push({ user: user.signer, certificate: user.certificate });
+      plains.push({ user: user.signer, keyId: user.keyId, certificate: user.certificate });
     }
 
     const made: Made[] = [];
@@ -181,6 +188,16 @@ export const opsSim: SimPlugin = {
       recorder.count('withdrawals');
     }
 
+    /** The certificate a payment to `to` names as P.receiver: a holder's device, a plain payee's user certificate. */
+    function receiverOf(to: Made['to']): Uint8Array {
+      return 'holder' in to ? to.holder.certificate : to.plain.certificate;
+    }
+
+    /** Who `to` is in the relay's books: a holder's device, a plain payee's user key id. */
+    function partyOf(to: Made['to']): string {
+      return 'holder' in to ? to.holder.device : to.plain.keyId;
+    }
+
     /** What a payee can still take: its holding limit less its balance and what is travelling to it. */
     function room(h: Holder): bigint {
       let travelling = 0n;
@@ -188,16 +205,28 @@ export const opsSim: SimPlugin = {
       return limit - h.balance - travelling;
     }
 
-    async function pay(payer: Holder, el: Element, attack: SimAttack | null): Promise<boolean> {
-      const toPlain = random.chance(0.2);
-      const candidates = holders.filter((h) => h !== payer && room(h) > 0n);
-      if (!toPlain && candidates.length === 0) return false;
-      const to = toPlain ? { plain: random.pick(plains) } : { holder: random.pick(candidates) };
-      const balance = el === payer.el ? payer.balance : (await el.se.call('status', {})).balance;
-      const most = [balance, limit / PAYMENT_SHARE, ...('holder' in to ? [room(to.holder)] : [])].reduce((a, b) => (a < b ? a : b));
-      if (most < 1n) return false;
-      const amount = random.bigint(1n, most);
-      const receiver = 'holder' in to ? to.holder.certificate : to.plain.certificate;
+    /** The most `balance` may pay `to`: a tenth of the limit, and what a payee with a TA has room for. */
+    function payable(balance: bigint, to: Made['to']): bigint {
+      return [balance, limit / PAYMENT_SHARE, ...('holder' in to ? [room(to.holder)] : [])].reduce((a, b) => (a < b ? a : b));
+    }
+
+    /** A payment by `el` for `payer`: to a random payee, or to `asked.to` (the payee whose request the payer took). */
+    async function pay(payer: Holder, el: Element, attack: SimAttack | null, asked: { to: Made['to']; amount: bigint } | null = null): Promise<boolean> {
+      let to: Made['to'];
+      let amount: bigint;
+      if (asked === null) {
+        const toPlain = random.chance(0.2);
+        const candidates = holders.filter((h) => h !== payer && room(h) > 0n);
+        if (!toPlain && candidates.length === 0) return false;
+        to = toPlain ? { plain: random.pick(plains) } : { holder: random.pick(candidates) };
+        const balance = el === payer.el ? payer.balance : (await el.se.call('status', {})).balance;
+        const most = payable(balance, to);
+        if (most < 1n) return false;
+        amount = random.bigint(1n, most);
+      } else {
+        ({ to, amount } = asked);
+      }
+      const receiver = receiverOf(to);
       let payment: Payment;
       try {
         payment = await committed(el, (requestId) => el.se.call('pay', { amount, receiver }, { requestId }));
@@ -207,6 +236,8 @@ export const opsSim: SimPlugin = {
         recorder.count(`refused.pay.${code}`);
         return false;
       }
+      // OPS Pay step 4: P.receiver is the receiver the payer asked for, and the TA signs it in.
+      if (!equalBytes(payment.receiver, receiver)) world.violated('payee-bound', `device ${payer.device}'s TA made a payment to another receiver than the one it was asked to pay`);
       if (el === payer.el) payer.balance -= amount;
       const bytes = encodePayment(payment);
       const entry: Made = { payment, bytes, from: payer, to, by: el === payer.el ? null : el, credited: false, attack, refused: null };
@@ -321,8 +352,10 @@ export const opsSim: SimPlugin = {
     }
 
     async function attack(h: Holder): Promise<void> {
-      const kind = random.pick(['clone', 'rollback', 'replay', 'forge', 'extracted-key'] as const);
-      if (kind === 'clone') {
+      const kind = random.pick(['clone', 'rollback', 'replay', 'forge', 'extracted-key', 'relay'] as const);
+      if (kind === 'relay') {
+        await (random.chance(0.5) ? relayRequest(h) : relayPayment(h));
+      } else if (kind === 'clone') {
         if (h.revoked) return;
         const el = await h.el.clone();
         const balance = (await el.se.call('status', {})).balance;
@@ -365,7 +398,7 @@ export const opsSim: SimPlugin = {
         const candidates = holders.filter((x) => x !== h && room(x) > limit / PAYMENT_SHARE);
         const to = candidates.length === 0 || random.chance(0.3) ? { plain: random.pick(plains) } : { holder: random.pick(candidates) };
         const amount = random.bigint(1n, limit / PAYMENT_SHARE);
-        const body = { amount, sender: h.certificate, receiver: 'holder' in to ? to.holder.certificate : to.plain.certificate, index };
+        const body = { amount, sender: h.certificate, receiver: receiverOf(to), index };
         const payment: Payment = { ...body, signature: signRecord(signer, PAYMENT_TAG, paymentSigned(body)) };
         const a = recorder.attack('extracted-key', h.device, amount);
         duplicatingAttacks++;
@@ -389,6 +422,76 @@ export const opsSim: SimPlugin = {
         recorder.count('attacks.forge');
         await deliver({ made: old, forged: { ...old.payment, amount: old.payment.amount + 1n + random.bigint(0n, 99n) } });
       }
+    }
+
+    /**
+     * A relayer between two honest devices hands an honest payer a payee's signed request (OPS
+     * Figure 7's RequestPayment, request.ts): half the time the request of the payee the payer
+     * means to pay (it pays, as it meant), else another payee's, which the payer's check of the
+     * request's signer refuses.
+     */
+    async function relayRequest(h: Holder): Promise<void> {
+      const payers = holders.filter((x) => x !== h && !x.attacker && x.balance > 0n);
+      if (payers.length === 0) return;
+      const payer = random.pick(payers);
+      const payees: Array<Made['to']> = [...holders.filter((x) => x !== h && x !== payer).map((holder) => ({ holder })), ...plains.map((plain) => ({ plain }))];
+      const meant = random.pick(payees);
+      const others = payees.filter((t) => t !== meant);
+      const from = others.length === 0 || random.chance(0.5) ? meant : random.pick(others);
+      const most = payable(payer.balance, from);
+      if (most < 1n) return;
+      const amount = random.bigint(1n, most);
+      const request = signRequest('holder' in from ? from.holder.user : from.plain.user, {
+        amount,
+        receiver: receiverOf(from),
+        ...('holder' in from ? { payee: from.holder.userCertificate } : {}),
+        nonce: random.bytes(REQUEST_NONCE_BYTES),
+        created: clock.now(),
+      });
+      let refused: string | null = null;
+      try {
+        const verified = verifyRequest({ provider: world.provider, request, trustAnchors: [node.certificates.root], intermediaries: [node.certificates.intermediary], now: clock.now() });
+        checkMeantPayee(verified, 'holder' in meant ? meant.holder.userKeyId : meant.plain.keyId);
+      } catch (e) {
+        if (!isTallyError(e, 'PAYMENT_INVALID')) throw e;
+        refused = `PAYMENT_INVALID.${String(e.details.reason)}`;
+      }
+      if (refused === null) await pay(payer, payer.el, null, { to: from, amount });
+      simRelayed(world, { relayer: h.device, variant: from === meant ? 'request-as-meant' : 'request-to-payer', meant: partyOf(meant), refusal: refused, credited: null });
+    }
+
+    /**
+     * A relayer hands an honest payment on: to the payee it names (P.receiver; delivered as the
+     * payer meant), to the relayer's own TA or to the node as the relayer's claim, or to another
+     * holder's TA. Collect and the node's claim refuse a payment naming another receiver.
+     */
+    async function relayPayment(h: Holder): Promise<void> {
+      const roll = random.below(4);
+      // To its own payee, only a payment still on its way: one already taken is a replay, not a relay.
+      const honest = made.filter((m) => m.attack === null && !('holder' in m.to && m.to.holder === h) && (roll !== 0 || (!m.credited && m.refused === null)));
+      if (honest.length === 0) return;
+      const entry = random.pick(honest);
+      const meant = partyOf(entry.to);
+      if (roll === 0) {
+        await deliver({ made: entry });
+        simRelayed(world, { relayer: h.device, variant: 'payment-as-meant', meant, refusal: null, credited: entry.credited ? meant : null });
+        return;
+      }
+      if (roll === 1) {
+        const answer = await node.request(h.user, 'POST', '/v1/ops/claims', { payment: toBase64url(entry.bytes) });
+        simRelayed(world, { relayer: h.device, variant: 'payment-claimed-by-relayer', meant, refusal: answer.status === 200 ? null : errorCode(answer.body), credited: answer.status === 200 ? h.device : null });
+        return;
+      }
+      const others = holders.filter((x) => x !== h && !('holder' in entry.to && entry.to.holder === x));
+      const target = roll === 2 || others.length === 0 ? h : random.pick(others);
+      let refused: string | null = null;
+      try {
+        await committed(target.el, (requestId) => target.el.se.call('collect', { payment: entry.payment }, { requestId }));
+      } catch (e) {
+        refused = refusal(e);
+        if (refused === null) throw e;
+      }
+      simRelayed(world, { relayer: h.device, variant: target === h ? 'payment-to-relayer' : 'payment-to-other', meant, refusal: refused, credited: refused === null ? target.device : null });
     }
 
     // Invariants, after every step (or every checkEvery steps).

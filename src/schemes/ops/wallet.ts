@@ -40,7 +40,7 @@ import { interbankPeersAnswer } from './wallet-answers.ts';
 import { verifyPayment } from './pay-verify.ts';
 import { OPS_LINK_PROLOGUE, OPS_LINK_SCHEME, runPayee, runPayer } from './session.ts';
 import { paymentToken, readPaymentToken, readRequestToken, requestToken } from './tokens.ts';
-import { plainRequest, REQUEST_NONCE_BYTES, signRequest, verifyRequest, type SignedRequest } from './request.ts';
+import { checkMeantPayee, plainRequest, REQUEST_NONCE_BYTES, signRequest, verifyRequest, type SignedRequest } from './request.ts';
 import { OPS_FORMAT, OPS_TA, CURABLE_REFUSALS, provisionDevice, type CreateOptions, type OpsOpened, type PayeeInfo, type PendingStep } from './wallet-base.ts';
 import { OpsWalletOnline } from './wallet-online.ts';
 import type { PeerSet } from '../../wallet/plugin.ts';
@@ -163,9 +163,7 @@ export class Wallet extends OpsWalletOnline {
     const signed = readRequestToken(token);
     const verified = verifyRequest({ provider: nodeProvider, request: signed, trustAnchors: [this.root], intermediaries: this.intermediaries(), now: Date.now(), revocations: this.revocations });
     const signer = toHex(verified.payee.subjectKeyId);
-    if (meant !== undefined && !signer.startsWith(meant)) {
-      throw new TallyError('PAYMENT_INVALID', `payment request refused: it was signed by user ${signer}, not the ${meant} you meant to pay`, { reason: 'payee' });
-    }
+    if (meant !== undefined) checkMeantPayee(verified, meant);
     const nonce = toHex(signed.nonce);
     const paid = this.sentByRequest(nonce) ?? this.data.pending.find((s) => s.kind === 'pay' && s.request === nonce);
     if (paid !== undefined && options.again !== true) {

@@ -12,7 +12,9 @@
  * - alter: the payer's wallet app changes one byte of a box on its way: the payee's TA refuses it;
  * - forge: with the device key extracted, a coin the attacker made itself (the bank's blind RSA
  *   signature it cannot make) paid to an honest payee and deposited, and an in-flight report of it:
- *   the payee's TA refuses the coin, the bank refuses the deposit and refunds nothing.
+ *   the payee's TA refuses the coin, the bank refuses the deposit and refunds nothing;
+ * - relay: between two honest holders paying each other, the first box also handed to another TA
+ *   (the relayer's own or a third one): sealed to the payee's exchange key, it is refused.
  */
 import { toBase64url } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
@@ -21,7 +23,7 @@ import { SERIAL_BYTES, type Coin } from './coin.ts';
 import { appendTag } from './escrow.ts';
 import { exchangeKeyId } from './exchange-key.ts';
 import { IN_FLIGHT_TAG, inFlightBodyCodec, NONCE_BYTES, signed } from './messages.ts';
-import { exchange } from './sim-exchange.ts';
+import { exchange, type BoxRelay } from './sim-exchange.ts';
 import { digestOf, mustRefuse, partyOf, status, type Element, type Holder, type OtpSim, type Party } from './sim-context.ts';
 import { holding } from './sim-invariants.ts';
 import { sealCoin } from './transfer.ts';
@@ -29,7 +31,7 @@ import { TA_KEY_LABEL } from './trusted-app.ts';
 
 /** How many payments a clone or a rolled-back TA attempts. */
 const ATTACK_PAYMENTS_MAX = 3;
-/** The largest amount an attacker's wallet app pays while it alters a box, minor units. */
+/** The largest amount an attacker's wallet app pays while it alters a box (and a relayed payment), minor units. */
 const ALTER_AMOUNT_MAX = 500n;
 
 /** An extra device of `h` (a clone, a rolled-back copy) making payments for `attack`. */
@@ -121,6 +123,27 @@ async function forge(sim: OtpSim, h: Holder, victims: Party[]): Promise<void> {
   if ((await node.audit()).online !== online) world.violated('no-forgery', `a forged coin of ${h.device} moved money online`);
 }
 
+/**
+ * A relayer between two honest holders: the payer pays the payee it chose, and the relayer hands the
+ * payment's first box to another TA as well (sealed to the payee's exchange key: refused). Nothing
+ * is recorded when the exchange ends before its first box.
+ */
+async function relay(sim: OtpSim, h: Holder, victims: Party[]): Promise<void> {
+  const { random } = sim.world;
+  const payers = [];
+  for (const v of victims) if ((await status(v.el)).balance > 0n) payers.push(v);
+  if (payers.length === 0) return;
+  const payer = random.pick(payers);
+  const payees = sim.holders.filter((x) => x !== h && x !== payer.holder).map((x) => partyOf(sim, x));
+  if (payees.length === 0) return;
+  const payee = random.pick(payees);
+  const others = victims.filter((v) => v !== payer && v !== payee);
+  const to = others.length === 0 || random.chance(0.5) ? partyOf(sim, h) : random.pick(others);
+  const balance = (await status(payer.el)).balance;
+  const relayed: BoxRelay = { relayer: h, to, done: false };
+  await exchange(sim, payer, payee, random.bigint(1n, balance < ALTER_AMOUNT_MAX ? balance : ALTER_AMOUNT_MAX), null, relayed);
+}
+
 /** One attack by `h` (an attacker), of a kind drawn from the run's random source. */
 export async function attack(sim: OtpSim, h: Holder): Promise<void> {
   const { random, recorder } = sim.world;
@@ -128,11 +151,12 @@ export async function attack(sim: OtpSim, h: Holder): Promise<void> {
   sim.actions++;
   const victims = sim.holders.filter((x) => x !== h && !x.attacker).map((x) => partyOf(sim, x));
   if (victims.length === 0) return;
-  const kind = random.pick(['clone', 'rollback', 'replay', 'alter', 'forge'] as const);
+  const kind = random.pick(['clone', 'rollback', 'replay', 'alter', 'forge', 'relay'] as const);
   if (kind === 'clone') await extra(sim, h, await h.el.clone(), 'clone');
   else if (kind === 'rollback') await rollback(sim, h);
   else if (kind === 'replay') await replay(sim, h, victims);
   else if (kind === 'forge') await forge(sim, h, victims);
+  else if (kind === 'relay') await relay(sim, h, victims);
   else {
     const s = await status(h.el);
     if (s.balance === 0n) return;

@@ -132,7 +132,8 @@ export function carry(sim: OtpSim, message: Uint8Array, stage: string): { duplic
   return { duplicated };
 }
 
-function stateOf(s: Status): string {
+/** A TA's whole status as text, to tell whether a refusal changed it. */
+export function stateOf(s: Status): string {
   return JSON.stringify(s, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v instanceof Uint8Array ? toHex(v) : v));
 }
 

@@ -7,7 +7,8 @@
  * a new escrow tag, sealed to the key) and every `receive` and `acknowledge` is the TA's. A dropped
  * or late message cuts the exchange where it is: a coin sent stays in the payer's in-flight list
  * until its ACK comes back in a later session or the bank settles it. A duplicate is delivered
- * again and must be refused by the TA with its state unchanged. The Noise link is not modelled.
+ * again and must be refused by the TA with its state unchanged. A relayer may hand the first box to
+ * another TA as well, which must refuse it. The Noise link is not modelled.
  */
 import { toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
@@ -15,9 +16,9 @@ import { planPayment } from './denominations.ts';
 import type { ExchangeKey } from './exchange-key.ts';
 import { COINS_PER_MESSAGE_MAX, KEYS_PER_MESSAGE_MAX } from './messages.ts';
 import { COINS_PER_ROUND } from './session.ts';
-import { carry, classValue, committed, Cut, digestOf, mustRefuse, refusal, status, type OtpSim, type Party, type Status } from './sim-context.ts';
+import { carry, classValue, committed, Cut, digestOf, mustRefuse, refusal, stateOf, status, type Holder, type OtpSim, type Party, type Status } from './sim-context.ts';
 import type { Ack, SealedCoin } from './transfer.ts';
-import type { SimAttack } from '../../sim/sim/plugin.ts';
+import { simRelayed, type SimAttack } from '../../sim/sim/plugin.ts';
 
 /** Coins by denomination, as the TA's status shows them. */
 export function holdingsOf(s: Status): Map<bigint, number> {
@@ -92,10 +93,41 @@ async function payCoins(sim: OtpSim, party: Party, items: ReadonlyArray<{ denomi
   return sealed;
 }
 
+/** A relayer between payer and payee: the first box of the payment also handed to TA `to`. */
+export interface BoxRelay {
+  readonly relayer: Holder;
+  readonly to: Party;
+  /** Set once the box was handed on. */
+  done: boolean;
+}
+
+/**
+ * The relayer hands `box`, sealed by the payer's TA to an exchange key of `payee` (OTP §2.7, HPKE),
+ * to TA `to` too: `to` holds no private key for it and must refuse it (OTP_EXCHANGE_KEY_UNKNOWN),
+ * unchanged; the box still goes on to `payee`.
+ */
+async function relayBox(sim: OtpSim, relay: BoxRelay, box: SealedCoin, payee: Party): Promise<void> {
+  const { to } = relay;
+  const before = stateOf(await status(to.el));
+  let refused: string | null = null;
+  try {
+    await to.el.se.call('receive', { sealed: [box] });
+  } catch (e) {
+    refused = refusal(e);
+    if (refused === null) throw e;
+  }
+  if (refused !== null && stateOf(await status(to.el)) !== before) sim.world.violated('no-forgery', `device ${to.holder.device} changed state on refusing a relayed box`);
+  simRelayed(sim.world, { relayer: relay.relayer.device, variant: to.holder === relay.relayer ? 'box-to-relayer' : 'box-to-other', meant: payee.holder.device, refusal: refused, credited: refused === null ? to.holder.device : null });
+}
+
 /** One side sends a round of coins, the other takes them and answers ACKs, which the sender checks. */
-async function round(sim: OtpSim, from: Party, to: Party, items: ReadonlyArray<{ denomination: bigint; key: ExchangeKey }>, stage: string, tamper: SimAttack | null): Promise<void> {
+async function round(sim: OtpSim, from: Party, to: Party, items: ReadonlyArray<{ denomination: bigint; key: ExchangeKey }>, stage: string, tamper: SimAttack | null, relay: BoxRelay | null = null): Promise<void> {
   const { random } = sim.world;
   const sealed = await payCoins(sim, from, items, stage);
+  if (relay !== null && !relay.done) {
+    relay.done = true;
+    await relayBox(sim, relay, sealed[0] as SealedCoin, to);
+  }
   if (tamper !== null && tamper.outcome === 'pending') {
     // The payer's wallet app changes one byte of a box on its way: the payee's TA must refuse it, unchanged.
     const box = sealed[0] as SealedCoin;
@@ -120,10 +152,10 @@ export type ExchangeEnd = 'paid' | 'cut' | 'refused' | 'cannot-pay';
 
 /**
  * The payment of `amount` from `payer` to `payee`. `tamper`: the attack of the payer's wallet app,
- * which alters the first box on its way. A payment is made once the payer's TA sealed its first
+ * which alters the first box on its way; `relay`: a relayer handing the first box to another TA too. A payment is made once the payer's TA sealed its first
  * coin (its value has left the payer's coins), however the exchange ends.
  */
-export async function exchange(sim: OtpSim, payer: Party, payee: Party, amount: bigint, tamper: SimAttack | null = null): Promise<ExchangeEnd> {
+export async function exchange(sim: OtpSim, payer: Party, payee: Party, amount: bigint, tamper: SimAttack | null = null, relay: BoxRelay | null = null): Promise<ExchangeEnd> {
   const { recorder } = sim.world;
   const world = sim.world;
   sim.actions++;
@@ -178,7 +210,7 @@ export async function exchange(sim: OtpSim, payer: Party, payee: Party, amount: 
     const payItems = pay.map((denomination, i) => ({ denomination, key: keys[i] as ExchangeKey }));
     for (const items of chunks(payItems, Math.min(COINS_PER_ROUND, COINS_PER_MESSAGE_MAX))) {
       began = true;
-      await round(sim, payer, payee, items, 'coins', tamper);
+      await round(sim, payer, payee, items, 'coins', tamper, relay);
     }
     const changeItems = change.map((denomination, i) => ({ denomination, key: changeKeys[i] as ExchangeKey }));
     for (const items of chunks(changeItems, COINS_PER_ROUND)) await round(sim, payee, payer, items, 'change', null);

@@ -64,7 +64,7 @@ export function simParameters(flags: SimFlags, seed?: number): SimParameters {
 export const SIM_OPTION_HELP: ReadonlyArray<readonly [string, string]> = [
   ['--devices D', `account holders with a device (default ${SIM_DEFAULTS.devices}; ${SIM_QUICK.devices} with --quick); one payee without a device for every five`],
   ['--payments P', `payments to make (default ${SIM_DEFAULTS.payments}; ${SIM_QUICK.payments} with --quick)`],
-  ['--attackers F', `the share of holders that attack: clone, roll back, replay, forge (default ${SIM_DEFAULTS.attackers})`],
+  ['--attackers F', `the share of holders that attack: clone, roll back, replay, forge, relay (default ${SIM_DEFAULTS.attackers})`],
   ['--faults F', `how likely each fault is at each chance of it: SE crash, message dropped / duplicated / delayed, sync cut (default ${SIM_DEFAULTS.faults}); a node restart at F/50 a step`],
   ['--check-every K', 'check the invariants after every K steps instead of every step (large runs); always at the end'],
   ['--quick', 'a small population and run'],

@@ -280,3 +280,41 @@ export function simCarry<T>(world: SimWorld, net: SimNetwork<T>, message: T, byt
   clock.advance(first.at - clock.now());
   return { arrived: true, duplicated: arrived.length > 1 };
 }
+
+/** One relayed message: who relayed it, where it went, and what the protocol made of it. */
+export interface SimRelay {
+  /** The relayer's device: the attack is put to it. */
+  readonly relayer: string;
+  /** What was relayed to whom (`request-to-payer`, `payment-to-relayer`, ...), counted as `attacks.relay.<variant>`. */
+  readonly variant: string;
+  /** The party the honest payer meant to pay, whom its trusted app binds the payment to. */
+  readonly meant: string;
+  /** The code of the protocol check that refused the relayed message, or null when none did. */
+  readonly refusal: string | null;
+  /** The party the relayed message got money credited to, or null when it credited nobody. */
+  readonly credited: string | null;
+}
+
+/**
+ * Records a relay and judges it: refused by a protocol check, it is `refused-offline`; let through,
+ * it is `harmless` only if it credited nobody or the payee the payer meant. Money credited to anyone
+ * else (the relayer first of all), or credited by a message a check refused, breaks `payee-bound`.
+ * @throws SimViolation payee-bound
+ */
+export function simRelayed(world: Pick<SimWorld, 'recorder' | 'violated'>, relay: SimRelay): SimAttack {
+  const { recorder } = world;
+  recorder.count(`attacks.relay.${relay.variant}`);
+  const attack = recorder.attack('relay', relay.relayer, 0n);
+  if (relay.credited !== null) {
+    if (relay.credited === relay.relayer) world.violated('payee-bound', `a relayed ${relay.variant} credited the relayer ${relay.relayer}`);
+    if (relay.credited !== relay.meant) world.violated('payee-bound', `a relayed ${relay.variant} credited ${relay.credited}, not ${relay.meant}, the payee the payer meant`);
+    if (relay.refusal !== null) world.violated('payee-bound', `a relayed ${relay.variant} was refused (${relay.refusal}) and still credited ${relay.credited}`);
+  }
+  if (relay.refusal !== null) {
+    recorder.count(`refused.relay.${relay.refusal}`);
+    attack.outcome = 'refused-offline';
+  } else {
+    attack.outcome = 'harmless';
+  }
+  return attack;
+}

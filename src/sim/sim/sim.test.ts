@@ -28,12 +28,15 @@ const SMALL = { devices: 6, payments: 40, attackers: 0.34, faults: 0.08, checkEv
 const PAYMENTS: Readonly<Record<string, number>> = { opera: 6, otp: 16, dotm: 40, chain: 8 };
 /** Seeds of the CI pass, per scheme (the long campaign runs thousands). */
 const CI_SEEDS = [1, 2];
+/** The schemes whose simulation relays honest devices' messages to parties they were not meant for. */
+const RELAYING = new Set(['ops', 'dotm']);
 
 for (const scheme of SCHEMES.filter((s) => s.sim !== undefined)) {
   const size = { ...SMALL, payments: PAYMENTS[scheme.name] ?? SMALL.payments };
   test(`${scheme.name}: seeds ${CI_SEEDS.join(', ')} keep every invariant under faults and attacks, and a seed replays its run exactly`, { timeout: 240_000 }, async () => {
     let attacks = 0;
     let faults = 0;
+    let relays = 0;
     const reports = [];
     for (const seed of CI_SEEDS) {
       const report = await runSim(scheme, { seed, ...size });
@@ -44,10 +47,20 @@ for (const scheme of SCHEMES.filter((s) => s.sim !== undefined)) {
       assert.ok(BigInt(report.lossMinor) <= BigInt(report.boundMinor), 'the loss is within its bound');
       for (const a of report.attacks) assert.equal(a.attempted, a.refusedOffline + a.detected + a.harmless, `${a.kind}: every attack is accounted for`);
       attacks += report.attacks.reduce((s, a) => s + a.attempted, 0);
+      // A relay is refused offline or harmless (it credited no one but the payee the payer meant:
+      // the run's payee-bound invariant held); nothing to detect, and never money for the relayer.
+      const relay = report.attacks.find((a) => a.kind === 'relay');
+      if (relay !== undefined) {
+        assert.equal(relay.refusedOffline + relay.harmless, relay.attempted, 'every relay was refused offline or harmless');
+        const refusals = Object.entries(report.counters).filter(([k]) => k.startsWith('refused.relay.')).reduce((s, [, n]) => s + n, 0);
+        assert.equal(refusals, relay.refusedOffline, 'every relay refused offline names the check that refused it');
+        relays += relay.attempted;
+      }
       faults += Object.values(report.faults).reduce((s, n) => s + n, 0);
     }
     assert.ok(attacks > 0, 'attacks were made');
     assert.ok(faults > 0, 'faults were injected');
+    if (RELAYING.has(scheme.name)) assert.ok(relays > 0, 'relays were attempted');
     // One seed reproduces one run: the same report, timings aside; another seed makes another run.
     const again = await runSim(scheme, { seed: CI_SEEDS[0] as number, ...size });
     assert.deepEqual(withoutTimings(again), withoutTimings(reports[0] as SimReport));
