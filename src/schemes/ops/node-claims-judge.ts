@@ -4,7 +4,7 @@
  * chains (or checked in full the first time, then kept), its signature checked in the node's
  * worker threads, and its digest taken from its canonical bytes.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { equalBytes, toHex } from '../../core/bytes.ts';
 import { decodeCbor } from '../../core/cbor.ts';
 import { signedBytes } from '../../core/crypto/record.ts';
@@ -47,7 +47,9 @@ function chains(services: IssuerServices): SenderChains {
 
 /** SHA-256 of a payment's bytes: its digest, since the strict decoder takes only its one canonical encoding. */
 function digestOf(bytes: Uint8Array): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(bytes).digest());
+  // One-shot: no Hash object per payment (its construction cost as much as the hashing).
+  const digest = hash('sha256', bytes, 'buffer');
+  return new Uint8Array(digest.buffer, digest.byteOffset, digest.byteLength);
 }
 
 /** Decodes one payment of the body; answers it with its bytes, or the refusal. */
@@ -91,12 +93,15 @@ export async function judge(services: IssuerServices, texts: readonly string[], 
   const refused: Refused[] = [];
   const judged: Judged[] = [];
   const pending: Array<{ item: number; payment: Payment; bytes: Uint8Array; sender: KnownChain }> = [];
+  // Every payment a claimer may claim names the claimer's certificate: its chain is looked up once
+  // (and again only while the cache does not hold it yet).
+  let claimerChain: KnownChain | undefined;
   texts.forEach((text, item) => {
     const decoded = decodeItem(item, text);
     if ('code' in decoded) return refused.push(decoded);
     const { payment, bytes } = decoded;
     const sender = known.get(payment.sender, now);
-    const receiver = known.get(payment.receiver, now);
+    const receiver = equalBytes(payment.receiver, claimer) ? (claimerChain ??= known.get(claimer, now)) : known.get(payment.receiver, now);
     if (usableSender(services, sender, banks) && receiver !== undefined && !equalBytes(sender.keyId, receiver.keyId)) {
       if (!equalBytes(payment.receiver, claimer)) {
         return refused.push({ item, code: 'PAYMENT_INVALID', message: "the payment is not made to the caller's client certificate (a payment to a TA is collected, not claimed)" });
@@ -121,7 +126,7 @@ export async function judge(services: IssuerServices, texts: readonly string[], 
       return;
     }
     const payerBank = p.sender.bank === own ? null : p.sender.bank;
-    judged.push({ item: p.item, claim: { payment: p.payment, sender: toHex(p.sender.keyId), digest: digestOf(p.bytes), payerBank }, bytes: p.bytes, limit: p.sender.offlinePaymentsMax });
+    judged.push({ item: p.item, claim: { payment: p.payment, sender: p.sender.keyIdHex, digest: digestOf(p.bytes), payerBank }, bytes: p.bytes, limit: p.sender.offlinePaymentsMax });
   });
   judged.sort((a, b) => a.item - b.item);
   return { judged, refused };
