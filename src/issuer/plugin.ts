@@ -64,6 +64,7 @@ export {
   base64url,
   base64urlOf,
   decodeField,
+  decodeFieldList,
   errorBody,
   idempotent,
   json,

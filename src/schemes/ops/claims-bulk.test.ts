@@ -355,6 +355,39 @@ for (const { backend, name, settle } of variants) {
       }
     });
 
+    test('a payment in another encoding than its one canonical form (CBOR or base64url) is refused, and the canonical form is credited once', async () => {
+      const n = await opsNode(backend);
+      const alice = await n.deviceClient();
+      try {
+        const carol = await n.plainClient();
+        await n.mint(alice, '10.00');
+        await n.deposit(alice, '10.00');
+        // An amount whose payment is not a whole number of 3-byte groups, so that its base64url has trailing bits.
+        let payment = await alice.se.call('pay', { amount: 1n, receiver: carol.certificate });
+        while (encodePayment(payment).length % 3 === 0) payment = await alice.se.call('pay', { amount: 1n, receiver: carol.certificate });
+        const bytes = encodePayment(payment);
+        assert.equal(bytes[0], 0xa5, 'a map of five fields');
+        // The same map with its length in a longer form, and as an indefinite-length map.
+        const longHead = Uint8Array.from([0xb8, 0x05, ...bytes.subarray(1)]);
+        const indefinite = Uint8Array.from([0xbf, ...bytes.subarray(1), 0xff]);
+        const text = toBase64url(bytes);
+        const last = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.indexOf(text.at(-1) ?? '');
+        const trailingBits = `${text.slice(0, -1)}${'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'[last | 1]}`;
+        assert.notEqual(trailingBits, text);
+        const refusedForms = [toBase64url(longHead), toBase64url(indefinite), trailingBits];
+        const first = await answerOf(await sendBulk(n, carol, [...refusedForms, text]));
+        assert.deepEqual(outcomes(first), ['refused:BODY_INVALID', 'refused:BODY_INVALID', 'refused:BODY_INVALID', 'credited']);
+        assert.equal(await n.h.balance(carol), '0.01');
+        // The other forms again, now that the payment is settled: still refused, nothing credited twice.
+        const again = await answerOf(await sendBulk(n, carol, [text, ...refusedForms]));
+        assert.deepEqual(outcomes(again), ['refused:PAYMENT_REPLAYED', 'refused:BODY_INVALID', 'refused:BODY_INVALID', 'refused:BODY_INVALID']);
+        assert.equal(await n.h.balance(carol), '0.01');
+        await assertBalanced(n);
+      } finally {
+        await n.close([alice]);
+      }
+    });
+
     test('the largest request the route takes is settled whole, and its answer fits the idempotency record even with every payment refused', async () => {
       const n = await opsNode(backend);
       const alice = await n.deviceClient();

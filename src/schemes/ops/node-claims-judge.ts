@@ -9,7 +9,7 @@ import { equalBytes, toHex } from '../../core/bytes.ts';
 import { decodeCbor } from '../../core/cbor.ts';
 import { signedBytes } from '../../core/crypto/record.ts';
 import { isTallyError } from '../../core/errors.ts';
-import { ApiProblem, decodeField, type ApiErrorCode, type IssuerServices, type PeerIntermediary, type SignatureCheck } from '../../issuer/plugin.ts';
+import { ApiProblem, decodeFieldList, type ApiErrorCode, type IssuerServices, type PeerIntermediary, type SignatureCheck } from '../../issuer/plugin.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { OPS_SCHEME, PAYMENT_BYTES_MAX, PAYMENT_TAG, paymentCodec, paymentSigned, type Payment } from './messages.ts';
 import { checkClaim, type VerifiedClaim } from './node-claims.ts';
@@ -52,19 +52,12 @@ function digestOf(bytes: Uint8Array): Uint8Array {
   return new Uint8Array(digest.buffer, digest.byteOffset, digest.byteLength);
 }
 
-/** Decodes one payment of the body; answers it with its bytes, or the refusal. */
-function decodeItem(item: number, text: string): { payment: Payment; bytes: Uint8Array } | Refused {
+/** Decodes one payment of the body from its bytes (or their refusal); answers it with its bytes, or the refusal. */
+function decodeItem(item: number, decoded: Uint8Array | ApiProblem): { payment: Payment; bytes: Uint8Array } | Refused {
+  if (decoded instanceof ApiProblem) return { item, code: decoded.code, message: decoded.message };
   const field = `body.payments.${item}`;
-  let bytes: Uint8Array;
   try {
-    bytes = decodeField(field, text);
-  } catch (e) {
-    if (e instanceof ApiProblem) return { item, code: e.code, message: e.message };
-    throw e;
-  }
-  if (bytes.length > PAYMENT_BYTES_MAX) return { item, code: 'TOO_LARGE', message: `${field} of ${bytes.length} bytes is over the limit of ${PAYMENT_BYTES_MAX}` };
-  try {
-    return { payment: paymentCodec.decode(decodeCbor(bytes, { maxBytes: PAYMENT_BYTES_MAX }), field), bytes };
+    return { payment: paymentCodec.decode(decodeCbor(decoded, { maxBytes: PAYMENT_BYTES_MAX }), field), bytes: decoded };
   } catch (e) {
     if (isTallyError(e)) return { item, code: 'BODY_INVALID', message: `${field}: ${e.message}` };
     throw e;
@@ -96,8 +89,9 @@ export async function judge(services: IssuerServices, texts: readonly string[], 
   // Every payment a claimer may claim names the claimer's certificate: its chain is looked up once
   // (and again only while the cache does not hold it yet).
   let claimerChain: KnownChain | undefined;
-  texts.forEach((text, item) => {
-    const decoded = decodeItem(item, text);
+  // Every payment's bytes decoded into one buffer, one allocation for the request.
+  decodeFieldList('body.payments', texts, PAYMENT_BYTES_MAX).forEach((field, item) => {
+    const decoded = decodeItem(item, field);
     if ('code' in decoded) return refused.push(decoded);
     const { payment, bytes } = decoded;
     const sender = known.get(payment.sender, now);
