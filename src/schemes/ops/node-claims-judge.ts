@@ -47,9 +47,12 @@ function chains(services: IssuerServices): SenderChains {
 
 /** SHA-256 of a payment's bytes: its digest, since the strict decoder takes only its one canonical encoding. */
 function digestOf(bytes: Uint8Array): Uint8Array {
-  // One-shot: no Hash object per payment (its construction cost as much as the hashing).
-  const digest = hash('sha256', bytes, 'buffer');
-  return new Uint8Array(digest.buffer, digest.byteOffset, digest.byteLength);
+  // One-shot (no Hash object), answered as text and copied into a 32-byte array: V8 keeps so
+  // small an array in its heap, where a Buffer from the hash would be an allocation outside it.
+  const text = hash('sha256', bytes, 'binary');
+  const digest = new Uint8Array(32);
+  for (let i = 0; i < 32; i++) digest[i] = text.charCodeAt(i);
+  return digest;
 }
 
 /** Decodes one payment of the body from its bytes (or their refusal); answers it with its bytes, or the refusal. */
@@ -57,7 +60,7 @@ function decodeItem(item: number, decoded: Uint8Array | ApiProblem): { payment: 
   if (decoded instanceof ApiProblem) return { item, code: decoded.code, message: decoded.message };
   const field = `body.payments.${item}`;
   try {
-    return { payment: paymentCodec.decode(decodeCbor(decoded, { maxBytes: PAYMENT_BYTES_MAX }), field), bytes: decoded };
+    return { payment: paymentCodec.decode(decodeCbor(decoded, { maxBytes: PAYMENT_BYTES_MAX, byteViews: true }), field), bytes: decoded };
   } catch (e) {
     if (isTallyError(e)) return { item, code: 'BODY_INVALID', message: `${field}: ${e.message}` };
     throw e;
