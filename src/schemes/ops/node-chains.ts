@@ -77,6 +77,11 @@ export class SenderChains {
   }
 }
 
+/** Whether two certificates are the same bytes: compared natively, and not in constant time, for certificates are public. */
+export function sameCertificate(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
+}
+
 /** A map key for a certificate's bytes (one byte a character). */
 function idOf(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');

@@ -42,6 +42,7 @@ import {
 import { CLAIMS_BULK_INLINE_SCOPE, CLAIMS_BULK_PART_KIND, claimInlineParts, claimsPartBody, claimThroughShards, plannedBefore } from './node-claims-shards.ts';
 import { CLAIM_PAYMENT_CHARS_MAX, claimerCertificate, presentClaim, settleClaim } from './node-claims.ts';
 import { judge, type Judged, type Refused } from './node-claims-judge.ts';
+import { sameCertificate } from './node-chains.ts';
 import { OPS_FLOAT_ACCOUNT, answer, openCases } from './node-common.ts';
 
 /**
@@ -161,7 +162,7 @@ async function settleFast(tx: TransactionHandle, services: IssuerServices, claim
     // The whole payment only when it does not carry its sender's registered certificate; else its
     // signature, from which storedPayment rebuilds it (its receiver, the claimer, was checked).
     const registered = states.get(sender)?.certificate ?? null;
-    const compact = registered !== null && equalBytes(registered, payment.sender);
+    const compact = registered !== null && sameCertificate(registered, payment.sender);
     wholes.push(compact ? '' : base64Param(j.bytes));
     signatures.push(compact ? base64Param(payment.signature) : '');
   }

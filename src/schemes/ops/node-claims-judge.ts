@@ -13,7 +13,7 @@ import { ApiProblem, decodeFieldList, type ApiErrorCode, type IssuerServices, ty
 import { keyId } from '../../pki/key-id.ts';
 import { OPS_SCHEME, PAYMENT_BYTES_MAX, PAYMENT_TAG, paymentCodec, paymentSigned, type Payment } from './messages.ts';
 import { checkClaim, type VerifiedClaim } from './node-claims.ts';
-import { SenderChains, type KnownChain } from './node-chains.ts';
+import { SenderChains, sameCertificate, type KnownChain } from './node-chains.ts';
 
 /** A payment of the request that passed every check without the database. */
 export interface Judged {
@@ -98,9 +98,10 @@ export async function judge(services: IssuerServices, texts: readonly string[], 
     if ('code' in decoded) return refused.push(decoded);
     const { payment, bytes } = decoded;
     const sender = known.get(payment.sender, now);
-    const receiver = equalBytes(payment.receiver, claimer) ? (claimerChain ??= known.get(claimer, now)) : known.get(payment.receiver, now);
+    const toClaimer = sameCertificate(payment.receiver, claimer);
+    const receiver = toClaimer ? (claimerChain ??= known.get(claimer, now)) : known.get(payment.receiver, now);
     if (usableSender(services, sender, banks) && receiver !== undefined && !equalBytes(sender.keyId, receiver.keyId)) {
-      if (!equalBytes(payment.receiver, claimer)) {
+      if (!toClaimer) {
         return refused.push({ item, code: 'PAYMENT_INVALID', message: "the payment is not made to the caller's client certificate (a payment to a TA is collected, not claimed)" });
       }
       return pending.push({ item, payment, bytes, sender });
