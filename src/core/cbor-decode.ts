@@ -21,7 +21,11 @@ class Decoder {
   /** Set by text that was not valid UTF-8 (read with U+FFFD in its place). */
   invalidText = false;
 
-  constructor(readonly data: Uint8Array) {
+  constructor(
+    readonly data: Uint8Array,
+    /** Byte strings as views of `data` rather than copies. */
+    readonly views: boolean,
+  ) {
     this.end = data.length;
   }
 
@@ -157,8 +161,8 @@ class Decoder {
         this.need(length);
         const start = this.pos;
         this.pos = start + length;
-        // A copy, never a view of the input.
-        return this.data.slice(start, start + length);
+        // A copy unless the caller asked for views (a copy of more than 64 bytes is an allocation outside the heap).
+        return this.views ? this.data.subarray(start, start + length) : this.data.slice(start, start + length);
       }
       case 3:
         return this.text(this.length(info));
@@ -237,16 +241,17 @@ class Decoder {
 
 /**
  * Decodes deterministic CBOR of at most `maxBytes`, refusing anything that is not the one canonical
- * encoding of a value of the data model (unsorted keys, long-form lengths, floats, tags).
+ * encoding of a value of the data model (unsorted keys, long-form lengths, floats, tags). Byte
+ * strings are copies, or with `byteViews` views of `bytes`, for a caller that never changes them.
  * @throws TallyError TOO_LARGE, CBOR_MALFORMED, CBOR_NONCANONICAL
  */
-export function decodeCbor(bytes: Uint8Array, options?: { maxBytes?: number }): unknown {
+export function decodeCbor(bytes: Uint8Array, options?: { maxBytes?: number; byteViews?: boolean }): unknown {
   const maxBytes = options?.maxBytes ?? CBOR_BYTES_MAX;
   if (!(bytes instanceof Uint8Array)) throw new TypeError('cbor: expected a Uint8Array');
   checkSize('cbor', bytes.length, maxBytes, { label: 'CBOR document' });
   // A plain view, so that slicing a byte string copies it (Buffer's slice would not).
   const data = bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const decoder = new Decoder(data);
+  const decoder = new Decoder(data, options?.byteViews === true);
   let value: unknown;
   try {
     value = decoder.item(0);

@@ -74,6 +74,21 @@ describe('encodeCbor / decodeCbor round trip', () => {
     );
   });
 
+  it('decodes the same values with byte strings as views of the input, and copies them otherwise', () => {
+    fc.assert(
+      fc.property(valueArb, (value) => {
+        const bytes = encodeCbor(value);
+        assert.deepStrictEqual(decodeCbor(bytes, { byteViews: true }), decodedForm(value));
+      }),
+      { numRuns: 400 },
+    );
+    const bytes = encodeCbor({ key: new Uint8Array([1, 2, 3]) });
+    const viewed = decodeCbor(bytes, { byteViews: true }) as { key: Uint8Array };
+    const copied = decodeCbor(bytes) as { key: Uint8Array };
+    assert.equal(viewed.key.buffer, bytes.buffer);
+    assert.notEqual(copied.key.buffer, bytes.buffer);
+  });
+
   it('encodes small values as RFC 8949 vectors', () => {
     const vectors: [unknown, string][] = [
       [0, '00'],

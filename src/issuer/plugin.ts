@@ -65,6 +65,7 @@ export {
   base64url,
   base64urlOf,
   decodeField,
+  decodeFieldList,
   errorBody,
   idempotent,
   json,

@@ -72,6 +72,19 @@ const variants = [
 
 for (const { backend, name, settle } of variants) {
   const opsNode = (b: typeof backend) => opsNodeOf(b, { settle });
+  /** Runs `body` on a fresh node with alice, a device holding 10.00 offline, and carol, an account holder without a TA. */
+  const withAliceAndCarol = async (body: (n: OpsNode, alice: Awaited<ReturnType<OpsNode['deviceClient']>>, carol: Awaited<ReturnType<OpsNode['plainClient']>>) => Promise<void>) => {
+    const n = await opsNode(backend);
+    const alice = await n.deviceClient();
+    try {
+      const carol = await n.plainClient();
+      await n.mint(alice, '10.00');
+      await n.deposit(alice, '10.00');
+      await body(n, alice, carol);
+    } finally {
+      await n.close([alice]);
+    }
+  };
   describe(`OPS bulk claims on ${name}`, { skip: backend.skip }, () => {
     test('good payments are credited once with one transfer; the second request is answered from the known chains and the worker threads', async () => {
       const n = await opsNode(backend);
@@ -331,13 +344,8 @@ for (const { backend, name, settle } of variants) {
       }
     });
 
-    test('oversized, empty and unsigned requests are refused whole and change nothing', async () => {
-      const n = await opsNode(backend);
-      const alice = await n.deviceClient();
-      try {
-        const carol = await n.plainClient();
-        await n.mint(alice, '10.00');
-        await n.deposit(alice, '10.00');
+    test('oversized, empty and unsigned requests are refused whole and change nothing', () =>
+      withAliceAndCarol(async (n, alice, carol) => {
         const payment = await alice.se.call('pay', { amount: 300n, receiver: carol.certificate });
         const text = toBase64url(encodePayment(payment));
         await expectError(await sendBulk(n, carol, [payment, ...Array.from({ length: CLAIMS_BULK_PAYMENTS_MAX }, () => 'AAAA')]), 400, 'BODY_INVALID');
@@ -350,10 +358,32 @@ for (const { backend, name, settle } of variants) {
         assert.deepEqual(outcomes(await answerOf(await sendBulk(n, carol, [payment, payment]))), ['credited', 'refused:PAYMENT_REPLAYED']);
         assert.equal(await n.h.balance(carol), '3.00');
         await assertBalanced(n);
-      } finally {
-        await n.close([alice]);
-      }
-    });
+      }));
+
+    test('a payment in another encoding than its one canonical form (CBOR or base64url) is refused, and the canonical form is credited once', () =>
+      withAliceAndCarol(async (n, alice, carol) => {
+        // An amount whose payment is not a whole number of 3-byte groups, so that its base64url has trailing bits.
+        let payment = await alice.se.call('pay', { amount: 1n, receiver: carol.certificate });
+        while (encodePayment(payment).length % 3 === 0) payment = await alice.se.call('pay', { amount: 1n, receiver: carol.certificate });
+        const bytes = encodePayment(payment);
+        assert.equal(bytes[0], 0xa5, 'a map of five fields');
+        // The same map with its length in a longer form, and as an indefinite-length map.
+        const longHead = Uint8Array.from([0xb8, 0x05, ...bytes.subarray(1)]);
+        const indefinite = Uint8Array.from([0xbf, ...bytes.subarray(1), 0xff]);
+        const text = toBase64url(bytes);
+        const last = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'.indexOf(text.at(-1) ?? '');
+        const trailingBits = `${text.slice(0, -1)}${'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'[last | 1]}`;
+        assert.notEqual(trailingBits, text);
+        const refusedForms = [toBase64url(longHead), toBase64url(indefinite), trailingBits];
+        const first = await answerOf(await sendBulk(n, carol, [...refusedForms, text]));
+        assert.deepEqual(outcomes(first), ['refused:BODY_INVALID', 'refused:BODY_INVALID', 'refused:BODY_INVALID', 'credited']);
+        assert.equal(await n.h.balance(carol), '0.01');
+        // The other forms again, now that the payment is settled: still refused, nothing credited twice.
+        const again = await answerOf(await sendBulk(n, carol, [text, ...refusedForms]));
+        assert.deepEqual(outcomes(again), ['refused:PAYMENT_REPLAYED', 'refused:BODY_INVALID', 'refused:BODY_INVALID', 'refused:BODY_INVALID']);
+        assert.equal(await n.h.balance(carol), '0.01');
+        await assertBalanced(n);
+      }));
 
     test('the largest request the route takes is settled whole, and its answer fits the idempotency record even with every payment refused', async () => {
       const n = await opsNode(backend);

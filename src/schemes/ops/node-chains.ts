@@ -18,6 +18,8 @@ import { toHex } from '../../core/bytes.ts';
 export interface KnownChain {
   /** Key id of the leaf's subject key. */
   readonly keyId: Uint8Array;
+  /** The same key id in hex, as the ledger names the device. */
+  readonly keyIdHex: string;
   readonly suite: SuiteName;
   readonly publicKey: Uint8Array;
   readonly role: string;
@@ -57,6 +59,7 @@ export class SenderChains {
     if (this.known.size >= this.max) this.known.delete(this.known.keys().next().value as string);
     this.known.set(id, {
       keyId: chain.subjectKeyId,
+      keyIdHex: toHex(chain.subjectKeyId),
       suite: chain.subject.suite,
       publicKey: chain.subject.key,
       role: chain.role,
@@ -72,6 +75,11 @@ export class SenderChains {
   get size(): number {
     return this.known.size;
   }
+}
+
+/** Whether two certificates are the same bytes: compared natively, and not in constant time, for certificates are public. */
+export function sameCertificate(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
 }
 
 /** A map key for a certificate's bytes (one byte a character). */

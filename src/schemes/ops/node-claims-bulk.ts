@@ -42,6 +42,7 @@ import {
 import { CLAIMS_BULK_INLINE_SCOPE, CLAIMS_BULK_PART_KIND, claimInlineParts, claimsPartBody, claimThroughShards, plannedBefore } from './node-claims-shards.ts';
 import { CLAIM_PAYMENT_CHARS_MAX, claimerCertificate, presentClaim, settleClaim } from './node-claims.ts';
 import { judge, type Judged, type Refused } from './node-claims-judge.ts';
+import { sameCertificate } from './node-chains.ts';
 import { OPS_FLOAT_ACCOUNT, answer, openCases } from './node-common.ts';
 
 /**
@@ -132,52 +133,64 @@ interface FastOutcome {
  * (the clone case, DOUBLE_SPEND). A repeat within the request comes after its first and is replayed.
  */
 async function settleFast(tx: TransactionHandle, services: IssuerServices, claimer: string, items: readonly Judged[], states: ReadonlyMap<string, SenderState>): Promise<FastOutcome> {
-  const first = new Map<string, Judged>();
+  // One pass builds the columns: a repeat of a (sender, index) within the request is kept apart.
+  const rows: Judged[] = [];
+  const keys: string[] = [];
   const later: Judged[] = [];
+  const seen = new Set<string>();
+  const senders: string[] = [];
+  const indexes: string[] = [];
+  const digests: string[] = [];
+  const amounts: string[] = [];
+  const wholes: string[] = [];
+  const signatures: string[] = [];
   for (const j of items) {
-    const key = `${j.claim.sender}:${j.claim.payment.index}`;
-    if (first.has(key)) later.push(j);
-    else first.set(key, j);
+    const { sender, payment, digest } = j.claim;
+    const index = payment.index.toString();
+    const key = `${sender}:${index}`;
+    if (seen.has(key)) {
+      later.push(j);
+      continue;
+    }
+    seen.add(key);
+    rows.push(j);
+    keys.push(key);
+    senders.push(sender);
+    indexes.push(index);
+    digests.push(base64Param(digest));
+    amounts.push(payment.amount.toString());
+    // The whole payment only when it does not carry its sender's registered certificate; else its
+    // signature, from which storedPayment rebuilds it (its receiver, the claimer, was checked).
+    const registered = states.get(sender)?.certificate ?? null;
+    const compact = registered !== null && sameCertificate(registered, payment.sender);
+    wholes.push(compact ? '' : base64Param(j.bytes));
+    signatures.push(compact ? base64Param(payment.signature) : '');
   }
-  const rows = [...first.values()];
   if (rows.length === 0) return { credited: [], refused: [] };
   // The columns go as comma-joined text that the server splits and decodes (bytes as base64): one
   // string a column instead of an array the driver escapes element by element, and a third of the
   // bytes hex would take. One row comes back: the count, and which pairs were settled only when
   // some were not.
-  const joined = (values: readonly string[]) => values.join(',');
-  const compact = (j: Judged) => {
-    const registered = states.get(j.claim.sender)?.certificate ?? null;
-    return registered !== null && equalBytes(registered, j.claim.payment.sender);
-  };
   const inserted = await tx.query<{ n: number; done: string | null }>(
     `WITH settled AS (
        INSERT INTO ops_payments AS p (sender_key_id, index, digest, amount, receiver_key_id, payment, signature, settled)
-       SELECT s, i, decode(d, 'hex'), a, $5, CASE WHEN b = '' THEN NULL ELSE decode(b, 'base64') END, CASE WHEN b = '' THEN decode(g, 'base64') END, 'claimed'
+       SELECT s, i, decode(d, 'base64'), a, $5, CASE WHEN b = '' THEN NULL ELSE decode(b, 'base64') END, CASE WHEN b = '' THEN decode(g, 'base64') END, 'claimed'
        FROM unnest(string_to_array($1, ','), string_to_array($2, ',')::bigint[], string_to_array($3, ','), string_to_array($4, ',')::bigint[], string_to_array($6, ','), string_to_array($8, ',')) AS x(s, i, d, a, b, g)
        ON CONFLICT (sender_key_id, index) DO UPDATE SET settled = 'claimed', payment = coalesce(p.payment, EXCLUDED.payment), signature = coalesce(p.signature, EXCLUDED.signature)
          WHERE p.digest = EXCLUDED.digest AND p.settled IS NULL
        RETURNING sender_key_id, index
      )
      SELECT count(*)::int AS n, CASE WHEN count(*) < $7 THEN string_agg(sender_key_id || ':' || index, ',') END AS done FROM settled`,
-    [
-      joined(rows.map((j) => j.claim.sender)),
-      joined(rows.map((j) => j.claim.payment.index.toString())),
-      joined(rows.map((j) => toHex(j.claim.digest))),
-      joined(rows.map((j) => j.claim.payment.amount.toString())),
-      claimer,
-      // The whole payment only when it does not carry its sender's registered certificate; else its
-      // signature, from which storedPayment rebuilds it (its receiver, the claimer, was checked).
-      joined(rows.map((j) => (compact(j) ? '' : base64Param(j.bytes)))),
-      rows.length,
-      joined(rows.map((j) => (compact(j) ? base64Param(j.claim.payment.signature) : ''))),
-    ],
+    [senders.join(','), indexes.join(','), digests.join(','), amounts.join(','), claimer, wholes.join(','), rows.length, signatures.join(',')],
   );
   const answer = inserted.rows[0];
-  const all = answer !== undefined && Number(answer.n) === rows.length;
-  const done = new Set(all ? rows.map((j) => `${j.claim.sender}:${j.claim.payment.index}`) : (answer?.done ?? '').split(',').filter((k) => k !== ''));
-  const credited = rows.filter((j) => done.has(`${j.claim.sender}:${j.claim.payment.index}`));
-  const rest = [...rows.filter((j) => !done.has(`${j.claim.sender}:${j.claim.payment.index}`)), ...later];
+  let credited: Judged[] = rows;
+  let rest: Judged[] = later;
+  if (answer === undefined || Number(answer.n) !== rows.length) {
+    const done = new Set((answer?.done ?? '').split(',').filter((k) => k !== ''));
+    credited = rows.filter((_, k) => done.has(keys[k] as string));
+    rest = [...rows.filter((_, k) => !done.has(keys[k] as string)), ...later];
+  }
   const refused: Refused[] = [];
   if (rest.length === 0) return { credited, refused };
   const held = await tx.query<{ sender_key_id: string; index: bigint; digest: Uint8Array; settled: string | null }>(

@@ -4,16 +4,16 @@
  * chains (or checked in full the first time, then kept), its signature checked in the node's
  * worker threads, and its digest taken from its canonical bytes.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { equalBytes, toHex } from '../../core/bytes.ts';
 import { decodeCbor } from '../../core/cbor.ts';
 import { signedBytes } from '../../core/crypto/record.ts';
 import { isTallyError } from '../../core/errors.ts';
-import { ApiProblem, decodeField, type ApiErrorCode, type IssuerServices, type PeerIntermediary, type SignatureCheck } from '../../issuer/plugin.ts';
+import { ApiProblem, decodeFieldList, type ApiErrorCode, type IssuerServices, type PeerIntermediary, type SignatureCheck } from '../../issuer/plugin.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { OPS_SCHEME, PAYMENT_BYTES_MAX, PAYMENT_TAG, paymentCodec, paymentSigned, type Payment } from './messages.ts';
 import { checkClaim, type VerifiedClaim } from './node-claims.ts';
-import { SenderChains, type KnownChain } from './node-chains.ts';
+import { SenderChains, sameCertificate, type KnownChain } from './node-chains.ts';
 
 /** A payment of the request that passed every check without the database. */
 export interface Judged {
@@ -47,22 +47,20 @@ function chains(services: IssuerServices): SenderChains {
 
 /** SHA-256 of a payment's bytes: its digest, since the strict decoder takes only its one canonical encoding. */
 function digestOf(bytes: Uint8Array): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(bytes).digest());
+  // One-shot (no Hash object), answered as text and copied into a 32-byte array: V8 keeps so
+  // small an array in its heap, where a Buffer from the hash would be an allocation outside it.
+  const text = hash('sha256', bytes, 'binary');
+  const digest = new Uint8Array(32);
+  for (let i = 0; i < 32; i++) digest[i] = text.charCodeAt(i);
+  return digest;
 }
 
-/** Decodes one payment of the body; answers it with its bytes, or the refusal. */
-function decodeItem(item: number, text: string): { payment: Payment; bytes: Uint8Array } | Refused {
+/** Decodes one payment of the body from its bytes (or their refusal); answers it with its bytes, or the refusal. */
+function decodeItem(item: number, decoded: Uint8Array | ApiProblem): { payment: Payment; bytes: Uint8Array } | Refused {
+  if (decoded instanceof ApiProblem) return { item, code: decoded.code, message: decoded.message };
   const field = `body.payments.${item}`;
-  let bytes: Uint8Array;
   try {
-    bytes = decodeField(field, text);
-  } catch (e) {
-    if (e instanceof ApiProblem) return { item, code: e.code, message: e.message };
-    throw e;
-  }
-  if (bytes.length > PAYMENT_BYTES_MAX) return { item, code: 'TOO_LARGE', message: `${field} of ${bytes.length} bytes is over the limit of ${PAYMENT_BYTES_MAX}` };
-  try {
-    return { payment: paymentCodec.decode(decodeCbor(bytes, { maxBytes: PAYMENT_BYTES_MAX }), field), bytes };
+    return { payment: paymentCodec.decode(decodeCbor(decoded, { maxBytes: PAYMENT_BYTES_MAX, byteViews: true }), field), bytes: decoded };
   } catch (e) {
     if (isTallyError(e)) return { item, code: 'BODY_INVALID', message: `${field}: ${e.message}` };
     throw e;
@@ -91,14 +89,19 @@ export async function judge(services: IssuerServices, texts: readonly string[], 
   const refused: Refused[] = [];
   const judged: Judged[] = [];
   const pending: Array<{ item: number; payment: Payment; bytes: Uint8Array; sender: KnownChain }> = [];
-  texts.forEach((text, item) => {
-    const decoded = decodeItem(item, text);
+  // Every payment a claimer may claim names the claimer's certificate: its chain is looked up once
+  // (and again only while the cache does not hold it yet).
+  let claimerChain: KnownChain | undefined;
+  // Every payment's bytes decoded into one buffer, one allocation for the request.
+  decodeFieldList('body.payments', texts, PAYMENT_BYTES_MAX).forEach((field, item) => {
+    const decoded = decodeItem(item, field);
     if ('code' in decoded) return refused.push(decoded);
     const { payment, bytes } = decoded;
     const sender = known.get(payment.sender, now);
-    const receiver = known.get(payment.receiver, now);
+    const toClaimer = sameCertificate(payment.receiver, claimer);
+    const receiver = toClaimer ? (claimerChain ??= known.get(claimer, now)) : known.get(payment.receiver, now);
     if (usableSender(services, sender, banks) && receiver !== undefined && !equalBytes(sender.keyId, receiver.keyId)) {
-      if (!equalBytes(payment.receiver, claimer)) {
+      if (!toClaimer) {
         return refused.push({ item, code: 'PAYMENT_INVALID', message: "the payment is not made to the caller's client certificate (a payment to a TA is collected, not claimed)" });
       }
       return pending.push({ item, payment, bytes, sender });
@@ -121,7 +124,7 @@ export async function judge(services: IssuerServices, texts: readonly string[], 
       return;
     }
     const payerBank = p.sender.bank === own ? null : p.sender.bank;
-    judged.push({ item: p.item, claim: { payment: p.payment, sender: toHex(p.sender.keyId), digest: digestOf(p.bytes), payerBank }, bytes: p.bytes, limit: p.sender.offlinePaymentsMax });
+    judged.push({ item: p.item, claim: { payment: p.payment, sender: p.sender.keyIdHex, digest: digestOf(p.bytes), payerBank }, bytes: p.bytes, limit: p.sender.offlinePaymentsMax });
   });
   judged.sort((a, b) => a.item - b.item);
   return { judged, refused };
