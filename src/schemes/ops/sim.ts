@@ -573,9 +573,14 @@ export const opsSim: SimPlugin = {
     for (const a of recorder.attacks) {
       if (a.kind !== 'clone' && a.kind !== 'rollback' && a.kind !== 'extracted-key') continue;
       const own = made.filter((m) => m.attack === a);
-      const spent = own.some((m) => m.credited);
+      // A payment only a revoked device took is never presented (the node settles nothing a
+      // revoked device collected), so no one can redeem it and there is no second copy to catch:
+      // only a credit to a payee in good standing must have been detected.
+      const redeemable = (m: Made) => m.credited && !('holder' in m.to && m.to.holder.revoked);
+      const spent = own.some(redeemable);
       if (a.outcome === 'detected') continue;
       if (spent) world.violated('double-spend-detected', `a ${a.kind} of device ${a.device} spent money that was credited, and settlement did not detect it`);
+      if (own.some((m) => m.credited)) recorder.count('attacks.unredeemable');
       a.outcome = own.length === 0 ? 'harmless' : own.some((m) => m.refused !== null) ? 'refused-offline' : 'harmless';
     }
     recorder.count('payments.credited', made.filter((m) => m.credited).length);

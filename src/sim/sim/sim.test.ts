@@ -78,6 +78,17 @@ for (const scheme of SCHEMES.filter((s) => s.sim !== undefined)) {
   });
 }
 
+test('ops: a fork whose second copy only a revoked attacker took is not a missed double spend, and is counted (seed 2, 80 payments, half attackers)', { timeout: 120_000 }, async () => {
+  // Found by this seed: a payment signed with an extracted key under an index the TA also paid was
+  // collected by another attacker's device, revoked for a clone of its own before it synced. The
+  // node settles nothing a revoked device collected, so that copy never reaches it and there is
+  // nothing to detect; no one can redeem it either. The run must end whole, and say it happened.
+  const ops = SCHEMES.find((s) => s.name === 'ops') as Scheme;
+  const report = await runSim(ops, { seed: 2, ...SMALL, payments: 80, attackers: 0.5 });
+  assert.equal(report.ok, true, report.violation?.message);
+  assert.equal(report.counters['attacks.unredeemable'], 1);
+});
+
 test('chain: a payment credited by a second copy of its payee\'s TEE is caught by the credited-once invariant', { timeout: 120_000 }, async () => {
   // A test-only sabotage: after a payment, the same tx_off goes to a copy of the payee's TEE, which
   // credits it (nothing offline can tell two copies apart); the books must refuse a second credit.
