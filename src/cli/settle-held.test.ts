@@ -1,7 +1,8 @@
 /**
  * `tally settle held` and `tally settle release` against a real NATS JetStream server: a part whose
  * handler fails on every delivery is held, listed by the CLI (text and --json), released by its id
- * and then settled once; bad usage exits 2 naming the flag; a folder without a node, and a node
+ * and then settled once; a held crossing between a node's databases is listed with its amount and
+ * released to its receiver's subject; bad usage exits 2 naming the flag; a folder without a node, and a node
  * that never settled through NATS, exit 1 with their codes.
  */
 import assert from 'node:assert/strict';
@@ -18,6 +19,9 @@ import { loadOrCreateIdentity } from '../issuer/identity/node-identity.ts';
 import { withIdempotency } from '../issuer/ledger/idempotency.ts';
 import { openSettleIntake, settlePartId, startSettleWorkers, type SettleHandler } from '../issuer/queue/settle-queue.ts';
 import { deleteTestStream, testNatsUrl } from '../issuer/queue/test-nats.ts';
+import { holdCrossing } from '../issuer/queue/settle-held.ts';
+import { connect } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, RetentionPolicy, StorageType } from '@nats-io/jetstream';
 import { keyId } from '../pki/key-id.ts';
 import { nodeProvider } from '../providers/node-crypto.ts';
 
@@ -78,7 +82,7 @@ describe('tally settle held and release', () => {
       const other = settlePartId('cli', 'never');
       const missing = await run(['settle', 'release', ...nats, '--part', other, '--json']);
       assert.equal(missing.code, 1, missing.stderr);
-      assert.deepEqual(JSON.parse(missing.stdout), { stream: `TALLY_HELD_${name}`, released: [], notHeld: [other] });
+      assert.deepEqual(JSON.parse(missing.stdout), { stream: `TALLY_HELD_${name}`, released: [], releasedCrossings: [], notHeld: [other] });
 
       broken = false;
       const released = await run(['settle', 'release', ...nats, '--part', part.id]);
@@ -88,12 +92,56 @@ describe('tally settle held and release', () => {
       assert.deepEqual(settled, { status: 200, body: { settled: true } });
       assert.equal(runs, 3, 'two failed deliveries, then settled once after the release');
       const after = await run(['settle', 'held', ...nats, '--json']);
-      assert.deepEqual((JSON.parse(after.stdout) as { held: unknown[] }).held, []);
+      assert.deepEqual((JSON.parse(after.stdout) as { held: unknown[]; crossings: unknown[] }), { stream: `TALLY_HELD_${name}`, held: [], crossings: [] });
     } finally {
       await workers.stop();
       await intake.close();
       await deleteTestStream(testNatsUrl(), intake.stream);
       await database.dispose();
+    }
+  });
+
+  test('a crossing held after its receipt failed on every delivery is listed with its amount, and released to its receiver by FROM:ID', async () => {
+    const { dir, name } = await nodeFolder();
+    const connection = await connect({ servers: testNatsUrl() });
+    const manager = await jetstreamManager(connection);
+    // The node's settlement stream (so the commands know the node) and its credit stream, as a node on shard databases has them.
+    const backend = testBackends()[0];
+    assert.ok(backend !== undefined);
+    const database = await backend.open();
+    const intake = await openSettleIntake({ url: testNatsUrl(), shards: 1, name, db: database.db });
+    const creditStream = `TALLY_CREDIT_${name}`;
+    await manager.streams.add({ name: creditStream, subjects: [`tally.${name}.credit.>`], retention: RetentionPolicy.Workqueue, storage: StorageType.File });
+    try {
+      const nats = ['--data', dir, '--nats', testNatsUrl()];
+      const crossing = { from: 'home', to: 's1', id: 'test-charge/ab12:3', kind: 'test-charge', amount: '1250' };
+      await holdCrossing(jetstream(connection), `tally.${name}`, crossing, 20, 'no part of this charge at home');
+      const listed = await run(['settle', 'held', ...nats, '--json']);
+      assert.equal(listed.code, 0, listed.stderr);
+      const shown = JSON.parse(listed.stdout) as { held: unknown[]; crossings: Array<Record<string, unknown>> };
+      assert.deepEqual(shown.held, []);
+      assert.deepEqual(shown.crossings.map(({ heldAt: _heldAt, ...rest }) => rest), [{ ...crossing, amount: '12.50', currency: 'EUR', deliveries: 20, error: 'no part of this charge at home' }]);
+      const text = await run(['settle', 'held', ...nats]);
+      assert.match(text.stdout, /^No settlement part is held\.\n1 crossing is held, in flight in the audit .*\n  home:test-charge\/ab12:3  to s1, test-charge, 12\.50 EUR, 20 tries, held .*\n    last error: no part of this charge at home\n$/);
+
+      const wrong = await run(['settle', 'release', ...nats, '--crossing', 's1:test-charge/ab12:3', '--json']);
+      assert.equal(wrong.code, 1, 'sent by home, not by s1');
+      assert.deepEqual(JSON.parse(wrong.stdout), { stream: `TALLY_HELD_${name}`, released: [], releasedCrossings: [], notHeld: ['s1:test-charge/ab12:3'] });
+      assert.equal((await manager.streams.info(creditStream)).state.messages, 0);
+
+      const released = await run(['settle', 'release', ...nats, '--crossing', 'home:test-charge/ab12:3']);
+      assert.equal(released.code, 0, released.stderr);
+      assert.equal(released.stdout, 'Released 1 crossing to their receivers: home:test-charge/ab12:3\n');
+      const sent = await manager.streams.getMessage(creditStream, { last_by_subj: `tally.${name}.credit.s1` });
+      assert.deepEqual(sent?.json(), { from: 'home', id: 'test-charge/ab12:3' }, 'published to its receiver, naming only its sender and id');
+      const after = await run(['settle', 'held', ...nats, '--json']);
+      assert.deepEqual((JSON.parse(after.stdout) as { crossings: unknown[] }).crossings, []);
+    } finally {
+      await manager.streams.delete(creditStream).catch(() => false);
+      await intake.close();
+      await deleteTestStream(testNatsUrl(), intake.stream);
+      await database.dispose();
+      await connection.close();
     }
   });
 
@@ -104,6 +152,8 @@ describe('tally settle held and release', () => {
       [['release', '--nats', testNatsUrl()], '--part'],
       [['release', '--nats', testNatsUrl(), '--all', '--part', 'a'.repeat(64)], '--part'],
       [['release', '--nats', testNatsUrl(), '--part', 'xyz'], '--part'],
+      [['release', '--nats', testNatsUrl(), '--crossing', 'nowhere:id'], '--crossing'],
+      [['release', '--nats', testNatsUrl(), '--crossing', 'home:'], '--crossing'],
     ] as const) {
       const r = await run(['settle', ...args]);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);

@@ -56,7 +56,7 @@ export interface IssuerServices {
   /** The node's shard databases, when it has them (`--shard-database`): the audit covers them all. */
   readonly shardLedgers?: ShardDatabases | undefined;
   /** With shard databases: credits between them delivered at once after their commit (the relay's stream is the backup). */
-  readonly crossings?: Pick<CreditRelay, 'deliver'> | undefined;
+  readonly crossings?: Pick<CreditRelay, 'deliver' | 'held'> | undefined;
 }
 
 /**

@@ -60,13 +60,27 @@ const heldPart = z.object({
   heldAt: z.string(),
 });
 
+const heldCrossing = z.object({
+  from: z.string(),
+  to: z.string(),
+  id: z.string(),
+  kind: z.string().nullable(),
+  amount: z.string().nullable().openapi({ description: 'In major units, when the receiver could read the crossing' }),
+  deliveries: z.number().int(),
+  error: z.string(),
+  heldAt: z.string(),
+});
+
 const held = createRoute({
   method: 'get',
   path: '/v1/settle/held',
   description:
-    "The operator's list of settlement parts held on the node's NATS server: parts that failed on each of their deliveries for a reason of their own (a database that does not answer is waited out instead). Their requests answer 503 SETTLE_HELD until `tally settle release` puts them back. 404 on a node that settles inline (started without --nats).",
+    "The operator's list of settlement parts held on the node's NATS server: parts that failed on each of their deliveries for a reason of their own (a database that does not answer is waited out instead). Their requests answer 503 SETTLE_HELD until `tally settle release` puts them back. On a node with shard databases, also the crossings between its databases held the same way (in flight in the audit until released). 404 on a node that settles inline (started without --nats).",
   responses: {
-    200: { description: 'The held parts, oldest first', content: { 'application/json': { schema: z.object({ stream: z.string(), held: z.array(heldPart) }) } } },
+    200: {
+      description: 'The held parts and crossings, oldest first',
+      content: { 'application/json': { schema: z.object({ stream: z.string(), held: z.array(heldPart), crossings: z.array(heldCrossing).openapi({ description: 'Empty on a node without shard databases' }) }) } },
+    },
     404: { description: 'The node settles inline', content: { 'application/json': { schema: z.object({ error: z.object({ code: z.string(), message: z.string() }) }) } } },
   },
 });
@@ -77,7 +91,9 @@ export function registerNodeRoutes(app: OpenAPIHono<IssuerEnv>, services: Issuer
     requireOperator(c.get('caller'));
     const queue = services.settleQueue;
     if (queue === undefined) throw new ApiProblem('NOT_FOUND', 'this node settles inline (it was started without --nats): no settlement part is ever held');
-    return c.json({ stream: queue.stream.replace(/^TALLY_SETTLE_/, 'TALLY_HELD_'), held: await queue.held() }, 200);
+    const crossings = (await services.crossings?.held()) ?? [];
+    const major = (minor: string | null) => (minor === null ? null : formatMinor(services.currency, BigInt(minor)));
+    return c.json({ stream: queue.stream.replace(/^TALLY_SETTLE_/, 'TALLY_HELD_'), held: await queue.held(), crossings: crossings.map((h) => ({ ...h, amount: major(h.amount) })) }, 200);
   });
 
   app.openapi(health, async (c) => {

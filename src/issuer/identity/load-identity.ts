@@ -170,6 +170,15 @@ export async function loadIdentity(options: LoadIdentityOptions): Promise<Loaded
  * @throws TallyError NODE_NOT_FOUND when the folder holds no node; STATE_CORRUPT for a damaged file
  */
 export async function readIssuerNodeKeyId(dataDir: string): Promise<string> {
+  return (await readIssuerNodeName(dataDir)).keyId;
+}
+
+/**
+ * The issuer node's key id (hex) and currency as its data folder records them, read as
+ * readIssuerNodeKeyId reads them.
+ * @throws TallyError NODE_NOT_FOUND when the folder holds no node; STATE_CORRUPT for a damaged file
+ */
+export async function readIssuerNodeName(dataDir: string): Promise<{ keyId: string; currency: Currency }> {
   if (!(await hasIdentity(dataDir))) {
     throw new TallyError('NODE_NOT_FOUND', `${dataDir} holds no node: give the node's data folder (tally node start --data)`, { dataDir });
   }
@@ -177,5 +186,5 @@ export async function readIssuerNodeKeyId(dataDir: string): Promise<string> {
   const manifestFile = await readRequired(dir, IDENTITY_FILES.manifest, 'manifest', MANIFEST_BYTES_MAX);
   const manifest = decodeManifest(manifestFile.data, manifestFile.path);
   const certificate = await readCertificate(dir, manifest.certificates.issuerNode);
-  return toHex(keyId(certificate.body.subject));
+  return { keyId: toHex(keyId(certificate.body.subject)), currency: manifest.currency };
 }

@@ -11,15 +11,20 @@
  * - the receiver acknowledges after its commit; a receiver that dies before has the message
  *   delivered again, and its inbox answers 'already';
  * - a database that does not answer (the sender's or the receiver's) leaves the message to come
- *   back with a growing delay, nothing lost.
+ *   back with a growing delay, nothing lost;
+ * - a crossing whose receipt fails on every delivery for a reason of its own (a bug, data the
+ *   receiver cannot take) is held for the operator on the node's held stream (settle-held.ts)
+ *   after its last try, published again by no sweep, and in flight in the audit until released.
  */
 import { AckPolicy, DeliverPolicy, DiscardPolicy, jetstream, jetstreamManager, RetentionPolicy, StorageType, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import { z } from 'zod';
 import type { Queryable, TransactionHandle } from '../db/database.ts';
+import { isUnavailable } from '../db/retry.ts';
 import { isParty, markDelivered, markPublished, outboxEntry, receiveAcross, received, undelivered, unpublished, type OutboxEntry, type Party, type Received } from '../ledger/cross-shard.ts';
 import type { ShardDatabases } from '../shards/shard-databases.ts';
 import { connectNats, isStreamMissing, noJetStream } from './settle-part.ts';
-import { retryDelayMs, SETTLE_DUPLICATE_WINDOW_MS } from './settle-queue.ts';
+import { ensureHeldStream, heldStore, holdCrossing, type HeldCrossing } from './settle-held.ts';
+import { retryDelayMs, SETTLE_DELIVERIES_MAX, SETTLE_DUPLICATE_WINDOW_MS } from './settle-queue.ts';
 
 /** How long a receiver may hold a crossing before the stream delivers it again. */
 export const CREDIT_ACK_WAIT_MS = 30_000;
@@ -46,6 +51,11 @@ type Log = (line: string, fields?: Record<string, unknown>) => void;
  */
 export type CrossingReceipt = (tx: TransactionHandle, crossing: { readonly self: Party; readonly from: Party; readonly entry: OutboxEntry; readonly sender: Queryable }) => Promise<void>;
 
+/** A crossing that needs a receipt this receiver does not have: left to another receiver, never held. */
+class ReceiptMissing extends Error {
+  override readonly name = 'ReceiptMissing';
+}
+
 /** Whether a crossing was sent to be received with its kind's receipt. */
 function wantsReceipt(entry: OutboxEntry): boolean {
   const reference = entry.reference;
@@ -64,7 +74,11 @@ export interface CreditRelay {
    * delivered: marks those received, and publishes the others again under a new message id (the
    * stream lost or dropped the first, or someone took its message id first).
    */
-  reconcile(olderThanMs?: number): Promise<{ delivered: number; republished: number }>;
+  reconcile(olderThanMs?: number): Promise<{ delivered: number; republished: number; held: number }>;
+  /** The crossings held for the operator (their receipt failed on every delivery), oldest first. */
+  held(): Promise<HeldCrossing[]>;
+  /** Puts held crossings (`<from>:<id>`, or all) back to their receivers; answers those released. */
+  release(keys: readonly string[] | 'all'): Promise<HeldCrossing[]>;
   /** Receives the crossings addressed to `places` until stopped. */
   receive(places: readonly Party[]): Promise<CreditReceivers>;
   /**
@@ -90,6 +104,10 @@ export interface CreditRelayOptions {
   readonly name: string;
   readonly shards: ShardDatabases;
   readonly ackWaitMs?: number | undefined;
+  /** Deliveries a crossing's receipt may fail on before it is held (SETTLE_DELIVERIES_MAX by default); tests lower it. */
+  readonly deliveriesMax?: number | undefined;
+  /** The delay before a failed crossing is delivered again, by its deliveries so far (doubling from a second to a minute by default); tests shorten it. */
+  readonly retryDelayMs?: ((deliveries: number) => number) | undefined;
   readonly log?: Log | undefined;
   /** The schemes' receipts, by crossing kind. */
   readonly receipts?: ReadonlyMap<string, CrossingReceipt> | undefined;
@@ -106,8 +124,14 @@ export async function openCreditRelay(options: CreditRelayOptions): Promise<Cred
   const stream = `TALLY_CREDIT_${options.name}`;
   const prefix = `tally.${options.name}.credit`;
   const ackWaitMs = options.ackWaitMs ?? CREDIT_ACK_WAIT_MS;
+  const deliveriesMax = options.deliveriesMax ?? SETTLE_DELIVERIES_MAX;
+  if (!Number.isInteger(deliveriesMax) || deliveriesMax < 1) throw new RangeError(`deliveriesMax: expected a positive integer, got ${deliveriesMax}`);
+  const delayOf = options.retryDelayMs ?? retryDelayMs;
+  const heldStream = `TALLY_HELD_${options.name}`;
+  const nodePrefix = `tally.${options.name}`;
   try {
     const manager = await jetstreamManager(connection);
+    await ensureHeldStream(manager, heldStream, nodePrefix);
     // A subject per place and a size limit: messages for nobody cannot pile up without end.
     const config = {
       name: stream,
@@ -133,12 +157,13 @@ export async function openCreditRelay(options: CreditRelayOptions): Promise<Cred
   const js = jetstream(connection);
   const { shards } = options;
   const receipts = options.receipts ?? new Map<string, CrossingReceipt>();
+  const holds = heldStore(connection, js, heldStream, nodePrefix);
 
   /** Receives one crossing from `from` at `place`, with its kind's receipt in the same transaction. */
   const receiveOne = (place: Party, from: Party, entry: OutboxEntry): Promise<Received> =>
     shards.db(place).transaction(async (tx) => {
       const receipt = wantsReceipt(entry) ? receipts.get(entry.kind) : undefined;
-      if (wantsReceipt(entry) && receipt === undefined) throw new Error(`crossing ${entry.id} of kind ${entry.kind} needs its receipt, which this receiver does not have`);
+      if (wantsReceipt(entry) && receipt === undefined) throw new ReceiptMissing(`crossing ${entry.id} of kind ${entry.kind} needs its receipt, which this receiver does not have`);
       const outcome = await receiveAcross(tx, place, from, entry);
       if (outcome.outcome === 'credited' && receipt !== undefined) await receipt(tx, { self: place, from, entry, sender: shards.db(from) });
       return outcome;
@@ -185,8 +210,9 @@ export async function openCreditRelay(options: CreditRelayOptions): Promise<Cred
           await msg.ackAck();
           return;
         }
+        let entry: OutboxEntry | undefined;
         try {
-          const entry = await outboxEntry(shards.db(named.from), named.id);
+          entry = await outboxEntry(shards.db(named.from), named.id);
           if (entry === undefined || entry.to !== place) {
             // Nobody sent it: the sender's outbox is what a crossing is, not the message.
             log('a crossing message that its sender never sent was dropped', { place, ...named });
@@ -202,8 +228,26 @@ export async function openCreditRelay(options: CreditRelayOptions): Promise<Cred
           // Best effort: the reconciler finds it received anyway.
           await markDelivered(shards.db(named.from), [named.id]).catch(() => undefined);
         } catch (e) {
-          const delay = retryDelayMs(msg.info.deliveryCount);
-          log('receiving a crossing failed; it will be delivered again', { place, ...named, error: e instanceof Error ? e.message : String(e), deliveries: msg.info.deliveryCount, retryInMs: delay });
+          const error = e instanceof Error ? e.message : String(e);
+          const deliveries = msg.info.deliveryCount;
+          // A database that does not answer is waited out however long it lasts, and a receipt this
+          // receiver lacks is another receiver's to run; a failure of the crossing's own is held
+          // for the operator after its last try instead of coming back without end.
+          if (!(e instanceof ReceiptMissing) && !isUnavailable(e) && deliveries >= deliveriesMax) {
+            try {
+              await holdCrossing(js, nodePrefix, { from: named.from, to: place, id: named.id, kind: entry?.kind ?? null, amount: entry === undefined ? null : entry.amount.toString() }, deliveries, error);
+            } catch (held) {
+              const delay = delayOf(deliveries);
+              log('a crossing that failed on every delivery could not be held; it will be delivered again', { place, ...named, error, held: held instanceof Error ? held.message : String(held), deliveries, retryInMs: delay });
+              msg.nak(delay);
+              return;
+            }
+            await msg.ackAck();
+            log('a crossing failed on every delivery and is held for the operator (tally settle held)', { place, ...named, deliveries, error });
+            return;
+          }
+          const delay = e instanceof ReceiptMissing ? delayOf(1) : delayOf(deliveries);
+          log('receiving a crossing failed; it will be delivered again', { place, ...named, error, deliveries, retryInMs: delay });
           msg.nak(delay);
           return;
         }
@@ -279,6 +323,7 @@ export async function openCreditRelay(options: CreditRelayOptions): Promise<Cred
     async reconcile(olderThanMs = CREDIT_REDELIVER_AFTER_MS) {
       let delivered = 0;
       let republished = 0;
+      let heldCount = 0;
       for (const from of shards.parties) {
         try {
           const waiting = await undelivered(shards.db(from), olderThanMs, CREDIT_SWEEP_BATCH);
@@ -289,6 +334,11 @@ export async function openCreditRelay(options: CreditRelayOptions): Promise<Cred
             delivered += there.size;
             for (const id of ids) {
               if (there.has(id)) continue;
+              // Held for the operator: only a release sends it again.
+              if ((await holds.findCrossing(from, id)) !== undefined) {
+                heldCount++;
+                continue;
+              }
               await js.publish(`${prefix}.${to}`, JSON.stringify({ from, id }), { msgID: `${from}:${id}:${Date.now()}` });
               republished++;
             }
@@ -298,8 +348,10 @@ export async function openCreditRelay(options: CreditRelayOptions): Promise<Cred
         }
       }
       if (republished > 0) log('crossings not received were published again', { republished });
-      return { delivered, republished };
+      return { delivered, republished, held: heldCount };
     },
+    held: () => holds.crossings(),
+    release: (keys) => holds.releaseCrossings(keys),
     receive,
     async close() {
       await connection.drain().catch(() => connection.close());

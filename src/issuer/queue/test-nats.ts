@@ -10,14 +10,15 @@ export function testNatsUrl(): string {
   return url === undefined || url === '' ? 'nats://127.0.0.1:4222' : url;
 }
 
-/** Deletes a stream a test made (streams are kept on the server's disk otherwise), and a settlement stream's held parts. */
+/** Deletes a stream a test made (streams are kept on the server's disk otherwise), and a settlement or credit stream's held parts and crossings. */
 export async function deleteTestStream(url: string, stream: string): Promise<void> {
   const connection = await connect({ servers: url, timeout: 5_000 });
   try {
     const manager = await jetstreamManager(connection);
     await manager.streams.delete(stream).catch(() => false);
-    // A settlement stream's held parts live in a stream of their own.
-    if (stream.startsWith('TALLY_SETTLE_')) await manager.streams.delete(stream.replace(/^TALLY_SETTLE_/, 'TALLY_HELD_')).catch(() => false);
+    // A settlement stream's held parts, and a credit stream's held crossings, live in a stream of their own.
+    const held = /^TALLY_(SETTLE|CREDIT)_/;
+    if (held.test(stream)) await manager.streams.delete(stream.replace(held, 'TALLY_HELD_')).catch(() => false);
   } finally {
     await connection.close();
   }

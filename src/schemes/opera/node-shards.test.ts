@@ -19,6 +19,10 @@ import { formatMinor } from '../../issuer/plugin.ts';
 import type { SqlParam } from '../../issuer/db/database.ts';
 import { sendAcross } from '../../issuer/ledger/cross-shard.ts';
 import { testNatsUrl } from '../../issuer/queue/test-nats.ts';
+import { holdCrossing } from '../../issuer/queue/settle-held.ts';
+import type { CreditRelay } from '../../issuer/queue/credit-relay.ts';
+import { connect } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
 import { createTestDatabases, type TestShardDatabases } from '../../issuer/shards/test-shards.ts';
 import { bankPayee, tagged } from './escrow.ts';
 import { DEPOSIT_REQUEST_TAG, depositRequestBodyCodec, interbankEvidenceCodec, NONCE_BYTES, signed } from './messages.ts';
@@ -317,6 +321,22 @@ describe('OPERA on shard databases', { skip }, () => {
       assert.deepEqual(audit.shards.problems, []);
       assert.equal(audit.balanced, true);
       assert.deepEqual(audit.shards.inFlight, [{ from: 'home', to: 's0', count: 1, amount: '1.00' }]);
+      // After its last try (twenty, a quarter of an hour) its receiver holds it for the operator, as
+      // written here; the operator's list shows it in major units, and no sweep publishes it again.
+      const name = (services.settleQueue?.stream ?? '').replace(/^TALLY_SETTLE_/, '');
+      const nats = await connect({ servers: testNatsUrl() });
+      try {
+        await holdCrossing(jetstream(nats), `tally.${name}`, { from: 'home', to: 's0', id: 'opera-charge:forged:s0', kind: 'opera-charge', amount: '100' }, 20, 'no charge part at home');
+      } finally {
+        await nats.close();
+      }
+      const held = await n.h.send('GET', '/v1/settle/held', { headers: n.h.operator });
+      assert.equal(held.status, 200, await held.clone().text());
+      const listed = (await held.json()) as { held: unknown[]; crossings: Array<Record<string, unknown>> };
+      assert.deepEqual(listed.held, []);
+      assert.deepEqual(listed.crossings.map(({ heldAt: _heldAt, ...rest }) => rest), [{ from: 'home', to: 's0', id: 'opera-charge:forged:s0', kind: 'opera-charge', amount: '1.00', deliveries: 20, error: 'no charge part at home' }]);
+      assert.ok(services.crossings !== undefined && 'reconcile' in services.crossings);
+      assert.deepEqual(await (services.crossings as CreditRelay).reconcile(0), { delivered: 0, republished: 0, held: 1 });
     } finally {
       await dispose(s);
     }
