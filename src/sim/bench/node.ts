@@ -204,17 +204,23 @@ export async function serveBenchNode(options: BenchNodeOptions & { postgresUrl?:
  * before an answer (a kept-alive socket the server closed as it was reused): the node answers a
  * request it already took with its stored answer, so a retry never does the work twice.
  */
-async function retried(send: () => Promise<Response>): Promise<Response> {
+export async function retried(send: () => Promise<Response>): Promise<Response> {
   for (let attempt = 1; ; attempt++) {
+    let response: Response;
     try {
-      return await send();
+      response = await send();
     } catch (e) {
       if (attempt >= SEND_ATTEMPTS_MAX) throw e;
+      continue;
     }
+    // 408 comes from the HTTP server, not the node: the request was not taken whole. Sent again under
+    // the same idempotency key, it is judged once either way.
+    if (response.status !== 408 || attempt >= SEND_ATTEMPTS_MAX) return response;
+    await response.body?.cancel();
   }
 }
 
-/** Attempts of one request whose connection fails. */
+/** Attempts of one request whose connection fails or that the HTTP server timed out (408). */
 const SEND_ATTEMPTS_MAX = 3;
 
 /** A client of a served node (in this process or another): signed requests, users, the OEM, minting, the audit. */
