@@ -201,8 +201,9 @@ export async function serveBenchNode(options: BenchNodeOptions & { postgresUrl?:
 
 /**
  * Sends a request again, signed afresh under the same idempotency key, when the connection failed
- * before an answer (a kept-alive socket the server closed as it was reused): the node answers a
- * request it already took with its stored answer, so a retry never does the work twice.
+ * before an answer (a kept-alive socket the server closed as it was reused) or the HTTP server
+ * answered 408: the node answers a request it already took with its stored answer, so a retry
+ * never does the work twice.
  */
 export async function retried(send: () => Promise<Response>): Promise<Response> {
   for (let attempt = 1; ; attempt++) {
