@@ -11,7 +11,7 @@ export function simVerb(schemes: readonly Scheme[]): Verb {
     summary:
       'Simulates a population paying offline on the real node (in memory) and real secure elements, with a simulated clock and one seeded random source: secure elements crash at commit points, messages are dropped, duplicated and delayed, syncs are cut, the node restarts, and attackers clone, roll back, replay and forge. The invariants are checked after every step; a violation stops the run, prints the command that replays it and exits 1. The same seed gives the same report, timings aside. Several schemes joined by commas make one mixed population: one node and ledger serving them all, one clock and one seed, their steps interleaved in an order the seed draws, each scheme with D holders making P payments among themselves, and the whole node audited across every scheme\'s float.',
     options: [
-      ['--scheme NAME|all', `the scheme to simulate, all of them side by side (each on its own node), or several joined by commas (ops,dotm,otp) as one mixed population on one node (simulated now: ${simulated.join(', ') || 'none'})`],
+      ['--scheme NAME|A,B,...|all', `the scheme to simulate, all of them side by side (each on its own node), or several joined by commas (${simulated.slice(0, 3).join(',')}) as one mixed population on one node (simulated now: ${simulated.join(', ') || 'none'})`],
       ['--seed N', 'the seed of every choice of the run (default 1)'],
       ...SIM_OPTION_HELP,
       ['--svg FILE', 'also write the figure of money lost and detections over simulated time'],

@@ -18,12 +18,12 @@ import { closeSimDatabases } from './world.ts';
 after(() => closeSimDatabases());
 
 const scheme = (name: string) => SCHEMES.find((s) => s.name === name) as Scheme;
-/** Four holders a scheme (one attacker each), 8 payments a scheme, faults at 8 %: a short mix that still draws an attack in every scheme. */
-const SMALL = { devices: 4, payments: 8, attackers: 0.34, faults: 0.08, checkEvery: 1 } as const;
+/** Three holders a scheme (one attacker each), 5 payments a scheme, faults at 8 %: a short mix whose seed 1 draws an attack in every scheme. */
+const SMALL = { devices: 3, payments: 5, attackers: 0.34, faults: 0.08, checkEvery: 1 } as const;
 
-test('mix: ops, dotm and otp on one node keep every invariant under faults and attacks, and seed 3 replays its mixed run exactly', { timeout: 240_000 }, async () => {
+test('mix: ops, dotm and otp on one node keep every invariant under faults and attacks, and seed 1 replays its mixed run exactly', { timeout: 240_000 }, async () => {
   const mix = ['ops', 'dotm', 'otp'].map(scheme);
-  const report = await runMix(mix, { seed: 3, ...SMALL });
+  const report = await runMix(mix, { seed: 1, ...SMALL });
   assert.equal(report.ok, true, report.violation?.message);
   assert.deepEqual(report.mix, ['ops', 'dotm', 'otp']);
   assert.deepEqual(report.schemes.map((r) => r.scheme), ['ops', 'dotm', 'otp']);
@@ -49,7 +49,7 @@ test('mix: ops, dotm and otp on one node keep every invariant under faults and a
     assert.equal(s.floatMinor, audit.floats[`float:${name}`]);
   }
   // One seed reproduces one mixed run: the same interleaving, the same report, timings aside.
-  const again = await runMix(mix, { seed: 3, ...SMALL });
+  const again = await runMix(mix, { seed: 1, ...SMALL });
   assert.deepEqual(mixWithoutTimings(again), mixWithoutTimings(report));
 });
 
@@ -63,7 +63,7 @@ test('mix: a broken step stops the whole mix with the invariant of its scheme an
   assert.equal(violation.invariant, 'conservation');
   assert.ok(['ops', 'dotm'].includes(violation.scheme));
   assert.match(violation.message, /value destroyed offline/);
-  assert.equal(violation.replay, 'tally sim --scheme ops,dotm --seed 5 --devices 4 --payments 4 --attackers 0.34 --faults 0.08');
+  assert.equal(violation.replay, 'tally sim --scheme ops,dotm --seed 5 --devices 3 --payments 4 --attackers 0.34 --faults 0.08');
   assert.equal(report.schemes.find((r) => r.scheme === violation.scheme)?.violation?.invariant, 'conservation');
   // The replay command's flags make the same mix stop at the same step with the same violation.
   const flags = Object.fromEntries([...violation.replay.matchAll(/--([a-z-]+) (\S+)/g)].map((m) => [m[1] as string, m[2] as string]));
