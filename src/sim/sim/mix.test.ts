@@ -7,7 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
-import type { SchemeModule } from '../../issuer/plugin.ts';
+import type { Signer } from '../../core/crypto/suite.ts';
+import { idempotent, refusal, requireUser, transfer, type SchemeModule } from '../../issuer/plugin.ts';
 import { SCHEMES } from '../../schemes/index.ts';
 import type { Scheme } from '../../schemes/scheme.ts';
 import { MIX_INVARIANT, mixWithoutTimings, runMix } from './mix.ts';
@@ -72,27 +73,43 @@ test('mix: a broken step stops the whole mix with the invariant of its scheme an
   assert.deepEqual(replayed.violation, violation);
 });
 
-test('mix: money moved from one scheme\'s holders into another\'s is caught by the mix\'s invariant', { timeout: 120_000 }, async () => {
-  // Two stand-in schemes without devices: "left" mints into its holder's account; "right" mints
-  // into left's holder's account, as a bug crediting another scheme's customer would.
-  const module = (name: string): SchemeModule => ({ name, register: () => undefined });
-  let leftAccount: string | null = null;
+test('mix: money moved from one scheme\'s holders into another\'s float is caught by the mix\'s invariant', { timeout: 120_000 }, async () => {
+  // Two stand-in schemes without devices: "left" mints into its holder's account; "right" has a
+  // route that takes an amount from the caller's account into right's float, and calls it with
+  // left's holder's key, as a bug letting one scheme load another's customer's money would.
+  let leftUser: { signer: Signer; account: string } | null = null;
+  const leftModule: SchemeModule = { name: 'left', register: () => undefined };
+  const rightModule: SchemeModule = {
+    name: 'right',
+    floatAccount: 'float:right',
+    register(app, services) {
+      app.post('/take', async (c) => {
+        const user = requireUser(c.get('caller'));
+        return idempotent(services, c, 'right/take', user.keyId, async (tx) => {
+          const moved = await transfer(tx, { idempotencyKey: `right-take:${user.keyId}`, debit: user.accountId, credit: 'float:right', amount: 7n, kind: 'right-take', reference: {}, currency: services.currency });
+          return moved.ok ? { status: 200, body: {} } : refusal(moved.code, moved.message);
+        });
+      });
+    },
+  };
   const left: SimPlugin = {
     scheme: 'left',
     async run(world: SimWorld) {
-      const node = await world.openNode(module('left'));
-      leftAccount = (await node.registerUser()).account;
-      await node.mint(leftAccount, 1_000n);
+      const node = await world.openNode(leftModule);
+      const user = await node.registerUser();
+      await node.mint(user.account, 1_000n);
+      leftUser = { signer: user.signer, account: user.account };
       for (let k = 0; k < 20; k++) await world.step();
     },
   };
   const right: SimPlugin = {
     scheme: 'right',
     async run(world: SimWorld) {
-      const node = await world.openNode(module('right'));
+      const node = await world.openNode(rightModule);
       await node.mint((await node.registerUser()).account, 500n);
-      while (leftAccount === null) await world.step();
-      await node.mint(leftAccount, 7n);
+      while (leftUser === null) await world.step();
+      const answer = await node.request(leftUser.signer, 'POST', '/v1/right/take', {});
+      assert.equal(answer.status, 200, JSON.stringify(answer.body));
       await world.step();
     },
   };
@@ -100,7 +117,7 @@ test('mix: money moved from one scheme\'s holders into another\'s is caught by t
   assert.equal(report.ok, false);
   assert.equal(report.violation?.scheme, 'mix');
   assert.equal(report.violation?.invariant, MIX_INVARIANT);
-  assert.match(report.violation?.message ?? '', /left: minted 1000 ≠ its holders' accounts 1007 \+ its float 0: money crossed between schemes/);
+  assert.match(report.violation?.message ?? '', /left: issued 1000 ≠ its holders' accounts 993 \+ its float 0: money crossed between schemes/);
 });
 
 test('mix: a mix names at least two schemes, each once', async () => {

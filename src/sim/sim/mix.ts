@@ -78,7 +78,6 @@ interface Part {
   steps: number;
   done: boolean;
   cpuMs: number;
-  minted: bigint;
 }
 
 /**
@@ -100,7 +99,7 @@ export async function runMix(schemes: ReadonlyArray<Pick<Scheme, 'name' | 'sim'>
   let steps = 0;
   const base = makeWorld(params, () => undefined);
   const { random, clock } = base;
-  const parts: Part[] = plugins.map((plugin, k) => ({ scheme: names[k] as string, plugin, recorder: new Recorder(clock), invariants: [], module: null, steps: 0, done: false, cpuMs: 0, minted: 0n }));
+  const parts: Part[] = plugins.map((plugin, k) => ({ scheme: names[k] as string, plugin, recorder: new Recorder(clock), invariants: [], module: null, steps: 0, done: false, cpuMs: 0 }));
   /** The sums over the schemes, and the series of the whole mix. */
   const total = new Recorder(clock);
   const owners = new WeakMap<SimViolation, string>();
@@ -141,18 +140,11 @@ export async function runMix(schemes: ReadonlyArray<Pick<Scheme, 'name' | 'sim'>
   }
 
   /** The audit of the whole node during a check (null outside one: a step's own audits are always fresh). */
-  let checkAudit: { whole: SimAudit; balances: Map<string, bigint> } | null = null;
-  async function wholeAudit(): Promise<{ whole: SimAudit; balances: Map<string, bigint> }> {
-    if (checkAudit !== null) return checkAudit;
-    const open = node as MixNode;
-    return { whole: await open.audit(), balances: await open.userBalances() };
+  let checkAudit: Seen | null = null;
+  async function wholeAudit(): Promise<Seen> {
+    return checkAudit ?? seeNode(node as MixNode);
   }
-  function schemeFigures(part: Part, seen: { whole: SimAudit; balances: Map<string, bigint> }): { online: bigint; float: bigint } {
-    let online = 0n;
-    for (const [account, balance] of seen.balances) if (accounts.get(account) === part) online += balance;
-    const float = part.module?.floatAccount === undefined ? 0n : (seen.whole.floats.get(part.module.floatAccount) ?? 0n);
-    return { online, float };
-  }
+  const figures = (part: Part, seen: Seen) => schemeFigures(part, seen, accounts);
 
   /** The mix's invariant over the whole node. */
   async function mixConservation(): Promise<string | null> {
@@ -162,14 +154,14 @@ export async function runMix(schemes: ReadonlyArray<Pick<Scheme, 'name' | 'sim'>
     if (whole.settlement !== 0n) return `${whole.settlement} sits in settlement between steps`;
     const floats = [...whole.floats.values()].reduce((s, f) => s + f, 0n);
     if (whole.issued !== whole.online + floats) return `issued ${whole.issued} ≠ online ${whole.online} + floats ${floats}`;
-    const minted = parts.reduce((s, p) => s + p.minted, 0n);
-    if (whole.issued !== minted) return `issued ${whole.issued} ≠ what the schemes minted, ${minted}`;
+    const minted = parts.reduce((s, p) => s + figures(p, seen).minted, 0n);
+    if (whole.issued !== minted) return `issued ${whole.issued} ≠ what was issued into the schemes' accounts and floats, ${minted}`;
     for (const [account, balance] of balances) if (balance !== 0n && !accounts.has(account)) return `account ${account} holds ${balance} and belongs to no scheme of the mix`;
     const ownFloats = new Set(parts.map((p) => p.module?.floatAccount));
     for (const [account, amount] of whole.floats) if (amount !== 0n && !ownFloats.has(account)) return `float ${account} holds ${amount} and belongs to no scheme of the mix`;
     for (const part of parts) {
-      const { online, float } = schemeFigures(part, seen);
-      if (online + float !== part.minted) return `${part.scheme}: minted ${part.minted} ≠ its holders' accounts ${online} + its float ${float}: money crossed between schemes`;
+      const { minted: own, online, float } = figures(part, seen);
+      if (online + float !== own) return `${part.scheme}: issued ${own} ≠ its holders' accounts ${online} + its float ${float}: money crossed between schemes`;
     }
     return null;
   }
@@ -177,7 +169,7 @@ export async function runMix(schemes: ReadonlyArray<Pick<Scheme, 'name' | 'sim'>
   /** The checks after a step: the mix's invariant, then every scheme's (a finished one's too: its books must hold while the others run). */
   async function check(): Promise<void> {
     const open = node as MixNode;
-    checkAudit = { whole: await open.audit(), balances: await open.userBalances() };
+    checkAudit = await seeNode(open);
     try {
       const broken = await mixConservation();
       if (broken !== null) {
@@ -215,16 +207,13 @@ export async function runMix(schemes: ReadonlyArray<Pick<Scheme, 'name' | 'sim'>
       },
       enrolOem: (scheme, measurement) => open.enrolOem(scheme, measurement),
       registerDevice: (user, oem, device) => open.registerDevice(user, oem, device),
-      async mint(account, minor) {
-        await open.mint(account, minor);
-        part.minted += minor;
-      },
+      mint: (account, minor) => open.mint(account, minor),
       async audit() {
-        // The scheme's part of the ledger: what it minted, what its holders' accounts hold, its own float.
+        // The scheme's part of the ledger: what was issued into its accounts and float, what its holders' accounts hold, its own float.
         const seen = await wholeAudit();
-        const { online, float } = schemeFigures(part, seen);
+        const { minted, online, float } = figures(part, seen);
         const account = part.module?.floatAccount;
-        return { balanced: seen.whole.balanced, issued: part.minted, online, settlement: seen.whole.settlement, floats: new Map(account === undefined ? [] : [[account, float]]) };
+        return { balanced: seen.whole.balanced, issued: minted, online, settlement: seen.whole.settlement, floats: new Map(account === undefined ? [] : [[account, float]]) };
       },
       restart: () => open.restart(),
     };
@@ -338,16 +327,36 @@ export async function runMix(schemes: ReadonlyArray<Pick<Scheme, 'name' | 'sim'>
   return { mix: names, seed: params.seed, params: totalReport.params, ok: found === null, violation: found, steps, simulatedMs, schemes: reports, total: totalReport, audit, timings: totalReport.timings };
 }
 
+/** What the node's ledger says at one moment: its audit, every user account's balance, where money was issued. */
+interface Seen {
+  readonly whole: SimAudit;
+  readonly balances: Map<string, bigint>;
+  readonly issued: Map<string, bigint>;
+}
+
+async function seeNode(node: MixNode): Promise<Seen> {
+  return { whole: await node.audit(), balances: await node.userBalances(), issued: await node.issuedTo() };
+}
+
+/** A scheme's money on the node: what was issued into its holders' accounts and its float, what those accounts hold, what its float holds. */
+function schemeFigures(part: Part, seen: Seen, accounts: ReadonlyMap<string, Part>): { minted: bigint; online: bigint; float: bigint } {
+  let online = 0n;
+  let minted = 0n;
+  for (const [account, balance] of seen.balances) if (accounts.get(account) === part) online += balance;
+  const floatAccount = part.module?.floatAccount;
+  for (const [account, net] of seen.issued) if (accounts.get(account) === part || account === floatAccount) minted += net;
+  const float = floatAccount === undefined ? 0n : (seen.whole.floats.get(floatAccount) ?? 0n);
+  return { minted, online, float };
+}
+
 /** The ledger at the end of a mixed run. */
 async function endAudit(node: MixNode, parts: readonly Part[], accounts: ReadonlyMap<string, Part>): Promise<MixAudit> {
-  const whole = await node.audit();
-  const balances = await node.userBalances();
+  const seen = await seeNode(node);
+  const { whole } = seen;
   const schemes: Record<string, MixAudit['schemes'][string]> = {};
   for (const part of parts) {
-    let online = 0n;
-    for (const [account, balance] of balances) if (accounts.get(account) === part) online += balance;
-    const float = part.module?.floatAccount === undefined ? 0n : (whole.floats.get(part.module.floatAccount) ?? 0n);
-    schemes[part.scheme] = { mintedMinor: part.minted.toString(), onlineMinor: online.toString(), floatMinor: float.toString() };
+    const { minted, online, float } = schemeFigures(part, seen, accounts);
+    schemes[part.scheme] = { mintedMinor: minted.toString(), onlineMinor: online.toString(), floatMinor: float.toString() };
   }
   return {
     balanced: whole.balanced,

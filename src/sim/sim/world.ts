@@ -23,7 +23,7 @@ import { bigintColumn, type Database } from '../../issuer/db/database.ts';
 import { pgliteDatabase } from '../../issuer/db/pglite.ts';
 import { createIssuerApp } from '../../issuer/http/app.ts';
 import { formatMinor } from '../../issuer/http/json.ts';
-import type { SchemeModule } from '../../issuer/plugin.ts';
+import { ISSUANCE_ACCOUNT, type SchemeModule } from '../../issuer/plugin.ts';
 import { openNode } from '../../issuer/services.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import { keyId } from '../../pki/key-id.ts';
@@ -139,6 +139,8 @@ export type StepListener = (step: number) => void;
 export interface MixNode extends SimNode {
   /** Every user account of the run's currency and its balance, minor units. */
   userBalances(): Promise<Map<string, bigint>>;
+  /** Per account, what the issuance account moved into it (less what came back), minor units: where the node's money was issued. */
+  issuedTo(): Promise<Map<string, bigint>>;
 }
 
 /** The world of one run, and what closes it. */
@@ -268,6 +270,14 @@ export function makeWorld(params: SimParameters, onStep: StepListener): World {
         async restart() {
           await current.node.close();
           current = await open();
+        },
+        async issuedTo() {
+          // Net of what went back to the issuance account.
+          const rows = await db.query<{ account: string; net: bigint }>(
+            `SELECT account, sum(delta)::bigint AS net FROM (SELECT credit_account AS account, amount AS delta FROM transfers WHERE debit_account = $1 AND currency = $2 UNION ALL SELECT debit_account, -amount FROM transfers WHERE credit_account = $1 AND currency = $2) moved GROUP BY account`,
+            [ISSUANCE_ACCOUNT, SIM_CURRENCY.code],
+          );
+          return new Map(rows.rows.map((r) => [r.account, bigintColumn(r, 'net')]));
         },
         async userBalances() {
           const rows = await db.query<{ id: string; balance: bigint }>(`SELECT id, balance FROM accounts WHERE kind = 'user' AND currency = $1`, [SIM_CURRENCY.code]);
