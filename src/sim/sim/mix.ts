@@ -7,11 +7,12 @@
  * steps interleave in an order the seed fixes, and one seed replays one mixed run exactly.
  *
  * Each plugin sees the node as if it were its own: its `audit()` is the scheme's part of the
- * ledger (what was minted into its holders' accounts, what those accounts hold, its own float),
- * so a scheme's conservation check (issued = online + float) holds for its money alone. The mix
- * adds its own invariant over the whole node: the audit balances, issued is what all schemes
- * minted, every user account with money belongs to one scheme, and for each scheme what it minted
- * is what its accounts and its float hold (no money crossed from one scheme into another).
+ * ledger (what the issuance account moved into its holders' accounts and its float, what those
+ * accounts hold, its own float), so a scheme's conservation check (issued = online + float) holds
+ * for its money alone. The mix adds its own invariant over the whole node: the audit balances,
+ * everything issued went into some scheme's accounts or float, every user account with money
+ * belongs to one scheme, and for each scheme what was issued to it is what its accounts and its
+ * float hold (no money crossed from one scheme into another).
  */
 import { performance } from 'node:perf_hooks';
 import type { SchemeModule } from '../../issuer/plugin.ts';
@@ -30,7 +31,7 @@ export interface MixAudit {
   readonly onlineMinor: string;
   /** Per float account. */
   readonly floats: Readonly<Record<string, string>>;
-  /** Per scheme: what was minted into its holders' accounts, what they hold online, what its float holds. */
+  /** Per scheme: what was issued into its holders' accounts and float, what they hold online, what its float holds. */
   readonly schemes: Readonly<Record<string, { readonly mintedMinor: string; readonly onlineMinor: string; readonly floatMinor: string }>>;
 }
 

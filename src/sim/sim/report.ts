@@ -59,7 +59,7 @@ export function mixTable(report: MixReport): string {
   const { audit } = report;
   if (audit !== null) {
     lines.push('', `ledger at the end: ${audit.balanced ? 'balanced' : 'NOT BALANCED'}; issued ${euros(audit.issuedMinor)} = online ${euros(audit.onlineMinor)} + floats ${Object.entries(audit.floats).map(([account, minor]) => `${account} ${euros(minor)}`).join(', ')}`);
-    for (const [scheme, s] of Object.entries(audit.schemes)) lines.push(`  ${scheme}: minted ${euros(s.mintedMinor)} = its holders' accounts ${euros(s.onlineMinor)} + its float ${euros(s.floatMinor)}`);
+    for (const [scheme, s] of Object.entries(audit.schemes)) lines.push(`  ${scheme}: issued to it ${euros(s.mintedMinor)} = its holders' accounts ${euros(s.onlineMinor)} + its float ${euros(s.floatMinor)}`);
   }
   if (report.violation !== null) lines.push('', report.violation.message, `replay: ${report.violation.replay}`);
   return lines.join('\n');
