@@ -47,7 +47,7 @@ export interface MixReport {
   /** Steps of every scheme together. */
   readonly steps: number;
   readonly simulatedMs: number;
-  /** Each scheme's part, as the report of a run of it alone (its own steps; its timings: while it held the turn). */
+  /** Each scheme's part, as the report of a run of it alone (its own steps; its CPU: what ran while it held the turn, and its wall time that share of the run's). */
   readonly schemes: readonly SimReport[];
   /** The sums over the schemes: counters, faults, attacks by kind, loss and bound, bytes. */
   readonly total: SimReport;
@@ -305,8 +305,12 @@ export async function runMix(schemes: ReadonlyArray<Pick<Scheme, 'name' | 'sim'>
       (holder as Part).cpuMs += (used.user + used.system) / 1000;
     }
   }
-  const audit = node === null ? null : await endAudit(node, parts, accounts);
-  await base.close();
+  let audit: MixAudit | null = null;
+  try {
+    if (node !== null) audit = await endAudit(node, parts, accounts);
+  } finally {
+    await base.close();
+  }
   if (failure !== null) throw failure;
   const wallMs = performance.now() - started;
   const used = process.cpuUsage(cpu);
@@ -320,7 +324,7 @@ export async function runMix(schemes: ReadonlyArray<Pick<Scheme, 'name' | 'sim'>
   });
   for (const part of parts) {
     for (const [counter, n] of part.recorder.counters) total.count(counter, n);
-    for (const a of part.recorder.attacks) (total.attacks as typeof part.recorder.attacks).push(a);
+    total.attacks.push(...part.recorder.attacks);
     total.bytes(part.recorder.bytesSent);
   }
   total.loss(parts.reduce((s, p) => s + p.recorder.lost, 0n));
