@@ -21,7 +21,7 @@ export function simVerb(schemes: readonly Scheme[]): Verb {
     async run(argv, io) {
       const { values } = parse(argv, SIM_FLAGS, []);
       // The simulator (the node, PGlite, the hosts) loads only when this verb runs.
-      const [{ runSim }, { reportFigure, reportTable }, { closeSimDatabases }] = await Promise.all([import('../../sim/sim/run.ts'), import('../../sim/sim/report.ts'), import('../../sim/sim/world.ts')]);
+      const [{ runSim }, { mixTable, reportFigure, reportTable }, { closeSimDatabases }] = await Promise.all([import('../../sim/sim/run.ts'), import('../../sim/sim/report.ts'), import('../../sim/sim/world.ts')]);
       const name = values.scheme;
       if (name === undefined) throw new UsageError(`--scheme is required: one of ${simulated.join(', ')}, several joined by commas, or all`);
       const names = name === 'all' ? simulated : name.split(',');
@@ -40,7 +40,7 @@ export function simVerb(schemes: readonly Scheme[]): Verb {
       }
       if (name !== 'all' && found.length > 1) {
         // One mixed population on one node.
-        const [{ runMix }, { mixTable, reportFigure }, { closeSimDatabases }] = await Promise.all([import('../../sim/sim/mix.ts'), import('../../sim/sim/report.ts'), import('../../sim/sim/world.ts')]);
+        const { runMix } = await import('../../sim/sim/mix.ts');
         io.progress(`${name}: seed ${params.seed}, ${params.devices} devices and ${params.payments} payments per scheme, one node`);
         const wanted = params.payments * found.length;
         let shown = 0;
