@@ -120,9 +120,12 @@ export function conservation(sim: ChainSim): void {
     if (!audit.balanced) return "the node's ledger does not balance";
     if (audit.settlement !== 0n) return `${audit.settlement} sits in settlement between steps`;
     const answer = await node.request('operator', 'GET', '/v1/audit');
-    const full = answer.body as { balanced: boolean; schemes: Array<{ scheme: string; balanced: boolean; lines: string[] }> };
+    const full = answer.body as { ledgerBalanced: boolean; exposure: Array<{ scheme: string; balanced: boolean }>; schemes: Array<{ scheme: string; balanced: boolean; lines: string[] }> };
+    // The ledger, and chain-tee's own parts of the audit: on a node serving other schemes too (a mixed
+    // population), another scheme's exposure is that scheme's to judge.
     const onChain = full.schemes.find((s) => s.scheme === CHAIN_SCHEME);
-    if (!full.balanced || onChain === undefined || !onChain.balanced) return `the node's audit of the chain does not balance: ${JSON.stringify(onChain?.lines ?? full)}`;
+    const exposed = full.exposure.find((e) => e.scheme === CHAIN_SCHEME);
+    if (!full.ledgerBalanced || exposed?.balanced === false || onChain === undefined || !onChain.balanced) return `the node's audit of the chain does not balance: ${JSON.stringify(onChain?.lines ?? full)}`;
     await readChain(sim);
     // The supply and what every address holds are the node's audit's; what the TEEs hold is set against the contract's total.
     const [total] = await sim.chain.reader.readContract({ address: sim.contracts.contract, abi: offlineAccountsAbi, functionName: 'totals' });

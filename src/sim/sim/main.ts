@@ -1,5 +1,5 @@
 /**
- * `npm run sim -- --seeds N [--start S] [--scheme NAME|all] [--devices D] [--payments P] [--attackers F]
+ * `npm run sim -- --seeds N [--start S] [--scheme NAME|NAME,NAME,...|all] [--devices D] [--payments P] [--attackers F]
  * [--faults F] [--check-every K] [--quick] [--json]`: the long campaign, seeds S, S+1, ... S+N-1 of
  * each simulated scheme, one after the other. Prints a line per seed (stderr), stops at the first
  * seed that breaks an invariant and prints the command that replays it (exit 1); a failing seed
@@ -7,7 +7,8 @@
  */
 import { parseArgs } from 'node:util';
 import { SCHEMES } from '../../schemes/index.ts';
-import { SIM_FLAGS, SIM_OPTION_HELP, simParameters } from './options.ts';
+import { runMix, type MixReport } from './mix.ts';
+import { SIM_FLAGS, SIM_OPTION_HELP, simParameters, type SimFlags } from './options.ts';
 import { runSim, type SimReport } from './run.ts';
 import { closeSimDatabases } from './world.ts';
 
@@ -15,7 +16,8 @@ const USAGE = `usage: npm run sim -- --seeds N [--start S] [--scheme NAME|all] [
 
   --seeds N      how many seeds (default 100)
   --start S      the first seed (default 1)
-  --scheme NAME  one scheme, or all (default) of those with a simulation
+  --scheme NAME  one scheme, all (default) of those with a simulation one after the other, or
+                 several joined by commas (ops,dotm,otp): each seed one mixed population on one node
 ${SIM_OPTION_HELP.map(([flag, meaning]) => `  ${flag.padEnd(13)}  ${meaning}`).join('\n')}`;
 
 async function main(argv: string[]): Promise<number> {
@@ -38,6 +40,7 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const name = values.scheme ?? 'all';
+  if (name.includes(',')) return mixCampaign(name, values, start, seeds);
   const schemes = SCHEMES.filter((s) => s.sim !== undefined && (name === 'all' || s.name === name));
   if (schemes.length === 0) {
     process.stderr.write(`no simulated scheme ${JSON.stringify(name)}: ${SCHEMES.filter((s) => s.sim !== undefined).map((s) => s.name).join(', ')}\n`);
@@ -75,6 +78,42 @@ async function main(argv: string[]): Promise<number> {
   if (values.json) process.stdout.write(`${JSON.stringify({ ok, start, summary })}\n`);
   else for (const s of summary) process.stdout.write(`${s.scheme}: ${s.seeds} seeds, ${s.payments} payments, ${Math.round((s.payments / Math.max(1, s.wallMs)) * 1000)} payments a second, ${s.failed === null ? 'no violation' : `VIOLATION — replay: ${s.failed.replay}`}\n`);
   return ok ? 0 : 1;
+}
+
+/** The campaign of a mixed population: each seed one mixed run of the schemes `name` lists (comma-separated). */
+async function mixCampaign(name: string, values: SimFlags & { json?: boolean | undefined }, start: number, seeds: number): Promise<number> {
+  const schemes = name.split(',').map((n) => SCHEMES.find((s) => s.name === n && s.sim !== undefined));
+  const unknown = name.split(',').find((_n, k) => schemes[k] === undefined);
+  if (unknown !== undefined) {
+    process.stderr.write(`no simulated scheme ${JSON.stringify(unknown)}: ${SCHEMES.filter((s) => s.sim !== undefined).map((s) => s.name).join(', ')}\n`);
+    return 2;
+  }
+  let payments = 0;
+  let wallMs = 0;
+  let ran = 0;
+  let failed: MixReport['violation'] = null;
+  for (let seed = start; seed < start + seeds; seed++) {
+    let params;
+    try {
+      params = simParameters(values, seed);
+    } catch (e) {
+      process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+      return 2;
+    }
+    const report = await runMix(schemes.filter((s) => s !== undefined), { ...params, seed });
+    ran++;
+    payments += report.total.counters['payments'] ?? 0;
+    wallMs += report.timings.wallMs;
+    process.stderr.write(`${name} seed ${seed}: ${report.ok ? 'ok' : 'VIOLATION'} (${report.schemes.map((r) => `${r.scheme} ${r.counters['payments'] ?? 0}`).join(', ')} payments, ${report.total.attacks.reduce((s, a) => s + a.attempted, 0)} attacks, ${report.timings.wallMs} ms)\n`);
+    if (!report.ok) {
+      failed = report.violation;
+      process.stderr.write(`${report.violation?.message ?? ''}\nreplay: ${report.violation?.replay ?? ''}\n`);
+      break;
+    }
+  }
+  if (values.json === true) process.stdout.write(`${JSON.stringify({ ok: failed === null, start, summary: [{ scheme: name, seeds: ran, payments, wallMs, failed }] })}\n`);
+  else process.stdout.write(`${name}: ${ran} seeds, ${payments} payments, ${Math.round((payments / Math.max(1, wallMs)) * 1000)} payments a second, ${failed === null ? 'no violation' : `VIOLATION — replay: ${failed.replay}`}\n`);
+  return failed === null ? 0 : 1;
 }
 
 try {

@@ -71,6 +71,10 @@ export interface SimNode {
    */
   registerDevice(user: Signer, oem: { signer: Signer; keyId: string }, device: { scheme: string; publicKey: PublicKey; proof: Uint8Array; model: string; measurement: Uint8Array }): Promise<{ keyId: string; certificate: Uint8Array }>;
   mint(account: string, minor: bigint): Promise<void>;
+  /**
+   * The node's audit. In a mixed population (several schemes on one node) it is the scheme's part:
+   * issued into its holders' accounts and its float, what those accounts hold, its own float only.
+   */
   audit(): Promise<SimAudit>;
   /** Stops the node process and starts it again on the same database and data folder (a fault). */
   restart(): Promise<void>;
@@ -187,7 +191,10 @@ export interface SimWorld {
   readonly clock: SimClock;
   readonly provider: CryptoProvider;
   readonly recorder: SimRecorder;
-  /** Opens the run's node with the scheme's node part (on the run's chain when the part `usesChain`, its bank's chain key drawn from the seed). */
+  /**
+   * Opens the run's node with the scheme's node part (on the run's chain when the part `usesChain`, its
+   * bank's chain key drawn from the seed); in a mixed population, the one node of every scheme of the mix.
+   */
   openNode(scheme: SchemeModule): Promise<SimNode>;
   /** The run's Ethereum chain (anvil started on first use in the process). */
   chain(): Promise<SimChain>;
@@ -197,7 +204,8 @@ export interface SimWorld {
   network<T>(): SimNetwork<T>;
   /**
    * Declares a step done: the invariants run (every `checkEvery` steps, and always when `force`),
-   * progress moves. @throws SimViolation when one fails
+   * progress moves; in a mixed population the turn may pass to another scheme before it returns.
+   * @throws SimViolation when one fails
    */
   step(force?: boolean): Promise<void>;
   /** Registers an invariant, run after the steps; it answers null when it holds, else what is wrong. */

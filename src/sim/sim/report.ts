@@ -1,4 +1,5 @@
 /** The side-by-side text of `tally sim`, and its figure: loss and detections over simulated time (SVG). */
+import type { MixReport } from './mix.ts';
 import type { SimReport } from './run.ts';
 
 /** Minor units (a decimal string) as EUR with two decimals. */
@@ -9,8 +10,8 @@ function euros(minor: string): string {
   return `${sign}${a / 100n}.${(a % 100n).toString().padStart(2, '0')}`;
 }
 
-/** The rows of the table: one line per figure, one column per scheme. */
-export function reportTable(reports: readonly SimReport[]): string {
+/** The rows of the table: one line per figure, one column per scheme; then each violation with its replay command (unless `violations` is false). */
+export function reportTable(reports: readonly SimReport[], violations = true): string {
   const rows: Array<[string, ...string[]]> = [];
   const row = (label: string, cell: (r: SimReport) => string) => rows.push([label, ...reports.map(cell)]);
   const c = (r: SimReport, name: string) => String(r.counters[name] ?? 0);
@@ -48,7 +49,19 @@ export function reportTable(reports: readonly SimReport[]): string {
   row('payments a second (wall)', (r) => String(r.timings.paymentsPerSecond));
   const widths = rows[0]?.map((_c, k) => Math.max(...rows.map((r) => (r[k] ?? '').length))) ?? [];
   const lines = rows.map((r) => r.map((cell, k) => (k === 0 ? cell.padEnd(widths[0] ?? 0) : cell.padStart(widths[k] ?? 0))).join('  '));
-  for (const r of reports) if (r.violation !== null) lines.push('', r.violation.message, `replay: ${r.violation.replay}`);
+  if (violations) for (const r of reports) if (r.violation !== null) lines.push('', r.violation.message, `replay: ${r.violation.replay}`);
+  return lines.join('\n');
+}
+
+/** The text of a mixed run: a column per scheme and one of the totals, then the node's ledger across the schemes. */
+export function mixTable(report: MixReport): string {
+  const lines = [`one node, one ledger: ${report.mix.join(', ')}; seed ${report.seed}; ${report.steps} steps interleaved`, '', reportTable([...report.schemes, report.total], false)];
+  const { audit } = report;
+  if (audit !== null) {
+    lines.push('', `ledger at the end: ${audit.balanced ? 'balanced' : 'NOT BALANCED'}; issued ${euros(audit.issuedMinor)} = online ${euros(audit.onlineMinor)} + floats ${Object.entries(audit.floats).map(([account, minor]) => `${account} ${euros(minor)}`).join(', ')}`);
+    for (const [scheme, s] of Object.entries(audit.schemes)) lines.push(`  ${scheme}: issued to it ${euros(s.mintedMinor)} = its holders' accounts ${euros(s.onlineMinor)} + its float ${euros(s.floatMinor)}`);
+  }
+  if (report.violation !== null) lines.push('', report.violation.message, `replay: ${report.violation.replay}`);
   return lines.join('\n');
 }
 

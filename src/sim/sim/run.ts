@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import type { Scheme } from '../../schemes/scheme.ts';
 import { SimViolation, type SimParameters } from './plugin.ts';
 import { SIM_DEFAULTS } from './options.ts';
-import { makeWorld, SIM_CLOCK_START } from './world.ts';
+import { makeWorld, SIM_CLOCK_START, type Recorder } from './world.ts';
 
 
 /** What became of the attacks of one kind. */
@@ -78,10 +78,25 @@ export async function runSim(scheme: Scheme, params: SimParameters, onStep: (ste
   } finally {
     await world.close();
   }
-  const wallMs = performance.now() - started;
   const used = process.cpuUsage(cpu);
-  const cpuMs = (used.user + used.system) / 1000;
-  const { recorder } = world;
+  return buildReport({ scheme: scheme.name, params, recorder: world.recorder, steps: world.steps(), simulatedMs: world.clock.now() - SIM_CLOCK_START, violation, wallMs: performance.now() - started, cpuMs: (used.user + used.system) / 1000 });
+}
+
+/** What a report is made of: a run's (or one scheme's part of a mixed run's) recorder, steps and times. */
+export interface ReportParts {
+  readonly scheme: string;
+  readonly params: SimParameters;
+  readonly recorder: Recorder;
+  readonly steps: number;
+  readonly simulatedMs: number;
+  readonly violation: SimReport['violation'];
+  readonly wallMs: number;
+  readonly cpuMs: number;
+}
+
+/** The report of a run from its recorder. */
+export function buildReport(parts: ReportParts): SimReport {
+  const { recorder, params, violation, wallMs, cpuMs } = parts;
   const counters = Object.fromEntries([...recorder.counters.entries()].sort(([a], [b]) => a.localeCompare(b)));
   const faults = Object.fromEntries(Object.entries(counters).filter(([k]) => k.startsWith('faults.')).map(([k, v]) => [k.slice('faults.'.length), v]));
   const kinds = [...new Set(recorder.attacks.map((a) => a.kind))].sort();
@@ -102,13 +117,13 @@ export async function runSim(scheme: Scheme, params: SimParameters, onStep: (ste
   const step = Math.max(1, Math.ceil(recorder.series.length / SERIES_POINTS_MAX));
   const { sabotage: _sabotage, seed, ...rest } = params;
   return {
-    scheme: scheme.name,
+    scheme: parts.scheme,
     seed,
     params: rest,
     ok: violation === null,
     violation,
-    steps: world.steps(),
-    simulatedMs: world.clock.now() - SIM_CLOCK_START,
+    steps: parts.steps,
+    simulatedMs: parts.simulatedMs,
     counters,
     faults,
     attacks,
@@ -116,7 +131,7 @@ export async function runSim(scheme: Scheme, params: SimParameters, onStep: (ste
     boundMinor: recorder.bound().toString(),
     bytesPerPayment: payments === 0 ? 0 : Math.round(recorder.bytesSent / payments),
     series: recorder.series.filter((_p, k) => k % step === 0).map((p) => ({ atMs: p.at - SIM_CLOCK_START, lossMinor: p.loss.toString(), boundMinor: p.bound.toString(), detected: p.detected })),
-    timings: { wallMs: Math.round(wallMs), cpuMs: Math.round(cpuMs), paymentsPerSecond: Math.round((payments / wallMs) * 1000), cpuMsPerPayment: payments === 0 ? 0 : Number((cpuMs / payments).toFixed(3)) },
+    timings: { wallMs: Math.round(wallMs), cpuMs: Math.round(cpuMs), paymentsPerSecond: wallMs === 0 ? 0 : Math.round((payments / wallMs) * 1000), cpuMsPerPayment: payments === 0 ? 0 : Number((cpuMs / payments).toFixed(3)) },
   };
 }
 

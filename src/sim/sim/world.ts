@@ -19,11 +19,11 @@ import { bankChainKeyFile } from '../../issuer/chain/bank-key.ts';
 import { writeKeyFile } from '../../issuer/identity/keystore.ts';
 import { loadOrCreateIdentity } from '../../issuer/identity/node-identity.ts';
 import { signRequest } from '../../issuer/client/request-auth.ts';
-import type { Database } from '../../issuer/db/database.ts';
+import { bigintColumn, type Database } from '../../issuer/db/database.ts';
 import { pgliteDatabase } from '../../issuer/db/pglite.ts';
 import { createIssuerApp } from '../../issuer/http/app.ts';
 import { formatMinor } from '../../issuer/http/json.ts';
-import type { SchemeModule } from '../../issuer/plugin.ts';
+import { ISSUANCE_ACCOUNT, type SchemeModule } from '../../issuer/plugin.ts';
 import { openNode } from '../../issuer/services.ts';
 import { attestDevice, encodeAttestation } from '../../pki/attestation.ts';
 import { keyId } from '../../pki/key-id.ts';
@@ -135,8 +135,18 @@ function surviving(db: Database): Database {
 /** How a run reports progress: one call per step. */
 export type StepListener = (step: number) => void;
 
+/** A node of several schemes (a mixed population): a SimNode that also answers what every user account holds. */
+export interface MixNode extends SimNode {
+  /** Every user account of the run's currency and its balance, minor units. */
+  userBalances(): Promise<Map<string, bigint>>;
+  /** Per account, what the issuance account moved into it (less what came back), minor units: where the node's money was issued. */
+  issuedTo(): Promise<Map<string, bigint>>;
+}
+
 /** The world of one run, and what closes it. */
 export interface World extends SimWorld {
+  /** Opens the run's one node with every scheme of `schemes` (a mixed population opens one node for all its schemes). */
+  openNodeOf(schemes: readonly SchemeModule[]): Promise<MixNode>;
   readonly recorder: Recorder;
   readonly steps: () => number;
   close(): Promise<void>;
@@ -167,7 +177,10 @@ export function makeWorld(params: SimParameters, onStep: StepListener): World {
     provider: nodeProvider,
     recorder,
     steps: () => steps,
-    async openNode(scheme: SchemeModule): Promise<SimNode> {
+    openNode(scheme: SchemeModule): Promise<SimNode> {
+      return world.openNodeOf([scheme]);
+    },
+    async openNodeOf(schemes: readonly SchemeModule[]): Promise<MixNode> {
       const dataDir = await mkdtemp(join(tmpdir(), 'tally-sim-node-'));
       const pg = await takeDatabase();
       const db = pgliteDatabase(pg);
@@ -176,7 +189,7 @@ export function makeWorld(params: SimParameters, onStep: StepListener): World {
         await rm(dataDir, { recursive: true, force: true });
       });
       let rpcUrl: string | undefined;
-      if (scheme.usesChain === true) {
+      if (schemes.some((s) => s.usesChain === true)) {
         // The bank's chain key from the seed, so that it deploys the same contracts at the same addresses each run; gas from the dev chain.
         const onChain = await world.chain();
         const suite = nodeProvider.suites.secp256k1;
@@ -189,8 +202,8 @@ export function makeWorld(params: SimParameters, onStep: StepListener): World {
       }
       const open = async () => {
         // Identifiers the node makes (DOT-M's serials) come from the seed: a trusted app breaks ties between equal blocks by serial.
-        const node = await openNode({ dataDir, db: surviving(db), provider: nodeProvider, currency: SIM_CURRENCY, env: { TALLY_NODE_PASSPHRASE: SIM_PASSPHRASE }, now: clock.now, identifiers: (length) => random.bytes(length), schemes: [scheme], ...(rpcUrl === undefined ? {} : { chain: { rpcUrl } }) });
-        return { node, app: createIssuerApp(node.services, [scheme]) };
+        const node = await openNode({ dataDir, db: surviving(db), provider: nodeProvider, currency: SIM_CURRENCY, env: { TALLY_NODE_PASSPHRASE: SIM_PASSPHRASE }, now: clock.now, identifiers: (length) => random.bytes(length), schemes: [...schemes], ...(rpcUrl === undefined ? {} : { chain: { rpcUrl } }) });
+        return { node, app: createIssuerApp(node.services, [...schemes]) };
       };
       let current = await open();
       closers.push(() => current.node.close());
@@ -257,6 +270,18 @@ export function makeWorld(params: SimParameters, onStep: StepListener): World {
         async restart() {
           await current.node.close();
           current = await open();
+        },
+        async issuedTo() {
+          // Net of what went back to the issuance account.
+          const rows = await db.query<{ account: string; net: bigint }>(
+            `SELECT account, sum(delta)::bigint AS net FROM (SELECT credit_account AS account, amount AS delta FROM transfers WHERE debit_account = $1 AND currency = $2 UNION ALL SELECT debit_account, -amount FROM transfers WHERE credit_account = $1 AND currency = $2) moved GROUP BY account`,
+            [ISSUANCE_ACCOUNT, SIM_CURRENCY.code],
+          );
+          return new Map(rows.rows.map((r) => [r.account, bigintColumn(r, 'net')]));
+        },
+        async userBalances() {
+          const rows = await db.query<{ id: string; balance: bigint }>(`SELECT id, balance FROM accounts WHERE kind = 'user' AND currency = $1`, [SIM_CURRENCY.code]);
+          return new Map(rows.rows.map((r) => [r.id, bigintColumn(r, 'balance')]));
         },
       };
     },
@@ -354,7 +379,7 @@ export function makeWorld(params: SimParameters, onStep: StepListener): World {
 }
 
 /** An in-memory network: each message is dropped, duplicated or delayed with probability `faults`. */
-function network<T>(random: SimRandom, clock: SimClock, recorder: SimRecorder, faults: number): SimNetwork<T> {
+export function network<T>(random: SimRandom, clock: SimClock, recorder: SimRecorder, faults: number): SimNetwork<T> {
   let travelling: Array<SimMessage<T> & { seq: number }> = [];
   let seq = 0;
   const put = (payload: T, bytes: number, delay: number) => {
