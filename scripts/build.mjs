@@ -79,7 +79,7 @@ const BUNDLED_PACKAGES = /^(@noble\/|cborg(\/|$)|hono(\/|$)|@hono\/zod-openapi|z
  * back into dist/.
  */
 function bundleEntries(dist) {
-  const modules = ['cli/main.js', 'secure-element/host-child.js'];
+  const modules = ['cli/main.js', 'secure-element/host-child.js', 'sim/bench/node-child.js'];
   for (const scheme of readdirSync(join(dist, 'schemes'), { withFileTypes: true })) {
     if (scheme.isDirectory() && existsSync(join(dist, 'schemes', scheme.name, 'trusted-app.js'))) modules.push(`schemes/${scheme.name}/trusted-app.js`);
   }

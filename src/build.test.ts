@@ -70,14 +70,14 @@ test('a source added or deleted makes the build stale (through its folder); an e
   assert.deepEqual(buildState(test), { state: 'fresh' });
 });
 
-test('the bundle that tally runs: the CLI, the SE process and every trusted app; each module still finds its own file in dist/', async () => {
+test('the bundle that tally runs: the CLI, the SE process, every trusted app and the bench\'s node process; each module still finds its own file in dist/', async () => {
   const { readdir, readFile } = await import('node:fs/promises');
   const { existsSync } = await import('node:fs');
   const { fileURLToPath } = await import('node:url');
   const root = fileURLToPath(new URL('../', import.meta.url));
   const bundle = join(root, 'dist', 'bundle');
   assert.equal(buildState(root).state, 'fresh', 'the test runner builds first');
-  const expected = ['cli.main.js', 'secure-element.host-child.js'];
+  const expected = ['cli.main.js', 'secure-element.host-child.js', 'sim.bench.node-child.js'];
   for (const scheme of await readdir(join(root, 'src', 'schemes'), { withFileTypes: true })) {
     if (scheme.isDirectory() && existsSync(join(root, 'src', 'schemes', scheme.name, 'trusted-app.ts'))) expected.push(`schemes.${scheme.name}.trusted-app.js`);
   }

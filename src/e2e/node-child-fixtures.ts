@@ -1,12 +1,13 @@
 /**
  * An issuer node in a process of its own, for tests that kill it (SIGKILL) and start it again on
- * the same data: `node --import tsx node-child-fixtures.ts` with a JSON argument
+ * the same data: `node --import tsx node-child-fixtures.ts` (or its compiled form) with a JSON argument
  * `{ dataDir, schemes, postgres?: { url, schema }, offlinePaymentsMax?, holdingLimitMinor? }`. It
  * opens the node (PGlite in the data folder, or the PostgreSQL schema), serves it on a loopback
  * port and prints one JSON line: `{ url, operatorToken, root, intermediary, issuerNode }` (the
  * certificates in base64url). `startNodeChild` runs it and answers once it listens.
  */
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +15,7 @@ import { serve } from '@hono/node-server';
 import { currency } from '../core/amount.ts';
 import { toBase64url } from '../core/bytes.ts';
 import { openPostgres } from '../issuer/db/postgres.ts';
+import { seedPgliteCluster } from '../issuer/db/test-pglite-cluster.ts';
 import { createIssuerApp } from '../issuer/http/app.ts';
 import { startSettleWorkers } from '../issuer/queue/settle-queue.ts';
 import { defaultDeviceLimits, openNode } from '../issuer/services.ts';
@@ -92,9 +94,35 @@ async function main(options: NodeChildOptions): Promise<void> {
   });
 }
 
-/** Starts a child node and waits until it listens. @throws Error when it exits first or takes over 60 s */
+/**
+ * How the child runs this module: from the sources, its compiled form in dist/ when the build is
+ * fresh (built from the sources as they are now: scripts/build-state.mjs, the check `tally` makes
+ * before it runs dist/), the very code these sources compile to, loaded without tsx compiling a
+ * few hundred modules at every start (seconds of CPU; a test here starts its node several times);
+ * else these sources through tsx.
+ */
+async function childScript(): Promise<string[]> {
+  const own = fileURLToPath(import.meta.url);
+  if (own.endsWith('.js')) return [own];
+  const compiled = fileURLToPath(new URL('../../dist/e2e/node-child-fixtures.js', import.meta.url));
+  try {
+    const { buildState } = (await import(new URL('../../scripts/build-state.mjs', import.meta.url).href)) as { buildState: () => { state: string } };
+    if (buildState().state === 'fresh' && existsSync(compiled)) return [compiled];
+  } catch {
+    // The state cannot be told: the sources.
+  }
+  return ['--import', 'tsx', own];
+}
+
+/**
+ * Starts a child node and waits until it listens. On PGlite, a new data folder first gets a copy
+ * of the tests' new cluster (test-pglite-cluster.ts) instead of the child running initdb; a
+ * restart finds its database there and keeps it.
+ * @throws Error when it exits first or takes over 60 s
+ */
 export async function startNodeChild(options: NodeChildOptions): Promise<NodeChild> {
-  const child = spawn(process.execPath, [...(process.env['TALLY_CHILD_PROFILE'] === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', process.env['TALLY_CHILD_PROFILE']]), '--import', 'tsx', fileURLToPath(import.meta.url), JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  if (options.postgres === undefined) await seedPgliteCluster(options.dataDir);
+  const child = spawn(process.execPath, [...(process.env['TALLY_CHILD_PROFILE'] === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', process.env['TALLY_CHILD_PROFILE']]), ...(await childScript()), JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((done) => child.once('exit', () => done()));
   const ready = await new Promise<NodeChildReady>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error('the node did not listen within 60 s')), 60_000);

@@ -9,7 +9,7 @@ import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { BIN, cliOf, killChildren, startNode, type Json, type NodeProcess } from '../cli/e2e-process.ts';
+import { BIN, cliOf, dropNodeDatabases, killChildren, nodeDatabaseArgs, startNode, type Json, type NodeProcess } from '../cli/e2e-process.ts';
 
 const PASSPHRASE = 'two tiers e2e passphrase';
 let base = '';
@@ -17,6 +17,7 @@ const nodes: NodeProcess[] = [];
 after(async () => {
   for (const node of nodes) await node.stop().catch(() => undefined);
   killChildren();
+  await dropNodeDatabases();
   if (base !== '') await rm(base, { recursive: true, force: true });
 });
 
@@ -30,7 +31,10 @@ test('a central bank and two intermediaries, each its own process and database: 
     assert.equal((error['details'] as Json)['code'], code, JSON.stringify(error));
   };
   const cbDir = join(base, 'cb');
-  const cb = await startNode(cbDir, 0, { passphrase: PASSPHRASE, args: ['--role', 'central-bank'] });
+  // Each node keeps its ledger in a PostgreSQL database of its own on the test server, when there is
+  // one (nodeDatabaseArgs), as the processes of two-tier-fixture.ts do; `tally demo --two-tier`
+  // below runs its three nodes on their embedded databases.
+  const cb = await startNode(cbDir, 0, { passphrase: PASSPHRASE, args: ['--role', 'central-bank', ...(await nodeDatabaseArgs())] });
   nodes.push(cb);
   const atCb = ['--node', cb.url, '--data', cbDir];
   const info = (await (await fetch(`${cb.url}/v1/info`)).json()) as { role: string };
@@ -54,7 +58,7 @@ test('a central bank and two intermediaries, each its own process and database: 
   for (const bank of banks) assert.equal((await cli.ok('cb', 'approve', bank.keyId, ...atCb))['status'], 'approved');
   await nodeRefused('ALREADY_SETTLED', ['cb', 'approve', bankA.keyId, ...atCb]);
   for (const bank of banks) {
-    bank.node = await startNode(bank.dir, 0, { passphrase: PASSPHRASE });
+    bank.node = await startNode(bank.dir, 0, { passphrase: PASSPHRASE, args: await nodeDatabaseArgs() });
     nodes.push(bank.node);
   }
   await assert.rejects(stat(join(bankA.dir, 'identity', 'root.key')), { code: 'ENOENT' });

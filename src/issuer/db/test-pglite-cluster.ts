@@ -71,6 +71,14 @@ function cluster(): Promise<string> {
 }
 
 /**
+ * The folder of the shared new cluster, to copy where a node keeps its embedded database (say, a
+ * bench node's: BenchNodeOptions.pgliteCluster); never to open in place.
+ */
+export function newClusterFolder(): Promise<string> {
+  return cluster();
+}
+
+/**
  * Puts a copy of the shared new cluster where a node on `dataDir` keeps its embedded database
  * (`<dataDir>/pglite`, services.ts), unless a database is already there (a restart).
  */

@@ -175,9 +175,16 @@ describe('OPERA: the fourteen faults of §5.1', { timeout: 900_000 }, () => {
     assert.equal(b.pending, null, `bob's log is clear: ${JSON.stringify(b.pending)}`);
   };
 
+  /**
+   * The node's audit after an event, asked over HTTP as its operator: the same answer `tally
+   * audit` prints (the last test asks through the CLI), without a CLI process after every event.
+   */
   const audited = async () => {
-    const audit = (await cliOf(env).ok('audit')) as { balanced: boolean };
-    assert.equal(audit.balanced, true);
+    const response = await fetch(`${node.url}/v1/audit`, { headers: { authorization: `Bearer ${env['TALLY_OPERATOR_TOKEN'] ?? ''}` } });
+    const text = await response.text();
+    assert.equal(response.status, 200, text);
+    const audit = JSON.parse(text) as { balanced: boolean };
+    assert.equal(audit.balanced, true, text);
   };
 
   /**

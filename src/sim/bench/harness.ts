@@ -45,6 +45,11 @@ export interface RunOptions {
   readonly quick: boolean;
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly progress: (line: string) => void;
+  /**
+   * The folder of a new PGlite cluster that every node on PGlite copies as its database instead
+   * of running initdb in its new folder (BenchNodeOptions.pgliteCluster); the tests give theirs.
+   */
+  readonly pgliteCluster?: string | undefined;
 }
 
 /** A harness for one run, and what closes everything it started. */
@@ -66,7 +71,7 @@ export function makeHarness(options: RunOptions): { harness: BenchHarness; close
       return dir;
     },
     async openNode(nodeOptions) {
-      const node = await openBenchNode({ ...nodeOptions, postgresUrl });
+      const node = await openBenchNode({ ...nodeOptions, postgresUrl, pgliteCluster: options.pgliteCluster });
       let stopped = false;
       const stop = async () => {
         if (stopped) return;
@@ -77,7 +82,7 @@ export function makeHarness(options: RunOptions): { harness: BenchHarness; close
       return { ...node, stop };
     },
     async openNodeProcess(nodeOptions) {
-      const node = await openProcessNode({ ...nodeOptions, postgresUrl });
+      const node = await openProcessNode({ ...nodeOptions, postgresUrl, pgliteCluster: options.pgliteCluster });
       closers.push(() => node.stop());
       return node;
     },

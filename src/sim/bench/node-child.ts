@@ -27,7 +27,7 @@ async function open(request: Extract<ParentMessage, { kind: 'open' }>): Promise<
   );
   const limits = { holdingLimitMinor: BigInt(request.holdingLimitMinor), offlinePaymentsMax: request.offlinePaymentsMax };
   const settle = request.natsUrl === undefined ? undefined : { natsUrl: request.natsUrl, shards: request.shards ?? 1, shardDatabases: request.shardDatabases };
-  return serveBenchNode({ schemes, database: request.database, deviceLimits: () => limits, suite: request.suite, postgresUrl: request.postgresUrl, settle });
+  return serveBenchNode({ schemes, database: request.database, deviceLimits: () => limits, suite: request.suite, postgresUrl: request.postgresUrl, settle, pgliteCluster: request.pgliteCluster });
 }
 
 let served: Promise<BenchNodeServed> | undefined;

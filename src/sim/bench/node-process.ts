@@ -6,6 +6,7 @@
  * its CPU time over the IPC channel.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { SUITE_NAMES, type SuiteName } from '../../core/crypto/suite.ts';
 import { array, boolean, bytes, oneOf, optional, taggedUnion, text, uint } from '../../core/codec.ts';
@@ -34,6 +35,8 @@ export interface BenchProcessNodeOptions {
   readonly suite?: SuiteName | undefined;
   /** Settlement through NATS JetStream in shards, with a worker per shard in the node process; with `shardDatabases`, a PostgreSQL database per shard too. */
   readonly settle?: { readonly natsUrl: string; readonly shards: number; readonly shardDatabases?: boolean | undefined } | undefined;
+  /** On PGlite: a new cluster's folder to copy as the node's database instead of its initdb (node.ts, BenchNodeOptions). */
+  readonly pgliteCluster?: string | undefined;
 }
 
 /** A bench node running in its own process. */
@@ -60,6 +63,7 @@ export const parentMessageCodec = taggedUnion('kind', {
     natsUrl: optional(text({ min: 1, max: MESSAGE_CHARS_MAX })),
     shards: optional(uint({ min: 1, max: 64 })),
     shardDatabases: optional(boolean),
+    pgliteCluster: optional(text({ min: 1, max: MESSAGE_CHARS_MAX })),
   },
   cpu: { id: counter },
   stop: {},
@@ -100,7 +104,33 @@ export function encodeReady(served: { url: string; database: 'pglite' | 'postgre
   };
 }
 
-const CHILD_SCRIPT = fileURLToPath(new URL('./node-child.ts', import.meta.url));
+/**
+ * The child's script, in the form this module runs in: compiled, the compiled child beside it.
+ * From the sources (through tsx), the child runs the bundle of dist/bundle/ when the build is fresh
+ * (built from the sources as they are now: scripts/build-state.mjs, the check `tally` makes), as
+ * the secure element's children do (host-isolated.ts): the very code the sources compile to,
+ * without tsx compiling a few hundred modules in every node process (seconds of CPU, before any row
+ * is measured). Without a fresh build, the sources through tsx.
+ */
+const COMPILED = import.meta.url.endsWith('.js');
+const BUNDLED_CHILD = new URL('../../../dist/bundle/sim.bench.node-child.js', import.meta.url);
+const CHILD: { readonly script: string; readonly tsx: boolean } = COMPILED
+  ? { script: fileURLToPath(new URL('./node-child.js', import.meta.url)), tsx: false }
+  : (await freshBundle())
+    ? { script: fileURLToPath(BUNDLED_CHILD), tsx: false }
+    : { script: fileURLToPath(new URL('./node-child.ts', import.meta.url)), tsx: true };
+
+/** Whether dist/ holds a fresh build with the node child's bundle; false when that cannot be told. */
+async function freshBundle(): Promise<boolean> {
+  try {
+    const check: unknown = (await import(new URL('../../../scripts/build-state.mjs', import.meta.url).href)).buildState;
+    if (typeof check !== 'function') return false;
+    const state: unknown = check();
+    return typeof state === 'object' && state !== null && Reflect.get(state, 'state') === 'fresh' && existsSync(BUNDLED_CHILD);
+  } catch {
+    return false;
+  }
+}
 
 /** Waits for the child's next message of `kind` that `accept` takes, or fails when it exits or takes too long. */
 function nextMessage<K extends ChildMessage['kind']>(child: ChildProcess, kind: K, timeoutMs: number, accept: (m: Extract<ChildMessage, { kind: K }>) => boolean = () => true): Promise<Extract<ChildMessage, { kind: K }>> {
@@ -151,11 +181,11 @@ export async function openProcessNode(options: BenchProcessNodeOptions & { postg
   const database = options.database ?? 'pglite';
   if (database === 'postgres' && options.postgresUrl === undefined) throw new RangeError('postgres: set DATABASE_URL or TEST_DATABASE_URL to a PostgreSQL URL');
   const deviceLimits = (options.deviceLimits ?? ((d) => d))(defaultDeviceLimits(BENCH_CURRENCY));
-  // The child runs the sources through tsx; its stdout goes to our stderr, so that --json output stays clean.
+  // The child runs the bundle or the sources through tsx (CHILD); its stdout goes to our stderr, so that --json output stays clean.
   // TALLY_CHILD_PROFILE=dir writes a CPU profile of the node process there when it stops.
   const profile = process.env['TALLY_CHILD_PROFILE'];
-  const execArgv = [...(profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profile]), '--import', import.meta.resolve('tsx')];
-  const child = fork(CHILD_SCRIPT, [], { execArgv, serialization: 'advanced', stdio: ['ignore', 2, 2, 'ipc'] });
+  const execArgv = [...(profile === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profile]), ...(CHILD.tsx ? ['--import', import.meta.resolve('tsx')] : [])];
+  const child = fork(CHILD.script, [], { execArgv, serialization: 'advanced', stdio: ['ignore', 2, 2, 'ipc'] });
   const pid = child.pid;
   const kill = () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
@@ -175,6 +205,7 @@ export async function openProcessNode(options: BenchProcessNodeOptions & { postg
     natsUrl: options.settle?.natsUrl,
     shards: options.settle?.shards,
     shardDatabases: options.settle?.shardDatabases,
+    pgliteCluster: options.pgliteCluster,
   };
   let ready: Extract<ChildMessage, { kind: 'ready' }>;
   try {

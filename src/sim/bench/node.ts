@@ -9,7 +9,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { startSettleWorkers } from '../../issuer/queue/settle-queue.ts';
 import { createTestDatabases, type TestShardDatabases } from '../../issuer/shards/test-shards.ts';
 import { createHash, randomBytes as nodeRandomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,6 +44,12 @@ export interface BenchNodeOptions {
   /** Settlement through NATS JetStream in shards, with a worker per shard in the node's process. */
   /** With `shardDatabases` (PostgreSQL only): a database of its own per shard, made on the server and dropped at stop, with the relay's receivers and sweep in the node's process. */
   readonly settle?: { readonly natsUrl: string; readonly shards: number; readonly shardDatabases?: boolean | undefined } | undefined;
+  /**
+   * On PGlite: the folder of a new, closed PGlite cluster (what PGlite.create makes on an empty
+   * folder) to copy as the node's database, rather than the node running initdb in its new folder
+   * (seconds of CPU, none of it measured by a row). The tests pass one made once for their run.
+   */
+  readonly pgliteCluster?: string | undefined;
 }
 
 /** A request body encoded ahead of time, with its SHA-256: what a request signature covers. */
@@ -142,6 +148,7 @@ export async function serveBenchNode(options: BenchNodeOptions & { postgresUrl?:
       shardDatabases = await createTestDatabases(options.postgresUrl, options.settle.shards);
     }
     // Without a database given, openNode opens PGlite in the data folder: on disk, as a node runs.
+    if (database === 'pglite' && options.pgliteCluster !== undefined) await cp(options.pgliteCluster, join(dataDir, 'pglite'), { recursive: true });
     node = await openNode({
       dataDir,
       db,

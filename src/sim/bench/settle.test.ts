@@ -1,8 +1,11 @@
 /**
  * `bench settle` at a tiny size, so that it cannot break unnoticed: the node runs in its own
  * process, every payment the scheme made is settled once (the bench checks each receiver's balance
- * and the audit, and fails otherwise), and the report has every row with measured figures.
+ * and the audit, and fails otherwise), and the report has every row with measured figures. Each
+ * node process starts on a copy of the tests' new PGlite cluster (test-pglite-cluster.ts) rather
+ * than running initdb: a row measures settling, after the start.
  */
+import { newClusterFolder } from '../../issuer/db/test-pglite-cluster.ts';
 import { testNatsUrl } from '../../issuer/queue/test-nats.ts';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -13,7 +16,7 @@ import { benchSettle, floorPaymentsPerSecond, formatSettleReport, settleRatios, 
 test('bench settle, tiny: every payment settled once, the audit balanced, every row reported', { timeout: 180_000 }, async () => {
   const sources = settleSources(SCHEMES);
   assert.ok(sources.length >= 1, 'some scheme gives a settlement workload');
-  const { harness, close } = makeHarness({ quick: true, env: {}, progress: () => undefined });
+  const { harness, close } = makeHarness({ quick: true, env: {}, progress: () => undefined, pgliteCluster: await newClusterFolder() });
   const payments = 300;
   const source = sources[0];
   assert.ok(source !== undefined);
@@ -54,7 +57,7 @@ test('bench settle, tiny: every payment settled once, the audit balanced, every 
 });
 
 test('bench settle, tiny, in shards: the OPS claims settled through NATS JetStream in two shards, every payment once, beside the inline row', { timeout: 180_000 }, async () => {
-  const { harness, close } = makeHarness({ quick: true, env: {}, progress: () => undefined });
+  const { harness, close } = makeHarness({ quick: true, env: {}, progress: () => undefined, pgliteCluster: await newClusterFolder() });
   const payments = 200;
   const report = await benchSettle(harness, settleSources(SCHEMES), { devices: 3, payments, submitters: [2], warmup: 0, floorMs: 100, postgres: false, only: ['ops/claims'], shards: [2], natsUrl: testNatsUrl() }).finally(close);
   assert.deepEqual(report.rows.map((r) => `${r.workload} ${r.database} ${r.shards ?? 'inline'} ${r.submitters}`), ['claims pglite inline 2', 'claims pglite 2 2']);
@@ -70,7 +73,7 @@ test('bench settle, tiny, in shards: the OPS claims settled through NATS JetStre
 test('bench settle, tiny, OTP and OPERA deposits: every coin and token deposited once, the floors of their own cryptography', { timeout: 240_000 }, async () => {
   const sources = settleSources(SCHEMES).filter((s) => s.scheme === 'otp' || s.scheme === 'opera');
   assert.deepEqual(sources.map((s) => s.scheme).sort(), ['opera', 'otp'], 'OTP and OPERA give settlement workloads');
-  const { harness, close } = makeHarness({ quick: true, env: {}, progress: () => undefined });
+  const { harness, close } = makeHarness({ quick: true, env: {}, progress: () => undefined, pgliteCluster: await newClusterFolder() });
   // One row of two submitters (each a deposit of 32 coins or tokens) keeps it short: most of its time is starting a node per workload and provisioning the TAs.
   const payments = 64;
   const report = await benchSettle(harness, sources, { devices: 1, payments, submitters: [2], warmup: 0, floorMs: 100, postgres: false, only: ['otp', 'opera'] }).finally(close);
@@ -115,7 +118,7 @@ test('bench settle, tiny, OTP and OPERA deposits: every coin and token deposited
 test('bench settle, tiny, DOT-M event uploads: every payment settled by both wallets\' events, the payees\' redemptions credited once', { timeout: 180_000 }, async () => {
   const sources = settleSources(SCHEMES).filter((s) => s.scheme === 'dotm');
   assert.equal(sources.length, 1, 'DOT-M gives a settlement workload');
-  const { harness, close } = makeHarness({ quick: true, env: {}, progress: () => undefined });
+  const { harness, close } = makeHarness({ quick: true, env: {}, progress: () => undefined, pgliteCluster: await newClusterFolder() });
   // 40 payments need two pairs of wallets (at most 32 events each between uploads); a warm-up row before them makes the payees redeem in between.
   const payments = 40;
   const report = await benchSettle(harness, sources, { devices: 1, payments, submitters: [2], warmup: 4, floorMs: 100, postgres: false, only: ['dotm/events'] }).finally(close);
@@ -129,7 +132,7 @@ test('bench settle, tiny, DOT-M event uploads: every payment settled by both wal
 });
 
 test('bench settle: a workload that names no operation a payment needs is refused before any node starts', async () => {
-  const { harness, close } = makeHarness({ quick: true, env: {}, progress: () => undefined });
+  const { harness, close } = makeHarness({ quick: true, env: {}, progress: () => undefined, pgliteCluster: await newClusterFolder() });
   const [ops] = await (settleSources(SCHEMES)[0] as SettleSource).load();
   assert.ok(ops !== undefined);
   const free: SettleSource = { scheme: 'ops', load: async () => [{ ...ops, name: 'free', verificationsPerPayment: 0 }] };
@@ -141,7 +144,7 @@ test('bench settle: a workload that names no operation a payment needs is refuse
 });
 
 test('bench settle: a workload that no scheme gives is refused before any node starts', async () => {
-  const { harness, close } = makeHarness({ quick: true, env: {}, progress: () => undefined });
+  const { harness, close } = makeHarness({ quick: true, env: {}, progress: () => undefined, pgliteCluster: await newClusterFolder() });
   try {
     await assert.rejects(
       benchSettle(harness, settleSources(SCHEMES), { devices: 2, payments: 10, submitters: [1], warmup: 0, floorMs: 50, postgres: false, only: ['ops/no-such-workload'] }),

@@ -10,9 +10,13 @@ import { after, test } from 'node:test';
 import { SCHEMES } from '../../schemes/index.ts';
 import { simParameters } from './options.ts';
 import { runSim, withoutTimings, type SimReport } from './run.ts';
-import { closeSimDatabases } from './world.ts';
+import { closeSimDatabases, useNewSimDatabases } from './world.ts';
 import type { Scheme } from '../../schemes/scheme.ts';
+import { PGlite } from '@electric-sql/pglite';
+import { newClusterDump } from '../../issuer/db/test-pglite-cluster.ts';
 
+// A new database is the run's new cluster loaded (test-pglite-cluster.ts), not another initdb.
+useNewSimDatabases(async () => PGlite.create({ loadDataDir: await newClusterDump() }));
 after(() => closeSimDatabases());
 
 const SMALL = { devices: 6, payments: 40, attackers: 0.34, faults: 0.08, checkEvery: 1 } as const;

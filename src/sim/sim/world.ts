@@ -106,8 +106,19 @@ export class Recorder implements SimRecorder {
  */
 const idle: PGlite[] = [];
 
+/** Makes a new database when none is idle: PGlite's own initdb, unless useNewSimDatabases says otherwise. */
+let newDatabase: () => Promise<PGlite> = () => PGlite.create();
+
+/**
+ * How this process makes a new database when none is idle: a new cluster either way (the tests
+ * load their run's tarball of one, test-pglite-cluster.ts, rather than run initdb again).
+ */
+export function useNewSimDatabases(make: () => Promise<PGlite>): void {
+  newDatabase = make;
+}
+
 async function takeDatabase(): Promise<PGlite> {
-  return idle.pop() ?? (await PGlite.create());
+  return idle.pop() ?? (await newDatabase());
 }
 
 /** Empties a run's database for the next run, or closes it when it cannot be emptied. */
