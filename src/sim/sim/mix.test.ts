@@ -14,8 +14,12 @@ import type { Scheme } from '../../schemes/scheme.ts';
 import { MIX_INVARIANT, mixWithoutTimings, runMix } from './mix.ts';
 import { simParameters } from './options.ts';
 import type { SimPlugin, SimWorld } from './plugin.ts';
-import { closeSimDatabases } from './world.ts';
+import { closeSimDatabases, useNewSimDatabases } from './world.ts';
+import { PGlite } from '@electric-sql/pglite';
+import { newClusterDump } from '../../issuer/db/test-pglite-cluster.ts';
 
+// A new database is the run's new cluster loaded (test-pglite-cluster.ts), not another initdb.
+useNewSimDatabases(async () => PGlite.create({ loadDataDir: await newClusterDump() }));
 after(() => closeSimDatabases());
 
 const scheme = (name: string) => SCHEMES.find((s) => s.name === name) as Scheme;
