@@ -43,21 +43,21 @@ function natsOf(value: string | undefined): string {
   return url;
 }
 
+/** The node's held parts and crossings, and its currency (amounts are shown in it). */
 async function open(data: string, url: string) {
-  const { readIssuerNodeKeyId } = await import('../issuer/identity/load-identity.ts');
+  const { readIssuerNodeName } = await import('../issuer/identity/load-identity.ts');
   const { openHeldParts } = await import('../issuer/queue/settle-held.ts');
-  return openHeldParts({ url, name: (await readIssuerNodeKeyId(resolve(data))).slice(0, 16) });
+  const { keyId, currency } = await readIssuerNodeName(resolve(data));
+  return { parts: await openHeldParts({ url, name: keyId.slice(0, 16) }), currency };
 }
 
 export async function settleHeld(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { data: { type: 'string', default: './tally-data' }, nats: { type: 'string' }, json: { type: 'boolean', default: false } } });
-  const parts = await open(values.data, natsOf(values.nats));
+  const { parts, currency } = await open(values.data, natsOf(values.nats));
   try {
     const held = await parts.held();
     const found = await parts.crossings();
     const { formatMinor } = await import('../issuer/http/json.ts');
-    const { readIssuerNodeName } = await import('../issuer/identity/load-identity.ts');
-    const { currency } = await readIssuerNodeName(resolve(values.data));
     // Amounts in major units, as everywhere the node shows them.
     const crossings = found.map((c) => ({ ...c, amount: c.amount === null ? null : formatMinor(currency, BigInt(c.amount)), currency: currency.code }));
     if (values.json) process.stdout.write(`${JSON.stringify({ stream: parts.stream, held, crossings })}\n`);
@@ -99,7 +99,7 @@ export async function settleRelease(args: string[]): Promise<number> {
   if (values.all === (ids.length + keys.length > 0)) throw new UsageError('--part: name the held parts and crossings to release with --part ID and --crossing FROM:ID, or release every one with --all (not both)');
   for (const id of ids) if (!/^[0-9a-f]{64}$/.test(id)) throw new UsageError(`--part: expected a part id (64 hex digits, as tally settle held shows it), got ${JSON.stringify(id.slice(0, 80))}`);
   for (const key of keys) if (!/^(home|s[0-9]{1,2}):[A-Za-z0-9._:/-]{1,128}$/.test(key)) throw new UsageError(`--crossing: expected the sending place and the crossing's id (home:ID or sK:ID, as tally settle held shows them), got ${JSON.stringify(key.slice(0, 80))}`);
-  const parts = await open(values.data, url);
+  const { parts } = await open(values.data, url);
   try {
     const released = values.all || ids.length > 0 ? await parts.release(values.all ? 'all' : ids) : [];
     const releasedCrossings = values.all || keys.length > 0 ? await parts.releaseCrossings(values.all ? 'all' : keys) : [];

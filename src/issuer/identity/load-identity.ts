@@ -164,18 +164,9 @@ export async function loadIdentity(options: LoadIdentityOptions): Promise<Loaded
 }
 
 /**
- * The issuer node's key id (hex) as its data folder records it, read without the passphrase: the
- * manifest and the node's certificate only, nothing verified. Tools that only need to name the
- * node's streams use it.
- * @throws TallyError NODE_NOT_FOUND when the folder holds no node; STATE_CORRUPT for a damaged file
- */
-export async function readIssuerNodeKeyId(dataDir: string): Promise<string> {
-  return (await readIssuerNodeName(dataDir)).keyId;
-}
-
-/**
- * The issuer node's key id (hex) and currency as its data folder records them, read as
- * readIssuerNodeKeyId reads them.
+ * The issuer node's key id (hex) and currency as its data folder records them, read without the
+ * passphrase: the manifest and the node's certificate only, nothing verified. Tools that only need
+ * to name the node's streams use it.
  * @throws TallyError NODE_NOT_FOUND when the folder holds no node; STATE_CORRUPT for a damaged file
  */
 export async function readIssuerNodeName(dataDir: string): Promise<{ keyId: string; currency: Currency }> {

@@ -53,13 +53,8 @@ async function main(argv: string[]): Promise<number> {
     let failed: SimReport['violation'] = null;
     let ran = 0;
     for (let seed = start; seed < start + seeds; seed++) {
-      let params;
-      try {
-        params = simParameters(values, seed);
-      } catch (e) {
-        process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
-        return 2;
-      }
+      const params = seedParameters(values, seed);
+      if (params === null) return 2;
       const report = await runSim(scheme, { ...params, seed });
       ran++;
       payments += report.counters['payments'] ?? 0;
@@ -80,6 +75,16 @@ async function main(argv: string[]): Promise<number> {
   return ok ? 0 : 1;
 }
 
+/** The run's parameters for `seed`, or null after saying on stderr what is wrong with the flags. */
+function seedParameters(values: SimFlags, seed: number): ReturnType<typeof simParameters> | null {
+  try {
+    return simParameters(values, seed);
+  } catch (e) {
+    process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+    return null;
+  }
+}
+
 /** The campaign of a mixed population: each seed one mixed run of the schemes `name` lists (comma-separated). */
 async function mixCampaign(name: string, values: SimFlags & { json?: boolean | undefined }, start: number, seeds: number): Promise<number> {
   const schemes = name.split(',').map((n) => SCHEMES.find((s) => s.name === n && s.sim !== undefined));
@@ -93,13 +98,8 @@ async function mixCampaign(name: string, values: SimFlags & { json?: boolean | u
   let ran = 0;
   let failed: MixReport['violation'] = null;
   for (let seed = start; seed < start + seeds; seed++) {
-    let params;
-    try {
-      params = simParameters(values, seed);
-    } catch (e) {
-      process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
-      return 2;
-    }
+    const params = seedParameters(values, seed);
+    if (params === null) return 2;
     const report = await runMix(schemes.filter((s) => s !== undefined), { ...params, seed });
     ran++;
     payments += report.total.counters['payments'] ?? 0;
