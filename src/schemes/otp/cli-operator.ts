@@ -42,19 +42,32 @@ interface Finding {
   at: string;
 }
 
+interface Dispute {
+  serial: string;
+  hop: number;
+  devices: string[];
+  at: string;
+}
+
 /** `tally operator otp-findings`. */
 const findings: Verb = {
   usage: 'tally operator otp-findings [--node URL] [--token T | --data DIR] [--json]',
-  summary: 'Operator, OTP: the coins deposited twice, each with the hop where its two copies part and the device whose escrow tags signed both, revoked by the node.',
+  summary:
+    'Operator, OTP: the coins paid twice (deposited twice, or reported in flight on two branches), each with the hop where its two copies part and the device whose escrow tags signed both, revoked by the node; then the coins in flight left unrefunded because two devices signed where their claims part.',
   options: [...OPERATOR_OPTIONS, JSON_OPTION],
   example: 'tally operator otp-findings --json',
   async run(argv, io) {
     const { values } = parse(argv, OPERATOR_FLAGS, []);
     const { operatorCall } = await import('./wallet.ts');
-    const answer = (await operatorCall(nodeUrl(values.node, io.env), await operatorToken(values, io.env), 'GET', '/v1/otp/operator/findings')) as { findings?: Finding[] };
+    const answer = (await operatorCall(nodeUrl(values.node, io.env), await operatorToken(values, io.env), 'GET', '/v1/otp/operator/findings')) as { findings?: Finding[]; disputes?: Dispute[] };
     const list = Array.isArray(answer.findings) ? answer.findings : [];
-    const lines = list.length === 0 ? ['No coin was deposited twice.'] : list.map((f) => `${f.at}  coin ${f.serial.slice(0, 16)}…  parts at hop ${f.hop}  device ${f.device}${f.revocationVersion === null ? '' : ` revoked (list version ${f.revocationVersion})`}`);
-    return { text: lines.join('\n'), json: { findings: list } };
+    const disputes = Array.isArray(answer.disputes) ? answer.disputes : [];
+    const lines = list.length === 0 ? ['No coin was paid twice.'] : list.map((f) => `${f.at}  coin ${f.serial.slice(0, 16)}…  parts at hop ${f.hop}  device ${f.device}${f.revocationVersion === null ? '' : ` revoked (list version ${f.revocationVersion})`}`);
+    if (disputes.length > 0) {
+      lines.push('', 'Coins in flight not refunded (their claims part at a hop two devices signed):');
+      for (const d of disputes) lines.push(`${d.at}  coin ${d.serial.slice(0, 16)}…  parts at hop ${d.hop}  devices ${d.devices.join(', ')}`);
+    }
+    return { text: lines.join('\n'), json: { findings: list, disputes } };
   },
 };
 

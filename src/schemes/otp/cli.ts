@@ -60,7 +60,7 @@ export const otpCli: CliPart = {
           `online:  ${b.online === null ? `unknown (${b.onlineError ?? 'node unreachable'})` : `${b.online} ${c}`}`,
           `offline: ${b.offline} ${c} in ${b.coins.reduce((s, x) => s + x.count, 0)} coin(s)`,
           ...b.coins.map((x) => `  ${String(x.count).padStart(4)} x ${x.denomination} ${c}`),
-          ...(b.inFlight.count > 0 ? [`in flight: ${b.inFlight.amount} ${c} in ${b.inFlight.count} coin(s) awaiting the payee's ACK (sent again at the next payment, refunded after expiry at a sync)`] : []),
+          ...(b.inFlight.count > 0 ? [`in flight: ${b.inFlight.amount} ${c} in ${b.inFlight.count} coin(s) awaiting the payee's ACK (sent again at the next payment, refunded at a sync after their claim window)`] : []),
           ...(b.depositPending !== '0.00' ? [`sent to the bank, not yet receipted: ${b.depositPending} ${c} (sent again at the next withdraw or sync)`] : []),
           `exchange keys: ${b.exchangeKeys}${b.exchangeKeys === 0 ? ' (tally wallet sync to receive payments)' : ''}`,
           `trusted time: ${b.trustedTime ?? 'none yet (sync)'}`,
@@ -89,7 +89,9 @@ export const otpCli: CliPart = {
         const lines = [
           `Synced: ${r.keys} exchange key(s) held; trusted time ${new Date(r.time).toISOString()}.`,
           ...(r.settled > 0 ? [`${r.settled} coin(s) in flight settled: ${r.refunded} ${c} refunded to the online account.`] : []),
-          ...(r.inFlight > 0 ? [`${r.inFlight} coin(s) still in flight (refunded once they expire undeposited).`] : []),
+          ...(r.taken > 0 ? [`${r.taken} of them had been taken by their payee, who paid them on: the bank settled them with that holder.`] : []),
+          ...(Number(r.lost) > 0 ? [`${r.lost} ${c} lost: coins paid twice before they reached this wallet, whose other copy the bank settled.`] : []),
+          ...(r.inFlight > 0 ? [`${r.inFlight} coin(s) still in flight (settled at a sync after their claim window).`] : []),
           ...(resumed.length > 0 ? [`Finished after a crash: ${resumed.join(', ')}.`] : []),
         ];
         return { text: lines.join('\n'), json: { name: wallet.name, scheme: 'otp', currency: c, resumed, ...r } };

@@ -241,7 +241,7 @@ describe('OTP across banks', { timeout: 240_000 }, () => {
     // Alice's device reports the coin in flight (as if Bob's ACK was lost): A answers that it was
     // deposited (by B's claim) and refunds nothing.
     const nonce = randomBytes(NONCE_BYTES);
-    const report = signedRecord(inFlightBodyCodec, alice.device, IN_FLIGHT_TAG, { coins: [{ serial: coin.serial, classId: coin.classId, prefix: coin.prefix, signature: coin.signature }], nonce });
+    const report = signedRecord(inFlightBodyCodec, alice.device, IN_FLIGHT_TAG, { coins: [{ serial: coin.serial, classId: coin.classId, prefix: coin.prefix, signature: coin.signature, tags: paid.tags }], nonce });
     const reported = await signedBy(alice, '/v1/otp/in-flight', { device: alice.deviceId, report: toBase64url(encodeCbor(report)) });
     assert.equal(reported.status, 200, JSON.stringify(reported.body));
     assert.equal(reported.body['refunded'], '0.00');

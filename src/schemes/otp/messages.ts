@@ -31,8 +31,8 @@ export const PARAMS_TAG = 'tally/otp/params/v1';
 export const KEY_REQUEST_TAG = 'tally/otp/key-request/v1';
 export const TIME_TAG = 'tally/otp/time/v1';
 export const DEPOSIT_RECEIPT_TAG = 'tally/otp/deposit-receipt/v1';
-export const IN_FLIGHT_TAG = 'tally/otp/in-flight/v1';
-export const SETTLED_TAG = 'tally/otp/settled/v1';
+export const IN_FLIGHT_TAG = 'tally/otp/in-flight/v2';
+export const SETTLED_TAG = 'tally/otp/settled/v2';
 
 const signature = bytes({ min: 32, max: 256 });
 const x25519 = bytes({ length: X25519_KEY_BYTES });
@@ -56,6 +56,15 @@ export const classEntryCodec = record({
   depositUntil: timestampMs,
 });
 export type ClassEntry = Infer<typeof classEntryCodec>;
+
+/**
+ * The end of a class's claim window: a coin still in flight may be reported until then (the deposit
+ * window's grace again after it), and the bank refunds it only after, to the report that carries it
+ * furthest. A report after a coin was settled hears how it was.
+ */
+export function claimsUntil(entry: Pick<ClassEntry, 'until' | 'depositUntil'>): number {
+  return entry.depositUntil + (entry.depositUntil - entry.until);
+}
 
 /** The bank's parameters, signed: what a TA needs to withdraw, check, pay and deposit coins. */
 export const paramsBodyCodec = record({
@@ -106,18 +115,30 @@ export type DepositReceipt = Infer<typeof depositReceiptCodec>;
 
 /**
  * A TA's report of the coins it sent and holds no ACK for, signed by its device key. Each coin comes
- * with its bank signature (prefix and signature), so the bank refunds only coins it signed.
+ * with its bank signature (prefix and signature), so the bank refunds only coins it signed, and with
+ * the escrow tags it carried when this TA sent it, this TA's own tag last: the bank refunds the coin
+ * to the report that carries it furthest, and opens the tags where two reports part.
  */
 export const inFlightBodyCodec = record({
-  coins: array(record({ serial, classId, prefix: bytes({ length: MESSAGE_PREFIX_LENGTH }), signature: bytes({ min: 256, max: 512 }) }), { max: COINS_PER_MESSAGE_MAX }),
+  coins: array(
+    record({ serial, classId, prefix: bytes({ length: MESSAGE_PREFIX_LENGTH }), signature: bytes({ min: 256, max: 512 }), tags: array(sealedTagCodec, { min: 1, max: TAGS_MAX }) }),
+    { max: COINS_PER_MESSAGE_MAX },
+  ),
   nonce,
 });
 export type InFlightBody = Infer<typeof inFlightBodyCodec>;
+/** Most bytes of an in-flight report (CBOR): a TA puts in as many of its coins as fit, the bank refuses more. */
+export const IN_FLIGHT_REPORT_BYTES_MAX = 512 * 1024;
 export const inFlightCodec = record({ body: inFlightBodyCodec, signature });
 export type InFlightReport = Infer<typeof inFlightCodec>;
 
-/** How the bank settled an in-flight coin: refunded to the payer, or deposited by someone. */
-export const SETTLED_OUTCOMES = ['refunded', 'deposited'] as const;
+/**
+ * How the bank settled an in-flight coin: refunded to this payer; deposited by someone; `taken`, a
+ * later holder reported it in flight further along the same tags (this payer's payee took it and
+ * paid it on), and was refunded; `double-spent`, the coin was paid twice before it reached this
+ * payer, and another branch of it was refunded (or the branches' tags name two devices, and none is).
+ */
+export const SETTLED_OUTCOMES = ['refunded', 'deposited', 'taken', 'double-spent'] as const;
 export type SettledOutcome = (typeof SETTLED_OUTCOMES)[number];
 
 /** The bank's answer to an in-flight report: the coins it settled (the others stay in flight), bound to the report's nonce. */

@@ -8,6 +8,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { toHex } from '../../core/bytes.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
 import { array } from '../../core/codec.ts';
+import type { PublicKey } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { bigintColumn, requireOperator, revokeCertificate, type IssuerEnv, type IssuerServices, type TransactionHandle } from '../../issuer/plugin.ts';
@@ -23,6 +24,11 @@ const tagsCodec = array(sealedTagCodec, { max: TAGS_MAX });
 /** The stored form of a coin's tags. */
 export function encodeTags(tags: readonly SealedTag[]): Uint8Array {
   return encodeCbor(tags);
+}
+
+/** A coin's tags from their stored form. @throws TallyError DECODE_FAILED for bytes that are not */
+export function decodeTags(stored: Uint8Array, path: string): SealedTag[] {
+  return tagsCodec.decode(decodeCbor(new Uint8Array(stored)), path);
 }
 
 /** A finding: the device named for paying `serial` twice, at `hop`. */
@@ -50,7 +56,7 @@ export async function recordDoubleSpend(
   const first = await tx.query<{ tags: Uint8Array | null }>('SELECT tags FROM otp_spent WHERE serial = $1', [spent.serial]);
   const stored = first.rows[0]?.tags;
   if (stored === undefined || stored === null) return null;
-  const firstTags = tagsCodec.decode(decodeCbor(new Uint8Array(stored)), 'otp_spent.tags');
+  const firstTags = decodeTags(stored, 'otp_spent.tags');
   let named: ReturnType<typeof attribute>;
   try {
     named = attribute(services.provider, otpBankKeys(services).escrow.privateKey, spent.serial, firstTags, spent.tags);
@@ -60,29 +66,49 @@ export async function recordDoubleSpend(
     throw e;
   }
   if (named === null) return null;
+  return nameDevice(tx, services, spent.serial, named);
+}
+
+/**
+ * Names the device escrow attribution found paying `serial` twice at `hop`: revokes it when it is a
+ * device of this node and records the finding (the serial must be spent, deposited or refunded).
+ */
+export async function nameDevice(tx: TransactionHandle, services: IssuerServices, serial: Uint8Array, named: { hop: number; device: PublicKey }): Promise<OtpFinding> {
+  const now = services.now();
+  const at = new Date(now).toISOString();
   const device = toHex(keyId(named.device));
   const { rows } = await tx.query<{ serial: Uint8Array }>('SELECT serial FROM devices WHERE key_id = $1', [device]);
   const certificate = rows[0];
   let revocationVersion: number | null = null;
   if (certificate !== undefined) {
-    const reason = `otp double spend: serial ${toHex(spent.serial)} paid twice at hop ${named.hop}`;
+    const reason = `otp double spend: serial ${toHex(serial)} paid twice at hop ${named.hop}`;
     const outcome = await revokeCertificate(tx, services.identity.intermediary.signer, { serial: new Uint8Array(certificate.serial), subjectKeyId: device, role: 'device', reason }, now);
     revocationVersion = outcome.version;
   }
   await tx.query(
     'INSERT INTO otp_findings (serial, device_key_id, hop, revocation_version, at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (serial, device_key_id) DO NOTHING',
-    [spent.serial, device, named.hop, revocationVersion === null ? null : BigInt(revocationVersion), at],
+    [serial, device, named.hop, revocationVersion === null ? null : BigInt(revocationVersion), at],
   );
-  return { serial: toHex(spent.serial), hop: named.hop, device, revocationVersion };
+  return { serial: toHex(serial), hop: named.hop, device, revocationVersion };
 }
 
 const findingJson = z.object({ serial: z.string(), hop: z.number(), device: z.string(), revocationVersion: z.number().nullable(), at: z.string() });
 
+const disputeJson = z.object({ serial: z.string(), hop: z.number(), devices: z.array(z.string()), at: z.string() });
+
 const findingsRoute = createRoute({
   method: 'get',
   path: '/operator/findings',
-  description: 'The devices escrow attribution named for paying a coin twice, newest first (operator token).',
-  responses: { 200: answer('Findings', z.object({ findings: z.array(findingJson) })) },
+  description: 'The devices escrow attribution named for paying a coin twice, and the coins in flight whose claims it could not settle, newest first (operator token).',
+  responses: {
+    200: answer(
+      'Findings',
+      z.object({
+        findings: z.array(findingJson),
+        disputes: z.array(disputeJson).describe('coins in flight whose claims part at a hop signed by two devices: one signed a tag for a coin it never held; nobody was refunded'),
+      }),
+    ),
+  },
 });
 
 /** Adds `GET /operator/findings`. */
@@ -101,6 +127,8 @@ export function registerFindings(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
       revocationVersion: r.revocation_version === null ? null : Number(bigintColumn(r, 'revocation_version')),
       at: r.at.toISOString(),
     }));
-    return c.json({ findings });
+    const disputed = await services.db.query<{ serial: Uint8Array; hop: number; devices: string[]; at: Date }>('SELECT serial, hop, devices, at FROM otp_claim_disputes ORDER BY at DESC, serial LIMIT $1', [FINDINGS_LISTED_MAX]);
+    const disputes = disputed.rows.map((r) => ({ serial: toHex(new Uint8Array(r.serial)), hop: r.hop, devices: r.devices, at: r.at.toISOString() }));
+    return c.json({ findings, disputes });
   });
 }

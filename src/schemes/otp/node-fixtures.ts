@@ -166,10 +166,13 @@ export async function otpNode(backend: Backend, options: Partial<OtpNodeOptions>
     return { res, credited: body.credited, outcomes: receipt.coins.map((c) => c.outcome), receipt };
   }
 
-  /** Sends a signed in-flight report of `coins`; for a 200, the Settled record checked under the bank's key and bound to the nonce. */
-  async function inFlight(who: OtpClient, coins: readonly Pick<Coin, 'serial' | 'classId' | 'prefix' | 'signature'>[], options: { app?: ReturnType<typeof createIssuerApp>; now?: number; signer?: Signer } = {}) {
+  /** Sends a signed in-flight report of `coins` (each with the tags it was sent with); for a 200, the Settled record checked under the bank's key and bound to the nonce. */
+  async function inFlight(who: OtpClient, coins: readonly CarriedCoin[], options: { app?: ReturnType<typeof createIssuerApp>; now?: number; signer?: Signer } = {}) {
     const nonce = randomBytes(NONCE_BYTES);
-    const report = signed(inFlightBodyCodec, options.signer ?? who.device, IN_FLIGHT_TAG, { coins: coins.map((c) => ({ serial: c.serial, classId: c.classId, prefix: c.prefix, signature: c.signature })), nonce });
+    const report = signed(inFlightBodyCodec, options.signer ?? who.device, IN_FLIGHT_TAG, {
+      coins: coins.map(({ coin, tags }) => ({ serial: coin.serial, classId: coin.classId, prefix: coin.prefix, signature: coin.signature, tags })),
+      nonce,
+    });
     const res = await send(who, '/v1/otp/in-flight', { device: who.deviceId, report: toBase64url(encodeCbor(report)) }, options);
     if (res.status !== 200) return { res, refunded: null, settled: [] as { serial: string; outcome: string }[] };
     const body = (await res.clone().json()) as { refunded: string; settled: string };

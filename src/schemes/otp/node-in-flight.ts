@@ -1,24 +1,47 @@
 /**
  * `POST /v1/otp/in-flight`: a payer's trusted app reports the coins it sent and holds no ACK for
- * (transfer.ts: it keeps them in flight until an ACK comes). The report is the payer's claim: once
- * the coin's deposit window has closed and nobody deposited it, its value goes back to the payer's
- * account, once. A coin deposited is never refunded and a coin refunded is never credited again:
- * both spend the same serial, which the table holds once.
+ * (transfer.ts: it keeps them in flight until an ACK comes), each with the escrow tags it sent the
+ * coin with, its own tag last. The report is the payer's claim to a refund.
+ *
+ * One coin may be claimed by several devices: a payer whose payee took the coin (the ACK lost on
+ * the way) and paid it on, then that payee whose own payment was cut; or, for a coin paid twice,
+ * payers on two branches. So the bank decides only after the coin's claim window (messages.ts
+ * `claimsUntil`: the deposit window, then its grace again), among every claim on record:
+ * - the claims' tags are compared as sealed: a claim whose tags another claim's tags continue was
+ *   paid on, and that payee took it (`taken`);
+ * - the claim that carries the coin furthest (most tags; the earliest of equals) is refunded, once;
+ * - a claim whose tags part from the winner's is a branch of a coin paid twice: the two tags where
+ *   they part are opened, and when one device signed both, it is named and revoked (as for a coin
+ *   deposited twice) and the branch hears `double-spent`; when two devices signed them, one of them
+ *   signed a tag for a coin it never held (its key taken out of its secure element), the tags cannot
+ *   tell which, and nobody is refunded: the serial is recorded as disputed for the operator.
+ *
+ * A claim is recorded only when its last tag opens, checks and is signed by the reporting device:
+ * a device reporting a chain that ends in another's tag (a coin it received, or someone's report
+ * replayed) claims nothing. A coin deposited is never refunded and a coin refunded is never
+ * credited again: both spend the same serial, which otp_spent holds once.
  */
 import { randomUUID } from 'node:crypto';
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { toBase64url, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
+import type { PublicKey } from '../../core/crypto/suite.ts';
 import { isTallyError } from '../../core/errors.ts';
-import { ApiProblem, base64urlOf, bigintColumn, errorBody, formatMinor, idempotent, json, keyIdHex, refusal, requireUser, transfer, validBody, type IssuerEnv, type IssuerServices, type TransactionHandle } from '../../issuer/plugin.ts';
-import { checkSigned, IN_FLIGHT_TAG, inFlightBodyCodec, inFlightCodec, SETTLED_TAG, settledBodyCodec, signed, type SettledOutcome } from './messages.ts';
+import { keyId } from '../../pki/key-id.ts';
+import { ApiProblem, base64urlOf, bigintColumn, errorBody, formatMinor, idempotent, json, keyIdHex, refusal, requireUser, transfer, validBody, type IssuerEnv, type IssuerServices, type RouteBodyLimit, type TransactionHandle } from '../../issuer/plugin.ts';
+import { checkSigned, claimsUntil, IN_FLIGHT_REPORT_BYTES_MAX, IN_FLIGHT_TAG, inFlightBodyCodec, inFlightCodec, SETTLED_TAG, settledBodyCodec, signed, type SettledOutcome } from './messages.ts';
 import { verify } from './blind-rsa.ts';
 import { classKey, preparedCoinMessage } from './coin.ts';
-import type { ClassBook } from './node-classes.ts';
+import { attribute, forkHop, openTag, type SealedTag } from './escrow.ts';
+import type { BankClass, ClassBook } from './node-classes.ts';
 import { answer, decodeCborField, OTP_FLOAT_ACCOUNT, ownOtpDevice } from './node-common.ts';
+import { decodeTags, encodeTags, nameDevice } from './node-findings.ts';
+import { otpBankKeys } from './node-keys.ts';
 
-/** Largest in-flight report accepted, in bytes (64 coins with their bank signatures, a nonce and the device's signature fit). */
-export const IN_FLIGHT_REPORT_BYTES_MAX = 40 * 1024;
+export { IN_FLIGHT_REPORT_BYTES_MAX } from './messages.ts';
+
+/** The in-flight route takes a report of up to IN_FLIGHT_REPORT_BYTES_MAX: more than the node's default body. */
+export const IN_FLIGHT_BODY_LIMIT: RouteBodyLimit = { method: 'POST', path: '/in-flight', bytesMax: Math.ceil((IN_FLIGHT_REPORT_BYTES_MAX * 4) / 3) + 1024 };
 
 const inFlightBody = z.strictObject({ device: keyIdHex, report: base64urlOf(Math.ceil((IN_FLIGHT_REPORT_BYTES_MAX * 4) / 3)) });
 
@@ -26,15 +49,18 @@ const inFlightRoute = createRoute({
   method: 'post',
   path: '/in-flight',
   description:
-    "Settles a device's coins in flight: each deposited by a payee answers 'deposited'; each whose deposit window has closed is refunded to the caller, once; the others stay in flight. Answers the refund and a signed Settled record (base64url CBOR).",
+    "Settles a device's coins in flight, each reported with the escrow tags it was sent with: a coin deposited answers 'deposited'; after its claim window the coin is refunded, once, to the report that carries it furthest, and the other reporters hear 'taken' (their payee took it on) or 'double-spent' (a branch of a coin paid twice); the others stay in flight. Answers this caller's refund and a signed Settled record (base64url CBOR).",
   request: { body: json(inFlightBody) },
   responses: { 200: answer('Settled', z.object({ refunded: z.string(), settled: z.string() })), 401: { description: 'The report is not signed by the device', ...errorBody } },
 });
 
-/** How a serial was spent, or undefined. */
-async function spentAs(tx: TransactionHandle, serial: Uint8Array): Promise<'deposit' | 'refund' | undefined> {
-  const { rows } = await tx.query<{ kind: 'deposit' | 'refund' }>('SELECT kind FROM otp_spent WHERE serial = $1', [serial]);
-  return rows[0]?.kind;
+const OUTCOME = { deposit: 'deposited', refund: 'refunded' } as const satisfies Record<string, SettledOutcome>;
+
+/** How a serial was spent (and to which account), or undefined. */
+async function spentOf(tx: TransactionHandle, serial: Uint8Array): Promise<{ kind: 'deposit' | 'refund'; account: string } | undefined> {
+  const { rows } = await tx.query<{ kind: 'deposit' | 'refund'; account_id: string }>('SELECT kind, account_id FROM otp_spent WHERE serial = $1', [serial]);
+  const row = rows[0];
+  return row === undefined ? undefined : { kind: row.kind, account: row.account_id };
 }
 
 /** Whether a class has signed more coins than it paid out for, with its row locked until the transaction ends. */
@@ -44,7 +70,83 @@ async function classHasCoinsOut(tx: TransactionHandle, classId: Uint8Array): Pro
   return bigintColumn(issued.rows[0] as object, 'issued') > bigintColumn(spent.rows[0] as object, 'n');
 }
 
-const OUTCOME = { deposit: 'deposited', refund: 'refunded' } as const satisfies Record<string, SettledOutcome>;
+/** A claim on record. */
+interface Claim {
+  readonly device: string;
+  readonly account: string;
+  readonly tags: readonly SealedTag[];
+  readonly won: boolean;
+}
+
+async function claimsOf(tx: TransactionHandle, serial: Uint8Array): Promise<Claim[]> {
+  const { rows } = await tx.query<{ device_key_id: string; account_id: string; tags: Uint8Array | null; won: boolean }>(
+    'SELECT device_key_id, account_id, tags, won FROM otp_claims WHERE serial = $1 ORDER BY hops DESC, seq',
+    [serial],
+  );
+  return rows.map((r) => ({ device: r.device_key_id, account: r.account_id, tags: r.tags === null ? [] : decodeTags(r.tags, 'otp_claims.tags'), won: r.won }));
+}
+
+/** Whether `a`'s tags are `b`'s or the start of them (b carried the coin at least as far, on the same branch). */
+function continues(a: readonly SealedTag[], b: readonly SealedTag[]): boolean {
+  return a.length <= b.length && forkHop(a, b) === null;
+}
+
+/** How a claim with `tags` fares against the claim that won: its own, taken on, or a lost branch. */
+function outcomeAgainst(tags: readonly SealedTag[], device: string, winner: Claim | undefined): SettledOutcome {
+  if (winner === undefined) return 'double-spent';
+  if (winner.device === device) return 'refunded';
+  return continues(tags, winner.tags) ? 'taken' : 'double-spent';
+}
+
+/**
+ * Whether a reported chain may be a claim of `device`: it opens and checks to its last tag, which
+ * the device signed, and it is no longer than the coin's hops.
+ */
+function ownChain(services: IssuerServices, coinClass: BankClass, serial: Uint8Array, tags: readonly SealedTag[], device: string): boolean {
+  if (tags.length === 0 || tags.length > coinClass.hops) return false;
+  try {
+    const last = openTag(services.provider, otpBankKeys(services).escrow.privateKey, serial, tags, tags.length);
+    return toHex(keyId(last.device)) === device;
+  } catch (e) {
+    if (isTallyError(e)) return false;
+    throw e;
+  }
+}
+
+type Decision = { kind: 'refund'; winner: Claim; forks: { hop: number; device: PublicKey }[] } | { kind: 'dispute'; hop: number; devices: string[] };
+
+/** The claims' judgement: the claim that carries the coin furthest, and how each other claim parts from it. */
+function decide(services: IssuerServices, serial: Uint8Array, claims: readonly Claim[]): Decision {
+  const winner = claims[0] as Claim;
+  const forks: Extract<Decision, { kind: 'refund' }>['forks'] = [];
+  const escrow = otpBankKeys(services).escrow.privateKey;
+  for (const claim of claims.slice(1)) {
+    if (continues(claim.tags, winner.tags)) continue;
+    const hop = forkHop(claim.tags, winner.tags) as number;
+    let named: ReturnType<typeof attribute>;
+    try {
+      named = attribute(services.provider, escrow, serial, winner.tags, claim.tags);
+    } catch (e) {
+      // Both chains were checked to their last tag when claimed, so this does not happen; were it to,
+      // nobody is named and nobody refunded.
+      if (!isTallyError(e)) throw e;
+      named = null;
+    }
+    if (named === null) {
+      const devices = [winner.tags, claim.tags].map((tags) => {
+        try {
+          return toHex(keyId(openTag(services.provider, escrow, serial, tags, hop).device));
+        } catch (e) {
+          if (isTallyError(e)) return 'unreadable';
+          throw e;
+        }
+      });
+      return { kind: 'dispute', hop, devices };
+    }
+    forks.push(named);
+  }
+  return { kind: 'refund', winner, forks };
+}
 
 /** Adds `POST /in-flight`. */
 export function registerInFlight(app: OpenAPIHono<IssuerEnv>, services: IssuerServices, classes: ClassBook): void {
@@ -67,9 +169,9 @@ export function registerInFlight(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
       const at = new Date(now).toISOString();
       const settled: { serial: Uint8Array; outcome: SettledOutcome }[] = [];
       const seen = new Set<string>();
-      let refunded = 0n;
-      let refundedCoins = 0;
-      for (const { serial, classId, prefix, signature } of reported.coins) {
+      // What each account is refunded in this transaction: the caller's, and any other winner's decided here.
+      const refunds = new Map<string, { amount: bigint; coins: number }>();
+      for (const { serial, classId, prefix, signature, tags } of reported.coins) {
         const serialHex = toHex(serial);
         if (seen.has(serialHex)) continue;
         seen.add(serialHex);
@@ -77,55 +179,80 @@ export function registerInFlight(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
         if (coinClass === undefined) continue;
         // Only a coin the class key signed is settled: a made-up serial is left out.
         if (!verify(classKey(coinClass.entry.coinClass), preparedCoinMessage({ serial, classId, prefix }), signature)) continue;
-        // The first account to claim a serial holds the claim; another's claim of it settles nothing.
-        await tx.query('INSERT INTO otp_claims (serial, class_id, account_id, device_key_id, at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (serial) DO NOTHING', [serial, classId, user.accountId, body.device, at]);
-        const claim = await tx.query<{ account_id: string; class_id: Uint8Array }>('SELECT account_id, class_id FROM otp_claims WHERE serial = $1', [serial]);
-        const held = claim.rows[0];
-        if (held === undefined || toHex(new Uint8Array(held.class_id)) !== coinClass.classIdHex) continue;
-        const spent = await spentAs(tx, serial);
-        if (held.account_id !== user.accountId) {
-          // Another account claimed the serial first (a coin paid twice, in flight at two devices):
-          // this reporter is never refunded it, but a deposit of it is news its TA may forget it on.
-          if (spent === 'deposit') settled.push({ serial, outcome: 'deposited' });
+        let spent = await spentOf(tx, serial);
+        const mine = (await tx.query<{ tags: Uint8Array | null }>('SELECT tags FROM otp_claims WHERE serial = $1 AND device_key_id = $2', [serial, body.device])).rows[0];
+        if (mine === undefined) {
+          // A chain that is not this device's to claim is left out, whatever became of the coin.
+          if (!ownChain(services, coinClass, serial, tags, body.device)) continue;
+          if (spent === undefined) {
+            await tx.query(
+              'INSERT INTO otp_claims (serial, class_id, account_id, device_key_id, at, tags, hops) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (serial, device_key_id) DO NOTHING',
+              [serial, classId, user.accountId, body.device, at, encodeTags(tags), tags.length],
+            );
+          }
+        }
+        // The chain this device claims with: the one on record (a clone of the device cannot swap it).
+        const claimed = mine === undefined || mine.tags === null ? tags : decodeTags(mine.tags, 'otp_claims.tags');
+        if (spent === undefined) {
+          const disputed = await tx.query('SELECT 1 FROM otp_claim_disputes WHERE serial = $1', [serial]);
+          if (disputed.rowCount !== 0) {
+            settled.push({ serial, outcome: 'double-spent' });
+            continue;
+          }
+          // Within the claim window the coin's payee may still deposit it, or a later holder claim it.
+          if (now <= claimsUntil(coinClass.entry)) continue;
+          // And only while the class has coins out: a leaked class key cannot take more than its class holds.
+          if (!(await classHasCoinsOut(tx, classId))) continue;
+          const claims = await claimsOf(tx, serial);
+          if (claims.length === 0) continue;
+          const decision = decide(services, serial, claims);
+          if (decision.kind === 'dispute') {
+            await tx.query('INSERT INTO otp_claim_disputes (serial, class_id, hop, devices, at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (serial) DO NOTHING', [serial, classId, decision.hop, decision.devices, at]);
+            settled.push({ serial, outcome: 'double-spent' });
+            continue;
+          }
+          const { winner } = decision;
+          const inserted = await tx.query(
+            `INSERT INTO otp_spent (serial, class_id, kind, account_id, tags, at) VALUES ($1, $2, 'refund', $3, NULL, $4) ON CONFLICT (serial) DO NOTHING RETURNING serial`,
+            [serial, classId, winner.account, at],
+          );
+          if (inserted.rowCount === 1) {
+            await tx.query('UPDATE otp_claims SET won = true WHERE serial = $1 AND device_key_id = $2', [serial, winner.device]);
+            const sum = refunds.get(winner.account) ?? { amount: 0n, coins: 0 };
+            refunds.set(winner.account, { amount: sum.amount + coinClass.denomination, coins: sum.coins + 1 });
+            for (const fork of decision.forks) await nameDevice(tx, services, serial, fork);
+          }
+          // Refunded here, or spent by a concurrent deposit or refund: either way it is spent now.
+          spent = await spentOf(tx, serial);
+          if (spent === undefined) continue;
+        }
+        if (spent.kind === 'deposit') {
+          settled.push({ serial, outcome: OUTCOME.deposit });
           continue;
         }
-        if (spent !== undefined) {
-          settled.push({ serial, outcome: OUTCOME[spent] });
-          continue;
-        }
-        // Within the deposit window the payee may still deposit it: it stays in flight.
-        if (now <= coinClass.entry.depositUntil) continue;
-        // And only while the class has coins out: a leaked class key cannot take more than its class holds.
-        if (!(await classHasCoinsOut(tx, classId))) continue;
-        const inserted = await tx.query(
-          `INSERT INTO otp_spent (serial, class_id, kind, account_id, tags, at) VALUES ($1, $2, 'refund', $3, NULL, $4) ON CONFLICT (serial) DO NOTHING RETURNING serial`,
-          [serial, classId, user.accountId, at],
-        );
-        if (inserted.rowCount === 1) {
-          refunded += coinClass.denomination;
-          refundedCoins += 1;
-          settled.push({ serial, outcome: 'refunded' });
-          continue;
-        }
-        // A concurrent deposit or refund spent it first.
-        const first = await spentAs(tx, serial);
-        if (first !== undefined) settled.push({ serial, outcome: OUTCOME[first] });
+        const winner = (await claimsOf(tx, serial)).find((claim) => claim.won);
+        // A refund with no claim marked (recorded before claims carried tags) was its one claimer's.
+        const outcome = winner === undefined && spent.account === user.accountId ? 'refunded' : outcomeAgainst(claimed, body.device, winner);
+        settled.push({ serial, outcome });
       }
-      if (refunded > 0n) {
+      let refunded = 0n;
+      for (const [account, { amount, coins }] of refunds) {
         const moved = await transfer(tx, {
           idempotencyKey: `otp-refund:${randomUUID()}`,
           debit: OTP_FLOAT_ACCOUNT,
-          credit: user.accountId,
-          amount: refunded,
+          credit: account,
+          amount,
           kind: 'otp-refund',
-          reference: { coins: refundedCoins },
+          reference: { coins },
           currency: services.currency,
         });
         // Thrown, not answered: the refunds recorded above must roll back with the missing credit.
         if (!moved.ok) throw new ApiProblem(moved.code, `the refund cannot be credited: ${moved.message}`, {});
+        if (account === user.accountId) refunded += amount;
       }
       const answerRecord = signed(settledBodyCodec, services.identity.issuerNode.signer, SETTLED_TAG, { nonce: reported.nonce, coins: settled });
       return { status: 200, body: { refunded: formatMinor(services.currency, refunded), settled: toBase64url(encodeCbor(answerRecord)) } };
     });
   });
 }
+

@@ -16,7 +16,7 @@ import { DEPOSIT_BODY_LIMIT, registerDeposit } from './node-deposit.ts';
 import { registerExchangeKeys } from './node-exchange-keys.ts';
 import { registerFindings } from './node-findings.ts';
 import { otpHoldings } from './node-holdings.ts';
-import { registerInFlight } from './node-in-flight.ts';
+import { IN_FLIGHT_BODY_LIMIT, registerInFlight } from './node-in-flight.ts';
 import { judgeOtpInterbankClaim, otpPublication } from './node-interbank.ts';
 import { loadOtpBankKeys } from './node-keys.ts';
 import { registerParams } from './node-params.ts';
@@ -51,7 +51,7 @@ export function otpNodePartWith(options: Partial<OtpNodeOptions> = {}): SchemeMo
     name: OTP_SCHEME,
     migrationsDir: new URL('./migrations/', import.meta.url),
     floatAccount: OTP_FLOAT_ACCOUNT,
-    bodyLimits: [DEPOSIT_BODY_LIMIT],
+    bodyLimits: [DEPOSIT_BODY_LIMIT, IN_FLIGHT_BODY_LIMIT],
     holdings: (q) => otpHoldings(q, OTP_FLOAT_ACCOUNT),
     async prepare(services) {
       await loadOtpBankKeys(services);

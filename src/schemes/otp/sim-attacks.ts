@@ -117,7 +117,7 @@ async function forge(sim: OtpSim, h: Holder, victims: Party[]): Promise<void> {
   const box = sealCoin(carriedTo(depositKey), depositKey).sealed;
   const answer = await node.request(h.user, 'POST', '/v1/otp/deposits', { device: h.device, coins: [toBase64url(encodeCbor(box))] });
   if (answer.status === 200 && (answer.body as { credited: string }).credited !== node.amount(0n)) world.violated('no-forgery', `the node credited a forged coin deposited by ${h.device}`);
-  const report = signed(inFlightBodyCodec, key, IN_FLIGHT_TAG, { coins: [{ serial: coin.serial, classId: coin.classId, prefix: coin.prefix, signature: coin.signature }], nonce: random.bytes(NONCE_BYTES) });
+  const report = signed(inFlightBodyCodec, key, IN_FLIGHT_TAG, { coins: [{ serial: coin.serial, classId: coin.classId, prefix: coin.prefix, signature: coin.signature, tags: carriedTo(random.bytes(32)).tags }], nonce: random.bytes(NONCE_BYTES) });
   const refund = await node.request(h.user, 'POST', '/v1/otp/in-flight', { device: h.device, report: toBase64url(encodeCbor(report)) });
   if (refund.status === 200 && (refund.body as { refunded: string }).refunded !== node.amount(0n)) world.violated('no-forgery', `the node refunded a forged coin reported by ${h.device}`);
   if ((await node.audit()).online !== online) world.violated('no-forgery', `a forged coin of ${h.device} moved money online`);

@@ -119,7 +119,16 @@ export async function sync(sim: OtpSim, party: Party, keys = true): Promise<void
     const settled = cbor(settledCodec, (answer.body as { settled: string }).settled, 'settled');
     const out = await committed(sim, party.el, (requestId) => party.el.se.call('settle', { settled }, { requestId }));
     recorder.count('settled.deposited', out.deposited);
+    recorder.count('settled.taken', out.taken);
     if (out.refunded > 0n) recorder.count('settled.refunded', settled.body.coins.filter((c) => c.outcome === 'refunded').length);
+    if (out.lost > 0n) {
+      // A branch of a coin paid twice: an honest holder's loss to the double spend.
+      recorder.count('lost.double-spent-in-flight', settled.body.coins.filter((c) => c.outcome === 'double-spent').length);
+      if (!h.attacker) {
+        sim.lost += out.lost;
+        recorder.loss(sim.lost);
+      }
+    }
   }
   if (!keys) return;
   const wanted = Math.max(0, EXCHANGE_KEYS_TARGET - before.keys.fresh);

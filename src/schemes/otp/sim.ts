@@ -18,7 +18,7 @@ import { sha256 } from '../../core/crypto/hash.ts';
 import { encodeCertificate } from '../../pki/certificate.ts';
 import type { SimPlugin, SimWorld } from '../../sim/sim/plugin.ts';
 import { classPool } from './sim-classes.ts';
-import { paramsCodec, OTP_SCHEME } from './messages.ts';
+import { claimsUntil, paramsCodec, OTP_SCHEME } from './messages.ts';
 import { otpNodePartWith } from './node.ts';
 import { attack } from './sim-attacks.ts';
 import { deposit, sync, withdraw } from './sim-bank.ts';
@@ -103,9 +103,10 @@ async function end(sim: OtpSim): Promise<void> {
     for (let k = 0; k < END_DEPOSITS_MAX && (await deposit(sim, p)); k++);
     await sync(sim, p, false);
   }
-  // Past every class's deposit window, a coin still in flight that nobody deposited goes back to its payer.
-  const depositUntil = Math.max(...sim.bankParams.body.classes.map((c) => c.depositUntil));
-  world.clock.advance(Math.max(0, depositUntil - world.clock.now()) + 1);
+  // Past every class's claim window, a coin still in flight that nobody deposited goes back to the
+  // holder whose report carries it furthest.
+  const until = Math.max(...sim.bankParams.body.classes.map((c) => claimsUntil(c)));
+  world.clock.advance(Math.max(0, until - world.clock.now()) + 1);
   for (const p of live()) await sync(sim, p, false);
   await pollFindings(sim);
   for (const h of sim.holders) {
@@ -113,10 +114,9 @@ async function end(sim: OtpSim): Promise<void> {
     const s = await status(h.el);
     if (s.balance !== 0n || s.deposit !== undefined) world.violated('settlement', `honest device ${h.device} ends holding ${s.balance}${s.deposit === undefined ? '' : ' and a deposit unreceipted'}`);
     if (s.inFlight.count === 0) continue;
-    // Past the window every coin in flight is refunded to the first account that reported it. One
-    // left is a copy of a coin paid twice whose twin was reported first (by the device that paid it
-    // twice): the holder's loss to the double spend, which the bank cannot attribute (a refund from
-    // flight carries no escrow tags). Without a copied TA there is no such coin.
+    // Past the window every coin in flight reported is settled (refunded, taken on, or lost to a
+    // twin). One left was not in the report (more than one report holds), or the bank could not
+    // settle it (claims parting at a tag two devices signed). Without a copied TA there is no such coin.
     if (sim.duplicatingAttacks === 0) world.violated('settlement', `honest device ${h.device} ends with ${s.inFlight.count} coin(s) in flight the bank did not settle, and no TA was copied`);
     world.recorder.count('lost.left-in-flight', s.inFlight.count);
     sim.lost += s.inFlight.amount;

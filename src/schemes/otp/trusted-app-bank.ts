@@ -9,10 +9,12 @@
  *   nonce, the TA's only clock;
  * - deposit: `prepareDeposit` seals coins to the bank's deposit key (each with a last escrow tag
  *   naming the bank) and keeps them apart until `finishDeposit` takes the bank's signed receipt;
- * - coins in flight: `inFlightReport` names them, signed; `settle` forgets those the bank settled
- *   (refunded to the account, or deposited by their payee).
+ * - coins in flight: `inFlightReport` names them with their tags, signed; `settle` forgets those the
+ *   bank settled (refunded to the account, deposited by their payee, taken on by a later holder who
+ *   was refunded, or lost to another branch of a coin paid twice).
  */
 import { equalBytes } from '../../core/bytes.ts';
+import { encodeCbor } from '../../core/cbor.ts';
 import { AMOUNT_MINOR_MAX } from '../../core/amount.ts';
 import { array, bigint, bytes, record, uint } from '../../core/codec.ts';
 import { accept, command, reject } from '../../secure-element/trusted-app.ts';
@@ -29,7 +31,9 @@ import {
   DEPOSIT_RECEIPT_TAG,
   inFlightBodyCodec,
   inFlightCodec,
+  IN_FLIGHT_REPORT_BYTES_MAX,
   IN_FLIGHT_TAG,
+  type InFlightBody,
   keyRequestBodyCodec,
   keyRequestCodec,
   KEYS_PER_MESSAGE_MAX,
@@ -50,6 +54,8 @@ import { KEYS_HELD_MAX, type BlindedCoin, type HeldKey, type OtpState } from './
 
 const requestId = bytes({ length: 16 });
 const amount = bigint({ min: 0n, max: AMOUNT_MINOR_MAX });
+/** Bytes of an in-flight report besides its coins: the nonce, the signature and the CBOR around them, with room to spare. */
+const REPORT_OVERHEAD_BYTES = 1024;
 
 /** The bank-facing commands of the OTP trusted app. */
 export const bankCommands = {
@@ -225,13 +231,23 @@ export const bankCommands = {
     },
   }),
 
-  /** The coins in flight, named for the bank (serial and class), signed by the device key with a fresh nonce. */
+  /**
+   * The coins in flight, named for the bank (serial, class, the bank's signature and the tags as
+   * sent), signed by the device key with a fresh nonce: the first of them that fit in one report.
+   */
   inFlightReport: command({
     input: record({}),
     output: inFlightCodec,
     run(state: OtpState, _input, env) {
       const nonce = env.random(NONCE_BYTES);
-      const coins = state.inFlight.slice(0, COINS_PER_MESSAGE_MAX).map((f) => ({ serial: f.serial, classId: f.classId, prefix: f.prefix, signature: f.signature }));
+      const coins: InFlightBody['coins'][number][] = [];
+      let size = REPORT_OVERHEAD_BYTES;
+      for (const f of state.inFlight) {
+        const coin = { serial: f.serial, classId: f.classId, prefix: f.prefix, signature: f.signature, tags: f.tags };
+        size += encodeCbor(coin).length;
+        if (coins.length === COINS_PER_MESSAGE_MAX || size > IN_FLIGHT_REPORT_BYTES_MAX) break;
+        coins.push(coin);
+      }
       return accept({ ...state, reportNonce: nonce }, signed(inFlightBodyCodec, deviceKey(env), IN_FLIGHT_TAG, { coins, nonce }));
     },
   }),
@@ -239,7 +255,7 @@ export const bankCommands = {
   /** The bank's answer to the latest report: the coins it settled leave the in-flight list. */
   settle: command({
     input: record({ settled: settledCodec }),
-    output: record({ refunded: amount, deposited: uint({ max: COINS_PER_MESSAGE_MAX }) }),
+    output: record({ refunded: amount, deposited: uint({ max: COINS_PER_MESSAGE_MAX }), taken: uint({ max: COINS_PER_MESSAGE_MAX }), lost: amount }),
     run(state: OtpState, input, env) {
       if (state.bank === undefined || state.reportNonce === undefined) return reject('OTP_REPORT_UNKNOWN', 'no in-flight report is waiting for an answer');
       const bank = state.bank;
@@ -249,16 +265,21 @@ export const bankCommands = {
         if (!equalBytes(settled.nonce, nonce)) refuse('OTP_REPORT_UNKNOWN', 'the answer is for another report');
         let refunded = 0n;
         let deposited = 0;
+        let taken = 0;
+        let lost = 0n;
         const gone = new Set<number>();
         for (const c of settled.coins) {
           const at = state.inFlight.findIndex((f) => equalBytes(f.serial, c.serial));
           if (at < 0 || gone.has(at)) continue;
           gone.add(at);
-          if (c.outcome === 'refunded') refunded += valueOf(state, state.inFlight[at]?.classId as Uint8Array);
-          else deposited += 1;
+          const value = valueOf(state, state.inFlight[at]?.classId as Uint8Array);
+          if (c.outcome === 'refunded') refunded += value;
+          else if (c.outcome === 'deposited') deposited += 1;
+          else if (c.outcome === 'taken') taken += 1;
+          else lost += value;
         }
         const { reportNonce: _done, ...rest } = state;
-        return accept({ ...rest, inFlight: state.inFlight.filter((_, i) => !gone.has(i)) }, { refunded, deposited });
+        return accept({ ...rest, inFlight: state.inFlight.filter((_, i) => !gone.has(i)) }, { refunded, deposited, taken, lost });
       });
     },
   }),

@@ -109,7 +109,7 @@ export const payCommands = {
           // buildSandbox: the coin and its new escrow tag, bound to this key; sendOTP: sealed to it.
           const tags = appendTag({ serial: held.coin.serial, tags: held.tags, payee: keyId, device, escrowPublicKey: escrowKeyOf(state, ready.params, held.coin.classId), random: env.random });
           const { sealed, ackSecret } = sealCoin({ coin: held.coin, tags }, payee.publicKey, env.random);
-          sent.push({ sealed, ackSecret, serial: held.coin.serial, classId: held.coin.classId, prefix: held.coin.prefix, signature: held.coin.signature, ...(state.time === undefined ? {} : { at: state.time }) });
+          sent.push({ sealed, ackSecret, serial: held.coin.serial, classId: held.coin.classId, prefix: held.coin.prefix, signature: held.coin.signature, ...(state.time === undefined ? {} : { at: state.time }), tags });
           total += BigInt(checked.coinClass.denomination);
         }
         // destroyOTP: the coins leave the sandbox; they wait in flight for their ACKs.

@@ -7,6 +7,7 @@ import { array, bytes, optional, record, uint, type Infer } from '../../core/cod
 import { publicKeyCodec } from '../../core/crypto/suite.ts';
 import { timestampMs } from '../../core/fields.ts';
 import { CLASS_ID_BYTES, SERIAL_BYTES } from './coin.ts';
+import { sealedTagCodec, TAGS_MAX } from './escrow.ts';
 import { exchangeKeyCodec } from './exchange-key.ts';
 import { HPKE_PRIVATE_KEY_BYTES } from '../../core/crypto/hpke.ts';
 import { carriedCoinCodec, CLASSES_MAX, classEntryCodec, COINS_PER_MESSAGE_MAX, KEYS_PER_MESSAGE_MAX, NONCE_BYTES, paramsBodyCodec } from './messages.ts';
@@ -40,7 +41,7 @@ export const RECEIVED_MAX = 2048;
 const privateKey = bytes({ length: HPKE_PRIVATE_KEY_BYTES });
 const nonce = bytes({ length: NONCE_BYTES });
 
-/** A coin sent and not yet acknowledged: the box, the secret its ACK is checked with, and the coin (for a refund report). */
+/** A coin sent and not yet acknowledged: the box, the secret its ACK is checked with, and the coin with its tags (for a refund report). */
 export const inFlightCodec = record({
   sealed: sealedCoinCodec,
   ackSecret: bytes({ length: ACK_BYTES }),
@@ -51,6 +52,8 @@ export const inFlightCodec = record({
   signature: bytes({ min: 256, max: 512 }),
   /** When it was sent, on the TA's trusted clock (null before the first sync). */
   at: optional(timestampMs),
+  /** The coin's escrow tags as sent, this TA's own last: what shows the bank how far the coin went. */
+  tags: array(sealedTagCodec, { min: 1, max: TAGS_MAX }),
 });
 export type InFlight = Infer<typeof inFlightCodec>;
 

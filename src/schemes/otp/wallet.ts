@@ -295,13 +295,15 @@ export class OtpWallet extends WalletShell<OtpStep, null, OtpState, OtpCommands>
   }
 
   /** Online: the bank's parameters, the coins in flight settled, exchange keys topped up to the target. */
-  async sync(): Promise<{ keys: number; refunded: string; settled: number; inFlight: number; time: number }> {
+  async sync(): Promise<{ keys: number; refunded: string; settled: number; taken: number; lost: string; inFlight: number; time: number }> {
     await this.refreshParams();
     await this.depositLeftInTa();
     const se = await this.se();
     const signer = await this.accountSigner();
     let refunded = 0n;
     let settled = 0;
+    let taken = 0;
+    let lost = 0n;
     const before = await se.call('status', {});
     if (before.inFlight.count > 0) {
       const report = await se.call('inFlightReport', {});
@@ -310,14 +312,17 @@ export class OtpWallet extends WalletShell<OtpStep, null, OtpState, OtpCommands>
       const out = await se.call('settle', { settled: answered });
       refunded = out.refunded;
       settled = answered.body.coins.length;
-      if (refunded > 0n) await this.note({ at: Date.now(), kind: 'refund', amount: this.format(refunded), detail: 'coins cut in flight, refunded after their expiry' });
+      taken = out.taken;
+      lost = out.lost;
+      if (refunded > 0n) await this.note({ at: Date.now(), kind: 'refund', amount: this.format(refunded), detail: 'coins cut in flight, refunded after their claim window' });
+      if (lost > 0n) await this.note({ at: Date.now(), kind: 'loss', amount: this.format(lost), detail: 'coins cut in flight that had been paid twice before they reached this wallet: another branch holds the claim' });
     }
     const wanted = Math.max(0, EXCHANGE_KEYS_TARGET - before.keys.fresh);
     const request = await se.call('keyRequest', { count: wanted });
     const answer = await this.node.signed(signer, 'POST', '/v1/otp/exchange-keys', { answer: keysAnswer, body: { device: this.device, request: toBase64url(encodeCbor(request)) }, idempotencyKey: `otp-keys-${toHex(request.body.nonce)}` });
-    const taken = await se.call('takeKeys', { keys: answer.body.keys.map((k) => cbor(exchangeKeyCodec, k, 'exchange key')), time: cbor(timeCodec, answer.body.time, 'time') });
+    const signedKeys = await se.call('takeKeys', { keys: answer.body.keys.map((k) => cbor(exchangeKeyCodec, k, 'exchange key')), time: cbor(timeCodec, answer.body.time, 'time') });
     const after = await se.call('status', {});
-    return { keys: taken.keys, refunded: this.format(refunded), settled, inFlight: after.inFlight.count, time: taken.time };
+    return { keys: signedKeys.keys, refunded: this.format(refunded), settled, taken, lost: this.format(lost), inFlight: after.inFlight.count, time: signedKeys.time };
   }
 
   /**
