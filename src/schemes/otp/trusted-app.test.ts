@@ -3,7 +3,7 @@ import { before, test } from 'node:test';
 import { isTallyError } from '../../core/errors.ts';
 import { randomBytes } from '../../core/crypto/hash.ts';
 import { signer } from '../../pki/test-fixtures.ts';
-import { attribute } from './escrow.ts';
+import { attribute, openTag } from './escrow.ts';
 import { exchangeKeyId, issueExchangeKey } from './exchange-key.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { openCoin, sealCoin, type SealedCoin } from './transfer.ts';
@@ -241,6 +241,14 @@ test('in flight: reported, then settled by the bank for the nonce of the report 
   await alice.se.call('pay', { items: [{ classId: five.entry.coinClass.classId, key: keys[0]! }, { classId: two.entry.coinClass.classId, key: keys[1]! }] });
   const report = await alice.se.call('inFlightReport', {});
   assert.equal(report.body.coins.length, 2);
+  // Each coin comes with the tags it was sent with: Alice's own, naming the exchange key it was paid to.
+  for (const [i, coin] of report.body.coins.entries()) {
+    assert.equal(coin.tags.length, 1);
+    const opened = openTag(nodeProvider, escrow.privateKey, coin.serial, coin.tags, 1);
+    assert.deepEqual(opened.content.payee, exchangeKeyId(keys[i]!.body.publicKey));
+  }
+  const [first, second] = report.body.coins.map((c) => openTag(nodeProvider, escrow.privateKey, c.serial, c.tags, 1).device);
+  assert.deepEqual(first, second, 'both signed by the one device');
   const stale = signed(settledBodyCodec, bankSigner, SETTLED_TAG, { nonce: randomBytes(16), coins: [{ serial: report.body.coins[0]!.serial, outcome: 'refunded' }] });
   await assert.rejects(alice.se.call('settle', { settled: stale }), rejected('OTP_REPORT_UNKNOWN'));
   const answer = signed(settledBodyCodec, bankSigner, SETTLED_TAG, { nonce: report.body.nonce, coins: [{ serial: report.body.coins[0]!.serial, outcome: 'refunded' }] });
