@@ -234,6 +234,7 @@ export const bankCommands = {
   /**
    * The coins in flight, named for the bank (serial, class, the bank's signature and the tags as
    * sent), signed by the device key with a fresh nonce: the first of them that fit in one report.
+   * Those reported go to the end of the list, so that the next report names the others.
    */
   inFlightReport: command({
     input: record({}),
@@ -248,7 +249,8 @@ export const bankCommands = {
         if (coins.length === COINS_PER_MESSAGE_MAX || size > IN_FLIGHT_REPORT_BYTES_MAX) break;
         coins.push(coin);
       }
-      return accept({ ...state, reportNonce: nonce }, signed(inFlightBodyCodec, deviceKey(env), IN_FLIGHT_TAG, { coins, nonce }));
+      const inFlight = [...state.inFlight.slice(coins.length), ...state.inFlight.slice(0, coins.length)];
+      return accept({ ...state, inFlight, reportNonce: nonce }, signed(inFlightBodyCodec, deviceKey(env), IN_FLIGHT_TAG, { coins, nonce }));
     },
   }),
 

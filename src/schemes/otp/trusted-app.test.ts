@@ -7,7 +7,7 @@ import { attribute, openTag } from './escrow.ts';
 import { exchangeKeyId, issueExchangeKey } from './exchange-key.ts';
 import { nodeProvider } from '../../providers/node-crypto.ts';
 import { openCoin, sealCoin, type SealedCoin } from './transfer.ts';
-import { settledBodyCodec, signed, SETTLED_TAG } from './messages.ts';
+import { COINS_PER_MESSAGE_MAX, settledBodyCodec, signed, SETTLED_TAG } from './messages.ts';
 import { bankSigner, depositKeys, escrow, giveKeys, idsOf, makeClass, makeWallet, NOW, paramsFor, receiptFor, withdraw, type BankClass, type Wallet } from './ta-fixtures.ts';
 import { programDigest } from './coin.ts';
 import { buildProgram } from './program.ts';
@@ -272,3 +272,22 @@ test('parameters whose class program names an unknown instruction or carries a w
   assert.equal(await stateBytes(alice), before);
 });
 
+
+test('in flight: more coins than one report takes are named by the next report first', async () => {
+  const [alice, bob] = await Promise.all([makeWallet('alice', all), makeWallet('bob', all)]);
+  const count = COINS_PER_MESSAGE_MAX + 6;
+  for (let left = count; left > 0; left -= COINS_PER_MESSAGE_MAX) await withdraw(alice, Array.from({ length: Math.min(left, COINS_PER_MESSAGE_MAX) }, () => one));
+  await giveKeys(alice, 1);
+  for (let left = count; left > 0; left -= COINS_PER_MESSAGE_MAX) await giveKeys(bob, Math.min(left, COINS_PER_MESSAGE_MAX));
+  for (let left = count; left > 0; left -= COINS_PER_MESSAGE_MAX) {
+    const { keys } = await bob.se.call('offerKeys', { count: Math.min(left, COINS_PER_MESSAGE_MAX) });
+    await alice.se.call('pay', { items: keys.map((key) => ({ classId: one.entry.coinClass.classId, key })) });
+  }
+  const serials = async () => (await alice.se.call('inFlightReport', {})).body.coins.map((c) => Buffer.from(c.serial).toString('hex'));
+  const first = await serials();
+  assert.equal(first.length, COINS_PER_MESSAGE_MAX);
+  const second = await serials();
+  const left = second.slice(0, count - COINS_PER_MESSAGE_MAX);
+  assert.equal(new Set([...first, ...left]).size, count, 'the second report names the six the first did not, first');
+  assert.equal((await alice.se.call('status', {})).inFlight.count, count, 'reporting forgets nothing');
+});

@@ -305,18 +305,21 @@ export class OtpWallet extends WalletShell<OtpStep, null, OtpState, OtpCommands>
     let taken = 0;
     let lost = 0n;
     const before = await se.call('status', {});
-    if (before.inFlight.count > 0) {
+    // One report at a time, each naming coins the ones before did not, until every coin was named once.
+    for (let named = 0; named < before.inFlight.count; ) {
       const report = await se.call('inFlightReport', {});
+      if (report.body.coins.length === 0) break;
+      named += report.body.coins.length;
       const answer = await this.node.signed(signer, 'POST', '/v1/otp/in-flight', { answer: inFlightAnswer, body: { device: this.device, report: toBase64url(encodeCbor(report)) }, idempotencyKey: `otp-in-flight-${toHex(report.body.nonce)}` });
       const answered = cbor(settledCodec, answer.body.settled, 'settled');
       const out = await se.call('settle', { settled: answered });
-      refunded = out.refunded;
-      settled = answered.body.coins.length;
-      taken = out.taken;
-      lost = out.lost;
-      if (refunded > 0n) await this.note({ at: Date.now(), kind: 'refund', amount: this.format(refunded), detail: 'coins cut in flight, refunded after their claim window' });
-      if (lost > 0n) await this.note({ at: Date.now(), kind: 'loss', amount: this.format(lost), detail: 'coins cut in flight that had been paid twice before they reached this wallet: another branch holds the claim' });
+      refunded += out.refunded;
+      settled += answered.body.coins.length;
+      taken += out.taken;
+      lost += out.lost;
     }
+    if (refunded > 0n) await this.note({ at: Date.now(), kind: 'refund', amount: this.format(refunded), detail: 'coins cut in flight, refunded after their claim window' });
+    if (lost > 0n) await this.note({ at: Date.now(), kind: 'loss', amount: this.format(lost), detail: 'coins cut in flight that had been paid twice before they reached this wallet: another branch holds the claim' });
     const wanted = Math.max(0, EXCHANGE_KEYS_TARGET - before.keys.fresh);
     const request = await se.call('keyRequest', { count: wanted });
     const answer = await this.node.signed(signer, 'POST', '/v1/otp/exchange-keys', { answer: keysAnswer, body: { device: this.device, request: toBase64url(encodeCbor(request)) }, idempotencyKey: `otp-keys-${toHex(request.body.nonce)}` });
