@@ -3,14 +3,15 @@
  * with respect to payments"): `POST /v1/otp/exchange-keys` signs the fresh X25519 keys a device's
  * trusted app asks for, with the payee category of the account holder, and signs the bank's time
  * bound to the request's nonce (the TA's trusted clock). `POST /v1/otp/operator/categories` sets an
- * account holder's category. The bank keeps nothing of the keys it signs.
+ * account holder's category. Of the keys it signs the bank keeps which device each was signed for
+ * (otp_exchange_keys), read only to settle a dispute over a coin in flight (node-in-flight.ts).
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { toBase64url } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { base64urlOf, errorBody, idempotent, json, keyIdHex, refusal, requireOperator, requireUser, validBody, type IssuerEnv, type IssuerServices } from '../../issuer/plugin.ts';
-import { issueExchangeKey } from './exchange-key.ts';
+import { exchangeKeyId, issueExchangeKey } from './exchange-key.ts';
 import { checkSigned, KEY_REQUEST_TAG, keyRequestBodyCodec, keyRequestCodec, signed, timeBodyCodec, TIME_TAG } from './messages.ts';
 import { answer, decodeCborField, EXCHANGE_KEY_VALIDITY_MS, ownOtpDevice } from './node-common.ts';
 import { CATEGORY_CHARS_MAX } from './program.ts';
@@ -62,7 +63,15 @@ export function registerExchangeKeys(app: OpenAPIHono<IssuerEnv>, services: Issu
       const payeeCategory = rows[0]?.category ?? null;
       const now = services.now();
       const bank = services.identity.issuerNode.signer;
-      const keys = asked.publicKeys.map((publicKey) => toBase64url(encodeCbor(issueExchangeKey(bank, { publicKey, category: payeeCategory, notBefore: now, notAfter: now + EXCHANGE_KEY_VALIDITY_MS }))));
+      const notAfter = now + EXCHANGE_KEY_VALIDITY_MS;
+      const keys = asked.publicKeys.map((publicKey) => toBase64url(encodeCbor(issueExchangeKey(bank, { publicKey, category: payeeCategory, notBefore: now, notAfter }))));
+      if (asked.publicKeys.length > 0) {
+        const ids = asked.publicKeys.map((publicKey) => exchangeKeyId(publicKey));
+        const rows = ids.map((_, i) => `($${i + 3}, $1, $2)`).join(', ');
+        // A key asked for again keeps its first device: a TA makes its keys inside, so the first to ask
+        // is the key's maker; another device can learn a key only once it is offered, signed.
+        await tx.query(`INSERT INTO otp_exchange_keys (key_id, device_key_id, not_after_ms) VALUES ${rows} ON CONFLICT (key_id) DO NOTHING`, [body.device, BigInt(notAfter), ...ids]);
+      }
       const time = signed(timeBodyCodec, bank, TIME_TAG, { nonce: asked.nonce, at: now });
       return { status: 200, body: { keys, time: toBase64url(encodeCbor(time)) } };
     });

@@ -144,9 +144,9 @@ export async function otpNode(backend: Backend, options: Partial<OtpNodeOptions>
     return { res, coins };
   }
 
-  /** One offline transfer: `payer`'s device appends its escrow tag for a fresh exchange key of the payee. */
-  function pay(carried: CarriedCoin, payer: Signer, escrowKey: Uint8Array): CarriedCoin {
-    const payee = exchangeKeyId(generateKeyPair().publicKey);
+  /** One offline transfer: `payer`'s device appends its escrow tag for exchange key `to` of the payee (a fresh one the bank never signed by default). */
+  function pay(carried: CarriedCoin, payer: Signer, escrowKey: Uint8Array, to?: Uint8Array): CarriedCoin {
+    const payee = exchangeKeyId(to ?? generateKeyPair().publicKey);
     return { coin: carried.coin, tags: appendTag({ serial: carried.coin.serial, tags: carried.tags, payee, device: payer, escrowPublicKey: escrowKey }) };
   }
 
@@ -186,6 +186,14 @@ export async function otpNode(backend: Backend, options: Partial<OtpNodeOptions>
     const publicKeys = Array.from({ length: count }, () => generateKeyPair().publicKey);
     const nonce = randomBytes(NONCE_BYTES);
     return { publicKeys, nonce, request: signed(keyRequestBodyCodec, signer, KEY_REQUEST_TAG, { publicKeys, nonce }) };
+  }
+
+  /** An exchange key made for `who`'s device and signed by the bank through the route: its public key. */
+  async function exchangeKeyOf(who: OtpClient): Promise<Uint8Array> {
+    const { publicKeys, request } = keyRequest(who.device, 1);
+    const res = await h.signed(who.user, 'POST', '/v1/otp/exchange-keys', { device: who.deviceId, request: toBase64url(encodeCbor(request)) }, key());
+    assert.equal(res.status, 200, await res.clone().text());
+    return publicKeys[0] as Uint8Array;
   }
 
   /**
@@ -232,7 +240,7 @@ export async function otpNode(backend: Backend, options: Partial<OtpNodeOptions>
     return float;
   }
 
-  return { h, part, oem, key, bank, client, params, classOf, withdraw, pay, sealForDeposit, deposit, inFlight, keyRequest, worker, send, mint, conservation };
+  return { h, part, oem, key, bank, client, params, classOf, withdraw, pay, sealForDeposit, deposit, inFlight, keyRequest, exchangeKeyOf, worker, send, mint, conservation };
 }
 
 /** An open OTP test node. */
