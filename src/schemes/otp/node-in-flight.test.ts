@@ -307,6 +307,34 @@ for (const backend of testBackends()) {
       }
     });
 
+    test("claims that part at a tag two devices signed, after a key the bank signed: settled for that key's device, the other device named and revoked", async () => {
+      const n = await otpNode(backend, SHORT);
+      try {
+        const { alice, coins, escrowKey, claimsUntil: until } = await inFlightCoins(n, 1);
+        const [carol, mallory] = [await n.client(), await n.client()];
+        const coin = coins[0] as Coin;
+        // Alice paid the coin to an exchange key the bank signed for Carol's device (her ACK was lost);
+        // Carol paid it on (cut). Mallory, who learnt the tags, signs two tags of her own after Alice's
+        // with her device key taken out of its SE: a deeper claim.
+        const toCarol = n.pay({ coin, tags: [] }, alice.device, escrowKey, await n.exchangeKeyOf(carol));
+        const atCarol = n.pay(toCarol, carol.device, escrowKey);
+        const forged = n.pay(n.pay(toCarol, mallory.device, escrowKey, await n.exchangeKeyOf(mallory)), mallory.device, escrowKey);
+        for (const [who, carried] of [[alice, toCarol], [carol, atCarol], [mallory, forged]] as const) assert.deepEqual((await n.inFlight(who, [carried])).settled, []);
+        n.h.tick(until - n.h.now() + 1);
+        const answered = await n.inFlight(alice, [toCarol]);
+        assert.deepEqual(outcomesOf(answered.settled, [toCarol]), ['taken']);
+        assert.deepEqual(await balances(n, alice, carol, mallory), ['0.00', '1.00', '0.00'], 'Carol held the key Alice paid to: hers is the claim');
+        assert.deepEqual(outcomesOf((await n.inFlight(carol, [atCarol])).settled, [atCarol]), ['refunded']);
+        const { findings: named, disputes } = await findings(n);
+        assert.deepEqual(disputes, []);
+        assert.deepEqual(named.map((f) => [f.serial, f.device, f.hop]), [[toHex(coin.serial), mallory.deviceId, 2]]);
+        await expectError((await n.inFlight(mallory, [forged])).res, 403, 'CERT_REVOKED');
+        await n.conservation(0n);
+      } finally {
+        await n.h.close();
+      }
+    });
+
     test('a report over its limit is refused whole, and nothing is claimed', async () => {
       const n = await otpNode(backend, SHORT);
       try {

@@ -10,3 +10,9 @@ CREATE TABLE otp_exchange_keys (
     CHECK (device_key_id ~ '^[0-9a-f]{64}$'),
   not_after_ms bigint NOT NULL
 );
+
+-- A finding may also name a device that signed a tag for a coin it never held: the tag before it
+-- paid an exchange key the bank signed for another device. That coin need not be spent.
+ALTER TABLE otp_findings DROP CONSTRAINT otp_findings_serial_fkey;
+ALTER TABLE otp_findings ADD COLUMN reason text NOT NULL DEFAULT 'paid-twice'
+  CHECK (reason IN ('paid-twice', 'tag-without-coin'));
