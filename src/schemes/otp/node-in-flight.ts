@@ -99,14 +99,18 @@ function outcomeAgainst(tags: readonly SealedTag[], device: string, winner: Clai
 }
 
 /**
- * Whether a reported chain may be a claim of `device`: it opens and checks to its last tag, which
- * the device signed, and it is no longer than the coin's hops.
+ * Whether a reported chain may be a claim of `device`: every tag opens and checks in its place in
+ * the chain, the last is signed by the device, and it is no longer than the coin's hops. (A last
+ * tag chained to tags of random bytes would otherwise carry the coin "furthest" and, where it parts
+ * from an honest claim, name nobody: a dispute that refunds nobody.)
  */
 function ownChain(services: IssuerServices, coinClass: BankClass, serial: Uint8Array, tags: readonly SealedTag[], device: string): boolean {
   if (tags.length === 0 || tags.length > coinClass.hops) return false;
+  const escrow = otpBankKeys(services).escrow.privateKey;
   try {
-    const last = openTag(services.provider, otpBankKeys(services).escrow.privateKey, serial, tags, tags.length);
-    return toHex(keyId(last.device)) === device;
+    let last: ReturnType<typeof openTag> | undefined;
+    for (let hop = 1; hop <= tags.length; hop++) last = openTag(services.provider, escrow, serial, tags, hop);
+    return last !== undefined && toHex(keyId(last.device)) === device;
   } catch (e) {
     if (isTallyError(e)) return false;
     throw e;
@@ -115,19 +119,18 @@ function ownChain(services: IssuerServices, coinClass: BankClass, serial: Uint8A
 
 type Decision = { kind: 'refund'; winner: Claim; forks: { hop: number; device: PublicKey }[] } | { kind: 'dispute'; hop: number; devices: string[] };
 
-/** The claims' judgement: the claim that carries the coin furthest, and how each other claim parts from it. */
-function decide(services: IssuerServices, serial: Uint8Array, claims: readonly Claim[]): Decision {
-  const winner = claims[0] as Claim;
+/** How each other claim parts from `winner`: the devices named at forks, or the first fork two devices signed. */
+function forksFrom(services: IssuerServices, serial: Uint8Array, winner: Claim, claims: readonly Claim[]): Decision {
   const forks: Extract<Decision, { kind: 'refund' }>['forks'] = [];
   const escrow = otpBankKeys(services).escrow.privateKey;
-  for (const claim of claims.slice(1)) {
-    if (continues(claim.tags, winner.tags)) continue;
+  for (const claim of claims) {
+    if (claim === winner || continues(claim.tags, winner.tags)) continue;
     const hop = forkHop(claim.tags, winner.tags) as number;
     let named: ReturnType<typeof attribute>;
     try {
       named = attribute(services.provider, escrow, serial, winner.tags, claim.tags);
     } catch (e) {
-      // Both chains were checked to their last tag when claimed, so this does not happen; were it to,
+      // Every tag of both chains was checked when claimed, so this does not happen; were it to,
       // nobody is named and nobody refunded.
       if (!isTallyError(e)) throw e;
       named = null;
@@ -146,6 +149,27 @@ function decide(services: IssuerServices, serial: Uint8Array, claims: readonly C
     forks.push(named);
   }
   return { kind: 'refund', winner, forks };
+}
+
+/**
+ * The claims' judgement: the claim that carries the coin furthest, and how each other claim parts
+ * from it. A device named for paying the coin twice is not refunded by a claim of its own: it could
+ * pay the coin on to itself (a clone, or its key out of its SE) to make its branch the longest. Its
+ * claim is passed over and the next furthest decides.
+ */
+function decide(services: IssuerServices, serial: Uint8Array, claims: readonly Claim[]): Decision {
+  const named = new Map<string, { hop: number; device: PublicKey }>();
+  let first: Extract<Decision, { kind: 'refund' }> | undefined;
+  for (;;) {
+    const winner = claims.find((claim) => !named.has(claim.device));
+    // Every claimer named (not met: at the hop where chains first part, one device signed them all).
+    if (winner === undefined) return { ...(first as Extract<Decision, { kind: 'refund' }>), forks: [...named.values()] };
+    const decision = forksFrom(services, serial, winner, claims);
+    if (decision.kind === 'dispute') return decision;
+    for (const fork of decision.forks) named.set(toHex(keyId(fork.device)), fork);
+    first ??= decision;
+    if (!named.has(winner.device)) return { kind: 'refund', winner, forks: [...named.values()] };
+  }
 }
 
 /** Adds `POST /in-flight`. */
