@@ -26,7 +26,7 @@ async function oneCoin(n: OtpNode) {
   const { coins } = await n.withdraw(alice, [entry]);
   const coin = coins[0] as Coin;
   const sent = n.pay({ coin, tags: [] }, alice.device, escrowKey);
-  return { alice, coin, sent, escrowKey, claimsUntil: claimsUntil(entry) };
+  return { alice, coin, sent, escrowKey, depositUntil: entry.depositUntil, claimsUntil: claimsUntil(entry) };
 }
 
 /** A sealed tag of random bytes: it has a tag's shape and opens for nobody. */
@@ -103,6 +103,56 @@ for (const backend of testBackends()) {
         const named = (await findings(n)).findings;
         assert.deepEqual(named.map((f) => [f.device, f.hop]), [[alice.deviceId, 1]]);
         await expectError((await n.inFlight(alice, [own])).res, 403, 'CERT_REVOKED');
+        await n.conservation(0n);
+      } finally {
+        await n.h.close();
+      }
+    });
+
+    test('a branch of a coin paid twice deposited late, after the refund, names its payer', async () => {
+      const n = await otpNode(backend, SHORT);
+      try {
+        const { alice, coin, sent, escrowKey, depositUntil, claimsUntil: until } = await oneCoin(n);
+        const [carol, dave, eve] = [await n.client(), await n.client(), await n.client()];
+        const { depositKey } = await n.params();
+        // Carol took Alice's coin and paid it on (cut). Alice's clone paid the same coin to Dave, who
+        // paid it to Eve; Dave never heard her ACK.
+        const atCarol = n.pay(sent, carol.device, escrowKey);
+        const atDave = n.pay(n.pay({ coin, tags: [] }, alice.device, escrowKey), dave.device, escrowKey);
+        assert.deepEqual((await n.inFlight(carol, [atCarol])).settled, []);
+        n.h.tick(until - n.h.now() + 1);
+        assert.equal(outcomeOf((await n.inFlight(carol, [atCarol])).settled, coin), 'refunded');
+        assert.deepEqual((await findings(n)).findings, [], 'one branch alone names nobody');
+        // Eve deposits Dave's copy on a worker whose clock is behind: the serial is spent.
+        const behind = n.worker(() => depositUntil);
+        const late = await n.deposit(eve, [n.sealForDeposit(atDave, depositKey)], { app: behind, now: depositUntil });
+        assert.deepEqual(late.outcomes, ['double-spend']);
+        assert.deepEqual((await findings(n)).findings.map((f) => [f.serial, f.device, f.hop]), [[toHex(coin.serial), alice.deviceId, 1]], 'named by the deposit');
+        assert.deepEqual(await balances(n, alice, carol, dave, eve), ['0.00', '1.00', '0.00', '0.00']);
+        await n.conservation(0n);
+      } finally {
+        await n.h.close();
+      }
+    });
+
+    test("a branch of a coin paid twice reported after the refund hears 'double-spent' and names its payer", async () => {
+      const n = await otpNode(backend, SHORT);
+      try {
+        const { alice, coin, sent, escrowKey, claimsUntil: until } = await oneCoin(n);
+        const [carol, dave] = [await n.client(), await n.client()];
+        const atCarol = n.pay(sent, carol.device, escrowKey);
+        const atDave = n.pay(n.pay({ coin, tags: [] }, alice.device, escrowKey), dave.device, escrowKey);
+        assert.deepEqual((await n.inFlight(carol, [atCarol])).settled, []);
+        n.h.tick(until - n.h.now() + 1);
+        assert.equal(outcomeOf((await n.inFlight(carol, [atCarol])).settled, coin), 'refunded');
+        // Dave syncs only now: his claim is not recorded, but his tags show Alice paid the coin twice.
+        const daves = await n.inFlight(dave, [atDave]);
+        assert.equal(outcomeOf(daves.settled, coin), 'double-spent');
+        assert.equal(daves.refunded, '0.00');
+        assert.equal(await rowsOf(n, 'otp_claims', coin.serial), 1, "Carol's claim only");
+        assert.deepEqual((await findings(n)).findings.map((f) => [f.serial, f.device, f.hop]), [[toHex(coin.serial), alice.deviceId, 1]]);
+        await expectError((await n.inFlight(alice, [sent])).res, 403, 'CERT_REVOKED');
+        assert.deepEqual(await balances(n, alice, carol, dave), ['0.00', '1.00', '0.00']);
         await n.conservation(0n);
       } finally {
         await n.h.close();

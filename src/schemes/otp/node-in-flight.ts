@@ -172,6 +172,24 @@ function decide(services: IssuerServices, serial: Uint8Array, claims: readonly C
   }
 }
 
+/**
+ * Names the device that signed both tags where `tags` part from `other`, the claim that won (a
+ * branch that came to light after the refund), when one device did and it is not named yet.
+ */
+async function nameFork(tx: TransactionHandle, services: IssuerServices, serial: Uint8Array, other: readonly SealedTag[], tags: readonly SealedTag[]): Promise<void> {
+  if (other.length === 0 || forkHop(other, tags) === null) return;
+  let named: ReturnType<typeof attribute>;
+  try {
+    named = attribute(services.provider, otpBankKeys(services).escrow.privateKey, serial, other, tags);
+  } catch (e) {
+    if (isTallyError(e)) return;
+    throw e;
+  }
+  if (named === null) return;
+  const known = await tx.query('SELECT 1 FROM otp_findings WHERE serial = $1 AND device_key_id = $2', [serial, toHex(keyId(named.device))]);
+  if (known.rowCount === 0) await nameDevice(tx, services, serial, named);
+}
+
 /** Adds `POST /in-flight`. */
 export function registerInFlight(app: OpenAPIHono<IssuerEnv>, services: IssuerServices, classes: ClassBook): void {
   app.openAPIRegistry.registerPath(inFlightRoute);
@@ -215,8 +233,9 @@ export function registerInFlight(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
             );
           }
         }
-        // The chain this device claims with: the one on record (a clone of the device cannot swap it).
-        const claimed = mine === undefined || mine.tags === null ? tags : decodeTags(mine.tags, 'otp_claims.tags');
+        // The chain this device claims with: the one on record (a clone of the device cannot swap it);
+        // for a claim recorded before claims carried tags, the chain reported, when it is the device's.
+        const claimed = mine === undefined ? tags : mine.tags !== null ? decodeTags(mine.tags, 'otp_claims.tags') : ownChain(services, coinClass, serial, tags, body.device) ? tags : [];
         if (spent === undefined) {
           const disputed = await tx.query('SELECT 1 FROM otp_claim_disputes WHERE serial = $1', [serial]);
           if (disputed.rowCount !== 0) {
@@ -255,6 +274,8 @@ export function registerInFlight(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
           continue;
         }
         const winner = (await claimsOf(tx, serial)).find((claim) => claim.won);
+        // A branch reported after the refund still shows who paid the coin twice.
+        if (winner !== undefined && winner.device !== body.device) await nameFork(tx, services, serial, winner.tags, claimed);
         // A refund with no claim marked (recorded before claims carried tags) was its one claimer's.
         const outcome = winner === undefined && spent.account === user.accountId ? 'refunded' : outcomeAgainst(claimed, body.device, winner);
         settled.push({ serial, outcome });
