@@ -52,6 +52,35 @@ async function findings(n: OtpNode): Promise<{ findings: { serial: string; devic
   return (await res.json()) as never;
 }
 
+/**
+ * Holds an exclusive lock on `table` in a transaction of its own (PostgreSQL), so that its writers
+ * wait; `waiting()` counts the lock requests not granted, on any relation or transaction;
+ * `release()` lets them go.
+ */
+async function holdWrites(n: OtpNode, table: string) {
+  let release = () => {};
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let waiting: () => Promise<number> = async () => 0;
+  const locked = new Promise<void>((ready) => {
+    void n.h.node.services.db.transaction(async (tx) => {
+      await tx.query(`LOCK TABLE ${table} IN EXCLUSIVE MODE`);
+      waiting = async () => Number((await tx.query<{ n: bigint }>('SELECT count(*)::bigint AS n FROM pg_locks WHERE NOT granted')).rows[0]?.n);
+      ready();
+      await released;
+    });
+  });
+  await locked;
+  return {
+    async untilWaiting(count: number) {
+      const deadline = Date.now() + 20_000;
+      let seen = 0;
+      while ((seen = await waiting()) < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(seen, count, `${count} lock requests waiting`);
+    },
+    release: () => release(),
+  };
+}
+
 for (const backend of testBackends()) {
   describe(`OTP coins in flight under attack on ${backend.kind}`, { skip: backend.skip }, () => {
     test('a chain whose tags before the last do not open claims nothing: it cannot outrun, nor put in dispute, the payee who took the coin', async () => {
@@ -153,6 +182,76 @@ for (const backend of testBackends()) {
         assert.deepEqual((await findings(n)).findings.map((f) => [f.serial, f.device, f.hop]), [[toHex(coin.serial), alice.deviceId, 1]]);
         await expectError((await n.inFlight(alice, [sent])).res, 403, 'CERT_REVOKED');
         assert.deepEqual(await balances(n, alice, carol, dave), ['0.00', '1.00', '0.00']);
+        await n.conservation(0n);
+      } finally {
+        await n.h.close();
+      }
+    });
+
+    test('a report that puts the coin in dispute and one that brings a further claim, deciding at once: the coin is disputed or refunded, never both', { skip: backend.kind !== 'postgres' }, async () => {
+      const n = await otpNode(backend, SHORT);
+      try {
+        const { alice, coin, sent, escrowKey, claimsUntil: until } = await oneCoin(n);
+        const [bob, mallory, dave, eve] = [await n.client(), await n.client(), await n.client(), await n.client()];
+        // Bob took Alice's coin and paid it on (cut); Mallory signed a tag after Alice's with her key
+        // out of its SE; Alice's clone paid the coin to Dave, who paid it to Eve, who paid it on (cut).
+        const atBob = n.pay(sent, bob.device, escrowKey);
+        const forged = n.pay(sent, mallory.device, escrowKey);
+        const atEve = n.pay(n.pay(n.pay({ coin, tags: [] }, alice.device, escrowKey), dave.device, escrowKey), eve.device, escrowKey);
+        assert.deepEqual((await n.inFlight(bob, [atBob])).settled, []);
+        assert.deepEqual((await n.inFlight(mallory, [forged])).settled, []);
+        n.h.tick(until - n.h.now() + 1);
+        // Bob's report decides on Bob's and Mallory's claims (a dispute) and is held at its write of it.
+        // Eve's report, which brings a claim further than both (its fork names Alice, a refund for
+        // Eve), comes meanwhile: it reads the serial undisputed, and its claim waits on the class row
+        // Bob's decision holds; it then decides on what Bob's decision left.
+        const gate = await holdWrites(n, 'otp_claim_disputes');
+        const bobs = n.inFlight(bob, [atBob]);
+        await gate.untilWaiting(1);
+        const eves = n.inFlight(eve, [atEve]);
+        await gate.untilWaiting(2);
+        gate.release();
+        const [b, e] = await Promise.all([bobs, eves]);
+        assert.equal(b.res.status, 200);
+        assert.equal(e.res.status, 200);
+        const disputed = await rowsOf(n, 'otp_claim_disputes', coin.serial);
+        const spent = await rowsOf(n, 'otp_spent', coin.serial);
+        assert.deepEqual([disputed, spent], [1, 0], 'disputed by the first decision, and not refunded by the second');
+        assert.deepEqual([outcomeOf(b.settled, coin), outcomeOf(e.settled, coin)], ['double-spent', 'double-spent']);
+        assert.deepEqual(await balances(n, alice, bob, mallory, dave, eve), ['0.00', '0.00', '0.00', '0.00', '0.00']);
+        await n.conservation(100n);
+      } finally {
+        await n.h.close();
+      }
+    });
+
+    test('two branches of a coin paid twice deciding at once: one refund, the payer named and revoked once, and the report that waited hears its refund', { skip: backend.kind !== 'postgres' }, async () => {
+      const n = await otpNode(backend, SHORT);
+      try {
+        const { alice, coin, sent, escrowKey, claimsUntil: until } = await oneCoin(n);
+        const [carol, dave] = [await n.client(), await n.client()];
+        const atCarol = n.pay(sent, carol.device, escrowKey);
+        const atDave = n.pay(n.pay({ coin, tags: [] }, alice.device, escrowKey), dave.device, escrowKey);
+        assert.deepEqual((await n.inFlight(carol, [atCarol])).settled, []);
+        assert.deepEqual((await n.inFlight(dave, [atDave])).settled, []);
+        n.h.tick(until - n.h.now() + 1);
+        const lists = async () => Number((await n.h.node.services.db.query<{ n: bigint }>('SELECT count(*)::bigint AS n FROM revocation_lists')).rows[0]?.n);
+        const before = await lists();
+        // Dave's report decides first and is held at its refund; Carol's waits on the class row meanwhile,
+        // and then finds the coin spent, the class with no coin out: it answers the refund all the same.
+        const gate = await holdWrites(n, 'otp_spent');
+        const daves = n.inFlight(dave, [atDave]);
+        await gate.untilWaiting(1);
+        const carols = n.inFlight(carol, [atCarol]);
+        await gate.untilWaiting(2);
+        gate.release();
+        const [d, c] = await Promise.all([daves, carols]);
+        assert.deepEqual([outcomeOf(d.settled, coin), outcomeOf(c.settled, coin)], ['double-spent', 'refunded']);
+        assert.deepEqual([d.refunded, c.refunded], ['0.00', '0.00'], "Carol's refund is credited by the transaction that decided, Dave's");
+        assert.deepEqual(await balances(n, alice, carol, dave), ['0.00', '1.00', '0.00']);
+        assert.deepEqual((await findings(n)).findings.map((f) => [f.device, f.hop]), [[alice.deviceId, 1]]);
+        assert.equal((await lists()) - before, 1, 'one revocation list issued');
+        assert.equal(await rowsOf(n, 'otp_spent', coin.serial), 1);
         await n.conservation(0n);
       } finally {
         await n.h.close();

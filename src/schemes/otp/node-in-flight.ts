@@ -236,16 +236,21 @@ export function registerInFlight(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
         // The chain this device claims with: the one on record (a clone of the device cannot swap it);
         // for a claim recorded before claims carried tags, the chain reported, when it is the device's.
         const claimed = mine === undefined ? tags : mine.tags !== null ? decodeTags(mine.tags, 'otp_claims.tags') : ownChain(services, coinClass, serial, tags, body.device) ? tags : [];
+        // Past the claim window the class row is locked (until this transaction ends) before the coin is
+        // read again: it orders the decisions on the class's coins and the claims recorded on them, so a
+        // decision reads what the one before it wrote (a dispute, a refund) and every claim recorded.
+        // Within the window the coin's payee may still deposit it, or a later holder claim it.
+        const decidable = spent === undefined && now > claimsUntil(coinClass.entry);
+        // And only while the class has coins out: a leaked class key cannot take more than its class holds.
+        const coinsOut = decidable && (await classHasCoinsOut(tx, classId));
+        if (decidable) spent = await spentOf(tx, serial);
         if (spent === undefined) {
           const disputed = await tx.query('SELECT 1 FROM otp_claim_disputes WHERE serial = $1', [serial]);
           if (disputed.rowCount !== 0) {
             settled.push({ serial, outcome: 'double-spent' });
             continue;
           }
-          // Within the claim window the coin's payee may still deposit it, or a later holder claim it.
-          if (now <= claimsUntil(coinClass.entry)) continue;
-          // And only while the class has coins out: a leaked class key cannot take more than its class holds.
-          if (!(await classHasCoinsOut(tx, classId))) continue;
+          if (!coinsOut) continue;
           const claims = await claimsOf(tx, serial);
           if (claims.length === 0) continue;
           const decision = decide(services, serial, claims);
