@@ -13,6 +13,7 @@ import { expectError } from '../../issuer/http/test-harness.ts';
 import type { Coin } from './coin.ts';
 import type { SealedTag } from './escrow.ts';
 import { claimsUntil, type CarriedCoin } from './messages.ts';
+import { HOPS } from './node-common.ts';
 import { otpNode, SHORT, type OtpClient, type OtpNode } from './node-fixtures.ts';
 
 after(() => closeTestTemplates());
@@ -252,6 +253,63 @@ for (const backend of testBackends()) {
         assert.deepEqual((await findings(n)).findings.map((f) => [f.device, f.hop]), [[alice.deviceId, 1]]);
         assert.equal((await lists()) - before, 1, 'one revocation list issued');
         assert.equal(await rowsOf(n, 'otp_spent', coin.serial), 1);
+        await n.conservation(0n);
+      } finally {
+        await n.h.close();
+      }
+    });
+
+    test("a chain longer than the coin's hops claims nothing; a clone reporting a deeper chain of its own does not replace the claim on record", async () => {
+      const n = await otpNode(backend, SHORT);
+      try {
+        const { alice, coin, sent, escrowKey, claimsUntil: until } = await oneCoin(n);
+        const [henry, mallory] = [await n.client(), await n.client()];
+        // Mallory's key, out of its SE, pays the coin to herself past its hops.
+        let long: CarriedCoin = { coin, tags: [] };
+        for (let i = 0; i <= HOPS; i++) long = n.pay(long, mallory.device, escrowKey);
+        assert.equal(long.tags.length, HOPS + 1);
+        assert.deepEqual((await n.inFlight(mallory, [long])).settled, []);
+        assert.equal(await rowsOf(n, 'otp_claims', coin.serial), 0);
+        // Alice claims; Henry took her coin and paid it on (cut) and claims further.
+        const atHenry = n.pay(sent, henry.device, escrowKey);
+        assert.deepEqual((await n.inFlight(alice, [sent])).settled, []);
+        assert.deepEqual((await n.inFlight(henry, [atHenry])).settled, []);
+        // A clone of Alice's device paid the coin again, to itself, further than Henry carried it.
+        const deeper = n.pay(n.pay(n.pay({ coin, tags: [] }, alice.device, escrowKey), alice.device, escrowKey), alice.device, escrowKey);
+        assert.deepEqual((await n.inFlight(alice, [deeper])).settled, []);
+        const stored = await n.h.node.services.db.query<{ device_key_id: string; hops: number }>('SELECT device_key_id, hops FROM otp_claims WHERE serial = $1 ORDER BY seq', [coin.serial]);
+        assert.deepEqual(stored.rows.map((r) => [r.device_key_id, r.hops]), [[alice.deviceId, 1], [henry.deviceId, 2]], 'one claim per device: the first chain it reported');
+        n.h.tick(until - n.h.now() + 1);
+        assert.equal(outcomeOf((await n.inFlight(alice, [deeper])).settled, coin), 'taken', 'answered for the chain on record');
+        assert.equal(outcomeOf((await n.inFlight(mallory, [long])).settled, coin), undefined);
+        assert.equal(outcomeOf((await n.inFlight(henry, [atHenry])).settled, coin), 'refunded');
+        assert.deepEqual(await balances(n, alice, henry, mallory), ['0.00', '1.00', '0.00']);
+        await n.conservation(0n);
+      } finally {
+        await n.h.close();
+      }
+    });
+
+    test('a claim recorded before claims carried tags: refunded when alone, taken when a tagged claim carries the coin further', async () => {
+      const n = await otpNode(backend, SHORT);
+      try {
+        const first = await oneCoin(n);
+        const second = await oneCoin(n);
+        const henry = await n.client();
+        const legacy = async (who: OtpClient, coin: Coin) => {
+          await n.h.node.services.db.query('INSERT INTO otp_claims (serial, class_id, account_id, device_key_id, at) VALUES ($1, $2, $3, $4, now())', [coin.serial, coin.classId, who.account, who.deviceId]);
+        };
+        await legacy(first.alice, first.coin);
+        await legacy(second.alice, second.coin);
+        const atHenry = n.pay(second.sent, henry.device, first.escrowKey);
+        assert.deepEqual((await n.inFlight(henry, [atHenry])).settled, []);
+        n.h.tick(Math.max(first.claimsUntil, second.claimsUntil) - n.h.now() + 1);
+        // The first Alice reports someone else's chain: her legacy claim still answers, against an empty chain.
+        const one = await n.inFlight(first.alice, [{ coin: first.coin, tags: n.pay({ coin: first.coin, tags: [] }, henry.device, first.escrowKey).tags }]);
+        assert.deepEqual([outcomeOf(one.settled, first.coin), one.refunded], ['refunded', '1.00']);
+        const two = await n.inFlight(second.alice, [second.sent]);
+        assert.deepEqual([outcomeOf(two.settled, second.coin), two.refunded], ['taken', '0.00']);
+        assert.deepEqual(await balances(n, first.alice, second.alice, henry), ['1.00', '0.00', '1.00']);
         await n.conservation(0n);
       } finally {
         await n.h.close();
