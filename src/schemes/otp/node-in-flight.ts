@@ -12,11 +12,12 @@
  * - the claim that carries the coin furthest (most tags; the earliest of equals) is refunded, once;
  * - a claim whose tags part from the winner's is a branch of a coin paid twice: the two tags where
  *   they part are opened, and when one device signed both, it is named and revoked (as for a coin
- *   deposited twice) and the branch hears `double-spent`; when two devices signed them, one of them
+ *   deposited twice), a claim of its own is passed over for the next furthest, and the branch hears
+ *   `double-spent` (a branch reported after the refund names its payer too); when two devices signed them, one of them
  *   signed a tag for a coin it never held (its key taken out of its secure element), the tags cannot
  *   tell which, and nobody is refunded: the serial is recorded as disputed for the operator.
  *
- * A claim is recorded only when its last tag opens, checks and is signed by the reporting device:
+ * A claim is recorded only when every tag opens and checks, and the last is signed by the reporting device:
  * a device reporting a chain that ends in another's tag (a coin it received, or someone's report
  * replayed) claims nothing. A coin deposited is never refunded and a coin refunded is never
  * credited again: both spend the same serial, which otp_spent holds once.
