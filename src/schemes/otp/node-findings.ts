@@ -41,9 +41,10 @@ export interface OtpFinding {
 }
 
 /**
- * Records a second copy of a spent serial and, when the first copy was deposited with tags, names
- * and revokes the device that signed both branches. Answers the finding, or null when the tags do
- * not name one (the same copy twice, a refunded coin, or tags that do not open and check).
+ * Records a second copy of a spent serial and, when the first copy was deposited with tags or
+ * refunded to a claim with tags, names and revokes the device that signed both branches. Answers
+ * the finding, or null when the tags do not name one (the same copy twice, a refund recorded before
+ * claims carried tags, or tags that do not open and check).
  */
 export async function recordDoubleSpend(
   tx: TransactionHandle,
@@ -54,7 +55,9 @@ export async function recordDoubleSpend(
   const at = new Date(now).toISOString();
   await tx.query('INSERT INTO otp_double_spends (serial, tags, account_id, at) VALUES ($1, $2, $3, $4)', [spent.serial, encodeTags(spent.tags), spent.account, at]);
   const first = await tx.query<{ tags: Uint8Array | null }>('SELECT tags FROM otp_spent WHERE serial = $1', [spent.serial]);
-  const stored = first.rows[0]?.tags;
+  // A refunded coin's first copy is the claim that won it (none for a refund recorded before claims carried tags).
+  const won = await tx.query<{ tags: Uint8Array | null }>('SELECT tags FROM otp_claims WHERE serial = $1 AND won', [spent.serial]);
+  const stored = first.rows[0]?.tags ?? won.rows[0]?.tags;
   if (stored === undefined || stored === null) return null;
   const firstTags = decodeTags(stored, 'otp_spent.tags');
   let named: ReturnType<typeof attribute>;

@@ -12,11 +12,12 @@
  * - the claim that carries the coin furthest (most tags; the earliest of equals) is refunded, once;
  * - a claim whose tags part from the winner's is a branch of a coin paid twice: the two tags where
  *   they part are opened, and when one device signed both, it is named and revoked (as for a coin
- *   deposited twice) and the branch hears `double-spent`; when two devices signed them, one of them
+ *   deposited twice), a claim of its own is passed over for the next furthest, and the branch hears
+ *   `double-spent` (a branch reported after the refund names its payer too); when two devices signed them, one of them
  *   signed a tag for a coin it never held (its key taken out of its secure element), the tags cannot
  *   tell which, and nobody is refunded: the serial is recorded as disputed for the operator.
  *
- * A claim is recorded only when its last tag opens, checks and is signed by the reporting device:
+ * A claim is recorded only when every tag opens and checks, and the last is signed by the reporting device:
  * a device reporting a chain that ends in another's tag (a coin it received, or someone's report
  * replayed) claims nothing. A coin deposited is never refunded and a coin refunded is never
  * credited again: both spend the same serial, which otp_spent holds once.
@@ -99,14 +100,18 @@ function outcomeAgainst(tags: readonly SealedTag[], device: string, winner: Clai
 }
 
 /**
- * Whether a reported chain may be a claim of `device`: it opens and checks to its last tag, which
- * the device signed, and it is no longer than the coin's hops.
+ * Whether a reported chain may be a claim of `device`: every tag opens and checks in its place in
+ * the chain, the last is signed by the device, and it is no longer than the coin's hops. (A last
+ * tag chained to tags of random bytes would otherwise carry the coin "furthest" and, where it parts
+ * from an honest claim, name nobody: a dispute that refunds nobody.)
  */
 function ownChain(services: IssuerServices, coinClass: BankClass, serial: Uint8Array, tags: readonly SealedTag[], device: string): boolean {
   if (tags.length === 0 || tags.length > coinClass.hops) return false;
+  const escrow = otpBankKeys(services).escrow.privateKey;
   try {
-    const last = openTag(services.provider, otpBankKeys(services).escrow.privateKey, serial, tags, tags.length);
-    return toHex(keyId(last.device)) === device;
+    let last: ReturnType<typeof openTag> | undefined;
+    for (let hop = 1; hop <= tags.length; hop++) last = openTag(services.provider, escrow, serial, tags, hop);
+    return last !== undefined && toHex(keyId(last.device)) === device;
   } catch (e) {
     if (isTallyError(e)) return false;
     throw e;
@@ -115,19 +120,18 @@ function ownChain(services: IssuerServices, coinClass: BankClass, serial: Uint8A
 
 type Decision = { kind: 'refund'; winner: Claim; forks: { hop: number; device: PublicKey }[] } | { kind: 'dispute'; hop: number; devices: string[] };
 
-/** The claims' judgement: the claim that carries the coin furthest, and how each other claim parts from it. */
-function decide(services: IssuerServices, serial: Uint8Array, claims: readonly Claim[]): Decision {
-  const winner = claims[0] as Claim;
+/** How each other claim parts from `winner`: the devices named at forks, or the first fork two devices signed. */
+function forksFrom(services: IssuerServices, serial: Uint8Array, winner: Claim, claims: readonly Claim[]): Decision {
   const forks: Extract<Decision, { kind: 'refund' }>['forks'] = [];
   const escrow = otpBankKeys(services).escrow.privateKey;
-  for (const claim of claims.slice(1)) {
-    if (continues(claim.tags, winner.tags)) continue;
+  for (const claim of claims) {
+    if (claim === winner || continues(claim.tags, winner.tags)) continue;
     const hop = forkHop(claim.tags, winner.tags) as number;
     let named: ReturnType<typeof attribute>;
     try {
       named = attribute(services.provider, escrow, serial, winner.tags, claim.tags);
     } catch (e) {
-      // Both chains were checked to their last tag when claimed, so this does not happen; were it to,
+      // Every tag of both chains was checked when claimed, so this does not happen; were it to,
       // nobody is named and nobody refunded.
       if (!isTallyError(e)) throw e;
       named = null;
@@ -146,6 +150,45 @@ function decide(services: IssuerServices, serial: Uint8Array, claims: readonly C
     forks.push(named);
   }
   return { kind: 'refund', winner, forks };
+}
+
+/**
+ * The claims' judgement: the claim that carries the coin furthest, and how each other claim parts
+ * from it. A device named for paying the coin twice is not refunded by a claim of its own: it could
+ * pay the coin on to itself (a clone, or its key out of its SE) to make its branch the longest. Its
+ * claim is passed over and the next furthest decides.
+ */
+function decide(services: IssuerServices, serial: Uint8Array, claims: readonly Claim[]): Decision {
+  const named = new Map<string, { hop: number; device: PublicKey }>();
+  let first: Extract<Decision, { kind: 'refund' }> | undefined;
+  for (;;) {
+    const winner = claims.find((claim) => !named.has(claim.device));
+    // Every claimer named (not met: at the hop where chains first part, one device signed them all).
+    if (winner === undefined) return { ...(first as Extract<Decision, { kind: 'refund' }>), forks: [...named.values()] };
+    const decision = forksFrom(services, serial, winner, claims);
+    if (decision.kind === 'dispute') return decision;
+    for (const fork of decision.forks) named.set(toHex(keyId(fork.device)), fork);
+    first ??= decision;
+    if (!named.has(winner.device)) return { kind: 'refund', winner, forks: [...named.values()] };
+  }
+}
+
+/**
+ * Names the device that signed both tags where `tags` part from `other`, the claim that won (a
+ * branch that came to light after the refund), when one device did and it is not named yet.
+ */
+async function nameFork(tx: TransactionHandle, services: IssuerServices, serial: Uint8Array, other: readonly SealedTag[], tags: readonly SealedTag[]): Promise<void> {
+  if (other.length === 0 || forkHop(other, tags) === null) return;
+  let named: ReturnType<typeof attribute>;
+  try {
+    named = attribute(services.provider, otpBankKeys(services).escrow.privateKey, serial, other, tags);
+  } catch (e) {
+    if (isTallyError(e)) return;
+    throw e;
+  }
+  if (named === null) return;
+  const known = await tx.query('SELECT 1 FROM otp_findings WHERE serial = $1 AND device_key_id = $2', [serial, toHex(keyId(named.device))]);
+  if (known.rowCount === 0) await nameDevice(tx, services, serial, named);
 }
 
 /** Adds `POST /in-flight`. */
@@ -191,18 +234,24 @@ export function registerInFlight(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
             );
           }
         }
-        // The chain this device claims with: the one on record (a clone of the device cannot swap it).
-        const claimed = mine === undefined || mine.tags === null ? tags : decodeTags(mine.tags, 'otp_claims.tags');
+        // The chain this device claims with: the one on record (a clone of the device cannot swap it);
+        // for a claim recorded before claims carried tags, the chain reported, when it is the device's.
+        const claimed = mine === undefined ? tags : mine.tags !== null ? decodeTags(mine.tags, 'otp_claims.tags') : ownChain(services, coinClass, serial, tags, body.device) ? tags : [];
+        // Past the claim window the class row is locked (until this transaction ends) before the coin is
+        // read again: it orders the decisions on the class's coins and the claims recorded on them, so a
+        // decision reads what the one before it wrote (a dispute, a refund) and every claim recorded.
+        // Within the window the coin's payee may still deposit it, or a later holder claim it.
+        const decidable = spent === undefined && now > claimsUntil(coinClass.entry);
+        // And only while the class has coins out: a leaked class key cannot take more than its class holds.
+        const coinsOut = decidable && (await classHasCoinsOut(tx, classId));
+        if (decidable) spent = await spentOf(tx, serial);
         if (spent === undefined) {
           const disputed = await tx.query('SELECT 1 FROM otp_claim_disputes WHERE serial = $1', [serial]);
           if (disputed.rowCount !== 0) {
             settled.push({ serial, outcome: 'double-spent' });
             continue;
           }
-          // Within the claim window the coin's payee may still deposit it, or a later holder claim it.
-          if (now <= claimsUntil(coinClass.entry)) continue;
-          // And only while the class has coins out: a leaked class key cannot take more than its class holds.
-          if (!(await classHasCoinsOut(tx, classId))) continue;
+          if (!coinsOut) continue;
           const claims = await claimsOf(tx, serial);
           if (claims.length === 0) continue;
           const decision = decide(services, serial, claims);
@@ -231,6 +280,8 @@ export function registerInFlight(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
           continue;
         }
         const winner = (await claimsOf(tx, serial)).find((claim) => claim.won);
+        // A branch reported after the refund still shows who paid the coin twice.
+        if (winner !== undefined && winner.device !== body.device) await nameFork(tx, services, serial, winner.tags, claimed);
         // A refund with no claim marked (recorded before claims carried tags) was its one claimer's.
         const outcome = winner === undefined && spent.account === user.accountId ? 'refunded' : outcomeAgainst(claimed, body.device, winner);
         settled.push({ serial, outcome });
