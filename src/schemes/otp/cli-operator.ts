@@ -38,6 +38,7 @@ interface Finding {
   serial: string;
   hop: number;
   device: string;
+  reason?: string;
   revocationVersion: number | null;
   at: string;
 }
@@ -53,7 +54,7 @@ interface Dispute {
 const findings: Verb = {
   usage: 'tally operator otp-findings [--node URL] [--token T | --data DIR] [--json]',
   summary:
-    'Operator, OTP: the coins paid twice (deposited twice, or reported in flight on two branches), each with the hop where its two copies part and the device whose escrow tags signed both, revoked by the node; then the coins in flight left unrefunded because two devices signed where their claims part.',
+    'Operator, OTP: the devices named and revoked by the node: each that paid a coin twice (deposited twice, or reported in flight on two branches), with the hop where the copies part, and each that signed an escrow tag for a coin it never held (the exchange key paid before was signed for another device); then the coins in flight left unrefunded because two devices signed where their claims part.',
   options: [...OPERATOR_OPTIONS, JSON_OPTION],
   example: 'tally operator otp-findings --json',
   async run(argv, io) {
@@ -62,7 +63,7 @@ const findings: Verb = {
     const answer = (await operatorCall(nodeUrl(values.node, io.env), await operatorToken(values, io.env), 'GET', '/v1/otp/operator/findings')) as { findings?: Finding[]; disputes?: Dispute[] };
     const list = Array.isArray(answer.findings) ? answer.findings : [];
     const disputes = Array.isArray(answer.disputes) ? answer.disputes : [];
-    const lines = list.length === 0 ? ['No coin was paid twice.'] : list.map((f) => `${f.at}  coin ${f.serial.slice(0, 16)}…  parts at hop ${f.hop}  device ${f.device}${f.revocationVersion === null ? '' : ` revoked (list version ${f.revocationVersion})`}`);
+    const lines = list.length === 0 ? ['No coin was paid twice.'] : list.map((f) => `${f.at}  coin ${f.serial.slice(0, 16)}…  ${f.reason === 'tag-without-coin' ? `tag ${f.hop} signed for a coin it never held` : `parts at hop ${f.hop}`}  device ${f.device}${f.revocationVersion === null ? '' : ` revoked (list version ${f.revocationVersion})`}`);
     if (disputes.length > 0) {
       lines.push('', 'Coins in flight not refunded (their claims part at a hop two devices signed):');
       for (const d of disputes) lines.push(`${d.at}  coin ${d.serial.slice(0, 16)}…  parts at hop ${d.hop}  devices ${d.devices.join(', ')}`);

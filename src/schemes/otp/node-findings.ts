@@ -38,7 +38,11 @@ export interface OtpFinding {
   readonly device: string;
   /** The revocation list version that revoked the device; null when it is not a device of this node. */
   readonly revocationVersion: number | null;
+  readonly reason: FindingReason;
 }
+
+/** Why a device is named: it paid a coin twice, or signed a tag for a coin it never held. */
+export type FindingReason = 'paid-twice' | 'tag-without-coin';
 
 /**
  * Records a second copy of a spent serial and, when the first copy was deposited with tags or
@@ -73,10 +77,11 @@ export async function recordDoubleSpend(
 }
 
 /**
- * Names the device escrow attribution found paying `serial` twice at `hop`: revokes it when it is a
- * device of this node and records the finding (the serial must be spent, deposited or refunded).
+ * Names the device escrow tags found paying `serial` twice at `hop` (`paid-twice`), or signing tag
+ * `hop` for a coin it never held (`tag-without-coin`, node-key-holders.ts): revokes it when it is a
+ * device of this node and records the finding.
  */
-export async function nameDevice(tx: TransactionHandle, services: IssuerServices, serial: Uint8Array, named: { hop: number; device: PublicKey }): Promise<OtpFinding> {
+export async function nameDevice(tx: TransactionHandle, services: IssuerServices, serial: Uint8Array, named: { hop: number; device: PublicKey }, reason: FindingReason = 'paid-twice'): Promise<OtpFinding> {
   const now = services.now();
   const at = new Date(now).toISOString();
   const device = toHex(keyId(named.device));
@@ -84,25 +89,25 @@ export async function nameDevice(tx: TransactionHandle, services: IssuerServices
   const certificate = rows[0];
   let revocationVersion: number | null = null;
   if (certificate !== undefined) {
-    const reason = `otp double spend: serial ${toHex(serial)} paid twice at hop ${named.hop}`;
-    const outcome = await revokeCertificate(tx, services.identity.intermediary.signer, { serial: new Uint8Array(certificate.serial), subjectKeyId: device, role: 'device', reason }, now);
+    const why = reason === 'paid-twice' ? `otp double spend: serial ${toHex(serial)} paid twice at hop ${named.hop}` : `otp escrow tag ${named.hop} of serial ${toHex(serial)} signed for a coin the device never held`;
+    const outcome = await revokeCertificate(tx, services.identity.intermediary.signer, { serial: new Uint8Array(certificate.serial), subjectKeyId: device, role: 'device', reason: why }, now);
     revocationVersion = outcome.version;
   }
   await tx.query(
-    'INSERT INTO otp_findings (serial, device_key_id, hop, revocation_version, at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (serial, device_key_id) DO NOTHING',
-    [serial, device, named.hop, revocationVersion === null ? null : BigInt(revocationVersion), at],
+    'INSERT INTO otp_findings (serial, device_key_id, hop, revocation_version, at, reason) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (serial, device_key_id) DO NOTHING',
+    [serial, device, named.hop, revocationVersion === null ? null : BigInt(revocationVersion), at, reason],
   );
-  return { serial: toHex(serial), hop: named.hop, device, revocationVersion };
+  return { serial: toHex(serial), hop: named.hop, device, revocationVersion, reason };
 }
 
-const findingJson = z.object({ serial: z.string(), hop: z.number(), device: z.string(), revocationVersion: z.number().nullable(), at: z.string() });
+const findingJson = z.object({ serial: z.string(), hop: z.number(), device: z.string(), reason: z.enum(['paid-twice', 'tag-without-coin']), revocationVersion: z.number().nullable(), at: z.string() });
 
 const disputeJson = z.object({ serial: z.string(), hop: z.number(), devices: z.array(z.string()), at: z.string() });
 
 const findingsRoute = createRoute({
   method: 'get',
   path: '/operator/findings',
-  description: 'The devices escrow attribution named for paying a coin twice, and the coins in flight whose claims it could not settle, newest first (operator token).',
+  description: 'The devices escrow tags named, for paying a coin twice or for signing a tag for a coin they never held, and the coins in flight whose claims could not be settled, newest first (operator token).',
   responses: {
     200: answer(
       'Findings',
@@ -119,14 +124,15 @@ export function registerFindings(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
   app.openAPIRegistry.registerPath(findingsRoute);
   app.get(findingsRoute.path, async (c) => {
     requireOperator(c.get('caller'));
-    const { rows } = await services.db.query<{ serial: Uint8Array; device_key_id: string; hop: number; revocation_version: bigint | null; at: Date }>(
-      'SELECT serial, device_key_id, hop, revocation_version, at FROM otp_findings ORDER BY at DESC, serial LIMIT $1',
+    const { rows } = await services.db.query<{ serial: Uint8Array; device_key_id: string; hop: number; reason: FindingReason; revocation_version: bigint | null; at: Date }>(
+      'SELECT serial, device_key_id, hop, reason, revocation_version, at FROM otp_findings ORDER BY at DESC, serial LIMIT $1',
       [FINDINGS_LISTED_MAX],
     );
     const findings = rows.map((r) => ({
       serial: toHex(new Uint8Array(r.serial)),
       hop: r.hop,
       device: r.device_key_id,
+      reason: r.reason,
       revocationVersion: r.revocation_version === null ? null : Number(bigintColumn(r, 'revocation_version')),
       at: r.at.toISOString(),
     }));

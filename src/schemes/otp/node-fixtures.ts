@@ -73,6 +73,17 @@ export async function pooledClassKey(): Promise<KeyObject> {
   return keys[nextClassKey++ % keys.length] as KeyObject;
 }
 
+/**
+ * The sessions waiting, directly or through another waiting session, on the transaction that runs
+ * this query (PostgreSQL): a test holding a lock counts its own waiters, not those of the other
+ * tests running beside it on the same server.
+ */
+export const WAITING_ON_THIS_SQL = `WITH RECURSIVE blocked(pid) AS (
+    SELECT l.pid FROM pg_locks l WHERE NOT l.granted AND pg_backend_pid() = ANY (pg_blocking_pids(l.pid))
+    UNION
+    SELECT l.pid FROM pg_locks l JOIN blocked b ON b.pid = ANY (pg_blocking_pids(l.pid)) WHERE NOT l.granted
+  ) SELECT count(*)::bigint AS n FROM blocked`;
+
 /** A node with the OTP part and an enrolled OEM. */
 export async function otpNode(backend: Backend, options: Partial<OtpNodeOptions> = {}) {
   const part = otpNodePartWith({ classKey: pooledClassKey, ...options });

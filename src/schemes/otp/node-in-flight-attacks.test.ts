@@ -14,7 +14,7 @@ import type { Coin } from './coin.ts';
 import type { SealedTag } from './escrow.ts';
 import { claimsUntil, type CarriedCoin } from './messages.ts';
 import { HOPS } from './node-common.ts';
-import { otpNode, SHORT, type OtpClient, type OtpNode } from './node-fixtures.ts';
+import { otpNode, SHORT, WAITING_ON_THIS_SQL, type OtpClient, type OtpNode } from './node-fixtures.ts';
 
 after(() => closeTestTemplates());
 
@@ -55,7 +55,7 @@ async function findings(n: OtpNode): Promise<{ findings: { serial: string; devic
 
 /**
  * Holds an exclusive lock on `table` in a transaction of its own (PostgreSQL), so that its writers
- * wait; `waiting()` counts the lock requests not granted, on any relation or transaction;
+ * wait; `waiting()` counts the sessions waiting on it, directly or through another that waits;
  * `release()` lets them go.
  */
 async function holdWrites(n: OtpNode, table: string) {
@@ -65,7 +65,8 @@ async function holdWrites(n: OtpNode, table: string) {
   const locked = new Promise<void>((ready) => {
     void n.h.node.services.db.transaction(async (tx) => {
       await tx.query(`LOCK TABLE ${table} IN EXCLUSIVE MODE`);
-      waiting = async () => Number((await tx.query<{ n: bigint }>('SELECT count(*)::bigint AS n FROM pg_locks WHERE NOT granted')).rows[0]?.n);
+      // Those waiting on this transaction only: other tests run beside it on the same server.
+      waiting = async () => Number((await tx.query<{ n: bigint }>(WAITING_ON_THIS_SQL)).rows[0]?.n);
       ready();
       await released;
     });
@@ -76,6 +77,8 @@ async function holdWrites(n: OtpNode, table: string) {
       const deadline = Date.now() + 20_000;
       let seen = 0;
       while ((seen = await waiting()) < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      // Let the held transaction go before failing, or the node's pool would wait for it when closed.
+      if (seen !== count) release();
       assert.equal(seen, count, `${count} lock requests waiting`);
     },
     release: () => release(),

@@ -13,7 +13,7 @@ import { closeTestTemplates, testBackends } from '../../issuer/db/test-databases
 import { expectError } from '../../issuer/http/test-harness.ts';
 import type { Coin } from './coin.ts';
 import { claimsUntil, IN_FLIGHT_REPORT_BYTES_MAX, type CarriedCoin } from './messages.ts';
-import { otpNode, SHORT, type OtpClient, type OtpNode } from './node-fixtures.ts';
+import { otpNode, SHORT, WAITING_ON_THIS_SQL, type OtpClient, type OtpNode } from './node-fixtures.ts';
 
 after(() => closeTestTemplates());
 
@@ -49,7 +49,8 @@ async function holdSpentWrites(n: OtpNode) {
   const locked = new Promise<void>((ready) => {
     void n.h.node.services.db.transaction(async (tx) => {
       await tx.query('LOCK TABLE otp_spent IN EXCLUSIVE MODE');
-      waiting = async () => Number((await tx.query<{ n: bigint }>("SELECT count(*)::bigint AS n FROM pg_locks WHERE NOT granted AND relation = 'otp_spent'::regclass")).rows[0]?.n);
+      // Those waiting on this transaction only: other tests run beside it on the same server.
+      waiting = async () => Number((await tx.query<{ n: bigint }>(WAITING_ON_THIS_SQL)).rows[0]?.n);
       ready();
       await released;
     });

@@ -37,6 +37,7 @@ import { attribute, forkHop, openTag, type SealedTag } from './escrow.ts';
 import type { BankClass, ClassBook } from './node-classes.ts';
 import { answer, decodeCborField, OTP_FLOAT_ACCOUNT, ownOtpDevice } from './node-common.ts';
 import { decodeTags, encodeTags, nameDevice } from './node-findings.ts';
+import { tagWithoutCoin, type OpenedTag } from './node-key-holders.ts';
 import { otpBankKeys } from './node-keys.ts';
 
 export { IN_FLIGHT_REPORT_BYTES_MAX } from './messages.ts';
@@ -100,20 +101,21 @@ function outcomeAgainst(tags: readonly SealedTag[], device: string, winner: Clai
 }
 
 /**
- * Whether a reported chain may be a claim of `device`: every tag opens and checks in its place in
- * the chain, the last is signed by the device, and it is no longer than the coin's hops. (A last
- * tag chained to tags of random bytes would otherwise carry the coin "furthest" and, where it parts
- * from an honest claim, name nobody: a dispute that refunds nobody.)
+ * A reported chain opened, when it may be a claim of `device`: every tag opens and checks in its
+ * place in the chain, the last is signed by the device, and it is no longer than the coin's hops.
+ * Null otherwise. (A last tag chained to tags of random bytes would otherwise carry the coin
+ * "furthest" and, where it parts from an honest claim, name nobody: a dispute that refunds nobody.)
  */
-function ownChain(services: IssuerServices, coinClass: BankClass, serial: Uint8Array, tags: readonly SealedTag[], device: string): boolean {
-  if (tags.length === 0 || tags.length > coinClass.hops) return false;
+function ownChain(services: IssuerServices, coinClass: BankClass, serial: Uint8Array, tags: readonly SealedTag[], device: string): OpenedTag[] | null {
+  if (tags.length === 0 || tags.length > coinClass.hops) return null;
   const escrow = otpBankKeys(services).escrow.privateKey;
   try {
-    let last: ReturnType<typeof openTag> | undefined;
-    for (let hop = 1; hop <= tags.length; hop++) last = openTag(services.provider, escrow, serial, tags, hop);
-    return last !== undefined && toHex(keyId(last.device)) === device;
+    const opened: OpenedTag[] = [];
+    for (let hop = 1; hop <= tags.length; hop++) opened.push(openTag(services.provider, escrow, serial, tags, hop));
+    const last = opened[opened.length - 1] as OpenedTag;
+    return toHex(keyId(last.device)) === device ? opened : null;
   } catch (e) {
-    if (isTallyError(e)) return false;
+    if (isTallyError(e)) return null;
     throw e;
   }
 }
@@ -226,7 +228,15 @@ export function registerInFlight(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
         const mine = (await tx.query<{ tags: Uint8Array | null }>('SELECT tags FROM otp_claims WHERE serial = $1 AND device_key_id = $2', [serial, body.device])).rows[0];
         if (mine === undefined) {
           // A chain that is not this device's to claim is left out, whatever became of the coin.
-          if (!ownChain(services, coinClass, serial, tags, body.device)) continue;
+          const opened = ownChain(services, coinClass, serial, tags, body.device);
+          if (opened === null) continue;
+          // So is a chain with a tag signed for a coin its device never held (the tag before paid an
+          // exchange key the bank signed for another device); that device's key left its SE: named.
+          const forged = await tagWithoutCoin(tx, opened);
+          if (forged !== null) {
+            await nameDevice(tx, services, serial, forged, 'tag-without-coin');
+            continue;
+          }
           if (spent === undefined) {
             await tx.query(
               'INSERT INTO otp_claims (serial, class_id, account_id, device_key_id, at, tags, hops) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (serial, device_key_id) DO NOTHING',
@@ -236,7 +246,7 @@ export function registerInFlight(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
         }
         // The chain this device claims with: the one on record (a clone of the device cannot swap it);
         // for a claim recorded before claims carried tags, the chain reported, when it is the device's.
-        const claimed = mine === undefined ? tags : mine.tags !== null ? decodeTags(mine.tags, 'otp_claims.tags') : ownChain(services, coinClass, serial, tags, body.device) ? tags : [];
+        const claimed = mine === undefined ? tags : mine.tags !== null ? decodeTags(mine.tags, 'otp_claims.tags') : ownChain(services, coinClass, serial, tags, body.device) !== null ? tags : [];
         // Past the claim window the class row is locked (until this transaction ends) before the coin is
         // read again: it orders the decisions on the class's coins and the claims recorded on them, so a
         // decision reads what the one before it wrote (a dispute, a refund) and every claim recorded.
