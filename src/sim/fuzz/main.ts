@@ -1,15 +1,18 @@
 /**
- * `npm run fuzz -- [--seconds N] [--inputs N] [--only NAME] [--seed N] [--json] [--list] [--input HEX]`:
+ * `npm run fuzz -- [--seconds N] [--inputs N] [--only NAME] [--seed N] [--json] [--jsonl FILE] [--list] [--input HEX]`:
  * runs each decoder for its share of the time (or for N inputs each), prints per decoder the inputs
  * tried, inputs a second, what was accepted and rejected, and each finding with its input in hex and
- * a line that replays it. Progress goes to stderr. Exits 1 on a finding, 2 on a usage error.
+ * a line that replays it. With `--jsonl FILE`, each decoder's result is also appended to FILE as one
+ * JSON line as soon as that decoder is done, so a run stopped early keeps the decoders it finished.
+ * Progress goes to stderr. Exits 1 on a finding, 2 on a usage error.
  */
+import { appendFileSync } from 'node:fs';
 import { fromHex } from '../../core/bytes.ts';
 import { allTargets, closeTargets } from './registry.ts';
 import { runTarget, SHOWN_BYTES_MAX, type Finding, type TargetReport } from './run.ts';
 import { describeThrown, type FuzzTarget } from './target.ts';
 
-const USAGE = `usage: npm run fuzz -- [--seconds N] [--inputs N] [--only NAME] [--seed N] [--json] [--list] [--input HEX]
+const USAGE = `usage: npm run fuzz -- [--seconds N] [--inputs N] [--only NAME] [--seed N] [--json] [--jsonl FILE] [--list] [--input HEX]
 
   --seconds N   total time, shared equally by the selected decoders (default 60)
   --inputs N    inputs per decoder instead of a time (the CI pass uses this)
@@ -17,6 +20,7 @@ const USAGE = `usage: npm run fuzz -- [--seconds N] [--inputs N] [--only NAME] [
                 messages such as message/ops, or one decoder's full name)
   --seed N      the seed of the inputs (default: from the clock, printed)
   --json        one JSON report on stdout
+  --jsonl FILE  also append one JSON line per decoder to FILE as soon as that decoder is done
   --list        list the decoders and exit
   --input HEX   feed one input (hex) to the decoder --only names, and say what became of it`;
 
@@ -26,12 +30,13 @@ interface Options {
   only: string | undefined;
   seed: number;
   json: boolean;
+  jsonl: string | undefined;
   list: boolean;
   input: string | undefined;
 }
 
 function parseArgs(argv: readonly string[]): Options | string {
-  const options: Options = { seconds: 60, inputs: undefined, only: undefined, seed: Date.now() % 2 ** 31, json: false, list: false, input: undefined };
+  const options: Options = { seconds: 60, inputs: undefined, only: undefined, seed: Date.now() % 2 ** 31, json: false, jsonl: undefined, list: false, input: undefined };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i] as string;
     const value = () => {
@@ -50,6 +55,7 @@ function parseArgs(argv: readonly string[]): Options | string {
       else if (arg === '--only') options.only = value();
       else if (arg === '--seed') options.seed = count('--seed');
       else if (arg === '--json') options.json = true;
+      else if (arg === '--jsonl') options.jsonl = value();
       else if (arg === '--list') options.list = true;
       else if (arg === '--input') options.input = value();
       else if (arg === '--help' || arg === '-h') return USAGE;
@@ -65,6 +71,23 @@ function parseArgs(argv: readonly string[]): Options | string {
 function replayLine(finding: Finding, seed: number): string {
   if (finding.inputBytes > SHOWN_BYTES_MAX) return `npm run fuzz -- --only '${finding.target}' --seed ${seed} --inputs ${finding.index}   (the input is over ${SHOWN_BYTES_MAX} bytes: shown cut above)`;
   return `npm run fuzz -- --only '${finding.target}' --input ${finding.inputHex === '' ? "''" : finding.inputHex}`;
+}
+
+/** One decoder's result as the JSON line `--jsonl` appends (no newline). */
+function reportLine(r: TargetReport, seed: number): string {
+  return JSON.stringify({
+    decoder: r.target,
+    group: r.group,
+    seed,
+    inputs: r.tried,
+    accepted: r.accepted,
+    refused: r.rejected,
+    seconds: Math.round(r.seconds * 1000) / 1000,
+    inputsPerSecond: r.seconds > 0 ? Math.round(r.tried / r.seconds) : 0,
+    slowestMs: Math.round(r.slowestMs * 10) / 10,
+    findings: r.findingCount,
+    found: r.findings.map((f) => ({ kind: f.kind, message: f.message, inputBytes: f.inputBytes, index: f.index, inputHex: f.inputHex, replay: replayLine(f, seed) })),
+  });
 }
 
 function printReport(reports: readonly TargetReport[], seed: number): void {
@@ -130,6 +153,15 @@ async function fuzz(parsed: Options): Promise<number> {
     }
     return replay(targets[0] as FuzzTarget, parsed.input);
   }
+  // A path that cannot be written fails now, not after the first decoder's run.
+  if (parsed.jsonl !== undefined) {
+    try {
+      appendFileSync(parsed.jsonl, '');
+    } catch (e) {
+      console.error(`--jsonl ${parsed.jsonl}: ${e instanceof Error ? e.message : String(e)}`);
+      return 2;
+    }
+  }
   const share = parsed.inputs === undefined ? parsed.seconds / targets.length : undefined;
   const reports: TargetReport[] = [];
   for (const [i, target] of targets.entries()) {
@@ -137,14 +169,14 @@ async function fuzz(parsed: Options): Promise<number> {
     process.stderr.write(`${label} ...\n`);
     await target.open?.();
     try {
-      reports.push(
-        await runTarget(target, {
-          seed: parsed.seed,
-          inputs: parsed.inputs,
-          seconds: share,
-          progress: (tried) => process.stderr.isTTY && process.stderr.write(`\r${label} ${tried} inputs`),
-        }),
-      );
+      const report = await runTarget(target, {
+        seed: parsed.seed,
+        inputs: parsed.inputs,
+        seconds: share,
+        progress: (tried) => process.stderr.isTTY && process.stderr.write(`\r${label} ${tried} inputs`),
+      });
+      reports.push(report);
+      if (parsed.jsonl !== undefined) appendFileSync(parsed.jsonl, `${reportLine(report, parsed.seed)}\n`);
     } finally {
       await target.close?.();
     }
