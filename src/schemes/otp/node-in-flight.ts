@@ -13,13 +13,18 @@
  * - a claim whose tags part from the winner's is a branch of a coin paid twice: the two tags where
  *   they part are opened, and when one device signed both, it is named and revoked (as for a coin
  *   deposited twice), a claim of its own is passed over for the next furthest, and the branch hears
- *   `double-spent` (a branch reported after the refund names its payer too); when two devices signed them, one of them
- *   signed a tag for a coin it never held (its key taken out of its secure element), the tags cannot
- *   tell which, and nobody is refunded: the serial is recorded as disputed for the operator.
+ *   `double-spent` (a branch reported after the refund names its payer too);
+ * - when two devices signed them, one of them signed a tag for a coin it never held (its key taken
+ *   out of its secure element). Where the bank has a record of the exchange key the tag before paid
+ *   (node-key-holders.ts), such a chain was left out when reported; otherwise (hop 1, a key signed
+ *   before the records) the tags cannot tell which, and nobody is refunded: the serial is recorded
+ *   as disputed for the operator.
  *
- * A claim is recorded only when every tag opens and checks, and the last is signed by the reporting device:
- * a device reporting a chain that ends in another's tag (a coin it received, or someone's report
- * replayed) claims nothing. A coin deposited is never refunded and a coin refunded is never
+ * A claim is recorded only when every tag opens and checks, the last is signed by the reporting
+ * device, and each tag is signed by the device the exchange key of the tag before was signed for,
+ * where the bank knows it. A device reporting a chain that ends in another's tag (a coin it
+ * received, or someone's report replayed) claims nothing; a device that signed a tag for a coin it
+ * never held is named and revoked. A coin deposited is never refunded and a coin refunded is never
  * credited again: both spend the same serial, which otp_spent holds once.
  */
 import { randomUUID } from 'node:crypto';
