@@ -256,3 +256,20 @@ export async function otpNode(backend: Backend, options: Partial<OtpNodeOptions>
 
 /** An open OTP test node. */
 export type OtpNode = Awaited<ReturnType<typeof otpNode>>;
+
+/** The balances of `who`, in major units. */
+export async function balances(n: OtpNode, ...who: OtpClient[]): Promise<string[]> {
+  return Promise.all(who.map((w) => n.h.balance(w)));
+}
+
+/** How many rows of an OTP table are about `serial`. */
+export async function rowsOf(n: OtpNode, table: 'otp_claims' | 'otp_claim_disputes' | 'otp_spent', serial: Uint8Array): Promise<number> {
+  return (await n.h.node.services.db.query(`SELECT 1 FROM ${table} WHERE serial = $1`, [serial])).rowCount ?? 0;
+}
+
+/** The operator's findings and disputes. */
+export async function findings(n: OtpNode): Promise<{ findings: { serial: string; device: string; hop: number }[]; disputes: { serial: string; hop: number; devices: string[] }[] }> {
+  const res = await n.h.send('GET', '/v1/otp/operator/findings', { headers: n.h.operator });
+  assert.equal(res.status, 200);
+  return (await res.json()) as never;
+}

@@ -14,7 +14,7 @@ import type { Coin } from './coin.ts';
 import type { SealedTag } from './escrow.ts';
 import { claimsUntil, type CarriedCoin } from './messages.ts';
 import { HOPS } from './node-common.ts';
-import { otpNode, SHORT, WAITING_ON_THIS_SQL, type OtpClient, type OtpNode } from './node-fixtures.ts';
+import { balances, findings, otpNode, rowsOf, SHORT, WAITING_ON_THIS_SQL, type OtpClient, type OtpNode } from './node-fixtures.ts';
 
 after(() => closeTestTemplates());
 
@@ -37,20 +37,6 @@ function junkTag(): SealedTag {
 
 function outcomeOf(settled: readonly { serial: string; outcome: string }[], coin: Coin): string | undefined {
   return settled.find((s) => s.serial === toHex(coin.serial))?.outcome;
-}
-
-async function balances(n: OtpNode, ...who: OtpClient[]): Promise<string[]> {
-  return Promise.all(who.map((w) => n.h.balance(w)));
-}
-
-async function rowsOf(n: OtpNode, table: 'otp_claims' | 'otp_claim_disputes' | 'otp_spent', serial: Uint8Array): Promise<number> {
-  return (await n.h.node.services.db.query(`SELECT 1 FROM ${table} WHERE serial = $1`, [serial])).rowCount ?? 0;
-}
-
-async function findings(n: OtpNode): Promise<{ findings: { serial: string; device: string; hop: number }[]; disputes: { serial: string; hop: number; devices: string[] }[] }> {
-  const res = await n.h.send('GET', '/v1/otp/operator/findings', { headers: n.h.operator });
-  assert.equal(res.status, 200);
-  return (await res.json()) as never;
 }
 
 /**

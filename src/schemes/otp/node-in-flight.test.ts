@@ -13,7 +13,7 @@ import { closeTestTemplates, testBackends } from '../../issuer/db/test-databases
 import { expectError } from '../../issuer/http/test-harness.ts';
 import type { Coin } from './coin.ts';
 import { claimsUntil, IN_FLIGHT_REPORT_BYTES_MAX, type CarriedCoin } from './messages.ts';
-import { otpNode, SHORT, WAITING_ON_THIS_SQL, type OtpClient, type OtpNode } from './node-fixtures.ts';
+import { balances, findings, otpNode, rowsOf, SHORT, WAITING_ON_THIS_SQL, type OtpNode } from './node-fixtures.ts';
 
 after(() => closeTestTemplates());
 
@@ -65,21 +65,6 @@ async function holdSpentWrites(n: OtpNode) {
       assert.equal(seen, count, 'both transactions were open and waiting on the same serials at once');
     },
   };
-}
-
-async function balances(n: OtpNode, ...who: OtpClient[]): Promise<string[]> {
-  return Promise.all(who.map((w) => n.h.balance(w)));
-}
-
-/** The rows of a table about `serial`. */
-async function rowsOf(n: OtpNode, table: 'otp_claims' | 'otp_claim_disputes' | 'otp_spent', serial: Uint8Array): Promise<number> {
-  return (await n.h.node.services.db.query(`SELECT 1 FROM ${table} WHERE serial = $1`, [serial])).rowCount ?? 0;
-}
-
-async function findings(n: OtpNode): Promise<{ findings: { serial: string; device: string; hop: number }[]; disputes: { serial: string; hop: number; devices: string[] }[] }> {
-  const res = await n.h.send('GET', '/v1/otp/operator/findings', { headers: n.h.operator });
-  assert.equal(res.status, 200);
-  return (await res.json()) as never;
 }
 
 for (const backend of testBackends()) {
