@@ -110,10 +110,17 @@ async function readApplied(tx: Queryable): Promise<AppliedRow[]> {
 export async function migrate(db: Database, migrations: readonly Migration[]): Promise<MigrationReport> {
   checkList(migrations);
   const byNumber = new Map(migrations.map((m) => [m.number, m]));
-  await db.transaction(async (tx) => {
+  // A database already up to date (every start but the first after an upgrade) is checked in one
+  // transaction instead of one per migration.
+  const upToDate = await db.transaction(async (tx) => {
     await tx.query(LOCK);
     await tx.exec(CREATE_TABLE);
+    const rows = await readApplied(tx);
+    checkApplied(rows, byNumber);
+    const numbers = new Set(rows.map((row) => row.number));
+    return migrations.every((m) => numbers.has(m.number));
   });
+  if (upToDate) return { applied: [] };
   const applied: number[] = [];
   for (const m of migrations) {
     const done = await db.transaction(async (tx) => {
