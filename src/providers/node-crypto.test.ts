@@ -1,12 +1,14 @@
 /**
  * The Node provider remembers the Ed25519 keys it found valid: a remembered key is the same bytes,
- * and a key that failed is never remembered, so it fails every time.
+ * and a key that failed is never remembered, so it fails every time. Loading it gives core
+ * node:crypto's SHA-256, which must hash exactly as noble's does; core refuses anything else.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ed25519 } from '@noble/curves/ed25519.js';
-import { randomBytes } from '../core/crypto/hash.ts';
-import { createNodeProvider } from './node-crypto.ts';
+import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
+import { randomBytes, sha256, sha256InUse, useSha256 } from '../core/crypto/hash.ts';
+import { createNodeProvider, nodeSha256 } from './node-crypto.ts';
 
 /** A 32-byte string that is no point of the curve (noble's strict decode refuses it). */
 function notAPoint(): Uint8Array {
@@ -39,3 +41,36 @@ test('an Ed25519 key found valid is remembered by its bytes; one found invalid i
   assert.equal(suite.isValidPublicKey(valid), true);
   assert.equal(suite.isValidPublicKey(valid.subarray(1)), false);
 });
+
+test("core's SHA-256 is node:crypto's once the provider is loaded, digest for digest noble's, a plain Uint8Array", () => {
+  // The provider is loaded (imported above): its digest is a copy, not a Buffer, at every length
+  // around SHA-256's 64-byte blocks and its length padding, and for views into a larger buffer.
+  const lengths = [0, 1, 3, 55, 56, 63, 64, 65, 119, 120, 128, 1000, 6000, 60_000];
+  for (const length of lengths) {
+    const whole = randomBytes(length + 7);
+    for (const data of [whole.subarray(0, length), whole.subarray(7)]) {
+      const digest = sha256(data);
+      assert.equal(Object.getPrototypeOf(digest), Uint8Array.prototype, `length ${length}`);
+      assert.deepEqual(digest, nobleSha256(data), `length ${length}`);
+    }
+  }
+  assert.equal(sha256InUse(), nodeSha256, "loading the provider installed node:crypto's SHA-256");
+});
+
+test('useSha256 refuses an implementation that is not SHA-256 or does not return a plain Uint8Array, and keeps the one in place', () => {
+  const before = sha256(new Uint8Array([1, 2, 3]));
+  assert.throws(() => useSha256(() => new Uint8Array(32)), /must return the SHA-256 digest/);
+  assert.throws(() => useSha256((data) => nobleSha256(data).subarray(0, 31)), /must return the SHA-256 digest/);
+  assert.throws(() => useSha256((data) => Buffer.from(nobleSha256(data))), /must return the SHA-256 digest/);
+  assert.throws(() => useSha256((data) => nobleSha256(concat(data, new Uint8Array([0])))), /must return the SHA-256 digest/);
+  assert.deepEqual(sha256(new Uint8Array([1, 2, 3])), before);
+  assert.deepEqual(before, nobleSha256(new Uint8Array([1, 2, 3])));
+  assert.equal(sha256InUse(), nodeSha256);
+});
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}

@@ -6,18 +6,26 @@
  * The JavaScript libraries are loaded on first use, not with this file: a command that signs with
  * Ed25519 never loads SM2, secp256k1 or the P-256 curve, each tens of milliseconds of start-up.
  */
-import { createPrivateKey, createPublicKey, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, hash as nodeHash, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { ed25519 as NobleEd25519Curve } from '@noble/curves/ed25519.js';
 import type { sm2 as Sm2Library } from 'sm-crypto-v2';
 import { concatBytes, fromHex } from '../core/bytes.ts';
-import { randomBytes } from '../core/crypto/hash.ts';
+import { randomBytes, useSha256, type Sha256 } from '../core/crypto/hash.ts';
 import { p256SuiteOver, secp256k1SuiteOver, type NistCurve, type Secp256k1Curve } from '../core/crypto/noble-weierstrass.ts';
 import { ed25519SecretKeyFromSeed } from '../core/crypto/seed.ts';
 import { sm2SuiteOver } from '../core/crypto/sm2-suite.ts';
 import { checkBytes, type CryptoProvider, type SignatureSuite } from '../core/crypto/suite.ts';
 
 const require = createRequire(import.meta.url);
+
+/**
+ * Core's SHA-256 becomes node:crypto's as soon as this provider is loaded, in every Node process that
+ * uses it (the node, its worker threads, the CLI, wallets, hosts). The digest is copied out of the
+ * Buffer node:crypto returns, so that callers keep getting a plain Uint8Array.
+ */
+export const nodeSha256: Sha256 = (data) => new Uint8Array(nodeHash('sha256', data, 'buffer'));
+useSha256(nodeSha256);
 
 /** A value made on first use (a library loaded synchronously, then kept). */
 function once<T>(make: () => T): () => T {

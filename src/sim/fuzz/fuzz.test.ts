@@ -61,6 +61,20 @@ describe('fuzz: the fuzzer finds what it must', () => {
     assert.ok(report.findings.some((f) => /no answer within 50 ms/.test(f.message)), JSON.stringify(report.findings));
   });
 
+  test('a decoder that answers at once is held to the CPU it took: a busy loop over the bound is a finding, a thread kept waiting is not', async () => {
+    const spin = (ms: number) => {
+      const until = performance.now() + ms;
+      while (performance.now() < until);
+    };
+    const busy = await runTarget(probe((input) => (input.length === 0 ? (spin(80), 'accepted') : 'accepted'), 50), { seed: 3, inputs: 400 });
+    assert.ok(busy.findings.some((f) => /over the bound of 50 ms/.test(f.message) && /ms of CPU/.test(f.message)), JSON.stringify(busy.findings));
+    // Blocked without running (as a nice'd process on a busy machine is): wall time over the bound, no CPU.
+    const cell = new Int32Array(new SharedArrayBuffer(4));
+    const waited = await runTarget(probe((input) => (input.length === 0 ? (Atomics.wait(cell, 0, 0, 80), 'accepted') : input.length > 16 ? 'rejected' : 'accepted'), 50), { seed: 3, inputs: 400 });
+    assert.ok(waited.tried === 400 && waited.slowestMs >= 80, `an input was kept waiting (${waited.slowestMs} ms)`);
+    assert.deepEqual(waited.findings, []);
+  });
+
   test('accepting an input over the declared limit is a finding', async () => {
     const report = await runTarget(probe(() => 'accepted'), { seed: 4, inputs: 400 });
     assert.ok(report.findings.some((f) => /over the declared limit of 16/.test(f.message)), JSON.stringify(report.findings));

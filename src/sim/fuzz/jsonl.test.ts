@@ -75,3 +75,24 @@ describe('fuzz --jsonl', () => {
     assert.doesNotMatch(stderr, /\[1\/1\]/);
   });
 });
+
+describe('fuzz --input', () => {
+  async function replay(only: string) {
+    const child = fuzz(['--only', only, '--input', '00']);
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | null>((done) => child.on('close', done));
+    return { code, out };
+  }
+
+  test("the replay line of a decoder whose name is also another's prefix replays that decoder; a prefix of two is refused", { timeout: 60_000 }, async () => {
+    // message/ops/payment is a prefix of message/ops/payment-request: the finding's own replay line must still work.
+    const exact = await replay('message/ops/payment');
+    assert.equal(exact.code, 0, exact.out);
+    assert.match(exact.out, /^message\/ops\/payment: rejected$/m);
+    const prefix = await replay('message/ops/pay');
+    assert.equal(prefix.code, 2);
+    assert.match(prefix.out, /--input needs --only to name one decoder; 2 match/);
+  });
+});

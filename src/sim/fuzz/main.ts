@@ -147,11 +147,14 @@ async function fuzz(parsed: Options): Promise<number> {
     return 0;
   }
   if (parsed.input !== undefined) {
-    if (targets.length !== 1) {
-      console.error(`--input needs --only to name one decoder; ${targets.length} match`);
+    // A decoder's full name picks it even when it is also the prefix of others' (message/ops/payment, message/ops/payment-request).
+    const named = targets.filter((t) => t.name === parsed.only);
+    const one = named.length === 1 ? named : targets;
+    if (one.length !== 1) {
+      console.error(`--input needs --only to name one decoder; ${one.length} match`);
       return 2;
     }
-    return replay(targets[0] as FuzzTarget, parsed.input);
+    return replay(one[0] as FuzzTarget, parsed.input);
   }
   // A path that cannot be written fails now, not after the first decoder's run.
   if (parsed.jsonl !== undefined) {
