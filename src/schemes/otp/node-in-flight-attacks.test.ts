@@ -178,6 +178,35 @@ for (const backend of testBackends()) {
       }
     });
 
+    test("a branch of a coin paid twice reported after the other branch was deposited hears 'double-spent' and names its payer; the deposited branch's payer hears 'deposited'", async () => {
+      const n = await otpNode(backend, SHORT);
+      try {
+        const { alice, coin, sent, escrowKey } = await oneCoin(n);
+        const [carol, dave] = [await n.client(), await n.client()];
+        const { depositKey } = await n.params();
+        // Carol deposits the coin Alice paid her. Alice's clone paid the same coin to Dave, who paid
+        // it on; Dave never heard his payee's ACK and reports it in flight.
+        const deposited = await n.deposit(carol, [n.sealForDeposit(sent, depositKey)]);
+        assert.deepEqual(deposited.outcomes, ['credited']);
+        const atDave = n.pay(n.pay({ coin, tags: [] }, alice.device, escrowKey), dave.device, escrowKey);
+        // Alice's own report: the deposited chain continues hers (Carol took the coin).
+        assert.equal(outcomeOf((await n.inFlight(alice, [sent])).settled, coin), 'deposited');
+        assert.deepEqual((await findings(n)).findings, [], 'the deposit alone names nobody');
+        const daves = await n.inFlight(dave, [atDave]);
+        assert.equal(outcomeOf(daves.settled, coin), 'double-spent');
+        assert.equal(daves.refunded, '0.00');
+        assert.deepEqual((await findings(n)).findings.map((f) => [f.serial, f.device, f.hop]), [[toHex(coin.serial), alice.deviceId, 1]]);
+        await expectError((await n.inFlight(alice, [sent])).res, 403, 'CERT_REVOKED');
+        // Reported again: named once.
+        assert.equal(outcomeOf((await n.inFlight(dave, [atDave])).settled, coin), 'double-spent');
+        assert.equal((await findings(n)).findings.length, 1);
+        assert.deepEqual(await balances(n, alice, carol, dave), ['0.00', '1.00', '0.00']);
+        await n.conservation(0n);
+      } finally {
+        await n.h.close();
+      }
+    });
+
     // The two races below need PostgreSQL's concurrent transactions (PGlite runs one at a time).
     if (backend.kind === 'postgres') test('a report that puts the coin in dispute and one that brings a further claim, deciding at once: the coin is disputed or refunded, never both', async () => {
       const n = await otpNode(backend, SHORT);

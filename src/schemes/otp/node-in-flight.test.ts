@@ -188,10 +188,11 @@ for (const backend of testBackends()) {
       }
     });
 
-    test("a coin paid twice and in flight at two devices: the second reporter is told of the coin's deposit (its TA may forget it), never refunded", async () => {
+    test("a coin paid twice and in flight at two devices, one branch deposited: the other branch's reporter hears 'double-spent' (its TA forgets the coin), never refunded, and the payer is named", async () => {
       // Found by `tally sim --scheme otp --seed 5 --devices 6 --payments 40 --attackers 0.34 --faults 0.08`: an
       // honest TA paid on a copy of a coin paid twice, its payee deposited it, and its report was
-      // left out forever because the attacker's device had claimed the serial first.
+      // left out forever because the attacker's device had claimed the serial first. It was then
+      // told `deposited`; its tags part from the deposited coin's at Alice's hop, which names her.
       const n = await otpNode(backend, SHORT);
       try {
         const { alice, bob, sent, boxes, escrowKey } = await inFlightCoins(n, 1);
@@ -200,10 +201,14 @@ for (const backend of testBackends()) {
         const atCarol = n.pay(n.pay({ coin: (sent[0] as CarriedCoin).coin, tags: [] }, alice.device, escrowKey), carol.device, escrowKey);
         assert.deepEqual((await n.inFlight(alice, sent)).settled, [], 'Alice claims the serial first; it stays in flight');
         assert.deepEqual((await n.deposit(bob, boxes)).outcomes, ['credited']);
-        const told = await n.inFlight(carol, [atCarol]);
-        assert.deepEqual(outcomesOf(told.settled, [atCarol]), ['deposited']);
-        assert.equal(told.refunded, '0.00');
+        // Alice's own claim: Bob, her payee on the deposited branch, took the coin.
         assert.deepEqual(outcomesOf((await n.inFlight(alice, sent)).settled, sent), ['deposited']);
+        const told = await n.inFlight(carol, [atCarol]);
+        assert.deepEqual(outcomesOf(told.settled, [atCarol]), ['double-spent']);
+        assert.equal(told.refunded, '0.00');
+        const serial = toHex((sent[0] as CarriedCoin).coin.serial);
+        assert.deepEqual((await findings(n)).findings.map((f) => [f.serial, f.device, f.hop]), [[serial, alice.deviceId, 1]]);
+        await expectError((await n.inFlight(alice, sent)).res, 403, 'CERT_REVOKED');
         assert.deepEqual(await balances(n, alice, bob, carol), ['0.00', '1.00', '0.00']);
         await n.conservation(0n);
       } finally {

@@ -25,7 +25,9 @@
  * where the bank knows it. A device reporting a chain that ends in another's tag (a coin it
  * received, or someone's report replayed) claims nothing; a device that signed a tag for a coin it
  * never held is named and revoked. A coin deposited is never refunded and a coin refunded is never
- * credited again: both spend the same serial, which otp_spent holds once.
+ * credited again: both spend the same serial, which otp_spent holds once. A claim on a deposited coin
+ * whose chain parts from the deposited one is a branch too: it hears `double-spent`, and the device
+ * that signed both tags where they part is named.
  */
 import { randomUUID } from 'node:crypto';
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
@@ -56,7 +58,7 @@ const inFlightRoute = createRoute({
   method: 'post',
   path: '/in-flight',
   description:
-    "Settles a device's coins in flight, each reported with the escrow tags it was sent with: a coin deposited answers 'deposited'; after its claim window the coin is refunded, once, to the report that carries it furthest, and the other reporters hear 'taken' (their payee took it on) or 'double-spent' (a branch of a coin paid twice); the others stay in flight. Answers this caller's refund and a signed Settled record (base64url CBOR).",
+    "Settles a device's coins in flight, each reported with the escrow tags it was sent with: a coin deposited answers 'deposited' (or 'double-spent' to a claim whose tags part from the deposited coin's, naming who paid it twice); after its claim window the coin is refunded, once, to the report that carries it furthest, and the other reporters hear 'taken' (their payee took it on) or 'double-spent' (a branch of a coin paid twice); the others stay in flight. Answers this caller's refund and a signed Settled record (base64url CBOR).",
   request: { body: json(inFlightBody) },
   responses: { 200: answer('Settled', z.object({ refunded: z.string(), settled: z.string() })), 401: { description: 'The report is not signed by the device', ...errorBody } },
 });
@@ -64,10 +66,10 @@ const inFlightRoute = createRoute({
 const OUTCOME = { deposit: 'deposited', refund: 'refunded' } as const satisfies Record<string, SettledOutcome>;
 
 /** How a serial was spent (and to which account), or undefined. */
-async function spentOf(tx: TransactionHandle, serial: Uint8Array): Promise<{ kind: 'deposit' | 'refund'; account: string } | undefined> {
-  const { rows } = await tx.query<{ kind: 'deposit' | 'refund'; account_id: string }>('SELECT kind, account_id FROM otp_spent WHERE serial = $1', [serial]);
+async function spentOf(tx: TransactionHandle, serial: Uint8Array): Promise<{ kind: 'deposit' | 'refund'; account: string; tags: readonly SealedTag[] } | undefined> {
+  const { rows } = await tx.query<{ kind: 'deposit' | 'refund'; account_id: string; tags: Uint8Array | null }>('SELECT kind, account_id, tags FROM otp_spent WHERE serial = $1', [serial]);
   const row = rows[0];
-  return row === undefined ? undefined : { kind: row.kind, account: row.account_id };
+  return row === undefined ? undefined : { kind: row.kind, account: row.account_id, tags: row.tags === null ? [] : decodeTags(row.tags, 'otp_spent.tags') };
 }
 
 /** Whether a class has signed more coins than it paid out for, with its row locked until the transaction ends. */
@@ -291,7 +293,12 @@ export function registerInFlight(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
           if (spent === undefined) continue;
         }
         if (spent.kind === 'deposit') {
-          settled.push({ serial, outcome: OUTCOME.deposit });
+          // A claim whose chain parts from the deposited coin's is a branch of a coin paid twice: the
+          // device that signed both tags where they part is named, as for a branch of a refunded coin.
+          // A claim the deposited chain continues (its payee took the coin on) hears that it was deposited.
+          const branch = spent.tags.length > 0 && claimed.length > 0 && forkHop(spent.tags, claimed) !== null;
+          if (branch) await nameFork(tx, services, serial, spent.tags, claimed);
+          settled.push({ serial, outcome: branch ? 'double-spent' : OUTCOME.deposit });
           continue;
         }
         const winner = (await claimsOf(tx, serial)).find((claim) => claim.won);
