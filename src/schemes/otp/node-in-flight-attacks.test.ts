@@ -278,7 +278,7 @@ for (const backend of testBackends()) {
       }
     });
 
-    test("a chain longer than the coin's hops claims nothing; a clone reporting a deeper chain of its own does not replace the claim on record", async () => {
+    test("a chain longer than the coin's hops claims nothing; a clone reporting a deeper chain of its own does not replace the claim on record, and names the device", async () => {
       const n = await otpNode(backend, SHORT);
       try {
         const { alice, coin, sent, escrowKey, claimsUntil: until } = await oneCoin(n);
@@ -298,11 +298,34 @@ for (const backend of testBackends()) {
         assert.deepEqual((await n.inFlight(alice, [deeper])).settled, []);
         const stored = await n.h.node.services.db.query<{ device_key_id: string; hops: number }>('SELECT device_key_id, hops FROM otp_claims WHERE serial = $1 ORDER BY seq', [coin.serial]);
         assert.deepEqual(stored.rows.map((r) => [r.device_key_id, r.hops]), [[alice.deviceId, 1], [henry.deviceId, 2]], 'one claim per device: the first chain it reported');
+        // The two chains of Alice's device part at her own hop: she paid the coin twice, named at once.
+        assert.deepEqual((await findings(n)).findings.map((f) => [f.serial, f.device, f.hop]), [[toHex(coin.serial), alice.deviceId, 1]]);
         n.h.tick(until - n.h.now() + 1);
-        assert.equal(outcomeOf((await n.inFlight(alice, [deeper])).settled, coin), 'taken', 'answered for the chain on record');
+        await expectError((await n.inFlight(alice, [deeper])).res, 403, 'CERT_REVOKED');
         assert.equal(outcomeOf((await n.inFlight(mallory, [long])).settled, coin), undefined);
         assert.equal(outcomeOf((await n.inFlight(henry, [atHenry])).settled, coin), 'refunded');
         assert.deepEqual(await balances(n, alice, henry, mallory), ['0.00', '1.00', '0.00']);
+        await n.conservation(0n);
+      } finally {
+        await n.h.close();
+      }
+    });
+
+    test('a coin that came back to its payer and was paid on again: the longer chain continues the one on record and names nobody', async () => {
+      const n = await otpNode(backend, SHORT);
+      try {
+        const { alice, coin, sent, escrowKey, claimsUntil: until } = await oneCoin(n);
+        const [bob, carol] = [await n.client(), await n.client()];
+        assert.deepEqual((await n.inFlight(alice, [sent])).settled, []);
+        // Bob took Alice's coin and paid it back to her; she paid it on to Carol, cut again.
+        const again = n.pay(n.pay(sent, bob.device, escrowKey), alice.device, escrowKey);
+        assert.deepEqual((await n.inFlight(alice, [again])).settled, []);
+        assert.deepEqual((await findings(n)).findings, [], 'one device, one chain that continues its first: nobody paid twice');
+        n.h.tick(until - n.h.now() + 1);
+        // The claim on record is her first chain; nobody carried the coin further on record.
+        assert.equal(outcomeOf((await n.inFlight(alice, [again])).settled, coin), 'refunded');
+        assert.deepEqual((await findings(n)).findings, []);
+        assert.deepEqual(await balances(n, alice, bob, carol), ['1.00', '0.00', '0.00']);
         await n.conservation(0n);
       } finally {
         await n.h.close();

@@ -254,6 +254,13 @@ export function registerInFlight(app: OpenAPIHono<IssuerEnv>, services: IssuerSe
         // The chain this device claims with: the one on record (a clone of the device cannot swap it);
         // for a claim recorded before claims carried tags, the chain reported, when it is the device's.
         const claimed = mine === undefined ? tags : mine.tags !== null ? decodeTags(mine.tags, 'otp_claims.tags') : ownChain(services, coinClass, serial, tags, body.device) !== null ? tags : [];
+        // A chain of this device's own that parts from the one on record (its clone's, or its key's
+        // out of its SE) shows a coin paid twice: the device that signed both tags where they part is
+        // named now, whatever the decision. An honest TA reports one chain a serial, or a longer one
+        // that continues it (the coin came back to it and was paid on again).
+        if (mine !== undefined && claimed.length > 0 && forkHop(claimed, tags) !== null && ownChain(services, coinClass, serial, tags, body.device) !== null) {
+          await nameFork(tx, services, serial, claimed, tags);
+        }
         // Past the claim window the class row is locked (until this transaction ends) before the coin is
         // read again: it orders the decisions on the class's coins and the claims recorded on them, so a
         // decision reads what the one before it wrote (a dispute, a refund) and every claim recorded.
