@@ -57,7 +57,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`no simulated scheme ${JSON.stringify(name)}: ${SCHEMES.filter((s) => s.sim !== undefined).map((s) => s.name).join(', ')}\n`);
     return 2;
   }
-  const summary: Array<{ scheme: string; seeds: number; payments: number; wallMs: number; failed: SimReport['violation'] }> = [];
+  const summary: Summary[] = [];
   for (const scheme of schemes) {
     let payments = 0;
     let wallMs = 0;
