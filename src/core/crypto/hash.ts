@@ -7,7 +7,7 @@ import { hkdf as nobleHkdf } from '@noble/hashes/hkdf.js';
 import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
 import { keccak_256 } from '@noble/hashes/sha3.js';
 import { randomBytes as nobleRandomBytes } from '@noble/hashes/utils.js';
-import { concatBytes } from '../bytes.ts';
+import { concatBytes, toHex } from '../bytes.ts';
 import { TallyError } from '../errors.ts';
 
 /** A SHA-256 implementation: the bytes in, the 32-byte digest out as a plain Uint8Array. */
@@ -16,7 +16,7 @@ export type Sha256 = (data: Uint8Array) => Uint8Array;
 let sha256Implementation: Sha256 = nobleSha256;
 
 /** SHA-256 of "abc" (FIPS 180-2, appendix B.1): what an implementation given to useSha256 must answer. */
-const ABC_DIGEST = '0xba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad';
+const ABC_DIGEST = 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad';
 
 /**
  * Has core hash with `implementation` from now on: a host gives its native SHA-256 (the Node
@@ -27,8 +27,7 @@ const ABC_DIGEST = '0xba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f2
  */
 export function useSha256(implementation: Sha256): void {
   const abc = implementation(new Uint8Array([0x61, 0x62, 0x63]));
-  const hex = `0x${Array.from(abc, (b) => b.toString(16).padStart(2, '0')).join('')}`;
-  if (!(abc instanceof Uint8Array) || Object.getPrototypeOf(abc) !== Uint8Array.prototype || hex !== ABC_DIGEST) {
+  if (!(abc instanceof Uint8Array) || Object.getPrototypeOf(abc) !== Uint8Array.prototype || toHex(abc) !== ABC_DIGEST) {
     throw new RangeError('useSha256: the implementation must return the SHA-256 digest as a plain Uint8Array');
   }
   sha256Implementation = implementation;
