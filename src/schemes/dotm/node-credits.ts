@@ -1,10 +1,10 @@
 /** What leaves `float:dotm` at settlement: the refunds of exceptional situations 3 and 5 (§3.3.5), and redemptions, each within what its path may still credit. */
 import { assert } from '../../core/assert.ts';
 import { equalBytes, toHex } from '../../core/bytes.ts';
-import { bigintColumn, transfer, type TransactionHandle } from '../../issuer/plugin.ts';
+import { base64Param, bigintColumn, transfer, type TransactionHandle } from '../../issuer/plugin.ts';
 import type { EventBody, EventKind } from './online.ts';
 import { DOTM_FLOAT_ACCOUNT, type DotmWallet } from './node-settlement-model.ts';
-import { type Path, addPending, creditable, currentOf, nodesOf, viewNode, writeCredits } from './node-tree.ts';
+import { type Path, addPending, creditable, currentOf, giveUp, nodesOf, viewNodes, writeCredits } from './node-tree.ts';
 
 /** A transaction as both sides reported it (dotm_transactions). */
 export interface TransactionRow {
@@ -53,19 +53,22 @@ export async function reportTransaction(tx: TransactionHandle, wallet: DotmWalle
  */
 export async function settleRefund(tx: TransactionHandle, body: EventBody, row: TransactionRow, paths: readonly Path[]): Promise<'credited' | 'withheld' | undefined> {
   if (row.sent_seq === null || row.rolled_back_seq === null || row.refund !== null) return undefined;
-  for (const path of paths) {
-    const current = currentOf(path);
-    await tx.query('UPDATE dotm_nodes SET redeemed = redeemed + $2 WHERE digest = $1', [current.prev, current.record.amount]);
-  }
+  await giveUp(
+    tx,
+    paths.map((path) => ({ digest: currentOf(path).prev, amount: currentOf(path).record.amount })),
+  );
   // A payer that also reported the offer withdrawn has a broken wallet: no refund on its word.
   let decision: 'credited' | 'withheld' = row.abandoned_seq === null && row.payer_wallet !== null ? 'credited' : 'withheld';
   const pending = new Map<string, bigint>();
+  // Read once, after the deductions given up: nothing below writes the tree before writeCredits.
+  const views = decision === 'withheld' ? new Map() : await viewNodes(tx, paths.flatMap((path) => nodesOf(path).slice(0, -1)));
   for (const path of paths) {
     if (decision === 'withheld') break;
     const current = currentOf(path);
-    const from = await viewNode(tx, current.prev);
+    const from = views.get(toHex(current.prev));
+    assert(from !== undefined, 'the node a current record hangs from was read');
     const above = nodesOf(path).slice(0, -1);
-    if (from.spent > from.received || !(await creditable(tx, above, current.record.amount, pending))) decision = 'withheld';
+    if (from.spent > from.received || !creditable(views, above, current.record.amount, pending)) decision = 'withheld';
     addPending(pending, above, current.record.amount);
   }
   if (decision === 'credited') {
@@ -90,30 +93,35 @@ export async function settleRefund(tx: TransactionHandle, body: EventBody, row: 
 /** A redemption: each copy's value is recorded at its tip and credited where the tree allows it. */
 export async function settleRedemption(tx: TransactionHandle, wallet: DotmWallet, body: EventBody, paths: readonly Path[]): Promise<{ credited: bigint; refused: number }> {
   const amounts = body.parts.map((p) => p.block.remaining);
-  for (const [k, path] of paths.entries()) await tx.query('UPDATE dotm_nodes SET redeemed = redeemed + $2 WHERE digest = $1', [path.tip, amounts[k] as bigint]);
+  await giveUp(
+    tx,
+    paths.map((path, k) => ({ digest: path.tip, amount: amounts[k] as bigint })),
+  );
+  // Every node of every path read once, after the value given up at the tips: nothing below
+  // writes the tree before writeCredits, so each copy is judged on what one read per copy saw.
+  const views = await viewNodes(tx, paths.flatMap(nodesOf));
   const pending = new Map<string, bigint>();
   let credited = 0n;
-  let refused = 0;
+  const taken: boolean[] = [];
   for (const [k, path] of paths.entries()) {
     const amount = amounts[k] as bigint;
     // The holder's own payments from this copy come first: a redemption past them is over-spending.
-    const tip = await viewNode(tx, path.tip);
-    const ok = tip.spent <= tip.received && (await creditable(tx, nodesOf(path), amount, pending));
+    const tip = views.get(toHex(path.tip));
+    assert(tip !== undefined, 'the tip of a redeemed copy was read');
+    const ok = tip.spent <= tip.received && creditable(views, nodesOf(path), amount, pending);
     if (ok) {
       addPending(pending, nodesOf(path), amount);
       credited += amount;
-    } else {
-      refused += 1;
     }
-    await tx.query('INSERT INTO dotm_redemptions (wallet_key_id, seq, part, serial, tip, amount, credited) VALUES ($1, $2, $3, $4, $5, $6, $7)', [
-      wallet.walletKeyId,
-      BigInt(body.seq),
-      k,
-      path.serial,
-      path.tip,
-      amount,
-      ok,
-    ]);
+    taken.push(ok);
+  }
+  const refused = taken.filter((ok) => !ok).length;
+  if (paths.length > 0) {
+    await tx.query(
+      `INSERT INTO dotm_redemptions (wallet_key_id, seq, part, serial, tip, amount, credited)
+       SELECT $1, $2, k, decode(z, 'base64'), decode(t, 'base64'), a, c FROM unnest($3::int[], $4::text[], $5::text[], $6::bigint[], $7::boolean[]) AS x(k, z, t, a, c)`,
+      [wallet.walletKeyId, BigInt(body.seq), paths.map((_p, k) => k), paths.map((p) => base64Param(p.serial)), paths.map((p) => base64Param(p.tip)), paths.map((_p, k) => amounts[k] as bigint), taken],
+    );
   }
   if (credited > 0n) {
     const moved = await transfer(tx, {

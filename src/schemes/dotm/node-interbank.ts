@@ -6,6 +6,7 @@
  * (the online data updating reaches the operator that holds the serial's tree), and a claim on a
  * block issued here is judged with this node's tree, as a redemption is (§3.3.4, §3.4.4).
  */
+import { assert } from '../../core/assert.ts';
 import { equalBytes, toHex } from '../../core/bytes.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
@@ -21,7 +22,7 @@ import { certificateBytesCodec, DOTM_SCHEME } from './messages.ts';
 import { EVENT_TAG, eventBodyWire, partsDigest, REDEEM_BLOCKS_MAX, walletEventCodec, walletEventWire, type EventPart, type WalletEvent } from './online.ts';
 import { checkNodes } from './node-findings.ts';
 import { DOTM_FLOAT_ACCOUNT, type DotmWallet, type SettlementContext } from './node-settlement-model.ts';
-import { addPending, creditable, insertPath, issuedHere, lockSerials, nodesOf, pathOf, viewNode, writeCredits, type Path } from './node-tree.ts';
+import { addPending, creditable, giveUp, insertPath, issuedHere, lockSerials, nodesOf, pathOf, viewNodes, writeCredits, type Path } from './node-tree.ts';
 
 /** Largest evidence of a DOT-M claim: the interbank limit (a redemption of one copy with about a dozen records at Ed25519). */
 export const DOTM_CLAIM_BYTES_MAX = 8192;
@@ -184,11 +185,13 @@ export async function judgeDotmInterbankClaim(tx: TransactionHandle, services: I
   if (!issuedHere(await lockSerials(tx, [path.serial]), path)) return refuse('PAYMENT_INVALID', `serial ${toHex(path.serial)} was not issued by this bank`);
   const touched = new Map<string, Uint8Array>();
   for (const parent of await insertPath(tx, path)) touched.set(toHex(parent), parent);
-  await tx.query('UPDATE dotm_nodes SET redeemed = redeemed + $2 WHERE digest = $1', [path.tip, block.remaining]);
+  await giveUp(tx, [{ digest: path.tip, amount: block.remaining }]);
   touched.set(toHex(path.tip), path.tip);
-  const tip = await viewNode(tx, path.tip);
+  const views = await viewNodes(tx, nodesOf(path));
+  const tip = views.get(toHex(path.tip));
+  assert(tip !== undefined, 'the tip of the claimed copy was read');
   const pending = new Map<string, bigint>();
-  const ok = tip.spent <= tip.received && (await creditable(tx, nodesOf(path), block.remaining, pending));
+  const ok = tip.spent <= tip.received && creditable(views, nodesOf(path), block.remaining, pending);
   const findings = await checkNodes(tx, ctx, [...touched.values()]);
   if (!ok) {
     // The culprit is whoever over-spent a node of this path: the finding made now, or one made before.

@@ -27,7 +27,7 @@ import {
   type TransactionHandle,
 } from '../../issuer/plugin.ts';
 import { DOTM_FLOAT_ACCOUNT } from './node-settlement-model.ts';
-import { addPending, lockSerials, viewNode, writeCredits } from './node-tree.ts';
+import { addPending, giveUp, lockSerials, viewNode, writeCredits } from './node-tree.ts';
 
 /** How long the node waits, after the first call, for the wallet's payments to surface: 30 days, as for an OPS device. */
 export const REMAINDER_HOLD_MS = 30 * 24 * 3600 * 1000;
@@ -119,7 +119,7 @@ async function release(tx: TransactionHandle, services: IssuerServices, wallet: 
     const room = await headroom(tx, path, pending);
     const amount = copy.free < room ? copy.free : room;
     if (amount <= 0n) continue;
-    await tx.query('UPDATE dotm_nodes SET redeemed = redeemed + $2 WHERE digest = $1', [copy.digest, amount]);
+    await giveUp(tx, [{ digest: copy.digest, amount }]);
     addPending(pending, path, amount);
     credited += amount;
     copies += 1;

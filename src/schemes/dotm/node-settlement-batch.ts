@@ -16,13 +16,11 @@
  */
 import { assert } from '../../core/assert.ts';
 import { toHex } from '../../core/bytes.ts';
-import { encodeCbor } from '../../core/cbor.ts';
 import { base64Param, type TransactionHandle } from '../../issuer/plugin.ts';
 import { REPORTS, settleRefund, type TransactionRow } from './node-credits.ts';
 import { findingsAt, openFinding } from './node-findings.ts';
 import type { DotmFinding, DotmWallet, EventResult, SettlementContext } from './node-settlement-model.ts';
-import { type LockedBlocks, type Path, currentOf, issuedHere, viewNodes } from './node-tree.ts';
-import { recordWire } from './messages.ts';
+import { type LockedBlocks, type Path, currentOf, issuedHere, nodeColumns, viewNodes } from './node-tree.ts';
 import type { EventKind, WalletEvent } from './online.ts';
 
 /** An event's kind when it reports a transaction's side. */
@@ -171,14 +169,7 @@ async function writeRun(tx: TransactionHandle, wallet: DotmWallet, items: readon
       bodies.map((b) => column(b.kind, 'rolled_back_seq', BigInt(b.seq))),
       bodies.map((b) => side(b.kind, 'payer_wallet')),
       bodies.map((b) => side(b.kind, 'payee_wallet')),
-      records.map(({ r }) => base64Param(r.digest)),
-      records.map(({ serial }) => base64Param(serial)),
-      records.map(({ r }) => base64Param(r.prev)),
-      records.map(({ r }) => r.payee),
-      records.map(({ r }) => r.payer),
-      records.map(({ r }) => r.record.amount),
-      records.map(({ r }) => BigInt(r.record.timestamp)),
-      records.map(({ r }) => base64Param(encodeCbor(recordWire(r.record)))),
+      ...nodeColumns(records),
       currents.map((c) => base64Param(c.digest)),
       currents.map((c) => base64Param(c.tsn)),
     ],

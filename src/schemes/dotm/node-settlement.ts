@@ -33,7 +33,7 @@ import { walletEventWire, type WalletEvent } from './online.ts';
 import { reportTransaction, settleRedemption, settleRefund } from './node-credits.ts';
 import { checkNodes, openFinding } from './node-findings.ts';
 import { type DotmFinding, type DotmWallet, type EventResult, type SettleOutcome, type SettlementContext, eventDigest } from './node-settlement-model.ts';
-import { type LockedBlocks, type Path, checkEvent, currentOf, insertPath, issuedHere, lockSerials } from './node-tree.ts';
+import { type LockedBlocks, type Path, checkEvent, currentOf, insertPath, insertPaths, issuedHere, lockSerials } from './node-tree.ts';
 import { Run, batchable, linkTransaction, serialsOf, settleRun, transactionLinks } from './node-settlement-batch.ts';
 
 /**
@@ -70,7 +70,7 @@ async function settleEvent(tx: TransactionHandle, services: IssuerServices, ctx:
   // A transaction's side is reported first: its current records go into the tree under its tsn
   // (dotm_currents) only when both sides name the same transaction; the records go in either way.
   const reported = body.kind === 'redeemed' ? undefined : await reportTransaction(tx, wallet, { ...body, kind: body.kind });
-  for (const path of paths) (await insertPath(tx, path, reported === undefined || reported === null ? undefined : { tsn: body.tsn })).forEach(touch);
+  for (const parents of await insertPaths(tx, paths, reported === undefined || reported === null ? undefined : { tsn: body.tsn })) parents.forEach(touch);
 
   const findings: DotmFinding[] = [];
   let result: EventResult = { seq: body.seq, status: 'taken' };

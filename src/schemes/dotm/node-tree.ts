@@ -143,33 +143,54 @@ export function issuedHere(locked: LockedBlocks, path: Path): boolean {
  * child, in the path's order.
  */
 export async function insertPath(tx: TransactionHandle, path: Path, currentOf?: { tsn: Uint8Array }): Promise<Uint8Array[]> {
-  if (path.records.length === 0) return [];
-  const last = path.records[path.records.length - 1] as PathRecord;
-  const { rows } = await tx.query<{ prev: Uint8Array }>(
+  return (await insertPaths(tx, [path], currentOf)).at(0) ?? [];
+}
+
+/** The columns of dotm_nodes for records, as the arrays `INSERT ... SELECT ... FROM unnest(...)` takes: digest, serial, prev, holder, payer, amount, time, record. */
+export function nodeColumns(records: readonly { serial: Uint8Array; r: PathRecord }[]): [string[], string[], string[], string[], string[], bigint[], bigint[], string[]] {
+  return [
+    records.map(({ r }) => base64Param(r.digest)),
+    records.map(({ serial }) => base64Param(serial)),
+    records.map(({ r }) => base64Param(r.prev)),
+    records.map(({ r }) => r.payee),
+    records.map(({ r }) => r.payer),
+    records.map(({ r }) => r.record.amount),
+    records.map(({ r }) => BigInt(r.record.timestamp)),
+    records.map(({ r }) => base64Param(encodeCbor(recordWire(r.record)))),
+  ];
+}
+
+/**
+ * insertPath for several paths in one statement, answering for each path what insertPath would
+ * have, called on the paths one after another: a record two paths share counts as new for the
+ * first of them only. With `currentOf`, each path's last record is filed under that tsn.
+ */
+export async function insertPaths(tx: TransactionHandle, paths: readonly Path[], currentOf?: { tsn: Uint8Array }): Promise<Uint8Array[][]> {
+  const records = paths.flatMap((path) => path.records.map((r) => ({ serial: path.serial, r })));
+  if (records.length === 0) return paths.map(() => []);
+  const lasts = currentOf === undefined ? [] : paths.flatMap((path) => path.records.slice(-1).map((r) => r.digest));
+  const { rows } = await tx.query<{ digest: Uint8Array }>(
     `WITH inserted AS (
        INSERT INTO dotm_nodes (digest, serial, prev, holder_key_id, payer_key_id, amount, recorded_at, record)
-       SELECT decode(d, 'base64'), $1, decode(p, 'base64'), h, y, a, t, decode(r, 'base64')
-       FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::text[]) AS x(d, p, h, y, a, t, r)
-       ON CONFLICT (digest) DO NOTHING RETURNING prev
+       SELECT decode(d, 'base64'), decode(z, 'base64'), decode(p, 'base64'), h, y, a, t, decode(r, 'base64')
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::text[]) AS x(d, z, p, h, y, a, t, r)
+       ON CONFLICT (digest) DO NOTHING RETURNING digest
      ), current AS (
-       INSERT INTO dotm_currents (digest, tsn) SELECT decode($9, 'base64'), decode($10, 'base64') WHERE $10::text IS NOT NULL ON CONFLICT DO NOTHING
+       INSERT INTO dotm_currents (digest, tsn) SELECT decode(d, 'base64'), decode($10, 'base64') FROM unnest($9::text[]) AS x(d) ON CONFLICT DO NOTHING
      )
-     SELECT prev FROM inserted`,
+     SELECT digest FROM inserted`,
     [
-      path.serial,
-      path.records.map((r) => base64Param(r.digest)),
-      path.records.map((r) => base64Param(r.prev)),
-      path.records.map((r) => r.payee),
-      path.records.map((r) => r.payer),
-      path.records.map((r) => r.record.amount),
-      path.records.map((r) => BigInt(r.record.timestamp)),
-      path.records.map((r) => base64Param(encodeCbor(recordWire(r.record)))),
-      base64Param(last.digest),
+      ...nodeColumns(records),
+      lasts.map((d) => base64Param(d)),
       currentOf === undefined ? null : base64Param(currentOf.tsn),
     ],
   );
-  const parents = new Set(rows.map((row) => toHex(new Uint8Array(row.prev))));
-  return path.records.map((r) => r.prev).filter((prev) => parents.has(toHex(prev)));
+  const inserted = new Set(rows.map((row) => toHex(new Uint8Array(row.digest))));
+  // A record inserted by this statement is new to the first path that carries it; within a path
+  // each record has its own prev, so a path's new children hang from its new records' prevs.
+  return paths.map((path) =>
+    path.records.filter((r) => inserted.delete(toHex(r.digest))).map((r) => r.prev),
+  );
 }
 
 /** SQL: whether the record under `alias` is live (see the file's comment); a record no event named as current is. */
@@ -249,12 +270,13 @@ export async function viewNode(tx: TransactionHandle, digest: Uint8Array): Promi
 
 /**
  * True when crediting `amount` at the end of `nodes` keeps, at each of them, the value credited at
- * or below it within what its holder received. `pending` holds this event's credits not yet written.
+ * or below it within what its holder received. `views` holds the nodes (viewNodes), `pending` this
+ * event's credits not yet written.
  */
-export async function creditable(tx: TransactionHandle, nodes: readonly Uint8Array[], amount: bigint, pending: ReadonlyMap<string, bigint>): Promise<boolean> {
-  const views = await viewNodes(tx, nodes);
+export function creditable(views: ReadonlyMap<string, NodeView>, nodes: readonly Uint8Array[], amount: bigint, pending: ReadonlyMap<string, bigint>): boolean {
   return nodes.every((digest) => {
-    const node = views.get(toHex(digest)) as NodeView;
+    const node = views.get(toHex(digest));
+    assert(node !== undefined, `tree node ${toHex(digest)} was read`);
     return node.creditedBelow + (pending.get(toHex(digest)) ?? 0n) + amount <= node.received;
   });
 }
@@ -263,8 +285,23 @@ export function addPending(pending: Map<string, bigint>, nodes: readonly Uint8Ar
   for (const digest of nodes) pending.set(toHex(digest), (pending.get(toHex(digest)) ?? 0n) + amount);
 }
 
+/** Adds each pending credit to its node's credited_below, in one statement. */
 export async function writeCredits(tx: TransactionHandle, pending: ReadonlyMap<string, bigint>): Promise<void> {
-  for (const [digest, amount] of pending) {
-    await tx.query('UPDATE dotm_nodes SET credited_below = credited_below + $2 WHERE digest = $1', [fromHex(digest), amount]);
-  }
+  await addToNodes(tx, 'credited_below', [...pending].map(([digest, amount]) => ({ digest: fromHex(digest), amount })));
+}
+
+/** Records value given up at nodes (a redemption at its tip, a refunded deduction), in one statement; a node named twice gets both. */
+export async function giveUp(tx: TransactionHandle, entries: readonly { digest: Uint8Array; amount: bigint }[]): Promise<void> {
+  await addToNodes(tx, 'redeemed', entries);
+}
+
+async function addToNodes(tx: TransactionHandle, column: 'redeemed' | 'credited_below', entries: readonly { digest: Uint8Array; amount: bigint }[]): Promise<void> {
+  const sums = new Map<string, bigint>();
+  for (const { digest, amount } of entries) sums.set(toHex(digest), (sums.get(toHex(digest)) ?? 0n) + amount);
+  if (sums.size === 0) return;
+  // One row of x a node (the sums above): an UPDATE ... FROM would apply only one of two.
+  await tx.query(`UPDATE dotm_nodes n SET ${column} = n.${column} + x.a FROM unnest($1::text[], $2::bigint[]) AS x(d, a) WHERE n.digest = decode(x.d, 'hex')`, [
+    [...sums.keys()],
+    [...sums.values()],
+  ]);
 }

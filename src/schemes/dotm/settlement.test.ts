@@ -14,7 +14,7 @@ import { closeTestTemplates, testBackends } from '../../issuer/db/test-databases
 import { expectError } from '../../issuer/http/test-harness.ts';
 import { decodeCertificate } from '../../pki/certificate.ts';
 import { keyId } from '../../pki/key-id.ts';
-import { notificationDigest, SUCCESS_TAG, successSigned } from './messages.ts';
+import { notificationDigest, type CurrencyBlock, SUCCESS_TAG, successSigned } from './messages.ts';
 import { EVENTS_BODY_BYTES_MAX } from './node.ts';
 import { EVENT_TAG, eventBodyWire, partsDigest, type EventBody, type WalletEvent } from './online.ts';
 import { dotmNode, PASSWORD, type DotmNode, type DotmParty, type EventsAnswer } from './test-fixtures.ts';
@@ -33,6 +33,11 @@ async function refused(call: Promise<unknown>, code: string): Promise<void> {
 async function lastSeq(n: DotmNode, p: DotmParty): Promise<number> {
   const res = await n.h.signed(p.user, 'GET', `/v1/dotm/wallets/${p.wallet}`);
   return ((await res.json()) as { lastSeq: number }).lastSeq;
+}
+
+/** Minor units as the node shows them in major units. */
+function major(minor: bigint): string {
+  return (Number(minor) / 100).toFixed(2);
 }
 
 function statuses(answer: EventsAnswer): string[] {
@@ -433,6 +438,44 @@ for (const backend of testBackends()) {
         assert.deepEqual(statuses(stolen), ['1:refused:EVENT_INVALID']);
         assert.equal(await n.balanceMinor(r), 0n);
         await n.conservation([p.se, r.se]);
+      } finally {
+        await n.close();
+      }
+    });
+
+    test('one redemption naming a copy twice among others: both parts of that copy are refused and its holder named, the other copies credited once', async () => {
+      const n = await dotmNode(backend);
+      try {
+        const p = await n.party('payer');
+        const blocks = await n.withdraw(p, '10.00', 3);
+        assert.equal(blocks.length, 3);
+        const [a, b, c] = blocks as [CurrencyBlock, CurrencyBlock, CurrencyBlock];
+        const before = await n.balanceMinor(p);
+        // The extracted wallet key signs what the trusted app never would: copy b given up twice in one event.
+        const wsk = await n.extractWalletKey(p.dir);
+        const parts = [{ block: a }, { block: b }, { block: c }, { block: b }];
+        const amount = parts.reduce((sum, part) => sum + part.block.remaining, 0n);
+        const body: EventBody = { wallet: keyId(wsk.publicKey), seq: (await lastSeq(n, p)) + 1, kind: 'redeemed', tsn: new Uint8Array(16).fill(7), transaction: partsDigest(parts), amount, time: n.h.now(), parts };
+        const answer = (await (await n.upload(p, { events: [{ body, signature: signRecord(wsk, EVENT_TAG, eventBodyWire(body)) }] })).json()) as EventsAnswer;
+        const credited = a.remaining + c.remaining;
+        assert.deepEqual([answer.results[0]?.status, answer.results[0]?.code, answer.results[0]?.credited], ['refused', 'DOUBLE_SPEND', major(credited)]);
+        assert.match(answer.results[0]?.message ?? '', /^2 of 4 copies/);
+        assert.deepEqual(
+          answer.findings.map((f) => [f.kind, f.culprit, f.received, f.spent]),
+          [['overspent', p.userKeyId, major(b.remaining), major(2n * b.remaining)]],
+        );
+        assert.equal(await n.balanceMinor(p), before + credited);
+        // The same event again is a duplicate: nothing more is credited.
+        const again = (await (await n.upload(p, { events: [{ body, signature: signRecord(wsk, EVENT_TAG, eventBodyWire(body)) }] })).json()) as EventsAnswer;
+        assert.deepEqual(statuses(again), [`${body.seq}:duplicate`]);
+        assert.equal(await n.balanceMinor(p), before + credited);
+        // The trusted app still counts the three copies (its key signed behind its back); the
+        // float backs only the one not credited.
+        const audit = await n.h.node.services.ledger.audit();
+        assert.equal(audit.balanced, true);
+        const eur = audit.currencies.find((x) => x.currency === 'EUR');
+        assert.equal(eur?.offlineFloat.find((f) => f.account === 'float:dotm')?.amount, b.remaining);
+        assert.equal(eur?.totalSettlement, 0n);
       } finally {
         await n.close();
       }
