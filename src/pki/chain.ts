@@ -4,20 +4,13 @@
  * Every failure throws its own error code. Pure: the caller passes `now` and the crypto provider.
  */
 import { equalBytes, toHex } from '../core/bytes.ts';
-import { signedBytes } from '../core/crypto/record.ts';
 import { verifyWithMemo, type MemoOfChecks } from '../core/crypto/signature-memo.ts';
 import { suiteFor, SUITE_NAMES, type CryptoProvider, type PublicKey, type SuiteName } from '../core/crypto/suite.ts';
 import { TallyError } from '../core/errors.ts';
-import {
-  certificateBodyWire,
-  encodeCertificate,
-  serialHex,
-  CERTIFICATE_DOMAIN_TAG,
-  TIME_MS_MAX,
-  type Certificate,
-} from './certificate.ts';
+import { encodeCertificate, serialHex, TIME_MS_MAX, type Certificate } from './certificate.ts';
 import type { CertificateExtensions } from './extensions.ts';
 import { keyId } from './key-id.ts';
+import { certificateSignedBytes } from './certificate-cache.ts';
 import { isSelfSignedRole, mayCertify, type Role } from './roles.ts';
 import { listRevokes, verifyRevocationList, type RevocationChecker, type RevocationList } from './revocation.ts';
 
@@ -115,7 +108,7 @@ function checkSubjectAndWindow(provider: CryptoProvider, certificate: Certificat
 }
 
 function checkSignature(provider: CryptoProvider, certificate: Certificate, signerKey: PublicKey, memo: MemoOfChecks | undefined): void {
-  const message = signedBytes(CERTIFICATE_DOMAIN_TAG, certificateBodyWire(certificate.body));
+  const message = certificateSignedBytes(certificate);
   // The memo entry names everything the verification reads: the issuer's key, the signed bytes and the signature.
   if (!verifyWithMemo(provider, memo, signerKey, message, certificate.signature)) {
     const serial = serialHex(certificate);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { utf8 } from '../bytes.ts';
+import { toHex, utf8 } from '../bytes.ts';
+import { sha256 } from './hash.ts';
 import { nobleProvider } from './noble.ts';
 import { signatureEntry, SignatureMemo, verifyWithMemo } from './signature-memo.ts';
 import { signerFromSecret } from './suite.ts';
@@ -37,6 +38,17 @@ describe('signature memo', () => {
     const b = signatureEntry({ suite: 'ed25519', key: new Uint8Array([1]) }, new Uint8Array([2, 3]), new Uint8Array([4]));
     const c = signatureEntry({ suite: 'p256', key: new Uint8Array([1, 2]) }, new Uint8Array([3]), new Uint8Array([4]));
     assert.equal(new Set([a, b, c]).size, 3);
+  });
+
+  it('an entry is SHA-256 over the suite, the key, the message and the signature, each after its length in 4 bytes big-endian, whatever buffer the bytes sit in', () => {
+    const key = new Uint8Array(32).fill(7);
+    const signature = new Uint8Array(64).fill(9);
+    const backing = new Uint8Array(700).map((_v, k) => k & 0xff);
+    const message = backing.subarray(100, 400);
+    const framed = (bytes: Uint8Array) => [bytes.length >>> 24, (bytes.length >>> 16) & 0xff, (bytes.length >>> 8) & 0xff, bytes.length & 0xff, ...bytes];
+    const expected = `sig:${toHex(sha256(new Uint8Array([...framed(utf8('ed25519')), ...framed(key), ...framed(message.slice()), ...framed(signature)])))}`;
+    assert.equal(signatureEntry({ suite: 'ed25519', key }, message, signature), expected);
+    assert.equal(signatureEntry({ suite: 'ed25519', key }, message.slice(), signature), expected);
   });
 
   it('keeps at most its bound, dropping the generation not used for longest; an entry used again is kept', () => {

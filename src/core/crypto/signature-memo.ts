@@ -9,7 +9,7 @@
  * A memo kept for a request is a plain Set; one kept across requests is a SignatureMemo, which
  * forgets the entries it has not used for longest past a bound, in two generations.
  */
-import { concatBytes, toHex, utf8 } from '../bytes.ts';
+import { toHex, utf8 } from '../bytes.ts';
 import { sha256 } from './hash.ts';
 import { signedBytes } from './record.ts';
 import { suiteFor, type CryptoProvider, type PublicKey } from './suite.ts';
@@ -69,9 +69,17 @@ export interface MemoOfChecks {
 
 /** The memo entry of one signature check: SHA-256 over the suite, the key, the message and the signature, each length-prefixed. */
 export function signatureEntry(publicKey: PublicKey, message: Uint8Array, signature: Uint8Array): string {
-  const suite = utf8(publicKey.suite);
-  const framed = (bytes: Uint8Array) => concatBytes(new Uint8Array([bytes.length >>> 24, (bytes.length >>> 16) & 0xff, (bytes.length >>> 8) & 0xff, bytes.length & 0xff]), bytes);
-  return `sig:${toHex(sha256(concatBytes(framed(suite), framed(publicKey.key), framed(message), framed(signature))))}`;
+  const parts = [utf8(publicKey.suite), publicKey.key, message, signature];
+  // Written into one buffer: each part after its length, 4 bytes big-endian.
+  const framed = new Uint8Array(parts.reduce((sum, part) => sum + 4 + part.length, 0));
+  const view = new DataView(framed.buffer);
+  let at = 0;
+  for (const part of parts) {
+    view.setUint32(at, part.length);
+    framed.set(part, at + 4);
+    at += 4 + part.length;
+  }
+  return `sig:${toHex(sha256(framed))}`;
 }
 
 /** Verifies `signature` over `message`, answering from `memo` when this check passed before, and adding it when it passes. */

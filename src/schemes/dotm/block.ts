@@ -27,6 +27,7 @@ import type { CryptoProvider, PublicKey } from '../../core/crypto/suite.ts';
 import { AMOUNT_MINOR_MAX } from '../../core/amount.ts';
 import { checkSize, isTallyError, TallyError } from '../../core/errors.ts';
 import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
+import type { CertificateCache } from '../../pki/certificate-cache.ts';
 import { verifyChain, type VerifiedChain } from '../../pki/chain.ts';
 import { keyId } from '../../pki/key-id.ts';
 import type { RevocationChecker, RevocationList } from '../../pki/revocation.ts';
@@ -74,6 +75,8 @@ export interface VerifyBlockOptions {
    * node keeps across uploads (the payer's and the payee's events carry the same block).
    */
   verifiedSignatures?: MemoOfChecks | undefined;
+  /** Decoded user certificates kept by their bytes (pki/certificate-cache.ts), for a node that sees the same users in upload after upload. */
+  certificates?: CertificateCache | undefined;
 }
 
 /** A verified block and what it says. */
@@ -120,7 +123,7 @@ export function presentationKey(presentation: CurrencyBlock['presentation'], opt
 function userChain(options: VerifyBlockOptions, what: string, encoded: Uint8Array, at: number): VerifiedChain {
   let certificate: Certificate;
   try {
-    certificate = decodeCertificate(encoded);
+    certificate = options.certificates === undefined ? decodeCertificate(encoded) : options.certificates.decode(encoded);
   } catch (e) {
     throw invalid(`${what}: ${e instanceof Error ? e.message : String(e)}`, e);
   }

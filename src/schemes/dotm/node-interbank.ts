@@ -16,6 +16,7 @@ import { SignatureMemo } from '../../core/crypto/signature-memo.ts';
 import { verifyChain, type VerifiedChain } from '../../pki/chain.ts';
 import { peerIntermediaries, presentInterbankClaim, transfer, type InterbankClaim, type InterbankJudgement, type IssuerServices, type Queryable, type TransactionHandle } from '../../issuer/plugin.ts';
 import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
+import { CertificateCache } from '../../pki/certificate-cache.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { verifyBlock } from './block.ts';
 import { certificateBytesCodec, DOTM_SCHEME } from './messages.ts';
@@ -61,8 +62,10 @@ export function ownIssuer(services: IssuerServices): string | undefined {
 export async function settlementContext(services: IssuerServices, q: Queryable, extra: { accountKeyId?: string } = {}): Promise<SettlementContext> {
   const { identity, provider } = services;
   const now = services.now();
-  const intermediaries = [identity.intermediary.certificate, ...(await livePeers(services, q))];
-  const verifiedSignatures = signatureMemo(services);
+  const { memo: verifiedSignatures, certificates } = nodeMemos(services);
+  // The cache's frozen copies, so that their signed bytes and key ids are computed once too.
+  const intermediaries = [identity.intermediary.certificate, ...(await livePeers(services, q))].map((c) => certificates.adopt(c));
+  const root = certificates.adopt(identity.root.certificate);
   return {
     provider,
     intermediary: identity.intermediary.signer,
@@ -73,27 +76,32 @@ export async function settlementContext(services: IssuerServices, q: Queryable, 
     verify: (block) =>
       verifyBlock(block, {
         provider,
-        centralBankKey: identity.root.certificate.body.subject,
-        trustAnchors: [identity.root.certificate],
+        centralBankKey: root.body.subject,
+        trustAnchors: [root],
         intermediaries,
         now,
         currency: services.currency.code,
         verifiedSignatures,
+        certificates,
       }),
+    certificates,
   };
 }
 
-/** Each node's memo of the signatures its DOT-M settlement verified. */
-const memos = new WeakMap<IssuerServices, SignatureMemo>();
+/** Each node's memo of the signatures its DOT-M settlement verified, and its decoded certificates. */
+const memos = new WeakMap<IssuerServices, { memo: SignatureMemo; certificates: CertificateCache }>();
 
-/** The node's memo of signatures: the users' certificates, and each block and notification, are verified once however many uploads carry them. */
-function signatureMemo(services: IssuerServices): SignatureMemo {
-  let memo = memos.get(services);
-  if (memo === undefined) {
-    memo = new SignatureMemo();
-    memos.set(services, memo);
+/**
+ * The node's memo of signatures (the users' certificates, and each block and notification, are
+ * verified once however many uploads carry them) and its cache of decoded certificates.
+ */
+function nodeMemos(services: IssuerServices): { memo: SignatureMemo; certificates: CertificateCache } {
+  let kept = memos.get(services);
+  if (kept === undefined) {
+    kept = { memo: new SignatureMemo(), certificates: new CertificateCache() };
+    memos.set(services, kept);
   }
-  return memo;
+  return kept;
 }
 
 /** True when the path's serial was issued by another bank (whose key signed its presentation). */
@@ -172,7 +180,7 @@ export async function judgeDotmInterbankClaim(tx: TransactionHandle, services: I
   const block = part.block;
   let path: Path;
   try {
-    path = pathOf(ctx.verify(block));
+    path = pathOf(ctx.verify(block), ctx.certificates);
   } catch (e) {
     if (isTallyError(e)) return refuse(e.code, `the copy does not verify: ${e.message}`);
     throw e;

@@ -8,6 +8,7 @@ import { bigintColumn, type Queryable } from '../../issuer/plugin.ts';
 import type { VerifiedBlock } from './block.ts';
 import type { CurrencyBlock } from './messages.ts';
 import { walletEventWire, type WalletEvent } from './online.ts';
+import type { CertificateCache } from '../../pki/certificate-cache.ts';
 
 /** The ledger account holding the value outstanding in currency blocks. */
 export const DOTM_FLOAT_ACCOUNT = 'float:dotm';
@@ -29,6 +30,8 @@ export interface SettlementContext {
   readonly verify: (block: CurrencyBlock) => VerifiedBlock;
   /** The node's memo of signatures that verified (a bounded SignatureMemo): a block or notification seen in an earlier upload is not verified again. */
   readonly verifiedSignatures?: MemoOfChecks | undefined;
+  /** The node's decoded user certificates, kept by their bytes: a user seen in an earlier upload is not decoded again. */
+  readonly certificates?: CertificateCache | undefined;
   /** Key id (hex) of the key that signs this node's blocks when it is an intermediary; undefined at a standalone node (pk_C). */
   readonly issuer: string | undefined;
   /** The caller's account key id, under which a claim on another bank is presented for its wallet's redemption. */

@@ -9,7 +9,8 @@ import { encodeCbor } from '../../core/cbor.ts';
 import { verifyRecordWithMemo } from '../../core/crypto/signature-memo.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { base64Param, bigintColumn, type TransactionHandle } from '../../issuer/plugin.ts';
-import { decodeCertificate } from '../../pki/certificate.ts';
+import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
+import type { CertificateCache } from '../../pki/certificate-cache.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { appendRecord, type VerifiedBlock } from './block.ts';
 import { NOTIFICATION_TAG, notificationSigned, presentationDigest, recordDigest, recordWire, type TransactionRecord } from './messages.ts';
@@ -39,11 +40,13 @@ export interface Path {
 
 type Refused = { readonly code: string; readonly message: string };
 
-function subjectOf(certificate: Uint8Array): string {
-  return toHex(keyId(decodeCertificate(certificate).body.subject));
+/** Decodes a certificate, through the node's cache when it has one. */
+export function certificateOf(certificates: CertificateCache | undefined, encoded: Uint8Array): Certificate {
+  return certificates === undefined ? decodeCertificate(encoded) : certificates.decode(encoded);
 }
 
-export function pathOf(verified: VerifiedBlock): Path {
+export function pathOf(verified: VerifiedBlock, certificates?: CertificateCache): Path {
+  const subjectOf = (encoded: Uint8Array) => toHex(keyId(certificateOf(certificates, encoded).body.subject));
   const { presentation } = verified.block;
   const root = presentationDigest(presentation);
   let prev = root;
@@ -86,7 +89,7 @@ export function checkEvent(ctx: SettlementContext, wallet: DotmWallet, body: Eve
   const paths: Path[] = [];
   for (const [k, part] of body.parts.entries()) {
     try {
-      paths.push(pathOf(ctx.verify(part.current === undefined ? part.block : appendRecord(part.block, part.current))));
+      paths.push(pathOf(ctx.verify(part.current === undefined ? part.block : appendRecord(part.block, part.current)), ctx.certificates));
     } catch (e) {
       if (isTallyError(e)) return { code: e.code, message: `part ${k}: ${e.message}` };
       throw e;
@@ -108,7 +111,7 @@ export function checkEvent(ctx: SettlementContext, wallet: DotmWallet, body: Eve
     const first = currents[0];
     if (n === undefined || first === undefined) return { code: 'EVENT_INVALID', message: `a ${body.kind} event carries R's notification` };
     if (!equalBytes(n.tsn, body.tsn) || !equalBytes(n.transaction, body.transaction)) return { code: 'EVENT_INVALID', message: 'the notification names another transaction' };
-    const payeeKey = decodeCertificate(first.record.ucertR).body.subject;
+    const payeeKey = certificateOf(ctx.certificates, first.record.ucertR).body.subject;
     if (!verifyRecordWithMemo(ctx.provider, ctx.verifiedSignatures, payeeKey, NOTIFICATION_TAG, notificationSigned(n), n.signature)) return { code: 'SIGNATURE_INVALID', message: 'the notification does not verify under upk_R' };
   }
   return { paths };
