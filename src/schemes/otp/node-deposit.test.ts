@@ -116,6 +116,37 @@ for (const backend of testBackends()) {
       }
     });
 
+    test('both branches of a coin paid twice in one deposit, among other coins: the first in the deposit is credited, the other is the double spend that names the device', async () => {
+      const n = await otpNode(backend);
+      try {
+        const [alice, bob, carol] = [await n.client(), await n.client(), await n.client()];
+        await n.mint(alice, '5.00');
+        const { escrowKey, depositKey } = await n.params();
+        const { coins } = await n.withdraw(alice, [await n.classOf(200n), await n.classOf(100n), await n.classOf(50n)]);
+        const [twice, other, third] = coins as [(typeof coins)[number], (typeof coins)[number], (typeof coins)[number]];
+        const atBob = n.pay({ coin: twice, tags: [] }, alice.device, escrowKey);
+        const branchA = n.pay(atBob, bob.device, escrowKey);
+        const branchB = n.pay(atBob, bob.device, escrowKey);
+        const plain = (coin: (typeof coins)[number]) => n.sealForDeposit(n.pay({ coin, tags: [] }, alice.device, escrowKey), depositKey);
+        // Coin order, not serial order, decides which branch is taken.
+        const deposited = await n.deposit(carol, [plain(other), n.sealForDeposit(branchB, depositKey), plain(third), n.sealForDeposit(branchA, depositKey)]);
+        assert.deepEqual(deposited.outcomes, ['credited', 'credited', 'credited', 'double-spend']);
+        assert.equal(deposited.credited, '3.50');
+        assert.equal(await n.h.balance(carol), '3.50');
+        const evidence = await n.h.node.services.db.query<{ tags: Uint8Array }>('SELECT tags FROM otp_double_spends');
+        assert.deepEqual(evidence.rows.map((r) => new Uint8Array(r.tags)), [encodeCbor(branchA.tags)], 'the later branch is the evidence');
+        const revoked = await n.h.node.services.db.query<{ subject_key_id: string }>('SELECT subject_key_id FROM revoked_certificates');
+        assert.deepEqual(revoked.rows.map((r) => r.subject_key_id), [bob.deviceId]);
+        // Deposited again, each coin is a double spend and credits nothing.
+        const again = await n.deposit(carol, [plain(other), n.sealForDeposit(branchB, depositKey)]);
+        assert.deepEqual(again.outcomes, ['double-spend', 'double-spend']);
+        assert.equal(await n.h.balance(carol), '3.50');
+        await n.conservation(0n);
+      } finally {
+        await n.h.close();
+      }
+    });
+
     test('a forged coin, a coin with another program, one past its hops, a box not for the bank and bytes that are no box are refused', async () => {
       const n = await otpNode(backend, { ...SHORT, hops: 2 });
       try {

@@ -15,7 +15,7 @@ import { toBase64url, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
 import { sha256 } from '../../core/crypto/hash.ts';
 import { isTallyError } from '../../core/errors.ts';
-import { ApiProblem, CLAIM_EVIDENCE_BYTES_MAX, base64urlOf, claimIdOf, decodeField, errorBody, formatMinor, idempotent, json, keyIdHex, requireUser, transfer, validBody, ROUTE_BODY_BYTES_MAX, type IssuerEnv, type IssuerServices, type JsonValue, type RouteBodyLimit } from '../../issuer/plugin.ts';
+import { ApiProblem, CLAIM_EVIDENCE_BYTES_MAX, base64Param, base64urlOf, claimIdOf, decodeField, errorBody, formatMinor, idempotent, json, keyIdHex, requireUser, transfer, validBody, ROUTE_BODY_BYTES_MAX, type IssuerEnv, type IssuerServices, type JsonValue, type RouteBodyLimit, type TransactionHandle } from '../../issuer/plugin.ts';
 import { checkCoin } from './coin.ts';
 import type { SealedTag } from './escrow.ts';
 import { COINS_PER_MESSAGE_MAX, DEPOSIT_RECEIPT_TAG, OTP_SCHEME, depositReceiptBodyCodec, signed, type CarriedCoin, type DepositOutcome } from './messages.ts';
@@ -96,6 +96,38 @@ function openOne(services: IssuerServices, raw: Uint8Array, live: ReadonlyMap<st
   }
 }
 
+/**
+ * Spends the serials of the deposit's own coins in one statement, and answers the indexes of the
+ * coins that spent theirs now. The primary key spends a serial once: a concurrent deposit or refund
+ * of it waits here for the other transaction, and finds its row once that commits. A serial named
+ * twice in the deposit is offered once, by its first coin, as coin after coin would have been; the
+ * rows go in by serial, so that deposits sharing serials take their locks in one order.
+ */
+async function spendSerials(tx: TransactionHandle, account: string, at: string, opened: readonly Opened[]): Promise<Set<number>> {
+  const first = new Map<string, { index: number; carried: CarriedCoin }>();
+  for (const [index, coin] of opened.entries()) {
+    if (coin.refused || 'foreign' in coin) continue;
+    const key = toHex(coin.carried.coin.serial);
+    if (!first.has(key)) first.set(key, { index, carried: coin.carried });
+  }
+  const offered = [...first].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, coin]) => coin);
+  if (offered.length === 0) return new Set();
+  const { rows } = await tx.query<{ serial: Uint8Array }>(
+    `INSERT INTO otp_spent (serial, class_id, kind, account_id, tags, at)
+     SELECT decode(s, 'base64'), decode(c, 'base64'), 'deposit', $4, decode(t, 'base64'), $5 FROM unnest($1::text[], $2::text[], $3::text[]) AS x(s, c, t)
+     ON CONFLICT (serial) DO NOTHING RETURNING serial`,
+    [
+      offered.map((c) => base64Param(c.carried.coin.serial)),
+      offered.map((c) => base64Param(c.carried.coin.classId)),
+      offered.map((c) => base64Param(encodeTags(c.carried.tags))),
+      account,
+      at,
+    ],
+  );
+  const taken = new Set(rows.map((row) => toHex(new Uint8Array(row.serial))));
+  return new Set(offered.filter((c) => taken.has(toHex(c.carried.coin.serial))).map((c) => c.index));
+}
+
 /** Adds `POST /deposits`. */
 export function registerDeposit(app: OpenAPIHono<IssuerEnv>, services: IssuerServices, classes: ClassBook): void {
   app.openAPIRegistry.registerPath(depositRoute);
@@ -112,6 +144,7 @@ export function registerDeposit(app: OpenAPIHono<IssuerEnv>, services: IssuerSer
       const device = await ownOtpDevice(tx, body.device, user.keyId);
       if ('refused' in device) return device.refused;
       const at = new Date(now).toISOString();
+      const spent = await spendSerials(tx, user.accountId, at, opened);
       const outcomes: { digest: Uint8Array; outcome: DepositOutcome }[] = [];
       const claims: { [key: string]: JsonValue }[] = [];
       let credited = 0n;
@@ -133,16 +166,9 @@ export function registerDeposit(app: OpenAPIHono<IssuerEnv>, services: IssuerSer
           claims.push({ coin: index, ...presented });
           continue;
         }
-        const { serial, classId } = coin.carried.coin;
+        const { serial } = coin.carried.coin;
         const tags: readonly SealedTag[] = coin.carried.tags;
-        // The primary key spends a serial once: a concurrent deposit or refund of it waits here for
-        // the other transaction, and finds its row once that commits.
-        const spent = await tx.query(
-          `INSERT INTO otp_spent (serial, class_id, kind, account_id, tags, at) VALUES ($1, $2, 'deposit', $3, $4, $5)
-           ON CONFLICT (serial) DO NOTHING RETURNING serial`,
-          [serial, classId, user.accountId, encodeTags(tags), at],
-        );
-        if (spent.rowCount === 1) {
+        if (spent.has(index)) {
           credited += coin.coinClass.denomination;
           outcomes.push({ digest: coin.digest, outcome: 'credited' });
           continue;
