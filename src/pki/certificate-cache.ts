@@ -11,6 +11,7 @@
  * (through the caller's memo), window and revocation on every call.
  */
 import { toHex } from '../core/bytes.ts';
+import { sha256 } from '../core/crypto/hash.ts';
 import { signedBytes } from '../core/crypto/record.ts';
 import { CERTIFICATE_BYTES_MAX, CERTIFICATE_DOMAIN_TAG, certificateBodyWire, decodeCertificate, encodeCertificate, type Certificate, type CertificateBody } from './certificate.ts';
 import { rememberKeyId } from './key-id.ts';
@@ -47,7 +48,7 @@ export function certificateSignedBytes(certificate: Certificate): Uint8Array {
 }
 
 /**
- * Frozen decoded certificates by their bytes, at most `max`, in two generations: when the young
+ * Frozen decoded certificates by the SHA-256 of their bytes, at most `max`, in two generations: when the young
  * one is full, the old one is dropped whole and the young one becomes old; a certificate found in
  * the old one moves to the young one.
  */
@@ -73,7 +74,8 @@ export class CertificateCache {
   decode(encoded: Uint8Array): Certificate {
     // What decodeCertificate refuses before reading the bytes is refused by it, as it says.
     if (!(encoded instanceof Uint8Array) || encoded.length > CERTIFICATE_BYTES_MAX) return decodeCertificate(encoded);
-    const key = toHex(encoded);
+    // By digest: a short key, whatever the certificate's size (an uploader chooses the bytes).
+    const key = toHex(sha256(encoded));
     const young = this.#young.get(key);
     if (young !== undefined) return young;
     const certificate = this.#old.get(key) ?? frozenCertificate(encoded);
