@@ -12,6 +12,8 @@ import { TallyError } from '../../core/errors.ts';
 import { allTargets, closeTargets } from './registry.ts';
 import { runTarget, type TargetReport } from './run.ts';
 import { codecTarget, FUZZ_GROUPS, type FuzzTarget } from './target.ts';
+import { hostTarget } from './targets-se.ts';
+import { SCHEMES } from '../../schemes/index.ts';
 
 after(() => closeTargets());
 
@@ -78,6 +80,20 @@ describe('fuzz: the fuzzer finds what it must', () => {
   test('accepting an input over the declared limit is a finding', async () => {
     const report = await runTarget(probe(() => 'accepted'), { seed: 4, inputs: 400 });
     assert.ok(report.findings.some((f) => /over the declared limit of 16/.test(f.message)), JSON.stringify(report.findings));
+  });
+
+  test('a secure element target replaces its host after its share of inputs, and a fresh host answers', async () => {
+    const ops = SCHEMES.find((scheme) => scheme.name === 'ops');
+    assert.ok(ops?.trustedApp !== undefined);
+    const target = hostTarget('ops', await ops.trustedApp(), 2);
+    try {
+      const outcomes: string[] = [];
+      for (let k = 0; k < 5; k++) outcomes.push(await target.feed(new Uint8Array([0xff, k])));
+      assert.deepEqual(outcomes, ['rejected', 'rejected', 'rejected', 'rejected', 'rejected']);
+      assert.equal(target.hosts, 3, 'hosts for inputs 1-2, 3-4 and 5');
+    } finally {
+      await target.close?.();
+    }
   });
 
   test('the registry lists the groups in order of exposure, HTTP first', async () => {
