@@ -47,6 +47,11 @@ export function certificateSignedBytes(certificate: Certificate): Uint8Array {
   return signedOfFrozen.get(certificate.body) ?? signedBytes(CERTIFICATE_DOMAIN_TAG, certificateBodyWire(certificate.body));
 }
 
+/** decodeCertificate, through `cache` when the caller keeps one. */
+export function decodeThrough(cache: CertificateCache | undefined, encoded: Uint8Array): Certificate {
+  return cache === undefined ? decodeCertificate(encoded) : cache.decode(encoded);
+}
+
 /**
  * Frozen decoded certificates by the SHA-256 of their bytes, at most `max`, in two generations: when the young
  * one is full, the old one is dropped whole and the young one becomes old; a certificate found in

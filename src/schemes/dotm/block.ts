@@ -26,8 +26,8 @@ import { verifyRecordWithMemo, type MemoOfChecks } from '../../core/crypto/signa
 import type { CryptoProvider, PublicKey } from '../../core/crypto/suite.ts';
 import { AMOUNT_MINOR_MAX } from '../../core/amount.ts';
 import { checkSize, isTallyError, TallyError } from '../../core/errors.ts';
-import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
-import type { CertificateCache } from '../../pki/certificate-cache.ts';
+import type { Certificate } from '../../pki/certificate.ts';
+import { decodeThrough, type CertificateCache } from '../../pki/certificate-cache.ts';
 import { verifyChain, type VerifiedChain } from '../../pki/chain.ts';
 import { keyId } from '../../pki/key-id.ts';
 import type { RevocationChecker, RevocationList } from '../../pki/revocation.ts';
@@ -123,7 +123,7 @@ export function presentationKey(presentation: CurrencyBlock['presentation'], opt
 function userChain(options: VerifyBlockOptions, what: string, encoded: Uint8Array, at: number): VerifiedChain {
   let certificate: Certificate;
   try {
-    certificate = options.certificates === undefined ? decodeCertificate(encoded) : options.certificates.decode(encoded);
+    certificate = decodeThrough(options.certificates, encoded);
   } catch (e) {
     throw invalid(`${what}: ${e instanceof Error ? e.message : String(e)}`, e);
   }

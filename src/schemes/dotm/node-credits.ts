@@ -53,23 +53,28 @@ export async function reportTransaction(tx: TransactionHandle, wallet: DotmWalle
  */
 export async function settleRefund(tx: TransactionHandle, body: EventBody, row: TransactionRow, paths: readonly Path[]): Promise<'credited' | 'withheld' | undefined> {
   if (row.sent_seq === null || row.rolled_back_seq === null || row.refund !== null) return undefined;
+  const currents = paths.map(currentOf);
   await giveUp(
     tx,
-    paths.map((path) => ({ digest: currentOf(path).prev, amount: currentOf(path).record.amount })),
+    currents.map((current) => ({ digest: current.prev, amount: current.record.amount })),
   );
   // A payer that also reported the offer withdrawn has a broken wallet: no refund on its word.
   let decision: 'credited' | 'withheld' = row.abandoned_seq === null && row.payer_wallet !== null ? 'credited' : 'withheld';
   const pending = new Map<string, bigint>();
-  // Read once, after the deductions given up: nothing below writes the tree before writeCredits.
-  const views = decision === 'withheld' ? new Map() : await viewNodes(tx, paths.flatMap((path) => nodesOf(path).slice(0, -1)));
-  for (const path of paths) {
-    if (decision === 'withheld') break;
-    const current = currentOf(path);
-    const from = views.get(toHex(current.prev));
-    assert(from !== undefined, 'the node a current record hangs from was read');
-    const above = nodesOf(path).slice(0, -1);
-    if (from.spent > from.received || !creditable(views, above, current.record.amount, pending)) decision = 'withheld';
-    addPending(pending, above, current.record.amount);
+  if (decision === 'credited') {
+    // Read once, after the deductions given up: nothing below writes the tree before writeCredits.
+    const views = await viewNodes(tx, paths.flatMap((path) => nodesOf(path).slice(0, -1)));
+    for (const [k, path] of paths.entries()) {
+      const current = currents[k] as (typeof currents)[number];
+      const from = views.get(toHex(current.prev));
+      assert(from !== undefined, 'the node a current record hangs from was read');
+      const above = nodesOf(path).slice(0, -1);
+      if (from.spent > from.received || !creditable(views, above, current.record.amount, pending)) {
+        decision = 'withheld';
+        break;
+      }
+      addPending(pending, above, current.record.amount);
+    }
   }
   if (decision === 'credited') {
     const payer = await tx.query<{ account_id: string }>('SELECT account_id FROM dotm_wallets WHERE wallet_key_id = $1', [row.payer_wallet]);

@@ -9,8 +9,7 @@ import { encodeCbor } from '../../core/cbor.ts';
 import { verifyRecordWithMemo } from '../../core/crypto/signature-memo.ts';
 import { isTallyError } from '../../core/errors.ts';
 import { base64Param, bigintColumn, type TransactionHandle } from '../../issuer/plugin.ts';
-import { decodeCertificate, type Certificate } from '../../pki/certificate.ts';
-import type { CertificateCache } from '../../pki/certificate-cache.ts';
+import { decodeThrough, type CertificateCache } from '../../pki/certificate-cache.ts';
 import { keyId } from '../../pki/key-id.ts';
 import { appendRecord, type VerifiedBlock } from './block.ts';
 import { NOTIFICATION_TAG, notificationSigned, presentationDigest, recordDigest, recordWire, type TransactionRecord } from './messages.ts';
@@ -40,13 +39,8 @@ export interface Path {
 
 type Refused = { readonly code: string; readonly message: string };
 
-/** Decodes a certificate, through the node's cache when it has one. */
-export function certificateOf(certificates: CertificateCache | undefined, encoded: Uint8Array): Certificate {
-  return certificates === undefined ? decodeCertificate(encoded) : certificates.decode(encoded);
-}
-
 export function pathOf(verified: VerifiedBlock, certificates?: CertificateCache): Path {
-  const subjectOf = (encoded: Uint8Array) => toHex(keyId(certificateOf(certificates, encoded).body.subject));
+  const subjectOf = (encoded: Uint8Array) => toHex(keyId(decodeThrough(certificates, encoded).body.subject));
   const { presentation } = verified.block;
   const root = presentationDigest(presentation);
   let prev = root;
@@ -111,7 +105,7 @@ export function checkEvent(ctx: SettlementContext, wallet: DotmWallet, body: Eve
     const first = currents[0];
     if (n === undefined || first === undefined) return { code: 'EVENT_INVALID', message: `a ${body.kind} event carries R's notification` };
     if (!equalBytes(n.tsn, body.tsn) || !equalBytes(n.transaction, body.transaction)) return { code: 'EVENT_INVALID', message: 'the notification names another transaction' };
-    const payeeKey = certificateOf(ctx.certificates, first.record.ucertR).body.subject;
+    const payeeKey = decodeThrough(ctx.certificates, first.record.ucertR).body.subject;
     if (!verifyRecordWithMemo(ctx.provider, ctx.verifiedSignatures, payeeKey, NOTIFICATION_TAG, notificationSigned(n), n.signature)) return { code: 'SIGNATURE_INVALID', message: 'the notification does not verify under upk_R' };
   }
   return { paths };
