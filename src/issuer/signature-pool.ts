@@ -50,14 +50,14 @@ const WORKER_SOURCE = `
 const { parentPort } = process.getBuiltinModule('node:worker_threads');
 const { createPublicKey, verify } = process.getBuiltinModule('node:crypto');
 const { Buffer } = process.getBuiltinModule('node:buffer');
-const PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 const KEYS_MAX = 65536;
 const keys = new Map();
 function keyOf(raw) {
   const id = raw.toString('latin1');
   let key = keys.get(id);
   if (key === undefined) {
-    key = createPublicKey({ key: Buffer.concat([PREFIX, raw]), format: 'der', type: 'spki' });
+    // As a JWK: made from the raw bytes, several times faster than decoding SPKI DER.
+    key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: raw.toString('base64url') }, format: 'jwk' });
     if (keys.size >= KEYS_MAX) keys.delete(keys.keys().next().value);
     keys.set(id, key);
   }

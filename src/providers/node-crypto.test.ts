@@ -8,7 +8,8 @@ import { test } from 'node:test';
 import { ed25519 } from '@noble/curves/ed25519.js';
 import { sha256 as nobleSha256 } from '@noble/hashes/sha2.js';
 import { randomBytes, sha256, sha256InUse, useSha256 } from '../core/crypto/hash.ts';
-import { createNodeProvider, nodeSha256 } from './node-crypto.ts';
+import { createPublicKey, sign, generateKeyPairSync } from 'node:crypto';
+import { createNodeProvider, ed25519PublicKeyObject, nodeSha256 } from './node-crypto.ts';
 
 /** A 32-byte string that is no point of the curve (noble's strict decode refuses it). */
 function notAPoint(): Uint8Array {
@@ -40,6 +41,32 @@ test('an Ed25519 key found valid is remembered by its bytes; one found invalid i
   assert.equal(suite.isValidPublicKey(invalid), false);
   assert.equal(suite.isValidPublicKey(valid), true);
   assert.equal(suite.isValidPublicKey(valid.subarray(1)), false);
+});
+
+test('an Ed25519 public key imported from its raw bytes is the key SPKI DER gives, views into larger buffers too', () => {
+  const spkiPrefix = Buffer.from('302a300506032b6570032100', 'hex');
+  const message = new TextEncoder().encode('a message');
+  for (let i = 0; i < 20; i++) {
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const raw = new Uint8Array(publicKey.export({ format: 'der', type: 'spki' }).subarray(spkiPrefix.length));
+    // The same bytes in the middle of a larger buffer, with other bytes around them.
+    const padded = randomBytes(raw.length + 17);
+    padded.set(raw, 9);
+    const view = padded.subarray(9, 9 + raw.length);
+    const fromDer = createPublicKey({ key: Buffer.concat([spkiPrefix, raw]), format: 'der', type: 'spki' });
+    for (const bytes of [raw, view]) {
+      const key = ed25519PublicKeyObject(bytes);
+      assert.equal(key.equals(fromDer), true, `key ${i}`);
+      assert.equal(key.asymmetricKeyType, 'ed25519');
+    }
+    // Through the provider: its signatures verify, another key's and an altered message do not.
+    const suite = createNodeProvider().suites.ed25519;
+    const signature = new Uint8Array(sign(null, message, privateKey));
+    assert.equal(suite.verify(view, signature, message), true);
+    assert.equal(suite.verify(view, signature, new TextEncoder().encode('another message')), false);
+    assert.equal(suite.verify(suite.publicKey(suite.generateSecretKey()), signature, message), false);
+  }
+  assert.throws(() => ed25519PublicKeyObject(new Uint8Array(31)));
 });
 
 test("core's SHA-256 is node:crypto's once the provider is loaded, digest for digest noble's, a plain Uint8Array", () => {

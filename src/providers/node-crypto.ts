@@ -69,6 +69,16 @@ const ED25519_SPKI_PREFIX = fromHex('302a300506032b6570032100');
 // SPKI prefix for a compressed P-256 point (id-ecPublicKey, prime256v1).
 const P256_SPKI_COMPRESSED_PREFIX = fromHex('3039301306072a8648ce3d020106082a8648ce3d030107032200');
 
+/**
+ * The key object of a raw Ed25519 public key, imported as a JWK: OpenSSL 3 makes it from the raw
+ * bytes directly, about eight times faster than decoding the same key wrapped in SPKI DER (which
+ * goes through OpenSSL's decoder lookup and costs about as much as a verification). Both give the
+ * same key (node-crypto.test.ts).
+ */
+export function ed25519PublicKeyObject(publicKey: Uint8Array): KeyObject {
+  return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicKey.buffer, publicKey.byteOffset, publicKey.byteLength).toString('base64url') }, format: 'jwk' });
+}
+
 /** A small bounded cache of parsed key objects: parsing costs as much as a verification. */
 class KeyCache {
   private readonly entries = new Map<string, KeyObject>();
@@ -136,7 +146,7 @@ function nodeEd25519(): SignatureSuite {
           // forge a signature); noble's strict RFC 8032 check refuses them, and both must agree.
           const point = nobleEd25519Curve().Point.fromBytes(publicKey, false);
           if (point.isSmallOrder()) throw new RangeError('ed25519 public key of small order');
-          return createPublicKey({ key: Buffer.from(concatBytes(ED25519_SPKI_PREFIX, publicKey)), format: 'der', type: 'spki' });
+          return ed25519PublicKeyObject(publicKey);
         });
         accepted = nodeVerify(null, message, key, signature);
       } catch {

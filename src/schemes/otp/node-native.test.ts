@@ -24,7 +24,13 @@ test('native X25519: the RFC 7748 vector, and the same secret as noble for rando
     const sk = random(32);
     const pk = i % 2 === 0 ? x25519.scalarMultBase(random(32)) : random(32); // random u-coordinates too
     assert.equal(toHex(nativeX25519(sk, pk)), toHex(x25519.scalarMult(sk, pk)), `pair ${i}`);
+    // The public key as a view into a larger buffer (the coin's bytes): the same secret.
+    const padded = random(45);
+    padded.set(pk, 7);
+    assert.equal(toHex(nativeX25519(sk, padded.subarray(7, 39))), toHex(x25519.scalarMult(sk, pk)), `pair ${i} as a view`);
   }
+  assert.throws(() => nativeX25519(random(32), random(31)), /32 bytes/);
+  assert.throws(() => nativeX25519(random(31), random(32)), /32 bytes/);
 });
 
 test('native X25519 refuses low-order points, and HPKE with it refuses them as KEY_INVALID', () => {

@@ -9,13 +9,21 @@ import { equalBytes, toBase64url } from '../../core/bytes.ts';
 import type { X25519 } from '../../core/crypto/hpke.ts';
 import { bitLength, HASH_LENGTH, intToBytes, modulusLength, SALT_LENGTH, type RsaPublicKey } from './blind-rsa.ts';
 
-// DER headers of an X25519 private key (PKCS #8) and public key (SPKI), RFC 8410, before the 32 bytes.
+// DER header of an X25519 private key (PKCS #8), RFC 8410, before the 32 bytes.
 const PKCS8_X25519 = Uint8Array.from([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20]);
-const SPKI_X25519 = Uint8Array.from([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x03, 0x21, 0x00]);
 
-function withHeader(header: Uint8Array, key: Uint8Array): Buffer {
+function checkLength(key: Uint8Array): Uint8Array {
   if (key.length !== 32) throw new RangeError(`X25519 key: expected 32 bytes, got ${key.length}`);
-  return Buffer.concat([header, key]);
+  return key;
+}
+
+/**
+ * A coin's ephemeral public key, imported as a JWK: OpenSSL 3 makes it from the raw bytes, about
+ * seven times faster than decoding it wrapped in SPKI DER, which cost more than the X25519 itself.
+ */
+function peerKey(publicKey: Uint8Array): KeyObject {
+  const x = Buffer.from(checkLength(publicKey).buffer, publicKey.byteOffset, publicKey.byteLength).toString('base64url');
+  return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x }, format: 'jwk' });
 }
 
 // The node opens every coin with its one deposit key: its key object is made once.
@@ -24,10 +32,9 @@ let lastPrivate: { readonly bytes: Uint8Array; readonly key: KeyObject } | undef
 /** X25519(sk, pk) through OpenSSL; throws for a low-order point (an all-zero secret), as noble does. */
 export const nativeX25519: X25519 = (privateKey, publicKey) => {
   if (lastPrivate === undefined || !equalBytes(lastPrivate.bytes, privateKey)) {
-    lastPrivate = { bytes: Uint8Array.from(privateKey), key: createPrivateKey({ key: withHeader(PKCS8_X25519, privateKey), format: 'der', type: 'pkcs8' }) };
+    lastPrivate = { bytes: Uint8Array.from(privateKey), key: createPrivateKey({ key: Buffer.concat([PKCS8_X25519, checkLength(privateKey)]), format: 'der', type: 'pkcs8' }) };
   }
-  const peer = createPublicKey({ key: withHeader(SPKI_X25519, publicKey), format: 'der', type: 'spki' });
-  return new Uint8Array(diffieHellman({ privateKey: lastPrivate.key, publicKey: peer }));
+  return new Uint8Array(diffieHellman({ privateKey: lastPrivate.key, publicKey: peerKey(publicKey) }));
 };
 
 // A bank has few coin classes: their keys' objects are kept by modulus.
