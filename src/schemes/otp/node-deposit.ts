@@ -13,22 +13,16 @@ import { randomUUID } from 'node:crypto';
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { toBase64url, toHex } from '../../core/bytes.ts';
 import { encodeCbor } from '../../core/cbor.ts';
-import { sha256 } from '../../core/crypto/hash.ts';
-import { isTallyError } from '../../core/errors.ts';
 import { ApiProblem, CLAIM_EVIDENCE_BYTES_MAX, base64Param, base64urlOf, claimIdOf, decodeField, errorBody, formatMinor, idempotent, json, keyIdHex, requireUser, transfer, validBody, ROUTE_BODY_BYTES_MAX, type IssuerEnv, type IssuerServices, type JsonValue, type RouteBodyLimit, type TransactionHandle } from '../../issuer/plugin.ts';
-import { checkCoin } from './coin.ts';
 import type { SealedTag } from './escrow.ts';
 import { COINS_PER_MESSAGE_MAX, DEPOSIT_RECEIPT_TAG, OTP_SCHEME, depositReceiptBodyCodec, signed, type CarriedCoin, type DepositOutcome } from './messages.ts';
 import type { BankClass, ClassBook } from './node-classes.ts';
-import { answer, decodeCborBytes, OTP_FLOAT_ACCOUNT, ownOtpDevice } from './node-common.ts';
+import { answer, OTP_FLOAT_ACCOUNT, ownOtpDevice } from './node-common.ts';
 import { encodeTags, recordDoubleSpend } from './node-findings.ts';
-import { foreignClassBook, otpClaimEvidence, presentForeignCoin, type ForeignClass } from './node-interbank.ts';
+import { foreignClassBook, presentForeignCoin, type ForeignClass } from './node-interbank.ts';
 import { otpBankKeys } from './node-keys.ts';
-import { openCoin, SEALED_COIN_BYTES_MAX, sealedCoinCodec } from './transfer.ts';
-import { nativePssVerify, nativeX25519 } from './node-native.ts';
-
-/** Largest sealed coin accepted on the wire, in bytes: the box and its small header. */
-export const SEALED_COIN_WIRE_BYTES_MAX = SEALED_COIN_BYTES_MAX + 256;
+import { otpClaimEvidence, SEALED_COIN_WIRE_BYTES_MAX, type OpeningClasses } from './node-open.ts';
+import { openCoins } from './node-open-pool.ts';
 
 /** The deposit route takes up to COINS_PER_MESSAGE_MAX sealed coins: more than the node's default body. */
 export const DEPOSIT_BODY_LIMIT: RouteBodyLimit = { method: 'POST', path: '/deposits', bytesMax: ROUTE_BODY_BYTES_MAX };
@@ -63,37 +57,25 @@ type Opened =
   | { digest: Uint8Array; refused: false; carried: CarriedCoin; foreign: ForeignClass };
 
 /**
- * Opens and checks one sealed coin; anything that does not open, decode or check is refused. A coin
- * of a class this bank did not make is checked under the classes the other banks published: a coin
- * of a revoked bank, past its deposit window or its hops, too large to present as a claim, or of a
- * class no bank published, is refused.
+ * Opens and checks the deposit's coins (node-open.ts), in the node's opening workers when there
+ * are many (node-open-pool.ts), and finds each accepted coin's class again.
  */
-function openOne(services: IssuerServices, raw: Uint8Array, live: ReadonlyMap<string, BankClass>, foreign: ReadonlyMap<string, ForeignClass>): Opened {
-  const digest = sha256(raw);
-  try {
-    const sealed = decodeCborBytes(raw, sealedCoinCodec, SEALED_COIN_WIRE_BYTES_MAX, 'coin');
-    const { deposit } = otpBankKeys(services);
-    // Native X25519 and RSA-PSS (node-native.ts): the same answers as the trusted app's code, faster.
-    const { carried } = openCoin(sealed, deposit.privateKey, deposit.publicKey, nativeX25519);
-    const other = live.has(toHex(carried.coin.classId)) ? undefined : foreign.get(toHex(carried.coin.classId));
-    if (other !== undefined) {
-      if (other.revoked || services.now() > other.entry.depositUntil) return { digest, refused: true };
-      const theirs = checkCoin(carried.coin, (classId) => (toHex(classId) === toHex(other.entry.coinClass.classId) ? other.entry.coinClass : undefined), nativePssVerify);
-      const hops = theirs.program.conditions.find((c) => c.kind === 'checkMaxHops');
-      if (hops?.kind === 'checkMaxHops' && carried.tags.length > hops.hops + 1) return { digest, refused: true };
-      if (otpClaimEvidence(carried).length > CLAIM_EVIDENCE_BYTES_MAX) return { digest, refused: true };
-      return { digest, refused: false, carried, foreign: other };
-    }
-    const checked = checkCoin(carried.coin, (classId) => live.get(toHex(classId))?.entry.coinClass, nativePssVerify);
-    const coinClass = live.get(toHex(checked.coinClass.classId)) as BankClass;
-    // A coin past its hops could no longer be paid; the depositing TA adds one last tag naming the
-    // bank. More tags than that did not come from genuine TAs.
-    if (carried.tags.length > coinClass.hops + 1) return { digest, refused: true };
-    return { digest, refused: false, carried, coinClass };
-  } catch (e) {
-    if (isTallyError(e)) return { digest, refused: true };
-    throw e;
-  }
+async function openAll(services: IssuerServices, raws: readonly Uint8Array[], live: ReadonlyMap<string, BankClass>, foreign: ReadonlyMap<string, ForeignClass>): Promise<Opened[]> {
+  const { deposit } = otpBankKeys(services);
+  const classes: OpeningClasses = {
+    live: new Map([...live].map(([id, k]) => [id, { entry: k.entry, hops: k.hops }])),
+    foreign: new Map([...foreign].map(([id, f]) => [id, { entry: f.entry, revoked: f.revoked }])),
+    evidenceBytesMax: CLAIM_EVIDENCE_BYTES_MAX,
+  };
+  const opened = await openCoins(raws, { privateKey: deposit.privateKey, publicKey: deposit.publicKey }, classes, services.now());
+  return opened.map((coin): Opened => {
+    if (coin.refused) return coin;
+    const own = coin.foreign ? undefined : live.get(coin.classIdHex);
+    if (own !== undefined) return { digest: coin.digest, refused: false, carried: coin.carried, coinClass: own };
+    const other = coin.foreign ? foreign.get(coin.classIdHex) : undefined;
+    if (other !== undefined) return { digest: coin.digest, refused: false, carried: coin.carried, foreign: other };
+    throw new Error(`an opened coin names class ${coin.classIdHex}, which was not given to open it`);
+  });
 }
 
 /**
@@ -139,7 +121,7 @@ export function registerDeposit(app: OpenAPIHono<IssuerEnv>, services: IssuerSer
     const live = new Map((await classes.live(services.db, now)).map((k) => [k.classIdHex, k]));
     // The coins are opened and checked before the transaction: the work in it is only the spending.
     const foreign = await foreignClassBook(services);
-    const opened = raws.map((raw) => openOne(services, raw, live, foreign));
+    const opened = await openAll(services, raws, live, foreign);
     return idempotent(services, c, 'otp/deposits', user.keyId, async (tx) => {
       const device = await ownOtpDevice(tx, body.device, user.keyId);
       if ('refused' in device) return device.refused;

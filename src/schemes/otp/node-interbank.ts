@@ -11,7 +11,7 @@
  *   the whole system, and pays the accepted coin from `float:otp` into its reserve.
  */
 import { equalBytes, toHex } from '../../core/bytes.ts';
-import { decodeCbor, encodeCbor } from '../../core/cbor.ts';
+import { decodeCbor } from '../../core/cbor.ts';
 import { isTallyError } from '../../core/errors.ts';
 import {
   ApiProblem,
@@ -34,6 +34,7 @@ import type { ClassBook } from './node-classes.ts';
 import { OTP_FLOAT_ACCOUNT } from './node-common.ts';
 import { encodeTags, recordDoubleSpend } from './node-findings.ts';
 import { otpBankKeys } from './node-keys.ts';
+import { otpClaimEvidence } from './node-open.ts';
 import { decodeOtpPublication, encodeOtpPublication, publishedEntries } from './publication.ts';
 
 /** The ledger kind of an accepted claim's payment from the float into the reserve. */
@@ -82,11 +83,6 @@ export async function foreignClassBook(services: IssuerServices, q: Queryable = 
     for (const entry of entries) out.set(toHex(entry.coinClass.classId), { bank: peer.keyId, bankName: peer.name, revoked: peer.revoked, entry });
   }
   return out;
-}
-
-/** The evidence of a claim on a coin of another bank: the coin and its escrow tags, as deposited. */
-export function otpClaimEvidence(carried: CarriedCoin): Uint8Array {
-  return encodeCbor(carriedCoinCodec.decode(carried, 'coin'));
 }
 
 /**
