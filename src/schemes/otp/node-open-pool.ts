@@ -51,8 +51,9 @@ class OpeningWorker {
       if (this.#pending.size === 0) this.#worker.unref();
       job?.resolve('opened' in answer ? answer.opened : undefined);
     });
-    const fail = () => {
+    const fail = (why: unknown) => {
       this.#failed = true;
+      this.reason ??= why instanceof Error ? why.message : `it exited with code ${String(why)}`;
       for (const job of this.#pending.values()) job.resolve(undefined);
       this.#pending.clear();
     };
@@ -60,6 +61,9 @@ class OpeningWorker {
     this.#worker.on('exit', fail);
     this.#worker.unref();
   }
+
+  /** Why the worker failed, when it did. */
+  reason: string | undefined;
 
   get failed(): boolean {
     return this.#failed;
@@ -99,6 +103,8 @@ function pool(): OpeningWorker[] | undefined {
   else if (workers.some((w) => w.failed)) {
     if (!answered) {
       givenUp = true;
+      // Said once: deposits still settle, on the request thread, with the same answers.
+      process.emitWarning(`the OTP opening workers could not start (${workers.find((w) => w.failed)?.reason ?? 'unknown'}): deposits are opened on the request thread`);
       workers = undefined;
       return undefined;
     }
