@@ -110,3 +110,15 @@ test('a pool stopped while a deposit is being opened answers the same (coins no 
   assert.deepEqual((await openCoins(raws, depositKeys, classes, NOW)).map(summary), here.map(summary));
   assert.equal(coinsOpenedInWorkers() - before, raws.length);
 });
+
+test('a job that cannot be sent to a worker is opened on the request thread, with the same answers', async () => {
+  const raws = (await sealedCoins('pool-unsendable', [five], POOL_FROM)).map(encode);
+  const classes = classesWith(3);
+  // A function cannot cross to a worker thread (structured clone refuses it).
+  const unsendable = { ...classes, cannotCross: () => undefined } as OpeningClasses;
+  const before = coinsOpenedInWorkers();
+  const opened = await openCoins(raws, depositKeys, unsendable, NOW);
+  assert.equal(coinsOpenedInWorkers(), before);
+  assert.deepEqual(opened.map(summary), raws.map((raw) => summary(openSealedCoin(raw, depositKeys, classes, NOW))));
+  assert.equal(opened.filter((o) => !o.refused).length, POOL_FROM);
+});

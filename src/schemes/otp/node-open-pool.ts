@@ -59,6 +59,11 @@ class OpeningWorker {
     };
     this.#worker.on('error', fail);
     this.#worker.on('exit', fail);
+    // An answer that cannot be read names no job: the worker is given up, its jobs go back to the request thread.
+    this.#worker.on('messageerror', (e) => {
+      fail(e);
+      void this.#worker.terminate();
+    });
     this.#worker.unref();
   }
 
@@ -75,7 +80,14 @@ class OpeningWorker {
     return new Promise((resolve) => {
       this.#pending.set(job.id, { resolve });
       this.#worker.ref();
-      this.#worker.postMessage(job, [job.bytes.buffer as ArrayBuffer]);
+      try {
+        this.#worker.postMessage(job, [job.bytes.buffer as ArrayBuffer]);
+      } catch {
+        // A job that cannot be sent is opened on the request thread.
+        this.#pending.delete(job.id);
+        if (this.#pending.size === 0) this.#worker.unref();
+        resolve(undefined);
+      }
     });
   }
 
