@@ -10,7 +10,7 @@ import { createPrivateKey, createPublicKey, hash as nodeHash, sign as nodeSign, 
 import { createRequire } from 'node:module';
 import type { ed25519 as NobleEd25519Curve } from '@noble/curves/ed25519.js';
 import type { sm2 as Sm2Library } from 'sm-crypto-v2';
-import { concatBytes, fromHex } from '../core/bytes.ts';
+import { concatBytes, fromHex, toBase64url } from '../core/bytes.ts';
 import { randomBytes, useSha256, type Sha256 } from '../core/crypto/hash.ts';
 import { p256SuiteOver, secp256k1SuiteOver, type NistCurve, type Secp256k1Curve } from '../core/crypto/noble-weierstrass.ts';
 import { ed25519SecretKeyFromSeed } from '../core/crypto/seed.ts';
@@ -76,7 +76,7 @@ const P256_SPKI_COMPRESSED_PREFIX = fromHex('3039301306072a8648ce3d020106082a864
  * same key (node-crypto.test.ts).
  */
 export function ed25519PublicKeyObject(publicKey: Uint8Array): KeyObject {
-  return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: Buffer.from(publicKey.buffer, publicKey.byteOffset, publicKey.byteLength).toString('base64url') }, format: 'jwk' });
+  return createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: toBase64url(publicKey) }, format: 'jwk' });
 }
 
 /** A small bounded cache of parsed key objects: parsing costs as much as a verification. */

@@ -70,11 +70,12 @@ async function openAll(services: IssuerServices, raws: readonly Uint8Array[], li
   const opened = await openCoins(raws, { privateKey: deposit.privateKey, publicKey: deposit.publicKey }, classes, services.now());
   return opened.map((coin): Opened => {
     if (coin.refused) return coin;
-    const own = coin.foreign ? undefined : live.get(coin.classIdHex);
-    if (own !== undefined) return { digest: coin.digest, refused: false, carried: coin.carried, coinClass: own };
-    const other = coin.foreign ? foreign.get(coin.classIdHex) : undefined;
-    if (other !== undefined) return { digest: coin.digest, refused: false, carried: coin.carried, foreign: other };
-    throw new Error(`an opened coin names class ${coin.classIdHex}, which was not given to open it`);
+    const { digest, carried, classIdHex } = coin;
+    const other = coin.foreign ? foreign.get(classIdHex) : undefined;
+    if (other !== undefined) return { digest, refused: false, carried, foreign: other };
+    const own = coin.foreign ? undefined : live.get(classIdHex);
+    if (own !== undefined) return { digest, refused: false, carried, coinClass: own };
+    throw new Error(`an opened coin names class ${classIdHex}, which was not given to open it`);
   });
 }
 
